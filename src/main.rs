@@ -1,1 +1,61 @@
-fn main(){}
+//! `switchboard`: the PBX binary — command line, configuration, logging, admin API and the SIP endpoint.
+//!
+//! Read in this order: [`cli`] (what a user types), [`config`] (the TOML
+//! file and its checks), [`server`] (start-up, serving, shutdown), [`admin`]
+//! (the HTTP API). Every error a user can cause becomes [`error::Error`],
+//! printed as one line after `switchboard: ` with exit code 1.
+
+mod admin;
+mod cli;
+mod config;
+mod error;
+mod logging;
+mod server;
+mod shutdown;
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, ConfigSource};
+use crate::error::Error;
+
+fn main() -> ExitCode {
+    let started = Instant::now();
+    let cli = Cli::parse();
+    let source = ConfigSource::resolve(cli.config.as_deref());
+    let result = match cli.command.unwrap_or(Command::Run) {
+        Command::Check => check(&source),
+        Command::Run => run(&source, started),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `switchboard check`: load and check the configuration, print a summary.
+fn check(source: &ConfigSource) -> Result<(), Error> {
+    let config = Config::load(source)?;
+    println!("config OK: {}", config.summary());
+    Ok(())
+}
+
+/// `switchboard run`: load the configuration, start logging and the runtime, serve.
+fn run(source: &ConfigSource, started: Instant) -> Result<(), Error> {
+    let config = Config::load(source)?;
+    logging::init(&config.log.level)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(Error::Runtime)?;
+    let result = runtime.block_on(server::serve(config, started));
+    // Tasks still running after shutdown_grace are abandoned, not awaited.
+    runtime.shutdown_background();
+    result
+}

@@ -1,0 +1,100 @@
+//! Admin HTTP API (axum): `GET /health`, `GET /metrics` (Prometheus text), JSON 404 for the rest.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
+use serde_json::json;
+
+/// Content type of the Prometheus text exposition format.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AdminState {
+    metrics: PrometheusHandle,
+    started: Instant,
+}
+
+/// Installs the process-wide Prometheus recorder and registers Switchboard's own metrics.
+///
+/// Call once, before the SIP endpoint starts, so its first counters are recorded.
+pub fn install_metrics(started: Instant) -> Result<AdminState, BuildError> {
+    let metrics = PrometheusBuilder::new().install_recorder()?;
+    metrics::describe_gauge!(
+        "switchboard_build_info",
+        "Always 1; the label `version` is the running Switchboard version."
+    );
+    metrics::describe_gauge!(
+        "switchboard_uptime_seconds",
+        "Seconds since this Switchboard process started."
+    );
+    metrics::describe_counter!(
+        "sip_messages_in_total",
+        "SIP messages received, by kind and method or status."
+    );
+    metrics::describe_counter!(
+        "sip_messages_out_total",
+        "SIP messages sent, by kind and method or status."
+    );
+    metrics::describe_counter!(
+        "sip_parse_errors_total",
+        "Received SIP messages that did not parse, by transport."
+    );
+    metrics::describe_counter!(
+        "sip_dropped_total",
+        "Received SIP data dropped without an answer, by reason."
+    );
+    metrics::describe_gauge!(
+        "sip_transactions_active",
+        "SIP transactions currently in progress."
+    );
+    metrics::gauge!("switchboard_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+    metrics::gauge!("switchboard_uptime_seconds").set(0.0);
+    Ok(AdminState { metrics, started })
+}
+
+/// The admin API's routes.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn metrics_text(State(state): State<AdminState>) -> Response {
+    metrics::gauge!("switchboard_uptime_seconds").set(state.started.elapsed().as_secs_f64());
+    state.metrics.run_upkeep();
+    (
+        [(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+async fn not_found(uri: Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "error": "not found", "path": uri.path() })),
+    )
+        .into_response()
+}
+
+async fn method_not_allowed() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({ "error": "method not allowed" })),
+    )
+        .into_response()
+}

@@ -1,0 +1,70 @@
+//! Errors that stop the binary: each prints as one line after `switchboard: ` and exits 1.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::config::ConfigError;
+use crate::logging::LogError;
+
+/// Why Switchboard could not start, or stopped on its own.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration could not be read or is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Logging could not start.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The async runtime could not start.
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(io::Error),
+    /// The SIGTERM / Ctrl-C handlers could not be installed.
+    #[error("cannot install the SIGTERM / Ctrl-C handlers: {0}")]
+    Signals(io::Error),
+    /// The metrics recorder could not be installed.
+    #[error("cannot start metrics: {0}")]
+    Metrics(#[from] metrics_exporter_prometheus::BuildError),
+    /// The SIP endpoint could not bind a listener.
+    #[error("{source}{}", bind_hint(.source, "sip.listen"))]
+    SipStart {
+        /// What the endpoint said.
+        source: sip_net::Error,
+    },
+    /// The admin HTTP port could not be bound.
+    #[error("cannot listen for admin HTTP on {addr}: {source}{}; change admin.listen or set admin.enabled = false", io_hint(.source))]
+    AdminBind {
+        /// The configured `admin.listen`.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The SIP endpoint stopped with an error while running.
+    #[error("SIP endpoint failed: {0}")]
+    SipRun(sip_net::Error),
+    /// The admin HTTP server stopped with an error while running.
+    #[error("admin HTTP server failed: {0}")]
+    AdminRun(io::Error),
+    /// A server task ended before shutdown was asked for (a bug: please report it).
+    #[error("{0} stopped unexpectedly; this is a bug, please report it with the log above")]
+    Stopped(&'static str),
+}
+
+/// A hint after a bind error: what usually causes it and which key to change.
+fn bind_hint(error: &sip_net::Error, key: &str) -> String {
+    match error {
+        sip_net::Error::Bind { source, .. } => format!("{}; change {key}", io_hint(source)),
+        _ => String::new(),
+    }
+}
+
+fn io_hint(error: &io::Error) -> &'static str {
+    match error.kind() {
+        io::ErrorKind::AddrInUse => " (another program, or another switchboard, is using it)",
+        io::ErrorKind::PermissionDenied => {
+            " (ports below 1024 need root or CAP_NET_BIND_SERVICE; use a port of 1024 or above)"
+        }
+        io::ErrorKind::AddrNotAvailable => " (that address is not on this machine)",
+        _ => "",
+    }
+}
