@@ -1,0 +1,98 @@
+//! The admin HTTP API of a running `switchboard`: `/health`, `/metrics`, errors, and turning it off.
+
+mod binary;
+
+use std::time::Duration;
+
+use binary::{Workdir, free_ports_config, http, loopback_config};
+
+fn start() -> (Workdir, binary::Running) {
+    let w = Workdir::with_file("switchboard.toml", &free_ports_config());
+    let sb = w.start(&["run"]);
+    (w, sb)
+}
+
+#[test]
+fn health_is_ok_json() {
+    let (_w, sb) = start();
+    let r = http(sb.admin_addr(), "GET", "/health");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.body, r#"{"status":"ok"}"#);
+}
+
+#[test]
+fn metrics_is_prometheus_text_with_build_info_and_uptime() {
+    let (_w, sb) = start();
+    let r = http(sb.admin_addr(), "GET", "/metrics");
+    assert_eq!(r.status, 200);
+    let content_type = r.header("content-type").unwrap_or_default();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let build_info = format!(
+        "switchboard_build_info{{version=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(r.body.contains(&build_info), "{}", r.body);
+    assert!(
+        r.body.contains("# TYPE switchboard_uptime_seconds gauge"),
+        "{}",
+        r.body
+    );
+    let uptime: f64 = r
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("switchboard_uptime_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no uptime sample in:\n{}", r.body));
+    assert!(uptime > 0.0, "{uptime}");
+}
+
+#[test]
+fn unknown_path_is_404_json() {
+    let (_w, sb) = start();
+    let r = http(sb.admin_addr(), "GET", "/api/v0/nothing");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(r.body.contains(r#""error":"not found""#), "{}", r.body);
+    assert!(r.body.contains("/api/v0/nothing"), "{}", r.body);
+}
+
+#[test]
+fn wrong_method_is_405_json() {
+    let (_w, sb) = start();
+    let r = http(sb.admin_addr(), "POST", "/health");
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+}
+
+#[test]
+fn admin_stops_with_the_process_on_sigterm() {
+    let (_w, mut sb) = start();
+    let admin = sb.admin_addr();
+    assert_eq!(http(admin, "GET", "/health").status, 200);
+    sb.signal("TERM");
+    let status = sb.wait(Duration::from_secs(10)).expect("exit within 10 s");
+    assert_eq!(status.code(), Some(0), "{}", sb.log());
+    assert!(
+        std::net::TcpStream::connect_timeout(&admin, Duration::from_secs(1)).is_err(),
+        "admin port still open after exit"
+    );
+}
+
+#[test]
+fn admin_can_be_disabled() {
+    let config = format!(
+        "{}enabled = false\n",
+        loopback_config(&["udp:127.0.0.1:0"], "127.0.0.1:0")
+    );
+    let w = Workdir::with_file("switchboard.toml", &config);
+    let mut sb = w.start(&["run"]);
+    assert_eq!(sb.admin, None);
+    assert!(sb.log().contains("admin HTTP disabled"), "{}", sb.log());
+    sb.signal("TERM");
+    let status = sb.wait(Duration::from_secs(10)).expect("exit within 10 s");
+    assert_eq!(status.code(), Some(0), "{}", sb.log());
+}

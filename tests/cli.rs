@@ -1,0 +1,275 @@
+//! The `switchboard` command line as a user meets it: help, version, `check`, start-up errors, signals.
+
+mod binary;
+
+use std::net::{TcpListener, UdpSocket};
+use std::time::Duration;
+
+use binary::{Workdir, free_ports_config, loopback_config};
+
+#[test]
+fn version_prints_name_and_version() {
+    let out = Workdir::empty().run(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        out.stdout.trim(),
+        format!("switchboard {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn help_lists_commands_and_config_option() {
+    let out = Workdir::empty().run(&["--help"]);
+    assert!(out.status.success());
+    for word in ["run", "check", "--config", "--version", "Exit codes"] {
+        assert!(
+            out.stdout.contains(word),
+            "{word} missing from:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn bad_command_line_exits_2() {
+    let out = Workdir::empty().run(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("frobnicate"), "{}", out.stderr);
+}
+
+#[test]
+fn check_without_config_uses_the_embedded_default() {
+    let out = Workdir::empty().run(&["check"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("config OK: (embedded default): "),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("udp:0.0.0.0:5060"), "{}", out.stdout);
+    assert!(out.stdout.contains("tcp:0.0.0.0:5060"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("admin http://127.0.0.1:8088"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn check_without_config_prefers_local_switchboard_toml() {
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        "[sip]\nlisten = [\"udp:127.0.0.1:5999\"]\n",
+    );
+    let out = w.run(&["check"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout.starts_with("config OK: switchboard.toml: "),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("udp:127.0.0.1:5999"), "{}", out.stdout);
+}
+
+#[test]
+fn check_ok_with_a_file() {
+    let w = Workdir::empty();
+    let path = w.write("pbx.toml", &free_ports_config());
+    let path = path.to_str().expect("UTF-8 temp path");
+    let out = w.run(&["check", "--config", path]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    assert!(
+        out.stdout.starts_with(&format!("config OK: {path}: ")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("udp:127.0.0.1:0, tcp:127.0.0.1:0"),
+        "{}",
+        out.stdout
+    );
+    // The global option also works before the command.
+    let out = w.run(&["--config", path, "check"]);
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
+fn check_unknown_key_names_the_key_and_line() {
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        "[sip]\ndomain = \"pbx.example.com\"\n\nlisen = [\"udp:127.0.0.1:0\"]\n",
+    );
+    let out = w.run(&["check"]);
+    let line = out.one_error_line();
+    assert!(
+        line.starts_with("switchboard: config switchboard.toml:4:1: "),
+        "{line}"
+    );
+    assert!(line.contains("unknown field `lisen`"), "{line}");
+    assert!(line.contains("`listen`"), "{line}");
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+}
+
+#[test]
+fn check_unknown_section_is_an_error() {
+    let w = Workdir::with_file("switchboard.toml", "[sip]\n\n[storage]\npath = \"x\"\n");
+    let line = w.run(&["check"]).one_error_line().to_owned();
+    assert!(line.contains("switchboard.toml:3:"), "{line}");
+    assert!(line.contains("unknown field `storage`"), "{line}");
+}
+
+#[test]
+fn bad_toml_syntax_names_the_line() {
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        "[sip]\ndomain = \"a\"\nlisten = [\"udp:127.0.0.1:0\"\n",
+    );
+    for command in ["check", "run"] {
+        let out = w.run(&[command]);
+        let line = out.one_error_line();
+        assert!(
+            line.starts_with("switchboard: config switchboard.toml:3:"),
+            "{command}: {line}"
+        );
+    }
+}
+
+#[test]
+fn bad_listen_string_is_quoted() {
+    let w = Workdir::with_file("switchboard.toml", "[sip]\nlisten = [\"udp:127.0.0.1\"]\n");
+    let line = w.run(&["run"]).one_error_line().to_owned();
+    assert!(line.contains("switchboard.toml:2:"), "{line}");
+    assert!(line.contains("sip.listen"), "{line}");
+    assert!(line.contains("udp:127.0.0.1"), "{line}");
+}
+
+#[test]
+fn semantic_errors_are_one_line() {
+    for (text, needle) in [
+        (
+            "[sip]\nlisten = [\"udp:127.0.0.1:5060\", \"udp:127.0.0.1:5060\"]\n",
+            "listed twice",
+        ),
+        (
+            "[sip]\nt1 = \"5s\"\nt2 = \"4s\"\n",
+            "sip.t1 (5s) is greater than sip.t2 (4s)",
+        ),
+        (
+            "[sip]\nmax_body_size = 0\n",
+            "sip.max_body_size: must be greater than zero",
+        ),
+        (
+            "shutdown_grace = \"a while\"\n",
+            "shutdown_grace: \"a while\" is not a duration",
+        ),
+    ] {
+        let w = Workdir::with_file("switchboard.toml", text);
+        let line = w.run(&["check"]).one_error_line().to_owned();
+        assert!(line.contains(needle), "{text:?}: {line}");
+        assert!(line.contains("switchboard.toml:"), "{text:?}: {line}");
+    }
+}
+
+#[test]
+fn missing_config_file_is_one_line() {
+    let w = Workdir::empty();
+    for command in ["check", "run"] {
+        let out = w.run(&[command, "--config", "no-such.toml"]);
+        let line = out.one_error_line();
+        assert!(line.contains("cannot read config no-such.toml"), "{line}");
+    }
+}
+
+#[test]
+fn sip_udp_port_in_use_is_one_line() {
+    let taken = UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    let port = taken.local_addr().expect("addr").port();
+    let listen = format!("udp:127.0.0.1:{port}");
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        &loopback_config(&[&listen], "127.0.0.1:0"),
+    );
+    let line = w.run(&["run"]).one_error_line().to_owned();
+    assert!(line.contains(&listen), "{line}");
+    assert!(line.contains("sip.listen"), "{line}");
+}
+
+#[test]
+fn sip_tcp_port_in_use_is_one_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+    let port = taken.local_addr().expect("addr").port();
+    let listen = format!("tcp:127.0.0.1:{port}");
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        &loopback_config(&["udp:127.0.0.1:0", &listen], "127.0.0.1:0"),
+    );
+    let line = w.run(&["run"]).one_error_line().to_owned();
+    assert!(line.contains(&listen), "{line}");
+}
+
+#[test]
+fn admin_port_in_use_is_one_line() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+    let admin = taken.local_addr().expect("addr").to_string();
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        &loopback_config(&["udp:127.0.0.1:0"], &admin),
+    );
+    let line = w.run(&["run"]).one_error_line().to_owned();
+    assert!(line.contains(&format!("admin HTTP on {admin}")), "{line}");
+    assert!(line.contains("admin.listen"), "{line}");
+}
+
+#[test]
+fn run_logs_real_ports_and_exits_0_on_sigterm() {
+    let w = Workdir::with_file("switchboard.toml", &free_ports_config());
+    let mut sb = w.start(&["run"]);
+    let udp = sb.sip_addr("udp");
+    let tcp = sb.sip_addr("tcp");
+    assert_eq!(udp.ip().to_string(), "127.0.0.1");
+    assert_ne!(udp.port(), 0, "the log must show the port actually bound");
+    assert_ne!(tcp.port(), 0, "the log must show the port actually bound");
+    assert_ne!(sb.admin_addr().port(), 0);
+    // The logged TCP port really accepts connections.
+    std::net::TcpStream::connect_timeout(&tcp, Duration::from_secs(5)).expect("connect SIP TCP");
+
+    sb.signal("TERM");
+    let status = sb
+        .wait(Duration::from_secs(10))
+        .expect("exit within 10 s of SIGTERM");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", sb.log());
+    let log = sb.log();
+    assert!(log.contains("shutting down"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn run_exits_0_on_ctrl_c() {
+    let w = Workdir::with_file("switchboard.toml", &free_ports_config());
+    let mut sb = w.start(&[]);
+    sb.signal("INT");
+    let status = sb
+        .wait(Duration::from_secs(10))
+        .expect("exit within 10 s of SIGINT");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", sb.log());
+}
+
+#[test]
+fn rust_log_overrides_the_configured_level() {
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        &format!("{}\n[log]\nlevel = \"info\"\n", free_ports_config()),
+    );
+    let out = w
+        .command(&["run"])
+        .env("RUST_LOG", "sip_net=loud")
+        .output()
+        .expect("run switchboard");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("switchboard: RUST_LOG=\"sip_net=loud\""),
+        "{stderr}"
+    );
+}
