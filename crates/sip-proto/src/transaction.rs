@@ -1,1 +1,0 @@
-//! transaction (in progress)
