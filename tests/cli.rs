@@ -261,15 +261,12 @@ fn rust_log_overrides_the_configured_level() {
         "switchboard.toml",
         &format!("{}\n[log]\nlevel = \"info\"\n", free_ports_config()),
     );
-    let out = w
-        .command(&["run"])
-        .env("RUST_LOG", "sip_net=loud")
-        .output()
-        .expect("run switchboard");
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let mut command = w.command(&["run"]);
+    command.env("RUST_LOG", "sip_net=loud");
+    let out = binary::finish(command);
+    let line = out.one_error_line();
     assert!(
-        stderr.starts_with("switchboard: RUST_LOG=\"sip_net=loud\""),
-        "{stderr}"
+        line.starts_with("switchboard: RUST_LOG=\"sip_net=loud\""),
+        "{line}"
     );
 }

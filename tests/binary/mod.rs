@@ -63,23 +63,7 @@ impl Workdir {
 
     /// Runs `switchboard ARGS` to completion (killed after [`DEADLINE`]).
     pub fn run(&self, args: &[&str]) -> Finished {
-        let mut child = self
-            .command(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn switchboard");
-        let stdout = reader(child.stdout.take());
-        let stderr = reader(child.stderr.take());
-        let mut guard = Running::adopt(child);
-        let status = guard
-            .wait(DEADLINE)
-            .unwrap_or_else(|| panic!("switchboard {args:?} did not exit within {DEADLINE:?}"));
-        Finished {
-            status,
-            stdout: stdout.join().unwrap_or_default(),
-            stderr: stderr.join().unwrap_or_default(),
-        }
+        finish(self.command(args))
     }
 
     /// Starts `switchboard ARGS` in the background and waits for its listening lines.
@@ -108,6 +92,26 @@ impl Workdir {
         running.lines = Some(rx);
         running.wait_for_listeners();
         running
+    }
+}
+
+/// Runs `command` to completion, capturing its output; killed after [`DEADLINE`].
+pub fn finish(mut command: Command) -> Finished {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn switchboard");
+    let stdout = reader(child.stdout.take());
+    let stderr = reader(child.stderr.take());
+    let mut guard = Running::adopt(child);
+    let status = guard
+        .wait(DEADLINE)
+        .unwrap_or_else(|| panic!("{command:?} did not exit within {DEADLINE:?}"));
+    Finished {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
     }
 }
 
