@@ -66,7 +66,11 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     };
 
     // These lines are a contract: tests and scripts read the ports from them.
-    info!("config {}", config.source);
+    info!(
+        "switchboard {} running with config {}",
+        env!("CARGO_PKG_VERSION"),
+        config.source
+    );
     for (transport, addr) in &local {
         info!("SIP listening on {transport}:{addr}");
     }
