@@ -7,15 +7,36 @@
 //! and get messages, errors and actions out (the sans-IO style of
 //! quinn-proto and rustls).
 //!
+//! It is not a transport, a dialog layer or a UA: the `sip-net` endpoint
+//! feeds it datagrams and stream bytes ([`Message::parse`],
+//! [`Message::frame_len`]) and answers what does not parse using
+//! [`Error::status_code`] and [`salvage_request`].
+//!
 //! Read in this order:
-//! - [`message`]: [`Request`], [`Response`], [`Message`] and [`Message::parse`];
-//! - [`header`]: [`Headers`] (raw, ordered) and the typed header values;
+//! - [`message`]: [`Request`], [`Response`], [`Message`], [`Message::parse`]
+//!   and the serializer ([`Message::to_bytes`]);
+//! - [`header`]: [`Headers`] (raw, ordered) and the typed header values
+//!   ([`header::Via`], [`header::NameAddr`], ...), parsed on demand;
 //! - [`uri`]: `sip:`, `sips:` and `tel:` URIs;
+//! - [`error`]: one [`Error`] type and the status code each fault maps to;
 //! - [`transaction`]: the four §17 machines, driven by events and `now`.
+//!
+//! The parser accepts every message RFC 4475 and RFC 5118 call valid and
+//! rejects the invalid ones with the error kind a UAS needs to answer them
+//! (see `tests/corpus.rs`); parse → [`Message::to_bytes`] → parse gives an
+//! equal message.
 
 pub mod error;
 pub mod header;
 pub mod message;
+mod params;
+mod parse;
+mod scan;
 pub mod transaction;
+mod typed;
 pub mod uri;
 
+pub use error::{Error, ErrorKind, Limit};
+pub use header::{HeaderName, Headers};
+pub use message::{Limits, Message, Method, Request, Response, Salvaged, salvage_request};
+pub use uri::{Host, Uri};
