@@ -156,15 +156,21 @@ impl HeaderName {
     /// Parses a header name: case-insensitive; compact forms `v f t i m l c
     /// k e o r b x s u` (and `a d j n y`) are recognised.
     pub fn parse(s: &str) -> HeaderName {
-        if let Some(h) = Self::known(s.as_bytes()) {
+        Self::from_bytes(s.as_bytes())
+    }
+
+    /// [`HeaderName::parse`] on bytes (non-UTF-8 bytes of an unknown name
+    /// are replaced; the parser only passes tokens, which are ASCII).
+    pub(crate) fn from_bytes(b: &[u8]) -> HeaderName {
+        if let Some(h) = Self::known(b) {
             return h;
         }
-        match s.as_bytes() {
+        match b {
             [c] => match compact_other(c.to_ascii_lowercase()) {
                 Some(full) => HeaderName::Other(full.to_owned()),
-                None => HeaderName::Other(s.to_owned()),
+                None => HeaderName::Other(String::from_utf8_lossy(b).into_owned()),
             },
-            _ => HeaderName::Other(s.to_owned()),
+            _ => HeaderName::Other(String::from_utf8_lossy(b).into_owned()),
         }
     }
 

@@ -437,18 +437,16 @@ pub fn salvage_request(buf: &[u8]) -> Option<Salvaged> {
         let name = line.get(..colon).unwrap_or_default();
         let name = String::from_utf8_lossy(name);
         let name = crate::scan::trim_lws(&name);
-        match HeaderName::known(name.as_bytes()) {
-            Some(
-                h @ (HeaderName::Via
-                | HeaderName::From
-                | HeaderName::To
-                | HeaderName::CallId
-                | HeaderName::CSeq),
-            ) => {
-                let value = line.get(colon + 1..).unwrap_or_default();
-                current = Some((h, String::from_utf8_lossy(value).into_owned()));
-            }
-            _ => {}
+        if let Some(
+            h @ (HeaderName::Via
+            | HeaderName::From
+            | HeaderName::To
+            | HeaderName::CallId
+            | HeaderName::CSeq),
+        ) = HeaderName::known(name.as_bytes())
+        {
+            let value = line.get(colon + 1..).unwrap_or_default();
+            current = Some((h, String::from_utf8_lossy(value).into_owned()));
         }
     }
     flush(current.take(), &mut s);

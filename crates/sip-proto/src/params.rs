@@ -214,7 +214,9 @@ pub(crate) fn scan_uri_params<'a>(
 mod tests {
     use super::*;
 
-    fn header(s: &str) -> PResult<(Vec<(String, Option<String>)>, String)> {
+    type Pairs = Vec<(String, Option<String>)>;
+
+    fn header(s: &str) -> PResult<(Pairs, String)> {
         let mut v = Vec::new();
         let mut c = Cursor::new(s);
         scan_header_params(&mut c, &mut |n, val| {

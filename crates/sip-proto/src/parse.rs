@@ -390,11 +390,7 @@ pub(crate) fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, Erro
             ));
         }
         let (name_bytes, value_at) = split_header(&raw)?;
-        let name = match HeaderName::known(name_bytes) {
-            Some(n) => n,
-            // A token is ASCII, so this is always valid UTF-8.
-            None => HeaderName::Other(String::from_utf8_lossy(name_bytes).into_owned()),
-        };
+        let name = HeaderName::from_bytes(name_bytes);
         let value = value_bytes(raw.text.get(value_at..).unwrap_or_default(), raw.folded);
         if name == HeaderName::ContentLength {
             if let Some((_, first)) = content_len {
@@ -744,7 +740,7 @@ mod tests {
             frame_len(no_cl.as_bytes(), &l).unwrap_err().kind(),
             crate::ErrorKind::ContentLength
         );
-        let dup = format!("OPTIONS sip:x SIP/2.0\r\nl: 0\r\nContent-Length: 0\r\n\r\n");
+        let dup = "OPTIONS sip:x SIP/2.0\r\nl: 0\r\nContent-Length: 0\r\n\r\n";
         assert_eq!(
             frame_len(dup.as_bytes(), &l).unwrap_err().kind(),
             crate::ErrorKind::ContentLength

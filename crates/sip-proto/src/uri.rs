@@ -316,10 +316,11 @@ fn parse_ipv6(s: &str) -> PResult<Ipv6Addr> {
     if let Ok(a) = s.parse::<Ipv6Addr>() {
         return Ok(a);
     }
-    if s.matches(":::").count() == 1 && !s.contains("::::") {
-        if let Ok(a) = s.replacen(":::", "::", 1).parse::<Ipv6Addr>() {
-            return Ok(a);
-        }
+    if s.matches(":::").count() == 1
+        && !s.contains("::::")
+        && let Ok(a) = s.replacen(":::", "::", 1).parse::<Ipv6Addr>()
+    {
+        return Ok(a);
     }
     Err(format!("invalid IPv6 address '{s}'").into())
 }
