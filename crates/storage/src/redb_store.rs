@@ -8,6 +8,13 @@
 //! the format number. An index entry that disagrees with its record (left by
 //! a record that could not be decoded when it was replaced) is dropped by the
 //! next sweep without touching the record.
+//!
+//! Records are JSON rather than postcard or bincode: JSON is
+//! self-describing, so a field added to [`Binding`] later (with
+//! `#[serde(default)]`) still reads files written today without a
+//! migration; CDRs are arbitrary `serde_json::Value`s, which a
+//! non-self-describing format cannot decode; and the microsecond or two it
+//! costs per record is noise next to the `fsync` of every commit.
 
 use std::cell::Cell;
 use std::panic::UnwindSafe;
