@@ -377,6 +377,8 @@ pub(crate) fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, Erro
     let mut seen: u16 = 0;
     let mut content_len: Option<(usize, usize)> = None;
     let mut count = 0usize;
+    // Contact header lines seen, and whether one of them was `*`.
+    let (mut contacts, mut contact_star) = (0usize, false);
     while let Some(raw) = scanner.next().map_err(scan_error)? {
         count += 1;
         if count > limits.max_headers {
@@ -418,6 +420,17 @@ pub(crate) fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, Erro
             line: Some(raw.line),
             reason,
         })?;
+        if name == HeaderName::Contact {
+            contacts += 1;
+            contact_star |= value == "*";
+            if contact_star && contacts > 1 {
+                return Err(Error::header(
+                    "Contact",
+                    Some(raw.line),
+                    "'*' must be the only Contact value",
+                ));
+            }
+        }
         let bit = single_bit(&name);
         if bit != 0 {
             if seen & bit != 0 {
