@@ -23,7 +23,10 @@ fuzz_target!(|data: &[u8]| {
         let bytes = m.to_bytes();
         let again = Message::parse(&bytes, &limits).expect("serialized message re-parses");
         assert_eq!(again, m, "round trip changed the message");
-        assert_eq!(Message::frame_len(&bytes, &limits).ok(), Some(Some(bytes.len())));
+        assert_eq!(
+            Message::frame_len(&bytes, &limits).ok(),
+            Some(Some(bytes.len()))
+        );
         // Typed accessors must work on every accepted message.
         let h = m.headers();
         h.via().expect("Via");
