@@ -255,17 +255,18 @@ impl SipConfig {
     /// Applies `max_message_size`, `max_headers`, `max_body_size` and
     /// `max_header_line` to the parser limits; a key left out keeps the parser's default.
     fn apply_limits(&self, limits: &mut sip_proto::message::Limits) {
-        // WIRING POINT: `sip_proto::message::Limits` has no fields yet. When it
-        // gets `max_message_size`, `max_headers`, `max_body_size` and
-        // `max_header_line` (usize), assign each `Some` value here, e.g.
-        //     if let Some(n) = self.max_message_size { limits.max_message_size = n; }
-        let _ = limits;
-        let _ = (
-            self.max_message_size,
-            self.max_headers,
-            self.max_body_size,
-            self.max_header_line,
-        );
+        if let Some(n) = self.max_message_size {
+            limits.max_message_size = n;
+        }
+        if let Some(n) = self.max_headers {
+            limits.max_headers = n;
+        }
+        if let Some(n) = self.max_body_size {
+            limits.max_body_size = n;
+        }
+        if let Some(n) = self.max_header_line {
+            limits.max_header_line = n;
+        }
     }
 }
 
@@ -619,6 +620,8 @@ mod tests {
         assert_eq!(c.sip.t1, Duration::from_millis(500));
         assert_eq!(c.admin.listen, Some("127.0.0.1:8088".parse().unwrap()));
         assert_eq!(c.sip.max_message_size, None);
+        let parser = sip_proto::message::Limits::default();
+        assert_eq!(c.sip.endpoint_config().limits, parser);
     }
 
     #[test]
@@ -655,6 +658,10 @@ level = "debug,sip_net=trace"
         assert_eq!(c.sip.tcp_idle_timeout, Duration::from_secs(60));
         let e = c.sip.endpoint_config();
         assert_eq!(e.max_tcp_connections, 7);
+        assert_eq!(e.limits.max_message_size, 1000);
+        assert_eq!(e.limits.max_headers, 20);
+        assert_eq!(e.limits.max_body_size, 500);
+        assert_eq!(e.limits.max_header_line, 300);
         assert_eq!(e.user_agent, "Test");
         assert_eq!(c.log.level, "debug,sip_net=trace");
     }
