@@ -96,3 +96,41 @@ fn admin_can_be_disabled() {
     let status = sb.wait(Duration::from_secs(10)).expect("exit within 10 s");
     assert_eq!(status.code(), Some(0), "{}", sb.log());
 }
+
+#[test]
+fn metrics_count_sip_messages() {
+    let (_w, sb) = start();
+    let server = sb.sip_addr("udp");
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp");
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let local = socket.local_addr().expect("local addr");
+    let options = format!(
+        "OPTIONS sip:ping@{server} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-admin-metrics-1\r\n\
+         Max-Forwards: 70\r\n\
+         To: <sip:ping@{server}>\r\n\
+         From: <sip:monitor@{local}>;tag=m1\r\n\
+         Call-ID: admin-metrics-1@{local}\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    );
+    socket
+        .send_to(options.as_bytes(), server)
+        .expect("send OPTIONS");
+    let mut buf = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buf).expect("an answer to OPTIONS");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("SIP/2.0 200 "), "{answer}");
+
+    let body = http(sb.admin_addr(), "GET", "/metrics").body;
+    assert!(
+        body.contains(r#"sip_messages_in_total{kind="request",method="OPTIONS"} 1"#),
+        "{body}"
+    );
+    assert!(
+        body.contains(r#"sip_messages_out_total{kind="response",status="200"} 1"#),
+        "{body}"
+    );
+}
