@@ -1,35 +1,387 @@
-//! The endpoint (in progress).
+//! The endpoint: binds the listeners, runs the receive loops and the
+//! transaction timers, and answers what the SIP core answers by itself
+//! (RFC 3261 §8.2, §11, §17.2.3; 400 with Warning for malformed requests).
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use sip_proto::transaction::Timers;
+use sip_proto::{Message, Method, Request, Response};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::inspect::{Capabilities, Verdict, inspect};
+use crate::response::{response_to, response_to_salvaged, stamp_top_via, udp_response_target};
+use crate::stats;
+use crate::transport::{
+    self, Connections, ReplyPath, Sink, Source, TcpSettings, bind_tcp, bind_udp,
+};
+use crate::tx::{Lookup, ReplyTarget, TxTable};
 use crate::{EndpointConfig, Error, Transport};
+
+/// How often the transaction timers are checked. Retransmission timers are
+/// hundreds of milliseconds, so 10 ms of slack is well inside tolerance.
+const TIMER_TICK: Duration = Duration::from_millis(10);
 
 /// A bound set of SIP listeners and the tasks that serve them.
 pub struct Endpoint {
-    config: EndpointConfig,
+    core: Arc<Core>,
+    udp: Vec<Arc<UdpSocket>>,
+    tcp: Vec<TcpListener>,
     local: Vec<(Transport, SocketAddr)>,
 }
 
 impl Endpoint {
-    /// Binds every listener in `config`. Fails with [`Error::Bind`] naming the listener.
+    /// Binds every listener in `config`. Fails with [`Error::Bind`] naming
+    /// the listener that could not be bound.
     pub async fn bind(config: EndpointConfig) -> Result<Endpoint, Error> {
         if config.listen.is_empty() {
             return Err(Error::NoListeners);
         }
-        let local = config.listen.iter().map(|l| (l.transport, l.addr)).collect();
-        Ok(Endpoint { config, local })
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        let mut local = Vec::new();
+        for listen in &config.listen {
+            let bound = match listen.transport {
+                Transport::Udp => {
+                    let socket = bind_udp(listen.addr)?;
+                    let addr = local_addr(&socket.local_addr(), listen)?;
+                    udp.push(Arc::new(socket));
+                    addr
+                }
+                Transport::Tcp => {
+                    let listener = bind_tcp(listen.addr)?;
+                    let addr = local_addr(&listener.local_addr(), listen)?;
+                    tcp.push(listener);
+                    addr
+                }
+            };
+            local.push((listen.transport, bound));
+        }
+        let core = Arc::new_cyclic(|me| Core::new(config, me.clone()));
+        Ok(Endpoint {
+            core,
+            udp,
+            tcp,
+            local,
+        })
     }
 
-    /// The addresses actually bound (port 0 resolved).
+    /// The addresses actually bound (port 0 resolved to the real port).
     pub fn local_addrs(&self) -> Vec<(Transport, SocketAddr)> {
         self.local.clone()
     }
 
-    /// Serves until `shutdown` completes, then closes every listener.
+    /// Serves until `shutdown` completes, then stops every listener and
+    /// connection and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let _ = &self.config;
+        let stop = self.core.stop.clone();
+        let sink: Arc<dyn Sink> = self.core.clone();
+        let mut tasks = tokio::task::JoinSet::new();
+        let loops_per_socket = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for socket in &self.udp {
+            for _ in 0..loops_per_socket {
+                tasks.spawn(transport::udp_loop(
+                    socket.clone(),
+                    sink.clone(),
+                    stop.clone(),
+                ));
+            }
+        }
+        for listener in self.tcp {
+            tasks.spawn(transport::tcp_accept_loop(
+                listener,
+                self.core.tcp.clone(),
+                sink.clone(),
+                stop.clone(),
+            ));
+        }
+        tasks.spawn(timer_loop(self.core.clone()));
         shutdown.await;
+        stop.cancel();
+        // Receive loops and accept loops end at once on cancel; give
+        // connection tasks a moment to flush what they have queued.
+        let _ = tokio::time::timeout(Duration::from_secs(3), async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
         Ok(())
+    }
+}
+
+fn local_addr(
+    addr: &std::io::Result<SocketAddr>,
+    listen: &crate::ListenAddr,
+) -> Result<SocketAddr, Error> {
+    match addr {
+        Ok(a) => Ok(*a),
+        Err(e) => Err(Error::Bind {
+            transport: listen.transport,
+            addr: listen.addr,
+            source: std::io::Error::new(e.kind(), e.to_string()),
+        }),
+    }
+}
+
+async fn timer_loop(core: Arc<Core>) {
+    let mut tick = tokio::time::interval(TIMER_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = core.stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for (target, bytes) in core.transactions.due(Instant::now()) {
+            core.send(&target, bytes, None);
+        }
+        metrics::gauge!("sip_transactions_active").set(core.transactions.active() as f64);
+        metrics::gauge!("sip_tcp_connections").set(core.tcp.connections.len() as f64);
+    }
+}
+
+/// The shared state every receive loop works on.
+pub(crate) struct Core {
+    config: EndpointConfig,
+    caps: Capabilities,
+    transactions: TxTable,
+    tcp: TcpSettings,
+    stop: CancellationToken,
+    /// Handle to ourselves, for tasks spawned from `&self` (TCP reconnects).
+    me: Weak<Core>,
+}
+
+impl Core {
+    fn new(config: EndpointConfig, me: Weak<Core>) -> Core {
+        let timers = Timers {
+            t1: config.t1,
+            t2: config.t2,
+            t4: config.t4,
+        };
+        let tcp = TcpSettings {
+            limits: config.limits,
+            idle_timeout: config.tcp_idle_timeout,
+            connections: Arc::new(Connections::default()),
+            permits: Arc::new(Semaphore::new(config.max_tcp_connections)),
+        };
+        Core {
+            caps: Capabilities::default(),
+            transactions: TxTable::new(timers),
+            tcp,
+            stop: CancellationToken::new(),
+            config,
+            me,
+        }
+    }
+
+    /// A fresh To tag (RFC 3261 §19.3: at least 32 bits of randomness).
+    fn new_tag() -> String {
+        format!("{:016x}", rand::random::<u64>())
+    }
+
+    fn on_request(&self, mut req: Request, source: &Source) {
+        stats::request_in(&req.method);
+        if !stamp_top_via(&mut req, source.remote) {
+            stats::dropped("no_via");
+            return;
+        }
+        let target = self.reply_target(&req, source);
+        let now = Instant::now();
+        let Some(key) = crate::tx::server_key(&req) else {
+            stats::dropped("no_transaction_key");
+            return;
+        };
+        match self.transactions.on_request(&key, &req.method, now) {
+            Lookup::Retransmit(bytes) => {
+                stats::retransmission_absorbed();
+                self.send(&target, bytes, None);
+                return;
+            }
+            Lookup::Absorbed => {
+                stats::retransmission_absorbed();
+                return;
+            }
+            Lookup::NotFound => {}
+        }
+        match req.method {
+            // An ACK outside any transaction acknowledges a 2xx to an
+            // INVITE; there are no such dialogs yet, so nothing to do.
+            Method::Ack => {
+                stats::dropped("stray_ack");
+            }
+            Method::Cancel => {
+                // §9.2: a CANCEL that matches no INVITE transaction gets 481;
+                // one whose INVITE already got a final answer gets 200.
+                let status = if self.transactions.has_invite(&key) {
+                    200
+                } else {
+                    481
+                };
+                self.answer(&req, key, status, Vec::new(), target, now);
+            }
+            _ => match inspect(&req, &self.caps) {
+                Verdict::Answer { status, headers } => {
+                    self.answer(&req, key, status, headers, target, now);
+                }
+                // No transaction user serves requests yet; the capability
+                // set only lists OPTIONS, which `inspect` answers.
+                Verdict::Serve => self.answer(&req, key, 500, Vec::new(), target, now),
+            },
+        }
+    }
+
+    fn answer(
+        &self,
+        req: &Request,
+        key: crate::tx::Key,
+        status: u16,
+        extra: Vec<(sip_proto::HeaderName, String)>,
+        target: ReplyTarget,
+        now: Instant,
+    ) {
+        let tag = Core::new_tag();
+        let mut resp = response_to(req, status, &tag, &self.config.user_agent);
+        for (name, value) in extra {
+            resp.headers.push(name, value);
+        }
+        let invite = req.method == Method::Invite;
+        let sends = self.transactions.start_server(
+            key,
+            invite,
+            status,
+            &tag,
+            resp.to_bytes(),
+            target.clone(),
+            now,
+        );
+        for bytes in sends {
+            self.send(&target, bytes, Some(status));
+        }
+    }
+
+    /// Where responses to `req` go (RFC 3261 §18.2.2, RFC 3581 §4): over
+    /// UDP to the source IP and the `rport`/sent-by port; over TCP back on
+    /// the connection, or if it has closed, to the source IP and sent-by port.
+    fn reply_target(&self, req: &Request, source: &Source) -> ReplyTarget {
+        let via = req.top_via();
+        let (addr, reconnect) = match source.transport {
+            Transport::Udp => {
+                let addr = udp_response_target(via.as_ref(), source.remote);
+                (addr, addr)
+            }
+            Transport::Tcp => {
+                let port = via.and_then(|v| v.port).unwrap_or(5060);
+                (source.remote, SocketAddr::new(source.remote.ip(), port))
+            }
+        };
+        ReplyTarget {
+            transport: source.transport,
+            addr,
+            reconnect,
+            path: source.reply.clone(),
+        }
+    }
+
+    fn on_response(&self, resp: Response, _source: &Source) {
+        stats::response_in(resp.status);
+        // No client transactions exist until the endpoint sends requests
+        // (registrar qualify, calls); §18.1.2 says such a response is
+        // dropped. Broadcast and other stray responses end here too.
+        stats::dropped("stray_response");
+    }
+
+    /// Answers a request that did not parse, if enough of it is readable
+    /// (RFC 4475 §3.1.2: 400 with a Warning naming the fault), else drops it.
+    fn on_malformed(&self, data: &[u8], status: u16, reason: &str, source: &Source) {
+        stats::parse_error(source.transport);
+        tracing::debug!(peer = %source.remote, transport = %source.transport, %reason, "malformed SIP message");
+        let Some(salvaged) = sip_proto::salvage_request(data) else {
+            stats::dropped("unparseable");
+            return;
+        };
+        if salvaged.method == "ACK" {
+            // Never answer an ACK (RFC 3261 §17.2.1).
+            stats::dropped("malformed_ack");
+            return;
+        }
+        let resp = response_to_salvaged(
+            &salvaged,
+            status,
+            reason,
+            source.remote,
+            &Core::new_tag(),
+            &self.config.user_agent,
+            &self.config.domain,
+        );
+        let target = ReplyTarget {
+            transport: source.transport,
+            addr: source.remote,
+            reconnect: source.remote,
+            path: source.reply.clone(),
+        };
+        self.send(&target, resp.to_bytes(), Some(status));
+    }
+
+    /// Sends bytes back along `target`; UDP and a live TCP connection send
+    /// at once, a closed TCP connection is re-opened (RFC 3261 §18.2.2).
+    fn send(&self, target: &ReplyTarget, bytes: Bytes, status: Option<u16>) {
+        if let Some(status) = status {
+            stats::response_out(status);
+        }
+        match &target.path {
+            ReplyPath::Udp(socket) => {
+                if let Err(e) = socket.try_send_to(&bytes, target.addr) {
+                    stats::dropped("udp_send_failed");
+                    tracing::debug!(to = %target.addr, error = %e, "udp send failed");
+                }
+            }
+            ReplyPath::Tcp(tx) => {
+                let sent = match tx.try_send(bytes) {
+                    Ok(()) => return,
+                    Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                        stats::dropped("tcp_queue_full");
+                        return;
+                    }
+                    Err(tokio::sync::mpsc::error::TrySendError::Closed(bytes)) => bytes,
+                };
+                if let Some(conn) = self.tcp.connections.get(target.addr) {
+                    if conn.try_send(sent).is_err() {
+                        stats::dropped("tcp_send_failed");
+                    }
+                    return;
+                }
+                if self.stop.is_cancelled() {
+                    return;
+                }
+                let Some(core) = self.me.upgrade() else {
+                    return;
+                };
+                let sink: Arc<dyn Sink> = core;
+                transport::connect_and_send(
+                    target.reconnect,
+                    sent,
+                    self.tcp.clone(),
+                    sink,
+                    self.stop.clone(),
+                );
+            }
+        }
+    }
+}
+
+impl Sink for Core {
+    fn on_message(&self, data: Bytes, source: &Source) {
+        match Message::parse(&data, &self.config.limits) {
+            Ok(Message::Request(req)) => self.on_request(req, source),
+            Ok(Message::Response(resp)) => self.on_response(resp, source),
+            Err(e) => self.on_malformed(&data, e.status_code(), &e.warning_text(), source),
+        }
+    }
+
+    fn on_stream_error(&self, data: &[u8], status: u16, reason: &str, source: &Source) {
+        self.on_malformed(data, status, reason, source);
     }
 }

@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 #[non_exhaustive]
 pub enum Error {
     /// A listener string is not `udp:ADDR:PORT` or `tcp:ADDR:PORT`.
-    #[error("listener {0:?} is not of the form udp:ADDR:PORT or tcp:ADDR:PORT (IPv6 as [::1]:5060)")]
+    #[error(
+        "listener {0:?} is not of the form udp:ADDR:PORT or tcp:ADDR:PORT (IPv6 as [::1]:5060)"
+    )]
     BadListen(String),
     /// A socket could not be bound (port in use, no permission, no such address).
     #[error("cannot listen on {transport}:{addr}: {source}")]

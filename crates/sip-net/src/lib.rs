@@ -3,12 +3,23 @@
 //!
 //! RFC 3261 §18 (transports), RFC 3581 (`rport`), RFC 5626 §3.5.1 (CRLF
 //! keep-alive). The endpoint answers what a PBX core answers by itself
-//! (OPTIONS, 400/405/420/483/501/505) and hands the rest to the transaction
-//! user. Nothing a peer sends can panic it or grow its memory without bound.
+//! (OPTIONS, 400/405/416/420/481/483/501/505) and will hand the rest to
+//! transaction users as they land. Nothing a peer sends can panic it or grow
+//! its memory without bound: messages, TCP buffers, connections and send
+//! queues all have limits.
+//!
+//! Read `endpoint` first (the flow of one message), then `transport`
+//! (sockets and framing), `tx` (server transactions), `inspect` (the §8.2
+//! checks) and `response` (building answers).
 
 mod config;
 mod endpoint;
 mod error;
+pub mod inspect;
+pub mod response;
+mod stats;
+mod transport;
+mod tx;
 
 pub use config::{EndpointConfig, ListenAddr, Transport};
 pub use endpoint::Endpoint;

@@ -1,1 +1,3 @@
-fn main(){}
+//! Parser throughput benchmark (placeholder until the rsip comparison lands).
+
+fn main() {}

@@ -1,0 +1,256 @@
+//! Building responses to requests: RFC 3261 §8.2.6 (copying Via, From, To,
+//! Call-ID, CSeq; adding a To tag) and §18.2.1 / RFC 3581 (stamping the top
+//! Via with `received` and `rport` so the answer finds a phone behind NAT).
+
+use std::net::{IpAddr, SocketAddr};
+
+use bytes::Bytes;
+use sip_proto::header::Via;
+use sip_proto::{HeaderName, Headers, Host, Request, Response, Salvaged};
+
+/// The reason phrase RFC 3261 §21 gives a status code.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Trying",
+        180 => "Ringing",
+        183 => "Session Progress",
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        423 => "Interval Too Brief",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        487 => "Request Terminated",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        _ => match status / 100 {
+            1 => "Progress",
+            2 => "OK",
+            3 => "Redirect",
+            4 => "Client Error",
+            5 => "Server Error",
+            _ => "Global Failure",
+        },
+    }
+}
+
+/// Stamps the top Via of a received request as RFC 3261 §18.2.1 and RFC 3581
+/// §4 say: `received` when the sent-by host is not the source address (always
+/// when `rport` was asked for), and the source port in a valueless `rport`.
+/// Returns `false` if the request has no readable Via.
+pub fn stamp_top_via(req: &mut Request, source: SocketAddr) -> bool {
+    let Some(mut via) = req.top_via() else {
+        return false;
+    };
+    let wants_rport = via.rport().is_some();
+    let sent_by_is_source = match &via.host {
+        Host::Ipv4(ip) => IpAddr::V4(*ip) == source.ip(),
+        Host::Ipv6(ip) => IpAddr::V6(*ip) == source.ip(),
+        Host::Domain(_) => false,
+    };
+    if !sent_by_is_source || wants_rport {
+        via.params.set("received", Some(&host_param(source.ip())));
+    }
+    if wants_rport {
+        via.params.set("rport", Some(&source.port().to_string()));
+    }
+    replace_top_via(&mut req.headers, &via.to_string());
+    true
+}
+
+/// `received` carries a bare IP address (no brackets, RFC 3261 §20.42 ABNF).
+fn host_param(ip: IpAddr) -> String {
+    ip.to_string()
+}
+
+/// Replaces the first Via value. A Via header line may carry several
+/// comma-separated values; the first one is split off and rewritten.
+fn replace_top_via(headers: &mut Headers, new_top: &str) {
+    let vias: Vec<String> = headers
+        .get_all(&HeaderName::Via)
+        .map(str::to_owned)
+        .collect();
+    let Some(first_line) = vias.first() else {
+        return;
+    };
+    let rest = split_first_value(first_line).1;
+    let mut lines = Vec::with_capacity(vias.len());
+    match rest {
+        Some(rest) => lines.push(format!("{new_top}, {rest}")),
+        None => lines.push(new_top.to_owned()),
+    }
+    lines.extend(vias.into_iter().skip(1));
+    headers.remove(&HeaderName::Via);
+    for (i, line) in lines.into_iter().enumerate() {
+        if i == 0 {
+            headers.insert_first(HeaderName::Via, line);
+        } else {
+            headers.push(HeaderName::Via, line);
+        }
+    }
+}
+
+/// Splits a header line at its first top-level comma (not inside quotes or
+/// angle brackets). Returns the first value and the rest, both trimmed.
+pub(crate) fn split_first_value(line: &str) -> (&str, Option<&str>) {
+    let mut in_quotes = false;
+    let mut escaped = false;
+    let mut depth = 0u32;
+    for (i, c) in line.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            '<' if !in_quotes => depth += 1,
+            '>' if !in_quotes => depth = depth.saturating_sub(1),
+            ',' if !in_quotes && depth == 0 => {
+                return (line[..i].trim(), Some(line[i + 1..].trim()));
+            }
+            _ => {}
+        }
+    }
+    (line.trim(), None)
+}
+
+/// Builds a response to `req` as RFC 3261 §8.2.6.2 says: Via, From, Call-ID
+/// and CSeq copied; To copied with `to_tag` added if it has none (never on
+/// 100); `Server` set. The body is empty.
+pub fn response_to(req: &Request, status: u16, to_tag: &str, server: &str) -> Response {
+    let mut headers = Headers::new();
+    for via in req.headers.get_all(&HeaderName::Via) {
+        headers.push(HeaderName::Via, via);
+    }
+    if let Some(from) = req.headers.get(&HeaderName::From) {
+        headers.push(HeaderName::From, from);
+    }
+    if let Some(to) = req.headers.get(&HeaderName::To) {
+        let has_tag = req
+            .headers
+            .to()
+            .map(|na| na.tag().is_some())
+            .unwrap_or(true);
+        if status > 100 && !has_tag && !to_tag.is_empty() {
+            headers.push(HeaderName::To, format!("{to};tag={to_tag}"));
+        } else {
+            headers.push(HeaderName::To, to);
+        }
+    }
+    if let Some(call_id) = req.headers.get(&HeaderName::CallId) {
+        headers.push(HeaderName::CallId, call_id);
+    }
+    if let Some(cseq) = req.headers.get(&HeaderName::CSeq) {
+        headers.push(HeaderName::CSeq, cseq);
+    }
+    if !server.is_empty() {
+        headers.push(HeaderName::Server, server);
+    }
+    Response {
+        status,
+        reason: reason_phrase(status).to_owned(),
+        headers,
+        body: Bytes::new(),
+    }
+}
+
+/// Builds the 400 (or 505) for a request that did not parse, from what
+/// [`sip_proto::salvage_request`] could read. The Via values are copied as
+/// they came; the top one gets `received` so the reply is traceable.
+pub fn response_to_salvaged(
+    salvaged: &Salvaged,
+    status: u16,
+    warning: &str,
+    source: SocketAddr,
+    to_tag: &str,
+    server: &str,
+    warn_agent: &str,
+) -> Response {
+    let mut headers = Headers::new();
+    for (i, via) in salvaged.via.iter().enumerate() {
+        if i == 0 {
+            let (top, rest) = split_first_value(via);
+            let stamped = format!("{top};received={}", host_param(source.ip()));
+            match rest {
+                Some(rest) => headers.push(HeaderName::Via, format!("{stamped}, {rest}")),
+                None => headers.push(HeaderName::Via, stamped),
+            }
+        } else {
+            headers.push(HeaderName::Via, via.as_str());
+        }
+    }
+    if let Some(from) = &salvaged.from {
+        headers.push(HeaderName::From, from.as_str());
+    }
+    if let Some(to) = &salvaged.to {
+        if to.contains(";tag=") || to_tag.is_empty() {
+            headers.push(HeaderName::To, to.as_str());
+        } else {
+            headers.push(HeaderName::To, format!("{to};tag={to_tag}"));
+        }
+    }
+    if let Some(call_id) = &salvaged.call_id {
+        headers.push(HeaderName::CallId, call_id.as_str());
+    }
+    if let Some(cseq) = &salvaged.cseq {
+        headers.push(HeaderName::CSeq, cseq.as_str());
+    }
+    if !server.is_empty() {
+        headers.push(HeaderName::Server, server);
+    }
+    headers.push(HeaderName::Warning, warning_value(warn_agent, warning));
+    Response {
+        status,
+        reason: reason_phrase(status).to_owned(),
+        headers,
+        body: Bytes::new(),
+    }
+}
+
+/// A `Warning: 399 agent "text"` value (RFC 3261 §20.43); quotes and
+/// backslashes in `text` are escaped, control characters dropped.
+pub fn warning_value(agent: &str, text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + agent.len() + 8);
+    out.push_str("399 ");
+    out.push_str(agent);
+    out.push_str(" \"");
+    for c in text.chars().take(200) {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Where a response to a request with this top Via goes over UDP
+/// (RFC 3261 §18.2.2 with RFC 3581 §4): the source address, with the port
+/// from `rport` if the client asked for it, else the sent-by port, else 5060.
+pub fn udp_response_target(via: Option<&Via>, source: SocketAddr) -> SocketAddr {
+    let Some(via) = via else {
+        return source;
+    };
+    if via.rport().is_some() {
+        return source;
+    }
+    let port = via.port.unwrap_or(5060);
+    SocketAddr::new(source.ip(), port)
+}

@@ -1,0 +1,368 @@
+//! UDP and TCP transports (RFC 3261 §18): binding, the receive loops, TCP
+//! framing by Content-Length with CRLF keep-alive (RFC 5626 §3.5.1), and the
+//! paths a message takes back to its sender.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, Transport};
+
+/// Messages queued for one TCP connection before it counts as stuck.
+const TCP_SEND_QUEUE: usize = 256;
+/// Largest UDP datagram we read; bigger ones are truncated by the OS and
+/// then fail Content-Length framing.
+const UDP_MAX_DATAGRAM: usize = 65_535;
+/// Kernel buffer asked for on UDP sockets so bursts are not dropped.
+const UDP_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
+
+/// How to send bytes back to where a message came from.
+#[derive(Debug, Clone)]
+pub(crate) enum ReplyPath {
+    /// The UDP socket the datagram arrived on (so NAT bindings match).
+    Udp(Arc<UdpSocket>),
+    /// The TCP connection the message arrived on.
+    Tcp(mpsc::Sender<Bytes>),
+}
+
+/// Where a message came from, and the way back.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub transport: Transport,
+    pub remote: SocketAddr,
+    pub reply: ReplyPath,
+}
+
+/// Binds a UDP socket: IPv6 sockets are v6-only so `udp:[::]:5060` and
+/// `udp:0.0.0.0:5060` can both be configured; receive/send buffers enlarged.
+pub(crate) fn bind_udp(addr: SocketAddr) -> Result<UdpSocket, Error> {
+    let err = |source| Error::Bind {
+        transport: Transport::Udp,
+        addr,
+        source,
+    };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(err)?;
+    }
+    // Buffer sizes are a best effort: the kernel may cap them.
+    let _ = socket.set_recv_buffer_size(UDP_SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(UDP_SOCKET_BUFFER);
+    socket.set_nonblocking(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    UdpSocket::from_std(socket.into()).map_err(err)
+}
+
+/// Binds a TCP listener with SO_REUSEADDR (a restart does not wait for
+/// TIME_WAIT) and, for IPv6, v6-only.
+pub(crate) fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, Error> {
+    let err = |source| Error::Bind {
+        transport: Transport::Tcp,
+        addr,
+        source,
+    };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true).map_err(err)?;
+    }
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(1024).map_err(err)?;
+    TcpListener::from_std(socket.into()).map_err(err)
+}
+
+/// What the transports hand every complete message to.
+pub(crate) trait Sink: Send + Sync + 'static {
+    /// One complete message (a datagram, or one framed stream message).
+    fn on_message(&self, data: Bytes, source: &Source);
+    /// A stream could not be framed (`status`, `reason` say why); the
+    /// connection is about to close.
+    fn on_stream_error(&self, data: &[u8], status: u16, reason: &str, source: &Source);
+}
+
+/// Receives datagrams until cancelled.
+pub(crate) async fn udp_loop(socket: Arc<UdpSocket>, sink: Arc<dyn Sink>, stop: CancellationToken) {
+    let mut buf = vec![0u8; UDP_MAX_DATAGRAM];
+    loop {
+        let received = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = socket.recv_from(&mut buf) => r,
+        };
+        match received {
+            Ok((len, remote)) => {
+                let Some(data) = buf.get(..len) else { continue };
+                let source = Source {
+                    transport: Transport::Udp,
+                    remote,
+                    reply: ReplyPath::Udp(socket.clone()),
+                };
+                sink.on_message(Bytes::copy_from_slice(data), &source);
+            }
+            // ICMP port unreachable from an earlier send shows up here on
+            // some systems; it says nothing about this socket.
+            Err(e) => tracing::debug!(error = %e, "udp receive error"),
+        }
+    }
+}
+
+/// Open TCP connections by remote address, for responses whose own
+/// connection has gone and for reuse (RFC 3261 §18.2.2).
+#[derive(Default)]
+pub(crate) struct Connections {
+    by_peer: Mutex<HashMap<SocketAddr, mpsc::Sender<Bytes>>>,
+}
+
+impl Connections {
+    fn insert(&self, peer: SocketAddr, tx: mpsc::Sender<Bytes>) {
+        self.by_peer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(peer, tx);
+    }
+
+    fn remove(&self, peer: SocketAddr) {
+        self.by_peer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&peer);
+    }
+
+    /// The open connection to `peer`, if any.
+    pub(crate) fn get(&self, peer: SocketAddr) -> Option<mpsc::Sender<Bytes>> {
+        self.by_peer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&peer)
+            .filter(|tx| !tx.is_closed())
+            .cloned()
+    }
+
+    /// Number of open connections.
+    pub(crate) fn len(&self) -> usize {
+        self.by_peer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+}
+
+/// Settings every TCP connection shares.
+#[derive(Clone)]
+pub(crate) struct TcpSettings {
+    pub limits: sip_proto::Limits,
+    pub idle_timeout: Duration,
+    pub connections: Arc<Connections>,
+    pub permits: Arc<Semaphore>,
+}
+
+/// Accepts TCP connections until cancelled; each gets its own task.
+pub(crate) async fn tcp_accept_loop(
+    listener: TcpListener,
+    settings: TcpSettings,
+    sink: Arc<dyn Sink>,
+    stop: CancellationToken,
+) {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = listener.accept() => r,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = settings.permits.clone().try_acquire_owned() else {
+            metrics::counter!("sip_dropped_total", "reason" => "tcp_connection_limit").increment(1);
+            tracing::warn!(%peer, "tcp connection refused: connection limit reached");
+            drop(stream);
+            continue;
+        };
+        let settings = settings.clone();
+        let sink = sink.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            serve_connection(stream, peer, settings, sink, stop, None).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Opens a TCP connection to `peer`, sends `first`, and serves it like an
+/// accepted one (responses may come back on it).
+pub(crate) fn connect_and_send(
+    peer: SocketAddr,
+    first: Bytes,
+    settings: TcpSettings,
+    sink: Arc<dyn Sink>,
+    stop: CancellationToken,
+) {
+    let Ok(permit) = settings.permits.clone().try_acquire_owned() else {
+        metrics::counter!("sip_dropped_total", "reason" => "tcp_connection_limit").increment(1);
+        return;
+    };
+    tokio::spawn(async move {
+        let connect = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(peer)).await;
+        match connect {
+            Ok(Ok(stream)) => {
+                serve_connection(stream, peer, settings, sink, stop, Some(first)).await;
+            }
+            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tcp connect failed"),
+            Err(_) => tracing::debug!(%peer, "tcp connect timed out"),
+        }
+        drop(permit);
+    });
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    settings: TcpSettings,
+    sink: Arc<dyn Sink>,
+    stop: CancellationToken,
+    first: Option<Bytes>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, mut wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(TCP_SEND_QUEUE);
+    if let Some(first) = first {
+        let _ = tx.try_send(first);
+    }
+    settings.connections.insert(peer, tx.clone());
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            if wr.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = wr.shutdown().await;
+    });
+    let source = Source {
+        transport: Transport::Tcp,
+        remote: peer,
+        reply: ReplyPath::Tcp(tx),
+    };
+    let limits = settings.limits;
+    let mut buf = BytesMut::with_capacity(4096);
+    'conn: loop {
+        let read = tokio::select! {
+            _ = stop.cancelled() => break,
+            r = tokio::time::timeout(settings.idle_timeout, rd.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                tracing::debug!(%peer, "tcp connection idle, closing");
+                break;
+            }
+        }
+        loop {
+            match take_keepalive(&mut buf) {
+                Keepalive::Ping => {
+                    if let ReplyPath::Tcp(tx) = &source.reply {
+                        let _ = tx.try_send(Bytes::from_static(b"\r\n"));
+                    }
+                    continue;
+                }
+                Keepalive::NeedMore => continue 'conn,
+                Keepalive::None => {}
+            }
+            match sip_proto::Message::frame_len(&buf, &limits) {
+                Ok(Some(len)) => {
+                    let msg = buf.split_to(len).freeze();
+                    sink.on_message(msg, &source);
+                }
+                Ok(None) => {
+                    if buf.len() > limits.max_message_size {
+                        let reason = format!(
+                            "message exceeds {} bytes without completing",
+                            limits.max_message_size
+                        );
+                        sink.on_stream_error(&buf, 513, &reason, &source);
+                        break 'conn;
+                    }
+                    continue 'conn;
+                }
+                Err(e) => {
+                    sink.on_stream_error(&buf, e.status_code(), &e.warning_text(), &source);
+                    break 'conn;
+                }
+            }
+        }
+    }
+    settings.connections.remove(peer);
+    drop(source);
+    // Let queued responses (a 400 before close) drain, but not forever.
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+}
+
+enum Keepalive {
+    /// A CRLFCRLF ping was consumed; answer with a CRLF pong.
+    Ping,
+    /// Only a lone CRLF is buffered: wait for the rest of the ping.
+    NeedMore,
+    /// No keep-alive at the front of the buffer.
+    None,
+}
+
+/// RFC 5626 §3.5.1: a CRLFCRLF from the client is a ping answered by CRLF.
+/// Lone CRLFs before a start line are ignored (RFC 3261 §7.5).
+fn take_keepalive(buf: &mut BytesMut) -> Keepalive {
+    let crlfs = buf.chunks(2).take_while(|c| *c == b"\r\n").count();
+    if crlfs == 0 {
+        return Keepalive::None;
+    }
+    if crlfs * 2 == buf.len() && crlfs == 1 {
+        return Keepalive::NeedMore;
+    }
+    buf.advance(crlfs * 2);
+    if crlfs >= 2 {
+        Keepalive::Ping
+    } else {
+        Keepalive::None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keepalive_ping_is_consumed_and_answered() {
+        let mut b = BytesMut::from(&b"\r\n\r\nOPTIONS"[..]);
+        assert!(matches!(take_keepalive(&mut b), Keepalive::Ping));
+        assert_eq!(&b[..], b"OPTIONS");
+    }
+
+    #[test]
+    fn lone_crlf_waits_for_more() {
+        let mut b = BytesMut::from(&b"\r\n"[..]);
+        assert!(matches!(take_keepalive(&mut b), Keepalive::NeedMore));
+        b.extend_from_slice(b"\r\n");
+        assert!(matches!(take_keepalive(&mut b), Keepalive::Ping));
+        assert!(b.is_empty());
+    }
+
+    #[test]
+    fn crlf_before_start_line_is_ignored() {
+        let mut b = BytesMut::from(&b"\r\nINVITE"[..]);
+        assert!(matches!(take_keepalive(&mut b), Keepalive::None));
+        assert_eq!(&b[..], b"INVITE");
+    }
+}

@@ -1,0 +1,382 @@
+//! The server transaction table (RFC 3261 §17.2): the `sip-proto` machines
+//! keyed by §17.2.3 matching, sharded so receive loops rarely contend, with
+//! a deadline heap per shard that the endpoint's timer task drains.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use bytes::Bytes;
+use sip_proto::transaction::{
+    Action, Reliability, Rfc2543Parts, ServerInvite, ServerNonInvite, Timers, TransactionKey,
+    is_rfc3261_branch,
+};
+use sip_proto::{Method, Request};
+
+use crate::Transport;
+use crate::transport::ReplyPath;
+
+/// The key type the table uses.
+pub(crate) type Key = TransactionKey;
+
+/// Shards of the table; a power of two.
+const SHARDS: usize = 32;
+
+/// Where a transaction's responses (and retransmissions) go.
+#[derive(Debug, Clone)]
+pub(crate) struct ReplyTarget {
+    pub transport: Transport,
+    /// Destination (UDP) or the connection's peer (TCP).
+    pub addr: SocketAddr,
+    /// For TCP, where to connect if the connection has closed.
+    pub reconnect: SocketAddr,
+    pub path: ReplyPath,
+}
+
+/// What a request that arrived did to the table.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// A retransmission: send these bytes (the last response) again.
+    Retransmit(Bytes),
+    /// Matched and absorbed (an ACK for a non-2xx, or a retransmission
+    /// that has nothing to resend yet).
+    Absorbed,
+    /// No transaction matches: a new request.
+    NotFound,
+}
+
+enum Machine {
+    Invite(ServerInvite),
+    NonInvite(ServerNonInvite),
+}
+
+impl Machine {
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Machine::Invite(m) => m.poll_timeout(),
+            Machine::NonInvite(m) => m.poll_timeout(),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
+        match self {
+            Machine::Invite(m) => m.handle_timeout(now),
+            Machine::NonInvite(m) => m.handle_timeout(now),
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant) -> Vec<Action> {
+        match self {
+            Machine::Invite(m) => m.handle_request(now),
+            Machine::NonInvite(m) => m.handle_request(now),
+        }
+    }
+}
+
+/// A live transaction: its machine, where its responses go, and the RFC
+/// 2543 ACK alias filed for it, if any.
+struct Tx {
+    machine: Machine,
+    target: ReplyTarget,
+    alias: Option<Key>,
+}
+
+enum Slot {
+    Tx(Box<Tx>),
+    /// RFC 2543 ACK matching: the ACK carries our To tag, which the INVITE
+    /// key lacks, so the INVITE's transaction is also filed under this key.
+    Alias(Key),
+}
+
+#[derive(Default)]
+struct Shard {
+    slots: HashMap<Key, Slot>,
+    deadlines: BinaryHeap<Reverse<(Instant, KeyOrd)>>,
+    count: usize,
+}
+
+/// A key in the deadline heap; ordering among equal deadlines is irrelevant.
+struct KeyOrd(Key);
+
+impl PartialEq for KeyOrd {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for KeyOrd {}
+impl PartialOrd for KeyOrd {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for KeyOrd {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl Shard {
+    fn resolve(&self, key: &Key) -> Option<Key> {
+        match self.slots.get(key)? {
+            Slot::Tx(_) => Some(key.clone()),
+            Slot::Alias(primary) => Some(primary.clone()),
+        }
+    }
+
+    fn remove(&mut self, key: &Key) {
+        if let Some(Slot::Tx(tx)) = self.slots.remove(key) {
+            self.count = self.count.saturating_sub(1);
+            if let Some(alias) = &tx.alias {
+                self.slots.remove(alias);
+            }
+        }
+    }
+
+    fn schedule(&mut self, key: &Key) {
+        if let Some(Slot::Tx(tx)) = self.slots.get(key)
+            && let Some(at) = tx.machine.poll_timeout()
+        {
+            self.deadlines.push(Reverse((at, KeyOrd(key.clone()))));
+        }
+    }
+}
+
+/// Server transactions, sharded by key.
+pub(crate) struct TxTable {
+    timers: Timers,
+    hasher: RandomState,
+    shards: Vec<Mutex<Shard>>,
+}
+
+impl TxTable {
+    pub(crate) fn new(timers: Timers) -> TxTable {
+        TxTable {
+            timers,
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+        }
+    }
+
+    fn shard(&self, key: &Key) -> std::sync::MutexGuard<'_, Shard> {
+        // INVITE, its ACK and its CANCEL share a branch, hence a shard. RFC
+        // 2543 keys (no branch) all live in shard 0 so an ACK alias, which
+        // differs from its INVITE key only in the To tag, is found there.
+        let idx = match key.branch() {
+            Some(branch) => (self.hasher.hash_one(branch) as usize) % SHARDS,
+            None => 0,
+        };
+        self.shards[idx]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Feeds an arriving request to the transaction it matches, if any.
+    pub(crate) fn on_request(&self, key: &Key, method: &Method, now: Instant) -> Lookup {
+        let mut shard = self.shard(key);
+        let Some(primary) = shard.resolve(key) else {
+            return Lookup::NotFound;
+        };
+        let Some(Slot::Tx(tx)) = shard.slots.get_mut(&primary) else {
+            return Lookup::NotFound;
+        };
+        let actions = match (&mut tx.machine, method) {
+            (Machine::Invite(m), Method::Ack) => m.handle_ack(now),
+            // An ACK never matches a non-INVITE transaction.
+            (Machine::NonInvite(_), Method::Ack) => return Lookup::NotFound,
+            (machine, _) => machine.handle_request(now),
+        };
+        let mut resend = None;
+        let mut terminated = false;
+        for action in actions {
+            match action {
+                Action::Transmit(bytes) => resend = Some(bytes),
+                Action::Terminated => terminated = true,
+                _ => {}
+            }
+        }
+        if terminated {
+            shard.remove(&primary);
+        } else {
+            shard.schedule(&primary);
+        }
+        match resend {
+            Some(bytes) => Lookup::Retransmit(bytes),
+            None => Lookup::Absorbed,
+        }
+    }
+
+    /// Whether an INVITE server transaction exists that the CANCEL with
+    /// `cancel_key` targets (RFC 3261 §9.2).
+    pub(crate) fn has_invite(&self, cancel_key: &Key) -> bool {
+        let Some(invite) = cancel_key.invite_for_cancel() else {
+            return false;
+        };
+        self.shard(&invite).resolve(&invite).is_some()
+    }
+
+    /// Creates the server transaction for a new request that is answered at
+    /// once with `response` (`status`); returns the bytes to send now.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn start_server(
+        &self,
+        key: Key,
+        invite: bool,
+        status: u16,
+        to_tag: &str,
+        response: Bytes,
+        target: ReplyTarget,
+        now: Instant,
+    ) -> Vec<Bytes> {
+        let reliability = if target.transport == Transport::Tcp {
+            Reliability::Reliable
+        } else {
+            Reliability::Unreliable
+        };
+        let (mut machine, actions) = if invite {
+            let mut m = ServerInvite::new(reliability, self.timers, now);
+            let actions = m.send_response(status, response, now);
+            (Machine::Invite(m), actions)
+        } else {
+            let mut m = ServerNonInvite::new(reliability, self.timers);
+            let actions = m.send_response(status, response, now);
+            (Machine::NonInvite(m), actions)
+        };
+        let mut out = Vec::new();
+        let mut terminated = false;
+        for action in actions {
+            match action {
+                Action::Transmit(bytes) => out.push(bytes),
+                Action::Terminated => terminated = true,
+                _ => {}
+            }
+        }
+        if terminated {
+            return out;
+        }
+        // Reliable transports have zero-length wait timers: run them now so
+        // the table does not hold transactions it will drop on the next tick.
+        if machine.poll_timeout().is_some_and(|at| at <= now) {
+            let finished = machine
+                .handle_timeout(now)
+                .into_iter()
+                .any(|a| a == Action::Terminated);
+            if finished {
+                return out;
+            }
+        }
+        let alias = key.ack_alias(to_tag);
+        let mut shard = self.shard(&key);
+        if let Some(alias) = &alias {
+            shard.slots.insert(alias.clone(), Slot::Alias(key.clone()));
+        }
+        let tx = Tx {
+            machine,
+            target,
+            alias,
+        };
+        if !matches!(
+            shard.slots.insert(key.clone(), Slot::Tx(Box::new(tx))),
+            Some(Slot::Tx(_))
+        ) {
+            shard.count += 1;
+        }
+        shard.schedule(&key);
+        out
+    }
+
+    /// Runs every timer that is due; returns the retransmissions to send.
+    pub(crate) fn due(&self, now: Instant) -> Vec<(ReplyTarget, Bytes)> {
+        let mut out = Vec::new();
+        for shard in &self.shards {
+            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            while let Some(Reverse((at, _))) = shard.deadlines.peek() {
+                if *at > now {
+                    break;
+                }
+                let Some(Reverse((_, KeyOrd(key)))) = shard.deadlines.pop() else {
+                    break;
+                };
+                let Some(Slot::Tx(tx)) = shard.slots.get_mut(&key) else {
+                    continue;
+                };
+                // A stale heap entry: the machine's deadline moved.
+                if tx.machine.poll_timeout().is_none_or(|at| at > now) {
+                    continue;
+                }
+                let mut terminated = false;
+                for action in tx.machine.handle_timeout(now) {
+                    match action {
+                        Action::Transmit(bytes) => out.push((tx.target.clone(), bytes)),
+                        Action::Terminated => terminated = true,
+                        Action::Timeout(timer) => {
+                            tracing::debug!(%key, ?timer, "server transaction timed out");
+                        }
+                        _ => {}
+                    }
+                }
+                if terminated {
+                    shard.remove(&key);
+                } else {
+                    shard.schedule(&key);
+                }
+            }
+        }
+        out
+    }
+
+    /// Number of live server transactions.
+    pub(crate) fn active(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).count)
+            .sum()
+    }
+}
+
+/// The §17.2.3 server key of a request: branch, sent-by and method when the
+/// top Via has an RFC 3261 branch, else the RFC 2543 fallback parts.
+pub(crate) fn server_key(req: &Request) -> Option<Key> {
+    let via = req.top_via()?;
+    if let Some(branch) = via.branch()
+        && is_rfc3261_branch(branch)
+    {
+        let host = via.host.to_string();
+        return Some(TransactionKey::server(
+            branch,
+            &host,
+            via.port,
+            req.method.as_str(),
+        ));
+    }
+    let call_id = req.call_id()?;
+    let cseq = req.cseq()?;
+    let from_tag = req
+        .headers
+        .from()
+        .ok()
+        .and_then(|f| f.tag().map(str::to_owned));
+    let to_tag = req
+        .headers
+        .to()
+        .ok()
+        .and_then(|t| t.tag().map(str::to_owned));
+    let uri = req.uri.to_string();
+    let mut top_via = via.clone();
+    // The RFC 2543 comparison is of the Via as sent; our own stamp of
+    // received/rport must not make a retransmission look different.
+    top_via.params.remove("received");
+    top_via.params.remove("rport");
+    let top_via = top_via.to_string();
+    Some(TransactionKey::server_rfc2543(&Rfc2543Parts {
+        method: req.method.as_str(),
+        request_uri: &uri,
+        call_id,
+        cseq: cseq.seq,
+        from_tag: from_tag.as_deref(),
+        to_tag: to_tag.as_deref(),
+        top_via: &top_via,
+    }))
+}

@@ -1,0 +1,205 @@
+//! The real `switchboard` binary on 127.0.0.1 port 0, with a temporary
+//! config, killed when dropped.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Why a server could not be started or queried.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The binary could not be spawned.
+    Spawn(std::io::Error),
+    /// The binary exited or went silent before logging its listeners.
+    NotReady(String),
+    /// An admin HTTP request failed.
+    Http(String),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::Spawn(e) => write!(f, "cannot start switchboard: {e}"),
+            ServerError::NotReady(log) => {
+                write!(f, "switchboard did not become ready; log:\n{log}")
+            }
+            ServerError::Http(e) => write!(f, "admin HTTP: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// A running `switchboard run` process.
+pub struct Server {
+    child: Child,
+    dir: tempfile::TempDir,
+    log: Arc<Mutex<String>>,
+    /// The UDP SIP address, if a UDP listener was configured.
+    pub udp: Option<SocketAddr>,
+    /// The TCP SIP address, if a TCP listener was configured.
+    pub tcp: Option<SocketAddr>,
+    /// The admin HTTP address.
+    pub admin: Option<SocketAddr>,
+}
+
+/// The config used when a test gives none: UDP and TCP on 127.0.0.1 port 0.
+pub const DEFAULT_TEST_CONFIG: &str = r#"
+[sip]
+listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
+domain = "test.invalid"
+
+[admin]
+listen = "127.0.0.1:0"
+"#;
+
+impl Server {
+    /// Starts `binary` with [`DEFAULT_TEST_CONFIG`].
+    pub fn start(binary: &Path) -> Result<Server, ServerError> {
+        Server::start_with(binary, DEFAULT_TEST_CONFIG)
+    }
+
+    /// Starts `binary run --config <tmp>/switchboard.toml` with `config` and
+    /// waits (up to 20 s) until it has logged every listener.
+    pub fn start_with(binary: &Path, config: &str) -> Result<Server, ServerError> {
+        let dir = tempfile::tempdir().map_err(ServerError::Spawn)?;
+        let path = dir.path().join("switchboard.toml");
+        std::fs::write(&path, config).map_err(ServerError::Spawn)?;
+        let mut child = Command::new(binary)
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(ServerError::Spawn)?;
+        let Some(stderr) = child.stderr.take() else {
+            let _ = child.kill();
+            return Err(ServerError::NotReady("no stderr".into()));
+        };
+        let log = Arc::new(Mutex::new(String::new()));
+        let (lines_tx, lines_rx) = mpsc::channel::<String>();
+        let log_writer = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(mut l) = log_writer.lock() {
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+                let _ = lines_tx.send(line);
+            }
+        });
+        let wants_udp = config.contains("\"udp:");
+        let wants_tcp = config.contains("\"tcp:");
+        let mut server = Server {
+            child,
+            dir,
+            log,
+            udp: None,
+            tcp: None,
+            admin: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while (wants_udp && server.udp.is_none())
+            || (wants_tcp && server.tcp.is_none())
+            || server.admin.is_none()
+        {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = lines_rx.recv_timeout(left) else {
+                return Err(ServerError::NotReady(server.log()));
+            };
+            if let Some(addr) = after(&line, "SIP listening on udp:") {
+                server.udp = Some(addr);
+            } else if let Some(addr) = after(&line, "SIP listening on tcp:") {
+                server.tcp = Some(addr);
+            } else if let Some(addr) = after(&line, "admin listening on http://") {
+                server.admin = Some(addr);
+            }
+        }
+        Ok(server)
+    }
+
+    /// Everything the server has written to stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// The server's working directory (holds the config).
+    pub fn dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits up to `within` for the exit status.
+    pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// `GET path` on the admin listener; returns (status, body).
+    pub fn http_get(&self, path: &str) -> Result<(u16, String), ServerError> {
+        let addr = self
+            .admin
+            .ok_or_else(|| ServerError::Http("no admin listener".into()))?;
+        http_get(addr, path).map_err(|e| ServerError::Http(e.to_string()))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn after(line: &str, marker: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let addr = rest.split_whitespace().next()?;
+    addr.trim_end_matches([',', '"'])
+        .parse()
+        .ok()
+}
+
+/// A minimal HTTP/1.1 GET (Connection: close) returning (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw)?;
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
