@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::inspect::{Capabilities, Verdict, inspect};
 use crate::response::{response_to, response_to_salvaged, stamp_top_via, udp_response_target};
+use crate::service::{Incoming, Service};
 use crate::stats;
 use crate::transport::{
     self, Connections, ReplyPath, Sink, Source, TcpSettings, bind_tcp, bind_udp,
@@ -27,9 +28,14 @@ use crate::{EndpointConfig, Error, Transport};
 /// hundreds of milliseconds, so 10 ms of slack is well inside tolerance.
 const TIMER_TICK: Duration = Duration::from_millis(10);
 
+/// Requests a service may be working on at once; past this, new ones get
+/// 503 with Retry-After instead of queueing without bound.
+const MAX_IN_FLIGHT: usize = 10_000;
+
 /// A bound set of SIP listeners and the tasks that serve them.
 pub struct Endpoint {
-    core: Arc<Core>,
+    config: EndpointConfig,
+    service: Option<Arc<dyn Service>>,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
     local: Vec<(Transport, SocketAddr)>,
@@ -62,13 +68,19 @@ impl Endpoint {
             };
             local.push((listen.transport, bound));
         }
-        let core = Arc::new_cyclic(|me| Core::new(config, me.clone()));
         Ok(Endpoint {
-            core,
+            config,
+            service: None,
             udp,
             tcp,
             local,
         })
+    }
+
+    /// Hands requests of the service's methods to `service` (the endpoint
+    /// answers OPTIONS and rejects everything else by itself).
+    pub fn set_service(&mut self, service: Arc<dyn Service>) {
+        self.service = Some(service);
     }
 
     /// The addresses actually bound (port 0 resolved to the real port).
@@ -79,8 +91,9 @@ impl Endpoint {
     /// Serves until `shutdown` completes, then stops every listener and
     /// connection and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let stop = self.core.stop.clone();
-        let sink: Arc<dyn Sink> = self.core.clone();
+        let core = Arc::new_cyclic(|me| Core::new(self.config, self.service, me.clone()));
+        let stop = core.stop.clone();
+        let sink: Arc<dyn Sink> = core.clone();
         let mut tasks = tokio::task::JoinSet::new();
         let loops_per_socket = std::thread::available_parallelism().map_or(1, |n| n.get());
         for socket in &self.udp {
@@ -95,12 +108,12 @@ impl Endpoint {
         for listener in self.tcp {
             tasks.spawn(transport::tcp_accept_loop(
                 listener,
-                self.core.tcp.clone(),
+                core.tcp.clone(),
                 sink.clone(),
                 stop.clone(),
             ));
         }
-        tasks.spawn(timer_loop(self.core.clone()));
+        tasks.spawn(timer_loop(core.clone()));
         shutdown.await;
         stop.cancel();
         // Receive loops and accept loops end at once on cancel; give
@@ -147,6 +160,9 @@ async fn timer_loop(core: Arc<Core>) {
 pub(crate) struct Core {
     config: EndpointConfig,
     caps: Capabilities,
+    service: Option<Arc<dyn Service>>,
+    in_flight: Arc<Semaphore>,
+    server_header: Arc<str>,
     transactions: TxTable,
     tcp: TcpSettings,
     stop: CancellationToken,
@@ -155,7 +171,7 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    fn new(config: EndpointConfig, me: Weak<Core>) -> Core {
+    fn new(config: EndpointConfig, service: Option<Arc<dyn Service>>, me: Weak<Core>) -> Core {
         let timers = Timers {
             t1: config.t1,
             t2: config.t2,
@@ -167,8 +183,20 @@ impl Core {
             connections: Arc::new(Connections::default()),
             permits: Arc::new(Semaphore::new(config.max_tcp_connections)),
         };
+        let mut caps = Capabilities::default();
+        if let Some(service) = &service {
+            for method in service.methods() {
+                if !caps.allow.contains(&method) {
+                    caps.allow.push(method);
+                }
+            }
+            caps.supported.extend(service.supported());
+        }
         Core {
-            caps: Capabilities::default(),
+            caps,
+            service,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            server_header: Arc::from(config.user_agent.as_str()),
             transactions: TxTable::new(timers),
             tcp,
             stop: CancellationToken::new(),
@@ -226,11 +254,58 @@ impl Core {
                 Verdict::Answer { status, headers } => {
                     self.answer(&req, key, status, headers, target, now);
                 }
-                // No transaction user serves requests yet; the capability
-                // set only lists OPTIONS, which `inspect` answers.
-                Verdict::Serve => self.answer(&req, key, 500, Vec::new(), target, now),
+                Verdict::Serve => self.serve(req, key, source, target, now),
             },
         }
+    }
+
+    /// Hands a request to the service; its answer goes out through a
+    /// server transaction that absorbs retransmissions meanwhile.
+    fn serve(
+        &self,
+        req: Request,
+        key: crate::tx::Key,
+        source: &Source,
+        target: ReplyTarget,
+        now: Instant,
+    ) {
+        let (Some(service), Some(core)) = (self.service.clone(), self.me.upgrade()) else {
+            // Only a service's methods pass `inspect`; without one, none do.
+            self.answer(&req, key, 500, Vec::new(), target, now);
+            return;
+        };
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            let retry = vec![(sip_proto::HeaderName::RetryAfter, "5".to_owned())];
+            self.answer(&req, key, 503, retry, target, now);
+            return;
+        };
+        let invite = req.method == Method::Invite;
+        let trying = invite.then(|| response_to(&req, 100, "", &self.server_header).to_bytes());
+        self.transactions
+            .start_pending(key.clone(), invite, trying, target.clone(), now);
+        let incoming = Incoming {
+            request: req,
+            source: source.remote,
+            transport: source.transport,
+            to_tag: Core::new_tag(),
+            server: self.server_header.clone(),
+        };
+        let to_tag = incoming.to_tag.clone();
+        tokio::spawn(async move {
+            let response = service.handle(incoming).await;
+            drop(permit);
+            let status = response.status;
+            let sends = core.transactions.respond(
+                &key,
+                status,
+                &to_tag,
+                response.to_bytes(),
+                Instant::now(),
+            );
+            for bytes in sends {
+                core.send(&target, bytes, Some(status));
+            }
+        });
     }
 
     fn answer(
@@ -243,7 +318,7 @@ impl Core {
         now: Instant,
     ) {
         let tag = Core::new_tag();
-        let mut resp = response_to(req, status, &tag, &self.config.user_agent);
+        let mut resp = response_to(req, status, &tag, &self.server_header);
         for (name, value) in extra {
             resp.headers.push(name, value);
         }
@@ -374,6 +449,12 @@ impl Core {
 
 impl Sink for Core {
     fn on_message(&self, data: Bytes, source: &Source) {
+        if let Some(service) = &self.service
+            && !service.admit(source.remote.ip())
+        {
+            stats::dropped("not_admitted");
+            return;
+        }
         match Message::parse(&data, &self.config.limits) {
             Ok(Message::Request(req)) => self.on_request(req, source),
             Ok(Message::Response(resp)) => self.on_response(resp, source),
@@ -382,6 +463,11 @@ impl Sink for Core {
     }
 
     fn on_stream_error(&self, data: &[u8], status: u16, reason: &str, source: &Source) {
+        if let Some(service) = &self.service
+            && !service.admit(source.remote.ip())
+        {
+            return;
+        }
         self.on_malformed(data, status, reason, source);
     }
 }

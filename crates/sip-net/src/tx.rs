@@ -54,6 +54,13 @@ enum Machine {
 }
 
 impl Machine {
+    fn send_response(&mut self, status: u16, response: Bytes, now: Instant) -> Vec<Action> {
+        match self {
+            Machine::Invite(m) => m.send_response(status, response, now),
+            Machine::NonInvite(m) => m.send_response(status, response, now),
+        }
+    }
+
     fn poll_timeout(&self) -> Option<Instant> {
         match self {
             Machine::Invite(m) => m.poll_timeout(),
@@ -82,6 +89,9 @@ struct Tx {
     machine: Machine,
     target: ReplyTarget,
     alias: Option<Key>,
+    /// For an INVITE still waiting for its TU: the 100 Trying to send when
+    /// the machine asks for one (RFC 3261 §17.2.1).
+    trying: Option<Bytes>,
 }
 
 enum Slot {
@@ -119,6 +129,16 @@ impl Ord for KeyOrd {
 }
 
 impl Shard {
+    fn insert(&mut self, key: Key, tx: Tx) {
+        if !matches!(
+            self.slots.insert(key.clone(), Slot::Tx(Box::new(tx))),
+            Some(Slot::Tx(_))
+        ) {
+            self.count += 1;
+        }
+        self.schedule(&key);
+    }
+
     fn resolve(&self, key: &Key) -> Option<Key> {
         match self.slots.get(key)? {
             Slot::Tx(_) => Some(key.clone()),
@@ -193,6 +213,7 @@ impl TxTable {
         for action in actions {
             match action {
                 Action::Transmit(bytes) => resend = Some(bytes),
+                Action::SendTrying => resend = send_trying(tx, now).or(resend),
                 Action::Terminated => terminated = true,
                 _ => {}
             }
@@ -217,6 +238,23 @@ impl TxTable {
         self.shard(&invite).resolve(&invite).is_some()
     }
 
+    fn reliability(target: &ReplyTarget) -> Reliability {
+        if target.transport == Transport::Tcp {
+            Reliability::Reliable
+        } else {
+            Reliability::Unreliable
+        }
+    }
+
+    fn new_machine(&self, invite: bool, target: &ReplyTarget, now: Instant) -> Machine {
+        let reliability = Self::reliability(target);
+        if invite {
+            Machine::Invite(ServerInvite::new(reliability, self.timers, now))
+        } else {
+            Machine::NonInvite(ServerNonInvite::new(reliability, self.timers))
+        }
+    }
+
     /// Creates the server transaction for a new request that is answered at
     /// once with `response` (`status`); returns the bytes to send now.
     #[allow(clippy::too_many_arguments)]
@@ -230,39 +268,16 @@ impl TxTable {
         target: ReplyTarget,
         now: Instant,
     ) -> Vec<Bytes> {
-        let reliability = if target.transport == Transport::Tcp {
-            Reliability::Reliable
-        } else {
-            Reliability::Unreliable
-        };
-        let (mut machine, actions) = if invite {
-            let mut m = ServerInvite::new(reliability, self.timers, now);
-            let actions = m.send_response(status, response, now);
-            (Machine::Invite(m), actions)
-        } else {
-            let mut m = ServerNonInvite::new(reliability, self.timers);
-            let actions = m.send_response(status, response, now);
-            (Machine::NonInvite(m), actions)
-        };
-        let mut out = Vec::new();
-        let mut terminated = false;
-        for action in actions {
-            match action {
-                Action::Transmit(bytes) => out.push(bytes),
-                Action::Terminated => terminated = true,
-                _ => {}
-            }
-        }
+        let mut machine = self.new_machine(invite, &target, now);
+        let actions = machine.send_response(status, response, now);
+        let (out, terminated) = transmissions(actions);
         if terminated {
             return out;
         }
         // Reliable transports have zero-length wait timers: run them now so
         // the table does not hold transactions it will drop on the next tick.
         if machine.poll_timeout().is_some_and(|at| at <= now) {
-            let finished = machine
-                .handle_timeout(now)
-                .into_iter()
-                .any(|a| a == Action::Terminated);
+            let (_, finished) = transmissions(machine.handle_timeout(now));
             if finished {
                 return out;
             }
@@ -276,14 +291,69 @@ impl TxTable {
             machine,
             target,
             alias,
+            trying: None,
         };
-        if !matches!(
-            shard.slots.insert(key.clone(), Slot::Tx(Box::new(tx))),
-            Some(Slot::Tx(_))
-        ) {
-            shard.count += 1;
+        shard.insert(key, tx);
+        out
+    }
+
+    /// Creates the server transaction for a request its TU is still working
+    /// on: retransmissions are absorbed (an INVITE gets `trying`, a 100,
+    /// when the machine asks for it) until [`respond`](Self::respond).
+    pub(crate) fn start_pending(
+        &self,
+        key: Key,
+        invite: bool,
+        trying: Option<Bytes>,
+        target: ReplyTarget,
+        now: Instant,
+    ) {
+        let machine = self.new_machine(invite, &target, now);
+        let tx = Tx {
+            machine,
+            target,
+            alias: None,
+            trying,
+        };
+        self.shard(&key).insert(key, tx);
+    }
+
+    /// Sends the TU's response through a pending transaction; returns the
+    /// bytes to send now (nothing if the transaction has gone, e.g. after
+    /// a transport error).
+    pub(crate) fn respond(
+        &self,
+        key: &Key,
+        status: u16,
+        to_tag: &str,
+        response: Bytes,
+        now: Instant,
+    ) -> Vec<Bytes> {
+        let mut shard = self.shard(key);
+        let Some(Slot::Tx(tx)) = shard.slots.get_mut(key) else {
+            return Vec::new();
+        };
+        let actions = tx.machine.send_response(status, response, now);
+        if status >= 200 {
+            tx.trying = None;
         }
-        shard.schedule(&key);
+        let (out, mut terminated) = transmissions(actions);
+        if !terminated && tx.machine.poll_timeout().is_some_and(|at| at <= now) {
+            terminated = transmissions(tx.machine.handle_timeout(now)).1;
+        }
+        if terminated {
+            shard.remove(key);
+            return out;
+        }
+        if status >= 200
+            && let Some(alias) = key.ack_alias(to_tag)
+        {
+            if let Some(Slot::Tx(tx)) = shard.slots.get_mut(key) {
+                tx.alias = Some(alias.clone());
+            }
+            shard.slots.insert(alias, Slot::Alias(key.clone()));
+        }
+        shard.schedule(key);
         out
     }
 
@@ -310,6 +380,11 @@ impl TxTable {
                 for action in tx.machine.handle_timeout(now) {
                     match action {
                         Action::Transmit(bytes) => out.push((tx.target.clone(), bytes)),
+                        Action::SendTrying => {
+                            if let Some(bytes) = send_trying(tx, now) {
+                                out.push((tx.target.clone(), bytes));
+                            }
+                        }
                         Action::Terminated => terminated = true,
                         Action::Timeout(timer) => {
                             tracing::debug!(%key, ?timer, "server transaction timed out");
@@ -334,6 +409,31 @@ impl TxTable {
             .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).count)
             .sum()
     }
+}
+
+/// Splits a machine's actions into the bytes to transmit and whether it
+/// terminated.
+fn transmissions(actions: Vec<Action>) -> (Vec<Bytes>, bool) {
+    let mut out = Vec::new();
+    let mut terminated = false;
+    for action in actions {
+        match action {
+            Action::Transmit(bytes) => out.push(bytes),
+            Action::Terminated => terminated = true,
+            _ => {}
+        }
+    }
+    (out, terminated)
+}
+
+/// Hands the stored 100 Trying to an INVITE machine that asked for one and
+/// returns what it says to transmit.
+fn send_trying(tx: &mut Tx, now: Instant) -> Option<Bytes> {
+    let trying = tx.trying.take()?;
+    transmissions(tx.machine.send_response(100, trying, now))
+        .0
+        .into_iter()
+        .next_back()
 }
 
 /// The §17.2.3 server key of a request: branch, sent-by and method when the
