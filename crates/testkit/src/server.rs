@@ -177,9 +177,7 @@ impl Drop for Server {
 fn after(line: &str, marker: &str) -> Option<SocketAddr> {
     let rest = &line[line.find(marker)? + marker.len()..];
     let addr = rest.split_whitespace().next()?;
-    addr.trim_end_matches([',', '"'])
-        .parse()
-        .ok()
+    addr.trim_end_matches([',', '"']).parse().ok()
 }
 
 /// A minimal HTTP/1.1 GET (Connection: close) returning (status, body).
