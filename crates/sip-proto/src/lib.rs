@@ -26,6 +26,7 @@
 //! (see `tests/corpus.rs`); parse → [`Message::to_bytes`] → parse gives an
 //! equal message.
 
+pub mod digest;
 pub mod error;
 pub mod header;
 pub mod message;
