@@ -9,4 +9,4 @@ mod server;
 mod ua;
 
 pub use server::{Server, ServerError};
-pub use ua::{RawResponse, RequestBuilder, Ua, UaError};
+pub use ua::{DigestChallenge, RawResponse, RequestBuilder, Ua, UaError, challenges};

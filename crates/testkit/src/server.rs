@@ -38,6 +38,8 @@ impl std::error::Error for ServerError {}
 /// A running `switchboard run` process.
 pub struct Server {
     child: Child,
+    binary: PathBuf,
+    config: String,
     dir: tempfile::TempDir,
     log: Arc<Mutex<String>>,
     /// The UDP SIP address, if a UDP listener was configured.
@@ -68,6 +70,33 @@ impl Server {
     /// waits (up to 20 s) until it has logged every listener.
     pub fn start_with(binary: &Path, config: &str) -> Result<Server, ServerError> {
         let dir = tempfile::tempdir().map_err(ServerError::Spawn)?;
+        Server::start_in(binary, dir, config)
+    }
+
+    /// Stops the server (SIGTERM, as an admin would) and starts the same
+    /// binary again in the same directory with the same config, so
+    /// whatever it stored there is what the new process finds.
+    pub fn restart(self) -> Result<Server, ServerError> {
+        let mut old = self;
+        if old.terminate(Duration::from_secs(10)).is_none() {
+            return Err(ServerError::NotReady(format!(
+                "did not stop on SIGTERM; log:\n{}",
+                old.log()
+            )));
+        }
+        let binary = old.binary.clone();
+        let config = old.config.clone();
+        let placeholder = tempfile::tempdir().map_err(ServerError::Spawn)?;
+        let dir = std::mem::replace(&mut old.dir, placeholder);
+        drop(old);
+        Server::start_in(&binary, dir, &config)
+    }
+
+    fn start_in(
+        binary: &Path,
+        dir: tempfile::TempDir,
+        config: &str,
+    ) -> Result<Server, ServerError> {
         let path = dir.path().join("switchboard.toml");
         std::fs::write(&path, config).map_err(ServerError::Spawn)?;
         let mut child = Command::new(binary)
@@ -101,6 +130,8 @@ impl Server {
         let wants_tcp = config.contains("\"tcp:");
         let mut server = Server {
             child,
+            binary: binary.to_path_buf(),
+            config: config.to_owned(),
             dir,
             log,
             udp: None,

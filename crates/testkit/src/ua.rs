@@ -138,6 +138,73 @@ impl Ua {
         }
     }
 
+    /// A REGISTER for `user` at `domain` asking for `expires` seconds, with
+    /// our address as the Contact.
+    pub fn register_request(&self, user: &str, domain: &str, expires: u32) -> RequestBuilder {
+        let aor = format!("sip:{user}@{domain}");
+        self.request("REGISTER", &format!("sip:{domain}"))
+            .header(
+                "From",
+                &format!("<{aor}>;tag={:08x}", rand::random::<u32>()),
+            )
+            .header("To", &format!("<{aor}>"))
+            .header(
+                "Contact",
+                &format!(
+                    "<sip:{user}@{};transport={}>",
+                    self.local,
+                    self.transport().to_ascii_lowercase()
+                ),
+            )
+            .header("Expires", &expires.to_string())
+    }
+
+    /// Sends `req`; if challenged, answers the first (topmost) challenge as
+    /// `user`/`password` with the same Call-ID and the next CSeq, and
+    /// returns the final response to that.
+    pub fn transact_authenticated(
+        &mut self,
+        req: &RequestBuilder,
+        user: &str,
+        password: &str,
+    ) -> Result<Response, UaError> {
+        let first = self.transact(req)?;
+        if first.status != 401 && first.status != 407 {
+            return Ok(first);
+        }
+        let Some(challenge) = challenges(&first).into_iter().next() else {
+            return Ok(first);
+        };
+        let retry = self.authorized(req, &challenge, user, password, 1);
+        self.transact(&retry)
+    }
+
+    /// `req` again with a fresh branch, the next CSeq and an Authorization
+    /// (Proxy-Authorization for 407s is not needed yet) answering
+    /// `challenge` with nonce-count `nc`.
+    pub fn authorized(
+        &self,
+        req: &RequestBuilder,
+        challenge: &DigestChallenge,
+        user: &str,
+        password: &str,
+        nc: u32,
+    ) -> RequestBuilder {
+        self.cseq.set(self.cseq.get() + 1);
+        let branch = format!("z9hG4bK{:016x}", rand::random::<u64>());
+        let via = format!(
+            "SIP/2.0/{} {};branch={branch};rport",
+            self.transport(),
+            self.local
+        );
+        let cseq = format!("{} {}", self.cseq.get(), req.method);
+        let auth = challenge.answer(user, password, &req.method, &req.uri, nc);
+        req.clone()
+            .header("Via", &via)
+            .header("CSeq", &cseq)
+            .header("Authorization", &auth)
+    }
+
     /// Sends raw bytes to the server.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), UaError> {
         match &mut self.socket {
@@ -230,6 +297,74 @@ impl Ua {
                 return Ok(resp);
             }
         }
+    }
+}
+
+/// A digest challenge read from a 401/407 (RFC 7616 §3.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestChallenge {
+    /// `realm`.
+    pub realm: String,
+    /// `nonce`.
+    pub nonce: String,
+    /// `algorithm` (MD5 when absent).
+    pub algorithm: String,
+    /// `qop` as offered.
+    pub qop: Option<String>,
+    /// `opaque`, to echo.
+    pub opaque: Option<String>,
+    /// `stale=true`.
+    pub stale: bool,
+}
+
+/// Every Digest challenge in `resp`'s WWW-Authenticate (or, if none,
+/// Proxy-Authenticate) headers, in order.
+pub fn challenges(resp: &Response) -> Vec<DigestChallenge> {
+    let mut list = resp.headers.www_authenticate().unwrap_or_default();
+    if list.is_empty() {
+        list = resp.headers.proxy_authenticate().unwrap_or_default();
+    }
+    list.iter()
+        .filter(|c| c.scheme.eq_ignore_ascii_case("Digest"))
+        .map(|c| DigestChallenge {
+            realm: c.params.unquoted("realm").unwrap_or_default().into_owned(),
+            nonce: c.params.unquoted("nonce").unwrap_or_default().into_owned(),
+            algorithm: c
+                .params
+                .unquoted("algorithm")
+                .map_or_else(|| "MD5".to_owned(), |a| a.into_owned()),
+            qop: c.params.unquoted("qop").map(|q| q.into_owned()),
+            opaque: c.params.unquoted("opaque").map(|o| o.into_owned()),
+            stale: c
+                .params
+                .unquoted("stale")
+                .is_some_and(|s| s.eq_ignore_ascii_case("true")),
+        })
+        .collect()
+}
+
+impl DigestChallenge {
+    /// The Authorization value answering this challenge for `method` and
+    /// `uri` with nonce-count `nc`.
+    pub fn answer(&self, user: &str, password: &str, method: &str, uri: &str, nc: u32) -> String {
+        let algorithm = self
+            .algorithm
+            .parse()
+            .unwrap_or(sip_proto::digest::Algorithm::Md5);
+        let cnonce = format!("{:08x}", rand::random::<u32>());
+        sip_proto::digest::DigestAnswer {
+            algorithm,
+            username: user,
+            password,
+            realm: &self.realm,
+            nonce: &self.nonce,
+            method,
+            uri,
+            nc,
+            cnonce: &cnonce,
+            opaque: self.opaque.as_deref(),
+        }
+        .to_header_value()
     }
 }
 

@@ -1,0 +1,20 @@
+//! `registrar`: where desk phones register (RFC 3261 §10.3).
+//!
+//! It serves REGISTER for the SIP endpoint (`sip_net::Service`): digest
+//! authentication against the configured extensions (RFC 7616 / RFC 8760,
+//! the math in `sip_proto::digest`), the §10.3 binding rules
+//! ([`bindings::apply`], pure and unit-tested), persistence through
+//! `storage::LocationStore` (a binding is committed before its 200 OK
+//! leaves), expiry sweeps, and the brute-force ban list ([`bans`]) that
+//! silences sources which keep failing authentication.
+//!
+//! Read [`service`] for the flow of one REGISTER, then [`bindings`] for the
+//! rules and [`bans`] for the protection.
+
+pub mod bans;
+pub mod bindings;
+pub mod service;
+
+pub use bans::{BanList, BanPolicy};
+pub use bindings::{Policy, Refusal};
+pub use service::{Extension, Registrar, RegistrarConfig, Registration};

@@ -1,0 +1,474 @@
+//! One REGISTER, start to end (RFC 3261 §10.3 steps 1–8): check the AOR,
+//! authenticate with digest (RFC 7616, RFC 8760), apply the binding rules,
+//! commit to storage, answer 200 with every current contact. Failed
+//! authentications feed the ban list; banned sources are not admitted.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use sip_net::{BoxFuture, Incoming, Service};
+use sip_proto::digest::{self, Algorithm, NonceCounts, NonceKey, Secret, Verdict, VerifyContext};
+use sip_proto::header::Contact;
+use sip_proto::{HeaderName, Method, Response, Uri};
+use storage::{Binding, LocationStore};
+
+use crate::bans::{BanList, BanPolicy, FailureOutcome};
+use crate::bindings::{Policy, Refusal, RegisterRequest, apply};
+
+/// Shards of the per-AOR lock: REGISTERs for one AOR take turns, others
+/// run side by side.
+const AOR_LOCKS: usize = 64;
+/// Nonces whose nonce-counts are remembered at once.
+const NONCE_COUNT_CAPACITY: usize = 65_536;
+
+/// An extension (a phone account) from the config.
+#[derive(Debug, Clone)]
+pub struct Extension {
+    /// The extension number / user name, e.g. `1001`.
+    pub id: String,
+    /// Display name.
+    pub name: Option<String>,
+    /// Dialplan context for calls it places.
+    pub context: String,
+    /// Its password or stored HA1s.
+    pub secret: Secret,
+}
+
+/// Everything the registrar is configured with.
+#[derive(Debug, Clone)]
+pub struct RegistrarConfig {
+    /// The SIP domain: digest realm and the host of every AOR.
+    pub domain: String,
+    /// Challenge algorithms, offered in this order (one header each).
+    pub algorithms: Vec<Algorithm>,
+    /// How long a nonce stays fresh.
+    pub nonce_max_age: Duration,
+    /// Expiry and contact limits.
+    pub policy: Policy,
+    /// When to ban a source.
+    pub bans: BanPolicy,
+}
+
+/// One registration as the admin API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Registration {
+    /// Address of record.
+    pub aor: String,
+    /// Contact URI.
+    pub contact: String,
+    /// Where the REGISTER came from (where the phone is reached).
+    pub source: SocketAddr,
+    /// `udp` or `tcp`.
+    pub transport: String,
+    /// The phone's User-Agent.
+    pub user_agent: Option<String>,
+    /// Seconds until the binding expires.
+    pub expires_in: u64,
+}
+
+struct Inner {
+    config: RegistrarConfig,
+    extensions: HashMap<String, Secret>,
+    store: Arc<dyn LocationStore>,
+    nonce_key: NonceKey,
+    counts: Mutex<NonceCounts>,
+    bans: Mutex<BanList>,
+    /// Whether any ban may be active: lets `admit`, which runs for every
+    /// packet, skip the ban list's lock in the common case of no bans.
+    any_bans: AtomicBool,
+    aor_locks: Vec<tokio::sync::Mutex<()>>,
+    hasher: RandomState,
+}
+
+/// The registrar service; cheap to clone.
+#[derive(Clone)]
+pub struct Registrar {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Registrar {
+    /// A registrar for `extensions`, keeping bindings in `store`.
+    /// `nonce_secret` keys the stateless nonces; a random one per process
+    /// is fine (nonces then go stale on restart, and phones simply retry).
+    pub fn new(
+        config: RegistrarConfig,
+        extensions: &[Extension],
+        store: Arc<dyn LocationStore>,
+        nonce_secret: [u8; 32],
+    ) -> Registrar {
+        let max_age = config.nonce_max_age.as_secs();
+        let inner = Inner {
+            extensions: extensions
+                .iter()
+                .map(|e| (e.id.clone(), e.secret.clone()))
+                .collect(),
+            store,
+            nonce_key: NonceKey::new(nonce_secret),
+            counts: Mutex::new(NonceCounts::new(NONCE_COUNT_CAPACITY, max_age)),
+            bans: Mutex::new(BanList::new(config.bans)),
+            any_bans: AtomicBool::new(false),
+            aor_locks: (0..AOR_LOCKS)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            hasher: RandomState::new(),
+            config,
+        };
+        Registrar {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Every live registration (for `GET /api/v1/registrations`).
+    pub fn registrations(&self) -> Result<Vec<Registration>, storage::Error> {
+        let now = now_ms();
+        let all = self.inner.store.list_all()?;
+        Ok(all
+            .into_iter()
+            .filter(|b| !b.is_expired(now))
+            .map(|b| Registration {
+                expires_in: b.remaining_ms(now).div_ceil(1000),
+                aor: b.aor,
+                contact: b.contact,
+                source: b.source,
+                transport: b.transport,
+                user_agent: b.user_agent,
+            })
+            .collect())
+    }
+
+    /// Removes expired bindings and forgotten ban entries; call every
+    /// second or so. Returns how many bindings expired.
+    pub fn sweep(&self) -> usize {
+        let expired = match self.inner.store.sweep_expired(now_ms()) {
+            Ok(expired) => expired,
+            Err(e) => {
+                tracing::error!(error = %e, "registrar: sweeping expired bindings failed");
+                Vec::new()
+            }
+        };
+        for b in &expired {
+            tracing::info!(aor = %b.aor, contact = %b.contact, "registration expired");
+        }
+        let now = Instant::now();
+        let bans = {
+            let mut bans = self
+                .inner
+                .bans
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            bans.sweep(now);
+            let active = bans.active_bans(now);
+            if active == 0 {
+                self.inner.any_bans.store(false, Ordering::Relaxed);
+            }
+            active
+        };
+        metrics::gauge!("registrar_bans_active").set(bans as f64);
+        if let Ok(all) = self.inner.store.list_all() {
+            metrics::gauge!("registrar_bindings").set(all.len() as f64);
+        }
+        expired.len()
+    }
+
+    /// Runs [`sweep`](Self::sweep) every second on a blocking thread until
+    /// `stop` completes.
+    pub async fn run_sweeper(self, stop: impl std::future::Future<Output = ()>) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {
+                    let me = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || me.sweep()).await;
+                }
+            }
+        }
+    }
+
+    fn challenge(&self, incoming: &Incoming, stale: bool) -> Response {
+        let mut resp = incoming.response(401);
+        let now = now_ms() / 1000;
+        for alg in &self.inner.config.algorithms {
+            let nonce = self.inner.nonce_key.issue(now, rand::random());
+            let value =
+                digest::challenge_value(&self.inner.config.domain, &nonce, *alg, None, stale);
+            resp.headers.push(HeaderName::WwwAuthenticate, value);
+        }
+        resp
+    }
+
+    fn refuse(&self, incoming: &Incoming, status: u16, reason: &str) -> Response {
+        let mut resp = incoming.response(status);
+        resp.headers.push(
+            HeaderName::Warning,
+            sip_net::response::warning_value(&self.inner.config.domain, reason),
+        );
+        resp
+    }
+
+    /// Step 3–4: authenticates the REGISTER as the user in its To URI.
+    /// `Err` is the response to send (401 challenge or 403).
+    fn authenticate(&self, incoming: &Incoming, user: &str) -> Result<(), Response> {
+        let req = &incoming.request;
+        let domain = &self.inner.config.domain;
+        let credentials = req.headers.authorization().unwrap_or_default();
+        let Some(cred) = credentials.iter().find(|c| {
+            c.scheme.eq_ignore_ascii_case("Digest")
+                && c.params
+                    .get("realm")
+                    .flatten()
+                    .is_some_and(|r| r.trim_matches('"') == domain)
+        }) else {
+            return Err(self.challenge(incoming, false));
+        };
+        let ctx = VerifyContext::new(
+            domain,
+            &self.inner.nonce_key,
+            self.inner.config.nonce_max_age.as_secs(),
+        );
+        let verdict = {
+            let mut counts = self
+                .inner
+                .counts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            digest::verify(
+                cred,
+                req.method.as_str(),
+                &ctx,
+                &self.inner.extensions,
+                &mut counts,
+                now_ms() / 1000,
+            )
+        };
+        let ip = incoming.source.ip();
+        match verdict {
+            Verdict::Ok {
+                username,
+                algorithm,
+                ..
+            } => {
+                if !self.inner.config.algorithms.contains(&algorithm.hash) {
+                    self.failed(ip, "algorithm not offered");
+                    return Err(self.challenge(incoming, false));
+                }
+                if username != user {
+                    // Authenticated, but as someone else (§10.3 step 4).
+                    self.failed(ip, "credentials for another user");
+                    return Err(self.refuse(incoming, 403, "credentials do not match the To URI"));
+                }
+                self.inner
+                    .bans
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .record_success(ip);
+                Ok(())
+            }
+            Verdict::Stale { .. } => Err(self.challenge(incoming, true)),
+            Verdict::Failed(failure) => {
+                // Unknown user and wrong password look the same on the
+                // wire: a fresh challenge, nothing else.
+                self.failed(ip, &failure.to_string());
+                Err(self.challenge(incoming, false))
+            }
+        }
+    }
+
+    fn failed(&self, ip: IpAddr, why: &str) {
+        metrics::counter!("registrar_auth_failures_total").increment(1);
+        tracing::debug!(source = %ip, reason = why, "REGISTER authentication failed");
+        let now = Instant::now();
+        let (outcome, active) = {
+            let mut bans = self
+                .inner
+                .bans
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let outcome = bans.record_failure(ip, now);
+            (outcome, bans.active_bans(now))
+        };
+        if outcome == FailureOutcome::Banned {
+            metrics::gauge!("registrar_bans_active").set(active as f64);
+            self.inner.any_bans.store(true, Ordering::Relaxed);
+            let policy = self.inner.config.bans;
+            tracing::warn!(
+                source = %ip,
+                failures = policy.after_failures,
+                ban_secs = policy.ban_time.as_secs(),
+                "banned {ip} for {} s after {} failed authentications",
+                policy.ban_time.as_secs(),
+                policy.after_failures,
+            );
+        }
+    }
+
+    async fn register(self, incoming: Incoming) -> Response {
+        let req = &incoming.request;
+        // Step 5: the AOR comes from To and must be a SIP URI of our domain.
+        let to = match req.headers.to() {
+            Ok(to) => to,
+            Err(e) => return self.refuse(&incoming, 400, &e.to_string()),
+        };
+        let Uri::Sip(to_uri) = &to.uri else {
+            return self.refuse(
+                &incoming,
+                400,
+                "the To URI (address of record) must be sip: or sips:",
+            );
+        };
+        let Some(user) = to_uri.user.clone() else {
+            return self.refuse(&incoming, 400, "the To URI has no user part");
+        };
+        if let Err(challenge) = self.authenticate(&incoming, &user) {
+            return challenge;
+        }
+        let contact = match req.headers.get(&HeaderName::Contact) {
+            None => None,
+            Some(_) => match req.headers.contact() {
+                Ok(c) => Some(c),
+                Err(e) => return self.refuse(&incoming, 400, &e.to_string()),
+            },
+        };
+        if let Some(Contact::Star) = &contact
+            && req.headers.get_all(&HeaderName::Contact).count() > 1
+        {
+            return self.refuse(&incoming, 400, "Contact: * must be the only Contact");
+        }
+        let expires = match req.headers.expires() {
+            Ok(e) => e,
+            Err(e) => return self.refuse(&incoming, 400, &e.to_string()),
+        };
+        let path: Vec<String> = req
+            .headers
+            .path()
+            .unwrap_or_default()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let aor = format!("sip:{user}@{}", self.inner.config.domain);
+        let call_id = req.call_id().unwrap_or_default().to_owned();
+        let cseq = req.cseq().map_or(0, |c| c.seq);
+        let user_agent = req.headers.get(&HeaderName::UserAgent).map(str::to_owned);
+        let transport = incoming.transport.to_string();
+        let source = incoming.source;
+
+        let shard = (self.inner.hasher.hash_one(&aor) as usize) % AOR_LOCKS;
+        let Some(lock) = self.inner.aor_locks.get(shard) else {
+            return self.refuse(&incoming, 500, "registrar lock missing");
+        };
+        let _turn = lock.lock().await;
+        let store = self.inner.store.clone();
+        let policy = self.inner.config.policy;
+        let aor_for_task = aor.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let existing = store.list(&aor_for_task)?;
+            let req = RegisterRequest {
+                aor: &aor_for_task,
+                contact: contact.as_ref(),
+                expires,
+                call_id: &call_id,
+                cseq,
+                path,
+                source,
+                transport: &transport,
+                user_agent: user_agent.as_deref(),
+                now_ms: now_ms(),
+            };
+            let now = req.now_ms;
+            match apply(&existing, &req, &policy) {
+                Ok(set) => {
+                    // Only write when something changed (a query does not).
+                    if req.contact.is_some() || existing.iter().any(|b| b.is_expired(now)) {
+                        store.replace_aor(&aor_for_task, &set)?;
+                    }
+                    Ok(Ok((set, now)))
+                }
+                Err(refusal) => Ok(Err(refusal)),
+            }
+        })
+        .await;
+        let (set, now) = match result {
+            Ok(Ok(Ok(done))) => done,
+            Ok(Ok(Err(refusal))) => return self.refused(&incoming, &refusal),
+            Ok(Err(e)) => {
+                let e: storage::Error = e;
+                tracing::error!(%aor, error = %e, "registrar: storage failed");
+                return self.refuse(&incoming, 500, "registration could not be stored");
+            }
+            Err(e) => {
+                tracing::error!(%aor, error = %e, "registrar: storage task failed");
+                return self.refuse(&incoming, 500, "registration could not be stored");
+            }
+        };
+        tracing::debug!(%aor, contacts = set.len(), %source, "REGISTER ok");
+        let mut resp = incoming.response(200);
+        for b in &set {
+            resp.headers
+                .push(HeaderName::Contact, contact_value(b, now));
+        }
+        for p in req.headers.get_all(&HeaderName::Path) {
+            resp.headers.push(HeaderName::Path, p);
+        }
+        resp
+    }
+
+    fn refused(&self, incoming: &Incoming, refusal: &Refusal) -> Response {
+        let mut resp = self.refuse(incoming, refusal.status(), &refusal.reason());
+        if let Refusal::IntervalTooBrief { min_expires } = refusal {
+            resp.headers
+                .push(HeaderName::MinExpires, min_expires.to_string());
+        }
+        resp
+    }
+}
+
+/// `<uri>;expires=N` (and `q`) for a 200 OK (§10.3 step 8).
+fn contact_value(b: &Binding, now: u64) -> String {
+    let mut v = format!(
+        "<{}>;expires={}",
+        b.contact,
+        b.remaining_ms(now).div_ceil(1000)
+    );
+    if let Some(q) = b.q {
+        v.push_str(&format!(";q={}.{:03}", q / 1000, q % 1000));
+    }
+    v
+}
+
+impl Service for Registrar {
+    fn methods(&self) -> Vec<Method> {
+        vec![Method::Register]
+    }
+
+    fn supported(&self) -> Vec<String> {
+        vec!["path".to_owned()]
+    }
+
+    fn admit(&self, source: IpAddr) -> bool {
+        if !self.inner.any_bans.load(Ordering::Relaxed) {
+            return true;
+        }
+        !self
+            .inner
+            .bans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_banned(source, Instant::now())
+    }
+
+    fn handle(&self, incoming: Incoming) -> BoxFuture<Response> {
+        Box::pin(self.clone().register(incoming))
+    }
+}
