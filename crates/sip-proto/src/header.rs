@@ -99,7 +99,9 @@ pub enum HeaderName {
     Other(String),
 }
 
-/// Known full names, in the order of the variants above.
+/// Known full names, in the order of the variants above (checked against
+/// `known` and `as_str` in the tests).
+#[cfg(test)]
 const KNOWN: &[(&str, HeaderName)] = &[
     ("Via", HeaderName::Via),
     ("From", HeaderName::From),
@@ -193,10 +195,46 @@ impl HeaderName {
                 _ => return None,
             });
         }
-        KNOWN
-            .iter()
-            .find(|(n, _)| n.len() == b.len() && n.as_bytes().eq_ignore_ascii_case(b))
-            .map(|(_, h)| h.clone())
+        let first = b.first()?.to_ascii_lowercase();
+        let is = |name: &str| b.eq_ignore_ascii_case(name.as_bytes());
+        // Dispatch on length and first letter, then compare once or twice.
+        Some(match (b.len(), first) {
+            (2, b't') if is("To") => HeaderName::To,
+            (3, b'v') if is("Via") => HeaderName::Via,
+            (4, b'f') if is("From") => HeaderName::From,
+            (4, b'c') if is("CSeq") => HeaderName::CSeq,
+            (4, b'p') if is("Path") => HeaderName::Path,
+            (5, b'r') if is("Route") => HeaderName::Route,
+            (5, b'a') if is("Allow") => HeaderName::Allow,
+            (5, b'e') if is("Event") => HeaderName::Event,
+            (6, b'a') if is("Accept") => HeaderName::Accept,
+            (6, b's') if is("Server") => HeaderName::Server,
+            (7, b'c') if is("Call-ID") => HeaderName::CallId,
+            (7, b'c') if is("Contact") => HeaderName::Contact,
+            (7, b'e') if is("Expires") => HeaderName::Expires,
+            (7, b'r') if is("Require") => HeaderName::Require,
+            (7, b'w') if is("Warning") => HeaderName::Warning,
+            (8, b'r') if is("Refer-To") => HeaderName::ReferTo,
+            (8, b'r') if is("Replaces") => HeaderName::Replaces,
+            (9, b's') if is("Supported") => HeaderName::Supported,
+            (10, b'u') if is("User-Agent") => HeaderName::UserAgent,
+            (11, b'm') if is("Min-Expires") => HeaderName::MinExpires,
+            (11, b'u') if is("Unsupported") => HeaderName::Unsupported,
+            (11, b'r') if is("Retry-After") => HeaderName::RetryAfter,
+            (11, b'r') if is("Referred-By") => HeaderName::ReferredBy,
+            (12, b'm') if is("Max-Forwards") => HeaderName::MaxForwards,
+            (12, b'r') if is("Record-Route") => HeaderName::RecordRoute,
+            (12, b'c') if is("Content-Type") => HeaderName::ContentType,
+            (13, b'a') if is("Authorization") => HeaderName::Authorization,
+            (13, b'p') if is("Proxy-Require") => HeaderName::ProxyRequire,
+            (14, b'c') if is("Content-Length") => HeaderName::ContentLength,
+            (15, b's') if is("Session-Expires") => HeaderName::SessionExpires,
+            (16, b'w') if is("WWW-Authenticate") => HeaderName::WwwAuthenticate,
+            (18, b'p') if is("Proxy-Authenticate") => HeaderName::ProxyAuthenticate,
+            (18, b's') if is("Subscription-State") => HeaderName::SubscriptionState,
+            (19, b'p') if is("Proxy-Authorization") => HeaderName::ProxyAuthorization,
+            _ => return None,
+        })
     }
 
     /// The canonical full name (`Call-ID`, `WWW-Authenticate`, ...); for
@@ -710,6 +748,18 @@ mod tests {
             ("MaX-fOrWaRdS", HeaderName::MaxForwards),
         ] {
             assert_eq!(HeaderName::parse(s), h, "{s}");
+        }
+        for (name, h) in KNOWN {
+            assert_eq!(
+                HeaderName::known(name.as_bytes()).as_ref(),
+                Some(h),
+                "{name}"
+            );
+            assert_eq!(
+                HeaderName::known(name.to_ascii_uppercase().as_bytes()).as_ref(),
+                Some(h)
+            );
+            assert_eq!(h.as_str(), *name);
         }
         assert_eq!(HeaderName::parse("s").as_str(), "Subject");
         assert_eq!(HeaderName::parse("e").as_str(), "Content-Encoding");

@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use bytes::Bytes;
-use memchr::{memchr, memchr2};
+use memchr::memchr2;
 
 use crate::error::{Error, Limit};
 use crate::header::{HeaderName, Headers};
@@ -53,6 +53,8 @@ fn next_line(buf: &[u8], pos: usize) -> Line {
 /// continuation line (terminator excluded).
 struct RawHeader<'a> {
     line: usize,
+    /// Offset of `text` in the buffer.
+    start: usize,
     text: &'a [u8],
     folded: bool,
 }
@@ -104,6 +106,7 @@ impl<'a> HeaderScanner<'a> {
         self.pos = next;
         Ok(Some(RawHeader {
             line,
+            start,
             text: self.buf.get(start..end).unwrap_or_default(),
             folded,
         }))
@@ -161,8 +164,24 @@ fn value_bytes(text: &[u8], folded: bool) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// Replaces each fold (and the LWS around it) by one SP and trims.
+fn unfold(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for seg in raw.split('\n') {
+        let seg = scan::trim_lws(seg.strip_suffix('\r').unwrap_or(seg));
+        if seg.is_empty() {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(seg);
+    }
+    out
+}
+
 /// Splits `name: value`; checks the name is a token.
-fn split_header<'a>(h: &RawHeader<'a>) -> Result<(&'a [u8], usize), Error> {
+fn split_header<'a>(h: &RawHeader<'a>) -> Result<(HeaderName, usize), Error> {
     if matches!(h.text.first(), Some(b' ' | b'\t')) {
         return Err(Error::header(
             "header",
@@ -170,7 +189,7 @@ fn split_header<'a>(h: &RawHeader<'a>) -> Result<(&'a [u8], usize), Error> {
             "line starts with whitespace but no header precedes it",
         ));
     }
-    let Some(colon) = memchr(b':', h.text) else {
+    let Some(colon) = scan::find_byte(h.text, b':') else {
         return Err(Error::header(
             "header",
             Some(h.line),
@@ -181,6 +200,9 @@ fn split_header<'a>(h: &RawHeader<'a>) -> Result<(&'a [u8], usize), Error> {
     while let [rest @ .., b' ' | b'\t'] = name {
         name = rest;
     }
+    if let Some(known) = HeaderName::known(name) {
+        return Ok((known, colon + 1));
+    }
     if name.is_empty() || !name.iter().all(|&b| scan::is(b, scan::TOKEN)) {
         return Err(Error::header(
             "header",
@@ -188,7 +210,7 @@ fn split_header<'a>(h: &RawHeader<'a>) -> Result<(&'a [u8], usize), Error> {
             "header name is empty or not a token",
         ));
     }
-    Ok((name, colon + 1))
+    Ok((HeaderName::from_bytes(name), colon + 1))
 }
 
 /// The start line, parsed.
@@ -364,8 +386,17 @@ pub(crate) fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, Erro
         }
         Line::BareCr => return Err(start_err("CR not followed by LF")),
     };
-    let start_line = std::str::from_utf8(buf.get(pos..start_end).unwrap_or_default())
-        .map_err(|_| start_err("not valid UTF-8"))?;
+    // One UTF-8 check for the whole message: every header slice must lie in
+    // the valid prefix (the body may be binary).
+    let text = match std::str::from_utf8(buf) {
+        Ok(t) => t,
+        Err(e) => {
+            std::str::from_utf8(buf.get(..e.valid_up_to()).unwrap_or_default()).unwrap_or_default()
+        }
+    };
+    let start_line = text
+        .get(pos..start_end)
+        .ok_or_else(|| start_err("not valid UTF-8"))?;
     let start = parse_start(start_line)?;
 
     let mut headers = Headers::with_capacity(16);
@@ -391,23 +422,27 @@ pub(crate) fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, Erro
                 limits.max_header_line,
             ));
         }
-        let (name_bytes, value_at) = split_header(&raw)?;
-        let name = HeaderName::from_bytes(name_bytes);
-        let value = value_bytes(raw.text.get(value_at..).unwrap_or_default(), raw.folded);
-        if name == HeaderName::ContentLength {
+        let (name, value_at) = split_header(&raw)?;
+        if matches!(name, HeaderName::ContentLength) {
             if let Some((_, first)) = content_len {
                 return Err(Error::ContentLength {
                     line: Some(raw.line),
                     reason: format!("appears more than once (first on line {first})").into(),
                 });
             }
+            let value = value_bytes(raw.text.get(value_at..).unwrap_or_default(), raw.folded);
             content_len = Some((content_length(&value, raw.line)?, raw.line));
             continue;
         }
-        let value = match value {
-            Cow::Borrowed(b) => std::str::from_utf8(b).map(str::to_owned).ok(),
-            Cow::Owned(v) => String::from_utf8(v).ok(),
-        };
+        let value = text
+            .get(raw.start + value_at..raw.start + raw.text.len())
+            .map(|v| {
+                if raw.folded {
+                    unfold(v)
+                } else {
+                    scan::trim_lws(v).to_owned()
+                }
+            });
         let Some(value) = value else {
             return Err(Error::Header {
                 name: Cow::Owned(name.as_str().to_owned()),
@@ -420,7 +455,7 @@ pub(crate) fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, Erro
             line: Some(raw.line),
             reason,
         })?;
-        if name == HeaderName::Contact {
+        if matches!(name, HeaderName::Contact) {
             contacts += 1;
             contact_star |= value == "*";
             if contact_star && contacts > 1 {
@@ -440,7 +475,7 @@ pub(crate) fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, Erro
                 });
             }
             seen |= bit;
-        } else if name == HeaderName::Via {
+        } else if matches!(name, HeaderName::Via) {
             seen |= VIA_SEEN;
         }
         headers.push(name, value);
@@ -551,7 +586,7 @@ pub(crate) fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, Er
         let Ok((name, value_at)) = split_header(&raw) else {
             continue;
         };
-        if HeaderName::known(name) == Some(HeaderName::ContentLength) {
+        if matches!(name, HeaderName::ContentLength) {
             if let Some((_, first)) = content_len {
                 return Err(Error::ContentLength {
                     line: Some(raw.line),

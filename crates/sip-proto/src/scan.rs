@@ -42,6 +42,9 @@ pub(crate) const URIC: u16 = 1 << 9;
 pub(crate) const TEL: u16 = 1 << 10;
 /// URI scheme characters after the first ALPHA.
 pub(crate) const SCHEME: u16 = 1 << 11;
+/// Plain `qdtext` (RFC 3261 §25.1): HTAB, printable ASCII but `"` and `\`,
+/// and every non-ASCII byte (UTF-8 is checked elsewhere).
+pub(crate) const QDTEXT: u16 = 1 << 12;
 
 const fn has(set: &[u8], b: u8) -> bool {
     let mut i = 0;
@@ -99,6 +102,9 @@ const fn build_classes() -> [u16; 256] {
         if alnum || has(b"+-.", b) {
             c |= SCHEME;
         }
+        if b == b'\t' || b >= 0x80 || (b >= 0x20 && b < 0x7f && b != b'"' && b != b'\\') {
+            c |= QDTEXT;
+        }
         t[i] = c;
         i += 1;
     }
@@ -116,49 +122,85 @@ pub(crate) fn is(b: u8, class: u16) -> bool {
 }
 
 /// Whether the whole of `s` is a non-empty `token`.
+#[inline]
 pub(crate) fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| is(b, TOKEN))
 }
 
 /// Trims SP and HTAB (only those: SIP's LWS) from both ends.
+#[inline]
 pub(crate) fn trim_lws(s: &str) -> &str {
-    s.trim_matches([' ', '\t'])
+    let b = s.as_bytes();
+    let start = b
+        .iter()
+        .position(|&c| c != b' ' && c != b'\t')
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(start, |e| e + 1);
+    // SP and HTAB are ASCII, so both ends are character boundaries.
+    s.get(start..end).unwrap_or_default()
+}
+
+/// Position of `b` in `s` — a plain loop, cheaper than `memchr` on the
+/// short strings (URIs, parameters) it is used for.
+#[inline]
+pub(crate) fn find_byte(s: &[u8], b: u8) -> Option<usize> {
+    s.iter().position(|&c| c == b)
 }
 
 /// A read position in an unfolded header value (or a URI).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Cursor<'a> {
     s: &'a str,
+    b: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Cursor<'a> {
+    #[inline]
     pub(crate) fn new(s: &'a str) -> Self {
-        Cursor { s, pos: 0 }
+        Cursor {
+            s,
+            b: s.as_bytes(),
+            pos: 0,
+        }
     }
 
+    /// The bytes from the cursor on.
+    #[inline]
+    fn tail(&self) -> &'a [u8] {
+        self.b.get(self.pos..).unwrap_or_default()
+    }
+
+    #[inline]
     pub(crate) fn pos(&self) -> usize {
         self.pos
     }
 
+    #[inline]
     pub(crate) fn set_pos(&mut self, pos: usize) {
         self.pos = pos;
     }
 
     #[inline]
     pub(crate) fn peek(&self) -> Option<u8> {
-        self.s.as_bytes().get(self.pos).copied()
+        self.b.get(self.pos).copied()
     }
 
+    #[inline]
     pub(crate) fn peek_at(&self, offset: usize) -> Option<u8> {
-        self.s.as_bytes().get(self.pos + offset).copied()
+        self.b.get(self.pos + offset).copied()
     }
 
+    #[inline]
     pub(crate) fn at_end(&self) -> bool {
         self.pos >= self.s.len()
     }
 
     /// The text between two positions this cursor has been at.
+    #[inline]
     pub(crate) fn slice(&self, from: usize, to: usize) -> &'a str {
         // Positions come from this cursor and sit on ASCII bytes or the end,
         // so `get` always succeeds; the fallback only guards against a bug.
@@ -184,11 +226,13 @@ impl<'a> Cursor<'a> {
     /// Skips SP / HTAB and returns how many were skipped.
     #[inline]
     pub(crate) fn skip_lws(&mut self) -> usize {
-        let start = self.pos;
-        while matches!(self.peek(), Some(b' ' | b'\t')) {
-            self.pos += 1;
-        }
-        self.pos - start
+        let n = self
+            .tail()
+            .iter()
+            .position(|&b| b != b' ' && b != b'\t')
+            .unwrap_or(self.b.len().saturating_sub(self.pos));
+        self.pos += n;
+        n
     }
 
     /// Consumes bytes while `f` holds. `f` must only accept ASCII bytes or
@@ -196,12 +240,18 @@ impl<'a> Cursor<'a> {
     #[inline]
     pub(crate) fn take_while(&mut self, f: impl Fn(u8) -> bool) -> &'a str {
         let start = self.pos;
-        while let Some(b) = self.peek() {
-            if !f(b) {
-                break;
-            }
-            self.pos += 1;
-        }
+        let tail = self.tail();
+        let n = tail.iter().position(|&b| !f(b)).unwrap_or(tail.len());
+        self.pos += n;
+        self.slice(start, self.pos)
+    }
+
+    /// Consumes bytes up to (not including) `stop`, or to the end.
+    #[inline]
+    pub(crate) fn take_until(&mut self, stop: u8) -> &'a str {
+        let start = self.pos;
+        let tail = self.tail();
+        self.pos += find_byte(tail, stop).unwrap_or(tail.len());
         self.slice(start, self.pos)
     }
 
@@ -214,7 +264,9 @@ impl<'a> Cursor<'a> {
     /// Consumes bytes of a class plus `escaped` (`%` HEXDIG HEXDIG).
     pub(crate) fn take_escaped(&mut self, class: u16) -> PResult<&'a str> {
         let start = self.pos;
-        while let Some(b) = self.peek() {
+        loop {
+            self.take_class(class);
+            let Some(b) = self.peek() else { break };
             if b == b'%' {
                 let ok = matches!(
                     (self.peek_at(1), self.peek_at(2)),
@@ -224,8 +276,6 @@ impl<'a> Cursor<'a> {
                     return Err("'%' not followed by two hex digits".into());
                 }
                 self.pos += 3;
-            } else if is(b, class) {
-                self.pos += 1;
             } else {
                 break;
             }
@@ -234,6 +284,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// Requires `b` next.
+    #[inline]
     pub(crate) fn expect(&mut self, b: u8, what: &'static str) -> PResult<()> {
         if self.eat(b) {
             Ok(())
@@ -259,6 +310,8 @@ impl<'a> Cursor<'a> {
         let start = self.pos;
         self.expect(b'"', "'\"'")?;
         loop {
+            // Plain qdtext in one go.
+            self.take_class(QDTEXT);
             match self.peek() {
                 None => return Err("unterminated quoted string".into()),
                 Some(b'"') => {

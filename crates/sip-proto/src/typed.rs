@@ -557,7 +557,7 @@ pub(crate) fn scan_name_addr<'a>(c: &mut Cursor<'a>) -> PResult<NameAddrRef<'a>>
 }
 
 fn angle_uri<'a>(c: &mut Cursor<'a>) -> PResult<UriRef<'a>> {
-    let inner = c.take_while(|b| b != b'>');
+    let inner = c.take_until(b'>');
     if !c.eat(b'>') {
         return Err("'<' without a closing '>'".into());
     }
@@ -600,23 +600,33 @@ pub(crate) fn scan_cseq(s: &str) -> PResult<(u32, &str)> {
 
 /// Scans a Call-ID (`word [ "@" word ]`).
 pub(crate) fn check_call_id(s: &str) -> PResult<()> {
-    if s.is_empty() {
+    let b = s.as_bytes();
+    let bad = b.iter().position(|&c| !scan::is(c, WORD));
+    let at = match bad {
+        None => None,
+        Some(i) if b.get(i) == Some(&b'@') => Some(i),
+        Some(i) => return Err(bad_call_id_char(b.get(i).copied().unwrap_or(0))),
+    };
+    if let Some(at) = at {
+        let after = b.get(at + 1..).unwrap_or_default();
+        if let Some(&c) = after.iter().find(|&&c| !scan::is(c, WORD)) {
+            return Err(bad_call_id_char(c));
+        }
+        if at == 0 || after.is_empty() {
+            return Err("empty word around '@' in Call-ID".into());
+        }
+    } else if b.is_empty() {
         return Err("empty Call-ID".into());
     }
-    let mut parts = s.splitn(2, '@');
-    for p in parts.by_ref() {
-        if p.is_empty() || !p.bytes().all(|b| scan::is(b, WORD)) {
-            let bad = p.bytes().find(|&b| !scan::is(b, WORD));
-            return Err(match bad {
-                Some(b) if b.is_ascii_graphic() => {
-                    format!("character '{}' not allowed in Call-ID", char::from(b)).into()
-                }
-                Some(b) => format!("byte 0x{b:02x} not allowed in Call-ID").into(),
-                None => "empty word around '@' in Call-ID".into(),
-            });
-        }
-    }
     Ok(())
+}
+
+fn bad_call_id_char(c: u8) -> Reason {
+    if c.is_ascii_graphic() {
+        format!("character '{}' not allowed in Call-ID", char::from(c)).into()
+    } else {
+        format!("byte 0x{c:02x} not allowed in Call-ID").into()
+    }
 }
 
 /// Scans a delta-seconds value (Expires, Min-Expires, Max-Forwards).

@@ -9,8 +9,6 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use memchr::memchr;
-
 use crate::error::Error;
 use crate::header::Params;
 use crate::params::scan_uri_params;
@@ -301,12 +299,47 @@ pub(crate) fn scan_host<'a>(c: &mut Cursor<'a>) -> PResult<HostRef<'a>> {
     if name.is_empty() {
         return Err(c.unexpected("a host"));
     }
-    if name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && let Ok(a) = name.parse::<Ipv4Addr>()
+    if name.as_bytes().first().is_some_and(u8::is_ascii_digit)
+        && let Some(a) = parse_ipv4(name)
     {
         return Ok(HostRef::V4(a));
     }
     Ok(HostRef::Domain(name))
+}
+
+/// A dotted-quad IPv4 address (four decimal octets, no leading zeros, as
+/// `Ipv4Addr::from_str` reads them), without the generic parser's cost.
+fn parse_ipv4(s: &str) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut i = 0usize;
+    let (mut v, mut digits, mut first) = (0u16, 0usize, 0u8);
+    for &c in s.as_bytes() {
+        if c == b'.' {
+            let o = octets.get_mut(i)?;
+            if digits == 0 || digits > 1 && first == b'0' {
+                return None;
+            }
+            *o = u8::try_from(v).ok()?;
+            i += 1;
+            (v, digits) = (0, 0);
+        } else if c.is_ascii_digit() {
+            if digits == 0 {
+                first = c;
+            }
+            digits += 1;
+            if digits > 3 {
+                return None;
+            }
+            v = v * 10 + u16::from(c - b'0');
+        } else {
+            return None;
+        }
+    }
+    if i != 3 || digits == 0 || digits > 1 && first == b'0' {
+        return None;
+    }
+    *octets.get_mut(3)? = u8::try_from(v).ok()?;
+    Some(Ipv4Addr::from(octets))
 }
 
 /// Parses the inside of an IPv6 reference. RFC 5118 §4.10: the RFC 3261
@@ -338,7 +371,7 @@ pub(crate) fn scan_port(c: &mut Cursor<'_>) -> PResult<u16> {
 
 /// Parses a complete URI into a borrowed view.
 pub(crate) fn parse_uri_ref(s: &str) -> PResult<UriRef<'_>> {
-    let Some(colon) = memchr(b':', s.as_bytes()) else {
+    let Some(colon) = scan::find_byte(s.as_bytes(), b':') else {
         return Err("no scheme (missing ':')".into());
     };
     let scheme = s.get(..colon).unwrap_or("");
@@ -369,7 +402,7 @@ pub(crate) fn parse_uri_ref(s: &str) -> PResult<UriRef<'_>> {
 }
 
 fn sip_uri(rest: &str, secure: bool) -> PResult<SipUriRef<'_>> {
-    let (userinfo, hostpart) = match memchr(b'@', rest.as_bytes()) {
+    let (userinfo, hostpart) = match scan::find_byte(rest.as_bytes(), b'@') {
         Some(at) => (
             Some(rest.get(..at).unwrap_or("")),
             rest.get(at + 1..).unwrap_or(""),
@@ -521,6 +554,28 @@ mod tests {
             Host::Ipv4("192.0.2.1".parse().unwrap())
         );
         assert!(Host::parse("").is_err());
+    }
+
+    #[test]
+    fn ipv4_matches_std() {
+        for s in [
+            "192.0.2.1",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..2.3",
+            "1.2.3.",
+            "a.b.c.d",
+            "1.2.3.04",
+            "10.0.0.1",
+            "1234.1.1.1",
+            "",
+        ] {
+            assert_eq!(parse_ipv4(s), s.parse().ok(), "{s}");
+        }
     }
 
     #[test]
