@@ -240,7 +240,7 @@ impl fmt::Display for Challenge {
 pub struct Warning {
     /// The three-digit warn-code.
     pub code: u16,
-    /// The warn-agent (host[:port] or pseudonym).
+    /// The warn-agent (`host[:port]` or a pseudonym).
     pub agent: String,
     /// The warn-text, unquoted.
     pub text: String,
