@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use sip_net::{BoxFuture, Incoming, Service};
+use sip_net::{BoxFuture, EndpointHandle, Incoming, Service, Transport};
 use sip_proto::digest::{self, Algorithm, NonceCounts, NonceKey, Secret, Verdict, VerifyContext};
 use sip_proto::header::Contact;
-use sip_proto::{HeaderName, Method, Response, Uri};
+use sip_proto::{HeaderName, Headers, Method, Request, Response, Uri};
 use storage::{Binding, LocationStore};
 
 use crate::bans::{BanList, BanPolicy, FailureOutcome};
@@ -69,6 +69,18 @@ pub struct Registration {
     pub user_agent: Option<String>,
     /// Seconds until the binding expires.
     pub expires_in: u64,
+    /// Whether the contact answered its last OPTIONS qualify ping; `None`
+    /// until it has been pinged (or when qualify is off).
+    pub reachable: Option<bool>,
+    /// Round-trip time of the last answered ping, in milliseconds.
+    pub rtt_ms: Option<u64>,
+}
+
+/// What the last qualify ping of a contact found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Reachability {
+    reachable: bool,
+    rtt_ms: Option<u64>,
 }
 
 struct Inner {
@@ -83,6 +95,9 @@ struct Inner {
     any_bans: AtomicBool,
     aor_locks: Vec<tokio::sync::Mutex<()>>,
     hasher: RandomState,
+    /// Qualify results by (AOR, contact); entries of bindings that have
+    /// gone are dropped at the next qualify round.
+    reachability: Mutex<HashMap<(String, String), Reachability>>,
 }
 
 /// The registrar service; cheap to clone.
@@ -122,6 +137,7 @@ impl Registrar {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             hasher: RandomState::new(),
+            reachability: Mutex::new(HashMap::new()),
             config,
         };
         Registrar {
@@ -133,10 +149,21 @@ impl Registrar {
     pub fn registrations(&self) -> Result<Vec<Registration>, storage::Error> {
         let now = now_ms();
         let all = self.inner.store.list_all()?;
+        let reach = self
+            .inner
+            .reachability
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         Ok(all
             .into_iter()
             .filter(|b| !b.is_expired(now))
             .map(|b| Registration {
+                reachable: reach
+                    .get(&(b.aor.clone(), b.contact.clone()))
+                    .map(|r| r.reachable),
+                rtt_ms: reach
+                    .get(&(b.aor.clone(), b.contact.clone()))
+                    .and_then(|r| r.rtt_ms),
                 expires_in: b.remaining_ms(now).div_ceil(1000),
                 aor: b.aor,
                 contact: b.contact,
@@ -195,6 +222,126 @@ impl Registrar {
                 }
             }
         }
+    }
+
+    /// Pings every registered contact with OPTIONS every `interval`
+    /// (sent to where its REGISTER came from, over the same transport, so
+    /// it crosses the phone's NAT binding), marking contacts that stop
+    /// answering unreachable; runs until `stop` completes.
+    pub async fn run_qualify(
+        self,
+        endpoint: EndpointHandle,
+        interval: Duration,
+        stop: impl std::future::Future<Output = ()>,
+    ) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return,
+                _ = tick.tick() => {}
+            }
+            let me = self.clone();
+            let Ok(Ok(bindings)) =
+                tokio::task::spawn_blocking(move || me.inner.store.list_all()).await
+            else {
+                continue;
+            };
+            let now = now_ms();
+            let live: Vec<Binding> = bindings
+                .into_iter()
+                .filter(|b| !b.is_expired(now))
+                .collect();
+            {
+                let mut reach = self
+                    .inner
+                    .reachability
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                reach.retain(|(aor, contact), _| {
+                    live.iter().any(|b| &b.aor == aor && &b.contact == contact)
+                });
+            }
+            let mut pings = tokio::task::JoinSet::new();
+            for binding in live {
+                let me = self.clone();
+                let endpoint = endpoint.clone();
+                pings.spawn(async move { me.qualify_one(&endpoint, binding).await });
+            }
+            let mut unreachable = 0usize;
+            while let Some(result) = pings.join_next().await {
+                if matches!(result, Ok(false)) {
+                    unreachable += 1;
+                }
+            }
+            metrics::gauge!("registrar_unreachable_contacts").set(unreachable as f64);
+        }
+    }
+
+    /// One OPTIONS ping; `true` if any response came back (RFC 3261 §11:
+    /// even an error status shows the contact is there).
+    async fn qualify_one(&self, endpoint: &EndpointHandle, binding: Binding) -> bool {
+        let Ok(uri) = Uri::parse(&binding.contact) else {
+            return false;
+        };
+        let transport = if binding.transport.eq_ignore_ascii_case("tcp") {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        let domain = &self.inner.config.domain;
+        let mut headers = Headers::new();
+        for route in &binding.path {
+            headers.push(HeaderName::Route, route.as_str());
+        }
+        headers.push(HeaderName::MaxForwards, "70");
+        headers.push(
+            HeaderName::From,
+            format!(
+                "<sip:switchboard@{domain}>;tag={:016x}",
+                rand::random::<u64>()
+            ),
+        );
+        headers.push(HeaderName::To, format!("<{}>", binding.contact));
+        headers.push(
+            HeaderName::CallId,
+            format!("{:016x}@{domain}", rand::random::<u64>()),
+        );
+        headers.push(HeaderName::CSeq, "1 OPTIONS");
+        let request = Request {
+            method: Method::Options,
+            uri,
+            headers,
+            body: bytes::Bytes::new(),
+        };
+        let started = Instant::now();
+        let result = endpoint.request(request, transport, binding.source).await;
+        let reach = match &result {
+            Ok(_) => Reachability {
+                reachable: true,
+                rtt_ms: Some(u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
+            },
+            Err(_) => Reachability {
+                reachable: false,
+                rtt_ms: None,
+            },
+        };
+        let key = (binding.aor.clone(), binding.contact.clone());
+        let before = self
+            .inner
+            .reachability
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, reach);
+        if before.map(|b| b.reachable) != Some(reach.reachable) {
+            if reach.reachable {
+                tracing::info!(aor = %binding.aor, contact = %binding.contact, "contact reachable");
+            } else {
+                tracing::warn!(aor = %binding.aor, contact = %binding.contact, source = %binding.source, "contact unreachable: no answer to OPTIONS");
+            }
+        }
+        reach.reachable
     }
 
     fn challenge(&self, incoming: &Incoming, stale: bool) -> Response {

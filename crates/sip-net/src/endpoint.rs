@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -21,7 +21,7 @@ use crate::stats;
 use crate::transport::{
     self, Connections, ReplyPath, Sink, Source, TcpSettings, bind_tcp, bind_udp,
 };
-use crate::tx::{Lookup, ReplyTarget, TxTable};
+use crate::tx::{ClientOutcome, Lookup, ReplyTarget, TxTable};
 use crate::{EndpointConfig, Error, Transport};
 
 /// How often the transaction timers are checked. Retransmission timers are
@@ -34,8 +34,7 @@ const MAX_IN_FLIGHT: usize = 10_000;
 
 /// A bound set of SIP listeners and the tasks that serve them.
 pub struct Endpoint {
-    config: EndpointConfig,
-    service: Option<Arc<dyn Service>>,
+    core: Arc<Core>,
     udp: Vec<Arc<UdpSocket>>,
     tcp: Vec<TcpListener>,
     local: Vec<(Transport, SocketAddr)>,
@@ -68,9 +67,9 @@ impl Endpoint {
             };
             local.push((listen.transport, bound));
         }
+        let core = Arc::new_cyclic(|me| Core::new(config, &udp, &local, me.clone()));
         Ok(Endpoint {
-            config,
-            service: None,
+            core,
             udp,
             tcp,
             local,
@@ -80,7 +79,23 @@ impl Endpoint {
     /// Hands requests of the service's methods to `service` (the endpoint
     /// answers OPTIONS and rejects everything else by itself).
     pub fn set_service(&mut self, service: Arc<dyn Service>) {
-        self.service = Some(service);
+        let mut caps = Capabilities::default();
+        for method in service.methods() {
+            if !caps.allow.contains(&method) {
+                caps.allow.push(method);
+            }
+        }
+        caps.supported.extend(service.supported());
+        let _ = self.core.caps.set(caps);
+        let _ = self.core.service.set(service);
+    }
+
+    /// A handle for sending requests from this endpoint (qualify pings,
+    /// later calls); usable before and while the endpoint runs.
+    pub fn handle(&self) -> EndpointHandle {
+        EndpointHandle {
+            core: Arc::downgrade(&self.core),
+        }
     }
 
     /// The addresses actually bound (port 0 resolved to the real port).
@@ -91,7 +106,8 @@ impl Endpoint {
     /// Serves until `shutdown` completes, then stops every listener and
     /// connection and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), Error> {
-        let core = Arc::new_cyclic(|me| Core::new(self.config, self.service, me.clone()));
+        let core = self.core.clone();
+        let _ = core.caps.set(Capabilities::default());
         let stop = core.stop.clone();
         let sink: Arc<dyn Sink> = core.clone();
         let mut tasks = tokio::task::JoinSet::new();
@@ -159,8 +175,14 @@ async fn timer_loop(core: Arc<Core>) {
 /// The shared state every receive loop works on.
 pub(crate) struct Core {
     config: EndpointConfig,
-    caps: Capabilities,
-    service: Option<Arc<dyn Service>>,
+    /// Set once: by `set_service`, or to the default when `run` starts.
+    caps: OnceLock<Capabilities>,
+    service: OnceLock<Arc<dyn Service>>,
+    /// A UDP socket per address family, for requests we send.
+    udp_v4: Option<Arc<UdpSocket>>,
+    udp_v6: Option<Arc<UdpSocket>>,
+    /// Our TCP listener addresses (for Via sent-by of requests over TCP).
+    tcp_local: Vec<SocketAddr>,
     in_flight: Arc<Semaphore>,
     server_header: Arc<str>,
     transactions: TxTable,
@@ -171,7 +193,12 @@ pub(crate) struct Core {
 }
 
 impl Core {
-    fn new(config: EndpointConfig, service: Option<Arc<dyn Service>>, me: Weak<Core>) -> Core {
+    fn new(
+        config: EndpointConfig,
+        udp: &[Arc<UdpSocket>],
+        local: &[(Transport, SocketAddr)],
+        me: Weak<Core>,
+    ) -> Core {
         let timers = Timers {
             t1: config.t1,
             t2: config.t2,
@@ -183,18 +210,21 @@ impl Core {
             connections: Arc::new(Connections::default()),
             permits: Arc::new(Semaphore::new(config.max_tcp_connections)),
         };
-        let mut caps = Capabilities::default();
-        if let Some(service) = &service {
-            for method in service.methods() {
-                if !caps.allow.contains(&method) {
-                    caps.allow.push(method);
-                }
-            }
-            caps.supported.extend(service.supported());
-        }
+        let family = |v6: bool| {
+            udp.iter()
+                .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv6() == v6))
+                .cloned()
+        };
         Core {
-            caps,
-            service,
+            caps: OnceLock::new(),
+            service: OnceLock::new(),
+            udp_v4: family(false),
+            udp_v6: family(true),
+            tcp_local: local
+                .iter()
+                .filter(|(t, _)| *t == Transport::Tcp)
+                .map(|(_, a)| *a)
+                .collect(),
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             server_header: Arc::from(config.user_agent.as_str()),
             transactions: TxTable::new(timers),
@@ -250,7 +280,7 @@ impl Core {
                 };
                 self.answer(&req, key, status, Vec::new(), target, now);
             }
-            _ => match inspect(&req, &self.caps) {
+            _ => match inspect(&req, self.caps.get_or_init(Capabilities::default)) {
                 Verdict::Answer { status, headers } => {
                     self.answer(&req, key, status, headers, target, now);
                 }
@@ -269,7 +299,7 @@ impl Core {
         target: ReplyTarget,
         now: Instant,
     ) {
-        let (Some(service), Some(core)) = (self.service.clone(), self.me.upgrade()) else {
+        let (Some(service), Some(core)) = (self.service.get().cloned(), self.me.upgrade()) else {
             // Only a service's methods pass `inspect`; without one, none do.
             self.answer(&req, key, 500, Vec::new(), target, now);
             return;
@@ -360,12 +390,21 @@ impl Core {
         }
     }
 
+    /// §18.1.2 / §17.1.3: a response goes to the client transaction its
+    /// top Via branch and CSeq method name; anything else (broadcast Vias,
+    /// stray or forged responses) is dropped.
     fn on_response(&self, resp: Response, _source: &Source) {
         stats::response_in(resp.status);
-        // No client transactions exist until the endpoint sends requests
-        // (registrar qualify, calls); §18.1.2 says such a response is
-        // dropped. Broadcast and other stray responses end here too.
-        stats::dropped("stray_response");
+        let key = match (resp.top_via(), resp.cseq()) {
+            (Some(via), Some(cseq)) => via
+                .branch()
+                .map(|b| crate::tx::Key::client(b, cseq.method.as_str())),
+            _ => None,
+        };
+        let matched = key.is_some_and(|k| self.transactions.on_response(&k, resp, Instant::now()));
+        if !matched {
+            stats::dropped("stray_response");
+        }
     }
 
     /// Answers a request that did not parse, if enough of it is readable
@@ -449,7 +488,7 @@ impl Core {
 
 impl Sink for Core {
     fn on_message(&self, data: Bytes, source: &Source) {
-        if let Some(service) = &self.service
+        if let Some(service) = self.service.get()
             && !service.admit(source.remote.ip())
         {
             stats::dropped("not_admitted");
@@ -463,11 +502,138 @@ impl Sink for Core {
     }
 
     fn on_stream_error(&self, data: &[u8], status: u16, reason: &str, source: &Source) {
-        if let Some(service) = &self.service
+        if let Some(service) = self.service.get()
             && !service.admit(source.remote.ip())
         {
             return;
         }
         self.on_malformed(data, status, reason, source);
     }
+}
+
+/// Why a request sent with [`EndpointHandle::request`] got no response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// No final response within 64*T1 (Timer F, RFC 3261 §17.1.2.2).
+    #[error("no response within the transaction timeout")]
+    Timeout,
+    /// The request could not be sent (no socket for the address family,
+    /// TCP connection refused, send error).
+    #[error("could not send the request: {0}")]
+    Transport(String),
+    /// The endpoint has stopped.
+    #[error("the SIP endpoint has stopped")]
+    Stopped,
+}
+
+/// Sends requests from the endpoint as a client (RFC 3261 §17.1.2).
+#[derive(Clone)]
+pub struct EndpointHandle {
+    core: Weak<Core>,
+}
+
+impl EndpointHandle {
+    /// Sends `request` (a non-INVITE; everything but the top Via filled in)
+    /// to `dest` over `transport` and waits for its final response. The
+    /// endpoint adds the top Via with a fresh branch and `rport`, reuses an
+    /// open TCP connection to `dest` (the one a phone registered over) or
+    /// opens one, and retransmits over UDP (Timer E).
+    pub async fn request(
+        &self,
+        mut request: Request,
+        transport: Transport,
+        dest: SocketAddr,
+    ) -> Result<Response, ClientError> {
+        let core = self.core.upgrade().ok_or(ClientError::Stopped)?;
+        let (path, local) = match transport {
+            Transport::Udp => {
+                let socket = if dest.is_ipv6() {
+                    &core.udp_v6
+                } else {
+                    &core.udp_v4
+                };
+                let socket = socket.clone().ok_or_else(|| {
+                    ClientError::Transport(format!("no UDP listener for {dest}'s address family"))
+                })?;
+                let local = socket
+                    .local_addr()
+                    .map_err(|e| ClientError::Transport(e.to_string()))?;
+                (ReplyPath::Udp(socket), local)
+            }
+            Transport::Tcp => {
+                let conn = match core.tcp.connections.get(dest) {
+                    Some(conn) => conn,
+                    None => {
+                        let sink: Arc<dyn Sink> = core.clone();
+                        transport::connect(dest, core.tcp.clone(), sink, core.stop.clone())
+                            .await
+                            .ok_or_else(|| {
+                                ClientError::Transport(format!("cannot connect to {dest}"))
+                            })?
+                    }
+                };
+                let local = core
+                    .tcp_local
+                    .iter()
+                    .find(|a| a.is_ipv6() == dest.is_ipv6());
+                let local = local.copied().ok_or_else(|| {
+                    ClientError::Transport(format!("no TCP listener for {dest}'s address family"))
+                })?;
+                (ReplyPath::Tcp(conn), local)
+            }
+        };
+        let sent_by = SocketAddr::new(reachable_ip(local.ip(), dest), local.port());
+        let branch = sip_proto::transaction::new_branch(rand::random());
+        let via = format!(
+            "SIP/2.0/{} {sent_by};branch={branch};rport",
+            transport.as_via_str()
+        );
+        request
+            .headers
+            .insert_first(sip_proto::HeaderName::Via, via);
+        let key = crate::tx::Key::client(&branch, request.method.as_str());
+        let target = ReplyTarget {
+            transport,
+            addr: dest,
+            reconnect: dest,
+            path,
+        };
+        let (waiter, outcome) = tokio::sync::oneshot::channel();
+        let sends = core.transactions.start_client(
+            key,
+            request.to_bytes(),
+            target.clone(),
+            waiter,
+            Instant::now(),
+        );
+        for bytes in sends {
+            core.send(&target, bytes, None);
+        }
+        drop(core);
+        match outcome.await {
+            Ok(ClientOutcome::Response(r)) => Ok(*r),
+            Ok(ClientOutcome::Timeout) => Err(ClientError::Timeout),
+            Ok(ClientOutcome::TransportError) => {
+                Err(ClientError::Transport("transport error".into()))
+            }
+            Err(_) => Err(ClientError::Stopped),
+        }
+    }
+}
+
+/// The address to put in our Via: the listener's own, or for a wildcard
+/// listener the local address the OS routes `dest` from.
+fn reachable_ip(local: std::net::IpAddr, dest: SocketAddr) -> std::net::IpAddr {
+    if !local.is_unspecified() {
+        return local;
+    }
+    let bind: SocketAddr = if dest.is_ipv6() {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    std::net::UdpSocket::bind(bind)
+        .and_then(|s| s.connect(dest).and_then(|()| s.local_addr()))
+        .map_or(local, |a| a.ip())
 }

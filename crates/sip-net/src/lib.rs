@@ -2,7 +2,7 @@
 //! that feeds their bytes to `sip-proto`'s parser and transaction machines.
 //!
 //! RFC 3261 §18 (transports), RFC 3581 (`rport`), RFC 5626 §3.5.1 (CRLF
-//! keep-alive). The endpoint answers what a PBX core answers by itself
+//! keep-alive over TCP) and §4.4.2 (STUN keep-alive over UDP). The endpoint answers what a PBX core answers by itself
 //! (OPTIONS, 400/405/416/420/481/483/501/505) and will hand the rest to
 //! transaction users as they land. Nothing a peer sends can panic it or grow
 //! its memory without bound: messages, TCP buffers, connections and send
@@ -16,6 +16,7 @@ mod config;
 mod endpoint;
 mod error;
 pub mod inspect;
+mod keepalive;
 pub mod response;
 mod service;
 mod stats;
@@ -23,6 +24,6 @@ mod transport;
 mod tx;
 
 pub use config::{EndpointConfig, ListenAddr, Transport};
-pub use endpoint::Endpoint;
+pub use endpoint::{ClientError, Endpoint, EndpointHandle};
 pub use error::Error;
 pub use service::{BoxFuture, Incoming, Service};

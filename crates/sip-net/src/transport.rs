@@ -102,6 +102,18 @@ pub(crate) async fn udp_loop(socket: Arc<UdpSocket>, sink: Arc<dyn Sink>, stop: 
         match received {
             Ok((len, remote)) => {
                 let Some(data) = buf.get(..len) else { continue };
+                match crate::keepalive::classify(data, remote) {
+                    Some(crate::keepalive::KeepAlive::Stun(response)) => {
+                        metrics::counter!("sip_keepalives_total", "kind" => "stun").increment(1);
+                        let _ = socket.try_send_to(&response, remote);
+                        continue;
+                    }
+                    Some(crate::keepalive::KeepAlive::Crlf) => {
+                        metrics::counter!("sip_keepalives_total", "kind" => "crlf").increment(1);
+                        continue;
+                    }
+                    None => {}
+                }
                 let source = Source {
                     transport: Transport::Udp,
                     remote,
@@ -212,21 +224,44 @@ pub(crate) fn connect_and_send(
     sink: Arc<dyn Sink>,
     stop: CancellationToken,
 ) {
+    tokio::spawn(async move {
+        if let Some(conn) = connect(peer, settings, sink, stop).await {
+            let _ = conn.try_send(first);
+        }
+    });
+}
+
+/// Opens a TCP connection to `peer` and serves it like an accepted one;
+/// returns its send queue, or `None` if it could not be opened in 5 s or
+/// the connection limit is reached.
+pub(crate) async fn connect(
+    peer: SocketAddr,
+    settings: TcpSettings,
+    sink: Arc<dyn Sink>,
+    stop: CancellationToken,
+) -> Option<mpsc::Sender<Bytes>> {
     let Ok(permit) = settings.permits.clone().try_acquire_owned() else {
         metrics::counter!("sip_dropped_total", "reason" => "tcp_connection_limit").increment(1);
-        return;
+        return None;
     };
-    tokio::spawn(async move {
-        let connect = tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(peer)).await;
-        match connect {
-            Ok(Ok(stream)) => {
-                serve_connection(stream, peer, settings, sink, stop, Some(first)).await;
-            }
-            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "tcp connect failed"),
-            Err(_) => tracing::debug!(%peer, "tcp connect timed out"),
+    let stream = match tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(peer)).await
+    {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "tcp connect failed");
+            return None;
         }
+        Err(_) => {
+            tracing::debug!(%peer, "tcp connect timed out");
+            return None;
+        }
+    };
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        serve_connection(stream, peer, settings, sink, stop, Some(ready_tx)).await;
         drop(permit);
     });
+    ready_rx.await.ok()
 }
 
 async fn serve_connection(
@@ -235,15 +270,15 @@ async fn serve_connection(
     settings: TcpSettings,
     sink: Arc<dyn Sink>,
     stop: CancellationToken,
-    first: Option<Bytes>,
+    ready: Option<tokio::sync::oneshot::Sender<mpsc::Sender<Bytes>>>,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(TCP_SEND_QUEUE);
-    if let Some(first) = first {
-        let _ = tx.try_send(first);
-    }
     settings.connections.insert(peer, tx.clone());
+    if let Some(ready) = ready {
+        let _ = ready.send(tx.clone());
+    }
     let writer = tokio::spawn(async move {
         while let Some(bytes) = rx.recv().await {
             if wr.write_all(&bytes).await.is_err() {

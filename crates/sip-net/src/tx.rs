@@ -11,10 +11,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sip_proto::transaction::{
-    Action, Reliability, Rfc2543Parts, ServerInvite, ServerNonInvite, Timers, TransactionKey,
-    is_rfc3261_branch,
+    Action, ClientNonInvite, Reliability, Rfc2543Parts, ServerInvite, ServerNonInvite, Timers,
+    TransactionKey, is_rfc3261_branch,
 };
-use sip_proto::{Method, Request};
+use sip_proto::{Method, Request, Response};
+use tokio::sync::oneshot;
 
 use crate::Transport;
 use crate::transport::ReplyPath;
@@ -51,6 +52,19 @@ pub(crate) enum Lookup {
 enum Machine {
     Invite(ServerInvite),
     NonInvite(ServerNonInvite),
+    /// A request we sent (OPTIONS qualify, later NOTIFY/BYE...).
+    Client(ClientNonInvite),
+}
+
+/// How a client transaction ended, for the task awaiting it.
+#[derive(Debug)]
+pub(crate) enum ClientOutcome {
+    /// A final response arrived.
+    Response(Box<Response>),
+    /// Timer F fired: no final response within 64*T1.
+    Timeout,
+    /// The transport reported an error.
+    TransportError,
 }
 
 impl Machine {
@@ -58,6 +72,7 @@ impl Machine {
         match self {
             Machine::Invite(m) => m.send_response(status, response, now),
             Machine::NonInvite(m) => m.send_response(status, response, now),
+            Machine::Client(_) => Vec::new(),
         }
     }
 
@@ -65,6 +80,7 @@ impl Machine {
         match self {
             Machine::Invite(m) => m.poll_timeout(),
             Machine::NonInvite(m) => m.poll_timeout(),
+            Machine::Client(m) => m.poll_timeout(),
         }
     }
 
@@ -72,6 +88,7 @@ impl Machine {
         match self {
             Machine::Invite(m) => m.handle_timeout(now),
             Machine::NonInvite(m) => m.handle_timeout(now),
+            Machine::Client(m) => m.handle_timeout(now),
         }
     }
 
@@ -79,6 +96,8 @@ impl Machine {
         match self {
             Machine::Invite(m) => m.handle_request(now),
             Machine::NonInvite(m) => m.handle_request(now),
+            // A request never matches a client key.
+            Machine::Client(_) => Vec::new(),
         }
     }
 }
@@ -92,6 +111,16 @@ struct Tx {
     /// For an INVITE still waiting for its TU: the 100 Trying to send when
     /// the machine asks for one (RFC 3261 §17.2.1).
     trying: Option<Bytes>,
+    /// For a client transaction: who awaits its outcome.
+    waiter: Option<oneshot::Sender<ClientOutcome>>,
+}
+
+impl Tx {
+    fn finish(&mut self, outcome: ClientOutcome) {
+        if let Some(waiter) = self.waiter.take() {
+            let _ = waiter.send(outcome);
+        }
+    }
 }
 
 enum Slot {
@@ -205,7 +234,7 @@ impl TxTable {
         let actions = match (&mut tx.machine, method) {
             (Machine::Invite(m), Method::Ack) => m.handle_ack(now),
             // An ACK never matches a non-INVITE transaction.
-            (Machine::NonInvite(_), Method::Ack) => return Lookup::NotFound,
+            (Machine::NonInvite(_) | Machine::Client(_), Method::Ack) => return Lookup::NotFound,
             (machine, _) => machine.handle_request(now),
         };
         let mut resend = None;
@@ -292,6 +321,7 @@ impl TxTable {
             target,
             alias,
             trying: None,
+            waiter: None,
         };
         shard.insert(key, tx);
         out
@@ -314,6 +344,7 @@ impl TxTable {
             target,
             alias: None,
             trying,
+            waiter: None,
         };
         self.shard(&key).insert(key, tx);
     }
@@ -357,6 +388,64 @@ impl TxTable {
         out
     }
 
+    /// Starts a client transaction for `request` (already carrying its top
+    /// Via with `branch`); returns the bytes to send now. `waiter` learns
+    /// the outcome.
+    pub(crate) fn start_client(
+        &self,
+        key: Key,
+        request: Bytes,
+        target: ReplyTarget,
+        waiter: oneshot::Sender<ClientOutcome>,
+        now: Instant,
+    ) -> Vec<Bytes> {
+        let reliability = Self::reliability(&target);
+        let (machine, actions) = ClientNonInvite::new(request, reliability, self.timers, now);
+        let (out, _) = transmissions(actions);
+        let tx = Tx {
+            machine: Machine::Client(machine),
+            target,
+            alias: None,
+            trying: None,
+            waiter: Some(waiter),
+        };
+        self.shard(&key).insert(key, tx);
+        out
+    }
+
+    /// Feeds a received response to the client transaction it matches
+    /// (RFC 3261 §17.1.3); `false` if none does (a stray response).
+    pub(crate) fn on_response(&self, key: &Key, response: Response, now: Instant) -> bool {
+        let mut shard = self.shard(key);
+        let Some(Slot::Tx(tx)) = shard.slots.get_mut(key) else {
+            return false;
+        };
+        let Machine::Client(machine) = &mut tx.machine else {
+            return false;
+        };
+        let status = response.status;
+        let actions = machine.handle_response(status, now);
+        let mut response = Some(response);
+        let mut terminated = false;
+        for action in actions {
+            match action {
+                Action::PassToTu { status } if status >= 200 => {
+                    if let Some(r) = response.take() {
+                        tx.finish(ClientOutcome::Response(Box::new(r)));
+                    }
+                }
+                Action::Terminated => terminated = true,
+                _ => {}
+            }
+        }
+        if terminated {
+            shard.remove(key);
+        } else {
+            shard.schedule(key);
+        }
+        true
+    }
+
     /// Runs every timer that is due; returns the retransmissions to send.
     pub(crate) fn due(&self, now: Instant) -> Vec<(ReplyTarget, Bytes)> {
         let mut out = Vec::new();
@@ -387,8 +476,10 @@ impl TxTable {
                         }
                         Action::Terminated => terminated = true,
                         Action::Timeout(timer) => {
-                            tracing::debug!(%key, ?timer, "server transaction timed out");
+                            tracing::debug!(%key, ?timer, "transaction timed out");
+                            tx.finish(ClientOutcome::Timeout);
                         }
+                        Action::TransportError => tx.finish(ClientOutcome::TransportError),
                         _ => {}
                     }
                 }
