@@ -1,0 +1,361 @@
+#!/usr/bin/env bash
+# REGISTER benchmark: SIPp drives full digest registrations (REGISTER -> 401
+# -> REGISTER with credentials -> 200) at rising rates against Switchboard
+# (memory storage, then redb) and Kamailio (registrar + usrloc in memory +
+# auth), each server pinned to one core and SIPp to the other, all in one run
+# on 127.0.0.1. Prints every step, each server's highest rate with under 1%
+# failures, and the ratio Switchboard / Kamailio. See bench/README.md.
+#
+#   bench/register.sh                  full run (about 5 minutes)
+#   BENCH_QUICK=1 bench/register.sh    smoke run: two low steps per server
+#
+# Knobs (environment): BENCH_RATES="1000 2000 ..." (total registrations/s),
+# BENCH_STEP_SECONDS=5, BENCH_SERVERS="memory redb kamailio",
+# BENCH_SIPP=4 (SIPp processes, one extension each), BENCH_STOP_AFTER=2
+# (consecutive failed steps before a server's ramp stops), BENCH_NO_BUILD=1,
+# SB_BIN=path, SERVER_CPU=1, SIPP_CPU=0, BENCH_KEEP=1 (keep the work dir).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BENCH="$ROOT/bench"
+SCENARIO="$BENCH/scenarios/register.xml"
+KAM_CFG="$BENCH/kamailio/register.cfg"
+SB_BIN="${SB_BIN:-$ROOT/target/release/switchboard}"
+
+QUICK="${BENCH_QUICK:-0}"
+if [ "$QUICK" = 1 ]; then
+  RATES="${BENCH_RATES:-500 1000}"
+  STEP_SECONDS="${BENCH_STEP_SECONDS:-2}"
+else
+  RATES="${BENCH_RATES:-1000 2000 4000 6000 8000 10000 12000 14000 16000 20000}"
+  STEP_SECONDS="${BENCH_STEP_SECONDS:-5}"
+fi
+SERVERS="${BENCH_SERVERS:-memory redb kamailio}"
+NSIPP="${BENCH_SIPP:-4}"
+STOP_AFTER="${BENCH_STOP_AFTER:-2}"
+SERVER_CPU="${SERVER_CPU:-1}"
+SIPP_CPU="${SIPP_CPU:-0}"
+DOMAIN="bench.test"
+FIRST_EXT=2000
+LAST_EXT=2999
+RECV_TIMEOUT_MS=2000
+
+WORK="$(mktemp -d -t switchboard-bench.XXXXXX)"   # honours TMPDIR (where bench.redb lives)
+SERVER_PID=""       # leader of the server's process group (setsid)
+SIPP_PIDS=()
+BENCH_STARTED=$(date +%s)
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "register.sh: $*"; exit 1; }
+
+stop_sipp() {
+  local p
+  for p in "${SIPP_PIDS[@]:-}"; do
+    [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
+  done
+  SIPP_PIDS=()
+}
+
+# stop_server: SIGTERM to the server's own process group (Kamailio's main
+# process and its workers), SIGKILL after 5 s.
+stop_server() {
+  [ -n "$SERVER_PID" ] || return 0
+  kill -TERM -- "-$SERVER_PID" 2>/dev/null || true
+  local i
+  for i in $(seq 1 100); do
+    kill -0 -- "-$SERVER_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -9 -- "-$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_sipp
+  stop_server
+  if [ "${BENCH_KEEP:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
+    log "work directory kept: $WORK"
+  else
+    rm -rf "$WORK"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- tools ------------------------------------------------------------------
+
+ensure_tools() {
+  if ! command -v sipp >/dev/null || ! command -v kamailio >/dev/null; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    log "installing sip-tester and kamailio (apt-get)"
+    $sudo apt-get update
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y sip-tester kamailio
+  fi
+  command -v taskset >/dev/null || die "taskset (util-linux) is missing"
+  command -v setsid >/dev/null || die "setsid (util-linux) is missing"
+  KAM_MODULES="${KAM_MODULES:-}"
+  if [ -z "$KAM_MODULES" ]; then
+    local so
+    so=$(ls /usr/lib/*/kamailio/modules/registrar.so /usr/lib/kamailio/modules/registrar.so \
+      /usr/lib64/kamailio/modules/registrar.so /usr/local/lib64/kamailio/modules/registrar.so 2>/dev/null | head -n1 || true)
+    [ -n "$so" ] || die "kamailio's registrar.so not found (set KAM_MODULES)"
+    KAM_MODULES="$(dirname "$so")"
+  fi
+  local cpus
+  cpus=$(nproc)
+  [ "$cpus" -gt "$SERVER_CPU" ] && [ "$cpus" -gt "$SIPP_CPU" ] \
+    || die "needs CPUs $SIPP_CPU and $SERVER_CPU (this machine has $cpus)"
+}
+
+build_switchboard() {
+  if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+    log "cargo build --release"
+    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+  fi
+  [ -x "$SB_BIN" ] || die "no Switchboard binary at $SB_BIN"
+}
+
+# free_udp_port: a UDP port on 127.0.0.1 nobody listens on.
+free_udp_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$(( 20000 + RANDOM % 20000 ))
+    if ! ss -Hlun "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
+  done
+  die "no free UDP port found"
+}
+
+# --- servers ------------------------------------------------------------------
+
+# start_switchboard memory|redb: config with extensions 2000..2999, the SIP
+# port read from the log.
+start_switchboard() {
+  local backend=$1 storage
+  if [ "$backend" = memory ]; then
+    storage='backend = "memory"'
+  else
+    rm -f "$WORK/bench.redb"
+    storage="path = \"$WORK/bench.redb\""
+  fi
+  {
+    cat <<TOML
+[sip]
+listen = ["udp:127.0.0.1:0"]
+domain = "$DOMAIN"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[storage]
+$storage
+
+[security]
+digest_algorithms = ["MD5"]
+# the benchmark's wrong-password probe and any overload failures must not ban 127.0.0.1
+ban_after_failures = 0
+TOML
+    local id
+    for id in $(seq "$FIRST_EXT" "$LAST_EXT"); do
+      printf '\n[[extension]]\nid = "%s"\npassword = "pw-%s-x"\n' "$id" "$id"
+    done
+  } > "$WORK/switchboard.toml"
+  local logf="$WORK/switchboard-$backend.log"
+  (cd "$WORK" && exec setsid taskset -c "$SERVER_CPU" "$SB_BIN" run --config "$WORK/switchboard.toml") \
+    >/dev/null 2>"$logf" &
+  SERVER_PID=$!
+  SERVER_PORT=""
+  for _ in $(seq 1 300); do
+    SERVER_PORT=$(sed -n 's/.*SIP listening on udp:127\.0\.0\.1:\([0-9]*\).*/\1/p' "$logf" | head -n1)
+    [ -n "$SERVER_PORT" ] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$logf" >&2; SERVER_PID=""; return 1; }
+    sleep 0.05
+  done
+  tail -n 20 "$logf" >&2
+  return 1
+}
+
+start_kamailio() {
+  SERVER_PORT=$(free_udp_port)
+  local logf="$WORK/kamailio.log"
+  mkdir -p "$WORK/kamailio-run"
+  # -DD: fork the workers but stay in the foreground; -E: log to stderr.
+  setsid taskset -c "$SERVER_CPU" kamailio -DD -E -f "$KAM_CFG" -L "$KAM_MODULES" \
+    -l "udp:127.0.0.1:$SERVER_PORT" -m 128 -M 8 -w "$WORK/kamailio-run" -Y "$WORK/kamailio-run" \
+    >"$logf" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 200); do
+    if ss -Hlun "sport = :$SERVER_PORT" 2>/dev/null | grep -q .; then sleep 0.3; return 0; fi
+    kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$logf" >&2; SERVER_PID=""; return 1; }
+    sleep 0.05
+  done
+  tail -n 20 "$logf" >&2
+  return 1
+}
+
+# --- SIPp -----------------------------------------------------------------------
+
+# sipp_once EXT PASSWORD TRACE: one registration; its exit code; messages in TRACE.
+sipp_once() {
+  taskset -c "$SIPP_CPU" sipp "127.0.0.1:$SERVER_PORT" -sf "$SCENARIO" -t u1 -i 127.0.0.1 \
+    -p "$(free_udp_port)" -s "$1" -au "$1" -ap "$2" -m 1 -timeout 5s -timeout_error \
+    -recv_timeout 2000 -nostdin -trace_msg -message_file "$3" >/dev/null 2>&1
+}
+
+# check_auth NAME: the right password registers, a wrong one gets 401 and no 200.
+check_auth() {
+  local name=$1
+  sipp_once "$FIRST_EXT" "pw-$FIRST_EXT-x" "$WORK/$name-good.msg" \
+    || { log "$name: a registration with the right password failed:"; grep -a '^SIP/2.0' "$WORK/$name-good.msg" >&2 || true; return 1; }
+  if sipp_once "$FIRST_EXT" "wrong-password" "$WORK/$name-bad.msg"; then
+    log "$name: a wrong password registered"; return 1
+  fi
+  if grep -aq '^SIP/2.0 200' "$WORK/$name-bad.msg"; then
+    log "$name: a wrong password got a 200"; return 1
+  fi
+  grep -aq '^SIP/2.0 401' "$WORK/$name-bad.msg" || { log "$name: a wrong password got no 401"; return 1; }
+  return 0
+}
+
+# csv_field FILE NAME: NAME's value in the last row of a SIPp -trace_stat file.
+csv_field() {
+  awk -F';' -v name="$2" 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == name) col = i; next }
+    { last = $col } END { print (col && last != "") ? last : 0 }' "$1"
+}
+
+# SPAN_AWK (with -v n= -v a=): a + n / (run time of a -trace_stat file),
+# the time taken from the epoch seconds in StartTime and the last CurrentTime.
+SPAN_AWK='NR > 1 { split($1, s, "\t"); split($3, c, "\t"); start = s[3]; now = c[3] }
+  END { d = now - start; printf "%.0f", (d > 0) ? a + n / d : a }'
+
+# run_step SERVER RATE: NSIPP SIPp processes, RATE/NSIPP registrations/s each,
+# for STEP_SECONDS; sets STEP_* results.
+run_step() {
+  local name=$1 rate=$2 i ext per calls dir
+  per=$(( (rate + NSIPP - 1) / NSIPP ))
+  calls=$(( per * STEP_SECONDS ))
+  dir="$WORK/$name-$rate"
+  mkdir -p "$dir"
+  local ports=()
+  for i in $(seq 0 $((NSIPP - 1))); do ports+=("$(free_udp_port)"); done
+  local t0 t1
+  t0=$(date +%s%N)
+  SIPP_PIDS=()
+  for i in $(seq 0 $((NSIPP - 1))); do
+    ext=$(( FIRST_EXT + i ))
+    taskset -c "$SIPP_CPU" sipp "127.0.0.1:$SERVER_PORT" -sf "$SCENARIO" -t u1 -i 127.0.0.1 \
+      -p "${ports[$i]}" -s "$ext" -au "$ext" -ap "pw-$ext-x" \
+      -r "$per" -rp 1000 -m "$calls" -recv_timeout "$RECV_TIMEOUT_MS" \
+      -timeout "$(( STEP_SECONDS * 2 + 10 ))s" -nostdin -default_behaviors all,-bye \
+      -trace_stat -stf "$dir/stat-$i.csv" -fd 1 -trace_err -error_file "$dir/errors-$i.log" \
+      >"$dir/sipp-$i.out" 2>&1 &
+    SIPP_PIDS+=("$!")
+  done
+  local p
+  for p in "${SIPP_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  SIPP_PIDS=()
+  t1=$(date +%s%N)
+  local ok=0 failed=0 retrans=0 ooc=0 f n achieved=0
+  for i in $(seq 0 $((NSIPP - 1))); do
+    f="$dir/stat-$i.csv"
+    [ -s "$f" ] || continue
+    n=$(csv_field "$f" 'SuccessfulCall(C)')
+    ok=$(( ok + n ))
+    retrans=$(( retrans + $(csv_field "$f" 'Retransmissions(C)') ))
+    ooc=$(( ooc + $(csv_field "$f" 'OutOfCallMsgs(C)') ))
+    # This process's rate: its successes over its own run time (from its
+    # start to its last statistics row, i.e. the end of its last call).
+    achieved=$(awk -F";" -v n="$n" -v a="$achieved" "$SPAN_AWK" "$f")
+  done
+  # Responses that failed a call, by status code ("503x120 500x3"); the
+  # error logs themselves are large at overload and only kept with BENCH_KEEP=1.
+  STEP_UNEXPECTED=$(cat "$dir"/errors-*.log 2>/dev/null | grep -a "Aborting call on unexpected message" \
+    | grep -ao "received 'SIP/2.0 [0-9]*" \
+    | awk '{ n[$3]++ } END { for (c in n) { printf "%s%sx%d", sep, c, n[c]; sep = " " } }' || true)
+  [ "${BENCH_KEEP:-0}" = 1 ] || rm -f "$dir"/errors-*.log
+  local total=$(( calls * NSIPP ))
+  # Everything that did not end in a 200: failed calls (unexpected messages,
+  # receive timeouts, retransmissions exhausted) and calls left unfinished.
+  failed=$(( total - ok ))
+  local ms=$(( (t1 - t0) / 1000000 ))
+  STEP_OK=$ok
+  STEP_FAILED=$failed
+  STEP_RETRANS=$retrans
+  STEP_OOC=$ooc
+  STEP_MS=$ms
+  STEP_ACHIEVED=${achieved%.*}
+  STEP_FAIL_PCT=$(awk -v f="$failed" -v t="$total" 'BEGIN { printf "%.2f", t ? 100 * f / t : 100 }')
+  if [ $(( failed * 100 )) -lt "$total" ] && [ $(( STEP_ACHIEVED * 100 )) -ge $(( rate * 95 )) ]; then
+    STEP_PASS=1
+  else
+    STEP_PASS=0
+  fi
+}
+
+# ramp SERVER: rising rates until STOP_AFTER consecutive failed steps; BEST[SERVER].
+declare -A BEST
+declare -A LABEL=([memory]="switchboard (memory)" [redb]="switchboard (redb)" [kamailio]="kamailio")
+ramp() {
+  local name=$1 rate fails=0 best=0
+  printf '%-22s %8s %9s %9s %8s %8s %8s %-6s %s\n' "${LABEL[$name]}" "target/s" "achieved" "ok" "failed" "fail%" "retrans" \
+    "result" "unexpected"
+  for rate in $RATES; do
+    run_step "$name" "$rate"
+    printf '%-22s %8d %9d %9d %8d %8s %8d %-6s %s\n' "" "$rate" "$STEP_ACHIEVED" "$STEP_OK" "$STEP_FAILED" \
+      "$STEP_FAIL_PCT" "$STEP_RETRANS" "$([ "$STEP_PASS" = 1 ] && echo pass || echo FAIL)" "$STEP_UNEXPECTED"
+    if [ "$STEP_PASS" = 1 ]; then
+      best=$rate; fails=0
+    else
+      fails=$(( fails + 1 ))
+      [ "$fails" -ge "$STOP_AFTER" ] && break
+    fi
+    sleep 1   # let queues drain between steps
+  done
+  BEST[$name]=$best
+}
+
+# --- the run ----------------------------------------------------------------------
+
+ensure_tools
+case " $SERVERS " in *" memory "*|*" redb "*) build_switchboard ;; esac
+
+load=$(cut -d' ' -f1 /proc/loadavg)
+echo "register.sh: rates [$RATES]/s, ${STEP_SECONDS}s steps, $NSIPP SIPp processes on CPU $SIPP_CPU, server on CPU $SERVER_CPU; load average $load"
+if awk -v l="$load" 'BEGIN { exit !(l > 0.5) }'; then
+  echo "warning: the machine is not idle (load $load); figures will be low and noisy"
+fi
+echo "(a step passes with < 1% failures and >= 95% of the target rate)"
+echo
+
+for server in $SERVERS; do
+  case $server in
+    memory|redb) start_switchboard "$server" || die "Switchboard ($server) did not start" ;;
+    kamailio) start_kamailio || die "Kamailio did not start" ;;
+    *) die "unknown server $server (memory, redb, kamailio)" ;;
+  esac
+  check_auth "$server" || die "${LABEL[$server]}: authentication check failed"
+  ramp "$server"
+  stop_server
+  echo
+done
+
+echo "REGISTER with digest challenge/response, highest rate with < 1% failures and >= 95% of target:"
+for server in $SERVERS; do
+  ratio=""
+  if [ "$server" != kamailio ] && [ -n "${BEST[kamailio]:-}" ]; then
+    ratio=$(awk -v a="${BEST[$server]}" -v b="${BEST[kamailio]}" \
+      'BEGIN { if (b > 0) printf "%.2f x kamailio", a / b; else print "(kamailio passed no step)" }')
+  fi
+  printf '  %-22s %6d /s   %s\n' "${LABEL[$server]}" "${BEST[$server]}" "$ratio"
+done
+top=""
+[ "$QUICK" = 1 ] || for r in $RATES; do top=$r; done
+for server in $SERVERS; do
+  [ "${BEST[$server]}" = "$top" ] && echo "  note: ${LABEL[$server]} passed the highest step ($top/s); its limit is above it (or SIPp's)"
+done
+echo "  (run took $(( $(date +%s) - BENCH_STARTED )) s)"
