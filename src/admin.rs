@@ -1,4 +1,5 @@
-//! Admin HTTP API (axum): `GET /health`, `GET /metrics` (Prometheus text), JSON 404 for the rest.
+//! Admin HTTP API (axum): `GET /health`, `GET /metrics` (Prometheus text),
+//! `GET /api/v1/registrations` (JSON), JSON 404 / 405 for the rest.
 
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
+use registrar::Registrar;
 use serde_json::json;
 
 /// Content type of the Prometheus text exposition format.
@@ -19,12 +21,14 @@ pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=ut
 pub struct AdminState {
     metrics: PrometheusHandle,
     started: Instant,
+    registrar: Registrar,
 }
 
 /// Installs the process-wide Prometheus recorder and registers Switchboard's own metrics.
 ///
 /// Call once, before the SIP endpoint starts, so its first counters are recorded.
-pub fn install_metrics(started: Instant) -> Result<AdminState, BuildError> {
+/// `registrar` serves `GET /api/v1/registrations`.
+pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminState, BuildError> {
     let metrics = PrometheusBuilder::new().install_recorder()?;
     metrics::describe_gauge!(
         "switchboard_build_info",
@@ -54,9 +58,29 @@ pub fn install_metrics(started: Instant) -> Result<AdminState, BuildError> {
         "sip_transactions_active",
         "SIP transactions currently in progress."
     );
+    metrics::describe_gauge!(
+        "registrar_bindings",
+        "Registered contacts (bindings) currently stored, all AORs together."
+    );
+    metrics::describe_counter!(
+        "registrar_auth_failures_total",
+        "REGISTER digest authentications that failed (wrong password, unknown user, bad nonce)."
+    );
+    metrics::describe_gauge!(
+        "registrar_bans_active",
+        "Source IP addresses currently banned for failing authentication."
+    );
     metrics::gauge!("switchboard_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!("switchboard_uptime_seconds").set(0.0);
-    Ok(AdminState { metrics, started })
+    // Present from the start, so dashboards and alerts see 0 rather than nothing.
+    metrics::gauge!("registrar_bindings").set(0.0);
+    metrics::counter!("registrar_auth_failures_total").absolute(0);
+    metrics::gauge!("registrar_bans_active").set(0.0);
+    Ok(AdminState {
+        metrics,
+        started,
+        registrar,
+    })
 }
 
 /// The admin API's routes.
@@ -64,6 +88,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
+        .route("/api/v1/registrations", get(registrations))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -79,6 +104,33 @@ async fn metrics_text(State(state): State<AdminState>) -> Response {
     (
         [(header::CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE)],
         state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// Every live registration, sorted by AOR then contact; a storage failure is 500.
+async fn registrations(State(state): State<AdminState>) -> Response {
+    let registrar = state.registrar.clone();
+    match tokio::task::spawn_blocking(move || registrar.registrations()).await {
+        Ok(Ok(mut list)) => {
+            list.sort_by(|a, b| (&a.aor, &a.contact).cmp(&(&b.aor, &b.contact)));
+            Json(list).into_response()
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "GET /api/v1/registrations: storage failed");
+            server_error(e.to_string())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "GET /api/v1/registrations: task failed");
+            server_error("reading registrations failed".to_owned())
+        }
+    }
+}
+
+fn server_error(message: String) -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({ "error": message })),
     )
         .into_response()
 }

@@ -39,6 +39,15 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+    /// The storage could not be opened (in use, not a database, no permission, ...).
+    #[error("{source}{}", storage_hint(.source))]
+    Storage {
+        /// What the storage said; its message names the file.
+        source: storage::Error,
+    },
+    /// The demo extensions' passwords could not be read or kept in storage.
+    #[error("cannot keep the demo extensions' passwords in storage: {0}")]
+    DemoPasswords(storage::Error),
     /// The SIP endpoint stopped with an error while running.
     #[error("SIP endpoint failed: {0}")]
     SipRun(sip_net::Error),
@@ -48,6 +57,19 @@ pub enum Error {
     /// A server task ended before shutdown was asked for (a bug: please report it).
     #[error("{0} stopped unexpectedly; this is a bug, please report it with the log above")]
     Stopped(&'static str),
+}
+
+/// What to change after a storage error, when the storage's own message does not say it.
+fn storage_hint(error: &storage::Error) -> &'static str {
+    match error {
+        storage::Error::InUse { .. } => {
+            "; stop the other switchboard, or set storage.path to another file"
+        }
+        storage::Error::CreateDir { .. } | storage::Error::Io { .. } => {
+            "; fix the permissions, or set storage.path (or storage.backend = \"memory\")"
+        }
+        _ => "",
+    }
 }
 
 /// A hint after a bind error: what usually causes it and which key to change.

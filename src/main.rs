@@ -1,8 +1,8 @@
 //! `switchboard`: the PBX binary — command line, configuration, logging, admin API and the SIP endpoint.
 //!
 //! Read in this order: [`cli`] (what a user types), [`config`] (the TOML
-//! file and its checks), [`server`] (start-up, serving, shutdown), [`admin`]
-//! (the HTTP API). Every error a user can cause becomes [`error::Error`],
+//! file and its checks), [`server`] (start-up, serving, shutdown), [`store`]
+//! (storage and the demo passwords), [`admin`] (the HTTP API). Every error a user can cause becomes [`error::Error`],
 //! printed as one line after `switchboard: ` with exit code 1.
 
 mod admin;
@@ -12,9 +12,10 @@ mod error;
 mod logging;
 mod server;
 mod shutdown;
+mod store;
 
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use clap::Parser;
 
@@ -42,6 +43,9 @@ fn main() -> ExitCode {
 /// `switchboard check`: load and check the configuration, print a summary.
 fn check(source: &ConfigSource) -> Result<(), Error> {
     let config = Config::load(source)?;
+    for warning in &config.warnings {
+        eprintln!("switchboard: warning: {warning}");
+    }
     println!("config OK: {}", config.summary());
     Ok(())
 }
@@ -50,12 +54,17 @@ fn check(source: &ConfigSource) -> Result<(), Error> {
 fn run(source: &ConfigSource, started: Instant) -> Result<(), Error> {
     let config = Config::load(source)?;
     logging::init(&config.log.level)?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(Error::Runtime)?;
     let result = runtime.block_on(server::serve(config, started));
-    // Tasks still running after shutdown_grace are abandoned, not awaited.
-    runtime.shutdown_background();
+    // Tasks still running (transaction timers, connections past
+    // shutdown_grace) are cancelled and dropped here, which closes the
+    // storage file cleanly; a disk write in progress gets a moment to finish.
+    runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }

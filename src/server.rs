@@ -1,28 +1,54 @@
-//! `switchboard run`: binds the SIP endpoint and the admin API, serves until a signal, then drains.
+//! `switchboard run`: opens storage, builds the registrar, binds the SIP
+//! endpoint and the admin API, serves until a signal, then drains.
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use registrar::Registrar;
 use sip_net::Endpoint;
+use storage::{LocationStore, Storage};
 use tokio::task::{JoinError, JoinHandle};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::admin;
 use crate::config::Config;
 use crate::error::Error;
 use crate::shutdown::Signals;
+use crate::store::{self, DemoPassword};
 
 /// Runs Switchboard with `config` until SIGTERM / Ctrl-C, then shuts down within `shutdown_grace`.
 ///
-/// Start-up failures (port in use, ...) return an error before anything is
-/// served. Must run inside a tokio runtime with IO and time enabled.
+/// Start-up failures (storage in use or damaged, port in use, ...) return
+/// an error before anything is served. Must run inside a tokio runtime with
+/// IO and time enabled.
 pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     let mut signals = Signals::install().map_err(Error::Signals)?;
-    let metrics = admin::install_metrics(started)?;
 
-    let endpoint = Endpoint::bind(config.sip.endpoint_config())
+    // Storage first: a locked or damaged file stops start-up before any port is bound.
+    let (storage, extensions, demo) = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            let storage = store::open(&config.storage)?;
+            let (extensions, demo) = store::extensions(&config, storage.as_ref())?;
+            Ok((storage, extensions, demo))
+        })
+        .await
+        .map_err(|_| Error::Stopped("opening storage"))??
+    };
+    let locations: Arc<dyn LocationStore> = storage.clone();
+    let registrar = Registrar::new(
+        config.registrar_config(),
+        &extensions,
+        locations,
+        rand::random(),
+    );
+
+    let metrics = admin::install_metrics(started, registrar.clone())?;
+    let mut endpoint = Endpoint::bind(config.sip.endpoint_config())
         .await
         .map_err(|source| Error::SipStart { source })?;
+    endpoint.set_service(Arc::new(registrar.clone()));
     let admin_listener = match config.admin.listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -41,6 +67,11 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
 
     let shutdown = CancellationToken::new();
     let local = endpoint.local_addrs();
+    let sweeper = tokio::spawn(
+        registrar
+            .clone()
+            .run_sweeper(shutdown.clone().cancelled_owned()),
+    );
     let mut sip_task: JoinHandle<Result<(), Error>> = tokio::spawn({
         let stop = shutdown.clone().cancelled_owned();
         async move { endpoint.run(stop).await.map_err(Error::SipRun) }
@@ -71,6 +102,13 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         env!("CARGO_PKG_VERSION"),
         config.source
     );
+    info!(
+        "registrar: {} extensions, storage {}",
+        extensions.len(),
+        config.storage
+    );
+    drop(extensions);
+    log_demo_passwords(&demo, &config);
     for (transport, addr) in &local {
         info!("SIP listening on {transport}:{addr}");
     }
@@ -106,6 +144,8 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
             Some(r) => r,
             None => flatten(admin_task.await, "admin HTTP server"),
         };
+        // The sweeper stops at the same signal; wait for a sweep in progress.
+        let _ = sweeper.await;
         (sip, admin)
     };
     let (sip, admin) = tokio::select! {
@@ -125,6 +165,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         }
     };
     let result = sip.and(admin);
+    release_storage(registrar, storage);
     match (&result, early) {
         (Ok(()), false) => info!("shutdown complete"),
         // A task that ends by itself without an error is still not normal.
@@ -132,6 +173,46 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         (Err(_), _) => {}
     }
     result
+}
+
+/// Logs the demo extensions' passwords as one block, one line each.
+fn log_demo_passwords(demo: &[DemoPassword], config: &Config) {
+    if demo.is_empty() {
+        return;
+    }
+    let kept = match &config.storage {
+        crate::config::StorageConfig::Redb { path } => {
+            format!("kept in {}; delete that file for new ones", path.display())
+        }
+        crate::config::StorageConfig::Memory => {
+            "storage is in memory: new ones at every start".to_owned()
+        }
+    };
+    let new = demo.iter().filter(|p| p.new).count();
+    let origin = match new {
+        0 => "stored at first start",
+        n if n == demo.len() => "generated now",
+        _ => "some generated now",
+    };
+    info!(
+        "demo office: register a phone as EXTENSION@{} with its password ({origin}, {kept}):",
+        config.sip.domain
+    );
+    for p in demo {
+        info!("demo extension {} password: {}", p.id, p.password);
+    }
+}
+
+/// Drops this function's references to the storage. Tasks that still hold
+/// the registrar (transaction timers, lingering connections) drop theirs
+/// when `main` shuts the runtime down, and the last one closes the file.
+fn release_storage(registrar: Registrar, storage: Arc<dyn Storage>) {
+    drop(registrar);
+    let weak = Arc::downgrade(&storage);
+    drop(storage);
+    if weak.strong_count() > 0 {
+        debug!("storage still held by running tasks; it closes when the runtime stops");
+    }
 }
 
 /// A task's result, with a panic turned into an error (the panic message was already printed).

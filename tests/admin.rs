@@ -1,4 +1,5 @@
-//! The admin HTTP API of a running `switchboard`: `/health`, `/metrics`, errors, and turning it off.
+//! The admin HTTP API of a running `switchboard`: `/health`, `/metrics`,
+//! `/api/v1/registrations`, errors, and turning it off.
 
 mod binary;
 
@@ -133,4 +134,67 @@ fn metrics_count_sip_messages() {
         body.contains(r#"sip_messages_out_total{kind="response",status="200"} 1"#),
         "{body}"
     );
+}
+
+#[test]
+fn registrations_start_empty_with_memory_storage() {
+    let config = format!("{}\n[storage]\nbackend = \"memory\"\n", free_ports_config());
+    let w = Workdir::with_file("switchboard.toml", &config);
+    let sb = w.start(&["run"]);
+    assert!(
+        sb.log().contains("registrar: 0 extensions, storage memory"),
+        "{}",
+        sb.log()
+    );
+    let r = http(sb.admin_addr(), "GET", "/api/v1/registrations");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(r.body, "[]");
+    assert!(
+        !w.path().join("var").exists(),
+        "memory storage wrote a file"
+    );
+    let r = http(sb.admin_addr(), "POST", "/api/v1/registrations");
+    assert_eq!(r.status, 405);
+}
+
+#[test]
+fn registrations_start_empty_with_a_redb_file() {
+    let config = format!(
+        "{}\n[storage]\npath = \"state/pbx.redb\"\n\n[[extension]]\nid = \"1001\"\npassword = \"secret\"\n",
+        free_ports_config()
+    );
+    let w = Workdir::with_file("switchboard.toml", &config);
+    let mut sb = w.start(&["run"]);
+    assert!(
+        sb.log()
+            .contains("registrar: 1 extensions, storage state/pbx.redb"),
+        "{}",
+        sb.log()
+    );
+    assert!(w.path().join("state/pbx.redb").is_file());
+    let r = http(sb.admin_addr(), "GET", "/api/v1/registrations");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, "[]");
+    // A config file's extensions get no generated password.
+    assert!(!sb.log().contains("demo extension"), "{}", sb.log());
+    sb.signal("TERM");
+    let status = sb.wait(Duration::from_secs(10)).expect("exit within 10 s");
+    assert_eq!(status.code(), Some(0), "{}", sb.log());
+}
+
+#[test]
+fn metrics_include_the_registrar_from_the_start() {
+    let (_w, sb) = start();
+    let body = http(sb.admin_addr(), "GET", "/metrics").body;
+    for line in [
+        "# TYPE registrar_bindings gauge",
+        "registrar_bindings 0",
+        "# TYPE registrar_auth_failures_total counter",
+        "registrar_auth_failures_total 0",
+        "# TYPE registrar_bans_active gauge",
+        "registrar_bans_active 0",
+    ] {
+        assert!(body.lines().any(|l| l == line), "{line} missing:\n{body}");
+    }
 }

@@ -39,7 +39,8 @@ fn bad_command_line_exits_2() {
 
 #[test]
 fn check_without_config_uses_the_embedded_default() {
-    let out = Workdir::empty().run(&["check"]);
+    let w = Workdir::empty();
+    let out = w.run(&["check"]);
     assert!(out.status.success(), "{}", out.stderr);
     assert!(
         out.stdout.starts_with("config OK: (embedded default): "),
@@ -53,6 +54,18 @@ fn check_without_config_uses_the_embedded_default() {
         "{}",
         out.stdout
     );
+    assert!(out.stdout.contains("4 demo extensions"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("storage var/switchboard.redb"),
+        "{}",
+        out.stdout
+    );
+    // `check` opens nothing: no storage file appears.
+    assert!(!w_path_exists(&w, "var"));
+}
+
+fn w_path_exists(w: &Workdir, name: &str) -> bool {
+    w.path().join(name).exists()
 }
 
 #[test]
@@ -113,10 +126,10 @@ fn check_unknown_key_names_the_key_and_line() {
 
 #[test]
 fn check_unknown_section_is_an_error() {
-    let w = Workdir::with_file("switchboard.toml", "[sip]\n\n[storage]\npath = \"x\"\n");
+    let w = Workdir::with_file("switchboard.toml", "[sip]\n\n[media]\nbind = \"x\"\n");
     let line = w.run(&["check"]).one_error_line().to_owned();
     assert!(line.contains("switchboard.toml:3:"), "{line}");
-    assert!(line.contains("unknown field `storage`"), "{line}");
+    assert!(line.contains("unknown field `media`"), "{line}");
 }
 
 #[test]
@@ -267,6 +280,159 @@ fn rust_log_overrides_the_configured_level() {
     let line = out.one_error_line();
     assert!(
         line.starts_with("switchboard: RUST_LOG=\"sip_net=loud\""),
+        "{line}"
+    );
+}
+
+#[test]
+fn check_summarises_extensions_and_storage() {
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        "[storage]\nbackend = \"memory\"\n\n[[extension]]\nid = \"1001\"\npassword = \"a\"\n\n[[extension]]\nid = \"1002\"\npassword = \"b\"\n",
+    );
+    let out = w.run(&["check"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stderr.is_empty(), "{}", out.stderr);
+    assert!(out.stdout.contains("2 extensions"), "{}", out.stdout);
+    assert!(out.stdout.contains("digest MD5"), "{}", out.stdout);
+    assert!(out.stdout.contains("storage memory"), "{}", out.stdout);
+    assert!(!w_path_exists(&w, "var"), "check must not create storage");
+}
+
+#[test]
+fn check_reports_bad_extensions_in_one_line() {
+    for (text, needle, at) in [
+        (
+            "[[extension]]\nid = \"1001\"\npassword = \"a\"\n\n[[extension]]\nid = \"1001\"\npassword = \"b\"\n",
+            "extension \"1001\" is defined twice (first at line 2)",
+            "switchboard.toml:6:",
+        ),
+        (
+            "[[extension]]\nid = \"10/01\"\npassword = \"a\"\n",
+            "extension id \"10/01\" is not valid",
+            "switchboard.toml:2:",
+        ),
+        (
+            "[[extension]]\nid = \"1001\"\nname = \"Alice\"\n",
+            "extension 1001 has no secret",
+            "switchboard.toml:2:",
+        ),
+        (
+            "[[extension]]\nid = \"1001\"\nha1_md5 = \"not-hex\"\n",
+            "ha1_md5 must be 32 hex digits",
+            "switchboard.toml:3:",
+        ),
+        (
+            "[security]\ndigest_algorithms = [\"SHA-1\"]\n",
+            "unknown digest algorithm",
+            "switchboard.toml:2:",
+        ),
+        (
+            "[registrar]\nmin_expires = 7200\n",
+            "registrar.min_expires (7200) is greater than registrar.default_expires (3600)",
+            "switchboard.toml:2:",
+        ),
+    ] {
+        let w = Workdir::with_file("switchboard.toml", text);
+        for command in ["check", "run"] {
+            let out = w.run(&[command]);
+            let line = out.one_error_line();
+            assert!(line.contains(needle), "{command} {text:?}: {line}");
+            assert!(line.contains(at), "{command} {text:?}: {line}");
+        }
+    }
+}
+
+#[test]
+fn check_warns_about_an_extension_that_cannot_answer_every_algorithm() {
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        "[security]\ndigest_algorithms = [\"SHA-256\", \"MD5\"]\n\n[[extension]]\nid = \"1001\"\nha1_md5 = \"0123456789abcdef0123456789abcdef\"\n",
+    );
+    let out = w.run(&["check"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(out.stdout.starts_with("config OK: "), "{}", out.stdout);
+    let warning = out.stderr.trim();
+    assert_eq!(warning.lines().count(), 1, "{warning}");
+    assert!(
+        warning.starts_with("switchboard: warning: config switchboard.toml:6:"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("extension 1001 can authenticate only with MD5"),
+        "{warning}"
+    );
+}
+
+/// A config on free loopback ports with its storage at `path`.
+fn config_with_storage(path: &std::path::Path) -> String {
+    format!(
+        "{}\n[storage]\npath = {:?}\n",
+        free_ports_config(),
+        path.to_str().expect("UTF-8 temp path")
+    )
+}
+
+#[test]
+fn storage_in_use_by_another_switchboard_is_one_line() {
+    let shared = Workdir::empty();
+    let db = shared.path().join("data").join("pbx.redb");
+    let first = Workdir::with_file("switchboard.toml", &config_with_storage(&db));
+    let mut running = first.start(&["run"]);
+    assert!(db.is_file(), "storage file created with its directory");
+    assert!(
+        running.log().contains(&format!(
+            "registrar: 0 extensions, storage {}",
+            db.display()
+        )),
+        "{}",
+        running.log()
+    );
+
+    let second = Workdir::with_file("switchboard.toml", &config_with_storage(&db));
+    let line = second.run(&["run"]).one_error_line().to_owned();
+    assert!(line.contains("is in use by another process"), "{line}");
+    assert!(line.contains(&db.display().to_string()), "{line}");
+    assert!(line.contains("storage.path"), "{line}");
+
+    // After a clean shutdown the file is released: the second one now starts.
+    running.signal("TERM");
+    let status = running.wait(Duration::from_secs(10)).expect("exit");
+    assert_eq!(status.code(), Some(0), "{}", running.log());
+    let mut again = second.start(&["run"]);
+    again.signal("TERM");
+    let status = again.wait(Duration::from_secs(10)).expect("exit");
+    assert_eq!(status.code(), Some(0), "{}", again.log());
+    assert!(!again.log().contains("repaired"), "{}", again.log());
+}
+
+#[test]
+fn corrupt_storage_file_is_one_line() {
+    let w = Workdir::with_file("switchboard.toml", &free_ports_config());
+    // Deterministic noise (xorshift), 64 KiB, where the default storage file goes.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..65_536)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect();
+    std::fs::create_dir_all(w.path().join("var")).expect("mkdir var");
+    std::fs::write(w.path().join("var/switchboard.redb"), &noise).expect("write noise");
+    let line = w.run(&["run"]).one_error_line().to_owned();
+    assert!(
+        line.contains("storage file var/switchboard.redb is not a valid Switchboard database"),
+        "{line}"
+    );
+    assert!(line.contains("move it aside"), "{line}");
+
+    // A text file in its place is refused the same way.
+    std::fs::write(w.path().join("var/switchboard.redb"), "hello\n").expect("write text");
+    let line = w.run(&["run"]).one_error_line().to_owned();
+    assert!(
+        line.contains("is not a valid Switchboard database"),
         "{line}"
     );
 }

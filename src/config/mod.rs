@@ -1,10 +1,16 @@
-//! The TOML configuration file: `[sip]`, `[admin]`, `[log]` and `shutdown_grace`, checked strictly.
+//! The TOML configuration file, checked strictly: `shutdown_grace`, `[sip]`,
+//! `[admin]`, `[log]` here; `[storage]`, `[security]`, `[registrar]` and
+//! `[[extension]]` in [`registrar`].
 //!
 //! Loading has two steps. serde reads the text into `Raw*` structs (every
 //! struct `deny_unknown_fields`, every value kept with its byte span), then
 //! [`Config::from_raw`] checks the values and builds the typed [`Config`].
 //! Both steps report errors as one line naming the file, line, column and
 //! key, so that an admin can fix the file without reading a backtrace.
+//! What is allowed but probably not meant becomes a warning in
+//! [`Config::warnings`], in the same form.
+
+mod registrar;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -13,12 +19,15 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ::registrar::{Policy, RegistrarConfig};
 use serde::Deserialize;
 use sip_net::{EndpointConfig, ListenAddr};
 use toml::Spanned;
 
+pub use self::registrar::{ExtensionConfig, SecurityConfig, StorageConfig};
+
 /// The configuration compiled into the binary: the demo office.
-pub const DEFAULT_TOML: &str = include_str!("default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../default.toml");
 
 /// The file `run` and `check` read when no `--config` is given, if it exists.
 pub const LOCAL_CONFIG: &str = "switchboard.toml";
@@ -120,6 +129,17 @@ pub struct Config {
     pub admin: AdminConfig,
     /// `[log]`: log filter.
     pub log: LogConfig,
+    /// `[storage]`: where bindings and the key-value store live.
+    pub storage: StorageConfig,
+    /// `[security]`: digest algorithms, nonce lifetime, bans.
+    pub security: SecurityConfig,
+    /// `[registrar]`: expiry and contact limits.
+    pub registrar: Policy,
+    /// `[[extension]]`: the phone accounts, in file order.
+    pub extensions: Vec<ExtensionConfig>,
+    /// Things that work but are probably not meant, each one line with
+    /// file, line and column (`check` prints them, `run` logs them).
+    pub warnings: Vec<String>,
 }
 
 /// `[sip]`: what the SIP endpoint binds and how it behaves.
@@ -207,13 +227,40 @@ impl Config {
         let sip = check.sip(raw.sip)?;
         let admin = check.admin(raw.admin)?;
         let log = check.log(raw.log)?;
+        let storage = check.storage(&raw.storage)?;
+        let security = check.security(&raw.security)?;
+        let registrar = check.registrar(&raw.registrar)?;
+        let mut warnings = Vec::new();
+        let extensions =
+            check.extensions(&raw.extensions, &security.digest_algorithms, &mut warnings)?;
         Ok(Config {
             source,
             shutdown_grace,
             sip,
             admin,
             log,
+            storage,
+            security,
+            registrar,
+            extensions,
+            warnings,
         })
+    }
+
+    /// The registrar's configuration: realm = `sip.domain`, `[security]`, `[registrar]`.
+    pub fn registrar_config(&self) -> RegistrarConfig {
+        RegistrarConfig {
+            domain: self.sip.domain.clone(),
+            algorithms: self.security.digest_algorithms.clone(),
+            nonce_max_age: self.security.nonce_max_age,
+            policy: self.registrar,
+            bans: self.security.ban_policy(),
+        }
+    }
+
+    /// The demo extensions whose passwords are generated at start-up (only in the embedded default).
+    pub fn demo_extensions(&self) -> impl Iterator<Item = &ExtensionConfig> {
+        self.extensions.iter().filter(|e| e.secret.is_none())
     }
 
     /// One line for `switchboard check`: where the config came from and what it sets up.
@@ -223,11 +270,28 @@ impl Config {
             Some(addr) => format!("admin http://{addr}"),
             None => "admin disabled".to_owned(),
         };
+        let algorithms: Vec<&str> = self
+            .security
+            .digest_algorithms
+            .iter()
+            .map(|a| a.name())
+            .collect();
+        let demo = self.demo_extensions().count();
+        let extensions = match (self.extensions.len(), demo) {
+            (1, 0) => "1 extension".to_owned(),
+            (n, 0) => format!("{n} extensions"),
+            (n, d) if d == n => {
+                format!("{n} demo extensions (passwords generated at first run, kept in storage)")
+            }
+            (n, d) => format!("{n} extensions ({d} with generated passwords)"),
+        };
         format!(
-            "{}: SIP {} (domain {}); {admin}; log {}; shutdown_grace {}",
+            "{}: SIP {} (domain {}); {extensions}, digest {}; storage {}; {admin}; log {}; shutdown_grace {}",
             self.source,
             listen.join(", "),
             self.sip.domain,
+            algorithms.join(", "),
+            self.storage,
             self.log.level,
             humantime::format_duration(self.shutdown_grace),
         )
@@ -283,6 +347,14 @@ struct RawConfig {
     admin: RawAdmin,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    storage: registrar::RawStorage,
+    #[serde(default)]
+    security: registrar::RawSecurity,
+    #[serde(default)]
+    registrar: registrar::RawRegistrar,
+    #[serde(default, rename = "extension")]
+    extensions: Vec<Spanned<registrar::RawExtension>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
