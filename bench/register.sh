@@ -233,6 +233,19 @@ csv_field() {
 SPAN_AWK='NR > 1 { split($1, s, "\t"); split($3, c, "\t"); start = s[3]; now = c[3] }
   END { d = now - start; printf "%.0f", (d > 0) ? a + n / d : a }'
 
+# server_cpu_ticks: user+system clock ticks used so far by the server's
+# process group (every thread and, for Kamailio, every process).
+server_cpu_ticks() {
+  local p total=0 t
+  for p in $(pgrep -g "$SERVER_PID" 2>/dev/null); do
+    # fields after the ")" of comm: state is 1st, utime 12th, stime 13th
+    t=$(sed 's/.*) //' "/proc/$p/stat" 2>/dev/null | awk '{ print $12 + $13 }') || continue
+    total=$(( total + ${t:-0} ))
+  done
+  echo "$total"
+}
+CLK_TCK=$(getconf CLK_TCK)
+
 # run_step SERVER RATE: NSIPP SIPp processes, RATE/NSIPP registrations/s each,
 # for STEP_SECONDS; sets STEP_* results.
 run_step() {
@@ -243,7 +256,8 @@ run_step() {
   mkdir -p "$dir"
   local ports=()
   for i in $(seq 0 $((NSIPP - 1))); do ports+=("$(free_udp_port)"); done
-  local t0 t1
+  local t0 t1 cpu0 cpu1
+  cpu0=$(server_cpu_ticks)
   t0=$(date +%s%N)
   SIPP_PIDS=()
   for i in $(seq 0 $((NSIPP - 1))); do
@@ -260,6 +274,7 @@ run_step() {
   for p in "${SIPP_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
   SIPP_PIDS=()
   t1=$(date +%s%N)
+  cpu1=$(server_cpu_ticks)
   local ok=0 failed=0 retrans=0 ooc=0 f n achieved=0
   for i in $(seq 0 $((NSIPP - 1))); do
     f="$dir/stat-$i.csv"
@@ -288,6 +303,11 @@ run_step() {
   STEP_RETRANS=$retrans
   STEP_OOC=$ooc
   STEP_MS=$ms
+  # CPU the server used during the step: busy share of its core, and CPU
+  # microseconds per successful registration (independent of other load).
+  local cpu_ms=$(( (cpu1 - cpu0) * 1000 / CLK_TCK ))
+  STEP_CPU_PCT=$(( cpu_ms * 100 / (ms > 0 ? ms : 1) ))
+  STEP_US_PER_REG=$(( ok > 0 ? cpu_ms * 1000 / ok : 0 ))
   STEP_ACHIEVED=${achieved%.*}
   STEP_FAIL_PCT=$(awk -v f="$failed" -v t="$total" 'BEGIN { printf "%.2f", t ? 100 * f / t : 100 }')
   if [ $(( failed * 100 )) -lt "$total" ] && [ $(( STEP_ACHIEVED * 100 )) -ge $(( rate * 95 )) ]; then
@@ -298,18 +318,19 @@ run_step() {
 }
 
 # ramp SERVER: rising rates until STOP_AFTER consecutive failed steps; BEST[SERVER].
-declare -A BEST
+declare -A BEST BEST_US
 declare -A LABEL=([memory]="switchboard (memory)" [redb]="switchboard (redb)" [kamailio]="kamailio")
 ramp() {
-  local name=$1 rate fails=0 best=0
-  printf '%-22s %8s %9s %9s %8s %8s %8s %-6s %s\n' "${LABEL[$name]}" "target/s" "achieved" "ok" "failed" "fail%" "retrans" \
-    "result" "unexpected"
+  local name=$1 rate fails=0 best=0 best_us=0
+  printf '%-22s %8s %9s %9s %8s %7s %8s %5s %7s %-6s %s\n' "${LABEL[$name]}" "target/s" "achieved" "ok" "failed" "fail%" \
+    "retrans" "cpu%" "us/reg" "result" "unexpected"
   for rate in $RATES; do
     run_step "$name" "$rate"
-    printf '%-22s %8d %9d %9d %8d %8s %8d %-6s %s\n' "" "$rate" "$STEP_ACHIEVED" "$STEP_OK" "$STEP_FAILED" \
-      "$STEP_FAIL_PCT" "$STEP_RETRANS" "$([ "$STEP_PASS" = 1 ] && echo pass || echo FAIL)" "$STEP_UNEXPECTED"
+    printf '%-22s %8d %9d %9d %8d %7s %8d %5d %7d %-6s %s\n' "" "$rate" "$STEP_ACHIEVED" "$STEP_OK" "$STEP_FAILED" \
+      "$STEP_FAIL_PCT" "$STEP_RETRANS" "$STEP_CPU_PCT" "$STEP_US_PER_REG" \
+      "$([ "$STEP_PASS" = 1 ] && echo pass || echo FAIL)" "$STEP_UNEXPECTED"
     if [ "$STEP_PASS" = 1 ]; then
-      best=$rate; fails=0
+      best=$rate; best_us=$STEP_US_PER_REG; fails=0
     else
       fails=$(( fails + 1 ))
       [ "$fails" -ge "$STOP_AFTER" ] && break
@@ -317,6 +338,7 @@ ramp() {
     sleep 1   # let queues drain between steps
   done
   BEST[$name]=$best
+  BEST_US[$name]=$best_us
 }
 
 # --- the run ----------------------------------------------------------------------
@@ -351,7 +373,8 @@ for server in $SERVERS; do
     ratio=$(awk -v a="${BEST[$server]}" -v b="${BEST[kamailio]}" \
       'BEGIN { if (b > 0) printf "%.2f x kamailio", a / b; else print "(kamailio passed no step)" }')
   fi
-  printf '  %-22s %6d /s   %s\n' "${LABEL[$server]}" "${BEST[$server]}" "$ratio"
+  printf '  %-22s %6d /s   %4d us CPU/registration there   %s\n' "${LABEL[$server]}" "${BEST[$server]}" \
+    "${BEST_US[$server]}" "$ratio"
 done
 top=""
 [ "$QUICK" = 1 ] || for r in $RATES; do top=$r; done
