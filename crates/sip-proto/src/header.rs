@@ -18,6 +18,7 @@ pub use crate::typed::{
     CSeq, Challenge, Contact, Credentials, Event, NameAddr, Replaces, RetryAfter, SessionExpires,
     SubscriptionState, Via, Warning,
 };
+pub use crate::value::HeaderValue;
 
 /// A header field name. Parsing is case-insensitive and maps compact forms
 /// to their full name; headers without a variant are kept as
@@ -324,8 +325,9 @@ impl fmt::Display for HeaderName {
 pub struct Header {
     /// The name.
     pub name: HeaderName,
-    /// The value as received, unfolded and trimmed.
-    pub value: String,
+    /// The value as received, unfolded and trimmed (derefs to `&str`; a
+    /// parsed value shares the message text instead of owning a copy).
+    pub value: HeaderValue,
 }
 
 /// The header fields of a message, in order.
@@ -394,7 +396,7 @@ impl Headers {
     pub fn push(&mut self, name: HeaderName, value: impl Into<String>) {
         self.list.push(Header {
             name,
-            value: value.into(),
+            value: HeaderValue::from(value.into()),
         });
     }
 
@@ -406,7 +408,7 @@ impl Headers {
             at,
             Header {
                 name,
-                value: value.into(),
+                value: HeaderValue::from(value.into()),
             },
         );
     }
@@ -414,7 +416,7 @@ impl Headers {
     /// Replaces every header of that name by one with `value`, at the
     /// position of the first (or appended if there was none).
     pub fn set(&mut self, name: HeaderName, value: impl Into<String>) {
-        let value = value.into();
+        let value = HeaderValue::from(value.into());
         match self.list.iter().position(|h| h.name == name) {
             Some(at) => {
                 let mut i = 0;
@@ -436,6 +438,12 @@ impl Headers {
         let before = self.list.len();
         self.list.retain(|h| h.name != *name);
         before - self.list.len()
+    }
+
+    /// Appends a header whose value is already a [`HeaderValue`] (the
+    /// parser's path: no copy).
+    pub fn push_value(&mut self, name: HeaderName, value: HeaderValue) {
+        self.list.push(Header { name, value });
     }
 
     /// The number of header lines.

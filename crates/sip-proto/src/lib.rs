@@ -36,6 +36,7 @@ mod scan;
 pub mod transaction;
 mod typed;
 pub mod uri;
+mod value;
 
 pub use error::{Error, ErrorKind, Limit};
 pub use header::{HeaderName, Headers};

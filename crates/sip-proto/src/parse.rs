@@ -1,19 +1,21 @@
 //! The message parser and stream framer (RFC 3261 §7, §7.3.1 folding,
 //! §7.5 leading CRLFs, §18.3 framing by Content-Length).
 //!
-//! One pass over the bytes: `memchr` finds line ends, each header is copied
-//! once into its `String` (unfolded), known headers are checked with the
-//! borrowed scanners of `typed.rs` (no allocation) and nothing else is
+//! One pass over the bytes: `memchr` finds line ends, the message text is
+//! copied once into an `Arc<str>` that every unfolded header value is a
+//! range of (only folded values are copied), known headers are checked with
+//! the borrowed scanners of `typed.rs` (no allocation) and nothing else is
 //! built. Lines may end in CRLF or, tolerantly, a bare LF; a bare CR is an
 //! error, so no stored value ever holds CR or LF.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use memchr::memchr2;
 
 use crate::error::{Error, Limit};
-use crate::header::{HeaderName, Headers};
+use crate::header::{HeaderName, HeaderValue, Headers};
 use crate::message::{Limits, Message, Method, Request, Response};
 use crate::scan::{self, Reason};
 use crate::typed;
@@ -225,6 +227,13 @@ fn start_err(reason: impl Into<Cow<'static, str>>) -> Error {
     }
 }
 
+/// `s.split_once(' ')` with a plain byte loop (the std char searcher costs
+/// more than the whole status-line check on these short lines).
+fn split_sp(s: &str) -> Option<(&str, &str)> {
+    let at = scan::find_byte(s.as_bytes(), b' ')?;
+    Some((s.get(..at)?, s.get(at + 1..)?))
+}
+
 fn check_version(v: &str) -> Result<(), Error> {
     if v.eq_ignore_ascii_case("SIP/2.0") {
         return Ok(());
@@ -257,12 +266,12 @@ fn parse_start(line: &str) -> Result<Start, Error> {
         .get(..4)
         .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
     {
-        let Some((version, rest)) = line.split_once(' ') else {
+        let Some((version, rest)) = split_sp(line) else {
             return Err(start_err("status line has no status code"));
         };
         check_version(version)?;
         let rest = rest.trim_start_matches(' ');
-        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (code, reason) = split_sp(rest).unwrap_or((rest, ""));
         if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Err(start_err(format!(
                 "status code '{}' is not three digits",
@@ -286,7 +295,10 @@ fn parse_start(line: &str) -> Result<Start, Error> {
     // (RFC 4475 §3.1.2.9 / §3.1.2.10 allow either answer; we accept and
     // never re-emit them).
     let line = line.trim_end_matches(' ');
-    let (Some(first), Some(last)) = (line.find(' '), line.rfind(' ')) else {
+    let (Some(first), Some(last)) = (
+        scan::find_byte(line.as_bytes(), b' '),
+        line.as_bytes().iter().rposition(|&b| b == b' '),
+    ) else {
         return Err(start_err(
             "request line must be 'Method SP Request-URI SP SIP-Version'",
         ));
@@ -398,6 +410,8 @@ pub(crate) fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, Erro
         .get(pos..start_end)
         .ok_or_else(|| start_err("not valid UTF-8"))?;
     let start = parse_start(start_line)?;
+    // The text every unfolded header value is a range of (one copy).
+    let shared: Arc<str> = Arc::from(text);
 
     let mut headers = Headers::with_capacity(16);
     let mut scanner = HeaderScanner {
@@ -434,23 +448,28 @@ pub(crate) fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, Erro
             content_len = Some((content_length(&value, raw.line)?, raw.line));
             continue;
         }
-        let value = text
-            .get(raw.start + value_at..raw.start + raw.text.len())
-            .map(|v| {
-                if raw.folded {
-                    unfold(v)
-                } else {
-                    scan::trim_lws(v).to_owned()
-                }
-            });
-        let Some(value) = value else {
+        let value_start = raw.start + value_at;
+        let Some(raw_value) = text.get(value_start..raw.start + raw.text.len()) else {
             return Err(Error::Header {
                 name: Cow::Owned(name.as_str().to_owned()),
                 line: Some(raw.line),
                 reason: "value is not valid UTF-8".into(),
             });
         };
-        typed::validate(&name, &value).map_err(|reason: Reason| Error::Header {
+        // An unfolded value is a range of the shared text; a folded one owns
+        // its unfolded copy.
+        let mut folded_value = String::new();
+        let (value, range) = if raw.folded {
+            folded_value = unfold(raw_value);
+            (folded_value.as_str(), None)
+        } else {
+            let (a, b) = scan::trim_lws_range(raw_value.as_bytes());
+            (
+                raw_value.get(a..b).unwrap_or_default(),
+                Some((value_start + a, value_start + b)),
+            )
+        };
+        typed::validate(&name, value).map_err(|reason: Reason| Error::Header {
             name: Cow::Borrowed(name.static_name()),
             line: Some(raw.line),
             reason,
@@ -478,7 +497,12 @@ pub(crate) fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, Erro
         } else if matches!(name, HeaderName::Via) {
             seen |= VIA_SEEN;
         }
-        headers.push(name, value);
+        let value = match range {
+            Some((a, b)) => HeaderValue::shared(&shared, a, b)
+                .ok_or_else(|| too_large(Limit::MessageSize, buf.len(), u32::MAX as usize))?,
+            None => HeaderValue::from(std::mem::take(&mut folded_value)),
+        };
+        headers.push_value(name, value);
     }
     let body_start = scanner.pos;
     let available = buf.len().saturating_sub(body_start);

@@ -143,6 +143,20 @@ pub(crate) fn trim_lws(s: &str) -> &str {
     s.get(start..end).unwrap_or_default()
 }
 
+/// The range of `b` left after trimming SP and HTAB from both ends.
+#[inline]
+pub(crate) fn trim_lws_range(b: &[u8]) -> (usize, usize) {
+    let start = b
+        .iter()
+        .position(|&c| c != b' ' && c != b'\t')
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(start, |e| e + 1);
+    (start, end)
+}
+
 /// Position of `b` in `s` — a plain loop, cheaper than `memchr` on the
 /// short strings (URIs, parameters) it is used for.
 #[inline]
