@@ -72,6 +72,13 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
             .clone()
             .run_sweeper(shutdown.clone().cancelled_owned()),
     );
+    let qualify = config.qualify_interval.map(|interval| {
+        tokio::spawn(registrar.clone().run_qualify(
+            endpoint.handle(),
+            interval,
+            shutdown.clone().cancelled_owned(),
+        ))
+    });
     let mut sip_task: JoinHandle<Result<(), Error>> = tokio::spawn({
         let stop = shutdown.clone().cancelled_owned();
         async move { endpoint.run(stop).await.map_err(Error::SipRun) }
@@ -144,8 +151,13 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
             Some(r) => r,
             None => flatten(admin_task.await, "admin HTTP server"),
         };
-        // The sweeper stops at the same signal; wait for a sweep in progress.
+        // The sweeper and qualify loop stop at the same signal; wait for a
+        // sweep in progress. Pings in flight are simply abandoned.
         let _ = sweeper.await;
+        if let Some(qualify) = qualify {
+            qualify.abort();
+            let _ = qualify.await;
+        }
         (sip, admin)
     };
     let (sip, admin) = tokio::select! {

@@ -188,7 +188,7 @@ fn unknown_method_gets_501_and_known_unserved_405() {
         .transact(&ua.request("FROBNICATE", "sip:pbx@test.invalid"))
         .expect("answer");
     assert_eq!(r.status, 501);
-    for method in ["REGISTER", "SUBSCRIBE", "MESSAGE", "BYE"] {
+    for method in ["SUBSCRIBE", "MESSAGE", "BYE", "PUBLISH"] {
         let r = ua
             .transact(&ua.request(method, "sip:pbx@test.invalid"))
             .expect("answer");
@@ -403,4 +403,23 @@ fn headers_by_compact_name_are_answered() {
     let r = ua.recv_response(WAIT).expect("answer");
     assert_eq!(r.status, 200);
     assert_eq!(r.headers.get(&HeaderName::CallId), Some("compact-1"));
+}
+
+#[test]
+fn stun_keepalive_over_udp_gets_our_mapped_address() {
+    // RFC 5626 §4.4.2: outbound-capable phones send STUN Binding requests
+    // to the SIP port to keep their NAT binding open.
+    let s = server();
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut req = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xA4, 0x42];
+    req.extend_from_slice(&[9u8; 12]);
+    sock.send_to(&req, s.udp.expect("udp")).expect("send");
+    let mut buf = [0u8; 128];
+    let (n, _) = sock.recv_from(&mut buf).expect("binding response");
+    assert_eq!(&buf[..2], &[0x01, 0x01], "binding success");
+    assert_eq!(&buf[8..20], &[9u8; 12], "same transaction id");
+    assert_eq!(n, 32);
+    let port = u16::from_be_bytes([buf[26], buf[27]]) ^ 0x2112;
+    assert_eq!(port, sock.local_addr().expect("addr").port());
 }

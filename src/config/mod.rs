@@ -135,6 +135,8 @@ pub struct Config {
     pub security: SecurityConfig,
     /// `[registrar]`: expiry and contact limits.
     pub registrar: Policy,
+    /// `[registrar] qualify_interval`: OPTIONS ping period, `None` when off.
+    pub qualify_interval: Option<Duration>,
     /// `[[extension]]`: the phone accounts, in file order.
     pub extensions: Vec<ExtensionConfig>,
     /// Things that work but are probably not meant, each one line with
@@ -230,6 +232,7 @@ impl Config {
         let storage = check.storage(&raw.storage)?;
         let security = check.security(&raw.security)?;
         let registrar = check.registrar(&raw.registrar)?;
+        let qualify_interval = check.qualify_interval(&raw.registrar)?;
         let mut warnings = Vec::new();
         let extensions =
             check.extensions(&raw.extensions, &security.digest_algorithms, &mut warnings)?;
@@ -242,6 +245,7 @@ impl Config {
             storage,
             security,
             registrar,
+            qualify_interval,
             extensions,
             warnings,
         })

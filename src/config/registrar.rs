@@ -18,6 +18,9 @@ use toml::Spanned;
 
 use super::{Checker, ConfigError, ConfigSource, DurationText, Location};
 
+/// How often contacts are pinged when `registrar.qualify_interval` is not set.
+const DEFAULT_QUALIFY_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Default of `storage.path`, relative to the working directory.
 pub const DEFAULT_STORAGE_PATH: &str = "var/switchboard.redb";
 /// Default of `security.ban_after_failures`.
@@ -136,6 +139,7 @@ pub(super) struct RawRegistrar {
     max_expires: Option<Spanned<u32>>,
     default_expires: Option<Spanned<u32>>,
     max_contacts: Option<Spanned<usize>>,
+    qualify_interval: Option<Spanned<DurationText>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +309,21 @@ impl Checker<'_> {
             default_expires,
             max_contacts,
         })
+    }
+
+    /// `registrar.qualify_interval`: how often every contact is pinged with
+    /// OPTIONS (default 30 s; "0s" turns qualify off).
+    pub(super) fn qualify_interval(
+        &self,
+        raw: &RawRegistrar,
+    ) -> Result<Option<Duration>, ConfigError> {
+        match &raw.qualify_interval {
+            None => Ok(Some(DEFAULT_QUALIFY_INTERVAL)),
+            Some(v) => {
+                let d = self.duration("registrar.qualify_interval", v, true)?;
+                Ok((!d.is_zero()).then_some(d))
+            }
+        }
     }
 
     /// Checks every `[[extension]]`; an extension that can serve only some

@@ -16,7 +16,8 @@ trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; [ -f "$WORK/sb.log" ] && tail -n 40 "$WORK/sb.log" >&2; exit 1; }
 
-# start_server [extra toml]: UDP+TCP on 127.0.0.1:0, admin on 127.0.0.1:0.
+# start_server [extra [sip] toml] [more toml at the end]: UDP+TCP on
+# 127.0.0.1:0, admin on 127.0.0.1:0, storage in the work directory.
 start_server() {
   cat > "$WORK/switchboard.toml" <<TOML
 [sip]
@@ -26,6 +27,10 @@ ${1:-}
 
 [admin]
 listen = "127.0.0.1:0"
+
+[storage]
+path = "$WORK/var/switchboard.redb"
+${2:-}
 TOML
   (cd "$WORK" && exec "$SB_BIN" run --config "$WORK/switchboard.toml") >/dev/null 2>"$WORK/sb.log" &
   SB_PID=$!
@@ -38,6 +43,15 @@ TOML
     sleep 0.05
   done
   fail "switchboard did not log its listeners within 10 s"
+}
+
+# admin_get PATH: the body of GET http://admin/PATH (bash /dev/tcp, no curl needed).
+admin_get() {
+  local host=${SB_ADMIN%:*} port=${SB_ADMIN##*:}
+  exec 4<>"/dev/tcp/$host/$port"
+  printf 'GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$1" "$SB_ADMIN" >&4
+  sed '1,/^\r$/d' <&4
+  exec 4<&- 4>&-
 }
 
 # stop_server: SIGTERM, must exit 0 within 10 s.

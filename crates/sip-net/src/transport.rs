@@ -21,6 +21,11 @@ const TCP_SEND_QUEUE: usize = 256;
 /// Largest UDP datagram we read; bigger ones are truncated by the OS and
 /// then fail Content-Length framing.
 const UDP_MAX_DATAGRAM: usize = 65_535;
+/// After a TCP peer stops sending, how long a quiet send queue is kept
+/// open for answers still being worked out before the connection closes.
+const LINGER: Duration = Duration::from_millis(500);
+/// A TCP peer that does not take a message within this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Kernel buffer asked for on UDP sockets so bursts are not dropped.
 const UDP_SOCKET_BUFFER: usize = 4 * 1024 * 1024;
 
@@ -279,13 +284,32 @@ async fn serve_connection(
     if let Some(ready) = ready {
         let _ = ready.send(tx.clone());
     }
-    let writer = tokio::spawn(async move {
-        while let Some(bytes) = rx.recv().await {
-            if wr.write_all(&bytes).await.is_err() {
-                break;
+    let closing = CancellationToken::new();
+    let writer = tokio::spawn({
+        let closing = closing.clone();
+        async move {
+            loop {
+                let next = tokio::select! {
+                    biased;
+                    m = rx.recv() => m,
+                    _ = closing.cancelled() => break,
+                };
+                let Some(bytes) = next else { break };
+                if !write_within(&mut wr, &bytes).await {
+                    return;
+                }
             }
+            // The reading side has ended: send what is queued and what the
+            // transaction user still answers shortly (a REGISTER's 401 may
+            // be in the works), then close; transactions that outlive the
+            // connection no longer hold it open.
+            while let Ok(Some(bytes)) = tokio::time::timeout(LINGER, rx.recv()).await {
+                if !write_within(&mut wr, &bytes).await {
+                    return;
+                }
+            }
+            let _ = wr.shutdown().await;
         }
-        let _ = wr.shutdown().await;
     });
     let source = Source {
         transport: Transport::Tcp,
@@ -343,8 +367,18 @@ async fn serve_connection(
     }
     settings.connections.remove(peer);
     drop(source);
-    // Let queued responses (a 400 before close) drain, but not forever.
-    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    closing.cancel();
+    let _ = writer.await;
+}
+
+/// Writes `bytes`, giving up on a peer that has not taken them within
+/// [`WRITE_TIMEOUT`] (it stopped reading; the connection is dropped rather
+/// than held open by it).
+async fn write_within(wr: &mut tokio::net::tcp::OwnedWriteHalf, bytes: &[u8]) -> bool {
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(bytes)).await,
+        Ok(Ok(()))
+    )
 }
 
 enum Keepalive {
