@@ -19,6 +19,9 @@ pub enum Error {
     /// The async runtime could not start.
     #[error("cannot start the async runtime: {0}")]
     Runtime(io::Error),
+    /// The registrar's storage writer thread could not be started.
+    #[error("cannot start the registrar's storage writer thread: {0}")]
+    RegistrarStart(io::Error),
     /// The SIGTERM / Ctrl-C handlers could not be installed.
     #[error("cannot install the SIGTERM / Ctrl-C handlers: {0}")]
     Signals(io::Error),

@@ -42,7 +42,8 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         &extensions,
         locations,
         rand::random(),
-    );
+    )
+    .map_err(Error::RegistrarStart)?;
 
     let metrics = admin::install_metrics(started, registrar.clone())?;
     let mut endpoint = Endpoint::bind(config.sip.endpoint_config())

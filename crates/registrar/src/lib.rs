@@ -13,6 +13,7 @@
 
 pub mod bans;
 pub mod bindings;
+mod commit;
 pub mod service;
 
 pub use bans::{BanList, BanPolicy};

@@ -19,6 +19,7 @@ use storage::{Binding, LocationStore};
 
 use crate::bans::{BanList, BanPolicy, FailureOutcome};
 use crate::bindings::{Policy, Refusal, RegisterRequest, apply};
+use crate::commit::Committer;
 
 /// Shards of the per-AOR lock: REGISTERs for one AOR take turns, others
 /// run side by side.
@@ -98,6 +99,7 @@ struct Inner {
     /// Qualify results by (AOR, contact); entries of bindings that have
     /// gone are dropped at the next qualify round.
     reachability: Mutex<HashMap<(String, String), Reachability>>,
+    committer: Committer,
 }
 
 /// The registrar service; cheap to clone.
@@ -113,7 +115,8 @@ fn now_ms() -> u64 {
 }
 
 impl Registrar {
-    /// A registrar for `extensions`, keeping bindings in `store`.
+    /// A registrar for `extensions`, keeping bindings in `store`. Fails only
+    /// if its storage writer thread cannot be started.
     /// `nonce_secret` keys the stateless nonces; a random one per process
     /// is fine (nonces then go stale on restart, and phones simply retry).
     pub fn new(
@@ -121,8 +124,9 @@ impl Registrar {
         extensions: &[Extension],
         store: Arc<dyn LocationStore>,
         nonce_secret: [u8; 32],
-    ) -> Registrar {
+    ) -> std::io::Result<Registrar> {
         let max_age = config.nonce_max_age.as_secs();
+        let committer = Committer::spawn(store.clone())?;
         let inner = Inner {
             extensions: extensions
                 .iter()
@@ -138,11 +142,12 @@ impl Registrar {
                 .collect(),
             hasher: RandomState::new(),
             reachability: Mutex::new(HashMap::new()),
+            committer,
             config,
         };
-        Registrar {
+        Ok(Registrar {
             inner: Arc::new(inner),
-        }
+        })
     }
 
     /// Every live registration (for `GET /api/v1/registrations`).
@@ -517,48 +522,50 @@ impl Registrar {
         };
         let _turn = lock.lock().await;
         let store = self.inner.store.clone();
-        let policy = self.inner.config.policy;
-        let aor_for_task = aor.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            let existing = store.list(&aor_for_task)?;
-            let req = RegisterRequest {
-                aor: &aor_for_task,
-                contact: contact.as_ref(),
-                expires,
-                call_id: &call_id,
-                cseq,
-                path,
-                source,
-                transport: &transport,
-                user_agent: user_agent.as_deref(),
-                now_ms: now_ms(),
-            };
-            let now = req.now_ms;
-            match apply(&existing, &req, &policy) {
-                Ok(set) => {
-                    // Only write when something changed (a query does not).
-                    if req.contact.is_some() || existing.iter().any(|b| b.is_expired(now)) {
-                        store.replace_aor(&aor_for_task, &set)?;
-                    }
-                    Ok(Ok((set, now)))
-                }
-                Err(refusal) => Ok(Err(refusal)),
+        let existing = if store.blocks() {
+            let (store, aor) = (store.clone(), aor.clone());
+            match tokio::task::spawn_blocking(move || store.list(&aor)).await {
+                Ok(listed) => listed.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
             }
-        })
-        .await;
-        let (set, now) = match result {
-            Ok(Ok(Ok(done))) => done,
-            Ok(Ok(Err(refusal))) => return self.refused(&incoming, &refusal),
-            Ok(Err(e)) => {
-                let e: storage::Error = e;
-                tracing::error!(%aor, error = %e, "registrar: storage failed");
-                return self.refuse(&incoming, 500, "registration could not be stored");
-            }
-            Err(e) => {
-                tracing::error!(%aor, error = %e, "registrar: storage task failed");
-                return self.refuse(&incoming, 500, "registration could not be stored");
-            }
+        } else {
+            store.list(&aor).map_err(|e| e.to_string())
         };
+        let existing = match existing {
+            Ok(existing) => existing,
+            Err(e) => return self.storage_failed(&incoming, &aor, &e),
+        };
+        let register = RegisterRequest {
+            aor: &aor,
+            contact: contact.as_ref(),
+            expires,
+            call_id: &call_id,
+            cseq,
+            path,
+            source,
+            transport: &transport,
+            user_agent: user_agent.as_deref(),
+            now_ms: now_ms(),
+        };
+        let now = register.now_ms;
+        let set = match apply(&existing, &register, &self.inner.config.policy) {
+            Ok(set) => set,
+            Err(refusal) => return self.refused(&incoming, &refusal),
+        };
+        // Only write when something changed (a query does not).
+        if register.contact.is_some() || existing.iter().any(|b| b.is_expired(now)) {
+            let stored = if store.blocks() {
+                self.inner.committer.commit(aor.clone(), set.clone()).await
+            } else {
+                store
+                    .replace_aor(&aor, &set)
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+            };
+            if let Err(e) = stored {
+                return self.storage_failed(&incoming, &aor, &e);
+            }
+        }
         tracing::debug!(%aor, contacts = set.len(), %source, "REGISTER ok");
         let mut resp = incoming.response(200);
         for b in &set {
@@ -569,6 +576,11 @@ impl Registrar {
             resp.headers.push(HeaderName::Path, p);
         }
         resp
+    }
+
+    fn storage_failed(&self, incoming: &Incoming, aor: &str, error: &str) -> Response {
+        tracing::error!(%aor, %error, "registrar: storage failed");
+        self.refuse(incoming, 500, "registration could not be stored")
     }
 
     fn refused(&self, incoming: &Incoming, refusal: &Refusal) -> Response {

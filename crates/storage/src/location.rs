@@ -84,6 +84,27 @@ pub trait LocationStore: Send + Sync {
     /// ([`Error::InvalidBinding`] otherwise, and nothing changes).
     fn replace_aor(&self, aor: &str, bindings: &[Binding]) -> Result<Vec<Binding>, Error>;
 
+    /// Applies several [`replace_aor`](Self::replace_aor)s in one commit
+    /// (group commit: a persistent backend syncs once for the batch). All
+    /// or nothing; every binding must belong to the AOR it is listed under.
+    /// The default applies them one by one, for backends where a commit
+    /// costs nothing.
+    fn replace_aors(&self, batch: &[(String, Vec<Binding>)]) -> Result<(), Error> {
+        for (aor, bindings) in batch {
+            check_same_aor(aor, bindings)?;
+        }
+        for (aor, bindings) in batch {
+            self.replace_aor(aor, bindings)?;
+        }
+        Ok(())
+    }
+
+    /// Whether calls may block on disk IO (so async callers should run them
+    /// on a blocking thread). `false` for the in-memory backend.
+    fn blocks(&self) -> bool {
+        true
+    }
+
     /// Removes the binding of `aor` to `contact`; returns it if it existed.
     fn remove(&self, aor: &str, contact: &str) -> Result<Option<Binding>, Error>;
 

@@ -47,6 +47,10 @@ impl MemoryStorage {
 }
 
 impl LocationStore for MemoryStorage {
+    fn blocks(&self) -> bool {
+        false
+    }
+
     fn put(&self, binding: &Binding) -> Result<(), Error> {
         self.state()
             .bindings

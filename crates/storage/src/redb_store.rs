@@ -464,6 +464,23 @@ impl LocationStore for RedbStorage {
         })
     }
 
+    fn replace_aors(&self, batch: &[(String, Vec<Binding>)]) -> Result<(), Error> {
+        for (aor, bindings) in batch {
+            location::check_same_aor(aor, bindings)?;
+        }
+        self.write("replacing the bindings of several AORs", |txn| {
+            let mut table = txn.open_table(BINDINGS)?;
+            let mut index = txn.open_table(BINDING_EXPIRY)?;
+            for (aor, bindings) in batch {
+                remove_aor(&mut table, &mut index, aor)?;
+                for b in bindings {
+                    put_binding(&mut table, &mut index, b)?;
+                }
+            }
+            Ok(())
+        })
+    }
+
     fn remove(&self, aor: &str, contact: &str) -> Result<Option<Binding>, Error> {
         self.write("removing a binding", |txn| {
             let mut table = txn.open_table(BINDINGS)?;

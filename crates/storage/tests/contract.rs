@@ -57,6 +57,7 @@ contract_all!(
     put_same_contact_replaces,
     sweep_removes_exactly_the_expired,
     replace_aor_is_all_or_nothing,
+    replace_aors_applies_a_batch_all_or_nothing,
     binding_round_trips_every_field,
     concurrent_puts_all_land,
     kv_get_set_delete,
@@ -252,6 +253,38 @@ fn replace_aor_is_all_or_nothing(s: &dyn Storage) {
     assert_eq!(s.replace_aor(A1001, &[]).expect("replace"), new);
     assert!(s.list_all().expect("list").is_empty());
     assert!(s.sweep_expired(u64::MAX).expect("sweep").is_empty());
+}
+
+fn replace_aors_applies_a_batch_all_or_nothing(s: &dyn Storage) {
+    s.put(&binding(A1001, "sip:old@h", 5_000)).expect("put");
+    s.put(&binding(A1002, "sip:gone@h", 5_000)).expect("put");
+    let batch = vec![
+        (A1001.to_owned(), vec![binding(A1001, "sip:new@h", 9_000)]),
+        (A1002.to_owned(), Vec::new()),
+        (A100.to_owned(), vec![binding(A100, "sip:first@h", 7_000)]),
+    ];
+    s.replace_aors(&batch).expect("batch");
+    // list_all orders by AOR text: "sip:1001@…" sorts before "sip:100@…".
+    assert_eq!(
+        contacts(&s.list_all().expect("list")),
+        vec![(A1001, "sip:new@h"), (A100, "sip:first@h")]
+    );
+    // Replaced bindings' expiries went with them.
+    assert_eq!(
+        contacts(&s.sweep_expired(7_000).expect("sweep")),
+        vec![(A100, "sip:first@h")]
+    );
+    // A batch with a binding under the wrong AOR changes nothing.
+    let bad = vec![
+        (A1001.to_owned(), vec![binding(A1001, "sip:x@h", 9_000)]),
+        (A1002.to_owned(), vec![binding(A1001, "sip:y@h", 9_000)]),
+    ];
+    let err = s.replace_aors(&bad).expect_err("mixed AORs");
+    assert!(matches!(err, Error::InvalidBinding { .. }), "{err}");
+    assert_eq!(
+        contacts(&s.list_all().expect("list")),
+        vec![(A1001, "sip:new@h")]
+    );
 }
 
 fn binding_round_trips_every_field(s: &dyn Storage) {
