@@ -321,21 +321,42 @@ impl Core {
             server: self.server_header.clone(),
         };
         let to_tag = incoming.to_tag.clone();
-        tokio::spawn(async move {
-            let response = service.handle(incoming).await;
+        let mut answer = service.handle(incoming);
+        // Most answers are ready at once (a challenge, an in-memory
+        // lookup): poll once here and answer inline, so no task is spawned
+        // and an overloaded receive loop slows down (letting the kernel
+        // queue, then drop, datagrams) instead of piling up tasks. Only an
+        // answer that waits (storage IO, a lock) moves to its own task,
+        // which polls it again with a real waker.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if let std::task::Poll::Ready(response) = answer.as_mut().poll(&mut cx) {
             drop(permit);
-            let status = response.status;
-            let sends = core.transactions.respond(
-                &key,
-                status,
-                &to_tag,
-                response.to_bytes(),
-                Instant::now(),
-            );
-            for bytes in sends {
-                core.send(&target, bytes, Some(status));
-            }
+            core.respond(&key, &to_tag, response, &target);
+            return;
+        }
+        tokio::spawn(async move {
+            let response = answer.await;
+            drop(permit);
+            core.respond(&key, &to_tag, response, &target);
         });
+    }
+
+    /// Sends a transaction user's response through its pending server
+    /// transaction.
+    fn respond(
+        &self,
+        key: &crate::tx::Key,
+        to_tag: &str,
+        response: Response,
+        target: &ReplyTarget,
+    ) {
+        let status = response.status;
+        let sends =
+            self.transactions
+                .respond(key, status, to_tag, response.to_bytes(), Instant::now());
+        for bytes in sends {
+            self.send(target, bytes, Some(status));
+        }
     }
 
     fn answer(
