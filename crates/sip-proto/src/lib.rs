@@ -28,6 +28,7 @@
 
 pub mod digest;
 pub mod error;
+mod fast;
 pub mod header;
 pub mod message;
 mod params;

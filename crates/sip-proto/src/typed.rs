@@ -874,7 +874,11 @@ pub(crate) fn check_token_list(s: &str) -> PResult<()> {
 pub(crate) fn validate(name: &crate::header::HeaderName, v: &str) -> PResult<()> {
     use crate::header::HeaderName as H;
     match name {
+        // The fast checks accept a subset of the grammar; anything else
+        // (and every error) goes to the full scanner.
+        H::Via if crate::fast::via(v) => Ok(()),
         H::Via => scan_list(v, scan_via, |_| ()),
+        H::From | H::To | H::Contact if crate::fast::name_addr(v) => Ok(()),
         H::From | H::To | H::ReferTo | H::ReferredBy => scan_one(v, scan_name_addr).map(|_| ()),
         H::Contact => scan_contact_value(v, |_| ()).map(|_| ()),
         H::Route | H::RecordRoute | H::Path => scan_list(v, scan_name_addr, |_| ()),
