@@ -1,6 +1,6 @@
-//! Fast acceptance of the common shapes of Via (RFC 3261 §20.42) and
-//! From / To / Contact (§20.10, §20.20, §20.39) values, for the parser's
-//! validation pass.
+//! Fast acceptance of the common shapes of Via (RFC 3261 §20.42), From /
+//! To / Contact (§20.10, §20.20, §20.39) and token-list (§20.5 Allow,
+//! §20.37 Supported, ...) values, for the parser's validation pass.
 //!
 //! Each check reads the value once, byte by byte, and answers `true` only
 //! for a strict subset of what the full scanners in `typed.rs` accept (no
@@ -36,14 +36,13 @@ impl Bytes<'_> {
     /// Skips bytes of `class`; returns how many.
     #[inline]
     fn run(&mut self, class: u16) -> usize {
-        let start = self.pos;
-        while let Some(c) = self.peek() {
-            if !scan::is(c, class) {
-                break;
-            }
-            self.pos += 1;
-        }
-        self.pos - start
+        let rest = self.b.get(self.pos..).unwrap_or_default();
+        let n = rest
+            .iter()
+            .position(|&c| !scan::is(c, class))
+            .unwrap_or(rest.len());
+        self.pos += n;
+        n
     }
 
     /// Skips SP / HTAB.
@@ -173,6 +172,27 @@ pub(crate) fn via(v: &str) -> bool {
     c.header_params(true) && c.at_end()
 }
 
+/// Whether `v` (trimmed) is certainly a valid token list (Allow,
+/// Supported, ...): `token *( "," *SP token )`.
+pub(crate) fn token_list(v: &str) -> bool {
+    let mut c = Bytes {
+        b: v.as_bytes(),
+        pos: 0,
+    };
+    loop {
+        if c.run(TOKEN) == 0 {
+            return false;
+        }
+        if c.at_end() {
+            return true;
+        }
+        if !c.eat(b',') {
+            return false;
+        }
+        c.lws();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,8 +272,26 @@ mod tests {
             if via(v) {
                 assert!(typed::validate(&crate::HeaderName::Via, v).is_ok(), "{v}");
             }
+            if token_list(v) {
+                assert!(
+                    typed::validate(&crate::HeaderName::Supported, v).is_ok(),
+                    "{v}"
+                );
+            }
         };
-        for v in addrs.iter().chain(&vias).filter(|v| name_addr(v) || via(v)) {
+        let lists = ["INVITE, ACK,BYE", "a", "a,", ",a", "a,,b", "a ,b", "a, \tb"];
+        for v in lists {
+            if token_list(v) {
+                assert!(typed::validate(&crate::HeaderName::Allow, v).is_ok(), "{v}");
+            }
+        }
+        assert!(token_list(lists[0]) && !token_list("a,") && !token_list(""));
+        for v in addrs
+            .iter()
+            .chain(&vias)
+            .chain(&lists)
+            .filter(|v| name_addr(v) || via(v) || token_list(v))
+        {
             let v = v.as_bytes();
             for i in 0..v.len() {
                 let mut del = v.to_vec();

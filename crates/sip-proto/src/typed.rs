@@ -896,7 +896,11 @@ pub(crate) fn validate(name: &crate::header::HeaderName, v: &str) -> PResult<()>
         H::MinExpires => scan_delta(v, "Min-Expires").map(|_| ()),
         H::ContentType => scan_one(v, scan_media_type),
         H::Allow | H::Supported | H::Require | H::ProxyRequire | H::Unsupported => {
-            check_token_list(v)
+            if crate::fast::token_list(v) {
+                Ok(())
+            } else {
+                check_token_list(v)
+            }
         }
         H::Authorization | H::ProxyAuthorization | H::WwwAuthenticate | H::ProxyAuthenticate => {
             scan_auth(v, &mut |_, _| ()).map(|_| ())
