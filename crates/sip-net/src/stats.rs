@@ -8,23 +8,7 @@ use crate::Transport;
 /// A bounded label for a method: extension methods collapse to `other` so a
 /// scanner sending random methods cannot grow the metric set.
 fn method_label(method: &Method) -> &'static str {
-    match method {
-        Method::Invite => "INVITE",
-        Method::Ack => "ACK",
-        Method::Bye => "BYE",
-        Method::Cancel => "CANCEL",
-        Method::Register => "REGISTER",
-        Method::Options => "OPTIONS",
-        Method::Info => "INFO",
-        Method::Update => "UPDATE",
-        Method::Prack => "PRACK",
-        Method::Subscribe => "SUBSCRIBE",
-        Method::Notify => "NOTIFY",
-        Method::Refer => "REFER",
-        Method::Message => "MESSAGE",
-        Method::Publish => "PUBLISH",
-        _ => "other",
-    }
+    method.known_name().unwrap_or("other")
 }
 
 fn status_label(status: u16) -> String {

@@ -50,6 +50,16 @@ impl Method {
     /// The method's name on the wire.
     pub fn as_str(&self) -> &str {
         match self {
+            Method::Extension(s) => s,
+            known => known.known_name().unwrap_or_default(),
+        }
+    }
+
+    /// The name of a method RFC 3261 or its extensions define, as a
+    /// `'static` string (for metric labels and the like); `None` for an
+    /// [`Method::Extension`].
+    pub fn known_name(&self) -> Option<&'static str> {
+        Some(match self {
             Method::Invite => "INVITE",
             Method::Ack => "ACK",
             Method::Bye => "BYE",
@@ -64,8 +74,8 @@ impl Method {
             Method::Refer => "REFER",
             Method::Message => "MESSAGE",
             Method::Publish => "PUBLISH",
-            Method::Extension(s) => s,
-        }
+            Method::Extension(_) => return None,
+        })
     }
 
     /// The method named by `s` (case-sensitive); unknown names become
