@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use sip_proto::header::Via;
 use sip_proto::transaction::Timers;
 use sip_proto::{Message, Method, Request, Response};
 use tokio::net::{TcpListener, UdpSocket};
@@ -242,13 +243,13 @@ impl Core {
 
     fn on_request(&self, mut req: Request, source: &Source) {
         stats::request_in(&req.method);
-        if !stamp_top_via(&mut req, source.remote) {
+        let Some(via) = stamp_top_via(&mut req, source.remote) else {
             stats::dropped("no_via");
             return;
-        }
-        let target = self.reply_target(&req, source);
+        };
+        let target = self.reply_target(&via, source);
         let now = Instant::now();
-        let Some(key) = crate::tx::server_key(&req) else {
+        let Some(key) = crate::tx::server_key(&req, &via) else {
             stats::dropped("no_transaction_key");
             return;
         };
@@ -388,18 +389,18 @@ impl Core {
         }
     }
 
-    /// Where responses to `req` go (RFC 3261 §18.2.2, RFC 3581 §4): over
+    /// Where responses to a request with top Via `via` go (RFC 3261
+    /// §18.2.2, RFC 3581 §4): over
     /// UDP to the source IP and the `rport`/sent-by port; over TCP back on
     /// the connection, or if it has closed, to the source IP and sent-by port.
-    fn reply_target(&self, req: &Request, source: &Source) -> ReplyTarget {
-        let via = req.top_via();
+    fn reply_target(&self, via: &Via, source: &Source) -> ReplyTarget {
         let (addr, reconnect) = match source.transport {
             Transport::Udp => {
-                let addr = udp_response_target(via.as_ref(), source.remote);
+                let addr = udp_response_target(Some(via), source.remote);
                 (addr, addr)
             }
             Transport::Tcp => {
-                let port = via.and_then(|v| v.port).unwrap_or(5060);
+                let port = via.port.unwrap_or(5060);
                 (source.remote, SocketAddr::new(source.remote.ip(), port))
             }
         };

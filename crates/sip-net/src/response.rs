@@ -64,11 +64,9 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// Stamps the top Via of a received request as RFC 3261 §18.2.1 and RFC 3581
 /// §4 say: `received` when the sent-by host is not the source address (always
 /// when `rport` was asked for), and the source port in a valueless `rport`.
-/// Returns `false` if the request has no readable Via.
-pub fn stamp_top_via(req: &mut Request, source: SocketAddr) -> bool {
-    let Some(mut via) = req.top_via() else {
-        return false;
-    };
+/// Returns the stamped Via, or `None` if the request has no readable Via.
+pub fn stamp_top_via(req: &mut Request, source: SocketAddr) -> Option<Via> {
+    let mut via = req.top_via()?;
     let wants_rport = via.rport().is_some();
     let sent_by_is_source = match &via.host {
         Host::Ipv4(ip) => IpAddr::V4(*ip) == source.ip(),
@@ -82,7 +80,7 @@ pub fn stamp_top_via(req: &mut Request, source: SocketAddr) -> bool {
         via.params.set("rport", Some(&source.port().to_string()));
     }
     replace_top_via(&mut req.headers, &via.to_string());
-    true
+    Some(via)
 }
 
 /// `received` carries a bare IP address (no brackets, RFC 3261 §20.42 ABNF).

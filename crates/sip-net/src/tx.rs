@@ -10,6 +10,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
+use sip_proto::header::Via;
 use sip_proto::transaction::{
     Action, ClientNonInvite, Reliability, Rfc2543Parts, ServerInvite, ServerNonInvite, Timers,
     TransactionKey, is_rfc3261_branch,
@@ -527,10 +528,10 @@ fn send_trying(tx: &mut Tx, now: Instant) -> Option<Bytes> {
         .next_back()
 }
 
-/// The §17.2.3 server key of a request: branch, sent-by and method when the
-/// top Via has an RFC 3261 branch, else the RFC 2543 fallback parts.
-pub(crate) fn server_key(req: &Request) -> Option<Key> {
-    let via = req.top_via()?;
+/// The §17.2.3 server key of a request with top Via `via`: branch, sent-by
+/// and method when the Via has an RFC 3261 branch, else the RFC 2543
+/// fallback parts.
+pub(crate) fn server_key(req: &Request, via: &Via) -> Option<Key> {
     if let Some(branch) = via.branch()
         && is_rfc3261_branch(branch)
     {
