@@ -140,6 +140,22 @@ const KNOWN: &[(&str, HeaderName)] = &[
     ("Accept", HeaderName::Accept),
 ];
 
+/// The lowercase bytes of `name` (up to 16) as a little-endian word, and
+/// the mask of its letters' case bits, for [`HeaderName::known`].
+const fn name_key(name: &[u8]) -> (u128, u128) {
+    let (mut v, mut m) = (0u128, 0u128);
+    let mut i = 0;
+    while i < name.len() && i < 16 {
+        let c = name[i];
+        v |= (c.to_ascii_lowercase() as u128) << (8 * i);
+        if c.is_ascii_alphabetic() {
+            m |= 0x20u128 << (8 * i);
+        }
+        i += 1;
+    }
+    (v, m)
+}
+
 /// Compact forms of headers that have no variant: their full names.
 fn compact_other(c: u8) -> Option<&'static str> {
     Some(match c {
@@ -197,43 +213,62 @@ impl HeaderName {
             });
         }
         let first = b.first()?.to_ascii_lowercase();
-        let is = |name: &str| b.eq_ignore_ascii_case(name.as_bytes());
+        // Names of up to 16 bytes are compared as one 128-bit word: `b`,
+        // zero-padded, with the case bit (0x20) forced on where the known
+        // name has a letter, equals the lowercase name exactly when
+        // `eq_ignore_ascii_case` holds (the lengths are already equal).
+        let word = (b.len() <= 16).then(|| {
+            let mut a = [0u8; 16];
+            for (d, s) in a.iter_mut().zip(b) {
+                *d = *s;
+            }
+            u128::from_le_bytes(a)
+        });
+        macro_rules! is {
+            ($name:literal) => {{
+                const KEY: (u128, u128) = name_key($name.as_bytes());
+                match word {
+                    Some(w) if $name.len() <= 16 => w | KEY.1 == KEY.0,
+                    _ => b.eq_ignore_ascii_case($name.as_bytes()),
+                }
+            }};
+        }
         // Dispatch on length and first letter, then compare once or twice.
         Some(match (b.len(), first) {
-            (2, b't') if is("To") => HeaderName::To,
-            (3, b'v') if is("Via") => HeaderName::Via,
-            (4, b'f') if is("From") => HeaderName::From,
-            (4, b'c') if is("CSeq") => HeaderName::CSeq,
-            (4, b'p') if is("Path") => HeaderName::Path,
-            (5, b'r') if is("Route") => HeaderName::Route,
-            (5, b'a') if is("Allow") => HeaderName::Allow,
-            (5, b'e') if is("Event") => HeaderName::Event,
-            (6, b'a') if is("Accept") => HeaderName::Accept,
-            (6, b's') if is("Server") => HeaderName::Server,
-            (7, b'c') if is("Call-ID") => HeaderName::CallId,
-            (7, b'c') if is("Contact") => HeaderName::Contact,
-            (7, b'e') if is("Expires") => HeaderName::Expires,
-            (7, b'r') if is("Require") => HeaderName::Require,
-            (7, b'w') if is("Warning") => HeaderName::Warning,
-            (8, b'r') if is("Refer-To") => HeaderName::ReferTo,
-            (8, b'r') if is("Replaces") => HeaderName::Replaces,
-            (9, b's') if is("Supported") => HeaderName::Supported,
-            (10, b'u') if is("User-Agent") => HeaderName::UserAgent,
-            (11, b'm') if is("Min-Expires") => HeaderName::MinExpires,
-            (11, b'u') if is("Unsupported") => HeaderName::Unsupported,
-            (11, b'r') if is("Retry-After") => HeaderName::RetryAfter,
-            (11, b'r') if is("Referred-By") => HeaderName::ReferredBy,
-            (12, b'm') if is("Max-Forwards") => HeaderName::MaxForwards,
-            (12, b'r') if is("Record-Route") => HeaderName::RecordRoute,
-            (12, b'c') if is("Content-Type") => HeaderName::ContentType,
-            (13, b'a') if is("Authorization") => HeaderName::Authorization,
-            (13, b'p') if is("Proxy-Require") => HeaderName::ProxyRequire,
-            (14, b'c') if is("Content-Length") => HeaderName::ContentLength,
-            (15, b's') if is("Session-Expires") => HeaderName::SessionExpires,
-            (16, b'w') if is("WWW-Authenticate") => HeaderName::WwwAuthenticate,
-            (18, b'p') if is("Proxy-Authenticate") => HeaderName::ProxyAuthenticate,
-            (18, b's') if is("Subscription-State") => HeaderName::SubscriptionState,
-            (19, b'p') if is("Proxy-Authorization") => HeaderName::ProxyAuthorization,
+            (2, b't') if is!("To") => HeaderName::To,
+            (3, b'v') if is!("Via") => HeaderName::Via,
+            (4, b'f') if is!("From") => HeaderName::From,
+            (4, b'c') if is!("CSeq") => HeaderName::CSeq,
+            (4, b'p') if is!("Path") => HeaderName::Path,
+            (5, b'r') if is!("Route") => HeaderName::Route,
+            (5, b'a') if is!("Allow") => HeaderName::Allow,
+            (5, b'e') if is!("Event") => HeaderName::Event,
+            (6, b'a') if is!("Accept") => HeaderName::Accept,
+            (6, b's') if is!("Server") => HeaderName::Server,
+            (7, b'c') if is!("Call-ID") => HeaderName::CallId,
+            (7, b'c') if is!("Contact") => HeaderName::Contact,
+            (7, b'e') if is!("Expires") => HeaderName::Expires,
+            (7, b'r') if is!("Require") => HeaderName::Require,
+            (7, b'w') if is!("Warning") => HeaderName::Warning,
+            (8, b'r') if is!("Refer-To") => HeaderName::ReferTo,
+            (8, b'r') if is!("Replaces") => HeaderName::Replaces,
+            (9, b's') if is!("Supported") => HeaderName::Supported,
+            (10, b'u') if is!("User-Agent") => HeaderName::UserAgent,
+            (11, b'm') if is!("Min-Expires") => HeaderName::MinExpires,
+            (11, b'u') if is!("Unsupported") => HeaderName::Unsupported,
+            (11, b'r') if is!("Retry-After") => HeaderName::RetryAfter,
+            (11, b'r') if is!("Referred-By") => HeaderName::ReferredBy,
+            (12, b'm') if is!("Max-Forwards") => HeaderName::MaxForwards,
+            (12, b'r') if is!("Record-Route") => HeaderName::RecordRoute,
+            (12, b'c') if is!("Content-Type") => HeaderName::ContentType,
+            (13, b'a') if is!("Authorization") => HeaderName::Authorization,
+            (13, b'p') if is!("Proxy-Require") => HeaderName::ProxyRequire,
+            (14, b'c') if is!("Content-Length") => HeaderName::ContentLength,
+            (15, b's') if is!("Session-Expires") => HeaderName::SessionExpires,
+            (16, b'w') if is!("WWW-Authenticate") => HeaderName::WwwAuthenticate,
+            (18, b'p') if is!("Proxy-Authenticate") => HeaderName::ProxyAuthenticate,
+            (18, b's') if is!("Subscription-State") => HeaderName::SubscriptionState,
+            (19, b'p') if is!("Proxy-Authorization") => HeaderName::ProxyAuthorization,
             _ => return None,
         })
     }
@@ -785,6 +820,43 @@ mod tests {
         .into_iter()
         .collect();
         assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn known_names_compare_exactly() {
+        // Only letters match in either case: a non-letter with its 0x20 bit
+        // flipped ('-' vs CR) or any other change is another name.
+        for (name, h) in KNOWN {
+            let mixed: String = name
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c.to_ascii_lowercase()
+                    } else {
+                        c.to_ascii_uppercase()
+                    }
+                })
+                .collect();
+            assert_eq!(
+                HeaderName::known(mixed.as_bytes()).as_ref(),
+                Some(h),
+                "{mixed}"
+            );
+            for i in 0..name.len() {
+                for flip in [0x20u8, 0x01, 0x80] {
+                    let mut b = name.as_bytes().to_vec();
+                    b[i] ^= flip;
+                    if flip == 0x20 && b[i].is_ascii_alphabetic() {
+                        continue;
+                    }
+                    assert_ne!(HeaderName::known(&b).as_ref(), Some(h), "{b:?}");
+                }
+            }
+            let mut longer = name.as_bytes().to_vec();
+            longer.push(b'x');
+            assert_ne!(HeaderName::known(&longer).as_ref(), Some(h), "{longer:?}");
+        }
     }
 
     #[test]

@@ -31,6 +31,7 @@ enum Line {
     BareCr,
 }
 
+#[inline]
 fn next_line(buf: &[u8], pos: usize) -> Line {
     let rest = buf.get(pos..).unwrap_or_default();
     let Some(i) = memchr2(b'\r', b'\n', rest) else {
@@ -75,6 +76,7 @@ struct HeaderScanner<'a> {
 
 impl<'a> HeaderScanner<'a> {
     /// `Ok(None)` at the empty line; `pos` is then the body's start.
+    #[inline(always)]
     fn next(&mut self) -> Result<Option<RawHeader<'a>>, ScanError> {
         let start = self.pos;
         let (mut end, mut next) = match next_line(self.buf, start) {
@@ -183,6 +185,7 @@ fn unfold(raw: &str) -> String {
 }
 
 /// Splits `name: value`; checks the name is a token.
+#[inline(always)]
 fn split_header<'a>(h: &RawHeader<'a>) -> Result<(HeaderName, usize), Error> {
     if matches!(h.text.first(), Some(b' ' | b'\t')) {
         return Err(Error::header(
