@@ -1,6 +1,7 @@
 //! Fast acceptance of the common shapes of Via (RFC 3261 §20.42), From /
 //! To / Contact (§20.10, §20.20, §20.39) and token-list (§20.5 Allow,
-//! §20.37 Supported, ...) values, for the parser's validation pass.
+//! §20.37 Supported, ...) and CSeq (§20.16) values, for the parser's
+//! validation pass.
 //!
 //! Each check reads the value once, byte by byte, and answers `true` only
 //! for a strict subset of what the full scanners in `typed.rs` accept (no
@@ -79,6 +80,7 @@ impl Bytes<'_> {
     /// `*( ";" token [ "=" gen-value ] )` with no LWS and no quoted values
     /// (a subset of `scan_header_params`). With `via`, an `rport` value must
     /// be a port (`scan_via`'s extra check).
+    #[inline(always)]
     fn header_params(&mut self, via: bool) -> bool {
         while self.eat(b';') {
             let name_at = self.pos;
@@ -140,6 +142,7 @@ impl Bytes<'_> {
 
 /// Whether `v` (trimmed) is certainly a valid single From / To / Contact
 /// value: `["display"] LWS <sip-uri> *(;param)`.
+#[inline(always)]
 pub(crate) fn name_addr(v: &str) -> bool {
     let mut c = Bytes {
         b: v.as_bytes(),
@@ -191,6 +194,18 @@ pub(crate) fn token_list(v: &str) -> bool {
         }
         c.lws();
     }
+}
+
+/// Whether `v` (trimmed) is certainly a valid CSeq: 1 to 9 digits (so it
+/// fits a `u32`), one SP, a method token.
+pub(crate) fn cseq(v: &str) -> bool {
+    let mut c = Bytes {
+        b: v.as_bytes(),
+        pos: 0,
+    };
+    let digits = c.b.iter().take_while(|d| d.is_ascii_digit()).count();
+    c.pos = digits;
+    (1..=9).contains(&digits) && c.eat(b' ') && c.run(TOKEN) > 0 && c.at_end()
 }
 
 #[cfg(test)]
@@ -278,6 +293,9 @@ mod tests {
                     "{v}"
                 );
             }
+            if cseq(v) {
+                assert!(typed::validate(&crate::HeaderName::CSeq, v).is_ok(), "{v}");
+            }
         };
         let lists = ["INVITE, ACK,BYE", "a", "a,", ",a", "a,,b", "a ,b", "a, \tb"];
         for v in lists {
@@ -286,11 +304,27 @@ mod tests {
             }
         }
         assert!(token_list(lists[0]) && !token_list("a,") && !token_list(""));
+        let cseqs = [
+            "1 INVITE",
+            "4294967295 ACK",
+            "999999999 BYE",
+            "1  X",
+            "1",
+            " 1 A",
+            "1 A B",
+        ];
+        for v in cseqs {
+            if cseq(v) {
+                assert!(typed::validate(&crate::HeaderName::CSeq, v).is_ok(), "{v}");
+            }
+        }
+        assert!(cseq(cseqs[0]) && cseq(cseqs[2]) && !cseq(cseqs[1]) && !cseq("1 A B"));
         for v in addrs
             .iter()
             .chain(&vias)
             .chain(&lists)
-            .filter(|v| name_addr(v) || via(v) || token_list(v))
+            .chain(&cseqs)
+            .filter(|v| name_addr(v) || via(v) || token_list(v) || cseq(v))
         {
             let v = v.as_bytes();
             for i in 0..v.len() {

@@ -883,6 +883,7 @@ pub(crate) fn validate(name: &crate::header::HeaderName, v: &str) -> PResult<()>
         H::Contact => scan_contact_value(v, |_| ()).map(|_| ()),
         H::Route | H::RecordRoute | H::Path => scan_list(v, scan_name_addr, |_| ()),
         H::CallId => check_call_id(v),
+        H::CSeq if crate::fast::cseq(v) => Ok(()),
         H::CSeq => scan_cseq(v).map(|_| ()),
         H::MaxForwards => {
             let n = scan_delta(v, "Max-Forwards")?;
