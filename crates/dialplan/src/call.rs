@@ -1,0 +1,146 @@
+//! The seam between the dialplan and a call: [`CallApi`] is what a route's
+//! actions do (implemented by the call model), [`CallInfo`] is what Lua sees
+//! of the call (DESIGN.md "Dialplan (Lua)", the call object).
+
+use std::future::Future;
+use std::time::Duration;
+
+/// The parts of a SIP URI (From, To, Request-URI) that routes look at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UriParts {
+    /// The user part (`1001` in `sip:1001@pbx.example`), empty if none.
+    pub user: String,
+    /// The host part.
+    pub host: String,
+    /// The display name, if the header had one.
+    pub display: Option<String>,
+    /// The whole URI as text.
+    pub uri: String,
+}
+
+/// Where the call's INVITE came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    /// The peer's IP address, as text.
+    pub ip: String,
+    /// The peer's port.
+    pub port: u16,
+    /// `udp`, `tcp`, …
+    pub transport: String,
+}
+
+/// What Lua sees of a call: the fields of the `call` object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallInfo {
+    /// The call's id (the inbound leg's Call-ID).
+    pub id: String,
+    /// The From header.
+    pub from: UriParts,
+    /// The To header.
+    pub to: UriParts,
+    /// The Request-URI.
+    pub request_uri: UriParts,
+    /// Where the INVITE came from.
+    pub source: Source,
+    /// The authenticated extension that placed the call, if any.
+    pub caller: Option<String>,
+    /// The context (`dialplans/NAME.lua`) whose `route` handles the call.
+    pub context: String,
+}
+
+/// How a `dial` ended (`r.status` in Lua).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DialStatus {
+    /// A target answered; `dial` returned after the bridged call ended.
+    Answered,
+    /// Every target was busy.
+    Busy,
+    /// Nobody answered before the timeout.
+    NoAnswer,
+    /// No target could be reached (not registered, unknown).
+    Unavailable,
+    /// The caller gave up while the targets were ringing.
+    Cancelled,
+    /// Anything else.
+    Failed,
+}
+
+impl DialStatus {
+    /// The status as Lua sees it (`"answered"`, `"busy"`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Answered => "answered",
+            Self::Busy => "busy",
+            Self::NoAnswer => "noanswer",
+            Self::Unavailable => "unavailable",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// The result of `call:dial(...)`: `{status = ..., code = N}` in Lua.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialResult {
+    /// How the dial ended.
+    pub status: DialStatus,
+    /// The final SIP status code that decided it (200, 486, 408, …).
+    pub code: u16,
+}
+
+/// The options of `call:dial(targets, opts)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DialOptions {
+    /// How long the targets ring (`timeout`, seconds).
+    pub timeout: Option<Duration>,
+    /// The caller id shown to the targets (`caller_id`).
+    pub caller_id: Option<String>,
+    /// Extra headers on the outbound INVITEs (`headers`), in name order.
+    pub headers: Vec<(String, String)>,
+}
+
+/// Why a call action could not be carried out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ActionError {
+    /// The call is over (the caller hung up, or the route already ended it).
+    #[error("call has ended")]
+    Ended,
+    /// The call model refused or failed the action.
+    #[error("{action} failed: {source}")]
+    Failed {
+        /// The action (`answer`, `dial`, …).
+        action: &'static str,
+        /// Why.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// What a route's actions do to the call. The call model (`pbx`) implements
+/// it; each method returns when the action is done (`dial` after the bridged
+/// call ends), and the Lua coroutine waits, without holding a thread.
+pub trait CallApi: Send + Sync + 'static {
+    /// Sends 180 Ringing.
+    fn ring(&self) -> impl Future<Output = Result<(), ActionError>> + Send;
+    /// Answers (200 OK).
+    fn answer(&self) -> impl Future<Output = Result<(), ActionError>> + Send;
+    /// Rejects with a final status `code` (400–699) and an optional reason
+    /// phrase; the call is over.
+    fn reject(
+        &self,
+        code: u16,
+        reason: Option<String>,
+    ) -> impl Future<Output = Result<(), ActionError>> + Send;
+    /// Hangs up (BYE once answered); the call is over.
+    fn hangup(&self) -> impl Future<Output = Result<(), ActionError>> + Send;
+    /// Waits, keeping the call as it is.
+    fn sleep(&self, duration: Duration) -> impl Future<Output = Result<(), ActionError>> + Send;
+    /// Rings the targets (extension ids or `sip:` URIs) in parallel, bridges
+    /// the first that answers, and returns after the bridged call ends.
+    fn dial(
+        &self,
+        targets: Vec<String>,
+        opts: DialOptions,
+    ) -> impl Future<Output = Result<DialResult, ActionError>> + Send;
+}

@@ -1,0 +1,593 @@
+//! Running `route(call)`: the Lua `call` object and `log` module, and the
+//! outcome of a route, Lua failures included (DESIGN.md "Dialplan (Lua)",
+//! the call object and the rules).
+
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use mlua::{Lua, Table, UserData, UserDataFields, UserDataMethods, Value};
+
+use crate::call::{ActionError, CallApi, CallInfo, DialOptions, DialResult, Source, UriParts};
+use crate::runtime::CallState;
+use crate::sandbox::Budget;
+
+/// The longest `call:sleep` (one day); longer is a script bug.
+const MAX_SLEEP_SECS: f64 = 86_400.0;
+
+/// What stopped a script.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureKind {
+    /// A Lua error (`error()`, a nil index, a bad argument, …).
+    Error,
+    /// The state ran out of its memory limit.
+    MemoryLimit,
+    /// The script ran more instructions than its budget between yields.
+    InstructionBudget,
+}
+
+/// A route that failed: where, and why. The caller gets 500 (or a hangup
+/// once answered).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LuaFailure {
+    /// What stopped the script.
+    pub kind: FailureKind,
+    /// The chunk the error is in (`dialplans/default.lua`), or the context's
+    /// file when Lua gave no place.
+    pub file: String,
+    /// The line, when known.
+    pub line: Option<u32>,
+    /// The message without its `file:line:` prefix.
+    pub message: String,
+    /// The Lua traceback, when there is one (logged at debug).
+    pub traceback: Option<String>,
+}
+
+impl fmt::Display for LuaFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file, line, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// How a route ended, for the call model to finish the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RouteOutcome {
+    /// `route` returned without answering or ending the call: it gets 404.
+    NotAnswered,
+    /// `route` returned after answering and left the call up: hang it up.
+    Answered,
+    /// `route` rejected the call with this status code.
+    Rejected {
+        /// The final status sent.
+        code: u16,
+    },
+    /// `route` hung the call up.
+    HungUp,
+    /// A `dial` was answered and the bridged call has ended.
+    Bridged,
+    /// The caller went away while the route waited on an action.
+    CallerGone,
+    /// The script failed; `answered` says whether to send 500 or hang up.
+    Failed {
+        /// Where and why.
+        failure: LuaFailure,
+        /// Whether the call had been answered.
+        answered: bool,
+    },
+}
+
+/// Where the call stands, as the actions have left it.
+#[derive(Debug, Default, Clone, Copy)]
+struct Progress {
+    answered: bool,
+    ended: Option<Ended>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Rejected(u16),
+    HungUp,
+    Bridged,
+    CallerGone,
+}
+
+type Shared = Arc<Mutex<Progress>>;
+
+fn lock(progress: &Mutex<Progress>) -> MutexGuard<'_, Progress> {
+    // Nothing panics while holding it; a poisoned lock still has valid data.
+    progress.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The Lua `call` object.
+struct CallObject<A> {
+    api: Arc<A>,
+    info: CallInfo,
+    progress: Shared,
+    budget: Arc<Budget>,
+}
+
+/// What an action needs after the userdata borrow is released.
+struct Action<A> {
+    api: Arc<A>,
+    progress: Shared,
+    budget: Arc<Budget>,
+}
+
+impl<A: CallApi> CallObject<A> {
+    /// Checks the call is not over and takes what the action needs.
+    fn begin(&self) -> mlua::Result<Action<A>> {
+        if lock(&self.progress).ended.is_some() {
+            return Err(mlua::Error::runtime("call has ended"));
+        }
+        Ok(Action {
+            api: Arc::clone(&self.api),
+            progress: Arc::clone(&self.progress),
+            budget: Arc::clone(&self.budget),
+        })
+    }
+}
+
+impl<A> Action<A> {
+    /// The action came back: restart the budget, record the call's new
+    /// state, and turn the call model's error into a Lua error.
+    fn finish<T>(
+        &self,
+        result: Result<T, ActionError>,
+        update: impl FnOnce(&mut Progress, &T),
+    ) -> mlua::Result<T> {
+        self.budget.reset();
+        let mut progress = lock(&self.progress);
+        match result {
+            Ok(value) => {
+                update(&mut progress, &value);
+                Ok(value)
+            }
+            Err(ActionError::Ended) => {
+                progress.ended.get_or_insert(Ended::CallerGone);
+                Err(mlua::Error::runtime("call has ended"))
+            }
+            Err(e) => Err(mlua::Error::runtime(e.to_string())),
+        }
+    }
+}
+
+fn uri_table(lua: &Lua, uri: &UriParts) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("user", uri.user.as_str())?;
+    t.raw_set("host", uri.host.as_str())?;
+    t.raw_set("display", uri.display.as_deref())?;
+    t.raw_set("uri", uri.uri.as_str())?;
+    Ok(t)
+}
+
+fn source_table(lua: &Lua, source: &Source) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("ip", source.ip.as_str())?;
+    t.raw_set("port", source.port)?;
+    t.raw_set("transport", source.transport.as_str())?;
+    Ok(t)
+}
+
+fn type_error(function: &str, expected: &str, got: &Value) -> mlua::Error {
+    mlua::Error::runtime(format!(
+        "{function}: expected {expected}, got {}",
+        got.type_name()
+    ))
+}
+
+fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Integer(i) => Some(*i as f64),
+        Value::Number(n) => Some(*n),
+        _ => None,
+    }
+}
+
+fn reject_args(code: &Value, reason: &Value) -> mlua::Result<(u16, Option<String>)> {
+    let code = match code {
+        Value::Integer(i) => u16::try_from(*i).ok(),
+        Value::Number(n) if n.fract() == 0.0 && (0.0..=65535.0).contains(n) => Some(*n as u16),
+        _ => None,
+    }
+    .filter(|c| (400..=699).contains(c))
+    .ok_or_else(|| type_error("reject", "a status code 400-699", code))?;
+    let reason = match reason {
+        Value::Nil => None,
+        Value::String(s) => Some(s.to_str()?.to_owned()),
+        other => return Err(type_error("reject", "a reason string or nil", other)),
+    };
+    Ok((code, reason))
+}
+
+fn sleep_arg(value: &Value) -> mlua::Result<Duration> {
+    number(value)
+        .filter(|s| s.is_finite() && (0.0..=MAX_SLEEP_SECS).contains(s))
+        .and_then(|s| Duration::try_from_secs_f64(s).ok())
+        .ok_or_else(|| type_error("sleep", "seconds (0 to 86400)", value))
+}
+
+fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOptions)> {
+    let expected = "a target string or a list of target strings";
+    let targets = match targets {
+        Value::String(s) => vec![s.to_str()?.to_owned()],
+        Value::Table(list) => {
+            let mut out = Vec::new();
+            for target in list.sequence_values::<Value>() {
+                match target? {
+                    Value::String(s) => out.push(s.to_str()?.to_owned()),
+                    other => return Err(type_error("dial", expected, &other)),
+                }
+            }
+            out
+        }
+        other => return Err(type_error("dial", expected, other)),
+    };
+    if targets.is_empty() {
+        return Err(mlua::Error::runtime("dial: no targets"));
+    }
+    let mut options = DialOptions::default();
+    match opts {
+        Value::Nil => {}
+        Value::Table(opts) => {
+            let timeout: Value = opts.get("timeout")?;
+            if !timeout.is_nil() {
+                let secs = number(&timeout)
+                    .filter(|s| s.is_finite() && *s > 0.0 && *s <= MAX_SLEEP_SECS)
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                    .ok_or_else(|| type_error("dial", "opts.timeout in seconds", &timeout))?;
+                options.timeout = Some(secs);
+            }
+            match opts.get::<Value>("caller_id")? {
+                Value::Nil => {}
+                Value::String(s) => options.caller_id = Some(s.to_str()?.to_owned()),
+                other => return Err(type_error("dial", "opts.caller_id as a string", &other)),
+            }
+            match opts.get::<Value>("headers")? {
+                Value::Nil => {}
+                Value::Table(headers) => {
+                    for pair in headers.pairs::<Value, Value>() {
+                        let (name, value) = pair?;
+                        match (&name, &value) {
+                            (Value::String(n), Value::String(v)) => options
+                                .headers
+                                .push((n.to_str()?.to_owned(), v.to_str()?.to_owned())),
+                            _ => {
+                                return Err(type_error(
+                                    "dial",
+                                    "opts.headers as {name = value} strings",
+                                    &value,
+                                ));
+                            }
+                        }
+                    }
+                    options.headers.sort();
+                }
+                other => return Err(type_error("dial", "opts.headers as a table", &other)),
+            }
+        }
+        other => return Err(type_error("dial", "an options table or nil", other)),
+    }
+    Ok((targets, options))
+}
+
+fn dial_table(lua: &Lua, result: &DialResult) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("status", result.status.as_str())?;
+    t.raw_set("code", result.code)?;
+    Ok(t)
+}
+
+impl<A: CallApi> UserData for CallObject<A> {
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("id", |_, this| Ok(this.info.id.clone()));
+        fields.add_field_method_get("from", |lua, this| uri_table(lua, &this.info.from));
+        fields.add_field_method_get("to", |lua, this| uri_table(lua, &this.info.to));
+        fields.add_field_method_get("request_uri", |lua, this| {
+            uri_table(lua, &this.info.request_uri)
+        });
+        fields.add_field_method_get("source", |lua, this| source_table(lua, &this.info.source));
+        fields.add_field_method_get("caller", |_, this| Ok(this.info.caller.clone()));
+        fields.add_field_method_get("context", |_, this| Ok(this.info.context.clone()));
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_async_method("ring", |_, this, ()| {
+            let action = this.begin();
+            async move {
+                let action = action?;
+                let result = action.api.ring().await;
+                action.finish(result, |_, _| {})
+            }
+        });
+        methods.add_async_method("answer", |_, this, ()| {
+            let action = this.begin();
+            async move {
+                let action = action?;
+                let result = action.api.answer().await;
+                action.finish(result, |p, _| p.answered = true)
+            }
+        });
+        methods.add_async_method("reject", |_, this, (code, reason): (Value, Value)| {
+            let started = reject_args(&code, &reason).and_then(|args| Ok((this.begin()?, args)));
+            async move {
+                let (action, (code, reason)) = started?;
+                let result = action.api.reject(code, reason).await;
+                action.finish(result, |p, _| p.ended = Some(Ended::Rejected(code)))
+            }
+        });
+        methods.add_async_method("hangup", |_, this, ()| {
+            let action = this.begin();
+            async move {
+                let action = action?;
+                let result = action.api.hangup().await;
+                action.finish(result, |p, _| p.ended = Some(Ended::HungUp))
+            }
+        });
+        methods.add_async_method("sleep", |_, this, secs: Value| {
+            let started = sleep_arg(&secs).and_then(|d| Ok((this.begin()?, d)));
+            async move {
+                let (action, duration) = started?;
+                let result = action.api.sleep(duration).await;
+                action.finish(result, |_, _| {})
+            }
+        });
+        methods.add_async_method("dial", |lua, this, (targets, opts): (Value, Value)| {
+            let started = dial_args(&targets, &opts).and_then(|args| Ok((this.begin()?, args)));
+            async move {
+                let (action, (targets, opts)) = started?;
+                let result = action.api.dial(targets, opts).await;
+                let result = action.finish(result, |p, r| {
+                    if r.status == crate::call::DialStatus::Answered {
+                        p.answered = true;
+                        p.ended = Some(Ended::Bridged);
+                    }
+                })?;
+                dial_table(&lua, &result)
+            }
+        });
+    }
+}
+
+/// Installs `log.debug/info/warn/error`: arguments joined by spaces, logged
+/// with the call's id and context and the script's `file:line`.
+pub(crate) fn install_log(lua: &Lua, call_id: &str, context: &str) -> mlua::Result<()> {
+    let log = lua.create_table()?;
+    for level in ["debug", "info", "warn", "error"] {
+        let call_id = call_id.to_owned();
+        let context = context.to_owned();
+        let f = lua.create_function(move |lua, args: mlua::MultiValue| {
+            let mut text = String::new();
+            for (i, value) in args.iter().enumerate() {
+                if i > 0 {
+                    text.push(' ');
+                }
+                match value {
+                    Value::String(s) => text.push_str(&s.to_string_lossy()),
+                    other => text.push_str(&other.to_string()?),
+                }
+            }
+            let place = lua
+                .inspect_stack(1, |d| {
+                    let file = d.source().short_src.map(|s| s.into_owned());
+                    (file, d.current_line())
+                })
+                .and_then(|(file, line)| Some(format!("{}:{}", file?, line?)))
+                .unwrap_or_default();
+            match level {
+                "debug" => tracing::debug!(target: "dialplan", call_id = %call_id, context = %context, "{place}: {text}"),
+                "info" => tracing::info!(target: "dialplan", call_id = %call_id, context = %context, "{place}: {text}"),
+                "warn" => tracing::warn!(target: "dialplan", call_id = %call_id, context = %context, "{place}: {text}"),
+                _ => tracing::error!(target: "dialplan", call_id = %call_id, context = %context, "{place}: {text}"),
+            }
+            Ok(())
+        })?;
+        log.raw_set(level, f)?;
+    }
+    lua.globals().raw_set("log", log)
+}
+
+impl CallState {
+    /// Runs the call's context: its top level, then `route(call)` as an
+    /// async coroutine whose call actions go to `api`. Whatever the script
+    /// does — errors, endless loops, memory bombs — ends in an outcome, and
+    /// a failure is logged once with context, `file:line`, message and
+    /// Call-ID (traceback at debug).
+    pub async fn run_route<A: CallApi>(self, api: Arc<A>, info: CallInfo) -> RouteOutcome {
+        let progress: Shared = Arc::default();
+        let context_file = format!("dialplans/{}.lua", info.context);
+        let call_id = info.id.clone();
+        let context = info.context.clone();
+        let result = self.run(api, info, &progress).await;
+        let progress = *lock(&progress);
+        match result {
+            Ok(()) => match progress.ended {
+                Some(Ended::Rejected(code)) => RouteOutcome::Rejected { code },
+                Some(Ended::HungUp) => RouteOutcome::HungUp,
+                Some(Ended::Bridged) => RouteOutcome::Bridged,
+                Some(Ended::CallerGone) => RouteOutcome::CallerGone,
+                None if progress.answered => RouteOutcome::Answered,
+                None => RouteOutcome::NotAnswered,
+            },
+            Err(_) if progress.ended == Some(Ended::CallerGone) => RouteOutcome::CallerGone,
+            Err(e) => {
+                let failure = self.failure(&e, &context_file);
+                tracing::error!(
+                    target: "dialplan",
+                    call_id = %call_id,
+                    context = %context,
+                    generation = self.generation.number,
+                    "dialplan {failure} — call {call_id} gets {}",
+                    if progress.answered { "a hangup" } else { "500" }
+                );
+                if let Some(traceback) = &failure.traceback {
+                    tracing::debug!(target: "dialplan", call_id = %call_id, "{traceback}");
+                }
+                RouteOutcome::Failed {
+                    failure,
+                    answered: progress.answered,
+                }
+            }
+        }
+    }
+
+    async fn run<A: CallApi>(
+        &self,
+        api: Arc<A>,
+        info: CallInfo,
+        progress: &Shared,
+    ) -> mlua::Result<()> {
+        install_log(&self.lua, &info.id, &info.context)?;
+        if !self.generation.contexts.contains_key(&info.context) {
+            return Err(mlua::Error::runtime(format!(
+                "dialplans/{}.lua:0: no such context in generation {}",
+                info.context, self.generation.number
+            )));
+        }
+        let route = self.load_context(&info.context)?.ok_or_else(|| {
+            mlua::Error::runtime(format!(
+                "dialplans/{}.lua:0: no global function route(call)",
+                info.context
+            ))
+        })?;
+        self.budget.reset();
+        let call = self.lua.create_userdata(CallObject {
+            api,
+            info,
+            progress: Arc::clone(progress),
+            budget: Arc::clone(&self.budget),
+        })?;
+        route.call_async::<()>(call).await
+    }
+
+    fn failure(&self, error: &mlua::Error, context_file: &str) -> LuaFailure {
+        let kind = if self.budget.exceeded() {
+            FailureKind::InstructionBudget
+        } else if is_memory_error(error) {
+            FailureKind::MemoryLimit
+        } else {
+            FailureKind::Error
+        };
+        let located = locate(error);
+        let (file, line, message, traceback) = match located.place {
+            Some((file, line)) => (file, Some(line), located.message, located.traceback),
+            None => (
+                context_file.to_owned(),
+                None,
+                located.message,
+                located.traceback,
+            ),
+        };
+        let message = match kind {
+            FailureKind::MemoryLimit => format!("memory limit reached ({message})"),
+            _ => message,
+        };
+        LuaFailure {
+            kind,
+            file,
+            line: line.filter(|l| *l > 0),
+            message,
+            traceback,
+        }
+    }
+}
+
+fn is_memory_error(error: &mlua::Error) -> bool {
+    match error {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } => is_memory_error(cause),
+        mlua::Error::WithContext { cause, .. } => is_memory_error(cause),
+        _ => false,
+    }
+}
+
+/// A Lua error taken apart: where (if Lua said), what, and the traceback.
+pub(crate) struct Located {
+    /// The chunk and line, from the message or else the traceback's first
+    /// script frame.
+    pub(crate) place: Option<(String, u32)>,
+    /// The message without its `file:line:` prefix.
+    pub(crate) message: String,
+    /// The traceback, if any.
+    pub(crate) traceback: Option<String>,
+}
+
+/// Takes a Lua error apart into [`Located`].
+pub(crate) fn locate(error: &mlua::Error) -> Located {
+    let text = innermost_message(error);
+    let (message, mut traceback) = split_traceback(&text);
+    if traceback.is_none() {
+        traceback = callback_traceback(error);
+    }
+    match split_location(message) {
+        Some((file, line, rest)) => Located {
+            place: Some((file.to_owned(), line)),
+            message: rest.to_owned(),
+            traceback,
+        },
+        None => Located {
+            place: traceback.as_deref().and_then(first_script_frame),
+            message: message.to_owned(),
+            traceback,
+        },
+    }
+}
+
+/// The message of the error that started it all, through callback layers.
+fn innermost_message(error: &mlua::Error) -> String {
+    match error {
+        mlua::Error::CallbackError { cause, .. } => innermost_message(cause),
+        mlua::Error::WithContext { cause, .. } => innermost_message(cause),
+        mlua::Error::RuntimeError(m) | mlua::Error::MemoryError(m) => m.clone(),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn callback_traceback(error: &mlua::Error) -> Option<String> {
+    match error {
+        mlua::Error::CallbackError { traceback, cause } => {
+            callback_traceback(cause).or_else(|| Some(traceback.clone()))
+        }
+        mlua::Error::WithContext { cause, .. } => callback_traceback(cause),
+        _ => None,
+    }
+}
+
+/// Splits `message\nstack traceback:\n...` into its two parts.
+fn split_traceback(text: &str) -> (&str, Option<String>) {
+    match text.find("\nstack traceback:") {
+        Some(i) => (&text[..i], Some(text[i + 1..].to_owned())),
+        None => (text, None),
+    }
+}
+
+/// `file.lua:12: rest` → (`file.lua`, 12, `rest`).
+fn split_location(message: &str) -> Option<(&str, u32, &str)> {
+    for (i, _) in message.match_indices(':') {
+        let file = &message[..i];
+        let rest = &message[i + 1..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || !rest[digits..].starts_with(':') {
+            continue;
+        }
+        if !file.ends_with(".lua") || file.contains(char::is_whitespace) {
+            return None;
+        }
+        let line = rest[..digits].parse().ok()?;
+        return Some((file, line, rest[digits + 1..].trim_start()));
+    }
+    None
+}
+
+/// The first frame of a traceback that is in a script file.
+fn first_script_frame(traceback: &str) -> Option<(String, u32)> {
+    traceback.lines().find_map(|line| {
+        let (file, line, _) = split_location(line.trim_start())?;
+        Some((file.to_owned(), line))
+    })
+}

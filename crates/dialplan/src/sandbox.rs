@@ -1,0 +1,186 @@
+//! The sandbox of a call's Lua state (DESIGN.md "Dialplan (Lua)", rules):
+//! which standard functions exist, `require` limited to the generation's
+//! plugins, and the memory and instruction limits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use mlua::chunk::ChunkMode;
+use mlua::debug::HookTriggers;
+use mlua::{Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
+
+use crate::generation::Generation;
+use crate::runtime::Limits;
+
+/// The dialplan API version, `SWITCHBOARD_API` in Lua. Raised when a
+/// released API changes incompatibly.
+pub const SWITCHBOARD_API: u32 = 1;
+
+/// How often (in VM instructions) the budget hook runs.
+const HOOK_EVERY: u32 = 1_000;
+
+/// Registry key of the table of plugins loaded by `require` in this state.
+const LOADED_KEY: &str = "switchboard.loaded";
+
+/// The message of the error that stops a script over its budget.
+pub(crate) const BUDGET_MESSAGE: &str = "instruction budget exceeded (endless loop?)";
+
+/// Instructions run since the last yield to Rust, shared by the hook and the
+/// call actions (which reset it).
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicU64,
+    limit: u64,
+    exceeded: AtomicBool,
+}
+
+impl Budget {
+    /// A call action came back: the script waited, so its count restarts.
+    pub(crate) fn reset(&self) {
+        self.used.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the script ran over its budget (even if it caught the error).
+    pub(crate) fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::Relaxed)
+    }
+}
+
+/// Builds a sandboxed Lua state for `generation`: safe standard libraries
+/// only, `require` of the generation's plugins, `SWITCHBOARD_API`, and the
+/// limits. The `call` object and `log` are added by the caller.
+pub(crate) fn new_state(
+    generation: &Arc<Generation>,
+    limits: &Limits,
+) -> mlua::Result<(Lua, Arc<Budget>)> {
+    // No `io`, `debug` or `package` at all; `os` is cut down below.
+    let libs = StdLib::COROUTINE | StdLib::TABLE | StdLib::STRING | StdLib::UTF8 | StdLib::MATH;
+    let libs = libs | StdLib::OS;
+    let lua = Lua::new_with(libs, LuaOptions::default())?;
+    let budget = Arc::new(Budget {
+        used: AtomicU64::new(0),
+        limit: limits.instructions,
+        exceeded: AtomicBool::new(false),
+    });
+
+    let globals = lua.globals();
+    for name in ["dofile", "loadfile", "require", "package", "io", "debug"] {
+        globals.raw_set(name, Value::Nil)?;
+    }
+
+    // os: only the clock and calendar functions.
+    let os: Table = globals.get("os")?;
+    let safe_os = lua.create_table()?;
+    for name in ["time", "clock", "date", "difftime"] {
+        safe_os.raw_set(name, os.get::<Value>(name)?)?;
+    }
+    globals.raw_set("os", safe_os)?;
+
+    // string.dump would only help to smuggle bytecode, which `load` refuses.
+    let string: Table = globals.get("string")?;
+    string.raw_set("dump", Value::Nil)?;
+
+    globals.raw_set("SWITCHBOARD_API", SWITCHBOARD_API)?;
+    globals.raw_set("require", require_function(&lua, generation)?)?;
+
+    // A Rust check that rethrows the budget error after anything that
+    // catches errors, so `pcall` cannot swallow it and loop on.
+    let check_budget = Arc::clone(&budget);
+    let check = lua.create_function(move |_, args: MultiValue| {
+        if check_budget.exceeded() {
+            Err(mlua::Error::runtime(BUDGET_MESSAGE))
+        } else {
+            Ok(args)
+        }
+    })?;
+    lua.load(SANDBOX_LUA)
+        .set_name("=sandbox")
+        .set_mode(ChunkMode::Text)
+        .call::<()>(check)?;
+
+    lua.set_named_registry_value(LOADED_KEY, lua.create_table()?)?;
+
+    let hook_budget = Arc::clone(&budget);
+    lua.set_global_hook(
+        HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+        move |_, _| {
+            let used = hook_budget
+                .used
+                .fetch_add(u64::from(HOOK_EVERY), Ordering::Relaxed)
+                + u64::from(HOOK_EVERY);
+            if used > hook_budget.limit {
+                hook_budget.exceeded.store(true, Ordering::Relaxed);
+                Err(mlua::Error::runtime(BUDGET_MESSAGE))
+            } else {
+                Ok(VmState::Continue)
+            }
+        },
+    )?;
+    lua.set_memory_limit(limits.memory_bytes)?;
+    Ok((lua, budget))
+}
+
+/// Wraps `load` (text chunks only), `collectgarbage` (no stopping the GC),
+/// and everything that catches errors (budget errors pass through).
+const SANDBOX_LUA: &str = r##"
+local check = ...
+local raw_load, raw_pcall, raw_xpcall = load, pcall, xpcall
+local raw_resume, raw_close = coroutine.resume, coroutine.close
+local raw_collect, select = collectgarbage, select
+
+load = function(chunk, name, mode, ...)
+  if select("#", ...) > 0 then
+    return raw_load(chunk, name, "t", (...))
+  end
+  return raw_load(chunk, name, "t")
+end
+pcall = function(...) return check(raw_pcall(...)) end
+xpcall = function(...) return check(raw_xpcall(...)) end
+coroutine.resume = function(...) return check(raw_resume(...)) end
+coroutine.close = function(...) return check(raw_close(...)) end
+collectgarbage = function(opt, ...)
+  if opt == nil or opt == "collect" or opt == "count" or opt == "step" then
+    return raw_collect(opt, ...)
+  end
+  error("collectgarbage: only 'collect', 'count' and 'step' are allowed", 2)
+end
+"##;
+
+/// `require(name)`: the generation's `plugins/NAME.lua` or
+/// `plugins/NAME/init.lua`, run once per state; nothing else.
+fn require_function(lua: &Lua, generation: &Arc<Generation>) -> mlua::Result<mlua::Function> {
+    let generation = Arc::clone(generation);
+    lua.create_function(move |lua, name: String| {
+        let loaded: Table = lua.named_registry_value(LOADED_KEY)?;
+        match loaded.raw_get::<Value>(name.as_str())? {
+            Value::Nil => {}
+            Value::Boolean(false) => {
+                return Err(mlua::Error::runtime(format!(
+                    "require: module '{name}' requires itself (circular require)"
+                )));
+            }
+            value => return Ok(value),
+        }
+        let Some(chunk) = generation.plugins.get(&name) else {
+            return Err(mlua::Error::runtime(format!(
+                "module '{name}' not found: no plugins/{name}.lua or plugins/{name}/init.lua"
+            )));
+        };
+        loaded.raw_set(name.as_str(), false)?;
+        let result = lua
+            .load(&chunk.bytecode[..])
+            .set_name(format!("@{}", chunk.name))
+            .set_mode(ChunkMode::Binary)
+            .call::<Value>(name.as_str());
+        let value = match result {
+            Ok(Value::Nil) | Ok(Value::Boolean(false)) => Value::Boolean(true),
+            Ok(value) => value,
+            Err(e) => {
+                loaded.raw_set(name.as_str(), Value::Nil)?;
+                return Err(e);
+            }
+        };
+        loaded.raw_set(name.as_str(), &value)?;
+        Ok(value)
+    })
+}

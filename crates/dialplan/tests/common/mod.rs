@@ -1,0 +1,162 @@
+//! Test support: a dialplan directory in a tempdir and a fake call.
+//!
+//! The fake `CallApi` records the actions a route takes instead of doing
+//! SIP: the real call model (`pbx`/`chan-sip`) does not exist yet, so this
+//! seam is tested on its own; end-to-end tests over real sockets come with
+//! the B2BUA.
+
+#![allow(dead_code)] // each test binary uses a different part of it
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dialplan::{
+    ActionError, CallApi, CallInfo, DialOptions, DialResult, DialStatus, Limits, Runtime, UriParts,
+};
+
+/// A dialplans/ and plugins/ pair in a fresh temporary directory.
+pub struct Dir {
+    pub tmp: tempfile::TempDir,
+}
+
+impl Dir {
+    pub fn new() -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(tmp.path().join("dialplans")).expect("mkdir");
+        std::fs::create_dir(tmp.path().join("plugins")).expect("mkdir");
+        Self { tmp }
+    }
+
+    pub fn dialplans(&self) -> PathBuf {
+        self.tmp.path().join("dialplans")
+    }
+
+    pub fn plugins(&self) -> PathBuf {
+        self.tmp.path().join("plugins")
+    }
+
+    /// Writes `rel` (e.g. `dialplans/default.lua`) under the directory.
+    pub fn write(&self, rel: &str, text: &str) {
+        let path = self.tmp.path().join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(path, text).expect("write");
+    }
+
+    pub fn runtime(&self) -> Runtime {
+        self.runtime_with(Limits::default())
+    }
+
+    pub fn runtime_with(&self, limits: Limits) -> Runtime {
+        Runtime::new(self.dialplans(), self.plugins(), limits).expect("first load")
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+}
+
+/// A call to `to_user` from extension 1001, in context `default`.
+pub fn call_to(to_user: &str) -> CallInfo {
+    CallInfo {
+        id: format!("call-to-{to_user}"),
+        from: UriParts {
+            user: "1001".into(),
+            host: "pbx.test".into(),
+            display: Some("Alice".into()),
+            uri: "sip:1001@pbx.test".into(),
+        },
+        to: UriParts {
+            user: to_user.into(),
+            host: "pbx.test".into(),
+            display: None,
+            uri: format!("sip:{to_user}@pbx.test"),
+        },
+        request_uri: UriParts {
+            user: to_user.into(),
+            host: "pbx.test".into(),
+            display: None,
+            uri: format!("sip:{to_user}@pbx.test"),
+        },
+        source: dialplan::Source {
+            ip: "192.0.2.10".into(),
+            port: 5062,
+            transport: "udp".into(),
+        },
+        caller: Some("1001".into()),
+        context: "default".into(),
+    }
+}
+
+/// Records every action; `dial` answers with `dial_result`.
+pub struct FakeCall {
+    pub actions: Mutex<Vec<String>>,
+    pub dial_result: DialResult,
+    /// When set, this action reports that the caller has gone.
+    pub gone_on: Option<&'static str>,
+}
+
+impl Default for FakeCall {
+    fn default() -> Self {
+        Self {
+            actions: Mutex::new(Vec::new()),
+            dial_result: DialResult {
+                status: DialStatus::Answered,
+                code: 200,
+            },
+            gone_on: None,
+        }
+    }
+}
+
+impl FakeCall {
+    pub fn actions(&self) -> Vec<String> {
+        self.actions.lock().expect("lock").clone()
+    }
+
+    fn record(&self, action: &'static str, text: String) -> Result<(), ActionError> {
+        self.actions.lock().expect("lock").push(text);
+        if self.gone_on == Some(action) {
+            return Err(ActionError::Ended);
+        }
+        Ok(())
+    }
+}
+
+impl CallApi for FakeCall {
+    async fn ring(&self) -> Result<(), ActionError> {
+        self.record("ring", "ring".into())
+    }
+
+    async fn answer(&self) -> Result<(), ActionError> {
+        self.record("answer", "answer".into())
+    }
+
+    async fn reject(&self, code: u16, reason: Option<String>) -> Result<(), ActionError> {
+        let text = match reason {
+            Some(reason) => format!("reject {code} {reason}"),
+            None => format!("reject {code}"),
+        };
+        self.record("reject", text)
+    }
+
+    async fn hangup(&self) -> Result<(), ActionError> {
+        self.record("hangup", "hangup".into())
+    }
+
+    async fn sleep(&self, duration: Duration) -> Result<(), ActionError> {
+        tokio::time::sleep(duration).await;
+        self.record("sleep", format!("sleep {}ms", duration.as_millis()))
+    }
+
+    async fn dial(
+        &self,
+        targets: Vec<String>,
+        opts: DialOptions,
+    ) -> Result<DialResult, ActionError> {
+        self.record("dial", format!("dial {targets:?} {opts:?}"))?;
+        Ok(self.dial_result)
+    }
+}
