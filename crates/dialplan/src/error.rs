@@ -53,4 +53,7 @@ pub enum Error {
     /// sandbox setup).
     #[error("cannot build the call's Lua state: {0}")]
     State(#[source] mlua::Error),
+    /// The file watcher for hot reload could not be started.
+    #[error("cannot watch the dialplan directories for changes: {0}")]
+    Watch(#[source] notify::Error),
 }

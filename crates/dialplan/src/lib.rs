@@ -20,7 +20,10 @@
 //!   [`CallState::run_route`], which runs `route(call)` as an async coroutine
 //!   and turns whatever happens into a [`RouteOutcome`] — never a panic.
 //!
-//! Not here yet: the notify watcher (hot reload on file change), `kv`,
+//! - [`Runtime::watch`] (`watcher.rs`): hot reload when a file changes.
+//!
+//! Not here yet: SIGHUP and `POST /api/v1/reload` (the binary calls
+//! [`Runtime::reload`]), `kv`,
 //! `registrar.contacts`, `pbx.extension`, `redirect`, `header`, `on_hangup`
 //! and the media actions.
 
@@ -30,6 +33,7 @@ mod generation;
 mod route;
 mod runtime;
 mod sandbox;
+mod watcher;
 
 pub use call::{
     ActionError, CallApi, CallInfo, DialOptions, DialResult, DialStatus, Source, UriParts,
@@ -39,3 +43,4 @@ pub use generation::{Chunk, Generation};
 pub use route::{FailureKind, LuaFailure, RouteOutcome};
 pub use runtime::{CallState, Limits, Runtime};
 pub use sandbox::SWITCHBOARD_API;
+pub use watcher::ReloadWatcher;

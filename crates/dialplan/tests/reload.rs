@@ -162,3 +162,40 @@ async fn a_call_keeps_its_generation_across_a_reload() {
         RouteOutcome::Rejected { code: 411 }
     );
 }
+
+#[tokio::test]
+async fn watcher_reloads_when_a_file_changes() {
+    let dir = Dir::new();
+    dir.write("dialplans/default.lua", &rejecting(404));
+    let runtime = Arc::new(dir.runtime());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let _watcher = runtime
+        .watch(Duration::from_millis(100), move |result| {
+            let _ = tx.send(result);
+        })
+        .expect("watch");
+
+    // A bad edit: reported with file:line, generation 1 stays.
+    dir.write(
+        "dialplans/default.lua",
+        "function route(call)\n  call:reject(\nend\n",
+    );
+    let result = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a reload within 5 s")
+        .expect("watcher alive");
+    let err = result.expect_err("bad file");
+    assert_eq!(err.errors[0].file, "dialplans/default.lua");
+    assert_eq!(err.errors[0].line, Some(3), "{err}");
+    assert_eq!(runtime.generation().number, 1);
+    assert_eq!(route(&runtime).await, RouteOutcome::Rejected { code: 404 });
+
+    // The fix, and a new plugin directory's file, take effect.
+    dir.write("dialplans/default.lua", &rejecting(486));
+    let result = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a reload within 5 s")
+        .expect("watcher alive");
+    assert_eq!(result, Ok(2));
+    assert_eq!(route(&runtime).await, RouteOutcome::Rejected { code: 486 });
+}
