@@ -174,6 +174,12 @@ impl CallState {
         self.generation.number
     }
 
+    /// Bytes the call's Lua state holds now (for metrics and the memory
+    /// limit's tuning).
+    pub fn used_memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+
     /// Runs context `name`'s top level and returns its global `route`, or
     /// `None` if the context has no such context or function.
     pub(crate) fn load_context(&self, name: &str) -> mlua::Result<Option<Function>> {

@@ -427,3 +427,32 @@ async fn unknown_context_is_a_failure_not_a_panic() {
     assert_eq!(f.file, "dialplans/nope.lua");
     assert!(f.message.contains("no such context"), "{f:?}");
 }
+
+#[tokio::test]
+async fn odd_error_values_are_failures_not_panics() {
+    let dir = Dir::new();
+    dir.write(
+        "dialplans/default.lua",
+        r#"
+function route(call)
+  local kind = call.to.user
+  if kind == "table" then error({code = 1})
+  elseif kind == "nil" then error()
+  elseif kind == "level0" then error("no place", 0)
+  elseif kind == "tostring" then error(setmetatable({}, {__tostring = function() return "custom" end}))
+  end
+end
+"#,
+    );
+    let runtime = dir.runtime();
+    for kind in ["table", "nil", "level0", "tostring"] {
+        let api = Arc::new(FakeCall::default());
+        let f = failure(route(&runtime, &api, kind).await);
+        assert_eq!(f.kind, FailureKind::Error, "{kind}: {f:?}");
+        assert_eq!(f.file, "dialplans/default.lua", "{kind}: {f:?}");
+    }
+    let api = Arc::new(FakeCall::default());
+    let f = failure(route(&runtime, &api, "level0").await);
+    assert_eq!(f.message, "no place");
+    assert_eq!(f.line, Some(6), "the line comes from the traceback: {f:?}");
+}
