@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
-use sip_proto::header::Via;
+use sip_proto::header::{Via, split_list};
 use sip_proto::{HeaderName, Headers, Host, Request, Response, Salvaged};
 
 /// The reason phrase RFC 3261 §21 gives a status code.
@@ -79,65 +79,14 @@ pub fn stamp_top_via(req: &mut Request, source: SocketAddr) -> Option<Via> {
     if wants_rport {
         via.params.set("rport", Some(&source.port().to_string()));
     }
-    replace_top_via(&mut req.headers, &via.to_string());
+    req.headers
+        .replace_first_value(&HeaderName::Via, &via.to_string());
     Some(via)
 }
 
 /// `received` carries a bare IP address (no brackets, RFC 3261 §20.42 ABNF).
 fn host_param(ip: IpAddr) -> String {
     ip.to_string()
-}
-
-/// Replaces the first Via value. A Via header line may carry several
-/// comma-separated values; the first one is split off and rewritten.
-fn replace_top_via(headers: &mut Headers, new_top: &str) {
-    let vias: Vec<String> = headers
-        .get_all(&HeaderName::Via)
-        .map(str::to_owned)
-        .collect();
-    let Some(first_line) = vias.first() else {
-        return;
-    };
-    let rest = split_first_value(first_line).1;
-    let mut lines = Vec::with_capacity(vias.len());
-    match rest {
-        Some(rest) => lines.push(format!("{new_top}, {rest}")),
-        None => lines.push(new_top.to_owned()),
-    }
-    lines.extend(vias.into_iter().skip(1));
-    headers.remove(&HeaderName::Via);
-    for (i, line) in lines.into_iter().enumerate() {
-        if i == 0 {
-            headers.insert_first(HeaderName::Via, line);
-        } else {
-            headers.push(HeaderName::Via, line);
-        }
-    }
-}
-
-/// Splits a header line at its first top-level comma (not inside quotes or
-/// angle brackets). Returns the first value and the rest, both trimmed.
-pub(crate) fn split_first_value(line: &str) -> (&str, Option<&str>) {
-    let mut in_quotes = false;
-    let mut escaped = false;
-    let mut depth = 0u32;
-    for (i, c) in line.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            '<' if !in_quotes => depth += 1,
-            '>' if !in_quotes => depth = depth.saturating_sub(1),
-            ',' if !in_quotes && depth == 0 => {
-                return (line[..i].trim(), Some(line[i + 1..].trim()));
-            }
-            _ => {}
-        }
-    }
-    (line.trim(), None)
 }
 
 /// Builds a response to `req` as RFC 3261 §8.2.6.2 says: Via, From, Call-ID
@@ -194,15 +143,12 @@ pub fn response_to_salvaged(
 ) -> Response {
     let mut headers = Headers::new();
     for (i, via) in salvaged.via.iter().enumerate() {
-        if i == 0 {
-            let (top, rest) = split_first_value(via);
+        headers.push(HeaderName::Via, via.as_str());
+        if i == 0
+            && let Some(top) = split_list(via).next()
+        {
             let stamped = format!("{top};received={}", host_param(source.ip()));
-            match rest {
-                Some(rest) => headers.push(HeaderName::Via, format!("{stamped}, {rest}")),
-                None => headers.push(HeaderName::Via, stamped),
-            }
-        } else {
-            headers.push(HeaderName::Via, via.as_str());
+            headers.replace_first_value(&HeaderName::Via, &stamped);
         }
     }
     if let Some(from) = &salvaged.from {

@@ -468,6 +468,33 @@ impl Headers {
         }
     }
 
+    /// Replaces the first comma-separated value of the first header of that
+    /// name with `value`, keeping the values after it on that line and every
+    /// other header (how a received Via is stamped with `received`/`rport`).
+    /// Returns `false`, changing nothing, if there is no such header.
+    pub fn replace_first_value(&mut self, name: &HeaderName, value: &str) -> bool {
+        let Some(h) = self.list.iter_mut().find(|h| h.name == *name) else {
+            return false;
+        };
+        // The rest of the line is kept as it came: everything after the
+        // comma that ends the first value.
+        let line: &str = &h.value;
+        let first_end = split_list(line).next().map_or(0, |first| {
+            first.as_ptr() as usize - line.as_ptr() as usize + first.len()
+        });
+        let rest = line
+            .get(first_end..)
+            .and_then(|tail| tail.find(',').and_then(|c| tail.get(c + 1..)))
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
+        let new = match rest {
+            Some(rest) => format!("{value}, {rest}"),
+            None => value.to_owned(),
+        };
+        h.value = HeaderValue::from(new);
+        true
+    }
+
     /// Removes every header of that name; returns how many were removed.
     pub fn remove(&mut self, name: &HeaderName) -> usize {
         let before = self.list.len();
@@ -766,6 +793,13 @@ impl<'a> IntoIterator for &'a Headers {
     }
 }
 
+/// Splits a header value into its comma-separated values, trimmed and
+/// non-empty, never inside a quoted string or `<...>` (RFC 3261 §7.3.1).
+/// Works on any text, well-formed or not.
+pub fn split_list(value: &str) -> impl Iterator<Item = &str> {
+    typed::split_commas(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -923,5 +957,26 @@ mod tests {
         assert!(h.contact().is_err());
         assert_eq!(h.event().unwrap(), None);
         assert_eq!(Headers::new().contact().unwrap(), Contact::Addrs(vec![]));
+    }
+
+    #[test]
+    fn replace_first_value_keeps_the_rest_of_the_line() {
+        let mut h = Headers::new();
+        h.push(
+            HeaderName::Via,
+            "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP \"b,c\"",
+        );
+        h.push(HeaderName::Via, "SIP/2.0/UDP d");
+        assert!(h.replace_first_value(&HeaderName::Via, "SIP/2.0/UDP a;branch=z9hG4bK1;rport=9"));
+        let all: Vec<&str> = h.get_all(&HeaderName::Via).collect();
+        assert_eq!(
+            all,
+            [
+                "SIP/2.0/UDP a;branch=z9hG4bK1;rport=9, SIP/2.0/UDP \"b,c\"",
+                "SIP/2.0/UDP d"
+            ]
+        );
+        assert!(!h.replace_first_value(&HeaderName::Route, "x"));
+        assert_eq!(h.len(), 2);
     }
 }
