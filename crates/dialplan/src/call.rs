@@ -46,6 +46,9 @@ pub struct CallInfo {
     pub caller: Option<String>,
     /// The context (`dialplans/NAME.lua`) whose `route` handles the call.
     pub context: String,
+    /// The INVITE's headers in order, names as received (`call:header`
+    /// matches them case-insensitively; compact forms are not expanded).
+    pub headers: Vec<(String, String)>,
 }
 
 /// How a `dial` ended (`r.status` in Lua).
@@ -132,6 +135,10 @@ pub trait CallApi: Send + Sync + 'static {
         code: u16,
         reason: Option<String>,
     ) -> impl Future<Output = Result<(), ActionError>> + Send;
+    /// Redirects the caller: 302 Moved Temporarily with `uri` as the
+    /// Contact; the call is over. The dialplan has checked that `uri` is a
+    /// `sip:`, `sips:` or `tel:` URI without spaces or control characters.
+    fn redirect(&self, uri: String) -> impl Future<Output = Result<(), ActionError>> + Send;
     /// Hangs up (BYE once answered); the call is over.
     fn hangup(&self) -> impl Future<Output = Result<(), ActionError>> + Send;
     /// Waits, keeping the call as it is.

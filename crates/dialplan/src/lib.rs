@@ -22,14 +22,23 @@
 //!
 //! - [`Runtime::watch`] (`watcher.rs`): hot reload when a file changes.
 //!
-//! Not here yet: SIGHUP and `POST /api/v1/reload` (the binary calls
-//! [`Runtime::reload`]), `kv`,
-//! `registrar.contacts`, `pbx.extension`, `redirect`, `header`, `on_hangup`
-//! and the media actions.
+//! - [`Host`] (`host.rs`) and `modules.rs`: `kv`, `registrar.contacts` and
+//!   `pbx.extension`, over whatever the binary gives
+//!   [`Runtime::with_host`] ([`MemoryHost`] in tests).
+//!
+//! Metrics (through the `metrics` facade; nothing is recorded unless the
+//! binary installs a recorder): `dialplan_generation`,
+//! `dialplan_reloads_total{result}`, `dialplan_lua_errors_total{kind}`.
+//!
+//! SIGHUP and `POST /api/v1/reload` are the binary's: it calls
+//! [`Runtime::reload`]. Not here yet: the media actions (`play`, `record`,
+//! `read_digits`, `echo`).
 
 mod call;
 mod error;
 mod generation;
+mod host;
+mod modules;
 mod route;
 mod runtime;
 mod sandbox;
@@ -40,6 +49,8 @@ pub use call::{
 };
 pub use error::{Error, FileError, ReloadError};
 pub use generation::{Chunk, Generation};
+pub use host::{Contact, ExtensionInfo, Host, HostError, MemoryHost};
+pub use modules::{MAX_KV_KEY, MAX_KV_NAMESPACE, MAX_KV_VALUE};
 pub use route::{FailureKind, LuaFailure, RouteOutcome};
 pub use runtime::{CallState, Limits, Runtime};
 pub use sandbox::SWITCHBOARD_API;

@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use mlua::{Lua, Table, UserData, UserDataFields, UserDataMethods, Value};
+use mlua::{AnyUserData, Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Value};
 
 use crate::call::{ActionError, CallApi, CallInfo, DialOptions, DialResult, Source, UriParts};
 use crate::runtime::CallState;
@@ -14,6 +14,18 @@ use crate::sandbox::Budget;
 
 /// The longest `call:sleep` (one day); longer is a script bug.
 const MAX_SLEEP_SECS: f64 = 86_400.0;
+
+/// The longest URI `call:redirect` takes, in bytes.
+const MAX_REDIRECT_URI: usize = 2048;
+
+/// The most `on_hangup` handlers one call may register.
+const MAX_HANGUP_HANDLERS: usize = 64;
+
+/// Registry key of the call's list of `on_hangup` handlers.
+const HANDLERS_KEY: &str = "switchboard.on_hangup";
+
+/// Registry key of the call object, for the `on_hangup` handlers.
+const CALL_KEY: &str = "switchboard.call";
 
 /// What stopped a script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +37,17 @@ pub enum FailureKind {
     MemoryLimit,
     /// The script ran more instructions than its budget between yields.
     InstructionBudget,
+}
+
+impl FailureKind {
+    /// The kind as a metric label: `error`, `memory`, `budget`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::MemoryLimit => "memory",
+            Self::InstructionBudget => "budget",
+        }
+    }
 }
 
 /// A route that failed: where, and why. The caller gets 500 (or a hangup
@@ -66,6 +89,11 @@ pub enum RouteOutcome {
         /// The final status sent.
         code: u16,
     },
+    /// `route` redirected the call (302 with this Contact).
+    Redirected {
+        /// The Contact URI sent.
+        uri: String,
+    },
     /// `route` hung the call up.
     HungUp,
     /// A `dial` was answered and the bridged call has ended.
@@ -81,16 +109,37 @@ pub enum RouteOutcome {
     },
 }
 
+impl RouteOutcome {
+    /// A short name of the outcome, as `on_hangup` handlers get it:
+    /// `not_answered`, `answered`, `rejected`, `redirected`, `hung_up`,
+    /// `bridged`, `caller_gone`, `failed`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::NotAnswered => "not_answered",
+            Self::Answered => "answered",
+            Self::Rejected { .. } => "rejected",
+            Self::Redirected { .. } => "redirected",
+            Self::HungUp => "hung_up",
+            Self::Bridged => "bridged",
+            Self::CallerGone => "caller_gone",
+            Self::Failed { .. } => "failed",
+        }
+    }
+}
+
 /// Where the call stands, as the actions have left it.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Progress {
     answered: bool,
     ended: Option<Ended>,
+    /// `route` is over (the `on_hangup` handlers run): no more actions.
+    closed: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Ended {
     Rejected(u16),
+    Redirected(String),
     HungUp,
     Bridged,
     CallerGone,
@@ -121,7 +170,8 @@ struct Action<A> {
 impl<A: CallApi> CallObject<A> {
     /// Checks the call is not over and takes what the action needs.
     fn begin(&self) -> mlua::Result<Action<A>> {
-        if lock(&self.progress).ended.is_some() {
+        let progress = lock(&self.progress);
+        if progress.ended.is_some() || progress.closed {
             return Err(mlua::Error::runtime("call has ended"));
         }
         Ok(Action {
@@ -176,8 +226,16 @@ fn source_table(lua: &Lua, source: &Source) -> mlua::Result<Table> {
 fn type_error(function: &str, expected: &str, got: &Value) -> mlua::Error {
     mlua::Error::runtime(format!(
         "{function}: expected {expected}, got {}",
-        got.type_name()
+        lua_type(got)
     ))
+}
+
+/// The type as Lua's `type()` names it (`number` for integers too).
+pub(crate) fn lua_type(value: &Value) -> &'static str {
+    match value {
+        Value::Integer(_) | Value::Number(_) => "number",
+        other => other.type_name(),
+    }
 }
 
 fn number(value: &Value) -> Option<f64> {
@@ -202,6 +260,39 @@ fn reject_args(code: &Value, reason: &Value) -> mlua::Result<(u16, Option<String
         other => return Err(type_error("reject", "a reason string or nil", other)),
     };
     Ok((code, reason))
+}
+
+fn redirect_arg(value: &Value) -> mlua::Result<String> {
+    let expected = "a sip:, sips: or tel: URI string";
+    let Value::String(s) = value else {
+        return Err(type_error("redirect", expected, value));
+    };
+    let uri = s.to_str()?.to_owned();
+    let scheme = uri
+        .split_once(':')
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    if !matches!(scheme.as_deref(), Some("sip" | "sips" | "tel")) || uri.len() < 5 {
+        return Err(mlua::Error::runtime(format!(
+            "redirect: expected {expected}, got {uri:?}"
+        )));
+    }
+    if uri.len() > MAX_REDIRECT_URI
+        || uri
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+    {
+        return Err(mlua::Error::runtime(format!(
+            "redirect: the URI must be at most {MAX_REDIRECT_URI} bytes, without spaces, control characters, quotes or angle brackets"
+        )));
+    }
+    Ok(uri)
+}
+
+fn header_arg(value: &Value) -> mlua::Result<String> {
+    match value {
+        Value::String(s) => Ok(s.to_str()?.to_owned()),
+        other => Err(type_error("header", "a header name string", other)),
+    }
 }
 
 fn sleep_arg(value: &Value) -> mlua::Result<Duration> {
@@ -296,6 +387,35 @@ impl<A: CallApi> UserData for CallObject<A> {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("header", |_, this, name: Value| {
+            let name = header_arg(&name)?;
+            Ok(this
+                .info
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
+                .map(|(_, v)| v.clone()))
+        });
+        methods.add_method("on_hangup", |lua, _, handler: Value| {
+            let Value::Function(handler) = handler else {
+                return Err(type_error("on_hangup", "a function", &handler));
+            };
+            let handlers: Table = lua.named_registry_value(HANDLERS_KEY)?;
+            if handlers.raw_len() >= MAX_HANGUP_HANDLERS {
+                return Err(mlua::Error::runtime(format!(
+                    "on_hangup: at most {MAX_HANGUP_HANDLERS} handlers per call"
+                )));
+            }
+            handlers.raw_push(handler)
+        });
+        methods.add_async_method("redirect", |_, this, uri: Value| {
+            let started = redirect_arg(&uri).and_then(|uri| Ok((this.begin()?, uri)));
+            async move {
+                let (action, uri) = started?;
+                let result = action.api.redirect(uri.clone()).await;
+                action.finish(result, |p, _| p.ended = Some(Ended::Redirected(uri)))
+            }
+        });
         methods.add_async_method("ring", |_, this, ()| {
             let action = this.begin();
             async move {
@@ -403,10 +523,31 @@ impl CallState {
         let call_id = info.id.clone();
         let context = info.context.clone();
         let result = self.run(api, info, &progress).await;
-        let progress = *lock(&progress);
+        let progress = {
+            let mut shared = lock(&progress);
+            shared.closed = true;
+            shared.clone()
+        };
+        let outcome = self.outcome(result, progress, &context_file, &call_id, &context);
+        self.run_hangup_handlers(&outcome, &context_file, &call_id, &context)
+            .await;
+        outcome
+    }
+
+    /// What `route`'s result and the call's progress add up to; a failure
+    /// is logged and counted here.
+    fn outcome(
+        &self,
+        result: mlua::Result<()>,
+        progress: Progress,
+        context_file: &str,
+        call_id: &str,
+        context: &str,
+    ) -> RouteOutcome {
         match result {
             Ok(()) => match progress.ended {
                 Some(Ended::Rejected(code)) => RouteOutcome::Rejected { code },
+                Some(Ended::Redirected(uri)) => RouteOutcome::Redirected { uri },
                 Some(Ended::HungUp) => RouteOutcome::HungUp,
                 Some(Ended::Bridged) => RouteOutcome::Bridged,
                 Some(Ended::CallerGone) => RouteOutcome::CallerGone,
@@ -415,7 +556,9 @@ impl CallState {
             },
             Err(_) if progress.ended == Some(Ended::CallerGone) => RouteOutcome::CallerGone,
             Err(e) => {
-                let failure = self.failure(&e, &context_file);
+                let failure = self.failure(&e, context_file);
+                metrics::counter!("dialplan_lua_errors_total", "kind" => failure.kind.as_str())
+                    .increment(1);
                 tracing::error!(
                     target: "dialplan",
                     call_id = %call_id,
@@ -430,6 +573,52 @@ impl CallState {
                 RouteOutcome::Failed {
                     failure,
                     answered: progress.answered,
+                }
+            }
+        }
+    }
+
+    /// Runs the `on_hangup` handlers in the order they were registered, each
+    /// as `handler(call, outcome)` with a fresh instruction budget. Call
+    /// actions raise "call has ended"; an error in one is logged (and
+    /// counted) and the next still runs.
+    async fn run_hangup_handlers(
+        &self,
+        outcome: &RouteOutcome,
+        context_file: &str,
+        call_id: &str,
+        context: &str,
+    ) {
+        let handlers = match self.lua.named_registry_value::<Value>(HANDLERS_KEY) {
+            Ok(Value::Table(handlers)) => handlers,
+            _ => return,
+        };
+        let Ok(Value::UserData(call)) = self.lua.named_registry_value::<Value>(CALL_KEY) else {
+            return;
+        };
+        let list: Vec<Function> = handlers
+            .sequence_values::<Function>()
+            .filter_map(Result::ok)
+            .collect();
+        for (i, handler) in list.into_iter().enumerate() {
+            self.budget.restart();
+            let result = handler
+                .call_async::<()>((call.clone(), outcome.as_str()))
+                .await;
+            if let Err(e) = result {
+                let failure = self.failure(&e, context_file);
+                metrics::counter!("dialplan_lua_errors_total", "kind" => failure.kind.as_str())
+                    .increment(1);
+                tracing::error!(
+                    target: "dialplan",
+                    call_id = %call_id,
+                    context = %context,
+                    generation = self.generation.number,
+                    "dialplan {failure} — in on_hangup handler {} of call {call_id}; the other handlers still run",
+                    i + 1
+                );
+                if let Some(traceback) = &failure.traceback {
+                    tracing::debug!(target: "dialplan", call_id = %call_id, "{traceback}");
                 }
             }
         }
@@ -455,12 +644,15 @@ impl CallState {
             ))
         })?;
         self.budget.reset();
-        let call = self.lua.create_userdata(CallObject {
+        let call: AnyUserData = self.lua.create_userdata(CallObject {
             api,
             info,
             progress: Arc::clone(progress),
             budget: Arc::clone(&self.budget),
         })?;
+        self.lua
+            .set_named_registry_value(HANDLERS_KEY, self.lua.create_table()?)?;
+        self.lua.set_named_registry_value(CALL_KEY, &call)?;
         route.call_async::<()>(call).await
     }
 

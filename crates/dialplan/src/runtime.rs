@@ -9,6 +9,7 @@ use mlua::{Function, Lua, Value};
 
 use crate::error::{Error, FileError, ReloadError};
 use crate::generation::{self, Generation};
+use crate::host::{Host, MemoryHost, SharedHost};
 use crate::sandbox::{self, Budget};
 
 /// The limits of one call's Lua state.
@@ -40,6 +41,7 @@ pub struct Runtime {
     plugins: PathBuf,
     limits: Limits,
     current: ArcSwap<Generation>,
+    host: SharedHost,
     /// Serializes reloads (watcher, SIGHUP, HTTP) so generation numbers are
     /// not handed out twice. Never taken by calls.
     reloading: Mutex<()>,
@@ -47,7 +49,9 @@ pub struct Runtime {
 
 impl Runtime {
     /// Loads generation 1 from `dialplans` (every `NAME.lua` a context) and
-    /// `plugins` (`NAME.lua` or `NAME/init.lua`; may be missing).
+    /// `plugins` (`NAME.lua` or `NAME/init.lua`; may be missing). The `kv`,
+    /// `registrar` and `pbx` modules use a fresh [`MemoryHost`] until
+    /// [`Runtime::with_host`] gives the real one.
     pub fn new(
         dialplans: impl Into<PathBuf>,
         plugins: impl Into<PathBuf>,
@@ -55,15 +59,25 @@ impl Runtime {
     ) -> Result<Self, Error> {
         let dialplans = dialplans.into();
         let plugins = plugins.into();
-        let first = build(1, &dialplans, &plugins, &limits)
+        let host = SharedHost(Arc::new(MemoryHost::new()));
+        let first = build(1, &dialplans, &plugins, &limits, &host)
             .map_err(|errors| ReloadError { kept: 0, errors })?;
+        metrics::gauge!("dialplan_generation").set(1.0);
         Ok(Self {
             dialplans,
             plugins,
             limits,
             current: ArcSwap::from_pointee(first),
+            host,
             reloading: Mutex::new(()),
         })
+    }
+
+    /// The runtime with `host` behind `kv`, `registrar.contacts` and
+    /// `pbx.extension` for every call state built from now on.
+    pub fn with_host(mut self, host: Arc<dyn Host>) -> Self {
+        self.host = SharedHost(host);
+        self
     }
 
     /// The generation now in force.
@@ -94,9 +108,17 @@ impl Runtime {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = self.current.load();
         let number = old.number + 1;
-        match build(number, &self.dialplans, &self.plugins, &self.limits) {
+        match build(
+            number,
+            &self.dialplans,
+            &self.plugins,
+            &self.limits,
+            &self.host,
+        ) {
             Ok(generation) => {
                 self.current.store(Arc::new(generation));
+                metrics::gauge!("dialplan_generation").set(number as f64);
+                metrics::counter!("dialplan_reloads_total", "result" => "ok").increment(1);
                 tracing::info!(generation = number, "dialplan generation {number} loaded");
                 Ok(number)
             }
@@ -105,6 +127,7 @@ impl Runtime {
                     kept: old.number,
                     errors,
                 };
+                metrics::counter!("dialplan_reloads_total", "result" => "error").increment(1);
                 tracing::error!("{error}");
                 Err(error)
             }
@@ -114,7 +137,7 @@ impl Runtime {
     /// A fresh sandboxed Lua state for one call, on the current generation:
     /// the call keeps that generation to its end, whatever reloads happen.
     pub fn call_state(&self) -> Result<CallState, Error> {
-        CallState::new(self.generation(), &self.limits).map_err(Error::State)
+        CallState::new(self.generation(), &self.limits, &self.host).map_err(Error::State)
     }
 }
 
@@ -125,11 +148,12 @@ fn build(
     dialplans: &Path,
     plugins: &Path,
     limits: &Limits,
+    host: &SharedHost,
 ) -> Result<Generation, Vec<FileError>> {
     let generation = Arc::new(generation::compile(number, dialplans, plugins)?);
     let mut errors = Vec::new();
     for (name, chunk) in &generation.contexts {
-        let checked = CallState::new(Arc::clone(&generation), limits).and_then(|state| {
+        let checked = CallState::new(Arc::clone(&generation), limits, host).and_then(|state| {
             crate::route::install_log(&state.lua, "", name)?;
             state.load_context(name)
         });
@@ -160,8 +184,9 @@ pub struct CallState {
 }
 
 impl CallState {
-    fn new(generation: Arc<Generation>, limits: &Limits) -> mlua::Result<Self> {
+    fn new(generation: Arc<Generation>, limits: &Limits, host: &SharedHost) -> mlua::Result<Self> {
         let (lua, budget) = sandbox::new_state(&generation, limits)?;
+        crate::modules::install(&lua, host)?;
         Ok(Self {
             lua,
             generation,

@@ -40,6 +40,13 @@ impl Budget {
         self.used.store(0, Ordering::Relaxed);
     }
 
+    /// A fresh budget for a new piece of script (an `on_hangup` handler):
+    /// the count and the over-budget mark both start again.
+    pub(crate) fn restart(&self) {
+        self.used.store(0, Ordering::Relaxed);
+        self.exceeded.store(false, Ordering::Relaxed);
+    }
+
     /// Whether the script ran over its budget (even if it caught the error).
     pub(crate) fn exceeded(&self) -> bool {
         self.exceeded.load(Ordering::Relaxed)

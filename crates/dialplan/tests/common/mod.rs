@@ -87,6 +87,15 @@ pub fn call_to(to_user: &str) -> CallInfo {
         },
         caller: Some("1001".into()),
         context: "default".into(),
+        headers: vec![
+            (
+                "Via".into(),
+                "SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK1".into(),
+            ),
+            ("X-Account".into(), "first".into()),
+            ("User-Agent".into(), "Test Phone 1.0".into()),
+            ("x-account".into(), "second".into()),
+        ],
     }
 }
 
@@ -140,6 +149,10 @@ impl CallApi for FakeCall {
             None => format!("reject {code}"),
         };
         self.record("reject", text)
+    }
+
+    async fn redirect(&self, uri: String) -> Result<(), ActionError> {
+        self.record("redirect", format!("redirect {uri}"))
     }
 
     async fn hangup(&self) -> Result<(), ActionError> {

@@ -1,0 +1,205 @@
+//! The Lua modules over the [`Host`] (DESIGN.md "Dialplan (Lua)", modules):
+//! `kv.get/set/delete`, `registrar.contacts`, `pbx.extension`, with their
+//! arguments checked and host calls kept off the async runtime's threads.
+
+use std::time::Duration;
+
+use mlua::{Lua, Table, Value};
+
+use crate::host::{Host, HostError, SharedHost};
+
+/// Longest `kv` namespace, in bytes.
+pub const MAX_KV_NAMESPACE: usize = 128;
+/// Longest `kv` key, in bytes.
+pub const MAX_KV_KEY: usize = 1024;
+/// Largest `kv` value, in bytes (64 KiB).
+pub const MAX_KV_VALUE: usize = 64 * 1024;
+/// Longest `kv.set` time to live: ten years, in seconds.
+const MAX_KV_TTL_SECS: f64 = 315_360_000.0;
+/// Longest extension id `registrar.contacts` and `pbx.extension` take.
+const MAX_EXTENSION_ID: usize = 64;
+
+fn arg_error(function: &str, what: &str, got: &Value) -> mlua::Error {
+    mlua::Error::runtime(format!(
+        "{function}: expected {what}, got {}",
+        crate::route::lua_type(got)
+    ))
+}
+
+/// A string argument of 1..=`max` bytes of UTF-8.
+fn text_arg(function: &str, name: &str, value: &Value, max: usize) -> mlua::Result<String> {
+    let Value::String(s) = value else {
+        return Err(arg_error(function, &format!("{name} as a string"), value));
+    };
+    let bytes = s.as_bytes();
+    if bytes.is_empty() || bytes.len() > max {
+        return Err(mlua::Error::runtime(format!(
+            "{function}: {name} must be 1 to {max} bytes long, got {}",
+            bytes.len()
+        )));
+    }
+    std::str::from_utf8(&bytes)
+        .map(str::to_owned)
+        .map_err(|_| mlua::Error::runtime(format!("{function}: {name} is not valid UTF-8")))
+}
+
+/// Runs `f` on the host: on tokio's blocking pool if the host blocks.
+async fn call_host<T: Send + 'static>(
+    host: SharedHost,
+    function: &'static str,
+    f: impl FnOnce(&dyn Host) -> Result<T, HostError> + Send + 'static,
+) -> mlua::Result<T> {
+    let result = if host.0.blocks() {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            mlua::Error::runtime(format!("{function}: only available while a call runs"))
+        })?;
+        handle
+            .spawn_blocking(move || f(host.0.as_ref()))
+            .await
+            .map_err(|e| mlua::Error::runtime(format!("{function}: host task failed: {e}")))?
+    } else {
+        f(host.0.as_ref())
+    };
+    result.map_err(|e| mlua::Error::runtime(format!("{function}: {e}")))
+}
+
+/// Installs `kv`, `registrar` and `pbx` as globals of `lua`.
+pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
+    let globals = lua.globals();
+    globals.raw_set("kv", kv_module(lua, host)?)?;
+
+    let registrar = lua.create_table()?;
+    let h = host.clone();
+    registrar.raw_set(
+        "contacts",
+        lua.create_async_function(move |lua, ext: Value| {
+            let host = h.clone();
+            let ext = text_arg("registrar.contacts", "ext", &ext, MAX_EXTENSION_ID);
+            async move {
+                let ext = ext?;
+                let contacts =
+                    call_host(host, "registrar.contacts", move |h| h.contacts(&ext)).await?;
+                let list = lua.create_table_with_capacity(contacts.len(), 0)?;
+                for c in contacts {
+                    let t = lua.create_table_with_capacity(0, 4)?;
+                    t.raw_set("uri", c.uri)?;
+                    t.raw_set("source", c.source)?;
+                    t.raw_set("transport", c.transport)?;
+                    t.raw_set("expires", c.expires)?;
+                    list.raw_push(t)?;
+                }
+                Ok(list)
+            }
+        })?,
+    )?;
+    globals.raw_set("registrar", registrar)?;
+
+    let pbx = lua.create_table()?;
+    let h = host.clone();
+    pbx.raw_set(
+        "extension",
+        lua.create_async_function(move |lua, id: Value| {
+            let host = h.clone();
+            let id = text_arg("pbx.extension", "id", &id, MAX_EXTENSION_ID);
+            async move {
+                let id = id?;
+                let Some(ext) = call_host(host, "pbx.extension", move |h| h.extension(&id)).await?
+                else {
+                    return Ok(Value::Nil);
+                };
+                let t = lua.create_table_with_capacity(0, 3)?;
+                t.raw_set("id", ext.id)?;
+                t.raw_set("name", ext.name)?;
+                t.raw_set("context", ext.context)?;
+                Ok(Value::Table(t))
+            }
+        })?,
+    )?;
+    globals.raw_set("pbx", pbx)
+}
+
+fn kv_module(lua: &Lua, host: &SharedHost) -> mlua::Result<Table> {
+    let kv = lua.create_table()?;
+
+    let h = host.clone();
+    kv.raw_set(
+        "get",
+        lua.create_async_function(move |lua, (ns, key): (Value, Value)| {
+            let host = h.clone();
+            let args = ns_key("kv.get", &ns, &key);
+            async move {
+                let (ns, key) = args?;
+                match call_host(host, "kv.get", move |h| h.kv_get(&ns, &key)).await? {
+                    Some(value) => Ok(Value::String(lua.create_string(value)?)),
+                    None => Ok(Value::Nil),
+                }
+            }
+        })?,
+    )?;
+
+    let h = host.clone();
+    kv.raw_set(
+        "set",
+        lua.create_async_function(
+            move |_, (ns, key, value, ttl): (Value, Value, Value, Value)| {
+                let host = h.clone();
+                let args = ns_key("kv.set", &ns, &key)
+                    .and_then(|(ns, key)| Ok((ns, key, kv_value(&value)?, kv_ttl(&ttl)?)));
+                async move {
+                    let (ns, key, value, ttl) = args?;
+                    call_host(host, "kv.set", move |h| h.kv_set(&ns, &key, &value, ttl)).await
+                }
+            },
+        )?,
+    )?;
+
+    let h = host.clone();
+    kv.raw_set(
+        "delete",
+        lua.create_async_function(move |_, (ns, key): (Value, Value)| {
+            let host = h.clone();
+            let args = ns_key("kv.delete", &ns, &key);
+            async move {
+                let (ns, key) = args?;
+                call_host(host, "kv.delete", move |h| h.kv_delete(&ns, &key)).await
+            }
+        })?,
+    )?;
+    Ok(kv)
+}
+
+fn ns_key(function: &str, ns: &Value, key: &Value) -> mlua::Result<(String, String)> {
+    Ok((
+        text_arg(function, "namespace", ns, MAX_KV_NAMESPACE)?,
+        text_arg(function, "key", key, MAX_KV_KEY)?,
+    ))
+}
+
+fn kv_value(value: &Value) -> mlua::Result<Vec<u8>> {
+    let Value::String(s) = value else {
+        return Err(arg_error("kv.set", "value as a string", value));
+    };
+    let bytes = s.as_bytes();
+    if bytes.len() > MAX_KV_VALUE {
+        return Err(mlua::Error::runtime(format!(
+            "kv.set: value must be at most {MAX_KV_VALUE} bytes, got {}",
+            bytes.len()
+        )));
+    }
+    Ok(bytes.to_vec())
+}
+
+fn kv_ttl(ttl: &Value) -> mlua::Result<Option<Duration>> {
+    let secs = match ttl {
+        Value::Nil => return Ok(None),
+        Value::Integer(i) => *i as f64,
+        Value::Number(n) => *n,
+        other => return Err(arg_error("kv.set", "ttl in seconds or nil", other)),
+    };
+    if !(secs.is_finite() && secs > 0.0 && secs <= MAX_KV_TTL_SECS) {
+        return Err(mlua::Error::runtime(format!(
+            "kv.set: ttl must be more than 0 and at most {MAX_KV_TTL_SECS} seconds, got {secs}"
+        )));
+    }
+    Ok(Duration::try_from_secs_f64(secs).ok())
+}
