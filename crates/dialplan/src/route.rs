@@ -517,6 +517,13 @@ impl CallState {
     /// does — errors, endless loops, memory bombs — ends in an outcome, and
     /// a failure is logged once with context, `file:line`, message and
     /// Call-ID (traceback at debug).
+    ///
+    /// Before it returns, the `call:on_hangup` handlers run (in order, each
+    /// as `handler(call, outcome)` with [`RouteOutcome::as_str`] and a fresh
+    /// instruction budget; actions raise "call has ended"; an error is
+    /// logged with `file:line` and the next handler still runs). So when
+    /// this returns, the script is completely done with the call and the
+    /// call model finishes it (404, 500, BYE) as the outcome says.
     pub async fn run_route<A: CallApi>(self, api: Arc<A>, info: CallInfo) -> RouteOutcome {
         let progress: Shared = Arc::default();
         let context_file = format!("dialplans/{}.lua", info.context);

@@ -1,0 +1,45 @@
+-- dialplans/default.lua: the demo office.
+--
+-- Extensions 1000-1999 that exist in the configuration call each other; a
+-- call rings for 20 s. Busy -> 486, no answer -> 480 "No Answer", not
+-- registered -> 480 "Temporarily Unavailable", anything else -> 503.
+-- Call forwarding (*72NNNN / *73) and speed dials (*74NNXXXX / **NN) come
+-- from plugins/. Anything else is 404.
+
+local callforward = require("callforward")
+local speeddial = require("speeddial")
+
+local RING_SECONDS = 20
+
+local function call_extension(call, ext)
+  local target = callforward.resolve(ext)
+  if target ~= ext then
+    log.info(ext .. " is forwarded to " .. target)
+  end
+  local r = call:dial(target, { timeout = RING_SECONDS })
+  if r.status == "answered" or r.status == "cancelled" then
+    return -- the call is over (bridged and hung up, or the caller gave up)
+  elseif r.status == "busy" then
+    call:reject(486, "Busy Here")
+  elseif r.status == "noanswer" then
+    call:reject(480, "No Answer")
+  elseif r.status == "unavailable" then
+    call:reject(480, "Temporarily Unavailable")
+  else
+    log.warn("dial " .. target .. " failed with " .. tostring(r.code))
+    call:reject(503, "Service Unavailable")
+  end
+end
+
+function route(call)
+  local dest = call.request_uri.user
+  if callforward.feature(call, dest) or speeddial.feature(call, dest) then
+    return
+  end
+  dest = speeddial.expand(dest) or dest
+  if dest:match("^1%d%d%d$") and pbx.extension(dest) ~= nil then
+    call_extension(call, dest)
+  else
+    call:reject(404, "Not Found")
+  end
+end
