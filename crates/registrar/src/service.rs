@@ -108,6 +108,13 @@ pub struct Registrar {
     inner: Arc<Inner>,
 }
 
+/// Whose challenge a request gets: a registrar's (401) or a proxy's (407).
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Registrar,
+    Proxy,
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -349,16 +356,29 @@ impl Registrar {
         reach.reachable
     }
 
-    fn challenge(&self, incoming: &Incoming, stale: bool) -> Response {
-        let mut resp = incoming.response(401);
+    fn challenge_as(&self, incoming: &Incoming, stale: bool, role: Role) -> Response {
+        let (status, header) = match role {
+            Role::Registrar => (401, HeaderName::WwwAuthenticate),
+            Role::Proxy => (407, HeaderName::ProxyAuthenticate),
+        };
+        let mut resp = incoming.response(status);
         let now = now_ms() / 1000;
         for alg in &self.inner.config.algorithms {
             let nonce = self.inner.nonce_key.issue(now, rand::random());
             let value =
                 digest::challenge_value(&self.inner.config.domain, &nonce, *alg, None, stale);
-            resp.headers.push(HeaderName::WwwAuthenticate, value);
+            resp.headers.push(header.clone(), value);
         }
         resp
+    }
+
+    /// Authenticates a request that starts a call (RFC 3261 §22.3: 407 with
+    /// Proxy-Authenticate, credentials in Proxy-Authorization) and returns
+    /// the extension it came from. `Err` is the response to send: a
+    /// challenge (the same for an unknown user and a wrong password), and
+    /// failures count towards the source's ban like REGISTER's do.
+    pub fn authenticate_call(&self, incoming: &Incoming) -> Result<String, Response> {
+        self.verify(incoming, None, Role::Proxy)
     }
 
     fn refuse(&self, incoming: &Incoming, status: u16, reason: &str) -> Response {
@@ -373,9 +393,24 @@ impl Registrar {
     /// Step 3–4: authenticates the REGISTER as the user in its To URI.
     /// `Err` is the response to send (401 challenge or 403).
     fn authenticate(&self, incoming: &Incoming, user: &str) -> Result<(), Response> {
+        self.verify(incoming, Some(user), Role::Registrar).map(drop)
+    }
+
+    /// Checks the request's digest credentials for our realm; with `user`,
+    /// they must be that user's (§10.3 step 4).
+    fn verify(
+        &self,
+        incoming: &Incoming,
+        user: Option<&str>,
+        role: Role,
+    ) -> Result<String, Response> {
         let req = &incoming.request;
         let domain = &self.inner.config.domain;
-        let credentials = req.headers.authorization().unwrap_or_default();
+        let credentials = match role {
+            Role::Registrar => req.headers.authorization(),
+            Role::Proxy => req.headers.proxy_authorization(),
+        }
+        .unwrap_or_default();
         let Some(cred) = credentials.iter().find(|c| {
             c.scheme.eq_ignore_ascii_case("Digest")
                 && c.params
@@ -383,7 +418,7 @@ impl Registrar {
                     .flatten()
                     .is_some_and(|r| r.trim_matches('"') == domain)
         }) else {
-            return Err(self.challenge(incoming, false));
+            return Err(self.challenge_as(incoming, false, role));
         };
         let ctx = VerifyContext::new(
             domain,
@@ -414,9 +449,9 @@ impl Registrar {
             } => {
                 if !self.inner.config.algorithms.contains(&algorithm.hash) {
                     self.failed(ip, "algorithm not offered");
-                    return Err(self.challenge(incoming, false));
+                    return Err(self.challenge_as(incoming, false, role));
                 }
-                if username != user {
+                if user.is_some_and(|user| username != user) {
                     // Authenticated, but as someone else (§10.3 step 4).
                     self.failed(ip, "credentials for another user");
                     return Err(self.refuse(incoming, 403, "credentials do not match the To URI"));
@@ -426,21 +461,21 @@ impl Registrar {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .record_success(ip);
-                Ok(())
+                Ok(username.to_string())
             }
-            Verdict::Stale { .. } => Err(self.challenge(incoming, true)),
+            Verdict::Stale { .. } => Err(self.challenge_as(incoming, true, role)),
             Verdict::Failed(failure) => {
                 // Unknown user and wrong password look the same on the
                 // wire: a fresh challenge, nothing else.
                 self.failed(ip, &failure.to_string());
-                Err(self.challenge(incoming, false))
+                Err(self.challenge_as(incoming, false, role))
             }
         }
     }
 
     fn failed(&self, ip: IpAddr, why: &str) {
         metrics::counter!("registrar_auth_failures_total").increment(1);
-        tracing::debug!(source = %ip, reason = why, "REGISTER authentication failed");
+        tracing::debug!(source = %ip, reason = why, "authentication failed");
         let now = Instant::now();
         let (outcome, active) = {
             let mut bans = self

@@ -16,6 +16,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::inspect::{Capabilities, Verdict, inspect};
+use crate::invite::ClientInviteTx;
 use crate::response::{response_to, response_to_salvaged, stamp_top_via, udp_response_target};
 use crate::service::{Incoming, Service};
 use crate::stats;
@@ -263,18 +264,21 @@ impl Core {
                 stats::retransmission_absorbed();
                 return;
             }
+            Lookup::PassAck => {
+                self.pass_ack(req, source);
+                return;
+            }
             Lookup::NotFound => {}
         }
         match req.method {
             // An ACK outside any transaction acknowledges a 2xx to an
-            // INVITE; there are no such dialogs yet, so nothing to do.
-            Method::Ack => {
-                stats::dropped("stray_ack");
-            }
+            // INVITE: the dialog's owner takes it.
+            Method::Ack => self.pass_ack(req, source),
             Method::Cancel => {
                 // §9.2: a CANCEL that matches no INVITE transaction gets 481;
-                // one whose INVITE already got a final answer gets 200.
-                let status = if self.transactions.has_invite(&key) {
+                // one that does gets 200, and the INVITE's TU is told (it
+                // answers 487 if it has not answered yet).
+                let status = if self.transactions.cancel_invite(&key) {
                     200
                 } else {
                     481
@@ -305,15 +309,17 @@ impl Core {
             self.answer(&req, key, 500, Vec::new(), target, now);
             return;
         };
+        if req.method == Method::Invite {
+            self.serve_invite(req, key, source, target, now, &service);
+            return;
+        }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             let retry = vec![(sip_proto::HeaderName::RetryAfter, "5".to_owned())];
             self.answer(&req, key, 503, retry, target, now);
             return;
         };
-        let invite = req.method == Method::Invite;
-        let trying = invite.then(|| response_to(&req, 100, "", &self.server_header).to_bytes());
         self.transactions
-            .start_pending(key.clone(), invite, trying, target.clone(), now);
+            .start_pending(key.clone(), false, None, None, target.clone(), now);
         let incoming = Incoming {
             request: req,
             source: source.remote,
@@ -342,9 +348,68 @@ impl Core {
         });
     }
 
+    /// Starts the server transaction of an INVITE, sends 100 Trying at once
+    /// (a B2BUA routes through Lua and rings phones: seconds, not 200 ms)
+    /// and hands the INVITE to the service with the handle it answers
+    /// through.
+    fn serve_invite(
+        &self,
+        req: Request,
+        key: crate::tx::Key,
+        source: &Source,
+        target: ReplyTarget,
+        now: Instant,
+        service: &Arc<dyn Service>,
+    ) {
+        let cancel = CancellationToken::new();
+        self.transactions.start_pending(
+            key.clone(),
+            true,
+            None,
+            Some(cancel.clone()),
+            target.clone(),
+            now,
+        );
+        let trying = response_to(&req, 100, "", &self.server_header);
+        self.respond(&key, "", trying, &target);
+        let to_tag = Core::new_tag();
+        let tx = crate::invite::server_tx(
+            self.me.clone(),
+            key,
+            to_tag.clone(),
+            target,
+            cancel,
+            req.clone(),
+            self.server_header.clone(),
+        );
+        let incoming = Incoming {
+            request: req,
+            source: source.remote,
+            transport: source.transport,
+            to_tag,
+            server: self.server_header.clone(),
+        };
+        service.handle_invite(incoming, tx);
+    }
+
+    /// Hands an ACK for a 2xx to the service.
+    fn pass_ack(&self, req: Request, source: &Source) {
+        let Some(service) = self.service.get() else {
+            stats::dropped("stray_ack");
+            return;
+        };
+        service.handle_ack(Incoming {
+            request: req,
+            source: source.remote,
+            transport: source.transport,
+            to_tag: String::new(),
+            server: self.server_header.clone(),
+        });
+    }
+
     /// Sends a transaction user's response through its pending server
     /// transaction.
-    fn respond(
+    pub(crate) fn respond(
         &self,
         key: &crate::tx::Key,
         to_tag: &str,
@@ -423,9 +488,14 @@ impl Core {
                 .map(|b| crate::tx::Key::client(b, cseq.method.as_str())),
             _ => None,
         };
-        let matched = key.is_some_and(|k| self.transactions.on_response(&k, resp, Instant::now()));
-        if !matched {
-            stats::dropped("stray_response");
+        let sends = key.and_then(|k| self.transactions.on_response(&k, resp, Instant::now()));
+        match sends {
+            Some(sends) => {
+                for (target, bytes) in sends {
+                    self.send(&target, bytes, None);
+                }
+            }
+            None => stats::dropped("stray_response"),
         }
     }
 
@@ -567,6 +637,103 @@ impl EndpointHandle {
         transport: Transport,
         dest: SocketAddr,
     ) -> Result<Response, ClientError> {
+        let (core, target, sent_by) = self.route(transport, dest).await?;
+        add_via(&mut request, transport, sent_by);
+        transact(core, target, request).await
+    }
+
+    /// As [`request`](Self::request), for a request that already carries
+    /// its top Via (a CANCEL shares its INVITE's branch, RFC 3261 §9.1).
+    pub(crate) async fn send_prepared(
+        &self,
+        request: Request,
+        transport: Transport,
+        dest: SocketAddr,
+    ) -> Result<Response, ClientError> {
+        let (core, target, _) = self.route(transport, dest).await?;
+        transact(core, target, request).await
+    }
+
+    /// Sends an INVITE (everything but the top Via filled in) to `dest`
+    /// over `transport` through a client INVITE transaction (RFC 3261
+    /// §17.1.1): retransmitted over UDP (Timer A), given up after Timer B.
+    /// Its responses arrive on the returned handle.
+    pub async fn invite(
+        &self,
+        mut request: Request,
+        transport: Transport,
+        dest: SocketAddr,
+    ) -> Result<ClientInviteTx, ClientError> {
+        let (core, target, sent_by) = self.route(transport, dest).await?;
+        let branch = add_via(&mut request, transport, sent_by);
+        let key = crate::tx::Key::client(&branch, request.method.as_str());
+        // Responses beyond this many unread ones are dropped: a peer that
+        // floods 1xx cannot grow our memory.
+        let (events_tx, events) = tokio::sync::mpsc::channel(32);
+        let sends = core.transactions.start_client_invite(
+            key,
+            request.clone(),
+            target.clone(),
+            events_tx,
+            Instant::now(),
+        );
+        for bytes in sends {
+            core.send(&target, bytes, None);
+        }
+        Ok(ClientInviteTx {
+            events,
+            handle: self.clone(),
+            invite: request,
+            transport,
+            dest,
+        })
+    }
+
+    /// Sends a request outside any transaction (an ACK for a 2xx, RFC 3261
+    /// §13.2.2.4): a fresh top Via branch, sent once.
+    pub async fn send_stateless(
+        &self,
+        mut request: Request,
+        transport: Transport,
+        dest: SocketAddr,
+    ) -> Result<(), ClientError> {
+        let (core, target, sent_by) = self.route(transport, dest).await?;
+        add_via(&mut request, transport, sent_by);
+        core.send(&target, request.to_bytes(), None);
+        Ok(())
+    }
+
+    /// The address a peer at `dest` reaches us on over `transport`: what
+    /// goes into our Contact and Via (a wildcard listener resolved to the
+    /// local address the OS routes `dest` from).
+    pub fn local_addr_for(&self, transport: Transport, dest: SocketAddr) -> Option<SocketAddr> {
+        let core = self.core.upgrade()?;
+        let local = match transport {
+            Transport::Udp => {
+                let socket = if dest.is_ipv6() {
+                    &core.udp_v6
+                } else {
+                    &core.udp_v4
+                };
+                socket.as_ref()?.local_addr().ok()?
+            }
+            Transport::Tcp => *core
+                .tcp_local
+                .iter()
+                .find(|a| a.is_ipv6() == dest.is_ipv6())?,
+        };
+        Some(SocketAddr::new(
+            reachable_ip(local.ip(), dest),
+            local.port(),
+        ))
+    }
+
+    /// The socket or connection to send to `dest` over, and our sent-by.
+    async fn route(
+        &self,
+        transport: Transport,
+        dest: SocketAddr,
+    ) -> Result<(Arc<Core>, ReplyTarget, SocketAddr), ClientError> {
         let core = self.core.upgrade().ok_or(ClientError::Stopped)?;
         let (path, local) = match transport {
             Transport::Udp => {
@@ -606,42 +773,59 @@ impl EndpointHandle {
             }
         };
         let sent_by = SocketAddr::new(reachable_ip(local.ip(), dest), local.port());
-        let branch = sip_proto::transaction::new_branch(rand::random());
-        let via = format!(
-            "SIP/2.0/{} {sent_by};branch={branch};rport",
-            transport.as_via_str()
-        );
-        request
-            .headers
-            .insert_first(sip_proto::HeaderName::Via, via);
-        let key = crate::tx::Key::client(&branch, request.method.as_str());
         let target = ReplyTarget {
             transport,
             addr: dest,
             reconnect: dest,
             path,
         };
-        let (waiter, outcome) = tokio::sync::oneshot::channel();
-        let sends = core.transactions.start_client(
-            key,
-            request.to_bytes(),
-            target.clone(),
-            waiter,
-            Instant::now(),
-        );
-        for bytes in sends {
-            core.send(&target, bytes, None);
-        }
-        drop(core);
-        match outcome.await {
-            Ok(ClientOutcome::Response(r)) => Ok(*r),
-            Ok(ClientOutcome::Timeout) => Err(ClientError::Timeout),
-            Ok(ClientOutcome::TransportError) => {
-                Err(ClientError::Transport("transport error".into()))
-            }
-            Err(_) => Err(ClientError::Stopped),
-        }
+        Ok((core, target, sent_by))
     }
+}
+
+/// Runs a client non-INVITE transaction for `request` (top Via in place)
+/// and waits for its final response.
+async fn transact(
+    core: Arc<Core>,
+    target: ReplyTarget,
+    request: Request,
+) -> Result<Response, ClientError> {
+    let branch = request
+        .top_via()
+        .and_then(|v| v.branch().map(str::to_owned))
+        .ok_or_else(|| ClientError::Transport("request has no Via branch".into()))?;
+    let key = crate::tx::Key::client(&branch, request.method.as_str());
+    let (waiter, outcome) = tokio::sync::oneshot::channel();
+    let sends = core.transactions.start_client(
+        key,
+        request.to_bytes(),
+        target.clone(),
+        waiter,
+        Instant::now(),
+    );
+    for bytes in sends {
+        core.send(&target, bytes, None);
+    }
+    drop(core);
+    match outcome.await {
+        Ok(ClientOutcome::Response(r)) => Ok(*r),
+        Ok(ClientOutcome::Timeout) => Err(ClientError::Timeout),
+        Ok(ClientOutcome::TransportError) => Err(ClientError::Transport("transport error".into())),
+        Err(_) => Err(ClientError::Stopped),
+    }
+}
+
+/// Puts our Via with a fresh branch and `rport` on top; returns the branch.
+fn add_via(request: &mut Request, transport: Transport, sent_by: SocketAddr) -> String {
+    let branch = sip_proto::transaction::new_branch(rand::random());
+    let via = format!(
+        "SIP/2.0/{} {sent_by};branch={branch};rport",
+        transport.as_via_str()
+    );
+    request
+        .headers
+        .insert_first(sip_proto::HeaderName::Via, via);
+    branch
 }
 
 /// The address to put in our Via: the listener's own, or for a wildcard

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use sip_proto::{Method, Request, Response};
 
 use crate::Transport;
+use crate::invite::InviteTx;
 use crate::response::response_to;
 
 /// A new request handed to a [`Service`], with where it came from.
@@ -64,4 +65,105 @@ pub trait Service: Send + Sync + 'static {
     /// Serves one request; the response is sent through the server
     /// transaction, which meanwhile absorbs retransmissions.
     fn handle(&self, incoming: Incoming) -> BoxFuture<Response>;
+
+    /// Serves an INVITE (initial or re-INVITE), if [`methods`](Self::methods)
+    /// lists INVITE: the service answers through `tx` over time, spawning
+    /// whatever task it needs. The endpoint has already sent 100 Trying.
+    /// The default answers 501.
+    fn handle_invite(&self, incoming: Incoming, tx: InviteTx) {
+        let mut tx = tx;
+        let response = incoming.response(501);
+        tx.respond(response);
+    }
+
+    /// An ACK that matched no transaction: the ACK for a 2xx to an INVITE
+    /// (RFC 3261 §13.2.2.4, §17.1.1.3). The default drops it.
+    fn handle_ack(&self, incoming: Incoming) {
+        let _ = incoming;
+    }
+}
+
+/// Several services behind one endpoint, each serving its own methods
+/// (the registrar REGISTER, the calls INVITE/BYE/...). A request goes to the
+/// first service that lists its method; a source is admitted only if every
+/// service admits it.
+#[derive(Default)]
+pub struct ServiceMux {
+    services: Vec<Arc<dyn Service>>,
+}
+
+impl ServiceMux {
+    /// An empty mux.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a service; earlier ones win for a method both list.
+    pub fn with(mut self, service: Arc<dyn Service>) -> Self {
+        self.services.push(service);
+        self
+    }
+
+    fn for_method(&self, method: &Method) -> Option<&Arc<dyn Service>> {
+        self.services
+            .iter()
+            .find(|s| s.methods().iter().any(|m| m == method))
+    }
+}
+
+impl Service for ServiceMux {
+    fn methods(&self) -> Vec<Method> {
+        let mut all: Vec<Method> = Vec::new();
+        for service in &self.services {
+            for method in service.methods() {
+                if !all.contains(&method) {
+                    all.push(method);
+                }
+            }
+        }
+        all
+    }
+
+    fn supported(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        for service in &self.services {
+            for tag in service.supported() {
+                if !all.contains(&tag) {
+                    all.push(tag);
+                }
+            }
+        }
+        all
+    }
+
+    fn admit(&self, source: IpAddr) -> bool {
+        self.services.iter().all(|s| s.admit(source))
+    }
+
+    fn handle(&self, incoming: Incoming) -> BoxFuture<Response> {
+        match self.for_method(&incoming.request.method) {
+            Some(service) => service.handle(incoming),
+            None => {
+                let response = incoming.response(501);
+                Box::pin(async move { response })
+            }
+        }
+    }
+
+    fn handle_invite(&self, incoming: Incoming, tx: InviteTx) {
+        match self.for_method(&Method::Invite) {
+            Some(service) => service.handle_invite(incoming, tx),
+            None => {
+                let mut tx = tx;
+                let response = incoming.response(501);
+                tx.respond(response);
+            }
+        }
+    }
+
+    fn handle_ack(&self, incoming: Incoming) {
+        if let Some(service) = self.for_method(&Method::Invite) {
+            service.handle_ack(incoming);
+        }
+    }
 }

@@ -12,11 +12,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use sip_proto::header::Via;
 use sip_proto::transaction::{
-    Action, ClientNonInvite, Reliability, Rfc2543Parts, ServerInvite, ServerNonInvite, Timers,
-    TransactionKey, is_rfc3261_branch,
+    Action, ClientInvite, ClientNonInvite, Reliability, Rfc2543Parts, ServerInvite,
+    ServerNonInvite, Timers, TransactionKey, is_rfc3261_branch,
 };
 use sip_proto::{Method, Request, Response};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::invite::{InviteEvent, build_non2xx_ack};
 
 use crate::Transport;
 use crate::transport::ReplyPath;
@@ -48,13 +51,18 @@ pub(crate) enum Lookup {
     Absorbed,
     /// No transaction matches: a new request.
     NotFound,
+    /// An ACK that matched an INVITE transaction in Accepted (RFC 6026
+    /// §7.1): it acknowledges the 2xx and goes to the TU.
+    PassAck,
 }
 
 enum Machine {
     Invite(ServerInvite),
     NonInvite(ServerNonInvite),
-    /// A request we sent (OPTIONS qualify, later NOTIFY/BYE...).
+    /// A request we sent (OPTIONS qualify, BYE, CANCEL, ...).
     Client(ClientNonInvite),
+    /// An INVITE we sent (an outbound call leg, a re-INVITE).
+    ClientInvite(ClientInvite),
 }
 
 /// How a client transaction ended, for the task awaiting it.
@@ -73,7 +81,7 @@ impl Machine {
         match self {
             Machine::Invite(m) => m.send_response(status, response, now),
             Machine::NonInvite(m) => m.send_response(status, response, now),
-            Machine::Client(_) => Vec::new(),
+            Machine::Client(_) | Machine::ClientInvite(_) => Vec::new(),
         }
     }
 
@@ -82,6 +90,7 @@ impl Machine {
             Machine::Invite(m) => m.poll_timeout(),
             Machine::NonInvite(m) => m.poll_timeout(),
             Machine::Client(m) => m.poll_timeout(),
+            Machine::ClientInvite(m) => m.poll_timeout(),
         }
     }
 
@@ -90,6 +99,7 @@ impl Machine {
             Machine::Invite(m) => m.handle_timeout(now),
             Machine::NonInvite(m) => m.handle_timeout(now),
             Machine::Client(m) => m.handle_timeout(now),
+            Machine::ClientInvite(m) => m.handle_timeout(now),
         }
     }
 
@@ -98,7 +108,7 @@ impl Machine {
             Machine::Invite(m) => m.handle_request(now),
             Machine::NonInvite(m) => m.handle_request(now),
             // A request never matches a client key.
-            Machine::Client(_) => Vec::new(),
+            Machine::Client(_) | Machine::ClientInvite(_) => Vec::new(),
         }
     }
 }
@@ -114,12 +124,40 @@ struct Tx {
     trying: Option<Bytes>,
     /// For a client transaction: who awaits its outcome.
     waiter: Option<oneshot::Sender<ClientOutcome>>,
+    /// For a server INVITE: fired when a CANCEL matches it (RFC 3261 §9.2).
+    cancel: Option<CancellationToken>,
+    /// For a client INVITE: where its responses go, and the INVITE itself
+    /// (the ACK for a non-2xx final response is built from it, §17.1.1.3).
+    invite: Option<(mpsc::Sender<InviteEvent>, Box<Request>)>,
 }
 
 impl Tx {
+    fn new(machine: Machine, target: ReplyTarget) -> Tx {
+        Tx {
+            machine,
+            target,
+            alias: None,
+            trying: None,
+            waiter: None,
+            cancel: None,
+            invite: None,
+        }
+    }
+
     fn finish(&mut self, outcome: ClientOutcome) {
         if let Some(waiter) = self.waiter.take() {
             let _ = waiter.send(outcome);
+            return;
+        }
+        if let Some((events, _)) = &self.invite {
+            let event = match outcome {
+                ClientOutcome::Response(r) => InviteEvent::Response(*r),
+                ClientOutcome::Timeout => InviteEvent::Timeout,
+                ClientOutcome::TransportError => InviteEvent::TransportError,
+            };
+            // A full queue means the TU stopped reading; it learns nothing
+            // more (bounded: a peer flooding 1xx cannot grow memory).
+            let _ = events.try_send(event);
         }
     }
 }
@@ -235,15 +273,20 @@ impl TxTable {
         let actions = match (&mut tx.machine, method) {
             (Machine::Invite(m), Method::Ack) => m.handle_ack(now),
             // An ACK never matches a non-INVITE transaction.
-            (Machine::NonInvite(_) | Machine::Client(_), Method::Ack) => return Lookup::NotFound,
+            (
+                Machine::NonInvite(_) | Machine::Client(_) | Machine::ClientInvite(_),
+                Method::Ack,
+            ) => return Lookup::NotFound,
             (machine, _) => machine.handle_request(now),
         };
         let mut resend = None;
         let mut terminated = false;
+        let mut pass_ack = false;
         for action in actions {
             match action {
                 Action::Transmit(bytes) => resend = Some(bytes),
                 Action::SendTrying => resend = send_trying(tx, now).or(resend),
+                Action::PassAckToTu => pass_ack = true,
                 Action::Terminated => terminated = true,
                 _ => {}
             }
@@ -255,17 +298,27 @@ impl TxTable {
         }
         match resend {
             Some(bytes) => Lookup::Retransmit(bytes),
+            None if pass_ack => Lookup::PassAck,
             None => Lookup::Absorbed,
         }
     }
 
-    /// Whether an INVITE server transaction exists that the CANCEL with
-    /// `cancel_key` targets (RFC 3261 §9.2).
-    pub(crate) fn has_invite(&self, cancel_key: &Key) -> bool {
+    /// Finds the INVITE server transaction the CANCEL with `cancel_key`
+    /// targets (RFC 3261 §9.2) and tells its TU; `false` if there is none.
+    pub(crate) fn cancel_invite(&self, cancel_key: &Key) -> bool {
         let Some(invite) = cancel_key.invite_for_cancel() else {
             return false;
         };
-        self.shard(&invite).resolve(&invite).is_some()
+        let shard = self.shard(&invite);
+        let Some(primary) = shard.resolve(&invite) else {
+            return false;
+        };
+        if let Some(Slot::Tx(tx)) = shard.slots.get(&primary)
+            && let Some(cancel) = &tx.cancel
+        {
+            cancel.cancel();
+        }
+        true
     }
 
     fn reliability(target: &ReplyTarget) -> Reliability {
@@ -317,13 +370,8 @@ impl TxTable {
         if let Some(alias) = &alias {
             shard.slots.insert(alias.clone(), Slot::Alias(key.clone()));
         }
-        let tx = Tx {
-            machine,
-            target,
-            alias,
-            trying: None,
-            waiter: None,
-        };
+        let mut tx = Tx::new(machine, target);
+        tx.alias = alias;
         shard.insert(key, tx);
         out
     }
@@ -336,17 +384,14 @@ impl TxTable {
         key: Key,
         invite: bool,
         trying: Option<Bytes>,
+        cancel: Option<CancellationToken>,
         target: ReplyTarget,
         now: Instant,
     ) {
         let machine = self.new_machine(invite, &target, now);
-        let tx = Tx {
-            machine,
-            target,
-            alias: None,
-            trying,
-            waiter: None,
-        };
+        let mut tx = Tx::new(machine, target);
+        tx.trying = trying;
+        tx.cancel = cancel;
         self.shard(&key).insert(key, tx);
     }
 
@@ -403,38 +448,72 @@ impl TxTable {
         let reliability = Self::reliability(&target);
         let (machine, actions) = ClientNonInvite::new(request, reliability, self.timers, now);
         let (out, _) = transmissions(actions);
-        let tx = Tx {
-            machine: Machine::Client(machine),
-            target,
-            alias: None,
-            trying: None,
-            waiter: Some(waiter),
-        };
+        let mut tx = Tx::new(Machine::Client(machine), target);
+        tx.waiter = Some(waiter);
+        self.shard(&key).insert(key, tx);
+        out
+    }
+
+    /// Starts a client INVITE transaction (RFC 3261 §17.1.1) for `invite`
+    /// (already carrying its top Via); returns the bytes to send now. Every
+    /// response, provisional and final (2xx retransmissions too), goes to
+    /// `events`.
+    pub(crate) fn start_client_invite(
+        &self,
+        key: Key,
+        invite: Request,
+        target: ReplyTarget,
+        events: mpsc::Sender<InviteEvent>,
+        now: Instant,
+    ) -> Vec<Bytes> {
+        let reliability = Self::reliability(&target);
+        let (machine, actions) =
+            ClientInvite::new(invite.to_bytes(), reliability, self.timers, now);
+        let (out, _) = transmissions(actions);
+        let mut tx = Tx::new(Machine::ClientInvite(machine), target);
+        tx.invite = Some((events, Box::new(invite)));
         self.shard(&key).insert(key, tx);
         out
     }
 
     /// Feeds a received response to the client transaction it matches
-    /// (RFC 3261 §17.1.3); `false` if none does (a stray response).
-    pub(crate) fn on_response(&self, key: &Key, response: Response, now: Instant) -> bool {
+    /// (RFC 3261 §17.1.3); `None` if none does (a stray response), else the
+    /// bytes to send (an ACK for a non-2xx final response to an INVITE).
+    pub(crate) fn on_response(
+        &self,
+        key: &Key,
+        response: Response,
+        now: Instant,
+    ) -> Option<Vec<(ReplyTarget, Bytes)>> {
         let mut shard = self.shard(key);
         let Some(Slot::Tx(tx)) = shard.slots.get_mut(key) else {
-            return false;
-        };
-        let Machine::Client(machine) = &mut tx.machine else {
-            return false;
+            return None;
         };
         let status = response.status;
-        let actions = machine.handle_response(status, now);
-        let mut response = Some(response);
+        let actions = match &mut tx.machine {
+            Machine::Client(machine) => machine.handle_response(status, now),
+            Machine::ClientInvite(machine) => machine.handle_response(status, now),
+            _ => return None,
+        };
+        let mut sends = Vec::new();
         let mut terminated = false;
         for action in actions {
             match action {
-                Action::PassToTu { status } if status >= 200 => {
-                    if let Some(r) = response.take() {
-                        tx.finish(ClientOutcome::Response(Box::new(r)));
+                Action::SendAck { .. } => {
+                    if let Some((_, invite)) = &tx.invite {
+                        let ack = build_non2xx_ack(invite, &response);
+                        sends.push((tx.target.clone(), ack.to_bytes()));
                     }
                 }
+                Action::PassToTu { status } => match &tx.invite {
+                    Some((events, _)) => {
+                        let _ = events.try_send(InviteEvent::Response(response.clone()));
+                    }
+                    None if status >= 200 => {
+                        tx.finish(ClientOutcome::Response(Box::new(response.clone())));
+                    }
+                    None => {}
+                },
                 Action::Terminated => terminated = true,
                 _ => {}
             }
@@ -444,7 +523,7 @@ impl TxTable {
         } else {
             shard.schedule(key);
         }
-        true
+        Some(sends)
     }
 
     /// Runs every timer that is due; returns the retransmissions to send.

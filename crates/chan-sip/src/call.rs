@@ -1,0 +1,1472 @@
+//! One call's task (DESIGN.md "Calls"): it owns the inbound leg (the
+//! caller's INVITE server transaction and UAS dialog), the outbound branches
+//! of a dial (one client INVITE each; first 2xx wins, the rest get CANCEL,
+//! RFC 3261 §16.7-style forking done as a B2BUA), and the bridge between the
+//! caller and the winner (BYE either way ends both; re-INVITE, UPDATE and
+//! INFO are passed to the other leg; 491 on glare). The route (Lua) drives
+//! it through a [`pbx::CallHandle`].
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use pbx::{
+    ActionError, CallDetails, CallHandle, CallSnapshot, CallState, Cdr, Command, DialOutcome,
+    DialRequest, DialStatus, Disposition, Leg, LegSnapshot, LegState, Party, RouteEnd,
+};
+use sip_net::{ClientInviteTx, Incoming, InviteEvent, InviteTx, Transport};
+use sip_proto::{HeaderName, Headers, Method, Request, Response, Uri};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::dialog::{Dialog, new_tag};
+use crate::target::{self, Destination};
+use crate::{Inner, Reply, Side};
+
+/// How long a finished call waits for its route to return before it stops
+/// waiting (a route whose actions all fail with "call has ended" returns
+/// at once; this bounds a plugin stuck in storage IO).
+const ROUTE_LINGER: Duration = Duration::from_secs(10);
+
+/// Headers a route may not set on an outbound INVITE: the B2BUA owns them.
+const RESERVED: &[&str] = &[
+    "via",
+    "v",
+    "from",
+    "f",
+    "to",
+    "t",
+    "call-id",
+    "i",
+    "cseq",
+    "contact",
+    "m",
+    "content-length",
+    "l",
+    "content-type",
+    "c",
+    "max-forwards",
+    "route",
+    "record-route",
+];
+
+/// Something that happened to a call, delivered to its task.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum CallEvent {
+    /// BYE, UPDATE or INFO inside one of the call's dialogs.
+    Request {
+        /// Whose dialog.
+        side: Side,
+        /// The request.
+        request: Request,
+        /// Where the answer goes.
+        reply: oneshot::Sender<Reply>,
+    },
+    /// A re-INVITE inside one of the call's dialogs.
+    ReInvite {
+        /// Whose dialog.
+        side: Side,
+        /// The request and where it came from.
+        incoming: Box<Incoming>,
+        /// Its server transaction.
+        tx: Box<InviteTx>,
+    },
+    /// An ACK for one of our 2xx.
+    Ack {
+        /// Whose dialog.
+        side: Side,
+        /// The ACK.
+        request: Request,
+    },
+    /// A response to (or the end of) an outbound branch's INVITE.
+    Branch {
+        /// The branch.
+        id: u32,
+        /// What happened.
+        event: InviteEvent,
+    },
+    /// A re-INVITE passed across the bridge has its final answer.
+    ReInviteDone,
+}
+
+/// Accepts a new INVITE (no To tag): loop check, authentication, capacity;
+/// then the call's task takes it.
+pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
+    let request = &incoming.request;
+    let Some(call_id) = request.call_id().map(str::to_owned) else {
+        let r = tx.response(400);
+        tx.respond(r);
+        return;
+    };
+    // An INVITE with the Call-ID of a dialog we own came back to us: one of
+    // our own outbound INVITEs looped (RFC 3261 §8.2.2.2, §16.3 step 4).
+    if inner.dialogs.contains(&call_id) {
+        let r = tx.response_with_warning(
+            482,
+            &inner.config.user_agent,
+            "request looped back to this PBX",
+        );
+        tx.respond(r);
+        return;
+    }
+    let caller = match inner.registrar.authenticate_call(&incoming) {
+        Ok(user) => user,
+        Err(challenge) => {
+            tx.respond(challenge);
+            return;
+        }
+    };
+    if let Some(ct) = request.headers.content_type()
+        && !request.body.is_empty()
+        && !ct
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("application/sdp")
+    {
+        let mut r = tx.response(415);
+        r.headers.push(HeaderName::Accept, "application/sdp");
+        tx.respond(r);
+        return;
+    }
+    if inner.active.fetch_add(1, Ordering::Relaxed) >= inner.config.max_calls {
+        inner.active.fetch_sub(1, Ordering::Relaxed);
+        let mut r = tx.response_with_warning(503, &inner.config.user_agent, "too many calls");
+        r.headers.push(HeaderName::RetryAfter, "5");
+        tx.respond(r);
+        return;
+    }
+    let (events_tx, events) = mpsc::channel(64);
+    if !inner
+        .dialogs
+        .insert(call_id.clone(), events_tx.clone(), Side::Inbound)
+    {
+        inner.active.fetch_sub(1, Ordering::Relaxed);
+        let r = tx.response(482);
+        tx.respond(r);
+        return;
+    }
+    let Some(dialog) = Dialog::uas(request, tx.to_tag(), incoming.transport, incoming.source)
+    else {
+        inner.dialogs.remove(&call_id);
+        inner.active.fetch_sub(1, Ordering::Relaxed);
+        let r = tx.response(400);
+        tx.respond(r);
+        return;
+    };
+    metrics::gauge!("calls_active").set(inner.active.load(Ordering::Relaxed) as f64);
+    let context = inner
+        .extensions
+        .get(&caller)
+        .map_or_else(|| "default".to_owned(), |e| e.context.clone());
+    let details = details(&incoming, &call_id, &caller, &context);
+    let (handle, commands) = CallHandle::new();
+    let contact = our_contact(&inner, incoming.transport, incoming.source);
+    let now = pbx::unix_ms();
+    let call = Call {
+        inner: inner.clone(),
+        id: call_id.clone(),
+        events_tx,
+        events,
+        commands,
+        ended: handle.ended_token(),
+        a: Inbound {
+            cancel: tx.cancel_token(),
+            tx,
+            invite: incoming.request.clone(),
+            leg: SipLeg {
+                inner: inner.clone(),
+                dialog,
+                direction: "inbound",
+                state: LegState::Calling,
+                contact: contact.clone(),
+            },
+            ok: None,
+            retrans: None,
+            cancel_seen: false,
+        },
+        branches: HashMap::new(),
+        next_branch: 1,
+        dialing: None,
+        bridge: None,
+        reinvite_pending: false,
+        state: CallState::Routing,
+        finished: false,
+        cdr: Cdr {
+            call_id: call_id.clone(),
+            from: details.from.uri.clone(),
+            to: details.to.uri.clone(),
+            caller: Some(caller),
+            callee: None,
+            context: context.clone(),
+            start_ms: now,
+            answer_ms: None,
+            end_ms: now,
+            disposition: Disposition::Failed,
+            code: 0,
+            duration_ms: 0,
+            billable_ms: 0,
+            hangup_cause: String::new(),
+        },
+    };
+    call.publish();
+    let route = inner.router.route(handle, details);
+    tokio::spawn(call.run(tokio::spawn(route)));
+}
+
+fn party(value: Option<sip_proto::header::NameAddr>) -> Party {
+    let Some(na) = value else {
+        return Party::default();
+    };
+    let (user, host) = match &na.uri {
+        Uri::Sip(s) => (s.user.clone().unwrap_or_default(), s.host.to_string()),
+        Uri::Tel(t) => (t.number.clone(), String::new()),
+        Uri::Other { .. } => (String::new(), String::new()),
+    };
+    Party {
+        user,
+        host,
+        display: na.display.clone(),
+        uri: na.uri.to_string(),
+    }
+}
+
+fn details(incoming: &Incoming, call_id: &str, caller: &str, context: &str) -> CallDetails {
+    let req = &incoming.request;
+    CallDetails {
+        id: call_id.to_owned(),
+        from: party(req.headers.from().ok()),
+        to: party(req.headers.to().ok()),
+        request_uri: party(Some(sip_proto::header::NameAddr::new(req.uri.clone()))),
+        source_ip: incoming.source.ip().to_string(),
+        source_port: incoming.source.port(),
+        transport: incoming.transport.to_string(),
+        caller: Some(caller.to_owned()),
+        context: context.to_owned(),
+        headers: req
+            .headers
+            .iter()
+            .map(|h| (h.name.as_str().to_owned(), h.value.to_string()))
+            .collect(),
+    }
+}
+
+/// Our Contact for a dialog with a peer at `peer`.
+fn our_contact(inner: &Inner, transport: Transport, peer: SocketAddr) -> String {
+    let addr = inner
+        .endpoint
+        .local_addr_for(transport, peer)
+        .map_or_else(|| inner.config.domain.clone(), |a| a.to_string());
+    match transport {
+        Transport::Udp => format!("<sip:switchboard@{addr}>"),
+        Transport::Tcp => format!("<sip:switchboard@{addr};transport=tcp>"),
+    }
+}
+
+/// A SIP leg: one dialog of the call, as `pbx` sees a leg.
+struct SipLeg {
+    inner: Arc<Inner>,
+    dialog: Dialog,
+    direction: &'static str,
+    state: LegState,
+    contact: String,
+}
+
+impl SipLeg {
+    /// Sends `request` (built on this leg's dialog) in the background and
+    /// returns at once; the answer is logged at debug.
+    fn send(&self, request: Request) -> JoinHandle<Option<Response>> {
+        let endpoint = self.inner.endpoint.clone();
+        let (transport, peer) = (self.dialog.transport, self.dialog.peer);
+        tokio::spawn(async move {
+            let method = request.method.clone();
+            match endpoint.request(request, transport, peer).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::debug!(%peer, %method, error = %e, "in-dialog request failed");
+                    None
+                }
+            }
+        })
+    }
+
+    fn bye(&mut self) {
+        if self.state == LegState::Up {
+            let bye = self.dialog.request(Method::Bye, None, None);
+            drop(self.send(bye));
+        }
+        self.state = LegState::Ended;
+    }
+}
+
+impl Leg for SipLeg {
+    fn snapshot(&self) -> LegSnapshot {
+        LegSnapshot {
+            direction: self.direction,
+            channel: "sip",
+            peer: self.dialog.remote_target.to_string(),
+            address: format!("{}:{}", self.dialog.transport, self.dialog.peer),
+            state: self.state,
+        }
+    }
+
+    async fn hangup(&mut self) {
+        let up = self.state == LegState::Up;
+        self.state = LegState::Ended;
+        if up {
+            let bye = self.dialog.request(Method::Bye, None, None);
+            let _ = self.send(bye).await;
+        }
+    }
+}
+
+/// The caller's side.
+struct Inbound {
+    tx: InviteTx,
+    cancel: CancellationToken,
+    invite: Request,
+    leg: SipLeg,
+    /// Our 2xx, kept for retransmission until the ACK (§13.3.1.4).
+    ok: Option<Response>,
+    retrans: Option<Retrans>,
+    cancel_seen: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Retrans {
+    next: Instant,
+    interval: Duration,
+    give_up: Instant,
+}
+
+/// One outbound INVITE of a dial.
+struct Branch {
+    dest: Destination,
+    invite: Request,
+    call_id: String,
+    /// Dropping or firing it CANCELs the branch (if it has not answered).
+    cancel: Option<oneshot::Sender<()>>,
+    done: bool,
+    /// The dialog a 2xx created (kept to ACK its retransmissions).
+    dialog: Option<Dialog>,
+}
+
+/// A dial in progress (the targets are ringing).
+struct Dialing {
+    done: oneshot::Sender<Result<DialOutcome, ActionError>>,
+    deadline: Instant,
+    branches: Vec<u32>,
+    codes: Vec<u16>,
+    rang: bool,
+}
+
+/// The caller joined with the branch that answered.
+struct Bridge {
+    branch: u32,
+    leg: SipLeg,
+    /// The route's `dial` returns when the bridge ends.
+    done: Option<oneshot::Sender<Result<DialOutcome, ActionError>>>,
+}
+
+struct Call {
+    inner: Arc<Inner>,
+    id: String,
+    events_tx: mpsc::Sender<CallEvent>,
+    events: mpsc::Receiver<CallEvent>,
+    commands: mpsc::Receiver<Command>,
+    ended: CancellationToken,
+    a: Inbound,
+    branches: HashMap<u32, Branch>,
+    next_branch: u32,
+    dialing: Option<Dialing>,
+    bridge: Option<Bridge>,
+    reinvite_pending: bool,
+    state: CallState,
+    finished: bool,
+    cdr: Cdr,
+}
+
+impl Call {
+    async fn run(mut self, mut route: JoinHandle<RouteEnd>) {
+        let mut route_done = false;
+        let mut linger_until: Option<Instant> = None;
+        let cancel = self.a.cancel.clone();
+        loop {
+            if self.finished && route_done {
+                break;
+            }
+            if self.finished && linger_until.is_none() {
+                linger_until = Some(Instant::now() + ROUTE_LINGER);
+            }
+            let retrans_at = self.a.retrans.map(|r| r.next.min(r.give_up));
+            let dial_deadline = self.dialing.as_ref().map(|d| d.deadline);
+            let watch_cancel = !self.a.cancel_seen && !self.a.tx.is_answered();
+            tokio::select! {
+                Some(command) = self.commands.recv() => self.on_command(command).await,
+                Some(event) = self.events.recv() => self.on_event(event),
+                () = cancel.cancelled(), if watch_cancel => self.on_caller_cancel(),
+                () = sleep_until(retrans_at), if retrans_at.is_some() => self.on_retransmit(),
+                () = sleep_until(dial_deadline), if dial_deadline.is_some() => self.on_dial_timeout(),
+                end = &mut route, if !route_done => {
+                    route_done = true;
+                    let end = end.unwrap_or_else(|e| RouteEnd::Failed(format!("route task failed: {e}")));
+                    self.on_route_end(end);
+                }
+                () = sleep_until(linger_until), if linger_until.is_some() && !route_done => {
+                    tracing::warn!(call_id = %self.id, "route still running {}s after the call ended; abandoning it", ROUTE_LINGER.as_secs());
+                    route.abort();
+                    break;
+                }
+            }
+        }
+        self.cleanup();
+    }
+
+    // ---- the route's commands ----
+
+    async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Ring(done) => {
+                let r = self.ring();
+                let _ = done.send(r);
+            }
+            Command::Answer(done) => {
+                let r = self.answer();
+                let _ = done.send(r);
+            }
+            Command::Reject { code, reason, done } => {
+                let r = self.reject(code, reason);
+                let _ = done.send(r);
+            }
+            Command::Redirect { uri, done } => {
+                let r = self.redirect(&uri);
+                let _ = done.send(r);
+            }
+            Command::Hangup(done) => {
+                let r = self.hangup();
+                let _ = done.send(r);
+            }
+            Command::Dial { request, done } => self.dial(request, done).await,
+            _ => {}
+        }
+    }
+
+    fn live(&self) -> Result<(), ActionError> {
+        if self.finished {
+            Err(ActionError::Ended)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn ring(&mut self) -> Result<(), ActionError> {
+        self.live()?;
+        if !self.a.tx.is_answered() {
+            let r = self.a.tx.response(180);
+            self.a.tx.respond(r);
+            self.a.leg.state = LegState::Ringing;
+        }
+        Ok(())
+    }
+
+    fn answer(&mut self) -> Result<(), ActionError> {
+        self.live()?;
+        if self.a.leg.state == LegState::Up {
+            return Ok(());
+        }
+        let offer = self.a.invite.body.clone();
+        let ip = self
+            .inner
+            .endpoint
+            .local_addr_for(self.a.leg.dialog.transport, self.a.leg.dialog.peer)
+            .map(|a| a.ip());
+        let body = ip.and_then(|ip| inactive_answer(&offer, ip));
+        self.send_ok(body.map(|b| ("application/sdp".to_owned(), b)));
+        self.state = CallState::Answered;
+        self.publish();
+        Ok(())
+    }
+
+    fn reject(&mut self, code: u16, reason: Option<String>) -> Result<(), ActionError> {
+        self.live()?;
+        if self.a.leg.state == LegState::Up {
+            return Err(ActionError::Failed(
+                "the call is answered: use hangup() to end it".into(),
+            ));
+        }
+        if !(300..=699).contains(&code) {
+            return Err(ActionError::Failed(format!(
+                "reject needs a final status 300-699, got {code}"
+            )));
+        }
+        let mut r = self.a.tx.response(code);
+        if let Some(reason) = reason.filter(|r| !r.is_empty() && !r.contains(['\r', '\n'])) {
+            r.reason = reason;
+        }
+        self.a.tx.respond(r);
+        let disposition = match code {
+            486 | 600 | 603 => Disposition::Busy,
+            _ => Disposition::Rejected,
+        };
+        self.finish(disposition, code, "dialplan");
+        Ok(())
+    }
+
+    fn redirect(&mut self, uri: &str) -> Result<(), ActionError> {
+        self.live()?;
+        if self.a.leg.state == LegState::Up {
+            return Err(ActionError::Failed(
+                "the call is answered: it cannot be redirected".into(),
+            ));
+        }
+        let uri = Uri::parse(uri.trim())
+            .map_err(|e| ActionError::Failed(format!("redirect: bad URI {uri:?}: {e}")))?;
+        let mut r = self.a.tx.response(302);
+        r.headers.push(HeaderName::Contact, format!("<{uri}>"));
+        self.a.tx.respond(r);
+        self.finish(Disposition::Rejected, 302, "redirected");
+        Ok(())
+    }
+
+    fn hangup(&mut self) -> Result<(), ActionError> {
+        self.live()?;
+        if self.a.leg.state == LegState::Up {
+            self.a.leg.bye();
+            self.finish(Disposition::Answered, 200, "dialplan");
+        } else {
+            // What Asterisk and FreeSWITCH send for an unanswered hangup.
+            let r = self.a.tx.response(603);
+            self.a.tx.respond(r);
+            self.finish(Disposition::Rejected, 603, "dialplan");
+        }
+        Ok(())
+    }
+
+    async fn dial(
+        &mut self,
+        request: DialRequest,
+        done: oneshot::Sender<Result<DialOutcome, ActionError>>,
+    ) {
+        if self.finished {
+            let _ = done.send(Err(ActionError::Ended));
+            return;
+        }
+        if self.dialing.is_some() || self.bridge.is_some() {
+            let _ = done.send(Err(ActionError::Failed(
+                "a dial is already in progress on this call".into(),
+            )));
+            return;
+        }
+        if request.targets.is_empty() {
+            let _ = done.send(Err(ActionError::Failed("dial needs a target".into())));
+            return;
+        }
+        let mut destinations = Vec::new();
+        let mut codes = Vec::new();
+        for target in &request.targets {
+            match target::resolve(&self.inner, target).await {
+                Ok(mut d) => destinations.append(&mut d),
+                Err(unreachable) => {
+                    tracing::info!(call_id = %self.id, %target, "dial: {}", unreachable.why);
+                    codes.push(unreachable.code);
+                }
+            }
+        }
+        let mut started = Vec::new();
+        for dest in destinations {
+            if let Some(id) = self.start_branch(dest, &request).await {
+                started.push(id);
+            } else {
+                codes.push(503);
+            }
+        }
+        if started.is_empty() {
+            let code = codes.iter().copied().min().unwrap_or(480);
+            let _ = done.send(Ok(DialOutcome {
+                status: DialStatus::Unavailable,
+                code,
+            }));
+            return;
+        }
+        let timeout = request.timeout.unwrap_or(self.inner.config.ring_timeout);
+        self.dialing = Some(Dialing {
+            done,
+            deadline: Instant::now() + timeout,
+            branches: started,
+            codes,
+            rang: false,
+        });
+        self.state = CallState::Dialing;
+        self.publish();
+    }
+
+    /// Sends one outbound INVITE and starts the task that reads its responses.
+    async fn start_branch(&mut self, dest: Destination, request: &DialRequest) -> Option<u32> {
+        let inner = &self.inner;
+        let domain = &inner.config.domain;
+        let a = &self.a.invite;
+        let from = a.headers.from().ok();
+        let (display, user) = match &request.caller_id {
+            Some(id) => (None, id.clone()),
+            None => (
+                from.as_ref().and_then(|f| f.display.clone()),
+                from.as_ref()
+                    .and_then(|f| f.uri.as_sip().and_then(|s| s.user.clone()))
+                    .unwrap_or_else(|| "anonymous".to_owned()),
+            ),
+        };
+        if user.contains(['\r', '\n', '<', '>', '@', ' ']) {
+            return None;
+        }
+        let from = match display {
+            Some(d) => format!(
+                "\"{}\" <sip:{user}@{domain}>;tag={}",
+                d.replace(['"', '\\', '\r', '\n'], ""),
+                new_tag()
+            ),
+            None => format!("<sip:{user}@{domain}>;tag={}", new_tag()),
+        };
+        let call_id = format!("{:032x}@{domain}", rand::random::<u128>());
+        let max_forwards = a.max_forwards().unwrap_or(70).saturating_sub(1).min(70);
+        let mut headers = Headers::with_capacity(16);
+        for route in &dest.route {
+            headers.push(HeaderName::Route, route.as_str());
+        }
+        headers.push(HeaderName::MaxForwards, max_forwards.to_string());
+        headers.push(HeaderName::From, from);
+        headers.push(HeaderName::To, dest.to.as_str());
+        headers.push(HeaderName::CallId, call_id.as_str());
+        headers.push(HeaderName::CSeq, "1 INVITE");
+        headers.push(
+            HeaderName::Contact,
+            our_contact(inner, dest.transport, dest.addr),
+        );
+        headers.push(
+            HeaderName::Allow,
+            "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO",
+        );
+        headers.push(HeaderName::UserAgent, inner.config.user_agent.as_str());
+        for (name, value) in &request.headers {
+            let lower = name.to_ascii_lowercase();
+            if RESERVED.contains(&lower.as_str())
+                || name.is_empty()
+                || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+                || value.contains(['\r', '\n'])
+            {
+                tracing::warn!(call_id = %self.id, header = %name, "dial: header not allowed on an outbound INVITE; left out");
+                continue;
+            }
+            headers.push(HeaderName::parse(name), value.as_str());
+        }
+        if !a.body.is_empty() {
+            let ct = a.headers.content_type().unwrap_or("application/sdp");
+            headers.push(HeaderName::ContentType, ct);
+        }
+        let invite = Request {
+            method: Method::Invite,
+            uri: dest.uri.clone(),
+            headers,
+            body: a.body.clone(),
+        };
+        let id = self.next_branch;
+        self.next_branch += 1;
+        if !self
+            .inner
+            .dialogs
+            .insert(call_id.clone(), self.events_tx.clone(), Side::Outbound(id))
+        {
+            return None;
+        }
+        let ctx = match self
+            .inner
+            .endpoint
+            .invite(invite, dest.transport, dest.addr)
+            .await
+        {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                tracing::info!(call_id = %self.id, to = %dest.addr, error = %e, "dial: cannot send INVITE");
+                self.inner.dialogs.remove(&call_id);
+                return None;
+            }
+        };
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        let sent = ctx.request().clone();
+        tokio::spawn(branch_task(id, ctx, self.events_tx.clone(), cancel_rx));
+        self.branches.insert(
+            id,
+            Branch {
+                dest,
+                invite: sent,
+                call_id,
+                cancel: Some(cancel_tx),
+                done: false,
+                dialog: None,
+            },
+        );
+        Some(id)
+    }
+
+    // ---- events ----
+
+    fn on_event(&mut self, event: CallEvent) {
+        match event {
+            CallEvent::Branch { id, event } => self.on_branch(id, event),
+            CallEvent::Request {
+                side,
+                request,
+                reply,
+            } => self.on_request(side, request, reply),
+            CallEvent::ReInvite { side, incoming, tx } => self.on_reinvite(side, *incoming, *tx),
+            CallEvent::Ack { side, .. } => {
+                if side == Side::Inbound {
+                    self.a.retrans = None;
+                }
+            }
+            CallEvent::ReInviteDone => self.reinvite_pending = false,
+        }
+    }
+
+    fn on_branch(&mut self, id: u32, event: InviteEvent) {
+        let Some(branch) = self.branches.get_mut(&id) else {
+            return;
+        };
+        let status = match &event {
+            InviteEvent::Response(r) => r.status,
+            InviteEvent::Timeout => 408,
+            InviteEvent::TransportError => 503,
+            _ => 500,
+        };
+        if status < 200 {
+            if status > 100
+                && let Some(dialing) = &mut self.dialing
+                && dialing.branches.contains(&id)
+            {
+                dialing.rang = true;
+                if !self.a.tx.is_answered()
+                    && let InviteEvent::Response(r) = &event
+                {
+                    let mut out = self.a.tx.response(status);
+                    copy_body(r, &mut out);
+                    self.a.tx.respond(out);
+                    self.a.leg.state = LegState::Ringing;
+                }
+            }
+            return;
+        }
+        if status >= 300 {
+            branch.done = true;
+            branch.cancel = None;
+            if let Some(dialing) = &mut self.dialing
+                && dialing.branches.contains(&id)
+            {
+                dialing.codes.push(status);
+                let all_done = dialing
+                    .branches
+                    .iter()
+                    .all(|b| self.branches.get(b).is_none_or(|b| b.done));
+                if all_done {
+                    let (status, code) = dial_result(&dialing.codes, dialing.rang);
+                    self.end_dial(DialOutcome { status, code });
+                }
+            }
+            return;
+        }
+        // A 2xx.
+        let InviteEvent::Response(response) = event else {
+            return;
+        };
+        branch.done = true;
+        if let Some(dialog) = &mut branch.dialog {
+            // A retransmission of a 2xx we already acknowledged.
+            let seq = dialog.local_cseq;
+            let ack = dialog.request(Method::Ack, None, Some(seq));
+            send_stateless(&self.inner, ack, dialog.transport, dialog.peer);
+            return;
+        }
+        let Some(dialog) = Dialog::uac(
+            &branch.invite,
+            &response,
+            branch.dest.transport,
+            branch.dest.addr,
+        ) else {
+            return;
+        };
+        let mut dialog = dialog;
+        let seq = dialog.local_cseq;
+        let ack = dialog.request(Method::Ack, None, Some(seq));
+        send_stateless(&self.inner, ack, dialog.transport, dialog.peer);
+        branch.dialog = Some(dialog.clone());
+        let wins = !self.finished
+            && self.bridge.is_none()
+            && self
+                .dialing
+                .as_ref()
+                .is_some_and(|d| d.branches.contains(&id));
+        let mut leg = SipLeg {
+            inner: self.inner.clone(),
+            dialog,
+            direction: "outbound",
+            state: LegState::Up,
+            contact: our_contact(&self.inner, branch.dest.transport, branch.dest.addr),
+        };
+        if !wins {
+            // A second answer (a fork that answered too late, or after the
+            // caller left): it has a dialog now, so end it with BYE.
+            leg.bye();
+            return;
+        }
+        let label = branch.dest.label.clone();
+        let Some(dialing) = self.dialing.take() else {
+            return;
+        };
+        // The others stop ringing.
+        for other in &dialing.branches {
+            if *other != id
+                && let Some(b) = self.branches.get_mut(other)
+                && let Some(cancel) = b.cancel.take()
+            {
+                let _ = cancel.send(());
+            }
+        }
+        if self.a.leg.state != LegState::Up {
+            let body = (!response.body.is_empty()).then(|| {
+                (
+                    response
+                        .headers
+                        .content_type()
+                        .unwrap_or("application/sdp")
+                        .to_owned(),
+                    response.body.clone(),
+                )
+            });
+            self.send_ok(body);
+        }
+        self.cdr.callee = Some(label);
+        self.bridge = Some(Bridge {
+            branch: id,
+            leg,
+            done: Some(dialing.done),
+        });
+        self.state = CallState::Bridged;
+        self.publish();
+    }
+
+    fn on_request(&mut self, side: Side, request: Request, reply: oneshot::Sender<Reply>) {
+        let Some(seq) = request.cseq().map(|c| c.seq) else {
+            let _ = reply.send(Reply::status(400));
+            return;
+        };
+        // Which leg it came from, and the other one.
+        let from_bridge =
+            matches!((side, &self.bridge), (Side::Outbound(id), Some(b)) if b.branch == id);
+        if let Side::Outbound(_) = side
+            && !from_bridge
+        {
+            // A fork that is not (or no longer) bridged.
+            let status = if request.method == Method::Bye {
+                200
+            } else {
+                481
+            };
+            let _ = reply.send(Reply::status(status));
+            return;
+        }
+        let fresh = if from_bridge {
+            self.bridge
+                .as_mut()
+                .is_some_and(|b| b.leg.dialog.accept_remote_cseq(seq))
+        } else {
+            self.a.leg.dialog.accept_remote_cseq(seq)
+        };
+        if !fresh {
+            // §12.2.2: a CSeq lower than the last one is out of order.
+            let _ = reply.send(Reply::status(500));
+            return;
+        }
+        match request.method {
+            Method::Bye => {
+                let _ = reply.send(Reply::status(200));
+                if from_bridge {
+                    if let Some(b) = &mut self.bridge {
+                        b.leg.state = LegState::Ended;
+                    }
+                    self.a.leg.bye();
+                    self.finish(Disposition::Answered, 200, "callee");
+                } else {
+                    if let Some(b) = &mut self.bridge {
+                        b.leg.bye();
+                    }
+                    self.a.leg.state = LegState::Ended;
+                    let answered = self.cdr.answer_ms.is_some();
+                    let disposition = if answered {
+                        Disposition::Answered
+                    } else {
+                        Disposition::Cancelled
+                    };
+                    if let Some(dialing) = self.dialing.take() {
+                        self.cancel_branches();
+                        let _ = dialing.done.send(Ok(DialOutcome {
+                            status: DialStatus::Cancelled,
+                            code: 487,
+                        }));
+                    }
+                    self.finish(disposition, if answered { 200 } else { 487 }, "caller");
+                }
+            }
+            _ => {
+                // UPDATE and INFO go to the other leg when bridged.
+                let target = if from_bridge {
+                    Some(&mut self.a.leg)
+                } else {
+                    self.bridge.as_mut().map(|b| &mut b.leg)
+                };
+                match target {
+                    Some(leg) if leg.state == LegState::Up => {
+                        let mut out = leg.dialog.request(request.method.clone(), None, None);
+                        if request.method == Method::Update {
+                            out.headers.push(HeaderName::Contact, leg.contact.as_str());
+                        }
+                        copy_request_body(&request, &mut out);
+                        let sent = leg.send(out);
+                        tokio::spawn(async move {
+                            let r = match sent.await {
+                                Ok(Some(r)) => reply_from(&r),
+                                _ => Reply::status(408),
+                            };
+                            let _ = reply.send(r);
+                        });
+                    }
+                    _ => {
+                        // Nobody to pass it to: INFO (DTMF) is accepted,
+                        // an UPDATE with an offer cannot be answered.
+                        let status = if request.method == Method::Update && !request.body.is_empty()
+                        {
+                            488
+                        } else {
+                            200
+                        };
+                        let _ = reply.send(Reply::status(status));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_reinvite(&mut self, side: Side, incoming: Incoming, mut tx: InviteTx) {
+        let from_bridge =
+            matches!((side, &self.bridge), (Side::Outbound(id), Some(b)) if b.branch == id);
+        if matches!(side, Side::Outbound(_)) && !from_bridge || self.finished {
+            let r = tx.response(481);
+            tx.respond(r);
+            return;
+        }
+        let seq = incoming.request.cseq().map_or(0, |c| c.seq);
+        let fresh = if from_bridge {
+            self.bridge
+                .as_mut()
+                .is_some_and(|b| b.leg.dialog.accept_remote_cseq(seq))
+        } else {
+            self.a.leg.dialog.accept_remote_cseq(seq)
+        };
+        if !fresh {
+            let r = tx.response(500);
+            tx.respond(r);
+            return;
+        }
+        let (own_contact, other) = if from_bridge {
+            (
+                self.bridge.as_ref().map(|b| b.leg.contact.clone()),
+                Some(&mut self.a.leg),
+            )
+        } else {
+            (
+                Some(self.a.leg.contact.clone()),
+                self.bridge.as_mut().map(|b| &mut b.leg),
+            )
+        };
+        let Some(other) = other.filter(|l| l.state == LegState::Up) else {
+            // Answered by the dialplan, nobody on the other side: accept
+            // the change with an inactive answer (no media engine yet).
+            let ip = self
+                .inner
+                .endpoint
+                .local_addr_for(incoming.transport, incoming.source)
+                .map(|a| a.ip());
+            let mut r = tx.response(200);
+            r.headers
+                .push(HeaderName::Contact, self.a.leg.contact.as_str());
+            if let Some(body) = ip.and_then(|ip| inactive_answer(&incoming.request.body, ip)) {
+                r.headers.push(HeaderName::ContentType, "application/sdp");
+                r.body = body;
+            }
+            tx.respond(r);
+            return;
+        };
+        if self.reinvite_pending {
+            // §14.2: a re-INVITE while another is in progress is glare.
+            let mut r = tx.response(491);
+            r.headers.push(HeaderName::RetryAfter, "1");
+            tx.respond(r);
+            return;
+        }
+        self.reinvite_pending = true;
+        let mut invite = other
+            .dialog
+            .request(Method::Invite, Some(&other.contact), None);
+        copy_request_body(&incoming.request, &mut invite);
+        let seq = other.dialog.local_cseq;
+        let ack = other.dialog.request(Method::Ack, None, Some(seq));
+        let endpoint = self.inner.endpoint.clone();
+        let (transport, peer) = (other.dialog.transport, other.dialog.peer);
+        let events = self.events_tx.clone();
+        let contact = own_contact.unwrap_or_default();
+        tokio::spawn(async move {
+            let final_response = match endpoint.invite(invite, transport, peer).await {
+                Ok(mut ctx) => loop {
+                    match ctx.next().await {
+                        Some(InviteEvent::Response(r)) if r.status < 200 => {}
+                        Some(InviteEvent::Response(r)) => break Some(r),
+                        _ => break None,
+                    }
+                },
+                Err(_) => None,
+            };
+            match final_response {
+                Some(r) => {
+                    if r.status < 300 {
+                        let _ = endpoint.send_stateless(ack, transport, peer).await;
+                    }
+                    let mut out = tx.response(r.status);
+                    if r.status < 300 {
+                        out.headers.push(HeaderName::Contact, contact);
+                    }
+                    copy_body(&r, &mut out);
+                    tx.respond(out);
+                }
+                None => {
+                    let r = tx.response(408);
+                    tx.respond(r);
+                }
+            }
+            let _ = events.send(CallEvent::ReInviteDone).await;
+        });
+    }
+
+    fn on_caller_cancel(&mut self) {
+        self.a.cancel_seen = true;
+        if self.a.tx.is_answered() || self.finished {
+            return;
+        }
+        let r = self.a.tx.response(487);
+        self.a.tx.respond(r);
+        self.a.leg.state = LegState::Ended;
+        if let Some(dialing) = self.dialing.take() {
+            self.cancel_branches();
+            let _ = dialing.done.send(Ok(DialOutcome {
+                status: DialStatus::Cancelled,
+                code: 487,
+            }));
+        }
+        self.finish(Disposition::Cancelled, 487, "cancel");
+    }
+
+    fn on_retransmit(&mut self) {
+        let Some(r) = self.a.retrans else {
+            return;
+        };
+        let now = Instant::now();
+        if now >= r.give_up {
+            // §13.3.1.4: no ACK for the 2xx: the dialog is over.
+            tracing::info!(call_id = %self.id, "no ACK for our 200 OK; ending the call");
+            self.a.retrans = None;
+            self.a.leg.bye();
+            if let Some(b) = &mut self.bridge {
+                b.leg.bye();
+            }
+            self.finish(Disposition::Failed, 408, "no ACK from caller");
+            return;
+        }
+        if let Some(ok) = &self.a.ok {
+            self.a.tx.respond(ok.clone());
+        }
+        let interval = (r.interval * 2).min(self.inner.config.t2);
+        self.a.retrans = Some(Retrans {
+            next: now + interval,
+            interval,
+            give_up: r.give_up,
+        });
+    }
+
+    fn on_dial_timeout(&mut self) {
+        if self.dialing.is_some() {
+            self.cancel_branches();
+            self.end_dial(DialOutcome {
+                status: DialStatus::NoAnswer,
+                code: 408,
+            });
+        }
+    }
+
+    fn on_route_end(&mut self, end: RouteEnd) {
+        if self.finished {
+            return;
+        }
+        let failed = matches!(end, RouteEnd::Failed(_));
+        if self.a.leg.state == LegState::Up {
+            self.a.leg.bye();
+            if let Some(b) = &mut self.bridge {
+                b.leg.bye();
+            }
+            self.finish(Disposition::Answered, 200, "dialplan");
+            return;
+        }
+        if let Some(dialing) = self.dialing.take() {
+            self.cancel_branches();
+            drop(dialing);
+        }
+        let (code, text, cause) = match &end {
+            RouteEnd::Failed(why) => (500, why.as_str(), "error"),
+            _ => (404, "no route for this number", "no route"),
+        };
+        let r = self
+            .a
+            .tx
+            .response_with_warning(code, &self.inner.config.user_agent, text);
+        self.a.tx.respond(r);
+        let disposition = if failed {
+            Disposition::Failed
+        } else {
+            Disposition::Rejected
+        };
+        self.finish(disposition, code, cause);
+    }
+
+    // ---- helpers ----
+
+    /// Answers the caller with 200 (and the body) and starts retransmitting
+    /// it until the ACK (§13.3.1.4).
+    fn send_ok(&mut self, body: Option<(String, Bytes)>) {
+        let mut ok = self.a.tx.response(200);
+        ok.headers
+            .push(HeaderName::Contact, self.a.leg.contact.as_str());
+        ok.headers.push(
+            HeaderName::Allow,
+            "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO",
+        );
+        if let Some((content_type, body)) = body {
+            ok.headers.push(HeaderName::ContentType, content_type);
+            ok.body = body;
+        }
+        self.a.tx.respond(ok.clone());
+        self.a.ok = Some(ok);
+        self.a.leg.state = LegState::Up;
+        let now = Instant::now();
+        let t1 = self.inner.config.t1;
+        if self.a.leg.dialog.transport == Transport::Udp {
+            self.a.retrans = Some(Retrans {
+                next: now + t1,
+                interval: t1,
+                give_up: now + t1 * 64,
+            });
+        }
+        self.cdr.answer_ms = Some(pbx::unix_ms());
+    }
+
+    fn cancel_branches(&mut self) {
+        for branch in self.branches.values_mut() {
+            if let Some(cancel) = branch.cancel.take() {
+                let _ = cancel.send(());
+            }
+        }
+    }
+
+    fn end_dial(&mut self, outcome: DialOutcome) {
+        if let Some(dialing) = self.dialing.take() {
+            let _ = dialing.done.send(Ok(outcome));
+        }
+        if !self.finished {
+            self.state = if self.a.leg.state == LegState::Up {
+                CallState::Answered
+            } else {
+                CallState::Routing
+            };
+            self.publish();
+        }
+    }
+
+    /// The call is over: the route's pending and later actions fail with
+    /// "call has ended", a dial in progress returns.
+    fn finish(&mut self, disposition: Disposition, code: u16, cause: &str) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        self.ended.cancel();
+        self.state = CallState::Ending;
+        self.cancel_branches();
+        if let Some(dialing) = self.dialing.take() {
+            let _ = dialing.done.send(Err(ActionError::Ended));
+        }
+        if let Some(bridge) = &mut self.bridge
+            && let Some(done) = bridge.done.take()
+        {
+            let _ = done.send(Ok(DialOutcome {
+                status: DialStatus::Answered,
+                code: 200,
+            }));
+        }
+        self.cdr.disposition = disposition;
+        self.cdr.code = code;
+        self.cdr.hangup_cause = cause.to_owned();
+        self.cdr.end_ms = pbx::unix_ms();
+    }
+
+    fn publish(&self) {
+        let mut legs = vec![self.a.leg.snapshot()];
+        if let Some(b) = &self.bridge {
+            legs.push(b.leg.snapshot());
+        }
+        self.inner.registry.insert(CallSnapshot {
+            id: self.id.clone(),
+            from: self.cdr.from.clone(),
+            to: self.cdr.to.clone(),
+            caller: self.cdr.caller.clone(),
+            context: self.cdr.context.clone(),
+            generation: None,
+            state: self.state,
+            started_ms: self.cdr.start_ms,
+            answered_ms: self.cdr.answer_ms,
+            legs,
+        });
+    }
+
+    fn cleanup(mut self) {
+        if !self.finished {
+            self.finish(Disposition::Failed, 500, "internal");
+        }
+        let inner = &self.inner;
+        inner.dialogs.remove(&self.id);
+        for branch in self.branches.values() {
+            inner.dialogs.remove(&branch.call_id);
+        }
+        inner.registry.remove(&self.id);
+        let active = inner
+            .active
+            .fetch_sub(1, Ordering::Relaxed)
+            .saturating_sub(1);
+        metrics::gauge!("calls_active").set(active as f64);
+        metrics::counter!("calls_total", "disposition" => self.cdr.disposition.as_str())
+            .increment(1);
+        let cdr = std::mem::replace(
+            &mut self.cdr,
+            Cdr {
+                call_id: String::new(),
+                from: String::new(),
+                to: String::new(),
+                caller: None,
+                callee: None,
+                context: String::new(),
+                start_ms: 0,
+                answer_ms: None,
+                end_ms: 0,
+                disposition: Disposition::Failed,
+                code: 0,
+                duration_ms: 0,
+                billable_ms: 0,
+                hangup_cause: String::new(),
+            },
+        )
+        .with_durations();
+        tracing::info!(
+            call_id = %cdr.call_id,
+            from = %cdr.from,
+            to = %cdr.to,
+            disposition = cdr.disposition.as_str(),
+            code = cdr.code,
+            cause = %cdr.hangup_cause,
+            duration_ms = cdr.duration_ms,
+            "call ended"
+        );
+        let store = inner.cdrs.clone();
+        tokio::task::spawn_blocking(move || {
+            let record = match serde_json::to_value(&cdr) {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::error!(error = %e, "CDR not serialisable");
+                    return;
+                }
+            };
+            if let Err(e) = store.append_cdr(&record) {
+                tracing::error!(call_id = %cdr.call_id, error = %e, "CDR not stored");
+            }
+        });
+    }
+}
+
+/// Reads one outbound INVITE's responses and passes them to the call; sends
+/// CANCEL when the call asks (or goes away) once the branch has had a
+/// provisional response (RFC 3261 §9.1).
+async fn branch_task(
+    id: u32,
+    mut ctx: ClientInviteTx,
+    events: mpsc::Sender<CallEvent>,
+    mut cancel: oneshot::Receiver<()>,
+) {
+    let mut provisional = false;
+    let mut finished = false;
+    let mut cancel_wanted = false;
+    let mut cancel_sent = false;
+    loop {
+        tokio::select! {
+            event = ctx.next() => {
+                let Some(event) = event else { break };
+                match &event {
+                    InviteEvent::Response(r) if r.status < 200 => provisional = true,
+                    _ => finished = true,
+                }
+                if cancel_wanted && provisional && !finished && !cancel_sent {
+                    cancel_sent = true;
+                    tokio::spawn(ctx.cancel());
+                }
+                if events.send(CallEvent::Branch { id, event }).await.is_err() && finished {
+                    break;
+                }
+            }
+            _ = &mut cancel, if !cancel_wanted => {
+                cancel_wanted = true;
+                if provisional && !finished && !cancel_sent {
+                    cancel_sent = true;
+                    tokio::spawn(ctx.cancel());
+                }
+            }
+        }
+    }
+}
+
+fn send_stateless(inner: &Inner, request: Request, transport: Transport, peer: SocketAddr) {
+    let endpoint = inner.endpoint.clone();
+    tokio::spawn(async move {
+        if let Err(e) = endpoint.send_stateless(request, transport, peer).await {
+            tracing::debug!(%peer, error = %e, "ACK not sent");
+        }
+    });
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The dial's result from its branches' final statuses.
+fn dial_result(codes: &[u16], rang: bool) -> (DialStatus, u16) {
+    let pick = |set: &[u16]| codes.iter().copied().find(|c| set.contains(c));
+    if let Some(code) = pick(&[486, 600, 603]) {
+        return (DialStatus::Busy, code);
+    }
+    if let Some(code) = pick(&[408, 480]) {
+        let status = if rang {
+            DialStatus::NoAnswer
+        } else {
+            DialStatus::Unavailable
+        };
+        return (status, code);
+    }
+    if let Some(code) = pick(&[404, 410, 503, 604]) {
+        return (DialStatus::Unavailable, code);
+    }
+    if let Some(code) = pick(&[487]) {
+        return (DialStatus::Cancelled, code);
+    }
+    (
+        DialStatus::Failed,
+        codes.iter().copied().min().unwrap_or(500),
+    )
+}
+
+fn copy_body(from: &Response, to: &mut Response) {
+    if !from.body.is_empty() {
+        let ct = from.headers.content_type().unwrap_or("application/sdp");
+        to.headers.push(HeaderName::ContentType, ct);
+        to.body = from.body.clone();
+    }
+}
+
+fn copy_request_body(from: &Request, to: &mut Request) {
+    if !from.body.is_empty() {
+        let ct = from.headers.content_type().unwrap_or("application/sdp");
+        to.headers.push(HeaderName::ContentType, ct);
+        to.body = from.body.clone();
+    }
+}
+
+fn reply_from(r: &Response) -> Reply {
+    let body = (!r.body.is_empty()).then(|| {
+        (
+            r.headers
+                .content_type()
+                .unwrap_or("application/sdp")
+                .to_owned(),
+            r.body.clone(),
+        )
+    });
+    Reply {
+        status: r.status,
+        body,
+        headers: Vec::new(),
+    }
+}
+
+/// An SDP answer that accepts the first audio format of `offer` with the
+/// stream inactive: what the dialplan's own `answer()` can honestly say
+/// until the media engine terminates RTP (RFC 3264 §6: an answer must
+/// accept or refuse each stream). `None` if the offer has no audio line.
+fn inactive_answer(offer: &[u8], ip: std::net::IpAddr) -> Option<Bytes> {
+    let text = std::str::from_utf8(offer).ok()?;
+    let media = text.lines().find(|l| l.starts_with("m=audio "))?;
+    let mut parts = media.split_whitespace();
+    let _m = parts.next();
+    let _port = parts.next();
+    let proto = parts.next()?;
+    let format = parts.next()?;
+    if !format.bytes().all(|b| b.is_ascii_digit()) || proto.contains(['\r', '\n']) {
+        return None;
+    }
+    let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
+    let session = rand::random::<u32>();
+    Some(Bytes::from(format!(
+        "v=0\r\no=switchboard {session} 1 IN {family} {ip}\r\ns=Switchboard\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio 9 {proto} {format}\r\na=inactive\r\n"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dial_results_follow_the_branch_codes() {
+        assert_eq!(dial_result(&[486], true), (DialStatus::Busy, 486));
+        assert_eq!(dial_result(&[480, 486], true), (DialStatus::Busy, 486));
+        assert_eq!(dial_result(&[408], true), (DialStatus::NoAnswer, 408));
+        assert_eq!(dial_result(&[480], false), (DialStatus::Unavailable, 480));
+        assert_eq!(dial_result(&[404], false), (DialStatus::Unavailable, 404));
+        assert_eq!(dial_result(&[500, 501], false), (DialStatus::Failed, 500));
+    }
+
+    #[test]
+    fn inactive_answer_keeps_the_first_format() {
+        let offer = b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0 101\r\n";
+        let answer = inactive_answer(offer, "127.0.0.1".parse().unwrap()).unwrap();
+        let text = std::str::from_utf8(&answer).unwrap();
+        assert!(text.contains("m=audio 9 RTP/AVP 8\r\n"), "{text}");
+        assert!(text.contains("a=inactive"));
+        assert!(inactive_answer(b"garbage", "127.0.0.1".parse().unwrap()).is_none());
+        assert!(inactive_answer(b"m=audio 1 RTP/AVP x\r\n", "::1".parse().unwrap()).is_none());
+    }
+}

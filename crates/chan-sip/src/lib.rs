@@ -1,0 +1,293 @@
+//! `chan-sip`: Switchboard's SIP channel, a B2BUA (RFC 3261 §12, §13, §15,
+//! §9; RFC 7092 for what a B2BUA is). Every INVITE from an extension
+//! (challenged with 407) becomes a `pbx` call run by one task; the dialplan
+//! ([`pbx::Router`]) decides what to do with it; each outbound branch is a
+//! new dialog of ours. SDP passes through unchanged until the media engine
+//! anchors it.
+//!
+//! Read `lib.rs` (the [`ChanSip`] service: which call a request belongs
+//! to), then `call.rs` (one call's task: commands from the route, the
+//! inbound leg, dialling and forking, the bridge), `dialog.rs` (RFC 3261
+//! §12 dialog state) and `target.rs` (what a dial target resolves to).
+
+mod call;
+mod dialog;
+mod target;
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use pbx::{Registry, Router};
+use registrar::Registrar;
+use sip_net::{BoxFuture, EndpointHandle, Incoming, InviteTx, Service};
+use sip_proto::{HeaderName, Method, Response};
+use storage::{CdrStore, LocationStore};
+use tokio::sync::{mpsc, oneshot};
+
+pub use call::CallEvent;
+
+/// What the channel needs to know of one extension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extension {
+    /// The dialplan context its calls enter.
+    pub context: String,
+    /// The display name, if configured.
+    pub name: Option<String>,
+}
+
+/// The channel's settings.
+#[derive(Debug, Clone)]
+pub struct ChanSipConfig {
+    /// Our SIP domain (the host of extensions' URIs).
+    pub domain: String,
+    /// Our `User-Agent`/`Server` and Warning agent.
+    pub user_agent: String,
+    /// How long a dial rings when the route gives no timeout.
+    pub ring_timeout: Duration,
+    /// Most calls at once; past it new INVITEs get 503.
+    pub max_calls: usize,
+    /// T1, for retransmitting our 2xx until the ACK (RFC 3261 §13.3.1.4).
+    pub t1: Duration,
+    /// T2.
+    pub t2: Duration,
+}
+
+impl Default for ChanSipConfig {
+    fn default() -> Self {
+        Self {
+            domain: "switchboard.local".into(),
+            user_agent: "Switchboard".into(),
+            ring_timeout: Duration::from_secs(60),
+            max_calls: 10_000,
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+        }
+    }
+}
+
+/// The SIP channel: serves INVITE, ACK, BYE, CANCEL, UPDATE and INFO.
+#[derive(Clone)]
+pub struct ChanSip {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub config: ChanSipConfig,
+    pub endpoint: EndpointHandle,
+    pub registrar: Registrar,
+    pub locations: Arc<dyn LocationStore>,
+    pub cdrs: Arc<dyn CdrStore>,
+    pub extensions: HashMap<String, Extension>,
+    pub router: Arc<dyn Router>,
+    pub registry: Arc<Registry>,
+    pub dialogs: Dialogs,
+    pub active: AtomicUsize,
+}
+
+impl ChanSip {
+    /// A channel sending through `endpoint`, authenticating with
+    /// `registrar`, finding extensions' phones in `locations`, routing
+    /// every call through `router` and keeping CDRs in `cdrs`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: ChanSipConfig,
+        endpoint: EndpointHandle,
+        registrar: Registrar,
+        locations: Arc<dyn LocationStore>,
+        cdrs: Arc<dyn CdrStore>,
+        extensions: HashMap<String, Extension>,
+        router: Arc<dyn Router>,
+    ) -> ChanSip {
+        ChanSip {
+            inner: Arc::new(Inner {
+                config,
+                endpoint,
+                registrar,
+                locations,
+                cdrs,
+                extensions,
+                router,
+                registry: Arc::new(Registry::new()),
+                dialogs: Dialogs::default(),
+                active: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The live calls.
+    pub fn registry(&self) -> Arc<Registry> {
+        self.inner.registry.clone()
+    }
+
+    /// Number of calls in progress.
+    pub fn active_calls(&self) -> usize {
+        self.inner.active.load(Ordering::Relaxed)
+    }
+
+    fn dispatch(&self, incoming: &Incoming) -> Option<Route> {
+        let call_id = incoming.request.call_id()?;
+        self.inner.dialogs.get(call_id)
+    }
+}
+
+/// Which of a call's dialogs a message belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The caller's (inbound) dialog.
+    Inbound,
+    /// An outbound branch's dialog, by branch number.
+    Outbound(u32),
+}
+
+/// A response a call hands back for an in-dialog request: the service
+/// builds it with the transaction's headers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    /// Status code.
+    pub status: u16,
+    /// Body, if any, with its Content-Type.
+    pub body: Option<(String, Bytes)>,
+    /// Extra headers.
+    pub headers: Vec<(HeaderName, String)>,
+}
+
+impl Reply {
+    /// A bare status.
+    pub fn status(status: u16) -> Reply {
+        Reply {
+            status,
+            body: None,
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// Where a dialog's messages go: its call's task, and which of the call's
+/// dialogs it is.
+type Route = (mpsc::Sender<CallEvent>, Side);
+
+/// Call-ID → the call that owns that dialog. Sharded; each lookup locks one
+/// shard briefly.
+#[derive(Default)]
+pub(crate) struct Dialogs {
+    hasher: RandomState,
+    shards: [Mutex<HashMap<String, Route>>; 16],
+}
+
+impl Dialogs {
+    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, Route>> {
+        let i = (self.hasher.hash_one(id) as usize) % self.shards.len();
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn insert(&self, call_id: String, sender: mpsc::Sender<CallEvent>, side: Side) -> bool {
+        let mut shard = self.shard(&call_id);
+        if shard.contains_key(&call_id) {
+            return false;
+        }
+        shard.insert(call_id, (sender, side));
+        true
+    }
+
+    pub fn get(&self, call_id: &str) -> Option<Route> {
+        self.shard(call_id).get(call_id).cloned()
+    }
+
+    pub fn contains(&self, call_id: &str) -> bool {
+        self.shard(call_id).contains_key(call_id)
+    }
+
+    pub fn remove(&self, call_id: &str) {
+        self.shard(call_id).remove(call_id);
+    }
+}
+
+impl Service for ChanSip {
+    fn methods(&self) -> Vec<Method> {
+        vec![
+            Method::Invite,
+            Method::Ack,
+            Method::Bye,
+            Method::Cancel,
+            Method::Update,
+            Method::Info,
+        ]
+    }
+
+    fn handle(&self, incoming: Incoming) -> BoxFuture<Response> {
+        // BYE, UPDATE, INFO: only inside a dialog we own.
+        let Some((events, side)) = self.dispatch(&incoming) else {
+            let response = incoming.response(481);
+            return Box::pin(async move { response });
+        };
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            let event = CallEvent::Request {
+                side,
+                request: incoming.request.clone(),
+                reply,
+            };
+            if events.send(event).await.is_err() {
+                return incoming.response(481);
+            }
+            match answer.await {
+                Ok(reply) => {
+                    let mut response = incoming.response(reply.status);
+                    for (name, value) in reply.headers {
+                        response.headers.push(name, value);
+                    }
+                    if let Some((content_type, body)) = reply.body {
+                        response.headers.push(HeaderName::ContentType, content_type);
+                        response.body = body;
+                    }
+                    response
+                }
+                Err(_) => incoming.response(481),
+            }
+        })
+    }
+
+    fn handle_invite(&self, incoming: Incoming, tx: InviteTx) {
+        let has_to_tag = incoming
+            .request
+            .headers
+            .to()
+            .ok()
+            .is_some_and(|to| to.tag().is_some());
+        if has_to_tag {
+            // A re-INVITE: its dialog's call takes it.
+            match self.dispatch(&incoming) {
+                Some((events, side)) => {
+                    let _ = events.try_send(CallEvent::ReInvite {
+                        side,
+                        incoming: Box::new(incoming),
+                        tx: Box::new(tx),
+                    });
+                }
+                None => reply(tx, 481),
+            }
+            return;
+        }
+        call::start(self.inner.clone(), incoming, tx);
+    }
+
+    fn handle_ack(&self, incoming: Incoming) {
+        if let Some((events, side)) = self.dispatch(&incoming) {
+            let _ = events.try_send(CallEvent::Ack {
+                side,
+                request: incoming.request,
+            });
+        }
+    }
+}
+
+fn reply(mut tx: InviteTx, status: u16) {
+    let response = tx.response(status);
+    tx.respond(response);
+}

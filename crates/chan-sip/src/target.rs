@@ -1,0 +1,150 @@
+//! What a dial target resolves to: an extension id becomes one destination
+//! per registered contact (reached at the address its REGISTER came from,
+//! through its Path), a `sip:` URI one destination at its host.
+
+use std::net::{IpAddr, SocketAddr};
+
+use sip_net::Transport;
+use sip_proto::{Host, Uri};
+use storage::Binding;
+
+use crate::Inner;
+
+/// One place to send an outbound INVITE.
+#[derive(Debug, Clone)]
+pub(crate) struct Destination {
+    /// The Request-URI.
+    pub uri: Uri,
+    /// The To header value.
+    pub to: String,
+    pub transport: Transport,
+    pub addr: SocketAddr,
+    /// Route headers (a registration's Path).
+    pub route: Vec<String>,
+    /// The target as the route named it (for the CDR).
+    pub label: String,
+}
+
+/// Why a target gave no destination: the status a dial reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Unreachable {
+    pub code: u16,
+    pub why: String,
+}
+
+/// Resolves a target: an extension id or a `sip:` URI.
+pub(crate) async fn resolve(inner: &Inner, target: &str) -> Result<Vec<Destination>, Unreachable> {
+    let target = target.trim();
+    if target.starts_with("sip:") || target.starts_with("sips:") {
+        return uri_destination(target).await.map(|d| vec![d]);
+    }
+    if target.is_empty()
+        || target.len() > 64
+        || !target
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.+*#".contains(&b))
+    {
+        return Err(Unreachable {
+            code: 404,
+            why: format!("{target:?} is neither an extension id nor a sip: URI"),
+        });
+    }
+    let domain = &inner.config.domain;
+    let aor = format!("sip:{target}@{domain}");
+    let locations = inner.locations.clone();
+    let lookup = aor.clone();
+    let bindings = if locations.blocks() {
+        tokio::task::spawn_blocking(move || locations.list(&lookup))
+            .await
+            .map_err(|_| Unreachable {
+                code: 500,
+                why: "location lookup stopped".into(),
+            })?
+    } else {
+        locations.list(&lookup)
+    };
+    let bindings = bindings.map_err(|e| Unreachable {
+        code: 500,
+        why: format!("location lookup failed: {e}"),
+    })?;
+    let now = pbx::unix_ms();
+    let mut live: Vec<Binding> = bindings
+        .into_iter()
+        .filter(|b| !b.is_expired(now))
+        .collect();
+    // Highest q first (RFC 3261 §16.6); all of them ring in parallel.
+    live.sort_by_key(|b| std::cmp::Reverse(b.q.unwrap_or(1000)));
+    if live.is_empty() {
+        let code = if inner.extensions.contains_key(target) {
+            480
+        } else {
+            404
+        };
+        return Err(Unreachable {
+            code,
+            why: format!("{target} has no registered contact"),
+        });
+    }
+    let out = live
+        .into_iter()
+        .filter_map(|b| {
+            let uri = Uri::parse(&b.contact).ok()?;
+            let transport = if b.transport.eq_ignore_ascii_case("tcp") {
+                Transport::Tcp
+            } else {
+                Transport::Udp
+            };
+            Some(Destination {
+                uri,
+                to: format!("<{aor}>"),
+                transport,
+                addr: b.source,
+                route: b.path,
+                label: target.to_owned(),
+            })
+        })
+        .collect::<Vec<_>>();
+    if out.is_empty() {
+        return Err(Unreachable {
+            code: 480,
+            why: format!("{target}'s contacts are not usable URIs"),
+        });
+    }
+    Ok(out)
+}
+
+async fn uri_destination(target: &str) -> Result<Destination, Unreachable> {
+    let bad = |why: String| Unreachable { code: 416, why };
+    let uri = Uri::parse(target).map_err(|e| bad(format!("{target}: {e}")))?;
+    let Some(sip) = uri.as_sip() else {
+        return Err(bad(format!("{target}: not a sip: URI")));
+    };
+    let transport = match sip.transport() {
+        Some(t) if t.eq_ignore_ascii_case("tcp") => Transport::Tcp,
+        Some(t) if !t.eq_ignore_ascii_case("udp") => {
+            return Err(bad(format!("{target}: transport {t} is not supported")));
+        }
+        _ => Transport::Udp,
+    };
+    let port = sip.port.unwrap_or(5060);
+    let addr = match &sip.host {
+        Host::Ipv4(ip) => SocketAddr::new(IpAddr::V4(*ip), port),
+        Host::Ipv6(ip) => SocketAddr::new(IpAddr::V6(*ip), port),
+        Host::Domain(name) => tokio::net::lookup_host((name.as_str(), port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| Unreachable {
+                code: 404,
+                why: format!("{target}: cannot resolve {name}"),
+            })?,
+    };
+    Ok(Destination {
+        to: format!("<{uri}>"),
+        uri,
+        transport,
+        addr,
+        route: Vec::new(),
+        label: target.to_owned(),
+    })
+}

@@ -1,0 +1,290 @@
+//! What a route can ask of a call: [`CallHandle`] sends [`Command`]s to the
+//! call's task and waits for their outcome, so the call's state stays owned
+//! by that one task (DESIGN.md "Calls": no global lock on the call path).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+/// Why an action on a call could not be carried out.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ActionError {
+    /// The call is over (the caller hung up, or the route ended it).
+    #[error("call has ended")]
+    Ended,
+    /// The action is not possible in the call's state, or failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// How a dial ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DialStatus {
+    /// A target answered; the bridged call has ended since.
+    Answered,
+    /// Every target that answered was busy (486/600).
+    Busy,
+    /// Nobody answered in time (or a target said 408/480 after ringing).
+    NoAnswer,
+    /// No target could be reached (not registered, unknown, unreachable).
+    Unavailable,
+    /// The caller gave up while the targets rang.
+    Cancelled,
+    /// Anything else (a target refused with another status, an error).
+    Failed,
+}
+
+/// The outcome of a dial: how it ended and the status that decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DialOutcome {
+    /// How it ended.
+    pub status: DialStatus,
+    /// The SIP status that decided it (200, 486, 408, 480 …).
+    pub code: u16,
+}
+
+/// What to dial and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DialRequest {
+    /// Extension ids or `sip:` URIs, rung in parallel.
+    pub targets: Vec<String>,
+    /// How long to ring before giving up (default: the channel's).
+    pub timeout: Option<Duration>,
+    /// The caller id the targets see (the From user), if not the caller's.
+    pub caller_id: Option<String>,
+    /// Extra headers for the outbound requests.
+    pub headers: Vec<(String, String)>,
+}
+
+/// A request from the route to the call's task.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Command {
+    /// Tell the caller it is ringing (180).
+    Ring(oneshot::Sender<Result<(), ActionError>>),
+    /// Answer (200).
+    Answer(oneshot::Sender<Result<(), ActionError>>),
+    /// Refuse with a final status and optional reason phrase.
+    Reject {
+        /// 400–699.
+        code: u16,
+        /// The reason phrase, if not the standard one.
+        reason: Option<String>,
+        /// Done.
+        done: oneshot::Sender<Result<(), ActionError>>,
+    },
+    /// Send the caller elsewhere (302 with this Contact).
+    Redirect {
+        /// Where to.
+        uri: String,
+        /// Done.
+        done: oneshot::Sender<Result<(), ActionError>>,
+    },
+    /// End the call (BYE once answered, a final response before).
+    Hangup(oneshot::Sender<Result<(), ActionError>>),
+    /// Ring targets; bridge the first that answers; report when the
+    /// bridged call has ended (or why no one answered).
+    Dial {
+        /// What to dial.
+        request: DialRequest,
+        /// The outcome.
+        done: oneshot::Sender<Result<DialOutcome, ActionError>>,
+    },
+}
+
+/// The route's handle on one call. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct CallHandle {
+    commands: mpsc::Sender<Command>,
+    ended: CancellationToken,
+}
+
+impl CallHandle {
+    /// A handle and the receiving end the call's task reads commands from.
+    /// The task cancels `ended` (see [`ended_token`](Self::ended_token))
+    /// when the call is over.
+    pub fn new() -> (CallHandle, mpsc::Receiver<Command>) {
+        // A route waits for each action, so one slot per clone is plenty.
+        let (commands, rx) = mpsc::channel(4);
+        (
+            CallHandle {
+                commands,
+                ended: CancellationToken::new(),
+            },
+            rx,
+        )
+    }
+
+    /// The token the call's task cancels when the call is over.
+    pub fn ended_token(&self) -> CancellationToken {
+        self.ended.clone()
+    }
+
+    /// Whether the call is over.
+    pub fn is_ended(&self) -> bool {
+        self.ended.is_cancelled()
+    }
+
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, ActionError>>) -> Command,
+    ) -> Result<T, ActionError> {
+        if self.is_ended() {
+            return Err(ActionError::Ended);
+        }
+        let (done, outcome) = oneshot::channel();
+        self.commands
+            .send(make(done))
+            .await
+            .map_err(|_| ActionError::Ended)?;
+        outcome.await.unwrap_or(Err(ActionError::Ended))
+    }
+
+    /// Sends 180 Ringing to the caller.
+    pub async fn ring(&self) -> Result<(), ActionError> {
+        self.ask(Command::Ring).await
+    }
+
+    /// Answers the call.
+    pub async fn answer(&self) -> Result<(), ActionError> {
+        self.ask(Command::Answer).await
+    }
+
+    /// Refuses the call with `code`; the call is over.
+    pub async fn reject(&self, code: u16, reason: Option<String>) -> Result<(), ActionError> {
+        self.ask(|done| Command::Reject { code, reason, done })
+            .await
+    }
+
+    /// Redirects the caller to `uri` (302); the call is over.
+    pub async fn redirect(&self, uri: String) -> Result<(), ActionError> {
+        self.ask(|done| Command::Redirect { uri, done }).await
+    }
+
+    /// Ends the call.
+    pub async fn hangup(&self) -> Result<(), ActionError> {
+        self.ask(Command::Hangup).await
+    }
+
+    /// Dials; returns after the bridged call ends, or when no one answered.
+    pub async fn dial(&self, request: DialRequest) -> Result<DialOutcome, ActionError> {
+        self.ask(|done| Command::Dial { request, done }).await
+    }
+
+    /// Waits `duration`, or until the call ends ([`ActionError::Ended`]).
+    pub async fn sleep(&self, duration: Duration) -> Result<(), ActionError> {
+        if self.is_ended() {
+            return Err(ActionError::Ended);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(duration) => Ok(()),
+            () = self.ended.cancelled() => Err(ActionError::Ended),
+        }
+    }
+}
+
+/// A URI of the call as a route sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Party {
+    /// The user part, empty if none.
+    pub user: String,
+    /// The host part.
+    pub host: String,
+    /// The display name, if any.
+    pub display: Option<String>,
+    /// The whole URI.
+    pub uri: String,
+}
+
+/// What a route is told about a new call.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallDetails {
+    /// The call's id.
+    pub id: String,
+    /// From.
+    pub from: Party,
+    /// To.
+    pub to: Party,
+    /// The Request-URI.
+    pub request_uri: Party,
+    /// The caller's address.
+    pub source_ip: String,
+    /// The caller's port.
+    pub source_port: u16,
+    /// `udp`, `tcp`, …
+    pub transport: String,
+    /// The authenticated extension, if any.
+    pub caller: Option<String>,
+    /// The context that routes the call.
+    pub context: String,
+    /// The request's headers, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+/// How a route ended, beyond what the call's state already says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RouteEnd {
+    /// The route returned. An unanswered call still up gets 404, an
+    /// answered one is hung up.
+    Done,
+    /// The route failed (already logged): an unanswered call gets 500, an
+    /// answered one is hung up.
+    Failed(String),
+}
+
+/// Decides what happens to each new call (the Lua dialplan, in the binary).
+pub trait Router: Send + Sync + 'static {
+    /// Routes one call through `call`; the future ends when the route does.
+    fn route(
+        &self,
+        call: CallHandle,
+        details: CallDetails,
+    ) -> Pin<Box<dyn Future<Output = RouteEnd> + Send + 'static>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn actions_go_to_the_call_task_and_fail_once_it_ended() {
+        let (handle, mut rx) = CallHandle::new();
+        let task = tokio::spawn(async move {
+            while let Some(cmd) = rx.recv().await {
+                match cmd {
+                    Command::Ring(done) => {
+                        let _ = done.send(Ok(()));
+                    }
+                    Command::Reject { code, done, .. } => {
+                        assert_eq!(code, 486);
+                        let _ = done.send(Ok(()));
+                        return;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        });
+        handle.ring().await.unwrap();
+        handle.reject(486, None).await.unwrap();
+        task.await.unwrap();
+        // The task is gone: every action now says the call ended.
+        assert_eq!(handle.answer().await, Err(ActionError::Ended));
+    }
+
+    #[tokio::test]
+    async fn sleep_ends_early_when_the_call_ends() {
+        let (handle, _rx) = CallHandle::new();
+        let ended = handle.ended_token();
+        let sleeper = handle.clone();
+        let t = tokio::spawn(async move { sleeper.sleep(Duration::from_secs(60)).await });
+        ended.cancel();
+        assert_eq!(t.await.unwrap(), Err(ActionError::Ended));
+        assert!(handle.is_ended());
+    }
+}

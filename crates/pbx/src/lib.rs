@@ -1,0 +1,22 @@
+//! `pbx`: the call model (DESIGN.md "Calls"). A call is one task that owns
+//! its state; the dialplan drives it through a [`CallHandle`] (a channel),
+//! the admin API reads it from the [`Registry`], and it leaves a [`Cdr`] when
+//! it ends. This crate knows neither SIP text nor Lua: `chan-sip` turns SIP
+//! dialogs into calls and [`Leg`]s, and the binary plugs the Lua dialplan in
+//! as a [`Router`].
+//!
+//! Read `handle.rs` (what a route can ask of a call), then `registry.rs`
+//! (live calls), `cdr.rs` (what is kept when a call ends) and `leg.rs`.
+
+mod cdr;
+mod handle;
+mod leg;
+mod registry;
+
+pub use cdr::{Cdr, Disposition, unix_ms};
+pub use handle::{
+    ActionError, CallDetails, CallHandle, Command, DialOutcome, DialRequest, DialStatus, Party,
+    RouteEnd, Router,
+};
+pub use leg::{Leg, LegState};
+pub use registry::{CallSnapshot, CallState, LegSnapshot, Registry};

@@ -1,0 +1,201 @@
+//! Live calls, for the admin API and metrics: each call's task files a
+//! snapshot of itself here and updates it as its state changes. Sharded, so
+//! calls rarely contend; nothing on a call's path waits on another call.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
+
+use serde::Serialize;
+
+use crate::leg::LegState;
+
+const SHARDS: usize = 16;
+
+/// Where a call stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum CallState {
+    /// The dialplan is deciding.
+    Routing,
+    /// Targets are ringing.
+    Dialing,
+    /// Answered by the dialplan (no other party).
+    Answered,
+    /// Two legs joined.
+    Bridged,
+    /// Being torn down.
+    Ending,
+}
+
+/// One leg as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LegSnapshot {
+    /// `inbound` or `outbound`.
+    pub direction: &'static str,
+    /// The channel (`sip`).
+    pub channel: &'static str,
+    /// The peer's URI.
+    pub peer: String,
+    /// The peer's address (`udp:192.0.2.1:5060`).
+    pub address: String,
+    /// Where the leg stands.
+    pub state: LegState,
+}
+
+/// One live call as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallSnapshot {
+    /// The call's id.
+    pub id: String,
+    /// From URI.
+    pub from: String,
+    /// To URI.
+    pub to: String,
+    /// The authenticated caller.
+    pub caller: Option<String>,
+    /// The routing context.
+    pub context: String,
+    /// The dialplan generation the call runs on.
+    pub generation: Option<u64>,
+    /// Where the call stands.
+    pub state: CallState,
+    /// Unix ms when it started.
+    pub started_ms: u64,
+    /// Unix ms when it was answered.
+    pub answered_ms: Option<u64>,
+    /// Its legs, inbound first.
+    pub legs: Vec<LegSnapshot>,
+}
+
+/// The live calls.
+#[derive(Debug)]
+pub struct Registry {
+    hasher: RandomState,
+    shards: Vec<Mutex<HashMap<String, CallSnapshot>>>,
+    count: AtomicUsize,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self {
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            count: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, CallSnapshot>> {
+        let i = (self.hasher.hash_one(id) as usize) % SHARDS;
+        // Nothing panics while holding a shard; a poisoned one is intact.
+        self.shards[i]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Files a new call.
+    pub fn insert(&self, snapshot: CallSnapshot) {
+        let id = snapshot.id.clone();
+        if self.shard(&id).insert(id.clone(), snapshot).is_none() {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Changes a call's snapshot, if it is filed.
+    pub fn update(&self, id: &str, change: impl FnOnce(&mut CallSnapshot)) {
+        if let Some(s) = self.shard(id).get_mut(id) {
+            change(s);
+        }
+    }
+
+    /// Removes a call that ended.
+    pub fn remove(&self, id: &str) {
+        if self.shard(id).remove(id).is_some() {
+            self.count.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether a call with this id is live.
+    pub fn contains(&self, id: &str) -> bool {
+        self.shard(id).contains_key(id)
+    }
+
+    /// Number of live calls.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Whether there are no live calls.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every live call, oldest first.
+    pub fn list(&self) -> Vec<CallSnapshot> {
+        let mut all: Vec<CallSnapshot> = self
+            .shards
+            .iter()
+            .flat_map(|s| {
+                s.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .values()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        all.sort_by(|a, b| a.started_ms.cmp(&b.started_ms).then(a.id.cmp(&b.id)));
+        all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(id: &str, started_ms: u64) -> CallSnapshot {
+        CallSnapshot {
+            id: id.into(),
+            from: "sip:1001@x".into(),
+            to: "sip:1002@x".into(),
+            caller: Some("1001".into()),
+            context: "default".into(),
+            generation: Some(1),
+            state: CallState::Routing,
+            started_ms,
+            answered_ms: None,
+            legs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn files_updates_lists_and_removes() {
+        let r = Registry::new();
+        r.insert(call("b", 2));
+        r.insert(call("a", 1));
+        r.insert(call("a", 1));
+        assert_eq!(r.len(), 2);
+        r.update("b", |s| s.state = CallState::Bridged);
+        let ids: Vec<_> = r.list().into_iter().map(|c| (c.id, c.state)).collect();
+        assert_eq!(
+            ids,
+            [
+                ("a".to_owned(), CallState::Routing),
+                ("b".to_owned(), CallState::Bridged)
+            ]
+        );
+        r.remove("a");
+        r.remove("a");
+        assert_eq!(r.len(), 1);
+        assert!(!r.contains("a") && r.contains("b"));
+        r.update("zzz", |_| panic!("not filed"));
+    }
+}
