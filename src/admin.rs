@@ -1,6 +1,8 @@
 //! Admin HTTP API (axum): `GET /health`, `GET /metrics` (Prometheus text),
-//! `GET /api/v1/registrations` (JSON), JSON 404 / 405 for the rest.
+//! `GET /api/v1/registrations` (JSON), `POST /api/v1/reload` (dialplan),
+//! JSON 404 / 405 for the rest.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
@@ -8,7 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
 use registrar::Registrar;
 use serde_json::json;
@@ -83,12 +85,16 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
     })
 }
 
-/// The admin API's routes.
-pub fn router(state: AdminState) -> Router {
+/// The admin API's routes; `dialplan` serves `POST /api/v1/reload`.
+pub fn router(state: AdminState, dialplan: Arc<dialplan::Runtime>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/registrations", get(registrations))
+        .route(
+            "/api/v1/reload",
+            post(move || crate::dialplan::reload_endpoint(dialplan)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

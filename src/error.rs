@@ -57,6 +57,12 @@ pub enum Error {
     /// The admin HTTP server stopped with an error while running.
     #[error("admin HTTP server failed: {0}")]
     AdminRun(io::Error),
+    /// `check` found a problem (already worded, e.g. a Lua `file:line: message`).
+    #[error("{0}")]
+    Check(String),
+    /// The Lua dialplan could not start (bad file, missing directory).
+    #[error("dialplan: {0}")]
+    Dialplan(#[from] crate::dialplan::DialplanError),
     /// A server task ended before shutdown was asked for (a bug: please report it).
     #[error("{0} stopped unexpectedly; this is a bug, please report it with the log above")]
     Stopped(&'static str),

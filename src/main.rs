@@ -8,6 +8,7 @@
 mod admin;
 mod cli;
 mod config;
+mod dialplan;
 mod error;
 mod logging;
 mod server;
@@ -40,14 +41,29 @@ fn main() -> ExitCode {
     }
 }
 
-/// `switchboard check`: load and check the configuration, print a summary.
+/// `switchboard check`: load and check the configuration, compile every
+/// dialplan and plugin, print a summary; each Lua error is one line.
 fn check(source: &ConfigSource) -> Result<(), Error> {
     let config = Config::load(source)?;
     for warning in &config.warnings {
         eprintln!("switchboard: warning: {warning}");
     }
-    println!("config OK: {}", config.summary());
-    Ok(())
+    match dialplan::check(&config) {
+        Ok(dialplan) => {
+            println!("config OK: {}; {dialplan}", config.summary());
+            Ok(())
+        }
+        Err(mut errors) => {
+            // main prints the last one, like every other error.
+            let last = errors
+                .pop()
+                .unwrap_or_else(|| "dialplan check failed".to_owned());
+            for e in &errors {
+                eprintln!("switchboard: {e}");
+            }
+            Err(Error::Check(last))
+        }
+    }
 }
 
 /// `switchboard run`: load the configuration, start logging and the runtime, serve.

@@ -46,6 +46,8 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     .map_err(Error::RegistrarStart)?;
 
     let metrics = admin::install_metrics(started, registrar.clone())?;
+    // Bad Lua stops start-up here, before any port is bound.
+    let dialplan = crate::dialplan::start(&config, storage.clone()).await?;
     let mut endpoint = Endpoint::bind(config.sip.endpoint_config())
         .await
         .map_err(|source| Error::SipStart { source })?;
@@ -86,7 +88,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     });
     let mut admin_task: JoinHandle<Result<(), Error>> = match admin_listener {
         Some(listener) => {
-            let app = admin::router(metrics);
+            let app = admin::router(metrics, Arc::clone(dialplan.runtime()));
             let stop = shutdown.clone().cancelled_owned();
             tokio::spawn(async move {
                 axum::serve(listener, app)
@@ -116,6 +118,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         config.storage
     );
     drop(extensions);
+    dialplan.log_started();
     log_demo_passwords(&demo, &config);
     for (transport, addr) in &local {
         info!("SIP listening on {transport}:{addr}");

@@ -1,6 +1,6 @@
 //! The TOML configuration file, checked strictly: `shutdown_grace`, `[sip]`,
 //! `[admin]`, `[log]` here; `[storage]`, `[security]`, `[registrar]` and
-//! `[[extension]]` in [`registrar`].
+//! `[[extension]]` in [`registrar`]; `[dialplan]` in [`dialplan`].
 //!
 //! Loading has two steps. serde reads the text into `Raw*` structs (every
 //! struct `deny_unknown_fields`, every value kept with its byte span), then
@@ -10,6 +10,7 @@
 //! What is allowed but probably not meant becomes a warning in
 //! [`Config::warnings`], in the same form.
 
+mod dialplan;
 mod registrar;
 
 use std::collections::HashSet;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use sip_net::{EndpointConfig, ListenAddr};
 use toml::Spanned;
 
+pub use self::dialplan::DialplanConfig;
 pub use self::registrar::{ExtensionConfig, SecurityConfig, StorageConfig};
 
 /// The configuration compiled into the binary: the demo office.
@@ -139,6 +141,8 @@ pub struct Config {
     pub qualify_interval: Option<Duration>,
     /// `[[extension]]`: the phone accounts, in file order.
     pub extensions: Vec<ExtensionConfig>,
+    /// `[dialplan]`: the Lua contexts and plugins, and their limits.
+    pub dialplan: DialplanConfig,
     /// Things that work but are probably not meant, each one line with
     /// file, line and column (`check` prints them, `run` logs them).
     pub warnings: Vec<String>,
@@ -233,6 +237,7 @@ impl Config {
         let security = check.security(&raw.security)?;
         let registrar = check.registrar(&raw.registrar)?;
         let qualify_interval = check.qualify_interval(&raw.registrar)?;
+        let dialplan = check.dialplan(&raw.dialplan)?;
         let mut warnings = Vec::new();
         let extensions =
             check.extensions(&raw.extensions, &security.digest_algorithms, &mut warnings)?;
@@ -247,6 +252,7 @@ impl Config {
             registrar,
             qualify_interval,
             extensions,
+            dialplan,
             warnings,
         })
     }
@@ -359,6 +365,8 @@ struct RawConfig {
     registrar: registrar::RawRegistrar,
     #[serde(default, rename = "extension")]
     extensions: Vec<Spanned<registrar::RawExtension>>,
+    #[serde(default)]
+    dialplan: dialplan::RawDialplan,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -24,8 +24,27 @@ pub struct Workdir {
 }
 
 impl Workdir {
-    /// An empty directory (no `switchboard.toml`).
+    /// A directory with copies of the repository's `dialplans/` and
+    /// `plugins/` (which a config file's default `[dialplan]` needs), and
+    /// nothing else (no `switchboard.toml`).
     pub fn empty() -> Workdir {
+        let w = Workdir::bare();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for dir in ["dialplans", "plugins"] {
+            std::fs::create_dir(w.path().join(dir)).expect("mkdir");
+            for entry in std::fs::read_dir(repo.join(dir)).expect("read repo dir") {
+                let path = entry.expect("dir entry").path();
+                if path.extension().is_some_and(|e| e == "lua") {
+                    let name = path.file_name().expect("file name");
+                    std::fs::copy(&path, w.path().join(dir).join(name)).expect("copy lua");
+                }
+            }
+        }
+        w
+    }
+
+    /// A really empty directory.
+    pub fn bare() -> Workdir {
         Workdir {
             dir: tempfile::tempdir().expect("create temp dir"),
         }
@@ -38,9 +57,12 @@ impl Workdir {
         w
     }
 
-    /// Writes `name` in the directory and returns its path.
+    /// Writes `name` in the directory (creating its parent) and returns its path.
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
         let path = self.dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("create parent dir");
+        }
         std::fs::write(&path, text).expect("write config");
         path
     }

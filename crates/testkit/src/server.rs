@@ -50,6 +50,39 @@ pub struct Server {
     pub admin: Option<SocketAddr>,
 }
 
+/// The repository's shipped Lua, which a config's default `[dialplan]`
+/// (`dialplans/` and `plugins/` next to the config) needs.
+const SHIPPED_LUA: &[(&str, &str)] = &[
+    (
+        "dialplans/default.lua",
+        include_str!("../../../dialplans/default.lua"),
+    ),
+    (
+        "plugins/callforward.lua",
+        include_str!("../../../plugins/callforward.lua"),
+    ),
+    (
+        "plugins/speeddial.lua",
+        include_str!("../../../plugins/speeddial.lua"),
+    ),
+];
+
+/// Writes the shipped Lua into `dir` unless a test already put a
+/// `dialplans/` there.
+fn seed_dialplans(dir: &Path) -> std::io::Result<()> {
+    if dir.join("dialplans").exists() {
+        return Ok(());
+    }
+    for (name, text) in SHIPPED_LUA {
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)?;
+    }
+    Ok(())
+}
+
 /// The config used when a test gives none: UDP and TCP on 127.0.0.1 port 0.
 pub const DEFAULT_TEST_CONFIG: &str = r#"
 [sip]
@@ -99,6 +132,7 @@ impl Server {
     ) -> Result<Server, ServerError> {
         let path = dir.path().join("switchboard.toml");
         std::fs::write(&path, config).map_err(ServerError::Spawn)?;
+        seed_dialplans(dir.path()).map_err(ServerError::Spawn)?;
         let mut child = Command::new(binary)
             .arg("run")
             .arg("--config")

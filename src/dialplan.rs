@@ -1,0 +1,406 @@
+//! The Lua dialplan in the binary (DESIGN.md "Dialplan (Lua)"): the
+//! `[dialplan]` directories (seeded from embedded copies for the demo), the
+//! runtime and its host (storage's kv, the registrar's bindings, the
+//! configured extensions), hot reload (file watcher, SIGHUP, `POST
+//! /api/v1/reload`), and what `check` compiles.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use dialplan::{
+    Contact, ExtensionInfo, FileError, Host, HostError, ReloadError, ReloadWatcher, Runtime,
+};
+use serde_json::json;
+use storage::Storage;
+use tracing::{error, info};
+
+use crate::config::{Config, ConfigSource, DialplanConfig};
+use crate::error::Error;
+
+/// The repository's `dialplans/`, compiled in: what a first run of the demo
+/// office writes when `./dialplans` does not exist.
+pub const EMBEDDED_DIALPLANS: &[(&str, &str)] = &[
+    ("default.lua", include_str!("../dialplans/default.lua")),
+    ("README.md", include_str!("../dialplans/README.md")),
+];
+
+/// The repository's `plugins/`, compiled in.
+pub const EMBEDDED_PLUGINS: &[(&str, &str)] = &[
+    (
+        "callforward.lua",
+        include_str!("../plugins/callforward.lua"),
+    ),
+    ("speeddial.lua", include_str!("../plugins/speeddial.lua")),
+    ("README.md", include_str!("../plugins/README.md")),
+];
+
+/// How long the file watcher waits for a burst of changes to settle.
+const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Scripts' kv namespaces live under this prefix in storage, away from the
+/// binary's own (the demo passwords are in `demo`).
+const KV_PREFIX: &str = "lua.";
+
+/// Why the dialplan could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DialplanError {
+    /// Files that do not compile or check, each `file:line: message`.
+    #[error("{}; fix and start again (switchboard check shows every error)", file_errors(.0))]
+    Files(Vec<FileError>),
+    /// The configured dialplans directory is missing.
+    #[error(
+        "dialplan directory {} does not exist; create it with at least one context (e.g. default.lua), or set dir in [dialplan]",
+        .0.display()
+    )]
+    MissingDir(PathBuf),
+    /// The demo dialplan could not be written.
+    #[error("cannot create {} with the demo dialplan: {source}", dir.display())]
+    Seed {
+        /// The directory.
+        dir: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The runtime failed otherwise (the file watcher, a Lua state).
+    #[error(transparent)]
+    Runtime(#[from] dialplan::Error),
+}
+
+/// The running dialplan: the runtime, and the watcher that reloads it.
+/// Dropping it stops the watcher.
+pub struct Dialplan {
+    runtime: Arc<Runtime>,
+    _watcher: ReloadWatcher,
+    /// The directories were created from the embedded copies at this start.
+    seeded: Option<String>,
+    dirs: String,
+}
+
+impl Dialplan {
+    /// The runtime: `runtime.call_state()?.run_route(api, info)` for each call.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    /// Logs what was loaded; called with the other start-up lines once
+    /// everything is bound (a start-up error stays the only line).
+    pub fn log_started(&self) {
+        if let Some(seeded) = &self.seeded {
+            info!("{seeded}");
+        }
+        let generation = self.runtime.generation();
+        info!(
+            "dialplan generation {}: {} context(s), {} plugin(s) from {}",
+            generation.number,
+            generation.contexts.len(),
+            generation.plugins.len(),
+            self.dirs
+        );
+    }
+}
+
+/// Starts the dialplan for `config`: seeds the directories from the
+/// embedded copies if this is the embedded default config and they are
+/// missing, loads generation 1 (a bad file is a start-up error naming
+/// `file:line`), starts the file watcher and the SIGHUP reload. Must run
+/// inside the tokio runtime.
+pub async fn start(config: &Config, storage: Arc<dyn Storage>) -> Result<Dialplan, Error> {
+    describe_metrics();
+    let host = Arc::new(PbxHost::new(config, storage));
+    let settings = config.dialplan.clone();
+    let source = config.source.clone();
+    let (runtime, seeded) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+        let seeded = prepare_dirs(&source, &settings)?;
+        Ok((load(&settings)?, seeded))
+    })
+    .await
+    .map_err(|_| Error::Stopped("loading the dialplan"))??;
+    let runtime = Arc::new(runtime.with_host(host));
+    let watcher = runtime
+        .watch(WATCH_DEBOUNCE, |_| {})
+        .map_err(|e| Error::Dialplan(e.into()))?;
+    spawn_sighup(Arc::clone(&runtime))?;
+    Ok(Dialplan {
+        runtime,
+        _watcher: watcher,
+        seeded,
+        dirs: format!(
+            "{} and {}",
+            config.dialplan.dir.display(),
+            config.dialplan.plugins.display()
+        ),
+    })
+}
+
+fn describe_metrics() {
+    metrics::describe_gauge!(
+        "dialplan_generation",
+        "Number of the dialplan generation in force (1 at start, +1 per successful reload)."
+    );
+    metrics::describe_counter!(
+        "dialplan_reloads_total",
+        "Dialplan reloads (file change, SIGHUP, POST /api/v1/reload), by result."
+    );
+    metrics::describe_counter!(
+        "dialplan_lua_errors_total",
+        "Lua failures in routes and on_hangup handlers, by kind (error, memory, budget)."
+    );
+    metrics::counter!("dialplan_reloads_total", "result" => "ok").absolute(0);
+    metrics::counter!("dialplan_reloads_total", "result" => "error").absolute(0);
+}
+
+/// Loads generation 1 from the configured directories.
+fn load(settings: &DialplanConfig) -> Result<Runtime, Error> {
+    Runtime::new(&settings.dir, &settings.plugins, settings.limits()).map_err(|e| match e {
+        dialplan::Error::Reload(r) => Error::Dialplan(DialplanError::Files(r.errors)),
+        other => Error::Dialplan(other.into()),
+    })
+}
+
+/// `file:line: message; ...` on one line.
+fn file_errors(errors: &[FileError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A missing dialplans directory: created from the embedded copies for the
+/// embedded default config (the line to log is returned), an error for a
+/// config file.
+fn prepare_dirs(source: &ConfigSource, settings: &DialplanConfig) -> Result<Option<String>, Error> {
+    if settings.dir.is_dir() {
+        return Ok(None);
+    }
+    match source {
+        ConfigSource::Embedded => {
+            write_embedded(&settings.dir, EMBEDDED_DIALPLANS)?;
+            let plugins = !settings.plugins.exists();
+            if plugins {
+                write_embedded(&settings.plugins, EMBEDDED_PLUGINS)?;
+            }
+            Ok(Some(format!(
+                "{} did not exist: created it{} from the embedded copies of the demo office",
+                settings.dir.display(),
+                if plugins {
+                    format!(" and {}", settings.plugins.display())
+                } else {
+                    String::new()
+                }
+            )))
+        }
+        ConfigSource::File(_) => Err(Error::Dialplan(DialplanError::MissingDir(
+            settings.dir.clone(),
+        ))),
+    }
+}
+
+fn write_embedded(dir: &Path, files: &[(&str, &str)]) -> Result<(), Error> {
+    let fail = |source: std::io::Error| {
+        Error::Dialplan(DialplanError::Seed {
+            dir: dir.to_owned(),
+            source,
+        })
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// For `switchboard check`: compiles every context and plugin. Returns a
+/// summary for the OK line, or every error as `file:line: message`.
+/// Opens nothing and writes nothing in the configured places: with the
+/// embedded default config and no `./dialplans`, the embedded copies are
+/// checked in a scratch directory.
+pub fn check(config: &Config) -> Result<String, Vec<String>> {
+    let settings = &config.dialplan;
+    if !settings.dir.is_dir() {
+        if config.source != ConfigSource::Embedded {
+            return Err(vec![
+                DialplanError::MissingDir(settings.dir.clone()).to_string(),
+            ]);
+        }
+        let scratch =
+            std::env::temp_dir().join(format!("switchboard-check-{}", std::process::id()));
+        let scratch_settings = DialplanConfig {
+            dir: scratch.join("dialplans"),
+            plugins: scratch.join("plugins"),
+            ..settings.clone()
+        };
+        let result = write_embedded(&scratch_settings.dir, EMBEDDED_DIALPLANS)
+            .and_then(|()| write_embedded(&scratch_settings.plugins, EMBEDDED_PLUGINS))
+            .map_err(|e| vec![e.to_string()])
+            .and_then(|()| compile(&scratch_settings));
+        // Best effort: a leftover scratch directory in /tmp harms nothing.
+        let _ = std::fs::remove_dir_all(&scratch);
+        return result.map(|summary| {
+            format!(
+                "{summary} (the embedded copies; {} is created at the first run)",
+                settings.dir.display()
+            )
+        });
+    }
+    compile(settings)
+}
+
+fn compile(settings: &DialplanConfig) -> Result<String, Vec<String>> {
+    match Runtime::new(&settings.dir, &settings.plugins, settings.limits()) {
+        Ok(runtime) => {
+            let generation = runtime.generation();
+            Ok(format!(
+                "dialplan {} ({} context(s), {} plugin(s))",
+                settings.dir.display(),
+                generation.contexts.len(),
+                generation.plugins.len()
+            ))
+        }
+        Err(dialplan::Error::Reload(r)) => Err(r.errors.iter().map(ToString::to_string).collect()),
+        Err(other) => Err(vec![other.to_string()]),
+    }
+}
+
+/// Reloads on every SIGHUP (the runtime logs the result).
+fn spawn_sighup(runtime: Arc<Runtime>) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangup = signal(SignalKind::hangup()).map_err(Error::Signals)?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                info!("SIGHUP received, reloading the dialplan");
+                let runtime = Arc::clone(&runtime);
+                if tokio::task::spawn_blocking(move || runtime.reload())
+                    .await
+                    .is_err()
+                {
+                    error!("dialplan reload task failed");
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(runtime);
+    Ok(())
+}
+
+/// `POST /api/v1/reload`: 200 `{"generation": N}`, or 422 `{"kept": N,
+/// "errors": [{"file", "line", "message"}]}` with the old generation kept.
+pub async fn reload_endpoint(runtime: Arc<Runtime>) -> Response {
+    match tokio::task::spawn_blocking(move || runtime.reload()).await {
+        Ok(Ok(generation)) => Json(json!({ "generation": generation })).into_response(),
+        Ok(Err(ReloadError { kept, errors })) => {
+            let errors: Vec<_> = errors
+                .iter()
+                .map(|e| json!({ "file": e.file, "line": e.line, "message": e.message }))
+                .collect();
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "kept": kept, "errors": errors })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            error!(error = %e, "POST /api/v1/reload: task failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({ "error": "reload failed" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// The dialplan's view of the PBX: storage's kv (namespaces prefixed with
+/// `lua.`), the registrar's bindings, the configured extensions.
+struct PbxHost {
+    storage: Arc<dyn Storage>,
+    domain: String,
+    extensions: HashMap<String, ExtensionInfo>,
+}
+
+impl PbxHost {
+    fn new(config: &Config, storage: Arc<dyn Storage>) -> Self {
+        let extensions = config
+            .extensions
+            .iter()
+            .map(|e| {
+                let info = ExtensionInfo {
+                    id: e.id.clone(),
+                    name: e.name.clone(),
+                    context: e.context.clone(),
+                };
+                (e.id.clone(), info)
+            })
+            .collect();
+        Self {
+            storage,
+            domain: config.sip.domain.clone(),
+            extensions,
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Host for PbxHost {
+    fn kv_get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, HostError> {
+        self.storage
+            .kv_get(&format!("{KV_PREFIX}{ns}"), key, now_ms())
+            .map_err(HostError::new)
+    }
+
+    fn kv_set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), HostError> {
+        self.storage
+            .kv_set(&format!("{KV_PREFIX}{ns}"), key, value, ttl, now_ms())
+            .map_err(HostError::new)
+    }
+
+    fn kv_delete(&self, ns: &str, key: &str) -> Result<bool, HostError> {
+        self.storage
+            .kv_delete(&format!("{KV_PREFIX}{ns}"), key)
+            .map_err(HostError::new)
+    }
+
+    fn contacts(&self, ext: &str) -> Result<Vec<Contact>, HostError> {
+        let now = now_ms();
+        let aor = format!("sip:{ext}@{}", self.domain);
+        let bindings = self.storage.list(&aor).map_err(HostError::new)?;
+        Ok(bindings
+            .into_iter()
+            .filter(|b| !b.is_expired(now))
+            .map(|b| Contact {
+                expires: b.remaining_ms(now).div_ceil(1000),
+                uri: b.contact,
+                source: b.source.to_string(),
+                transport: b.transport,
+            })
+            .collect())
+    }
+
+    fn extension(&self, id: &str) -> Result<Option<ExtensionInfo>, HostError> {
+        Ok(self.extensions.get(id).cloned())
+    }
+
+    fn blocks(&self) -> bool {
+        self.storage.blocks()
+    }
+}
