@@ -344,9 +344,11 @@ fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOp
                     for pair in headers.pairs::<Value, Value>() {
                         let (name, value) = pair?;
                         match (&name, &value) {
-                            (Value::String(n), Value::String(v)) => options
-                                .headers
-                                .push((n.to_str()?.to_owned(), v.to_str()?.to_owned())),
+                            (Value::String(n), Value::String(v)) => {
+                                let (n, v) = (n.to_str()?.to_owned(), v.to_str()?.to_owned());
+                                check_header(&n, &v)?;
+                                options.headers.push((n, v));
+                            }
                             _ => {
                                 return Err(type_error(
                                     "dial",
@@ -364,6 +366,24 @@ fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOp
         other => return Err(type_error("dial", "an options table or nil", other)),
     }
     Ok((targets, options))
+}
+
+/// A header for an outbound INVITE: the name a SIP token (RFC 3261 §25.1),
+/// the value without line breaks or other control characters, so a script
+/// cannot smuggle extra header lines.
+fn check_header(name: &str, value: &str) -> mlua::Result<()> {
+    let token = |c: char| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c);
+    if name.is_empty() || !name.chars().all(token) {
+        return Err(mlua::Error::runtime(format!(
+            "dial: opts.headers: {name:?} is not a header name (letters, digits, -.!%*_+`'~)"
+        )));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(mlua::Error::runtime(format!(
+            "dial: opts.headers: the value of {name} must not contain line breaks or control characters"
+        )));
+    }
+    Ok(())
 }
 
 fn dial_table(lua: &Lua, result: &DialResult) -> mlua::Result<Table> {

@@ -439,3 +439,53 @@ end
     assert_eq!(f.message, "kv.get: disk on fire");
     assert_eq!(f.line, Some(5));
 }
+
+#[tokio::test]
+async fn dial_headers_cannot_smuggle_header_lines() {
+    for (headers, want) in [
+        (
+            r#"{["X-A\r\nVia"] = "x"}"#,
+            "dial: opts.headers: \"X-A\\r\\nVia\" is not a header name (letters, digits, -.!%*_+`'~)",
+        ),
+        (
+            r#"{["X-A"] = "ok\r\nVia: evil"}"#,
+            "dial: opts.headers: the value of X-A must not contain line breaks or control characters",
+        ),
+    ] {
+        let (_dir, runtime, _) = office(&format!(
+            "function route(call)\n  call:dial(\"1002\", {{headers = {headers}}})\nend\n"
+        ));
+        let api = Arc::new(FakeCall::default());
+        let f = failure(route(&runtime, &api, "1").await);
+        assert_eq!(f.message, want);
+        assert!(api.actions().is_empty());
+    }
+}
+
+#[tokio::test]
+async fn on_hangup_runs_after_a_memory_bomb() {
+    let dir = Dir::new();
+    dir.write(
+        "dialplans/default.lua",
+        r#"
+function route(call)
+  call:on_hangup(function(c, outcome) kv.set("t", "after", outcome) end)
+  local hoard = {}
+  while true do hoard[#hoard + 1] = string.rep("x", 1000) .. #hoard end
+end
+"#,
+    );
+    let host = Arc::new(MemoryHost::new());
+    let runtime = dir
+        .runtime_with(dialplan::Limits {
+            memory_bytes: 2 * 1024 * 1024,
+            instructions: 1_000_000_000,
+        })
+        .with_host(host.clone());
+    let api = Arc::new(FakeCall::default());
+    let f = failure(route(&runtime, &api, "1").await);
+    assert_eq!(f.kind, FailureKind::MemoryLimit, "{f:?}");
+    // The route's hoard is garbage once it failed (Lua collects it when an
+    // allocation fails): the handler has room.
+    assert_eq!(text(&host, "t", "after").as_deref(), Some("failed"));
+}
