@@ -404,3 +404,78 @@ impl Host for PbxHost {
         self.storage.blocks()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use storage::{Binding, KvStore, LocationStore, MemoryStorage};
+
+    fn host(storage: Arc<MemoryStorage>) -> PbxHost {
+        let config = Config::parse(
+            ConfigSource::Embedded,
+            "[sip]\ndomain = \"pbx.test\"\n[[extension]]\nid = \"1001\"\npassword = \"x\"\nname = \"Alice\"\n[[extension]]\nid = \"1002\"\npassword = \"y\"\ncontext = \"sales\"\n",
+        )
+        .expect("config");
+        PbxHost::new(&config, storage)
+    }
+
+    #[test]
+    fn kv_is_kept_under_the_lua_prefix() {
+        let storage = Arc::new(MemoryStorage::new());
+        let h = host(storage.clone());
+        h.kv_set("demo", "1001", b"1002", None).unwrap();
+        assert_eq!(h.kv_get("demo", "1001").unwrap(), Some(b"1002".to_vec()));
+        // The binary's own "demo" namespace (the demo passwords) is untouched.
+        assert_eq!(storage.kv_get("demo", "1001", now_ms()).unwrap(), None);
+        assert_eq!(
+            storage.kv_get("lua.demo", "1001", now_ms()).unwrap(),
+            Some(b"1002".to_vec())
+        );
+        assert!(h.kv_delete("demo", "1001").unwrap());
+        assert!(!h.kv_delete("demo", "1001").unwrap());
+        assert!(!h.blocks(), "memory storage does not block");
+    }
+
+    #[test]
+    fn contacts_are_the_live_bindings_of_the_extension() {
+        let storage = Arc::new(MemoryStorage::new());
+        let now = now_ms();
+        let binding = |contact: &str, expires_at_ms: u64| Binding {
+            aor: "sip:1001@pbx.test".into(),
+            contact: contact.into(),
+            expires_at_ms,
+            q: None,
+            call_id: "c".into(),
+            cseq: 1,
+            path: Vec::new(),
+            source: "203.0.113.5:5062".parse().unwrap(),
+            transport: "udp".into(),
+            user_agent: None,
+            instance: None,
+            reg_id: None,
+            registered_at_ms: now,
+        };
+        storage
+            .put(&binding("sip:1001@10.0.0.5", now + 300_000))
+            .unwrap();
+        storage.put(&binding("sip:1001@10.0.0.6", now - 1)).unwrap();
+        let h = host(storage);
+        let contacts = h.contacts("1001").unwrap();
+        assert_eq!(contacts.len(), 1, "{contacts:?}");
+        assert_eq!(contacts[0].uri, "sip:1001@10.0.0.5");
+        assert_eq!(contacts[0].source, "203.0.113.5:5062");
+        assert_eq!(contacts[0].transport, "udp");
+        assert!((299..=300).contains(&contacts[0].expires), "{contacts:?}");
+        assert!(h.contacts("1002").unwrap().is_empty());
+    }
+
+    #[test]
+    fn extensions_come_from_the_config() {
+        let h = host(Arc::new(MemoryStorage::new()));
+        let alice = h.extension("1001").unwrap().expect("1001");
+        assert_eq!(alice.name.as_deref(), Some("Alice"));
+        assert_eq!(alice.context, "default");
+        assert_eq!(h.extension("1002").unwrap().expect("1002").context, "sales");
+        assert_eq!(h.extension("1003").unwrap(), None);
+    }
+}
