@@ -470,6 +470,42 @@ mod tests {
     }
 
     #[test]
+    fn missing_dialplans_are_seeded_only_for_the_embedded_config() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let settings = DialplanConfig {
+            dir: tmp.path().join("dialplans"),
+            plugins: tmp.path().join("plugins"),
+            memory_limit: 16 << 20,
+            instruction_budget: 10_000_000,
+        };
+        let file = ConfigSource::File(tmp.path().join("switchboard.toml"));
+        let e = prepare_dirs(&file, &settings).unwrap_err().to_string();
+        assert!(e.contains("dialplans does not exist"), "{e}");
+        assert!(!settings.dir.exists());
+
+        let line = prepare_dirs(&ConfigSource::Embedded, &settings)
+            .unwrap()
+            .expect("seeded");
+        assert!(line.contains("embedded copies"), "{line}");
+        for (name, text) in EMBEDDED_DIALPLANS {
+            assert_eq!(
+                std::fs::read_to_string(settings.dir.join(name)).unwrap(),
+                *text
+            );
+        }
+        for (name, _) in EMBEDDED_PLUGINS {
+            assert!(settings.plugins.join(name).is_file(), "{name}");
+        }
+        // The seeded office loads.
+        load(&settings).expect("the embedded copies compile");
+        // Present now: nothing more is written.
+        assert_eq!(
+            prepare_dirs(&ConfigSource::Embedded, &settings).unwrap(),
+            None
+        );
+    }
+
+    #[test]
     fn extensions_come_from_the_config() {
         let h = host(Arc::new(MemoryStorage::new()));
         let alice = h.extension("1001").unwrap().expect("1001");
