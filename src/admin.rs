@@ -68,6 +68,11 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
         "registrar_auth_failures_total",
         "REGISTER digest authentications that failed (wrong password, unknown user, bad nonce)."
     );
+    metrics::describe_gauge!("calls_active", "Calls in progress.");
+    metrics::describe_counter!(
+        "calls_total",
+        "Calls that ended, by disposition (answered, busy, noanswer, cancelled, rejected, failed)."
+    );
     metrics::describe_gauge!(
         "registrar_bans_active",
         "Source IP addresses currently banned for failing authentication."
@@ -78,6 +83,7 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
     metrics::gauge!("registrar_bindings").set(0.0);
     metrics::counter!("registrar_auth_failures_total").absolute(0);
     metrics::gauge!("registrar_bans_active").set(0.0);
+    metrics::gauge!("calls_active").set(0.0);
     Ok(AdminState {
         metrics,
         started,
@@ -85,12 +91,30 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
     })
 }
 
-/// The admin API's routes; `dialplan` serves `POST /api/v1/reload`.
-pub fn router(state: AdminState, dialplan: Arc<dialplan::Runtime>) -> Router {
+/// The admin API's routes; `dialplan` serves `POST /api/v1/reload`,
+/// `calls` `GET /api/v1/calls`, `cdrs` `GET /api/v1/cdrs`.
+pub fn router(
+    state: AdminState,
+    dialplan: Arc<dialplan::Runtime>,
+    calls: chan_sip::ChanSip,
+    cdrs: Arc<dyn storage::Storage>,
+) -> Router {
+    let registry = calls.registry();
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .route("/api/v1/registrations", get(registrations))
+        .route(
+            "/api/v1/calls",
+            get(move || {
+                let registry = registry.clone();
+                async move { Json(registry.list()) }
+            }),
+        )
+        .route(
+            "/api/v1/cdrs",
+            get(move |query: axum::extract::Query<CdrQuery>| recent_cdrs(cdrs.clone(), query.0)),
+        )
         .route(
             "/api/v1/reload",
             post(move || crate::dialplan::reload_endpoint(dialplan)),
@@ -130,6 +154,38 @@ async fn registrations(State(state): State<AdminState>) -> Response {
             tracing::error!(error = %e, "GET /api/v1/registrations: task failed");
             server_error("reading registrations failed".to_owned())
         }
+    }
+}
+
+/// `GET /api/v1/cdrs?limit=N`.
+#[derive(Debug, serde::Deserialize)]
+pub struct CdrQuery {
+    /// How many records, newest first (default 100, at most 10,000).
+    limit: Option<usize>,
+}
+
+/// The most recent CDRs, newest first.
+async fn recent_cdrs(store: Arc<dyn storage::Storage>, query: CdrQuery) -> Response {
+    let limit = query.limit.unwrap_or(100).min(10_000);
+    match tokio::task::spawn_blocking(move || store.recent_cdrs(limit)).await {
+        Ok(Ok(list)) => {
+            let records: Vec<serde_json::Value> = list
+                .into_iter()
+                .map(|e| {
+                    let mut record = e.record;
+                    if let Some(obj) = record.as_object_mut() {
+                        obj.insert("id".into(), e.id.into());
+                    }
+                    record
+                })
+                .collect();
+            Json(records).into_response()
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "GET /api/v1/cdrs: storage failed");
+            server_error(e.to_string())
+        }
+        Err(_) => server_error("reading CDRs failed".to_owned()),
     }
 }
 

@@ -6,6 +6,7 @@
 //! printed as one line after `switchboard: ` with exit code 1.
 
 mod admin;
+mod calls;
 mod cli;
 mod config;
 mod dialplan;

@@ -51,7 +51,30 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     let mut endpoint = Endpoint::bind(config.sip.endpoint_config())
         .await
         .map_err(|source| Error::SipStart { source })?;
-    endpoint.set_service(Arc::new(registrar.clone()));
+    let calls = chan_sip::ChanSip::new(
+        chan_sip_config(&config),
+        endpoint.handle(),
+        registrar.clone(),
+        storage.clone(),
+        storage.clone(),
+        config
+            .extensions
+            .iter()
+            .map(|e| {
+                let ext = chan_sip::Extension {
+                    context: e.context.clone(),
+                    name: e.name.clone(),
+                };
+                (e.id.clone(), ext)
+            })
+            .collect(),
+        Arc::new(crate::calls::LuaRouter::new(Arc::clone(dialplan.runtime()))),
+    );
+    endpoint.set_service(Arc::new(
+        sip_net::ServiceMux::new()
+            .with(Arc::new(registrar.clone()))
+            .with(Arc::new(calls.clone())),
+    ));
     let admin_listener = match config.admin.listen {
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
@@ -88,7 +111,12 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     });
     let mut admin_task: JoinHandle<Result<(), Error>> = match admin_listener {
         Some(listener) => {
-            let app = admin::router(metrics, Arc::clone(dialplan.runtime()));
+            let app = admin::router(
+                metrics,
+                Arc::clone(dialplan.runtime()),
+                calls.clone(),
+                storage.clone(),
+            );
             let stop = shutdown.clone().cancelled_owned();
             tokio::spawn(async move {
                 axum::serve(listener, app)
@@ -189,6 +217,17 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         (Err(_), _) => {}
     }
     result
+}
+
+/// The SIP channel's settings from the config.
+fn chan_sip_config(config: &Config) -> chan_sip::ChanSipConfig {
+    chan_sip::ChanSipConfig {
+        domain: config.sip.domain.clone(),
+        user_agent: config.sip.user_agent.clone(),
+        t1: config.sip.t1,
+        t2: config.sip.t2,
+        ..chan_sip::ChanSipConfig::default()
+    }
 }
 
 /// Logs the demo extensions' passwords as one block, one line each.

@@ -114,15 +114,15 @@ fn without_rport_the_response_goes_to_the_sent_by_port() {
 }
 
 #[test]
-fn invite_gets_405_and_its_ack_is_absorbed() {
+fn unauthenticated_invite_gets_407_and_its_ack_is_absorbed() {
     let s = server();
     let mut ua = udp(&s);
     let invite = ua.request("INVITE", "sip:1001@test.invalid");
     let r = ua.transact(&invite).expect("answer");
-    assert_eq!(r.status, 405);
-    assert!(header(&r, "Allow").is_some_and(|a| a.contains("OPTIONS")));
-    // ACK for the 405 (same branch, RFC 3261 §17.1.1.3) gets no answer and
-    // stops the retransmissions of the 405 (Timer G).
+    assert_eq!(r.status, 407);
+    assert!(header(&r, "Proxy-Authenticate").is_some_and(|a| a.starts_with("Digest")));
+    // ACK for the 407 (same branch, RFC 3261 §17.1.1.3) gets no answer and
+    // stops the retransmissions of the 407 (Timer G).
     let cseq = invite
         .get("CSeq")
         .unwrap_or_default()
@@ -133,7 +133,7 @@ fn invite_gets_405_and_its_ack_is_absorbed() {
         .header("CSeq", &cseq)
         .header("To", header(&r, "To").expect("To"));
     ua.send(ack.build().as_bytes()).expect("send ACK");
-    // Anything that arrives now is a 405 retransmission sent before the
+    // Anything that arrives now is a 407 retransmission sent before the
     // ACK landed; after that, silence.
     let deadline = std::time::Instant::now() + Duration::from_millis(1500);
     let mut last = None;
@@ -145,12 +145,12 @@ fn invite_gets_405_and_its_ack_is_absorbed() {
         );
     }
     if let Some(Message::Response(r)) = last {
-        assert_eq!(r.status, 405);
+        assert_eq!(r.status, 407);
     }
 }
 
 #[test]
-fn unacknowledged_405_to_invite_is_retransmitted_over_udp() {
+fn unacknowledged_407_to_invite_is_retransmitted_over_udp() {
     let s = server();
     let mut ua = udp(&s);
     let invite = ua.request("INVITE", "sip:1001@test.invalid");
@@ -159,7 +159,7 @@ fn unacknowledged_405_to_invite_is_retransmitted_over_udp() {
     let again = ua
         .recv_response(Duration::from_secs(2))
         .expect("retransmission");
-    assert_eq!(again.status, 405);
+    assert_eq!(again.status, 407);
     assert_eq!(
         again.headers.to().expect("To").tag(),
         first.headers.to().expect("To").tag()
@@ -188,7 +188,12 @@ fn unknown_method_gets_501_and_known_unserved_405() {
         .transact(&ua.request("FROBNICATE", "sip:pbx@test.invalid"))
         .expect("answer");
     assert_eq!(r.status, 501);
-    for method in ["SUBSCRIBE", "MESSAGE", "BYE", "PUBLISH"] {
+    // BYE is served, but only inside a dialog: 481 (RFC 3261 §15.1.2).
+    let r = ua
+        .transact(&ua.request("BYE", "sip:pbx@test.invalid"))
+        .expect("answer");
+    assert_eq!(r.status, 481);
+    for method in ["SUBSCRIBE", "MESSAGE", "PUBLISH"] {
         let r = ua
             .transact(&ua.request(method, "sip:pbx@test.invalid"))
             .expect("answer");
@@ -370,7 +375,7 @@ fn metrics_count_requests_and_responses() {
     let mut ua = udp(&s);
     options(&mut ua);
     ua.transact(&ua.request("INVITE", "sip:1@test.invalid"))
-        .expect("405");
+        .expect("407");
     ua.send(b"garbage\r\n\r\n").expect("send");
     std::thread::sleep(Duration::from_millis(200));
     let (status, body) = s.http_get("/metrics").expect("metrics");
@@ -381,7 +386,7 @@ fn metrics_count_requests_and_responses() {
         "{body}"
     );
     assert!(
-        has(r#"sip_messages_out_total{kind="response",status="405"}"#),
+        has(r#"sip_messages_out_total{kind="response",status="407"}"#),
         "{body}"
     );
     assert!(has(r#"sip_parse_errors_total{transport="udp"}"#), "{body}");

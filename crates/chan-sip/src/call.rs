@@ -106,11 +106,8 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
     // An INVITE with the Call-ID of a dialog we own came back to us: one of
     // our own outbound INVITEs looped (RFC 3261 §8.2.2.2, §16.3 step 4).
     if inner.dialogs.contains(&call_id) {
-        let r = tx.response_with_warning(
-            482,
-            &inner.config.user_agent,
-            "request looped back to this PBX",
-        );
+        let r =
+            tx.response_with_warning(482, &inner.config.domain, "request looped back to this PBX");
         tx.respond(r);
         return;
     }
@@ -135,7 +132,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
     }
     if inner.active.fetch_add(1, Ordering::Relaxed) >= inner.config.max_calls {
         inner.active.fetch_sub(1, Ordering::Relaxed);
-        let mut r = tx.response_with_warning(503, &inner.config.user_agent, "too many calls");
+        let mut r = tx.response_with_warning(503, &inner.config.domain, "too many calls");
         r.headers.push(HeaderName::RetryAfter, "5");
         tx.respond(r);
         return;
@@ -833,6 +830,16 @@ impl Call {
                 let _ = cancel.send(());
             }
         }
+        self.cdr.callee = Some(label);
+        self.bridge = Some(Bridge {
+            branch: id,
+            leg,
+            done: Some(dialing.done),
+        });
+        self.state = CallState::Bridged;
+        // Filed before the caller hears the 200, so anyone the caller tells
+        // sees the bridge.
+        self.publish();
         if self.a.leg.state != LegState::Up {
             let body = (!response.body.is_empty()).then(|| {
                 (
@@ -845,15 +852,8 @@ impl Call {
                 )
             });
             self.send_ok(body);
+            self.publish();
         }
-        self.cdr.callee = Some(label);
-        self.bridge = Some(Bridge {
-            branch: id,
-            leg,
-            done: Some(dialing.done),
-        });
-        self.state = CallState::Bridged;
-        self.publish();
     }
 
     fn on_request(&mut self, side: Side, request: Request, reply: oneshot::Sender<Reply>) {
@@ -1136,7 +1136,7 @@ impl Call {
         let r = self
             .a
             .tx
-            .response_with_warning(code, &self.inner.config.user_agent, text);
+            .response_with_warning(code, &self.inner.config.domain, text);
         self.a.tx.respond(r);
         let disposition = if failed {
             Disposition::Failed

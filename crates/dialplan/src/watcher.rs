@@ -70,9 +70,16 @@ impl Runtime {
                     }
                     // Debounce: wait until the burst (an editor's save, a
                     // `git checkout`) has been quiet for `debounce`.
+                    // Only changes extend the wait: reads (other servers
+                    // loading the same plugins, our own reload) do not.
+                    let mut quiet_at = std::time::Instant::now() + debounce;
                     loop {
-                        match rx.recv_timeout(debounce) {
-                            Ok(_) => continue,
+                        let left = quiet_at.saturating_duration_since(std::time::Instant::now());
+                        match rx.recv_timeout(left) {
+                            Ok(Ok(event)) if changes_files(&event.kind) => {
+                                quiet_at = std::time::Instant::now() + debounce;
+                            }
+                            Ok(_) => {}
                             Err(RecvTimeoutError::Timeout) => break,
                             Err(RecvTimeoutError::Disconnected) => return,
                         }

@@ -5,8 +5,10 @@
 //! Nothing here is a mock: the server is the release or test build of the
 //! binary, the sockets are real, and every wait is bounded by a timeout.
 
+mod phone;
 mod server;
 mod ua;
 
+pub use phone::{Dialog, InCall, OutCall, Phone, sdp};
 pub use server::{Server, ServerError};
 pub use ua::{DigestChallenge, RawResponse, RequestBuilder, Ua, UaError, challenges};

@@ -1,0 +1,423 @@
+//! A desk phone for call tests: a [`Ua`] that registers as an extension,
+//! places calls (answering the 407 challenge, RFC 3261 §22.3), answers
+//! calls, and speaks just enough dialog (RFC 3261 §12, §13, §15, §9) to
+//! ACK, BYE and CANCEL. Every wait is bounded.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sip_proto::{HeaderName, Message, Request, Response};
+
+use crate::ua::{Ua, UaError, challenges};
+
+/// A small SDP offer/answer body for tests (RFC 4566 shape).
+pub fn sdp(ip: &str, port: u16) -> String {
+    format!(
+        "v=0\r\no=test 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+    )
+}
+
+/// A call this phone placed.
+#[derive(Debug, Clone)]
+pub struct OutCall {
+    /// The Request-URI dialled.
+    pub uri: String,
+    /// Call-ID.
+    pub call_id: String,
+    /// Our From header value, with our tag.
+    pub from: String,
+    /// The To header value as sent (no tag).
+    pub to: String,
+    /// CSeq number of the INVITE.
+    pub cseq: u32,
+    /// Top Via of the (last) INVITE, for CANCEL.
+    pub via: String,
+    /// The SDP we offered.
+    pub offer: String,
+}
+
+/// A call this phone received (an INVITE), with the To tag it answers with.
+#[derive(Debug, Clone)]
+pub struct InCall {
+    /// The INVITE.
+    pub invite: Request,
+    /// Our To tag.
+    pub tag: String,
+}
+
+/// An established dialog (after a 2xx), enough to send ACK and BYE.
+#[derive(Debug, Clone)]
+pub struct Dialog {
+    /// Call-ID.
+    pub call_id: String,
+    /// Our party (From in our requests), with tag.
+    pub local: String,
+    /// Their party (To in our requests), with tag.
+    pub remote: String,
+    /// Where our requests go (their Contact).
+    pub target: String,
+    /// Our last CSeq.
+    pub cseq: u32,
+}
+
+/// A registered extension's phone.
+pub struct Phone {
+    /// The UA underneath (for raw sends).
+    pub ua: Ua,
+    /// Extension id.
+    pub user: String,
+    password: String,
+    domain: String,
+    /// A response read early (while looking for a 407), handed out next.
+    pending: Option<Response>,
+}
+
+impl Phone {
+    /// A phone on UDP for `user` talking to `server`.
+    pub fn udp(server: SocketAddr, user: &str, password: &str, domain: &str) -> Phone {
+        Phone {
+            ua: Ua::udp(server).expect("UDP socket for a test phone"),
+            user: user.to_owned(),
+            password: password.to_owned(),
+            domain: domain.to_owned(),
+            pending: None,
+        }
+    }
+
+    /// A phone on TCP.
+    pub fn tcp(server: SocketAddr, user: &str, password: &str, domain: &str) -> Phone {
+        Phone {
+            ua: Ua::tcp(server).expect("TCP connection for a test phone"),
+            user: user.to_owned(),
+            password: password.to_owned(),
+            domain: domain.to_owned(),
+            pending: None,
+        }
+    }
+
+    /// Registers for an hour; the final status.
+    pub fn register(&mut self) -> u16 {
+        let req = self.ua.register_request(&self.user, &self.domain, 3600);
+        self.ua
+            .transact_authenticated(&req, &self.user, &self.password)
+            .map_or(0, |r| r.status)
+    }
+
+    /// Places a call to `dest` (a number at our domain): sends the INVITE,
+    /// answers the 407 with credentials (ACKing the 407), and returns once
+    /// the authenticated INVITE is sent. Read its responses with
+    /// [`response`](Self::response).
+    pub fn call(&mut self, dest: &str) -> Result<OutCall, UaError> {
+        self.call_with(dest, &[])
+    }
+
+    /// As [`call`](Self::call), with extra headers.
+    pub fn call_with(&mut self, dest: &str, extra: &[(&str, &str)]) -> Result<OutCall, UaError> {
+        let uri = format!("sip:{dest}@{}", self.domain);
+        let offer = sdp("127.0.0.1", 40_000);
+        let from = format!(
+            "\"Phone {}\" <sip:{}@{}>;tag={:08x}",
+            self.user,
+            self.user,
+            self.domain,
+            rand::random::<u32>()
+        );
+        let mut req = self
+            .ua
+            .request("INVITE", &uri)
+            .header("From", &from)
+            .header(
+                "Contact",
+                &format!("<sip:{}@{}>", self.user, self.ua.local_addr()),
+            )
+            .body("application/sdp", offer.as_bytes());
+        for (n, v) in extra {
+            req = req.header(n, v);
+        }
+        self.ua.send(req.build().as_bytes())?;
+        let first = self.final_or_407(Duration::from_secs(5))?;
+        let call_id = req.get("Call-ID").unwrap_or_default().to_owned();
+        let to = req.get("To").unwrap_or_default().to_owned();
+        let mut sent = req.clone();
+        if let Some(first) = first {
+            // ACK the 407 (same branch, To with its tag), then retry with
+            // credentials and the next CSeq.
+            let ack_cseq = req
+                .get("CSeq")
+                .unwrap_or("1 INVITE")
+                .replace("INVITE", "ACK");
+            let ack = req
+                .clone()
+                .with_method("ACK")
+                .header("CSeq", &ack_cseq)
+                .header("To", first.headers.get(&HeaderName::To).unwrap_or_default())
+                .body("", b"")
+                .without("Content-Type");
+            self.ua.send(ack.build().as_bytes())?;
+            let challenge = challenges(&first)
+                .into_iter()
+                .next()
+                .ok_or(UaError::Timeout)?;
+            let mut retry = self
+                .ua
+                .authorized(&req, &challenge, &self.user, &self.password, 1);
+            let auth = retry.get("Authorization").unwrap_or_default().to_owned();
+            retry = retry
+                .without("Authorization")
+                .header("Proxy-Authorization", &auth);
+            self.ua.send(retry.build().as_bytes())?;
+            sent = retry;
+        }
+        let cseq = sent
+            .get("CSeq")
+            .and_then(|c| c.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        Ok(OutCall {
+            uri,
+            call_id,
+            from,
+            to,
+            cseq,
+            via: sent.get("Via").unwrap_or_default().to_owned(),
+            offer,
+        })
+    }
+
+    /// Waits for a 407 (returned) or for the first non-100 response (left
+    /// for later: `None`; the INVITE went through without a challenge).
+    fn final_or_407(&mut self, timeout: Duration) -> Result<Option<Response>, UaError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let r = self.ua.recv_response(left)?;
+            match r.status {
+                100 => continue,
+                407 => return Ok(Some(r)),
+                _ => {
+                    self.pending = Some(r);
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// The next response (skipping 100 Trying), waiting at most `timeout`.
+    pub fn response(&mut self, timeout: Duration) -> Result<Response, UaError> {
+        if let Some(r) = self.pending.take() {
+            return Ok(r);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let r = self.ua.recv_response(left)?;
+            if r.status != 100 {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// Reads responses until a final one; returns it (provisionals seen are
+    /// in the second element).
+    pub fn final_response(&mut self, timeout: Duration) -> Result<(Response, Vec<u16>), UaError> {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let r = self.response(left)?;
+            if r.status >= 200 {
+                return Ok((r, seen));
+            }
+            seen.push(r.status);
+        }
+    }
+
+    /// ACKs a 2xx to our INVITE and returns the dialog (§13.2.2.4: a new
+    /// transaction to the Contact of the 2xx).
+    pub fn ack(&mut self, call: &OutCall, ok: &Response) -> Result<Dialog, UaError> {
+        let remote = ok
+            .headers
+            .get(&HeaderName::To)
+            .unwrap_or_default()
+            .to_owned();
+        let target = contact_of(&ok.headers).unwrap_or_else(|| call.uri.clone());
+        let dialog = Dialog {
+            call_id: call.call_id.clone(),
+            local: call.from.clone(),
+            remote,
+            target,
+            cseq: call.cseq,
+        };
+        let ack = self.in_dialog(&dialog, "ACK", call.cseq);
+        self.ua.send(ack.as_bytes())?;
+        Ok(dialog)
+    }
+
+    /// Sends CANCEL for a call still ringing (§9.1: same branch and CSeq
+    /// number as the INVITE).
+    pub fn cancel(&mut self, call: &OutCall) -> Result<(), UaError> {
+        let text = format!(
+            "CANCEL {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {seq} CANCEL\r\nContent-Length: 0\r\n\r\n",
+            uri = call.uri,
+            via = call.via,
+            from = call.from,
+            to = call.to,
+            cid = call.call_id,
+            seq = call.cseq
+        );
+        self.ua.send(text.as_bytes())
+    }
+
+    /// Sends a request in `dialog` with the next CSeq and waits for its
+    /// final response (skipping anything else that arrives meanwhile).
+    pub fn request_in(
+        &mut self,
+        dialog: &mut Dialog,
+        method: &str,
+        body: Option<&str>,
+    ) -> Result<Response, UaError> {
+        dialog.cseq += 1;
+        let mut text = self.in_dialog(dialog, method, dialog.cseq);
+        if let Some(body) = body {
+            text = text.replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!(
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                ),
+            );
+        }
+        self.ua.send(text.as_bytes())?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.ua.recv(left)? {
+                Message::Response(r)
+                    if r.status >= 200 && r.cseq().is_some_and(|c| c.seq == dialog.cseq) =>
+                {
+                    return Ok(r);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn in_dialog(&self, dialog: &Dialog, method: &str, seq: u32) -> String {
+        let local = self.ua.local_addr();
+        let transport = self.ua.transport();
+        format!(
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/{transport} {local};branch=z9hG4bK{:016x};rport\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {seq} {method}\r\nContact: <sip:{user}@{local}>\r\nContent-Length: 0\r\n\r\n",
+            rand::random::<u64>(),
+            target = dialog.target,
+            from = dialog.local,
+            to = dialog.remote,
+            cid = dialog.call_id,
+            user = self.user,
+        )
+    }
+
+    /// Waits for a request of `method` (answering nothing else; other
+    /// requests and responses are skipped).
+    pub fn request(&mut self, method: &str, timeout: Duration) -> Result<Request, UaError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(UaError::Timeout);
+            }
+            if let Message::Request(r) = self.ua.recv(left)?
+                && r.method.as_str() == method
+            {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// Waits for an INVITE.
+    pub fn incoming(&mut self, timeout: Duration) -> Result<InCall, UaError> {
+        let invite = self.request("INVITE", timeout)?;
+        Ok(InCall {
+            invite,
+            tag: format!("{:08x}", rand::random::<u32>()),
+        })
+    }
+
+    /// Answers `request` with `status` (our tag on the To of an INVITE's
+    /// answers; Contact and an SDP answer on a 2xx to INVITE).
+    pub fn reply(&mut self, request: &Request, tag: &str, status: u16) -> Result<(), UaError> {
+        let mut text = format!("SIP/2.0 {status} {}\r\n", reason(status));
+        for via in request.headers.get_all(&HeaderName::Via) {
+            text.push_str(&format!("Via: {via}\r\n"));
+        }
+        let to = request.headers.get(&HeaderName::To).unwrap_or_default();
+        let to = if status > 100 && !to.contains("tag=") {
+            format!("{to};tag={tag}")
+        } else {
+            to.to_owned()
+        };
+        for (name, value) in [
+            (
+                "From",
+                request.headers.get(&HeaderName::From).unwrap_or_default(),
+            ),
+            ("To", to.as_str()),
+            ("Call-ID", request.call_id().unwrap_or_default()),
+            (
+                "CSeq",
+                request.headers.get(&HeaderName::CSeq).unwrap_or_default(),
+            ),
+        ] {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let is_invite = request.method.as_str() == "INVITE";
+        if is_invite && (200..300).contains(&status) {
+            let answer = sdp("127.0.0.1", 41_000);
+            text.push_str(&format!(
+                "Contact: <sip:{}@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+                self.user,
+                self.ua.local_addr(),
+                answer.len()
+            ));
+        } else {
+            text.push_str("Content-Length: 0\r\n\r\n");
+        }
+        self.ua.send(text.as_bytes())
+    }
+
+    /// The dialog a 2xx we sent to `call` created (to BYE the caller).
+    pub fn dialog_of(&self, call: &InCall) -> Dialog {
+        let h = &call.invite.headers;
+        let to = h.get(&HeaderName::To).unwrap_or_default();
+        Dialog {
+            call_id: call.invite.call_id().unwrap_or_default().to_owned(),
+            local: format!("{to};tag={}", call.tag),
+            remote: h.get(&HeaderName::From).unwrap_or_default().to_owned(),
+            target: contact_of(h).unwrap_or_default(),
+            cseq: 100,
+        }
+    }
+
+    /// Reads nothing for `quiet`, or returns the first message that arrived.
+    pub fn silence(&mut self, quiet: Duration) -> Option<Message> {
+        self.ua.recv(quiet).ok()
+    }
+}
+
+fn contact_of(headers: &sip_proto::Headers) -> Option<String> {
+    match headers.contact().ok()? {
+        sip_proto::header::Contact::Addrs(list) => list.first().map(|c| c.uri.to_string()),
+        _ => None,
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        180 => "Ringing",
+        183 => "Session Progress",
+        200 => "OK",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        603 => "Decline",
+        _ => "Status",
+    }
+}

@@ -1,0 +1,557 @@
+//! Calls end to end against the real binary over real sockets: phones
+//! registered as extensions call each other through the Lua dialplan
+//! (RFC 3261 §13–§15 and §9 through the B2BUA), every Lua action, Lua
+//! failures, and hot reload while calls are placed.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sip_proto::HeaderName;
+use testkit::{Phone, Server};
+
+const DOMAIN: &str = "test.invalid";
+const WAIT: Duration = Duration::from_secs(5);
+
+/// A test office: its own dialplan directory (so tests can rewrite it) and
+/// the repository's plugins.
+struct Office {
+    server: Server,
+    dialplans: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn write_lua(dir: &Path, text: &str) {
+    // Write then rename, as an editor does, so the watcher never reads half a file.
+    let tmp = dir.join(".default.lua.tmp");
+    std::fs::write(&tmp, text).expect("write dialplan");
+    std::fs::rename(&tmp, dir.join("default.lua")).expect("rename dialplan");
+}
+
+fn office(lua: Option<&str>) -> Office {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dialplans = dir.path().join("dialplans");
+    std::fs::create_dir_all(&dialplans).unwrap();
+    let text = match lua {
+        Some(text) => text.to_owned(),
+        None => std::fs::read_to_string(repo().join("dialplans/default.lua")).unwrap(),
+    };
+    write_lua(&dialplans, &text);
+    let config = format!(
+        r#"
+[sip]
+listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
+domain = "{DOMAIN}"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[storage]
+backend = "memory"
+
+[registrar]
+qualify_interval = "0s"
+
+[dialplan]
+dir = "{}"
+plugins = "{}"
+
+[[extension]]
+id = "1001"
+password = "pw-1001"
+
+[[extension]]
+id = "1002"
+password = "pw-1002"
+
+[[extension]]
+id = "1003"
+password = "pw-1003"
+"#,
+        dialplans.display(),
+        repo().join("plugins").display()
+    );
+    let server = Server::start_with(env!("CARGO_BIN_EXE_switchboard").as_ref(), &config)
+        .expect("switchboard starts");
+    Office {
+        server,
+        dialplans,
+        _dir: dir,
+    }
+}
+
+fn phone(o: &Office, user: &str) -> Phone {
+    let mut p = Phone::udp(
+        o.server.udp.expect("udp"),
+        user,
+        &format!("pw-{user}"),
+        DOMAIN,
+    );
+    assert_eq!(p.register(), 200, "{user} registers");
+    p
+}
+
+fn json(o: &Office, path: &str) -> serde_json::Value {
+    let (status, body) = o.server.http_get(path).expect("admin API");
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+/// Caller dials `dest`, callee rings then answers; both sides ACKed.
+fn establish(a: &mut Phone, b: &mut Phone, dest: &str) -> (testkit::Dialog, testkit::InCall) {
+    let call = a.call(dest).expect("INVITE sent");
+    let incoming = b.incoming(WAIT).expect("callee gets the INVITE");
+    b.reply(&incoming.invite, &incoming.tag, 180).unwrap();
+    assert_eq!(a.response(WAIT).expect("180 relayed").status, 180);
+    b.reply(&incoming.invite, &incoming.tag, 200).unwrap();
+    let (ok, _) = a.final_response(WAIT).expect("200 relayed");
+    assert_eq!(ok.status, 200);
+    assert!(
+        std::str::from_utf8(&ok.body)
+            .unwrap()
+            .contains("m=audio 41000"),
+        "the callee's SDP answer passes through"
+    );
+    let dialog = a.ack(&call, &ok).expect("ACK");
+    b.request("ACK", WAIT)
+        .expect("the B2BUA ACKs the callee's 200");
+    (dialog, incoming)
+}
+
+#[test]
+fn extensions_call_each_other_and_the_caller_hangs_up() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let (mut dialog, incoming) = establish(&mut a, &mut b, "1002");
+    // The callee saw the caller, and a fresh dialog of the B2BUA's.
+    let from = incoming.invite.headers.get(&HeaderName::From).unwrap();
+    assert!(from.contains("sip:1001@"), "{from}");
+    let calls = json(&o, "/api/v1/calls");
+    assert_eq!(calls.as_array().map(Vec::len), Some(1), "{calls}");
+    assert_eq!(calls[0]["state"], "bridged", "{calls}");
+    assert_eq!(
+        calls[0]["legs"].as_array().map(Vec::len),
+        Some(2),
+        "{calls}"
+    );
+
+    let bye = a
+        .request_in(&mut dialog, "BYE", None)
+        .expect("BYE answered");
+    assert_eq!(bye.status, 200);
+    let bye_b = b.request("BYE", WAIT).expect("callee gets BYE");
+    b.reply(&bye_b, &incoming.tag, 200).unwrap();
+
+    // The CDR says who, how, and that it was answered.
+    let deadline = Instant::now() + WAIT;
+    let cdr = loop {
+        let cdrs = json(&o, "/api/v1/cdrs");
+        if let Some(first) = cdrs.as_array().and_then(|a| a.first()) {
+            break first.clone();
+        }
+        assert!(Instant::now() < deadline, "no CDR");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let record = if cdr.get("record").is_some() {
+        &cdr["record"]
+    } else {
+        &cdr
+    };
+    assert_eq!(record["disposition"], "answered", "{cdr}");
+    assert_eq!(record["caller"], "1001", "{cdr}");
+    assert_eq!(record["callee"], "1002", "{cdr}");
+    assert_eq!(record["hangup_cause"], "caller", "{cdr}");
+    assert_eq!(json(&o, "/api/v1/calls").as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn callee_hangs_up() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let (_dialog, incoming) = establish(&mut a, &mut b, "1002");
+    let mut back = b.dialog_of(&incoming);
+    assert_eq!(b.request_in(&mut back, "BYE", None).unwrap().status, 200);
+    let bye = a.request("BYE", WAIT).expect("caller gets BYE");
+    a.reply(&bye, "", 200).unwrap();
+}
+
+#[test]
+fn busy_callee_gives_486_and_unknown_numbers_404() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    a.call("1002").unwrap();
+    let incoming = b.incoming(WAIT).unwrap();
+    b.reply(&incoming.invite, &incoming.tag, 486).unwrap();
+    b.request("ACK", WAIT)
+        .expect("our 486 is ACKed by the B2BUA");
+    let (r, _) = a.final_response(WAIT).unwrap();
+    assert_eq!(r.status, 486);
+
+    a.call("5555").unwrap();
+    assert_eq!(a.final_response(WAIT).unwrap().0.status, 404);
+    // 1003 exists but has no phone registered.
+    a.call("1003").unwrap();
+    let (r, _) = a.final_response(WAIT).unwrap();
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (480, "Temporarily Unavailable")
+    );
+}
+
+#[test]
+fn unauthenticated_calls_are_challenged_and_wrong_passwords_refused() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    // No credentials: 407 with a Proxy-Authenticate challenge.
+    let req = a.ua.request("INVITE", &format!("sip:1002@{DOMAIN}")).body(
+        "application/sdp",
+        testkit::sdp("127.0.0.1", 4000).as_bytes(),
+    );
+    let r = a.ua.transact(&req).unwrap();
+    assert_eq!(r.status, 407);
+    assert!(r.headers.get(&HeaderName::ProxyAuthenticate).is_some());
+    // The wrong password is challenged again, never routed.
+    let mut wrong = Phone::udp(o.server.udp.unwrap(), "1001", "nope", DOMAIN);
+    wrong.call("1002").unwrap();
+    assert_eq!(wrong.final_response(WAIT).unwrap().0.status, 407);
+}
+
+#[test]
+fn caller_cancels_while_it_rings() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let call = a.call("1002").unwrap();
+    let incoming = b.incoming(WAIT).unwrap();
+    b.reply(&incoming.invite, &incoming.tag, 180).unwrap();
+    assert_eq!(a.response(WAIT).unwrap().status, 180);
+    a.cancel(&call).unwrap();
+    // The callee's branch is cancelled…
+    let cancel = b
+        .request("CANCEL", WAIT)
+        .expect("CANCEL reaches the callee");
+    b.reply(&cancel, &incoming.tag, 200).unwrap();
+    b.reply(&incoming.invite, &incoming.tag, 487).unwrap();
+    // …and the caller gets 200 for its CANCEL and 487 for its INVITE.
+    let mut statuses = Vec::new();
+    while statuses.len() < 2 {
+        statuses.push(a.response(WAIT).unwrap().status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 487]);
+}
+
+#[test]
+fn a_call_forks_to_every_contact_and_the_first_answer_wins() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let mut desk = phone(&o, "1002");
+    let mut mobile = phone(&o, "1002");
+    let call = a.call("1002").unwrap();
+    let at_desk = desk.incoming(WAIT).expect("desk rings");
+    let at_mobile = mobile.incoming(WAIT).expect("mobile rings");
+    desk.reply(&at_desk.invite, &at_desk.tag, 180).unwrap();
+    mobile
+        .reply(&at_mobile.invite, &at_mobile.tag, 200)
+        .unwrap();
+    let (ok, _) = a.final_response(WAIT).unwrap();
+    assert_eq!(ok.status, 200);
+    a.ack(&call, &ok).unwrap();
+    mobile.request("ACK", WAIT).unwrap();
+    // The desk phone stops ringing.
+    let cancel = desk
+        .request("CANCEL", WAIT)
+        .expect("the other fork is cancelled");
+    desk.reply(&cancel, &at_desk.tag, 200).unwrap();
+    desk.reply(&at_desk.invite, &at_desk.tag, 487).unwrap();
+}
+
+#[test]
+fn nobody_answers_within_the_dial_timeout() {
+    let o = office(Some(
+        r#"
+function route(call)
+  local r = call:dial(call.request_uri.user, { timeout = 1 })
+  call:reject(480, r.status .. " " .. r.code)
+end
+"#,
+    ));
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    a.call("1002").unwrap();
+    let incoming = b.incoming(WAIT).unwrap();
+    b.reply(&incoming.invite, &incoming.tag, 180).unwrap();
+    let cancel = b
+        .request("CANCEL", WAIT)
+        .expect("cancelled after the timeout");
+    b.reply(&cancel, &incoming.tag, 200).unwrap();
+    b.reply(&incoming.invite, &incoming.tag, 487).unwrap();
+    let (r, provisional) = a.final_response(WAIT).unwrap();
+    assert!(provisional.contains(&180));
+    assert_eq!((r.status, r.reason.as_str()), (480, "noanswer 408"));
+}
+
+const ACTIONS: &str = r#"
+function route(call)
+  local d = call.request_uri.user
+  call:on_hangup(function() log.info("on_hangup ran for " .. d) end)
+  if d == "2000" then
+    call:ring()
+    call:answer()
+    call:sleep(0.2)
+    call:hangup()
+  elseif d == "2001" then
+    call:reject(486, "Busy " .. (call:header("X-Test") or "none") .. " " .. call.caller .. " " .. call.context)
+  elseif d == "2002" then
+    call:redirect("sip:1002@elsewhere.example")
+  elseif d == "2003" then
+    local x = nil
+    return x.field
+  elseif d == "2004" then
+    while true do end
+  elseif d == "2005" then
+    local t = {}
+    while true do t[#t + 1] = string.rep("x", 4096) .. #t end
+  elseif d == "2006" then
+    kv.set("test", "seen", "yes")
+    call:reject(480, "kv " .. kv.get("test", "seen") .. " " .. #registrar.contacts("1002") .. " " .. pbx.extension("1002").id)
+  elseif d == "2007" then
+    call:answer()
+  else
+    call:dial(d, { timeout = 5, headers = { ["X-From-Lua"] = "yes" } })
+  end
+end
+"#;
+
+#[test]
+fn every_lua_action_reaches_the_phone() {
+    let o = office(Some(ACTIONS));
+    let mut a = phone(&o, "1001");
+    let _b = phone(&o, "1002");
+
+    // ring, answer, sleep, hangup.
+    let call = a.call("2000").unwrap();
+    let (ok, provisional) = a.final_response(WAIT).unwrap();
+    assert_eq!(ok.status, 200);
+    assert!(provisional.contains(&180), "{provisional:?}");
+    assert!(
+        std::str::from_utf8(&ok.body)
+            .unwrap()
+            .contains("a=inactive")
+    );
+    a.ack(&call, &ok).unwrap();
+    let bye = a.request("BYE", WAIT).expect("the route hangs up");
+    a.reply(&bye, "", 200).unwrap();
+
+    // reject with a reason built from header(), caller and context.
+    a.call_with("2001", &[("X-Test", "hello")]).unwrap();
+    let (r, _) = a.final_response(WAIT).unwrap();
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (486, "Busy hello 1001 default")
+    );
+
+    // redirect.
+    a.call("2002").unwrap();
+    let (r, _) = a.final_response(WAIT).unwrap();
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.headers.get(&HeaderName::Contact),
+        Some("<sip:1002@elsewhere.example>")
+    );
+
+    // kv, registrar.contacts, pbx.extension.
+    a.call("2006").unwrap();
+    let (r, _) = a.final_response(WAIT).unwrap();
+    assert_eq!((r.status, r.reason.as_str()), (480, "kv yes 1 1002"));
+
+    // A route that answers and returns: the call is hung up.
+    let call = a.call("2007").unwrap();
+    let (ok, _) = a.final_response(WAIT).unwrap();
+    assert_eq!(ok.status, 200);
+    a.ack(&call, &ok).unwrap();
+    let bye = a.request("BYE", WAIT).expect("hung up after route returns");
+    a.reply(&bye, "", 200).unwrap();
+
+    // dial's headers reach the callee.
+    let mut b = phone(&o, "1003");
+    a.call("1003").unwrap();
+    let incoming = b.incoming(WAIT).unwrap();
+    assert_eq!(incoming.invite.headers.get_raw("X-From-Lua"), Some("yes"));
+    b.reply(&incoming.invite, &incoming.tag, 603).unwrap();
+    // The route returns after a failed dial without answering: 404.
+    assert_eq!(a.final_response(WAIT).unwrap().0.status, 404);
+
+    let log = o.server.log();
+    assert!(log.contains("on_hangup ran for 2000"), "{log}");
+}
+
+#[test]
+fn lua_failures_give_500_and_the_server_carries_on() {
+    let o = office(Some(ACTIONS));
+    let mut a = phone(&o, "1001");
+    let mut other = phone(&o, "1003");
+    // A runtime error: 500, logged with file:line and the Call-ID.
+    let call = a.call("2003").unwrap();
+    let (r, _) = a.final_response(WAIT).unwrap();
+    assert_eq!(r.status, 500);
+    let log = o.server.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("attempt to index"))
+        .unwrap_or_else(|| panic!("no Lua error line in {log}"));
+    assert!(line.contains("default.lua:"), "{line}");
+    assert!(line.contains(&call.call_id), "{line}");
+
+    // An endless loop and a memory bomb are stopped while another call completes.
+    a.call("2004").unwrap();
+    other.call("2001").unwrap();
+    assert_eq!(other.final_response(WAIT).unwrap().0.status, 486);
+    assert_eq!(a.final_response(WAIT).unwrap().0.status, 500);
+    a.call("2005").unwrap();
+    other.call("2001").unwrap();
+    assert_eq!(other.final_response(WAIT).unwrap().0.status, 486);
+    assert_eq!(a.final_response(WAIT).unwrap().0.status, 500);
+    // And the next call works.
+    a.call("2001").unwrap();
+    assert_eq!(a.final_response(WAIT).unwrap().0.status, 486);
+}
+
+#[test]
+fn a_broken_edit_keeps_the_old_dialplan() {
+    let o = office(Some("function route(call) call:reject(486, 'old') end\n"));
+    let mut a = phone(&o, "1001");
+    write_lua(
+        &o.dialplans,
+        "function route(call)\n  call:reject(486, 'new'\nend\n",
+    );
+    let deadline = Instant::now() + WAIT;
+    while !o.server.log().contains("default.lua:3") {
+        assert!(
+            Instant::now() < deadline,
+            "no file:line error logged: {}",
+            o.server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    a.call("1").unwrap();
+    let (r, _) = a.final_response(WAIT).unwrap();
+    assert_eq!((r.status, r.reason.as_str()), (486, "old"));
+}
+
+/// Places bridged calls back to back while the dialplan is rewritten 20
+/// times; every call must complete, and each new generation must route
+/// calls within 1 s of the file being written.
+#[test]
+fn calls_keep_working_while_the_dialplan_is_rewritten() {
+    let lua = |generation: u32| {
+        format!(
+            "function route(call)\n  call:dial(call.request_uri.user, {{ timeout = 5, headers = {{ ['X-Gen'] = '{generation}' }} }})\nend\n"
+        )
+    };
+    let o = office(Some(&lua(0)));
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let seen = Arc::new(AtomicU32::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let calls = Arc::new(AtomicU32::new(0));
+
+    // The callee answers every call and reports the generation it saw. It
+    // takes messages in whatever order they come (the B2BUA's ACK and BYE
+    // to it are independent sends).
+    let callee = {
+        let (seen, stop) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let Some(sip_proto::Message::Request(req)) = b.silence(Duration::from_millis(200))
+                else {
+                    continue;
+                };
+                match req.method.as_str() {
+                    "INVITE" => {
+                        let g = req
+                            .headers
+                            .get_raw("X-Gen")
+                            .and_then(|g| g.parse().ok())
+                            .unwrap_or(u32::MAX);
+                        seen.store(g, Ordering::Relaxed);
+                        b.reply(&req, "callee", 200).unwrap();
+                    }
+                    "BYE" | "CANCEL" => b.reply(&req, "callee", 200).unwrap(),
+                    _ => {}
+                }
+            }
+        })
+    };
+    let caller = {
+        let (stop, failures, calls) = (stop.clone(), failures.clone(), calls.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let result = (|| {
+                    let call = a.call("1002").map_err(|e| format!("INVITE: {e}"))?;
+                    let (ok, _) = a
+                        .final_response(WAIT)
+                        .map_err(|e| format!("no final: {e}"))?;
+                    if ok.status != 200 {
+                        return Err(format!("got {} {}", ok.status, ok.reason));
+                    }
+                    let mut d = a.ack(&call, &ok).map_err(|e| format!("ACK: {e}"))?;
+                    let bye = a
+                        .request_in(&mut d, "BYE", None)
+                        .map_err(|e| format!("BYE: {e}"))?;
+                    if bye.status != 200 {
+                        return Err(format!("BYE got {}", bye.status));
+                    }
+                    Ok(())
+                })();
+                calls.fetch_add(1, Ordering::Relaxed);
+                if let Err(e) = result {
+                    failures.lock().unwrap().push(e);
+                }
+            }
+        })
+    };
+    for generation in 1..=20 {
+        std::thread::sleep(Duration::from_millis(150));
+        write_lua(&o.dialplans, &lua(generation));
+        let written = Instant::now();
+        while seen.load(Ordering::Relaxed) != generation {
+            assert!(
+                written.elapsed() < Duration::from_secs(1),
+                "generation {generation} not in force 1 s after the edit (calls still see {}); failures so far: {:?}; log: {:?}",
+                seen.load(Ordering::Relaxed),
+                failures.lock().unwrap(),
+                o.server
+                    .log()
+                    .lines()
+                    .filter(|l| l.contains("generation") || l.contains("dialplan"))
+                    .collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    caller.join().unwrap();
+    callee.join().unwrap();
+    let failures = failures.lock().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} of {} calls failed: {failures:?}",
+        failures.len(),
+        calls.load(Ordering::Relaxed)
+    );
+    assert!(
+        calls.load(Ordering::Relaxed) >= 20,
+        "only {} calls placed",
+        calls.load(Ordering::Relaxed)
+    );
+}
