@@ -555,3 +555,126 @@ fn calls_keep_working_while_the_dialplan_is_rewritten() {
         calls.load(Ordering::Relaxed)
     );
 }
+
+#[test]
+fn hold_reinvite_info_and_glare_cross_the_bridge() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let (mut dialog, incoming) = establish(&mut a, &mut b, "1002");
+
+    // Hold: the caller's re-INVITE with a=sendonly reaches the callee in
+    // the B2BUA's other dialog, and the callee's answer comes back.
+    let hold = testkit::sdp("127.0.0.1", 40_000).replace("a=sendrecv", "a=sendonly");
+    let caller = std::thread::scope(|scope| {
+        let t = scope.spawn(|| {
+            let r = a.request_in(&mut dialog, "INVITE", Some(&hold));
+            (r, a)
+        });
+        let reinvite = b.request("INVITE", WAIT).expect("re-INVITE passed on");
+        assert!(
+            std::str::from_utf8(&reinvite.body)
+                .unwrap()
+                .contains("a=sendonly"),
+            "the hold SDP passes through"
+        );
+        assert!(reinvite.headers.to().unwrap().tag().is_some(), "in-dialog");
+        // Glare: the callee re-INVITEs while its own answer is pending.
+        let mut back = b.dialog_of(&incoming);
+        let glare = b
+            .request_in(
+                &mut back,
+                "INVITE",
+                Some(&testkit::sdp("127.0.0.1", 41_000)),
+            )
+            .expect("glare answered");
+        assert_eq!(glare.status, 491);
+        b.reply(&reinvite, &incoming.tag, 200).unwrap();
+        b.request("ACK", WAIT)
+            .expect("the B2BUA ACKs the re-INVITE's 200");
+        let (r, a) = t.join().unwrap();
+        (r.expect("re-INVITE answered"), a)
+    });
+    let (ok, mut a) = caller;
+    assert_eq!(ok.status, 200);
+    assert!(
+        std::str::from_utf8(&ok.body)
+            .unwrap()
+            .contains("m=audio 41000")
+    );
+    a.ack_in(&dialog).unwrap();
+
+    // INFO (e.g. DTMF) goes across too, and its answer comes back.
+    let t = std::thread::spawn(move || {
+        let r = a.request_in(&mut dialog, "INFO", None);
+        (r, a, dialog)
+    });
+    let info = b.request("INFO", WAIT).expect("INFO passed on");
+    b.reply(&info, &incoming.tag, 200).unwrap();
+    let (r, mut a, mut dialog) = t.join().unwrap();
+    assert_eq!(r.expect("INFO answered").status, 200);
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+}
+
+#[test]
+fn reload_changes_the_next_call_and_leaves_the_current_one_alone() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let mut c = phone(&o, "1003");
+    let (mut dialog, incoming) = establish(&mut a, &mut b, "1002");
+    write_lua(
+        &o.dialplans,
+        "function route(call) call:reject(486, 'new plan') end\n",
+    );
+    let deadline = Instant::now() + WAIT;
+    while !o.server.log().contains("generation 2") {
+        assert!(Instant::now() < deadline, "no reload: {}", o.server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.call("1002").unwrap();
+    let (r, _) = c.final_response(WAIT).unwrap();
+    assert_eq!((r.status, r.reason.as_str()), (486, "new plan"));
+    // The call that was up is still up and ends normally.
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+    let bye = b.request("BYE", WAIT).expect("callee gets BYE");
+    b.reply(&bye, &incoming.tag, 200).unwrap();
+}
+
+#[test]
+fn reliable_provisionals_are_refused_and_loops_are_detected() {
+    let o = office(Some(
+        r#"
+function route(call)
+  local r = call:dial("sip:loop@" .. call:header("X-Loop"), { timeout = 5 })
+  call:reject(480, "loop " .. r.status .. " " .. r.code)
+end
+"#,
+    ));
+    let mut a = phone(&o, "1001");
+    // RFC 3262 is not supported: Require: 100rel gets 420 + Unsupported.
+    a.call_with("1002", &[("Require", "100rel")]).unwrap();
+    let (r, _) = a.final_response(WAIT).unwrap();
+    assert_eq!(r.status, 420);
+    assert_eq!(r.headers.get_raw("Unsupported"), Some("100rel"));
+    // A dial that reaches this PBX itself comes back as a loop.
+    let me = o.server.udp.unwrap().to_string();
+    a.call_with("1002", &[("X-Loop", me.as_str())]).unwrap();
+    let (r, _) = a.final_response(WAIT).unwrap();
+    assert_eq!((r.status, r.reason.as_str()), (480, "loop failed 482"));
+}
+
+#[test]
+fn calls_work_over_tcp() {
+    let o = office(None);
+    let mut a = Phone::tcp(o.server.tcp.expect("tcp"), "1001", "pw-1001", DOMAIN);
+    assert_eq!(a.register(), 200);
+    let mut b = Phone::tcp(o.server.tcp.expect("tcp"), "1002", "pw-1002", DOMAIN);
+    assert_eq!(b.register(), 200);
+    let (mut dialog, incoming) = establish(&mut a, &mut b, "1002");
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+    let bye = b
+        .request("BYE", WAIT)
+        .expect("callee gets BYE over its connection");
+    b.reply(&bye, &incoming.tag, 200).unwrap();
+}

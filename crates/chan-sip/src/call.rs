@@ -1237,7 +1237,6 @@ impl Call {
             to: self.cdr.to.clone(),
             caller: self.cdr.caller.clone(),
             context: self.cdr.context.clone(),
-            generation: None,
             state: self.state,
             started_ms: self.cdr.start_ms,
             answered_ms: self.cdr.answer_ms,

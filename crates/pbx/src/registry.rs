@@ -58,8 +58,6 @@ pub struct CallSnapshot {
     pub caller: Option<String>,
     /// The routing context.
     pub context: String,
-    /// The dialplan generation the call runs on.
-    pub generation: Option<u64>,
     /// Where the call stands.
     pub state: CallState,
     /// Unix ms when it started.
@@ -168,7 +166,6 @@ mod tests {
             to: "sip:1002@x".into(),
             caller: Some("1001".into()),
             context: "default".into(),
-            generation: Some(1),
             state: CallState::Routing,
             started_ms,
             answered_ms: None,

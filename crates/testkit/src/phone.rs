@@ -302,6 +302,12 @@ impl Phone {
         }
     }
 
+    /// ACKs the 2xx to our last re-INVITE in `dialog` (same CSeq number).
+    pub fn ack_in(&mut self, dialog: &Dialog) -> Result<(), UaError> {
+        let ack = self.in_dialog(dialog, "ACK", dialog.cseq);
+        self.ua.send(ack.as_bytes())
+    }
+
     fn in_dialog(&self, dialog: &Dialog, method: &str, seq: u32) -> String {
         let local = self.ua.local_addr();
         let transport = self.ua.transport();
