@@ -171,9 +171,15 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         }
     }
     let early = sip_done.is_some() || admin_done.is_some();
-    shutdown.cancel();
-
     let grace = config.shutdown_grace;
+    let grace_ends = tokio::time::Instant::now() + grace;
+    if !early && !drain_calls(&calls, grace, &mut signals).await {
+        return Ok(());
+    }
+    shutdown.cancel();
+    let grace = grace_ends
+        .saturating_duration_since(tokio::time::Instant::now())
+        .max(std::time::Duration::from_secs(1));
     let drain = async {
         let sip = match sip_done.take() {
             Some(r) => r,
@@ -217,6 +223,46 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         (Err(_), _) => {}
     }
     result
+}
+
+/// Stops taking calls and waits for those in progress to end, up to
+/// `grace`; then hangs up the rest (their BYEs go out while the endpoint
+/// still runs). `false` if a second signal asked to exit at once.
+async fn drain_calls(
+    calls: &chan_sip::ChanSip,
+    grace: std::time::Duration,
+    signals: &mut Signals,
+) -> bool {
+    calls.drain();
+    let active = calls.active_calls();
+    if active == 0 {
+        return true;
+    }
+    info!(
+        "waiting up to {} for {active} call(s) in progress to end; new calls get 503",
+        humantime::format_duration(grace)
+    );
+    let wait_for_calls = async {
+        while calls.active_calls() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    tokio::select! {
+        r = tokio::time::timeout(grace, wait_for_calls) => {
+            if r.is_err() {
+                let left = calls.active_calls();
+                warn!("shutdown_grace elapsed with {left} call(s) up; hanging them up");
+                calls.hang_up_all();
+                // Let the BYEs leave before the endpoint stops.
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            true
+        }
+        signal = signals.recv() => {
+            warn!("{signal} received again; exiting without waiting");
+            false
+        }
+    }
 }
 
 /// The SIP channel's settings from the config.

@@ -34,6 +34,10 @@ fn write_lua(dir: &Path, text: &str) {
 }
 
 fn office(lua: Option<&str>) -> Office {
+    office_with(lua, "")
+}
+
+fn office_with(lua: Option<&str>, top: &str) -> Office {
     let dir = tempfile::tempdir().expect("tempdir");
     let dialplans = dir.path().join("dialplans");
     std::fs::create_dir_all(&dialplans).unwrap();
@@ -44,6 +48,7 @@ fn office(lua: Option<&str>) -> Office {
     write_lua(&dialplans, &text);
     let config = format!(
         r#"
+{top}
 [sip]
 listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
 domain = "{DOMAIN}"
@@ -677,4 +682,46 @@ fn calls_work_over_tcp() {
         .request("BYE", WAIT)
         .expect("callee gets BYE over its connection");
     b.reply(&bye, &incoming.tag, 200).unwrap();
+}
+
+#[test]
+fn shutdown_waits_for_calls_and_refuses_new_ones() {
+    let mut o = office_with(None, r#"shutdown_grace = "10s""#);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let mut c = phone(&o, "1003");
+    let (mut dialog, incoming) = establish(&mut a, &mut b, "1002");
+    o.server.signal("TERM");
+    let deadline = Instant::now() + WAIT;
+    while !o.server.log().contains("call(s) in progress to end") {
+        assert!(Instant::now() < deadline, "{}", o.server.log());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    c.call("1002").unwrap();
+    assert_eq!(c.final_response(WAIT).unwrap().0.status, 503);
+    assert!(
+        o.server.is_running(),
+        "the call in progress holds the shutdown"
+    );
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+    let bye = b.request("BYE", WAIT).unwrap();
+    b.reply(&bye, &incoming.tag, 200).unwrap();
+    let status = o.server.wait_exit(WAIT).expect("exits once the call ended");
+    assert!(status.success(), "{}", o.server.log());
+    assert!(o.server.log().contains("shutdown complete"));
+}
+
+#[test]
+fn shutdown_hangs_up_calls_left_after_the_grace_period() {
+    let mut o = office_with(None, r#"shutdown_grace = "1s""#);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let (_dialog, incoming) = establish(&mut a, &mut b, "1002");
+    o.server.signal("TERM");
+    let bye = a.request("BYE", WAIT).expect("the caller is hung up");
+    a.reply(&bye, "", 200).unwrap();
+    let bye = b.request("BYE", WAIT).expect("the callee is hung up");
+    b.reply(&bye, &incoming.tag, 200).unwrap();
+    let status = o.server.wait_exit(WAIT).expect("exits");
+    assert!(status.success(), "{}", o.server.log());
 }

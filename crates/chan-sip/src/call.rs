@@ -130,6 +130,12 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         tx.respond(r);
         return;
     }
+    if inner.draining.load(Ordering::Relaxed) {
+        let mut r = tx.response_with_warning(503, &inner.config.domain, "shutting down");
+        r.headers.push(HeaderName::RetryAfter, "30");
+        tx.respond(r);
+        return;
+    }
     if inner.active.fetch_add(1, Ordering::Relaxed) >= inner.config.max_calls {
         inner.active.fetch_sub(1, Ordering::Relaxed);
         let mut r = tx.response_with_warning(503, &inner.config.domain, "too many calls");
@@ -392,6 +398,7 @@ impl Call {
         let mut route_done = false;
         let mut linger_until: Option<Instant> = None;
         let cancel = self.a.cancel.clone();
+        let stop = self.inner.stop.clone();
         loop {
             if self.finished && route_done {
                 break;
@@ -406,6 +413,7 @@ impl Call {
                 Some(command) = self.commands.recv() => self.on_command(command).await,
                 Some(event) = self.events.recv() => self.on_event(event),
                 () = cancel.cancelled(), if watch_cancel => self.on_caller_cancel(),
+                () = stop.cancelled(), if !self.finished => self.on_shutdown(),
                 () = sleep_until(retrans_at), if retrans_at.is_some() => self.on_retransmit(),
                 () = sleep_until(dial_deadline), if dial_deadline.is_some() => self.on_dial_timeout(),
                 end = &mut route, if !route_done => {
@@ -1073,6 +1081,24 @@ impl Call {
             }));
         }
         self.finish(Disposition::Cancelled, 487, "cancel");
+    }
+
+    /// The server is stopping: end the call whatever its state.
+    fn on_shutdown(&mut self) {
+        if self.a.leg.state == LegState::Up {
+            self.a.leg.bye();
+            if let Some(b) = &mut self.bridge {
+                b.leg.bye();
+            }
+            self.finish(Disposition::Answered, 200, "shutdown");
+        } else {
+            let r =
+                self.a
+                    .tx
+                    .response_with_warning(503, &self.inner.config.domain, "shutting down");
+            self.a.tx.respond(r);
+            self.finish(Disposition::Failed, 503, "shutdown");
+        }
     }
 
     fn on_retransmit(&mut self) {

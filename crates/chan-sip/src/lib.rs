@@ -86,6 +86,10 @@ pub(crate) struct Inner {
     pub registry: Arc<Registry>,
     pub dialogs: Dialogs,
     pub active: AtomicUsize,
+    /// Set when the server drains: new calls get 503.
+    pub draining: std::sync::atomic::AtomicBool,
+    /// Fired to hang up every call (shutdown after the grace period).
+    pub stop: tokio_util::sync::CancellationToken,
 }
 
 impl ChanSip {
@@ -114,6 +118,8 @@ impl ChanSip {
                 registry: Arc::new(Registry::new()),
                 dialogs: Dialogs::default(),
                 active: AtomicUsize::new(0),
+                draining: std::sync::atomic::AtomicBool::new(false),
+                stop: tokio_util::sync::CancellationToken::new(),
             }),
         }
     }
@@ -126,6 +132,17 @@ impl ChanSip {
     /// Number of calls in progress.
     pub fn active_calls(&self) -> usize {
         self.inner.active.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking new calls (they get 503 with Retry-After); calls in
+    /// progress go on.
+    pub fn drain(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Hangs up every call in progress (BYE once answered, 503 before).
+    pub fn hang_up_all(&self) {
+        self.inner.stop.cancel();
     }
 
     fn dispatch(&self, incoming: &Incoming) -> Option<Route> {
