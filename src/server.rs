@@ -215,6 +215,8 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         }
     };
     let result = sip.and(admin);
+    calls.flush_cdrs().await;
+    drop(calls);
     release_storage(registrar, storage);
     match (&result, early) {
         (Ok(()), false) => info!("shutdown complete"),

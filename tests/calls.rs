@@ -38,6 +38,10 @@ fn office(lua: Option<&str>) -> Office {
 }
 
 fn office_with(lua: Option<&str>, top: &str) -> Office {
+    office_stored(lua, top, "[storage]\nbackend = \"memory\"")
+}
+
+fn office_stored(lua: Option<&str>, top: &str, storage: &str) -> Office {
     let dir = tempfile::tempdir().expect("tempdir");
     let dialplans = dir.path().join("dialplans");
     std::fs::create_dir_all(&dialplans).unwrap();
@@ -56,8 +60,7 @@ domain = "{DOMAIN}"
 [admin]
 listen = "127.0.0.1:0"
 
-[storage]
-backend = "memory"
+{storage}
 
 [registrar]
 qualify_interval = "0s"
@@ -724,4 +727,30 @@ fn shutdown_hangs_up_calls_left_after_the_grace_period() {
     b.reply(&bye, &incoming.tag, 200).unwrap();
     let status = o.server.wait_exit(WAIT).expect("exits");
     assert!(status.success(), "{}", o.server.log());
+}
+
+#[test]
+fn cdrs_are_kept_across_a_restart() {
+    let o = office_stored(None, "", "[storage]\npath = \"var/switchboard.redb\"");
+    let mut a = phone(&o, "1001");
+    a.call("5555").unwrap();
+    assert_eq!(a.final_response(WAIT).unwrap().0.status, 404);
+    let Office {
+        server,
+        dialplans,
+        _dir,
+    } = o;
+    let server = server.restart().expect("restarts");
+    let o = Office {
+        server,
+        dialplans,
+        _dir,
+    };
+    let cdrs = json(&o, "/api/v1/cdrs");
+    let list = cdrs.as_array().expect("array");
+    assert_eq!(list.len(), 1, "{cdrs}");
+    assert_eq!(list[0]["disposition"], "rejected");
+    assert_eq!(list[0]["code"], 404);
+    assert_eq!(list[0]["to"], format!("sip:5555@{DOMAIN}"));
+    assert!(list[0]["end_ms"].as_u64() >= list[0]["start_ms"].as_u64());
 }

@@ -1317,19 +1317,7 @@ impl Call {
             duration_ms = cdr.duration_ms,
             "call ended"
         );
-        let store = inner.cdrs.clone();
-        tokio::task::spawn_blocking(move || {
-            let record = match serde_json::to_value(&cdr) {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::error!(error = %e, "CDR not serialisable");
-                    return;
-                }
-            };
-            if let Err(e) = store.append_cdr(&record) {
-                tracing::error!(call_id = %cdr.call_id, error = %e, "CDR not stored");
-            }
-        });
+        inner.cdrs.write(cdr);
     }
 }
 

@@ -11,6 +11,7 @@
 //! §12 dialog state) and `target.rs` (what a dial target resolves to).
 
 mod call;
+mod cdr;
 mod dialog;
 mod target;
 
@@ -80,7 +81,7 @@ pub(crate) struct Inner {
     pub endpoint: EndpointHandle,
     pub registrar: Registrar,
     pub locations: Arc<dyn LocationStore>,
-    pub cdrs: Arc<dyn CdrStore>,
+    pub cdrs: cdr::CdrWriter,
     pub extensions: HashMap<String, Extension>,
     pub router: Arc<dyn Router>,
     pub registry: Arc<Registry>,
@@ -112,7 +113,7 @@ impl ChanSip {
                 endpoint,
                 registrar,
                 locations,
-                cdrs,
+                cdrs: cdr::CdrWriter::start(cdrs),
                 extensions,
                 router,
                 registry: Arc::new(Registry::new()),
@@ -138,6 +139,11 @@ impl ChanSip {
     /// progress go on.
     pub fn drain(&self) {
         self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Resolves once the CDRs of every call that has ended are stored.
+    pub async fn flush_cdrs(&self) {
+        self.inner.cdrs.flush().await;
     }
 
     /// Hangs up every call in progress (BYE once answered, 503 before).

@@ -20,6 +20,13 @@ pub trait CdrStore: Send + Sync {
     /// Appends `record` and returns its id.
     fn append_cdr(&self, record: &serde_json::Value) -> Result<u64, Error>;
 
+    /// Appends several records in one commit (group commit: a persistent
+    /// backend syncs once for the batch) and returns their ids, in order.
+    /// All or nothing. The default appends them one by one.
+    fn append_cdrs(&self, records: &[serde_json::Value]) -> Result<Vec<u64>, Error> {
+        records.iter().map(|r| self.append_cdr(r)).collect()
+    }
+
     /// The `limit` most recent records, newest first.
     fn recent_cdrs(&self, limit: usize) -> Result<Vec<CdrEntry>, Error>;
 }

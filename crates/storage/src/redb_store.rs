@@ -683,6 +683,33 @@ impl CdrStore for RedbStorage {
         })
     }
 
+    fn append_cdrs(&self, records: &[serde_json::Value]) -> Result<Vec<u64>, Error> {
+        let encoded = records
+            .iter()
+            .map(|record| {
+                serde_json::to_vec(record).map_err(|e| Error::Decode {
+                    path: self.path.clone(),
+                    what: "CDR",
+                    key: "(new)".to_owned(),
+                    reason: format!("cannot encode: {e}"),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.write("appending CDRs", |txn| {
+            let mut table = txn.open_table(CDRS)?;
+            let mut next = table
+                .last()?
+                .map_or(1, |(k, _)| k.value().saturating_add(1));
+            let mut ids = Vec::with_capacity(encoded.len());
+            for bytes in &encoded {
+                table.insert(next, bytes.as_slice())?;
+                ids.push(next);
+                next = next.saturating_add(1);
+            }
+            Ok(ids)
+        })
+    }
+
     fn recent_cdrs(&self, limit: usize) -> Result<Vec<CdrEntry>, Error> {
         self.read("listing CDRs", |txn| {
             let table = txn.open_table(CDRS)?;

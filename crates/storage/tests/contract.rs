@@ -496,4 +496,12 @@ fn cdr_append_and_recent(s: &dyn Storage) {
     assert_eq!(recent[1].record["to"], "1002");
     assert_eq!(s.recent_cdrs(100).expect("recent").len(), 3);
     assert!(s.recent_cdrs(0).expect("recent").is_empty());
+    // A batch continues the numbering, in order.
+    let ids = s
+        .append_cdrs(&[json!({"to": "a"}), json!({"to": "b"})])
+        .expect("batch");
+    assert_eq!(ids, [4, 5]);
+    let recent = s.recent_cdrs(2).expect("recent");
+    assert_eq!((recent[0].id, &recent[0].record["to"]), (5, &json!("b")));
+    assert!(s.append_cdrs(&[]).expect("empty batch").is_empty());
 }
