@@ -7,7 +7,6 @@
 //! it through a [`pbx::CallHandle`].
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -15,15 +14,20 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pbx::{
     ActionError, CallDetails, CallHandle, CallSnapshot, CallState, Cdr, Command, DialOutcome,
-    DialRequest, DialStatus, Disposition, Leg, LegSnapshot, LegState, Party, RouteEnd,
+    DialRequest, DialStatus, Disposition, Leg, LegState, Party, RouteEnd,
 };
-use sip_net::{ClientInviteTx, Incoming, InviteEvent, InviteTx, Transport};
+use sip_net::{Incoming, InviteEvent, InviteTx, Transport};
 use sip_proto::{HeaderName, Headers, Method, Request, Response, Uri};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::dialog::{Dialog, new_tag};
+use crate::leg::{SipLeg, our_contact};
+use crate::relay::{
+    body_of, branch_task, dial_result, inactive_answer, reply_from, send_stateless, set_body,
+    sleep_until,
+};
 use crate::target::{self, Destination};
 use crate::{Inner, Reply, Side};
 
@@ -255,75 +259,6 @@ fn details(incoming: &Incoming, call_id: &str, caller: &str, context: &str) -> C
             .iter()
             .map(|h| (h.name.as_str().to_owned(), h.value.to_string()))
             .collect(),
-    }
-}
-
-/// Our Contact for a dialog with a peer at `peer`.
-fn our_contact(inner: &Inner, transport: Transport, peer: SocketAddr) -> String {
-    let addr = inner
-        .endpoint
-        .local_addr_for(transport, peer)
-        .map_or_else(|| inner.config.domain.clone(), |a| a.to_string());
-    match transport {
-        Transport::Udp => format!("<sip:switchboard@{addr}>"),
-        Transport::Tcp => format!("<sip:switchboard@{addr};transport=tcp>"),
-    }
-}
-
-/// A SIP leg: one dialog of the call, as `pbx` sees a leg.
-struct SipLeg {
-    inner: Arc<Inner>,
-    dialog: Dialog,
-    direction: &'static str,
-    state: LegState,
-    contact: String,
-}
-
-impl SipLeg {
-    /// Sends `request` (built on this leg's dialog) in the background and
-    /// returns at once; the answer is logged at debug.
-    fn send(&self, request: Request) -> JoinHandle<Option<Response>> {
-        let endpoint = self.inner.endpoint.clone();
-        let (transport, peer) = (self.dialog.transport, self.dialog.peer);
-        tokio::spawn(async move {
-            let method = request.method.clone();
-            match endpoint.request(request, transport, peer).await {
-                Ok(r) => Some(r),
-                Err(e) => {
-                    tracing::debug!(%peer, %method, error = %e, "in-dialog request failed");
-                    None
-                }
-            }
-        })
-    }
-
-    fn bye(&mut self) {
-        if self.state == LegState::Up {
-            let bye = self.dialog.request(Method::Bye, None, None);
-            drop(self.send(bye));
-        }
-        self.state = LegState::Ended;
-    }
-}
-
-impl Leg for SipLeg {
-    fn snapshot(&self) -> LegSnapshot {
-        LegSnapshot {
-            direction: self.direction,
-            channel: "sip",
-            peer: self.dialog.remote_target.to_string(),
-            address: format!("{}:{}", self.dialog.transport, self.dialog.peer),
-            state: self.state,
-        }
-    }
-
-    async fn hangup(&mut self) {
-        let up = self.state == LegState::Up;
-        self.state = LegState::Ended;
-        if up {
-            let bye = self.dialog.request(Method::Bye, None, None);
-            let _ = self.send(bye).await;
-        }
     }
 }
 
@@ -756,7 +691,11 @@ impl Call {
                     && let InviteEvent::Response(r) = &event
                 {
                     let mut out = self.a.tx.response(status);
-                    copy_body(r, &mut out);
+                    set_body(
+                        &mut out.headers,
+                        &mut out.body,
+                        body_of(&r.headers, &r.body),
+                    );
                     self.a.tx.respond(out);
                     self.a.leg.state = LegState::Ringing;
                 }
@@ -849,16 +788,7 @@ impl Call {
         // sees the bridge.
         self.publish();
         if self.a.leg.state != LegState::Up {
-            let body = (!response.body.is_empty()).then(|| {
-                (
-                    response
-                        .headers
-                        .content_type()
-                        .unwrap_or("application/sdp")
-                        .to_owned(),
-                    response.body.clone(),
-                )
-            });
+            let body = body_of(&response.headers, &response.body);
             self.send_ok(body);
             self.publish();
         }
@@ -884,13 +814,7 @@ impl Call {
             let _ = reply.send(Reply::status(status));
             return;
         }
-        let fresh = if from_bridge {
-            self.bridge
-                .as_mut()
-                .is_some_and(|b| b.leg.dialog.accept_remote_cseq(seq))
-        } else {
-            self.a.leg.dialog.accept_remote_cseq(seq)
-        };
+        let fresh = self.accept_cseq(from_bridge, seq);
         if !fresh {
             // §12.2.2: a CSeq lower than the last one is out of order.
             let _ = reply.send(Reply::status(500));
@@ -939,7 +863,11 @@ impl Call {
                         if request.method == Method::Update {
                             out.headers.push(HeaderName::Contact, leg.contact.as_str());
                         }
-                        copy_request_body(&request, &mut out);
+                        set_body(
+                            &mut out.headers,
+                            &mut out.body,
+                            body_of(&request.headers, &request.body),
+                        );
                         let sent = leg.send(out);
                         tokio::spawn(async move {
                             let r = match sent.await {
@@ -974,13 +902,7 @@ impl Call {
             return;
         }
         let seq = incoming.request.cseq().map_or(0, |c| c.seq);
-        let fresh = if from_bridge {
-            self.bridge
-                .as_mut()
-                .is_some_and(|b| b.leg.dialog.accept_remote_cseq(seq))
-        } else {
-            self.a.leg.dialog.accept_remote_cseq(seq)
-        };
+        let fresh = self.accept_cseq(from_bridge, seq);
         if !fresh {
             let r = tx.response(500);
             tx.respond(r);
@@ -1026,7 +948,11 @@ impl Call {
         let mut invite = other
             .dialog
             .request(Method::Invite, Some(&other.contact), None);
-        copy_request_body(&incoming.request, &mut invite);
+        set_body(
+            &mut invite.headers,
+            &mut invite.body,
+            body_of(&incoming.request.headers, &incoming.request.body),
+        );
         let seq = other.dialog.local_cseq;
         let ack = other.dialog.request(Method::Ack, None, Some(seq));
         let endpoint = self.inner.endpoint.clone();
@@ -1053,7 +979,11 @@ impl Call {
                     if r.status < 300 {
                         out.headers.push(HeaderName::Contact, contact);
                     }
-                    copy_body(&r, &mut out);
+                    set_body(
+                        &mut out.headers,
+                        &mut out.body,
+                        body_of(&r.headers, &r.body),
+                    );
                     tx.respond(out);
                 }
                 None => {
@@ -1173,6 +1103,18 @@ impl Call {
     }
 
     // ---- helpers ----
+
+    /// §12.2.2: records a request's CSeq in its leg's dialog; `false` if it
+    /// is not newer than the last one (out of order: 500).
+    fn accept_cseq(&mut self, from_bridge: bool, seq: u32) -> bool {
+        if from_bridge {
+            self.bridge
+                .as_mut()
+                .is_some_and(|b| b.leg.dialog.accept_remote_cseq(seq))
+        } else {
+            self.a.leg.dialog.accept_remote_cseq(seq)
+        }
+    }
 
     /// Answers the caller with 200 (and the body) and starts retransmitting
     /// it until the ACK (§13.3.1.4).
@@ -1318,168 +1260,5 @@ impl Call {
             "call ended"
         );
         inner.cdrs.write(cdr);
-    }
-}
-
-/// Reads one outbound INVITE's responses and passes them to the call; sends
-/// CANCEL when the call asks (or goes away) once the branch has had a
-/// provisional response (RFC 3261 §9.1).
-async fn branch_task(
-    id: u32,
-    mut ctx: ClientInviteTx,
-    events: mpsc::Sender<CallEvent>,
-    mut cancel: oneshot::Receiver<()>,
-) {
-    let mut provisional = false;
-    let mut finished = false;
-    let mut cancel_wanted = false;
-    let mut cancel_sent = false;
-    loop {
-        tokio::select! {
-            event = ctx.next() => {
-                let Some(event) = event else { break };
-                match &event {
-                    InviteEvent::Response(r) if r.status < 200 => provisional = true,
-                    _ => finished = true,
-                }
-                if cancel_wanted && provisional && !finished && !cancel_sent {
-                    cancel_sent = true;
-                    tokio::spawn(ctx.cancel());
-                }
-                if events.send(CallEvent::Branch { id, event }).await.is_err() && finished {
-                    break;
-                }
-            }
-            _ = &mut cancel, if !cancel_wanted => {
-                cancel_wanted = true;
-                if provisional && !finished && !cancel_sent {
-                    cancel_sent = true;
-                    tokio::spawn(ctx.cancel());
-                }
-            }
-        }
-    }
-}
-
-fn send_stateless(inner: &Inner, request: Request, transport: Transport, peer: SocketAddr) {
-    let endpoint = inner.endpoint.clone();
-    tokio::spawn(async move {
-        if let Err(e) = endpoint.send_stateless(request, transport, peer).await {
-            tracing::debug!(%peer, error = %e, "ACK not sent");
-        }
-    });
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The dial's result from its branches' final statuses.
-fn dial_result(codes: &[u16], rang: bool) -> (DialStatus, u16) {
-    let pick = |set: &[u16]| codes.iter().copied().find(|c| set.contains(c));
-    if let Some(code) = pick(&[486, 600, 603]) {
-        return (DialStatus::Busy, code);
-    }
-    if let Some(code) = pick(&[408, 480]) {
-        let status = if rang {
-            DialStatus::NoAnswer
-        } else {
-            DialStatus::Unavailable
-        };
-        return (status, code);
-    }
-    if let Some(code) = pick(&[404, 410, 503, 604]) {
-        return (DialStatus::Unavailable, code);
-    }
-    if let Some(code) = pick(&[487]) {
-        return (DialStatus::Cancelled, code);
-    }
-    (
-        DialStatus::Failed,
-        codes.iter().copied().min().unwrap_or(500),
-    )
-}
-
-fn copy_body(from: &Response, to: &mut Response) {
-    if !from.body.is_empty() {
-        let ct = from.headers.content_type().unwrap_or("application/sdp");
-        to.headers.push(HeaderName::ContentType, ct);
-        to.body = from.body.clone();
-    }
-}
-
-fn copy_request_body(from: &Request, to: &mut Request) {
-    if !from.body.is_empty() {
-        let ct = from.headers.content_type().unwrap_or("application/sdp");
-        to.headers.push(HeaderName::ContentType, ct);
-        to.body = from.body.clone();
-    }
-}
-
-fn reply_from(r: &Response) -> Reply {
-    let body = (!r.body.is_empty()).then(|| {
-        (
-            r.headers
-                .content_type()
-                .unwrap_or("application/sdp")
-                .to_owned(),
-            r.body.clone(),
-        )
-    });
-    Reply {
-        status: r.status,
-        body,
-        headers: Vec::new(),
-    }
-}
-
-/// An SDP answer that accepts the first audio format of `offer` with the
-/// stream inactive: what the dialplan's own `answer()` can honestly say
-/// until the media engine terminates RTP (RFC 3264 §6: an answer must
-/// accept or refuse each stream). `None` if the offer has no audio line.
-fn inactive_answer(offer: &[u8], ip: std::net::IpAddr) -> Option<Bytes> {
-    let text = std::str::from_utf8(offer).ok()?;
-    let media = text.lines().find(|l| l.starts_with("m=audio "))?;
-    let mut parts = media.split_whitespace();
-    let _m = parts.next();
-    let _port = parts.next();
-    let proto = parts.next()?;
-    let format = parts.next()?;
-    if !format.bytes().all(|b| b.is_ascii_digit()) || proto.contains(['\r', '\n']) {
-        return None;
-    }
-    let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
-    let session = rand::random::<u32>();
-    Some(Bytes::from(format!(
-        "v=0\r\no=switchboard {session} 1 IN {family} {ip}\r\ns=Switchboard\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio 9 {proto} {format}\r\na=inactive\r\n"
-    )))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dial_results_follow_the_branch_codes() {
-        assert_eq!(dial_result(&[486], true), (DialStatus::Busy, 486));
-        assert_eq!(dial_result(&[480, 486], true), (DialStatus::Busy, 486));
-        assert_eq!(dial_result(&[408], true), (DialStatus::NoAnswer, 408));
-        assert_eq!(dial_result(&[480], false), (DialStatus::Unavailable, 480));
-        assert_eq!(dial_result(&[404], false), (DialStatus::Unavailable, 404));
-        assert_eq!(dial_result(&[500, 501], false), (DialStatus::Failed, 500));
-    }
-
-    #[test]
-    fn inactive_answer_keeps_the_first_format() {
-        let offer = b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0 101\r\n";
-        let answer = inactive_answer(offer, "127.0.0.1".parse().unwrap()).unwrap();
-        let text = std::str::from_utf8(&answer).unwrap();
-        assert!(text.contains("m=audio 9 RTP/AVP 8\r\n"), "{text}");
-        assert!(text.contains("a=inactive"));
-        assert!(inactive_answer(b"garbage", "127.0.0.1".parse().unwrap()).is_none());
-        assert!(inactive_answer(b"m=audio 1 RTP/AVP x\r\n", "::1".parse().unwrap()).is_none());
     }
 }

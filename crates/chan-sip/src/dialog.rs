@@ -45,12 +45,7 @@ impl Dialog {
         let to = invite.headers.get(&HeaderName::To)?;
         let local = format!("{to};tag={local_tag}");
         let remote_target = contact_uri(&invite.headers).unwrap_or_else(|| invite.uri.clone());
-        let route_set = invite
-            .headers
-            .get_all(&HeaderName::RecordRoute)
-            .flat_map(sip_proto::header::split_list)
-            .map(str::to_owned)
-            .collect();
+        let route_set = record_route(&invite.headers);
         Some(Dialog {
             call_id,
             local,
@@ -76,12 +71,7 @@ impl Dialog {
         let local = invite.headers.get(&HeaderName::From)?.to_owned();
         let remote = response.headers.get(&HeaderName::To)?.to_owned();
         let remote_target = contact_uri(&response.headers).unwrap_or_else(|| invite.uri.clone());
-        let mut route_set: Vec<String> = response
-            .headers
-            .get_all(&HeaderName::RecordRoute)
-            .flat_map(sip_proto::header::split_list)
-            .map(str::to_owned)
-            .collect();
+        let mut route_set = record_route(&response.headers);
         route_set.reverse();
         Some(Dialog {
             call_id,
@@ -142,6 +132,15 @@ impl Dialog {
             }
         }
     }
+}
+
+/// Every Record-Route entry, in order.
+fn record_route(headers: &Headers) -> Vec<String> {
+    headers
+        .get_all(&HeaderName::RecordRoute)
+        .flat_map(sip_proto::header::split_list)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The URI of the first Contact, if any.

@@ -13,6 +13,8 @@
 mod call;
 mod cdr;
 mod dialog;
+mod leg;
+mod relay;
 mod target;
 
 use std::collections::HashMap;

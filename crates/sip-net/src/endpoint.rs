@@ -237,6 +237,23 @@ impl Core {
         }
     }
 
+    /// Our UDP socket of `dest`'s address family.
+    fn udp_for(&self, dest: SocketAddr) -> Option<Arc<UdpSocket>> {
+        if dest.is_ipv6() {
+            self.udp_v6.clone()
+        } else {
+            self.udp_v4.clone()
+        }
+    }
+
+    /// Our TCP listener address of `dest`'s address family.
+    fn tcp_local_for(&self, dest: SocketAddr) -> Option<SocketAddr> {
+        self.tcp_local
+            .iter()
+            .find(|a| a.is_ipv6() == dest.is_ipv6())
+            .copied()
+    }
+
     /// A fresh To tag (RFC 3261 §19.3: at least 32 bits of randomness).
     fn new_tag() -> String {
         format!("{:016x}", rand::random::<u64>())
@@ -709,18 +726,8 @@ impl EndpointHandle {
     pub fn local_addr_for(&self, transport: Transport, dest: SocketAddr) -> Option<SocketAddr> {
         let core = self.core.upgrade()?;
         let local = match transport {
-            Transport::Udp => {
-                let socket = if dest.is_ipv6() {
-                    &core.udp_v6
-                } else {
-                    &core.udp_v4
-                };
-                socket.as_ref()?.local_addr().ok()?
-            }
-            Transport::Tcp => *core
-                .tcp_local
-                .iter()
-                .find(|a| a.is_ipv6() == dest.is_ipv6())?,
+            Transport::Udp => core.udp_for(dest)?.local_addr().ok()?,
+            Transport::Tcp => core.tcp_local_for(dest)?,
         };
         Some(SocketAddr::new(
             reachable_ip(local.ip(), dest),
@@ -737,12 +744,7 @@ impl EndpointHandle {
         let core = self.core.upgrade().ok_or(ClientError::Stopped)?;
         let (path, local) = match transport {
             Transport::Udp => {
-                let socket = if dest.is_ipv6() {
-                    &core.udp_v6
-                } else {
-                    &core.udp_v4
-                };
-                let socket = socket.clone().ok_or_else(|| {
+                let socket = core.udp_for(dest).ok_or_else(|| {
                     ClientError::Transport(format!("no UDP listener for {dest}'s address family"))
                 })?;
                 let local = socket
@@ -762,11 +764,7 @@ impl EndpointHandle {
                             })?
                     }
                 };
-                let local = core
-                    .tcp_local
-                    .iter()
-                    .find(|a| a.is_ipv6() == dest.is_ipv6());
-                let local = local.copied().ok_or_else(|| {
+                let local = core.tcp_local_for(dest).ok_or_else(|| {
                     ClientError::Transport(format!("no TCP listener for {dest}'s address family"))
                 })?;
                 (ReplyPath::Tcp(conn), local)

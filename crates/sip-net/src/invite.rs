@@ -180,32 +180,19 @@ impl ClientInviteTx {
 /// Call-ID, From, CSeq number, top Via and Route of the INVITE, To of the
 /// response.
 pub fn build_non2xx_ack(invite: &Request, response: &Response) -> Request {
-    let mut headers = Headers::with_capacity(8);
-    if let Some(via) = invite.headers.get_all(&HeaderName::Via).next() {
-        headers.push(
-            HeaderName::Via,
-            sip_proto::header::split_list(via).next().unwrap_or(via),
-        );
-    }
-    for route in invite.headers.get_all(&HeaderName::Route) {
-        headers.push(HeaderName::Route, route);
-    }
-    headers.push(HeaderName::MaxForwards, "70");
-    copy(&invite.headers, &mut headers, HeaderName::From);
-    copy(&response.headers, &mut headers, HeaderName::To);
-    copy(&invite.headers, &mut headers, HeaderName::CallId);
-    let seq = invite.cseq().map_or(1, |c| c.seq);
-    headers.push(HeaderName::CSeq, format!("{seq} ACK"));
-    Request {
-        method: Method::Ack,
-        uri: invite.uri.clone(),
-        headers,
-        body: bytes::Bytes::new(),
-    }
+    same_transaction(invite, Method::Ack, &response.headers)
 }
 
-/// The CANCEL for an INVITE we sent (RFC 3261 §9.1).
+/// The CANCEL for an INVITE we sent (RFC 3261 §9.1): as the INVITE, To
+/// included.
 pub fn build_cancel(invite: &Request) -> Request {
+    same_transaction(invite, Method::Cancel, &invite.headers)
+}
+
+/// A request on the INVITE's transaction (its top Via, hence its branch):
+/// Request-URI, Route, From, Call-ID and CSeq number of the INVITE, To from
+/// `to_from`.
+fn same_transaction(invite: &Request, method: Method, to_from: &Headers) -> Request {
     let mut headers = Headers::with_capacity(8);
     if let Some(via) = invite.headers.get_all(&HeaderName::Via).next() {
         headers.push(
@@ -218,12 +205,12 @@ pub fn build_cancel(invite: &Request) -> Request {
     }
     headers.push(HeaderName::MaxForwards, "70");
     copy(&invite.headers, &mut headers, HeaderName::From);
-    copy(&invite.headers, &mut headers, HeaderName::To);
+    copy(to_from, &mut headers, HeaderName::To);
     copy(&invite.headers, &mut headers, HeaderName::CallId);
     let seq = invite.cseq().map_or(1, |c| c.seq);
-    headers.push(HeaderName::CSeq, format!("{seq} CANCEL"));
+    headers.push(HeaderName::CSeq, format!("{seq} {}", method.as_str()));
     Request {
-        method: Method::Cancel,
+        method,
         uri: invite.uri.clone(),
         headers,
         body: bytes::Bytes::new(),

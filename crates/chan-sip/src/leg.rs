@@ -1,0 +1,82 @@
+//! A SIP leg: one dialog of a call as `pbx` sees a leg (RFC 3261 §12:
+//! requests inside it, BYE to end it).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use pbx::{Leg, LegSnapshot, LegState};
+use sip_net::Transport;
+use sip_proto::{Method, Request, Response};
+use tokio::task::JoinHandle;
+
+use crate::Inner;
+use crate::dialog::Dialog;
+
+/// Our Contact for a dialog with a peer at `peer`.
+pub(crate) fn our_contact(inner: &Inner, transport: Transport, peer: SocketAddr) -> String {
+    let addr = inner
+        .endpoint
+        .local_addr_for(transport, peer)
+        .map_or_else(|| inner.config.domain.clone(), |a| a.to_string());
+    match transport {
+        Transport::Udp => format!("<sip:switchboard@{addr}>"),
+        Transport::Tcp => format!("<sip:switchboard@{addr};transport=tcp>"),
+    }
+}
+
+/// A SIP leg: one dialog of the call, as `pbx` sees a leg.
+pub(crate) struct SipLeg {
+    pub inner: Arc<Inner>,
+    pub dialog: Dialog,
+    pub direction: &'static str,
+    pub state: LegState,
+    pub contact: String,
+}
+
+impl SipLeg {
+    /// Sends `request` (built on this leg's dialog) in the background and
+    /// returns at once; the answer is logged at debug.
+    pub fn send(&self, request: Request) -> JoinHandle<Option<Response>> {
+        let endpoint = self.inner.endpoint.clone();
+        let (transport, peer) = (self.dialog.transport, self.dialog.peer);
+        tokio::spawn(async move {
+            let method = request.method.clone();
+            match endpoint.request(request, transport, peer).await {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::debug!(%peer, %method, error = %e, "in-dialog request failed");
+                    None
+                }
+            }
+        })
+    }
+
+    pub fn bye(&mut self) {
+        if self.state == LegState::Up {
+            let bye = self.dialog.request(Method::Bye, None, None);
+            drop(self.send(bye));
+        }
+        self.state = LegState::Ended;
+    }
+}
+
+impl Leg for SipLeg {
+    fn snapshot(&self) -> LegSnapshot {
+        LegSnapshot {
+            direction: self.direction,
+            channel: "sip",
+            peer: self.dialog.remote_target.to_string(),
+            address: format!("{}:{}", self.dialog.transport, self.dialog.peer),
+            state: self.state,
+        }
+    }
+
+    async fn hangup(&mut self) {
+        let up = self.state == LegState::Up;
+        self.state = LegState::Ended;
+        if up {
+            let bye = self.dialog.request(Method::Bye, None, None);
+            let _ = self.send(bye).await;
+        }
+    }
+}

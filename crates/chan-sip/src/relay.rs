@@ -1,0 +1,182 @@
+//! The pieces of the B2BUA that work on one message or one branch, apart
+//! from a call's state: reading an outbound INVITE's responses and
+//! CANCELling it (RFC 3261 §9.1), ACKs for 2xx (§13.2.2.4), passing bodies
+//! across, a dial's result from its branches' codes, and the inactive SDP
+//! answer for calls the dialplan answers itself (RFC 3264 §6).
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use pbx::DialStatus;
+use sip_net::{ClientInviteTx, InviteEvent, Transport};
+use sip_proto::{HeaderName, Headers, Request, Response};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::call::CallEvent;
+use crate::{Inner, Reply};
+
+/// Reads one outbound INVITE's responses and passes them to the call; sends
+/// CANCEL when the call asks (or goes away) once the branch has had a
+/// provisional response (RFC 3261 §9.1).
+pub(crate) async fn branch_task(
+    id: u32,
+    mut ctx: ClientInviteTx,
+    events: mpsc::Sender<CallEvent>,
+    mut cancel: oneshot::Receiver<()>,
+) {
+    let mut provisional = false;
+    let mut finished = false;
+    let mut cancel_wanted = false;
+    let mut cancel_sent = false;
+    loop {
+        tokio::select! {
+            event = ctx.next() => {
+                let Some(event) = event else { break };
+                match &event {
+                    InviteEvent::Response(r) if r.status < 200 => provisional = true,
+                    _ => finished = true,
+                }
+                if cancel_wanted && provisional && !finished && !cancel_sent {
+                    cancel_sent = true;
+                    tokio::spawn(ctx.cancel());
+                }
+                if events.send(CallEvent::Branch { id, event }).await.is_err() && finished {
+                    break;
+                }
+            }
+            _ = &mut cancel, if !cancel_wanted => {
+                cancel_wanted = true;
+                if provisional && !finished && !cancel_sent {
+                    cancel_sent = true;
+                    tokio::spawn(ctx.cancel());
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn send_stateless(
+    inner: &Inner,
+    request: Request,
+    transport: Transport,
+    peer: SocketAddr,
+) {
+    let endpoint = inner.endpoint.clone();
+    tokio::spawn(async move {
+        if let Err(e) = endpoint.send_stateless(request, transport, peer).await {
+            tracing::debug!(%peer, error = %e, "ACK not sent");
+        }
+    });
+}
+
+pub(crate) async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The dial's result from its branches' final statuses.
+pub(crate) fn dial_result(codes: &[u16], rang: bool) -> (DialStatus, u16) {
+    let pick = |set: &[u16]| codes.iter().copied().find(|c| set.contains(c));
+    if let Some(code) = pick(&[486, 600, 603]) {
+        return (DialStatus::Busy, code);
+    }
+    if let Some(code) = pick(&[408, 480]) {
+        let status = if rang {
+            DialStatus::NoAnswer
+        } else {
+            DialStatus::Unavailable
+        };
+        return (status, code);
+    }
+    if let Some(code) = pick(&[404, 410, 503, 604]) {
+        return (DialStatus::Unavailable, code);
+    }
+    if let Some(code) = pick(&[487]) {
+        return (DialStatus::Cancelled, code);
+    }
+    (
+        DialStatus::Failed,
+        codes.iter().copied().min().unwrap_or(500),
+    )
+}
+
+/// A message's body with its Content-Type, if it has a body.
+pub(crate) fn body_of(headers: &Headers, body: &Bytes) -> Option<(String, Bytes)> {
+    (!body.is_empty()).then(|| {
+        (
+            headers
+                .content_type()
+                .unwrap_or("application/sdp")
+                .to_owned(),
+            body.clone(),
+        )
+    })
+}
+
+/// Puts `body` (with its Content-Type) into a message's headers and body.
+pub(crate) fn set_body(headers: &mut Headers, slot: &mut Bytes, body: Option<(String, Bytes)>) {
+    if let Some((content_type, body)) = body {
+        headers.push(HeaderName::ContentType, content_type);
+        *slot = body;
+    }
+}
+
+/// The answer to pass back for an in-dialog request, from the other leg's.
+pub(crate) fn reply_from(r: &Response) -> Reply {
+    Reply {
+        status: r.status,
+        body: body_of(&r.headers, &r.body),
+        headers: Vec::new(),
+    }
+}
+
+/// An SDP answer that accepts the first audio format of `offer` with the
+/// stream inactive: what the dialplan's own `answer()` can honestly say
+/// until the media engine terminates RTP (RFC 3264 §6: an answer must
+/// accept or refuse each stream). `None` if the offer has no audio line.
+pub(crate) fn inactive_answer(offer: &[u8], ip: std::net::IpAddr) -> Option<Bytes> {
+    let text = std::str::from_utf8(offer).ok()?;
+    let media = text.lines().find(|l| l.starts_with("m=audio "))?;
+    let mut parts = media.split_whitespace();
+    let _m = parts.next();
+    let _port = parts.next();
+    let proto = parts.next()?;
+    let format = parts.next()?;
+    if !format.bytes().all(|b| b.is_ascii_digit()) || proto.contains(['\r', '\n']) {
+        return None;
+    }
+    let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
+    let session = rand::random::<u32>();
+    Some(Bytes::from(format!(
+        "v=0\r\no=switchboard {session} 1 IN {family} {ip}\r\ns=Switchboard\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio 9 {proto} {format}\r\na=inactive\r\n"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dial_results_follow_the_branch_codes() {
+        assert_eq!(dial_result(&[486], true), (DialStatus::Busy, 486));
+        assert_eq!(dial_result(&[480, 486], true), (DialStatus::Busy, 486));
+        assert_eq!(dial_result(&[408], true), (DialStatus::NoAnswer, 408));
+        assert_eq!(dial_result(&[480], false), (DialStatus::Unavailable, 480));
+        assert_eq!(dial_result(&[404], false), (DialStatus::Unavailable, 404));
+        assert_eq!(dial_result(&[500, 501], false), (DialStatus::Failed, 500));
+    }
+
+    #[test]
+    fn inactive_answer_keeps_the_first_format() {
+        let offer = b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0 101\r\n";
+        let answer = inactive_answer(offer, "127.0.0.1".parse().unwrap()).unwrap();
+        let text = std::str::from_utf8(&answer).unwrap();
+        assert!(text.contains("m=audio 9 RTP/AVP 8\r\n"), "{text}");
+        assert!(text.contains("a=inactive"));
+        assert!(inactive_answer(b"garbage", "127.0.0.1".parse().unwrap()).is_none());
+        assert!(inactive_answer(b"m=audio 1 RTP/AVP x\r\n", "::1".parse().unwrap()).is_none());
+    }
+}
