@@ -189,6 +189,11 @@ plugins = "$ROOT/plugins"
 digest_algorithms = ["MD5"]
 # overload failures must not ban 127.0.0.1
 ban_after_failures = 0
+
+[registrar]
+# no OPTIONS pings to the callees: the SIPp UAS answers only calls, and
+# Kamailio does not ping either
+qualify_interval = "0s"
 TOML
     local i
     for i in $(seq 0 $((NPAIRS - 1))); do
@@ -217,7 +222,7 @@ start_kamailio() {
   mkdir -p "$WORK/kamailio-run"
   # -DD: fork the workers but stay in the foreground; -E: log to stderr.
   setsid taskset -c "$SERVER_CPU" kamailio -DD -E -f "$KAM_CFG" -L "$KAM_MODULES" \
-    -l "udp:127.0.0.1:$SERVER_PORT" -m 256 -M 8 -w "$WORK/kamailio-run" -Y "$WORK/kamailio-run" \
+    -l "udp:127.0.0.1:$SERVER_PORT" -m 1024 -M 16 -w "$WORK/kamailio-run" -Y "$WORK/kamailio-run" \
     >"$logf" 2>&1 &
   SERVER_PID=$!
   for _ in $(seq 1 200); do

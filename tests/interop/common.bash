@@ -17,7 +17,8 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; [ -f "$WORK/sb.log" ] && tail -n 40 "$WORK/sb.log" >&2; exit 1; }
 
 # start_server [extra [sip] toml] [more toml at the end]: UDP+TCP on
-# 127.0.0.1:0, admin on 127.0.0.1:0, storage in the work directory.
+# 127.0.0.1:0, admin on 127.0.0.1:0, storage in the work directory, the
+# repository's dialplans/ and plugins/ (default.lua routes the calls).
 start_server() {
   cat > "$WORK/switchboard.toml" <<TOML
 [sip]
@@ -30,6 +31,10 @@ listen = "127.0.0.1:0"
 
 [storage]
 path = "$WORK/var/switchboard.redb"
+
+[dialplan]
+dir = "$ROOT/dialplans"
+plugins = "$ROOT/plugins"
 ${2:-}
 TOML
   (cd "$WORK" && exec "$SB_BIN" run --config "$WORK/switchboard.toml") >/dev/null 2>"$WORK/sb.log" &
