@@ -126,9 +126,14 @@ struct Tx {
     waiter: Option<oneshot::Sender<ClientOutcome>>,
     /// For a server INVITE: fired when a CANCEL matches it (RFC 3261 §9.2).
     cancel: Option<CancellationToken>,
-    /// For a client INVITE: where its responses go, and the INVITE itself
-    /// (the ACK for a non-2xx final response is built from it, §17.1.1.3).
-    invite: Option<(mpsc::Sender<InviteEvent>, Box<Request>)>,
+    /// For a client INVITE: where its responses go.
+    events: Option<mpsc::Sender<InviteEvent>>,
+    /// For a client INVITE until its final response: the INVITE, which the
+    /// ACK for a non-2xx final response is built from (§17.1.1.3).
+    invite: Option<Box<Request>>,
+    /// For a client INVITE after a non-2xx: that ACK, resent for each
+    /// retransmission of the response.
+    ack: Option<Bytes>,
 }
 
 impl Tx {
@@ -140,7 +145,9 @@ impl Tx {
             trying: None,
             waiter: None,
             cancel: None,
+            events: None,
             invite: None,
+            ack: None,
         }
     }
 
@@ -149,7 +156,7 @@ impl Tx {
             let _ = waiter.send(outcome);
             return;
         }
-        if let Some((events, _)) = &self.invite {
+        if let Some(events) = &self.events {
             let event = match outcome {
                 ClientOutcome::Response(r) => InviteEvent::Response(*r),
                 ClientOutcome::Timeout => InviteEvent::Timeout,
@@ -471,7 +478,8 @@ impl TxTable {
             ClientInvite::new(invite.to_bytes(), reliability, self.timers, now);
         let (out, _) = transmissions(actions);
         let mut tx = Tx::new(Machine::ClientInvite(machine), target);
-        tx.invite = Some((events, Box::new(invite)));
+        tx.events = Some(events);
+        tx.invite = Some(Box::new(invite));
         self.shard(&key).insert(key, tx);
         out
     }
@@ -500,20 +508,28 @@ impl TxTable {
         for action in actions {
             match action {
                 Action::SendAck { .. } => {
-                    if let Some((_, invite)) = &tx.invite {
-                        let ack = build_non2xx_ack(invite, &response);
-                        sends.push((tx.target.clone(), ack.to_bytes()));
+                    if let Some(invite) = tx.invite.take() {
+                        tx.ack = Some(build_non2xx_ack(&invite, &response).to_bytes());
+                    }
+                    if let Some(ack) = &tx.ack {
+                        sends.push((tx.target.clone(), ack.clone()));
                     }
                 }
-                Action::PassToTu { status } => match &tx.invite {
-                    Some((events, _)) => {
-                        let _ = events.try_send(InviteEvent::Response(response.clone()));
+                Action::PassToTu { status } => {
+                    if status >= 200 {
+                        // Nothing more is built from the INVITE.
+                        tx.invite = None;
                     }
-                    None if status >= 200 => {
-                        tx.finish(ClientOutcome::Response(Box::new(response.clone())));
+                    match &tx.events {
+                        Some(events) => {
+                            let _ = events.try_send(InviteEvent::Response(response.clone()));
+                        }
+                        None if status >= 200 => {
+                            tx.finish(ClientOutcome::Response(Box::new(response.clone())));
+                        }
+                        None => {}
                     }
-                    None => {}
-                },
+                }
                 Action::Terminated => terminated = true,
                 _ => {}
             }
