@@ -45,3 +45,4 @@ pub use error::{BuildError, CodecError, Error, EventError, RtcpError, RtpError};
 pub use packet::{PacketBuilder, RtpHeader, RtpPacket};
 
 pub use rewrite::Rewriter;
+pub use event::{Digit, DtmfReceiver, DtmfSender, EventPacket, TelephoneEvent};
