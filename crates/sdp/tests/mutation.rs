@@ -69,7 +69,10 @@ const HOSTILE: &[&str] = &[
 ];
 
 fn seeds() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/corpora/rfc4317"));
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/corpora/rfc4317"
+    ));
     let manifest = std::fs::read_to_string(dir.join("MANIFEST.tsv")).unwrap();
     let mut out: Vec<Vec<u8>> = manifest
         .lines()
@@ -180,7 +183,12 @@ fn mutated_descriptions_never_panic_and_accepted_ones_round_trip() {
     let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
     let local = Local::new(
         ip,
-        vec![Codec::PCMU, Codec::PCMA, Codec::G722, Codec::TELEPHONE_EVENT],
+        vec![
+            Codec::PCMU,
+            Codec::PCMA,
+            Codec::G722,
+            Codec::TELEPHONE_EVENT,
+        ],
         vec![30000, 30002, 30004, 30006],
     );
     let mut accepted = 0;
@@ -198,7 +206,11 @@ fn mutated_descriptions_never_panic_and_accepted_ones_round_trip() {
         let bytes = sdp.to_bytes();
         let again = parse(&bytes).unwrap_or_else(|e| panic!("re-parse failed ({e}) for {show:?}"));
         assert_eq!(again, sdp, "round trip changed the model for {show:?}");
-        assert_eq!(again.to_bytes(), bytes, "serializing is not stable for {show:?}");
+        assert_eq!(
+            again.to_bytes(),
+            bytes,
+            "serializing is not stable for {show:?}"
+        );
 
         for (i, m) in sdp.media.iter().enumerate() {
             let _ = (m.rtpmaps(), m.telephone_event(), m.ptime(), m.maxptime());
