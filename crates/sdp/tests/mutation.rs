@@ -138,7 +138,7 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, other: &[u8]) {
             input.truncate(cut);
             input.extend_from_slice(&other[from..]);
         }
-        5 | 6 | 7 => {
+        5..=7 => {
             let spans = line_spans(input);
             if spans.is_empty() {
                 return;
@@ -179,7 +179,7 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, other: &[u8]) {
 #[test]
 fn mutated_descriptions_never_panic_and_accepted_ones_round_trip() {
     let seeds = seeds();
-    let mut rng = Rng(0x5D_9E_2026_0000_4317);
+    let mut rng = Rng(0x5D9E_2026_0000_4317);
     let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
     let local = Local::new(
         ip,
