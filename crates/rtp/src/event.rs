@@ -156,12 +156,12 @@ impl DtmfReceiver {
     ) -> Result<Option<Digit>, EventError> {
         let ev = TelephoneEvent::parse(payload)?;
         let key = (header.ssrc, header.timestamp);
-        if let Some(cur) = &mut self.current {
-            if (cur.ssrc, cur.timestamp) == key {
-                cur.ended |= ev.end;
-                cur.duration = cur.duration.max(ev.duration);
-                return Ok(None);
-            }
+        if let Some(cur) = &mut self.current
+            && (cur.ssrc, cur.timestamp) == key
+        {
+            cur.ended |= ev.end;
+            cur.duration = cur.duration.max(ev.duration);
+            return Ok(None);
         }
         if self.recent.contains(&Some(key)) {
             return Ok(None);
@@ -339,16 +339,16 @@ mod tests {
         assert_eq!(b, [9, 0x8A, 0x06, 0x40]);
         assert_eq!(TelephoneEvent::parse(&b), Ok(e));
         // The reserved bit is ignored; trailing bytes too.
-        assert_eq!(
-            TelephoneEvent::parse(&[9, 0xCA, 0x06, 0x40, 1, 2]),
-            Ok(e)
-        );
+        assert_eq!(TelephoneEvent::parse(&[9, 0xCA, 0x06, 0x40, 1, 2]), Ok(e));
         assert_eq!(e.digit(), Some(Digit::from_char('9').unwrap()));
     }
 
     #[test]
     fn payload_errors() {
-        assert_eq!(TelephoneEvent::parse(&[1, 2, 3]), Err(EventError::TooShort(3)));
+        assert_eq!(
+            TelephoneEvent::parse(&[1, 2, 3]),
+            Err(EventError::TooShort(3))
+        );
         assert_eq!(TelephoneEvent::parse(&[]), Err(EventError::TooShort(0)));
         let loud = TelephoneEvent {
             event: 1,
@@ -379,7 +379,10 @@ mod tests {
         let mut got = Vec::new();
         let mut send = |marker, end, d| {
             *seq = seq.wrapping_add(1);
-            if let Some(g) = rx.on_packet(&hdr(*seq, ts, marker), &ev(event, end, d)).unwrap() {
+            if let Some(g) = rx
+                .on_packet(&hdr(*seq, ts, marker), &ev(event, end, d))
+                .unwrap()
+            {
                 got.push(g);
             }
         };
@@ -409,11 +412,23 @@ mod tests {
     #[test]
     fn a_lost_start_still_gives_the_digit_once() {
         let mut rx = DtmfReceiver::new();
-        assert_eq!(rx.on_packet(&hdr(2, 100, false), &ev(5, false, 320)), Ok(Digit::from_event(5)));
-        assert_eq!(rx.on_packet(&hdr(3, 100, false), &ev(5, true, 480)), Ok(None));
+        assert_eq!(
+            rx.on_packet(&hdr(2, 100, false), &ev(5, false, 320)),
+            Ok(Digit::from_event(5))
+        );
+        assert_eq!(
+            rx.on_packet(&hdr(3, 100, false), &ev(5, true, 480)),
+            Ok(None)
+        );
         // Only the end packets of the next digit arrive.
-        assert_eq!(rx.on_packet(&hdr(9, 900, false), &ev(5, true, 480)), Ok(Digit::from_event(5)));
-        assert_eq!(rx.on_packet(&hdr(10, 900, false), &ev(5, true, 480)), Ok(None));
+        assert_eq!(
+            rx.on_packet(&hdr(9, 900, false), &ev(5, true, 480)),
+            Ok(Digit::from_event(5))
+        );
+        assert_eq!(
+            rx.on_packet(&hdr(10, 900, false), &ev(5, true, 480)),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -423,26 +438,50 @@ mod tests {
         phone_digit(&mut rx, &mut seq, 1, 1000);
         phone_digit(&mut rx, &mut seq, 2, 9000);
         // An end packet of the first digit, delayed in the network.
-        assert_eq!(rx.on_packet(&hdr(3, 1000, false), &ev(1, true, 800)), Ok(None));
+        assert_eq!(
+            rx.on_packet(&hdr(3, 1000, false), &ev(1, true, 800)),
+            Ok(None)
+        );
     }
 
     #[test]
     fn non_dtmf_events_are_not_digits() {
         let mut rx = DtmfReceiver::new();
         // Event 32 (fax CED tone, RFC 4734).
-        assert_eq!(rx.on_packet(&hdr(1, 0, true), &ev(32, false, 160)), Ok(None));
-        assert_eq!(rx.on_packet(&hdr(2, 8000, true), &ev(4, false, 160)), Ok(Digit::from_event(4)));
-        assert_eq!(rx.on_packet(&hdr(3, 0, false), &[1, 2]), Err(EventError::TooShort(2)));
+        assert_eq!(
+            rx.on_packet(&hdr(1, 0, true), &ev(32, false, 160)),
+            Ok(None)
+        );
+        assert_eq!(
+            rx.on_packet(&hdr(2, 8000, true), &ev(4, false, 160)),
+            Ok(Digit::from_event(4))
+        );
+        assert_eq!(
+            rx.on_packet(&hdr(3, 0, false), &[1, 2]),
+            Err(EventError::TooShort(2))
+        );
     }
 
     #[test]
     fn a_long_event_in_two_segments_is_one_digit() {
         let mut rx = DtmfReceiver::new();
-        assert_eq!(rx.on_packet(&hdr(1, 0, true), &ev(0, false, 400)), Ok(Digit::from_event(0)));
-        assert_eq!(rx.on_packet(&hdr(2, 0, false), &ev(0, false, 0xFFFF)), Ok(None));
+        assert_eq!(
+            rx.on_packet(&hdr(1, 0, true), &ev(0, false, 400)),
+            Ok(Digit::from_event(0))
+        );
+        assert_eq!(
+            rx.on_packet(&hdr(2, 0, false), &ev(0, false, 0xFFFF)),
+            Ok(None)
+        );
         // §2.5.1.3: the next segment starts at ts + 0xFFFF, no marker.
-        assert_eq!(rx.on_packet(&hdr(3, 0xFFFF, false), &ev(0, false, 400)), Ok(None));
-        assert_eq!(rx.on_packet(&hdr(4, 0xFFFF, false), &ev(0, true, 800)), Ok(None));
+        assert_eq!(
+            rx.on_packet(&hdr(3, 0xFFFF, false), &ev(0, false, 400)),
+            Ok(None)
+        );
+        assert_eq!(
+            rx.on_packet(&hdr(4, 0xFFFF, false), &ev(0, true, 800)),
+            Ok(None)
+        );
         // The same digit pressed again is a new digit.
         assert_eq!(
             rx.on_packet(&hdr(5, 0x2_0000, true), &ev(0, false, 400)),
@@ -455,8 +494,14 @@ mod tests {
         let mut rx = DtmfReceiver::new();
         let a = hdr(1, 500, true);
         let b = RtpHeader { ssrc: 43, ..a };
-        assert_eq!(rx.on_packet(&a, &ev(7, false, 160)), Ok(Digit::from_event(7)));
-        assert_eq!(rx.on_packet(&b, &ev(7, false, 160)), Ok(Digit::from_event(7)));
+        assert_eq!(
+            rx.on_packet(&a, &ev(7, false, 160)),
+            Ok(Digit::from_event(7))
+        );
+        assert_eq!(
+            rx.on_packet(&b, &ev(7, false, 160)),
+            Ok(Digit::from_event(7))
+        );
     }
 
     #[test]
@@ -517,7 +562,11 @@ mod tests {
         let d = Digit::from_char('1').unwrap();
         assert_eq!(tx.packets(d, 0, 0), Err(EventError::ZeroDuration));
         let long = tx.packets(d, 0, 100_000).unwrap();
-        assert_eq!(long.last().unwrap().event.duration, 0xFFFF, "capped at one segment");
+        assert_eq!(
+            long.last().unwrap().event.duration,
+            0xFFFF,
+            "capped at one segment"
+        );
         assert_eq!(long.len(), 164 + 3);
         assert_eq!(
             DtmfSender::new(8000).with_volume(64).err(),

@@ -38,11 +38,10 @@ pub mod packet;
 pub mod rewrite;
 pub mod rtcp;
 
-
+pub use codec::{Codec, Decoder, Encoder};
 pub use error::{BuildError, CodecError, Error, EventError, RtcpError, RtpError};
-
-
-pub use packet::{PacketBuilder, RtpHeader, RtpPacket};
-
-pub use rewrite::Rewriter;
 pub use event::{Digit, DtmfReceiver, DtmfSender, EventPacket, TelephoneEvent};
+pub use jitter::{JitterBuffer, JitterStats, Playout, PushOutcome};
+pub use packet::{PacketBuilder, RtpHeader, RtpPacket};
+pub use rewrite::Rewriter;
+pub use rtcp::{ReceiverStats, ReportBlock, RtcpPacket, SenderStats};

@@ -175,7 +175,7 @@ impl<'a> PacketBuilder<'a> {
             .set_csrc(self.csrcs)
             .payload(self.payload);
         if let Some((id, data)) = self.extension {
-            if data.len() % 4 != 0 {
+            if !data.len().is_multiple_of(4) {
                 return Err(BuildError::ExtensionNotAligned(data.len()));
             }
             if data.len() > 0xFFFF {
@@ -310,7 +310,10 @@ mod tests {
         let mut out = [0u8; 31];
         assert_eq!(
             b.build_into(&mut out),
-            Err(BuildError::BufferTooSmall { needed: 32, len: 31 })
+            Err(BuildError::BufferTooSmall {
+                needed: 32,
+                len: 31
+            })
         );
         let mut out = [0u8; 40];
         assert_eq!(b.build_into(&mut out), Ok(32));
@@ -331,7 +334,12 @@ mod tests {
             PacketBuilder::new(header()).csrcs(&many).build(),
             Err(BuildError::TooManyCsrcs(16))
         );
-        assert!(PacketBuilder::new(header()).csrcs(&many[..15]).build().is_ok());
+        assert!(
+            PacketBuilder::new(header())
+                .csrcs(&many[..15])
+                .build()
+                .is_ok()
+        );
         assert_eq!(
             PacketBuilder::new(header()).extension(1, &[0; 3]).build(),
             Err(BuildError::ExtensionNotAligned(3))
@@ -364,14 +372,20 @@ mod tests {
         cc[0] = 0x8F;
         assert_eq!(
             RtpPacket::parse(&cc),
-            Err(RtpError::HeaderTruncated { needed: 72, len: 20 })
+            Err(RtpError::HeaderTruncated {
+                needed: 72,
+                len: 20
+            })
         );
         // X set, extension header missing.
         let mut x = [0u8; 14];
         x[0] = 0x90;
         assert_eq!(
             RtpPacket::parse(&x),
-            Err(RtpError::HeaderTruncated { needed: 16, len: 14 })
+            Err(RtpError::HeaderTruncated {
+                needed: 16,
+                len: 14
+            })
         );
         // X set, extension claims 0xFFFF words.
         let mut x = [0u8; 20];
@@ -407,7 +421,10 @@ mod tests {
     #[test]
     fn header_fields_are_rewritten_in_place() {
         let payload = [5u8; 10];
-        let mut bytes = PacketBuilder::new(header()).payload(&payload).build().unwrap();
+        let mut bytes = PacketBuilder::new(header())
+            .payload(&payload)
+            .build()
+            .unwrap();
         let new = RtpHeader {
             marker: false,
             payload_type: 0,

@@ -83,7 +83,7 @@ impl Rewriter {
             Some(s) if s.ssrc == input.ssrc => {
                 let ahead = i32::from(input.sequence.wrapping_sub(s.highest_seq) as i16);
                 let behind_base = (input.sequence.wrapping_sub(s.base_seq) as i16) < 0;
-                if ahead > MAX_DROPOUT || ahead < -MAX_MISORDER {
+                if !(-MAX_MISORDER..=MAX_DROPOUT).contains(&ahead) {
                     rebased = true;
                     self.rebase(input, now)
                 } else if behind_base {
@@ -190,7 +190,10 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Rewriter::new(0xAAAA, 8000, 1000, 50_000);
         let a = r.rewrite(&pkt(7, 300, 9000), t0).unwrap();
-        assert_eq!((a.ssrc, a.sequence, a.timestamp, a.marker), (0xAAAA, 1000, 50_000, true));
+        assert_eq!(
+            (a.ssrc, a.sequence, a.timestamp, a.marker),
+            (0xAAAA, 1000, 50_000, true)
+        );
         let b = r.rewrite(&pkt(7, 301, 9160), ms(t0, 20)).unwrap();
         assert_eq!((b.sequence, b.timestamp, b.marker), (1001, 50_160, false));
         // Loss and a silence gap pass through as they are.
@@ -207,7 +210,10 @@ mod tests {
         let mut r = Rewriter::new(1, 8000, 0xFFFE, 0xFFFF_FF00);
         for i in 0..3u16 {
             let h = r
-                .rewrite(&pkt(7, 10 + i, 160 * u32::from(i)), ms(t0, 20 * u64::from(i)))
+                .rewrite(
+                    &pkt(7, 10 + i, 160 * u32::from(i)),
+                    ms(t0, 20 * u64::from(i)),
+                )
                 .unwrap();
             assert_eq!(h.sequence, 0xFFFEu16.wrapping_add(i));
         }
@@ -218,7 +224,10 @@ mod tests {
         assert!(p.marker);
         assert_eq!(p.ssrc, 1);
         let q = r.rewrite(&pkt(99, 5001, 937), ms(t0, 90)).unwrap();
-        assert_eq!((q.sequence, q.timestamp, q.marker), (2, p.timestamp.wrapping_add(160), false));
+        assert_eq!(
+            (q.sequence, q.timestamp, q.marker),
+            (2, p.timestamp.wrapping_add(160), false)
+        );
         // The phone comes back: +1 again.
         let b = r.rewrite(&pkt(7, 13, 480), ms(t0, 90)).unwrap();
         assert_eq!(b.sequence, 3);
@@ -247,7 +256,10 @@ mod tests {
         let j = r.rewrite(&pkt(7, 40_000, 5), ms(t0, 20)).unwrap();
         assert_eq!((j.sequence, j.timestamp, j.marker), (2, 320, true));
         let k = r.rewrite(&pkt(7, 39_000, 5), ms(t0, 20)).unwrap();
-        assert_eq!(k.sequence, 3, "a jump back beyond MAX_MISORDER re-bases too");
+        assert_eq!(
+            k.sequence, 3,
+            "a jump back beyond MAX_MISORDER re-bases too"
+        );
     }
 
     #[test]

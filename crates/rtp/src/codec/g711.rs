@@ -101,7 +101,11 @@ const fn top_bit(v: u32) -> u32 {
 const fn ulaw_decode_math(code: u8) -> i16 {
     let u = !code;
     let t = ((((u & 0x0F) as i32) << 3) + ULAW_BIAS) << ((u & 0x70) >> 4);
-    (if u & 0x80 != 0 { ULAW_BIAS - t } else { t - ULAW_BIAS }) as i16
+    (if u & 0x80 != 0 {
+        ULAW_BIAS - t
+    } else {
+        t - ULAW_BIAS
+    }) as i16
 }
 
 const fn alaw_decode_math(code: u8) -> i16 {

@@ -400,7 +400,7 @@ impl RtcpPacket {
                 count,
                 body,
             } => {
-                if body.len() % 4 != 0 {
+                if !body.len().is_multiple_of(4) {
                     return Err(RtcpError::NotAligned(body.len()));
                 }
                 out.extend_from_slice(&[0; 4]);
@@ -422,7 +422,7 @@ impl RtcpPacket {
 }
 
 fn pad_to_word(out: &mut Vec<u8>, start: usize) {
-    while (out.len() - start) % 4 != 0 {
+    while !(out.len() - start).is_multiple_of(4) {
         out.push(0);
     }
 }

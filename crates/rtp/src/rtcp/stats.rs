@@ -127,13 +127,11 @@ impl ReceiverStats {
         // Arrival in timestamp units, modulo 2^32 like the timestamps.
         let arrival_ts = (elapsed * u128::from(self.clock_rate) / 1_000_000_000) as u32;
         let transit = arrival_ts.wrapping_sub(timestamp);
-        if valid {
-            if let Some(prev) = self.transit {
-                let d = i64::from((transit.wrapping_sub(prev) as i32).unsigned_abs());
-                // A.8: J += (|D| - J) / 16, with J kept scaled by 16.
-                let j = i64::from(self.jitter);
-                self.jitter = (j + d - ((j + 8) >> 4)).clamp(0, i64::from(u32::MAX)) as u32;
-            }
+        if valid && let Some(prev) = self.transit {
+            let d = i64::from((transit.wrapping_sub(prev) as i32).unsigned_abs());
+            // A.8: J += (|D| - J) / 16, with J kept scaled by 16.
+            let j = i64::from(self.jitter);
+            self.jitter = (j + d - ((j + 8) >> 4)).clamp(0, i64::from(u32::MAX)) as u32;
         }
         self.transit = Some(transit);
         valid
@@ -282,5 +280,7 @@ pub fn round_trip_time(block: &ReportBlock, arrival_ntp: u64) -> Option<Duration
     let rtt = a
         .wrapping_sub(block.last_sr)
         .checked_sub(block.delay_since_last_sr)?;
-    Some(Duration::from_nanos(u64::from(rtt) * 1_000_000_000 / 65_536))
+    Some(Duration::from_nanos(
+        u64::from(rtt) * 1_000_000_000 / 65_536,
+    ))
 }

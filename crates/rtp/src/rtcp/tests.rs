@@ -41,7 +41,10 @@ fn parses_a_hand_written_sender_report() {
     };
     assert_eq!(sr.ssrc, 0x1122_3344);
     assert_eq!(sr.ntp_timestamp, 0x83AA_7E80_0000_0000);
-    assert_eq!((sr.rtp_timestamp, sr.packet_count, sr.octet_count), (320, 2, 320));
+    assert_eq!(
+        (sr.rtp_timestamp, sr.packet_count, sr.octet_count),
+        (320, 2, 320)
+    );
     assert_eq!(
         sr.reports,
         [ReportBlock {
@@ -255,7 +258,10 @@ fn building_out_of_range_fields_is_an_error_and_writes_nothing() {
         ssrc: 1,
         reports: vec![block(1, 0x80_0000)],
     });
-    assert_eq!(lost.write(&mut out), Err(RtcpError::LostOutOfRange(0x80_0000)));
+    assert_eq!(
+        lost.write(&mut out),
+        Err(RtcpError::LostOutOfRange(0x80_0000))
+    );
     let text = RtcpPacket::SourceDescription(vec![SdesChunk::cname(1, &"x".repeat(256))]);
     assert_eq!(text.write(&mut out), Err(RtcpError::TextTooLong(256)));
     let reason = RtcpPacket::Bye(Bye {
@@ -279,7 +285,10 @@ fn building_out_of_range_fields_is_an_error_and_writes_nothing() {
         count: 0,
         body: vec![0; 0x4_0000],
     };
-    assert_eq!(huge.write(&mut out), Err(RtcpError::PacketTooLong(0x4_0004)));
+    assert_eq!(
+        huge.write(&mut out),
+        Err(RtcpError::PacketTooLong(0x4_0004))
+    );
     let count = RtcpPacket::Other {
         packet_type: PT_APP,
         count: 32,
@@ -331,7 +340,10 @@ fn loss_gives_fraction_per_interval_and_a_cumulative_count() {
         s.on_packet(seq, 160 * u32::from(seq), at(t0, 20 * u64::from(seq)));
     }
     let b = s.report_block(t0).unwrap();
-    assert_eq!((b.fraction_lost, b.cumulative_lost, b.highest_seq), (0, 25, 110));
+    assert_eq!(
+        (b.fraction_lost, b.cumulative_lost, b.highest_seq),
+        (0, 25, 110)
+    );
 }
 
 #[test]
@@ -408,7 +420,13 @@ fn sender_stats_fill_a_sender_report() {
     }
     let sr = s.sender_report(7, 480, vec![block(9, 0)]);
     assert_eq!(
-        (sr.ssrc, sr.ntp_timestamp, sr.rtp_timestamp, sr.packet_count, sr.octet_count),
+        (
+            sr.ssrc,
+            sr.ntp_timestamp,
+            sr.rtp_timestamp,
+            sr.packet_count,
+            sr.octet_count
+        ),
         (5, 7, 480, 3, 480)
     );
     assert_eq!(sr.reports.len(), 1);
