@@ -49,6 +49,17 @@ impl RtpMap {
     pub fn is_telephone_event(&self) -> bool {
         self.encoding.eq_ignore_ascii_case("telephone-event")
     }
+
+    /// Whether this is RFC 3389 comfort noise (`CN`).
+    pub fn is_comfort_noise(&self) -> bool {
+        self.encoding.eq_ignore_ascii_case("CN")
+    }
+
+    /// Whether this carries voice: neither telephone-event nor comfort
+    /// noise.
+    pub fn is_voice(&self) -> bool {
+        !self.is_telephone_event() && !self.is_comfort_noise()
+    }
 }
 
 impl fmt::Display for RtpMap {

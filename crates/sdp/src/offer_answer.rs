@@ -9,9 +9,9 @@
 //!   answerer"), each under the offer's payload type number (§6.1).
 //! - A section is accepted when it is `RTP/AVP`, its port is not 0, we
 //!   have a port for it, and at least one of our codecs of its kind
-//!   (`audio`/`video`) is in the offer. Telephone-event alone is not
-//!   enough in a section that also offers voice codecs (DTMF without
-//!   voice is useless there); a section that offers only events (an RFC
+//!   (`audio`/`video`) is in the offer. Telephone-event (or comfort
+//!   noise) alone is not enough in a section that also offers voice
+//!   codecs (DTMF without voice is useless there); a section that offers only events (an RFC
 //!   4317 §2.4 tone stream) is accepted when we have telephone-event.
 //!   Everything else is refused with port 0, keeping the offer's formats
 //!   (§6: same number of `m=` lines in the same order).
@@ -255,9 +255,9 @@ fn answer_formats(m: &MediaDescription, kind: MediaKind, local: &Local) -> Optio
             });
         }
     }
-    let has_voice = out.iter().any(|f| !f.rtpmap.is_telephone_event());
-    let offer_has_voice = offered.iter().any(|(_, map)| !map.is_telephone_event())
-        || m.payload_types().count() > offered.len();
+    let has_voice = out.iter().any(|f| f.rtpmap.is_voice());
+    let offer_has_voice =
+        offered.iter().any(|(_, map)| map.is_voice()) || m.payload_types().count() > offered.len();
     (has_voice || (!out.is_empty() && !offer_has_voice)).then_some(out)
 }
 
@@ -326,8 +326,9 @@ pub struct Stream {
     pub media: String,
     /// Whether both sides have a non-zero port (the stream is on).
     pub accepted: bool,
-    /// The codec to send: the answer's first format that is not
-    /// telephone-event (RFC 3264 §6.1, §7). `None` when refused.
+    /// The codec to send: the answer's first format that is neither
+    /// telephone-event nor comfort noise (RFC 3264 §6.1, §7). `None` when
+    /// refused.
     pub codec: Option<NegotiatedCodec>,
     /// RFC 4733 telephone-event, when both sides have it.
     pub telephone_event: Option<NegotiatedCodec>,
@@ -394,8 +395,10 @@ pub fn negotiate(
                 };
                 let slot = if map.is_telephone_event() {
                     &mut telephone_event
-                } else {
+                } else if map.is_voice() {
                     &mut codec
+                } else {
+                    continue;
                 };
                 if slot.is_none() {
                     *slot = Some(NegotiatedCodec {

@@ -423,3 +423,22 @@ m=audio 0 RTP/AVP 8\r\n",
     let out = leg.stamp(sdp);
     assert_eq!(out.origin.session_id, "77");
 }
+
+#[test]
+fn comfort_noise_is_neither_the_codec_nor_enough_to_accept() {
+    let mut local = ours(vec![30000]);
+    local
+        .codecs
+        .push(Codec::new(MediaKind::Audio, "CN", 8000, 13));
+    // Only comfort noise in common with a voice offer: refused.
+    let offer = phone_offer("m=audio 5000 RTP/AVP 97 13\r\na=rtpmap:97 iLBC/8000\r\n");
+    assert_eq!(answer(&offer, &local, &mut session()).media[0].port, 0);
+    // CN listed first in an answer does not become the codec.
+    let offer = phone_offer("m=audio 5000 RTP/AVP 13 0\r\n");
+    let their = parse(
+        b"v=0\r\no=- 1 1 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\nm=audio 6000 RTP/AVP 13 0\r\n",
+    )
+    .unwrap();
+    let s = negotiate(&offer, &their, Role::Offerer).unwrap();
+    assert_eq!(s[0].codec.as_ref().unwrap().rtpmap.encoding, "PCMU");
+}
