@@ -421,6 +421,44 @@ impl MediaDescription {
         self.attributes.push(Attribute::flag(direction.as_str()));
     }
 
+    /// Keeps only the payload types `keep` accepts (given the type and
+    /// what it means, `None` for an unknown dynamic type), removing the
+    /// others from the `m=` line together with their `a=rtpmap` and
+    /// `a=fmtp` lines: e.g. to forward an offer restricted to codecs the
+    /// media engine can transcode. Returns how many formats are left; a
+    /// section left with none should be refused (port 0) by the caller,
+    /// since an `m=` line needs at least one format. Non-RTP sections are
+    /// left alone.
+    pub fn retain_formats(&mut self, mut keep: impl FnMut(u8, Option<&RtpMap>) -> bool) -> usize {
+        if !self.is_rtp() {
+            return self.formats.len();
+        }
+        let mut dropped = Vec::new();
+        let mut kept = Vec::new();
+        for f in std::mem::take(&mut self.formats) {
+            let pt = crate::parse::digits(&f).and_then(|n| u8::try_from(n).ok());
+            match pt {
+                Some(pt) if keep(pt, self.rtpmap(pt).as_ref()) => kept.push(f),
+                Some(pt) => dropped.push(pt),
+                None => kept.push(f),
+            }
+        }
+        self.formats = kept;
+        let formats = &self.formats;
+        self.attributes.retain(|a| {
+            if a.name != "rtpmap" && a.name != "fmtp" {
+                return true;
+            }
+            match a.value.as_deref().and_then(pt_and_rest) {
+                Some((pt, _)) => {
+                    !dropped.contains(&pt) || formats.iter().any(|f| *f == pt.to_string())
+                }
+                None => true,
+            }
+        });
+        self.formats.len()
+    }
+
     /// The section's `telephone-event` format (RFC 4733), if it lists one.
     pub fn telephone_event(&self) -> Option<TelephoneEvent> {
         self.rtpmaps()

@@ -442,3 +442,20 @@ fn comfort_noise_is_neither_the_codec_nor_enough_to_accept() {
     let s = negotiate(&offer, &their, Role::Offerer).unwrap();
     assert_eq!(s[0].codec.as_ref().unwrap().rtpmap.encoding, "PCMU");
 }
+
+#[test]
+fn retain_formats_drops_codecs_with_their_attributes() {
+    let mut offer = phone_offer(
+        "m=audio 5000 RTP/AVP 96 0 97 101\r\na=rtpmap:96 opus/48000/2\r\na=fmtp:96 useinbandfec=1\r\n\
+a=rtpmap:97 iLBC/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n",
+    );
+    let ours = [Codec::PCMU, Codec::PCMA, Codec::TELEPHONE_EVENT];
+    let left = offer.media[0]
+        .retain_formats(|_, map| map.is_some_and(|m| ours.iter().any(|c| c.matches(m))));
+    assert_eq!(left, 2);
+    assert_eq!(
+        offer.media[0].to_string(),
+        "m=audio 5000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n"
+    );
+    assert_eq!(offer.media[0].retain_formats(|_, _| false), 0);
+}
