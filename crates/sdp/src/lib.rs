@@ -24,7 +24,7 @@
 //! attributes: unknown ones are kept in order and written back. Every
 //! description [`parse()`] accepts serializes to bytes that parse to an
 //! equal model (see `tests/mutation.rs`).
-
+//!
 //! A call's first exchange, as `chan-sip` and the media engine see it:
 //!
 //! ```
