@@ -1,5 +1,5 @@
 //! Calls in the binary: the Lua dialplan as the `pbx` router (every new
-//! call gets a fresh Lua state on the current generation and runs its
+//! call runs, as a coroutine in the current generation's Lua states, its
 //! context's `route(call)`), and the call actions Lua sees, carried out
 //! through the call's [`pbx::CallHandle`] (DESIGN.md "Calls", "Dialplan").
 

@@ -32,7 +32,8 @@ pub struct DialplanConfig {
     pub dir: PathBuf,
     /// `plugins`: the plugins, resolved the same way.
     pub plugins: PathBuf,
-    /// `memory_limit`: most memory one call's Lua state may use, in bytes.
+    /// `memory_limit`: most memory one of the runtime's Lua states (shared by
+    /// the calls routed in it) may use, in bytes.
     pub memory_limit: usize,
     /// `instruction_budget`: most Lua instructions between two call actions.
     pub instruction_budget: u64,

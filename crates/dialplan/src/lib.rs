@@ -7,11 +7,13 @@
 //!
 //! - [`Runtime`] (`runtime.rs`): the dialplans and plugins directories, the
 //!   current [`Generation`] behind an atomic swap, [`Runtime::reload`], and
-//!   [`Runtime::call_state`], which builds one fresh Lua state per call.
+//!   [`Runtime::call_state`], a call's hold on the generation it runs on
+//!   (its `route` runs as a coroutine in one of the generation's shared,
+//!   sandboxed Lua states).
 //! - [`Generation`] (`generation.rs`): every context (`dialplans/NAME.lua`)
 //!   and plugin (`plugins/NAME.lua`, `plugins/NAME/init.lua`) read, compiled
 //!   and checked; a bad file is a [`FileError`] with `file:line: message`.
-//! - `sandbox.rs`: what a call's Lua state may touch (no `os.execute`, `io`,
+//! - `sandbox.rs`: what the Lua states may touch (no `os.execute`, `io`,
 //!   `debug`, bytecode, `require` outside the generation's plugins) and its
 //!   limits (memory, instructions between yields).
 //! - [`CallApi`], [`CallInfo`] (`call.rs`): what the runtime needs from a

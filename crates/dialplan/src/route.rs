@@ -3,14 +3,17 @@
 //! the call object and the rules).
 
 use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use mlua::{AnyUserData, Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Value};
 
 use crate::call::{ActionError, CallApi, CallInfo, DialOptions, DialResult, Source, UriParts};
-use crate::runtime::CallState;
-use crate::sandbox::Budget;
+use crate::runtime::{CallState, SharedState};
+use crate::sandbox::{Scope, Slot};
 
 /// The longest `call:sleep` (one day); longer is a script bug.
 const MAX_SLEEP_SECS: f64 = 86_400.0;
@@ -20,12 +23,6 @@ const MAX_REDIRECT_URI: usize = 2048;
 
 /// The most `on_hangup` handlers one call may register.
 const MAX_HANGUP_HANDLERS: usize = 64;
-
-/// Registry key of the call's list of `on_hangup` handlers.
-const HANDLERS_KEY: &str = "switchboard.on_hangup";
-
-/// Registry key of the call object, for the `on_hangup` handlers.
-const CALL_KEY: &str = "switchboard.call";
 
 /// What stopped a script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,14 +154,16 @@ struct CallObject<A> {
     api: Arc<A>,
     info: CallInfo,
     progress: Shared,
-    budget: Arc<Budget>,
+    scope: Arc<Scope>,
+    /// The `on_hangup` handlers, in the order registered.
+    handlers: Arc<Mutex<Vec<Function>>>,
 }
 
 /// What an action needs after the userdata borrow is released.
 struct Action<A> {
     api: Arc<A>,
     progress: Shared,
-    budget: Arc<Budget>,
+    scope: Arc<Scope>,
 }
 
 impl<A: CallApi> CallObject<A> {
@@ -177,7 +176,7 @@ impl<A: CallApi> CallObject<A> {
         Ok(Action {
             api: Arc::clone(&self.api),
             progress: Arc::clone(&self.progress),
-            budget: Arc::clone(&self.budget),
+            scope: Arc::clone(&self.scope),
         })
     }
 }
@@ -190,7 +189,7 @@ impl<A> Action<A> {
         result: Result<T, ActionError>,
         update: impl FnOnce(&mut Progress, &T),
     ) -> mlua::Result<T> {
-        self.budget.reset();
+        self.scope.budget.reset();
         let mut progress = lock(&self.progress);
         match result {
             Ok(value) => {
@@ -416,17 +415,18 @@ impl<A: CallApi> UserData for CallObject<A> {
                 .find(|(n, _)| n.eq_ignore_ascii_case(&name))
                 .map(|(_, v)| v.clone()))
         });
-        methods.add_method("on_hangup", |lua, _, handler: Value| {
+        methods.add_method("on_hangup", |_, this, handler: Value| {
             let Value::Function(handler) = handler else {
                 return Err(type_error("on_hangup", "a function", &handler));
             };
-            let handlers: Table = lua.named_registry_value(HANDLERS_KEY)?;
-            if handlers.raw_len() >= MAX_HANGUP_HANDLERS {
+            let mut handlers = this.handlers.lock().unwrap_or_else(PoisonError::into_inner);
+            if handlers.len() >= MAX_HANGUP_HANDLERS {
                 return Err(mlua::Error::runtime(format!(
                     "on_hangup: at most {MAX_HANGUP_HANDLERS} handlers per call"
                 )));
             }
-            handlers.raw_push(handler)
+            handlers.push(handler);
+            Ok(())
         });
         methods.add_async_method("redirect", |_, this, uri: Value| {
             let started = redirect_arg(&uri).and_then(|uri| Ok((this.begin()?, uri)));
@@ -494,13 +494,14 @@ impl<A: CallApi> UserData for CallObject<A> {
 }
 
 /// Installs `log.debug/info/warn/error`: arguments joined by spaces, logged
-/// with the call's id and context and the script's `file:line`.
-pub(crate) fn install_log(lua: &Lua, call_id: &str, context: &str) -> mlua::Result<()> {
+/// with the running call's id and context and the script's `file:line`.
+pub(crate) fn install_log(lua: &Lua, slot: &Arc<Slot>) -> mlua::Result<()> {
     let log = lua.create_table()?;
     for level in ["debug", "info", "warn", "error"] {
-        let call_id = call_id.to_owned();
-        let context = context.to_owned();
+        let slot = Arc::clone(slot);
         let f = lua.create_function(move |lua, args: mlua::MultiValue| {
+            let scope = slot.running();
+            let (call_id, context) = (&scope.call_id, &scope.context);
             let mut text = String::new();
             for (i, value) in args.iter().enumerate() {
                 if i > 0 {
@@ -549,15 +550,51 @@ impl CallState {
         let context_file = format!("dialplans/{}.lua", info.context);
         let call_id = info.id.clone();
         let context = info.context.clone();
-        let result = self.run(api, info, &progress).await;
+        let scope = Arc::new(Scope::new(self.limits.instructions, &call_id, &context));
+        let handlers: Arc<Mutex<Vec<Function>>> = Arc::default();
+        let Some(state) = self.live.state(&context) else {
+            let e = mlua::Error::runtime(format!(
+                "dialplans/{context}.lua:0: no such context in generation {}",
+                self.live.generation.number
+            ));
+            let outcome = self.outcome(
+                Err(e),
+                Progress::default(),
+                &scope,
+                &context_file,
+                &call_id,
+                &context,
+            );
+            return outcome;
+        };
+        let call = CallObject {
+            api,
+            info,
+            progress: Arc::clone(&progress),
+            scope: Arc::clone(&scope),
+            handlers: Arc::clone(&handlers),
+        };
+        let run = async {
+            let call = state.lua.create_userdata(call)?;
+            let result = state.route.call_async::<()>(call.clone()).await;
+            Ok::<_, mlua::Error>((call, result))
+        };
+        let (call, result) = match Scoped::new(state, &scope, run).await {
+            Ok((call, result)) => (Some(call), result),
+            Err(e) => (None, Err(e)),
+        };
         let progress = {
             let mut shared = lock(&progress);
             shared.closed = true;
             shared.clone()
         };
-        let outcome = self.outcome(result, progress, &context_file, &call_id, &context);
-        self.run_hangup_handlers(&outcome, &context_file, &call_id, &context)
-            .await;
+        let outcome = self.outcome(result, progress, &scope, &context_file, &call_id, &context);
+        let handlers =
+            std::mem::take(&mut *handlers.lock().unwrap_or_else(PoisonError::into_inner));
+        if let Some(call) = call {
+            self.run_hangup_handlers(state, &scope, call, handlers, &outcome, &context_file)
+                .await;
+        }
         outcome
     }
 
@@ -567,6 +604,7 @@ impl CallState {
         &self,
         result: mlua::Result<()>,
         progress: Progress,
+        scope: &Scope,
         context_file: &str,
         call_id: &str,
         context: &str,
@@ -583,14 +621,14 @@ impl CallState {
             },
             Err(_) if progress.ended == Some(Ended::CallerGone) => RouteOutcome::CallerGone,
             Err(e) => {
-                let failure = self.failure(&e, context_file);
+                let failure = failure(&e, scope, context_file);
                 metrics::counter!("dialplan_lua_errors_total", "kind" => failure.kind.as_str())
                     .increment(1);
                 tracing::error!(
                     target: "dialplan",
                     call_id = %call_id,
                     context = %context,
-                    generation = self.generation.number,
+                    generation = self.live.generation.number,
                     "dialplan {failure} — call {call_id} gets {}",
                     if progress.answered { "a hangup" } else { "500" }
                 );
@@ -611,107 +649,114 @@ impl CallState {
     /// counted) and the next still runs.
     async fn run_hangup_handlers(
         &self,
+        state: &SharedState,
+        scope: &Arc<Scope>,
+        call: AnyUserData,
+        handlers: Vec<Function>,
         outcome: &RouteOutcome,
         context_file: &str,
-        call_id: &str,
-        context: &str,
     ) {
-        let handlers = match self.lua.named_registry_value::<Value>(HANDLERS_KEY) {
-            Ok(Value::Table(handlers)) => handlers,
-            _ => return,
-        };
-        let Ok(Value::UserData(call)) = self.lua.named_registry_value::<Value>(CALL_KEY) else {
-            return;
-        };
-        let list: Vec<Function> = handlers
-            .sequence_values::<Function>()
-            .filter_map(Result::ok)
-            .collect();
-        for (i, handler) in list.into_iter().enumerate() {
-            self.budget.restart();
-            let result = handler
-                .call_async::<()>((call.clone(), outcome.as_str()))
-                .await;
+        for (i, handler) in handlers.into_iter().enumerate() {
+            scope.budget.restart();
+            let run = handler.call_async::<()>((call.clone(), outcome.as_str()));
+            let result = Scoped::new(state, scope, run).await;
             if let Err(e) = result {
-                let failure = self.failure(&e, context_file);
+                let failure = failure(&e, scope, context_file);
                 metrics::counter!("dialplan_lua_errors_total", "kind" => failure.kind.as_str())
                     .increment(1);
                 tracing::error!(
                     target: "dialplan",
-                    call_id = %call_id,
-                    context = %context,
-                    generation = self.generation.number,
-                    "dialplan {failure} — in on_hangup handler {} of call {call_id}; the other handlers still run",
-                    i + 1
+                    call_id = %scope.call_id,
+                    context = %scope.context,
+                    generation = self.live.generation.number,
+                    "dialplan {failure} — in on_hangup handler {} of call {}; the other handlers still run",
+                    i + 1,
+                    scope.call_id
                 );
                 if let Some(traceback) = &failure.traceback {
-                    tracing::debug!(target: "dialplan", call_id = %call_id, "{traceback}");
+                    tracing::debug!(target: "dialplan", call_id = %scope.call_id, "{traceback}");
                 }
             }
         }
+        // Dropping Lua values takes the state's lock inside mlua: do it
+        // while this call holds the state.
+        let drop_call = async move { drop(call) };
+        Scoped::new(state, scope, drop_call).await;
     }
+}
 
-    async fn run<A: CallApi>(
-        &self,
-        api: Arc<A>,
-        info: CallInfo,
-        progress: &Shared,
-    ) -> mlua::Result<()> {
-        install_log(&self.lua, &info.id, &info.context)?;
-        if !self.generation.contexts.contains_key(&info.context) {
-            return Err(mlua::Error::runtime(format!(
-                "dialplans/{}.lua:0: no such context in generation {}",
-                info.context, self.generation.number
-            )));
+/// A call's Lua running in a shared state: each poll holds the state's lock
+/// and marks the call as the one running (for the instruction budget and
+/// `log`), never across a wait, so other calls' coroutines run in between.
+struct Scoped<'a, F> {
+    slot: &'a Slot,
+    scope: &'a Arc<Scope>,
+    inner: Pin<Box<F>>,
+}
+
+impl<'a, F: Future> Scoped<'a, F> {
+    fn new(state: &'a SharedState, scope: &'a Arc<Scope>, inner: F) -> Self {
+        Self {
+            slot: &state.slot,
+            scope,
+            inner: Box::pin(inner),
         }
-        let route = self.load_context(&info.context)?.ok_or_else(|| {
-            mlua::Error::runtime(format!(
-                "dialplans/{}.lua:0: no global function route(call)",
-                info.context
-            ))
-        })?;
-        self.budget.reset();
-        let call: AnyUserData = self.lua.create_userdata(CallObject {
-            api,
-            info,
-            progress: Arc::clone(progress),
-            budget: Arc::clone(&self.budget),
-        })?;
-        self.lua
-            .set_named_registry_value(HANDLERS_KEY, self.lua.create_table()?)?;
-        self.lua.set_named_registry_value(CALL_KEY, &call)?;
-        route.call_async::<()>(call).await
     }
+}
 
-    fn failure(&self, error: &mlua::Error, context_file: &str) -> LuaFailure {
-        let kind = if self.budget.exceeded() {
-            FailureKind::InstructionBudget
-        } else if is_memory_error(error) {
-            FailureKind::MemoryLimit
-        } else {
-            FailureKind::Error
+impl<F: Future> Future for Scoped<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        let _guard = match this.slot.lock.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                // Another call's Lua runs in this state on another thread
+                // for a moment: let this thread do other work meanwhile.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
         };
-        let located = locate(error);
-        let (file, line, message, traceback) = match located.place {
-            Some((file, line)) => (file, Some(line), located.message, located.traceback),
-            None => (
-                context_file.to_owned(),
-                None,
-                located.message,
-                located.traceback,
-            ),
-        };
-        let message = match kind {
-            FailureKind::MemoryLimit => format!("memory limit reached ({message})"),
-            _ => message,
-        };
-        LuaFailure {
-            kind,
-            file,
-            line: line.filter(|l| *l > 0),
-            message,
-            traceback,
-        }
+        this.slot.current.store(Some(Arc::clone(this.scope)));
+        let result = this.inner.as_mut().poll(cx);
+        this.slot.current.store(None);
+        result
+    }
+}
+
+impl CallState {}
+
+/// The failure `error` was, for the call with `scope`.
+fn failure(error: &mlua::Error, scope: &Scope, context_file: &str) -> LuaFailure {
+    let kind = if scope.budget.exceeded() {
+        FailureKind::InstructionBudget
+    } else if is_memory_error(error) {
+        FailureKind::MemoryLimit
+    } else {
+        FailureKind::Error
+    };
+    let located = locate(error);
+    let (file, line, message, traceback) = match located.place {
+        Some((file, line)) => (file, Some(line), located.message, located.traceback),
+        None => (
+            context_file.to_owned(),
+            None,
+            located.message,
+            located.traceback,
+        ),
+    };
+    let message = match kind {
+        FailureKind::MemoryLimit => format!("memory limit reached ({message})"),
+        _ => message,
+    };
+    LuaFailure {
+        kind,
+        file,
+        line: line.filter(|l| *l > 0),
+        message,
+        traceback,
     }
 }
 

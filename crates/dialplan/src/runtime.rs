@@ -1,7 +1,19 @@
-//! The runtime: the current generation behind an atomic swap, reload, and a
-//! fresh sandboxed Lua state per call (DESIGN.md "Dialplan (Lua)").
+//! The runtime: the current generation behind an atomic swap, reload, and
+//! the Lua states calls run in (DESIGN.md "Dialplan (Lua)").
+//!
+//! Each generation has, per context, a few sandboxed Lua states (one per
+//! CPU) with the context and its plugins loaded once; a call runs
+//! `route(call)` as its own coroutine in one of them. A state per call
+//! would cost ~75 KB and ~150 µs of CPU per call (a bare Lua state alone is
+//! 23 KB); a coroutine costs a few KB and nothing to set up. What a state
+//! per call gave is kept: globals are frozen once the context is loaded
+//! (a call cannot leave state for another; `kv` is for that), each call has
+//! its own instruction budget, and a call keeps the generation it started
+//! on. The memory limit is per state, shared by the calls in it.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -10,12 +22,13 @@ use mlua::{Function, Lua, Value};
 use crate::error::{Error, FileError, ReloadError};
 use crate::generation::{self, Generation};
 use crate::host::{Host, MemoryHost, SharedHost};
-use crate::sandbox::{self, Budget};
+use crate::sandbox::{self, Slot};
 
-/// The limits of one call's Lua state.
+/// The limits of the runtime's Lua states and of each call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Most memory the state may hold, in bytes.
+    /// Most memory one Lua state may hold, in bytes (shared by the calls
+    /// running in it).
     pub memory_bytes: usize,
     /// Most VM instructions between two yields to Rust (call actions); a
     /// script over it is stopped. Counted in steps of 1,000.
@@ -23,10 +36,11 @@ pub struct Limits {
 }
 
 impl Default for Limits {
-    /// 16 MiB and 10 million instructions (tens of milliseconds of CPU).
+    /// 64 MiB per state and 10 million instructions (tens of milliseconds
+    /// of CPU).
     fn default() -> Self {
         Self {
-            memory_bytes: 16 * 1024 * 1024,
+            memory_bytes: 64 * 1024 * 1024,
             instructions: 10_000_000,
         }
     }
@@ -40,7 +54,7 @@ pub struct Runtime {
     dialplans: PathBuf,
     plugins: PathBuf,
     limits: Limits,
-    current: ArcSwap<Generation>,
+    current: ArcSwap<Live>,
     host: SharedHost,
     /// Serializes reloads (watcher, SIGHUP, HTTP) so generation numbers are
     /// not handed out twice. Never taken by calls.
@@ -77,12 +91,31 @@ impl Runtime {
     /// `pbx.extension` for every call state built from now on.
     pub fn with_host(mut self, host: Arc<dyn Host>) -> Self {
         self.host = SharedHost(host);
+        // The states are built with their host: build this generation's
+        // again (it loaded once already, so it loads again).
+        let number = self.current.load().generation.number;
+        match build(
+            number,
+            &self.dialplans,
+            &self.plugins,
+            &self.limits,
+            &self.host,
+        ) {
+            Ok(live) => self.current.store(Arc::new(live)),
+            Err(errors) => tracing::error!(
+                "{}",
+                ReloadError {
+                    kept: number,
+                    errors
+                }
+            ),
+        }
         self
     }
 
     /// The generation now in force.
     pub fn generation(&self) -> Arc<Generation> {
-        self.current.load_full()
+        Arc::clone(&self.current.load().generation)
     }
 
     /// The directory of the contexts.
@@ -107,7 +140,7 @@ impl Runtime {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let old = self.current.load();
-        let number = old.number + 1;
+        let number = old.generation.number + 1;
         match build(
             number,
             &self.dialplans,
@@ -124,7 +157,7 @@ impl Runtime {
             }
             Err(errors) => {
                 let error = ReloadError {
-                    kept: old.number,
+                    kept: old.generation.number,
                     errors,
                 };
                 metrics::counter!("dialplan_reloads_total", "result" => "error").increment(1);
@@ -134,91 +167,140 @@ impl Runtime {
         }
     }
 
-    /// A fresh sandboxed Lua state for one call, on the current generation:
-    /// the call keeps that generation to its end, whatever reloads happen.
+    /// A new call's hold on the current generation: the call keeps that
+    /// generation to its end, whatever reloads happen.
     pub fn call_state(&self) -> Result<CallState, Error> {
-        CallState::new(self.generation(), &self.limits, &self.host).map_err(Error::State)
+        Ok(CallState {
+            live: self.current.load_full(),
+            limits: self.limits,
+        })
     }
 }
 
-/// Compiles the files, then runs every context's top level in a scratch
-/// sandbox to check it defines `route` (and that its `require`s resolve).
+/// How many Lua states each context gets: one per CPU, so calls running Lua
+/// at the same moment on different threads rarely wait for each other.
+fn states_per_context() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 16))
+}
+
+/// A generation ready to run calls: its chunks, and per context the loaded
+/// Lua states.
+#[derive(Debug)]
+pub(crate) struct Live {
+    pub(crate) generation: Arc<Generation>,
+    pub(crate) contexts: HashMap<String, Vec<SharedState>>,
+    next: AtomicUsize,
+}
+
+impl Live {
+    /// A state of `context` for a new call, taking turns.
+    pub(crate) fn state(&self, context: &str) -> Option<&SharedState> {
+        let states = self.contexts.get(context)?;
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % states.len().max(1);
+        states.get(i)
+    }
+}
+
+/// One Lua state with a context loaded, which calls share.
+#[derive(Debug)]
+pub(crate) struct SharedState {
+    pub(crate) lua: Lua,
+    pub(crate) slot: Arc<Slot>,
+    pub(crate) route: Function,
+}
+
+/// Compiles the files, then loads every context (and the plugins it
+/// requires) into its states, checking it defines `route`.
 fn build(
     number: u64,
     dialplans: &Path,
     plugins: &Path,
     limits: &Limits,
     host: &SharedHost,
-) -> Result<Generation, Vec<FileError>> {
+) -> Result<Live, Vec<FileError>> {
     let generation = Arc::new(generation::compile(number, dialplans, plugins)?);
     let mut errors = Vec::new();
+    let mut contexts = HashMap::new();
     for (name, chunk) in &generation.contexts {
-        let checked = CallState::new(Arc::clone(&generation), limits, host).and_then(|state| {
-            crate::route::install_log(&state.lua, "", name)?;
-            state.load_context(name)
-        });
-        match checked {
-            Ok(Some(_)) => {}
-            Ok(None) => errors.push(FileError {
-                file: chunk.name.clone(),
-                line: None,
-                message: "no global function route(call): every context must define one".into(),
-            }),
-            Err(e) => errors.push(generation::file_error(&chunk.name, &e)),
+        let mut states = Vec::new();
+        for _ in 0..states_per_context() {
+            match load_state(&generation, name, limits, host) {
+                Ok(Some(state)) => states.push(state),
+                Ok(None) => {
+                    errors.push(FileError {
+                        file: chunk.name.clone(),
+                        line: None,
+                        message: "no global function route(call): every context must define one"
+                            .into(),
+                    });
+                    break;
+                }
+                Err(e) => {
+                    errors.push(generation::file_error(&chunk.name, &e));
+                    break;
+                }
+            }
         }
+        contexts.insert(name.clone(), states);
     }
     if !errors.is_empty() {
         return Err(errors);
     }
-    // Nothing else holds the Arc: the checks' states are dropped.
-    Ok(Arc::try_unwrap(generation).unwrap_or_else(|shared| (*shared).clone()))
+    Ok(Live {
+        generation,
+        contexts,
+        next: AtomicUsize::new(0),
+    })
 }
 
-/// One call's Lua state, built from one generation. Run it with
+/// A sandboxed state with context `name` loaded and its globals frozen;
+/// `None` if the context defines no `route`.
+fn load_state(
+    generation: &Arc<Generation>,
+    name: &str,
+    limits: &Limits,
+    host: &SharedHost,
+) -> mlua::Result<Option<SharedState>> {
+    let Some(chunk) = generation.contexts.get(name) else {
+        return Ok(None);
+    };
+    let (lua, slot) = sandbox::new_state(generation, limits)?;
+    crate::modules::install(&lua, host)?;
+    crate::route::install_log(&lua, &slot)?;
+    lua.load(&chunk.bytecode[..])
+        .set_name(format!("@{}", chunk.name))
+        .set_mode(mlua::chunk::ChunkMode::Binary)
+        .exec()?;
+    let route = match lua.globals().get::<Value>("route")? {
+        Value::Function(route) => route,
+        _ => return Ok(None),
+    };
+    sandbox::freeze_globals(&lua)?;
+    Ok(Some(SharedState { lua, slot, route }))
+}
+
+/// A call's hold on a generation: where its `route` runs. Run it with
 /// [`CallState::run_route`].
 #[derive(Debug)]
 pub struct CallState {
-    pub(crate) lua: Lua,
-    pub(crate) generation: Arc<Generation>,
-    pub(crate) budget: Arc<Budget>,
+    pub(crate) live: Arc<Live>,
+    pub(crate) limits: Limits,
 }
 
 impl CallState {
-    fn new(generation: Arc<Generation>, limits: &Limits, host: &SharedHost) -> mlua::Result<Self> {
-        let (lua, budget) = sandbox::new_state(&generation, limits)?;
-        crate::modules::install(&lua, host)?;
-        Ok(Self {
-            lua,
-            generation,
-            budget,
-        })
-    }
-
     /// The number of the generation this call runs on.
     pub fn generation(&self) -> u64 {
-        self.generation.number
+        self.live.generation.number
     }
 
-    /// Bytes the call's Lua state holds now (for metrics and the memory
-    /// limit's tuning).
+    /// Bytes held by the Lua states of this call's generation, all
+    /// contexts together (for metrics and tuning the memory limit).
     pub fn used_memory(&self) -> usize {
-        self.lua.used_memory()
-    }
-
-    /// Runs context `name`'s top level and returns its global `route`, or
-    /// `None` if the context has no such context or function.
-    pub(crate) fn load_context(&self, name: &str) -> mlua::Result<Option<Function>> {
-        let Some(chunk) = self.generation.contexts.get(name) else {
-            return Ok(None);
-        };
-        self.lua
-            .load(&chunk.bytecode[..])
-            .set_name(format!("@{}", chunk.name))
-            .set_mode(mlua::chunk::ChunkMode::Binary)
-            .exec()?;
-        match self.lua.globals().get::<Value>("route")? {
-            Value::Function(route) => Ok(Some(route)),
-            _ => Ok(None),
-        }
+        self.live
+            .contexts
+            .values()
+            .flatten()
+            .map(|s| s.lua.used_memory())
+            .sum()
     }
 }

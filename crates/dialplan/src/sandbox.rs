@@ -1,10 +1,13 @@
-//! The sandbox of a call's Lua state (DESIGN.md "Dialplan (Lua)", rules):
-//! which standard functions exist, `require` limited to the generation's
-//! plugins, and the memory and instruction limits.
+//! The sandbox of the runtime's Lua states (DESIGN.md "Dialplan (Lua)",
+//! rules): which standard functions exist, `require` limited to the
+//! generation's plugins, globals frozen once a context is loaded, the
+//! memory limit of a state, and each call's instruction budget (the hook
+//! charges whichever call is running, see [`Slot`]).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use arc_swap::ArcSwapOption;
 use mlua::chunk::ChunkMode;
 use mlua::debug::HookTriggers;
 use mlua::{Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
@@ -34,7 +37,47 @@ pub(crate) struct Budget {
     exceeded: AtomicBool,
 }
 
+/// The call whose Lua is running in a state right now: its budget, and what
+/// `log` lines name.
+#[derive(Debug)]
+pub(crate) struct Scope {
+    pub(crate) budget: Budget,
+    pub(crate) call_id: String,
+    pub(crate) context: String,
+}
+
+impl Scope {
+    /// A call's scope with a fresh budget of `limit` instructions.
+    pub(crate) fn new(limit: u64, call_id: &str, context: &str) -> Self {
+        Self {
+            budget: Budget::new(limit),
+            call_id: call_id.to_owned(),
+            context: context.to_owned(),
+        }
+    }
+}
+
+/// What one Lua state shares with the calls that run in it: a lock held
+/// while a call's Lua runs (Lua runs one coroutine at a time; this makes
+/// "which call is running" exact for the hook), and that call's scope.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) lock: std::sync::Mutex<()>,
+    pub(crate) current: ArcSwapOption<Scope>,
+    /// The budget of code that runs outside any call (a context's top
+    /// level while a generation is built).
+    pub(crate) loading: Arc<Scope>,
+}
+
 impl Budget {
+    pub(crate) fn new(limit: u64) -> Self {
+        Self {
+            used: AtomicU64::new(0),
+            limit,
+            exceeded: AtomicBool::new(false),
+        }
+    }
+
     /// A call action came back: the script waited, so its count restarts.
     pub(crate) fn reset(&self) {
         self.used.store(0, Ordering::Relaxed);
@@ -59,15 +102,15 @@ impl Budget {
 pub(crate) fn new_state(
     generation: &Arc<Generation>,
     limits: &Limits,
-) -> mlua::Result<(Lua, Arc<Budget>)> {
+) -> mlua::Result<(Lua, Arc<Slot>)> {
     // No `io`, `debug` or `package` at all; `os` is cut down below.
     let libs = StdLib::COROUTINE | StdLib::TABLE | StdLib::STRING | StdLib::UTF8 | StdLib::MATH;
     let libs = libs | StdLib::OS;
     let lua = Lua::new_with(libs, LuaOptions::default())?;
-    let budget = Arc::new(Budget {
-        used: AtomicU64::new(0),
-        limit: limits.instructions,
-        exceeded: AtomicBool::new(false),
+    let slot = Arc::new(Slot {
+        lock: std::sync::Mutex::new(()),
+        current: ArcSwapOption::empty(),
+        loading: Arc::new(Scope::new(limits.instructions, "", "")),
     });
 
     let globals = lua.globals();
@@ -92,9 +135,9 @@ pub(crate) fn new_state(
 
     // A Rust check that rethrows the budget error after anything that
     // catches errors, so `pcall` cannot swallow it and loop on.
-    let check_budget = Arc::clone(&budget);
+    let check_slot = Arc::clone(&slot);
     let check = lua.create_function(move |_, args: MultiValue| {
-        if check_budget.exceeded() {
+        if check_slot.running().budget.exceeded() {
             Err(mlua::Error::runtime(BUDGET_MESSAGE))
         } else {
             Ok(args)
@@ -107,16 +150,18 @@ pub(crate) fn new_state(
 
     lua.set_named_registry_value(LOADED_KEY, lua.create_table()?)?;
 
-    let hook_budget = Arc::clone(&budget);
+    let hook_slot = Arc::clone(&slot);
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(HOOK_EVERY),
         move |_, _| {
-            let used = hook_budget
+            let scope = hook_slot.running();
+            let budget = &scope.budget;
+            let used = budget
                 .used
                 .fetch_add(u64::from(HOOK_EVERY), Ordering::Relaxed)
                 + u64::from(HOOK_EVERY);
-            if used > hook_budget.limit {
-                hook_budget.exceeded.store(true, Ordering::Relaxed);
+            if used > budget.limit {
+                budget.exceeded.store(true, Ordering::Relaxed);
                 Err(mlua::Error::runtime(BUDGET_MESSAGE))
             } else {
                 Ok(VmState::Continue)
@@ -124,8 +169,50 @@ pub(crate) fn new_state(
         },
     )?;
     lua.set_memory_limit(limits.memory_bytes)?;
-    Ok((lua, budget))
+    Ok((lua, slot))
 }
+
+impl Slot {
+    /// The scope of the Lua running now: the current call's, or the
+    /// loading scope outside calls.
+    pub(crate) fn running(&self) -> Arc<Scope> {
+        self.current
+            .load_full()
+            .unwrap_or_else(|| Arc::clone(&self.loading))
+    }
+}
+
+/// Makes every later assignment to a global an error: the state is shared
+/// by every call of its context, so a global set by one call would be seen
+/// by the others. Runs once the context's top level has defined `route`.
+pub(crate) fn freeze_globals(lua: &Lua) -> mlua::Result<()> {
+    let frozen: Table = lua
+        .load(FREEZE_LUA)
+        .set_name("=sandbox")
+        .set_mode(ChunkMode::Text)
+        .eval()?;
+    // Tracebacks name functions by finding them in the loaded `_G`: point
+    // that at the frozen globals so `route` is still named.
+    if let Ok(loaded) = lua.named_registry_value::<Table>("_LOADED") {
+        loaded.raw_set("_G", frozen)?;
+    }
+    Ok(())
+}
+
+const FREEZE_LUA: &str = r##"
+local G, next, rawset, setmetatable, error, tostring = _G, next, rawset, setmetatable, error, tostring
+local frozen = {}
+for name, value in next, G do frozen[name] = value end
+for name in next, frozen do rawset(G, name, nil) end
+setmetatable(G, {
+  __index = frozen,
+  __newindex = function(_, name)
+    error("assignment to global '" .. tostring(name) .. "': globals are shared by every call of this context; use a local, or kv to keep state", 2)
+  end,
+  __metatable = false,
+})
+return frozen
+"##;
 
 /// Wraps `load` (text chunks only), `collectgarbage` (no stopping the GC),
 /// and everything that catches errors (budget errors pass through).

@@ -456,3 +456,23 @@ end
     assert_eq!(f.message, "no place");
     assert_eq!(f.line, Some(6), "the line comes from the traceback: {f:?}");
 }
+
+#[tokio::test]
+async fn globals_are_frozen_once_the_context_is_loaded() {
+    let dir = Dir::new();
+    dir.write(
+        "dialplans/default.lua",
+        "counter = 0\nfunction route(call)\n  counter = counter + 1\nend\n",
+    );
+    let runtime = dir.runtime();
+    let api = Arc::new(FakeCall::default());
+    let outcome = route(&runtime, &api, "1002").await;
+    let RouteOutcome::Failed { failure, .. } = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert_eq!(failure.line, Some(3), "{failure}");
+    assert!(
+        failure.message.contains("assignment to global 'counter'"),
+        "{failure}"
+    );
+}
