@@ -136,7 +136,7 @@ pub fn parse_with(input: &[u8], limits: &Limits) -> Result<SessionDescription, E
             if kind != b'v' {
                 return Err(Error::syntax(1, "a session description starts with v=0"));
             }
-            if value != "0" {
+            if value.trim_end() != "0" {
                 return Err(Error::syntax(
                     1,
                     format!("unsupported SDP version v={}", clip(value)),
@@ -401,7 +401,7 @@ fn parse_connection(n: usize, value: &str) -> Result<Connection, Error> {
 }
 
 fn parse_bandwidth(n: usize, value: &str) -> Result<Bandwidth, Error> {
-    let Some((kind, bw)) = value.split_once(':') else {
+    let Some((kind, bw)) = value.trim_end().split_once(':') else {
         return Err(Error::syntax(n, "b= line needs \"bwtype:bandwidth\""));
     };
     if !is_token(kind) {
@@ -433,7 +433,8 @@ fn parse_timing(n: usize, value: &str) -> Result<Timing, Error> {
 fn parse_attribute(n: usize, value: &str) -> Result<Attribute, Error> {
     let (name, value) = match value.split_once(':') {
         Some((name, v)) => (name, Some(v.to_owned())),
-        None => (value, None),
+        // Sloppy writers leave a space after a property (`a=sendrecv `).
+        None => (value.trim_end_matches([' ', '\t']), None),
     };
     if !is_token(name) {
         return Err(Error::syntax(

@@ -460,3 +460,14 @@ fn from_str_and_model_equality() {
     assert_eq!(a, b, "extra spaces between fields are tolerated");
     assert_eq!(b.to_string(), minimal("m=audio 1 RTP/AVP 0\r\n"));
 }
+
+#[test]
+fn trailing_whitespace_is_tolerated_where_it_is_harmless() {
+    let sloppy = "v=0 \r\no=- 1 1 IN IP4 192.0.2.1 \r\ns=-\r\nc=IN IP4 192.0.2.1 \r\nb=AS:64 \r\nt=0 0 \r\n\
+m=audio 4000 RTP/AVP 0 \r\na=rtpmap:0 PCMU/8000 \r\na=sendonly \r\n";
+    let sdp = parse(sloppy.as_bytes()).unwrap();
+    assert_eq!(sdp.direction(0), Direction::SendOnly);
+    assert_eq!(sdp.bandwidths[0].value, 64);
+    assert_eq!(sdp.media[0].rtpmap(0).unwrap().encoding, "PCMU");
+    assert_eq!(parse(&sdp.to_bytes()).unwrap(), sdp);
+}
