@@ -7,11 +7,13 @@
 //! - Formats are answered in **our** preference order ([`Local::codecs`]),
 //!   as §6.1 recommends ("SHOULD ... in the order of preference of the
 //!   answerer"), each under the offer's payload type number (§6.1).
-//! - A section is accepted when it is `RTP/AVP`, its port is not 0, we
-//!   have a port for it, and at least one of our codecs of its kind
-//!   (`audio`/`video`) is in the offer. Telephone-event (or comfort
-//!   noise) alone is not enough in a section that also offers voice
-//!   codecs (DTMF without voice is useless there); a section that offers only events (an RFC
+//! - A section is accepted when it is `RTP/AVP`, its port is not 0, it
+//!   has a `c=` (its own or the session's), we have a port for it, and at
+//!   least one of our codecs of its kind (`audio`/`video`) is in the
+//!   offer. Switchboard configures audio codecs only, so every non-audio
+//!   section is refused. Telephone-event (or comfort noise) alone is not
+//!   enough in a section that also offers voice codecs (DTMF without
+//!   voice is useless there); a section that offers only events (an RFC
 //!   4317 §2.4 tone stream) is accepted when we have telephone-event.
 //!   Everything else is refused with port 0, keeping the offer's formats
 //!   (§6: same number of `m=` lines in the same order).
