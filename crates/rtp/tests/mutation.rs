@@ -218,7 +218,7 @@ impl Machines {
             let _ = self.rewriter.rewrite_in_place(&mut copy, now);
             let _ = self.dtmf.on_packet(&h, p.payload());
             self.stats.on_packet(h.sequence, h.timestamp, now);
-            if i % 64 == 0 {
+            if i.is_multiple_of(64) {
                 let _ = self.stats.report_block(now);
             }
             let mut pcm = Vec::new();
