@@ -1,4 +1,4 @@
-//! Errors of the `rtp` crate: one [`Error`] with a nested kind for each
+//! Errors of the `rtp` crate: one [`enum@Error`] with a nested kind for each
 //! module (RFC 3550 §5 and §6, RFC 4733 §2.3, the codecs).
 
 use thiserror::Error;
