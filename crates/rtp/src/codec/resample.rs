@@ -1,5 +1,6 @@
-//! 8 kHz ↔ 16 kHz sample-rate conversion for transcoding between G.711 and
-//! G.722: a 63-tap Kaiser-windowed-sinc half-band low-pass (cut-off 4 kHz),
+//! 8 kHz ↔ 16 kHz sample-rate conversion for transcoding between G.711 (8
+//! kHz) and G.722 (16 kHz, RFC 3551 §4.5.2), and for 16 kHz WAV prompts on
+//! 8 kHz legs: a 63-tap Kaiser-windowed-sinc half-band low-pass (cut-off 4 kHz),
 //! run as a two-phase polyphase filter.
 //!
 //! Half the taps of a half-band filter are zero, so upsampling copies every
