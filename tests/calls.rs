@@ -428,9 +428,19 @@ fn lua_failures_give_500_and_the_server_carries_on() {
     other.call("2001").unwrap();
     assert_eq!(other.final_response(WAIT).unwrap().0.status, 486);
     assert_eq!(a.final_response(WAIT).unwrap().0.status, 500);
+    // on_hangup handlers of the stopped routes still ran, with the
+    // route's locals intact.
+    let log = o.server.log();
+    assert!(log.contains("on_hangup ran for 2004"), "{log}");
+    assert!(log.contains("on_hangup ran for 2005"), "{log}");
     // And the next call works.
     a.call("2001").unwrap();
-    assert_eq!(a.final_response(WAIT).unwrap().0.status, 486);
+    assert_eq!(
+        a.final_response(WAIT).unwrap().0.status,
+        486,
+        "{}",
+        o.server.log()
+    );
 }
 
 #[test]

@@ -66,8 +66,9 @@ pub enum CallEvent {
     Request {
         /// Whose dialog.
         side: Side,
-        /// The request.
-        request: Request,
+        /// The request (boxed: events queue per call, and a small event
+        /// keeps the queue small).
+        request: Box<Request>,
         /// Where the answer goes.
         reply: oneshot::Sender<Reply>,
     },
@@ -85,7 +86,7 @@ pub enum CallEvent {
         /// Whose dialog.
         side: Side,
         /// The ACK.
-        request: Request,
+        request: Box<Request>,
     },
     /// A response to (or the end of) an outbound branch's INVITE.
     Branch {
@@ -390,7 +391,7 @@ impl Call {
                 let r = self.hangup();
                 let _ = done.send(r);
             }
-            Command::Dial { request, done } => self.dial(request, done).await,
+            Command::Dial { request, done } => Box::pin(self.dial(*request, done)).await,
             _ => {}
         }
     }
@@ -660,7 +661,7 @@ impl Call {
                 side,
                 request,
                 reply,
-            } => self.on_request(side, request, reply),
+            } => self.on_request(side, *request, reply),
             CallEvent::ReInvite { side, incoming, tx } => self.on_reinvite(side, *incoming, *tx),
             CallEvent::Ack { side, .. } => {
                 if side == Side::Inbound {

@@ -255,7 +255,7 @@ impl Service for ChanSip {
             let (reply, answer) = oneshot::channel();
             let event = CallEvent::Request {
                 side,
-                request: incoming.request.clone(),
+                request: Box::new(incoming.request.clone()),
                 reply,
             };
             if events.send(event).await.is_err() {
@@ -306,7 +306,7 @@ impl Service for ChanSip {
         if let Some((events, side)) = self.dispatch(&incoming) {
             let _ = events.try_send(CallEvent::Ack {
                 side,
-                request: incoming.request,
+                request: Box::new(incoming.request),
             });
         }
     }

@@ -5,6 +5,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -532,6 +533,39 @@ pub(crate) fn install_log(lua: &Lua, slot: &Arc<Slot>) -> mlua::Result<()> {
     lua.globals().raw_set("log", log)
 }
 
+/// Stops a call's Lua that went over its instruction budget: the hook
+/// suspended the coroutine (see `sandbox.rs`), and instead of resuming it
+/// this ends with the budget error. The suspended coroutine is dropped with
+/// its stack intact.
+struct Budgeted<'a, F> {
+    scope: &'a Scope,
+    inner: Pin<Box<F>>,
+}
+
+impl<'a, F> Budgeted<'a, F> {
+    fn new(scope: &'a Scope, inner: F) -> Self {
+        Self {
+            scope,
+            inner: Box::pin(inner),
+        }
+    }
+}
+
+impl<T, F: Future<Output = mlua::Result<T>>> Future for Budgeted<'_, F> {
+    type Output = mlua::Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.inner.as_mut().poll(cx) {
+            // Suspended by the hook, or finished although it went over
+            // (a script that caught the error): either way, over budget.
+            Poll::Pending | Poll::Ready(Ok(_)) if self.scope.budget.exceeded() => {
+                Poll::Ready(Err(mlua::Error::runtime(crate::sandbox::BUDGET_MESSAGE)))
+            }
+            other => other,
+        }
+    }
+}
+
 impl CallState {
     /// Runs the call's context: its top level, then `route(call)` as an
     /// async coroutine whose call actions go to `api`. Whatever the script
@@ -574,15 +608,27 @@ impl CallState {
             scope: Arc::clone(&scope),
             handlers: Arc::clone(&handlers),
         };
-        let run = async {
-            let call = state.lua.create_userdata(call)?;
-            let result = state.route.call_async::<()>(call.clone()).await;
-            Ok::<_, mlua::Error>((call, result))
-        };
-        let (call, result) = match Scoped::new(state, &scope, run).await {
-            Ok((call, result)) => (Some(call), result),
+        let create = async { state.lua.create_userdata(call) };
+        let (call, result) = match Scoped::new(state, &scope, create).await {
+            Ok(call) => {
+                let run = async {
+                    let thread = state.lua.create_thread(state.route.clone())?;
+                    scope
+                        .main
+                        .store(thread.to_pointer() as usize, Ordering::Relaxed);
+                    thread.into_async::<()>(call.clone())?.await
+                };
+                let result = Scoped::new(state, &scope, Budgeted::new(&scope, run)).await;
+                (Some(call), result)
+            }
             Err(e) => (None, Err(e)),
         };
+        if result.as_ref().is_err_and(is_memory_error) {
+            // Give the memory back now, before the next call in this state
+            // needs it.
+            let collect = async { state.lua.gc_collect() };
+            let _ = Scoped::new(state, &scope, collect).await;
+        }
         let progress = {
             let mut shared = lock(&progress);
             shared.closed = true;
@@ -658,8 +704,16 @@ impl CallState {
     ) {
         for (i, handler) in handlers.into_iter().enumerate() {
             scope.budget.restart();
-            let run = handler.call_async::<()>((call.clone(), outcome.as_str()));
-            let result = Scoped::new(state, scope, run).await;
+            let run = async {
+                let thread = state.lua.create_thread(handler)?;
+                scope
+                    .main
+                    .store(thread.to_pointer() as usize, Ordering::Relaxed);
+                thread
+                    .into_async::<()>((call.clone(), outcome.as_str()))?
+                    .await
+            };
+            let result = Scoped::new(state, scope, Budgeted::new(scope, run)).await;
             if let Err(e) = result {
                 let failure = failure(&e, scope, context_file);
                 metrics::counter!("dialplan_lua_errors_total", "kind" => failure.kind.as_str())
@@ -725,8 +779,6 @@ impl<F: Future> Future for Scoped<'_, F> {
         result
     }
 }
-
-impl CallState {}
 
 /// The failure `error` was, for the call with `scope`.
 fn failure(error: &mlua::Error, scope: &Scope, context_file: &str) -> LuaFailure {

@@ -22,6 +22,10 @@ pub const SWITCHBOARD_API: u32 = 1;
 /// How often (in VM instructions) the budget hook runs.
 const HOOK_EVERY: u32 = 1_000;
 
+/// Instructions over budget during which the hook asks to yield before it
+/// raises an error instead (code that cannot yield).
+const YIELD_GRACE: u64 = 20 * HOOK_EVERY as u64;
+
 /// Registry key of the table of plugins loaded by `require` in this state.
 const LOADED_KEY: &str = "switchboard.loaded";
 
@@ -44,6 +48,9 @@ pub(crate) struct Scope {
     pub(crate) budget: Budget,
     pub(crate) call_id: String,
     pub(crate) context: String,
+    /// The coroutine the call's code runs in (its address, 0 while none):
+    /// only there may the budget hook suspend it.
+    pub(crate) main: std::sync::atomic::AtomicUsize,
 }
 
 impl Scope {
@@ -53,6 +60,7 @@ impl Scope {
             budget: Budget::new(limit),
             call_id: call_id.to_owned(),
             context: context.to_owned(),
+            main: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 }
@@ -153,18 +161,31 @@ pub(crate) fn new_state(
     let hook_slot = Arc::clone(&slot);
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-        move |_, _| {
+        move |lua, _| {
             let scope = hook_slot.running();
             let budget = &scope.budget;
             let used = budget
                 .used
                 .fetch_add(u64::from(HOOK_EVERY), Ordering::Relaxed)
                 + u64::from(HOOK_EVERY);
-            if used > budget.limit {
+            if used <= budget.limit {
+                Ok(VmState::Continue)
+            } else if used <= budget.limit.saturating_add(YIELD_GRACE)
+                && scope.main.load(Ordering::Relaxed) == lua.current_thread().to_pointer() as usize
+            {
+                // Over budget: suspend the coroutine where it is; the call's
+                // driver sees the mark and stops it. (An error raised from a
+                // hook would be written over the running function's stack
+                // slots, corrupting the locals `on_hangup` handlers closed
+                // over.) Only the call's own coroutine is suspended: a
+                // coroutine the script made would just yield to the script.
+                // Where Lua cannot yield (inside a C function) the hook
+                // comes back, and after YIELD_GRACE raises the error.
+                budget.exceeded.store(true, Ordering::Relaxed);
+                Ok(VmState::Yield)
+            } else {
                 budget.exceeded.store(true, Ordering::Relaxed);
                 Err(mlua::Error::runtime(BUDGET_MESSAGE))
-            } else {
-                Ok(VmState::Continue)
             }
         },
     )?;

@@ -157,7 +157,8 @@ async fn on_hangup_runs_after_a_failed_route_and_when_the_caller_left() {
     let (_dir, runtime, host) = office(
         r#"
 function route(call)
-  call:on_hangup(function(c, outcome) kv.set("t", c.to.user, outcome) end)
+  local user = call.to.user
+  call:on_hangup(function(c, outcome) kv.set("t", user, outcome) end)
   if call.to.user == "1" then
     error("boom")
   elseif call.to.user == "2" then

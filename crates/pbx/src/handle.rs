@@ -90,8 +90,9 @@ pub enum Command {
     /// Ring targets; bridge the first that answers; report when the
     /// bridged call has ended (or why no one answered).
     Dial {
-        /// What to dial.
-        request: DialRequest,
+        /// What to dial (boxed: commands queue per call, and a small
+        /// command keeps the queue small).
+        request: Box<DialRequest>,
         /// The outcome.
         done: oneshot::Sender<Result<DialOutcome, ActionError>>,
     },
@@ -173,7 +174,11 @@ impl CallHandle {
 
     /// Dials; returns after the bridged call ends, or when no one answered.
     pub async fn dial(&self, request: DialRequest) -> Result<DialOutcome, ActionError> {
-        self.ask(|done| Command::Dial { request, done }).await
+        self.ask(|done| Command::Dial {
+            request: Box::new(request),
+            done,
+        })
+        .await
     }
 
     /// Waits `duration`, or until the call ends ([`ActionError::Ended`]).

@@ -115,8 +115,9 @@ impl Drop for InviteTx {
 #[non_exhaustive]
 pub enum InviteEvent {
     /// A response: provisional, final, or a retransmitted 2xx (send the
-    /// ACK again).
-    Response(Response),
+    /// ACK again). Boxed: events queue per call, and a small event keeps
+    /// the queue small.
+    Response(Box<Response>),
     /// No final response within 64*T1 (Timer B).
     Timeout,
     /// The request could not be delivered.

@@ -158,7 +158,7 @@ impl Tx {
         }
         if let Some(events) = &self.events {
             let event = match outcome {
-                ClientOutcome::Response(r) => InviteEvent::Response(*r),
+                ClientOutcome::Response(r) => InviteEvent::Response(r),
                 ClientOutcome::Timeout => InviteEvent::Timeout,
                 ClientOutcome::TransportError => InviteEvent::TransportError,
             };
@@ -522,7 +522,8 @@ impl TxTable {
                     }
                     match &tx.events {
                         Some(events) => {
-                            let _ = events.try_send(InviteEvent::Response(response.clone()));
+                            let _ =
+                                events.try_send(InviteEvent::Response(Box::new(response.clone())));
                         }
                         None if status >= 200 => {
                             tx.finish(ClientOutcome::Response(Box::new(response.clone())));

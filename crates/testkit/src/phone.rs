@@ -70,6 +70,10 @@ pub struct Phone {
     domain: String,
     /// A response read early (while looking for a 407), handed out next.
     pending: Option<Response>,
+    /// The call placed last: responses to other calls (retransmissions of
+    /// an earlier final answer) are skipped, and its non-2xx final answer
+    /// is ACKed as a phone does (RFC 3261 §17.1.1.3).
+    current: Option<OutCall>,
 }
 
 impl Phone {
@@ -81,6 +85,7 @@ impl Phone {
             password: password.to_owned(),
             domain: domain.to_owned(),
             pending: None,
+            current: None,
         }
     }
 
@@ -92,6 +97,7 @@ impl Phone {
             password: password.to_owned(),
             domain: domain.to_owned(),
             pending: None,
+            current: None,
         }
     }
 
@@ -173,7 +179,7 @@ impl Phone {
             .and_then(|c| c.split_whitespace().next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(1);
-        Ok(OutCall {
+        let call = OutCall {
             uri,
             call_id,
             from,
@@ -181,7 +187,9 @@ impl Phone {
             cseq,
             via: sent.get("Via").unwrap_or_default().to_owned(),
             offer,
-        })
+        };
+        self.current = Some(call.clone());
+        Ok(call)
     }
 
     /// Waits for a 407 (returned) or for the first non-100 response (left
@@ -217,19 +225,46 @@ impl Phone {
         }
     }
 
-    /// Reads responses until a final one; returns it (provisionals seen are
-    /// in the second element).
+    /// Reads responses to the call placed last until a final one, ACKs it
+    /// if it is not a 2xx, and returns it (provisionals seen are in the
+    /// second element).
     pub fn final_response(&mut self, timeout: Duration) -> Result<(Response, Vec<u16>), UaError> {
         let deadline = Instant::now() + timeout;
         let mut seen = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             let r = self.response(left)?;
+            if let Some(call) = &self.current
+                && (r.call_id() != Some(call.call_id.as_str())
+                    || r.cseq().is_none_or(|c| c.seq != call.cseq))
+            {
+                continue;
+            }
+            if r.status >= 300
+                && let Some(call) = self.current.clone()
+            {
+                self.ack_failure(&call, &r)?;
+            }
             if r.status >= 200 {
                 return Ok((r, seen));
             }
             seen.push(r.status);
         }
+    }
+
+    /// The ACK for a non-2xx final answer to our INVITE: same branch and
+    /// CSeq number, To of the answer.
+    fn ack_failure(&mut self, call: &OutCall, r: &Response) -> Result<(), UaError> {
+        let text = format!(
+            "ACK {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {seq} ACK\r\nContent-Length: 0\r\n\r\n",
+            uri = call.uri,
+            via = call.via,
+            from = call.from,
+            to = r.headers.get(&HeaderName::To).unwrap_or_default(),
+            cid = call.call_id,
+            seq = call.cseq
+        );
+        self.ua.send(text.as_bytes())
     }
 
     /// ACKs a 2xx to our INVITE and returns the dialog (§13.2.2.4: a new
