@@ -285,7 +285,8 @@ struct Retrans {
 /// One outbound INVITE of a dial.
 struct Branch {
     dest: Destination,
-    invite: Request,
+    /// The INVITE as sent, until its final response.
+    invite: Option<Request>,
     call_id: String,
     /// Dropping or firing it CANCELs the branch (if it has not answered).
     cancel: Option<oneshot::Sender<()>>,
@@ -636,7 +637,7 @@ impl Call {
             }
         };
         let (cancel_tx, cancel_rx) = oneshot::channel();
-        let sent = ctx.request().clone();
+        let sent = ctx.request().cloned();
         tokio::spawn(branch_task(id, ctx, self.events_tx.clone(), cancel_rx));
         self.branches.insert(
             id,
@@ -666,6 +667,8 @@ impl Call {
             CallEvent::Ack { side, .. } => {
                 if side == Side::Inbound {
                     self.a.retrans = None;
+                    // Nothing left to retransmit.
+                    self.a.ok = None;
                 }
             }
             CallEvent::ReInviteDone => self.reinvite_pending = false,
@@ -706,6 +709,7 @@ impl Call {
         if status >= 300 {
             branch.done = true;
             branch.cancel = None;
+            branch.invite = None;
             if let Some(dialing) = &mut self.dialing
                 && dialing.branches.contains(&id)
             {
@@ -733,12 +737,11 @@ impl Call {
             send_stateless(&self.inner, ack, dialog.transport, dialog.peer);
             return;
         }
-        let Some(dialog) = Dialog::uac(
-            &branch.invite,
-            &response,
-            branch.dest.transport,
-            branch.dest.addr,
-        ) else {
+        let Some(invite) = branch.invite.take() else {
+            return;
+        };
+        let Some(dialog) = Dialog::uac(&invite, &response, branch.dest.transport, branch.dest.addr)
+        else {
             return;
         };
         let mut dialog = dialog;

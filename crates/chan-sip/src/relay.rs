@@ -35,7 +35,10 @@ pub(crate) async fn branch_task(
                 let Some(event) = event else { break };
                 match &event {
                     InviteEvent::Response(r) if r.status < 200 => provisional = true,
-                    _ => finished = true,
+                    _ => {
+                        finished = true;
+                        ctx.forget_request();
+                    }
                 }
                 if cancel_wanted && provisional && !finished && !cancel_sent {
                     cancel_sent = true;

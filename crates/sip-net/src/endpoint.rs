@@ -700,7 +700,7 @@ impl EndpointHandle {
         Ok(ClientInviteTx {
             events,
             handle: self.clone(),
-            invite: request,
+            invite: Some(request),
             transport,
             dest,
         })

@@ -131,7 +131,8 @@ pub enum InviteEvent {
 pub struct ClientInviteTx {
     pub(crate) events: mpsc::Receiver<InviteEvent>,
     pub(crate) handle: EndpointHandle,
-    pub(crate) invite: Request,
+    /// The INVITE as sent, until [`forget_request`](Self::forget_request).
+    pub(crate) invite: Option<Request>,
     pub(crate) transport: Transport,
     pub(crate) dest: std::net::SocketAddr,
 }
@@ -152,9 +153,16 @@ impl ClientInviteTx {
         self.events.recv().await
     }
 
-    /// The INVITE as sent (with our top Via).
-    pub fn request(&self) -> &Request {
-        &self.invite
+    /// The INVITE as sent (with our top Via), unless forgotten.
+    pub fn request(&self) -> Option<&Request> {
+        self.invite.as_ref()
+    }
+
+    /// Drops the stored INVITE once it will not be CANCELled (a final
+    /// response came): the handle may live on for Timer M to pass on 2xx
+    /// retransmissions, without holding the request.
+    pub fn forget_request(&mut self) {
+        self.invite = None;
     }
 
     /// Where the INVITE was sent.
@@ -170,10 +178,15 @@ impl ClientInviteTx {
     pub fn cancel(
         &self,
     ) -> impl std::future::Future<Output = Result<Response, ClientError>> + Send + 'static {
-        let cancel = build_cancel(&self.invite);
+        let cancel = self.invite.as_ref().map(build_cancel);
         let handle = self.handle.clone();
         let (transport, dest) = (self.transport, self.dest);
-        async move { handle.send_prepared(cancel, transport, dest).await }
+        async move {
+            let cancel = cancel.ok_or_else(|| {
+                ClientError::Transport("the INVITE was answered; nothing to cancel".into())
+            })?;
+            handle.send_prepared(cancel, transport, dest).await
+        }
     }
 }
 
