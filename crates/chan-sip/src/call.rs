@@ -185,7 +185,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         a: Inbound {
             cancel: tx.cancel_token(),
             tx,
-            invite: incoming.request.clone(),
+            invite: Some(incoming.request.clone()),
             leg: SipLeg {
                 inner: inner.clone(),
                 dialog,
@@ -255,9 +255,16 @@ fn details(incoming: &Incoming, call_id: &str, caller: &str, context: &str) -> C
         transport: incoming.transport.to_string(),
         caller: Some(caller.to_owned()),
         context: context.to_owned(),
+        // Credentials are for us, not for scripts (or their logs).
         headers: req
             .headers
             .iter()
+            .filter(|h| {
+                !matches!(
+                    h.name,
+                    HeaderName::Authorization | HeaderName::ProxyAuthorization
+                )
+            })
             .map(|h| (h.name.as_str().to_owned(), h.value.to_string()))
             .collect(),
     }
@@ -267,7 +274,8 @@ fn details(incoming: &Incoming, call_id: &str, caller: &str, context: &str) -> C
 struct Inbound {
     tx: InviteTx,
     cancel: CancellationToken,
-    invite: Request,
+    /// The caller's INVITE, until the call is bridged.
+    invite: Option<Request>,
     leg: SipLeg,
     /// Our 2xx, kept for retransmission until the ACK (§13.3.1.4).
     ok: Option<Response>,
@@ -420,7 +428,12 @@ impl Call {
         if self.a.leg.state == LegState::Up {
             return Ok(());
         }
-        let offer = self.a.invite.body.clone();
+        let offer = self
+            .a
+            .invite
+            .as_ref()
+            .map(|r| r.body.clone())
+            .unwrap_or_default();
         let ip = self
             .inner
             .endpoint
@@ -550,7 +563,7 @@ impl Call {
     async fn start_branch(&mut self, dest: Destination, request: &DialRequest) -> Option<u32> {
         let inner = &self.inner;
         let domain = &inner.config.domain;
-        let a = &self.a.invite;
+        let a = self.a.invite.as_ref()?;
         let from = a.headers.from().ok();
         let (display, user) = match &request.caller_id {
             Some(id) => (None, id.clone()),
@@ -791,6 +804,8 @@ impl Call {
         // Filed before the caller hears the 200, so anyone the caller tells
         // sees the bridge.
         self.publish();
+        // The caller's INVITE was for dialling; bridged, it is not needed.
+        let _ = self.a.invite.take();
         if self.a.leg.state != LegState::Up {
             let body = body_of(&response.headers, &response.body);
             self.send_ok(body);
