@@ -422,7 +422,10 @@ ramp() {
 }
 
 # hold NAME: HOLD_CALLS calls set up at HOLD_RATE and held; the server's
-# memory before, while they are all up, and after they ended.
+# memory before, while they are all up, and after they ended. The growth
+# includes the set-up's completed transactions, which RFC 3261 keeps for up
+# to 64*T1 = 32 s (Kamailio's tm for 5 s): freed memory stays in the
+# process's heap, so a later sample would not show them go.
 hold() {
   local name=$1 dir i per calls fill pause m0 m1 m2 up=0 f
   dir="$WORK/$name-hold"
@@ -508,7 +511,7 @@ for server in $SERVERS; do
       'BEGIN { if (b > 0) printf "rate %.2f x kamailio", a / b; else printf "(kamailio passed no step)";
                if (mb + 0 > 0 && ma != "n/a") printf ", memory %.1f x kamailio", ma / mb }')
   fi
-  printf '  %-18s %6d calls/s   %5d us CPU/call there (%s calls/s if CPU-bound)   %6s KB/call up %s  %s\n' \
+  printf '  %-18s %6d calls/s   %5d us CPU/call there (%s calls/s if CPU-bound)   %6s KB/established call %s  %s\n' \
     "${LABEL[$server]}" "${BEST[$server]}" "${BEST_US[$server]}" \
     "$(awk -v u="${BEST_US[$server]}" 'BEGIN { if (u > 0) printf "~%d", 1000000 / u; else printf "?" }')" \
     "${MEM_KB[$server]}" "${MEM_NOTE[$server]}" "$ratio"
