@@ -531,9 +531,9 @@ if [[ " $SERVERS " == *" switchboard "* && " $SERVERS " == *" kamailio "* ]]; th
 fi
 case " $SERVERS " in *" switchboard "*)
   if [ -z "${FAILED[switchboard]}" ]; then
-    verdict() { [ "$1" = 1 ] && echo met || echo "NOT met"; }
+    verdict() { case $1 in 1) echo met ;; n/a) echo "not measured" ;; *) echo "NOT met" ;; esac; }
     echo "  goals: >= $GOAL_RATE calls/s per core through Lua routing: $(verdict "$([ "${BEST[switchboard]}" -ge "$GOAL_RATE" ] && echo 1)");" \
-      "<= $GOAL_KB KB per established call: $(verdict "$(awk -v m="${MEM_KB[switchboard]}" -v g="$GOAL_KB" 'BEGIN { if (m != "n/a" && m + 0 <= g) print 1 }')")"
+      "<= $GOAL_KB KB per established call: $(verdict "$(awk -v m="${MEM_KB[switchboard]}" -v g="$GOAL_KB" 'BEGIN { if (m == "n/a") print "n/a"; else if (m + 0 <= g) print 1 }')")"
   fi
   ;;
 esac
