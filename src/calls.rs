@@ -32,16 +32,17 @@ impl Router for LuaRouter {
         call: CallHandle,
         details: CallDetails,
     ) -> Pin<Box<dyn Future<Output = RouteEnd> + Send + 'static>> {
-        let state = self.runtime.call_state();
+        let state = match self.runtime.call_state() {
+            Ok(state) => state,
+            Err(e) => {
+                tracing::error!(call_id = %details.id, error = %e, "no Lua state for the call");
+                let end = RouteEnd::Failed(format!("dialplan unavailable: {e}"));
+                return Box::pin(async move { end });
+            }
+        };
+        // Converted before the future is made, so it holds one copy.
+        let info = call_info(details);
         Box::pin(async move {
-            let state = match state {
-                Ok(state) => state,
-                Err(e) => {
-                    tracing::error!(call_id = %details.id, error = %e, "no Lua state for the call");
-                    return RouteEnd::Failed(format!("dialplan unavailable: {e}"));
-                }
-            };
-            let info = call_info(details);
             match state.run_route(Arc::new(LuaCall(call)), info).await {
                 RouteOutcome::Failed { failure, .. } => RouteEnd::Failed(failure.to_string()),
                 _ => RouteEnd::Done,

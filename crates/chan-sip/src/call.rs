@@ -353,23 +353,37 @@ impl Call {
             }
             let retrans_at = self.a.retrans.map(|r| r.next.min(r.give_up));
             let dial_deadline = self.dialing.as_ref().map(|d| d.deadline);
+            let linger_at = linger_until.filter(|_| !route_done);
+            // One timer for the three deadlines (a timer is a sizeable part
+            // of a call's memory): the earliest, then see which are due.
+            let wake_at = [retrans_at, dial_deadline, linger_at]
+                .into_iter()
+                .flatten()
+                .min();
             let watch_cancel = !self.a.cancel_seen && !self.a.tx.is_answered();
             tokio::select! {
                 Some(command) = self.commands.recv() => self.on_command(command).await,
                 Some(event) = self.events.recv() => self.on_event(event),
                 () = cancel.cancelled(), if watch_cancel => self.on_caller_cancel(),
                 () = stop.cancelled(), if !self.finished => self.on_shutdown(),
-                () = sleep_until(retrans_at), if retrans_at.is_some() => self.on_retransmit(),
-                () = sleep_until(dial_deadline), if dial_deadline.is_some() => self.on_dial_timeout(),
                 end = &mut route, if !route_done => {
                     route_done = true;
                     let end = end.unwrap_or_else(|e| RouteEnd::Failed(format!("route task failed: {e}")));
                     self.on_route_end(end);
                 }
-                () = sleep_until(linger_until), if linger_until.is_some() && !route_done => {
-                    tracing::warn!(call_id = %self.id, "route still running {}s after the call ended; abandoning it", ROUTE_LINGER.as_secs());
-                    route.abort();
-                    break;
+                () = sleep_until(wake_at), if wake_at.is_some() => {
+                    let now = Instant::now();
+                    if retrans_at.is_some_and(|at| at <= now) {
+                        self.on_retransmit();
+                    }
+                    if dial_deadline.is_some_and(|at| at <= now) {
+                        self.on_dial_timeout();
+                    }
+                    if linger_at.is_some_and(|at| at <= now) {
+                        tracing::warn!(call_id = %self.id, "route still running {}s after the call ended; abandoning it", ROUTE_LINGER.as_secs());
+                        route.abort();
+                        break;
+                    }
                 }
             }
         }
