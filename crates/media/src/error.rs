@@ -1,0 +1,64 @@
+//! The media engine's errors: what failed, on which address or port range,
+//! and what the operator can change.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// Everything the `media` crate can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configured port range holds no even RTP port whose odd RTCP
+    /// neighbour is also in the range (RFC 3550 §11).
+    #[error(
+        "media.rtp_ports {start}-{end} holds no even/odd RTP/RTCP port pair; give a range of at least two ports starting at an even one"
+    )]
+    InvalidRange {
+        /// First port of the range.
+        start: u16,
+        /// Last port of the range.
+        end: u16,
+    },
+    /// Every pair of the range is leased or bound by another program.
+    #[error(
+        "no free RTP/RTCP port pair on {ip} in {start}-{end}: {leased} of {pairs} pairs are in use by calls, the rest are taken by other programs; widen media.rtp_ports or end calls"
+    )]
+    Exhausted {
+        /// The address the pair was wanted on.
+        ip: IpAddr,
+        /// First port of the range.
+        start: u16,
+        /// Last port of the range.
+        end: u16,
+        /// Pairs leased to legs.
+        leased: usize,
+        /// Pairs in the range.
+        pairs: usize,
+    },
+    /// Sockets can only be made inside a tokio runtime with IO enabled.
+    #[error("RTP sockets need a tokio runtime with IO enabled; allocate ports from inside one")]
+    NoRuntime,
+    /// A socket operation failed other than with "address in use".
+    #[error("RTP socket {addr}: {source}")]
+    Socket {
+        /// The local address concerned.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A leg's codec is one the media engine cannot decode or encode, and
+    /// the bridge would need to transcode it.
+    #[error("cannot transcode between {from} and {to}: the media engine knows PCMU, PCMA and G722")]
+    CannotTranscode {
+        /// The sending leg's codec.
+        from: String,
+        /// The receiving leg's codec.
+        to: String,
+    },
+    /// An SDP stream names a codec the media engine does not know.
+    #[error("codec {0} is not one the media engine handles (PCMU, PCMA, G722)")]
+    UnsupportedCodec(String),
+    /// An SDP stream was refused or has no codec.
+    #[error("the SDP stream was refused or names no codec")]
+    NoCodec,
+}

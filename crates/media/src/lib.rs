@@ -1,0 +1,21 @@
+//! `media`: Switchboard's media engine, the part that owns RTP sockets.
+//!
+//! Every answered or bridged call is anchored: both legs' RTP goes through
+//! Switchboard's ports (DESIGN.md "Media"). This crate leases those ports,
+//! receives and sends the packets, latches onto where a phone's RTP really
+//! comes from (symmetric RTP, RFC 4961), and joins two legs' media. What it
+//! does to packets and samples (parsing, rewriting, codecs) is the `rtp`
+//! crate's; this crate adds the sockets, the tasks and the policy. It knows
+//! nothing of SIP: `chan-sip` reads the SDP and hands over addresses,
+//! payload types and codecs.
+//!
+//! Read in this order:
+//! - [`pool`]: [`PortPool`] leases an even RTP / odd RTCP [`PortPair`] from
+//!   `media.rtp_ports` (RFC 3550 §11);
+//! - [`error`]: one [`Error`].
+
+pub mod error;
+pub mod pool;
+
+pub use error::Error;
+pub use pool::{PortPair, PortPool};

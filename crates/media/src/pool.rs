@@ -1,0 +1,268 @@
+//! The RTP port pool (RFC 3550 §11): even RTP ports with the odd RTCP port
+//! above them, leased from a configured range and returned on drop.
+//!
+//! A lease binds both UDP sockets before it is handed out, so a port that
+//! another program holds is skipped rather than failing a call later.
+//! Leases go round the range (the next search starts after the last pair
+//! handed out), so a port freed by one call is not reused at once and
+//! late packets of that call do not reach the next one.
+
+use std::io::ErrorKind;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::net::UdpSocket;
+
+use crate::error::Error;
+
+/// A bounded pool of RTP/RTCP port pairs, cheap to clone (one pool shared
+/// by every call).
+#[derive(Debug, Clone)]
+pub struct PortPool {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The range as configured, for messages.
+    start: u16,
+    end: u16,
+    /// The first even port of the range.
+    first: u16,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    /// One entry per pair: leased or not.
+    leased: Vec<bool>,
+    /// Count of `true` in `leased`.
+    count: usize,
+    /// Where the next search starts.
+    next: usize,
+}
+
+impl Inner {
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave `State` inconsistent
+        // (every update is a single assignment pair), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl PortPool {
+    /// A pool over `range` (for example `10000..=20000`): every even port
+    /// `p` with `p + 1` also in the range is one RTP/RTCP pair.
+    ///
+    /// # Errors
+    /// [`Error::InvalidRange`] when the range holds no pair.
+    pub fn new(range: RangeInclusive<u16>) -> Result<PortPool, Error> {
+        let (start, end) = (*range.start(), *range.end());
+        let first = start.saturating_add(start % 2);
+        let pairs = if first < end {
+            usize::from((end - first).div_ceil(2))
+        } else {
+            0
+        };
+        if pairs == 0 || first == 0 {
+            return Err(Error::InvalidRange { start, end });
+        }
+        Ok(PortPool {
+            inner: Arc::new(Inner {
+                start,
+                end,
+                first,
+                state: Mutex::new(State {
+                    leased: vec![false; pairs],
+                    count: 0,
+                    next: 0,
+                }),
+            }),
+        })
+    }
+
+    /// Number of pairs in the range.
+    pub fn capacity(&self) -> usize {
+        self.inner.state().leased.len()
+    }
+
+    /// Number of pairs leased now.
+    pub fn in_use(&self) -> usize {
+        self.inner.state().count
+    }
+
+    /// Leases a pair and binds its two UDP sockets on `ip`. Ports that
+    /// another program holds are skipped.
+    ///
+    /// # Errors
+    /// [`Error::Exhausted`] when no pair is free; [`Error::NoRuntime`]
+    /// outside a tokio runtime; [`Error::Socket`] when binding fails for a
+    /// reason other than "address in use" (for example an `ip` that is not
+    /// one of this host's).
+    pub fn allocate(&self, ip: IpAddr) -> Result<PortPair, Error> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::NoRuntime);
+        }
+        let inner = &self.inner;
+        let mut state = inner.state();
+        let pairs = state.leased.len();
+        for step in 0..pairs {
+            let index = (state.next + step) % pairs;
+            if state.leased[index] {
+                continue;
+            }
+            // index < pairs <= (end - first + 1) / 2, so this fits in u16.
+            let rtp_port = inner.first + 2 * index as u16;
+            let Some((rtp, rtcp)) = bind_pair(ip, rtp_port)? else {
+                continue;
+            };
+            state.leased[index] = true;
+            state.count += 1;
+            state.next = (index + 1) % pairs;
+            drop(state);
+            let rtp = to_tokio(rtp, SocketAddr::new(ip, rtp_port))?;
+            let rtcp = to_tokio(rtcp, SocketAddr::new(ip, rtp_port + 1))?;
+            return Ok(PortPair {
+                rtp,
+                rtcp,
+                ip,
+                rtp_port,
+                _lease: Lease {
+                    pool: Arc::clone(inner),
+                    index,
+                },
+            });
+        }
+        Err(Error::Exhausted {
+            ip,
+            start: inner.start,
+            end: inner.end,
+            leased: state.count,
+            pairs,
+        })
+    }
+}
+
+/// Binds `port` and `port + 1`; `None` when either is in use.
+fn bind_pair(
+    ip: IpAddr,
+    port: u16,
+) -> Result<Option<(std::net::UdpSocket, std::net::UdpSocket)>, Error> {
+    let bind = |port| {
+        let addr = SocketAddr::new(ip, port);
+        match std::net::UdpSocket::bind(addr) {
+            Ok(s) => Ok(Some(s)),
+            Err(e) if e.kind() == ErrorKind::AddrInUse => Ok(None),
+            Err(source) => Err(Error::Socket { addr, source }),
+        }
+    };
+    let Some(rtp) = bind(port)? else {
+        return Ok(None);
+    };
+    let Some(rtcp) = bind(port + 1)? else {
+        return Ok(None);
+    };
+    Ok(Some((rtp, rtcp)))
+}
+
+fn to_tokio(socket: std::net::UdpSocket, addr: SocketAddr) -> Result<UdpSocket, Error> {
+    socket
+        .set_nonblocking(true)
+        .and_then(|()| UdpSocket::from_std(socket))
+        .map_err(|source| Error::Socket { addr, source })
+}
+
+/// A leased pair: the bound RTP (even) and RTCP (odd) sockets. The pair
+/// goes back to the pool when this is dropped (with the sockets, so the
+/// ports are free to bind again).
+#[derive(Debug)]
+pub struct PortPair {
+    // Read by `Leg` (next step).
+    #[allow(dead_code)]
+    pub(crate) rtp: UdpSocket,
+    #[allow(dead_code)]
+    pub(crate) rtcp: UdpSocket,
+    ip: IpAddr,
+    rtp_port: u16,
+    _lease: Lease,
+}
+
+impl PortPair {
+    /// The address both sockets are bound on.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
+    /// The even RTP port, for the SDP `m=` line.
+    pub fn rtp_port(&self) -> u16 {
+        self.rtp_port
+    }
+
+    /// The odd RTCP port (`rtp_port() + 1`).
+    pub fn rtcp_port(&self) -> u16 {
+        self.rtp_port + 1
+    }
+
+    /// The RTP socket's address.
+    pub fn rtp_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.rtp_port)
+    }
+}
+
+/// Returns its pair to the pool on drop. Declared after the sockets in
+/// [`PortPair`], so they are closed first.
+#[derive(Debug)]
+struct Lease {
+    pool: Arc<Inner>,
+    index: usize,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut state = self.pool.state();
+        if let Some(slot) = state.leased.get_mut(self.index)
+            && *slot
+        {
+            *slot = false;
+            state.count -= 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_must_hold_a_pair() {
+        assert!(matches!(
+            PortPool::new(10001..=10001),
+            Err(Error::InvalidRange { .. })
+        ));
+        assert!(matches!(
+            PortPool::new(10001..=10002),
+            Err(Error::InvalidRange { .. })
+        ));
+        assert!(matches!(
+            PortPool::new(RangeInclusive::new(20000, 10000)),
+            Err(Error::InvalidRange { .. })
+        ));
+        assert!(matches!(
+            PortPool::new(0..=1),
+            Err(Error::InvalidRange { .. })
+        ));
+        assert_eq!(PortPool::new(10000..=20000).unwrap().capacity(), 5000);
+        assert_eq!(PortPool::new(10001..=10004).unwrap().capacity(), 1);
+        assert_eq!(PortPool::new(65534..=65535).unwrap().capacity(), 1);
+    }
+
+    #[test]
+    fn allocate_outside_a_runtime_is_an_error() {
+        let pool = PortPool::new(23000..=23001).unwrap();
+        assert!(matches!(
+            pool.allocate(IpAddr::from([127, 0, 0, 1])),
+            Err(Error::NoRuntime)
+        ));
+    }
+}
