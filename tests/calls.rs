@@ -777,3 +777,29 @@ fn cdrs_are_kept_across_a_restart() {
     assert_eq!(list[0]["to"], format!("sip:5555@{DOMAIN}"));
     assert!(list[0]["end_ms"].as_u64() >= list[0]["start_ms"].as_u64());
 }
+
+#[test]
+fn a_bye_with_the_wrong_tags_cannot_end_someone_elses_call() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let (mut dialog, incoming) = establish(&mut a, &mut b, "1002");
+    // An attacker who learned the Call-ID, but not the tags.
+    let mut forged = dialog.clone();
+    forged.remote = forged.remote.replace(";tag=", ";tag=x");
+    let mut attacker = Phone::udp(o.server.udp.unwrap(), "1003", "pw-1003", DOMAIN);
+    assert_eq!(
+        attacker
+            .request_in(&mut forged, "BYE", None)
+            .unwrap()
+            .status,
+        481
+    );
+    assert!(
+        b.silence(Duration::from_millis(300)).is_none(),
+        "the callee got nothing"
+    );
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+    let bye = b.request("BYE", WAIT).unwrap();
+    b.reply(&bye, &incoming.tag, 200).unwrap();
+}

@@ -691,8 +691,8 @@ impl Call {
                 reply,
             } => self.on_request(side, *request, reply),
             CallEvent::ReInvite { side, incoming, tx } => self.on_reinvite(side, *incoming, *tx),
-            CallEvent::Ack { side, .. } => {
-                if side == Side::Inbound {
+            CallEvent::Ack { side, request } => {
+                if side == Side::Inbound && self.a.leg.dialog.matches(&request) {
                     self.a.retrans = None;
                     // Nothing left to retransmit.
                     self.a.ok = None;
@@ -847,6 +847,10 @@ impl Call {
             let _ = reply.send(Reply::status(status));
             return;
         }
+        if !self.in_dialog(from_bridge, &request) {
+            let _ = reply.send(Reply::status(481));
+            return;
+        }
         let fresh = self.accept_cseq(from_bridge, seq);
         if !fresh {
             // §12.2.2: a CSeq lower than the last one is out of order.
@@ -930,6 +934,11 @@ impl Call {
         let from_bridge =
             matches!((side, &self.bridge), (Side::Outbound(id), Some(b)) if b.branch == id);
         if matches!(side, Side::Outbound(_)) && !from_bridge || self.finished {
+            let r = tx.response(481);
+            tx.respond(r);
+            return;
+        }
+        if !self.in_dialog(from_bridge, &incoming.request) {
             let r = tx.response(481);
             tx.respond(r);
             return;
@@ -1136,6 +1145,18 @@ impl Call {
     }
 
     // ---- helpers ----
+
+    /// Whether `request` carries the tags of the dialog of the leg it came
+    /// from (the bridged callee's, or else the caller's).
+    fn in_dialog(&self, from_bridge: bool, request: &Request) -> bool {
+        if from_bridge {
+            self.bridge
+                .as_ref()
+                .is_some_and(|b| b.leg.dialog.matches(request))
+        } else {
+            self.a.leg.dialog.matches(request)
+        }
+    }
 
     /// §12.2.2: records a request's CSeq in its leg's dialog; `false` if it
     /// is not newer than the last one (out of order: 500).

@@ -17,6 +17,10 @@ pub(crate) struct Dialog {
     pub local: String,
     /// The peer's header value, with its tag (To in our requests).
     pub remote: String,
+    /// Our tag and the peer's: a request in this dialog carries ours in To
+    /// and theirs in From (§12.2.2).
+    pub local_tag: String,
+    pub remote_tag: Option<String>,
     /// The peer's Contact URI: the Request-URI of our requests.
     pub remote_target: Uri,
     /// Route headers for our requests, in order.
@@ -46,10 +50,17 @@ impl Dialog {
         let local = format!("{to};tag={local_tag}");
         let remote_target = contact_uri(&invite.headers).unwrap_or_else(|| invite.uri.clone());
         let route_set = record_route(&invite.headers);
+        let remote_tag = invite
+            .headers
+            .from()
+            .ok()
+            .and_then(|f| f.tag().map(str::to_owned));
         Some(Dialog {
             call_id,
             local,
             remote,
+            local_tag: local_tag.to_owned(),
+            remote_tag,
             remote_target,
             route_set,
             local_cseq: rand::random::<u16>().into(),
@@ -73,10 +84,22 @@ impl Dialog {
         let remote_target = contact_uri(&response.headers).unwrap_or_else(|| invite.uri.clone());
         let mut route_set = record_route(&response.headers);
         route_set.reverse();
+        let local_tag = invite
+            .headers
+            .from()
+            .ok()
+            .and_then(|f| f.tag().map(str::to_owned))?;
+        let remote_tag = response
+            .headers
+            .to()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_owned));
         Some(Dialog {
             call_id,
             local,
             remote,
+            local_tag,
+            remote_tag,
             remote_target,
             route_set,
             local_cseq: invite.cseq().map_or(1, |c| c.seq),
@@ -119,6 +142,16 @@ impl Dialog {
             headers,
             body: Bytes::new(),
         }
+    }
+
+    /// Whether `request` belongs to this dialog: our tag in its To, the
+    /// peer's in its From (§12.2.2; a Call-ID alone is guessable).
+    pub fn matches(&self, request: &Request) -> bool {
+        let to = request.headers.to().ok();
+        let from = request.headers.from().ok();
+        let to_tag = to.as_ref().and_then(|t| t.tag());
+        let from_tag = from.as_ref().and_then(|f| f.tag());
+        to_tag == Some(self.local_tag.as_str()) && from_tag == self.remote_tag.as_deref()
     }
 
     /// Whether an in-dialog request's CSeq is new (§12.2.2: a lower one is
@@ -178,6 +211,11 @@ mod tests {
         assert_eq!(d.route_set, ["<sip:p1;lr>", "<sip:p2;lr>"]);
         assert_eq!(d.remote_target.to_string(), "sip:1001@10.0.0.1:5062");
         assert!(!d.accept_remote_cseq(7));
+        let mut bye = invite.clone();
+        bye.headers.set(HeaderName::To, "<sip:1002@pbx>;tag=b");
+        assert!(d.matches(&bye), "our tag in To, theirs in From");
+        bye.headers.set(HeaderName::To, "<sip:1002@pbx>;tag=forged");
+        assert!(!d.matches(&bye));
         assert!(d.accept_remote_cseq(8));
         let bye = d.request(Method::Bye, None, None);
         assert_eq!(
