@@ -46,15 +46,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A leg's codec is one the media engine cannot decode or encode, and
-    /// the bridge would need to transcode it.
-    #[error("cannot transcode between {from} and {to}: the media engine knows PCMU, PCMA and G722")]
-    CannotTranscode {
-        /// The sending leg's codec.
-        from: String,
-        /// The receiving leg's codec.
-        to: String,
-    },
     /// An SDP stream names a codec the media engine does not know.
     #[error("codec {0} is not one the media engine handles (PCMU, PCMA, G722)")]
     UnsupportedCodec(String),

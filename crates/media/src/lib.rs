@@ -12,10 +12,17 @@
 //! Read in this order:
 //! - [`pool`]: [`PortPool`] leases an even RTP / odd RTCP [`PortPair`] from
 //!   `media.rtp_ports` (RFC 3550 §11);
+//! - [`leg`]: [`Leg`], one call leg's sockets, remote address and
+//!   symmetric-RTP latching (RFC 4961), with its [`LegHandle`] (counters,
+//!   SDP changes) and [`MediaTimeout`];
 //! - [`error`]: one [`Error`].
 
 pub mod error;
+pub mod leg;
 pub mod pool;
 
 pub use error::Error;
+pub use leg::{
+    Latching, Leg, LegHandle, LegStats, MediaTimeout, PayloadKind, Received, StreamParams,
+};
 pub use pool::{PortPair, PortPool};

@@ -178,10 +178,7 @@ fn to_tokio(socket: std::net::UdpSocket, addr: SocketAddr) -> Result<UdpSocket, 
 /// ports are free to bind again).
 #[derive(Debug)]
 pub struct PortPair {
-    // Read by `Leg` (next step).
-    #[allow(dead_code)]
     pub(crate) rtp: UdpSocket,
-    #[allow(dead_code)]
     pub(crate) rtcp: UdpSocket,
     ip: IpAddr,
     rtp_port: u16,

@@ -1,0 +1,576 @@
+//! A call leg's media endpoint: its RTP/RTCP sockets, the remote address
+//! from SDP, and symmetric-RTP latching (RFC 4961 §4 and RFC 3550 §8.2's
+//! source checks), plus the media timeout the call awaits.
+//!
+//! Latching: until a leg has latched, it sends to the SDP address. The
+//! first valid RTP packet (RTP version 2, one of the leg's negotiated
+//! payload types) latches the leg onto its source — from any address in
+//! [`Latching::AnySource`] mode (phones behind NAT), only from the SDP
+//! address in [`Latching::SdpAddressOnly`]. From then on the leg sends to
+//! the latched address and drops RTP from every other one, so a flood from
+//! a third address can never take the stream. The latch is released only
+//! when the SDP changes ([`LegHandle::set_remote`]) or on request
+//! ([`LegHandle::relatch`]).
+//!
+//! RTCP is terminated here: it is accepted from the peer's IP address (the
+//! port latches on the first valid compound packet), parsed and counted,
+//! never forwarded (a relayed stream's report blocks would describe SSRCs
+//! and sequence numbers the far end never saw).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use rtp::{Codec, RtpHeader, RtpPacket};
+use tokio::sync::Notify;
+
+use crate::error::Error;
+use crate::pool::PortPair;
+
+/// The largest datagram a leg accepts (an Ethernet MTU); larger ones are
+/// dropped and counted.
+pub const MAX_DATAGRAM: usize = 1500;
+
+/// A receive buffer: one byte more than [`MAX_DATAGRAM`], so an oversize
+/// datagram shows as one that filled it.
+pub type Buffer = [u8; MAX_DATAGRAM + 1];
+
+/// A zeroed receive buffer on the heap.
+pub fn buffer() -> Box<Buffer> {
+    Box::new([0; MAX_DATAGRAM + 1])
+}
+
+/// Payload type of comfort noise (RFC 3389), static in RFC 3551.
+pub const PT_COMFORT_NOISE: u8 = 13;
+
+/// What a leg sends and receives, as negotiated in SDP (RFC 3264 §5.1:
+/// each side's numbers are the ones it receives with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamParams {
+    /// The voice codec.
+    pub codec: Codec,
+    /// Payload type we send the codec with (the peer's number).
+    pub send_payload_type: u8,
+    /// Payload type the peer sends the codec with (our number).
+    pub recv_payload_type: u8,
+    /// RFC 4733 telephone-event payload type we send, if negotiated.
+    pub send_event_payload_type: Option<u8>,
+    /// RFC 4733 telephone-event payload type the peer sends, if negotiated.
+    pub recv_event_payload_type: Option<u8>,
+}
+
+impl StreamParams {
+    /// `codec` with its static payload type both ways and no
+    /// telephone-event.
+    pub fn new(codec: Codec) -> Self {
+        StreamParams {
+            codec,
+            send_payload_type: codec.payload_type(),
+            recv_payload_type: codec.payload_type(),
+            send_event_payload_type: None,
+            recv_event_payload_type: None,
+        }
+    }
+
+    /// Sets the codec's payload types (dynamic numbers, or a peer that
+    /// numbers differently).
+    pub fn with_payload_types(mut self, send: u8, recv: u8) -> Self {
+        self.send_payload_type = send;
+        self.recv_payload_type = recv;
+        self
+    }
+
+    /// Sets RFC 4733 telephone-event's payload types.
+    pub fn with_telephone_event(mut self, send: u8, recv: u8) -> Self {
+        self.send_event_payload_type = Some(send);
+        self.recv_event_payload_type = Some(recv);
+        self
+    }
+
+    /// The parameters and the remote RTP address of one negotiated SDP
+    /// `m=` section (what [`sdp::negotiate`] returns).
+    ///
+    /// # Errors
+    /// [`Error::NoCodec`] for a refused section, [`Error::UnsupportedCodec`]
+    /// for a codec other than PCMU, PCMA and G722.
+    pub fn from_sdp(stream: &sdp::Stream) -> Result<(StreamParams, Option<SocketAddr>), Error> {
+        let negotiated = stream.codec.as_ref().ok_or(Error::NoCodec)?;
+        let name = &negotiated.rtpmap.encoding;
+        let codec =
+            Codec::from_name(name).ok_or_else(|| Error::UnsupportedCodec(name.to_string()))?;
+        let mut params = StreamParams::new(codec)
+            .with_payload_types(negotiated.send_payload_type, negotiated.recv_payload_type);
+        if let Some(te) = &stream.telephone_event {
+            params = params.with_telephone_event(te.send_payload_type, te.recv_payload_type);
+        }
+        Ok((params, stream.remote))
+    }
+
+    fn kind_of(&self, payload_type: u8) -> Option<PayloadKind> {
+        if payload_type == self.recv_payload_type {
+            Some(PayloadKind::Audio)
+        } else if Some(payload_type) == self.recv_event_payload_type {
+            Some(PayloadKind::Event)
+        } else if payload_type == PT_COMFORT_NOISE {
+            Some(PayloadKind::ComfortNoise)
+        } else {
+            None
+        }
+    }
+}
+
+/// Which sources a leg may latch onto.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Latching {
+    /// The first valid RTP packet from any address (phones behind NAT,
+    /// whose SDP names a private address).
+    #[default]
+    AnySource,
+    /// Only RTP from the SDP address (trunks with a fixed media address).
+    SdpAddressOnly,
+}
+
+/// What an accepted RTP packet carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PayloadKind {
+    /// The negotiated voice codec.
+    Audio,
+    /// An RFC 4733 telephone-event.
+    Event,
+    /// RFC 3389 comfort noise.
+    ComfortNoise,
+}
+
+/// An RTP packet a leg accepted: the first `len` bytes of the buffer
+/// passed to [`Leg::recv`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Received {
+    /// Datagram length.
+    pub len: usize,
+    /// Its fixed header.
+    pub header: RtpHeader,
+    /// What its payload type means on this leg.
+    pub kind: PayloadKind,
+}
+
+/// Counters of one leg, as [`LegHandle::stats`] reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct LegStats {
+    /// RTP packets accepted.
+    pub rtp_received: u64,
+    /// RTP packets sent.
+    pub rtp_sent: u64,
+    /// Packets that could not be sent: no destination yet, or the socket's
+    /// buffer was full (a relay drops rather than stalls).
+    pub send_dropped: u64,
+    /// Datagrams that are not RTP version 2 (garbage, truncated headers).
+    pub dropped_malformed: u64,
+    /// Datagrams larger than [`MAX_DATAGRAM`].
+    pub dropped_oversize: u64,
+    /// RTP from an address the leg is not latched onto (or may not latch).
+    pub dropped_foreign: u64,
+    /// RTP with a payload type the leg did not negotiate, or one the other
+    /// side of a bridge cannot take.
+    pub dropped_payload_type: u64,
+    /// Valid RTCP compound packets received from the peer.
+    pub rtcp_received: u64,
+    /// RTCP datagrams dropped: malformed, oversize or foreign.
+    pub rtcp_dropped: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    rtp_received: AtomicU64,
+    rtp_sent: AtomicU64,
+    send_dropped: AtomicU64,
+    dropped_malformed: AtomicU64,
+    dropped_oversize: AtomicU64,
+    dropped_foreign: AtomicU64,
+    dropped_payload_type: AtomicU64,
+    rtcp_received: AtomicU64,
+    rtcp_dropped: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// State a leg shares with its handles: counters, activity, and requests
+/// the owner applies before its next packet.
+#[derive(Debug)]
+struct Shared {
+    counters: Counters,
+    /// When the leg was made; activity is measured from here.
+    epoch: Instant,
+    /// Nanoseconds after `epoch` of the latest accepted RTP packet (or of
+    /// the latest SDP change).
+    last_rtp: AtomicU64,
+    /// Set when `control` holds a request.
+    pending: AtomicBool,
+    control: Mutex<Control>,
+    /// Wakes a leg waiting in `recv` to apply a request.
+    wake: Notify,
+    /// The latched source, for handles to read.
+    latched: Mutex<Option<SocketAddr>>,
+}
+
+#[derive(Debug, Default)]
+struct Control {
+    /// A new SDP address (`Some(None)`: the SDP has none, e.g. hold).
+    remote: Option<Option<SocketAddr>>,
+    relatch: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section is a plain assignment: a poisoned lock holds
+    // consistent data.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    fn touch(&self) {
+        let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_rtp.store(nanos, Ordering::Relaxed);
+    }
+
+    fn last_rtp(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.last_rtp.load(Ordering::Relaxed))
+    }
+}
+
+/// One call leg's media: the leased sockets and where the peer is.
+///
+/// The owner (a bridge, an echo, later a player or recorder) drives it with
+/// [`Leg::recv`] and [`Leg::send_rtp`]; everyone else holds a
+/// [`LegHandle`].
+#[derive(Debug)]
+pub struct Leg {
+    ports: PortPair,
+    params: StreamParams,
+    latching: Latching,
+    remote: Option<SocketAddr>,
+    latched: Option<SocketAddr>,
+    rtcp_peer: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    rtcp_buf: Box<Buffer>,
+}
+
+impl Leg {
+    /// A leg on a leased port pair, sending `params` to `remote` (the SDP
+    /// `c=` address and `m=` port; `None` until known or on hold) until it
+    /// latches.
+    pub fn new(ports: PortPair, params: StreamParams, remote: Option<SocketAddr>) -> Leg {
+        Leg {
+            ports,
+            params,
+            latching: Latching::default(),
+            remote,
+            latched: None,
+            rtcp_peer: None,
+            shared: Arc::new(Shared {
+                counters: Counters::default(),
+                epoch: Instant::now(),
+                last_rtp: AtomicU64::new(0),
+                pending: AtomicBool::new(false),
+                control: Mutex::new(Control::default()),
+                wake: Notify::new(),
+                latched: Mutex::new(None),
+            }),
+            rtcp_buf: buffer(),
+        }
+    }
+
+    /// Sets which sources the leg may latch onto (default
+    /// [`Latching::AnySource`]).
+    pub fn with_latching(mut self, latching: Latching) -> Leg {
+        self.latching = latching;
+        self
+    }
+
+    /// A handle for the call: counters, timeout, SDP changes.
+    pub fn handle(&self) -> LegHandle {
+        LegHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The negotiated stream.
+    pub fn params(&self) -> StreamParams {
+        self.params
+    }
+
+    /// Changes the negotiated stream (a re-INVITE changed the codec).
+    /// Stop the bridge that owns the leg first; a new one picks this up.
+    pub fn set_params(&mut self, params: StreamParams) {
+        self.params = params;
+    }
+
+    /// The leased ports (our address for the SDP).
+    pub fn ports(&self) -> &PortPair {
+        &self.ports
+    }
+
+    /// The SDP address.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.remote
+    }
+
+    /// The latched source, once RTP has arrived.
+    pub fn latched(&self) -> Option<SocketAddr> {
+        self.latched
+    }
+
+    /// Where RTP goes: the latched source, else the SDP address.
+    pub fn destination(&self) -> Option<SocketAddr> {
+        self.latched.or(self.remote)
+    }
+
+    /// The SDP changed: send to `remote` and latch again.
+    pub fn set_remote(&mut self, remote: Option<SocketAddr>) {
+        self.remote = remote;
+        self.unlatch();
+        self.shared.touch();
+    }
+
+    /// Forgets the latched source; the next valid RTP latches again.
+    pub fn relatch(&mut self) {
+        self.unlatch();
+    }
+
+    fn unlatch(&mut self) {
+        self.latched = None;
+        self.rtcp_peer = None;
+        *lock(&self.shared.latched) = None;
+    }
+
+    fn apply_control(&mut self) {
+        if !self.shared.pending.swap(false, Ordering::Acquire) {
+            return;
+        }
+        let control = std::mem::take(&mut *lock(&self.shared.control));
+        if let Some(remote) = control.remote {
+            self.set_remote(remote);
+        } else if control.relatch {
+            self.relatch();
+        }
+    }
+
+    /// Counts a received packet the owner dropped because the other side
+    /// cannot take its payload type.
+    pub fn count_dropped_payload_type(&self) {
+        bump(&self.shared.counters.dropped_payload_type);
+    }
+
+    /// Waits for the next accepted RTP packet, read into `buf`. Everything
+    /// else that arrives meanwhile (RTCP, garbage, oversize datagrams,
+    /// foreign sources, unknown payload types) is handled or dropped and
+    /// counted here. Cancel-safe: dropping the future loses no accepted
+    /// packet.
+    pub async fn recv(&mut self, buf: &mut Buffer) -> Received {
+        enum Event {
+            Rtp(std::io::Result<(usize, SocketAddr)>),
+            Rtcp(std::io::Result<(usize, SocketAddr)>),
+            Control,
+        }
+        loop {
+            self.apply_control();
+            let event = tokio::select! {
+                r = self.ports.rtp.recv_from(&mut buf[..]) => Event::Rtp(r),
+                r = self.ports.rtcp.recv_from(&mut self.rtcp_buf[..]) => Event::Rtcp(r),
+                () = self.shared.wake.notified() => Event::Control,
+            };
+            match event {
+                Event::Rtp(Ok((len, from))) => {
+                    if let Some(received) = self.on_rtp(buf.get(..len).unwrap_or_default(), from) {
+                        return received;
+                    }
+                }
+                Event::Rtcp(Ok((len, from))) => self.on_rtcp(len, from),
+                // Linux reports ICMP errors on unconnected UDP sockets only
+                // with IP_RECVERR; anything else is transient. Let other
+                // tasks run rather than spin.
+                Event::Rtp(Err(_)) | Event::Rtcp(Err(_)) => tokio::task::yield_now().await,
+                Event::Control => {}
+            }
+        }
+    }
+
+    fn on_rtp(&mut self, data: &[u8], from: SocketAddr) -> Option<Received> {
+        let counters = &self.shared.counters;
+        if data.len() > MAX_DATAGRAM {
+            bump(&counters.dropped_oversize);
+            return None;
+        }
+        let Ok(packet) = RtpPacket::parse(data) else {
+            bump(&counters.dropped_malformed);
+            return None;
+        };
+        let header = packet.header();
+        match self.latched {
+            Some(source) if source == from => {}
+            Some(_) => {
+                bump(&counters.dropped_foreign);
+                return None;
+            }
+            None => {
+                let allowed = match self.latching {
+                    Latching::AnySource => true,
+                    Latching::SdpAddressOnly => self.remote == Some(from),
+                };
+                // Only a packet of a negotiated payload type may latch.
+                if !allowed || self.params.kind_of(header.payload_type).is_none() {
+                    bump(&counters.dropped_foreign);
+                    return None;
+                }
+                tracing::debug!(
+                    local = %self.ports.rtp_addr(),
+                    sdp = ?self.remote,
+                    source = %from,
+                    "RTP latched"
+                );
+                self.latched = Some(from);
+                *lock(&self.shared.latched) = Some(from);
+            }
+        }
+        let Some(kind) = self.params.kind_of(header.payload_type) else {
+            bump(&counters.dropped_payload_type);
+            return None;
+        };
+        bump(&counters.rtp_received);
+        self.shared.touch();
+        Some(Received {
+            len: data.len(),
+            header,
+            kind,
+        })
+    }
+
+    fn on_rtcp(&mut self, len: usize, from: SocketAddr) {
+        let counters = &self.shared.counters;
+        let peer_ip = self.latched.or(self.remote).map(|a| a.ip());
+        let from_peer = match self.rtcp_peer {
+            Some(peer) => peer == from,
+            None => peer_ip == Some(from.ip()),
+        };
+        let valid = len <= MAX_DATAGRAM
+            && self
+                .rtcp_buf
+                .get(..len)
+                .is_some_and(|data| rtp::rtcp::parse_compound(data).is_ok());
+        if !from_peer || !valid {
+            bump(&counters.rtcp_dropped);
+            return;
+        }
+        self.rtcp_peer = Some(from);
+        bump(&counters.rtcp_received);
+    }
+
+    /// Sends an RTP datagram to [`Leg::destination`] without waiting: when
+    /// there is no destination or the socket's buffer is full, the packet
+    /// is dropped and counted. Returns whether it went out.
+    pub fn send_rtp(&mut self, packet: &[u8]) -> bool {
+        self.apply_control();
+        let counters = &self.shared.counters;
+        // tokio's `try_send_to` fails until the reactor has seen the socket
+        // writable once; a direct non-blocking sendto does not wait for that.
+        let socket = socket2::SockRef::from(&self.ports.rtp);
+        let sent = self
+            .destination()
+            .is_some_and(|to| socket.send_to(packet, &to.into()).is_ok());
+        bump(if sent {
+            &counters.rtp_sent
+        } else {
+            &counters.send_dropped
+        });
+        sent
+    }
+}
+
+/// A cheap, cloneable view of a [`Leg`] for the call that owns it while a
+/// bridge or echo drives the leg: counters, the media timeout, and SDP
+/// changes (applied by the leg before its next packet).
+#[derive(Debug, Clone)]
+pub struct LegHandle {
+    shared: Arc<Shared>,
+}
+
+impl LegHandle {
+    /// The leg's counters now.
+    pub fn stats(&self) -> LegStats {
+        let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        LegStats {
+            rtp_received: get(&c.rtp_received),
+            rtp_sent: get(&c.rtp_sent),
+            send_dropped: get(&c.send_dropped),
+            dropped_malformed: get(&c.dropped_malformed),
+            dropped_oversize: get(&c.dropped_oversize),
+            dropped_foreign: get(&c.dropped_foreign),
+            dropped_payload_type: get(&c.dropped_payload_type),
+            rtcp_received: get(&c.rtcp_received),
+            rtcp_dropped: get(&c.rtcp_dropped),
+        }
+    }
+
+    /// The source the leg latched onto, if any.
+    pub fn latched(&self) -> Option<SocketAddr> {
+        *lock(&self.shared.latched)
+    }
+
+    /// The SDP changed (re-INVITE): send to `remote` and latch again.
+    /// Also restarts the media timeout's count.
+    pub fn set_remote(&self, remote: Option<SocketAddr>) {
+        lock(&self.shared.control).remote = Some(remote);
+        self.request();
+    }
+
+    /// Forgets the latched source; the next valid RTP latches again.
+    pub fn relatch(&self) {
+        lock(&self.shared.control).relatch = true;
+        self.request();
+    }
+
+    fn request(&self) {
+        self.shared.pending.store(true, Ordering::Release);
+        self.shared.wake.notify_one();
+    }
+
+    /// A timeout that fires once the leg has accepted no RTP for `after`
+    /// (DESIGN.md `rtp_timeout`), counted from the latest packet, the
+    /// latest SDP change, or the leg's creation.
+    pub fn media_timeout(&self, after: Duration) -> MediaTimeout {
+        MediaTimeout {
+            shared: Arc::clone(&self.shared),
+            after,
+        }
+    }
+}
+
+/// Fires when a leg has been silent for its configured time. The call
+/// awaits [`MediaTimeout::expired`] next to its other events and hangs up
+/// when it returns. While on hold (a `sendonly`/`inactive` peer sends
+/// nothing), drop it and make a new one when the call resumes.
+#[derive(Debug, Clone)]
+pub struct MediaTimeout {
+    shared: Arc<Shared>,
+    after: Duration,
+}
+
+impl MediaTimeout {
+    /// Waits until no RTP has arrived for the configured time; returns how
+    /// long the leg has been silent. Cancel-safe.
+    pub async fn expired(&self) -> Duration {
+        loop {
+            let deadline = self.shared.last_rtp() + self.after;
+            let now = Instant::now();
+            if now >= deadline {
+                return now.saturating_duration_since(self.shared.last_rtp());
+            }
+            tokio::time::sleep_until(deadline.into()).await;
+        }
+    }
+}
