@@ -52,4 +52,9 @@ pub enum Error {
     /// An SDP stream was refused or has no codec.
     #[error("the SDP stream was refused or names no codec")]
     NoCodec,
+    /// A bridge's or echo's task panicked or its runtime shut down.
+    #[error(
+        "the media task ended abnormally (panicked, or its runtime shut down); its legs and ports are gone"
+    )]
+    TaskFailed,
 }

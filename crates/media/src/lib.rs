@@ -15,12 +15,17 @@
 //! - [`leg`]: [`Leg`], one call leg's sockets, remote address and
 //!   symmetric-RTP latching (RFC 4961), with its [`LegHandle`] (counters,
 //!   SDP changes) and [`MediaTimeout`];
+//! - [`bridge`]: [`Bridge`], one task relaying (or transcoding) media
+//!   between two legs, with stream continuity and RFC 4733 passthrough;
 //! - [`error`]: one [`Error`].
 
+pub mod bridge;
 pub mod error;
 pub mod leg;
+mod path;
 pub mod pool;
 
+pub use bridge::Bridge;
 pub use error::Error;
 pub use leg::{
     Latching, Leg, LegHandle, LegStats, MediaTimeout, PayloadKind, Received, StreamParams,

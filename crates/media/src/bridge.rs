@@ -1,0 +1,102 @@
+//! The bridge: one task joining two legs' media (DESIGN.md "Media"),
+//! relaying packets as they are when both legs use the same codec and
+//! transcoding (RFC 3551 §4.5 codecs) when they do not.
+//!
+//! Either way each direction keeps one continuous stream for the far end
+//! (RFC 3550 §5.1 via [`rtp::Rewriter`]): while a leg's source stays the
+//! same its packets go out with their own SSRC, sequence numbers and
+//! timestamps (only the payload type is renumbered where the legs' numbers
+//! differ); when the source changes (a new SSRC, a jump, a re-latch), the
+//! next packets continue the old numbering with the marker bit set. RFC
+//! 4733 telephone-events pass through with their payload type mapped, or
+//! are dropped towards a leg that did not negotiate them. RTCP is
+//! terminated by each leg, not relayed.
+
+use std::time::Instant;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::error::Error;
+use crate::leg::{Leg, buffer};
+use crate::path::{Outcome, Path};
+
+/// A running bridge between two legs. Dropping it ends the bridge and
+/// drops the legs (their ports go back to the pool); [`Bridge::stop`]
+/// ends it and gives the legs back (for a prompt, or a new bridge after a
+/// codec change).
+#[derive(Debug)]
+pub struct Bridge {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<(Leg, Leg)>,
+    transcoding: bool,
+}
+
+impl Bridge {
+    /// Starts a task relaying `a`'s media to `b` and `b`'s to `a`.
+    /// Must be called inside a tokio runtime.
+    pub fn start(a: Leg, b: Leg) -> Bridge {
+        let ab = Path::new(a.params(), b.params());
+        let ba = Path::new(b.params(), a.params());
+        let transcoding = ab.is_transcoding() || ba.is_transcoding();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(run(a, b, ab, ba, stopped));
+        Bridge {
+            stop,
+            task,
+            transcoding,
+        }
+    }
+
+    /// Whether the legs' codecs differ and media is transcoded.
+    pub fn is_transcoding(&self) -> bool {
+        self.transcoding
+    }
+
+    /// Ends the bridge and returns its legs, in the order given to
+    /// [`Bridge::start`].
+    ///
+    /// # Errors
+    /// [`Error::TaskFailed`] when the bridge's task did not end normally.
+    pub async fn stop(self) -> Result<(Leg, Leg), Error> {
+        // The task may have ended already; then there is no one to tell.
+        let _ = self.stop.send(());
+        self.task.await.map_err(|_| Error::TaskFailed)
+    }
+}
+
+async fn run(
+    mut a: Leg,
+    mut b: Leg,
+    mut ab: Path,
+    mut ba: Path,
+    mut stopped: oneshot::Receiver<()>,
+) -> (Leg, Leg) {
+    enum From {
+        A(crate::leg::Received),
+        B(crate::leg::Received),
+    }
+    let (mut buf_a, mut buf_b) = (buffer(), buffer());
+    loop {
+        // A stop message or a dropped `Bridge` both end the loop.
+        let from = tokio::select! {
+            _ = &mut stopped => break,
+            rx = a.recv(&mut buf_a) => From::A(rx),
+            rx = b.recv(&mut buf_b) => From::B(rx),
+        };
+        let now = Instant::now();
+        match from {
+            From::A(rx) => {
+                if ab.forward(&rx, &mut buf_a[..], &mut b, now) == Outcome::Unwanted {
+                    a.count_dropped_payload_type();
+                }
+            }
+            From::B(rx) => {
+                if ba.forward(&rx, &mut buf_b[..], &mut a, now) == Outcome::Unwanted {
+                    b.count_dropped_payload_type();
+                }
+            }
+        }
+    }
+    (a, b)
+}

@@ -1,0 +1,506 @@
+//! The media engine against real UDP sockets on 127.0.0.1: test "phones"
+//! are plain tokio sockets sending RTP built with the `rtp` crate, and the
+//! assertions are about what they receive (payloads, samples, headers).
+//!
+//! Every test leases from its own port range below Linux's ephemeral
+//! range, so tests running in parallel never share ports. Every wait is
+//! bounded.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use media::{Bridge, Latching, Leg, LegHandle, LegStats, PortPool, StreamParams};
+use rtp::codec::g711;
+use rtp::{Codec, Decoder, Encoder, PacketBuilder, RtpHeader, RtpPacket};
+use tokio::net::UdpSocket;
+use tokio::time::timeout;
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+const WAIT: Duration = Duration::from_secs(3);
+
+async fn phone() -> UdpSocket {
+    UdpSocket::bind((LOCALHOST, 0)).await.unwrap()
+}
+
+fn addr(socket: &UdpSocket) -> SocketAddr {
+    socket.local_addr().unwrap()
+}
+
+fn leg(pool: &PortPool, params: StreamParams, remote: Option<SocketAddr>) -> Leg {
+    Leg::new(pool.allocate(LOCALHOST).unwrap(), params, remote)
+}
+
+fn header(pt: u8, seq: u16, ts: u32, ssrc: u32) -> RtpHeader {
+    RtpHeader {
+        marker: false,
+        payload_type: pt,
+        sequence: seq,
+        timestamp: ts,
+        ssrc,
+    }
+}
+
+async fn send(from: &UdpSocket, to: SocketAddr, h: RtpHeader, payload: &[u8]) {
+    let packet = PacketBuilder::new(h).payload(payload).build().unwrap();
+    from.send_to(&packet, to).await.unwrap();
+}
+
+/// The next datagram, as (header, payload, source).
+async fn recv(socket: &UdpSocket) -> (RtpHeader, Vec<u8>, SocketAddr) {
+    let mut buf = [0u8; 2048];
+    let (len, from) = timeout(WAIT, socket.recv_from(&mut buf))
+        .await
+        .expect("no RTP arrived in time")
+        .unwrap();
+    let packet = RtpPacket::parse(&buf[..len]).expect("not RTP");
+    (packet.header(), packet.payload().to_vec(), from)
+}
+
+/// Asserts nothing arrives within a short time.
+async fn silent(socket: &UdpSocket) {
+    let mut buf = [0u8; 2048];
+    let got = timeout(Duration::from_millis(100), socket.recv_from(&mut buf)).await;
+    assert!(got.is_err(), "unexpected datagram: {got:?}");
+}
+
+/// Waits until the leg's counters satisfy `done`.
+async fn wait_stats(handle: &LegHandle, done: impl Fn(&LegStats) -> bool) -> LegStats {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let stats = handle.stats();
+        if done(&stats) {
+            return stats;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "counters never got there: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// 20 ms of a 1 kHz tone at 8 kHz, starting at sample `start`.
+fn tone(start: usize) -> Vec<i16> {
+    (start..start + 160)
+        .map(|n| {
+            let t = n as f64 / 8000.0;
+            (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * t).sin()) as i16
+        })
+        .collect()
+}
+
+fn ulaw(pcm: &[i16]) -> Vec<u8> {
+    let mut out = Vec::new();
+    g711::encode_ulaw(pcm, &mut out);
+    out
+}
+
+struct Call {
+    phone_a: UdpSocket,
+    phone_b: UdpSocket,
+    a: LegHandle,
+    b: LegHandle,
+    a_port: SocketAddr,
+    b_port: SocketAddr,
+    bridge: Bridge,
+}
+
+/// Two phones, two legs whose SDP names the phones, a bridge.
+async fn call(pool: &PortPool, pa: StreamParams, pb: StreamParams) -> Call {
+    let (phone_a, phone_b) = (phone().await, phone().await);
+    let a = leg(pool, pa, Some(addr(&phone_a)));
+    let b = leg(pool, pb, Some(addr(&phone_b)));
+    let (a_port, b_port) = (a.ports().rtp_addr(), b.ports().rtp_addr());
+    let (ha, hb) = (a.handle(), b.handle());
+    Call {
+        phone_a,
+        phone_b,
+        a: ha,
+        b: hb,
+        a_port,
+        b_port,
+        bridge: Bridge::start(a, b),
+    }
+}
+
+#[tokio::test]
+async fn relay_carries_audio_both_ways_untouched() {
+    let pool = PortPool::new(24000..=24019).unwrap();
+    let pcmu = StreamParams::new(Codec::Pcmu);
+    let c = call(&pool, pcmu, pcmu).await;
+    assert!(!c.bridge.is_transcoding());
+
+    for i in 0..3u16 {
+        let payload = ulaw(&tone(usize::from(i) * 160));
+        let sent = header(0, 1000 + i, 50_000 + 160 * u32::from(i), 0xAAAA);
+        send(&c.phone_a, c.a_port, sent, &payload).await;
+        let (got, got_payload, from) = recv(&c.phone_b).await;
+        assert_eq!(from, c.b_port, "B hears the PBX's port, not A's");
+        assert_eq!(got_payload, payload);
+        assert_eq!(
+            (got.payload_type, got.sequence, got.timestamp, got.ssrc),
+            (0, sent.sequence, sent.timestamp, sent.ssrc)
+        );
+    }
+    let payload = ulaw(&tone(999));
+    send(&c.phone_b, c.b_port, header(0, 7, 9, 0xBBBB), &payload).await;
+    let (got, got_payload, from) = recv(&c.phone_a).await;
+    assert_eq!(from, c.a_port);
+    assert_eq!(got_payload, payload);
+    assert_eq!((got.sequence, got.timestamp, got.ssrc), (7, 9, 0xBBBB));
+
+    assert_eq!(c.a.latched(), Some(addr(&c.phone_a)));
+    assert_eq!(c.b.latched(), Some(addr(&c.phone_b)));
+    let (a, b) = c.bridge.stop().await.unwrap();
+    assert_eq!(a.handle().stats().rtp_received, 3);
+    assert_eq!(b.handle().stats().rtp_sent, 3);
+}
+
+#[tokio::test]
+async fn nat_phone_gets_audio_at_its_real_source() {
+    let pool = PortPool::new(24020..=24039).unwrap();
+    let pcmu = StreamParams::new(Codec::Pcmu);
+    // Phone A's SDP names an address it does not receive on (its private
+    // address behind NAT); its RTP really comes from `phone_a`.
+    let private = phone().await;
+    let phone_a = phone().await;
+    let phone_b = phone().await;
+    let a = leg(&pool, pcmu, Some(addr(&private)));
+    let b = leg(&pool, pcmu, Some(addr(&phone_b)));
+    let (a_port, b_port, ha) = (a.ports().rtp_addr(), b.ports().rtp_addr(), a.handle());
+    let _bridge = Bridge::start(a, b);
+
+    send(&phone_a, a_port, header(0, 1, 160, 0xA), &[0xFF; 160]).await;
+    recv(&phone_b).await;
+    assert_eq!(ha.latched(), Some(addr(&phone_a)));
+
+    send(&phone_b, b_port, header(0, 1, 160, 0xB), &[0x7F; 160]).await;
+    let (got, payload, _) = recv(&phone_a).await;
+    assert_eq!((got.ssrc, payload), (0xB, vec![0x7F; 160]));
+    silent(&private).await;
+}
+
+#[tokio::test]
+async fn third_party_flood_never_takes_a_latched_stream() {
+    let pool = PortPool::new(24040..=24059).unwrap();
+    let pcmu = StreamParams::new(Codec::Pcmu);
+    let c = call(&pool, pcmu, pcmu).await;
+    let attacker = phone().await;
+
+    send(&c.phone_a, c.a_port, header(0, 1, 160, 0xA), &[1; 160]).await;
+    recv(&c.phone_b).await;
+
+    for i in 0..200u16 {
+        send(&attacker, c.a_port, header(0, i, 0, 0xBAD), &[9; 160]).await;
+    }
+    let stats = wait_stats(&c.a, |s| s.dropped_foreign >= 200).await;
+    assert_eq!(stats.rtp_received, 1);
+
+    send(&c.phone_a, c.a_port, header(0, 2, 320, 0xA), &[2; 160]).await;
+    let (got, payload, _) = recv(&c.phone_b).await;
+    assert_eq!((got.ssrc, got.sequence, payload), (0xA, 2, vec![2; 160]));
+    silent(&c.phone_b).await;
+
+    // B's audio still goes to the real phone, not to the attacker.
+    send(&c.phone_b, c.b_port, header(0, 1, 160, 0xB), &[3; 160]).await;
+    let (_, payload, _) = recv(&c.phone_a).await;
+    assert_eq!(payload, vec![3; 160]);
+    silent(&attacker).await;
+    assert_eq!(c.a.latched(), Some(addr(&c.phone_a)));
+}
+
+#[tokio::test]
+async fn sdp_only_latching_ignores_other_sources() {
+    let pool = PortPool::new(24060..=24079).unwrap();
+    let pcmu = StreamParams::new(Codec::Pcmu);
+    let (trunk, phone_b, other) = (phone().await, phone().await, phone().await);
+    let a = leg(&pool, pcmu, Some(addr(&trunk))).with_latching(Latching::SdpAddressOnly);
+    let b = leg(&pool, pcmu, Some(addr(&phone_b)));
+    let (a_port, ha) = (a.ports().rtp_addr(), a.handle());
+    let _bridge = Bridge::start(a, b);
+
+    send(&other, a_port, header(0, 1, 160, 0xC), &[1; 160]).await;
+    wait_stats(&ha, |s| s.dropped_foreign == 1).await;
+    assert_eq!(ha.latched(), None);
+    send(&trunk, a_port, header(0, 1, 160, 0xD), &[2; 160]).await;
+    let (got, _, _) = recv(&phone_b).await;
+    assert_eq!(got.ssrc, 0xD);
+    silent(&phone_b).await;
+}
+
+#[tokio::test]
+async fn garbage_is_dropped_and_counted() {
+    let pool = PortPool::new(24080..=24099).unwrap();
+    let pcmu = StreamParams::new(Codec::Pcmu);
+    let c = call(&pool, pcmu, pcmu).await;
+    let stranger = phone().await;
+
+    // Before latching: a valid RTP packet of a payload type nobody
+    // negotiated does not latch.
+    send(&stranger, c.a_port, header(99, 1, 0, 0x5), &[0; 20]).await;
+    wait_stats(&c.a, |s| s.dropped_foreign == 1).await;
+    assert_eq!(c.a.latched(), None);
+
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0x80],
+        b"INVITE sip:bob@example.com SIP/2.0\r\n".to_vec(),
+        // Version 1.
+        {
+            let mut p = PacketBuilder::new(header(0, 1, 0, 1))
+                .payload(&[0; 10])
+                .build()
+                .unwrap();
+            p[0] = (p[0] & 0x3F) | 0x40;
+            p
+        },
+        // CSRC count running past the end.
+        vec![0x8F, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1],
+        // Padding longer than the packet.
+        vec![0xA0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xFF],
+    ];
+    for g in &garbage {
+        c.phone_a.send_to(g, c.a_port).await.unwrap();
+    }
+    // Oversize: a valid RTP header with 2000 bytes of payload.
+    let big = PacketBuilder::new(header(0, 1, 0, 0xA))
+        .payload(&[0; 2000])
+        .build()
+        .unwrap();
+    c.phone_a.send_to(&big, c.a_port).await.unwrap();
+    let stats = wait_stats(&c.a, |s| {
+        s.dropped_malformed == garbage.len() as u64 && s.dropped_oversize == 1
+    })
+    .await;
+    assert_eq!(stats.rtp_received, 0);
+    assert_eq!(c.a.latched(), None);
+
+    // The phone's real audio still latches and flows; an unknown payload
+    // type from it is dropped.
+    send(&c.phone_a, c.a_port, header(0, 1, 160, 0xA), &[4; 160]).await;
+    send(&c.phone_a, c.a_port, header(98, 2, 320, 0xA), &[5; 160]).await;
+    send(&c.phone_a, c.a_port, header(0, 3, 480, 0xA), &[6; 160]).await;
+    assert_eq!(recv(&c.phone_b).await.1, vec![4; 160]);
+    assert_eq!(recv(&c.phone_b).await.1, vec![6; 160]);
+    let stats = wait_stats(&c.a, |s| s.dropped_payload_type == 1).await;
+    assert_eq!(stats.rtp_received, 2);
+    silent(&c.phone_b).await;
+}
+
+#[tokio::test]
+async fn payload_types_are_mapped_per_leg() {
+    let pool = PortPool::new(24100..=24119).unwrap();
+    // Same codec, numbered differently on each leg; telephone-event 101 on
+    // A, 96 on B.
+    let pa = StreamParams::new(Codec::Pcmu).with_telephone_event(101, 101);
+    let pb = StreamParams::new(Codec::Pcmu)
+        .with_payload_types(110, 110)
+        .with_telephone_event(96, 96);
+    let c = call(&pool, pa, pb).await;
+    assert!(!c.bridge.is_transcoding());
+
+    send(&c.phone_a, c.a_port, header(0, 1, 160, 0xA), &[1; 160]).await;
+    let (got, payload, _) = recv(&c.phone_b).await;
+    assert_eq!((got.payload_type, payload), (110, vec![1; 160]));
+
+    // RFC 4733 digit '5', end bit set, passes through with its payload.
+    let event = [5, 0x80 | 10, 0x03, 0x20];
+    send(&c.phone_a, c.a_port, header(101, 2, 320, 0xA), &event).await;
+    let (got, payload, _) = recv(&c.phone_b).await;
+    assert_eq!((got.payload_type, payload.as_slice()), (96, &event[..]));
+    assert_eq!((got.sequence, got.timestamp), (2, 320));
+
+    send(&c.phone_b, c.b_port, header(110, 1, 160, 0xB), &[2; 160]).await;
+    let (got, _, _) = recv(&c.phone_a).await;
+    assert_eq!(got.payload_type, 0);
+    send(&c.phone_b, c.b_port, header(96, 2, 320, 0xB), &event).await;
+    let (got, payload, _) = recv(&c.phone_a).await;
+    assert_eq!((got.payload_type, payload.as_slice()), (101, &event[..]));
+}
+
+#[tokio::test]
+async fn events_are_dropped_towards_a_leg_without_telephone_event() {
+    let pool = PortPool::new(24120..=24139).unwrap();
+    let pa = StreamParams::new(Codec::Pcmu).with_telephone_event(101, 101);
+    let pb = StreamParams::new(Codec::Pcmu);
+    let c = call(&pool, pa, pb).await;
+    send(
+        &c.phone_a,
+        c.a_port,
+        header(101, 1, 160, 0xA),
+        &[5, 0x8A, 0, 160],
+    )
+    .await;
+    wait_stats(&c.a, |s| s.dropped_payload_type == 1).await;
+    silent(&c.phone_b).await;
+}
+
+#[tokio::test]
+async fn a_new_source_continues_the_stream() {
+    let pool = PortPool::new(24140..=24159).unwrap();
+    let pcmu = StreamParams::new(Codec::Pcmu);
+    let c = call(&pool, pcmu, pcmu).await;
+    for i in 0..3u16 {
+        send(
+            &c.phone_a,
+            c.a_port,
+            header(0, 100 + i, 1600 + 160 * u32::from(i), 0xA),
+            &[1; 160],
+        )
+        .await;
+        recv(&c.phone_b).await;
+    }
+    // The phone restarts its stream (a new SSRC, numbers elsewhere).
+    send(
+        &c.phone_a,
+        c.a_port,
+        header(0, 40_000, 7, 0xF00D),
+        &[2; 160],
+    )
+    .await;
+    let (got, payload, _) = recv(&c.phone_b).await;
+    assert_eq!(payload, vec![2; 160]);
+    assert_eq!(got.ssrc, 0xA, "B keeps hearing one stream");
+    assert_eq!(got.sequence, 103);
+    assert!(got.marker, "a new source starts a talkspurt");
+    assert!(got.timestamp.wrapping_sub(1600 + 320) >= 160);
+}
+
+#[tokio::test]
+async fn sdp_change_moves_the_stream() {
+    let pool = PortPool::new(24160..=24179).unwrap();
+    let pcmu = StreamParams::new(Codec::Pcmu);
+    let c = call(&pool, pcmu, pcmu).await;
+    send(&c.phone_a, c.a_port, header(0, 1, 160, 0xA), &[1; 160]).await;
+    recv(&c.phone_b).await;
+    // A re-INVITE moves A's media to another phone.
+    let moved = phone().await;
+    c.a.set_remote(Some(addr(&moved)));
+    send(&c.phone_b, c.b_port, header(0, 1, 160, 0xB), &[2; 160]).await;
+    let (_, payload, _) = recv(&moved).await;
+    assert_eq!(payload, vec![2; 160]);
+    assert_eq!(c.a.latched(), None);
+    send(&moved, c.a_port, header(0, 9, 160, 0xC), &[3; 160]).await;
+    assert_eq!(recv(&c.phone_b).await.1, vec![3; 160]);
+    assert_eq!(c.a.latched(), Some(addr(&moved)));
+    silent(&c.phone_a).await;
+}
+
+/// Samples within G.711's quantization error (about 1/16 of the
+/// magnitude, plus a step near zero) of the originals.
+fn close(got: &[i16], want: &[i16]) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        let err = (i32::from(*g) - i32::from(*w)).abs();
+        assert!(err <= i32::from(w.unsigned_abs() / 8) + 40, "{g} vs {w}");
+    }
+}
+
+#[tokio::test]
+async fn pcmu_and_pcma_legs_are_transcoded() {
+    let pool = PortPool::new(24180..=24199).unwrap();
+    let c = call(
+        &pool,
+        StreamParams::new(Codec::Pcmu),
+        StreamParams::new(Codec::Pcma),
+    )
+    .await;
+    assert!(c.bridge.is_transcoding());
+    let mut alaw = Decoder::new(Codec::Pcma);
+    for i in 0..3usize {
+        let pcm = tone(i * 160);
+        send(
+            &c.phone_a,
+            c.a_port,
+            header(0, i as u16, 160 * i as u32, 0xA),
+            &ulaw(&pcm),
+        )
+        .await;
+        let (got, payload, _) = recv(&c.phone_b).await;
+        assert_eq!(got.payload_type, 8);
+        assert_eq!(payload.len(), 160);
+        let mut decoded = Vec::new();
+        alaw.decode(&payload, &mut decoded).unwrap();
+        close(&decoded, &pcm);
+    }
+    // And back: A-law from B arrives at A as µ-law.
+    let pcm = tone(4000);
+    let mut enc = Encoder::new(Codec::Pcma);
+    let mut payload = Vec::new();
+    enc.encode(&pcm, &mut payload).unwrap();
+    send(&c.phone_b, c.b_port, header(8, 1, 160, 0xB), &payload).await;
+    let (got, payload, _) = recv(&c.phone_a).await;
+    assert_eq!(got.payload_type, 0);
+    let mut decoded = Vec::new();
+    Decoder::new(Codec::Pcmu)
+        .decode(&payload, &mut decoded)
+        .unwrap();
+    close(&decoded, &pcm);
+}
+
+#[tokio::test]
+async fn g722_and_pcmu_legs_are_transcoded() {
+    let pool = PortPool::new(24200..=24219).unwrap();
+    let c = call(
+        &pool,
+        StreamParams::new(Codec::G722),
+        StreamParams::new(Codec::Pcmu),
+    )
+    .await;
+    assert!(c.bridge.is_transcoding());
+    // A 1 kHz tone at 16 kHz into G.722; PCMU out must carry the tone at
+    // about the same level once the filters have settled.
+    let mut enc = Encoder::new(Codec::G722);
+    let mut out_pcm = Vec::new();
+    let mut dec = Decoder::new(Codec::Pcmu);
+    for i in 0..10u32 {
+        let pcm: Vec<i16> = (i * 320..(i + 1) * 320)
+            .map(|n| {
+                (8000.0 * (2.0 * std::f64::consts::PI * 1000.0 * f64::from(n) / 16000.0).sin())
+                    as i16
+            })
+            .collect();
+        let mut payload = Vec::new();
+        enc.encode(&pcm, &mut payload).unwrap();
+        send(
+            &c.phone_a,
+            c.a_port,
+            header(9, i as u16, 160 * i, 0xA),
+            &payload,
+        )
+        .await;
+        let (got, payload, _) = recv(&c.phone_b).await;
+        assert_eq!((got.payload_type, payload.len()), (0, 160));
+        dec.decode(&payload, &mut out_pcm).unwrap();
+    }
+    let tail = &out_pcm[out_pcm.len() - 800..];
+    let rms = (tail.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>() / tail.len() as f64).sqrt();
+    let want = 8000.0 / 2f64.sqrt();
+    assert!(
+        (rms / want - 1.0).abs() < 0.25,
+        "rms {rms}, want about {want}"
+    );
+}
+
+#[tokio::test]
+async fn rtcp_is_terminated_and_checked() {
+    let pool = PortPool::new(24280..=24299).unwrap();
+    let pcmu = StreamParams::new(Codec::Pcmu);
+    let c = call(&pool, pcmu, pcmu).await;
+    let rtcp_port = SocketAddr::new(LOCALHOST, c.a_port.port() + 1);
+    let rr = rtp::rtcp::build_compound(&[rtp::RtcpPacket::ReceiverReport(
+        rtp::rtcp::ReceiverReport {
+            ssrc: 0xA,
+            reports: Vec::new(),
+        },
+    )])
+    .unwrap();
+    // From the phone's address (another port, as phones send RTCP).
+    let phone_rtcp = phone().await;
+    phone_rtcp.send_to(&rr, rtcp_port).await.unwrap();
+    phone_rtcp.send_to(b"garbage", rtcp_port).await.unwrap();
+    let stats = wait_stats(&c.a, |s| s.rtcp_received == 1 && s.rtcp_dropped == 1).await;
+    assert_eq!(stats.rtp_received, 0);
+    // Terminated: nothing reaches B's phone.
+    silent(&c.phone_b).await;
+}
