@@ -17,15 +17,18 @@
 //!   SDP changes) and [`MediaTimeout`];
 //! - [`bridge`]: [`Bridge`], one task relaying (or transcoding) media
 //!   between two legs, with stream continuity and RFC 4733 passthrough;
+//! - [`echo`]: [`Echo`], a leg's audio sent back to it;
 //! - [`error`]: one [`Error`].
 
 pub mod bridge;
+pub mod echo;
 pub mod error;
 pub mod leg;
 mod path;
 pub mod pool;
 
 pub use bridge::Bridge;
+pub use echo::Echo;
 pub use error::Error;
 pub use leg::{
     Latching, Leg, LegHandle, LegStats, MediaTimeout, PayloadKind, Received, StreamParams,

@@ -48,6 +48,13 @@ impl Path {
         }
     }
 
+    /// Sends as a new stream of our own (random SSRC, sequence number and
+    /// timestamp, RFC 3550 §5.1) rather than continuing the first source.
+    pub(crate) fn with_own_ssrc(mut self) -> Path {
+        self.own = Some((rand::random(), rand::random(), rand::random()));
+        self
+    }
+
     /// Whether the path transcodes.
     pub(crate) fn is_transcoding(&self) -> bool {
         self.transcoder.is_some()

@@ -9,7 +9,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use media::{Bridge, Latching, Leg, LegHandle, LegStats, PortPool, StreamParams};
+use media::{Bridge, Echo, Latching, Leg, LegHandle, LegStats, PortPool, StreamParams};
 use rtp::codec::g711;
 use rtp::{Codec, Decoder, Encoder, PacketBuilder, RtpHeader, RtpPacket};
 use tokio::net::UdpSocket;
@@ -480,6 +480,94 @@ async fn g722_and_pcmu_legs_are_transcoded() {
         (rms / want - 1.0).abs() < 0.25,
         "rms {rms}, want about {want}"
     );
+}
+
+#[tokio::test]
+async fn echo_returns_the_samples_sent() {
+    let pool = PortPool::new(24220..=24239).unwrap();
+    let phone = phone().await;
+    let params = StreamParams::new(Codec::Pcmu).with_telephone_event(101, 101);
+    let leg = leg(&pool, params, Some(addr(&phone)));
+    let port = leg.ports().rtp_addr();
+    let echo = Echo::start(leg);
+    let mut seen = Vec::new();
+    for i in 0..5u16 {
+        let payload = ulaw(&tone(usize::from(i) * 160));
+        send(
+            &phone,
+            port,
+            header(0, 500 + i, 8000 + 160 * u32::from(i), 0x1234),
+            &payload,
+        )
+        .await;
+        let (got, got_payload, from) = recv(&phone).await;
+        assert_eq!(from, port);
+        assert_eq!(got_payload, payload, "the same samples come back");
+        assert_eq!(got.payload_type, 0);
+        assert_ne!(got.ssrc, 0x1234, "echoed as our own stream");
+        seen.push(got);
+    }
+    for w in seen.windows(2) {
+        assert_eq!(w[1].ssrc, w[0].ssrc);
+        assert_eq!(w[1].sequence, w[0].sequence.wrapping_add(1));
+        assert_eq!(w[1].timestamp, w[0].timestamp.wrapping_add(160));
+    }
+    let leg = echo.stop().await.unwrap();
+    assert_eq!(leg.handle().stats().rtp_sent, 5);
+}
+
+#[tokio::test]
+async fn media_timeout_fires_only_after_silence() {
+    let pool = PortPool::new(24240..=24259).unwrap();
+    let phone = phone().await;
+    let leg = leg(&pool, StreamParams::new(Codec::Pcmu), Some(addr(&phone)));
+    let port = leg.ports().rtp_addr();
+    let handle = leg.handle();
+    let timeout_after = Duration::from_millis(300);
+    let media_timeout = handle.media_timeout(timeout_after);
+    let _echo = Echo::start(leg);
+
+    // Talking for 500 ms (longer than the timeout) keeps it from firing.
+    let talking = async {
+        for i in 0..25u16 {
+            send(
+                &phone,
+                port,
+                header(0, i, 160 * u32::from(i), 0x1),
+                &[0xFF; 160],
+            )
+            .await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::select! {
+        () = talking => {}
+        silent_for = media_timeout.expired() => panic!("fired while RTP flowed ({silent_for:?})"),
+    }
+    assert!(handle.stats().rtp_received >= 20);
+    // Then silence: it fires, after at least the configured time.
+    let started = std::time::Instant::now();
+    let silent_for = timeout(WAIT, media_timeout.expired())
+        .await
+        .expect("never fired");
+    assert!(silent_for >= timeout_after);
+    // Promptly (generous: the machine may be busy).
+    assert!(started.elapsed() <= timeout_after + Duration::from_secs(1));
+}
+
+#[tokio::test]
+async fn media_timeout_fires_for_a_leg_that_never_hears_anything() {
+    let pool = PortPool::new(24260..=24279).unwrap();
+    let leg = leg(&pool, StreamParams::new(Codec::Pcmu), None);
+    let handle = leg.handle();
+    let _echo = Echo::start(leg);
+    let silent_for = timeout(
+        WAIT,
+        handle.media_timeout(Duration::from_millis(50)).expired(),
+    )
+    .await
+    .expect("never fired");
+    assert!(silent_for >= Duration::from_millis(50));
 }
 
 #[tokio::test]
