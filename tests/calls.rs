@@ -803,3 +803,20 @@ fn a_bye_with_the_wrong_tags_cannot_end_someone_elses_call() {
     let bye = b.request("BYE", WAIT).unwrap();
     b.reply(&bye, &incoming.tag, 200).unwrap();
 }
+
+#[test]
+fn an_unacknowledged_refusal_is_retransmitted_until_the_ack() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    a.call("5555").unwrap();
+    // Read without ACKing (final_response would ACK): Timer G resends the
+    // 404 with the same To tag (RFC 3261 §17.2.1).
+    let first = a.response(WAIT).unwrap();
+    assert_eq!(first.status, 404);
+    let again = a.response(Duration::from_secs(2)).expect("retransmission");
+    assert_eq!(again.status, 404);
+    assert_eq!(
+        again.headers.to().unwrap().tag(),
+        first.headers.to().unwrap().tag()
+    );
+}

@@ -119,7 +119,9 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
     let caller = match inner.registrar.authenticate_call(&incoming) {
         Ok(user) => user,
         Err(challenge) => {
-            tx.respond(challenge);
+            // Stateless, as Kamailio's sl does: no retransmissions of the
+            // challenge towards a source that may be spoofed.
+            tx.respond_stateless(challenge);
             return;
         }
     };

@@ -424,6 +424,18 @@ impl Core {
         });
     }
 
+    /// Sends `response` once and drops the transaction `key`.
+    pub(crate) fn send_stateless_response(
+        &self,
+        key: &crate::tx::Key,
+        response: Response,
+        target: &ReplyTarget,
+    ) {
+        self.transactions.forget(key);
+        let status = response.status;
+        self.send(target, response.to_bytes(), Some(status));
+    }
+
     /// Sends a transaction user's response through its pending server
     /// transaction.
     pub(crate) fn respond(

@@ -53,6 +53,18 @@ impl InviteTx {
         }
     }
 
+    /// Sends a final non-2xx response once, without keeping the transaction
+    /// (no retransmissions, nothing to match the ACK): for answers that a
+    /// spoofed source could otherwise have multiplied towards a victim
+    /// (a digest challenge to an INVITE from nobody yet known; RFC 3261
+    /// §26.3.2.4 on reflection). A retransmitted INVITE gets a fresh answer.
+    pub fn respond_stateless(mut self, response: Response) {
+        self.final_sent = true;
+        if let Some(core) = self.core.upgrade() {
+            core.send_stateless_response(&self.key, response, &self.target);
+        }
+    }
+
     /// A response to the INVITE with `status`, this transaction's To tag
     /// (for status > 100) and our `Server` header.
     pub fn response(&self, status: u16) -> Response {

@@ -590,6 +590,11 @@ impl TxTable {
         out
     }
 
+    /// Forgets a transaction at once (a final answer sent statelessly).
+    pub(crate) fn forget(&self, key: &Key) {
+        self.shard(key).remove(key);
+    }
+
     /// Number of live server transactions.
     pub(crate) fn active(&self) -> usize {
         self.shards
