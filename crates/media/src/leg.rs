@@ -15,18 +15,23 @@
 //! RTCP is terminated here: it is accepted from the peer's IP address (the
 //! port latches on the first valid compound packet), parsed and counted,
 //! never forwarded (a relayed stream's report blocks would describe SSRCs
-//! and sequence numbers the far end never saw).
+//! and sequence numbers the far end never saw). Each leg sends its own
+//! reports instead, about what it received from and sent to its peer (see
+//! [`crate::report`]), and a BYE when it is dropped.
 
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rtp::{Codec, RtpHeader, RtpPacket};
 use tokio::sync::Notify;
+use tokio::time::Sleep;
 
 use crate::error::Error;
 use crate::pool::PortPair;
+use crate::report::{DEFAULT_INTERVAL, Reporter, randomized};
 
 /// The largest datagram a leg accepts (an Ethernet MTU); larger ones are
 /// dropped and counted.
@@ -180,6 +185,8 @@ pub struct LegStats {
     pub rtcp_received: u64,
     /// RTCP datagrams dropped: malformed, oversize or foreign.
     pub rtcp_dropped: u64,
+    /// RTCP compounds (reports, BYE) sent.
+    pub rtcp_sent: u64,
 }
 
 #[derive(Debug, Default)]
@@ -193,6 +200,7 @@ struct Counters {
     dropped_payload_type: AtomicU64,
     rtcp_received: AtomicU64,
     rtcp_dropped: AtomicU64,
+    rtcp_sent: AtomicU64,
 }
 
 fn bump(counter: &AtomicU64) {
@@ -232,8 +240,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    fn touch(&self) {
-        let nanos = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    fn touch(&self, now: Instant) {
+        let nanos =
+            u64::try_from(now.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX);
         self.last_rtp.store(nanos, Ordering::Relaxed);
     }
 
@@ -257,6 +266,11 @@ pub struct Leg {
     rtcp_peer: Option<SocketAddr>,
     shared: Arc<Shared>,
     rtcp_buf: Box<Buffer>,
+    reporter: Reporter,
+    /// Base RTCP report interval; `None`: no reports, no BYE.
+    rtcp_interval: Option<Duration>,
+    /// Made on the first `recv` (a timer needs the runtime).
+    rtcp_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl Leg {
@@ -281,7 +295,19 @@ impl Leg {
                 latched: Mutex::new(None),
             }),
             rtcp_buf: buffer(),
+            reporter: Reporter::new(params.codec.clock_rate()),
+            rtcp_interval: Some(DEFAULT_INTERVAL),
+            rtcp_timer: None,
         }
+    }
+
+    /// Sets the base interval of the leg's RTCP reports (default 5 s, RFC
+    /// 3550 §6.2; each interval is randomized ±50 %); `None` sends no RTCP
+    /// at all.
+    pub fn with_rtcp_interval(mut self, interval: Option<Duration>) -> Leg {
+        self.rtcp_interval = interval;
+        self.rtcp_timer = None;
+        self
     }
 
     /// Sets which sources the leg may latch onto (default
@@ -333,7 +359,7 @@ impl Leg {
     pub fn set_remote(&mut self, remote: Option<SocketAddr>) {
         self.remote = remote;
         self.unlatch();
-        self.shared.touch();
+        self.shared.touch(Instant::now());
     }
 
     /// Forgets the latched source; the next valid RTP latches again.
@@ -375,13 +401,31 @@ impl Leg {
             Rtp(std::io::Result<(usize, SocketAddr)>),
             Rtcp(std::io::Result<(usize, SocketAddr)>),
             Control,
+            Report,
+        }
+        if let (Some(interval), None) = (self.rtcp_interval, &self.rtcp_timer) {
+            self.rtcp_timer = Some(Box::pin(tokio::time::sleep(randomized(interval))));
         }
         loop {
             self.apply_control();
+            let Leg {
+                ports,
+                rtcp_buf,
+                shared,
+                rtcp_timer,
+                ..
+            } = &mut *self;
+            let report_due = async {
+                match rtcp_timer {
+                    Some(timer) => timer.as_mut().await,
+                    None => std::future::pending().await,
+                }
+            };
             let event = tokio::select! {
-                r = self.ports.rtp.recv_from(&mut buf[..]) => Event::Rtp(r),
-                r = self.ports.rtcp.recv_from(&mut self.rtcp_buf[..]) => Event::Rtcp(r),
-                () = self.shared.wake.notified() => Event::Control,
+                r = ports.rtp.recv_from(&mut buf[..]) => Event::Rtp(r),
+                r = ports.rtcp.recv_from(&mut rtcp_buf[..]) => Event::Rtcp(r),
+                () = shared.wake.notified() => Event::Control,
+                () = report_due => Event::Report,
             };
             match event {
                 Event::Rtp(Ok((len, from))) => {
@@ -395,6 +439,7 @@ impl Leg {
                 // tasks run rather than spin.
                 Event::Rtp(Err(_)) | Event::Rtcp(Err(_)) => tokio::task::yield_now().await,
                 Event::Control => {}
+                Event::Report => self.send_report(),
             }
         }
     }
@@ -441,7 +486,9 @@ impl Leg {
             return None;
         };
         bump(&counters.rtp_received);
-        self.shared.touch();
+        let now = Instant::now();
+        self.shared.touch(now);
+        self.reporter.on_received(&header, now);
         Some(Received {
             len: data.len(),
             header,
@@ -456,17 +503,48 @@ impl Leg {
             Some(peer) => peer == from,
             None => peer_ip == Some(from.ip()),
         };
-        let valid = len <= MAX_DATAGRAM
-            && self
-                .rtcp_buf
-                .get(..len)
-                .is_some_and(|data| rtp::rtcp::parse_compound(data).is_ok());
-        if !from_peer || !valid {
+        let packets = (from_peer && len <= MAX_DATAGRAM)
+            .then(|| self.rtcp_buf.get(..len))
+            .flatten()
+            .and_then(|data| rtp::rtcp::parse_compound(data).ok());
+        let Some(packets) = packets else {
             bump(&counters.rtcp_dropped);
             return;
-        }
+        };
         self.rtcp_peer = Some(from);
         bump(&counters.rtcp_received);
+        self.reporter.on_rtcp(&packets, Instant::now());
+    }
+
+    /// Where RTCP goes: the latched RTCP source, else the RTP destination's
+    /// port plus one (RFC 3550 §11).
+    fn rtcp_destination(&self) -> Option<SocketAddr> {
+        self.rtcp_peer.or_else(|| {
+            let rtp = self.destination()?;
+            Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?))
+        })
+    }
+
+    fn send_rtcp(&self, compound: &[u8]) {
+        let Some(to) = self.rtcp_destination() else {
+            return;
+        };
+        if socket2::SockRef::from(&self.ports.rtcp)
+            .send_to(compound, &to.into())
+            .is_ok()
+        {
+            bump(&self.shared.counters.rtcp_sent);
+        }
+    }
+
+    fn send_report(&mut self) {
+        let now = Instant::now();
+        if let Some(report) = self.reporter.report(now) {
+            self.send_rtcp(&report);
+        }
+        if let (Some(interval), Some(timer)) = (self.rtcp_interval, &mut self.rtcp_timer) {
+            timer.as_mut().reset((now + randomized(interval)).into());
+        }
     }
 
     /// Sends an RTP datagram to [`Leg::destination`] without waiting: when
@@ -486,7 +564,21 @@ impl Leg {
         } else {
             &counters.send_dropped
         });
+        if sent {
+            self.reporter.on_sent(packet, Instant::now());
+        }
         sent
+    }
+}
+
+impl Drop for Leg {
+    /// Says goodbye (RTCP BYE, RFC 3550 §6.6) when the leg had a stream.
+    fn drop(&mut self) {
+        if self.rtcp_interval.is_some()
+            && let Some(bye) = self.reporter.bye()
+        {
+            self.send_rtcp(&bye);
+        }
     }
 }
 
@@ -513,6 +605,7 @@ impl LegHandle {
             dropped_payload_type: get(&c.dropped_payload_type),
             rtcp_received: get(&c.rtcp_received),
             rtcp_dropped: get(&c.rtcp_dropped),
+            rtcp_sent: get(&c.rtcp_sent),
         }
     }
 

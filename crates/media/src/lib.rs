@@ -18,6 +18,8 @@
 //! - [`bridge`]: [`Bridge`], one task relaying (or transcoding) media
 //!   between two legs, with stream continuity and RFC 4733 passthrough;
 //! - [`echo`]: [`Echo`], a leg's audio sent back to it;
+//! - [`report`]: the RTCP reports each leg sends for the streams it
+//!   terminates (RFC 3550 §6);
 //! - [`error`]: one [`Error`].
 
 pub mod bridge;
@@ -26,6 +28,7 @@ pub mod error;
 pub mod leg;
 mod path;
 pub mod pool;
+pub mod report;
 
 pub use bridge::Bridge;
 pub use echo::Echo;

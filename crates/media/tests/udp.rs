@@ -592,3 +592,67 @@ async fn rtcp_is_terminated_and_checked() {
     // Terminated: nothing reaches B's phone.
     silent(&c.phone_b).await;
 }
+
+#[tokio::test]
+async fn legs_send_their_own_reports_and_bye() {
+    let pool = PortPool::new(24300..=24319).unwrap();
+    let phone = phone().await;
+    let phone_rtcp = self::phone().await;
+    let leg = leg(&pool, StreamParams::new(Codec::Pcmu), Some(addr(&phone)))
+        .with_rtcp_interval(Some(Duration::from_millis(50)));
+    let port = leg.ports().rtp_addr();
+    let rtcp_port = SocketAddr::new(LOCALHOST, port.port() + 1);
+    let echo = Echo::start(leg);
+    for i in 0..5u16 {
+        send(
+            &phone,
+            port,
+            header(0, i, 160 * u32::from(i), 0xFACE),
+            &[0xFF; 160],
+        )
+        .await;
+        recv(&phone).await;
+    }
+    // The phone's RTCP comes from another port of its address: the leg
+    // latches it and reports there.
+    let rr = rtp::rtcp::build_compound(&[rtp::RtcpPacket::ReceiverReport(
+        rtp::rtcp::ReceiverReport {
+            ssrc: 0xFACE,
+            reports: Vec::new(),
+        },
+    )])
+    .unwrap();
+    phone_rtcp.send_to(&rr, rtcp_port).await.unwrap();
+
+    let mut buf = [0u8; 2048];
+    let sr = loop {
+        let (len, from) = timeout(WAIT, phone_rtcp.recv_from(&mut buf))
+            .await
+            .expect("no RTCP report arrived")
+            .unwrap();
+        assert_eq!(from, rtcp_port);
+        let packets = rtp::rtcp::parse_compound(&buf[..len]).unwrap();
+        assert!(matches!(packets[1], rtp::RtcpPacket::SourceDescription(_)));
+        if let rtp::RtcpPacket::SenderReport(sr) = &packets[0] {
+            break sr.clone();
+        }
+    };
+    assert_eq!((sr.packet_count, sr.octet_count), (5, 800));
+    assert_eq!(sr.reports.len(), 1);
+    assert_eq!(sr.reports[0].ssrc, 0xFACE);
+    assert_eq!(sr.reports[0].cumulative_lost, 0);
+
+    // Ending the leg says goodbye.
+    drop(echo.stop().await.unwrap());
+    let bye = loop {
+        let (len, _) = timeout(WAIT, phone_rtcp.recv_from(&mut buf))
+            .await
+            .expect("no BYE arrived")
+            .unwrap();
+        let packets = rtp::rtcp::parse_compound(&buf[..len]).unwrap();
+        if let Some(rtp::RtcpPacket::Bye(bye)) = packets.last() {
+            break bye.clone();
+        }
+    };
+    assert_eq!(bye.sources, [sr.ssrc]);
+}
