@@ -21,6 +21,62 @@
 //! - [`report`]: the RTCP reports each leg sends for the streams it
 //!   terminates (RFC 3550 §6);
 //! - [`error`]: one [`Error`].
+//!
+//! A call as `chan-sip` drives it (the call task owns the legs and the
+//! bridge; nothing here is shared between calls but the pool):
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::net::IpAddr;
+//! use std::time::Duration;
+//!
+//! use media::{Bridge, Leg, PortPool, StreamParams};
+//! use sdp::{Codec, Local, LocalSession, Role};
+//!
+//! // Once, from the config's `media.rtp_ports`; clones share it.
+//! let pool = PortPool::new(26000..=26099)?;
+//! let pbx: IpAddr = "127.0.0.1".parse()?;
+//!
+//! // The caller's INVITE: lease a port pair, answer with it.
+//! let offer = sdp::parse(
+//!     b"v=0\r\no=alice 1 1 IN IP4 192.0.2.20\r\ns=-\r\nc=IN IP4 192.0.2.20\r\n\
+//!       t=0 0\r\nm=audio 4000 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n",
+//! )?;
+//! let ports = pool.allocate(pbx)?;
+//! let codecs = ["PCMU", "PCMA", "telephone-event"]
+//!     .iter()
+//!     .filter_map(|c| Codec::by_name(c))
+//!     .collect();
+//! let local = Local::new(pbx, codecs, vec![ports.rtp_port()]);
+//! let answer = sdp::answer(&offer, &local, &mut LocalSession::with_id(1, pbx));
+//! let streams = sdp::negotiate(&offer, &answer, Role::Answerer)?;
+//! // The SDP names a private address: the leg latches onto where the
+//! // phone's RTP really comes from.
+//! let (params, remote) = StreamParams::from_sdp(&streams[0])?;
+//! assert_eq!(params.recv_event_payload_type, Some(101));
+//! let caller = Leg::new(ports, params, remote);
+//! let caller_media = caller.handle();
+//!
+//! // The callee's leg, from its own exchange (`Role::Offerer`): here PCMA.
+//! let callee = Leg::new(pool.allocate(pbx)?, StreamParams::new(rtp::Codec::Pcma), None);
+//!
+//! // Bridged when the callee answers; a re-INVITE updates a leg through
+//! // its handle (`set_remote`) while the bridge runs.
+//! let bridge = Bridge::start(caller, callee);
+//! assert!(bridge.is_transcoding()); // PCMU <-> PCMA
+//!
+//! // The call task waits for its SIP events and for `media.rtp_timeout`.
+//! let rtp_timeout = caller_media.media_timeout(Duration::from_millis(10));
+//! tokio::select! {
+//!     _silent_for = rtp_timeout.expired() => { /* BYE both legs */ }
+//! }
+//! let (caller, callee) = bridge.stop().await?;
+//! drop((caller, callee)); // ports back to the pool
+//! assert_eq!(pool.in_use(), 0);
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod bridge;
 pub mod echo;

@@ -656,3 +656,66 @@ async fn legs_send_their_own_reports_and_bye() {
     };
     assert_eq!(bye.sources, [sr.ssrc]);
 }
+
+/// Every datagram a leg has read, whatever became of it.
+fn seen(s: &LegStats) -> u64 {
+    s.dropped_malformed
+        + s.dropped_oversize
+        + s.dropped_foreign
+        + s.dropped_payload_type
+        + s.rtcp_dropped
+        + s.rtcp_received
+        + s.rtp_received
+}
+
+#[tokio::test]
+async fn random_datagrams_never_hurt_a_bridge() {
+    let pool = PortPool::new(24320..=24339).unwrap();
+    let pcmu = StreamParams::new(Codec::Pcmu);
+    let c = call(&pool, pcmu, pcmu).await;
+    let stranger = phone().await;
+    send(&c.phone_a, c.a_port, header(0, 1, 160, 0xA), &[1; 160]).await;
+    recv(&c.phone_b).await;
+
+    let rtcp_port = SocketAddr::new(LOCALHOST, c.a_port.port() + 1);
+    for i in 0..2000u32 {
+        let len = rand::random_range(0..1600);
+        let mut datagram: Vec<u8> = (0..len).map(|_| rand::random()).collect();
+        // Half of them look like RTP version 2 (and some like RTCP).
+        if i % 2 == 0
+            && let Some(first) = datagram.first_mut()
+        {
+            *first = (*first & 0x3F) | 0x80;
+        }
+        let to = if i % 5 == 0 { rtcp_port } else { c.a_port };
+        // Sending from the latched phone too: its garbage must be dropped
+        // as well, and must not move the latch.
+        let from = if i % 3 == 0 { &c.phone_a } else { &stranger };
+        from.send_to(&datagram, to).await.unwrap();
+        // In batches the leg has read, so the kernel drops none of them.
+        if i % 50 == 49 {
+            let sent = u64::from(i) + 2;
+            wait_stats(&c.a, |s| seen(s) >= sent).await;
+        }
+    }
+    assert_eq!(seen(&c.a.stats()), 2001);
+    // Still latched on the phone, still relaying its audio.
+    assert_eq!(c.a.latched(), Some(addr(&c.phone_a)));
+    send(&c.phone_a, c.a_port, header(0, 2, 320, 0xA), &[2; 160]).await;
+    // Whatever of the phone's own random datagrams parsed as PCMU went
+    // through; the real packet arrives after them.
+    let mut buf = [0u8; 2048];
+    loop {
+        let (len, _) = timeout(WAIT, c.phone_b.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        let packet = RtpPacket::parse(&buf[..len]).expect("only RTP is relayed");
+        // The phone's own datagrams that parse as PCMU are relayed, as
+        // one continuous stream; nothing from the stranger is.
+        assert_eq!(packet.header().ssrc, 0xA);
+        if packet.payload() == [2; 160] {
+            break;
+        }
+    }
+}
