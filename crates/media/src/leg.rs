@@ -12,6 +12,10 @@
 //! when the SDP changes ([`LegHandle::set_remote`]) or on request
 //! ([`LegHandle::relatch`]).
 //!
+//! RFC 4733 telephone-events are detected as they pass (each digit once,
+//! however many packets carry it) and reported to [`LegHandle::digits`]
+//! subscribers, whatever drives the leg.
+//!
 //! RTCP is terminated here: it is accepted from the peer's IP address (the
 //! port latches on the first valid compound packet), parsed and counted,
 //! never forwarded (a relayed stream's report blocks would describe SSRCs
@@ -25,8 +29,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rtp::{Codec, RtpHeader, RtpPacket};
-use tokio::sync::Notify;
+use rtp::{Codec, Digit, DtmfReceiver, RtpHeader, RtpPacket};
+use tokio::sync::{Notify, broadcast};
 use tokio::time::Sleep;
 
 use crate::error::Error;
@@ -45,6 +49,10 @@ pub type Buffer = [u8; MAX_DATAGRAM + 1];
 pub fn buffer() -> Box<Buffer> {
     Box::new([0; MAX_DATAGRAM + 1])
 }
+
+/// Digits a [`Digits`] subscriber may fall behind by before it misses
+/// some.
+const DIGIT_BACKLOG: usize = 64;
 
 /// Payload type of comfort noise (RFC 3389), static in RFC 3551.
 pub const PT_COMFORT_NOISE: u8 = 13;
@@ -224,6 +232,9 @@ struct Shared {
     wake: Notify,
     /// The latched source, for handles to read.
     latched: Mutex<Option<SocketAddr>>,
+    /// Subscribes handles to the leg's digits; weak, so that subscribers
+    /// see the end when the leg goes.
+    digits: broadcast::WeakSender<Digit>,
 }
 
 #[derive(Debug, Default)]
@@ -271,6 +282,8 @@ pub struct Leg {
     rtcp_interval: Option<Duration>,
     /// Made on the first `recv` (a timer needs the runtime).
     rtcp_timer: Option<Pin<Box<Sleep>>>,
+    dtmf: DtmfReceiver,
+    digits: broadcast::Sender<Digit>,
 }
 
 impl Leg {
@@ -278,6 +291,8 @@ impl Leg {
     /// `c=` address and `m=` port; `None` until known or on hold) until it
     /// latches.
     pub fn new(ports: PortPair, params: StreamParams, remote: Option<SocketAddr>) -> Leg {
+        // Enough for a burst of digits the call has not read yet.
+        let (digits, _) = broadcast::channel(DIGIT_BACKLOG);
         Leg {
             ports,
             params,
@@ -293,11 +308,14 @@ impl Leg {
                 control: Mutex::new(Control::default()),
                 wake: Notify::new(),
                 latched: Mutex::new(None),
+                digits: digits.downgrade(),
             }),
             rtcp_buf: buffer(),
             reporter: Reporter::new(params.codec.clock_rate()),
             rtcp_interval: Some(DEFAULT_INTERVAL),
             rtcp_timer: None,
+            dtmf: DtmfReceiver::new(),
+            digits,
         }
     }
 
@@ -485,6 +503,12 @@ impl Leg {
             bump(&counters.dropped_payload_type);
             return None;
         };
+        if kind == PayloadKind::Event
+            && let Ok(Some(digit)) = self.dtmf.on_packet(&header, packet.payload())
+        {
+            // No subscriber is not an error.
+            let _ = self.digits.send(digit);
+        }
         bump(&counters.rtp_received);
         let now = Instant::now();
         self.shared.touch(now);
@@ -632,6 +656,14 @@ impl LegHandle {
         self.shared.wake.notify_one();
     }
 
+    /// The RFC 4733 digits the leg receives from now on (for
+    /// `read_digits`), while a bridge, an echo or any owner drives it.
+    pub fn digits(&self) -> Digits {
+        Digits {
+            rx: self.shared.digits.upgrade().map(|tx| tx.subscribe()),
+        }
+    }
+
     /// A timeout that fires once the leg has accepted no RTP for `after`
     /// (DESIGN.md `rtp_timeout`), counted from the latest packet, the
     /// latest SDP change, or the leg's creation.
@@ -639,6 +671,27 @@ impl LegHandle {
         MediaTimeout {
             shared: Arc::clone(&self.shared),
             after,
+        }
+    }
+}
+
+/// A subscription to a leg's RFC 4733 digits, each reported once.
+#[derive(Debug)]
+pub struct Digits {
+    rx: Option<broadcast::Receiver<Digit>>,
+}
+
+impl Digits {
+    /// The next digit; `None` once the leg is gone. Cancel-safe. A
+    /// subscriber that fell more than 64 digits behind skips the oldest.
+    pub async fn next(&mut self) -> Option<Digit> {
+        let rx = self.rx.as_mut()?;
+        loop {
+            match rx.recv().await {
+                Ok(digit) => return Some(digit),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
         }
     }
 }

@@ -14,7 +14,7 @@
 //!   `media.rtp_ports` (RFC 3550 §11);
 //! - [`leg`]: [`Leg`], one call leg's sockets, remote address and
 //!   symmetric-RTP latching (RFC 4961), with its [`LegHandle`] (counters,
-//!   SDP changes) and [`MediaTimeout`];
+//!   SDP changes, RFC 4733 [`Digits`]) and [`MediaTimeout`];
 //! - [`bridge`]: [`Bridge`], one task relaying (or transcoding) media
 //!   between two legs, with stream continuity and RFC 4733 passthrough;
 //! - [`echo`]: [`Echo`], a leg's audio sent back to it;
@@ -90,6 +90,6 @@ pub use bridge::Bridge;
 pub use echo::Echo;
 pub use error::Error;
 pub use leg::{
-    Latching, Leg, LegHandle, LegStats, MediaTimeout, PayloadKind, Received, StreamParams,
+    Digits, Latching, Leg, LegHandle, LegStats, MediaTimeout, PayloadKind, Received, StreamParams,
 };
 pub use pool::{PortPair, PortPool};

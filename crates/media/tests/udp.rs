@@ -719,3 +719,67 @@ async fn random_datagrams_never_hurt_a_bridge() {
         }
     }
 }
+
+#[tokio::test]
+async fn digits_are_detected_once_and_passed_through() {
+    let pool = PortPool::new(24340..=24359).unwrap();
+    let pa = StreamParams::new(Codec::Pcmu).with_telephone_event(101, 101);
+    let pb = StreamParams::new(Codec::Pcma).with_telephone_event(101, 101);
+    let c = call(&pool, pa, pb).await;
+    let mut digits = c.a.digits();
+    // '5' then '#', each as a start, an update and three end packets
+    // sharing one timestamp (RFC 4733 §2.5.1).
+    let mut seq = 10u16;
+    for (event, ts) in [(5u8, 8000u32), (11, 16_000)] {
+        for (i, (end, duration)) in [
+            (false, 160u16),
+            (false, 320),
+            (true, 480),
+            (true, 480),
+            (true, 480),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let payload = rtp::TelephoneEvent {
+                event,
+                end,
+                volume: 10,
+                duration,
+            }
+            .to_bytes()
+            .unwrap();
+            let mut h = header(101, seq, ts, 0xA);
+            h.marker = i == 0;
+            send(&c.phone_a, c.a_port, h, &payload).await;
+            let (got, got_payload, _) = recv(&c.phone_b).await;
+            assert_eq!(
+                (got.payload_type, got_payload.as_slice()),
+                (101, &payload[..])
+            );
+            seq += 1;
+        }
+    }
+    let got: Vec<char> = vec![
+        timeout(WAIT, digits.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .as_char(),
+        timeout(WAIT, digits.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .as_char(),
+    ];
+    assert_eq!(got, ['5', '#']);
+    assert!(
+        timeout(Duration::from_millis(50), digits.next())
+            .await
+            .is_err()
+    );
+    // The leg gone, the subscription ends.
+    drop(c.bridge.stop().await.unwrap());
+    assert_eq!(timeout(WAIT, digits.next()).await.unwrap(), None);
+    assert_eq!(c.a.digits().next().await, None);
+}
