@@ -121,6 +121,11 @@ impl PortPool {
             state.count += 1;
             state.next = (index + 1) % pairs;
             drop(state);
+            // Made first, so that a failure below returns the pair.
+            let lease = Lease {
+                pool: Arc::clone(inner),
+                index,
+            };
             let rtp = to_tokio(rtp, SocketAddr::new(ip, rtp_port))?;
             let rtcp = to_tokio(rtcp, SocketAddr::new(ip, rtp_port + 1))?;
             return Ok(PortPair {
@@ -128,10 +133,7 @@ impl PortPool {
                 rtcp,
                 ip,
                 rtp_port,
-                _lease: Lease {
-                    pool: Arc::clone(inner),
-                    index,
-                },
+                _lease: lease,
             });
         }
         Err(Error::Exhausted {
