@@ -242,6 +242,7 @@ struct Control {
     /// A new SDP address (`Some(None)`: the SDP has none, e.g. hold).
     remote: Option<Option<SocketAddr>>,
     relatch: bool,
+    sending: Option<bool>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -272,6 +273,9 @@ pub struct Leg {
     ports: PortPair,
     params: StreamParams,
     latching: Latching,
+    /// False while the peer does not want our media (hold: its SDP says
+    /// `sendonly` or `inactive`).
+    sending: bool,
     remote: Option<SocketAddr>,
     latched: Option<SocketAddr>,
     rtcp_peer: Option<SocketAddr>,
@@ -297,6 +301,7 @@ impl Leg {
             ports,
             params,
             latching: Latching::default(),
+            sending: true,
             remote,
             latched: None,
             rtcp_peer: None,
@@ -401,6 +406,16 @@ impl Leg {
         } else if control.relatch {
             self.relatch();
         }
+        if let Some(sending) = control.sending {
+            self.sending = sending;
+        }
+    }
+
+    /// Whether the leg sends RTP: false while the peer does not want our
+    /// media (its SDP direction is `sendonly` or `inactive`, RFC 3264
+    /// §6.1); what arrives is still received.
+    pub fn set_sending(&mut self, sending: bool) {
+        self.sending = sending;
     }
 
     /// Counts a received packet the owner dropped because the other side
@@ -573,9 +588,13 @@ impl Leg {
 
     /// Sends an RTP datagram to [`Leg::destination`] without waiting: when
     /// there is no destination or the socket's buffer is full, the packet
-    /// is dropped and counted. Returns whether it went out.
+    /// is dropped and counted. While not sending (hold), it is dropped
+    /// quietly. Returns whether it went out.
     pub fn send_rtp(&mut self, packet: &[u8]) -> bool {
         self.apply_control();
+        if !self.sending {
+            return false;
+        }
         let counters = &self.shared.counters;
         // tokio's `try_send_to` fails until the reactor has seen the socket
         // writable once; a direct non-blocking sendto does not wait for that.
@@ -648,6 +667,15 @@ impl LegHandle {
     /// Forgets the latched source; the next valid RTP latches again.
     pub fn relatch(&self) {
         lock(&self.shared.control).relatch = true;
+        self.request();
+    }
+
+    /// Stops or resumes sending to the peer (hold and resume: its SDP
+    /// direction changed, RFC 3264 §6.1); what it sends is still received.
+    /// A held peer sends nothing either: drop the [`MediaTimeout`] while it
+    /// is held.
+    pub fn set_sending(&self, sending: bool) {
+        lock(&self.shared.control).sending = Some(sending);
         self.request();
     }
 

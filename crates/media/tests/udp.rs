@@ -783,3 +783,21 @@ async fn digits_are_detected_once_and_passed_through() {
     assert_eq!(timeout(WAIT, digits.next()).await.unwrap(), None);
     assert_eq!(c.a.digits().next().await, None);
 }
+
+#[tokio::test]
+async fn a_held_leg_receives_but_is_not_sent_to() {
+    let pool = PortPool::new(24360..=24379).unwrap();
+    let pcmu = StreamParams::new(Codec::Pcmu);
+    let c = call(&pool, pcmu, pcmu).await;
+    // Phone A puts the call on hold (a=sendonly): it may still send.
+    c.a.set_sending(false);
+    send(&c.phone_b, c.b_port, header(0, 1, 160, 0xB), &[1; 160]).await;
+    wait_stats(&c.b, |s| s.rtp_received == 1).await;
+    silent(&c.phone_a).await;
+    send(&c.phone_a, c.a_port, header(0, 1, 160, 0xA), &[2; 160]).await;
+    assert_eq!(recv(&c.phone_b).await.1, vec![2; 160]);
+    // Resumed.
+    c.a.set_sending(true);
+    send(&c.phone_b, c.b_port, header(0, 2, 320, 0xB), &[3; 160]).await;
+    assert_eq!(recv(&c.phone_a).await.1, vec![3; 160]);
+}
