@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rtp::{Codec, Digit, DtmfReceiver, RtpHeader, RtpPacket};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::broadcast;
 use tokio::time::Sleep;
 
 use crate::error::Error;
@@ -228,8 +228,6 @@ struct Shared {
     /// Set when `control` holds a request.
     pending: AtomicBool,
     control: Mutex<Control>,
-    /// Wakes a leg waiting in `recv` to apply a request.
-    wake: Notify,
     /// The latched source, for handles to read.
     latched: Mutex<Option<SocketAddr>>,
     /// Subscribes handles to the leg's digits; weak, so that subscribers
@@ -311,7 +309,6 @@ impl Leg {
                 last_rtp: AtomicU64::new(0),
                 pending: AtomicBool::new(false),
                 control: Mutex::new(Control::default()),
-                wake: Notify::new(),
                 latched: Mutex::new(None),
                 digits: digits.downgrade(),
             }),
@@ -396,8 +393,12 @@ impl Leg {
         *lock(&self.shared.latched) = None;
     }
 
+    /// Applies handles' requests; called before each packet is judged or
+    /// sent (a plain load when there is none).
     fn apply_control(&mut self) {
-        if !self.shared.pending.swap(false, Ordering::Acquire) {
+        if !self.shared.pending.load(Ordering::Relaxed)
+            || !self.shared.pending.swap(false, Ordering::Acquire)
+        {
             return;
         }
         let control = std::mem::take(&mut *lock(&self.shared.control));
@@ -433,18 +434,15 @@ impl Leg {
         enum Event {
             Rtp(std::io::Result<(usize, SocketAddr)>),
             Rtcp(std::io::Result<(usize, SocketAddr)>),
-            Control,
             Report,
         }
         if let (Some(interval), None) = (self.rtcp_interval, &self.rtcp_timer) {
             self.rtcp_timer = Some(Box::pin(tokio::time::sleep(randomized(interval))));
         }
         loop {
-            self.apply_control();
             let Leg {
                 ports,
                 rtcp_buf,
-                shared,
                 rtcp_timer,
                 ..
             } = &mut *self;
@@ -457,7 +455,6 @@ impl Leg {
             let event = tokio::select! {
                 r = ports.rtp.recv_from(&mut buf[..]) => Event::Rtp(r),
                 r = ports.rtcp.recv_from(&mut rtcp_buf[..]) => Event::Rtcp(r),
-                () = shared.wake.notified() => Event::Control,
                 () = report_due => Event::Report,
             };
             match event {
@@ -471,13 +468,13 @@ impl Leg {
                 // with IP_RECVERR; anything else is transient. Let other
                 // tasks run rather than spin.
                 Event::Rtp(Err(_)) | Event::Rtcp(Err(_)) => tokio::task::yield_now().await,
-                Event::Control => {}
                 Event::Report => self.send_report(),
             }
         }
     }
 
     fn on_rtp(&mut self, data: &[u8], from: SocketAddr) -> Option<Received> {
+        self.apply_control();
         let counters = &self.shared.counters;
         if data.len() > MAX_DATAGRAM {
             bump(&counters.dropped_oversize);
@@ -536,6 +533,7 @@ impl Leg {
     }
 
     fn on_rtcp(&mut self, len: usize, from: SocketAddr) {
+        self.apply_control();
         let counters = &self.shared.counters;
         let peer_ip = self.latched.or(self.remote).map(|a| a.ip());
         let from_peer = match self.rtcp_peer {
@@ -661,6 +659,7 @@ impl LegHandle {
     /// Also restarts the media timeout's count.
     pub fn set_remote(&self, remote: Option<SocketAddr>) {
         lock(&self.shared.control).remote = Some(remote);
+        self.shared.touch(Instant::now());
         self.request();
     }
 
@@ -681,7 +680,6 @@ impl LegHandle {
 
     fn request(&self) {
         self.shared.pending.store(true, Ordering::Release);
-        self.shared.wake.notify_one();
     }
 
     /// The RFC 4733 digits the leg receives from now on (for

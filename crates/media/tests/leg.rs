@@ -136,3 +136,31 @@ async fn media_timeout_fires_after_silence() {
     .unwrap();
     assert!(silent_for >= Duration::from_millis(30));
 }
+
+#[tokio::test]
+async fn a_relatch_request_applies_to_the_very_next_packet() {
+    let pool = PortPool::new(25040..=25049).unwrap();
+    let (old, _) = socket().await;
+    let (new, new_addr) = socket().await;
+    let mut leg = Leg::new(
+        pool.allocate(LOCALHOST).unwrap(),
+        StreamParams::new(Codec::Pcmu),
+        None,
+    );
+    let port = leg.ports().rtp_addr();
+    let handle = leg.handle();
+    let mut buf = buffer();
+    old.send_to(&packet(0, 1, 1), port).await.unwrap();
+    timeout(WAIT, leg.recv(&mut buf)).await.unwrap();
+    // The request comes while the leg waits for its next packet.
+    let waiting = tokio::spawn(async move {
+        let rx = timeout(WAIT, leg.recv(&mut buf)).await.unwrap();
+        (leg, rx)
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    handle.relatch();
+    new.send_to(&packet(0, 9, 2), port).await.unwrap();
+    let (leg, rx) = waiting.await.unwrap();
+    assert_eq!((rx.header.ssrc, leg.latched()), (2, Some(new_addr)));
+    assert_eq!(handle.stats().dropped_foreign, 0);
+}
