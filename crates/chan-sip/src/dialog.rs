@@ -50,11 +50,7 @@ impl Dialog {
         let local = format!("{to};tag={local_tag}");
         let remote_target = contact_uri(&invite.headers).unwrap_or_else(|| invite.uri.clone());
         let route_set = record_route(&invite.headers);
-        let remote_tag = invite
-            .headers
-            .from()
-            .ok()
-            .and_then(|f| f.tag().map(str::to_owned));
+        let remote_tag = tag(invite.headers.from());
         Some(Dialog {
             call_id,
             local,
@@ -84,16 +80,8 @@ impl Dialog {
         let remote_target = contact_uri(&response.headers).unwrap_or_else(|| invite.uri.clone());
         let mut route_set = record_route(&response.headers);
         route_set.reverse();
-        let local_tag = invite
-            .headers
-            .from()
-            .ok()
-            .and_then(|f| f.tag().map(str::to_owned))?;
-        let remote_tag = response
-            .headers
-            .to()
-            .ok()
-            .and_then(|t| t.tag().map(str::to_owned));
+        let local_tag = tag(invite.headers.from())?;
+        let remote_tag = tag(response.headers.to());
         Some(Dialog {
             call_id,
             local,
@@ -147,11 +135,8 @@ impl Dialog {
     /// Whether `request` belongs to this dialog: our tag in its To, the
     /// peer's in its From (§12.2.2; a Call-ID alone is guessable).
     pub fn matches(&self, request: &Request) -> bool {
-        let to = request.headers.to().ok();
-        let from = request.headers.from().ok();
-        let to_tag = to.as_ref().and_then(|t| t.tag());
-        let from_tag = from.as_ref().and_then(|f| f.tag());
-        to_tag == Some(self.local_tag.as_str()) && from_tag == self.remote_tag.as_deref()
+        tag(request.headers.to()).as_deref() == Some(self.local_tag.as_str())
+            && tag(request.headers.from()) == self.remote_tag
     }
 
     /// Whether an in-dialog request's CSeq is new (§12.2.2: a lower one is
@@ -165,6 +150,11 @@ impl Dialog {
             }
         }
     }
+}
+
+/// The tag of a From or To header, if it parsed and has one.
+fn tag(party: Result<sip_proto::header::NameAddr, sip_proto::Error>) -> Option<String> {
+    party.ok().and_then(|p| p.tag().map(str::to_owned))
 }
 
 /// Every Record-Route entry, in order.

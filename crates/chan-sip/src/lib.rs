@@ -27,7 +27,7 @@ use bytes::Bytes;
 use pbx::{Registry, Router};
 use registrar::Registrar;
 use sip_net::{BoxFuture, EndpointHandle, Incoming, InviteTx, Service};
-use sip_proto::{HeaderName, Method, Response};
+use sip_proto::{Method, Response};
 use storage::{CdrStore, LocationStore};
 use tokio::sync::{mpsc, oneshot};
 
@@ -176,18 +176,12 @@ pub struct Reply {
     pub status: u16,
     /// Body, if any, with its Content-Type.
     pub body: Option<(String, Bytes)>,
-    /// Extra headers.
-    pub headers: Vec<(HeaderName, String)>,
 }
 
 impl Reply {
     /// A bare status.
     pub fn status(status: u16) -> Reply {
-        Reply {
-            status,
-            body: None,
-            headers: Vec::new(),
-        }
+        Reply { status, body: None }
     }
 }
 
@@ -264,13 +258,7 @@ impl Service for ChanSip {
             match answer.await {
                 Ok(reply) => {
                     let mut response = incoming.response(reply.status);
-                    for (name, value) in reply.headers {
-                        response.headers.push(name, value);
-                    }
-                    if let Some((content_type, body)) = reply.body {
-                        response.headers.push(HeaderName::ContentType, content_type);
-                        response.body = body;
-                    }
+                    relay::set_body(&mut response.headers, &mut response.body, reply.body);
                     response
                 }
                 Err(_) => incoming.response(481),

@@ -132,7 +132,6 @@ pub(crate) fn reply_from(r: &Response) -> Reply {
     Reply {
         status: r.status,
         body: body_of(&r.headers, &r.body),
-        headers: Vec::new(),
     }
 }
 
