@@ -34,6 +34,9 @@ pub enum Error {
         /// What the endpoint said.
         source: sip_net::Error,
     },
+    /// The RTP port range or bind address is unusable.
+    #[error("media: {0}")]
+    MediaStart(#[source] media::Error),
     /// The admin HTTP port could not be bound.
     #[error("cannot listen for admin HTTP on {addr}: {source}{}; change admin.listen or set admin.enabled = false", io_hint(.source))]
     AdminBind {

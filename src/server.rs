@@ -51,6 +51,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     let mut endpoint = Endpoint::bind(config.sip.endpoint_config())
         .await
         .map_err(|source| Error::SipStart { source })?;
+    let media = media_config(&config)?;
     let calls = chan_sip::ChanSip::new(
         chan_sip_config(&config),
         endpoint.handle(),
@@ -69,6 +70,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
             })
             .collect(),
         Arc::new(crate::calls::LuaRouter::new(Arc::clone(dialplan.runtime()))),
+        media,
     );
     endpoint.set_service(Arc::new(
         sip_net::ServiceMux::new()
@@ -324,4 +326,17 @@ fn flatten(r: Result<Result<(), Error>, JoinError>, what: &'static str) -> Resul
         Ok(result) => result,
         Err(_) => Err(Error::Stopped(what)),
     }
+}
+
+/// The channel's media settings; one port pair is leased and returned at
+/// once, so a wrong `media.bind` fails start-up rather than every call.
+fn media_config(config: &Config) -> Result<chan_sip::MediaConfig, Error> {
+    let m = &config.media;
+    let pool = media::PortPool::new(m.rtp_ports.clone()).map_err(Error::MediaStart)?;
+    drop(pool.allocate(m.bind).map_err(Error::MediaStart)?);
+    let mut media = chan_sip::MediaConfig::new(pool, m.bind);
+    media.advertise = m.advertise;
+    media.codecs = m.codecs.clone();
+    media.rtp_timeout = m.rtp_timeout;
+    Ok(media)
 }

@@ -131,16 +131,22 @@ fn wait_for_log(o: &Office, needle: &str) -> String {
 fn establish(a: &mut Phone, b: &mut Phone, dest: &str) -> (testkit::Dialog, testkit::InCall) {
     let call = a.call(dest).expect("INVITE sent");
     let incoming = b.incoming(WAIT).expect("callee gets the INVITE");
+    let offer = std::str::from_utf8(&incoming.invite.body).unwrap();
+    assert!(
+        offer.contains("m=audio ") && !offer.contains("m=audio 40000"),
+        "the callee gets the PBX's offer, not the caller's: {offer}"
+    );
     b.reply(&incoming.invite, &incoming.tag, 180).unwrap();
     assert_eq!(a.response(WAIT).expect("180 relayed").status, 180);
     b.reply(&incoming.invite, &incoming.tag, 200).unwrap();
     let (ok, _) = a.final_response(WAIT).expect("200 relayed");
     assert_eq!(ok.status, 200);
+    let answer = std::str::from_utf8(&ok.body).unwrap();
     assert!(
-        std::str::from_utf8(&ok.body)
-            .unwrap()
-            .contains("m=audio 41000"),
-        "the callee's SDP answer passes through"
+        answer.contains("m=audio ")
+            && !answer.contains("m=audio 41000")
+            && answer.contains("c=IN IP4 127.0.0.1"),
+        "the caller gets the PBX's answer (media anchored), not the callee's: {answer}"
     );
     let dialog = a.ack(&call, &ok).expect("ACK");
     b.request("ACK", WAIT)
@@ -368,10 +374,10 @@ fn every_lua_action_reaches_the_phone() {
     let (ok, provisional) = a.final_response(WAIT).unwrap();
     assert_eq!(ok.status, 200);
     assert!(provisional.contains(&180), "{provisional:?}");
+    let answer = std::str::from_utf8(&ok.body).unwrap();
     assert!(
-        std::str::from_utf8(&ok.body)
-            .unwrap()
-            .contains("a=inactive")
+        answer.contains("m=audio ") && answer.contains("a=sendrecv"),
+        "answered with media of its own: {answer}"
     );
     a.ack(&call, &ok).unwrap();
     let bye = a.request("BYE", WAIT).expect("the route hangs up");
@@ -603,11 +609,10 @@ fn hold_reinvite_info_and_glare_cross_the_bridge() {
             (r, a)
         });
         let reinvite = b.request("INVITE", WAIT).expect("re-INVITE passed on");
+        let offer = std::str::from_utf8(&reinvite.body).unwrap();
         assert!(
-            std::str::from_utf8(&reinvite.body)
-                .unwrap()
-                .contains("a=sendonly"),
-            "the hold SDP passes through"
+            offer.contains("a=sendonly") && !offer.contains("m=audio 40000"),
+            "hold is passed on in the PBX's own offer: {offer}"
         );
         assert!(reinvite.headers.to().unwrap().tag().is_some(), "in-dialog");
         // Glare: the callee re-INVITEs while its own answer is pending.
@@ -628,10 +633,10 @@ fn hold_reinvite_info_and_glare_cross_the_bridge() {
     });
     let (ok, mut a) = caller;
     assert_eq!(ok.status, 200);
+    let answer = std::str::from_utf8(&ok.body).unwrap();
     assert!(
-        std::str::from_utf8(&ok.body)
-            .unwrap()
-            .contains("m=audio 41000")
+        answer.contains("a=recvonly") && !answer.contains("m=audio 41000"),
+        "the holder gets the PBX's answer to its hold: {answer}"
     );
     a.ack_in(&dialog).unwrap();
 

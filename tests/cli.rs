@@ -126,10 +126,10 @@ fn check_unknown_key_names_the_key_and_line() {
 
 #[test]
 fn check_unknown_section_is_an_error() {
-    let w = Workdir::with_file("switchboard.toml", "[sip]\n\n[media]\nbind = \"x\"\n");
+    let w = Workdir::with_file("switchboard.toml", "[sip]\n\n[voicemail]\nbox = \"x\"\n");
     let line = w.run(&["check"]).one_error_line().to_owned();
     assert!(line.contains("switchboard.toml:3:"), "{line}");
-    assert!(line.contains("unknown field `media`"), "{line}");
+    assert!(line.contains("unknown field `voicemail`"), "{line}");
 }
 
 #[test]

@@ -11,6 +11,7 @@
 //! [`Config::warnings`], in the same form.
 
 mod dialplan;
+mod media;
 mod registrar;
 
 use std::collections::HashSet;
@@ -26,6 +27,7 @@ use sip_net::{EndpointConfig, ListenAddr};
 use toml::Spanned;
 
 pub use self::dialplan::DialplanConfig;
+pub use self::media::MediaConfig;
 pub use self::registrar::{ExtensionConfig, SecurityConfig, StorageConfig};
 
 /// The configuration compiled into the binary: the demo office.
@@ -143,6 +145,8 @@ pub struct Config {
     pub extensions: Vec<ExtensionConfig>,
     /// `[dialplan]`: the Lua contexts and plugins, and their limits.
     pub dialplan: DialplanConfig,
+    /// `[media]`: RTP anchoring.
+    pub media: MediaConfig,
     /// Things that work but are probably not meant, each one line with
     /// file, line and column (`check` prints them, `run` logs them).
     pub warnings: Vec<String>,
@@ -238,6 +242,7 @@ impl Config {
         let registrar = check.registrar(&raw.registrar)?;
         let qualify_interval = check.qualify_interval(&raw.registrar)?;
         let dialplan = check.dialplan(&raw.dialplan)?;
+        let media = check.media(&raw.media)?;
         let mut warnings = Vec::new();
         let extensions =
             check.extensions(&raw.extensions, &security.digest_algorithms, &mut warnings)?;
@@ -253,6 +258,7 @@ impl Config {
             qualify_interval,
             extensions,
             dialplan,
+            media,
             warnings,
         })
     }
@@ -367,6 +373,8 @@ struct RawConfig {
     extensions: Vec<Spanned<registrar::RawExtension>>,
     #[serde(default)]
     dialplan: dialplan::RawDialplan,
+    #[serde(default)]
+    media: media::RawMedia,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -768,9 +776,9 @@ level = "debug,sip_net=trace"
 
     #[test]
     fn unknown_section_is_an_error() {
-        let e = parse("[media]\nbind = \"0.0.0.0\"\n").unwrap_err();
+        let e = parse("[voicemail]\nbox = \"0.0.0.0\"\n").unwrap_err();
         assert!(e.contains("t.toml:1:"), "{e}");
-        assert!(e.contains("unknown field `media`"), "{e}");
+        assert!(e.contains("unknown field `voicemail`"), "{e}");
     }
 
     #[test]

@@ -22,11 +22,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::anchor::{CallMedia, Failure, Which};
 use crate::dialog::{Dialog, new_tag};
 use crate::leg::{SipLeg, our_contact};
 use crate::relay::{
-    body_of, branch_task, dial_result, inactive_answer, reply_from, send_stateless, set_body,
-    sleep_until,
+    body_of, branch_task, dial_result, reply_from, send_stateless, set_body, sleep_until,
 };
 use crate::target::{self, Destination};
 use crate::{Inner, Reply, Side};
@@ -95,8 +95,16 @@ pub enum CallEvent {
         /// What happened.
         event: InviteEvent,
     },
-    /// A re-INVITE passed across the bridge has its final answer.
-    ReInviteDone,
+    /// A re-INVITE passed across the bridge has its final answer
+    /// (`None`: none came).
+    ReInviteAnswered {
+        /// Whose re-INVITE it was.
+        from: Side,
+        /// Its server transaction, to answer.
+        tx: Box<InviteTx>,
+        /// The other side's final response.
+        response: Option<Box<Response>>,
+    },
 }
 
 /// Accepts a new INVITE (no To tag): loop check, authentication, capacity;
@@ -134,6 +142,12 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
     {
         let mut r = tx.response(415);
         r.headers.push(HeaderName::Accept, "application/sdp");
+        tx.respond(r);
+        return;
+    }
+    let mut media = CallMedia::new(inner.media.clone());
+    if let Err(failure) = media.set_caller_offer(&request.body) {
+        let r = tx.response_with_warning(failure.status(), &inner.config.domain, failure.text());
         tx.respond(r);
         return;
     }
@@ -204,6 +218,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         dialing: None,
         bridge: None,
         reinvite_pending: false,
+        media,
         state: CallState::Routing,
         finished: false,
         cdr: Cdr {
@@ -335,6 +350,7 @@ struct Call {
     dialing: Option<Dialing>,
     bridge: Option<Bridge>,
     reinvite_pending: bool,
+    media: CallMedia,
     state: CallState,
     finished: bool,
     cdr: Cdr,
@@ -363,9 +379,12 @@ impl Call {
                 .flatten()
                 .min();
             let watch_cancel = !self.a.cancel_seen && !self.a.tx.is_answered();
+            let silence = self.media.watch();
+            let watch_silence = !silence.is_empty() && !self.finished;
             tokio::select! {
                 Some(command) = self.commands.recv() => self.on_command(command).await,
-                Some(event) = self.events.recv() => self.on_event(event),
+                Some(event) = self.events.recv() => self.on_event(event).await,
+                (which, silent) = silence.silent(), if watch_silence => self.on_silence(which, silent),
                 () = cancel.cancelled(), if watch_cancel => self.on_caller_cancel(),
                 () = stop.cancelled(), if !self.finished => self.on_shutdown(),
                 end = &mut route, if !route_done => {
@@ -401,7 +420,7 @@ impl Call {
                 let _ = done.send(r);
             }
             Command::Answer(done) => {
-                let r = self.answer();
+                let r = self.answer().await;
                 let _ = done.send(r);
             }
             Command::Reject { code, reason, done } => {
@@ -417,6 +436,14 @@ impl Call {
                 let _ = done.send(r);
             }
             Command::Dial { request, done } => Box::pin(self.dial(*request, done)).await,
+            Command::Echo(done) => {
+                let r = self.echo().await;
+                let _ = done.send(r);
+            }
+            Command::Digits(done) => {
+                let r = self.digits().await;
+                let _ = done.send(r);
+            }
             _ => {}
         }
     }
@@ -439,27 +466,57 @@ impl Call {
         Ok(())
     }
 
-    fn answer(&mut self) -> Result<(), ActionError> {
+    async fn answer(&mut self) -> Result<(), ActionError> {
         self.live()?;
         if self.a.leg.state == LegState::Up {
             return Ok(());
         }
-        let offer = self
-            .a
-            .invite
-            .as_ref()
-            .map(|r| r.body.clone())
-            .unwrap_or_default();
-        let ip = self
-            .inner
-            .endpoint
-            .local_addr_for(self.a.leg.dialog.transport, self.a.leg.dialog.peer)
-            .map(|a| a.ip());
-        let body = ip.and_then(|ip| inactive_answer(&offer, ip));
-        self.send_ok(body.map(|b| ("application/sdp".to_owned(), b)));
+        let body = match self.caller_sdp().await {
+            Ok(body) => body,
+            Err(failure) => {
+                let r = self.a.tx.response_with_warning(
+                    failure.status(),
+                    &self.inner.config.domain,
+                    failure.text(),
+                );
+                self.a.tx.respond(r);
+                self.finish(Disposition::Failed, failure.status(), "media");
+                return Err(ActionError::Failed(format!(
+                    "cannot answer: {}",
+                    failure.text()
+                )));
+            }
+        };
+        self.send_ok(Some(("application/sdp".to_owned(), body)));
         self.state = CallState::Answered;
         self.publish();
         Ok(())
+    }
+
+    /// The caller's media, answering first if need be (as Asterisk's
+    /// Playback and Echo do); not while it is bridged to a callee.
+    async fn own_media(&mut self) -> Result<(), ActionError> {
+        self.live()?;
+        if self.bridge.is_some() || self.dialing.is_some() {
+            return Err(ActionError::Failed(
+                "the call is bridged or dialling: media actions need the caller alone".into(),
+            ));
+        }
+        self.answer().await
+    }
+
+    async fn echo(&mut self) -> Result<(), ActionError> {
+        self.own_media().await?;
+        self.media.echo().await;
+        Ok(())
+    }
+
+    async fn digits(&mut self) -> Result<media::Digits, ActionError> {
+        self.own_media().await?;
+        self.media
+            .caller_handle()
+            .map(|h| h.digits())
+            .ok_or_else(|| ActionError::Failed("the caller has no media".into()))
     }
 
     fn reject(&mut self, code: u16, reason: Option<String>) -> Result<(), ActionError> {
@@ -548,8 +605,30 @@ impl Call {
             }
         }
         let mut started = Vec::new();
+        // One offer for every fork, on the callee side's ports.
+        let offer = match destinations.first() {
+            Some(d) => {
+                let ip = self
+                    .inner
+                    .endpoint
+                    .local_addr_for(d.transport, d.addr)
+                    .map(|a| a.ip());
+                match self.media.callee_offer(ip) {
+                    Ok(offer) => offer,
+                    Err(failure) => {
+                        tracing::warn!(call_id = %self.id, "dial: {}", failure.text());
+                        let _ = done.send(Ok(DialOutcome {
+                            status: DialStatus::Failed,
+                            code: failure.status(),
+                        }));
+                        return;
+                    }
+                }
+            }
+            None => Bytes::new(),
+        };
         for dest in destinations {
-            if let Some(id) = self.start_branch(dest, &request).await {
+            if let Some(id) = self.start_branch(dest, &request, &offer).await {
                 started.push(id);
             } else {
                 codes.push(503);
@@ -576,7 +655,12 @@ impl Call {
     }
 
     /// Sends one outbound INVITE and starts the task that reads its responses.
-    async fn start_branch(&mut self, dest: Destination, request: &DialRequest) -> Option<u32> {
+    async fn start_branch(
+        &mut self,
+        dest: Destination,
+        request: &DialRequest,
+        offer: &Bytes,
+    ) -> Option<u32> {
         let inner = &self.inner;
         let domain = &inner.config.domain;
         let a = self.a.invite.as_ref()?;
@@ -633,15 +717,12 @@ impl Call {
             }
             headers.push(HeaderName::parse(name), value.as_str());
         }
-        if !a.body.is_empty() {
-            let ct = a.headers.content_type().unwrap_or("application/sdp");
-            headers.push(HeaderName::ContentType, ct);
-        }
+        headers.push(HeaderName::ContentType, "application/sdp");
         let invite = Request {
             method: Method::Invite,
             uri: dest.uri.clone(),
             headers,
-            body: a.body.clone(),
+            body: offer.clone(),
         };
         let id = self.next_branch;
         self.next_branch += 1;
@@ -684,27 +765,50 @@ impl Call {
 
     // ---- events ----
 
-    fn on_event(&mut self, event: CallEvent) {
+    async fn on_event(&mut self, event: CallEvent) {
         match event {
-            CallEvent::Branch { id, event } => self.on_branch(id, event),
+            CallEvent::Branch { id, event } => self.on_branch(id, event).await,
             CallEvent::Request {
                 side,
                 request,
                 reply,
-            } => self.on_request(side, *request, reply),
-            CallEvent::ReInvite { side, incoming, tx } => self.on_reinvite(side, *incoming, *tx),
-            CallEvent::Ack { side, request } => {
-                if side == Side::Inbound && self.a.leg.dialog.matches(&request) {
-                    self.a.retrans = None;
-                    // Nothing left to retransmit.
-                    self.a.ok = None;
-                }
+            } => self.on_request(side, *request, reply).await,
+            CallEvent::ReInvite { side, incoming, tx } => {
+                self.on_reinvite(side, *incoming, *tx).await;
             }
-            CallEvent::ReInviteDone => self.reinvite_pending = false,
+            CallEvent::Ack { side, request } => self.on_ack(side, &request).await,
+            CallEvent::ReInviteAnswered { from, tx, response } => {
+                self.on_reinvite_answered(from, *tx, response).await;
+            }
         }
     }
 
-    fn on_branch(&mut self, id: u32, event: InviteEvent) {
+    async fn on_ack(&mut self, side: Side, request: &Request) {
+        let which = match side {
+            Side::Inbound if self.a.leg.dialog.matches(request) => {
+                self.a.retrans = None;
+                // Nothing left to retransmit.
+                self.a.ok = None;
+                Which::A
+            }
+            Side::Outbound(id)
+                if self
+                    .bridge
+                    .as_ref()
+                    .is_some_and(|b| b.branch == id && b.leg.dialog.matches(request)) =>
+            {
+                Which::B
+            }
+            _ => return,
+        };
+        // The answer to the offer in our 2xx (late offer, offerless
+        // re-INVITE).
+        if let Err(failure) = self.media.ack_answer(which, &request.body).await {
+            tracing::info!(call_id = %self.id, "ACK: {}", failure.text());
+        }
+    }
+
+    async fn on_branch(&mut self, id: u32, event: InviteEvent) {
         let Some(branch) = self.branches.get_mut(&id) else {
             return;
         };
@@ -723,11 +827,18 @@ impl Call {
                 if !self.a.tx.is_answered()
                     && let InviteEvent::Response(r) = &event
                 {
+                    // Early media: the callee's answer anchored, ours to
+                    // the caller, bridged at once.
+                    let early = if r.body.is_empty() {
+                        None
+                    } else {
+                        self.early_media(&r.body).await
+                    };
                     let mut out = self.a.tx.response(status);
                     set_body(
                         &mut out.headers,
                         &mut out.body,
-                        body_of(&r.headers, &r.body),
+                        early.map(|b| ("application/sdp".to_owned(), b)),
                     );
                     self.a.tx.respond(out);
                     self.a.leg.state = LegState::Ringing;
@@ -739,19 +850,7 @@ impl Call {
             branch.done = true;
             branch.cancel = None;
             branch.invite = None;
-            if let Some(dialing) = &mut self.dialing
-                && dialing.branches.contains(&id)
-            {
-                dialing.codes.push(status);
-                let all_done = dialing
-                    .branches
-                    .iter()
-                    .all(|b| self.branches.get(b).is_none_or(|b| b.done));
-                if all_done {
-                    let (status, code) = dial_result(&dialing.codes, dialing.rang);
-                    self.end_dial(DialOutcome { status, code });
-                }
-            }
+            self.branch_failed(id, status);
             return;
         }
         // A 2xx.
@@ -798,6 +897,17 @@ impl Call {
             return;
         }
         let label = branch.dest.label.clone();
+        let stream = match self.media.callee_answer(&response.body) {
+            Ok(stream) => stream,
+            Err(failure) => {
+                // An answer we cannot use is no answer (RFC 3264 §6: it
+                // had to accept our offer).
+                tracing::info!(call_id = %self.id, callee = %label, "dial: unusable SDP answer: {}", failure.text());
+                leg.bye();
+                self.branch_failed(id, 488);
+                return;
+            }
+        };
         let Some(dialing) = self.dialing.take() else {
             return;
         };
@@ -822,14 +932,85 @@ impl Call {
         self.publish();
         // The caller's INVITE was for dialling; bridged, it is not needed.
         let _ = self.a.invite.take();
+        if let Err(failure) = self.media.apply_callee(&stream, true).await {
+            tracing::info!(call_id = %self.id, "dial: {}", failure.text());
+        }
         if self.a.leg.state != LegState::Up {
-            let body = body_of(&response.headers, &response.body);
-            self.send_ok(body);
+            match self.caller_sdp().await {
+                Ok(body) => self.send_ok(Some(("application/sdp".to_owned(), body))),
+                Err(failure) => {
+                    let r = self.a.tx.response_with_warning(
+                        failure.status(),
+                        &self.inner.config.domain,
+                        failure.text(),
+                    );
+                    self.a.tx.respond(r);
+                    if let Some(b) = &mut self.bridge {
+                        b.leg.bye();
+                    }
+                    self.finish(Disposition::Failed, failure.status(), "media");
+                    return;
+                }
+            }
             self.publish();
+        }
+        self.media.bridge().await;
+    }
+
+    /// A branch of the dial ended without an answer; the dial ends when
+    /// every branch has.
+    fn branch_failed(&mut self, id: u32, status: u16) {
+        if let Some(b) = self.branches.get_mut(&id) {
+            b.done = true;
+        }
+        if let Some(dialing) = &mut self.dialing
+            && dialing.branches.contains(&id)
+        {
+            dialing.codes.push(status);
+            let all_done = dialing
+                .branches
+                .iter()
+                .all(|b| self.branches.get(b).is_none_or(|b| b.done));
+            if all_done {
+                let (status, code) = dial_result(&dialing.codes, dialing.rang);
+                self.end_dial(DialOutcome { status, code });
+            }
         }
     }
 
-    fn on_request(&mut self, side: Side, request: Request, reply: oneshot::Sender<Reply>) {
+    /// What the caller gets as SDP (our answer, or our offer), on the
+    /// address it reaches us on.
+    async fn caller_sdp(&mut self) -> Result<Bytes, Failure> {
+        let ip = self
+            .inner
+            .endpoint
+            .local_addr_for(self.a.leg.dialog.transport, self.a.leg.dialog.peer)
+            .map(|a| a.ip());
+        self.media.caller_description(ip).await
+    }
+
+    /// A callee's early answer (18x): its side anchored, the caller's
+    /// answer made, both joined so the caller hears the callee's tones.
+    async fn early_media(&mut self, body: &Bytes) -> Option<Bytes> {
+        let stream = self.media.callee_answer(body).ok()?;
+        self.media.apply_callee(&stream, false).await.ok()?;
+        let ours = self.caller_sdp().await.ok()?;
+        self.media.bridge().await;
+        Some(ours)
+    }
+
+    /// A leg has sent no RTP for `media.rtp_timeout`: the call is dead
+    /// (a phone that lost power or network sends no BYE).
+    fn on_silence(&mut self, which: Which, silent: Duration) {
+        tracing::info!(call_id = %self.id, side = ?which, silent_ms = silent.as_millis() as u64, "no RTP; hanging up");
+        self.a.leg.bye();
+        if let Some(b) = &mut self.bridge {
+            b.leg.bye();
+        }
+        self.finish(Disposition::Answered, 200, "rtp timeout");
+    }
+
+    async fn on_request(&mut self, side: Side, request: Request, reply: oneshot::Sender<Reply>) {
         let Some(seq) = request.cseq().map(|c| c.seq) else {
             let _ = reply.send(Reply::status(400));
             return;
@@ -889,6 +1070,19 @@ impl Call {
                     self.finish(disposition, if answered { 200 } else { 487 }, "caller");
                 }
             }
+            Method::Update if !request.body.is_empty() => {
+                // A new offer in an UPDATE: media is anchored, so we answer
+                // it for this side alone (new address, codec, hold).
+                let which = if from_bridge { Which::B } else { Which::A };
+                let r = match self.media.answer_here(which, &request.body).await {
+                    Ok(sdp) => Reply {
+                        status: 200,
+                        body: Some(("application/sdp".to_owned(), sdp)),
+                    },
+                    Err(failure) => Reply::status(failure.status()),
+                };
+                let _ = reply.send(r);
+            }
             _ => {
                 // UPDATE and INFO go to the other leg when bridged.
                 let target = if from_bridge {
@@ -917,22 +1111,16 @@ impl Call {
                         });
                     }
                     _ => {
-                        // Nobody to pass it to: INFO (DTMF) is accepted,
-                        // an UPDATE with an offer cannot be answered.
-                        let status = if request.method == Method::Update && !request.body.is_empty()
-                        {
-                            488
-                        } else {
-                            200
-                        };
-                        let _ = reply.send(Reply::status(status));
+                        // Nobody to pass it to: INFO (DTMF) and a bare
+                        // UPDATE (a session refresh) are accepted.
+                        let _ = reply.send(Reply::status(200));
                     }
                 }
             }
         }
     }
 
-    fn on_reinvite(&mut self, side: Side, incoming: Incoming, mut tx: InviteTx) {
+    async fn on_reinvite(&mut self, side: Side, incoming: Incoming, mut tx: InviteTx) {
         let from_bridge =
             matches!((side, &self.bridge), (Side::Outbound(id), Some(b)) if b.branch == id);
         if matches!(side, Side::Outbound(_)) && !from_bridge || self.finished {
@@ -952,35 +1140,49 @@ impl Call {
             tx.respond(r);
             return;
         }
-        let (own_contact, other) = if from_bridge {
-            (
-                self.bridge.as_ref().map(|b| b.leg.contact.clone()),
-                Some(&mut self.a.leg),
-            )
+        let which = if from_bridge { Which::B } else { Which::A };
+        let own_contact = if from_bridge {
+            self.bridge.as_ref().map(|b| b.leg.contact.clone())
         } else {
-            (
-                Some(self.a.leg.contact.clone()),
-                self.bridge.as_mut().map(|b| &mut b.leg),
-            )
+            Some(self.a.leg.contact.clone())
+        }
+        .unwrap_or_default();
+        let body = incoming.request.body.clone();
+        let other_up = if from_bridge {
+            self.a.leg.state == LegState::Up
+        } else {
+            self.bridge
+                .as_ref()
+                .is_some_and(|b| b.leg.state == LegState::Up)
         };
-        let Some(other) = other.filter(|l| l.state == LegState::Up) else {
-            // Answered by the dialplan, nobody on the other side: accept
-            // the change with an inactive answer (no media engine yet).
-            let ip = self
-                .inner
-                .endpoint
-                .local_addr_for(incoming.transport, incoming.source)
-                .map(|a| a.ip());
-            let mut r = tx.response(200);
-            r.headers
-                .push(HeaderName::Contact, self.a.leg.contact.as_str());
-            if let Some(body) = ip.and_then(|ip| inactive_answer(&incoming.request.body, ip)) {
-                r.headers.push(HeaderName::ContentType, "application/sdp");
-                r.body = body;
-            }
+        if body.is_empty() || !other_up {
+            // Answered here: an offerless re-INVITE gets our description
+            // as the offer (its answer comes in the ACK); with nobody on
+            // the other side, we answer the new offer ourselves.
+            let sdp = if body.is_empty() {
+                self.media
+                    .offer_again(which)
+                    .ok_or(Failure::NotAcceptable("no media session to offer".into()))
+            } else {
+                self.media.answer_here(which, &body).await
+            };
+            let r = match sdp {
+                Ok(sdp) => {
+                    let mut r = tx.response(200);
+                    r.headers.push(HeaderName::Contact, own_contact);
+                    r.headers.push(HeaderName::ContentType, "application/sdp");
+                    r.body = sdp;
+                    r
+                }
+                Err(failure) => tx.response_with_warning(
+                    failure.status(),
+                    &self.inner.config.domain,
+                    failure.text(),
+                ),
+            };
             tx.respond(r);
             return;
-        };
+        }
         if self.reinvite_pending {
             // §14.2: a re-INVITE while another is in progress is glare.
             let mut r = tx.response(491);
@@ -988,6 +1190,29 @@ impl Call {
             tx.respond(r);
             return;
         }
+        // The other side gets our offer (its own ports, the direction
+        // asked for: hold is passed on), the asker our answer once it
+        // has answered.
+        let offer = match self.media.reoffer(which, &body) {
+            Ok(offer) => offer,
+            Err(failure) => {
+                let r = tx.response_with_warning(
+                    failure.status(),
+                    &self.inner.config.domain,
+                    failure.text(),
+                );
+                tx.respond(r);
+                return;
+            }
+        };
+        let other = if from_bridge {
+            &mut self.a.leg
+        } else {
+            match self.bridge.as_mut() {
+                Some(b) => &mut b.leg,
+                None => return,
+            }
+        };
         self.reinvite_pending = true;
         let mut invite = other
             .dialog
@@ -995,16 +1220,15 @@ impl Call {
         set_body(
             &mut invite.headers,
             &mut invite.body,
-            body_of(&incoming.request.headers, &incoming.request.body),
+            Some(("application/sdp".to_owned(), offer)),
         );
         let seq = other.dialog.local_cseq;
         let ack = other.dialog.request(Method::Ack, None, Some(seq));
         let endpoint = self.inner.endpoint.clone();
         let (transport, peer) = (other.dialog.transport, other.dialog.peer);
         let events = self.events_tx.clone();
-        let contact = own_contact.unwrap_or_default();
         tokio::spawn(async move {
-            let final_response = match endpoint.invite(invite, transport, peer).await {
+            let response = match endpoint.invite(invite, transport, peer).await {
                 Ok(mut ctx) => loop {
                     match ctx.next().await {
                         Some(InviteEvent::Response(r)) if r.status < 200 => {}
@@ -1014,29 +1238,65 @@ impl Call {
                 },
                 Err(_) => None,
             };
-            match final_response {
-                Some(r) => {
-                    if r.status < 300 {
-                        let _ = endpoint.send_stateless(ack, transport, peer).await;
+            if response.as_ref().is_some_and(|r| r.status < 300) {
+                let _ = endpoint.send_stateless(ack, transport, peer).await;
+            }
+            let _ = events
+                .send(CallEvent::ReInviteAnswered {
+                    from: side,
+                    tx: Box::new(tx),
+                    response,
+                })
+                .await;
+        });
+    }
+
+    /// The other side answered a re-INVITE we passed on: the asker gets
+    /// our answer to its offer (or the other side's refusal).
+    async fn on_reinvite_answered(
+        &mut self,
+        from: Side,
+        mut tx: InviteTx,
+        response: Option<Box<Response>>,
+    ) {
+        self.reinvite_pending = false;
+        let which = if from == Side::Inbound {
+            Which::A
+        } else {
+            Which::B
+        };
+        let own_contact = match which {
+            Which::A => Some(self.a.leg.contact.clone()),
+            Which::B => self.bridge.as_ref().map(|b| b.leg.contact.clone()),
+        }
+        .unwrap_or_default();
+        let r = match response {
+            Some(r) if r.status < 300 && !self.finished => {
+                match self.media.reanswer(which, &r.body).await {
+                    Ok(sdp) => {
+                        let mut out = tx.response(200);
+                        out.headers.push(HeaderName::Contact, own_contact);
+                        out.headers.push(HeaderName::ContentType, "application/sdp");
+                        out.body = sdp;
+                        out
                     }
-                    let mut out = tx.response(r.status);
-                    if r.status < 300 {
-                        out.headers.push(HeaderName::Contact, contact);
-                    }
-                    set_body(
-                        &mut out.headers,
-                        &mut out.body,
-                        body_of(&r.headers, &r.body),
-                    );
-                    tx.respond(out);
-                }
-                None => {
-                    let r = tx.response(408);
-                    tx.respond(r);
+                    Err(failure) => tx.response_with_warning(
+                        failure.status(),
+                        &self.inner.config.domain,
+                        failure.text(),
+                    ),
                 }
             }
-            let _ = events.send(CallEvent::ReInviteDone).await;
-        });
+            Some(r) => {
+                self.media.reoffer_failed(which);
+                tx.response(if self.finished { 481 } else { r.status })
+            }
+            None => {
+                self.media.reoffer_failed(which);
+                tx.response(408)
+            }
+        };
+        tx.respond(r);
     }
 
     fn on_caller_cancel(&mut self) {
@@ -1231,6 +1491,8 @@ impl Call {
         }
         self.finished = true;
         self.ended.cancel();
+        // The ports go back to the pool now, not when the route returns.
+        self.media.release();
         self.state = CallState::Ending;
         self.cancel_branches();
         if let Some(dialing) = self.dialing.take() {

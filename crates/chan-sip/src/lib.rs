@@ -2,14 +2,15 @@
 //! §9; RFC 7092 for what a B2BUA is). Every INVITE from an extension
 //! (challenged with 407) becomes a `pbx` call run by one task; the dialplan
 //! ([`pbx::Router`]) decides what to do with it; each outbound branch is a
-//! new dialog of ours. SDP passes through unchanged until the media engine
-//! anchors it.
+//! new dialog of ours. Media is anchored: every SDP we
+//! send is ours and RTP runs through our ports (`anchor.rs`).
 //!
 //! Read `lib.rs` (the [`ChanSip`] service: which call a request belongs
 //! to), then `call.rs` (one call's task: commands from the route, the
 //! inbound leg, dialling and forking, the bridge), `dialog.rs` (RFC 3261
 //! §12 dialog state) and `target.rs` (what a dial target resolves to).
 
+mod anchor;
 mod call;
 mod cdr;
 mod dialog;
@@ -31,6 +32,7 @@ use sip_proto::{Method, Response};
 use storage::{CdrStore, LocationStore};
 use tokio::sync::{mpsc, oneshot};
 
+pub use anchor::MediaConfig;
 pub use call::CallEvent;
 
 /// What the channel needs to know of one extension.
@@ -93,6 +95,8 @@ pub(crate) struct Inner {
     pub draining: std::sync::atomic::AtomicBool,
     /// Fired to hang up every call (shutdown after the grace period).
     pub stop: tokio_util::sync::CancellationToken,
+    /// Media anchoring: ports, codecs, addresses.
+    pub media: Arc<MediaConfig>,
 }
 
 impl ChanSip {
@@ -108,6 +112,7 @@ impl ChanSip {
         cdrs: Arc<dyn CdrStore>,
         extensions: HashMap<String, Extension>,
         router: Arc<dyn Router>,
+        media: MediaConfig,
     ) -> ChanSip {
         ChanSip {
             inner: Arc::new(Inner {
@@ -118,6 +123,7 @@ impl ChanSip {
                 cdrs: cdr::CdrWriter::start(cdrs),
                 extensions,
                 router,
+                media: Arc::new(media),
                 registry: Arc::new(Registry::new()),
                 dialogs: Dialogs::default(),
                 active: AtomicUsize::new(0),

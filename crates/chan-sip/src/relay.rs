@@ -135,28 +135,6 @@ pub(crate) fn reply_from(r: &Response) -> Reply {
     }
 }
 
-/// An SDP answer that accepts the first audio format of `offer` with the
-/// stream inactive: what the dialplan's own `answer()` can honestly say
-/// until the media engine terminates RTP (RFC 3264 §6: an answer must
-/// accept or refuse each stream). `None` if the offer has no audio line.
-pub(crate) fn inactive_answer(offer: &[u8], ip: std::net::IpAddr) -> Option<Bytes> {
-    let text = std::str::from_utf8(offer).ok()?;
-    let media = text.lines().find(|l| l.starts_with("m=audio "))?;
-    let mut parts = media.split_whitespace();
-    let _m = parts.next();
-    let _port = parts.next();
-    let proto = parts.next()?;
-    let format = parts.next()?;
-    if !format.bytes().all(|b| b.is_ascii_digit()) || proto.contains(['\r', '\n']) {
-        return None;
-    }
-    let family = if ip.is_ipv6() { "IP6" } else { "IP4" };
-    let session = rand::random::<u32>();
-    Some(Bytes::from(format!(
-        "v=0\r\no=switchboard {session} 1 IN {family} {ip}\r\ns=Switchboard\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio 9 {proto} {format}\r\na=inactive\r\n"
-    )))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,16 +147,5 @@ mod tests {
         assert_eq!(dial_result(&[480], false), (DialStatus::Unavailable, 480));
         assert_eq!(dial_result(&[404], false), (DialStatus::Unavailable, 404));
         assert_eq!(dial_result(&[500, 501], false), (DialStatus::Failed, 500));
-    }
-
-    #[test]
-    fn inactive_answer_keeps_the_first_format() {
-        let offer = b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 8 0 101\r\n";
-        let answer = inactive_answer(offer, "127.0.0.1".parse().unwrap()).unwrap();
-        let text = std::str::from_utf8(&answer).unwrap();
-        assert!(text.contains("m=audio 9 RTP/AVP 8\r\n"), "{text}");
-        assert!(text.contains("a=inactive"));
-        assert!(inactive_answer(b"garbage", "127.0.0.1".parse().unwrap()).is_none());
-        assert!(inactive_answer(b"m=audio 1 RTP/AVP x\r\n", "::1".parse().unwrap()).is_none());
     }
 }

@@ -96,6 +96,11 @@ pub enum Command {
         /// The outcome.
         done: oneshot::Sender<Result<DialOutcome, ActionError>>,
     },
+    /// Answer if need be, then send the caller's audio back to it until
+    /// something else runs on the call (done when it has started).
+    Echo(oneshot::Sender<Result<(), ActionError>>),
+    /// Answer if need be, and subscribe to the caller's RFC 4733 digits.
+    Digits(oneshot::Sender<Result<media::Digits, ActionError>>),
 }
 
 /// The route's handle on one call. Cheap to clone.
@@ -179,6 +184,17 @@ impl CallHandle {
             done,
         })
         .await
+    }
+
+    /// Answers if need be and echoes the caller's audio; returns once the
+    /// echo runs.
+    pub async fn echo(&self) -> Result<(), ActionError> {
+        self.ask(Command::Echo).await
+    }
+
+    /// Answers if need be; the caller's RFC 4733 digits from now on.
+    pub async fn digits(&self) -> Result<media::Digits, ActionError> {
+        self.ask(Command::Digits).await
     }
 
     /// Waits `duration`, or until the call ends ([`ActionError::Ended`]).

@@ -1,0 +1,745 @@
+//! Media anchoring for one call (DESIGN.md "Media"). Every SDP the call
+//! sends is ours: written on `media.advertise` and a port pair leased for
+//! that side, answered (RFC 3264 §6) or offered (§5, re-offers §8) with our
+//! codecs; no phone ever sees another phone's address. RTP runs through a
+//! [`media::Leg`] per side with symmetric-RTP latching (RFC 4961), so a
+//! phone behind NAT is reached where its packets come from. Each side
+//! negotiates its own codec; the bridge relays when they agree and
+//! transcodes when they do not.
+//!
+//! Side `A` is the caller, side `B` the callee of the current dial. A leg
+//! is either parked here or owned by what runs on it (a bridge, an echo);
+//! [`CallMedia::take_legs`] stops that and parks the legs again.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use media::{Bridge, Echo, Leg, LegHandle, MediaTimeout, PortPair, PortPool, StreamParams};
+use sdp::{Codec, Direction, Local, LocalSession, MediaKind, Role, SessionDescription};
+
+/// The `[media]` settings the channel needs.
+#[derive(Debug, Clone)]
+pub struct MediaConfig {
+    /// Leases RTP/RTCP port pairs (`media.rtp_ports`).
+    pub pool: PortPool,
+    /// The address RTP sockets bind to (`media.bind`).
+    pub bind: IpAddr,
+    /// The address written in SDP (`media.advertise`); `None`: the bind
+    /// address, or when that is unspecified, the address the peer reaches
+    /// us on.
+    pub advertise: Option<IpAddr>,
+    /// Our codecs in preference order, telephone-event included.
+    pub codecs: Vec<Codec>,
+    /// Hang up a call whose peer has sent no RTP for this long.
+    pub rtp_timeout: Option<Duration>,
+}
+
+impl MediaConfig {
+    /// Ports from `pool`, bound on `bind`, PCMU, PCMA, G722 and
+    /// telephone-event, a 60 s RTP timeout.
+    pub fn new(pool: PortPool, bind: IpAddr) -> MediaConfig {
+        MediaConfig {
+            pool,
+            bind,
+            advertise: None,
+            codecs: vec![
+                Codec::PCMU,
+                Codec::PCMA,
+                Codec::G722,
+                Codec::TELEPHONE_EVENT,
+            ],
+            rtp_timeout: Some(Duration::from_secs(60)),
+        }
+    }
+
+    /// The address written in SDP towards a peer that reaches us on
+    /// `local` (our SIP address for it).
+    fn advertise_for(&self, local: Option<IpAddr>) -> IpAddr {
+        if let Some(ip) = self.advertise {
+            return ip;
+        }
+        if !self.bind.is_unspecified() {
+            return self.bind;
+        }
+        local.unwrap_or(self.bind)
+    }
+}
+
+/// Why an SDP could not be used; each maps to the status a request
+/// carrying it gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Not an SDP we can read (400).
+    Malformed(String),
+    /// Nothing in it we can accept (488, RFC 3261 §21.4.26).
+    NotAcceptable(String),
+    /// No RTP ports left (503).
+    NoPorts(String),
+}
+
+impl Failure {
+    pub fn status(&self) -> u16 {
+        match self {
+            Failure::Malformed(_) => 400,
+            Failure::NotAcceptable(_) => 488,
+            Failure::NoPorts(_) => 503,
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        match self {
+            Failure::Malformed(t) | Failure::NotAcceptable(t) | Failure::NoPorts(t) => t,
+        }
+    }
+}
+
+/// Which side of the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Which {
+    /// The caller.
+    A,
+    /// The callee the call is bridged (or dialling) to.
+    B,
+}
+
+impl Which {
+    fn other(self) -> Which {
+        match self {
+            Which::A => Which::B,
+            Which::B => Which::A,
+        }
+    }
+}
+
+/// Parses an SDP body with the parser's limits; `Malformed` names the line.
+pub(crate) fn parse(body: &[u8]) -> Result<SessionDescription, Failure> {
+    sdp::parse(body).map_err(|e| Failure::Malformed(format!("bad SDP: {e}")))
+}
+
+/// The first accepted audio stream of an exchange.
+fn audio(streams: Vec<sdp::Stream>) -> Result<sdp::Stream, Failure> {
+    streams
+        .into_iter()
+        .find(|s| s.media.eq_ignore_ascii_case("audio") && s.accepted && s.codec.is_some())
+        .ok_or_else(|| Failure::NotAcceptable("no audio stream was accepted".into()))
+}
+
+/// Our ports for answering `offer`: `port` on its first audio section,
+/// 0 (refused) on every other.
+fn ports_for(offer: &SessionDescription, port: u16) -> Vec<u16> {
+    let mut ports = vec![0; offer.media.len()];
+    if let Some(i) = offer
+        .media
+        .iter()
+        .position(|m| m.media.eq_ignore_ascii_case("audio") && m.port != 0)
+    {
+        ports[i] = port;
+    }
+    ports
+}
+
+/// The direction of an offer's first audio section, as its writer says.
+fn audio_direction(sdp: &SessionDescription) -> Direction {
+    sdp.media
+        .iter()
+        .position(|m| m.media.eq_ignore_ascii_case("audio") && m.port != 0)
+        .map_or(Direction::SendRecv, |i| sdp.direction(i))
+}
+
+/// The encoding names of an offer's first audio section, in its order.
+fn offered_names(sdp: &SessionDescription) -> Vec<String> {
+    sdp.media
+        .iter()
+        .find(|m| m.media.eq_ignore_ascii_case("audio") && m.port != 0)
+        .map(|m| {
+            m.payload_types()
+                .filter_map(|pt| m.rtpmap(pt))
+                .map(|map| map.encoding.to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// One side of the call as the media engine sees it.
+struct MediaSide {
+    /// Our address in the SDP we send this side.
+    address: IpAddr,
+    /// Our `o=` line and the last description we sent (RFC 3264 §8).
+    session: LocalSession,
+    rtp_port: u16,
+    /// The pair, until the leg is made.
+    ports: Option<PortPair>,
+    /// Our offer whose answer has not come yet.
+    our_offer: Option<SessionDescription>,
+    /// The side's offer we have not answered yet.
+    their_offer: Option<SessionDescription>,
+    /// What the last exchange settled on.
+    params: Option<StreamParams>,
+    remote: Option<SocketAddr>,
+    direction: Direction,
+    /// The leg, while nothing runs on it.
+    leg: Option<Leg>,
+    handle: Option<LegHandle>,
+    timeout: Option<MediaTimeout>,
+}
+
+impl MediaSide {
+    fn last_sent(&self) -> Option<Bytes> {
+        self.session.last_sent().map(|s| Bytes::from(s.to_bytes()))
+    }
+
+    fn codec_name(&self) -> Option<&'static str> {
+        self.params.map(|p| p.codec.name())
+    }
+}
+
+/// What runs on the legs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Idle,
+    Bridge,
+    Echo,
+}
+
+/// What runs on the legs, holding them.
+#[derive(Default)]
+enum Activity {
+    /// Nothing: the legs are parked in their sides.
+    #[default]
+    Idle,
+    /// Caller and callee joined.
+    Bridge(Bridge),
+    /// The caller hears itself.
+    Echo(Echo),
+}
+
+/// Silence watch: clones of the timeouts of the legs that should be
+/// receiving, awaited next to the call's other events.
+pub(crate) struct Watch(Vec<(Which, MediaTimeout)>);
+
+impl Watch {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Which side went silent, and for how long (pending while there is
+    /// nothing to watch).
+    pub async fn silent(self) -> (Which, Duration) {
+        match self.0.as_slice() {
+            [] => std::future::pending().await,
+            [(w, t)] => (*w, t.expired().await),
+            [(w1, t1), (w2, t2), ..] => tokio::select! {
+                d = t1.expired() => (*w1, d),
+                d = t2.expired() => (*w2, d),
+            },
+        }
+    }
+}
+
+/// The media of one call: its sides, their legs, what runs on them.
+pub(crate) struct CallMedia {
+    config: Arc<MediaConfig>,
+    /// The caller's initial offer, until it is answered.
+    caller_offer: Option<SessionDescription>,
+    a: Option<MediaSide>,
+    b: Option<MediaSide>,
+    activity: Activity,
+}
+
+impl CallMedia {
+    pub fn new(config: Arc<MediaConfig>) -> CallMedia {
+        CallMedia {
+            config,
+            caller_offer: None,
+            a: None,
+            b: None,
+            activity: Activity::Idle,
+        }
+    }
+
+    fn side_mut(&mut self, which: Which) -> Option<&mut MediaSide> {
+        match which {
+            Which::A => self.a.as_mut(),
+            Which::B => self.b.as_mut(),
+        }
+    }
+
+    fn side(&self, which: Which) -> Option<&MediaSide> {
+        match which {
+            Which::A => self.a.as_ref(),
+            Which::B => self.b.as_ref(),
+        }
+    }
+
+    fn codec_list(&self) -> String {
+        self.config
+            .codecs
+            .iter()
+            .map(|c| c.encoding.as_ref())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Checks that we can answer `offer` (an audio section with one of our
+    /// codecs), without leasing anything.
+    fn answerable(&self, offer: &SessionDescription) -> Result<(), Failure> {
+        let ip = self.config.bind;
+        let local = Local::new(ip, self.config.codecs.clone(), ports_for(offer, 1));
+        let trial = sdp::answer(offer, &local, &mut LocalSession::with_id(1, ip));
+        let streams = sdp::negotiate(offer, &trial, Role::Answerer)
+            .map_err(|e| Failure::Malformed(format!("bad SDP: {e}")))?;
+        let stream = audio(streams).map_err(|_| {
+            Failure::NotAcceptable(format!(
+                "no audio stream with a codec we have ({})",
+                self.codec_list()
+            ))
+        })?;
+        StreamParams::from_sdp(&stream)
+            .map(|_| ())
+            .map_err(|e| Failure::NotAcceptable(e.to_string()))
+    }
+
+    /// Checks the caller's initial offer before the call is routed: it
+    /// must parse and hold an audio section we can answer. An INVITE
+    /// without SDP is fine: we offer in our 200 (RFC 3261 §13.2.1).
+    pub fn set_caller_offer(&mut self, body: &[u8]) -> Result<(), Failure> {
+        if body.is_empty() {
+            return Ok(());
+        }
+        let offer = parse(body)?;
+        self.answerable(&offer)?;
+        self.caller_offer = Some(offer);
+        Ok(())
+    }
+
+    /// Leases `which`'s ports (once), advertising the address a peer that
+    /// reaches our SIP on `sip_ip` can reach.
+    fn open(&mut self, which: Which, sip_ip: Option<IpAddr>) -> Result<(), Failure> {
+        if self.side(which).is_some() {
+            return Ok(());
+        }
+        let ports = self
+            .config
+            .pool
+            .allocate(self.config.bind)
+            .map_err(|e| Failure::NoPorts(e.to_string()))?;
+        let address = self.config.advertise_for(sip_ip);
+        let side = MediaSide {
+            address,
+            session: LocalSession::with_id(rand::random::<u32>().into(), address),
+            rtp_port: ports.rtp_port(),
+            ports: Some(ports),
+            our_offer: None,
+            their_offer: None,
+            params: None,
+            remote: None,
+            direction: Direction::SendRecv,
+            leg: None,
+            handle: None,
+            timeout: None,
+        };
+        match which {
+            Which::A => self.a = Some(side),
+            Which::B => self.b = Some(side),
+        }
+        Ok(())
+    }
+
+    /// Our codecs, with the ones named in `prefer` first (in that order).
+    fn local(&self, side: &MediaSide, prefer: &[String], direction: Direction) -> Local {
+        let mut codecs = self.config.codecs.clone();
+        codecs.sort_by_key(|c| {
+            prefer
+                .iter()
+                .position(|p| c.encoding.eq_ignore_ascii_case(p))
+                .unwrap_or(usize::MAX)
+        });
+        Local {
+            address: side.address,
+            codecs,
+            ports: vec![side.rtp_port],
+            ptime: Some(20),
+            direction,
+        }
+    }
+
+    /// What the caller gets in our 18x/200: the answer to its offer (made
+    /// once, the same bytes every time after; RFC 3264 §8 keeps the
+    /// version of an unchanged description), or our offer when its INVITE
+    /// had none. Makes the caller's leg.
+    pub async fn caller_description(&mut self, sip_ip: Option<IpAddr>) -> Result<Bytes, Failure> {
+        if let Some(bytes) = self.a.as_ref().and_then(MediaSide::last_sent) {
+            return Ok(bytes);
+        }
+        self.open(Which::A, sip_ip)?;
+        // Prefer what the callee settled on: no transcoding when it can.
+        let prefer: Vec<String> = self
+            .b
+            .as_ref()
+            .and_then(MediaSide::codec_name)
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        let Some(offer) = self.caller_offer.take() else {
+            // Late offer: ours now, the caller's answer in its ACK.
+            let local = self.local_for(Which::A, &prefer, Direction::SendRecv);
+            let side = self.a.as_mut().ok_or_else(no_side)?;
+            let offer = sdp::offer(&local, &[MediaKind::Audio], &mut side.session);
+            let bytes = Bytes::from(offer.to_bytes());
+            side.our_offer = Some(offer);
+            // A leg with the codec we prefer, sending nowhere until the
+            // answer (or the caller's first packet) says where.
+            let codec = local
+                .codecs
+                .iter()
+                .find_map(|c| rtp::Codec::from_name(&c.encoding))
+                .unwrap_or(rtp::Codec::Pcmu);
+            self.make_leg(
+                Which::A,
+                StreamParams::new(codec),
+                None,
+                Direction::SendRecv,
+            )
+            .await;
+            return Ok(bytes);
+        };
+        let answer = {
+            let mut local = self.local_for(Which::A, &prefer, Direction::SendRecv);
+            let side = self.a.as_mut().ok_or_else(no_side)?;
+            local.ports = ports_for(&offer, side.rtp_port);
+            sdp::answer(&offer, &local, &mut side.session)
+        };
+        let streams = sdp::negotiate(&offer, &answer, Role::Answerer)
+            .map_err(|e| Failure::Malformed(format!("bad SDP: {e}")))?;
+        self.apply(Which::A, &audio(streams)?).await?;
+        Ok(Bytes::from(answer.to_bytes()))
+    }
+
+    fn local_for(&self, which: Which, prefer: &[String], direction: Direction) -> Local {
+        match self.side(which) {
+            Some(side) => self.local(side, prefer, direction),
+            None => Local::new(self.config.bind, self.config.codecs.clone(), Vec::new()),
+        }
+    }
+
+    /// Our offer to the callee(s) of a dial: our codecs, the caller's (or
+    /// its leg's) first so the bridge can relay rather than transcode.
+    pub fn callee_offer(&mut self, sip_ip: Option<IpAddr>) -> Result<Bytes, Failure> {
+        self.open(Which::B, sip_ip)?;
+        let prefer: Vec<String> = match self.a.as_ref().and_then(MediaSide::codec_name) {
+            Some(name) => vec![name.to_owned()],
+            None => self
+                .caller_offer
+                .as_ref()
+                .map(offered_names)
+                .unwrap_or_default(),
+        };
+        let local = self.local_for(Which::B, &prefer, Direction::SendRecv);
+        let side = self.b.as_mut().ok_or_else(no_side)?;
+        let offer = sdp::offer(&local, &[MediaKind::Audio], &mut side.session);
+        let bytes = Bytes::from(offer.to_bytes());
+        side.our_offer = Some(offer);
+        Ok(bytes)
+    }
+
+    /// Reads a callee's answer (in a 18x or 2xx) to our offer, without
+    /// applying it.
+    pub fn callee_answer(&self, body: &[u8]) -> Result<sdp::Stream, Failure> {
+        let offer = self
+            .b
+            .as_ref()
+            .and_then(|b| b.our_offer.as_ref())
+            .ok_or_else(|| Failure::NotAcceptable("an answer without our offer".into()))?;
+        let answer = parse(body)?;
+        let stream = audio(
+            sdp::negotiate(offer, &answer, Role::Offerer)
+                .map_err(|e| Failure::NotAcceptable(format!("bad answer: {e}")))?,
+        )?;
+        StreamParams::from_sdp(&stream).map_err(|e| Failure::NotAcceptable(e.to_string()))?;
+        Ok(stream)
+    }
+
+    /// Applies a callee's answer; `last` (its 2xx) closes the exchange.
+    pub async fn apply_callee(&mut self, stream: &sdp::Stream, last: bool) -> Result<(), Failure> {
+        self.apply(Which::B, stream).await?;
+        if last && let Some(b) = &mut self.b {
+            b.our_offer = None;
+        }
+        Ok(())
+    }
+
+    /// A new offer from `from` (re-INVITE) to pass to the other side: our
+    /// offer to it, with the direction `from` asked for (hold stays hold)
+    /// and the other side's current codec first.
+    pub fn reoffer(&mut self, from: Which, body: &[u8]) -> Result<Bytes, Failure> {
+        let offer = parse(body)?;
+        self.answerable(&offer)?;
+        let to = from.other();
+        let direction = audio_direction(&offer);
+        let prefer: Vec<String> = self
+            .side(to)
+            .and_then(MediaSide::codec_name)
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        let local = self.local_for(to, &prefer, direction);
+        let side = self.side_mut(to).ok_or_else(no_side)?;
+        let ours = sdp::offer(&local, &[MediaKind::Audio], &mut side.session);
+        let bytes = Bytes::from(ours.to_bytes());
+        side.our_offer = Some(ours);
+        self.side_mut(from).ok_or_else(no_side)?.their_offer = Some(offer);
+        Ok(bytes)
+    }
+
+    /// The other side refused our re-offer: both sides keep their session
+    /// (RFC 3264 §8).
+    pub fn reoffer_failed(&mut self, from: Which) {
+        if let Some(s) = self.side_mut(from) {
+            s.their_offer = None;
+        }
+        if let Some(s) = self.side_mut(from.other()) {
+            s.our_offer = None;
+        }
+    }
+
+    /// The other side answered our re-offer: applies its answer, and
+    /// answers `from`'s offer in the same spirit (its direction).
+    pub async fn reanswer(&mut self, from: Which, body: &[u8]) -> Result<Bytes, Failure> {
+        let to = from.other();
+        let ours = self
+            .side_mut(to)
+            .and_then(|s| s.our_offer.take())
+            .ok_or_else(|| Failure::NotAcceptable("an answer without our offer".into()))?;
+        let answer = parse(body)?;
+        let stream = audio(
+            sdp::negotiate(&ours, &answer, Role::Offerer)
+                .map_err(|e| Failure::NotAcceptable(format!("bad answer: {e}")))?,
+        )?;
+        self.apply(to, &stream).await?;
+        let direction = audio_direction(&answer);
+        self.answer_from(from, direction).await
+    }
+
+    /// Answers `from`'s pending offer ourselves, wanting `direction`.
+    async fn answer_from(&mut self, from: Which, direction: Direction) -> Result<Bytes, Failure> {
+        let prefer: Vec<String> = self
+            .side(from)
+            .and_then(MediaSide::codec_name)
+            .map(str::to_owned)
+            .into_iter()
+            .collect();
+        let mut local = self.local_for(from, &prefer, direction);
+        let side = self.side_mut(from).ok_or_else(no_side)?;
+        let offer = side
+            .their_offer
+            .take()
+            .ok_or_else(|| Failure::NotAcceptable("no offer to answer".into()))?;
+        local.ports = ports_for(&offer, side.rtp_port);
+        let answer = sdp::answer(&offer, &local, &mut side.session);
+        let streams = sdp::negotiate(&offer, &answer, Role::Answerer)
+            .map_err(|e| Failure::Malformed(format!("bad SDP: {e}")))?;
+        self.apply(from, &audio(streams)?).await?;
+        Ok(Bytes::from(answer.to_bytes()))
+    }
+
+    /// An offer from `from` that we answer alone (nobody on the other side,
+    /// or an UPDATE): same ports, its codec kept when it still offers it.
+    pub async fn answer_here(&mut self, from: Which, body: &[u8]) -> Result<Bytes, Failure> {
+        let offer = parse(body)?;
+        self.answerable(&offer)?;
+        self.side_mut(from).ok_or_else(no_side)?.their_offer = Some(offer);
+        self.answer_from(from, Direction::SendRecv).await
+    }
+
+    /// An offerless re-INVITE from `from`: our current description again
+    /// as the offer (RFC 3264 §8.4 allows an unchanged one); the answer
+    /// comes in the ACK.
+    pub fn offer_again(&mut self, from: Which) -> Option<Bytes> {
+        let side = self.side_mut(from)?;
+        let last = side.session.last_sent()?.clone();
+        let bytes = Bytes::from(last.to_bytes());
+        side.our_offer = Some(last);
+        Some(bytes)
+    }
+
+    /// The answer an ACK carries, to our offer in a 2xx (late offer, or an
+    /// offerless re-INVITE). Ignored when we made no offer.
+    pub async fn ack_answer(&mut self, from: Which, body: &[u8]) -> Result<(), Failure> {
+        let Some(ours) = self.side_mut(from).and_then(|s| s.our_offer.take()) else {
+            return Ok(());
+        };
+        if body.is_empty() {
+            return Ok(());
+        }
+        let answer = parse(body)?;
+        let stream = audio(
+            sdp::negotiate(&ours, &answer, Role::Offerer)
+                .map_err(|e| Failure::NotAcceptable(format!("bad answer: {e}")))?,
+        )?;
+        self.apply(from, &stream).await
+    }
+
+    /// Applies one negotiated stream to `which`'s leg: makes the leg, or
+    /// changes where it sends, whether it sends, and (restarting what runs
+    /// on it) its codec.
+    async fn apply(&mut self, which: Which, stream: &sdp::Stream) -> Result<(), Failure> {
+        let (params, remote) =
+            StreamParams::from_sdp(stream).map_err(|e| Failure::NotAcceptable(e.to_string()))?;
+        let direction = stream.direction;
+        let Some(side) = self.side_mut(which) else {
+            return Err(no_side());
+        };
+        let Some(handle) = side.handle.clone() else {
+            self.make_leg(which, params, remote, direction).await;
+            return Ok(());
+        };
+        if side.params == Some(params) {
+            if side.remote != remote {
+                handle.set_remote(remote);
+                handle.relatch();
+            }
+            handle.set_sending(direction.sends());
+            side.remote = remote;
+            side.direction = direction;
+            return Ok(());
+        }
+        // A new codec: the bridge's paths are made for the old one.
+        let kind = self.take_legs().await;
+        if let Some(side) = self.side_mut(which) {
+            if let Some(leg) = &mut side.leg {
+                leg.set_params(params);
+                leg.set_remote(remote);
+                leg.set_sending(direction.sends());
+                if side.remote != remote {
+                    leg.relatch();
+                }
+            }
+            side.params = Some(params);
+            side.remote = remote;
+            side.direction = direction;
+        }
+        self.resume(kind);
+        Ok(())
+    }
+
+    async fn make_leg(
+        &mut self,
+        which: Which,
+        params: StreamParams,
+        remote: Option<SocketAddr>,
+        direction: Direction,
+    ) {
+        let timeout = self.config.rtp_timeout;
+        let Some(side) = self.side_mut(which) else {
+            return;
+        };
+        let Some(ports) = side.ports.take() else {
+            return;
+        };
+        let mut leg = Leg::new(ports, params, remote);
+        leg.set_sending(direction.sends());
+        let handle = leg.handle();
+        side.timeout = timeout.map(|t| handle.media_timeout(t));
+        side.handle = Some(handle);
+        side.leg = Some(leg);
+        side.params = Some(params);
+        side.remote = remote;
+        side.direction = direction;
+    }
+
+    /// Stops what runs on the legs and parks them; says what it was.
+    async fn take_legs(&mut self) -> Kind {
+        match std::mem::take(&mut self.activity) {
+            Activity::Idle => Kind::Idle,
+            Activity::Bridge(bridge) => {
+                if let Ok((a, b)) = bridge.stop().await {
+                    self.park(Which::A, a);
+                    self.park(Which::B, b);
+                }
+                Kind::Bridge
+            }
+            Activity::Echo(echo) => {
+                if let Ok(a) = echo.stop().await {
+                    self.park(Which::A, a);
+                }
+                Kind::Echo
+            }
+        }
+    }
+
+    fn park(&mut self, which: Which, leg: Leg) {
+        if let Some(side) = self.side_mut(which) {
+            side.leg = Some(leg);
+        }
+    }
+
+    /// Starts `kind` again on the parked legs.
+    fn resume(&mut self, kind: Kind) {
+        let a = self.a.as_mut().and_then(|s| s.leg.take());
+        let b = self.b.as_mut().and_then(|s| s.leg.take());
+        self.activity = match (kind, a, b) {
+            (Kind::Bridge, Some(a), Some(b)) => Activity::Bridge(Bridge::start(a, b)),
+            (Kind::Echo, Some(a), b) => {
+                if let Some(b) = b {
+                    self.park(Which::B, b);
+                }
+                Activity::Echo(Echo::start(a))
+            }
+            (_, a, b) => {
+                if let Some(a) = a {
+                    self.park(Which::A, a);
+                }
+                if let Some(b) = b {
+                    self.park(Which::B, b);
+                }
+                Activity::Idle
+            }
+        };
+    }
+
+    /// Joins the caller's and the callee's media.
+    pub async fn bridge(&mut self) {
+        self.take_legs().await;
+        self.resume(Kind::Bridge);
+    }
+
+    /// Sends the caller's media back to it.
+    pub async fn echo(&mut self) {
+        self.take_legs().await;
+        self.resume(Kind::Echo);
+    }
+
+    /// The caller's leg handle (digits, stats), once it has a leg.
+    pub fn caller_handle(&self) -> Option<LegHandle> {
+        self.a.as_ref().and_then(|a| a.handle.clone())
+    }
+
+    /// The legs to watch for silence: made, run by something, and
+    /// expected to send (not on hold).
+    pub fn watch(&self) -> Watch {
+        let mut watched = Vec::new();
+        for which in [Which::A, Which::B] {
+            if let Some(side) = self.side(which)
+                && side.leg.is_none()
+                && side.direction.receives()
+                && let Some(t) = &side.timeout
+            {
+                watched.push((which, t.clone()));
+            }
+        }
+        Watch(watched)
+    }
+
+    /// Ends all media: what runs stops, the ports go back to the pool.
+    pub fn release(&mut self) {
+        self.activity = Activity::Idle;
+        self.a = None;
+        self.b = None;
+    }
+}
+
+fn no_side() -> Failure {
+    Failure::NotAcceptable("no media for this side yet".into())
+}
