@@ -119,8 +119,21 @@ impl Phone {
 
     /// As [`call`](Self::call), with extra headers.
     pub fn call_with(&mut self, dest: &str, extra: &[(&str, &str)]) -> Result<OutCall, UaError> {
+        self.call_sdp(dest, extra, &sdp("127.0.0.1", 40_000))
+    }
+
+    /// As [`call_with`](Self::call_with), offering `offer` (an SDP body, for
+    /// instance [`RtpPeer::sdp_offer`](crate::RtpPeer::sdp_offer)) instead
+    /// of the fixed test SDP. The answer is the body of the 2xx that
+    /// [`final_response`](Self::final_response) returns.
+    pub fn call_sdp(
+        &mut self,
+        dest: &str,
+        extra: &[(&str, &str)],
+        offer: &str,
+    ) -> Result<OutCall, UaError> {
         let uri = format!("sip:{dest}@{}", self.domain);
-        let offer = sdp("127.0.0.1", 40_000);
+        let offer = offer.to_owned();
         let from = format!(
             "\"Phone {}\" <sip:{}@{}>;tag={:08x}",
             self.user,
@@ -386,6 +399,20 @@ impl Phone {
     /// Answers `request` with `status` (our tag on the To of an INVITE's
     /// answers; Contact and an SDP answer on a 2xx to INVITE).
     pub fn reply(&mut self, request: &Request, tag: &str, status: u16) -> Result<(), UaError> {
+        self.reply_sdp(request, tag, status, &sdp("127.0.0.1", 41_000))
+    }
+
+    /// As [`reply`](Self::reply), with `answer` (an SDP body, for instance
+    /// [`RtpPeer::sdp_answer`](crate::RtpPeer::sdp_answer)) as the body of
+    /// a 2xx to INVITE instead of the fixed test SDP. Other answers carry
+    /// no body.
+    pub fn reply_sdp(
+        &mut self,
+        request: &Request,
+        tag: &str,
+        status: u16,
+        answer: &str,
+    ) -> Result<(), UaError> {
         let mut text = format!("SIP/2.0 {status} {}\r\n", reason(status));
         for via in request.headers.get_all(&HeaderName::Via) {
             text.push_str(&format!("Via: {via}\r\n"));
@@ -412,7 +439,6 @@ impl Phone {
         }
         let is_invite = request.method.as_str() == "INVITE";
         if is_invite && (200..300).contains(&status) {
-            let answer = sdp("127.0.0.1", 41_000);
             text.push_str(&format!(
                 "Contact: <sip:{}@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
                 self.user,
