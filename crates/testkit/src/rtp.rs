@@ -518,6 +518,28 @@ fn collect(socket: &UdpSocket, inbox: &Mutex<Vec<Received>>, stop: &AtomicBool) 
     }
 }
 
+/// The `payload_type` (0 PCMU, 8 PCMA) payload of `samples` samples of a
+/// `freq_hz` sine at 8 kHz starting at sample `start`, so consecutive
+/// frames join up; `None` for other payload types. For floods and
+/// hand-built packets ([`RtpPeer::send_packet`]).
+pub fn tone_payload(
+    payload_type: u8,
+    freq_hz: f64,
+    start: usize,
+    samples: usize,
+) -> Option<Vec<u8>> {
+    let codec = Codec::from_payload_type(payload_type).filter(|c| *c != Codec::G722)?;
+    let pcm: Vec<i16> = (start..start + samples)
+        .map(|n| {
+            let t = n as f64 / f64::from(CLOCK_RATE);
+            (TONE_AMPLITUDE * (2.0 * std::f64::consts::PI * freq_hz * t).sin()) as i16
+        })
+        .collect();
+    let mut out = Vec::with_capacity(samples);
+    Encoder::new(codec).encode(&pcm, &mut out).ok()?;
+    Some(out)
+}
+
 /// Decodes one payload of `payload_type` (0 PCMU, 8 PCMA at 8 kHz; 9 G722
 /// at 16 kHz, fresh decoder state); `None` for other payload types.
 pub fn decode_payload(payload_type: u8, payload: &[u8]) -> Option<Vec<i16>> {
@@ -704,6 +726,13 @@ mod tests {
         }
         assert_eq!(dominant_frequency(&[0; 8000], 8000), None);
         assert_eq!(dominant_frequency(&tone(1000.0)[..300], 8000), None);
+        let frames: Vec<i16> = (0..50)
+            .flat_map(|k| {
+                decode_payload(8, &tone_payload(8, 700.0, k * 160, 160).unwrap()).unwrap()
+            })
+            .collect();
+        assert!(is_tone(&frames, 8000, 700.0, 3.0));
+        assert_eq!(tone_payload(9, 700.0, 0, 160), None);
         let t = tone(1000.0);
         assert!(tone_power(&t, 8000, 1000.0) > 100.0 * tone_power(&t, 8000, 3000.0));
     }
