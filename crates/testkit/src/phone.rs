@@ -488,3 +488,107 @@ fn reason(status: u16) -> &'static str {
         _ => "Status",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+
+    use super::*;
+
+    /// The value of header `name` in a message's text.
+    fn header<'a>(text: &'a str, name: &str) -> &'a str {
+        text.lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case(name).then(|| v.trim())
+            })
+            .unwrap_or_default()
+    }
+
+    fn body(text: &str) -> &str {
+        text.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+    }
+
+    /// A fake server socket and a phone talking to it.
+    fn pair() -> (UdpSocket, Phone) {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let phone = Phone::udp(server.local_addr().unwrap(), "1001", "pw", "test.invalid");
+        (server, phone)
+    }
+
+    #[test]
+    fn call_sdp_offers_the_given_body_and_the_answer_is_in_the_200() {
+        let (server, mut phone) = pair();
+        let offer = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5004 RTP/AVP 8\r\n";
+        let answer = "v=0\r\no=y 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\n";
+        let fake = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_535];
+            let (n, from) = server.recv_from(&mut buf).unwrap();
+            let invite = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let ok = format!(
+                "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=srv\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:1002@127.0.0.1:9>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+                header(&invite, "Via"),
+                header(&invite, "From"),
+                header(&invite, "To"),
+                header(&invite, "Call-ID"),
+                header(&invite, "CSeq"),
+                answer.len()
+            );
+            server.send_to(ok.as_bytes(), from).unwrap();
+            invite
+        });
+        let call = phone.call_sdp("1002", &[("X-Test", "1")], offer).unwrap();
+        assert_eq!(call.offer, offer);
+        let (ok, _) = phone.final_response(Duration::from_secs(5)).unwrap();
+        assert_eq!(ok.status, 200);
+        assert_eq!(&ok.body[..], answer.as_bytes());
+        let invite = fake.join().unwrap();
+        assert_eq!(body(&invite), offer);
+        assert_eq!(header(&invite, "Content-Type"), "application/sdp");
+        assert_eq!(header(&invite, "X-Test"), "1");
+    }
+
+    #[test]
+    fn reply_sdp_answers_with_the_given_body_and_reply_keeps_the_fixed_one() {
+        let (server, mut phone) = pair();
+        let to = phone.ua.local_addr();
+        let invite = format!(
+            "INVITE sip:1001@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {srv};branch=z9hG4bKfake\r\nMax-Forwards: 70\r\nFrom: <sip:pbx@test.invalid>;tag=p\r\nTo: <sip:1001@test.invalid>\r\nCall-ID: fake-1\r\nCSeq: 1 INVITE\r\nContact: <sip:pbx@{srv}>\r\nContent-Length: 0\r\n\r\n",
+            srv = server.local_addr().unwrap()
+        );
+        let mut buf = vec![0u8; 65_535];
+        for (custom, want) in [
+            (true, "m=audio 7000 RTP/AVP 0\r\n"),
+            (false, "m=audio 41000 "),
+        ] {
+            server.send_to(invite.as_bytes(), to).unwrap();
+            let incoming = phone.incoming(Duration::from_secs(5)).unwrap();
+            let answer = "v=0\r\no=z 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
+            if custom {
+                phone
+                    .reply_sdp(&incoming.invite, &incoming.tag, 200, answer)
+                    .unwrap();
+            } else {
+                phone.reply(&incoming.invite, &incoming.tag, 200).unwrap();
+            }
+            let (n, _) = server.recv_from(&mut buf).unwrap();
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            assert!(text.starts_with("SIP/2.0 200 OK\r\n"), "{text}");
+            assert!(body(&text).contains(want), "{text}");
+            assert_eq!(
+                header(&text, "Content-Length"),
+                body(&text).len().to_string()
+            );
+            assert!(header(&text, "To").ends_with(&format!(";tag={}", incoming.tag)));
+            // A ringing answer has no body either way.
+            phone
+                .reply_sdp(&incoming.invite, &incoming.tag, 180, answer)
+                .unwrap();
+            let (n, _) = server.recv_from(&mut buf).unwrap();
+            assert!(body(&String::from_utf8_lossy(&buf[..n])).is_empty());
+        }
+    }
+}

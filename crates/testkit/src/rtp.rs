@@ -129,7 +129,8 @@ pub struct Received {
     pub from: SocketAddr,
     /// The whole datagram.
     pub bytes: Vec<u8>,
-    /// Its RTP header, if it parses as RTP.
+    /// Its RTP header, if it parses as RTP and is not RTCP (a packet type
+    /// of 192–223 where RTP's marker and payload type would be).
     pub header: Option<RtpHeader>,
     /// Its RTP payload (empty when not RTP).
     pub payload: Vec<u8>,
@@ -505,8 +506,10 @@ fn collect(socket: &UdpSocket, inbox: &Mutex<Vec<Received>>, stop: &AtomicBool) 
         };
         let bytes = buf.get(..n).unwrap_or_default().to_vec();
         let (header, payload) = match RtpPacket::parse(&bytes) {
-            Ok(p) => (Some(p.header()), p.payload().to_vec()),
-            Err(_) => (None, Vec::new()),
+            Ok(p) if !rtp::packet::looks_like_rtcp(&bytes) => {
+                (Some(p.header()), p.payload().to_vec())
+            }
+            _ => (None, Vec::new()),
         };
         lock(inbox).push(Received {
             at: Instant::now(),
@@ -804,13 +807,18 @@ mod tests {
         a.send_raw(b.local_addr(), b"garbage").unwrap();
         a.send_raw(b.local_addr(), &[0x80; 2000]).unwrap();
         a.send_packet(b.local_addr(), 0, &[0xFF; 160], 160).unwrap();
-        assert!(b.wait_for(3, Duration::from_secs(2)));
+        // An RTCP sender report (no blocks) is not taken for RTP.
+        let mut sr = vec![0x80, 200, 0, 6];
+        sr.resize(28, 0);
+        a.send_raw(b.local_addr(), &sr).unwrap();
+        assert!(b.wait_for(4, Duration::from_secs(2)));
         let got = b.received();
         assert_eq!(got[0].bytes, b"garbage");
         assert!(got[0].header.is_none() && got[0].payload.is_empty());
         assert_eq!(got[1].bytes.len(), 2000);
         assert_eq!(got[2].payload_type(), Some(0));
         assert_eq!(got[2].header.unwrap().ssrc, a.ssrc());
+        assert!(got[3].header.is_none() && got[3].bytes.len() == 28);
     }
 
     #[test]
