@@ -1,14 +1,22 @@
 //! `testkit`: what Switchboard's integration tests use to talk to the real
 //! thing — the `switchboard` binary started on port 0 ([`Server`]) and a
-//! small SIP user agent over real UDP and TCP sockets ([`Ua`]).
+//! small SIP user agent over real UDP and TCP sockets ([`Ua`]), and real
+//! RTP for media tests ([`RtpPeer`], [`Wav`]).
 //!
 //! Nothing here is a mock: the server is the release or test build of the
 //! binary, the sockets are real, and every wait is bounded by a timeout.
 
 mod phone;
+pub mod rtp;
 mod server;
 mod ua;
+mod wav;
 
+pub use self::rtp::{
+    Received, RemoteMedia, RtpPeer, block_power, decode_payload, decode_run, dominant_frequency,
+    is_tone, sdp_for, tone_payload, tone_power,
+};
 pub use phone::{Dialog, InCall, OutCall, Phone, sdp};
 pub use server::{Server, ServerError};
 pub use ua::{DigestChallenge, RawResponse, RequestBuilder, Ua, UaError, challenges};
+pub use wav::Wav;

@@ -119,8 +119,21 @@ impl Phone {
 
     /// As [`call`](Self::call), with extra headers.
     pub fn call_with(&mut self, dest: &str, extra: &[(&str, &str)]) -> Result<OutCall, UaError> {
+        self.call_sdp(dest, extra, &sdp("127.0.0.1", 40_000))
+    }
+
+    /// As [`call_with`](Self::call_with), offering `offer` (an SDP body, for
+    /// instance [`RtpPeer::sdp_offer`](crate::RtpPeer::sdp_offer)) instead
+    /// of the fixed test SDP. The answer is the body of the 2xx that
+    /// [`final_response`](Self::final_response) returns.
+    pub fn call_sdp(
+        &mut self,
+        dest: &str,
+        extra: &[(&str, &str)],
+        offer: &str,
+    ) -> Result<OutCall, UaError> {
         let uri = format!("sip:{dest}@{}", self.domain);
-        let offer = sdp("127.0.0.1", 40_000);
+        let offer = offer.to_owned();
         let from = format!(
             "\"Phone {}\" <sip:{}@{}>;tag={:08x}",
             self.user,
@@ -386,6 +399,20 @@ impl Phone {
     /// Answers `request` with `status` (our tag on the To of an INVITE's
     /// answers; Contact and an SDP answer on a 2xx to INVITE).
     pub fn reply(&mut self, request: &Request, tag: &str, status: u16) -> Result<(), UaError> {
+        self.reply_sdp(request, tag, status, &sdp("127.0.0.1", 41_000))
+    }
+
+    /// As [`reply`](Self::reply), with `answer` (an SDP body, for instance
+    /// [`RtpPeer::sdp_answer`](crate::RtpPeer::sdp_answer)) as the body of
+    /// a 2xx to INVITE instead of the fixed test SDP. Other answers carry
+    /// no body.
+    pub fn reply_sdp(
+        &mut self,
+        request: &Request,
+        tag: &str,
+        status: u16,
+        answer: &str,
+    ) -> Result<(), UaError> {
         let mut text = format!("SIP/2.0 {status} {}\r\n", reason(status));
         for via in request.headers.get_all(&HeaderName::Via) {
             text.push_str(&format!("Via: {via}\r\n"));
@@ -412,7 +439,6 @@ impl Phone {
         }
         let is_invite = request.method.as_str() == "INVITE";
         if is_invite && (200..300).contains(&status) {
-            let answer = sdp("127.0.0.1", 41_000);
             text.push_str(&format!(
                 "Contact: <sip:{}@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
                 self.user,
@@ -460,5 +486,109 @@ fn reason(status: u16) -> &'static str {
         487 => "Request Terminated",
         603 => "Decline",
         _ => "Status",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::UdpSocket;
+
+    use super::*;
+
+    /// The value of header `name` in a message's text.
+    fn header<'a>(text: &'a str, name: &str) -> &'a str {
+        text.lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case(name).then(|| v.trim())
+            })
+            .unwrap_or_default()
+    }
+
+    fn body(text: &str) -> &str {
+        text.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+    }
+
+    /// A fake server socket and a phone talking to it.
+    fn pair() -> (UdpSocket, Phone) {
+        let server = UdpSocket::bind("127.0.0.1:0").unwrap();
+        server
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let phone = Phone::udp(server.local_addr().unwrap(), "1001", "pw", "test.invalid");
+        (server, phone)
+    }
+
+    #[test]
+    fn call_sdp_offers_the_given_body_and_the_answer_is_in_the_200() {
+        let (server, mut phone) = pair();
+        let offer = "v=0\r\no=x 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5004 RTP/AVP 8\r\n";
+        let answer = "v=0\r\no=y 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 8\r\n";
+        let fake = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65_535];
+            let (n, from) = server.recv_from(&mut buf).unwrap();
+            let invite = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let ok = format!(
+                "SIP/2.0 200 OK\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=srv\r\nCall-ID: {}\r\nCSeq: {}\r\nContact: <sip:1002@127.0.0.1:9>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
+                header(&invite, "Via"),
+                header(&invite, "From"),
+                header(&invite, "To"),
+                header(&invite, "Call-ID"),
+                header(&invite, "CSeq"),
+                answer.len()
+            );
+            server.send_to(ok.as_bytes(), from).unwrap();
+            invite
+        });
+        let call = phone.call_sdp("1002", &[("X-Test", "1")], offer).unwrap();
+        assert_eq!(call.offer, offer);
+        let (ok, _) = phone.final_response(Duration::from_secs(5)).unwrap();
+        assert_eq!(ok.status, 200);
+        assert_eq!(&ok.body[..], answer.as_bytes());
+        let invite = fake.join().unwrap();
+        assert_eq!(body(&invite), offer);
+        assert_eq!(header(&invite, "Content-Type"), "application/sdp");
+        assert_eq!(header(&invite, "X-Test"), "1");
+    }
+
+    #[test]
+    fn reply_sdp_answers_with_the_given_body_and_reply_keeps_the_fixed_one() {
+        let (server, mut phone) = pair();
+        let to = phone.ua.local_addr();
+        let invite = format!(
+            "INVITE sip:1001@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {srv};branch=z9hG4bKfake\r\nMax-Forwards: 70\r\nFrom: <sip:pbx@test.invalid>;tag=p\r\nTo: <sip:1001@test.invalid>\r\nCall-ID: fake-1\r\nCSeq: 1 INVITE\r\nContact: <sip:pbx@{srv}>\r\nContent-Length: 0\r\n\r\n",
+            srv = server.local_addr().unwrap()
+        );
+        let mut buf = vec![0u8; 65_535];
+        for (custom, want) in [
+            (true, "m=audio 7000 RTP/AVP 0\r\n"),
+            (false, "m=audio 41000 "),
+        ] {
+            server.send_to(invite.as_bytes(), to).unwrap();
+            let incoming = phone.incoming(Duration::from_secs(5)).unwrap();
+            let answer = "v=0\r\no=z 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n";
+            if custom {
+                phone
+                    .reply_sdp(&incoming.invite, &incoming.tag, 200, answer)
+                    .unwrap();
+            } else {
+                phone.reply(&incoming.invite, &incoming.tag, 200).unwrap();
+            }
+            let (n, _) = server.recv_from(&mut buf).unwrap();
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            assert!(text.starts_with("SIP/2.0 200 OK\r\n"), "{text}");
+            assert!(body(&text).contains(want), "{text}");
+            assert_eq!(
+                header(&text, "Content-Length"),
+                body(&text).len().to_string()
+            );
+            assert!(header(&text, "To").ends_with(&format!(";tag={}", incoming.tag)));
+            // A ringing answer has no body either way.
+            phone
+                .reply_sdp(&incoming.invite, &incoming.tag, 180, answer)
+                .unwrap();
+            let (n, _) = server.recv_from(&mut buf).unwrap();
+            assert!(body(&String::from_utf8_lossy(&buf[..n])).is_empty());
+        }
     }
 }
