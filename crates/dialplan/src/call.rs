@@ -103,6 +103,86 @@ pub struct DialOptions {
     pub headers: Vec<(String, String)>,
 }
 
+/// The options of `call:record(file, opts)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RecordOptions {
+    /// The longest recording (`max`, seconds; more than 0, at most 3600).
+    /// Default 60 s.
+    pub max: Duration,
+    /// The DTMF key that stops the recording (`terminator`), or none
+    /// (`terminator = ""`). Default `#`.
+    pub terminator: Option<char>,
+}
+
+impl Default for RecordOptions {
+    fn default() -> Self {
+        Self {
+            max: Duration::from_secs(60),
+            terminator: Some('#'),
+        }
+    }
+}
+
+/// What stopped a recording (`r.reason` in Lua).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecordEnd {
+    /// It reached [`RecordOptions::max`].
+    Max,
+    /// The caller pressed the terminator key.
+    Terminator,
+    /// The caller hung up; the call is over.
+    Hangup,
+}
+
+impl RecordEnd {
+    /// The reason as Lua sees it: `"max"`, `"terminator"`, `"hangup"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Max => "max",
+            Self::Terminator => "terminator",
+            Self::Hangup => "hangup",
+        }
+    }
+}
+
+/// The result of `call:record(...)`: `{duration = seconds, reason = "max" |
+/// "terminator" | "hangup"}` in Lua.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordResult {
+    /// How long the recording is.
+    pub duration: Duration,
+    /// What stopped it.
+    pub reason: RecordEnd,
+}
+
+/// The options of `call:read_digits(opts)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DigitOptions {
+    /// The most digits to collect (`max`, 1 to 64); collection stops when
+    /// there are this many. Default 1.
+    pub max: usize,
+    /// How long to wait for the first digit and for each next one
+    /// (`timeout`, seconds; more than 0, at most 300); when it runs out,
+    /// the digits so far are the result. Default 5 s.
+    pub timeout: Duration,
+    /// The DTMF key that ends collection early (`terminator`), not part of
+    /// the result, or none (`terminator = ""`). Default `#`.
+    pub terminator: Option<char>,
+}
+
+impl Default for DigitOptions {
+    fn default() -> Self {
+        Self {
+            max: 1,
+            timeout: Duration::from_secs(5),
+            terminator: Some('#'),
+        }
+    }
+}
+
 /// Why a call action could not be carried out.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -150,4 +230,32 @@ pub trait CallApi: Send + Sync + 'static {
         targets: Vec<String>,
         opts: DialOptions,
     ) -> impl Future<Output = Result<DialResult, ActionError>> + Send;
+    /// Plays a prompt: `file` is a checked relative name under the sounds
+    /// dir (see the file name rules below). Returns when it has been
+    /// played.
+    ///
+    /// File names (`play`, `record`) as the dialplan has checked them: only
+    /// `A-Z a-z 0-9 _ . - /`, relative, `/`-separated components that are
+    /// neither empty nor start with `.` (so no `..`), ending in `.wav`
+    /// (added when the script gave no extension), at most 200 bytes.
+    fn play(&self, file: String) -> impl Future<Output = Result<(), ActionError>> + Send;
+    /// Records the caller into `file` (checked relative name under the
+    /// recordings dir) until opts.max, the terminator digit or hangup. A
+    /// [`RecordEnd::Hangup`] result ends the call for the dialplan, like
+    /// [`ActionError::Ended`].
+    fn record(
+        &self,
+        file: String,
+        opts: RecordOptions,
+    ) -> impl Future<Output = Result<RecordResult, ActionError>> + Send;
+    /// Collects RFC 4733 digits: at most `opts.max`, waiting at most
+    /// `opts.timeout` for each, until the terminator (left out of the
+    /// result). Returns what was typed, empty if nothing.
+    fn read_digits(
+        &self,
+        opts: DigitOptions,
+    ) -> impl Future<Output = Result<String, ActionError>> + Send;
+    /// Sends the caller's audio back to it until the call ends. However it
+    /// returns, the call is over for the dialplan.
+    fn echo(&self) -> impl Future<Output = Result<(), ActionError>> + Send;
 }

@@ -21,6 +21,17 @@
 //! - `route.rs`: the Lua `call` object and `log` module, and
 //!   [`CallState::run_route`], which runs `route(call)` as an async coroutine
 //!   and turns whatever happens into a [`RouteOutcome`] — never a panic.
+//! - `media.rs`: the arguments of the media actions, checked before
+//!   anything reaches the [`CallApi`]: `call:play(file)` and
+//!   `call:record(file [, {max = 60, terminator = "#"}])` →
+//!   `{duration = seconds, reason = "max" | "terminator" | "hangup"}` take a
+//!   file name of `A-Z a-z 0-9 _ . - /` under the sounds or recordings
+//!   directory (relative, no `..`, ending in `.wav`, added if missing, at
+//!   most 200 bytes); `call:read_digits([{max = 1, timeout = 5,
+//!   terminator = "#"}])` returns the digits typed as a string (`""` for
+//!   none); `call:echo()` returns when the call has ended. Unknown option
+//!   keys and out-of-range values are Lua errors; see [`RecordOptions`] and
+//!   [`DigitOptions`] for the ranges.
 //!
 //! - [`Runtime::watch`] (`watcher.rs`): hot reload when a file changes.
 //!
@@ -33,13 +44,13 @@
 //! `dialplan_reloads_total{result}`, `dialplan_lua_errors_total{kind}`.
 //!
 //! SIGHUP and `POST /api/v1/reload` are the binary's: it calls
-//! [`Runtime::reload`]. Not here yet: the media actions (`play`, `record`,
-//! `read_digits`, `echo`).
+//! [`Runtime::reload`].
 
 mod call;
 mod error;
 mod generation;
 mod host;
+mod media;
 mod modules;
 mod route;
 mod runtime;
@@ -47,7 +58,8 @@ mod sandbox;
 mod watcher;
 
 pub use call::{
-    ActionError, CallApi, CallInfo, DialOptions, DialResult, DialStatus, Source, UriParts,
+    ActionError, CallApi, CallInfo, DialOptions, DialResult, DialStatus, DigitOptions, RecordEnd,
+    RecordOptions, RecordResult, Source, UriParts,
 };
 pub use error::{Error, FileError, ReloadError};
 pub use generation::{Chunk, Generation};

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use mlua::{AnyUserData, Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Value};
 
-use crate::call::{ActionError, CallApi, CallInfo, DialOptions, DialResult, Source, UriParts};
+use crate::call::{
+    ActionError, CallApi, CallInfo, DialOptions, DialResult, RecordEnd, Source, UriParts,
+};
+use crate::media::{digit_args, file_arg, record_args, record_table};
 use crate::runtime::{CallState, SharedState};
 use crate::sandbox::{Scope, Slot};
 
@@ -223,7 +226,7 @@ fn source_table(lua: &Lua, source: &Source) -> mlua::Result<Table> {
     Ok(t)
 }
 
-fn type_error(function: &str, expected: &str, got: &Value) -> mlua::Error {
+pub(crate) fn type_error(function: &str, expected: &str, got: &Value) -> mlua::Error {
     mlua::Error::runtime(format!(
         "{function}: expected {expected}, got {}",
         lua_type(got)
@@ -238,7 +241,7 @@ pub(crate) fn lua_type(value: &Value) -> &'static str {
     }
 }
 
-fn number(value: &Value) -> Option<f64> {
+pub(crate) fn number(value: &Value) -> Option<f64> {
     match value {
         Value::Integer(i) => Some(*i as f64),
         Value::Number(n) => Some(*n),
@@ -489,6 +492,46 @@ impl<A: CallApi> UserData for CallObject<A> {
                     }
                 })?;
                 dial_table(&lua, &result)
+            }
+        });
+        methods.add_async_method("play", |_, this, file: Value| {
+            let started = file_arg("play", "sounds", &file).and_then(|f| Ok((this.begin()?, f)));
+            async move {
+                let (action, file) = started?;
+                let result = action.api.play(file).await;
+                action.finish(result, |_, _| {})
+            }
+        });
+        methods.add_async_method("record", |lua, this, (file, opts): (Value, Value)| {
+            let started = record_args(&file, &opts).and_then(|args| Ok((this.begin()?, args)));
+            async move {
+                let (action, (file, opts)) = started?;
+                let result = action.api.record(file, opts).await;
+                let result = action.finish(result, |p, r| {
+                    if r.reason == RecordEnd::Hangup {
+                        p.ended.get_or_insert(Ended::CallerGone);
+                    }
+                })?;
+                record_table(&lua, &result)
+            }
+        });
+        methods.add_async_method("read_digits", |_, this, opts: Value| {
+            let started = digit_args(&opts).and_then(|opts| Ok((this.begin()?, opts)));
+            async move {
+                let (action, opts) = started?;
+                let result = action.api.read_digits(opts).await;
+                action.finish(result, |_, _| {})
+            }
+        });
+        methods.add_async_method("echo", |_, this, ()| {
+            let action = this.begin();
+            async move {
+                let action = action?;
+                let result = action.api.echo().await;
+                // Echo lasts until the call ends: whatever came back, it is over.
+                action.finish(result, |p, _| {
+                    p.ended.get_or_insert(Ended::CallerGone);
+                })
             }
         });
     }

@@ -12,7 +12,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use dialplan::{
-    ActionError, CallApi, CallInfo, DialOptions, DialResult, DialStatus, Limits, Runtime, UriParts,
+    ActionError, CallApi, CallInfo, DialOptions, DialResult, DialStatus, DigitOptions, Limits,
+    RecordEnd, RecordOptions, RecordResult, Runtime, UriParts,
 };
 
 /// A dialplans/ and plugins/ pair in a fresh temporary directory.
@@ -99,10 +100,13 @@ pub fn call_to(to_user: &str) -> CallInfo {
     }
 }
 
-/// Records every action; `dial` answers with `dial_result`.
+/// Records every action; `dial` answers with `dial_result`, `record` with
+/// `record_result`, `read_digits` with `digits`.
 pub struct FakeCall {
     pub actions: Mutex<Vec<String>>,
     pub dial_result: DialResult,
+    pub record_result: RecordResult,
+    pub digits: String,
     /// When set, this action reports that the caller has gone.
     pub gone_on: Option<&'static str>,
 }
@@ -115,6 +119,11 @@ impl Default for FakeCall {
                 status: DialStatus::Answered,
                 code: 200,
             },
+            record_result: RecordResult {
+                duration: Duration::from_millis(2500),
+                reason: RecordEnd::Terminator,
+            },
+            digits: String::new(),
             gone_on: None,
         }
     }
@@ -125,7 +134,7 @@ impl FakeCall {
         self.actions.lock().expect("lock").clone()
     }
 
-    fn record(&self, action: &'static str, text: String) -> Result<(), ActionError> {
+    fn log(&self, action: &'static str, text: String) -> Result<(), ActionError> {
         self.actions.lock().expect("lock").push(text);
         if self.gone_on == Some(action) {
             return Err(ActionError::Ended);
@@ -136,11 +145,11 @@ impl FakeCall {
 
 impl CallApi for FakeCall {
     async fn ring(&self) -> Result<(), ActionError> {
-        self.record("ring", "ring".into())
+        self.log("ring", "ring".into())
     }
 
     async fn answer(&self) -> Result<(), ActionError> {
-        self.record("answer", "answer".into())
+        self.log("answer", "answer".into())
     }
 
     async fn reject(&self, code: u16, reason: Option<String>) -> Result<(), ActionError> {
@@ -148,20 +157,20 @@ impl CallApi for FakeCall {
             Some(reason) => format!("reject {code} {reason}"),
             None => format!("reject {code}"),
         };
-        self.record("reject", text)
+        self.log("reject", text)
     }
 
     async fn redirect(&self, uri: String) -> Result<(), ActionError> {
-        self.record("redirect", format!("redirect {uri}"))
+        self.log("redirect", format!("redirect {uri}"))
     }
 
     async fn hangup(&self) -> Result<(), ActionError> {
-        self.record("hangup", "hangup".into())
+        self.log("hangup", "hangup".into())
     }
 
     async fn sleep(&self, duration: Duration) -> Result<(), ActionError> {
         tokio::time::sleep(duration).await;
-        self.record("sleep", format!("sleep {}ms", duration.as_millis()))
+        self.log("sleep", format!("sleep {}ms", duration.as_millis()))
     }
 
     async fn dial(
@@ -169,7 +178,25 @@ impl CallApi for FakeCall {
         targets: Vec<String>,
         opts: DialOptions,
     ) -> Result<DialResult, ActionError> {
-        self.record("dial", format!("dial {targets:?} {opts:?}"))?;
+        self.log("dial", format!("dial {targets:?} {opts:?}"))?;
         Ok(self.dial_result)
+    }
+
+    async fn play(&self, file: String) -> Result<(), ActionError> {
+        self.log("play", format!("play {file}"))
+    }
+
+    async fn record(&self, file: String, opts: RecordOptions) -> Result<RecordResult, ActionError> {
+        self.log("record", format!("record {file} {opts:?}"))?;
+        Ok(self.record_result)
+    }
+
+    async fn read_digits(&self, opts: DigitOptions) -> Result<String, ActionError> {
+        self.log("read_digits", format!("read_digits {opts:?}"))?;
+        Ok(self.digits.clone())
+    }
+
+    async fn echo(&self) -> Result<(), ActionError> {
+        self.log("echo", "echo".into())
     }
 }
