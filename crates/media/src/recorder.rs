@@ -38,8 +38,9 @@ pub const MAX_GAP: Duration = Duration::from_secs(10);
 /// How long packets wait in the jitter buffer for late ones.
 const JITTER_DELAY: Duration = Duration::from_millis(60);
 
-/// Packets the jitter buffer holds at most (a second of 20 ms packets).
-const JITTER_CAPACITY: usize = 50;
+/// Packets the jitter buffer holds at most (two seconds of 20 ms
+/// packets: a burst after a network stall is not cut).
+const JITTER_CAPACITY: usize = 100;
 
 /// Recorded audio: 16-bit mono PCM.
 #[derive(Debug, Clone, PartialEq, Eq)]
