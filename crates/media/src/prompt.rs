@@ -67,6 +67,11 @@ pub enum WavError {
         /// Samples actually there.
         found: u64,
     },
+    /// A file larger than any acceptable prompt (not read).
+    #[error(
+        "{0} bytes; a prompt's WAV file holds at most {MAX_PROMPT:?} at 16 kHz ({MAX_FILE_BYTES} bytes)"
+    )]
+    TooLarge(u64),
     /// Longer than [`MAX_PROMPT`].
     #[error("{}s long; prompts may be at most {}s", .0.as_secs(), MAX_PROMPT.as_secs())]
     TooLong(Duration),
@@ -155,16 +160,18 @@ fn read_file(path: &Path) -> Result<Vec<u8>, WavError> {
         std::io::ErrorKind::NotFound => WavError::NotFound,
         _ => WavError::Io(e),
     })?;
+    if let Ok(meta) = file.metadata()
+        && meta.len() > MAX_FILE_BYTES
+    {
+        return Err(WavError::TooLarge(meta.len()));
+    }
     let mut bytes = Vec::new();
-    // Read at most one byte more than the cap, to tell a file over it.
+    // At most one byte more than the cap, should the file grow meanwhile.
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(WavError::Io)?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        // Longer than any acceptable prompt whatever its format: report
-        // it as 16 kHz 16-bit mono would be.
-        let at_least = samples_duration((MAX_FILE_BYTES / 2) as usize, 16_000);
-        return Err(WavError::TooLong(at_least));
+        return Err(WavError::TooLarge(bytes.len() as u64));
     }
     Ok(bytes)
 }

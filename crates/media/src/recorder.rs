@@ -70,6 +70,32 @@ impl Recording {
 
 /// A leg being recorded. Dropping it ends the task and drops the leg and
 /// the recording; [`Recorder::stop`] ends it and gives both back.
+///
+/// Its length is media time: a peer that sends nothing never fills it, so
+/// the call also awaits its own limits (the media timeout, a `#` digit, a
+/// wall-clock deadline).
+///
+/// ```no_run
+/// # async fn call(leg: media::Leg) -> Result<(), media::Error> {
+/// use std::path::PathBuf;
+/// use std::time::Duration;
+/// use media::Recorder;
+///
+/// let mut digits = leg.handle().digits();
+/// let mut recorder = Recorder::start(leg, Duration::from_secs(60));
+/// tokio::select! {
+///     () = recorder.finished() => {}
+///     _digit = digits.next() => {}
+/// }
+/// let (leg, recording) = recorder.stop().await?;
+/// let path = PathBuf::from("/var/spool/switchboard/voicemail.wav");
+/// tokio::task::spawn_blocking(move || recording.write_wav(&path))
+///     .await
+///     .map_err(|_| media::Error::TaskFailed)??;
+/// # drop(leg);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Recorder {
     stop: oneshot::Sender<()>,

@@ -306,6 +306,21 @@ async fn a_player_stops_mid_prompt() {
 }
 
 #[tokio::test]
+async fn an_empty_prompt_finishes_at_once_and_sends_nothing() {
+    let pool = PortPool::new(27080..=27089).unwrap();
+    let phone = phone().await;
+    let leg = leg(&pool, StreamParams::new(Codec::Pcma), Some(addr(&phone)));
+    let prompt = Arc::new(Prompt::from_samples(8000, Vec::new()).unwrap());
+    assert_eq!(prompt.duration(), Duration::ZERO);
+    let mut player = Player::start(leg, prompt);
+    assert_eq!(player.frames(), 0);
+    timeout(WAIT, player.finished()).await.unwrap();
+    silent(&phone).await;
+    let leg = player.stop().await.unwrap();
+    assert_eq!(leg.handle().stats().rtp_sent, 0);
+}
+
+#[tokio::test]
 async fn listener_receives_digits_and_sends_nothing() {
     let pool = PortPool::new(27040..=27049).unwrap();
     let phone = phone().await;

@@ -136,6 +136,12 @@ fn bad_wav_files_give_typed_errors() {
     let long = d.join("long.wav");
     std::fs::write(&long, &bytes).unwrap();
     assert!(matches!(problem(&long), WavError::TooLong(t) if t == Duration::from_secs(660)));
+
+    // A huge file is refused before it is read (sparse: nothing written).
+    let huge = d.join("huge.wav");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(64 << 20).unwrap();
+    assert!(matches!(problem(&huge), WavError::TooLarge(n) if n == 64 << 20));
 }
 
 #[test]
