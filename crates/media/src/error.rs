@@ -1,7 +1,11 @@
 //! The media engine's errors: what failed, on which address or port range,
-//! and what the operator can change.
+//! and what the operator can change. WAV problems (prompts, recordings)
+//! are detailed by [`WavError`].
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+use crate::prompt::WavError;
 
 /// Everything the `media` crate can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +56,32 @@ pub enum Error {
     /// An SDP stream was refused or has no codec.
     #[error("the SDP stream was refused or names no codec")]
     NoCodec,
-    /// A bridge's or echo's task panicked or its runtime shut down.
+    /// A media task (bridge, echo, player, listener, recorder) panicked or
+    /// its runtime shut down.
     #[error(
         "the media task ended abnormally (panicked, or its runtime shut down); its legs and ports are gone"
     )]
     TaskFailed,
+    /// A prompt's WAV file is missing, unreadable or not in a format the
+    /// player takes (see [`WavError`]).
+    #[error("prompt {}: {problem}", path.display())]
+    Wav {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        problem: WavError,
+    },
+    /// Samples given as a prompt have an unusable rate or length.
+    #[error("prompt: {0}")]
+    Prompt(#[source] WavError),
+    /// A recording could not be written.
+    #[error("cannot write recording {}: {source}", path.display())]
+    WriteWav {
+        /// The file.
+        path: PathBuf,
+        /// What the OS (or the WAV writer) said.
+        #[source]
+        source: std::io::Error,
+    },
 }

@@ -18,6 +18,11 @@
 //! - [`bridge`]: [`Bridge`], one task relaying (or transcoding) media
 //!   between two legs, with stream continuity and RFC 4733 passthrough;
 //! - [`echo`]: [`Echo`], a leg's audio sent back to it;
+//! - [`prompt`]: [`Prompt`], an announcement loaded from a WAV file;
+//! - [`player`]: [`Player`], a prompt sent on a leg as paced RTP;
+//! - [`listener`]: [`Listener`], a leg received from while nothing plays;
+//! - [`recorder`]: [`Recorder`], what the peer sends decoded into a
+//!   [`Recording`];
 //! - [`report`]: the RTCP reports each leg sends for the streams it
 //!   terminates (RFC 3550 §6);
 //! - [`error`]: one [`Error`].
@@ -79,11 +84,16 @@
 //! ```
 
 pub mod bridge;
+mod done;
 pub mod echo;
 pub mod error;
 pub mod leg;
+pub mod listener;
 mod path;
+pub mod player;
 pub mod pool;
+pub mod prompt;
+pub mod recorder;
 pub mod report;
 
 pub use bridge::Bridge;
@@ -92,4 +102,8 @@ pub use error::Error;
 pub use leg::{
     Digits, Latching, Leg, LegHandle, LegStats, MediaTimeout, PayloadKind, Received, StreamParams,
 };
+pub use listener::Listener;
+pub use player::Player;
 pub use pool::{PortPair, PortPool};
+pub use prompt::{Prompt, WavError};
+pub use recorder::{Recorder, Recording};

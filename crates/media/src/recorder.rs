@@ -1,0 +1,346 @@
+//! The recorder: what the peer sends on a leg, decoded (RFC 3551 §4.5:
+//! PCMU and PCMA at 8 kHz, G.722 at 16 kHz) into one mono recording at
+//! the codec's sample rate, up to a maximum length.
+//!
+//! Packets go through a [`rtp::JitterBuffer`], which puts them back in
+//! sequence order (RFC 3550 §5.1) and drops duplicates, and are then laid
+//! down by their RTP timestamps: the recording's length is media time.
+//! Lost packets, and the pauses of a sender that suppresses silence,
+//! become silence of the length their timestamps say (up to
+//! [`MAX_GAP`]; a larger jump, or a new SSRC, is a new stream that simply
+//! continues the recording). Telephone-events and comfort noise are not
+//! recorded (digits are still detected by the leg).
+//!
+//! Like the other media tasks, it keeps receiving after it is full, so
+//! latching, digits, RTCP and the media timeout keep working until it is
+//! stopped. It sends no RTP.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rtp::{Codec, Decoder, JitterBuffer, Playout, PushOutcome, RtpHeader, RtpPacket};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::done;
+use crate::error::Error;
+use crate::leg::{Leg, PayloadKind, buffer};
+use crate::prompt::{samples_duration, write_wav};
+
+/// The longest recording a [`Recorder`] makes; a longer `max` is cut to
+/// this (an hour of 16 kHz audio is 115 MB).
+pub const MAX_RECORDING: Duration = Duration::from_secs(60 * 60);
+
+/// The longest timestamp gap filled with silence; a larger jump is taken
+/// as a new stream.
+pub const MAX_GAP: Duration = Duration::from_secs(10);
+
+/// How long packets wait in the jitter buffer for late ones.
+const JITTER_DELAY: Duration = Duration::from_millis(60);
+
+/// Packets the jitter buffer holds at most (two seconds of 20 ms
+/// packets: a burst after a network stall is not cut).
+const JITTER_CAPACITY: usize = 100;
+
+/// Recorded audio: 16-bit mono PCM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recording {
+    /// Samples per second: the codec's PCM rate, 8000 or 16000 Hz.
+    pub sample_rate: u32,
+    /// The samples; lost packets are zeros.
+    pub samples: Vec<i16>,
+}
+
+impl Recording {
+    /// How long it plays.
+    pub fn duration(&self) -> Duration {
+        samples_duration(self.samples.len(), self.sample_rate)
+    }
+
+    /// Writes it as a WAV file (RIFF, 16-bit PCM, mono), replacing any
+    /// file at `path`. Blocking IO: from async code, call it in
+    /// `tokio::task::spawn_blocking`.
+    ///
+    /// # Errors
+    /// [`Error::WriteWav`] naming `path` when it cannot be written.
+    pub fn write_wav(&self, path: &Path) -> Result<(), Error> {
+        write_wav(path, self.sample_rate, &self.samples)
+    }
+}
+
+/// A leg being recorded. Dropping it ends the task and drops the leg and
+/// the recording; [`Recorder::stop`] ends it and gives both back.
+///
+/// Its length is media time: a peer that sends nothing never fills it, so
+/// the call also awaits its own limits (the media timeout, a `#` digit, a
+/// wall-clock deadline).
+///
+/// ```no_run
+/// # async fn call(leg: media::Leg) -> Result<(), media::Error> {
+/// use std::path::PathBuf;
+/// use std::time::Duration;
+/// use media::Recorder;
+///
+/// let mut digits = leg.handle().digits();
+/// let mut recorder = Recorder::start(leg, Duration::from_secs(60));
+/// tokio::select! {
+///     () = recorder.finished() => {}
+///     _digit = digits.next() => {}
+/// }
+/// let (leg, recording) = recorder.stop().await?;
+/// let path = PathBuf::from("/var/spool/switchboard/voicemail.wav");
+/// tokio::task::spawn_blocking(move || recording.write_wav(&path))
+///     .await
+///     .map_err(|_| media::Error::TaskFailed)??;
+/// # drop(leg);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Recorder {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<(Leg, Recording)>,
+    finished: done::Wait,
+    max: Duration,
+}
+
+impl Recorder {
+    /// Starts a task recording what the peer sends on `leg`, in its
+    /// negotiated codec, until `max` (at most [`MAX_RECORDING`]) of media
+    /// has been recorded or it is stopped. Must be called inside a tokio
+    /// runtime.
+    pub fn start(leg: Leg, max: Duration) -> Recorder {
+        let max = max.min(MAX_RECORDING);
+        let tape = Tape::new(leg.params().codec, max);
+        let (raise, finished) = done::flag();
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(run(leg, tape, raise, stopped));
+        Recorder {
+            stop,
+            task,
+            finished,
+            max,
+        }
+    }
+
+    /// The maximum length, as capped.
+    pub fn max(&self) -> Duration {
+        self.max
+    }
+
+    /// Returns once the recording has reached its maximum length (and
+    /// from then on at once). Cancel-safe: poll it in a `select!` loop as
+    /// often as needed. Also returns if the task failed;
+    /// [`Recorder::stop`] then says so.
+    pub async fn finished(&mut self) {
+        self.finished.wait().await;
+    }
+
+    /// Ends the recording and returns the leg and what was recorded
+    /// (including packets still in the jitter buffer).
+    ///
+    /// # Errors
+    /// [`Error::TaskFailed`] when the recorder's task did not end normally.
+    pub async fn stop(self) -> Result<(Leg, Recording), Error> {
+        // The task may have ended already; then there is no one to tell.
+        let _ = self.stop.send(());
+        self.task.await.map_err(|_| Error::TaskFailed)
+    }
+}
+
+async fn run(
+    mut leg: Leg,
+    mut tape: Tape,
+    raise: done::Raise,
+    mut stopped: oneshot::Receiver<()>,
+) -> (Leg, Recording) {
+    let mut buf = buffer();
+    let due = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(due);
+    if tape.is_full() {
+        raise.raise();
+    }
+    loop {
+        let deadline = tape.next_deadline();
+        if let Some(at) = deadline {
+            due.as_mut().reset(at.into());
+        }
+        tokio::select! {
+            _ = &mut stopped => break,
+            rx = leg.recv(&mut buf) => {
+                if rx.kind == PayloadKind::Audio
+                    && !tape.is_full()
+                    && let Some(data) = buf.get(..rx.len)
+                    && let Ok(packet) = RtpPacket::parse(data)
+                {
+                    tape.push(packet.header(), packet.payload(), Instant::now());
+                }
+            }
+            () = &mut due, if deadline.is_some() => {
+                tape.play_due(Instant::now());
+                if tape.is_full() {
+                    raise.raise();
+                }
+            }
+        }
+    }
+    tape.flush();
+    (leg, tape.into_recording())
+}
+
+/// The recording being made: packets in, samples laid down by timestamp.
+/// No IO and no clock (the task passes `now`).
+#[derive(Debug)]
+struct Tape {
+    decoder: Decoder,
+    sample_rate: u32,
+    /// PCM samples per RTP timestamp unit (1, or 2 for G.722).
+    ratio: u32,
+    max_gap: u32,
+    jitter: JitterBuffer,
+    samples: Vec<i16>,
+    max_samples: usize,
+    /// The timestamp the next packet has if none is lost; `None` at the
+    /// start of a stream.
+    next_timestamp: Option<u32>,
+    pcm: Vec<i16>,
+}
+
+impl Tape {
+    fn new(codec: Codec, max: Duration) -> Tape {
+        let sample_rate = codec.sample_rate();
+        let max_samples = (max.as_micros() * u128::from(sample_rate) / 1_000_000) as usize;
+        Tape {
+            decoder: Decoder::new(codec),
+            sample_rate,
+            ratio: (sample_rate / codec.clock_rate()).max(1),
+            max_gap: codec.clock_rate() * MAX_GAP.as_secs() as u32,
+            jitter: JitterBuffer::new(codec.clock_rate(), JITTER_DELAY, JITTER_CAPACITY),
+            samples: Vec::new(),
+            max_samples,
+            next_timestamp: None,
+            pcm: Vec::new(),
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.samples.len() >= self.max_samples
+    }
+
+    fn push(&mut self, header: RtpHeader, payload: &[u8], arrival: Instant) {
+        if self.jitter.push(header, payload, arrival) == PushOutcome::Reset {
+            // A new source: what it sends continues the recording.
+            self.next_timestamp = None;
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.jitter.next_deadline()
+    }
+
+    /// Lays down everything due at `now`.
+    fn play_due(&mut self, now: Instant) {
+        while let Some(playout) = self.jitter.pop(now) {
+            self.play(playout);
+        }
+    }
+
+    /// Lays down everything still buffered.
+    fn flush(&mut self) {
+        // Each item is due at its own deadline; every pop takes one out.
+        while let Some(due) = self.jitter.next_deadline() {
+            self.play_due(due);
+        }
+    }
+
+    fn play(&mut self, playout: Playout) {
+        // Gaps are filled from the next packet's timestamp.
+        let Playout::Packet { header, payload } = playout else {
+            return;
+        };
+        if self.is_full() {
+            return;
+        }
+        if let Some(expected) = self.next_timestamp {
+            let gap = header.timestamp.wrapping_sub(expected);
+            // Forward and not too far: lost packets or suppressed silence.
+            // Anything else (a jump back, a restart) just continues.
+            if gap > 0 && gap <= self.max_gap {
+                let silence = gap as usize * self.ratio as usize;
+                let len = (self.samples.len() + silence).min(self.max_samples);
+                self.samples.resize(len, 0);
+            }
+        }
+        self.pcm.clear();
+        // An undecodable payload counts as silence of its length.
+        if self.decoder.decode(&payload, &mut self.pcm).is_err() {
+            self.pcm.clear();
+        }
+        let room = self.max_samples - self.samples.len().min(self.max_samples);
+        let take = self.pcm.len().min(room);
+        self.samples.extend_from_slice(&self.pcm[..take]);
+        let units = (self.pcm.len() as u32) / self.ratio;
+        self.next_timestamp = Some(header.timestamp.wrapping_add(units));
+    }
+
+    fn into_recording(self) -> Recording {
+        Recording {
+            sample_rate: self.sample_rate,
+            samples: self.samples,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(seq: u16, ts: u32, ssrc: u32) -> RtpHeader {
+        RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence: seq,
+            timestamp: ts,
+            ssrc,
+        }
+    }
+
+    /// µ-law 0x00 decodes to a large negative sample; never zero.
+    const LOUD: u8 = 0x00;
+
+    #[test]
+    fn packets_are_laid_down_by_timestamp() {
+        let mut tape = Tape::new(Codec::Pcmu, Duration::from_secs(1));
+        let t0 = Instant::now();
+        // 0, 2, 1 (reordered), 5 (3 and 4 lost), then a new source.
+        for (seq, ts) in [(0, 1000), (2, 1320), (1, 1160), (5, 1800)] {
+            tape.push(header(seq, ts, 7), &[LOUD; 160], t0);
+        }
+        tape.play_due(t0 + Duration::from_secs(5));
+        tape.push(
+            header(900, 77, 8),
+            &[LOUD; 160],
+            t0 + Duration::from_secs(5),
+        );
+        tape.flush();
+        let r = tape.into_recording();
+        assert_eq!(r.samples.len(), 7 * 160);
+        assert!(r.samples[..480].iter().all(|&s| s != 0));
+        assert!(r.samples[480..800].iter().all(|&s| s == 0));
+        assert!(r.samples[800..].iter().all(|&s| s != 0));
+        assert_eq!(r.duration(), Duration::from_millis(140));
+    }
+
+    #[test]
+    fn the_recording_stops_at_max() {
+        let mut tape = Tape::new(Codec::G722, Duration::from_millis(50));
+        let t0 = Instant::now();
+        for i in 0..10u16 {
+            tape.push(header(i, u32::from(i) * 160, 1), &[0; 160], t0);
+        }
+        tape.flush();
+        assert!(tape.is_full());
+        let r = tape.into_recording();
+        assert_eq!((r.sample_rate, r.samples.len()), (16_000, 800));
+    }
+}
