@@ -4,7 +4,9 @@
 -- call rings for 20 s. Busy -> 486, no answer -> 480 "No Answer", not
 -- registered -> 480 "Temporarily Unavailable", anything else -> 503.
 -- Call forwarding (*72NNNN / *73) and speed dials (*74NNXXXX / **NN) come
--- from plugins/. Anything else is 404.
+-- from plugins/. 600 is an echo test (you hear yourself); 700 plays a
+-- prompt, reads up to four digits (end with #) and says them back. Anything
+-- else is 404.
 
 local callforward = require("callforward")
 local speeddial = require("speeddial")
@@ -31,6 +33,26 @@ local function call_extension(call, ext)
   end
 end
 
+-- How sounds/ names the keys of a phone's keypad.
+local KEY_SOUND = { ["*"] = "digit-star", ["#"] = "digit-pound" }
+
+local function read_back(call)
+  call:answer()
+  call:play("hello")
+  local digits = call:read_digits({ max = 4, timeout = 5, terminator = "#" })
+  log.info("caller typed " .. (digits == "" and "nothing" or digits))
+  if digits == "" then
+    call:play("no-input")
+  else
+    call:play("you-entered")
+    for key in digits:gmatch(".") do
+      call:play(KEY_SOUND[key] or ("digit-" .. key))
+    end
+  end
+  call:play("goodbye")
+  call:hangup()
+end
+
 function route(call)
   local dest = call.request_uri.user
   if callforward.feature(call, dest) or speeddial.feature(call, dest) then
@@ -39,6 +61,11 @@ function route(call)
   dest = speeddial.expand(dest) or dest
   if dest:match("^1%d%d%d$") and pbx.extension(dest) ~= nil then
     call_extension(call, dest)
+  elseif dest == "600" then
+    call:answer()
+    call:echo()
+  elseif dest == "700" then
+    read_back(call)
   else
     call:reject(404, "Not Found")
   end

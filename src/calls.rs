@@ -4,25 +4,40 @@
 //! through the call's [`pbx::CallHandle`] (DESIGN.md "Calls", "Dialplan").
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use dialplan::{
-    ActionError, CallApi, CallInfo, DialOptions, DialResult, DialStatus, RouteOutcome, Runtime,
-    Source, UriParts,
+    ActionError, CallApi, CallInfo, DialOptions, DialResult, DialStatus, DigitOptions, RecordEnd,
+    RecordOptions, RecordResult, RouteOutcome, Runtime, Source, UriParts,
 };
 use pbx::{CallDetails, CallHandle, DialRequest, Party, RouteEnd, Router};
+
+/// Where `play` finds prompts and `record` writes recordings
+/// (`dialplan.sounds`, `dialplan.recordings`).
+#[derive(Debug, Clone)]
+pub struct MediaFiles {
+    /// Prompts.
+    pub sounds: PathBuf,
+    /// Recordings.
+    pub recordings: PathBuf,
+}
 
 /// Routes every call through the Lua runtime.
 pub struct LuaRouter {
     runtime: Arc<Runtime>,
+    files: Arc<MediaFiles>,
 }
 
 impl LuaRouter {
-    /// A router on `runtime`.
-    pub fn new(runtime: Arc<Runtime>) -> Self {
-        Self { runtime }
+    /// A router on `runtime`, with prompts and recordings in `files`.
+    pub fn new(runtime: Arc<Runtime>, files: MediaFiles) -> Self {
+        Self {
+            runtime,
+            files: Arc::new(files),
+        }
     }
 }
 
@@ -42,8 +57,14 @@ impl Router for LuaRouter {
         };
         // Converted before the future is made, so it holds one copy.
         let info = call_info(details);
+        let files = Arc::clone(&self.files);
         Box::pin(async move {
-            match state.run_route(Arc::new(LuaCall(call)), info).await {
+            let call = LuaCall {
+                handle: call,
+                files,
+                digits: tokio::sync::Mutex::new(None),
+            };
+            match state.run_route(Arc::new(call), info).await {
                 RouteOutcome::Failed { failure, .. } => RouteEnd::Failed(failure.to_string()),
                 _ => RouteEnd::Done,
             }
@@ -78,7 +99,44 @@ fn call_info(d: CallDetails) -> CallInfo {
 }
 
 /// The Lua `call` object's actions on a real call.
-struct LuaCall(CallHandle);
+struct LuaCall {
+    handle: CallHandle,
+    files: Arc<MediaFiles>,
+    /// The caller's digits, subscribed at the first media action so that
+    /// what is typed during a prompt is read by the next `read_digits`
+    /// (type-ahead, as IVR callers expect).
+    digits: tokio::sync::Mutex<Option<media::Digits>>,
+}
+
+impl LuaCall {
+    /// Subscribes to the caller's digits once (this answers the call).
+    async fn subscribe(&self, name: &'static str) -> Result<(), ActionError> {
+        let mut slot = self.digits.lock().await;
+        if slot.is_none() {
+            *slot = Some(self.handle.digits().await.map_err(|e| action(e, name))?);
+        }
+        Ok(())
+    }
+}
+
+fn failed(name: &'static str, e: impl std::error::Error + Send + Sync + 'static) -> ActionError {
+    ActionError::Failed {
+        action: name,
+        source: Box::new(e),
+    }
+}
+
+/// Waits for `terminator` among the digits (forever without one).
+async fn terminator(digits: Option<&mut media::Digits>, terminator: Option<char>) {
+    if let (Some(digits), Some(t)) = (digits, terminator) {
+        while let Some(d) = digits.next().await {
+            if d.as_char() == t {
+                return;
+            }
+        }
+    }
+    std::future::pending().await
+}
 
 fn action(e: pbx::ActionError, name: &'static str) -> ActionError {
     match e {
@@ -92,33 +150,36 @@ fn action(e: pbx::ActionError, name: &'static str) -> ActionError {
 
 impl CallApi for LuaCall {
     async fn ring(&self) -> Result<(), ActionError> {
-        self.0.ring().await.map_err(|e| action(e, "ring"))
+        self.handle.ring().await.map_err(|e| action(e, "ring"))
     }
 
     async fn answer(&self) -> Result<(), ActionError> {
-        self.0.answer().await.map_err(|e| action(e, "answer"))
+        self.handle.answer().await.map_err(|e| action(e, "answer"))
     }
 
     async fn reject(&self, code: u16, reason: Option<String>) -> Result<(), ActionError> {
-        self.0
+        self.handle
             .reject(code, reason)
             .await
             .map_err(|e| action(e, "reject"))
     }
 
     async fn redirect(&self, uri: String) -> Result<(), ActionError> {
-        self.0
+        self.handle
             .redirect(uri)
             .await
             .map_err(|e| action(e, "redirect"))
     }
 
     async fn hangup(&self) -> Result<(), ActionError> {
-        self.0.hangup().await.map_err(|e| action(e, "hangup"))
+        self.handle.hangup().await.map_err(|e| action(e, "hangup"))
     }
 
     async fn sleep(&self, duration: Duration) -> Result<(), ActionError> {
-        self.0.sleep(duration).await.map_err(|e| action(e, "sleep"))
+        self.handle
+            .sleep(duration)
+            .await
+            .map_err(|e| action(e, "sleep"))
     }
 
     async fn dial(
@@ -132,7 +193,11 @@ impl CallApi for LuaCall {
             caller_id: opts.caller_id,
             headers: opts.headers,
         };
-        let outcome = self.0.dial(request).await.map_err(|e| action(e, "dial"))?;
+        let outcome = self
+            .handle
+            .dial(request)
+            .await
+            .map_err(|e| action(e, "dial"))?;
         let status = match outcome.status {
             pbx::DialStatus::Answered => DialStatus::Answered,
             pbx::DialStatus::Busy => DialStatus::Busy,
@@ -145,5 +210,88 @@ impl CallApi for LuaCall {
             status,
             code: outcome.code,
         })
+    }
+
+    async fn play(&self, file: String) -> Result<(), ActionError> {
+        let path = self.files.sounds.join(&file);
+        let prompt = tokio::task::spawn_blocking(move || media::Prompt::load(&path))
+            .await
+            .map_err(|e| failed("play", e))?
+            .map_err(|e| failed("play", e))?;
+        self.subscribe("play").await?;
+        self.handle
+            .play(Arc::new(prompt))
+            .await
+            .map_err(|e| action(e, "play"))
+    }
+
+    async fn record(&self, file: String, opts: RecordOptions) -> Result<RecordResult, ActionError> {
+        let path = self.files.recordings.join(&file);
+        self.subscribe("record").await?;
+        self.handle
+            .record(opts.max)
+            .await
+            .map_err(|e| action(e, "record"))?;
+        let ended = self.handle.ended_token();
+        let reason = {
+            let mut digits = self.digits.lock().await;
+            tokio::select! {
+                // The recorder stops at `max` of media time; this is the
+                // wall clock's bound on the same.
+                () = tokio::time::sleep(opts.max + Duration::from_millis(100)) => RecordEnd::Max,
+                () = ended.cancelled() => RecordEnd::Hangup,
+                () = terminator(digits.as_mut(), opts.terminator) => RecordEnd::Terminator,
+            }
+        };
+        let recording = self
+            .handle
+            .stop_recording()
+            .await
+            .map_err(|e| action(e, "record"))?;
+        let duration = recording.duration();
+        tokio::task::spawn_blocking(move || -> Result<(), media::Error> {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| media::Error::WriteWav {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+            }
+            recording.write_wav(&path)
+        })
+        .await
+        .map_err(|e| failed("record", e))?
+        .map_err(|e| failed("record", e))?;
+        Ok(RecordResult { duration, reason })
+    }
+
+    async fn read_digits(&self, opts: DigitOptions) -> Result<String, ActionError> {
+        self.subscribe("read_digits").await?;
+        let ended = self.handle.ended_token();
+        let mut slot = self.digits.lock().await;
+        let Some(digits) = slot.as_mut() else {
+            return Ok(String::new());
+        };
+        let mut out = String::new();
+        while out.len() < opts.max {
+            let digit = tokio::select! {
+                d = digits.next() => d,
+                () = tokio::time::sleep(opts.timeout) => None,
+                () = ended.cancelled() => return Err(ActionError::Ended),
+            };
+            let Some(digit) = digit else { break };
+            let c = digit.as_char();
+            if Some(c) == opts.terminator {
+                break;
+            }
+            out.push(c);
+        }
+        Ok(out)
+    }
+
+    async fn echo(&self) -> Result<(), ActionError> {
+        self.handle.echo().await.map_err(|e| action(e, "echo"))?;
+        // Like Asterisk's Echo(): until the caller hangs up.
+        self.handle.ended_token().cancelled().await;
+        Ok(())
     }
 }

@@ -39,6 +39,34 @@ pub const EMBEDDED_PLUGINS: &[(&str, &str)] = &[
     ("README.md", include_str!("../plugins/README.md")),
 ];
 
+/// The repository's `sounds/` (the prompts `default.lua` plays), compiled
+/// in for the demo office's first run.
+pub const EMBEDDED_SOUNDS: &[(&str, &[u8])] = &[
+    ("hello.wav", include_bytes!("../sounds/hello.wav")),
+    (
+        "you-entered.wav",
+        include_bytes!("../sounds/you-entered.wav"),
+    ),
+    ("no-input.wav", include_bytes!("../sounds/no-input.wav")),
+    ("goodbye.wav", include_bytes!("../sounds/goodbye.wav")),
+    ("echo.wav", include_bytes!("../sounds/echo.wav")),
+    ("digit-0.wav", include_bytes!("../sounds/digit-0.wav")),
+    ("digit-1.wav", include_bytes!("../sounds/digit-1.wav")),
+    ("digit-2.wav", include_bytes!("../sounds/digit-2.wav")),
+    ("digit-3.wav", include_bytes!("../sounds/digit-3.wav")),
+    ("digit-4.wav", include_bytes!("../sounds/digit-4.wav")),
+    ("digit-5.wav", include_bytes!("../sounds/digit-5.wav")),
+    ("digit-6.wav", include_bytes!("../sounds/digit-6.wav")),
+    ("digit-7.wav", include_bytes!("../sounds/digit-7.wav")),
+    ("digit-8.wav", include_bytes!("../sounds/digit-8.wav")),
+    ("digit-9.wav", include_bytes!("../sounds/digit-9.wav")),
+    ("digit-star.wav", include_bytes!("../sounds/digit-star.wav")),
+    (
+        "digit-pound.wav",
+        include_bytes!("../sounds/digit-pound.wav"),
+    ),
+];
+
 /// How long the file watcher waits for a burst of changes to settle.
 const WATCH_DEBOUNCE: Duration = Duration::from_millis(200);
 
@@ -176,6 +204,13 @@ fn file_errors(errors: &[FileError]) -> String {
 /// embedded default config (the line to log is returned), an error for a
 /// config file.
 fn prepare_dirs(source: &ConfigSource, settings: &DialplanConfig) -> Result<Option<String>, Error> {
+    if matches!(source, ConfigSource::Embedded) && !settings.sounds.exists() {
+        write_embedded(&settings.sounds, EMBEDDED_SOUNDS)?;
+        info!(
+            "{} did not exist: created it with the demo office's prompts",
+            settings.sounds.display()
+        );
+    }
     if settings.dir.is_dir() {
         return Ok(None);
     }
@@ -202,7 +237,7 @@ fn prepare_dirs(source: &ConfigSource, settings: &DialplanConfig) -> Result<Opti
     }
 }
 
-fn write_embedded(dir: &Path, files: &[(&str, &str)]) -> Result<(), Error> {
+fn write_embedded<T: AsRef<[u8]>>(dir: &Path, files: &[(&str, T)]) -> Result<(), Error> {
     let fail = |source: std::io::Error| {
         Error::Dialplan(DialplanError::Seed {
             dir: dir.to_owned(),
@@ -211,7 +246,7 @@ fn write_embedded(dir: &Path, files: &[(&str, &str)]) -> Result<(), Error> {
     };
     std::fs::create_dir_all(dir).map_err(fail)?;
     for (name, text) in files {
-        std::fs::write(dir.join(name), text).map_err(fail)?;
+        std::fs::write(dir.join(name), text.as_ref()).map_err(fail)?;
     }
     Ok(())
 }
@@ -475,6 +510,8 @@ mod tests {
         let settings = DialplanConfig {
             dir: tmp.path().join("dialplans"),
             plugins: tmp.path().join("plugins"),
+            sounds: tmp.path().join("sounds"),
+            recordings: tmp.path().join("recordings"),
             memory_limit: 16 << 20,
             instruction_budget: 10_000_000,
         };
@@ -495,6 +532,17 @@ mod tests {
         }
         for (name, _) in EMBEDDED_PLUGINS {
             assert!(settings.plugins.join(name).is_file(), "{name}");
+        }
+        // Every prompt default.lua plays is there, and loads.
+        for (name, _) in EMBEDDED_SOUNDS {
+            media::Prompt::load(&settings.sounds.join(name)).expect(name);
+        }
+        for sound in ["hello", "you-entered", "no-input", "goodbye", "digit-pound"] {
+            let text = EMBEDDED_DIALPLANS[0].1;
+            assert!(
+                text.contains(&format!("\"{sound}\"")) || sound.starts_with("digit-"),
+                "{sound} is played by default.lua"
+            );
         }
         // The seeded office loads.
         load(&settings).expect("the embedded copies compile");

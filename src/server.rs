@@ -69,7 +69,13 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
                 (e.id.clone(), ext)
             })
             .collect(),
-        Arc::new(crate::calls::LuaRouter::new(Arc::clone(dialplan.runtime()))),
+        Arc::new(crate::calls::LuaRouter::new(
+            Arc::clone(dialplan.runtime()),
+            crate::calls::MediaFiles {
+                sounds: config.dialplan.sounds.clone(),
+                recordings: config.dialplan.recordings.clone(),
+            },
+        )),
         media,
     );
     endpoint.set_service(Arc::new(

@@ -5,16 +5,9 @@
 //! (RFC 4961), transcodes PCMU <-> PCMA, passes RFC 4733 digits, and Lua
 //! can answer and echo, record and read digits.
 //!
-//! These tests are written against that behaviour before it is on main:
-//! each is `#[ignore]`d until media anchoring lands (issue 6). Run them with
-//! `cargo test --test media -- --ignored`.
-//!
-//! Assumptions to check when un-ignoring:
-//! - the shipped dialplan answers 600 and echoes;
-//! - the Lua call methods are `call:answer()`, `call:read_digits{...}`
-//!   (returning the digits as a string), `call:record(path, {max = s})`
-//!   and `call:hangup()`;
-//! - `record`'s relative path lands in one of [`recording_candidates`].
+//! `600` is the shipped `default.lua`'s echo; the other numbers come from
+//! [`MEDIA_LUA`]. Recordings land in `dialplan.recordings` (default
+//! `recordings/` next to the config file).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -59,7 +52,8 @@ end
 /// A test office: its own dialplan directory and the repository's plugins.
 struct Office {
     server: Server,
-    dir: tempfile::TempDir,
+    /// Holds the dialplans until the office is dropped.
+    _dir: tempfile::TempDir,
 }
 
 fn repo() -> PathBuf {
@@ -93,6 +87,7 @@ qualify_interval = "0s"
 [dialplan]
 dir = "{}"
 plugins = "{}"
+sounds = "{}"
 
 [[extension]]
 id = "1001"
@@ -103,11 +98,12 @@ id = "1002"
 password = "pw-1002"
 "#,
         dialplans.display(),
-        repo().join("plugins").display()
+        repo().join("plugins").display(),
+        repo().join("sounds").display()
     );
     let server = Server::start_with(env!("CARGO_BIN_EXE_switchboard").as_ref(), &config)
         .expect("switchboard starts");
-    Office { server, dir }
+    Office { server, _dir: dir }
 }
 
 fn phone(o: &Office, user: &str) -> Phone {
@@ -249,20 +245,10 @@ fn wait_for_log(o: &Office, needle: &str) -> String {
     }
 }
 
-/// Where `record("rec.wav", ...)` may write: relative to the server's
-/// working directory (where its config is), under a `recordings/`
-/// directory there, or next to the test's dialplans. Adjust here once the
-/// `[dialplan]` / `[media]` recordings setting is settled.
+/// Where `record("rec.wav")` writes: `recordings/` next to the config.
 fn recording_candidates(o: &Office) -> Vec<PathBuf> {
-    let cwd = o.server.dir();
-    vec![
-        cwd.join(RECORDING),
-        cwd.join("recordings").join(RECORDING),
-        cwd.join("var/recordings").join(RECORDING),
-        o.dir.path().join(RECORDING),
-        o.dir.path().join("recordings").join(RECORDING),
-        o.dir.path().join("dialplans").join(RECORDING),
-    ]
+    // dialplan.recordings defaults to `recordings`, next to the config file.
+    vec![o.server.dir().join("recordings").join(RECORDING)]
 }
 
 /// Waits for the recording to exist and stop growing, and reads it.
@@ -298,7 +284,6 @@ fn options_answered(o: &Office) -> u16 {
 }
 
 #[test]
-#[ignore = "needs media anchoring (issue 6)"]
 fn echo_returns_the_callers_tone() {
     let o = office(None);
     let mut a = phone(&o, "1001");
@@ -319,7 +304,6 @@ fn echo_returns_the_callers_tone() {
 }
 
 #[test]
-#[ignore = "needs media anchoring (issue 6)"]
 fn bridged_call_carries_audio_both_ways_through_the_pbx() {
     let o = office(None);
     let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
@@ -359,7 +343,6 @@ fn bridged_call_carries_audio_both_ways_through_the_pbx() {
 }
 
 #[test]
-#[ignore = "needs media anchoring (issue 6)"]
 fn callee_behind_nat_is_latched_onto_where_its_rtp_comes_from() {
     let o = office(None);
     let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
@@ -382,7 +365,6 @@ fn callee_behind_nat_is_latched_onto_where_its_rtp_comes_from() {
 }
 
 #[test]
-#[ignore = "needs media anchoring (issue 6)"]
 fn pcmu_caller_and_pcma_callee_hear_each_other_transcoded() {
     let o = office(None);
     let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
@@ -417,7 +399,6 @@ fn pcmu_caller_and_pcma_callee_hear_each_other_transcoded() {
 }
 
 #[test]
-#[ignore = "needs media anchoring (issue 6)"]
 fn rfc4733_digits_reach_read_digits() {
     let o = office(Some(MEDIA_LUA));
     let mut a = phone(&o, "1001");
@@ -442,7 +423,49 @@ fn rfc4733_digits_reach_read_digits() {
 }
 
 #[test]
-#[ignore = "needs media anchoring (issue 6)"]
+fn the_shipped_700_plays_a_prompt_and_reads_the_digits_back() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let rtp = RtpPeer::localhost();
+    let (_dialog, media) = answered(&mut a, "700", &rtp.sdp_offer(OFFER));
+    let pt = media.telephone_event.expect("telephone-event");
+    // hello.wav is about 4.8 s: its first second arrives paced.
+    let started = Instant::now();
+    assert!(rtp.wait_for(50, WAIT), "the prompt plays");
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "20 ms packets are paced, not sent in a burst"
+    );
+    let prompt = rtp.received();
+    assert!(
+        prompt.iter().all(|p| p.from == media.addr),
+        "the prompt comes from the PBX's advertised port"
+    );
+    // Typed during the prompt: kept for read_digits (type-ahead).
+    rtp.send_digits(
+        media.addr,
+        pt,
+        "42#",
+        Duration::from_millis(100),
+        Duration::from_millis(60),
+    )
+    .expect("send digits");
+    let line = wait_for_log(&o, "caller typed");
+    assert!(line.contains("caller typed 42"), "{line}");
+    // you-entered, four, two, goodbye, then the PBX hangs up.
+    let before = rtp.count();
+    let bye = a
+        .request("BYE", Duration::from_secs(20))
+        .expect("the PBX hangs up after reading back");
+    a.reply(&bye, "", 200).unwrap();
+    let read_back = rtp.count() - before;
+    assert!(
+        read_back > 100,
+        "about 3 s of read-back and goodbye, got {read_back} packets"
+    );
+}
+
+#[test]
 fn record_writes_what_the_caller_said() {
     let o = office(Some(MEDIA_LUA));
     let mut a = phone(&o, "1001");
@@ -477,7 +500,6 @@ fn record_writes_what_the_caller_said() {
 }
 
 #[test]
-#[ignore = "needs media anchoring (issue 6)"]
 fn hostile_rtp_does_not_reach_or_hijack_an_echo_call() {
     let o = office(None);
     let mut a = phone(&o, "1001");

@@ -16,6 +16,10 @@ use super::{Checker, ConfigError, ConfigSource};
 pub const DEFAULT_DIALPLAN_DIR: &str = "dialplans";
 /// Default of `dialplan.plugins`.
 pub const DEFAULT_PLUGINS_DIR: &str = "plugins";
+/// Default of `dialplan.sounds`.
+pub const DEFAULT_SOUNDS_DIR: &str = "sounds";
+/// Default of `dialplan.recordings`.
+pub const DEFAULT_RECORDINGS_DIR: &str = "recordings";
 /// Smallest `dialplan.memory_limit`: a Lua state with the API needs about 100 KiB.
 const MIN_MEMORY_LIMIT: u64 = 1024 * 1024;
 /// Largest `dialplan.memory_limit`.
@@ -32,6 +36,10 @@ pub struct DialplanConfig {
     pub dir: PathBuf,
     /// `plugins`: the plugins, resolved the same way.
     pub plugins: PathBuf,
+    /// `sounds`: the prompts `play` finds, resolved the same way.
+    pub sounds: PathBuf,
+    /// `recordings`: where `record` writes, resolved the same way.
+    pub recordings: PathBuf,
     /// `memory_limit`: most memory one of the runtime's Lua states (shared by
     /// the calls routed in it) may use, in bytes.
     pub memory_limit: usize,
@@ -54,6 +62,8 @@ impl DialplanConfig {
 pub(super) struct RawDialplan {
     dir: Option<Spanned<String>>,
     plugins: Option<Spanned<String>>,
+    sounds: Option<Spanned<String>>,
+    recordings: Option<Spanned<String>>,
     memory_limit: Option<Spanned<SizeText>>,
     instruction_budget: Option<Spanned<u64>>,
 }
@@ -131,6 +141,14 @@ impl Checker<'_> {
             Some(v) => self.text_value("dialplan.plugins", v)?,
             None => DEFAULT_PLUGINS_DIR.to_owned(),
         };
+        let sounds = match &raw.sounds {
+            Some(v) => self.text_value("dialplan.sounds", v)?,
+            None => DEFAULT_SOUNDS_DIR.to_owned(),
+        };
+        let recordings = match &raw.recordings {
+            Some(v) => self.text_value("dialplan.recordings", v)?,
+            None => DEFAULT_RECORDINGS_DIR.to_owned(),
+        };
         let memory_limit = match &raw.memory_limit {
             None => defaults.memory_bytes,
             Some(v) => {
@@ -175,6 +193,8 @@ impl Checker<'_> {
         Ok(DialplanConfig {
             dir: resolve(self.source, &dir),
             plugins: resolve(self.source, &plugins),
+            sounds: resolve(self.source, &sounds),
+            recordings: resolve(self.source, &recordings),
             memory_limit,
             instruction_budget,
         })
@@ -231,7 +251,11 @@ mod tests {
                 "[dialplan]\ndir = \"\"\n",
                 "dialplan.dir: must not be empty",
             ),
-            ("[dialplan]\nsounds = \"s\"\n", "unknown field `sounds`"),
+            ("[dialplan]\nsound = \"s\"\n", "unknown field `sound`"),
+            (
+                "[dialplan]\nsounds = \"\"\n",
+                "dialplan.sounds: must not be empty",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.contains(needle), "{text:?}: {e}");

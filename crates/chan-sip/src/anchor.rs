@@ -16,8 +16,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use media::{Bridge, Echo, Leg, LegHandle, MediaTimeout, PortPair, PortPool, StreamParams};
+use media::{
+    Bridge, Echo, Leg, LegHandle, Listener, MediaTimeout, Player, PortPair, PortPool, Prompt,
+    Recorder, Recording, StreamParams,
+};
+use pbx::ActionError;
 use sdp::{Codec, Direction, Local, LocalSession, MediaKind, Role, SessionDescription};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 /// The `[media]` settings the channel needs.
 #[derive(Debug, Clone)]
@@ -183,6 +189,9 @@ struct MediaSide {
     leg: Option<Leg>,
     handle: Option<LegHandle>,
     timeout: Option<MediaTimeout>,
+    /// Digits from the leg's first packet on, until the route asks (so a
+    /// key pressed right after the answer is not lost).
+    digits: Option<media::Digits>,
 }
 
 impl MediaSide {
@@ -195,12 +204,55 @@ impl MediaSide {
     }
 }
 
-/// What runs on the legs.
+/// What runs on the legs (what to start again after a codec change).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
-    Idle,
+    /// The caller alone: its media is received and dropped.
+    Listen,
     Bridge,
     Echo,
+}
+
+/// A prompt playing on the caller's leg, watched by a task that tells the
+/// route when it has been played and gives the leg back when stopped.
+struct Playing {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<Leg, media::Error>>,
+}
+
+impl Playing {
+    fn start(
+        leg: Leg,
+        prompt: Arc<Prompt>,
+        done: oneshot::Sender<Result<(), ActionError>>,
+    ) -> Self {
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut player = Player::start(leg, prompt);
+            let mut done = Some(done);
+            tokio::select! {
+                () = player.finished() => {
+                    if let Some(done) = done.take() {
+                        let _ = done.send(Ok(()));
+                    }
+                    // Played: the player keeps receiving until told.
+                    let _ = (&mut stopped).await;
+                }
+                _ = &mut stopped => {}
+            }
+            // Cut short: the call ended (or its codec changed under it).
+            if let Some(done) = done.take() {
+                let _ = done.send(Err(ActionError::Ended));
+            }
+            player.stop().await
+        });
+        Playing { stop, task }
+    }
+
+    async fn stop(self) -> Result<Leg, media::Error> {
+        let _ = self.stop.send(());
+        self.task.await.map_err(|_| media::Error::TaskFailed)?
+    }
 }
 
 /// What runs on the legs, holding them.
@@ -213,6 +265,13 @@ enum Activity {
     Bridge(Bridge),
     /// The caller hears itself.
     Echo(Echo),
+    /// The caller alone, nothing playing: received and dropped (digits
+    /// and the RTP timeout still work).
+    Listen(Listener),
+    /// A prompt to the caller.
+    Play(Playing),
+    /// The caller recorded.
+    Record(Recorder),
 }
 
 /// Silence watch: clones of the timeouts of the legs that should be
@@ -246,6 +305,9 @@ pub(crate) struct CallMedia {
     a: Option<MediaSide>,
     b: Option<MediaSide>,
     activity: Activity,
+    /// A recording the call's end interrupted, kept for the route to
+    /// collect (a voicemail ends with the caller hanging up).
+    orphan: Option<Recorder>,
 }
 
 impl CallMedia {
@@ -256,6 +318,7 @@ impl CallMedia {
             a: None,
             b: None,
             activity: Activity::Idle,
+            orphan: None,
         }
     }
 
@@ -339,6 +402,7 @@ impl CallMedia {
             leg: None,
             handle: None,
             timeout: None,
+            digits: None,
         };
         match which {
             Which::A => self.a = Some(side),
@@ -605,8 +669,9 @@ impl CallMedia {
             side.direction = direction;
             return Ok(());
         }
-        // A new codec: the bridge's paths are made for the old one.
-        let kind = self.take_legs().await;
+        // A new codec: the bridge's paths are made for the old one. (A
+        // recording in progress ends here; a prompt is cut short.)
+        let (kind, _) = self.take_legs().await;
         if let Some(side) = self.side_mut(which) {
             if let Some(leg) = &mut side.leg {
                 leg.set_params(params);
@@ -642,6 +707,7 @@ impl CallMedia {
         leg.set_sending(direction.sends());
         let handle = leg.handle();
         side.timeout = timeout.map(|t| handle.media_timeout(t));
+        side.digits = Some(handle.digits());
         side.handle = Some(handle);
         side.leg = Some(leg);
         side.params = Some(params);
@@ -650,9 +716,10 @@ impl CallMedia {
     }
 
     /// Stops what runs on the legs and parks them; says what it was.
-    async fn take_legs(&mut self) -> Kind {
-        match std::mem::take(&mut self.activity) {
-            Activity::Idle => Kind::Idle,
+    async fn take_legs(&mut self) -> (Kind, Option<Recording>) {
+        let mut recording = None;
+        let kind = match std::mem::take(&mut self.activity) {
+            Activity::Idle => Kind::Listen,
             Activity::Bridge(bridge) => {
                 if let Ok((a, b)) = bridge.stop().await {
                     self.park(Which::A, a);
@@ -666,7 +733,27 @@ impl CallMedia {
                 }
                 Kind::Echo
             }
-        }
+            Activity::Listen(listener) => {
+                if let Ok(a) = listener.stop().await {
+                    self.park(Which::A, a);
+                }
+                Kind::Listen
+            }
+            Activity::Play(playing) => {
+                if let Ok(a) = playing.stop().await {
+                    self.park(Which::A, a);
+                }
+                Kind::Listen
+            }
+            Activity::Record(recorder) => {
+                if let Ok((a, r)) = recorder.stop().await {
+                    self.park(Which::A, a);
+                    recording = Some(r);
+                }
+                Kind::Listen
+            }
+        };
+        (kind, recording)
     }
 
     fn park(&mut self, which: Which, leg: Leg) {
@@ -675,28 +762,20 @@ impl CallMedia {
         }
     }
 
-    /// Starts `kind` again on the parked legs.
+    /// Starts `kind` on the parked legs (the caller alone is listened to).
     fn resume(&mut self, kind: Kind) {
         let a = self.a.as_mut().and_then(|s| s.leg.take());
         let b = self.b.as_mut().and_then(|s| s.leg.take());
-        self.activity = match (kind, a, b) {
-            (Kind::Bridge, Some(a), Some(b)) => Activity::Bridge(Bridge::start(a, b)),
-            (Kind::Echo, Some(a), b) => {
-                if let Some(b) = b {
-                    self.park(Which::B, b);
-                }
-                Activity::Echo(Echo::start(a))
-            }
-            (_, a, b) => {
-                if let Some(a) = a {
-                    self.park(Which::A, a);
-                }
-                if let Some(b) = b {
-                    self.park(Which::B, b);
-                }
-                Activity::Idle
-            }
+        let (activity, b) = match (kind, a, b) {
+            (Kind::Bridge, Some(a), Some(b)) => (Activity::Bridge(Bridge::start(a, b)), None),
+            (Kind::Echo, Some(a), b) => (Activity::Echo(Echo::start(a)), b),
+            (_, Some(a), b) => (Activity::Listen(Listener::start(a)), b),
+            (_, None, b) => (Activity::Idle, b),
         };
+        if let Some(b) = b {
+            self.park(Which::B, b);
+        }
+        self.activity = activity;
     }
 
     /// Joins the caller's and the callee's media.
@@ -711,9 +790,61 @@ impl CallMedia {
         self.resume(Kind::Echo);
     }
 
-    /// The caller's leg handle (digits, stats), once it has a leg.
-    pub fn caller_handle(&self) -> Option<LegHandle> {
-        self.a.as_ref().and_then(|a| a.handle.clone())
+    /// The caller alone with nothing playing (after answering).
+    pub async fn listen(&mut self) {
+        if matches!(self.activity, Activity::Idle) {
+            self.resume(Kind::Listen);
+        }
+    }
+
+    /// Plays `prompt` to the caller; `done` hears when it has been played.
+    pub async fn play(
+        &mut self,
+        prompt: Arc<Prompt>,
+        done: oneshot::Sender<Result<(), ActionError>>,
+    ) {
+        self.take_legs().await;
+        match self.a.as_mut().and_then(|s| s.leg.take()) {
+            Some(a) => self.activity = Activity::Play(Playing::start(a, prompt, done)),
+            None => {
+                let _ = done.send(Err(ActionError::Failed("the caller has no media".into())));
+            }
+        }
+    }
+
+    /// Starts recording the caller, for at most `max`.
+    pub async fn record(&mut self, max: Duration) -> Result<(), ActionError> {
+        self.take_legs().await;
+        let a = self
+            .a
+            .as_mut()
+            .and_then(|s| s.leg.take())
+            .ok_or_else(|| ActionError::Failed("the caller has no media".into()))?;
+        self.activity = Activity::Record(Recorder::start(a, max));
+        Ok(())
+    }
+
+    /// Stops the recording (running, or cut off by the call's end) and
+    /// hands it over.
+    pub async fn stop_recording(&mut self) -> Option<Recording> {
+        if let Some(recorder) = self.orphan.take() {
+            return recorder.stop().await.ok().map(|(_, r)| r);
+        }
+        if !matches!(self.activity, Activity::Record(_)) {
+            return None;
+        }
+        let (_, recording) = self.take_legs().await;
+        self.resume(Kind::Listen);
+        recording
+    }
+
+    /// The caller's digits: those since its leg was made the first time,
+    /// from now on after that.
+    pub fn caller_digits(&mut self) -> Option<media::Digits> {
+        let a = self.a.as_mut()?;
+        a.digits
+            .take()
+            .or_else(|| a.handle.as_ref().map(LegHandle::digits))
     }
 
     /// The legs to watch for silence: made, run by something, and
@@ -734,6 +865,9 @@ impl CallMedia {
 
     /// Ends all media: what runs stops, the ports go back to the pool.
     pub fn release(&mut self) {
+        if let Activity::Record(recorder) = std::mem::take(&mut self.activity) {
+            self.orphan = Some(recorder);
+        }
         self.activity = Activity::Idle;
         self.a = None;
         self.b = None;

@@ -380,7 +380,8 @@ impl Call {
                 .min();
             let watch_cancel = !self.a.cancel_seen && !self.a.tx.is_answered();
             let silence = self.media.watch();
-            let watch_silence = !silence.is_empty() && !self.finished;
+            let watch_silence =
+                !silence.is_empty() && !self.finished && self.a.leg.state == LegState::Up;
             tokio::select! {
                 Some(command) = self.commands.recv() => self.on_command(command).await,
                 Some(event) = self.events.recv() => self.on_event(event).await,
@@ -444,6 +445,27 @@ impl Call {
                 let r = self.digits().await;
                 let _ = done.send(r);
             }
+            Command::Play { prompt, done } => match self.own_media().await {
+                Ok(()) => self.media.play(prompt, done).await,
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                }
+            },
+            Command::Record { max, done } => {
+                let r = match self.own_media().await {
+                    Ok(()) => self.media.record(max).await,
+                    Err(e) => Err(e),
+                };
+                let _ = done.send(r);
+            }
+            Command::StopRecording(done) => {
+                let r = self
+                    .media
+                    .stop_recording()
+                    .await
+                    .ok_or_else(|| ActionError::Failed("nothing is being recorded".into()));
+                let _ = done.send(r);
+            }
             _ => {}
         }
     }
@@ -488,6 +510,7 @@ impl Call {
             }
         };
         self.send_ok(Some(("application/sdp".to_owned(), body)));
+        self.media.listen().await;
         self.state = CallState::Answered;
         self.publish();
         Ok(())
@@ -514,8 +537,7 @@ impl Call {
     async fn digits(&mut self) -> Result<media::Digits, ActionError> {
         self.own_media().await?;
         self.media
-            .caller_handle()
-            .map(|h| h.digits())
+            .caller_digits()
             .ok_or_else(|| ActionError::Failed("the caller has no media".into()))
     }
 

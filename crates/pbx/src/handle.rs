@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -101,6 +102,24 @@ pub enum Command {
     Echo(oneshot::Sender<Result<(), ActionError>>),
     /// Answer if need be, and subscribe to the caller's RFC 4733 digits.
     Digits(oneshot::Sender<Result<media::Digits, ActionError>>),
+    /// Answer if need be and play a prompt to the caller (done when it
+    /// has been played).
+    Play {
+        /// The prompt, loaded.
+        prompt: Arc<media::Prompt>,
+        /// Done.
+        done: oneshot::Sender<Result<(), ActionError>>,
+    },
+    /// Answer if need be and record the caller, for at most `max` (done
+    /// when it has started).
+    Record {
+        /// The longest recording.
+        max: Duration,
+        /// Started.
+        done: oneshot::Sender<Result<(), ActionError>>,
+    },
+    /// Stop the recording and hand it over; also after the call ended.
+    StopRecording(oneshot::Sender<Result<media::Recording, ActionError>>),
 }
 
 /// The route's handle on one call. Cheap to clone.
@@ -190,6 +209,29 @@ impl CallHandle {
     /// echo runs.
     pub async fn echo(&self) -> Result<(), ActionError> {
         self.ask(Command::Echo).await
+    }
+
+    /// Answers if need be and plays `prompt`; returns when it has been
+    /// played.
+    pub async fn play(&self, prompt: Arc<media::Prompt>) -> Result<(), ActionError> {
+        self.ask(|done| Command::Play { prompt, done }).await
+    }
+
+    /// Answers if need be and starts recording the caller.
+    pub async fn record(&self, max: Duration) -> Result<(), ActionError> {
+        self.ask(|done| Command::Record { max, done }).await
+    }
+
+    /// Stops the recording and returns it. Works after the call has ended
+    /// (the caller hanging up ends a voicemail), while the call's task
+    /// waits for the route.
+    pub async fn stop_recording(&self) -> Result<media::Recording, ActionError> {
+        let (done, rx) = oneshot::channel();
+        self.commands
+            .send(Command::StopRecording(done))
+            .await
+            .map_err(|_| ActionError::Ended)?;
+        rx.await.map_err(|_| ActionError::Ended)?
     }
 
     /// Answers if need be; the caller's RFC 4733 digits from now on.
