@@ -61,6 +61,11 @@ fn repo() -> PathBuf {
 }
 
 fn office(lua: Option<&str>) -> Office {
+    office_with(lua, "")
+}
+
+/// [`office`] with `extra` appended to its config.
+fn office_with(lua: Option<&str>, extra: &str) -> Office {
     let dir = tempfile::tempdir().expect("tempdir");
     let dialplans = dir.path().join("dialplans");
     std::fs::create_dir_all(&dialplans).unwrap();
@@ -96,6 +101,8 @@ password = "pw-1001"
 [[extension]]
 id = "1002"
 password = "pw-1002"
+
+{extra}
 "#,
         dialplans.display(),
         repo().join("plugins").display(),
@@ -543,4 +550,126 @@ fn hostile_rtp_does_not_reach_or_hijack_an_echo_call() {
     );
     assert_eq!(options_answered(&o), 200, "the server is alive");
     assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+}
+
+/// The caller re-INVITEs `direction`; the callee answers `answer_dir`.
+fn reinvite(call: &mut Bridged, ra: &RtpPeer, rb: &RtpPeer, direction: &str, answer_dir: &str) {
+    let offer = ra.sdp_offer(OFFER).replace("a=sendrecv", direction);
+    let Bridged {
+        a,
+        b,
+        dialog,
+        b_tag,
+        ..
+    } = call;
+    let ok = std::thread::scope(|s| {
+        let t = s.spawn(|| a.request_in(dialog, "INVITE", Some(&offer)));
+        let reinvite = b.request("INVITE", WAIT).expect("re-INVITE passed on");
+        let passed = std::str::from_utf8(&reinvite.body).unwrap();
+        assert!(passed.contains(direction), "{passed}");
+        let answer = rb
+            .sdp_answer(&["PCMU", "telephone-event"])
+            .replace("a=sendrecv", answer_dir);
+        b.reply_sdp(&reinvite, b_tag, 200, &answer).unwrap();
+        b.request("ACK", WAIT).expect("ACK for the re-INVITE");
+        t.join().unwrap().expect("re-INVITE answered")
+    });
+    assert_eq!(ok.status, 200);
+    a.ack_in(dialog).unwrap();
+}
+
+#[test]
+fn hold_stops_audio_to_the_held_side_and_resume_brings_it_back() {
+    let o = office(None);
+    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
+    let mut call = bridge(
+        &o,
+        &ra.sdp_offer(OFFER),
+        &rb.sdp_answer(&["PCMU", "telephone-event"]),
+    );
+    // Latch both legs first.
+    exchange(
+        &ra,
+        (call.a_media.addr, 0, 1000.0),
+        &rb,
+        (call.b_media.addr, 0, 2000.0),
+    );
+    // The caller holds (sendonly): it keeps sending, must get nothing.
+    reinvite(&mut call, &ra, &rb, "a=sendonly", "a=recvonly");
+    ra.clear();
+    rb.clear();
+    exchange(
+        &ra,
+        (call.a_media.addr, 0, 1000.0),
+        &rb,
+        (call.b_media.addr, 0, 2000.0),
+    );
+    assert_heard("the callee, while held", &rb, call.b_media.addr, 40, 1000.0);
+    let leaked = ra.received().iter().filter(|p| p.header.is_some()).count();
+    assert_eq!(leaked, 0, "a phone that put the call on hold gets no audio");
+    // Resumed: audio both ways again.
+    reinvite(&mut call, &ra, &rb, "a=sendrecv", "a=sendrecv");
+    ra.clear();
+    rb.clear();
+    exchange(
+        &ra,
+        (call.a_media.addr, 0, 1000.0),
+        &rb,
+        (call.b_media.addr, 0, 2000.0),
+    );
+    assert_heard("the caller, resumed", &ra, call.a_media.addr, 40, 2000.0);
+    assert_heard("the callee, resumed", &rb, call.b_media.addr, 40, 1000.0);
+    call.hang_up();
+}
+
+#[test]
+fn sdp_the_pbx_cannot_use_is_refused_with_a_warning() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    for (body, status, needle) in [
+        ("this is not SDP", 400, "SDP"),
+        (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n",
+            488,
+            "codec",
+        ),
+        (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 4000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n",
+            488,
+            "audio",
+        ),
+    ] {
+        a.call_sdp(ECHO, &[], body).expect("INVITE sent");
+        let (r, _) = a.final_response(WAIT).expect("answered");
+        assert_eq!(r.status, status, "{body:?}");
+        let warning = r
+            .headers
+            .get(&sip_proto::HeaderName::Warning)
+            .unwrap_or_default()
+            .to_owned();
+        assert!(warning.contains(needle), "{body:?}: Warning {warning:?}");
+    }
+    // Still serving: a good call to the echo is answered.
+    let rtp = RtpPeer::localhost();
+    let (mut dialog, _) = answered(&mut a, ECHO, &rtp.sdp_offer(OFFER));
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+}
+
+#[test]
+fn a_phone_that_sends_no_rtp_is_hung_up_after_rtp_timeout() {
+    let o = office_with(None, "[media]\nrtp_timeout = \"1s\"\n");
+    let mut a = phone(&o, "1001");
+    let rtp = RtpPeer::localhost();
+    let started = Instant::now();
+    let (_dialog, _) = answered(&mut a, ECHO, &rtp.sdp_offer(OFFER));
+    let bye = a
+        .request("BYE", WAIT)
+        .expect("the PBX hangs up a silent call");
+    a.reply(&bye, "", 200).unwrap();
+    let after = started.elapsed();
+    assert!(
+        after >= Duration::from_millis(900),
+        "not before rtp_timeout: {after:?}"
+    );
+    wait_for_log(&o, "no RTP; hanging up");
 }
