@@ -24,6 +24,8 @@
 # BENCH_NO_BUILD=1, SB_BIN=path, SERVER_CPU=1, SIPP_CPU=0, BENCH_KEEP=1 (keep
 # the work dir).
 set -euo pipefail
+# Anchored calls hold four UDP sockets each (two RTP/RTCP pairs).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
@@ -184,6 +186,12 @@ $storage
 [dialplan]
 dir = "$ROOT/dialplans"
 plugins = "$ROOT/plugins"
+
+[media]
+# Every call is anchored: two RTP/RTCP pairs per call, so the held calls
+# need 2 x HOLD_CALLS pairs (below Linux's ephemeral range).
+bind = "127.0.0.1"
+rtp_ports = "10000-32000"
 
 [security]
 digest_algorithms = ["MD5"]
