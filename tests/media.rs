@@ -470,6 +470,26 @@ fn the_shipped_700_plays_a_prompt_and_reads_the_digits_back() {
         read_back > 100,
         "about 3 s of read-back and goodbye, got {read_back} packets"
     );
+    // Seven prompts, one stream: the phone sees one SSRC whose sequence
+    // numbers go up by one and whose timestamps never go back (RFC 3550
+    // §5.1), as if one source had spoken.
+    let headers: Vec<_> = rtp.received().iter().filter_map(|p| p.header).collect();
+    assert!(
+        headers.iter().all(|h| h.ssrc == headers[0].ssrc),
+        "one SSRC across prompts"
+    );
+    for pair in headers.windows(2) {
+        assert_eq!(
+            pair[1].sequence,
+            pair[0].sequence.wrapping_add(1),
+            "sequence continues across prompts"
+        );
+        let step = pair[1].timestamp.wrapping_sub(pair[0].timestamp);
+        assert!(
+            (1..8000 * 5).contains(&step),
+            "timestamp moves on across prompts: {step}"
+        );
+    }
 }
 
 #[test]

@@ -286,6 +286,18 @@ pub struct Leg {
     rtcp_timer: Option<Pin<Box<Sleep>>>,
     dtmf: DtmfReceiver,
     digits: broadcast::Sender<Digit>,
+    /// The stream this leg last sent, whoever sent it (a bridge, a prompt,
+    /// an echo): the next sender continues it.
+    last_out: Option<Outbound>,
+}
+
+/// The last RTP packet a leg sent: SSRC, sequence number, timestamp, when.
+#[derive(Debug, Clone, Copy)]
+struct Outbound {
+    ssrc: u32,
+    sequence: u16,
+    timestamp: u32,
+    at: Instant,
 }
 
 impl Leg {
@@ -316,6 +328,7 @@ impl Leg {
             reporter: Reporter::new(params.codec.clock_rate()),
             rtcp_interval: Some(DEFAULT_INTERVAL),
             rtcp_timer: None,
+            last_out: None,
             dtmf: DtmfReceiver::new(),
             digits,
         }
@@ -606,9 +619,36 @@ impl Leg {
             &counters.send_dropped
         });
         if sent {
-            self.reporter.on_sent(packet, Instant::now());
+            let now = Instant::now();
+            self.reporter.on_sent(packet, now);
+            if let Some(h) = packet.get(..12) {
+                self.last_out = Some(Outbound {
+                    sequence: u16::from_be_bytes([h[2], h[3]]),
+                    timestamp: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+                    ssrc: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+                    at: now,
+                });
+            }
         }
         sent
+    }
+
+    /// Where a new sender on this leg continues the stream the leg last
+    /// sent, so the phone sees one stream whoever feeds it (a prompt, then
+    /// the bridge; RFC 3550 §5.1): its SSRC, the next sequence number, and
+    /// the timestamp moved on by the time since, at `clock_rate`. `None`
+    /// before the leg has sent anything.
+    pub fn continuation(&self, clock_rate: u32, now: Instant) -> Option<(u32, u16, u32)> {
+        let last = self.last_out?;
+        let elapsed = now.saturating_duration_since(last.at);
+        let ticks = (elapsed.as_micros() * u128::from(clock_rate) / 1_000_000) as u32;
+        // At least one 20 ms frame on, so no timestamp repeats.
+        let step = ticks.max(clock_rate / 50);
+        Some((
+            last.ssrc,
+            last.sequence.wrapping_add(1),
+            last.timestamp.wrapping_add(step),
+        ))
     }
 }
 

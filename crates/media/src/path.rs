@@ -79,10 +79,18 @@ impl Path {
         };
         let clock_rate = params.codec.clock_rate();
         let header = &rx.header;
-        let rewriter = self.rewriter.get_or_insert_with(|| match self.own {
-            Some((ssrc, seq, ts)) => Rewriter::new(ssrc, clock_rate, seq, ts),
-            None => Rewriter::new(header.ssrc, clock_rate, header.sequence, header.timestamp),
-        });
+        // The leg's stream goes on where its last sender left it (after a
+        // prompt, an echo, an earlier bridge); a fresh leg gets our own
+        // stream, or the first source's numbers for an untouched relay.
+        let own = self.own;
+        let rewriter =
+            self.rewriter
+                .get_or_insert_with(|| match to.continuation(clock_rate, now).or(own) {
+                    Some((ssrc, seq, ts)) => Rewriter::new(ssrc, clock_rate, seq, ts),
+                    None => {
+                        Rewriter::new(header.ssrc, clock_rate, header.sequence, header.timestamp)
+                    }
+                });
         let Some(mut out) = rewriter.rewrite(header, now) else {
             return Outcome::Late;
         };

@@ -65,7 +65,16 @@ impl Player {
     /// Starts a task sending `prompt` on `leg` in its negotiated codec and
     /// send payload type. Must be called inside a tokio runtime.
     pub fn start(leg: Leg, prompt: Arc<Prompt>) -> Player {
-        let frames = Frames::new(prompt, leg.params().codec, leg.params().send_payload_type);
+        let codec = leg.params().codec;
+        let mut frames = Frames::new(prompt, codec, leg.params().send_payload_type);
+        // One stream for the phone: a prompt continues what the leg sent.
+        if let Some((ssrc, sequence, timestamp)) =
+            leg.continuation(codec.clock_rate(), std::time::Instant::now())
+        {
+            frames.header.ssrc = ssrc;
+            frames.header.sequence = sequence;
+            frames.header.timestamp = timestamp;
+        }
         let count = frames.count;
         let (raise, finished) = done::flag();
         let (stop, stopped) = oneshot::channel();
