@@ -877,3 +877,90 @@ impl CallMedia {
 fn no_side() -> Failure {
     Failure::NotAcceptable("no media for this side yet".into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &[u8] =
+        b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+        m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
+        m=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n";
+
+    fn config() -> Arc<MediaConfig> {
+        Arc::new(MediaConfig::new(
+            PortPool::new(24100..=24199).unwrap(),
+            "127.0.0.1".parse().unwrap(),
+        ))
+    }
+
+    #[test]
+    fn helpers_read_the_first_audio_section() {
+        let offer = parse(OFFER).unwrap();
+        assert_eq!(ports_for(&offer, 7000), vec![0, 7000]);
+        assert_eq!(offered_names(&offer), ["PCMA", "PCMU", "telephone-event"]);
+        assert_eq!(audio_direction(&offer), Direction::SendOnly);
+    }
+
+    #[test]
+    fn the_advertised_address_follows_the_config() {
+        let pool = PortPool::new(24200..=24203).unwrap();
+        let mut c = MediaConfig::new(pool, "0.0.0.0".parse().unwrap());
+        let lan: IpAddr = "192.168.1.5".parse().unwrap();
+        assert_eq!(
+            c.advertise_for(Some(lan)),
+            lan,
+            "the address the phone reaches"
+        );
+        c.bind = "10.0.0.1".parse().unwrap();
+        assert_eq!(c.advertise_for(Some(lan)).to_string(), "10.0.0.1");
+        c.advertise = Some("203.0.113.10".parse().unwrap());
+        assert_eq!(c.advertise_for(Some(lan)).to_string(), "203.0.113.10");
+    }
+
+    #[test]
+    fn caller_offers_are_checked_before_routing() {
+        let mut m = CallMedia::new(config());
+        assert_eq!(m.set_caller_offer(b"").map_err(|f| f.status()), Ok(()));
+        assert_eq!(
+            m.set_caller_offer(b"garbage").map_err(|f| f.status()),
+            Err(400)
+        );
+        let g729 = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\n";
+        let refused = m.set_caller_offer(g729).unwrap_err();
+        assert_eq!(refused.status(), 488);
+        assert!(refused.text().contains("PCMU"), "{}", refused.text());
+        assert_eq!(m.set_caller_offer(OFFER).map_err(|f| f.status()), Ok(()));
+    }
+
+    #[tokio::test]
+    async fn the_callee_is_offered_the_callers_codec_first_and_the_caller_gets_its_own() {
+        let mut m = CallMedia::new(config());
+        m.set_caller_offer(OFFER).unwrap();
+        let ip = Some("127.0.0.1".parse().unwrap());
+        let offer = parse(&m.callee_offer(ip).unwrap()).unwrap();
+        let audio = &offer.media[0];
+        assert_eq!(audio.formats[0], "8", "PCMA, the caller's first: {offer:?}");
+        assert_ne!(audio.port, 4000);
+        // The callee answers PCMU only, on its own address.
+        let answer = "v=0\r\no=- 2 2 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
+        let stream = m.callee_answer(answer.as_bytes()).unwrap();
+        m.apply_callee(&stream, true).await.unwrap();
+        let ours = m.caller_description(ip).await.unwrap();
+        let ours = parse(&ours).unwrap();
+        // The caller's answer: its sections in order, video refused, audio
+        // on our address and port, PCMU first (no transcoding needed), and
+        // recvonly for its sendonly.
+        assert_eq!(ours.media.len(), 2);
+        assert_eq!(ours.media[0].port, 0);
+        let a = &ours.media[1];
+        assert_eq!(a.formats[0], "0", "{ours:?}");
+        assert_eq!(ours.direction(1), Direction::RecvOnly);
+        assert_eq!(ours.rtp_address(1).unwrap().ip().to_string(), "127.0.0.1");
+        // The same bytes again for a 200 after a 183.
+        assert_eq!(
+            m.caller_description(ip).await.unwrap(),
+            Bytes::from(ours.to_bytes())
+        );
+    }
+}
