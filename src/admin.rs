@@ -77,6 +77,14 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
         "registrar_bans_active",
         "Source IP addresses currently banned for failing authentication."
     );
+    metrics::describe_gauge!(
+        "rtp_port_pairs_in_use",
+        "RTP/RTCP port pairs leased from media.rtp_ports (two per bridged call)."
+    );
+    metrics::describe_counter!(
+        "rtp_timeouts_total",
+        "Calls hung up because a phone sent no RTP for media.rtp_timeout."
+    );
     metrics::gauge!("switchboard_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!("switchboard_uptime_seconds").set(0.0);
     // Present from the start, so dashboards and alerts see 0 rather than nothing.
@@ -84,6 +92,8 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
     metrics::counter!("registrar_auth_failures_total").absolute(0);
     metrics::gauge!("registrar_bans_active").set(0.0);
     metrics::gauge!("calls_active").set(0.0);
+    metrics::gauge!("rtp_port_pairs_in_use").set(0.0);
+    metrics::counter!("rtp_timeouts_total").absolute(0);
     Ok(AdminState {
         metrics,
         started,
@@ -102,7 +112,13 @@ pub fn router(
     let registry = calls.registry();
     Router::new()
         .route("/health", get(health))
-        .route("/metrics", get(metrics_text))
+        .route("/metrics", {
+            let calls = calls.clone();
+            get(move |state: State<AdminState>| {
+                metrics::gauge!("rtp_port_pairs_in_use").set(calls.rtp_pairs_in_use() as f64);
+                metrics_text(state)
+            })
+        })
         .route("/api/v1/registrations", get(registrations))
         .route(
             "/api/v1/calls",

@@ -697,4 +697,22 @@ fn a_phone_that_sends_no_rtp_is_hung_up_after_rtp_timeout() {
         "not before rtp_timeout: {after:?}"
     );
     wait_for_log(&o, "no RTP; hanging up");
+    // The ports go back once the echo's task has let go of the leg.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, metrics) = o.server.http_get("/metrics").expect("metrics");
+        assert_eq!(status, 200);
+        assert!(
+            metrics.contains("rtp_timeouts_total 1"),
+            "counted: {metrics}"
+        );
+        if metrics.contains("rtp_port_pairs_in_use 0") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call's ports went back: {metrics}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -1025,6 +1025,7 @@ impl Call {
     /// (a phone that lost power or network sends no BYE).
     fn on_silence(&mut self, which: Which, silent: Duration) {
         tracing::info!(call_id = %self.id, side = ?which, silent_ms = silent.as_millis() as u64, "no RTP; hanging up");
+        metrics::counter!("rtp_timeouts_total").increment(1);
         self.a.leg.bye();
         if let Some(b) = &mut self.bridge {
             b.leg.bye();

@@ -100,6 +100,11 @@ pub(crate) struct Inner {
 }
 
 impl ChanSip {
+    /// RTP/RTCP port pairs leased now (two per bridged call).
+    pub fn rtp_pairs_in_use(&self) -> usize {
+        self.inner.media.pool.in_use()
+    }
+
     /// A channel sending through `endpoint`, authenticating with
     /// `registrar`, finding extensions' phones in `locations`, routing
     /// every call through `router` and keeping CDRs in `cdrs`.
