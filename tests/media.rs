@@ -716,3 +716,42 @@ fn a_phone_that_sends_no_rtp_is_hung_up_after_rtp_timeout() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn when_the_rtp_ports_run_out_a_new_call_gets_503_and_they_come_back() {
+    // Two pairs: two echo calls fit, a third does not.
+    let o = office_with(None, "[media]\nrtp_ports = \"29990-29993\"\n");
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let (ra, rb, rc) = (
+        RtpPeer::localhost(),
+        RtpPeer::localhost(),
+        RtpPeer::localhost(),
+    );
+    let (mut first, _) = answered(&mut a, ECHO, &ra.sdp_offer(OFFER));
+    let (_second, _) = answered(&mut b, ECHO, &rb.sdp_offer(OFFER));
+    a.call_sdp(ECHO, &[], &rc.sdp_offer(OFFER))
+        .expect("INVITE sent");
+    let (r, _) = a.final_response(WAIT).expect("answered");
+    assert_eq!(r.status, 503);
+    let warning = r
+        .headers
+        .get(&sip_proto::HeaderName::Warning)
+        .unwrap_or_default()
+        .to_owned();
+    assert!(warning.contains("rtp_ports"), "{warning}");
+    // One call ends: its pair is free for the next.
+    assert_eq!(a.request_in(&mut first, "BYE", None).unwrap().status, 200);
+    let deadline = Instant::now() + WAIT;
+    loop {
+        a.call_sdp(ECHO, &[], &rc.sdp_offer(OFFER))
+            .expect("INVITE sent");
+        let (r, _) = a.final_response(WAIT).expect("answered");
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503);
+        assert!(Instant::now() < deadline, "the pair never came back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
