@@ -755,3 +755,26 @@ fn when_the_rtp_ports_run_out_a_new_call_gets_503_and_they_come_back() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn an_invite_without_sdp_gets_our_offer_and_its_ack_carries_the_answer() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let rtp = RtpPeer::localhost();
+    let call = a.call_sdp(ECHO, &[], "").expect("INVITE sent");
+    let (ok, _) = a.final_response(WAIT).expect("answered");
+    assert_eq!(ok.status, 200);
+    // The 200 is our offer: every codec we have, on our port.
+    let offer = media_of(&ok.body);
+    assert!(offer.payload_types.contains(&0) && offer.payload_types.contains(&8));
+    // The phone answers PCMA only, in its ACK.
+    let mut dialog = a
+        .ack_sdp(&call, &ok, &rtp.sdp_answer(&["PCMA", "telephone-event"]))
+        .expect("ACK");
+    rtp.send_tone(offer.addr, 8, 1000.0, TONE)
+        .expect("send tone");
+    rtp.settle(Duration::from_millis(200), WAIT);
+    let pts = assert_heard("the caller", &rtp, offer.addr, 40, 1000.0);
+    assert!(pts.iter().all(|pt| *pt == 8), "PCMA as answered: {pts:?}");
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+}

@@ -301,6 +301,33 @@ impl Phone {
         Ok(dialog)
     }
 
+    /// As [`ack`](Self::ack), carrying `sdp`: the answer to an offer the
+    /// 2xx made (an INVITE sent without SDP, RFC 3261 §13.2.1).
+    pub fn ack_sdp(&mut self, call: &OutCall, ok: &Response, sdp: &str) -> Result<Dialog, UaError> {
+        let remote = ok
+            .headers
+            .get(&HeaderName::To)
+            .unwrap_or_default()
+            .to_owned();
+        let target = contact_of(&ok.headers).unwrap_or_else(|| call.uri.clone());
+        let dialog = Dialog {
+            call_id: call.call_id.clone(),
+            local: call.from.clone(),
+            remote,
+            target,
+            cseq: call.cseq,
+        };
+        let ack = self.in_dialog(&dialog, "ACK", call.cseq).replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ),
+        );
+        self.ua.send(ack.as_bytes())?;
+        Ok(dialog)
+    }
+
     /// Sends CANCEL for a call still ringing (§9.1: same branch and CSeq
     /// number as the INVITE).
     pub fn cancel(&mut self, call: &OutCall) -> Result<(), UaError> {
