@@ -66,6 +66,11 @@ fn office(lua: Option<&str>) -> Office {
 
 /// [`office`] with `extra` appended to its config.
 fn office_with(lua: Option<&str>, extra: &str) -> Office {
+    office_on("udp:127.0.0.1:0", lua, extra)
+}
+
+/// [`office_with`], SIP on `listen`.
+fn office_on(listen: &str, lua: Option<&str>, extra: &str) -> Office {
     let dir = tempfile::tempdir().expect("tempdir");
     let dialplans = dir.path().join("dialplans");
     std::fs::create_dir_all(&dialplans).unwrap();
@@ -77,7 +82,7 @@ fn office_with(lua: Option<&str>, extra: &str) -> Office {
     let config = format!(
         r#"
 [sip]
-listen = ["udp:127.0.0.1:0"]
+listen = ["{listen}"]
 domain = "{DOMAIN}"
 
 [admin]
@@ -776,5 +781,19 @@ fn an_invite_without_sdp_gets_our_offer_and_its_ack_carries_the_answer() {
     rtp.settle(Duration::from_millis(200), WAIT);
     let pts = assert_heard("the caller", &rtp, offer.addr, 40, 1000.0);
     assert!(pts.iter().all(|pt| *pt == 8), "PCMA as answered: {pts:?}");
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+}
+
+#[test]
+fn a_phone_on_ipv6_gets_ipv6_media() {
+    let o = office_on("udp:[::1]:0", None, "");
+    let mut a = phone(&o, "1001");
+    let rtp = RtpPeer::bind("::1".parse().unwrap()).expect("RTP on ::1");
+    let (mut dialog, media) = answered(&mut a, ECHO, &rtp.sdp_offer(OFFER));
+    assert_eq!(media.addr.ip().to_string(), "::1", "c=IN IP6 ::1");
+    rtp.send_tone(media.addr, 0, 1000.0, TONE)
+        .expect("send tone");
+    rtp.settle(Duration::from_millis(200), WAIT);
+    assert_heard("the caller", &rtp, media.addr, 40, 1000.0);
     assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
 }

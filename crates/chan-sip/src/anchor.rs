@@ -383,10 +383,18 @@ impl CallMedia {
         if self.side(which).is_some() {
             return Ok(());
         }
+        // With the wildcard bind, a phone that reaches us over IPv6 gets
+        // sockets on the IPv6 wildcard.
+        let bind = match (self.config.bind, sip_ip) {
+            (IpAddr::V4(v4), Some(IpAddr::V6(_))) if v4.is_unspecified() => {
+                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+            }
+            (bind, _) => bind,
+        };
         let ports = self
             .config
             .pool
-            .allocate(self.config.bind)
+            .allocate(bind)
             .map_err(|e| Failure::NoPorts(e.to_string()))?;
         let address = self.config.advertise_for(sip_ip);
         let side = MediaSide {
