@@ -25,6 +25,10 @@ use crate::cli::{Cli, Command};
 use crate::config::{Config, ConfigSource};
 use crate::error::Error;
 
+/// mimalloc instead of glibc's malloc (see Cargo.toml for why).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let started = Instant::now();
     let cli = Cli::parse();
