@@ -94,6 +94,12 @@ impl Failure {
         }
     }
 
+    /// The final response `tx`'s request gets for it, with a Warning
+    /// saying why.
+    pub fn response(&self, tx: &sip_net::InviteTx, agent: &str) -> sip_proto::Response {
+        tx.response_with_warning(self.status(), agent, self.text())
+    }
+
     pub fn text(&self) -> &str {
         match self {
             Failure::Malformed(t) | Failure::NotAcceptable(t) | Failure::NoPorts(t) => t,

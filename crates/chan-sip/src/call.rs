@@ -3,8 +3,9 @@
 //! of a dial (one client INVITE each; first 2xx wins, the rest get CANCEL,
 //! RFC 3261 §16.7-style forking done as a B2BUA), and the bridge between the
 //! caller and the winner (BYE either way ends both; re-INVITE, UPDATE and
-//! INFO are passed to the other leg; 491 on glare). The route (Lua) drives
-//! it through a [`pbx::CallHandle`].
+//! INFO are passed to the other leg, in `indialog.rs`; 491 on glare). The
+//! route (Lua) drives it through a [`pbx::CallHandle`]; its media is
+//! `anchor.rs`'s.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,11 +24,11 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::anchor::{CallMedia, Failure, Which};
+
+mod indialog;
 use crate::dialog::{Dialog, new_tag};
 use crate::leg::{SipLeg, our_contact};
-use crate::relay::{
-    body_of, branch_task, dial_result, reply_from, send_stateless, set_body, sleep_until,
-};
+use crate::relay::{branch_task, dial_result, send_stateless, set_body, sleep_until};
 use crate::target::{self, Destination};
 use crate::{Inner, Reply, Side};
 
@@ -496,11 +497,7 @@ impl Call {
         let body = match self.caller_sdp().await {
             Ok(body) => body,
             Err(failure) => {
-                let r = self.a.tx.response_with_warning(
-                    failure.status(),
-                    &self.inner.config.domain,
-                    failure.text(),
-                );
+                let r = failure.response(&self.a.tx, &self.inner.config.domain);
                 self.a.tx.respond(r);
                 self.finish(Disposition::Failed, failure.status(), "media");
                 return Err(ActionError::Failed(format!(
@@ -961,11 +958,7 @@ impl Call {
             match self.caller_sdp().await {
                 Ok(body) => self.send_ok(Some(("application/sdp".to_owned(), body))),
                 Err(failure) => {
-                    let r = self.a.tx.response_with_warning(
-                        failure.status(),
-                        &self.inner.config.domain,
-                        failure.text(),
-                    );
+                    let r = failure.response(&self.a.tx, &self.inner.config.domain);
                     self.a.tx.respond(r);
                     if let Some(b) = &mut self.bridge {
                         b.leg.bye();
@@ -1031,295 +1024,6 @@ impl Call {
             b.leg.bye();
         }
         self.finish(Disposition::Answered, 200, "rtp timeout");
-    }
-
-    async fn on_request(&mut self, side: Side, request: Request, reply: oneshot::Sender<Reply>) {
-        let Some(seq) = request.cseq().map(|c| c.seq) else {
-            let _ = reply.send(Reply::status(400));
-            return;
-        };
-        // Which leg it came from, and the other one.
-        let from_bridge =
-            matches!((side, &self.bridge), (Side::Outbound(id), Some(b)) if b.branch == id);
-        if let Side::Outbound(_) = side
-            && !from_bridge
-        {
-            // A fork that is not (or no longer) bridged.
-            let status = if request.method == Method::Bye {
-                200
-            } else {
-                481
-            };
-            let _ = reply.send(Reply::status(status));
-            return;
-        }
-        if !self.in_dialog(from_bridge, &request) {
-            let _ = reply.send(Reply::status(481));
-            return;
-        }
-        let fresh = self.accept_cseq(from_bridge, seq);
-        if !fresh {
-            // §12.2.2: a CSeq lower than the last one is out of order.
-            let _ = reply.send(Reply::status(500));
-            return;
-        }
-        match request.method {
-            Method::Bye => {
-                let _ = reply.send(Reply::status(200));
-                if from_bridge {
-                    if let Some(b) = &mut self.bridge {
-                        b.leg.state = LegState::Ended;
-                    }
-                    self.a.leg.bye();
-                    self.finish(Disposition::Answered, 200, "callee");
-                } else {
-                    if let Some(b) = &mut self.bridge {
-                        b.leg.bye();
-                    }
-                    self.a.leg.state = LegState::Ended;
-                    let answered = self.cdr.answer_ms.is_some();
-                    let disposition = if answered {
-                        Disposition::Answered
-                    } else {
-                        Disposition::Cancelled
-                    };
-                    if let Some(dialing) = self.dialing.take() {
-                        self.cancel_branches();
-                        let _ = dialing.done.send(Ok(DialOutcome {
-                            status: DialStatus::Cancelled,
-                            code: 487,
-                        }));
-                    }
-                    self.finish(disposition, if answered { 200 } else { 487 }, "caller");
-                }
-            }
-            Method::Update if !request.body.is_empty() => {
-                // A new offer in an UPDATE: media is anchored, so we answer
-                // it for this side alone (new address, codec, hold).
-                let which = if from_bridge { Which::B } else { Which::A };
-                let r = match self.media.answer_here(which, &request.body).await {
-                    Ok(sdp) => Reply {
-                        status: 200,
-                        body: Some(("application/sdp".to_owned(), sdp)),
-                    },
-                    Err(failure) => Reply::status(failure.status()),
-                };
-                let _ = reply.send(r);
-            }
-            _ => {
-                // UPDATE and INFO go to the other leg when bridged.
-                let target = if from_bridge {
-                    Some(&mut self.a.leg)
-                } else {
-                    self.bridge.as_mut().map(|b| &mut b.leg)
-                };
-                match target {
-                    Some(leg) if leg.state == LegState::Up => {
-                        let mut out = leg.dialog.request(request.method.clone(), None, None);
-                        if request.method == Method::Update {
-                            out.headers.push(HeaderName::Contact, leg.contact.as_str());
-                        }
-                        set_body(
-                            &mut out.headers,
-                            &mut out.body,
-                            body_of(&request.headers, &request.body),
-                        );
-                        let sent = leg.send(out);
-                        tokio::spawn(async move {
-                            let r = match sent.await {
-                                Ok(Some(r)) => reply_from(&r),
-                                _ => Reply::status(408),
-                            };
-                            let _ = reply.send(r);
-                        });
-                    }
-                    _ => {
-                        // Nobody to pass it to: INFO (DTMF) and a bare
-                        // UPDATE (a session refresh) are accepted.
-                        let _ = reply.send(Reply::status(200));
-                    }
-                }
-            }
-        }
-    }
-
-    async fn on_reinvite(&mut self, side: Side, incoming: Incoming, mut tx: InviteTx) {
-        let from_bridge =
-            matches!((side, &self.bridge), (Side::Outbound(id), Some(b)) if b.branch == id);
-        if matches!(side, Side::Outbound(_)) && !from_bridge || self.finished {
-            let r = tx.response(481);
-            tx.respond(r);
-            return;
-        }
-        if !self.in_dialog(from_bridge, &incoming.request) {
-            let r = tx.response(481);
-            tx.respond(r);
-            return;
-        }
-        let seq = incoming.request.cseq().map_or(0, |c| c.seq);
-        let fresh = self.accept_cseq(from_bridge, seq);
-        if !fresh {
-            let r = tx.response(500);
-            tx.respond(r);
-            return;
-        }
-        let which = if from_bridge { Which::B } else { Which::A };
-        let own_contact = if from_bridge {
-            self.bridge.as_ref().map(|b| b.leg.contact.clone())
-        } else {
-            Some(self.a.leg.contact.clone())
-        }
-        .unwrap_or_default();
-        let body = incoming.request.body.clone();
-        let other_up = if from_bridge {
-            self.a.leg.state == LegState::Up
-        } else {
-            self.bridge
-                .as_ref()
-                .is_some_and(|b| b.leg.state == LegState::Up)
-        };
-        if body.is_empty() || !other_up {
-            // Answered here: an offerless re-INVITE gets our description
-            // as the offer (its answer comes in the ACK); with nobody on
-            // the other side, we answer the new offer ourselves.
-            let sdp = if body.is_empty() {
-                self.media
-                    .offer_again(which)
-                    .ok_or(Failure::NotAcceptable("no media session to offer".into()))
-            } else {
-                self.media.answer_here(which, &body).await
-            };
-            let r = match sdp {
-                Ok(sdp) => {
-                    let mut r = tx.response(200);
-                    r.headers.push(HeaderName::Contact, own_contact);
-                    r.headers.push(HeaderName::ContentType, "application/sdp");
-                    r.body = sdp;
-                    r
-                }
-                Err(failure) => tx.response_with_warning(
-                    failure.status(),
-                    &self.inner.config.domain,
-                    failure.text(),
-                ),
-            };
-            tx.respond(r);
-            return;
-        }
-        if self.reinvite_pending {
-            // §14.2: a re-INVITE while another is in progress is glare.
-            let mut r = tx.response(491);
-            r.headers.push(HeaderName::RetryAfter, "1");
-            tx.respond(r);
-            return;
-        }
-        // The other side gets our offer (its own ports, the direction
-        // asked for: hold is passed on), the asker our answer once it
-        // has answered.
-        let offer = match self.media.reoffer(which, &body) {
-            Ok(offer) => offer,
-            Err(failure) => {
-                let r = tx.response_with_warning(
-                    failure.status(),
-                    &self.inner.config.domain,
-                    failure.text(),
-                );
-                tx.respond(r);
-                return;
-            }
-        };
-        let other = if from_bridge {
-            &mut self.a.leg
-        } else {
-            match self.bridge.as_mut() {
-                Some(b) => &mut b.leg,
-                None => return,
-            }
-        };
-        self.reinvite_pending = true;
-        let mut invite = other
-            .dialog
-            .request(Method::Invite, Some(&other.contact), None);
-        set_body(
-            &mut invite.headers,
-            &mut invite.body,
-            Some(("application/sdp".to_owned(), offer)),
-        );
-        let seq = other.dialog.local_cseq;
-        let ack = other.dialog.request(Method::Ack, None, Some(seq));
-        let endpoint = self.inner.endpoint.clone();
-        let (transport, peer) = (other.dialog.transport, other.dialog.peer);
-        let events = self.events_tx.clone();
-        tokio::spawn(async move {
-            let response = match endpoint.invite(invite, transport, peer).await {
-                Ok(mut ctx) => loop {
-                    match ctx.next().await {
-                        Some(InviteEvent::Response(r)) if r.status < 200 => {}
-                        Some(InviteEvent::Response(r)) => break Some(r),
-                        _ => break None,
-                    }
-                },
-                Err(_) => None,
-            };
-            if response.as_ref().is_some_and(|r| r.status < 300) {
-                let _ = endpoint.send_stateless(ack, transport, peer).await;
-            }
-            let _ = events
-                .send(CallEvent::ReInviteAnswered {
-                    from: side,
-                    tx: Box::new(tx),
-                    response,
-                })
-                .await;
-        });
-    }
-
-    /// The other side answered a re-INVITE we passed on: the asker gets
-    /// our answer to its offer (or the other side's refusal).
-    async fn on_reinvite_answered(
-        &mut self,
-        from: Side,
-        mut tx: InviteTx,
-        response: Option<Box<Response>>,
-    ) {
-        self.reinvite_pending = false;
-        let which = if from == Side::Inbound {
-            Which::A
-        } else {
-            Which::B
-        };
-        let own_contact = match which {
-            Which::A => Some(self.a.leg.contact.clone()),
-            Which::B => self.bridge.as_ref().map(|b| b.leg.contact.clone()),
-        }
-        .unwrap_or_default();
-        let r = match response {
-            Some(r) if r.status < 300 && !self.finished => {
-                match self.media.reanswer(which, &r.body).await {
-                    Ok(sdp) => {
-                        let mut out = tx.response(200);
-                        out.headers.push(HeaderName::Contact, own_contact);
-                        out.headers.push(HeaderName::ContentType, "application/sdp");
-                        out.body = sdp;
-                        out
-                    }
-                    Err(failure) => tx.response_with_warning(
-                        failure.status(),
-                        &self.inner.config.domain,
-                        failure.text(),
-                    ),
-                }
-            }
-            Some(r) => {
-                self.media.reoffer_failed(which);
-                tx.response(if self.finished { 481 } else { r.status })
-            }
-            None => {
-                self.media.reoffer_failed(which);
-                tx.response(408)
-            }
-        };
-        tx.respond(r);
     }
 
     fn on_caller_cancel(&mut self) {

@@ -283,26 +283,12 @@ impl Phone {
     /// ACKs a 2xx to our INVITE and returns the dialog (§13.2.2.4: a new
     /// transaction to the Contact of the 2xx).
     pub fn ack(&mut self, call: &OutCall, ok: &Response) -> Result<Dialog, UaError> {
-        let remote = ok
-            .headers
-            .get(&HeaderName::To)
-            .unwrap_or_default()
-            .to_owned();
-        let target = contact_of(&ok.headers).unwrap_or_else(|| call.uri.clone());
-        let dialog = Dialog {
-            call_id: call.call_id.clone(),
-            local: call.from.clone(),
-            remote,
-            target,
-            cseq: call.cseq,
-        };
-        let ack = self.in_dialog(&dialog, "ACK", call.cseq);
-        self.ua.send(ack.as_bytes())?;
-        Ok(dialog)
+        self.ack_sdp(call, ok, "")
     }
 
-    /// As [`ack`](Self::ack), carrying `sdp`: the answer to an offer the
-    /// 2xx made (an INVITE sent without SDP, RFC 3261 §13.2.1).
+    /// As [`ack`](Self::ack), carrying `sdp` (none when empty): the answer
+    /// to an offer the 2xx made (an INVITE sent without SDP, RFC 3261
+    /// §13.2.1).
     pub fn ack_sdp(&mut self, call: &OutCall, ok: &Response, sdp: &str) -> Result<Dialog, UaError> {
         let remote = ok
             .headers
@@ -317,13 +303,16 @@ impl Phone {
             target,
             cseq: call.cseq,
         };
-        let ack = self.in_dialog(&dialog, "ACK", call.cseq).replace(
-            "Content-Length: 0\r\n\r\n",
-            &format!(
-                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
-                sdp.len()
-            ),
-        );
+        let mut ack = self.in_dialog(&dialog, "ACK", call.cseq);
+        if !sdp.is_empty() {
+            ack = ack.replace(
+                "Content-Length: 0\r\n\r\n",
+                &format!(
+                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                    sdp.len()
+                ),
+            );
+        }
         self.ua.send(ack.as_bytes())?;
         Ok(dialog)
     }
