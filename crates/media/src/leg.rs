@@ -278,7 +278,6 @@ pub struct Leg {
     latched: Option<SocketAddr>,
     rtcp_peer: Option<SocketAddr>,
     shared: Arc<Shared>,
-    rtcp_buf: Box<Buffer>,
     reporter: Reporter,
     /// Base RTCP report interval; `None`: no reports, no BYE.
     rtcp_interval: Option<Duration>,
@@ -324,7 +323,6 @@ impl Leg {
                 latched: Mutex::new(None),
                 digits: digits.downgrade(),
             }),
-            rtcp_buf: buffer(),
             reporter: Reporter::new(params.codec.clock_rate()),
             rtcp_interval: Some(DEFAULT_INTERVAL),
             rtcp_timer: None,
@@ -446,7 +444,9 @@ impl Leg {
     pub async fn recv(&mut self, buf: &mut Buffer) -> Received {
         enum Event {
             Rtp(std::io::Result<(usize, SocketAddr)>),
-            Rtcp(std::io::Result<(usize, SocketAddr)>),
+            /// The RTCP socket has something: read it into a buffer that
+            /// lives only for the read (no 1.5 KB per leg kept for RTCP).
+            RtcpReady(std::io::Result<()>),
             Report,
         }
         if let (Some(interval), None) = (self.rtcp_interval, &self.rtcp_timer) {
@@ -454,10 +454,7 @@ impl Leg {
         }
         loop {
             let Leg {
-                ports,
-                rtcp_buf,
-                rtcp_timer,
-                ..
+                ports, rtcp_timer, ..
             } = &mut *self;
             let report_due = async {
                 match rtcp_timer {
@@ -467,7 +464,7 @@ impl Leg {
             };
             let event = tokio::select! {
                 r = ports.rtp.recv_from(&mut buf[..]) => Event::Rtp(r),
-                r = ports.rtcp.recv_from(&mut rtcp_buf[..]) => Event::Rtcp(r),
+                r = ports.rtcp.readable() => Event::RtcpReady(r),
                 () = report_due => Event::Report,
             };
             match event {
@@ -476,11 +473,27 @@ impl Leg {
                         return received;
                     }
                 }
-                Event::Rtcp(Ok((len, from))) => self.on_rtcp(len, from),
+                Event::RtcpReady(Ok(())) => {
+                    // The buffer is gone before any await, so it is no
+                    // part of the future.
+                    let failed = {
+                        let mut data = [0u8; MAX_DATAGRAM + 1];
+                        match self.ports.rtcp.try_recv_from(&mut data) {
+                            Ok((len, from)) => {
+                                self.on_rtcp(data.get(..len).unwrap_or_default(), from);
+                                false
+                            }
+                            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                        }
+                    };
+                    if failed {
+                        tokio::task::yield_now().await;
+                    }
+                }
                 // Linux reports ICMP errors on unconnected UDP sockets only
                 // with IP_RECVERR; anything else is transient. Let other
                 // tasks run rather than spin.
-                Event::Rtp(Err(_)) | Event::Rtcp(Err(_)) => tokio::task::yield_now().await,
+                Event::Rtp(Err(_)) | Event::RtcpReady(Err(_)) => tokio::task::yield_now().await,
                 Event::Report => self.send_report(),
             }
         }
@@ -545,7 +558,7 @@ impl Leg {
         })
     }
 
-    fn on_rtcp(&mut self, len: usize, from: SocketAddr) {
+    fn on_rtcp(&mut self, data: &[u8], from: SocketAddr) {
         self.apply_control();
         let counters = &self.shared.counters;
         let peer_ip = self.latched.or(self.remote).map(|a| a.ip());
@@ -553,10 +566,9 @@ impl Leg {
             Some(peer) => peer == from,
             None => peer_ip == Some(from.ip()),
         };
-        let packets = (from_peer && len <= MAX_DATAGRAM)
-            .then(|| self.rtcp_buf.get(..len))
-            .flatten()
-            .and_then(|data| rtp::rtcp::parse_compound(data).ok());
+        let packets = (from_peer && data.len() <= MAX_DATAGRAM)
+            .then(|| rtp::rtcp::parse_compound(data).ok())
+            .flatten();
         let Some(packets) = packets else {
             bump(&counters.rtcp_dropped);
             return;
