@@ -249,8 +249,14 @@ mod tests {
     #[test]
     fn decodes_a_reply() {
         let v = Value::decode(b"d6:result2:ok3:sdp5:v=0\r\ne").unwrap();
-        assert_eq!(v.get("result").and_then(Value::as_text).as_deref(), Some("ok"));
-        assert_eq!(v.get("sdp").and_then(Value::as_text).as_deref(), Some("v=0\r\n"));
+        assert_eq!(
+            v.get("result").and_then(Value::as_text).as_deref(),
+            Some("ok")
+        );
+        assert_eq!(
+            v.get("sdp").and_then(Value::as_text).as_deref(),
+            Some("v=0\r\n")
+        );
     }
 
     #[test]
@@ -267,7 +273,11 @@ mod tests {
             b"i1ei2e",
             b"99999999999999999999:x",
         ] {
-            assert!(Value::decode(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                Value::decode(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         let deep = [b"l".repeat(100), b"e".repeat(100)].concat();
         assert!(Value::decode(&deep).is_err());

@@ -30,7 +30,8 @@ mod tests {
 
     #[test]
     fn reads_utime_and_stime() {
-        let line = "1234 (rtp engine) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 99 0 0";
+        let line =
+            "1234 (rtp engine) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 99 0 0";
         assert_eq!(parse_stat(line), Some(3.0));
         assert!(seconds("self").is_some());
     }

@@ -81,6 +81,10 @@ struct Args {
     /// Failed steps before the ramp stops.
     #[arg(long, default_value_t = 1)]
     stop_after: usize,
+    /// Measure even when the relay hands out the generator's own sockets
+    /// (SDP passed through: RTP goes direct). Only for checking call set-up.
+    #[arg(long)]
+    allow_unanchored: bool,
     /// Generator CPU share (of one core) above which it counts as saturated.
     #[arg(long, default_value_t = 90.0)]
     saturated_pct: f64,
@@ -142,10 +146,22 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let mut best: Option<(usize, Outcome)> = None;
     let mut stop = None;
 
-    println!("[{mode}] {:.0} s counted per step, {:.0} s warm-up; loss limit {}%", args.window, args.warmup, args.loss_limit);
+    println!(
+        "[{mode}] {:.0} s counted per step, {:.0} s warm-up; loss limit {}%",
+        args.window, args.warmup, args.loss_limit
+    );
     println!(
         "{:>6} {:>7} {:>9} {:>8} {:>8} {:>22} {:>7} {:>10} {:>7} {:>7}  verdict",
-        "calls", "setup s", "pkts/s", "loss c>e", "loss e>c", "jitter p50/p99/max ms", "srv cpu", "pkts/CPU-s", "gen cpu", "lag ms"
+        "calls",
+        "setup s",
+        "pkts/s",
+        "loss c>e",
+        "loss e>c",
+        "jitter p50/p99/max ms",
+        "srv cpu",
+        "pkts/CPU-s",
+        "gen cpu",
+        "late"
     );
     for &n in &args.steps {
         if n <= routes.len() {
@@ -165,13 +181,19 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         }
         match setup(&mut relay, &new, args.setup_rate) {
             Ok(list) => {
-                let relayed = args.mode != Mode::Direct;
+                let relayed = args.mode != Mode::Direct && !args.allow_unanchored;
                 for (call, r) in new.iter().zip(&list).filter(|_| relayed) {
-                    if sip::is_own(r.caller_to, call.callee_media) || sip::is_own(r.callee_to, call.caller_media) {
+                    if sip::is_own(r.caller_to, call.callee_media)
+                        || sip::is_own(r.callee_to, call.caller_media)
+                    {
                         stop = Some(Stop::NotAnchored(format!(
                             "call {}: the caller was told to send RTP to {} and the callee to {} \
                              (the generator's own sockets are {} and {}): SDP passed through unchanged",
-                            call.index, r.caller_to, r.callee_to, call.caller_media, call.callee_media
+                            call.index,
+                            r.caller_to,
+                            r.callee_to,
+                            call.caller_media,
+                            call.callee_media
                         )));
                         break;
                     }
@@ -187,35 +209,51 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let o = endpoints.run(&routes, window, pid.as_deref())?;
         let pps = o.pps();
         let cpu_pct = o.server_cpu.map(|c| 100.0 * c / o.seconds);
-        let ppcs = o.server_cpu.filter(|&c| c > 0.0).map(|c| pps * o.seconds / c);
+        let ppcs = o
+            .server_cpu
+            .filter(|&c| c > 0.0)
+            .map(|c| pps * o.seconds / c);
         let gen_pct = 100.0 * o.own_cpu / o.seconds;
         let loss = o.loss_percent();
         let pass = loss < args.loss_limit && o.misrouted == 0;
-        let saturated = gen_pct >= args.saturated_pct;
+        // Busy, or behind its schedule (it shares its core with whatever
+        // else runs there).
+        let saturated = gen_pct >= args.saturated_pct || o.late_percent > 1.0;
         let verdict = match (pass, saturated) {
             (true, false) => "pass".to_owned(),
             (true, true) => "pass (generator saturated)".to_owned(),
             (false, false) => "FAIL".to_owned(),
             (false, true) => "FAIL (generator saturated: not the relay's limit)".to_owned(),
         };
-        let fmt_opt = |v: Option<f64>, prec: usize| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.prec$}"));
+        let fmt_opt = |v: Option<f64>, prec: usize| {
+            v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.prec$}"))
+        };
         println!(
-            "{:>6} {:>7.1} {:>9.0} {:>7.3}% {:>7.3}% {:>22} {:>6}% {:>10} {:>6.0}% {:>7.1}  {verdict}{}",
+            "{:>6} {:>7.1} {:>9.0} {:>7.3}% {:>7.3}% {:>22} {:>6}% {:>10} {:>6.0}% {:>6.1}%  {verdict}{}",
             n,
             setup_secs,
             pps,
             o.dirs[0].loss_percent(),
             o.dirs[1].loss_percent(),
-            format!("{:.2}/{:.2}/{:.1}", o.added_p50_us / 1e3, o.added_p99_us / 1e3, o.added_max_us / 1e3),
+            format!(
+                "{:.2}/{:.2}/{:.1}",
+                o.added_p50_us / 1e3,
+                o.added_p99_us / 1e3,
+                o.added_max_us / 1e3
+            ),
             fmt_opt(cpu_pct, 0),
             fmt_opt(ppcs, 0),
             gen_pct,
-            o.max_send_lag_ms,
-            if o.misrouted > 0 { format!(" ({} misrouted)", o.misrouted) } else { String::new() },
+            o.late_percent,
+            if o.misrouted > 0 {
+                format!(" ({} misrouted)", o.misrouted)
+            } else {
+                String::new()
+            },
         );
         println!(
             "STEP mode={mode} n={n} pps={pps:.0} loss={loss:.4} loss_ce={:.4} loss_ec={:.4} p50_us={:.0} p99_us={:.0} max_us={:.0} \
-             min_delay_us={:.0} cpu_pct={} ppcs={} gen_pct={gen_pct:.1} lag_ms={:.1} misrouted={} pass={} gen_saturated={}",
+             min_delay_us={:.0} cpu_pct={} ppcs={} gen_pct={gen_pct:.1} lag_ms={:.1} late_pct={:.2} misrouted={} pass={} gen_saturated={}",
             o.dirs[0].loss_percent(),
             o.dirs[1].loss_percent(),
             o.added_p50_us,
@@ -225,6 +263,7 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             fmt_opt(cpu_pct, 1),
             fmt_opt(ppcs, 0),
             o.max_send_lag_ms,
+            o.late_percent,
             o.misrouted,
             u8::from(pass),
             u8::from(saturated),
@@ -258,10 +297,12 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             "RESULT mode={mode} max_n={n} pps={:.0} p99_us={:.0} cpu_pct={} ppcs={}",
             o.pps(),
             o.added_p99_us,
-            o.server_cpu.map_or_else(|| "n/a".into(), |c| format!("{:.1}", 100.0 * c / o.seconds)),
             o.server_cpu
-                .filter(|&c| c > 0.0)
-                .map_or_else(|| "n/a".into(), |c| format!("{:.0}", o.pps() * o.seconds / c)),
+                .map_or_else(|| "n/a".into(), |c| format!("{:.1}", 100.0 * c / o.seconds)),
+            o.server_cpu.filter(|&c| c > 0.0).map_or_else(
+                || "n/a".into(),
+                |c| format!("{:.0}", o.pps() * o.seconds / c)
+            ),
         ),
         None => println!("RESULT mode={mode} max_n=0"),
     }
@@ -280,14 +321,20 @@ fn setup(relay: &mut Relay, calls: &[sip::NewCall], rate: f64) -> Result<Vec<Rou
             })
             .collect()),
         Relay::Sip(agent) => {
-            let results = agent.setup(calls.to_vec(), rate).map_err(|e| e.to_string())?;
+            let results = agent
+                .setup(calls.to_vec(), rate)
+                .map_err(|e| e.to_string())?;
             let failed: Vec<_> = calls
                 .iter()
                 .zip(&results)
                 .filter_map(|(c, r)| r.as_ref().err().map(|e| (c.index, e.clone())))
                 .collect();
             if let Some((index, why)) = failed.first() {
-                return Err(format!("{} of {} calls failed; call {index}: {why}", failed.len(), calls.len()));
+                return Err(format!(
+                    "{} of {} calls failed; call {index}: {why}",
+                    failed.len(),
+                    calls.len()
+                ));
             }
             Ok(results
                 .into_iter()
@@ -314,11 +361,22 @@ fn setup(relay: &mut Relay, calls: &[sip::NewCall], rate: f64) -> Result<Vec<Rou
                 let (for_callee, for_caller) = ng
                     .offer_answer(&call_id, &from_tag, &to_tag, &caller_sdp, &callee_sdp)
                     .map_err(|e| format!("call {}: {e}", c.index))?;
-                let callee_to = sdp_text::media_addr(&for_callee, lo)
-                    .ok_or_else(|| format!("call {}: no RTP address in the offer rtpengine rewrote", c.index))?;
-                let caller_to = sdp_text::media_addr(&for_caller, lo)
-                    .ok_or_else(|| format!("call {}: no RTP address in the answer rtpengine rewrote", c.index))?;
-                out.push(Route { caller_to, callee_to });
+                let callee_to = sdp_text::media_addr(&for_callee, lo).ok_or_else(|| {
+                    format!(
+                        "call {}: no RTP address in the offer rtpengine rewrote",
+                        c.index
+                    )
+                })?;
+                let caller_to = sdp_text::media_addr(&for_caller, lo).ok_or_else(|| {
+                    format!(
+                        "call {}: no RTP address in the answer rtpengine rewrote",
+                        c.index
+                    )
+                })?;
+                out.push(Route {
+                    caller_to,
+                    callee_to,
+                });
             }
             Ok(out)
         }
@@ -327,7 +385,11 @@ fn setup(relay: &mut Relay, calls: &[sip::NewCall], rate: f64) -> Result<Vec<Rou
 
 /// Call-ID, from-tag and to-tag of rtpengine call `index`.
 fn ng_ids(index: usize) -> (String, String, String) {
-    (format!("bench-{index}-{}", std::process::id()), format!("caller-{index}"), format!("callee-{index}"))
+    (
+        format!("bench-{index}-{}", std::process::id()),
+        format!("caller-{index}"),
+        format!("callee-{index}"),
+    )
 }
 
 /// Ends every call (BYE, or ng delete); failures are only reported.
@@ -336,7 +398,9 @@ fn teardown(relay: &mut Relay, own: &[(SocketAddr, SocketAddr)]) {
         Relay::Direct => {}
         Relay::Sip(agent) => match agent.teardown(1000.0) {
             Ok((_, 0)) => {}
-            Ok((ok, bad)) => eprintln!("bench-media: teardown: {ok} calls ended, {bad} BYEs not answered 2xx"),
+            Ok((ok, bad)) => {
+                eprintln!("bench-media: teardown: {ok} calls ended, {bad} BYEs not answered 2xx")
+            }
             Err(e) => eprintln!("bench-media: teardown: {e}"),
         },
         Relay::Ng(ng) => {

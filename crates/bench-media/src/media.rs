@@ -10,13 +10,23 @@
 //! and whether it is counted, so packets are recognised whatever the relay
 //! does to the RTP header (it may rewrite SSRC, sequence and timestamp).
 //! The calls' send times are spread evenly over the 20 ms.
+//!
+//! Times are the real-time clock in nanoseconds: the send time is read
+//! just before `sendto`, the arrival time is the kernel's (SO_TIMESTAMPNS,
+//! taken when the packet is queued on the socket; on loopback that is
+//! inside the relay's own `sendto`), so a generator that reads its
+//! sockets late does not inflate the relay's jitter.
 
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, IoSliceMut};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::os::fd::AsRawFd;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
+use nix::errno::Errno;
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg, setsockopt, sockopt};
+use nix::sys::time::TimeSpec;
 
 use crate::cpu;
 
@@ -98,7 +108,12 @@ pub(crate) struct Outcome {
     pub own_cpu: f64,
     /// Latest a packet was sent after its due time, milliseconds.
     pub max_send_lag_ms: f64,
+    /// Share of packets sent more than [`LATE`] after their due time, percent.
+    pub late_percent: f64,
 }
+
+/// A packet sent this late means the generator could not keep up.
+pub(crate) const LATE: Duration = Duration::from_millis(10);
 
 impl Outcome {
     /// Received counted packets per second, both directions.
@@ -140,7 +155,6 @@ pub(crate) struct Endpoints {
     poll: Poll,
     /// Call `i`: the caller's socket at `2i`, the callee's at `2i + 1`.
     sockets: Vec<UdpSocket>,
-    epoch: Instant,
     run: u8,
 }
 
@@ -150,7 +164,6 @@ impl Endpoints {
         Ok(Endpoints {
             poll: Poll::new()?,
             sockets: Vec::new(),
-            epoch: Instant::now(),
             run: 0,
         })
     }
@@ -165,6 +178,7 @@ impl Endpoints {
         let mut pair = [SocketAddr::from(([127, 0, 0, 1], 0)); 2];
         for addr in &mut pair {
             let mut s = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
+            setsockopt(&s, sockopt::ReceiveTimestampns, &true).map_err(io::Error::from)?;
             *addr = s.local_addr()?;
             let token = Token(self.sockets.len());
             self.poll
@@ -175,9 +189,11 @@ impl Endpoints {
         Ok((pair[0], pair[1]))
     }
 
-    /// Nanoseconds since the epoch (saturating).
+    /// Real-time clock, nanoseconds (the clock of SO_TIMESTAMPNS).
     fn now_ns(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
     }
 
     /// Sends on every call in `routes` (the first `routes.len()` calls)
@@ -201,7 +217,9 @@ impl Endpoints {
         let run = self.run;
         let period_ns = PTIME.as_nanos() as u64;
         let warm_rounds = (window.warmup.as_nanos() as u64).div_ceil(period_ns);
-        let counted_rounds = (window.measure.as_nanos() as u64).div_ceil(period_ns).max(1);
+        let counted_rounds = (window.measure.as_nanos() as u64)
+            .div_ceil(period_ns)
+            .max(1);
         let rounds = warm_rounds + counted_rounds;
         let total = rounds * n as u64;
         let mut stats: Vec<StreamStats> = (0..2 * n).map(|_| StreamStats::default()).collect();
@@ -221,13 +239,22 @@ impl Endpoints {
         let stop_ns = window_end_ns + window.drain.as_nanos() as u64;
         let mut started: Option<(u64, Option<f64>, f64)> = None;
         let mut ended: Option<(u64, Option<f64>, f64)> = None;
-        let sample = |now: u64| (now, server_pid.and_then(cpu::seconds), cpu::seconds("self").unwrap_or(0.0));
+        let sample = |now: u64| {
+            (
+                now,
+                server_pid.and_then(cpu::seconds),
+                cpu::seconds("self").unwrap_or(0.0),
+            )
+        };
 
         let mut packet = [0xffu8; RTP_HEADER + SAMPLES];
         let mut buf = [0u8; 2048];
         let mut events = Events::with_capacity(1024);
+        let mut cmsg = nix::cmsg_space!(TimeSpec);
         let mut k: u64 = 0;
         let mut max_lag_ns: u64 = 0;
+        let mut late: u64 = 0;
+        let late_ns = LATE.as_nanos() as u64;
         loop {
             let now = self.now_ns();
             if started.is_none() && now >= window_start_ns {
@@ -265,7 +292,9 @@ impl Endpoints {
                         Err(e) => return Err(e),
                     }
                 }
-                max_lag_ns = max_lag_ns.max(now.saturating_sub(due(k)));
+                let lag = now.saturating_sub(due(k));
+                max_lag_ns = max_lag_ns.max(lag);
+                late += u64::from(lag > late_ns);
                 k += 1;
             }
             if k >= total && now >= stop_ns {
@@ -283,16 +312,35 @@ impl Endpoints {
                 let Some(sock) = self.sockets.get(t) else {
                     continue;
                 };
+                let fd = sock.as_raw_fd();
                 loop {
-                    let len = match sock.recv_from(&mut buf) {
-                        Ok((len, _)) => len,
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    let mut iov = [IoSliceMut::new(&mut buf)];
+                    let (len, stamp) = match recvmsg::<()>(
+                        fd,
+                        &mut iov,
+                        Some(&mut cmsg),
+                        MsgFlags::MSG_DONTWAIT,
+                    ) {
+                        Ok(msg) => {
+                            let stamp = msg.cmsgs().ok().and_then(|mut c| {
+                                c.find_map(|m| match m {
+                                    ControlMessageOwned::ScmTimestampns(t) => Some(t),
+                                    _ => None,
+                                })
+                            });
+                            (msg.bytes, stamp)
+                        }
+                        Err(Errno::EAGAIN) => break,
                         // An ICMP error from an earlier send surfaces once;
                         // the socket stays usable.
-                        Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+                        Err(Errno::ECONNREFUSED) => continue,
+                        Err(Errno::EINTR) => continue,
                         Err(_) => break,
                     };
-                    let arrived = self.now_ns();
+                    let arrived = stamp.map_or_else(
+                        || self.now_ns(),
+                        |t| (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64,
+                    );
                     let Some(tag) = read_packet(buf.get(..len).unwrap_or_default(), run) else {
                         out.foreign += 1;
                         continue;
@@ -324,6 +372,7 @@ impl Endpoints {
         out.server_cpu = s0.zip(s1).map(|(a, b)| b - a);
         out.own_cpu = o1 - o0;
         out.max_send_lag_ms = max_lag_ns as f64 / 1e6;
+        out.late_percent = 100.0 * late as f64 / total.max(1) as f64;
 
         let mut added: Vec<u32> = Vec::with_capacity(stats.iter().map(|s| s.delays.len()).sum());
         let mut min_all = u32::MAX;
@@ -356,7 +405,14 @@ struct Tag {
     counted: bool,
 }
 
-fn write_packet(p: &mut [u8; RTP_HEADER + SAMPLES], run: u8, stream: u32, round: u64, sent_ns: u64, counted: bool) {
+fn write_packet(
+    p: &mut [u8; RTP_HEADER + SAMPLES],
+    run: u8,
+    stream: u32,
+    round: u64,
+    sent_ns: u64,
+    counted: bool,
+) {
     p[0] = 0x80; // version 2, no padding, no extension, no CSRC
     p[1] = if round == 0 { 0x80 } else { 0 }; // marker on the first packet, PT 0 (PCMU)
     p[2..4].copy_from_slice(&(round as u16).to_be_bytes());

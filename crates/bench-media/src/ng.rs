@@ -51,7 +51,9 @@ impl Ng {
                 self.socket.set_read_timeout(Some(left))?;
                 let len = match self.socket.recv_from(&mut buf) {
                     Ok((len, _)) => len,
-                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => break,
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                        break;
+                    }
                     Err(e) if e.kind() == ErrorKind::ConnectionRefused => break,
                     Err(e) => return Err(e),
                 };
@@ -64,7 +66,10 @@ impl Ng {
                 };
                 let value = Value::decode(body)
                     .map_err(|e| io::Error::new(ErrorKind::InvalidData, e.to_string()))?;
-                let result = value.get("result").and_then(Value::as_text).unwrap_or_default();
+                let result = value
+                    .get("result")
+                    .and_then(Value::as_text)
+                    .unwrap_or_default();
                 if result == "ok" || result == "pong" {
                     return Ok(value);
                 }
@@ -75,7 +80,10 @@ impl Ng {
                 return Err(io::Error::other(format!("rtpengine: {result}: {reason}")));
             }
         }
-        Err(io::Error::new(ErrorKind::TimedOut, "rtpengine did not answer"))
+        Err(io::Error::new(
+            ErrorKind::TimedOut,
+            "rtpengine did not answer",
+        ))
     }
 
     /// `ping` until rtpengine answers or `within` passes.
@@ -102,9 +110,9 @@ impl Ng {
         callee_sdp: &str,
     ) -> io::Result<(String, String)> {
         let sdp_of = |v: &Value| {
-            v.get("sdp")
-                .and_then(Value::as_text)
-                .ok_or_else(|| io::Error::new(ErrorKind::InvalidData, "rtpengine reply without sdp"))
+            v.get("sdp").and_then(Value::as_text).ok_or_else(|| {
+                io::Error::new(ErrorKind::InvalidData, "rtpengine reply without sdp")
+            })
         };
         let offer = self.request(&Value::dict([
             ("command", Value::str("offer")),

@@ -112,12 +112,17 @@ impl Agent {
     }
 
     /// Sets `calls` up at `rate` per second; per call its legs or why not.
-    pub(crate) fn setup(&self, calls: Vec<NewCall>, rate: f64) -> io::Result<Vec<Result<Legs, String>>> {
+    pub(crate) fn setup(
+        &self,
+        calls: Vec<NewCall>,
+        rate: f64,
+    ) -> io::Result<Vec<Result<Legs, String>>> {
         let (reply, rx) = mpsc::channel();
         self.commands
             .send(Command::Setup { calls, rate, reply })
             .map_err(|_| io::Error::other("SIP thread stopped"))?;
-        rx.recv().map_err(|_| io::Error::other("SIP thread stopped"))
+        rx.recv()
+            .map_err(|_| io::Error::other("SIP thread stopped"))
     }
 
     /// BYE on every call that is up, at `rate` per second: (answered 2xx, not).
@@ -126,7 +131,8 @@ impl Agent {
         self.commands
             .send(Command::Teardown { rate, reply })
             .map_err(|_| io::Error::other("SIP thread stopped"))?;
-        rx.recv().map_err(|_| io::Error::other("SIP thread stopped"))
+        rx.recv()
+            .map_err(|_| io::Error::other("SIP thread stopped"))
     }
 }
 
@@ -235,7 +241,8 @@ impl State {
                 // ICMP from an earlier send, or worse: try again next time.
                 Err(_) => return,
             };
-            let Ok(msg) = Message::parse(buf.get(..len).unwrap_or_default(), &Limits::default()) else {
+            let Ok(msg) = Message::parse(buf.get(..len).unwrap_or_default(), &Limits::default())
+            else {
                 continue;
             };
             match msg {
@@ -326,7 +333,10 @@ impl State {
 
     fn write_invite(&mut self, uac: &mut Uac, auth: Option<String>) {
         let branch = self.random();
-        uac.via = format!("SIP/2.0/UDP {};branch=z9hG4bK{branch:016x};rport", self.local);
+        uac.via = format!(
+            "SIP/2.0/UDP {};branch=z9hG4bK{branch:016x};rport",
+            self.local
+        );
         let auth = auth.map_or_else(String::new, |a| format!("Proxy-Authorization: {a}\r\n"));
         uac.invite = format!(
             "INVITE {uri} SIP/2.0\r\nVia: {via}\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: <{uri}>\r\n\
@@ -356,7 +366,9 @@ impl State {
             }
             if now.duration_since(uac.started) > SETUP_TIMEOUT {
                 uac.phase = Phase::Failed("no final answer in time".into());
-            } else if uac.phase == Phase::Calling && now.duration_since(uac.last_sent) >= uac.interval {
+            } else if uac.phase == Phase::Calling
+                && now.duration_since(uac.last_sent) >= uac.interval
+            {
                 uac.last_sent = now;
                 uac.interval = (uac.interval * 2).min(Duration::from_secs(4));
                 resend.push(uac.invite.clone());
@@ -393,7 +405,11 @@ impl State {
     }
 
     fn on_invite_response(&mut self, uac: &mut Uac, r: &Response) {
-        let to = r.headers.get(&HeaderName::To).unwrap_or_default().to_owned();
+        let to = r
+            .headers
+            .get(&HeaderName::To)
+            .unwrap_or_default()
+            .to_owned();
         match r.status {
             100..=199 => {
                 if uac.phase == Phase::Calling {
@@ -417,14 +433,20 @@ impl State {
                     self.send(&ack, self.account.server);
                 }
             }
-            407 | 401 if !uac.authenticated && matches!(uac.phase, Phase::Calling | Phase::Proceeding) => {
+            407 | 401
+                if !uac.authenticated
+                    && matches!(uac.phase, Phase::Calling | Phase::Proceeding) =>
+            {
                 self.ack_failure(uac, &to);
                 let challenge = if r.status == 407 {
                     r.headers.proxy_authenticate()
                 } else {
                     r.headers.www_authenticate()
                 };
-                let Some(ch) = challenge.ok().and_then(|l| l.into_iter().find(|c| c.scheme.eq_ignore_ascii_case("Digest"))) else {
+                let Some(ch) = challenge.ok().and_then(|l| {
+                    l.into_iter()
+                        .find(|c| c.scheme.eq_ignore_ascii_case("Digest"))
+                }) else {
                     uac.phase = Phase::Failed(format!("{} without a Digest challenge", r.status));
                     return;
                 };
@@ -456,7 +478,9 @@ impl State {
                 self.write_invite(uac, Some(value));
                 if r.status == 401 {
                     // Authorization, not Proxy-Authorization, for a 401.
-                    uac.invite = uac.invite.replacen("Proxy-Authorization:", "Authorization:", 1);
+                    uac.invite = uac
+                        .invite
+                        .replacen("Proxy-Authorization:", "Authorization:", 1);
                 }
                 self.send(&uac.invite, self.account.server);
             }
@@ -567,7 +591,13 @@ impl State {
     /// A response to `r`: its Vias, From, To (with our tag when it has
     /// none), Call-ID and CSeq; with an SDP body and Contact for call
     /// `index` when given.
-    fn reply(&mut self, r: &Request, status: u16, reason: &str, sdp: Option<(usize, &str)>) -> String {
+    fn reply(
+        &mut self,
+        r: &Request,
+        status: u16,
+        reason: &str,
+        sdp: Option<(usize, &str)>,
+    ) -> String {
         let mut text = format!("SIP/2.0 {status} {reason}\r\n");
         for via in r.headers.get_all(&HeaderName::Via) {
             text.push_str(&format!("Via: {via}\r\n"));
@@ -639,5 +669,6 @@ impl State {
 /// Whether an address is one of the generator's own RTP sockets: a PBX
 /// that anchors media names its own ports instead.
 pub(crate) fn is_own(addr: SocketAddr, own: SocketAddr) -> bool {
-    addr.port() == own.port() && (addr.ip() == own.ip() || addr.ip() == IpAddr::from([127, 0, 0, 1]))
+    addr.port() == own.port()
+        && (addr.ip() == own.ip() || addr.ip() == IpAddr::from([127, 0, 0, 1]))
 }
