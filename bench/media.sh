@@ -21,8 +21,7 @@
 # BENCH_WINDOW=8 (counted seconds per step), BENCH_WARMUP=1,
 # BENCH_SETUP_RATE=200 (new calls/s), BENCH_LOSS_LIMIT=0.1 (percent),
 # BENCH_STOP_AFTER=1 (failed steps before a ramp stops),
-# BENCH_SERVERS="rtpengine switchboard", BENCH_SB_MEDIA_TOML (extra TOML
-# for Switchboard's config, e.g. a [media] section), BENCH_NO_BUILD=1,
+# BENCH_SERVERS="rtpengine switchboard", BENCH_NO_BUILD=1,
 # SB_BIN=path, GEN_BIN=path, SERVER_CPU=1, GEN_CPU=0, BENCH_KEEP=1 (keep
 # the work dir). Builds go to $CARGO_TARGET_DIR (default target/).
 set -euo pipefail
@@ -217,11 +216,16 @@ ban_after_failures = 0
 [registrar]
 qualify_interval = "0s"
 
+[media]
+bind = "127.0.0.1"
+rtp_ports = "$RTP_MIN-$RTP_MAX"
+# the steps pause RTP while the next calls are set up
+rtp_timeout = "120s"
+
 [[extension]]
 id = "$CALLER"
 password = "$PASSWORD"
 context = "bench"
-${BENCH_SB_MEDIA_TOML:-}
 TOML
   local logf="$WORK/switchboard.log"
   (cd "$WORK" && exec setsid taskset -c "$SERVER_CPU" "$SB_BIN" run --config "$WORK/switchboard.toml") \
