@@ -19,7 +19,7 @@
 
 use std::io::{self, ErrorKind, IoSliceMut};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mio::net::UdpSocket;
@@ -191,9 +191,7 @@ impl Endpoints {
 
     /// Real-time clock, nanoseconds (the clock of SO_TIMESTAMPNS).
     fn now_ns(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        now_ns()
     }
 
     /// Sends on every call in `routes` (the first `routes.len()` calls)
@@ -222,10 +220,7 @@ impl Endpoints {
             .max(1);
         let rounds = warm_rounds + counted_rounds;
         let total = rounds * n as u64;
-        let mut stats: Vec<StreamStats> = (0..2 * n).map(|_| StreamStats::default()).collect();
-        for s in &mut stats {
-            s.delays.reserve(counted_rounds as usize);
-        }
+        let mut rx = Receiver::new(run, 2 * n, counted_rounds as usize);
         let mut out = Outcome::default();
 
         let start_ns = self.now_ns() + 5_000_000;
@@ -248,9 +243,7 @@ impl Endpoints {
         };
 
         let mut packet = [0xffu8; RTP_HEADER + SAMPLES];
-        let mut buf = [0u8; 2048];
         let mut events = Events::with_capacity(1024);
-        let mut cmsg = nix::cmsg_space!(TimeSpec);
         let mut k: u64 = 0;
         let mut max_lag_ns: u64 = 0;
         let mut late: u64 = 0;
@@ -308,61 +301,30 @@ impl Endpoints {
                 Err(e) => return Err(e),
             }
             for ev in &events {
+                // One datagram per readiness: every arrival signals again,
+                // a datagram left behind (two arrived at once) is read at
+                // the next one or by the sweep below, and its kernel
+                // timestamp keeps its delay right. Saves a failing recvmsg
+                // per packet.
                 let t = ev.token().0;
-                let Some(sock) = self.sockets.get(t) else {
-                    continue;
-                };
-                let fd = sock.as_raw_fd();
-                loop {
-                    let mut iov = [IoSliceMut::new(&mut buf)];
-                    let (len, stamp) = match recvmsg::<()>(
-                        fd,
-                        &mut iov,
-                        Some(&mut cmsg),
-                        MsgFlags::MSG_DONTWAIT,
-                    ) {
-                        Ok(msg) => {
-                            let stamp = msg.cmsgs().ok().and_then(|mut c| {
-                                c.find_map(|m| match m {
-                                    ControlMessageOwned::ScmTimestampns(t) => Some(t),
-                                    _ => None,
-                                })
-                            });
-                            (msg.bytes, stamp)
-                        }
-                        Err(Errno::EAGAIN) => break,
-                        // An ICMP error from an earlier send surfaces once;
-                        // the socket stays usable.
-                        Err(Errno::ECONNREFUSED) => continue,
-                        Err(Errno::EINTR) => continue,
-                        Err(_) => break,
-                    };
-                    let arrived = stamp.map_or_else(
-                        || self.now_ns(),
-                        |t| (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64,
-                    );
-                    let Some(tag) = read_packet(buf.get(..len).unwrap_or_default(), run) else {
-                        out.foreign += 1;
-                        continue;
-                    };
-                    if !tag.counted {
-                        continue;
-                    }
-                    let stream = tag.stream as usize;
-                    // stream 2i (caller → callee) arrives at the callee's
-                    // socket 2i + 1, stream 2i + 1 at the caller's 2i.
-                    if stream >= stats.len() || stream ^ 1 != t {
-                        out.misrouted += 1;
-                        continue;
-                    }
-                    let s = &mut stats[stream];
-                    s.received += 1;
-                    let delay = arrived.saturating_sub(tag.sent_ns);
-                    s.delays.push(u32::try_from(delay).unwrap_or(u32::MAX));
+                if let Some(sock) = self.sockets.get(t) {
+                    rx.read(sock.as_raw_fd(), t, 1);
                 }
             }
         }
+        // What is still queued.
+        for (t, sock) in self.sockets.iter().enumerate().take(2 * n) {
+            rx.read(sock.as_raw_fd(), t, usize::MAX);
+        }
 
+        let Receiver {
+            stats,
+            foreign,
+            misrouted,
+            ..
+        } = rx;
+        out.foreign = foreign;
+        out.misrouted = misrouted;
         for (i, s) in stats.iter().enumerate() {
             out.dirs[i % 2].received += s.received;
         }
@@ -395,6 +357,88 @@ impl Endpoints {
             out.delay_min_us = f64::from(min_all) / 1e3;
         }
         Ok(out)
+    }
+}
+
+/// Real-time clock, nanoseconds.
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The receiving half of a run: buffers and per-stream counts.
+struct Receiver {
+    run: u8,
+    buf: [u8; 2048],
+    cmsg: Vec<u8>,
+    stats: Vec<StreamStats>,
+    foreign: u64,
+    misrouted: u64,
+}
+
+impl Receiver {
+    fn new(run: u8, streams: usize, packets_each: usize) -> Receiver {
+        Receiver {
+            run,
+            buf: [0; 2048],
+            cmsg: nix::cmsg_space!(TimeSpec),
+            stats: (0..streams)
+                .map(|_| StreamStats {
+                    received: 0,
+                    delays: Vec::with_capacity(packets_each),
+                })
+                .collect(),
+            foreign: 0,
+            misrouted: 0,
+        }
+    }
+
+    /// Reads at most `at_most` datagrams from socket `t` (descriptor `fd`),
+    /// stopping when it is empty.
+    fn read(&mut self, fd: RawFd, t: usize, at_most: usize) {
+        let mut done = 0;
+        while done < at_most {
+            let mut iov = [IoSliceMut::new(&mut self.buf)];
+            let (len, stamp) =
+                match recvmsg::<()>(fd, &mut iov, Some(&mut self.cmsg), MsgFlags::MSG_DONTWAIT) {
+                    Ok(msg) => {
+                        let stamp = msg.cmsgs().ok().and_then(|mut c| {
+                            c.find_map(|m| match m {
+                                ControlMessageOwned::ScmTimestampns(t) => Some(t),
+                                _ => None,
+                            })
+                        });
+                        (msg.bytes, stamp)
+                    }
+                    // An ICMP error from an earlier send surfaces once; the
+                    // socket stays usable.
+                    Err(Errno::ECONNREFUSED | Errno::EINTR) => continue,
+                    Err(_) => return, // EAGAIN: empty
+                };
+            done += 1;
+            let arrived = stamp.map_or_else(now_ns, |t| {
+                (t.tv_sec() as u64).saturating_mul(1_000_000_000) + t.tv_nsec() as u64
+            });
+            let Some(tag) = read_packet(self.buf.get(..len).unwrap_or_default(), self.run) else {
+                self.foreign += 1;
+                continue;
+            };
+            if !tag.counted {
+                continue;
+            }
+            let stream = tag.stream as usize;
+            // stream 2i (caller → callee) arrives at the callee's socket
+            // 2i + 1, stream 2i + 1 at the caller's 2i.
+            if stream >= self.stats.len() || stream ^ 1 != t {
+                self.misrouted += 1;
+                continue;
+            }
+            let s = &mut self.stats[stream];
+            s.received += 1;
+            let delay = arrived.saturating_sub(tag.sent_ns);
+            s.delays.push(u32::try_from(delay).unwrap_or(u32::MAX));
+        }
     }
 }
 
