@@ -21,7 +21,8 @@
 # BENCH_WINDOW=8 (counted seconds per step), BENCH_WARMUP=1,
 # BENCH_SETUP_RATE=200 (new calls/s), BENCH_LOSS_LIMIT=0.1 (percent),
 # BENCH_STOP_AFTER=1 (failed steps before a ramp stops),
-# BENCH_SERVERS="rtpengine switchboard", BENCH_NO_BUILD=1,
+# BENCH_SERVERS="direct rtpengine switchboard" ("direct": no relay, the
+# generator's own ceiling on its core right now), BENCH_NO_BUILD=1,
 # SB_BIN=path, GEN_BIN=path, SERVER_CPU=1, GEN_CPU=0, BENCH_KEEP=1 (keep
 # the work dir). Builds go to $CARGO_TARGET_DIR (default target/).
 set -euo pipefail
@@ -43,7 +44,7 @@ WARMUP="${BENCH_WARMUP:-1}"
 SETUP_RATE="${BENCH_SETUP_RATE:-200}"
 LOSS_LIMIT="${BENCH_LOSS_LIMIT:-0.1}"
 STOP_AFTER="${BENCH_STOP_AFTER:-1}"
-SERVERS="${BENCH_SERVERS:-rtpengine switchboard}"
+SERVERS="${BENCH_SERVERS:-direct rtpengine switchboard}"
 SERVER_CPU="${SERVER_CPU:-1}"
 GEN_CPU="${GEN_CPU:-0}"
 DOMAIN="bench.test"
@@ -242,6 +243,12 @@ TOML
   return 1
 }
 
+# start_direct: no server; the generator's sockets talk to each other.
+start_direct() {
+  SERVER_ADDR=""
+  SERVER_PID=""
+}
+
 # --- run --------------------------------------------------------------------
 
 declare -A MAX_N PPCS_AT P99_AT CPU_AT PPS_AT FAILED NOTE
@@ -261,7 +268,9 @@ run_server() {
     return 0
   fi
   mode=$name
-  taskset -c "$GEN_CPU" "$GEN_BIN" --mode "$mode" --server "$SERVER_ADDR" --server-pid "$SERVER_PID" \
+  local target=()
+  [ -z "$SERVER_ADDR" ] || target=(--server "$SERVER_ADDR" --server-pid "$SERVER_PID")
+  taskset -c "$GEN_CPU" "$GEN_BIN" --mode "$mode" "${target[@]}" \
     --user "$CALLER" --password "$PASSWORD" --domain "$DOMAIN" --steps "$STEPS_CSV" \
     --setup-rate "$SETUP_RATE" --warmup "$WARMUP" --window "$WINDOW" --loss-limit "$LOSS_LIMIT" \
     --stop-after "$STOP_AFTER" >"$WORK/$name.out" 2>"$WORK/$name.err" &
@@ -271,7 +280,7 @@ run_server() {
   grep -v '^STEP \|^RESULT ' "$WORK/$name.out" || true
   cat "$WORK/$name.err" >&2
   grep '^STEP ' "$WORK/$name.out" >"$WORK/$name.steps" || true
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+  if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
     log "$name: the server exited during the run; its log:"
     tail -n 20 "$WORK/$name.log" >&2 2>/dev/null || true
     FAILED[$name]="server exited"
@@ -299,6 +308,7 @@ run_server() {
   elif [ "$(tail -n1 "$WORK/$name.steps" | tr ' ' '\n' | sed -n 's/^gen_saturated=//p')" = 1 ]; then
     NOTE[$name]="the generator was saturated (or starved of its core) at the failing step ($last_n calls): the limit may be the generator's"
   fi
+  [ "$name" != direct ] || NOTE[$name]="no relay: the generator's own ceiling (${NOTE[$name]:-})"
 }
 
 # field LINE KEY: KEY's value in a "k=v k=v" line.
@@ -336,30 +346,42 @@ for server in $SERVERS; do
     "$(awk -v u="$(step_field "$server" "$n" p99_us)" 'BEGIN { printf "%.2f", u / 1000 }')" "${NOTE[$server]}"
 done
 
-if [ -z "${FAILED[switchboard]:-x}" ] && [ -z "${FAILED[rtpengine]:-x}" ]; then
+if [ -z "${FAILED[switchboard]-x}" ] && [ -z "${FAILED[rtpengine]-x}" ]; then
   sb=${MAX_N[switchboard]} re=${MAX_N[rtpengine]}
   echo "  max N: switchboard $sb, rtpengine $re: $(ratio "$sb" "$re") x rtpengine"
   # Packets per CPU-second at the highest step both passed (the CPU per
   # packet falls as the load rises, so compare at the same N).
   common=""
   for n in $STEPS; do
-    [ "$(step_field switchboard "$n" pass)" = 1 ] && [ "$(step_field rtpengine "$n" pass)" = 1 ] && common=$n
+    if [ "$(step_field switchboard "$n" pass)" = 1 ] && [ "$(step_field rtpengine "$n" pass)" = 1 ]; then
+      common=$n
+      a=$(step_field switchboard "$n" ppcs) b=$(step_field rtpengine "$n" ppcs)
+      echo "  $n calls: pkts/CPU-s switchboard $a, rtpengine $b ($(ratio "$a" "$b") x);" \
+        "cpu switchboard $(step_field switchboard "$n" cpu_pct)%, rtpengine $(step_field rtpengine "$n" cpu_pct)%;" \
+        "jitter p99 switchboard $(step_field switchboard "$n" p99_us) us, rtpengine $(step_field rtpengine "$n" p99_us) us"
+    fi
   done
   if [ -n "$common" ]; then
     a=$(step_field switchboard "$common" ppcs) b=$(step_field rtpengine "$common" ppcs)
-    echo "  at $common calls (both passed): pkts/CPU-s switchboard $a, rtpengine $b: $(ratio "$a" "$b") x rtpengine;" \
-      "jitter p99 switchboard $(step_field switchboard "$common" p99_us) us, rtpengine $(step_field rtpengine "$common" p99_us) us"
+    echo "  pkts/CPU-s at $common calls, the highest step both passed: $(ratio "$a" "$b") x rtpengine"
     PPCS_RATIO=$(ratio "$a" "$b")
   else
     PPCS_RATIO="n/a"
   fi
   for s in switchboard rtpengine; do
     p=$(step_field "$s" "${MAX_N[$s]}" ppcs)
-    [ -n "$p" ] && [ "$p" != n/a ] \
-      && echo "  $s: $p pkts/CPU-s at its max N, i.e. about $(awk -v p="$p" 'BEGIN { printf "%d", p / 100 }') calls (100 pkts/s each) per fully busy core"
+    if [ -n "$p" ] && [ "$p" != n/a ]; then
+      echo "  $s: $p pkts/CPU-s at its max N: about $(awk -v p="$p" 'BEGIN { printf "%d", p / 100 }') calls (100 pkts/s each) on a fully busy core (estimate)"
+    fi
   done
-  verdict() { case $1 in 1) echo met ;; n/a) echo "not measured" ;; *) echo "NOT met" ;; esac; }
-  echo "  goals: >= $GOAL_CALLS anchored calls per core: $(verdict "$([ "$sb" -ge "$GOAL_CALLS" ] && echo 1)");" \
+  verdict() { case $1 in 1) echo met ;; n/a) echo "not measured" ;; gen) echo "not measured (the generator saturated first)" ;; *) echo "NOT met" ;; esac; }
+  calls_verdict=""
+  if [ "$sb" -ge "$GOAL_CALLS" ]; then
+    calls_verdict=1
+  elif [ "$(tail -n1 "$WORK/switchboard.steps" | tr ' ' '\n' | sed -n 's/^gen_saturated=//p')" = 1 ]; then
+    calls_verdict=gen
+  fi
+  echo "  goals: >= $GOAL_CALLS anchored calls per core: $(verdict "$calls_verdict");" \
     ">= ${GOAL_PPCS} x rtpengine's packets per CPU-second: $(verdict "$(awk -v r="$PPCS_RATIO" -v g="$GOAL_PPCS" 'BEGIN { if (r == "n/a") print "n/a"; else if (r + 0 >= g) print 1 }')")"
 fi
 echo "  (run took $(( $(date +%s) - BENCH_STARTED )) s)"
