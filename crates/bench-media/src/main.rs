@@ -221,9 +221,11 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let saturated = gen_pct >= args.saturated_pct || o.late_percent > 1.0;
         let verdict = match (pass, saturated) {
             (true, false) => "pass".to_owned(),
-            (true, true) => "pass (generator saturated)".to_owned(),
+            (true, true) => "pass (generator saturated or starved)".to_owned(),
             (false, false) => "FAIL".to_owned(),
-            (false, true) => "FAIL (generator saturated: not the relay's limit)".to_owned(),
+            (false, true) => {
+                "FAIL (generator saturated or starved: maybe not the relay's limit)".to_owned()
+            }
         };
         let fmt_opt = |v: Option<f64>, prec: usize| {
             v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.prec$}"))
