@@ -672,3 +672,129 @@ pub(crate) fn is_own(addr: SocketAddr, own: SocketAddr) -> bool {
     addr.port() == own.port()
         && (addr.ip() == own.ip() || addr.ip() == IpAddr::from([127, 0, 0, 1]))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake PBX on a socket of its own: reads one message, as text.
+    fn recv(sock: &UdpSocket) -> (String, SocketAddr) {
+        let mut buf = [0u8; 65_536];
+        let (len, from) = sock.recv_from(&mut buf).expect("a message within 5 s");
+        (String::from_utf8_lossy(&buf[..len]).into_owned(), from)
+    }
+
+    fn header<'a>(text: &'a str, name: &str) -> &'a str {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(": ")))
+            .unwrap_or_default()
+    }
+
+    /// The answer to `req` with `status`, its Via/From/To/Call-ID/CSeq.
+    fn answer(req: &str, status: &str, extra: &str, body: &str) -> String {
+        format!(
+            "SIP/2.0 {status}\r\nVia: {}\r\nFrom: {}\r\nTo: {};tag=pbx\r\nCall-ID: {}\r\nCSeq: {}\r\n{extra}Content-Length: {}\r\n\r\n{body}",
+            header(req, "Via"),
+            header(req, "From"),
+            header(req, "To"),
+            header(req, "Call-ID"),
+            header(req, "CSeq"),
+            body.len()
+        )
+    }
+
+    #[test]
+    fn sets_a_call_up_through_a_challenging_pbx() {
+        let pbx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        pbx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let agent = Agent::start(Account {
+            server: pbx.local_addr().unwrap(),
+            user: "1100".into(),
+            password: "secret".into(),
+            domain: "bench.test".into(),
+        })
+        .unwrap();
+        let caller_media: SocketAddr = "127.0.0.1:41000".parse().unwrap();
+        let callee_media: SocketAddr = "127.0.0.1:41002".parse().unwrap();
+        let setup = std::thread::spawn(move || {
+            let r = agent.setup(
+                vec![NewCall {
+                    index: 7,
+                    caller_media,
+                    callee_media,
+                }],
+                100.0,
+            );
+            (agent, r)
+        });
+
+        let (invite, ua) = recv(&pbx);
+        assert!(invite.starts_with("INVITE sip:m7p"), "{invite}");
+        assert!(header(&invite, "Call-ID").starts_with("bm7-"));
+        assert!(invite.contains("m=audio 41000 RTP/AVP 0"));
+        let challenge = "Proxy-Authenticate: Digest realm=\"bench.test\", nonce=\"abc\", qop=\"auth\", algorithm=MD5\r\n";
+        pbx.send_to(
+            answer(&invite, "407 Proxy Authentication Required", challenge, "").as_bytes(),
+            ua,
+        )
+        .unwrap();
+        let (ack, _) = recv(&pbx);
+        assert!(ack.starts_with("ACK "), "{ack}");
+        assert_eq!(header(&ack, "CSeq"), "1 ACK");
+        let (invite, _) = recv(&pbx);
+        assert_eq!(header(&invite, "CSeq"), "2 INVITE");
+        let auth = header(&invite, "Proxy-Authorization");
+        assert!(auth.starts_with("Digest username=\"1100\""), "{auth}");
+        assert!(auth.contains("nonce=\"abc\""));
+
+        // The PBX dials the callee (the same socket) with its own offer.
+        let user = invite
+            .split_whitespace()
+            .nth(1)
+            .and_then(|u| u.strip_prefix("sip:m7p"))
+            .and_then(|u| u.split('@').next())
+            .unwrap();
+        assert_eq!(user, ua.port().to_string());
+        let offer = sdp_text::pcmu(1, 30_002);
+        let b_leg = format!(
+            "INVITE sip:m7@{ua} SIP/2.0\r\nVia: SIP/2.0/UDP {pbx};branch=z9hG4bKb1\r\nFrom: <sip:pbx@bench.test>;tag=b\r\n\
+             To: <sip:m7@{ua}>\r\nCall-ID: bleg\r\nCSeq: 1 INVITE\r\nContact: <sip:pbx@{pbx}>\r\n\
+             Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{offer}",
+            offer.len(),
+            pbx = pbx.local_addr().unwrap(),
+        );
+        pbx.send_to(b_leg.as_bytes(), ua).unwrap();
+        let (ok, _) = recv(&pbx);
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+        assert!(ok.contains("m=audio 41002 RTP/AVP 0"));
+
+        // And answers the caller with its caller-side port.
+        let body = sdp_text::pcmu(2, 30_000);
+        let contact = format!(
+            "Contact: <sip:pbx@{}>\r\nContent-Type: application/sdp\r\n",
+            pbx.local_addr().unwrap()
+        );
+        pbx.send_to(answer(&invite, "200 OK", &contact, &body).as_bytes(), ua)
+            .unwrap();
+        let (ack, _) = recv(&pbx);
+        assert!(
+            ack.starts_with(&format!("ACK sip:pbx@{}", pbx.local_addr().unwrap())),
+            "{ack}"
+        );
+        assert_eq!(header(&ack, "CSeq"), "2 ACK");
+        assert!(header(&ack, "To").ends_with(";tag=pbx"));
+
+        let (agent, legs) = setup.join().unwrap();
+        let legs = legs.unwrap();
+        assert_eq!(
+            legs,
+            vec![Ok(Legs {
+                caller_to: "127.0.0.1:30000".parse().unwrap(),
+                callee_to: "127.0.0.1:30002".parse().unwrap(),
+            })]
+        );
+        assert!(is_own(callee_media, callee_media));
+        assert!(!is_own(legs[0].clone().unwrap().caller_to, callee_media));
+        drop(agent);
+    }
+}
