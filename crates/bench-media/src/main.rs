@@ -209,10 +209,7 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let o = endpoints.run(&routes, window, pid.as_deref())?;
         let pps = o.pps();
         let cpu_pct = o.server_cpu.map(|c| 100.0 * c / o.seconds);
-        let ppcs = o
-            .server_cpu
-            .filter(|&c| c > 0.0)
-            .map(|c| pps * o.seconds / c);
+        let ppcs = o.per_cpu_second();
         let gen_pct = 100.0 * o.own_cpu / o.seconds;
         let loss = o.loss_percent();
         let pass = loss < args.loss_limit && o.misrouted == 0;
@@ -301,10 +298,8 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             o.added_p99_us,
             o.server_cpu
                 .map_or_else(|| "n/a".into(), |c| format!("{:.1}", 100.0 * c / o.seconds)),
-            o.server_cpu.filter(|&c| c > 0.0).map_or_else(
-                || "n/a".into(),
-                |c| format!("{:.0}", o.pps() * o.seconds / c)
-            ),
+            o.per_cpu_second()
+                .map_or_else(|| "n/a".into(), |p| format!("{p:.0}")),
         ),
         None => println!("RESULT mode={mode} max_n=0"),
     }

@@ -100,8 +100,12 @@ pub(crate) struct Outcome {
     pub added_p99_us: f64,
     /// Largest added delay.
     pub added_max_us: f64,
-    /// Wall-clock seconds of the counted window.
+    /// Wall-clock seconds between the CPU samples at the counted window's
+    /// start and end (longer than the window when the generator was late).
     pub seconds: f64,
+    /// Length of the counted window as scheduled: the packets counted were
+    /// due within it.
+    pub counted_seconds: f64,
     /// The server's CPU seconds during the counted window.
     pub server_cpu: Option<f64>,
     /// The generator's own CPU seconds during the counted window.
@@ -116,14 +120,21 @@ pub(crate) struct Outcome {
 pub(crate) const LATE: Duration = Duration::from_millis(10);
 
 impl Outcome {
-    /// Received counted packets per second, both directions.
+    /// Received counted packets per second of the counted window, both
+    /// directions.
     pub(crate) fn pps(&self) -> f64 {
         let got = self.dirs[0].received + self.dirs[1].received;
-        if self.seconds > 0.0 {
-            got as f64 / self.seconds
+        if self.counted_seconds > 0.0 {
+            got as f64 / self.counted_seconds
         } else {
             0.0
         }
+    }
+
+    /// Received counted packets per CPU-second of the server.
+    pub(crate) fn per_cpu_second(&self) -> Option<f64> {
+        let got = self.dirs[0].received + self.dirs[1].received;
+        self.server_cpu.filter(|&c| c > 0.0).map(|c| got as f64 / c)
     }
 
     /// Worst direction's loss in percent.
@@ -330,6 +341,7 @@ impl Endpoints {
         let (t0, s0, o0) = started.unwrap_or_else(|| sample(window_start_ns));
         let (t1, s1, o1) = ended.unwrap_or_else(|| sample(window_end_ns));
         out.seconds = (t1.saturating_sub(t0)) as f64 / 1e9;
+        out.counted_seconds = (counted_rounds * period_ns) as f64 / 1e9;
         out.server_cpu = s0.zip(s1).map(|(a, b)| b - a);
         out.own_cpu = o1 - o0;
         out.max_send_lag_ms = max_lag_ns as f64 / 1e6;
