@@ -384,8 +384,11 @@ impl Call {
             let watch_silence =
                 !silence.is_empty() && !self.finished && self.a.leg.state == LegState::Up;
             tokio::select! {
-                Some(command) = self.commands.recv() => self.on_command(command).await,
-                Some(event) = self.events.recv() => self.on_event(event).await,
+                // Boxed: what handling an event or a command awaits (SDP,
+                // media legs, a bridge's restart) would otherwise sit in
+                // every call's task for the whole call.
+                Some(command) = self.commands.recv() => Box::pin(self.on_command(command)).await,
+                Some(event) = self.events.recv() => Box::pin(self.on_event(event)).await,
                 (which, silent) = silence.silent(), if watch_silence => self.on_silence(which, silent),
                 () = cancel.cancelled(), if watch_cancel => self.on_caller_cancel(),
                 () = stop.cancelled(), if !self.finished => self.on_shutdown(),
@@ -437,7 +440,7 @@ impl Call {
                 let r = self.hangup();
                 let _ = done.send(r);
             }
-            Command::Dial { request, done } => Box::pin(self.dial(*request, done)).await,
+            Command::Dial { request, done } => self.dial(*request, done).await,
             Command::Echo(done) => {
                 let r = self.echo().await;
                 let _ = done.send(r);

@@ -51,8 +51,9 @@ pub fn buffer() -> Box<Buffer> {
 }
 
 /// Digits a [`Digits`] subscriber may fall behind by before it misses
-/// some.
-const DIGIT_BACKLOG: usize = 64;
+/// some: more than anyone types ahead of a prompt (each slot costs every
+/// leg about 40 bytes).
+const DIGIT_BACKLOG: usize = 16;
 
 /// Payload type of comfort noise (RFC 3389), static in RFC 3551.
 pub const PT_COMFORT_NOISE: u8 = 13;
@@ -761,7 +762,7 @@ pub struct Digits {
 
 impl Digits {
     /// The next digit; `None` once the leg is gone. Cancel-safe. A
-    /// subscriber that fell more than 64 digits behind skips the oldest.
+    /// subscriber that fell more than 16 digits behind skips the oldest.
     pub async fn next(&mut self) -> Option<Digit> {
         let rx = self.rx.as_mut()?;
         loop {

@@ -32,7 +32,8 @@ pub(crate) struct Path {
     /// first source's own numbers, so its packets go out as they came.
     rewriter: Option<Rewriter>,
     own: Option<(u32, u16, u32)>,
-    transcoder: Option<Transcoder>,
+    /// Boxed: most paths relay, and a codec's state is large.
+    transcoder: Option<Box<Transcoder>>,
     out: Vec<u8>,
 }
 
@@ -43,7 +44,8 @@ impl Path {
         Path {
             rewriter: None,
             own: None,
-            transcoder: (from.codec != to.codec).then(|| Transcoder::new(from.codec, to.codec)),
+            transcoder: (from.codec != to.codec)
+                .then(|| Box::new(Transcoder::new(from.codec, to.codec))),
             out: Vec::new(),
         }
     }
