@@ -159,6 +159,26 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     for (transport, addr) in &local {
         info!("SIP listening on {transport}:{addr}");
     }
+    let m = &config.media;
+    info!(
+        "media: RTP on {} ports {}-{}, SDP address {}, codecs {}, RTP timeout {}",
+        m.bind,
+        m.rtp_ports.start(),
+        m.rtp_ports.end(),
+        m.advertise.map_or_else(
+            || "the one each phone reaches SIP on".to_owned(),
+            |a| a.to_string()
+        ),
+        m.codecs
+            .iter()
+            .map(|c| c.encoding.as_ref())
+            .collect::<Vec<_>>()
+            .join(", "),
+        m.rtp_timeout.map_or_else(
+            || "off".to_owned(),
+            |t| humantime::format_duration(t).to_string()
+        )
+    );
     match admin_addr {
         Some(addr) => info!("admin listening on http://{addr}"),
         None => info!("admin HTTP disabled (admin.enabled = false)"),

@@ -302,11 +302,14 @@ impl Config {
             (n, d) => format!("{n} extensions ({d} with generated passwords)"),
         };
         format!(
-            "{}: SIP {} (domain {}); {extensions}, digest {}; storage {}; {admin}; log {}; shutdown_grace {}",
+            "{}: SIP {} (domain {}); {extensions}, digest {}; media RTP {} ports {}-{}; storage {}; {admin}; log {}; shutdown_grace {}",
             self.source,
             listen.join(", "),
             self.sip.domain,
             algorithms.join(", "),
+            self.media.bind,
+            self.media.rtp_ports.start(),
+            self.media.rtp_ports.end(),
             self.storage,
             self.log.level,
             humantime::format_duration(self.shutdown_grace),
