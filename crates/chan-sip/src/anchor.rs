@@ -184,15 +184,15 @@ struct MediaSide {
     /// The pair, until the leg is made.
     ports: Option<PortPair>,
     /// Our offer whose answer has not come yet.
-    our_offer: Option<SessionDescription>,
+    our_offer: Option<Box<SessionDescription>>,
     /// The side's offer we have not answered yet.
-    their_offer: Option<SessionDescription>,
+    their_offer: Option<Box<SessionDescription>>,
     /// What the last exchange settled on.
     params: Option<StreamParams>,
     remote: Option<SocketAddr>,
     direction: Direction,
     /// The leg, while nothing runs on it.
-    leg: Option<Leg>,
+    leg: Option<Box<Leg>>,
     handle: Option<LegHandle>,
     timeout: Option<MediaTimeout>,
     /// Digits from the leg's first packet on, until the route asks (so a
@@ -307,9 +307,11 @@ impl Watch {
 pub(crate) struct CallMedia {
     config: Arc<MediaConfig>,
     /// The caller's initial offer, until it is answered.
-    caller_offer: Option<SessionDescription>,
-    a: Option<MediaSide>,
-    b: Option<MediaSide>,
+    caller_offer: Option<Box<SessionDescription>>,
+    // Boxed, like the SDPs and the parked legs: a call's task holds all
+    // of this for the whole call, most of it empty most of the time.
+    a: Option<Box<MediaSide>>,
+    b: Option<Box<MediaSide>>,
     activity: Activity,
     /// A recording the call's end interrupted, kept for the route to
     /// collect (a voicemail ends with the caller hanging up).
@@ -330,15 +332,15 @@ impl CallMedia {
 
     fn side_mut(&mut self, which: Which) -> Option<&mut MediaSide> {
         match which {
-            Which::A => self.a.as_mut(),
-            Which::B => self.b.as_mut(),
+            Which::A => self.a.as_deref_mut(),
+            Which::B => self.b.as_deref_mut(),
         }
     }
 
     fn side(&self, which: Which) -> Option<&MediaSide> {
         match which {
-            Which::A => self.a.as_ref(),
-            Which::B => self.b.as_ref(),
+            Which::A => self.a.as_deref(),
+            Which::B => self.b.as_deref(),
         }
     }
 
@@ -379,7 +381,7 @@ impl CallMedia {
         }
         let offer = parse(body)?;
         self.answerable(&offer)?;
-        self.caller_offer = Some(offer);
+        self.caller_offer = Some(Box::new(offer));
         Ok(())
     }
 
@@ -419,8 +421,8 @@ impl CallMedia {
             digits: None,
         };
         match which {
-            Which::A => self.a = Some(side),
-            Which::B => self.b = Some(side),
+            Which::A => self.a = Some(Box::new(side)),
+            Which::B => self.b = Some(Box::new(side)),
         }
         Ok(())
     }
@@ -448,14 +450,14 @@ impl CallMedia {
     /// version of an unchanged description), or our offer when its INVITE
     /// had none. Makes the caller's leg.
     pub async fn caller_description(&mut self, sip_ip: Option<IpAddr>) -> Result<Bytes, Failure> {
-        if let Some(bytes) = self.a.as_ref().and_then(MediaSide::last_sent) {
+        if let Some(bytes) = self.a.as_deref().and_then(MediaSide::last_sent) {
             return Ok(bytes);
         }
         self.open(Which::A, sip_ip)?;
         // Prefer what the callee settled on: no transcoding when it can.
         let prefer: Vec<String> = self
             .b
-            .as_ref()
+            .as_deref()
             .and_then(MediaSide::codec_name)
             .map(str::to_owned)
             .into_iter()
@@ -466,7 +468,7 @@ impl CallMedia {
             let side = self.a.as_mut().ok_or_else(no_side)?;
             let offer = sdp::offer(&local, &[MediaKind::Audio], &mut side.session);
             let bytes = Bytes::from(offer.to_bytes());
-            side.our_offer = Some(offer);
+            side.our_offer = Some(Box::new(offer));
             // A leg with the codec we prefer, sending nowhere until the
             // answer (or the caller's first packet) says where.
             let codec = local
@@ -506,11 +508,11 @@ impl CallMedia {
     /// its leg's) first so the bridge can relay rather than transcode.
     pub fn callee_offer(&mut self, sip_ip: Option<IpAddr>) -> Result<Bytes, Failure> {
         self.open(Which::B, sip_ip)?;
-        let prefer: Vec<String> = match self.a.as_ref().and_then(MediaSide::codec_name) {
+        let prefer: Vec<String> = match self.a.as_deref().and_then(MediaSide::codec_name) {
             Some(name) => vec![name.to_owned()],
             None => self
                 .caller_offer
-                .as_ref()
+                .as_deref()
                 .map(offered_names)
                 .unwrap_or_default(),
         };
@@ -518,7 +520,7 @@ impl CallMedia {
         let side = self.b.as_mut().ok_or_else(no_side)?;
         let offer = sdp::offer(&local, &[MediaKind::Audio], &mut side.session);
         let bytes = Bytes::from(offer.to_bytes());
-        side.our_offer = Some(offer);
+        side.our_offer = Some(Box::new(offer));
         Ok(bytes)
     }
 
@@ -566,8 +568,8 @@ impl CallMedia {
         let side = self.side_mut(to).ok_or_else(no_side)?;
         let ours = sdp::offer(&local, &[MediaKind::Audio], &mut side.session);
         let bytes = Bytes::from(ours.to_bytes());
-        side.our_offer = Some(ours);
-        self.side_mut(from).ok_or_else(no_side)?.their_offer = Some(offer);
+        side.our_offer = Some(Box::new(ours));
+        self.side_mut(from).ok_or_else(no_side)?.their_offer = Some(Box::new(offer));
         Ok(bytes)
     }
 
@@ -627,7 +629,7 @@ impl CallMedia {
     pub async fn answer_here(&mut self, from: Which, body: &[u8]) -> Result<Bytes, Failure> {
         let offer = parse(body)?;
         self.answerable(&offer)?;
-        self.side_mut(from).ok_or_else(no_side)?.their_offer = Some(offer);
+        self.side_mut(from).ok_or_else(no_side)?.their_offer = Some(Box::new(offer));
         self.answer_from(from, Direction::SendRecv).await
     }
 
@@ -638,7 +640,7 @@ impl CallMedia {
         let side = self.side_mut(from)?;
         let last = side.session.last_sent()?.clone();
         let bytes = Bytes::from(last.to_bytes());
-        side.our_offer = Some(last);
+        side.our_offer = Some(Box::new(last));
         Some(bytes)
     }
 
@@ -723,7 +725,7 @@ impl CallMedia {
         side.timeout = timeout.map(|t| handle.media_timeout(t));
         side.digits = Some(handle.digits());
         side.handle = Some(handle);
-        side.leg = Some(leg);
+        side.leg = Some(Box::new(leg));
         side.params = Some(params);
         side.remote = remote;
         side.direction = direction;
@@ -772,14 +774,14 @@ impl CallMedia {
 
     fn park(&mut self, which: Which, leg: Leg) {
         if let Some(side) = self.side_mut(which) {
-            side.leg = Some(leg);
+            side.leg = Some(Box::new(leg));
         }
     }
 
     /// Starts `kind` on the parked legs (the caller alone is listened to).
     fn resume(&mut self, kind: Kind) {
-        let a = self.a.as_mut().and_then(|s| s.leg.take());
-        let b = self.b.as_mut().and_then(|s| s.leg.take());
+        let a = self.a.as_mut().and_then(|s| s.leg.take().map(|l| *l));
+        let b = self.b.as_mut().and_then(|s| s.leg.take().map(|l| *l));
         let (activity, b) = match (kind, a, b) {
             (Kind::Bridge, Some(a), Some(b)) => (Activity::Bridge(Bridge::start(a, b)), None),
             (Kind::Echo, Some(a), b) => (Activity::Echo(Echo::start(a)), b),
@@ -818,7 +820,7 @@ impl CallMedia {
         done: oneshot::Sender<Result<(), ActionError>>,
     ) {
         self.take_legs().await;
-        match self.a.as_mut().and_then(|s| s.leg.take()) {
+        match self.a.as_mut().and_then(|s| s.leg.take().map(|l| *l)) {
             Some(a) => self.activity = Activity::Play(Playing::start(a, prompt, done)),
             None => {
                 let _ = done.send(Err(ActionError::Failed("the caller has no media".into())));
@@ -832,7 +834,7 @@ impl CallMedia {
         let a = self
             .a
             .as_mut()
-            .and_then(|s| s.leg.take())
+            .and_then(|s| s.leg.take().map(|l| *l))
             .ok_or_else(|| ActionError::Failed("the caller has no media".into()))?;
         self.activity = Activity::Record(Recorder::start(a, max));
         Ok(())
