@@ -503,6 +503,30 @@ fn the_shipped_700_plays_a_prompt_and_reads_the_digits_back() {
 }
 
 #[test]
+fn sip_info_digits_reach_read_digits_too() {
+    let o = office(Some(MEDIA_LUA));
+    let mut a = phone(&o, "1001");
+    let rtp = RtpPeer::localhost();
+    let (mut dialog, _) = answered(&mut a, "700", &rtp.sdp_offer(OFFER));
+    // Cisco's dtmf-relay (what most desk phones send), the plain
+    // application/dtmf, and 11 for '#'.
+    for (content_type, body) in [
+        ("application/dtmf-relay", "Signal=4\r\nDuration=160\r\n"),
+        ("application/dtmf", "5"),
+        ("application/dtmf-relay", "Signal=11\r\nDuration=160\r\n"),
+    ] {
+        let r = a
+            .request_in_with(&mut dialog, "INFO", Some((content_type, body)))
+            .expect("INFO answered");
+        assert_eq!(r.status, 200);
+    }
+    let line = wait_for_log(&o, "read_digits returned");
+    assert!(line.contains("read_digits returned [45]"), "{line}");
+    let bye = a.request("BYE", WAIT).expect("the PBX hangs up");
+    a.reply(&bye, "", 200).unwrap();
+}
+
+#[test]
 fn record_writes_what_the_caller_said() {
     let o = office(Some(MEDIA_LUA));
     let mut a = phone(&o, "1001");

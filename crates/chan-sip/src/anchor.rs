@@ -863,6 +863,14 @@ impl CallMedia {
             .or_else(|| a.handle.as_ref().map(LegHandle::digits))
     }
 
+    /// A digit the caller sent in signalling (SIP INFO), offered to
+    /// `read_digits` like an RFC 4733 one.
+    pub fn push_caller_digit(&self, digit: rtp::Digit) {
+        if let Some(handle) = self.a.as_ref().and_then(|a| a.handle.as_ref()) {
+            handle.push_digit(digit);
+        }
+    }
+
     /// The legs to watch for silence: made, run by something, and
     /// expected to send (not on hold).
     pub fn watch(&self) -> Watch {

@@ -743,6 +743,15 @@ impl LegHandle {
         }
     }
 
+    /// Offers `digit` to the leg's [`Digits`] subscribers as if it had come
+    /// in RTP: for digits the signalling carries (SIP INFO). Dropped when
+    /// nobody listens or the leg is gone.
+    pub fn push_digit(&self, digit: Digit) {
+        if let Some(tx) = self.shared.digits.upgrade() {
+            let _ = tx.send(digit);
+        }
+    }
+
     /// A timeout that fires once the leg has accepted no RTP for `after`
     /// (DESIGN.md `rtp_timeout`), counted from the latest packet, the
     /// latest SDP change, or the leg's creation.

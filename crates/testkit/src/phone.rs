@@ -340,13 +340,25 @@ impl Phone {
         method: &str,
         body: Option<&str>,
     ) -> Result<Response, UaError> {
+        let body = body.map(|b| ("application/sdp", b));
+        self.request_in_with(dialog, method, body)
+    }
+
+    /// As [`request_in`](Self::request_in), with a body of any
+    /// `(content type, text)` (an INFO's `application/dtmf-relay`, say).
+    pub fn request_in_with(
+        &mut self,
+        dialog: &mut Dialog,
+        method: &str,
+        body: Option<(&str, &str)>,
+    ) -> Result<Response, UaError> {
         dialog.cseq += 1;
         let mut text = self.in_dialog(dialog, method, dialog.cseq);
-        if let Some(body) = body {
+        if let Some((content_type, body)) = body {
             text = text.replace(
                 "Content-Length: 0\r\n\r\n",
                 &format!(
-                    "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                    "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
                     body.len()
                 ),
             );

@@ -120,7 +120,15 @@ impl Call {
                     }
                     _ => {
                         // Nobody to pass it to: INFO (DTMF) and a bare
-                        // UPDATE (a session refresh) are accepted.
+                        // UPDATE (a session refresh) are accepted; a
+                        // keypress in an INFO goes to the dialplan's
+                        // read_digits like an RFC 4733 one.
+                        if request.method == Method::Info
+                            && !from_bridge
+                            && let Some(digit) = info_digit(&request)
+                        {
+                            self.media.push_caller_digit(digit);
+                        }
                         let _ = reply.send(Reply::status(200));
                     }
                 }
@@ -293,5 +301,63 @@ impl Call {
             }
         };
         tx.respond(r);
+    }
+}
+
+/// The keypress an INFO carries: `application/dtmf-relay` (`Signal=5`,
+/// the Cisco format most phones send) or `application/dtmf` (`5`). Some
+/// phones send `10` and `11` for `*` and `#`.
+pub(crate) fn info_digit(request: &Request) -> Option<rtp::Digit> {
+    let content_type = request.headers.content_type()?.trim().to_ascii_lowercase();
+    let body = std::str::from_utf8(&request.body).ok()?;
+    let value = if content_type.starts_with("application/dtmf-relay") {
+        body.lines().find_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            key.trim()
+                .eq_ignore_ascii_case("signal")
+                .then(|| value.trim())
+        })?
+    } else if content_type.starts_with("application/dtmf") {
+        body.trim()
+    } else {
+        return None;
+    };
+    match value {
+        "10" => rtp::Digit::from_char('*').ok(),
+        "11" => rtp::Digit::from_char('#').ok(),
+        v if v.chars().count() == 1 => rtp::Digit::from_char(v.chars().next()?).ok(),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(content_type: &str, body: &str) -> Request {
+        let text = format!(
+            "INFO sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:b@b>;tag=2\r\nCall-ID: c\r\nCSeq: 2 INFO\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        match sip_proto::Message::parse(text.as_bytes(), &sip_proto::Limits::default()).unwrap() {
+            sip_proto::Message::Request(r) => r,
+            sip_proto::Message::Response(_) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn info_digits_in_both_formats() {
+        let d = |ct: &str, body: &str| info_digit(&info(ct, body)).map(|d| d.as_char());
+        assert_eq!(
+            d("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n"),
+            Some('5')
+        );
+        assert_eq!(d("application/dtmf-relay", "signal= #\r\n"), Some('#'));
+        assert_eq!(d("application/dtmf-relay", "Signal=11\r\n"), Some('#'));
+        assert_eq!(d("application/dtmf-relay", "Signal=10\r\n"), Some('*'));
+        assert_eq!(d("application/dtmf", "7"), Some('7'));
+        assert_eq!(d("application/dtmf-relay", "Signal=X\r\n"), None);
+        assert_eq!(d("application/dtmf-relay", "Duration=160\r\n"), None);
+        assert_eq!(d("text/plain", "5"), None);
     }
 }
