@@ -821,3 +821,32 @@ fn a_phone_on_ipv6_gets_ipv6_media() {
     assert_heard("the caller", &rtp, media.addr, 40, 1000.0);
     assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
 }
+
+#[test]
+fn our_200_to_a_reinvite_is_sent_again_until_the_ack() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let rtp = RtpPeer::localhost();
+    let (mut dialog, _) = answered(&mut a, ECHO, &rtp.sdp_offer(OFFER));
+    // A hold re-INVITE whose 200 the phone "loses" (no ACK).
+    let hold = rtp.sdp_offer(OFFER).replace("a=sendrecv", "a=sendonly");
+    let ok = a
+        .request_in(&mut dialog, "INVITE", Some(&hold))
+        .expect("re-INVITE answered");
+    assert_eq!(ok.status, 200);
+    let again = a
+        .response(WAIT)
+        .expect("the 200 comes again without an ACK");
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        again.cseq().map(|c| c.seq),
+        ok.cseq().map(|c| c.seq),
+        "the same 200"
+    );
+    a.ack_in(&dialog).unwrap();
+    // Acknowledged: no more copies (the next would come after 1 s).
+    if let Some(m) = a.silence(Duration::from_millis(2500)) {
+        panic!("after the ACK: {m:?}");
+    }
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+}

@@ -219,6 +219,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         dialing: None,
         bridge: None,
         reinvite_pending: false,
+        re_ok: None,
         media,
         state: CallState::Routing,
         finished: false,
@@ -301,6 +302,18 @@ struct Inbound {
     cancel_seen: bool,
 }
 
+/// Our 2xx to a re-INVITE, sent again until its ACK (§13.3.1.4, as for
+/// the first INVITE's 200).
+struct ReOk {
+    /// Whose re-INVITE.
+    from: Side,
+    /// Its CSeq number, which the ACK repeats.
+    seq: u32,
+    tx: InviteTx,
+    ok: Response,
+    retrans: Retrans,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Retrans {
     next: Instant,
@@ -351,6 +364,8 @@ struct Call {
     dialing: Option<Dialing>,
     bridge: Option<Bridge>,
     reinvite_pending: bool,
+    /// Our 2xx to the latest re-INVITE, until its ACK (UDP only).
+    re_ok: Option<Box<ReOk>>,
     media: CallMedia,
     state: CallState,
     finished: bool,
@@ -371,11 +386,15 @@ impl Call {
                 linger_until = Some(Instant::now() + ROUTE_LINGER);
             }
             let retrans_at = self.a.retrans.map(|r| r.next.min(r.give_up));
+            let re_ok_at = self
+                .re_ok
+                .as_ref()
+                .map(|r| r.retrans.next.min(r.retrans.give_up));
             let dial_deadline = self.dialing.as_ref().map(|d| d.deadline);
             let linger_at = linger_until.filter(|_| !route_done);
             // One timer for the three deadlines (a timer is a sizeable part
             // of a call's memory): the earliest, then see which are due.
-            let wake_at = [retrans_at, dial_deadline, linger_at]
+            let wake_at = [retrans_at, re_ok_at, dial_deadline, linger_at]
                 .into_iter()
                 .flatten()
                 .min();
@@ -401,6 +420,9 @@ impl Call {
                     let now = Instant::now();
                     if retrans_at.is_some_and(|at| at <= now) {
                         self.on_retransmit();
+                    }
+                    if re_ok_at.is_some_and(|at| at <= now) {
+                        self.on_re_ok_retransmit();
                     }
                     if dial_deadline.is_some_and(|at| at <= now) {
                         self.on_dial_timeout();
@@ -806,6 +828,12 @@ impl Call {
     }
 
     async fn on_ack(&mut self, side: Side, request: &Request) {
+        if let Some(re) = &self.re_ok
+            && re.from == side
+            && request.cseq().is_some_and(|c| c.seq == re.seq)
+        {
+            self.re_ok = None;
+        }
         let which = match side {
             Side::Inbound if self.a.leg.dialog.matches(request) => {
                 self.a.retrans = None;
@@ -1090,6 +1118,59 @@ impl Call {
             interval,
             give_up: r.give_up,
         });
+    }
+
+    /// Sends our 2xx to a re-INVITE again (T1 doubling to T2); with no
+    /// ACK within 64×T1 the call is over (§13.3.1.4).
+    fn on_re_ok_retransmit(&mut self) {
+        let Some(re) = &mut self.re_ok else {
+            return;
+        };
+        let now = Instant::now();
+        if now >= re.retrans.give_up {
+            tracing::info!(call_id = %self.id, "no ACK for our 200 OK to a re-INVITE; ending the call");
+            self.re_ok = None;
+            self.a.leg.bye();
+            if let Some(b) = &mut self.bridge {
+                b.leg.bye();
+            }
+            self.finish(Disposition::Answered, 408, "no ACK for re-INVITE");
+            return;
+        }
+        re.tx.respond(re.ok.clone());
+        let interval = (re.retrans.interval * 2).min(self.inner.config.t2);
+        re.retrans = Retrans {
+            next: now + interval,
+            interval,
+            give_up: re.retrans.give_up,
+        };
+    }
+
+    /// Answers a re-INVITE from `from`; a 2xx over UDP is kept and sent
+    /// again until its ACK.
+    fn respond_reinvite(&mut self, from: Side, mut tx: InviteTx, r: Response) {
+        let transport = match from {
+            Side::Inbound => Some(self.a.leg.dialog.transport),
+            Side::Outbound(_) => self.bridge.as_ref().map(|b| b.leg.dialog.transport),
+        };
+        let keep = (200..300).contains(&r.status) && transport == Some(Transport::Udp);
+        let seq = r.cseq().map(|c| c.seq);
+        tx.respond(r.clone());
+        if let (true, Some(seq)) = (keep, seq) {
+            let t1 = self.inner.config.t1;
+            let now = Instant::now();
+            self.re_ok = Some(Box::new(ReOk {
+                from,
+                seq,
+                tx,
+                ok: r,
+                retrans: Retrans {
+                    next: now + t1,
+                    interval: t1,
+                    give_up: now + t1 * 64,
+                },
+            }));
+        }
     }
 
     fn on_dial_timeout(&mut self) {

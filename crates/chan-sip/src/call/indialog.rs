@@ -192,7 +192,7 @@ impl Call {
                 }
                 Err(failure) => failure.response(&tx, &self.inner.config.domain),
             };
-            tx.respond(r);
+            self.respond_reinvite(side, tx, r);
             return;
         }
         if self.reinvite_pending {
@@ -264,7 +264,7 @@ impl Call {
     pub(super) async fn on_reinvite_answered(
         &mut self,
         from: Side,
-        mut tx: InviteTx,
+        tx: InviteTx,
         response: Option<Box<Response>>,
     ) {
         self.reinvite_pending = false;
@@ -300,7 +300,7 @@ impl Call {
                 tx.response(408)
             }
         };
-        tx.respond(r);
+        self.respond_reinvite(from, tx, r);
     }
 }
 
