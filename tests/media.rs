@@ -38,6 +38,10 @@ function route(call)
     local digits = call:read_digits({ max = 3, timeout = 5, terminator = "#" })
     log.info("read_digits returned [" .. tostring(digits) .. "]")
     call:hangup()
+  elseif dest == "702" then
+    call:answer()
+    call:dial("1002", { timeout = 10 })
+    call:hangup()
   elseif dest == "701" then
     call:answer()
     call:record("rec.wav", { max = 2 })
@@ -848,5 +852,41 @@ fn our_200_to_a_reinvite_is_sent_again_until_the_ack() {
     if let Some(m) = a.silence(Duration::from_millis(2500)) {
         panic!("after the ACK: {m:?}");
     }
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+}
+
+#[test]
+fn a_caller_the_dialplan_answered_hears_ringback_then_the_callee() {
+    let o = office(Some(MEDIA_LUA));
+    let mut b = phone(&o, "1002");
+    let mut a = phone(&o, "1001");
+    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
+    let (mut dialog, a_media) = answered(&mut a, "702", &ra.sdp_offer(OFFER));
+    let incoming = b.incoming(WAIT).expect("the dial rings 1002");
+    b.reply(&incoming.invite, &incoming.tag, 180).unwrap();
+    // While 1002 rings: 440 + 480 Hz from the PBX, not silence.
+    assert!(ra.wait_for(50, WAIT), "ringback packets");
+    let ring = ra.audio();
+    let f = dominant_frequency(&ring, 8000).unwrap_or_default();
+    assert!(
+        (f - 440.0).abs() <= TOLERANCE_HZ || (f - 480.0).abs() <= TOLERANCE_HZ,
+        "ringback is 440 + 480 Hz, heard {f} Hz"
+    );
+    // 1002 answers: the caller now hears it.
+    let b_media = media_of(&incoming.invite.body);
+    b.reply_sdp(
+        &incoming.invite,
+        &incoming.tag,
+        200,
+        &rb.sdp_answer(&["PCMU", "telephone-event"]),
+    )
+    .unwrap();
+    b.request("ACK", WAIT).expect("ACK for the callee");
+    std::thread::sleep(Duration::from_millis(100));
+    ra.clear();
+    rb.send_tone(b_media.addr, 0, 2000.0, TONE)
+        .expect("send tone");
+    ra.settle(Duration::from_millis(200), WAIT);
+    assert_heard("the caller, bridged", &ra, a_media.addr, 40, 2000.0);
     assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
 }

@@ -278,6 +278,9 @@ enum Activity {
     Play(Playing),
     /// The caller recorded.
     Record(Recorder),
+    /// The caller, answered by the dialplan, hears ringback while a dial
+    /// rings.
+    Ringback(Player),
 }
 
 /// Silence watch: clones of the timeouts of the legs that should be
@@ -761,6 +764,12 @@ impl CallMedia {
                 }
                 Kind::Listen
             }
+            Activity::Ringback(player) => {
+                if let Ok(a) = player.stop().await {
+                    self.park(Which::A, a);
+                }
+                Kind::Listen
+            }
             Activity::Record(recorder) => {
                 if let Ok((a, r)) = recorder.stop().await {
                     self.park(Which::A, a);
@@ -825,6 +834,31 @@ impl CallMedia {
             None => {
                 let _ = done.send(Err(ActionError::Failed("the caller has no media".into())));
             }
+        }
+    }
+
+    /// Ringback to the caller (answered already) while a dial rings.
+    pub async fn ringback(&mut self) {
+        let Some(tone) = media::tones::ringback() else {
+            return;
+        };
+        self.take_legs().await;
+        match self.a.as_mut().and_then(|s| s.leg.take().map(|l| *l)) {
+            Some(a) => self.activity = Activity::Ringback(Player::start_looped(a, tone)),
+            None => self.resume(Kind::Listen),
+        }
+    }
+
+    /// Whether the caller hears ringback.
+    pub fn is_ringback(&self) -> bool {
+        matches!(self.activity, Activity::Ringback(_))
+    }
+
+    /// The ringback ends (the dial did): the caller is listened to.
+    pub async fn stop_ringback(&mut self) {
+        if self.is_ringback() {
+            self.take_legs().await;
+            self.resume(Kind::Listen);
         }
     }
 

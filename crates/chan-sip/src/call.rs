@@ -385,6 +385,10 @@ impl Call {
             if self.finished && linger_until.is_none() {
                 linger_until = Some(Instant::now() + ROUTE_LINGER);
             }
+            // The dial that rang ended unanswered: no more ringback.
+            if self.dialing.is_none() && self.media.is_ringback() {
+                self.media.stop_ringback().await;
+            }
             let retrans_at = self.a.retrans.map(|r| r.next.min(r.give_up));
             let re_ok_at = self
                 .re_ok
@@ -687,6 +691,11 @@ impl Call {
             return;
         }
         let timeout = request.timeout.unwrap_or(self.inner.config.ring_timeout);
+        if self.a.leg.state == LegState::Up && self.bridge.is_none() {
+            // Answered by the dialplan (an IVR transferring): the caller
+            // hears ringback, not silence, while the targets ring.
+            self.media.ringback().await;
+        }
         self.dialing = Some(Dialing {
             done,
             deadline: Instant::now() + timeout,

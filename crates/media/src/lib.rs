@@ -23,6 +23,7 @@
 //! - [`listener`]: [`Listener`], a leg received from while nothing plays;
 //! - [`recorder`]: [`Recorder`], what the peer sends decoded into a
 //!   [`Recording`];
+//! - [`tones`]: call-progress tones made here (ringback);
 //! - [`report`]: the RTCP reports each leg sends for the streams it
 //!   terminates (RFC 3550 §6);
 //! - [`error`]: one [`Error`].
@@ -95,6 +96,7 @@ pub mod pool;
 pub mod prompt;
 pub mod recorder;
 pub mod report;
+pub mod tones;
 
 pub use bridge::Bridge;
 pub use echo::Echo;

@@ -65,8 +65,19 @@ impl Player {
     /// Starts a task sending `prompt` on `leg` in its negotiated codec and
     /// send payload type. Must be called inside a tokio runtime.
     pub fn start(leg: Leg, prompt: Arc<Prompt>) -> Player {
+        Player::begin(leg, prompt, false)
+    }
+
+    /// Starts a task sending `prompt` over and over (a ringback tone)
+    /// until [`Player::stop`]; [`Player::finished`] never returns.
+    pub fn start_looped(leg: Leg, prompt: Arc<Prompt>) -> Player {
+        Player::begin(leg, prompt, true)
+    }
+
+    fn begin(leg: Leg, prompt: Arc<Prompt>, looped: bool) -> Player {
         let codec = leg.params().codec;
         let mut frames = Frames::new(prompt, codec, leg.params().send_payload_type);
+        frames.looped = looped && frames.count > 0;
         // One stream for the phone: a prompt continues what the leg sent.
         if let Some((ssrc, sequence, timestamp)) =
             leg.continuation(codec.clock_rate(), std::time::Instant::now())
@@ -134,7 +145,7 @@ async fn run(
                 if let Some(packet) = frames.next_packet() {
                     leg.send_rtp(packet);
                 }
-                if frames.sent >= frames.count {
+                if frames.sent >= frames.count && !frames.looped {
                     playing = false;
                     raise.raise();
                 }
@@ -156,6 +167,8 @@ struct Frames {
     /// Frames in all; the last one padded with silence.
     count: u64,
     sent: u64,
+    /// Start again after the last frame, for ever.
+    looped: bool,
     header: RtpHeader,
     timestamp_step: u32,
     encoder: Encoder,
@@ -188,6 +201,7 @@ impl Frames {
             frame_len,
             count,
             sent: 0,
+            looped: false,
             header: RtpHeader {
                 marker: true,
                 payload_type,
@@ -209,10 +223,10 @@ impl Frames {
     /// cannot be encoded, which the codecs here never refuse for an even
     /// frame length).
     fn next_packet(&mut self) -> Option<&[u8]> {
-        if self.sent >= self.count {
+        if self.sent >= self.count && !self.looped {
             return None;
         }
-        let start = usize::try_from(self.sent).ok()? * self.frame_len;
+        let start = usize::try_from(self.sent % self.count.max(1)).ok()? * self.frame_len;
         let samples = self.prompt.samples();
         let end = (start + self.frame_len).min(samples.len());
         self.pcm.clear();
