@@ -126,6 +126,17 @@ fn failed(name: &'static str, e: impl std::error::Error + Send + Sync + 'static)
     }
 }
 
+/// Drops the digits already waiting, without waiting for more.
+async fn drain(digits: &mut media::Digits) {
+    loop {
+        tokio::select! {
+            biased;
+            Some(_) = digits.next() => {}
+            () = std::future::ready(()) => return,
+        }
+    }
+}
+
 /// Waits for `terminator` among the digits (forever without one).
 async fn terminator(digits: Option<&mut media::Digits>, terminator: Option<char>) {
     if let (Some(digits), Some(t)) = (digits, terminator) {
@@ -235,6 +246,11 @@ impl CallApi for LuaCall {
         let ended = self.handle.ended_token();
         let reason = {
             let mut digits = self.digits.lock().await;
+            // Keys typed before the recording began cannot mean "stop
+            // it" (a '#' left from a menu would end it at once).
+            if let Some(d) = digits.as_mut() {
+                drain(d).await;
+            }
             tokio::select! {
                 // The recorder stops at `max` of media time; this is the
                 // wall clock's bound on the same.

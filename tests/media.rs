@@ -38,6 +38,12 @@ function route(call)
     local digits = call:read_digits({ max = 3, timeout = 5, terminator = "#" })
     log.info("read_digits returned [" .. tostring(digits) .. "]")
     call:hangup()
+  elseif dest == "703" then
+    call:answer()
+    call:sleep(0.5)
+    local r = call:record("rec.wav", { max = 5 })
+    log.info(string.format("record ended by %s after %.1f s", r.reason, r.duration))
+    call:hangup()
   elseif dest == "702" then
     call:answer()
     call:dial("1002", { timeout = 10 })
@@ -889,4 +895,42 @@ fn a_caller_the_dialplan_answered_hears_ringback_then_the_callee() {
     ra.settle(Duration::from_millis(200), WAIT);
     assert_heard("the caller, bridged", &ra, a_media.addr, 40, 2000.0);
     assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+}
+
+#[test]
+fn a_key_pressed_before_the_recording_does_not_end_it() {
+    let o = office(Some(MEDIA_LUA));
+    let mut a = phone(&o, "1001");
+    let rtp = RtpPeer::localhost();
+    let (_dialog, media) = answered(&mut a, "703", &rtp.sdp_offer(OFFER));
+    let pt = media.telephone_event.expect("telephone-event");
+    let keys = |k: &str| {
+        rtp.send_digits(
+            media.addr,
+            pt,
+            k,
+            Duration::from_millis(100),
+            Duration::from_millis(60),
+        )
+        .expect("send digits")
+    };
+    // '#' while the route still sleeps: before the recording.
+    keys("#");
+    std::thread::sleep(Duration::from_millis(600));
+    rtp.send_tone(media.addr, 0, 1000.0, TONE)
+        .expect("send tone");
+    // '#' now ends it.
+    keys("#");
+    let line = wait_for_log(&o, "record ended by");
+    let seconds: f64 = line
+        .split("after ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"));
+    assert!(line.contains("record ended by terminator"), "{line}");
+    assert!(
+        (0.8..3.0).contains(&seconds),
+        "the early '#' was not taken as the end: {line}"
+    );
 }
