@@ -491,7 +491,7 @@ fn a_broken_edit_keeps_the_old_dialplan() {
 fn calls_keep_working_while_the_dialplan_is_rewritten() {
     let lua = |generation: u32| {
         format!(
-            "function route(call)\n  call:dial(call.request_uri.user, {{ timeout = 5, headers = {{ ['X-Gen'] = '{generation}' }} }})\nend\n"
+            "function route(call)\n  call:dial(call.request_uri.user, {{ timeout = 30, headers = {{ ['X-Gen'] = '{generation}' }} }})\nend\n"
         )
     };
     let o = office(Some(&lua(0)));
@@ -582,9 +582,17 @@ fn calls_keep_working_while_the_dialplan_is_rewritten() {
     let failures = failures.lock().unwrap();
     assert!(
         failures.is_empty(),
-        "{} of {} calls failed: {failures:?}",
+        "{} of {} calls failed: {failures:?}; the server said: {:#?}",
         failures.len(),
-        calls.load(Ordering::Relaxed)
+        calls.load(Ordering::Relaxed),
+        o.server
+            .log()
+            .lines()
+            .filter(|l| l.contains("dial")
+                || l.contains("WARN")
+                || l.contains("ERROR")
+                || (l.contains("call ended") && !l.contains("code=200")))
+            .collect::<Vec<_>>()
     );
     assert!(
         calls.load(Ordering::Relaxed) >= 20,
