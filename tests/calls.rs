@@ -535,8 +535,11 @@ fn calls_keep_working_while_the_dialplan_is_rewritten() {
             while !stop.load(Ordering::Relaxed) {
                 let result = (|| {
                     let call = a.call("1002").map_err(|e| format!("INVITE: {e}"))?;
+                    // Generous: on a loaded 2-core machine the callee's
+                    // thread can be starved for seconds; what is tested
+                    // is that calls complete, not how fast.
                     let (ok, _) = a
-                        .final_response(WAIT)
+                        .final_response(Duration::from_secs(30))
                         .map_err(|e| format!("no final: {e}"))?;
                     if ok.status != 200 {
                         return Err(format!("got {} {}", ok.status, ok.reason));

@@ -81,6 +81,23 @@ fn office_with(lua: Option<&str>, extra: &str) -> Office {
 
 /// [`office_with`], SIP on `listen`.
 fn office_on(listen: &str, lua: Option<&str>, extra: &str) -> Office {
+    // Each office its own RTP ports: offices run in parallel, and a port
+    // one server frees and another leases at once would still receive the
+    // first test's stream (a leg that has not heard its own phone yet
+    // latches onto the first RTP that comes).
+    static NEXT_RANGE: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let media = if extra.contains("rtp_ports") {
+        extra.to_owned()
+    } else {
+        let n = NEXT_RANGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 90;
+        let first = 20_000 + n * 100;
+        let ports = format!("rtp_ports = \"{first}-{}\"\n", first + 99);
+        match extra.find("[media]\n") {
+            Some(i) => format!("{}[media]\n{ports}{}", &extra[..i], &extra[i + 8..]),
+            None => format!("{extra}\n[media]\n{ports}"),
+        }
+    };
+    let extra = media.as_str();
     let dir = tempfile::tempdir().expect("tempdir");
     let dialplans = dir.path().join("dialplans");
     std::fs::create_dir_all(&dialplans).unwrap();
@@ -458,7 +475,13 @@ fn the_shipped_700_plays_a_prompt_and_reads_the_digits_back() {
     let pt = media.telephone_event.expect("telephone-event");
     // hello.wav is about 4.8 s: its first second arrives paced.
     let started = Instant::now();
-    assert!(rtp.wait_for(50, WAIT), "the prompt plays");
+    assert!(
+        rtp.wait_for(50, WAIT),
+        "the prompt plays: {} packets in {:?}; server log: {}",
+        rtp.count(),
+        started.elapsed(),
+        o.server.log()
+    );
     assert!(
         started.elapsed() >= Duration::from_millis(800),
         "20 ms packets are paced, not sent in a burst"
