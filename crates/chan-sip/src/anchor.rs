@@ -737,48 +737,37 @@ impl CallMedia {
     /// Stops what runs on the legs and parks them; says what it was.
     async fn take_legs(&mut self) -> (Kind, Option<Recording>) {
         let mut recording = None;
-        let kind = match std::mem::take(&mut self.activity) {
-            Activity::Idle => Kind::Listen,
+        // What ran on the caller's leg alone gives it back the same way.
+        let (kind, caller) = match std::mem::take(&mut self.activity) {
+            Activity::Idle => return (Kind::Listen, None),
             Activity::Bridge(bridge) => {
                 if let Ok((a, b)) = bridge.stop().await {
                     self.park(Which::A, a);
                     self.park(Which::B, b);
                 }
-                Kind::Bridge
+                return (Kind::Bridge, None);
             }
-            Activity::Echo(echo) => {
-                if let Ok(a) = echo.stop().await {
-                    self.park(Which::A, a);
-                }
-                Kind::Echo
-            }
-            Activity::Listen(listener) => {
-                if let Ok(a) = listener.stop().await {
-                    self.park(Which::A, a);
-                }
-                Kind::Listen
-            }
-            Activity::Play(playing) => {
-                if let Ok(a) = playing.stop().await {
-                    self.park(Which::A, a);
-                }
-                Kind::Listen
-            }
-            Activity::Ringback(player) => {
-                if let Ok(a) = player.stop().await {
-                    self.park(Which::A, a);
-                }
-                Kind::Listen
-            }
-            Activity::Record(recorder) => {
-                if let Ok((a, r)) = recorder.stop().await {
-                    self.park(Which::A, a);
+            Activity::Echo(echo) => (Kind::Echo, echo.stop().await),
+            Activity::Listen(listener) => (Kind::Listen, listener.stop().await),
+            Activity::Play(playing) => (Kind::Listen, playing.stop().await),
+            Activity::Ringback(player) => (Kind::Listen, player.stop().await),
+            Activity::Record(recorder) => (
+                Kind::Listen,
+                recorder.stop().await.map(|(a, r)| {
                     recording = Some(r);
-                }
-                Kind::Listen
-            }
+                    a
+                }),
+            ),
         };
+        if let Ok(a) = caller {
+            self.park(Which::A, a);
+        }
         (kind, recording)
+    }
+
+    /// The caller's leg, unparked.
+    fn take_caller_leg(&mut self) -> Option<Leg> {
+        self.a.as_mut().and_then(|s| s.leg.take().map(|l| *l))
     }
 
     fn park(&mut self, which: Which, leg: Leg) {
@@ -789,7 +778,7 @@ impl CallMedia {
 
     /// Starts `kind` on the parked legs (the caller alone is listened to).
     fn resume(&mut self, kind: Kind) {
-        let a = self.a.as_mut().and_then(|s| s.leg.take().map(|l| *l));
+        let a = self.take_caller_leg();
         let b = self.b.as_mut().and_then(|s| s.leg.take().map(|l| *l));
         let (activity, b) = match (kind, a, b) {
             (Kind::Bridge, Some(a), Some(b)) => (Activity::Bridge(Bridge::start(a, b)), None),
@@ -829,7 +818,7 @@ impl CallMedia {
         done: oneshot::Sender<Result<(), ActionError>>,
     ) {
         self.take_legs().await;
-        match self.a.as_mut().and_then(|s| s.leg.take().map(|l| *l)) {
+        match self.take_caller_leg() {
             Some(a) => self.activity = Activity::Play(Playing::start(a, prompt, done)),
             None => {
                 let _ = done.send(Err(ActionError::Failed("the caller has no media".into())));
@@ -843,7 +832,7 @@ impl CallMedia {
             return;
         };
         self.take_legs().await;
-        match self.a.as_mut().and_then(|s| s.leg.take().map(|l| *l)) {
+        match self.take_caller_leg() {
             Some(a) => self.activity = Activity::Ringback(Player::start_looped(a, tone)),
             None => self.resume(Kind::Listen),
         }
@@ -866,9 +855,7 @@ impl CallMedia {
     pub async fn record(&mut self, max: Duration) -> Result<(), ActionError> {
         self.take_legs().await;
         let a = self
-            .a
-            .as_mut()
-            .and_then(|s| s.leg.take().map(|l| *l))
+            .take_caller_leg()
             .ok_or_else(|| ActionError::Failed("the caller has no media".into()))?;
         self.activity = Activity::Record(Recorder::start(a, max));
         Ok(())
