@@ -85,6 +85,10 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
         "rtp_timeouts_total",
         "Calls hung up because a phone sent no RTP for media.rtp_timeout."
     );
+    metrics::describe_counter!(
+        "rtp_foreign_dropped_total",
+        "RTP packets dropped because they came from a source the call leg does not take (media.strict_source)."
+    );
     metrics::gauge!("switchboard_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     metrics::gauge!("switchboard_uptime_seconds").set(0.0);
     // Present from the start, so dashboards and alerts see 0 rather than nothing.
@@ -94,6 +98,7 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
     metrics::gauge!("calls_active").set(0.0);
     metrics::gauge!("rtp_port_pairs_in_use").set(0.0);
     metrics::counter!("rtp_timeouts_total").absolute(0);
+    metrics::counter!("rtp_foreign_dropped_total").absolute(0);
     Ok(AdminState {
         metrics,
         started,

@@ -161,7 +161,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     }
     let m = &config.media;
     info!(
-        "media: RTP on {} ports {}-{}, SDP address {}, codecs {}, RTP timeout {}",
+        "media: RTP on {} ports {}-{}, SDP address {}, codecs {}, RTP timeout {}, RTP sources {}",
         m.bind,
         m.rtp_ports.start(),
         m.rtp_ports.end(),
@@ -177,7 +177,12 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         m.rtp_timeout.map_or_else(
             || "off".to_owned(),
             |t| humantime::format_duration(t).to_string()
-        )
+        ),
+        if m.strict_source {
+            "strict (signalling or SDP IP only)"
+        } else {
+            "learned (new sources after probation)"
+        }
     );
     match admin_addr {
         Some(addr) => info!("admin listening on http://{addr}"),
@@ -364,5 +369,10 @@ fn media_config(config: &Config) -> Result<chan_sip::MediaConfig, Error> {
     media.advertise = m.advertise;
     media.codecs = m.codecs.clone();
     media.rtp_timeout = m.rtp_timeout;
+    media.latching = if m.strict_source {
+        media::Latching::Strict
+    } else {
+        media::Latching::Learn
+    };
     Ok(media)
 }

@@ -957,3 +957,73 @@ fn a_key_pressed_before_the_recording_does_not_end_it() {
         "the early '#' was not taken as the end: {line}"
     );
 }
+
+/// Issue 11, RTP bleed: a host that sprays well-formed, in-sequence RTP at
+/// every port of the range while a phone that sends nothing listens to a
+/// prompt must neither take the phone's audio nor be heard. Before
+/// `media.strict_source`, the sprayer's first packet latched the leg: it
+/// got every prompt packet and the phone none.
+#[test]
+fn a_sprayer_on_every_rtp_port_gets_nothing_and_the_phone_hears_everything() {
+    const FIRST: u16 = 29800;
+    const LAST: u16 = 29859;
+    let o = office_with(None, &format!("[media]\nrtp_ports = \"{FIRST}-{LAST}\"\n"));
+    let mut a = phone(&o, "1001");
+    let rtp = RtpPeer::localhost();
+    // Another host: neither the phone's SIP address nor its SDP's.
+    let sprayer = RtpPeer::bind([127, 0, 0, 2].into()).expect("socket on 127.0.0.2");
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // One stream per port (its own SSRC, sequence numbers going up
+            // by one, PCMU), every 20 ms, until the test is done.
+            let mut k: u16 = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for port in (FIRST..=LAST).step_by(2) {
+                    let mut packet = vec![0x80, 0x00];
+                    packet.extend_from_slice(&k.to_be_bytes());
+                    packet.extend_from_slice(&(u32::from(k) * 160).to_be_bytes());
+                    packet.extend_from_slice(&u32::from(port).to_be_bytes());
+                    packet.resize(12 + 160, 0xFF);
+                    let _ = sprayer.send_raw(([127, 0, 0, 1], port).into(), &packet);
+                }
+                k = k.wrapping_add(1);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        // The spraying runs before the call and all through the prompt.
+        std::thread::sleep(Duration::from_millis(200));
+        let (_dialog, media) = answered(&mut a, "700", &rtp.sdp_offer(OFFER));
+        let got = rtp.wait_for(150, Duration::from_secs(10));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            got,
+            "the phone hears the prompt: {} packets; server log: {}",
+            rtp.count(),
+            o.server.log()
+        );
+        assert!(rtp.received().iter().all(|p| p.from == media.addr));
+    });
+    sprayer.settle(Duration::from_millis(200), WAIT);
+    assert_eq!(sprayer.count(), 0, "nothing goes to the sprayer");
+    // All of it: one stream, no sequence number missing.
+    let headers: Vec<_> = rtp.received().iter().filter_map(|p| p.header).collect();
+    for pair in headers.windows(2) {
+        assert_eq!(
+            pair[1].sequence,
+            pair[0].sequence.wrapping_add(1),
+            "no prompt packet went elsewhere"
+        );
+    }
+    let (status, metrics) = o.server.http_get("/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    let dropped = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("rtp_foreign_dropped_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        dropped > 0.0,
+        "the sprayer's packets are counted: {metrics}"
+    );
+}

@@ -33,6 +33,10 @@ pub struct MediaConfig {
     pub codecs: Vec<sdp::Codec>,
     /// `rtp_timeout`: hang up after this long without RTP (`None`: "0s").
     pub rtp_timeout: Option<Duration>,
+    /// `strict_source`: a leg takes RTP only from the IP its SIP comes
+    /// from or its SDP's IP (default); off, another source may take over
+    /// after a probation.
+    pub strict_source: bool,
 }
 
 impl Default for MediaConfig {
@@ -46,6 +50,7 @@ impl Default for MediaConfig {
                 .filter_map(|c| sdp::Codec::by_name(c))
                 .collect(),
             rtp_timeout: Some(DEFAULT_RTP_TIMEOUT),
+            strict_source: true,
         }
     }
 }
@@ -58,6 +63,7 @@ pub(super) struct RawMedia {
     rtp_ports: Option<Spanned<String>>,
     codecs: Option<Spanned<Vec<Spanned<String>>>>,
     rtp_timeout: Option<Spanned<DurationText>>,
+    strict_source: Option<bool>,
 }
 
 /// The codecs the media engine can relay and transcode.
@@ -159,6 +165,7 @@ impl Checker<'_> {
             rtp_ports,
             codecs,
             rtp_timeout,
+            strict_source: raw.strict_source.unwrap_or(defaults.strict_source),
         })
     }
 }
@@ -178,7 +185,7 @@ mod tests {
         assert_eq!(c.media.codecs.len(), 4);
         assert_eq!(c.media.advertise, None);
         let c = parse(
-            "[media]\nbind = \"127.0.0.1\"\nadvertise = \"203.0.113.10\"\nrtp_ports = \"30000-30099\"\ncodecs = [\"pcma\", \"telephone-event\"]\nrtp_timeout = \"0s\"\n",
+            "[media]\nbind = \"127.0.0.1\"\nadvertise = \"203.0.113.10\"\nrtp_ports = \"30000-30099\"\ncodecs = [\"pcma\", \"telephone-event\"]\nrtp_timeout = \"0s\"\nstrict_source = false\n",
         )
         .unwrap();
         assert_eq!(c.media.bind.to_string(), "127.0.0.1");
@@ -186,6 +193,7 @@ mod tests {
         assert_eq!(c.media.rtp_ports, 30000..=30099);
         assert_eq!(c.media.codecs[0].encoding, "PCMA");
         assert_eq!(c.media.rtp_timeout, None);
+        assert!(!c.media.strict_source);
     }
 
     #[test]

@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use media::{
-    Bridge, Echo, Leg, LegHandle, Listener, MediaTimeout, Player, PortPair, PortPool, Prompt,
-    Recorder, Recording, StreamParams,
+    Bridge, Echo, Latching, Leg, LegHandle, Listener, MediaTimeout, Player, PortPair, PortPool,
+    Prompt, Recorder, Recording, StreamParams,
 };
 use pbx::ActionError;
 use sdp::{Codec, Direction, Local, LocalSession, MediaKind, Role, SessionDescription};
@@ -40,6 +40,10 @@ pub struct MediaConfig {
     pub codecs: Vec<Codec>,
     /// Hang up a call whose peer has sent no RTP for this long.
     pub rtp_timeout: Option<Duration>,
+    /// Which sources a leg takes RTP from (`media.strict_source`: only the
+    /// IP its SIP comes from or its SDP's IP; otherwise others after a
+    /// probation).
+    pub latching: Latching,
 }
 
 impl MediaConfig {
@@ -57,6 +61,7 @@ impl MediaConfig {
                 Codec::TELEPHONE_EVENT,
             ],
             rtp_timeout: Some(Duration::from_secs(60)),
+            latching: Latching::Strict,
         }
     }
 
@@ -190,6 +195,8 @@ struct MediaSide {
     /// What the last exchange settled on.
     params: Option<StreamParams>,
     remote: Option<SocketAddr>,
+    /// The IP this side's SIP comes from: its RTP may come from there.
+    signalling: Option<IpAddr>,
     direction: Direction,
     /// The leg, while nothing runs on it.
     leg: Option<Box<Leg>>,
@@ -417,6 +424,7 @@ impl CallMedia {
             their_offer: None,
             params: None,
             remote: None,
+            signalling: None,
             direction: Direction::SendRecv,
             leg: None,
             handle: None,
@@ -452,11 +460,17 @@ impl CallMedia {
     /// once, the same bytes every time after; RFC 3264 §8 keeps the
     /// version of an unchanged description), or our offer when its INVITE
     /// had none. Makes the caller's leg.
-    pub async fn caller_description(&mut self, sip_ip: Option<IpAddr>) -> Result<Bytes, Failure> {
+    /// `peer` is the IP the caller's SIP comes from.
+    pub async fn caller_description(
+        &mut self,
+        sip_ip: Option<IpAddr>,
+        peer: IpAddr,
+    ) -> Result<Bytes, Failure> {
         if let Some(bytes) = self.a.as_deref().and_then(MediaSide::last_sent) {
             return Ok(bytes);
         }
         self.open(Which::A, sip_ip)?;
+        self.set_signalling(Which::A, peer);
         // Prefer what the callee settled on: no transcoding when it can.
         let prefer: Vec<String> = self
             .b
@@ -544,8 +558,15 @@ impl CallMedia {
         Ok(stream)
     }
 
-    /// Applies a callee's answer; `last` (its 2xx) closes the exchange.
-    pub async fn apply_callee(&mut self, stream: &sdp::Stream, last: bool) -> Result<(), Failure> {
+    /// Applies a callee's answer, from the fork whose SIP comes from
+    /// `peer`; `last` (its 2xx) closes the exchange.
+    pub async fn apply_callee(
+        &mut self,
+        stream: &sdp::Stream,
+        last: bool,
+        peer: IpAddr,
+    ) -> Result<(), Failure> {
+        self.set_signalling(Which::B, peer);
         self.apply(Which::B, stream).await?;
         if last && let Some(b) = &mut self.b {
             b.our_offer = None;
@@ -664,6 +685,20 @@ impl CallMedia {
         self.apply(from, &stream).await
     }
 
+    /// Where `which`'s SIP comes from (another fork may have answered):
+    /// its leg takes RTP from that IP.
+    fn set_signalling(&mut self, which: Which, ip: IpAddr) {
+        let Some(side) = self.side_mut(which) else {
+            return;
+        };
+        if side.signalling != Some(ip) {
+            side.signalling = Some(ip);
+            if let Some(handle) = &side.handle {
+                handle.set_signalling(Some(ip));
+            }
+        }
+    }
+
     /// Applies one negotiated stream to `which`'s leg: makes the leg, or
     /// changes where it sends, whether it sends, and (restarting what runs
     /// on it) its codec.
@@ -716,13 +751,16 @@ impl CallMedia {
         direction: Direction,
     ) {
         let timeout = self.config.rtp_timeout;
+        let latching = self.config.latching;
         let Some(side) = self.side_mut(which) else {
             return;
         };
         let Some(ports) = side.ports.take() else {
             return;
         };
-        let mut leg = Leg::new(ports, params, remote);
+        let mut leg = Leg::new(ports, params, remote)
+            .with_latching(latching)
+            .with_signalling(side.signalling);
         leg.set_sending(direction.sends());
         let handle = leg.handle();
         side.timeout = timeout.map(|t| handle.media_timeout(t));
@@ -990,8 +1028,9 @@ mod tests {
         // The callee answers PCMU only, on its own address.
         let answer = "v=0\r\no=- 2 2 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
         let stream = m.callee_answer(answer.as_bytes()).unwrap();
-        m.apply_callee(&stream, true).await.unwrap();
-        let ours = m.caller_description(ip).await.unwrap();
+        let phone = "127.0.0.1".parse().unwrap();
+        m.apply_callee(&stream, true, phone).await.unwrap();
+        let ours = m.caller_description(ip, phone).await.unwrap();
         let ours = parse(&ours).unwrap();
         // The caller's answer: its sections in order, video refused, audio
         // on our address and port, PCMU first (no transcoding needed), and
@@ -1004,7 +1043,7 @@ mod tests {
         assert_eq!(ours.rtp_address(1).unwrap().ip().to_string(), "127.0.0.1");
         // The same bytes again for a 200 after a 183.
         assert_eq!(
-            m.caller_description(ip).await.unwrap(),
+            m.caller_description(ip, phone).await.unwrap(),
             Bytes::from(ours.to_bytes())
         );
     }

@@ -8,6 +8,7 @@
 //! `anchor.rs`'s.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -871,6 +872,7 @@ impl Call {
         let Some(branch) = self.branches.get_mut(&id) else {
             return;
         };
+        let peer = branch.dest.addr.ip();
         let status = match &event {
             InviteEvent::Response(r) => r.status,
             InviteEvent::Timeout => 408,
@@ -891,7 +893,7 @@ impl Call {
                     let early = if r.body.is_empty() {
                         None
                     } else {
-                        self.early_media(&r.body).await
+                        self.early_media(&r.body, peer).await
                     };
                     let mut out = self.a.tx.response(status);
                     set_body(
@@ -991,7 +993,9 @@ impl Call {
         self.publish();
         // The caller's INVITE was for dialling; bridged, it is not needed.
         let _ = self.a.invite.take();
-        if let Err(failure) = self.media.apply_callee(&stream, true).await {
+        let peer = self.bridge.as_ref().map(|b| b.leg.dialog.peer.ip());
+        let peer = peer.unwrap_or(self.a.leg.dialog.peer.ip());
+        if let Err(failure) = self.media.apply_callee(&stream, true, peer).await {
             tracing::info!(call_id = %self.id, "dial: {}", failure.text());
         }
         if self.a.leg.state != LegState::Up {
@@ -1041,14 +1045,15 @@ impl Call {
             .endpoint
             .local_addr_for(self.a.leg.dialog.transport, self.a.leg.dialog.peer)
             .map(|a| a.ip());
-        self.media.caller_description(ip).await
+        let peer = self.a.leg.dialog.peer.ip();
+        self.media.caller_description(ip, peer).await
     }
 
     /// A callee's early answer (18x): its side anchored, the caller's
     /// answer made, both joined so the caller hears the callee's tones.
-    async fn early_media(&mut self, body: &Bytes) -> Option<Bytes> {
+    async fn early_media(&mut self, body: &Bytes, peer: IpAddr) -> Option<Bytes> {
         let stream = self.media.callee_answer(body).ok()?;
-        self.media.apply_callee(&stream, false).await.ok()?;
+        self.media.apply_callee(&stream, false, peer).await.ok()?;
         let ours = self.caller_sdp().await.ok()?;
         self.media.bridge().await;
         Some(ours)

@@ -2,15 +2,16 @@
 //! from SDP, and symmetric-RTP latching (RFC 4961 §4 and RFC 3550 §8.2's
 //! source checks), plus the media timeout the call awaits.
 //!
-//! Latching: until a leg has latched, it sends to the SDP address. The
-//! first valid RTP packet (RTP version 2, one of the leg's negotiated
-//! payload types) latches the leg onto its source — from any address in
-//! [`Latching::AnySource`] mode (phones behind NAT), only from the SDP
-//! address in [`Latching::SdpAddressOnly`]. From then on the leg sends to
-//! the latched address and drops RTP from every other one, so a flood from
-//! a third address can never take the stream. The latch is released only
-//! when the SDP changes ([`LegHandle::set_remote`]) or on request
-//! ([`LegHandle::relatch`]).
+//! Latching: until a leg has latched, it sends to the SDP address. A
+//! valid RTP packet (RTP version 2, one of the leg's negotiated payload
+//! types) from a source the leg's [`Latching`] admits latches the leg onto
+//! that source (see [`crate::latch`]: by default only the IP its SIP
+//! signalling came from or the SDP's IP). From then on the leg sends to
+//! the latched address and drops RTP from every other one, counted in
+//! [`LegStats::dropped_foreign`] and the `rtp_foreign_dropped_total`
+//! metric; another source takes over only after a probation while the
+//! latched one is silent. The latch is released when the SDP changes
+//! ([`LegHandle::set_remote`]) or on request ([`LegHandle::relatch`]).
 //!
 //! RFC 4733 telephone-events are detected as they pass (each digit once,
 //! however many packets carry it) and reported to [`LegHandle::digits`]
@@ -23,7 +24,7 @@
 //! reports instead, about what it received from and sent to its peer (see
 //! [`crate::report`]), and a BYE when it is dropped.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,6 +35,7 @@ use tokio::sync::broadcast;
 use tokio::time::Sleep;
 
 use crate::error::Error;
+use crate::latch::{Latch, Latching, Verdict};
 use crate::pool::PortPair;
 use crate::report::{DEFAULT_INTERVAL, Reporter, randomized};
 
@@ -134,18 +136,6 @@ impl StreamParams {
     }
 }
 
-/// Which sources a leg may latch onto.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Latching {
-    /// The first valid RTP packet from any address (phones behind NAT,
-    /// whose SDP names a private address).
-    #[default]
-    AnySource,
-    /// Only RTP from the SDP address (trunks with a fixed media address).
-    SdpAddressOnly,
-}
-
 /// What an accepted RTP packet carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -242,6 +232,8 @@ struct Control {
     remote: Option<Option<SocketAddr>>,
     relatch: bool,
     sending: Option<bool>,
+    /// A new signalling IP (`Some(None)`: none known).
+    signalling: Option<Option<IpAddr>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -271,12 +263,13 @@ impl Shared {
 pub struct Leg {
     ports: PortPair,
     params: StreamParams,
-    latching: Latching,
+    latch: Latch,
+    /// Counts RTP dropped from sources the latch refused, for every leg.
+    foreign_metric: metrics::Counter,
     /// False while the peer does not want our media (hold: its SDP says
     /// `sendonly` or `inactive`).
     sending: bool,
     remote: Option<SocketAddr>,
-    latched: Option<SocketAddr>,
     rtcp_peer: Option<SocketAddr>,
     shared: Arc<Shared>,
     reporter: Reporter,
@@ -310,10 +303,10 @@ impl Leg {
         Leg {
             ports,
             params,
-            latching: Latching::default(),
+            latch: Latch::new(Latching::default()),
+            foreign_metric: metrics::counter!("rtp_foreign_dropped_total"),
             sending: true,
             remote,
-            latched: None,
             rtcp_peer: None,
             shared: Arc::new(Shared {
                 counters: Counters::default(),
@@ -343,9 +336,17 @@ impl Leg {
     }
 
     /// Sets which sources the leg may latch onto (default
-    /// [`Latching::AnySource`]).
+    /// [`Latching::Strict`]).
     pub fn with_latching(mut self, latching: Latching) -> Leg {
-        self.latching = latching;
+        self.latch.set_mode(latching);
+        self
+    }
+
+    /// Sets the IP the leg's SIP signalling comes from: in
+    /// [`Latching::Strict`] mode RTP is taken from it (or from the SDP's IP)
+    /// and from nowhere else.
+    pub fn with_signalling(mut self, ip: Option<IpAddr>) -> Leg {
+        self.latch.set_signalling(ip);
         self
     }
 
@@ -379,12 +380,12 @@ impl Leg {
 
     /// The latched source, once RTP has arrived.
     pub fn latched(&self) -> Option<SocketAddr> {
-        self.latched
+        self.latch.current()
     }
 
     /// Where RTP goes: the latched source, else the SDP address.
     pub fn destination(&self) -> Option<SocketAddr> {
-        self.latched.or(self.remote)
+        self.latch.current().or(self.remote)
     }
 
     /// The SDP changed: send to `remote` and latch again.
@@ -400,7 +401,7 @@ impl Leg {
     }
 
     fn unlatch(&mut self) {
-        self.latched = None;
+        self.latch.reset();
         self.rtcp_peer = None;
         *lock(&self.shared.latched) = None;
     }
@@ -414,6 +415,9 @@ impl Leg {
             return;
         }
         let control = std::mem::take(&mut *lock(&self.shared.control));
+        if let Some(ip) = control.signalling {
+            self.latch.set_signalling(ip);
+        }
         if let Some(remote) = control.remote {
             self.set_remote(remote);
         } else if control.relatch {
@@ -512,29 +516,29 @@ impl Leg {
             return None;
         };
         let header = packet.header();
-        match self.latched {
-            Some(source) if source == from => {}
-            Some(_) => {
+        // Only a packet of a negotiated payload type may latch.
+        let negotiated = self.params.kind_of(header.payload_type).is_some();
+        let now = Instant::now();
+        let verdict = if negotiated || self.latch.current() == Some(from) {
+            self.latch
+                .judge(from, self.remote, header.ssrc, header.sequence, now)
+        } else {
+            Verdict::Drop
+        };
+        match verdict {
+            Verdict::Accept => {}
+            Verdict::Drop => {
                 bump(&counters.dropped_foreign);
+                self.foreign_metric.increment(1);
                 return None;
             }
-            None => {
-                let allowed = match self.latching {
-                    Latching::AnySource => true,
-                    Latching::SdpAddressOnly => self.remote == Some(from),
-                };
-                // Only a packet of a negotiated payload type may latch.
-                if !allowed || self.params.kind_of(header.payload_type).is_none() {
-                    bump(&counters.dropped_foreign);
-                    return None;
-                }
+            Verdict::Latched => {
                 tracing::debug!(
                     local = %self.ports.rtp_addr(),
                     sdp = ?self.remote,
                     source = %from,
                     "RTP latched"
                 );
-                self.latched = Some(from);
                 *lock(&self.shared.latched) = Some(from);
             }
         }
@@ -549,7 +553,6 @@ impl Leg {
             let _ = self.digits.send(digit);
         }
         bump(&counters.rtp_received);
-        let now = Instant::now();
         self.shared.touch(now);
         self.reporter.on_received(&header, now);
         Some(Received {
@@ -562,7 +565,7 @@ impl Leg {
     fn on_rtcp(&mut self, data: &[u8], from: SocketAddr) {
         self.apply_control();
         let counters = &self.shared.counters;
-        let peer_ip = self.latched.or(self.remote).map(|a| a.ip());
+        let peer_ip = self.destination().map(|a| a.ip());
         let from_peer = match self.rtcp_peer {
             Some(peer) => peer == from,
             None => peer_ip == Some(from.ip()),
@@ -719,6 +722,13 @@ impl LegHandle {
     /// Forgets the latched source; the next valid RTP latches again.
     pub fn relatch(&self) {
         lock(&self.shared.control).relatch = true;
+        self.request();
+    }
+
+    /// The IP the leg's SIP signalling comes from changed (another fork
+    /// answered); applied before the leg's next packet.
+    pub fn set_signalling(&self, ip: Option<IpAddr>) {
+        lock(&self.shared.control).signalling = Some(ip);
         self.request();
     }
 

@@ -13,7 +13,8 @@
 //! - [`pool`]: [`PortPool`] leases an even RTP / odd RTCP [`PortPair`] from
 //!   `media.rtp_ports` (RFC 3550 §11);
 //! - [`leg`]: [`Leg`], one call leg's sockets, remote address and
-//!   symmetric-RTP latching (RFC 4961), with its [`LegHandle`] (counters,
+//!   symmetric-RTP latching (RFC 4961), guarded by [`latch`] (which
+//!   sources may latch: [`Latching`]), with its [`LegHandle`] (counters,
 //!   SDP changes, RFC 4733 [`Digits`]) and [`MediaTimeout`];
 //! - [`bridge`]: [`Bridge`], one task relaying (or transcoding) media
 //!   between two legs, with stream continuity and RFC 4733 passthrough;
@@ -58,10 +59,12 @@
 //! let answer = sdp::answer(&offer, &local, &mut LocalSession::with_id(1, pbx));
 //! let streams = sdp::negotiate(&offer, &answer, Role::Answerer)?;
 //! // The SDP names a private address: the leg latches onto where the
-//! // phone's RTP really comes from.
+//! // phone's RTP really comes from, taken only from the IP its INVITE came
+//! // from (or the SDP's), never from a stranger that sprays our ports.
 //! let (params, remote) = StreamParams::from_sdp(&streams[0])?;
 //! assert_eq!(params.recv_event_payload_type, Some(101));
-//! let caller = Leg::new(ports, params, remote);
+//! let invite_source: IpAddr = "127.0.0.1".parse()?;
+//! let caller = Leg::new(ports, params, remote).with_signalling(Some(invite_source));
 //! let caller_media = caller.handle();
 //!
 //! // The callee's leg, from its own exchange (`Role::Offerer`): here PCMA.
@@ -88,6 +91,7 @@ pub mod bridge;
 mod done;
 pub mod echo;
 pub mod error;
+pub mod latch;
 pub mod leg;
 pub mod listener;
 mod path;
@@ -101,8 +105,9 @@ pub mod tones;
 pub use bridge::Bridge;
 pub use echo::Echo;
 pub use error::Error;
+pub use latch::Latching;
 pub use leg::{
-    Digits, Latching, Leg, LegHandle, LegStats, MediaTimeout, PayloadKind, Received, StreamParams,
+    Digits, Leg, LegHandle, LegStats, MediaTimeout, PayloadKind, Received, StreamParams,
 };
 pub use listener::Listener;
 pub use player::Player;

@@ -3,10 +3,14 @@
 //!
 //! A lease binds both UDP sockets before it is handed out, so a port that
 //! another program holds is skipped rather than failing a call later.
-//! Leases go round the range (the next search starts after the last pair
-//! handed out), so a port freed by one call is not reused at once and
-//! late packets of that call do not reach the next one.
+//! Leases are taken at random from the free pairs of the range, not in
+//! order: a host that cannot see the SDP cannot guess which port the next
+//! call gets (so spraying "the next port" is no better than spraying all
+//! of them, which the legs' source checks refuse). The most recently freed
+//! pairs (up to half the pool, at most 64) cool down before they are drawn
+//! again, so late packets of one call do not reach the next one.
 
+use std::collections::VecDeque;
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -39,8 +43,11 @@ struct State {
     leased: Vec<bool>,
     /// Count of `true` in `leased`.
     count: usize,
-    /// Where the next search starts.
-    next: usize,
+    /// Pairs freed most recently, oldest first: drawn only when nothing
+    /// else is free.
+    cooling: VecDeque<usize>,
+    /// How many pairs `cooling` holds at most.
+    cooling_max: usize,
 }
 
 impl Inner {
@@ -76,7 +83,8 @@ impl PortPool {
                 state: Mutex::new(State {
                     leased: vec![false; pairs],
                     count: 0,
-                    next: 0,
+                    cooling: VecDeque::new(),
+                    cooling_max: (pairs / 2).min(64),
                 }),
             }),
         })
@@ -92,8 +100,9 @@ impl PortPool {
         self.inner.state().count
     }
 
-    /// Leases a pair and binds its two UDP sockets on `ip`. Ports that
-    /// another program holds are skipped.
+    /// Leases a pair chosen at random among the free ones and binds its
+    /// two UDP sockets on `ip`. Ports that another program holds are
+    /// skipped.
     ///
     /// # Errors
     /// [`Error::Exhausted`] when no pair is free; [`Error::NoRuntime`]
@@ -107,10 +116,24 @@ impl PortPool {
         let inner = &self.inner;
         let mut state = inner.state();
         let pairs = state.leased.len();
-        for step in 0..pairs {
-            let index = (state.next + step) % pairs;
+        // A few random draws find a free pair at once unless the pool is
+        // nearly full; then a scan from a random start finds any left.
+        let start = rand::random_range(0..pairs);
+        let draws = (0..8).map(|_| rand::random_range(0..pairs));
+        let scan = (0..pairs).map(|step| (start + step) % pairs);
+        let fallback = state.cooling.clone();
+        for index in draws.chain(scan).chain(fallback) {
             if state.leased[index] {
                 continue;
+            }
+            let cooling = state.cooling.iter().position(|&i| i == index);
+            if let Some(at) = cooling {
+                // Only once every other pair is leased (the fallback
+                // draws come last).
+                if state.count + state.cooling.len() < pairs {
+                    continue;
+                }
+                state.cooling.remove(at);
             }
             // index < pairs <= (end - first + 1) / 2, so this fits in u16.
             let rtp_port = inner.first + 2 * index as u16;
@@ -119,7 +142,6 @@ impl PortPool {
             };
             state.leased[index] = true;
             state.count += 1;
-            state.next = (index + 1) % pairs;
             drop(state);
             // Made first, so that a failure below returns the pair.
             let lease = Lease {
@@ -225,6 +247,12 @@ impl Drop for Lease {
         {
             *slot = false;
             state.count -= 1;
+            if state.cooling_max > 0 {
+                if state.cooling.len() == state.cooling_max {
+                    state.cooling.pop_front();
+                }
+                state.cooling.push_back(self.index);
+            }
         }
     }
 }
@@ -263,5 +291,27 @@ mod tests {
             pool.allocate(IpAddr::from([127, 0, 0, 1])),
             Err(Error::NoRuntime)
         ));
+    }
+
+    #[tokio::test]
+    async fn leases_are_not_handed_out_in_order() {
+        let pool = PortPool::new(25000..=25999).unwrap();
+        let ip = IpAddr::from([127, 0, 0, 1]);
+        let pairs: Vec<PortPair> = (0..10).map(|_| pool.allocate(ip).unwrap()).collect();
+        let ports: Vec<u16> = pairs.iter().map(PortPair::rtp_port).collect();
+        // In order, each would be the one before plus two (the old pool's
+        // behaviour); at random, ten in a row like that has odds of 500^-9.
+        assert!(
+            ports.windows(2).any(|w| w[1] != w[0] + 2),
+            "ports handed out in order: {ports:?}"
+        );
+        assert_eq!(pool.in_use(), 10);
+        drop(pairs);
+        assert_eq!(pool.in_use(), 0);
+        // A nearly full pool still finds its last free pair.
+        let small = PortPool::new(25000..=25009).unwrap();
+        let all: Vec<PortPair> = (0..5).map(|_| small.allocate(ip).unwrap()).collect();
+        assert_eq!(all.len(), 5);
+        assert!(matches!(small.allocate(ip), Err(Error::Exhausted { .. })));
     }
 }

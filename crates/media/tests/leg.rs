@@ -39,7 +39,8 @@ async fn recv_latches_and_send_follows_the_latch() {
     let (nat, nat_addr) = socket().await;
     let (stranger, _) = socket().await;
     let params = StreamParams::new(Codec::Pcma).with_telephone_event(101, 101);
-    let mut leg = Leg::new(pool.allocate(LOCALHOST).unwrap(), params, Some(sdp_addr));
+    let mut leg = Leg::new(pool.allocate(LOCALHOST).unwrap(), params, Some(sdp_addr))
+        .with_signalling(Some(LOCALHOST));
     let port = leg.ports().rtp_addr();
     assert_eq!(leg.destination(), Some(sdp_addr));
 
@@ -99,7 +100,8 @@ async fn a_leg_with_no_destination_drops_and_counts() {
         pool.allocate(LOCALHOST).unwrap(),
         StreamParams::new(Codec::Pcmu),
         None,
-    );
+    )
+    .with_signalling(Some(LOCALHOST));
     assert!(!leg.send_rtp(&packet(0, 1, 1)));
     assert_eq!(leg.handle().stats().send_dropped, 1);
 }
@@ -111,7 +113,8 @@ async fn dropping_a_leg_returns_its_ports() {
         pool.allocate(LOCALHOST).unwrap(),
         StreamParams::new(Codec::Pcmu),
         None,
-    );
+    )
+    .with_signalling(Some(LOCALHOST));
     assert!(pool.allocate(LOCALHOST).is_err());
     drop(leg);
     assert_eq!(pool.in_use(), 0);
@@ -125,7 +128,8 @@ async fn media_timeout_fires_after_silence() {
         pool.allocate(LOCALHOST).unwrap(),
         StreamParams::new(Codec::Pcmu),
         None,
-    );
+    )
+    .with_signalling(Some(LOCALHOST));
     let silent_for = timeout(
         WAIT,
         leg.handle()
@@ -146,7 +150,8 @@ async fn a_relatch_request_applies_to_the_very_next_packet() {
         pool.allocate(LOCALHOST).unwrap(),
         StreamParams::new(Codec::Pcmu),
         None,
-    );
+    )
+    .with_signalling(Some(LOCALHOST));
     let port = leg.ports().rtp_addr();
     let handle = leg.handle();
     let mut buf = buffer();

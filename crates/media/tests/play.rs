@@ -30,8 +30,9 @@ fn addr(socket: &UdpSocket) -> SocketAddr {
     socket.local_addr().unwrap()
 }
 
+/// A leg whose phone signals from 127.0.0.1 (where every test phone is).
 fn leg(pool: &PortPool, params: StreamParams, remote: Option<SocketAddr>) -> Leg {
-    Leg::new(pool.allocate(LOCALHOST).unwrap(), params, remote)
+    Leg::new(pool.allocate(LOCALHOST).unwrap(), params, remote).with_signalling(Some(LOCALHOST))
 }
 
 fn header(pt: u8, seq: u16, ts: u32, ssrc: u32) -> RtpHeader {

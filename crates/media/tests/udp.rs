@@ -26,8 +26,9 @@ fn addr(socket: &UdpSocket) -> SocketAddr {
     socket.local_addr().unwrap()
 }
 
+/// A leg whose phone signals from 127.0.0.1 (where every test phone is).
 fn leg(pool: &PortPool, params: StreamParams, remote: Option<SocketAddr>) -> Leg {
-    Leg::new(pool.allocate(LOCALHOST).unwrap(), params, remote)
+    Leg::new(pool.allocate(LOCALHOST).unwrap(), params, remote).with_signalling(Some(LOCALHOST))
 }
 
 fn header(pt: u8, seq: u16, ts: u32, ssrc: u32) -> RtpHeader {
@@ -800,4 +801,85 @@ async fn a_held_leg_receives_but_is_not_sent_to() {
     c.a.set_sending(true);
     send(&c.phone_b, c.b_port, header(0, 2, 320, 0xB), &[3; 160]).await;
     assert_eq!(recv(&c.phone_a).await.1, vec![3; 160]);
+}
+
+/// A host that is neither the phone's signalling IP nor its SDP address.
+async fn stranger() -> UdpSocket {
+    UdpSocket::bind((IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), 0))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn strict_legs_never_latch_onto_a_sprayer() {
+    let pool = PortPool::new(24400..=24419).unwrap();
+    let pcmu = StreamParams::new(Codec::Pcmu);
+    let c = call(&pool, pcmu, pcmu).await;
+    let sprayer = stranger().await;
+
+    // Phone A sends nothing; the sprayer sends a well-formed, in-sequence
+    // stream of the negotiated payload type, long past any probation.
+    for seq in 0..40u16 {
+        send(
+            &sprayer,
+            c.a_port,
+            header(0, seq, u32::from(seq) * 160, 0x5),
+            &[7; 160],
+        )
+        .await;
+    }
+    wait_stats(&c.a, |s| s.dropped_foreign == 40).await;
+    assert_eq!(c.a.latched(), None);
+    silent(&c.phone_b).await;
+
+    // B's audio goes to A's SDP address, not to the sprayer.
+    send(&c.phone_b, c.b_port, header(0, 1, 160, 0xB), &[3; 160]).await;
+    let (_, payload, _) = recv(&c.phone_a).await;
+    assert_eq!(payload, vec![3; 160]);
+    silent(&sprayer).await;
+
+    // Once the phone talks, it latches and is heard.
+    send(&c.phone_a, c.a_port, header(0, 1, 160, 0xA), &[1; 160]).await;
+    let (_, payload, _) = recv(&c.phone_b).await;
+    assert_eq!(payload, vec![1; 160]);
+    assert_eq!(c.a.latched(), Some(addr(&c.phone_a)));
+}
+
+#[tokio::test]
+async fn learning_legs_move_to_a_new_source_only_after_probation_and_silence() {
+    let pool = PortPool::new(24420..=24439).unwrap();
+    let pcmu = StreamParams::new(Codec::Pcmu);
+    let (phone_a, phone_b) = (phone().await, phone().await);
+    let a = leg(&pool, pcmu, Some(addr(&phone_a))).with_latching(Latching::Learn);
+    let b = leg(&pool, pcmu, Some(addr(&phone_b)));
+    let (a_port, ha) = (a.ports().rtp_addr(), a.handle());
+    let _bridge = Bridge::start(a, b);
+    // Media from another host than the signalling (Learn's use case).
+    let media_host = stranger().await;
+
+    // Fewer packets than the probation: nothing latches or is relayed.
+    for seq in 0..3u16 {
+        send(&media_host, a_port, header(0, seq, 0, 0x9), &[1; 160]).await;
+    }
+    wait_stats(&ha, |s| s.dropped_foreign == 3).await;
+    silent(&phone_b).await;
+    assert_eq!(ha.latched(), None);
+    // The fourth in sequence wins and is relayed.
+    send(&media_host, a_port, header(0, 3, 480, 0x9), &[4; 160]).await;
+    let (_, payload, _) = recv(&phone_b).await;
+    assert_eq!(payload, vec![4; 160]);
+    assert_eq!(ha.latched(), Some(addr(&media_host)));
+
+    // A second stranger cannot take over while the source talks.
+    let other = stranger().await;
+    for seq in 0..10u16 {
+        send(&media_host, a_port, header(0, 4 + seq, 0, 0x9), &[5; 160]).await;
+        send(&other, a_port, header(0, seq, 0, 0x7), &[6; 160]).await;
+    }
+    for _ in 0..10 {
+        let (_, payload, _) = recv(&phone_b).await;
+        assert_eq!(payload, vec![5; 160]);
+    }
+    silent(&phone_b).await;
+    assert_eq!(ha.latched(), Some(addr(&media_host)));
 }
