@@ -72,6 +72,7 @@ plugins = "{}"
 [[extension]]
 id = "1001"
 password = "pw-1001"
+name = "Alice Example"
 
 [[extension]]
 id = "1002"
@@ -836,4 +837,55 @@ fn an_unacknowledged_refusal_is_retransmitted_until_the_ack() {
         again.headers.to().unwrap().tag(),
         first.headers.to().unwrap().tag()
     );
+}
+
+/// Issue 11, caller-ID spoofing: the callee sees the authenticated
+/// extension (its id and configured name), whatever the caller wrote in
+/// its From, with a P-Asserted-Identity (RFC 3325); only the dialplan's
+/// `caller_id` changes it. Before, 1001 rang 1002 as "The CEO" <1000>.
+#[test]
+fn the_callee_sees_the_authenticated_caller_not_its_from() {
+    let lua = r#"
+function route(call)
+  local d = call.request_uri.user
+  if d == "3002" then
+    call:dial("1002", { timeout = 5, caller_id = "Reception <5000>" })
+  else
+    call:dial(d, { timeout = 5 })
+  end
+end
+"#;
+    let o = office(Some(lua));
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let spoofed = format!("\"The CEO\" <sip:1000@{DOMAIN}>;tag=spoof1");
+    a.call_with("1002", &[("From", &spoofed)]).unwrap();
+    let incoming = b.incoming(WAIT).expect("callee gets the INVITE");
+    let from = incoming.invite.headers.get(&HeaderName::From).unwrap();
+    assert!(
+        from.starts_with(&format!("\"Alice Example\" <sip:1001@{DOMAIN}>")),
+        "{from}"
+    );
+    assert!(!from.contains("CEO") && !from.contains("1000@"), "{from}");
+    assert_eq!(
+        incoming.invite.headers.get_raw("P-Asserted-Identity"),
+        Some(format!("\"Alice Example\" <sip:1001@{DOMAIN}>").as_str())
+    );
+    b.reply(&incoming.invite, &incoming.tag, 486).unwrap();
+    a.final_response(WAIT).unwrap();
+
+    // The dialplan's caller_id is what the callee sees.
+    a.call("3002").unwrap();
+    let incoming = b.incoming(WAIT).expect("callee gets the INVITE");
+    let from = incoming.invite.headers.get(&HeaderName::From).unwrap();
+    assert!(
+        from.starts_with(&format!("\"Reception\" <sip:5000@{DOMAIN}>")),
+        "{from}"
+    );
+    assert_eq!(
+        incoming.invite.headers.get_raw("P-Asserted-Identity"),
+        Some(format!("\"Reception\" <sip:5000@{DOMAIN}>").as_str())
+    );
+    b.reply(&incoming.invite, &incoming.tag, 486).unwrap();
+    a.final_response(WAIT).unwrap();
 }

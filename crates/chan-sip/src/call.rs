@@ -58,6 +58,8 @@ const RESERVED: &[&str] = &[
     "max-forwards",
     "route",
     "record-route",
+    "p-asserted-identity",
+    "p-preferred-identity",
 ];
 
 /// Something that happened to a call, delivered to its task.
@@ -708,6 +710,40 @@ impl Call {
         self.publish();
     }
 
+    /// The display name and user of an outbound INVITE's From: the
+    /// dialplan's `caller_id` (`"1000"` or `"Reception <1000>"`) when set,
+    /// else the authenticated extension's id and configured name. `None`
+    /// for a caller ID that cannot be a SIP user.
+    fn outbound_identity(&self, caller_id: Option<&str>) -> Option<(Option<String>, String)> {
+        let (display, user) = match caller_id {
+            Some(id) => match id.trim().strip_suffix('>').and_then(|s| s.split_once('<')) {
+                Some((name, number)) => {
+                    let name = name.trim().trim_matches('"').trim();
+                    (
+                        (!name.is_empty()).then(|| name.to_owned()),
+                        number.trim().to_owned(),
+                    )
+                }
+                None => (None, id.trim().to_owned()),
+            },
+            None => {
+                let id = self
+                    .cdr
+                    .caller
+                    .clone()
+                    .unwrap_or_else(|| "anonymous".to_owned());
+                let name = self.inner.extensions.get(&id).and_then(|e| e.name.clone());
+                (name, id)
+            }
+        };
+        let user_ok = !user.is_empty()
+            && user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/%".contains(&b));
+        let display = display.map(|d| d.replace(['"', '\\', '\r', '\n'], ""));
+        user_ok.then_some((display, user))
+    }
+
     /// Sends one outbound INVITE and starts the task that reads its responses.
     async fn start_branch(
         &mut self,
@@ -718,27 +754,18 @@ impl Call {
         let inner = &self.inner;
         let domain = &inner.config.domain;
         let a = self.a.invite.as_ref()?;
-        let from = a.headers.from().ok();
-        let (display, user) = match &request.caller_id {
-            Some(id) => (None, id.clone()),
-            None => (
-                from.as_ref().and_then(|f| f.display.clone()),
-                from.as_ref()
-                    .and_then(|f| f.uri.as_sip().and_then(|s| s.user.clone()))
-                    .unwrap_or_else(|| "anonymous".to_owned()),
-            ),
-        };
-        if user.contains(['\r', '\n', '<', '>', '@', ' ']) {
+        // Who the callee sees: the authenticated extension (its id and
+        // configured name), never what the phone wrote in its From, unless
+        // the dialplan chose a caller ID.
+        let Some((display, user)) = self.outbound_identity(request.caller_id.as_deref()) else {
+            tracing::warn!(call_id = %self.id, caller_id = ?request.caller_id, "dial: caller_id is not a usable SIP user; branch not started");
             return None;
-        }
-        let from = match display {
-            Some(d) => format!(
-                "\"{}\" <sip:{user}@{domain}>;tag={}",
-                d.replace(['"', '\\', '\r', '\n'], ""),
-                new_tag()
-            ),
-            None => format!("<sip:{user}@{domain}>;tag={}", new_tag()),
         };
+        let identity = match display {
+            Some(d) => format!("\"{d}\" <sip:{user}@{domain}>"),
+            None => format!("<sip:{user}@{domain}>"),
+        };
+        let from = format!("{identity};tag={}", new_tag());
         let call_id = format!("{:032x}@{domain}", rand::random::<u128>());
         let max_forwards = a.max_forwards().unwrap_or(70).saturating_sub(1).min(70);
         let mut headers = Headers::with_capacity(16);
@@ -747,6 +774,9 @@ impl Call {
         }
         headers.push(HeaderName::MaxForwards, max_forwards.to_string());
         headers.push(HeaderName::From, from);
+        // RFC 3325: the identity this PBX vouches for, which desk phones
+        // show in preference to From.
+        headers.push(HeaderName::parse("P-Asserted-Identity"), identity);
         headers.push(HeaderName::To, dest.to.as_str());
         headers.push(HeaderName::CallId, call_id.as_str());
         headers.push(HeaderName::CSeq, "1 INVITE");
