@@ -889,3 +889,52 @@ end
     b.reply(&incoming.invite, &incoming.tag, 486).unwrap();
     a.final_response(WAIT).unwrap();
 }
+
+/// Issue 11: a request inside a call's dialog must come from the dialog's
+/// peer, or be re-authenticated as its extension. Before, anyone who knew
+/// the Call-ID and tags (one sniffed message) could hang up the call from
+/// anywhere.
+#[test]
+fn in_dialog_requests_from_elsewhere_need_the_dialogs_credentials() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let (mut dialog, incoming) = establish(&mut a, &mut b, "1002");
+    let elsewhere = std::net::IpAddr::from([127, 0, 0, 2]);
+    let server = o.server.udp.unwrap();
+    // Right Call-ID and tags, from another host, no credentials: challenged.
+    let mut stranger = Phone::udp_from(server, elsewhere, "1003", "pw-1003", DOMAIN);
+    let mut forged = dialog.clone();
+    for method in ["BYE", "INFO"] {
+        let r = stranger.request_in(&mut forged, method, None).unwrap();
+        assert_eq!(r.status, 407, "{method} from elsewhere");
+    }
+    // Another extension's credentials are not the dialog's.
+    let r = stranger
+        .request_in_authenticated(&mut forged, "BYE")
+        .unwrap();
+    assert_eq!(r.status, 403);
+    assert!(
+        r.headers
+            .get_raw("Warning")
+            .is_some_and(|w| w.contains("dialog's extension")),
+        "{:?}",
+        r.headers.get_raw("Warning")
+    );
+    assert!(
+        b.silence(Duration::from_millis(300)).is_none(),
+        "the callee got nothing"
+    );
+    // The caller itself, moved to another address, re-authenticates.
+    let mut moved = Phone::udp_from(server, elsewhere, "1001", "pw-1001", DOMAIN);
+    dialog.cseq = forged.cseq;
+    assert_eq!(
+        moved
+            .request_in_authenticated(&mut dialog, "BYE")
+            .unwrap()
+            .status,
+        200
+    );
+    let bye = b.request("BYE", WAIT).unwrap();
+    b.reply(&bye, &incoming.tag, 200).unwrap();
+}

@@ -169,10 +169,13 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         return;
     }
     let (events_tx, events) = mpsc::channel(64);
-    if !inner
-        .dialogs
-        .insert(call_id.clone(), events_tx.clone(), Side::Inbound)
-    {
+    if !inner.dialogs.insert(
+        call_id.clone(),
+        events_tx.clone(),
+        Side::Inbound,
+        incoming.source.ip(),
+        Some(caller.clone()),
+    ) {
         inner.active.fetch_sub(1, Ordering::Relaxed);
         let r = tx.response(482);
         tx.respond(r);
@@ -810,11 +813,20 @@ impl Call {
         };
         let id = self.next_branch;
         self.next_branch += 1;
-        if !self
+        // A callee that is one of our extensions may re-authenticate from
+        // a new address; any other must keep signalling from where we sent.
+        let callee = self
             .inner
-            .dialogs
-            .insert(call_id.clone(), self.events_tx.clone(), Side::Outbound(id))
-        {
+            .extensions
+            .contains_key(&dest.label)
+            .then(|| dest.label.clone());
+        if !self.inner.dialogs.insert(
+            call_id.clone(),
+            self.events_tx.clone(),
+            Side::Outbound(id),
+            dest.addr.ip(),
+            callee,
+        ) {
             return None;
         }
         let ctx = match self

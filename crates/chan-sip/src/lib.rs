@@ -20,6 +20,7 @@ mod target;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -28,7 +29,7 @@ use bytes::Bytes;
 use pbx::{Registry, Router};
 use registrar::Registrar;
 use sip_net::{BoxFuture, EndpointHandle, Incoming, InviteTx, Service};
-use sip_proto::{Method, Response};
+use sip_proto::{HeaderName, Method, Response};
 use storage::{CdrStore, LocationStore};
 use tokio::sync::{mpsc, oneshot};
 
@@ -164,9 +165,38 @@ impl ChanSip {
         self.inner.stop.cancel();
     }
 
-    fn dispatch(&self, incoming: &Incoming) -> Option<Route> {
-        let call_id = incoming.request.call_id()?;
-        self.inner.dialogs.get(call_id)
+    /// The call owning the dialog `incoming` belongs to, if it may be
+    /// delivered there: it comes from the dialog's peer IP, or carries
+    /// credentials of the dialog's extension (RFC 3261 §22; the peer moved).
+    fn dispatch(&self, incoming: &Incoming) -> Result<(mpsc::Sender<CallEvent>, Side), Refusal> {
+        let route = incoming
+            .request
+            .call_id()
+            .and_then(|id| self.inner.dialogs.get(id))
+            .ok_or(Refusal::Unknown)?;
+        if route.peer == incoming.source.ip() {
+            return Ok((route.events, route.side));
+        }
+        let refuse = |reason: &str| {
+            let domain = &self.inner.config.domain;
+            let mut r = incoming.response(403);
+            r.headers.push(
+                HeaderName::Warning,
+                sip_net::response::warning_value(domain, reason),
+            );
+            Refusal::Respond(r)
+        };
+        let Some(user) = route.user else {
+            tracing::info!(source = %incoming.source, peer = %route.peer, method = %incoming.request.method, "in-dialog request from another address than the dialog's peer refused");
+            return Err(refuse(
+                "request from an address that is not the dialog's peer",
+            ));
+        };
+        match self.inner.registrar.authenticate_call(incoming) {
+            Ok(who) if who == user => Ok((route.events, route.side)),
+            Ok(_) => Err(refuse("credentials are not the dialog's extension")),
+            Err(challenge) => Err(Refusal::Respond(challenge)),
+        }
     }
 }
 
@@ -196,9 +226,28 @@ impl Reply {
     }
 }
 
-/// Where a dialog's messages go: its call's task, and which of the call's
-/// dialogs it is.
-type Route = (mpsc::Sender<CallEvent>, Side);
+/// Where a dialog's messages go: its call's task, which of the call's
+/// dialogs it is, and who may send them.
+#[derive(Clone)]
+pub(crate) struct Route {
+    events: mpsc::Sender<CallEvent>,
+    side: Side,
+    /// The IP the dialog's peer signals from: requests inside the dialog
+    /// must come from there (a Call-ID and tags alone are guessable from
+    /// anyone who saw one message) ...
+    peer: IpAddr,
+    /// ... or be re-authenticated as this extension (a phone whose address
+    /// changed mid-call).
+    user: Option<String>,
+}
+
+/// Why an in-dialog request was not routed to its call.
+enum Refusal {
+    /// No dialog of ours.
+    Unknown,
+    /// The answer to send instead (a challenge, or 403).
+    Respond(Response),
+}
 
 /// Call-ID → the call that owns that dialog. Sharded; each lookup locks one
 /// shard briefly.
@@ -216,12 +265,29 @@ impl Dialogs {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn insert(&self, call_id: String, sender: mpsc::Sender<CallEvent>, side: Side) -> bool {
+    /// Files the dialog `call_id` of the call behind `events`, whose peer
+    /// signals from `peer` as extension `user` (if it is one).
+    pub fn insert(
+        &self,
+        call_id: String,
+        events: mpsc::Sender<CallEvent>,
+        side: Side,
+        peer: IpAddr,
+        user: Option<String>,
+    ) -> bool {
         let mut shard = self.shard(&call_id);
         if shard.contains_key(&call_id) {
             return false;
         }
-        shard.insert(call_id, (sender, side));
+        shard.insert(
+            call_id,
+            Route {
+                events,
+                side,
+                peer,
+                user,
+            },
+        );
         true
     }
 
@@ -252,9 +318,15 @@ impl Service for ChanSip {
 
     fn handle(&self, incoming: Incoming) -> BoxFuture<Response> {
         // BYE, UPDATE, INFO: only inside a dialog we own.
-        let Some((events, side)) = self.dispatch(&incoming) else {
-            let response = incoming.response(481);
-            return Box::pin(async move { response });
+        let (events, side) = match self.dispatch(&incoming) {
+            Ok(route) => route,
+            Err(refusal) => {
+                let response = match refusal {
+                    Refusal::Unknown => incoming.response(481),
+                    Refusal::Respond(r) => r,
+                };
+                return Box::pin(async move { response });
+            }
         };
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
@@ -287,14 +359,18 @@ impl Service for ChanSip {
         if has_to_tag {
             // A re-INVITE: its dialog's call takes it.
             match self.dispatch(&incoming) {
-                Some((events, side)) => {
+                Ok((events, side)) => {
                     let _ = events.try_send(CallEvent::ReInvite {
                         side,
                         incoming: Box::new(incoming),
                         tx: Box::new(tx),
                     });
                 }
-                None => reply(tx, 481),
+                Err(Refusal::Unknown) => reply(tx, 481),
+                Err(Refusal::Respond(r)) => {
+                    let mut tx = tx;
+                    tx.respond(r);
+                }
             }
             return;
         }
@@ -302,7 +378,8 @@ impl Service for ChanSip {
     }
 
     fn handle_ack(&self, incoming: Incoming) {
-        if let Some((events, side)) = self.dispatch(&incoming) {
+        // An ACK is never answered: one from elsewhere is dropped.
+        if let Ok((events, side)) = self.dispatch(&incoming) {
             let _ = events.try_send(CallEvent::Ack {
                 side,
                 request: Box::new(incoming.request),

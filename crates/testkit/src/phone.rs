@@ -89,6 +89,25 @@ impl Phone {
         }
     }
 
+    /// A phone on UDP whose socket is bound on `ip` (127.0.0.2, say: a
+    /// phone on another host, or one whose address changed).
+    pub fn udp_from(
+        server: SocketAddr,
+        ip: std::net::IpAddr,
+        user: &str,
+        password: &str,
+        domain: &str,
+    ) -> Phone {
+        Phone {
+            ua: Ua::udp_from(server, ip).expect("UDP socket for a test phone"),
+            user: user.to_owned(),
+            password: password.to_owned(),
+            domain: domain.to_owned(),
+            pending: None,
+            current: None,
+        }
+    }
+
     /// A phone on TCP.
     pub fn tcp(server: SocketAddr, user: &str, password: &str, domain: &str) -> Phone {
         Phone {
@@ -363,13 +382,47 @@ impl Phone {
                 ),
             );
         }
+        self.send_in_dialog(&text, dialog.cseq)
+    }
+
+    /// As [`request_in`](Self::request_in) (no body), answering a 401/407
+    /// with this phone's credentials, as a phone whose address changed
+    /// during a call re-authenticates.
+    pub fn request_in_authenticated(
+        &mut self,
+        dialog: &mut Dialog,
+        method: &str,
+    ) -> Result<Response, UaError> {
+        let first = self.request_in(dialog, method, None)?;
+        if first.status != 401 && first.status != 407 {
+            return Ok(first);
+        }
+        let Some(challenge) = crate::ua::challenges(&first).into_iter().next() else {
+            return Ok(first);
+        };
+        let header = if first.status == 407 {
+            "Proxy-Authorization"
+        } else {
+            "Authorization"
+        };
+        let auth = challenge.answer(&self.user, &self.password, method, &dialog.target, 1);
+        dialog.cseq += 1;
+        let text = self.in_dialog(dialog, method, dialog.cseq).replace(
+            "Content-Length: 0\r\n",
+            &format!("{header}: {auth}\r\nContent-Length: 0\r\n"),
+        );
+        self.send_in_dialog(&text, dialog.cseq)
+    }
+
+    /// Sends an in-dialog request and waits for its final response.
+    fn send_in_dialog(&mut self, text: &str, seq: u32) -> Result<Response, UaError> {
         self.ua.send(text.as_bytes())?;
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.ua.recv(left)? {
                 Message::Response(r)
-                    if r.status >= 200 && r.cseq().is_some_and(|c| c.seq == dialog.cseq) =>
+                    if r.status >= 200 && r.cseq().is_some_and(|c| c.seq == seq) =>
                 {
                     return Ok(r);
                 }

@@ -65,7 +65,13 @@ impl Ua {
         } else {
             SocketAddr::from(([127, 0, 0, 1], 0))
         };
-        let socket = UdpSocket::bind(bind)?;
+        Ua::udp_from(server, bind.ip())
+    }
+
+    /// A UA on a fresh UDP socket bound on `ip` (another loopback address,
+    /// such as 127.0.0.2, to play another host).
+    pub fn udp_from(server: SocketAddr, ip: std::net::IpAddr) -> Result<Ua, UaError> {
+        let socket = UdpSocket::bind(SocketAddr::new(ip, 0))?;
         let local = socket.local_addr()?;
         Ok(Ua {
             socket: Socket::Udp(socket),
