@@ -267,10 +267,17 @@ impl CallApi for LuaCall {
         let duration = recording.duration();
         tokio::task::spawn_blocking(move || -> Result<(), media::Error> {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| media::Error::WriteWav {
-                    path: dir.to_owned(),
-                    source,
-                })?;
+                // Owner only: recordings are people's voices.
+                let mut builder = std::fs::DirBuilder::new();
+                builder.recursive(true);
+                #[cfg(unix)]
+                std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+                builder
+                    .create(dir)
+                    .map_err(|source| media::Error::WriteWav {
+                        path: dir.to_owned(),
+                        source,
+                    })?;
             }
             recording.write_wav(&path)
         })

@@ -776,6 +776,14 @@ fn cdrs_are_kept_across_a_restart() {
     let mut a = phone(&o, "1001");
     a.call("5555").unwrap();
     assert_eq!(a.final_response(WAIT).unwrap().0.status, 404);
+    // Owner only (issue 11): registrations, CDRs and kv are private.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let var = o.server.dir().join("var");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&var.join("switchboard.redb")), 0o600);
+        assert_eq!(mode(&var), 0o700);
+    }
     let Office {
         server,
         dialplans,

@@ -591,6 +591,39 @@ fn record_writes_what_the_caller_said() {
         "{} holds {f:?} Hz",
         path.display()
     );
+    // Owner only (issue 11): recordings are people's voices.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600, "{}", path.display());
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+}
+
+/// Issue 11: a symlink where a recording goes is refused, not followed (a
+/// link planted in the recordings directory must not let a call overwrite
+/// another file).
+#[test]
+fn a_recording_never_follows_a_symlink() {
+    let o = office(Some(MEDIA_LUA));
+    let dir = o.server.dir().join("recordings");
+    std::fs::create_dir_all(&dir).unwrap();
+    let victim = o.server.dir().join("victim.txt");
+    std::fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, dir.join(RECORDING)).unwrap();
+    let mut a = phone(&o, "1001");
+    let rtp = RtpPeer::localhost();
+    let (mut dialog, media) = answered(&mut a, "701", &rtp.sdp_offer(OFFER));
+    rtp.send_tone(media.addr, media.voice.unwrap_or(0), 1000.0, TONE)
+        .expect("send tone");
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+    let line = wait_for_log(&o, "symbolic link");
+    assert!(line.contains(RECORDING), "{line}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(
+        std::fs::symlink_metadata(dir.join(RECORDING))
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
 }
 
 #[test]

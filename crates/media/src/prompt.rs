@@ -230,16 +230,33 @@ fn wav_error(e: hound::Error) -> WavError {
     }
 }
 
-/// Writes 16-bit mono PCM at `sample_rate` Hz as a WAV file.
+/// Writes 16-bit mono PCM at `sample_rate` Hz as a WAV file, readable by
+/// its owner only (0600: recordings are people's voices). A symlink at
+/// `path` is refused, not followed: the file is written under a fresh name
+/// beside it (created exclusively, so no link is followed there either) and
+/// renamed over `path`.
 pub(crate) fn write_wav(path: &Path, sample_rate: u32, samples: &[i16]) -> Result<(), Error> {
+    let fail = |source: std::io::Error| Error::WriteWav {
+        path: path.to_path_buf(),
+        source,
+    };
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(fail(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "is a symbolic link; not following it",
+        )));
+    }
     let spec = hound::WavSpec {
         channels: 1,
         sample_rate,
         bits_per_sample: 16,
         sample_format: hound::SampleFormat::Int,
     };
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let temp = path.with_file_name(format!(".{name}.{:08x}.tmp", rand::random::<u32>()));
     let write = || -> Result<(), hound::Error> {
-        let mut writer = hound::WavWriter::create(path, spec)?;
+        let file = private_file(&temp)?;
+        let mut writer = hound::WavWriter::new(std::io::BufWriter::new(file), spec)?;
         let mut pcm = writer.get_i16_writer(u32::try_from(samples.len()).unwrap_or(u32::MAX));
         for &s in samples {
             pcm.write_sample(s);
@@ -247,13 +264,25 @@ pub(crate) fn write_wav(path: &Path, sample_rate: u32, samples: &[i16]) -> Resul
         pcm.flush()?;
         writer.finalize()
     };
-    write().map_err(|e| Error::WriteWav {
-        path: path.to_path_buf(),
-        source: match e {
+    let written = write()
+        .map_err(|e| match e {
             hound::Error::IoError(e) => e,
             other => std::io::Error::other(other.to_string()),
-        },
-    })
+        })
+        .and_then(|()| std::fs::rename(&temp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temp);
+    }
+    written.map_err(fail)
+}
+
+/// Creates `path` new (never an existing file or a link), mode 0600 on Unix.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@
 //! Lost packets, and the pauses of a sender that suppresses silence,
 //! become silence of the length their timestamps say (up to
 //! [`MAX_GAP`]; a larger jump, or a new SSRC, is a new stream that simply
-//! continues the recording). Telephone-events and comfort noise are not
+//! continues the recording). Silence is never laid down faster than real
+//! time: with it, the recording is at most [`FILL_SLACK`] longer than the
+//! time since its first packet, so a sender whose timestamps jump cannot
+//! fill an hour's recording in seconds. Telephone-events and comfort noise are not
 //! recorded (digits are still detected by the leg).
 //!
 //! Like the other media tasks, it keeps receiving after it is full, so
@@ -34,6 +37,10 @@ pub const MAX_RECORDING: Duration = Duration::from_secs(60 * 60);
 /// The longest timestamp gap filled with silence; a larger jump is taken
 /// as a new stream.
 pub const MAX_GAP: Duration = Duration::from_secs(10);
+
+/// How far silence filled in for a timestamp gap may take a recording
+/// past the real time since its first packet.
+pub const FILL_SLACK: Duration = Duration::from_secs(1);
 
 /// How long packets wait in the jitter buffer for late ones.
 const JITTER_DELAY: Duration = Duration::from_millis(60);
@@ -184,7 +191,7 @@ async fn run(
             }
         }
     }
-    tape.flush();
+    tape.flush(Instant::now());
     (leg, tape.into_recording())
 }
 
@@ -203,6 +210,9 @@ struct Tape {
     /// The timestamp the next packet has if none is lost; `None` at the
     /// start of a stream.
     next_timestamp: Option<u32>,
+    /// When the first packet arrived: silence fill keeps the recording
+    /// within real time since then (plus [`FILL_SLACK`]).
+    started: Option<Instant>,
     pcm: Vec<i16>,
 }
 
@@ -219,6 +229,7 @@ impl Tape {
             samples: Vec::new(),
             max_samples,
             next_timestamp: None,
+            started: None,
             pcm: Vec::new(),
         }
     }
@@ -228,6 +239,7 @@ impl Tape {
     }
 
     fn push(&mut self, header: RtpHeader, payload: &[u8], arrival: Instant) {
+        self.started.get_or_insert(arrival);
         if self.jitter.push(header, payload, arrival) == PushOutcome::Reset {
             // A new source: what it sends continues the recording.
             self.next_timestamp = None;
@@ -241,19 +253,22 @@ impl Tape {
     /// Lays down everything due at `now`.
     fn play_due(&mut self, now: Instant) {
         while let Some(playout) = self.jitter.pop(now) {
-            self.play(playout);
+            self.play(playout, now);
         }
     }
 
-    /// Lays down everything still buffered.
-    fn flush(&mut self) {
+    /// Lays down everything still buffered, at `now` (real time, which
+    /// bounds silence fill; the buffer's own deadlines may lie ahead).
+    fn flush(&mut self, now: Instant) {
         // Each item is due at its own deadline; every pop takes one out.
         while let Some(due) = self.jitter.next_deadline() {
-            self.play_due(due);
+            while let Some(playout) = self.jitter.pop(due) {
+                self.play(playout, now);
+            }
         }
     }
 
-    fn play(&mut self, playout: Playout) {
+    fn play(&mut self, playout: Playout, now: Instant) {
         // Gaps are filled from the next packet's timestamp.
         let Playout::Packet { header, payload } = playout else {
             return;
@@ -267,7 +282,13 @@ impl Tape {
             // Anything else (a jump back, a restart) just continues.
             if gap > 0 && gap <= self.max_gap {
                 let silence = gap as usize * self.ratio as usize;
-                let len = (self.samples.len() + silence).min(self.max_samples);
+                let real = self.started.map_or(Duration::ZERO, |t| {
+                    now.saturating_duration_since(t) + FILL_SLACK
+                });
+                let real = (real.as_micros() * u128::from(self.sample_rate) / 1_000_000) as usize;
+                let len = (self.samples.len() + silence)
+                    .min(self.max_samples)
+                    .min(real.max(self.samples.len()));
                 self.samples.resize(len, 0);
             }
         }
@@ -322,7 +343,7 @@ mod tests {
             &[LOUD; 160],
             t0 + Duration::from_secs(5),
         );
-        tape.flush();
+        tape.flush(t0 + Duration::from_secs(5));
         let r = tape.into_recording();
         assert_eq!(r.samples.len(), 7 * 160);
         assert!(r.samples[..480].iter().all(|&s| s != 0));
@@ -338,9 +359,28 @@ mod tests {
         for i in 0..10u16 {
             tape.push(header(i, u32::from(i) * 160, 1), &[0; 160], t0);
         }
-        tape.flush();
+        tape.flush(t0);
         assert!(tape.is_full());
         let r = tape.into_recording();
         assert_eq!((r.sample_rate, r.samples.len()), (16_000, 800));
+    }
+
+    #[test]
+    fn silence_fill_never_runs_ahead_of_real_time() {
+        let mut tape = Tape::new(Codec::Pcmu, Duration::from_secs(3600));
+        let t0 = Instant::now();
+        // Every packet's timestamp jumps 9 s (inside MAX_GAP), 20 ms apart.
+        for i in 0..50u16 {
+            let at = t0 + Duration::from_millis(20 * u64::from(i));
+            tape.push(header(i, u32::from(i) * 72_000, 1), &[LOUD; 160], at);
+            tape.play_due(at + JITTER_DELAY);
+        }
+        tape.flush(t0 + Duration::from_millis(1040));
+        let r = tape.into_recording();
+        // A second of real time and the slack as silence at most, plus the
+        // audio itself (50 packets of 20 ms); not 441 s.
+        let most = Duration::from_millis(1040) + FILL_SLACK + Duration::from_millis(50 * 20);
+        assert!(r.duration() <= most, "{:?}", r.duration());
+        assert!(r.duration() >= FILL_SLACK, "{:?}", r.duration());
     }
 }

@@ -463,3 +463,40 @@ async fn recorder_finishes_at_max_and_records_g722_at_16k() {
     let f = frequency(&recording.samples[800..], 16_000);
     assert!((f - 1000.0).abs() < 30.0, "{f} Hz");
 }
+
+/// Issue 11: a sender whose timestamps jump (9 s each, inside the 10 s gap
+/// that is filled with silence) cannot fill a recording faster than real
+/// time. Before, 30 packets sent at once made a 261 s recording.
+#[tokio::test]
+async fn recorder_fills_timestamp_jumps_no_faster_than_real_time() {
+    let pool = PortPool::new(27090..=27099).unwrap();
+    let phone = phone().await;
+    let leg = leg(&pool, StreamParams::new(Codec::Pcmu), Some(addr(&phone)));
+    let (port, handle) = (leg.ports().rtp_addr(), leg.handle());
+    let started = std::time::Instant::now();
+    let recorder = Recorder::start(leg, Duration::from_secs(600));
+    for k in 0..30u16 {
+        let header = RtpHeader {
+            marker: false,
+            payload_type: 0,
+            sequence: k,
+            timestamp: u32::from(k) * 72_000,
+            ssrc: 0x77,
+        };
+        let packet = PacketBuilder::new(header)
+            .payload(&[0u8; 160])
+            .build()
+            .unwrap();
+        phone.send_to(&packet, port).await.unwrap();
+    }
+    wait_stats(&handle, |s| s.rtp_received == 30).await;
+    let (_leg, recording) = recorder.stop().await.unwrap();
+    // Silence up to real time plus the slack, and the 30 packets' audio.
+    let bound = started.elapsed() + media::recorder::FILL_SLACK + Duration::from_millis(30 * 20);
+    assert!(
+        recording.duration() <= bound,
+        "{:?} recorded in {:?}",
+        recording.duration(),
+        started.elapsed()
+    );
+}

@@ -53,6 +53,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The storage file could not be created.
+    #[error("cannot create storage file {}: {source}", path.display())]
+    CreateFile {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's reason.
+        #[source]
+        source: std::io::Error,
+    },
 
     /// The file could not be opened or read (permissions, a directory in its
     /// place, a full or failing disk).

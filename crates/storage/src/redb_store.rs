@@ -92,10 +92,32 @@ impl RedbStorage {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| Error::CreateDir {
+            // Owner only: the file holds registrations, CDRs and the
+            // dialplan's data (and, for the demo office, its passwords).
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(|source| Error::CreateDir {
                 path: dir.to_path_buf(),
                 source,
             })?;
+        }
+        // A new file is made 0600 before redb writes anything to it (an
+        // existing one keeps the mode its owner gave it).
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        match options.open(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                return Err(Error::CreateFile {
+                    path: path.clone(),
+                    source,
+                });
+            }
         }
         // The whole file's checksums are verified at open, so that damage is
         // found here, as one clear error, and not later by a read in the
