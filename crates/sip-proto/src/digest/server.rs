@@ -393,11 +393,14 @@ impl DigestResponse {
 
 /// Whether a digest `uri` names the same resource as the Request-URI
 /// (RFC 7616 §3.4.6, RFC 2617 §3.2.2.5: otherwise answer 400). Equal text
-/// matches; else both must parse as URIs with the same scheme, user, host
-/// (host names compared without case) and port. URI parameters and headers
-/// are not compared: phones differ in whether they copy `;transport=` or
-/// `;user=phone`, and what a stolen answer could be re-aimed at (another
-/// number, another host) is the user, host and port.
+/// matches; else both must parse as URIs with the same scheme, host (host
+/// names compared without case) and port, and the same user when the
+/// digest uri names one. URI parameters and headers are not compared:
+/// phones differ in whether they copy `;transport=` or `;user=phone`, and
+/// what a stolen answer could be re-aimed at (another number, another
+/// host) is the user, host and port. A digest uri without a user is
+/// accepted for any user at that host and port: SIPp's `[authentication]`
+/// writes `sip:HOST:PORT` whatever the Request-URI.
 pub fn uri_matches(digest_uri: &str, request_uri: &Uri) -> bool {
     let Ok(digest_uri) = Uri::parse(digest_uri.trim()) else {
         return false;
@@ -405,7 +408,7 @@ pub fn uri_matches(digest_uri: &str, request_uri: &Uri) -> bool {
     match (&digest_uri, request_uri) {
         (Uri::Sip(a), Uri::Sip(b)) => {
             a.secure == b.secure
-                && a.user == b.user
+                && (a.user.is_none() || a.user == b.user)
                 && a.port == b.port
                 && match (&a.host, &b.host) {
                     (Host::Domain(x), Host::Domain(y)) => x.eq_ignore_ascii_case(y),

@@ -667,6 +667,8 @@ fn digest_uri_must_name_the_request_uri() {
         "sip:1002@pbx.example.com;transport=tcp",
         "sip:1002@PBX.example.com",
         " sip:1002@pbx.example.com;user=phone",
+        // SIPp: the host and port, no user.
+        "sip:pbx.example.com",
     ] {
         assert!(uri_matches(same, &req), "{same}");
     }
@@ -675,7 +677,8 @@ fn digest_uri_must_name_the_request_uri() {
         "sip:1002@evil.example.com",
         "sip:1002@pbx.example.com:5070",
         "sips:1002@pbx.example.com",
-        "sip:pbx.example.com",
+        "sip:pbx.example.com:5060",
+        "sip:other.example.com",
         "tel:1002",
         "not a uri",
         "",
