@@ -1,16 +1,18 @@
 //! Admin HTTP API (axum): `GET /health`, `GET /metrics` (Prometheus text),
 //! `GET /api/v1/registrations` (JSON), `POST /api/v1/reload` (dialplan),
-//! JSON 404 / 405 for the rest.
+//! `GET /api/v1/bans`, `DELETE /api/v1/bans/{ip}` and
+//! `DELETE /api/v1/bans/user/{user}`, JSON 404 / 405 for the rest; every
+//! request passes [`crate::admin_guard`] first (Host check, bearer token).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use metrics_exporter_prometheus::{BuildError, PrometheusBuilder, PrometheusHandle};
 use registrar::Registrar;
 use serde_json::json;
@@ -66,7 +68,7 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
     );
     metrics::describe_counter!(
         "registrar_auth_failures_total",
-        "REGISTER digest authentications that failed (wrong password, unknown user, bad nonce)."
+        "Digest authentications (REGISTER and INVITE) that failed (wrong password, unknown user, bad nonce)."
     );
     metrics::describe_gauge!("calls_active", "Calls in progress.");
     metrics::describe_counter!(
@@ -75,7 +77,16 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
     );
     metrics::describe_gauge!(
         "registrar_bans_active",
-        "Source IP addresses currently banned for failing authentication."
+        "Sources (IPv4 addresses, IPv6 /64s) currently banned for failing authentication."
+    );
+    metrics::describe_gauge!(
+        "registrar_user_locks_active",
+        "Users currently locked for failing authentication (even the right password gets 403)."
+    );
+    metrics::describe_counter!(
+        "registrar_auth_failures_ignored_total",
+        "Failed authentications that did not count towards bans: no nonce issued to that source \
+         (forged, foreign or spoofed), malformed, replayed, digest uri not the Request-URI."
     );
     metrics::describe_gauge!(
         "rtp_port_pairs_in_use",
@@ -95,6 +106,8 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
     metrics::gauge!("registrar_bindings").set(0.0);
     metrics::counter!("registrar_auth_failures_total").absolute(0);
     metrics::gauge!("registrar_bans_active").set(0.0);
+    metrics::gauge!("registrar_user_locks_active").set(0.0);
+    metrics::counter!("registrar_auth_failures_ignored_total").absolute(0);
     metrics::gauge!("calls_active").set(0.0);
     metrics::gauge!("rtp_port_pairs_in_use").set(0.0);
     metrics::counter!("rtp_timeouts_total").absolute(0);
@@ -106,10 +119,12 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
     })
 }
 
-/// The admin API's routes; `dialplan` serves `POST /api/v1/reload`,
-/// `calls` `GET /api/v1/calls`, `cdrs` `GET /api/v1/cdrs`.
+/// The admin API's routes, behind `guard`; `dialplan` serves
+/// `POST /api/v1/reload`, `calls` `GET /api/v1/calls`, `cdrs`
+/// `GET /api/v1/cdrs`.
 pub fn router(
     state: AdminState,
+    guard: crate::admin_guard::Guard,
     dialplan: Arc<dialplan::Runtime>,
     calls: chan_sip::ChanSip,
     cdrs: Arc<dyn storage::Storage>,
@@ -125,6 +140,9 @@ pub fn router(
             })
         })
         .route("/api/v1/registrations", get(registrations))
+        .route("/api/v1/bans", get(bans))
+        .route("/api/v1/bans/{ip}", delete(unban))
+        .route("/api/v1/bans/user/{user}", delete(unlock))
         .route(
             "/api/v1/calls",
             get(move || {
@@ -142,7 +160,49 @@ pub fn router(
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            guard,
+            crate::admin_guard::check,
+        ))
         .with_state(state)
+}
+
+/// Every banned source and locked user.
+async fn bans(State(state): State<AdminState>) -> Response {
+    Json(state.registrar.bans()).into_response()
+}
+
+/// Lifts the ban of one source (an IPv6 address lifts its /64).
+async fn unban(State(state): State<AdminState>, Path(ip): Path<String>) -> Response {
+    let Ok(addr) = ip.parse::<std::net::IpAddr>() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": format!("{ip:?} is not an IP address") })),
+        )
+            .into_response();
+    };
+    if state.registrar.unban(addr) {
+        Json(json!({ "lifted": ip })).into_response()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("{ip} is not banned") })),
+        )
+            .into_response()
+    }
+}
+
+/// Lifts the lock of one user.
+async fn unlock(State(state): State<AdminState>, Path(user): Path<String>) -> Response {
+    if state.registrar.unlock(&user) {
+        Json(json!({ "lifted": user })).into_response()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("user {user:?} is not locked") })),
+        )
+            .into_response()
+    }
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -45,6 +45,14 @@ pub enum Error {
         /// The OS error.
         source: io::Error,
     },
+    /// The generated admin token file could not be read or created.
+    #[error("admin token file {}: {source}; fix its directory's permissions, or set admin.token in the config", path.display())]
+    AdminToken {
+        /// The token file (`admin.token` beside the storage).
+        path: std::path::PathBuf,
+        /// The OS error (or `InvalidData` for an empty file).
+        source: io::Error,
+    },
     /// The storage could not be opened (in use, not a database, no permission, ...).
     #[error("{source}{}", storage_hint(.source))]
     Storage {

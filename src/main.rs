@@ -2,10 +2,12 @@
 //!
 //! Read in this order: [`cli`] (what a user types), [`config`] (the TOML
 //! file and its checks), [`server`] (start-up, serving, shutdown), [`store`]
-//! (storage and the demo passwords), [`admin`] (the HTTP API). Every error a user can cause becomes [`error::Error`],
+//! (storage and the demo passwords), [`admin`] (the HTTP API) and
+//! [`admin_guard`] (who may use it). Every error a user can cause becomes [`error::Error`],
 //! printed as one line after `switchboard: ` with exit code 1.
 
 mod admin;
+mod admin_guard;
 mod calls;
 mod cli;
 mod config;

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::admin;
+use crate::admin_guard::{AdminToken, Guard};
 use crate::config::Config;
 use crate::error::Error;
 use crate::shutdown::Signals;
@@ -26,12 +27,16 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     let mut signals = Signals::install().map_err(Error::Signals)?;
 
     // Storage first: a locked or damaged file stops start-up before any port is bound.
-    let (storage, extensions, demo) = {
+    let (storage, extensions, demo, admin_token) = {
         let config = config.clone();
         tokio::task::spawn_blocking(move || -> Result<_, Error> {
             let storage = store::open(&config.storage)?;
             let (extensions, demo) = store::extensions(&config, storage.as_ref())?;
-            Ok((storage, extensions, demo))
+            let token = match config.admin.listen {
+                Some(_) => Some(AdminToken::load(&config.admin, &config.storage)?),
+                None => None,
+            };
+            Ok((storage, extensions, demo, token))
         })
         .await
         .map_err(|_| Error::Stopped("opening storage"))??
@@ -117,10 +122,14 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         let stop = shutdown.clone().cancelled_owned();
         async move { endpoint.run(stop).await.map_err(Error::SipRun) }
     });
-    let mut admin_task: JoinHandle<Result<(), Error>> = match admin_listener {
-        Some(listener) => {
+    let mut admin_task: JoinHandle<Result<(), Error>> = match (admin_listener, admin_addr) {
+        (Some(listener), Some(addr)) => {
+            let token = admin_token
+                .as_ref()
+                .map_or_else(String::new, |t| t.token.clone());
             let app = admin::router(
                 metrics,
+                Guard::new(token, &config.admin, addr),
                 Arc::clone(dialplan.runtime()),
                 calls.clone(),
                 storage.clone(),
@@ -133,7 +142,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
                     .map_err(Error::AdminRun)
             })
         }
-        None => tokio::spawn({
+        _ => tokio::spawn({
             let stop = shutdown.clone();
             async move {
                 stop.cancelled().await;
@@ -184,6 +193,9 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
             "learned (new sources after probation)"
         }
     );
+    if let Some(token) = &admin_token {
+        token.log();
+    }
     match admin_addr {
         Some(addr) => info!("admin listening on http://{addr}"),
         None => info!("admin HTTP disabled (admin.enabled = false)"),

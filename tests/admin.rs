@@ -5,7 +5,7 @@ mod binary;
 
 use std::time::Duration;
 
-use binary::{Workdir, free_ports_config, http, loopback_config};
+use binary::{TEST_ADMIN_TOKEN, Workdir, free_ports_config, http, http_with, loopback_config};
 
 fn start() -> (Workdir, binary::Running) {
     let w = Workdir::with_file("switchboard.toml", &free_ports_config());
@@ -197,4 +197,128 @@ fn metrics_include_the_registrar_from_the_start() {
     ] {
         assert!(body.lines().any(|l| l == line), "{line} missing:\n{body}");
     }
+}
+
+#[test]
+fn every_endpoint_but_health_needs_the_token_and_a_host_naming_the_listener() {
+    let (_w, sb) = start();
+    let admin = sb.admin_addr();
+    let port = admin.port();
+    let here = admin.to_string();
+    let bearer = format!("Bearer {TEST_ADMIN_TOKEN}");
+    // No token, or a wrong one: 401, for reads and for the reload a web
+    // page could otherwise post (CSRF).
+    for (method, path) in [
+        ("GET", "/api/v1/registrations"),
+        ("GET", "/api/v1/cdrs"),
+        ("GET", "/api/v1/bans"),
+        ("GET", "/metrics"),
+        ("POST", "/api/v1/reload"),
+    ] {
+        let r = http_with(admin, method, path, &[("Host", &here)]);
+        assert_eq!(r.status, 401, "{method} {path}: {}", r.body);
+        assert_eq!(
+            r.header("www-authenticate"),
+            Some("Bearer realm=\"switchboard\"")
+        );
+        let r = http_with(
+            admin,
+            method,
+            path,
+            &[("Host", &here), ("Authorization", "Bearer not-the-token")],
+        );
+        assert_eq!(r.status, 401, "{method} {path} with a wrong token");
+    }
+    // A name that is not this listener (DNS rebinding): refused even with
+    // the token.
+    for host in [
+        format!("rebind.attacker.example:{port}"),
+        format!("localhost:{}", port.wrapping_add(1)),
+        String::new(),
+    ] {
+        let r = http_with(
+            admin,
+            "GET",
+            "/api/v1/registrations",
+            &[("Host", &host), ("Authorization", &bearer)],
+        );
+        assert_eq!(r.status, 421, "Host {host:?}: {}", r.body);
+    }
+    // The listener's own names, with the token: 200.
+    for host in [here.clone(), format!("localhost:{port}")] {
+        let r = http_with(
+            admin,
+            "GET",
+            "/api/v1/registrations",
+            &[("Host", &host), ("Authorization", &bearer)],
+        );
+        assert_eq!(r.status, 200, "Host {host}: {}", r.body);
+    }
+    // /health needs no token.
+    let r = http_with(admin, "GET", "/health", &[("Host", &here)]);
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn metrics_can_be_public() {
+    let config = free_ports_config() + "metrics_public = true\n";
+    let w = Workdir::with_file("switchboard.toml", &config);
+    let sb = w.start(&["run"]);
+    let admin = sb.admin_addr();
+    let here = admin.to_string();
+    let r = http_with(admin, "GET", "/metrics", &[("Host", &here)]);
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains("switchboard_build_info"), "{}", r.body);
+    let r = http_with(admin, "GET", "/api/v1/calls", &[("Host", &here)]);
+    assert_eq!(r.status, 401, "only /metrics is public");
+}
+
+#[test]
+fn without_admin_token_one_is_generated_into_a_0600_file_beside_the_storage() {
+    let config = "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n\
+                  [storage]\npath = \"state/pbx.redb\"\n";
+    let w = Workdir::with_file("switchboard.toml", config);
+    let mut sb = w.start(&["run"]);
+    let file = w.path().join("state/admin.token");
+    assert!(
+        sb.log().contains("state/admin.token"),
+        "path logged:\n{}",
+        sb.log()
+    );
+    let token = std::fs::read_to_string(&file).expect("token file");
+    let token = token.trim().to_owned();
+    assert!(token.len() >= 32, "{token}");
+    assert!(!sb.log().contains(&token), "the token itself is not logged");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {:o}", mode & 0o777);
+    }
+    let admin = sb.admin_addr();
+    let here = admin.to_string();
+    let bearer = format!("Bearer {token}");
+    let r = http_with(
+        admin,
+        "GET",
+        "/api/v1/registrations",
+        &[("Host", &here), ("Authorization", &bearer)],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A restart reads the same token back.
+    sb.signal("TERM");
+    sb.wait(Duration::from_secs(10)).expect("exit");
+    let sb = w.start(&["run"]);
+    let again = std::fs::read_to_string(&file).expect("token file");
+    assert_eq!(again.trim(), token);
+    let r = http_with(
+        sb.admin_addr(),
+        "GET",
+        "/api/v1/registrations",
+        &[
+            ("Host", &sb.admin_addr().to_string()),
+            ("Authorization", &bearer),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
 }

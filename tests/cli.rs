@@ -176,6 +176,18 @@ fn semantic_errors_are_one_line() {
             "shutdown_grace = \"a while\"\n",
             "shutdown_grace: \"a while\" is not a duration",
         ),
+        (
+            "[admin]\ntoken = \"short\"\n",
+            "admin.token: must be at least 16 characters",
+        ),
+        (
+            "[admin]\nhosts = [\"pbx example\"]\n",
+            "admin.hosts: \"pbx example\" is not a host name",
+        ),
+        (
+            "[security]\ntrusted_networks = [\"10.0.0.0/33\"]\n",
+            "security.trusted_networks: \"10.0.0.0/33\" is not a network",
+        ),
     ] {
         let w = Workdir::with_file("switchboard.toml", text);
         let line = w.run(&["check"]).one_error_line().to_owned();
@@ -362,6 +374,31 @@ fn check_warns_about_an_extension_that_cannot_answer_every_algorithm() {
         warning.contains("extension 1001 can authenticate only with MD5"),
         "{warning}"
     );
+}
+
+#[test]
+fn check_warns_when_the_admin_api_is_not_on_loopback() {
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        "[sip]\nlisten = [\"udp:127.0.0.1:5060\"]\n\n[admin]\nlisten = \"0.0.0.0:8088\"\n",
+    );
+    let out = w.run(&["check"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let warning = out.stderr.trim();
+    assert_eq!(warning.lines().count(), 1, "{warning}");
+    assert!(
+        warning.starts_with("switchboard: warning: config switchboard.toml:5:"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("admin.listen: 0.0.0.0:8088 is not a loopback address"),
+        "{warning}"
+    );
+    // On loopback: no warning.
+    let w = Workdir::with_file("switchboard.toml", "[admin]\nlisten = \"[::1]:8088\"\n");
+    let out = w.run(&["check"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stderr.trim(), "", "{}", out.stderr);
 }
 
 /// A config on free loopback ports with its storage at `path`.

@@ -186,7 +186,19 @@ pub struct SipConfig {
 pub struct AdminConfig {
     /// Address to bind, or `None` when `enabled = false`.
     pub listen: Option<SocketAddr>,
+    /// `token`: the bearer token every request but `/health` (and, with
+    /// `metrics_public`, `/metrics`) must carry; `None`: generated at start
+    /// (see `crate::admin::token`).
+    pub token: Option<String>,
+    /// `metrics_public`: serve `/metrics` without the token (default false).
+    pub metrics_public: bool,
+    /// `hosts`: more names the `Host` header may carry (`name` or
+    /// `name:port`), besides the listen address (and `localhost` on loopback).
+    pub hosts: Vec<String>,
 }
+
+/// Shortest `admin.token` accepted.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 /// `[log]`: what is logged.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,7 +247,7 @@ impl Config {
             None => DEFAULT_SHUTDOWN_GRACE,
         };
         let sip = check.sip(raw.sip)?;
-        let admin = check.admin(raw.admin)?;
+        let admin = check.admin(&raw.admin)?;
         let log = check.log(raw.log)?;
         let storage = check.storage(&raw.storage)?;
         let security = check.security(&raw.security)?;
@@ -246,6 +258,16 @@ impl Config {
         let mut warnings = Vec::new();
         let extensions =
             check.extensions(&raw.extensions, &security.digest_algorithms, &mut warnings)?;
+        if let Some(addr) = admin.listen
+            && !addr.ip().is_loopback()
+        {
+            let span = raw.admin.listen.as_ref().map(Spanned::span);
+            warnings.push(format!(
+                "config {}: admin.listen: {addr} is not a loopback address; the admin API (bearer token required) can be reached from the network — \
+                 keep it on 127.0.0.1 or [::1] and reach it through SSH or a reverse proxy, or firewall the port",
+                Location::at(&source, text, span)
+            ));
+        }
         Ok(Config {
             source,
             shutdown_grace,
@@ -402,6 +424,9 @@ struct RawSip {
 struct RawAdmin {
     enabled: Option<bool>,
     listen: Option<Spanned<String>>,
+    token: Option<Spanned<String>>,
+    metrics_public: Option<bool>,
+    hosts: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -601,7 +626,7 @@ impl Checker<'_> {
         Ok(out)
     }
 
-    fn admin(&self, raw: RawAdmin) -> Result<AdminConfig, ConfigError> {
+    fn admin(&self, raw: &RawAdmin) -> Result<AdminConfig, ConfigError> {
         let listen = match &raw.listen {
             Some(v) => v.get_ref().trim().parse::<SocketAddr>().map_err(|_| {
                 self.error(
@@ -618,8 +643,45 @@ impl Checker<'_> {
                 .parse()
                 .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 8088))),
         };
+        let token = match &raw.token {
+            Some(v) => {
+                let t = v.get_ref();
+                if t.len() < MIN_ADMIN_TOKEN_LEN || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                    return Err(self.error(
+                        v.span(),
+                        format!(
+                            "admin.token: must be at least {MIN_ADMIN_TOKEN_LEN} characters of printable ASCII without spaces \
+                             (e.g. the output of `openssl rand -hex 24`); or leave it out to have one generated into admin.token beside the storage"
+                        ),
+                    ));
+                }
+                Some(t.clone())
+            }
+            None => None,
+        };
+        let mut hosts = Vec::new();
+        for h in raw.hosts.iter().flatten() {
+            let host = h.get_ref().trim();
+            let valid = !host.is_empty()
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
+            if !valid {
+                return Err(self.error(
+                    h.span(),
+                    format!(
+                        "admin.hosts: {:?} is not a host name; write a name or name:port as browsers send it in Host, e.g. \"pbx.example.com\" or \"pbx.example.com:8088\"",
+                        h.get_ref()
+                    ),
+                ));
+            }
+            hosts.push(host.to_ascii_lowercase());
+        }
         Ok(AdminConfig {
             listen: raw.enabled.unwrap_or(true).then_some(listen),
+            token,
+            metrics_public: raw.metrics_public.unwrap_or(false),
+            hosts,
         })
     }
 

@@ -11,6 +11,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use ::registrar::bans::{IpNet, parse_network};
 use ::registrar::{BanPolicy, Policy};
 use serde::Deserialize;
 use sip_proto::digest::{Algorithm, Secret};
@@ -64,7 +65,7 @@ impl fmt::Display for StorageConfig {
 pub struct SecurityConfig {
     /// `digest_algorithms`: offered in this order, one challenge each.
     pub digest_algorithms: Vec<Algorithm>,
-    /// `ban_after_failures`: failed authentications within `ban_window` that ban a source IP (0: never ban).
+    /// `ban_after_failures`: failed authentications within `ban_window` that ban a source IP or lock a user (0: never).
     pub ban_after_failures: u32,
     /// `ban_window`: the window failures are counted in.
     pub ban_window: Duration,
@@ -72,6 +73,8 @@ pub struct SecurityConfig {
     pub ban_time: Duration,
     /// `nonce_max_age`: how long a challenge's nonce is accepted before it is `stale`.
     pub nonce_max_age: Duration,
+    /// `trusted_networks`: sources in these networks are never banned (their users are still locked).
+    pub trusted_networks: Vec<IpNet>,
 }
 
 impl SecurityConfig {
@@ -81,6 +84,7 @@ impl SecurityConfig {
             after_failures: self.ban_after_failures,
             window: self.ban_window,
             ban_time: self.ban_time,
+            trusted: self.trusted_networks.clone(),
             ..BanPolicy::default()
         }
     }
@@ -130,6 +134,7 @@ pub(super) struct RawSecurity {
     ban_window: Option<Spanned<DurationText>>,
     ban_time: Option<Spanned<DurationText>>,
     nonce_max_age: Option<Spanned<DurationText>>,
+    trusted_networks: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,12 +256,26 @@ impl Checker<'_> {
             }
             None => DEFAULT_NONCE_MAX_AGE,
         };
+        let mut trusted_networks = Vec::new();
+        for item in raw.trusted_networks.iter().flatten() {
+            let net = parse_network(item.get_ref()).map_err(|_| {
+                self.error(
+                    item.span(),
+                    format!(
+                        "security.trusted_networks: {:?} is not a network; write an address or ADDRESS/PREFIX, e.g. \"10.0.0.0/8\" or \"2001:db8::/32\"",
+                        item.get_ref()
+                    ),
+                )
+            })?;
+            trusted_networks.push(net);
+        }
         Ok(SecurityConfig {
             digest_algorithms,
             ban_after_failures,
             ban_window,
             ban_time,
             nonce_max_age,
+            trusted_networks,
         })
     }
 

@@ -307,11 +307,15 @@ fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
     line[start..].split_whitespace().next()
 }
 
-/// A config with these SIP listeners and admin address, and a 3 s shutdown grace.
+/// The `admin.token` of [`loopback_config`]; [`http`] sends it.
+pub const TEST_ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A config with these SIP listeners and admin address (its token
+/// [`TEST_ADMIN_TOKEN`]), and a 3 s shutdown grace.
 pub fn loopback_config(sip_listen: &[&str], admin_listen: &str) -> String {
     let listen: Vec<String> = sip_listen.iter().map(|l| format!("{l:?}")).collect();
     format!(
-        "shutdown_grace = \"3s\"\n\n[sip]\nlisten = [{}]\ndomain = \"test.invalid\"\n\n[admin]\nlisten = {admin_listen:?}\n",
+        "shutdown_grace = \"3s\"\n\n[sip]\nlisten = [{}]\ndomain = \"test.invalid\"\n\n[admin]\nlisten = {admin_listen:?}\ntoken = {TEST_ADMIN_TOKEN:?}\n",
         listen.join(", ")
     )
 }
@@ -341,16 +345,36 @@ impl HttpResponse {
     }
 }
 
-/// `METHOD path` over HTTP/1.1 with `Connection: close`; no client library needed.
+/// `METHOD path` over HTTP/1.1 with `Connection: close`, `Host` the
+/// address and the bearer token [`TEST_ADMIN_TOKEN`]; no client library needed.
 pub fn http(addr: SocketAddr, method: &str, path: &str) -> HttpResponse {
+    let host = addr.to_string();
+    let auth = format!("Bearer {TEST_ADMIN_TOKEN}");
+    http_with(
+        addr,
+        method,
+        path,
+        &[("Host", &host), ("Authorization", &auth)],
+    )
+}
+
+/// `METHOD path` with exactly these headers (and `Connection: close`,
+/// `Content-Length: 0`).
+pub fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> HttpResponse {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect admin");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    )
-    .expect("send request");
+    let mut head = format!("{method} {path} HTTP/1.1\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str("Connection: close\r\nContent-Length: 0\r\n\r\n");
+    s.write_all(head.as_bytes()).expect("send request");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read response");
     let text = String::from_utf8(raw).expect("UTF-8 response");

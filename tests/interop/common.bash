@@ -16,6 +16,9 @@ trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; [ -f "$WORK/sb.log" ] && tail -n 40 "$WORK/sb.log" >&2; exit 1; }
 
+# The admin API's bearer token (admin.token) of every server started here.
+SB_ADMIN_TOKEN=interop-admin-token-0123456789
+
 # start_server [extra [sip] toml] [more toml at the end]: UDP+TCP on
 # 127.0.0.1:0, admin on 127.0.0.1:0, storage in the work directory, the
 # repository's dialplans/ and plugins/ (default.lua routes the calls).
@@ -28,6 +31,7 @@ ${1:-}
 
 [admin]
 listen = "127.0.0.1:0"
+token = "$SB_ADMIN_TOKEN"
 
 [storage]
 path = "$WORK/var/switchboard.redb"
@@ -50,11 +54,13 @@ TOML
   fail "switchboard did not log its listeners within 10 s"
 }
 
-# admin_get PATH: the body of GET http://admin/PATH (bash /dev/tcp, no curl needed).
+# admin_get PATH: the body of GET http://admin/PATH with the bearer token
+# (bash /dev/tcp, no curl needed).
 admin_get() {
   local host=${SB_ADMIN%:*} port=${SB_ADMIN##*:}
   exec 4<>"/dev/tcp/$host/$port"
-  printf 'GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n' "$1" "$SB_ADMIN" >&4
+  printf 'GET %s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n' \
+    "$1" "$SB_ADMIN" "$SB_ADMIN_TOKEN" >&4
   sed '1,/^\r$/d' <&4
   exec 4<&- 4>&-
 }

@@ -6,7 +6,9 @@
 //! ([`bindings::apply`], pure and unit-tested), persistence through
 //! `storage::LocationStore` (a binding is committed before its 200 OK
 //! leaves), expiry sweeps, and the brute-force ban list ([`bans`]) that
-//! silences sources which keep failing authentication.
+//! silences sources which keep failing authentication and locks users
+//! whose passwords are being guessed. Nonces are bound to the source they
+//! were sent to, so only real guesses count.
 //!
 //! Read [`service`] for the flow of one REGISTER, then [`bindings`] for the
 //! rules and [`bans`] for the protection.
@@ -16,6 +18,6 @@ pub mod bindings;
 mod commit;
 pub mod service;
 
-pub use bans::{BanList, BanPolicy};
+pub use bans::{BanList, BanPolicy, Bans};
 pub use bindings::{Policy, Refusal};
 pub use service::{Extension, Registrar, RegistrarConfig, Registration};

@@ -12,12 +12,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use sip_net::{BoxFuture, EndpointHandle, Incoming, Service, Transport};
-use sip_proto::digest::{self, Algorithm, NonceCounts, NonceKey, Secret, Verdict, VerifyContext};
+use sip_proto::digest::{
+    self, Algorithm, DigestResponse, NonceCounts, NonceKey, Secret, Verdict, VerifyContext,
+};
 use sip_proto::header::Contact;
 use sip_proto::{HeaderName, Headers, Method, Request, Response, Uri};
 use storage::{Binding, LocationStore};
 
-use crate::bans::{BanList, BanPolicy, FailureOutcome};
+use crate::bans::{BanList, BanPolicy, Bans, Source};
 use crate::bindings::{Policy, Refusal, RegisterRequest, apply};
 use crate::commit::Committer;
 
@@ -94,6 +96,8 @@ struct Inner {
     /// Whether any ban may be active: lets `admit`, which runs for every
     /// packet, skip the ban list's lock in the common case of no bans.
     any_bans: AtomicBool,
+    /// The same for user locks, checked for every request with credentials.
+    any_locks: AtomicBool,
     aor_locks: Vec<tokio::sync::Mutex<()>>,
     hasher: RandomState,
     /// Qualify results by (AOR, contact); entries of bindings that have
@@ -142,8 +146,9 @@ impl Registrar {
             store,
             nonce_key: NonceKey::new(nonce_secret),
             counts: Mutex::new(NonceCounts::new(NONCE_COUNT_CAPACITY, max_age)),
-            bans: Mutex::new(BanList::new(config.bans)),
+            bans: Mutex::new(BanList::new(config.bans.clone())),
             any_bans: AtomicBool::new(false),
+            any_locks: AtomicBool::new(false),
             aor_locks: (0..AOR_LOCKS)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -152,9 +157,37 @@ impl Registrar {
             committer,
             config,
         };
-        Ok(Registrar {
+        let registrar = Registrar {
             inner: Arc::new(inner),
-        })
+        };
+        registrar.remember_holders();
+        Ok(registrar)
+    }
+
+    /// Fills the ban list's record of who holds live registrations from
+    /// where with the bindings already stored (they survive restarts).
+    fn remember_holders(&self) {
+        let Ok(all) = self.inner.store.list_all() else {
+            return;
+        };
+        let now_ms = now_ms();
+        let now = Instant::now();
+        let mut bans = self
+            .inner
+            .bans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for b in all.iter().filter(|b| !b.is_expired(now_ms)) {
+            let user = b
+                .aor
+                .split_once(':')
+                .and_then(|(_, rest)| rest.split_once('@'))
+                .map(|(user, _)| user);
+            if let Some(user) = user {
+                let until = now + Duration::from_millis(b.remaining_ms(now_ms));
+                bans.registered(b.source.ip(), user, Some(until));
+            }
+        }
     }
 
     /// Every live registration (for `GET /api/v1/registrations`).
@@ -200,7 +233,7 @@ impl Registrar {
             tracing::info!(aor = %b.aor, contact = %b.contact, "registration expired");
         }
         let now = Instant::now();
-        let bans = {
+        let (bans, locks) = {
             let mut bans = self
                 .inner
                 .bans
@@ -211,9 +244,14 @@ impl Registrar {
             if active == 0 {
                 self.inner.any_bans.store(false, Ordering::Relaxed);
             }
-            active
+            let locks = bans.active_locks(now);
+            if locks == 0 {
+                self.inner.any_locks.store(false, Ordering::Relaxed);
+            }
+            (active, locks)
         };
         metrics::gauge!("registrar_bans_active").set(bans as f64);
+        metrics::gauge!("registrar_user_locks_active").set(locks as f64);
         if let Ok(all) = self.inner.store.list_all() {
             metrics::gauge!("registrar_bindings").set(all.len() as f64);
         }
@@ -363,8 +401,14 @@ impl Registrar {
         };
         let mut resp = incoming.response(status);
         let now = now_ms() / 1000;
+        // Bound to the source: a nonce answered from anywhere else is not
+        // ours, so a spoofed request cannot make a failure count.
+        let binding = Source::of(incoming.source.ip()).nonce_binding();
         for alg in &self.inner.config.algorithms {
-            let nonce = self.inner.nonce_key.issue(now, rand::random());
+            let nonce = self
+                .inner
+                .nonce_key
+                .issue_for(now, rand::random(), &binding);
             let value =
                 digest::challenge_value(&self.inner.config.domain, &nonce, *alg, None, stale);
             resp.headers.push(header.clone(), value);
@@ -398,6 +442,14 @@ impl Registrar {
 
     /// Checks the request's digest credentials for our realm; with `user`,
     /// they must be that user's (§10.3 step 4).
+    ///
+    /// In order: no credentials for our realm, or unreadable ones: a
+    /// challenge. A digest `uri` that is not the Request-URI: 400 (RFC 7616
+    /// §3.4.6), before any password is checked, so it neither counts nor
+    /// tells a guess apart. A locked user: 403 whatever the password (the
+    /// same for a name that is no extension, so locks do not reveal which
+    /// users exist). Then the digest, against a nonce bound to the source:
+    /// only a wrong answer to such a nonce counts towards bans and locks.
     fn verify(
         &self,
         incoming: &Incoming,
@@ -420,11 +472,37 @@ impl Registrar {
         }) else {
             return Err(self.challenge_as(incoming, false, role));
         };
+        let ip = incoming.source.ip();
+        let response = match DigestResponse::from_credentials(cred) {
+            Ok(r) => r,
+            Err(failure) => {
+                self.not_counted(ip, &failure.to_string());
+                return Err(self.challenge_as(incoming, false, role));
+            }
+        };
+        if !digest::uri_matches(&response.uri, &req.uri) {
+            self.not_counted(ip, "digest uri is not the Request-URI");
+            return Err(self.refuse(
+                incoming,
+                400,
+                "the digest uri does not match the Request-URI",
+            ));
+        }
+        if self.is_locked(&response.username) {
+            tracing::debug!(source = %ip, user = %response.username, "refused: user locked");
+            return Err(self.refuse(
+                incoming,
+                403,
+                "too many failed authentications for this user; try again later",
+            ));
+        }
+        let binding = Source::of(ip).nonce_binding();
         let ctx = VerifyContext::new(
             domain,
             &self.inner.nonce_key,
             self.inner.config.nonce_max_age.as_secs(),
-        );
+        )
+        .for_client(&binding);
         let verdict = {
             let mut counts = self
                 .inner
@@ -440,7 +518,6 @@ impl Registrar {
                 now_ms() / 1000,
             )
         };
-        let ip = incoming.source.ip();
         match verdict {
             Verdict::Ok {
                 username,
@@ -448,57 +525,131 @@ impl Registrar {
                 ..
             } => {
                 if !self.inner.config.algorithms.contains(&algorithm.hash) {
-                    self.failed(ip, "algorithm not offered");
+                    self.not_counted(ip, "algorithm not offered");
                     return Err(self.challenge_as(incoming, false, role));
                 }
                 if user.is_some_and(|user| username != user) {
-                    // Authenticated, but as someone else (§10.3 step 4).
-                    self.failed(ip, "credentials for another user");
+                    // Authenticated, but as someone else (§10.3 step 4):
+                    // the password was right, so no guess.
+                    self.not_counted(ip, "credentials for another user");
                     return Err(self.refuse(incoming, 403, "credentials do not match the To URI"));
                 }
-                self.inner
-                    .bans
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .record_success(ip);
-                Ok(username.to_string())
+                Ok(username)
             }
             Verdict::Stale { .. } => Err(self.challenge_as(incoming, true, role)),
             Verdict::Failed(failure) => {
                 // Unknown user and wrong password look the same on the
                 // wire: a fresh challenge, nothing else.
-                self.failed(ip, &failure.to_string());
+                if failure.is_guess() {
+                    self.failed(ip, &response.username, &failure.to_string());
+                } else {
+                    self.not_counted(ip, &failure.to_string());
+                }
                 Err(self.challenge_as(incoming, false, role))
             }
         }
     }
 
-    fn failed(&self, ip: IpAddr, why: &str) {
+    fn is_locked(&self, user: &str) -> bool {
+        if !self.inner.any_locks.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.inner
+            .bans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_locked(user, Instant::now())
+    }
+
+    /// A failure that guessed nothing (see [`digest::Failure::is_guess`]): logged
+    /// and counted in a metric, never towards a ban.
+    fn not_counted(&self, ip: IpAddr, why: &str) {
+        metrics::counter!("registrar_auth_failures_total").increment(1);
+        metrics::counter!("registrar_auth_failures_ignored_total").increment(1);
+        tracing::debug!(source = %ip, reason = why, "authentication failed (not counted towards bans)");
+    }
+
+    /// A wrong guess for `user` from `ip`: counts towards banning the
+    /// source and locking the user.
+    fn failed(&self, ip: IpAddr, user: &str, why: &str) {
         metrics::counter!("registrar_auth_failures_total").increment(1);
         tracing::debug!(source = %ip, reason = why, "authentication failed");
         let now = Instant::now();
-        let (outcome, active) = {
+        let (outcome, active_bans, active_locks) = {
             let mut bans = self
                 .inner
                 .bans
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let outcome = bans.record_failure(ip, now);
-            (outcome, bans.active_bans(now))
+            let outcome = bans.record_failure(ip, user, now);
+            (outcome, bans.active_bans(now), bans.active_locks(now))
         };
-        if outcome == FailureOutcome::Banned {
-            metrics::gauge!("registrar_bans_active").set(active as f64);
+        let policy = &self.inner.config.bans;
+        if outcome.banned {
+            metrics::gauge!("registrar_bans_active").set(active_bans as f64);
             self.inner.any_bans.store(true, Ordering::Relaxed);
-            let policy = self.inner.config.bans;
+            let source = Source::of(ip);
             tracing::warn!(
-                source = %ip,
+                %source,
                 failures = policy.after_failures,
                 ban_secs = policy.ban_time.as_secs(),
-                "banned {ip} for {} s after {} failed authentications",
+                "banned {source} for {} s after {} failed authentications; DELETE /api/v1/bans/{source} lifts it",
                 policy.ban_time.as_secs(),
                 policy.after_failures,
             );
         }
+        if outcome.locked {
+            metrics::gauge!("registrar_user_locks_active").set(active_locks as f64);
+            self.inner.any_locks.store(true, Ordering::Relaxed);
+            tracing::warn!(
+                user,
+                source = %ip,
+                failures = policy.after_failures,
+                ban_secs = policy.ban_time.as_secs(),
+                "locked user {user:?} for {} s after {} failed authentications (last from {ip}); \
+                 even the right password gets 403 until then; DELETE /api/v1/bans/user/{user} lifts it",
+                policy.ban_time.as_secs(),
+                policy.after_failures,
+            );
+        }
+    }
+
+    /// Every active source ban and user lock (for `GET /api/v1/bans`).
+    pub fn bans(&self) -> Bans {
+        self.inner
+            .bans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .list(Instant::now())
+    }
+
+    /// Lifts the ban of `ip`'s source (its /64 for IPv6); `true` if it was
+    /// banned.
+    pub fn unban(&self, ip: IpAddr) -> bool {
+        let lifted = self
+            .inner
+            .bans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unban(ip, Instant::now());
+        if lifted {
+            tracing::info!(source = %Source::of(ip), "ban lifted by the admin API");
+        }
+        lifted
+    }
+
+    /// Lifts the lock of `user`; `true` if it was locked.
+    pub fn unlock(&self, user: &str) -> bool {
+        let lifted = self
+            .inner
+            .bans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .unlock(user, Instant::now());
+        if lifted {
+            tracing::info!(user, "user lock lifted by the admin API");
+        }
+        lifted
     }
 
     async fn register(self, incoming: Incoming) -> Response {
@@ -601,6 +752,21 @@ impl Registrar {
                 return self.storage_failed(&incoming, &aor, &e);
             }
         }
+        // Who holds live registrations from where: a source holding them
+        // is not banned for another user's failures.
+        let from_here = Source::of(source.ip());
+        let until = set
+            .iter()
+            .filter(|b| Source::of(b.source.ip()) == from_here)
+            .map(|b| b.remaining_ms(now))
+            .max()
+            .filter(|ms| *ms > 0)
+            .map(|ms| Instant::now() + Duration::from_millis(ms));
+        self.inner
+            .bans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .registered(source.ip(), &user, until);
         tracing::debug!(%aor, contacts = set.len(), %source, "REGISTER ok");
         let mut resp = incoming.response(200);
         for b in &set {

@@ -17,6 +17,6 @@ pub use self::rtp::{
     is_tone, sdp_for, tone_payload, tone_power,
 };
 pub use phone::{Dialog, InCall, OutCall, Phone, sdp};
-pub use server::{Server, ServerError};
+pub use server::{Server, ServerError, TEST_ADMIN_TOKEN};
 pub use ua::{DigestChallenge, RawResponse, RequestBuilder, Ua, UaError, challenges};
 pub use wav::Wav;

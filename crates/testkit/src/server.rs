@@ -83,6 +83,10 @@ fn seed_dialplans(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The admin bearer token every test server gets (see
+/// [`Server::start_with`]) and [`Server::http_get`] sends.
+pub const TEST_ADMIN_TOKEN: &str = "testkit-admin-token-0123456789";
+
 /// The config used when a test gives none: UDP and TCP on 127.0.0.1 port 0.
 pub const DEFAULT_TEST_CONFIG: &str = r#"
 [sip]
@@ -93,6 +97,23 @@ domain = "test.invalid"
 listen = "127.0.0.1:0"
 "#;
 
+/// `config` with `token = TEST_ADMIN_TOKEN` added to its `[admin]` table,
+/// unless it sets a token itself or has no `[admin]` table.
+fn with_admin_token(config: &str) -> String {
+    if config.lines().any(|l| l.trim_start().starts_with("token")) {
+        return config.to_owned();
+    }
+    let mut out = String::with_capacity(config.len() + 64);
+    for line in config.lines() {
+        out.push_str(line);
+        out.push('\n');
+        if line.trim() == "[admin]" {
+            out.push_str(&format!("token = {TEST_ADMIN_TOKEN:?}\n"));
+        }
+    }
+    out
+}
+
 impl Server {
     /// Starts `binary` with [`DEFAULT_TEST_CONFIG`].
     pub fn start(binary: &Path) -> Result<Server, ServerError> {
@@ -100,7 +121,8 @@ impl Server {
     }
 
     /// Starts `binary run --config <tmp>/switchboard.toml` with `config` and
-    /// waits (up to 20 s) until it has logged every listener.
+    /// waits (up to 20 s) until it has logged every listener. An `[admin]`
+    /// table without a `token` gets `token = TEST_ADMIN_TOKEN`.
     pub fn start_with(binary: &Path, config: &str) -> Result<Server, ServerError> {
         let dir = tempfile::tempdir().map_err(ServerError::Spawn)?;
         Server::start_in(binary, dir, config)
@@ -131,6 +153,7 @@ impl Server {
         config: &str,
     ) -> Result<Server, ServerError> {
         let path = dir.path().join("switchboard.toml");
+        let config = &with_admin_token(config);
         std::fs::write(&path, config).map_err(ServerError::Spawn)?;
         seed_dialplans(dir.path()).map_err(ServerError::Spawn)?;
         let mut child = Command::new(binary)
@@ -260,10 +283,15 @@ impl Server {
 
     /// `GET path` on the admin listener; returns (status, body).
     pub fn http_get(&self, path: &str) -> Result<(u16, String), ServerError> {
+        self.http("GET", path)
+    }
+
+    /// `METHOD path` (no body) on the admin listener; returns (status, body).
+    pub fn http(&self, method: &str, path: &str) -> Result<(u16, String), ServerError> {
         let addr = self
             .admin
             .ok_or_else(|| ServerError::Http("no admin listener".into()))?;
-        http_get(addr, path).map_err(|e| ServerError::Http(e.to_string()))
+        http_request(addr, method, path).map_err(|e| ServerError::Http(e.to_string()))
     }
 }
 
@@ -280,13 +308,14 @@ fn after(line: &str, marker: &str) -> Option<SocketAddr> {
     addr.trim_end_matches([',', '"']).parse().ok()
 }
 
-/// A minimal HTTP/1.1 GET (Connection: close) returning (status, body).
-pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+/// A minimal HTTP/1.1 request without a body (Connection: close) with the
+/// bearer token [`TEST_ADMIN_TOKEN`], returning (status, body).
+pub fn http_request(addr: SocketAddr, method: &str, path: &str) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TEST_ADMIN_TOKEN}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
     )?;
     let mut raw = String::new();
     stream.read_to_string(&mut raw)?;

@@ -9,10 +9,17 @@
 //!    [`NonceKey::issue`] and answer 401/407 with one [`challenge_value`]
 //!    per configured [`Algorithm`], in the configured order.
 //! 2. A request with credentials: [`verify`] them against a
-//!    [`SecretStore`] and a shared [`NonceCounts`]. On [`Verdict::Ok`],
-//!    compare [`Verdict::Ok`]'s `uri` with the Request-URI if wanted and go
-//!    on; otherwise [`Verdict::challenge_stale`] says whether the fresh
-//!    challenge carries `stale=true`.
+//!    [`SecretStore`] and a shared [`NonceCounts`] (first check the digest
+//!    `uri` against the Request-URI with [`uri_matches`]: a mismatch is a
+//!    400). On [`Verdict::Ok`] go on; otherwise
+//!    [`Verdict::challenge_stale`] says whether the fresh challenge carries
+//!    `stale=true`, and [`Failure::is_guess`] whether the failure should
+//!    count towards a ban.
+//!
+//! A registrar binds each nonce to the address it sends the challenge to
+//! ([`NonceKey::issue_for`], [`VerifyContext::for_client`]), so a nonce is
+//! worthless from any other source: a spoofed request cannot answer one,
+//! and its failure is no guess.
 //!
 //! **On the wire every [`Failure`] looks the same** (the same code and
 //! challenge headers, `stale` absent): the failure kinds exist for logs and
@@ -35,7 +42,7 @@ pub use hash::{
 pub use nonce::{MAX_FUTURE_SKEW_SECS, NONCE_LEN, NcCheck, NonceCheck, NonceCounts, NonceKey};
 pub use server::{
     DigestResponse, Failure, HashedUser, Malformed, QopAuth, SecretFn, SecretStore, Verdict,
-    VerifyContext, verify,
+    VerifyContext, uri_matches, verify,
 };
 pub use wire::{DigestAnswer, challenge_value};
 

@@ -29,7 +29,11 @@ const RAW_LEN: usize = BODY_LEN + MAC_LEN;
 /// shares between nodes that must accept each other's nonces).
 ///
 /// A nonce is lowercase hex of `timestamp (u64 BE unix seconds) || random
-/// (12 bytes) || HMAC-SHA256(key, timestamp || random)[..16]`.
+/// (12 bytes) || HMAC-SHA256(key, timestamp || random || client)[..16]`.
+/// `client` is not in the nonce: it names who the nonce was issued to (a
+/// registrar passes the source address), so a nonce handed to one client
+/// is [`NonceCheck::Invalid`] when another sends it back
+/// ([`issue_for`](Self::issue_for), [`verify_for`](Self::verify_for)).
 /// `Debug` does not show the key.
 #[derive(Clone)]
 pub struct NonceKey {
@@ -51,9 +55,10 @@ impl NonceKey {
         }
     }
 
-    fn tag(&self, body: &[u8]) -> [u8; MAC_LEN] {
+    fn tag(&self, body: &[u8], client: &[u8]) -> [u8; MAC_LEN] {
         let mut m = self.mac.clone();
         m.update(body);
+        m.update(client);
         let full = m.finalize().into_bytes();
         let mut out = [0u8; MAC_LEN];
         out.copy_from_slice(&full[..MAC_LEN]);
@@ -63,10 +68,17 @@ impl NonceKey {
     /// A fresh nonce issued at `now_unix_secs`; `random` must come from a
     /// CSPRNG (it keeps two nonces of the same second apart).
     pub fn issue(&self, now_unix_secs: u64, random: [u8; 12]) -> String {
+        self.issue_for(now_unix_secs, random, &[])
+    }
+
+    /// A fresh nonce bound to `client` (e.g. the bytes of the source
+    /// address it is sent to): only [`verify_for`](Self::verify_for) with
+    /// the same `client` accepts it.
+    pub fn issue_for(&self, now_unix_secs: u64, random: [u8; 12], client: &[u8]) -> String {
         let mut raw = [0u8; RAW_LEN];
         raw[..TS_LEN].copy_from_slice(&now_unix_secs.to_be_bytes());
         raw[TS_LEN..BODY_LEN].copy_from_slice(&random);
-        let tag = self.tag(&raw[..BODY_LEN]);
+        let tag = self.tag(&raw[..BODY_LEN], client);
         raw[BODY_LEN..].copy_from_slice(&tag);
         hex(&raw)
     }
@@ -77,10 +89,23 @@ impl NonceKey {
     /// [`MAX_FUTURE_SKEW_SECS`] after `now_unix_secs`;
     /// [`NonceCheck::Stale`] if ours but older than `max_age_secs`.
     pub fn verify(&self, nonce: &str, now_unix_secs: u64, max_age_secs: u64) -> NonceCheck {
+        self.verify_for(nonce, now_unix_secs, max_age_secs, &[])
+    }
+
+    /// [`verify`](Self::verify) for a nonce from
+    /// [`issue_for`](Self::issue_for): [`NonceCheck::Invalid`] also when it
+    /// was issued to another `client`.
+    pub fn verify_for(
+        &self,
+        nonce: &str,
+        now_unix_secs: u64,
+        max_age_secs: u64,
+        client: &[u8],
+    ) -> NonceCheck {
         let Some(raw) = unhex::<RAW_LEN>(nonce) else {
             return NonceCheck::Invalid;
         };
-        let tag = self.tag(&raw[..BODY_LEN]);
+        let tag = self.tag(&raw[..BODY_LEN], client);
         if !bool::from(tag.ct_eq(&raw[BODY_LEN..])) {
             return NonceCheck::Invalid;
         }
@@ -323,6 +348,30 @@ mod tests {
         // Another key's nonce.
         assert_eq!(
             NonceKey::new([8; 32]).verify(&n, T, 300),
+            NonceCheck::Invalid
+        );
+    }
+
+    #[test]
+    fn a_nonce_is_good_only_for_its_client() {
+        let k = key();
+        let n = k.issue_for(T, [3; 12], &[127, 0, 0, 1]);
+        assert_eq!(
+            k.verify_for(&n, T, 300, &[127, 0, 0, 1]),
+            NonceCheck::Valid { issued_at: T }
+        );
+        assert_eq!(
+            k.verify_for(&n, T, 300, &[127, 0, 0, 2]),
+            NonceCheck::Invalid
+        );
+        assert_eq!(k.verify(&n, T, 300), NonceCheck::Invalid);
+        // A stale nonce is stale only for its own client.
+        assert_eq!(
+            k.verify_for(&n, T + 301, 300, &[127, 0, 0, 1]),
+            NonceCheck::Stale
+        );
+        assert_eq!(
+            k.verify_for(&n, T + 301, 300, &[127, 0, 0, 2]),
             NonceCheck::Invalid
         );
     }

@@ -12,6 +12,7 @@ use super::hash::{self, Algorithm, DigestAlgorithm, Secret, clip};
 use super::nonce::{NcCheck, NonceCheck, NonceCounts, NonceKey};
 use crate::header::Credentials;
 use crate::scan::unquote;
+use crate::uri::{Host, Uri};
 
 /// The longest value accepted for any digest parameter, in bytes.
 pub const MAX_PARAM_LEN: usize = 1024;
@@ -112,6 +113,24 @@ pub enum Failure {
         /// The nonce-count sent.
         nc: u32,
     },
+}
+
+impl Failure {
+    /// Whether this is a wrong answer to a nonce this server issued to this
+    /// client (the nonce's MAC checked out, fresh or stale): a password
+    /// guess, or a phone with a wrong password. Only these should count
+    /// towards bans. Everything else failed before any password was tried
+    /// (malformed, foreign realm, a nonce that is forged, corrupted or was
+    /// issued to another address — so possibly a spoofed source) or is a
+    /// replay of a correct answer, which guesses nothing.
+    pub fn is_guess(&self) -> bool {
+        matches!(
+            self,
+            Failure::UnknownUser(_)
+                | Failure::AlgorithmUnavailable { .. }
+                | Failure::WrongResponse(_)
+        )
+    }
 }
 
 /// How a parameter was malformed.
@@ -237,6 +256,9 @@ pub struct VerifyContext<'a> {
     /// cannot be told apart otherwise. Default `false`: RFC 7616 requires
     /// qop, and the challenges here always offer `qop="auth"`.
     pub allow_no_qop: bool,
+    /// Who is answering: the `client` the nonce must have been issued to
+    /// ([`NonceKey::issue_for`]); empty for nonces bound to no one.
+    pub client: &'a [u8],
 }
 
 impl<'a> VerifyContext<'a> {
@@ -248,7 +270,14 @@ impl<'a> VerifyContext<'a> {
             key,
             max_age_secs,
             allow_no_qop: false,
+            client: &[],
         }
+    }
+
+    /// The same settings for nonces issued to `client`
+    /// ([`NonceKey::issue_for`]).
+    pub fn for_client(self, client: &'a [u8]) -> VerifyContext<'a> {
+        VerifyContext { client, ..self }
     }
 }
 
@@ -362,6 +391,34 @@ impl DigestResponse {
     }
 }
 
+/// Whether a digest `uri` names the same resource as the Request-URI
+/// (RFC 7616 §3.4.6, RFC 2617 §3.2.2.5: otherwise answer 400). Equal text
+/// matches; else both must parse as URIs with the same scheme, host (host
+/// names compared without case) and port, and the same user when the
+/// digest uri names one. URI parameters and headers are not compared:
+/// phones differ in whether they copy `;transport=` or `;user=phone`, and
+/// what a stolen answer could be re-aimed at (another number, another
+/// host) is the user, host and port. A digest uri without a user is
+/// accepted for any user at that host and port: SIPp's `[authentication]`
+/// writes `sip:HOST:PORT` whatever the Request-URI.
+pub fn uri_matches(digest_uri: &str, request_uri: &Uri) -> bool {
+    let Ok(digest_uri) = Uri::parse(digest_uri.trim()) else {
+        return false;
+    };
+    match (&digest_uri, request_uri) {
+        (Uri::Sip(a), Uri::Sip(b)) => {
+            a.secure == b.secure
+                && (a.user.is_none() || a.user == b.user)
+                && a.port == b.port
+                && match (&a.host, &b.host) {
+                    (Host::Domain(x), Host::Domain(y)) => x.eq_ignore_ascii_case(y),
+                    (x, y) => x == y,
+                }
+        }
+        (a, b) => a == b,
+    }
+}
+
 /// `nc`: exactly 8 hex digits (either case), not zero.
 fn parse_nc(s: &str) -> Option<u32> {
     if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -416,7 +473,9 @@ fn verify_inner(
     if r.qop.is_none() && !ctx.allow_no_qop {
         return Err(Failure::Missing("qop"));
     }
-    let nonce_state = ctx.key.verify(&r.nonce, now, ctx.max_age_secs);
+    let nonce_state = ctx
+        .key
+        .verify_for(&r.nonce, now, ctx.max_age_secs, ctx.client);
     if nonce_state == NonceCheck::Invalid {
         return Err(Failure::InvalidNonce);
     }

@@ -613,3 +613,79 @@ fn random_garbage_never_panics() {
     }
     assert_eq!(accepted, 0);
 }
+
+#[test]
+fn a_nonce_issued_to_one_client_fails_from_another_and_is_no_guess() {
+    let mut f = Fixture::new();
+    let n = f.key.issue_for(T, [5; 12], &[127, 0, 0, 1]);
+    let creds =
+        Credentials::parse(&answer(Algorithm::Md5, "1001", "wrong", &n, 1).to_header_value())
+            .unwrap();
+    let verify_from = |f: &mut Fixture, client: &[u8]| {
+        let ctx = VerifyContext::new(REALM, &f.key, MAX_AGE).for_client(client);
+        verify(&creds, "REGISTER", &ctx, &f.users, &mut f.counts, T)
+    };
+    // From the client it was issued to: a wrong password, a guess.
+    match verify_from(&mut f, &[127, 0, 0, 1]) {
+        Verdict::Failed(failure) => {
+            assert_eq!(failure, Failure::WrongResponse("1001".into()));
+            assert!(failure.is_guess());
+        }
+        other => panic!("{other:?}"),
+    }
+    // From anyone else: not our nonce, and not a guess.
+    match verify_from(&mut f, &[127, 0, 0, 2]) {
+        Verdict::Failed(failure) => {
+            assert_eq!(failure, Failure::InvalidNonce);
+            assert!(!failure.is_guess());
+        }
+        other => panic!("{other:?}"),
+    }
+    // The right password from the right client is accepted.
+    let good =
+        Credentials::parse(&answer(Algorithm::Md5, "1001", "s3cret", &n, 1).to_header_value())
+            .unwrap();
+    let ctx = VerifyContext::new(REALM, &f.key, MAX_AGE).for_client(&[127, 0, 0, 1]);
+    assert!(matches!(
+        verify(&good, "REGISTER", &ctx, &f.users, &mut f.counts, T),
+        Verdict::Ok { .. }
+    ));
+    assert!(
+        !Failure::Replayed {
+            username: "1001".into(),
+            nc: 1
+        }
+        .is_guess()
+    );
+    assert!(Failure::UnknownUser("x".into()).is_guess());
+}
+
+#[test]
+fn digest_uri_must_name_the_request_uri() {
+    let req = crate::Uri::parse("sip:1002@pbx.example.com;transport=tcp").unwrap();
+    for same in [
+        "sip:1002@pbx.example.com;transport=tcp",
+        "sip:1002@PBX.example.com",
+        " sip:1002@pbx.example.com;user=phone",
+        // SIPp: the host and port, no user.
+        "sip:pbx.example.com",
+    ] {
+        assert!(uri_matches(same, &req), "{same}");
+    }
+    for other in [
+        "sip:1003@pbx.example.com",
+        "sip:1002@evil.example.com",
+        "sip:1002@pbx.example.com:5070",
+        "sips:1002@pbx.example.com",
+        "sip:pbx.example.com:5060",
+        "sip:other.example.com",
+        "tel:1002",
+        "not a uri",
+        "",
+    ] {
+        assert!(!uri_matches(other, &req), "{other}");
+    }
+    let tel = crate::Uri::parse("tel:+15550001").unwrap();
+    assert!(uri_matches("tel:+15550001", &tel));
+    assert!(!uri_matches("tel:+15550002", &tel));
+}
