@@ -81,19 +81,6 @@ impl Ua {
         })
     }
 
-    /// A UA on a fresh UDP socket bound to `local` (e.g. `127.0.0.2`, to
-    /// play a second host on the loopback network).
-    pub fn udp_from(server: SocketAddr, local: std::net::IpAddr) -> Result<Ua, UaError> {
-        let socket = UdpSocket::bind(SocketAddr::new(local, 0))?;
-        let local = socket.local_addr()?;
-        Ok(Ua {
-            socket: Socket::Udp(socket),
-            server,
-            local,
-            cseq: std::cell::Cell::new(0),
-        })
-    }
-
     /// A UA on a fresh TCP connection.
     pub fn tcp(server: SocketAddr) -> Result<Ua, UaError> {
         let stream = TcpStream::connect_timeout(&server, Duration::from_secs(5))?;
