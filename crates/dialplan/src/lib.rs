@@ -52,9 +52,12 @@ mod generation;
 mod host;
 mod media;
 mod modules;
+mod pattern;
+mod pool;
 mod route;
 mod runtime;
 mod sandbox;
+mod strlib;
 mod watcher;
 
 pub use call::{
@@ -68,4 +71,5 @@ pub use modules::{MAX_KV_KEY, MAX_KV_NAMESPACE, MAX_KV_VALUE};
 pub use route::{FailureKind, LuaFailure, RouteOutcome};
 pub use runtime::{CallState, Limits, Runtime};
 pub use sandbox::SWITCHBOARD_API;
+pub use strlib::MAX_REP_BYTES;
 pub use watcher::ReloadWatcher;
