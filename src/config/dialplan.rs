@@ -280,7 +280,10 @@ mod tests {
             "[dialplan]\ndir = \"/srv/lua\"\nplugins = \"lib\"\nmemory_limit = \"2MiB\"\ninstruction_budget = 50000\nroute_time_limit = \"2s\"\npattern_step_limit = 20000\n",
         )
         .unwrap();
-        assert_eq!(c.dialplan.route_time_limit, std::time::Duration::from_secs(2));
+        assert_eq!(
+            c.dialplan.route_time_limit,
+            std::time::Duration::from_secs(2)
+        );
         assert_eq!(c.dialplan.pattern_step_limit, 20_000);
         assert_eq!(c.dialplan.dir, std::path::Path::new("/srv/lua"));
         assert_eq!(c.dialplan.plugins, std::path::Path::new("etc/pbx/lib"));

@@ -199,7 +199,11 @@ impl<A: CallApi> Action<A> {
     /// Runs the action `name` (`f` of the call's [`CallApi`]) on the
     /// caller's runtime, where the call lives, while the Lua thread waits
     /// for it; if the route is dropped meanwhile, the action is aborted.
-    async fn run<T, F>(&self, name: &'static str, f: impl FnOnce(Arc<A>) -> F) -> Result<T, ActionError>
+    async fn run<T, F>(
+        &self,
+        name: &'static str,
+        f: impl FnOnce(Arc<A>) -> F,
+    ) -> Result<T, ActionError>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, ActionError>> + Send + 'static,
@@ -481,7 +485,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let action = this.begin();
             async move {
                 let action = action?;
-                let result = action.run("ring", |api| async move { api.ring().await }).await;
+                let result = action
+                    .run("ring", |api| async move { api.ring().await })
+                    .await;
                 action.finish(result, |_, _| {})
             }
         });
@@ -489,7 +495,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let action = this.begin();
             async move {
                 let action = action?;
-                let result = action.run("answer", |api| async move { api.answer().await }).await;
+                let result = action
+                    .run("answer", |api| async move { api.answer().await })
+                    .await;
                 action.finish(result, |p, _| p.answered = true)
             }
         });
@@ -497,7 +505,12 @@ impl<A: CallApi> UserData for CallObject<A> {
             let started = reject_args(&code, &reason).and_then(|args| Ok((this.begin()?, args)));
             async move {
                 let (action, (code, reason)) = started?;
-                let result = action.run("reject", |api| async move { api.reject(code, reason).await }).await;
+                let result = action
+                    .run(
+                        "reject",
+                        |api| async move { api.reject(code, reason).await },
+                    )
+                    .await;
                 action.finish(result, |p, _| p.ended = Some(Ended::Rejected(code)))
             }
         });
@@ -505,7 +518,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let action = this.begin();
             async move {
                 let action = action?;
-                let result = action.run("hangup", |api| async move { api.hangup().await }).await;
+                let result = action
+                    .run("hangup", |api| async move { api.hangup().await })
+                    .await;
                 action.finish(result, |p, _| p.ended = Some(Ended::HungUp))
             }
         });
@@ -513,7 +528,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let started = sleep_arg(&secs).and_then(|d| Ok((this.begin()?, d)));
             async move {
                 let (action, duration) = started?;
-                let result = action.run("sleep", |api| async move { api.sleep(duration).await }).await;
+                let result = action
+                    .run("sleep", |api| async move { api.sleep(duration).await })
+                    .await;
                 action.finish(result, |_, _| {})
             }
         });
@@ -521,7 +538,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let started = dial_args(&targets, &opts).and_then(|args| Ok((this.begin()?, args)));
             async move {
                 let (action, (targets, opts)) = started?;
-                let result = action.run("dial", |api| async move { api.dial(targets, opts).await }).await;
+                let result = action
+                    .run("dial", |api| async move { api.dial(targets, opts).await })
+                    .await;
                 let result = action.finish(result, |p, r| {
                     if r.status == crate::call::DialStatus::Answered {
                         p.answered = true;
@@ -535,7 +554,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let started = file_arg("play", "sounds", &file).and_then(|f| Ok((this.begin()?, f)));
             async move {
                 let (action, file) = started?;
-                let result = action.run("play", |api| async move { api.play(file).await }).await;
+                let result = action
+                    .run("play", |api| async move { api.play(file).await })
+                    .await;
                 action.finish(result, |_, _| {})
             }
         });
@@ -543,7 +564,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let started = record_args(&file, &opts).and_then(|args| Ok((this.begin()?, args)));
             async move {
                 let (action, (file, opts)) = started?;
-                let result = action.run("record", |api| async move { api.record(file, opts).await }).await;
+                let result = action
+                    .run("record", |api| async move { api.record(file, opts).await })
+                    .await;
                 let result = action.finish(result, |p, r| {
                     if r.reason == RecordEnd::Hangup {
                         p.ended.get_or_insert(Ended::CallerGone);
@@ -556,7 +579,12 @@ impl<A: CallApi> UserData for CallObject<A> {
             let started = digit_args(&opts).and_then(|opts| Ok((this.begin()?, opts)));
             async move {
                 let (action, opts) = started?;
-                let result = action.run("read_digits", |api| async move { api.read_digits(opts).await }).await;
+                let result = action
+                    .run(
+                        "read_digits",
+                        |api| async move { api.read_digits(opts).await },
+                    )
+                    .await;
                 action.finish(result, |_, _| {})
             }
         });
@@ -564,7 +592,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let action = this.begin();
             async move {
                 let action = action?;
-                let result = action.run("echo", |api| async move { api.echo().await }).await;
+                let result = action
+                    .run("echo", |api| async move { api.echo().await })
+                    .await;
                 // Echo lasts until the call ends: whatever came back, it is over.
                 action.finish(result, |p, _| {
                     p.ended.get_or_insert(Ended::CallerGone);
@@ -640,7 +670,11 @@ impl<T, F: Future<Output = mlua::Result<T>>> Future for Budgeted<'_, F> {
             // Suspended by the hook, or finished although it was stopped
             // (a script that caught the error): either way, stopped.
             Poll::Pending | Poll::Ready(Ok(_)) if self.scope.budget.stopped().is_some() => {
-                let why = self.scope.budget.stopped().map(|w| w.message(&self.scope.budget));
+                let why = self
+                    .scope
+                    .budget
+                    .stopped()
+                    .map(|w| w.message(&self.scope.budget));
                 Poll::Ready(Err(mlua::Error::runtime(why.unwrap_or_default())))
             }
             other => other,

@@ -291,6 +291,19 @@ pub(crate) fn new_state(
     Ok((lua, slot))
 }
 
+/// A slot outside any state, for the library functions' own tests.
+#[cfg(test)]
+pub(crate) fn test_slot(limits: &Limits) -> Arc<Slot> {
+    Arc::new(Slot {
+        lock: Arc::new(tokio::sync::Mutex::new(())),
+        held_since: AtomicU64::new(0),
+        epoch: Instant::now(),
+        current: ArcSwapOption::empty(),
+        loading: Arc::new(Scope::new(limits, "", "")),
+        pattern_steps: limits.pattern_steps,
+    })
+}
+
 /// The instruction hook, every [`HOOK_EVERY`] VM instructions of any
 /// coroutine of the state: charges the running call's budget, stops a
 /// script over its budget or its wall-clock limit, and pauses one that has

@@ -151,11 +151,7 @@ fn capture_value(lua: &Lua, src: &[u8], c: Captured) -> mlua::Result<Value> {
     })
 }
 
-fn capture_values(
-    lua: &Lua,
-    src: &[u8],
-    captures: Vec<Captured>,
-) -> mlua::Result<Vec<Value>> {
+fn capture_values(lua: &Lua, src: &[u8], captures: Vec<Captured>) -> mlua::Result<Vec<Value>> {
     captures
         .into_iter()
         .map(|c| capture_value(lua, src, c))
@@ -164,7 +160,12 @@ fn capture_values(
 
 /// `string.find(s, pattern [, init [, plain]])` and
 /// `string.match(s, pattern [, init])`.
-fn find_or_match(lua: &Lua, slot: &Slot, args: &MultiValue, find: bool) -> mlua::Result<MultiValue> {
+fn find_or_match(
+    lua: &Lua,
+    slot: &Slot,
+    args: &MultiValue,
+    find: bool,
+) -> mlua::Result<MultiValue> {
     let name = if find { "find" } else { "match" };
     let scope = slot.running();
     scope.budget.charge(1)?;
@@ -175,7 +176,8 @@ fn find_or_match(lua: &Lua, slot: &Slot, args: &MultiValue, find: bool) -> mlua:
     if init > src.len() {
         return Ok(MultiValue::from_vec(vec![Value::Nil]));
     }
-    let plain = find && (is_plain(&pat) || !matches!(arg(args, 3), Value::Nil | Value::Boolean(false)));
+    let plain =
+        find && (is_plain(&pat) || !matches!(arg(args, 3), Value::Nil | Value::Boolean(false)));
     if plain {
         let hay = &src[init..];
         scope.budget.charge((hay.len() / 64) as u64)?;
@@ -384,7 +386,9 @@ fn replace(
                             .map_err(|e| pattern_error("gsub", e))?
                         {
                             Captured::Text(range) => out.extend_from_slice(&src[range]),
-                            Captured::Position(p) => out.extend_from_slice(p.to_string().as_bytes()),
+                            Captured::Position(p) => {
+                                out.extend_from_slice(p.to_string().as_bytes())
+                            }
                         }
                     }
                     _ => {
@@ -467,4 +471,232 @@ fn rep(lua: &Lua, slot: &Slot, args: &MultiValue) -> mlua::Result<LuaString> {
         out.extend_from_slice(&piece);
     }
     lua.create_string(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use mlua::{Lua, StdLib};
+
+    use crate::runtime::Limits;
+
+    /// A plain Lua state, and one with this module's functions installed.
+    fn states() -> (Lua, Lua) {
+        let libs = StdLib::STRING | StdLib::TABLE | StdLib::MATH;
+        let stock = Lua::new_with(libs, mlua::LuaOptions::default()).expect("stock state");
+        let ours = Lua::new_with(libs, mlua::LuaOptions::default()).expect("our state");
+        let slot = crate::sandbox::test_slot(&Limits::default());
+        super::install(&ours, &slot).expect("install");
+        (stock, ours)
+    }
+
+    /// Runs every case of `CASES` (a Lua expression list per line) through
+    /// `pcall` and describes what came back: the values with their types,
+    /// or just "error" (messages differ in their wording).
+    const RUN: &str = r##"
+local cases = ...
+local out = {}
+local function describe(ok, ...)
+  if not ok then return "error" end
+  local parts = {}
+  for i = 1, select("#", ...) do
+    local v = select(i, ...)
+    parts[#parts + 1] = math.type(v) or type(v)
+    parts[#parts + 1] = tostring(v)
+  end
+  return table.concat(parts, " ")
+end
+for _, line in ipairs(cases) do
+  local f = load("return " .. line)
+  out[#out + 1] = line .. " => " .. describe(pcall(f))
+end
+return table.concat(out, "\n")
+"##;
+
+    /// Dialplan-style patterns and the corners of the pattern language:
+    /// anchors, classes, sets, quantifiers, captures (position and back
+    /// references), %b, %f, gsub with string, table and function
+    /// replacements, gmatch, init arguments, and malformed patterns.
+    const CASES: &str = r##"string.find("1234", "^1%d%d%d$")
+("1234"):match("^1%d%d%d$")
+("12345"):match("^1%d%d%d$")
+("*7242"):match("^%*72(%d+)$")
+("*72"):match("^%*72(%d+)$")
+("+14155550100"):match("^%+?(%d+)$")
+("sip:1001@pbx.example"):match("^sips?:([^@]+)@(.+)$")
+("sip:1001@pbx.example;transport=tcp"):match(";transport=(%a+)")
+("Alice <sip:1001@h>"):match("<(.-)>")
+("hello world"):find("o w")
+("hello world"):find("o", 6)
+("hello world"):find("o", -3)
+("hello world"):find("o", -100)
+("hello world"):find("l", 0)
+("hello"):find("", 10)
+("hello"):find("", 6)
+("hello"):find("", 5)
+("a.b"):find(".", 1, true)
+("a+b"):find("+", 1, true)
+("a+b"):find("a+b")
+("aaa"):find("a-", 2)
+("aaab"):match("a-b")
+("aaab"):match("^(a*)(.*)$")
+("  trim me  "):match("^%s*(.-)%s*$")
+("key = value"):match("^(%w+)%s*=%s*(%w+)$")
+("hello"):match("()ll()")
+("hello"):find("()ll()")
+("abcabc"):match("(a)(b)(c)%1%2%3")
+("abab"):match("(ab)%1")
+("x(a(b)c)y"):match("%b()")
+("x(a(b)c"):match("%b()")
+("THE (quick) fox"):find("%f[%a]%a+", 5)
+("hello world from lua"):gsub("%f[%w]%w+", string.upper)
+("THE (quick) fox"):gsub("%f[%a]", "|")
+("[x]"):match("[]]")
+("a]b"):match("[^]]+")
+("a-b"):match("[a-]+")
+("a-b"):match("[%a-]+")
+("ab-z"):match("[b-]+")
+("09AFaf"):match("^%x+$")
+("tab\there"):match("%c")
+("x.y"):match("%p")
+("x.y"):match("%P+")
+("AbC"):match("%u%l%u")
+("é"):match("%a")
+("a\0b"):match("a%zb")
+("a\0b"):find("\0", 1, true)
+("a\0b"):match("a.b")
+("hello"):gsub("l", "L")
+("hello"):gsub("l", "L", 1)
+("hello"):gsub("", "-")
+("hello world"):gsub("(%w+)", "<%1>")
+("hello world"):gsub("%w+", "%0 %0", 1)
+("hello"):gsub("(l)(l)", "%2%1%%")
+("abc"):gsub("%w", "%9")
+("abc"):gsub("%w", "%")
+("abc"):gsub("()b", "%1")
+("$name is $age"):gsub("%$(%w+)", {name = "Bob", age = 42})
+("$name is $x"):gsub("%$(%w+)", {name = "Bob"})
+("$name"):gsub("%$(%w+)", {name = true})
+("$name"):gsub("%$(%w+)", {name = {}})
+("a,b,,c"):gsub(",", ";")
+("abc"):gsub(".", function(c) return c:byte() end)
+("abc"):gsub(".", function(c) if c == "b" then return false end return "x" end)
+("abc"):gsub("x*", "-")
+("abc"):gsub("^a", "A")
+("aaa"):gsub("^a", "A")
+("abc"):gsub("b*", "X")
+("one two  three"):gsub("%s+", " ")
+string.gsub("hello", "l+", "L", 0)
+string.gsub("hello", "l", "L", -1)
+string.gsub(12345, "3", "x")
+string.find(12345, "34")
+string.match(1.5, "%.")
+string.gsub("abc", "b", 7)
+string.gsub("abc", "b", 1.5)
+(function() local t = {} for k, v in ("a=1, b=2"):gmatch("(%w+)=(%w+)") do t[#t+1] = k .. v end return table.concat(t, ";") end)()
+(function() local t = {} for w in ("one two three"):gmatch("%a+") do t[#t+1] = w end return table.concat(t, ",") end)()
+(function() local t = {} for w in ("abc"):gmatch("") do t[#t+1] = "[" .. w .. "]" end return #t end)()
+(function() local t = {} for a, b in ("abc"):gmatch("()(.)") do t[#t+1] = a .. b end return table.concat(t) end)()
+(function() local t = {} for w in ("hello world"):gmatch("%a+", 3) do t[#t+1] = w end return table.concat(t, ",") end)()
+(function() local t = {} for w in ("hello world"):gmatch("%a+", -5) do t[#t+1] = w end return table.concat(t, ",") end)()
+(function() local t = {} for w in ("^a^a"):gmatch("^a") do t[#t+1] = w end return #t end)()
+(function() local t = {} for w in ("abc"):gmatch("x*") do t[#t+1] = w end return #t end)()
+("abc"):match("((a)(b))")
+("abc"):find("b()")
+("abc"):match("(")
+("abc"):match("%")
+("abc"):match("[a")
+("abc"):match("a)")
+("abc"):match("%1")
+("abc"):match("%0")
+("abc"):match("%b")
+("abc"):match("%ba")
+("abc"):match("%fa")
+("abc"):match("(()")
+("abc"):find("(a")
+("aaa"):match("a?a?a?aaa")
+("ab"):match("a?b?c?")
+("x"):rep(3)
+("x"):rep(3, ", ")
+("x"):rep(0)
+("x"):rep(-1)
+(""):rep(5)
+("ab"):rep(1, "-")
+string.rep(5, 2)
+table.concat({1, 2, 3}, "-")
+table.concat({1, 2, 3}, "-", 2)
+table.concat({1, 2, 3}, "-", 2, 3)
+table.concat({1, 2, 3}, "-", 3, 2)
+table.concat({1, {}, 3})
+(function() local t = {5, 2, 8, 1} table.sort(t) return table.concat(t, ",") end)()
+(function() local t = {5, 2, 8, 1} table.sort(t, function(a, b) return a > b end) return table.concat(t, ",") end)()
+(function() local t = {1, "x"} table.sort(t) return t[1] end)()
+string.find()
+string.find("a")
+string.gsub("a", "a")
+string.gsub("a", "a", true)"##;
+
+    #[test]
+    fn results_are_those_of_stock_lua() {
+        let (stock, ours) = states();
+        let cases: Vec<&str> = CASES.lines().collect();
+        let run = |lua: &Lua| -> String {
+            lua.load(RUN)
+                .call::<String>(
+                    lua.create_sequence_from(cases.iter().copied())
+                        .expect("cases"),
+                )
+                .expect("run the cases")
+        };
+        let (expected, got) = (run(&stock), run(&ours));
+        let differences: Vec<String> = expected
+            .lines()
+            .zip(got.lines())
+            .filter(|(e, g)| e != g)
+            .map(|(e, g)| format!("stock: {e}\nours:  {g}"))
+            .collect();
+        assert!(differences.is_empty(), "{}", differences.join("\n"));
+        assert_eq!(got.lines().count(), cases.len());
+        assert_eq!(expected.lines().count(), cases.len());
+    }
+
+    #[test]
+    fn catastrophic_patterns_and_huge_reps_are_errors() {
+        let (_, ours) = states();
+        for (script, needle) in [
+            (
+                r#"return ("a"):rep(220):find("^a*a*a*a*b")"#,
+                "pattern too expensive",
+            ),
+            (
+                r#"return ("a"):rep(5000):match("(.-)*b")"#,
+                "pattern too expensive",
+            ),
+            (
+                r#"return ("a"):rep(220):gsub("a*a*a*a*b", "")"#,
+                "pattern too expensive",
+            ),
+            (
+                r#"for _ in ("a"):rep(220):gmatch("a*a*a*a*b") do end"#,
+                "pattern too expensive",
+            ),
+            (r#"return ("x"):rep(2 ^ 21)"#, "larger than 1048576 bytes"),
+            (r#"return ("x"):rep(1025, ("y"):rep(1024))"#, "larger than"),
+            (r#"return (""):rep(2 ^ 62)"#, ""),
+            (
+                r#"local t = setmetatable({}, {__index = function() return "" end}) return table.concat(t, "", 1, 2^40)"#,
+                "instruction budget exceeded",
+            ),
+        ] {
+            let result = ours.load(script).exec();
+            if needle.is_empty() {
+                assert!(result.is_ok(), "{script}: {result:?}");
+                continue;
+            }
+            let Err(e) = result else {
+                panic!("{script}: no error");
+            };
+            let e = e.to_string();
+            assert!(e.contains(needle), "{script}: {e}");
+        }
+    }
 }
