@@ -514,6 +514,8 @@ mod tests {
             recordings: tmp.path().join("recordings"),
             memory_limit: 16 << 20,
             instruction_budget: 10_000_000,
+            route_time_limit: std::time::Duration::from_secs(5),
+            pattern_step_limit: 1_000_000,
         };
         let file = ConfigSource::File(tmp.path().join("switchboard.toml"));
         let e = prepare_dirs(&file, &settings).unwrap_err().to_string();

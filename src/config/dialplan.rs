@@ -6,11 +6,12 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::{Checker, ConfigError, ConfigSource};
+use super::{Checker, ConfigError, ConfigSource, DurationText};
 
 /// Default of `dialplan.dir`.
 pub const DEFAULT_DIALPLAN_DIR: &str = "dialplans";
@@ -28,6 +29,14 @@ const MAX_MEMORY_LIMIT: u64 = 1024 * 1024 * 1024;
 const MIN_INSTRUCTION_BUDGET: u64 = 10_000;
 /// Largest `dialplan.instruction_budget` (tens of seconds of CPU).
 const MAX_INSTRUCTION_BUDGET: u64 = 10_000_000_000;
+/// Smallest `dialplan.route_time_limit`.
+const MIN_ROUTE_TIME: Duration = Duration::from_millis(100);
+/// Largest `dialplan.route_time_limit`.
+const MAX_ROUTE_TIME: Duration = Duration::from_secs(60);
+/// Smallest `dialplan.pattern_step_limit`.
+const MIN_PATTERN_STEPS: u64 = 1_000;
+/// Largest `dialplan.pattern_step_limit` (about a second of matching).
+const MAX_PATTERN_STEPS: u64 = 100_000_000;
 
 /// `[dialplan]`, checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +54,12 @@ pub struct DialplanConfig {
     pub memory_limit: usize,
     /// `instruction_budget`: most Lua instructions between two call actions.
     pub instruction_budget: u64,
+    /// `route_time_limit`: most wall clock a route may run between two call
+    /// actions.
+    pub route_time_limit: Duration,
+    /// `pattern_step_limit`: most steps of one `string.find`/`match`/
+    /// `gmatch`/`gsub` call.
+    pub pattern_step_limit: u64,
 }
 
 impl DialplanConfig {
@@ -53,6 +68,8 @@ impl DialplanConfig {
         dialplan::Limits {
             memory_bytes: self.memory_limit,
             instructions: self.instruction_budget,
+            route_time: self.route_time_limit,
+            pattern_steps: self.pattern_step_limit,
         }
     }
 }
@@ -66,6 +83,8 @@ pub(super) struct RawDialplan {
     recordings: Option<Spanned<String>>,
     memory_limit: Option<Spanned<SizeText>>,
     instruction_budget: Option<Spanned<u64>>,
+    route_time_limit: Option<Spanned<DurationText>>,
+    pattern_step_limit: Option<Spanned<u64>>,
 }
 
 /// A size: a number of bytes, or a string such as `"16MiB"`.
@@ -190,6 +209,40 @@ impl Checker<'_> {
                 n
             }
         };
+        let route_time_limit = match &raw.route_time_limit {
+            None => defaults.route_time,
+            Some(v) => {
+                let d = self.duration("dialplan.route_time_limit", v, false)?;
+                if !(MIN_ROUTE_TIME..=MAX_ROUTE_TIME).contains(&d) {
+                    return Err(self.error(
+                        v.span(),
+                        format!(
+                            "dialplan.route_time_limit: must be from {} to {} (the default is {})",
+                            humantime::format_duration(MIN_ROUTE_TIME),
+                            humantime::format_duration(MAX_ROUTE_TIME),
+                            humantime::format_duration(defaults.route_time)
+                        ),
+                    ));
+                }
+                d
+            }
+        };
+        let pattern_step_limit = match &raw.pattern_step_limit {
+            None => defaults.pattern_steps,
+            Some(v) => {
+                let n = *v.get_ref();
+                if !(MIN_PATTERN_STEPS..=MAX_PATTERN_STEPS).contains(&n) {
+                    return Err(self.error(
+                        v.span(),
+                        format!(
+                            "dialplan.pattern_step_limit: must be from {MIN_PATTERN_STEPS} to {MAX_PATTERN_STEPS} (the default is {})",
+                            defaults.pattern_steps
+                        ),
+                    ));
+                }
+                n
+            }
+        };
         Ok(DialplanConfig {
             dir: resolve(self.source, &dir),
             plugins: resolve(self.source, &plugins),
@@ -197,6 +250,8 @@ impl Checker<'_> {
             recordings: resolve(self.source, &recordings),
             memory_limit,
             instruction_budget,
+            route_time_limit,
+            pattern_step_limit,
         })
     }
 }
@@ -222,9 +277,14 @@ mod tests {
     #[test]
     fn every_key_is_read() {
         let c = parse(
-            "[dialplan]\ndir = \"/srv/lua\"\nplugins = \"lib\"\nmemory_limit = \"2MiB\"\ninstruction_budget = 50000\n",
+            "[dialplan]\ndir = \"/srv/lua\"\nplugins = \"lib\"\nmemory_limit = \"2MiB\"\ninstruction_budget = 50000\nroute_time_limit = \"2s\"\npattern_step_limit = 20000\n",
         )
         .unwrap();
+        assert_eq!(
+            c.dialplan.route_time_limit,
+            std::time::Duration::from_secs(2)
+        );
+        assert_eq!(c.dialplan.pattern_step_limit, 20_000);
         assert_eq!(c.dialplan.dir, std::path::Path::new("/srv/lua"));
         assert_eq!(c.dialplan.plugins, std::path::Path::new("etc/pbx/lib"));
         assert_eq!(c.dialplan.memory_limit, 2 * 1024 * 1024);
@@ -246,6 +306,18 @@ mod tests {
             (
                 "[dialplan]\ninstruction_budget = 5\n",
                 "dialplan.instruction_budget",
+            ),
+            (
+                "[dialplan]\nroute_time_limit = \"2h\"\n",
+                "dialplan.route_time_limit: must be from 100ms to 1m",
+            ),
+            (
+                "[dialplan]\nroute_time_limit = \"soon\"\n",
+                "dialplan.route_time_limit",
+            ),
+            (
+                "[dialplan]\npattern_step_limit = 10\n",
+                "dialplan.pattern_step_limit: must be from 1000",
             ),
             (
                 "[dialplan]\ndir = \"\"\n",

@@ -14,8 +14,15 @@
 //!   and plugin (`plugins/NAME.lua`, `plugins/NAME/init.lua`) read, compiled
 //!   and checked; a bad file is a [`FileError`] with `file:line: message`.
 //! - `sandbox.rs`: what the Lua states may touch (no `os.execute`, `io`,
-//!   `debug`, bytecode, `require` outside the generation's plugins) and its
-//!   limits (memory, instructions between yields).
+//!   `debug`, bytecode, `require` outside the generation's plugins; shared
+//!   library tables and globals read-only, `rawset` included) and its
+//!   limits (memory, instructions and wall clock between actions, the time
+//!   slice after which a route yields its state to waiting calls).
+//! - `pool.rs`: the Lua thread pool every route runs on, apart from the
+//!   threads of SIP and media.
+//! - `pattern.rs` and `strlib.rs`: Lua 5.4 patterns with a step count
+//!   behind `string.find/match/gmatch/gsub`, and the bounded `string.rep`,
+//!   `table.concat`, `table.sort` (C work charged to the call's budget).
 //! - [`CallApi`], [`CallInfo`] (`call.rs`): what the runtime needs from a
 //!   call, and what it tells Lua about it.
 //! - `route.rs`: the Lua `call` object and `log` module, and
@@ -41,7 +48,8 @@
 //!
 //! Metrics (through the `metrics` facade; nothing is recorded unless the
 //! binary installs a recorder): `dialplan_generation`,
-//! `dialplan_reloads_total{result}`, `dialplan_lua_errors_total{kind}`.
+//! `dialplan_reloads_total{result}`, `dialplan_lua_errors_total{kind}`
+//! (`error`, `memory`, `budget`, `time`).
 //!
 //! SIGHUP and `POST /api/v1/reload` are the binary's: it calls
 //! [`Runtime::reload`].
@@ -52,9 +60,12 @@ mod generation;
 mod host;
 mod media;
 mod modules;
+mod pattern;
+mod pool;
 mod route;
 mod runtime;
 mod sandbox;
+mod strlib;
 mod watcher;
 
 pub use call::{
@@ -68,4 +79,5 @@ pub use modules::{MAX_KV_KEY, MAX_KV_NAMESPACE, MAX_KV_VALUE};
 pub use route::{FailureKind, LuaFailure, RouteOutcome};
 pub use runtime::{CallState, Limits, Runtime};
 pub use sandbox::SWITCHBOARD_API;
+pub use strlib::MAX_REP_BYTES;
 pub use watcher::ReloadWatcher;

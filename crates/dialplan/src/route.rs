@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -38,15 +38,20 @@ pub enum FailureKind {
     MemoryLimit,
     /// The script ran more instructions than its budget between yields.
     InstructionBudget,
+    /// The script ran longer than its wall-clock limit between two call
+    /// actions, or held its Lua state too long where it could not be
+    /// paused.
+    TimeLimit,
 }
 
 impl FailureKind {
-    /// The kind as a metric label: `error`, `memory`, `budget`.
+    /// The kind as a metric label: `error`, `memory`, `budget`, `time`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Error => "error",
             Self::MemoryLimit => "memory",
             Self::InstructionBudget => "budget",
+            Self::TimeLimit => "time",
         }
     }
 }
@@ -156,6 +161,9 @@ fn lock(progress: &Mutex<Progress>) -> MutexGuard<'_, Progress> {
 /// The Lua `call` object.
 struct CallObject<A> {
     api: Arc<A>,
+    /// The caller's runtime, where the actions run (`None`: where the Lua
+    /// runs).
+    main: Option<tokio::runtime::Handle>,
     info: CallInfo,
     progress: Shared,
     scope: Arc<Scope>,
@@ -166,6 +174,7 @@ struct CallObject<A> {
 /// What an action needs after the userdata borrow is released.
 struct Action<A> {
     api: Arc<A>,
+    main: Option<tokio::runtime::Handle>,
     progress: Shared,
     scope: Arc<Scope>,
 }
@@ -179,13 +188,40 @@ impl<A: CallApi> CallObject<A> {
         }
         Ok(Action {
             api: Arc::clone(&self.api),
+            main: self.main.clone(),
             progress: Arc::clone(&self.progress),
             scope: Arc::clone(&self.scope),
         })
     }
 }
 
-impl<A> Action<A> {
+impl<A: CallApi> Action<A> {
+    /// Runs the action `name` (`f` of the call's [`CallApi`]) on the
+    /// caller's runtime, where the call lives, while the Lua thread waits
+    /// for it; if the route is dropped meanwhile, the action is aborted.
+    async fn run<T, F>(
+        &self,
+        name: &'static str,
+        f: impl FnOnce(Arc<A>) -> F,
+    ) -> Result<T, ActionError>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T, ActionError>> + Send + 'static,
+    {
+        let action = f(Arc::clone(&self.api));
+        match &self.main {
+            Some(main) => crate::pool::AbortOnDrop(main.spawn(action))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(ActionError::Failed {
+                        action: name,
+                        source: Box::new(e),
+                    })
+                }),
+            None => action.await,
+        }
+    }
+
     /// The action came back: restart the budget, record the call's new
     /// state, and turn the call model's error into a Lua error.
     fn finish<T>(
@@ -436,7 +472,12 @@ impl<A: CallApi> UserData for CallObject<A> {
             let started = redirect_arg(&uri).and_then(|uri| Ok((this.begin()?, uri)));
             async move {
                 let (action, uri) = started?;
-                let result = action.api.redirect(uri.clone()).await;
+                let result = action
+                    .run("redirect", |api| {
+                        let uri = uri.clone();
+                        async move { api.redirect(uri).await }
+                    })
+                    .await;
                 action.finish(result, |p, _| p.ended = Some(Ended::Redirected(uri)))
             }
         });
@@ -444,7 +485,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let action = this.begin();
             async move {
                 let action = action?;
-                let result = action.api.ring().await;
+                let result = action
+                    .run("ring", |api| async move { api.ring().await })
+                    .await;
                 action.finish(result, |_, _| {})
             }
         });
@@ -452,7 +495,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let action = this.begin();
             async move {
                 let action = action?;
-                let result = action.api.answer().await;
+                let result = action
+                    .run("answer", |api| async move { api.answer().await })
+                    .await;
                 action.finish(result, |p, _| p.answered = true)
             }
         });
@@ -460,7 +505,12 @@ impl<A: CallApi> UserData for CallObject<A> {
             let started = reject_args(&code, &reason).and_then(|args| Ok((this.begin()?, args)));
             async move {
                 let (action, (code, reason)) = started?;
-                let result = action.api.reject(code, reason).await;
+                let result = action
+                    .run(
+                        "reject",
+                        |api| async move { api.reject(code, reason).await },
+                    )
+                    .await;
                 action.finish(result, |p, _| p.ended = Some(Ended::Rejected(code)))
             }
         });
@@ -468,7 +518,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let action = this.begin();
             async move {
                 let action = action?;
-                let result = action.api.hangup().await;
+                let result = action
+                    .run("hangup", |api| async move { api.hangup().await })
+                    .await;
                 action.finish(result, |p, _| p.ended = Some(Ended::HungUp))
             }
         });
@@ -476,7 +528,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let started = sleep_arg(&secs).and_then(|d| Ok((this.begin()?, d)));
             async move {
                 let (action, duration) = started?;
-                let result = action.api.sleep(duration).await;
+                let result = action
+                    .run("sleep", |api| async move { api.sleep(duration).await })
+                    .await;
                 action.finish(result, |_, _| {})
             }
         });
@@ -484,7 +538,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let started = dial_args(&targets, &opts).and_then(|args| Ok((this.begin()?, args)));
             async move {
                 let (action, (targets, opts)) = started?;
-                let result = action.api.dial(targets, opts).await;
+                let result = action
+                    .run("dial", |api| async move { api.dial(targets, opts).await })
+                    .await;
                 let result = action.finish(result, |p, r| {
                     if r.status == crate::call::DialStatus::Answered {
                         p.answered = true;
@@ -498,7 +554,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let started = file_arg("play", "sounds", &file).and_then(|f| Ok((this.begin()?, f)));
             async move {
                 let (action, file) = started?;
-                let result = action.api.play(file).await;
+                let result = action
+                    .run("play", |api| async move { api.play(file).await })
+                    .await;
                 action.finish(result, |_, _| {})
             }
         });
@@ -506,7 +564,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let started = record_args(&file, &opts).and_then(|args| Ok((this.begin()?, args)));
             async move {
                 let (action, (file, opts)) = started?;
-                let result = action.api.record(file, opts).await;
+                let result = action
+                    .run("record", |api| async move { api.record(file, opts).await })
+                    .await;
                 let result = action.finish(result, |p, r| {
                     if r.reason == RecordEnd::Hangup {
                         p.ended.get_or_insert(Ended::CallerGone);
@@ -519,7 +579,12 @@ impl<A: CallApi> UserData for CallObject<A> {
             let started = digit_args(&opts).and_then(|opts| Ok((this.begin()?, opts)));
             async move {
                 let (action, opts) = started?;
-                let result = action.api.read_digits(opts).await;
+                let result = action
+                    .run(
+                        "read_digits",
+                        |api| async move { api.read_digits(opts).await },
+                    )
+                    .await;
                 action.finish(result, |_, _| {})
             }
         });
@@ -527,7 +592,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             let action = this.begin();
             async move {
                 let action = action?;
-                let result = action.api.echo().await;
+                let result = action
+                    .run("echo", |api| async move { api.echo().await })
+                    .await;
                 // Echo lasts until the call ends: whatever came back, it is over.
                 action.finish(result, |p, _| {
                     p.ended.get_or_insert(Ended::CallerGone);
@@ -576,10 +643,11 @@ pub(crate) fn install_log(lua: &Lua, slot: &Arc<Slot>) -> mlua::Result<()> {
     lua.globals().raw_set("log", log)
 }
 
-/// Stops a call's Lua that went over its instruction budget: the hook
-/// suspended the coroutine (see `sandbox.rs`), and instead of resuming it
-/// this ends with the budget error. The suspended coroutine is dropped with
-/// its stack intact.
+/// Stops a call's Lua that the runtime stopped (over its instruction
+/// budget or its time limit): the hook suspended the coroutine (see
+/// `sandbox.rs`), and instead of resuming it this ends with the error. The
+/// suspended coroutine is dropped with its stack intact. (A coroutine the
+/// hook only paused for other calls' turn is not stopped: it is resumed.)
 struct Budgeted<'a, F> {
     scope: &'a Scope,
     inner: Pin<Box<F>>,
@@ -599,10 +667,15 @@ impl<T, F: Future<Output = mlua::Result<T>>> Future for Budgeted<'_, F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.inner.as_mut().poll(cx) {
-            // Suspended by the hook, or finished although it went over
-            // (a script that caught the error): either way, over budget.
-            Poll::Pending | Poll::Ready(Ok(_)) if self.scope.budget.exceeded() => {
-                Poll::Ready(Err(mlua::Error::runtime(crate::sandbox::BUDGET_MESSAGE)))
+            // Suspended by the hook, or finished although it was stopped
+            // (a script that caught the error): either way, stopped.
+            Poll::Pending | Poll::Ready(Ok(_)) if self.scope.budget.stopped().is_some() => {
+                let why = self
+                    .scope
+                    .budget
+                    .stopped()
+                    .map(|w| w.message(&self.scope.budget));
+                Poll::Ready(Err(mlua::Error::runtime(why.unwrap_or_default())))
             }
             other => other,
         }
@@ -622,12 +695,49 @@ impl CallState {
     /// logged with `file:line` and the next handler still runs). So when
     /// this returns, the script is completely done with the call and the
     /// call model finishes it (404, 500, BYE) as the outcome says.
+    ///
+    /// The Lua runs on the Lua thread pool (`pool.rs`), the actions on the
+    /// runtime this is awaited on; dropping the returned future stops the
+    /// route.
     pub async fn run_route<A: CallApi>(self, api: Arc<A>, info: CallInfo) -> RouteOutcome {
+        let main = tokio::runtime::Handle::try_current().ok();
+        let Some(pool) = crate::pool::handle().filter(|_| main.is_some()) else {
+            return self.run_route_here(api, info, main).await;
+        };
+        let context_file = format!("dialplans/{}.lua", info.context);
+        let call_id = info.id.clone();
+        let task = pool.spawn(self.run_route_here(api, info, main));
+        match crate::pool::AbortOnDrop(task).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                let failure = LuaFailure {
+                    kind: FailureKind::Error,
+                    file: context_file,
+                    line: None,
+                    message: format!("the route's Lua task failed: {e}"),
+                    traceback: None,
+                };
+                tracing::error!(target: "dialplan", call_id = %call_id, "dialplan {failure} — call {call_id} gets 500");
+                RouteOutcome::Failed {
+                    failure,
+                    answered: false,
+                }
+            }
+        }
+    }
+
+    /// [`CallState::run_route`] on the thread this is polled on.
+    async fn run_route_here<A: CallApi>(
+        self,
+        api: Arc<A>,
+        info: CallInfo,
+        main: Option<tokio::runtime::Handle>,
+    ) -> RouteOutcome {
         let progress: Shared = Arc::default();
         let context_file = format!("dialplans/{}.lua", info.context);
         let call_id = info.id.clone();
         let context = info.context.clone();
-        let scope = Arc::new(Scope::new(self.limits.instructions, &call_id, &context));
+        let scope = Arc::new(Scope::new(&self.limits, &call_id, &context));
         let handlers: Arc<Mutex<Vec<Function>>> = Arc::default();
         let Some(state) = self.live.state(&context) else {
             let e = mlua::Error::runtime(format!(
@@ -646,6 +756,7 @@ impl CallState {
         };
         let call = CallObject {
             api,
+            main,
             info,
             progress: Arc::clone(&progress),
             scope: Arc::clone(&scope),
@@ -782,13 +893,19 @@ impl CallState {
     }
 }
 
-/// A call's Lua running in a shared state: each poll holds the state's lock
-/// and marks the call as the one running (for the instruction budget and
-/// `log`), never across a wait, so other calls' coroutines run in between.
+/// Waiting for a state's lock.
+type Acquiring = Pin<Box<dyn Future<Output = tokio::sync::OwnedMutexGuard<()>> + Send>>;
+
+/// A call's Lua running in a shared state: each poll takes the state's
+/// lock (a fair, FIFO wait: no spinning, and a call paused for others'
+/// turn queues behind them) and marks the call as the one running (for the
+/// instruction budget, the time slice and `log`), never across a wait, so
+/// other calls' coroutines run in between.
 struct Scoped<'a, F> {
     slot: &'a Slot,
     scope: &'a Arc<Scope>,
     inner: Pin<Box<F>>,
+    acquiring: Option<Acquiring>,
 }
 
 impl<'a, F: Future> Scoped<'a, F> {
@@ -797,6 +914,7 @@ impl<'a, F: Future> Scoped<'a, F> {
             slot: &state.slot,
             scope,
             inner: Box::pin(inner),
+            acquiring: None,
         }
     }
 }
@@ -806,16 +924,32 @@ impl<F: Future> Future for Scoped<'_, F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
-        let _guard = match this.slot.lock.try_lock() {
-            Ok(guard) => guard,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => {
-                // Another call's Lua runs in this state on another thread
-                // for a moment: let this thread do other work meanwhile.
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
+        let _guard = match this.acquiring.take() {
+            Some(mut acquiring) => match acquiring.as_mut().poll(cx) {
+                Poll::Ready(guard) => guard,
+                Poll::Pending => {
+                    this.acquiring = Some(acquiring);
+                    return Poll::Pending;
+                }
+            },
+            // Free: take it (no one is queued, or it would not be free).
+            None => match Arc::clone(&this.slot.lock).try_lock_owned() {
+                Ok(guard) => guard,
+                Err(_) => {
+                    // Another call's Lua runs in this state: queue for it.
+                    let mut acquiring: Acquiring =
+                        Box::pin(Arc::clone(&this.slot.lock).lock_owned());
+                    match acquiring.as_mut().poll(cx) {
+                        Poll::Ready(guard) => guard,
+                        Poll::Pending => {
+                            this.acquiring = Some(acquiring);
+                            return Poll::Pending;
+                        }
+                    }
+                }
+            },
         };
+        this.slot.mark_held();
         this.slot.current.store(Some(Arc::clone(this.scope)));
         let result = this.inner.as_mut().poll(cx);
         this.slot.current.store(None);
@@ -825,8 +959,13 @@ impl<F: Future> Future for Scoped<'_, F> {
 
 /// The failure `error` was, for the call with `scope`.
 fn failure(error: &mlua::Error, scope: &Scope, context_file: &str) -> LuaFailure {
-    let kind = if scope.budget.exceeded() {
-        FailureKind::InstructionBudget
+    let kind = match scope.budget.stopped() {
+        Some(crate::sandbox::Stop::Budget) => FailureKind::InstructionBudget,
+        Some(_) => FailureKind::TimeLimit,
+        None => FailureKind::Error,
+    };
+    let kind = if kind != FailureKind::Error {
+        kind
     } else if is_memory_error(error) {
         FailureKind::MemoryLimit
     } else {

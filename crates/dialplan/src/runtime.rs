@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use mlua::{Function, Lua, Value};
@@ -31,17 +32,30 @@ pub struct Limits {
     /// running in it).
     pub memory_bytes: usize,
     /// Most VM instructions between two yields to Rust (call actions); a
-    /// script over it is stopped. Counted in steps of 1,000.
+    /// script over it is stopped. Counted in steps of 1,000; the work of
+    /// the bounded library functions (patterns, `string.rep`,
+    /// `table.concat`, `table.sort`) counts too.
     pub instructions: u64,
+    /// Most wall clock a route may run between two call actions (checked
+    /// every 1,000 instructions and by the bounded library functions); a
+    /// script over it is stopped.
+    pub route_time: Duration,
+    /// Most steps of one call of `string.find`, `match`, `gmatch` (each
+    /// iteration) or `gsub` (the whole substitution); over it the function
+    /// raises an error.
+    pub pattern_steps: u64,
 }
 
 impl Default for Limits {
-    /// 64 MiB per state and 10 million instructions (tens of milliseconds
-    /// of CPU).
+    /// 64 MiB per state, 10 million instructions (tens of milliseconds of
+    /// CPU) and 5 s of wall clock between actions, 10^6 steps per pattern
+    /// function call.
     fn default() -> Self {
         Self {
             memory_bytes: 64 * 1024 * 1024,
             instructions: 10_000_000,
+            route_time: Duration::from_secs(5),
+            pattern_steps: 1_000_000,
         }
     }
 }
@@ -177,10 +191,11 @@ impl Runtime {
     }
 }
 
-/// How many Lua states each context gets: one per CPU, so calls running Lua
-/// at the same moment on different threads rarely wait for each other.
+/// How many Lua states each context gets: one per thread of the Lua pool
+/// (see `pool.rs`), at least two so that a new call finds a state no other
+/// call is running in even on one CPU.
 fn states_per_context() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, 16))
+    crate::pool::threads().max(2)
 }
 
 /// A generation ready to run calls: its chunks, and per context the loaded
@@ -193,11 +208,18 @@ pub(crate) struct Live {
 }
 
 impl Live {
-    /// A state of `context` for a new call, taking turns.
+    /// A state of `context` for a new call: taking turns, but passing over
+    /// states where another call's Lua runs right now (a busy, perhaps
+    /// stuck, state) while a free one exists. A call keeps its state to
+    /// the end (its coroutine lives there).
     pub(crate) fn state(&self, context: &str) -> Option<&SharedState> {
         let states = self.contexts.get(context)?;
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % states.len().max(1);
-        states.get(i)
+        let n = states.len().max(1);
+        let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        (0..n)
+            .map(|k| &states[(first + k) % n])
+            .find(|s| s.slot.lock.try_lock().is_ok())
+            .or_else(|| states.get(first))
     }
 }
 
@@ -267,6 +289,7 @@ fn load_state(
     let (lua, slot) = sandbox::new_state(generation, limits)?;
     crate::modules::install(&lua, host)?;
     crate::route::install_log(&lua, &slot)?;
+    sandbox::freeze_libraries(&lua)?;
     lua.load(&chunk.bytecode[..])
         .set_name(format!("@{}", chunk.name))
         .set_mode(mlua::chunk::ChunkMode::Binary)

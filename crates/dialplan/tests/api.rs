@@ -208,6 +208,7 @@ end
         .runtime_with(dialplan::Limits {
             memory_bytes: 8 * 1024 * 1024,
             instructions: 100_000,
+            ..dialplan::Limits::default()
         })
         .with_host(host.clone());
     let api = Arc::new(FakeCall::default());
@@ -481,6 +482,7 @@ end
         .runtime_with(dialplan::Limits {
             memory_bytes: 2 * 1024 * 1024,
             instructions: 1_000_000_000,
+            ..dialplan::Limits::default()
         })
         .with_host(host.clone());
     let api = Arc::new(FakeCall::default());

@@ -282,6 +282,7 @@ fn small_limits() -> Limits {
     Limits {
         memory_bytes: 4 * 1024 * 1024,
         instructions: 1_000_000,
+        ..dialplan::Limits::default()
     }
 }
 
