@@ -288,13 +288,19 @@ impl Service for ChanSip {
             // A re-INVITE: its dialog's call takes it.
             match self.dispatch(&incoming) {
                 Some((events, side)) => {
+                    let mut tx = tx;
+                    tx.trying();
                     let _ = events.try_send(CallEvent::ReInvite {
                         side,
                         incoming: Box::new(incoming),
                         tx: Box::new(tx),
                     });
                 }
-                None => reply(tx, 481),
+                None => {
+                    // No such dialog: answered once, nothing kept.
+                    let response = tx.response(481);
+                    tx.respond_stateless(response);
+                }
             }
             return;
         }
@@ -309,9 +315,4 @@ impl Service for ChanSip {
             });
         }
     }
-}
-
-fn reply(mut tx: InviteTx, status: u16) {
-    let response = tx.response(status);
-    tx.respond(response);
 }
