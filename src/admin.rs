@@ -63,6 +63,18 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
         "SIP transactions currently in progress."
     );
     metrics::describe_gauge!(
+        "sip_server_transactions",
+        "SIP server transactions in progress (capped by security.max_transactions)."
+    );
+    metrics::describe_counter!(
+        "sip_transaction_table_full_total",
+        "New SIP requests answered 503 because the transaction table was full."
+    );
+    metrics::describe_counter!(
+        "sip_rate_limited_total",
+        "UDP datagrams dropped by the per-source token bucket (security.udp_rate), by transport."
+    );
+    metrics::describe_gauge!(
         "registrar_bindings",
         "Registered contacts (bindings) currently stored, all AORs together."
     );

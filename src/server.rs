@@ -53,7 +53,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     let metrics = admin::install_metrics(started, registrar.clone())?;
     // Bad Lua stops start-up here, before any port is bound.
     let dialplan = crate::dialplan::start(&config, storage.clone()).await?;
-    let mut endpoint = Endpoint::bind(config.sip.endpoint_config())
+    let mut endpoint = Endpoint::bind(config.endpoint_config())
         .await
         .map_err(|source| Error::SipStart { source })?;
     let media = media_config(&config)?;

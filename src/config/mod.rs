@@ -12,6 +12,7 @@
 
 mod dialplan;
 mod media;
+mod netsec;
 mod registrar;
 
 use std::collections::HashSet;
@@ -28,6 +29,7 @@ use toml::Spanned;
 
 pub use self::dialplan::DialplanConfig;
 pub use self::media::MediaConfig;
+pub use self::netsec::NetSecurityConfig;
 pub use self::registrar::{ExtensionConfig, SecurityConfig, StorageConfig};
 
 /// The configuration compiled into the binary: the demo office.
@@ -137,6 +139,9 @@ pub struct Config {
     pub storage: StorageConfig,
     /// `[security]`: digest algorithms, nonce lifetime, bans.
     pub security: SecurityConfig,
+    /// `[security]`: what the SIP endpoint enforces (connection and
+    /// transaction limits, the UDP rate per source).
+    pub net_security: NetSecurityConfig,
     /// `[registrar]`: expiry and contact limits.
     pub registrar: Policy,
     /// `[registrar] qualify_interval`: OPTIONS ping period, `None` when off.
@@ -251,6 +256,7 @@ impl Config {
         let log = check.log(raw.log)?;
         let storage = check.storage(&raw.storage)?;
         let security = check.security(&raw.security)?;
+        let net_security = check.net_security(&raw.security, &sip)?;
         let registrar = check.registrar(&raw.registrar)?;
         let qualify_interval = check.qualify_interval(&raw.registrar)?;
         let dialplan = check.dialplan(&raw.dialplan)?;
@@ -276,6 +282,7 @@ impl Config {
             log,
             storage,
             security,
+            net_security,
             registrar,
             qualify_interval,
             extensions,
@@ -283,6 +290,13 @@ impl Config {
             media,
             warnings,
         })
+    }
+
+    /// The SIP endpoint's configuration: `[sip]` and the endpoint's `[security]` limits.
+    pub fn endpoint_config(&self) -> EndpointConfig {
+        let mut config = self.sip.endpoint_config();
+        self.net_security.apply(&mut config);
+        config
     }
 
     /// The registrar's configuration: realm = `sip.domain`, `[security]`, `[registrar]`.
@@ -340,7 +354,8 @@ impl Config {
 }
 
 impl SipConfig {
-    /// The endpoint configuration these settings describe.
+    /// The endpoint configuration these settings describe (the `[security]`
+    /// limits left at their defaults: see [`Config::endpoint_config`]).
     pub fn endpoint_config(&self) -> EndpointConfig {
         let mut config = EndpointConfig {
             listen: self.listen.clone(),

@@ -135,6 +135,13 @@ pub(super) struct RawSecurity {
     ban_time: Option<Spanned<DurationText>>,
     nonce_max_age: Option<Spanned<DurationText>>,
     trusted_networks: Option<Vec<Spanned<String>>>,
+    // The endpoint's defences, checked in `netsec`.
+    pub(super) tcp_max_per_ip: Option<Spanned<usize>>,
+    pub(super) tcp_message_timeout: Option<Spanned<DurationText>>,
+    pub(super) tcp_outbound_reserved: Option<Spanned<usize>>,
+    pub(super) max_transactions: Option<Spanned<usize>>,
+    pub(super) udp_rate: Option<Spanned<u32>>,
+    pub(super) udp_burst: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -137,6 +137,9 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
             return;
         }
     };
+    // Authenticated: now the caller hears that we are working on it (not
+    // before, so a spoofed INVITE gets the 407 alone).
+    tx.trying();
     if let Some(ct) = request.headers.content_type()
         && !request.body.is_empty()
         && !ct

@@ -360,16 +360,22 @@ impl Service for ChanSip {
             // A re-INVITE: its dialog's call takes it.
             match self.dispatch(&incoming) {
                 Ok((events, side)) => {
+                    let mut tx = tx;
+                    tx.trying();
                     let _ = events.try_send(CallEvent::ReInvite {
                         side,
                         incoming: Box::new(incoming),
                         tx: Box::new(tx),
                     });
                 }
-                Err(Refusal::Unknown) => reply(tx, 481),
+                Err(Refusal::Unknown) => {
+                    // No such dialog: answered once, nothing kept.
+                    let response = tx.response(481);
+                    tx.respond_stateless(response);
+                }
                 Err(Refusal::Respond(r)) => {
-                    let mut tx = tx;
-                    tx.respond(r);
+                    // A challenge or a refusal to a stranger: nothing kept.
+                    tx.respond_stateless(r);
                 }
             }
             return;
@@ -386,9 +392,4 @@ impl Service for ChanSip {
             });
         }
     }
-}
-
-fn reply(mut tx: InviteTx, status: u16) {
-    let response = tx.response(status);
-    tx.respond(response);
 }

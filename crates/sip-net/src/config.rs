@@ -85,8 +85,23 @@ pub struct EndpointConfig {
     pub t4: Duration,
     /// Largest number of simultaneous TCP connections.
     pub max_tcp_connections: usize,
-    /// A TCP connection with no traffic for this long is closed.
+    /// A TCP connection with no complete message for this long is closed.
     pub tcp_idle_timeout: Duration,
+    /// Largest number of TCP connections accepted from one IP address.
+    pub tcp_max_per_ip: usize,
+    /// A message begun on a TCP connection must be complete within this
+    /// long, or the connection is closed (slowloris).
+    pub tcp_message_timeout: Duration,
+    /// Of `max_tcp_connections`, how many only connections we open (to
+    /// phones) may use, so peers connecting to us cannot take them all.
+    pub tcp_outbound_reserved: usize,
+    /// Largest number of live server transactions; a new request past it
+    /// gets 503 with Retry-After.
+    pub max_transactions: usize,
+    /// UDP datagrams a second one source may send on average (0: no limit).
+    pub udp_rate: u32,
+    /// UDP datagrams one source may send at once above `udp_rate`.
+    pub udp_burst: u32,
 }
 
 impl Default for EndpointConfig {
@@ -101,6 +116,12 @@ impl Default for EndpointConfig {
             t4: Duration::from_secs(5),
             max_tcp_connections: 4096,
             tcp_idle_timeout: Duration::from_secs(600),
+            tcp_max_per_ip: 128,
+            tcp_message_timeout: Duration::from_secs(20),
+            tcp_outbound_reserved: 128,
+            max_transactions: 1_000_000,
+            udp_rate: 100_000,
+            udp_burst: 100_000,
         }
     }
 }

@@ -1,9 +1,17 @@
 //! The endpoint: binds the listeners, runs the receive loops and the
 //! transaction timers, and answers what the SIP core answers by itself
 //! (RFC 3261 §8.2, §11, §17.2.3; 400 with Warning for malformed requests).
+//!
+//! What it answers by itself (OPTIONS, 405, 481, ...) and digest
+//! challenges go out statelessly, as a stateless UAS may (RFC 3261 §8.2.7,
+//! §26.3.2.4): a source, spoofed or not, that is not yet known to be
+//! anyone gets one answer per request and holds nothing in the transaction
+//! table. Only requests a service works on get a server transaction, and
+//! the table has a cap past which new requests get 503.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::hash::{BuildHasher, RandomState};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -17,11 +25,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::inspect::{Capabilities, Verdict, inspect};
 use crate::invite::ClientInviteTx;
+use crate::ratelimit::RateLimiter;
 use crate::response::{response_to, response_to_salvaged, stamp_top_via, udp_response_target};
 use crate::service::{Incoming, Service};
 use crate::stats;
 use crate::transport::{
-    self, Connections, ReplyPath, Sink, Source, TcpSettings, bind_tcp, bind_udp,
+    self, Connections, PerIp, ReplyPath, Sink, Source, TcpSettings, bind_tcp, bind_udp,
 };
 use crate::tx::{ClientOutcome, Lookup, ReplyTarget, TxTable};
 use crate::{EndpointConfig, Error, Transport};
@@ -33,6 +42,11 @@ const TIMER_TICK: Duration = Duration::from_millis(10);
 /// Requests a service may be working on at once; past this, new ones get
 /// 503 with Retry-After instead of queueing without bound.
 const MAX_IN_FLIGHT: usize = 10_000;
+
+/// Service answers to a non-INVITE that are sent statelessly: challenges
+/// (a retransmitted request just gets a fresh one) and 481 (nothing to
+/// remember about a dialog that does not exist).
+const STATELESS_ANSWERS: [u16; 3] = [401, 407, 481];
 
 /// A bound set of SIP listeners and the tasks that serve them.
 pub struct Endpoint {
@@ -119,6 +133,7 @@ impl Endpoint {
                 tasks.spawn(transport::udp_loop(
                     socket.clone(),
                     sink.clone(),
+                    core.limiter.clone(),
                     stop.clone(),
                 ));
             }
@@ -174,6 +189,7 @@ async fn timer_loop(core: Arc<Core>) {
         ticks = ticks.wrapping_add(1);
         if ticks % 100 == 1 {
             metrics::gauge!("sip_transactions_active").set(core.transactions.active() as f64);
+            metrics::gauge!("sip_server_transactions").set(core.transactions.servers() as f64);
             metrics::gauge!("sip_tcp_connections").set(core.tcp.connections.len() as f64);
         }
     }
@@ -193,6 +209,11 @@ pub(crate) struct Core {
     in_flight: Arc<Semaphore>,
     server_header: Arc<str>,
     transactions: TxTable,
+    /// Keys the To tags of stateless answers: a retransmitted request gets
+    /// the same tag, so the same response, without any state kept.
+    stateless_tags: RandomState,
+    /// Per-source token buckets for UDP (`None`: no limit).
+    limiter: Option<Arc<RateLimiter>>,
     tcp: TcpSettings,
     stop: CancellationToken,
     /// Handle to ourselves, for tasks spawned from `&self` (TCP reconnects).
@@ -211,11 +232,15 @@ impl Core {
             t2: config.t2,
             t4: config.t4,
         };
+        let reserved = config.tcp_outbound_reserved.min(config.max_tcp_connections);
         let tcp = TcpSettings {
             limits: config.limits,
             idle_timeout: config.tcp_idle_timeout,
+            message_timeout: config.tcp_message_timeout,
             connections: Arc::new(Connections::default()),
-            permits: Arc::new(Semaphore::new(config.max_tcp_connections)),
+            permits: Arc::new(Semaphore::new(config.max_tcp_connections - reserved)),
+            outbound_permits: Arc::new(Semaphore::new(reserved)),
+            per_ip: PerIp::new(config.tcp_max_per_ip),
         };
         let family = |v6: bool| {
             udp.iter()
@@ -235,6 +260,8 @@ impl Core {
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             server_header: Arc::from(config.user_agent.as_str()),
             transactions: TxTable::new(timers),
+            stateless_tags: RandomState::new(),
+            limiter: RateLimiter::new(config.udp_rate, config.udp_burst).map(Arc::new),
             tcp,
             stop: CancellationToken::new(),
             config,
@@ -305,11 +332,11 @@ impl Core {
                 } else {
                     481
                 };
-                self.answer(&req, key, status, Vec::new(), target, now);
+                self.answer(&req, &key, status, Vec::new(), &target);
             }
             _ => match inspect(&req, self.caps.get_or_init(Capabilities::default)) {
                 Verdict::Answer { status, headers } => {
-                    self.answer(&req, key, status, headers, target, now);
+                    self.answer(&req, &key, status, headers, &target);
                 }
                 Verdict::Serve => self.serve(req, key, source, target, now),
             },
@@ -328,7 +355,7 @@ impl Core {
     ) {
         let (Some(service), Some(core)) = (self.service.get().cloned(), self.me.upgrade()) else {
             // Only a service's methods pass `inspect`; without one, none do.
-            self.answer(&req, key, 500, Vec::new(), target, now);
+            self.answer(&req, &key, 500, Vec::new(), &target);
             return;
         };
         if req.method == Method::Invite {
@@ -337,11 +364,22 @@ impl Core {
         }
         let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
             let retry = vec![(sip_proto::HeaderName::RetryAfter, "5".to_owned())];
-            self.answer(&req, key, 503, retry, target, now);
+            self.answer(&req, &key, 503, retry, &target);
             return;
         };
-        self.transactions
-            .start_pending(key.clone(), false, None, None, target.clone(), now);
+        let started = self.transactions.start_pending(
+            key.clone(),
+            false,
+            None,
+            None,
+            target.clone(),
+            now,
+            self.config.max_transactions,
+        );
+        if started.is_err() {
+            self.table_full(&req, &key, &target);
+            return;
+        }
         let incoming = Incoming {
             request: req,
             source: source.remote,
@@ -360,20 +398,21 @@ impl Core {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         if let std::task::Poll::Ready(response) = answer.as_mut().poll(&mut cx) {
             drop(permit);
-            core.respond(&key, &to_tag, response, &target);
+            core.respond_non_invite(&key, &to_tag, response, &target);
             return;
         }
         tokio::spawn(async move {
             let response = answer.await;
             drop(permit);
-            core.respond(&key, &to_tag, response, &target);
+            core.respond_non_invite(&key, &to_tag, response, &target);
         });
     }
 
-    /// Starts the server transaction of an INVITE, sends 100 Trying at once
-    /// (a B2BUA routes through Lua and rings phones: seconds, not 200 ms)
-    /// and hands the INVITE to the service with the handle it answers
-    /// through.
+    /// Starts the server transaction of an INVITE and hands the INVITE to
+    /// the service with the handle it answers through. No 100 Trying yet:
+    /// the service sends it ([`InviteTx::trying`](crate::InviteTx::trying))
+    /// once it accepts the INVITE (authenticated, or in a known dialog), so
+    /// a spoofed INVITE gets its challenge alone and not 100 + 407.
     fn serve_invite(
         &self,
         req: Request,
@@ -384,16 +423,19 @@ impl Core {
         service: &Arc<dyn Service>,
     ) {
         let cancel = CancellationToken::new();
-        self.transactions.start_pending(
+        let started = self.transactions.start_pending(
             key.clone(),
             true,
             None,
             Some(cancel.clone()),
             target.clone(),
             now,
+            self.config.max_transactions,
         );
-        let trying = response_to(&req, 100, "", &self.server_header);
-        self.respond(&key, "", trying, &target);
+        if started.is_err() {
+            self.table_full(&req, &key, &target);
+            return;
+        }
         let to_tag = Core::new_tag();
         let tx = crate::invite::server_tx(
             self.me.clone(),
@@ -459,33 +501,54 @@ impl Core {
         }
     }
 
+    /// Sends a service's final answer to a non-INVITE request: through
+    /// its server transaction, or for [`STATELESS_ANSWERS`] once, dropping
+    /// the transaction.
+    fn respond_non_invite(
+        &self,
+        key: &crate::tx::Key,
+        to_tag: &str,
+        response: Response,
+        target: &ReplyTarget,
+    ) {
+        if STATELESS_ANSWERS.contains(&response.status) {
+            self.send_stateless_response(key, response, target);
+        } else {
+            self.respond(key, to_tag, response, target);
+        }
+    }
+
+    /// Answers `req` by the endpoint itself, statelessly (RFC 3261 §8.2.7):
+    /// nothing is kept. The To tag is a keyed hash of the transaction key,
+    /// so a retransmission gets the same response it would have got from a
+    /// transaction.
     fn answer(
         &self,
         req: &Request,
-        key: crate::tx::Key,
+        key: &crate::tx::Key,
         status: u16,
         extra: Vec<(sip_proto::HeaderName, String)>,
-        target: ReplyTarget,
-        now: Instant,
+        target: &ReplyTarget,
     ) {
-        let tag = Core::new_tag();
+        let tag = format!("{:016x}", self.stateless_tags.hash_one(key));
         let mut resp = response_to(req, status, &tag, &self.server_header);
         for (name, value) in extra {
             resp.headers.push(name, value);
         }
-        let invite = req.method == Method::Invite;
-        let sends = self.transactions.start_server(
-            key,
-            invite,
-            status,
-            &tag,
-            resp.to_bytes(),
-            target.clone(),
-            now,
+        self.send(target, resp.to_bytes(), Some(status));
+    }
+
+    /// The transaction table is at `max_transactions`: 503 with
+    /// Retry-After, statelessly.
+    fn table_full(&self, req: &Request, key: &crate::tx::Key, target: &ReplyTarget) {
+        stats::transaction_table_full();
+        tracing::debug!(
+            max = self.config.max_transactions,
+            method = %req.method.as_str(),
+            "transaction table full: 503"
         );
-        for bytes in sends {
-            self.send(&target, bytes, Some(status));
-        }
+        let retry = vec![(sip_proto::HeaderName::RetryAfter, "5".to_owned())];
+        self.answer(req, key, 503, retry, target);
     }
 
     /// Where responses to a request with top Via `via` go (RFC 3261
@@ -613,10 +676,14 @@ impl Core {
 }
 
 impl Sink for Core {
+    fn admit(&self, ip: IpAddr) -> bool {
+        self.service.get().is_none_or(|service| service.admit(ip))
+    }
+
     fn on_message(&self, data: Bytes, source: &Source) {
-        if let Some(service) = self.service.get()
-            && !service.admit(source.remote.ip())
-        {
+        // Datagrams were checked by the receive loop; a TCP connection was
+        // checked at accept, but its source may have been banned since.
+        if source.transport == Transport::Tcp && !self.admit(source.remote.ip()) {
             stats::dropped("not_admitted");
             return;
         }
@@ -628,9 +695,7 @@ impl Sink for Core {
     }
 
     fn on_stream_error(&self, data: &[u8], status: u16, reason: &str, source: &Source) {
-        if let Some(service) = self.service.get()
-            && !service.admit(source.remote.ip())
-        {
+        if !self.admit(source.remote.ip()) {
             return;
         }
         self.on_malformed(data, status, reason, source);

@@ -53,6 +53,19 @@ impl InviteTx {
         }
     }
 
+    /// Sends 100 Trying (RFC 3261 §17.2.1), and again for each
+    /// retransmitted INVITE until a response follows. The endpoint sends
+    /// none by itself: call this once the INVITE is accepted (authenticated,
+    /// or inside a known dialog), so that an INVITE from a source that may
+    /// be spoofed gets its challenge alone.
+    pub fn trying(&mut self) {
+        if self.final_sent {
+            return;
+        }
+        let response = self.response(100);
+        self.respond(response);
+    }
+
     /// Sends a final non-2xx response once, without keeping the transaction
     /// (no retransmissions, nothing to match the ACK): for answers that a
     /// spoofed source could otherwise have multiplied towards a victim

@@ -68,8 +68,9 @@ pub trait Service: Send + Sync + 'static {
 
     /// Serves an INVITE (initial or re-INVITE), if [`methods`](Self::methods)
     /// lists INVITE: the service answers through `tx` over time, spawning
-    /// whatever task it needs. The endpoint has already sent 100 Trying.
-    /// The default answers 501.
+    /// whatever task it needs. The endpoint has sent no 100 Trying: call
+    /// [`InviteTx::trying`] once the INVITE is accepted. The default
+    /// answers 501.
     fn handle_invite(&self, incoming: Incoming, tx: InviteTx) {
         let mut tx = tx;
         let response = incoming.response(501);

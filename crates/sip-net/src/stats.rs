@@ -55,3 +55,8 @@ pub(crate) fn dropped(reason: &'static str) {
 pub(crate) fn retransmission_absorbed() {
     metrics::counter!("sip_retransmissions_absorbed_total").increment(1);
 }
+
+/// A new request found the transaction table full and got 503.
+pub(crate) fn transaction_table_full() {
+    metrics::counter!("sip_transaction_table_full_total").increment(1);
+}

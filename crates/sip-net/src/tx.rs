@@ -1,12 +1,14 @@
 //! The server transaction table (RFC 3261 §17.2): the `sip-proto` machines
 //! keyed by §17.2.3 matching, sharded so receive loops rarely contend, with
-//! a deadline heap per shard that the endpoint's timer task drains.
+//! a deadline heap per shard that the endpoint's timer task drains. Server
+//! transactions are counted across shards so the endpoint can cap them.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -23,6 +25,10 @@ use crate::invite::{InviteEvent, build_non2xx_ack};
 
 use crate::Transport;
 use crate::transport::ReplyPath;
+
+/// The table holds as many server transactions as it may.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TableFull;
 
 /// The key type the table uses.
 pub(crate) type Key = TransactionKey;
@@ -103,6 +109,11 @@ impl Machine {
         }
     }
 
+    /// Whether this is a server transaction (a request we received).
+    fn is_server(&self) -> bool {
+        matches!(self, Machine::Invite(_) | Machine::NonInvite(_))
+    }
+
     fn handle_request(&mut self, now: Instant) -> Vec<Action> {
         match self {
             Machine::Invite(m) => m.handle_request(now),
@@ -176,11 +187,12 @@ enum Slot {
     Alias(Key),
 }
 
-#[derive(Default)]
 struct Shard {
     slots: HashMap<Key, Slot>,
     deadlines: BinaryHeap<Reverse<(Instant, KeyOrd)>>,
     count: usize,
+    /// Server transactions in every shard (shared by all shards).
+    servers: Arc<AtomicUsize>,
 }
 
 /// A key in the deadline heap; ordering among equal deadlines is irrelevant.
@@ -205,11 +217,17 @@ impl Ord for KeyOrd {
 
 impl Shard {
     fn insert(&mut self, key: Key, tx: Tx) {
-        if !matches!(
-            self.slots.insert(key.clone(), Slot::Tx(Box::new(tx))),
-            Some(Slot::Tx(_))
-        ) {
-            self.count += 1;
+        let server = tx.machine.is_server();
+        if server {
+            self.servers.fetch_add(1, Ordering::Relaxed);
+        }
+        match self.slots.insert(key.clone(), Slot::Tx(Box::new(tx))) {
+            Some(Slot::Tx(old)) => {
+                if old.machine.is_server() {
+                    self.servers.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            _ => self.count += 1,
         }
         self.schedule(&key);
     }
@@ -224,6 +242,9 @@ impl Shard {
     fn remove(&mut self, key: &Key) {
         if let Some(Slot::Tx(tx)) = self.slots.remove(key) {
             self.count = self.count.saturating_sub(1);
+            if tx.machine.is_server() {
+                self.servers.fetch_sub(1, Ordering::Relaxed);
+            }
             if let Some(alias) = &tx.alias {
                 self.slots.remove(alias);
             }
@@ -244,14 +265,26 @@ pub(crate) struct TxTable {
     timers: Timers,
     hasher: RandomState,
     shards: Vec<Mutex<Shard>>,
+    servers: Arc<AtomicUsize>,
 }
 
 impl TxTable {
     pub(crate) fn new(timers: Timers) -> TxTable {
+        let servers = Arc::new(AtomicUsize::new(0));
         TxTable {
             timers,
             hasher: RandomState::new(),
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard {
+                        slots: HashMap::new(),
+                        deadlines: BinaryHeap::new(),
+                        count: 0,
+                        servers: servers.clone(),
+                    })
+                })
+                .collect(),
+            servers,
         }
     }
 
@@ -345,47 +378,11 @@ impl TxTable {
         }
     }
 
-    /// Creates the server transaction for a new request that is answered at
-    /// once with `response` (`status`); returns the bytes to send now.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn start_server(
-        &self,
-        key: Key,
-        invite: bool,
-        status: u16,
-        to_tag: &str,
-        response: Bytes,
-        target: ReplyTarget,
-        now: Instant,
-    ) -> Vec<Bytes> {
-        let mut machine = self.new_machine(invite, &target, now);
-        let actions = machine.send_response(status, response, now);
-        let (out, terminated) = transmissions(actions);
-        if terminated {
-            return out;
-        }
-        // Reliable transports have zero-length wait timers: run them now so
-        // the table does not hold transactions it will drop on the next tick.
-        if machine.poll_timeout().is_some_and(|at| at <= now) {
-            let (_, finished) = transmissions(machine.handle_timeout(now));
-            if finished {
-                return out;
-            }
-        }
-        let alias = key.ack_alias(to_tag);
-        let mut shard = self.shard(&key);
-        if let Some(alias) = &alias {
-            shard.slots.insert(alias.clone(), Slot::Alias(key.clone()));
-        }
-        let mut tx = Tx::new(machine, target);
-        tx.alias = alias;
-        shard.insert(key, tx);
-        out
-    }
-
     /// Creates the server transaction for a request its TU is still working
     /// on: retransmissions are absorbed (an INVITE gets `trying`, a 100,
     /// when the machine asks for it) until [`respond`](Self::respond).
+    /// `Err(TableFull)` when `max` server transactions are already live.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start_pending(
         &self,
         key: Key,
@@ -394,12 +391,18 @@ impl TxTable {
         cancel: Option<CancellationToken>,
         target: ReplyTarget,
         now: Instant,
-    ) {
+        max: usize,
+    ) -> Result<(), TableFull> {
+        // Racy by a few between receive loops; a bound, not an exact count.
+        if self.servers.load(Ordering::Relaxed) >= max {
+            return Err(TableFull);
+        }
         let machine = self.new_machine(invite, &target, now);
         let mut tx = Tx::new(machine, target);
         tx.trying = trying;
         tx.cancel = cancel;
         self.shard(&key).insert(key, tx);
+        Ok(())
     }
 
     /// Sends the TU's response through a pending transaction; returns the
@@ -596,6 +599,11 @@ impl TxTable {
     }
 
     /// Number of live server transactions.
+    pub(crate) fn servers(&self) -> usize {
+        self.servers.load(Ordering::Relaxed)
+    }
+
+    /// Number of live transactions, server and client.
     pub(crate) fn active(&self) -> usize {
         self.shards
             .iter()

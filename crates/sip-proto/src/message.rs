@@ -200,6 +200,17 @@ impl Message {
         crate::parse::frame_len(buf, limits)
     }
 
+    /// Stream framing for a reader that keeps its place: `Ok(Some(total))`
+    /// as soon as `buf` begins with a complete header section, `total`
+    /// being the whole message's length (headers plus Content-Length), even
+    /// if the body has not all arrived; `Ok(None)` while the header section
+    /// is incomplete; `Err` as [`frame_len`](Self::frame_len). A reader
+    /// that has its total need not scan the headers again while the body
+    /// arrives.
+    pub fn frame_total(buf: &[u8], limits: &Limits) -> Result<Option<usize>, Error> {
+        crate::parse::frame_total(buf, limits)
+    }
+
     /// Serializes the message; see [`Request::to_bytes`].
     pub fn to_bytes(&self) -> Bytes {
         match self {

@@ -572,6 +572,12 @@ pub(crate) fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, Erro
 }
 
 pub(crate) fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, Error> {
+    Ok(frame_total(buf, limits)?.filter(|total| buf.len() >= *total))
+}
+
+/// As [`frame_len`], but `Some(total)` as soon as the header section is
+/// complete, whether or not the body has arrived yet.
+pub(crate) fn frame_total(buf: &[u8], limits: &Limits) -> Result<Option<usize>, Error> {
     let need_more = |len: usize| {
         if len > limits.max_message_size {
             Err(too_large(Limit::MessageSize, len, limits.max_message_size))
@@ -649,11 +655,7 @@ pub(crate) fn frame_len(buf: &[u8], limits: &Limits) -> Result<Option<usize>, Er
             limits.max_message_size,
         ));
     }
-    Ok(if buf.len() >= total {
-        Some(total)
-    } else {
-        None
-    })
+    Ok(Some(total))
 }
 
 /// Lines split at LF with a trailing CR removed; for salvaging.
