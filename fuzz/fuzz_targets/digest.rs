@@ -5,7 +5,8 @@
 //! Properties: nothing panics, and nothing the fuzzer writes authenticates
 //! (it cannot know the password's digest for a nonce our key issued).
 //!
-//! Run from `fuzz/`: `cargo +nightly fuzz run digest`
+//! Run (stable toolchain): `fuzz/run.sh digest`; with nightly, from `fuzz/`:
+//! `cargo +nightly fuzz run digest corpus/digest`
 
 #![no_main]
 

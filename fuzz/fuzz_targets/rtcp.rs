@@ -6,7 +6,8 @@
 //! parse to the same packets (or is refused with `NotAligned`, for an
 //! opaque body that its padding left short of whole words).
 //!
-//! Run from `fuzz/`: `cargo +nightly fuzz run rtcp`
+//! Run (stable toolchain): `fuzz/run.sh rtcp`; with nightly, from `fuzz/`:
+//! `cargo +nightly fuzz run rtcp corpus/rtcp`
 
 #![no_main]
 

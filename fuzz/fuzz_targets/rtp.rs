@@ -6,7 +6,8 @@
 //! Properties: nothing panics; an accepted packet rebuilds to the same
 //! header, CSRCs, extension and payload.
 //!
-//! Run from `fuzz/`: `cargo +nightly fuzz run rtp`
+//! Run (stable toolchain): `fuzz/run.sh rtp`; with nightly, from `fuzz/`:
+//! `cargo +nightly fuzz run rtp corpus/rtp`
 
 #![no_main]
 

@@ -6,8 +6,9 @@
 //! the same bytes; the answer to it has the same number of `m=` sections,
 //! parses back, and `negotiate` reads the exchange.
 //!
-//! Run from `fuzz/` with the RFC 4317 examples as seeds:
-//! `cargo +nightly fuzz run sdp ../tests/corpora/rfc4317`
+//! Run (stable toolchain, seeded with the RFC 4317 examples):
+//! `fuzz/run.sh sdp`; with nightly, from `fuzz/`:
+//! `cargo +nightly fuzz run sdp corpus/sdp ../tests/corpora/rfc4317`
 
 #![no_main]
 
@@ -31,7 +32,12 @@ fuzz_target!(|data: &[u8]| {
     let ip = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10));
     let local = Local::new(
         ip,
-        vec![Codec::PCMU, Codec::PCMA, Codec::G722, Codec::TELEPHONE_EVENT],
+        vec![
+            Codec::PCMU,
+            Codec::PCMA,
+            Codec::G722,
+            Codec::TELEPHONE_EVENT,
+        ],
         vec![30000, 30002],
     );
     let ours = answer(&offer, &local, &mut LocalSession::with_id(1, ip));

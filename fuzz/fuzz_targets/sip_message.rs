@@ -5,8 +5,10 @@
 //! was given; every message `parse` accepts serializes to bytes that parse
 //! to an equal message and frame to exactly their own length.
 //!
-//! Run from `fuzz/` with the torture corpora as seeds:
-//! `cargo +nightly fuzz run sip_message ../tests/corpora/rfc4475 ../tests/corpora/rfc5118`
+//! Run (stable toolchain, seeded with the torture corpora):
+//! `fuzz/run.sh sip_message`; with nightly, from `fuzz/`: `cargo +nightly
+//! fuzz run sip_message corpus/sip_message ../tests/corpora/rfc4475
+//! ../tests/corpora/rfc5118`
 
 #![no_main]
 

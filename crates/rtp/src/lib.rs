@@ -28,7 +28,7 @@
 //! - [`error`]: one [`Error`] with a nested kind per module.
 //!
 //! Nothing here panics on input: every parser returns a typed error for
-//! garbage (see `tests/mutation.rs` and the cargo-fuzz targets in `fuzz/`).
+//! garbage (see `tests/mutation.rs` and the libFuzzer targets in `fuzz/`).
 
 pub mod codec;
 pub mod error;

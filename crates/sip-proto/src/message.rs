@@ -118,7 +118,9 @@ impl fmt::Display for Method {
 pub struct Limits {
     /// Largest whole message (start line, headers and body), in bytes.
     pub max_message_size: usize,
-    /// Most header fields (lines, not comma-separated values).
+    /// Most header fields (lines, not comma-separated values), counting
+    /// the Content-Length line that serializing adds to a message without
+    /// one.
     pub max_headers: usize,
     /// Largest body, in bytes.
     pub max_body_size: usize,

@@ -472,6 +472,17 @@ pub(crate) fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, Erro
                 Some((value_start + a, value_start + b)),
             )
         };
+        // Serializing writes the full name and the trimmed, unfolded value:
+        // after a compact name ("s" for Subject) that line is longer than the
+        // one received, and it must fit the limit too.
+        let written = name.as_str().len() + 2 + value.len();
+        if written > limits.max_header_line {
+            return Err(too_large(
+                Limit::HeaderLine,
+                written,
+                limits.max_header_line,
+            ));
+        }
         typed::validate(&name, value).map_err(|reason: Reason| Error::Header {
             name: Cow::Borrowed(name.static_name()),
             line: Some(raw.line),
@@ -506,6 +517,16 @@ pub(crate) fn parse_message(buf: &[u8], limits: &Limits) -> Result<Message, Erro
             None => HeaderValue::from(std::mem::take(&mut folded_value)),
         };
         headers.push_value(name, value);
+    }
+    // Serializing always writes a Content-Length line, so a message without
+    // one must leave room for it: otherwise we would accept a message whose
+    // serialization we (and peers with the same limit) refuse.
+    if content_len.is_none() && count >= limits.max_headers {
+        return Err(too_large(
+            Limit::HeaderCount,
+            count.saturating_add(1),
+            limits.max_headers,
+        ));
     }
     let body_start = scanner.pos;
     let available = buf.len().saturating_sub(body_start);
@@ -796,6 +817,72 @@ mod tests {
                 .status_code(),
             413
         );
+    }
+
+    /// Found by `fuzz/run.sh sip_message` (seed
+    /// `fuzz/corpus/sip_message/header-count-without-content-length`): a
+    /// message with `max_headers` header fields and no Content-Length was
+    /// accepted, but serializing adds a Content-Length line, and we refused
+    /// our own bytes (129 header fields).
+    #[test]
+    fn accepted_messages_at_the_header_limit_reserialize() {
+        let l = Limits::default();
+        let base = format!("OPTIONS sip:x SIP/2.0\r\n{MIN}CSeq: 1 OPTIONS\r\n");
+        let have = base.matches("\r\n").count() - 1;
+        for fields in [l.max_headers - 1, l.max_headers, l.max_headers + 1] {
+            let mut msg = base.clone();
+            for i in have..fields {
+                msg.push_str(&format!("X-H{i}: v\r\n"));
+            }
+            for cl in [false, true] {
+                let m = format!("{msg}{}\r\n", if cl { "l: 0\r\n" } else { "" });
+                let Ok(parsed) = parse(&m) else {
+                    continue;
+                };
+                assert!(fields < l.max_headers, "{fields} fields, cl {cl}: accepted");
+                let bytes = parsed.to_bytes();
+                let again = parse_message(&bytes, &l)
+                    .unwrap_or_else(|e| panic!("{fields} fields, cl {cl}: {e}"));
+                assert_eq!(again, parsed);
+                assert_eq!(frame_len(&bytes, &l).unwrap(), Some(bytes.len()));
+            }
+        }
+        // The limit still lets the largest message through that serializes
+        // within it, and refuses one more.
+        let mut msg = base.clone();
+        for i in have..l.max_headers - 1 {
+            msg.push_str(&format!("X-H{i}: v\r\n"));
+        }
+        assert!(parse(&format!("{msg}\r\n")).is_ok());
+        assert!(parse(&format!("{msg}l: 0\r\n\r\n")).is_ok());
+        let e = parse(&format!("{msg}X-Last: v\r\n\r\n")).unwrap_err();
+        assert_eq!(e.kind(), crate::ErrorKind::TooLarge);
+    }
+
+    /// The same property for the line limit (seed
+    /// `fuzz/corpus/sip_message/compact-name-at-line-limit`): a compact
+    /// name within `max_header_line` must not serialize, with its full
+    /// name, to a line over it.
+    #[test]
+    fn accepted_lines_at_the_line_limit_reserialize() {
+        let l = Limits::default();
+        for (name, full) in [("s", "Subject"), ("Subject", "Subject"), ("X-S", "X-S")] {
+            for len in [l.max_header_line - 8, l.max_header_line] {
+                let line = format!("{name}: {}", "a".repeat(len - name.len() - 2));
+                let m = format!("OPTIONS sip:x SIP/2.0\r\n{MIN}CSeq: 1 OPTIONS\r\n{line}\r\n\r\n");
+                let Ok(parsed) = parse(&m) else {
+                    assert!(
+                        len + full.len() - name.len() > l.max_header_line,
+                        "{name} {len}"
+                    );
+                    continue;
+                };
+                let bytes = parsed.to_bytes();
+                let again = parse_message(&bytes, &l)
+                    .unwrap_or_else(|e| panic!("{name}, line of {len}: {e}"));
+                assert_eq!(again, parsed);
+            }
+        }
     }
 
     #[test]
