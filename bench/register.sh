@@ -155,6 +155,11 @@ listen = "127.0.0.1:0"
 [storage]
 $storage
 
+[dialplan]
+# REGISTER never reaches the dialplan, but the server needs one to start.
+dir = "$ROOT/dialplans"
+plugins = "$ROOT/plugins"
+
 [security]
 digest_algorithms = ["MD5"]
 # the benchmark's wrong-password probe and any overload failures must not ban 127.0.0.1
