@@ -133,6 +133,10 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
                 Arc::clone(dialplan.runtime()),
                 calls.clone(),
                 storage.clone(),
+                admin::Listeners {
+                    sip: local.iter().map(|(t, a)| format!("{t}:{a}")).collect(),
+                    admin: format!("http://{addr}"),
+                },
             );
             let stop = shutdown.clone().cancelled_owned();
             tokio::spawn(async move {

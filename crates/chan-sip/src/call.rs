@@ -99,6 +99,8 @@ pub enum CallEvent {
         /// What happened.
         event: InviteEvent,
     },
+    /// The admin API hangs the call up (`DELETE /api/v1/calls/{id}`).
+    Hangup,
     /// A re-INVITE passed across the bridge has its final answer
     /// (`None`: none came).
     ReInviteAnswered {
@@ -879,6 +881,7 @@ impl Call {
             CallEvent::ReInviteAnswered { from, tx, response } => {
                 self.on_reinvite_answered(from, *tx, response).await;
             }
+            CallEvent::Hangup => self.on_admin_hangup(),
         }
     }
 
@@ -1132,6 +1135,32 @@ impl Call {
             }));
         }
         self.finish(Disposition::Cancelled, 487, "cancel");
+    }
+
+    /// The admin API ends the call whatever its state: BYE to each party
+    /// that answered, 480 to a caller still waiting, CANCEL to ringing
+    /// branches (in `finish`).
+    fn on_admin_hangup(&mut self) {
+        if self.finished {
+            return;
+        }
+        tracing::info!(call_id = %self.id, "call hung up by the admin API");
+        if let Some(b) = &mut self.bridge {
+            b.leg.bye();
+        }
+        if self.a.leg.state == LegState::Up {
+            self.a.leg.bye();
+            self.finish(Disposition::Answered, 200, "admin hangup");
+        } else {
+            let r = self.a.tx.response_with_warning(
+                480,
+                &self.inner.config.domain,
+                "hung up by the administrator",
+            );
+            self.a.tx.respond(r);
+            self.a.leg.state = LegState::Ended;
+            self.finish(Disposition::Failed, 480, "admin hangup");
+        }
     }
 
     /// The server is stopping: end the call whatever its state.

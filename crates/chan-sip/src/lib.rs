@@ -160,6 +160,16 @@ impl ChanSip {
         self.inner.cdrs.flush().await;
     }
 
+    /// Hangs up the call one of whose dialogs has the Call-ID `call_id`
+    /// (its inbound leg's, which is the call's id, or an outbound
+    /// branch's); `false` if there is no such call.
+    pub async fn hang_up(&self, call_id: &str) -> bool {
+        let Some(route) = self.inner.dialogs.get(call_id) else {
+            return false;
+        };
+        route.events.send(CallEvent::Hangup).await.is_ok()
+    }
+
     /// Hangs up every call in progress (BYE once answered, 503 before).
     pub fn hang_up_all(&self) {
         self.inner.stop.cancel();
