@@ -158,6 +158,7 @@ pub fn router(
     let status_calls = calls.clone();
     let status_dialplan = Arc::clone(&dialplan);
     let hangup_calls = calls.clone();
+    let trace_calls = calls.clone();
     let listeners = Arc::new(listeners);
     Router::new()
         .route("/health", get(health))
@@ -184,6 +185,14 @@ pub fn router(
         .route(
             "/api/v1/calls/{id}",
             delete(move |id: Path<String>| hangup(hangup_calls.clone(), id.0)),
+        )
+        .route(
+            "/api/v1/calls/{id}/trace",
+            get(
+                move |id: Path<String>, query: axum::extract::Query<TraceQuery>| {
+                    trace(trace_calls.clone(), id.0, query.0)
+                },
+            ),
         )
         .route("/api/v1/bans", get(bans))
         .route("/api/v1/bans/{ip}", delete(unban))
@@ -251,6 +260,39 @@ async fn hangup(calls: chan_sip::ChanSip, id: String) -> Response {
             StatusCode::NOT_FOUND,
             format!("no call in progress with Call-ID {id:?}"),
         )
+    }
+}
+
+/// `GET /api/v1/calls/{id}/trace?full=true`.
+#[derive(Debug, serde::Deserialize)]
+pub struct TraceQuery {
+    /// `true`: each message's whole text too.
+    full: Option<String>,
+}
+
+/// The trace of a live or recent call, named by any leg's Call-ID.
+async fn trace(calls: chan_sip::ChanSip, id: String, query: TraceQuery) -> Response {
+    let full = match query.full.as_deref() {
+        None | Some("false" | "0") => false,
+        Some("true" | "1" | "") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("full={other:?}: expected true or false"),
+            );
+        }
+    };
+    match calls.traces().get(&id) {
+        Some(t) => {
+            let live = calls.registry().contains(t.id());
+            Json(chan_sip::trace_json(&t, live, full)).into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no trace of a call with Call-ID {id:?} (only the last admin.trace_calls calls are kept)"
+            ),
+        ),
     }
 }
 

@@ -312,6 +312,7 @@ mod tests {
             listen: None,
             token: None,
             metrics_public: false,
+            trace_calls: 0,
             hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
         };
         Guard::new("t0ken-t0ken-t0ken".into(), &admin, listen.parse().unwrap())

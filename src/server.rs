@@ -83,6 +83,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         )),
         media,
     );
+    endpoint.set_tap(calls.trace_tap());
     endpoint.set_service(Arc::new(
         sip_net::ServiceMux::new()
             .with(Arc::new(registrar.clone()))
@@ -323,6 +324,7 @@ fn chan_sip_config(config: &Config) -> chan_sip::ChanSipConfig {
         user_agent: config.sip.user_agent.clone(),
         t1: config.sip.t1,
         t2: config.sip.t2,
+        trace_calls: config.admin.trace_calls,
         ..chan_sip::ChanSipConfig::default()
     }
 }

@@ -415,3 +415,174 @@ fn completions_and_man_page() {
     assert!(out.stdout.contains(".SH"), "{}", out.stdout);
     assert!(out.stdout.contains("unregister"), "{}", out.stdout);
 }
+
+#[test]
+fn trace_shows_the_ladder_of_a_forked_answered_and_ended_call() {
+    let s = start();
+    let mut a = phone(&s, "1001");
+    let mut desk = phone(&s, "1002");
+    let mut mobile = phone(&s, "1002");
+    let call = a.call("1002").expect("INVITE");
+    let at_desk = desk.incoming(WAIT).expect("desk rings");
+    let at_mobile = mobile.incoming(WAIT).expect("mobile rings");
+    desk.reply(&at_desk.invite, &at_desk.tag, 180).unwrap();
+    mobile
+        .reply(&at_mobile.invite, &at_mobile.tag, 200)
+        .unwrap();
+    let (ok_, _) = a.final_response(WAIT).expect("200");
+    assert_eq!(ok_.status, 200);
+    let mut dialog = a.ack(&call, &ok_).unwrap();
+    mobile.request("ACK", WAIT).expect("ACK");
+    let cancel = desk.request("CANCEL", WAIT).expect("CANCEL");
+    desk.reply(&cancel, &at_desk.tag, 200).unwrap();
+    desk.reply(&at_desk.invite, &at_desk.tag, 487).unwrap();
+
+    // Live: found by the caller's Call-ID.
+    let id = ok_.call_id().expect("Call-ID").to_owned();
+    let live = json(&s, &["trace", &id]);
+    assert_eq!(live["live"], true, "{live}");
+
+    let bye = a
+        .request_in(&mut dialog, "BYE", None)
+        .expect("BYE answered");
+    assert_eq!(bye.status, 200);
+    let bye = mobile.request("BYE", WAIT).expect("the callee gets BYE");
+    mobile.reply(&bye, &at_mobile.tag, 200).unwrap();
+
+    // Ended: found by the answering branch's Call-ID as well.
+    let branch = at_mobile.invite.call_id().expect("Call-ID").to_owned();
+    let mut v = serde_json::Value::Null;
+    for _ in 0..100 {
+        v = json(&s, &["trace", &branch]);
+        if v["live"] == false {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(v["call_id"], id.as_str(), "{v}");
+    assert_eq!(v["live"], false, "{v}");
+    let events = v["events"].as_array().expect("events").clone();
+    // Each line of the ladder as "in/out first-line" or "step".
+    let ladder: Vec<String> = events
+        .iter()
+        .map(|e| match e["kind"].as_str() {
+            Some("sip") => format!(
+                "{} {}",
+                e["direction"].as_str().unwrap_or(""),
+                e["first_line"].as_str().unwrap_or("")
+            ),
+            _ => format!(
+                "{} {}",
+                e["location"].as_str().unwrap_or("-"),
+                e["step"].as_str().unwrap_or("")
+            ),
+        })
+        .collect();
+    let text = ladder.join("\n");
+    let at = |needle: &str| {
+        ladder
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("{needle:?} not in the ladder:\n{text}"))
+    };
+    let invite_in = at("in INVITE sip:1002@");
+    let trying = at("out SIP/2.0 100 Trying");
+    let dial = at("default.lua:21 call:dial(\"1002\", {timeout = ");
+    let dialled = at("- dialled 2 contacts");
+    let invite_out = at("out INVITE sip:1002@");
+    let answered = at("- answered by 1002 at udp:127.0.0.1:");
+    let ok_out = answered
+        + ladder[answered..]
+            .iter()
+            .position(|l| l.starts_with("out SIP/2.0 200"))
+            .expect("200 to the caller");
+    let cancel_out = at("out CANCEL ");
+    let bye_in = at("in BYE ");
+    let bye_out = at("out BYE ");
+    let ended = at("- call ended: answered");
+    assert!(
+        invite_in < trying
+            && trying < dial
+            && dial < dialled
+            && dialled < answered
+            && invite_out < answered
+            && answered < cancel_out
+            && answered < ok_out
+            && ok_out < bye_in
+            && bye_in < bye_out
+            && bye_in < ended,
+        "out of order:\n{text}"
+    );
+    // Two INVITEs went out (the fork), both answered or cancelled.
+    assert_eq!(
+        ladder
+            .iter()
+            .filter(|l| l.starts_with("out INVITE "))
+            .count(),
+        2,
+        "{text}"
+    );
+    // Key headers, and never credentials (the caller's INVITE carried them).
+    let first = &events[invite_in];
+    let headers: Vec<&str> = first["headers"]
+        .as_array()
+        .expect("headers")
+        .iter()
+        .filter_map(|h| h.as_str())
+        .collect();
+    assert!(
+        headers.iter().any(|h| h.starts_with("From:")),
+        "{headers:?}"
+    );
+    assert!(
+        headers.iter().any(|h| h.starts_with("CSeq:")),
+        "{headers:?}"
+    );
+    let full = json(&s, &["trace", &branch, "--full"]);
+    let all = full.to_string();
+    assert!(all.contains("Proxy-Authorization: [removed]"), "{all}");
+    assert!(
+        !all.contains("response=") && !all.contains("Digest username"),
+        "{all}"
+    );
+    assert!(!live.to_string().contains("Digest username"));
+
+    // The human ladder: times, arrows, the Lua line; fits no table, but
+    // says what happened in order.
+    let human = ok(&s, &["trace", &id]);
+    assert!(human.starts_with(&format!("call {id} (ended)")), "{human}");
+    assert!(human.contains("<- udp:127.0.0.1:"), "{human}");
+    assert!(
+        human.contains("default.lua:21 call:dial(\"1002\""),
+        "{human}"
+    );
+    assert!(human.contains("From: "), "{human}");
+    let full_text = ok(&s, &["trace", &id, "--full"]);
+    assert!(full_text.contains("m=audio"), "{full_text}");
+    assert!(!full_text.contains("Digest username"), "{full_text}");
+
+    let out = sb(&config_path(&s), &["trace", "no-such-call"]);
+    assert_eq!(out.code, Some(1));
+    assert!(out.stderr.contains("no trace of a call"), "{}", out.stderr);
+}
+
+#[test]
+fn admin_trace_calls_is_checked_with_its_line() {
+    let w = binary::Workdir::with_file(
+        "switchboard.toml",
+        "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\n\n[admin]\ntrace_calls = -1\n",
+    );
+    let out = w.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    assert!(
+        out.stderr.contains("switchboard.toml:5") && out.stderr.contains("admin.trace_calls"),
+        "{}",
+        out.stderr
+    );
+    w.write(
+        "switchboard.toml",
+        "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\n\n[admin]\ntrace_calls = 0\n",
+    );
+    let out = w.run(&["check"]);
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+}
