@@ -32,7 +32,7 @@ pub enum OpsError {
     )]
     NoToken,
     /// The generated token file could not be read.
-    #[error("admin token file {}: {source}; set admin.token in the config, or run this as the user the server runs as", path.display())]
+    #[error("admin token file {}: {source}; set admin.token in the config, or run this as the user the server runs as, from its working directory", path.display())]
     TokenFile {
         /// `admin.token` beside the storage.
         path: PathBuf,
@@ -444,14 +444,19 @@ fn status_text(v: &Value) -> String {
         num_of(v, "generation")
     ));
     let c = v.get("counts").cloned().unwrap_or(Value::Null);
-    out.push_str(&format!(
-        "{:<12}{} registrations, {} calls, {} banned sources, {} locked users\n",
-        "counts:",
-        num_of(&c, "registrations"),
-        num_of(&c, "calls"),
-        num_of(&c, "banned_sources"),
-        num_of(&c, "locked_users"),
-    ));
+    let counts: Vec<String> = [
+        ("registrations", "registration"),
+        ("calls", "call"),
+        ("banned_sources", "banned source"),
+        ("locked_users", "locked user"),
+    ]
+    .iter()
+    .map(|(key, noun)| {
+        let n = c.get(*key).and_then(Value::as_u64).unwrap_or(0);
+        format!("{n} {noun}{}", if n == 1 { "" } else { "s" })
+    })
+    .collect();
+    out.push_str(&format!("{:<12}{}\n", "counts:", counts.join(", ")));
     out
 }
 

@@ -83,7 +83,9 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         )),
         media,
     );
-    endpoint.set_tap(calls.trace_tap());
+    if config.admin.trace_calls > 0 {
+        endpoint.set_tap(calls.trace_tap());
+    }
     endpoint.set_service(Arc::new(
         sip_net::ServiceMux::new()
             .with(Arc::new(registrar.clone()))

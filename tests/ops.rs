@@ -171,7 +171,7 @@ fn status_registrations_and_unregister() {
     fits_80(&status);
     assert!(status.starts_with("switchboard "), "{status}");
     assert!(status.contains("generation 1"), "{status}");
-    assert!(status.contains("1 registrations"), "{status}");
+    assert!(status.contains("1 registration, 0 calls"), "{status}");
     let udp = format!("udp:{}", s.udp.expect("udp"));
     assert!(status.contains(&udp), "{status}");
     let v = json(&s, &["status"]);
@@ -252,6 +252,24 @@ fn hangup_ends_a_live_call_by_any_legs_call_id() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(cdrs[0]["hangup_cause"], "admin hangup", "{cdrs}");
+}
+
+#[test]
+fn hangup_of_a_ringing_call_refuses_the_caller_and_cancels_the_callee() {
+    let s = start();
+    let mut a = phone(&s, "1001");
+    let mut b = phone(&s, "1002");
+    let call = a.call("1002").expect("INVITE");
+    let incoming = b.incoming(WAIT).expect("callee rings");
+    b.reply(&incoming.invite, &incoming.tag, 180).unwrap();
+    assert_eq!(a.response(WAIT).expect("180").status, 180);
+    let id = call.call_id.clone();
+    assert_eq!(ok(&s, &["hangup", &id]).trim(), format!("hung up {id}"));
+    let (refusal, _) = a.final_response(WAIT).expect("a final answer");
+    assert_eq!(refusal.status, 480);
+    let cancel = b.request("CANCEL", WAIT).expect("the callee stops ringing");
+    b.reply(&cancel, &incoming.tag, 200).unwrap();
+    b.reply(&incoming.invite, &incoming.tag, 487).unwrap();
 }
 
 #[test]
