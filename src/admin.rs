@@ -1,7 +1,10 @@
 //! Admin HTTP API (axum): `GET /health`, `GET /metrics` (Prometheus text),
-//! `GET /api/v1/registrations` (JSON), `POST /api/v1/reload` (dialplan),
+//! `GET /api/v1/status`, `GET /api/v1/registrations` (JSON),
+//! `DELETE /api/v1/registrations/{aor}`, `GET /api/v1/calls`,
+//! `DELETE /api/v1/calls/{id}`, `GET /api/v1/calls/{id}/trace`,
+//! `GET /api/v1/cdrs?limit=N&since=TIME`, `POST /api/v1/reload` (dialplan),
 //! `GET /api/v1/bans`, `DELETE /api/v1/bans/{ip}` and
-//! `DELETE /api/v1/bans/user/{user}`, JSON 404 / 405 for the rest; every
+//! `DELETE /api/v1/bans/user/{user}`, JSON 400 / 404 / 405 for the rest; every
 //! request passes [`crate::admin_guard`] first (Host check, bearer token).
 
 use std::sync::Arc;
@@ -131,17 +134,32 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
     })
 }
 
+/// What `GET /api/v1/status` reports besides the counts: the listeners.
+#[derive(Debug, Clone, Default)]
+pub struct Listeners {
+    /// `udp:ADDR`, `tcp:ADDR` of the SIP endpoint.
+    pub sip: Vec<String>,
+    /// `http://ADDR` of this API.
+    pub admin: String,
+}
+
 /// The admin API's routes, behind `guard`; `dialplan` serves
 /// `POST /api/v1/reload`, `calls` `GET /api/v1/calls`, `cdrs`
-/// `GET /api/v1/cdrs`.
+/// `GET /api/v1/cdrs`, `listeners` part of `GET /api/v1/status`.
 pub fn router(
     state: AdminState,
     guard: crate::admin_guard::Guard,
     dialplan: Arc<dialplan::Runtime>,
     calls: chan_sip::ChanSip,
     cdrs: Arc<dyn storage::Storage>,
+    listeners: Listeners,
 ) -> Router {
     let registry = calls.registry();
+    let status_calls = calls.clone();
+    let status_dialplan = Arc::clone(&dialplan);
+    let hangup_calls = calls.clone();
+    let trace_calls = calls.clone();
+    let listeners = Arc::new(listeners);
     Router::new()
         .route("/health", get(health))
         .route("/metrics", {
@@ -151,7 +169,31 @@ pub fn router(
                 metrics_text(state)
             })
         })
+        .route(
+            "/api/v1/status",
+            get(move |state: State<AdminState>| {
+                status(
+                    state.0,
+                    status_calls.clone(),
+                    Arc::clone(&status_dialplan),
+                    Arc::clone(&listeners),
+                )
+            }),
+        )
         .route("/api/v1/registrations", get(registrations))
+        .route("/api/v1/registrations/{aor}", delete(unregister))
+        .route(
+            "/api/v1/calls/{id}",
+            delete(move |id: Path<String>| hangup(hangup_calls.clone(), id.0)),
+        )
+        .route(
+            "/api/v1/calls/{id}/trace",
+            get(
+                move |id: Path<String>, query: axum::extract::Query<TraceQuery>| {
+                    trace(trace_calls.clone(), id.0, query.0)
+                },
+            ),
+        )
         .route("/api/v1/bans", get(bans))
         .route("/api/v1/bans/{ip}", delete(unban))
         .route("/api/v1/bans/user/{user}", delete(unlock))
@@ -177,6 +219,100 @@ pub fn router(
             crate::admin_guard::check,
         ))
         .with_state(state)
+}
+
+/// Version, uptime, listeners, the dialplan generation and counts.
+async fn status(
+    state: AdminState,
+    calls: chan_sip::ChanSip,
+    dialplan: Arc<dialplan::Runtime>,
+    listeners: Arc<Listeners>,
+) -> Response {
+    let registrar = state.registrar.clone();
+    let registrations = match tokio::task::spawn_blocking(move || registrar.registrations()).await {
+        Ok(Ok(list)) => list.len(),
+        Ok(Err(e)) => return server_error(e.to_string()),
+        Err(_) => return server_error("reading registrations failed".to_owned()),
+    };
+    let bans = state.registrar.bans();
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": state.started.elapsed().as_secs(),
+        "listeners": { "sip": listeners.sip, "admin": listeners.admin },
+        "generation": dialplan.generation().number,
+        "counts": {
+            "registrations": registrations,
+            "calls": calls.active_calls(),
+            "banned_sources": bans.sources.len(),
+            "locked_users": bans.users.len(),
+            "rtp_port_pairs": calls.rtp_pairs_in_use(),
+        },
+    }))
+    .into_response()
+}
+
+/// Hangs up a live call, named by the Call-ID of any of its legs.
+async fn hangup(calls: chan_sip::ChanSip, id: String) -> Response {
+    if calls.hang_up(&id).await {
+        Json(json!({ "hung_up": id })).into_response()
+    } else {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("no call in progress with Call-ID {id:?}"),
+        )
+    }
+}
+
+/// `GET /api/v1/calls/{id}/trace?full=true`.
+#[derive(Debug, serde::Deserialize)]
+pub struct TraceQuery {
+    /// `true`: each message's whole text too.
+    full: Option<String>,
+}
+
+/// The trace of a live or recent call, named by any leg's Call-ID.
+async fn trace(calls: chan_sip::ChanSip, id: String, query: TraceQuery) -> Response {
+    let full = match query.full.as_deref() {
+        None | Some("false" | "0") => false,
+        Some("true" | "1" | "") => true,
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("full={other:?}: expected true or false"),
+            );
+        }
+    };
+    match calls.traces().get(&id) {
+        Some(t) => {
+            let live = calls.registry().contains(t.id());
+            Json(chan_sip::trace_json(&t, live, full)).into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no trace of a call with Call-ID {id:?} (only the last admin.trace_calls calls are kept)"
+            ),
+        ),
+    }
+}
+
+/// Removes every binding of an extension or AOR.
+async fn unregister(State(state): State<AdminState>, Path(aor): Path<String>) -> Response {
+    match state.registrar.unregister(&aor).await {
+        Ok(0) => error(
+            StatusCode::NOT_FOUND,
+            format!("{} has no registrations", state.registrar.aor_of(&aor)),
+        ),
+        Ok(n) => Json(json!({ "aor": state.registrar.aor_of(&aor), "removed": n })).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "DELETE /api/v1/registrations: storage failed");
+            server_error(e)
+        }
+    }
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
 }
 
 /// Every banned source and locked user.
@@ -250,17 +386,66 @@ async fn registrations(State(state): State<AdminState>) -> Response {
     }
 }
 
-/// `GET /api/v1/cdrs?limit=N`.
+/// `GET /api/v1/cdrs?limit=N&since=TIME`, checked by hand so that a bad
+/// value gets a JSON 400 like every other error.
 #[derive(Debug, serde::Deserialize)]
 pub struct CdrQuery {
     /// How many records, newest first (default 100, at most 10,000).
-    limit: Option<usize>,
+    limit: Option<String>,
+    /// Only calls started at or after this: RFC 3339, Unix ms, or a
+    /// duration ago (`10m`).
+    since: Option<String>,
+}
+
+/// Most CDRs one request returns.
+const MAX_CDRS: usize = 10_000;
+
+/// `since`: Unix milliseconds, an RFC 3339 time, or a duration before `now_ms`.
+pub fn parse_since(text: &str, now_ms: u64) -> Result<u64, String> {
+    let text = text.trim();
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().map_err(|_| format!("since={text}: too large"));
+    }
+    if let Ok(at) = humantime::parse_rfc3339_weak(text) {
+        return at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .map_err(|_| format!("since={text}: before 1970"));
+    }
+    if let Ok(ago) = humantime::parse_duration(text) {
+        let ago = u64::try_from(ago.as_millis()).unwrap_or(u64::MAX);
+        return Ok(now_ms.saturating_sub(ago));
+    }
+    Err(format!(
+        "since={text:?}: expected an RFC 3339 time (2026-12-24T18:30:00Z), Unix milliseconds, or a duration ago (10m, 2h)"
+    ))
 }
 
 /// The most recent CDRs, newest first.
 async fn recent_cdrs(store: Arc<dyn storage::Storage>, query: CdrQuery) -> Response {
-    let limit = query.limit.unwrap_or(100).min(10_000);
-    match tokio::task::spawn_blocking(move || store.recent_cdrs(limit)).await {
+    let limit = match query.limit.as_deref() {
+        None => 100,
+        Some(text) => match text.trim().parse::<usize>() {
+            Ok(n) => n.min(MAX_CDRS),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("limit={text:?}: expected a whole number of records (0 to {MAX_CDRS})"),
+                );
+            }
+        },
+    };
+    let since = match query.since.as_deref() {
+        None => None,
+        Some(text) => match parse_since(text, pbx::unix_ms()) {
+            Ok(ms) => Some(ms),
+            Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        },
+    };
+    // With `since`, the newest MAX_CDRS are filtered (records are kept
+    // newest first, so those since a time are a prefix of them).
+    let fetch = if since.is_some() { MAX_CDRS } else { limit };
+    match tokio::task::spawn_blocking(move || store.recent_cdrs(fetch)).await {
         Ok(Ok(list)) => {
             let records: Vec<serde_json::Value> = list
                 .into_iter()
@@ -271,6 +456,14 @@ async fn recent_cdrs(store: Arc<dyn storage::Storage>, query: CdrQuery) -> Respo
                     }
                     record
                 })
+                .filter(|r| {
+                    since.is_none_or(|since| {
+                        r.get("start_ms")
+                            .and_then(serde_json::Value::as_u64)
+                            .is_some_and(|start| start >= since)
+                    })
+                })
+                .take(limit)
                 .collect();
             Json(records).into_response()
         }
@@ -304,4 +497,17 @@ async fn method_not_allowed() -> Response {
         Json(json!({ "error": "method not allowed" })),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_ms_rfc3339_and_durations() {
+        assert_eq!(parse_since("1234", 0), Ok(1234));
+        assert_eq!(parse_since("1970-01-01T00:00:02Z", 0), Ok(2000));
+        assert_eq!(parse_since("10s", 60_000), Ok(50_000));
+        assert!(parse_since("yesterday-ish", 0).is_err());
+    }
 }

@@ -61,12 +61,9 @@ impl AdminToken {
                 origin: TokenOrigin::Config,
             });
         }
-        let path = match storage {
-            StorageConfig::Redb { path } => path
-                .parent()
-                .unwrap_or_else(|| Path::new(""))
-                .join(TOKEN_FILE),
-            StorageConfig::Memory => {
+        let path = match token_file(storage) {
+            Some(path) => path,
+            None => {
                 return Ok(AdminToken {
                     token: generate(),
                     origin: TokenOrigin::Memory,
@@ -116,13 +113,27 @@ impl AdminToken {
     }
 }
 
+/// Where a generated token is kept: beside the storage file (`None` for
+/// in-memory storage, whose token is only in the log).
+pub fn token_file(storage: &StorageConfig) -> Option<PathBuf> {
+    match storage {
+        StorageConfig::Redb { path } => Some(
+            path.parent()
+                .unwrap_or_else(|| Path::new(""))
+                .join(TOKEN_FILE),
+        ),
+        StorageConfig::Memory => None,
+    }
+}
+
 /// 32 random bytes in hex.
 fn generate() -> String {
     let bytes: [u8; 32] = rand::random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn read_token(path: &Path) -> io::Result<String> {
+/// The token in `path` (trimmed; an empty file is an error).
+pub fn read_token(path: &Path) -> io::Result<String> {
     let mut text = String::new();
     std::fs::File::open(path)?.read_to_string(&mut text)?;
     let token = text.trim();
@@ -301,6 +312,7 @@ mod tests {
             listen: None,
             token: None,
             metrics_public: false,
+            trace_calls: 0,
             hosts: hosts.iter().map(|h| (*h).to_owned()).collect(),
         };
         Guard::new("t0ken-t0ken-t0ken".into(), &admin, listen.parse().unwrap())

@@ -160,6 +160,10 @@ fn action(e: pbx::ActionError, name: &'static str) -> ActionError {
 }
 
 impl CallApi for LuaCall {
+    fn step(&self, location: Option<String>, text: String) {
+        self.handle.step(location, text);
+    }
+
     async fn ring(&self) -> Result<(), ActionError> {
         self.handle.ring().await.map_err(|e| action(e, "ring"))
     }

@@ -74,6 +74,12 @@ pub enum Error {
     /// The Lua dialplan could not start (bad file, missing directory).
     #[error("dialplan: {0}")]
     Dialplan(#[from] crate::dialplan::DialplanError),
+    /// An operator subcommand failed (no server, an error answer).
+    #[error(transparent)]
+    Ops(#[from] crate::ops::OpsError),
+    /// Writing the output failed.
+    #[error("cannot write the output: {0}")]
+    Output(io::Error),
     /// A server task ended before shutdown was asked for (a bug: please report it).
     #[error("{0} stopped unexpectedly; this is a bug, please report it with the log above")]
     Stopped(&'static str),

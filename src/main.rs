@@ -14,9 +14,11 @@ mod config;
 mod dialplan;
 mod error;
 mod logging;
+mod ops;
 mod server;
 mod shutdown;
 mod store;
+mod trace;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -38,6 +40,12 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&source),
         Command::Run => run(&source, started),
+        Command::Completions { shell } => {
+            cli::completions(shell);
+            Ok(())
+        }
+        Command::Manpage => cli::manpage().map_err(Error::Output),
+        command => operate(&command, &source, cli.json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -71,6 +79,14 @@ fn check(source: &ConfigSource) -> Result<(), Error> {
             Err(Error::Check(last))
         }
     }
+}
+
+/// An operator subcommand: the config (its warnings unprinted) names
+/// the server; the answer comes from its admin API.
+fn operate(command: &Command, source: &ConfigSource, json: bool) -> Result<(), Error> {
+    let config = Config::load(source)?;
+    ops::run(command, &config, json)?;
+    Ok(())
 }
 
 /// `switchboard run`: load the configuration, start logging and the runtime, serve.

@@ -83,6 +83,9 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         )),
         media,
     );
+    if config.admin.trace_calls > 0 {
+        endpoint.set_tap(calls.trace_tap());
+    }
     endpoint.set_service(Arc::new(
         sip_net::ServiceMux::new()
             .with(Arc::new(registrar.clone()))
@@ -133,6 +136,10 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
                 Arc::clone(dialplan.runtime()),
                 calls.clone(),
                 storage.clone(),
+                admin::Listeners {
+                    sip: local.iter().map(|(t, a)| format!("{t}:{a}")).collect(),
+                    admin: format!("http://{addr}"),
+                },
             );
             let stop = shutdown.clone().cancelled_owned();
             tokio::spawn(async move {
@@ -319,6 +326,7 @@ fn chan_sip_config(config: &Config) -> chan_sip::ChanSipConfig {
         user_agent: config.sip.user_agent.clone(),
         t1: config.sip.t1,
         t2: config.sip.t2,
+        trace_calls: config.admin.trace_calls,
         ..chan_sip::ChanSipConfig::default()
     }
 }

@@ -197,10 +197,18 @@ pub struct AdminConfig {
     pub token: Option<String>,
     /// `metrics_public`: serve `/metrics` without the token (default false).
     pub metrics_public: bool,
+    /// `trace_calls`: how many recent calls keep their trace for
+    /// `GET /api/v1/calls/{id}/trace` (default 100; 0 turns traces off).
+    pub trace_calls: usize,
     /// `hosts`: more names the `Host` header may carry (`name` or
     /// `name:port`), besides the listen address (and `localhost` on loopback).
     pub hosts: Vec<String>,
 }
+
+/// Default of `admin.trace_calls`.
+pub const DEFAULT_TRACE_CALLS: usize = 100;
+/// Most `admin.trace_calls` (each keeps up to `pbx::MAX_EVENTS` messages).
+pub const MAX_TRACE_CALLS: usize = 10_000;
 
 /// Shortest `admin.token` accepted.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 16;
@@ -442,6 +450,7 @@ struct RawAdmin {
     token: Option<Spanned<String>>,
     metrics_public: Option<bool>,
     hosts: Option<Vec<Spanned<String>>>,
+    trace_calls: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -692,11 +701,27 @@ impl Checker<'_> {
             }
             hosts.push(host.to_ascii_lowercase());
         }
+        let trace_calls = match &raw.trace_calls {
+            None => DEFAULT_TRACE_CALLS,
+            Some(v) => match usize::try_from(*v.get_ref()) {
+                Ok(n) if n <= MAX_TRACE_CALLS => n,
+                _ => {
+                    return Err(self.error(
+                        v.span(),
+                        format!(
+                            "admin.trace_calls: {} is not a number of calls from 0 (no traces) to {MAX_TRACE_CALLS}",
+                            v.get_ref()
+                        ),
+                    ));
+                }
+            },
+        };
         Ok(AdminConfig {
             listen: raw.enabled.unwrap_or(true).then_some(listen),
             token,
             metrics_public: raw.metrics_public.unwrap_or(false),
             hosts,
+            trace_calls,
         })
     }
 

@@ -99,6 +99,8 @@ pub enum CallEvent {
         /// What happened.
         event: InviteEvent,
     },
+    /// The admin API hangs the call up (`DELETE /api/v1/calls/{id}`).
+    Hangup,
     /// A re-INVITE passed across the bridge has its final answer
     /// (`None`: none came).
     ReInviteAnswered {
@@ -137,6 +139,16 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
             return;
         }
     };
+    // Traced from here: the INVITE (the tap saw it before the call was
+    // known), then everything the endpoint sends and receives for it.
+    let trace = inner.traces.start(&call_id);
+    if let Some(t) = &trace {
+        t.record(pbx::TraceWhat::Message {
+            inbound: true,
+            peer: format!("{}:{}", incoming.transport, incoming.source),
+            bytes: request.to_bytes(),
+        });
+    }
     // Authenticated: now the caller hears that we are working on it (not
     // before, so a spoofed INVITE gets the 407 alone).
     tx.trying();
@@ -199,6 +211,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         .map_or_else(|| "default".to_owned(), |e| e.context.clone());
     let details = details(&incoming, &call_id, &caller, &context);
     let (handle, commands) = CallHandle::new();
+    let handle = handle.with_trace(trace.clone());
     let contact = our_contact(&inner, incoming.transport, incoming.source);
     let now = pbx::unix_ms();
     let call = Call {
@@ -208,6 +221,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         events,
         commands,
         ended: handle.ended_token(),
+        trace,
         a: Inbound {
             cancel: tx.cancel_token(),
             tx,
@@ -367,6 +381,8 @@ struct Call {
     events: mpsc::Receiver<CallEvent>,
     commands: mpsc::Receiver<Command>,
     ended: CancellationToken,
+    /// This call's trace, if traces are kept.
+    trace: Option<Arc<pbx::CallTrace>>,
     a: Inbound,
     branches: HashMap<u32, Branch>,
     next_branch: u32,
@@ -691,6 +707,20 @@ impl Call {
                 codes.push(503);
             }
         }
+        self.note(|| {
+            let to: Vec<String> = started
+                .iter()
+                .filter_map(|id| self.branches.get(id))
+                .map(|b| format!("{} at {}:{}", b.dest.label, b.dest.transport, b.dest.addr))
+                .collect();
+            format!(
+                "dialled {} contact{}{}{}",
+                to.len(),
+                if to.len() == 1 { "" } else { "s" },
+                if to.is_empty() { "" } else { ": " },
+                to.join(", ")
+            )
+        });
         if started.is_empty() {
             let code = codes.iter().copied().min().unwrap_or(480);
             let _ = done.send(Ok(DialOutcome {
@@ -832,6 +862,9 @@ impl Call {
         ) {
             return None;
         }
+        if let Some(t) = &self.trace {
+            self.inner.traces.add_leg(t, &call_id);
+        }
         let ctx = match self
             .inner
             .endpoint
@@ -879,6 +912,7 @@ impl Call {
             CallEvent::ReInviteAnswered { from, tx, response } => {
                 self.on_reinvite_answered(from, *tx, response).await;
             }
+            CallEvent::Hangup => self.on_admin_hangup(),
         }
     }
 
@@ -1003,6 +1037,7 @@ impl Call {
             return;
         }
         let label = branch.dest.label.clone();
+        let answered_at = format!("{}:{}", branch.dest.transport, branch.dest.addr);
         let stream = match self.media.callee_answer(&response.body) {
             Ok(stream) => stream,
             Err(failure) => {
@@ -1026,6 +1061,7 @@ impl Call {
                 let _ = cancel.send(());
             }
         }
+        self.note(|| format!("answered by {label} at {answered_at}"));
         self.cdr.callee = Some(label);
         self.bridge = Some(Bridge {
             branch: id,
@@ -1132,6 +1168,39 @@ impl Call {
             }));
         }
         self.finish(Disposition::Cancelled, 487, "cancel");
+    }
+
+    /// Notes in the trace what the call made of a dialplan step.
+    fn note(&self, text: impl FnOnce() -> String) {
+        if let Some(t) = &self.trace {
+            t.step(None, text());
+        }
+    }
+
+    /// The admin API ends the call whatever its state: BYE to each party
+    /// that answered, 480 to a caller still waiting, CANCEL to ringing
+    /// branches (in `finish`).
+    fn on_admin_hangup(&mut self) {
+        if self.finished {
+            return;
+        }
+        tracing::info!(call_id = %self.id, "call hung up by the admin API");
+        if let Some(b) = &mut self.bridge {
+            b.leg.bye();
+        }
+        if self.a.leg.state == LegState::Up {
+            self.a.leg.bye();
+            self.finish(Disposition::Answered, 200, "admin hangup");
+        } else {
+            let r = self.a.tx.response_with_warning(
+                480,
+                &self.inner.config.domain,
+                "hung up by the administrator",
+            );
+            self.a.tx.respond(r);
+            self.a.leg.state = LegState::Ended;
+            self.finish(Disposition::Failed, 480, "admin hangup");
+        }
     }
 
     /// The server is stopping: end the call whatever its state.
@@ -1340,6 +1409,7 @@ impl Call {
     }
 
     fn end_dial(&mut self, outcome: DialOutcome) {
+        self.note(|| format!("dial ended: {:?} ({})", outcome.status, outcome.code));
         if let Some(dialing) = self.dialing.take() {
             let _ = dialing.done.send(Ok(outcome));
         }
@@ -1376,6 +1446,7 @@ impl Call {
                 code: 200,
             }));
         }
+        self.note(|| format!("call ended: {} {code} ({cause})", disposition.as_str()));
         self.cdr.disposition = disposition;
         self.cdr.code = code;
         self.cdr.hangup_cause = cause.to_owned();
@@ -1410,6 +1481,9 @@ impl Call {
             inner.dialogs.remove(&branch.call_id);
         }
         inner.registry.remove(&self.id);
+        if let Some(t) = &self.trace {
+            t.end();
+        }
         let active = inner
             .active
             .fetch_sub(1, Ordering::Relaxed)

@@ -17,6 +17,7 @@ mod dialog;
 mod leg;
 mod relay;
 mod target;
+mod trace;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -35,6 +36,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use anchor::MediaConfig;
 pub use call::CallEvent;
+pub use trace::{TraceTap, trace_json};
 
 /// What the channel needs to know of one extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +62,8 @@ pub struct ChanSipConfig {
     pub t1: Duration,
     /// T2.
     pub t2: Duration,
+    /// How many recent calls keep their trace (0: none).
+    pub trace_calls: usize,
 }
 
 impl Default for ChanSipConfig {
@@ -71,6 +75,7 @@ impl Default for ChanSipConfig {
             max_calls: 10_000,
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
+            trace_calls: 100,
         }
     }
 }
@@ -98,6 +103,8 @@ pub(crate) struct Inner {
     pub stop: tokio_util::sync::CancellationToken,
     /// Media anchoring: ports, codecs, addresses.
     pub media: Arc<MediaConfig>,
+    /// The traces of recent calls.
+    pub traces: Arc<pbx::Traces>,
 }
 
 impl ChanSip {
@@ -120,8 +127,10 @@ impl ChanSip {
         router: Arc<dyn Router>,
         media: MediaConfig,
     ) -> ChanSip {
+        let traces = Arc::new(pbx::Traces::new(config.trace_calls));
         ChanSip {
             inner: Arc::new(Inner {
+                traces,
                 config,
                 endpoint,
                 registrar,
@@ -144,6 +153,16 @@ impl ChanSip {
         self.inner.registry.clone()
     }
 
+    /// The traces of recent calls, by any leg's Call-ID.
+    pub fn traces(&self) -> Arc<pbx::Traces> {
+        self.inner.traces.clone()
+    }
+
+    /// What the endpoint shows every message to, for the traces.
+    pub fn trace_tap(&self) -> Arc<dyn sip_net::Tap> {
+        Arc::new(TraceTap::new(self.inner.traces.clone()))
+    }
+
     /// Number of calls in progress.
     pub fn active_calls(&self) -> usize {
         self.inner.active.load(Ordering::Relaxed)
@@ -158,6 +177,16 @@ impl ChanSip {
     /// Resolves once the CDRs of every call that has ended are stored.
     pub async fn flush_cdrs(&self) {
         self.inner.cdrs.flush().await;
+    }
+
+    /// Hangs up the call one of whose dialogs has the Call-ID `call_id`
+    /// (its inbound leg's, which is the call's id, or an outbound
+    /// branch's); `false` if there is no such call.
+    pub async fn hang_up(&self, call_id: &str) -> bool {
+        let Some(route) = self.inner.dialogs.get(call_id) else {
+            return false;
+        };
+        route.events.send(CallEvent::Hangup).await.is_ok()
     }
 
     /// Hangs up every call in progress (BYE once answered, 503 before).

@@ -258,4 +258,10 @@ pub trait CallApi: Send + Sync + 'static {
     /// Sends the caller's audio back to it until the call ends. However it
     /// returns, the call is over for the dialplan.
     fn echo(&self) -> impl Future<Output = Result<(), ActionError>> + Send;
+    /// A call action is about to run: `location` is the script's
+    /// `file:line` (if known), `text` the action as written
+    /// (`call:dial("1002")`); for the call's trace. Does nothing by default.
+    fn step(&self, location: Option<String>, text: String) {
+        let _ = (location, text);
+    }
 }

@@ -180,6 +180,32 @@ struct Action<A> {
 }
 
 impl<A: CallApi> CallObject<A> {
+    /// Tells the call (its trace) that `call:NAME(ARGS)` is about to run,
+    /// with the calling script's `file:line`.
+    fn step(&self, lua: &Lua, name: &str, args: &[&Value]) {
+        // The first script frame up the stack: an async method runs
+        // under mlua's own polling function.
+        let location = (1..8)
+            .map_while(|level| {
+                lua.inspect_stack(level, |d| {
+                    let source = d.source();
+                    let file = source.short_src.map(|s| s.into_owned());
+                    (file, d.current_line(), source.what)
+                })
+            })
+            .find_map(|(file, line, what)| {
+                let file = file.filter(|f| what != "C" && !f.starts_with("__mlua"))?;
+                Some(format!("{file}:{}", line?))
+            });
+        let args: Vec<String> = args
+            .iter()
+            .filter(|v| !v.is_nil())
+            .map(|v| repr(v, 2))
+            .collect();
+        self.api
+            .step(location, format!("call:{name}({})", args.join(", ")));
+    }
+
     /// Checks the call is not over and takes what the action needs.
     fn begin(&self) -> mlua::Result<Action<A>> {
         let progress = lock(&self.progress);
@@ -425,6 +451,38 @@ fn check_header(name: &str, value: &str) -> mlua::Result<()> {
     Ok(())
 }
 
+/// A short Lua-like rendering of an action's argument for traces:
+/// strings quoted, tables to `depth` levels, at most 80 characters.
+fn repr(value: &Value, depth: usize) -> String {
+    let mut out = match value {
+        Value::String(s) => format!("{:?}", s.to_string_lossy()),
+        Value::Integer(i) => i.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Boolean(b) => b.to_string(),
+        Value::Nil => "nil".to_owned(),
+        Value::Table(t) if depth > 0 => {
+            let mut parts = Vec::new();
+            for pair in t.clone().pairs::<Value, Value>().take(8) {
+                let Ok((k, v)) = pair else { break };
+                match k {
+                    Value::Integer(_) => parts.push(repr(&v, depth - 1)),
+                    Value::String(k) => {
+                        parts.push(format!("{} = {}", k.to_string_lossy(), repr(&v, depth - 1)))
+                    }
+                    _ => {}
+                }
+            }
+            format!("{{{}}}", parts.join(", "))
+        }
+        Value::Table(_) => "{…}".to_owned(),
+        other => other.type_name().to_owned(),
+    };
+    if out.chars().count() > 80 {
+        out = out.chars().take(79).collect::<String>() + "…";
+    }
+    out
+}
+
 fn dial_table(lua: &Lua, result: &DialResult) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.raw_set("status", result.status.as_str())?;
@@ -468,7 +526,8 @@ impl<A: CallApi> UserData for CallObject<A> {
             handlers.push(handler);
             Ok(())
         });
-        methods.add_async_method("redirect", |_, this, uri: Value| {
+        methods.add_async_method("redirect", |lua, this, uri: Value| {
+            this.step(&lua, "redirect", &[&uri]);
             let started = redirect_arg(&uri).and_then(|uri| Ok((this.begin()?, uri)));
             async move {
                 let (action, uri) = started?;
@@ -481,7 +540,8 @@ impl<A: CallApi> UserData for CallObject<A> {
                 action.finish(result, |p, _| p.ended = Some(Ended::Redirected(uri)))
             }
         });
-        methods.add_async_method("ring", |_, this, ()| {
+        methods.add_async_method("ring", |lua, this, ()| {
+            this.step(&lua, "ring", &[]);
             let action = this.begin();
             async move {
                 let action = action?;
@@ -491,7 +551,8 @@ impl<A: CallApi> UserData for CallObject<A> {
                 action.finish(result, |_, _| {})
             }
         });
-        methods.add_async_method("answer", |_, this, ()| {
+        methods.add_async_method("answer", |lua, this, ()| {
+            this.step(&lua, "answer", &[]);
             let action = this.begin();
             async move {
                 let action = action?;
@@ -501,7 +562,8 @@ impl<A: CallApi> UserData for CallObject<A> {
                 action.finish(result, |p, _| p.answered = true)
             }
         });
-        methods.add_async_method("reject", |_, this, (code, reason): (Value, Value)| {
+        methods.add_async_method("reject", |lua, this, (code, reason): (Value, Value)| {
+            this.step(&lua, "reject", &[&code, &reason]);
             let started = reject_args(&code, &reason).and_then(|args| Ok((this.begin()?, args)));
             async move {
                 let (action, (code, reason)) = started?;
@@ -514,7 +576,8 @@ impl<A: CallApi> UserData for CallObject<A> {
                 action.finish(result, |p, _| p.ended = Some(Ended::Rejected(code)))
             }
         });
-        methods.add_async_method("hangup", |_, this, ()| {
+        methods.add_async_method("hangup", |lua, this, ()| {
+            this.step(&lua, "hangup", &[]);
             let action = this.begin();
             async move {
                 let action = action?;
@@ -524,7 +587,8 @@ impl<A: CallApi> UserData for CallObject<A> {
                 action.finish(result, |p, _| p.ended = Some(Ended::HungUp))
             }
         });
-        methods.add_async_method("sleep", |_, this, secs: Value| {
+        methods.add_async_method("sleep", |lua, this, secs: Value| {
+            this.step(&lua, "sleep", &[&secs]);
             let started = sleep_arg(&secs).and_then(|d| Ok((this.begin()?, d)));
             async move {
                 let (action, duration) = started?;
@@ -535,6 +599,7 @@ impl<A: CallApi> UserData for CallObject<A> {
             }
         });
         methods.add_async_method("dial", |lua, this, (targets, opts): (Value, Value)| {
+            this.step(&lua, "dial", &[&targets, &opts]);
             let started = dial_args(&targets, &opts).and_then(|args| Ok((this.begin()?, args)));
             async move {
                 let (action, (targets, opts)) = started?;
@@ -550,7 +615,8 @@ impl<A: CallApi> UserData for CallObject<A> {
                 dial_table(&lua, &result)
             }
         });
-        methods.add_async_method("play", |_, this, file: Value| {
+        methods.add_async_method("play", |lua, this, file: Value| {
+            this.step(&lua, "play", &[&file]);
             let started = file_arg("play", "sounds", &file).and_then(|f| Ok((this.begin()?, f)));
             async move {
                 let (action, file) = started?;
@@ -561,6 +627,7 @@ impl<A: CallApi> UserData for CallObject<A> {
             }
         });
         methods.add_async_method("record", |lua, this, (file, opts): (Value, Value)| {
+            this.step(&lua, "record", &[&file, &opts]);
             let started = record_args(&file, &opts).and_then(|args| Ok((this.begin()?, args)));
             async move {
                 let (action, (file, opts)) = started?;
@@ -575,7 +642,8 @@ impl<A: CallApi> UserData for CallObject<A> {
                 record_table(&lua, &result)
             }
         });
-        methods.add_async_method("read_digits", |_, this, opts: Value| {
+        methods.add_async_method("read_digits", |lua, this, opts: Value| {
+            this.step(&lua, "read_digits", &[&opts]);
             let started = digit_args(&opts).and_then(|opts| Ok((this.begin()?, opts)));
             async move {
                 let (action, opts) = started?;
@@ -588,7 +656,8 @@ impl<A: CallApi> UserData for CallObject<A> {
                 action.finish(result, |_, _| {})
             }
         });
-        methods.add_async_method("echo", |_, this, ()| {
+        methods.add_async_method("echo", |lua, this, ()| {
+            this.step(&lua, "echo", &[]);
             let action = this.begin();
             async move {
                 let action = action?;

@@ -127,6 +127,7 @@ pub enum Command {
 pub struct CallHandle {
     commands: mpsc::Sender<Command>,
     ended: CancellationToken,
+    trace: Option<Arc<crate::CallTrace>>,
 }
 
 impl CallHandle {
@@ -140,9 +141,23 @@ impl CallHandle {
             CallHandle {
                 commands,
                 ended: CancellationToken::new(),
+                trace: None,
             },
             rx,
         )
+    }
+
+    /// The handle, recording the route's steps into `trace`.
+    pub fn with_trace(mut self, trace: Option<Arc<crate::CallTrace>>) -> CallHandle {
+        self.trace = trace;
+        self
+    }
+
+    /// Records a dialplan step in the call's trace (if it is traced).
+    pub fn step(&self, location: Option<String>, text: String) {
+        if let Some(trace) = &self.trace {
+            trace.step(location, text);
+        }
     }
 
     /// The token the call's task cancels when the call is over.

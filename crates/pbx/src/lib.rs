@@ -12,6 +12,7 @@ mod cdr;
 mod handle;
 mod leg;
 mod registry;
+mod trace;
 
 pub use cdr::{Cdr, Disposition, unix_ms};
 pub use handle::{
@@ -20,3 +21,4 @@ pub use handle::{
 };
 pub use leg::{Leg, LegState};
 pub use registry::{CallSnapshot, CallState, LegSnapshot, Registry};
+pub use trace::{CallTrace, MAX_EVENTS, TraceEvent, TraceWhat, Traces};

@@ -638,6 +638,52 @@ impl Registrar {
         lifted
     }
 
+    /// The AOR `ext` names: `ext` itself if it is a `sip:` URI, else
+    /// `sip:EXT@DOMAIN`.
+    pub fn aor_of(&self, ext: &str) -> String {
+        if ext.starts_with("sip:") || ext.starts_with("sips:") {
+            ext.to_owned()
+        } else {
+            format!("sip:{ext}@{}", self.inner.config.domain)
+        }
+    }
+
+    /// Removes every binding of `ext` (an extension or AOR), taking the
+    /// AOR's turn like a REGISTER does; returns how many there were (for
+    /// `DELETE /api/v1/registrations/{aor}`). The phones register again at
+    /// their next refresh.
+    pub async fn unregister(&self, ext: &str) -> Result<usize, String> {
+        let aor = self.aor_of(ext);
+        let shard = (self.inner.hasher.hash_one(&aor) as usize) % AOR_LOCKS;
+        let Some(lock) = self.inner.aor_locks.get(shard) else {
+            return Err("registrar lock missing".to_owned());
+        };
+        let _turn = lock.lock().await;
+        let store = self.inner.store.clone();
+        let listed = {
+            let (store, aor) = (store.clone(), aor.clone());
+            tokio::task::spawn_blocking(move || store.list(&aor))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?
+        };
+        let now = now_ms();
+        let live = listed.iter().filter(|b| !b.is_expired(now)).count();
+        if listed.is_empty() {
+            return Ok(0);
+        }
+        if store.blocks() {
+            self.inner.committer.commit(aor.clone(), Vec::new()).await?;
+        } else {
+            store
+                .replace_aor(&aor, &[])
+                .map(drop)
+                .map_err(|e| e.to_string())?;
+        }
+        tracing::info!(%aor, contacts = live, "registrations removed by the admin API");
+        Ok(live)
+    }
+
     /// Lifts the lock of `user`; `true` if it was locked.
     pub fn unlock(&self, user: &str) -> bool {
         let lifted = self

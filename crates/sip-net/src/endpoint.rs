@@ -106,6 +106,12 @@ impl Endpoint {
         let _ = self.core.service.set(service);
     }
 
+    /// Shows every message received (once admitted) and sent
+    /// (retransmissions included) to `tap`; set it before `run`.
+    pub fn set_tap(&mut self, tap: Arc<dyn crate::Tap>) {
+        let _ = self.core.tap.set(tap);
+    }
+
     /// A handle for sending requests from this endpoint (qualify pings,
     /// later calls); usable before and while the endpoint runs.
     pub fn handle(&self) -> EndpointHandle {
@@ -201,6 +207,8 @@ pub(crate) struct Core {
     /// Set once: by `set_service`, or to the default when `run` starts.
     caps: OnceLock<Capabilities>,
     service: OnceLock<Arc<dyn Service>>,
+    /// Sees every message received and sent (call traces), if set.
+    tap: OnceLock<Arc<dyn crate::Tap>>,
     /// A UDP socket per address family, for requests we send.
     udp_v4: Option<Arc<UdpSocket>>,
     udp_v6: Option<Arc<UdpSocket>>,
@@ -250,6 +258,7 @@ impl Core {
         Core {
             caps: OnceLock::new(),
             service: OnceLock::new(),
+            tap: OnceLock::new(),
             udp_v4: family(false),
             udp_v6: family(true),
             tcp_local: local
@@ -634,6 +643,9 @@ impl Core {
         if let Some(status) = status {
             stats::response_out(status);
         }
+        if let Some(tap) = self.tap.get() {
+            tap.message(false, target.transport, target.addr, &bytes);
+        }
         match &target.path {
             ReplyPath::Udp(socket) => {
                 if let Err(e) = socket.try_send_to(&bytes, target.addr) {
@@ -686,6 +698,9 @@ impl Sink for Core {
         if source.transport == Transport::Tcp && !self.admit(source.remote.ip()) {
             stats::dropped("not_admitted");
             return;
+        }
+        if let Some(tap) = self.tap.get() {
+            tap.message(true, source.transport, source.remote, &data);
         }
         match Message::parse(&data, &self.config.limits) {
             Ok(Message::Request(req)) => self.on_request(req, source),

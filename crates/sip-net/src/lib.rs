@@ -33,4 +33,4 @@ pub use config::{EndpointConfig, ListenAddr, Transport};
 pub use endpoint::{ClientError, Endpoint, EndpointHandle};
 pub use error::Error;
 pub use invite::{ClientInviteTx, InviteEvent, InviteTx};
-pub use service::{BoxFuture, Incoming, Service, ServiceMux};
+pub use service::{BoxFuture, Incoming, Service, ServiceMux, Tap};

@@ -168,3 +168,17 @@ impl Service for ServiceMux {
         }
     }
 }
+
+/// Sees every SIP message an endpoint receives (once admitted, before
+/// parsing) or sends (retransmissions included), as bytes: call traces.
+/// Called on the packet path, so it must be quick and never block.
+pub trait Tap: Send + Sync + 'static {
+    /// `bytes` were received from (`inbound`) or sent to `peer` over `transport`.
+    fn message(
+        &self,
+        inbound: bool,
+        transport: crate::Transport,
+        peer: std::net::SocketAddr,
+        bytes: &bytes::Bytes,
+    );
+}

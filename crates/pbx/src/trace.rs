@@ -1,0 +1,229 @@
+//! Per-call traces (`GET /api/v1/calls/{id}/trace`): what each of the last
+//! N calls sent and received, and what its dialplan did, in order.
+//!
+//! Recording is cheap and never contends across calls: each call has its
+//! own bounded buffer behind its own lock, found by any of its legs' ids in
+//! a sharded map; a message is kept as the bytes it already was (read and
+//! formatted only when someone asks). The ring of recent calls is locked
+//! once when a call starts. This crate keeps messages as opaque bytes:
+//! `chan-sip` records them, the binary reads them.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+
+use crate::cdr::unix_ms;
+
+const SHARDS: usize = 16;
+
+/// Most events kept per call; later ones are counted, not kept.
+pub const MAX_EVENTS: usize = 300;
+
+/// Most legs (ids) one call is found by.
+const MAX_LEGS: usize = 64;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while holding these; a poisoned one is intact.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One thing that happened to a call.
+#[derive(Debug, Clone)]
+pub struct TraceEvent {
+    /// Unix ms.
+    pub at_ms: u64,
+    /// What.
+    pub what: TraceWhat,
+}
+
+/// What a trace event is.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum TraceWhat {
+    /// A signalling message, as it was on the wire.
+    Message {
+        /// Received (`true`) or sent.
+        inbound: bool,
+        /// The peer (`udp:192.0.2.1:5060`).
+        peer: String,
+        /// The message.
+        bytes: Bytes,
+    },
+    /// A dialplan step or what the call made of one.
+    Step {
+        /// The script's `file:line`, if it came from a script.
+        location: Option<String>,
+        /// What it did (`call:dial("1002")`, `dialled 2 contacts`).
+        text: String,
+    },
+}
+
+/// One call's trace.
+#[derive(Debug)]
+pub struct CallTrace {
+    id: String,
+    legs: Mutex<Vec<String>>,
+    events: Mutex<Vec<TraceEvent>>,
+    live: AtomicBool,
+    dropped: AtomicU64,
+}
+
+impl CallTrace {
+    /// The call's id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Records `what` now (dropped, and counted, past [`MAX_EVENTS`]).
+    pub fn record(&self, what: TraceWhat) {
+        let mut events = lock(&self.events);
+        if events.len() >= MAX_EVENTS {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        events.push(TraceEvent {
+            at_ms: unix_ms(),
+            what,
+        });
+    }
+
+    /// Records a dialplan step (or the call's account of one).
+    pub fn step(&self, location: Option<String>, text: String) {
+        self.record(TraceWhat::Step { location, text });
+    }
+
+    /// The call has ended.
+    pub fn end(&self) {
+        self.live.store(false, Ordering::Relaxed);
+    }
+
+    /// Whether the call is in progress.
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    /// The ids of its legs, the call's own first.
+    pub fn legs(&self) -> Vec<String> {
+        lock(&self.legs).clone()
+    }
+
+    /// Everything recorded so far, oldest first.
+    pub fn events(&self) -> Vec<TraceEvent> {
+        lock(&self.events).clone()
+    }
+
+    /// Events not kept because the buffer was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// The traces of the last `capacity` calls, found by any leg's id.
+#[derive(Debug)]
+pub struct Traces {
+    capacity: usize,
+    hasher: RandomState,
+    shards: Vec<Mutex<HashMap<String, Arc<CallTrace>>>>,
+    ring: Mutex<VecDeque<Arc<CallTrace>>>,
+}
+
+impl Traces {
+    /// Keeps the traces of the last `capacity` calls (0: none).
+    pub fn new(capacity: usize) -> Traces {
+        Traces {
+            capacity,
+            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            ring: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    fn shard(&self, id: &str) -> MutexGuard<'_, HashMap<String, Arc<CallTrace>>> {
+        let i = (self.hasher.hash_one(id) as usize) % SHARDS;
+        lock(&self.shards[i])
+    }
+
+    /// Starts the trace of call `id`, forgetting the oldest past capacity;
+    /// `None` when tracing is off.
+    pub fn start(&self, id: &str) -> Option<Arc<CallTrace>> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let trace = Arc::new(CallTrace {
+            id: id.to_owned(),
+            legs: Mutex::new(vec![id.to_owned()]),
+            events: Mutex::new(Vec::new()),
+            live: AtomicBool::new(true),
+            dropped: AtomicU64::new(0),
+        });
+        self.shard(id).insert(id.to_owned(), Arc::clone(&trace));
+        let old = {
+            let mut ring = lock(&self.ring);
+            ring.push_back(Arc::clone(&trace));
+            let mut old = Vec::new();
+            while ring.len() > self.capacity {
+                old.extend(ring.pop_front());
+            }
+            old
+        };
+        for gone in old {
+            for leg in gone.legs() {
+                let mut shard = self.shard(&leg);
+                if shard.get(&leg).is_some_and(|t| Arc::ptr_eq(t, &gone)) {
+                    shard.remove(&leg);
+                }
+            }
+        }
+        Some(trace)
+    }
+
+    /// Files `trace` under another leg's id too.
+    pub fn add_leg(&self, trace: &Arc<CallTrace>, leg: &str) {
+        {
+            let mut legs = lock(&trace.legs);
+            if legs.len() >= MAX_LEGS || legs.iter().any(|l| l == leg) {
+                return;
+            }
+            legs.push(leg.to_owned());
+        }
+        self.shard(leg).insert(leg.to_owned(), Arc::clone(trace));
+    }
+
+    /// The trace of the call one of whose legs has id `id`.
+    pub fn get(&self, id: &str) -> Option<Arc<CallTrace>> {
+        self.shard(id).get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_last_n_calls_by_any_leg() {
+        let t = Traces::new(2);
+        let a = t.start("a").unwrap();
+        t.add_leg(&a, "a-out");
+        a.step(Some("x.lua:1".into()), "call:answer()".into());
+        assert_eq!(t.get("a-out").unwrap().events().len(), 1);
+        let _b = t.start("b").unwrap();
+        let _c = t.start("c").unwrap();
+        assert!(t.get("a").is_none() && t.get("a-out").is_none());
+        assert!(t.get("b").is_some() && t.get("c").is_some());
+        assert!(Traces::new(0).start("x").is_none());
+    }
+
+    #[test]
+    fn a_call_keeps_at_most_max_events() {
+        let t = Traces::new(1);
+        let a = t.start("a").unwrap();
+        for i in 0..MAX_EVENTS + 5 {
+            a.step(None, i.to_string());
+        }
+        assert_eq!(a.events().len(), MAX_EVENTS);
+        assert_eq!(a.dropped(), 5);
+    }
+}
