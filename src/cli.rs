@@ -1,4 +1,4 @@
-//! Command line: `switchboard [run|check] [--config FILE]`, `--help`, `--version` (clap derive).
+//! Command line: `switchboard [run|check|test] [--config FILE]`, `--help`, `--version` (clap derive).
 
 use std::path::PathBuf;
 
@@ -25,12 +25,21 @@ pub struct Cli {
 }
 
 /// The subcommands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Run the PBX until Ctrl-C or SIGTERM (the default).
     Run,
     /// Check the configuration and exit: prints "config OK: ..." and exits 0, or the error and exits 1.
     Check,
+    /// Run the dialplan's spec files (*_spec.lua) against simulated calls; exit 1 if a case fails.
+    Test {
+        /// Directory of the spec files [default: tests/ in the config's dialplan.dir]
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Run only the cases whose "FILE NAME" contains PATTERN
+        #[arg(long, value_name = "PATTERN")]
+        filter: Option<String>,
+    },
 }
 
 #[cfg(test)]
@@ -51,6 +60,14 @@ mod tests {
         let c = Cli::try_parse_from(["switchboard", "run", "-c", "b.toml"]).unwrap();
         assert_eq!(c.command, Some(Command::Run));
         assert_eq!(c.config, Some(PathBuf::from("b.toml")));
+        let c = Cli::try_parse_from(["switchboard", "test", "t", "--filter", "busy"]).unwrap();
+        assert_eq!(
+            c.command,
+            Some(Command::Test {
+                dir: Some(PathBuf::from("t")),
+                filter: Some("busy".into())
+            })
+        );
         let c = Cli::try_parse_from(["switchboard"]).unwrap();
         assert_eq!(c.command, None);
     }

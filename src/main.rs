@@ -16,6 +16,7 @@ mod error;
 mod logging;
 mod server;
 mod shutdown;
+mod spectest;
 mod store;
 
 use std::process::ExitCode;
@@ -38,6 +39,12 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&source),
         Command::Run => run(&source, started),
+        Command::Test { dir, filter } => match spectest::test(&source, dir, filter.as_deref()) {
+            Ok(true) => Ok(()),
+            // The report on stdout says which case failed and why.
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
