@@ -213,3 +213,24 @@ fn no_spec_files_is_one_error_line() {
         out.stderr
     );
 }
+
+#[test]
+fn the_editor_config_points_at_the_annotations() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text =
+        std::fs::read_to_string(repo.join("dialplans/.luarc.json")).expect("read .luarc.json");
+    let luarc: serde_json::Value = serde_json::from_str(&text).expect(".luarc.json is JSON");
+    assert_eq!(luarc["runtime.version"], "Lua 5.4");
+    let library = luarc["workspace.library"]
+        .as_array()
+        .expect("workspace.library");
+    for dir in library {
+        let dir = dir.as_str().expect("a path");
+        assert!(
+            repo.join("dialplans").join(dir).is_dir(),
+            "{dir} in .luarc.json"
+        );
+    }
+    assert!(library.iter().any(|d| d == "types"), "{text}");
+    assert!(repo.join("dialplans/types/switchboard.lua").is_file());
+}

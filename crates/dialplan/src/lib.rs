@@ -60,6 +60,8 @@
 //! SIGHUP and `POST /api/v1/reload` are the binary's: it calls
 //! [`Runtime::reload`].
 
+#[cfg(test)]
+mod api_check;
 mod call;
 mod error;
 mod generation;

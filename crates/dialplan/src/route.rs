@@ -159,7 +159,7 @@ fn lock(progress: &Mutex<Progress>) -> MutexGuard<'_, Progress> {
 }
 
 /// The Lua `call` object.
-struct CallObject<A> {
+pub(crate) struct CallObject<A> {
     api: Arc<A>,
     /// The caller's runtime, where the actions run (`None`: where the Lua
     /// runs).

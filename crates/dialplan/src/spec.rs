@@ -252,7 +252,7 @@ impl SpecRunner {
 
     /// A Lua state for one spec file: the standard library (with `os.time`
     /// and `os.date` on the virtual clock, no `os.exit`), and the harness.
-    fn spec_state(&self) -> mlua::Result<(Lua, Table)> {
+    pub(crate) fn spec_state(&self) -> mlua::Result<(Lua, Table)> {
         let lua = Lua::new();
         let os: Table = lua.globals().get("os")?;
         for name in ["exit", "execute", "remove", "rename", "tmpname"] {
