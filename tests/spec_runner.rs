@@ -154,7 +154,7 @@ end)
     assert_eq!(out.status.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
     assert!(
         out.stdout.contains(
-            "dialplans/tests/typo_spec.lua:2: the route of this call failed: dialplans/typo.lua:3: attempt to call a nil value (method 'anwser')"
+            "dialplans/tests/typo_spec.lua:2: the route of this call failed: dialplans/typo.lua:3: attempt to call a nil value (method 'anwser') — the call object has no method 'anwser'; did you mean 'answer'?"
         ),
         "{}",
         out.stdout

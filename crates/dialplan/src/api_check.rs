@@ -16,6 +16,7 @@ use crate::runtime::Limits;
 use crate::spec::{SpecRunner, SpecSettings};
 
 const ANNOTATIONS: &str = include_str!("../../../dialplans/types/switchboard.lua");
+const README: &str = include_str!("../../../dialplans/README.md");
 
 /// Names registered by a `UserData` impl, collected instead of installed.
 #[derive(Default)]
@@ -299,6 +300,14 @@ fn every_call_method_and_field_is_annotated_and_vice_versa() {
     let mut names = Names::default();
     <crate::route::CallObject<crate::sim::SimCall> as mlua::UserData>::add_methods(&mut names);
     <crate::route::CallObject<crate::sim::SimCall> as mlua::UserData>::add_fields(&mut names);
+    let hints: BTreeSet<String> = crate::route::CALL_METHODS
+        .iter()
+        .map(|m| (*m).to_owned())
+        .collect();
+    assert_eq!(
+        hints, names.methods,
+        "route.rs: CALL_METHODS vs add_methods"
+    );
     let a = annotated();
     assert_eq!(
         a.methods.get("Call").cloned().unwrap_or_default(),
@@ -312,8 +321,8 @@ fn every_call_method_and_field_is_annotated_and_vice_versa() {
     );
 }
 
-#[test]
-fn every_module_function_and_global_is_annotated_and_vice_versa() {
+/// A loaded context's state, as calls run in it.
+fn dialplan_state() -> crate::runtime::SharedState {
     let dir = context_dir();
     let generation = crate::generation::compile(
         1,
@@ -322,14 +331,33 @@ fn every_module_function_and_global_is_annotated_and_vice_versa() {
     )
     .map(Arc::new)
     .expect("compile");
-    let state = crate::runtime::load_state(
+    crate::runtime::load_state(
         &generation,
         "default",
         &Limits::default(),
         &SharedHost(Arc::new(MemoryHost::new())),
     )
     .expect("load")
-    .expect("route");
+    .expect("route")
+}
+
+/// A spec file's state and the harness `spec.lua` returned.
+fn spec_state() -> (Lua, Table) {
+    let dir = context_dir();
+    let runner = SpecRunner::new(SpecSettings {
+        dialplans: dir.path().join("dialplans"),
+        plugins: dir.path().join("plugins"),
+        sounds: None,
+        limits: Limits::default(),
+        extensions: Vec::new(),
+    })
+    .expect("runner");
+    runner.spec_state().expect("spec state")
+}
+
+#[test]
+fn every_module_function_and_global_is_annotated_and_vice_versa() {
+    let state = dialplan_state();
     let lua = &state.lua;
     let a = annotated();
     for module in ["log", "kv", "registrar", "pbx"] {
@@ -393,18 +421,9 @@ fn every_module_function_and_global_is_annotated_and_vice_versa() {
     );
 }
 
-#[tokio::test]
-async fn every_spec_runner_function_is_annotated_and_vice_versa() {
-    let dir = context_dir();
-    let runner = SpecRunner::new(SpecSettings {
-        dialplans: dir.path().join("dialplans"),
-        plugins: dir.path().join("plugins"),
-        sounds: None,
-        limits: Limits::default(),
-        extensions: Vec::new(),
-    })
-    .expect("runner");
-    let (lua, harness) = runner.spec_state().expect("spec state");
+#[test]
+fn every_spec_runner_function_is_annotated_and_vice_versa() {
+    let (lua, harness) = spec_state();
     let a = annotated();
     for module in ["sim", "sim.kv"] {
         assert_eq!(
@@ -426,5 +445,95 @@ async fn every_spec_runner_function_is_annotated_and_vice_versa() {
         assert!(a.globals.contains(global), "{global} is not annotated");
         let value: Value = lua.globals().get(global).expect("global");
         assert!(value.is_function(), "{global} is not installed");
+    }
+}
+
+/// `prefix.name(` / `prefix:name(` calls written in `text`, as
+/// (prefix, name); a bare `name(` has the prefix "".
+fn calls_in(text: &str) -> BTreeSet<(String, String)> {
+    let mut out = BTreeSet::new();
+    for (i, _) in text.match_indices('(') {
+        let head: String = text[..i]
+            .chars()
+            .rev()
+            .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':'))
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        match head.rfind(['.', ':']) {
+            Some(at) => out.insert((head[..at].to_owned(), head[at + 1..].to_owned())),
+            None if !head.is_empty() => out.insert((String::new(), head)),
+            None => false,
+        };
+    }
+    out
+}
+
+#[test]
+fn the_readme_reference_documents_every_function_and_no_other() {
+    let reference = README
+        .split("\n## Reference\n")
+        .nth(1)
+        .expect("dialplans/README.md has a ## Reference section");
+    let mut installed: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut names = Names::default();
+    <crate::route::CallObject<crate::sim::SimCall> as mlua::UserData>::add_methods(&mut names);
+    for m in names.methods {
+        installed.insert(("call".into(), m));
+    }
+    let state = dialplan_state();
+    for module in ["log", "kv", "registrar", "pbx"] {
+        for f in functions(&state.lua, &at(&state.lua, module)) {
+            installed.insert((module.into(), f));
+        }
+    }
+    let (lua, harness) = spec_state();
+    for module in ["sim", "sim.kv"] {
+        for f in functions(&lua, &at(&lua, module)) {
+            installed.insert((module.into(), f));
+        }
+    }
+    let classes: Table = harness.get("classes").expect("classes");
+    for (class, prefix) in [
+        ("SimCall", "call"),
+        ("Phone", "phone"),
+        ("Clock", "sim.clock"),
+        ("Expectation", ""),
+    ] {
+        for m in functions(&lua, &classes.get::<Table>(class).expect("class")) {
+            installed.insert((prefix.into(), m));
+        }
+    }
+    for global in ["it", "before_each", "expect"] {
+        installed.insert((String::new(), global.into()));
+    }
+    // Every installed function is in a heading (expectations: in the text).
+    let headings: String = reference
+        .lines()
+        .filter(|l| l.starts_with("#### "))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let documented = calls_in(&headings);
+    let written = calls_in(reference);
+    for (prefix, name) in &installed {
+        let found =
+            if prefix.is_empty() && !["it", "before_each", "expect"].contains(&name.as_str()) {
+                written.contains(&(String::new(), name.clone()))
+                    || reference.contains(&format!(":{name}("))
+            } else {
+                documented.contains(&(prefix.clone(), name.clone()))
+            };
+        assert!(
+            found,
+            "{prefix}.{name} is not in dialplans/README.md's reference"
+        );
+    }
+    // Every heading names an installed function.
+    for (prefix, name) in documented {
+        assert!(
+            installed.contains(&(prefix.clone(), name.clone())),
+            "dialplans/README.md's reference documents {prefix}.{name}, which the runtime does not install"
+        );
     }
 }

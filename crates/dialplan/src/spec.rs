@@ -584,7 +584,7 @@ fn result_table(lua: &Lua, call: &CallHandle) -> mlua::Result<Table> {
     t.raw_set("code", code)?;
     t.raw_set("answered", answered)?;
     if let Some(RouteOutcome::Failed { failure, .. }) = &outcome {
-        t.raw_set("failure", failure.to_string())?;
+        t.raw_set("failure", with_hint(failure.to_string()))?;
     }
     let actions = lua.create_table()?;
     for a in &script.actions {
@@ -611,6 +611,49 @@ fn action_table(lua: &Lua, a: &Recorded) -> mlua::Result<Table> {
     Ok(t)
 }
 
+/// A route failure with a hint when it called a `call` method that does
+/// not exist: `... (method 'anwser') — the call object has no method
+/// 'anwser'; did you mean 'answer'?`.
+fn with_hint(failure: String) -> String {
+    let Some(name) = failure
+        .split("(method '")
+        .nth(1)
+        .and_then(|rest| rest.split('\'').next())
+    else {
+        return failure;
+    };
+    if crate::route::CALL_METHODS.contains(&name) {
+        return failure;
+    }
+    let closest = crate::route::CALL_METHODS
+        .iter()
+        .map(|m| (distance(m, name), *m))
+        .min()
+        .filter(|(d, _)| *d <= 2);
+    match closest {
+        Some((_, m)) => {
+            format!("{failure} — the call object has no method '{name}'; did you mean '{m}'?")
+        }
+        None => format!("{failure} — the call object has no method '{name}'"),
+    }
+}
+
+/// Levenshtein distance between two short names.
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// Runs `f` through the harness's `run_case` as a coroutine; the failure
 /// as `file:line: message`.
 async fn run(lua: &Lua, run_case: &Function, f: Function) -> Result<(), String> {
@@ -629,5 +672,22 @@ fn describe(e: &mlua::Error) -> String {
     match located.place {
         Some((file, line)) => format!("{file}:{line}: {}", located.message),
         None => located.message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn misspelt_call_methods_get_a_hint() {
+        let f = "dialplans/x.lua:3: attempt to call a nil value (method 'anwser')".to_owned();
+        assert!(with_hint(f).ends_with("did you mean 'answer'?"));
+        let f = "dialplans/x.lua:3: attempt to call a nil value (method 'frobnicate')".to_owned();
+        assert!(with_hint(f).ends_with("the call object has no method 'frobnicate'"));
+        let f = "dialplans/x.lua:3: boom".to_owned();
+        assert_eq!(with_hint(f.clone()), f);
+        assert_eq!(distance("anwser", "answer"), 2);
+        assert_eq!(distance("dial", "dial"), 0);
     }
 }
