@@ -2,7 +2,24 @@
 -- `it`, `before_each`, `expect` and the `sim` module over the simulator's
 -- native functions. Errors are raised at level 2 so they name the spec's
 -- own file:line.
-local native = ...
+local native_functions = ...
+
+-- The native functions, raising their errors at the spec's line (the
+-- caller of the spec.lua function that called them) rather than here.
+local native = setmetatable({}, {
+  __index = function(_, name)
+    local f = native_functions[name]
+    return function(...)
+      local ok, result = pcall(f, ...)
+      if not ok then
+        local message = tostring(result):gsub("\nstack traceback:.*$", "")
+        message = message:gsub("^runtime error: ", "")
+        error(message, 3)
+      end
+      return result
+    end
+  end,
+})
 
 local cases, befores = {}, {}
 
