@@ -65,5 +65,11 @@ pub fn test(
     let report = runtime
         .block_on(runner.run(&files, filter, &mut out))
         .map_err(|e| Error::Check(format!("cannot write the report: {e}")))?;
-    Ok(report.failed() == 0 && !report.cases.is_empty())
+    if report.cases.is_empty() {
+        return Err(Error::Check(match filter {
+            Some(filter) => format!("no case in {} matches --filter {filter:?}", dir.display()),
+            None => format!("no cases in {}", dir.display()),
+        }));
+    }
+    Ok(report.failed() == 0)
 }

@@ -109,6 +109,14 @@ fn passing_specs_exit_0_and_filter_picks_cases() {
     assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("ok    echo_spec.lua"), "{}", out.stdout);
     assert_eq!(summary(&out), "1 passed, 0 failed");
+
+    let out = w.run(&["test", "--filter", "nothing like it"]);
+    assert!(
+        out.one_error_line()
+            .contains("matches --filter \"nothing like it\""),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
@@ -233,4 +241,35 @@ fn the_editor_config_points_at_the_annotations() {
     }
     assert!(library.iter().any(|d| d == "types"), "{text}");
     assert!(repo.join("dialplans/types/switchboard.lua").is_file());
+}
+
+#[test]
+fn broken_files_are_reported_with_their_line() {
+    let w = Workdir::empty();
+    w.write(
+        "dialplans/tests/bad_spec.lua",
+        "it(\"x\", function()\n  local = 1\nend)\n",
+    );
+    let out = w.run(&["test"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stdout);
+    assert!(out.stdout.contains("FAIL  bad_spec.lua"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("dialplans/tests/bad_spec.lua:2:"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(summary(&out), "0 passed, 1 failed");
+
+    // A dialplan that does not compile: the specs cannot run at all.
+    w.write(
+        "dialplans/broken.lua",
+        "function route(call)\n  if then\nend\n",
+    );
+    let out = w.run(&["test"]);
+    assert!(
+        out.one_error_line().contains("dialplans/broken.lua:2:"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
 }

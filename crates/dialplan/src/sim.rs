@@ -205,7 +205,7 @@ impl SimCall {
 
     /// Records `action` (filled in by `fill`) at the current virtual time;
     /// `Gone` if the caller has gone already.
-    fn record(&self, action: &'static str, fill: impl FnOnce(&mut Recorded)) -> Result<(), Gone> {
+    fn note(&self, action: &'static str, fill: impl FnOnce(&mut Recorded)) -> Result<(), Gone> {
         let now = self.world.lock().now;
         let mut script = self.script();
         let mut recorded = Recorded {
@@ -324,15 +324,15 @@ fn failed(action: &'static str, message: String) -> ActionError {
 
 impl CallApi for SimCall {
     async fn ring(&self) -> Result<(), ActionError> {
-        self.record("ring", |_| {}).map_err(ended)
+        self.note("ring", |_| {}).map_err(ended)
     }
 
     async fn answer(&self) -> Result<(), ActionError> {
-        self.record("answer", |_| {}).map_err(ended)
+        self.note("answer", |_| {}).map_err(ended)
     }
 
     async fn reject(&self, code: u16, reason: Option<String>) -> Result<(), ActionError> {
-        self.record("reject", |r| {
+        self.note("reject", |r| {
             r.code = Some(code);
             r.reason = reason;
         })
@@ -342,20 +342,20 @@ impl CallApi for SimCall {
     }
 
     async fn redirect(&self, uri: String) -> Result<(), ActionError> {
-        self.record("redirect", |r| r.file = Some(uri))
+        self.note("redirect", |r| r.file = Some(uri))
             .map_err(ended)?;
         self.end();
         Ok(())
     }
 
     async fn hangup(&self) -> Result<(), ActionError> {
-        self.record("hangup", |_| {}).map_err(ended)?;
+        self.note("hangup", |_| {}).map_err(ended)?;
         self.end();
         Ok(())
     }
 
     async fn sleep(&self, duration: Duration) -> Result<(), ActionError> {
-        self.record("sleep", |r| r.timeout = Some(duration.as_secs_f64()))
+        self.note("sleep", |r| r.timeout = Some(duration.as_secs_f64()))
             .map_err(ended)?;
         self.pass(duration.as_secs_f64()).map_err(ended)
     }
@@ -365,7 +365,7 @@ impl CallApi for SimCall {
         targets: Vec<String>,
         opts: DialOptions,
     ) -> Result<DialResult, ActionError> {
-        self.record("dial", |r| {
+        self.note("dial", |r| {
             r.targets = targets.clone();
             r.timeout = opts.timeout.map(|t| t.as_secs_f64());
             r.caller_id = opts.caller_id.clone();
@@ -380,7 +380,7 @@ impl CallApi for SimCall {
     }
 
     async fn play(&self, file: String) -> Result<(), ActionError> {
-        self.record("play", |r| r.file = Some(file.clone()))
+        self.note("play", |r| r.file = Some(file.clone()))
             .map_err(ended)?;
         if let Some(sounds) = &self.sounds
             && !sounds.join(&file).is_file()
@@ -394,7 +394,7 @@ impl CallApi for SimCall {
     }
 
     async fn record(&self, file: String, opts: RecordOptions) -> Result<RecordResult, ActionError> {
-        self.record("record", |r| {
+        self.note("record", |r| {
             r.file = Some(file);
             r.timeout = Some(opts.max.as_secs_f64());
         })
@@ -421,7 +421,7 @@ impl CallApi for SimCall {
     }
 
     async fn read_digits(&self, opts: DigitOptions) -> Result<String, ActionError> {
-        self.record("read_digits", |r| {
+        self.note("read_digits", |r| {
             r.timeout = Some(opts.timeout.as_secs_f64())
         })
         .map_err(ended)?;
@@ -431,7 +431,7 @@ impl CallApi for SimCall {
     }
 
     async fn echo(&self) -> Result<(), ActionError> {
-        self.record("echo", |_| {}).map_err(ended)?;
+        self.note("echo", |_| {}).map_err(ended)?;
         // Echo lasts until the caller hangs up.
         let left = {
             let now = self.world.lock().now;
