@@ -53,6 +53,7 @@ local function read_back(call)
   call:hangup()
 end
 
+---@param call Call
 function route(call)
   local dest = call.request_uri.user
   if callforward.feature(call, dest) or speeddial.feature(call, dest) then

@@ -1,5 +1,5 @@
-//! Command line (clap derive): `switchboard [run|check] [--config FILE]`, the
-//! operator subcommands that talk to a running server's admin API
+//! Command line (clap derive): `switchboard [run|check|test] [--config FILE]`,
+//! the operator subcommands that talk to a running server's admin API
 //! (`status`, `registrations`, `calls`, `cdrs`, `reload`, `hangup`,
 //! `unregister`, `bans`, `unban`, `trace`), and `completions` / `manpage`
 //! generated from these same definitions.
@@ -105,6 +105,15 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout (e.g. `switchboard manpage > switchboard.1`).
     Manpage,
+    /// Run the dialplan's spec files (*_spec.lua) against simulated calls; exit 1 if a case fails.
+    Test {
+        /// Directory of the spec files [default: tests/ in the config's dialplan.dir]
+        #[arg(value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Run only the cases whose "FILE NAME" contains PATTERN
+        #[arg(long, value_name = "PATTERN")]
+        filter: Option<String>,
+    },
 }
 
 /// Shells `completions` writes for.
@@ -158,6 +167,14 @@ mod tests {
         let c = Cli::try_parse_from(["switchboard", "run", "-c", "b.toml"]).unwrap();
         assert_eq!(c.command, Some(Command::Run));
         assert_eq!(c.config, Some(PathBuf::from("b.toml")));
+        let c = Cli::try_parse_from(["switchboard", "test", "t", "--filter", "busy"]).unwrap();
+        assert_eq!(
+            c.command,
+            Some(Command::Test {
+                dir: Some(PathBuf::from("t")),
+                filter: Some("busy".into())
+            })
+        );
         let c = Cli::try_parse_from(["switchboard"]).unwrap();
         assert_eq!(c.command, None);
     }

@@ -17,6 +17,7 @@ mod logging;
 mod ops;
 mod server;
 mod shutdown;
+mod spectest;
 mod store;
 mod trace;
 
@@ -45,6 +46,12 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Manpage => cli::manpage().map_err(Error::Output),
+        Command::Test { dir, filter } => match spectest::test(&source, dir, filter.as_deref()) {
+            Ok(true) => Ok(()),
+            // The report on stdout says which case failed and why.
+            Ok(false) => return ExitCode::FAILURE,
+            Err(e) => Err(e),
+        },
         command => operate(&command, &source, cli.json),
     };
     match result {

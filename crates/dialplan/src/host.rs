@@ -79,6 +79,12 @@ pub trait Host: Send + Sync + 'static {
     fn blocks(&self) -> bool {
         true
     }
+    /// The time `os.time()` and `os.date()` read, in seconds since the Unix
+    /// epoch, when the host keeps its own clock (the spec runner's virtual
+    /// clock); `None`, the default, for the real time.
+    fn now(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// A shared host, printable in `Debug` output.

@@ -40,6 +40,12 @@
 //!   keys and out-of-range values are Lua errors; see [`RecordOptions`] and
 //!   [`DigitOptions`] for the ranges.
 //!
+//! - [`SpecRunner`] (`spec.rs`, `spec.lua`) and `sim.rs`: the spec runner
+//!   of `switchboard test`. Spec files run against a real [`Runtime`]
+//!   whose host and calls are simulated: a [`CallApi`] that records the
+//!   route's actions, scripted phones and `kv`, a virtual clock that
+//!   `os.time`/`os.date` read ([`Host::now`]).
+//!
 //! - [`Runtime::watch`] (`watcher.rs`): hot reload when a file changes.
 //!
 //! - [`Host`] (`host.rs`) and `modules.rs`: `kv`, `registrar.contacts` and
@@ -54,6 +60,8 @@
 //! SIGHUP and `POST /api/v1/reload` are the binary's: it calls
 //! [`Runtime::reload`].
 
+#[cfg(test)]
+mod api_check;
 mod call;
 mod error;
 mod generation;
@@ -65,6 +73,8 @@ mod pool;
 mod route;
 mod runtime;
 mod sandbox;
+mod sim;
+mod spec;
 mod strlib;
 mod watcher;
 
@@ -79,5 +89,6 @@ pub use modules::{MAX_KV_KEY, MAX_KV_NAMESPACE, MAX_KV_VALUE};
 pub use route::{FailureKind, LuaFailure, RouteOutcome};
 pub use runtime::{CallState, Limits, Runtime};
 pub use sandbox::SWITCHBOARD_API;
+pub use spec::{CaseReport, Report, SpecRunner, SpecSettings, spec_files};
 pub use strlib::MAX_REP_BYTES;
 pub use watcher::ReloadWatcher;

@@ -115,7 +115,35 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
             }
         })?,
     )?;
-    globals.raw_set("pbx", pbx)
+    globals.raw_set("pbx", pbx)?;
+    install_clock(lua, host)
+}
+
+/// `os.time()` and `os.date(format)` without a time read [`Host::now`]
+/// when the host keeps its own clock (the spec runner's virtual clock);
+/// with a time argument, or a host on the real clock, they are Lua's own.
+pub(crate) fn install_clock(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
+    let os: Table = lua.globals().get("os")?;
+    let lua_time: mlua::Function = os.get("time")?;
+    let lua_date: mlua::Function = os.get("date")?;
+    let h = host.clone();
+    os.raw_set(
+        "time",
+        lua.create_function(move |_, args: mlua::MultiValue| match h.0.now() {
+            Some(now) if args.iter().all(Value::is_nil) => Ok(Value::Integer(now)),
+            _ => lua_time.call::<Value>(args),
+        })?,
+    )?;
+    let h = host.clone();
+    os.raw_set(
+        "date",
+        lua.create_function(
+            move |_, (format, time): (Value, Value)| match (h.0.now(), time) {
+                (Some(now), Value::Nil) => lua_date.call::<Value>((format, now)),
+                (_, time) => lua_date.call::<Value>((format, time)),
+            },
+        )?,
+    )
 }
 
 fn kv_module(lua: &Lua, host: &SharedHost) -> mlua::Result<Table> {

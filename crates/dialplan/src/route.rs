@@ -158,8 +158,26 @@ fn lock(progress: &Mutex<Progress>) -> MutexGuard<'_, Progress> {
     progress.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The methods of the `call` object, for hints on a misspelt one (the
+/// annotation check asserts it lists exactly what `add_methods` installs).
+pub(crate) const CALL_METHODS: &[&str] = &[
+    "answer",
+    "dial",
+    "echo",
+    "hangup",
+    "header",
+    "on_hangup",
+    "play",
+    "read_digits",
+    "record",
+    "redirect",
+    "reject",
+    "ring",
+    "sleep",
+];
+
 /// The Lua `call` object.
-struct CallObject<A> {
+pub(crate) struct CallObject<A> {
     api: Arc<A>,
     /// The caller's runtime, where the actions run (`None`: where the Lua
     /// runs).

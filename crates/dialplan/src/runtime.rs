@@ -277,7 +277,7 @@ fn build(
 
 /// A sandboxed state with context `name` loaded and its globals frozen;
 /// `None` if the context defines no `route`.
-fn load_state(
+pub(crate) fn load_state(
     generation: &Arc<Generation>,
     name: &str,
     limits: &Limits,

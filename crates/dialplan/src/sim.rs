@@ -1,0 +1,447 @@
+//! The spec runner's simulator: a [`CallApi`] that records what a route did
+//! to a call that has no sockets, a [`Host`] whose registrations, extensions
+//! and `kv` are scripted by the spec, and a virtual clock that waits advance
+//! at once (DESIGN.md "Dialplan (Lua)"; `switchboard test`).
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::call::{
+    ActionError, CallApi, DialOptions, DialResult, DialStatus, DigitOptions, RecordEnd,
+    RecordOptions, RecordResult,
+};
+use crate::host::{Contact, ExtensionInfo, Host, HostError};
+
+/// How long a `dial` without `timeout` rings in the simulation (the
+/// server's `ring_timeout` default).
+pub(crate) const DEFAULT_RING: f64 = 60.0;
+
+/// What a simulated phone does when it is dialled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Phone {
+    /// Registered; answers after `after` seconds, then talks for `talk`.
+    Answers { after: f64, talk: f64 },
+    /// Registered and rings until the dial's timeout.
+    NeverAnswers,
+    /// Registered and answers 486 Busy Here.
+    Busy,
+    /// Not registered.
+    Unregistered,
+}
+
+impl Default for Phone {
+    fn default() -> Self {
+        Self::Answers {
+            after: 0.0,
+            talk: 0.0,
+        }
+    }
+}
+
+/// The simulated world of one case: the virtual clock, the phones, the
+/// extensions, the kv store.
+#[derive(Debug, Default)]
+pub(crate) struct World {
+    /// Virtual time, seconds since the Unix epoch.
+    pub(crate) now: f64,
+    pub(crate) phones: HashMap<String, Phone>,
+    pub(crate) extensions: HashMap<String, ExtensionInfo>,
+    /// Value and, if it has a time to live, when it expires (virtual time).
+    pub(crate) kv: HashMap<(String, String), (Vec<u8>, Option<f64>)>,
+}
+
+impl World {
+    /// The script of `target`'s phone: scripted, else the default for a
+    /// configured extension (answers at once), else not registered.
+    pub(crate) fn phone(&self, target: &str) -> Phone {
+        match self.phones.get(target) {
+            Some(phone) => *phone,
+            None if self.extensions.contains_key(target) => Phone::default(),
+            None => Phone::Unregistered,
+        }
+    }
+}
+
+/// The shared world, locked for a moment at a time (never across an await).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedWorld(Arc<Mutex<World>>);
+
+impl SharedWorld {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, World> {
+        // Nothing panics while holding it; a poisoned lock still has valid data.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The [`Host`] of the simulation: `kv` in memory on the virtual clock,
+/// the scripted registrations and the extensions.
+#[derive(Debug, Clone)]
+pub(crate) struct SimHost(pub(crate) SharedWorld);
+
+impl Host for SimHost {
+    fn kv_get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, HostError> {
+        let mut world = self.0.lock();
+        let now = world.now;
+        let k = (ns.to_owned(), key.to_owned());
+        match world.kv.get(&k) {
+            Some((_, Some(expires))) if *expires <= now => {
+                world.kv.remove(&k);
+                Ok(None)
+            }
+            Some((value, _)) => Ok(Some(value.clone())),
+            None => Ok(None),
+        }
+    }
+
+    fn kv_set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+    ) -> Result<(), HostError> {
+        let mut world = self.0.lock();
+        let expires = ttl.map(|ttl| world.now + ttl.as_secs_f64());
+        world
+            .kv
+            .insert((ns.to_owned(), key.to_owned()), (value.to_vec(), expires));
+        Ok(())
+    }
+
+    fn kv_delete(&self, ns: &str, key: &str) -> Result<bool, HostError> {
+        let mut world = self.0.lock();
+        Ok(world.kv.remove(&(ns.to_owned(), key.to_owned())).is_some())
+    }
+
+    fn contacts(&self, ext: &str) -> Result<Vec<Contact>, HostError> {
+        let world = self.0.lock();
+        Ok(match world.phone(ext) {
+            Phone::Unregistered => Vec::new(),
+            _ => vec![Contact {
+                uri: format!("sip:{ext}@127.0.0.1:5060"),
+                source: "127.0.0.1:5060".into(),
+                transport: "udp".into(),
+                expires: 3600,
+            }],
+        })
+    }
+
+    fn extension(&self, id: &str) -> Result<Option<ExtensionInfo>, HostError> {
+        Ok(self.0.lock().extensions.get(id).cloned())
+    }
+
+    fn blocks(&self) -> bool {
+        false
+    }
+
+    fn now(&self) -> Option<i64> {
+        Some(self.0.lock().now.floor() as i64)
+    }
+}
+
+/// One thing a route did to the simulated call, for the spec's
+/// expectations (`call:actions()` in Lua).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Recorded {
+    /// `ring`, `answer`, `reject`, `redirect`, `hangup`, `sleep`, `dial`,
+    /// `play`, `record`, `read_digits`, `echo`.
+    pub(crate) action: &'static str,
+    /// Seconds since the call started (virtual time).
+    pub(crate) at: f64,
+    /// `dial`'s targets.
+    pub(crate) targets: Vec<String>,
+    /// `dial`'s ring timeout, `read_digits`' per-digit timeout, `sleep`'s
+    /// seconds, `record`'s max.
+    pub(crate) timeout: Option<f64>,
+    /// `dial`'s caller id.
+    pub(crate) caller_id: Option<String>,
+    /// `play` / `record` file; `redirect` URI.
+    pub(crate) file: Option<String>,
+    /// `reject` code, or the code `dial` came back with.
+    pub(crate) code: Option<u16>,
+    /// `reject`'s reason phrase.
+    pub(crate) reason: Option<String>,
+    /// `dial`'s status, `record`'s reason.
+    pub(crate) status: Option<&'static str>,
+    /// `read_digits`' result.
+    pub(crate) digits: Option<String>,
+}
+
+/// The caller's side of a simulated call: what it will do, and what the
+/// route did to it.
+#[derive(Debug, Default)]
+pub(crate) struct CallScript {
+    /// Keys the caller types, in order (type-ahead included).
+    pub(crate) digits: VecDeque<char>,
+    /// When the caller hangs up, seconds after the call starts.
+    pub(crate) hangs_up_after: Option<f64>,
+    /// Virtual time the call started at (set when the route starts).
+    pub(crate) started: f64,
+    /// The caller is gone (hung up, or the route ended the call).
+    pub(crate) gone: bool,
+    /// What the route did, in order.
+    pub(crate) actions: Vec<Recorded>,
+}
+
+/// A simulated call: the [`CallApi`] the spec runner gives the real route.
+#[derive(Debug, Clone)]
+pub(crate) struct SimCall {
+    pub(crate) world: SharedWorld,
+    pub(crate) script: Arc<Mutex<CallScript>>,
+    /// The sounds directory `play` checks its file in, if known.
+    pub(crate) sounds: Option<PathBuf>,
+}
+
+/// Why a simulated action could not go on: the caller is gone.
+struct Gone;
+
+impl SimCall {
+    fn script(&self) -> MutexGuard<'_, CallScript> {
+        // Nothing panics while holding it; a poisoned lock still has valid data.
+        self.script.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records `action` (filled in by `fill`) at the current virtual time;
+    /// `Gone` if the caller has gone already.
+    fn note(&self, action: &'static str, fill: impl FnOnce(&mut Recorded)) -> Result<(), Gone> {
+        let now = self.world.lock().now;
+        let mut script = self.script();
+        let mut recorded = Recorded {
+            action,
+            at: now - script.started,
+            ..Recorded::default()
+        };
+        fill(&mut recorded);
+        script.actions.push(recorded);
+        if script.gone
+            || script
+                .hangs_up_after
+                .is_some_and(|t| now - script.started >= t)
+        {
+            script.gone = true;
+            return Err(Gone);
+        }
+        Ok(())
+    }
+
+    /// Lets `secs` of virtual time pass; if the caller hangs up meanwhile,
+    /// time stops there and the caller is gone.
+    fn pass(&self, secs: f64) -> Result<(), Gone> {
+        let mut world = self.world.lock();
+        let mut script = self.script();
+        let until = world.now + secs.max(0.0);
+        match script.hangs_up_after.map(|t| script.started + t) {
+            Some(hangup) if hangup <= until => {
+                world.now = world.now.max(hangup);
+                script.gone = true;
+                Err(Gone)
+            }
+            _ => {
+                world.now = until;
+                Ok(())
+            }
+        }
+    }
+
+    /// The last recorded action, to fill in its result.
+    fn last(&self, fill: impl FnOnce(&mut Recorded)) {
+        if let Some(last) = self.script().actions.last_mut() {
+            fill(last);
+        }
+    }
+
+    fn end(&self) {
+        self.script().gone = true;
+    }
+
+    fn dial_now(&self, targets: &[String], opts: &DialOptions) -> DialResult {
+        let ring = opts.timeout.map_or(DEFAULT_RING, |t| t.as_secs_f64());
+        let phones: Vec<Phone> = {
+            let world = self.world.lock();
+            targets.iter().map(|t| world.phone(t)).collect()
+        };
+        let answer = phones
+            .iter()
+            .filter_map(|p| match p {
+                Phone::Answers { after, talk } if *after < ring => Some((*after, *talk)),
+                _ => None,
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0));
+        let ringing = phones
+            .iter()
+            .any(|p| matches!(p, Phone::Answers { .. } | Phone::NeverAnswers));
+        let result = |status, code| DialResult { status, code };
+        if let Some((after, talk)) = answer {
+            if self.pass(after).is_err() {
+                return result(DialStatus::Cancelled, 487);
+            }
+            // The bridged call ends when either side hangs up.
+            let _ = self.pass(talk);
+            self.end();
+            return result(DialStatus::Answered, 200);
+        }
+        if ringing {
+            if self.pass(ring).is_err() {
+                return result(DialStatus::Cancelled, 487);
+            }
+            return result(DialStatus::NoAnswer, 408);
+        }
+        if phones.contains(&Phone::Busy) {
+            return result(DialStatus::Busy, 486);
+        }
+        result(DialStatus::Unavailable, 480)
+    }
+
+    fn read_now(&self, opts: &DigitOptions) -> Result<String, Gone> {
+        let mut typed = String::new();
+        while typed.chars().count() < opts.max {
+            let next = self.script().digits.pop_front();
+            match next {
+                Some(key) if Some(key) == opts.terminator => break,
+                Some(key) => typed.push(key),
+                None => {
+                    self.pass(opts.timeout.as_secs_f64())?;
+                    break;
+                }
+            }
+        }
+        Ok(typed)
+    }
+}
+
+fn ended(_: Gone) -> ActionError {
+    ActionError::Ended
+}
+
+fn failed(action: &'static str, message: String) -> ActionError {
+    ActionError::Failed {
+        action,
+        source: message.into(),
+    }
+}
+
+impl CallApi for SimCall {
+    async fn ring(&self) -> Result<(), ActionError> {
+        self.note("ring", |_| {}).map_err(ended)
+    }
+
+    async fn answer(&self) -> Result<(), ActionError> {
+        self.note("answer", |_| {}).map_err(ended)
+    }
+
+    async fn reject(&self, code: u16, reason: Option<String>) -> Result<(), ActionError> {
+        self.note("reject", |r| {
+            r.code = Some(code);
+            r.reason = reason;
+        })
+        .map_err(ended)?;
+        self.end();
+        Ok(())
+    }
+
+    async fn redirect(&self, uri: String) -> Result<(), ActionError> {
+        self.note("redirect", |r| r.file = Some(uri))
+            .map_err(ended)?;
+        self.end();
+        Ok(())
+    }
+
+    async fn hangup(&self) -> Result<(), ActionError> {
+        self.note("hangup", |_| {}).map_err(ended)?;
+        self.end();
+        Ok(())
+    }
+
+    async fn sleep(&self, duration: Duration) -> Result<(), ActionError> {
+        self.note("sleep", |r| r.timeout = Some(duration.as_secs_f64()))
+            .map_err(ended)?;
+        self.pass(duration.as_secs_f64()).map_err(ended)
+    }
+
+    async fn dial(
+        &self,
+        targets: Vec<String>,
+        opts: DialOptions,
+    ) -> Result<DialResult, ActionError> {
+        self.note("dial", |r| {
+            r.targets = targets.clone();
+            r.timeout = opts.timeout.map(|t| t.as_secs_f64());
+            r.caller_id = opts.caller_id.clone();
+        })
+        .map_err(ended)?;
+        let result = self.dial_now(&targets, &opts);
+        self.last(|r| {
+            r.status = Some(result.status.as_str());
+            r.code = Some(result.code);
+        });
+        Ok(result)
+    }
+
+    async fn play(&self, file: String) -> Result<(), ActionError> {
+        self.note("play", |r| r.file = Some(file.clone()))
+            .map_err(ended)?;
+        if let Some(sounds) = &self.sounds
+            && !sounds.join(&file).is_file()
+        {
+            return Err(failed(
+                "play",
+                format!("no prompt {}", sounds.join(&file).display()),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn record(&self, file: String, opts: RecordOptions) -> Result<RecordResult, ActionError> {
+        self.note("record", |r| {
+            r.file = Some(file);
+            r.timeout = Some(opts.max.as_secs_f64());
+        })
+        .map_err(ended)?;
+        let start = self.world.lock().now;
+        let pressed = opts.terminator.is_some_and(|t| {
+            let mut script = self.script();
+            let hit = script.digits.front() == Some(&t);
+            if hit {
+                script.digits.pop_front();
+            }
+            hit
+        });
+        let reason = if pressed {
+            RecordEnd::Terminator
+        } else if self.pass(opts.max.as_secs_f64()).is_err() {
+            RecordEnd::Hangup
+        } else {
+            RecordEnd::Max
+        };
+        let duration = Duration::from_secs_f64((self.world.lock().now - start).max(0.0));
+        self.last(|r| r.status = Some(reason.as_str()));
+        Ok(RecordResult { duration, reason })
+    }
+
+    async fn read_digits(&self, opts: DigitOptions) -> Result<String, ActionError> {
+        self.note("read_digits", |r| {
+            r.timeout = Some(opts.timeout.as_secs_f64())
+        })
+        .map_err(ended)?;
+        let typed = self.read_now(&opts).map_err(ended)?;
+        self.last(|r| r.digits = Some(typed.clone()));
+        Ok(typed)
+    }
+
+    async fn echo(&self) -> Result<(), ActionError> {
+        self.note("echo", |_| {}).map_err(ended)?;
+        // Echo lasts until the caller hangs up.
+        let left = {
+            let now = self.world.lock().now;
+            let script = self.script();
+            script
+                .hangs_up_after
+                .map_or(0.0, |t| script.started + t - now)
+        };
+        let _ = self.pass(left);
+        self.end();
+        Ok(())
+    }
+}

@@ -1,0 +1,393 @@
+---@meta
+-- LuaLS (lua-language-server) annotations of Switchboard's dialplan API:
+-- the `call` object, the `log`, `kv`, `registrar` and `pbx` modules, and
+-- the spec runner's `sim`, `it`, `before_each` and `expect`. Never loaded
+-- by Switchboard (only NAME.lua files directly in dialplans/ are
+-- contexts); dialplans/.luarc.json points the editor here.
+-- A test (crates/dialplan/src/api.rs) checks it against the functions the
+-- runtime really installs. The reference is dialplans/README.md.
+
+---The dialplan API version.
+---@type integer
+SWITCHBOARD_API = 1
+
+-- The call -------------------------------------------------------------------
+
+---A SIP URI taken apart (From, To, Request-URI).
+---@class UriParts
+---@field user string The user part (`1001`), "" if none.
+---@field host string The host part.
+---@field display string? The display name, if the header had one.
+---@field uri string The whole URI.
+
+---Where the INVITE came from.
+---@class Source
+---@field ip string
+---@field port integer
+---@field transport string `udp`, `tcp`, ...
+
+---@alias DialStatus "answered"|"busy"|"noanswer"|"unavailable"|"cancelled"|"failed"
+
+---What `call:dial` came back with (after the bridged call ended, if answered).
+---@class DialResult
+---@field status DialStatus
+---@field code integer The final SIP status that decided it (200, 486, 408, ...).
+
+---@class DialOptions
+---@field timeout number? Seconds the targets ring (more than 0, at most 86400).
+---@field caller_id string? The caller id the targets see.
+---@field headers table<string, string>? Extra headers on the outbound INVITEs.
+
+---@class RecordOptions
+---@field max number? Longest recording in seconds (default 60, at most 3600).
+---@field terminator string? The key that stops it (default "#", "" for none).
+
+---@class RecordResult
+---@field duration number Seconds recorded.
+---@field reason "max"|"terminator"|"hangup"
+
+---@class DigitOptions
+---@field max integer? Most digits (default 1, at most 64).
+---@field timeout number? Seconds to wait for each digit (default 5, at most 300).
+---@field terminator string? The key that ends collection (default "#", "" for none).
+
+---@alias RouteOutcome "not_answered"|"answered"|"rejected"|"redirected"|"hung_up"|"bridged"|"caller_gone"|"failed"
+
+---The call `route(call)` handles. After `reject`, `redirect` or `hangup`
+---(or once the caller has gone) every action raises "call has ended".
+---@class Call
+---@field id string The call's id (the inbound leg's Call-ID).
+---@field from UriParts The From header.
+---@field to UriParts The To header.
+---@field request_uri UriParts The Request-URI.
+---@field source Source Where the INVITE came from.
+---@field caller string? The authenticated extension that placed the call.
+---@field context string The context (dialplans/NAME.lua) routing the call.
+local Call = {}
+
+---The first value of INVITE header `name` (case-insensitive), or nil.
+---@param name string
+---@return string?
+function Call:header(name) end
+
+---Sends 180 Ringing.
+function Call:ring() end
+
+---Answers (200 OK).
+function Call:answer() end
+
+---Rejects with a final status 400-699; the call is over.
+---@param code integer
+---@param reason string?
+function Call:reject(code, reason) end
+
+---302 with `uri` (sip:, sips:, tel:) as Contact; the call is over.
+---@param uri string
+function Call:redirect(uri) end
+
+---Rings extension ids or sip: URIs in parallel and bridges the first that
+---answers; returns after the bridged call ends.
+---@param targets string|string[]
+---@param opts DialOptions?
+---@return DialResult
+function Call:dial(targets, opts) end
+
+---Plays sounds/FILE (".wav" added if no extension); answers first if need be.
+---@param file string
+function Call:play(file) end
+
+---Records the caller into recordings/FILE.
+---@param file string
+---@param opts RecordOptions?
+---@return RecordResult
+function Call:record(file, opts) end
+
+---Collects the caller's keypresses; "" if none.
+---@param opts DigitOptions?
+---@return string
+function Call:read_digits(opts) end
+
+---Sends the caller's audio back until the call ends.
+function Call:echo() end
+
+---Waits (0-86400 seconds).
+---@param seconds number
+function Call:sleep(seconds) end
+
+---Hangs up; the call is over.
+function Call:hangup() end
+
+---Runs `handler(call, outcome)` once `route` is done (at most 64 per call).
+---@param handler fun(call: Call, outcome: RouteOutcome)
+function Call:on_hangup(handler) end
+
+-- Modules ----------------------------------------------------------------------
+
+---Logging with the call's id, context and the script's file:line.
+log = {}
+
+---@param ... any
+function log.debug(...) end
+
+---@param ... any
+function log.info(...) end
+
+---@param ... any
+function log.warn(...) end
+
+---@param ... any
+function log.error(...) end
+
+---Namespaced strings in Switchboard's storage: the only state that outlives
+---a call. Namespace at most 128 bytes, key 1 KiB, value 64 KiB.
+kv = {}
+
+---@param ns string
+---@param key string
+---@return string?
+function kv.get(ns, key) end
+
+---@param ns string
+---@param key string
+---@param value string
+---@param ttl number? Seconds until it expires.
+function kv.set(ns, key, value, ttl) end
+
+---@param ns string
+---@param key string
+---@return boolean was_set
+function kv.delete(ns, key) end
+
+---@class Contact
+---@field uri string The Contact URI the phone registered.
+---@field source string Where the phone is reached, "ip:port".
+---@field transport string
+---@field expires integer Seconds until the registration expires.
+
+---The registrar's live bindings.
+registrar = {}
+
+---The registered contacts of extension `ext` (empty if none).
+---@param ext string
+---@return Contact[]
+function registrar.contacts(ext) end
+
+---@class Extension
+---@field id string
+---@field name string?
+---@field context string
+
+---The PBX's configuration.
+pbx = {}
+
+---The extension `id`, or nil if it is not configured.
+---@param id string
+---@return Extension?
+function pbx.extension(id) end
+
+-- The spec runner (`switchboard test`, *_spec.lua files) ----------------------
+
+---Declares a case of a spec file; each runs in a fresh simulation.
+---@param name string
+---@param fn fun()
+function it(name, fn) end
+
+---Runs `fn` before each case of the file.
+---@param fn fun()
+function before_each(fn) end
+
+---Starts an expectation on a simulated call or a plain value.
+---@param value SimCall|any
+---@return Expectation
+function expect(value) end
+
+---The simulation: calls, phones, extensions, kv and the virtual clock.
+sim = {}
+
+---@class SimCallSpec
+---@field to string The number dialled (the Request-URI's user).
+---@field from string? The caller (default "anonymous").
+---@field context string? Default: the caller's extension's context, else "default".
+---@field caller string|false? The authenticated extension (default: `from` if it is an extension; false for none).
+---@field headers table<string, string>? INVITE headers.
+
+---A simulated call; its route runs at the first expectation (or `run`).
+---@param spec SimCallSpec
+---@return SimCall
+function sim.call(spec) end
+
+---The simulated phone of extension (or URI) `ext`. By default a configured
+---extension is registered and answers at once; anything else is not registered.
+---@param ext string
+---@return Phone
+function sim.phone(ext) end
+
+---Adds an extension (pbx.extension finds it, and it is registered).
+---@param ext string|{id: string, name: string?, context: string?}
+function sim.extension(ext) end
+
+---The simulation's kv store (what the dialplan's `kv` reads and writes).
+sim.kv = {}
+
+---@param ns string
+---@param key string
+---@return string?
+function sim.kv.get(ns, key) end
+
+---@param ns string
+---@param key string
+---@param value string
+---@param ttl number?
+function sim.kv.set(ns, key, value, ttl) end
+
+---@param ns string
+---@param key string
+---@return boolean was_set
+function sim.kv.delete(ns, key) end
+
+---The virtual clock: os.time() and os.date() read it in specs and dialplans.
+---@class Clock
+local Clock = {}
+
+---Sets the clock to local time "YYYY-MM-DD HH:MM[:SS]" (or epoch seconds).
+---@param when string|number
+---@return Clock
+function Clock:set(when) end
+
+---Moves the clock forward.
+---@param seconds number
+---@return Clock
+function Clock:advance(seconds) end
+
+---The virtual time, seconds since the epoch.
+---@return integer
+function Clock:now() end
+
+---@type Clock
+sim.clock = Clock
+
+---@class SimCall
+local SimCall = {}
+
+---Queues keys the caller types (0-9, *, #, A-D).
+---@param keys string
+---@return SimCall
+function SimCall:sends_digits(keys) end
+
+---The caller hangs up this many seconds into the call.
+---@param seconds number
+---@return SimCall
+function SimCall:hangs_up_after(seconds) end
+
+---Runs the route (once; expectations run it too).
+---@return SimCall
+function SimCall:run() end
+
+---@class SimAction
+---@field action string ring, answer, reject, redirect, hangup, sleep, dial, play, record, read_digits, echo
+---@field at number Seconds into the call.
+---@field targets string[]? dial
+---@field timeout number? dial, read_digits, sleep, record
+---@field caller_id string? dial
+---@field file string? play, record, redirect (the URI)
+---@field code integer? reject; dial's result
+---@field reason string? reject
+---@field status string? dial's status; record's reason
+---@field digits string? read_digits' result
+
+---What the route did, in order (runs it first).
+---@return SimAction[]
+function SimCall:actions() end
+
+---@class SimResult
+---@field outcome RouteOutcome|"not_run"
+---@field code integer? The final status the caller got (404 if not answered, 500 on a Lua error).
+---@field answered boolean
+---@field failure string? The route's error, "file:line: message".
+---@field actions SimAction[]
+
+---How the route ended (runs it first).
+---@return SimResult
+function SimCall:result() end
+
+---@class Phone
+local Phone = {}
+
+---Answers this many seconds after it starts ringing.
+---@param seconds number
+---@return Phone
+function Phone:answers_after(seconds) end
+
+---Once answered, the bridged call lasts this many seconds.
+---@param seconds number
+---@return Phone
+function Phone:talks_for(seconds) end
+
+---Rings until the dial's timeout.
+---@return Phone
+function Phone:never_answers() end
+
+---Answers 486 Busy Here.
+---@return Phone
+function Phone:is_busy() end
+
+---Is not registered.
+---@return Phone
+function Phone:is_unregistered() end
+
+---Each check raises, naming the spec's file:line, when it does not hold.
+---@class Expectation
+local Expectation = {}
+
+---A dial included `target`, with these options (e.g. {timeout = 20}) if given.
+---@param target string
+---@param opts table?
+---@return Expectation
+function Expectation:dialled(target, opts) end
+
+---No dial included `target`.
+---@param target string
+---@return Expectation
+function Expectation:not_dialled(target) end
+
+---`file` (".wav" added if no extension) was played.
+---@param file string
+---@return Expectation
+function Expectation:played(file) end
+
+---The call was answered (answer, a media action, or an answered dial).
+---@return Expectation
+function Expectation:answered() end
+
+---The caller got this final status (a reject, 404 if the route did not answer, 500 on a Lua error).
+---@param code integer
+---@return Expectation
+function Expectation:rejected(code) end
+
+---The route redirected the call (to `uri`, if given).
+---@param uri string?
+---@return Expectation
+function Expectation:redirected(uri) end
+
+---The route hung up.
+---@return Expectation
+function Expectation:hung_up() end
+
+---The route's outcome (RouteOutcome) or the last dial's status (DialStatus) is `what`.
+---@param what RouteOutcome|DialStatus
+---@return Expectation
+function Expectation:ended_with(what) end
+
+---The route failed with a Lua error (containing `text`, if given).
+---@param text string?
+---@return Expectation
+function Expectation:failed(text) end
+
+---The value equals `want`.
+---@param want any
+---@return Expectation
+function Expectation:equals(want) end
+
+---The value is nil.
+---@return Expectation
+function Expectation:is_nil() end
