@@ -14,6 +14,7 @@ mod config;
 mod dialplan;
 mod error;
 mod logging;
+mod preflight;
 mod server;
 mod shutdown;
 mod store;
@@ -52,23 +53,25 @@ fn main() -> ExitCode {
 /// dialplan and plugin, print a summary; each Lua error is one line.
 fn check(source: &ConfigSource) -> Result<(), Error> {
     let config = Config::load(source)?;
-    for warning in &config.warnings {
+    let findings = preflight::inspect(&config);
+    for warning in config.warnings.iter().chain(&findings.warnings) {
         eprintln!("switchboard: warning: {warning}");
     }
-    match dialplan::check(&config) {
-        Ok(dialplan) => {
+    let mut errors = findings.errors;
+    let dialplan = dialplan::check(&config).map_err(|e| errors.extend(e));
+    match (dialplan, errors.pop()) {
+        (Ok(dialplan), None) => {
             println!("config OK: {}; {dialplan}", config.summary());
             Ok(())
         }
-        Err(mut errors) => {
+        (_, last) => {
             // main prints the last one, like every other error.
-            let last = errors
-                .pop()
-                .unwrap_or_else(|| "dialplan check failed".to_owned());
             for e in &errors {
                 eprintln!("switchboard: {e}");
             }
-            Err(Error::Check(last))
+            Err(Error::Check(
+                last.unwrap_or_else(|| "dialplan check failed".to_owned()),
+            ))
         }
     }
 }
@@ -77,8 +80,12 @@ fn check(source: &ConfigSource) -> Result<(), Error> {
 fn run(source: &ConfigSource, started: Instant) -> Result<(), Error> {
     let config = Config::load(source)?;
     logging::init(&config.log.level)?;
-    for warning in &config.warnings {
+    let findings = preflight::inspect(&config);
+    for warning in config.warnings.iter().chain(&findings.warnings) {
         tracing::warn!("{warning}");
+    }
+    for error in &findings.errors {
+        tracing::error!("{error} (switchboard check refuses this config)");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
