@@ -22,6 +22,7 @@ use storage::{Binding, LocationStore};
 use crate::bans::{BanList, BanPolicy, Bans, Source};
 use crate::bindings::{Policy, Refusal, RegisterRequest, apply};
 use crate::commit::Committer;
+use crate::faillog::{self, FailureLog};
 
 /// Shards of the per-AOR lock: REGISTERs for one AOR take turns, others
 /// run side by side.
@@ -104,6 +105,8 @@ struct Inner {
     /// gone are dropped at the next qualify round.
     reachability: Mutex<HashMap<(String, String), Reachability>>,
     committer: Committer,
+    /// Which failed authentications get an info line.
+    failure_log: Mutex<FailureLog>,
 }
 
 /// The registrar service; cheap to clone.
@@ -155,6 +158,7 @@ impl Registrar {
             hasher: RandomState::new(),
             reachability: Mutex::new(HashMap::new()),
             committer,
+            failure_log: Mutex::new(FailureLog::new(faillog::DEFAULT_WINDOW)),
             config,
         };
         let registrar = Registrar {
@@ -490,6 +494,14 @@ impl Registrar {
         }
         if self.is_locked(&response.username) {
             tracing::debug!(source = %ip, user = %response.username, "refused: user locked");
+            self.log_failure(
+                incoming,
+                &response.username,
+                &format!(
+                    "extension locked after too many failed authentications (DELETE /api/v1/bans/user/{} lifts it)",
+                    response.username
+                ),
+            );
             return Err(self.refuse(
                 incoming,
                 403,
@@ -532,6 +544,13 @@ impl Registrar {
                     // Authenticated, but as someone else (§10.3 step 4):
                     // the password was right, so no guess.
                     self.not_counted(ip, "credentials for another user");
+                    if let Some(user) = user {
+                        self.log_failure(
+                            incoming,
+                            user,
+                            &format!("the credentials are extension {username}'s, not {user}'s"),
+                        );
+                    }
                     return Err(self.refuse(incoming, 403, "credentials do not match the To URI"));
                 }
                 Ok(username)
@@ -541,6 +560,12 @@ impl Registrar {
                 // Unknown user and wrong password look the same on the
                 // wire: a fresh challenge, nothing else.
                 if failure.is_guess() {
+                    let reason = match &failure {
+                        digest::Failure::UnknownUser(_) => "unknown extension".to_owned(),
+                        digest::Failure::WrongResponse(_) => "wrong password".to_owned(),
+                        other => other.to_string(),
+                    };
+                    self.log_failure(incoming, &response.username, &reason);
                     self.failed(ip, &response.username, &failure.to_string());
                 } else {
                     self.not_counted(ip, &failure.to_string());
@@ -548,6 +573,45 @@ impl Registrar {
                 Err(self.challenge_as(incoming, false, role))
             }
         }
+    }
+
+    /// One info line for a failed authentication, so that "why won't this
+    /// phone register?" has an answer in the log: source, extension,
+    /// reason. At most one per source and extension every
+    /// [`faillog::DEFAULT_WINDOW`]; the next says how many were held back.
+    fn log_failure(&self, incoming: &Incoming, user: &str, reason: &str) {
+        let held_back = self
+            .inner
+            .failure_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .note(incoming.source.ip(), user, Instant::now());
+        let Some(held_back) = held_back else {
+            return;
+        };
+        let method = incoming.request.method.as_str();
+        let what = if method == "REGISTER" {
+            "registration"
+        } else {
+            "call authentication"
+        };
+        let more = if held_back > 0 {
+            format!(
+                " ({held_back} more such failures in the last {} s not logged)",
+                faillog::DEFAULT_WINDOW.as_secs()
+            )
+        } else {
+            String::new()
+        };
+        let source = incoming.source;
+        tracing::info!(
+            %source,
+            extension = user,
+            reason,
+            method,
+            held_back,
+            "{what} failed: {method} from {source} for extension {user:?}: {reason}{more}"
+        );
     }
 
     fn is_locked(&self, user: &str) -> bool {
