@@ -1,5 +1,6 @@
 //! Admin HTTP API (axum): `GET /health`, `GET /metrics` (Prometheus text),
-//! `GET /api/v1/registrations` (JSON), `POST /api/v1/reload` (dialplan),
+//! `GET /api/v1/registrations` (JSON), `GET /api/v1/extensions`,
+//! `POST /api/v1/reload` (extensions and dialplan),
 //! `GET /api/v1/bans`, `DELETE /api/v1/bans/{ip}` and
 //! `DELETE /api/v1/bans/user/{user}`, JSON 404 / 405 for the rest; every
 //! request passes [`crate::admin_guard`] first (Host check, bearer token).
@@ -138,6 +139,7 @@ pub fn router(
     state: AdminState,
     guard: crate::admin_guard::Guard,
     dialplan: Arc<dialplan::Runtime>,
+    extensions: Arc<crate::extensions::Extensions>,
     calls: chan_sip::ChanSip,
     cdrs: Arc<dyn storage::Storage>,
 ) -> Router {
@@ -166,9 +168,13 @@ pub fn router(
             "/api/v1/cdrs",
             get(move |query: axum::extract::Query<CdrQuery>| recent_cdrs(cdrs.clone(), query.0)),
         )
+        .route("/api/v1/extensions", {
+            let extensions = Arc::clone(&extensions);
+            get(move || extensions.list_endpoint())
+        })
         .route(
             "/api/v1/reload",
-            post(move || crate::dialplan::reload_endpoint(dialplan)),
+            post(move || crate::dialplan::reload_endpoint(dialplan, extensions)),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -282,7 +288,7 @@ async fn recent_cdrs(store: Arc<dyn storage::Storage>, query: CdrQuery) -> Respo
     }
 }
 
-fn server_error(message: String) -> Response {
+pub(crate) fn server_error(message: String) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         Json(json!({ "error": message })),

@@ -13,6 +13,7 @@ mod cli;
 mod config;
 mod dialplan;
 mod error;
+mod extensions;
 mod logging;
 mod preflight;
 mod server;

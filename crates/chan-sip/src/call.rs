@@ -195,6 +195,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
     metrics::gauge!("calls_active").set(inner.active.load(Ordering::Relaxed) as f64);
     let context = inner
         .extensions
+        .load()
         .get(&caller)
         .map_or_else(|| "default".to_owned(), |e| e.context.clone());
     let details = details(&incoming, &call_id, &caller, &context);
@@ -738,7 +739,12 @@ impl Call {
                     .caller
                     .clone()
                     .unwrap_or_else(|| "anonymous".to_owned());
-                let name = self.inner.extensions.get(&id).and_then(|e| e.name.clone());
+                let name = self
+                    .inner
+                    .extensions
+                    .load()
+                    .get(&id)
+                    .and_then(|e| e.name.clone());
                 (name, id)
             }
         };
@@ -821,6 +827,7 @@ impl Call {
         let callee = self
             .inner
             .extensions
+            .load()
             .contains_key(&dest.label)
             .then(|| dest.label.clone());
         if !self.inner.dialogs.insert(

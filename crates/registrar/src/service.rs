@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use serde::Serialize;
 use sip_net::{BoxFuture, EndpointHandle, Incoming, Service, Transport};
 use sip_proto::digest::{
@@ -89,7 +90,8 @@ struct Reachability {
 
 struct Inner {
     config: RegistrarConfig,
-    extensions: HashMap<String, Secret>,
+    /// Secrets by extension id; swapped whole when the config is reloaded.
+    extensions: ArcSwap<HashMap<String, Secret>>,
     store: Arc<dyn LocationStore>,
     nonce_key: NonceKey,
     counts: Mutex<NonceCounts>,
@@ -122,6 +124,13 @@ enum Role {
     Proxy,
 }
 
+fn secrets(extensions: &[Extension]) -> HashMap<String, Secret> {
+    extensions
+        .iter()
+        .map(|e| (e.id.clone(), e.secret.clone()))
+        .collect()
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -142,10 +151,7 @@ impl Registrar {
         let max_age = config.nonce_max_age.as_secs();
         let committer = Committer::spawn(store.clone())?;
         let inner = Inner {
-            extensions: extensions
-                .iter()
-                .map(|e| (e.id.clone(), e.secret.clone()))
-                .collect(),
+            extensions: ArcSwap::from_pointee(secrets(extensions)),
             store,
             nonce_key: NonceKey::new(nonce_secret),
             counts: Mutex::new(NonceCounts::new(NONCE_COUNT_CAPACITY, max_age)),
@@ -166,6 +172,14 @@ impl Registrar {
         };
         registrar.remember_holders();
         Ok(registrar)
+    }
+
+    /// Replaces the extensions (a config reload): a request being
+    /// authenticated finishes against the old set, every later one uses
+    /// the new. Registrations stay; one of an extension that is gone
+    /// expires as usual, and cannot be renewed.
+    pub fn set_extensions(&self, extensions: &[Extension]) {
+        self.inner.extensions.store(Arc::new(secrets(extensions)));
     }
 
     /// Fills the ban list's record of who holds live registrations from
@@ -525,7 +539,7 @@ impl Registrar {
                 cred,
                 req.method.as_str(),
                 &ctx,
-                &self.inner.extensions,
+                &**self.inner.extensions.load(),
                 &mut counts,
                 now_ms() / 1000,
             )
