@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -166,7 +167,17 @@ pub fn router(
         )
         .route(
             "/api/v1/cdrs",
-            get(move |query: axum::extract::Query<CdrQuery>| recent_cdrs(cdrs.clone(), query.0)),
+            get(
+                move |query: Result<axum::extract::Query<CdrQuery>, QueryRejection>| {
+                    let cdrs = cdrs.clone();
+                    async move {
+                        match query {
+                            Ok(query) => recent_cdrs(cdrs, query.0).await,
+                            Err(e) => bad_query(&e),
+                        }
+                    }
+                },
+            ),
         )
         .route("/api/v1/extensions", {
             let extensions = Arc::clone(&extensions);
@@ -261,6 +272,16 @@ async fn registrations(State(state): State<AdminState>) -> Response {
 pub struct CdrQuery {
     /// How many records, newest first (default 100, at most 10,000).
     limit: Option<usize>,
+}
+
+/// A query string that does not parse (`?limit=abc`): a JSON 400 like
+/// every other error, not axum's plain-text one.
+fn bad_query(e: &QueryRejection) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": e.body_text() })),
+    )
+        .into_response()
 }
 
 /// The most recent CDRs, newest first.

@@ -243,3 +243,183 @@ fn extension_changes_take_effect_on_reload_with_calls_kept_up() {
     }
     assert_ne!(phone(&s, "1003", "Zx8-fJ3q-Wn6t").register(), 200);
 }
+
+/// A server whose dialplan is `lua` (as `dialplans/default.lua`).
+fn start_with_lua(lua: &str) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dialplans = dir.path().join("dialplans");
+    std::fs::create_dir_all(&dialplans).expect("mkdir");
+    std::fs::write(dialplans.join("default.lua"), lua).expect("write lua");
+    std::fs::create_dir_all(dir.path().join("sounds")).expect("mkdir");
+    let dialplan = format!(
+        "[dialplan]\ndir = {:?}\nplugins = {:?}\nsounds = {:?}\n",
+        dialplans.display().to_string(),
+        dir.path().join("plugins").display().to_string(),
+        dir.path().join("sounds").display().to_string(),
+    );
+    let s = Server::start_with(
+        env!("CARGO_BIN_EXE_switchboard").as_ref(),
+        &config("", &format!("{ALICE}\n{BOB}\n{dialplan}")),
+    )
+    .expect("switchboard starts");
+    (s, dir)
+}
+
+/// Waits for the newest CDR.
+fn newest_cdr(s: &Server) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let cdrs = json(s, "/api/v1/cdrs?limit=1");
+        if let Some(first) = cdrs.as_array().and_then(|a| a.first()) {
+            return first.clone();
+        }
+        assert!(Instant::now() < deadline, "no CDR: {}", s.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn is_rfc3339_utc(v: &serde_json::Value) -> bool {
+    let Some(t) = v.as_str() else { return false };
+    let b = t.as_bytes();
+    t.len() == 24
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[19] == b'.'
+        && t.ends_with('Z')
+        && t.starts_with("20")
+}
+
+#[test]
+fn a_call_answered_then_lost_to_an_error_says_so_in_its_cdr() {
+    let (s, _dir) = start_with_lua(
+        "function route(call)\n  call:answer()\n  call:play(\"no-such-prompt\")\nend\n",
+    );
+    let mut a = phone(&s, "1001", "Vq7-zK2p-Lm9w");
+    assert_eq!(a.register(), 200);
+    let call = a.call("700").expect("INVITE sent");
+    let (ok, _) = a.final_response(WAIT).expect("answered");
+    assert_eq!(ok.status, 200);
+    a.ack(&call, &ok).expect("ACK");
+    let bye = a.request("BYE", WAIT).expect("the failed route hangs up");
+    a.reply(&bye, "", 200).unwrap();
+
+    let cdr = newest_cdr(&s);
+    assert_eq!(cdr["disposition"], "answered", "{cdr}");
+    let cause = cdr["hangup_cause"].as_str().unwrap_or_default();
+    assert!(cause.starts_with("error: "), "{cdr}");
+    assert!(cause.contains("no-such-prompt"), "{cdr}");
+    // RFC 3339 times beside the epoch milliseconds.
+    for key in ["start", "answer", "end"] {
+        assert!(is_rfc3339_utc(&cdr[key]), "{key}: {cdr}");
+    }
+    assert!(cdr["start_ms"].as_u64().is_some(), "{cdr}");
+
+    // A bad query parameter is a JSON 400, like every other error.
+    let (status, body) = s.http_get("/api/v1/cdrs?limit=abc").expect("admin API");
+    assert_eq!(status, 400, "{body}");
+    let error: serde_json::Value = serde_json::from_str(&body).expect("a JSON body");
+    assert!(
+        error["error"].as_str().is_some_and(|e| e.contains("limit")),
+        "{body}"
+    );
+}
+
+/// `GET /api/v1/calls` once `ready` holds for it (or fails after WAIT).
+fn calls_when(s: &Server, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let calls = json(s, "/api/v1/calls");
+        if ready(&calls) {
+            return calls;
+        }
+        assert!(Instant::now() < deadline, "calls never got there: {calls}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn live_calls_show_the_contacts_being_rung_and_hold() {
+    let s = start("");
+    let server = s.udp.expect("udp");
+    let mut a = phone(&s, "1001", "Vq7-zK2p-Lm9w");
+    let mut desk = Phone::udp_from(
+        server,
+        IpAddr::from([127, 0, 0, 2]),
+        "1002",
+        "Rt4-hX8n-Pc3y",
+        DOMAIN,
+    );
+    let mut soft = Phone::udp_from(
+        server,
+        IpAddr::from([127, 0, 0, 3]),
+        "1002",
+        "Rt4-hX8n-Pc3y",
+        DOMAIN,
+    );
+    for p in [&mut a, &mut desk, &mut soft] {
+        assert_eq!(p.register(), 200);
+    }
+    let call = a.call("1002").expect("INVITE sent");
+    let incoming = desk.incoming(WAIT).expect("the desk phone rings");
+    let other = soft.incoming(WAIT).expect("the softphone rings");
+    desk.reply(&incoming.invite, &incoming.tag, 180).unwrap();
+    let calls = calls_when(&s, |c| {
+        c[0]["ringing"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x["state"] == "ringing"))
+    });
+    let ringing = calls[0]["ringing"].as_array().expect("ringing").clone();
+    assert_eq!(ringing.len(), 2, "{calls}");
+    let mut addresses: Vec<&str> = ringing
+        .iter()
+        .map(|r| r["address"].as_str().unwrap_or_default())
+        .collect();
+    addresses.sort_unstable();
+    assert!(
+        addresses[0].starts_with("udp:127.0.0.2:") && addresses[1].starts_with("udp:127.0.0.3:"),
+        "{calls}"
+    );
+    for r in &ringing {
+        assert_eq!(r["target"], "1002", "{calls}");
+        assert!(
+            r["contact"].as_str().is_some_and(|c| c.starts_with("sip:")),
+            "{calls}"
+        );
+    }
+    let states: Vec<&str> = ringing.iter().filter_map(|r| r["state"].as_str()).collect();
+    assert!(
+        states.contains(&"ringing") && states.contains(&"calling"),
+        "{calls}"
+    );
+
+    // The desk phone answers; the softphone stops ringing.
+    desk.reply(&incoming.invite, &incoming.tag, 200).unwrap();
+    let (ok, _) = a.final_response(WAIT).expect("200 relayed");
+    assert_eq!(ok.status, 200);
+    let mut dialog = a.ack(&call, &ok).expect("ACK");
+    desk.request("ACK", WAIT).expect("the B2BUA ACKs");
+    drop(other);
+    let calls = calls_when(&s, |c| c[0]["state"] == "bridged");
+    assert_eq!(calls[0]["ringing"], serde_json::json!([]), "{calls}");
+    assert_eq!(calls[0]["legs"][0]["held"], false, "{calls}");
+
+    // The caller puts the call on hold.
+    let hold = testkit::sdp("127.0.0.1", 40_000).replace("a=sendrecv", "a=sendonly");
+    let (ok, mut a) = std::thread::scope(|scope| {
+        let t = scope.spawn(|| {
+            let r = a.request_in(&mut dialog, "INVITE", Some(&hold));
+            (r, a)
+        });
+        let reinvite = desk.request("INVITE", WAIT).expect("re-INVITE passed on");
+        desk.reply(&reinvite, &incoming.tag, 200).unwrap();
+        desk.request("ACK", WAIT).expect("ACK");
+        let (r, a) = t.join().expect("thread");
+        (r.expect("re-INVITE answered"), a)
+    });
+    assert_eq!(ok.status, 200);
+    a.ack_in(&dialog).unwrap();
+    let calls = calls_when(&s, |c| c[0]["legs"][0]["held"] == true);
+    assert_eq!(calls[0]["legs"][1]["held"], false, "{calls}");
+}
