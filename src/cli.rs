@@ -1,4 +1,4 @@
-//! Command line: `switchboard [run|check] [--config FILE]`, `--help`, `--version` (clap derive).
+//! Command line: `switchboard [run|check|init] [--config FILE]`, `--help`, `--version` (clap derive).
 
 use std::path::PathBuf;
 
@@ -25,12 +25,19 @@ pub struct Cli {
 }
 
 /// The subcommands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
 pub enum Command {
     /// Run the PBX until Ctrl-C or SIGTERM (the default).
     Run,
     /// Check the configuration and exit: prints "config OK: ..." and exits 0, or the error and exits 1.
     Check,
+    /// Write a new, editable office into DIR (default: the current directory): switchboard.toml with
+    /// generated passwords, dialplans/, plugins/, sounds/. Never overwrites a file.
+    Init {
+        /// Where to write it (created if missing).
+        #[arg(value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
+    },
 }
 
 #[cfg(test)]

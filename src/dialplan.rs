@@ -146,6 +146,14 @@ pub async fn start(
     extensions: Arc<Extensions>,
 ) -> Result<Dialplan, Error> {
     describe_metrics();
+    if let Some(zone) = config
+        .dialplan
+        .timezone
+        .as_deref()
+        .and_then(dialplan::timezone)
+    {
+        dialplan::set_timezone(zone);
+    }
     let host = Arc::new(PbxHost::new(config, storage, extensions.dialplan_map()));
     let settings = config.dialplan.clone();
     let source = config.source.clone();
@@ -545,6 +553,7 @@ mod tests {
             instruction_budget: 10_000_000,
             route_time_limit: std::time::Duration::from_secs(5),
             pattern_step_limit: 1_000_000,
+            timezone: None,
         };
         let file = ConfigSource::File(tmp.path().join("switchboard.toml"));
         let e = prepare_dirs(&file, &settings).unwrap_err().to_string();

@@ -14,6 +14,7 @@ mod config;
 mod dialplan;
 mod error;
 mod extensions;
+mod init;
 mod logging;
 mod preflight;
 mod server;
@@ -40,6 +41,9 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&source),
         Command::Run => run(&source, started),
+        Command::Init { dir } => init::init(&dir)
+            .map(|out| println!("{out}"))
+            .map_err(Error::from),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -639,3 +639,112 @@ fn check_warns_about_weak_extension_passwords() {
         );
     }
 }
+
+/// The value of the first `key = "..."` line after `after` in `text`.
+fn toml_value<'a>(text: &'a str, after: &str, key: &str) -> &'a str {
+    let start = text.find(after).map_or(0, |i| i + after.len());
+    text[start..]
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no {key} after {after:?} in:\n{text}"))
+}
+
+#[test]
+fn init_writes_an_office_that_checks_and_runs() {
+    let w = Workdir::bare();
+    let out = w.run(&["init", "office"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("wrote a new office in office: switchboard.toml"),
+        "{}",
+        out.stdout
+    );
+    for file in [
+        "office/switchboard.toml",
+        "office/dialplans/default.lua",
+        "office/plugins/callforward.lua",
+        "office/sounds/hello.wav",
+    ] {
+        assert!(w.path().join(file).is_file(), "{file} missing");
+    }
+    let text = std::fs::read_to_string(w.path().join("office/switchboard.toml")).expect("config");
+    let password = toml_value(&text, "id = \"1001\"", "password");
+    assert!(password.len() >= 12, "{password}");
+    assert!(
+        out.stdout.contains(&format!(
+            "extension 1001 (Office 1001): password {password}"
+        )),
+        "{}",
+        out.stdout
+    );
+
+    // It passes check without a warning.
+    let out = w.run(&["check", "--config", "office/switchboard.toml"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stderr, "", "{}", out.stderr);
+    assert!(out.stdout.contains("4 extensions"), "{}", out.stdout);
+
+    // A second init overwrites nothing: one line, exit 1, the file as it was.
+    let line = w.run(&["init", "office"]).one_error_line().to_owned();
+    assert!(
+        line.starts_with("switchboard: init: office/switchboard.toml already exists"),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.path().join("office/switchboard.toml")).expect("config"),
+        text
+    );
+    // One file in the way is enough to write nothing at all.
+    let other = Workdir::bare();
+    other.write("office/sounds/hello.wav", "mine");
+    let line = other.run(&["init", "office"]).one_error_line().to_owned();
+    assert!(
+        line.contains("office/sounds/hello.wav already exists"),
+        "{line}"
+    );
+    assert!(!other.path().join("office/switchboard.toml").exists());
+
+    // It runs (on free ports here), and a phone registers with a written password.
+    let domain = toml_value(&text, "[sip]", "domain").to_owned();
+    let free = text
+        .replace(
+            "\"udp:0.0.0.0:5060\", \"tcp:0.0.0.0:5060\"",
+            "\"udp:127.0.0.1:0\"",
+        )
+        .replace("listen = \"127.0.0.1:8088\"", "listen = \"127.0.0.1:0\"")
+        .replace("rtp_ports = \"10000-20000\"", "rtp_ports = \"30000-30999\"");
+    std::fs::write(w.path().join("office/switchboard.toml"), free).expect("write");
+    let mut sb = w.start(&["run", "--config", "office/switchboard.toml"]);
+    let log = sb.log();
+    assert!(
+        log.contains("dialplan generation 1: 1 context(s), 2 plugin(s)"),
+        "{log}"
+    );
+    assert!(!log.contains("WARN"), "{log}");
+    let mut phone = testkit::Phone::udp(sb.sip_addr("udp"), "1001", password, &domain);
+    assert_eq!(phone.register(), 200, "{}", sb.log());
+    sb.signal("TERM");
+    let status = sb.wait(Duration::from_secs(10)).expect("exit");
+    assert_eq!(status.code(), Some(0), "{}", sb.log());
+}
+
+#[test]
+fn check_validates_the_dialplan_timezone() {
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        "[dialplan]\ntimezone = \"Europe/Pariss\"\n",
+    );
+    let line = w.run(&["check"]).one_error_line().to_owned();
+    assert!(
+        line.starts_with("switchboard: config switchboard.toml:2:12: dialplan.timezone: \"Europe/Pariss\" is not an IANA time zone"),
+        "{line}"
+    );
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        "[dialplan]\ntimezone = \"Europe/Paris\"\n",
+    );
+    let out = w.run(&["check"]);
+    assert!(out.status.success(), "{}", out.stderr);
+}

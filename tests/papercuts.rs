@@ -246,13 +246,18 @@ fn extension_changes_take_effect_on_reload_with_calls_kept_up() {
 
 /// A server whose dialplan is `lua` (as `dialplans/default.lua`).
 fn start_with_lua(lua: &str) -> (Server, tempfile::TempDir) {
+    start_with_lua_and(lua, "")
+}
+
+/// [`start_with_lua`] with more `[dialplan]` keys.
+fn start_with_lua_and(lua: &str, more: &str) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let dialplans = dir.path().join("dialplans");
     std::fs::create_dir_all(&dialplans).expect("mkdir");
     std::fs::write(dialplans.join("default.lua"), lua).expect("write lua");
     std::fs::create_dir_all(dir.path().join("sounds")).expect("mkdir");
     let dialplan = format!(
-        "[dialplan]\ndir = {:?}\nplugins = {:?}\nsounds = {:?}\n",
+        "[dialplan]\ndir = {:?}\nplugins = {:?}\nsounds = {:?}\n{more}\n",
         dialplans.display().to_string(),
         dir.path().join("plugins").display().to_string(),
         dir.path().join("sounds").display().to_string(),
@@ -422,4 +427,43 @@ fn live_calls_show_the_contacts_being_rung_and_hold() {
     a.ack_in(&dialog).unwrap();
     let calls = calls_when(&s, |c| c[0]["legs"][0]["held"] == true);
     assert_eq!(calls[0]["legs"][1]["held"], false, "{calls}");
+}
+
+#[test]
+fn lua_sees_the_call_state_and_the_configured_timezone() {
+    let (s, _dir) = start_with_lua_and(
+        "function route(call)\n  call:reject(486, os.date(\"%z\", 0) .. \" \" .. call.state .. \" \" .. tostring(call:is_up()))\nend\n",
+        "timezone = \"Asia/Kolkata\"",
+    );
+    let mut a = phone(&s, "1001", "Vq7-zK2p-Lm9w");
+    assert_eq!(a.register(), 200);
+    a.call("1002").expect("INVITE sent");
+    let (r, _) = a.final_response(WAIT).expect("final response");
+    assert_eq!(
+        (r.status, r.reason.as_str()),
+        (486, "+0530 routing false"),
+        "{}",
+        s.log()
+    );
+}
+
+#[test]
+fn phones_may_name_the_server_by_its_address_instead_of_the_domain() {
+    // The office's domain is test.invalid; these phones only know the
+    // server's address, as a phone on another machine set up with the
+    // demo office's "localhost" would need to.
+    let s = start("");
+    let server = s.udp.expect("udp");
+    let host = server.ip().to_string();
+    let mut a = Phone::udp(server, "1001", "Vq7-zK2p-Lm9w", &host);
+    let mut b = Phone::udp(server, "1002", "Rt4-hX8n-Pc3y", &host);
+    assert_eq!(a.register(), 200, "{}", s.log());
+    assert_eq!(b.register(), 200, "{}", s.log());
+    let list = json(&s, "/api/v1/extensions");
+    assert_eq!(list[0]["contacts"], 1, "{list}");
+    a.call("1002").expect("INVITE to sip:1002@<server address>");
+    let incoming = b.incoming(WAIT).expect("1002 rings");
+    b.reply(&incoming.invite, &incoming.tag, 486).unwrap();
+    let (r, _) = a.final_response(WAIT).expect("final response");
+    assert_eq!(r.status, 486);
 }

@@ -30,6 +30,7 @@ use toml::Spanned;
 pub use self::dialplan::DialplanConfig;
 pub use self::media::MediaConfig;
 pub use self::netsec::NetSecurityConfig;
+pub(crate) use self::registrar::weak_password;
 pub use self::registrar::{ExtensionConfig, SecurityConfig, StorageConfig};
 
 /// The configuration compiled into the binary: the demo office.

@@ -174,7 +174,7 @@ const MIN_PASSWORD_LEN: usize = 10;
 /// Why `password` is easy to guess for extension `id`, if it is: the
 /// patterns SIP scanners try first (the extension number, digits only,
 /// short, one repeated character, the classic defaults).
-fn weak_password(id: &str, password: &str) -> Option<String> {
+pub(crate) fn weak_password(id: &str, password: &str) -> Option<String> {
     let lower = password.to_ascii_lowercase();
     let distinct: HashSet<char> = password.chars().collect();
     if lower == id.to_ascii_lowercase() {

@@ -258,4 +258,10 @@ pub trait CallApi: Send + Sync + 'static {
     /// Sends the caller's audio back to it until the call ends. However it
     /// returns, the call is over for the dialplan.
     fn echo(&self) -> impl Future<Output = Result<(), ActionError>> + Send;
+    /// Whether the call is already over although no action has said so
+    /// yet (the caller hung up while the script was computing). Backs
+    /// `call.state` and `call:is_up()`; the default knows nothing.
+    fn is_ended(&self) -> bool {
+        false
+    }
 }

@@ -55,6 +55,7 @@
 //! [`Runtime::reload`].
 
 mod call;
+mod clock;
 mod error;
 mod generation;
 mod host;
@@ -72,6 +73,7 @@ pub use call::{
     ActionError, CallApi, CallInfo, DialOptions, DialResult, DialStatus, DigitOptions, RecordEnd,
     RecordOptions, RecordResult, Source, UriParts,
 };
+pub use clock::{set_timezone, timezone};
 pub use error::{Error, FileError, ReloadError};
 pub use generation::{Chunk, Generation};
 pub use host::{Contact, ExtensionInfo, Host, HostError, MemoryHost};
