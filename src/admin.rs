@@ -1,8 +1,9 @@
 //! Admin HTTP API (axum): `GET /health`, `GET /metrics` (Prometheus text),
 //! `GET /api/v1/status`, `GET /api/v1/registrations` (JSON),
-//! `DELETE /api/v1/registrations/{aor}`, `GET /api/v1/calls`,
-//! `DELETE /api/v1/calls/{id}`, `GET /api/v1/calls/{id}/trace`,
-//! `GET /api/v1/cdrs?limit=N&since=TIME`, `POST /api/v1/reload` (dialplan),
+//! `DELETE /api/v1/registrations/{aor}`, `GET /api/v1/extensions`,
+//! `GET /api/v1/calls`, `DELETE /api/v1/calls/{id}`,
+//! `GET /api/v1/calls/{id}/trace`, `GET /api/v1/cdrs?limit=N&since=TIME`,
+//! `POST /api/v1/reload` (extensions and dialplan),
 //! `GET /api/v1/bans`, `DELETE /api/v1/bans/{ip}` and
 //! `DELETE /api/v1/bans/user/{user}`, JSON 400 / 404 / 405 for the rest; every
 //! request passes [`crate::admin_guard`] first (Host check, bearer token).
@@ -12,6 +13,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -150,6 +152,7 @@ pub fn router(
     state: AdminState,
     guard: crate::admin_guard::Guard,
     dialplan: Arc<dialplan::Runtime>,
+    extensions: Arc<crate::extensions::Extensions>,
     calls: chan_sip::ChanSip,
     cdrs: Arc<dyn storage::Storage>,
     listeners: Listeners,
@@ -206,11 +209,25 @@ pub fn router(
         )
         .route(
             "/api/v1/cdrs",
-            get(move |query: axum::extract::Query<CdrQuery>| recent_cdrs(cdrs.clone(), query.0)),
+            get(
+                move |query: Result<axum::extract::Query<CdrQuery>, QueryRejection>| {
+                    let cdrs = cdrs.clone();
+                    async move {
+                        match query {
+                            Ok(query) => recent_cdrs(cdrs, query.0).await,
+                            Err(e) => bad_query(&e),
+                        }
+                    }
+                },
+            ),
         )
+        .route("/api/v1/extensions", {
+            let extensions = Arc::clone(&extensions);
+            get(move || extensions.list_endpoint())
+        })
         .route(
             "/api/v1/reload",
-            post(move || crate::dialplan::reload_endpoint(dialplan)),
+            post(move || crate::dialplan::reload_endpoint(dialplan, extensions)),
         )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -421,6 +438,16 @@ pub fn parse_since(text: &str, now_ms: u64) -> Result<u64, String> {
     ))
 }
 
+/// A query string that does not parse (`?limit=abc`): a JSON 400 like
+/// every other error, not axum's plain-text one.
+fn bad_query(e: &QueryRejection) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({ "error": e.body_text() })),
+    )
+        .into_response()
+}
+
 /// The most recent CDRs, newest first.
 async fn recent_cdrs(store: Arc<dyn storage::Storage>, query: CdrQuery) -> Response {
     let limit = match query.limit.as_deref() {
@@ -475,7 +502,7 @@ async fn recent_cdrs(store: Arc<dyn storage::Storage>, query: CdrQuery) -> Respo
     }
 }
 
-fn server_error(message: String) -> Response {
+pub(crate) fn server_error(message: String) -> Response {
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         Json(json!({ "error": message })),

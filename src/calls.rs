@@ -186,6 +186,10 @@ impl CallApi for LuaCall {
             .map_err(|e| action(e, "redirect"))
     }
 
+    fn is_ended(&self) -> bool {
+        self.handle.is_ended()
+    }
+
     async fn hangup(&self) -> Result<(), ActionError> {
         self.handle.hangup().await.map_err(|e| action(e, "hangup"))
     }

@@ -1,4 +1,4 @@
-//! Command line (clap derive): `switchboard [run|check|test] [--config FILE]`,
+//! Command line (clap derive): `switchboard [run|check|test|init] [--config FILE]`,
 //! the operator subcommands that talk to a running server's admin API
 //! (`status`, `registrations`, `calls`, `cdrs`, `reload`, `hangup`,
 //! `unregister`, `bans`, `unban`, `trace`), and `completions` / `manpage`
@@ -113,6 +113,13 @@ pub enum Command {
         /// Run only the cases whose "FILE NAME" contains PATTERN
         #[arg(long, value_name = "PATTERN")]
         filter: Option<String>,
+    },
+    /// Write a new, editable office into DIR (default: the current directory): switchboard.toml with
+    /// generated passwords, dialplans/, plugins/, sounds/. Never overwrites a file.
+    Init {
+        /// Where to write it (created if missing).
+        #[arg(value_name = "DIR", default_value = ".")]
+        dir: PathBuf,
     },
 }
 

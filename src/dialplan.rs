@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,7 @@ use tracing::{error, info};
 
 use crate::config::{Config, ConfigSource, DialplanConfig};
 use crate::error::Error;
+use crate::extensions::Extensions;
 
 /// The repository's `dialplans/`, compiled in: what a first run of the demo
 /// office writes when `./dialplans` does not exist.
@@ -138,9 +140,21 @@ impl Dialplan {
 /// missing, loads generation 1 (a bad file is a start-up error naming
 /// `file:line`), starts the file watcher and the SIGHUP reload. Must run
 /// inside the tokio runtime.
-pub async fn start(config: &Config, storage: Arc<dyn Storage>) -> Result<Dialplan, Error> {
+pub async fn start(
+    config: &Config,
+    storage: Arc<dyn Storage>,
+    extensions: Arc<Extensions>,
+) -> Result<Dialplan, Error> {
     describe_metrics();
-    let host = Arc::new(PbxHost::new(config, storage));
+    if let Some(zone) = config
+        .dialplan
+        .timezone
+        .as_deref()
+        .and_then(dialplan::timezone)
+    {
+        dialplan::set_timezone(zone);
+    }
+    let host = Arc::new(PbxHost::new(config, storage, extensions.dialplan_map()));
     let settings = config.dialplan.clone();
     let source = config.source.clone();
     let (runtime, seeded) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
@@ -153,7 +167,7 @@ pub async fn start(config: &Config, storage: Arc<dyn Storage>) -> Result<Dialpla
     let watcher = runtime
         .watch(WATCH_DEBOUNCE, |_| {})
         .map_err(|e| Error::Dialplan(e.into()))?;
-    spawn_sighup(Arc::clone(&runtime))?;
+    spawn_sighup(Arc::clone(&runtime), extensions)?;
     Ok(Dialplan {
         runtime,
         _watcher: watcher,
@@ -303,36 +317,61 @@ fn compile(settings: &DialplanConfig) -> Result<String, Vec<String>> {
     }
 }
 
-/// Reloads on every SIGHUP (the runtime logs the result).
-fn spawn_sighup(runtime: Arc<Runtime>) -> Result<(), Error> {
+/// Reloads on every SIGHUP: the extensions from the config file, then
+/// the dialplan (each logs its result; a bad config file keeps both as
+/// they are, as `POST /api/v1/reload` does).
+fn spawn_sighup(runtime: Arc<Runtime>, extensions: Arc<Extensions>) -> Result<(), Error> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut hangup = signal(SignalKind::hangup()).map_err(Error::Signals)?;
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
-                info!("SIGHUP received, reloading the dialplan");
+                info!("SIGHUP received, reloading the dialplan and the extensions");
                 let runtime = Arc::clone(&runtime);
-                if tokio::task::spawn_blocking(move || runtime.reload())
-                    .await
-                    .is_err()
-                {
+                let extensions = Arc::clone(&extensions);
+                let done = tokio::task::spawn_blocking(move || match extensions.reload() {
+                    Ok(_) => drop(runtime.reload()),
+                    Err(e) => error!(
+                        "reload refused, extensions and dialplan kept: config {}{}: {}",
+                        e.file,
+                        e.line.map(|l| format!(":{l}")).unwrap_or_default(),
+                        e.message
+                    ),
+                })
+                .await;
+                if done.is_err() {
                     error!("dialplan reload task failed");
                 }
             }
         });
     }
     #[cfg(not(unix))]
-    drop(runtime);
+    drop((runtime, extensions));
     Ok(())
 }
 
-/// `POST /api/v1/reload`: 200 `{"generation": N}`, or 422 `{"kept": N,
-/// "errors": [{"file", "line", "message"}]}` with the old generation kept.
-pub async fn reload_endpoint(runtime: Arc<Runtime>) -> Response {
-    match tokio::task::spawn_blocking(move || runtime.reload()).await {
-        Ok(Ok(generation)) => Json(json!({ "generation": generation })).into_response(),
-        Ok(Err(ReloadError { kept, errors })) => {
+/// `POST /api/v1/reload`: the extensions from the config file, then the
+/// dialplan. 200 `{"generation": N, "extensions": M}`, or 422 `{"kept": N,
+/// "errors": [{"file", "line", "message"}]}` with the old generation (and,
+/// for a config error, the old extensions and dialplan) kept.
+pub async fn reload_endpoint(runtime: Arc<Runtime>, extensions: Arc<Extensions>) -> Response {
+    let task = tokio::task::spawn_blocking(move || {
+        extensions
+            .reload()
+            .map_err(|e| (runtime.generation().number, e))
+            .map(|count| (count, runtime.reload()))
+    });
+    match task.await {
+        Ok(Err((kept, e))) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({ "kept": kept, "errors": [e] })),
+        )
+            .into_response(),
+        Ok(Ok((count, Ok(generation)))) => {
+            Json(json!({ "generation": generation, "extensions": count })).into_response()
+        }
+        Ok(Ok((_, Err(ReloadError { kept, errors })))) => {
             let errors: Vec<_> = errors
                 .iter()
                 .map(|e| json!({ "file": e.file, "line": e.line, "message": e.message }))
@@ -359,23 +398,16 @@ pub async fn reload_endpoint(runtime: Arc<Runtime>) -> Response {
 struct PbxHost {
     storage: Arc<dyn Storage>,
     domain: String,
-    extensions: HashMap<String, ExtensionInfo>,
+    /// Swapped by a config reload ([`Extensions`]).
+    extensions: Arc<ArcSwap<HashMap<String, ExtensionInfo>>>,
 }
 
 impl PbxHost {
-    fn new(config: &Config, storage: Arc<dyn Storage>) -> Self {
-        let extensions = config
-            .extensions
-            .iter()
-            .map(|e| {
-                let info = ExtensionInfo {
-                    id: e.id.clone(),
-                    name: e.name.clone(),
-                    context: e.context.clone(),
-                };
-                (e.id.clone(), info)
-            })
-            .collect();
+    fn new(
+        config: &Config,
+        storage: Arc<dyn Storage>,
+        extensions: Arc<ArcSwap<HashMap<String, ExtensionInfo>>>,
+    ) -> Self {
         Self {
             storage,
             domain: config.sip.domain.clone(),
@@ -432,7 +464,7 @@ impl Host for PbxHost {
     }
 
     fn extension(&self, id: &str) -> Result<Option<ExtensionInfo>, HostError> {
-        Ok(self.extensions.get(id).cloned())
+        Ok(self.extensions.load().get(id).cloned())
     }
 
     fn blocks(&self) -> bool {
@@ -451,7 +483,12 @@ mod tests {
             "[sip]\ndomain = \"pbx.test\"\n[[extension]]\nid = \"1001\"\npassword = \"x\"\nname = \"Alice\"\n[[extension]]\nid = \"1002\"\npassword = \"y\"\ncontext = \"sales\"\n",
         )
         .expect("config");
-        PbxHost::new(&config, storage)
+        let storage: Arc<dyn Storage> = storage;
+        let registrar =
+            registrar::Registrar::new(config.registrar_config(), &[], storage.clone(), [0; 32])
+                .expect("registrar");
+        let extensions = Extensions::new(&config, storage.clone(), registrar);
+        PbxHost::new(&config, storage, extensions.dialplan_map())
     }
 
     #[test]
@@ -516,6 +553,7 @@ mod tests {
             instruction_budget: 10_000_000,
             route_time_limit: std::time::Duration::from_secs(5),
             pattern_step_limit: 1_000_000,
+            timezone: None,
         };
         let file = ConfigSource::File(tmp.path().join("switchboard.toml"));
         let e = prepare_dirs(&file, &settings).unwrap_err().to_string();

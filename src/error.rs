@@ -68,6 +68,9 @@ pub enum Error {
     /// The admin HTTP server stopped with an error while running.
     #[error("admin HTTP server failed: {0}")]
     AdminRun(io::Error),
+    /// `init` wrote nothing (a file was there) or could not write.
+    #[error(transparent)]
+    Init(#[from] crate::init::InitError),
     /// `check` found a problem (already worded, e.g. a Lua `file:line: message`).
     #[error("{0}")]
     Check(String),

@@ -13,8 +13,11 @@ mod cli;
 mod config;
 mod dialplan;
 mod error;
+mod extensions;
+mod init;
 mod logging;
 mod ops;
+mod preflight;
 mod server;
 mod shutdown;
 mod spectest;
@@ -52,6 +55,9 @@ fn main() -> ExitCode {
             Ok(false) => return ExitCode::FAILURE,
             Err(e) => Err(e),
         },
+        Command::Init { dir } => init::init(&dir)
+            .map(|out| println!("{out}"))
+            .map_err(Error::from),
         command => operate(&command, &source, cli.json),
     };
     match result {
@@ -67,23 +73,25 @@ fn main() -> ExitCode {
 /// dialplan and plugin, print a summary; each Lua error is one line.
 fn check(source: &ConfigSource) -> Result<(), Error> {
     let config = Config::load(source)?;
-    for warning in &config.warnings {
+    let findings = preflight::inspect(&config);
+    for warning in config.warnings.iter().chain(&findings.warnings) {
         eprintln!("switchboard: warning: {warning}");
     }
-    match dialplan::check(&config) {
-        Ok(dialplan) => {
+    let mut errors = findings.errors;
+    let dialplan = dialplan::check(&config).map_err(|e| errors.extend(e));
+    match (dialplan, errors.pop()) {
+        (Ok(dialplan), None) => {
             println!("config OK: {}; {dialplan}", config.summary());
             Ok(())
         }
-        Err(mut errors) => {
+        (_, last) => {
             // main prints the last one, like every other error.
-            let last = errors
-                .pop()
-                .unwrap_or_else(|| "dialplan check failed".to_owned());
             for e in &errors {
                 eprintln!("switchboard: {e}");
             }
-            Err(Error::Check(last))
+            Err(Error::Check(
+                last.unwrap_or_else(|| "dialplan check failed".to_owned()),
+            ))
         }
     }
 }
@@ -100,8 +108,12 @@ fn operate(command: &Command, source: &ConfigSource, json: bool) -> Result<(), E
 fn run(source: &ConfigSource, started: Instant) -> Result<(), Error> {
     let config = Config::load(source)?;
     logging::init(&config.log.level)?;
-    for warning in &config.warnings {
+    let findings = preflight::inspect(&config);
+    for warning in config.warnings.iter().chain(&findings.warnings) {
         tracing::warn!("{warning}");
+    }
+    for error in &findings.errors {
+        tracing::error!("{error} (switchboard check refuses this config)");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

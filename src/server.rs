@@ -15,6 +15,7 @@ use crate::admin;
 use crate::admin_guard::{AdminToken, Guard};
 use crate::config::Config;
 use crate::error::Error;
+use crate::extensions::Extensions;
 use crate::shutdown::Signals;
 use crate::store::{self, DemoPassword};
 
@@ -51,8 +52,9 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     .map_err(Error::RegistrarStart)?;
 
     let metrics = admin::install_metrics(started, registrar.clone())?;
+    let office = Arc::new(Extensions::new(&config, storage.clone(), registrar.clone()));
     // Bad Lua stops start-up here, before any port is bound.
-    let dialplan = crate::dialplan::start(&config, storage.clone()).await?;
+    let dialplan = crate::dialplan::start(&config, storage.clone(), Arc::clone(&office)).await?;
     let mut endpoint = Endpoint::bind(config.endpoint_config())
         .await
         .map_err(|source| Error::SipStart { source })?;
@@ -63,17 +65,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         registrar.clone(),
         storage.clone(),
         storage.clone(),
-        config
-            .extensions
-            .iter()
-            .map(|e| {
-                let ext = chan_sip::Extension {
-                    context: e.context.clone(),
-                    name: e.name.clone(),
-                };
-                (e.id.clone(), ext)
-            })
-            .collect(),
+        office.channel_map(),
         Arc::new(crate::calls::LuaRouter::new(
             Arc::clone(dialplan.runtime()),
             crate::calls::MediaFiles {
@@ -134,6 +126,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
                 metrics,
                 Guard::new(token, &config.admin, addr),
                 Arc::clone(dialplan.runtime()),
+                Arc::clone(&office),
                 calls.clone(),
                 storage.clone(),
                 admin::Listeners {

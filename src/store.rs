@@ -119,6 +119,18 @@ fn generate_password(rng: &mut impl Rng) -> String {
         .collect()
 }
 
+/// A random password of `len` characters from the demo alphabet (no
+/// look-alike characters), for `switchboard init`.
+pub fn random_password(len: usize) -> String {
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| {
+            let i = rng.random_range(0..DEMO_ALPHABET.len());
+            char::from(DEMO_ALPHABET.get(i).copied().unwrap_or(b'x'))
+        })
+        .collect()
+}
+
 fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

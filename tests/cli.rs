@@ -300,7 +300,7 @@ fn rust_log_overrides_the_configured_level() {
 fn check_summarises_extensions_and_storage() {
     let w = Workdir::with_file(
         "switchboard.toml",
-        "[storage]\nbackend = \"memory\"\n\n[[extension]]\nid = \"1001\"\npassword = \"a\"\n\n[[extension]]\nid = \"1002\"\npassword = \"b\"\n",
+        "[storage]\nbackend = \"memory\"\n\n[[extension]]\nid = \"1001\"\npassword = \"Vq7-zK2p-Lm9w\"\n\n[[extension]]\nid = \"1002\"\npassword = \"Rt4-hX8n-Pc3y\"\n",
     );
     let out = w.run(&["check"]);
     assert!(out.status.success(), "{}", out.stderr);
@@ -472,4 +472,279 @@ fn corrupt_storage_file_is_one_line() {
         line.contains("is not a valid Switchboard database"),
         "{line}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// Issue 15 papercuts: what `check` catches before calls break.
+
+#[test]
+fn log_level_typos_are_errors_in_check_and_run() {
+    for (level, needle) in [
+        (
+            "warning",
+            "\"warning\" is not a log level (did you mean \"warn\"?)",
+        ),
+        ("loud", "\"loud\" is not a log level"),
+        (
+            "info,sip_net=chatty",
+            "\"chatty\" in \"sip_net=chatty\" is not a log level",
+        ),
+    ] {
+        let w = Workdir::with_file(
+            "switchboard.toml",
+            &format!("{}\n[log]\nlevel = {level:?}\n", free_ports_config()),
+        );
+        for command in ["check", "run"] {
+            let out = w.run(&[command]);
+            let line = out.one_error_line();
+            assert!(line.contains(needle), "{command} {level}: {line}");
+            assert!(
+                line.contains("switchboard.toml:12:9: log.level"),
+                "{command} {level}: {line}"
+            );
+        }
+    }
+    // Each valid level, and a filter, passes.
+    for level in [
+        "error",
+        "warn",
+        "info",
+        "debug",
+        "trace",
+        "info,sip_net=debug",
+    ] {
+        let w = Workdir::with_file(
+            "switchboard.toml",
+            &format!("{}\n[log]\nlevel = {level:?}\n", free_ports_config()),
+        );
+        let out = w.run(&["check"]);
+        assert!(out.status.success(), "{level}: {}", out.stderr);
+    }
+}
+
+#[test]
+fn check_refuses_an_extension_whose_context_has_no_dialplan() {
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        "[[extension]]\nid = \"1001\"\npassword = \"Vq7-zK2p-Lm9w\"\ncontext = \"sales\"\n\n[[extension]]\nid = \"1002\"\npassword = \"Rt4-hX8n-Pc3y\"\n",
+    );
+    let line = w.run(&["check"]).one_error_line().to_owned();
+    assert!(line.starts_with("switchboard: config switchboard.toml:4:11: extension 1001: context \"sales\" has no dialplan"), "{line}");
+    assert!(line.contains("sales.lua"), "{line}");
+    // With the file, it passes.
+    w.write(
+        "dialplans/sales.lua",
+        "function route(call)\n  call:hangup()\nend\n",
+    );
+    let out = w.run(&["check"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stderr, "", "{}", out.stderr);
+}
+
+#[test]
+fn check_warns_about_missing_sounds_and_prompts_play_cannot_use() {
+    let w = Workdir::with_file("switchboard.toml", "");
+    std::fs::remove_dir(w.path().join("sounds")).expect("rmdir sounds");
+    let out = w.run(&["check"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "switchboard: warning: config switchboard.toml: dialplan.sounds: sounds does not exist"
+        ),
+        "{}",
+        out.stderr
+    );
+
+    std::fs::create_dir(w.path().join("sounds")).expect("mkdir sounds");
+    let wav = |channels: u16, rate: u32| -> Vec<u8> {
+        let data = vec![0u8; 400];
+        let mut v = Vec::new();
+        v.extend_from_slice(b"RIFF");
+        v.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+        v.extend_from_slice(b"WAVEfmt ");
+        v.extend_from_slice(&16u32.to_le_bytes());
+        v.extend_from_slice(&1u16.to_le_bytes());
+        v.extend_from_slice(&channels.to_le_bytes());
+        v.extend_from_slice(&rate.to_le_bytes());
+        v.extend_from_slice(&(rate * 2 * u32::from(channels)).to_le_bytes());
+        v.extend_from_slice(&(2 * channels).to_le_bytes());
+        v.extend_from_slice(&16u16.to_le_bytes());
+        v.extend_from_slice(b"data");
+        v.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        v.extend_from_slice(&data);
+        v
+    };
+    let sounds = w.path().join("sounds");
+    std::fs::write(sounds.join("good.wav"), wav(1, 8000)).expect("write");
+    std::fs::write(sounds.join("stereo.wav"), wav(2, 8000)).expect("write");
+    std::fs::write(sounds.join("cd.wav"), wav(1, 44_100)).expect("write");
+    let out = w.run(&["check"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", out.stderr);
+    assert!(lines[0].contains("cd.wav"), "{}", out.stderr);
+    assert!(lines[0].contains("44100 Hz"), "{}", out.stderr);
+    assert!(lines[1].contains("stereo.wav"), "{}", out.stderr);
+    assert!(
+        lines[1].contains("2 channels; prompts must be mono"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("good.wav"), "{}", out.stderr);
+}
+
+#[test]
+fn check_refuses_a_media_bind_that_is_not_ours() {
+    let w = Workdir::with_file("switchboard.toml", "[media]\n\nbind = \"203.0.113.77\"\n");
+    let line = w.run(&["check"]).one_error_line().to_owned();
+    assert!(
+        line.starts_with("switchboard: config switchboard.toml:3:8: media.bind: 203.0.113.77 is not an address of this machine"),
+        "{line}"
+    );
+    let w = Workdir::with_file("switchboard.toml", "[media]\nbind = \"127.0.0.1\"\n");
+    let out = w.run(&["check"]);
+    assert!(out.status.success(), "{}", out.stderr);
+}
+
+#[test]
+fn check_warns_about_weak_extension_passwords() {
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        "[[extension]]\nid = \"1001\"\npassword = \"1001\"\n\n[[extension]]\nid = \"1002\"\npassword = \"98765432101\"\n\n[[extension]]\nid = \"1003\"\npassword = \"x7-Q\"\n\n[[extension]]\nid = \"1004\"\npassword = \"Vq7-zK2p-Lm9w\"\n",
+    );
+    let out = w.run(&["check"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", out.stderr);
+    for (line, at, why) in [
+        (
+            lines[0],
+            "switchboard.toml:3:12",
+            "extension 1001: weak password (it is the extension id)",
+        ),
+        (
+            lines[1],
+            "switchboard.toml:7:12",
+            "extension 1002: weak password (digits only)",
+        ),
+        (
+            lines[2],
+            "switchboard.toml:11:12",
+            "extension 1003: weak password (shorter than 10 characters)",
+        ),
+    ] {
+        assert!(
+            line.starts_with(&format!("switchboard: warning: config {at}: {why}")),
+            "{line}"
+        );
+    }
+}
+
+/// The value of the first `key = "..."` line after `after` in `text`.
+fn toml_value<'a>(text: &'a str, after: &str, key: &str) -> &'a str {
+    let start = text.find(after).map_or(0, |i| i + after.len());
+    text[start..]
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no {key} after {after:?} in:\n{text}"))
+}
+
+#[test]
+fn init_writes_an_office_that_checks_and_runs() {
+    let w = Workdir::bare();
+    let out = w.run(&["init", "office"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .starts_with("wrote a new office in office: switchboard.toml"),
+        "{}",
+        out.stdout
+    );
+    for file in [
+        "office/switchboard.toml",
+        "office/dialplans/default.lua",
+        "office/plugins/callforward.lua",
+        "office/sounds/hello.wav",
+    ] {
+        assert!(w.path().join(file).is_file(), "{file} missing");
+    }
+    let text = std::fs::read_to_string(w.path().join("office/switchboard.toml")).expect("config");
+    let password = toml_value(&text, "id = \"1001\"", "password");
+    assert!(password.len() >= 12, "{password}");
+    assert!(
+        out.stdout.contains(&format!(
+            "extension 1001 (Office 1001): password {password}"
+        )),
+        "{}",
+        out.stdout
+    );
+
+    // It passes check without a warning.
+    let out = w.run(&["check", "--config", "office/switchboard.toml"]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stderr, "", "{}", out.stderr);
+    assert!(out.stdout.contains("4 extensions"), "{}", out.stdout);
+
+    // A second init overwrites nothing: one line, exit 1, the file as it was.
+    let line = w.run(&["init", "office"]).one_error_line().to_owned();
+    assert!(
+        line.starts_with("switchboard: init: office/switchboard.toml already exists"),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.path().join("office/switchboard.toml")).expect("config"),
+        text
+    );
+    // One file in the way is enough to write nothing at all.
+    let other = Workdir::bare();
+    other.write("office/sounds/hello.wav", "mine");
+    let line = other.run(&["init", "office"]).one_error_line().to_owned();
+    assert!(
+        line.contains("office/sounds/hello.wav already exists"),
+        "{line}"
+    );
+    assert!(!other.path().join("office/switchboard.toml").exists());
+
+    // It runs (on free ports here), and a phone registers with a written password.
+    let domain = toml_value(&text, "[sip]", "domain").to_owned();
+    let free = text
+        .replace(
+            "\"udp:0.0.0.0:5060\", \"tcp:0.0.0.0:5060\"",
+            "\"udp:127.0.0.1:0\"",
+        )
+        .replace("listen = \"127.0.0.1:8088\"", "listen = \"127.0.0.1:0\"")
+        .replace("rtp_ports = \"10000-20000\"", "rtp_ports = \"30000-30999\"");
+    std::fs::write(w.path().join("office/switchboard.toml"), free).expect("write");
+    let mut sb = w.start(&["run", "--config", "office/switchboard.toml"]);
+    let log = sb.log();
+    assert!(
+        log.contains("dialplan generation 1: 1 context(s), 2 plugin(s)"),
+        "{log}"
+    );
+    assert!(!log.contains("WARN"), "{log}");
+    let mut phone = testkit::Phone::udp(sb.sip_addr("udp"), "1001", password, &domain);
+    assert_eq!(phone.register(), 200, "{}", sb.log());
+    sb.signal("TERM");
+    let status = sb.wait(Duration::from_secs(10)).expect("exit");
+    assert_eq!(status.code(), Some(0), "{}", sb.log());
+}
+
+#[test]
+fn check_validates_the_dialplan_timezone() {
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        "[dialplan]\ntimezone = \"Europe/Pariss\"\n",
+    );
+    let line = w.run(&["check"]).one_error_line().to_owned();
+    assert!(
+        line.starts_with("switchboard: config switchboard.toml:2:12: dialplan.timezone: \"Europe/Pariss\" is not an IANA time zone"),
+        "{line}"
+    );
+    let w = Workdir::with_file(
+        "switchboard.toml",
+        "[dialplan]\ntimezone = \"Europe/Paris\"\n",
+    );
+    let out = w.run(&["check"]);
+    assert!(out.status.success(), "{}", out.stderr);
 }

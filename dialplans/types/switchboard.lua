@@ -63,6 +63,7 @@ SWITCHBOARD_API = 1
 ---@field source Source Where the INVITE came from.
 ---@field caller string? The authenticated extension that placed the call.
 ---@field context string The context (dialplans/NAME.lua) routing the call.
+---@field state "routing"|"answered"|"ended" Where the call is: "ended" once hung up, rejected, redirected, its bridged call over or the caller gone.
 local Call = {}
 
 ---The first value of INVITE header `name` (case-insensitive), or nil.
@@ -116,6 +117,12 @@ function Call:sleep(seconds) end
 
 ---Hangs up; the call is over.
 function Call:hangup() end
+
+---Whether the call is answered and not over (`call.state == "answered"`):
+---ask before `hangup` after a `dial`, which returns once the bridged call
+---has already ended.
+---@return boolean
+function Call:is_up() end
 
 ---Runs `handler(call, outcome)` once `route` is done (at most 64 per call).
 ---@param handler fun(call: Call, outcome: RouteOutcome)

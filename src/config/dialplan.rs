@@ -60,6 +60,8 @@ pub struct DialplanConfig {
     /// `pattern_step_limit`: most steps of one `string.find`/`match`/
     /// `gmatch`/`gsub` call.
     pub pattern_step_limit: u64,
+    /// `timezone`: the IANA zone `os.date` uses (`None`: the process's `TZ`).
+    pub timezone: Option<String>,
 }
 
 impl DialplanConfig {
@@ -85,6 +87,7 @@ pub(super) struct RawDialplan {
     instruction_budget: Option<Spanned<u64>>,
     route_time_limit: Option<Spanned<DurationText>>,
     pattern_step_limit: Option<Spanned<u64>>,
+    timezone: Option<Spanned<String>>,
 }
 
 /// A size: a number of bytes, or a string such as `"16MiB"`.
@@ -243,7 +246,23 @@ impl Checker<'_> {
                 n
             }
         };
+        let timezone = match &raw.timezone {
+            None => None,
+            Some(v) => {
+                let name = v.get_ref().trim();
+                if dialplan::timezone(name).is_none() {
+                    return Err(self.error(
+                        v.span(),
+                        format!(
+                            "dialplan.timezone: {name:?} is not an IANA time zone; write a name such as \"Europe/Paris\", \"America/New_York\" or \"UTC\" (timedatectl list-timezones lists them)"
+                        ),
+                    ));
+                }
+                Some(name.to_owned())
+            }
+        };
         Ok(DialplanConfig {
+            timezone,
             dir: resolve(self.source, &dir),
             plugins: resolve(self.source, &plugins),
             sounds: resolve(self.source, &sounds),

@@ -70,6 +70,13 @@ pub(super) struct RawMedia {
 const KNOWN: [&str; 4] = ["PCMU", "PCMA", "G722", "telephone-event"];
 
 impl Checker<'_> {
+    /// Where `media.bind` is set, if it is.
+    pub(super) fn media_bind_location(&self, raw: &RawMedia) -> Option<super::Location> {
+        raw.bind
+            .as_ref()
+            .map(|v| super::Location::at(self.source, self.text, Some(v.span())))
+    }
+
     pub(super) fn media(&self, raw: &RawMedia) -> Result<MediaConfig, ConfigError> {
         let defaults = MediaConfig::default();
         let ip = |key: &str, v: &Spanned<String>| {

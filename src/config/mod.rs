@@ -30,6 +30,7 @@ use toml::Spanned;
 pub use self::dialplan::DialplanConfig;
 pub use self::media::MediaConfig;
 pub use self::netsec::NetSecurityConfig;
+pub(crate) use self::registrar::weak_password;
 pub use self::registrar::{ExtensionConfig, SecurityConfig, StorageConfig};
 
 /// The configuration compiled into the binary: the demo office.
@@ -155,6 +156,19 @@ pub struct Config {
     /// Things that work but are probably not meant, each one line with
     /// file, line and column (`check` prints them, `run` logs them).
     pub warnings: Vec<String>,
+    /// Where some keys are, for checks made after loading (see `crate::preflight`).
+    pub locations: Locations,
+}
+
+/// Where keys that later checks name are in the file.
+#[derive(Debug, Clone)]
+pub struct Locations {
+    /// `media.bind`, when set.
+    pub media_bind: Option<Location>,
+    /// Each extension's `context` (its `id` when no context is set), by id.
+    pub extension_context: std::collections::HashMap<String, Location>,
+    /// The whole file, for keys left out.
+    pub file: Location,
 }
 
 /// `[sip]`: what the SIP endpoint binds and how it behaves.
@@ -269,6 +283,11 @@ impl Config {
         let qualify_interval = check.qualify_interval(&raw.registrar)?;
         let dialplan = check.dialplan(&raw.dialplan)?;
         let media = check.media(&raw.media)?;
+        let locations = Locations {
+            media_bind: check.media_bind_location(&raw.media),
+            extension_context: check.extension_locations(&raw.extensions),
+            file: Location::at(&source, text, None),
+        };
         let mut warnings = Vec::new();
         let extensions =
             check.extensions(&raw.extensions, &security.digest_algorithms, &mut warnings)?;
@@ -297,6 +316,7 @@ impl Config {
             dialplan,
             media,
             warnings,
+            locations,
         })
     }
 
@@ -729,11 +749,11 @@ impl Checker<'_> {
         let level = match &raw.level {
             Some(v) => {
                 let level = v.get_ref().trim().to_owned();
-                crate::logging::parse_filter(&level).map_err(|e| {
+                crate::logging::check_level(&level).map_err(|e| {
                     self.error(
                         v.span(),
                         format!(
-                            "log.level: {level:?} is not a log filter ({e}); write e.g. \"info\", \"debug\" or \"info,sip_net=debug\""
+                            "log.level: {e}; write e.g. \"info\", \"debug\" or \"info,sip_net=debug\""
                         ),
                     )
                 })?;
@@ -961,6 +981,10 @@ level = "debug,sip_net=trace"
                 "admin.listen: \"localhost\" is not ADDR:PORT",
             ),
             ("[log]\nlevel = \"sip_net=loud\"\n", "log.level"),
+            (
+                "[log]\nlevel = \"warning\"\n",
+                "log.level: \"warning\" is not a log level",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.contains(needle), "{text:?}: {e}");

@@ -25,10 +25,12 @@ pub struct Workdir {
 
 impl Workdir {
     /// A directory with copies of the repository's `dialplans/` and
-    /// `plugins/` (which a config file's default `[dialplan]` needs), and
+    /// `plugins/` (which a config file's default `[dialplan]` needs), an
+    /// empty `sounds/` (so `check` has no missing-prompts warning), and
     /// nothing else (no `switchboard.toml`).
     pub fn empty() -> Workdir {
         let w = Workdir::bare();
+        std::fs::create_dir(w.path().join("sounds")).expect("mkdir sounds");
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
         for dir in ["dialplans", "plugins"] {
             std::fs::create_dir(w.path().join(dir)).expect("mkdir");

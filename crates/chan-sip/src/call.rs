@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pbx::{
     ActionError, CallDetails, CallHandle, CallSnapshot, CallState, Cdr, Command, DialOutcome,
-    DialRequest, DialStatus, Disposition, Leg, LegState, Party, RouteEnd,
+    DialRequest, DialStatus, Disposition, Leg, LegState, Party, RingingSnapshot, RouteEnd,
 };
 use sip_net::{Incoming, InviteEvent, InviteTx, Transport};
 use sip_proto::{HeaderName, Headers, Method, Request, Response, Uri};
@@ -207,6 +207,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
     metrics::gauge!("calls_active").set(inner.active.load(Ordering::Relaxed) as f64);
     let context = inner
         .extensions
+        .load()
         .get(&caller)
         .map_or_else(|| "default".to_owned(), |e| e.context.clone());
     let details = details(&incoming, &call_id, &caller, &context);
@@ -232,6 +233,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
                 direction: "inbound",
                 state: LegState::Calling,
                 contact: contact.clone(),
+                held: false,
             },
             ok: None,
             retrans: None,
@@ -261,6 +263,9 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
             duration_ms: 0,
             billable_ms: 0,
             hangup_cause: String::new(),
+            start: String::new(),
+            answer: None,
+            end: String::new(),
         },
     };
     call.publish();
@@ -355,6 +360,8 @@ struct Branch {
     done: bool,
     /// The dialog a 2xx created (kept to ACK its retransmissions).
     dialog: Option<Dialog>,
+    /// It answered 180/183.
+    rang: bool,
 }
 
 /// A dial in progress (the targets are ringing).
@@ -768,7 +775,12 @@ impl Call {
                     .caller
                     .clone()
                     .unwrap_or_else(|| "anonymous".to_owned());
-                let name = self.inner.extensions.get(&id).and_then(|e| e.name.clone());
+                let name = self
+                    .inner
+                    .extensions
+                    .load()
+                    .get(&id)
+                    .and_then(|e| e.name.clone());
                 (name, id)
             }
         };
@@ -851,6 +863,7 @@ impl Call {
         let callee = self
             .inner
             .extensions
+            .load()
             .contains_key(&dest.label)
             .then(|| dest.label.clone());
         if !self.inner.dialogs.insert(
@@ -890,6 +903,7 @@ impl Call {
                 cancel: Some(cancel_tx),
                 done: false,
                 dialog: None,
+                rang: false,
             },
         );
         Some(id)
@@ -959,6 +973,11 @@ impl Call {
             _ => 500,
         };
         if status < 200 {
+            if status > 100 && !branch.rang {
+                branch.rang = true;
+                // The admin API shows which contacts are ringing.
+                self.publish();
+            }
             if status > 100
                 && let Some(dialing) = &mut self.dialing
                 && dialing.branches.contains(&id)
@@ -1029,6 +1048,7 @@ impl Call {
             direction: "outbound",
             state: LegState::Up,
             contact: our_contact(&self.inner, branch.dest.transport, branch.dest.addr),
+            held: false,
         };
         if !wins {
             // A second answer (a fork that answered too late, or after the
@@ -1321,7 +1341,13 @@ impl Call {
             if let Some(b) = &mut self.bridge {
                 b.leg.bye();
             }
-            self.finish(Disposition::Answered, 200, "dialplan");
+            // Answered, then lost to an error (a missing prompt, say):
+            // the CDR says which.
+            let cause = match &end {
+                RouteEnd::Failed(why) => format!("error: {why}"),
+                _ => "dialplan".to_owned(),
+            };
+            self.finish(Disposition::Answered, 200, &cause);
             return;
         }
         if let Some(dialing) = self.dialing.take() {
@@ -1453,11 +1479,47 @@ impl Call {
         self.cdr.end_ms = pbx::unix_ms();
     }
 
+    /// A new offer from one side (re-INVITE, UPDATE): notes whether it
+    /// puts the call on hold, for the admin API.
+    fn note_hold(&mut self, from_bridge: bool, offer: &[u8]) {
+        let Some(held) = crate::leg::offers_hold(offer) else {
+            return;
+        };
+        let leg = if from_bridge {
+            self.bridge.as_mut().map(|b| &mut b.leg)
+        } else {
+            Some(&mut self.a.leg)
+        };
+        if let Some(leg) = leg
+            && leg.held != held
+        {
+            leg.held = held;
+            self.publish();
+        }
+    }
+
     fn publish(&self) {
         let mut legs = vec![self.a.leg.snapshot()];
         if let Some(b) = &self.bridge {
             legs.push(b.leg.snapshot());
         }
+        let ringing = self
+            .dialing
+            .iter()
+            .flat_map(|d| &d.branches)
+            .filter_map(|id| self.branches.get(id))
+            .filter(|b| !b.done)
+            .map(|b| RingingSnapshot {
+                target: b.dest.label.clone(),
+                contact: b.dest.uri.to_string(),
+                address: format!("{}:{}", b.dest.transport, b.dest.addr),
+                state: if b.rang {
+                    LegState::Ringing
+                } else {
+                    LegState::Calling
+                },
+            })
+            .collect();
         self.inner.registry.insert(CallSnapshot {
             id: self.id.clone(),
             from: self.cdr.from.clone(),
@@ -1468,6 +1530,7 @@ impl Call {
             started_ms: self.cdr.start_ms,
             answered_ms: self.cdr.answer_ms,
             legs,
+            ringing,
         });
     }
 
@@ -1508,6 +1571,9 @@ impl Call {
                 duration_ms: 0,
                 billable_ms: 0,
                 hangup_cause: String::new(),
+                start: String::new(),
+                answer: None,
+                end: String::new(),
             },
         )
         .with_durations();

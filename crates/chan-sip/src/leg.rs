@@ -31,6 +31,23 @@ pub(crate) struct SipLeg {
     pub direction: &'static str,
     pub state: LegState,
     pub contact: String,
+    /// The phone put the call on hold (its last offer was sendonly or inactive).
+    pub held: bool,
+}
+
+/// Whether an SDP offer puts the other side on hold: its first audio
+/// section (or the session) is `sendonly` or `inactive` (RFC 6337 §5.3).
+/// An offer that does not parse says nothing (`None`).
+pub(crate) fn offers_hold(body: &[u8]) -> Option<bool> {
+    let sdp = sdp::parse(body).ok()?;
+    let index = sdp
+        .media
+        .iter()
+        .position(|m| m.media.eq_ignore_ascii_case("audio"))?;
+    Some(matches!(
+        sdp.direction(index),
+        sdp::Direction::SendOnly | sdp::Direction::Inactive
+    ))
 }
 
 impl SipLeg {
@@ -68,6 +85,7 @@ impl Leg for SipLeg {
             peer: self.dialog.remote_target.to_string(),
             address: format!("{}:{}", self.dialog.transport, self.dialog.peer),
             state: self.state,
+            held: self.held,
         }
     }
 

@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use pbx::{Registry, Router};
 use registrar::Registrar;
@@ -92,7 +93,7 @@ pub(crate) struct Inner {
     pub registrar: Registrar,
     pub locations: Arc<dyn LocationStore>,
     pub cdrs: cdr::CdrWriter,
-    pub extensions: HashMap<String, Extension>,
+    pub extensions: Arc<ArcSwap<HashMap<String, Extension>>>,
     pub router: Arc<dyn Router>,
     pub registry: Arc<Registry>,
     pub dialogs: Dialogs,
@@ -115,7 +116,9 @@ impl ChanSip {
 
     /// A channel sending through `endpoint`, authenticating with
     /// `registrar`, finding extensions' phones in `locations`, routing
-    /// every call through `router` and keeping CDRs in `cdrs`.
+    /// every call through `router` and keeping CDRs in `cdrs`. The
+    /// `extensions` map is shared: whoever holds it may swap in a new one
+    /// (a config reload), which calls placed from then on see.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: ChanSipConfig,
@@ -123,7 +126,7 @@ impl ChanSip {
         registrar: Registrar,
         locations: Arc<dyn LocationStore>,
         cdrs: Arc<dyn CdrStore>,
-        extensions: HashMap<String, Extension>,
+        extensions: Arc<ArcSwap<HashMap<String, Extension>>>,
         router: Arc<dyn Router>,
         media: MediaConfig,
     ) -> ChanSip {

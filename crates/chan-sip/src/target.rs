@@ -75,7 +75,7 @@ pub(crate) async fn resolve(inner: &Inner, target: &str) -> Result<Vec<Destinati
     // Highest q first (RFC 3261 §16.6); all of them ring in parallel.
     live.sort_by_key(|b| std::cmp::Reverse(b.q.unwrap_or(1000)));
     if live.is_empty() {
-        let code = if inner.extensions.contains_key(target) {
+        let code = if inner.extensions.load().contains_key(target) {
             480
         } else {
             404

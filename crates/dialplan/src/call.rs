@@ -264,4 +264,10 @@ pub trait CallApi: Send + Sync + 'static {
     fn step(&self, location: Option<String>, text: String) {
         let _ = (location, text);
     }
+    /// Whether the call is already over although no action has said so
+    /// yet (the caller hung up while the script was computing). Backs
+    /// `call.state` and `call:is_up()`; the default knows nothing.
+    fn is_ended(&self) -> bool {
+        false
+    }
 }

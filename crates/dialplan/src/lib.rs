@@ -63,6 +63,7 @@
 #[cfg(test)]
 mod api_check;
 mod call;
+mod clock;
 mod error;
 mod generation;
 mod host;
@@ -82,6 +83,7 @@ pub use call::{
     ActionError, CallApi, CallInfo, DialOptions, DialResult, DialStatus, DigitOptions, RecordEnd,
     RecordOptions, RecordResult, Source, UriParts,
 };
+pub use clock::{set_timezone, timezone};
 pub use error::{Error, FileError, ReloadError};
 pub use generation::{Chunk, Generation};
 pub use host::{Contact, ExtensionInfo, Host, HostError, MemoryHost};

@@ -166,6 +166,7 @@ pub(crate) const CALL_METHODS: &[&str] = &[
     "echo",
     "hangup",
     "header",
+    "is_up",
     "on_hangup",
     "play",
     "read_digits",
@@ -222,6 +223,20 @@ impl<A: CallApi> CallObject<A> {
             .collect();
         self.api
             .step(location, format!("call:{name}({})", args.join(", ")));
+    }
+
+    /// `call.state`: `"ended"` once the call is over (hung up, rejected,
+    /// redirected, a dial's bridged call over, the caller gone), else
+    /// `"answered"` once answered, else `"routing"`.
+    fn state(&self) -> &'static str {
+        let progress = lock(&self.progress);
+        if progress.ended.is_some() || progress.closed || self.api.is_ended() {
+            "ended"
+        } else if progress.answered {
+            "answered"
+        } else {
+            "routing"
+        }
     }
 
     /// Checks the call is not over and takes what the action needs.
@@ -519,9 +534,11 @@ impl<A: CallApi> UserData for CallObject<A> {
         fields.add_field_method_get("source", |lua, this| source_table(lua, &this.info.source));
         fields.add_field_method_get("caller", |_, this| Ok(this.info.caller.clone()));
         fields.add_field_method_get("context", |_, this| Ok(this.info.context.clone()));
+        fields.add_field_method_get("state", |_, this| Ok(this.state()));
     }
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("is_up", |_, this, ()| Ok(this.state() == "answered"));
         methods.add_method("header", |_, this, name: Value| {
             let name = header_arg(&name)?;
             Ok(this

@@ -254,6 +254,8 @@ pub(crate) fn new_state(
     for name in ["time", "clock", "date", "difftime"] {
         safe_os.raw_set(name, os.get::<Value>(name)?)?;
     }
+    // os.date in dialplan.timezone, when set.
+    crate::clock::install(&lua, &safe_os)?;
     globals.raw_set("os", safe_os)?;
 
     // string.dump would only help to smuggle bytecode, which `load` refuses.

@@ -492,3 +492,34 @@ end
     // allocation fails): the handler has room.
     assert_eq!(text(&host, "t", "after").as_deref(), Some("failed"));
 }
+
+#[tokio::test]
+async fn call_state_and_is_up_say_whether_the_call_can_still_act() {
+    let (_dir, runtime, host) = office(
+        r#"
+function route(call)
+  local seen = {call.state, tostring(call:is_up())}
+  call:answer()
+  seen[#seen + 1] = call.state
+  seen[#seen + 1] = tostring(call:is_up())
+  call:dial("1002")
+  seen[#seen + 1] = call.state
+  seen[#seen + 1] = tostring(call:is_up())
+  if call:is_up() then call:hangup() end
+  kv.set("t", "seen", table.concat(seen, " "))
+end
+"#,
+    );
+    let api = Arc::new(FakeCall::default());
+    assert_eq!(route(&runtime, &api, "1002").await, RouteOutcome::Bridged);
+    assert_eq!(
+        text(&host, "t", "seen").as_deref(),
+        Some("routing false answered true ended false")
+    );
+    // No hangup after the answered dial: it would have raised "call has ended".
+    assert!(
+        !api.actions().iter().any(|a| a == "hangup"),
+        "{:?}",
+        api.actions()
+    );
+}

@@ -1,7 +1,7 @@
 //! Call detail records: what is kept of every call when it ends (start,
 //! answer, end, parties, context, disposition, duration, hangup cause).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -68,17 +68,36 @@ pub struct Cdr {
     /// Answered time ("billsec"), milliseconds.
     pub billable_ms: u64,
     /// Who or what ended it: `caller`, `callee`, `dialplan`, `cancel`,
-    /// `timeout`, `error: …`.
+    /// `timeout`, `error: …` (a call the dialplan answered and then lost
+    /// to a Lua error says which).
     pub hangup_cause: String,
+    /// `start_ms` as RFC 3339 UTC, e.g. `2026-12-06T20:07:48.123Z`.
+    #[serde(default)]
+    pub start: String,
+    /// `answer_ms` as RFC 3339 UTC.
+    #[serde(default)]
+    pub answer: Option<String>,
+    /// `end_ms` as RFC 3339 UTC.
+    #[serde(default)]
+    pub end: String,
 }
 
 impl Cdr {
-    /// Fills the durations from the timestamps.
+    /// Fills the durations and the RFC 3339 times from the timestamps.
     pub fn with_durations(mut self) -> Self {
         self.duration_ms = self.end_ms.saturating_sub(self.start_ms);
         self.billable_ms = self.answer_ms.map_or(0, |a| self.end_ms.saturating_sub(a));
+        self.start = rfc3339(self.start_ms);
+        self.answer = self.answer_ms.map(rfc3339);
+        self.end = rfc3339(self.end_ms);
         self
     }
+}
+
+/// Unix milliseconds as RFC 3339 UTC with milliseconds.
+pub fn rfc3339(unix_ms: u64) -> String {
+    let time = UNIX_EPOCH + Duration::from_millis(unix_ms);
+    humantime::format_rfc3339_millis(time).to_string()
 }
 
 /// Now, in unix milliseconds.
@@ -109,9 +128,16 @@ mod tests {
             duration_ms: 0,
             billable_ms: 0,
             hangup_cause: "caller".into(),
+            start: String::new(),
+            answer: None,
+            end: String::new(),
         }
         .with_durations();
         assert_eq!((cdr.duration_ms, cdr.billable_ms), (9_000, 7_000));
+        assert_eq!(cdr.start, "1970-01-01T00:00:01.000Z");
+        assert_eq!(cdr.answer.as_deref(), Some("1970-01-01T00:00:03.000Z"));
+        assert_eq!(cdr.end, "1970-01-01T00:00:10.000Z");
+        assert_eq!(rfc3339(1_796_587_668_123), "2026-12-06T20:07:48.123Z");
         let json = serde_json::to_value(&cdr).unwrap();
         assert_eq!(json["disposition"], "answered");
     }
@@ -133,6 +159,9 @@ mod tests {
             duration_ms: 0,
             billable_ms: 0,
             hangup_cause: "cancel".into(),
+            start: String::new(),
+            answer: None,
+            end: String::new(),
         }
         .with_durations();
         assert_eq!((cdr.duration_ms, cdr.billable_ms), (0, 0));

@@ -14,11 +14,11 @@ mod leg;
 mod registry;
 mod trace;
 
-pub use cdr::{Cdr, Disposition, unix_ms};
+pub use cdr::{Cdr, Disposition, rfc3339, unix_ms};
 pub use handle::{
     ActionError, CallDetails, CallHandle, Command, DialOutcome, DialRequest, DialStatus, Party,
     RouteEnd, Router,
 };
 pub use leg::{Leg, LegState};
-pub use registry::{CallSnapshot, CallState, LegSnapshot, Registry};
+pub use registry::{CallSnapshot, CallState, LegSnapshot, Registry, RingingSnapshot};
 pub use trace::{CallTrace, MAX_EVENTS, TraceEvent, TraceWhat, Traces};

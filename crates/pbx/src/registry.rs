@@ -43,6 +43,22 @@ pub struct LegSnapshot {
     pub address: String,
     /// Where the leg stands.
     pub state: LegState,
+    /// Whether this leg's phone has put the call on hold (its last
+    /// offer was `sendonly` or `inactive`).
+    pub held: bool,
+}
+
+/// A contact being rung by a dial in progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RingingSnapshot {
+    /// The target as the dialplan named it (`1002`).
+    pub target: String,
+    /// The contact's URI (where the INVITE went).
+    pub contact: String,
+    /// Its address (`udp:192.0.2.1:5060`).
+    pub address: String,
+    /// `calling` until it answers 180/183, then `ringing`.
+    pub state: LegState,
 }
 
 /// One live call as the admin API shows it.
@@ -66,6 +82,8 @@ pub struct CallSnapshot {
     pub answered_ms: Option<u64>,
     /// Its legs, inbound first.
     pub legs: Vec<LegSnapshot>,
+    /// The contacts a dial in progress is ringing (empty otherwise).
+    pub ringing: Vec<RingingSnapshot>,
 }
 
 /// The live calls.
@@ -170,6 +188,7 @@ mod tests {
             started_ms,
             answered_ms: None,
             legs: Vec::new(),
+            ringing: Vec::new(),
         }
     }
 

@@ -16,6 +16,7 @@
 pub mod bans;
 pub mod bindings;
 mod commit;
+pub mod faillog;
 pub mod service;
 
 pub use bans::{BanList, BanPolicy, Bans};

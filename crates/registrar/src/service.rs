@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use serde::Serialize;
 use sip_net::{BoxFuture, EndpointHandle, Incoming, Service, Transport};
 use sip_proto::digest::{
@@ -22,6 +23,7 @@ use storage::{Binding, LocationStore};
 use crate::bans::{BanList, BanPolicy, Bans, Source};
 use crate::bindings::{Policy, Refusal, RegisterRequest, apply};
 use crate::commit::Committer;
+use crate::faillog::{self, FailureLog};
 
 /// Shards of the per-AOR lock: REGISTERs for one AOR take turns, others
 /// run side by side.
@@ -88,7 +90,8 @@ struct Reachability {
 
 struct Inner {
     config: RegistrarConfig,
-    extensions: HashMap<String, Secret>,
+    /// Secrets by extension id; swapped whole when the config is reloaded.
+    extensions: ArcSwap<HashMap<String, Secret>>,
     store: Arc<dyn LocationStore>,
     nonce_key: NonceKey,
     counts: Mutex<NonceCounts>,
@@ -104,6 +107,8 @@ struct Inner {
     /// gone are dropped at the next qualify round.
     reachability: Mutex<HashMap<(String, String), Reachability>>,
     committer: Committer,
+    /// Which failed authentications get an info line.
+    failure_log: Mutex<FailureLog>,
 }
 
 /// The registrar service; cheap to clone.
@@ -117,6 +122,13 @@ pub struct Registrar {
 enum Role {
     Registrar,
     Proxy,
+}
+
+fn secrets(extensions: &[Extension]) -> HashMap<String, Secret> {
+    extensions
+        .iter()
+        .map(|e| (e.id.clone(), e.secret.clone()))
+        .collect()
 }
 
 fn now_ms() -> u64 {
@@ -139,10 +151,7 @@ impl Registrar {
         let max_age = config.nonce_max_age.as_secs();
         let committer = Committer::spawn(store.clone())?;
         let inner = Inner {
-            extensions: extensions
-                .iter()
-                .map(|e| (e.id.clone(), e.secret.clone()))
-                .collect(),
+            extensions: ArcSwap::from_pointee(secrets(extensions)),
             store,
             nonce_key: NonceKey::new(nonce_secret),
             counts: Mutex::new(NonceCounts::new(NONCE_COUNT_CAPACITY, max_age)),
@@ -155,6 +164,7 @@ impl Registrar {
             hasher: RandomState::new(),
             reachability: Mutex::new(HashMap::new()),
             committer,
+            failure_log: Mutex::new(FailureLog::new(faillog::DEFAULT_WINDOW)),
             config,
         };
         let registrar = Registrar {
@@ -162,6 +172,14 @@ impl Registrar {
         };
         registrar.remember_holders();
         Ok(registrar)
+    }
+
+    /// Replaces the extensions (a config reload): a request being
+    /// authenticated finishes against the old set, every later one uses
+    /// the new. Registrations stay; one of an extension that is gone
+    /// expires as usual, and cannot be renewed.
+    pub fn set_extensions(&self, extensions: &[Extension]) {
+        self.inner.extensions.store(Arc::new(secrets(extensions)));
     }
 
     /// Fills the ban list's record of who holds live registrations from
@@ -490,6 +508,14 @@ impl Registrar {
         }
         if self.is_locked(&response.username) {
             tracing::debug!(source = %ip, user = %response.username, "refused: user locked");
+            self.log_failure(
+                incoming,
+                &response.username,
+                &format!(
+                    "extension locked after too many failed authentications (DELETE /api/v1/bans/user/{} lifts it)",
+                    response.username
+                ),
+            );
             return Err(self.refuse(
                 incoming,
                 403,
@@ -513,7 +539,7 @@ impl Registrar {
                 cred,
                 req.method.as_str(),
                 &ctx,
-                &self.inner.extensions,
+                &**self.inner.extensions.load(),
                 &mut counts,
                 now_ms() / 1000,
             )
@@ -532,6 +558,13 @@ impl Registrar {
                     // Authenticated, but as someone else (§10.3 step 4):
                     // the password was right, so no guess.
                     self.not_counted(ip, "credentials for another user");
+                    if let Some(user) = user {
+                        self.log_failure(
+                            incoming,
+                            user,
+                            &format!("the credentials are extension {username}'s, not {user}'s"),
+                        );
+                    }
                     return Err(self.refuse(incoming, 403, "credentials do not match the To URI"));
                 }
                 Ok(username)
@@ -541,6 +574,12 @@ impl Registrar {
                 // Unknown user and wrong password look the same on the
                 // wire: a fresh challenge, nothing else.
                 if failure.is_guess() {
+                    let reason = match &failure {
+                        digest::Failure::UnknownUser(_) => "unknown extension".to_owned(),
+                        digest::Failure::WrongResponse(_) => "wrong password".to_owned(),
+                        other => other.to_string(),
+                    };
+                    self.log_failure(incoming, &response.username, &reason);
                     self.failed(ip, &response.username, &failure.to_string());
                 } else {
                     self.not_counted(ip, &failure.to_string());
@@ -548,6 +587,45 @@ impl Registrar {
                 Err(self.challenge_as(incoming, false, role))
             }
         }
+    }
+
+    /// One info line for a failed authentication, so that "why won't this
+    /// phone register?" has an answer in the log: source, extension,
+    /// reason. At most one per source and extension every
+    /// [`faillog::DEFAULT_WINDOW`]; the next says how many were held back.
+    fn log_failure(&self, incoming: &Incoming, user: &str, reason: &str) {
+        let held_back = self
+            .inner
+            .failure_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .note(incoming.source.ip(), user, Instant::now());
+        let Some(held_back) = held_back else {
+            return;
+        };
+        let method = incoming.request.method.as_str();
+        let what = if method == "REGISTER" {
+            "registration"
+        } else {
+            "call authentication"
+        };
+        let more = if held_back > 0 {
+            format!(
+                " ({held_back} more such failures in the last {} s not logged)",
+                faillog::DEFAULT_WINDOW.as_secs()
+            )
+        } else {
+            String::new()
+        };
+        let source = incoming.source;
+        tracing::info!(
+            %source,
+            extension = user,
+            reason,
+            method,
+            held_back,
+            "{what} failed: {method} from {source} for extension {user:?}: {reason}{more}"
+        );
     }
 
     fn is_locked(&self, user: &str) -> bool {

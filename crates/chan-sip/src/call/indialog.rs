@@ -82,6 +82,7 @@ impl Call {
                 // A new offer in an UPDATE: media is anchored, so we answer
                 // it for this side alone (new address, codec, hold).
                 let which = if from_bridge { Which::B } else { Which::A };
+                self.note_hold(from_bridge, &request.body);
                 let r = match self.media.answer_here(which, &request.body).await {
                     Ok(sdp) => Reply {
                         status: 200,
@@ -164,6 +165,7 @@ impl Call {
         }
         .unwrap_or_default();
         let body = incoming.request.body.clone();
+        self.note_hold(from_bridge, &body);
         let other_up = if from_bridge {
             self.a.leg.state == LegState::Up
         } else {

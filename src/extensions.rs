@@ -1,0 +1,199 @@
+//! The `[[extension]]` accounts while the server runs: read again from the
+//! config file on reload (SIGHUP, `POST /api/v1/reload`) and swapped whole
+//! into the registrar, the SIP channel and the dialplan, with calls kept
+//! up; `GET /api/v1/extensions` lists them (never their passwords).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use dialplan::ExtensionInfo;
+use registrar::Registrar;
+use serde::Serialize;
+use storage::Storage;
+use tracing::info;
+
+use crate::config::{Config, ConfigError, ConfigSource, ExtensionConfig};
+
+/// Why a reload of the extensions failed (the old ones are kept).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReloadFailure {
+    /// The config file.
+    pub file: String,
+    /// The line, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The extensions in force and everything that must see a change.
+pub struct Extensions {
+    source: ConfigSource,
+    domain: String,
+    storage: Arc<dyn Storage>,
+    registrar: Registrar,
+    channel: Arc<ArcSwap<HashMap<String, chan_sip::Extension>>>,
+    dialplan: Arc<ArcSwap<HashMap<String, ExtensionInfo>>>,
+    current: ArcSwap<Vec<ExtensionConfig>>,
+}
+
+/// One extension as `GET /api/v1/extensions` shows it.
+#[derive(Debug, Serialize)]
+struct Listed<'a> {
+    id: &'a str,
+    name: Option<&'a str>,
+    context: &'a str,
+    /// Live registered contacts (phones) of the extension.
+    contacts: usize,
+}
+
+impl Extensions {
+    /// The extensions of `config` (whose secrets the registrar already has).
+    pub fn new(config: &Config, storage: Arc<dyn Storage>, registrar: Registrar) -> Extensions {
+        Extensions {
+            source: config.source.clone(),
+            domain: config.sip.domain.clone(),
+            storage,
+            registrar,
+            channel: Arc::new(ArcSwap::from_pointee(channel_map(&config.extensions))),
+            dialplan: Arc::new(ArcSwap::from_pointee(dialplan_map(&config.extensions))),
+            current: ArcSwap::from_pointee(config.extensions.clone()),
+        }
+    }
+
+    /// The SIP channel's view (context and name by id), swapped on reload.
+    pub fn channel_map(&self) -> Arc<ArcSwap<HashMap<String, chan_sip::Extension>>> {
+        Arc::clone(&self.channel)
+    }
+
+    /// The dialplan's view (`pbx.extension(id)`), swapped on reload.
+    pub fn dialplan_map(&self) -> Arc<ArcSwap<HashMap<String, ExtensionInfo>>> {
+        Arc::clone(&self.dialplan)
+    }
+
+    /// Reads the config file again and puts its `[[extension]]`s in force
+    /// (blocking: it reads the file and, for the demo office, storage).
+    /// Only the extensions change; other keys need a restart. On an
+    /// error nothing changes. Returns how many extensions are in force.
+    pub fn reload(&self) -> Result<usize, ReloadFailure> {
+        let config = Config::load(&self.source).map_err(|e| failure(&self.source, &e))?;
+        let (secrets, _demo) =
+            crate::store::extensions(&config, self.storage.as_ref()).map_err(|e| {
+                ReloadFailure {
+                    file: self.source.to_string(),
+                    line: None,
+                    message: e.to_string(),
+                }
+            })?;
+        let old = self.current.load();
+        let ids = |list: &[ExtensionConfig]| -> Vec<String> {
+            list.iter().map(|e| e.id.clone()).collect()
+        };
+        let (before, after) = (ids(&old), ids(&config.extensions));
+        let added: Vec<&String> = after.iter().filter(|id| !before.contains(id)).collect();
+        let removed: Vec<&String> = before.iter().filter(|id| !after.contains(id)).collect();
+        self.registrar.set_extensions(&secrets);
+        self.channel
+            .store(Arc::new(channel_map(&config.extensions)));
+        self.dialplan
+            .store(Arc::new(dialplan_map(&config.extensions)));
+        let count = config.extensions.len();
+        self.current.store(Arc::new(config.extensions));
+        info!(
+            "extensions reloaded from {}: {count} in force{}{}",
+            self.source,
+            if added.is_empty() {
+                String::new()
+            } else {
+                format!(", added {}", join(&added))
+            },
+            if removed.is_empty() {
+                String::new()
+            } else {
+                format!(", removed {}", join(&removed))
+            },
+        );
+        Ok(count)
+    }
+
+    /// `GET /api/v1/extensions`: id, name, context and live contact count
+    /// of each, in config order; never a password.
+    pub async fn list_endpoint(self: Arc<Self>) -> Response {
+        let registrar = self.registrar.clone();
+        let registrations =
+            match tokio::task::spawn_blocking(move || registrar.registrations()).await {
+                Ok(Ok(list)) => list,
+                Ok(Err(e)) => return crate::admin::server_error(e.to_string()),
+                Err(_) => {
+                    return crate::admin::server_error("reading registrations failed".into());
+                }
+            };
+        let mut contacts: HashMap<&str, usize> = HashMap::new();
+        for r in &registrations {
+            *contacts.entry(r.aor.as_str()).or_default() += 1;
+        }
+        let current = self.current.load();
+        let list: Vec<Listed<'_>> = current
+            .iter()
+            .map(|e| Listed {
+                id: &e.id,
+                name: e.name.as_deref(),
+                context: &e.context,
+                contacts: contacts
+                    .get(format!("sip:{}@{}", e.id, self.domain).as_str())
+                    .copied()
+                    .unwrap_or(0),
+            })
+            .collect();
+        Json(list).into_response()
+    }
+}
+
+fn join(ids: &[&String]) -> String {
+    ids.iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn failure(source: &ConfigSource, e: &ConfigError) -> ReloadFailure {
+    match e {
+        ConfigError::Invalid { at, message } => ReloadFailure {
+            file: at.file.clone(),
+            line: at.position.map(|(line, _)| line),
+            message: message.clone(),
+        },
+        other => ReloadFailure {
+            file: source.to_string(),
+            line: None,
+            message: other.to_string(),
+        },
+    }
+}
+
+fn channel_map(list: &[ExtensionConfig]) -> HashMap<String, chan_sip::Extension> {
+    list.iter()
+        .map(|e| {
+            let ext = chan_sip::Extension {
+                context: e.context.clone(),
+                name: e.name.clone(),
+            };
+            (e.id.clone(), ext)
+        })
+        .collect()
+}
+
+fn dialplan_map(list: &[ExtensionConfig]) -> HashMap<String, ExtensionInfo> {
+    list.iter()
+        .map(|e| {
+            let info = ExtensionInfo {
+                id: e.id.clone(),
+                name: e.name.clone(),
+                context: e.context.clone(),
+            };
+            (e.id.clone(), info)
+        })
+        .collect()
+}
