@@ -31,7 +31,7 @@ use bytes::Bytes;
 use pbx::{Registry, Router};
 use registrar::Registrar;
 use sip_net::{BoxFuture, EndpointHandle, Incoming, InviteTx, Service};
-use sip_proto::{HeaderName, Method, Response};
+use sip_proto::{Method, Response};
 use storage::{CdrStore, LocationStore};
 use tokio::sync::{mpsc, oneshot};
 
@@ -210,13 +210,7 @@ impl ChanSip {
             return Ok((route.events, route.side));
         }
         let refuse = |reason: &str| {
-            let domain = &self.inner.config.domain;
-            let mut r = incoming.response(403);
-            r.headers.push(
-                HeaderName::Warning,
-                sip_net::response::warning_value(domain, reason),
-            );
-            Refusal::Respond(r)
+            Refusal::Respond(incoming.response_with_warning(403, &self.inner.config.domain, reason))
         };
         let Some(user) = route.user else {
             tracing::info!(source = %incoming.source, peer = %route.peer, method = %incoming.request.method, "in-dialog request from another address than the dialog's peer refused");

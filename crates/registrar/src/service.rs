@@ -444,12 +444,7 @@ impl Registrar {
     }
 
     fn refuse(&self, incoming: &Incoming, status: u16, reason: &str) -> Response {
-        let mut resp = incoming.response(status);
-        resp.headers.push(
-            HeaderName::Warning,
-            sip_net::response::warning_value(&self.inner.config.domain, reason),
-        );
-        resp
+        incoming.response_with_warning(status, &self.inner.config.domain, reason)
     }
 
     /// Step 3–4: authenticates the REGISTER as the user in its To URI.

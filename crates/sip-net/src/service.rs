@@ -34,6 +34,19 @@ impl Incoming {
         response_to(&self.request, status, &self.to_tag, &self.server)
     }
 
+    /// A response with a `Warning` header carrying `text` from `agent`
+    /// (RFC 3261 §20.43), as [`InviteTx::response_with_warning`] makes.
+    ///
+    /// [`InviteTx::response_with_warning`]: crate::InviteTx::response_with_warning
+    pub fn response_with_warning(&self, status: u16, agent: &str, text: &str) -> Response {
+        let mut r = self.response(status);
+        r.headers.push(
+            sip_proto::HeaderName::Warning,
+            crate::response::warning_value(agent, text),
+        );
+        r
+    }
+
     /// The To tag this transaction's final response carries.
     pub fn to_tag(&self) -> &str {
         &self.to_tag
