@@ -134,23 +134,6 @@ fn spoof_and_guess(server: SocketAddr, stop: &AtomicBool) {
     }
 }
 
-/// One stream per even port of the range, in sequence, every 20 ms.
-fn spray(sprayer: &RtpPeer, stop: &AtomicBool) {
-    let mut k: u16 = 0;
-    while !stop.load(Ordering::Relaxed) {
-        for port in (RTP_FIRST..=RTP_LAST).step_by(2) {
-            let mut packet = vec![0x80, 0x00];
-            packet.extend_from_slice(&k.to_be_bytes());
-            packet.extend_from_slice(&(u32::from(k) * 160).to_be_bytes());
-            packet.extend_from_slice(&u32::from(port).to_be_bytes());
-            packet.resize(12 + 160, 0xFF);
-            let _ = sprayer.send_raw(SocketAddr::new(ip(1), port), &packet);
-        }
-        k = k.wrapping_add(1);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// Slow connections from 127.0.0.4: a header that never ends, a byte every
 /// 100 ms. Returns how many the server closed before the attack ended.
 fn slowloris(server: SocketAddr, stop: &AtomicBool) -> usize {
@@ -285,7 +268,7 @@ fn a_call_survives_every_attack_at_once() {
     let flooded = AtomicUsize::new(0);
     let (closed, answered) = std::thread::scope(|s| {
         s.spawn(|| spoof_and_guess(udp, &stop));
-        s.spawn(|| spray(&sprayer, &stop));
+        s.spawn(|| testkit::spray_rtp(&sprayer, ip(1), RTP_FIRST..=RTP_LAST, &stop));
         s.spawn(|| options_flood(udp, &stop, &flooded));
         let slow = s.spawn(|| slowloris(tcp, &stop));
         let piped = s.spawn(|| pipeline(tcp));

@@ -1007,23 +1007,7 @@ fn a_sprayer_on_every_rtp_port_gets_nothing_and_the_phone_hears_everything() {
     let sprayer = RtpPeer::bind([127, 0, 0, 2].into()).expect("socket on 127.0.0.2");
     let stop = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
-        s.spawn(|| {
-            // One stream per port (its own SSRC, sequence numbers going up
-            // by one, PCMU), every 20 ms, until the test is done.
-            let mut k: u16 = 0;
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                for port in (FIRST..=LAST).step_by(2) {
-                    let mut packet = vec![0x80, 0x00];
-                    packet.extend_from_slice(&k.to_be_bytes());
-                    packet.extend_from_slice(&(u32::from(k) * 160).to_be_bytes());
-                    packet.extend_from_slice(&u32::from(port).to_be_bytes());
-                    packet.resize(12 + 160, 0xFF);
-                    let _ = sprayer.send_raw(([127, 0, 0, 1], port).into(), &packet);
-                }
-                k = k.wrapping_add(1);
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
+        s.spawn(|| testkit::spray_rtp(&sprayer, [127, 0, 0, 1].into(), FIRST..=LAST, &stop));
         // The spraying runs before the call and all through the prompt.
         std::thread::sleep(Duration::from_millis(200));
         let (_dialog, media) = answered(&mut a, "700", &rtp.sdp_offer(OFFER));

@@ -14,7 +14,7 @@ mod wav;
 
 pub use self::rtp::{
     Received, RemoteMedia, RtpPeer, block_power, decode_payload, decode_run, dominant_frequency,
-    is_tone, sdp_for, tone_payload, tone_power,
+    is_tone, sdp_for, spray_rtp, tone_payload, tone_power,
 };
 pub use phone::{Dialog, InCall, OutCall, Phone, sdp};
 pub use server::{Server, ServerError, TEST_ADMIN_TOKEN};

@@ -481,6 +481,35 @@ fn gap_samples(gap: Duration) -> u32 {
     u32::try_from(gap.as_millis() * u128::from(CLOCK_RATE) / 1000).unwrap_or(u32::MAX)
 }
 
+/// Sprays RTP at every even port of `ports` on `ip` from `from`, as a host
+/// hunting for unlatched call legs does: one well-formed PCMU stream per
+/// port (the port as its SSRC, sequence numbers going up by one, 160-byte
+/// payloads), a packet to each port every 20 ms, until `stop` is set.
+pub fn spray_rtp(
+    from: &RtpPeer,
+    ip: IpAddr,
+    ports: std::ops::RangeInclusive<u16>,
+    stop: &AtomicBool,
+) {
+    let mut k: u16 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        for port in ports.clone().step_by(2) {
+            let header = RtpHeader {
+                marker: false,
+                payload_type: 0,
+                sequence: k,
+                timestamp: u32::from(k) * 160,
+                ssrc: u32::from(port),
+            };
+            if let Ok(packet) = build(header, &[0xFF; 160]) {
+                let _ = from.send_raw(SocketAddr::new(ip, port), &packet);
+            }
+        }
+        k = k.wrapping_add(1);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn build(header: RtpHeader, payload: &[u8]) -> std::io::Result<Vec<u8>> {
     PacketBuilder::new(header)
         .payload(payload)
