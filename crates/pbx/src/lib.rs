@@ -6,11 +6,13 @@
 //! as a [`Router`].
 //!
 //! Read `handle.rs` (what a route can ask of a call), then `registry.rs`
-//! (live calls), `cdr.rs` (what is kept when a call ends) and `leg.rs`.
+//! (live calls), `cdr.rs` (what is kept when a call ends), `leg.rs`, and `mailbox.rs` (what
+//! voicemail reports to message-waiting and email).
 
 mod cdr;
 mod handle;
 mod leg;
+mod mailbox;
 mod registry;
 mod trace;
 
@@ -20,5 +22,8 @@ pub use handle::{
     RouteEnd, Router,
 };
 pub use leg::{Leg, LegState};
+pub use mailbox::{
+    Listeners as MailboxListeners, MailboxCounts, MailboxListener, Mailboxes, NewMessage,
+};
 pub use registry::{CallSnapshot, CallState, LegSnapshot, Registry, RingingSnapshot};
 pub use trace::{CallTrace, MAX_EVENTS, TraceEvent, TraceWhat, Traces};
