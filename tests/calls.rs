@@ -42,6 +42,11 @@ fn office_with(lua: Option<&str>, top: &str) -> Office {
 }
 
 fn office_stored(lua: Option<&str>, top: &str, storage: &str) -> Office {
+    office_full(lua, top, "", storage)
+}
+
+/// `sip` goes into the `[sip]` table (timers, for instance).
+fn office_full(lua: Option<&str>, top: &str, sip: &str, storage: &str) -> Office {
     let dir = tempfile::tempdir().expect("tempdir");
     let dialplans = dir.path().join("dialplans");
     std::fs::create_dir_all(&dialplans).unwrap();
@@ -56,6 +61,7 @@ fn office_stored(lua: Option<&str>, top: &str, storage: &str) -> Office {
 [sip]
 listen = ["udp:127.0.0.1:0", "tcp:127.0.0.1:0"]
 domain = "{DOMAIN}"
+{sip}
 
 [admin]
 listen = "127.0.0.1:0"
@@ -845,6 +851,52 @@ fn an_unacknowledged_refusal_is_retransmitted_until_the_ack() {
         again.headers.to().unwrap().tag(),
         first.headers.to().unwrap().tag()
     );
+}
+
+/// RFC 3261 §13.3.1.4 through `sip_proto::dialog::OkRetransmit`: our 200 to
+/// a caller that never ACKs is sent again (same To tag) at T1, 3·T1, ...,
+/// and after 64·T1 the call is over: both phones get BYE. T1 is 50 ms here,
+/// so 64·T1 is 3.2 s.
+#[test]
+fn an_unacknowledged_answer_is_resent_then_the_call_ends() {
+    let o = office_full(
+        None,
+        "",
+        "t1 = \"50ms\"\nt2 = \"400ms\"",
+        "[storage]\nbackend = \"memory\"",
+    );
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    a.call("1002").unwrap();
+    let incoming = b.incoming(WAIT).expect("callee gets the INVITE");
+    b.reply(&incoming.invite, &incoming.tag, 200).unwrap();
+    b.request("ACK", WAIT).expect("the B2BUA ACKs the callee");
+    let first = loop {
+        let r = a.response(WAIT).expect("the answer reaches the caller");
+        if r.status == 200 {
+            break r;
+        }
+    };
+    let tag = first.headers.to().unwrap().tag().map(str::to_owned);
+    let mut resent = 0;
+    let bye = loop {
+        match a.silence(Duration::from_secs(6)) {
+            Some(sip_proto::Message::Response(r)) => {
+                assert_eq!(r.status, 200, "only the 200 is resent");
+                assert_eq!(r.headers.to().unwrap().tag().map(str::to_owned), tag);
+                resent += 1;
+            }
+            Some(sip_proto::Message::Request(req)) => break req,
+            None => panic!("no BYE after 64·T1 without ACK ({resent} resends)"),
+        }
+    };
+    assert_eq!(bye.method.as_str(), "BYE");
+    assert!(
+        resent >= 5,
+        "50 ms doubling to 400 ms over 3.2 s resends ~10 times, got {resent}"
+    );
+    let callee_bye = b.request("BYE", WAIT).expect("the callee gets BYE too");
+    b.reply(&callee_bye, &incoming.tag, 200).unwrap();
 }
 
 /// Issue 11, caller-ID spoofing: the callee sees the authenticated

@@ -19,6 +19,7 @@ use pbx::{
     DialRequest, DialStatus, Disposition, Leg, LegState, Party, RingingSnapshot, RouteEnd,
 };
 use sip_net::{Incoming, InviteEvent, InviteTx, Transport};
+use sip_proto::dialog::{OkRetransmit, OkTimer};
 use sip_proto::{HeaderName, Headers, Method, Request, Response, Uri};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -326,7 +327,7 @@ struct Inbound {
     leg: SipLeg,
     /// Our 2xx, kept for retransmission until the ACK (§13.3.1.4).
     ok: Option<Response>,
-    retrans: Option<Retrans>,
+    retrans: Option<OkRetransmit>,
     cancel_seen: bool,
 }
 
@@ -339,14 +340,7 @@ struct ReOk {
     seq: u32,
     tx: InviteTx,
     ok: Response,
-    retrans: Retrans,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Retrans {
-    next: Instant,
-    interval: Duration,
-    give_up: Instant,
+    retrans: OkRetransmit,
 }
 
 /// One outbound INVITE of a dial.
@@ -421,11 +415,8 @@ impl Call {
             if self.dialing.is_none() && self.media.is_ringback() {
                 self.media.stop_ringback().await;
             }
-            let retrans_at = self.a.retrans.map(|r| r.next.min(r.give_up));
-            let re_ok_at = self
-                .re_ok
-                .as_ref()
-                .map(|r| r.retrans.next.min(r.retrans.give_up));
+            let retrans_at = self.a.retrans.and_then(|r| r.poll_timeout());
+            let re_ok_at = self.re_ok.as_ref().and_then(|r| r.retrans.poll_timeout());
             let dial_deadline = self.dialing.as_ref().map(|d| d.deadline);
             let linger_at = linger_until.filter(|_| !route_done);
             // One timer for the three deadlines (a timer is a sizeable part
@@ -1242,30 +1233,27 @@ impl Call {
     }
 
     fn on_retransmit(&mut self) {
-        let Some(r) = self.a.retrans else {
+        let Some(r) = &mut self.a.retrans else {
             return;
         };
-        let now = Instant::now();
-        if now >= r.give_up {
-            // §13.3.1.4: no ACK for the 2xx: the dialog is over.
-            tracing::info!(call_id = %self.id, "no ACK for our 200 OK; ending the call");
-            self.a.retrans = None;
-            self.a.leg.bye();
-            if let Some(b) = &mut self.bridge {
-                b.leg.bye();
+        match r.handle_timeout(Instant::now()) {
+            OkTimer::Resend => {
+                if let Some(ok) = &self.a.ok {
+                    self.a.tx.respond(ok.clone());
+                }
             }
-            self.finish(Disposition::Failed, 408, "no ACK from caller");
-            return;
+            OkTimer::GiveUp => {
+                // §13.3.1.4: no ACK for the 2xx: the dialog is over.
+                tracing::info!(call_id = %self.id, "no ACK for our 200 OK; ending the call");
+                self.a.retrans = None;
+                self.a.leg.bye();
+                if let Some(b) = &mut self.bridge {
+                    b.leg.bye();
+                }
+                self.finish(Disposition::Failed, 408, "no ACK from caller");
+            }
+            _ => {}
         }
-        if let Some(ok) = &self.a.ok {
-            self.a.tx.respond(ok.clone());
-        }
-        let interval = (r.interval * 2).min(self.inner.config.t2);
-        self.a.retrans = Some(Retrans {
-            next: now + interval,
-            interval,
-            give_up: r.give_up,
-        });
     }
 
     /// Sends our 2xx to a re-INVITE again (T1 doubling to T2); with no
@@ -1274,24 +1262,19 @@ impl Call {
         let Some(re) = &mut self.re_ok else {
             return;
         };
-        let now = Instant::now();
-        if now >= re.retrans.give_up {
-            tracing::info!(call_id = %self.id, "no ACK for our 200 OK to a re-INVITE; ending the call");
-            self.re_ok = None;
-            self.a.leg.bye();
-            if let Some(b) = &mut self.bridge {
-                b.leg.bye();
+        match re.retrans.handle_timeout(Instant::now()) {
+            OkTimer::Resend => re.tx.respond(re.ok.clone()),
+            OkTimer::GiveUp => {
+                tracing::info!(call_id = %self.id, "no ACK for our 200 OK to a re-INVITE; ending the call");
+                self.re_ok = None;
+                self.a.leg.bye();
+                if let Some(b) = &mut self.bridge {
+                    b.leg.bye();
+                }
+                self.finish(Disposition::Answered, 408, "no ACK for re-INVITE");
             }
-            self.finish(Disposition::Answered, 408, "no ACK for re-INVITE");
-            return;
+            _ => {}
         }
-        re.tx.respond(re.ok.clone());
-        let interval = (re.retrans.interval * 2).min(self.inner.config.t2);
-        re.retrans = Retrans {
-            next: now + interval,
-            interval,
-            give_up: re.retrans.give_up,
-        };
     }
 
     /// Answers a re-INVITE from `from`; a 2xx over UDP is kept and sent
@@ -1305,18 +1288,13 @@ impl Call {
         let seq = r.cseq().map(|c| c.seq);
         tx.respond(r.clone());
         if let (true, Some(seq)) = (keep, seq) {
-            let t1 = self.inner.config.t1;
-            let now = Instant::now();
+            let config = &self.inner.config;
             self.re_ok = Some(Box::new(ReOk {
                 from,
                 seq,
                 tx,
                 ok: r,
-                retrans: Retrans {
-                    next: now + t1,
-                    interval: t1,
-                    give_up: now + t1 * 64,
-                },
+                retrans: OkRetransmit::start(Instant::now(), config.t1, config.t2),
             }));
         }
     }
@@ -1414,14 +1392,9 @@ impl Call {
         self.a.tx.respond(ok.clone());
         self.a.ok = Some(ok);
         self.a.leg.state = LegState::Up;
-        let now = Instant::now();
-        let t1 = self.inner.config.t1;
         if self.a.leg.dialog.transport == Transport::Udp {
-            self.a.retrans = Some(Retrans {
-                next: now + t1,
-                interval: t1,
-                give_up: now + t1 * 64,
-            });
+            let config = &self.inner.config;
+            self.a.retrans = Some(OkRetransmit::start(Instant::now(), config.t1, config.t2));
         }
         self.cdr.answer_ms = Some(pbx::unix_ms());
     }

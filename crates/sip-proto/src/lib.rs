@@ -7,7 +7,7 @@
 //! and get messages, errors and actions out (the sans-IO style of
 //! quinn-proto and rustls).
 //!
-//! It is not a transport, a dialog layer or a UA: the `sip-net` endpoint
+//! It is not a transport or a UA: the `sip-net` endpoint
 //! feeds it datagrams and stream bytes ([`Message::parse`],
 //! [`Message::frame_len`]) and answers what does not parse using
 //! [`Error::status_code`] and [`salvage_request`].
@@ -19,13 +19,15 @@
 //!   ([`header::Via`], [`header::NameAddr`], ...), parsed on demand;
 //! - [`uri`]: `sip:`, `sips:` and `tel:` URIs;
 //! - [`error`]: one [`Error`] type and the status code each fault maps to;
-//! - [`transaction`]: the four §17 machines, driven by events and `now`.
+//! - [`transaction`]: the four §17 machines, driven by events and `now`;
+//! - [`dialog`]: §12 dialog state and the §13.3.1.4 2xx schedule, the same way.
 //!
 //! The parser accepts every message RFC 4475 and RFC 5118 call valid and
 //! rejects the invalid ones with the error kind a UAS needs to answer them
 //! (see `tests/corpus.rs`); parse → [`Message::to_bytes`] → parse gives an
 //! equal message.
 
+pub mod dialog;
 pub mod digest;
 pub mod error;
 mod fast;
