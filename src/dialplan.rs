@@ -154,7 +154,7 @@ pub async fn start(
     {
         dialplan::set_timezone(zone);
     }
-    let host = Arc::new(PbxHost::new(config, storage, extensions.dialplan_map()));
+    let host = Arc::new(PbxHost::new(storage, &extensions));
     let settings = config.dialplan.clone();
     let source = config.source.clone();
     let (runtime, seeded) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
@@ -397,21 +397,18 @@ pub async fn reload_endpoint(runtime: Arc<Runtime>, extensions: Arc<Extensions>)
 /// `lua.`), the registrar's bindings, the configured extensions.
 struct PbxHost {
     storage: Arc<dyn Storage>,
-    domain: String,
+    /// The location lookup (`pbx.contacts`).
+    registrar: registrar::Registrar,
     /// Swapped by a config reload ([`Extensions`]).
     extensions: Arc<ArcSwap<HashMap<String, ExtensionInfo>>>,
 }
 
 impl PbxHost {
-    fn new(
-        config: &Config,
-        storage: Arc<dyn Storage>,
-        extensions: Arc<ArcSwap<HashMap<String, ExtensionInfo>>>,
-    ) -> Self {
+    fn new(storage: Arc<dyn Storage>, extensions: &Extensions) -> Self {
         Self {
             storage,
-            domain: config.sip.domain.clone(),
-            extensions,
+            registrar: extensions.registrar().clone(),
+            extensions: extensions.dialplan_map(),
         }
     }
 }
@@ -449,11 +446,12 @@ impl Host for PbxHost {
 
     fn contacts(&self, ext: &str) -> Result<Vec<Contact>, HostError> {
         let now = now_ms();
-        let aor = format!("sip:{ext}@{}", self.domain);
-        let bindings = self.storage.list(&aor).map_err(HostError::new)?;
+        let bindings = self
+            .registrar
+            .contacts_blocking(ext, now)
+            .map_err(HostError::new)?;
         Ok(bindings
             .into_iter()
-            .filter(|b| !b.is_expired(now))
             .map(|b| Contact {
                 expires: b.remaining_ms(now).div_ceil(1000),
                 uri: b.contact,
@@ -488,7 +486,7 @@ mod tests {
             registrar::Registrar::new(config.registrar_config(), &[], storage.clone(), [0; 32])
                 .expect("registrar");
         let extensions = Extensions::new(&config, storage.clone(), registrar);
-        PbxHost::new(&config, storage, extensions.dialplan_map())
+        PbxHost::new(storage, &extensions)
     }
 
     #[test]

@@ -69,6 +69,11 @@ impl Extensions {
     }
 
     /// The dialplan's view (`pbx.extension(id)`), swapped on reload.
+    pub fn registrar(&self) -> &Registrar {
+        &self.registrar
+    }
+
+    /// The extensions as the dialplan reads them (`pbx.extension(id)`).
     pub fn dialplan_map(&self) -> Arc<ArcSwap<HashMap<String, ExtensionInfo>>> {
         Arc::clone(&self.dialplan)
     }

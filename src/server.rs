@@ -64,7 +64,6 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         endpoint.handle(),
         registrar.clone(),
         storage.clone(),
-        storage.clone(),
         office.channel_map(),
         Arc::new(crate::calls::LuaRouter::new(
             Arc::clone(dialplan.runtime()),

@@ -32,7 +32,7 @@ use pbx::{Registry, Router};
 use registrar::Registrar;
 use sip_net::{BoxFuture, EndpointHandle, Incoming, InviteTx, Service};
 use sip_proto::{Method, Response};
-use storage::{CdrStore, LocationStore};
+use storage::CdrStore;
 use tokio::sync::{mpsc, oneshot};
 
 pub use anchor::MediaConfig;
@@ -91,7 +91,6 @@ pub(crate) struct Inner {
     pub config: ChanSipConfig,
     pub endpoint: EndpointHandle,
     pub registrar: Registrar,
-    pub locations: Arc<dyn LocationStore>,
     pub cdrs: cdr::CdrWriter,
     pub extensions: Arc<ArcSwap<HashMap<String, Extension>>>,
     pub router: Arc<dyn Router>,
@@ -115,7 +114,8 @@ impl ChanSip {
     }
 
     /// A channel sending through `endpoint`, authenticating with
-    /// `registrar`, finding extensions' phones in `locations`, routing
+    /// `registrar` and finding extensions' phones through its location
+    /// lookup, routing
     /// every call through `router` and keeping CDRs in `cdrs`. The
     /// `extensions` map is shared: whoever holds it may swap in a new one
     /// (a config reload), which calls placed from then on see.
@@ -124,7 +124,6 @@ impl ChanSip {
         config: ChanSipConfig,
         endpoint: EndpointHandle,
         registrar: Registrar,
-        locations: Arc<dyn LocationStore>,
         cdrs: Arc<dyn CdrStore>,
         extensions: Arc<ArcSwap<HashMap<String, Extension>>>,
         router: Arc<dyn Router>,
@@ -137,7 +136,6 @@ impl ChanSip {
                 config,
                 endpoint,
                 registrar,
-                locations,
                 cdrs: cdr::CdrWriter::start(cdrs),
                 extensions,
                 router,

@@ -1,12 +1,11 @@
 //! What a dial target resolves to: an extension id becomes one destination
-//! per registered contact (reached at the address its REGISTER came from,
-//! through its Path), a `sip:` URI one destination at its host.
+//! per registered contact, as the registrar's location lookup lists them
+//! (reached at the address its REGISTER came from, through its Path), a `sip:` URI one destination at its host.
 
 use std::net::{IpAddr, SocketAddr};
 
 use sip_net::Transport;
 use sip_proto::{Host, Uri};
-use storage::Binding;
 
 use crate::Inner;
 
@@ -49,31 +48,15 @@ pub(crate) async fn resolve(inner: &Inner, target: &str) -> Result<Vec<Destinati
             why: format!("{target:?} is neither an extension id nor a sip: URI"),
         });
     }
-    let domain = &inner.config.domain;
-    let aor = format!("sip:{target}@{domain}");
-    let locations = inner.locations.clone();
-    let lookup = aor.clone();
-    let bindings = if locations.blocks() {
-        tokio::task::spawn_blocking(move || locations.list(&lookup))
-            .await
-            .map_err(|_| Unreachable {
-                code: 500,
-                why: "location lookup stopped".into(),
-            })?
-    } else {
-        locations.list(&lookup)
-    };
-    let bindings = bindings.map_err(|e| Unreachable {
-        code: 500,
-        why: format!("location lookup failed: {e}"),
-    })?;
-    let now = pbx::unix_ms();
-    let mut live: Vec<Binding> = bindings
-        .into_iter()
-        .filter(|b| !b.is_expired(now))
-        .collect();
-    // Highest q first (RFC 3261 §16.6); all of them ring in parallel.
-    live.sort_by_key(|b| std::cmp::Reverse(b.q.unwrap_or(1000)));
+    let aor = inner.registrar.aor_of(target);
+    let live = inner
+        .registrar
+        .contacts(target)
+        .await
+        .map_err(|e| Unreachable {
+            code: 500,
+            why: e.to_string(),
+        })?;
     if live.is_empty() {
         let code = if inner.extensions.load().contains_key(target) {
             480

@@ -131,6 +131,29 @@ fn secrets(extensions: &[Extension]) -> HashMap<String, Secret> {
         .collect()
 }
 
+/// Why a location lookup gave no answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LookupError {
+    /// Storage failed to list the bindings.
+    #[error("location lookup failed: {0}")]
+    Storage(#[from] storage::Error),
+    /// The blocking lookup task was cancelled (the server is stopping).
+    #[error("location lookup stopped: the server is shutting down")]
+    Stopped,
+}
+
+/// The unexpired bindings of `bindings`, highest `q` first (no `q` counts
+/// as 1.0; equal `q` keep their stored order).
+fn live_contacts(bindings: Vec<Binding>, now_ms: u64) -> Vec<Binding> {
+    let mut live: Vec<Binding> = bindings
+        .into_iter()
+        .filter(|b| !b.is_expired(now_ms))
+        .collect();
+    live.sort_by_key(|b| std::cmp::Reverse(b.q.unwrap_or(1000)));
+    live
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -721,6 +744,34 @@ impl Registrar {
         }
     }
 
+    /// The live contacts of `ext` (an extension id or AOR) at `now_ms`,
+    /// highest `q` first (RFC 3261 §16.6): the PBX's one location lookup.
+    /// Reads storage on the calling thread; on a runtime thread use
+    /// [`contacts`](Self::contacts) when [`LocationStore::blocks`].
+    pub fn contacts_blocking(
+        &self,
+        ext: &str,
+        now_ms: u64,
+    ) -> Result<Vec<Binding>, storage::Error> {
+        Ok(live_contacts(
+            self.inner.store.list(&self.aor_of(ext))?,
+            now_ms,
+        ))
+    }
+
+    /// [`contacts_blocking`](Self::contacts_blocking) at the current time,
+    /// off the runtime's threads when the store does disk IO.
+    pub async fn contacts(&self, ext: &str) -> Result<Vec<Binding>, LookupError> {
+        if !self.inner.store.blocks() {
+            return Ok(self.contacts_blocking(ext, now_ms())?);
+        }
+        let (registrar, ext) = (self.clone(), ext.to_owned());
+        tokio::task::spawn_blocking(move || registrar.contacts_blocking(&ext, now_ms()))
+            .await
+            .map_err(|_| LookupError::Stopped)?
+            .map_err(LookupError::Storage)
+    }
+
     /// Removes every binding of `ext` (an extension or AOR), taking the
     /// AOR's turn like a REGISTER does; returns how many there were (for
     /// `DELETE /api/v1/registrations/{aor}`). The phones register again at
@@ -949,5 +1000,47 @@ impl Service for Registrar {
 
     fn handle(&self, incoming: Incoming) -> BoxFuture<Response> {
         Box::pin(self.clone().register(incoming))
+    }
+}
+
+#[cfg(test)]
+mod lookup_tests {
+    use super::*;
+
+    fn binding(contact: &str, expires_at_ms: u64, q: Option<u16>) -> Binding {
+        Binding {
+            aor: "sip:1001@pbx.test".into(),
+            contact: contact.into(),
+            expires_at_ms,
+            q,
+            call_id: "c".into(),
+            cseq: 1,
+            path: Vec::new(),
+            source: "127.0.0.5:5062".parse().unwrap(),
+            transport: "udp".into(),
+            user_agent: None,
+            instance: None,
+            reg_id: None,
+            registered_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn live_contacts_drop_the_expired_and_put_the_highest_q_first() {
+        let now = 1_000_000;
+        let listed = vec![
+            binding("sip:a@127.0.0.5", now + 10, Some(500)),
+            binding("sip:gone@127.0.0.5", now - 1, Some(1000)),
+            binding("sip:b@127.0.0.5", now + 10, None),
+            binding("sip:c@127.0.0.5", now + 10, Some(800)),
+        ];
+        let live: Vec<String> = live_contacts(listed, now)
+            .into_iter()
+            .map(|b| b.contact)
+            .collect();
+        assert_eq!(
+            live,
+            ["sip:b@127.0.0.5", "sip:c@127.0.0.5", "sip:a@127.0.0.5"]
+        );
     }
 }
