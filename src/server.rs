@@ -381,6 +381,7 @@ fn media_config(config: &Config) -> Result<chan_sip::MediaConfig, Error> {
     media.advertise = m.advertise;
     media.codecs = m.codecs.clone();
     media.rtp_timeout = m.rtp_timeout;
+    media.tone_zone = m.tone_zone;
     media.latching = if m.strict_source {
         media::Latching::Strict
     } else {

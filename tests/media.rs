@@ -953,6 +953,27 @@ fn a_caller_the_dialplan_answered_hears_ringback_then_the_callee() {
     assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
 }
 
+/// Issue 12, item 5: `media.tone_zone` picks the country's ringback. With
+/// "de" the caller hears the European 425 Hz, not North America's 440 + 480.
+#[test]
+fn the_ringback_follows_the_tone_zone() {
+    let o = office_with(Some(MEDIA_LUA), "[media]\ntone_zone = \"de\"\n");
+    let mut b = phone(&o, "1002");
+    let mut a = phone(&o, "1001");
+    let ra = RtpPeer::localhost();
+    let (mut dialog, _a_media) = answered(&mut a, "702", &ra.sdp_offer(OFFER));
+    let incoming = b.incoming(WAIT).expect("the dial rings 1002");
+    b.reply(&incoming.invite, &incoming.tag, 180).unwrap();
+    assert!(ra.wait_for(40, WAIT), "ringback packets");
+    let f = dominant_frequency(&ra.audio(), 8000).unwrap_or_default();
+    assert!(
+        (f - 425.0).abs() <= TOLERANCE_HZ,
+        "the European ringback is 425 Hz, heard {f} Hz"
+    );
+    b.reply(&incoming.invite, &incoming.tag, 486).unwrap();
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+}
+
 #[test]
 fn a_key_pressed_before_the_recording_does_not_end_it() {
     let o = office(Some(MEDIA_LUA));

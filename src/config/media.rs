@@ -1,7 +1,7 @@
 //! `[media]`: where RTP is anchored (DESIGN.md "Media"): the address RTP
 //! sockets bind to, the address written in SDP, the RTP/RTCP port range
-//! (RFC 3550 §11: even RTP, odd RTCP), the codecs in preference order and
-//! the RTP timeout.
+//! (RFC 3550 §11: even RTP, odd RTCP), the codecs in preference order,
+//! the RTP timeout and the country whose call-progress tones callers hear.
 
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
@@ -37,6 +37,9 @@ pub struct MediaConfig {
     /// from or its SDP's IP (default); off, another source may take over
     /// after a probation.
     pub strict_source: bool,
+    /// `tone_zone`: the country of the ringback callers hear (us, uk,
+    /// eu/de, fr, au).
+    pub tone_zone: media::tones::ToneZone,
 }
 
 impl Default for MediaConfig {
@@ -51,6 +54,7 @@ impl Default for MediaConfig {
                 .collect(),
             rtp_timeout: Some(DEFAULT_RTP_TIMEOUT),
             strict_source: true,
+            tone_zone: media::tones::ToneZone::default(),
         }
     }
 }
@@ -64,6 +68,7 @@ pub(super) struct RawMedia {
     codecs: Option<Spanned<Vec<Spanned<String>>>>,
     rtp_timeout: Option<Spanned<DurationText>>,
     strict_source: Option<bool>,
+    tone_zone: Option<Spanned<String>>,
 }
 
 /// The codecs the media engine can relay and transcode.
@@ -166,7 +171,16 @@ impl Checker<'_> {
             Some(v) => Some(self.duration("media.rtp_timeout", v, true)?).filter(|d| !d.is_zero()),
             None => defaults.rtp_timeout,
         };
+        let tone_zone = match &raw.tone_zone {
+            Some(v) => v
+                .get_ref()
+                .trim()
+                .parse()
+                .map_err(|e| self.error(v.span(), format!("media.tone_zone: {e}")))?,
+            None => defaults.tone_zone,
+        };
         Ok(MediaConfig {
+            tone_zone,
             bind,
             advertise,
             rtp_ports,
@@ -192,7 +206,7 @@ mod tests {
         assert_eq!(c.media.codecs.len(), 4);
         assert_eq!(c.media.advertise, None);
         let c = parse(
-            "[media]\nbind = \"127.0.0.1\"\nadvertise = \"203.0.113.10\"\nrtp_ports = \"30000-30099\"\ncodecs = [\"pcma\", \"telephone-event\"]\nrtp_timeout = \"0s\"\nstrict_source = false\n",
+            "[media]\nbind = \"127.0.0.1\"\nadvertise = \"203.0.113.10\"\nrtp_ports = \"30000-30099\"\ncodecs = [\"pcma\", \"telephone-event\"]\nrtp_timeout = \"0s\"\nstrict_source = false\ntone_zone = \"UK\"\n",
         )
         .unwrap();
         assert_eq!(c.media.bind.to_string(), "127.0.0.1");
@@ -201,12 +215,21 @@ mod tests {
         assert_eq!(c.media.codecs[0].encoding, "PCMA");
         assert_eq!(c.media.rtp_timeout, None);
         assert!(!c.media.strict_source);
+        assert_eq!(c.media.tone_zone, media::tones::ToneZone::Uk);
+        assert_eq!(
+            parse("").unwrap().media.tone_zone,
+            media::tones::ToneZone::Us
+        );
     }
 
     #[test]
     fn bad_values_name_key_and_line() {
         for (text, needle) in [
             ("[media]\nbind = \"here\"\n", "media.bind"),
+            (
+                "[media]\ntone_zone = \"mars\"\n",
+                "media.tone_zone: unknown tone zone \"mars\"",
+            ),
             ("[media]\nadvertise = \"0.0.0.0\"\n", "media.advertise"),
             ("[media]\nrtp_ports = \"20000-10000\"\n", "media.rtp_ports"),
             ("[media]\nrtp_ports = \"80-90\"\n", "media.rtp_ports"),

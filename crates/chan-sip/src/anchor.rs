@@ -44,6 +44,8 @@ pub struct MediaConfig {
     /// IP its SIP comes from or its SDP's IP; otherwise others after a
     /// probation).
     pub latching: Latching,
+    /// Whose ringback callers hear (`media.tone_zone`).
+    pub tone_zone: media::tones::ToneZone,
 }
 
 impl MediaConfig {
@@ -62,6 +64,7 @@ impl MediaConfig {
             ],
             rtp_timeout: Some(Duration::from_secs(60)),
             latching: Latching::Strict,
+            tone_zone: media::tones::ToneZone::default(),
         }
     }
 
@@ -866,7 +869,7 @@ impl CallMedia {
 
     /// Ringback to the caller (answered already) while a dial rings.
     pub async fn ringback(&mut self) {
-        let Some(tone) = media::tones::ringback() else {
+        let Some(tone) = media::tones::ringback(self.config.tone_zone) else {
             return;
         };
         self.take_legs().await;
