@@ -67,6 +67,10 @@ pub const EMBEDDED_SOUNDS: &[(&str, &[u8])] = &[
         "digit-pound.wav",
         include_bytes!("../sounds/digit-pound.wav"),
     ),
+    (
+        "moh/default.wav",
+        include_bytes!("../sounds/moh/default.wav"),
+    ),
 ];
 
 /// How long the file watcher waits for a burst of changes to settle.
@@ -260,7 +264,11 @@ fn write_embedded<T: AsRef<[u8]>>(dir: &Path, files: &[(&str, T)]) -> Result<(),
     };
     std::fs::create_dir_all(dir).map_err(fail)?;
     for (name, text) in files {
-        std::fs::write(dir.join(name), text.as_ref()).map_err(fail)?;
+        let path = dir.join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(fail)?;
+        }
+        std::fs::write(path, text.as_ref()).map_err(fail)?;
     }
     Ok(())
 }

@@ -373,6 +373,45 @@ fn flatten(r: Result<Result<(), Error>, JoinError>, what: &'static str) -> Resul
 
 /// The channel's media settings; one port pair is leased and returned at
 /// once, so a wrong `media.bind` fails start-up rather than every call.
+/// The music-on-hold classes: every `NAME.wav` in `dir` (`sounds/moh/`),
+/// loaded once. A file that does not load is left out with a warning (a
+/// call whose class is missing passes the hold on to the other phone, as
+/// without music); no directory, no music.
+fn music_on_hold(dir: &std::path::Path) -> std::collections::HashMap<String, Arc<media::Prompt>> {
+    let mut classes = std::collections::HashMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        debug!(dir = %dir.display(), "no music-on-hold directory; holds are passed on");
+        return classes;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".wav"))
+        else {
+            continue;
+        };
+        match media::Prompt::load(&path) {
+            Ok(prompt) => {
+                classes.insert(name.to_owned(), Arc::new(prompt));
+            }
+            Err(e) => warn!(
+                "music on hold {}: {e}; class {name:?} left out",
+                path.display()
+            ),
+        }
+    }
+    if !classes.contains_key(chan_sip::DEFAULT_MOH) {
+        warn!(
+            dir = %dir.display(),
+            "no {}.wav music-on-hold class; holds without a class are passed on to the other phone",
+            chan_sip::DEFAULT_MOH
+        );
+    }
+    classes
+}
+
 fn media_config(config: &Config) -> Result<chan_sip::MediaConfig, Error> {
     let m = &config.media;
     let pool = media::PortPool::new(m.rtp_ports.clone()).map_err(Error::MediaStart)?;
@@ -382,6 +421,7 @@ fn media_config(config: &Config) -> Result<chan_sip::MediaConfig, Error> {
     media.codecs = m.codecs.clone();
     media.rtp_timeout = m.rtp_timeout;
     media.tone_zone = m.tone_zone;
+    media.moh = music_on_hold(&config.dialplan.sounds.join("moh"));
     media.latching = if m.strict_source {
         media::Latching::Strict
     } else {

@@ -178,6 +178,8 @@ struct Bridged {
     b: Phone,
     dialog: Dialog,
     b_tag: String,
+    /// The callee's side of its dialog with the PBX (for its re-INVITEs).
+    b_dialog: Dialog,
     /// Where the caller sends: the PBX's address in the 200.
     a_media: RemoteMedia,
     /// Where the callee sends: the PBX's address in the INVITE.
@@ -198,10 +200,12 @@ fn bridge(o: &Office, a_offer: &str, b_answer: &str) -> Bridged {
     let dialog = a.ack(&call, &ok).expect("ACK");
     b.request("ACK", WAIT)
         .expect("the B2BUA ACKs the callee's 200");
+    let b_dialog = b.dialog_of(&incoming);
     Bridged {
         a,
         b,
         dialog,
+        b_dialog,
         b_tag: incoming.tag,
         a_media,
         b_media,
@@ -672,34 +676,97 @@ fn hostile_rtp_does_not_reach_or_hijack_an_echo_call() {
     assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
 }
 
-/// The caller re-INVITEs `direction`; the callee answers `answer_dir`.
-fn reinvite(call: &mut Bridged, ra: &RtpPeer, rb: &RtpPeer, direction: &str, answer_dir: &str) {
-    let offer = ra.sdp_offer(OFFER).replace("a=sendrecv", direction);
-    let Bridged {
-        a,
-        b,
-        dialog,
-        b_tag,
-        ..
-    } = call;
-    let ok = std::thread::scope(|s| {
-        let t = s.spawn(|| a.request_in(dialog, "INVITE", Some(&offer)));
-        let reinvite = b.request("INVITE", WAIT).expect("re-INVITE passed on");
-        let passed = std::str::from_utf8(&reinvite.body).unwrap();
-        assert!(passed.contains(direction), "{passed}");
-        let answer = rb
-            .sdp_answer(&["PCMU", "telephone-event"])
-            .replace("a=sendrecv", answer_dir);
-        b.reply_sdp(&reinvite, b_tag, 200, &answer).unwrap();
-        b.request("ACK", WAIT).expect("ACK for the re-INVITE");
-        t.join().unwrap().expect("re-INVITE answered")
-    });
+/// `who` (the caller when true) re-INVITEs with `direction`; the PBX answers
+/// it itself (music on hold keeps the hold local): the answer has
+/// `answer_dir` and the other phone gets no re-INVITE.
+fn reinvite_here(
+    call: &mut Bridged,
+    caller: bool,
+    rtp: &RtpPeer,
+    direction: &str,
+    answer_dir: &str,
+) {
+    let offer = rtp.sdp_offer(OFFER).replace("a=sendrecv", direction);
+    let ok = if caller {
+        call.a.request_in(&mut call.dialog, "INVITE", Some(&offer))
+    } else {
+        call.b
+            .request_in(&mut call.b_dialog, "INVITE", Some(&offer))
+    }
+    .expect("re-INVITE answered");
     assert_eq!(ok.status, 200);
-    a.ack_in(dialog).unwrap();
+    let answer = std::str::from_utf8(&ok.body).unwrap();
+    assert!(
+        answer.contains(answer_dir),
+        "answered {answer_dir}: {answer}"
+    );
+    if caller {
+        call.a.ack_in(&call.dialog).unwrap();
+    } else {
+        call.b.ack_in(&call.b_dialog).unwrap();
+    }
+    let other = if caller { &mut call.b } else { &mut call.a };
+    if let Some(sip_proto::Message::Request(r)) = other.silence(Duration::from_millis(300)) {
+        panic!(
+            "the hold stays local, but the other phone got {}",
+            r.method.as_str()
+        );
+    }
 }
 
+/// The dominant pitch of each quarter second of `peer`'s audio, in Hz.
+fn pitches(peer: &RtpPeer) -> Vec<f64> {
+    let got: Vec<_> = peer
+        .received()
+        .into_iter()
+        .filter(|p| p.header.is_some())
+        .collect();
+    let audio = decode_run(&got);
+    audio
+        .chunks(2000)
+        .filter(|c| c.len() == 2000)
+        .filter_map(|c| dominant_frequency(c, 8000))
+        .collect()
+}
+
+/// Asserts `peer` hears music: RTP from `from`, not `not_this` Hz (the other
+/// phone's tone), and more than one pitch (not a steady tone).
+fn assert_music(who: &str, peer: &RtpPeer, from: std::net::SocketAddr, not_this: f64) {
+    let got: Vec<_> = peer
+        .received()
+        .into_iter()
+        .filter(|p| p.header.is_some())
+        .collect();
+    assert!(
+        got.len() >= 60,
+        "{who} got {} RTP packets of music",
+        got.len()
+    );
+    assert!(
+        got.iter().all(|p| p.from == from),
+        "{who}: music comes from the PBX's address"
+    );
+    let pitches = pitches(peer);
+    assert!(pitches.len() >= 4, "{who}: {pitches:?}");
+    assert!(
+        pitches.iter().all(|f| (f - not_this).abs() > TOLERANCE_HZ),
+        "{who} heard the holding phone's {not_this} Hz: {pitches:?}"
+    );
+    let mut distinct = pitches.clone();
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup_by(|a, b| (*a - *b).abs() < 20.0);
+    assert!(
+        distinct.len() >= 2,
+        "{who} heard one steady pitch, not music: {pitches:?}"
+    );
+}
+
+/// Issue 12, item 3: when a phone holds, the other side hears music on
+/// hold (`sounds/moh/default.wav`), not silence, and nothing of the holder;
+/// the hold and the resume are answered by the PBX (no re-INVITE reaches
+/// the other phone), and the resume brings audio back both ways.
 #[test]
-fn hold_stops_audio_to_the_held_side_and_resume_brings_it_back() {
+fn the_held_party_hears_music_and_resume_restores_the_bridge() {
     let o = office(None);
     let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
     let mut call = bridge(
@@ -707,15 +774,33 @@ fn hold_stops_audio_to_the_held_side_and_resume_brings_it_back() {
         &ra.sdp_offer(OFFER),
         &rb.sdp_answer(&["PCMU", "telephone-event"]),
     );
-    // Latch both legs first.
     exchange(
         &ra,
         (call.a_media.addr, 0, 1000.0),
         &rb,
         (call.b_media.addr, 0, 2000.0),
     );
-    // The caller holds (sendonly): it keeps sending, must get nothing.
-    reinvite(&mut call, &ra, &rb, "a=sendonly", "a=recvonly");
+    // The caller holds (sendonly) and keeps sending its tone.
+    reinvite_here(&mut call, true, &ra, "a=sendonly", "a=recvonly");
+    ra.clear();
+    rb.clear();
+    let long = Duration::from_millis(1600);
+    std::thread::scope(|s| {
+        let t = s.spawn(|| ra.send_tone(call.a_media.addr, 0, 1000.0, long));
+        rb.send_tone(call.b_media.addr, 0, 2000.0, long)
+            .expect("send tone");
+        t.join().expect("sender").expect("send tone");
+    });
+    ra.settle(Duration::from_millis(200), WAIT);
+    rb.settle(Duration::from_millis(200), WAIT);
+    assert_music("the held callee", &rb, call.b_media.addr, 1000.0);
+    let leaked = ra.received().iter().filter(|p| p.header.is_some()).count();
+    assert_eq!(leaked, 0, "a phone that put the call on hold gets no audio");
+    // The admin API shows who holds.
+    let (_, calls) = o.server.http_get("/api/v1/calls").expect("admin API");
+    assert!(calls.contains("\"held\":true"), "{calls}");
+    // Resumed: audio both ways again, through the same ports.
+    reinvite_here(&mut call, true, &ra, "a=sendrecv", "a=sendrecv");
     ra.clear();
     rb.clear();
     exchange(
@@ -724,11 +809,40 @@ fn hold_stops_audio_to_the_held_side_and_resume_brings_it_back() {
         &rb,
         (call.b_media.addr, 0, 2000.0),
     );
-    assert_heard("the callee, while held", &rb, call.b_media.addr, 40, 1000.0);
-    let leaked = ra.received().iter().filter(|p| p.header.is_some()).count();
-    assert_eq!(leaked, 0, "a phone that put the call on hold gets no audio");
-    // Resumed: audio both ways again.
-    reinvite(&mut call, &ra, &rb, "a=sendrecv", "a=sendrecv");
+    assert_heard("the caller, resumed", &ra, call.a_media.addr, 40, 2000.0);
+    assert_heard("the callee, resumed", &rb, call.b_media.addr, 40, 1000.0);
+    call.hang_up();
+}
+
+/// The same from the other end: the callee holds with `inactive`, the
+/// caller hears music, and the callee's resume joins them again.
+#[test]
+fn the_caller_hears_music_when_the_callee_holds() {
+    let o = office(None);
+    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
+    let mut call = bridge(
+        &o,
+        &ra.sdp_offer(OFFER),
+        &rb.sdp_answer(&["PCMU", "telephone-event"]),
+    );
+    exchange(
+        &ra,
+        (call.a_media.addr, 0, 1000.0),
+        &rb,
+        (call.b_media.addr, 0, 2000.0),
+    );
+    reinvite_here(&mut call, false, &rb, "a=inactive", "a=inactive");
+    ra.clear();
+    rb.clear();
+    ra.send_tone(call.a_media.addr, 0, 1000.0, Duration::from_millis(1600))
+        .expect("send tone");
+    ra.settle(Duration::from_millis(200), WAIT);
+    assert_music("the held caller", &ra, call.a_media.addr, 2000.0);
+    assert_eq!(
+        rb.received().iter().filter(|p| p.header.is_some()).count(),
+        0
+    );
+    reinvite_here(&mut call, false, &rb, "a=sendrecv", "a=sendrecv");
     ra.clear();
     rb.clear();
     exchange(

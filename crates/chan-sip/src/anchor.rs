@@ -46,6 +46,10 @@ pub struct MediaConfig {
     pub latching: Latching,
     /// Whose ringback callers hear (`media.tone_zone`).
     pub tone_zone: media::tones::ToneZone,
+    /// Music on hold by class name (`sounds/moh/NAME.wav`); a phone that
+    /// holds the call makes the other side hear its call's class. Without
+    /// the class, the hold is passed on to the other phone instead.
+    pub moh: std::collections::HashMap<String, Arc<Prompt>>,
 }
 
 impl MediaConfig {
@@ -65,6 +69,7 @@ impl MediaConfig {
             rtp_timeout: Some(Duration::from_secs(60)),
             latching: Latching::Strict,
             tone_zone: media::tones::ToneZone::default(),
+            moh: std::collections::HashMap::new(),
         }
     }
 
@@ -227,6 +232,8 @@ enum Kind {
     Listen,
     Bridge,
     Echo,
+    /// One side holds: the other hears music ([`CallMedia::hold`]).
+    Hold,
 }
 
 /// A prompt playing on the caller's leg, watched by a task that tells the
@@ -291,6 +298,9 @@ enum Activity {
     /// The caller, answered by the dialplan, hears ringback while a dial
     /// rings.
     Ringback(Player),
+    /// One side put the call on hold: music plays to the other side
+    /// (`listener`), the holder's leg is parked.
+    Hold { player: Player, listener: Which },
 }
 
 /// Silence watch: clones of the timeouts of the legs that should be
@@ -329,6 +339,8 @@ pub(crate) struct CallMedia {
     /// A recording the call's end interrupted, kept for the route to
     /// collect (a voicemail ends with the caller hanging up).
     orphan: Option<Recorder>,
+    /// While a side holds: who, and the music the other side hears.
+    hold: Option<(Which, Arc<Prompt>)>,
 }
 
 impl CallMedia {
@@ -340,6 +352,7 @@ impl CallMedia {
             b: None,
             activity: Activity::Idle,
             orphan: None,
+            hold: None,
         }
     }
 
@@ -792,6 +805,12 @@ impl CallMedia {
             Activity::Listen(listener) => (Kind::Listen, listener.stop().await),
             Activity::Play(playing) => (Kind::Listen, playing.stop().await),
             Activity::Ringback(player) => (Kind::Listen, player.stop().await),
+            Activity::Hold { player, listener } => {
+                if let Ok(leg) = player.stop().await {
+                    self.park(listener, leg);
+                }
+                return (Kind::Hold, None);
+            }
             Activity::Record(recorder) => (
                 Kind::Listen,
                 recorder.stop().await.map(|(a, r)| {
@@ -822,6 +841,20 @@ impl CallMedia {
         let a = self.take_caller_leg();
         let b = self.b.as_mut().and_then(|s| s.leg.take().map(|l| *l));
         let (activity, b) = match (kind, a, b) {
+            (Kind::Hold, Some(a), Some(b)) => match self.hold.clone() {
+                Some((holder, music)) => {
+                    let listener = holder.other();
+                    let (plays, parked) = match listener {
+                        Which::A => (a, b),
+                        Which::B => (b, a),
+                    };
+                    self.park(listener.other(), parked);
+                    let player = Player::start_looped(plays, music);
+                    self.activity = Activity::Hold { player, listener };
+                    return;
+                }
+                None => (Activity::Bridge(Bridge::start(a, b)), None),
+            },
             (Kind::Bridge, Some(a), Some(b)) => (Activity::Bridge(Bridge::start(a, b)), None),
             (Kind::Echo, Some(a), b) => (Activity::Echo(Echo::start(a)), b),
             (_, Some(a), b) => (Activity::Listen(Listener::start(a)), b),
@@ -837,6 +870,33 @@ impl CallMedia {
     pub async fn bridge(&mut self) {
         self.take_legs().await;
         self.resume(Kind::Bridge);
+    }
+
+    /// `holder` put the call on hold: the other side hears `music`, looped,
+    /// continuing the stream it was getting (same SSRC, sequence and
+    /// timestamp line); the holder's leg is parked, so it gets nothing.
+    pub async fn hold(&mut self, holder: Which, music: Arc<Prompt>) {
+        self.take_legs().await;
+        self.hold = Some((holder, music));
+        self.resume(Kind::Hold);
+    }
+
+    /// Who holds the call, if one side does.
+    pub fn held_by(&self) -> Option<Which> {
+        self.hold.as_ref().map(|(w, _)| *w)
+    }
+
+    /// The hold ends: the music stops and the two sides are joined again.
+    pub async fn unhold(&mut self) {
+        if self.hold.take().is_some() {
+            self.take_legs().await;
+            self.resume(Kind::Bridge);
+        }
+    }
+
+    /// The music class `name` (`sounds/moh/NAME.wav`), if it was loaded.
+    pub fn music(&self, name: &str) -> Option<Arc<Prompt>> {
+        self.config.moh.get(name).cloned()
     }
 
     /// Sends the caller's media back to it.

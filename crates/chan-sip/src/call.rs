@@ -39,6 +39,9 @@ use crate::{Inner, Reply, Side};
 /// at once; this bounds a plugin stuck in storage IO).
 const ROUTE_LINGER: Duration = Duration::from_secs(10);
 
+/// The music-on-hold class of a call that names none (`sounds/moh/default.wav`).
+pub const DEFAULT_MOH: &str = "default";
+
 /// Headers a route may not set on an outbound INVITE: the B2BUA owns them.
 const RESERVED: &[&str] = &[
     "via",
@@ -246,6 +249,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         bridge: None,
         reinvite_pending: false,
         re_ok: None,
+        moh: None,
         media,
         state: CallState::Routing,
         finished: false,
@@ -392,6 +396,9 @@ struct Call {
     reinvite_pending: bool,
     /// Our 2xx to the latest re-INVITE, until its ACK (UDP only).
     re_ok: Option<Box<ReOk>>,
+    /// The music-on-hold class the other side hears when one side holds
+    /// (`None`: [`DEFAULT_MOH`]).
+    moh: Option<Box<str>>,
     media: CallMedia,
     state: CallState,
     finished: bool,
@@ -1182,6 +1189,11 @@ impl Call {
     }
 
     /// Notes in the trace what the call made of a dialplan step.
+    /// The call's music-on-hold class.
+    fn moh_class(&self) -> &str {
+        self.moh.as_deref().unwrap_or(DEFAULT_MOH)
+    }
+
     fn note(&self, text: impl FnOnce() -> String) {
         if let Some(t) = &self.trace {
             t.step(None, text());

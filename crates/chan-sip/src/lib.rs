@@ -36,7 +36,7 @@ use storage::CdrStore;
 use tokio::sync::{mpsc, oneshot};
 
 pub use anchor::MediaConfig;
-pub use call::CallEvent;
+pub use call::{CallEvent, DEFAULT_MOH};
 pub use trace::{TraceTap, trace_json};
 
 /// What the channel needs to know of one extension.

@@ -173,6 +173,14 @@ impl Call {
                 .as_ref()
                 .is_some_and(|b| b.leg.state == LegState::Up)
         };
+        if other_up
+            && !body.is_empty()
+            && !self.reinvite_pending
+            && let Some(r) = self.hold_here(which, &body, &tx, &own_contact).await
+        {
+            self.respond_reinvite(side, tx, r);
+            return;
+        }
         if body.is_empty() || !other_up {
             // Answered here: an offerless re-INVITE gets our description
             // as the offer (its answer comes in the ACK); with nobody on
@@ -259,6 +267,54 @@ impl Call {
                 })
                 .await;
         });
+    }
+
+    /// Hold with music (the way Asterisk and FreeSWITCH do it): a re-INVITE
+    /// that holds (`sendonly`/`inactive`) is answered here and the other
+    /// side hears the call's music on hold instead of silence, with no
+    /// re-INVITE of its own; the one that resumes is answered here and the
+    /// bridge restarts. While one side holds, every re-offer from either
+    /// is answered here. `None`: not a hold matter (or no music to play),
+    /// so the re-INVITE is passed on as before.
+    async fn hold_here(
+        &mut self,
+        which: Which,
+        body: &bytes::Bytes,
+        tx: &InviteTx,
+        contact: &str,
+    ) -> Option<Response> {
+        let holds = crate::leg::offers_hold(body)?;
+        let held_by = self.media.held_by();
+        let music = match (holds, held_by) {
+            (true, None) => Some(self.media.music(self.moh_class())?),
+            (false, None) => return None,
+            _ => None,
+        };
+        let answer = match self.media.answer_here(which, body).await {
+            Ok(sdp) => sdp,
+            Err(failure) => return Some(failure.response(tx, &self.inner.config.domain)),
+        };
+        match (music, holds, held_by) {
+            (Some(music), _, _) => {
+                self.note(|| {
+                    format!(
+                        "{which:?} holds: music on hold \"{}\" to the other side",
+                        self.moh_class()
+                    )
+                });
+                self.media.hold(which, music).await;
+            }
+            (None, false, Some(holder)) if holder == which => {
+                self.note(|| format!("{which:?} resumes: bridged again"));
+                self.media.unhold().await;
+            }
+            _ => {}
+        }
+        let mut r = tx.response(200);
+        r.headers.push(HeaderName::Contact, contact);
+        r.headers.push(HeaderName::ContentType, "application/sdp");
+        r.body = answer;
+        Some(r)
     }
 
     /// The other side answered a re-INVITE we passed on: the asker gets
