@@ -211,6 +211,7 @@ impl CallApi for LuaCall {
             timeout: opts.timeout,
             caller_id: opts.caller_id,
             headers: opts.headers,
+            moh: opts.moh,
         };
         let outcome = self
             .handle
@@ -317,6 +318,14 @@ impl CallApi for LuaCall {
             out.push(c);
         }
         Ok(out)
+    }
+
+    async fn hold(&self, class: Option<String>) -> Result<(), ActionError> {
+        self.handle.hold(class).await.map_err(|e| action(e, "hold"))
+    }
+
+    async fn unhold(&self) -> Result<(), ActionError> {
+        self.handle.unhold().await.map_err(|e| action(e, "unhold"))
     }
 
     async fn echo(&self) -> Result<(), ActionError> {

@@ -48,6 +48,11 @@ function route(call)
     call:answer()
     call:dial("1002", { timeout = 10 })
     call:hangup()
+  elseif dest == "704" then
+    call:hold()
+    call:sleep(1.6)
+    call:unhold()
+    call:echo()
   elseif dest == "701" then
     call:answer()
     call:record("rec.wav", { max = 2 })
@@ -854,6 +859,34 @@ fn the_caller_hears_music_when_the_callee_holds() {
     assert_heard("the caller, resumed", &ra, call.a_media.addr, 40, 2000.0);
     assert_heard("the callee, resumed", &rb, call.b_media.addr, 40, 1000.0);
     call.hang_up();
+}
+
+/// `call:hold()` in an IVR: the caller hears music (answered by the hold
+/// itself), and after `call:unhold()` the route goes on (here an echo).
+#[test]
+fn a_route_holds_the_caller_with_music_then_goes_on() {
+    let o = office(Some(MEDIA_LUA));
+    let mut a = phone(&o, "1001");
+    let ra = RtpPeer::localhost();
+    let (mut dialog, media) = answered(&mut a, "704", &ra.sdp_offer(OFFER));
+    ra.send_tone(media.addr, 0, 1000.0, Duration::from_millis(1400))
+        .expect("send tone");
+    assert_music("the caller on hold", &ra, media.addr, 1000.0);
+    // After unhold (1.6 s after the answer; 1.4 s have passed), the echo:
+    // the caller hears its own tone.
+    std::thread::sleep(Duration::from_millis(1000));
+    ra.clear();
+    ra.send_tone(media.addr, 0, 1000.0, TONE)
+        .expect("send tone");
+    ra.settle(Duration::from_millis(200), WAIT);
+    assert_heard(
+        "the caller, echoed after unhold",
+        &ra,
+        media.addr,
+        40,
+        1000.0,
+    );
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
 }
 
 #[test]

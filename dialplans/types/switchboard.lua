@@ -37,6 +37,7 @@ SWITCHBOARD_API = 1
 ---@field timeout number? Seconds the targets ring (more than 0, at most 86400).
 ---@field caller_id string? The caller id the targets see.
 ---@field headers table<string, string>? Extra headers on the outbound INVITEs.
+---@field moh string? Music-on-hold class (sounds/moh/NAME.wav) either side hears when the other holds.
 
 ---@class RecordOptions
 ---@field max number? Longest recording in seconds (default 60, at most 3600).
@@ -110,6 +111,13 @@ function Call:read_digits(opts) end
 
 ---Sends the caller's audio back until the call ends.
 function Call:echo() end
+
+---Plays music on hold to the caller, looped, until call:unhold() or another media action; answers first if need be.
+---@param class string? Music-on-hold class (sounds/moh/NAME.wav); default "default".
+function Call:hold(class) end
+
+---Stops the music on hold.
+function Call:unhold() end
 
 ---Waits (0-86400 seconds).
 ---@param seconds number
@@ -291,11 +299,12 @@ function SimCall:hangs_up_after(seconds) end
 function SimCall:run() end
 
 ---@class SimAction
----@field action string ring, answer, reject, redirect, hangup, sleep, dial, play, record, read_digits, echo
+---@field action string ring, answer, reject, redirect, hangup, sleep, dial, play, record, read_digits, echo, hold, unhold
 ---@field at number Seconds into the call.
 ---@field targets string[]? dial
 ---@field timeout number? dial, read_digits, sleep, record
 ---@field caller_id string? dial
+---@field moh string? dial, hold
 ---@field file string? play, record, redirect (the URI)
 ---@field code integer? reject; dial's result
 ---@field reason string? reject

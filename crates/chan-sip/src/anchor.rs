@@ -840,21 +840,29 @@ impl CallMedia {
     fn resume(&mut self, kind: Kind) {
         let a = self.take_caller_leg();
         let b = self.b.as_mut().and_then(|s| s.leg.take().map(|l| *l));
+        if kind == Kind::Hold
+            && let Some((holder, music)) = self.hold.clone()
+        {
+            // Music to the side that is not holding (the caller alone when
+            // the dialplan holds it); the holder's leg, if any, parked.
+            let listener = holder.other();
+            let (plays, parked) = match listener {
+                Which::A => (a, b),
+                Which::B => (b, a),
+            };
+            if let Some(leg) = parked {
+                self.park(holder, leg);
+            }
+            self.activity = match plays {
+                Some(leg) => Activity::Hold {
+                    player: Player::start_looped(leg, music),
+                    listener,
+                },
+                None => Activity::Idle,
+            };
+            return;
+        }
         let (activity, b) = match (kind, a, b) {
-            (Kind::Hold, Some(a), Some(b)) => match self.hold.clone() {
-                Some((holder, music)) => {
-                    let listener = holder.other();
-                    let (plays, parked) = match listener {
-                        Which::A => (a, b),
-                        Which::B => (b, a),
-                    };
-                    self.park(listener.other(), parked);
-                    let player = Player::start_looped(plays, music);
-                    self.activity = Activity::Hold { player, listener };
-                    return;
-                }
-                None => (Activity::Bridge(Bridge::start(a, b)), None),
-            },
             (Kind::Bridge, Some(a), Some(b)) => (Activity::Bridge(Bridge::start(a, b)), None),
             (Kind::Echo, Some(a), b) => (Activity::Echo(Echo::start(a)), b),
             (_, Some(a), b) => (Activity::Listen(Listener::start(a)), b),
@@ -868,6 +876,7 @@ impl CallMedia {
 
     /// Joins the caller's and the callee's media.
     pub async fn bridge(&mut self) {
+        self.hold = None;
         self.take_legs().await;
         self.resume(Kind::Bridge);
     }
@@ -901,6 +910,7 @@ impl CallMedia {
 
     /// Sends the caller's media back to it.
     pub async fn echo(&mut self) {
+        self.hold = None;
         self.take_legs().await;
         self.resume(Kind::Echo);
     }
@@ -918,6 +928,7 @@ impl CallMedia {
         prompt: Arc<Prompt>,
         done: oneshot::Sender<Result<(), ActionError>>,
     ) {
+        self.hold = None;
         self.take_legs().await;
         match self.take_caller_leg() {
             Some(a) => self.activity = Activity::Play(Playing::start(a, prompt, done)),
@@ -929,6 +940,7 @@ impl CallMedia {
 
     /// Ringback to the caller (answered already) while a dial rings.
     pub async fn ringback(&mut self) {
+        self.hold = None;
         let Some(tone) = media::tones::ringback(self.config.tone_zone) else {
             return;
         };
@@ -954,6 +966,7 @@ impl CallMedia {
 
     /// Starts recording the caller, for at most `max`.
     pub async fn record(&mut self, max: Duration) -> Result<(), ActionError> {
+        self.hold = None;
         self.take_legs().await;
         let a = self
             .take_caller_leg()

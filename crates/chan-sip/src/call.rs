@@ -518,6 +518,21 @@ impl Call {
                 };
                 let _ = done.send(r);
             }
+            Command::Hold { class, done } => {
+                let r = self.hold_caller(class).await;
+                let _ = done.send(r);
+            }
+            Command::Unhold(done) => {
+                let r = match self.own_media().await {
+                    Ok(()) => {
+                        self.media.unhold().await;
+                        self.media.listen().await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = done.send(r);
+            }
             Command::StopRecording(done) => {
                 let r = self
                     .media
@@ -582,6 +597,20 @@ impl Call {
             ));
         }
         self.answer().await
+    }
+
+    /// `call:hold()`: music on hold to the caller alone (an IVR's queue).
+    async fn hold_caller(&mut self, class: Option<String>) -> Result<(), ActionError> {
+        self.own_media().await?;
+        let name = class.as_deref().unwrap_or(self.moh_class());
+        let music = self.media.music(name).ok_or_else(|| {
+            ActionError::Failed(format!(
+                "no music-on-hold class {name:?}: add sounds/moh/{name}.wav"
+            ))
+        })?;
+        // Nobody holds: the far side (absent) "holds" the caller.
+        self.media.hold(crate::anchor::Which::B, music).await;
+        Ok(())
     }
 
     async fn echo(&mut self) -> Result<(), ActionError> {
@@ -670,6 +699,9 @@ impl Call {
         if request.targets.is_empty() {
             let _ = done.send(Err(ActionError::Failed("dial needs a target".into())));
             return;
+        }
+        if let Some(class) = &request.moh {
+            self.moh = Some(class.as_str().into());
         }
         let mut destinations = Vec::new();
         let mut codes = Vec::new();

@@ -101,6 +101,9 @@ pub struct DialOptions {
     pub caller_id: Option<String>,
     /// Extra headers on the outbound INVITEs (`headers`), in name order.
     pub headers: Vec<(String, String)>,
+    /// The music-on-hold class either party hears when the other holds
+    /// (`moh`, a name from `sounds/moh/`).
+    pub moh: Option<String>,
 }
 
 /// The options of `call:record(file, opts)`.
@@ -258,6 +261,13 @@ pub trait CallApi: Send + Sync + 'static {
     /// Sends the caller's audio back to it until the call ends. However it
     /// returns, the call is over for the dialplan.
     fn echo(&self) -> impl Future<Output = Result<(), ActionError>> + Send;
+    /// Answers if need be and plays music on hold (`class` from
+    /// `sounds/moh/`, or the call's) to the caller, looped, until
+    /// [`unhold`](Self::unhold) or another media action. Returns once the
+    /// music plays.
+    fn hold(&self, class: Option<String>) -> impl Future<Output = Result<(), ActionError>> + Send;
+    /// Stops the music on hold.
+    fn unhold(&self) -> impl Future<Output = Result<(), ActionError>> + Send;
     /// A call action is about to run: `location` is the script's
     /// `file:line` (if known), `text` the action as written
     /// (`call:dial("1002")`); for the call's trace. Does nothing by default.

@@ -166,6 +166,7 @@ pub(crate) const CALL_METHODS: &[&str] = &[
     "echo",
     "hangup",
     "header",
+    "hold",
     "is_up",
     "on_hangup",
     "play",
@@ -175,6 +176,7 @@ pub(crate) const CALL_METHODS: &[&str] = &[
     "reject",
     "ring",
     "sleep",
+    "unhold",
 ];
 
 /// The Lua `call` object.
@@ -436,6 +438,11 @@ fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOp
                 Value::String(s) => options.caller_id = Some(s.to_str()?.to_owned()),
                 other => return Err(type_error("dial", "opts.caller_id as a string", &other)),
             }
+            match opts.get::<Value>("moh")? {
+                Value::Nil => {}
+                Value::String(s) => options.moh = Some(moh_class("dial", &s.to_str()?)?),
+                other => return Err(type_error("dial", "opts.moh as a string", &other)),
+            }
             match opts.get::<Value>("headers")? {
                 Value::Nil => {}
                 Value::Table(headers) => {
@@ -464,6 +471,22 @@ fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOp
         other => return Err(type_error("dial", "an options table or nil", other)),
     }
     Ok((targets, options))
+}
+
+/// A music-on-hold class name: a file stem in `sounds/moh/` (`A-Z a-z 0-9
+/// _ -`, 1 to 64 bytes), so it can never name a path.
+fn moh_class(what: &str, name: &str) -> mlua::Result<String> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(name.to_owned())
+    } else {
+        Err(mlua::Error::runtime(format!(
+            "{what}: music-on-hold class {name:?} must be 1-64 letters, digits, _ or - (a file sounds/moh/NAME.wav)"
+        )))
+    }
 }
 
 /// A header for an outbound INVITE: the name a SIP token (RFC 3261 §25.1),
@@ -687,6 +710,39 @@ impl<A: CallApi> UserData for CallObject<A> {
                         "read_digits",
                         |api| async move { api.read_digits(opts).await },
                     )
+                    .await;
+                action.finish(result, |_, _| {})
+            }
+        });
+        methods.add_async_method("hold", |lua, this, class: Value| {
+            this.step(&lua, "hold", &[&class]);
+            let class = match &class {
+                Value::Nil => Ok(None),
+                Value::String(s) => s
+                    .to_str()
+                    .and_then(|s| moh_class("hold", &s).map(Some)),
+                other => Err(type_error(
+                    "hold",
+                    "a music-on-hold class name or nil",
+                    other,
+                )),
+            };
+            let started = class.and_then(|c| Ok((this.begin()?, c)));
+            async move {
+                let (action, class) = started?;
+                let result = action
+                    .run("hold", |api| async move { api.hold(class).await })
+                    .await;
+                action.finish(result, |_, _| {})
+            }
+        });
+        methods.add_async_method("unhold", |lua, this, ()| {
+            this.step(&lua, "unhold", &[]);
+            let action = this.begin();
+            async move {
+                let action = action?;
+                let result = action
+                    .run("unhold", |api| async move { api.unhold().await })
                     .await;
                 action.finish(result, |_, _| {})
             }

@@ -157,6 +157,8 @@ pub(crate) struct Recorded {
     pub(crate) timeout: Option<f64>,
     /// `dial`'s caller id.
     pub(crate) caller_id: Option<String>,
+    /// `dial`'s or `hold`'s music-on-hold class.
+    pub(crate) moh: Option<String>,
     /// `play` / `record` file; `redirect` URI.
     pub(crate) file: Option<String>,
     /// `reject` code, or the code `dial` came back with.
@@ -369,6 +371,7 @@ impl CallApi for SimCall {
             r.targets = targets.clone();
             r.timeout = opts.timeout.map(|t| t.as_secs_f64());
             r.caller_id = opts.caller_id.clone();
+            r.moh = opts.moh.clone();
         })
         .map_err(ended)?;
         let result = self.dial_now(&targets, &opts);
@@ -428,6 +431,14 @@ impl CallApi for SimCall {
         let typed = self.read_now(&opts).map_err(ended)?;
         self.last(|r| r.digits = Some(typed.clone()));
         Ok(typed)
+    }
+
+    async fn hold(&self, class: Option<String>) -> Result<(), ActionError> {
+        self.note("hold", |r| r.moh = class).map_err(ended)
+    }
+
+    async fn unhold(&self) -> Result<(), ActionError> {
+        self.note("unhold", |_| {}).map_err(ended)
     }
 
     async fn echo(&self) -> Result<(), ActionError> {

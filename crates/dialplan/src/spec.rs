@@ -564,7 +564,7 @@ fn result_table(lua: &Lua, call: &CallHandle) -> mlua::Result<Table> {
     let answered = script.actions.iter().any(|a| {
         matches!(
             a.action,
-            "answer" | "play" | "record" | "read_digits" | "echo"
+            "answer" | "play" | "record" | "read_digits" | "echo" | "hold"
         ) || a.status == Some("answered")
     });
     let code = match &outcome {
@@ -603,6 +603,7 @@ fn action_table(lua: &Lua, a: &Recorded) -> mlua::Result<Table> {
     }
     t.raw_set("timeout", a.timeout)?;
     t.raw_set("caller_id", a.caller_id.clone())?;
+    t.raw_set("moh", a.moh.clone())?;
     t.raw_set("file", a.file.clone())?;
     t.raw_set("code", a.code)?;
     t.raw_set("reason", a.reason.clone())?;

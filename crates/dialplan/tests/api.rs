@@ -523,3 +523,44 @@ end
         api.actions()
     );
 }
+
+/// Issue 12, item 3: `call:hold([class])`, `call:unhold()` and the dial
+/// option `moh` reach the call with the class; a class that could name a
+/// path, or is not a string, is refused before anything runs.
+#[tokio::test]
+async fn hold_unhold_and_the_moh_option_reach_the_call() {
+    let (_dir, runtime, _) = office(
+        "function route(call)\n  call:hold()\n  call:hold(\"jazz\")\n  call:unhold()\n  call:dial(\"1002\", {moh = \"jazz-2\"})\nend\n",
+    );
+    let api = Arc::new(FakeCall::default());
+    route(&runtime, &api, "1").await;
+    assert_eq!(
+        api.actions(),
+        [
+            "hold -".to_owned(),
+            "hold jazz".to_owned(),
+            "unhold".to_owned(),
+            "dial [\"1002\"] DialOptions { timeout: None, caller_id: None, headers: [], moh: Some(\"jazz-2\") }".to_owned(),
+        ]
+    );
+    for (lua, want) in [
+        (
+            "call:hold(\"../etc/passwd\")",
+            "hold: music-on-hold class \"../etc/passwd\" must be 1-64 letters, digits, _ or - (a file sounds/moh/NAME.wav)",
+        ),
+        (
+            "call:dial(\"1002\", {moh = \"a b\"})",
+            "dial: music-on-hold class \"a b\" must be 1-64 letters, digits, _ or - (a file sounds/moh/NAME.wav)",
+        ),
+        (
+            "call:hold(5)",
+            "hold: expected a music-on-hold class name or nil, got number",
+        ),
+    ] {
+        let (_dir, runtime, _) = office(&format!("function route(call)\n  {lua}\nend\n"));
+        let api = Arc::new(FakeCall::default());
+        let f = failure(route(&runtime, &api, "1").await);
+        assert_eq!(f.message, want, "{lua}");
+        assert!(api.actions().is_empty(), "{lua}");
+    }
+}

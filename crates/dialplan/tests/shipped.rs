@@ -48,7 +48,7 @@ async fn place(runtime: &Runtime, api: &Arc<FakeCall>, info: CallInfo) -> RouteO
 }
 
 const DIAL_1002: &str =
-    "dial [\"1002\"] DialOptions { timeout: Some(20s), caller_id: None, headers: [] }";
+    "dial [\"1002\"] DialOptions { timeout: Some(20s), caller_id: None, headers: [], moh: None }";
 
 #[tokio::test]
 async fn extension_dials_extension_for_20_seconds() {
@@ -123,7 +123,9 @@ async fn star_72_forwards_and_star_73_clears() {
     );
     assert_eq!(
         api.actions(),
-        ["dial [\"1003\"] DialOptions { timeout: Some(20s), caller_id: None, headers: [] }"]
+        [
+            "dial [\"1003\"] DialOptions { timeout: Some(20s), caller_id: None, headers: [], moh: None }"
+        ]
     );
 
     // A forward to an extension that does not exist is refused.

@@ -60,6 +60,9 @@ pub struct DialRequest {
     pub caller_id: Option<String>,
     /// Extra headers for the outbound requests.
     pub headers: Vec<(String, String)>,
+    /// The music-on-hold class either side hears when the other holds
+    /// (default: the channel's).
+    pub moh: Option<String>,
 }
 
 /// A request from the route to the call's task.
@@ -120,6 +123,17 @@ pub enum Command {
     },
     /// Stop the recording and hand it over; also after the call ended.
     StopRecording(oneshot::Sender<Result<media::Recording, ActionError>>),
+    /// Answer if need be and play music on hold to the caller, looped,
+    /// until [`Command::Unhold`] or another media action (done when it
+    /// has started).
+    Hold {
+        /// The music class (default: the call's).
+        class: Option<String>,
+        /// Started.
+        done: oneshot::Sender<Result<(), ActionError>>,
+    },
+    /// Stop the music on hold.
+    Unhold(oneshot::Sender<Result<(), ActionError>>),
 }
 
 /// The route's handle on one call. Cheap to clone.
@@ -247,6 +261,17 @@ impl CallHandle {
             .await
             .map_err(|_| ActionError::Ended)?;
         rx.await.map_err(|_| ActionError::Ended)?
+    }
+
+    /// Answers if need be and plays music on hold (`class`, or the call's)
+    /// to the caller until [`unhold`](Self::unhold); returns once it plays.
+    pub async fn hold(&self, class: Option<String>) -> Result<(), ActionError> {
+        self.ask(|done| Command::Hold { class, done }).await
+    }
+
+    /// Stops the music on hold; the caller is listened to again.
+    pub async fn unhold(&self) -> Result<(), ActionError> {
+        self.ask(Command::Unhold).await
     }
 
     /// Answers if need be; the caller's RFC 4733 digits from now on.

@@ -199,4 +199,12 @@ impl CallApi for FakeCall {
     async fn echo(&self) -> Result<(), ActionError> {
         self.log("echo", "echo".into())
     }
+
+    async fn hold(&self, class: Option<String>) -> Result<(), ActionError> {
+        self.log("hold", format!("hold {}", class.as_deref().unwrap_or("-")))
+    }
+
+    async fn unhold(&self) -> Result<(), ActionError> {
+        self.log("unhold", "unhold".into())
+    }
 }
