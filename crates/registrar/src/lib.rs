@@ -21,4 +21,4 @@ pub mod service;
 
 pub use bans::{BanList, BanPolicy, Bans};
 pub use bindings::{Policy, Refusal};
-pub use service::{Extension, Registrar, RegistrarConfig, Registration};
+pub use service::{Denied, Extension, Registrar, RegistrarConfig, Registration};
