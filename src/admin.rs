@@ -307,7 +307,7 @@ async fn trace(calls: chan_sip::ChanSip, id: String, query: TraceQuery) -> Respo
         None => error(
             StatusCode::NOT_FOUND,
             format!(
-                "no trace of a call with Call-ID {id:?} (only the last admin.trace_calls calls are kept)"
+                "no trace of a call with Call-ID {id:?} (only the last admin.trace_calls calls, and as many refused INVITEs, are kept)"
             ),
         ),
     }

@@ -20,15 +20,14 @@ fn clock(ms: u64) -> String {
 /// `full`), and one per dialplan step (time, `file:line`, what it did).
 pub fn render(v: &Value, full: bool) -> String {
     let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-    let mut out = format!(
-        "call {} ({})\n",
-        s(v, "call_id"),
-        if v.get("live").and_then(Value::as_bool) == Some(true) {
-            "in progress"
-        } else {
-            "ended"
-        }
-    );
+    let state = if v.get("admitted").and_then(Value::as_bool) == Some(false) {
+        "refused before routing"
+    } else if v.get("live").and_then(Value::as_bool) == Some(true) {
+        "in progress"
+    } else {
+        "ended"
+    };
+    let mut out = format!("call {} ({state})\n", s(v, "call_id"));
     let legs: Vec<String> = v
         .get("legs")
         .and_then(Value::as_array)

@@ -604,3 +604,191 @@ fn admin_trace_calls_is_checked_with_its_line() {
     let out = w.run(&["check"]);
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
 }
+
+/// A trace's events as "in/out first-line" and "location step" lines.
+fn ladder_of(v: &serde_json::Value) -> Vec<String> {
+    v["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .map(|e| match e["kind"].as_str() {
+            Some("sip") => format!(
+                "{} {}",
+                e["direction"].as_str().unwrap_or(""),
+                e["first_line"].as_str().unwrap_or("")
+            ),
+            _ => format!(
+                "{} {}",
+                e["location"].as_str().unwrap_or("-"),
+                e["step"].as_str().unwrap_or("")
+            ),
+        })
+        .collect()
+}
+
+/// Where each of `needles` is in `ladder`, in order: each found after the
+/// one before it (panics with the ladder otherwise).
+fn in_order(ladder: &[String], needles: &[&str]) -> Vec<usize> {
+    let text = ladder.join("\n");
+    let mut from = 0;
+    let mut at = Vec::new();
+    for needle in needles {
+        let i = ladder[from..]
+            .iter()
+            .position(|l| l.contains(needle))
+            .map(|i| i + from)
+            .unwrap_or_else(|| panic!("{needle:?} not in order in the ladder:\n{text}"));
+        at.push(i);
+        from = i + 1;
+    }
+    at
+}
+
+#[test]
+fn trace_shows_the_refused_first_round_and_calls_only_ever_refused() {
+    let s = start();
+    // 1002 registered from this address: the wrong passwords below lock
+    // 1001 but do not ban the address (it holds another extension).
+    let mut callee = phone(&s, "1002");
+
+    // A phone that authenticates: its challenged first round, then the call.
+    let mut good = phone(&s, "1001");
+    let call = good.call("1002").expect("INVITE");
+    let rings = callee.incoming(WAIT).expect("1002 rings");
+    callee.reply(&rings.invite, &rings.tag, 486).unwrap();
+    assert_eq!(good.final_response(WAIT).unwrap().0.status, 486);
+    let v = json(&s, &["trace", &call.call_id, "--full"]);
+    assert_eq!(v["admitted"], true, "{v}");
+    let ladder = ladder_of(&v);
+    let at = in_order(
+        &ladder,
+        &[
+            "in INVITE sip:1002@",
+            "- not admitted (407): no credentials for realm",
+            "out SIP/2.0 407 Proxy Authentication Required",
+            "in INVITE sip:1002@",
+            "out SIP/2.0 100 Trying",
+            "default.lua:",
+            "out SIP/2.0 486",
+        ],
+    );
+    let events = v["events"].as_array().expect("events");
+    let text = |i: usize| events[i]["text"].as_str().unwrap_or("").to_owned();
+    // The first INVITE has no credentials; the second carries them,
+    // removed, with the next CSeq of the same Call-ID.
+    assert!(
+        !text(at[0]).contains("Proxy-Authorization"),
+        "{}",
+        text(at[0])
+    );
+    assert!(
+        text(at[3]).contains("Proxy-Authorization: [removed]"),
+        "{}",
+        text(at[3])
+    );
+    let cseq = |i: usize| {
+        text(i)
+            .lines()
+            .find(|l| l.starts_with("CSeq:"))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        cseq(at[0]).ends_with(" INVITE") && cseq(at[3]).ends_with(" INVITE"),
+        "{} / {}",
+        cseq(at[0]),
+        cseq(at[3])
+    );
+    assert_ne!(cseq(at[0]), cseq(at[3]));
+    assert!(!v.to_string().contains("Digest username"), "{v}");
+
+    // A wrong password: INVITE, 407, INVITE with credentials, 407 again
+    // (unknown users and wrong passwords are challenged again, alike on
+    // the wire), the reason in the trace. Never routed.
+    let mut wrong = Phone::udp(s.udp.expect("udp"), "1001", "not-the-password", DOMAIN);
+    let refused = wrong.call("1002").expect("INVITE");
+    assert_eq!(wrong.final_response(WAIT).unwrap().0.status, 407);
+    let v = json(&s, &["trace", &refused.call_id]);
+    assert_eq!(
+        (&v["admitted"], &v["live"]),
+        (&false.into(), &false.into()),
+        "{v}"
+    );
+    let ladder = ladder_of(&v);
+    in_order(
+        &ladder,
+        &[
+            "in INVITE sip:1002@",
+            "- not admitted (407): no credentials for realm",
+            "out SIP/2.0 407",
+            "in INVITE sip:1002@",
+            "- not admitted (407): wrong password for extension \"1001\"",
+            "out SIP/2.0 407",
+        ],
+    );
+    assert!(
+        !ladder
+            .iter()
+            .any(|l| l.contains("100 Trying") || l.contains(".lua:")),
+        "{}",
+        ladder.join("\n")
+    );
+    let human = ok(&s, &["trace", &refused.call_id]);
+    assert!(
+        human.starts_with(&format!(
+            "call {} (refused before routing)",
+            refused.call_id
+        )),
+        "{human}"
+    );
+    assert!(human.contains("wrong password for extension"), "{human}");
+
+    // Two more wrong passwords lock 1001 (ban_after_failures = 3): the
+    // next call's second round gets 403 with the reason.
+    for _ in 0..2 {
+        wrong.call("1002").expect("INVITE");
+        assert_eq!(wrong.final_response(WAIT).unwrap().0.status, 407);
+    }
+    let locked = wrong.call("1002").expect("INVITE");
+    let (r, _) = wrong.final_response(WAIT).unwrap();
+    assert_eq!(r.status, 403);
+    let v = json(&s, &["trace", &locked.call_id]);
+    let ladder = ladder_of(&v);
+    let at = in_order(
+        &ladder,
+        &[
+            "in INVITE sip:1002@",
+            "out SIP/2.0 407",
+            "in INVITE sip:1002@",
+            "- not admitted (403): extension \"1001\" is locked after too many failed authentications",
+            "out SIP/2.0 403",
+        ],
+    );
+    let warning = v["events"][at[4]]["headers"].to_string();
+    assert!(
+        warning.contains("too many failed authentications"),
+        "{warning}"
+    );
+
+    // A 407 never answered is traceable by its Call-ID too.
+    let req = good
+        .ua
+        .request("INVITE", &format!("sip:1002@{DOMAIN}"))
+        .body(
+            "application/sdp",
+            testkit::sdp("127.0.0.1", 4000).as_bytes(),
+        );
+    let challenge = good.ua.transact(&req).unwrap();
+    assert_eq!(challenge.status, 407);
+    let id = challenge.call_id().expect("Call-ID").to_owned();
+    let v = json(&s, &["trace", &id]);
+    assert_eq!(v["admitted"], false, "{v}");
+    in_order(
+        &ladder_of(&v),
+        &[
+            "in INVITE sip:1002@",
+            "- not admitted (407)",
+            "out SIP/2.0 407",
+        ],
+    );
+}

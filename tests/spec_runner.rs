@@ -273,3 +273,120 @@ fn broken_files_are_reported_with_their_line() {
     );
     assert!(out.stdout.is_empty(), "{}", out.stdout);
 }
+
+#[test]
+fn endless_loops_in_a_spec_or_its_route_fail_the_case_and_the_run_goes_on() {
+    let w = Workdir::empty();
+    w.write(
+        "dialplans/spin.lua",
+        "function route(call)\n  local n = 0\n  while true do n = n + 1 end\nend\n",
+    );
+    w.write(
+        "dialplans/tests/loops_spec.lua",
+        r#"it("before the loops", function()
+  expect(sim.call{from = "1001", to = "1002"}):dialled("1002")
+end)
+it("spins in the spec", function()
+  while true do end
+end)
+it("spins in the route", function()
+  expect(sim.call{from = "1001", to = "1", context = "spin"}):answered()
+end)
+it("swallows the stop with pcall", function()
+  while true do pcall(function() while true do end end) end
+end)
+it("after the loops", function()
+  expect(sim.call{from = "1001", to = "1002"}):dialled("1002")
+end)
+"#,
+    );
+    w.write(
+        "dialplans/tests/zz_spec.lua",
+        "expect(sim.call{from = \"1001\", to = \"1002\"}):dialled(\"1002\")\n",
+    );
+    let out = w.run(&["test"]);
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
+    for line in [
+        "ok    before the loops",
+        "FAIL  spins in the spec",
+        "dialplans/tests/loops_spec.lua:5: spec exceeded the instruction limit",
+        "FAIL  spins in the route",
+        "FAIL  swallows the stop with pcall",
+        "ok    after the loops",
+        "ok    zz_spec.lua",
+    ] {
+        assert!(
+            out.stdout.contains(line),
+            "{line:?} not in:\n{}",
+            out.stdout
+        );
+    }
+    // The route's loop: the spec line of the call, the route's line, the limit.
+    let route = out
+        .stdout
+        .lines()
+        .skip_while(|l| !l.contains("FAIL  spins in the route"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        route.contains("dialplans/tests/loops_spec.lua:8:")
+            && route.contains("dialplans/spin.lua:3:")
+            && route.contains("exceeded")
+            && route.contains("limit"),
+        "{}",
+        out.stdout
+    );
+    let pcall = out
+        .stdout
+        .lines()
+        .skip_while(|l| !l.contains("FAIL  swallows the stop"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(
+        pcall.contains("loops_spec.lua:11:") && pcall.contains("exceeded the instruction limit"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(summary(&out), "3 passed, 3 failed");
+}
+
+#[test]
+fn the_spec_runner_keeps_the_configured_route_time_limit() {
+    let w = Workdir::empty();
+    // An instruction budget no loop reaches first: the clock stops it.
+    w.write(
+        "switchboard.toml",
+        "[dialplan]\ninstruction_budget = 10000000000\nroute_time_limit = \"200ms\"\n",
+    );
+    w.write(
+        "dialplans/spin.lua",
+        "function route(call)\n  while true do end\nend\n",
+    );
+    w.write(
+        "dialplans/tests/slow_spec.lua",
+        r#"it("spins in the spec", function()
+  while true do end
+end)
+it("spins in the route", function()
+  expect(sim.call{from = "5555", to = "1", context = "spin"}):answered()
+end)
+it("passes", function()
+  expect(1 + 1):equals(2)
+end)
+"#,
+    );
+    let out = w.run(&["test"]);
+    assert_eq!(out.status.code(), Some(1), "{}\n{}", out.stdout, out.stderr);
+    for line in [
+        "dialplans/tests/slow_spec.lua:2: spec exceeded the time limit: ran 200 ms of wall clock (dialplan.route_time_limit",
+        "dialplans/tests/slow_spec.lua:5: the route failed: dialplans/spin.lua:2: route time limit exceeded: ran 200 ms",
+        "ok    passes",
+    ] {
+        assert!(
+            out.stdout.contains(line),
+            "{line:?} not in:\n{}",
+            out.stdout
+        );
+    }
+    assert_eq!(summary(&out), "1 passed, 2 failed");
+}

@@ -212,7 +212,8 @@ pub struct AdminConfig {
     /// `metrics_public`: serve `/metrics` without the token (default false).
     pub metrics_public: bool,
     /// `trace_calls`: how many recent calls keep their trace for
-    /// `GET /api/v1/calls/{id}/trace` (default 100; 0 turns traces off).
+    /// `GET /api/v1/calls/{id}/trace`, and as many Call-IDs refused before
+    /// routing (default 100; 0 turns traces off).
     pub trace_calls: usize,
     /// `hosts`: more names the `Host` header may carry (`name` or
     /// `name:port`), besides the listen address (and `localhost` on loopback).

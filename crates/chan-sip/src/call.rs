@@ -134,24 +134,33 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         tx.respond(r);
         return;
     }
-    let caller = match inner.registrar.authenticate_call(&incoming) {
+    let caller = match inner.registrar.authenticate_call_explained(&incoming) {
         Ok(user) => user,
-        Err(challenge) => {
+        Err(denied) => {
+            // Traced under the Call-ID, so "why doesn't it ring?" has an
+            // answer: the INVITE, why, and the answer (the tap files it).
+            if let Some(t) = inner.traces.attempt(&call_id) {
+                crate::trace::record_invite(&t, &incoming);
+                t.step(
+                    None,
+                    format!(
+                        "not admitted ({}): {}",
+                        denied.response.status, denied.reason
+                    ),
+                );
+            }
             // Stateless, as Kamailio's sl does: no retransmissions of the
             // challenge towards a source that may be spoofed.
-            tx.respond_stateless(challenge);
+            tx.respond_stateless(denied.response);
             return;
         }
     };
     // Traced from here: the INVITE (the tap saw it before the call was
-    // known), then everything the endpoint sends and receives for it.
+    // known, unless an earlier refused round started the trace), then
+    // everything the endpoint sends and receives for it.
     let trace = inner.traces.start(&call_id);
     if let Some(t) = &trace {
-        t.record(pbx::TraceWhat::Message {
-            inbound: true,
-            peer: format!("{}:{}", incoming.transport, incoming.source),
-            bytes: request.to_bytes(),
-        });
+        crate::trace::record_invite(t, &incoming);
     }
     // Authenticated: now the caller hears that we are working on it (not
     // before, so a spoofed INVITE gets the 407 alone).

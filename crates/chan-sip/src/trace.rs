@@ -46,6 +46,18 @@ impl sip_net::Tap for TraceTap {
     }
 }
 
+/// Records the INVITE being handled in `trace`, unless the trace held
+/// events already: it existed when the INVITE arrived, so the tap filed it.
+pub(crate) fn record_invite(trace: &CallTrace, incoming: &sip_net::Incoming) {
+    if trace.is_empty() {
+        trace.record(TraceWhat::Message {
+            inbound: true,
+            peer: format!("{}:{}", incoming.transport, incoming.source),
+            bytes: incoming.request.to_bytes(),
+        });
+    }
+}
+
 /// The Call-ID of a message, read from its header lines (no full parse).
 fn call_id(message: &[u8]) -> Option<&str> {
     let mut lines = message.split(|&b| b == b'\n');
@@ -116,7 +128,8 @@ fn scrub(text: &str) -> (String, Vec<String>) {
 }
 
 /// The trace as `GET /api/v1/calls/{id}/trace` shows it: the call's id,
-/// its legs, whether it is `live` (per `live`), and its events in order;
+/// its legs, whether it is `live` (per `live`), whether it was `admitted`
+/// (`false`: every INVITE was refused before routing), and its events in order;
 /// each message with its first line and key headers, and its whole text
 /// (credentials removed) with `full`.
 pub fn trace_json(trace: &CallTrace, live: bool, full: bool) -> Value {
@@ -158,6 +171,7 @@ pub fn trace_json(trace: &CallTrace, live: bool, full: bool) -> Value {
         "call_id": trace.id(),
         "legs": trace.legs(),
         "live": live && trace.is_live(),
+        "admitted": trace.is_admitted(),
         "dropped_events": trace.dropped(),
         "events": events,
     })

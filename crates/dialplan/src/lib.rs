@@ -76,6 +76,7 @@ mod runtime;
 mod sandbox;
 mod sim;
 mod spec;
+mod spec_limits;
 mod strlib;
 mod watcher;
 

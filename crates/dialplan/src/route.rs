@@ -830,12 +830,12 @@ impl<T, F: Future<Output = mlua::Result<T>>> Future for Budgeted<'_, F> {
             // Suspended by the hook, or finished although it was stopped
             // (a script that caught the error): either way, stopped.
             Poll::Pending | Poll::Ready(Ok(_)) if self.scope.budget.stopped().is_some() => {
-                let why = self
-                    .scope
-                    .budget
-                    .stopped()
-                    .map(|w| w.message(&self.scope.budget));
-                Poll::Ready(Err(mlua::Error::runtime(why.unwrap_or_default())))
+                let budget = &self.scope.budget;
+                let error = match budget.stopped() {
+                    Some(why) => budget.stop_error(why),
+                    None => mlua::Error::runtime(""),
+                };
+                Poll::Ready(Err(error))
             }
             other => other,
         }

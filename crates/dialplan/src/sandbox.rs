@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use mlua::chunk::ChunkMode;
-use mlua::debug::HookTriggers;
+use mlua::debug::{Debug, HookTriggers};
 use mlua::{Lua, LuaOptions, MultiValue, StdLib, Table, Value, VmState};
 
 use crate::generation::Generation;
@@ -21,7 +21,7 @@ use crate::runtime::Limits;
 pub const SWITCHBOARD_API: u32 = 1;
 
 /// How often (in VM instructions) the budget hook runs.
-const HOOK_EVERY: u32 = 1_000;
+pub(crate) const HOOK_EVERY: u32 = 1_000;
 
 /// Hook calls after a stop during which the hook asks to yield before it
 /// raises an error instead (code that cannot yield).
@@ -31,7 +31,7 @@ const YIELD_GRACE: u64 = 20;
 const LOADED_KEY: &str = "switchboard.loaded";
 
 /// The message of the error that stops a script over its budget.
-pub(crate) const BUDGET_MESSAGE: &str = "instruction budget exceeded (endless loop?)";
+pub(crate) const BUDGET_MESSAGE: &str = "instruction budget exceeded: more Lua instructions than the dialplan.instruction_budget limit without a call action (endless loop?)";
 
 /// Why a call's Lua was stopped by the runtime (not by its own error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,7 +71,8 @@ impl Stop {
     }
 }
 
-fn humanize(d: Duration) -> String {
+/// `5 s`, `250 ms`.
+pub(crate) fn humanize(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{} s", d.as_secs())
     } else {
@@ -103,6 +104,9 @@ pub(crate) struct Budget {
     /// When the count last restarted, in nanoseconds after `epoch`.
     since: AtomicU64,
     time_limit: Duration,
+    /// The script's `file:line` where the hook stopped it (written once
+    /// per stop, read when the failure is reported).
+    stopped_at: std::sync::Mutex<Option<String>>,
 }
 
 /// The call whose Lua is running in a state right now: its budget, and what
@@ -163,6 +167,7 @@ impl Budget {
             epoch: Instant::now(),
             since: AtomicU64::new(0),
             time_limit,
+            stopped_at: std::sync::Mutex::new(None),
         }
     }
 
@@ -174,12 +179,43 @@ impl Budget {
             .store(nanos(self.epoch.elapsed()), Ordering::Relaxed);
     }
 
+    /// The wall clock restarts (the instruction count does not): the
+    /// spec runner's own Lua after a simulated call's route ran.
+    pub(crate) fn reset_clock(&self) {
+        self.since
+            .store(nanos(self.epoch.elapsed()), Ordering::Relaxed);
+    }
+
     /// A fresh budget for a new piece of script (an `on_hangup` handler):
     /// the count, the clock and the stop mark all start again.
     pub(crate) fn restart(&self) {
         self.reset();
         self.stopped.store(0, Ordering::Relaxed);
         self.grace.store(0, Ordering::Relaxed);
+        *self.place_lock() = None;
+    }
+
+    fn place_lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        // Nothing panics while holding it; a poisoned one is intact.
+        self.stopped_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Where the script was when the hook stopped it (`file:line`), if the
+    /// hook did.
+    pub(crate) fn stopped_at(&self) -> Option<String> {
+        self.place_lock().clone()
+    }
+
+    /// The error a stopped script ends with: `file:line: message` where the
+    /// hook knew the place.
+    pub(crate) fn stop_error(&self, why: Stop) -> mlua::Error {
+        let message = why.message(self);
+        mlua::Error::runtime(match self.stopped_at() {
+            Some(place) => format!("{place}: {message}"),
+            None => message,
+        })
     }
 
     /// Why the runtime stopped the script, if it did (even if the script
@@ -271,7 +307,7 @@ pub(crate) fn new_state(
     let check = lua.create_function(move |_, args: MultiValue| {
         let scope = check_slot.running();
         match scope.budget.stopped() {
-            Some(why) => Err(mlua::Error::runtime(why.message(&scope.budget))),
+            Some(why) => Err(scope.budget.stop_error(why)),
             None => Ok(args),
         }
     })?;
@@ -287,15 +323,15 @@ pub(crate) fn new_state(
     let hook_slot = Arc::clone(&slot);
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-        move |lua, _| hook(&hook_slot, lua),
+        move |lua, debug| hook(&hook_slot, lua, debug),
     )?;
     lua.set_memory_limit(limits.memory_bytes)?;
     Ok((lua, slot))
 }
 
-/// A slot outside any state, for the library functions' own tests.
-#[cfg(test)]
-pub(crate) fn test_slot(limits: &Limits) -> Arc<Slot> {
+/// A slot outside the runtime's states, whose `loading` scope is the only
+/// budget: the spec runner's own Lua, the library functions' tests.
+pub(crate) fn detached_slot(limits: &Limits) -> Arc<Slot> {
     Arc::new(Slot {
         lock: Arc::new(tokio::sync::Mutex::new(())),
         held_since: AtomicU64::new(0),
@@ -310,7 +346,7 @@ pub(crate) fn test_slot(limits: &Limits) -> Arc<Slot> {
 /// coroutine of the state: charges the running call's budget, stops a
 /// script over its budget or its wall-clock limit, and pauses one that has
 /// run [`SLICE`] while other calls wait for the state.
-fn hook(slot: &Slot, lua: &Lua) -> mlua::Result<VmState> {
+fn hook(slot: &Slot, lua: &Lua, debug: &Debug) -> mlua::Result<VmState> {
     let current = slot.current.load_full();
     let in_call = current.is_some();
     let scope = current.unwrap_or_else(|| Arc::clone(&slot.loading));
@@ -324,6 +360,9 @@ fn hook(slot: &Slot, lua: &Lua) -> mlua::Result<VmState> {
             budget.stop(Stop::Budget);
         } else if budget.over_time() {
             budget.stop(Stop::Time);
+        }
+        if budget.stopped().is_some() {
+            *budget.place_lock() = place(debug);
         }
     }
     let in_main =
@@ -339,7 +378,7 @@ fn hook(slot: &Slot, lua: &Lua) -> mlua::Result<VmState> {
         if budget.grace.fetch_add(1, Ordering::Relaxed) < YIELD_GRACE && in_main() {
             return Ok(VmState::Yield);
         }
-        return Err(mlua::Error::runtime(why.message(budget)));
+        return Err(budget.stop_error(why));
     }
     if in_call {
         let held = slot.held_for();
@@ -356,6 +395,14 @@ fn hook(slot: &Slot, lua: &Lua) -> mlua::Result<VmState> {
         }
     }
     Ok(VmState::Continue)
+}
+
+/// `file:line` of the script function running at a hook, for a chunk
+/// loaded from a file (named `@file`).
+pub(crate) fn place(debug: &Debug) -> Option<String> {
+    let file = debug.source().source?.strip_prefix('@')?.to_owned();
+    let line = debug.current_line()?;
+    Some(format!("{file}:{line}"))
 }
 
 impl Slot {

@@ -3,6 +3,9 @@
 -- native functions. Errors are raised at level 2 so they name the spec's
 -- own file:line.
 local native_functions = ...
+-- The plain pcall: the spec's own is wrapped (spec_limits.rs) after this
+-- loads, and the levels `error` counts below must not see the wrapper.
+local pcall = pcall
 
 -- The native functions, raising their errors at the spec's line (the
 -- caller of the spec.lua function that called them) rather than here.

@@ -7,7 +7,9 @@
 //! the `before_each` functions, in a fresh simulation); a file with none is
 //! one case. Each spec file gets its own Lua state with `sim`, `expect`,
 //! `it` and `before_each` (from `spec.lua`); `os.time()`/`os.date()` read
-//! the virtual clock there and in the dialplan.
+//! the virtual clock there and in the dialplan. The spec's own Lua has the
+//! live dialplan's limits (`spec_limits.rs`): a case over them fails, and
+//! the runner goes on.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,6 +25,7 @@ use crate::host::ExtensionInfo;
 use crate::route::{RouteOutcome, locate};
 use crate::runtime::{Limits, Runtime};
 use crate::sim::{Phone, Recorded, SharedWorld, SimCall, SimHost, World};
+use crate::spec_limits::SpecLimits;
 
 /// The Lua side of the runner: `it`, `before_each`, `expect`, `sim`.
 pub(crate) const SPEC_LUA: &str = include_str!("spec.lua");
@@ -251,7 +254,8 @@ impl SpecRunner {
     }
 
     /// A Lua state for one spec file: the standard library (with `os.time`
-    /// and `os.date` on the virtual clock, no `os.exit`), and the harness.
+    /// and `os.date` on the virtual clock, no `os.exit`), the runtime's
+    /// limits (its [`SpecLimits`] in the state's app data), and the harness.
     pub(crate) fn spec_state(&self) -> mlua::Result<(Lua, Table)> {
         let lua = Lua::new();
         let os: Table = lua.globals().get("os")?;
@@ -260,6 +264,11 @@ impl SpecRunner {
         }
         let native = self.native(&lua)?;
         let harness: Table = lua.load(SPEC_LUA).set_name("=spec.lua").call(native)?;
+        // After the harness took the plain `pcall` (the checked one is a
+        // Lua function: one stack level more for its `error(..., 3)`).
+        let limits = SpecLimits::install(&lua, &self.settings.limits)?;
+        limits.restart();
+        lua.set_app_data(limits);
         // After the harness took Lua's own os.time for sim.clock:set.
         crate::modules::install_clock(
             &lua,
@@ -321,10 +330,11 @@ impl SpecRunner {
         let world = self.world.clone();
         native.raw_set(
             "run",
-            lua.create_async_function(move |_, call: AnyUserData| {
+            lua.create_async_function(move |lua, call: AnyUserData| {
                 let call = call.borrow::<CallHandle>().map(|c| c.clone());
                 let runtime = Arc::clone(&runtime);
                 let world = world.clone();
+                let limits = lua.app_data_ref::<SpecLimits>().map(|l| l.clone());
                 async move {
                     let call = call?;
                     if lock(&call.outcome).is_some() {
@@ -338,6 +348,9 @@ impl SpecRunner {
                         .run_route(Arc::new(call.sim.clone()), call.info.clone())
                         .await;
                     *lock(&call.outcome) = Some(outcome);
+                    if let Some(limits) = limits {
+                        limits.route_ran();
+                    }
                     Ok(())
                 }
             })?,
@@ -655,9 +668,12 @@ fn distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
-/// Runs `f` through the harness's `run_case` as a coroutine; the failure
-/// as `file:line: message`.
+/// Runs `f` through the harness's `run_case` as a coroutine, with a fresh
+/// budget; the failure as `file:line: message`.
 async fn run(lua: &Lua, run_case: &Function, f: Function) -> Result<(), String> {
+    if let Some(limits) = lua.app_data_ref::<SpecLimits>() {
+        limits.restart();
+    }
     let thread = lua
         .create_thread(run_case.clone())
         .map_err(|e| describe(&e))?;

@@ -484,7 +484,7 @@ mod tests {
         let libs = StdLib::STRING | StdLib::TABLE | StdLib::MATH;
         let stock = Lua::new_with(libs, mlua::LuaOptions::default()).expect("stock state");
         let ours = Lua::new_with(libs, mlua::LuaOptions::default()).expect("our state");
-        let slot = crate::sandbox::test_slot(&Limits::default());
+        let slot = crate::sandbox::detached_slot(&Limits::default());
         super::install(&ours, &slot).expect("install");
         (stock, ours)
     }

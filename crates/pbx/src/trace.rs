@@ -7,6 +7,13 @@
 //! formatted only when someone asks). The ring of recent calls is locked
 //! once when a call starts. This crate keeps messages as opaque bytes:
 //! `chan-sip` records them, the binary reads them.
+//!
+//! An INVITE refused before it becomes a call (the 407 of digest
+//! authentication's first round, a wrong password) is traced too, under
+//! its Call-ID: the call that follows with credentials continues that
+//! trace, and a Call-ID that is only ever refused stays findable. Those
+//! attempts are kept in a second ring of the same capacity, so a flood of
+//! unauthenticated INVITEs never pushes calls' traces out.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, RandomState};
@@ -68,6 +75,8 @@ pub struct CallTrace {
     legs: Mutex<Vec<String>>,
     events: Mutex<Vec<TraceEvent>>,
     live: AtomicBool,
+    /// Whether a call owns it (not only refused attempts).
+    admitted: AtomicBool,
     dropped: AtomicU64,
 }
 
@@ -105,6 +114,19 @@ impl CallTrace {
         self.live.load(Ordering::Relaxed)
     }
 
+    /// Whether a call started (`false`: every INVITE with this Call-ID was
+    /// refused before it was routed, see [`Traces::attempt`]).
+    pub fn is_admitted(&self) -> bool {
+        self.admitted.load(Ordering::Relaxed)
+    }
+
+    /// Whether nothing is recorded yet. A trace that already holds events
+    /// existed when the message being handled arrived, so the tap has
+    /// filed that message under it.
+    pub fn is_empty(&self) -> bool {
+        lock(&self.events).is_empty()
+    }
+
     /// The ids of its legs, the call's own first.
     pub fn legs(&self) -> Vec<String> {
         lock(&self.legs).clone()
@@ -128,6 +150,9 @@ pub struct Traces {
     hasher: RandomState,
     shards: Vec<Mutex<HashMap<String, Arc<CallTrace>>>>,
     ring: Mutex<VecDeque<Arc<CallTrace>>>,
+    /// Refused attempts, the last `capacity` (a call that continues one
+    /// is in `ring` as well; leaving this ring then forgets nothing).
+    attempts: Mutex<VecDeque<Arc<CallTrace>>>,
 }
 
 impl Traces {
@@ -138,6 +163,7 @@ impl Traces {
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             ring: Mutex::new(VecDeque::new()),
+            attempts: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -146,23 +172,25 @@ impl Traces {
         lock(&self.shards[i])
     }
 
-    /// Starts the trace of call `id`, forgetting the oldest past capacity;
-    /// `None` when tracing is off.
-    pub fn start(&self, id: &str) -> Option<Arc<CallTrace>> {
-        if self.capacity == 0 {
-            return None;
-        }
+    fn new_trace(&self, id: &str, admitted: bool) -> Arc<CallTrace> {
         let trace = Arc::new(CallTrace {
             id: id.to_owned(),
             legs: Mutex::new(vec![id.to_owned()]),
             events: Mutex::new(Vec::new()),
-            live: AtomicBool::new(true),
+            live: AtomicBool::new(admitted),
+            admitted: AtomicBool::new(admitted),
             dropped: AtomicU64::new(0),
         });
         self.shard(id).insert(id.to_owned(), Arc::clone(&trace));
+        trace
+    }
+
+    /// Appends `trace` to `ring` and forgets what falls out of it past
+    /// capacity (for the attempts' ring, only what no call has taken over).
+    fn keep(&self, ring: &Mutex<VecDeque<Arc<CallTrace>>>, trace: &Arc<CallTrace>, calls: bool) {
         let old = {
-            let mut ring = lock(&self.ring);
-            ring.push_back(Arc::clone(&trace));
+            let mut ring = lock(ring);
+            ring.push_back(Arc::clone(trace));
             let mut old = Vec::new();
             while ring.len() > self.capacity {
                 old.extend(ring.pop_front());
@@ -170,6 +198,9 @@ impl Traces {
             old
         };
         for gone in old {
+            if !calls && gone.is_admitted() {
+                continue;
+            }
             for leg in gone.legs() {
                 let mut shard = self.shard(&leg);
                 if shard.get(&leg).is_some_and(|t| Arc::ptr_eq(t, &gone)) {
@@ -177,6 +208,39 @@ impl Traces {
                 }
             }
         }
+    }
+
+    /// Starts the trace of call `id`, forgetting the oldest past capacity;
+    /// `None` when tracing is off. If `id` has a trace of refused attempts
+    /// only (see [`attempt`](Self::attempt)), the call continues it.
+    pub fn start(&self, id: &str) -> Option<Arc<CallTrace>> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let trace = match self.get(id) {
+            Some(t) if !t.admitted.swap(true, Ordering::Relaxed) => {
+                t.live.store(true, Ordering::Relaxed);
+                t
+            }
+            _ => self.new_trace(id, true),
+        };
+        self.keep(&self.ring, &trace, true);
+        Some(trace)
+    }
+
+    /// The trace an INVITE refused before it became a call (challenged,
+    /// or its credentials refused) is recorded in: `id`'s trace if it has
+    /// one, else a new one kept among the last `capacity` refused
+    /// attempts (apart from the calls). `None` when tracing is off.
+    pub fn attempt(&self, id: &str) -> Option<Arc<CallTrace>> {
+        if self.capacity == 0 {
+            return None;
+        }
+        if let Some(t) = self.get(id) {
+            return Some(t);
+        }
+        let trace = self.new_trace(id, false);
+        self.keep(&self.attempts, &trace, false);
         Some(trace)
     }
 
@@ -214,6 +278,32 @@ mod tests {
         assert!(t.get("a").is_none() && t.get("a-out").is_none());
         assert!(t.get("b").is_some() && t.get("c").is_some());
         assert!(Traces::new(0).start("x").is_none());
+    }
+
+    #[test]
+    fn a_call_continues_its_refused_attempt_and_attempts_never_push_calls_out() {
+        let t = Traces::new(2);
+        let a = t.attempt("a").unwrap();
+        a.step(None, "407".into());
+        assert!(!a.is_admitted() && !a.is_live() && !a.is_empty());
+        // The same Call-ID again: the same trace.
+        assert!(Arc::ptr_eq(&t.attempt("a").unwrap(), &a));
+        // With credentials it becomes the call, keeping what came before.
+        let call = t.start("a").unwrap();
+        assert!(Arc::ptr_eq(&call, &a) && call.is_admitted() && call.is_live());
+        assert_eq!(call.events().len(), 1);
+        // A flood of refused Call-IDs: kept apart, the call stays.
+        for i in 0..10 {
+            t.attempt(&format!("scan-{i}")).unwrap();
+        }
+        assert!(t.get("a").is_some());
+        assert!(t.get("scan-9").is_some() && t.get("scan-8").is_some());
+        assert!(t.get("scan-7").is_none());
+        // Calls push out calls, continued or not.
+        t.start("b").unwrap();
+        t.start("c").unwrap();
+        assert!(t.get("a").is_none());
+        assert!(Traces::new(0).attempt("x").is_none());
     }
 
     #[test]

@@ -118,6 +118,27 @@ pub struct Registrar {
 }
 
 /// Whose challenge a request gets: a registrar's (401) or a proxy's (407).
+/// A request the registrar did not authenticate: the response to send, and
+/// why, in words for an admin (a call's trace shows them; never the
+/// credentials themselves).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Denied {
+    /// The challenge (401/407) or refusal (400/403) to send.
+    pub response: Response,
+    /// Why (`wrong password for extension "1001"; challenged again`).
+    pub reason: String,
+}
+
+impl Denied {
+    fn new(response: Response, reason: impl Into<String>) -> Denied {
+        Denied {
+            response,
+            reason: reason.into(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 enum Role {
     Registrar,
@@ -463,6 +484,14 @@ impl Registrar {
     /// challenge (the same for an unknown user and a wrong password), and
     /// failures count towards the source's ban like REGISTER's do.
     pub fn authenticate_call(&self, incoming: &Incoming) -> Result<String, Response> {
+        self.authenticate_call_explained(incoming)
+            .map_err(|denied| denied.response)
+    }
+
+    /// As [`authenticate_call`](Self::authenticate_call), with the reason
+    /// an admin reads in a call's trace (`wrong password for extension
+    /// "1001"`; never the credentials themselves).
+    pub fn authenticate_call_explained(&self, incoming: &Incoming) -> Result<String, Denied> {
         self.verify(incoming, None, Role::Proxy)
     }
 
@@ -473,7 +502,9 @@ impl Registrar {
     /// Step 3–4: authenticates the REGISTER as the user in its To URI.
     /// `Err` is the response to send (401 challenge or 403).
     fn authenticate(&self, incoming: &Incoming, user: &str) -> Result<(), Response> {
-        self.verify(incoming, Some(user), Role::Registrar).map(drop)
+        self.verify(incoming, Some(user), Role::Registrar)
+            .map(drop)
+            .map_err(|denied| denied.response)
     }
 
     /// Checks the request's digest credentials for our realm; with `user`,
@@ -491,7 +522,7 @@ impl Registrar {
         incoming: &Incoming,
         user: Option<&str>,
         role: Role,
-    ) -> Result<String, Response> {
+    ) -> Result<String, Denied> {
         let req = &incoming.request;
         let domain = &self.inner.config.domain;
         let credentials = match role {
@@ -506,23 +537,28 @@ impl Registrar {
                     .flatten()
                     .is_some_and(|r| r.trim_matches('"') == domain)
         }) else {
-            return Err(self.challenge_as(incoming, false, role));
+            return Err(Denied::new(
+                self.challenge_as(incoming, false, role),
+                format!(
+                    "no credentials for realm {domain:?} yet (challenged; a phone answers with its password)"
+                ),
+            ));
         };
         let ip = incoming.source.ip();
         let response = match DigestResponse::from_credentials(cred) {
             Ok(r) => r,
             Err(failure) => {
                 self.not_counted(ip, &failure.to_string());
-                return Err(self.challenge_as(incoming, false, role));
+                return Err(Denied::new(
+                    self.challenge_as(incoming, false, role),
+                    format!("unreadable credentials ({failure}); challenged again"),
+                ));
             }
         };
         if !digest::uri_matches(&response.uri, &req.uri) {
             self.not_counted(ip, "digest uri is not the Request-URI");
-            return Err(self.refuse(
-                incoming,
-                400,
-                "the digest uri does not match the Request-URI",
-            ));
+            let reason = "the digest uri does not match the Request-URI";
+            return Err(Denied::new(self.refuse(incoming, 400, reason), reason));
         }
         if self.is_locked(&response.username) {
             tracing::debug!(source = %ip, user = %response.username, "refused: user locked");
@@ -534,10 +570,16 @@ impl Registrar {
                     response.username
                 ),
             );
-            return Err(self.refuse(
-                incoming,
-                403,
-                "too many failed authentications for this user; try again later",
+            return Err(Denied::new(
+                self.refuse(
+                    incoming,
+                    403,
+                    "too many failed authentications for this user; try again later",
+                ),
+                format!(
+                    "extension {:?} is locked after too many failed authentications (DELETE /api/v1/bans/user/{} lifts it)",
+                    response.username, response.username
+                ),
             ));
         }
         let binding = Source::of(ip).nonce_binding();
@@ -570,7 +612,10 @@ impl Registrar {
             } => {
                 if !self.inner.config.algorithms.contains(&algorithm.hash) {
                     self.not_counted(ip, "algorithm not offered");
-                    return Err(self.challenge_as(incoming, false, role));
+                    return Err(Denied::new(
+                        self.challenge_as(incoming, false, role),
+                        "the credentials use a digest algorithm not offered; challenged again",
+                    ));
                 }
                 if user.is_some_and(|user| username != user) {
                     // Authenticated, but as someone else (§10.3 step 4):
@@ -583,26 +628,36 @@ impl Registrar {
                             &format!("the credentials are extension {username}'s, not {user}'s"),
                         );
                     }
-                    return Err(self.refuse(incoming, 403, "credentials do not match the To URI"));
+                    let reason = "credentials do not match the To URI";
+                    return Err(Denied::new(self.refuse(incoming, 403, reason), reason));
                 }
                 Ok(username)
             }
-            Verdict::Stale { .. } => Err(self.challenge_as(incoming, true, role)),
+            Verdict::Stale { .. } => Err(Denied::new(
+                self.challenge_as(incoming, true, role),
+                "the nonce has expired (stale); challenged again",
+            )),
             Verdict::Failed(failure) => {
                 // Unknown user and wrong password look the same on the
                 // wire: a fresh challenge, nothing else.
+                let reason = match &failure {
+                    digest::Failure::UnknownUser(_) => "unknown extension".to_owned(),
+                    digest::Failure::WrongResponse(_) => "wrong password".to_owned(),
+                    other => other.to_string(),
+                };
                 if failure.is_guess() {
-                    let reason = match &failure {
-                        digest::Failure::UnknownUser(_) => "unknown extension".to_owned(),
-                        digest::Failure::WrongResponse(_) => "wrong password".to_owned(),
-                        other => other.to_string(),
-                    };
                     self.log_failure(incoming, &response.username, &reason);
                     self.failed(ip, &response.username, &failure.to_string());
                 } else {
                     self.not_counted(ip, &failure.to_string());
                 }
-                Err(self.challenge_as(incoming, false, role))
+                Err(Denied::new(
+                    self.challenge_as(incoming, false, role),
+                    format!(
+                        "{reason} for extension {:?}; challenged again",
+                        response.username
+                    ),
+                ))
             }
         }
     }
