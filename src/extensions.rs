@@ -1,7 +1,8 @@
 //! The `[[extension]]` accounts while the server runs: read again from the
 //! config file on reload (SIGHUP, `POST /api/v1/reload`) and swapped whole
-//! into the registrar, the SIP channel and the dialplan, with calls kept
-//! up; `GET /api/v1/extensions` lists them (never their passwords).
+//! into the registrar, the SIP channel, the dialplan and the voicemail
+//! mailer, with calls kept up; `GET /api/v1/extensions` lists them (never
+//! their passwords).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub struct Extensions {
     registrar: Registrar,
     channel: Arc<ArcSwap<HashMap<String, chan_sip::Extension>>>,
     dialplan: Arc<ArcSwap<HashMap<String, ExtensionInfo>>>,
+    emails: mailer::Recipients,
     current: ArcSwap<Vec<ExtensionConfig>>,
 }
 
@@ -59,6 +61,7 @@ impl Extensions {
             registrar,
             channel: Arc::new(ArcSwap::from_pointee(channel_map(&config.extensions))),
             dialplan: Arc::new(ArcSwap::from_pointee(dialplan_map(&config.extensions))),
+            emails: Arc::new(ArcSwap::from_pointee(email_map(&config.extensions))),
             current: ArcSwap::from_pointee(config.extensions.clone()),
         }
     }
@@ -71,6 +74,11 @@ impl Extensions {
     /// The dialplan's view (`pbx.extension(id)`), swapped on reload.
     pub fn dialplan_map(&self) -> Arc<ArcSwap<HashMap<String, ExtensionInfo>>> {
         Arc::clone(&self.dialplan)
+    }
+
+    /// The mailer's view (each extension's `email`), swapped on reload.
+    pub fn email_map(&self) -> mailer::Recipients {
+        Arc::clone(&self.emails)
     }
 
     /// Reads the config file again and puts its `[[extension]]`s in force
@@ -99,6 +107,7 @@ impl Extensions {
             .store(Arc::new(channel_map(&config.extensions)));
         self.dialplan
             .store(Arc::new(dialplan_map(&config.extensions)));
+        self.emails.store(Arc::new(email_map(&config.extensions)));
         let count = config.extensions.len();
         self.current.store(Arc::new(config.extensions));
         info!(
@@ -194,6 +203,16 @@ fn dialplan_map(list: &[ExtensionConfig]) -> HashMap<String, ExtensionInfo> {
                 context: e.context.clone(),
             };
             (e.id.clone(), info)
+        })
+        .collect()
+}
+
+/// Each extension's `email` (checked by the config; one that does not parse is left out).
+fn email_map(list: &[ExtensionConfig]) -> HashMap<String, mailer::Address> {
+    list.iter()
+        .filter_map(|e| {
+            let address = e.email.as_deref()?.parse().ok()?;
+            Some((e.id.clone(), address))
         })
         .collect()
 }
