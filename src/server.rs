@@ -279,6 +279,15 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         }
     };
     let result = sip.and(admin);
+    if let Some(mailer) = &mailer {
+        let pending = mailer.stats().pending();
+        if pending > 0 {
+            warn!(
+                "{pending} voicemail email(s) not sent yet (smtp relay {}) are dropped at shutdown; the messages stay in their mailboxes",
+                mailer.relay()
+            );
+        }
+    }
     calls.flush_cdrs().await;
     drop(calls);
     release_storage(registrar, storage);

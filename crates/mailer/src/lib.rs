@@ -205,6 +205,14 @@ pub struct Stats {
     pub dropped: u64,
 }
 
+impl Stats {
+    /// Mails queued and not yet sent or given up on (waiting, in delivery,
+    /// or waiting for a retry).
+    pub fn pending(&self) -> u64 {
+        self.queued.saturating_sub(self.sent + self.given_up)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     queued: AtomicU64,

@@ -225,3 +225,33 @@ async fn the_sink_also_takes_auth_login() {
     let text = String::from_utf8_lossy(&mails[0].data);
     assert!(text.contains("\r\n.dot at line start"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_a_relay_without_it_fails_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wav_path, _) = write_wav(dir.path());
+    let sink = SmtpSink::start().await.unwrap();
+    // The sink speaks plain SMTP and offers no STARTTLS: implicit TLS
+    // fails in the handshake, STARTTLS is refused as not offered. Each is
+    // a failed try (rustls is there and set up), never a plain-text mail.
+    for tls in [mailer::Tls::Tls, mailer::Tls::StartTls] {
+        let mut relay = relay(sink.addr(), None);
+        relay.tls = tls;
+        relay.host = "localhost".into();
+        let mailer = Mailer::start(
+            relay,
+            recipients(),
+            options(Retry {
+                tries: 1,
+                first_delay: Duration::from_millis(10),
+            }),
+        )
+        .unwrap();
+        mailer.message_left(&message(wav_path.clone()));
+        let stats = stats_until(&mailer, |s| s.given_up == 1).await;
+        assert_eq!((stats.failed_tries, stats.sent), (1, 0), "{tls:?}");
+        assert_eq!(stats.pending(), 0);
+    }
+    assert!(sink.mails().is_empty());
+    assert!(sink.connections() >= 2, "both modes reached the relay");
+}
