@@ -216,3 +216,44 @@ fn email_map(list: &[ExtensionConfig]) -> HashMap<String, mailer::Address> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXT: &str = "[[extension]]\nid = \"1001\"\npassword = \"Zq8#pL2v!mR4xT\"\n";
+
+    #[test]
+    fn emails_change_on_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.toml");
+        let write = |text: &str| std::fs::write(&path, text).unwrap();
+        write(&format!("{EXT}email = \"alice@example.com\"\n"));
+        let source = ConfigSource::File(path.clone());
+        let config = Config::load(&source).unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(storage::MemoryStorage::new());
+        let (secrets, _) = crate::store::extensions(&config, storage.as_ref()).unwrap();
+        let registrar = Registrar::new(
+            config.registrar_config(),
+            &secrets,
+            storage.clone(),
+            rand::random(),
+        )
+        .unwrap();
+        let office = Extensions::new(&config, storage, registrar);
+        let emails = office.email_map();
+        let address = |id: &str| emails.load().get(id).map(ToString::to_string);
+        assert_eq!(address("1001").as_deref(), Some("alice@example.com"));
+
+        write(&format!(
+            "{EXT}email = \"a.smith@example.com\"\n[[extension]]\nid = \"1002\"\npassword = \"Zq8#pL2v!mR4xU\"\n"
+        ));
+        assert_eq!(office.reload(), Ok(2));
+        assert_eq!(address("1001").as_deref(), Some("a.smith@example.com"));
+        assert_eq!(address("1002"), None);
+
+        write(EXT);
+        assert_eq!(office.reload(), Ok(1));
+        assert_eq!(address("1001"), None);
+    }
+}
