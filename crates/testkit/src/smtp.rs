@@ -2,7 +2,9 @@
 //! LOGIN, no TLS): [`SmtpSink`] listens on 127.0.0.1, takes every mail it
 //! is given and keeps it for the test to look at. It speaks what a real
 //! client such as lettre needs: EHLO/HELO, AUTH, MAIL, RCPT, DATA (with
-//! dot-unstuffing), RSET, NOOP, QUIT.
+//! dot-unstuffing), RSET, NOOP, QUIT. Async tests start it on their own
+//! runtime ([`SmtpSink::start`]); synchronous tests of the binary give it a
+//! thread of its own ([`SmtpSink::spawn`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -46,7 +48,16 @@ struct State {
 pub struct SmtpSink {
     addr: SocketAddr,
     state: Arc<State>,
-    task: JoinHandle<()>,
+    runs: Runs,
+}
+
+/// Where the sink's accept loop runs.
+#[derive(Debug)]
+enum Runs {
+    /// A task on the caller's runtime.
+    Task(JoinHandle<()>),
+    /// A thread with its own runtime, stopped through this sender.
+    Thread(Option<tokio::sync::oneshot::Sender<()>>),
 }
 
 impl SmtpSink {
@@ -72,23 +83,59 @@ impl SmtpSink {
         let addr = listener.local_addr()?;
         let state = Arc::new(State::default());
         let auth = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
-        let task = tokio::spawn({
-            let state = Arc::clone(&state);
-            async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    *state
-                        .connections
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner) += 1;
-                    let state = Arc::clone(&state);
-                    let auth = auth.clone();
-                    tokio::spawn(async move {
-                        let _ = session(stream, &state, auth.as_ref()).await;
-                    });
+        let task = tokio::spawn(serve(listener, Arc::clone(&state), auth));
+        Ok(SmtpSink {
+            addr,
+            state,
+            runs: Runs::Task(task),
+        })
+    }
+
+    /// Starts a sink on a free port of 127.0.0.1 on a thread of its own,
+    /// for tests without a tokio runtime (those that drive the binary);
+    /// `auth` as for [`SmtpSink::start_on`].
+    ///
+    /// # Errors
+    /// The runtime's or the bind's error.
+    pub fn spawn(auth: Option<(&str, &str)>) -> std::io::Result<SmtpSink> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let listener = runtime.block_on(TcpListener::bind(("127.0.0.1", 0)))?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State::default());
+        let auth = auth.map(|(u, p)| (u.to_owned(), p.to_owned()));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = serve(listener, Arc::clone(&state), auth);
+        std::thread::spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = serving => {}
+                    _ = stopped => {}
                 }
-            }
+            });
         });
-        Ok(SmtpSink { addr, state, task })
+        Ok(SmtpSink {
+            addr,
+            state,
+            runs: Runs::Thread(Some(stop)),
+        })
+    }
+
+    /// [`SmtpSink::wait_for`] for synchronous tests: polls until at least
+    /// `count` mails have arrived, up to `within`.
+    pub fn wait_for_blocking(&self, count: usize, within: Duration) -> Option<Vec<SmtpMail>> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let mails = self.mails();
+            if mails.len() >= count {
+                return Some(mails);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Where it listens.
@@ -133,7 +180,29 @@ impl SmtpSink {
 
 impl Drop for SmtpSink {
     fn drop(&mut self) {
-        self.task.abort();
+        match &mut self.runs {
+            Runs::Task(task) => task.abort(),
+            Runs::Thread(stop) => {
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(());
+                }
+            }
+        }
+    }
+}
+
+/// Accepts connections and serves each on its own task.
+async fn serve(listener: TcpListener, state: Arc<State>, auth: Option<(String, String)>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        *state
+            .connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) += 1;
+        let state = Arc::clone(&state);
+        let auth = auth.clone();
+        tokio::spawn(async move {
+            let _ = session(stream, &state, auth.as_ref()).await;
+        });
     }
 }
 
@@ -393,5 +462,47 @@ mod tests {
         assert_eq!(mails[0].to, ["b@x.test"]);
         assert_eq!(mails[0].data, b"Subject: hi\r\n\r\n.dot\r\nend\r\n");
         assert_eq!(mails[0].user, None);
+    }
+
+    #[test]
+    fn a_sink_on_its_own_thread_serves_synchronous_tests() {
+        use std::io::{BufRead, Write};
+        let sink = SmtpSink::spawn(Some(("u", "p"))).unwrap();
+        let stream = std::net::TcpStream::connect(sink.addr()).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut read = std::io::BufReader::new(stream.try_clone().unwrap());
+        let mut write = stream;
+        let mut expect = |code: &str| {
+            loop {
+                let mut line = String::new();
+                read.read_line(&mut line).unwrap();
+                assert!(line.starts_with(code), "{line}");
+                if line.as_bytes().get(3) != Some(&b'-') {
+                    break;
+                }
+            }
+        };
+        expect("220");
+        // AUTH PLAIN with "\0u\0p"; MAIL before AUTH is refused.
+        for (cmd, code) in [
+            ("EHLO t\r\n", "250"),
+            ("MAIL FROM:<a@x.test>\r\n", "530"),
+            ("AUTH PLAIN AHUAcA==\r\n", "235"),
+            ("MAIL FROM:<a@x.test>\r\n", "250"),
+            ("RCPT TO:<b@x.test>\r\n", "250"),
+            ("DATA\r\n", "354"),
+            ("Subject: hi\r\n\r\nbody\r\n.\r\n", "250"),
+            ("QUIT\r\n", "221"),
+        ] {
+            write.write_all(cmd.as_bytes()).unwrap();
+            expect(code);
+        }
+        let mails = sink
+            .wait_for_blocking(1, Duration::from_secs(5))
+            .expect("the mail");
+        assert_eq!(mails[0].user.as_deref(), Some("u"));
+        assert_eq!(mails[0].data, b"Subject: hi\r\n\r\nbody\r\n");
     }
 }
