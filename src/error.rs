@@ -37,6 +37,9 @@ pub enum Error {
     /// The RTP port range or bind address is unusable.
     #[error("media: {0}")]
     MediaStart(#[source] media::Error),
+    /// `[smtp]` cannot make a mail transport.
+    #[error("voicemail email: {0}")]
+    MailerStart(#[source] mailer::Error),
     /// The admin HTTP port could not be bound.
     #[error("cannot listen for admin HTTP on {addr}: {source}{}; change admin.listen or set admin.enabled = false", io_hint(.source))]
     AdminBind {

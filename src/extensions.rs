@@ -1,7 +1,8 @@
 //! The `[[extension]]` accounts while the server runs: read again from the
 //! config file on reload (SIGHUP, `POST /api/v1/reload`) and swapped whole
-//! into the registrar, the SIP channel and the dialplan, with calls kept
-//! up; `GET /api/v1/extensions` lists them (never their passwords).
+//! into the registrar, the SIP channel, the dialplan and the voicemail
+//! mailer, with calls kept up; `GET /api/v1/extensions` lists them (never
+//! their passwords).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub struct Extensions {
     registrar: Registrar,
     channel: Arc<ArcSwap<HashMap<String, chan_sip::Extension>>>,
     dialplan: Arc<ArcSwap<HashMap<String, ExtensionInfo>>>,
+    emails: mailer::Recipients,
     current: ArcSwap<Vec<ExtensionConfig>>,
 }
 
@@ -59,6 +61,7 @@ impl Extensions {
             registrar,
             channel: Arc::new(ArcSwap::from_pointee(channel_map(&config.extensions))),
             dialplan: Arc::new(ArcSwap::from_pointee(dialplan_map(&config.extensions))),
+            emails: Arc::new(ArcSwap::from_pointee(email_map(&config.extensions))),
             current: ArcSwap::from_pointee(config.extensions.clone()),
         }
     }
@@ -76,6 +79,11 @@ impl Extensions {
     /// The extensions as the dialplan reads them (`pbx.extension(id)`).
     pub fn dialplan_map(&self) -> Arc<ArcSwap<HashMap<String, ExtensionInfo>>> {
         Arc::clone(&self.dialplan)
+    }
+
+    /// The mailer's view (each extension's `email`), swapped on reload.
+    pub fn email_map(&self) -> mailer::Recipients {
+        Arc::clone(&self.emails)
     }
 
     /// Reads the config file again and puts its `[[extension]]`s in force
@@ -104,6 +112,7 @@ impl Extensions {
             .store(Arc::new(channel_map(&config.extensions)));
         self.dialplan
             .store(Arc::new(dialplan_map(&config.extensions)));
+        self.emails.store(Arc::new(email_map(&config.extensions)));
         let count = config.extensions.len();
         self.current.store(Arc::new(config.extensions));
         info!(
@@ -201,4 +210,55 @@ fn dialplan_map(list: &[ExtensionConfig]) -> HashMap<String, ExtensionInfo> {
             (e.id.clone(), info)
         })
         .collect()
+}
+
+/// Each extension's `email` (checked by the config; one that does not parse is left out).
+fn email_map(list: &[ExtensionConfig]) -> HashMap<String, mailer::Address> {
+    list.iter()
+        .filter_map(|e| {
+            let address = e.email.as_deref()?.parse().ok()?;
+            Some((e.id.clone(), address))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXT: &str = "[[extension]]\nid = \"1001\"\npassword = \"Zq8#pL2v!mR4xT\"\n";
+
+    #[test]
+    fn emails_change_on_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.toml");
+        let write = |text: &str| std::fs::write(&path, text).unwrap();
+        write(&format!("{EXT}email = \"alice@example.com\"\n"));
+        let source = ConfigSource::File(path.clone());
+        let config = Config::load(&source).unwrap();
+        let storage: Arc<dyn Storage> = Arc::new(storage::MemoryStorage::new());
+        let (secrets, _) = crate::store::extensions(&config, storage.as_ref()).unwrap();
+        let registrar = Registrar::new(
+            config.registrar_config(),
+            &secrets,
+            storage.clone(),
+            rand::random(),
+        )
+        .unwrap();
+        let office = Extensions::new(&config, storage, registrar);
+        let emails = office.email_map();
+        let address = |id: &str| emails.load().get(id).map(ToString::to_string);
+        assert_eq!(address("1001").as_deref(), Some("alice@example.com"));
+
+        write(&format!(
+            "{EXT}email = \"a.smith@example.com\"\n[[extension]]\nid = \"1002\"\npassword = \"Zq8#pL2v!mR4xU\"\n"
+        ));
+        assert_eq!(office.reload(), Ok(2));
+        assert_eq!(address("1001").as_deref(), Some("a.smith@example.com"));
+        assert_eq!(address("1002"), None);
+
+        write(EXT);
+        assert_eq!(office.reload(), Ok(1));
+        assert_eq!(address("1001"), None);
+    }
 }

@@ -59,6 +59,17 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         .await
         .map_err(|source| Error::SipStart { source })?;
     let media = media_config(&config)?;
+    // What voicemail reports to when a message is left or counts change.
+    // Voicemail (being written on another branch) takes these listeners
+    // and is wired here at merge; the subscription service (MWI) joins
+    // them there too. Kept until shutdown: dropping the mailer stops its queue.
+    let mailer = start_mailer(&config, &office)?;
+    let mut mailbox_listeners = pbx::MailboxListeners::new();
+    if let Some(mailer) = &mailer {
+        mailbox_listeners =
+            mailbox_listeners.with(Arc::clone(mailer) as Arc<dyn pbx::MailboxListener>);
+    }
+    let _mailbox_listeners = mailbox_listeners;
     let calls = chan_sip::ChanSip::new(
         chan_sip_config(&config),
         endpoint.handle(),
@@ -192,6 +203,14 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
             "learned (new sources after probation)"
         }
     );
+    match &mailer {
+        Some(m) => info!(
+            "voicemail email through smtp relay {} from {}",
+            m.relay(),
+            m.relay().from
+        ),
+        None => info!("voicemail email off (no [smtp] section)"),
+    }
     if let Some(token) = &admin_token {
         token.log();
     }
@@ -259,6 +278,15 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         }
     };
     let result = sip.and(admin);
+    if let Some(mailer) = &mailer {
+        let pending = mailer.stats().pending();
+        if pending > 0 {
+            warn!(
+                "{pending} voicemail email(s) not sent yet (smtp relay {}) are dropped at shutdown; the messages stay in their mailboxes",
+                mailer.relay()
+            );
+        }
+    }
     calls.flush_cdrs().await;
     drop(calls);
     release_storage(registrar, storage);
@@ -309,6 +337,28 @@ async fn drain_calls(
             false
         }
     }
+}
+
+/// The voicemail mailer for `[smtp]`, if the section is there; the
+/// extensions' addresses come from `office` and change on reload.
+fn start_mailer(
+    config: &Config,
+    office: &Extensions,
+) -> Result<Option<Arc<mailer::Mailer>>, Error> {
+    let Some(smtp) = &config.smtp else {
+        return Ok(None);
+    };
+    let zone = match &config.dialplan.timezone {
+        Some(name) => dialplan::timezone(name).unwrap_or_else(mailer::TimeZone::system),
+        None => mailer::TimeZone::system(),
+    };
+    let options = mailer::Options {
+        zone,
+        ..mailer::Options::default()
+    };
+    let mailer = mailer::Mailer::start(smtp.relay(), office.email_map(), options)
+        .map_err(Error::MailerStart)?;
+    Ok(Some(Arc::new(mailer)))
 }
 
 /// The SIP channel's settings from the config.

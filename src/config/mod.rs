@@ -1,6 +1,7 @@
 //! The TOML configuration file, checked strictly: `shutdown_grace`, `[sip]`,
 //! `[admin]`, `[log]` here; `[storage]`, `[security]`, `[registrar]` and
-//! `[[extension]]` in [`registrar`]; `[dialplan]` in [`dialplan`].
+//! `[[extension]]` in [`registrar`]; `[dialplan]` in [`dialplan`]; `[smtp]`
+//! and the extensions' `email` in [`smtp`].
 //!
 //! Loading has two steps. serde reads the text into `Raw*` structs (every
 //! struct `deny_unknown_fields`, every value kept with its byte span), then
@@ -14,6 +15,7 @@ mod dialplan;
 mod media;
 mod netsec;
 mod registrar;
+mod smtp;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -32,6 +34,7 @@ pub use self::media::MediaConfig;
 pub use self::netsec::NetSecurityConfig;
 pub(crate) use self::registrar::weak_password;
 pub use self::registrar::{ExtensionConfig, SecurityConfig, StorageConfig};
+pub use self::smtp::SmtpConfig;
 
 /// The configuration compiled into the binary: the demo office.
 pub const DEFAULT_TOML: &str = include_str!("../default.toml");
@@ -153,6 +156,8 @@ pub struct Config {
     pub dialplan: DialplanConfig,
     /// `[media]`: RTP anchoring.
     pub media: MediaConfig,
+    /// `[smtp]`: the relay voicemail emails go through (`None`: no email).
+    pub smtp: Option<SmtpConfig>,
     /// Things that work but are probably not meant, each one line with
     /// file, line and column (`check` prints them, `run` logs them).
     pub warnings: Vec<String>,
@@ -292,6 +297,10 @@ impl Config {
         let mut warnings = Vec::new();
         let extensions =
             check.extensions(&raw.extensions, &security.digest_algorithms, &mut warnings)?;
+        let smtp = check.smtp(raw.smtp.as_ref(), &mut warnings)?;
+        if smtp.is_none() {
+            check.emails_without_smtp(registrar::emails(&raw.extensions), &mut warnings);
+        }
         if let Some(addr) = admin.listen
             && !addr.ip().is_loopback()
         {
@@ -316,6 +325,7 @@ impl Config {
             extensions,
             dialplan,
             media,
+            smtp,
             warnings,
             locations,
         })
@@ -366,8 +376,17 @@ impl Config {
             }
             (n, d) => format!("{n} extensions ({d} with generated passwords)"),
         };
+        let smtp = match &self.smtp {
+            Some(s) => format!(
+                "; voicemail email via smtp {}:{} ({})",
+                s.host,
+                s.port,
+                s.tls.name()
+            ),
+            None => String::new(),
+        };
         format!(
-            "{}: SIP {} (domain {}); {extensions}, digest {}; media RTP {} ports {}-{}; storage {}; {admin}; log {}; shutdown_grace {}",
+            "{}: SIP {} (domain {}); {extensions}, digest {}; media RTP {} ports {}-{}; storage {}; {admin}; log {}; shutdown_grace {}{smtp}",
             self.source,
             listen.join(", "),
             self.sip.domain,
@@ -444,6 +463,7 @@ struct RawConfig {
     dialplan: dialplan::RawDialplan,
     #[serde(default)]
     media: media::RawMedia,
+    smtp: Option<Spanned<smtp::RawSmtp>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

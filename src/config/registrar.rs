@@ -102,6 +102,8 @@ pub struct ExtensionConfig {
     /// `password`, `ha1_md5`, `ha1_sha256`; `None` only in the embedded
     /// demo config, whose passwords are generated at first start.
     pub secret: Option<Secret>,
+    /// `email`: where voicemail messages are mailed (through `[smtp]`).
+    pub email: Option<String>,
 }
 
 impl ExtensionConfig {
@@ -163,6 +165,18 @@ pub(super) struct RawExtension {
     ha1_sha256: Option<Spanned<String>>,
     name: Option<Spanned<String>>,
     context: Option<Spanned<String>>,
+    email: Option<Spanned<String>>,
+}
+
+/// Each extension's id and where its `email` is, for those that have one.
+pub(super) fn emails(
+    raw: &[Spanned<RawExtension>],
+) -> impl Iterator<Item = (String, std::ops::Range<usize>)> + '_ {
+    raw.iter().filter_map(|ext| {
+        let ext = ext.get_ref();
+        let email = ext.email.as_ref()?;
+        Some((ext.id.get_ref().clone(), email.span()))
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -428,11 +442,16 @@ impl Checker<'_> {
                 Some(v) => self.context(&id, v)?,
                 None => DEFAULT_CONTEXT.to_owned(),
             };
+            let email = match &ext.email {
+                Some(v) => Some(self.email(&id, v)?),
+                None => None,
+            };
             out.push(ExtensionConfig {
                 id,
                 name,
                 context,
                 secret,
+                email,
             });
         }
         Ok(out)

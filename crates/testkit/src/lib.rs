@@ -1,7 +1,8 @@
 //! `testkit`: what Switchboard's integration tests use to talk to the real
 //! thing — the `switchboard` binary started on port 0 ([`Server`]) and a
 //! small SIP user agent over real UDP and TCP sockets ([`Ua`]), and real
-//! RTP for media tests ([`RtpPeer`], [`Wav`]).
+//! RTP for media tests ([`RtpPeer`], [`Wav`]), and an SMTP server that keeps
+//! the mails it gets ([`SmtpSink`]).
 //!
 //! Nothing here is a mock: the server is the release or test build of the
 //! binary, the sockets are real, and every wait is bounded by a timeout.
@@ -9,6 +10,7 @@
 mod phone;
 pub mod rtp;
 mod server;
+mod smtp;
 mod ua;
 mod wav;
 
@@ -18,5 +20,6 @@ pub use self::rtp::{
 };
 pub use phone::{Dialog, InCall, OutCall, Phone, sdp};
 pub use server::{Server, ServerError, TEST_ADMIN_TOKEN};
+pub use smtp::{SmtpMail, SmtpSink};
 pub use ua::{DigestChallenge, RawResponse, RequestBuilder, Ua, UaError, challenges};
 pub use wav::Wav;
