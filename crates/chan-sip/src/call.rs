@@ -1111,6 +1111,9 @@ impl Call {
         let Some(dialing) = self.dialing.take() else {
             return;
         };
+        // Noted before the CANCELs: their branch tasks send (and trace)
+        // them at once, and the ladder reads answer first, then CANCEL.
+        self.note(|| format!("answered by {label} at {answered_at}"));
         // The others stop ringing.
         for other in &dialing.branches {
             if *other != id
@@ -1120,7 +1123,6 @@ impl Call {
                 let _ = cancel.send(());
             }
         }
-        self.note(|| format!("answered by {label} at {answered_at}"));
         self.cdr.callee = Some(label);
         self.bridge = Some(Bridge {
             branch: id,

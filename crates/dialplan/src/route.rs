@@ -718,9 +718,7 @@ impl<A: CallApi> UserData for CallObject<A> {
             this.step(&lua, "hold", &[&class]);
             let class = match &class {
                 Value::Nil => Ok(None),
-                Value::String(s) => s
-                    .to_str()
-                    .and_then(|s| moh_class("hold", &s).map(Some)),
+                Value::String(s) => s.to_str().and_then(|s| moh_class("hold", &s).map(Some)),
                 other => Err(type_error(
                     "hold",
                     "a music-on-hold class name or nil",
