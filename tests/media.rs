@@ -1121,6 +1121,109 @@ fn the_ringback_follows_the_tone_zone() {
     assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
 }
 
+/// Issue 12, item 5: when the dialplan answered and then dials, the
+/// callee's 183 early media reaches the caller instead of our ringback; if
+/// that callee then fails while the dial goes on, ringback comes back.
+#[test]
+fn early_media_after_answer_replaces_the_ringback() {
+    let o = office(Some(MEDIA_LUA));
+    let mut b = phone(&o, "1002");
+    let mut a = phone(&o, "1001");
+    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
+    let (mut dialog, _a_media) = answered(&mut a, "702", &ra.sdp_offer(OFFER));
+    let incoming = b.incoming(WAIT).expect("the dial rings 1002");
+    b.reply(&incoming.invite, &incoming.tag, 180).unwrap();
+    assert!(ra.wait_for(30, WAIT), "ringback packets");
+    let f = dominant_frequency(&ra.audio(), 8000).unwrap_or_default();
+    assert!(
+        (f - 440.0).abs() <= TOLERANCE_HZ || (f - 480.0).abs() <= TOLERANCE_HZ,
+        "our ringback first, heard {f} Hz"
+    );
+    // 183 with SDP: the callee's announcement, a 2.5 kHz tone.
+    let b_media = media_of(&incoming.invite.body);
+    b.reply_sdp(
+        &incoming.invite,
+        &incoming.tag,
+        183,
+        &rb.sdp_answer(&["PCMU", "telephone-event"]),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    ra.clear();
+    rb.send_tone(b_media.addr, 0, 2500.0, TONE)
+        .expect("send tone");
+    ra.settle(Duration::from_millis(200), WAIT);
+    let f = dominant_frequency(&ra.audio(), 8000).unwrap_or_default();
+    assert!(
+        (f - 2500.0).abs() <= TOLERANCE_HZ,
+        "the caller hears the callee's early media, not ringback: {f} Hz"
+    );
+    // The callee answers: bridged as usual.
+    b.reply_sdp(
+        &incoming.invite,
+        &incoming.tag,
+        200,
+        &rb.sdp_answer(&["PCMU", "telephone-event"]),
+    )
+    .unwrap();
+    b.request("ACK", WAIT).expect("ACK for the callee");
+    std::thread::sleep(Duration::from_millis(100));
+    ra.clear();
+    rb.send_tone(b_media.addr, 0, 2000.0, TONE)
+        .expect("send tone");
+    ra.settle(Duration::from_millis(200), WAIT);
+    let f = dominant_frequency(&ra.audio(), 8000).unwrap_or_default();
+    assert!((f - 2000.0).abs() <= TOLERANCE_HZ, "bridged: {f} Hz");
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+}
+
+/// Early media before anyone answered: the callee's 183 with SDP reaches
+/// the caller as a 183 with the PBX's SDP (anchored), and the caller hears
+/// the callee's audio before the 200.
+#[test]
+fn early_media_reaches_a_caller_that_is_still_ringing() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
+    let call = a
+        .call_sdp("1002", &[], &ra.sdp_offer(OFFER))
+        .expect("INVITE sent");
+    let incoming = b.incoming(WAIT).expect("callee gets the INVITE");
+    let b_media = media_of(&incoming.invite.body);
+    b.reply_sdp(
+        &incoming.invite,
+        &incoming.tag,
+        183,
+        &rb.sdp_answer(&["PCMU", "telephone-event"]),
+    )
+    .unwrap();
+    let early = a.response(WAIT).expect("183 relayed");
+    assert_eq!(early.status, 183);
+    let a_media = media_of(&early.body);
+    assert_ne!(
+        a_media.addr,
+        rb.local_addr(),
+        "anchored, not the callee's own address"
+    );
+    rb.send_tone(b_media.addr, 0, 2500.0, TONE)
+        .expect("send tone");
+    ra.settle(Duration::from_millis(200), WAIT);
+    assert_heard("the ringing caller", &ra, a_media.addr, 40, 2500.0);
+    b.reply_sdp(
+        &incoming.invite,
+        &incoming.tag,
+        200,
+        &rb.sdp_answer(&["PCMU", "telephone-event"]),
+    )
+    .unwrap();
+    let (ok, _) = a.final_response(WAIT).expect("200 relayed");
+    assert_eq!(ok.status, 200);
+    let mut dialog = a.ack(&call, &ok).expect("ACK");
+    b.request("ACK", WAIT).expect("ACK for the callee");
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+}
+
 #[test]
 fn a_key_pressed_before_the_recording_does_not_end_it() {
     let o = office(Some(MEDIA_LUA));

@@ -378,6 +378,9 @@ struct Dialing {
     branches: Vec<u32>,
     codes: Vec<u16>,
     rang: bool,
+    /// The branch whose early media the caller hears (after the dialplan
+    /// answered), instead of our ringback.
+    early: Option<u32>,
 }
 
 /// The caller joined with the branch that answered.
@@ -787,6 +790,7 @@ impl Call {
             branches: started,
             codes,
             rang: false,
+            early: None,
         });
         self.state = CallState::Dialing;
         self.publish();
@@ -1040,6 +1044,10 @@ impl Call {
                     );
                     self.a.tx.respond(out);
                     self.a.leg.state = LegState::Ringing;
+                } else if let InviteEvent::Response(r) = &event
+                    && !r.body.is_empty()
+                {
+                    self.early_after_answer(id, &r.body, peer).await;
                 }
             }
             return;
@@ -1048,7 +1056,14 @@ impl Call {
             branch.done = true;
             branch.cancel = None;
             branch.invite = None;
+            let was_early = self.dialing.as_ref().is_some_and(|d| d.early == Some(id));
             self.branch_failed(id, status);
+            if was_early && let Some(dialing) = &mut self.dialing {
+                // Its early media is gone and others still ring: back to
+                // our ringback.
+                dialing.early = None;
+                self.media.ringback().await;
+            }
             return;
         }
         // A 2xx.
@@ -1193,6 +1208,23 @@ impl Call {
 
     /// A callee's early answer (18x): its side anchored, the caller's
     /// answer made, both joined so the caller hears the callee's tones.
+    /// Early media (a 180/183 with SDP) from branch `id` while the caller
+    /// was answered by the dialplan already: the caller hears the callee's
+    /// media (a carrier's announcement, a remote ringback) instead of ours.
+    async fn early_after_answer(&mut self, id: u32, body: &Bytes, peer: IpAddr) {
+        let Ok(stream) = self.media.callee_answer(body) else {
+            return;
+        };
+        if self.media.apply_callee(&stream, false, peer).await.is_err() {
+            return;
+        }
+        self.media.bridge().await;
+        if let Some(dialing) = &mut self.dialing {
+            dialing.early = Some(id);
+        }
+        self.note(|| "early media from the callee replaces the ringback".to_owned());
+    }
+
     async fn early_media(&mut self, body: &Bytes, peer: IpAddr) -> Option<Bytes> {
         let stream = self.media.callee_answer(body).ok()?;
         self.media.apply_callee(&stream, false, peer).await.ok()?;

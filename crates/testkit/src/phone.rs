@@ -480,19 +480,33 @@ impl Phone {
     /// Answers `request` with `status` (our tag on the To of an INVITE's
     /// answers; Contact and an SDP answer on a 2xx to INVITE).
     pub fn reply(&mut self, request: &Request, tag: &str, status: u16) -> Result<(), UaError> {
-        self.reply_sdp(request, tag, status, &sdp("127.0.0.1", 41_000))
+        let answer = (200..300)
+            .contains(&status)
+            .then(|| sdp("127.0.0.1", 41_000));
+        self.respond(request, tag, status, answer.as_deref())
     }
 
     /// As [`reply`](Self::reply), with `answer` (an SDP body, for instance
     /// [`RtpPeer::sdp_answer`](crate::RtpPeer::sdp_answer)) as the body of
-    /// a 2xx to INVITE instead of the fixed test SDP. Other answers carry
-    /// no body.
+    /// a 2xx to INVITE instead of the fixed test SDP, or of a 1xx (early
+    /// media: a 183 with SDP, as phones and carriers send it). Other
+    /// answers carry no body.
     pub fn reply_sdp(
         &mut self,
         request: &Request,
         tag: &str,
         status: u16,
         answer: &str,
+    ) -> Result<(), UaError> {
+        self.respond(request, tag, status, Some(answer))
+    }
+
+    fn respond(
+        &mut self,
+        request: &Request,
+        tag: &str,
+        status: u16,
+        answer: Option<&str>,
     ) -> Result<(), UaError> {
         let mut text = format!("SIP/2.0 {status} {}\r\n", reason(status));
         for via in request.headers.get_all(&HeaderName::Via) {
@@ -519,7 +533,9 @@ impl Phone {
             text.push_str(&format!("{name}: {value}\r\n"));
         }
         let is_invite = request.method.as_str() == "INVITE";
-        if is_invite && (200..300).contains(&status) {
+        // A 2xx carries the answer; a 1xx does when one is given (early
+        // media: SIP phones and carriers send 183 with SDP).
+        if let (true, true, Some(answer)) = (is_invite, (101..300).contains(&status), answer) {
             text.push_str(&format!(
                 "Contact: <sip:{}@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{answer}",
                 self.user,
