@@ -1525,6 +1525,7 @@ impl Call {
             from: self.cdr.from.clone(),
             to: self.cdr.to.clone(),
             caller: self.cdr.caller.clone(),
+            callee: self.cdr.callee.clone(),
             context: self.cdr.context.clone(),
             state: self.state,
             started_ms: self.cdr.start_ms,
