@@ -86,7 +86,10 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         registrar.clone(),
         storage.clone(),
         Arc::new(crate::subscriptions::Office(office.channel_map())),
-        Arc::new(presence::AllowAll),
+        Arc::new(crate::subscriptions::LuaAuthorizer {
+            runtime: Arc::clone(dialplan.runtime()),
+            extensions: office.channel_map(),
+        }),
         Arc::new(crate::subscriptions::NoMailboxes),
     );
     endpoint.set_service(Arc::new(

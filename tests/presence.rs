@@ -17,6 +17,19 @@ fn repo() -> PathBuf {
 }
 
 fn office() -> Server {
+    office_with(None).0
+}
+
+/// An office whose `default.lua` is `lua` (the repository's without).
+fn office_with(lua: Option<&str>) -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dialplans = dir.path().join("dialplans");
+    std::fs::create_dir_all(&dialplans).expect("dialplans dir");
+    let text = match lua {
+        Some(text) => text.to_owned(),
+        None => std::fs::read_to_string(repo().join("dialplans/default.lua")).expect("default.lua"),
+    };
+    std::fs::write(dialplans.join("default.lua"), text).expect("write dialplan");
     let config = format!(
         r#"
 [sip]
@@ -49,11 +62,12 @@ password = "pw-1002"
 id = "1003"
 password = "pw-1003"
 "#,
-        repo().join("dialplans").display(),
+        dialplans.display(),
         repo().join("plugins").display()
     );
-    Server::start_with(env!("CARGO_BIN_EXE_switchboard").as_ref(), &config)
-        .expect("switchboard starts")
+    let server = Server::start_with(env!("CARGO_BIN_EXE_switchboard").as_ref(), &config)
+        .expect("switchboard starts");
+    (server, dir)
 }
 
 fn phone(s: &Server, user: &str) -> Phone {
@@ -431,4 +445,55 @@ fn a_refresh_of_a_subscription_the_server_forgot_recreates_it() {
         header(&n, "From")
     );
     wait_for_subscriptions(&s, 1);
+}
+
+#[test]
+fn the_subscribers_context_decides_with_on_subscribe() {
+    let (s, _dir) = office_with(Some(
+        r#"
+function route(call)
+  call:reject(404, "Not Found")
+end
+
+-- Nobody watches 1001's line; presence only for 1003.
+function on_subscribe(ext, event, target)
+  log.info("on_subscribe " .. ext .. " " .. event .. " " .. target)
+  if target == "1001" then
+    return false
+  end
+  return event ~= "presence" or ext == "1003"
+end
+"#,
+    ));
+    let mut boss = Watcher::new(&s, "1002", "1001");
+    assert_eq!(boss.subscribe("dialog", 600).status, 403);
+    let mut lamp = Watcher::new(&s, "1002", "1003");
+    assert_eq!(lamp.subscribe("dialog", 600).status, 200);
+    let mut presence = Watcher::new(&s, "1002", "1003");
+    assert_eq!(presence.subscribe("presence", 600).status, 403);
+    let mut allowed = Watcher::new(&s, "1003", "1002");
+    assert_eq!(allowed.subscribe("presence", 600).status, 200);
+    assert!(
+        s.log().contains("on_subscribe 1002 dialog 1001"),
+        "{}",
+        s.log()
+    );
+    wait_for_subscriptions(&s, 2);
+}
+
+#[test]
+fn a_failing_on_subscribe_refuses() {
+    let (s, _dir) = office_with(Some(
+        r#"
+function route(call)
+  call:reject(404, "Not Found")
+end
+
+function on_subscribe(ext, event, target)
+  while true do end
+end
+"#,
+    ));
+    let mut w = Watcher::new(&s, "1002", "1003");
+    assert_eq!(w.subscribe("dialog", 600).status, 403);
 }
