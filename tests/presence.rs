@@ -20,8 +20,18 @@ fn office() -> Server {
     office_with(None).0
 }
 
+/// An office whose transactions give up fast: T1 20 ms, so a NOTIFY
+/// nobody answers times out (Timer F, 64·T1) in about 1.3 s.
+fn impatient_office() -> Server {
+    office_config(None, "t1 = \"20ms\"\n").0
+}
+
 /// An office whose `default.lua` is `lua` (the repository's without).
 fn office_with(lua: Option<&str>) -> (Server, tempfile::TempDir) {
+    office_config(lua, "")
+}
+
+fn office_config(lua: Option<&str>, sip: &str) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let dialplans = dir.path().join("dialplans");
     std::fs::create_dir_all(&dialplans).expect("dialplans dir");
@@ -35,7 +45,7 @@ fn office_with(lua: Option<&str>) -> (Server, tempfile::TempDir) {
 [sip]
 listen = ["udp:127.0.0.1:0"]
 domain = "{DOMAIN}"
-
+{sip}
 [admin]
 listen = "127.0.0.1:0"
 
@@ -496,4 +506,48 @@ end
     ));
     let mut w = Watcher::new(&s, "1002", "1003");
     assert_eq!(w.subscribe("dialog", 600).status, 403);
+}
+
+#[test]
+fn a_subscriber_that_vanished_is_dropped_when_its_notify_times_out() {
+    let s = impatient_office();
+    let mut a = phone(&s, "1001");
+    let mut b = phone(&s, "1002");
+    let mut w = Watcher::new(&s, "1003", "1002");
+    assert_eq!(w.subscribe("dialog", 600).status, 200);
+    w.notify();
+    wait_for_subscriptions(&s, 1);
+    // The phone is gone: its port is closed, nothing answers.
+    drop(w);
+    // A change at 1002 sends a NOTIFY that times out.
+    a.call("1002").expect("INVITE");
+    let incoming = b.incoming(WAIT).expect("1002 rings");
+    b.reply(&incoming.invite, &incoming.tag, 180).unwrap();
+    wait_for_subscriptions(&s, 0);
+}
+
+#[test]
+fn presence_shows_registered_and_on_the_phone() {
+    let s = office();
+    let mut a = phone(&s, "1001");
+    let mut b = phone(&s, "1002");
+    let mut w = Watcher::new(&s, "1003", "1002");
+    assert_eq!(w.subscribe("presence", 600).status, 200);
+    let idle = w.notify();
+    let text = body(&idle);
+    assert!(
+        text.contains("<basic>open</basic>") && !text.contains("on-the-phone"),
+        "{text}"
+    );
+    a.call("1002").expect("INVITE");
+    let incoming = b.incoming(WAIT).expect("1002 rings");
+    b.reply(&incoming.invite, &incoming.tag, 486).unwrap();
+    let busy = w.notify();
+    assert!(
+        body(&busy).contains("<rpid:on-the-phone/>"),
+        "{}",
+        body(&busy)
+    );
+    let free = w.notify();
+    assert!(!body(&free).contains("on-the-phone"), "{}", body(&free));
 }

@@ -871,3 +871,59 @@ impl Service for Presence {
         Box::pin(self.clone().subscribe(incoming))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Bytes a subscription holds at rest: its map entry (with the
+    /// hashbrown control byte and the 7/8 load factor), the key again in
+    /// the by-target index, every boxed string, and the shared dialog.
+    fn approx_bytes(key: &str, sub: &Subscription) -> usize {
+        let entry = std::mem::size_of::<(Box<str>, Subscription)>() + 1;
+        let entry = entry * 8 / 7;
+        let index = std::mem::size_of::<Box<str>>() + key.len();
+        let d = &sub.dialog;
+        let dialog = 2 * std::mem::size_of::<usize>()
+            + std::mem::size_of::<NotifyDialog>()
+            + d.call_id.len()
+            + d.local.len()
+            + d.remote.len()
+            + d.target_uri.len()
+            + d.event.len();
+        entry + key.len() + index + sub.subscriber.len() + sub.target.len() + dialog
+    }
+
+    #[test]
+    fn a_desk_phones_subscription_costs_under_2_kib() {
+        // What a Yealink sends for one BLF key, at the lengths phones use.
+        let call_id = "0_2758329364@192.168.100.123-ab12cd34ef56ab12cd34ef56";
+        let key = format!("{call_id}\n2983473927\ndialog\n");
+        let sub = Subscription {
+            id: 1,
+            subscriber: "1001".into(),
+            package: Package::Dialog,
+            target: "1002".into(),
+            expires_at: Instant::now(),
+            version: 1,
+            cseq: 1,
+            dialog: Arc::new(NotifyDialog {
+                call_id: call_id.into(),
+                local: "\"Reception Desk\" <sip:1002@pbx.example-office.com>;tag=3f2a9c1d0b7e6a54"
+                    .into(),
+                remote: "\"Alice Example\" <sip:1001@pbx.example-office.com>;tag=2983473927".into(),
+                target_uri: "sip:1001@192.168.100.123:5062;transport=udp;line=abcdef12".into(),
+                event: "dialog".into(),
+                dest: "192.168.100.123:5062".parse().expect("address"),
+                transport: Transport::Udp,
+            }),
+            pending: None,
+            sending: false,
+            ending: false,
+        };
+        let bytes = approx_bytes(&key, &sub);
+        assert!(bytes <= 2048, "a subscription holds about {bytes} bytes");
+        // Printed for the closing note (cargo test -- --nocapture).
+        println!("one subscription: about {bytes} bytes");
+    }
+}
