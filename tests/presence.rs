@@ -355,6 +355,9 @@ fn refresh_and_unsubscribe() {
     );
     let listed = wait_for_subscriptions(&s, 1);
     assert_eq!(listed[0]["event"], "presence", "{listed}");
+    let (status, metrics) = s.http_get("/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    assert!(metrics.lines().any(|l| l == "subscriptions 1"), "{metrics}");
 
     // A refresh inside the dialog: the new expiry, and the state again.
     let refreshed = w.subscribe("presence", 120);
@@ -550,4 +553,45 @@ fn presence_shows_registered_and_on_the_phone() {
     );
     let free = w.notify();
     assert!(!body(&free).contains("on-the-phone"), "{}", body(&free));
+}
+
+#[test]
+fn a_subscribe_with_expires_0_fetches_the_state_once() {
+    let s = office();
+    let mut w = Watcher::new(&s, "1001", "1001");
+    assert_eq!(w.subscribe("message-summary", 0).status, 200);
+    let n = w.notify();
+    assert!(
+        header(&n, "Subscription-State").starts_with("terminated"),
+        "{}",
+        header(&n, "Subscription-State")
+    );
+    assert!(
+        body(&n).starts_with("Messages-Waiting: no\r\n"),
+        "{}",
+        body(&n)
+    );
+    wait_for_subscriptions(&s, 0);
+}
+
+#[test]
+fn presence_opens_when_the_watched_phone_registers() {
+    let s = office();
+    let mut w = Watcher::new(&s, "1003", "1002");
+    assert_eq!(w.subscribe("presence", 600).status, 200);
+    assert!(body(&w.notify()).contains("<basic>closed</basic>"));
+    let _b = phone(&s, "1002");
+    // Registrations are looked at every few seconds.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no NOTIFY saying 1002 is open");
+        if let Ok(Message::Request(n)) = w.ua.recv(left)
+            && n.method.as_str() == "NOTIFY"
+        {
+            w.answer(&n, 200);
+            assert!(body(&n).contains("<basic>open</basic>"), "{}", body(&n));
+            break;
+        }
+    }
 }

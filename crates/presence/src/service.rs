@@ -683,7 +683,6 @@ impl Presence {
             );
         }
         if existing.is_none()
-            && expires != 0
             && !self
                 .inner
                 .authorizer
@@ -711,10 +710,13 @@ impl Presence {
             if let Some(sub) = table.subs.get_mut(&key).filter(|s| !s.ending) {
                 // A refresh (RFC 6665 §4.1.2.2) or an unsubscribe.
                 sub.expires_at = now + Duration::from_secs(u64::from(expires));
-            } else if expires != 0 {
-                if table.live() >= self.inner.config.max_total
-                    || table.per_subscriber.get(ext.as_str()).copied().unwrap_or(0)
-                        >= self.inner.config.max_per_subscriber
+            } else {
+                // New (or, with Expires: 0, a fetch: one NOTIFY with the
+                // state, already terminated; RFC 6665 §4.4.3).
+                if expires != 0
+                    && (table.live() >= self.inner.config.max_total
+                        || table.per_subscriber.get(ext.as_str()).copied().unwrap_or(0)
+                            >= self.inner.config.max_per_subscriber)
                 {
                     drop(table);
                     tracing::warn!(subscriber = %ext, "subscription refused: too many subscriptions");
@@ -762,8 +764,6 @@ impl Presence {
         if expires == 0 {
             tracing::info!(subscriber = %ext, event = package.as_str(), %target, "unsubscribed");
         }
-        // With Expires: 0 and no subscription, nothing is sent: the
-        // subscription (if any) ended before and said so.
         self.queue(&key, content, (expires == 0).then_some("timeout"));
         metrics::gauge!("subscriptions").set(self.len() as f64);
         let mut ok = incoming.response(200);

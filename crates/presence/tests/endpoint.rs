@@ -1,7 +1,8 @@
-//! Message-waiting (RFC 3842) through a real endpoint on 127.0.0.1: the
-//! subscription service with the registrar on port 0, phones from testkit,
-//! and voicemail's side played by the test calling
-//! [`MailboxListener::counts_changed`] (the seam voicemail reports through).
+//! The subscription service with the registrar on a real endpoint on
+//! 127.0.0.1 (port 0), phones from testkit: message-waiting (RFC 3842),
+//! with voicemail's side played by the test calling
+//! [`MailboxListener::counts_changed`] (the seam voicemail reports
+//! through), and the subscription caps (503 with Retry-After).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use presence::{AllowAll, Directory, Presence, PresenceConfig};
 use registrar::{BanPolicy, Extension, Policy, Registrar, RegistrarConfig};
 use sip_net::{Endpoint, EndpointConfig, ServiceMux};
 use sip_proto::digest::{Algorithm, Secret};
-use sip_proto::{HeaderName, Message, Request};
+use sip_proto::{HeaderName, Message, Request, Response};
 use testkit::{Phone, Ua, challenges};
 
 const DOMAIN: &str = "test.invalid";
@@ -48,6 +49,10 @@ struct Pbx {
 }
 
 fn pbx() -> Pbx {
+    pbx_with(PresenceConfig::new(DOMAIN))
+}
+
+fn pbx_with(config: PresenceConfig) -> Pbx {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let store = Arc::new(storage::MemoryStorage::new());
     let extensions: Vec<Extension> = ["1001", "1002"]
@@ -81,7 +86,7 @@ fn pbx() -> Pbx {
         .await
         .expect("endpoint binds");
         let presence = Presence::new(
-            PresenceConfig::new(DOMAIN),
+            config,
             endpoint.handle(),
             registrar.clone(),
             store.clone(),
@@ -171,44 +176,12 @@ fn a_phone_that_does_not_subscribe_gets_unsolicited_mwi() {
 fn a_subscriber_gets_the_stored_counts_then_every_change() {
     let p = pbx();
     let mut ua = Ua::udp(p.addr).expect("socket");
-    let uri = format!("sip:1001@{DOMAIN}");
-    let req = ua
-        .request("SUBSCRIBE", &uri)
-        .header(
-            "From",
-            &format!("<sip:1001@{DOMAIN}>;tag={:08x}", rand_tag()),
-        )
-        .header("Event", "message-summary")
-        .header("Expires", "600");
-    let challenge = ua.transact(&req).expect("an answer");
-    assert_eq!(challenge.status, 407, "a subscriber must authenticate");
-    let c = challenges(&challenge)
-        .into_iter()
-        .next()
-        .expect("challenge");
-    let retry = ua.authorized(&req, &c, "1001", "pw-1001", 1);
-    let auth = retry.get("Authorization").unwrap_or_default().to_owned();
-    let retry = retry
-        .without("Authorization")
-        .header("Proxy-Authorization", &auth);
-    ua.send(retry.build().as_bytes()).expect("send");
-    // The 200 and the first NOTIFY, in either order.
-    let (mut got_ok, mut first) = (false, None);
-    let deadline = Instant::now() + WAIT;
-    while !(got_ok && first.is_some()) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match ua.recv(left).expect("200 and NOTIFY") {
-            Message::Response(r) => {
-                assert_eq!(r.status, 200);
-                got_ok = true;
-            }
-            Message::Request(n) if n.method.as_str() == "NOTIFY" => {
-                ok(&mut ua, &n);
-                first = Some(n);
-            }
-            Message::Request(_) => {}
-        }
-    }
+    let (ok, notifies) = subscribe(&mut ua, "1001", "1001", "message-summary");
+    assert_eq!(ok.status, 200);
+    let first = match notifies.into_iter().next() {
+        Some(n) => Some(n),
+        None => Some(notify(&mut ua)),
+    };
     let first = first.expect("first NOTIFY");
     assert!(
         body(&first).contains("Voice-Message: 2/1 (0/0)"),
@@ -237,7 +210,63 @@ fn a_subscriber_gets_the_stored_counts_then_every_change() {
     drop(p.rt);
 }
 
-fn rand_tag() -> u32 {
-    // Distinct enough for one test process.
-    std::process::id() ^ Instant::now().elapsed().subsec_nanos()
+/// SUBSCRIBE as `user` (password `pw-USER`) to `event` of `target`,
+/// answering the 407; the final response and any NOTIFYs that came first
+/// (answered 200).
+fn subscribe(ua: &mut Ua, user: &str, target: &str, event: &str) -> (Response, Vec<Request>) {
+    let uri = format!("sip:{target}@{DOMAIN}");
+    let req = ua
+        .request("SUBSCRIBE", &uri)
+        .header(
+            "From",
+            &format!("<sip:{user}@{DOMAIN}>;tag={}", ua.local_addr().port()),
+        )
+        .header("Event", event)
+        .header("Expires", "600");
+    let challenge = ua.transact(&req).expect("an answer");
+    assert_eq!(challenge.status, 407, "a subscriber must authenticate");
+    let c = challenges(&challenge)
+        .into_iter()
+        .next()
+        .expect("challenge");
+    let retry = ua.authorized(&req, &c, user, &format!("pw-{user}"), 1);
+    let auth = retry.get("Authorization").unwrap_or_default().to_owned();
+    let retry = retry
+        .without("Authorization")
+        .header("Proxy-Authorization", &auth);
+    ua.send(retry.build().as_bytes()).expect("send");
+    let mut early = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match ua.recv(left).expect("an answer to SUBSCRIBE") {
+            Message::Response(r) if r.status >= 200 => return (r, early),
+            Message::Request(n) if n.method.as_str() == "NOTIFY" => {
+                ok(ua, &n);
+                early.push(n);
+            }
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn past_the_caps_subscribe_gets_503_with_retry_after() {
+    let p = pbx_with(PresenceConfig {
+        max_per_subscriber: 2,
+        max_total: 3,
+        ..PresenceConfig::new(DOMAIN)
+    });
+    let mut ua = Ua::udp(p.addr).expect("socket");
+    // Each SUBSCRIBE is a new dialog (a new Call-ID from Ua::request).
+    assert_eq!(subscribe(&mut ua, "1001", "1002", "dialog").0.status, 200);
+    assert_eq!(subscribe(&mut ua, "1001", "1002", "presence").0.status, 200);
+    let (full, _) = subscribe(&mut ua, "1001", "1001", "message-summary");
+    assert_eq!(full.status, 503, "a third for one subscriber");
+    assert_eq!(full.headers.get(&HeaderName::RetryAfter), Some("60"));
+    assert_eq!(subscribe(&mut ua, "1002", "1001", "dialog").0.status, 200);
+    let (full, _) = subscribe(&mut ua, "1002", "1001", "presence");
+    assert_eq!(full.status, 503, "a fourth in all");
+    assert_eq!(p.presence.len(), 3);
+    drop(p.rt);
 }
