@@ -384,6 +384,13 @@ fn refresh_and_unsubscribe() {
     assert_eq!(brief.status, 423);
     assert_eq!(brief.headers.get(&HeaderName::MinExpires), Some("60"));
 
+    // The phone moved (new address and Contact): the refresh retargets
+    // the NOTIFYs.
+    w.ua = Ua::udp(s.udp.expect("udp")).expect("socket");
+    assert_eq!(w.subscribe("presence", 600).status, 200);
+    let moved = w.notify();
+    assert!(header(&moved, "Subscription-State").starts_with("active"));
+
     // Expires: 0 ends it with a final NOTIFY.
     assert_eq!(w.subscribe("presence", 0).status, 200);
     let last = w.notify();

@@ -187,6 +187,11 @@ struct Table {
 
 impl Table {
     fn insert(&mut self, key: Box<str>, sub: Subscription) {
+        // One ending under the same key (an unsubscribe still being
+        // notified) gives way.
+        if let Some(old) = self.subs.get(&key).map(|s| s.id) {
+            self.remove(&key, old);
+        }
         self.by_target
             .entry(sub.target.clone())
             .or_default()
@@ -488,6 +493,7 @@ impl Presence {
             let Some(sub) = table.subs.get_mut(key) else {
                 return;
             };
+            let id = sub.id;
             if sub.ending && end.is_none() {
                 return;
             }
@@ -495,23 +501,23 @@ impl Presence {
             if end.is_some() {
                 sub.ending = true;
             }
-            !std::mem::replace(&mut sub.sending, true)
+            (!std::mem::replace(&mut sub.sending, true)).then_some(id)
         };
-        if start {
+        if let Some(id) = start {
             let me = self.clone();
             let key: Box<str> = key.into();
             self.inner
                 .runtime
-                .spawn(async move { me.send_loop(key).await });
+                .spawn(async move { me.send_loop(key, id).await });
         }
     }
 
     /// Sends the subscription's NOTIFYs one at a time until none waits.
-    async fn send_loop(self, key: Box<str>) {
+    async fn send_loop(self, key: Box<str>, id: u64) {
         loop {
             let next = {
                 let mut table = lock(&self.inner.table);
-                let Some(sub) = table.subs.get_mut(&key) else {
+                let Some(sub) = table.subs.get_mut(&key).filter(|s| s.id == id) else {
                     return;
                 };
                 match sub.pending.take() {
@@ -523,11 +529,11 @@ impl Presence {
                         sub.version = sub.version.saturating_add(1);
                         sub.cseq = sub.cseq.saturating_add(1);
                         let request = self.notify_request(sub, &p);
-                        (request, sub.dialog.clone(), sub.id, p.end.is_some())
+                        (request, sub.dialog.clone(), p.end.is_some())
                     }
                 }
             };
-            let (request, dialog, id, last) = next;
+            let (request, dialog, last) = next;
             let result = self
                 .inner
                 .endpoint
@@ -708,8 +714,19 @@ impl Presence {
         {
             let mut table = lock(&self.inner.table);
             if let Some(sub) = table.subs.get_mut(&key).filter(|s| !s.ending) {
-                // A refresh (RFC 6665 §4.1.2.2) or an unsubscribe.
+                // A refresh (RFC 6665 §4.1.2.2) or an unsubscribe; it
+                // refreshes the target too (the phone may have moved).
                 sub.expires_at = now + Duration::from_secs(u64::from(expires));
+                let d = &sub.dialog;
+                sub.dialog = Arc::new(NotifyDialog {
+                    call_id: d.call_id.clone(),
+                    local: d.local.clone(),
+                    remote: d.remote.clone(),
+                    target_uri: target_uri.into(),
+                    event: d.event.clone(),
+                    dest: incoming.source,
+                    transport: incoming.transport,
+                });
             } else {
                 // New (or, with Expires: 0, a fetch: one NOTIFY with the
                 // state, already terminated; RFC 6665 §4.4.3).
