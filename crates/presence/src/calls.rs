@@ -119,6 +119,49 @@ impl Tracker {
         self.by_ext.get(ext).is_some_and(|d| !d.is_empty())
     }
 
+    /// Starts again from the live calls (after the feed was missed, say):
+    /// returns a change for every extension whose lamp differs, with the
+    /// dialogs it no longer has as `terminated`.
+    pub fn resync(
+        &mut self,
+        live: &[CallSnapshot],
+        dir: &dyn Directory,
+        domain: &str,
+    ) -> Vec<LampChange> {
+        let old = std::mem::take(self);
+        for call in live {
+            self.apply(&CallChange::Updated(call.clone()), dir, domain);
+        }
+        let mut exts: Vec<&String> = old.by_ext.keys().chain(self.by_ext.keys()).collect();
+        exts.sort();
+        exts.dedup();
+        let mut changes = Vec::new();
+        for ext in exts {
+            let before = old.by_ext.get(ext).cloned().unwrap_or_default();
+            let now = self.dialogs(ext);
+            if before == now {
+                continue;
+            }
+            let mut report = now.clone();
+            for gone in before
+                .iter()
+                .filter(|d| !now.iter().any(|n| n.call_id == d.call_id))
+            {
+                report.push(DialogView {
+                    state: DialogState::Terminated,
+                    ..gone.clone()
+                });
+            }
+            changes.push(LampChange {
+                ext: ext.clone(),
+                dialogs: report.into(),
+                busy_before: !before.is_empty(),
+                busy_after: !now.is_empty(),
+            });
+        }
+        changes
+    }
+
     /// Applies one change from the call feed; returns the extensions whose
     /// lamps changed.
     pub fn apply(
@@ -283,6 +326,37 @@ mod tests {
         assert!(c.iter().all(|c| c.busy_before && !c.busy_after));
         assert!(!t.busy("1001") && !t.busy("1002"));
         assert!(t.calls.is_empty() && t.by_ext.is_empty());
+    }
+
+    #[test]
+    fn a_resync_ends_calls_whose_end_was_missed() {
+        let mut t = Tracker::new();
+        t.apply(
+            &CallChange::Updated(call(CallState::Bridged, &[], Some("1002"))),
+            &Office,
+            "d",
+        );
+        // The end of c1 was missed; another call rings 1003.
+        let mut other = call(CallState::Dialing, &["1003"], None);
+        other.id = "c2".into();
+        other.caller = Some("1002".into());
+        let c = t.resync(&[other], &Office, "d");
+        assert_eq!(
+            lamp(&c, "1001"),
+            [(DialogState::Terminated, Direction::Initiator)]
+        );
+        assert_eq!(
+            lamp(&c, "1002"),
+            [
+                (DialogState::Early, Direction::Initiator),
+                (DialogState::Terminated, Direction::Recipient)
+            ]
+        );
+        assert_eq!(
+            lamp(&c, "1003"),
+            [(DialogState::Early, Direction::Recipient)]
+        );
+        assert!(!t.busy("1001") && t.busy("1002") && t.busy("1003"));
     }
 
     #[test]

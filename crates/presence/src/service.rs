@@ -343,7 +343,14 @@ impl Presence {
                 change = feed.recv() => match change {
                     Ok(change) => self.on_call_change(&change),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        tracing::warn!(missed = n, "subscriptions: fell behind the call feed; lamps catch up at the next change");
+                        tracing::warn!(missed = n, "subscriptions: fell behind the call feed; lamps resynchronised from the live calls");
+                        let live = registry.list();
+                        let changes = lock(&self.inner.tracker).resync(
+                            &live,
+                            &*self.inner.directory,
+                            &self.inner.config.domain,
+                        );
+                        self.lamps_changed(changes);
                     }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
@@ -366,6 +373,10 @@ impl Presence {
             &*self.inner.directory,
             &self.inner.config.domain,
         );
+        self.lamps_changed(changes);
+    }
+
+    fn lamps_changed(&self, changes: Vec<crate::calls::LampChange>) {
         for lamp in changes {
             self.notify_target(&lamp.ext, Package::Dialog, &Content::Dialogs(lamp.dialogs));
             if lamp.busy_before != lamp.busy_after {
