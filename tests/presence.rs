@@ -307,6 +307,21 @@ fn a_busy_lamp_follows_a_call_from_ringing_to_answered_to_over() {
     let ringing = w.notify();
     assert_eq!(states(&ringing), ["early"], "{}", body(&ringing));
     let text = body(&ringing);
+    // The dialog named is 1002's own (the INVITE it got), with our tag.
+    let invite_call_id = incoming.invite.call_id().unwrap_or_default().to_owned();
+    let our_tag = incoming
+        .invite
+        .headers
+        .from()
+        .ok()
+        .and_then(|f| f.tag().map(str::to_owned))
+        .unwrap_or_default();
+    assert!(
+        text.contains(&format!(
+            "call-id=\"{invite_call_id}\" remote-tag=\"{our_tag}\""
+        )),
+        "{text}"
+    );
     assert!(text.contains("direction=\"recipient\""), "{text}");
     assert!(
         text.contains(
@@ -323,6 +338,14 @@ fn a_busy_lamp_follows_a_call_from_ringing_to_answered_to_over() {
     let mut dialog = a.ack(&call, &ok).expect("ACK");
     let talking = w.notify();
     assert_eq!(states(&talking), ["confirmed"], "{}", body(&talking));
+    assert!(
+        body(&talking).contains(&format!(
+            "call-id=\"{invite_call_id}\" local-tag=\"{}\" remote-tag=\"{our_tag}\" direction=\"recipient\"",
+            incoming.tag
+        )),
+        "{}",
+        body(&talking)
+    );
     assert!(version(&talking) > last);
     last = version(&talking);
 

@@ -75,6 +75,7 @@ class Bench:
         self.pending = {}        # (call-id, cseq) -> future for a response
         self.trigger = {}        # (call-id, state, direction) -> monotonic time
         self.active = {}         # callee ext -> caller's call-id
+        self.bleg = {}           # caller's call-id -> the callee leg's call-id
         self.seen = set()        # (watcher dialog call-id, call-id, state, direction)
         self.samples = []
         self.notifies = 0
@@ -128,8 +129,11 @@ class Bench:
         if method == "INVITE":
             callee = re.search(r"sip:(\d+)@", first).group(1)
             callid = self.active.get(callee)
+            # The callee's lamp names its own dialog (the B leg's Call-ID).
+            bcid = h(hdrs, "Call-ID")
             if callid:
-                self.trigger[(callid, "early", "recipient")] = time.monotonic()
+                self.bleg[callid] = bcid
+                self.trigger[(bcid, "early", "recipient")] = time.monotonic()
             tag = rnd()
             hdrs["to"] = [h(hdrs, "To") + f";tag={tag}"]
             sock.t.sendto(response(hdrs, 180, "Ringing"), addr)
@@ -137,7 +141,7 @@ class Bench:
             def answer():
                 if callid:
                     now = time.monotonic()
-                    self.trigger[(callid, "confirmed", "recipient")] = now
+                    self.trigger[(bcid, "confirmed", "recipient")] = now
                     self.trigger[(callid, "confirmed", "initiator")] = now
                 sock.t.sendto(response(hdrs, 200, "OK", f"Contact: <sip:{callee}@127.0.0.1:{sock.port()}>\r\nContent-Type: application/sdp\r\n", sdp), addr)
             asyncio.get_running_loop().call_later(RING_MS / 1000, answer)
@@ -153,7 +157,7 @@ class Bench:
             sock.t.sendto(response(hdrs, 200, "OK"), addr)
             self.notifies += 1
             sub = h(hdrs, "Call-ID")
-            for cid, direction, state in re.findall(r'call-id="([^"]*)" direction="(\w+)">\n<state>(\w+)<', body):
+            for cid, direction, state in re.findall(r'call-id="([^"]*)"[^>]*direction="(\w+)">\n<state>(\w+)<', body):
                 key = (sub, cid, state, direction)
                 if key in self.seen:
                     continue
@@ -214,7 +218,7 @@ class Bench:
                 uac.send(self.request("ACK", uri, uac, frm, to, callid, 2).encode())
                 await asyncio.sleep(TALK_MS / 1000)
                 now = time.monotonic()
-                self.trigger[(callid, "terminated", "recipient")] = now
+                self.trigger[(self.bleg.get(callid, callid), "terminated", "recipient")] = now
                 self.trigger[(callid, "terminated", "initiator")] = now
                 b = await self.transact(uac, self.request("BYE", uri, uac, frm, to, callid, 3), callid, "3 BYE")
                 if b[0] == 200:

@@ -1518,6 +1518,16 @@ impl Call {
                 } else {
                     LegState::Calling
                 },
+                dialog: pbx::DialogIds {
+                    call_id: b.call_id.clone(),
+                    local_tag: b
+                        .invite
+                        .as_ref()
+                        .and_then(|i| i.headers.from().ok())
+                        .and_then(|f| f.tag().map(str::to_owned))
+                        .unwrap_or_default(),
+                    remote_tag: None,
+                },
             })
             .collect();
         self.inner.registry.insert(CallSnapshot {

@@ -46,6 +46,19 @@ pub enum CallState {
     Ending,
 }
 
+/// The identifiers of a leg's dialog as the channel holds them (for SIP:
+/// Call-ID, our tag and the peer's, RFC 3261 §12), for busy lamps that name
+/// the dialog a phone is in (RFC 4235). Not shown by the admin API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DialogIds {
+    /// The dialog's id (SIP Call-ID).
+    pub call_id: String,
+    /// Our tag in it.
+    pub local_tag: String,
+    /// The peer's tag, once known.
+    pub remote_tag: Option<String>,
+}
+
 /// One leg as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LegSnapshot {
@@ -62,6 +75,9 @@ pub struct LegSnapshot {
     /// Whether this leg's phone has put the call on hold (its last
     /// offer was `sendonly` or `inactive`).
     pub held: bool,
+    /// Its dialog's identifiers.
+    #[serde(skip)]
+    pub dialog: DialogIds,
 }
 
 /// A contact being rung by a dial in progress.
@@ -75,6 +91,9 @@ pub struct RingingSnapshot {
     pub address: String,
     /// `calling` until it answers 180/183, then `ringing`.
     pub state: LegState,
+    /// The identifiers of the dialog being set up with it.
+    #[serde(skip)]
+    pub dialog: DialogIds,
 }
 
 /// One live call as the admin API shows it.

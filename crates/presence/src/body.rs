@@ -51,8 +51,15 @@ impl Direction {
 /// One of a watched extension's calls, as its BLF shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DialogView {
-    /// The call's Call-ID (the caller's leg).
+    /// The call it belongs to (the call core's id, the caller leg's
+    /// Call-ID): what keeps one dialog the same across changes.
+    pub call: String,
+    /// The Call-ID of the watched phone's own dialog in that call.
     pub call_id: String,
+    /// The watched phone's tag in that dialog, once known.
+    pub local_tag: Option<String>,
+    /// The other end's (Switchboard's) tag in that dialog.
+    pub remote_tag: Option<String>,
     /// Where it stands.
     pub state: DialogState,
     /// Who placed it.
@@ -94,8 +101,9 @@ fn dialog_id(call_id: &str, ext: &str) -> String {
 
 /// A full-state dialog-info document for `ext` at `domain` (RFC 4235 §4.1),
 /// in the shape Yealink, Polycom, Snom, Grandstream and Cisco phones read:
-/// `entity` the watched AOR, each `<dialog>` with `id`, `call-id` and
-/// `direction`, a `<state>`, and `<local>`/`<remote>` identities so a phone
+/// `entity` the watched AOR, each `<dialog>` with `id`, the `call-id`,
+/// `local-tag` and `remote-tag` of the watched phone's dialog (as far as
+/// known) and `direction`, a `<state>`, and `<local>`/`<remote>` identities so a phone
 /// can show who is calling.
 pub fn dialog_info(
     ext: &str,
@@ -112,11 +120,19 @@ pub fn dialog_info(
         xml(&entity)
     );
     for d in dialogs {
+        let tag = |name: &str, t: &Option<String>| {
+            t.as_deref()
+                .filter(|t| !t.is_empty())
+                .map(|t| format!(" {name}=\"{}\"", xml(t)))
+                .unwrap_or_default()
+        };
         let _ = write!(
             out,
-            "<dialog id=\"{}\" call-id=\"{}\" direction=\"{}\">\n<state>{}</state>\n",
-            dialog_id(&d.call_id, ext),
+            "<dialog id=\"{}\" call-id=\"{}\"{}{} direction=\"{}\">\n<state>{}</state>\n",
+            dialog_id(&d.call, ext),
             xml(&d.call_id),
+            tag("local-tag", &d.local_tag),
+            tag("remote-tag", &d.remote_tag),
             d.direction.as_str(),
             d.state.as_str()
         );
@@ -193,7 +209,10 @@ mod tests {
             "pbx.test",
             7,
             &[DialogView {
-                call_id: "abc@x".into(),
+                call: "abc@x".into(),
+                call_id: "b-leg@pbx".into(),
+                local_tag: Some("phone1".into()),
+                remote_tag: Some("pbx1".into()),
                 state: DialogState::Early,
                 direction: Direction::Recipient,
                 remote: "sip:1001@pbx.test".into(),
@@ -201,7 +220,9 @@ mod tests {
             }],
         );
         assert!(body.contains("version=\"7\" state=\"full\" entity=\"sip:1002@pbx.test\""));
-        assert!(body.contains("call-id=\"abc@x\" direction=\"recipient\""));
+        assert!(body.contains(
+            "call-id=\"b-leg@pbx\" local-tag=\"phone1\" remote-tag=\"pbx1\" direction=\"recipient\""
+        ));
         assert!(body.contains("<state>early</state>"));
         assert!(body.contains(
             "<remote><identity display=\"Alice &lt;&amp; Co&gt;\">sip:1001@pbx.test</identity>"

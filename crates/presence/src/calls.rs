@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use pbx::{CallChange, CallSnapshot, CallState};
+use pbx::{CallChange, CallSnapshot, CallState, DialogIds};
 
 use crate::body::{DialogState, DialogView, Direction};
 
@@ -27,6 +27,13 @@ pub fn user_of(uri: &str) -> Option<&str> {
     Some(user.split(';').next().unwrap_or(user))
 }
 
+/// A dialog's identifiers as the watched phone sees them: Switchboard's
+/// tag is the phone's remote tag and the phone's is its local one.
+fn phone_side(ids: &DialogIds) -> (String, Option<String>, Option<String>) {
+    let ours = Some(ids.local_tag.clone()).filter(|t| !t.is_empty());
+    (ids.call_id.clone(), ids.remote_tag.clone(), ours)
+}
+
 /// The dialogs each extension a call involves has in it, by extension.
 fn involved(call: &CallSnapshot, dir: &dyn Directory, domain: &str) -> Vec<(String, DialogView)> {
     let mut out: Vec<(String, DialogView)> = Vec::new();
@@ -35,15 +42,26 @@ fn involved(call: &CallSnapshot, dir: &dyn Directory, domain: &str) -> Vec<(Stri
         let name = user_of(uri).and_then(|u| dir.name(u));
         (uri.to_owned(), name)
     };
+    let leg = |direction: &str| {
+        call.legs
+            .iter()
+            .find(|l| l.direction == direction && !l.dialog.call_id.is_empty())
+            .map(|l| phone_side(&l.dialog))
+    };
+    let fallback = || (call.id.clone(), None, None);
     if let Some(caller) = call.caller.as_deref().filter(|c| dir.contains(c)) {
         let (remote, remote_name) = match call.callee.as_deref().filter(|c| dir.contains(c)) {
             Some(callee) => (format!("sip:{callee}@{domain}"), dir.name(callee)),
             None => remote_for_callee(&call.to),
         };
+        let (call_id, local_tag, remote_tag) = leg("inbound").unwrap_or_else(fallback);
         out.push((
             caller.to_owned(),
             DialogView {
-                call_id: call.id.clone(),
+                call: call.id.clone(),
+                call_id,
+                local_tag,
+                remote_tag,
                 state: if answered {
                     DialogState::Confirmed
                 } else {
@@ -59,8 +77,11 @@ fn involved(call: &CallSnapshot, dir: &dyn Directory, domain: &str) -> Vec<(Stri
         Some(caller) => (format!("sip:{caller}@{domain}"), dir.name(caller)),
         None => remote_for_callee(&call.from),
     };
-    let recipient = |state| DialogView {
-        call_id: call.id.clone(),
+    let recipient = |state, (call_id, local_tag, remote_tag)| DialogView {
+        call: call.id.clone(),
+        call_id,
+        local_tag,
+        remote_tag,
         state,
         direction: Direction::Recipient,
         remote: caller_uri.clone(),
@@ -70,12 +91,18 @@ fn involved(call: &CallSnapshot, dir: &dyn Directory, domain: &str) -> Vec<(Stri
         && answered
         && !out.iter().any(|(e, _)| e == callee)
     {
-        out.push((callee.to_owned(), recipient(DialogState::Confirmed)));
+        let ids = leg("outbound").unwrap_or_else(fallback);
+        out.push((callee.to_owned(), recipient(DialogState::Confirmed, ids)));
     }
     for ring in &call.ringing {
         let target = ring.target.as_str();
         if dir.contains(target) && !out.iter().any(|(e, _)| e == target) {
-            out.push((target.to_owned(), recipient(DialogState::Early)));
+            let ids = if ring.dialog.call_id.is_empty() {
+                fallback()
+            } else {
+                phone_side(&ring.dialog)
+            };
+            out.push((target.to_owned(), recipient(DialogState::Early, ids)));
         }
     }
     out
@@ -145,7 +172,7 @@ impl Tracker {
             let mut report = now.clone();
             for gone in before
                 .iter()
-                .filter(|d| !now.iter().any(|n| n.call_id == d.call_id))
+                .filter(|d| !now.iter().any(|n| n.call == d.call))
             {
                 report.push(DialogView {
                     state: DialogState::Terminated,
@@ -201,7 +228,7 @@ impl Tracker {
             }
             let busy_before = self.busy(ext);
             let list = self.by_ext.entry(ext.to_owned()).or_default();
-            list.retain(|d| d.call_id != call.id);
+            list.retain(|d| d.call != call.id);
             let mut report = list.clone();
             match (new, old) {
                 (Some(view), _) => {
@@ -231,7 +258,7 @@ impl Tracker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pbx::{LegState, RingingSnapshot};
+    use pbx::{LegSnapshot, LegState, RingingSnapshot};
 
     struct Office;
     impl Directory for Office {
@@ -262,6 +289,11 @@ mod tests {
                     contact: String::new(),
                     address: String::new(),
                     state: LegState::Ringing,
+                    dialog: DialogIds {
+                        call_id: format!("b-{t}"),
+                        local_tag: "pbx-b".into(),
+                        remote_tag: None,
+                    },
                 })
                 .collect(),
         }
@@ -298,17 +330,52 @@ mod tests {
             "the caller's lamp did not change"
         );
         let callee_view = &c[0].dialogs[0];
+        assert_eq!(callee_view.call_id, "b-1002", "the callee's own dialog");
+        assert_eq!(callee_view.remote_tag.as_deref(), Some("pbx-b"));
+        assert_eq!(callee_view.local_tag, None, "not known before it answers");
         assert_eq!(callee_view.remote, "sip:1001@d");
         assert_eq!(callee_view.remote_name.as_deref(), Some("Alice"));
         assert!(t.busy("1002"));
-        let c = t.apply(
-            &CallChange::Updated(call(CallState::Bridged, &[], Some("1002"))),
-            &Office,
-            "d",
-        );
+        let mut bridged = call(CallState::Bridged, &[], Some("1002"));
+        let leg = |direction, call_id: &str, ours: &str, theirs: &str| LegSnapshot {
+            direction,
+            channel: "sip",
+            peer: String::new(),
+            address: String::new(),
+            state: LegState::Up,
+            held: false,
+            dialog: DialogIds {
+                call_id: call_id.into(),
+                local_tag: ours.into(),
+                remote_tag: Some(theirs.into()),
+            },
+        };
+        bridged.legs = vec![
+            leg("inbound", "c1", "pbx-a", "alice"),
+            leg("outbound", "b-1002", "pbx-b", "bob"),
+        ];
+        let c = t.apply(&CallChange::Updated(bridged), &Office, "d");
         assert_eq!(
             lamp(&c, "1002"),
             [(DialogState::Confirmed, Direction::Recipient)]
+        );
+        let bob = &c.iter().find(|c| c.ext == "1002").expect("1002").dialogs[0];
+        assert_eq!(
+            (
+                bob.call_id.as_str(),
+                bob.local_tag.as_deref(),
+                bob.remote_tag.as_deref()
+            ),
+            ("b-1002", Some("bob"), Some("pbx-b"))
+        );
+        let alice = &c.iter().find(|c| c.ext == "1001").expect("1001").dialogs[0];
+        assert_eq!(
+            (
+                alice.call_id.as_str(),
+                alice.local_tag.as_deref(),
+                alice.remote_tag.as_deref()
+            ),
+            ("c1", Some("alice"), Some("pbx-a"))
         );
         assert_eq!(
             lamp(&c, "1001"),
