@@ -4,7 +4,7 @@
 //! `GET /api/v1/calls`, `DELETE /api/v1/calls/{id}`,
 //! `GET /api/v1/calls/{id}/trace`, `GET /api/v1/cdrs?limit=N&since=TIME`,
 //! `POST /api/v1/reload` (extensions and dialplan),
-//! `GET /api/v1/bans`, `DELETE /api/v1/bans/{ip}` and
+//! `GET /api/v1/subscriptions`, `GET /api/v1/bans`, `DELETE /api/v1/bans/{ip}` and
 //! `DELETE /api/v1/bans/user/{user}`, JSON 400 / 404 / 405 for the rest; every
 //! request passes [`crate::admin_guard`] first (Host check, bearer token).
 
@@ -147,7 +147,10 @@ pub struct Listeners {
 
 /// The admin API's routes, behind `guard`; `dialplan` serves
 /// `POST /api/v1/reload`, `calls` `GET /api/v1/calls`, `cdrs`
-/// `GET /api/v1/cdrs`, `listeners` part of `GET /api/v1/status`.
+/// `GET /api/v1/cdrs`, `subscriptions` `GET /api/v1/subscriptions`,
+/// `listeners` part of `GET /api/v1/status`.
+// One argument per service the API reads, as the server wires them.
+#[allow(clippy::too_many_arguments)]
 pub fn router(
     state: AdminState,
     guard: crate::admin_guard::Guard,
@@ -155,6 +158,7 @@ pub fn router(
     extensions: Arc<crate::extensions::Extensions>,
     calls: chan_sip::ChanSip,
     cdrs: Arc<dyn storage::Storage>,
+    subscriptions: presence::Presence,
     listeners: Listeners,
 ) -> Router {
     let registry = calls.registry();
@@ -196,6 +200,13 @@ pub fn router(
                     trace(trace_calls.clone(), id.0, query.0)
                 },
             ),
+        )
+        .route(
+            "/api/v1/subscriptions",
+            get(move || {
+                let subscriptions = subscriptions.clone();
+                async move { Json(subscriptions.list()) }
+            }),
         )
         .route("/api/v1/bans", get(bans))
         .route("/api/v1/bans/{ip}", delete(unban))

@@ -22,6 +22,7 @@ mod server;
 mod shutdown;
 mod spectest;
 mod store;
+mod subscriptions;
 mod trace;
 
 use std::process::ExitCode;

@@ -88,10 +88,25 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     if config.admin.trace_calls > 0 {
         endpoint.set_tap(calls.trace_tap());
     }
+    // SUBSCRIBE/NOTIFY. Mailbox counts start at zero until voicemail
+    // (which will also be its MailboxListener's caller) is wired here.
+    let subscriptions = presence::Presence::new(
+        presence::PresenceConfig::new(&config.sip.domain),
+        endpoint.handle(),
+        registrar.clone(),
+        storage.clone(),
+        Arc::new(crate::subscriptions::Office(office.channel_map())),
+        Arc::new(crate::subscriptions::LuaAuthorizer {
+            runtime: Arc::clone(dialplan.runtime()),
+            extensions: office.channel_map(),
+        }),
+        Arc::new(crate::subscriptions::NoMailboxes),
+    );
     endpoint.set_service(Arc::new(
         sip_net::ServiceMux::new()
             .with(Arc::new(registrar.clone()))
-            .with(Arc::new(calls.clone())),
+            .with(Arc::new(calls.clone()))
+            .with(Arc::new(subscriptions.clone())),
     ));
     let admin_listener = match config.admin.listen {
         Some(addr) => Some(
@@ -123,6 +138,11 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
             shutdown.clone().cancelled_owned(),
         ))
     });
+    let presence_task = tokio::spawn(
+        subscriptions
+            .clone()
+            .run(calls.registry(), shutdown.clone().cancelled_owned()),
+    );
     let mut sip_task: JoinHandle<Result<(), Error>> = tokio::spawn({
         let stop = shutdown.clone().cancelled_owned();
         async move { endpoint.run(stop).await.map_err(Error::SipRun) }
@@ -139,6 +159,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
                 Arc::clone(&office),
                 calls.clone(),
                 storage.clone(),
+                subscriptions.clone(),
                 admin::Listeners {
                     sip: local.iter().map(|(t, a)| format!("{t}:{a}")).collect(),
                     admin: format!("http://{addr}"),
@@ -255,6 +276,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         // The sweeper and qualify loop stop at the same signal; wait for a
         // sweep in progress. Pings in flight are simply abandoned.
         let _ = sweeper.await;
+        let _ = presence_task.await;
         if let Some(qualify) = qualify {
             qualify.abort();
             let _ = qualify.await;

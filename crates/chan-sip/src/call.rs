@@ -1578,6 +1578,16 @@ impl Call {
                 } else {
                     LegState::Calling
                 },
+                dialog: pbx::DialogIds {
+                    call_id: b.call_id.clone(),
+                    local_tag: b
+                        .invite
+                        .as_ref()
+                        .and_then(|i| i.headers.from().ok())
+                        .and_then(|f| f.tag().map(str::to_owned))
+                        .unwrap_or_default(),
+                    remote_tag: None,
+                },
             })
             .collect();
         self.inner.registry.insert(CallSnapshot {
@@ -1585,6 +1595,7 @@ impl Call {
             from: self.cdr.from.clone(),
             to: self.cdr.to.clone(),
             caller: self.cdr.caller.clone(),
+            callee: self.cdr.callee.clone(),
             context: self.cdr.context.clone(),
             state: self.state,
             started_ms: self.cdr.start_ms,

@@ -86,6 +86,11 @@ impl Leg for SipLeg {
             address: format!("{}:{}", self.dialog.transport, self.dialog.peer),
             state: self.state,
             held: self.held,
+            dialog: pbx::DialogIds {
+                call_id: self.dialog.call_id.clone(),
+                local_tag: self.dialog.local_tag.clone(),
+                remote_tag: self.dialog.remote_tag.clone(),
+            },
         }
     }
 

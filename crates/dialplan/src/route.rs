@@ -1051,6 +1051,78 @@ impl CallState {
     }
 }
 
+impl CallState {
+    /// Runs the global hook `name` of `context` (a function the context
+    /// defines beside `route`, such as `on_subscribe(ext, event, target)`)
+    /// with string arguments, under the same instruction budget and time
+    /// limit as a route. `Ok(None)` if the context (or the hook) is not
+    /// defined; `Ok(Some(v))` with whether it returned a truthy value; a
+    /// failure (error, budget, time) is logged with `file:line` and
+    /// returned.
+    pub async fn run_hook(
+        self,
+        context: String,
+        name: &'static str,
+        args: Vec<String>,
+    ) -> Result<Option<bool>, LuaFailure> {
+        let main = tokio::runtime::Handle::try_current().ok();
+        match crate::pool::handle().filter(|_| main.is_some()) {
+            Some(pool) => {
+                let task = pool.spawn(self.run_hook_here(context, name, args));
+                match crate::pool::AbortOnDrop(task).await {
+                    Ok(result) => result,
+                    Err(e) => Err(LuaFailure {
+                        kind: FailureKind::Error,
+                        file: String::new(),
+                        line: None,
+                        message: format!("the {name} hook's Lua task failed: {e}"),
+                        traceback: None,
+                    }),
+                }
+            }
+            None => self.run_hook_here(context, name, args).await,
+        }
+    }
+
+    async fn run_hook_here(
+        self,
+        context: String,
+        name: &'static str,
+        args: Vec<String>,
+    ) -> Result<Option<bool>, LuaFailure> {
+        let Some(state) = self.live.state(&context) else {
+            return Ok(None);
+        };
+        let context_file = format!("dialplans/{context}.lua");
+        let scope = Arc::new(Scope::new(&self.limits, name, &context));
+        let run = async {
+            let hook = match state.lua.globals().get::<Value>(name)? {
+                Value::Function(f) => f,
+                _ => return Ok(None),
+            };
+            let thread = state.lua.create_thread(hook)?;
+            scope
+                .main
+                .store(thread.to_pointer() as usize, Ordering::Relaxed);
+            let args = mlua::MultiValue::from_iter(
+                args.iter()
+                    .map(|a| state.lua.create_string(a).map(Value::String))
+                    .collect::<mlua::Result<Vec<_>>>()?,
+            );
+            let value: Value = thread.into_async::<Value>(args)?.await?;
+            Ok(Some(!matches!(value, Value::Nil | Value::Boolean(false))))
+        };
+        match Scoped::new(state, &scope, Budgeted::new(&scope, run)).await {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                let f = failure(&e, &scope, &context_file);
+                tracing::error!(target: "dialplan", context = %context, "dialplan {f} — in {name}");
+                Err(f)
+            }
+        }
+    }
+}
+
 /// Waiting for a state's lock.
 type Acquiring = Pin<Box<dyn Future<Output = tokio::sync::OwnedMutexGuard<()>> + Send>>;
 

@@ -25,5 +25,7 @@ pub use leg::{Leg, LegState};
 pub use mailbox::{
     Listeners as MailboxListeners, MailboxCounts, MailboxListener, Mailboxes, NewMessage,
 };
-pub use registry::{CallSnapshot, CallState, LegSnapshot, Registry, RingingSnapshot};
+pub use registry::{
+    CallChange, CallSnapshot, CallState, DialogIds, LegSnapshot, Registry, RingingSnapshot,
+};
 pub use trace::{CallTrace, MAX_EVENTS, TraceEvent, TraceWhat, Traces};

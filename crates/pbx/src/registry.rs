@@ -1,6 +1,9 @@
 //! Live calls, for the admin API and metrics: each call's task files a
 //! snapshot of itself here and updates it as its state changes. Sharded, so
 //! calls rarely contend; nothing on a call's path waits on another call.
+//! Whoever needs to follow calls as they change (busy lamps) takes a
+//! [`Registry::watch`] feed: a broadcast of every filed snapshot and every
+//! end, so the call path never waits on a watcher.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -8,10 +11,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 use crate::leg::LegState;
 
 const SHARDS: usize = 16;
+/// Changes a watcher may fall behind by before it misses some (it is told
+/// how many with [`broadcast::error::RecvError::Lagged`]).
+const FEED_CAPACITY: usize = 4096;
+
+/// A change to a live call, as [`Registry::watch`] reports it.
+#[derive(Debug, Clone)]
+pub enum CallChange {
+    /// The call was filed or its state changed: its snapshot now.
+    Updated(CallSnapshot),
+    /// The call ended: its last snapshot.
+    Ended(CallSnapshot),
+}
 
 /// Where a call stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,6 +46,19 @@ pub enum CallState {
     Ending,
 }
 
+/// The identifiers of a leg's dialog as the channel holds them (for SIP:
+/// Call-ID, our tag and the peer's, RFC 3261 §12), for busy lamps that name
+/// the dialog a phone is in (RFC 4235). Not shown by the admin API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DialogIds {
+    /// The dialog's id (SIP Call-ID).
+    pub call_id: String,
+    /// Our tag in it.
+    pub local_tag: String,
+    /// The peer's tag, once known.
+    pub remote_tag: Option<String>,
+}
+
 /// One leg as the admin API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LegSnapshot {
@@ -46,6 +75,9 @@ pub struct LegSnapshot {
     /// Whether this leg's phone has put the call on hold (its last
     /// offer was `sendonly` or `inactive`).
     pub held: bool,
+    /// Its dialog's identifiers.
+    #[serde(skip)]
+    pub dialog: DialogIds,
 }
 
 /// A contact being rung by a dial in progress.
@@ -59,6 +91,9 @@ pub struct RingingSnapshot {
     pub address: String,
     /// `calling` until it answers 180/183, then `ringing`.
     pub state: LegState,
+    /// The identifiers of the dialog being set up with it.
+    #[serde(skip)]
+    pub dialog: DialogIds,
 }
 
 /// One live call as the admin API shows it.
@@ -72,6 +107,8 @@ pub struct CallSnapshot {
     pub to: String,
     /// The authenticated caller.
     pub caller: Option<String>,
+    /// The target that answered (`1002`), once bridged.
+    pub callee: Option<String>,
     /// The routing context.
     pub context: String,
     /// Where the call stands.
@@ -92,6 +129,7 @@ pub struct Registry {
     hasher: RandomState,
     shards: Vec<Mutex<HashMap<String, CallSnapshot>>>,
     count: AtomicUsize,
+    feed: broadcast::Sender<CallChange>,
 }
 
 impl Default for Registry {
@@ -100,6 +138,7 @@ impl Default for Registry {
             hasher: RandomState::new(),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
             count: AtomicUsize::new(0),
+            feed: broadcast::channel(FEED_CAPACITY).0,
         }
     }
 }
@@ -118,25 +157,47 @@ impl Registry {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Files a new call.
+    /// Files a new call, or a call's new snapshot; watchers are told.
     pub fn insert(&self, snapshot: CallSnapshot) {
         let id = snapshot.id.clone();
+        let changed = (self.feed.receiver_count() > 0).then(|| snapshot.clone());
         if self.shard(&id).insert(id.clone(), snapshot).is_none() {
             self.count.fetch_add(1, Ordering::Relaxed);
         }
+        if let Some(snapshot) = changed {
+            // No watcher left between the count and the send: nothing to do.
+            let _ = self.feed.send(CallChange::Updated(snapshot));
+        }
+    }
+
+    /// Every change from now on: each snapshot filed, each call's end.
+    pub fn watch(&self) -> broadcast::Receiver<CallChange> {
+        self.feed.subscribe()
     }
 
     /// Changes a call's snapshot, if it is filed.
     pub fn update(&self, id: &str, change: impl FnOnce(&mut CallSnapshot)) {
-        if let Some(s) = self.shard(id).get_mut(id) {
+        let changed = {
+            let mut shard = self.shard(id);
+            let Some(s) = shard.get_mut(id) else {
+                return;
+            };
             change(s);
+            (self.feed.receiver_count() > 0).then(|| s.clone())
+        };
+        if let Some(snapshot) = changed {
+            let _ = self.feed.send(CallChange::Updated(snapshot));
         }
     }
 
-    /// Removes a call that ended.
+    /// Removes a call that ended; watchers are told.
     pub fn remove(&self, id: &str) {
-        if self.shard(id).remove(id).is_some() {
+        let removed = self.shard(id).remove(id);
+        if let Some(last) = removed {
             self.count.fetch_sub(1, Ordering::Relaxed);
+            if self.feed.receiver_count() > 0 {
+                let _ = self.feed.send(CallChange::Ended(last));
+            }
         }
     }
 
@@ -183,6 +244,7 @@ mod tests {
             from: "sip:1001@x".into(),
             to: "sip:1002@x".into(),
             caller: Some("1001".into()),
+            callee: None,
             context: "default".into(),
             state: CallState::Routing,
             started_ms,
@@ -213,5 +275,26 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert!(!r.contains("a") && r.contains("b"));
         r.update("zzz", |_| panic!("not filed"));
+    }
+
+    #[test]
+    fn watchers_see_every_snapshot_and_the_end() {
+        let r = Registry::new();
+        r.insert(call("quiet", 1));
+        let mut feed = r.watch();
+        r.insert(call("a", 1));
+        r.update("a", |s| s.state = CallState::Bridged);
+        r.remove("a");
+        let mut seen = Vec::new();
+        while let Ok(change) = feed.try_recv() {
+            seen.push(match change {
+                CallChange::Updated(s) => format!("updated {} {:?}", s.id, s.state),
+                CallChange::Ended(s) => format!("ended {} {:?}", s.id, s.state),
+            });
+        }
+        assert_eq!(
+            seen,
+            ["updated a Routing", "updated a Bridged", "ended a Bridged"]
+        );
     }
 }

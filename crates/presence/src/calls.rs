@@ -1,0 +1,448 @@
+//! Which extensions a call involves and how their lamps stand (RFC 4235
+//! §3.7.1 states from the call core's snapshots): the caller as
+//! `initiator`, the extensions being rung and the one that answered as
+//! `recipient`. Fed by [`pbx::Registry::watch`]; no IO.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use pbx::{CallChange, CallSnapshot, CallState, DialogIds};
+
+use crate::body::{DialogState, DialogView, Direction};
+
+/// What the tracker needs to know of the office.
+pub trait Directory: Send + Sync + 'static {
+    /// Whether `ext` is one of this office's extensions.
+    fn contains(&self, ext: &str) -> bool;
+    /// `ext`'s display name, if it has one.
+    fn name(&self, ext: &str) -> Option<String>;
+}
+
+/// The user part of a `sip:user@host` URI.
+pub fn user_of(uri: &str) -> Option<&str> {
+    let rest = uri
+        .strip_prefix("sip:")
+        .or_else(|| uri.strip_prefix("sips:"))?;
+    let user = rest.split_once('@').map(|(u, _)| u)?;
+    Some(user.split(';').next().unwrap_or(user))
+}
+
+/// A dialog's identifiers as the watched phone sees them: Switchboard's
+/// tag is the phone's remote tag and the phone's is its local one.
+fn phone_side(ids: &DialogIds) -> (String, Option<String>, Option<String>) {
+    let ours = Some(ids.local_tag.clone()).filter(|t| !t.is_empty());
+    (ids.call_id.clone(), ids.remote_tag.clone(), ours)
+}
+
+/// The dialogs each extension a call involves has in it, by extension.
+fn involved(call: &CallSnapshot, dir: &dyn Directory, domain: &str) -> Vec<(String, DialogView)> {
+    let mut out: Vec<(String, DialogView)> = Vec::new();
+    let answered = matches!(call.state, CallState::Answered | CallState::Bridged);
+    let remote_for_callee = |uri: &str| {
+        let name = user_of(uri).and_then(|u| dir.name(u));
+        (uri.to_owned(), name)
+    };
+    let leg = |direction: &str| {
+        call.legs
+            .iter()
+            .find(|l| l.direction == direction && !l.dialog.call_id.is_empty())
+            .map(|l| phone_side(&l.dialog))
+    };
+    let fallback = || (call.id.clone(), None, None);
+    if let Some(caller) = call.caller.as_deref().filter(|c| dir.contains(c)) {
+        let (remote, remote_name) = match call.callee.as_deref().filter(|c| dir.contains(c)) {
+            Some(callee) => (format!("sip:{callee}@{domain}"), dir.name(callee)),
+            None => remote_for_callee(&call.to),
+        };
+        let (call_id, local_tag, remote_tag) = leg("inbound").unwrap_or_else(fallback);
+        out.push((
+            caller.to_owned(),
+            DialogView {
+                call: call.id.clone(),
+                call_id,
+                local_tag,
+                remote_tag,
+                state: if answered {
+                    DialogState::Confirmed
+                } else {
+                    DialogState::Early
+                },
+                direction: Direction::Initiator,
+                remote,
+                remote_name,
+            },
+        ));
+    }
+    let (caller_uri, caller_name) = match call.caller.as_deref().filter(|c| dir.contains(c)) {
+        Some(caller) => (format!("sip:{caller}@{domain}"), dir.name(caller)),
+        None => remote_for_callee(&call.from),
+    };
+    let recipient = |state, (call_id, local_tag, remote_tag)| DialogView {
+        call: call.id.clone(),
+        call_id,
+        local_tag,
+        remote_tag,
+        state,
+        direction: Direction::Recipient,
+        remote: caller_uri.clone(),
+        remote_name: caller_name.clone(),
+    };
+    if let Some(callee) = call.callee.as_deref().filter(|c| dir.contains(c))
+        && answered
+        && !out.iter().any(|(e, _)| e == callee)
+    {
+        let ids = leg("outbound").unwrap_or_else(fallback);
+        out.push((callee.to_owned(), recipient(DialogState::Confirmed, ids)));
+    }
+    for ring in &call.ringing {
+        let target = ring.target.as_str();
+        if dir.contains(target) && !out.iter().any(|(e, _)| e == target) {
+            let ids = if ring.dialog.call_id.is_empty() {
+                fallback()
+            } else {
+                phone_side(&ring.dialog)
+            };
+            out.push((target.to_owned(), recipient(DialogState::Early, ids)));
+        }
+    }
+    out
+}
+
+/// A change in what one extension's lamp shows.
+#[derive(Debug, Clone)]
+pub struct LampChange {
+    /// The extension.
+    pub ext: String,
+    /// Its dialogs now, with the ones that just ended as `terminated`.
+    pub dialogs: Arc<[DialogView]>,
+    /// Whether it is on a call (any dialog not terminated) before and after.
+    pub busy_before: bool,
+    /// See `busy_before`.
+    pub busy_after: bool,
+}
+
+/// The dialogs of every extension that is on a call.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    /// What each live call last showed, by call id.
+    calls: HashMap<String, Vec<(String, DialogView)>>,
+    /// Each extension's live dialogs, by call id.
+    by_ext: HashMap<String, Vec<DialogView>>,
+}
+
+impl Tracker {
+    /// An empty tracker.
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    /// `ext`'s live dialogs.
+    pub fn dialogs(&self, ext: &str) -> Vec<DialogView> {
+        self.by_ext.get(ext).cloned().unwrap_or_default()
+    }
+
+    /// Whether `ext` is on a call (ringing, calling or talking).
+    pub fn busy(&self, ext: &str) -> bool {
+        self.by_ext.get(ext).is_some_and(|d| !d.is_empty())
+    }
+
+    /// Starts again from the live calls (after the feed was missed, say):
+    /// returns a change for every extension whose lamp differs, with the
+    /// dialogs it no longer has as `terminated`.
+    pub fn resync(
+        &mut self,
+        live: &[CallSnapshot],
+        dir: &dyn Directory,
+        domain: &str,
+    ) -> Vec<LampChange> {
+        let old = std::mem::take(self);
+        for call in live {
+            self.apply(&CallChange::Updated(call.clone()), dir, domain);
+        }
+        let mut exts: Vec<&String> = old.by_ext.keys().chain(self.by_ext.keys()).collect();
+        exts.sort();
+        exts.dedup();
+        let mut changes = Vec::new();
+        for ext in exts {
+            let before = old.by_ext.get(ext).cloned().unwrap_or_default();
+            let now = self.dialogs(ext);
+            if before == now {
+                continue;
+            }
+            let mut report = now.clone();
+            for gone in before
+                .iter()
+                .filter(|d| !now.iter().any(|n| n.call == d.call))
+            {
+                report.push(DialogView {
+                    state: DialogState::Terminated,
+                    ..gone.clone()
+                });
+            }
+            changes.push(LampChange {
+                ext: ext.clone(),
+                dialogs: report.into(),
+                busy_before: !before.is_empty(),
+                busy_after: !now.is_empty(),
+            });
+        }
+        changes
+    }
+
+    /// Applies one change from the call feed; returns the extensions whose
+    /// lamps changed.
+    pub fn apply(
+        &mut self,
+        change: &CallChange,
+        dir: &dyn Directory,
+        domain: &str,
+    ) -> Vec<LampChange> {
+        let (call, ended) = match change {
+            CallChange::Updated(c) => (c, false),
+            CallChange::Ended(c) => (c, true),
+        };
+        let now = if ended {
+            Vec::new()
+        } else {
+            involved(call, dir, domain)
+        };
+        let before = if ended {
+            self.calls.remove(&call.id).unwrap_or_default()
+        } else {
+            self.calls
+                .insert(call.id.clone(), now.clone())
+                .unwrap_or_default()
+        };
+        let mut changes = Vec::new();
+        let mut exts: Vec<&str> = before.iter().map(|(e, _)| e.as_str()).collect();
+        for (e, _) in &now {
+            if !exts.contains(&e.as_str()) {
+                exts.push(e);
+            }
+        }
+        for ext in exts {
+            let old = before.iter().find(|(e, _)| e == ext).map(|(_, v)| v);
+            let new = now.iter().find(|(e, _)| e == ext).map(|(_, v)| v);
+            if old == new {
+                continue;
+            }
+            let busy_before = self.busy(ext);
+            let list = self.by_ext.entry(ext.to_owned()).or_default();
+            list.retain(|d| d.call != call.id);
+            let mut report = list.clone();
+            match (new, old) {
+                (Some(view), _) => {
+                    list.push(view.clone());
+                    report.push(view.clone());
+                }
+                (None, Some(view)) => report.push(DialogView {
+                    state: DialogState::Terminated,
+                    ..view.clone()
+                }),
+                (None, None) => {}
+            }
+            if list.is_empty() {
+                self.by_ext.remove(ext);
+            }
+            changes.push(LampChange {
+                ext: ext.to_owned(),
+                dialogs: report.into(),
+                busy_before,
+                busy_after: self.busy(ext),
+            });
+        }
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pbx::{LegSnapshot, LegState, RingingSnapshot};
+
+    struct Office;
+    impl Directory for Office {
+        fn contains(&self, ext: &str) -> bool {
+            ext.starts_with("10")
+        }
+        fn name(&self, ext: &str) -> Option<String> {
+            (ext == "1001").then(|| "Alice".to_owned())
+        }
+    }
+
+    fn call(state: CallState, ringing: &[&str], callee: Option<&str>) -> CallSnapshot {
+        CallSnapshot {
+            id: "c1".into(),
+            from: "sip:1001@d".into(),
+            to: "sip:1002@d".into(),
+            caller: Some("1001".into()),
+            callee: callee.map(str::to_owned),
+            context: "default".into(),
+            state,
+            started_ms: 0,
+            answered_ms: None,
+            legs: Vec::new(),
+            ringing: ringing
+                .iter()
+                .map(|t| RingingSnapshot {
+                    target: (*t).to_owned(),
+                    contact: String::new(),
+                    address: String::new(),
+                    state: LegState::Ringing,
+                    dialog: DialogIds {
+                        call_id: format!("b-{t}"),
+                        local_tag: "pbx-b".into(),
+                        remote_tag: None,
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    fn lamp(changes: &[LampChange], ext: &str) -> Vec<(DialogState, Direction)> {
+        changes
+            .iter()
+            .find(|c| c.ext == ext)
+            .map(|c| c.dialogs.iter().map(|d| (d.state, d.direction)).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_call_rings_is_answered_and_ends() {
+        let mut t = Tracker::new();
+        let routing = t.apply(
+            &CallChange::Updated(call(CallState::Routing, &[], None)),
+            &Office,
+            "d",
+        );
+        assert_eq!(
+            lamp(&routing, "1001"),
+            [(DialogState::Early, Direction::Initiator)]
+        );
+        let ringing = call(CallState::Dialing, &["1002", "1002", "+4930"], None);
+        let c = t.apply(&CallChange::Updated(ringing), &Office, "d");
+        assert_eq!(
+            lamp(&c, "1002"),
+            [(DialogState::Early, Direction::Recipient)]
+        );
+        assert!(
+            c.iter().all(|c| c.ext != "1001"),
+            "the caller's lamp did not change"
+        );
+        let callee_view = &c[0].dialogs[0];
+        assert_eq!(callee_view.call_id, "b-1002", "the callee's own dialog");
+        assert_eq!(callee_view.remote_tag.as_deref(), Some("pbx-b"));
+        assert_eq!(callee_view.local_tag, None, "not known before it answers");
+        assert_eq!(callee_view.remote, "sip:1001@d");
+        assert_eq!(callee_view.remote_name.as_deref(), Some("Alice"));
+        assert!(t.busy("1002"));
+        let mut bridged = call(CallState::Bridged, &[], Some("1002"));
+        let leg = |direction, call_id: &str, ours: &str, theirs: &str| LegSnapshot {
+            direction,
+            channel: "sip",
+            peer: String::new(),
+            address: String::new(),
+            state: LegState::Up,
+            held: false,
+            dialog: DialogIds {
+                call_id: call_id.into(),
+                local_tag: ours.into(),
+                remote_tag: Some(theirs.into()),
+            },
+        };
+        bridged.legs = vec![
+            leg("inbound", "c1", "pbx-a", "alice"),
+            leg("outbound", "b-1002", "pbx-b", "bob"),
+        ];
+        let c = t.apply(&CallChange::Updated(bridged), &Office, "d");
+        assert_eq!(
+            lamp(&c, "1002"),
+            [(DialogState::Confirmed, Direction::Recipient)]
+        );
+        let bob = &c.iter().find(|c| c.ext == "1002").expect("1002").dialogs[0];
+        assert_eq!(
+            (
+                bob.call_id.as_str(),
+                bob.local_tag.as_deref(),
+                bob.remote_tag.as_deref()
+            ),
+            ("b-1002", Some("bob"), Some("pbx-b"))
+        );
+        let alice = &c.iter().find(|c| c.ext == "1001").expect("1001").dialogs[0];
+        assert_eq!(
+            (
+                alice.call_id.as_str(),
+                alice.local_tag.as_deref(),
+                alice.remote_tag.as_deref()
+            ),
+            ("c1", Some("alice"), Some("pbx-a"))
+        );
+        assert_eq!(
+            lamp(&c, "1001"),
+            [(DialogState::Confirmed, Direction::Initiator)]
+        );
+        let c = t.apply(
+            &CallChange::Ended(call(CallState::Ending, &[], Some("1002"))),
+            &Office,
+            "d",
+        );
+        assert_eq!(
+            lamp(&c, "1002"),
+            [(DialogState::Terminated, Direction::Recipient)]
+        );
+        assert!(c.iter().all(|c| c.busy_before && !c.busy_after));
+        assert!(!t.busy("1001") && !t.busy("1002"));
+        assert!(t.calls.is_empty() && t.by_ext.is_empty());
+    }
+
+    #[test]
+    fn a_resync_ends_calls_whose_end_was_missed() {
+        let mut t = Tracker::new();
+        t.apply(
+            &CallChange::Updated(call(CallState::Bridged, &[], Some("1002"))),
+            &Office,
+            "d",
+        );
+        // The end of c1 was missed; another call rings 1003.
+        let mut other = call(CallState::Dialing, &["1003"], None);
+        other.id = "c2".into();
+        other.caller = Some("1002".into());
+        let c = t.resync(&[other], &Office, "d");
+        assert_eq!(
+            lamp(&c, "1001"),
+            [(DialogState::Terminated, Direction::Initiator)]
+        );
+        assert_eq!(
+            lamp(&c, "1002"),
+            [
+                (DialogState::Early, Direction::Initiator),
+                (DialogState::Terminated, Direction::Recipient)
+            ]
+        );
+        assert_eq!(
+            lamp(&c, "1003"),
+            [(DialogState::Early, Direction::Recipient)]
+        );
+        assert!(!t.busy("1001") && t.busy("1002") && t.busy("1003"));
+    }
+
+    #[test]
+    fn a_ringing_extension_that_loses_the_race_is_told_it_ended() {
+        let mut t = Tracker::new();
+        t.apply(
+            &CallChange::Updated(call(CallState::Dialing, &["1002", "1003"], None)),
+            &Office,
+            "d",
+        );
+        let c = t.apply(
+            &CallChange::Updated(call(CallState::Bridged, &[], Some("1002"))),
+            &Office,
+            "d",
+        );
+        assert_eq!(
+            lamp(&c, "1003"),
+            [(DialogState::Terminated, Direction::Recipient)]
+        );
+        assert!(!t.busy("1003"));
+    }
+}
