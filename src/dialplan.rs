@@ -144,6 +144,7 @@ pub async fn start(
     config: &Config,
     storage: Arc<dyn Storage>,
     extensions: Arc<Extensions>,
+    voicemail: Arc<crate::voicemail::Voicemail>,
 ) -> Result<Dialplan, Error> {
     describe_metrics();
     if let Some(zone) = config
@@ -154,7 +155,9 @@ pub async fn start(
     {
         dialplan::set_timezone(zone);
     }
-    let host = Arc::new(PbxHost::new(config, storage, extensions.dialplan_map()));
+    let host = Arc::new(
+        PbxHost::new(config, storage, extensions.dialplan_map()).with_voicemail(voicemail),
+    );
     let settings = config.dialplan.clone();
     let source = config.source.clone();
     let (runtime, seeded) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
@@ -400,6 +403,8 @@ struct PbxHost {
     domain: String,
     /// Swapped by a config reload ([`Extensions`]).
     extensions: Arc<ArcSwap<HashMap<String, ExtensionInfo>>>,
+    /// The mailboxes behind the `mailbox` module.
+    voicemail: Option<Arc<crate::voicemail::Voicemail>>,
 }
 
 impl PbxHost {
@@ -412,7 +417,13 @@ impl PbxHost {
             storage,
             domain: config.sip.domain.clone(),
             extensions,
+            voicemail: None,
         }
+    }
+
+    fn with_voicemail(mut self, voicemail: Arc<crate::voicemail::Voicemail>) -> Self {
+        self.voicemail = Some(voicemail);
+        self
     }
 }
 
@@ -468,7 +479,14 @@ impl Host for PbxHost {
     }
 
     fn blocks(&self) -> bool {
-        self.storage.blocks()
+        // The mailboxes touch files even over memory storage.
+        self.storage.blocks() || self.voicemail.is_some()
+    }
+
+    fn voicemail(&self) -> Option<&dyn dialplan::Voicemail> {
+        self.voicemail
+            .as_deref()
+            .map(|v| v as &dyn dialplan::Voicemail)
     }
 }
 
@@ -549,6 +567,7 @@ mod tests {
             plugins: tmp.path().join("plugins"),
             sounds: tmp.path().join("sounds"),
             recordings: tmp.path().join("recordings"),
+            voicemail: tmp.path().join("voicemail"),
             memory_limit: 16 << 20,
             instruction_budget: 10_000_000,
             route_time_limit: std::time::Duration::from_secs(5),

@@ -23,6 +23,7 @@ mod shutdown;
 mod spectest;
 mod store;
 mod trace;
+mod voicemail;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

@@ -54,7 +54,22 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     let metrics = admin::install_metrics(started, registrar.clone())?;
     let office = Arc::new(Extensions::new(&config, storage.clone(), registrar.clone()));
     // Bad Lua stops start-up here, before any port is bound.
-    let dialplan = crate::dialplan::start(&config, storage.clone(), Arc::clone(&office)).await?;
+    // Voicemail reports to these (MWI and email add theirs).
+    let mailbox_listeners =
+        pbx::MailboxListeners::new().with(Arc::new(crate::voicemail::LogListener));
+    let voicemail = Arc::new(crate::voicemail::Voicemail::new(
+        config.dialplan.voicemail.clone(),
+        storage.clone(),
+        Arc::clone(&office),
+        Arc::new(mailbox_listeners),
+    ));
+    let dialplan = crate::dialplan::start(
+        &config,
+        storage.clone(),
+        Arc::clone(&office),
+        Arc::clone(&voicemail),
+    )
+    .await?;
     let mut endpoint = Endpoint::bind(config.endpoint_config())
         .await
         .map_err(|source| Error::SipStart { source })?;
@@ -71,6 +86,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
             crate::calls::MediaFiles {
                 sounds: config.dialplan.sounds.clone(),
                 recordings: config.dialplan.recordings.clone(),
+                voicemail: config.dialplan.voicemail.clone(),
             },
         )),
         media,
@@ -123,7 +139,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
                 .as_ref()
                 .map_or_else(String::new, |t| t.token.clone());
             let app = admin::router(
-                metrics,
+                metrics.with_voicemail(Arc::clone(&voicemail)),
                 Guard::new(token, &config.admin, addr),
                 Arc::clone(dialplan.runtime()),
                 Arc::clone(&office),

@@ -102,6 +102,8 @@ pub struct ExtensionConfig {
     /// `password`, `ha1_md5`, `ha1_sha256`; `None` only in the embedded
     /// demo config, whose passwords are generated at first start.
     pub secret: Option<Secret>,
+    /// `voicemail_pin`: the digits that open its mailbox (`*97`, `*98`).
+    pub voicemail_pin: Option<String>,
 }
 
 impl ExtensionConfig {
@@ -163,6 +165,7 @@ pub(super) struct RawExtension {
     ha1_sha256: Option<Spanned<String>>,
     name: Option<Spanned<String>>,
     context: Option<Spanned<String>>,
+    voicemail_pin: Option<Spanned<String>>,
 }
 
 // ---------------------------------------------------------------------------
@@ -428,11 +431,16 @@ impl Checker<'_> {
                 Some(v) => self.context(&id, v)?,
                 None => DEFAULT_CONTEXT.to_owned(),
             };
+            let voicemail_pin = match &ext.voicemail_pin {
+                Some(v) => Some(self.voicemail_pin(&id, v)?),
+                None => None,
+            };
             out.push(ExtensionConfig {
                 id,
                 name,
                 context,
                 secret,
+                voicemail_pin,
             });
         }
         Ok(out)
@@ -453,6 +461,20 @@ impl Checker<'_> {
                 )
             })
             .collect()
+    }
+
+    /// `voicemail_pin`: 4 to 16 digits, typed on a phone's keypad.
+    fn voicemail_pin(&self, id: &str, v: &Spanned<String>) -> Result<String, ConfigError> {
+        let pin = v.get_ref();
+        if !(4..=16).contains(&pin.len()) || !pin.chars().all(|c| c.is_ascii_digit()) {
+            return Err(self.error(
+                v.span(),
+                format!(
+                    "extension {id}: voicemail_pin must be 4 to 16 digits (0-9), typed on the phone's keypad, e.g. \"4711\""
+                ),
+            ));
+        }
+        Ok(pin.clone())
     }
 
     fn extension_id(&self, v: &Spanned<String>) -> Result<String, ConfigError> {

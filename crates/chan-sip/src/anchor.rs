@@ -864,6 +864,15 @@ impl CallMedia {
         }
     }
 
+    /// Stops the prompt playing, if one is (barge-in): the caller is
+    /// listened to again.
+    pub async fn stop_playing(&mut self) {
+        if matches!(self.activity, Activity::Play(_)) {
+            self.take_legs().await;
+            self.resume(Kind::Listen);
+        }
+    }
+
     /// Ringback to the caller (answered already) while a dial rings.
     pub async fn ringback(&mut self) {
         let Some(tone) = media::tones::ringback() else {

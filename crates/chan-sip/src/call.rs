@@ -520,6 +520,10 @@ impl Call {
                 };
                 let _ = done.send(r);
             }
+            Command::StopPlaying(done) => {
+                self.media.stop_playing().await;
+                let _ = done.send(Ok(()));
+            }
             Command::StopRecording(done) => {
                 let r = self
                     .media

@@ -239,6 +239,16 @@ pub trait CallApi: Send + Sync + 'static {
     /// neither empty nor start with `.` (so no `..`), ending in `.wav`
     /// (added when the script gave no extension), at most 200 bytes.
     fn play(&self, file: String) -> impl Future<Output = Result<(), ActionError>> + Send;
+    /// Plays a prompt like [`CallApi::play`], but the first key the caller
+    /// presses stops it at once (barge-in) and is returned, not left for
+    /// `read_digits`; `None` when it played out. By default it plays whole.
+    fn play_interruptible(
+        &self,
+        file: String,
+    ) -> impl Future<Output = Result<Option<char>, ActionError>> + Send {
+        let played = self.play(file);
+        async move { played.await.map(|()| None) }
+    }
     /// Records the caller into `file` (checked relative name under the
     /// recordings dir) until opts.max, the terminator digit or hangup. A
     /// [`RecordEnd::Hangup`] result ends the call for the dialplan, like

@@ -162,6 +162,21 @@ pub(crate) fn record_args(file: &Value, opts: &Value) -> mlua::Result<(String, R
     Ok((file, options))
 }
 
+/// `call:play(file [, {interrupt = true}])`: the file, and whether a key
+/// stops the prompt (barge-in).
+pub(crate) fn play_args(file: &Value, opts: &Value) -> mlua::Result<(String, bool)> {
+    let file = file_arg("play", "sounds", file)?;
+    let mut interrupt = false;
+    each_option("play", &["interrupt"], opts, |_, value| {
+        let Value::Boolean(b) = value else {
+            return Err(type_error("play", "opts.interrupt as a boolean", &value));
+        };
+        interrupt = b;
+        Ok(())
+    })?;
+    Ok((file, interrupt))
+}
+
 /// `call:read_digits([{max = n, timeout = s, terminator = "#"}])`.
 pub(crate) fn digit_args(opts: &Value) -> mlua::Result<DigitOptions> {
     let function = "read_digits";

@@ -120,6 +120,9 @@ pub enum Command {
     },
     /// Stop the recording and hand it over; also after the call ended.
     StopRecording(oneshot::Sender<Result<media::Recording, ActionError>>),
+    /// Stop the prompt playing, if one is, at once (barge-in); the caller
+    /// is listened to again.
+    StopPlaying(oneshot::Sender<Result<(), ActionError>>),
 }
 
 /// The route's handle on one call. Cheap to clone.
@@ -230,6 +233,11 @@ impl CallHandle {
     /// played.
     pub async fn play(&self, prompt: Arc<media::Prompt>) -> Result<(), ActionError> {
         self.ask(|done| Command::Play { prompt, done }).await
+    }
+
+    /// Stops the prompt playing, if any, at once (a key pressed during it).
+    pub async fn stop_playing(&self) -> Result<(), ActionError> {
+        self.ask(Command::StopPlaying).await
     }
 
     /// Answers if need be and starts recording the caller.
