@@ -38,6 +38,7 @@ pub const EMBEDDED_PLUGINS: &[(&str, &str)] = &[
         include_str!("../plugins/callforward.lua"),
     ),
     ("speeddial.lua", include_str!("../plugins/speeddial.lua")),
+    ("voicemail.lua", include_str!("../plugins/voicemail.lua")),
     ("README.md", include_str!("../plugins/README.md")),
 ];
 
@@ -66,6 +67,61 @@ pub const EMBEDDED_SOUNDS: &[(&str, &[u8])] = &[
     (
         "digit-pound.wav",
         include_bytes!("../sounds/digit-pound.wav"),
+    ),
+    ("vm-beep.wav", include_bytes!("../sounds/vm-beep.wav")),
+    ("vm-busy.wav", include_bytes!("../sounds/vm-busy.wav")),
+    ("vm-deleted.wav", include_bytes!("../sounds/vm-deleted.wav")),
+    (
+        "vm-incorrect.wav",
+        include_bytes!("../sounds/vm-incorrect.wav"),
+    ),
+    ("vm-invalid.wav", include_bytes!("../sounds/vm-invalid.wav")),
+    ("vm-mailbox.wav", include_bytes!("../sounds/vm-mailbox.wav")),
+    (
+        "vm-main-menu.wav",
+        include_bytes!("../sounds/vm-main-menu.wav"),
+    ),
+    (
+        "vm-message-menu.wav",
+        include_bytes!("../sounds/vm-message-menu.wav"),
+    ),
+    ("vm-message.wav", include_bytes!("../sounds/vm-message.wav")),
+    (
+        "vm-messages.wav",
+        include_bytes!("../sounds/vm-messages.wav"),
+    ),
+    ("vm-new.wav", include_bytes!("../sounds/vm-new.wav")),
+    ("vm-no-more.wav", include_bytes!("../sounds/vm-no-more.wav")),
+    ("vm-old.wav", include_bytes!("../sounds/vm-old.wav")),
+    ("vm-options.wav", include_bytes!("../sounds/vm-options.wav")),
+    (
+        "vm-password.wav",
+        include_bytes!("../sounds/vm-password.wav"),
+    ),
+    (
+        "vm-person-at.wav",
+        include_bytes!("../sounds/vm-person-at.wav"),
+    ),
+    (
+        "vm-record-after.wav",
+        include_bytes!("../sounds/vm-record-after.wav"),
+    ),
+    (
+        "vm-recorded.wav",
+        include_bytes!("../sounds/vm-recorded.wav"),
+    ),
+    ("vm-saved.wav", include_bytes!("../sounds/vm-saved.wav")),
+    (
+        "vm-too-short.wav",
+        include_bytes!("../sounds/vm-too-short.wav"),
+    ),
+    (
+        "vm-unavailable.wav",
+        include_bytes!("../sounds/vm-unavailable.wav"),
+    ),
+    (
+        "vm-you-have.wav",
+        include_bytes!("../sounds/vm-you-have.wav"),
     ),
 ];
 

@@ -26,7 +26,7 @@ use crate::extensions::Extensions;
 /// The storage kv namespace of the mailboxes' metadata.
 const NAMESPACE: &str = "voicemail";
 /// How file names start for `call:play`/`call:record` and the `mailbox` module.
-pub const PREFIX: &str = "voicemail/";
+pub const PREFIX: &str = dialplan::VOICEMAIL_PREFIX;
 /// Shortest message or greeting kept.
 const MIN_LENGTH: Duration = Duration::from_secs(1);
 /// Most messages one mailbox keeps; a message left in a full one is dropped

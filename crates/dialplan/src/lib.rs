@@ -89,7 +89,7 @@ pub use clock::{set_timezone, timezone};
 pub use error::{Error, FileError, ReloadError};
 pub use generation::{Chunk, Generation};
 pub use host::{Contact, ExtensionInfo, Host, HostError, MemoryHost};
-pub use mailbox::{Greeting, Voicemail, VoicemailMessage};
+pub use mailbox::{Greeting, VOICEMAIL_PREFIX, Voicemail, VoicemailMessage};
 pub use modules::{MAX_KV_KEY, MAX_KV_NAMESPACE, MAX_KV_VALUE};
 pub use route::{FailureKind, LuaFailure, RouteOutcome};
 pub use runtime::{CallState, Limits, Runtime};

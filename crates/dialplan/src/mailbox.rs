@@ -10,6 +10,9 @@ use mlua::{Lua, Table, Value};
 use crate::host::{HostError, SharedHost};
 use crate::modules::{call_host, text_arg};
 
+/// How the mailboxes' file names start, for `call:play` and `call:record`.
+pub const VOICEMAIL_PREFIX: &str = "voicemail/";
+
 /// Longest extension id the module takes (as `pbx.extension`).
 const MAX_EXT: usize = 64;
 /// Longest message id.
