@@ -15,6 +15,9 @@ local speeddial = require("speeddial")
 local vm = require("voicemail")
 
 local RING_SECONDS = 20
+-- The extension a caller reaches by pressing 0 during a voicemail greeting
+-- (nil: 0 just skips the greeting), e.g. "1000".
+local OPERATOR = nil
 
 local function call_extension(call, ext)
   local target = callforward.resolve(ext)
@@ -25,9 +28,9 @@ local function call_extension(call, ext)
   if r.status == "answered" or r.status == "cancelled" then
     return -- the call is over (bridged and hung up, or the caller gave up)
   elseif r.status == "busy" then
-    vm.leave(call, ext, { greeting = "busy" })
+    vm.leave(call, ext, { greeting = "busy", operator = OPERATOR })
   elseif r.status == "noanswer" or r.status == "unavailable" then
-    vm.leave(call, ext, { greeting = "unavailable" })
+    vm.leave(call, ext, { greeting = "unavailable", operator = OPERATOR })
   else
     log.warn("dial " .. target .. " failed with " .. tostring(r.code))
     call:reject(503, "Service Unavailable")

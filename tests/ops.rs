@@ -521,7 +521,7 @@ fn trace_shows_the_ladder_of_a_forked_answered_and_ended_call() {
     };
     let invite_in = at("in INVITE sip:1002@");
     let trying = at("out SIP/2.0 100 Trying");
-    let dial = at("default.lua:24 call:dial(\"1002\", {timeout = ");
+    let dial = at("default.lua:27 call:dial(\"1002\", {timeout = ");
     let dialled = at("- dialled 2 contacts");
     let invite_out = at("out INVITE sip:1002@");
     let answered = at("- answered by 1002 at udp:127.0.0.1:");
@@ -587,7 +587,7 @@ fn trace_shows_the_ladder_of_a_forked_answered_and_ended_call() {
     assert!(human.starts_with(&format!("call {id} (ended)")), "{human}");
     assert!(human.contains("<- udp:127.0.0.1:"), "{human}");
     assert!(
-        human.contains("default.lua:24 call:dial(\"1002\""),
+        human.contains("default.lua:27 call:dial(\"1002\""),
         "{human}"
     );
     assert!(human.contains("From: "), "{human}");
