@@ -8,8 +8,9 @@
 -- Leaving: ext's recorded greeting (opts.greeting = "busy" or
 -- "unavailable", default "unavailable"), else a default one that says ext's
 -- recorded name or number; a key skips it, 0 goes to opts.operator if set;
--- a beep, then the message until #, hang-up or opts.max_message seconds
--- (default 120). Messages shorter than 1 s are discarded.
+-- a beep, then the message until #, hang-up, opts.silence seconds without
+-- voice (default 4) or opts.max_message seconds (default 120). Messages
+-- shorter than 1 s are discarded.
 --
 -- Listening: the PIN (voicemail_pin of the extension; 3 wrong tries and the
 -- call is hung up, logged). An extension without a PIN opens its own
@@ -25,6 +26,8 @@
 local M = {}
 
 local DEFAULT_MAX_MESSAGE = 120
+-- A message ends after this many seconds without voice.
+local DEFAULT_SILENCE = 4
 local GREETING_MAX = 60
 local PIN_TRIES = 3
 local MENU_TIMEOUT = 10
@@ -128,7 +131,11 @@ function M.leave(call, ext, opts)
   end
   call:play("vm-beep")
   local file = mailbox.scratch(ext)
-  local r = call:record(file, { max = opts.max_message or DEFAULT_MAX_MESSAGE, terminator = "#" })
+  local r = call:record(file, {
+    max = opts.max_message or DEFAULT_MAX_MESSAGE,
+    terminator = "#",
+    silence = opts.silence or DEFAULT_SILENCE,
+  })
   local message = mailbox.save(ext, file, caller_of(call))
   if message then
     log.info("voicemail: " .. message.caller .. " left " .. ext .. " a message of " .. message.duration .. " s")

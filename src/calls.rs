@@ -293,8 +293,9 @@ impl CallApi for LuaCall {
     async fn record(&self, file: String, opts: RecordOptions) -> Result<RecordResult, ActionError> {
         let path = self.files.path(&self.files.recordings, &file);
         self.subscribe("record").await?;
-        self.handle
-            .record(opts.max)
+        let silent = self
+            .handle
+            .record(opts.max, opts.silence)
             .await
             .map_err(|e| action(e, "record"))?;
         let ended = self.handle.ended_token();
@@ -311,6 +312,7 @@ impl CallApi for LuaCall {
                 () = tokio::time::sleep(opts.max + Duration::from_millis(100)) => RecordEnd::Max,
                 () = ended.cancelled() => RecordEnd::Hangup,
                 () = terminator(digits.as_mut(), opts.terminator) => RecordEnd::Terminator,
+                () = silent.notified(), if opts.silence.is_some() => RecordEnd::Silence,
             }
         };
         let recording = self

@@ -273,6 +273,39 @@ fn a_message_left_holds_the_callers_tone_and_the_api_lists_and_downloads_it() {
 }
 
 #[test]
+fn a_message_ends_after_seconds_of_silence_which_are_cut() {
+    let o = office();
+    let mut a = phone(&o, "1001");
+    let rtp = RtpPeer::localhost();
+    let (_dialog, media) = answered(&mut a, "1002", &rtp);
+    assert!(rtp.wait_for(10, WAIT), "the greeting plays");
+    keys(&rtp, &media, "#");
+    std::thread::sleep(Duration::from_millis(900));
+    let pt = media.voice.unwrap_or(0);
+    rtp.send_tone(media.addr, pt, MESSAGE_HZ, Duration::from_millis(1500))
+        .expect("send tone");
+    // Then silence (a 0 Hz "tone": zero samples), and no '#': the
+    // recording ends by itself after 4 s of it, and the PBX says goodbye.
+    std::thread::scope(|s| {
+        s.spawn(|| rtp.send_tone(media.addr, pt, 0.0, Duration::from_secs(7)));
+        let bye = a
+            .request("BYE", Duration::from_secs(15))
+            .expect("the PBX hangs up after the silence");
+        a.reply(&bye, "", 200).unwrap();
+    });
+    wait_for_log(&o, "mailbox 1002: 1 new, 0 old");
+    let files = messages(&o, "1002");
+    assert_eq!(files.len(), 1, "{files:?}");
+    let wav = Wav::read(&files[0]).expect("a WAV");
+    assert!(
+        (Duration::from_millis(1200)..Duration::from_millis(2500)).contains(&wav.duration()),
+        "the trailing silence is cut: {:?}",
+        wav.duration()
+    );
+    assert!(near(tone_of(&wav.samples), MESSAGE_HZ));
+}
+
+#[test]
 fn a_message_shorter_than_a_second_is_discarded() {
     let o = office();
     leave_message(&o, Duration::ZERO);

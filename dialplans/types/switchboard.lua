@@ -41,10 +41,11 @@ SWITCHBOARD_API = 1
 ---@class RecordOptions
 ---@field max number? Longest recording in seconds (default 60, at most 3600).
 ---@field terminator string? The key that stops it (default "#", "" for none).
+---@field silence number? Stop after this many seconds without voice (0.5 to 60).
 
 ---@class RecordResult
 ---@field duration number Seconds recorded.
----@field reason "max"|"terminator"|"hangup"
+---@field reason "max"|"terminator"|"silence"|"hangup"
 
 ---@class DigitOptions
 ---@field max integer? Most digits (default 1, at most 64).

@@ -899,13 +899,19 @@ impl CallMedia {
     }
 
     /// Starts recording the caller, for at most `max`.
-    pub async fn record(&mut self, max: Duration) -> Result<(), ActionError> {
+    pub async fn record(
+        &mut self,
+        max: Duration,
+        silence: Option<Duration>,
+    ) -> Result<Arc<tokio::sync::Notify>, ActionError> {
         self.take_legs().await;
         let a = self
             .take_caller_leg()
             .ok_or_else(|| ActionError::Failed("the caller has no media".into()))?;
-        self.activity = Activity::Record(Recorder::start(a, max));
-        Ok(())
+        let recorder = Recorder::start_until_silence(a, max, silence);
+        let silent = recorder.silent();
+        self.activity = Activity::Record(recorder);
+        Ok(silent)
     }
 
     /// Stops the recording (running, or cut off by the call's end) and

@@ -513,9 +513,9 @@ impl Call {
                     let _ = done.send(Err(e));
                 }
             },
-            Command::Record { max, done } => {
+            Command::Record { max, silence, done } => {
                 let r = match self.own_media().await {
-                    Ok(()) => self.media.record(max).await,
+                    Ok(()) => self.media.record(max, silence).await,
                     Err(e) => Err(e),
                 };
                 let _ = done.send(r);

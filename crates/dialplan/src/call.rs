@@ -113,6 +113,9 @@ pub struct RecordOptions {
     /// The DTMF key that stops the recording (`terminator`), or none
     /// (`terminator = ""`). Default `#`.
     pub terminator: Option<char>,
+    /// Stop after this long without voice (`silence`, seconds; 0.5 to
+    /// 60), the silence cut but for 200 ms; none by default.
+    pub silence: Option<Duration>,
 }
 
 impl Default for RecordOptions {
@@ -120,6 +123,7 @@ impl Default for RecordOptions {
         Self {
             max: Duration::from_secs(60),
             terminator: Some('#'),
+            silence: None,
         }
     }
 }
@@ -132,16 +136,20 @@ pub enum RecordEnd {
     Max,
     /// The caller pressed the terminator key.
     Terminator,
+    /// The caller said nothing for [`RecordOptions::silence`].
+    Silence,
     /// The caller hung up; the call is over.
     Hangup,
 }
 
 impl RecordEnd {
-    /// The reason as Lua sees it: `"max"`, `"terminator"`, `"hangup"`.
+    /// The reason as Lua sees it: `"max"`, `"terminator"`, `"silence"`,
+    /// `"hangup"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Max => "max",
             Self::Terminator => "terminator",
+            Self::Silence => "silence",
             Self::Hangup => "hangup",
         }
     }

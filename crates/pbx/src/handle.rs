@@ -115,8 +115,10 @@ pub enum Command {
     Record {
         /// The longest recording.
         max: Duration,
-        /// Started.
-        done: oneshot::Sender<Result<(), ActionError>>,
+        /// Tell the route after this long without voice, if given.
+        silence: Option<Duration>,
+        /// Started: notified once the silence is reached.
+        done: oneshot::Sender<Result<Arc<tokio::sync::Notify>, ActionError>>,
     },
     /// Stop the recording and hand it over; also after the call ended.
     StopRecording(oneshot::Sender<Result<media::Recording, ActionError>>),
@@ -240,9 +242,17 @@ impl CallHandle {
         self.ask(Command::StopPlaying).await
     }
 
-    /// Answers if need be and starts recording the caller.
-    pub async fn record(&self, max: Duration) -> Result<(), ActionError> {
-        self.ask(|done| Command::Record { max, done }).await
+    /// Answers if need be and starts recording the caller; with
+    /// `silence`, the returned [`tokio::sync::Notify`] is notified once the
+    /// caller has said nothing for that long (the recording goes on until
+    /// stopped).
+    pub async fn record(
+        &self,
+        max: Duration,
+        silence: Option<Duration>,
+    ) -> Result<Arc<tokio::sync::Notify>, ActionError> {
+        self.ask(|done| Command::Record { max, silence, done })
+            .await
     }
 
     /// Stops the recording and returns it. Works after the call has ended
