@@ -217,6 +217,7 @@ local function listen(call, ext)
     local m = list[i]
     local key
     if again then
+      log.info("voicemail: mailbox " .. ext .. " plays message " .. m.id)
       key = sequence(call, {
         "vm-message",
         function() return say_digits(call, i) end,

@@ -34,6 +34,11 @@ fn repo() -> PathBuf {
 /// The shipped office: default.lua, the repository's plugins and sounds,
 /// 1002 with a voicemail PIN, mailboxes in `var/voicemail` (the default).
 fn office() -> Server {
+    office_with(&repo().join("dialplans"))
+}
+
+/// [`office`] with the contexts in `dialplans`.
+fn office_with(dialplans: &Path) -> Server {
     static NEXT_RANGE: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     let n = NEXT_RANGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 50;
     // Apart from tests/media.rs's ranges (20000-28999).
@@ -69,8 +74,12 @@ password = "pw-1001"
 id = "1002"
 password = "pw-1002"
 voicemail_pin = "{PIN}"
+
+[[extension]]
+id = "1003"
+password = "pw-1003"
 "#,
-        repo().join("dialplans").display(),
+        dialplans.display(),
         repo().join("plugins").display(),
         repo().join("sounds").display(),
         first + 99,
@@ -351,6 +360,87 @@ fn the_owner_hears_the_message_with_the_pin_then_deletes_it() {
         .request_in(&mut dialog, "BYE", None)
         .expect("BYE answered");
     assert_eq!(bye.status, 200);
+}
+
+#[test]
+fn next_previous_save_and_call_back_walk_the_messages() {
+    let o = office();
+    leave_message(&o, Duration::from_secs(2));
+    wait_for_log(&o, "mailbox 1002: 1 new, 0 old");
+    leave_message(&o, Duration::from_secs(2));
+    wait_for_log(&o, "mailbox 1002: 2 new, 0 old");
+    let ids: Vec<String> = listed(&o, "1002")
+        .iter()
+        .map(|m| m["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    let plays = |id: &str| format!("mailbox 1002 plays message {id}");
+    // 1001 is there to be called back.
+    let mut caller = phone(&o, "1001");
+
+    let mut b = phone(&o, "1002");
+    let rtp = RtpPeer::localhost();
+    let (_dialog, media) = answered(&mut b, "*97", &rtp);
+    assert!(rtp.wait_for(10, WAIT), "the password prompt plays");
+    keys(&rtp, &media, &format!("{PIN}#"));
+    wait_for_log(&o, "voicemail: mailbox 1002 opened");
+    std::thread::sleep(Duration::from_millis(500));
+    keys(&rtp, &media, "1");
+    wait_for_log(&o, &plays(&ids[0]));
+    wait_for_log(&o, "mailbox 1002: 1 new, 1 old");
+    // 6: next (cutting the first message short).
+    keys(&rtp, &media, "6");
+    wait_for_log(&o, &plays(&ids[1]));
+    wait_for_log(&o, "mailbox 1002: 0 new, 2 old");
+    // 4: previous.
+    keys(&rtp, &media, "4");
+    wait_for_nth_log(&o, &plays(&ids[0]), 1);
+    // 9: save, and on to the next.
+    keys(&rtp, &media, "9");
+    wait_for_nth_log(&o, &plays(&ids[1]), 1);
+    // 3: call back the message's caller.
+    keys(&rtp, &media, "3");
+    wait_for_log(&o, "mailbox 1002 calls back 1001");
+    let incoming = caller.incoming(WAIT).expect("1001 is called back");
+    let from = incoming
+        .invite
+        .headers
+        .get(&sip_proto::HeaderName::From)
+        .map(ToOwned::to_owned)
+        .unwrap_or_default();
+    assert!(from.contains("1002"), "{from}");
+    caller.reply(&incoming.invite, &incoming.tag, 486).unwrap();
+    // Saved and listened to: both kept, as old.
+    let list = listed(&o, "1002");
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().all(|m| m["new"] == false), "{list:?}");
+}
+
+#[test]
+fn zero_during_the_greeting_goes_to_the_operator() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("default.lua"),
+        r#"local vm = require("voicemail")
+function route(call)
+  vm.leave(call, call.request_uri.user, { operator = "1003" })
+end
+"#,
+    )
+    .unwrap();
+    let o = office_with(dir.path());
+    let mut operator = phone(&o, "1003");
+    let mut a = phone(&o, "1001");
+    let rtp = RtpPeer::localhost();
+    let (_dialog, media) = answered(&mut a, "1002", &rtp);
+    assert!(rtp.wait_for(10, WAIT), "the greeting plays");
+    keys(&rtp, &media, "0");
+    let incoming = operator.incoming(WAIT).expect("the operator rings");
+    operator
+        .reply(&incoming.invite, &incoming.tag, 486)
+        .unwrap();
+    wait_for_log(&o, "caller pressed 0 at 1002's greeting, dialling 1003");
+    assert!(listed(&o, "1002").is_empty());
 }
 
 #[test]
