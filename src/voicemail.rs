@@ -498,3 +498,143 @@ impl dialplan::Voicemail for Voicemail {
         Voicemail::check_pin(self, ext, pin).map_err(HostError::new)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, ConfigSource};
+    use storage::MemoryStorage;
+
+    #[derive(Default)]
+    struct Seen(Mutex<Vec<String>>);
+
+    impl MailboxListener for Seen {
+        fn counts_changed(&self, ext: &str, c: MailboxCounts) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{ext} {}/{}", c.new, c.old));
+        }
+        fn message_left(&self, m: &NewMessage) {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("left {} {} {}", m.ext, m.caller, m.wav.is_file()));
+        }
+    }
+
+    fn mailboxes(dir: &Path) -> (Voicemail, Arc<Seen>) {
+        let config = Config::parse(
+            ConfigSource::Embedded,
+            "[[extension]]\nid = \"1001\"\npassword = \"x\"\nvoicemail_pin = \"1234\"\n[[extension]]\nid = \"1002\"\npassword = \"y\"\n",
+        )
+        .expect("config");
+        let storage: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+        let registrar =
+            registrar::Registrar::new(config.registrar_config(), &[], storage.clone(), [0; 32])
+                .expect("registrar");
+        let extensions = Arc::new(Extensions::new(&config, storage.clone(), registrar));
+        let seen = Arc::new(Seen::default());
+        let vm = Voicemail::new(dir.to_owned(), storage, extensions, seen.clone());
+        (vm, seen)
+    }
+
+    /// Records `secs` of a tone into a fresh scratch file of `ext`.
+    fn recorded(vm: &Voicemail, ext: &str, secs: f64) -> String {
+        let file = vm.scratch(ext).expect("scratch");
+        let path = vm.resolve(&file).expect("a mailbox file");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let samples = (0..(8000.0 * secs) as usize)
+            .map(|i| ((i as f64 * 0.5).sin() * 8000.0) as i16)
+            .collect();
+        media::Recording {
+            sample_rate: 8000,
+            samples,
+        }
+        .write_wav(&path)
+        .expect("write");
+        file
+    }
+
+    #[test]
+    fn messages_are_saved_heard_and_deleted_and_every_change_is_reported() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vm, seen) = mailboxes(tmp.path());
+        let file = recorded(&vm, "1001", 1.5);
+        let m = vm.save("1001", &file, "1002").unwrap().expect("kept");
+        assert!(m.new && (m.duration_s - 1.5).abs() < 0.05, "{m:?}");
+        assert!(
+            tmp.path()
+                .join("1001")
+                .join(format!("{}.wav", m.id))
+                .is_file()
+        );
+        assert!(
+            !vm.resolve(&file).unwrap().exists(),
+            "the scratch file moved"
+        );
+        assert_eq!(
+            pbx::Mailboxes::counts(&vm, "1001"),
+            MailboxCounts { new: 1, old: 0 }
+        );
+        assert!(vm.mark_heard("1001", &m.id).unwrap());
+        assert!(
+            vm.mark_heard("1001", &m.id).unwrap(),
+            "heard twice: no change"
+        );
+        assert_eq!(
+            pbx::Mailboxes::counts(&vm, "1001"),
+            MailboxCounts { new: 0, old: 1 }
+        );
+        assert!(vm.delete("1001", &m.id).unwrap());
+        assert!(!vm.delete("1001", &m.id).unwrap());
+        assert!(vm.list("1001").unwrap().is_empty());
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            ["1001 1/0", "left 1001 1002 true", "1001 0/1", "1001 0/0"]
+        );
+    }
+
+    #[test]
+    fn short_recordings_and_foreign_files_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vm, seen) = mailboxes(tmp.path());
+        let short = recorded(&vm, "1001", 0.5);
+        assert!(vm.save("1001", &short, "x").unwrap().is_none());
+        assert!(!vm.resolve(&short).unwrap().exists(), "deleted");
+        let theirs = recorded(&vm, "1002", 2.0);
+        for (ext, file) in [
+            ("1001", theirs.as_str()),
+            ("1001", "voicemail/1001/greeting-busy.wav"),
+            ("1001", "voicemail/1001/tmp-x/y.wav"),
+            ("1001", "recordings/tmp-x.wav"),
+        ] {
+            let e = vm.save(ext, file, "x").unwrap_err().to_string();
+            assert!(e.contains("is not a recording of mailbox 1001"), "{e}");
+        }
+        assert!(matches!(
+            vm.save("9999", &theirs, "x"),
+            Err(VoicemailError::UnknownExtension(_))
+        ));
+        assert!(seen.0.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn greetings_and_pins() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vm, _) = mailboxes(tmp.path());
+        assert_eq!(vm.greeting("1001", Greeting::Busy), None);
+        let file = recorded(&vm, "1001", 1.2);
+        assert!(vm.set_greeting("1001", Greeting::Busy, &file).unwrap());
+        assert_eq!(
+            vm.greeting("1001", Greeting::Busy).as_deref(),
+            Some("voicemail/1001/greeting-busy.wav")
+        );
+        assert_eq!(vm.greeting("1001", Greeting::Name), None);
+        assert_eq!(vm.check_pin("1001", "1234").unwrap(), Some(true));
+        assert_eq!(vm.check_pin("1001", "123").unwrap(), Some(false));
+        assert_eq!(vm.check_pin("1002", "1234").unwrap(), None);
+        assert!(valid_id("1733520000123-1a2b"));
+        assert!(!valid_id("../x") && !valid_id(""));
+    }
+}
