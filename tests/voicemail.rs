@@ -444,6 +444,33 @@ end
 }
 
 #[test]
+fn a_key_stops_the_prompt_at_once() {
+    let o = office();
+    let mut b = phone(&o, "1002");
+    let rtp = RtpPeer::localhost();
+    let (mut dialog, media) = answered(&mut b, "*97", &rtp);
+    // "Please enter your password, then press pound." lasts about 3 s.
+    assert!(rtp.wait_for(10, WAIT), "the password prompt plays");
+    keys(&rtp, &media, "4");
+    std::thread::sleep(Duration::from_millis(400));
+    rtp.clear();
+    // The rest of the PIN is awaited in silence: nothing more is sent.
+    std::thread::sleep(Duration::from_millis(1000));
+    let after = rtp
+        .received()
+        .iter()
+        .filter(|p| p.header.is_some_and(|h| h.payload_type == 0))
+        .count();
+    assert!(after <= 5, "{after} prompt packets after the key");
+    keys(&rtp, &media, &format!("{}#", &PIN[1..]));
+    wait_for_log(&o, "voicemail: mailbox 1002 opened");
+    let bye = b
+        .request_in(&mut dialog, "BYE", None)
+        .expect("BYE answered");
+    assert_eq!(bye.status, 200);
+}
+
+#[test]
 fn three_wrong_pins_hang_up_and_are_logged() {
     let o = office();
     let mut b = phone(&o, "1002");
