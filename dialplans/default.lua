@@ -1,8 +1,10 @@
 -- dialplans/default.lua: the demo office.
 --
 -- Extensions 1000-1999 that exist in the configuration call each other; a
--- call rings for 20 s. Busy -> 486, no answer -> 480 "No Answer", not
--- registered -> 480 "Temporarily Unavailable", anything else -> 503.
+-- call rings for 20 s. Busy -> voicemail at once (busy greeting); no
+-- answer within 20 s or not registered -> voicemail (unavailable
+-- greeting); anything else -> 503. *97 opens the caller's own mailbox, *98
+-- any mailbox (with its PIN); see plugins/voicemail.lua.
 -- Call forwarding (*72NNNN / *73) and speed dials (*74NNXXXX / **NN) come
 -- from plugins/. 600 is an echo test (you hear yourself); 700 plays a
 -- prompt, reads up to four digits (end with #) and says them back. Anything
@@ -10,8 +12,12 @@
 
 local callforward = require("callforward")
 local speeddial = require("speeddial")
+local vm = require("voicemail")
 
 local RING_SECONDS = 20
+-- The extension a caller reaches by pressing 0 during a voicemail greeting
+-- (nil: 0 just skips the greeting), e.g. "1000".
+local OPERATOR = nil
 
 local function call_extension(call, ext)
   local target = callforward.resolve(ext)
@@ -22,11 +28,9 @@ local function call_extension(call, ext)
   if r.status == "answered" or r.status == "cancelled" then
     return -- the call is over (bridged and hung up, or the caller gave up)
   elseif r.status == "busy" then
-    call:reject(486, "Busy Here")
-  elseif r.status == "noanswer" then
-    call:reject(480, "No Answer")
-  elseif r.status == "unavailable" then
-    call:reject(480, "Temporarily Unavailable")
+    vm.leave(call, ext, { greeting = "busy", operator = OPERATOR })
+  elseif r.status == "noanswer" or r.status == "unavailable" then
+    vm.leave(call, ext, { greeting = "unavailable", operator = OPERATOR })
   else
     log.warn("dial " .. target .. " failed with " .. tostring(r.code))
     call:reject(503, "Service Unavailable")
@@ -62,6 +66,14 @@ function route(call)
   dest = speeddial.expand(dest) or dest
   if dest:match("^1%d%d%d$") and pbx.extension(dest) ~= nil then
     call_extension(call, dest)
+  elseif dest == "*97" then
+    if call.caller == nil then
+      call:reject(403, "Forbidden")
+    else
+      vm.main(call, call.caller)
+    end
+  elseif dest == "*98" then
+    vm.main(call)
   elseif dest == "600" then
     call:answer()
     call:echo()

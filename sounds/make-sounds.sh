@@ -44,4 +44,30 @@ say goodbye "Goodbye."
 say echo "Echo test. Speak, and you will hear yourself."
 say no-input "No digits received."
 
+# Voicemail (plugins/voicemail.lua).
+say vm-person-at "The person at extension"
+say vm-unavailable "is not available. Please leave a message after the tone, and press pound when you are done."
+say vm-busy "is on the phone. Please leave a message after the tone, and press pound when you are done."
+say vm-mailbox "Please enter the mailbox number, then press pound."
+say vm-password "Please enter your password, then press pound."
+say vm-incorrect "Incorrect password."
+say vm-you-have "You have"
+say vm-new "new"
+say vm-old "old"
+say vm-messages "messages."
+say vm-main-menu "Press 1 to listen to your messages, 0 for mailbox options, or star to hang up."
+say vm-message "Message"
+say vm-message-menu "5 repeat, 4 back, 6 next, 7 delete, 9 save, 3 call back, star menu."
+say vm-no-more "No more messages."
+say vm-deleted "Message deleted."
+say vm-saved "Message saved."
+say vm-options "Press 1 to record your unavailable greeting, 2 for your busy greeting, 3 for your name, or star for the main menu."
+say vm-record-after "Record after the tone, then press pound."
+say vm-recorded "Recorded. Here is what you recorded."
+say vm-too-short "That was too short, nothing was recorded."
+say vm-invalid "That key is not valid."
+
+# The tone before a recording: 1 kHz for 400 ms, 8 kHz mono 16-bit.
+sox -n -r 8000 -c 1 -b 16 -e signed-integer vm-beep.wav synth 0.4 sine 1000 vol 0.5
+
 ls -l ./*.wav

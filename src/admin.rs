@@ -31,6 +31,16 @@ pub struct AdminState {
     metrics: PrometheusHandle,
     started: Instant,
     registrar: Registrar,
+    /// Serves `GET /api/v1/voicemail/...`.
+    voicemail: Option<Arc<crate::voicemail::Voicemail>>,
+}
+
+impl AdminState {
+    /// The state with the mailboxes the voicemail endpoints read.
+    pub fn with_voicemail(mut self, voicemail: Arc<crate::voicemail::Voicemail>) -> AdminState {
+        self.voicemail = Some(voicemail);
+        self
+    }
 }
 
 /// Installs the process-wide Prometheus recorder and registers Switchboard's own metrics.
@@ -133,6 +143,7 @@ pub fn install_metrics(started: Instant, registrar: Registrar) -> Result<AdminSt
         metrics,
         started,
         registrar,
+        voicemail: None,
     })
 }
 
@@ -232,6 +243,8 @@ pub fn router(
                 },
             ),
         )
+        .route("/api/v1/voicemail/{ext}", get(voicemail_list))
+        .route("/api/v1/voicemail/{ext}/{file}", get(voicemail_download))
         .route("/api/v1/extensions", {
             let extensions = Arc::clone(&extensions);
             get(move || extensions.list_endpoint())
@@ -277,6 +290,23 @@ async fn status(
         },
     }))
     .into_response()
+}
+
+/// `GET /api/v1/voicemail/{ext}`.
+async fn voicemail_list(state: State<AdminState>, ext: Path<String>) -> Response {
+    match state.0.voicemail {
+        Some(v) => v.list_endpoint(ext.0).await,
+        None => error(StatusCode::NOT_FOUND, "voicemail is not running".into()),
+    }
+}
+
+/// `GET /api/v1/voicemail/{ext}/{ID.wav}`.
+async fn voicemail_download(state: State<AdminState>, path: Path<(String, String)>) -> Response {
+    let (ext, file) = path.0;
+    match state.0.voicemail {
+        Some(v) => v.download_endpoint(ext, file).await,
+        None => error(StatusCode::NOT_FOUND, "voicemail is not running".into()),
+    }
 }
 
 /// Hangs up a live call, named by the Call-ID of any of its legs.
@@ -339,7 +369,7 @@ async fn unregister(State(state): State<AdminState>, Path(aor): Path<String>) ->
     }
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 

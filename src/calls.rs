@@ -16,13 +16,27 @@ use dialplan::{
 use pbx::{CallDetails, CallHandle, DialRequest, Party, RouteEnd, Router};
 
 /// Where `play` finds prompts and `record` writes recordings
-/// (`dialplan.sounds`, `dialplan.recordings`).
+/// (`dialplan.sounds`, `dialplan.recordings`); names starting with
+/// `voicemail/` are in the mailboxes (`dialplan.voicemail`) for both.
 #[derive(Debug, Clone)]
 pub struct MediaFiles {
     /// Prompts.
     pub sounds: PathBuf,
     /// Recordings.
     pub recordings: PathBuf,
+    /// The mailboxes.
+    pub voicemail: PathBuf,
+}
+
+impl MediaFiles {
+    /// `file` (checked by the dialplan: relative, no `..`) under `base`,
+    /// or under the mailboxes for a `voicemail/` name.
+    fn path(&self, base: &std::path::Path, file: &str) -> PathBuf {
+        match file.strip_prefix(crate::voicemail::PREFIX) {
+            Some(rest) => self.voicemail.join(rest),
+            None => base.join(file),
+        }
+    }
 }
 
 /// Routes every call through the Lua runtime.
@@ -109,6 +123,15 @@ struct LuaCall {
 }
 
 impl LuaCall {
+    /// Loads the prompt `file` (off the runtime's threads).
+    async fn prompt(&self, file: &str) -> Result<media::Prompt, ActionError> {
+        let path = self.files.path(&self.files.sounds, file);
+        tokio::task::spawn_blocking(move || media::Prompt::load(&path))
+            .await
+            .map_err(|e| failed("play", e))?
+            .map_err(|e| failed("play", e))
+    }
+
     /// Subscribes to the caller's digits once (this answers the call).
     async fn subscribe(&self, name: &'static str) -> Result<(), ActionError> {
         let mut slot = self.digits.lock().await;
@@ -233,11 +256,7 @@ impl CallApi for LuaCall {
     }
 
     async fn play(&self, file: String) -> Result<(), ActionError> {
-        let path = self.files.sounds.join(&file);
-        let prompt = tokio::task::spawn_blocking(move || media::Prompt::load(&path))
-            .await
-            .map_err(|e| failed("play", e))?
-            .map_err(|e| failed("play", e))?;
+        let prompt = self.prompt(&file).await?;
         self.subscribe("play").await?;
         self.handle
             .play(Arc::new(prompt))
@@ -245,11 +264,39 @@ impl CallApi for LuaCall {
             .map_err(|e| action(e, "play"))
     }
 
+    async fn play_interruptible(&self, file: String) -> Result<Option<char>, ActionError> {
+        let prompt = self.prompt(&file).await?;
+        self.subscribe("play").await?;
+        let mut slot = self.digits.lock().await;
+        let key = async {
+            // A key typed before the prompt began stops it too (type-ahead).
+            if let Some(digits) = slot.as_mut()
+                && let Some(d) = digits.next().await
+            {
+                return d.as_char();
+            }
+            std::future::pending().await
+        };
+        tokio::select! {
+            played = self.handle.play(Arc::new(prompt)) => {
+                played.map(|()| None).map_err(|e| action(e, "play"))
+            }
+            key = key => {
+                self.handle
+                    .stop_playing()
+                    .await
+                    .map_err(|e| action(e, "play"))?;
+                Ok(Some(key))
+            }
+        }
+    }
+
     async fn record(&self, file: String, opts: RecordOptions) -> Result<RecordResult, ActionError> {
-        let path = self.files.recordings.join(&file);
+        let path = self.files.path(&self.files.recordings, &file);
         self.subscribe("record").await?;
-        self.handle
-            .record(opts.max)
+        let silent = self
+            .handle
+            .record(opts.max, opts.silence)
             .await
             .map_err(|e| action(e, "record"))?;
         let ended = self.handle.ended_token();
@@ -266,6 +313,7 @@ impl CallApi for LuaCall {
                 () = tokio::time::sleep(opts.max + Duration::from_millis(100)) => RecordEnd::Max,
                 () = ended.cancelled() => RecordEnd::Hangup,
                 () = terminator(digits.as_mut(), opts.terminator) => RecordEnd::Terminator,
+                () = silent.notified(), if opts.silence.is_some() => RecordEnd::Silence,
             }
         };
         let recording = self

@@ -38,6 +38,7 @@ pub const EMBEDDED_PLUGINS: &[(&str, &str)] = &[
         include_str!("../plugins/callforward.lua"),
     ),
     ("speeddial.lua", include_str!("../plugins/speeddial.lua")),
+    ("voicemail.lua", include_str!("../plugins/voicemail.lua")),
     ("README.md", include_str!("../plugins/README.md")),
 ];
 
@@ -70,6 +71,61 @@ pub const EMBEDDED_SOUNDS: &[(&str, &[u8])] = &[
     (
         "moh/default.wav",
         include_bytes!("../sounds/moh/default.wav"),
+    ),
+    ("vm-beep.wav", include_bytes!("../sounds/vm-beep.wav")),
+    ("vm-busy.wav", include_bytes!("../sounds/vm-busy.wav")),
+    ("vm-deleted.wav", include_bytes!("../sounds/vm-deleted.wav")),
+    (
+        "vm-incorrect.wav",
+        include_bytes!("../sounds/vm-incorrect.wav"),
+    ),
+    ("vm-invalid.wav", include_bytes!("../sounds/vm-invalid.wav")),
+    ("vm-mailbox.wav", include_bytes!("../sounds/vm-mailbox.wav")),
+    (
+        "vm-main-menu.wav",
+        include_bytes!("../sounds/vm-main-menu.wav"),
+    ),
+    (
+        "vm-message-menu.wav",
+        include_bytes!("../sounds/vm-message-menu.wav"),
+    ),
+    ("vm-message.wav", include_bytes!("../sounds/vm-message.wav")),
+    (
+        "vm-messages.wav",
+        include_bytes!("../sounds/vm-messages.wav"),
+    ),
+    ("vm-new.wav", include_bytes!("../sounds/vm-new.wav")),
+    ("vm-no-more.wav", include_bytes!("../sounds/vm-no-more.wav")),
+    ("vm-old.wav", include_bytes!("../sounds/vm-old.wav")),
+    ("vm-options.wav", include_bytes!("../sounds/vm-options.wav")),
+    (
+        "vm-password.wav",
+        include_bytes!("../sounds/vm-password.wav"),
+    ),
+    (
+        "vm-person-at.wav",
+        include_bytes!("../sounds/vm-person-at.wav"),
+    ),
+    (
+        "vm-record-after.wav",
+        include_bytes!("../sounds/vm-record-after.wav"),
+    ),
+    (
+        "vm-recorded.wav",
+        include_bytes!("../sounds/vm-recorded.wav"),
+    ),
+    ("vm-saved.wav", include_bytes!("../sounds/vm-saved.wav")),
+    (
+        "vm-too-short.wav",
+        include_bytes!("../sounds/vm-too-short.wav"),
+    ),
+    (
+        "vm-unavailable.wav",
+        include_bytes!("../sounds/vm-unavailable.wav"),
+    ),
+    (
+        "vm-you-have.wav",
+        include_bytes!("../sounds/vm-you-have.wav"),
     ),
 ];
 
@@ -148,6 +204,7 @@ pub async fn start(
     config: &Config,
     storage: Arc<dyn Storage>,
     extensions: Arc<Extensions>,
+    voicemail: Arc<crate::voicemail::Voicemail>,
 ) -> Result<Dialplan, Error> {
     describe_metrics();
     if let Some(zone) = config
@@ -158,7 +215,7 @@ pub async fn start(
     {
         dialplan::set_timezone(zone);
     }
-    let host = Arc::new(PbxHost::new(storage, &extensions));
+    let host = Arc::new(PbxHost::new(storage, &extensions).with_voicemail(voicemail));
     let settings = config.dialplan.clone();
     let source = config.source.clone();
     let (runtime, seeded) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
@@ -409,6 +466,8 @@ struct PbxHost {
     registrar: registrar::Registrar,
     /// Swapped by a config reload ([`Extensions`]).
     extensions: Arc<ArcSwap<HashMap<String, ExtensionInfo>>>,
+    /// The mailboxes behind the `mailbox` module.
+    voicemail: Option<Arc<crate::voicemail::Voicemail>>,
 }
 
 impl PbxHost {
@@ -417,7 +476,13 @@ impl PbxHost {
             storage,
             registrar: extensions.registrar().clone(),
             extensions: extensions.dialplan_map(),
+            voicemail: None,
         }
+    }
+
+    fn with_voicemail(mut self, voicemail: Arc<crate::voicemail::Voicemail>) -> Self {
+        self.voicemail = Some(voicemail);
+        self
     }
 }
 
@@ -474,7 +539,14 @@ impl Host for PbxHost {
     }
 
     fn blocks(&self) -> bool {
-        self.storage.blocks()
+        // The mailboxes touch files even over memory storage.
+        self.storage.blocks() || self.voicemail.is_some()
+    }
+
+    fn voicemail(&self) -> Option<&dyn dialplan::Voicemail> {
+        self.voicemail
+            .as_deref()
+            .map(|v| v as &dyn dialplan::Voicemail)
     }
 }
 
@@ -555,6 +627,7 @@ mod tests {
             plugins: tmp.path().join("plugins"),
             sounds: tmp.path().join("sounds"),
             recordings: tmp.path().join("recordings"),
+            voicemail: tmp.path().join("voicemail"),
             memory_limit: 16 << 20,
             instruction_budget: 10_000_000,
             route_time_limit: std::time::Duration::from_secs(5),

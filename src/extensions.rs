@@ -86,6 +86,20 @@ impl Extensions {
         Arc::clone(&self.emails)
     }
 
+    /// Whether `id` is a configured extension.
+    pub fn exists(&self, id: &str) -> bool {
+        self.current.load().iter().any(|e| e.id == id)
+    }
+
+    /// The `voicemail_pin` of extension `id`, if it has one.
+    pub fn voicemail_pin(&self, id: &str) -> Option<String> {
+        self.current
+            .load()
+            .iter()
+            .find(|e| e.id == id)
+            .and_then(|e| e.voicemail_pin.clone())
+    }
+
     /// Reads the config file again and puts its `[[extension]]`s in force
     /// (blocking: it reads the file and, for the demo office, storage).
     /// Only the extensions change; other keys need a restart. On an

@@ -185,6 +185,8 @@ path = "var/switchboard.redb"
 dir = "dialplans"
 plugins = "plugins"
 sounds = "sounds"
+# Voicemail audio, one directory per extension (owner-only files).
+voicemail = "var/voicemail"
 
 [media]
 bind = "0.0.0.0"

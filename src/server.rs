@@ -54,22 +54,36 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     let metrics = admin::install_metrics(started, registrar.clone())?;
     let office = Arc::new(Extensions::new(&config, storage.clone(), registrar.clone()));
     // Bad Lua stops start-up here, before any port is bound.
-    let dialplan = crate::dialplan::start(&config, storage.clone(), Arc::clone(&office)).await?;
-    let mut endpoint = Endpoint::bind(config.endpoint_config())
-        .await
-        .map_err(|source| Error::SipStart { source })?;
-    let media = media_config(&config)?;
-    // What voicemail reports to when a message is left or counts change.
-    // Voicemail (being written on another branch) takes these listeners
-    // and is wired here at merge; the subscription service (MWI) joins
-    // them there too. Kept until shutdown: dropping the mailer stops its queue.
+    // What voicemail reports to when a message is left or counts change:
+    // the log, the mailer (email; kept until shutdown, dropping it stops its
+    // queue) and the subscription service (MWI), which starts after the SIP
+    // endpoint and so joins through `mwi` below.
     let mailer = start_mailer(&config, &office)?;
-    let mut mailbox_listeners = pbx::MailboxListeners::new();
+    let mwi = Arc::new(Deferred::default());
+    let mut mailbox_listeners = pbx::MailboxListeners::new()
+        .with(Arc::new(crate::voicemail::LogListener))
+        .with(Arc::clone(&mwi) as Arc<dyn pbx::MailboxListener>);
     if let Some(mailer) = &mailer {
         mailbox_listeners =
             mailbox_listeners.with(Arc::clone(mailer) as Arc<dyn pbx::MailboxListener>);
     }
-    let _mailbox_listeners = mailbox_listeners;
+    let voicemail = Arc::new(crate::voicemail::Voicemail::new(
+        config.dialplan.voicemail.clone(),
+        storage.clone(),
+        Arc::clone(&office),
+        Arc::new(mailbox_listeners),
+    ));
+    let dialplan = crate::dialplan::start(
+        &config,
+        storage.clone(),
+        Arc::clone(&office),
+        Arc::clone(&voicemail),
+    )
+    .await?;
+    let mut endpoint = Endpoint::bind(config.endpoint_config())
+        .await
+        .map_err(|source| Error::SipStart { source })?;
+    let media = media_config(&config)?;
     let calls = chan_sip::ChanSip::new(
         chan_sip_config(&config),
         endpoint.handle(),
@@ -81,6 +95,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
             crate::calls::MediaFiles {
                 sounds: config.dialplan.sounds.clone(),
                 recordings: config.dialplan.recordings.clone(),
+                voicemail: config.dialplan.voicemail.clone(),
             },
         )),
         media,
@@ -88,8 +103,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     if config.admin.trace_calls > 0 {
         endpoint.set_tap(calls.trace_tap());
     }
-    // SUBSCRIBE/NOTIFY. Mailbox counts start at zero until voicemail
-    // (which will also be its MailboxListener's caller) is wired here.
+    // SUBSCRIBE/NOTIFY: lamps from the calls, MWI from voicemail's counts.
     let subscriptions = presence::Presence::new(
         presence::PresenceConfig::new(&config.sip.domain),
         endpoint.handle(),
@@ -100,8 +114,9 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
             runtime: Arc::clone(dialplan.runtime()),
             extensions: office.channel_map(),
         }),
-        Arc::new(crate::subscriptions::NoMailboxes),
+        Arc::clone(&voicemail) as Arc<dyn pbx::Mailboxes>,
     );
+    mwi.set(Arc::new(subscriptions.clone()));
     endpoint.set_service(Arc::new(
         sip_net::ServiceMux::new()
             .with(Arc::new(registrar.clone()))
@@ -153,7 +168,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
                 .as_ref()
                 .map_or_else(String::new, |t| t.token.clone());
             let app = admin::router(
-                metrics,
+                metrics.with_voicemail(Arc::clone(&voicemail)),
                 Guard::new(token, &config.admin, addr),
                 Arc::clone(dialplan.runtime()),
                 Arc::clone(&office),
@@ -500,4 +515,30 @@ fn media_config(config: &Config) -> Result<chan_sip::MediaConfig, Error> {
         media::Latching::Learn
     };
     Ok(media)
+}
+
+/// A mailbox listener that exists before what it forwards to: voicemail
+/// starts before the SIP endpoint, the subscription service after it, and
+/// MWI reports made in between (none in practice) are dropped.
+#[derive(Default)]
+struct Deferred(std::sync::OnceLock<Arc<dyn pbx::MailboxListener>>);
+
+impl Deferred {
+    fn set(&self, listener: Arc<dyn pbx::MailboxListener>) {
+        let _ = self.0.set(listener);
+    }
+}
+
+impl pbx::MailboxListener for Deferred {
+    fn counts_changed(&self, ext: &str, counts: pbx::MailboxCounts) {
+        if let Some(l) = self.0.get() {
+            l.counts_changed(ext, counts);
+        }
+    }
+
+    fn message_left(&self, message: &pbx::NewMessage) {
+        if let Some(l) = self.0.get() {
+            l.message_left(message);
+        }
+    }
 }

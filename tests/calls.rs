@@ -221,27 +221,29 @@ fn callee_hangs_up() {
 }
 
 #[test]
-fn busy_callee_gives_486_and_unknown_numbers_404() {
+fn busy_or_unregistered_callees_go_to_voicemail_and_unknown_numbers_404() {
     let o = office(None);
     let mut a = phone(&o, "1001");
     let mut b = phone(&o, "1002");
-    a.call("1002").unwrap();
+    let call = a.call("1002").unwrap();
     let incoming = b.incoming(WAIT).unwrap();
     b.reply(&incoming.invite, &incoming.tag, 486).unwrap();
     b.request("ACK", WAIT)
         .expect("our 486 is ACKed by the B2BUA");
+    // The shipped dialplan answers with 1002's voicemail (busy greeting).
     let (r, _) = a.final_response(WAIT).unwrap();
-    assert_eq!(r.status, 486);
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut dialog = a.ack(&call, &r).unwrap();
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
 
     a.call("5555").unwrap();
     assert_eq!(a.final_response(WAIT).unwrap().0.status, 404);
-    // 1003 exists but has no phone registered.
-    a.call("1003").unwrap();
+    // 1003 exists but has no phone registered: its voicemail answers.
+    let call = a.call("1003").unwrap();
     let (r, _) = a.final_response(WAIT).unwrap();
-    assert_eq!(
-        (r.status, r.reason.as_str()),
-        (480, "Temporarily Unavailable")
-    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let mut dialog = a.ack(&call, &r).unwrap();
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
 }
 
 #[test]

@@ -58,9 +58,9 @@ const SPEC: &str = r#"it("1001 reaches 1002", function()
 end)
 
 it("busy 1002 gives 486", function()
-  local call = sim.call{from = "1001", to = "1002"}
+  local call = sim.call{from = "1001", to = "5555"}
   sim.phone("1002"):is_busy()
-  expect(call):rejected(404)
+  expect(call):rejected(486)
 end)
 "#;
 
@@ -82,7 +82,7 @@ fn a_failing_case_exits_1_with_its_file_line_and_the_summary() {
     );
     assert!(
         out.stdout.contains(
-            "dialplans/tests/calls_spec.lua:10: expected a rejection with 404, the caller got 486"
+            "dialplans/tests/calls_spec.lua:10: expected a rejection with 486, the caller got 404"
         ),
         "{}",
         out.stdout

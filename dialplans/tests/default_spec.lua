@@ -1,5 +1,6 @@
--- Specs of dialplans/default.lua: extensions call each other, 600 echo,
--- 700 read-back, 404 for anything else. Run with `switchboard test`.
+-- Specs of dialplans/default.lua: extensions call each other (voicemail
+-- when busy or unanswered), *97/*98 voicemail, 600 echo, 700 read-back,
+-- 404 for anything else. Run with `switchboard test`.
 
 before_each(function()
   -- The extensions these cases use, whatever the configuration has.
@@ -16,26 +17,62 @@ it("an extension rings another for 20 s and is bridged when it answers", functio
   expect(call):ended_with("answered")
 end)
 
-it("a busy extension gives 486", function()
+it("a busy extension sends the caller to voicemail at once, busy greeting", function()
   local call = sim.call({ from = "1001", to = "1002" })
   sim.phone("1002"):is_busy()
   expect(call):dialled("1002")
-  expect(call):rejected(486)
   expect(call):ended_with("busy")
+  expect(call):answered()
+  expect(call):played("vm-busy")
+  expect(call):played("vm-beep")
+  local recorded
+  for _, a in ipairs(call:actions()) do
+    if a.action == "record" then
+      recorded = a.file
+    end
+  end
+  expect(recorded:match("^voicemail/1002/")):equals("voicemail/1002/")
 end)
 
-it("no answer within 20 s gives 480", function()
+it("no answer within 20 s goes to voicemail, unavailable greeting", function()
   local call = sim.call({ from = "1001", to = "1002" })
   sim.phone("1002"):answers_after(25)
-  expect(call):rejected(480)
+  expect(call):dialled("1002", { timeout = 20 })
   expect(call):ended_with("noanswer")
+  expect(call):played("vm-person-at")
+  expect(call):played("digit-2")
+  expect(call):played("vm-unavailable")
 end)
 
-it("an extension that is not registered gives 480", function()
+it("an extension that is not registered goes to voicemail", function()
   local call = sim.call({ from = "1001", to = "1003" })
   sim.phone("1003"):is_unregistered()
-  expect(call):rejected(480)
   expect(call):ended_with("unavailable")
+  expect(call):played("vm-unavailable")
+end)
+
+it("a message left is counted for the mailbox's owner (*97)", function()
+  local call = sim.call({ from = "1001", to = "1002" })
+  sim.phone("1002"):is_busy()
+  call:sends_digits("")
+  call:hangs_up_after(10)
+  call:run()
+  -- 1002 has no PIN in the simulation: its own phone opens the mailbox.
+  local own = sim.call({ from = "1002", to = "*97" })
+  own:sends_digits("*")
+  expect(own):played("vm-you-have")
+  expect(own):played("digit-1")
+  expect(own):played("vm-main-menu")
+  expect(own):played("goodbye")
+end)
+
+it("*98 without a PIN hangs up after three tries", function()
+  local call = sim.call({ from = "1001", to = "*98" })
+  call:sends_digits("1002#1002#1002#")
+  expect(call):played("vm-mailbox")
+  expect(call):played("vm-incorrect")
+  expect(call):played("goodbye")
+  expect(call):hung_up()
 end)
 
 it("an unknown number gives 404", function()

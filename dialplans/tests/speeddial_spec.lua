@@ -25,7 +25,7 @@ it("a speed dial set by one call is dialled by the next", function()
   local call = sim.call({ from = "1003", to = "**07" })
   sim.phone("1002"):is_busy()
   expect(call):dialled("1002")
-  expect(call):rejected(486)
+  expect(call):played("vm-busy")
 end)
 
 it("an unset speed dial is 404", function()

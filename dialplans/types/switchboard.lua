@@ -1,6 +1,6 @@
 ---@meta
 -- LuaLS (lua-language-server) annotations of Switchboard's dialplan API:
--- the `call` object, the `log`, `kv`, `registrar` and `pbx` modules, and
+-- the `call` object, the `log`, `kv`, `registrar`, `pbx` and `mailbox` modules, and
 -- the spec runner's `sim`, `it`, `before_each` and `expect`. Never loaded
 -- by Switchboard (only NAME.lua files directly in dialplans/ are
 -- contexts); dialplans/.luarc.json points the editor here.
@@ -42,10 +42,11 @@ SWITCHBOARD_API = 1
 ---@class RecordOptions
 ---@field max number? Longest recording in seconds (default 60, at most 3600).
 ---@field terminator string? The key that stops it (default "#", "" for none).
+---@field silence number? Stop after this many seconds without voice (0.5 to 60).
 
 ---@class RecordResult
 ---@field duration number Seconds recorded.
----@field reason "max"|"terminator"|"hangup"
+---@field reason "max"|"terminator"|"silence"|"hangup"
 
 ---@class DigitOptions
 ---@field max integer? Most digits (default 1, at most 64).
@@ -94,9 +95,16 @@ function Call:redirect(uri) end
 ---@return DialResult
 function Call:dial(targets, opts) end
 
----Plays sounds/FILE (".wav" added if no extension); answers first if need be.
+---@class PlayOptions
+---@field interrupt boolean? A key pressed stops the prompt at once and is returned (barge-in).
+
+---Plays sounds/FILE (".wav" added if no extension; voicemail/... is in the
+---mailboxes); answers first if need be. With `interrupt`, returns the key
+---that stopped it, or nil if it played out.
 ---@param file string
-function Call:play(file) end
+---@param opts PlayOptions?
+---@return string?
+function Call:play(file, opts) end
 
 ---Records the caller into recordings/FILE.
 ---@param file string
@@ -199,6 +207,74 @@ pbx = {}
 ---@param id string
 ---@return Extension?
 function pbx.extension(id) end
+
+---@class VoicemailMessage
+---@field id string
+---@field caller string Who left it, as the caller presented itself.
+---@field received integer Unix milliseconds.
+---@field duration number Seconds.
+---@field new boolean Not heard yet.
+---@field file string The audio, for call:play (voicemail/EXT/ID.wav).
+
+---@class MailboxCounts
+---@field new integer
+---@field old integer
+
+---Voicemail boxes (audio under dialplan.voicemail, metadata in storage).
+mailbox = {}
+
+---A fresh file name in `ext`'s mailbox to record into (for save, set_greeting).
+---@param ext string
+---@return string
+function mailbox.scratch(ext) end
+
+---Makes the recording `file` a new message; nil if shorter than 1 s (deleted).
+---@param ext string
+---@param file string
+---@param caller string?
+---@return VoicemailMessage?
+function mailbox.save(ext, file, caller) end
+
+---The messages, oldest first.
+---@param ext string
+---@return VoicemailMessage[]
+function mailbox.list(ext) end
+
+---Marks message `id` heard; whether it exists.
+---@param ext string
+---@param id string
+---@return boolean
+function mailbox.heard(ext, id) end
+
+---Deletes message `id`; whether it existed.
+---@param ext string
+---@param id string
+---@return boolean
+function mailbox.delete(ext, id) end
+
+---How many new and old messages `ext` has.
+---@param ext string
+---@return MailboxCounts
+function mailbox.counts(ext) end
+
+---The recorded greeting ("busy", "unavailable", "name") for call:play, or nil.
+---@param ext string
+---@param kind "busy"|"unavailable"|"name"
+---@return string?
+function mailbox.greeting(ext, kind) end
+
+---Makes the recording `file` greeting `kind`; false if shorter than 1 s.
+---@param ext string
+---@param kind "busy"|"unavailable"|"name"
+---@param file string
+---@return boolean
+function mailbox.set_greeting(ext, kind, file) end
+
+---Whether `pin` is `ext`'s voicemail_pin; nil if it has none.
+---@param ext string
+---@param pin string
+---@return boolean?
+function mailbox.check_pin(ext, pin) end
 
 -- The spec runner (`switchboard test`, *_spec.lua files) ----------------------
 

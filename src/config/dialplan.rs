@@ -21,6 +21,8 @@ pub const DEFAULT_PLUGINS_DIR: &str = "plugins";
 pub const DEFAULT_SOUNDS_DIR: &str = "sounds";
 /// Default of `dialplan.recordings`.
 pub const DEFAULT_RECORDINGS_DIR: &str = "recordings";
+/// Default of `dialplan.voicemail`.
+pub const DEFAULT_VOICEMAIL_DIR: &str = "var/voicemail";
 /// Smallest `dialplan.memory_limit`: a Lua state with the API needs about 100 KiB.
 const MIN_MEMORY_LIMIT: u64 = 1024 * 1024;
 /// Largest `dialplan.memory_limit`.
@@ -49,6 +51,8 @@ pub struct DialplanConfig {
     pub sounds: PathBuf,
     /// `recordings`: where `record` writes, resolved the same way.
     pub recordings: PathBuf,
+    /// `voicemail`: the mailboxes' audio (`EXT/` each), resolved the same way.
+    pub voicemail: PathBuf,
     /// `memory_limit`: most memory one of the runtime's Lua states (shared by
     /// the calls routed in it) may use, in bytes.
     pub memory_limit: usize,
@@ -83,6 +87,7 @@ pub(super) struct RawDialplan {
     plugins: Option<Spanned<String>>,
     sounds: Option<Spanned<String>>,
     recordings: Option<Spanned<String>>,
+    voicemail: Option<Spanned<String>>,
     memory_limit: Option<Spanned<SizeText>>,
     instruction_budget: Option<Spanned<u64>>,
     route_time_limit: Option<Spanned<DurationText>>,
@@ -170,6 +175,10 @@ impl Checker<'_> {
         let recordings = match &raw.recordings {
             Some(v) => self.text_value("dialplan.recordings", v)?,
             None => DEFAULT_RECORDINGS_DIR.to_owned(),
+        };
+        let voicemail = match &raw.voicemail {
+            Some(v) => self.text_value("dialplan.voicemail", v)?,
+            None => DEFAULT_VOICEMAIL_DIR.to_owned(),
         };
         let memory_limit = match &raw.memory_limit {
             None => defaults.memory_bytes,
@@ -267,6 +276,7 @@ impl Checker<'_> {
             plugins: resolve(self.source, &plugins),
             sounds: resolve(self.source, &sounds),
             recordings: resolve(self.source, &recordings),
+            voicemail: resolve(self.source, &voicemail),
             memory_limit,
             instruction_budget,
             route_time_limit,

@@ -104,6 +104,8 @@ pub struct ExtensionConfig {
     pub secret: Option<Secret>,
     /// `email`: where voicemail messages are mailed (through `[smtp]`).
     pub email: Option<String>,
+    /// `voicemail_pin`: the digits that open its mailbox (`*97`, `*98`).
+    pub voicemail_pin: Option<String>,
 }
 
 impl ExtensionConfig {
@@ -166,6 +168,7 @@ pub(super) struct RawExtension {
     name: Option<Spanned<String>>,
     context: Option<Spanned<String>>,
     email: Option<Spanned<String>>,
+    voicemail_pin: Option<Spanned<String>>,
 }
 
 /// Each extension's id and where its `email` is, for those that have one.
@@ -446,12 +449,17 @@ impl Checker<'_> {
                 Some(v) => Some(self.email(&id, v)?),
                 None => None,
             };
+            let voicemail_pin = match &ext.voicemail_pin {
+                Some(v) => Some(self.voicemail_pin(&id, v)?),
+                None => None,
+            };
             out.push(ExtensionConfig {
                 id,
                 name,
                 context,
                 secret,
                 email,
+                voicemail_pin,
             });
         }
         Ok(out)
@@ -472,6 +480,20 @@ impl Checker<'_> {
                 )
             })
             .collect()
+    }
+
+    /// `voicemail_pin`: 4 to 16 digits, typed on a phone's keypad.
+    fn voicemail_pin(&self, id: &str, v: &Spanned<String>) -> Result<String, ConfigError> {
+        let pin = v.get_ref();
+        if !(4..=16).contains(&pin.len()) || !pin.chars().all(|c| c.is_ascii_digit()) {
+            return Err(self.error(
+                v.span(),
+                format!(
+                    "extension {id}: voicemail_pin must be 4 to 16 digits (0-9), typed on the phone's keypad, e.g. \"4711\""
+                ),
+            ));
+        }
+        Ok(pin.clone())
     }
 
     fn extension_id(&self, v: &Spanned<String>) -> Result<String, ConfigError> {

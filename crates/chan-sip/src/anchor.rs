@@ -938,6 +938,15 @@ impl CallMedia {
         }
     }
 
+    /// Stops the prompt playing, if one is (barge-in): the caller is
+    /// listened to again.
+    pub async fn stop_playing(&mut self) {
+        if matches!(self.activity, Activity::Play(_)) {
+            self.take_legs().await;
+            self.resume(Kind::Listen);
+        }
+    }
+
     /// Ringback to the caller (answered already) while a dial rings.
     pub async fn ringback(&mut self) {
         self.hold = None;
@@ -965,14 +974,20 @@ impl CallMedia {
     }
 
     /// Starts recording the caller, for at most `max`.
-    pub async fn record(&mut self, max: Duration) -> Result<(), ActionError> {
+    pub async fn record(
+        &mut self,
+        max: Duration,
+        silence: Option<Duration>,
+    ) -> Result<Arc<tokio::sync::Notify>, ActionError> {
         self.hold = None;
         self.take_legs().await;
         let a = self
             .take_caller_leg()
             .ok_or_else(|| ActionError::Failed("the caller has no media".into()))?;
-        self.activity = Activity::Record(Recorder::start(a, max));
-        Ok(())
+        let recorder = Recorder::start_until_silence(a, max, silence);
+        let silent = recorder.silent();
+        self.activity = Activity::Record(recorder);
+        Ok(silent)
     }
 
     /// Stops the recording (running, or cut off by the call's end) and

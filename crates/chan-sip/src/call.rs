@@ -523,9 +523,9 @@ impl Call {
                     let _ = done.send(Err(e));
                 }
             },
-            Command::Record { max, done } => {
+            Command::Record { max, silence, done } => {
                 let r = match self.own_media().await {
-                    Ok(()) => self.media.record(max).await,
+                    Ok(()) => self.media.record(max, silence).await,
                     Err(e) => Err(e),
                 };
                 let _ = done.send(r);
@@ -544,6 +544,10 @@ impl Call {
                     Err(e) => Err(e),
                 };
                 let _ = done.send(r);
+            }
+            Command::StopPlaying(done) => {
+                self.media.stop_playing().await;
+                let _ = done.send(Ok(()));
             }
             Command::StopRecording(done) => {
                 let r = self

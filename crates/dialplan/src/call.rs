@@ -116,6 +116,9 @@ pub struct RecordOptions {
     /// The DTMF key that stops the recording (`terminator`), or none
     /// (`terminator = ""`). Default `#`.
     pub terminator: Option<char>,
+    /// Stop after this long without voice (`silence`, seconds; 0.5 to
+    /// 60), the silence cut but for 200 ms; none by default.
+    pub silence: Option<Duration>,
 }
 
 impl Default for RecordOptions {
@@ -123,6 +126,7 @@ impl Default for RecordOptions {
         Self {
             max: Duration::from_secs(60),
             terminator: Some('#'),
+            silence: None,
         }
     }
 }
@@ -135,16 +139,20 @@ pub enum RecordEnd {
     Max,
     /// The caller pressed the terminator key.
     Terminator,
+    /// The caller said nothing for [`RecordOptions::silence`].
+    Silence,
     /// The caller hung up; the call is over.
     Hangup,
 }
 
 impl RecordEnd {
-    /// The reason as Lua sees it: `"max"`, `"terminator"`, `"hangup"`.
+    /// The reason as Lua sees it: `"max"`, `"terminator"`, `"silence"`,
+    /// `"hangup"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Max => "max",
             Self::Terminator => "terminator",
+            Self::Silence => "silence",
             Self::Hangup => "hangup",
         }
     }
@@ -242,6 +250,16 @@ pub trait CallApi: Send + Sync + 'static {
     /// neither empty nor start with `.` (so no `..`), ending in `.wav`
     /// (added when the script gave no extension), at most 200 bytes.
     fn play(&self, file: String) -> impl Future<Output = Result<(), ActionError>> + Send;
+    /// Plays a prompt like [`CallApi::play`], but the first key the caller
+    /// presses stops it at once (barge-in) and is returned, not left for
+    /// `read_digits`; `None` when it played out. By default it plays whole.
+    fn play_interruptible(
+        &self,
+        file: String,
+    ) -> impl Future<Output = Result<Option<char>, ActionError>> + Send {
+        let played = self.play(file);
+        async move { played.await.map(|()| None) }
+    }
     /// Records the caller into `file` (checked relative name under the
     /// recordings dir) until opts.max, the terminator digit or hangup. A
     /// [`RecordEnd::Hangup`] result ends the call for the dialplan, like

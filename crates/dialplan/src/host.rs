@@ -85,6 +85,12 @@ pub trait Host: Send + Sync + 'static {
     fn now(&self) -> Option<i64> {
         None
     }
+    /// The voicemail boxes behind the `mailbox` module, if this host has
+    /// them; `None`, the default, makes every `mailbox` function a Lua
+    /// error saying so.
+    fn voicemail(&self) -> Option<&dyn crate::mailbox::Voicemail> {
+        None
+    }
 }
 
 /// A shared host, printable in `Debug` output.

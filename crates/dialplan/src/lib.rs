@@ -49,7 +49,8 @@
 //! - [`Runtime::watch`] (`watcher.rs`): hot reload when a file changes.
 //!
 //! - [`Host`] (`host.rs`) and `modules.rs`: `kv`, `registrar.contacts` and
-//!   `pbx.extension`, over whatever the binary gives
+//!   `pbx.extension`; `mailbox.rs`: the `mailbox` module over the host's
+//!   [`Voicemail`] boxes; all over whatever the binary gives
 //!   [`Runtime::with_host`] ([`MemoryHost`] in tests).
 //!
 //! Metrics (through the `metrics` facade; nothing is recorded unless the
@@ -67,6 +68,7 @@ mod clock;
 mod error;
 mod generation;
 mod host;
+mod mailbox;
 mod media;
 mod modules;
 mod pattern;
@@ -88,6 +90,7 @@ pub use clock::{set_timezone, timezone};
 pub use error::{Error, FileError, ReloadError};
 pub use generation::{Chunk, Generation};
 pub use host::{Contact, ExtensionInfo, Host, HostError, MemoryHost};
+pub use mailbox::{Greeting, VOICEMAIL_PREFIX, Voicemail, VoicemailMessage};
 pub use modules::{MAX_KV_KEY, MAX_KV_NAMESPACE, MAX_KV_VALUE};
 pub use route::{FailureKind, LuaFailure, RouteOutcome};
 pub use runtime::{CallState, Limits, Runtime};

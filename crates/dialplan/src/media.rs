@@ -17,6 +17,12 @@ pub(crate) const MAX_FILE_NAME: usize = 200;
 /// The longest `record` (`opts.max`), in seconds.
 const MAX_RECORD_SECS: f64 = 3600.0;
 
+/// The longest `record` `opts.silence`, in seconds.
+const MAX_SILENCE_SECS: f64 = 60.0;
+
+/// The shortest `record` `opts.silence`.
+const MIN_SILENCE: Duration = Duration::from_millis(500);
+
 /// The longest wait for one digit (`read_digits` `opts.timeout`), in seconds.
 const MAX_DIGIT_TIMEOUT_SECS: f64 = 300.0;
 
@@ -152,14 +158,45 @@ fn terminator(function: &str, value: &Value) -> mlua::Result<Option<char>> {
 pub(crate) fn record_args(file: &Value, opts: &Value) -> mlua::Result<(String, RecordOptions)> {
     let file = file_arg("record", "recordings", file)?;
     let mut options = RecordOptions::default();
-    each_option("record", &["max", "terminator"], opts, |key, value| {
-        match key {
-            "max" => options.max = seconds("record", key, &value, MAX_RECORD_SECS)?,
-            _ => options.terminator = terminator("record", &value)?,
-        }
+    each_option(
+        "record",
+        &["max", "terminator", "silence"],
+        opts,
+        |key, value| {
+            match key {
+                "max" => options.max = seconds("record", key, &value, MAX_RECORD_SECS)?,
+                "silence" => {
+                    let quiet = seconds("record", key, &value, MAX_SILENCE_SECS)?;
+                    if quiet < MIN_SILENCE {
+                        return Err(mlua::Error::runtime(format!(
+                            "record: opts.silence must be at least {} seconds, got {}",
+                            MIN_SILENCE.as_secs_f64(),
+                            quiet.as_secs_f64()
+                        )));
+                    }
+                    options.silence = Some(quiet);
+                }
+                _ => options.terminator = terminator("record", &value)?,
+            }
+            Ok(())
+        },
+    )?;
+    Ok((file, options))
+}
+
+/// `call:play(file [, {interrupt = true}])`: the file, and whether a key
+/// stops the prompt (barge-in).
+pub(crate) fn play_args(file: &Value, opts: &Value) -> mlua::Result<(String, bool)> {
+    let file = file_arg("play", "sounds", file)?;
+    let mut interrupt = false;
+    each_option("play", &["interrupt"], opts, |_, value| {
+        let Value::Boolean(b) = value else {
+            return Err(type_error("play", "opts.interrupt as a boolean", &value));
+        };
+        interrupt = b;
         Ok(())
     })?;
-    Ok((file, options))
+    Ok((file, interrupt))
 }
 
 /// `call:read_digits([{max = n, timeout = s, terminator = "#"}])`.

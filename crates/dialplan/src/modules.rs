@@ -27,7 +27,12 @@ fn arg_error(function: &str, what: &str, got: &Value) -> mlua::Error {
 }
 
 /// A string argument of 1..=`max` bytes of UTF-8.
-fn text_arg(function: &str, name: &str, value: &Value, max: usize) -> mlua::Result<String> {
+pub(crate) fn text_arg(
+    function: &str,
+    name: &str,
+    value: &Value,
+    max: usize,
+) -> mlua::Result<String> {
     let Value::String(s) = value else {
         return Err(arg_error(function, &format!("{name} as a string"), value));
     };
@@ -44,7 +49,7 @@ fn text_arg(function: &str, name: &str, value: &Value, max: usize) -> mlua::Resu
 }
 
 /// Runs `f` on the host: on tokio's blocking pool if the host blocks.
-async fn call_host<T: Send + 'static>(
+pub(crate) async fn call_host<T: Send + 'static>(
     host: SharedHost,
     function: &'static str,
     f: impl FnOnce(&dyn Host) -> Result<T, HostError> + Send + 'static,
@@ -116,6 +121,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
         })?,
     )?;
     globals.raw_set("pbx", pbx)?;
+    crate::mailbox::install(lua, host)?;
     install_clock(lua, host)
 }
 

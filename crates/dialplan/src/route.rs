@@ -15,7 +15,7 @@ use mlua::{AnyUserData, Function, Lua, Table, UserData, UserDataFields, UserData
 use crate::call::{
     ActionError, CallApi, CallInfo, DialOptions, DialResult, RecordEnd, Source, UriParts,
 };
-use crate::media::{digit_args, file_arg, record_args, record_table};
+use crate::media::{digit_args, play_args, record_args, record_table};
 use crate::runtime::{CallState, SharedState};
 use crate::sandbox::{Scope, Slot};
 
@@ -673,15 +673,30 @@ impl<A: CallApi> UserData for CallObject<A> {
                 dial_table(&lua, &result)
             }
         });
-        methods.add_async_method("play", |lua, this, file: Value| {
-            this.step(&lua, "play", &[&file]);
-            let started = file_arg("play", "sounds", &file).and_then(|f| Ok((this.begin()?, f)));
+        methods.add_async_method("play", |lua, this, (file, opts): (Value, Value)| {
+            if opts.is_nil() {
+                this.step(&lua, "play", &[&file]);
+            } else {
+                this.step(&lua, "play", &[&file, &opts]);
+            }
+            let started = play_args(&file, &opts).and_then(|f| Ok((this.begin()?, f)));
             async move {
-                let (action, file) = started?;
+                let (action, (file, interrupt)) = started?;
+                if !interrupt {
+                    let result = action
+                        .run("play", |api| async move { api.play(file).await })
+                        .await;
+                    return action.finish(result, |_, _| {}).map(|()| None);
+                }
                 let result = action
-                    .run("play", |api| async move { api.play(file).await })
+                    .run(
+                        "play",
+                        |api| async move { api.play_interruptible(file).await },
+                    )
                     .await;
-                action.finish(result, |_, _| {})
+                action
+                    .finish(result, |_, _| {})
+                    .map(|key| key.map(String::from))
             }
         });
         methods.add_async_method("record", |lua, this, (file, opts): (Value, Value)| {

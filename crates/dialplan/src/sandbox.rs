@@ -432,7 +432,7 @@ const FROZEN_KEY: &str = "switchboard.frozen";
 
 /// The library tables every call of a state shares, made read-only before
 /// the context is loaded.
-const SHARED_LIBRARIES: [&str; 10] = [
+const SHARED_LIBRARIES: [&str; 11] = [
     "string",
     "table",
     "math",
@@ -443,6 +443,7 @@ const SHARED_LIBRARIES: [&str; 10] = [
     "kv",
     "registrar",
     "pbx",
+    "mailbox",
 ];
 
 /// Makes the shared library tables read-only: each global library becomes

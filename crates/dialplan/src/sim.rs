@@ -13,6 +13,7 @@ use crate::call::{
     RecordOptions, RecordResult,
 };
 use crate::host::{Contact, ExtensionInfo, Host, HostError};
+use crate::mailbox::{Greeting, VOICEMAIL_PREFIX, Voicemail, VoicemailMessage};
 
 /// How long a `dial` without `timeout` rings in the simulation (the
 /// server's `ring_timeout` default).
@@ -50,6 +51,14 @@ pub(crate) struct World {
     pub(crate) extensions: HashMap<String, ExtensionInfo>,
     /// Value and, if it has a time to live, when it expires (virtual time).
     pub(crate) kv: HashMap<(String, String), (Vec<u8>, Option<f64>)>,
+    /// The simulated mailboxes, by extension.
+    pub(crate) mailboxes: HashMap<String, Vec<VoicemailMessage>>,
+    /// Recorded greetings (extension, kind) → file.
+    pub(crate) greetings: HashMap<(String, &'static str), String>,
+    /// How long each recording made is, by file (virtual seconds).
+    pub(crate) recorded: HashMap<String, f64>,
+    /// The next number in made-up names and ids.
+    pub(crate) serial: u64,
 }
 
 impl World {
@@ -138,6 +147,107 @@ impl Host for SimHost {
 
     fn now(&self) -> Option<i64> {
         Some(self.0.lock().now.floor() as i64)
+    }
+
+    fn voicemail(&self) -> Option<&dyn Voicemail> {
+        Some(self)
+    }
+}
+
+/// Mailboxes in memory: a recording's length is the virtual time it took.
+impl Voicemail for SimHost {
+    fn scratch(&self, ext: &str) -> Result<String, HostError> {
+        let mut world = self.0.lock();
+        world.serial += 1;
+        Ok(format!("{VOICEMAIL_PREFIX}{ext}/tmp-{}.wav", world.serial))
+    }
+
+    fn save(
+        &self,
+        ext: &str,
+        file: &str,
+        caller: &str,
+    ) -> Result<Option<VoicemailMessage>, HostError> {
+        let mut world = self.0.lock();
+        let length = world.recorded.remove(file).unwrap_or(0.0);
+        if length < 1.0 {
+            return Ok(None);
+        }
+        world.serial += 1;
+        let id = world.serial.to_string();
+        let message = VoicemailMessage {
+            file: format!("{VOICEMAIL_PREFIX}{ext}/{id}.wav"),
+            id,
+            caller: caller.to_owned(),
+            received_ms: (world.now * 1000.0) as u64,
+            duration_s: length,
+            new: true,
+        };
+        world
+            .mailboxes
+            .entry(ext.to_owned())
+            .or_default()
+            .push(message.clone());
+        Ok(Some(message))
+    }
+
+    fn list(&self, ext: &str) -> Result<Vec<VoicemailMessage>, HostError> {
+        Ok(self
+            .0
+            .lock()
+            .mailboxes
+            .get(ext)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn mark_heard(&self, ext: &str, id: &str) -> Result<bool, HostError> {
+        let mut world = self.0.lock();
+        let found = world
+            .mailboxes
+            .get_mut(ext)
+            .and_then(|list| list.iter_mut().find(|m| m.id == id));
+        Ok(found.map(|m| m.new = false).is_some())
+    }
+
+    fn delete(&self, ext: &str, id: &str) -> Result<bool, HostError> {
+        let mut world = self.0.lock();
+        let Some(list) = world.mailboxes.get_mut(ext) else {
+            return Ok(false);
+        };
+        let before = list.len();
+        list.retain(|m| m.id != id);
+        Ok(list.len() != before)
+    }
+
+    fn counts(&self, ext: &str) -> Result<(u32, u32), HostError> {
+        let list = Voicemail::list(self, ext)?;
+        let new = list.iter().filter(|m| m.new).count() as u32;
+        Ok((new, list.len() as u32 - new))
+    }
+
+    fn greeting(&self, ext: &str, kind: Greeting) -> Result<Option<String>, HostError> {
+        let world = self.0.lock();
+        Ok(world
+            .greetings
+            .get(&(ext.to_owned(), kind.as_str()))
+            .cloned())
+    }
+
+    fn set_greeting(&self, ext: &str, kind: Greeting, file: &str) -> Result<bool, HostError> {
+        let mut world = self.0.lock();
+        if world.recorded.remove(file).unwrap_or(0.0) < 1.0 {
+            return Ok(false);
+        }
+        let name = format!("{VOICEMAIL_PREFIX}{ext}/greeting-{}.wav", kind.as_str());
+        world
+            .greetings
+            .insert((ext.to_owned(), kind.as_str()), name);
+        Ok(true)
+    }
+
+    fn check_pin(&self, _ext: &str, _pin: &str) -> Result<Option<bool>, HostError> {
+        Ok(None)
     }
 }
 
@@ -386,6 +496,7 @@ impl CallApi for SimCall {
         self.note("play", |r| r.file = Some(file.clone()))
             .map_err(ended)?;
         if let Some(sounds) = &self.sounds
+            && !file.starts_with(VOICEMAIL_PREFIX)
             && !sounds.join(&file).is_file()
         {
             return Err(failed(
@@ -398,7 +509,7 @@ impl CallApi for SimCall {
 
     async fn record(&self, file: String, opts: RecordOptions) -> Result<RecordResult, ActionError> {
         self.note("record", |r| {
-            r.file = Some(file);
+            r.file = Some(file.clone());
             r.timeout = Some(opts.max.as_secs_f64());
         })
         .map_err(ended)?;
@@ -418,7 +529,12 @@ impl CallApi for SimCall {
         } else {
             RecordEnd::Max
         };
-        let duration = Duration::from_secs_f64((self.world.lock().now - start).max(0.0));
+        let duration = {
+            let mut world = self.world.lock();
+            let secs = (world.now - start).max(0.0);
+            world.recorded.insert(file, secs);
+            Duration::from_secs_f64(secs)
+        };
         self.last(|r| r.status = Some(reason.as_str()));
         Ok(RecordResult { duration, reason })
     }

@@ -45,7 +45,7 @@ async fn refused(line: &str, want: &str) {
     assert!(api.actions().is_empty(), "{line}: {:?}", api.actions());
 }
 
-const RECORD_DEFAULTS: &str = "RecordOptions { max: 60s, terminator: Some('#') }";
+const RECORD_DEFAULTS: &str = "RecordOptions { max: 60s, terminator: Some('#'), silence: None }";
 const DIGIT_DEFAULTS: &str = "DigitOptions { max: 1, timeout: 5s, terminator: Some('#') }";
 
 #[tokio::test]
@@ -99,8 +99,8 @@ end
         [
             "answer".to_owned(),
             format!("record vm/1002/msg1.wav {RECORD_DEFAULTS}"),
-            "record vm/1002/msg2.wav RecordOptions { max: 1.5s, terminator: None }".into(),
-            "record vm/1002/msg3.wav RecordOptions { max: 60s, terminator: Some('*') }".into(),
+            "record vm/1002/msg2.wav RecordOptions { max: 1.5s, terminator: None, silence: None }".into(),
+            "record vm/1002/msg3.wav RecordOptions { max: 60s, terminator: Some('*'), silence: None }".into(),
             "reject 486 2.5 terminator float".into(),
         ]
     );
@@ -130,7 +130,7 @@ end
         api.actions(),
         [
             "answer",
-            "record vm/msg.wav RecordOptions { max: 120s, terminator: Some('#') }"
+            "record vm/msg.wav RecordOptions { max: 120s, terminator: Some('#'), silence: None }"
         ],
         "play never reached the call"
     );
@@ -291,7 +291,7 @@ async fn bad_options_are_lua_errors_that_never_reach_the_call() {
     for (line, want) in [
         (
             r#"call:record("m", {maxx = 5})"#,
-            r#"record: unknown option "maxx" (expected max, terminator)"#,
+            r#"record: unknown option "maxx" (expected max, terminator, silence)"#,
         ),
         (
             r#"call:record("m", {max = 0})"#,

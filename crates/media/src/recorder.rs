@@ -22,7 +22,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rtp::{Codec, Decoder, JitterBuffer, Playout, PushOutcome, RtpHeader, RtpPacket};
-use tokio::sync::oneshot;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::done;
@@ -48,6 +50,14 @@ const JITTER_DELAY: Duration = Duration::from_millis(60);
 /// Packets the jitter buffer holds at most (two seconds of 20 ms
 /// packets: a burst after a network stall is not cut).
 const JITTER_CAPACITY: usize = 100;
+
+/// Samples whose magnitude stays below this are silence (about -36 dBFS),
+/// for [`Recorder::start_until_silence`].
+const SILENCE_LEVEL: u16 = 500;
+/// How often a recorder that stops at silence checks for it.
+const SILENCE_TICK: Duration = Duration::from_millis(100);
+/// What is kept of the silence that ended a recording.
+const SILENCE_KEPT: Duration = Duration::from_millis(200);
 
 /// Recorded audio: 16-bit mono PCM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,6 +119,7 @@ pub struct Recorder {
     task: JoinHandle<(Leg, Recording)>,
     finished: done::Wait,
     max: Duration,
+    silent: Arc<Notify>,
 }
 
 impl Recorder {
@@ -117,17 +128,34 @@ impl Recorder {
     /// has been recorded or it is stopped. Must be called inside a tokio
     /// runtime.
     pub fn start(leg: Leg, max: Duration) -> Recorder {
+        Self::start_until_silence(leg, max, None)
+    }
+
+    /// [`Recorder::start`], and with `silence`, [`Recorder::silent`] is
+    /// told once the peer has sent no voice (nothing louder than about
+    /// -36 dBFS, or no audio at all) for that long; a recording stopped
+    /// after that keeps only the first 200 ms of the silence.
+    pub fn start_until_silence(leg: Leg, max: Duration, silence: Option<Duration>) -> Recorder {
         let max = max.min(MAX_RECORDING);
         let tape = Tape::new(leg.params().codec, max);
         let (raise, finished) = done::flag();
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(leg, tape, raise, stopped));
+        let silent = Arc::new(Notify::new());
+        let watch = silence.map(|quiet| (quiet, Arc::clone(&silent)));
+        let task = tokio::spawn(run(leg, tape, raise, stopped, watch));
         Recorder {
             stop,
             task,
             finished,
             max,
+            silent,
         }
+    }
+
+    /// Notified (once, `notify_one`) when the silence given to
+    /// [`Recorder::start_until_silence`] has been reached.
+    pub fn silent(&self) -> Arc<Notify> {
+        Arc::clone(&self.silent)
     }
 
     /// The maximum length, as capped.
@@ -160,10 +188,14 @@ async fn run(
     mut tape: Tape,
     raise: done::Raise,
     mut stopped: oneshot::Receiver<()>,
+    silence: Option<(Duration, Arc<Notify>)>,
 ) -> (Leg, Recording) {
     let mut buf = buffer();
     let due = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(due);
+    let began = Instant::now();
+    let mut tick = tokio::time::interval(SILENCE_TICK);
+    let mut silent = false;
     if tape.is_full() {
         raise.raise();
     }
@@ -189,9 +221,20 @@ async fn run(
                     raise.raise();
                 }
             }
+            _ = tick.tick(), if silence.is_some() && !silent => {
+                if let Some((quiet, notify)) = &silence
+                    && tape.last_voice.unwrap_or(began).elapsed() >= *quiet
+                {
+                    silent = true;
+                    notify.notify_one();
+                }
+            }
         }
     }
     tape.flush(Instant::now());
+    if silent {
+        tape.trim_silence();
+    }
     (leg, tape.into_recording())
 }
 
@@ -214,6 +257,10 @@ struct Tape {
     /// within real time since then (plus [`FILL_SLACK`]).
     started: Option<Instant>,
     pcm: Vec<i16>,
+    /// When a frame with voice was last laid down.
+    last_voice: Option<Instant>,
+    /// The recording's length after that frame, in samples.
+    voiced: usize,
 }
 
 impl Tape {
@@ -231,6 +278,8 @@ impl Tape {
             next_timestamp: None,
             started: None,
             pcm: Vec::new(),
+            last_voice: None,
+            voiced: 0,
         }
     }
 
@@ -300,8 +349,24 @@ impl Tape {
         let room = self.max_samples - self.samples.len().min(self.max_samples);
         let take = self.pcm.len().min(room);
         self.samples.extend_from_slice(&self.pcm[..take]);
+        if self.pcm[..take]
+            .iter()
+            .any(|s| s.unsigned_abs() >= SILENCE_LEVEL)
+        {
+            self.last_voice = Some(now);
+            self.voiced = self.samples.len();
+        }
         let units = (self.pcm.len() as u32) / self.ratio;
         self.next_timestamp = Some(header.timestamp.wrapping_add(units));
+    }
+
+    /// Cuts the silence after the last voice, but for [`SILENCE_KEPT`].
+    fn trim_silence(&mut self) {
+        let kept = (SILENCE_KEPT.as_millis() as usize) * self.sample_rate as usize / 1000;
+        let end = self.voiced.saturating_add(kept);
+        if end < self.samples.len() {
+            self.samples.truncate(end);
+        }
     }
 
     fn into_recording(self) -> Recording {

@@ -118,8 +118,10 @@ pub enum Command {
     Record {
         /// The longest recording.
         max: Duration,
-        /// Started.
-        done: oneshot::Sender<Result<(), ActionError>>,
+        /// Tell the route after this long without voice, if given.
+        silence: Option<Duration>,
+        /// Started: notified once the silence is reached.
+        done: oneshot::Sender<Result<Arc<tokio::sync::Notify>, ActionError>>,
     },
     /// Stop the recording and hand it over; also after the call ended.
     StopRecording(oneshot::Sender<Result<media::Recording, ActionError>>),
@@ -134,6 +136,9 @@ pub enum Command {
     },
     /// Stop the music on hold.
     Unhold(oneshot::Sender<Result<(), ActionError>>),
+    /// Stop the prompt playing, if one is, at once (barge-in); the caller
+    /// is listened to again.
+    StopPlaying(oneshot::Sender<Result<(), ActionError>>),
 }
 
 /// The route's handle on one call. Cheap to clone.
@@ -246,9 +251,22 @@ impl CallHandle {
         self.ask(|done| Command::Play { prompt, done }).await
     }
 
-    /// Answers if need be and starts recording the caller.
-    pub async fn record(&self, max: Duration) -> Result<(), ActionError> {
-        self.ask(|done| Command::Record { max, done }).await
+    /// Stops the prompt playing, if any, at once (a key pressed during it).
+    pub async fn stop_playing(&self) -> Result<(), ActionError> {
+        self.ask(Command::StopPlaying).await
+    }
+
+    /// Answers if need be and starts recording the caller; with
+    /// `silence`, the returned [`tokio::sync::Notify`] is notified once the
+    /// caller has said nothing for that long (the recording goes on until
+    /// stopped).
+    pub async fn record(
+        &self,
+        max: Duration,
+        silence: Option<Duration>,
+    ) -> Result<Arc<tokio::sync::Notify>, ActionError> {
+        self.ask(|done| Command::Record { max, silence, done })
+            .await
     }
 
     /// Stops the recording and returns it. Works after the call has ended

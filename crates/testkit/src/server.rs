@@ -65,6 +65,10 @@ const SHIPPED_LUA: &[(&str, &str)] = &[
         "plugins/speeddial.lua",
         include_str!("../../../plugins/speeddial.lua"),
     ),
+    (
+        "plugins/voicemail.lua",
+        include_str!("../../../plugins/voicemail.lua"),
+    ),
 ];
 
 /// Writes the shipped Lua into `dir` unless a test already put a
