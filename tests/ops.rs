@@ -671,8 +671,10 @@ fn trace_shows_the_refused_first_round_and_calls_only_ever_refused() {
     let mut good = phone(&s, "1001");
     let call = good.call("1002").expect("INVITE");
     let rings = callee.incoming(WAIT).expect("1002 rings");
-    callee.reply(&rings.invite, &rings.tag, 486).unwrap();
-    assert_eq!(good.final_response(WAIT).unwrap().0.status, 486);
+    // A failing callee (busy would go to voicemail): the shipped
+    // dialplan answers 503.
+    callee.reply(&rings.invite, &rings.tag, 500).unwrap();
+    assert_eq!(good.final_response(WAIT).unwrap().0.status, 503);
     let v = json(&s, &["trace", &call.call_id, "--full"]);
     assert_eq!(v["admitted"], true, "{v}");
     let ladder = ladder_of(&v);
@@ -685,7 +687,7 @@ fn trace_shows_the_refused_first_round_and_calls_only_ever_refused() {
             "in INVITE sip:1002@",
             "out SIP/2.0 100 Trying",
             "default.lua:",
-            "out SIP/2.0 486",
+            "out SIP/2.0 503",
         ],
     );
     let events = v["events"].as_array().expect("events");

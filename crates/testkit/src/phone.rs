@@ -680,12 +680,18 @@ mod tests {
                 body(&text).len().to_string()
             );
             assert!(header(&text, "To").ends_with(&format!(";tag={}", incoming.tag)));
-            // A ringing answer has no body either way.
-            phone
-                .reply_sdp(&incoming.invite, &incoming.tag, 180, answer)
-                .unwrap();
+            // A ringing answer: reply_sdp's carries the SDP (early media),
+            // reply's none.
+            if custom {
+                phone
+                    .reply_sdp(&incoming.invite, &incoming.tag, 183, answer)
+                    .unwrap();
+            } else {
+                phone.reply(&incoming.invite, &incoming.tag, 180).unwrap();
+            }
             let (n, _) = server.recv_from(&mut buf).unwrap();
-            assert!(body(&String::from_utf8_lossy(&buf[..n])).is_empty());
+            let ringing = body(&String::from_utf8_lossy(&buf[..n])).to_owned();
+            assert_eq!(ringing.contains("m=audio 7000"), custom, "{ringing}");
         }
     }
 }
