@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use sip_proto::{HeaderName, Message, Request, Response};
-use testkit::{Phone, Server, Ua, challenges};
+use sip_proto::{HeaderName, Message, Request};
+use testkit::{Phone, Server, Ua, Watcher};
 
 const DOMAIN: &str = "test.invalid";
 const WAIT: Duration = Duration::from_secs(5);
@@ -105,143 +105,6 @@ fn wait_for_subscriptions(s: &Server, n: usize) -> serde_json::Value {
     }
 }
 
-/// A phone watching another extension: raw SUBSCRIBEs, NOTIFYs answered.
-struct Watcher {
-    ua: Ua,
-    user: String,
-    tag: String,
-    call_id: String,
-    /// The To of our SUBSCRIBEs, with the notifier's tag once it answered.
-    to: String,
-    cseq: u32,
-    /// NOTIFYs read while waiting for a response.
-    notifies: Vec<Request>,
-}
-
-impl Watcher {
-    fn new(s: &Server, user: &str, target: &str) -> Watcher {
-        Watcher {
-            ua: Ua::udp(s.udp.expect("udp")).expect("socket"),
-            user: user.to_owned(),
-            tag: format!("{:08x}", rand::random::<u32>()),
-            call_id: format!("{:016x}@watcher", rand::random::<u64>()),
-            to: format!("<sip:{target}@{DOMAIN}>"),
-            cseq: 0,
-            notifies: Vec::new(),
-        }
-    }
-
-    fn subscribe_request(&mut self, event: &str, expires: u32) -> String {
-        self.cseq += 1;
-        let local = self.ua.local_addr();
-        let uri = self
-            .to
-            .trim_start_matches('<')
-            .split('>')
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        format!(
-            "SUBSCRIBE {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{:016x};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@{DOMAIN}>;tag={tag}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {seq} SUBSCRIBE\r\nContact: <sip:{user}@{local}>\r\nEvent: {event}\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n",
-            rand::random::<u64>(),
-            user = self.user,
-            tag = self.tag,
-            to = self.to,
-            cid = self.call_id,
-            seq = self.cseq,
-        )
-    }
-
-    /// Sends a SUBSCRIBE and returns its final response (NOTIFYs that
-    /// arrive meanwhile are answered 200 and kept).
-    fn send(&mut self, text: &str) -> Response {
-        self.ua.send(text.as_bytes()).expect("send");
-        let seq = self.cseq;
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.ua.recv(left).expect("an answer to SUBSCRIBE") {
-                Message::Response(r)
-                    if r.status >= 200 && r.cseq().is_some_and(|c| c.seq == seq) =>
-                {
-                    if r.status < 300
-                        && let Some(to) = r.headers.get(&HeaderName::To)
-                    {
-                        self.to = to.to_owned();
-                    }
-                    return r;
-                }
-                Message::Request(n) if n.method.as_str() == "NOTIFY" => {
-                    self.answer(&n, 200);
-                    self.notifies.push(n);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// SUBSCRIBE, answering the 407 with `password`.
-    fn subscribe_as(&mut self, password: &str, event: &str, expires: u32) -> Response {
-        let text = self.subscribe_request(event, expires);
-        let first = self.send(&text);
-        if first.status != 407 {
-            return first;
-        }
-        let challenge = challenges(&first).into_iter().next().expect("a challenge");
-        let uri = text.split(' ').nth(1).unwrap_or_default().to_owned();
-        let auth = challenge.answer(&self.user, password, "SUBSCRIBE", &uri, 1);
-        let retry = self.subscribe_request(event, expires).replace(
-            "Content-Length: 0\r\n",
-            &format!("Proxy-Authorization: {auth}\r\nContent-Length: 0\r\n"),
-        );
-        self.send(&retry)
-    }
-
-    fn subscribe(&mut self, event: &str, expires: u32) -> Response {
-        let password = format!("pw-{}", self.user);
-        self.subscribe_as(&password, event, expires)
-    }
-
-    fn answer(&mut self, req: &Request, status: u16) {
-        let mut text = format!("SIP/2.0 {status} Whatever\r\n");
-        for via in req.headers.get_all(&HeaderName::Via) {
-            text.push_str(&format!("Via: {via}\r\n"));
-        }
-        for name in [
-            HeaderName::From,
-            HeaderName::To,
-            HeaderName::CallId,
-            HeaderName::CSeq,
-        ] {
-            let value = req.headers.get(&name).unwrap_or_default();
-            text.push_str(&format!("{}: {value}\r\n", name.as_str()));
-        }
-        text.push_str("Content-Length: 0\r\n\r\n");
-        self.ua.send(text.as_bytes()).expect("send");
-    }
-
-    /// The next NOTIFY, answered with `status`.
-    fn notify_answered(&mut self, status: u16) -> Request {
-        if !self.notifies.is_empty() {
-            return self.notifies.remove(0);
-        }
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if let Message::Request(n) = self.ua.recv(left).expect("a NOTIFY")
-                && n.method.as_str() == "NOTIFY"
-            {
-                self.answer(&n, status);
-                return n;
-            }
-        }
-    }
-
-    fn notify(&mut self) -> Request {
-        self.notify_answered(200)
-    }
-}
-
 fn header<'a>(r: &'a Request, name: &str) -> &'a str {
     r.headers.get(&HeaderName::parse(name)).unwrap_or_default()
 }
@@ -275,7 +138,7 @@ fn a_busy_lamp_follows_a_call_from_ringing_to_answered_to_over() {
     let s = office();
     let mut a = phone(&s, "1001");
     let mut b = phone(&s, "1002");
-    let mut w = Watcher::new(&s, "1003", "1002");
+    let mut w = Watcher::new(s.udp.expect("udp"), DOMAIN, "1003", "1002");
     let ok = w.subscribe("dialog", 600);
     assert_eq!(ok.status, 200);
     assert_eq!(ok.headers.get(&HeaderName::Expires), Some("600"));
@@ -367,7 +230,7 @@ fn a_busy_lamp_follows_a_call_from_ringing_to_answered_to_over() {
 #[test]
 fn refresh_and_unsubscribe() {
     let s = office();
-    let mut w = Watcher::new(&s, "1003", "1002");
+    let mut w = Watcher::new(s.udp.expect("udp"), DOMAIN, "1003", "1002");
     assert_eq!(w.subscribe("presence", 600).status, 200);
     let first = w.notify();
     assert_eq!(header(&first, "Content-Type"), "application/pidf+xml");
@@ -429,16 +292,16 @@ fn refresh_and_unsubscribe() {
 fn unknown_packages_targets_and_credentials_are_refused() {
     let s = office();
     // No credentials: challenged like an INVITE.
-    let mut w = Watcher::new(&s, "1003", "1002");
+    let mut w = Watcher::new(s.udp.expect("udp"), DOMAIN, "1003", "1002");
     let text = w.subscribe_request("dialog", 600);
     let r = w.send(&text);
     assert_eq!(r.status, 407);
     assert!(r.headers.get(&HeaderName::ProxyAuthenticate).is_some());
     // A wrong password gets no subscription.
-    let mut wrong = Watcher::new(&s, "1003", "1002");
+    let mut wrong = Watcher::new(s.udp.expect("udp"), DOMAIN, "1003", "1002");
     assert_eq!(wrong.subscribe_as("nope", "dialog", 600).status, 407);
     // An event package we do not serve: 489 with the ones we do.
-    let mut odd = Watcher::new(&s, "1003", "1002");
+    let mut odd = Watcher::new(s.udp.expect("udp"), DOMAIN, "1003", "1002");
     let r = odd.subscribe("conference", 600);
     assert_eq!(r.status, 489);
     let allow = r
@@ -450,7 +313,7 @@ fn unknown_packages_targets_and_credentials_are_refused() {
         "{allow}"
     );
     // A target that is no extension: 404.
-    let mut nobody = Watcher::new(&s, "1003", "4711");
+    let mut nobody = Watcher::new(s.udp.expect("udp"), DOMAIN, "1003", "4711");
     assert_eq!(nobody.subscribe("dialog", 600).status, 404);
     assert_eq!(subscriptions(&s).as_array().map(Vec::len), Some(0));
 }
@@ -458,9 +321,9 @@ fn unknown_packages_targets_and_credentials_are_refused() {
 #[test]
 fn a_subscriber_that_answers_481_is_dropped() {
     let s = office();
-    let mut gone = Watcher::new(&s, "1003", "1002");
+    let mut gone = Watcher::new(s.udp.expect("udp"), DOMAIN, "1003", "1002");
     assert_eq!(gone.subscribe("dialog", 600).status, 200);
-    let mut stays = Watcher::new(&s, "1001", "1002");
+    let mut stays = Watcher::new(s.udp.expect("udp"), DOMAIN, "1001", "1002");
     assert_eq!(stays.subscribe("message-summary", 600).status, 200);
     let mwi = stays.notify();
     assert_eq!(
@@ -476,7 +339,7 @@ fn a_subscriber_that_answers_481_is_dropped() {
 #[test]
 fn a_refresh_of_a_subscription_the_server_forgot_recreates_it() {
     let s = office();
-    let mut w = Watcher::new(&s, "1003", "1002");
+    let mut w = Watcher::new(s.udp.expect("udp"), DOMAIN, "1003", "1002");
     // As after a restart: the phone refreshes a dialog we have no record of.
     w.to = format!("<sip:1002@{DOMAIN}>;tag=beforerestart");
     let r = w.subscribe("dialog", 600);
@@ -508,13 +371,13 @@ function on_subscribe(ext, event, target)
 end
 "#,
     ));
-    let mut boss = Watcher::new(&s, "1002", "1001");
+    let mut boss = Watcher::new(s.udp.expect("udp"), DOMAIN, "1002", "1001");
     assert_eq!(boss.subscribe("dialog", 600).status, 403);
-    let mut lamp = Watcher::new(&s, "1002", "1003");
+    let mut lamp = Watcher::new(s.udp.expect("udp"), DOMAIN, "1002", "1003");
     assert_eq!(lamp.subscribe("dialog", 600).status, 200);
-    let mut presence = Watcher::new(&s, "1002", "1003");
+    let mut presence = Watcher::new(s.udp.expect("udp"), DOMAIN, "1002", "1003");
     assert_eq!(presence.subscribe("presence", 600).status, 403);
-    let mut allowed = Watcher::new(&s, "1003", "1002");
+    let mut allowed = Watcher::new(s.udp.expect("udp"), DOMAIN, "1003", "1002");
     assert_eq!(allowed.subscribe("presence", 600).status, 200);
     assert!(
         s.log().contains("on_subscribe 1002 dialog 1001"),
@@ -537,7 +400,7 @@ function on_subscribe(ext, event, target)
 end
 "#,
     ));
-    let mut w = Watcher::new(&s, "1002", "1003");
+    let mut w = Watcher::new(s.udp.expect("udp"), DOMAIN, "1002", "1003");
     assert_eq!(w.subscribe("dialog", 600).status, 403);
 }
 
@@ -546,7 +409,7 @@ fn a_subscriber_that_vanished_is_dropped_when_its_notify_times_out() {
     let s = impatient_office();
     let mut a = phone(&s, "1001");
     let mut b = phone(&s, "1002");
-    let mut w = Watcher::new(&s, "1003", "1002");
+    let mut w = Watcher::new(s.udp.expect("udp"), DOMAIN, "1003", "1002");
     assert_eq!(w.subscribe("dialog", 600).status, 200);
     w.notify();
     wait_for_subscriptions(&s, 1);
@@ -564,7 +427,7 @@ fn presence_shows_registered_and_on_the_phone() {
     let s = office();
     let mut a = phone(&s, "1001");
     let mut b = phone(&s, "1002");
-    let mut w = Watcher::new(&s, "1003", "1002");
+    let mut w = Watcher::new(s.udp.expect("udp"), DOMAIN, "1003", "1002");
     assert_eq!(w.subscribe("presence", 600).status, 200);
     let idle = w.notify();
     let text = body(&idle);
@@ -588,7 +451,7 @@ fn presence_shows_registered_and_on_the_phone() {
 #[test]
 fn a_subscribe_with_expires_0_fetches_the_state_once() {
     let s = office();
-    let mut w = Watcher::new(&s, "1001", "1001");
+    let mut w = Watcher::new(s.udp.expect("udp"), DOMAIN, "1001", "1001");
     assert_eq!(w.subscribe("message-summary", 0).status, 200);
     let n = w.notify();
     assert!(
@@ -607,7 +470,7 @@ fn a_subscribe_with_expires_0_fetches_the_state_once() {
 #[test]
 fn presence_opens_when_the_watched_phone_registers() {
     let s = office();
-    let mut w = Watcher::new(&s, "1003", "1002");
+    let mut w = Watcher::new(s.udp.expect("udp"), DOMAIN, "1003", "1002");
     assert_eq!(w.subscribe("presence", 600).status, 200);
     assert!(body(&w.notify()).contains("<basic>closed</basic>"));
     let _b = phone(&s, "1002");

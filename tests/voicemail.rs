@@ -39,6 +39,12 @@ fn office() -> Server {
 
 /// [`office`] with the contexts in `dialplans`.
 fn office_with(dialplans: &Path) -> Server {
+    office_full(dialplans, "", "")
+}
+
+/// [`office_with`], `ext_1002` added to extension 1002's table and `tail`
+/// (more tables) at the end.
+fn office_full(dialplans: &Path, ext_1002: &str, tail: &str) -> Server {
     static NEXT_RANGE: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
     let n = NEXT_RANGE.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 50;
     // Apart from tests/media.rs's ranges (20000-28999).
@@ -74,10 +80,13 @@ password = "pw-1001"
 id = "1002"
 password = "pw-1002"
 voicemail_pin = "{PIN}"
+{ext_1002}
 
 [[extension]]
 id = "1003"
 password = "pw-1003"
+
+{tail}
 "#,
         dialplans.display(),
         repo().join("plugins").display(),
@@ -562,4 +571,101 @@ fn check_refuses_a_voicemail_pin_that_is_not_digits_with_its_line() {
         err.contains("switchboard.toml:7") && err.contains("voicemail_pin must be 4 to 16 digits"),
         "{err}"
     );
+}
+
+/// The office of [`office`] mailing 1002's messages to bob@test.invalid
+/// through an SMTP relay on `smtp_port` (no TLS: a loopback test relay).
+fn mailing_office(smtp_port: u16) -> Server {
+    office_full(
+        &repo().join("dialplans"),
+        "email = \"bob@test.invalid\"",
+        &format!(
+            "[smtp]\nhost = \"127.0.0.1\"\nport = {smtp_port}\ntls = \"none\"\nfrom = \"pbx@test.invalid\"\n"
+        ),
+    )
+}
+
+fn header_value<'a>(r: &'a sip_proto::Request, name: &str) -> &'a str {
+    r.headers
+        .get(&sip_proto::HeaderName::parse(name))
+        .unwrap_or_default()
+}
+
+/// Issue 14 end to end: a message left for 1002 lights its
+/// message-waiting lamp (RFC 3842 NOTIFY to its subscription) and is mailed
+/// with the recording attached; once the owner has heard it, the lamp goes
+/// out (0 new, 1 old).
+#[test]
+fn a_new_message_lights_mwi_and_is_mailed_and_hearing_it_turns_mwi_off() {
+    let sink = testkit::SmtpSink::spawn(None).expect("SMTP sink");
+    let o = mailing_office(sink.addr().port());
+    let mut lamp = testkit::Watcher::new(o.udp.expect("udp"), DOMAIN, "1002", "1002");
+    assert_eq!(lamp.subscribe("message-summary", 600).status, 200);
+    let first = lamp.notify();
+    assert_eq!(header_value(&first, "Event"), "message-summary");
+    let text = String::from_utf8_lossy(&first.body).into_owned();
+    assert!(text.contains("Messages-Waiting: no"), "{text}");
+
+    leave_message(&o, Duration::from_secs(2));
+    let lit = lamp.notify();
+    let text = String::from_utf8_lossy(&lit.body).into_owned();
+    assert!(
+        text.contains("Messages-Waiting: yes") && text.contains("Voice-Message: 1/0"),
+        "{text}"
+    );
+
+    let mails = sink
+        .wait_for_blocking(1, Duration::from_secs(30))
+        .expect("the message is mailed");
+    assert_eq!(mails[0].to, ["bob@test.invalid"]);
+    assert_eq!(mails[0].from, "pbx@test.invalid");
+    let data = String::from_utf8_lossy(&mails[0].data).into_owned();
+    assert!(data.contains("audio/wav"), "a WAV attachment: {data:.400}");
+    // base64 of "RIFF": the attachment is the stored WAV.
+    assert!(data.contains("UklGR"), "the WAV's RIFF header: {data:.400}");
+
+    // The owner listens: the lamp goes out.
+    let mut b = phone(&o, "1002");
+    let rtp = RtpPeer::localhost();
+    let (mut dialog, media) = answered(&mut b, "*97", &rtp);
+    assert!(rtp.wait_for(10, WAIT), "the password prompt plays");
+    keys(&rtp, &media, &format!("{PIN}#"));
+    wait_for_log(&o, "voicemail: mailbox 1002 opened");
+    std::thread::sleep(Duration::from_millis(500));
+    keys(&rtp, &media, "1");
+    wait_for_log(&o, "mailbox 1002: 0 new, 1 old");
+    // The latest state the lamp was told (an unchanged state may be sent
+    // again on the way, as RFC 6665 allows).
+    let mut seen = Vec::new();
+    loop {
+        let n = lamp.notify();
+        let text = String::from_utf8_lossy(&n.body).into_owned();
+        if text.contains("Messages-Waiting: no") {
+            assert!(text.contains("Voice-Message: 0/1"), "{text}");
+            break;
+        }
+        seen.push(text);
+        assert!(seen.len() < 5, "the lamp never went out: {seen:?}");
+    }
+    assert_eq!(
+        b.request_in(&mut dialog, "BYE", None).expect("BYE").status,
+        200
+    );
+}
+
+/// A relay that is down changes nothing for the caller: the message is
+/// left and the PBX hangs up as usual, the failed try is logged, and the
+/// mailbox keeps the message.
+#[test]
+fn a_dead_smtp_relay_does_not_affect_the_call() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let o = mailing_office(port);
+    leave_message(&o, Duration::from_secs(2));
+    wait_for_log(&o, "mailbox 1002: 1 new, 0 old");
+    let line = wait_for_log(&o, "voicemail email for 1002");
+    assert!(line.contains("failed (try 1 of"), "{line}");
+    assert_eq!(listed(&o, "1002").len(), 1);
 }

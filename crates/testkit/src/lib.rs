@@ -1,8 +1,8 @@
 //! `testkit`: what Switchboard's integration tests use to talk to the real
 //! thing — the `switchboard` binary started on port 0 ([`Server`]) and a
 //! small SIP user agent over real UDP and TCP sockets ([`Ua`]), and real
-//! RTP for media tests ([`RtpPeer`], [`Wav`]), and an SMTP server that keeps
-//! the mails it gets ([`SmtpSink`]).
+//! RTP for media tests ([`RtpPeer`], [`Wav`]), a subscriber ([`Watcher`]),
+//! and an SMTP server that keeps the mails it gets ([`SmtpSink`]).
 //!
 //! Nothing here is a mock: the server is the release or test build of the
 //! binary, the sockets are real, and every wait is bounded by a timeout.
@@ -12,6 +12,7 @@ pub mod rtp;
 mod server;
 mod smtp;
 mod ua;
+mod watcher;
 mod wav;
 
 pub use self::rtp::{
@@ -22,4 +23,5 @@ pub use phone::{Dialog, InCall, OutCall, Phone, sdp};
 pub use server::{Server, ServerError, TEST_ADMIN_TOKEN};
 pub use smtp::{SmtpMail, SmtpSink};
 pub use ua::{DigestChallenge, RawResponse, RequestBuilder, Ua, UaError, challenges};
+pub use watcher::Watcher;
 pub use wav::Wav;
