@@ -539,8 +539,13 @@ impl Host for PbxHost {
     }
 
     fn blocks(&self) -> bool {
-        // The mailboxes touch files even over memory storage.
-        self.storage.blocks() || self.voicemail.is_some()
+        self.storage.blocks()
+    }
+
+    fn voicemail_blocks(&self) -> bool {
+        // The mailboxes touch files even over memory storage; kv and the
+        // rest stay on the Lua thread (no hop) when storage is in memory.
+        true
     }
 
     fn voicemail(&self) -> Option<&dyn dialplan::Voicemail> {

@@ -91,6 +91,12 @@ pub trait Host: Send + Sync + 'static {
     fn voicemail(&self) -> Option<&dyn crate::mailbox::Voicemail> {
         None
     }
+    /// Whether the `mailbox` functions may block (they read and write
+    /// files even when the rest of the host is in memory); as
+    /// [`blocks`](Self::blocks) by default.
+    fn voicemail_blocks(&self) -> bool {
+        self.blocks()
+    }
 }
 
 /// A shared host, printable in `Debug` output.

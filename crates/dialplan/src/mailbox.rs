@@ -8,7 +8,7 @@
 use mlua::{Lua, Table, Value};
 
 use crate::host::{HostError, SharedHost};
-use crate::modules::{call_host, text_arg};
+use crate::modules::{call_host_where, text_arg};
 
 /// How the mailboxes' file names start, for `call:play` and `call:record`.
 pub const VOICEMAIL_PREFIX: &str = "voicemail/";
@@ -62,7 +62,8 @@ impl Greeting {
 
 /// The voicemail boxes as the `mailbox` module uses them. The binary
 /// implements it over storage and the `dialplan.voicemail` directory.
-/// Methods may block; they run where the host's do ([`crate::Host::blocks`]).
+/// Methods may block; they run on a blocking thread when the host says so
+/// ([`crate::Host::voicemail_blocks`]).
 pub trait Voicemail: Send + Sync + 'static {
     /// A fresh file name under `ext`'s mailbox to record into
     /// (`voicemail/EXT/tmp-….wav`), for [`Voicemail::save`] or
@@ -148,7 +149,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
             let ext = ext_arg("mailbox.scratch", &ext);
             async move {
                 let ext = ext?;
-                call_host(host, "mailbox.scratch", move |h| store(h)?.scratch(&ext)).await
+                call_vm(host, "mailbox.scratch", move |h| store(h)?.scratch(&ext)).await
             }
         })?,
     )?;
@@ -168,7 +169,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
             });
             async move {
                 let (ext, file, caller) = args?;
-                let saved = call_host(host, "mailbox.save", move |h| {
+                let saved = call_vm(host, "mailbox.save", move |h| {
                     store(h)?.save(&ext, &file, &caller)
                 })
                 .await?;
@@ -188,7 +189,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
             let ext = ext_arg("mailbox.list", &ext);
             async move {
                 let ext = ext?;
-                let list = call_host(host, "mailbox.list", move |h| store(h)?.list(&ext)).await?;
+                let list = call_vm(host, "mailbox.list", move |h| store(h)?.list(&ext)).await?;
                 let t = lua.create_table_with_capacity(list.len(), 0)?;
                 for m in list {
                     t.raw_push(message_table(&lua, m)?)?;
@@ -213,7 +214,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
                     .and_then(|ext| Ok((ext, text_arg(function, "id", &id, MAX_ID)?)));
                 async move {
                     let (ext, id) = args?;
-                    call_host(host, function, move |h| {
+                    call_vm(host, function, move |h| {
                         let s = store(h)?;
                         if heard {
                             s.mark_heard(&ext, &id)
@@ -236,7 +237,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
             async move {
                 let ext = ext?;
                 let (new, old) =
-                    call_host(host, "mailbox.counts", move |h| store(h)?.counts(&ext)).await?;
+                    call_vm(host, "mailbox.counts", move |h| store(h)?.counts(&ext)).await?;
                 let t = lua.create_table_with_capacity(0, 2)?;
                 t.raw_set("new", new)?;
                 t.raw_set("old", old)?;
@@ -254,7 +255,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
                 .and_then(|ext| Ok((ext, greeting_arg("mailbox.greeting", &kind)?)));
             async move {
                 let (ext, kind) = args?;
-                call_host(host, "mailbox.greeting", move |h| {
+                call_vm(host, "mailbox.greeting", move |h| {
                     store(h)?.greeting(&ext, kind)
                 })
                 .await
@@ -277,7 +278,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
             });
             async move {
                 let (ext, kind, file) = args?;
-                call_host(host, function, move |h| {
+                call_vm(host, function, move |h| {
                     store(h)?.set_greeting(&ext, kind, &file)
                 })
                 .await
@@ -299,7 +300,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
             });
             async move {
                 let (ext, pin) = args?;
-                call_host(host, "mailbox.check_pin", move |h| {
+                call_vm(host, "mailbox.check_pin", move |h| {
                     store(h)?.check_pin(&ext, &pin)
                 })
                 .await
@@ -308,4 +309,15 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
     )?;
 
     lua.globals().raw_set("mailbox", m)
+}
+
+/// Runs a mailbox function where the host's mailboxes run
+/// ([`crate::Host::voicemail_blocks`]).
+async fn call_vm<T: Send + 'static>(
+    host: crate::host::SharedHost,
+    function: &'static str,
+    f: impl FnOnce(&dyn crate::Host) -> Result<T, crate::HostError> + Send + 'static,
+) -> mlua::Result<T> {
+    let blocks = host.0.voicemail_blocks();
+    call_host_where(host, function, blocks, f).await
 }

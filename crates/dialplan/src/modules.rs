@@ -54,7 +54,19 @@ pub(crate) async fn call_host<T: Send + 'static>(
     function: &'static str,
     f: impl FnOnce(&dyn Host) -> Result<T, HostError> + Send + 'static,
 ) -> mlua::Result<T> {
-    let result = if host.0.blocks() {
+    let blocks = host.0.blocks();
+    call_host_where(host, function, blocks, f).await
+}
+
+/// Runs `f` on the host, on tokio's blocking pool if `blocks` (a thread
+/// hop costs tens of microseconds: only for what may wait on IO).
+pub(crate) async fn call_host_where<T: Send + 'static>(
+    host: SharedHost,
+    function: &'static str,
+    blocks: bool,
+    f: impl FnOnce(&dyn Host) -> Result<T, HostError> + Send + 'static,
+) -> mlua::Result<T> {
+    let result = if blocks {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
             mlua::Error::runtime(format!("{function}: only available while a call runs"))
         })?;

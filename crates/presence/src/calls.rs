@@ -108,6 +108,9 @@ fn involved(call: &CallSnapshot, dir: &dyn Directory, domain: &str) -> Vec<(Stri
     out
 }
 
+/// Most dialogs one lamp report (a NOTIFY's dialog-info) lists.
+pub const MAX_REPORTED: usize = 16;
+
 /// A change in what one extension's lamp shows.
 #[derive(Debug, Clone)]
 pub struct LampChange {
@@ -157,7 +160,7 @@ impl Tracker {
     ) -> Vec<LampChange> {
         let old = std::mem::take(self);
         for call in live {
-            self.apply(&CallChange::Updated(call.clone()), dir, domain);
+            self.apply(&CallChange::Updated(call.clone()), dir, domain, &|_| false);
         }
         let mut exts: Vec<&String> = old.by_ext.keys().chain(self.by_ext.keys()).collect();
         exts.sort();
@@ -190,12 +193,16 @@ impl Tracker {
     }
 
     /// Applies one change from the call feed; returns the extensions whose
-    /// lamps changed.
+    /// lamps changed and that someone `watched` (the others are only kept
+    /// up to date: building a report costs a copy of the extension's
+    /// dialogs, and an extension with hundreds of calls, a queue or a
+    /// gateway, would pay it on every change of each).
     pub fn apply(
         &mut self,
         change: &CallChange,
         dir: &dyn Directory,
         domain: &str,
+        watched: &dyn Fn(&str) -> bool,
     ) -> Vec<LampChange> {
         let (call, ended) = match change {
             CallChange::Updated(c) => (c, false),
@@ -229,7 +236,20 @@ impl Tracker {
             let busy_before = self.busy(ext);
             let list = self.by_ext.entry(ext.to_owned()).or_default();
             list.retain(|d| d.call != call.id);
-            let mut report = list.clone();
+            if !watched(ext) {
+                if let Some(view) = new {
+                    list.push(view.clone());
+                }
+                if list.is_empty() {
+                    self.by_ext.remove(ext);
+                }
+                continue;
+            }
+            // A lamp shows a handful of calls; an extension with hundreds
+            // (a queue, a gateway) reports its latest ones, and the body
+            // stays small enough for one UDP NOTIFY.
+            let skip = list.len().saturating_sub(MAX_REPORTED - 1);
+            let mut report = list[skip..].to_vec();
             match (new, old) {
                 (Some(view), _) => {
                     list.push(view.clone());
@@ -314,13 +334,14 @@ mod tests {
             &CallChange::Updated(call(CallState::Routing, &[], None)),
             &Office,
             "d",
+            &|_| true,
         );
         assert_eq!(
             lamp(&routing, "1001"),
             [(DialogState::Early, Direction::Initiator)]
         );
         let ringing = call(CallState::Dialing, &["1002", "1002", "+4930"], None);
-        let c = t.apply(&CallChange::Updated(ringing), &Office, "d");
+        let c = t.apply(&CallChange::Updated(ringing), &Office, "d", &|_| true);
         assert_eq!(
             lamp(&c, "1002"),
             [(DialogState::Early, Direction::Recipient)]
@@ -354,7 +375,7 @@ mod tests {
             leg("inbound", "c1", "pbx-a", "alice"),
             leg("outbound", "b-1002", "pbx-b", "bob"),
         ];
-        let c = t.apply(&CallChange::Updated(bridged), &Office, "d");
+        let c = t.apply(&CallChange::Updated(bridged), &Office, "d", &|_| true);
         assert_eq!(
             lamp(&c, "1002"),
             [(DialogState::Confirmed, Direction::Recipient)]
@@ -385,6 +406,7 @@ mod tests {
             &CallChange::Ended(call(CallState::Ending, &[], Some("1002"))),
             &Office,
             "d",
+            &|_| true,
         );
         assert_eq!(
             lamp(&c, "1002"),
@@ -402,6 +424,7 @@ mod tests {
             &CallChange::Updated(call(CallState::Bridged, &[], Some("1002"))),
             &Office,
             "d",
+            &|_| true,
         );
         // The end of c1 was missed; another call rings 1003.
         let mut other = call(CallState::Dialing, &["1003"], None);
@@ -433,16 +456,49 @@ mod tests {
             &CallChange::Updated(call(CallState::Dialing, &["1002", "1003"], None)),
             &Office,
             "d",
+            &|_| true,
         );
         let c = t.apply(
             &CallChange::Updated(call(CallState::Bridged, &[], Some("1002"))),
             &Office,
             "d",
+            &|_| true,
         );
         assert_eq!(
             lamp(&c, "1003"),
             [(DialogState::Terminated, Direction::Recipient)]
         );
         assert!(!t.busy("1003"));
+    }
+
+    #[test]
+    fn unwatched_extensions_are_tracked_without_reports() {
+        let mut t = Tracker::new();
+        let only_1002 = |ext: &str| ext == "1002";
+        let c = t.apply(
+            &CallChange::Updated(call(CallState::Dialing, &["1002"], None)),
+            &Office,
+            "d",
+            &only_1002,
+        );
+        assert!(c.iter().all(|c| c.ext == "1002"), "no report for 1001");
+        assert_eq!(
+            lamp(&c, "1002"),
+            [(DialogState::Early, Direction::Recipient)]
+        );
+        // 1001's state is kept for a subscriber that comes later.
+        assert!(t.busy("1001"));
+        assert_eq!(t.dialogs("1001").len(), 1);
+        let c = t.apply(
+            &CallChange::Ended(call(CallState::Dialing, &["1002"], None)),
+            &Office,
+            "d",
+            &only_1002,
+        );
+        assert_eq!(
+            lamp(&c, "1002"),
+            [(DialogState::Terminated, Direction::Recipient)]
+        );
+        assert!(!t.busy("1001") && t.dialogs("1001").is_empty());
     }
 }

@@ -368,10 +368,18 @@ impl Presence {
     }
 
     fn on_call_change(&self, change: &pbx::CallChange) {
+        // Lock order: tracker, then table (nothing takes them the other way).
+        let watched = |ext: &str| {
+            lock(&self.inner.table)
+                .by_target
+                .get(ext)
+                .is_some_and(|keys| !keys.is_empty())
+        };
         let changes = lock(&self.inner.tracker).apply(
             change,
             &*self.inner.directory,
             &self.inner.config.domain,
+            &watched,
         );
         self.lamps_changed(changes);
     }
