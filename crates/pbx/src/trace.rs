@@ -78,6 +78,9 @@ pub struct CallTrace {
     /// Whether a call owns it (not only refused attempts).
     admitted: AtomicBool,
     dropped: AtomicU64,
+    /// Fallen out of the kept traces: nobody can ask for it any more, so
+    /// it records nothing (the call may hold it for hours).
+    forgotten: AtomicBool,
 }
 
 impl CallTrace {
@@ -88,6 +91,9 @@ impl CallTrace {
 
     /// Records `what` now (dropped, and counted, past [`MAX_EVENTS`]).
     pub fn record(&self, what: TraceWhat) {
+        if self.forgotten.load(Ordering::Relaxed) {
+            return;
+        }
         let mut events = lock(&self.events);
         if events.len() >= MAX_EVENTS {
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -180,6 +186,7 @@ impl Traces {
             live: AtomicBool::new(admitted),
             admitted: AtomicBool::new(admitted),
             dropped: AtomicU64::new(0),
+            forgotten: AtomicBool::new(false),
         });
         self.shard(id).insert(id.to_owned(), Arc::clone(&trace));
         trace
@@ -207,6 +214,11 @@ impl Traces {
                     shard.remove(&leg);
                 }
             }
+            // A live call keeps its Arc: free what it recorded, and record
+            // no more (only the last `capacity` calls cost memory).
+            gone.forgotten.store(true, Ordering::Relaxed);
+            let events = std::mem::take(&mut *lock(&gone.events));
+            drop(events);
         }
     }
 
@@ -278,6 +290,10 @@ mod tests {
         assert!(t.get("a").is_none() && t.get("a-out").is_none());
         assert!(t.get("b").is_some() && t.get("c").is_some());
         assert!(Traces::new(0).start("x").is_none());
+        // The call still holds its trace: forgotten, it keeps nothing.
+        assert!(a.events().is_empty(), "its events were freed");
+        a.step(None, "after".into());
+        assert!(a.events().is_empty(), "and it records no more");
     }
 
     #[test]
