@@ -9,7 +9,9 @@
 #   - 20 calls 1001 -> 1002 (180, 200, ACK, 200 ms, BYE, 200) all succeed,
 #     and the callee saw all 20;
 #   - a call to 5555 (no such number) is refused with 404;
-#   - a call to 1003 (an extension with no phone registered) gets 480;
+#   - a call to 1003 (an extension with no phone registered) goes to its
+#     voicemail (the shipped dialplan): answered, greeting, the caller
+#     hangs up before the beep (nothing is kept);
 #   - a call to 1004 that the caller cancels while it rings gets 200 for
 #     the CANCEL and 487 for the INVITE, and the callee is cancelled too.
 # A failing step prints the start lines of what the caller sent and got.
@@ -118,11 +120,17 @@ echo "20 calls 1001 -> 1002 answered and hung up"
 
 # Refused calls.
 sed 's/@STATUS@/404/g' "$SCEN/call-rejected.xml.in" > "$WORK/rejected-404.xml"
-sed 's/@STATUS@/480/g' "$SCEN/call-rejected.xml.in" > "$WORK/rejected-480.xml"
 caller unknown-5555 "$WORK/rejected-404.xml" 5555 -m 1
 echo "a call to 5555 was refused with 404"
-caller unregistered-1003 "$WORK/rejected-480.xml" 1003 -m 1
-echo "a call to 1003 (not registered) got 480"
+# Nothing but voicemail answers a call to an extension with no phone; a
+# prompt it could not play would be logged as an ERROR and end the call.
+caller unregistered-1003 "$SCEN/call-uac.xml" 1003 -m 1 -d 500
+if grep -q 'ERROR' "$WORK/sb.log"; then
+  grep 'ERROR' "$WORK/sb.log" >&2
+  fail "an error was logged"
+fi
+echo "a call to 1003 (not registered) went to its voicemail and was hung up"
+
 
 # The caller cancels while 1004 rings.
 callee call-uas-ring.xml 1004 "$p1004" 1
@@ -133,4 +141,4 @@ echo "a call to 1004 cancelled while ringing: 200 for the CANCEL, 487 for the IN
 
 grep -q "panicked" "$WORK/sb.log" && fail "a panic was logged"
 stop_server
-echo "ok: SIPp calls through default.lua: 20 answered, 404, 480, CANCEL/487"
+echo "ok: SIPp calls through default.lua: 20 answered, 404, voicemail, CANCEL/487"

@@ -39,6 +39,8 @@ path = "$WORK/var/switchboard.redb"
 [dialplan]
 dir = "$ROOT/dialplans"
 plugins = "$ROOT/plugins"
+sounds = "$ROOT/sounds"
+voicemail = "$WORK/var/voicemail"
 ${2:-}
 TOML
   (cd "$WORK" && exec "$SB_BIN" run --config "$WORK/switchboard.toml") >/dev/null 2>"$WORK/sb.log" &
