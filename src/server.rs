@@ -88,7 +88,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         chan_sip_config(&config),
         endpoint.handle(),
         registrar.clone(),
-        storage.clone(),
+        pbx::CdrWriter::start(storage.clone()),
         office.channel_map(),
         Arc::new(crate::calls::LuaRouter::new(
             Arc::clone(dialplan.runtime()),

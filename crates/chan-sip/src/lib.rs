@@ -12,7 +12,6 @@
 
 mod anchor;
 mod call;
-mod cdr;
 mod dialog;
 mod leg;
 mod relay;
@@ -32,7 +31,6 @@ use pbx::{Registry, Router};
 use registrar::Registrar;
 use sip_net::{BoxFuture, EndpointHandle, Incoming, InviteTx, Service};
 use sip_proto::{Method, Response};
-use storage::CdrStore;
 use tokio::sync::{mpsc, oneshot};
 
 pub use anchor::MediaConfig;
@@ -91,7 +89,7 @@ pub(crate) struct Inner {
     pub config: ChanSipConfig,
     pub endpoint: EndpointHandle,
     pub registrar: Registrar,
-    pub cdrs: cdr::CdrWriter,
+    pub cdrs: pbx::CdrWriter,
     pub extensions: Arc<ArcSwap<HashMap<String, Extension>>>,
     pub router: Arc<dyn Router>,
     pub registry: Arc<Registry>,
@@ -124,7 +122,7 @@ impl ChanSip {
         config: ChanSipConfig,
         endpoint: EndpointHandle,
         registrar: Registrar,
-        cdrs: Arc<dyn CdrStore>,
+        cdrs: pbx::CdrWriter,
         extensions: Arc<ArcSwap<HashMap<String, Extension>>>,
         router: Arc<dyn Router>,
         media: MediaConfig,
@@ -136,7 +134,7 @@ impl ChanSip {
                 config,
                 endpoint,
                 registrar,
-                cdrs: cdr::CdrWriter::start(cdrs),
+                cdrs,
                 extensions,
                 router,
                 media: Arc::new(media),

@@ -1,15 +1,17 @@
 //! `pbx`: the call model (DESIGN.md "Calls"). A call is one task that owns
 //! its state; the dialplan drives it through a [`CallHandle`] (a channel),
 //! the admin API reads it from the [`Registry`], and it leaves a [`Cdr`] when
-//! it ends. This crate knows neither SIP text nor Lua: `chan-sip` turns SIP
+//! it ends, which the [`CdrWriter`] stores. This crate knows neither SIP text nor Lua: `chan-sip` turns SIP
 //! dialogs into calls and [`Leg`]s, and the binary plugs the Lua dialplan in
 //! as a [`Router`].
 //!
 //! Read `handle.rs` (what a route can ask of a call), then `registry.rs`
-//! (live calls), `cdr.rs` (what is kept when a call ends), `leg.rs`, and `mailbox.rs` (what
+//! (live calls), `cdr.rs` (what is kept when a call ends) and
+//! `cdr_writer.rs` (how it is stored), `leg.rs`, and `mailbox.rs` (what
 //! voicemail reports to message-waiting and email).
 
 mod cdr;
+mod cdr_writer;
 mod handle;
 mod leg;
 mod mailbox;
@@ -17,6 +19,7 @@ mod registry;
 mod trace;
 
 pub use cdr::{Cdr, Disposition, rfc3339, unix_ms};
+pub use cdr_writer::CdrWriter;
 pub use handle::{
     ActionError, CallDetails, CallHandle, Command, DialOutcome, DialRequest, DialStatus, Party,
     RouteEnd, Router,

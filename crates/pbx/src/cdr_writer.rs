@@ -1,11 +1,12 @@
-//! The CDR writer: finished calls' records go to storage from one thread,
-//! in batches (one commit, one fsync, for everything that ended meanwhile),
-//! so a busy PBX does not pay a disk sync per call.
+//! The CDR writer (CDRs are written by `pbx`, not by a channel driver):
+//! finished calls' records go to storage from one thread, in batches (one
+//! commit, one fsync, for everything that ended meanwhile), so a busy PBX
+//! does not pay a disk sync per call.
 
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 
-use pbx::Cdr;
+use crate::Cdr;
 use storage::CdrStore;
 use tokio::sync::oneshot;
 
@@ -23,7 +24,7 @@ enum Job {
 /// The sending side; the writer thread stops when every clone is gone,
 /// after writing what was queued.
 #[derive(Clone)]
-pub(crate) struct CdrWriter {
+pub struct CdrWriter {
     jobs: SyncSender<Job>,
 }
 
