@@ -108,7 +108,6 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         presence::PresenceConfig::new(&config.sip.domain),
         endpoint.handle(),
         registrar.clone(),
-        storage.clone(),
         Arc::new(crate::subscriptions::Office(office.channel_map())),
         Arc::new(crate::subscriptions::LuaAuthorizer {
             runtime: Arc::clone(dialplan.runtime()),

@@ -18,7 +18,6 @@ use pbx::{MailboxCounts, MailboxListener, Mailboxes, NewMessage, Registry};
 use serde::Serialize;
 use sip_net::{BoxFuture, EndpointHandle, Incoming, Service, Transport};
 use sip_proto::{HeaderName, Headers, Method, Request, Response, Uri};
-use storage::LocationStore;
 
 use crate::body::{self, DialogView};
 use crate::calls::{Directory, Tracker};
@@ -234,7 +233,6 @@ struct Inner {
     config: PresenceConfig,
     endpoint: EndpointHandle,
     registrar: registrar::Registrar,
-    locations: Arc<dyn LocationStore>,
     directory: Arc<dyn Directory>,
     authorizer: Arc<dyn Authorizer>,
     mailboxes: Arc<dyn Mailboxes>,
@@ -266,15 +264,14 @@ fn now_ms() -> u64 {
 
 impl Presence {
     /// A service answering SUBSCRIBE for `directory`'s extensions,
-    /// authenticating with `registrar`, reading registrations from
-    /// `locations` and first mailbox counts from `mailboxes`, sending
+    /// authenticating with `registrar` and asking it where the phones are
+    /// (its location lookup), reading first mailbox counts from `mailboxes`, sending
     /// NOTIFYs through `endpoint`. Must be made inside a tokio runtime.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: PresenceConfig,
         endpoint: EndpointHandle,
         registrar: registrar::Registrar,
-        locations: Arc<dyn LocationStore>,
         directory: Arc<dyn Directory>,
         authorizer: Arc<dyn Authorizer>,
         mailboxes: Arc<dyn Mailboxes>,
@@ -284,7 +281,6 @@ impl Presence {
                 config,
                 endpoint,
                 registrar,
-                locations,
                 directory,
                 authorizer,
                 mailboxes,
@@ -444,13 +440,10 @@ impl Presence {
     }
 
     fn is_registered(&self, ext: &str) -> bool {
-        let aor = self.inner.registrar.aor_of(ext);
-        let now = now_ms();
         self.inner
-            .locations
-            .list(&aor)
-            .map(|b| b.iter().any(|b| !b.is_expired(now)))
-            .unwrap_or(false)
+            .registrar
+            .contacts_blocking(ext, now_ms())
+            .is_ok_and(|live| !live.is_empty())
     }
 
     fn counts(&self, ext: &str) -> MailboxCounts {
@@ -818,14 +811,11 @@ impl Presence {
         if self.notify_target(&ext, Package::MessageSummary, &Content::Mailbox(counts)) > 0 {
             return;
         }
-        let aor = self.inner.registrar.aor_of(&ext);
-        let store = self.inner.locations.clone();
-        let Ok(Ok(bindings)) = tokio::task::spawn_blocking(move || store.list(&aor)).await else {
+        let Ok(bindings) = self.inner.registrar.contacts(&ext).await else {
             return;
         };
-        let now = now_ms();
         let domain = self.inner.config.domain.clone();
-        for b in bindings.into_iter().filter(|b| !b.is_expired(now)) {
+        for b in bindings {
             let Ok(uri) = Uri::parse(&b.contact) else {
                 continue;
             };

@@ -89,7 +89,6 @@ fn pbx_with(config: PresenceConfig) -> Pbx {
             config,
             endpoint.handle(),
             registrar.clone(),
-            store.clone(),
             Arc::new(Office),
             Arc::new(AllowAll),
             Arc::new(Stored),
