@@ -392,7 +392,7 @@ fn start_mailer(
         zone,
         ..mailer::Options::default()
     };
-    let mailer = mailer::Mailer::start(smtp.relay(), office.email_map(), options)
+    let mailer = mailer::Mailer::start(smtp.clone(), office.email_map(), options)
         .map_err(Error::MailerStart)?;
     Ok(Some(Arc::new(mailer)))
 }

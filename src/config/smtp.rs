@@ -2,53 +2,14 @@
 //! with STARTTLS per RFC 3207 or implicit TLS per RFC 8314), and the
 //! `[[extension]]` key `email` that says where an extension's go.
 
-use std::fmt;
-
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::{Checker, ConfigError, Location};
 
-/// `[smtp]`, checked.
-#[derive(Clone)]
-pub struct SmtpConfig {
-    /// `host`: the relay's name or address.
-    pub host: String,
-    /// `port` (default: 25 for `tls = "none"`, 587 for `"starttls"`, 465 for `"tls"`).
-    pub port: u16,
-    /// `tls` (default `"starttls"`).
-    pub tls: mailer::Tls,
-    /// `username` and `password`, set together, for AUTH.
-    pub credentials: Option<(String, String)>,
-    /// `from`: the sender, `pbx@example.com` or `PBX <pbx@example.com>`.
-    pub from: mailer::Mailbox,
-}
-
-impl fmt::Debug for SmtpConfig {
-    /// Everything but the password.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmtpConfig")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("tls", &self.tls)
-            .field("username", &self.credentials.as_ref().map(|(u, _)| u))
-            .field("from", &self.from.to_string())
-            .finish()
-    }
-}
-
-impl SmtpConfig {
-    /// The mailer's view of it.
-    pub fn relay(&self) -> mailer::Relay {
-        mailer::Relay {
-            host: self.host.clone(),
-            port: self.port,
-            tls: self.tls,
-            credentials: self.credentials.clone(),
-            from: self.from.clone(),
-        }
-    }
-}
+/// `[smtp]`, checked: the relay exactly as the mailer takes it (its
+/// `Debug` leaves the password out).
+pub type SmtpConfig = mailer::Relay;
 
 /// Default of `smtp.tls`.
 pub const DEFAULT_SMTP_TLS: mailer::Tls = mailer::Tls::StartTls;
