@@ -105,25 +105,6 @@ fn pbx_with(config: PresenceConfig) -> Pbx {
     Pbx { rt, presence, addr }
 }
 
-/// Answers `req` with 200.
-fn ok(ua: &mut Ua, req: &Request) {
-    let mut text = "SIP/2.0 200 OK\r\n".to_owned();
-    for via in req.headers.get_all(&HeaderName::Via) {
-        text.push_str(&format!("Via: {via}\r\n"));
-    }
-    for name in [
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-        HeaderName::CSeq,
-    ] {
-        let value = req.headers.get(&name).unwrap_or_default();
-        text.push_str(&format!("{}: {value}\r\n", name.as_str()));
-    }
-    text.push_str("Content-Length: 0\r\n\r\n");
-    ua.send(text.as_bytes()).expect("send");
-}
-
 /// The next NOTIFY `ua` receives, answered 200 (other messages skipped).
 fn notify(ua: &mut Ua) -> Request {
     let deadline = Instant::now() + WAIT;
@@ -132,7 +113,7 @@ fn notify(ua: &mut Ua) -> Request {
         if let Message::Request(n) = ua.recv(left).expect("a NOTIFY")
             && n.method.as_str() == "NOTIFY"
         {
-            ok(ua, &n);
+            ua.respond(&n, 200).expect("send");
             return n;
         }
     }
@@ -241,7 +222,7 @@ fn subscribe(ua: &mut Ua, user: &str, target: &str, event: &str) -> (Response, V
         match ua.recv(left).expect("an answer to SUBSCRIBE") {
             Message::Response(r) if r.status >= 200 => return (r, early),
             Message::Request(n) if n.method.as_str() == "NOTIFY" => {
-                ok(ua, &n);
+                ua.respond(&n, 200).expect("send");
                 early.push(n);
             }
             _ => {}

@@ -574,7 +574,7 @@ fn contact_of(headers: &sip_proto::Headers) -> Option<String> {
     }
 }
 
-fn reason(status: u16) -> &'static str {
+pub(crate) fn reason(status: u16) -> &'static str {
     match status {
         180 => "Ringing",
         183 => "Session Progress",

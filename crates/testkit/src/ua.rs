@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::time::{Duration, Instant};
 
-use sip_proto::{Limits, Message, Response};
+use sip_proto::{HeaderName, Limits, Message, Request, Response};
 
 /// Why a user-agent operation failed.
 #[derive(Debug)]
@@ -220,6 +220,27 @@ impl Ua {
             Socket::Tcp { stream, .. } => stream.write_all(bytes)?,
         }
         Ok(())
+    }
+
+    /// Answers `request` (a NOTIFY, say) with a bodyless `status`: its Via,
+    /// From, To, Call-ID and CSeq copied back (RFC 3261 §8.2.6.2, as a UA
+    /// that adds no To tag of its own).
+    pub fn respond(&mut self, request: &Request, status: u16) -> Result<(), UaError> {
+        let mut text = format!("SIP/2.0 {status} {}\r\n", crate::phone::reason(status));
+        for via in request.headers.get_all(&HeaderName::Via) {
+            text.push_str(&format!("Via: {via}\r\n"));
+        }
+        for name in [
+            HeaderName::From,
+            HeaderName::To,
+            HeaderName::CallId,
+            HeaderName::CSeq,
+        ] {
+            let value = request.headers.get(&name).unwrap_or_default();
+            text.push_str(&format!("{}: {value}\r\n", name.as_str()));
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        self.send(text.as_bytes())
     }
 
     /// Reads the next message's bytes (a datagram, or one Content-Length

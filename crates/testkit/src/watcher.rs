@@ -117,21 +117,7 @@ impl Watcher {
 
     /// Answers `req` (a NOTIFY) with `status`.
     pub fn answer(&mut self, req: &Request, status: u16) {
-        let mut text = format!("SIP/2.0 {status} Whatever\r\n");
-        for via in req.headers.get_all(&HeaderName::Via) {
-            text.push_str(&format!("Via: {via}\r\n"));
-        }
-        for name in [
-            HeaderName::From,
-            HeaderName::To,
-            HeaderName::CallId,
-            HeaderName::CSeq,
-        ] {
-            let value = req.headers.get(&name).unwrap_or_default();
-            text.push_str(&format!("{}: {value}\r\n", name.as_str()));
-        }
-        text.push_str("Content-Length: 0\r\n\r\n");
-        self.ua.send(text.as_bytes()).expect("send");
+        self.ua.respond(req, status).expect("send");
     }
 
     /// The next NOTIFY, answered with `status`.
