@@ -766,12 +766,14 @@ fn assert_music(who: &str, peer: &RtpPeer, from: std::net::SocketAddr, not_this:
     );
 }
 
-/// Issue 12, item 3: when a phone holds, the other side hears music on
-/// hold (`sounds/moh/default.wav`), not silence, and nothing of the holder;
-/// the hold and the resume are answered by the PBX (no re-INVITE reaches
-/// the other phone), and the resume brings audio back both ways.
-#[test]
-fn the_held_party_hears_music_and_resume_restores_the_bridge() {
+/// A bridged call; the caller (`caller_holds`) or the callee holds with
+/// `hold_dir` and keeps sending its tone, as does the other phone; the
+/// other side hears music on hold (`sounds/moh/default.wav`), not silence,
+/// and nothing of the holder; the admin API shows the hold; the hold and
+/// the resume are answered by the PBX (no re-INVITE reaches the other
+/// phone, see [`reinvite_here`]), and the resume brings audio back both
+/// ways.
+fn held_party_hears_music_then_resume(caller_holds: bool, hold_dir: &str, answer_dir: &str) {
     let o = office(None);
     let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
     let mut call = bridge(
@@ -785,8 +787,8 @@ fn the_held_party_hears_music_and_resume_restores_the_bridge() {
         &rb,
         (call.b_media.addr, 0, 2000.0),
     );
-    // The caller holds (sendonly) and keeps sending its tone.
-    reinvite_here(&mut call, true, &ra, "a=sendonly", "a=recvonly");
+    let holder = if caller_holds { &ra } else { &rb };
+    reinvite_here(&mut call, caller_holds, holder, hold_dir, answer_dir);
     ra.clear();
     rb.clear();
     let long = Duration::from_millis(1600);
@@ -798,14 +800,23 @@ fn the_held_party_hears_music_and_resume_restores_the_bridge() {
     });
     ra.settle(Duration::from_millis(200), WAIT);
     rb.settle(Duration::from_millis(200), WAIT);
-    assert_music("the held callee", &rb, call.b_media.addr, 1000.0);
-    let leaked = ra.received().iter().filter(|p| p.header.is_some()).count();
+    let (listener, listener_addr, holder_hz) = if caller_holds {
+        (&rb, call.b_media.addr, 1000.0)
+    } else {
+        (&ra, call.a_media.addr, 2000.0)
+    };
+    assert_music("the held party", listener, listener_addr, holder_hz);
+    let leaked = holder
+        .received()
+        .iter()
+        .filter(|p| p.header.is_some())
+        .count();
     assert_eq!(leaked, 0, "a phone that put the call on hold gets no audio");
     // The admin API shows who holds.
     let (_, calls) = o.server.http_get("/api/v1/calls").expect("admin API");
     assert!(calls.contains("\"held\":true"), "{calls}");
     // Resumed: audio both ways again, through the same ports.
-    reinvite_here(&mut call, true, &ra, "a=sendrecv", "a=sendrecv");
+    reinvite_here(&mut call, caller_holds, holder, "a=sendrecv", "a=sendrecv");
     ra.clear();
     rb.clear();
     exchange(
@@ -819,46 +830,17 @@ fn the_held_party_hears_music_and_resume_restores_the_bridge() {
     call.hang_up();
 }
 
+/// Issue 12, item 3: the caller holds (`sendonly`), the callee hears music.
+#[test]
+fn the_held_party_hears_music_and_resume_restores_the_bridge() {
+    held_party_hears_music_then_resume(true, "a=sendonly", "a=recvonly");
+}
+
 /// The same from the other end: the callee holds with `inactive`, the
 /// caller hears music, and the callee's resume joins them again.
 #[test]
 fn the_caller_hears_music_when_the_callee_holds() {
-    let o = office(None);
-    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
-    let mut call = bridge(
-        &o,
-        &ra.sdp_offer(OFFER),
-        &rb.sdp_answer(&["PCMU", "telephone-event"]),
-    );
-    exchange(
-        &ra,
-        (call.a_media.addr, 0, 1000.0),
-        &rb,
-        (call.b_media.addr, 0, 2000.0),
-    );
-    reinvite_here(&mut call, false, &rb, "a=inactive", "a=inactive");
-    ra.clear();
-    rb.clear();
-    ra.send_tone(call.a_media.addr, 0, 1000.0, Duration::from_millis(1600))
-        .expect("send tone");
-    ra.settle(Duration::from_millis(200), WAIT);
-    assert_music("the held caller", &ra, call.a_media.addr, 2000.0);
-    assert_eq!(
-        rb.received().iter().filter(|p| p.header.is_some()).count(),
-        0
-    );
-    reinvite_here(&mut call, false, &rb, "a=sendrecv", "a=sendrecv");
-    ra.clear();
-    rb.clear();
-    exchange(
-        &ra,
-        (call.a_media.addr, 0, 1000.0),
-        &rb,
-        (call.b_media.addr, 0, 2000.0),
-    );
-    assert_heard("the caller, resumed", &ra, call.a_media.addr, 40, 2000.0);
-    assert_heard("the callee, resumed", &rb, call.b_media.addr, 40, 1000.0);
-    call.hang_up();
+    held_party_hears_music_then_resume(false, "a=inactive", "a=inactive");
 }
 
 /// `call:hold()` in an IVR: the caller hears music (answered by the hold
