@@ -66,9 +66,18 @@ for id in 1001 1002 1003; do
 done
 start_server "" "$config"
 
+# baresip 1.0's mwi module has a start-up race: a timer it arms when
+# loaded re-subscribes every entry of its list while appending to that same
+# list, so if the account's REGISTER succeeds before that timer fires (a
+# busy machine) baresip spins for ever sending SUBSCRIBEs and never reads
+# a response. So the phone starts with no account and neither module; over
+# ctrl_tcp mwi is loaded (its timer fires on an empty list), then the
+# account is created and registers, then presence is loaded (it
+# subscribes to the contacts through the account that now exists).
 dir="$WORK/baresip-1001"
 mkdir -p "$dir"
 sip=$(free_port_pair)
+ctrl_port=$(free_port_pair)
 cat > "$dir/config" <<CONF
 poll_method		epoll
 net_interface		127.0.0.1
@@ -77,13 +86,45 @@ module_path		$MODULES
 module			g711.so
 module_tmp		account.so
 module_app		contact.so
-module_app		mwi.so
-module_app		presence.so
+module_app		menu.so
+module_app		ctrl_tcp.so
+ctrl_tcp_listen		127.0.0.1:$ctrl_port
 CONF
-echo "<sip:1001@127.0.0.1:$SB_UDP_PORT;transport=udp>;auth_pass=pw-1001-x;regint=600" > "$dir/accounts"
+: > "$dir/accounts"
 echo "\"Extension 1002\" <sip:1002@127.0.0.1:$SB_UDP_PORT;transport=udp>;presence=p2p" > "$dir/contacts"
 baresip -t 120 -s -f "$dir" </dev/null >"$WORK/baresip.log" 2>&1 &
 PIDS+=("$!")
+
+# ctrl_tcp up, then one connection to it on fd 7; a reader keeps what comes
+# back (responses and events) in ctrl.ns.
+for _ in $(seq 1 200); do port_free "$ctrl_port" || break; sleep 0.05; done
+port_free "$ctrl_port" && phone_fail "baresip did not open ctrl_tcp within 10 s"
+exec 7<>"/dev/tcp/127.0.0.1/$ctrl_port" || phone_fail "cannot connect to baresip's ctrl_tcp"
+cat <&7 >"$WORK/ctrl.ns" &
+PIDS+=("$!")
+
+# ctrl COMMAND [PARAMS]: a ctrl_tcp command; its response must be ok
+# within 5 s.
+ctrl() {
+  local token="$1-$RANDOM" msg
+  msg='{"command":"'"$1"'","params":"'"${2:-}"'","token":"'"$token"'"}'
+  printf '%d:%s,' "${#msg}" "$msg" >&7 || phone_fail "cannot write to baresip's ctrl_tcp"
+  for _ in $(seq 1 100); do
+    grep -q '"token":"'"$token"'"' "$WORK/ctrl.ns" && break
+    sleep 0.05
+  done
+  grep -ao '{"response":true[^}]*}' "$WORK/ctrl.ns" | grep '"token":"'"$token"'"' | grep -q '"ok":true' \
+    || phone_fail "baresip did not accept '$1 ${2:-}'"
+}
+
+ctrl insmod mwi
+sleep 0.2
+ctrl uanew "<sip:1001@127.0.0.1:$SB_UDP_PORT;transport=udp>;auth_pass=pw-1001-x;regint=600"
+for _ in $(seq 1 200); do
+  grep -q '"aor":"sip:1001@' <<<"$(admin_get /api/v1/registrations)" && break
+  sleep 0.05
+done
+ctrl insmod presence
 
 # Both subscriptions listed, each with at least its first NOTIFY sent.
 for _ in $(seq 1 300); do
