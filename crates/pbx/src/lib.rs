@@ -5,21 +5,32 @@
 //! dialogs into calls and [`Leg`]s, and the binary plugs the Lua dialplan in
 //! as a [`Router`].
 //!
+//! The call core being built (docs/call-core.md): [`Channel`] (one party,
+//! `channel.rs`), [`Bridge`] (two parties' media joined, `bridge.rs`) and
+//! the [`ParkingLot`] (`parking.rs`).
+//!
 //! Read `handle.rs` (what a route can ask of a call), then `registry.rs`
 //! (live calls), `cdr.rs` (what is kept when a call ends) and
 //! `cdr_writer.rs` (how it is stored), `leg.rs`, and `mailbox.rs` (what
 //! voicemail reports to message-waiting and email).
 
+mod bridge;
 mod cdr;
 mod cdr_writer;
+mod channel;
 mod handle;
 mod leg;
 mod mailbox;
+mod parking;
 mod registry;
 mod trace;
 
+pub use bridge::{Bridge, BridgeEvent, Side};
 pub use cdr::{Cdr, Disposition, rfc3339, unix_ms};
 pub use cdr_writer::CdrWriter;
+pub use channel::{
+    BoxFuture, Channel, ChannelError, ChannelEvent, ChannelId, Hangup, Transfer, TransferReport,
+};
 pub use handle::{
     ActionError, CallDetails, CallHandle, Command, DialOutcome, DialRequest, DialStatus, Party,
     RouteEnd, Router,
@@ -28,6 +39,7 @@ pub use leg::{Leg, LegState};
 pub use mailbox::{
     Listeners as MailboxListeners, MailboxCounts, MailboxListener, Mailboxes, NewMessage,
 };
+pub use parking::{ParkError, ParkRequest, ParkedSnapshot, ParkingLot, TimedOut};
 pub use registry::{
     CallChange, CallSnapshot, CallState, DialogIds, LegSnapshot, Registry, RingingSnapshot,
 };

@@ -1,0 +1,249 @@
+//! The parking lot: channels waiting in numbered slots with music on hold
+//! until someone picks them up by slot, their party hangs up, or the
+//! timeout hands them back to be rung back to whoever parked them
+//! (docs/call-core.md "Park"). A slot is taken and freed only when a call
+//! parks or retrieves, never per packet; each parked channel is owned by
+//! its own small task, which keeps its SIP dialog served.
+
+use std::collections::BTreeMap;
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use media::{Player, Prompt};
+use tokio::sync::oneshot;
+
+use crate::channel::{Channel, ChannelEvent, Hangup};
+
+/// Why a channel could not be parked (it is handed back with the error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParkError {
+    /// The slot asked for holds another call.
+    #[error("parking slot {0} is taken")]
+    Taken(u16),
+    /// The slot asked for is not one of the lot's.
+    #[error("parking slot {0} does not exist (slots are {1}-{2})")]
+    NoSuchSlot(u16, u16, u16),
+    /// Every slot holds a call.
+    #[error("every parking slot is taken")]
+    Full,
+}
+
+/// How to park.
+#[derive(Debug, Clone)]
+pub struct ParkRequest {
+    /// A slot, or the lowest free one.
+    pub slot: Option<u16>,
+    /// How long before the call rings back the parker.
+    pub timeout: Duration,
+    /// Who parked it (an extension), to ring back on timeout.
+    pub parker: String,
+    /// What the parked party hears.
+    pub music: Option<Arc<Prompt>>,
+}
+
+/// A channel whose parking timed out, for the lot's owner to ring back.
+pub struct TimedOut {
+    /// The parked channel, still up.
+    pub channel: Box<dyn Channel>,
+    /// The slot it was in.
+    pub slot: u16,
+    /// Who parked it.
+    pub parker: String,
+}
+
+/// What the admin API shows of a parked call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ParkedSnapshot {
+    /// The slot.
+    pub slot: u16,
+    /// Who parked it.
+    pub parker: String,
+    /// The parked party (its URI).
+    pub party: String,
+    /// When it was parked (unix ms).
+    pub since_ms: u64,
+}
+
+type Handover = oneshot::Sender<Box<dyn Channel>>;
+
+struct Slot {
+    snapshot: ParkedSnapshot,
+    /// Asks the slot's task for its channel.
+    retrieve: oneshot::Sender<Handover>,
+}
+
+type OnTimeout = Arc<dyn Fn(TimedOut) + Send + Sync>;
+
+/// The lot (see the module docs). Clones share it.
+#[derive(Clone)]
+pub struct ParkingLot {
+    slots: Arc<Mutex<BTreeMap<u16, Slot>>>,
+    range: RangeInclusive<u16>,
+    on_timeout: OnTimeout,
+}
+
+impl std::fmt::Debug for ParkingLot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ParkingLot")
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ParkingLot {
+    /// A lot with the slots `range`; a parked call that times out is
+    /// handed to `on_timeout` (which rings back the parker).
+    pub fn new(range: RangeInclusive<u16>, on_timeout: OnTimeout) -> ParkingLot {
+        ParkingLot {
+            slots: Arc::new(Mutex::new(BTreeMap::new())),
+            range,
+            on_timeout,
+        }
+    }
+
+    /// The lot's slots.
+    pub fn range(&self) -> RangeInclusive<u16> {
+        self.range.clone()
+    }
+
+    /// Parks `channel` (answered) and returns its slot. Must be called
+    /// inside a tokio runtime.
+    ///
+    /// # Errors
+    /// The slot asked for is taken or out of range, or every slot is: the
+    /// channel comes back with the error.
+    pub fn park(
+        &self,
+        channel: Box<dyn Channel>,
+        request: ParkRequest,
+    ) -> Result<u16, (ParkError, Box<dyn Channel>)> {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = match request.slot {
+            Some(n) if !self.range.contains(&n) => {
+                let error = ParkError::NoSuchSlot(n, *self.range.start(), *self.range.end());
+                return Err((error, channel));
+            }
+            Some(n) if slots.contains_key(&n) => return Err((ParkError::Taken(n), channel)),
+            Some(n) => n,
+            None => match self.range.clone().find(|n| !slots.contains_key(n)) {
+                Some(n) => n,
+                None => return Err((ParkError::Full, channel)),
+            },
+        };
+        let (retrieve, asked) = oneshot::channel();
+        slots.insert(
+            slot,
+            Slot {
+                snapshot: ParkedSnapshot {
+                    slot,
+                    parker: request.parker.clone(),
+                    party: channel.snapshot().peer,
+                    since_ms: crate::unix_ms(),
+                },
+                retrieve,
+            },
+        );
+        drop(slots);
+        tokio::spawn(wait_in_slot(self.clone(), slot, channel, request, asked));
+        Ok(slot)
+    }
+
+    /// Takes the call parked in `slot` out of the lot (`None`: nobody is
+    /// parked there, or its party just hung up).
+    pub async fn retrieve(&self, slot: u16) -> Option<Box<dyn Channel>> {
+        let entry = self
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&slot)?;
+        let (handover, channel) = oneshot::channel();
+        entry.retrieve.send(handover).ok()?;
+        channel.await.ok()
+    }
+
+    /// The parked calls, by slot.
+    pub fn list(&self) -> Vec<ParkedSnapshot> {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .map(|s| s.snapshot.clone())
+            .collect()
+    }
+
+    fn free(&self, slot: u16) {
+        self.slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&slot);
+    }
+}
+
+/// How a parked channel's wait ended.
+enum Outcome {
+    Gone,
+    Retrieved(Handover),
+    TimedOut,
+}
+
+/// A parked channel's task: music to it, its events served, until one of
+/// the three ends.
+async fn wait_in_slot(
+    lot: ParkingLot,
+    slot: u16,
+    mut channel: Box<dyn Channel>,
+    request: ParkRequest,
+    mut asked: oneshot::Receiver<Handover>,
+) {
+    let player = match (&request.music, channel.take_media()) {
+        (Some(music), Some(leg)) => Some(Player::start_looped(leg, music.clone())),
+        (_, Some(leg)) => {
+            channel.give_media(leg);
+            None
+        }
+        _ => None,
+    };
+    let deadline = tokio::time::sleep(request.timeout);
+    tokio::pin!(deadline);
+    let outcome = loop {
+        tokio::select! {
+            event = channel.next_event() => {
+                if let ChannelEvent::HungUp(_) = event {
+                    break Outcome::Gone;
+                }
+            }
+            handover = &mut asked => match handover {
+                Ok(handover) => break Outcome::Retrieved(handover),
+                // The lot was dropped (shutting down).
+                Err(_) => break Outcome::Gone,
+            },
+            () = &mut deadline => break Outcome::TimedOut,
+        }
+    };
+    if let Some(player) = player
+        && let Ok(leg) = player.stop().await
+    {
+        channel.give_media(leg);
+    }
+    match outcome {
+        Outcome::Gone => lot.free(slot),
+        Outcome::Retrieved(handover) => {
+            if let Err(mut channel) = handover.send(channel) {
+                channel.hangup(&Hangup {
+                    code: 200,
+                    cause: "park retrieval abandoned",
+                });
+            }
+        }
+        Outcome::TimedOut => {
+            lot.free(slot);
+            (lot.on_timeout)(TimedOut {
+                channel,
+                slot,
+                parker: request.parker,
+            });
+        }
+    }
+}
