@@ -7,8 +7,9 @@
 -- any mailbox (with its PIN); see plugins/voicemail.lua.
 -- Call forwarding (*72NNNN / *73) and speed dials (*74NNXXXX / **NN) come
 -- from plugins/. 600 is an echo test (you hear yourself); 700 plays a
--- prompt, reads up to four digits (end with #) and says them back. Anything
--- else is 404.
+-- prompt, reads up to four digits (end with #) and says them back. 70
+-- parks the call (the caller hears "parked in slot 7N", then music); 71-79
+-- pick up the call parked in that slot. Anything else is 404.
 
 local callforward = require("callforward")
 local speeddial = require("speeddial")
@@ -57,6 +58,18 @@ local function read_back(call)
   call:hangup()
 end
 
+-- How long a parked call waits before it rings back whoever parked it.
+local PARK_SECONDS = 45
+
+local function unpark(call, slot)
+  local r = call:unpark(slot)
+  if r.status == "unavailable" then
+    call:answer()
+    call:play("park-empty")
+    call:hangup()
+  end
+end
+
 ---@param call Call
 function route(call)
   local dest = call.request_uri.user
@@ -79,6 +92,10 @@ function route(call)
     call:echo()
   elseif dest == "700" then
     read_back(call)
+  elseif dest == "70" then
+    call:park({ timeout = PARK_SECONDS, announce = true })
+  elseif dest:match("^7[1-9]$") then
+    unpark(call, tonumber(dest))
   else
     call:reject(404, "Not Found")
   end

@@ -67,6 +67,10 @@ say vm-recorded "Recorded. Here is what you recorded."
 say vm-too-short "That was too short, nothing was recorded."
 say vm-invalid "That key is not valid."
 
+# Parking (dialplans/default.lua: 70 parks, 71-79 pick up).
+say park-parked-in "Parked in slot"
+say park-empty "Nobody is parked there."
+
 # The tone before a recording: 1 kHz for 400 ms, 8 kHz mono 16-bit.
 sox -n -r 8000 -c 1 -b 16 -e signed-integer vm-beep.wav synth 0.4 sine 1000 vol 0.5
 

@@ -157,7 +157,8 @@ pub struct Listeners {
 }
 
 /// The admin API's routes, behind `guard`; `dialplan` serves
-/// `POST /api/v1/reload`, `calls` `GET /api/v1/calls`, `cdrs`
+/// `POST /api/v1/reload`, `calls` `GET /api/v1/calls` (and
+/// `GET /api/v1/parked`, its parking lot), `cdrs`
 /// `GET /api/v1/cdrs`, `subscriptions` `GET /api/v1/subscriptions`,
 /// `listeners` part of `GET /api/v1/status`.
 // One argument per service the API reads, as the server wires them.
@@ -173,6 +174,7 @@ pub fn router(
     listeners: Listeners,
 ) -> Router {
     let registry = calls.registry();
+    let parking = calls.parking();
     let status_calls = calls.clone();
     let status_dialplan = Arc::clone(&dialplan);
     let hangup_calls = calls.clone();
@@ -227,6 +229,13 @@ pub fn router(
             get(move || {
                 let registry = registry.clone();
                 async move { Json(registry.list()) }
+            }),
+        )
+        .route(
+            "/api/v1/parked",
+            get(move || {
+                let parking = parking.clone();
+                async move { Json(parking.list()) }
             }),
         )
         .route(

@@ -86,6 +86,21 @@ impl Router for LuaRouter {
     }
 }
 
+fn dial_result(outcome: pbx::DialOutcome) -> DialResult {
+    let status = match outcome.status {
+        pbx::DialStatus::Answered => DialStatus::Answered,
+        pbx::DialStatus::Busy => DialStatus::Busy,
+        pbx::DialStatus::NoAnswer => DialStatus::NoAnswer,
+        pbx::DialStatus::Unavailable => DialStatus::Unavailable,
+        pbx::DialStatus::Cancelled => DialStatus::Cancelled,
+        _ => DialStatus::Failed,
+    };
+    DialResult {
+        status,
+        code: outcome.code,
+    }
+}
+
 fn uri_parts(p: Party) -> UriParts {
     UriParts {
         user: p.user,
@@ -241,18 +256,7 @@ impl CallApi for LuaCall {
             .dial(request)
             .await
             .map_err(|e| action(e, "dial"))?;
-        let status = match outcome.status {
-            pbx::DialStatus::Answered => DialStatus::Answered,
-            pbx::DialStatus::Busy => DialStatus::Busy,
-            pbx::DialStatus::NoAnswer => DialStatus::NoAnswer,
-            pbx::DialStatus::Unavailable => DialStatus::Unavailable,
-            pbx::DialStatus::Cancelled => DialStatus::Cancelled,
-            _ => DialStatus::Failed,
-        };
-        Ok(DialResult {
-            status,
-            code: outcome.code,
-        })
+        Ok(dial_result(outcome))
     }
 
     async fn play(&self, file: String) -> Result<(), ActionError> {
@@ -374,6 +378,48 @@ impl CallApi for LuaCall {
 
     async fn unhold(&self) -> Result<(), ActionError> {
         self.handle.unhold().await.map_err(|e| action(e, "unhold"))
+    }
+
+    async fn park(
+        &self,
+        slot: Option<u16>,
+        timeout: Duration,
+        announce: bool,
+    ) -> Result<u16, ActionError> {
+        let slot = if announce {
+            // The slot is held first, so the number heard is the one used.
+            let n = self
+                .handle
+                .reserve_park(slot)
+                .await
+                .map_err(|e| action(e, "park"))?;
+            let digits = n.to_string();
+            let files = std::iter::once("park-parked-in.wav".to_owned())
+                .chain(digits.chars().map(|d| format!("digit-{d}.wav")));
+            for file in files {
+                let prompt = self.prompt(&file).await?;
+                self.handle
+                    .play(Arc::new(prompt))
+                    .await
+                    .map_err(|e| action(e, "park"))?;
+            }
+            Some(n)
+        } else {
+            slot
+        };
+        self.handle
+            .park(slot, timeout)
+            .await
+            .map_err(|e| action(e, "park"))
+    }
+
+    async fn unpark(&self, slot: u16) -> Result<DialResult, ActionError> {
+        let outcome = self
+            .handle
+            .unpark(slot)
+            .await
+            .map_err(|e| action(e, "unpark"))?;
+        Ok(dial_result(outcome))
     }
 
     async fn echo(&self) -> Result<(), ActionError> {

@@ -127,6 +127,21 @@ function Call:hold(class) end
 ---Stops the music on hold.
 function Call:unhold() end
 
+---@class ParkOptions
+---@field slot integer? The slot (default: the lowest free one, 71-79).
+---@field timeout number? Seconds before it rings back whoever parked it (default 45).
+---@field announce boolean? Say "parked in slot N" to the caller first (default false).
+
+---Parks the caller (answering first if need be): it hears music on hold in a slot until someone dials the slot (call:unpark) or the timeout rings back the parker. Returns the slot; the call is no longer this route's afterwards.
+---@param opts ParkOptions?
+---@return integer
+function Call:park(opts) end
+
+---Takes the call parked in `slot` and bridges it to the caller; returns when that call ends, as dial does ("unavailable" when nobody is parked there).
+---@param slot integer
+---@return DialResult
+function Call:unpark(slot) end
+
 ---Waits (0-86400 seconds).
 ---@param seconds number
 function Call:sleep(seconds) end

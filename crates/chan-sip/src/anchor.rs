@@ -1048,6 +1048,72 @@ impl CallMedia {
     }
 }
 
+impl CallMedia {
+    /// Takes `which`'s side out of the call (a party leaving for another
+    /// call, a bridge or the parking lot): what ran on the legs stops, the
+    /// side leaves as the caller side of a media of its own (its leg
+    /// parked in it, its SDP state kept), and the caller, if it stays, is
+    /// listened to.
+    pub async fn detach(&mut self, which: Which) -> Option<CallMedia> {
+        self.take_legs().await;
+        self.hold = None;
+        let side = match which {
+            Which::A => self.a.take(),
+            Which::B => self.b.take(),
+        }?;
+        if which == Which::B {
+            self.resume(Kind::Listen);
+        }
+        let mut own = CallMedia::new(self.config.clone());
+        own.a = Some(side);
+        Some(own)
+    }
+
+    /// Takes a party's media (made by [`detach`](Self::detach)) in as this
+    /// call's callee side; [`bridge`](Self::bridge) joins it to the caller.
+    pub async fn attach_callee(&mut self, mut other: CallMedia) {
+        other.take_legs().await;
+        self.take_legs().await;
+        self.hold = None;
+        self.b = other.a.take();
+        self.resume(Kind::Listen);
+    }
+
+    /// The caller side's leg, for whoever runs media on it elsewhere (a
+    /// bridge of the call core, music on hold in the parking lot); `None`
+    /// while something of this media's own runs on it, or it is away.
+    pub fn take_idle_leg(&mut self) -> Option<Leg> {
+        if matches!(self.activity, Activity::Idle) {
+            self.take_caller_leg()
+        } else {
+            None
+        }
+    }
+
+    /// The leg back (with the codec and address its SDP settled on
+    /// meanwhile).
+    pub fn give_leg(&mut self, mut leg: Leg) {
+        if let Some(side) = self.a.as_deref() {
+            if let Some(params) = side.params
+                && leg.params() != params
+            {
+                leg.set_params(params);
+            }
+            if leg.remote() != side.remote {
+                leg.set_remote(side.remote);
+                leg.relatch();
+            }
+            leg.set_sending(side.direction.sends());
+        }
+        self.park(Which::A, leg);
+    }
+
+    /// What the caller side's SDP settled on (codec, payload types).
+    pub fn caller_params(&self) -> Option<StreamParams> {
+        self.a.as_deref().and_then(|s| s.params)
+    }
+}
+
 fn no_side() -> Failure {
     Failure::NotAcceptable("no media for this side yet".into())
 }

@@ -28,11 +28,14 @@ use tokio_util::sync::CancellationToken;
 use crate::anchor::{CallMedia, Failure, Which};
 
 mod indialog;
+mod moves;
 use crate::dialog::{Dialog, new_tag};
 use crate::leg::{SipLeg, our_contact};
 use crate::relay::{branch_task, dial_result, send_stateless, set_body, sleep_until};
 use crate::target::{self, Destination};
 use crate::{Inner, Reply, Side};
+pub(crate) use indialog::info_digit;
+pub(crate) use moves::ring_back;
 
 /// How long a finished call waits for its route to return before it stops
 /// waiting (a route whose actions all fail with "call has ended" returns
@@ -260,6 +263,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         re_ok: None,
         moh: None,
         media,
+        parking: None,
         state: CallState::Routing,
         finished: false,
         cdr: Cdr {
@@ -412,6 +416,8 @@ struct Call {
     /// (`None`: [`DEFAULT_MOH`]).
     moh: Option<Box<str>>,
     media: CallMedia,
+    /// A parking slot held for this call's caller (announced, then parked).
+    parking: Option<pbx::Reservation>,
     state: CallState,
     finished: bool,
     cdr: Cdr,
@@ -548,6 +554,19 @@ impl Call {
             Command::StopPlaying(done) => {
                 self.media.stop_playing().await;
                 let _ = done.send(Ok(()));
+            }
+            Command::Park {
+                slot,
+                timeout,
+                done,
+            } => {
+                let r = self.park(slot, timeout).await;
+                let _ = done.send(r);
+            }
+            Command::Unpark { slot, done } => self.unpark(slot, done).await,
+            Command::ReservePark { slot, done } => {
+                let r = self.reserve_park(slot);
+                let _ = done.send(r);
             }
             Command::StopRecording(done) => {
                 let r = self
@@ -1614,9 +1633,15 @@ impl Call {
             self.finish(Disposition::Failed, 500, "internal");
         }
         let inner = &self.inner;
-        inner.dialogs.remove(&self.id);
+        // A party that moved on (parked) keeps its dialog.
+        inner.dialogs.remove_owned(&self.id, &self.events_tx);
         for branch in self.branches.values() {
             inner.dialogs.remove(&branch.call_id);
+        }
+        if let Some(b) = &self.bridge {
+            inner
+                .dialogs
+                .remove_owned(&b.leg.dialog.call_id, &self.events_tx);
         }
         inner.registry.remove(&self.id);
         if let Some(t) = &self.trace {

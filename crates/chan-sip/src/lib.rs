@@ -12,6 +12,7 @@
 
 mod anchor;
 mod call;
+mod channel;
 mod dialog;
 mod leg;
 mod relay;
@@ -63,6 +64,8 @@ pub struct ChanSipConfig {
     pub t2: Duration,
     /// How many recent calls keep their trace (0: none).
     pub trace_calls: usize,
+    /// The parking lot's slots (`call:park`, dialled 71-79 in default.lua).
+    pub park_slots: std::ops::RangeInclusive<u16>,
 }
 
 impl Default for ChanSipConfig {
@@ -75,6 +78,7 @@ impl Default for ChanSipConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             trace_calls: 100,
+            park_slots: 71..=79,
         }
     }
 }
@@ -103,6 +107,8 @@ pub(crate) struct Inner {
     pub media: Arc<MediaConfig>,
     /// The traces of recent calls.
     pub traces: Arc<pbx::Traces>,
+    /// Parked calls.
+    pub parking: pbx::ParkingLot,
 }
 
 impl ChanSip {
@@ -128,23 +134,42 @@ impl ChanSip {
         media: MediaConfig,
     ) -> ChanSip {
         let traces = Arc::new(pbx::Traces::new(config.trace_calls));
+        let slots = config.park_slots.clone();
         ChanSip {
-            inner: Arc::new(Inner {
-                traces,
-                config,
-                endpoint,
-                registrar,
-                cdrs,
-                extensions,
-                router,
-                media: Arc::new(media),
-                registry: Arc::new(Registry::new()),
-                dialogs: Dialogs::default(),
-                active: AtomicUsize::new(0),
-                draining: std::sync::atomic::AtomicBool::new(false),
-                stop: tokio_util::sync::CancellationToken::new(),
+            inner: Arc::new_cyclic(|me: &std::sync::Weak<Inner>| {
+                let me = me.clone();
+                // A call parked too long rings back whoever parked it.
+                let parking = pbx::ParkingLot::new(
+                    slots,
+                    Arc::new(move |timed_out| {
+                        if let Some(inner) = me.upgrade() {
+                            tokio::spawn(call::ring_back(inner, timed_out));
+                        }
+                    }),
+                );
+                Inner {
+                    parking,
+                    traces,
+                    config,
+                    endpoint,
+                    registrar,
+                    cdrs,
+                    extensions,
+                    router,
+                    media: Arc::new(media),
+                    registry: Arc::new(Registry::new()),
+                    dialogs: Dialogs::default(),
+                    active: AtomicUsize::new(0),
+                    draining: std::sync::atomic::AtomicBool::new(false),
+                    stop: tokio_util::sync::CancellationToken::new(),
+                }
             }),
         }
+    }
+
+    /// The parking lot.
+    pub fn parking(&self) -> pbx::ParkingLot {
+        self.inner.parking.clone()
     }
 
     /// The live calls.
@@ -323,6 +348,31 @@ impl Dialogs {
 
     pub fn remove(&self, call_id: &str) {
         self.shard(call_id).remove(call_id);
+    }
+
+    /// Points the dialog `call_id` at another owner (a party moved to
+    /// another call or to the parking lot), keeping who may send in it.
+    pub fn repoint(&self, call_id: &str, events: mpsc::Sender<CallEvent>, side: Side) -> bool {
+        match self.shard(call_id).get_mut(call_id) {
+            Some(route) => {
+                route.events = events;
+                route.side = side;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes the dialog `call_id` if `events` still owns it (a party
+    /// that moved on keeps its dialog).
+    pub fn remove_owned(&self, call_id: &str, events: &mpsc::Sender<CallEvent>) {
+        let mut shard = self.shard(call_id);
+        if shard
+            .get(call_id)
+            .is_some_and(|route| route.events.same_channel(events))
+        {
+            shard.remove(call_id);
+        }
     }
 }
 

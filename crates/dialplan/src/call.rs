@@ -286,6 +286,21 @@ pub trait CallApi: Send + Sync + 'static {
     fn hold(&self, class: Option<String>) -> impl Future<Output = Result<(), ActionError>> + Send;
     /// Stops the music on hold.
     fn unhold(&self) -> impl Future<Output = Result<(), ActionError>> + Send;
+    /// Answers if need be and parks the caller (music on hold) in `slot`
+    /// or the lowest free one, for at most `timeout` before it rings back
+    /// whoever parked it; with `announce` the caller first hears "parked
+    /// in slot N". Returns the slot; the call is over for the route
+    /// afterwards.
+    fn park(
+        &self,
+        slot: Option<u16>,
+        timeout: Duration,
+        announce: bool,
+    ) -> impl Future<Output = Result<u16, ActionError>> + Send;
+    /// Takes the call parked in `slot` and bridges it to the caller;
+    /// returns, as `dial` does, when that bridge ends (`unavailable` when
+    /// nobody is parked there).
+    fn unpark(&self, slot: u16) -> impl Future<Output = Result<DialResult, ActionError>> + Send;
     /// A call action is about to run: `location` is the script's
     /// `file:line` (if known), `text` the action as written
     /// (`call:dial("1002")`); for the call's trace. Does nothing by default.

@@ -106,6 +106,9 @@ pub enum RouteOutcome {
     Bridged,
     /// The caller went away while the route waited on an action.
     CallerGone,
+    /// `route` parked the call (it waits in a slot, no longer this
+    /// route's).
+    Parked,
     /// The script failed; `answered` says whether to send 500 or hang up.
     Failed {
         /// Where and why.
@@ -118,7 +121,7 @@ pub enum RouteOutcome {
 impl RouteOutcome {
     /// A short name of the outcome, as `on_hangup` handlers get it:
     /// `not_answered`, `answered`, `rejected`, `redirected`, `hung_up`,
-    /// `bridged`, `caller_gone`, `failed`.
+    /// `bridged`, `caller_gone`, `parked`, `failed`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Self::NotAnswered => "not_answered",
@@ -128,6 +131,7 @@ impl RouteOutcome {
             Self::HungUp => "hung_up",
             Self::Bridged => "bridged",
             Self::CallerGone => "caller_gone",
+            Self::Parked => "parked",
             Self::Failed { .. } => "failed",
         }
     }
@@ -149,6 +153,7 @@ enum Ended {
     HungUp,
     Bridged,
     CallerGone,
+    Parked,
 }
 
 type Shared = Arc<Mutex<Progress>>;
@@ -169,6 +174,7 @@ pub(crate) const CALL_METHODS: &[&str] = &[
     "hold",
     "is_up",
     "on_hangup",
+    "park",
     "play",
     "read_digits",
     "record",
@@ -177,6 +183,7 @@ pub(crate) const CALL_METHODS: &[&str] = &[
     "ring",
     "sleep",
     "unhold",
+    "unpark",
 ];
 
 /// The Lua `call` object.
@@ -400,6 +407,51 @@ fn sleep_arg(value: &Value) -> mlua::Result<Duration> {
         .filter(|s| s.is_finite() && (0.0..=MAX_SLEEP_SECS).contains(s))
         .and_then(|s| Duration::try_from_secs_f64(s).ok())
         .ok_or_else(|| type_error("sleep", "seconds (0 to 86400)", value))
+}
+
+/// How long a parked call waits before it rings back the parker when
+/// `call:park` names no timeout (Asterisk's `parkingtime` default).
+const PARK_TIMEOUT_SECS: f64 = 45.0;
+
+/// `call:park{slot = n, timeout = s, announce = true}`: all optional.
+fn park_args(opts: &Value) -> mlua::Result<(Option<u16>, Duration, bool)> {
+    let mut slot = None;
+    let mut announce = false;
+    let mut timeout = Duration::from_secs_f64(PARK_TIMEOUT_SECS);
+    match opts {
+        Value::Nil => {}
+        Value::Table(opts) => {
+            let value: Value = opts.get("slot")?;
+            if !value.is_nil() {
+                let n = number(&value)
+                    .filter(|n| n.fract() == 0.0 && (1.0..=65535.0).contains(n))
+                    .ok_or_else(|| type_error("park", "opts.slot as a slot number", &value))?;
+                slot = Some(n as u16);
+            }
+            let value: Value = opts.get("timeout")?;
+            if !value.is_nil() {
+                timeout = number(&value)
+                    .filter(|s| s.is_finite() && *s > 0.0 && *s <= MAX_SLEEP_SECS)
+                    .and_then(|s| Duration::try_from_secs_f64(s).ok())
+                    .ok_or_else(|| type_error("park", "opts.timeout in seconds", &value))?;
+            }
+            match opts.get::<Value>("announce")? {
+                Value::Nil => {}
+                Value::Boolean(b) => announce = b,
+                other => return Err(type_error("park", "opts.announce as a boolean", &other)),
+            }
+        }
+        other => return Err(type_error("park", "an options table or nil", other)),
+    }
+    Ok((slot, timeout, announce))
+}
+
+/// `call:unpark(slot)`.
+fn unpark_arg(value: &Value) -> mlua::Result<u16> {
+    number(value)
+        .filter(|n| n.fract() == 0.0 && (1.0..=65535.0).contains(n))
+        .map(|n| n as u16)
+        .ok_or_else(|| type_error("unpark", "a slot number", value))
 }
 
 fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOptions)> {
@@ -749,6 +801,39 @@ impl<A: CallApi> UserData for CallObject<A> {
                 action.finish(result, |_, _| {})
             }
         });
+        methods.add_async_method("park", |lua, this, opts: Value| {
+            this.step(&lua, "park", &[&opts]);
+            let started = park_args(&opts).and_then(|args| Ok((this.begin()?, args)));
+            async move {
+                let (action, (slot, timeout, announce)) = started?;
+                let result = action
+                    .run("park", |api| async move {
+                        api.park(slot, timeout, announce).await
+                    })
+                    .await;
+                action.finish(result, |p, _| {
+                    p.answered = true;
+                    p.ended = Some(Ended::Parked);
+                })
+            }
+        });
+        methods.add_async_method("unpark", |lua, this, slot: Value| {
+            this.step(&lua, "unpark", &[&slot]);
+            let started = unpark_arg(&slot).and_then(|slot| Ok((this.begin()?, slot)));
+            async move {
+                let (action, slot) = started?;
+                let result = action
+                    .run("unpark", |api| async move { api.unpark(slot).await })
+                    .await;
+                let result = action.finish(result, |p, r| {
+                    if r.status == crate::call::DialStatus::Answered {
+                        p.answered = true;
+                        p.ended = Some(Ended::Bridged);
+                    }
+                })?;
+                dial_table(&lua, &result)
+            }
+        });
         methods.add_async_method("unhold", |lua, this, ()| {
             this.step(&lua, "unhold", &[]);
             let action = this.begin();
@@ -989,6 +1074,7 @@ impl CallState {
                 Some(Ended::HungUp) => RouteOutcome::HungUp,
                 Some(Ended::Bridged) => RouteOutcome::Bridged,
                 Some(Ended::CallerGone) => RouteOutcome::CallerGone,
+                Some(Ended::Parked) => RouteOutcome::Parked,
                 None if progress.answered => RouteOutcome::Answered,
                 None => RouteOutcome::NotAnswered,
             },

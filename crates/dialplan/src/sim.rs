@@ -15,6 +15,9 @@ use crate::call::{
 use crate::host::{Contact, ExtensionInfo, Host, HostError};
 use crate::mailbox::{Greeting, VOICEMAIL_PREFIX, Voicemail, VoicemailMessage};
 
+/// The first parking slot (`call:park{}` without a slot, in a simulation).
+const PARK_FIRST_SLOT: u16 = 71;
+
 /// How long a `dial` without `timeout` rings in the simulation (the
 /// server's `ring_timeout` default).
 pub(crate) const DEFAULT_RING: f64 = 60.0;
@@ -555,6 +558,37 @@ impl CallApi for SimCall {
 
     async fn unhold(&self) -> Result<(), ActionError> {
         self.note("unhold", |_| {}).map_err(ended)
+    }
+
+    async fn park(
+        &self,
+        slot: Option<u16>,
+        timeout: Duration,
+        announce: bool,
+    ) -> Result<u16, ActionError> {
+        self.note("park", |r| {
+            r.timeout = Some(timeout.as_secs_f64());
+            r.code = slot;
+            r.status = announce.then_some("announced");
+        })
+        .map_err(ended)?;
+        // The simulated lot is empty: the slot asked for, or the first.
+        let slot = slot.unwrap_or(PARK_FIRST_SLOT);
+        self.last(|r| r.code = Some(slot));
+        self.end();
+        Ok(slot)
+    }
+
+    async fn unpark(&self, slot: u16) -> Result<DialResult, ActionError> {
+        self.note("unpark", |r| r.code = Some(slot))
+            .map_err(ended)?;
+        // Nobody is parked in a simulation.
+        let result = DialResult {
+            status: DialStatus::Unavailable,
+            code: 404,
+        };
+        self.last(|r| r.status = Some(result.status.as_str()));
+        Ok(result)
     }
 
     async fn echo(&self) -> Result<(), ActionError> {

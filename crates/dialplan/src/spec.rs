@@ -577,7 +577,7 @@ fn result_table(lua: &Lua, call: &CallHandle) -> mlua::Result<Table> {
     let answered = script.actions.iter().any(|a| {
         matches!(
             a.action,
-            "answer" | "play" | "record" | "read_digits" | "echo" | "hold"
+            "answer" | "play" | "record" | "read_digits" | "echo" | "hold" | "park"
         ) || a.status == Some("answered")
     });
     let code = match &outcome {

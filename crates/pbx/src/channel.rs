@@ -174,6 +174,10 @@ pub trait Channel: Send {
     /// Gives the media leg back.
     fn give_media(&mut self, leg: media::Leg);
 
+    /// The channel as `Any`, so the driver that made it can take its own
+    /// type back (a SIP call taking in a parked SIP channel).
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+
     /// The next thing its party does. Cancel-safe: dropping the future
     /// loses nothing. Also drives the channel's own timers (the SIP 2xx
     /// retransmissions), so an owner must keep polling it.

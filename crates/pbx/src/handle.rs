@@ -139,6 +139,35 @@ pub enum Command {
     /// Stop the prompt playing, if one is, at once (barge-in); the caller
     /// is listened to again.
     StopPlaying(oneshot::Sender<Result<(), ActionError>>),
+    /// Hold a parking slot (`slot`, or the lowest free one) for this call,
+    /// to announce it before [`Command::Park`]; released when the call
+    /// ends unparked.
+    ReservePark {
+        /// A slot, or the lowest free one.
+        slot: Option<u16>,
+        /// The slot held.
+        done: oneshot::Sender<Result<u16, ActionError>>,
+    },
+    /// Answer if need be and park the caller in the parking lot (music on
+    /// hold) until someone retrieves it or `timeout` rings the parker
+    /// back; the call itself ends here (done with the slot).
+    Park {
+        /// A slot, or the lowest free one.
+        slot: Option<u16>,
+        /// How long it may stay parked.
+        timeout: Duration,
+        /// The slot.
+        done: oneshot::Sender<Result<u16, ActionError>>,
+    },
+    /// Answer if need be and take the call parked in `slot` (bridged to
+    /// the caller; done when that bridge ends, as a dial is, or with
+    /// `Unavailable` when nobody is parked there).
+    Unpark {
+        /// The slot.
+        slot: u16,
+        /// The outcome.
+        done: oneshot::Sender<Result<DialOutcome, ActionError>>,
+    },
 }
 
 /// The route's handle on one call. Cheap to clone.
@@ -285,6 +314,28 @@ impl CallHandle {
     /// to the caller until [`unhold`](Self::unhold); returns once it plays.
     pub async fn hold(&self, class: Option<String>) -> Result<(), ActionError> {
         self.ask(|done| Command::Hold { class, done }).await
+    }
+
+    /// Parks the caller (answering first if need be) and returns its
+    /// slot; the call is over for this route afterwards.
+    pub async fn park(&self, slot: Option<u16>, timeout: Duration) -> Result<u16, ActionError> {
+        self.ask(|done| Command::Park {
+            slot,
+            timeout,
+            done,
+        })
+        .await
+    }
+
+    /// Holds a parking slot for this call (to announce it before
+    /// [`park`](Self::park)).
+    pub async fn reserve_park(&self, slot: Option<u16>) -> Result<u16, ActionError> {
+        self.ask(|done| Command::ReservePark { slot, done }).await
+    }
+
+    /// Takes the call parked in `slot`; returns when that bridge ends.
+    pub async fn unpark(&self, slot: u16) -> Result<DialOutcome, ActionError> {
+        self.ask(|done| Command::Unpark { slot, done }).await
     }
 
     /// Stops the music on hold; the caller is listened to again.

@@ -39,7 +39,7 @@ pub use leg::{Leg, LegState};
 pub use mailbox::{
     Listeners as MailboxListeners, MailboxCounts, MailboxListener, Mailboxes, NewMessage,
 };
-pub use parking::{ParkError, ParkRequest, ParkedSnapshot, ParkingLot, TimedOut};
+pub use parking::{ParkError, ParkRequest, ParkedSnapshot, ParkingLot, Reservation, TimedOut};
 pub use registry::{
     CallChange, CallSnapshot, CallState, DialogIds, LegSnapshot, Registry, RingingSnapshot,
 };

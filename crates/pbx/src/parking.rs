@@ -70,8 +70,64 @@ type Handover = oneshot::Sender<Box<dyn Channel>>;
 
 struct Slot {
     snapshot: ParkedSnapshot,
-    /// Asks the slot's task for its channel.
-    retrieve: oneshot::Sender<Handover>,
+    /// Asks the slot's task for its channel (`None`: reserved, nobody
+    /// parked yet).
+    retrieve: Option<oneshot::Sender<Handover>>,
+}
+
+/// A slot held for a call about to be parked (its number announced
+/// first); dropped unused, the slot is free again.
+#[derive(Debug)]
+pub struct Reservation {
+    lot: ParkingLot,
+    slot: u16,
+    used: bool,
+}
+
+impl Reservation {
+    /// The slot.
+    pub fn slot(&self) -> u16 {
+        self.slot
+    }
+
+    /// Parks `channel` (answered) in the reserved slot. Must be called
+    /// inside a tokio runtime.
+    pub fn park(mut self, channel: Box<dyn Channel>, request: ParkRequest) -> u16 {
+        self.used = true;
+        let (retrieve, asked) = oneshot::channel();
+        let snapshot = ParkedSnapshot {
+            slot: self.slot,
+            parker: request.parker.clone(),
+            party: channel.snapshot().peer,
+            since_ms: crate::unix_ms(),
+        };
+        self.lot.lock().insert(
+            self.slot,
+            Slot {
+                snapshot,
+                retrieve: Some(retrieve),
+            },
+        );
+        tokio::spawn(wait_in_slot(
+            self.lot.clone(),
+            self.slot,
+            channel,
+            request,
+            asked,
+        ));
+        self.slot
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.used {
+            let mut slots = self.lot.lock();
+            if slots.get(&self.slot).is_some_and(|s| s.retrieve.is_none()) {
+                slots.remove(&self.slot);
+            }
+        }
+    }
 }
 
 type OnTimeout = Arc<dyn Fn(TimedOut) + Send + Sync>;
@@ -108,6 +164,52 @@ impl ParkingLot {
         self.range.clone()
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u16, Slot>> {
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Holds `slot` (or the lowest free one) for a call about to be
+    /// parked.
+    ///
+    /// # Errors
+    /// The slot is taken or out of range, or every slot is.
+    pub fn reserve(&self, slot: Option<u16>) -> Result<Reservation, ParkError> {
+        let mut slots = self.lock();
+        let slot = match slot {
+            Some(n) if !self.range.contains(&n) => {
+                return Err(ParkError::NoSuchSlot(
+                    n,
+                    *self.range.start(),
+                    *self.range.end(),
+                ));
+            }
+            Some(n) if slots.contains_key(&n) => return Err(ParkError::Taken(n)),
+            Some(n) => n,
+            None => self
+                .range
+                .clone()
+                .find(|n| !slots.contains_key(n))
+                .ok_or(ParkError::Full)?,
+        };
+        slots.insert(
+            slot,
+            Slot {
+                snapshot: ParkedSnapshot {
+                    slot,
+                    parker: String::new(),
+                    party: String::new(),
+                    since_ms: crate::unix_ms(),
+                },
+                retrieve: None,
+            },
+        );
+        Ok(Reservation {
+            lot: self.clone(),
+            slot,
+            used: false,
+        })
+    }
+
     /// Parks `channel` (answered) and returns its slot. Must be called
     /// inside a tokio runtime.
     ///
@@ -119,65 +221,41 @@ impl ParkingLot {
         channel: Box<dyn Channel>,
         request: ParkRequest,
     ) -> Result<u16, (ParkError, Box<dyn Channel>)> {
-        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let slot = match request.slot {
-            Some(n) if !self.range.contains(&n) => {
-                let error = ParkError::NoSuchSlot(n, *self.range.start(), *self.range.end());
-                return Err((error, channel));
-            }
-            Some(n) if slots.contains_key(&n) => return Err((ParkError::Taken(n), channel)),
-            Some(n) => n,
-            None => match self.range.clone().find(|n| !slots.contains_key(n)) {
-                Some(n) => n,
-                None => return Err((ParkError::Full, channel)),
-            },
-        };
-        let (retrieve, asked) = oneshot::channel();
-        slots.insert(
-            slot,
-            Slot {
-                snapshot: ParkedSnapshot {
-                    slot,
-                    parker: request.parker.clone(),
-                    party: channel.snapshot().peer,
-                    since_ms: crate::unix_ms(),
-                },
-                retrieve,
-            },
-        );
-        drop(slots);
-        tokio::spawn(wait_in_slot(self.clone(), slot, channel, request, asked));
-        Ok(slot)
+        match self.reserve(request.slot) {
+            Ok(reservation) => Ok(reservation.park(channel, request)),
+            Err(error) => Err((error, channel)),
+        }
     }
 
     /// Takes the call parked in `slot` out of the lot (`None`: nobody is
     /// parked there, or its party just hung up).
     pub async fn retrieve(&self, slot: u16) -> Option<Box<dyn Channel>> {
-        let entry = self
-            .slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&slot)?;
+        let retrieve = {
+            let mut slots = self.lock();
+            // A reserved slot has nobody in it yet: it stays reserved.
+            slots.get(&slot)?.retrieve.as_ref()?;
+            slots.remove(&slot)?.retrieve?
+        };
         let (handover, channel) = oneshot::channel();
-        entry.retrieve.send(handover).ok()?;
+        retrieve.send(handover).ok()?;
         channel.await.ok()
     }
 
     /// The parked calls, by slot.
     pub fn list(&self) -> Vec<ParkedSnapshot> {
-        self.slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        self.lock()
             .values()
+            .filter(|s| s.retrieve.is_some())
             .map(|s| s.snapshot.clone())
             .collect()
     }
 
     fn free(&self, slot: u16) {
-        self.slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&slot);
+        let mut slots = self.lock();
+        // Only its own entry: the slot may be someone else's by now.
+        if slots.get(&slot).is_some_and(|s| s.retrieve.is_some()) {
+            slots.remove(&slot);
+        }
     }
 }
 

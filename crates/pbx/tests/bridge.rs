@@ -174,6 +174,9 @@ impl Channel for LocalChannel {
     fn give_media(&mut self, leg: media::Leg) {
         self.leg = Some(leg);
     }
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
     fn next_event(&mut self) -> BoxFuture<'_, ChannelEvent> {
         Box::pin(async {
             match self.events.recv().await {

@@ -40,7 +40,40 @@ impl std::fmt::Debug for InviteTx {
     }
 }
 
+/// Sends an INVITE's 2xx again after whoever answered it has moved on
+/// (a call handing its caller's dialog to another owner before the ACK
+/// came): the TU's retransmission of RFC 3261 §13.3.1.4, nothing else.
+#[derive(Debug, Clone)]
+pub struct OkResender {
+    core: Weak<Core>,
+    key: Key,
+    to_tag: String,
+    target: ReplyTarget,
+}
+
+impl OkResender {
+    /// Sends `ok` (the 2xx already sent once) again.
+    pub fn resend(&self, ok: Response) {
+        if (200..300).contains(&ok.status)
+            && let Some(core) = self.core.upgrade()
+        {
+            core.respond(&self.key, &self.to_tag, ok, &self.target);
+        }
+    }
+}
+
 impl InviteTx {
+    /// A handle that can send this transaction's 2xx again (see
+    /// [`OkResender`]).
+    pub fn ok_resender(&self) -> OkResender {
+        OkResender {
+            core: self.core.clone(),
+            key: self.key.clone(),
+            to_tag: self.to_tag.clone(),
+            target: self.target.clone(),
+        }
+    }
+
     /// Sends a response: any number of 1xx, then one final. A 2xx may be
     /// sent again (the TU retransmits it until the ACK, §13.3.1.4); any
     /// other response after the final one is dropped by the transaction.

@@ -32,5 +32,5 @@ mod tx;
 pub use config::{EndpointConfig, ListenAddr, Transport};
 pub use endpoint::{ClientError, Endpoint, EndpointHandle};
 pub use error::Error;
-pub use invite::{ClientInviteTx, InviteEvent, InviteTx};
+pub use invite::{ClientInviteTx, InviteEvent, InviteTx, OkResender};
 pub use service::{BoxFuture, Incoming, Service, ServiceMux, Tap};

@@ -207,4 +207,25 @@ impl CallApi for FakeCall {
     async fn unhold(&self) -> Result<(), ActionError> {
         self.log("unhold", "unhold".into())
     }
+
+    async fn park(
+        &self,
+        slot: Option<u16>,
+        timeout: Duration,
+        announce: bool,
+    ) -> Result<u16, ActionError> {
+        self.log(
+            "park",
+            format!("park {slot:?} {}s announce={announce}", timeout.as_secs()),
+        )?;
+        Ok(slot.unwrap_or(71))
+    }
+
+    async fn unpark(&self, slot: u16) -> Result<DialResult, ActionError> {
+        self.log("unpark", format!("unpark {slot}"))?;
+        Ok(DialResult {
+            status: DialStatus::Unavailable,
+            code: 404,
+        })
+    }
 }

@@ -1,0 +1,383 @@
+//! A SIP dialog as a `pbx` [`Channel`] (docs/call-core.md): an answered
+//! party that has left the call task it came from (parked, or on its way
+//! to another call) and serves its own dialog (RFC 3261 §12.2.2): BYE ends
+//! it, re-INVITEs and UPDATEs are answered here against its own anchored
+//! media (hold and resume become [`ChannelEvent::Hold`], a new codec
+//! [`ChannelEvent::MediaChanged`]), INFO keypresses become digits, and our
+//! 2xx is sent again until its ACK (§13.3.1.4).
+//!
+//! Its in-dialog requests reach it through its own inbox: the dialog table
+//! points the dialog's Call-ID at it while it exists.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pbx::{
+    BoxFuture, Channel, ChannelError, ChannelEvent, ChannelId, Hangup, LegSnapshot, LegState,
+};
+use sip_net::{Incoming, InviteTx, OkResender, Transport};
+use sip_proto::dialog::{OkRetransmit, OkTimer};
+use sip_proto::{HeaderName, Method, Request, Response};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::anchor::{CallMedia, Which};
+use crate::call::CallEvent;
+use crate::call::info_digit;
+use crate::leg::{SipLeg, offers_hold};
+use crate::relay::sleep_until;
+use crate::{Inner, Reply, Side};
+
+/// A 2xx we keep sending until its ACK.
+pub(crate) struct PendingOk {
+    pub resender: OkResender,
+    pub ok: Response,
+    pub retrans: OkRetransmit,
+    /// The CSeq number the ACK repeats.
+    pub seq: u32,
+}
+
+/// One answered SIP dialog with its media (see the module docs).
+pub(crate) struct SipChannel {
+    id: ChannelId,
+    inner: Arc<Inner>,
+    pub(crate) leg: SipLeg,
+    /// Its media: one side (this party's), the leg parked in it while no
+    /// owner runs anything on it.
+    pub(crate) media: CallMedia,
+    inbox: mpsc::Receiver<CallEvent>,
+    inbox_tx: mpsc::Sender<CallEvent>,
+    pending: Option<Box<PendingOk>>,
+}
+
+impl SipChannel {
+    /// Takes over an answered dialog: its requests come here from now on.
+    pub fn new(
+        inner: Arc<Inner>,
+        leg: SipLeg,
+        media: CallMedia,
+        pending: Option<Box<PendingOk>>,
+    ) -> SipChannel {
+        let (inbox_tx, inbox) = mpsc::channel(16);
+        inner
+            .dialogs
+            .repoint(&leg.dialog.call_id, inbox_tx.clone(), Side::Inbound);
+        SipChannel {
+            id: ChannelId::next(),
+            inner,
+            leg,
+            media,
+            inbox,
+            inbox_tx,
+            pending,
+        }
+    }
+
+    /// Gives the dialog to another owner (a call taking this party in):
+    /// its leg, media and any 2xx still waiting for its ACK. The caller
+    /// must point the dialog at itself.
+    pub fn into_parts(mut self) -> (SipLeg, CallMedia, Option<Box<PendingOk>>) {
+        let leg = SipLeg {
+            inner: self.inner.clone(),
+            dialog: self.leg.dialog.clone(),
+            direction: self.leg.direction,
+            state: self.leg.state,
+            contact: self.leg.contact.clone(),
+            held: self.leg.held,
+        };
+        // Handed on, not ended: nothing to hang up when `self` drops.
+        self.leg.state = LegState::Ended;
+        let media = std::mem::replace(&mut self.media, CallMedia::new(self.inner.media.clone()));
+        (leg, media, self.pending.take())
+    }
+
+    fn ended(&mut self, code: u16, cause: &'static str) -> ChannelEvent {
+        self.leg.state = LegState::Ended;
+        self.media.release();
+        self.inner
+            .dialogs
+            .remove_owned(&self.leg.dialog.call_id, &self.inbox_tx);
+        ChannelEvent::HungUp(Hangup { code, cause })
+    }
+
+    /// Whether `request` belongs to this dialog and is in order (§12.2.2);
+    /// the refusal status otherwise.
+    fn admit(&mut self, request: &Request) -> Result<(), u16> {
+        if !self.leg.dialog.matches(request) {
+            return Err(481);
+        }
+        let seq = request.cseq().map_or(0, |c| c.seq);
+        if !self.leg.dialog.accept_remote_cseq(seq) {
+            return Err(500);
+        }
+        Ok(())
+    }
+
+    /// A new offer (re-INVITE, UPDATE) answered here; what it changed.
+    async fn answer_offer(
+        &mut self,
+        body: &[u8],
+    ) -> (
+        Result<bytes::Bytes, crate::anchor::Failure>,
+        Option<ChannelEvent>,
+    ) {
+        let before = self.media.caller_params();
+        let answer = if body.is_empty() {
+            self.media
+                .offer_again(Which::A)
+                .ok_or(crate::anchor::Failure::NotAcceptable(
+                    "no media session to offer".into(),
+                ))
+        } else {
+            self.media.answer_here(Which::A, body).await
+        };
+        let mut event = None;
+        if answer.is_ok() {
+            if let Some(held) = offers_hold(body)
+                && held != self.leg.held
+            {
+                self.leg.held = held;
+                event = Some(ChannelEvent::Hold(held));
+            } else if self.media.caller_params() != before {
+                event = Some(ChannelEvent::MediaChanged);
+            }
+        }
+        (answer, event)
+    }
+
+    async fn on_request(
+        &mut self,
+        request: Request,
+        reply: oneshot::Sender<Reply>,
+    ) -> Option<ChannelEvent> {
+        if let Err(status) = self.admit(&request) {
+            let _ = reply.send(Reply::status(status));
+            return None;
+        }
+        match request.method {
+            Method::Bye => {
+                let _ = reply.send(Reply::status(200));
+                Some(self.ended(200, "bye"))
+            }
+            Method::Update if !request.body.is_empty() => {
+                let (answer, event) = self.answer_offer(&request.body).await;
+                let r = match answer {
+                    Ok(sdp) => Reply {
+                        status: 200,
+                        body: Some(("application/sdp".to_owned(), sdp)),
+                    },
+                    Err(failure) => Reply::status(failure.status()),
+                };
+                let _ = reply.send(r);
+                event
+            }
+            Method::Info => {
+                let digit = info_digit(&request);
+                let _ = reply.send(Reply::status(200));
+                digit.map(|d| ChannelEvent::Digit(d.as_char()))
+            }
+            _ => {
+                let _ = reply.send(Reply::status(200));
+                None
+            }
+        }
+    }
+
+    async fn on_reinvite(&mut self, incoming: Incoming, mut tx: InviteTx) -> Option<ChannelEvent> {
+        if let Err(status) = self.admit(&incoming.request) {
+            let r = tx.response(status);
+            tx.respond(r);
+            return None;
+        }
+        let (answer, event) = self.answer_offer(&incoming.request.body).await;
+        let r = match answer {
+            Ok(sdp) => {
+                let mut r = tx.response(200);
+                r.headers
+                    .push(HeaderName::Contact, self.leg.contact.as_str());
+                r.headers.push(HeaderName::ContentType, "application/sdp");
+                r.body = sdp;
+                r
+            }
+            Err(failure) => failure.response(&tx, &self.inner.config.domain),
+        };
+        let keep = r.status == 200 && self.leg.dialog.transport == Transport::Udp;
+        let seq = r.cseq().map_or(0, |c| c.seq);
+        tx.respond(r.clone());
+        if keep {
+            let config = &self.inner.config;
+            self.pending = Some(Box::new(PendingOk {
+                resender: tx.ok_resender(),
+                ok: r,
+                retrans: OkRetransmit::start(Instant::now(), config.t1, config.t2),
+                seq,
+            }));
+        }
+        event
+    }
+
+    async fn on_ack(&mut self, request: &Request) {
+        if !self.leg.dialog.matches(request) {
+            return;
+        }
+        if let Some(p) = &self.pending
+            && request.cseq().is_some_and(|c| c.seq == p.seq)
+        {
+            self.pending = None;
+        }
+        if let Err(failure) = self.media.ack_answer(Which::A, &request.body).await {
+            tracing::info!(call_id = %self.leg.dialog.call_id, "ACK: {}", failure.text());
+        }
+    }
+
+    async fn on_event(&mut self, event: CallEvent) -> Option<ChannelEvent> {
+        match event {
+            CallEvent::Request { request, reply, .. } => self.on_request(*request, reply).await,
+            CallEvent::ReInvite { incoming, tx, .. } => self.on_reinvite(*incoming, *tx).await,
+            CallEvent::Ack { request, .. } => {
+                self.on_ack(&request).await;
+                None
+            }
+            CallEvent::Hangup => {
+                self.leg.bye();
+                Some(self.ended(200, "admin hangup"))
+            }
+            // A branch's or a relayed re-INVITE's news is not a lone
+            // dialog's business.
+            CallEvent::Branch { .. } | CallEvent::ReInviteAnswered { .. } => None,
+        }
+    }
+
+    /// Our 2xx again, or the end of the dialog when no ACK came (§13.3.1.4).
+    fn on_retransmit(&mut self) -> Option<ChannelEvent> {
+        let pending = self.pending.as_mut()?;
+        match pending.retrans.handle_timeout(Instant::now()) {
+            OkTimer::Resend => {
+                pending.resender.resend(pending.ok.clone());
+                None
+            }
+            OkTimer::GiveUp => {
+                self.pending = None;
+                self.leg.bye();
+                Some(self.ended(408, "no ACK"))
+            }
+            _ => None,
+        }
+    }
+
+    async fn next(&mut self) -> ChannelEvent {
+        loop {
+            if self.leg.state == LegState::Ended {
+                return std::future::pending().await;
+            }
+            let retrans_at = self.pending.as_ref().and_then(|p| p.retrans.poll_timeout());
+            let silence = self.media.watch();
+            let watch_silence = !silence.is_empty();
+            let event = tokio::select! {
+                event = self.inbox.recv() => match event {
+                    Some(event) => self.on_event(event).await,
+                    None => None,
+                },
+                () = sleep_until(retrans_at), if retrans_at.is_some() => self.on_retransmit(),
+                (_, silent) = silence.silent(), if watch_silence => {
+                    tracing::info!(call_id = %self.leg.dialog.call_id, silent_ms = silent.as_millis() as u64, "no RTP; hanging up");
+                    metrics::counter!("rtp_timeouts_total").increment(1);
+                    self.leg.bye();
+                    Some(self.ended(200, "rtp timeout"))
+                }
+            };
+            if let Some(event) = event {
+                return event;
+            }
+        }
+    }
+}
+
+impl Channel for SipChannel {
+    fn id(&self) -> ChannelId {
+        self.id
+    }
+
+    fn state(&self) -> LegState {
+        self.leg.state
+    }
+
+    fn held(&self) -> bool {
+        self.leg.held
+    }
+
+    fn snapshot(&self) -> LegSnapshot {
+        pbx::Leg::snapshot(&self.leg)
+    }
+
+    fn ring(&mut self) -> Result<(), ChannelError> {
+        Err(ChannelError::State("the party has answered already".into()))
+    }
+
+    fn answer(&mut self) -> BoxFuture<'_, Result<(), ChannelError>> {
+        let up = self.leg.state == LegState::Up;
+        Box::pin(async move { if up { Ok(()) } else { Err(ChannelError::Ended) } })
+    }
+
+    fn reject(&mut self, _code: u16, _reason: Option<&str>, _contact: Option<&str>) {
+        // Answered: nothing to refuse; `hangup` ends it.
+    }
+
+    fn hangup(&mut self, why: &Hangup) {
+        if self.leg.state == LegState::Ended {
+            return;
+        }
+        tracing::debug!(call_id = %self.leg.dialog.call_id, cause = why.cause, "hanging up");
+        self.leg.bye();
+        let _ = self.ended(why.code, why.cause);
+    }
+
+    fn tell_identity(&mut self, display: Option<&str>, user: &str) {
+        if self.leg.state != LegState::Up {
+            return;
+        }
+        // RFC 3311 UPDATE without a body: the new identity alone, as
+        // Asterisk's connected-line update does.
+        let domain = &self.inner.config.domain;
+        let identity = match display {
+            Some(d) => format!("\"{}\" <sip:{user}@{domain}>", d.replace(['"', '\\'], "")),
+            None => format!("<sip:{user}@{domain}>"),
+        };
+        let mut update = self.leg.dialog.request(Method::Update, None, None);
+        update
+            .headers
+            .push(HeaderName::Contact, self.leg.contact.as_str());
+        update
+            .headers
+            .push(HeaderName::parse("P-Asserted-Identity"), identity);
+        drop(self.leg.send(update));
+    }
+
+    fn take_media(&mut self) -> Option<media::Leg> {
+        self.media.take_idle_leg()
+    }
+
+    fn give_media(&mut self, leg: media::Leg) {
+        self.media.give_leg(leg);
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+
+    fn next_event(&mut self) -> BoxFuture<'_, ChannelEvent> {
+        Box::pin(self.next())
+    }
+}
+
+impl Drop for SipChannel {
+    fn drop(&mut self) {
+        // Dropped while up (the lot or a bridge went away): the party is
+        // told, and its dialog forgotten.
+        if self.leg.state == LegState::Up && tokio::runtime::Handle::try_current().is_ok() {
+            self.leg.bye();
+        }
+        self.inner
+            .dialogs
+            .remove_owned(&self.leg.dialog.call_id, &self.inbox_tx);
+    }
+}

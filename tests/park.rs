@@ -1,0 +1,104 @@
+//! Call parking through the real binary and the shipped `default.lua`
+//! (issue 12, item 4): 70 parks the caller, which hears "parked in slot
+//! 71" and then music on hold; dialling 71 from another phone takes the
+//! parked call, with audio both ways (a tone each way, checked by
+//! frequency); an empty slot says so; a parked caller that hangs up frees
+//! its slot.
+
+mod office;
+
+use std::time::Duration;
+
+use office::{OFFER, WAIT, answered, assert_heard, assert_music, exchange, office, phone};
+use testkit::RtpPeer;
+
+/// Waits until `peer` has received `count` RTP packets, or fails.
+fn hears(who: &str, peer: &RtpPeer, count: usize) {
+    assert!(
+        peer.wait_for(count, Duration::from_secs(8)),
+        "{who} got {} RTP packets, wanted {count}",
+        peer.count()
+    );
+}
+
+#[test]
+fn a_parked_call_hears_music_and_is_picked_up_from_its_slot_with_audio_both_ways() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let ra = RtpPeer::localhost();
+    let (a_dialog, a_media) = answered(&mut a, "70", &ra.sdp_offer(OFFER));
+    // The announcement, then the music: wait for the music's first
+    // seconds and check it is music (more than one pitch).
+    hears("the parked caller", &ra, 150);
+    ra.clear();
+    // It keeps sending its own tone meanwhile, and hears nothing of it.
+    ra.send_tone(a_media.addr, 0, 1000.0, Duration::from_millis(1600))
+        .expect("send tone");
+    ra.settle(Duration::from_millis(200), WAIT);
+    assert_music("the parked caller", &ra, a_media.addr, 1000.0);
+    // The lot shows it.
+    let (_, parked) = o.server.http_get("/api/v1/parked").expect("admin API");
+    assert!(parked.contains("\"slot\":71"), "{parked}");
+
+    // 1002 dials 71: bridged to the parked caller.
+    let mut b = phone(&o, "1002");
+    let rb = RtpPeer::localhost();
+    let (mut b_dialog, b_media) = answered(&mut b, "71", &rb.sdp_offer(OFFER));
+    ra.clear();
+    exchange(
+        &ra,
+        (a_media.addr, 0, 1000.0),
+        &rb,
+        (b_media.addr, 0, 2000.0),
+    );
+    assert_heard("the picker", &rb, b_media.addr, 40, 1000.0);
+    assert_heard("the parked caller", &ra, a_media.addr, 40, 2000.0);
+    let (_, parked) = o.server.http_get("/api/v1/parked").expect("admin API");
+    assert_eq!(parked.trim(), "[]", "slot 71 is free again");
+
+    // The picker hangs up: the parked caller's dialog gets the BYE.
+    let bye = b
+        .request_in(&mut b_dialog, "BYE", None)
+        .expect("BYE answered");
+    assert_eq!(bye.status, 200);
+    let bye = a.request("BYE", WAIT).expect("the parked caller gets BYE");
+    assert_eq!(bye.call_id(), Some(a_dialog.call_id.as_str()));
+    a.reply(&bye, tag_of(&a_dialog.local), 200).unwrap();
+}
+
+/// The tag of a From/To value.
+fn tag_of(party: &str) -> &str {
+    party.split(";tag=").nth(1).unwrap_or_default()
+}
+
+#[test]
+fn an_empty_slot_says_so_and_a_parked_caller_that_hangs_up_frees_its_slot() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let ra = RtpPeer::localhost();
+    let (mut a_dialog, _) = answered(&mut a, "70", &ra.sdp_offer(OFFER));
+    hears("the parked caller", &ra, 50);
+    // It hangs up while parked: the slot is free.
+    let bye = a
+        .request_in(&mut a_dialog, "BYE", None)
+        .expect("BYE answered");
+    assert_eq!(bye.status, 200);
+    let mut freed = false;
+    for _ in 0..100 {
+        let (_, parked) = o.server.http_get("/api/v1/parked").expect("admin API");
+        if parked.trim() == "[]" {
+            freed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(freed, "slot 71 freed after the parked caller hung up");
+
+    // 71 now: "nobody is parked there", then the PBX hangs up.
+    let mut b = phone(&o, "1002");
+    let rb = RtpPeer::localhost();
+    let (_b_dialog, _) = answered(&mut b, "71", &rb.sdp_offer(OFFER));
+    hears("the caller of an empty slot", &rb, 40);
+    let bye = b.request("BYE", WAIT).expect("hung up after the prompt");
+    assert_eq!(bye.call_id(), Some(_b_dialog.call_id.as_str()));
+}
