@@ -385,6 +385,7 @@ impl CallApi for LuaCall {
         slot: Option<u16>,
         timeout: Duration,
         announce: bool,
+        ringback: Option<String>,
     ) -> Result<u16, ActionError> {
         let slot = if announce {
             // The slot is held first, so the number heard is the one used.
@@ -408,7 +409,7 @@ impl CallApi for LuaCall {
             slot
         };
         self.handle
-            .park(slot, timeout)
+            .park(slot, timeout, ringback)
             .await
             .map_err(|e| action(e, "park"))
     }

@@ -43,7 +43,7 @@ fn a_parked_call_hears_music_and_is_picked_up_from_its_slot_with_audio_both_ways
     // 1002 dials 71: bridged to the parked caller.
     let mut b = phone(&o, "1002");
     let rb = RtpPeer::localhost();
-    let (mut b_dialog, b_media) = answered(&mut b, "71", &rb.sdp_offer(OFFER));
+    let (b_dialog, b_media) = answered(&mut b, "71", &rb.sdp_offer(OFFER));
     ra.clear();
     exchange(
         &ra,
@@ -56,14 +56,16 @@ fn a_parked_call_hears_music_and_is_picked_up_from_its_slot_with_audio_both_ways
     let (_, parked) = o.server.http_get("/api/v1/parked").expect("admin API");
     assert_eq!(parked.trim(), "[]", "slot 71 is free again");
 
-    // The picker hangs up: the parked caller's dialog gets the BYE.
-    let bye = b
-        .request_in(&mut b_dialog, "BYE", None)
+    // The parked caller hangs up (its dialog now served by the picker's
+    // call): the picker gets the BYE.
+    let mut a_dialog = a_dialog;
+    let bye = a
+        .request_in(&mut a_dialog, "BYE", None)
         .expect("BYE answered");
-    assert_eq!(bye.status, 200);
-    let bye = a.request("BYE", WAIT).expect("the parked caller gets BYE");
-    assert_eq!(bye.call_id(), Some(a_dialog.call_id.as_str()));
-    a.reply(&bye, tag_of(&a_dialog.local), 200).unwrap();
+    assert_eq!(bye.status, 200, "the moved dialog is still served");
+    let bye = b.request("BYE", WAIT).expect("the picker gets BYE");
+    assert_eq!(bye.call_id(), Some(b_dialog.call_id.as_str()));
+    b.reply(&bye, tag_of(&b_dialog.local), 200).unwrap();
 }
 
 /// The tag of a From/To value.
@@ -101,4 +103,71 @@ fn an_empty_slot_says_so_and_a_parked_caller_that_hangs_up_frees_its_slot() {
     hears("the caller of an empty slot", &rb, 40);
     let bye = b.request("BYE", WAIT).expect("hung up after the prompt");
     assert_eq!(bye.call_id(), Some(_b_dialog.call_id.as_str()));
+}
+
+/// A dialplan that parks for a second: 80 rings 1002 back, 81 nobody.
+const SHORT_PARK_LUA: &str = r#"
+function route(call)
+  local dest = call.request_uri.user
+  if dest == "80" then
+    call:park({ timeout = 1, ringback = "1002" })
+  elseif dest == "81" then
+    call:park({ timeout = 1 })
+  else
+    call:reject(404, "Not Found")
+  end
+end
+"#;
+
+#[test]
+fn a_parked_call_left_too_long_rings_back_with_audio_both_ways_or_is_hung_up() {
+    let o = office(Some(SHORT_PARK_LUA));
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let ra = RtpPeer::localhost();
+    let (a_dialog, a_media) = answered(&mut a, "80", &ra.sdp_offer(OFFER));
+    // After the second in the lot, 1002 rings, told it is slot 71.
+    let incoming = b.incoming(WAIT).expect("the ring-back reaches 1002");
+    let from = incoming
+        .invite
+        .headers
+        .from()
+        .map(|f| f.to_string())
+        .unwrap_or_default();
+    assert!(from.contains("sip:71@"), "{from}");
+    let b_media = office::media_of(&incoming.invite.body);
+    let rb = RtpPeer::localhost();
+    b.reply_sdp(
+        &incoming.invite,
+        &incoming.tag,
+        200,
+        &rb.sdp_answer(&["PCMU"]),
+    )
+    .unwrap();
+    b.request("ACK", WAIT).expect("the PBX ACKs 1002's 200");
+    ra.clear();
+    exchange(
+        &ra,
+        (a_media.addr, 0, 1000.0),
+        &rb,
+        (b_media.addr, 0, 2000.0),
+    );
+    assert_heard("1002, rung back", &rb, b_media.addr, 40, 1000.0);
+    assert_heard("the parked caller", &ra, a_media.addr, 40, 2000.0);
+    // 1002 hangs up: the parked caller gets the BYE.
+    let mut b_dialog = b.dialog_of(&incoming);
+    let bye = b
+        .request_in(&mut b_dialog, "BYE", None)
+        .expect("BYE answered");
+    assert_eq!(bye.status, 200);
+    let bye = a.request("BYE", WAIT).expect("the parked caller gets BYE");
+    assert_eq!(bye.call_id(), Some(a_dialog.call_id.as_str()));
+    a.reply(&bye, tag_of(&a_dialog.local), 200).unwrap();
+
+    // 81 names nobody to ring back: after the second the call is over.
+    let (a_dialog, _) = answered(&mut a, "81", &ra.sdp_offer(OFFER));
+    let bye = a
+        .request("BYE", WAIT)
+        .expect("hung up when the park times out");
+    assert_eq!(bye.call_id(), Some(a_dialog.call_id.as_str()));
 }

@@ -131,6 +131,7 @@ function Call:unhold() end
 ---@field slot integer? The slot (default: the lowest free one, 71-79).
 ---@field timeout number? Seconds before it rings back whoever parked it (default 45).
 ---@field announce boolean? Say "parked in slot N" to the caller first (default false).
+---@field ringback string? The extension rung with the call when the timeout passes (default: none, the call is hung up).
 
 ---Parks the caller (answering first if need be): it hears music on hold in a slot until someone dials the slot (call:unpark) or the timeout rings back the parker. Returns the slot; the call is no longer this route's afterwards.
 ---@param opts ParkOptions?

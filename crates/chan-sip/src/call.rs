@@ -241,7 +241,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         trace,
         a: Inbound {
             cancel: tx.cancel_token(),
-            tx,
+            tx: CallerTx(Some(tx)),
             invite: Some(incoming.request.clone()),
             leg: SipLeg {
                 inner: inner.clone(),
@@ -335,9 +335,54 @@ fn details(incoming: &Incoming, call_id: &str, caller: &str, context: &str) -> C
     }
 }
 
+/// The caller's INVITE transaction; `None` for a caller that came to the
+/// call answered already (a parked call ringing back whoever parked it),
+/// to which nothing is answered.
+struct CallerTx(Option<InviteTx>);
+
+impl CallerTx {
+    fn response(&self, status: u16) -> Response {
+        match &self.0 {
+            Some(tx) => tx.response(status),
+            None => Response {
+                status,
+                reason: String::new(),
+                headers: Headers::default(),
+                body: Bytes::new(),
+            },
+        }
+    }
+
+    fn response_with_warning(&self, status: u16, agent: &str, text: &str) -> Response {
+        match &self.0 {
+            Some(tx) => tx.response_with_warning(status, agent, text),
+            None => self.response(status),
+        }
+    }
+
+    /// The answer for media we cannot use, with a Warning.
+    fn failure(&self, failure: &Failure, agent: &str) -> Response {
+        self.response_with_warning(failure.status(), agent, failure.text())
+    }
+
+    fn respond(&mut self, response: Response) {
+        if let Some(tx) = &mut self.0 {
+            tx.respond(response);
+        }
+    }
+
+    fn is_answered(&self) -> bool {
+        self.0.as_ref().is_none_or(InviteTx::is_answered)
+    }
+
+    fn ok_resender(&self) -> Option<sip_net::OkResender> {
+        self.0.as_ref().map(InviteTx::ok_resender)
+    }
+}
+
 /// The caller's side.
 struct Inbound {
-    tx: InviteTx,
+    tx: CallerTx,
     cancel: CancellationToken,
     /// The caller's INVITE, until the call is bridged.
     invite: Option<Request>,
@@ -558,9 +603,10 @@ impl Call {
             Command::Park {
                 slot,
                 timeout,
+                ringback,
                 done,
             } => {
-                let r = self.park(slot, timeout).await;
+                let r = self.park(slot, timeout, ringback).await;
                 let _ = done.send(r);
             }
             Command::Unpark { slot, done } => self.unpark(slot, done).await,
@@ -606,7 +652,7 @@ impl Call {
         let body = match self.caller_sdp().await {
             Ok(body) => body,
             Err(failure) => {
-                let r = failure.response(&self.a.tx, &self.inner.config.domain);
+                let r = self.a.tx.failure(&failure, &self.inner.config.domain);
                 self.a.tx.respond(r);
                 self.finish(Disposition::Failed, failure.status(), "media");
                 return Err(ActionError::Failed(format!(
@@ -867,7 +913,14 @@ impl Call {
     ) -> Option<u32> {
         let inner = &self.inner;
         let domain = &inner.config.domain;
-        let a = self.a.invite.as_ref()?;
+        let max_forwards = self
+            .a
+            .invite
+            .as_ref()
+            .and_then(Request::max_forwards)
+            .unwrap_or(70)
+            .saturating_sub(1)
+            .min(70);
         // Who the callee sees: the authenticated extension (its id and
         // configured name), never what the phone wrote in its From, unless
         // the dialplan chose a caller ID.
@@ -881,7 +934,6 @@ impl Call {
         };
         let from = format!("{identity};tag={}", new_tag());
         let call_id = format!("{:032x}@{domain}", rand::random::<u128>());
-        let max_forwards = a.max_forwards().unwrap_or(70).saturating_sub(1).min(70);
         let mut headers = Headers::with_capacity(16);
         for route in &dest.route {
             headers.push(HeaderName::Route, route.as_str());
@@ -1182,7 +1234,7 @@ impl Call {
             match self.caller_sdp().await {
                 Ok(body) => self.send_ok(Some(("application/sdp".to_owned(), body))),
                 Err(failure) => {
-                    let r = failure.response(&self.a.tx, &self.inner.config.domain);
+                    let r = self.a.tx.failure(&failure, &self.inner.config.domain);
                     self.a.tx.respond(r);
                     if let Some(b) = &mut self.bridge {
                         b.leg.bye();

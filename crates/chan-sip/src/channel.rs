@@ -47,6 +47,8 @@ pub(crate) struct SipChannel {
     inbox: mpsc::Receiver<CallEvent>,
     inbox_tx: mpsc::Sender<CallEvent>,
     pending: Option<Box<PendingOk>>,
+    /// Handed on to another owner: its dialog is theirs now.
+    moved: bool,
 }
 
 impl SipChannel {
@@ -69,6 +71,7 @@ impl SipChannel {
             inbox,
             inbox_tx,
             pending,
+            moved: false,
         }
     }
 
@@ -84,8 +87,10 @@ impl SipChannel {
             contact: self.leg.contact.clone(),
             held: self.leg.held,
         };
-        // Handed on, not ended: nothing to hang up when `self` drops.
+        // Handed on, not ended: nothing to hang up or forget when `self`
+        // drops.
         self.leg.state = LegState::Ended;
+        self.moved = true;
         let media = std::mem::replace(&mut self.media, CallMedia::new(self.inner.media.clone()));
         (leg, media, self.pending.take())
     }
@@ -373,6 +378,9 @@ impl Drop for SipChannel {
     fn drop(&mut self) {
         // Dropped while up (the lot or a bridge went away): the party is
         // told, and its dialog forgotten.
+        if self.moved {
+            return;
+        }
         if self.leg.state == LegState::Up && tokio::runtime::Handle::try_current().is_ok() {
             self.leg.bye();
         }

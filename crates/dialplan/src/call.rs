@@ -289,13 +289,15 @@ pub trait CallApi: Send + Sync + 'static {
     /// Answers if need be and parks the caller (music on hold) in `slot`
     /// or the lowest free one, for at most `timeout` before it rings back
     /// whoever parked it; with `announce` the caller first hears "parked
-    /// in slot N". Returns the slot; the call is over for the route
-    /// afterwards.
+    /// in slot N". When the timeout passes the extension `ringback` is
+    /// rung with the parked call (or, with none, the call is hung up).
+    /// Returns the slot; the call is over for the route afterwards.
     fn park(
         &self,
         slot: Option<u16>,
         timeout: Duration,
         announce: bool,
+        ringback: Option<String>,
     ) -> impl Future<Output = Result<u16, ActionError>> + Send;
     /// Takes the call parked in `slot` and bridges it to the caller;
     /// returns, as `dial` does, when that bridge ends (`unavailable` when

@@ -413,10 +413,15 @@ fn sleep_arg(value: &Value) -> mlua::Result<Duration> {
 /// `call:park` names no timeout (Asterisk's `parkingtime` default).
 const PARK_TIMEOUT_SECS: f64 = 45.0;
 
-/// `call:park{slot = n, timeout = s, announce = true}`: all optional.
-fn park_args(opts: &Value) -> mlua::Result<(Option<u16>, Duration, bool)> {
+/// What `call:park{}` asks for: slot, timeout, announce, ringback.
+type ParkArgs = (Option<u16>, Duration, bool, Option<String>);
+
+/// `call:park{slot = n, timeout = s, announce = true, ringback = "1002"}`:
+/// all optional.
+fn park_args(opts: &Value) -> mlua::Result<ParkArgs> {
     let mut slot = None;
     let mut announce = false;
+    let mut ringback = None;
     let mut timeout = Duration::from_secs_f64(PARK_TIMEOUT_SECS);
     match opts {
         Value::Nil => {}
@@ -440,10 +445,21 @@ fn park_args(opts: &Value) -> mlua::Result<(Option<u16>, Duration, bool)> {
                 Value::Boolean(b) => announce = b,
                 other => return Err(type_error("park", "opts.announce as a boolean", &other)),
             }
+            match opts.get::<Value>("ringback")? {
+                Value::Nil => {}
+                Value::String(s) => ringback = Some(s.to_str()?.to_owned()),
+                other => {
+                    return Err(type_error(
+                        "park",
+                        "opts.ringback as an extension id",
+                        &other,
+                    ));
+                }
+            }
         }
         other => return Err(type_error("park", "an options table or nil", other)),
     }
-    Ok((slot, timeout, announce))
+    Ok((slot, timeout, announce, ringback))
 }
 
 /// `call:unpark(slot)`.
@@ -805,10 +821,10 @@ impl<A: CallApi> UserData for CallObject<A> {
             this.step(&lua, "park", &[&opts]);
             let started = park_args(&opts).and_then(|args| Ok((this.begin()?, args)));
             async move {
-                let (action, (slot, timeout, announce)) = started?;
+                let (action, (slot, timeout, announce, ringback)) = started?;
                 let result = action
                     .run("park", |api| async move {
-                        api.park(slot, timeout, announce).await
+                        api.park(slot, timeout, announce, ringback).await
                     })
                     .await;
                 action.finish(result, |p, _| {

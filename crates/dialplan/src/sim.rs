@@ -565,11 +565,13 @@ impl CallApi for SimCall {
         slot: Option<u16>,
         timeout: Duration,
         announce: bool,
+        ringback: Option<String>,
     ) -> Result<u16, ActionError> {
         self.note("park", |r| {
             r.timeout = Some(timeout.as_secs_f64());
             r.code = slot;
             r.status = announce.then_some("announced");
+            r.targets = ringback.into_iter().collect();
         })
         .map_err(ended)?;
         // The simulated lot is empty: the slot asked for, or the first.

@@ -156,6 +156,9 @@ pub enum Command {
         slot: Option<u16>,
         /// How long it may stay parked.
         timeout: Duration,
+        /// The extension to ring when the timeout passes (`None`: the
+        /// parked party is hung up then).
+        ringback: Option<String>,
         /// The slot.
         done: oneshot::Sender<Result<u16, ActionError>>,
     },
@@ -318,10 +321,16 @@ impl CallHandle {
 
     /// Parks the caller (answering first if need be) and returns its
     /// slot; the call is over for this route afterwards.
-    pub async fn park(&self, slot: Option<u16>, timeout: Duration) -> Result<u16, ActionError> {
+    pub async fn park(
+        &self,
+        slot: Option<u16>,
+        timeout: Duration,
+        ringback: Option<String>,
+    ) -> Result<u16, ActionError> {
         self.ask(|done| Command::Park {
             slot,
             timeout,
+            ringback,
             done,
         })
         .await

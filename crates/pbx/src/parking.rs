@@ -37,8 +37,9 @@ pub struct ParkRequest {
     pub slot: Option<u16>,
     /// How long before the call rings back the parker.
     pub timeout: Duration,
-    /// Who parked it (an extension), to ring back on timeout.
-    pub parker: String,
+    /// The extension to ring back on timeout (`None`: the parked party
+    /// is hung up then).
+    pub parker: Option<String>,
     /// What the parked party hears.
     pub music: Option<Arc<Prompt>>,
 }
@@ -49,7 +50,7 @@ pub struct TimedOut {
     pub channel: Box<dyn Channel>,
     /// The slot it was in.
     pub slot: u16,
-    /// Who parked it.
+    /// The extension to ring.
     pub parker: String,
 }
 
@@ -58,8 +59,8 @@ pub struct TimedOut {
 pub struct ParkedSnapshot {
     /// The slot.
     pub slot: u16,
-    /// Who parked it.
-    pub parker: String,
+    /// The extension rung back on timeout, if any.
+    pub parker: Option<String>,
     /// The parked party (its URI).
     pub party: String,
     /// When it was parked (unix ms).
@@ -196,7 +197,7 @@ impl ParkingLot {
             Slot {
                 snapshot: ParkedSnapshot {
                     slot,
-                    parker: String::new(),
+                    parker: None,
                     party: String::new(),
                     since_ms: crate::unix_ms(),
                 },
@@ -317,11 +318,17 @@ async fn wait_in_slot(
         }
         Outcome::TimedOut => {
             lot.free(slot);
-            (lot.on_timeout)(TimedOut {
-                channel,
-                slot,
-                parker: request.parker,
-            });
+            match request.parker {
+                Some(parker) => (lot.on_timeout)(TimedOut {
+                    channel,
+                    slot,
+                    parker,
+                }),
+                None => channel.hangup(&Hangup {
+                    code: 200,
+                    cause: "park timeout",
+                }),
+            }
         }
     }
 }

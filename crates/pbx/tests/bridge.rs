@@ -279,7 +279,7 @@ async fn parking_takes_the_lowest_free_slot_plays_music_and_gives_the_call_back(
     let request = |slot| ParkRequest {
         slot,
         timeout: Duration::from_secs(60),
-        parker: "1001".into(),
+        parker: Some("1001".into()),
         music: Some(music()),
     };
     let (a, phone_a) = party(&pool, "a", &hung).await;
@@ -323,7 +323,7 @@ async fn a_parked_party_that_hangs_up_frees_its_slot_and_one_left_too_long_rings
             ParkRequest {
                 slot: None,
                 timeout: Duration::from_secs(60),
-                parker: "1001".into(),
+                parker: Some("1001".into()),
                 music: None,
             },
         )
@@ -347,7 +347,7 @@ async fn a_parked_party_that_hangs_up_frees_its_slot_and_one_left_too_long_rings
             ParkRequest {
                 slot: Some(75),
                 timeout: Duration::from_millis(200),
-                parker: "1002".into(),
+                parker: Some("1002".into()),
                 music: None,
             },
         )

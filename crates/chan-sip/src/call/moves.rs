@@ -4,13 +4,17 @@
 //! (retrieving a parked call). The dialog keeps running across the move:
 //! the dialog table points its Call-ID at whoever owns it now.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pbx::{
-    ActionError, CallState, DialOutcome, DialStatus, Disposition, LegState, ParkRequest, TimedOut,
+    ActionError, CallHandle, CallState, Cdr, DialOutcome, DialRequest, DialStatus, Disposition,
+    LegState, ParkRequest, RouteEnd, TimedOut,
 };
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::{Bridge, Call};
 use crate::anchor::Which;
@@ -28,9 +32,13 @@ impl Call {
         }
         let media = self.media.detach(Which::A).await?;
         // Our 200 may still wait for its ACK: the channel keeps sending it.
-        let pending = match (self.a.ok.take(), self.a.retrans.take()) {
-            (Some(ok), Some(retrans)) => Some(Box::new(PendingOk {
-                resender: self.a.tx.ok_resender(),
+        let pending = match (
+            self.a.ok.take(),
+            self.a.retrans.take(),
+            self.a.tx.ok_resender(),
+        ) {
+            (Some(ok), Some(retrans), Some(resender)) => Some(Box::new(PendingOk {
+                resender,
                 seq: ok.cseq().map_or(0, |c| c.seq),
                 ok,
                 retrans,
@@ -83,7 +91,7 @@ impl Call {
             match self.caller_sdp().await {
                 Ok(body) => self.send_ok(Some(("application/sdp".to_owned(), body))),
                 Err(failure) => {
-                    let r = failure.response(&self.a.tx, &self.inner.config.domain);
+                    let r = self.a.tx.failure(&failure, &self.inner.config.domain);
                     self.a.tx.respond(r);
                     if let Some(b) = &mut self.bridge {
                         b.leg.bye();
@@ -116,6 +124,7 @@ impl Call {
         &mut self,
         slot: Option<u16>,
         timeout: Duration,
+        ringback: Option<String>,
     ) -> Result<u16, ActionError> {
         self.own_media().await?;
         // The slot is held before the caller leaves: a taken or unknown
@@ -129,7 +138,6 @@ impl Call {
                 .map_err(|e| ActionError::Failed(e.to_string()))?,
         };
         let music = self.media.music(self.moh_class());
-        let parker = self.cdr.caller.clone().unwrap_or_default();
         let channel = self
             .detach_caller()
             .await
@@ -137,7 +145,7 @@ impl Call {
         let request = ParkRequest {
             slot: Some(reservation.slot()),
             timeout,
-            parker,
+            parker: ringback,
             music,
         };
         let slot = reservation.park(Box::new(channel), request);
@@ -187,18 +195,106 @@ impl Call {
     }
 }
 
-/// A call parked too long: it rings the extension that parked it. Until
-/// ring-back exists the parked party is told the call is over.
+/// A call parked too long rings the extension that parked it: a new call
+/// whose caller is the parked party (answered already, it hears ringback)
+/// dials the parker; unanswered, the parked party is hung up.
 pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
     let TimedOut {
-        mut channel,
+        channel,
         slot,
         parker,
     } = timed_out;
-    tracing::info!(slot, %parker, "parked call timed out");
-    let _ = inner;
-    channel.hangup(&pbx::Hangup {
-        code: 200,
-        cause: "park timeout",
-    });
+    let mut channel = match channel.into_any().downcast::<SipChannel>() {
+        Ok(channel) => *channel,
+        Err(_) => return,
+    };
+    if !inner.extensions.load().contains_key(&parker) {
+        tracing::info!(slot, %parker, "parked call timed out; nobody to ring back");
+        pbx::Channel::hangup(
+            &mut channel,
+            &pbx::Hangup {
+                code: 200,
+                cause: "park timeout",
+            },
+        );
+        return;
+    }
+    tracing::info!(slot, %parker, "parked call timed out; ringing back the parker");
+    let (leg, media, _pending) = channel.into_parts();
+    let id = leg.dialog.call_id.clone();
+    let (events_tx, events) = mpsc::channel(64);
+    inner.dialogs.repoint(&id, events_tx.clone(), Side::Inbound);
+    let active = inner.active.fetch_add(1, Ordering::Relaxed) + 1;
+    metrics::gauge!("calls_active").set(active as f64);
+    let party = pbx::Leg::snapshot(&leg).peer;
+    let (handle, commands) = CallHandle::new();
+    let now = pbx::unix_ms();
+    let call = Call {
+        inner: inner.clone(),
+        id: id.clone(),
+        events_tx,
+        events,
+        commands,
+        ended: handle.ended_token(),
+        trace: None,
+        a: super::Inbound {
+            tx: super::CallerTx(None),
+            cancel: CancellationToken::new(),
+            invite: None,
+            leg,
+            ok: None,
+            retrans: None,
+            cancel_seen: true,
+        },
+        branches: HashMap::new(),
+        next_branch: 1,
+        dialing: None,
+        bridge: None,
+        reinvite_pending: false,
+        re_ok: None,
+        moh: None,
+        media,
+        parking: None,
+        state: CallState::Answered,
+        finished: false,
+        cdr: Cdr {
+            call_id: id,
+            from: party,
+            to: parker.clone(),
+            caller: None,
+            callee: None,
+            context: format!("park:{slot}"),
+            start_ms: now,
+            answer_ms: Some(now),
+            end_ms: now,
+            disposition: Disposition::Failed,
+            code: 0,
+            duration_ms: 0,
+            billable_ms: 0,
+            hangup_cause: String::new(),
+            start: String::new(),
+            answer: None,
+            end: String::new(),
+        },
+    };
+    call.publish();
+    let timeout = inner.config.ring_timeout;
+    let route = async move {
+        let request = DialRequest {
+            targets: vec![parker],
+            timeout: Some(timeout),
+            // Who rings: the parked party's slot, so the parker knows.
+            caller_id: Some(format!("Parked {slot} <{slot}>")),
+            ..DialRequest::default()
+        };
+        let answered = handle
+            .dial(request)
+            .await
+            .is_ok_and(|o| o.status == DialStatus::Answered);
+        if !answered {
+            let _ = handle.hangup().await;
+        }
+        RouteEnd::Done
+    };
+    tokio::spawn(call.run(tokio::spawn(route)));
 }

@@ -213,10 +213,14 @@ impl CallApi for FakeCall {
         slot: Option<u16>,
         timeout: Duration,
         announce: bool,
+        ringback: Option<String>,
     ) -> Result<u16, ActionError> {
         self.log(
             "park",
-            format!("park {slot:?} {}s announce={announce}", timeout.as_secs()),
+            format!(
+                "park {slot:?} {}s announce={announce} ringback={ringback:?}",
+                timeout.as_secs()
+            ),
         )?;
         Ok(slot.unwrap_or(71))
     }
