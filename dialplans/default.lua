@@ -28,6 +28,11 @@ local function call_extension(call, ext)
   local r = call:dial(target, { timeout = RING_SECONDS })
   if r.status == "answered" or r.status == "cancelled" then
     return -- the call is over (bridged and hung up, or the caller gave up)
+  elseif call.transfer ~= nil then
+    -- A blind transfer whose target did not answer, after the transferor
+    -- hung up (had it stayed, the call would be back with it already):
+    -- ring the transferor back.
+    call:dial(call.transfer.by, { timeout = RING_SECONDS })
   elseif r.status == "busy" then
     vm.leave(call, ext, { greeting = "busy", operator = OPERATOR })
   elseif r.status == "noanswer" or r.status == "unavailable" then

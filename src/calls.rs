@@ -124,6 +124,7 @@ fn call_info(d: CallDetails) -> CallInfo {
         caller: d.caller,
         context: d.context,
         headers: d.headers,
+        transferred_by: d.transferred_by,
     }
 }
 

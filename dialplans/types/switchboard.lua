@@ -65,6 +65,7 @@ SWITCHBOARD_API = 1
 ---@field source Source Where the INVITE came from.
 ---@field caller string? The authenticated extension that placed the call.
 ---@field context string The context (dialplans/NAME.lua) routing the call.
+---@field transfer {by: string}? Set when a phone blind-transferred the call here: `by` is its extension (the route runs in its context).
 ---@field state "routing"|"answered"|"ended" Where the call is: "ended" once hung up, rejected, redirected, its bridged call over or the caller gone.
 local Call = {}
 

@@ -29,6 +29,7 @@ use crate::anchor::{CallMedia, Failure, Which};
 
 mod indialog;
 mod moves;
+mod transfer;
 use crate::dialog::{Dialog, new_tag};
 use crate::leg::{SipLeg, our_contact};
 use crate::relay::{branch_task, dial_result, send_stateless, set_body, sleep_until};
@@ -264,6 +265,10 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         moh: None,
         media,
         parking: None,
+        transfer: None,
+        failed_transfer: None,
+        next_route: None,
+        route_superseded: false,
         state: CallState::Routing,
         finished: false,
         cdr: Cdr {
@@ -332,6 +337,7 @@ fn details(incoming: &Incoming, call_id: &str, caller: &str, context: &str) -> C
             })
             .map(|h| (h.name.as_str().to_owned(), h.value.to_string()))
             .collect(),
+        transferred_by: None,
     }
 }
 
@@ -463,6 +469,14 @@ struct Call {
     media: CallMedia,
     /// A parking slot held for this call's caller (announced, then parked).
     parking: Option<pbx::Reservation>,
+    /// A blind transfer in progress (`transfer.rs`).
+    transfer: Option<Box<transfer::Transferring>>,
+    /// Its target failed: to settle once the current event is handled.
+    failed_transfer: Option<DialOutcome>,
+    /// A route taking the call over from the one running (a transfer's).
+    next_route: Option<JoinHandle<RouteEnd>>,
+    /// The running route gave the call up: its end does not end the call.
+    route_superseded: bool,
     state: CallState,
     finished: bool,
     cdr: Cdr,
@@ -511,7 +525,9 @@ impl Call {
                 end = &mut route, if !route_done => {
                     route_done = true;
                     let end = end.unwrap_or_else(|e| RouteEnd::Failed(format!("route task failed: {e}")));
-                    self.on_route_end(end);
+                    if !std::mem::take(&mut self.route_superseded) {
+                        self.on_route_end(end);
+                    }
                 }
                 () = sleep_until(wake_at), if wake_at.is_some() => {
                     let now = Instant::now();
@@ -530,6 +546,17 @@ impl Call {
                         break;
                     }
                 }
+            }
+            if let Some(outcome) = self.failed_transfer.take() {
+                Box::pin(self.transfer_return(outcome)).await;
+            }
+            // A transfer's route takes over; the one it replaces winds down
+            // on its own (its actions fail with "call has ended").
+            if let Some(next) = self.next_route.take() {
+                route = next;
+                route_done = false;
+                linger_until = None;
+                self.route_superseded = false;
             }
         }
         self.cleanup();
@@ -1246,6 +1273,8 @@ impl Call {
             self.publish();
         }
         self.media.bridge().await;
+        // A transfer's target answered: the transferor is released.
+        self.transfer_connected();
     }
 
     /// A branch of the dial ended without an answer; the dial ends when
@@ -1571,6 +1600,14 @@ impl Call {
 
     fn end_dial(&mut self, outcome: DialOutcome) {
         self.note(|| format!("dial ended: {:?} ({})", outcome.status, outcome.code));
+        if outcome.status != DialStatus::Answered && self.transfer_failed(outcome) {
+            // Back to the transferor (once this event is handled); the
+            // transfer's route is done with the call.
+            self.failed_transfer = Some(outcome);
+            self.supersede_route();
+            self.dialing = None;
+            return;
+        }
         if let Some(dialing) = self.dialing.take() {
             let _ = dialing.done.send(Ok(outcome));
         }
@@ -1592,6 +1629,7 @@ impl Call {
         }
         self.finished = true;
         self.ended.cancel();
+        self.transfer_abandoned();
         // The ports go back to the pool now, not when the route returns.
         self.media.release();
         self.state = CallState::Ending;

@@ -175,6 +175,11 @@ impl SipChannel {
                 let _ = reply.send(r);
                 event
             }
+            // Transfers are a call's business; a parked party has none.
+            Method::Refer => {
+                let _ = reply.send(Reply::status(603));
+                None
+            }
             Method::Info => {
                 let digit = info_digit(&request);
                 let _ = reply.send(Reply::status(200));

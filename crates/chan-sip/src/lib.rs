@@ -385,6 +385,7 @@ impl Service for ChanSip {
             Method::Cancel,
             Method::Update,
             Method::Info,
+            Method::Refer,
         ]
     }
 

@@ -49,6 +49,9 @@ pub struct CallInfo {
     /// The INVITE's headers in order, names as received (`call:header`
     /// matches them case-insensitively; compact forms are not expanded).
     pub headers: Vec<(String, String)>,
+    /// A blind transfer: the extension that transferred the call here
+    /// (`call.transfer.by`); the route runs in its context.
+    pub transferred_by: Option<String>,
 }
 
 /// How a `dial` ended (`r.status` in Lua).

@@ -625,6 +625,15 @@ impl<A: CallApi> UserData for CallObject<A> {
         fields.add_field_method_get("source", |lua, this| source_table(lua, &this.info.source));
         fields.add_field_method_get("caller", |_, this| Ok(this.info.caller.clone()));
         fields.add_field_method_get("context", |_, this| Ok(this.info.context.clone()));
+        // `{by = "1002"}` when a blind transfer brought the call here.
+        fields.add_field_method_get("transfer", |lua, this| match &this.info.transferred_by {
+            Some(by) => {
+                let t = lua.create_table()?;
+                t.raw_set("by", by.as_str())?;
+                Ok(Some(t))
+            }
+            None => Ok(None),
+        });
         fields.add_field_method_get("state", |_, this| Ok(this.state()));
     }
 

@@ -566,6 +566,7 @@ fn call_info(spec: &Table, world: &World, n: u64) -> mlua::Result<CallInfo> {
         caller,
         context,
         headers,
+        transferred_by: None,
     })
 }
 

@@ -405,6 +405,9 @@ pub struct CallDetails {
     pub context: String,
     /// The request's headers, in order.
     pub headers: Vec<(String, String)>,
+    /// A blind transfer's route: the extension that transferred the call
+    /// (its context routes it; the caller is the party transferred).
+    pub transferred_by: Option<String>,
 }
 
 /// How a route ended, beyond what the call's state already says.

@@ -371,8 +371,26 @@ impl Phone {
         method: &str,
         body: Option<(&str, &str)>,
     ) -> Result<Response, UaError> {
+        self.request_in_headers(dialog, method, &[], body)
+    }
+
+    /// As [`request_in_with`](Self::request_in_with), with extra headers
+    /// (a REFER's `Refer-To`, say).
+    pub fn request_in_headers(
+        &mut self,
+        dialog: &mut Dialog,
+        method: &str,
+        headers: &[(&str, &str)],
+        body: Option<(&str, &str)>,
+    ) -> Result<Response, UaError> {
         dialog.cseq += 1;
         let mut text = self.in_dialog(dialog, method, dialog.cseq);
+        for (name, value) in headers {
+            text = text.replace(
+                "Content-Length: 0\r\n",
+                &format!("{name}: {value}\r\nContent-Length: 0\r\n"),
+            );
+        }
         if let Some((content_type, body)) = body {
             text = text.replace(
                 "Content-Length: 0\r\n\r\n",

@@ -29,8 +29,10 @@ impl Call {
         if let Side::Outbound(_) = side
             && !from_bridge
         {
-            // A fork that is not (or no longer) bridged.
+            // A fork that is not (or no longer) bridged, or a transferor
+            // saying goodbye.
             let status = if request.method == Method::Bye {
+                self.transferor_left(side);
                 200
             } else {
                 481
@@ -49,6 +51,7 @@ impl Call {
             return;
         }
         match request.method {
+            Method::Refer => self.on_refer(from_bridge, request, reply).await,
             Method::Bye => {
                 let _ = reply.send(Reply::status(200));
                 if from_bridge {

@@ -255,6 +255,10 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         moh: None,
         media,
         parking: None,
+        transfer: None,
+        failed_transfer: None,
+        next_route: None,
+        route_superseded: false,
         state: CallState::Answered,
         finished: false,
         cdr: Cdr {

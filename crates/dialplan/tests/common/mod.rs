@@ -97,6 +97,7 @@ pub fn call_to(to_user: &str) -> CallInfo {
             ("User-Agent".into(), "Test Phone 1.0".into()),
             ("x-account".into(), "second".into()),
         ],
+        transferred_by: None,
     }
 }
 

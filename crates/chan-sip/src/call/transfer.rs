@@ -1,0 +1,312 @@
+//! Blind transfer (RFC 3515 REFER in a call's dialog, with RFC 4488
+//! `Refer-Sub`): the bridged party that sends REFER (the transferor) leaves
+//! the bridge, the other party (the transferee) hears ringback while the
+//! target is routed through the transferor's own context (its dialplan's
+//! rules and permissions), and the transferor learns how it went from
+//! NOTIFYs with `message/sipfrag` bodies (100 Trying, then 200 or the
+//! failure). Answered: the transferee and the target are bridged and the
+//! transferor is released. Failed while the transferor is still there:
+//! the transferee goes back to it. Failed after it hung up: the route
+//! decides (the shipped one rings the transferor back).
+//!
+//! A REFER from the dialog's own peer is not challenged again: the dialog
+//! table only delivers requests from that peer's address (or its
+//! re-authenticated extension).
+
+use pbx::{CallDetails, CallHandle, CallState, DialOutcome, DialStatus, LegState, Party};
+use sip_proto::{HeaderName, Method, Request, Uri};
+use tokio::sync::oneshot;
+
+use super::{Bridge, Call};
+use crate::anchor::{CallMedia, Which};
+use crate::leg::SipLeg;
+use crate::{Reply, Side};
+
+/// A transfer in progress: who asked, and what is kept to give the
+/// transferee back to it if the target fails.
+pub(super) struct Transferring {
+    /// The transferor's dialog (NOTIFYs and the final BYE go there).
+    leg: SipLeg,
+    /// Which of the call's dialogs it is (its BYE arrives as this side).
+    side: Side,
+    /// Its media, kept to reconnect it.
+    media: Option<CallMedia>,
+    /// Its extension (the context the target is routed in).
+    by: String,
+    /// Where to.
+    target: String,
+    /// The implicit subscription's NOTIFYs (`None`: `Refer-Sub: false`).
+    subscribed: bool,
+    /// The REFER's CSeq (the NOTIFYs' `Event: refer;id=`).
+    id: u32,
+}
+
+impl Transferring {
+    /// A NOTIFY of the implicit subscription carrying `status` as a
+    /// `message/sipfrag` (RFC 3515 §2.4.5); `done` ends the subscription.
+    fn notify(&mut self, status: u16, reason: &str, done: bool) {
+        if !self.subscribed || self.leg.state != LegState::Up {
+            return;
+        }
+        let mut notify = self.leg.dialog.request(Method::Notify, None, None);
+        notify
+            .headers
+            .push(HeaderName::Contact, self.leg.contact.as_str());
+        notify
+            .headers
+            .push(HeaderName::parse("Event"), format!("refer;id={}", self.id));
+        notify.headers.push(
+            HeaderName::parse("Subscription-State"),
+            if done {
+                "terminated;reason=noresource".to_owned()
+            } else {
+                "active;expires=60".to_owned()
+            },
+        );
+        notify
+            .headers
+            .push(HeaderName::ContentType, "message/sipfrag;version=2.0");
+        notify.body = format!("SIP/2.0 {status} {reason}\r\n").into();
+        drop(self.leg.send(notify));
+    }
+}
+
+/// The sipfrag reason phrase for a failed target.
+fn failure_reason(status: DialStatus) -> &'static str {
+    match status {
+        DialStatus::Busy => "Busy Here",
+        DialStatus::NoAnswer => "Request Timeout",
+        DialStatus::Unavailable => "Temporarily Unavailable",
+        _ => "Failed",
+    }
+}
+
+/// The extension or number a Refer-To names (its user part).
+fn refer_target(request: &Request) -> Result<String, &'static str> {
+    let refer_to = request
+        .headers
+        .refer_to()
+        .map_err(|_| "unreadable Refer-To")?
+        .ok_or("no Refer-To")?;
+    let user = match &refer_to.uri {
+        Uri::Sip(s) => {
+            if s.headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("replaces"))
+            {
+                return Err("attended transfer (Refer-To with Replaces) is not supported yet");
+            }
+            s.user.clone().unwrap_or_default()
+        }
+        Uri::Tel(t) => t.number.clone(),
+        Uri::Other { .. } => return Err("Refer-To is neither sip: nor tel:"),
+    };
+    let user = user.split(';').next().unwrap_or_default().to_owned();
+    if user.is_empty()
+        || !user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+*#-_.".contains(&b))
+    {
+        return Err("Refer-To names no number");
+    }
+    Ok(user)
+}
+
+impl Call {
+    /// A REFER in one of the call's dialogs (the request is in order and
+    /// from its peer).
+    pub(super) async fn on_refer(
+        &mut self,
+        from_bridge: bool,
+        request: Request,
+        reply: oneshot::Sender<Reply>,
+    ) {
+        if !from_bridge || self.bridge.is_none() || self.transfer.is_some() || self.finished {
+            // Only the bridged party transfers (the caller's side is a
+            // later step of the call core), one transfer at a time.
+            let _ = reply.send(Reply::status(603));
+            return;
+        }
+        let target = match refer_target(&request) {
+            Ok(target) => target,
+            Err(why) => {
+                tracing::info!(call_id = %self.id, "REFER refused: {why}");
+                let _ = reply.send(Reply::status(if why.starts_with("attended") {
+                    501
+                } else {
+                    400
+                }));
+                return;
+            }
+        };
+        let Some(by) = self
+            .cdr
+            .callee
+            .clone()
+            .filter(|c| self.inner.extensions.load().contains_key(c))
+        else {
+            // A transfer is routed in the transferor's context: it must be
+            // one of our extensions.
+            let _ = reply.send(Reply::status(403));
+            return;
+        };
+        let subscribed = !request
+            .headers
+            .get(&HeaderName::parse("Refer-Sub"))
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
+        let mut response = Reply::status(202);
+        if !subscribed {
+            response.body = None;
+        }
+        let _ = reply.send(response);
+        let Some(bridge) = self.bridge.take() else {
+            return;
+        };
+        self.note(|| format!("{by} transfers the call to {target} (REFER)"));
+        // The transferor leaves the bridge, its media kept aside; the
+        // transferee waits (ringback comes with the dial).
+        let media = self.media.detach(Which::B).await;
+        let mut transfer = Box::new(Transferring {
+            leg: bridge.leg,
+            side: Side::Outbound(bridge.branch),
+            media,
+            by: by.clone(),
+            target: target.clone(),
+            subscribed,
+            id: request.cseq().map_or(0, |c| c.seq),
+        });
+        transfer.notify(100, "Trying", false);
+        self.transfer = Some(transfer);
+        self.state = CallState::Answered;
+        self.publish();
+        // The route that dialled the transferor is done with this call;
+        // the transfer's route takes it over.
+        drop(bridge.done);
+        self.supersede_route();
+        let context = self
+            .inner
+            .extensions
+            .load()
+            .get(&by)
+            .map_or_else(|| "default".to_owned(), |e| e.context.clone());
+        let (handle, commands) = CallHandle::new();
+        self.commands = commands;
+        self.ended = handle.ended_token();
+        let handle = handle.with_trace(self.trace.clone());
+        let details = CallDetails {
+            id: self.id.clone(),
+            from: Party {
+                user: by.clone(),
+                host: self.inner.config.domain.clone(),
+                display: None,
+                uri: format!("sip:{by}@{}", self.inner.config.domain),
+            },
+            to: Party {
+                user: target.clone(),
+                host: self.inner.config.domain.clone(),
+                display: None,
+                uri: format!("sip:{target}@{}", self.inner.config.domain),
+            },
+            request_uri: Party {
+                user: target.clone(),
+                host: self.inner.config.domain.clone(),
+                display: None,
+                uri: format!("sip:{target}@{}", self.inner.config.domain),
+            },
+            source_ip: transfer_source(&self.a.leg),
+            source_port: self.a.leg.dialog.peer.port(),
+            transport: self.a.leg.dialog.transport.to_string(),
+            caller: Some(by.clone()),
+            context,
+            headers: Vec::new(),
+            transferred_by: Some(by),
+        };
+        let route = self.inner.router.route(handle, details);
+        self.next_route = Some(tokio::spawn(route));
+    }
+
+    /// The route running now gives way to another (a transfer's): its
+    /// pending and later actions fail with "call has ended", and its end
+    /// does not end the call.
+    pub(super) fn supersede_route(&mut self) {
+        self.ended.cancel();
+        self.route_superseded = true;
+    }
+
+    /// The transfer target answered and is bridged: the transferor hears
+    /// 200 and is released.
+    pub(super) fn transfer_connected(&mut self) {
+        if let Some(mut t) = self.transfer.take() {
+            t.notify(200, "OK", true);
+            self.note(|| format!("transfer to {} connected; {} released", t.target, t.by));
+            t.leg.bye();
+            self.inner.dialogs.remove(&t.leg.dialog.call_id);
+        }
+    }
+
+    /// The transfer target did not answer (`outcome`). With the
+    /// transferor still there, the transferee goes back to it: `true`,
+    /// and the caller must call [`transfer_return`](Self::transfer_return)
+    /// (the transfer's route is done with the call). Otherwise the
+    /// transferor hears why and the route decides: `false`.
+    pub(super) fn transfer_failed(&mut self, outcome: DialOutcome) -> bool {
+        let Some(t) = &mut self.transfer else {
+            return false;
+        };
+        if t.leg.state == LegState::Up && t.media.is_some() {
+            return true;
+        }
+        t.notify(outcome.code.max(300), failure_reason(outcome.status), true);
+        let (target, by) = (t.target.clone(), t.by.clone());
+        self.transfer = None;
+        self.note(|| format!("transfer to {target} failed; {by} has hung up"));
+        false
+    }
+
+    /// The transferee back with the transferor after the target failed.
+    pub(super) async fn transfer_return(&mut self, outcome: DialOutcome) {
+        let Some(mut t) = self.transfer.take() else {
+            return;
+        };
+        t.notify(outcome.code.max(300), failure_reason(outcome.status), true);
+        self.note(|| format!("transfer to {} failed; back to {}", t.target, t.by));
+        let (Some(media), Side::Outbound(branch)) = (t.media.take(), t.side) else {
+            return;
+        };
+        self.media.attach_callee(media).await;
+        self.bridge = Some(Bridge {
+            branch,
+            leg: t.leg,
+            done: None,
+        });
+        self.state = CallState::Bridged;
+        self.publish();
+        self.media.bridge().await;
+    }
+
+    /// A BYE from the transferor while its transfer runs.
+    pub(super) fn transferor_left(&mut self, side: Side) -> bool {
+        match &mut self.transfer {
+            Some(t) if t.side == side => {
+                t.leg.state = LegState::Ended;
+                t.media = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The call ends during a transfer: the transferor is told and
+    /// released.
+    pub(super) fn transfer_abandoned(&mut self) {
+        if let Some(mut t) = self.transfer.take() {
+            t.notify(487, "Request Terminated", true);
+            t.leg.bye();
+        }
+    }
+}
+
+/// The transferee's address, for the transfer route's `call.source`.
+fn transfer_source(leg: &SipLeg) -> String {
+    leg.dialog.peer.ip().to_string()
+}

@@ -1,0 +1,241 @@
+//! Blind transfer (RFC 3515 REFER, issue 12 item 1) through the real
+//! binary and the shipped `default.lua`: 1001 calls 1002, 1002 transfers
+//! the call to 1003. The transferor gets 202 and NOTIFYs with
+//! `message/sipfrag` (100 Trying, then 200 or the failure), the target is
+//! routed in the transferor's context, and the remaining phones hear each
+//! other (a tone each way, checked by frequency). A busy target sends the
+//! call back to a transferor still on the line; one that hung up is rung
+//! back.
+
+mod office;
+
+use office::{OFFER, WAIT, assert_heard, exchange, media_of, office_with, phone};
+use sip_proto::HeaderName;
+use testkit::{Dialog, InCall, Phone, RemoteMedia, RtpPeer};
+
+const THIRD: &str = "\n[[extension]]\nid = \"1003\"\npassword = \"pw-1003\"\n";
+
+/// A call 1001 -> 1002, answered and ACKed both sides.
+struct Call {
+    a: Phone,
+    b: Phone,
+    a_dialog: Dialog,
+    b_in: InCall,
+    b_dialog: Dialog,
+    ra: RtpPeer,
+    rb: RtpPeer,
+    a_media: RemoteMedia,
+    b_media: RemoteMedia,
+}
+
+fn call_1002(o: &office::Office) -> Call {
+    let mut a = phone(o, "1001");
+    let mut b = phone(o, "1002");
+    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
+    let out = a
+        .call_sdp("1002", &[], &ra.sdp_offer(OFFER))
+        .expect("INVITE");
+    let b_in = b.incoming(WAIT).expect("1002 rings");
+    let b_media = media_of(&b_in.invite.body);
+    b.reply_sdp(&b_in.invite, &b_in.tag, 200, &rb.sdp_answer(&["PCMU"]))
+        .unwrap();
+    let (ok, _) = a.final_response(WAIT).expect("answered");
+    assert_eq!(ok.status, 200);
+    let a_media = media_of(&ok.body);
+    let a_dialog = a.ack(&out, &ok).expect("ACK");
+    b.request("ACK", WAIT).expect("the PBX ACKs 1002");
+    let b_dialog = b.dialog_of(&b_in);
+    Call {
+        a,
+        b,
+        a_dialog,
+        b_in,
+        b_dialog,
+        ra,
+        rb,
+        a_media,
+        b_media,
+    }
+}
+
+/// The sipfrag status line of the next NOTIFY `p` gets (answered 200), and
+/// its Subscription-State.
+fn next_notify(p: &mut Phone, tag: &str) -> (String, String) {
+    let notify = p.request("NOTIFY", WAIT).expect("a NOTIFY of the REFER");
+    assert_eq!(
+        notify
+            .headers
+            .get(&HeaderName::parse("Event"))
+            .map(|e| e.starts_with("refer")),
+        Some(true),
+        "{notify:?}"
+    );
+    assert_eq!(
+        notify.headers.get(&HeaderName::parse("Content-Type")),
+        Some("message/sipfrag;version=2.0")
+    );
+    p.reply(&notify, tag, 200).unwrap();
+    let state = notify
+        .headers
+        .get(&HeaderName::parse("Subscription-State"))
+        .unwrap_or_default()
+        .to_owned();
+    let frag = String::from_utf8_lossy(&notify.body)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    (frag, state)
+}
+
+fn refer(c: &mut Call, to: &str) -> u16 {
+    let refer_to = format!("<sip:{to}@{}>", office::DOMAIN);
+    c.b.request_in_headers(&mut c.b_dialog, "REFER", &[("Refer-To", &refer_to)], None)
+        .expect("REFER answered")
+        .status
+}
+
+#[test]
+fn a_blind_transfer_connects_the_caller_to_the_target_and_releases_the_transferor() {
+    let o = office_with(None, THIRD);
+    let mut c = call_1002(&o);
+    let mut t = phone(&o, "1003");
+    assert_eq!(refer(&mut c, "1003"), 202);
+    let tag = c.b_in.tag.clone();
+    let (frag, state) = next_notify(&mut c.b, &tag);
+    assert_eq!(frag, "SIP/2.0 100 Trying");
+    assert!(state.starts_with("active"), "{state}");
+
+    // 1003 rings, from 1001 (the party transferred), and answers.
+    let t_in = t.incoming(WAIT).expect("the target rings");
+    let from = t_in
+        .invite
+        .headers
+        .get(&HeaderName::parse("From"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(from.contains("sip:1001@"), "{from}");
+    let t_media = media_of(&t_in.invite.body);
+    let rt = RtpPeer::localhost();
+    t.reply_sdp(&t_in.invite, &t_in.tag, 200, &rt.sdp_answer(&["PCMU"]))
+        .unwrap();
+    t.request("ACK", WAIT).expect("the PBX ACKs 1003");
+
+    // The transferor: NOTIFY 200 (subscription over), then BYE.
+    let (frag, state) = next_notify(&mut c.b, &tag);
+    assert_eq!(frag, "SIP/2.0 200 OK");
+    assert!(state.starts_with("terminated"), "{state}");
+    let bye =
+        c.b.request("BYE", WAIT)
+            .expect("the transferor is released");
+    c.b.reply(&bye, &tag, 200).unwrap();
+
+    // 1001 and 1003 hear each other.
+    c.ra.clear();
+    exchange(
+        &c.ra,
+        (c.a_media.addr, 0, 1000.0),
+        &rt,
+        (t_media.addr, 0, 2000.0),
+    );
+    assert_heard("the target", &rt, t_media.addr, 40, 1000.0);
+    assert_heard("the caller", &c.ra, c.a_media.addr, 40, 2000.0);
+
+    // The caller hangs up: the target gets the BYE.
+    let bye = c.a.request_in(&mut c.a_dialog, "BYE", None).expect("BYE");
+    assert_eq!(bye.status, 200);
+    let bye = t.request("BYE", WAIT).expect("the target gets BYE");
+    t.reply(&bye, &t_in.tag, 200).unwrap();
+    let _ = (&c.rb, &c.b_media);
+}
+
+#[test]
+fn a_busy_target_sends_the_call_back_to_a_transferor_still_on_the_line() {
+    let o = office_with(None, THIRD);
+    let mut c = call_1002(&o);
+    let mut t = phone(&o, "1003");
+    assert_eq!(refer(&mut c, "1003"), 202);
+    let tag = c.b_in.tag.clone();
+    let (frag, _) = next_notify(&mut c.b, &tag);
+    assert_eq!(frag, "SIP/2.0 100 Trying");
+    let t_in = t.incoming(WAIT).expect("the target rings");
+    t.reply(&t_in.invite, &t_in.tag, 486).unwrap();
+    let (frag, state) = next_notify(&mut c.b, &tag);
+    assert_eq!(frag, "SIP/2.0 486 Busy Here");
+    assert!(state.starts_with("terminated"), "{state}");
+    // Back together: 1001 and 1002 hear each other.
+    exchange(
+        &c.ra,
+        (c.a_media.addr, 0, 1000.0),
+        &c.rb,
+        (c.b_media.addr, 0, 2000.0),
+    );
+    assert_heard("the transferor", &c.rb, c.b_media.addr, 40, 1000.0);
+    assert_heard("the caller", &c.ra, c.a_media.addr, 40, 2000.0);
+    let bye = c.a.request_in(&mut c.a_dialog, "BYE", None).expect("BYE");
+    assert_eq!(bye.status, 200);
+    let bye = c.b.request("BYE", WAIT).expect("the transferor gets BYE");
+    c.b.reply(&bye, &tag, 200).unwrap();
+}
+
+#[test]
+fn a_busy_target_after_the_transferor_hung_up_rings_the_transferor_back() {
+    let o = office_with(None, THIRD);
+    let mut c = call_1002(&o);
+    let mut t = phone(&o, "1003");
+    assert_eq!(refer(&mut c, "1003"), 202);
+    let tag = c.b_in.tag.clone();
+    let (frag, _) = next_notify(&mut c.b, &tag);
+    assert_eq!(frag, "SIP/2.0 100 Trying");
+    // The transferor hangs up at once, as most phones do.
+    let bye = c.b.request_in(&mut c.b_dialog, "BYE", None).expect("BYE");
+    assert_eq!(bye.status, 200);
+    let t_in = t.incoming(WAIT).expect("the target rings");
+    t.reply(&t_in.invite, &t_in.tag, 486).unwrap();
+    // 1002 is rung again, with the call.
+    let again = c.b.incoming(WAIT).expect("the transferor is rung back");
+    let from = again
+        .invite
+        .headers
+        .get(&HeaderName::parse("From"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(from.contains("sip:1001@"), "{from}");
+    let rb2 = RtpPeer::localhost();
+    let b2_media = media_of(&again.invite.body);
+    c.b.reply_sdp(&again.invite, &again.tag, 200, &rb2.sdp_answer(&["PCMU"]))
+        .unwrap();
+    c.b.request("ACK", WAIT).expect("ACK");
+    exchange(
+        &c.ra,
+        (c.a_media.addr, 0, 1000.0),
+        &rb2,
+        (b2_media.addr, 0, 2000.0),
+    );
+    assert_heard("the transferor, rung back", &rb2, b2_media.addr, 40, 1000.0);
+    assert_heard("the caller", &c.ra, c.a_media.addr, 40, 2000.0);
+}
+
+#[test]
+fn refer_from_a_party_that_is_not_bridged_or_without_refer_to_is_refused() {
+    let o = office_with(None, THIRD);
+    let mut c = call_1002(&o);
+    // No Refer-To: 400.
+    let r =
+        c.b.request_in(&mut c.b_dialog, "REFER", None)
+            .expect("answered");
+    assert_eq!(r.status, 400);
+    // The caller's side cannot transfer yet: 603, and the call goes on.
+    let refer_to = format!("<sip:1003@{}>", office::DOMAIN);
+    let r =
+        c.a.request_in_headers(&mut c.a_dialog, "REFER", &[("Refer-To", &refer_to)], None)
+            .expect("answered");
+    assert_eq!(r.status, 603);
+    exchange(
+        &c.ra,
+        (c.a_media.addr, 0, 1000.0),
+        &c.rb,
+        (c.b_media.addr, 0, 2000.0),
+    );
+    assert_heard("the callee", &c.rb, c.b_media.addr, 40, 1000.0);
+}
