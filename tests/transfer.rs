@@ -217,25 +217,64 @@ fn a_busy_target_after_the_transferor_hung_up_rings_the_transferor_back() {
 }
 
 #[test]
-fn refer_from_a_party_that_is_not_bridged_or_without_refer_to_is_refused() {
+fn the_caller_transfers_too_and_the_callee_meets_the_target() {
     let o = office_with(None, THIRD);
     let mut c = call_1002(&o);
-    // No Refer-To: 400.
+    let mut t = phone(&o, "1003");
+    // No Refer-To: 400, and nothing changes.
     let r =
-        c.b.request_in(&mut c.b_dialog, "REFER", None)
+        c.a.request_in(&mut c.a_dialog, "REFER", None)
             .expect("answered");
     assert_eq!(r.status, 400);
-    // The caller's side cannot transfer yet: 603, and the call goes on.
+    // 1001, the caller, transfers 1002 to 1003, without the implicit
+    // subscription (RFC 4488).
     let refer_to = format!("<sip:1003@{}>", office::DOMAIN);
     let r =
-        c.a.request_in_headers(&mut c.a_dialog, "REFER", &[("Refer-To", &refer_to)], None)
-            .expect("answered");
-    assert_eq!(r.status, 603);
+        c.a.request_in_headers(
+            &mut c.a_dialog,
+            "REFER",
+            &[("Refer-To", &refer_to), ("Refer-Sub", "false")],
+            None,
+        )
+        .expect("answered");
+    assert_eq!(r.status, 202);
+    // 1003 rings, shown 1002 (the party transferred), and answers.
+    let t_in = t.incoming(WAIT).expect("the target rings");
+    let from = t_in
+        .invite
+        .headers
+        .get(&HeaderName::From)
+        .unwrap_or_default()
+        .to_owned();
+    assert!(from.contains("sip:1002@"), "{from}");
+    let t_media = media_of(&t_in.invite.body);
+    let rt = RtpPeer::localhost();
+    t.reply_sdp(&t_in.invite, &t_in.tag, 200, &rt.sdp_answer(&["PCMU"]))
+        .unwrap();
+    t.request("ACK", WAIT).expect("the PBX ACKs 1003");
+    // The transferor gets no NOTIFY, only the BYE.
+    let bye =
+        c.a.request("BYE", WAIT)
+            .expect("the transferor is released");
+    assert_eq!(bye.call_id(), Some(c.a_dialog.call_id.as_str()));
+    c.a.reply(&bye, tag_of(&c.a_dialog.local), 200).unwrap();
+    // 1002 and 1003 hear each other.
     exchange(
-        &c.ra,
-        (c.a_media.addr, 0, 1000.0),
         &c.rb,
-        (c.b_media.addr, 0, 2000.0),
+        (c.b_media.addr, 0, 1000.0),
+        &rt,
+        (t_media.addr, 0, 2000.0),
     );
-    assert_heard("the callee", &c.rb, c.b_media.addr, 40, 1000.0);
+    assert_heard("the target", &rt, t_media.addr, 40, 1000.0);
+    assert_heard("the callee", &c.rb, c.b_media.addr, 40, 2000.0);
+    // 1002 hangs up (its dialog, once the callee's, now the call's first).
+    let bye = c.b.request_in(&mut c.b_dialog, "BYE", None).expect("BYE");
+    assert_eq!(bye.status, 200);
+    let bye = t.request("BYE", WAIT).expect("the target gets BYE");
+    t.reply(&bye, &t_in.tag, 200).unwrap();
+}
+
+/// The tag of a From/To value.
+fn tag_of(party: &str) -> &str {
+    party.split(";tag=").nth(1).unwrap_or_default()
 }

@@ -1108,6 +1108,18 @@ impl CallMedia {
         self.park(Which::A, leg);
     }
 
+    /// The caller's and the callee's sides change places (the caller
+    /// transferred the call: the callee is now the party the call keeps).
+    pub async fn swap_sides(&mut self) {
+        let (kind, _) = self.take_legs().await;
+        std::mem::swap(&mut self.a, &mut self.b);
+        if let Some((holder, music)) = self.hold.take() {
+            self.hold = Some((holder.other(), music));
+        }
+        self.caller_offer = None;
+        self.resume(kind);
+    }
+
     /// What the caller side's SDP settled on (codec, payload types).
     pub fn caller_params(&self) -> Option<StreamParams> {
         self.a.as_deref().and_then(|s| s.params)

@@ -269,6 +269,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         failed_transfer: None,
         next_route: None,
         route_superseded: false,
+        identity: None,
         state: CallState::Routing,
         finished: false,
         cdr: Cdr {
@@ -477,6 +478,9 @@ struct Call {
     next_route: Option<JoinHandle<RouteEnd>>,
     /// The running route gave the call up: its end does not end the call.
     route_superseded: bool,
+    /// The extension whose identity the call's party has when it is not
+    /// the caller's (the callee kept after the caller transferred).
+    identity: Option<String>,
     state: CallState,
     finished: bool,
     cdr: Cdr,
@@ -910,9 +914,9 @@ impl Call {
             },
             None => {
                 let id = self
-                    .cdr
-                    .caller
+                    .identity
                     .clone()
+                    .or_else(|| self.cdr.caller.clone())
                     .unwrap_or_else(|| "anonymous".to_owned());
                 let name = self
                     .inner

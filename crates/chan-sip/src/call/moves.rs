@@ -259,6 +259,7 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         failed_transfer: None,
         next_route: None,
         route_superseded: false,
+        identity: None,
         state: CallState::Answered,
         finished: false,
         cdr: Cdr {

@@ -121,9 +121,8 @@ impl Call {
         request: Request,
         reply: oneshot::Sender<Reply>,
     ) {
-        if !from_bridge || self.bridge.is_none() || self.transfer.is_some() || self.finished {
-            // Only the bridged party transfers (the caller's side is a
-            // later step of the call core), one transfer at a time.
+        if self.bridge.is_none() || self.transfer.is_some() || self.finished {
+            // A transfer moves the other party of a bridge, one at a time.
             let _ = reply.send(Reply::status(603));
             return;
         }
@@ -139,12 +138,12 @@ impl Call {
                 return;
             }
         };
-        let Some(by) = self
-            .cdr
-            .callee
-            .clone()
-            .filter(|c| self.inner.extensions.load().contains_key(c))
-        else {
+        let transferor = if from_bridge {
+            self.cdr.callee.clone()
+        } else {
+            self.identity.clone().or_else(|| self.cdr.caller.clone())
+        };
+        let Some(by) = transferor.filter(|c| self.inner.extensions.load().contains_key(c)) else {
             // A transfer is routed in the transferor's context: it must be
             // one of our extensions.
             let _ = reply.send(Reply::status(403));
@@ -159,6 +158,11 @@ impl Call {
             response.body = None;
         }
         let _ = reply.send(response);
+        if !from_bridge {
+            // The caller transfers: the callee becomes the party the call
+            // keeps, and the caller takes the place it leaves.
+            self.swap_parties().await;
+        }
         let Some(bridge) = self.bridge.take() else {
             return;
         };
@@ -223,6 +227,33 @@ impl Call {
         };
         let route = self.inner.router.route(handle, details);
         self.next_route = Some(tokio::spawn(route));
+    }
+
+    /// The caller and the bridged party change places: the party the
+    /// call keeps is always its caller (`a`), whoever placed the call.
+    async fn swap_parties(&mut self) {
+        let Some(bridge) = &mut self.bridge else {
+            return;
+        };
+        std::mem::swap(&mut self.a.leg, &mut bridge.leg);
+        // The INVITE that made the call was the leaving party's.
+        self.a.tx = super::CallerTx(None);
+        self.a.ok = None;
+        self.a.retrans = None;
+        self.a.invite = None;
+        self.a.cancel_seen = true;
+        self.media.swap_sides().await;
+        let events = self.events_tx.clone();
+        self.inner
+            .dialogs
+            .repoint(&self.a.leg.dialog.call_id, events.clone(), Side::Inbound);
+        self.inner.dialogs.repoint(
+            &bridge.leg.dialog.call_id,
+            events,
+            Side::Outbound(bridge.branch),
+        );
+        // Outbound calls now carry the kept party's identity.
+        self.identity = self.cdr.callee.clone();
     }
 
     /// The route running now gives way to another (a transfer's): its
