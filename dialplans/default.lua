@@ -9,7 +9,9 @@
 -- from plugins/. 600 is an echo test (you hear yourself); 700 plays a
 -- prompt, reads up to four digits (end with #) and says them back. 70
 -- parks the call (the caller hears "parked in slot 7N", then music); 71-79
--- pick up the call parked in that slot. Anything else is 404.
+-- pick up the call parked in that slot. *8 picks up a call ringing in the
+-- caller's pickup group, **NNNN a call ringing extension NNNN. Anything
+-- else is 404.
 
 local callforward = require("callforward")
 local speeddial = require("speeddial")
@@ -75,6 +77,15 @@ local function unpark(call, slot)
   end
 end
 
+-- *8 picks up a call ringing a phone of the caller's pickup group,
+-- **NNNN one ringing extension NNNN.
+local function pickup(call, ext)
+  local r = call:pickup(ext)
+  if r.status == "unavailable" then
+    call:reject(404, "Nothing To Pick Up")
+  end
+end
+
 ---@param call Call
 function route(call)
   local dest = call.request_uri.user
@@ -97,6 +108,10 @@ function route(call)
     call:echo()
   elseif dest == "700" then
     read_back(call)
+  elseif dest == "*8" then
+    pickup(call, nil)
+  elseif dest:match("^%*%*%d%d%d%d$") then
+    pickup(call, dest:sub(3))
   elseif dest == "70" then
     call:park({ timeout = PARK_SECONDS, announce = true })
   elseif dest:match("^7[1-9]$") then

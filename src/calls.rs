@@ -415,6 +415,15 @@ impl CallApi for LuaCall {
             .map_err(|e| action(e, "park"))
     }
 
+    async fn pickup(&self, target: Option<String>) -> Result<DialResult, ActionError> {
+        let outcome = self
+            .handle
+            .pickup(target)
+            .await
+            .map_err(|e| action(e, "pickup"))?;
+        Ok(dial_result(outcome))
+    }
+
     async fn unpark(&self, slot: u16) -> Result<DialResult, ActionError> {
         let outcome = self
             .handle

@@ -207,6 +207,7 @@ fn channel_map(list: &[ExtensionConfig]) -> HashMap<String, chan_sip::Extension>
             let ext = chan_sip::Extension {
                 context: e.context.clone(),
                 name: e.name.clone(),
+                pickup_group: e.pickup_group.clone(),
             };
             (e.id.clone(), ext)
         })

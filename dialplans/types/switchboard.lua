@@ -139,6 +139,11 @@ function Call:unhold() end
 ---@return integer
 function Call:park(opts) end
 
+---Takes a call ringing `ext` (directed pickup) or, with nil, one ringing a member of the caller's pickup group: answered and bridged to the caller, which is no longer the route's ("answered"); "unavailable" when nothing rings.
+---@param ext string?
+---@return DialResult
+function Call:pickup(ext) end
+
 ---Takes the call parked in `slot` and bridges it to the caller; returns when that call ends, as dial does ("unavailable" when nobody is parked there).
 ---@param slot integer
 ---@return DialResult

@@ -106,6 +106,8 @@ pub struct ExtensionConfig {
     pub email: Option<String>,
     /// `voicemail_pin`: the digits that open its mailbox (`*97`, `*98`).
     pub voicemail_pin: Option<String>,
+    /// `pickup_group`: the group whose ringing calls `*8` picks up.
+    pub pickup_group: Option<String>,
 }
 
 impl ExtensionConfig {
@@ -169,6 +171,7 @@ pub(super) struct RawExtension {
     context: Option<Spanned<String>>,
     email: Option<Spanned<String>>,
     voicemail_pin: Option<Spanned<String>>,
+    pickup_group: Option<Spanned<String>>,
 }
 
 /// Each extension's id and where its `email` is, for those that have one.
@@ -453,6 +456,10 @@ impl Checker<'_> {
                 Some(v) => Some(self.voicemail_pin(&id, v)?),
                 None => None,
             };
+            let pickup_group = match &ext.pickup_group {
+                Some(v) => Some(self.pickup_group(&id, v)?),
+                None => None,
+            };
             out.push(ExtensionConfig {
                 id,
                 name,
@@ -460,6 +467,7 @@ impl Checker<'_> {
                 secret,
                 email,
                 voicemail_pin,
+                pickup_group,
             });
         }
         Ok(out)
@@ -480,6 +488,25 @@ impl Checker<'_> {
                 )
             })
             .collect()
+    }
+
+    /// `pickup_group`: a name of 1-64 letters, digits, `_` or `-`.
+    fn pickup_group(&self, id: &str, v: &Spanned<String>) -> Result<String, ConfigError> {
+        let group = v.get_ref();
+        if group.is_empty()
+            || group.len() > 64
+            || !group
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(self.error(
+                v.span(),
+                format!(
+                    "extension {id}: pickup_group must be 1-64 letters, digits, _ or -, e.g. \"sales\""
+                ),
+            ));
+        }
+        Ok(group.clone())
     }
 
     /// `voicemail_pin`: 4 to 16 digits, typed on a phone's keypad.

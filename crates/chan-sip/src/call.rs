@@ -73,7 +73,7 @@ const RESERVED: &[&str] = &[
 /// Something that happened to a call, delivered to its task.
 #[derive(Debug)]
 #[non_exhaustive]
-pub enum CallEvent {
+pub(crate) enum CallEvent {
     /// BYE, UPDATE or INFO inside one of the call's dialogs.
     Request {
         /// Whose dialog.
@@ -109,6 +109,19 @@ pub enum CallEvent {
     },
     /// The admin API hangs the call up (`DELETE /api/v1/calls/{id}`).
     Hangup,
+    /// Another call would pick this ringing call up: if it still rings,
+    /// its targets stop ringing and it waits for the picker (`true`).
+    PickupAsk {
+        /// Whether it may.
+        reply: oneshot::Sender<bool>,
+    },
+    /// The picker's party (answered), for the call that agreed.
+    Adopt {
+        /// The picker.
+        channel: Box<crate::channel::SipChannel>,
+        /// Its extension.
+        label: String,
+    },
     /// A re-INVITE passed across the bridge has its final answer
     /// (`None`: none came).
     ReInviteAnswered {
@@ -437,6 +450,9 @@ struct Dialing {
     /// The branch whose early media the caller hears (after the dialplan
     /// answered), instead of our ringback.
     early: Option<u32>,
+    /// Another call is picking this one up: the targets were cancelled
+    /// and the picker's party is on its way.
+    picked: bool,
 }
 
 /// The caller joined with the branch that answered.
@@ -641,6 +657,7 @@ impl Call {
                 let _ = done.send(r);
             }
             Command::Unpark { slot, done } => self.unpark(slot, done).await,
+            Command::Pickup { target, done } => self.pickup(target, done).await,
             Command::ReservePark { slot, done } => {
                 let r = self.reserve_park(slot);
                 let _ = done.send(r);
@@ -891,6 +908,7 @@ impl Call {
             codes,
             rang: false,
             early: None,
+            picked: false,
         });
         self.state = CallState::Dialing;
         self.publish();
@@ -1076,6 +1094,10 @@ impl Call {
                 self.on_reinvite_answered(from, *tx, response).await;
             }
             CallEvent::Hangup => self.on_admin_hangup(),
+            CallEvent::PickupAsk { reply } => {
+                let _ = reply.send(self.on_pickup_ask());
+            }
+            CallEvent::Adopt { channel, label } => self.on_adopt(*channel, label).await,
         }
     }
 
@@ -1201,7 +1223,7 @@ impl Call {
             && self
                 .dialing
                 .as_ref()
-                .is_some_and(|d| d.branches.contains(&id));
+                .is_some_and(|d| d.branches.contains(&id) && !d.picked);
         let mut leg = SipLeg {
             inner: self.inner.clone(),
             dialog,
@@ -1289,6 +1311,7 @@ impl Call {
         }
         if let Some(dialing) = &mut self.dialing
             && dialing.branches.contains(&id)
+            && !dialing.picked
         {
             dialing.codes.push(status);
             let all_done = dialing

@@ -51,6 +51,15 @@ pub(crate) struct SipChannel {
     moved: bool,
 }
 
+impl std::fmt::Debug for SipChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SipChannel")
+            .field("id", &self.id)
+            .field("call_id", &self.leg.dialog.call_id)
+            .finish_non_exhaustive()
+    }
+}
+
 impl SipChannel {
     /// Takes over an answered dialog: its requests come here from now on.
     pub fn new(
@@ -251,9 +260,12 @@ impl SipChannel {
                 self.leg.bye();
                 Some(self.ended(200, "admin hangup"))
             }
-            // A branch's or a relayed re-INVITE's news is not a lone
-            // dialog's business.
-            CallEvent::Branch { .. } | CallEvent::ReInviteAnswered { .. } => None,
+            // A branch's or a relayed re-INVITE's news, or a pickup, is
+            // not a lone dialog's business.
+            CallEvent::Branch { .. }
+            | CallEvent::ReInviteAnswered { .. }
+            | CallEvent::PickupAsk { .. }
+            | CallEvent::Adopt { .. } => None,
         }
     }
 

@@ -35,7 +35,8 @@ use sip_proto::{Method, Response};
 use tokio::sync::{mpsc, oneshot};
 
 pub use anchor::MediaConfig;
-pub use call::{CallEvent, DEFAULT_MOH};
+pub(crate) use call::CallEvent;
+pub use call::DEFAULT_MOH;
 pub use trace::{TraceTap, trace_json};
 
 /// What the channel needs to know of one extension.
@@ -45,6 +46,9 @@ pub struct Extension {
     pub context: String,
     /// The display name, if configured.
     pub name: Option<String>,
+    /// Its pickup group: `call:pickup()` from it takes a call ringing
+    /// another member.
+    pub pickup_group: Option<String>,
 }
 
 /// The channel's settings.

@@ -306,6 +306,14 @@ pub trait CallApi: Send + Sync + 'static {
     /// returns, as `dial` does, when that bridge ends (`unavailable` when
     /// nobody is parked there).
     fn unpark(&self, slot: u16) -> impl Future<Output = Result<DialResult, ActionError>> + Send;
+    /// Takes a call that is ringing `target` (directed pickup) or, with
+    /// none, a member of the caller's pickup group: answered and bridged
+    /// to the caller, which is no longer the route's (`answered`), or
+    /// `unavailable` when nothing rings.
+    fn pickup(
+        &self,
+        target: Option<String>,
+    ) -> impl Future<Output = Result<DialResult, ActionError>> + Send;
     /// A call action is about to run: `location` is the script's
     /// `file:line` (if known), `text` the action as written
     /// (`call:dial("1002")`); for the call's trace. Does nothing by default.

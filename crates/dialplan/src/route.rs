@@ -175,6 +175,7 @@ pub(crate) const CALL_METHODS: &[&str] = &[
     "is_up",
     "on_hangup",
     "park",
+    "pickup",
     "play",
     "read_digits",
     "record",
@@ -840,6 +841,28 @@ impl<A: CallApi> UserData for CallObject<A> {
                     p.answered = true;
                     p.ended = Some(Ended::Parked);
                 })
+            }
+        });
+        methods.add_async_method("pickup", |lua, this, target: Value| {
+            this.step(&lua, "pickup", &[&target]);
+            let target = match &target {
+                Value::Nil => Ok(None),
+                Value::String(s) => s.to_str().map(|s| Some(s.to_owned())),
+                other => Err(type_error("pickup", "an extension id or nil", other)),
+            };
+            let started = target.and_then(|t| Ok((this.begin()?, t)));
+            async move {
+                let (action, target) = started?;
+                let result = action
+                    .run("pickup", |api| async move { api.pickup(target).await })
+                    .await;
+                let result = action.finish(result, |p, r| {
+                    if r.status == crate::call::DialStatus::Answered {
+                        p.answered = true;
+                        p.ended = Some(Ended::Bridged);
+                    }
+                })?;
+                dial_table(&lua, &result)
             }
         });
         methods.add_async_method("unpark", |lua, this, slot: Value| {

@@ -581,6 +581,18 @@ impl CallApi for SimCall {
         Ok(slot)
     }
 
+    async fn pickup(&self, target: Option<String>) -> Result<DialResult, ActionError> {
+        self.note("pickup", |r| r.targets = target.into_iter().collect())
+            .map_err(ended)?;
+        // Nothing rings in a simulation.
+        let result = DialResult {
+            status: DialStatus::Unavailable,
+            code: 404,
+        };
+        self.last(|r| r.status = Some(result.status.as_str()));
+        Ok(result)
+    }
+
     async fn unpark(&self, slot: u16) -> Result<DialResult, ActionError> {
         self.note("unpark", |r| r.code = Some(slot))
             .map_err(ended)?;

@@ -139,6 +139,16 @@ pub enum Command {
     /// Stop the prompt playing, if one is, at once (barge-in); the caller
     /// is listened to again.
     StopPlaying(oneshot::Sender<Result<(), ActionError>>),
+    /// Take a call that is ringing `target` (directed pickup) or, with no
+    /// target, a member of the caller's pickup group: it is answered here
+    /// and bridged to the caller, and this call is over for its route
+    /// (done at once: `Answered`, or `Unavailable` when nothing rings).
+    Pickup {
+        /// The extension whose ringing call to take.
+        target: Option<String>,
+        /// The outcome.
+        done: oneshot::Sender<Result<DialOutcome, ActionError>>,
+    },
     /// Hold a parking slot (`slot`, or the lowest free one) for this call,
     /// to announce it before [`Command::Park`]; released when the call
     /// ends unparked.
@@ -340,6 +350,12 @@ impl CallHandle {
     /// [`park`](Self::park)).
     pub async fn reserve_park(&self, slot: Option<u16>) -> Result<u16, ActionError> {
         self.ask(|done| Command::ReservePark { slot, done }).await
+    }
+
+    /// Picks up a call ringing `target`, or a member of the caller's
+    /// pickup group (see [`Command::Pickup`]).
+    pub async fn pickup(&self, target: Option<String>) -> Result<DialOutcome, ActionError> {
+        self.ask(|done| Command::Pickup { target, done }).await
     }
 
     /// Takes the call parked in `slot`; returns when that bridge ends.

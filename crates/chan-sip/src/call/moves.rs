@@ -16,7 +16,7 @@ use pbx::{
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{Bridge, Call};
+use super::{Bridge, Call, CallEvent};
 use crate::anchor::Which;
 use crate::channel::{PendingOk, SipChannel};
 use crate::leg::SipLeg;
@@ -192,6 +192,142 @@ impl Call {
         self.note(|| format!("retrieved the call parked in slot {slot}"));
         let label = format!("park:{slot}");
         self.attach_callee(channel, label, done).await;
+    }
+}
+
+impl Call {
+    /// `call:pickup(target)`: a call ringing `target` (or, without one, a
+    /// member of the caller's pickup group) is asked to give itself up;
+    /// the first that agrees gets this call's caller, answered, as its
+    /// bridged party, and this call is over for its route.
+    pub(super) async fn pickup(
+        &mut self,
+        target: Option<String>,
+        done: oneshot::Sender<Result<DialOutcome, ActionError>>,
+    ) {
+        if self.finished {
+            let _ = done.send(Err(ActionError::Ended));
+            return;
+        }
+        if self.dialing.is_some() || self.bridge.is_some() {
+            let _ = done.send(Err(ActionError::Failed(
+                "the call is bridged or dialling already".into(),
+            )));
+            return;
+        }
+        let me = self.cdr.caller.clone().unwrap_or_default();
+        let extensions = self.inner.extensions.load();
+        let group = extensions.get(&me).and_then(|e| e.pickup_group.clone());
+        let wanted = |ringing: &str| match &target {
+            Some(t) => ringing == t,
+            None => {
+                ringing != me
+                    && group.is_some()
+                    && extensions
+                        .get(ringing)
+                        .and_then(|e| e.pickup_group.as_ref())
+                        == group.as_ref()
+            }
+        };
+        let mut candidates: Vec<_> = self
+            .inner
+            .registry
+            .list()
+            .into_iter()
+            .filter(|c| {
+                c.id != self.id
+                    && c.state == CallState::Dialing
+                    && c.ringing.iter().any(|r| wanted(&r.target))
+            })
+            .map(|c| (c.started_ms, c.id))
+            .collect();
+        drop(extensions);
+        // The call that has rung longest first.
+        candidates.sort();
+        let mut taken = None;
+        for (_, id) in candidates {
+            let Some(route) = self.inner.dialogs.get(&id) else {
+                continue;
+            };
+            let (reply, agreed) = oneshot::channel();
+            if route
+                .events
+                .send(CallEvent::PickupAsk { reply })
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            if tokio::time::timeout(Duration::from_secs(2), agreed)
+                .await
+                .is_ok_and(|r| r.unwrap_or(false))
+            {
+                taken = Some((id, route.events));
+                break;
+            }
+        }
+        let Some((id, events)) = taken else {
+            let _ = done.send(Ok(DialOutcome {
+                status: DialStatus::Unavailable,
+                code: 404,
+            }));
+            return;
+        };
+        self.note(|| format!("picks up call {id}"));
+        let channel = match self.answer().await {
+            Ok(()) => self.detach_caller().await,
+            Err(_) => None,
+        };
+        let Some(channel) = channel else {
+            let _ = done.send(Err(ActionError::Failed(
+                "the caller could not be answered".into(),
+            )));
+            return;
+        };
+        let adopt = CallEvent::Adopt {
+            channel: Box::new(channel),
+            label: me,
+        };
+        let _ = events.send(adopt).await;
+        self.finish(Disposition::Answered, 200, "picked up a call");
+        let _ = done.send(Ok(DialOutcome {
+            status: DialStatus::Answered,
+            code: 200,
+        }));
+    }
+
+    /// Another call would pick this one up: it may while its targets
+    /// ring and nobody answered; they stop ringing now (a target's
+    /// answer after this is too late and gets BYE).
+    pub(super) fn on_pickup_ask(&mut self) -> bool {
+        if self.finished || self.bridge.is_some() {
+            return false;
+        }
+        let Some(dialing) = &mut self.dialing else {
+            return false;
+        };
+        if dialing.picked {
+            return false;
+        }
+        dialing.picked = true;
+        self.note(|| "picked up by another call: the targets stop ringing".to_owned());
+        self.cancel_branches();
+        true
+    }
+
+    /// The picker's party arrives: bridged to the caller, whose route's
+    /// `dial` returns when that call ends.
+    pub(super) async fn on_adopt(&mut self, channel: SipChannel, label: String) {
+        let picked = self.dialing.as_ref().is_some_and(|d| d.picked);
+        if self.finished || !picked {
+            // Too late (the caller gave up meanwhile): the picker is told.
+            drop(channel);
+            return;
+        }
+        let Some(dialing) = self.dialing.take() else {
+            return;
+        };
+        self.attach_callee(channel, label, dialing.done).await;
     }
 }
 

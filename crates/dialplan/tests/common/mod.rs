@@ -226,6 +226,14 @@ impl CallApi for FakeCall {
         Ok(slot.unwrap_or(71))
     }
 
+    async fn pickup(&self, target: Option<String>) -> Result<DialResult, ActionError> {
+        self.log("pickup", format!("pickup {target:?}"))?;
+        Ok(DialResult {
+            status: DialStatus::Unavailable,
+            code: 404,
+        })
+    }
+
     async fn unpark(&self, slot: u16) -> Result<DialResult, ActionError> {
         self.log("unpark", format!("unpark {slot}"))?;
         Ok(DialResult {
