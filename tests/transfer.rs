@@ -278,3 +278,101 @@ fn the_caller_transfers_too_and_the_callee_meets_the_target() {
 fn tag_of(party: &str) -> &str {
     party.split(";tag=").nth(1).unwrap_or_default()
 }
+
+/// Answers the next UPDATE `p` gets (200) and returns its
+/// P-Asserted-Identity.
+fn identity_update(p: &mut Phone, tag: &str) -> String {
+    let update = p
+        .request("UPDATE", WAIT)
+        .expect("an UPDATE with the new identity");
+    p.reply(&update, tag, 200).unwrap();
+    update
+        .headers
+        .get(&HeaderName::parse("P-Asserted-Identity"))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn an_attended_transfer_joins_the_held_caller_and_the_consulted_party() {
+    let o = office_with(None, THIRD);
+    let mut c = call_1002(&o);
+    let b_tag = c.b_in.tag.clone();
+    // 1002 holds 1001 (the classic one-way-audio case once joined)...
+    let hold = c.rb.sdp_offer(OFFER).replace("a=sendrecv", "a=sendonly");
+    let ok =
+        c.b.request_in(&mut c.b_dialog, "INVITE", Some(&hold))
+            .expect("hold answered");
+    assert_eq!(ok.status, 200);
+    c.b.ack_in(&c.b_dialog).unwrap();
+    // ... and calls 1003, which answers.
+    let mut t = phone(&o, "1003");
+    let rb2 = RtpPeer::localhost();
+    let out =
+        c.b.call_sdp("1003", &[], &rb2.sdp_offer(OFFER))
+            .expect("INVITE");
+    let t_in = t.incoming(WAIT).expect("1003 rings");
+    let t_media = media_of(&t_in.invite.body);
+    let rt = RtpPeer::localhost();
+    t.reply_sdp(&t_in.invite, &t_in.tag, 200, &rt.sdp_answer(&["PCMU"]))
+        .unwrap();
+    let (ok, _) = c.b.final_response(WAIT).expect("1003 answered");
+    assert_eq!(ok.status, 200);
+    let mut consult = c.b.ack(&out, &ok).expect("ACK");
+    t.request("ACK", WAIT).expect("the PBX ACKs 1003");
+    // REFER in the first call, Refer-To 1003 replacing the second dialog
+    // (RFC 3891, escaped in the URI).
+    let replaces = format!(
+        "{}%3Bto-tag%3D{}%3Bfrom-tag%3D{}",
+        consult.call_id.replace('@', "%40"),
+        tag_of(&consult.remote),
+        tag_of(&consult.local)
+    );
+    let refer_to = format!("<sip:1003@{}?Replaces={replaces}>", office::DOMAIN);
+    let r =
+        c.b.request_in_headers(&mut c.b_dialog, "REFER", &[("Refer-To", &refer_to)], None)
+            .expect("REFER answered");
+    assert_eq!(r.status, 202);
+    // The transferor: NOTIFY 200 and BYE in the first call, BYE in the
+    // second.
+    let mut byes = Vec::new();
+    let mut notified = false;
+    while byes.len() < 2 || !notified {
+        let request = c.b.request_any(WAIT).expect("the transferor is released");
+        match request.method.as_str() {
+            "NOTIFY" => {
+                assert!(String::from_utf8_lossy(&request.body).starts_with("SIP/2.0 200"));
+                notified = true;
+                c.b.reply(&request, &b_tag, 200).unwrap();
+            }
+            "BYE" => {
+                byes.push(request.call_id().unwrap_or_default().to_owned());
+                c.b.reply(&request, &b_tag, 200).unwrap();
+            }
+            other => panic!("the transferor got {other}"),
+        }
+    }
+    byes.sort();
+    let mut both = vec![c.b_dialog.call_id.clone(), consult.call_id.clone()];
+    both.sort();
+    assert_eq!(byes, both, "both of the transferor's dialogs end");
+    // Each remaining phone is told who it talks to now.
+    let a_tag = tag_of(&c.a_dialog.local).to_owned();
+    assert!(identity_update(&mut c.a, &a_tag).contains("sip:1003@"));
+    assert!(identity_update(&mut t, &t_in.tag).contains("sip:1001@"));
+    // 1001 and 1003 hear each other.
+    c.ra.clear();
+    exchange(
+        &c.ra,
+        (c.a_media.addr, 0, 1000.0),
+        &rt,
+        (t_media.addr, 0, 2000.0),
+    );
+    assert_heard("the consulted party", &rt, t_media.addr, 40, 1000.0);
+    assert_heard("the held caller", &c.ra, c.a_media.addr, 40, 2000.0);
+    let bye = c.a.request_in(&mut c.a_dialog, "BYE", None).expect("BYE");
+    assert_eq!(bye.status, 200);
+    let bye = t.request("BYE", WAIT).expect("1003 gets BYE");
+    t.reply(&bye, &t_in.tag, 200).unwrap();
+    let _ = &mut consult;
+}

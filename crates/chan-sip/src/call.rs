@@ -115,6 +115,17 @@ pub(crate) enum CallEvent {
         /// Whether it may.
         reply: oneshot::Sender<bool>,
     },
+    /// Another call's attended transfer replaces one of this call's
+    /// dialogs (by Call-ID and tags): the other party of this call, with
+    /// its extension, or `None`.
+    GiveUp {
+        /// The dialog's Call-ID.
+        call_id: String,
+        /// Its `to-tag` and `from-tag` (RFC 3891).
+        tags: (String, String),
+        /// The party.
+        reply: oneshot::Sender<Option<(crate::channel::SipChannel, String)>>,
+    },
     /// The picker's party (answered), for the call that agreed.
     Adopt {
         /// The picker.
@@ -1098,6 +1109,14 @@ impl Call {
                 let _ = reply.send(self.on_pickup_ask());
             }
             CallEvent::Adopt { channel, label } => self.on_adopt(*channel, label).await,
+            CallEvent::GiveUp {
+                call_id,
+                tags,
+                reply,
+            } => {
+                let party = self.give_up(&call_id, tags).await;
+                let _ = reply.send(party);
+            }
         }
     }
 

@@ -266,6 +266,10 @@ impl SipChannel {
             | CallEvent::ReInviteAnswered { .. }
             | CallEvent::PickupAsk { .. }
             | CallEvent::Adopt { .. } => None,
+            CallEvent::GiveUp { reply, .. } => {
+                let _ = reply.send(None);
+                None
+            }
         }
     }
 
@@ -353,25 +357,9 @@ impl Channel for SipChannel {
         let _ = self.ended(why.code, why.cause);
     }
 
-    fn tell_identity(&mut self, display: Option<&str>, user: &str) {
-        if self.leg.state != LegState::Up {
-            return;
-        }
-        // RFC 3311 UPDATE without a body: the new identity alone, as
-        // Asterisk's connected-line update does.
-        let domain = &self.inner.config.domain;
-        let identity = match display {
-            Some(d) => format!("\"{}\" <sip:{user}@{domain}>", d.replace(['"', '\\'], "")),
-            None => format!("<sip:{user}@{domain}>"),
-        };
-        let mut update = self.leg.dialog.request(Method::Update, None, None);
-        update
-            .headers
-            .push(HeaderName::Contact, self.leg.contact.as_str());
-        update
-            .headers
-            .push(HeaderName::parse("P-Asserted-Identity"), identity);
-        drop(self.leg.send(update));
+    fn tell_identity(&mut self, _display: Option<&str>, user: &str) {
+        let domain = self.inner.config.domain.clone();
+        self.leg.tell_identity(&domain, user);
     }
 
     fn take_media(&mut self) -> Option<media::Leg> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use pbx::{Leg, LegSnapshot, LegState};
 use sip_net::Transport;
-use sip_proto::{Method, Request, Response};
+use sip_proto::{HeaderName, Method, Request, Response};
 use tokio::task::JoinHandle;
 
 use crate::Inner;
@@ -66,6 +66,34 @@ impl SipLeg {
                 }
             }
         })
+    }
+
+    /// Tells the phone who it talks to now (after a transfer or a
+    /// pickup): an UPDATE without a body carrying P-Asserted-Identity
+    /// (RFC 3311, RFC 3325), as Asterisk's connected-line update does.
+    pub fn tell_identity(&mut self, domain: &str, user: &str) {
+        if self.state != LegState::Up || user.is_empty() {
+            return;
+        }
+        let display = self
+            .inner
+            .extensions
+            .load()
+            .get(user)
+            .and_then(|e| e.name.clone())
+            .map(|d| d.replace(['"', '\\', '\r', '\n'], ""));
+        let identity = match display {
+            Some(d) => format!("\"{d}\" <sip:{user}@{domain}>"),
+            None => format!("<sip:{user}@{domain}>"),
+        };
+        let mut update = self.dialog.request(Method::Update, None, None);
+        update
+            .headers
+            .push(HeaderName::Contact, self.contact.as_str());
+        update
+            .headers
+            .push(HeaderName::parse("P-Asserted-Identity"), identity);
+        drop(self.send(update));
     }
 
     pub fn bye(&mut self) {

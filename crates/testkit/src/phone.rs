@@ -486,6 +486,21 @@ impl Phone {
         }
     }
 
+    /// Waits for the next request, whatever its method (responses are
+    /// skipped).
+    pub fn request_any(&mut self, timeout: Duration) -> Result<Request, UaError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(UaError::Timeout);
+            }
+            if let Message::Request(r) = self.ua.recv(left)? {
+                return Ok(r);
+            }
+        }
+    }
+
     /// Waits for an INVITE.
     pub fn incoming(&mut self, timeout: Duration) -> Result<InCall, UaError> {
         let invite = self.request("INVITE", timeout)?;

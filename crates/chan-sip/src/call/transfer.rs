@@ -14,11 +14,13 @@
 //! re-authenticated extension).
 
 use pbx::{CallDetails, CallHandle, CallState, DialOutcome, DialStatus, LegState, Party};
+use sip_proto::header::Replaces;
 use sip_proto::{HeaderName, Method, Request, Uri};
 use tokio::sync::oneshot;
 
-use super::{Bridge, Call};
+use super::{Bridge, Call, CallEvent};
 use crate::anchor::{CallMedia, Which};
+use crate::channel::SipChannel;
 use crate::leg::SipLeg;
 use crate::{Reply, Side};
 
@@ -81,8 +83,43 @@ fn failure_reason(status: DialStatus) -> &'static str {
     }
 }
 
-/// The extension or number a Refer-To names (its user part).
-fn refer_target(request: &Request) -> Result<String, &'static str> {
+/// What a REFER asks for.
+pub(super) enum ReferTo {
+    /// Blind: route this number.
+    Target(String),
+    /// Attended (RFC 3891 `Replaces` in the Refer-To URI): join the other
+    /// party with the one at the other end of this dialog of ours.
+    Replaces(Replaces),
+}
+
+/// A `%HH`-escaped URI header value, unescaped (RFC 3261 §19.1.2).
+fn unescape(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The dialog a Refer-To's `?Replaces=` names.
+fn refer_replaces(value: &str) -> Option<Replaces> {
+    let mut headers = sip_proto::Headers::default();
+    headers.push(HeaderName::Replaces, unescape(value)?);
+    headers.replaces().ok().flatten()
+}
+
+/// What a Refer-To names: the extension or number (its user part), or
+/// the dialog to replace.
+fn refer_target(request: &Request) -> Result<ReferTo, &'static str> {
     let refer_to = request
         .headers
         .refer_to()
@@ -90,11 +127,14 @@ fn refer_target(request: &Request) -> Result<String, &'static str> {
         .ok_or("no Refer-To")?;
     let user = match &refer_to.uri {
         Uri::Sip(s) => {
-            if s.headers
+            if let Some((_, value)) = s
+                .headers
                 .iter()
-                .any(|(n, _)| n.eq_ignore_ascii_case("replaces"))
+                .find(|(n, _)| n.eq_ignore_ascii_case("replaces"))
             {
-                return Err("attended transfer (Refer-To with Replaces) is not supported yet");
+                return refer_replaces(value)
+                    .map(ReferTo::Replaces)
+                    .ok_or("unreadable Replaces in Refer-To");
             }
             s.user.clone().unwrap_or_default()
         }
@@ -109,7 +149,7 @@ fn refer_target(request: &Request) -> Result<String, &'static str> {
     {
         return Err("Refer-To names no number");
     }
-    Ok(user)
+    Ok(ReferTo::Target(user))
 }
 
 impl Call {
@@ -127,14 +167,14 @@ impl Call {
             return;
         }
         let target = match refer_target(&request) {
-            Ok(target) => target,
+            Ok(ReferTo::Target(target)) => target,
+            Ok(ReferTo::Replaces(replaces)) => {
+                self.attended(from_bridge, &request, replaces, reply).await;
+                return;
+            }
             Err(why) => {
                 tracing::info!(call_id = %self.id, "REFER refused: {why}");
-                let _ = reply.send(Reply::status(if why.starts_with("attended") {
-                    501
-                } else {
-                    400
-                }));
+                let _ = reply.send(Reply::status(400));
                 return;
             }
         };
@@ -334,6 +374,140 @@ impl Call {
             t.notify(487, "Request Terminated", true);
             t.leg.bye();
         }
+    }
+}
+
+impl Call {
+    /// Attended transfer (REFER with Replaces, RFC 3891): the REFER's
+    /// sender talks to this call's other party and, in another call
+    /// through us, to a second party; the two parties are joined here,
+    /// each told who it talks to now, and the transferor's two legs are
+    /// released.
+    async fn attended(
+        &mut self,
+        from_bridge: bool,
+        request: &Request,
+        replaces: Replaces,
+        reply: oneshot::Sender<Reply>,
+    ) {
+        let to_tag = replaces.to_tag().unwrap_or_default().to_owned();
+        let from_tag = replaces.from_tag().unwrap_or_default().to_owned();
+        let other = self
+            .inner
+            .dialogs
+            .get(&replaces.call_id)
+            .filter(|route| !route.events.same_channel(&self.events_tx));
+        let Some(other) = other else {
+            tracing::info!(call_id = %self.id, replaces = %replaces.call_id, "attended transfer: no such call");
+            let _ = reply.send(Reply::status(481));
+            return;
+        };
+        let (give, given) = oneshot::channel();
+        let ask = CallEvent::GiveUp {
+            call_id: replaces.call_id.clone(),
+            tags: (to_tag, from_tag),
+            reply: give,
+        };
+        if other.events.send(ask).await.is_err() {
+            let _ = reply.send(Reply::status(481));
+            return;
+        }
+        let Ok(Some((channel, label))) = given.await else {
+            // Not a dialog of that call, or that call is not bridged.
+            let _ = reply.send(Reply::status(481));
+            return;
+        };
+        let subscribed = !request
+            .headers
+            .get(&HeaderName::parse("Refer-Sub"))
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
+        let _ = reply.send(Reply::status(202));
+        let by = if from_bridge {
+            self.cdr.callee.clone()
+        } else {
+            self.identity.clone().or_else(|| self.cdr.caller.clone())
+        };
+        let by = by.unwrap_or_default();
+        if !from_bridge {
+            self.swap_parties().await;
+        }
+        let Some(bridge) = self.bridge.take() else {
+            return;
+        };
+        let mut transferor = Transferring {
+            leg: bridge.leg,
+            side: Side::Outbound(bridge.branch),
+            media: None,
+            by,
+            target: label.clone(),
+            subscribed,
+            id: request.cseq().map_or(0, |c| c.seq),
+        };
+        drop(self.media.detach(Which::B).await);
+        self.note(|| format!("attended transfer: joined with {label}"));
+        // The route's dial goes on until the new bridge ends.
+        let done = bridge.done.unwrap_or_else(|| oneshot::channel().0);
+        let kept = self
+            .identity
+            .clone()
+            .or_else(|| self.cdr.caller.clone())
+            .unwrap_or_default();
+        self.attach_callee(channel, label.clone(), done).await;
+        transferor.notify(200, "OK", true);
+        transferor.leg.bye();
+        self.inner.dialogs.remove(&transferor.leg.dialog.call_id);
+        // Each phone is told who it talks to now.
+        let domain = self.inner.config.domain.clone();
+        self.a.leg.tell_identity(&domain, &label);
+        if let Some(b) = &mut self.bridge {
+            b.leg.tell_identity(&domain, &kept);
+        }
+    }
+
+    /// Another call's attended transfer replaces the dialog `call_id`
+    /// (with `tags`, either way round) of this call: the party at the
+    /// other end of the bridge leaves, still up, with its extension; the
+    /// transferor's leg here is released and the call ends.
+    pub(super) async fn give_up(
+        &mut self,
+        call_id: &str,
+        (to_tag, from_tag): (String, String),
+    ) -> Option<(SipChannel, String)> {
+        if self.finished || self.bridge.is_none() {
+            return None;
+        }
+        let matches = |leg: &SipLeg| {
+            let d = &leg.dialog;
+            let remote = d.remote_tag.as_deref().unwrap_or_default();
+            d.call_id == call_id
+                && ((d.local_tag == to_tag && remote == from_tag)
+                    || (d.local_tag == from_tag && remote == to_tag))
+        };
+        let transferor_is_caller = matches(&self.a.leg);
+        let transferor_is_callee = self.bridge.as_ref().is_some_and(|b| matches(&b.leg));
+        if !transferor_is_caller && !transferor_is_callee {
+            return None;
+        }
+        // The party that stays up: the caller when the transferor is the
+        // callee, else the callee.
+        let label = if transferor_is_callee {
+            self.identity.clone().or_else(|| self.cdr.caller.clone())
+        } else {
+            self.cdr.callee.clone()
+        };
+        let label = label.unwrap_or_default();
+        if transferor_is_callee {
+            self.swap_parties().await;
+        }
+        // Now the transferor is the caller, the party is the callee.
+        let bridge = self.bridge.take()?;
+        let media = self.media.detach(Which::B).await?;
+        let channel = SipChannel::new(self.inner.clone(), bridge.leg, media, None);
+        self.note(|| format!("attended transfer: {label} joins another call"));
+        self.a.leg.bye();
+        self.finish(pbx::Disposition::Answered, 200, "attended transfer");
+        drop(bridge.done);
+        Some((channel, label))
     }
 }
 
