@@ -145,3 +145,109 @@ fn the_callee_answering_first_keeps_the_call_and_a_late_answer_gets_bye() {
     });
     drop(ra);
 }
+
+/// The tag of a From/To value.
+fn tag_of(party: &str) -> &str {
+    party.split(";tag=").nth(1).unwrap_or_default()
+}
+
+/// The Replaces value (RFC 3891) naming the dialog `invite` started with
+/// the phone that answers it with `tag`: what a BLF key reads from the
+/// dialog-info of the watched phone.
+fn replaces_for(invite: &sip_proto::Request, tag: &str, early: bool) -> String {
+    let from = invite
+        .headers
+        .get(&sip_proto::HeaderName::From)
+        .unwrap_or_default();
+    format!(
+        "{};to-tag={tag};from-tag={}{}",
+        invite.call_id().unwrap_or_default(),
+        tag_of(from),
+        if early { ";early-only" } else { "" }
+    )
+}
+
+#[test]
+fn a_blf_key_picks_up_a_ringing_call_with_an_invite_with_replaces() {
+    let o = office_with(None, GROUP);
+    let (mut a, ra, out, mut b, b_in) = ringing(&o);
+    let mut c = phone(&o, "1003");
+    let replaces = replaces_for(&b_in.invite, &b_in.tag, true);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let cancel = b.request("CANCEL", WAIT).expect("1002 gets CANCEL");
+            b.reply(&cancel, &b_in.tag, 200).unwrap();
+            b.reply(&b_in.invite, &b_in.tag, 487).unwrap();
+        });
+        let rc = RtpPeer::localhost();
+        let pick = c
+            .call_sdp("1002", &[("Replaces", &replaces)], &rc.sdp_offer(OFFER))
+            .expect("INVITE");
+        let (ok, _) = c.final_response(WAIT).expect("the BLF key is answered");
+        assert_eq!(ok.status, 200, "{ok:?}");
+        let c_media = media_of(&ok.body);
+        c.ack(&pick, &ok).expect("ACK");
+        let (ok, _) = a.final_response(WAIT).expect("the caller is answered");
+        assert_eq!(ok.status, 200);
+        let a_media = media_of(&ok.body);
+        a.ack(&out, &ok).expect("ACK");
+        exchange(
+            &ra,
+            (a_media.addr, 0, 1000.0),
+            &rc,
+            (c_media.addr, 0, 2000.0),
+        );
+        assert_heard("the BLF key's phone", &rc, c_media.addr, 40, 1000.0);
+        assert_heard("the caller", &ra, a_media.addr, 40, 2000.0);
+    });
+    // Nothing rings any more: the same Replaces again gets 481.
+    let mut d = phone(&o, "1002");
+    let rd = RtpPeer::localhost();
+    d.call_sdp("1002", &[("Replaces", &replaces)], &rd.sdp_offer(OFFER))
+        .expect("INVITE");
+    let (r, _) = d.final_response(WAIT).expect("answered");
+    assert_eq!(r.status, 481);
+}
+
+#[test]
+fn an_invite_with_replaces_takes_an_answered_partys_place() {
+    let o = office_with(None, GROUP);
+    let (mut a, ra, out, mut b, b_in) = ringing(&o);
+    let rb = RtpPeer::localhost();
+    b.reply_sdp(&b_in.invite, &b_in.tag, 200, &rb.sdp_answer(&["PCMU"]))
+        .unwrap();
+    let (ok, _) = a.final_response(WAIT).expect("answered");
+    let a_media = media_of(&ok.body);
+    let a_dialog = a.ack(&out, &ok).expect("ACK");
+    b.request("ACK", WAIT).expect("ACK");
+    // 1003 takes 1002's place (an attended transfer completed by a phone).
+    let mut c = phone(&o, "1003");
+    let rc = RtpPeer::localhost();
+    let replaces = replaces_for(&b_in.invite, &b_in.tag, false);
+    let pick = c
+        .call_sdp("1002", &[("Replaces", &replaces)], &rc.sdp_offer(OFFER))
+        .expect("INVITE");
+    let (ok, _) = c.final_response(WAIT).expect("answered");
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let c_media = media_of(&ok.body);
+    c.ack(&pick, &ok).expect("ACK");
+    let bye = b.request("BYE", WAIT).expect("1002 is released");
+    b.reply(&bye, &b_in.tag, 200).unwrap();
+    let update = a
+        .request("UPDATE", WAIT)
+        .expect("1001 is told who it talks to");
+    a.reply(&update, tag_of(&a_dialog.local), 200).unwrap();
+    let pai = update
+        .headers
+        .get(&sip_proto::HeaderName::parse("P-Asserted-Identity"))
+        .unwrap_or_default();
+    assert!(pai.contains("sip:1003@"), "{pai}");
+    exchange(
+        &ra,
+        (a_media.addr, 0, 1000.0),
+        &rc,
+        (c_media.addr, 0, 2000.0),
+    );
+    assert_heard("the replacing phone", &rc, c_media.addr, 40, 1000.0);
+    assert_heard("the caller", &ra, a_media.addr, 40, 2000.0);
+}

@@ -126,6 +126,18 @@ pub(crate) enum CallEvent {
         /// The party.
         reply: oneshot::Sender<Option<(crate::channel::SipChannel, String)>>,
     },
+    /// An INVITE with Replaces would take the place of the party in this
+    /// answered dialog (Call-ID and tags, RFC 3891): if it is one of this
+    /// call's bridged legs, that leg is set aside for the newcomer
+    /// (`true`).
+    ReplaceAsk {
+        /// The dialog's Call-ID.
+        call_id: String,
+        /// Its `to-tag` and `from-tag`.
+        tags: (String, String),
+        /// Whether it may.
+        reply: oneshot::Sender<bool>,
+    },
     /// The picker's party (answered), for the call that agreed.
     Adopt {
         /// The picker.
@@ -294,6 +306,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         next_route: None,
         route_superseded: false,
         identity: None,
+        replacing: None,
         state: CallState::Routing,
         finished: false,
         cdr: Cdr {
@@ -317,7 +330,29 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         },
     };
     call.publish();
-    let route = inner.router.route(handle, details);
+    // An INVITE with Replaces (RFC 3891) takes another call's party's
+    // place instead of being routed: a BLF key picking up a ringing call,
+    // a phone completing an attended transfer.
+    let route = match incoming.request.headers.replaces().ok().flatten() {
+        Some(replaces) => {
+            let dialog = pbx::DialogIds {
+                call_id: replaces.call_id.clone(),
+                local_tag: replaces.to_tag().unwrap_or_default().to_owned(),
+                remote_tag: replaces.from_tag().map(str::to_owned),
+            };
+            let early_only = replaces.early_only();
+            Box::pin(async move {
+                match handle.replace(dialog, early_only).await {
+                    Ok(o) if o.status == DialStatus::Answered => {}
+                    _ => {
+                        let _ = handle.reject(481, None).await;
+                    }
+                }
+                RouteEnd::Done
+            })
+        }
+        None => inner.router.route(handle, details),
+    };
     tokio::spawn(call.run(tokio::spawn(route)));
 }
 
@@ -508,6 +543,9 @@ struct Call {
     /// The extension whose identity the call's party has when it is not
     /// the caller's (the callee kept after the caller transferred).
     identity: Option<String>,
+    /// An INVITE with Replaces released the bridged party: the newcomer
+    /// takes its place, and the route's dial goes on until then.
+    replacing: Option<oneshot::Sender<Result<DialOutcome, ActionError>>>,
     state: CallState,
     finished: bool,
     cdr: Cdr,
@@ -669,6 +707,11 @@ impl Call {
             }
             Command::Unpark { slot, done } => self.unpark(slot, done).await,
             Command::Pickup { target, done } => self.pickup(target, done).await,
+            Command::Replace {
+                dialog,
+                early_only,
+                done,
+            } => self.replace(dialog, early_only, done).await,
             Command::ReservePark { slot, done } => {
                 let r = self.reserve_park(slot);
                 let _ = done.send(r);
@@ -1105,6 +1148,14 @@ impl Call {
                 self.on_reinvite_answered(from, *tx, response).await;
             }
             CallEvent::Hangup => self.on_admin_hangup(),
+            CallEvent::ReplaceAsk {
+                call_id,
+                tags,
+                reply,
+            } => {
+                let agreed = self.on_replace_ask(&call_id, tags).await;
+                let _ = reply.send(agreed);
+            }
             CallEvent::PickupAsk { reply } => {
                 let _ = reply.send(self.on_pickup_ask());
             }

@@ -266,6 +266,10 @@ impl SipChannel {
             | CallEvent::ReInviteAnswered { .. }
             | CallEvent::PickupAsk { .. }
             | CallEvent::Adopt { .. } => None,
+            CallEvent::ReplaceAsk { reply, .. } => {
+                let _ = reply.send(false);
+                None
+            }
             CallEvent::GiveUp { reply, .. } => {
                 let _ = reply.send(None);
                 None

@@ -149,6 +149,19 @@ pub enum Command {
         /// The outcome.
         done: oneshot::Sender<Result<DialOutcome, ActionError>>,
     },
+    /// Replace one party of another call (an INVITE with Replaces, RFC
+    /// 3891): the caller takes the place of the party in `dialog` (a
+    /// ringing one: a pickup; an answered one: it is released), bridged
+    /// to that call's other party. Done at once: `Answered`, or
+    /// `Unavailable` when there is no such dialog to replace.
+    Replace {
+        /// The dialog to replace.
+        dialog: crate::DialogIds,
+        /// Only while it is ringing (`early-only`).
+        early_only: bool,
+        /// The outcome.
+        done: oneshot::Sender<Result<DialOutcome, ActionError>>,
+    },
     /// Hold a parking slot (`slot`, or the lowest free one) for this call,
     /// to announce it before [`Command::Park`]; released when the call
     /// ends unparked.
@@ -356,6 +369,21 @@ impl CallHandle {
     /// pickup group (see [`Command::Pickup`]).
     pub async fn pickup(&self, target: Option<String>) -> Result<DialOutcome, ActionError> {
         self.ask(|done| Command::Pickup { target, done }).await
+    }
+
+    /// Replaces the party of another call in `dialog` (see
+    /// [`Command::Replace`]).
+    pub async fn replace(
+        &self,
+        dialog: crate::DialogIds,
+        early_only: bool,
+    ) -> Result<DialOutcome, ActionError> {
+        self.ask(|done| Command::Replace {
+            dialog,
+            early_only,
+            done,
+        })
+        .await
     }
 
     /// Takes the call parked in `slot`; returns when that bridge ends.

@@ -250,18 +250,7 @@ impl Call {
                 continue;
             };
             let (reply, agreed) = oneshot::channel();
-            if route
-                .events
-                .send(CallEvent::PickupAsk { reply })
-                .await
-                .is_err()
-            {
-                continue;
-            }
-            if tokio::time::timeout(Duration::from_secs(2), agreed)
-                .await
-                .is_ok_and(|r| r.unwrap_or(false))
-            {
+            if ask(&route.events, CallEvent::PickupAsk { reply }, agreed).await {
                 taken = Some((id, route.events));
                 break;
             }
@@ -274,6 +263,17 @@ impl Call {
             return;
         };
         self.note(|| format!("picks up call {id}"));
+        self.hand_over(events, done).await;
+    }
+
+    /// The call behind `events` agreed to take this call's caller: it is
+    /// answered and handed over, and this call is over for its route.
+    async fn hand_over(
+        &mut self,
+        events: mpsc::Sender<CallEvent>,
+        done: oneshot::Sender<Result<DialOutcome, ActionError>>,
+    ) {
+        let me = self.cdr.caller.clone().unwrap_or_default();
         let channel = match self.answer().await {
             Ok(()) => self.detach_caller().await,
             Err(_) => None,
@@ -289,11 +289,71 @@ impl Call {
             label: me,
         };
         let _ = events.send(adopt).await;
-        self.finish(Disposition::Answered, 200, "picked up a call");
+        self.finish(Disposition::Answered, 200, "took another call's party");
         let _ = done.send(Ok(DialOutcome {
             status: DialStatus::Answered,
             code: 200,
         }));
+    }
+
+    /// An INVITE with Replaces: a ringing dialog of another call is a
+    /// pickup of that call (a BLF key), an answered one a replacement of
+    /// that party by this call's caller (unless `early_only`).
+    pub(super) async fn replace(
+        &mut self,
+        dialog: pbx::DialogIds,
+        early_only: bool,
+        done: oneshot::Sender<Result<DialOutcome, ActionError>>,
+    ) {
+        let unavailable = || {
+            Ok(DialOutcome {
+                status: DialStatus::Unavailable,
+                code: 481,
+            })
+        };
+        let route = self
+            .inner
+            .dialogs
+            .get(&dialog.call_id)
+            .filter(|r| !r.events.same_channel(&self.events_tx));
+        let Some(route) = route else {
+            let _ = done.send(unavailable());
+            return;
+        };
+        let tags = (
+            dialog.local_tag.clone(),
+            dialog.remote_tag.clone().unwrap_or_default(),
+        );
+        // A ringing branch first (it agrees only while it rings), then an
+        // answered leg.
+        let (reply, agreed) = oneshot::channel();
+        let branch = matches!(route.side, Side::Outbound(_));
+        if branch && ask(&route.events, CallEvent::PickupAsk { reply }, agreed).await {
+            self.note(|| format!("INVITE with Replaces picks up dialog {}", dialog.call_id));
+            self.hand_over(route.events, done).await;
+            return;
+        }
+        if early_only {
+            let _ = done.send(unavailable());
+            return;
+        }
+        let (reply, agreed) = oneshot::channel();
+        let ask_replace = CallEvent::ReplaceAsk {
+            call_id: dialog.call_id.clone(),
+            tags,
+            reply,
+        };
+        if ask(&route.events, ask_replace, agreed).await {
+            self.note(|| {
+                format!(
+                    "INVITE with Replaces takes the place of dialog {}",
+                    dialog.call_id
+                )
+            });
+            self.hand_over(route.events, done).await;
+            return;
+        }
+        let _ = done.send(unavailable());
     }
 
     /// Another call would pick this one up: it may while its targets
@@ -315,9 +375,66 @@ impl Call {
         true
     }
 
-    /// The picker's party arrives: bridged to the caller, whose route's
-    /// `dial` returns when that call ends.
+    /// An INVITE with Replaces would replace the party in this answered
+    /// dialog: if it is one of this call's legs and the call is bridged,
+    /// that party is released and the other waits for the newcomer.
+    pub(super) async fn on_replace_ask(
+        &mut self,
+        call_id: &str,
+        (to_tag, from_tag): (String, String),
+    ) -> bool {
+        if self.finished || self.bridge.is_none() || self.replacing.is_some() {
+            return false;
+        }
+        let matches = |leg: &SipLeg| {
+            let d = &leg.dialog;
+            let remote = d.remote_tag.as_deref().unwrap_or_default();
+            d.call_id == call_id
+                && ((d.local_tag == to_tag && remote == from_tag)
+                    || (d.local_tag == from_tag && remote == to_tag))
+        };
+        let is_caller = matches(&self.a.leg);
+        let is_callee = self.bridge.as_ref().is_some_and(|b| matches(&b.leg));
+        if !is_caller && !is_callee {
+            return false;
+        }
+        if is_caller {
+            self.swap_parties().await;
+        }
+        // The replaced party is the callee now: released, its place kept.
+        let Some(bridge) = self.bridge.take() else {
+            return false;
+        };
+        let mut leg = bridge.leg;
+        leg.bye();
+        self.inner.dialogs.remove(&leg.dialog.call_id);
+        drop(self.media.detach(Which::B).await);
+        self.note(|| format!("dialog {call_id} is being replaced"));
+        self.replacing = Some(bridge.done.unwrap_or_else(|| oneshot::channel().0));
+        true
+    }
+
+    /// The picker's (or the replacing) party arrives: bridged to the
+    /// caller, whose route's `dial` returns when that call ends.
     pub(super) async fn on_adopt(&mut self, channel: SipChannel, label: String) {
+        if let Some(done) = self.replacing.take() {
+            if self.finished {
+                drop(channel);
+                return;
+            }
+            let kept = self
+                .identity
+                .clone()
+                .or_else(|| self.cdr.caller.clone())
+                .unwrap_or_default();
+            self.attach_callee(channel, label.clone(), done).await;
+            let domain = self.inner.config.domain.clone();
+            self.a.leg.tell_identity(&domain, &label);
+            if let Some(b) = &mut self.bridge {
+                b.leg.tell_identity(&domain, &kept);
+            }
+            return;
+        }
         let picked = self.dialing.as_ref().is_some_and(|d| d.picked);
         if self.finished || !picked {
             // Too late (the caller gave up meanwhile): the picker is told.
@@ -329,6 +446,20 @@ impl Call {
         };
         self.attach_callee(channel, label, dialing.done).await;
     }
+}
+
+/// Sends `question` to another call and waits (a little) for its yes.
+async fn ask(
+    events: &mpsc::Sender<CallEvent>,
+    question: CallEvent,
+    answer: oneshot::Receiver<bool>,
+) -> bool {
+    if events.send(question).await.is_err() {
+        return false;
+    }
+    tokio::time::timeout(Duration::from_secs(2), answer)
+        .await
+        .is_ok_and(|r| r.unwrap_or(false))
 }
 
 /// A call parked too long rings the extension that parked it: a new call
@@ -396,6 +527,7 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         next_route: None,
         route_superseded: false,
         identity: None,
+        replacing: None,
         state: CallState::Answered,
         finished: false,
         cdr: Cdr {

@@ -271,7 +271,7 @@ impl Call {
 
     /// The caller and the bridged party change places: the party the
     /// call keeps is always its caller (`a`), whoever placed the call.
-    async fn swap_parties(&mut self) {
+    pub(super) async fn swap_parties(&mut self) {
         let Some(bridge) = &mut self.bridge else {
             return;
         };
