@@ -220,6 +220,9 @@ fn dialplan_map(list: &[ExtensionConfig]) -> HashMap<String, ExtensionInfo> {
                 id: e.id.clone(),
                 name: e.name.clone(),
                 context: e.context.clone(),
+                did: e.did.clone(),
+                outbound: e.outbound,
+                international: e.international,
             };
             (e.id.clone(), info)
         })

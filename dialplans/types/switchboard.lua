@@ -199,6 +199,9 @@ function registrar.contacts(ext) end
 ---@field id string
 ---@field name string?
 ---@field context string
+---@field did string? Its outside number in E.164 (`did` in [[extension]]).
+---@field outbound boolean May call national numbers through a trunk (read by default.lua).
+---@field international boolean May call international and premium numbers (read by default.lua).
 
 ---The PBX's configuration.
 pbx = {}

@@ -39,7 +39,7 @@ pub struct Contact {
 }
 
 /// An extension of the PBX (`pbx.extension(id)`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExtensionInfo {
     /// The extension id (`1001`).
     pub id: String,
@@ -47,6 +47,12 @@ pub struct ExtensionInfo {
     pub name: Option<String>,
     /// The context its calls enter.
     pub context: String,
+    /// Its outside number in E.164 (`did`), if configured.
+    pub did: Option<String>,
+    /// `outbound`: may call out through trunks (the dialplan enforces it).
+    pub outbound: bool,
+    /// `international`: may call international and premium numbers (the dialplan enforces it).
+    pub international: bool,
 }
 
 /// The PBX as the dialplan's modules see it. The binary implements it over

@@ -401,10 +401,15 @@ impl SpecRunner {
             "extension",
             lua.create_function(
                 move |_, (id, name, context): (String, Option<String>, String)| {
-                    world
-                        .lock()
-                        .extensions
-                        .insert(id.clone(), ExtensionInfo { id, name, context });
+                    world.lock().extensions.insert(
+                        id.clone(),
+                        ExtensionInfo {
+                            id,
+                            name,
+                            context,
+                            ..Default::default()
+                        },
+                    );
                     Ok(())
                 },
             )?,
