@@ -99,6 +99,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
             },
         )),
         media,
+        office.trunks().clone(),
     );
     if config.admin.trace_calls > 0 {
         endpoint.set_tap(calls.trace_tap());
@@ -156,6 +157,13 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         subscriptions
             .clone()
             .run(calls.registry(), shutdown.clone().cancelled_owned()),
+    );
+    // Outbound registrations start with the endpoint (and again after a
+    // restart: bindings at carriers are not stored).
+    office.trunks().start(
+        endpoint.handle(),
+        config.sip.user_agent.clone(),
+        shutdown.clone(),
     );
     let mut sip_task: JoinHandle<Result<(), Error>> = tokio::spawn({
         let stop = shutdown.clone().cancelled_owned();

@@ -4,7 +4,129 @@
 
 mod binary;
 
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
 use binary::Workdir;
+use sip_proto::digest::{self, Algorithm};
+use sip_proto::{HeaderName, Limits, Message, Request};
+use testkit::Server;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A carrier on its own loopback address: reads what Switchboard sends it
+/// and answers by hand.
+struct Carrier {
+    socket: UdpSocket,
+}
+
+impl Carrier {
+    fn bind(ip: [u8; 4]) -> Carrier {
+        let socket = UdpSocket::bind(SocketAddr::from((ip, 0))).expect("bind carrier");
+        Carrier { socket }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().expect("carrier address")
+    }
+
+    /// The next request (responses and other methods are skipped) and where it came from.
+    fn request(&self, method: &str, within: Duration) -> Option<(Request, SocketAddr)> {
+        let deadline = Instant::now() + within;
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.socket.set_read_timeout(Some(left)).ok()?;
+            let (n, from) = self.socket.recv_from(&mut buf).ok()?;
+            if let Ok(Message::Request(r)) = Message::parse(&buf[..n], &Limits::default())
+                && r.method.as_str() == method
+            {
+                return Some((r, from));
+            }
+        }
+    }
+
+    /// Answers `request` with `status` and `extra` headers, To-tagged.
+    fn respond(
+        &self,
+        request: &Request,
+        to: SocketAddr,
+        status: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+    ) {
+        let mut text = format!("SIP/2.0 {status} {reason}\r\n");
+        for via in request.headers.get_all(&HeaderName::Via) {
+            text.push_str(&format!("Via: {via}\r\n"));
+        }
+        let h = |name: HeaderName| request.headers.get(&name).unwrap_or_default().to_owned();
+        text.push_str(&format!("From: {}\r\n", h(HeaderName::From)));
+        text.push_str(&format!("To: {};tag=carrier1\r\n", h(HeaderName::To)));
+        text.push_str(&format!("Call-ID: {}\r\n", h(HeaderName::CallId)));
+        text.push_str(&format!("CSeq: {}\r\n", h(HeaderName::CSeq)));
+        for (name, value) in extra {
+            text.push_str(&format!("{name}: {value}\r\n"));
+        }
+        text.push_str("Content-Length: 0\r\n\r\n");
+        self.socket
+            .send_to(text.as_bytes(), to)
+            .expect("send response");
+    }
+}
+
+/// Checks the Authorization of `request` against `password` the way a carrier would.
+fn digest_ok(request: &Request, header: &HeaderName, password: &str) -> bool {
+    let value = request.headers.get(header).unwrap_or_default();
+    let creds = sip_proto::header::Credentials::parse(value).expect("credentials parse");
+    let p = |n: &str| creds.params.unquoted(n).unwrap_or_default().into_owned();
+    let alg: Algorithm = p("algorithm").parse().unwrap_or(Algorithm::Md5);
+    let ha1 = digest::ha1(alg, &p("username"), &p("realm"), password);
+    let ha2 = digest::ha2(alg, request.method.as_str(), &p("uri"));
+    let want = digest::response(alg, &ha1, &p("nonce"), &p("nc"), &p("cnonce"), "auth", &ha2);
+    p("response") == want
+}
+
+fn cseq(request: &Request) -> u32 {
+    request.headers.cseq().expect("CSeq").seq
+}
+
+fn trunks_json(server: &Server) -> serde_json::Value {
+    let (status, body) = server
+        .http_get("/api/v1/trunks")
+        .expect("GET /api/v1/trunks");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+/// Polls `GET /api/v1/trunks` until trunk 0's state satisfies `want`.
+fn wait_state(server: &Server, want: impl Fn(&str) -> bool) -> serde_json::Value {
+    wait_trunk(server, |t| want(t["state"].as_str().unwrap_or_default()))
+}
+
+/// Polls `GET /api/v1/trunks` until trunk 0 satisfies `want`.
+fn wait_trunk(server: &Server, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let json = trunks_json(server);
+        if want(&json[0]) || Instant::now() > deadline {
+            return json;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn office(trunk: &str) -> String {
+    format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\ndomain = \"office.test\"\n\n[admin]\nlisten = \"127.0.0.1:0\"\n\n{EXT}\n{trunk}"
+    )
+}
+
+fn binary() -> &'static std::path::Path {
+    env!("CARGO_BIN_EXE_switchboard").as_ref()
+}
 
 const EXT: &str = "[storage]\nbackend = \"memory\"\n\n[[extension]]\nid = \"1001\"\npassword = \"Vq7-zK2p-Lm9w\"\ndid = \"+15550001001\"\noutbound = true\n";
 
@@ -61,4 +183,151 @@ fn check_accepts_trunks_and_names_bad_keys_with_file_and_line() {
         assert!(line.contains(needle), "{trunk:?}: {line}");
         assert!(line.contains(at), "{trunk:?}: {line}");
     }
+}
+
+#[test]
+fn registers_with_digest_refreshes_and_shows_registered() {
+    let carrier = Carrier::bind([127, 0, 0, 2]);
+    let port = carrier.addr().port();
+    let server = Server::start_with(
+        binary(),
+        &office(&format!(
+            "[[trunk]]\nname = \"carrier\"\nhost = \"127.0.0.2\"\nport = {port}\nusername = \"office\"\npassword = \"pw-carrier-1\"\nregister = true\nexpires = 60\n"
+        )),
+    )
+    .expect("server starts");
+
+    // First REGISTER: no credentials; challenged with SHA-256.
+    let (first, from) = carrier.request("REGISTER", WAIT).expect("REGISTER");
+    assert_eq!(first.uri.to_string(), format!("sip:127.0.0.2:{port}"));
+    assert!(
+        first
+            .headers
+            .get(&HeaderName::From)
+            .unwrap_or_default()
+            .contains("sip:office@127.0.0.2")
+    );
+    assert_eq!(first.headers.get(&HeaderName::Expires), Some("60"));
+    assert!(first.headers.get(&HeaderName::Authorization).is_none());
+    carrier.respond(
+        &first,
+        from,
+        401,
+        "Unauthorized",
+        &[(
+            "WWW-Authenticate",
+            "Digest realm=\"carrier.test\", nonce=\"n-1\", algorithm=SHA-256, qop=\"auth\"",
+        )],
+    );
+    let (second, from) = carrier
+        .request("REGISTER", WAIT)
+        .expect("REGISTER with credentials");
+    assert!(
+        digest_ok(&second, &HeaderName::Authorization, "pw-carrier-1"),
+        "{second:?}"
+    );
+    assert!(
+        second
+            .headers
+            .get(&HeaderName::Authorization)
+            .unwrap_or_default()
+            .contains("algorithm=SHA-256")
+    );
+    assert_eq!(
+        second.headers.call_id(),
+        first.headers.call_id(),
+        "same Call-ID (RFC 3261 10.2.4)"
+    );
+    assert!(cseq(&second) > cseq(&first));
+    let contact = second
+        .headers
+        .get(&HeaderName::Contact)
+        .unwrap_or_default()
+        .to_owned();
+    // The carrier grants 2 s only: the refresh comes well before they run out.
+    carrier.respond(
+        &second,
+        from,
+        200,
+        "OK",
+        &[("Contact", &format!("{contact};expires=2"))],
+    );
+    let json = wait_state(&server, |s| s == "registered");
+    assert_eq!(json[0]["state"], "registered", "{json}");
+    assert_eq!(json[0]["name"], "carrier");
+    assert!(
+        !json.to_string().contains("pw-carrier-1"),
+        "the API never shows the password"
+    );
+    let (_, metrics) = server.http_get("/metrics").expect("metrics");
+    assert!(
+        metrics.contains("trunk_registered{trunk=\"carrier\"} 1"),
+        "{metrics}"
+    );
+
+    let (refresh, from) = carrier.request("REGISTER", WAIT).expect("refresh");
+    assert_eq!(refresh.headers.call_id(), first.headers.call_id());
+    assert!(cseq(&refresh) > cseq(&second));
+    // MD5 this time, answered again.
+    carrier.respond(
+        &refresh,
+        from,
+        401,
+        "Unauthorized",
+        &[(
+            "WWW-Authenticate",
+            "Digest realm=\"carrier.test\", nonce=\"n-2\", algorithm=MD5, qop=\"auth\"",
+        )],
+    );
+    let (again, from) = carrier
+        .request("REGISTER", WAIT)
+        .expect("refresh with credentials");
+    assert!(digest_ok(
+        &again,
+        &HeaderName::Authorization,
+        "pw-carrier-1"
+    ));
+    carrier.respond(
+        &again,
+        from,
+        200,
+        "OK",
+        &[("Contact", &format!("{contact};expires=60"))],
+    );
+    let json = wait_trunk(&server, |t| t["seconds"].as_u64().unwrap_or(0) > 2);
+    assert_eq!(json[0]["state"], "registered", "{json}");
+    assert!(json[0]["seconds"].as_u64().unwrap_or(0) > 2, "{json}");
+}
+
+#[test]
+fn forbidden_stops_registration_until_reload() {
+    let carrier = Carrier::bind([127, 0, 0, 3]);
+    let port = carrier.addr().port();
+    let server = Server::start_with(
+        binary(),
+        &office(&format!(
+            "[[trunk]]\nname = \"carrier\"\nhost = \"127.0.0.3\"\nport = {port}\nusername = \"office\"\npassword = \"pw-carrier-1\"\nregister = true\n"
+        )),
+    )
+    .expect("server starts");
+    let (first, from) = carrier.request("REGISTER", WAIT).expect("REGISTER");
+    carrier.respond(&first, from, 403, "Forbidden", &[]);
+    let json = wait_state(&server, |s| s.starts_with("failed"));
+    assert_eq!(json[0]["state"], "failed (403 Forbidden)", "{json}");
+    assert!(json[0]["seconds"].is_null(), "no retry is planned: {json}");
+    let (_, metrics) = server.http_get("/metrics").expect("metrics");
+    assert!(
+        metrics.contains("trunk_registered{trunk=\"carrier\"} 0"),
+        "{metrics}"
+    );
+    // A reload (the admin fixed the password) tries again at once.
+    let (status, body) = server.http("POST", "/api/v1/reload").expect("reload");
+    assert_eq!(status, 200, "{body}");
+    let (again, from) = carrier
+        .request("REGISTER", WAIT)
+        .expect("REGISTER after reload");
+    assert_ne!(again.headers.call_id(), first.headers.call_id());
+    carrier.respond(&again, from, 200, "OK", &[("Expires", "120")]);
+    let json = wait_state(&server, |s| s == "registered");
+    assert_eq!(json[0]["state"], "registered", "{json}");
 }

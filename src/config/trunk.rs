@@ -96,6 +96,35 @@ pub struct TrunkConfig {
     pub stir_shaken: Option<StirShakenConfig>,
 }
 
+impl TrunkConfig {
+    /// The SIP channel's view of this trunk.
+    pub fn to_trunk(&self) -> chan_sip::Trunk {
+        chan_sip::Trunk {
+            name: self.name.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            transport: match self.transport {
+                TrunkTransport::Udp => sip_net::Transport::Udp,
+                TrunkTransport::Tcp => sip_net::Transport::Tcp,
+            },
+            username: self.username.clone(),
+            password: self.password.clone(),
+            auth_username: self.auth_username.clone(),
+            register: self.register,
+            expires: self.expires,
+            from_user: self.from_user.clone(),
+            from_domain: self.from_domain.clone(),
+            matches: self.matches.clone(),
+            context: self.context.clone(),
+            max_channels: self.max_channels,
+            caller_id_format: match self.caller_id_format {
+                CallerIdFormat::E164 => chan_sip::CallerIdFormat::E164,
+                CallerIdFormat::National => chan_sip::CallerIdFormat::National,
+            },
+        }
+    }
+}
+
 impl std::fmt::Debug for TrunkConfig {
     /// Everything but the password.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

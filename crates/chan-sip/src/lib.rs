@@ -17,6 +17,7 @@ mod leg;
 mod relay;
 mod target;
 mod trace;
+mod trunk;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -36,6 +37,7 @@ use tokio::sync::{mpsc, oneshot};
 pub use anchor::MediaConfig;
 pub use call::{CallEvent, DEFAULT_MOH};
 pub use trace::{TraceTap, trace_json};
+pub use trunk::{CallerIdFormat, ChannelSeized, RegState, Trunk, TrunkStatus, Trunks, to_e164};
 
 /// What the channel needs to know of one extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +105,8 @@ pub(crate) struct Inner {
     pub media: Arc<MediaConfig>,
     /// The traces of recent calls.
     pub traces: Arc<pbx::Traces>,
+    /// The SIP trunks: inbound identification, outbound targets, registrations.
+    pub trunks: Trunks,
 }
 
 impl ChanSip {
@@ -126,11 +130,13 @@ impl ChanSip {
         extensions: Arc<ArcSwap<HashMap<String, Extension>>>,
         router: Arc<dyn Router>,
         media: MediaConfig,
+        trunks: Trunks,
     ) -> ChanSip {
         let traces = Arc::new(pbx::Traces::new(config.trace_calls));
         ChanSip {
             inner: Arc::new(Inner {
                 traces,
+                trunks,
                 config,
                 endpoint,
                 registrar,
@@ -145,6 +151,11 @@ impl ChanSip {
                 stop: tokio_util::sync::CancellationToken::new(),
             }),
         }
+    }
+
+    /// The SIP trunks.
+    pub fn trunks(&self) -> &Trunks {
+        &self.inner.trunks
     }
 
     /// The live calls.
