@@ -108,6 +108,8 @@ fn call_info(d: CallDetails) -> CallInfo {
         },
         caller: d.caller,
         context: d.context,
+        trunk: d.trunk,
+        did: d.did,
         headers: d.headers,
     }
 }

@@ -49,6 +49,32 @@ impl Carrier {
         }
     }
 
+    /// Sends raw bytes to `to`.
+    fn send(&self, bytes: &[u8], to: SocketAddr) {
+        self.socket.send_to(bytes, to).expect("carrier send");
+    }
+
+    /// The next response with a final status (1xx are skipped) and the 1xx seen before it.
+    fn final_response(&self, within: Duration) -> Option<(sip_proto::Response, Vec<u16>)> {
+        let deadline = Instant::now() + within;
+        let mut buf = vec![0u8; 65_535];
+        let mut provisional = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            self.socket.set_read_timeout(Some(left)).ok()?;
+            let (n, _) = self.socket.recv_from(&mut buf).ok()?;
+            if let Ok(Message::Response(r)) = Message::parse(&buf[..n], &Limits::default()) {
+                if r.status >= 200 {
+                    return Some((r, provisional));
+                }
+                provisional.push(r.status);
+            }
+        }
+    }
+
     /// Answers `request` with `status` and `extra` headers, To-tagged.
     fn respond(
         &self,
@@ -330,4 +356,195 @@ fn forbidden_stops_registration_until_reload() {
     carrier.respond(&again, from, 200, "OK", &[("Expires", "120")]);
     let json = wait_state(&server, |s| s == "registered");
     assert_eq!(json[0]["state"], "registered", "{json}");
+}
+
+/// The issue's carrier INVITE, byte for byte but for the carrier's
+/// loopback address and ports (and the SDP lines as real lines).
+fn didhub_invite(via: SocketAddr, rtp_port: u16, number: &str) -> String {
+    let ip = via.ip();
+    let sdp = format!(
+        "v=0\r\no=- 12345 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {rtp_port} RTP/AVP 0 8 9 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:9 G722/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n"
+    );
+    format!(
+        "INVITE sip:{number}@sip.didhub.io SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {via};branch=z9hG4bK-abc{number}\r\n\
+         From: <sip:trunk_x@sip.didhub.io>;tag=12345\r\n\
+         To: <sip:{number}@sip.didhub.io>\r\n\
+         Call-ID: a1b2c3d4{number}@{ip}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:trunk_x@{via}>\r\n\
+         Max-Forwards: 70\r\n\
+         Content-Type: application/sdp\r\n\
+         Content-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+}
+
+/// The trunk's context: logs what the call looks like, answers the
+/// issue's DID with an echo (audio both ways), rings 1001 for its DID.
+const FROM_CARRIER: &str = r#"
+function route(call)
+  log.info("from-carrier: trunk=" .. tostring(call.trunk) .. " did=" .. tostring(call.did)
+    .. " to=" .. call.to.user .. " caller=" .. tostring(call.caller))
+  if call.did == "+15557654321" then
+    call:answer()
+    call:echo()
+  elseif call.did == "+15550001001" then
+    call:dial("1001", { timeout = 10 })
+  else
+    call:reject(404)
+  end
+end
+"#;
+
+fn inbound_office(dir: &std::path::Path, carrier: SocketAddr, extra: &str) -> String {
+    let dialplans = dir.join("dialplans");
+    std::fs::create_dir_all(&dialplans).expect("mkdir");
+    std::fs::write(dialplans.join("from-carrier.lua"), FROM_CARRIER).expect("write lua");
+    std::fs::write(
+        dialplans.join("default.lua"),
+        "function route(call) log.info(\"default: reached\") call:reject(480) end\n",
+    )
+    .expect("write lua");
+    office(&format!(
+        "{extra}[dialplan]\ndir = {:?}\n\n[[trunk]]\nname = \"carrier\"\nhost = \"{}\"\nport = {}\nmatch = [\"{}\"]\ncontext = \"from-carrier\"\n",
+        dialplans.display(),
+        carrier.ip(),
+        carrier.port(),
+        carrier.ip()
+    ))
+}
+
+fn ack_for(invite: &str, ok: &sip_proto::Response, via: SocketAddr) -> String {
+    let to = ok.headers.get(&HeaderName::To).unwrap_or_default();
+    let contact = ok
+        .headers
+        .contact()
+        .ok()
+        .and_then(|c| match c {
+            sip_proto::header::Contact::Addrs(list) => list.first().map(|a| a.uri.to_string()),
+            sip_proto::header::Contact::Star => None,
+        })
+        .expect("Contact in 200");
+    let line = |name: &str| {
+        invite
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    format!(
+        "ACK {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {via};branch=z9hG4bK-ack{}\r\n{}\r\nTo: {to}\r\n{}\r\nCSeq: 1 ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        rand_u32(),
+        line("From:"),
+        line("Call-ID:"),
+    )
+}
+
+fn rand_u32() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+}
+
+#[test]
+fn the_issues_carrier_invite_reaches_the_trunk_context_with_its_did_and_audio_flows() {
+    let carrier = Carrier::bind([127, 0, 0, 4]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(binary(), &inbound_office(dir.path(), carrier.addr(), ""))
+        .expect("server starts");
+    let sip = server.udp.expect("UDP listener");
+    let rtp = testkit::RtpPeer::bind(carrier.addr().ip()).expect("carrier RTP");
+    let invite = didhub_invite(carrier.addr(), rtp.local_addr().port(), "+15557654321");
+    carrier.send(invite.as_bytes(), sip);
+    let (ok, _) = carrier.final_response(WAIT).expect("final response");
+    assert_eq!(
+        ok.status,
+        200,
+        "no extension challenge for the trunk: {ok:?}\n{}",
+        server.log()
+    );
+    carrier.send(ack_for(&invite, &ok, carrier.addr()).as_bytes(), sip);
+    let log = server.log();
+    assert!(
+        log.contains("from-carrier: trunk=carrier did=+15557654321 to=+15557654321 caller=nil"),
+        "{log}"
+    );
+    // Audio both ways: what the carrier sends comes back from the echo.
+    let answer = testkit::RemoteMedia::parse(&ok.body).expect("SDP answer");
+    rtp.send_tone(answer.addr, 0, 1000.0, Duration::from_millis(600))
+        .expect("send tone");
+    assert!(rtp.wait_for(10, WAIT), "the echo sent nothing back");
+}
+
+#[test]
+fn a_did_rings_its_extension_and_unknown_sources_are_challenged_or_refused() {
+    let carrier = Carrier::bind([127, 0, 0, 5]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(binary(), &inbound_office(dir.path(), carrier.addr(), ""))
+        .expect("server starts");
+    let sip = server.udp.expect("UDP listener");
+    let mut phone = testkit::Phone::udp(sip, "1001", "Vq7-zK2p-Lm9w", "office.test");
+    assert_eq!(phone.register(), 200);
+    let invite = didhub_invite(carrier.addr(), 40_000, "+15550001001");
+    carrier.send(invite.as_bytes(), sip);
+    let ringing = phone.incoming(WAIT).expect("1001 rings for its DID");
+    assert!(
+        ringing.invite.uri.to_string().contains("1001")
+            || ringing
+                .invite
+                .headers
+                .get(&HeaderName::To)
+                .unwrap_or_default()
+                .contains("1001")
+    );
+
+    // Not the trunk's address: challenged like any stranger, and Lua never sees it.
+    let stranger = Carrier::bind([127, 0, 0, 6]);
+    stranger.send(
+        didhub_invite(stranger.addr(), 40_002, "+15557654321").as_bytes(),
+        sip,
+    );
+    let (refused, _) = stranger
+        .final_response(WAIT)
+        .expect("answer to the stranger");
+    assert_eq!(refused.status, 407);
+    let log = server.log();
+    assert_eq!(log.matches("from-carrier:").count(), 1, "{log}");
+    assert!(!log.contains("default: reached"), "{log}");
+}
+
+#[test]
+fn anonymous_reject_refuses_strangers_with_403() {
+    let carrier = Carrier::bind([127, 0, 0, 7]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        binary(),
+        &inbound_office(
+            dir.path(),
+            carrier.addr(),
+            "[security]\nanonymous = \"reject\"\n\n",
+        ),
+    )
+    .expect("server starts");
+    let sip = server.udp.expect("UDP listener");
+    let stranger = Carrier::bind([127, 0, 0, 8]);
+    stranger.send(
+        didhub_invite(stranger.addr(), 40_002, "+15557654321").as_bytes(),
+        sip,
+    );
+    let (refused, _) = stranger
+        .final_response(WAIT)
+        .expect("answer to the stranger");
+    assert_eq!(refused.status, 403);
+    // Extensions still get their challenge and can call.
+    let mut phone = testkit::Phone::udp(sip, "1001", "Vq7-zK2p-Lm9w", "office.test");
+    assert_eq!(phone.register(), 200);
+    phone.call("600").expect("call with credentials");
+    let (answer, _) = phone.final_response(WAIT).expect("final");
+    assert_eq!(
+        answer.status, 480,
+        "the extension's call reached its context"
+    );
+    assert!(!server.log().contains("from-carrier:"));
 }

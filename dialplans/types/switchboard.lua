@@ -65,6 +65,8 @@ SWITCHBOARD_API = 1
 ---@field source Source Where the INVITE came from.
 ---@field caller string? The authenticated extension that placed the call.
 ---@field context string The context (dialplans/NAME.lua) routing the call.
+---@field trunk string? The [[trunk]] the call came in on (nil for calls from extensions).
+---@field did string? The dialled number in E.164 ("+15557654321"), for calls from a trunk.
 ---@field state "routing"|"answered"|"ended" Where the call is: "ended" once hung up, rejected, redirected, its bridged call over or the caller gone.
 local Call = {}
 

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admit::Caller;
 use crate::anchor::{CallMedia, Failure, Which};
 
 mod indialog;
@@ -134,8 +135,8 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         tx.respond(r);
         return;
     }
-    let caller = match inner.registrar.authenticate_call_explained(&incoming) {
-        Ok(user) => user,
+    let caller = match crate::admit::admit(&inner, &incoming) {
+        Ok(caller) => caller,
         Err(denied) => {
             // Traced under the Call-ID, so "why doesn't it ring?" has an
             // answer: the INVITE, why, and the answer (the tap files it).
@@ -202,7 +203,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         events_tx.clone(),
         Side::Inbound,
         incoming.source.ip(),
-        Some(caller.clone()),
+        caller.extension().map(str::to_owned),
     ) {
         inner.active.fetch_sub(1, Ordering::Relaxed);
         let r = tx.response(482);
@@ -218,16 +219,23 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         return;
     };
     metrics::gauge!("calls_active").set(inner.active.load(Ordering::Relaxed) as f64);
-    let context = inner
-        .extensions
-        .load()
-        .get(&caller)
-        .map_or_else(|| "default".to_owned(), |e| e.context.clone());
+    let context = match &caller {
+        Caller::Trunk(trunk, _) => trunk.context.clone(),
+        Caller::Extension(id) => inner
+            .extensions
+            .load()
+            .get(id)
+            .map_or_else(|| "default".to_owned(), |e| e.context.clone()),
+    };
     let details = details(&incoming, &call_id, &caller, &context);
     let (handle, commands) = CallHandle::new();
     let handle = handle.with_trace(trace.clone());
     let contact = our_contact(&inner, incoming.transport, incoming.source);
     let now = pbx::unix_ms();
+    let (cdr_caller, trunk_channel) = match caller {
+        Caller::Extension(id) => (Some(id), None),
+        Caller::Trunk(_, seized) => (None, Some(seized)),
+    };
     let call = Call {
         inner: inner.clone(),
         id: call_id.clone(),
@@ -260,13 +268,14 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         re_ok: None,
         moh: None,
         media,
+        _trunk_channel: trunk_channel,
         state: CallState::Routing,
         finished: false,
         cdr: Cdr {
             call_id: call_id.clone(),
             from: details.from.uri.clone(),
             to: details.to.uri.clone(),
-            caller: Some(caller),
+            caller: cdr_caller,
             callee: None,
             context: context.clone(),
             start_ms: now,
@@ -304,17 +313,25 @@ fn party(value: Option<sip_proto::header::NameAddr>) -> Party {
     }
 }
 
-fn details(incoming: &Incoming, call_id: &str, caller: &str, context: &str) -> CallDetails {
+fn details(incoming: &Incoming, call_id: &str, caller: &Caller, context: &str) -> CallDetails {
     let req = &incoming.request;
+    let to = party(req.headers.to().ok());
+    let trunk = caller.trunk();
     CallDetails {
         id: call_id.to_owned(),
         from: party(req.headers.from().ok()),
-        to: party(req.headers.to().ok()),
+        did: trunk.and_then(|_| {
+            let ruri_user = req.uri.as_sip().and_then(|s| s.user.as_deref());
+            crate::trunk::to_e164(ruri_user.unwrap_or(&to.user))
+                .or_else(|| crate::trunk::to_e164(&to.user))
+        }),
+        trunk: trunk.map(|t| t.name.clone()),
+        to,
         request_uri: party(Some(sip_proto::header::NameAddr::new(req.uri.clone()))),
         source_ip: incoming.source.ip().to_string(),
         source_port: incoming.source.port(),
         transport: incoming.transport.to_string(),
-        caller: Some(caller.to_owned()),
+        caller: caller.extension().map(str::to_owned),
         context: context.to_owned(),
         // Credentials are for us, not for scripts (or their logs).
         headers: req
@@ -412,6 +429,8 @@ struct Call {
     /// (`None`: [`DEFAULT_MOH`]).
     moh: Option<Box<str>>,
     media: CallMedia,
+    /// The trunk channel a carrier's call holds, given back when the call ends.
+    _trunk_channel: Option<crate::trunk::ChannelSeized>,
     state: CallState,
     finished: bool,
     cdr: Cdr,

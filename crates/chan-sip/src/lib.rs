@@ -10,6 +10,7 @@
 //! inbound leg, dialling and forking, the bridge), `dialog.rs` (RFC 3261
 //! §12 dialog state) and `target.rs` (what a dial target resolves to).
 
+mod admit;
 mod anchor;
 mod call;
 mod dialog;
@@ -65,6 +66,10 @@ pub struct ChanSipConfig {
     pub t2: Duration,
     /// How many recent calls keep their trace (0: none).
     pub trace_calls: usize,
+    /// `security.anonymous = "reject"`: an INVITE without credentials
+    /// whose From user is no extension (and not from a trunk) gets 403,
+    /// not a 407 challenge.
+    pub reject_anonymous: bool,
 }
 
 impl Default for ChanSipConfig {
@@ -77,6 +82,7 @@ impl Default for ChanSipConfig {
             t1: Duration::from_millis(500),
             t2: Duration::from_secs(4),
             trace_calls: 100,
+            reject_anonymous: false,
         }
     }
 }

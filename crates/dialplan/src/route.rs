@@ -557,6 +557,8 @@ impl<A: CallApi> UserData for CallObject<A> {
         fields.add_field_method_get("source", |lua, this| source_table(lua, &this.info.source));
         fields.add_field_method_get("caller", |_, this| Ok(this.info.caller.clone()));
         fields.add_field_method_get("context", |_, this| Ok(this.info.context.clone()));
+        fields.add_field_method_get("trunk", |_, this| Ok(this.info.trunk.clone()));
+        fields.add_field_method_get("did", |_, this| Ok(this.info.did.clone()));
         fields.add_field_method_get("state", |_, this| Ok(this.state()));
     }
 

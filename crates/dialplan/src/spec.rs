@@ -570,6 +570,8 @@ fn call_info(spec: &Table, world: &World, n: u64) -> mlua::Result<CallInfo> {
         },
         caller,
         context,
+        trunk: None,
+        did: None,
         headers,
     })
 }
