@@ -220,6 +220,7 @@ fn channel_map(list: &[ExtensionConfig]) -> HashMap<String, chan_sip::Extension>
             let ext = chan_sip::Extension {
                 context: e.context.clone(),
                 name: e.name.clone(),
+                did: e.did.clone(),
             };
             (e.id.clone(), ext)
         })

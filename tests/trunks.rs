@@ -84,23 +84,44 @@ impl Carrier {
         reason: &str,
         extra: &[(&str, &str)],
     ) {
-        let mut text = format!("SIP/2.0 {status} {reason}\r\n");
-        for via in request.headers.get_all(&HeaderName::Via) {
-            text.push_str(&format!("Via: {via}\r\n"));
-        }
-        let h = |name: HeaderName| request.headers.get(&name).unwrap_or_default().to_owned();
-        text.push_str(&format!("From: {}\r\n", h(HeaderName::From)));
-        text.push_str(&format!("To: {};tag=carrier1\r\n", h(HeaderName::To)));
-        text.push_str(&format!("Call-ID: {}\r\n", h(HeaderName::CallId)));
-        text.push_str(&format!("CSeq: {}\r\n", h(HeaderName::CSeq)));
-        for (name, value) in extra {
-            text.push_str(&format!("{name}: {value}\r\n"));
-        }
-        text.push_str("Content-Length: 0\r\n\r\n");
+        let text = response_text(request, status, reason, extra);
         self.socket
             .send_to(text.as_bytes(), to)
             .expect("send response");
     }
+
+    /// Answers `request` with `status`, a Contact and an SDP body.
+    fn respond_sdp(&self, request: &Request, to: SocketAddr, status: u16, reason: &str, sdp: &str) {
+        let contact = format!("<sip:carrier@{}>", self.addr());
+        let text = response_text(request, status, reason, &[("Contact", &contact)]).replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!(
+                "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+                sdp.len()
+            ),
+        );
+        self.socket
+            .send_to(text.as_bytes(), to)
+            .expect("send response");
+    }
+}
+
+/// A response to `request`: its Via, From, To (tagged), Call-ID and CSeq, and `extra`.
+fn response_text(request: &Request, status: u16, reason: &str, extra: &[(&str, &str)]) -> String {
+    let mut text = format!("SIP/2.0 {status} {reason}\r\n");
+    for via in request.headers.get_all(&HeaderName::Via) {
+        text.push_str(&format!("Via: {via}\r\n"));
+    }
+    let h = |name: HeaderName| request.headers.get(&name).unwrap_or_default().to_owned();
+    text.push_str(&format!("From: {}\r\n", h(HeaderName::From)));
+    text.push_str(&format!("To: {};tag=carrier1\r\n", h(HeaderName::To)));
+    text.push_str(&format!("Call-ID: {}\r\n", h(HeaderName::CallId)));
+    text.push_str(&format!("CSeq: {}\r\n", h(HeaderName::CSeq)));
+    for (name, value) in extra {
+        text.push_str(&format!("{name}: {value}\r\n"));
+    }
+    text.push_str("Content-Length: 0\r\n\r\n");
+    text
 }
 
 /// Checks the Authorization of `request` against `password` the way a carrier would.
@@ -547,4 +568,233 @@ fn anonymous_reject_refuses_strangers_with_403() {
         "the extension's call reached its context"
     );
     assert!(!server.log().contains("from-carrier:"));
+}
+
+/// The office side of outbound tests: 9 + number goes out through
+/// `carrier`, 8 + number through `bad` then `carrier`; a failure is given
+/// to the phone as the carrier's code.
+const OUTBOUND: &str = r#"
+function route(call)
+  local n = call.to.user
+  local r
+  if n:sub(1, 1) == "9" then
+    r = call:dial("trunk:carrier/+1" .. n:sub(2), { timeout = 5 })
+  elseif n:sub(1, 1) == "8" then
+    r = call:dial({ "trunk:bad/+1" .. n:sub(2), "trunk:carrier/+1" .. n:sub(2) }, { timeout = 5 })
+  else
+    call:reject(404)
+    return
+  end
+  log.info("dial result " .. r.status .. " " .. r.code)
+  if call.state ~= "ended" then
+    call:reject(r.code)
+  end
+end
+"#;
+
+const EXT2: &str = "\n[[extension]]\nid = \"1002\"\npassword = \"Rt4-hX8n-Pc3y\"\n";
+
+fn outbound_office(dir: &std::path::Path, trunks: &str) -> String {
+    let dialplans = dir.join("dialplans");
+    std::fs::create_dir_all(&dialplans).expect("mkdir");
+    std::fs::write(dialplans.join("default.lua"), OUTBOUND).expect("write lua");
+    office(&format!(
+        "{EXT2}\n[dialplan]\ndir = {:?}\n\n{trunks}",
+        dialplans.display()
+    ))
+}
+
+fn trunk_at(name: &str, carrier: &Carrier, extra: &str) -> String {
+    format!(
+        "[[trunk]]\nname = \"{name}\"\nhost = \"{}\"\nport = {}\nusername = \"office\"\npassword = \"pw-carrier-1\"\n{extra}\n",
+        carrier.addr().ip(),
+        carrier.addr().port()
+    )
+}
+
+fn carrier_sdp(ip: std::net::IpAddr) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 42000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+}
+
+#[test]
+fn outbound_call_answers_the_carriers_407_and_asserts_the_callers_did() {
+    let carrier = Carrier::bind([127, 0, 0, 9]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        binary(),
+        &outbound_office(dir.path(), &trunk_at("carrier", &carrier, "")),
+    )
+    .expect("server starts");
+    let sip = server.udp.expect("UDP listener");
+    let mut phone = testkit::Phone::udp(sip, "1001", "Vq7-zK2p-Lm9w", "office.test");
+    assert_eq!(phone.register(), 200);
+    let call = phone.call("95557654321").expect("call");
+
+    let (first, from) = carrier
+        .request("INVITE", WAIT)
+        .expect("INVITE at the carrier");
+    assert_eq!(
+        first.uri.to_string(),
+        format!("sip:+15557654321@127.0.0.9:{}", carrier.addr().port())
+    );
+    let header = |r: &Request, name: &str| {
+        r.headers
+            .get(&HeaderName::parse(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(
+        header(&first, "From").contains("<sip:+15550001001@127.0.0.9>"),
+        "{first:?}"
+    );
+    assert_eq!(
+        header(&first, "P-Asserted-Identity"),
+        "<sip:+15550001001@127.0.0.9>"
+    );
+    assert!(header(&first, "Privacy").is_empty());
+    carrier.respond(
+        &first,
+        from,
+        407,
+        "Proxy Authentication Required",
+        &[(
+            "Proxy-Authenticate",
+            "Digest realm=\"carrier.test\", nonce=\"inv-1\", algorithm=MD5, qop=\"auth\"",
+        )],
+    );
+    let (second, from) = carrier
+        .request("INVITE", WAIT)
+        .expect("INVITE with credentials");
+    assert!(
+        digest_ok(&second, &HeaderName::ProxyAuthorization, "pw-carrier-1"),
+        "{second:?}"
+    );
+    assert_eq!(second.headers.call_id(), first.headers.call_id());
+    assert_eq!(cseq(&second), cseq(&first) + 1);
+    // Early media, then the answer.
+    carrier.respond_sdp(
+        &second,
+        from,
+        183,
+        "Session Progress",
+        &carrier_sdp(carrier.addr().ip()),
+    );
+    carrier.respond_sdp(&second, from, 200, "OK", &carrier_sdp(carrier.addr().ip()));
+    let (ok, provisional) = phone.final_response(WAIT).expect("answer");
+    assert_eq!(ok.status, 200, "{}", server.log());
+    assert!(
+        provisional.contains(&183),
+        "early media passed to the phone: {provisional:?}"
+    );
+    let mut dialog = phone.ack(&call, &ok).expect("ACK");
+    assert!(
+        carrier.request("ACK", WAIT).is_some(),
+        "the carrier's 200 is ACKed"
+    );
+
+    let bye = std::thread::scope(|s| {
+        let carrier_side = s.spawn(|| {
+            let (bye, from) = carrier.request("BYE", WAIT).expect("BYE at the carrier");
+            carrier.respond(&bye, from, 200, "OK", &[]);
+        });
+        let bye = phone
+            .request_in(&mut dialog, "BYE", None)
+            .expect("BYE answered");
+        carrier_side.join().expect("carrier thread");
+        bye
+    });
+    assert_eq!(bye.status, 200);
+    // A CDR with the trunk and the number.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (_, cdrs) = server.http_get("/api/v1/cdrs").expect("cdrs");
+        if cdrs.contains("trunk:carrier/+15557654321") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no CDR with the trunk: {cdrs}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_trunk_list_fails_over_on_503_and_the_carriers_busy_reaches_the_route() {
+    let bad = Carrier::bind([127, 0, 0, 10]);
+    let good = Carrier::bind([127, 0, 0, 11]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trunks = format!(
+        "{}{}",
+        trunk_at("bad", &bad, ""),
+        trunk_at("carrier", &good, "")
+    );
+    let server =
+        Server::start_with(binary(), &outbound_office(dir.path(), &trunks)).expect("server starts");
+    let sip = server.udp.expect("UDP listener");
+    let mut phone = testkit::Phone::udp(sip, "1001", "Vq7-zK2p-Lm9w", "office.test");
+    assert_eq!(phone.register(), 200);
+    phone.call("85557654321").expect("call");
+    let (first, from) = bad
+        .request("INVITE", WAIT)
+        .expect("INVITE at the first trunk");
+    assert!(
+        good.request("INVITE", Duration::from_millis(300)).is_none(),
+        "one trunk at a time"
+    );
+    bad.respond(&first, from, 503, "Service Unavailable", &[]);
+    let (second, from) = good
+        .request("INVITE", WAIT)
+        .expect("INVITE at the second trunk");
+    assert!(
+        second
+            .uri
+            .to_string()
+            .starts_with("sip:+15557654321@127.0.0.11")
+    );
+    good.respond(&second, from, 486, "Busy Here", &[]);
+    let (answer, _) = phone.final_response(WAIT).expect("final");
+    assert_eq!(answer.status, 486, "{}", server.log());
+    assert!(
+        server.log().contains("dial result busy 486"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn max_channels_refuses_the_next_call_locally_with_503() {
+    let carrier = Carrier::bind([127, 0, 0, 12]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        binary(),
+        &outbound_office(
+            dir.path(),
+            &trunk_at("carrier", &carrier, "max_channels = 1"),
+        ),
+    )
+    .expect("server starts");
+    let sip = server.udp.expect("UDP listener");
+    let mut first = testkit::Phone::udp(sip, "1001", "Vq7-zK2p-Lm9w", "office.test");
+    let mut second = testkit::Phone::udp(sip, "1002", "Rt4-hX8n-Pc3y", "office.test");
+    assert_eq!(first.register(), 200);
+    assert_eq!(second.register(), 200);
+    first.call("95557654321").expect("first call");
+    let (invite, from) = carrier.request("INVITE", WAIT).expect("first INVITE");
+    carrier.respond(&invite, from, 180, "Ringing", &[]);
+    second.call("95550000002").expect("second call");
+    let (answer, _) = second.final_response(WAIT).expect("final");
+    assert_eq!(answer.status, 503, "{}", server.log());
+    assert!(
+        server.log().contains("dial result unavailable 503"),
+        "{}",
+        server.log()
+    );
+    assert!(
+        carrier
+            .request("INVITE", Duration::from_millis(300))
+            .is_none(),
+        "the carrier never saw the second call"
+    );
+    let json = trunks_json(&server);
+    assert_eq!(json[0]["channels"], 1, "{json}");
 }

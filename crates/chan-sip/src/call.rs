@@ -29,6 +29,7 @@ use crate::admit::Caller;
 use crate::anchor::{CallMedia, Failure, Which};
 
 mod indialog;
+mod trunkdial;
 use crate::dialog::{Dialog, new_tag};
 use crate::leg::{SipLeg, our_contact};
 use crate::relay::{branch_task, dial_result, send_stateless, set_body, sleep_until};
@@ -386,6 +387,10 @@ struct Branch {
     dialog: Option<Dialog>,
     /// It answered 180/183.
     rang: bool,
+    /// Its INVITE was sent again with a trunk's credentials.
+    authed: bool,
+    /// The trunk channel it holds (trunk targets), until it fails or the call ends.
+    trunk_channel: Option<crate::trunk::ChannelSeized>,
 }
 
 /// A dial in progress (the targets are ringing).
@@ -398,6 +403,8 @@ struct Dialing {
     /// The branch whose early media the caller hears (after the dialplan
     /// answered), instead of our ringback.
     early: Option<u32>,
+    /// A list of trunks dialled one after the other (`trunkdial.rs`).
+    trunks: Option<Box<trunkdial::Failover>>,
 }
 
 /// The caller joined with the branch that answered.
@@ -490,7 +497,7 @@ impl Call {
                         self.on_re_ok_retransmit();
                     }
                     if dial_deadline.is_some_and(|at| at <= now) {
-                        self.on_dial_timeout();
+                        self.on_dial_timeout().await;
                     }
                     if linger_at.is_some_and(|at| at <= now) {
                         tracing::warn!(call_id = %self.id, "route still running {}s after the call ended; abandoning it", ROUTE_LINGER.as_secs());
@@ -772,8 +779,21 @@ impl Call {
             }
             None => Bytes::new(),
         };
+        let timeout = request.timeout.unwrap_or(self.inner.config.ring_timeout);
+        let mut trunks = trunkdial::Failover::split(&mut destinations, &request, &offer, timeout);
         for dest in destinations {
             if let Some(id) = self.start_branch(dest, &request, &offer).await {
+                started.push(id);
+            } else {
+                codes.push(503);
+            }
+        }
+        // A trunk of a failover list that could not be tried: the next one.
+        while started.is_empty()
+            && let Some(list) = trunks.as_mut().filter(|l| !l.rest.is_empty())
+        {
+            let next = list.rest.remove(0);
+            if let Some(id) = self.start_branch(next, &request, &offer).await {
                 started.push(id);
             } else {
                 codes.push(503);
@@ -801,7 +821,6 @@ impl Call {
             }));
             return;
         }
-        let timeout = request.timeout.unwrap_or(self.inner.config.ring_timeout);
         if self.a.leg.state == LegState::Up && self.bridge.is_none() {
             // Answered by the dialplan (an IVR transferring): the caller
             // hears ringback, not silence, while the targets ring.
@@ -814,6 +833,7 @@ impl Call {
             codes,
             rang: false,
             early: None,
+            trunks,
         });
         self.state = CallState::Dialing;
         self.publish();
@@ -871,13 +891,33 @@ impl Call {
         // Who the callee sees: the authenticated extension (its id and
         // configured name), never what the phone wrote in its From, unless
         // the dialplan chose a caller ID.
-        let Some((display, user)) = self.outbound_identity(request.caller_id.as_deref()) else {
-            tracing::warn!(call_id = %self.id, caller_id = ?request.caller_id, "dial: caller_id is not a usable SIP user; branch not started");
-            return None;
+        let (identity, asserted, private) = match &dest.trunk {
+            Some(t) => {
+                let id = self.trunk_identity(t, request.caller_id.as_deref());
+                (id.from, id.asserted, id.private)
+            }
+            None => {
+                let Some((display, user)) = self.outbound_identity(request.caller_id.as_deref())
+                else {
+                    tracing::warn!(call_id = %self.id, caller_id = ?request.caller_id, "dial: caller_id is not a usable SIP user; branch not started");
+                    return None;
+                };
+                let identity = match display {
+                    Some(d) => format!("\"{d}\" <sip:{user}@{domain}>"),
+                    None => format!("<sip:{user}@{domain}>"),
+                };
+                (identity.clone(), Some(identity), false)
+            }
         };
-        let identity = match display {
-            Some(d) => format!("\"{d}\" <sip:{user}@{domain}>"),
-            None => format!("<sip:{user}@{domain}>"),
+        let trunk_channel = match &dest.trunk {
+            Some(t) => match inner.trunks.seize(&t.trunk) {
+                Some(seized) => Some(seized),
+                None => {
+                    tracing::info!(call_id = %self.id, trunk = %t.trunk.name, "dial: trunk at max_channels; branch not started");
+                    return None;
+                }
+            },
+            None => None,
         };
         let from = format!("{identity};tag={}", new_tag());
         let call_id = format!("{:032x}@{domain}", rand::random::<u128>());
@@ -890,7 +930,12 @@ impl Call {
         headers.push(HeaderName::From, from);
         // RFC 3325: the identity this PBX vouches for, which desk phones
         // show in preference to From.
-        headers.push(HeaderName::parse("P-Asserted-Identity"), identity);
+        if let Some(asserted) = asserted {
+            headers.push(HeaderName::parse("P-Asserted-Identity"), asserted);
+        }
+        if private {
+            headers.push(HeaderName::parse("Privacy"), "id");
+        }
         headers.push(HeaderName::To, dest.to.as_str());
         headers.push(HeaderName::CallId, call_id.as_str());
         headers.push(HeaderName::CSeq, "1 INVITE");
@@ -970,6 +1015,8 @@ impl Call {
                 done: false,
                 dialog: None,
                 rang: false,
+                authed: false,
+                trunk_channel,
             },
         );
         Some(id)
@@ -1075,11 +1122,20 @@ impl Call {
             }
             return;
         }
+        if (status == 401 || status == 407) && self.answer_trunk_challenge(id, &event).await {
+            return;
+        }
+        let Some(branch) = self.branches.get_mut(&id) else {
+            return;
+        };
         if status >= 300 {
             branch.done = true;
             branch.cancel = None;
             branch.invite = None;
             let was_early = self.dialing.as_ref().is_some_and(|d| d.early == Some(id));
+            if self.fail_over(id, Some(status)).await {
+                return;
+            }
             self.branch_failed(id, status);
             if was_early && let Some(dialing) = &mut self.dialing {
                 // Its early media is gone and others still ring: back to
@@ -1409,7 +1465,27 @@ impl Call {
         }
     }
 
-    fn on_dial_timeout(&mut self) {
+    async fn on_dial_timeout(&mut self) {
+        let ringing = self.dialing.as_ref().map(|d| d.branches.clone());
+        if let Some(ringing) = ringing
+            && let [only] = ringing.as_slice()
+            && self
+                .dialing
+                .as_ref()
+                .is_some_and(|d| d.trunks.as_ref().is_some_and(|l| !l.rest.is_empty()))
+        {
+            // A trunk of a failover list did not answer in time: CANCEL it,
+            // try the next.
+            if let Some(b) = self.branches.get_mut(only) {
+                b.done = true;
+                if let Some(cancel) = b.cancel.take() {
+                    let _ = cancel.send(());
+                }
+            }
+            if self.fail_over(*only, None).await {
+                return;
+            }
+        }
         if self.dialing.is_some() {
             self.cancel_branches();
             self.end_dial(DialOutcome {

@@ -47,6 +47,8 @@ pub struct Extension {
     pub context: String,
     /// The display name, if configured.
     pub name: Option<String>,
+    /// Its outside number (E.164), the caller ID and P-Asserted-Identity of its calls through trunks.
+    pub did: Option<String>,
 }
 
 /// The channel's settings.
