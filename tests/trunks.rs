@@ -798,3 +798,53 @@ fn max_channels_refuses_the_next_call_locally_with_503() {
     let json = trunks_json(&server);
     assert_eq!(json[0]["channels"], 1, "{json}");
 }
+
+#[test]
+fn the_shipped_default_lua_routes_dids_and_denies_outbound_by_default() {
+    let carrier = Carrier::bind([127, 0, 0, 13]);
+    let server = Server::start_with(
+        binary(),
+        &office(&format!(
+            "{EXT2}\n{}match = [\"127.0.0.13\"]\n",
+            trunk_at("carrier", &carrier, "")
+        )),
+    )
+    .expect("server starts");
+    let sip = server.udp.expect("UDP listener");
+    let mut alice = testkit::Phone::udp(sip, "1001", "Vq7-zK2p-Lm9w", "office.test");
+    let mut bob = testkit::Phone::udp(sip, "1002", "Rt4-hX8n-Pc3y", "office.test");
+    assert_eq!(alice.register(), 200);
+    assert_eq!(bob.register(), 200);
+
+    // Inbound: 1001's DID rings 1001.
+    carrier.send(
+        didhub_invite(carrier.addr(), 40_000, "+15550001001").as_bytes(),
+        sip,
+    );
+    alice.incoming(WAIT).expect("1001 rings for its DID");
+
+    // 1002 has no outbound = true: refused, the carrier sees nothing.
+    bob.call("95557654321").expect("call");
+    let (answer, _) = bob.final_response(WAIT).expect("final");
+    assert_eq!(answer.status, 403, "{}", server.log());
+    assert!(
+        carrier
+            .request("INVITE", Duration::from_millis(300))
+            .is_none()
+    );
+
+    // 1001 may call national numbers: the carrier gets it with 1001's DID.
+    let mut caller = testkit::Phone::udp(sip, "1001", "Vq7-zK2p-Lm9w", "office.test");
+    caller.call("95557654321").expect("call");
+    let (invite, _) = carrier
+        .request("INVITE", WAIT)
+        .expect("INVITE at the carrier");
+    assert!(invite.uri.to_string().starts_with("sip:+15557654321@"));
+    assert!(
+        invite
+            .headers
+            .get(&HeaderName::From)
+            .unwrap_or_default()
+            .contains("+15550001001")
+    );
+}

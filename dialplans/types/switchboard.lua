@@ -208,7 +208,8 @@ function registrar.contacts(ext) end
 ---The PBX's configuration.
 pbx = {}
 
----The extension `id`, or nil if it is not configured.
+---The extension `id`, or nil if it is not configured; an E.164 number
+---(`"+15550001001"`) finds the extension whose `did` it is.
 ---@param id string
 ---@return Extension?
 function pbx.extension(id) end
@@ -306,6 +307,8 @@ sim = {}
 ---@field context string? Default: the caller's extension's context, else "default".
 ---@field caller string|false? The authenticated extension (default: `from` if it is an extension; false for none).
 ---@field headers table<string, string>? INVITE headers.
+---@field trunk string? The call comes from this [[trunk]] (call.trunk; no caller).
+---@field did string? call.did (default: `to` when it is E.164 on a trunk call).
 
 ---A simulated call; its route runs at the first expectation (or `run`).
 ---@param spec SimCallSpec
@@ -319,7 +322,7 @@ function sim.call(spec) end
 function sim.phone(ext) end
 
 ---Adds an extension (pbx.extension finds it, and it is registered).
----@param ext string|{id: string, name: string?, context: string?}
+---@param ext string|{id: string, name: string?, context: string?, did: string?, outbound: boolean?, international: boolean?}
 function sim.extension(ext) end
 
 ---The simulation's kv store (what the dialplan's `kv` reads and writes).

@@ -80,6 +80,12 @@ pub trait Host: Send + Sync + 'static {
     fn contacts(&self, ext: &str) -> Result<Vec<Contact>, HostError>;
     /// The extension `id`, if configured.
     fn extension(&self, id: &str) -> Result<Option<ExtensionInfo>, HostError>;
+
+    /// The extension whose `did` is `number` (E.164, `+15550001001`), if any.
+    fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {
+        let _ = number;
+        Ok(None)
+    }
     /// Whether the methods may block on IO (then they run on a blocking
     /// thread). `true` unless the host is all in memory.
     fn blocks(&self) -> bool {
@@ -197,6 +203,15 @@ impl Host for MemoryHost {
 
     fn contacts(&self, ext: &str) -> Result<Vec<Contact>, HostError> {
         Ok(self.lock().contacts.get(ext).cloned().unwrap_or_default())
+    }
+
+    fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {
+        Ok(self
+            .lock()
+            .extensions
+            .values()
+            .find(|e| e.did.as_deref() == Some(number))
+            .cloned())
     }
 
     fn extension(&self, id: &str) -> Result<Option<ExtensionInfo>, HostError> {
