@@ -24,6 +24,8 @@ pub struct Listed {
     seconds: Option<u64>,
     channels: u32,
     max_channels: Option<u32>,
+    /// Answered its last OPTIONS (`qualify`); `null` when not pinged.
+    reachable: Option<bool>,
 }
 
 /// The handler.
@@ -49,6 +51,7 @@ pub async fn list(trunks: Trunks) -> Json<Vec<Listed>> {
                 },
                 channels: s.channels,
                 max_channels: s.trunk.max_channels,
+                reachable: s.reachable,
             })
             .collect(),
     )

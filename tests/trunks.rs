@@ -848,3 +848,83 @@ fn the_shipped_default_lua_routes_dids_and_denies_outbound_by_default() {
             .contains("+15550001001")
     );
 }
+
+#[test]
+fn calls_from_the_registrar_a_trunk_registered_with_are_the_trunks() {
+    let carrier = Carrier::bind([127, 0, 0, 14]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dialplans = dir.path().join("dialplans");
+    std::fs::create_dir_all(&dialplans).expect("mkdir");
+    std::fs::write(dialplans.join("from-carrier.lua"), FROM_CARRIER).expect("write lua");
+    std::fs::write(
+        dialplans.join("default.lua"),
+        "function route(call) call:reject(480) end\n",
+    )
+    .expect("write lua");
+    let server = Server::start_with(
+        binary(),
+        &office(&format!(
+            "[dialplan]\ndir = {:?}\n\n{}register = true\ncontext = \"from-carrier\"\n",
+            dialplans.display(),
+            trunk_at("carrier", &carrier, "")
+        )),
+    )
+    .expect("server starts");
+    let sip = server.udp.expect("UDP listener");
+    // Before the registration the carrier is a stranger.
+    let invite = didhub_invite(carrier.addr(), 40_000, "+15557654321");
+    let (register, from) = carrier.request("REGISTER", WAIT).expect("REGISTER");
+    carrier.send(invite.as_bytes(), sip);
+    let (refused, _) = carrier.final_response(WAIT).expect("answer");
+    assert_eq!(refused.status, 407);
+    carrier.respond(&register, from, 200, "OK", &[("Expires", "600")]);
+    wait_state(&server, |s| s == "registered");
+    let invite = didhub_invite(carrier.addr(), 40_000, "+15557654322");
+    carrier.send(invite.as_bytes(), sip);
+    let (answer, _) = carrier.final_response(WAIT).expect("answer");
+    assert_eq!(
+        answer.status,
+        404,
+        "the trunk's context rejected the unknown DID: {}",
+        server.log()
+    );
+    assert!(
+        server
+            .log()
+            .contains("from-carrier: trunk=carrier did=+15557654322"),
+        "{}",
+        server.log()
+    );
+}
+
+#[test]
+fn qualify_pings_the_trunk_and_shows_whether_it_answers() {
+    let carrier = Carrier::bind([127, 0, 0, 15]);
+    let config = office(&trunk_at(
+        "carrier",
+        &carrier,
+        "qualify = \"1s\"\nmatch = [\"127.0.0.15\"]",
+    ))
+    // A short transaction timeout (64 * T1) so that silence shows soon.
+    .replace(
+        "domain = \"office.test\"",
+        "domain = \"office.test\"\nt1 = \"20ms\"\nt2 = \"80ms\"",
+    );
+    let server = Server::start_with(binary(), &config).expect("server starts");
+    let (options, from) = carrier.request("OPTIONS", WAIT).expect("OPTIONS");
+    assert_eq!(
+        options.uri.to_string(),
+        format!("sip:127.0.0.15:{}", carrier.addr().port())
+    );
+    carrier.respond(&options, from, 200, "OK", &[]);
+    let json = wait_trunk(&server, |t| t["reachable"] == true);
+    assert_eq!(json[0]["reachable"], true, "{json}");
+    // The carrier goes silent: the next pings time out.
+    let json = wait_trunk(&server, |t| t["reachable"] == false);
+    assert_eq!(json[0]["reachable"], false, "{json}");
+    let (_, metrics) = server.http_get("/metrics").expect("metrics");
+    assert!(
+        metrics.contains("trunk_reachable{trunk=\"carrier\"} 0"),
+        "{metrics}"
+    );
+}

@@ -121,6 +121,7 @@ impl TrunkConfig {
                 CallerIdFormat::E164 => chan_sip::CallerIdFormat::E164,
                 CallerIdFormat::National => chan_sip::CallerIdFormat::National,
             },
+            qualify: self.qualify,
         }
     }
 }

@@ -4,12 +4,14 @@
 //! `register.rs`), how many calls each carries (`max_channels`), and
 //! answers "is this INVITE a trunk's?" for the channel.
 //!
-//! Read `register.rs` for the registration client, `auth.rs` for the
+//! Read `register.rs` for the registration client, `qualify.rs` for the
+//! OPTIONS pings (RFC 3261 §11), `auth.rs` for the
 //! digest answers it and outbound calls give (RFC 7616, RFC 8760), and
 //! `number.rs` for how numbers are normalised (E.164).
 
 mod auth;
 pub(crate) mod number;
+mod qualify;
 mod register;
 
 use std::collections::HashMap;
@@ -59,6 +61,8 @@ pub struct Trunk {
     pub max_channels: Option<u32>,
     /// `caller_id_format`: how numbers are written towards it.
     pub caller_id_format: CallerIdFormat,
+    /// `qualify`: how often it is pinged with OPTIONS (`None`: never).
+    pub qualify: Option<Duration>,
 }
 
 impl std::fmt::Debug for Trunk {
@@ -168,6 +172,8 @@ pub struct TrunkStatus {
     pub registration: RegState,
     /// Calls it carries now (inbound and outbound).
     pub channels: u32,
+    /// Whether it answered its last OPTIONS ping (`None`: not pinged yet, or `qualify` is off).
+    pub reachable: Option<bool>,
 }
 
 struct Running {
@@ -188,6 +194,8 @@ struct TrunksInner {
     /// Where each registering trunk's REGISTERs go: INVITEs from there are
     /// the trunk's (the carrier calling its registered contact).
     registrars: Mutex<HashMap<String, IpAddr>>,
+    /// Whether each qualified trunk answered its last OPTIONS.
+    reachable: Mutex<HashMap<String, bool>>,
     running: Mutex<HashMap<String, Running>>,
     client: Mutex<Option<register::Client>>,
 }
@@ -201,6 +209,7 @@ impl Trunks {
                 states: Mutex::new(HashMap::new()),
                 channels: Mutex::new(HashMap::new()),
                 registrars: Mutex::new(HashMap::new()),
+                reachable: Mutex::new(HashMap::new()),
                 running: Mutex::new(HashMap::new()),
                 client: Mutex::new(None),
             }),
@@ -249,25 +258,38 @@ impl Trunks {
         let mut running = lock(&self.inner.running);
         let states = lock(&self.inner.states).clone();
         running.retain(|name, r| {
-            let keep = list.iter().any(|t| t == &r.trunk && t.register)
+            let keep = list
+                .iter()
+                .any(|t| t == &r.trunk && (t.register || t.qualify.is_some()))
                 && !matches!(states.get(name), Some(RegState::Failed { retry: None, .. }));
             if !keep {
                 r.stop.cancel();
             }
             keep
         });
-        for trunk in list.iter().filter(|t| t.register) {
+        for trunk in list.iter().filter(|t| t.register || t.qualify.is_some()) {
             if running.contains_key(&trunk.name) {
                 continue;
             }
             let stop = client.shutdown.child_token();
-            self.set_state(&trunk.name, RegState::Registering);
-            tokio::spawn(register::run(
-                client.clone(),
-                Arc::clone(trunk),
-                self.clone(),
-                stop.clone(),
-            ));
+            if trunk.register {
+                self.set_state(&trunk.name, RegState::Registering);
+                tokio::spawn(register::run(
+                    client.clone(),
+                    Arc::clone(trunk),
+                    self.clone(),
+                    stop.clone(),
+                ));
+            }
+            if let Some(every) = trunk.qualify {
+                tokio::spawn(qualify::run(
+                    client.clone(),
+                    Arc::clone(trunk),
+                    every,
+                    self.clone(),
+                    stop.clone(),
+                ));
+            }
             running.insert(
                 trunk.name.clone(),
                 Running {
@@ -308,6 +330,7 @@ impl Trunks {
     pub fn status(&self) -> Vec<TrunkStatus> {
         let states = lock(&self.inner.states);
         let channels = lock(&self.inner.channels);
+        let reachable = lock(&self.inner.reachable);
         self.inner
             .list
             .load()
@@ -322,6 +345,7 @@ impl Trunks {
                 channels: channels
                     .get(&t.name)
                     .map_or(0, |c| c.load(Ordering::Relaxed)),
+                reachable: t.qualify.and(reachable.get(&t.name).copied()),
             })
             .collect()
     }
@@ -350,6 +374,15 @@ impl Trunks {
             0.0
         });
         lock(&self.inner.states).insert(name.to_owned(), state);
+    }
+
+    pub(crate) fn set_reachable(&self, name: &str, reachable: bool) {
+        metrics::gauge!("trunk_reachable", "trunk" => name.to_owned()).set(if reachable {
+            1.0
+        } else {
+            0.0
+        });
+        lock(&self.inner.reachable).insert(name.to_owned(), reachable);
     }
 
     pub(crate) fn status_of(&self, name: &str) -> Option<RegState> {
