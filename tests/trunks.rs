@@ -612,25 +612,30 @@ fn trunk_at(name: &str, carrier: &Carrier, extra: &str) -> String {
     )
 }
 
-fn carrier_sdp(ip: std::net::IpAddr) -> String {
-    format!(
-        "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 42000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
-    )
-}
-
 #[test]
 fn outbound_call_answers_the_carriers_407_and_asserts_the_callers_did() {
     let carrier = Carrier::bind([127, 0, 0, 9]);
     let dir = tempfile::tempdir().expect("tempdir");
     let server = Server::start_with(
         binary(),
-        &outbound_office(dir.path(), &trunk_at("carrier", &carrier, "")),
+        &outbound_office(
+            dir.path(),
+            &trunk_at(
+                "carrier",
+                &carrier,
+                "codecs = [\"PCMA\", \"telephone-event\"]",
+            ),
+        ),
     )
     .expect("server starts");
     let sip = server.udp.expect("UDP listener");
     let mut phone = testkit::Phone::udp(sip, "1001", "Vq7-zK2p-Lm9w", "office.test");
     assert_eq!(phone.register(), 200);
-    let call = phone.call("95557654321").expect("call");
+    let phone_rtp = testkit::RtpPeer::localhost();
+    let carrier_rtp = testkit::RtpPeer::bind(carrier.addr().ip()).expect("carrier RTP");
+    let call = phone
+        .call_sdp("95557654321", &[], &phone_rtp.sdp_offer(&["PCMU"]))
+        .expect("call");
 
     let (first, from) = carrier
         .request("INVITE", WAIT)
@@ -679,9 +684,22 @@ fn outbound_call_answers_the_carriers_407_and_asserts_the_callers_did() {
         from,
         183,
         "Session Progress",
-        &carrier_sdp(carrier.addr().ip()),
+        &carrier_rtp.sdp_answer(&["PCMA"]),
     );
-    carrier.respond_sdp(&second, from, 200, "OK", &carrier_sdp(carrier.addr().ip()));
+    // The trunk's codecs only: PCMA (and telephone-event), not the phone's PCMU.
+    let m_line = String::from_utf8_lossy(&second.body)
+        .lines()
+        .find(|l| l.starts_with("m=audio"))
+        .unwrap_or_default()
+        .to_owned();
+    let payloads: Vec<&str> = m_line.split_whitespace().skip(3).collect();
+    assert_eq!(payloads.first(), Some(&"8"), "{m_line}");
+    assert!(
+        !payloads.contains(&"0") && !payloads.contains(&"9"),
+        "{m_line}"
+    );
+    let offered = testkit::RemoteMedia::parse(&second.body).expect("our offer");
+    carrier.respond_sdp(&second, from, 200, "OK", &carrier_rtp.sdp_answer(&["PCMA"]));
     let (ok, provisional) = phone.final_response(WAIT).expect("answer");
     assert_eq!(ok.status, 200, "{}", server.log());
     assert!(
@@ -692,6 +710,23 @@ fn outbound_call_answers_the_carriers_407_and_asserts_the_callers_did() {
     assert!(
         carrier.request("ACK", WAIT).is_some(),
         "the carrier's 200 is ACKed"
+    );
+    // Audio both ways, transcoded between the phone's PCMU and the trunk's PCMA.
+    let answered = testkit::RemoteMedia::parse(&ok.body).expect("answer to the phone");
+    std::thread::scope(|s| {
+        s.spawn(|| phone_rtp.send_tone(answered.addr, 0, 1000.0, Duration::from_millis(600)));
+        s.spawn(|| carrier_rtp.send_tone(offered.addr, 8, 1000.0, Duration::from_millis(600)));
+    });
+    assert!(carrier_rtp.wait_for(10, WAIT), "the carrier heard nothing");
+    assert!(phone_rtp.wait_for(10, WAIT), "the phone heard nothing");
+    assert!(
+        carrier_rtp.packets_of(8).len() >= 10,
+        "the carrier gets PCMA: {:?}",
+        carrier_rtp
+            .received()
+            .iter()
+            .map(|p| p.payload_type())
+            .collect::<Vec<_>>()
     );
 
     let bye = std::thread::scope(|s| {

@@ -122,6 +122,7 @@ impl TrunkConfig {
                 CallerIdFormat::National => chan_sip::CallerIdFormat::National,
             },
             qualify: self.qualify,
+            codecs: self.codecs.clone(),
         }
     }
 }

@@ -765,7 +765,8 @@ impl Call {
                     .endpoint
                     .local_addr_for(d.transport, d.addr)
                     .map(|a| a.ip());
-                match self.media.callee_offer(ip) {
+                let only = d.trunk.as_ref().and_then(|t| t.trunk.codecs.as_deref());
+                match self.media.callee_offer_with(ip, only) {
                     Ok(offer) => offer,
                     Err(failure) => {
                         tracing::warn!(call_id = %self.id, "dial: {}", failure.text());

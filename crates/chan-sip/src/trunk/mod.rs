@@ -63,6 +63,8 @@ pub struct Trunk {
     pub caller_id_format: CallerIdFormat,
     /// `qualify`: how often it is pinged with OPTIONS (`None`: never).
     pub qualify: Option<Duration>,
+    /// `codecs`: offered to it, in this order (`None`: `media.codecs`).
+    pub codecs: Option<Vec<sdp::Codec>>,
 }
 
 impl std::fmt::Debug for Trunk {
