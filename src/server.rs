@@ -282,6 +282,13 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     if !early && !drain_calls(&calls, grace, &mut signals).await {
         return Ok(());
     }
+    if !early {
+        // Carriers learn that we are gone while the endpoint still runs.
+        office
+            .trunks()
+            .stop(std::time::Duration::from_secs(2))
+            .await;
+    }
     shutdown.cancel();
     let grace = grace_ends
         .saturating_duration_since(tokio::time::Instant::now())

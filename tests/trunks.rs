@@ -963,3 +963,73 @@ fn qualify_pings_the_trunk_and_shows_whether_it_answers() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_shutdown_unregisters_and_a_restart_registers_again() {
+    let carrier = Carrier::bind([127, 0, 0, 16]);
+    let server = Server::start_with(
+        binary(),
+        &office(&format!(
+            "{}register = true\nmatch = [\"127.0.0.16\"]\n",
+            trunk_at("carrier", &carrier, "")
+        )),
+    )
+    .expect("server starts");
+    let (first, from) = carrier.request("REGISTER", WAIT).expect("REGISTER");
+    carrier.respond(&first, from, 200, "OK", &[("Expires", "600")]);
+    wait_state(&server, |s| s == "registered");
+    let server = std::thread::scope(|s| {
+        let unregister = s.spawn(|| {
+            let (bye, from) = carrier
+                .request("REGISTER", WAIT)
+                .expect("REGISTER at shutdown");
+            carrier.respond(&bye, from, 200, "OK", &[]);
+            bye
+        });
+        let server = server.restart().expect("restarts");
+        let bye = unregister.join().expect("carrier thread");
+        assert_eq!(bye.headers.get(&HeaderName::Expires), Some("0"));
+        assert_eq!(bye.headers.call_id(), first.headers.call_id());
+        server
+    });
+    let (again, from) = carrier
+        .request("REGISTER", WAIT)
+        .expect("REGISTER after the restart");
+    assert_ne!(again.headers.call_id(), first.headers.call_id());
+    assert_eq!(again.headers.get(&HeaderName::Expires), Some("3600"));
+    carrier.respond(&again, from, 200, "OK", &[("Expires", "600")]);
+    let json = wait_state(&server, |s| s == "registered");
+    assert_eq!(json[0]["state"], "registered", "{json}");
+}
+
+#[test]
+fn retry_after_sets_when_a_failed_registration_is_tried_again() {
+    let carrier = Carrier::bind([127, 0, 0, 17]);
+    let server = Server::start_with(
+        binary(),
+        &office(&format!(
+            "{}register = true\nmatch = [\"127.0.0.17\"]\n",
+            trunk_at("carrier", &carrier, "")
+        )),
+    )
+    .expect("server starts");
+    let (first, from) = carrier.request("REGISTER", WAIT).expect("REGISTER");
+    carrier.respond(
+        &first,
+        from,
+        503,
+        "Service Unavailable",
+        &[("Retry-After", "1")],
+    );
+    let json = wait_state(&server, |s| s.starts_with("failed"));
+    assert_eq!(
+        json[0]["state"], "failed (503 Service Unavailable)",
+        "{json}"
+    );
+    // The backoff alone would wait 10 s; the carrier asked for 1.
+    let (again, from) = carrier
+        .request("REGISTER", Duration::from_secs(5))
+        .expect("REGISTER after Retry-After");
+    carrier.respond(&again, from, 200, "OK", &[("Expires", "600")]);
+    wait_state(&server, |s| s == "registered");
+}

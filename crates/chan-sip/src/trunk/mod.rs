@@ -181,6 +181,8 @@ pub struct TrunkStatus {
 struct Running {
     trunk: Arc<Trunk>,
     stop: CancellationToken,
+    /// Its registration and qualify tasks.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// The trunks in force, their registrations and channel counts.
@@ -274,32 +276,53 @@ impl Trunks {
                 continue;
             }
             let stop = client.shutdown.child_token();
+            let mut tasks = Vec::new();
             if trunk.register {
                 self.set_state(&trunk.name, RegState::Registering);
-                tokio::spawn(register::run(
+                tasks.push(tokio::spawn(register::run(
                     client.clone(),
                     Arc::clone(trunk),
                     self.clone(),
                     stop.clone(),
-                ));
+                )));
             }
             if let Some(every) = trunk.qualify {
-                tokio::spawn(qualify::run(
+                tasks.push(tokio::spawn(qualify::run(
                     client.clone(),
                     Arc::clone(trunk),
                     every,
                     self.clone(),
                     stop.clone(),
-                ));
+                )));
             }
             running.insert(
                 trunk.name.clone(),
                 Running {
                     trunk: Arc::clone(trunk),
                     stop,
+                    tasks,
                 },
             );
         }
+    }
+
+    /// Stops every registration and ping (a shutdown, before the SIP
+    /// endpoint stops): registered trunks send REGISTER with Expires: 0,
+    /// waiting at most `within` for the carriers' answers.
+    pub async fn stop(&self, within: Duration) {
+        *lock(&self.inner.client) = None;
+        let running: Vec<Running> = lock(&self.inner.running).drain().map(|(_, r)| r).collect();
+        let mut tasks = Vec::new();
+        for r in running {
+            r.stop.cancel();
+            tasks.extend(r.tasks);
+        }
+        let all = async {
+            for t in tasks {
+                let _ = t.await;
+            }
+        };
+        let _ = tokio::time::timeout(within, all).await;
     }
 
     /// The trunk called `name`.
