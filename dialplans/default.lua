@@ -45,6 +45,26 @@ local function call_extension(call, ext)
   end
 end
 
+-- Outside lines ([[trunk]] in switchboard.toml; dialplans/README.md "Trunks"):
+-- 9 + a number calls out through TRUNKS, in order (the next one when a
+-- carrier cannot take the call). Toll-fraud default deny: only extensions
+-- with `outbound = true` may call out, national numbers only;
+-- international and premium-rate numbers need `international = true`.
+-- Emergency numbers are always allowed. A call from a trunk rings the
+-- extension whose `did` is the dialled number, else RECEPTION.
+
+-- The [[trunk]] names outside calls go through, in failover order.
+local TRUNKS = { "carrier" }
+-- Our country code: a national number is written after it in E.164.
+local COUNTRY = "1"
+-- Numbers of our country that cost the caller extra (E.164 prefixes).
+local PREMIUM = { "+1900", "+1976" }
+-- Always dialled, by any extension (as dialled after the 9).
+local EMERGENCY = { ["911"] = true, ["112"] = true }
+-- Where a call from a trunk goes when its number is no extension's did
+-- (nil: 404).
+local RECEPTION = "1000"
+
 -- How sounds/ names the keys of a phone's keypad.
 local KEY_SOUND = { ["*"] = "digit-star", ["#"] = "digit-pound" }
 
@@ -86,8 +106,83 @@ local function pickup(call, ext)
   end
 end
 
+-- The number dialled after the 9 as E.164: +CC... or 011/00 + CC...
+-- (international), 1 + 10 digits or 10 digits (national). nil when it is
+-- neither.
+local function e164(number)
+  if number:match("^%+%d+$") then
+    return number
+  elseif number:match("^011%d+$") then
+    return "+" .. number:sub(4)
+  elseif number:match("^00%d+$") then
+    return "+" .. number:sub(3)
+  elseif number:match("^" .. COUNTRY .. "%d%d%d%d%d%d%d%d%d%d$") then
+    return "+" .. number
+  elseif number:match("^%d%d%d%d%d%d%d%d%d%d$") then
+    return "+" .. COUNTRY .. number
+  end
+  return nil
+end
+
+-- Why extension `ext` may not call `number` (E.164), or nil when it may.
+local function refused(ext, number)
+  if ext == nil or not ext.outbound then
+    return "is not allowed to call out (outbound = true)"
+  end
+  local international = number:sub(1, #COUNTRY + 1) ~= "+" .. COUNTRY
+  for _, prefix in ipairs(PREMIUM) do
+    if number:sub(1, #prefix) == prefix then
+      international = true
+    end
+  end
+  if international and not ext.international then
+    return "is not allowed to call international or premium numbers (international = true)"
+  end
+  return nil
+end
+
+local function call_out(call, dialled)
+  local number = EMERGENCY[dialled] and dialled or e164(dialled)
+  if number == nil then
+    call:reject(484, "Address Incomplete")
+    return
+  end
+  if not EMERGENCY[dialled] then
+    local why = refused(call.caller and pbx.extension(call.caller), number)
+    if why then
+      log.warn(tostring(call.caller) .. " " .. why .. ": " .. number .. " refused")
+      call:reject(403, "Forbidden")
+      return
+    end
+  end
+  local targets = {}
+  for _, trunk in ipairs(TRUNKS) do
+    targets[#targets + 1] = "trunk:" .. trunk .. "/" .. number
+  end
+  local r = call:dial(targets, { timeout = 60 })
+  if r.status ~= "answered" and r.status ~= "cancelled" and call.state ~= "ended" then
+    call:reject(r.code >= 400 and r.code or 503)
+  end
+end
+
+-- A call from a carrier: the extension whose did was dialled, else reception.
+local function from_trunk(call)
+  local ext = call.did and pbx.extension(call.did)
+  if ext then
+    call_extension(call, ext.id)
+  elseif RECEPTION and pbx.extension(RECEPTION) then
+    call_extension(call, RECEPTION)
+  else
+    call:reject(404, "Not Found")
+  end
+end
+
 ---@param call Call
 function route(call)
+  if call.trunk then
+    from_trunk(call)
+    return
+  end
   local dest = call.request_uri.user
   if callforward.feature(call, dest) or speeddial.feature(call, dest) then
     return
@@ -116,6 +211,8 @@ function route(call)
     call:park({ timeout = PARK_SECONDS, announce = true })
   elseif dest:match("^7[1-9]$") then
     unpark(call, tonumber(dest))
+  elseif call.caller and dest:match("^9") and (EMERGENCY[dest:sub(2)] or e164(dest:sub(2))) then
+    call_out(call, dest:sub(2))
   else
     call:reject(404, "Not Found")
   end

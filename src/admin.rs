@@ -258,6 +258,10 @@ pub fn router(
             let extensions = Arc::clone(&extensions);
             get(move || extensions.list_endpoint())
         })
+        .route("/api/v1/trunks", {
+            let trunks = extensions.trunks().clone();
+            get(move || crate::trunks::list(trunks.clone()))
+        })
         .route(
             "/api/v1/reload",
             post(move || crate::dialplan::reload_endpoint(dialplan, extensions)),

@@ -123,6 +123,8 @@ fn call_info(d: CallDetails) -> CallInfo {
         },
         caller: d.caller,
         context: d.context,
+        trunk: d.trunk,
+        did: d.did,
         headers: d.headers,
         transferred_by: d.transferred_by,
     }

@@ -538,6 +538,15 @@ impl Host for PbxHost {
         Ok(self.extensions.load().get(id).cloned())
     }
 
+    fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {
+        Ok(self
+            .extensions
+            .load()
+            .values()
+            .find(|e| e.did.as_deref() == Some(number))
+            .cloned())
+    }
+
     fn blocks(&self) -> bool {
         self.storage.blocks()
     }

@@ -1,7 +1,8 @@
 //! The `[[extension]]` accounts while the server runs: read again from the
 //! config file on reload (SIGHUP, `POST /api/v1/reload`) and swapped whole
 //! into the registrar, the SIP channel, the dialplan and the voicemail
-//! mailer, with calls kept up; `GET /api/v1/extensions` lists them (never
+//! mailer, with calls kept up (and the `[[trunk]]`s, whose registrations
+//! restart where they changed or had stopped); `GET /api/v1/extensions` lists them (never
 //! their passwords).
 
 use std::collections::HashMap;
@@ -39,6 +40,7 @@ pub struct Extensions {
     dialplan: Arc<ArcSwap<HashMap<String, ExtensionInfo>>>,
     emails: mailer::Recipients,
     current: ArcSwap<Vec<ExtensionConfig>>,
+    trunks: chan_sip::Trunks,
 }
 
 /// One extension as `GET /api/v1/extensions` shows it.
@@ -55,6 +57,7 @@ impl Extensions {
     /// The extensions of `config` (whose secrets the registrar already has).
     pub fn new(config: &Config, storage: Arc<dyn Storage>, registrar: Registrar) -> Extensions {
         Extensions {
+            trunks: chan_sip::Trunks::new(trunk_list(config)),
             source: config.source.clone(),
             domain: config.sip.domain.clone(),
             storage,
@@ -64,6 +67,11 @@ impl Extensions {
             emails: Arc::new(ArcSwap::from_pointee(email_map(&config.extensions))),
             current: ArcSwap::from_pointee(config.extensions.clone()),
         }
+    }
+
+    /// The `[[trunk]]`s in force, swapped on reload.
+    pub fn trunks(&self) -> &chan_sip::Trunks {
+        &self.trunks
     }
 
     /// The SIP channel's view (context and name by id), swapped on reload.
@@ -127,6 +135,7 @@ impl Extensions {
         self.dialplan
             .store(Arc::new(dialplan_map(&config.extensions)));
         self.emails.store(Arc::new(email_map(&config.extensions)));
+        self.trunks.set(trunk_list(&config));
         let count = config.extensions.len();
         self.current.store(Arc::new(config.extensions));
         info!(
@@ -201,6 +210,10 @@ fn failure(source: &ConfigSource, e: &ConfigError) -> ReloadFailure {
     }
 }
 
+fn trunk_list(config: &Config) -> Vec<chan_sip::Trunk> {
+    config.trunks.iter().map(|t| t.to_trunk()).collect()
+}
+
 fn channel_map(list: &[ExtensionConfig]) -> HashMap<String, chan_sip::Extension> {
     list.iter()
         .map(|e| {
@@ -208,6 +221,7 @@ fn channel_map(list: &[ExtensionConfig]) -> HashMap<String, chan_sip::Extension>
                 context: e.context.clone(),
                 name: e.name.clone(),
                 pickup_group: e.pickup_group.clone(),
+                did: e.did.clone(),
             };
             (e.id.clone(), ext)
         })
@@ -221,6 +235,9 @@ fn dialplan_map(list: &[ExtensionConfig]) -> HashMap<String, ExtensionInfo> {
                 id: e.id.clone(),
                 name: e.name.clone(),
                 context: e.context.clone(),
+                did: e.did.clone(),
+                outbound: e.outbound,
+                international: e.international,
             };
             (e.id.clone(), info)
         })

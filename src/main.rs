@@ -24,6 +24,7 @@ mod spectest;
 mod store;
 mod subscriptions;
 mod trace;
+mod trunks;
 mod voicemail;
 
 use std::process::ExitCode;

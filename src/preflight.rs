@@ -65,6 +65,23 @@ fn contexts(config: &Config, findings: &mut Findings) {
             ext.id,
         ));
     }
+    for trunk in &config.trunks {
+        if exists(&trunk.context) {
+            continue;
+        }
+        let at = config
+            .locations
+            .trunk_context
+            .get(&trunk.name)
+            .unwrap_or(&config.locations.file);
+        findings.errors.push(format!(
+            "config {at}: trunk {}: context {:?} has no dialplan {}; every call from the carrier would be refused with 500 — \
+             create that file (with a route(call) function) or set context to an existing one",
+            trunk.name,
+            trunk.context,
+            dir.join(format!("{}.lua", trunk.context)).display(),
+        ));
+    }
 }
 
 /// The prompts directory. A missing one is a warning, not an error: an

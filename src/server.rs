@@ -99,6 +99,7 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
             },
         )),
         media,
+        office.trunks().clone(),
     );
     if config.admin.trace_calls > 0 {
         endpoint.set_tap(calls.trace_tap());
@@ -156,6 +157,13 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         subscriptions
             .clone()
             .run(calls.registry(), shutdown.clone().cancelled_owned()),
+    );
+    // Outbound registrations start with the endpoint (and again after a
+    // restart: bindings at carriers are not stored).
+    office.trunks().start(
+        endpoint.handle(),
+        config.sip.user_agent.clone(),
+        shutdown.clone(),
     );
     let mut sip_task: JoinHandle<Result<(), Error>> = tokio::spawn({
         let stop = shutdown.clone().cancelled_owned();
@@ -273,6 +281,13 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     let grace_ends = tokio::time::Instant::now() + grace;
     if !early && !drain_calls(&calls, grace, &mut signals).await {
         return Ok(());
+    }
+    if !early {
+        // Carriers learn that we are gone while the endpoint still runs.
+        office
+            .trunks()
+            .stop(std::time::Duration::from_secs(2))
+            .await;
     }
     shutdown.cancel();
     let grace = grace_ends
@@ -405,6 +420,7 @@ fn chan_sip_config(config: &Config) -> chan_sip::ChanSipConfig {
         t1: config.sip.t1,
         t2: config.sip.t2,
         trace_calls: config.admin.trace_calls,
+        reject_anonymous: config.security.reject_anonymous,
         ..chan_sip::ChanSipConfig::default()
     }
 }

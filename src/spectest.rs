@@ -43,6 +43,9 @@ pub fn test(
                 id: e.id.clone(),
                 name: e.name.clone(),
                 context: e.context.clone(),
+                did: e.did.clone(),
+                outbound: e.outbound,
+                international: e.international,
             })
             .collect(),
     };

@@ -122,3 +122,54 @@ it("700 stops at four digits", function()
   end
   expect(typed):equals("1234")
 end)
+
+-- Outside lines: toll-fraud default deny, DID routing.
+
+local function outside(id, opts)
+  sim.extension({
+    id = id,
+    did = opts.did,
+    outbound = opts.outbound,
+    international = opts.international,
+  })
+end
+
+it("an extension without outbound = true cannot call out", function()
+  outside("1001", { did = "+15550001001" })
+  local call = sim.call({ from = "1001", to = "95557654321" })
+  expect(call):rejected(403)
+  expect(call):not_dialled("trunk:carrier/+15557654321")
+end)
+
+it("an outbound extension calls national numbers through the trunks in order", function()
+  outside("1001", { outbound = true })
+  local call = sim.call({ from = "1001", to = "915557654321" })
+  expect(call):dialled("trunk:carrier/+15557654321")
+end)
+
+it("international and premium numbers need international = true", function()
+  outside("1001", { outbound = true })
+  expect(sim.call({ from = "1001", to = "9011442079460000" })):rejected(403)
+  expect(sim.call({ from = "1001", to = "919005550100" })):rejected(403)
+  outside("1002", { outbound = true, international = true })
+  expect(sim.call({ from = "1002", to = "9011442079460000" })):dialled("trunk:carrier/+442079460000")
+end)
+
+it("emergency numbers are always allowed", function()
+  local call = sim.call({ from = "1003", to = "9911" })
+  expect(call):dialled("trunk:carrier/911")
+end)
+
+it("a call from a trunk rings the extension whose did it is, else reception", function()
+  outside("1002", { did = "+15550001002" })
+  sim.extension("1000")
+  local call = sim.call({ from = "+15557654321", to = "+15550001002", trunk = "carrier" })
+  expect(call):dialled("1002")
+  local other = sim.call({ from = "+15557654321", to = "+15550009999", trunk = "carrier" })
+  expect(other):dialled("1000")
+end)
+
+it("a call from a trunk cannot use feature codes or call out", function()
+  local call = sim.call({ from = "+15557654321", to = "95557654321", trunk = "carrier" })
+  expect(call):not_dialled("trunk:carrier/+15557654321")
+end)

@@ -66,6 +66,8 @@ SWITCHBOARD_API = 1
 ---@field caller string? The authenticated extension that placed the call.
 ---@field context string The context (dialplans/NAME.lua) routing the call.
 ---@field transfer {by: string}? Set when a phone blind-transferred the call here: `by` is its extension (the route runs in its context).
+---@field trunk string? The [[trunk]] the call came in on (nil for calls from extensions).
+---@field did string? The dialled number in E.164 ("+15557654321"), for calls from a trunk.
 ---@field state "routing"|"answered"|"ended" Where the call is: "ended" once hung up, rejected, redirected, its bridged call over or the caller gone.
 local Call = {}
 
@@ -221,11 +223,15 @@ function registrar.contacts(ext) end
 ---@field id string
 ---@field name string?
 ---@field context string
+---@field did string? Its outside number in E.164 (`did` in [[extension]]).
+---@field outbound boolean May call national numbers through a trunk (read by default.lua).
+---@field international boolean May call international and premium numbers (read by default.lua).
 
 ---The PBX's configuration.
 pbx = {}
 
----The extension `id`, or nil if it is not configured.
+---The extension `id`, or nil if it is not configured; an E.164 number
+---(`"+15550001001"`) finds the extension whose `did` it is.
 ---@param id string
 ---@return Extension?
 function pbx.extension(id) end
@@ -323,6 +329,8 @@ sim = {}
 ---@field context string? Default: the caller's extension's context, else "default".
 ---@field caller string|false? The authenticated extension (default: `from` if it is an extension; false for none).
 ---@field headers table<string, string>? INVITE headers.
+---@field trunk string? The call comes from this [[trunk]] (call.trunk; no caller).
+---@field did string? call.did (default: `to` when it is E.164 on a trunk call).
 
 ---A simulated call; its route runs at the first expectation (or `run`).
 ---@param spec SimCallSpec
@@ -336,7 +344,7 @@ function sim.call(spec) end
 function sim.phone(ext) end
 
 ---Adds an extension (pbx.extension finds it, and it is registered).
----@param ext string|{id: string, name: string?, context: string?}
+---@param ext string|{id: string, name: string?, context: string?, did: string?, outbound: boolean?, international: boolean?}
 function sim.extension(ext) end
 
 ---The simulation's kv store (what the dialplan's `kv` reads and writes).

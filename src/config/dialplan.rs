@@ -146,7 +146,7 @@ fn parse_size(text: &str) -> Option<u64> {
 }
 
 /// `path` taken from the directory of the config file.
-fn resolve(source: &ConfigSource, path: &str) -> PathBuf {
+pub(super) fn resolve(source: &ConfigSource, path: &str) -> PathBuf {
     let path = Path::new(path);
     match source {
         ConfigSource::File(file) if path.is_relative() => match file.parent() {

@@ -75,6 +75,41 @@ pub(super) struct RawMedia {
 const KNOWN: [&str; 4] = ["PCMU", "PCMA", "G722", "telephone-event"];
 
 impl Checker<'_> {
+    /// A codec list in preference order (`media.codecs`, a trunk's `codecs`):
+    /// known names only, at least one voice codec.
+    pub(super) fn codecs(
+        &self,
+        key: &str,
+        list: &Spanned<Vec<Spanned<String>>>,
+    ) -> Result<Vec<sdp::Codec>, ConfigError> {
+        let mut codecs = Vec::new();
+        for name in list.get_ref() {
+            let known = KNOWN
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(name.get_ref().trim()));
+            let Some(codec) = known.and_then(|k| sdp::Codec::by_name(k)) else {
+                return Err(self.error(
+                    name.span(),
+                    format!(
+                        "{key}: unknown codec {:?}; choose from {}",
+                        name.get_ref(),
+                        KNOWN.join(", ")
+                    ),
+                ));
+            };
+            if !codecs.contains(&codec) {
+                codecs.push(codec);
+            }
+        }
+        if !codecs.iter().any(|c| !c.is_telephone_event()) {
+            return Err(self.error(
+                list.span(),
+                format!("{key}: needs at least one voice codec (PCMU, PCMA or G722)"),
+            ));
+        }
+        Ok(codecs)
+    }
+
     /// Where `media.bind` is set, if it is.
     pub(super) fn media_bind_location(&self, raw: &RawMedia) -> Option<super::Location> {
         raw.bind
@@ -136,35 +171,7 @@ impl Checker<'_> {
             None => defaults.rtp_ports,
         };
         let codecs = match &raw.codecs {
-            Some(list) => {
-                let mut codecs = Vec::new();
-                for name in list.get_ref() {
-                    let known = KNOWN
-                        .iter()
-                        .find(|k| k.eq_ignore_ascii_case(name.get_ref().trim()));
-                    let Some(codec) = known.and_then(|k| sdp::Codec::by_name(k)) else {
-                        return Err(self.error(
-                            name.span(),
-                            format!(
-                                "media.codecs: unknown codec {:?}; choose from {}",
-                                name.get_ref(),
-                                KNOWN.join(", ")
-                            ),
-                        ));
-                    };
-                    if !codecs.contains(&codec) {
-                        codecs.push(codec);
-                    }
-                }
-                if !codecs.iter().any(|c| !c.is_telephone_event()) {
-                    return Err(self.error(
-                        list.span(),
-                        "media.codecs: needs at least one voice codec (PCMU, PCMA or G722)"
-                            .to_owned(),
-                    ));
-                }
-                codecs
-            }
+            Some(list) => self.codecs("media.codecs", list)?,
             None => defaults.codecs,
         };
         let rtp_timeout = match &raw.rtp_timeout {

@@ -1,7 +1,7 @@
 //! The TOML configuration file, checked strictly: `shutdown_grace`, `[sip]`,
 //! `[admin]`, `[log]` here; `[storage]`, `[security]`, `[registrar]` and
 //! `[[extension]]` in [`registrar`]; `[dialplan]` in [`dialplan`]; `[smtp]`
-//! and the extensions' `email` in [`smtp`].
+//! and the extensions' `email` in [`smtp`]; `[[trunk]]` in [`trunk`].
 //!
 //! Loading has two steps. serde reads the text into `Raw*` structs (every
 //! struct `deny_unknown_fields`, every value kept with its byte span), then
@@ -16,6 +16,7 @@ mod media;
 mod netsec;
 mod registrar;
 mod smtp;
+mod trunk;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -35,6 +36,7 @@ pub use self::netsec::NetSecurityConfig;
 pub(crate) use self::registrar::weak_password;
 pub use self::registrar::{ExtensionConfig, SecurityConfig, StorageConfig};
 pub use self::smtp::SmtpConfig;
+pub use self::trunk::TrunkConfig;
 
 /// The configuration compiled into the binary: the demo office.
 pub const DEFAULT_TOML: &str = include_str!("../default.toml");
@@ -158,6 +160,8 @@ pub struct Config {
     pub media: MediaConfig,
     /// `[smtp]`: the relay voicemail emails go through (`None`: no email).
     pub smtp: Option<SmtpConfig>,
+    /// `[[trunk]]`: the SIP carriers, in file order.
+    pub trunks: Vec<TrunkConfig>,
     /// Things that work but are probably not meant, each one line with
     /// file, line and column (`check` prints them, `run` logs them).
     pub warnings: Vec<String>,
@@ -172,6 +176,8 @@ pub struct Locations {
     pub media_bind: Option<Location>,
     /// Each extension's `context` (its `id` when no context is set), by id.
     pub extension_context: std::collections::HashMap<String, Location>,
+    /// Each trunk's `context` (its `name` when no context is set), by name.
+    pub trunk_context: std::collections::HashMap<String, Location>,
     /// The whole file, for keys left out.
     pub file: Location,
 }
@@ -292,12 +298,14 @@ impl Config {
         let locations = Locations {
             media_bind: check.media_bind_location(&raw.media),
             extension_context: check.extension_locations(&raw.extensions),
+            trunk_context: check.trunk_locations(&raw.trunks),
             file: Location::at(&source, text, None),
         };
         let mut warnings = Vec::new();
         let extensions =
             check.extensions(&raw.extensions, &security.digest_algorithms, &mut warnings)?;
         let smtp = check.smtp(raw.smtp.as_ref(), &mut warnings)?;
+        let trunks = check.trunks(&raw.trunks, &mut warnings)?;
         if smtp.is_none() {
             check.emails_without_smtp(registrar::emails(&raw.extensions), &mut warnings);
         }
@@ -326,6 +334,7 @@ impl Config {
             dialplan,
             media,
             smtp,
+            trunks,
             warnings,
             locations,
         })
@@ -385,8 +394,13 @@ impl Config {
             ),
             None => String::new(),
         };
+        let trunks = match self.trunks.len() {
+            0 => String::new(),
+            1 => "; 1 trunk".to_owned(),
+            n => format!("; {n} trunks"),
+        };
         format!(
-            "{}: SIP {} (domain {}); {extensions}, digest {}; media RTP {} ports {}-{}; storage {}; {admin}; log {}; shutdown_grace {}{smtp}",
+            "{}: SIP {} (domain {}); {extensions}{trunks}, digest {}; media RTP {} ports {}-{}; storage {}; {admin}; log {}; shutdown_grace {}{smtp}",
             self.source,
             listen.join(", "),
             self.sip.domain,
@@ -464,6 +478,8 @@ struct RawConfig {
     #[serde(default)]
     media: media::RawMedia,
     smtp: Option<Spanned<smtp::RawSmtp>>,
+    #[serde(default, rename = "trunk")]
+    trunks: Vec<Spanned<trunk::RawTrunk>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -75,6 +75,9 @@ pub struct SecurityConfig {
     pub nonce_max_age: Duration,
     /// `trusted_networks`: sources in these networks are never banned (their users are still locked).
     pub trusted_networks: Vec<IpNet>,
+    /// `anonymous = "reject"`: an INVITE from neither an extension nor a
+    /// trunk gets 403 at once instead of a 407 challenge (`"challenge"`, the default).
+    pub reject_anonymous: bool,
 }
 
 impl SecurityConfig {
@@ -108,6 +111,12 @@ pub struct ExtensionConfig {
     pub voicemail_pin: Option<String>,
     /// `pickup_group`: the group whose ringing calls `*8` picks up.
     pub pickup_group: Option<String>,
+    /// `did`: its outside number in E.164 (caller ID on trunks, inbound DID routing).
+    pub did: Option<String>,
+    /// `outbound`: the shipped dialplan lets it call national numbers through a trunk.
+    pub outbound: bool,
+    /// `international`: the shipped dialplan lets it call international and premium numbers.
+    pub international: bool,
 }
 
 impl ExtensionConfig {
@@ -141,6 +150,7 @@ pub(super) struct RawSecurity {
     ban_time: Option<Spanned<DurationText>>,
     nonce_max_age: Option<Spanned<DurationText>>,
     trusted_networks: Option<Vec<Spanned<String>>>,
+    anonymous: Option<Spanned<String>>,
     // The endpoint's defences, checked in `netsec`.
     pub(super) tcp_max_per_ip: Option<Spanned<usize>>,
     pub(super) tcp_message_timeout: Option<Spanned<DurationText>>,
@@ -172,6 +182,9 @@ pub(super) struct RawExtension {
     email: Option<Spanned<String>>,
     voicemail_pin: Option<Spanned<String>>,
     pickup_group: Option<Spanned<String>>,
+    did: Option<Spanned<String>>,
+    outbound: Option<bool>,
+    international: Option<bool>,
 }
 
 /// Each extension's id and where its `email` is, for those that have one.
@@ -221,7 +234,7 @@ pub(crate) fn weak_password(id: &str, password: &str) -> Option<String> {
 
 impl Checker<'_> {
     /// A warning in the same `file:line:col: message` form as errors.
-    fn warning(&self, span: std::ops::Range<usize>, message: String) -> String {
+    pub(super) fn warning(&self, span: std::ops::Range<usize>, message: String) -> String {
         format!(
             "config {}: {message}",
             Location::at(self.source, self.text, Some(span))
@@ -327,7 +340,23 @@ impl Checker<'_> {
             })?;
             trusted_networks.push(net);
         }
+        let reject_anonymous = match &raw.anonymous {
+            None => false,
+            Some(v) => match v.get_ref().trim() {
+                "challenge" => false,
+                "reject" => true,
+                other => {
+                    return Err(self.error(
+                        v.span(),
+                        format!(
+                            "security.anonymous: {other:?} is not a policy; write \"challenge\" (407, the default) or \"reject\" (403 for INVITEs from neither an extension nor a trunk)"
+                        ),
+                    ));
+                }
+            },
+        };
         Ok(SecurityConfig {
+            reject_anonymous,
             digest_algorithms,
             ban_after_failures,
             ban_window,
@@ -413,6 +442,7 @@ impl Checker<'_> {
     ) -> Result<Vec<ExtensionConfig>, ConfigError> {
         let mut seen: HashMap<&str, usize> = HashMap::with_capacity(raw.len());
         let mut out = Vec::with_capacity(raw.len());
+        let mut dids: HashMap<String, String> = HashMap::new();
         for ext in raw {
             let ext = ext.get_ref();
             let id = self.extension_id(&ext.id)?;
@@ -460,6 +490,10 @@ impl Checker<'_> {
                 Some(v) => Some(self.pickup_group(&id, v)?),
                 None => None,
             };
+            let did = match &ext.did {
+                Some(v) => Some(self.did(&id, v, &mut dids)?),
+                None => None,
+            };
             out.push(ExtensionConfig {
                 id,
                 name,
@@ -468,6 +502,9 @@ impl Checker<'_> {
                 email,
                 voicemail_pin,
                 pickup_group,
+                did,
+                outbound: ext.outbound.unwrap_or(false),
+                international: ext.international.unwrap_or(false),
             });
         }
         Ok(out)
@@ -507,6 +544,32 @@ impl Checker<'_> {
             ));
         }
         Ok(group.clone())
+    }
+
+    /// `did`: `+` and 7 to 15 digits (E.164), owned by one extension.
+    fn did(
+        &self,
+        id: &str,
+        v: &Spanned<String>,
+        seen: &mut HashMap<String, String>,
+    ) -> Result<String, ConfigError> {
+        let did = v.get_ref().trim();
+        let digits = did.strip_prefix('+').unwrap_or_default();
+        if !(7..=15).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(self.error(
+                v.span(),
+                format!(
+                    "extension {id}: did {did:?} is not an E.164 number; write + and the full number with country code, e.g. \"+15550001001\""
+                ),
+            ));
+        }
+        if let Some(other) = seen.insert(did.to_owned(), id.to_owned()) {
+            return Err(self.error(
+                v.span(),
+                format!("extension {id}: did {did} is already extension {other}'s; a number rings one extension"),
+            ));
+        }
+        Ok(did.to_owned())
     }
 
     /// `voicemail_pin`: 4 to 16 digits, typed on a phone's keypad.

@@ -539,7 +539,19 @@ impl CallMedia {
 
     /// Our offer to the callee(s) of a dial: our codecs, the caller's (or
     /// its leg's) first so the bridge can relay rather than transcode.
+    #[cfg(test)]
     pub fn callee_offer(&mut self, sip_ip: Option<IpAddr>) -> Result<Bytes, Failure> {
+        self.callee_offer_with(sip_ip, None)
+    }
+
+    /// As [`callee_offer`](Self::callee_offer), offering only the codecs
+    /// of `only` (a trunk's `codecs`, in its order) that we have; all of
+    /// ours when none of them is a voice codec we have.
+    pub fn callee_offer_with(
+        &mut self,
+        sip_ip: Option<IpAddr>,
+        only: Option<&[Codec]>,
+    ) -> Result<Bytes, Failure> {
         self.open(Which::B, sip_ip)?;
         let prefer: Vec<String> = match self.a.as_deref().and_then(MediaSide::codec_name) {
             Some(name) => vec![name.to_owned()],
@@ -549,7 +561,19 @@ impl CallMedia {
                 .map(offered_names)
                 .unwrap_or_default(),
         };
-        let local = self.local_for(Which::B, &prefer, Direction::SendRecv);
+        let mut local = self.local_for(Which::B, &prefer, Direction::SendRecv);
+        if let Some(only) = only {
+            let ours = |c: &&Codec| {
+                local
+                    .codecs
+                    .iter()
+                    .any(|o| o.encoding.eq_ignore_ascii_case(&c.encoding))
+            };
+            let chosen: Vec<Codec> = only.iter().filter(ours).cloned().collect();
+            if chosen.iter().any(|c| !c.is_telephone_event()) {
+                local.codecs = chosen;
+            }
+        }
         let side = self.b.as_mut().ok_or_else(no_side)?;
         let offer = sdp::offer(&local, &[MediaKind::Audio], &mut side.session);
         let bytes = Bytes::from(offer.to_bytes());

@@ -25,11 +25,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::admit::Caller;
 use crate::anchor::{CallMedia, Failure, Which};
 
 mod indialog;
 mod moves;
 mod transfer;
+mod trunkdial;
 use crate::dialog::{Dialog, new_tag};
 use crate::leg::{SipLeg, our_contact};
 use crate::relay::{branch_task, dial_result, send_stateless, set_body, sleep_until};
@@ -174,8 +176,8 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         tx.respond(r);
         return;
     }
-    let caller = match inner.registrar.authenticate_call_explained(&incoming) {
-        Ok(user) => user,
+    let caller = match crate::admit::admit(&inner, &incoming) {
+        Ok(caller) => caller,
         Err(denied) => {
             // Traced under the Call-ID, so "why doesn't it ring?" has an
             // answer: the INVITE, why, and the answer (the tap files it).
@@ -242,7 +244,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         events_tx.clone(),
         Side::Inbound,
         incoming.source.ip(),
-        Some(caller.clone()),
+        caller.extension().map(str::to_owned),
     ) {
         inner.active.fetch_sub(1, Ordering::Relaxed);
         let r = tx.response(482);
@@ -258,16 +260,23 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         return;
     };
     metrics::gauge!("calls_active").set(inner.active.load(Ordering::Relaxed) as f64);
-    let context = inner
-        .extensions
-        .load()
-        .get(&caller)
-        .map_or_else(|| "default".to_owned(), |e| e.context.clone());
+    let context = match &caller {
+        Caller::Trunk(trunk, _) => trunk.context.clone(),
+        Caller::Extension(id) => inner
+            .extensions
+            .load()
+            .get(id)
+            .map_or_else(|| "default".to_owned(), |e| e.context.clone()),
+    };
     let details = details(&incoming, &call_id, &caller, &context);
     let (handle, commands) = CallHandle::new();
     let handle = handle.with_trace(trace.clone());
     let contact = our_contact(&inner, incoming.transport, incoming.source);
     let now = pbx::unix_ms();
+    let (cdr_caller, trunk_channel) = match caller {
+        Caller::Extension(id) => (Some(id), None),
+        Caller::Trunk(_, seized) => (None, Some(seized)),
+    };
     let call = Call {
         inner: inner.clone(),
         id: call_id.clone(),
@@ -307,13 +316,14 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         route_superseded: false,
         identity: None,
         replacing: None,
+        _trunk_channel: trunk_channel,
         state: CallState::Routing,
         finished: false,
         cdr: Cdr {
             call_id: call_id.clone(),
             from: details.from.uri.clone(),
             to: details.to.uri.clone(),
-            caller: Some(caller),
+            caller: cdr_caller,
             callee: None,
             context: context.clone(),
             start_ms: now,
@@ -373,17 +383,25 @@ fn party(value: Option<sip_proto::header::NameAddr>) -> Party {
     }
 }
 
-fn details(incoming: &Incoming, call_id: &str, caller: &str, context: &str) -> CallDetails {
+fn details(incoming: &Incoming, call_id: &str, caller: &Caller, context: &str) -> CallDetails {
     let req = &incoming.request;
+    let to = party(req.headers.to().ok());
+    let trunk = caller.trunk();
     CallDetails {
         id: call_id.to_owned(),
         from: party(req.headers.from().ok()),
-        to: party(req.headers.to().ok()),
+        did: trunk.and_then(|_| {
+            let ruri_user = req.uri.as_sip().and_then(|s| s.user.as_deref());
+            crate::trunk::to_e164(ruri_user.unwrap_or(&to.user))
+                .or_else(|| crate::trunk::to_e164(&to.user))
+        }),
+        trunk: trunk.map(|t| t.name.clone()),
+        to,
         request_uri: party(Some(sip_proto::header::NameAddr::new(req.uri.clone()))),
         source_ip: incoming.source.ip().to_string(),
         source_port: incoming.source.port(),
         transport: incoming.transport.to_string(),
-        caller: Some(caller.to_owned()),
+        caller: caller.extension().map(str::to_owned),
         context: context.to_owned(),
         // Credentials are for us, not for scripts (or their logs).
         headers: req
@@ -484,6 +502,10 @@ struct Branch {
     dialog: Option<Dialog>,
     /// It answered 180/183.
     rang: bool,
+    /// Its INVITE was sent again with a trunk's credentials.
+    authed: bool,
+    /// The trunk channel it holds (trunk targets), until it fails or the call ends.
+    trunk_channel: Option<crate::trunk::ChannelSeized>,
 }
 
 /// A dial in progress (the targets are ringing).
@@ -499,6 +521,8 @@ struct Dialing {
     /// Another call is picking this one up: the targets were cancelled
     /// and the picker's party is on its way.
     picked: bool,
+    /// A list of trunks dialled one after the other (`trunkdial.rs`).
+    trunks: Option<Box<trunkdial::Failover>>,
 }
 
 /// The caller joined with the branch that answered.
@@ -546,6 +570,8 @@ struct Call {
     /// An INVITE with Replaces released the bridged party: the newcomer
     /// takes its place, and the route's dial goes on until then.
     replacing: Option<oneshot::Sender<Result<DialOutcome, ActionError>>>,
+    /// The trunk channel a carrier's call holds, given back when the call ends.
+    _trunk_channel: Option<crate::trunk::ChannelSeized>,
     state: CallState,
     finished: bool,
     cdr: Cdr,
@@ -607,7 +633,7 @@ impl Call {
                         self.on_re_ok_retransmit();
                     }
                     if dial_deadline.is_some_and(|at| at <= now) {
-                        self.on_dial_timeout();
+                        self.on_dial_timeout().await;
                     }
                     if linger_at.is_some_and(|at| at <= now) {
                         tracing::warn!(call_id = %self.id, "route still running {}s after the call ended; abandoning it", ROUTE_LINGER.as_secs());
@@ -906,7 +932,8 @@ impl Call {
                     .endpoint
                     .local_addr_for(d.transport, d.addr)
                     .map(|a| a.ip());
-                match self.media.callee_offer(ip) {
+                let only = d.trunk.as_ref().and_then(|t| t.trunk.codecs.as_deref());
+                match self.media.callee_offer_with(ip, only) {
                     Ok(offer) => offer,
                     Err(failure) => {
                         tracing::warn!(call_id = %self.id, "dial: {}", failure.text());
@@ -920,8 +947,21 @@ impl Call {
             }
             None => Bytes::new(),
         };
+        let timeout = request.timeout.unwrap_or(self.inner.config.ring_timeout);
+        let mut trunks = trunkdial::Failover::split(&mut destinations, &request, &offer, timeout);
         for dest in destinations {
             if let Some(id) = self.start_branch(dest, &request, &offer).await {
+                started.push(id);
+            } else {
+                codes.push(503);
+            }
+        }
+        // A trunk of a failover list that could not be tried: the next one.
+        while started.is_empty()
+            && let Some(list) = trunks.as_mut().filter(|l| !l.rest.is_empty())
+        {
+            let next = list.rest.remove(0);
+            if let Some(id) = self.start_branch(next, &request, &offer).await {
                 started.push(id);
             } else {
                 codes.push(503);
@@ -949,7 +989,6 @@ impl Call {
             }));
             return;
         }
-        let timeout = request.timeout.unwrap_or(self.inner.config.ring_timeout);
         if self.a.leg.state == LegState::Up && self.bridge.is_none() {
             // Answered by the dialplan (an IVR transferring): the caller
             // hears ringback, not silence, while the targets ring.
@@ -963,6 +1002,7 @@ impl Call {
             rang: false,
             early: None,
             picked: false,
+            trunks,
         });
         self.state = CallState::Dialing;
         self.publish();
@@ -1027,13 +1067,33 @@ impl Call {
         // Who the callee sees: the authenticated extension (its id and
         // configured name), never what the phone wrote in its From, unless
         // the dialplan chose a caller ID.
-        let Some((display, user)) = self.outbound_identity(request.caller_id.as_deref()) else {
-            tracing::warn!(call_id = %self.id, caller_id = ?request.caller_id, "dial: caller_id is not a usable SIP user; branch not started");
-            return None;
+        let (identity, asserted, private) = match &dest.trunk {
+            Some(t) => {
+                let id = self.trunk_identity(t, request.caller_id.as_deref());
+                (id.from, id.asserted, id.private)
+            }
+            None => {
+                let Some((display, user)) = self.outbound_identity(request.caller_id.as_deref())
+                else {
+                    tracing::warn!(call_id = %self.id, caller_id = ?request.caller_id, "dial: caller_id is not a usable SIP user; branch not started");
+                    return None;
+                };
+                let identity = match display {
+                    Some(d) => format!("\"{d}\" <sip:{user}@{domain}>"),
+                    None => format!("<sip:{user}@{domain}>"),
+                };
+                (identity.clone(), Some(identity), false)
+            }
         };
-        let identity = match display {
-            Some(d) => format!("\"{d}\" <sip:{user}@{domain}>"),
-            None => format!("<sip:{user}@{domain}>"),
+        let trunk_channel = match &dest.trunk {
+            Some(t) => match inner.trunks.seize(&t.trunk) {
+                Some(seized) => Some(seized),
+                None => {
+                    tracing::info!(call_id = %self.id, trunk = %t.trunk.name, "dial: trunk at max_channels; branch not started");
+                    return None;
+                }
+            },
+            None => None,
         };
         let from = format!("{identity};tag={}", new_tag());
         let call_id = format!("{:032x}@{domain}", rand::random::<u128>());
@@ -1045,7 +1105,12 @@ impl Call {
         headers.push(HeaderName::From, from);
         // RFC 3325: the identity this PBX vouches for, which desk phones
         // show in preference to From.
-        headers.push(HeaderName::parse("P-Asserted-Identity"), identity);
+        if let Some(asserted) = asserted {
+            headers.push(HeaderName::parse("P-Asserted-Identity"), asserted);
+        }
+        if private {
+            headers.push(HeaderName::parse("Privacy"), "id");
+        }
         headers.push(HeaderName::To, dest.to.as_str());
         headers.push(HeaderName::CallId, call_id.as_str());
         headers.push(HeaderName::CSeq, "1 INVITE");
@@ -1125,6 +1190,8 @@ impl Call {
                 done: false,
                 dialog: None,
                 rang: false,
+                authed: false,
+                trunk_channel,
             },
         );
         Some(id)
@@ -1250,11 +1317,20 @@ impl Call {
             }
             return;
         }
+        if (status == 401 || status == 407) && self.answer_trunk_challenge(id, &event).await {
+            return;
+        }
+        let Some(branch) = self.branches.get_mut(&id) else {
+            return;
+        };
         if status >= 300 {
             branch.done = true;
             branch.cancel = None;
             branch.invite = None;
             let was_early = self.dialing.as_ref().is_some_and(|d| d.early == Some(id));
+            if self.fail_over(id, Some(status)).await {
+                return;
+            }
             self.branch_failed(id, status);
             if was_early && let Some(dialing) = &mut self.dialing {
                 // Its early media is gone and others still ring: back to
@@ -1587,7 +1663,27 @@ impl Call {
         }
     }
 
-    fn on_dial_timeout(&mut self) {
+    async fn on_dial_timeout(&mut self) {
+        let ringing = self.dialing.as_ref().map(|d| d.branches.clone());
+        if let Some(ringing) = ringing
+            && let [only] = ringing.as_slice()
+            && self
+                .dialing
+                .as_ref()
+                .is_some_and(|d| d.trunks.as_ref().is_some_and(|l| !l.rest.is_empty()))
+        {
+            // A trunk of a failover list did not answer in time: CANCEL it,
+            // try the next.
+            if let Some(b) = self.branches.get_mut(only) {
+                b.done = true;
+                if let Some(cancel) = b.cancel.take() {
+                    let _ = cancel.send(());
+                }
+            }
+            if self.fail_over(*only, None).await {
+                return;
+            }
+        }
         if self.dialing.is_some() {
             self.cancel_branches();
             self.end_dial(DialOutcome {

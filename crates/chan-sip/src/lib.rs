@@ -10,6 +10,7 @@
 //! inbound leg, dialling and forking, the bridge), `dialog.rs` (RFC 3261
 //! §12 dialog state) and `target.rs` (what a dial target resolves to).
 
+mod admit;
 mod anchor;
 mod call;
 mod channel;
@@ -18,6 +19,7 @@ mod leg;
 mod relay;
 mod target;
 mod trace;
+mod trunk;
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
@@ -38,6 +40,7 @@ pub use anchor::MediaConfig;
 pub(crate) use call::CallEvent;
 pub use call::DEFAULT_MOH;
 pub use trace::{TraceTap, trace_json};
+pub use trunk::{CallerIdFormat, ChannelSeized, RegState, Trunk, TrunkStatus, Trunks, to_e164};
 
 /// What the channel needs to know of one extension.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +52,8 @@ pub struct Extension {
     /// Its pickup group: `call:pickup()` from it takes a call ringing
     /// another member.
     pub pickup_group: Option<String>,
+    /// Its outside number (E.164), the caller ID and P-Asserted-Identity of its calls through trunks.
+    pub did: Option<String>,
 }
 
 /// The channel's settings.
@@ -70,6 +75,10 @@ pub struct ChanSipConfig {
     pub trace_calls: usize,
     /// The parking lot's slots (`call:park`, dialled 71-79 in default.lua).
     pub park_slots: std::ops::RangeInclusive<u16>,
+    /// `security.anonymous = "reject"`: an INVITE without credentials
+    /// whose From user is no extension (and not from a trunk) gets 403,
+    /// not a 407 challenge.
+    pub reject_anonymous: bool,
 }
 
 impl Default for ChanSipConfig {
@@ -83,6 +92,7 @@ impl Default for ChanSipConfig {
             t2: Duration::from_secs(4),
             trace_calls: 100,
             park_slots: 71..=79,
+            reject_anonymous: false,
         }
     }
 }
@@ -113,6 +123,8 @@ pub(crate) struct Inner {
     pub traces: Arc<pbx::Traces>,
     /// Parked calls.
     pub parking: pbx::ParkingLot,
+    /// The SIP trunks: inbound identification, outbound targets, registrations.
+    pub trunks: Trunks,
 }
 
 impl ChanSip {
@@ -136,6 +148,7 @@ impl ChanSip {
         extensions: Arc<ArcSwap<HashMap<String, Extension>>>,
         router: Arc<dyn Router>,
         media: MediaConfig,
+        trunks: Trunks,
     ) -> ChanSip {
         let traces = Arc::new(pbx::Traces::new(config.trace_calls));
         let slots = config.park_slots.clone();
@@ -154,6 +167,7 @@ impl ChanSip {
                 Inner {
                     parking,
                     traces,
+                    trunks,
                     config,
                     endpoint,
                     registrar,
@@ -174,6 +188,11 @@ impl ChanSip {
     /// The parking lot.
     pub fn parking(&self) -> pbx::ParkingLot {
         self.inner.parking.clone()
+    }
+
+    /// The SIP trunks.
+    pub fn trunks(&self) -> &Trunks {
+        &self.inner.trunks
     }
 
     /// The live calls.

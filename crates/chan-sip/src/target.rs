@@ -1,6 +1,7 @@
 //! What a dial target resolves to: an extension id becomes one destination
 //! per registered contact, as the registrar's location lookup lists them
-//! (reached at the address its REGISTER came from, through its Path), a `sip:` URI one destination at its host.
+//! (reached at the address its REGISTER came from, through its Path), a `sip:` URI one destination at its host,
+//! `trunk:NAME/NUMBER` one destination at the trunk's host (RFC 3263 §4.2 A/AAAA lookup for a name).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -8,6 +9,13 @@ use sip_net::Transport;
 use sip_proto::{Host, Uri};
 
 use crate::Inner;
+use crate::trunk::Trunk;
+
+/// What a destination through a trunk carries besides the address.
+#[derive(Debug, Clone)]
+pub(crate) struct TrunkTarget {
+    pub trunk: std::sync::Arc<Trunk>,
+}
 
 /// One place to send an outbound INVITE.
 #[derive(Debug, Clone)]
@@ -22,6 +30,8 @@ pub(crate) struct Destination {
     pub route: Vec<String>,
     /// The target as the route named it (for the CDR).
     pub label: String,
+    /// Set for `trunk:NAME/NUMBER`.
+    pub trunk: Option<TrunkTarget>,
 }
 
 /// Why a target gave no destination: the status a dial reports.
@@ -34,6 +44,11 @@ pub(crate) struct Unreachable {
 /// Resolves a target: an extension id or a `sip:` URI.
 pub(crate) async fn resolve(inner: &Inner, target: &str) -> Result<Vec<Destination>, Unreachable> {
     let target = target.trim();
+    if let Some(rest) = target.strip_prefix("trunk:") {
+        return trunk_destination(inner, target, rest)
+            .await
+            .map(|d| vec![d]);
+    }
     if target.starts_with("sip:") || target.starts_with("sips:") {
         return uri_destination(target).await.map(|d| vec![d]);
     }
@@ -84,6 +99,7 @@ pub(crate) async fn resolve(inner: &Inner, target: &str) -> Result<Vec<Destinati
                 addr: b.source,
                 route: b.path,
                 label: target.to_owned(),
+                trunk: None,
             })
         })
         .collect::<Vec<_>>();
@@ -129,5 +145,69 @@ async fn uri_destination(target: &str) -> Result<Destination, Unreachable> {
         addr,
         route: Vec::new(),
         label: target.to_owned(),
+        trunk: None,
+    })
+}
+
+/// `trunk:NAME/NUMBER`: the number at the trunk's host, written in the
+/// trunk's `caller_id_format`.
+async fn trunk_destination(
+    inner: &Inner,
+    target: &str,
+    rest: &str,
+) -> Result<Destination, Unreachable> {
+    let Some((name, number)) = rest.split_once('/') else {
+        return Err(Unreachable {
+            code: 404,
+            why: format!("{target}: write trunk:NAME/NUMBER"),
+        });
+    };
+    let Some(trunk) = inner.trunks.get(name) else {
+        return Err(Unreachable {
+            code: 404,
+            why: format!("{target}: no [[trunk]] named {name:?}"),
+        });
+    };
+    let number = number.trim();
+    let digits = number.strip_prefix('+').unwrap_or(number);
+    if digits.is_empty()
+        || digits.len() > 32
+        || !digits
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b"*#".contains(&b))
+    {
+        return Err(Unreachable {
+            code: 484,
+            why: format!(
+                "{target}: {number:?} is not a number (digits, * and # after an optional +)"
+            ),
+        });
+    }
+    let addr = trunk.resolve().await.map_err(|why| Unreachable {
+        code: 503,
+        why: format!("{target}: {why}"),
+    })?;
+    let user = trunk.caller_id_format.write(number);
+    let host = match trunk.port {
+        Some(p) => format!("{}:{p}", trunk.host),
+        None => trunk.host.clone(),
+    };
+    let transport_param = match trunk.transport {
+        Transport::Tcp => ";transport=tcp",
+        Transport::Udp => "",
+    };
+    let uri_text = format!("sip:{user}@{host}{transport_param}");
+    let uri = Uri::parse(&uri_text).map_err(|e| Unreachable {
+        code: 484,
+        why: format!("{target}: {uri_text}: {e}"),
+    })?;
+    Ok(Destination {
+        to: format!("<sip:{user}@{}>", trunk.domain()),
+        uri,
+        transport: trunk.transport,
+        addr,
+        route: Vec::new(),
+        label: target.to_owned(),
+        trunk: Some(TrunkTarget { trunk }),
     })
 }

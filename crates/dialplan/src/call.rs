@@ -46,6 +46,10 @@ pub struct CallInfo {
     pub caller: Option<String>,
     /// The context (`dialplans/NAME.lua`) whose `route` handles the call.
     pub context: String,
+    /// The trunk the call came in on (`call.trunk`), if it came from a carrier.
+    pub trunk: Option<String>,
+    /// The dialled number in E.164 (`call.did`), for calls from a trunk.
+    pub did: Option<String>,
     /// The INVITE's headers in order, names as received (`call:header`
     /// matches them case-insensitively; compact forms are not expanded).
     pub headers: Vec<(String, String)>,

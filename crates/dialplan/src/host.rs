@@ -39,7 +39,7 @@ pub struct Contact {
 }
 
 /// An extension of the PBX (`pbx.extension(id)`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExtensionInfo {
     /// The extension id (`1001`).
     pub id: String,
@@ -47,6 +47,12 @@ pub struct ExtensionInfo {
     pub name: Option<String>,
     /// The context its calls enter.
     pub context: String,
+    /// Its outside number in E.164 (`did`), if configured.
+    pub did: Option<String>,
+    /// `outbound`: may call out through trunks (the dialplan enforces it).
+    pub outbound: bool,
+    /// `international`: may call international and premium numbers (the dialplan enforces it).
+    pub international: bool,
 }
 
 /// The PBX as the dialplan's modules see it. The binary implements it over
@@ -74,6 +80,12 @@ pub trait Host: Send + Sync + 'static {
     fn contacts(&self, ext: &str) -> Result<Vec<Contact>, HostError>;
     /// The extension `id`, if configured.
     fn extension(&self, id: &str) -> Result<Option<ExtensionInfo>, HostError>;
+
+    /// The extension whose `did` is `number` (E.164, `+15550001001`), if any.
+    fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {
+        let _ = number;
+        Ok(None)
+    }
     /// Whether the methods may block on IO (then they run on a blocking
     /// thread). `true` unless the host is all in memory.
     fn blocks(&self) -> bool {
@@ -191,6 +203,15 @@ impl Host for MemoryHost {
 
     fn contacts(&self, ext: &str) -> Result<Vec<Contact>, HostError> {
         Ok(self.lock().contacts.get(ext).cloned().unwrap_or_default())
+    }
+
+    fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {
+        Ok(self
+            .lock()
+            .extensions
+            .values()
+            .find(|e| e.did.as_deref() == Some(number))
+            .cloned())
     }
 
     fn extension(&self, id: &str) -> Result<Option<ExtensionInfo>, HostError> {

@@ -120,14 +120,26 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
             let id = text_arg("pbx.extension", "id", &id, MAX_EXTENSION_ID);
             async move {
                 let id = id?;
-                let Some(ext) = call_host(host, "pbx.extension", move |h| h.extension(&id)).await?
-                else {
+                // Extension ids never start with '+': a number finds the
+                // extension whose `did` it is.
+                let found = call_host(host, "pbx.extension", move |h| {
+                    if id.starts_with('+') {
+                        h.extension_by_did(&id)
+                    } else {
+                        h.extension(&id)
+                    }
+                })
+                .await?;
+                let Some(ext) = found else {
                     return Ok(Value::Nil);
                 };
-                let t = lua.create_table_with_capacity(0, 3)?;
+                let t = lua.create_table_with_capacity(0, 6)?;
                 t.raw_set("id", ext.id)?;
                 t.raw_set("name", ext.name)?;
                 t.raw_set("context", ext.context)?;
+                t.raw_set("did", ext.did)?;
+                t.raw_set("outbound", ext.outbound)?;
+                t.raw_set("international", ext.international)?;
                 Ok(Value::Table(t))
             }
         })?,

@@ -635,6 +635,8 @@ impl<A: CallApi> UserData for CallObject<A> {
             }
             None => Ok(None),
         });
+        fields.add_field_method_get("trunk", |_, this| Ok(this.info.trunk.clone()));
+        fields.add_field_method_get("did", |_, this| Ok(this.info.did.clone()));
         fields.add_field_method_get("state", |_, this| Ok(this.state()));
     }
 

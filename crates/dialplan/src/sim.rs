@@ -144,6 +144,16 @@ impl Host for SimHost {
         Ok(self.0.lock().extensions.get(id).cloned())
     }
 
+    fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {
+        Ok(self
+            .0
+            .lock()
+            .extensions
+            .values()
+            .find(|e| e.did.as_deref() == Some(number))
+            .cloned())
+    }
+
     fn blocks(&self) -> bool {
         false
     }

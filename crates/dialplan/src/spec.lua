@@ -184,9 +184,10 @@ function sim.extension(ext)
     ext = { id = ext }
   end
   if type(ext) ~= "table" or type(ext.id) ~= "string" then
-    error("sim.extension: expected an id string or {id = ..., name = ..., context = ...}", 2)
+    error("sim.extension: expected an id string or {id = ..., name = ..., context = ..., did = ..., outbound = ..., international = ...}", 2)
   end
-  native.extension(ext.id, ext.name, ext.context or "default")
+  native.extension(ext.id, ext.name, ext.context or "default", ext.did, ext.outbound == true,
+    ext.international == true)
 end
 
 -- Expectations -----------------------------------------------------------------------------

@@ -400,11 +400,18 @@ impl SpecRunner {
         native.raw_set(
             "extension",
             lua.create_function(
-                move |_, (id, name, context): (String, Option<String>, String)| {
-                    world
-                        .lock()
-                        .extensions
-                        .insert(id.clone(), ExtensionInfo { id, name, context });
+                move |_, (id, name, context, did, outbound, international): SimExtension| {
+                    world.lock().extensions.insert(
+                        id.clone(),
+                        ExtensionInfo {
+                            id,
+                            name,
+                            context,
+                            did,
+                            outbound,
+                            international,
+                        },
+                    );
                     Ok(())
                 },
             )?,
@@ -497,6 +504,9 @@ fn file_stem(path: &Path) -> String {
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
 
+/// `sim.extension`'s fields: id, name, context, did, outbound, international.
+type SimExtension = (String, Option<String>, String, Option<String>, bool, bool);
+
 fn uri(user: &str) -> UriParts {
     UriParts {
         user: user.to_owned(),
@@ -512,10 +522,10 @@ fn call_info(spec: &Table, world: &World, n: u64) -> mlua::Result<CallInfo> {
     for pair in spec.pairs::<Value, Value>() {
         let (key, _) = pair?;
         let known = matches!(&key, Value::String(k)
-            if matches!(k.to_str()?.as_ref(), "from" | "to" | "context" | "caller" | "headers"));
+            if matches!(k.to_str()?.as_ref(), "from" | "to" | "context" | "caller" | "headers" | "trunk" | "did"));
         if !known {
             return Err(mlua::Error::runtime(format!(
-                "sim.call: unknown key {} (from, to, context, caller, headers)",
+                "sim.call: unknown key {} (from, to, context, caller, headers, trunk, did)",
                 key.to_string()?
             )));
         }
@@ -534,7 +544,15 @@ fn call_info(spec: &Table, world: &World, n: u64) -> mlua::Result<CallInfo> {
     let from = text("from")?.unwrap_or_else(|| "anonymous".into());
     let to = text("to")?
         .ok_or_else(|| mlua::Error::runtime("sim.call: `to` (the number dialled) is required"))?;
+    let trunk = text("trunk")?;
+    // A call from a trunk: no caller; its DID is `did`, else `to` when it is E.164.
+    let did = match text("did")? {
+        Some(d) => Some(d),
+        None if trunk.is_some() && to.starts_with('+') => Some(to.clone()),
+        None => None,
+    };
     let caller = match spec.get::<Value>("caller")? {
+        _ if trunk.is_some() => None,
         Value::Boolean(false) => None,
         Value::Nil => world.extensions.contains_key(&from).then(|| from.clone()),
         _ => text("caller")?,
@@ -565,6 +583,8 @@ fn call_info(spec: &Table, world: &World, n: u64) -> mlua::Result<CallInfo> {
         },
         caller,
         context,
+        trunk,
+        did,
         headers,
         transferred_by: None,
     })

@@ -356,6 +356,7 @@ end
         id: "1002".into(),
         name: Some("Bob".into()),
         context: "default".into(),
+        ..Default::default()
     });
     let api = Arc::new(FakeCall::default());
     route(&runtime, &api, "1").await;

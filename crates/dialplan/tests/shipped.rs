@@ -23,6 +23,7 @@ fn office() -> (Runtime, Arc<MemoryHost>) {
             id: id.into(),
             name: None,
             context: "default".into(),
+            ..Default::default()
         });
     }
     let runtime = Runtime::new(

@@ -52,6 +52,7 @@ async fn run(spec: &str) -> (Report, String) {
                 id: (*id).to_owned(),
                 name: None,
                 context: "default".into(),
+                ..Default::default()
             })
             .collect(),
     })

@@ -447,6 +447,10 @@ pub struct CallDetails {
     pub caller: Option<String>,
     /// The context that routes the call.
     pub context: String,
+    /// The trunk the call came in on, if it came from a carrier.
+    pub trunk: Option<String>,
+    /// The dialled number in E.164, when it reads as one (trunk calls).
+    pub did: Option<String>,
     /// The request's headers, in order.
     pub headers: Vec<(String, String)>,
     /// A blind transfer's route: the extension that transferred the call

@@ -528,6 +528,7 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         route_superseded: false,
         identity: None,
         replacing: None,
+        _trunk_channel: None,
         state: CallState::Answered,
         finished: false,
         cdr: Cdr {

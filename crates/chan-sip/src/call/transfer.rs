@@ -264,6 +264,8 @@ impl Call {
             context,
             headers: Vec::new(),
             transferred_by: Some(by),
+            trunk: None,
+            did: None,
         };
         let route = self.inner.router.route(handle, details);
         self.next_route = Some(tokio::spawn(route));

@@ -88,6 +88,8 @@ pub fn call_to(to_user: &str) -> CallInfo {
         },
         caller: Some("1001".into()),
         context: "default".into(),
+        trunk: None,
+        did: None,
         headers: vec![
             (
                 "Via".into(),

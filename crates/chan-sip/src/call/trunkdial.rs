@@ -1,0 +1,222 @@
+//! Dialling through trunks: who we say is calling (RFC 3325
+//! P-Asserted-Identity, `Privacy: id` for a withheld number), the
+//! carrier's 401/407 answered once with the trunk's credentials (RFC 3261
+//! §22.2, §8.1.3.5: same Call-ID, next CSeq), and a list of trunk targets
+//! tried one after the other on 5xx, 408 or no answer within the timeout.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use pbx::DialRequest;
+use sip_net::InviteEvent;
+use sip_proto::HeaderName;
+use tokio::sync::oneshot;
+
+use super::Call;
+use crate::relay::branch_task;
+use crate::target::{Destination, TrunkTarget};
+use crate::trunk::authorization;
+
+/// The identity headers of an INVITE to a trunk.
+pub(super) struct TrunkIdentity {
+    /// The From value without its tag.
+    pub from: String,
+    /// P-Asserted-Identity: the number this PBX vouches for.
+    pub asserted: Option<String>,
+    /// `Privacy: id`: the caller withheld its number.
+    pub private: bool,
+}
+
+/// Whether a failed trunk attempt moves on to the next trunk of the list:
+/// the carrier could not take the call (5xx, 408), not "the callee said no".
+fn fails_over(status: u16) -> bool {
+    status == 408 || (500..600).contains(&status)
+}
+
+impl Call {
+    /// From, P-Asserted-Identity and Privacy towards `t`: the dialplan's
+    /// `caller_id` when set (`"anonymous"` withholds the number), else the
+    /// calling extension's `did`, else the trunk's own user; numbers in the
+    /// trunk's `caller_id_format`.
+    pub(super) fn trunk_identity(&self, t: &TrunkTarget, caller_id: Option<&str>) -> TrunkIdentity {
+        let trunk = &t.trunk;
+        let domain = trunk.domain();
+        let did = self.cdr.caller.as_ref().and_then(|id| {
+            self.inner
+                .extensions
+                .load()
+                .get(id)
+                .and_then(|e| e.did.clone())
+        });
+        let asserted = did
+            .as_deref()
+            .map(|n| format!("<sip:{}@{domain}>", trunk.caller_id_format.write(n)));
+        let chosen = caller_id.map(str::trim).filter(|c| !c.is_empty());
+        if chosen.is_some_and(|c| c.eq_ignore_ascii_case("anonymous")) {
+            return TrunkIdentity {
+                from: "\"Anonymous\" <sip:anonymous@anonymous.invalid>".to_owned(),
+                asserted,
+                private: true,
+            };
+        }
+        let (display, number) = match chosen {
+            Some(c) => match self.outbound_identity(Some(c)) {
+                Some((display, user)) => (display, user),
+                None => (None, trunk.own_user().to_owned()),
+            },
+            None => match &did {
+                Some(n) => (None, n.clone()),
+                None => (None, trunk.own_user().to_owned()),
+            },
+        };
+        let user = trunk.caller_id_format.write(&number);
+        let from = match display {
+            Some(d) => format!("\"{d}\" <sip:{user}@{domain}>"),
+            None => format!("<sip:{user}@{domain}>"),
+        };
+        TrunkIdentity {
+            from,
+            asserted,
+            private: false,
+        }
+    }
+
+    /// A trunk branch got 401/407: send its INVITE again, once, with the
+    /// trunk's credentials. `true` when it went out (the branch rings on).
+    pub(super) async fn answer_trunk_challenge(&mut self, id: u32, event: &InviteEvent) -> bool {
+        let InviteEvent::Response(response) = event else {
+            return false;
+        };
+        let Some(branch) = self.branches.get_mut(&id) else {
+            return false;
+        };
+        let Some(t) = &branch.dest.trunk else {
+            return false;
+        };
+        if branch.authed {
+            return false;
+        }
+        let (Some(user), Some(password)) = (t.trunk.auth_user(), t.trunk.password.as_deref())
+        else {
+            return false;
+        };
+        let Some(sent) = branch.invite.as_ref() else {
+            return false;
+        };
+        let uri = sent.uri.to_string();
+        let Some((name, value)) = authorization(response, "INVITE", &uri, user, password) else {
+            return false;
+        };
+        let mut invite = sent.clone();
+        let seq = invite.headers.cseq().map_or(1, |c| c.seq) + 1;
+        invite.headers.remove(&HeaderName::Via);
+        invite
+            .headers
+            .set(HeaderName::CSeq, format!("{seq} INVITE"));
+        invite.headers.push(name, value);
+        let (transport, addr) = (branch.dest.transport, branch.dest.addr);
+        branch.authed = true;
+        let ctx = match self.inner.endpoint.invite(invite, transport, addr).await {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                tracing::info!(call_id = %self.id, to = %addr, error = %e, "dial: cannot send the authenticated INVITE");
+                return false;
+            }
+        };
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        if let Some(branch) = self.branches.get_mut(&id) {
+            branch.invite = ctx.request().cloned();
+            branch.cancel = Some(cancel_tx);
+        }
+        self.note(|| {
+            format!(
+                "{} challenged with {}; sent again with credentials",
+                response.status,
+                t_name(&self.branches, id)
+            )
+        });
+        tokio::spawn(branch_task(id, ctx, self.events_tx.clone(), cancel_rx));
+        true
+    }
+
+    /// A branch failed with `status`, or its time ran out (`None`): when it
+    /// was a trunk of a failover list and the carrier could not take the
+    /// call, the next trunk is dialled. `true` when one was.
+    pub(super) async fn fail_over(&mut self, id: u32, status: Option<u16>) -> bool {
+        if let Some(b) = self.branches.get_mut(&id) {
+            b.trunk_channel = None;
+        }
+        if status.is_some_and(|s| !fails_over(s)) {
+            return false;
+        }
+        let failed = t_name(&self.branches, id);
+        let why = status.map_or_else(|| "no answer".to_owned(), |s| s.to_string());
+        loop {
+            let Some(dialing) = &mut self.dialing else {
+                return false;
+            };
+            if !dialing.branches.contains(&id) {
+                return false;
+            }
+            let Some(list) = &mut dialing.trunks else {
+                return false;
+            };
+            if list.rest.is_empty() {
+                return false;
+            }
+            let next = list.rest.remove(0);
+            let (request, offer, per_try) =
+                (list.request.clone(), list.offer.clone(), list.per_try);
+            dialing.codes.push(status.unwrap_or(408));
+            let label = next.label.clone();
+            self.note(|| format!("{failed} did not take the call ({why}); trying {label}"));
+            if let Some(started) = self.start_branch(next, &request, &offer).await {
+                if let Some(dialing) = &mut self.dialing {
+                    dialing.branches = vec![started];
+                    dialing.deadline = Instant::now() + per_try;
+                }
+                return true;
+            }
+        }
+    }
+}
+
+fn t_name(branches: &std::collections::HashMap<u32, super::Branch>, id: u32) -> String {
+    branches
+        .get(&id)
+        .map_or_else(|| format!("branch {id}"), |b| b.dest.label.clone())
+}
+
+/// What a failover list keeps to dial the next trunk.
+pub(super) struct Failover {
+    /// The trunks not tried yet, in order.
+    pub rest: Vec<Destination>,
+    /// The dial, for the next INVITE.
+    pub request: DialRequest,
+    /// Our SDP offer, the same for every attempt.
+    pub offer: Bytes,
+    /// How long each trunk may take to answer.
+    pub per_try: std::time::Duration,
+}
+
+impl Failover {
+    /// Splits `destinations` when every target is a trunk and there are
+    /// several: the first is dialled now, the others wait their turn.
+    pub(super) fn split(
+        destinations: &mut Vec<Destination>,
+        request: &DialRequest,
+        offer: &Bytes,
+        per_try: std::time::Duration,
+    ) -> Option<Box<Failover>> {
+        if destinations.len() < 2 || destinations.iter().any(|d| d.trunk.is_none()) {
+            return None;
+        }
+        let rest = destinations.split_off(1);
+        Some(Box::new(Failover {
+            rest,
+            request: request.clone(),
+            offer: offer.clone(),
+            per_try,
+        }))
+    }
+}
