@@ -26,6 +26,7 @@
 //! Read [`location`] first (the [`Binding`] the registrar stores), then
 //! [`kv`] and [`cdr`], then the two backends.
 
+mod binding_log;
 pub mod cdr;
 mod error;
 pub mod kv;
