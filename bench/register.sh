@@ -231,11 +231,13 @@ write_users() {
   done
 }
 
-# sipp_once EXT PASSWORD TRACE: one registration; its exit code; messages in TRACE.
+# sipp_once EXT PASSWORD TRACE: one registration from the first SIPp
+# process's port (extension 2000 is that process's); its exit code;
+# messages in TRACE.
 sipp_once() {
   printf 'SEQUENTIAL\n%s;%s\n' "$1" "$2" > "$WORK/once.csv"
   taskset -c "$SIPP_CPU" sipp "127.0.0.1:$SERVER_PORT" -sf "$SCENARIO" -t u1 -i 127.0.0.1 \
-    -p "$(free_udp_port)" -inf "$WORK/once.csv" "${SIPP_AUTH[@]}" -m 1 -timeout 5s -timeout_error \
+    -p "${SIPP_PORTS[0]}" -inf "$WORK/once.csv" "${SIPP_AUTH[@]}" -m 1 -timeout 5s -timeout_error \
     -recv_timeout 2000 -nostdin -trace_msg -message_file "$3" >/dev/null 2>&1
 }
 
@@ -279,22 +281,29 @@ server_cpu_ticks() {
 CLK_TCK=$(getconf CLK_TCK)
 
 # run_step SERVER RATE: NSIPP SIPp processes, RATE/NSIPP registrations/s each,
-# for STEP_SECONDS; sets STEP_* results.
+# for STEP_SECONDS; sets STEP_* results. Process i sends from SIPP_PORTS[i],
+# so each extension keeps one Contact (one binding) through the whole run.
+SIPP_PORTS=()
 run_step() {
   local name=$1 rate=$2 i per calls dir
   per=$(( (rate + NSIPP - 1) / NSIPP ))
   calls=$(( per * STEP_SECONDS ))
   dir="$WORK/$name-$rate"
   mkdir -p "$dir"
-  local ports=()
-  for i in $(seq 0 $((NSIPP - 1))); do ports+=("$(free_udp_port)"); done
+  # The same local port per process all run long (a phone keeps its
+  # Contact), unless something else took it meanwhile.
+  for i in $(seq 0 $((NSIPP - 1))); do
+    if [ -z "${SIPP_PORTS[$i]:-}" ] || ss -Hlun "sport = :${SIPP_PORTS[$i]}" 2>/dev/null | grep -q .; then
+      SIPP_PORTS[$i]=$(free_udp_port)
+    fi
+  done
   local t0 t1 cpu0 cpu1
   cpu0=$(server_cpu_ticks)
   t0=$(date +%s%N)
   SIPP_PIDS=()
   for i in $(seq 0 $((NSIPP - 1))); do
     taskset -c "$SIPP_CPU" sipp "127.0.0.1:$SERVER_PORT" -sf "$SCENARIO" -t u1 -i 127.0.0.1 \
-      -p "${ports[$i]}" -inf "$WORK/users-$i.csv" "${SIPP_AUTH[@]}" \
+      -p "${SIPP_PORTS[$i]}" -inf "$WORK/users-$i.csv" "${SIPP_AUTH[@]}" \
       -r "$per" -rp 1000 -m "$calls" -recv_timeout "$RECV_TIMEOUT_MS" \
       -timeout "$(( STEP_SECONDS * 2 + 10 ))s" -nostdin -default_behaviors all,-bye \
       -trace_stat -stf "$dir/stat-$i.csv" -fd 1 -trace_err -error_file "$dir/errors-$i.log" \
@@ -376,6 +385,7 @@ ramp() {
 
 ensure_tools
 write_users
+for i in $(seq 0 $((NSIPP - 1))); do SIPP_PORTS[$i]=$(free_udp_port); done
 case " $SERVERS " in *" memory "*|*" redb "*) build_switchboard ;; esac
 
 load=$(cut -d' ' -f1 /proc/loadavg)

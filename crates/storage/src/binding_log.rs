@@ -1,17 +1,18 @@
-//! The redb backend's binding log: an append-only file of whole-AOR binding sets, synced before a write returns, that is folded into the B-tree in large checkpoints.
+//! The redb backend's binding log: an append-only file of binding changes, synced before a write returns, that is folded into the B-tree in large checkpoints.
 //!
-//! Every change to the location table is written here as one record per
-//! AOR, "the bindings of `aor` are now `bindings`" (an empty list removes
-//! the AOR), and `fdatasync`ed before the change is acknowledged. A record
-//! is
+//! Every change to the location table is written here as records of one
+//! binding each, "the binding of (AOR, contact) is now this" or "there is
+//! no binding of (AOR, contact)", and `fdatasync`ed before the change is
+//! acknowledged. A record is
 //!
 //! ```text
-//! length: u32 LE | crc32(seq, payload): u32 LE | seq: u64 LE | payload: JSON [aor, [binding, ...]]
+//! length: u32 LE | crc32(seq, payload): u32 LE | seq: u64 LE | payload: JSON {"Put": binding} or {"Remove": {"aor", "contact"}}
 //! ```
 //!
-//! Records are whole states, not deltas, so replaying the log over the
-//! B-tree is idempotent: the last record of an AOR is its state, whatever
-//! the B-tree held.
+//! A refresh of one contact writes one binding, whatever else its AOR
+//! holds. Each record is a whole state of its key, not a delta, so
+//! replaying the log over the B-tree is idempotent: the last record of a
+//! key is its state, whatever the B-tree held.
 //!
 //! The file is written full of zeros once, at its working size, and then
 //! overwritten in place from the start after every checkpoint: a sync then
@@ -30,6 +31,8 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::location::Binding;
 
 /// Bytes before a record's payload: its length, its CRC-32 and its
@@ -39,8 +42,29 @@ const HEADER: usize = 16;
 /// A record whose length field says more than this is damage, not a record.
 const MAX_RECORD: usize = 64 << 20;
 
-/// One record: the complete binding set of an AOR.
-pub(crate) type Record = (String, Vec<Binding>);
+/// One record: the state of one (AOR, contact) key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Change {
+    /// The binding of its (AOR, contact) is now this one.
+    Put(Binding),
+    /// There is no binding of `aor` to `contact`.
+    Remove {
+        /// The address of record.
+        aor: String,
+        /// The contact URI.
+        contact: String,
+    },
+}
+
+impl Change {
+    /// The AOR the record is about.
+    pub(crate) fn aor(&self) -> &str {
+        match self {
+            Change::Put(b) => &b.aor,
+            Change::Remove { aor, .. } => aor,
+        }
+    }
+}
 
 /// Why opening or replaying the log failed.
 #[derive(Debug)]
@@ -91,7 +115,7 @@ impl BindingLog {
     /// records is then overwritten with zeros up to `capacity` bytes (and
     /// synced), so that no older record from before this start can ever
     /// look like the continuation of a newer one.
-    pub(crate) fn open(path: &Path, capacity: u64) -> Result<(BindingLog, Vec<Record>), LogError> {
+    pub(crate) fn open(path: &Path, capacity: u64) -> Result<(BindingLog, Vec<Change>), LogError> {
         let mut options = std::fs::OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]
@@ -123,7 +147,7 @@ impl BindingLog {
             broken: false,
             buf: Vec::new(),
         };
-        log.dirty = records.iter().map(|(aor, _)| aor.clone()).collect();
+        log.dirty = records.iter().map(|c| c.aor().to_owned()).collect();
         log.seek_to(log.len)?;
         Ok((log, records))
     }
@@ -154,7 +178,7 @@ impl BindingLog {
     /// returns `Ok`, they survive a crash. On error nothing of them counts:
     /// the file is cut back to where it was (or, if even that fails, the
     /// log refuses every later append).
-    pub(crate) fn append(&mut self, records: &[Record]) -> std::io::Result<()> {
+    pub(crate) fn append(&mut self, records: &[Change]) -> std::io::Result<()> {
         if self.broken {
             return Err(std::io::Error::other(
                 "an earlier write to it failed and could not be undone; \
@@ -163,16 +187,18 @@ impl BindingLog {
         }
         self.buf.clear();
         let mut seq = self.seq;
-        for (aor, bindings) in records {
+        for change in records {
             let start = self.buf.len();
             self.buf.extend_from_slice(&[0; HEADER]);
-            serde_json::to_writer(&mut self.buf, &(aor, bindings))
-                .map_err(std::io::Error::other)?;
+            serde_json::to_writer(&mut self.buf, change).map_err(std::io::Error::other)?;
             let len = u32::try_from(self.buf.len() - start - HEADER)
                 .ok()
                 .filter(|&l| (l as usize) <= MAX_RECORD)
                 .ok_or_else(|| {
-                    std::io::Error::other(format!("the bindings of {aor} are too large to log"))
+                    std::io::Error::other(format!(
+                        "a binding of {} is too large to log",
+                        change.aor()
+                    ))
                 })?;
             self.buf[start + 8..start + HEADER].copy_from_slice(&seq.to_le_bytes());
             let crc = crc32fast::hash(&self.buf[start + 8..]);
@@ -189,7 +215,7 @@ impl BindingLog {
                 self.len += self.buf.len() as u64;
                 self.seq = seq;
                 self.dirty
-                    .extend(records.iter().map(|(aor, _)| aor.clone()));
+                    .extend(records.iter().map(|c| c.aor().to_owned()));
                 Ok(())
             }
             Err(e) => {
@@ -234,7 +260,7 @@ impl BindingLog {
 
 /// The chain of intact records at the start of `bytes`, how many bytes
 /// they take, and the sequence number that follows the last.
-fn parse(bytes: &[u8]) -> Result<(Vec<Record>, usize, u64), LogError> {
+fn parse(bytes: &[u8]) -> Result<(Vec<Change>, usize, u64), LogError> {
     let mut records = Vec::new();
     let mut at = 0;
     let mut expected: Option<u64> = None;
@@ -256,7 +282,7 @@ fn parse(bytes: &[u8]) -> Result<(Vec<Record>, usize, u64), LogError> {
             // An older record behind the newest ones.
             break;
         }
-        let record: Record =
+        let record: Change =
             serde_json::from_slice(&covered[8..]).map_err(|e| LogError::Decode {
                 offset: at as u64,
                 reason: e.to_string(),
@@ -290,14 +316,21 @@ mod tests {
         }
     }
 
+    fn remove(aor: &str, contact: &str) -> Change {
+        Change::Remove {
+            aor: aor.into(),
+            contact: contact.into(),
+        }
+    }
+
     const CAPACITY: u64 = 4096;
 
     #[test]
     fn records_come_back_in_order_and_a_torn_tail_is_ignored() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db-log");
-        let a = ("a".to_owned(), vec![binding("a", "sip:x")]);
-        let b = ("b".to_owned(), Vec::new());
+        let a = Change::Put(binding("a", "sip:x"));
+        let b = remove("b", "sip:y");
         let valid = {
             let (mut log, found) = BindingLog::open(&path, CAPACITY).expect("open");
             assert!(found.is_empty());
@@ -326,7 +359,7 @@ mod tests {
     fn a_flipped_byte_ends_the_log_there() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db-log");
-        let a = ("a".to_owned(), vec![binding("a", "sip:x")]);
+        let a = Change::Put(binding("a", "sip:x"));
         let valid = {
             let (mut log, _) = BindingLog::open(&path, CAPACITY).expect("open");
             log.append(&[a.clone(), a.clone()]).expect("append");
@@ -343,8 +376,8 @@ mod tests {
     fn after_a_reset_older_records_behind_the_new_ones_are_not_replayed() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db-log");
-        let old = ("old".to_owned(), vec![binding("old", "sip:x")]);
-        let new = ("new".to_owned(), vec![binding("new", "sip:y")]);
+        let old = Change::Put(binding("old", "sip:x"));
+        let new = Change::Put(binding("new", "sip:x"));
         let (mut log, _) = BindingLog::open(&path, CAPACITY).expect("open");
         log.append(&[old.clone(), old.clone(), old.clone()])
             .expect("append");
@@ -370,7 +403,7 @@ mod tests {
     fn a_log_longer_than_its_capacity_still_replays_whole() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("db-log");
-        let a = ("a".to_owned(), vec![binding("a", "sip:x")]);
+        let a = Change::Put(binding("a", "sip:x"));
         let batch = vec![a.clone(); 40];
         let (mut log, _) = BindingLog::open(&path, CAPACITY).expect("open");
         log.append(&batch).expect("append");

@@ -1,4 +1,10 @@
-//! The embedded backend: one redb file, every write durably committed before the call returns.
+//! The embedded backend: one redb file and its binding log, every write durable before the call returns.
+//!
+//! Bindings live in memory and in the log (`binding_log`, the file's
+//! name with `-log` appended) first, and reach the B-tree at checkpoints:
+//! every 8 MiB of log, at close, and at open after a crash (the log is
+//! replayed, then checkpointed). The tables below are as a checkpoint
+//! leaves them; KV entries and CDRs are committed to them directly.
 //!
 //! Layout (format 1): `bindings` maps (AOR, contact) to the binding as JSON;
 //! `binding_expiry` indexes (expires_at, AOR, contact) so a sweep reads only
@@ -29,7 +35,7 @@ use redb::{
 };
 
 use crate::Error;
-use crate::binding_log::{BindingLog, LogError, Record};
+use crate::binding_log::{BindingLog, Change, LogError};
 use crate::cdr::{CdrEntry, CdrStore};
 use crate::kv::{self, KvStore};
 use crate::location::{self, Binding, LocationStore};
@@ -195,7 +201,7 @@ impl RedbStorage {
                 "storage: replaying the binding log left by the last run"
             );
             let mut log = storage.log();
-            apply_records(&mut storage.bindings_mut(), records);
+            apply_changes(&mut storage.bindings_mut(), records);
             storage.checkpoint(&mut log)?;
         }
         Ok(storage)
@@ -252,12 +258,12 @@ impl RedbStorage {
     }
 
     /// Changes bindings durably: `change` reads the current table and
-    /// returns the new binding set of each AOR it changes, plus its result.
-    /// The sets are appended to the log and synced, then applied in memory;
-    /// a full log is checkpointed.
+    /// returns the changes to make, plus its result. The changes are
+    /// appended to the log and synced, then applied in memory; a full log
+    /// is checkpointed.
     fn change_bindings<T>(
         &self,
-        change: impl FnOnce(&Bindings) -> Result<(Vec<Record>, T), Error>,
+        change: impl FnOnce(&Bindings) -> Result<(Vec<Change>, T), Error>,
     ) -> Result<T, Error> {
         let mut log = self.log();
         let (records, out) = change(&self.bindings())?;
@@ -276,7 +282,7 @@ impl RedbStorage {
             let _ = self.checkpoint(&mut log);
             return Err(error);
         }
-        apply_records(&mut self.bindings_mut(), records);
+        apply_changes(&mut self.bindings_mut(), records);
         if log.len() >= CHECKPOINT_BYTES
             && let Err(e) = self.checkpoint(&mut log)
         {
@@ -302,16 +308,51 @@ impl Drop for RedbStorage {
     }
 }
 
-/// Applies whole-AOR binding sets to the table in memory, in order.
-fn apply_records(bindings: &mut Bindings, records: Vec<Record>) {
-    for (aor, set) in records {
-        if set.is_empty() {
-            bindings.remove(&aor);
-        } else {
-            bindings.insert(
-                aor,
-                set.into_iter().map(|b| (b.contact.clone(), b)).collect(),
-            );
+/// Applies logged changes to the table in memory, in order.
+fn apply_changes(bindings: &mut Bindings, changes: Vec<Change>) {
+    for change in changes {
+        match change {
+            Change::Put(b) => {
+                bindings
+                    .entry(b.aor.clone())
+                    .or_default()
+                    .insert(b.contact.clone(), b);
+            }
+            Change::Remove { aor, contact } => {
+                if let Some(contacts) = bindings.get_mut(&aor) {
+                    contacts.remove(&contact);
+                    if contacts.is_empty() {
+                        bindings.remove(&aor);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The changes that turn `old`, the bindings of `aor`, into `new` (which
+/// all belong to `aor`): a removal for each contact that is gone, the new
+/// binding for each contact that is new or differs. A binding that stays
+/// as it was costs nothing.
+fn diff(
+    aor: &str,
+    old: Option<&BTreeMap<String, Binding>>,
+    new: &[Binding],
+    out: &mut Vec<Change>,
+) {
+    for contact in old.into_iter().flat_map(BTreeMap::keys) {
+        if !new.iter().any(|b| &b.contact == contact) {
+            out.push(Change::Remove {
+                aor: aor.to_owned(),
+                contact: contact.clone(),
+            });
+        }
+    }
+    for (i, b) in new.iter().enumerate() {
+        // A contact listed twice: the last one counts, as in the B-tree.
+        let last = !new[i + 1..].iter().any(|later| later.contact == b.contact);
+        if last && old.and_then(|o| o.get(&b.contact)) != Some(b) {
+            out.push(Change::Put(b.clone()));
         }
     }
 }
@@ -671,21 +712,25 @@ impl LocationStore for RedbStorage {
 
     fn put(&self, binding: &Binding) -> Result<(), Error> {
         self.change_bindings(|table| {
-            let mut set = listed(table, &binding.aor);
-            set.retain(|b| b.contact != binding.contact);
-            set.push(binding.clone());
-            Ok((vec![(binding.aor.clone(), set)], ()))
+            let same = table
+                .get(&binding.aor)
+                .and_then(|contacts| contacts.get(&binding.contact))
+                == Some(binding);
+            let changes = if same {
+                Vec::new()
+            } else {
+                vec![Change::Put(binding.clone())]
+            };
+            Ok((changes, ()))
         })
     }
 
     fn replace_aor(&self, aor: &str, bindings: &[Binding]) -> Result<Vec<Binding>, Error> {
         location::check_same_aor(aor, bindings)?;
         self.change_bindings(|table| {
-            let old = listed(table, aor);
-            if old.is_empty() && bindings.is_empty() {
-                return Ok((Vec::new(), old));
-            }
-            Ok((vec![(aor.to_owned(), bindings.to_vec())], old))
+            let mut changes = Vec::new();
+            diff(aor, table.get(aor), bindings, &mut changes);
+            Ok((changes, listed(table, aor)))
         })
     }
 
@@ -693,27 +738,48 @@ impl LocationStore for RedbStorage {
         for (aor, bindings) in batch {
             location::check_same_aor(aor, bindings)?;
         }
-        self.change_bindings(|_| Ok((batch.to_vec(), ())))
+        self.change_bindings(|table| {
+            let mut changes = Vec::new();
+            // An AOR listed twice is diffed against what its earlier entry
+            // left, as if the entries were applied one by one.
+            let mut seen: Vec<(&str, BTreeMap<String, Binding>)> = Vec::new();
+            for (aor, bindings) in batch {
+                let old = match seen.iter().rposition(|(a, _)| a == aor) {
+                    Some(i) => seen.get(i).map(|(_, set)| set),
+                    None => table.get(aor),
+                };
+                diff(aor, old, bindings, &mut changes);
+                if batch.iter().filter(|(a, _)| a == aor).count() > 1 {
+                    let set = bindings
+                        .iter()
+                        .map(|b| (b.contact.clone(), b.clone()))
+                        .collect();
+                    seen.push((aor, set));
+                }
+            }
+            Ok((changes, ()))
+        })
     }
 
     fn remove(&self, aor: &str, contact: &str) -> Result<Option<Binding>, Error> {
         self.change_bindings(|table| {
-            let mut set = listed(table, aor);
-            let Some(at) = set.iter().position(|b| b.contact == contact) else {
-                return Ok((Vec::new(), None));
+            let old = table.get(aor).and_then(|c| c.get(contact)).cloned();
+            let changes = match old {
+                Some(_) => vec![Change::Remove {
+                    aor: aor.to_owned(),
+                    contact: contact.to_owned(),
+                }],
+                None => Vec::new(),
             };
-            let removed = set.remove(at);
-            Ok((vec![(aor.to_owned(), set)], Some(removed)))
+            Ok((changes, old))
         })
     }
 
     fn remove_all(&self, aor: &str) -> Result<Vec<Binding>, Error> {
         self.change_bindings(|table| {
-            let old = listed(table, aor);
-            if old.is_empty() {
-                return Ok((Vec::new(), old));
-            }
-            Ok((vec![(aor.to_owned(), Vec::new())], old))
+            let mut changes = Vec::new();
+            diff(aor, table.get(aor), &[], &mut changes);
+            Ok((changes, listed(table, aor)))
         })
     }
 
@@ -731,23 +797,23 @@ impl LocationStore for RedbStorage {
 
     fn sweep_expired(&self, now_unix_ms: u64) -> Result<Vec<Binding>, Error> {
         self.change_bindings(|table| {
-            let mut records = Vec::new();
-            let mut expired = Vec::new();
-            for (aor, contacts) in table {
-                if !contacts.values().any(|b| b.is_expired(now_unix_ms)) {
-                    continue;
-                }
-                let (gone, kept): (Vec<Binding>, Vec<Binding>) = contacts
-                    .values()
-                    .cloned()
-                    .partition(|b| b.is_expired(now_unix_ms));
-                expired.extend(gone);
-                records.push((aor.clone(), kept));
-            }
+            let mut expired: Vec<Binding> = table
+                .values()
+                .flat_map(BTreeMap::values)
+                .filter(|b| b.is_expired(now_unix_ms))
+                .cloned()
+                .collect();
             expired.sort_by(|a, b| {
                 (a.expires_at_ms, &a.aor, &a.contact).cmp(&(b.expires_at_ms, &b.aor, &b.contact))
             });
-            Ok((records, expired))
+            let changes = expired
+                .iter()
+                .map(|b| Change::Remove {
+                    aor: b.aor.clone(),
+                    contact: b.contact.clone(),
+                })
+                .collect();
+            Ok((changes, expired))
         })
     }
 }
