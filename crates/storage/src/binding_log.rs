@@ -19,10 +19,11 @@
 //! flushes only the data pages written, never the inode (an append that
 //! grows a file makes `fdatasync` write its size too, about a third of
 //! the sync's cost on ext4). So the file holds older records behind the
-//! newest ones. Sequence numbers tell them apart: replay reads records from
-//! offset 0 while each follows its predecessor's `seq` by one, and stops at
-//! the first that does not, that is short, is zeros (a checkpoint zeroes the
-//! first header) or fails its checksum. A crash can leave at most a torn
+//! newest ones. Sequence numbers, which only grow and are never used twice,
+//! tell them apart: replay reads records from offset 0 while each has a
+//! higher `seq` than its predecessor, and stops at the first that does not,
+//! that is short, is zeros (a checkpoint zeroes the first header) or fails
+//! its checksum. A crash can leave at most a torn
 //! tail, made of records whose sync never returned (never acknowledged);
 //! the next append overwrites it.
 
@@ -219,9 +220,12 @@ impl BindingLog {
                 Ok(())
             }
             Err(e) => {
-                // Whatever part of the batch reached the file is a torn
-                // tail: the next append overwrites it, and replay stops
-                // before it (its sequence numbers are used again).
+                // Whatever part of the batch reached the file is a tail
+                // that was never acknowledged: the next append overwrites
+                // it from the same offset with higher sequence numbers, so
+                // replay never takes what is left of it for their
+                // continuation (its numbers are not used again).
+                self.seq = seq;
                 if self.seek_to(self.len).is_err() {
                     self.broken = true;
                 }
@@ -278,7 +282,7 @@ fn parse(bytes: &[u8]) -> Result<(Vec<Change>, usize, u64), LogError> {
             break;
         }
         let seq = u64::from(word(8)) | (u64::from(word(12)) << 32);
-        if expected.is_some_and(|e| e != seq) {
+        if expected.is_some_and(|e| seq < e) {
             // An older record behind the newest ones.
             break;
         }
