@@ -29,8 +29,8 @@ use crate::faillog::{self, FailureLog};
 /// run side by side. A turn lasts until the binding is durably committed
 /// (a group commit: a millisecond or two), so two AORs that share a shard
 /// cannot share a batch; with 4,096 shards 5,000 phones rarely meet (with
-/// 64, a benchmark of 1,000 AORs queued on the shards before the CPU was
-/// busy).
+/// 64, the 16 or so AORs of a shard would each wait behind the others'
+/// syncs).
 const AOR_LOCKS: usize = 4096;
 /// Nonces whose nonce-counts are remembered at once.
 const NONCE_COUNT_CAPACITY: usize = 65_536;
