@@ -9,16 +9,20 @@
 #   bench/register.sh                  full run (about 5 minutes)
 #   BENCH_QUICK=1 bench/register.sh    smoke run: two low steps per server
 #
+# Every run registers all 1,000 extensions 2000..2999 (BENCH_AORS to use
+# fewer): SIPp process i takes the extensions 2000+i, 2000+i+BENCH_SIPP, ...
+# from its own injection file, one per registration, in turn.
+#
 # Knobs (environment): BENCH_RATES="1000 2000 ..." (total registrations/s),
 # BENCH_STEP_SECONDS=5, BENCH_SERVERS="memory redb kamailio",
-# BENCH_SIPP=4 (SIPp processes, one extension each), BENCH_STOP_AFTER=2
+# BENCH_SIPP=4 (SIPp processes), BENCH_AORS=1000, BENCH_STOP_AFTER=2
 # (consecutive failed steps before a server's ramp stops), BENCH_NO_BUILD=1,
 # SB_BIN=path, SERVER_CPU=1, SIPP_CPU=0, BENCH_KEEP=1 (keep the work dir).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BENCH="$ROOT/bench"
-SCENARIO="$BENCH/scenarios/register.xml"
+SCENARIO="$BENCH/scenarios/register-aors.xml"
 KAM_CFG="$BENCH/kamailio/register.cfg"
 SB_BIN="${SB_BIN:-$ROOT/target/release/switchboard}"
 
@@ -38,6 +42,7 @@ SIPP_CPU="${SIPP_CPU:-0}"
 DOMAIN="bench.test"
 FIRST_EXT=2000
 LAST_EXT=2999
+AORS="${BENCH_AORS:-1000}"
 RECV_TIMEOUT_MS=2000
 
 WORK="$(mktemp -d -t switchboard-bench.XXXXXX)"   # honours TMPDIR (where bench.redb lives)
@@ -205,10 +210,34 @@ start_kamailio() {
 
 # --- SIPp -----------------------------------------------------------------------
 
-# sipp_once EXT PASSWORD TRACE: one registration; its exit code; messages in TRACE.
+# The scenario takes the extension and its password from an injection file
+# (field0, field1). SIPp 3.6 cannot nest a field in
+# [authentication username=[field0]], but -au/-ap accept one.
+SIPP_AUTH=(-au '[field0]' -ap '[field1]')
+
+# write_users: $WORK/users-I.csv for each SIPp process I, its share of the
+# AORS extensions (2000+I, 2000+I+NSIPP, ...), used in turn (SEQUENTIAL).
+write_users() {
+  [ "$AORS" -ge "$NSIPP" ] && [ "$AORS" -le $(( LAST_EXT - FIRST_EXT + 1 )) ] \
+    || die "BENCH_AORS=$AORS: needs $NSIPP..$(( LAST_EXT - FIRST_EXT + 1 ))"
+  local i j
+  for i in $(seq 0 $((NSIPP - 1))); do
+    {
+      echo SEQUENTIAL
+      for j in $(seq "$i" "$NSIPP" $((AORS - 1))); do
+        echo "$(( FIRST_EXT + j ));pw-$(( FIRST_EXT + j ))-x"
+      done
+    } > "$WORK/users-$i.csv"
+  done
+}
+
+# sipp_once EXT PASSWORD TRACE: one registration from the first SIPp
+# process's port (extension 2000 is that process's); its exit code;
+# messages in TRACE.
 sipp_once() {
+  printf 'SEQUENTIAL\n%s;%s\n' "$1" "$2" > "$WORK/once.csv"
   taskset -c "$SIPP_CPU" sipp "127.0.0.1:$SERVER_PORT" -sf "$SCENARIO" -t u1 -i 127.0.0.1 \
-    -p "$(free_udp_port)" -s "$1" -au "$1" -ap "$2" -m 1 -timeout 5s -timeout_error \
+    -p "${SIPP_PORTS[0]}" -inf "$WORK/once.csv" "${SIPP_AUTH[@]}" -m 1 -timeout 5s -timeout_error \
     -recv_timeout 2000 -nostdin -trace_msg -message_file "$3" >/dev/null 2>&1
 }
 
@@ -252,23 +281,29 @@ server_cpu_ticks() {
 CLK_TCK=$(getconf CLK_TCK)
 
 # run_step SERVER RATE: NSIPP SIPp processes, RATE/NSIPP registrations/s each,
-# for STEP_SECONDS; sets STEP_* results.
+# for STEP_SECONDS; sets STEP_* results. Process i sends from SIPP_PORTS[i],
+# so each extension keeps one Contact (one binding) through the whole run.
+SIPP_PORTS=()
 run_step() {
-  local name=$1 rate=$2 i ext per calls dir
+  local name=$1 rate=$2 i per calls dir
   per=$(( (rate + NSIPP - 1) / NSIPP ))
   calls=$(( per * STEP_SECONDS ))
   dir="$WORK/$name-$rate"
   mkdir -p "$dir"
-  local ports=()
-  for i in $(seq 0 $((NSIPP - 1))); do ports+=("$(free_udp_port)"); done
+  # The same local port per process all run long (a phone keeps its
+  # Contact), unless something else took it meanwhile.
+  for i in $(seq 0 $((NSIPP - 1))); do
+    if [ -z "${SIPP_PORTS[$i]:-}" ] || ss -Hlun "sport = :${SIPP_PORTS[$i]}" 2>/dev/null | grep -q .; then
+      SIPP_PORTS[$i]=$(free_udp_port)
+    fi
+  done
   local t0 t1 cpu0 cpu1
   cpu0=$(server_cpu_ticks)
   t0=$(date +%s%N)
   SIPP_PIDS=()
   for i in $(seq 0 $((NSIPP - 1))); do
-    ext=$(( FIRST_EXT + i ))
     taskset -c "$SIPP_CPU" sipp "127.0.0.1:$SERVER_PORT" -sf "$SCENARIO" -t u1 -i 127.0.0.1 \
-      -p "${ports[$i]}" -s "$ext" -au "$ext" -ap "pw-$ext-x" \
+      -p "${SIPP_PORTS[$i]}" -inf "$WORK/users-$i.csv" "${SIPP_AUTH[@]}" \
       -r "$per" -rp 1000 -m "$calls" -recv_timeout "$RECV_TIMEOUT_MS" \
       -timeout "$(( STEP_SECONDS * 2 + 10 ))s" -nostdin -default_behaviors all,-bye \
       -trace_stat -stf "$dir/stat-$i.csv" -fd 1 -trace_err -error_file "$dir/errors-$i.log" \
@@ -349,10 +384,12 @@ ramp() {
 # --- the run ----------------------------------------------------------------------
 
 ensure_tools
+write_users
+for i in $(seq 0 $((NSIPP - 1))); do SIPP_PORTS[$i]=$(free_udp_port); done
 case " $SERVERS " in *" memory "*|*" redb "*) build_switchboard ;; esac
 
 load=$(cut -d' ' -f1 /proc/loadavg)
-echo "register.sh: rates [$RATES]/s, ${STEP_SECONDS}s steps, $NSIPP SIPp processes on CPU $SIPP_CPU, server on CPU $SERVER_CPU; load average $load"
+echo "register.sh: rates [$RATES]/s, ${STEP_SECONDS}s steps, $AORS AORs, $NSIPP SIPp processes on CPU $SIPP_CPU, server on CPU $SERVER_CPU; load average $load"
 if awk -v l="$load" 'BEGIN { exit !(l > 0.5) }'; then
   echo "warning: the machine is not idle (load $load); figures will be low and noisy"
 fi

@@ -270,6 +270,106 @@ fn registrations_survive_a_restart() {
     assert_eq!(regs[0]["aor"], format!("sip:1001@{DOMAIN}"));
 }
 
+/// "A 200 OK means the binding survives kill -9", under load: phones on
+/// several sockets register 200 extensions at once (so their commits are
+/// grouped), the server is killed with SIGKILL while they are still
+/// registering, and after the restart every binding that got its 200 is
+/// there, as that REGISTER or a later one left it (round `r` asks for
+/// 1,000 + 100·`r` seconds, so a lost refresh shows as a shorter expiry).
+#[test]
+fn acknowledged_registrations_survive_sigkill_under_load() {
+    const PHONES: usize = 8;
+    const EXTENSIONS: usize = 200;
+    let mut extensions = String::new();
+    for n in 0..EXTENSIONS {
+        extensions.push_str(&format!(
+            "\n[[extension]]\nid = \"{}\"\npassword = \"pw-{}\"\n",
+            3000 + n,
+            3000 + n
+        ));
+    }
+    let s = start(&extensions);
+    let udp = s.udp.expect("udp");
+    // Each phone registers its share of the extensions over and over
+    // until the server stops answering; it records every 200 it got.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, u32)>::new()));
+    let total = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let phones: Vec<_> = (0..PHONES)
+        .map(|p| {
+            let (acked, total) = (acked.clone(), total.clone());
+            std::thread::spawn(move || {
+                let mut ua = Ua::udp(udp).expect("ua");
+                let mine: Vec<usize> = (p..EXTENSIONS).step_by(PHONES).collect();
+                for round in 0..20u32 {
+                    for &n in &mine {
+                        let user = (3000 + n).to_string();
+                        let req = ua.register_request(&user, DOMAIN, 1000 + 100 * round);
+                        let Ok(resp) =
+                            ua.transact_authenticated(&req, &user, &format!("pw-{user}"))
+                        else {
+                            return;
+                        };
+                        if resp.status != 200 {
+                            return;
+                        }
+                        acked.lock().expect("acked").push((user, round));
+                        total.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill once every extension has been acknowledged at least once and
+    // more registrations are in flight.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while total.load(std::sync::atomic::Ordering::SeqCst) < EXTENSIONS + EXTENSIONS / 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "only {} registrations in 60 s",
+            total.load(std::sync::atomic::Ordering::SeqCst)
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let s = s.kill_and_restart().expect("restarts after SIGKILL");
+    for phone in phones {
+        phone.join().expect("phone thread");
+    }
+    let acked = acked.lock().expect("acked").clone();
+    let regs = registrations(&s);
+    let stored: std::collections::HashMap<String, &serde_json::Value> = regs
+        .iter()
+        .map(|r| (r["aor"].as_str().unwrap_or_default().to_owned(), r))
+        .collect();
+    let mut last_round = std::collections::HashMap::new();
+    for (user, round) in &acked {
+        let last = last_round.entry(user.clone()).or_insert(*round);
+        *last = (*last).max(*round);
+    }
+    assert_eq!(
+        last_round.len(),
+        EXTENSIONS,
+        "every extension was acknowledged"
+    );
+    for (user, round) in last_round {
+        let aor = format!("sip:{user}@{DOMAIN}");
+        let Some(stored) = stored.get(&aor) else {
+            panic!(
+                "{aor} got a 200 but was lost by the SIGKILL ({} of {EXTENSIONS} bindings survived)",
+                regs.len()
+            );
+        };
+        // A minute of slack for the test's own run time.
+        let at_least = u64::from(1000 + 100 * round) - 60;
+        let expires_in = stored["expires_in"].as_u64().unwrap_or_default();
+        assert!(
+            expires_in >= at_least,
+            "{aor}: its round-{round} refresh got a 200 but the binding left by an earlier one survived \
+             (expires in {expires_in} s)"
+        );
+    }
+    assert_eq!(regs.len(), EXTENSIONS, "{regs:?}");
+}
+
 #[test]
 fn repeated_failures_ban_the_source_silently() {
     let s = start("[security]\nban_after_failures = 3\nban_window = \"60s\"\nban_time = \"10m\"");

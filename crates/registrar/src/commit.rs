@@ -2,6 +2,12 @@
 //! share one storage commit (one fsync for a persistent backend), so the
 //! rule "a binding is committed before its 200 OK is sent" costs one disk
 //! sync per batch rather than per phone.
+//!
+//! Under load the writer waits [`GATHER`] before it commits, so that the
+//! REGISTERs arriving meanwhile, whatever their AOR, join the batch (the
+//! `commit_delay` of PostgreSQL): each sync then carries tens of bindings,
+//! and the thread wakes once per batch rather than once per REGISTER. A
+//! REGISTER arriving alone (the last batch held one) is committed at once.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -11,6 +17,11 @@ use tokio::sync::oneshot;
 
 /// Most REGISTERs one commit carries.
 const MAX_BATCH: usize = 512;
+
+/// How long the writer gathers a batch when the last one held more than
+/// one REGISTER. Small next to SIP's first retransmission (500 ms) and a
+/// phone's patience; at 16,000 registrations/s it makes batches of about 20.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 
 struct Job {
     aor: String,
@@ -53,14 +64,15 @@ impl Committer {
 }
 
 fn run(store: &dyn LocationStore, queue: &mpsc::Receiver<Job>) {
+    let mut last_batch = 0;
     while let Ok(first) = queue.recv() {
         let mut jobs = vec![first];
-        while jobs.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
-            }
+        drain(queue, &mut jobs);
+        if last_batch > 1 || jobs.len() > 1 {
+            std::thread::sleep(GATHER);
+            drain(queue, &mut jobs);
         }
+        last_batch = jobs.len();
         let batch: Vec<(String, Vec<Binding>)> = jobs
             .iter_mut()
             .map(|j| (std::mem::take(&mut j.aor), std::mem::take(&mut j.bindings)))
@@ -69,6 +81,16 @@ fn run(store: &dyn LocationStore, queue: &mpsc::Receiver<Job>) {
         metrics::histogram!("registrar_commit_batch_size").record(batch.len() as f64);
         for job in jobs {
             let _ = job.done.send(result.clone());
+        }
+    }
+}
+
+/// Moves queued jobs into `jobs`, up to [`MAX_BATCH`].
+fn drain(queue: &mpsc::Receiver<Job>, jobs: &mut Vec<Job>) {
+    while jobs.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(job) => jobs.push(job),
+            Err(_) => break,
         }
     }
 }

@@ -105,6 +105,15 @@ pub trait LocationStore: Send + Sync {
         true
     }
 
+    /// Whether the reads ([`list`](Self::list), [`list_all`](Self::list_all))
+    /// may block on disk IO. `false` where bindings are served from memory
+    /// (the in-memory backend, and redb, which keeps the location table in
+    /// memory beside its file), so a caller can read them on a runtime
+    /// worker. Defaults to [`blocks`](Self::blocks).
+    fn reads_block(&self) -> bool {
+        self.blocks()
+    }
+
     /// Removes the binding of `aor` to `contact`; returns it if it existed.
     fn remove(&self, aor: &str, contact: &str) -> Result<Option<Binding>, Error>;
 

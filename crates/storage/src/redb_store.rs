@@ -1,4 +1,10 @@
-//! The embedded backend: one redb file, every write durably committed before the call returns.
+//! The embedded backend: one redb file and its binding log, every write durable before the call returns.
+//!
+//! Bindings live in memory and in the log (`binding_log`, the file's
+//! name with `-log` appended) first, and reach the B-tree at checkpoints:
+//! every 8 MiB of log, at close, and at open after a crash (the log is
+//! replayed, then checkpointed). The tables below are as a checkpoint
+//! leaves them; KV entries and CDRs are committed to them directly.
 //!
 //! Layout (format 1): `bindings` maps (AOR, contact) to the binding as JSON;
 //! `binding_expiry` indexes (expires_at, AOR, contact) so a sweep reads only
@@ -17,9 +23,10 @@
 //! costs per record is noise next to the `fsync` of every commit.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::panic::UnwindSafe;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Mutex, MutexGuard, Once, PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use redb::{
@@ -28,6 +35,7 @@ use redb::{
 };
 
 use crate::Error;
+use crate::binding_log::{BindingLog, Change, LogError};
 use crate::cdr::{CdrEntry, CdrStore};
 use crate::kv::{self, KvStore};
 use crate::location::{self, Binding, LocationStore};
@@ -60,15 +68,34 @@ type BindingTable<'t> = Table<'t, (&'static str, &'static str), &'static [u8]>;
 type ExpiryTable<'t> = Table<'t, (u64, &'static str, &'static str), ()>;
 type KvTable<'t> = Table<'t, (&'static str, &'static str), &'static [u8]>;
 
-/// Storage in one redb file: ACID, crash-safe, one process at a time.
+/// Log bytes that trigger a checkpoint into the B-tree (about 20,000
+/// registrations; replaying that much at start takes well under a second).
+const CHECKPOINT_BYTES: u64 = 8 << 20;
+
+/// The binding log's file size: a checkpoint's worth and room for the
+/// largest batch that can follow it (the registrar commits at most 512
+/// REGISTERs at once).
+const LOG_CAPACITY: u64 = CHECKPOINT_BYTES + (2 << 20);
+
+/// Every binding, AOR → contact → binding: the location table as of the
+/// last durable write.
+type Bindings = BTreeMap<String, BTreeMap<String, Binding>>;
+
+/// Storage in one redb file (plus its binding log): ACID, crash-safe, one
+/// process at a time.
 ///
-/// Each write is its own transaction, committed with `fsync` before the
-/// method returns, so it blocks for a disk flush: call it from
-/// `spawn_blocking` or a dedicated thread in async code. Reads run
+/// Each write is durable (synced) before the method returns, so it blocks
+/// for a disk flush: call it from `spawn_blocking` or a dedicated thread in
+/// async code. Binding reads come from memory and never wait for the disk
+/// ([`LocationStore::reads_block`] is `false`); other reads run
 /// concurrently with each other and with a write in progress.
 pub struct RedbStorage {
     db: Database,
     path: PathBuf,
+    /// The location table in memory, updated after each durable write.
+    bindings: RwLock<Bindings>,
+    /// The binding log; its lock also orders binding writes.
+    log: Mutex<BindingLog>,
 }
 
 impl std::fmt::Debug for RedbStorage {
@@ -147,8 +174,36 @@ impl RedbStorage {
                 });
             }
         };
-        let storage = Self { db, path };
-        storage.init()?;
+        init(&db, &path)?;
+        let bindings = load_bindings(&db, &path)?;
+        let log_path = BindingLog::path_for(&path);
+        let (log, records) = BindingLog::open(&log_path, LOG_CAPACITY).map_err(|e| match e {
+            LogError::Io(source) => Error::Io {
+                path: log_path.clone(),
+                source,
+            },
+            LogError::Decode { offset, reason } => Error::Decode {
+                path: log_path.clone(),
+                what: "binding log record",
+                key: format!("at byte {offset}"),
+                reason,
+            },
+        })?;
+        let storage = Self {
+            db,
+            path,
+            bindings: RwLock::new(bindings),
+            log: Mutex::new(log),
+        };
+        if !records.is_empty() {
+            tracing::info!(
+                records = records.len(),
+                "storage: replaying the binding log left by the last run"
+            );
+            let mut log = storage.log();
+            apply_changes(&mut storage.bindings_mut(), records);
+            storage.checkpoint(&mut log)?;
+        }
         Ok(storage)
     }
 
@@ -157,62 +212,240 @@ impl RedbStorage {
         &self.path
     }
 
-    /// Checks that the file holds Switchboard's tables and format, and
-    /// creates the tables in a new file.
-    fn init(&self) -> Result<(), Error> {
-        let not_ours = |reason: String| Error::NotADatabase {
-            path: self.path.clone(),
-            reason,
-        };
-        let txn = self
-            .db
-            .begin_write()
-            .map_err(|e| self.fail("opening", e.into()))?;
-        let tables = txn
-            .list_tables()
-            .map_err(|e| self.fail("opening", e.into()))?;
-        for table in tables {
-            if !TABLES.contains(&table.name()) {
-                return Err(not_ours(format!(
-                    "it holds a table `{}` that Switchboard does not use \
-                     (is it another program's database?)",
-                    table.name()
-                )));
-            }
-        }
-        let opened = (|| -> Result<Option<u64>, redb::Error> {
-            txn.open_table(BINDINGS)?;
-            txn.open_table(BINDING_EXPIRY)?;
-            txn.open_table(KV)?;
-            txn.open_table(KV_EXPIRY)?;
-            txn.open_table(CDRS)?;
-            let mut meta = txn.open_table(META)?;
-            let found = meta.get(FORMAT_KEY)?.map(|v| v.value());
-            if found.is_none() {
-                meta.insert(FORMAT_KEY, FORMAT)?;
-            }
-            Ok(found)
-        })();
-        let found = match opened {
-            Ok(found) => found,
-            Err(
-                e @ (redb::Error::TableTypeMismatch { .. }
-                | redb::Error::TableIsMultimap(_)
-                | redb::Error::TableIsNotMultimap(_)
-                | redb::Error::TypeDefinitionChanged { .. }),
-            ) => return Err(not_ours(format!("its tables have another layout ({e})"))),
-            Err(e) => return Err(self.fail("opening", TxError::Redb(e))),
-        };
-        if let Some(found) = found.filter(|&f| f > FORMAT) {
-            return Err(Error::NewerFormat {
-                path: self.path.clone(),
-                found,
-                supported: FORMAT,
-            });
-        }
-        txn.commit().map_err(|e| self.fail("opening", e.into()))
+    /// The binding log, locked (a panic elsewhere leaves it consistent:
+    /// every change to it is complete or undone before it could panic).
+    fn log(&self) -> MutexGuard<'_, BindingLog> {
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn bindings(&self) -> RwLockReadGuard<'_, Bindings> {
+        self.bindings.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn bindings_mut(&self) -> std::sync::RwLockWriteGuard<'_, Bindings> {
+        self.bindings
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Writes the current bindings of every AOR logged since the last
+    /// checkpoint into the B-tree in one durable transaction, then empties
+    /// the log. Called with the log locked.
+    fn checkpoint(&self, log: &mut BindingLog) -> Result<(), Error> {
+        let dirty = log.take_dirty();
+        let written = {
+            let bindings = self.bindings();
+            self.write("checkpointing the binding log", |txn| {
+                let mut table = txn.open_table(BINDINGS)?;
+                let mut index = txn.open_table(BINDING_EXPIRY)?;
+                for aor in &dirty {
+                    remove_aor(&mut table, &mut index, aor)?;
+                    for b in bindings.get(aor).into_iter().flat_map(BTreeMap::values) {
+                        put_binding(&mut table, &mut index, b)?;
+                    }
+                }
+                Ok(())
+            })
+        };
+        if let Err(e) = written {
+            log.restore_dirty(dirty);
+            return Err(e);
+        }
+        log.reset().map_err(|source| Error::Io {
+            path: log.path().to_path_buf(),
+            source,
+        })
+    }
+
+    /// Changes bindings durably: `change` reads the current table and
+    /// returns the changes to make, plus its result. The changes are
+    /// appended to the log and synced, then applied in memory; a full log
+    /// is checkpointed.
+    fn change_bindings<T>(
+        &self,
+        change: impl FnOnce(&Bindings) -> Result<(Vec<Change>, T), Error>,
+    ) -> Result<T, Error> {
+        let mut log = self.log();
+        let (records, out) = change(&self.bindings())?;
+        if records.is_empty() {
+            return Ok(out);
+        }
+        if let Err(source) = log.append(&records) {
+            let error = Error::Io {
+                path: log.path().to_path_buf(),
+                source,
+            };
+            // Fold the log into the B-tree and start it afresh, so that a
+            // disk that fails for a moment does not leave the log refusing
+            // writes until a restart. If this fails too, the log stays as
+            // it is (intact, or refusing appends when its end is unknown).
+            let _ = self.checkpoint(&mut log);
+            return Err(error);
+        }
+        apply_changes(&mut self.bindings_mut(), records);
+        if log.len() >= CHECKPOINT_BYTES
+            && let Err(e) = self.checkpoint(&mut log)
+        {
+            // The change itself is durable in the log; the next write
+            // tries the checkpoint again.
+            tracing::warn!(error = %e, "storage: binding log checkpoint failed");
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for RedbStorage {
+    /// Folds the binding log into the B-tree, so that a clean shutdown
+    /// leaves a file that needs no replay (a crash leaves the log, which
+    /// the next open replays).
+    fn drop(&mut self) {
+        let mut log = self.log();
+        if log.len() > 0
+            && let Err(e) = self.checkpoint(&mut log)
+        {
+            tracing::warn!(error = %e, "storage: binding log checkpoint at close failed; it is replayed at the next start");
+        }
+    }
+}
+
+/// Applies logged changes to the table in memory, in order.
+fn apply_changes(bindings: &mut Bindings, changes: Vec<Change>) {
+    for change in changes {
+        match change {
+            Change::Put(b) => {
+                bindings
+                    .entry(b.aor.clone())
+                    .or_default()
+                    .insert(b.contact.clone(), b);
+            }
+            Change::Remove { aor, contact } => {
+                if let Some(contacts) = bindings.get_mut(&aor) {
+                    contacts.remove(&contact);
+                    if contacts.is_empty() {
+                        bindings.remove(&aor);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The changes that turn `old`, the bindings of `aor`, into `new` (which
+/// all belong to `aor`): a removal for each contact that is gone, the new
+/// binding for each contact that is new or differs. A binding that stays
+/// as it was costs nothing.
+fn diff(
+    aor: &str,
+    old: Option<&BTreeMap<String, Binding>>,
+    new: &[Binding],
+    out: &mut Vec<Change>,
+) {
+    for contact in old.into_iter().flat_map(BTreeMap::keys) {
+        if !new.iter().any(|b| &b.contact == contact) {
+            out.push(Change::Remove {
+                aor: aor.to_owned(),
+                contact: contact.clone(),
+            });
+        }
+    }
+    for (i, b) in new.iter().enumerate() {
+        // A contact listed twice: the last one counts, as in the B-tree.
+        let last = !new[i + 1..].iter().any(|later| later.contact == b.contact);
+        if last && old.and_then(|o| o.get(&b.contact)) != Some(b) {
+            out.push(Change::Put(b.clone()));
+        }
+    }
+}
+
+/// The bindings table read into memory. A record that cannot be decoded is
+/// left in the file and skipped, with a warning.
+fn load_bindings(db: &Database, path: &Path) -> Result<Bindings, Error> {
+    let fail = |e: redb::Error| Error::Database {
+        path: path.to_path_buf(),
+        action: "loading the bindings",
+        source: Box::new(e),
+    };
+    let txn = db.begin_read().map_err(|e| fail(e.into()))?;
+    let table = txn.open_table(BINDINGS).map_err(|e| fail(e.into()))?;
+    let mut bindings = Bindings::new();
+    for item in table.iter().map_err(|e| fail(e.into()))? {
+        let (key, value) = item.map_err(|e| fail(e.into()))?;
+        let (aor, contact) = key.value();
+        match decode_binding(aor, contact, value.value()) {
+            Ok(b) => {
+                bindings
+                    .entry(aor.to_owned())
+                    .or_default()
+                    .insert(contact.to_owned(), b);
+            }
+            Err(_) => tracing::warn!(
+                path = %path.display(),
+                aor,
+                contact,
+                "storage: a stored binding cannot be read and is ignored"
+            ),
+        }
+    }
+    Ok(bindings)
+}
+
+/// Checks that the file holds Switchboard's tables and format, and creates
+/// the tables in a new file.
+fn init(db: &Database, path: &Path) -> Result<(), Error> {
+    let fail = |e: redb::Error| Error::Database {
+        path: path.to_path_buf(),
+        action: "opening",
+        source: Box::new(e),
+    };
+    let not_ours = |reason: String| Error::NotADatabase {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let txn = db.begin_write().map_err(|e| fail(e.into()))?;
+    let tables = txn.list_tables().map_err(|e| fail(e.into()))?;
+    for table in tables {
+        if !TABLES.contains(&table.name()) {
+            return Err(not_ours(format!(
+                "it holds a table `{}` that Switchboard does not use \
+                 (is it another program's database?)",
+                table.name()
+            )));
+        }
+    }
+    let opened = (|| -> Result<Option<u64>, redb::Error> {
+        txn.open_table(BINDINGS)?;
+        txn.open_table(BINDING_EXPIRY)?;
+        txn.open_table(KV)?;
+        txn.open_table(KV_EXPIRY)?;
+        txn.open_table(CDRS)?;
+        let mut meta = txn.open_table(META)?;
+        let found = meta.get(FORMAT_KEY)?.map(|v| v.value());
+        if found.is_none() {
+            meta.insert(FORMAT_KEY, FORMAT)?;
+        }
+        Ok(found)
+    })();
+    let found = match opened {
+        Ok(found) => found,
+        Err(
+            e @ (redb::Error::TableTypeMismatch { .. }
+            | redb::Error::TableIsMultimap(_)
+            | redb::Error::TableIsNotMultimap(_)
+            | redb::Error::TypeDefinitionChanged { .. }),
+        ) => return Err(not_ours(format!("its tables have another layout ({e})"))),
+        Err(e) => return Err(fail(e)),
+    };
+    if let Some(found) = found.filter(|&f| f > FORMAT) {
+        return Err(Error::NewerFormat {
+            path: path.to_path_buf(),
+            found,
+            supported: FORMAT,
+        });
+    }
+    txn.commit().map_err(|e| fail(e.into()))
+}
+
+impl RedbStorage {
     /// Runs `f` in a write transaction and commits it durably.
     fn write<T>(
         &self,
@@ -464,25 +697,40 @@ fn due(index: &ExpiryTable<'_>, now_unix_ms: u64) -> Result<Vec<(u64, String, St
     Ok(due)
 }
 
+/// The bindings of `aor` in the table, ordered by contact.
+fn listed(bindings: &Bindings, aor: &str) -> Vec<Binding> {
+    bindings
+        .get(aor)
+        .map(|contacts| contacts.values().cloned().collect())
+        .unwrap_or_default()
+}
+
 impl LocationStore for RedbStorage {
+    fn reads_block(&self) -> bool {
+        false
+    }
+
     fn put(&self, binding: &Binding) -> Result<(), Error> {
-        self.write("storing a binding", |txn| {
-            let mut table = txn.open_table(BINDINGS)?;
-            let mut index = txn.open_table(BINDING_EXPIRY)?;
-            put_binding(&mut table, &mut index, binding)
+        self.change_bindings(|table| {
+            let same = table
+                .get(&binding.aor)
+                .and_then(|contacts| contacts.get(&binding.contact))
+                == Some(binding);
+            let changes = if same {
+                Vec::new()
+            } else {
+                vec![Change::Put(binding.clone())]
+            };
+            Ok((changes, ()))
         })
     }
 
     fn replace_aor(&self, aor: &str, bindings: &[Binding]) -> Result<Vec<Binding>, Error> {
         location::check_same_aor(aor, bindings)?;
-        self.write("replacing the bindings of an AOR", |txn| {
-            let mut table = txn.open_table(BINDINGS)?;
-            let mut index = txn.open_table(BINDING_EXPIRY)?;
-            let old = remove_aor(&mut table, &mut index, aor)?;
-            for b in bindings {
-                put_binding(&mut table, &mut index, b)?;
-            }
-            Ok(old)
+        self.change_bindings(|table| {
+            let mut changes = Vec::new();
+            diff(aor, table.get(aor), bindings, &mut changes);
+            Ok((changes, listed(table, aor)))
         })
     }
 
@@ -490,89 +738,82 @@ impl LocationStore for RedbStorage {
         for (aor, bindings) in batch {
             location::check_same_aor(aor, bindings)?;
         }
-        self.write("replacing the bindings of several AORs", |txn| {
-            let mut table = txn.open_table(BINDINGS)?;
-            let mut index = txn.open_table(BINDING_EXPIRY)?;
+        self.change_bindings(|table| {
+            let mut changes = Vec::new();
+            // An AOR listed twice is diffed against what its earlier entry
+            // left, as if the entries were applied one by one.
+            let mut seen: Vec<(&str, BTreeMap<String, Binding>)> = Vec::new();
             for (aor, bindings) in batch {
-                remove_aor(&mut table, &mut index, aor)?;
-                for b in bindings {
-                    put_binding(&mut table, &mut index, b)?;
+                let old = match seen.iter().rposition(|(a, _)| a == aor) {
+                    Some(i) => seen.get(i).map(|(_, set)| set),
+                    None => table.get(aor),
+                };
+                diff(aor, old, bindings, &mut changes);
+                if batch.iter().filter(|(a, _)| a == aor).count() > 1 {
+                    let set = bindings
+                        .iter()
+                        .map(|b| (b.contact.clone(), b.clone()))
+                        .collect();
+                    seen.push((aor, set));
                 }
             }
-            Ok(())
+            Ok((changes, ()))
         })
     }
 
     fn remove(&self, aor: &str, contact: &str) -> Result<Option<Binding>, Error> {
-        self.write("removing a binding", |txn| {
-            let mut table = txn.open_table(BINDINGS)?;
-            let mut index = txn.open_table(BINDING_EXPIRY)?;
-            remove_binding(&mut table, &mut index, aor, contact)
+        self.change_bindings(|table| {
+            let old = table.get(aor).and_then(|c| c.get(contact)).cloned();
+            let changes = match old {
+                Some(_) => vec![Change::Remove {
+                    aor: aor.to_owned(),
+                    contact: contact.to_owned(),
+                }],
+                None => Vec::new(),
+            };
+            Ok((changes, old))
         })
     }
 
     fn remove_all(&self, aor: &str) -> Result<Vec<Binding>, Error> {
-        self.write("removing the bindings of an AOR", |txn| {
-            let mut table = txn.open_table(BINDINGS)?;
-            let mut index = txn.open_table(BINDING_EXPIRY)?;
-            remove_aor(&mut table, &mut index, aor)
+        self.change_bindings(|table| {
+            let mut changes = Vec::new();
+            diff(aor, table.get(aor), &[], &mut changes);
+            Ok((changes, listed(table, aor)))
         })
     }
 
     fn list(&self, aor: &str) -> Result<Vec<Binding>, Error> {
-        self.read("listing bindings", |txn| {
-            let table = txn.open_table(BINDINGS)?;
-            let mut out = Vec::new();
-            for item in table.range((aor, "")..)? {
-                let (key, value) = item?;
-                let (a, contact) = key.value();
-                if a != aor {
-                    break;
-                }
-                out.push(decode_binding(a, contact, value.value())?);
-            }
-            Ok(out)
-        })
+        Ok(listed(&self.bindings(), aor))
     }
 
     fn list_all(&self) -> Result<Vec<Binding>, Error> {
-        self.read("listing bindings", |txn| {
-            let table = txn.open_table(BINDINGS)?;
-            let mut out = Vec::new();
-            for item in table.iter()? {
-                let (key, value) = item?;
-                let (aor, contact) = key.value();
-                out.push(decode_binding(aor, contact, value.value())?);
-            }
-            Ok(out)
-        })
+        Ok(self
+            .bindings()
+            .values()
+            .flat_map(|contacts| contacts.values().cloned())
+            .collect())
     }
 
     fn sweep_expired(&self, now_unix_ms: u64) -> Result<Vec<Binding>, Error> {
-        self.write("removing expired bindings", |txn| {
-            let mut table = txn.open_table(BINDINGS)?;
-            let mut index = txn.open_table(BINDING_EXPIRY)?;
-            let mut expired = Vec::new();
-            for (at, aor, contact) in due(&index, now_unix_ms)? {
-                index.remove((at, aor.as_str(), contact.as_str()))?;
-                let stored = table
-                    .get((aor.as_str(), contact.as_str()))?
-                    .map(|v| decode_binding(&aor, &contact, v.value()));
-                match stored {
-                    // A stale index entry: the binding was refreshed.
-                    Some(Ok(b)) if b.expires_at_ms != at => {}
-                    Some(Ok(b)) => {
-                        table.remove((aor.as_str(), contact.as_str()))?;
-                        expired.push(b);
-                    }
-                    // Due by its index and unreadable: it goes too.
-                    Some(Err(_)) => {
-                        table.remove((aor.as_str(), contact.as_str()))?;
-                    }
-                    None => {}
-                }
-            }
-            Ok(expired)
+        self.change_bindings(|table| {
+            let mut expired: Vec<Binding> = table
+                .values()
+                .flat_map(BTreeMap::values)
+                .filter(|b| b.is_expired(now_unix_ms))
+                .cloned()
+                .collect();
+            expired.sort_by(|a, b| {
+                (a.expires_at_ms, &a.aor, &a.contact).cmp(&(b.expires_at_ms, &b.aor, &b.contact))
+            });
+            let changes = expired
+                .iter()
+                .map(|b| Change::Remove {
+                    aor: b.aor.clone(),
+                    contact: b.contact.clone(),
+                })
+                .collect();
+            Ok((changes, expired))
         })
     }
 }

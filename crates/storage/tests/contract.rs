@@ -285,6 +285,17 @@ fn replace_aors_applies_a_batch_all_or_nothing(s: &dyn Storage) {
         contacts(&s.list_all().expect("list")),
         vec![(A1001, "sip:new@h")]
     );
+    // One AOR twice in a batch: as if applied one after the other (the
+    // second entry brings back the contact the first one dropped).
+    let twice = vec![
+        (A1001.to_owned(), vec![binding(A1001, "sip:other@h", 9_000)]),
+        (A1001.to_owned(), vec![binding(A1001, "sip:new@h", 9_500)]),
+    ];
+    s.replace_aors(&twice).expect("batch");
+    assert_eq!(
+        s.list(A1001).expect("list"),
+        vec![binding(A1001, "sip:new@h", 9_500)]
+    );
 }
 
 fn binding_round_trips_every_field(s: &dyn Storage) {

@@ -296,6 +296,38 @@ fn child_process_helper() {
             // Exit without dropping the store: no clean shutdown.
             std::process::exit(3);
         }
+        "changes-then-exit" => {
+            // Every kind of binding change, each replayed from the log.
+            let other = |contact: &str, at| Binding {
+                aor: "sip:1002@pbx.example.com".to_owned(),
+                ..binding(contact, at)
+            };
+            s.put(&binding("sip:a@10.0.0.5", 10_000)).expect("put");
+            s.put(&binding("sip:b@10.0.0.5", 20_000)).expect("put");
+            s.put(&other("sip:c@10.0.0.7", 5_000)).expect("put");
+            s.put(&other("sip:d@10.0.0.7", 50_000)).expect("put");
+            // b refreshed, a dropped, e added.
+            let refreshed = Binding {
+                cseq: 8,
+                ..binding("sip:b@10.0.0.5", 30_000)
+            };
+            s.replace_aors(&[(
+                "sip:1001@pbx.example.com".to_owned(),
+                vec![refreshed, binding("sip:e@10.0.0.5", 40_000)],
+            )])
+            .expect("replace");
+            s.remove("sip:1001@pbx.example.com", "sip:e@10.0.0.5")
+                .expect("remove");
+            assert_eq!(s.sweep_expired(6_000).expect("sweep").len(), 1);
+            s.put(&Binding {
+                aor: "sip:1003@pbx.example.com".to_owned(),
+                ..binding("sip:f@10.0.0.8", 60_000)
+            })
+            .expect("put");
+            s.remove_all("sip:1003@pbx.example.com")
+                .expect("remove all");
+            std::process::exit(3);
+        }
         "hold" => {
             println!("child-ready");
             // Keep the file open until the parent closes our stdin.
@@ -333,6 +365,33 @@ fn a_returned_put_survives_a_process_exit_without_shutdown() {
         s.kv_get("plugin", "k", 0).expect("get"),
         Some(b"v".to_vec())
     );
+}
+
+#[test]
+fn every_kind_of_binding_change_is_replayed_after_an_exit_without_shutdown() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("var/switchboard.redb");
+    let status = child("changes-then-exit", &path)
+        .status()
+        .expect("run child");
+    assert_eq!(status.code(), Some(3), "child did not get to its exit");
+    let expected = vec![
+        Binding {
+            cseq: 8,
+            ..binding("sip:b@10.0.0.5", 30_000)
+        },
+        Binding {
+            aor: "sip:1002@pbx.example.com".to_owned(),
+            ..binding("sip:d@10.0.0.7", 50_000)
+        },
+    ];
+    let s = RedbStorage::open(&path).expect("open after unclean exit");
+    assert_eq!(s.list_all().expect("list"), expected);
+    drop(s);
+    // Replayed into the B-tree: the same after a clean close and reopen.
+    let s = RedbStorage::open(&path).expect("reopen");
+    assert_eq!(s.list_all().expect("list"), expected);
+    assert_eq!(s.sweep_expired(30_000).expect("sweep").len(), 1);
 }
 
 #[test]

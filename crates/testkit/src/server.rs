@@ -143,6 +143,23 @@ impl Server {
                 old.log()
             )));
         }
+        old.start_again()
+    }
+
+    /// Kills the server with SIGKILL (no shutdown, nothing flushed by the
+    /// process: a crash as far as it can tell) and starts it again like
+    /// [`restart`](Self::restart).
+    pub fn kill_and_restart(self) -> Result<Server, ServerError> {
+        let mut old = self;
+        old.child.kill().map_err(ServerError::Spawn)?;
+        old.child.wait().map_err(ServerError::Spawn)?;
+        old.start_again()
+    }
+
+    /// Starts the binary again in this server's directory with its config;
+    /// this one must have exited.
+    fn start_again(self) -> Result<Server, ServerError> {
+        let mut old = self;
         let binary = old.binary.clone();
         let config = old.config.clone();
         let placeholder = tempfile::tempdir().map_err(ServerError::Spawn)?;
