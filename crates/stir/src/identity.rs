@@ -83,8 +83,11 @@ impl IdentityHeader {
             if slot.is_some() {
                 return Err(HeaderError::Duplicate(param.to_ascii_lowercase()));
             }
+            let is_info = param.eq_ignore_ascii_case("info");
             match value {
-                Some(v) if !v.is_empty() => *slot = Some(v.to_owned()),
+                Some(v) if !v.is_empty() && (is_info || v.chars().all(is_token_char)) => {
+                    *slot = Some(v.to_owned());
+                }
                 _ => return Err(HeaderError::Param(param.to_owned())),
             }
         }
@@ -154,6 +157,11 @@ fn split_param(text: &str) -> Result<(&str, Option<&str>, Option<&str>), HeaderE
     }
 }
 
+/// RFC 3261 §25.1 `token` characters, what `alg` and `ppt` values are.
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c)
+}
+
 /// The parameter at the start of `text`, for error messages.
 fn param_text(text: &str) -> String {
     text.split(';').next().unwrap_or_default().trim().to_owned()
@@ -216,6 +224,10 @@ mod tests {
         );
         assert_eq!(p("a.b.c;info=<https://x>;ppt="), Err(Param("ppt".into())));
         assert_eq!(p("a.b.c;info=<https://x>;ppt"), Err(Param("ppt".into())));
+        assert_eq!(
+            p("a.b.c;info=<https://x>;alg=\"a;b\""),
+            Err(Param("alg".into()))
+        );
         assert!(matches!(
             p(&"a".repeat(MAX_HEADER_LEN + 1)),
             Err(TooLong(_))
