@@ -69,12 +69,14 @@ impl HttpsFetcher {
     pub fn with_roots_pem(pem: &[u8]) -> Result<Self, FetchError> {
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| FetchError::Http(Box::new(e)))?;
-            roots.add(cert).map_err(|e| FetchError::Http(Box::new(e)))?;
+            let cert = cert.map_err(|e| FetchError::Setup(Box::new(e)))?;
+            roots
+                .add(cert)
+                .map_err(|e| FetchError::Setup(Box::new(e)))?;
         }
         if roots.is_empty() {
-            return Err(FetchError::Http(
-                "no CA certificate in the PEM roots".into(),
+            return Err(FetchError::Setup(
+                "no '-----BEGIN CERTIFICATE-----' in the HTTPS roots PEM".into(),
             ));
         }
         Self::with_roots(roots)
@@ -89,7 +91,7 @@ impl HttpsFetcher {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
-            .map_err(|e| FetchError::Http(Box::new(e)))?
+            .map_err(|e| FetchError::Setup(Box::new(e)))?
             .with_root_certificates(roots)
             .with_no_client_auth();
         Ok(HttpsFetcher {

@@ -116,6 +116,9 @@ pub enum FetchError {
     /// The HTTP exchange failed.
     #[error("HTTP error fetching the certificate: {0}")]
     Http(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The fetcher's TLS setup failed (unusable CA roots).
+    #[error("cannot set up HTTPS for certificate fetching: {0}")]
+    Setup(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The server answered something other than 200.
     #[error("the certificate server answered HTTP {0}")]
     Status(u16),
@@ -241,7 +244,8 @@ impl Reason {
 pub struct Verification {
     /// Whether everything checked out.
     pub verified: bool,
-    /// The PASSporT's attestation, when it could be read (also on failure).
+    /// The PASSporT's attestation when it could be read; also on failure,
+    /// where it is only what the token claims.
     pub attest: Option<Attestation>,
     /// The PASSporT's `origid`, when it could be read.
     pub origid: Option<String>,

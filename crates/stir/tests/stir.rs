@@ -42,6 +42,10 @@ struct Pki {
     chain: String,
     /// The leaf's key, PKCS#8 PEM.
     leaf_key: String,
+    /// The intermediate CA, PEM.
+    inter_pem: String,
+    /// The leaf alone, DER.
+    leaf_der: Vec<u8>,
 }
 
 impl Pki {
@@ -70,6 +74,8 @@ impl Pki {
         Pki {
             chain: format!("{}{}", leaf.pem(), inter.pem()),
             leaf_key: leaf_key.serialize_pem(),
+            inter_pem: inter.pem(),
+            leaf_der: leaf.der().to_vec(),
             root,
         }
     }
@@ -548,6 +554,45 @@ async fn prepare_and_finish_are_the_sans_io_steps() {
         UNIX_EPOCH + Duration::from_secs(86_400),
     );
     assert_failed(&v, 437);
+}
+
+#[tokio::test]
+async fn a_single_der_certificate_at_x5u_is_read_too() {
+    // application/pkix-cert: the leaf alone, DER; the intermediate is the
+    // configured anchor here.
+    let pki = Pki::new();
+    let signed = pki.signer().sign(&request(Attestation::A)).unwrap();
+    let verifier = Verifier::new(TrustAnchors::from_pem(pki.inter_pem.as_bytes()).unwrap());
+    let pending = verifier
+        .prepare(&signed.identity, "15551234567", "15557654321", now())
+        .unwrap();
+    let v = verifier.finish(pending, &pki.leaf_der, now());
+    assert!(v.verified, "{v}");
+    // The same DER leaf without its intermediate does not reach the root.
+    let pending = pki
+        .verifier()
+        .prepare(&signed.identity, "15551234567", "15557654321", now())
+        .unwrap();
+    let v = pki.verifier().finish(pending, &pki.leaf_der, now());
+    assert_failed(&v, 437);
+}
+
+#[test]
+fn trust_anchor_files_must_hold_ca_certificates() {
+    use stir::AnchorError;
+    assert!(matches!(
+        TrustAnchors::from_pem(b"nothing here"),
+        Err(AnchorError::NoCertificate)
+    ));
+    let pki = Pki::new();
+    let mut anchors = TrustAnchors::from_pem(pki.root.pem().as_bytes()).unwrap();
+    assert_eq!(anchors.len(), 1);
+    assert_eq!(anchors.add_pem(pki.inter_pem.as_bytes()).unwrap(), 1);
+    assert_eq!(anchors.len(), 2);
+    assert!(matches!(
+        HttpsFetcher::with_roots_pem(b"no roots"),
+        Err(FetchError::Setup(_))
+    ));
 }
 
 // --- The real HTTPS fetcher against a local HTTPS server -------------------
