@@ -350,7 +350,9 @@ impl Verifier {
     /// needs no certificate: `alg`, `typ`, `ppt`, `info` against `x5u`,
     /// the SHAKEN claims, `iat` against `now`, `orig` against the `from`
     /// number and `dest` against the `to` number (both canonicalized per
-    /// RFC 8224 §8.3). On failure, the finished [`Verification`].
+    /// RFC 8224 §8.3). `from` and `to` are the numbers only: the user part
+    /// of the From and To URIs (or a `tel:` number), not the whole URI.
+    /// On failure, the finished [`Verification`].
     pub fn prepare(
         &self,
         identity: &str,
