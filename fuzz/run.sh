@@ -31,7 +31,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 fuzz_dir=$(pwd)
 root=$(cd .. && pwd)
 
-all_targets=(sip_message digest sdp rtp rtcp)
+all_targets=(sip_message digest sdp rtp rtcp stir_identity)
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=("${all_targets[@]}")
 for t in "${targets[@]}"; do
