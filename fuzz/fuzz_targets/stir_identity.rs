@@ -15,7 +15,7 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use libfuzzer_sys::fuzz_target;
-use stir::{IdentityHeader, MAX_HEADER_LEN, Passport, TrustAnchors, Verifier, canonical_tn};
+use identity::{IdentityHeader, MAX_HEADER_LEN, Passport, TrustAnchors, Verifier, canonical_tn};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

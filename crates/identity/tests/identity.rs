@@ -9,12 +9,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
-};
-use stir::{
+use identity::{
     Attestation, CertFetcher, FetchError, FetchFuture, HttpsFetcher, IdentityHeader, Passport,
     PassportRequest, Reason, SignError, Signer, TrustAnchors, Verification, Verifier,
+};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 
 const X5U: &str = "https://cert.example.test/sti/leaf.pem";
@@ -579,7 +579,7 @@ async fn a_single_der_certificate_at_x5u_is_read_too() {
 
 #[test]
 fn trust_anchor_files_must_hold_ca_certificates() {
-    use stir::AnchorError;
+    use identity::AnchorError;
     assert!(matches!(
         TrustAnchors::from_pem(b"nothing here"),
         Err(AnchorError::NoCertificate)

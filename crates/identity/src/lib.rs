@@ -1,4 +1,4 @@
-//! `stir`: STIR/SHAKEN for Switchboard's trunks. It signs outbound calls
+//! `identity`: STIR/SHAKEN for Switchboard's trunks. It signs outbound calls
 //! with a PASSporT (RFC 8225) carrying the SHAKEN extension (RFC 8588) and
 //! writes it as the value of a SIP `Identity` header (RFC 8224 §4.1); it
 //! verifies inbound `Identity` headers against the From/To numbers, the
@@ -28,7 +28,7 @@
 //!   `identity.rs` (the header value), `tn.rs` (RFC 8224 §8.3 numbers).
 //!
 //! ```
-//! # use stir::{Attestation, PassportRequest, Signer};
+//! # use identity::{Attestation, PassportRequest, Signer};
 //! # let pem = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIFg1ITQrxkJfeKIYNotY7HhLxCjBAiEHYPVk/uCA+SFtoAoGCCqGSM49\nAwEHoUQDQgAEDrr9B2cDYpMzVdtmcimPlWtjYgXkF+j4//EfQknqaj+/ZYoHT2OV\n4nQkQzR/n1SFSzFMGsFIGCZ8HoBBg+fYjg==\n-----END EC PRIVATE KEY-----\n";
 //! let signer = Signer::from_pem(pem, "https://cert.example.org/passport.pem")?;
 //! let signed = signer.sign(&PassportRequest {
@@ -39,7 +39,7 @@
 //!     iat: 1_700_000_000,
 //! })?;
 //! assert!(signed.identity.ends_with(";info=<https://cert.example.org/passport.pem>;alg=ES256;ppt=shaken"));
-//! # Ok::<(), stir::SignError>(())
+//! # Ok::<(), identity::SignError>(())
 //! ```
 
 #[cfg(feature = "https")]
