@@ -207,6 +207,10 @@ function route(call)
     pickup(call, nil)
   elseif dest:match("^%*%*%d%d%d%d$") then
     pickup(call, dest:sub(3))
+  elseif dest == "70" and call.transfer ~= nil then
+    -- A blind transfer to the park: the transferor hears the slot and is
+    -- rung back on timeout.
+    call:park({ timeout = PARK_SECONDS, ringback = call.transfer.by })
   elseif dest == "70" then
     call:park({ timeout = PARK_SECONDS, announce = true })
   elseif dest:match("^7[1-9]$") then

@@ -479,6 +479,35 @@ fn flatten(r: Result<Result<(), Error>, JoinError>, what: &'static str) -> Resul
 /// loaded once. A file that does not load is left out with a warning (a
 /// call whose class is missing passes the hold on to the other phone, as
 /// without music); no directory, no music.
+/// "Parked in slot N" for the parking slots 71-79: `park-parked-in.wav`
+/// followed by the slot's digits (`digit-N.wav`), joined into one prompt
+/// per slot. Empty (a transfer to the park is announced by NOTIFY alone)
+/// when a sound is missing or of another rate.
+fn park_announcements(
+    sounds: &std::path::Path,
+) -> std::collections::HashMap<u16, Arc<media::Prompt>> {
+    let load = |name: &str| media::Prompt::load(&sounds.join(format!("{name}.wav"))).ok();
+    let mut out = std::collections::HashMap::new();
+    let Some(intro) = load("park-parked-in") else {
+        return out;
+    };
+    for slot in 71..=79u16 {
+        let mut samples = intro.samples().to_vec();
+        for digit in slot.to_string().chars() {
+            match load(&format!("digit-{digit}")) {
+                Some(p) if p.sample_rate() == intro.sample_rate() => {
+                    samples.extend_from_slice(p.samples());
+                }
+                _ => return std::collections::HashMap::new(),
+            }
+        }
+        if let Ok(prompt) = media::Prompt::from_samples(intro.sample_rate(), samples) {
+            out.insert(slot, Arc::new(prompt));
+        }
+    }
+    out
+}
+
 fn music_on_hold(dir: &std::path::Path) -> std::collections::HashMap<String, Arc<media::Prompt>> {
     let mut classes = std::collections::HashMap::new();
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -524,6 +553,7 @@ fn media_config(config: &Config) -> Result<chan_sip::MediaConfig, Error> {
     media.rtp_timeout = m.rtp_timeout;
     media.tone_zone = m.tone_zone;
     media.moh = music_on_hold(&config.dialplan.sounds.join("moh"));
+    media.park_announcements = park_announcements(&config.dialplan.sounds);
     media.latching = if m.strict_source {
         media::Latching::Strict
     } else {

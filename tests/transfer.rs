@@ -147,6 +147,65 @@ fn a_blind_transfer_connects_the_caller_to_the_target_and_releases_the_transfero
     let bye = t.request("BYE", WAIT).expect("the target gets BYE");
     t.reply(&bye, &t_in.tag, 200).unwrap();
     let _ = (&c.rb, &c.b_media);
+    // The CDR records the transfer.
+    assert!(cdr_says(&o, "transferred by 1002 to 1003"));
+}
+
+/// Whether a CDR's hangup cause says `what` (CDRs are written in batches).
+fn cdr_says(o: &office::Office, what: &str) -> bool {
+    for _ in 0..100 {
+        let (_, cdrs) = o.server.http_get("/api/v1/cdrs").expect("admin API");
+        if cdrs.contains(what) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn a_blind_transfer_to_the_park_announces_the_slot_to_the_transferor() {
+    let o = office_with(None, THIRD);
+    let mut c = call_1002(&o);
+    assert_eq!(refer(&mut c, "70"), 202);
+    let tag = c.b_in.tag.clone();
+    let (frag, _) = next_notify(&mut c.b, &tag);
+    assert_eq!(frag, "SIP/2.0 100 Trying");
+    // The transferor hears "parked in slot 71" (RTP from the PBX), then
+    // NOTIFY 200 and BYE.
+    c.rb.clear();
+    assert!(
+        c.rb.wait_for(50, std::time::Duration::from_secs(5)),
+        "the transferor hears the slot"
+    );
+    let (frag, state) = next_notify(&mut c.b, &tag);
+    assert_eq!(frag, "SIP/2.0 200 OK");
+    assert!(state.starts_with("terminated"), "{state}");
+    let bye =
+        c.b.request("BYE", WAIT)
+            .expect("the transferor is released");
+    c.b.reply(&bye, &tag, 200).unwrap();
+    let (_, parked) = o.server.http_get("/api/v1/parked").expect("admin API");
+    assert!(parked.contains("\"slot\":71"), "{parked}");
+    assert!(parked.contains("\"parker\":\"1002\""), "{parked}");
+    // 1003 takes it from 71: 1001 and 1003 hear each other.
+    let mut t = phone(&o, "1003");
+    let rt = RtpPeer::localhost();
+    let pick = t.call_sdp("71", &[], &rt.sdp_offer(OFFER)).expect("INVITE");
+    let (ok, _) = t.final_response(WAIT).expect("answered");
+    assert_eq!(ok.status, 200);
+    let t_media = media_of(&ok.body);
+    t.ack(&pick, &ok).expect("ACK");
+    c.ra.clear();
+    exchange(
+        &c.ra,
+        (c.a_media.addr, 0, 1000.0),
+        &rt,
+        (t_media.addr, 0, 2000.0),
+    );
+    assert_heard("the picker", &rt, t_media.addr, 40, 1000.0);
+    assert_heard("the parked caller", &c.ra, c.a_media.addr, 40, 2000.0);
+    assert!(cdr_says(&o, "transferred by 1002 to park slot 71"));
 }
 
 #[test]

@@ -50,6 +50,10 @@ pub struct MediaConfig {
     /// holds the call makes the other side hear its call's class. Without
     /// the class, the hold is passed on to the other phone instead.
     pub moh: std::collections::HashMap<String, Arc<Prompt>>,
+    /// "Parked in slot N" by slot, said to the transferor of a blind
+    /// transfer that parks the call (`sounds/park-parked-in.wav` and the
+    /// digits), when the sounds are there.
+    pub park_announcements: std::collections::HashMap<u16, Arc<Prompt>>,
 }
 
 impl MediaConfig {
@@ -70,6 +74,7 @@ impl MediaConfig {
             latching: Latching::Strict,
             tone_zone: media::tones::ToneZone::default(),
             moh: std::collections::HashMap::new(),
+            park_announcements: std::collections::HashMap::new(),
         }
     }
 

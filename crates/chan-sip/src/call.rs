@@ -316,6 +316,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         route_superseded: false,
         identity: None,
         replacing: None,
+        transferred: None,
         _trunk_channel: trunk_channel,
         state: CallState::Routing,
         finished: false,
@@ -570,6 +571,8 @@ struct Call {
     /// An INVITE with Replaces released the bridged party: the newcomer
     /// takes its place, and the route's dial goes on until then.
     replacing: Option<oneshot::Sender<Result<DialOutcome, ActionError>>>,
+    /// What a transfer did to this call, for its CDR's hangup cause.
+    transferred: Option<String>,
     /// The trunk channel a carrier's call holds, given back when the call ends.
     _trunk_channel: Option<crate::trunk::ChannelSeized>,
     state: CallState,
@@ -1841,7 +1844,11 @@ impl Call {
         self.note(|| format!("call ended: {} {code} ({cause})", disposition.as_str()));
         self.cdr.disposition = disposition;
         self.cdr.code = code;
-        self.cdr.hangup_cause = cause.to_owned();
+        self.cdr.hangup_cause = match &self.transferred {
+            // The CDR says the call was transferred, and by whom.
+            Some(what) => format!("{cause}; {what}"),
+            None => cause.to_owned(),
+        };
         self.cdr.end_ms = pbx::unix_ms();
     }
 

@@ -138,6 +138,8 @@ impl Call {
                 .map_err(|e| ActionError::Failed(e.to_string()))?,
         };
         let music = self.media.music(self.moh_class());
+        // A blind transfer to the park rings the transferor back.
+        let ringback = ringback.or_else(|| self.transferor());
         let channel = self
             .detach_caller()
             .await
@@ -150,6 +152,7 @@ impl Call {
         };
         let slot = reservation.park(Box::new(channel), request);
         self.note(|| format!("parked in slot {slot}"));
+        self.transfer_parked(slot);
         self.finish(Disposition::Answered, 200, "parked");
         Ok(slot)
     }
@@ -528,6 +531,7 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         route_superseded: false,
         identity: None,
         replacing: None,
+        transferred: None,
         _trunk_channel: None,
         state: CallState::Answered,
         finished: false,

@@ -312,9 +312,39 @@ impl Call {
         if let Some(mut t) = self.transfer.take() {
             t.notify(200, "OK", true);
             self.note(|| format!("transfer to {} connected; {} released", t.target, t.by));
+            self.transferred = Some(format!("transferred by {} to {}", t.by, t.target));
             t.leg.bye();
             self.inner.dialogs.remove(&t.leg.dialog.call_id);
         }
+    }
+
+    /// The transferor of the transfer in progress, if one is.
+    pub(super) fn transferor(&self) -> Option<String> {
+        self.transfer.as_ref().map(|t| t.by.clone())
+    }
+
+    /// A transfer's route parked the call in `slot`: the transferor hears
+    /// "parked in slot N" (when the sounds are there), then 200 in its
+    /// NOTIFY, and is released.
+    pub(super) fn transfer_parked(&mut self, slot: u16) {
+        let Some(mut t) = self.transfer.take() else {
+            return;
+        };
+        self.transferred = Some(format!("transferred by {} to park slot {slot}", t.by));
+        self.inner.dialogs.remove(&t.leg.dialog.call_id);
+        let announcement = self.inner.media.park_announcements.get(&slot).cloned();
+        tokio::spawn(async move {
+            if let (Some(prompt), Some(mut media)) = (announcement, t.media.take())
+                && t.leg.state == LegState::Up
+            {
+                let (done, played) = oneshot::channel();
+                media.play(prompt, done).await;
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), played).await;
+                media.release();
+            }
+            t.notify(200, "OK", true);
+            t.leg.bye();
+        });
     }
 
     /// The transfer target did not answer (`outcome`). With the
@@ -455,6 +485,7 @@ impl Call {
             .or_else(|| self.cdr.caller.clone())
             .unwrap_or_default();
         self.attach_callee(channel, label.clone(), done).await;
+        self.transferred = Some(format!("attended transfer by {} to {label}", transferor.by));
         transferor.notify(200, "OK", true);
         transferor.leg.bye();
         self.inner.dialogs.remove(&transferor.leg.dialog.call_id);
