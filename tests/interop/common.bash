@@ -90,3 +90,160 @@ sipp_options() {
     -trace_err -error_file "$WORK/sipp_err_$transport.log" >"$WORK/sipp_$transport.out" 2>&1 \
     || { cat "$WORK/sipp_$transport.out" "$WORK/sipp_err_$transport.log" 2>/dev/null | tail -n 40 >&2; fail "SIPp OPTIONS over $transport"; }
 }
+
+# --- baresip softphones driven over ctrl_tcp (the baresip_* family) --------
+# baresip_start EXT SOURCE: a headless baresip (1.0) registered as EXT
+# (password pw-EXT-x) on 127.0.0.1, auto-answering, PCMU, 8 kHz mono
+# microphone SOURCE at 48 kHz stereo ("ausine,HZ": ausine supports nothing else), ALSA's null device as
+# speaker, the sndfile module dumping what it sends and what it hears to
+# $WORK/baresip-EXT/dumps, SIP trace (-s) in $WORK/baresip-EXT.log. One
+# connection to its ctrl_tcp is kept open (BARESIP_FD[EXT]): commands are
+# written to it and a reader keeps everything that comes back (responses
+# and events, JSON netstrings) in $WORK/events-EXT.ns. baresip quits by
+# itself after 5 minutes; baresip_cleanup kills what was started here.
+BARESIP_PIDS=()
+declare -A BARESIP_FD=()
+baresip_cleanup() {
+  local p
+  for p in "${BARESIP_PIDS[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
+  cleanup
+}
+
+baresip_modules() {
+  local d
+  for d in /usr/lib/*/baresip/modules /usr/lib/baresip/modules /usr/local/lib/baresip/modules; do
+    [ -f "$d/ctrl_tcp.so" ] && { echo "$d"; return 0; }
+  done
+  fail "baresip's modules (ctrl_tcp.so) not found"
+}
+
+port_free() { ! ss -Hlntu "sport = :$1" 2>/dev/null | grep -q .; }
+
+# free_port_pair: a port P with P and P+1 free on UDP and TCP (baresip
+# listens for SIP on UDP and TCP at P and for TLS at P+1).
+free_port_pair() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$(( 20000 + RANDOM % 10000 ))
+    port_free "$p" && port_free $((p + 1)) && { echo "$p"; return 0; }
+  done
+  fail "no free port found"
+}
+
+baresip_start() {
+  local ext=$1 source=$2 dir="$WORK/baresip-$1" modules sip ctrl rtp fd pid
+  modules=$(baresip_modules)
+  mkdir -p "$dir/dumps"
+  sip=$(free_port_pair)
+  ctrl=$(free_port_pair)
+  rtp=$(( 40000 + (RANDOM % 1000) * 20 ))
+  cat > "$dir/config" <<CONF
+poll_method		epoll
+net_interface		127.0.0.1
+sip_listen		127.0.0.1:$sip
+call_local_timeout	30
+call_max_calls		4
+audio_player		alsa,null
+audio_alert		alsa,null
+audio_source		$source
+ausrc_srate		48000
+ausrc_channels		2
+rtp_ports		$rtp-$((rtp + 19))
+module_path		$modules
+module			g711.so
+module			ausine.so
+module			aufile.so
+module			alsa.so
+module			sndfile.so
+snd_path		$dir/dumps
+module_tmp		account.so
+module_app		menu.so
+module_app		ctrl_tcp.so
+ctrl_tcp_listen		127.0.0.1:$ctrl
+CONF
+  echo "<sip:$ext@127.0.0.1:$SB_UDP_PORT;transport=udp>;auth_pass=pw-$ext-x;answermode=auto;regint=600;audio_codecs=pcmu" \
+    > "$dir/accounts"
+  baresip -t 300 -s -f "$dir" </dev/null >"$WORK/baresip-$ext.log" 2>&1 &
+  pid=$!
+  BARESIP_PIDS+=("$pid")
+  for _ in $(seq 1 200); do
+    port_free "$ctrl" || break
+    kill -0 "$pid" 2>/dev/null || baresip_fail "baresip $ext exited during start-up"
+    sleep 0.05
+  done
+  port_free "$ctrl" && baresip_fail "baresip $ext did not open ctrl_tcp within 10 s"
+  exec {fd}<>"/dev/tcp/127.0.0.1/$ctrl" || baresip_fail "cannot connect to baresip $ext's ctrl_tcp"
+  BARESIP_FD[$ext]=$fd
+  cat <&"$fd" >"$WORK/events-$ext.ns" &
+  BARESIP_PIDS+=("$!")
+}
+
+# baresip_wait_registered EXT...: Switchboard lists a binding for each.
+baresip_wait_registered() {
+  local regs ext all
+  for _ in $(seq 1 200); do
+    regs=$(admin_get /api/v1/registrations)
+    all=true
+    for ext in "$@"; do grep -q '"aor":"sip:'"$ext"'@' <<<"$regs" || all=false; done
+    $all && return 0
+    sleep 0.05
+  done
+  echo "$regs" >&2
+  baresip_fail "baresip $* did not all register within 10 s"
+}
+
+# baresip_log EXT: the phone's log (SIP trace included), CRs and colours gone.
+baresip_log() { tr '\r' '\n' < "$WORK/baresip-$1.log" | grep -av -e 'audio=' -e '^$' | sed 's/\x1b\[[0-9;]*m//g'; }
+
+# baresip_fail MESSAGE: the end of every phone's log and events, then fail.
+baresip_fail() {
+  local ext
+  for ext in "${!BARESIP_FD[@]}"; do
+    echo "--- baresip $ext: log (end)" >&2
+    baresip_log "$ext" | tail -n 80 >&2 || true
+    echo "--- baresip $ext: events" >&2
+    baresip_events "$ext" | tail -n 20 >&2 || true
+  done
+  fail "$*"
+}
+
+# baresip_events EXT: the phone's ctrl_tcp events, one "TYPE param" line each.
+baresip_events() {
+  grep -ao '{"event":true[^}]*}' "$WORK/events-$1.ns" 2>/dev/null \
+    | sed -n 's/.*"type":"\([A-Z_]*\)".*"param":"\([^"]*\)".*/\1 \2/p; t; s/.*"type":"\([A-Z_]*\)".*/\1/p' || true
+}
+
+# baresip_wait_event EXT TYPE N SECONDS: until the phone has reported TYPE
+# N times. Waiting for CALL_ESTABLISHED, a CALL_CLOSED #N fails at once.
+baresip_wait_event() {
+  local closed
+  for _ in $(seq 1 $(( $4 * 20 ))); do
+    [ "$(baresip_events "$1" | grep -c "^$2\b" || true)" -ge "$3" ] && return 0
+    if [ "$2" = CALL_ESTABLISHED ]; then
+      closed=$(baresip_events "$1" | { grep '^CALL_CLOSED' || true; } | sed -n "$3p")
+      [ -n "$closed" ] && baresip_fail "baresip $1: call $3 closed before it was established: ${closed#CALL_CLOSED }"
+    fi
+    sleep 0.05
+  done
+  baresip_fail "baresip $1 did not report $2 (#$3) within $4 s"
+}
+
+# baresip_ctrl EXT COMMAND [PARAMS]: a ctrl_tcp command (a menu command's
+# long name); its response must be ok within 5 s.
+baresip_ctrl() {
+  local token="$2-$1-$RANDOM" msg
+  msg='{"command":"'"$2"'","params":"'"${3:-}"'","token":"'"$token"'"}'
+  printf '%d:%s,' "${#msg}" "$msg" >&"${BARESIP_FD[$1]}" || baresip_fail "cannot write to baresip $1's ctrl_tcp"
+  for _ in $(seq 1 100); do
+    grep -q '"token":"'"$token"'"' "$WORK/events-$1.ns" && break
+    sleep 0.05
+  done
+  grep -ao '{"response":true[^}]*}' "$WORK/events-$1.ns" | grep '"token":"'"$token"'"' | grep -q '"ok":true' \
+    || baresip_fail "baresip $1 did not accept '$2 ${3:-}'"
+}
+
+# baresip_quit EXT: quit (its sndfile dumps get closed), within 5 s.
+baresip_quit() {
+  local msg='{"command":"quit","params":"","token":"quit"}'
+  printf '%d:%s,' "${#msg}" "$msg" >&"${BARESIP_FD[$1]}" 2>/dev/null || true
+}
