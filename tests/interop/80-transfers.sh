@@ -23,8 +23,8 @@
 #      call; 1003 hears 1100 Hz (1002) then 700 Hz (1001) in its one call.
 # In both, 1002's REFER gets 202 and a NOTIFY whose sipfrag is 200 (its SIP
 # trace); after the attended one 1001 and 1003 each get a request with a
-# P-Asserted-Identity naming the other (Switchboard sends UPDATE, which
-# baresip 1.0 answers 501: it does not list UPDATE in its Allow).
+# P-Asserted-Identity naming the other (a re-INVITE with the current SDP:
+# baresip 1.0 does not list UPDATE in its Allow, so it gets no UPDATE).
 # The phones use the baresip_* helpers of common.bash.
 # Everything on 127.0.0.1, every wait bounded, the phones killed on exit.
 source "$(dirname "$0")/common.bash"

@@ -1149,6 +1149,12 @@ impl CallMedia {
         self.resume(kind);
     }
 
+    /// The description we last sent `which` (to offer again, unchanged,
+    /// in a re-INVITE that only refreshes the dialog).
+    pub fn last_description(&self, which: Which) -> Option<Bytes> {
+        self.side(which).and_then(MediaSide::last_sent)
+    }
+
     /// What the caller side's SDP settled on (codec, payload types).
     pub fn caller_params(&self) -> Option<StreamParams> {
         self.a.as_deref().and_then(|s| s.params)

@@ -296,6 +296,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
                 state: LegState::Calling,
                 contact: contact.clone(),
                 held: false,
+                allows_update: crate::leg::allows(&incoming.request.headers, "UPDATE"),
             },
             ok: None,
             retrans: None,
@@ -1380,6 +1381,7 @@ impl Call {
             state: LegState::Up,
             contact: our_contact(&self.inner, branch.dest.transport, branch.dest.addr),
             held: false,
+            allows_update: crate::leg::allows(&response.headers, "UPDATE"),
         };
         if !wins {
             // A second answer (a fork that answered too late, or after the

@@ -95,6 +95,7 @@ impl SipChannel {
             state: self.leg.state,
             contact: self.leg.contact.clone(),
             held: self.leg.held,
+            allows_update: self.leg.allows_update,
         };
         // Handed on, not ended: nothing to hang up or forget when `self`
         // drops.
@@ -363,7 +364,8 @@ impl Channel for SipChannel {
 
     fn tell_identity(&mut self, _display: Option<&str>, user: &str) {
         let domain = self.inner.config.domain.clone();
-        self.leg.tell_identity(&domain, user);
+        let sdp = self.media.last_description(Which::A);
+        self.leg.tell_identity(&domain, user, sdp);
     }
 
     fn take_media(&mut self) -> Option<media::Leg> {

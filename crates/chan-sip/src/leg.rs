@@ -33,6 +33,18 @@ pub(crate) struct SipLeg {
     pub contact: String,
     /// The phone put the call on hold (its last offer was sendonly or inactive).
     pub held: bool,
+    /// The phone takes UPDATE (its Allow lists it, or it sent none).
+    pub allows_update: bool,
+}
+
+/// Whether a message's Allow header admits `method` (RFC 3261 §20.5: no
+/// Allow says nothing against it).
+pub(crate) fn allows(headers: &sip_proto::Headers, method: &str) -> bool {
+    headers.get(&HeaderName::Allow).is_none_or(|allow| {
+        allow
+            .split(',')
+            .any(|m| m.trim().eq_ignore_ascii_case(method))
+    })
 }
 
 /// Whether an SDP offer puts the other side on hold: its first audio
@@ -69,9 +81,11 @@ impl SipLeg {
     }
 
     /// Tells the phone who it talks to now (after a transfer or a
-    /// pickup): an UPDATE without a body carrying P-Asserted-Identity
-    /// (RFC 3311, RFC 3325), as Asterisk's connected-line update does.
-    pub fn tell_identity(&mut self, domain: &str, user: &str) {
+    /// pickup), carrying P-Asserted-Identity (RFC 3325) as Asterisk's
+    /// connected-line update does: in an UPDATE without a body (RFC 3311)
+    /// when the phone takes UPDATE, else in a re-INVITE offering `sdp`
+    /// (our current description, unchanged; the answer is ACKed).
+    pub fn tell_identity(&mut self, domain: &str, user: &str, sdp: Option<bytes::Bytes>) {
         if self.state != LegState::Up || user.is_empty() {
             return;
         }
@@ -86,14 +100,49 @@ impl SipLeg {
             Some(d) => format!("\"{d}\" <sip:{user}@{domain}>"),
             None => format!("<sip:{user}@{domain}>"),
         };
-        let mut update = self.dialog.request(Method::Update, None, None);
-        update
-            .headers
-            .push(HeaderName::Contact, self.contact.as_str());
-        update
+        if self.allows_update {
+            let mut update = self.dialog.request(Method::Update, None, None);
+            update
+                .headers
+                .push(HeaderName::Contact, self.contact.as_str());
+            update
+                .headers
+                .push(HeaderName::parse("P-Asserted-Identity"), identity);
+            drop(self.send(update));
+            return;
+        }
+        let Some(sdp) = sdp else {
+            return;
+        };
+        let mut invite = self
+            .dialog
+            .request(Method::Invite, Some(&self.contact), None);
+        invite
             .headers
             .push(HeaderName::parse("P-Asserted-Identity"), identity);
-        drop(self.send(update));
+        invite
+            .headers
+            .push(HeaderName::ContentType, "application/sdp");
+        invite.body = sdp;
+        let seq = self.dialog.local_cseq;
+        let ack = self.dialog.request(Method::Ack, None, Some(seq));
+        let endpoint = self.inner.endpoint.clone();
+        let (transport, peer) = (self.dialog.transport, self.dialog.peer);
+        tokio::spawn(async move {
+            let Ok(mut ctx) = endpoint.invite(invite, transport, peer).await else {
+                return;
+            };
+            while let Some(event) = ctx.next().await {
+                if let sip_net::InviteEvent::Response(r) = event
+                    && r.status >= 200
+                {
+                    if r.status < 300 {
+                        let _ = endpoint.send_stateless(ack, transport, peer).await;
+                    }
+                    break;
+                }
+            }
+        });
     }
 
     pub fn bye(&mut self) {

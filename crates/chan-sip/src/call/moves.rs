@@ -52,6 +52,7 @@ impl Call {
             state: LegState::Up,
             contact: self.a.leg.contact.clone(),
             held: self.a.leg.held,
+            allows_update: self.a.leg.allows_update,
         };
         // Moved, not ended: no BYE from this call.
         self.a.leg.state = LegState::Ended;
@@ -431,11 +432,7 @@ impl Call {
                 .or_else(|| self.cdr.caller.clone())
                 .unwrap_or_default();
             self.attach_callee(channel, label.clone(), done).await;
-            let domain = self.inner.config.domain.clone();
-            self.a.leg.tell_identity(&domain, &label);
-            if let Some(b) = &mut self.bridge {
-                b.leg.tell_identity(&domain, &kept);
-            }
+            self.tell_identities(&label, &kept);
             return;
         }
         let picked = self.dialing.as_ref().is_some_and(|d| d.picked);

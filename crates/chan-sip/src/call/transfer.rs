@@ -490,10 +490,18 @@ impl Call {
         transferor.leg.bye();
         self.inner.dialogs.remove(&transferor.leg.dialog.call_id);
         // Each phone is told who it talks to now.
+        self.tell_identities(&label, &kept);
+    }
+
+    /// The caller is told it talks to `to_caller` now, the bridged party
+    /// that it talks to `to_callee`.
+    pub(super) fn tell_identities(&mut self, to_caller: &str, to_callee: &str) {
         let domain = self.inner.config.domain.clone();
-        self.a.leg.tell_identity(&domain, &label);
+        let sdp = self.media.last_description(Which::A);
+        self.a.leg.tell_identity(&domain, to_caller, sdp);
+        let sdp = self.media.last_description(Which::B);
         if let Some(b) = &mut self.bridge {
-            b.leg.tell_identity(&domain, &kept);
+            b.leg.tell_identity(&domain, to_callee, sdp);
         }
     }
 
