@@ -789,11 +789,7 @@ fn a_trunk_list_fails_over_on_503_and_the_carriers_busy_reaches_the_route() {
     good.respond(&second, from, 486, "Busy Here", &[]);
     let (answer, _) = phone.final_response(WAIT).expect("final");
     assert_eq!(answer.status, 486, "{}", server.log());
-    assert!(
-        server.log().contains("dial result busy 486"),
-        "{}",
-        server.log()
-    );
+    assert!(log_has(&server, "dial result busy 486"), "{}", server.log());
 }
 
 #[test]
@@ -820,7 +816,7 @@ fn max_channels_refuses_the_next_call_locally_with_503() {
     let (answer, _) = second.final_response(WAIT).expect("final");
     assert_eq!(answer.status, 503, "{}", server.log());
     assert!(
-        server.log().contains("dial result unavailable 503"),
+        log_has(&server, "dial result unavailable 503"),
         "{}",
         server.log()
     );
@@ -1032,4 +1028,17 @@ fn retry_after_sets_when_a_failed_registration_is_tried_again() {
         .expect("REGISTER after Retry-After");
     carrier.respond(&again, from, 200, "OK", &[("Expires", "600")]);
     wait_state(&server, |s| s == "registered");
+}
+
+/// Whether the server's log says `needle` within a few seconds (the log is
+/// read from its stderr by a thread, so it may trail the SIP answer).
+fn log_has(server: &Server, needle: &str) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if server.log().contains(needle) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
 }
