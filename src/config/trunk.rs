@@ -635,7 +635,7 @@ register = true
 expires = 600
 from_user = "office"
 from_domain = "carrier.example"
-match = ["198.51.100.0/24", "203.0.113.7"]
+match = ["127.0.1.0/24", "127.0.0.7"]
 context = "from-carrier"
 max_channels = 30
 codecs = ["PCMA", "telephone-event"]
@@ -645,7 +645,7 @@ stir_shaken = { key = "stir.pem", x5u = "https://certs.example.com/office.pem" }
 
 [[trunk]]
 name = "backup"
-host = "192.0.2.10"
+host = "127.0.0.10"
 qualify = true
 "#,
         )
@@ -671,9 +671,9 @@ qualify = true
                 .iter()
                 .any(|n| n.contains(&ip.parse::<std::net::IpAddr>().unwrap()))
         };
-        assert!(matches("198.51.100.99"));
-        assert!(matches("203.0.113.7"));
-        assert!(!matches("203.0.113.8"));
+        assert!(matches("127.0.1.99"));
+        assert!(matches("127.0.0.7"));
+        assert!(!matches("127.0.0.8"));
         assert_eq!(t.context, "from-carrier");
         assert_eq!(t.max_channels, Some(30));
         assert_eq!(t.codecs.as_ref().map(Vec::len), Some(2));
