@@ -1434,6 +1434,16 @@ impl Call {
         if let Err(failure) = self.media.apply_callee(&stream, true, peer).await {
             tracing::info!(call_id = %self.id, "dial: {}", failure.text());
         }
+        if self.answer_and_bridge().await {
+            // A transfer's target answered: the transferor is released.
+            self.transfer_connected();
+        }
+    }
+
+    /// The bridged party is in place: the caller is answered if it is not
+    /// yet (our SDP), and their media joined. `false` when the caller's
+    /// media cannot be answered (the call is over then).
+    async fn answer_and_bridge(&mut self) -> bool {
         if self.a.leg.state != LegState::Up {
             match self.caller_sdp().await {
                 Ok(body) => self.send_ok(Some(("application/sdp".to_owned(), body))),
@@ -1444,14 +1454,13 @@ impl Call {
                         b.leg.bye();
                     }
                     self.finish(Disposition::Failed, failure.status(), "media");
-                    return;
+                    return false;
                 }
             }
             self.publish();
         }
         self.media.bridge().await;
-        // A transfer's target answered: the transferor is released.
-        self.transfer_connected();
+        true
     }
 
     /// A branch of the dial ended without an answer; the dial ends when

@@ -88,18 +88,9 @@ impl SipChannel {
     /// its leg, media and any 2xx still waiting for its ACK. The caller
     /// must point the dialog at itself.
     pub fn into_parts(mut self) -> (SipLeg, CallMedia, Option<Box<PendingOk>>) {
-        let leg = SipLeg {
-            inner: self.inner.clone(),
-            dialog: self.leg.dialog.clone(),
-            direction: self.leg.direction,
-            state: self.leg.state,
-            contact: self.leg.contact.clone(),
-            held: self.leg.held,
-            allows_update: self.leg.allows_update,
-        };
         // Handed on, not ended: nothing to hang up or forget when `self`
         // drops.
-        self.leg.state = LegState::Ended;
+        let leg = self.leg.hand_over();
         self.moved = true;
         let media = std::mem::replace(&mut self.media, CallMedia::new(self.inner.media.clone()));
         (leg, media, self.pending.take())

@@ -25,6 +25,7 @@ pub(crate) fn our_contact(inner: &Inner, transport: Transport, peer: SocketAddr)
 }
 
 /// A SIP leg: one dialog of the call, as `pbx` sees a leg.
+#[derive(Clone)]
 pub(crate) struct SipLeg {
     pub inner: Arc<Inner>,
     pub dialog: Dialog,
@@ -143,6 +144,15 @@ impl SipLeg {
                 }
             }
         });
+    }
+
+    /// The leg for a new owner (a party moving to another call or the
+    /// parking lot); this one is left ended without a BYE, the dialog
+    /// being the new owner's now.
+    pub fn hand_over(&mut self) -> SipLeg {
+        let leg = self.clone();
+        self.state = LegState::Ended;
+        leg
     }
 
     pub fn bye(&mut self) {

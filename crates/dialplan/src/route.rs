@@ -291,6 +291,23 @@ impl<A: CallApi> Action<A> {
         }
     }
 
+    /// A `dial`-like action came back (`dial`, `pickup`, `unpark`):
+    /// answered means the caller was bridged and that bridge has ended.
+    /// The result as Lua sees it.
+    fn finish_dial(
+        &self,
+        lua: &Lua,
+        result: Result<DialResult, ActionError>,
+    ) -> mlua::Result<Table> {
+        let result = self.finish(result, |p, r| {
+            if r.status == crate::call::DialStatus::Answered {
+                p.answered = true;
+                p.ended = Some(Ended::Bridged);
+            }
+        })?;
+        dial_table(lua, &result)
+    }
+
     /// The action came back: restart the budget, record the call's new
     /// state, and turn the call model's error into a Lua error.
     fn finish<T>(
@@ -744,13 +761,7 @@ impl<A: CallApi> UserData for CallObject<A> {
                 let result = action
                     .run("dial", |api| async move { api.dial(targets, opts).await })
                     .await;
-                let result = action.finish(result, |p, r| {
-                    if r.status == crate::call::DialStatus::Answered {
-                        p.answered = true;
-                        p.ended = Some(Ended::Bridged);
-                    }
-                })?;
-                dial_table(&lua, &result)
+                action.finish_dial(&lua, result)
             }
         });
         methods.add_async_method("play", |lua, this, (file, opts): (Value, Value)| {
@@ -858,13 +869,7 @@ impl<A: CallApi> UserData for CallObject<A> {
                 let result = action
                     .run("pickup", |api| async move { api.pickup(target).await })
                     .await;
-                let result = action.finish(result, |p, r| {
-                    if r.status == crate::call::DialStatus::Answered {
-                        p.answered = true;
-                        p.ended = Some(Ended::Bridged);
-                    }
-                })?;
-                dial_table(&lua, &result)
+                action.finish_dial(&lua, result)
             }
         });
         methods.add_async_method("unpark", |lua, this, slot: Value| {
@@ -875,13 +880,7 @@ impl<A: CallApi> UserData for CallObject<A> {
                 let result = action
                     .run("unpark", |api| async move { api.unpark(slot).await })
                     .await;
-                let result = action.finish(result, |p, r| {
-                    if r.status == crate::call::DialStatus::Answered {
-                        p.answered = true;
-                        p.ended = Some(Ended::Bridged);
-                    }
-                })?;
-                dial_table(&lua, &result)
+                action.finish_dial(&lua, result)
             }
         });
         methods.add_async_method("unhold", |lua, this, ()| {

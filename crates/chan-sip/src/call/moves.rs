@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 use super::{Bridge, Call, CallEvent};
 use crate::anchor::Which;
 use crate::channel::{PendingOk, SipChannel};
-use crate::leg::SipLeg;
 use crate::{Inner, Side};
 
 impl Call {
@@ -45,17 +44,8 @@ impl Call {
             })),
             _ => None,
         };
-        let leg = SipLeg {
-            inner: self.inner.clone(),
-            dialog: self.a.leg.dialog.clone(),
-            direction: self.a.leg.direction,
-            state: LegState::Up,
-            contact: self.a.leg.contact.clone(),
-            held: self.a.leg.held,
-            allows_update: self.a.leg.allows_update,
-        };
         // Moved, not ended: no BYE from this call.
-        self.a.leg.state = LegState::Ended;
+        let leg = self.a.leg.hand_over();
         Some(SipChannel::new(self.inner.clone(), leg, media, pending))
     }
 
@@ -88,22 +78,7 @@ impl Call {
         });
         self.state = CallState::Bridged;
         self.publish();
-        if self.a.leg.state != LegState::Up {
-            match self.caller_sdp().await {
-                Ok(body) => self.send_ok(Some(("application/sdp".to_owned(), body))),
-                Err(failure) => {
-                    let r = self.a.tx.failure(&failure, &self.inner.config.domain);
-                    self.a.tx.respond(r);
-                    if let Some(b) = &mut self.bridge {
-                        b.leg.bye();
-                    }
-                    self.finish(Disposition::Failed, failure.status(), "media");
-                    return;
-                }
-            }
-            self.publish();
-        }
-        self.media.bridge().await;
+        self.answer_and_bridge().await;
     }
 
     /// Holds a parking slot for this call (announced before the park).
@@ -390,20 +365,10 @@ impl Call {
         if self.finished || self.bridge.is_none() || self.replacing.is_some() {
             return false;
         }
-        let matches = |leg: &SipLeg| {
-            let d = &leg.dialog;
-            let remote = d.remote_tag.as_deref().unwrap_or_default();
-            d.call_id == call_id
-                && ((d.local_tag == to_tag && remote == from_tag)
-                    || (d.local_tag == from_tag && remote == to_tag))
-        };
-        let is_caller = matches(&self.a.leg);
-        let is_callee = self.bridge.as_ref().is_some_and(|b| matches(&b.leg));
-        if !is_caller && !is_callee {
-            return false;
-        }
-        if is_caller {
-            self.swap_parties().await;
+        match self.leg_of(call_id, &to_tag, &from_tag) {
+            Some(Which::A) => self.swap_parties().await,
+            Some(Which::B) => {}
+            None => return false,
         }
         // The replaced party is the callee now: released, its place kept.
         let Some(bridge) = self.bridge.take() else {

@@ -505,6 +505,26 @@ impl Call {
         }
     }
 
+    /// Which of this call's legs (the caller's or the bridged party's) is
+    /// the dialog `call_id` with the tags `to_tag` and `from_tag` of an
+    /// RFC 3891 Replaces, either way round.
+    pub(super) fn leg_of(&self, call_id: &str, to_tag: &str, from_tag: &str) -> Option<Which> {
+        let matches = |leg: &SipLeg| {
+            let d = &leg.dialog;
+            let remote = d.remote_tag.as_deref().unwrap_or_default();
+            d.call_id == call_id
+                && ((d.local_tag == to_tag && remote == from_tag)
+                    || (d.local_tag == from_tag && remote == to_tag))
+        };
+        if matches(&self.a.leg) {
+            Some(Which::A)
+        } else if self.bridge.as_ref().is_some_and(|b| matches(&b.leg)) {
+            Some(Which::B)
+        } else {
+            None
+        }
+    }
+
     /// Another call's attended transfer replaces the dialog `call_id`
     /// (with `tags`, either way round) of this call: the party at the
     /// other end of the bridge leaves, still up, with its extension; the
@@ -517,18 +537,10 @@ impl Call {
         if self.finished || self.bridge.is_none() {
             return None;
         }
-        let matches = |leg: &SipLeg| {
-            let d = &leg.dialog;
-            let remote = d.remote_tag.as_deref().unwrap_or_default();
-            d.call_id == call_id
-                && ((d.local_tag == to_tag && remote == from_tag)
-                    || (d.local_tag == from_tag && remote == to_tag))
+        let transferor_is_callee = match self.leg_of(call_id, &to_tag, &from_tag)? {
+            Which::A => false,
+            Which::B => true,
         };
-        let transferor_is_caller = matches(&self.a.leg);
-        let transferor_is_callee = self.bridge.as_ref().is_some_and(|b| matches(&b.leg));
-        if !transferor_is_caller && !transferor_is_callee {
-            return None;
-        }
         // The party that stays up: the caller when the transferor is the
         // callee, else the callee.
         let label = if transferor_is_callee {
