@@ -144,7 +144,13 @@ fn split_param(text: &str) -> Result<(&str, Option<&str>, Option<&str>), HeaderE
         let end = after_eq.find(';').unwrap_or(after_eq.len());
         (after_eq[..end].trim(), &after_eq[end..])
     };
-    if value.contains(['<', '>', '"', ' ', '\t']) {
+    // A URI or token holds no whitespace, control character, bracket or
+    // quote (RFC 3986 §2, RFC 3261 §25.1); a quoted value may carry them
+    // on the wire, but not as a value this header can write back.
+    if value
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+    {
         return Err(HeaderError::Param(param_text(text)));
     }
     let tail = tail.trim_start();
@@ -170,6 +176,21 @@ fn param_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_in_a_quoted_info_are_refused() {
+        // Found by the stir_identity fuzz target: a newline and NULs in a
+        // quoted info parsed, and written back they read differently.
+        let value = "eyJh.eyJ9.sig ; info = \"\n\0\0\0n\"";
+        assert!(IdentityHeader::parse(value).is_err());
+        let value = "eyJh.eyJ9.sig;info=\"https://cert.example/a\u{7f}\"";
+        assert!(IdentityHeader::parse(value).is_err());
+        let ok = "eyJh.eyJ9.sig;info=\"https://cert.example/a.pem\"";
+        assert_eq!(
+            IdentityHeader::parse(ok).map(|h| h.info),
+            Ok("https://cert.example/a.pem".to_owned())
+        );
+    }
 
     #[test]
     fn parses_the_rfc8224_form_and_round_trips() {
