@@ -127,6 +127,11 @@ fn call_info(d: CallDetails) -> CallInfo {
         did: d.did,
         headers: d.headers,
         transferred_by: d.transferred_by,
+        identity: d.identity.map(|i| dialplan::CallIdentity {
+            verified: i.verified,
+            attest: i.attest,
+            reason: i.reason,
+        }),
     }
 }
 
@@ -253,6 +258,7 @@ impl CallApi for LuaCall {
             caller_id: opts.caller_id,
             headers: opts.headers,
             moh: opts.moh,
+            attest: opts.attest,
         };
         let outcome = self
             .handle

@@ -57,7 +57,11 @@ impl Extensions {
     /// The extensions of `config` (whose secrets the registrar already has).
     pub fn new(config: &Config, storage: Arc<dyn Storage>, registrar: Registrar) -> Extensions {
         Extensions {
-            trunks: chan_sip::Trunks::new(trunk_list(config)),
+            trunks: {
+                let trunks = chan_sip::Trunks::new(trunk_list(config));
+                trunks.set_verify(stir_verify(config));
+                trunks
+            },
             source: config.source.clone(),
             domain: config.sip.domain.clone(),
             storage,
@@ -136,6 +140,7 @@ impl Extensions {
             .store(Arc::new(dialplan_map(&config.extensions)));
         self.emails.store(Arc::new(email_map(&config.extensions)));
         self.trunks.set(trunk_list(&config));
+        self.trunks.set_verify(stir_verify(&config));
         let count = config.extensions.len();
         self.current.store(Arc::new(config.extensions));
         info!(
@@ -207,6 +212,18 @@ fn failure(source: &ConfigSource, e: &ConfigError) -> ReloadFailure {
             line: None,
             message: other.to_string(),
         },
+    }
+}
+
+/// The STIR/SHAKEN verifier of `[security] stir_trust_anchors`, if set.
+fn stir_verify(config: &Config) -> Option<chan_sip::StirVerify> {
+    let stir = config.stir.as_ref()?;
+    match stir.verifier() {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!("STIR/SHAKEN verification is off: {e}");
+            None
+        }
     }
 }
 

@@ -189,7 +189,7 @@ fn check_accepts_trunks_and_names_bad_keys_with_file_and_line() {
     assert!(out.status.success(), "{}", out.stderr);
     assert!(out.stdout.contains("1 trunk"), "{}", out.stdout);
 
-    let key_pem = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n";
+    let key_pem = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIFg1ITQrxkJfeKIYNotY7HhLxCjBAiEHYPVk/uCA+SFtoAoGCCqGSM49\nAwEHoUQDQgAEDrr9B2cDYpMzVdtmcimPlWtjYgXkF+j4//EfQknqaj+/ZYoHT2OV\n4nQkQzR/n1SFSzFMGsFIGCZ8HoBBg+fYjg==\n-----END EC PRIVATE KEY-----\n";
     for (trunk, needle, at) in [
         (
             "[[trunk]]\nname = \"carrier\"\nhost = \"127.0.0.1\"\nregistr = true\n",
@@ -790,6 +790,48 @@ fn a_trunk_list_fails_over_on_503_and_the_carriers_busy_reaches_the_route() {
     let (answer, _) = phone.final_response(WAIT).expect("final");
     assert_eq!(answer.status, 486, "{}", server.log());
     assert!(log_has(&server, "dial result busy 486"), "{}", server.log());
+}
+
+#[test]
+fn national_caller_id_format_sends_the_number_without_country_code() {
+    let carrier = Carrier::bind([127, 0, 0, 18]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start_with(
+        binary(),
+        &outbound_office(
+            dir.path(),
+            &trunk_at("carrier", &carrier, "caller_id_format = \"national\""),
+        ),
+    )
+    .expect("server starts");
+    let sip = server.udp.expect("UDP listener");
+    let mut phone = testkit::Phone::udp(sip, "1001", "Vq7-zK2p-Lm9w", "office.test");
+    assert_eq!(phone.register(), 200);
+    phone.call("95557654321").expect("call");
+    let (invite, from) = carrier
+        .request("INVITE", WAIT)
+        .expect("INVITE at the carrier");
+    let header = |name: &str| {
+        invite
+            .headers
+            .get(&HeaderName::parse(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    // 1001's did +15550001001 as the national number: no +, no country code 1.
+    assert!(
+        header("From").starts_with("<sip:5550001001@127.0.0.18>;tag="),
+        "{invite:?}"
+    );
+    assert_eq!(header("P-Asserted-Identity"), "<sip:5550001001@127.0.0.18>");
+    // The number dialled keeps its country code (it may be another country's).
+    assert_eq!(
+        invite.uri.to_string(),
+        format!("sip:15557654321@127.0.0.18:{}", carrier.addr().port())
+    );
+    carrier.respond(&invite, from, 486, "Busy Here", &[]);
+    let (answer, _) = phone.final_response(WAIT).expect("final");
+    assert_eq!(answer.status, 486, "{}", server.log());
 }
 
 #[test]

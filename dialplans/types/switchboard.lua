@@ -38,6 +38,13 @@ SWITCHBOARD_API = 1
 ---@field caller_id string? The caller id the targets see.
 ---@field headers table<string, string>? Extra headers on the outbound INVITEs.
 ---@field moh string? Music-on-hold class (sounds/moh/NAME.wav) either side hears when the other holds.
+---@field attest "A"|"B"|"C"? STIR/SHAKEN attestation signed on trunk: INVITEs instead of the one the call earns.
+
+---STIR/SHAKEN verification of a trunk call's Identity header.
+---@class CallIdentity
+---@field verified boolean The PASSporT checked out.
+---@field attest "A"|"B"|"C"? The attestation it claims (also when not verified).
+---@field reason string? Why not: "438 Invalid Identity Header: ...", "428 Use Identity Header: no Identity header", ...
 
 ---@class RecordOptions
 ---@field max number? Longest recording in seconds (default 60, at most 3600).
@@ -68,6 +75,7 @@ SWITCHBOARD_API = 1
 ---@field transfer {by: string}? Set when a phone blind-transferred the call here: `by` is its extension (the route runs in its context).
 ---@field trunk string? The [[trunk]] the call came in on (nil for calls from extensions).
 ---@field did string? The dialled number in E.164 ("+15557654321"), for calls from a trunk.
+---@field identity CallIdentity? For a trunk call when security.stir_trust_anchors is set: what checking its Identity found.
 ---@field state "routing"|"answered"|"ended" Where the call is: "ended" once hung up, rejected, redirected, its bridged call over or the caller gone.
 local Call = {}
 
@@ -331,6 +339,7 @@ sim = {}
 ---@field headers table<string, string>? INVITE headers.
 ---@field trunk string? The call comes from this [[trunk]] (call.trunk; no caller).
 ---@field did string? call.did (default: `to` when it is E.164 on a trunk call).
+---@field identity CallIdentity? call.identity.
 
 ---A simulated call; its route runs at the first expectation (or `run`).
 ---@param spec SimCallSpec
@@ -411,6 +420,7 @@ function SimCall:run() end
 ---@field timeout number? dial, read_digits, sleep, record
 ---@field caller_id string? dial
 ---@field moh string? dial, hold
+---@field attest string? dial
 ---@field file string? play, record, redirect (the URI)
 ---@field code integer? reject; dial's result
 ---@field reason string? reject

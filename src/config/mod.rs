@@ -16,6 +16,7 @@ mod media;
 mod netsec;
 mod registrar;
 mod smtp;
+mod stir;
 mod trunk;
 
 use std::collections::HashSet;
@@ -36,6 +37,7 @@ pub use self::netsec::NetSecurityConfig;
 pub(crate) use self::registrar::weak_password;
 pub use self::registrar::{ExtensionConfig, SecurityConfig, StorageConfig};
 pub use self::smtp::SmtpConfig;
+pub use self::stir::StirConfig;
 pub use self::trunk::TrunkConfig;
 
 /// The configuration compiled into the binary: the demo office.
@@ -162,6 +164,9 @@ pub struct Config {
     pub smtp: Option<SmtpConfig>,
     /// `[[trunk]]`: the SIP carriers, in file order.
     pub trunks: Vec<TrunkConfig>,
+    /// `[security] stir_*`: STIR/SHAKEN verification of trunk calls
+    /// (`None`: no `stir_trust_anchors`, nothing verified).
+    pub stir: Option<StirConfig>,
     /// Things that work but are probably not meant, each one line with
     /// file, line and column (`check` prints them, `run` logs them).
     pub warnings: Vec<String>,
@@ -291,6 +296,7 @@ impl Config {
         let storage = check.storage(&raw.storage)?;
         let security = check.security(&raw.security)?;
         let net_security = check.net_security(&raw.security, &sip)?;
+        let stir = check.stir(&raw.security)?;
         let registrar = check.registrar(&raw.registrar)?;
         let qualify_interval = check.qualify_interval(&raw.registrar)?;
         let dialplan = check.dialplan(&raw.dialplan)?;
@@ -335,6 +341,7 @@ impl Config {
             media,
             smtp,
             trunks,
+            stir,
             warnings,
             locations,
         })

@@ -158,6 +158,10 @@ pub(super) struct RawSecurity {
     pub(super) max_transactions: Option<Spanned<usize>>,
     pub(super) udp_rate: Option<Spanned<u32>>,
     pub(super) udp_burst: Option<Spanned<u32>>,
+    // STIR/SHAKEN verification, checked in `stir`.
+    pub(super) stir_trust_anchors: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) stir_https_ca: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) stir_freshness: Option<Spanned<DurationText>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

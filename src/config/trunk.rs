@@ -47,12 +47,24 @@ pub enum CallerIdFormat {
 }
 
 /// `stir_shaken = { key, x5u }`: what outbound calls on this trunk are signed with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StirShakenConfig {
     /// `key`: the P-256 private key (PKCS#8 or SEC1 PEM), relative to the config file.
     pub key: PathBuf,
     /// `x5u`: the https URL of the certificate verifiers fetch.
     pub x5u: String,
+    /// The key file's PEM text, read (and checked) by `check`.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for StirShakenConfig {
+    /// The key file's name, never the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StirShakenConfig")
+            .field("key", &self.key)
+            .field("x5u", &self.x5u)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A `[[trunk]]`, checked.
@@ -123,6 +135,11 @@ impl TrunkConfig {
             },
             qualify: self.qualify,
             codecs: self.codecs.clone(),
+            // Checked when the config was read.
+            stir: self
+                .stir_shaken
+                .as_ref()
+                .and_then(|s| chan_sip::StirKey::from_pem(&s.key_pem, &s.x5u).ok()),
         }
     }
 }
@@ -584,9 +601,20 @@ impl Checker<'_> {
                 ),
             ));
         }
+        if let Err(e) = chan_sip::StirKey::from_pem(&text, x5u) {
+            return Err(self.error(
+                raw.key.span(),
+                format!(
+                    "trunk {name}: stir_shaken: {}: {e}; STIR/SHAKEN signs with a P-256 key \
+                     (`openssl ecparam -name prime256v1 -genkey -noout -out stir.pem`)",
+                    path.display()
+                ),
+            ));
+        }
         Ok(StirShakenConfig {
             key: path,
             x5u: x5u.to_owned(),
+            key_pem: text,
         })
     }
 }
@@ -604,7 +632,7 @@ mod tests {
         parse_in(std::path::Path::new(""), text)
     }
 
-    const KEY_PEM: &str = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----\n";
+    const KEY_PEM: &str = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIFg1ITQrxkJfeKIYNotY7HhLxCjBAiEHYPVk/uCA+SFtoAoGCCqGSM49\nAwEHoUQDQgAEDrr9B2cDYpMzVdtmcimPlWtjYgXkF+j4//EfQknqaj+/ZYoHT2OV\n4nQkQzR/n1SFSzFMGsFIGCZ8HoBBg+fYjg==\n-----END EC PRIVATE KEY-----\n";
 
     #[test]
     fn every_key_is_read() {

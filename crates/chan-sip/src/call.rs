@@ -268,7 +268,22 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
             .get(id)
             .map_or_else(|| "default".to_owned(), |e| e.context.clone()),
     };
-    let details = details(&incoming, &call_id, &caller, &context);
+    let mut details = details(&incoming, &call_id, &caller, &context);
+    // A trunk's call with trust anchors configured: its Identity (RFC
+    // 8224) is checked before the route runs.
+    let stir = caller.trunk().and(inner.trunks.verify()).map(|verify| {
+        let header = request
+            .headers
+            .get(&HeaderName::parse("Identity"))
+            .map(str::to_owned);
+        (
+            verify,
+            header,
+            details.from.user.clone(),
+            details.to.user.clone(),
+        )
+    });
+    let verstat = Arc::new(std::sync::OnceLock::new());
     let (handle, commands) = CallHandle::new();
     let handle = handle.with_trace(trace.clone());
     let contact = our_contact(&inner, incoming.transport, incoming.source);
@@ -319,6 +334,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         replacing: None,
         transferred: None,
         _trunk_channel: trunk_channel,
+        verstat: verstat.clone(),
         state: CallState::Routing,
         finished: false,
         cdr: Cdr {
@@ -345,26 +361,41 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
     // An INVITE with Replaces (RFC 3891) takes another call's party's
     // place instead of being routed: a BLF key picking up a ringing call,
     // a phone completing an attended transfer.
-    let route = match incoming.request.headers.replaces().ok().flatten() {
-        Some(replaces) => {
-            let dialog = pbx::DialogIds {
-                call_id: replaces.call_id.clone(),
-                local_tag: replaces.to_tag().unwrap_or_default().to_owned(),
-                remote_tag: replaces.from_tag().map(str::to_owned),
-            };
-            let early_only = replaces.early_only();
-            Box::pin(async move {
-                match handle.replace(dialog, early_only).await {
-                    Ok(o) if o.status == DialStatus::Answered => {}
-                    _ => {
-                        let _ = handle.reject(481, None).await;
+    let route: std::pin::Pin<Box<dyn std::future::Future<Output = RouteEnd> + Send>> =
+        match incoming.request.headers.replaces().ok().flatten() {
+            Some(replaces) => {
+                let dialog = pbx::DialogIds {
+                    call_id: replaces.call_id.clone(),
+                    local_tag: replaces.to_tag().unwrap_or_default().to_owned(),
+                    remote_tag: replaces.from_tag().map(str::to_owned),
+                };
+                let early_only = replaces.early_only();
+                Box::pin(async move {
+                    match handle.replace(dialog, early_only).await {
+                        Ok(o) if o.status == DialStatus::Answered => {}
+                        _ => {
+                            let _ = handle.reject(481, None).await;
+                        }
                     }
+                    RouteEnd::Done
+                })
+            }
+            None => match stir {
+                Some((verify, header, from, to)) => {
+                    let router = inner.router.clone();
+                    let verstat = verstat.clone();
+                    let id = call_id.clone();
+                    Box::pin(async move {
+                        let (result, value) = verify.check(header.as_deref(), &from, &to).await;
+                        tracing::info!(call_id = %id, verified = result.verified, attest = ?result.attest, reason = ?result.reason, "STIR/SHAKEN: {value}");
+                        let _ = verstat.set(value);
+                        details.identity = Some(result);
+                        router.route(handle, details).await
+                    })
                 }
-                RouteEnd::Done
-            })
-        }
-        None => inner.router.route(handle, details),
-    };
+                None => inner.router.route(handle, details),
+            },
+        };
     tokio::spawn(call.run(tokio::spawn(route)));
 }
 
@@ -418,6 +449,7 @@ fn details(incoming: &Incoming, call_id: &str, caller: &Caller, context: &str) -
             .map(|h| (h.name.as_str().to_owned(), h.value.to_string()))
             .collect(),
         transferred_by: None,
+        identity: None,
     }
 }
 
@@ -576,6 +608,10 @@ struct Call {
     transferred: Option<String>,
     /// The trunk channel a carrier's call holds, given back when the call ends.
     _trunk_channel: Option<crate::trunk::ChannelSeized>,
+    /// A trunk call's STIR/SHAKEN `verstat`, set once its Identity is
+    /// checked (before its route runs): on From and P-Asserted-Identity
+    /// towards phones.
+    verstat: Arc<std::sync::OnceLock<&'static str>>,
     state: CallState,
     finished: bool,
     cdr: Cdr,
@@ -1071,10 +1107,15 @@ impl Call {
         // Who the callee sees: the authenticated extension (its id and
         // configured name), never what the phone wrote in its From, unless
         // the dialplan chose a caller ID.
-        let (identity, asserted, private) = match &dest.trunk {
+        let (identity, asserted, private, signed) = match &dest.trunk {
             Some(t) => {
-                let id = self.trunk_identity(t, request.caller_id.as_deref());
-                (id.from, id.asserted, id.private)
+                let number = dest
+                    .uri
+                    .as_sip()
+                    .and_then(|s| s.user.clone())
+                    .unwrap_or_default();
+                let id = self.trunk_identity(t, request, &number);
+                (id.from, id.asserted, id.private, id.signed)
             }
             None => {
                 let Some((display, user)) = self.outbound_identity(request.caller_id.as_deref())
@@ -1082,11 +1123,17 @@ impl Call {
                     tracing::warn!(call_id = %self.id, caller_id = ?request.caller_id, "dial: caller_id is not a usable SIP user; branch not started");
                     return None;
                 };
+                // A trunk call whose Identity was checked: the phone is
+                // told how (ATIS-1000074 verstat, in the URI's user part).
+                let user = match self.verstat.get() {
+                    Some(v) => format!("{user};verstat={v}"),
+                    None => user,
+                };
                 let identity = match display {
                     Some(d) => format!("\"{d}\" <sip:{user}@{domain}>"),
                     None => format!("<sip:{user}@{domain}>"),
                 };
-                (identity.clone(), Some(identity), false)
+                (identity.clone(), Some(identity), false, None)
             }
         };
         let trunk_channel = match &dest.trunk {
@@ -1114,6 +1161,10 @@ impl Call {
         }
         if private {
             headers.push(HeaderName::parse("Privacy"), "id");
+        }
+        // RFC 8224: the PASSporT the trunk's key signed (STIR/SHAKEN).
+        if let Some(signed) = signed {
+            headers.push(HeaderName::parse("Identity"), signed);
         }
         headers.push(HeaderName::To, dest.to.as_str());
         headers.push(HeaderName::CallId, call_id.as_str());

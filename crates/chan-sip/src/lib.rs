@@ -40,7 +40,10 @@ pub use anchor::MediaConfig;
 pub(crate) use call::CallEvent;
 pub use call::DEFAULT_MOH;
 pub use trace::{TraceTap, trace_json};
-pub use trunk::{CallerIdFormat, ChannelSeized, RegState, Trunk, TrunkStatus, Trunks, to_e164};
+pub use trunk::{
+    CallerIdFormat, ChannelSeized, RegState, StirKey, StirVerify, Trunk, TrunkStatus, Trunks,
+    to_e164,
+};
 
 /// What the channel needs to know of one extension.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -149,8 +149,8 @@ async fn uri_destination(target: &str) -> Result<Destination, Unreachable> {
     })
 }
 
-/// `trunk:NAME/NUMBER`: the number at the trunk's host, written in the
-/// trunk's `caller_id_format`.
+/// `trunk:NAME/NUMBER`: the number at the trunk's host, written as the
+/// trunk's `caller_id_format` writes dialled numbers.
 async fn trunk_destination(
     inner: &Inner,
     target: &str,
@@ -187,7 +187,7 @@ async fn trunk_destination(
         code: 503,
         why: format!("{target}: {why}"),
     })?;
-    let user = trunk.caller_id_format.write(number);
+    let user = trunk.caller_id_format.write_dialled(number);
     let host = match trunk.port {
         Some(p) => format!("{}:{p}", trunk.host),
         None => trunk.host.clone(),

@@ -56,6 +56,20 @@ pub struct CallInfo {
     /// A blind transfer: the extension that transferred the call here
     /// (`call.transfer.by`); the route runs in its context.
     pub transferred_by: Option<String>,
+    /// A trunk call's STIR/SHAKEN verification (`call.identity`), when
+    /// trust anchors are configured.
+    pub identity: Option<CallIdentity>,
+}
+
+/// `call.identity`: what verifying a trunk call's `Identity` header found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallIdentity {
+    /// `verified`: the PASSporT checked out.
+    pub verified: bool,
+    /// `attest`: `"A"`, `"B"` or `"C"`, as claimed (also when not verified).
+    pub attest: Option<String>,
+    /// `reason`: why it did not verify.
+    pub reason: Option<String>,
 }
 
 /// How a `dial` ended (`r.status` in Lua).
@@ -111,6 +125,9 @@ pub struct DialOptions {
     /// The music-on-hold class either party hears when the other holds
     /// (`moh`, a name from `sounds/moh/`).
     pub moh: Option<String>,
+    /// The STIR/SHAKEN attestation signed on trunk calls (`attest`, `"A"`,
+    /// `"B"` or `"C"`), instead of the one the call earns.
+    pub attest: Option<String>,
 }
 
 /// The options of `call:record(file, opts)`.

@@ -524,6 +524,19 @@ fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOp
                 Value::String(s) => options.caller_id = Some(s.to_str()?.to_owned()),
                 other => return Err(type_error("dial", "opts.caller_id as a string", &other)),
             }
+            match opts.get::<Value>("attest")? {
+                Value::Nil => {}
+                Value::String(s) if matches!(s.to_str()?.as_ref(), "A" | "B" | "C") => {
+                    options.attest = Some(s.to_str()?.to_owned());
+                }
+                other => {
+                    return Err(type_error(
+                        "dial",
+                        "opts.attest as \"A\", \"B\" or \"C\"",
+                        &other,
+                    ));
+                }
+            }
             match opts.get::<Value>("moh")? {
                 Value::Nil => {}
                 Value::String(s) => options.moh = Some(moh_class("dial", &s.to_str()?)?),
@@ -654,6 +667,18 @@ impl<A: CallApi> UserData for CallObject<A> {
         });
         fields.add_field_method_get("trunk", |_, this| Ok(this.info.trunk.clone()));
         fields.add_field_method_get("did", |_, this| Ok(this.info.did.clone()));
+        // `{verified = true|false, attest = "A"|"B"|"C", reason = "..."}`
+        // for a trunk call whose Identity was checked (STIR/SHAKEN).
+        fields.add_field_method_get("identity", |lua, this| match &this.info.identity {
+            Some(id) => {
+                let t = lua.create_table()?;
+                t.raw_set("verified", id.verified)?;
+                t.raw_set("attest", id.attest.clone())?;
+                t.raw_set("reason", id.reason.clone())?;
+                Ok(Some(t))
+            }
+            None => Ok(None),
+        });
         fields.add_field_method_get("state", |_, this| Ok(this.state()));
     }
 

@@ -282,6 +282,8 @@ pub(crate) struct Recorded {
     pub(crate) caller_id: Option<String>,
     /// `dial`'s or `hold`'s music-on-hold class.
     pub(crate) moh: Option<String>,
+    /// `dial`'s STIR/SHAKEN attestation override.
+    pub(crate) attest: Option<String>,
     /// `play` / `record` file; `redirect` URI.
     pub(crate) file: Option<String>,
     /// `reject` code, or the code `dial` came back with.
@@ -495,6 +497,7 @@ impl CallApi for SimCall {
             r.timeout = opts.timeout.map(|t| t.as_secs_f64());
             r.caller_id = opts.caller_id.clone();
             r.moh = opts.moh.clone();
+            r.attest = opts.attest.clone();
         })
         .map_err(ended)?;
         let result = self.dial_now(&targets, &opts);

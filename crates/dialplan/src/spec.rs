@@ -522,10 +522,10 @@ fn call_info(spec: &Table, world: &World, n: u64) -> mlua::Result<CallInfo> {
     for pair in spec.pairs::<Value, Value>() {
         let (key, _) = pair?;
         let known = matches!(&key, Value::String(k)
-            if matches!(k.to_str()?.as_ref(), "from" | "to" | "context" | "caller" | "headers" | "trunk" | "did"));
+            if matches!(k.to_str()?.as_ref(), "from" | "to" | "context" | "caller" | "headers" | "trunk" | "did" | "identity"));
         if !known {
             return Err(mlua::Error::runtime(format!(
-                "sim.call: unknown key {} (from, to, context, caller, headers, trunk, did)",
+                "sim.call: unknown key {} (from, to, context, caller, headers, trunk, did, identity)",
                 key.to_string()?
             )));
         }
@@ -571,6 +571,16 @@ fn call_info(spec: &Table, world: &World, n: u64) -> mlua::Result<CallInfo> {
         }
         headers.sort();
     }
+    let identity = match spec.get::<Value>("identity")? {
+        Value::Nil => None,
+        Value::Table(t) => Some(sim_identity(&t)?),
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "sim.call: identity must be a table {{verified =, attest =, reason =}}, got {}",
+                crate::route::lua_type(&other)
+            )));
+        }
+    };
     Ok(CallInfo {
         id: format!("sim-{n}@{SIM_DOMAIN}"),
         from: uri(&from),
@@ -587,6 +597,49 @@ fn call_info(spec: &Table, world: &World, n: u64) -> mlua::Result<CallInfo> {
         did,
         headers,
         transferred_by: None,
+        identity,
+    })
+}
+
+/// `sim.call{identity = {verified = true, attest = "A", reason = nil}}`:
+/// what STIR/SHAKEN verification found, as `call.identity` shows it.
+fn sim_identity(t: &Table) -> mlua::Result<crate::call::CallIdentity> {
+    let verified = match t.get::<Value>("verified")? {
+        Value::Boolean(b) => b,
+        Value::Nil => false,
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "sim.call: identity.verified must be a boolean, got {}",
+                crate::route::lua_type(&other)
+            )));
+        }
+    };
+    let attest = match t.get::<Value>("attest")? {
+        Value::Nil => None,
+        Value::String(s) if matches!(s.to_str()?.as_ref(), "A" | "B" | "C") => {
+            Some(s.to_str()?.to_owned())
+        }
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "sim.call: identity.attest must be \"A\", \"B\" or \"C\", got {}",
+                crate::route::lua_type(&other)
+            )));
+        }
+    };
+    let reason = match t.get::<Value>("reason")? {
+        Value::Nil => None,
+        Value::String(s) => Some(s.to_str()?.to_owned()),
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "sim.call: identity.reason must be a string, got {}",
+                crate::route::lua_type(&other)
+            )));
+        }
+    };
+    Ok(crate::call::CallIdentity {
+        verified,
+        attest,
+        reason,
     })
 }
 
@@ -638,6 +691,7 @@ fn action_table(lua: &Lua, a: &Recorded) -> mlua::Result<Table> {
     t.raw_set("timeout", a.timeout)?;
     t.raw_set("caller_id", a.caller_id.clone())?;
     t.raw_set("moh", a.moh.clone())?;
+    t.raw_set("attest", a.attest.clone())?;
     t.raw_set("file", a.file.clone())?;
     t.raw_set("code", a.code)?;
     t.raw_set("reason", a.reason.clone())?;

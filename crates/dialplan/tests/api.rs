@@ -541,7 +541,7 @@ async fn hold_unhold_and_the_moh_option_reach_the_call() {
             "hold -".to_owned(),
             "hold jazz".to_owned(),
             "unhold".to_owned(),
-            "dial [\"1002\"] DialOptions { timeout: None, caller_id: None, headers: [], moh: Some(\"jazz-2\") }".to_owned(),
+            "dial [\"1002\"] DialOptions { timeout: None, caller_id: None, headers: [], moh: Some(\"jazz-2\"), attest: None }".to_owned(),
         ]
     );
     for (lua, want) in [

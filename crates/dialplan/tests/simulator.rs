@@ -28,6 +28,13 @@ function route(call)
     call:reject(#registrar.contacts("1001") == 1 and #registrar.contacts("1002") == 0 and 410 or 500)
   elseif dest == "redirect" then
     call:redirect("sip:somewhere@example.com")
+  elseif call.trunk then
+    local id = call.identity
+    if id and id.verified then
+      call:dial("1001", {attest = id.attest})
+    else
+      call:reject(id and 438 or 428, id and id.reason or "no check")
+    end
   else
     call:sleep(5)
     call:dial(dest)
@@ -196,4 +203,41 @@ end)
         "{out}"
     );
     assert!(out.ends_with("0 passed, 2 failed\n"), "{out}");
+}
+
+#[tokio::test]
+async fn a_trunk_calls_identity_is_what_the_spec_gives_and_dial_takes_attest() {
+    all_pass(
+        r##"
+it("a verified call rings 1001 with its attestation", function()
+  local call = sim.call{to = "+15557654321", trunk = "carrier", identity = {verified = true, attest = "B"}}
+  expect(call):dialled("1001", {attest = "B"})
+end)
+it("an unverified one is refused with the reason", function()
+  local call = sim.call{to = "+15557654321", trunk = "carrier",
+    identity = {verified = false, attest = "A", reason = "438 Invalid Identity Header: orig"}}
+  expect(call):rejected(438)
+  expect(call:result().actions[1].reason):equals("438 Invalid Identity Header: orig")
+end)
+it("without identity there is no call.identity", function()
+  expect(sim.call{to = "+15557654321", trunk = "carrier"}):rejected(428)
+end)
+"##,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_identity_or_attest_is_named() {
+    let (report, out) = run(r##"
+it("bad attest", function()
+  sim.call{to = "+15557654321", trunk = "carrier", identity = {verified = true, attest = "D"}}:run()
+end)
+"##)
+    .await;
+    assert_eq!(report.failed(), 1, "{out}");
+    assert!(
+        out.contains(r#"sim.call: identity.attest must be "A", "B" or "C", got string"#),
+        "{out}"
+    );
 }

@@ -63,6 +63,9 @@ pub struct DialRequest {
     /// The music-on-hold class either side hears when the other holds
     /// (default: the channel's).
     pub moh: Option<String>,
+    /// The STIR/SHAKEN attestation (`"A"`, `"B"`, `"C"`) of the Identity
+    /// signed on trunk INVITEs, instead of the one the call earns.
+    pub attest: Option<String>,
 }
 
 /// A request from the route to the call's task.
@@ -456,6 +459,20 @@ pub struct CallDetails {
     /// A blind transfer's route: the extension that transferred the call
     /// (its context routes it; the caller is the party transferred).
     pub transferred_by: Option<String>,
+    /// The STIR/SHAKEN verification of a trunk call (`None`: not a trunk
+    /// call, or no trust anchors are configured).
+    pub identity: Option<CallIdentity>,
+}
+
+/// What verifying a trunk call's `Identity` header (RFC 8224) found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallIdentity {
+    /// Whether the PASSporT verified.
+    pub verified: bool,
+    /// The attestation it claims (`"A"`, `"B"`, `"C"`), when readable.
+    pub attest: Option<String>,
+    /// Why it did not verify (`None` when verified).
+    pub reason: Option<String>,
 }
 
 /// How a route ended, beyond what the call's state already says.

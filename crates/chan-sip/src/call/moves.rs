@@ -495,6 +495,7 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         replacing: None,
         transferred: None,
         _trunk_channel: None,
+        verstat: Arc::default(),
         state: CallState::Answered,
         finished: false,
         cdr: Cdr {

@@ -266,6 +266,7 @@ impl Call {
             transferred_by: Some(by),
             trunk: None,
             did: None,
+            identity: None,
         };
         let route = self.inner.router.route(handle, details);
         self.next_route = Some(tokio::spawn(route));

@@ -7,6 +7,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
+use identity::Attestation;
 use pbx::DialRequest;
 use sip_net::InviteEvent;
 use sip_proto::HeaderName;
@@ -15,7 +16,7 @@ use tokio::sync::oneshot;
 use super::Call;
 use crate::relay::branch_task;
 use crate::target::{Destination, TrunkTarget};
-use crate::trunk::authorization;
+use crate::trunk::{authorization, to_e164};
 
 /// The identity headers of an INVITE to a trunk.
 pub(super) struct TrunkIdentity {
@@ -25,6 +26,8 @@ pub(super) struct TrunkIdentity {
     pub asserted: Option<String>,
     /// `Privacy: id`: the caller withheld its number.
     pub private: bool,
+    /// The `Identity` header (STIR/SHAKEN) when the trunk signs.
+    pub signed: Option<String>,
 }
 
 /// Whether a failed trunk attempt moves on to the next trunk of the list:
@@ -37,8 +40,14 @@ impl Call {
     /// From, P-Asserted-Identity and Privacy towards `t`: the dialplan's
     /// `caller_id` when set (`"anonymous"` withholds the number), else the
     /// calling extension's `did`, else the trunk's own user; numbers in the
-    /// trunk's `caller_id_format`.
-    pub(super) fn trunk_identity(&self, t: &TrunkTarget, caller_id: Option<&str>) -> TrunkIdentity {
+    /// trunk's `caller_id_format`. With `stir_shaken`, the `Identity`
+    /// header too (`dest` is the dialled number).
+    pub(super) fn trunk_identity(
+        &self,
+        t: &TrunkTarget,
+        request: &DialRequest,
+        dest: &str,
+    ) -> TrunkIdentity {
         let trunk = &t.trunk;
         let domain = trunk.domain();
         let did = self.cdr.caller.as_ref().and_then(|id| {
@@ -51,33 +60,66 @@ impl Call {
         let asserted = did
             .as_deref()
             .map(|n| format!("<sip:{}@{domain}>", trunk.caller_id_format.write(n)));
-        let chosen = caller_id.map(str::trim).filter(|c| !c.is_empty());
-        if chosen.is_some_and(|c| c.eq_ignore_ascii_case("anonymous")) {
-            return TrunkIdentity {
-                from: "\"Anonymous\" <sip:anonymous@anonymous.invalid>".to_owned(),
-                asserted,
-                private: true,
+        let chosen = request
+            .caller_id
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty());
+        let (from, number, private) = if chosen.is_some_and(|c| c.eq_ignore_ascii_case("anonymous"))
+        {
+            (
+                "\"Anonymous\" <sip:anonymous@anonymous.invalid>".to_owned(),
+                did.clone(),
+                true,
+            )
+        } else {
+            let (display, number) = match chosen {
+                Some(c) => match self.outbound_identity(Some(c)) {
+                    Some((display, user)) => (display, user),
+                    None => (None, trunk.own_user().to_owned()),
+                },
+                None => match &did {
+                    Some(n) => (None, n.clone()),
+                    None => (None, trunk.own_user().to_owned()),
+                },
             };
-        }
-        let (display, number) = match chosen {
-            Some(c) => match self.outbound_identity(Some(c)) {
-                Some((display, user)) => (display, user),
-                None => (None, trunk.own_user().to_owned()),
-            },
-            None => match &did {
-                Some(n) => (None, n.clone()),
-                None => (None, trunk.own_user().to_owned()),
-            },
+            let user = trunk.caller_id_format.write(&number);
+            let from = match display {
+                Some(d) => format!("\"{d}\" <sip:{user}@{domain}>"),
+                None => format!("<sip:{user}@{domain}>"),
+            };
+            (from, Some(number), false)
         };
-        let user = trunk.caller_id_format.write(&number);
-        let from = match display {
-            Some(d) => format!("\"{d}\" <sip:{user}@{domain}>"),
-            None => format!("<sip:{user}@{domain}>"),
-        };
+        let signed = trunk.stir.as_ref().and_then(|key| {
+            let number = number.as_deref()?;
+            let orig = to_e164(number).unwrap_or_else(|| number.to_owned());
+            let owned = did
+                .as_deref()
+                .is_some_and(|d| to_e164(d).is_some_and(|d| d == orig));
+            let attest = self.attestation(request, owned);
+            let dest = to_e164(dest).unwrap_or_else(|| dest.to_owned());
+            key.sign(&orig, &dest, attest)
+        });
         TrunkIdentity {
             from,
             asserted,
-            private: false,
+            private,
+            signed,
+        }
+    }
+
+    /// The SHAKEN attestation (RFC 8588 §4) of a call out through a trunk:
+    /// the dialplan's `attest` when given; A for an extension calling with
+    /// its own `did` (`owned`), B for an extension with another number; C
+    /// for anything else (a call from a trunk going out again).
+    fn attestation(&self, request: &DialRequest, owned: bool) -> Attestation {
+        if let Some(a) = request.attest.as_deref().and_then(|a| a.parse().ok()) {
+            return a;
+        }
+        match (&self.cdr.caller, owned) {
+            (Some(_), true) => Attestation::A,
+            (Some(_), false) => Attestation::B,
+            (None, _) => Attestation::C,
         }
     }
 

@@ -13,6 +13,7 @@ mod auth;
 pub(crate) mod number;
 mod qualify;
 mod register;
+mod stir;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use auth::authorization;
 pub use number::{CallerIdFormat, to_e164};
+pub use stir::{StirKey, StirVerify};
 
 /// One `[[trunk]]` as the channel uses it.
 #[derive(Clone, PartialEq, Eq)]
@@ -65,6 +67,8 @@ pub struct Trunk {
     pub qualify: Option<Duration>,
     /// `codecs`: offered to it, in this order (`None`: `media.codecs`).
     pub codecs: Option<Vec<sdp::Codec>>,
+    /// `stir_shaken`: outbound INVITEs carry an `Identity` signed with it.
+    pub stir: Option<StirKey>,
 }
 
 impl std::fmt::Debug for Trunk {
@@ -78,6 +82,7 @@ impl std::fmt::Debug for Trunk {
             .field("username", &self.username)
             .field("register", &self.register)
             .field("context", &self.context)
+            .field("stir", &self.stir)
             .finish_non_exhaustive()
     }
 }
@@ -202,6 +207,8 @@ struct TrunksInner {
     reachable: Mutex<HashMap<String, bool>>,
     running: Mutex<HashMap<String, Running>>,
     client: Mutex<Option<register::Client>>,
+    /// STIR/SHAKEN verification of inbound calls (`None`: no trust anchors).
+    verify: arc_swap::ArcSwapOption<StirVerify>,
 }
 
 impl Trunks {
@@ -216,6 +223,7 @@ impl Trunks {
                 reachable: Mutex::new(HashMap::new()),
                 running: Mutex::new(HashMap::new()),
                 client: Mutex::new(None),
+                verify: arc_swap::ArcSwapOption::empty(),
             }),
         };
         trunks.set(list);
@@ -323,6 +331,17 @@ impl Trunks {
             }
         };
         let _ = tokio::time::timeout(within, all).await;
+    }
+
+    /// Puts the STIR/SHAKEN verifier of inbound trunk calls in force
+    /// (`None`: their `Identity` is not checked).
+    pub fn set_verify(&self, verify: Option<StirVerify>) {
+        self.inner.verify.store(verify.map(Arc::new));
+    }
+
+    /// The verifier in force.
+    pub(crate) fn verify(&self) -> Option<Arc<StirVerify>> {
+        self.inner.verify.load_full()
     }
 
     /// The trunk called `name`.

@@ -8,23 +8,59 @@ pub enum CallerIdFormat {
     /// `+15550001001` (the default).
     #[default]
     E164,
-    /// Without `+`: `15550001001`. Carriers that want the national
-    /// significant number only take the digits after their country code,
-    /// which they strip themselves when it is their own.
+    /// The national (significant) number: E.164 without `+` and country
+    /// code, `5550001001` for `+15550001001`, `2079460000` for
+    /// `+442079460000`, as carriers that take only their own country's
+    /// numbers want the caller ID.
     National,
 }
 
 impl CallerIdFormat {
-    /// `number` (E.164 or not) in this format.
+    /// The caller ID `number` (E.164 or not) in this format; a number that
+    /// is not E.164 is sent as it is (without a leading `+`, nationally).
     pub fn write(self, number: &str) -> String {
         match self {
             CallerIdFormat::E164 => match to_e164(number) {
                 Some(n) => n,
                 None => number.to_owned(),
             },
+            CallerIdFormat::National => match to_e164(number) {
+                Some(n) => national(&n).to_owned(),
+                None => number.trim_start_matches('+').to_owned(),
+            },
+        }
+    }
+
+    /// The dialled number (Request-URI and To) in this format: E.164, or
+    /// for `national` its digits without `+` (the country code stays: the
+    /// number may be another country's).
+    pub fn write_dialled(self, number: &str) -> String {
+        match self {
+            CallerIdFormat::E164 => self.write(number),
             CallerIdFormat::National => number.trim_start_matches('+').to_owned(),
         }
     }
+}
+
+/// The national significant number of `e164` (`+` and digits): the digits
+/// after its country code. ITU-T E.164 country codes are a prefix code
+/// (Annex to ITU-T E.164, "List of country codes"): 1 and 7 are one
+/// digit, the two-digit ones are listed here, all others have three.
+fn national(e164: &str) -> &str {
+    const TWO_DIGIT: &[&str] = &[
+        "20", "27", "30", "31", "32", "33", "34", "36", "39", "40", "41", "43", "44", "45", "46",
+        "47", "48", "49", "51", "52", "53", "54", "55", "56", "57", "58", "60", "61", "62", "63",
+        "64", "65", "66", "81", "82", "84", "86", "90", "91", "92", "93", "94", "95", "98",
+    ];
+    let digits = e164.trim_start_matches('+');
+    let cc = if digits.starts_with('1') || digits.starts_with('7') {
+        1
+    } else if TWO_DIGIT.iter().any(|cc| digits.starts_with(cc)) {
+        2
+    } else {
+        3
+    };
+    digits.get(cc..).unwrap_or(digits)
 }
 
 /// `user` (a Request-URI or To user part) as E.164: `+` and 7 to 15
@@ -83,10 +119,23 @@ mod tests {
     #[test]
     fn caller_id_formats() {
         assert_eq!(CallerIdFormat::E164.write("+15550001001"), "+15550001001");
+        assert_eq!(CallerIdFormat::National.write("+15550001001"), "5550001001");
         assert_eq!(
-            CallerIdFormat::National.write("+15550001001"),
-            "15550001001"
+            CallerIdFormat::National.write("+442079460000"),
+            "2079460000"
         );
+        assert_eq!(CallerIdFormat::National.write("+4930123456"), "30123456");
+        assert_eq!(CallerIdFormat::National.write("+35312345678"), "12345678");
+        assert_eq!(CallerIdFormat::National.write("+74951234567"), "4951234567");
+        assert_eq!(CallerIdFormat::National.write("1001"), "1001");
         assert_eq!(CallerIdFormat::E164.write("1001"), "1001");
+        assert_eq!(
+            CallerIdFormat::National.write_dialled("+15557654321"),
+            "15557654321"
+        );
+        assert_eq!(
+            CallerIdFormat::E164.write_dialled("15557654321"),
+            "+15557654321"
+        );
     }
 }
