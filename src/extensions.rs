@@ -60,6 +60,7 @@ impl Extensions {
             trunks: {
                 let trunks = chan_sip::Trunks::new(trunk_list(config));
                 trunks.set_verify(stir_verify(config));
+                trunks.set_dns(trunk_dns(config));
                 trunks
             },
             source: config.source.clone(),
@@ -141,6 +142,7 @@ impl Extensions {
         self.emails.store(Arc::new(email_map(&config.extensions)));
         self.trunks.set(trunk_list(&config));
         self.trunks.set_verify(stir_verify(&config));
+        self.trunks.set_dns(trunk_dns(&config));
         let count = config.extensions.len();
         self.current.store(Arc::new(config.extensions));
         info!(
@@ -222,6 +224,21 @@ fn stir_verify(config: &Config) -> Option<chan_sip::StirVerify> {
         Ok(v) => Some(v),
         Err(e) => {
             tracing::warn!("STIR/SHAKEN verification is off: {e}");
+            None
+        }
+    }
+}
+
+/// The resolver of `sip.nameservers`, if set (else the system's, made by
+/// the trunks at their first lookup).
+fn trunk_dns(config: &Config) -> Option<chan_sip::Dns> {
+    if config.sip.nameservers.is_empty() {
+        return None;
+    }
+    match chan_sip::Dns::with_servers(&config.sip.nameservers) {
+        Ok(dns) => Some(dns),
+        Err(e) => {
+            tracing::warn!("sip.nameservers: {e}; using the system's DNS configuration");
             None
         }
     }

@@ -834,6 +834,152 @@ fn national_caller_id_format_sends_the_number_without_country_code() {
     assert_eq!(answer.status, 486, "{}", server.log());
 }
 
+/// A DNS server for the RFC 3263 test, on 127.0.0.1: `records` maps a
+/// lower-case name with its type (`"_sip._udp.carrier.test SRV"`) to
+/// answers (`A`: an IPv4 address; `SRV`: "priority weight port target").
+/// Other names get NXDOMAIN, other types of known names no answer. It
+/// answers for 30 s at most, on its own thread.
+fn dns_server(records: Vec<(&'static str, Vec<String>)>) -> SocketAddr {
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("bind DNS");
+    let addr = socket.local_addr().expect("DNS address");
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    std::thread::spawn(move || {
+        let until = Instant::now() + Duration::from_secs(30);
+        let mut buf = [0u8; 1500];
+        while Instant::now() < until {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            if let Some(answer) = dns_answer(&buf[..n], &records) {
+                let _ = socket.send_to(&answer, from);
+            }
+        }
+    });
+    addr
+}
+
+/// The answer to one DNS query (RFC 1035 §4.1), or `None` for junk.
+fn dns_answer(query: &[u8], records: &[(&'static str, Vec<String>)]) -> Option<Vec<u8>> {
+    let mut at = 12;
+    let mut labels = Vec::new();
+    loop {
+        let len = usize::from(*query.get(at)?);
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        labels.push(String::from_utf8_lossy(query.get(at..at + len)?).to_lowercase());
+        at += len;
+    }
+    let qtype = u16::from_be_bytes([*query.get(at)?, *query.get(at + 1)?]);
+    let question = query.get(12..at + 4)?;
+    let name = labels.join(".");
+    let kind = match qtype {
+        1 => "A",
+        33 => "SRV",
+        _ => "other",
+    };
+    let known = records
+        .iter()
+        .any(|(k, _)| k.split(' ').next() == Some(name.as_str()));
+    let answers: Vec<&String> = records
+        .iter()
+        .filter(|(k, _)| *k == format!("{name} {kind}"))
+        .flat_map(|(_, v)| v)
+        .collect();
+    let rcode: u16 = if known { 0 } else { 3 };
+    let flags = 0x8400 | (u16::from_be_bytes([query[2], query[3]]) & 0x0100) | 0x0080 | rcode;
+    let mut out = Vec::new();
+    out.extend_from_slice(&query[..2]);
+    out.extend_from_slice(&flags.to_be_bytes());
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(question);
+    for answer in answers {
+        let rdata = match kind {
+            "A" => answer
+                .parse::<std::net::Ipv4Addr>()
+                .expect("A record")
+                .octets()
+                .to_vec(),
+            _ => {
+                let parts: Vec<&str> = answer.split(' ').collect();
+                let mut r = Vec::new();
+                for n in &parts[..3] {
+                    r.extend_from_slice(&n.parse::<u16>().expect("SRV number").to_be_bytes());
+                }
+                for label in parts[3].split('.').filter(|l| !l.is_empty()) {
+                    r.push(label.len() as u8);
+                    r.extend_from_slice(label.as_bytes());
+                }
+                r.push(0);
+                r
+            }
+        };
+        out.extend_from_slice(&[0xC0, 0x0C]);
+        out.extend_from_slice(&qtype.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&60u32.to_be_bytes());
+        out.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+        out.extend_from_slice(&rdata);
+    }
+    Some(out)
+}
+
+#[test]
+fn a_trunk_host_name_without_port_is_located_by_srv_then_a() {
+    let first = Carrier::bind([127, 0, 0, 19]);
+    let second = Carrier::bind([127, 0, 0, 20]);
+    let dns = dns_server(vec![
+        (
+            "_sip._udp.carrier.test SRV",
+            vec![
+                format!("20 0 {} pbx2.carrier.test", second.addr().port()),
+                format!("10 0 {} pbx1.carrier.test", first.addr().port()),
+            ],
+        ),
+        ("pbx1.carrier.test A", vec!["127.0.0.19".to_owned()]),
+        ("pbx2.carrier.test A", vec!["127.0.0.20".to_owned()]),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trunks = format!(
+        "[[trunk]]\nname = \"carrier\"\nhost = \"carrier.test\"\n\n\
+         [[trunk]]\nname = \"bad\"\nhost = \"pbx2.carrier.test\"\nport = {}\n",
+        second.addr().port()
+    );
+    let config = outbound_office(dir.path(), &trunks).replace(
+        "domain = \"office.test\"\n",
+        &format!("domain = \"office.test\"\nnameservers = [\"{dns}\"]\n"),
+    );
+    let server = Server::start_with(binary(), &config).expect("server starts");
+    let sip = server.udp.expect("UDP listener");
+    let mut phone = testkit::Phone::udp(sip, "1001", "Vq7-zK2p-Lm9w", "office.test");
+    assert_eq!(phone.register(), 200);
+    // No port: SRV, the lowest priority's target first.
+    phone.call("95557654321").expect("call");
+    let (invite, from) = first
+        .request("INVITE", WAIT)
+        .expect("INVITE at the SRV target of priority 10");
+    assert_eq!(invite.uri.to_string(), "sip:+15557654321@carrier.test");
+    first.respond(&invite, from, 486, "Busy Here", &[]);
+    assert_eq!(phone.final_response(WAIT).expect("final").0.status, 486);
+    // A name with a port: its A record.
+    phone.call("85557654321").expect("call");
+    let (invite, from) = second
+        .request("INVITE", WAIT)
+        .expect("INVITE at the A record's address");
+    second.respond(&invite, from, 486, "Busy Here", &[]);
+    assert_eq!(
+        phone.final_response(WAIT).expect("final").0.status,
+        486,
+        "{}",
+        server.log()
+    );
+}
+
 #[test]
 fn max_channels_refuses_the_next_call_locally_with_503() {
     let carrier = Carrier::bind([127, 0, 0, 12]);

@@ -214,6 +214,9 @@ pub struct SipConfig {
     pub max_tcp_connections: usize,
     /// `tcp_idle_timeout`: a TCP connection silent this long is closed.
     pub tcp_idle_timeout: Duration,
+    /// `nameservers`: the DNS servers trunk host names are looked up with
+    /// (RFC 3263 SRV, A/AAAA); empty: `/etc/resolv.conf`'s.
+    pub nameservers: Vec<SocketAddr>,
 }
 
 /// `[admin]`: the admin HTTP server.
@@ -504,6 +507,7 @@ struct RawSip {
     max_header_line: Option<Spanned<usize>>,
     max_tcp_connections: Option<Spanned<usize>>,
     tcp_idle_timeout: Option<Spanned<DurationText>>,
+    nameservers: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -685,7 +689,33 @@ impl Checker<'_> {
             max_header_line: self.size("sip.max_header_line", &raw.max_header_line)?,
             max_tcp_connections,
             tcp_idle_timeout,
+            nameservers: self.nameservers(raw.nameservers.as_deref())?,
         })
+    }
+
+    /// `sip.nameservers`: `"IP"` (port 53) or `"IP:PORT"` each.
+    fn nameservers(
+        &self,
+        list: Option<&[Spanned<String>]>,
+    ) -> Result<Vec<SocketAddr>, ConfigError> {
+        let mut out = Vec::new();
+        for item in list.unwrap_or_default() {
+            let text = item.get_ref().trim();
+            let addr = text
+                .parse::<SocketAddr>()
+                .ok()
+                .or_else(|| text.parse::<std::net::IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+                .ok_or_else(|| {
+                    self.error(
+                        item.span(),
+                        format!(
+                            "sip.nameservers: {text:?} is not a DNS server address; write an IP address, with a port if not 53 (\"192.0.2.53\", \"[2001:db8::53]:5353\")"
+                        ),
+                    )
+                })?;
+            out.push(addr);
+        }
+        Ok(out)
     }
 
     fn listen(&self, list: &Spanned<Vec<Spanned<String>>>) -> Result<Vec<ListenAddr>, ConfigError> {
@@ -1000,6 +1030,19 @@ level = "debug,sip_net=trace"
     }
 
     #[test]
+    fn nameservers_take_an_address_with_or_without_port() {
+        let config =
+            parse("[sip]\nnameservers = [\"127.0.0.1:5353\", \"192.0.2.53\", \"[::1]:53\"]\n")
+                .expect("parses");
+        let want: Vec<SocketAddr> = ["127.0.0.1:5353", "192.0.2.53:53", "[::1]:53"]
+            .iter()
+            .map(|a| a.parse().expect("address"))
+            .collect();
+        assert_eq!(config.sip.nameservers, want);
+        assert!(parse("").expect("parses").sip.nameservers.is_empty());
+    }
+
+    #[test]
     fn zero_and_bad_values_are_errors() {
         for (text, needle) in [
             (
@@ -1016,6 +1059,10 @@ level = "debug,sip_net=trace"
                 "sip.t4: \"soon\" is not a duration",
             ),
             ("[sip]\ndomain = \"\"\n", "sip.domain: must not be empty"),
+            (
+                "[sip]\nnameservers = [\"127.0.0.1:5353\", \"dns.example\"]\n",
+                "2:34: sip.nameservers: \"dns.example\" is not a DNS server address",
+            ),
             (
                 "[sip]\nuser_agent = \"a\\r\\nX: y\"\n",
                 "sip.user_agent: must not contain control",

@@ -41,7 +41,7 @@ pub(crate) use call::CallEvent;
 pub use call::DEFAULT_MOH;
 pub use trace::{TraceTap, trace_json};
 pub use trunk::{
-    CallerIdFormat, ChannelSeized, RegState, StirKey, StirVerify, Trunk, TrunkStatus, Trunks,
+    CallerIdFormat, ChannelSeized, Dns, RegState, StirKey, StirVerify, Trunk, TrunkStatus, Trunks,
     to_e164,
 };
 

@@ -1,7 +1,7 @@
 //! What a dial target resolves to: an extension id becomes one destination
 //! per registered contact, as the registrar's location lookup lists them
 //! (reached at the address its REGISTER came from, through its Path), a `sip:` URI one destination at its host,
-//! `trunk:NAME/NUMBER` one destination at the trunk's host (RFC 3263 §4.2 A/AAAA lookup for a name).
+//! `trunk:NAME/NUMBER` one destination at the trunk's host (RFC 3263 §4.2: SRV, then A/AAAA for a name; `trunk/dns.rs`).
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -183,10 +183,14 @@ async fn trunk_destination(
             ),
         });
     }
-    let addr = trunk.resolve().await.map_err(|why| Unreachable {
-        code: 503,
-        why: format!("{target}: {why}"),
-    })?;
+    let addr = inner
+        .trunks
+        .locate(&trunk)
+        .await
+        .map_err(|why| Unreachable {
+            code: 503,
+            why: format!("{target}: {why}"),
+        })?;
     let user = trunk.caller_id_format.write_dialled(number);
     let host = match trunk.port {
         Some(p) => format!("{}:{p}", trunk.host),

@@ -10,6 +10,7 @@
 //! `number.rs` for how numbers are normalised (E.164).
 
 mod auth;
+mod dns;
 pub(crate) mod number;
 mod qualify;
 mod register;
@@ -27,6 +28,7 @@ use sip_net::{EndpointHandle, Transport};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use auth::authorization;
+pub use dns::Dns;
 pub use number::{CallerIdFormat, to_e164};
 pub use stir::{StirKey, StirVerify};
 
@@ -114,9 +116,10 @@ impl Trunk {
         }
     }
 
-    /// Where to send to this trunk: an address as given, a name looked up
-    /// (RFC 3263 §4.2 without NAPTR/SRV: A/AAAA records, port 5060 when none is given).
-    pub async fn resolve(&self) -> Result<SocketAddr, String> {
+    /// Where to send to this trunk without DNS of our own: an address as
+    /// given, a name through the system's `getaddrinfo` (A/AAAA only, port
+    /// 5060 when none is given). [`Trunks::locate`] does RFC 3263.
+    async fn resolve_plain(&self) -> Result<SocketAddr, String> {
         let port = self.port.unwrap_or(5060);
         if let Ok(ip) = self.host.parse::<IpAddr>() {
             return Ok(SocketAddr::new(ip, port));
@@ -209,6 +212,9 @@ struct TrunksInner {
     client: Mutex<Option<register::Client>>,
     /// STIR/SHAKEN verification of inbound calls (`None`: no trust anchors).
     verify: arc_swap::ArcSwapOption<StirVerify>,
+    /// The resolver for trunk host names (`None`: the system's, made at
+    /// the first lookup).
+    dns: arc_swap::ArcSwapOption<Dns>,
 }
 
 impl Trunks {
@@ -224,6 +230,7 @@ impl Trunks {
                 running: Mutex::new(HashMap::new()),
                 client: Mutex::new(None),
                 verify: arc_swap::ArcSwapOption::empty(),
+                dns: arc_swap::ArcSwapOption::empty(),
             }),
         };
         trunks.set(list);
@@ -342,6 +349,36 @@ impl Trunks {
     /// The verifier in force.
     pub(crate) fn verify(&self) -> Option<Arc<StirVerify>> {
         self.inner.verify.load_full()
+    }
+
+    /// Resolves trunk host names with `dns` (`sip.nameservers`), or the
+    /// system's configuration when `None`.
+    pub fn set_dns(&self, dns: Option<Dns>) {
+        self.inner.dns.store(dns.map(Arc::new));
+    }
+
+    /// Where to send to `trunk` (RFC 3263 §4.2, `dns.rs`): its address, or
+    /// its name's SRV records, then A/AAAA. Without a usable DNS
+    /// configuration, the system's `getaddrinfo` (A/AAAA only).
+    pub async fn locate(&self, trunk: &Trunk) -> Result<SocketAddr, String> {
+        if let Ok(ip) = trunk.host.parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, trunk.port.unwrap_or(5060)));
+        }
+        let dns = match self.inner.dns.load_full() {
+            Some(dns) => dns,
+            None => match Dns::system() {
+                Ok(dns) => {
+                    let dns = Arc::new(dns);
+                    self.inner.dns.store(Some(Arc::clone(&dns)));
+                    dns
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "no DNS resolver; getaddrinfo for {}", trunk.host);
+                    return trunk.resolve_plain().await;
+                }
+            },
+        };
+        dns.locate(&trunk.host, trunk.port, trunk.transport).await
     }
 
     /// The trunk called `name`.

@@ -26,7 +26,7 @@ pub(super) async fn run(
     loop {
         let reachable = tokio::select! {
             () = stop.cancelled() => return,
-            r = ping(&client, &trunk) => r,
+            r = ping(&client, &trunk, &trunks) => r,
         };
         if last != Some(reachable) {
             if reachable {
@@ -44,8 +44,8 @@ pub(super) async fn run(
     }
 }
 
-async fn ping(client: &Client, trunk: &Trunk) -> bool {
-    let Ok(dest) = trunk.resolve().await else {
+async fn ping(client: &Client, trunk: &Trunk, trunks: &Trunks) -> bool {
+    let Ok(dest) = trunks.locate(trunk).await else {
         return false;
     };
     let Ok(uri) = Uri::parse(&trunk.registrar_uri()) else {

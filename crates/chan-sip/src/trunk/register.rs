@@ -142,7 +142,7 @@ struct Registration {
 
 impl Registration {
     async fn round(&mut self, trunks: &Trunks) -> Outcome {
-        let dest = match self.trunk.resolve().await {
+        let dest = match trunks.locate(&self.trunk).await {
             Ok(d) => d,
             Err(e) => return Outcome::Retry(e, None),
         };
