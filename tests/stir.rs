@@ -202,7 +202,8 @@ fn carrier(pki: &Pki, dir: &std::path::Path) -> Server {
 
 /// The office's dialplan: 91 goes out through the carrier (1002 with a
 /// number that is not its own), 92 too with the attestation set by the
-/// dialplan; a call from the PSTN trunk is forwarded out again.
+/// dialplan, 93 with the number withheld; a call from the PSTN trunk is
+/// forwarded out again.
 const OFFICE: &str = r#"
 function route(call)
   if call.trunk then
@@ -213,6 +214,7 @@ function route(call)
   local opts = { timeout = 5 }
   if call.caller == "1002" then opts.caller_id = "+15550009999" end
   if call.to.user == "92" then opts.attest = "B" end
+  if call.to.user == "93" then opts.caller_id = "anonymous" end
   local r = call:dial("trunk:carrier/+15557654321", opts)
   call:reject(r.code)
 end
@@ -332,6 +334,20 @@ fn signed_calls_verify_end_to_end_with_attestation_a_b_and_c() {
         log_has(
             &carrier,
             "identity: verified=true attest=B from=+15550001001 reason=nil"
+        ),
+        "{}",
+        carrier.log()
+    );
+
+    // A withheld number: From is anonymous, the PASSporT's orig is the
+    // P-Asserted-Identity the carrier checks it against.
+    p1001.call("93").expect("call");
+    rings_with_verstat(&mut far, "tn-validation-passed");
+    assert_eq!(p1001.final_response(WAIT).expect("final").0.status, 486);
+    assert!(
+        log_has(
+            &carrier,
+            "identity: verified=true attest=A from=anonymous reason=nil"
         ),
         "{}",
         carrier.log()

@@ -276,12 +276,8 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
             .headers
             .get(&HeaderName::parse("Identity"))
             .map(str::to_owned);
-        (
-            verify,
-            header,
-            details.from.user.clone(),
-            details.to.user.clone(),
-        )
+        let orig = stir_orig(request, &details.from.user);
+        (verify, header, orig, details.to.user.clone())
     });
     let verstat = Arc::new(std::sync::OnceLock::new());
     let (handle, commands) = CallHandle::new();
@@ -397,6 +393,26 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
             },
         };
     tokio::spawn(call.run(tokio::spawn(route)));
+}
+
+/// The calling number a PASSporT's `orig` must match (RFC 8224 §6.2
+/// step 2, as SHAKEN verifiers apply it): the From user when it is a
+/// telephone number, else P-Asserted-Identity's (an anonymous From whose
+/// number the carrier asserts, RFC 3325).
+fn stir_orig(request: &Request, from_user: &str) -> String {
+    if identity::canonical_tn(from_user).is_ok() {
+        return from_user.to_owned();
+    }
+    request
+        .headers
+        .get(&HeaderName::parse("P-Asserted-Identity"))
+        .and_then(|v| sip_proto::header::NameAddr::parse(v).ok())
+        .and_then(|na| match na.uri {
+            Uri::Sip(s) => s.user,
+            Uri::Tel(t) => Some(t.number),
+            Uri::Other { .. } => None,
+        })
+        .unwrap_or_else(|| from_user.to_owned())
 }
 
 fn party(value: Option<sip_proto::header::NameAddr>) -> Party {
