@@ -1,7 +1,8 @@
 //! Where a trunk's requests go (RFC 3263 §4.2 without NAPTR): an address
 //! as given; a host name with a port, its A/AAAA records; a host name
 //! without one, its SRV records for the trunk's transport (`_sip._udp`,
-//! `_sip._tcp`, RFC 2782: lowest priority first, then highest weight),
+//! `_sip._tcp`, RFC 2782: lowest priority first, within one priority a
+//! random draw weighted by `weight`),
 //! each target's A/AAAA records in turn, and when it has none, the name's
 //! A/AAAA records at port 5060. Lookups go through hickory-resolver, with
 //! `/etc/resolv.conf` or the name servers `sip.nameservers` gives.
@@ -78,28 +79,34 @@ impl Dns {
             Transport::Tcp => "_sip._tcp",
             _ => "_sip._udp",
         };
-        let mut targets: Vec<(u16, u16, String, u16)> =
-            match self.resolver.srv_lookup(format!("{service}.{fqdn}")).await {
-                Ok(lookup) => lookup
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        RData::SRV(srv) => {
-                            Some((srv.priority, srv.weight, srv.target.to_ascii(), srv.port))
-                        }
-                        _ => None,
-                    })
-                    .collect(),
-                Err(e) => {
-                    tracing::debug!(host, error = %e, "no SRV records; A/AAAA next");
-                    Vec::new()
-                }
-            };
-        // RFC 2782: a target of "." says the service is not offered there.
-        targets.retain(|(_, _, target, _)| target != ".");
-        targets.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let records: Vec<Srv> = match self.resolver.srv_lookup(format!("{service}.{fqdn}")).await {
+            Ok(lookup) => lookup
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::SRV(srv) => Some(Srv {
+                        priority: srv.priority,
+                        weight: srv.weight,
+                        target: srv.target.to_ascii(),
+                        port: srv.port,
+                    }),
+                    _ => None,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::debug!(host, error = %e, "no SRV records; A/AAAA next");
+                Vec::new()
+            }
+        };
+        // RFC 2782: a lone target of "." says the service is not offered.
+        if records.len() == 1 && records[0].target == "." {
+            return Err(format!(
+                "{service}.{host} says SIP is not offered there (SRV target \".\")"
+            ));
+        }
+        let targets = srv_order(records, rand::random);
         let mut why = Vec::new();
-        for (_, _, target, port) in &targets {
+        for Srv { target, port, .. } in &targets {
             match self.address(target, *port).await {
                 Ok(addr) => return Ok(addr),
                 Err(e) => why.push(e),
@@ -126,5 +133,91 @@ impl Dns {
             .next()
             .map(|ip| SocketAddr::new(ip, port))
             .ok_or_else(|| format!("{shown} has no address"))
+    }
+}
+
+/// One SRV record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Srv {
+    priority: u16,
+    weight: u16,
+    target: String,
+    port: u16,
+}
+
+/// The order RFC 2782 ("Usage rules") tries SRV targets in: lowest
+/// priority first; within one priority, repeatedly a record drawn at
+/// random with odds proportional to its weight (those of weight 0 first in
+/// the running sum, so they are picked only rarely when others weigh
+/// more). `draw` gives the random numbers. "." targets are dropped.
+fn srv_order(mut records: Vec<Srv>, mut draw: impl FnMut() -> u32) -> Vec<Srv> {
+    records.retain(|r| r.target != "." && !r.target.is_empty());
+    records.sort_by_key(|r| (r.priority, r.weight));
+    let mut out = Vec::with_capacity(records.len());
+    while !records.is_empty() {
+        let priority = records[0].priority;
+        let end = records
+            .iter()
+            .take_while(|r| r.priority == priority)
+            .count();
+        let mut group: Vec<Srv> = records.drain(..end).collect();
+        while !group.is_empty() {
+            let total: u32 = group.iter().map(|r| u32::from(r.weight)).sum();
+            let chosen = draw() % (total + 1);
+            let mut sum = 0;
+            let pick = group
+                .iter()
+                .position(|r| {
+                    sum += u32::from(r.weight);
+                    sum >= chosen
+                })
+                .unwrap_or(group.len() - 1);
+            out.push(group.remove(pick));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn srv(priority: u16, weight: u16, target: &str) -> Srv {
+        Srv {
+            priority,
+            weight,
+            target: target.to_owned(),
+            port: 5060,
+        }
+    }
+
+    fn targets(list: &[Srv]) -> Vec<&str> {
+        list.iter().map(|r| r.target.as_str()).collect()
+    }
+
+    #[test]
+    fn lower_priority_first_then_drawn_by_weight() {
+        let records = vec![srv(20, 0, "c"), srv(10, 90, "a"), srv(10, 10, "b")];
+        // The running sum is b 10, a 100: a draw of 5 picks b, 50 picks a.
+        assert_eq!(targets(&srv_order(records.clone(), || 5)), ["b", "a", "c"]);
+        assert_eq!(targets(&srv_order(records.clone(), || 50)), ["a", "b", "c"]);
+        let mut a_first = 0;
+        let mut n = 1u32;
+        for _ in 0..1000 {
+            n = n.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            if srv_order(records.clone(), || n >> 8)[0].target == "a" {
+                a_first += 1;
+            }
+        }
+        assert!((820..=960).contains(&a_first), "{a_first}");
+    }
+
+    #[test]
+    fn dot_targets_are_dropped_and_weight_zero_still_comes() {
+        assert!(srv_order(vec![srv(0, 0, ".")], || 0).is_empty());
+        assert_eq!(
+            targets(&srv_order(vec![srv(0, 0, "x"), srv(0, 0, "y")], || 7)),
+            ["x", "y"]
+        );
     }
 }
