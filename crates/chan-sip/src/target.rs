@@ -68,8 +68,10 @@ pub(crate) async fn resolve(inner: &Inner, target: &str) -> Result<Vec<Destinati
         .registrar
         .contacts(target)
         .await
+        // Storage out of reach (the database is down): 503, the caller may
+        // try again; calls already up do not need it.
         .map_err(|e| Unreachable {
-            code: 500,
+            code: 503,
             why: e.to_string(),
         })?;
     if live.is_empty() {

@@ -1,0 +1,248 @@
+//! `[storage] backend = "postgres"` through the real binary: phones register
+//! and are called with their bindings in PostgreSQL, the bindings and CDRs
+//! survive a restart, and a database outage gives 503 to what needs storage
+//! while calls that are up carry on, until the database returns by itself.
+//! PostgreSQL is started by the test (testkit::Postgres: initdb/pg_ctl in a
+//! temporary directory); where it is not installed the tests say so and skip.
+
+use std::time::{Duration, Instant};
+
+use sip_proto::HeaderName;
+use testkit::{Phone, Postgres, Server};
+
+const DOMAIN: &str = "test.invalid";
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Dials the number and passes a failed dial's code to the caller, so the
+/// test sees what the location lookup answered.
+const DIAL_LUA: &str = r#"
+function route(call)
+  local r = call:dial(call.request_uri.user, { timeout = 10 })
+  if r.status ~= "answered" and r.status ~= "cancelled" then
+    call:reject(r.code >= 400 and r.code or 500)
+  end
+end
+"#;
+
+struct Office {
+    server: Server,
+    pg: Postgres,
+    _dir: tempfile::TempDir,
+}
+
+fn postgres() -> Option<Postgres> {
+    let pg = Postgres::start().expect("PostgreSQL starts");
+    if pg.is_none() {
+        eprintln!("{}", testkit::POSTGRES_MISSING);
+    }
+    pg
+}
+
+/// A switchboard on `pg`; the URL is read from `url_file`, as a deployment
+/// keeps the password out of the config.
+fn office(pg: Postgres, db: &str) -> Office {
+    let url = pg.create_database(db).expect("createdb");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url_file = dir.path().join("pg.url");
+    std::fs::write(&url_file, format!("{url}\n")).expect("write url_file");
+    let dialplans = dir.path().join("dialplans");
+    std::fs::create_dir_all(&dialplans).expect("dialplans");
+    std::fs::write(dialplans.join("default.lua"), DIAL_LUA).expect("dialplan");
+    // A fixed port, so that the phones still reach the server after a restart.
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("free UDP port")
+        .port();
+    let config = format!(
+        r#"
+[sip]
+listen = ["udp:127.0.0.1:{port}"]
+domain = "{DOMAIN}"
+
+[admin]
+listen = "127.0.0.1:0"
+
+[storage]
+backend = "postgres"
+url_file = "{}"
+pool_size = 4
+connect_timeout = "2s"
+query_timeout = "2s"
+
+[registrar]
+qualify_interval = "0s"
+
+[dialplan]
+dir = "{}"
+
+[[extension]]
+id = "1001"
+password = "pw-1001-secret"
+
+[[extension]]
+id = "1002"
+password = "pw-1002-secret"
+
+[[extension]]
+id = "1003"
+password = "pw-1003-secret"
+"#,
+        url_file.display(),
+        dialplans.display()
+    );
+    let server = Server::start_with(env!("CARGO_BIN_EXE_switchboard").as_ref(), &config)
+        .expect("switchboard starts on PostgreSQL");
+    Office {
+        server,
+        pg,
+        _dir: dir,
+    }
+}
+
+fn phone(s: &Server, user: &str) -> Phone {
+    Phone::udp(
+        s.udp.expect("udp"),
+        user,
+        &format!("pw-{user}-secret"),
+        DOMAIN,
+    )
+}
+
+fn json(s: &Server, path: &str) -> serde_json::Value {
+    let (status, body) = s.http_get(path).expect("admin API");
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).expect("JSON")
+}
+
+fn aors(s: &Server) -> Vec<String> {
+    let regs = json(s, "/api/v1/registrations");
+    let mut aors: Vec<String> = regs
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["aor"].as_str().map(str::to_owned))
+        .collect();
+    aors.sort();
+    aors
+}
+
+/// `a` calls `dest` and `b` answers; both ACKed.
+fn establish(a: &mut Phone, b: &mut Phone, dest: &str) -> (testkit::Dialog, testkit::InCall) {
+    let call = a.call(dest).expect("INVITE sent");
+    let incoming = b.incoming(WAIT).expect("callee gets the INVITE");
+    b.reply(&incoming.invite, &incoming.tag, 200).expect("200");
+    let (ok, _) = a.final_response(WAIT).expect("200 relayed");
+    assert_eq!(ok.status, 200);
+    let dialog = a.ack(&call, &ok).expect("ACK");
+    b.request("ACK", WAIT).expect("the B2BUA ACKs the callee");
+    (dialog, incoming)
+}
+
+fn hang_up(a: &mut Phone, dialog: &mut testkit::Dialog, b: &mut Phone, incoming: &testkit::InCall) {
+    let bye = a.request_in(dialog, "BYE", None).expect("BYE answered");
+    assert_eq!(bye.status, 200);
+    let bye_b = b.request("BYE", WAIT).expect("callee gets BYE");
+    b.reply(&bye_b, &incoming.tag, 200).expect("200 to BYE");
+}
+
+#[test]
+fn bindings_and_cdrs_live_in_postgres_and_survive_a_restart() {
+    let Some(pg) = postgres() else { return };
+    let o = office(pg, "restart");
+    let s = &o.server;
+    assert!(
+        s.log().contains("storage: PostgreSQL"),
+        "the server says where its storage is: {}",
+        s.log()
+    );
+    let mut a = phone(s, "1001");
+    let mut b = phone(s, "1002");
+    assert_eq!(a.register(), 200);
+    assert_eq!(b.register(), 200);
+    let (mut dialog, incoming) = establish(&mut a, &mut b, "1002");
+    hang_up(&mut a, &mut dialog, &mut b, &incoming);
+    let deadline = Instant::now() + WAIT;
+    while json(s, "/api/v1/cdrs").as_array().map_or(0, Vec::len) == 0 {
+        assert!(Instant::now() < deadline, "no CDR");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let Office {
+        server, pg: _pg, ..
+    } = o;
+    let s = server.restart().expect("restarts");
+    // The bindings are read back from PostgreSQL: 1002 is called without
+    // registering again.
+    assert_eq!(
+        aors(&s),
+        [format!("sip:1001@{DOMAIN}"), format!("sip:1002@{DOMAIN}")]
+    );
+    let (mut dialog, incoming) = establish(&mut a, &mut b, "1002");
+    hang_up(&mut a, &mut dialog, &mut b, &incoming);
+    let cdrs = json(&s, "/api/v1/cdrs");
+    assert!(
+        !cdrs.as_array().expect("array").is_empty(),
+        "the first run's CDR is still there: {cdrs}"
+    );
+}
+
+#[test]
+fn a_database_outage_gives_503_keeps_calls_up_and_recovers_by_itself() {
+    let Some(pg) = postgres() else { return };
+    let o = office(pg, "outage");
+    let s = &o.server;
+    let mut a = phone(s, "1001");
+    let mut b = phone(s, "1002");
+    let mut c = phone(s, "1003");
+    assert_eq!(a.register(), 200);
+    assert_eq!(b.register(), 200);
+    let (mut dialog, incoming) = establish(&mut a, &mut b, "1002");
+
+    o.pg.stop().expect("pg_ctl stop");
+    // A REGISTER cannot be stored: 503 with Retry-After.
+    let req = c.ua.register_request("1003", DOMAIN, 3600);
+    let resp =
+        c.ua.transact_authenticated(&req, "1003", "pw-1003-secret")
+            .expect("REGISTER answered");
+    assert_eq!(resp.status, 503, "REGISTER during the outage");
+    assert!(
+        resp.headers.get(&HeaderName::RetryAfter).is_some(),
+        "503 says when to retry"
+    );
+    // A call that needs a location lookup: 503.
+    let _call = b.call("1001").expect("INVITE sent");
+    let (answer, _) = b.final_response(WAIT).expect("final answer");
+    assert_eq!(answer.status, 503, "INVITE during the outage");
+    // The call that was up is untouched: it is still listed and hangs up
+    // normally on both sides.
+    let calls = json(s, "/api/v1/calls");
+    assert!(
+        calls
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|c| c["caller"] == "1001" && c["callee"] == "1002" && c["state"] == "bridged"),
+        "{calls}"
+    );
+    hang_up(&mut a, &mut dialog, &mut b, &incoming);
+
+    o.pg.resume().expect("pg_ctl start");
+    // No restart of switchboard: the next requests find the database again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = c.register();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "while recovering");
+        assert!(Instant::now() < deadline, "REGISTER did not recover");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (mut dialog, incoming) = establish(&mut a, &mut c, "1003");
+    hang_up(&mut a, &mut dialog, &mut c, &incoming);
+    assert!(
+        s.log().contains("is unavailable"),
+        "the outage is logged as such: {}",
+        s.log()
+    );
+}
