@@ -5,8 +5,11 @@
 //! PostgreSQL is started by the test (testkit::Postgres: initdb/pg_ctl in a
 //! temporary directory); where it is not installed the tests say so and skip.
 
+mod binary;
+
 use std::time::{Duration, Instant};
 
+use binary::{Workdir, free_ports_config};
 use sip_proto::HeaderName;
 use testkit::{Phone, Postgres, Server};
 
@@ -245,4 +248,68 @@ fn a_database_outage_gives_503_keeps_calls_up_and_recovers_by_itself() {
         "the outage is logged as such: {}",
         s.log()
     );
+}
+
+#[test]
+fn check_validates_the_postgres_keys_at_their_line_without_showing_the_password() {
+    let w = Workdir::empty();
+    w.write(
+        "pg.url",
+        "postgres://sb:s3cret-pw@db.example.com:5433/pbx\n",
+    );
+    let ok = format!(
+        "{}\n[storage]\nbackend = \"postgres\"\nurl_file = \"pg.url\"\npool_size = 8\n",
+        free_ports_config()
+    );
+    let path = w.write("ok.toml", &ok);
+    let out = w.run(&["check", "--config", path.to_str().expect("UTF-8")]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("storage postgres sb@db.example.com:5433/pbx"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("s3cret"), "{}", out.stdout);
+
+    let bad = format!(
+        "{}\n[storage]\nbackend = \"postgres\"\nurl = \"postgres://a@b/c\"\nquery_timeout = \"soon\"\n",
+        free_ports_config()
+    );
+    let at = bad
+        .lines()
+        .position(|l| l.starts_with("query_timeout"))
+        .expect("line")
+        + 1;
+    let w = Workdir::with_file("switchboard.toml", &bad);
+    let line = w.run(&["check"]).one_error_line().to_owned();
+    assert!(
+        line.starts_with(&format!("switchboard: config switchboard.toml:{at}:")),
+        "{line}"
+    );
+    assert!(line.contains("storage.query_timeout"), "{line}");
+}
+
+#[test]
+fn run_without_a_reachable_database_exits_1_saying_so() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let config = format!(
+        "{}\n[storage]\nbackend = \"postgres\"\nurl = \"postgres://sb:s3cret-pw@127.0.0.1:{port}/pbx\"\nconnect_timeout = \"1s\"\n",
+        free_ports_config()
+    );
+    let w = Workdir::with_file("switchboard.toml", &config);
+    let out = w.run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    let line = out.one_error_line();
+    assert!(line.contains("is unavailable"), "{line}");
+    assert!(line.contains(&format!("sb@127.0.0.1:{port}/pbx")), "{line}");
+    assert!(
+        line.contains("start the database or fix storage.url"),
+        "{line}"
+    );
+    assert!(!line.contains("s3cret"), "{line}");
 }
