@@ -33,6 +33,12 @@ struct Office {
     _dir: tempfile::TempDir,
 }
 
+/// One switchboard node on the database at `url`.
+struct Node {
+    server: Server,
+    _dir: tempfile::TempDir,
+}
+
 fn postgres() -> Option<Postgres> {
     let pg = Postgres::start().expect("PostgreSQL starts");
     if pg.is_none() {
@@ -45,13 +51,19 @@ fn postgres() -> Option<Postgres> {
 /// keeps the password out of the config.
 fn office(pg: Postgres, db: &str) -> Office {
     let url = pg.create_database(db).expect("createdb");
+    let Node { server, _dir } = node(&url);
+    Office { server, pg, _dir }
+}
+
+/// A switchboard on the database at `url`, on a fixed UDP port (so that
+/// the phones still reach it after a restart).
+fn node(url: &str) -> Node {
     let dir = tempfile::tempdir().expect("tempdir");
     let url_file = dir.path().join("pg.url");
     std::fs::write(&url_file, format!("{url}\n")).expect("write url_file");
     let dialplans = dir.path().join("dialplans");
     std::fs::create_dir_all(&dialplans).expect("dialplans");
     std::fs::write(dialplans.join("default.lua"), DIAL_LUA).expect("dialplan");
-    // A fixed port, so that the phones still reach the server after a restart.
     let port = std::net::UdpSocket::bind("127.0.0.1:0")
         .and_then(|s| s.local_addr())
         .expect("free UDP port")
@@ -95,11 +107,7 @@ password = "pw-1003-secret"
     );
     let server = Server::start_with(env!("CARGO_BIN_EXE_switchboard").as_ref(), &config)
         .expect("switchboard starts on PostgreSQL");
-    Office {
-        server,
-        pg,
-        _dir: dir,
-    }
+    Node { server, _dir: dir }
 }
 
 fn phone(s: &Server, user: &str) -> Phone {
@@ -312,4 +320,36 @@ fn run_without_a_reachable_database_exits_1_saying_so() {
         "{line}"
     );
     assert!(!line.contains("s3cret"), "{line}");
+}
+
+#[test]
+fn two_nodes_on_one_database_share_registrations_and_route_to_each_others_phones() {
+    let Some(pg) = postgres() else { return };
+    let url = pg.create_database("cluster").expect("createdb");
+    let first = node(&url);
+    let second = node(&url);
+    let (a, b) = (&first.server, &second.server);
+
+    // 1002 registers through the first node, 1001 through the second.
+    let mut callee = phone(a, "1002");
+    assert_eq!(callee.register(), 200);
+    let mut caller = phone(b, "1001");
+    assert_eq!(caller.register(), 200);
+    let both = [format!("sip:1001@{DOMAIN}"), format!("sip:1002@{DOMAIN}")];
+    // Either node lists every node's bindings.
+    assert_eq!(aors(a), both);
+    assert_eq!(aors(b), both);
+
+    // The second node finds 1002 in the shared location table and calls
+    // it at its registered source; the phone answers the node that called.
+    callee.ua.set_server(b.udp.expect("udp"));
+    let (mut dialog, incoming) = establish(&mut caller, &mut callee, "1002");
+    let calls = json(b, "/api/v1/calls");
+    assert_eq!(calls.as_array().map(Vec::len), Some(1), "{calls}");
+    assert_eq!(
+        json(a, "/api/v1/calls").as_array().map(Vec::len),
+        Some(0),
+        "live calls stay on the node that has them"
+    );
+    hang_up(&mut caller, &mut dialog, &mut callee, &incoming);
 }
