@@ -17,10 +17,16 @@ const DOMAIN: &str = "test.invalid";
 const WAIT: Duration = Duration::from_secs(5);
 
 /// Dials the number and passes a failed dial's code to the caller, so the
-/// test sees what the location lookup answered.
+/// test sees what the location lookup answered. `*N` reads `kv` first (as
+/// the shipped call forwarding does), then dials N.
 const DIAL_LUA: &str = r#"
 function route(call)
-  local r = call:dial(call.request_uri.user, { timeout = 10 })
+  local dest = call.request_uri.user
+  if dest:sub(1, 1) == "*" then
+    kv.get("forward", dest)
+    dest = dest:sub(2)
+  end
+  local r = call:dial(dest, { timeout = 10 })
   if r.status ~= "answered" and r.status ~= "cancelled" then
     call:reject(r.code >= 400 and r.code or 500)
   end
@@ -224,6 +230,11 @@ fn a_database_outage_gives_503_keeps_calls_up_and_recovers_by_itself() {
     let _call = b.call("1001").expect("INVITE sent");
     let (answer, _) = b.final_response(WAIT).expect("final answer");
     assert_eq!(answer.status, 503, "INVITE during the outage");
+    // A route whose kv read fails (and does not catch it): 503 too, not
+    // the 500 of a script error.
+    let _call = b.call("*1001").expect("INVITE sent");
+    let (answer, _) = b.final_response(WAIT).expect("final answer");
+    assert_eq!(answer.status, 503, "INVITE whose route reads kv");
     // The call that was up is untouched: it is still listed and hangs up
     // normally on both sides.
     let calls = json(s, "/api/v1/calls");
@@ -249,7 +260,7 @@ fn a_database_outage_gives_503_keeps_calls_up_and_recovers_by_itself() {
         assert!(Instant::now() < deadline, "REGISTER did not recover");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let (mut dialog, incoming) = establish(&mut a, &mut c, "1003");
+    let (mut dialog, incoming) = establish(&mut a, &mut c, "*1003");
     hang_up(&mut a, &mut dialog, &mut c, &incoming);
     assert!(
         s.log().contains("is unavailable"),
