@@ -1,7 +1,9 @@
 //! `storage`: what Switchboard keeps across restarts — the registrar's
 //! location bindings (RFC 3261 §10), the namespaced key-value store that Lua
 //! plugins use (`kv` in the dialplan API), and call detail records. It is the
-//! persistence layer only: it knows nothing of SIP text, clocks or tokio.
+//! persistence layer only: it knows nothing of SIP text or clocks, and
+//! its API is synchronous (the PostgreSQL backend runs its async client on
+//! a small tokio runtime of its own, out of its callers' sight).
 //!
 //! Each kind of data is a trait ([`LocationStore`], [`KvStore`],
 //! [`CdrStore`]; [`Storage`] is all three) with three backends that pass one
