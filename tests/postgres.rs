@@ -364,3 +364,63 @@ fn two_nodes_on_one_database_share_registrations_and_route_to_each_others_phones
     );
     hang_up(&mut caller, &mut dialog, &mut callee, &incoming);
 }
+
+#[test]
+fn a_phone_registered_with_path_is_called_through_that_path_from_either_node() {
+    let Some(pg) = postgres() else { return };
+    let url = pg.create_database("paths").expect("createdb");
+    let first = node(&url);
+    let second = node(&url);
+    let (a, b) = (&first.server, &second.server);
+
+    // A socket standing in for the proxy (Kamailio) in front of the nodes.
+    let mut proxy = phone(b, "1003");
+    let hop = format!("<sip:{};lr>", proxy.ua.local_addr());
+    // 1002 registers through the first node with a Path naming the proxy
+    // (RFC 3327): the node keeps it and echoes it in the 200 OK.
+    let mut callee = phone(a, "1002");
+    let req = callee
+        .ua
+        .register_request("1002", DOMAIN, 3600)
+        .header("Path", &hop)
+        .header("Supported", "path");
+    let ok = callee
+        .ua
+        .transact_authenticated(&req, "1002", "pw-1002-secret")
+        .expect("REGISTER answered");
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.headers.get(&HeaderName::Path), Some(hop.as_str()));
+    let regs = json(b, "/api/v1/registrations");
+    assert!(
+        regs.as_array()
+            .expect("array")
+            .iter()
+            .any(|r| r["aor"] == format!("sip:1002@{DOMAIN}")),
+        "{regs}"
+    );
+
+    // The second node calls 1002 through the Path: the INVITE goes to the
+    // proxy with the Path as its Route and the phone's Contact as its
+    // Request-URI, not to the address the REGISTER came from.
+    let mut caller = phone(b, "1001");
+    assert_eq!(caller.register(), 200);
+    let _call = caller.call("1002").expect("INVITE sent");
+    let incoming = proxy.incoming(WAIT).expect("the proxy gets the INVITE");
+    let invite = &incoming.invite;
+    assert_eq!(
+        invite.headers.get(&HeaderName::Route),
+        Some(hop.as_str()),
+        "the Path is the pre-loaded Route set"
+    );
+    assert_eq!(
+        invite.uri.to_string(),
+        format!("sip:1002@{};transport=udp", callee.ua.local_addr())
+    );
+    assert!(
+        callee.silence(Duration::from_millis(300)).is_none(),
+        "nothing is sent to the phone around the proxy"
+    );
+    proxy.reply(invite, &incoming.tag, 486).expect("486");
+    let (answer, _) = caller.final_response(WAIT).expect("final answer");
+    assert_eq!(answer.status, 486);
+}
