@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # REGISTER benchmark: SIPp drives full digest registrations (REGISTER -> 401
 # -> REGISTER with credentials -> 200) at rising rates against Switchboard
-# (memory storage, then redb) and Kamailio (registrar + usrloc in memory +
-# auth), each server pinned to one core and SIPp to the other, all in one run
-# on 127.0.0.1. Prints every step, each server's highest rate with under 1%
+# (memory storage, then redb, then PostgreSQL) and Kamailio (registrar +
+# usrloc in memory + auth), each server pinned to one core and SIPp to the
+# other, all in one run on 127.0.0.1. For the PostgreSQL line the script
+# starts a throwaway PostgreSQL (initdb/pg_ctl in a temporary directory, as
+# the `postgres` user when run as root), durable as shipped (fsync on),
+# not pinned (PG_CPU to pin it); its CPU is not in Switchboard's cpu% and
+# us/reg columns. Prints every step, each server's highest rate with under 1%
 # failures, and the ratio Switchboard / Kamailio. See bench/README.md.
 #
 #   bench/register.sh                  full run (about 5 minutes)
@@ -14,10 +18,11 @@
 # from its own injection file, one per registration, in turn.
 #
 # Knobs (environment): BENCH_RATES="1000 2000 ..." (total registrations/s),
-# BENCH_STEP_SECONDS=5, BENCH_SERVERS="memory redb kamailio",
+# BENCH_STEP_SECONDS=5, BENCH_SERVERS="memory redb postgres kamailio",
 # BENCH_SIPP=4 (SIPp processes), BENCH_AORS=1000, BENCH_STOP_AFTER=2
 # (consecutive failed steps before a server's ramp stops), BENCH_NO_BUILD=1,
-# SB_BIN=path, SERVER_CPU=1, SIPP_CPU=0, BENCH_KEEP=1 (keep the work dir).
+# SB_BIN=path, SERVER_CPU=1, SIPP_CPU=0, PG_CPU= (unset: any), PG_POOL=16,
+# BENCH_KEEP=1 (keep the work dir).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,7 +39,7 @@ else
   RATES="${BENCH_RATES:-1000 2000 4000 6000 8000 10000 12000 14000 16000 20000}"
   STEP_SECONDS="${BENCH_STEP_SECONDS:-5}"
 fi
-SERVERS="${BENCH_SERVERS:-memory redb kamailio}"
+SERVERS="${BENCH_SERVERS:-memory redb postgres kamailio}"
 NSIPP="${BENCH_SIPP:-4}"
 STOP_AFTER="${BENCH_STOP_AFTER:-2}"
 SERVER_CPU="${SERVER_CPU:-1}"
@@ -47,6 +52,10 @@ RECV_TIMEOUT_MS=2000
 
 WORK="$(mktemp -d -t switchboard-bench.XXXXXX)"   # honours TMPDIR (where bench.redb lives)
 SERVER_PID=""       # leader of the server's process group (setsid)
+PG_DIR=""           # the throwaway PostgreSQL's directory, while it runs
+PG_BIN=""
+PG_PORT=""
+PG_AS=()            # runuser -u postgres -- when run as root (initdb refuses root)
 SIPP_PIDS=()
 BENCH_STARTED=$(date +%s)
 
@@ -81,6 +90,7 @@ cleanup() {
   trap - EXIT INT TERM
   stop_sipp
   stop_server
+  stop_postgres
   if [ "${BENCH_KEEP:-0}" = 1 ] || [ "$rc" -ne 0 ]; then
     log "work directory kept: $WORK"
   else
@@ -94,13 +104,28 @@ trap 'exit 143' TERM
 
 # --- tools ------------------------------------------------------------------
 
+# pg_bindir: where initdb and pg_ctl are (pg_config --bindir, else the
+# newest /usr/lib/postgresql/*/bin); nothing if PostgreSQL is not installed.
+pg_bindir() {
+  local d
+  d=$(pg_config --bindir 2>/dev/null || true)
+  if [ -n "$d" ] && [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then echo "$d"; return 0; fi
+  d=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+  if [ -n "$d" ] && [ -x "$d/initdb" ]; then echo "$d"; return 0; fi
+  return 1
+}
+
 ensure_tools() {
-  if ! command -v sipp >/dev/null || ! command -v kamailio >/dev/null; then
+  local packages=()
+  command -v sipp >/dev/null || packages+=(sip-tester)
+  command -v kamailio >/dev/null || packages+=(kamailio)
+  case " $SERVERS " in *" postgres "*) pg_bindir >/dev/null || packages+=(postgresql) ;; esac
+  if [ "${#packages[@]}" -gt 0 ]; then
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    log "installing sip-tester and kamailio (apt-get)"
+    log "installing ${packages[*]} (apt-get)"
     $sudo apt-get update
-    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y sip-tester kamailio
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y "${packages[@]}"
   fi
   command -v taskset >/dev/null || die "taskset (util-linux) is missing"
   command -v setsid >/dev/null || die "setsid (util-linux) is missing"
@@ -136,14 +161,62 @@ free_udp_port() {
   die "no free UDP port found"
 }
 
+# free_tcp_port: a TCP port on 127.0.0.1 nobody listens on.
+free_tcp_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$(( 20000 + RANDOM % 20000 ))
+    if ! ss -Hltn "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
+  done
+  die "no free TCP port found"
+}
+
 # --- servers ------------------------------------------------------------------
 
-# start_switchboard memory|redb: config with extensions 2000..2999, the SIP
-# port read from the log.
+# pg_run PROGRAM ARGS...: a PostgreSQL program, as the cluster's owner.
+pg_run() {
+  local prog=$1
+  shift
+  ${PG_AS[@]+"${PG_AS[@]}"} "$PG_BIN/$prog" "$@"
+}
+
+# start_postgres: a fresh cluster in its own temporary directory (the work
+# directory is private to this user), user switchboard with trust
+# authentication, on 127.0.0.1:PG_PORT; durable as shipped.
+start_postgres() {
+  PG_BIN=$(pg_bindir) || { log "PostgreSQL is not installed (apt-get install postgresql)"; return 1; }
+  PG_DIR=$(mktemp -d -t switchboard-bench-pg.XXXXXX)
+  if [ "$(id -u)" -eq 0 ]; then
+    chown postgres:postgres "$PG_DIR"
+    PG_AS=(runuser -u postgres --)
+  fi
+  pg_run initdb -D "$PG_DIR/data" -U switchboard -A trust -E UTF8 --locale=C >"$WORK/initdb.log" 2>&1 \
+    || { tail -n 20 "$WORK/initdb.log" >&2; return 1; }
+  PG_PORT=$(free_tcp_port)
+  local pin=()
+  [ -z "${PG_CPU:-}" ] || pin=(taskset -c "$PG_CPU")
+  ${pin[@]+"${pin[@]}"} ${PG_AS[@]+"${PG_AS[@]}"} "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/postgres.log" -w \
+    -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$PG_DIR" start >/dev/null \
+    || { tail -n 20 "$PG_DIR/postgres.log" >&2; return 1; }
+}
+
+stop_postgres() {
+  [ -n "$PG_DIR" ] || return 0
+  pg_run pg_ctl -D "$PG_DIR/data" -m fast -w stop >/dev/null 2>&1 || true
+  [ "${BENCH_KEEP:-0}" = 1 ] && log "PostgreSQL directory kept: $PG_DIR" || rm -rf "$PG_DIR"
+  PG_DIR=""
+}
+
+# start_switchboard memory|redb|postgres: config with extensions
+# 2000..2999, the SIP port read from the log.
 start_switchboard() {
   local backend=$1 storage
   if [ "$backend" = memory ]; then
     storage='backend = "memory"'
+  elif [ "$backend" = postgres ]; then
+    storage="backend = \"postgres\"
+url = \"postgres://switchboard@127.0.0.1:$PG_PORT/postgres\"
+pool_size = ${PG_POOL:-16}"
   else
     rm -f "$WORK/bench.redb"
     storage="path = \"$WORK/bench.redb\""
@@ -359,7 +432,7 @@ run_step() {
 
 # ramp SERVER: rising rates until STOP_AFTER consecutive failed steps; BEST[SERVER].
 declare -A BEST BEST_US
-declare -A LABEL=([memory]="switchboard (memory)" [redb]="switchboard (redb)" [kamailio]="kamailio")
+declare -A LABEL=([memory]="switchboard (memory)" [redb]="switchboard (redb)" [postgres]="switchboard (postgres)" [kamailio]="kamailio")
 ramp() {
   local name=$1 rate fails=0 best=0 best_us=0
   printf '%-22s %8s %9s %9s %8s %7s %8s %5s %7s %-6s %s\n' "${LABEL[$name]}" "target/s" "achieved" "ok" "failed" "fail%" \
@@ -386,7 +459,7 @@ ramp() {
 ensure_tools
 write_users
 for i in $(seq 0 $((NSIPP - 1))); do SIPP_PORTS[$i]=$(free_udp_port); done
-case " $SERVERS " in *" memory "*|*" redb "*) build_switchboard ;; esac
+case " $SERVERS " in *" memory "*|*" redb "*|*" postgres "*) build_switchboard ;; esac
 
 load=$(cut -d' ' -f1 /proc/loadavg)
 echo "register.sh: rates [$RATES]/s, ${STEP_SECONDS}s steps, $AORS AORs, $NSIPP SIPp processes on CPU $SIPP_CPU, server on CPU $SERVER_CPU; load average $load"
@@ -399,12 +472,17 @@ echo
 for server in $SERVERS; do
   case $server in
     memory|redb) start_switchboard "$server" || die "Switchboard ($server) did not start" ;;
+    postgres)
+      start_postgres || die "PostgreSQL did not start"
+      start_switchboard postgres || die "Switchboard (postgres) did not start"
+      ;;
     kamailio) start_kamailio || die "Kamailio did not start" ;;
-    *) die "unknown server $server (memory, redb, kamailio)" ;;
+    *) die "unknown server $server (memory, redb, postgres, kamailio)" ;;
   esac
   check_auth "$server" || die "${LABEL[$server]}: authentication check failed"
   ramp "$server"
   stop_server
+  stop_postgres
   echo
 done
 

@@ -113,15 +113,18 @@ impl AdminToken {
     }
 }
 
-/// Where a generated token is kept: beside the storage file (`None` for
-/// in-memory storage, whose token is only in the log).
+/// Where a generated token is kept: beside the storage file, in the
+/// default storage directory (`var/`) with PostgreSQL storage (a token is
+/// per node), `None` for in-memory storage, whose token is only in the log.
 pub fn token_file(storage: &StorageConfig) -> Option<PathBuf> {
+    let beside = |path: &Path| {
+        path.parent()
+            .unwrap_or_else(|| Path::new(""))
+            .join(TOKEN_FILE)
+    };
     match storage {
-        StorageConfig::Redb { path } => Some(
-            path.parent()
-                .unwrap_or_else(|| Path::new(""))
-                .join(TOKEN_FILE),
-        ),
+        StorageConfig::Redb { path } => Some(beside(path)),
+        StorageConfig::Postgres(_) => Some(beside(Path::new(crate::config::DEFAULT_STORAGE_PATH))),
         StorageConfig::Memory => None,
     }
 }

@@ -79,6 +79,11 @@ impl Router for LuaRouter {
                 digits: tokio::sync::Mutex::new(None),
             };
             match state.run_route(Arc::new(call), info).await {
+                RouteOutcome::Failed { failure, .. }
+                    if failure.kind == dialplan::FailureKind::Unavailable =>
+                {
+                    RouteEnd::Unavailable(failure.to_string())
+                }
                 RouteOutcome::Failed { failure, .. } => RouteEnd::Failed(failure.to_string()),
                 _ => RouteEnd::Done,
             }

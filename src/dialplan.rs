@@ -486,6 +486,16 @@ impl PbxHost {
     }
 }
 
+/// A storage failure as the dialplan sees it: temporary (503 for a route
+/// that does not catch it) while the database is out of reach.
+fn storage_error(e: storage::Error) -> HostError {
+    if e.is_unavailable() {
+        HostError::retry_later(e)
+    } else {
+        HostError::new(e)
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -496,7 +506,7 @@ impl Host for PbxHost {
     fn kv_get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, HostError> {
         self.storage
             .kv_get(&format!("{KV_PREFIX}{ns}"), key, now_ms())
-            .map_err(HostError::new)
+            .map_err(storage_error)
     }
 
     fn kv_set(
@@ -508,13 +518,13 @@ impl Host for PbxHost {
     ) -> Result<(), HostError> {
         self.storage
             .kv_set(&format!("{KV_PREFIX}{ns}"), key, value, ttl, now_ms())
-            .map_err(HostError::new)
+            .map_err(storage_error)
     }
 
     fn kv_delete(&self, ns: &str, key: &str) -> Result<bool, HostError> {
         self.storage
             .kv_delete(&format!("{KV_PREFIX}{ns}"), key)
-            .map_err(HostError::new)
+            .map_err(storage_error)
     }
 
     fn contacts(&self, ext: &str) -> Result<Vec<Contact>, HostError> {
@@ -522,7 +532,7 @@ impl Host for PbxHost {
         let bindings = self
             .registrar
             .contacts_blocking(ext, now)
-            .map_err(HostError::new)?;
+            .map_err(storage_error)?;
         Ok(bindings
             .into_iter()
             .map(|b| Contact {

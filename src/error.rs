@@ -100,6 +100,9 @@ fn storage_hint(error: &storage::Error) -> &'static str {
         storage::Error::CreateDir { .. } | storage::Error::Io { .. } => {
             "; fix the permissions, or set storage.path (or storage.backend = \"memory\")"
         }
+        storage::Error::Unavailable { .. } => {
+            "; start the database or fix storage.url (switchboard needs it reachable at start to run its schema migrations)"
+        }
         _ => "",
     }
 }

@@ -437,6 +437,9 @@ fn log_demo_passwords(demo: &[DemoPassword], config: &Config) {
         crate::config::StorageConfig::Memory => {
             "storage is in memory: new ones at every start".to_owned()
         }
+        crate::config::StorageConfig::Postgres(pg) => {
+            format!("kept in PostgreSQL {}", pg.target)
+        }
     };
     let new = demo.iter().filter(|p| p.new).count();
     let origin = match new {

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rand::Rng;
 use sip_proto::digest::Secret;
-use storage::{MemoryStorage, RedbStorage, Storage};
+use storage::{MemoryStorage, PostgresStorage, RedbStorage, Storage};
 
 use crate::config::{Config, StorageConfig};
 use crate::error::Error;
@@ -41,7 +41,8 @@ pub struct DemoPassword {
 }
 
 /// Opens the storage `config` names: the redb file (created with its
-/// directories if missing) or a fresh in-memory store.
+/// directories if missing), the PostgreSQL database (its schema brought up
+/// to date), or a fresh in-memory store.
 pub fn open(config: &StorageConfig) -> Result<Arc<dyn Storage>, Error> {
     match config {
         StorageConfig::Redb { path } => {
@@ -49,6 +50,12 @@ pub fn open(config: &StorageConfig) -> Result<Arc<dyn Storage>, Error> {
             Ok(Arc::new(db))
         }
         StorageConfig::Memory => Ok(Arc::new(MemoryStorage::new())),
+        StorageConfig::Postgres(pg) => {
+            let db =
+                PostgresStorage::open(&pg.options()).map_err(|source| Error::Storage { source })?;
+            tracing::info!(target = %db.target(), pool_size = pg.pool_size, "storage: PostgreSQL");
+            Ok(Arc::new(db))
+        }
     }
 }
 

@@ -35,7 +35,7 @@ pub use self::dialplan::DialplanConfig;
 pub use self::media::MediaConfig;
 pub use self::netsec::NetSecurityConfig;
 pub(crate) use self::registrar::weak_password;
-pub use self::registrar::{ExtensionConfig, SecurityConfig, StorageConfig};
+pub use self::registrar::{DEFAULT_STORAGE_PATH, ExtensionConfig, SecurityConfig, StorageConfig};
 pub use self::smtp::SmtpConfig;
 pub use self::stir::StirConfig;
 pub use self::trunk::TrunkConfig;

@@ -24,6 +24,14 @@ const DEFAULT_QUALIFY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Default of `storage.path`, relative to the working directory.
 pub const DEFAULT_STORAGE_PATH: &str = "var/switchboard.redb";
+/// Default of `storage.pool_size` (PostgreSQL connections per node).
+pub const DEFAULT_PG_POOL_SIZE: usize = 16;
+/// Largest `storage.pool_size`.
+pub const MAX_PG_POOL_SIZE: usize = 1_000;
+/// Default of `storage.connect_timeout`.
+pub const DEFAULT_PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Default of `storage.query_timeout`.
+pub const DEFAULT_PG_QUERY_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default of `security.ban_after_failures`.
 pub const DEFAULT_BAN_AFTER_FAILURES: u32 = 10;
 /// Default of `security.ban_window`.
@@ -49,6 +57,48 @@ pub enum StorageConfig {
     },
     /// `backend = "memory"`: nothing on disk, everything lost at exit.
     Memory,
+    /// `backend = "postgres"`: a PostgreSQL database, which several nodes can share.
+    Postgres(PostgresConfig),
+}
+
+/// `[storage]` with `backend = "postgres"`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// `url`, or the contents of the file `url_file` names: it may hold
+    /// a password, so it is never shown (see [`PostgresConfig::target`]).
+    pub url: String,
+    /// `user@host:port/dbname`: the URL without its password.
+    pub target: String,
+    /// `pool_size`: most connections this node opens.
+    pub pool_size: usize,
+    /// `connect_timeout`: longest wait for a new connection.
+    pub connect_timeout: Duration,
+    /// `query_timeout`: longest a storage call may take (a REGISTER or a
+    /// call's location lookup gets 503 after it while the database is out).
+    pub query_timeout: Duration,
+}
+
+impl fmt::Debug for PostgresConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConfig")
+            .field("target", &self.target)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("query_timeout", &self.query_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresConfig {
+    /// The storage crate's options.
+    pub fn options(&self) -> storage::PostgresOptions {
+        storage::PostgresOptions {
+            url: self.url.clone(),
+            pool_size: self.pool_size,
+            connect_timeout: self.connect_timeout,
+            query_timeout: self.query_timeout,
+        }
+    }
 }
 
 impl fmt::Display for StorageConfig {
@@ -56,6 +106,7 @@ impl fmt::Display for StorageConfig {
         match self {
             StorageConfig::Redb { path } => write!(f, "{}", path.display()),
             StorageConfig::Memory => f.write_str("memory"),
+            StorageConfig::Postgres(pg) => write!(f, "postgres {}", pg.target),
         }
     }
 }
@@ -139,6 +190,11 @@ impl ExtensionConfig {
 pub(super) struct RawStorage {
     path: Option<Spanned<String>>,
     backend: Option<Spanned<String>>,
+    url: Option<Spanned<String>>,
+    url_file: Option<Spanned<String>>,
+    pool_size: Option<Spanned<usize>>,
+    connect_timeout: Option<Spanned<DurationText>>,
+    query_timeout: Option<Spanned<DurationText>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -251,16 +307,39 @@ impl Checker<'_> {
             Some(v) => match v.get_ref().trim() {
                 "redb" => false,
                 "memory" => true,
+                "postgres" => return self.postgres(raw),
                 other => {
                     return Err(self.error(
                         v.span(),
                         format!(
-                            "storage.backend: {other:?} is not a storage backend; write \"redb\" (a file, the default) or \"memory\" (nothing kept across restarts)"
+                            "storage.backend: {other:?} is not a storage backend; write \"redb\" (a file, the default), \"postgres\" (a PostgreSQL database several nodes can share) or \"memory\" (nothing kept across restarts)"
                         ),
                     ));
                 }
             },
         };
+        let backend = if memory { "memory" } else { "redb" };
+        let pg_only = [
+            ("url", raw.url.as_ref().map(Spanned::span)),
+            ("url_file", raw.url_file.as_ref().map(Spanned::span)),
+            ("pool_size", raw.pool_size.as_ref().map(Spanned::span)),
+            (
+                "connect_timeout",
+                raw.connect_timeout.as_ref().map(Spanned::span),
+            ),
+            (
+                "query_timeout",
+                raw.query_timeout.as_ref().map(Spanned::span),
+            ),
+        ];
+        if let Some((key, Some(span))) = pg_only.into_iter().find(|(_, span)| span.is_some()) {
+            return Err(self.error(
+                span,
+                format!(
+                    "storage.{key}: is only used with backend = \"postgres\"; remove it, or set backend = \"postgres\" (the backend is {backend:?})"
+                ),
+            ));
+        }
         match (&raw.path, memory) {
             (Some(p), true) => Err(self.error(
                 p.span(),
@@ -274,6 +353,88 @@ impl Checker<'_> {
                 path: PathBuf::from(DEFAULT_STORAGE_PATH),
             }),
         }
+    }
+
+    /// `[storage]` with `backend = "postgres"`: `url` or `url_file` (one
+    /// of them), the pool size and the timeouts.
+    fn postgres(&self, raw: &RawStorage) -> Result<StorageConfig, ConfigError> {
+        if let Some(p) = &raw.path {
+            return Err(self.error(
+                p.span(),
+                "storage.path: is only used with backend = \"redb\"; remove it (backend = \"postgres\" is set)".to_owned(),
+            ));
+        }
+        let url = match (&raw.url, &raw.url_file) {
+            (Some(_), Some(file)) => {
+                return Err(self.error(
+                    file.span(),
+                    "storage.url_file: set either url or url_file, not both (url_file keeps the password out of the config)".to_owned(),
+                ));
+            }
+            (Some(url), None) => {
+                let text = self.text_value("storage.url", url)?;
+                storage::describe_url(&text).map_err(|e| self.error(url.span(), e.to_string()))?;
+                text
+            }
+            (None, Some(file)) => {
+                let name = self.text_value("storage.url_file", file)?;
+                let path = super::dialplan::resolve(self.source, &name);
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    self.error(
+                        file.span(),
+                        format!(
+                            "storage.url_file: cannot read {}: {e}; write the postgres:// URL into that file (readable by switchboard only)",
+                            path.display()
+                        ),
+                    )
+                })?;
+                let text = text.trim().to_owned();
+                storage::describe_url(&text).map_err(|e| {
+                    self.error(
+                        file.span(),
+                        format!(
+                            "storage.url_file: {} holds no usable URL: {e}",
+                            path.display()
+                        ),
+                    )
+                })?;
+                text
+            }
+            (None, None) => {
+                let at = raw.backend.as_ref().map(Spanned::span);
+                return Err(self.error(
+                    at.unwrap_or(0..0),
+                    "storage.url: backend = \"postgres\" needs url = \"postgres://user:password@host:port/dbname\" or url_file = \"FILE\" (a file holding that URL)".to_owned(),
+                ));
+            }
+        };
+        let target = storage::describe_url(&url).unwrap_or_default();
+        let pool_size = match self.size("storage.pool_size", &raw.pool_size)? {
+            Some(n) if n > MAX_PG_POOL_SIZE => {
+                let span = raw.pool_size.as_ref().map_or(0..0, Spanned::span);
+                return Err(self.error(
+                    span,
+                    format!("storage.pool_size: {n} is more than {MAX_PG_POOL_SIZE} connections; a PostgreSQL server allows about 100 by default"),
+                ));
+            }
+            Some(n) => n,
+            None => DEFAULT_PG_POOL_SIZE,
+        };
+        let connect_timeout = match &raw.connect_timeout {
+            Some(v) => self.duration("storage.connect_timeout", v, false)?,
+            None => DEFAULT_PG_CONNECT_TIMEOUT,
+        };
+        let query_timeout = match &raw.query_timeout {
+            Some(v) => self.duration("storage.query_timeout", v, false)?,
+            None => DEFAULT_PG_QUERY_TIMEOUT,
+        };
+        Ok(StorageConfig::Postgres(PostgresConfig {
+            url,
+            target,
+            pool_size,
+            connect_timeout,
+            query_timeout,
+        }))
     }
 
     pub(super) fn security(&self, raw: &RawSecurity) -> Result<SecurityConfig, ConfigError> {
@@ -863,6 +1024,101 @@ ha1_md5 = "{MD5_1001}"
         assert!(e.contains("storage.backend: \"sled\""), "{e}");
         let e = parse("[storage]\npth = \"x\"\n").unwrap_err();
         assert!(e.contains("unknown field `pth`"), "{e}");
+    }
+
+    #[test]
+    fn postgres_backend() {
+        let c = parse(
+            "[storage]\nbackend = \"postgres\"\nurl = \"postgres://sb:s3cret@db.example.com:5433/pbx\"\n",
+        )
+        .unwrap();
+        let StorageConfig::Postgres(pg) = &c.storage else {
+            panic!("{:?}", c.storage);
+        };
+        assert_eq!(pg.url, "postgres://sb:s3cret@db.example.com:5433/pbx");
+        assert_eq!(pg.target, "sb@db.example.com:5433/pbx");
+        assert_eq!(pg.pool_size, DEFAULT_PG_POOL_SIZE);
+        assert_eq!(pg.connect_timeout, DEFAULT_PG_CONNECT_TIMEOUT);
+        assert_eq!(pg.query_timeout, DEFAULT_PG_QUERY_TIMEOUT);
+        // The password is in neither the summary `check` prints nor Debug.
+        let summary = c.summary();
+        assert!(
+            summary.contains("storage postgres sb@db.example.com:5433/pbx"),
+            "{summary}"
+        );
+        assert!(!summary.contains("s3cret") && !format!("{c:?}").contains("s3cret"));
+
+        // url_file: the URL from a file (relative to the config's directory).
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("pg.url"), "postgres://sb:pw@10.0.0.5/pbx\n").unwrap();
+        let text = "[storage]\nbackend = \"postgres\"\nurl_file = \"pg.url\"\npool_size = 4\nconnect_timeout = \"1s\"\nquery_timeout = \"500ms\"\n";
+        let c = Config::parse(ConfigSource::File(dir.path().join("sb.toml")), text).unwrap();
+        let StorageConfig::Postgres(pg) = &c.storage else {
+            panic!("{:?}", c.storage);
+        };
+        assert_eq!(pg.url, "postgres://sb:pw@10.0.0.5/pbx");
+        assert_eq!(pg.pool_size, 4);
+        assert_eq!(pg.connect_timeout, Duration::from_secs(1));
+        assert_eq!(pg.query_timeout, Duration::from_millis(500));
+
+        // Every mistake is reported at its line.
+        let pg = "[storage]\nbackend = \"postgres\"\n";
+        for (text, at, needle) in [
+            (
+                format!("{pg}url = \"postgres://a@b/c\"\nurl_file = \"f\"\n"),
+                "t.toml:4:",
+                "storage.url_file: set either url or url_file",
+            ),
+            (
+                pg.to_owned(),
+                "t.toml:2:",
+                "storage.url: backend = \"postgres\" needs url",
+            ),
+            (
+                format!("{pg}url = \"mysql://a@b/c\"\n"),
+                "t.toml:3:",
+                "storage.url: not a PostgreSQL connection URL",
+            ),
+            (
+                format!("{pg}url_file = \"/nonexistent/pg.url\"\n"),
+                "t.toml:3:",
+                "storage.url_file: cannot read /nonexistent/pg.url",
+            ),
+            (
+                format!("{pg}url = \"postgres://a@b/c\"\npool_size = 0\n"),
+                "t.toml:4:",
+                "storage.pool_size: must be greater than zero",
+            ),
+            (
+                format!("{pg}url = \"postgres://a@b/c\"\npool_size = 5000\n"),
+                "t.toml:4:",
+                "storage.pool_size: 5000 is more than 1000",
+            ),
+            (
+                format!("{pg}url = \"postgres://a@b/c\"\nquery_timeout = \"soon\"\n"),
+                "t.toml:4:",
+                "storage.query_timeout: \"soon\" is not a duration",
+            ),
+            (
+                format!("{pg}url = \"postgres://a@b/c\"\npath = \"a.redb\"\n"),
+                "t.toml:4:",
+                "storage.path: is only used with backend = \"redb\"",
+            ),
+            (
+                "[storage]\nurl = \"postgres://a@b/c\"\n".to_owned(),
+                "t.toml:2:",
+                "storage.url: is only used with backend = \"postgres\"",
+            ),
+            (
+                "[storage]\nbackend = \"memory\"\nquery_timeout = \"1s\"\n".to_owned(),
+                "t.toml:3:",
+                "storage.query_timeout: is only used with backend = \"postgres\"",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert!(e.starts_with(&format!("config {at}")), "{text:?}: {e}");
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
     }
 
     #[test]

@@ -1778,7 +1778,7 @@ impl Call {
         if self.finished {
             return;
         }
-        let failed = matches!(end, RouteEnd::Failed(_));
+        let failed = matches!(end, RouteEnd::Failed(_) | RouteEnd::Unavailable(_));
         if self.a.leg.state == LegState::Up {
             self.a.leg.bye();
             if let Some(b) = &mut self.bridge {
@@ -1787,7 +1787,7 @@ impl Call {
             // Answered, then lost to an error (a missing prompt, say):
             // the CDR says which.
             let cause = match &end {
-                RouteEnd::Failed(why) => format!("error: {why}"),
+                RouteEnd::Failed(why) | RouteEnd::Unavailable(why) => format!("error: {why}"),
                 _ => "dialplan".to_owned(),
             };
             self.finish(Disposition::Answered, 200, &cause);
@@ -1799,6 +1799,8 @@ impl Call {
         }
         let (code, text, cause) = match &end {
             RouteEnd::Failed(why) => (500, why.as_str(), "error"),
+            // The storage is out of reach for now: the caller may retry.
+            RouteEnd::Unavailable(why) => (503, why.as_str(), "error"),
             _ => (404, "no route for this number", "no route"),
         };
         let r = self

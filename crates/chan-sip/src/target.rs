@@ -1,6 +1,8 @@
 //! What a dial target resolves to: an extension id becomes one destination
 //! per registered contact, as the registrar's location lookup lists them
-//! (reached at the address its REGISTER came from, through its Path), a `sip:` URI one destination at its host,
+//! (reached through its Path when it has one, RFC 3327: sent to the first
+//! Path URI with the Path as Route set; else at the address its REGISTER
+//! came from), a `sip:` URI one destination at its host,
 //! `trunk:NAME/NUMBER` one destination at the trunk's host (RFC 3263 §4.2: SRV, then A/AAAA for a name; `trunk/dns.rs`).
 
 use std::net::{IpAddr, SocketAddr};
@@ -68,8 +70,10 @@ pub(crate) async fn resolve(inner: &Inner, target: &str) -> Result<Vec<Destinati
         .registrar
         .contacts(target)
         .await
+        // Storage out of reach (the database is down): 503, the caller may
+        // try again; calls already up do not need it.
         .map_err(|e| Unreachable {
-            code: 500,
+            code: 503,
             why: e.to_string(),
         })?;
     if live.is_empty() {
@@ -83,26 +87,35 @@ pub(crate) async fn resolve(inner: &Inner, target: &str) -> Result<Vec<Destinati
             why: format!("{target} has no registered contact"),
         });
     }
-    let out = live
-        .into_iter()
-        .filter_map(|b| {
-            let uri = Uri::parse(&b.contact).ok()?;
-            let transport = if b.transport.eq_ignore_ascii_case("tcp") {
-                Transport::Tcp
-            } else {
-                Transport::Udp
-            };
-            Some(Destination {
-                uri,
-                to: format!("<{aor}>"),
-                transport,
-                addr: b.source,
-                route: b.path,
-                label: target.to_owned(),
-                trunk: None,
-            })
-        })
-        .collect::<Vec<_>>();
+    let mut out = Vec::with_capacity(live.len());
+    for b in live {
+        let Ok(uri) = Uri::parse(&b.contact) else {
+            continue;
+        };
+        let registered = if b.transport.eq_ignore_ascii_case("tcp") {
+            Transport::Tcp
+        } else {
+            Transport::Udp
+        };
+        // RFC 3327 §5.3: a binding with a Path is reached through it (a
+        // pre-loaded Route set), whichever node sends: the next hop is the
+        // first Path URI (the proxy nearest to us, Kamailio in front of
+        // the nodes), not the node-local source of the REGISTER. Without
+        // Path the phone is called at its registered source, directly.
+        let (transport, addr) = match b.path.first().and_then(|p| path_hop(p)) {
+            Some(hop) => next_hop(hop, b.source, registered).await,
+            None => (registered, b.source),
+        };
+        out.push(Destination {
+            uri,
+            to: format!("<{aor}>"),
+            transport,
+            addr,
+            route: b.path,
+            label: target.to_owned(),
+            trunk: None,
+        });
+    }
     if out.is_empty() {
         return Err(Unreachable {
             code: 480,
@@ -110,6 +123,54 @@ pub(crate) async fn resolve(inner: &Inner, target: &str) -> Result<Vec<Destinati
         });
     }
     Ok(out)
+}
+
+/// Where the first Path value (`<sip:proxy:5060;lr>`) says to send: its
+/// host, port and transport. `None` for a value that is no `sip:` URI.
+fn path_hop(value: &str) -> Option<(Host, Option<u16>, Option<Transport>)> {
+    let inner = value.trim();
+    let inner = match inner.find('<') {
+        Some(start) => inner.get(start + 1..)?.split('>').next()?,
+        None => inner.split(';').next()?,
+    };
+    let uri = Uri::parse(inner).ok()?;
+    let sip = uri.as_sip()?;
+    let transport = match sip.transport() {
+        Some(t) if t.eq_ignore_ascii_case("tcp") => Some(Transport::Tcp),
+        Some(t) if t.eq_ignore_ascii_case("udp") => Some(Transport::Udp),
+        _ => None,
+    };
+    Some((sip.host.clone(), sip.port, transport))
+}
+
+/// The address and transport of a Path hop: the port defaults to 5060, the
+/// transport to the REGISTER's when the hop is where the REGISTER came
+/// from, else UDP (RFC 3263 for a `sip:` URI without `transport`). A host
+/// name that does not resolve falls back to the REGISTER's source, the
+/// proxy that forwarded it.
+async fn next_hop(
+    (host, port, transport): (Host, Option<u16>, Option<Transport>),
+    source: SocketAddr,
+    registered: Transport,
+) -> (Transport, SocketAddr) {
+    let port = port.unwrap_or(5060);
+    let addr = match &host {
+        Host::Ipv4(ip) => Some(SocketAddr::new(IpAddr::V4(*ip), port)),
+        Host::Ipv6(ip) => Some(SocketAddr::new(IpAddr::V6(*ip), port)),
+        Host::Domain(name) => tokio::net::lookup_host((name.as_str(), port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next()),
+    };
+    let Some(addr) = addr else {
+        return (transport.unwrap_or(registered), source);
+    };
+    let transport = transport.unwrap_or(if addr == source {
+        registered
+    } else {
+        Transport::Udp
+    });
+    (transport, addr)
 }
 
 async fn uri_destination(target: &str) -> Result<Destination, Unreachable> {
@@ -214,4 +275,46 @@ async fn trunk_destination(
         label: target.to_owned(),
         trunk: Some(TrunkTarget { trunk }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_hop_reads_the_first_uri_of_a_path_value() {
+        let (host, port, transport) =
+            path_hop("<sip:10.0.0.5:5070;lr;received=sip:192.0.2.7:40000>").expect("hop");
+        assert_eq!(host, Host::Ipv4("10.0.0.5".parse().expect("ip")));
+        assert_eq!(port, Some(5070));
+        assert_eq!(transport, None);
+        let (host, port, transport) =
+            path_hop("<sip:edge.example.com;transport=tcp;lr>;ob").expect("hop");
+        assert_eq!(host, Host::Domain("edge.example.com".to_owned()));
+        assert_eq!(port, None);
+        assert_eq!(transport, Some(Transport::Tcp));
+        assert!(path_hop("<tel:+15550100>").is_none());
+        assert!(path_hop("<not a uri>").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_binding_with_path_is_reached_at_its_first_hop_not_its_source() {
+        let source: SocketAddr = "127.0.0.9:5060".parse().expect("addr");
+        let hop = path_hop("<sip:127.0.0.7:5080;lr>").expect("hop");
+        assert_eq!(
+            next_hop(hop, source, Transport::Tcp).await,
+            (Transport::Udp, "127.0.0.7:5080".parse().expect("addr"))
+        );
+        // The hop that forwarded the REGISTER keeps its transport.
+        let hop = path_hop("<sip:127.0.0.9;lr>").expect("hop");
+        assert_eq!(
+            next_hop(hop, source, Transport::Tcp).await,
+            (Transport::Tcp, source)
+        );
+        let hop = path_hop("<sip:127.0.0.7:5080;transport=tcp;lr>").expect("hop");
+        assert_eq!(
+            next_hop(hop, source, Transport::Udp).await,
+            (Transport::Tcp, "127.0.0.7:5080".parse().expect("addr"))
+        );
+    }
 }

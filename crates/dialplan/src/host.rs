@@ -14,6 +14,9 @@ pub struct HostError {
     /// What went wrong.
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
+    /// Whether it is temporary (the storage is out of reach): a route that
+    /// fails on it gives the caller 503 (try again later), not 500.
+    pub retry_later: bool,
 }
 
 impl HostError {
@@ -21,9 +24,25 @@ impl HostError {
     pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self {
             source: source.into(),
+            retry_later: false,
+        }
+    }
+
+    /// Wraps a temporary failure (see [`HostError::retry_later`]).
+    pub fn retry_later(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self {
+            source: source.into(),
+            retry_later: true,
         }
     }
 }
+
+/// The Lua error of a host call that failed for now (a [`HostError`] with
+/// `retry_later`): same message, but the route's failure is
+/// [`FailureKind::Unavailable`](crate::FailureKind::Unavailable).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct RetryLater(pub(crate) String);
 
 /// One registered contact of an extension (`registrar.contacts(ext)`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -77,7 +77,14 @@ pub(crate) async fn call_host_where<T: Send + 'static>(
     } else {
         f(host.0.as_ref())
     };
-    result.map_err(|e| mlua::Error::runtime(format!("{function}: {e}")))
+    result.map_err(|e| {
+        let message = format!("{function}: {e}");
+        if e.retry_later {
+            mlua::Error::external(crate::host::RetryLater(message))
+        } else {
+            mlua::Error::runtime(message)
+        }
+    })
 }
 
 /// Installs `kv`, `registrar` and `pbx` as globals of `lua`.

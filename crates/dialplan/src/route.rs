@@ -42,6 +42,9 @@ pub enum FailureKind {
     /// actions, or held its Lua state too long where it could not be
     /// paused.
     TimeLimit,
+    /// A host call failed for now (the storage is out of reach) and the
+    /// script did not catch it: the caller gets 503, not 500.
+    Unavailable,
 }
 
 impl FailureKind {
@@ -52,6 +55,7 @@ impl FailureKind {
             Self::MemoryLimit => "memory",
             Self::InstructionBudget => "budget",
             Self::TimeLimit => "time",
+            Self::Unavailable => "unavailable",
         }
     }
 }
@@ -1373,6 +1377,8 @@ fn failure(error: &mlua::Error, scope: &Scope, context_file: &str) -> LuaFailure
         kind
     } else if is_memory_error(error) {
         FailureKind::MemoryLimit
+    } else if is_retry_later(error) {
+        FailureKind::Unavailable
     } else {
         FailureKind::Error
     };
@@ -1404,6 +1410,16 @@ fn is_memory_error(error: &mlua::Error) -> bool {
         mlua::Error::MemoryError(_) => true,
         mlua::Error::CallbackError { cause, .. } => is_memory_error(cause),
         mlua::Error::WithContext { cause, .. } => is_memory_error(cause),
+        _ => false,
+    }
+}
+
+/// Whether `error` is a host call's temporary failure ([`RetryLater`]).
+fn is_retry_later(error: &mlua::Error) -> bool {
+    match error {
+        mlua::Error::ExternalError(e) => e.downcast_ref::<crate::host::RetryLater>().is_some(),
+        mlua::Error::CallbackError { cause, .. } => is_retry_later(cause),
+        mlua::Error::WithContext { cause, .. } => is_retry_later(cause),
         _ => false,
     }
 }

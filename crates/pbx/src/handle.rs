@@ -485,6 +485,10 @@ pub enum RouteEnd {
     /// The route failed (already logged): an unanswered call gets 500, an
     /// answered one is hung up.
     Failed(String),
+    /// The route failed on something out of reach for now (the storage,
+    /// while its database is down; already logged): an unanswered call
+    /// gets 503, an answered one is hung up.
+    Unavailable(String),
 }
 
 /// Decides what happens to each new call (the Lua dialplan, in the binary).

@@ -156,6 +156,9 @@ fn secrets(extensions: &[Extension]) -> HashMap<String, Secret> {
         .collect()
 }
 
+/// The Retry-After (seconds) of a REGISTER refused because storage failed.
+const STORAGE_RETRY_AFTER_S: u32 = 5;
+
 /// Why a location lookup gave no answer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -1012,9 +1015,16 @@ impl Registrar {
         resp
     }
 
+    /// The answer when storage fails (a database outage, a full disk):
+    /// 503 with Retry-After, so the phone tries again shortly and, with
+    /// several registrars, another one meanwhile (RFC 3261 §21.5.4); the
+    /// storage recovers by itself when the database returns.
     fn storage_failed(&self, incoming: &Incoming, aor: &str, error: &str) -> Response {
         tracing::error!(%aor, %error, "registrar: storage failed");
-        self.refuse(incoming, 500, "registration could not be stored")
+        let mut resp = self.refuse(incoming, 503, "registration could not be stored");
+        resp.headers
+            .push(HeaderName::RetryAfter, STORAGE_RETRY_AFTER_S.to_string());
+        resp
     }
 
     fn refused(&self, incoming: &Incoming, refusal: &Refusal) -> Response {

@@ -104,6 +104,72 @@ pub enum Error {
         reason: String,
     },
 
+    /// The PostgreSQL server cannot be reached, refused the connection, or
+    /// did not answer within the query timeout. Temporary: the next call
+    /// tries again (the registrar answers 503 meanwhile).
+    #[error(
+        "PostgreSQL at {target} is unavailable while {action}: {reason}; \
+         check that the database is running and reachable (requests are retried as they come)"
+    )]
+    Unavailable {
+        /// Where the database is, without credentials (`host:port/dbname`).
+        target: String,
+        /// What was being done, e.g. "storing a binding".
+        action: &'static str,
+        /// What the client saw.
+        reason: String,
+    },
+
+    /// PostgreSQL refused a statement (permissions, a schema changed by
+    /// hand, a constraint).
+    #[error("PostgreSQL at {target}: {action} failed: {source}")]
+    Postgres {
+        /// Where the database is, without credentials.
+        target: String,
+        /// What was being done.
+        action: &'static str,
+        /// The server's or client's error.
+        #[source]
+        source: Box<tokio_postgres::Error>,
+    },
+
+    /// The database's schema was written by a newer Switchboard.
+    #[error(
+        "PostgreSQL at {target} has Switchboard schema version {found}, newer than the {supported} \
+         this switchboard knows; run the newer switchboard or point storage.url at another database"
+    )]
+    NewerSchema {
+        /// Where the database is, without credentials.
+        target: String,
+        /// The schema version found in the database.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+
+    /// A row in PostgreSQL could not be decoded.
+    #[error(
+        "PostgreSQL at {target}: stored {what} {key} cannot be read ({reason}); delete that row"
+    )]
+    BadRow {
+        /// Where the database is, without credentials.
+        target: String,
+        /// The kind of record, e.g. "binding".
+        what: &'static str,
+        /// Which record.
+        key: String,
+        /// What the decoder found wrong.
+        reason: String,
+    },
+
+    /// The storage URL (`storage.url` or the file `storage.url_file` names)
+    /// is not a PostgreSQL connection URL.
+    #[error("storage.url: {reason}")]
+    BadUrl {
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// A caller handed the store something inconsistent (a bug in the
     /// caller, not a problem with the file).
     #[error("invalid binding: {reason}")]
@@ -111,4 +177,13 @@ pub enum Error {
         /// What is inconsistent.
         reason: String,
     },
+}
+
+impl Error {
+    /// Whether this is a temporary outage of the storage (the database
+    /// cannot be reached): callers answer "try again later" (SIP 503)
+    /// rather than "server error", and the next call may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
 }

@@ -1,10 +1,12 @@
 //! `storage`: what Switchboard keeps across restarts — the registrar's
 //! location bindings (RFC 3261 §10), the namespaced key-value store that Lua
 //! plugins use (`kv` in the dialplan API), and call detail records. It is the
-//! persistence layer only: it knows nothing of SIP text, clocks or tokio.
+//! persistence layer only: it knows nothing of SIP text or clocks, and
+//! its API is synchronous (the PostgreSQL backend runs its async client on
+//! a small tokio runtime of its own, out of its callers' sight).
 //!
 //! Each kind of data is a trait ([`LocationStore`], [`KvStore`],
-//! [`CdrStore`]; [`Storage`] is all three) with two backends that pass one
+//! [`CdrStore`]; [`Storage`] is all three) with three backends that pass one
 //! contract test suite (`tests/contract.rs`):
 //!
 //! - [`RedbStorage`]: the embedded default, one redb file (ACID) and its
@@ -12,6 +14,11 @@
 //!   so a binding is on disk before the registrar sends its 200 OK. A file
 //!   that is in use by another process, or that is not a Switchboard
 //!   database, is a clear [`Error`] at open, never a panic.
+//! - [`PostgresStorage`]: a PostgreSQL database that several Switchboards
+//!   can share (`tokio-postgres` with a `deadpool` pool; schema migrations
+//!   at open). An unreachable database is [`Error::Unavailable`]
+//!   ([`Error::is_unavailable`]), and the store recovers by itself when it
+//!   returns.
 //! - [`MemoryStorage`]: the same contract in memory, for tests and for
 //!   setups that want nothing on disk.
 //!
@@ -62,7 +69,7 @@
 //! before the disk has the binding.
 //!
 //! Read [`location`] first (the [`Binding`] the registrar stores), then
-//! [`kv`] and [`cdr`], then the two backends.
+//! [`kv`] and [`cdr`], then the backends.
 
 mod binding_log;
 pub mod cdr;
@@ -70,6 +77,7 @@ mod error;
 pub mod kv;
 pub mod location;
 mod memory;
+mod postgres;
 mod redb_store;
 
 pub use cdr::{CdrEntry, CdrStore};
@@ -77,6 +85,7 @@ pub use error::Error;
 pub use kv::KvStore;
 pub use location::{Binding, LocationStore};
 pub use memory::MemoryStorage;
+pub use postgres::{PostgresOptions, PostgresStorage, describe_url};
 pub use redb_store::RedbStorage;
 
 /// Every store Switchboard needs, in one object: what the binary opens at

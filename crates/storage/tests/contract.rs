@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use storage::{Binding, Error, MemoryStorage, RedbStorage, Storage};
+use storage::{
+    Binding, Error, MemoryStorage, PostgresOptions, PostgresStorage, RedbStorage, Storage,
+};
 
 /// A backend under test, with whatever must live as long as it.
 struct Fixture {
@@ -29,6 +31,26 @@ fn redb() -> Fixture {
     }
 }
 
+/// Opens a fresh database `name` on `pg`.
+fn postgres_in(pg: &testkit::Postgres, name: &str) -> PostgresStorage {
+    let url = pg.create_database(name).expect("createdb");
+    PostgresStorage::open(&PostgresOptions {
+        url,
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(10),
+        query_timeout: Duration::from_secs(10),
+    })
+    .expect("open PostgreSQL storage")
+}
+
+/// Runs `case` against a fresh database of `pg`, naming it first so that
+/// a failure says which case it was.
+fn postgres_case(pg: &testkit::Postgres, name: &str, case: fn(&dyn Storage)) {
+    eprintln!("postgres: {name}");
+    let store = postgres_in(pg, name);
+    case(&store);
+}
+
 /// Generates one `#[test]` per case for a backend.
 macro_rules! contract {
     ($backend:ident: $($case:ident),* $(,)?) => {
@@ -48,6 +70,20 @@ macro_rules! contract_all {
     ($($case:ident),* $(,)?) => {
         contract!(memory: $($case),*);
         contract!(redb: $($case),*);
+
+        /// Every case against PostgreSQL: one server (initdb/pg_ctl in a
+        /// temporary directory) for the lot, a fresh database per case.
+        #[test]
+        fn postgres() {
+            let pg = match testkit::Postgres::start().expect("PostgreSQL starts") {
+                Some(pg) => pg,
+                None => {
+                    eprintln!("{}", testkit::POSTGRES_MISSING);
+                    return;
+                }
+            };
+            $( postgres_case(&pg, stringify!($case), $case); )*
+        }
     };
 }
 

@@ -2,12 +2,14 @@
 //! thing — the `switchboard` binary started on port 0 ([`Server`]) and a
 //! small SIP user agent over real UDP and TCP sockets ([`Ua`]), and real
 //! RTP for media tests ([`RtpPeer`], [`Wav`]), a subscriber ([`Watcher`]),
-//! and an SMTP server that keeps the mails it gets ([`SmtpSink`]).
+//! an SMTP server that keeps the mails it gets ([`SmtpSink`]), and a
+//! throwaway PostgreSQL server ([`Postgres`]).
 //!
 //! Nothing here is a mock: the server is the release or test build of the
 //! binary, the sockets are real, and every wait is bounded by a timeout.
 
 mod phone;
+mod postgres;
 pub mod rtp;
 mod server;
 mod smtp;
@@ -20,6 +22,7 @@ pub use self::rtp::{
     is_tone, sdp_for, spray_rtp, tone_payload, tone_power,
 };
 pub use phone::{Dialog, InCall, OutCall, Phone, sdp};
+pub use postgres::{POSTGRES_MISSING, Postgres, postgres_bindir};
 pub use server::{Server, ServerError, TEST_ADMIN_TOKEN};
 pub use smtp::{SmtpMail, SmtpSink};
 pub use ua::{DigestChallenge, RawResponse, RequestBuilder, Ua, UaError, challenges};

@@ -81,6 +81,12 @@ impl Ua {
         })
     }
 
+    /// Sends to `server` from now on (UDP): a phone that registered through
+    /// one node of a cluster and is called by another answers that one.
+    pub fn set_server(&mut self, server: SocketAddr) {
+        self.server = server;
+    }
+
     /// A UA on a fresh TCP connection.
     pub fn tcp(server: SocketAddr) -> Result<Ua, UaError> {
         let stream = TcpStream::connect_timeout(&server, Duration::from_secs(5))?;
