@@ -468,6 +468,9 @@ struct PbxHost {
     extensions: Arc<ArcSwap<HashMap<String, ExtensionInfo>>>,
     /// The mailboxes behind the `mailbox` module.
     voicemail: Option<Arc<crate::voicemail::Voicemail>>,
+    /// The call queues behind the `queues` module: here, not in a
+    /// generation, so they outlive reloads.
+    queues: dialplan::Queues,
 }
 
 impl PbxHost {
@@ -477,6 +480,7 @@ impl PbxHost {
             registrar: extensions.registrar().clone(),
             extensions: extensions.dialplan_map(),
             voicemail: None,
+            queues: dialplan::Queues::new(),
         }
     }
 
@@ -561,6 +565,10 @@ impl Host for PbxHost {
         self.voicemail
             .as_deref()
             .map(|v| v as &dyn dialplan::Voicemail)
+    }
+
+    fn queues(&self) -> Option<dialplan::Queues> {
+        Some(self.queues.clone())
     }
 }
 

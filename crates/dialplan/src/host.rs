@@ -109,6 +109,12 @@ pub trait Host: Send + Sync + 'static {
     fn voicemail_blocks(&self) -> bool {
         self.blocks()
     }
+    /// The call queues behind the `queues` module (`plugins/queue.lua`),
+    /// kept by the host so they outlive a reload; `None`, the default,
+    /// makes every `queues` function a Lua error saying so.
+    fn queues(&self) -> Option<crate::Queues> {
+        None
+    }
 }
 
 /// A shared host, printable in `Debug` output.
@@ -136,6 +142,7 @@ struct MemoryInner {
 #[derive(Debug, Default)]
 pub struct MemoryHost {
     inner: Mutex<MemoryInner>,
+    queues: crate::Queues,
 }
 
 impl MemoryHost {
@@ -220,5 +227,9 @@ impl Host for MemoryHost {
 
     fn blocks(&self) -> bool {
         false
+    }
+
+    fn queues(&self) -> Option<crate::Queues> {
+        Some(self.queues.clone())
     }
 }
