@@ -33,7 +33,12 @@ pub fn list(dialplan: &Arc<dialplan::Runtime>) -> Response {
                     "from": c.from,
                     "entered_ms": c.entered_ms,
                     "wait_seconds": c.wait_seconds,
-                    "ringing": c.ringing,
+                })).collect::<Vec<_>>(),
+                "connecting": q.connecting.iter().map(|c| json!({
+                    "call_id": c.call_id,
+                    "from": c.from,
+                    "entered_ms": c.entered_ms,
+                    "agents": c.agents,
                 })).collect::<Vec<_>>(),
                 "agents": q.agents.iter().map(|a| json!({
                     "ext": a.ext,

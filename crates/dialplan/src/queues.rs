@@ -236,10 +236,10 @@ pub struct CallerStatus {
     pub estimate: Option<Duration>,
 }
 
-/// A waiting caller in [`QueueSnapshot`].
+/// A caller in [`QueueSnapshot`]: waiting, or being connected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallerSnapshot {
-    /// 1 for the next caller to be served.
+    /// 1 for the next caller to be served (0 for one being connected).
     pub position: usize,
     /// The call's id.
     pub call_id: String,
@@ -249,8 +249,8 @@ pub struct CallerSnapshot {
     pub entered_ms: u64,
     /// How long it has waited, in seconds.
     pub wait_seconds: u64,
-    /// The agents ringing for it now (empty while it hears music).
-    pub ringing: Vec<String>,
+    /// The agents rung for it, or talking to it (empty while it waits).
+    pub agents: Vec<String>,
 }
 
 /// An agent in [`QueueSnapshot`].
@@ -278,8 +278,11 @@ pub struct QueueSnapshot {
     pub name: String,
     /// Its strategy.
     pub strategy: &'static str,
-    /// Callers in order.
+    /// Callers waiting, in order.
     pub callers: Vec<CallerSnapshot>,
+    /// Callers whose agents are being rung, or who talk to one (the
+    /// queue learns that the call is over, not that it was answered).
+    pub connecting: Vec<CallerSnapshot>,
     /// Agents by extension.
     pub agents: Vec<AgentSnapshot>,
     /// The longest wait of a caller now waiting, in seconds.
@@ -399,15 +402,20 @@ impl Queues {
         let queue = board.queues.get_mut(name)?;
         queue.reap(now_ms);
         let index = queue.position(ticket)?;
+        // Callers being rung for are no longer ahead of anyone.
+        let position = 1 + queue.callers[..index]
+            .iter()
+            .filter(|c| c.ringing.is_empty())
+            .count();
         let caller = &mut queue.callers[index];
         caller.seen_ms = now_ms;
         let waited = Duration::from_millis(now_ms.saturating_sub(caller.entered_ms));
         let estimate = (queue.answered > 0).then(|| {
             let average = queue.answered_wait_ms / queue.answered;
-            Duration::from_millis(average.saturating_mul(index as u64 + 1))
+            Duration::from_millis(average.saturating_mul(position as u64))
         });
         Some(CallerStatus {
-            position: index + 1,
+            position,
             waited,
             estimate,
         })
@@ -537,18 +545,26 @@ impl Queues {
             .iter_mut()
             .map(|(name, queue)| {
                 queue.reap(now_ms);
+                let snap = |position, c: &Caller| CallerSnapshot {
+                    position,
+                    call_id: c.call_id.clone(),
+                    from: c.from.clone(),
+                    entered_ms: c.entered_ms,
+                    wait_seconds: now_ms.saturating_sub(c.entered_ms) / 1000,
+                    agents: c.ringing.clone(),
+                };
                 let callers: Vec<CallerSnapshot> = queue
                     .callers
                     .iter()
+                    .filter(|c| c.ringing.is_empty())
                     .enumerate()
-                    .map(|(i, c)| CallerSnapshot {
-                        position: i + 1,
-                        call_id: c.call_id.clone(),
-                        from: c.from.clone(),
-                        entered_ms: c.entered_ms,
-                        wait_seconds: now_ms.saturating_sub(c.entered_ms) / 1000,
-                        ringing: c.ringing.clone(),
-                    })
+                    .map(|(i, c)| snap(i + 1, c))
+                    .collect();
+                let connecting: Vec<CallerSnapshot> = queue
+                    .callers
+                    .iter()
+                    .filter(|c| !c.ringing.is_empty())
+                    .map(|c| snap(0, c))
                     .collect();
                 let agents = queue
                     .agents
@@ -575,6 +591,7 @@ impl Queues {
                     strategy: queue.config.strategy.as_str(),
                     longest_wait_seconds: callers.iter().map(|c| c.wait_seconds).max().unwrap_or(0),
                     callers,
+                    connecting,
                     agents,
                     answered: queue.answered,
                     abandoned: queue.abandoned,
@@ -870,11 +887,16 @@ mod tests {
         q.ring_done("support", a, true, 5_000);
         // 1001 is in wrap-up until 15 s.
         assert!(q.offer("support", c, 6_000).is_empty());
-        assert_eq!(q.status("support", c, 6_000).unwrap().position, 2);
+        // b is being connected: c is next.
+        assert_eq!(q.status("support", c, 6_000).unwrap().position, 1);
+        assert_eq!(q.snapshot(6_000)[0].callers[0].call_id, "c");
         assert_eq!(q.offer("support", c, 15_000), vec!["1001"]);
         let s = &q.snapshot(15_000)[0];
         assert_eq!(s.answered, 1);
-        assert_eq!(s.callers.len(), 2);
+        // b talks to 1002, c is being rung for: nobody waits.
+        assert!(s.callers.is_empty());
+        assert_eq!(s.connecting.len(), 2);
+        assert_eq!(s.connecting[0].agents, vec!["1002"]);
     }
 
     #[test]
