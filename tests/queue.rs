@@ -213,6 +213,21 @@ fn two_agents_three_callers_order_music_abandon_wrapup_and_the_api() {
         "1002 must get caller 2 first: {}",
         from_of(&ring)
     );
+    // While 1002 rings, caller 2 still hears the music, not ringback
+    // (two tones at most): many pitches.
+    r2.clear();
+    assert!(
+        r2.wait_for(100, Duration::from_secs(8)),
+        "caller 2 got {} RTP packets while its agent rang",
+        r2.count()
+    );
+    let mut distinct = office::pitches(&r2);
+    distinct.sort_by(f64::total_cmp);
+    distinct.dedup_by(|x, y| (*x - *y).abs() < 20.0);
+    assert!(
+        distinct.len() >= 3,
+        "caller 2 hears music while 1002 rings, not ringback: {distinct:?}"
+    );
     let rb = RtpPeer::localhost();
     let (_b_dialog, b_media) = agent_answers(&mut b, &ring, &rb);
     r2.clear();
