@@ -162,17 +162,6 @@ function M.enter(call, name, opts)
       call:unhold()
       return leave_by_exit(call, exit, "timeout")
     end
-    if announce and (announced == nil or s.waited - announced >= every) then
-      announced = s.waited
-      call:play("queue-position")
-      say_number(call, s.position)
-      if s.estimate and s.estimate >= 60 then
-        call:play("queue-wait")
-        say_number(call, math.ceil(s.estimate / 60))
-        call:play("queue-minutes")
-      end
-      call:hold(moh)
-    end
     local agents = queues.offer(name, ticket)
     if #agents > 0 then
       local timeout = ring_timeout
@@ -196,6 +185,18 @@ function M.enter(call, name, opts)
         -- Busy or unreachable at once: not again this very moment.
         call:sleep(1)
       end
+    elseif announce and (announced == nil or s.waited - announced >= every) then
+      -- Nobody free for this caller: tell it where it stands (at once,
+      -- then every `every` seconds).
+      announced = s.waited
+      call:play("queue-position")
+      say_number(call, s.position)
+      if s.estimate and s.estimate >= 60 then
+        call:play("queue-wait")
+        say_number(call, math.ceil(s.estimate / 60))
+        call:play("queue-minutes")
+      end
+      call:hold(moh)
     else
       call:sleep(1)
     end

@@ -58,8 +58,29 @@ pub fn list(dialplan: &Arc<dialplan::Runtime>) -> Response {
     Json(json!({ "queues": list })).into_response()
 }
 
+fn describe_metrics() {
+    metrics::describe_gauge!(
+        "queue_callers_waiting",
+        "Callers waiting in the queue (not those whose agents are being rung)."
+    );
+    metrics::describe_gauge!(
+        "queue_longest_wait_seconds",
+        "The longest wait of a caller now waiting in the queue, in seconds."
+    );
+    metrics::describe_counter!(
+        "queue_answered_total",
+        "Queue callers an agent answered (counted when that call ends)."
+    );
+    metrics::describe_counter!(
+        "queue_abandoned_total",
+        "Queue callers who hung up while waiting."
+    );
+}
+
 /// Sets the queue metrics from the queues' state (at each scrape).
 pub fn record_metrics(dialplan: &Arc<dialplan::Runtime>) {
+    static DESCRIBED: std::sync::Once = std::sync::Once::new();
+    DESCRIBED.call_once(describe_metrics);
     let Some(queues) = dialplan.queues() else {
         return;
     };

@@ -26,6 +26,8 @@ it("401 answers, plays music on hold and bridges the agent who answers", functio
   expect(call):not_dialled("1002")
   expect(did(call, "hold")):equals(true)
   expect(call):ended_with("answered")
+  -- An agent was free: no position announcement first.
+  expect(did(call, "play")):equals(false)
 end)
 
 it("an agent who does not answer within ring_timeout is skipped for the next", function()
