@@ -39,6 +39,7 @@ pub const EMBEDDED_PLUGINS: &[(&str, &str)] = &[
     ),
     ("speeddial.lua", include_str!("../plugins/speeddial.lua")),
     ("voicemail.lua", include_str!("../plugins/voicemail.lua")),
+    ("queue.lua", include_str!("../plugins/queue.lua")),
     ("README.md", include_str!("../plugins/README.md")),
 ];
 
@@ -126,6 +127,28 @@ pub const EMBEDDED_SOUNDS: &[(&str, &[u8])] = &[
     (
         "vm-you-have.wav",
         include_bytes!("../sounds/vm-you-have.wav"),
+    ),
+    // The support queue (401, *45).
+    (
+        "queue-position.wav",
+        include_bytes!("../sounds/queue-position.wav"),
+    ),
+    ("queue-wait.wav", include_bytes!("../sounds/queue-wait.wav")),
+    (
+        "queue-minutes.wav",
+        include_bytes!("../sounds/queue-minutes.wav"),
+    ),
+    (
+        "queue-agent-login.wav",
+        include_bytes!("../sounds/queue-agent-login.wav"),
+    ),
+    (
+        "queue-agent-logout.wav",
+        include_bytes!("../sounds/queue-agent-logout.wav"),
+    ),
+    (
+        "queue-not-agent.wav",
+        include_bytes!("../sounds/queue-not-agent.wav"),
     ),
 ];
 
