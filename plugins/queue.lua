@@ -13,6 +13,10 @@
 
 local M = {}
 
+-- For exits written "voicemail:EXT" (loaded here, with the context, not
+-- in the middle of a call; a missing voicemail plugin only matters to them).
+local has_voicemail, voicemail = pcall(require, "voicemail")
+
 -- name -> the Lua half of a queue.define: exit, moh, ring_timeout,
 -- max_wait, announce_position, announce_every, members, agents.
 local defs = {}
@@ -100,7 +104,10 @@ local function leave_by_exit(call, exit, reason)
   if type(exit) == "string" then
     local box = exit:match("^voicemail:(%d+)$")
     if box then
-      return require("voicemail").leave(call, box)
+      if not has_voicemail then
+        error("queue: exit " .. exit .. " needs plugins/voicemail.lua: " .. tostring(voicemail), 2)
+      end
+      return voicemail.leave(call, box)
     end
     return call:dial(exit)
   end
