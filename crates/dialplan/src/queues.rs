@@ -315,8 +315,8 @@ impl Queues {
     }
 
     /// Creates queue `name` or updates its settings (a reload runs the
-    /// same `define` again): waiting callers and agents stay; static
-    /// members no longer listed are dropped unless logged in by hand.
+    /// same `define` again): waiting callers, logged-in agents and
+    /// members' logins stay; members no longer listed are dropped.
     pub fn define(&self, name: &str, config: QueueConfig) -> Result<(), String> {
         let mut board = self.lock();
         if !board.queues.contains_key(name) && board.queues.len() >= MAX_QUEUES {
@@ -326,8 +326,12 @@ impl Queues {
             return Err(format!("at most {MAX_AGENTS} members"));
         }
         let queue = board.queues.entry(name.to_owned()).or_default();
-        for agent in queue.agents.values_mut() {
-            agent.is_static = false;
+        for (ext, agent) in &mut queue.agents {
+            if agent.is_static && !config.members.contains(ext) {
+                // A member no longer: out (once its queue call, if any, ends).
+                agent.is_static = false;
+                agent.logged_in = false;
+            }
         }
         for ext in &config.members {
             let agent = queue.agents.entry(ext.clone()).or_insert_with(|| Agent {
@@ -943,6 +947,33 @@ mod tests {
         assert_eq!(q.join("nope", "b", "", 0), Err(JoinError::NoSuchQueue));
         assert_eq!(q.set_logged_in("1003", "sales", false), Ok(true));
         assert!(q.snapshot(0)[0].agents.is_empty());
+    }
+
+    #[test]
+    fn a_redefinition_keeps_logins_and_drops_members_no_longer_listed() {
+        let q = two_agents(Strategy::RingAll, 0);
+        q.set_logged_in("1001", "support", false).unwrap();
+        q.set_logged_in("1003", "support", true).unwrap();
+        let a = q.join("support", "a", "", 0).unwrap();
+        q.define(
+            "support",
+            QueueConfig {
+                members: vec!["1001".into()],
+                ..QueueConfig::default()
+            },
+        )
+        .unwrap();
+        // 1001 stays logged out, 1002 is gone, 1003 stays in; a waits on.
+        assert!(!q.is_logged_in("1001", "support"));
+        assert!(!q.is_logged_in("1002", "support"));
+        assert!(q.is_logged_in("1003", "support"));
+        assert_eq!(q.offer("support", a, 1), vec!["1003"]);
+        let agents: Vec<String> = q.snapshot(1)[0]
+            .agents
+            .iter()
+            .map(|a| a.ext.clone())
+            .collect();
+        assert_eq!(agents, vec!["1001", "1003"]);
     }
 
     #[test]
