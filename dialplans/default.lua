@@ -16,11 +16,28 @@
 local callforward = require("callforward")
 local speeddial = require("speeddial")
 local vm = require("voicemail")
+local queue = require("queue")
 
 local RING_SECONDS = 20
 -- The extension a caller reaches by pressing 0 during a voicemail greeting
 -- (nil: 0 just skips the greeting), e.g. "1000".
 local OPERATOR = nil
+
+-- 401: the support queue (plugins/queue.lua). 1001 and 1002 answer it;
+-- *45 logs the calling extension out of (or back in to) the queues it
+-- serves. A caller waits with music at most two minutes, then may leave a
+-- message for 1001.
+queue.define("support", {
+  strategy = "leastrecent",
+  members = { "1001", "1002" },
+  agents = { "1003" },
+  wrapup = 10,
+  ring_timeout = 15,
+  max_wait = 120,
+  announce_position = true,
+  announce_every = 45,
+  exit = "voicemail:1001",
+})
 
 local function call_extension(call, ext)
   local target = callforward.resolve(ext)
@@ -215,6 +232,10 @@ function route(call)
     call:park({ timeout = PARK_SECONDS, announce = true })
   elseif dest:match("^7[1-9]$") then
     unpark(call, tonumber(dest))
+  elseif dest == "401" then
+    queue.enter(call, "support")
+  elseif dest == "*45" then
+    queue.toggle(call)
   elseif call.caller and dest:match("^9") and (EMERGENCY[dest:sub(2)] or e164(dest:sub(2))) then
     call_out(call, dest:sub(2))
   else

@@ -71,6 +71,14 @@ say vm-invalid "That key is not valid."
 say park-parked-in "Parked in slot"
 say park-empty "Nobody is parked there."
 
+# Call queues (plugins/queue.lua: 401 queues, *45 logs an agent in or out).
+say queue-position "You are caller number"
+say queue-wait "Your estimated wait is about"
+say queue-minutes "minutes."
+say queue-agent-login "Agent logged in."
+say queue-agent-logout "Agent logged out."
+say queue-not-agent "You are not an agent of any queue."
+
 # The tone before a recording: 1 kHz for 400 ms, 8 kHz mono 16-bit.
 sox -n -r 8000 -c 1 -b 16 -e signed-integer vm-beep.wav synth 0.4 sine 1000 vol 0.5
 

@@ -177,6 +177,8 @@ pub fn router(
     let parking = calls.parking();
     let status_calls = calls.clone();
     let status_dialplan = Arc::clone(&dialplan);
+    let queue_dialplan = Arc::clone(&dialplan);
+    let metrics_dialplan = Arc::clone(&dialplan);
     let hangup_calls = calls.clone();
     let trace_calls = calls.clone();
     let listeners = Arc::new(listeners);
@@ -186,6 +188,7 @@ pub fn router(
             let calls = calls.clone();
             get(move |state: State<AdminState>| {
                 metrics::gauge!("rtp_port_pairs_in_use").set(calls.rtp_pairs_in_use() as f64);
+                crate::queues::record_metrics(&metrics_dialplan);
                 metrics_text(state)
             })
         })
@@ -251,6 +254,13 @@ pub fn router(
                     }
                 },
             ),
+        )
+        .route(
+            "/api/v1/queues",
+            get(move || {
+                let dialplan = Arc::clone(&queue_dialplan);
+                async move { crate::queues::list(&dialplan) }
+            }),
         )
         .route("/api/v1/voicemail/{ext}", get(voicemail_list))
         .route("/api/v1/voicemail/{ext}/{file}", get(voicemail_download))

@@ -39,6 +39,7 @@ pub const EMBEDDED_PLUGINS: &[(&str, &str)] = &[
     ),
     ("speeddial.lua", include_str!("../plugins/speeddial.lua")),
     ("voicemail.lua", include_str!("../plugins/voicemail.lua")),
+    ("queue.lua", include_str!("../plugins/queue.lua")),
     ("README.md", include_str!("../plugins/README.md")),
 ];
 
@@ -126,6 +127,28 @@ pub const EMBEDDED_SOUNDS: &[(&str, &[u8])] = &[
     (
         "vm-you-have.wav",
         include_bytes!("../sounds/vm-you-have.wav"),
+    ),
+    // The support queue (401, *45).
+    (
+        "queue-position.wav",
+        include_bytes!("../sounds/queue-position.wav"),
+    ),
+    ("queue-wait.wav", include_bytes!("../sounds/queue-wait.wav")),
+    (
+        "queue-minutes.wav",
+        include_bytes!("../sounds/queue-minutes.wav"),
+    ),
+    (
+        "queue-agent-login.wav",
+        include_bytes!("../sounds/queue-agent-login.wav"),
+    ),
+    (
+        "queue-agent-logout.wav",
+        include_bytes!("../sounds/queue-agent-logout.wav"),
+    ),
+    (
+        "queue-not-agent.wav",
+        include_bytes!("../sounds/queue-not-agent.wav"),
     ),
 ];
 
@@ -468,6 +491,9 @@ struct PbxHost {
     extensions: Arc<ArcSwap<HashMap<String, ExtensionInfo>>>,
     /// The mailboxes behind the `mailbox` module.
     voicemail: Option<Arc<crate::voicemail::Voicemail>>,
+    /// The call queues behind the `queues` module: here, not in a
+    /// generation, so they outlive reloads.
+    queues: dialplan::Queues,
 }
 
 impl PbxHost {
@@ -477,6 +503,7 @@ impl PbxHost {
             registrar: extensions.registrar().clone(),
             extensions: extensions.dialplan_map(),
             voicemail: None,
+            queues: dialplan::Queues::new(),
         }
     }
 
@@ -571,6 +598,10 @@ impl Host for PbxHost {
         self.voicemail
             .as_deref()
             .map(|v| v as &dyn dialplan::Voicemail)
+    }
+
+    fn queues(&self) -> Option<dialplan::Queues> {
+        Some(self.queues.clone())
     }
 }
 

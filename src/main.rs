@@ -18,6 +18,7 @@ mod init;
 mod logging;
 mod ops;
 mod preflight;
+mod queues;
 mod server;
 mod shutdown;
 mod spectest;

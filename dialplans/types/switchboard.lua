@@ -1,6 +1,6 @@
 ---@meta
 -- LuaLS (lua-language-server) annotations of Switchboard's dialplan API:
--- the `call` object, the `log`, `kv`, `registrar`, `pbx` and `mailbox` modules, and
+-- the `call` object, the `log`, `kv`, `registrar`, `pbx`, `mailbox` and `queues` modules, and
 -- the spec runner's `sim`, `it`, `before_each` and `expect`. Never loaded
 -- by Switchboard (only NAME.lua files directly in dialplans/ are
 -- contexts); dialplans/.luarc.json points the editor here.
@@ -311,6 +311,89 @@ function mailbox.set_greeting(ext, kind, file) end
 ---@param pin string
 ---@return boolean?
 function mailbox.check_pin(ext, pin) end
+
+---@class QueueDefinition
+---@field strategy "ringall"|"roundrobin"|"leastrecent"|"fewestcalls"?
+---@field members string[]? Static agents.
+---@field wrapup number? Seconds after a queue call before an agent is offered another.
+---@field max_callers integer?
+---@field leave_when_empty boolean? Refuse callers while no agent is logged in.
+
+---@class QueueStatus
+---@field position integer 1 for the next caller served.
+---@field waited number Seconds.
+---@field estimate number? Seconds left, once a caller was answered.
+
+---@class QueueInfo
+---@field strategy string
+---@field waiting integer
+---@field answered integer
+---@field abandoned integer
+---@field longest_wait integer Seconds.
+---@field agents table<string, string> ext -> "available"|"in_call"|"wrapup"|"logged_out"
+
+---Call queues' state, kept by the server across reloads (plugins/queue.lua drives it).
+queues = {}
+
+---Creates or updates queue `name`; waiting callers and logged-in agents stay.
+---@param name string
+---@param opts QueueDefinition?
+function queues.define(name, opts) end
+
+---Puts a caller at the end of the queue: its ticket, or nil and "full", "empty" or "undefined".
+---@param name string
+---@param call_id string
+---@param from string?
+---@return integer? ticket
+---@return string? reason
+function queues.join(name, call_id, from) end
+
+---Where the caller stands; nil once it left the queue.
+---@param name string
+---@param ticket integer
+---@return QueueStatus?
+function queues.status(name, ticket) end
+
+---The agents to ring for the caller now (empty: not its turn or nobody free).
+---@param name string
+---@param ticket integer
+---@return string[]
+function queues.offer(name, ticket) end
+
+---The dial of an offer came back; answered callers leave the queue, agents start wrap-up.
+---@param name string
+---@param ticket integer
+---@param answered boolean
+function queues.ring_done(name, ticket, answered) end
+
+---The caller leaves without an agent (`abandoned`: it hung up).
+---@param name string
+---@param ticket integer
+---@param abandoned boolean
+function queues.leave(name, ticket, abandoned) end
+
+---Logs `ext` in to queue `name`; whether it was logged out.
+---@param ext string
+---@param name string
+---@return boolean
+function queues.login(ext, name) end
+
+---Logs `ext` out of queue `name`; whether it was logged in.
+---@param ext string
+---@param name string
+---@return boolean
+function queues.logout(ext, name) end
+
+---Whether `ext` is logged in to queue `name`.
+---@param ext string
+---@param name string
+---@return boolean
+function queues.is_logged_in(ext, name) end
+
+---The queue's state (as GET /api/v1/queues shows it), or nil.
+---@param name string
+---@return QueueInfo?
+function queues.info(name) end
 
 -- The spec runner (`switchboard test`, *_spec.lua files) ----------------------
 

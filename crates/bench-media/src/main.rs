@@ -15,6 +15,7 @@
 mod bencode;
 mod cpu;
 mod media;
+mod moh;
 mod ng;
 mod sdp_text;
 mod sip;
@@ -36,6 +37,10 @@ enum Mode {
     Rtpengine,
     /// No relay: the caller's and callee's sockets talk to each other.
     Direct,
+    /// Switchboard's call queue: callers only, each waiting with music on
+    /// hold (`bench/queue.sh`); the last step's size is the number of
+    /// callers.
+    Queue,
 }
 
 /// Command line.
@@ -125,7 +130,9 @@ fn run(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
             user: args.user.clone(),
             password: args.password.clone(),
             domain: args.domain.clone(),
+            callee: true,
         })?),
+        Mode::Queue => return run_queue(args),
         Mode::Rtpengine => {
             let mut ng = ng::Ng::new(server()?)?;
             ng.wait_ready(Duration::from_secs(10))?;
@@ -413,4 +420,74 @@ fn teardown(relay: &mut Relay, own: &[(SocketAddr, SocketAddr)]) {
             }
         }
     }
+}
+
+/// `--mode queue`: the callers wait in Switchboard's queue with music; one
+/// line `QUEUE callers=N ... kib_per_caller=K p99_ms=J` and a summary.
+fn run_queue(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
+    let agent = sip::Agent::start(sip::Account {
+        server: args.server.ok_or("--server is required for this mode")?,
+        user: args.user.clone(),
+        password: args.password.clone(),
+        domain: args.domain.clone(),
+        callee: false,
+    })?;
+    let n = args.steps.iter().copied().max().unwrap_or(0);
+    let pid = args.server_pid.map(|p| p.to_string());
+    let began = Instant::now();
+    let o = match moh::run(
+        &agent,
+        n,
+        args.setup_rate,
+        Duration::from_secs_f64(args.warmup),
+        Duration::from_secs_f64(args.window),
+        pid.as_deref(),
+    ) {
+        Ok(o) => o,
+        Err(why) => {
+            eprintln!("bench-media: queue set-up failed: {why}");
+            println!("RESULT mode=queue error=setup");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let kib = o.kib_per_caller();
+    println!(
+        "[queue] {} callers waiting (set up and settled in {:.1} s), {} hear music; {} of {} packets in {:.0} s",
+        o.callers,
+        began.elapsed().as_secs_f64() - args.window,
+        o.hearing,
+        o.packets,
+        o.expected,
+        args.window
+    );
+    println!(
+        "[queue] server RSS {} -> {} KiB: {} KiB per waiting caller; MOH jitter p50/p99/max {:.2}/{:.2}/{:.1} ms",
+        o.rss_before_kib.map_or("n/a".into(), |v| v.to_string()),
+        o.rss_after_kib.map_or("n/a".into(), |v| v.to_string()),
+        kib.map_or("n/a".into(), |k| format!("{k:.1}")),
+        o.p50_ms,
+        o.p99_ms,
+        o.max_ms
+    );
+    println!(
+        "QUEUE callers={} hearing={} packets={} expected={} rss_before_kib={} rss_after_kib={} kib_per_caller={} p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",
+        o.callers,
+        o.hearing,
+        o.packets,
+        o.expected,
+        o.rss_before_kib.map_or("n/a".into(), |v| v.to_string()),
+        o.rss_after_kib.map_or("n/a".into(), |v| v.to_string()),
+        kib.map_or("n/a".into(), |k| format!("{k:.1}")),
+        o.p50_ms,
+        o.p99_ms,
+        o.max_ms
+    );
+    match agent.teardown(1000.0) {
+        Ok((_, 0)) => {}
+        Ok((ok, bad)) => {
+            eprintln!("bench-media: teardown: {ok} callers hung up, {bad} BYEs not answered 2xx")
+        }
+        Err(e) => eprintln!("bench-media: teardown: {e}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -45,6 +45,9 @@ pub(crate) struct Account {
     pub password: String,
     /// The PBX's domain (digest realm).
     pub domain: String,
+    /// Whether the PBX rings a callee back for each call (the media run);
+    /// `false` when it answers the caller itself (the queue run).
+    pub callee: bool,
 }
 
 /// Where a set-up call's RTP goes through the PBX.
@@ -282,6 +285,12 @@ impl State {
                     other => return Err(format!("{other:?}")),
                 }
                 let caller_to = uac.media.ok_or("the PBX's 200 named no RTP address")?;
+                if !self.account.callee {
+                    return Ok(Legs {
+                        caller_to,
+                        callee_to: caller_to,
+                    });
+                }
                 let callee_to = self
                     .uas
                     .get(&c.index)
@@ -712,6 +721,7 @@ mod tests {
             user: "1100".into(),
             password: "secret".into(),
             domain: "bench.test".into(),
+            callee: true,
         })
         .unwrap();
         let caller_media: SocketAddr = "127.0.0.1:41000".parse().unwrap();

@@ -1045,9 +1045,14 @@ impl Call {
             }));
             return;
         }
-        if self.a.leg.state == LegState::Up && self.bridge.is_none() {
+        if self.a.leg.state == LegState::Up
+            && self.bridge.is_none()
+            && self.media.held_by().is_none()
+        {
             // Answered by the dialplan (an IVR transferring): the caller
-            // hears ringback, not silence, while the targets ring.
+            // hears ringback, not silence, while the targets ring. One the
+            // dialplan holds (`call:hold`, a queue ringing its agents)
+            // keeps hearing its music.
             self.media.ringback().await;
         }
         self.dialing = Some(Dialing {

@@ -360,7 +360,7 @@ fn every_module_function_and_global_is_annotated_and_vice_versa() {
     let state = dialplan_state();
     let lua = &state.lua;
     let a = annotated();
-    for module in ["log", "kv", "registrar", "pbx", "mailbox"] {
+    for module in ["log", "kv", "registrar", "pbx", "mailbox", "queues"] {
         assert_eq!(
             a.functions.get(module).cloned().unwrap_or_default(),
             functions(lua, &at(lua, module)),
@@ -483,7 +483,7 @@ fn the_readme_reference_documents_every_function_and_no_other() {
         installed.insert(("call".into(), m));
     }
     let state = dialplan_state();
-    for module in ["log", "kv", "registrar", "pbx", "mailbox"] {
+    for module in ["log", "kv", "registrar", "pbx", "mailbox", "queues"] {
         for f in functions(&state.lua, &at(&state.lua, module)) {
             installed.insert((module.into(), f));
         }

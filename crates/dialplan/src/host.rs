@@ -128,6 +128,12 @@ pub trait Host: Send + Sync + 'static {
     fn voicemail_blocks(&self) -> bool {
         self.blocks()
     }
+    /// The call queues behind the `queues` module (`plugins/queue.lua`),
+    /// kept by the host so they outlive a reload; `None`, the default,
+    /// makes every `queues` function a Lua error saying so.
+    fn queues(&self) -> Option<crate::Queues> {
+        None
+    }
 }
 
 /// A shared host, printable in `Debug` output.
@@ -155,6 +161,7 @@ struct MemoryInner {
 #[derive(Debug, Default)]
 pub struct MemoryHost {
     inner: Mutex<MemoryInner>,
+    queues: crate::Queues,
 }
 
 impl MemoryHost {
@@ -239,5 +246,9 @@ impl Host for MemoryHost {
 
     fn blocks(&self) -> bool {
         false
+    }
+
+    fn queues(&self) -> Option<crate::Queues> {
+        Some(self.queues.clone())
     }
 }

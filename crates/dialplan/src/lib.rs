@@ -73,6 +73,7 @@ mod media;
 mod modules;
 mod pattern;
 mod pool;
+mod queues;
 mod route;
 mod runtime;
 mod sandbox;
@@ -92,6 +93,10 @@ pub use generation::{Chunk, Generation};
 pub use host::{Contact, ExtensionInfo, Host, HostError, MemoryHost};
 pub use mailbox::{Greeting, VOICEMAIL_PREFIX, Voicemail, VoicemailMessage};
 pub use modules::{MAX_KV_KEY, MAX_KV_NAMESPACE, MAX_KV_VALUE};
+pub use queues::{
+    AgentSnapshot, CallerSnapshot, CallerStatus, JoinError, QueueConfig, QueueSnapshot, Queues,
+    Strategy,
+};
 pub use route::{FailureKind, LuaFailure, RouteOutcome};
 pub use runtime::{CallState, Limits, Runtime};
 pub use sandbox::SWITCHBOARD_API;

@@ -153,6 +153,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
     )?;
     globals.raw_set("pbx", pbx)?;
     crate::mailbox::install(lua, host)?;
+    crate::queues::install(lua, host)?;
     install_clock(lua, host)
 }
 

@@ -132,6 +132,12 @@ impl Runtime {
         Arc::clone(&self.current.load().generation)
     }
 
+    /// The call queues its host keeps (`queues` module), for the admin
+    /// API; the same before and after a reload.
+    pub fn queues(&self) -> Option<crate::Queues> {
+        self.host.0.queues()
+    }
+
     /// The directory of the contexts.
     pub fn dialplans_dir(&self) -> &Path {
         &self.dialplans

@@ -62,6 +62,8 @@ pub(crate) struct World {
     pub(crate) recorded: HashMap<String, f64>,
     /// The next number in made-up names and ids.
     pub(crate) serial: u64,
+    /// The call queues (`queues` module) of this case.
+    pub(crate) queues: crate::Queues,
 }
 
 impl World {
@@ -164,6 +166,10 @@ impl Host for SimHost {
 
     fn voicemail(&self) -> Option<&dyn Voicemail> {
         Some(self)
+    }
+
+    fn queues(&self) -> Option<crate::Queues> {
+        Some(self.0.lock().queues.clone())
     }
 }
 

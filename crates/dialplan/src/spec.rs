@@ -241,8 +241,12 @@ impl SpecRunner {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs() as f64);
-        *self.world.lock() = World {
+        let mut world = self.world.lock();
+        // The queues the contexts defined when they loaded, none waiting.
+        let queues = world.queues.defined_only();
+        *world = World {
             now,
+            queues,
             extensions: self
                 .settings
                 .extensions

@@ -69,6 +69,10 @@ const SHIPPED_LUA: &[(&str, &str)] = &[
         "plugins/voicemail.lua",
         include_str!("../../../plugins/voicemail.lua"),
     ),
+    (
+        "plugins/queue.lua",
+        include_str!("../../../plugins/queue.lua"),
+    ),
 ];
 
 /// Writes the shipped Lua into `dir` unless a test already put a
