@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -14,7 +14,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use dialplan::{
-    Contact, ExtensionInfo, FileError, Host, HostError, ReloadError, ReloadWatcher, Runtime,
+    Contact, ExtensionInfo, FileError, Host, HostError, PhoneState, ReloadError, ReloadWatcher,
+    Runtime,
 };
 use serde_json::json;
 use storage::Storage;
@@ -37,7 +38,15 @@ pub const EMBEDDED_PLUGINS: &[(&str, &str)] = &[
         "callforward.lua",
         include_str!("../plugins/callforward.lua"),
     ),
+    ("dnd.lua", include_str!("../plugins/dnd.lua")),
+    ("followme.lua", include_str!("../plugins/followme.lua")),
+    ("ivr.lua", include_str!("../plugins/ivr.lua")),
+    ("ringgroup.lua", include_str!("../plugins/ringgroup.lua")),
     ("speeddial.lua", include_str!("../plugins/speeddial.lua")),
+    (
+        "timeconditions.lua",
+        include_str!("../plugins/timeconditions.lua"),
+    ),
     ("voicemail.lua", include_str!("../plugins/voicemail.lua")),
     ("README.md", include_str!("../plugins/README.md")),
 ];
@@ -72,6 +81,22 @@ pub const EMBEDDED_SOUNDS: &[(&str, &[u8])] = &[
         "moh/default.wav",
         include_bytes!("../sounds/moh/default.wav"),
     ),
+    (
+        "reception-menu.wav",
+        include_bytes!("../sounds/reception-menu.wav"),
+    ),
+    (
+        "reception-closed.wav",
+        include_bytes!("../sounds/reception-closed.wav"),
+    ),
+    (
+        "ivr-invalid.wav",
+        include_bytes!("../sounds/ivr-invalid.wav"),
+    ),
+    ("dnd-on.wav", include_bytes!("../sounds/dnd-on.wav")),
+    ("dnd-off.wav", include_bytes!("../sounds/dnd-off.wav")),
+    ("night-on.wav", include_bytes!("../sounds/night-on.wav")),
+    ("night-off.wav", include_bytes!("../sounds/night-off.wav")),
     ("vm-beep.wav", include_bytes!("../sounds/vm-beep.wav")),
     ("vm-busy.wav", include_bytes!("../sounds/vm-busy.wav")),
     ("vm-deleted.wav", include_bytes!("../sounds/vm-deleted.wav")),
@@ -166,6 +191,8 @@ pub enum DialplanError {
 /// Dropping it stops the watcher.
 pub struct Dialplan {
     runtime: Arc<Runtime>,
+    /// The live calls `pbx.state` reads, once the call service exists.
+    calls: Arc<OnceLock<Arc<pbx::Registry>>>,
     _watcher: ReloadWatcher,
     /// The directories were created from the embedded copies at this start.
     seeded: Option<String>,
@@ -176,6 +203,12 @@ impl Dialplan {
     /// The runtime: `runtime.call_state()?.run_route(api, info)` for each call.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// Gives `pbx.state` the live calls (the call service is built after
+    /// the dialplan); until then it knows registrations only.
+    pub fn set_calls(&self, calls: Arc<pbx::Registry>) {
+        let _ = self.calls.set(calls);
     }
 
     /// Logs what was loaded; called with the other start-up lines once
@@ -215,7 +248,9 @@ pub async fn start(
     {
         dialplan::set_timezone(zone);
     }
-    let host = Arc::new(PbxHost::new(storage, &extensions).with_voicemail(voicemail));
+    let host = PbxHost::new(storage, &extensions).with_voicemail(voicemail);
+    let calls = Arc::clone(&host.calls);
+    let host = Arc::new(host);
     let settings = config.dialplan.clone();
     let source = config.source.clone();
     let (runtime, seeded) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
@@ -231,6 +266,7 @@ pub async fn start(
     spawn_sighup(Arc::clone(&runtime), extensions)?;
     Ok(Dialplan {
         runtime,
+        calls,
         _watcher: watcher,
         seeded,
         dirs: format!(
@@ -468,6 +504,8 @@ struct PbxHost {
     extensions: Arc<ArcSwap<HashMap<String, ExtensionInfo>>>,
     /// The mailboxes behind the `mailbox` module.
     voicemail: Option<Arc<crate::voicemail::Voicemail>>,
+    /// The live calls, for `pbx.state` (set once the call service exists).
+    calls: Arc<OnceLock<Arc<pbx::Registry>>>,
 }
 
 impl PbxHost {
@@ -477,6 +515,7 @@ impl PbxHost {
             registrar: extensions.registrar().clone(),
             extensions: extensions.dialplan_map(),
             voicemail: None,
+            calls: Arc::default(),
         }
     }
 
@@ -536,6 +575,27 @@ impl Host for PbxHost {
 
     fn extension(&self, id: &str) -> Result<Option<ExtensionInfo>, HostError> {
         Ok(self.extensions.load().get(id).cloned())
+    }
+
+    fn phone_state(&self, ext: &str) -> Result<PhoneState, HostError> {
+        // On a call: it placed it or answered it; ringing: a dial rings it.
+        if let Some(calls) = self.calls.get() {
+            let mut ringing = false;
+            for call in calls.list() {
+                if call.caller.as_deref() == Some(ext) || call.callee.as_deref() == Some(ext) {
+                    return Ok(PhoneState::Busy);
+                }
+                ringing |= call.ringing.iter().any(|r| r.target == ext);
+            }
+            if ringing {
+                return Ok(PhoneState::Ringing);
+            }
+        }
+        Ok(if self.contacts(ext)?.is_empty() {
+            PhoneState::Unregistered
+        } else {
+            PhoneState::Idle
+        })
     }
 
     fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {

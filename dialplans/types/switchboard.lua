@@ -236,6 +236,14 @@ pbx = {}
 ---@return Extension?
 function pbx.extension(id) end
 
+---What extension `ext`'s phone is doing: `"idle"`, `"ringing"` (a call
+---rings it), `"busy"` (on a call) or `"unregistered"` (no registration;
+---also for an unknown id). In specs, `sim.phone(ext):is_busy()` and
+---`:is_unregistered()` drive it.
+---@param ext string
+---@return "idle"|"ringing"|"busy"|"unregistered"
+function pbx.state(ext) end
+
 ---@class VoicemailMessage
 ---@field id string
 ---@field caller string Who left it, as the caller presented itself.

@@ -12,7 +12,7 @@ use crate::call::{
     ActionError, CallApi, DialOptions, DialResult, DialStatus, DigitOptions, RecordEnd,
     RecordOptions, RecordResult,
 };
-use crate::host::{Contact, ExtensionInfo, Host, HostError};
+use crate::host::{Contact, ExtensionInfo, Host, HostError, PhoneState};
 use crate::mailbox::{Greeting, VOICEMAIL_PREFIX, Voicemail, VoicemailMessage};
 
 /// The first parking slot (`call:park{}` without a slot, in a simulation).
@@ -142,6 +142,14 @@ impl Host for SimHost {
 
     fn extension(&self, id: &str) -> Result<Option<ExtensionInfo>, HostError> {
         Ok(self.0.lock().extensions.get(id).cloned())
+    }
+
+    fn phone_state(&self, ext: &str) -> Result<PhoneState, HostError> {
+        Ok(match self.0.lock().phone(ext) {
+            Phone::Busy => PhoneState::Busy,
+            Phone::Unregistered => PhoneState::Unregistered,
+            Phone::Answers { .. } | Phone::NeverAnswers => PhoneState::Idle,
+        })
     }
 
     fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {

@@ -27,7 +27,7 @@ mod trace;
 
 pub use bridge::{Bridge, BridgeEvent, Side};
 pub use cdr::{Cdr, Disposition, rfc3339, unix_ms};
-pub use cdr_writer::CdrWriter;
+pub use cdr_writer::{CdrObserver, CdrWriter};
 pub use channel::{
     BoxFuture, Channel, ChannelError, ChannelEvent, ChannelId, Hangup, Transfer, TransferReport,
 };
