@@ -6,9 +6,11 @@
 //! extension in do-not-disturb and its callers get voicemail without it
 //! ringing; and the plugin hooks `on_register` and `on_call_end` run, a
 //! failing one logged with its `file:line`. The plugins' other behaviour
-//! is in their specs (`dialplans/tests/*_spec.lua`); the ring group
-//! strategies the shipped office does not use are specced here through
-//! `switchboard test` on a context of the test's own.
+//! is in their specs (`dialplans/tests/*_spec.lua`); what the shipped
+//! office does not use (the other ring group strategies, nested menus,
+//! hours past midnight) is specced here through `switchboard test` on
+//! contexts of the test's own, and a bad hours table fails `check` with
+//! the dialplan's line.
 
 mod binary;
 mod office;
@@ -435,18 +437,93 @@ it("a final destination can be another group, and then an extension", function()
 end)
 "#;
 
+/// Nested menus, "back" and a fail function (ivr); hours past midnight,
+/// day lists and holidays (timeconditions).
+const MENUS: &str = r#"local ivr = require("ivr")
+local tc = require("timeconditions")
+local LATE = tc.hours("late", { "mon-fri 22:00-06:00", "sat,sun 10:00-12:00", except = { "2026-12-09" } })
+function route(call)
+  if call.request_uri.user == "hours" then
+    call:reject(tc.is_open(LATE) and 486 or 480)
+    return
+  end
+  ivr.menu(call, {
+    prompt = "hello",
+    options = {
+      ["1"] = function(c) c:dial("1001") end,
+      ["2"] = { prompt = "echo", options = { ["1"] = "1002", ["*"] = "back" } },
+    },
+    go = function(c, number) c:dial(number) end,
+    retries = 2,
+    fail = function(c) c:dial("1003") end,
+  })
+end
+"#;
+
+const MENUS_SPEC: &str = r#"before_each(function()
+  for _, id in ipairs({ "1001", "1002", "1003", "1004" }) do
+    sim.extension(id)
+  end
+end)
+
+local function menu(keys)
+  local call = sim.call({ from = "1004", to = "menu", context = "menus" })
+  call:sends_digits(keys)
+  return call
+end
+
+it("a nested menu's choice", function()
+  local call = menu("21")
+  expect(call):played("echo")
+  expect(call):dialled("1002")
+  expect(call):not_dialled("1001")
+end)
+
+it("back from a nested menu to the one above", function()
+  local call = menu("2*1")
+  expect(call):played("echo")
+  expect(call):dialled("1001")
+end)
+
+it("no choice within the retries runs the fail function", function()
+  local call = menu("")
+  expect(call):played("no-input")
+  expect(call):dialled("1003")
+end)
+
+local function hours(at)
+  sim.clock:set(at)
+  return sim.call({ from = "1004", to = "hours", context = "menus" })
+end
+
+it("a range past midnight counts for the evening and the early hours after", function()
+  expect(hours("2026-12-08 23:00")):rejected(486) -- Tuesday night
+  expect(hours("2026-12-12 05:00")):rejected(486) -- Saturday, early: Friday's night
+  expect(hours("2026-12-07 05:00")):rejected(480) -- Monday, early: Sunday had no night
+  expect(hours("2026-12-08 12:00")):rejected(480) -- Tuesday noon
+end)
+
+it("a day list and a holiday", function()
+  expect(hours("2026-12-13 11:00")):rejected(486) -- Sunday
+  expect(hours("2026-12-09 23:00")):rejected(480) -- Wednesday, a holiday
+end)
+"#;
+
 #[test]
-fn every_ring_group_strategy_and_final_destination_passes_its_spec() {
+fn every_ring_group_strategy_ivr_nesting_and_time_ranges_pass_their_specs() {
     let w = binary::Workdir::empty();
     w.write("dialplans/default.lua", GROUPS);
+    w.write("dialplans/menus.lua", MENUS);
     w.write("dialplans/tests/groups_spec.lua", GROUPS_SPEC);
+    w.write("dialplans/tests/menus_spec.lua", MENUS_SPEC);
     let plugins = repo().join("plugins");
     let config = w.write(
         "switchboard.toml",
         &format!(
-            "[dialplan]\ndir = {:?}\nplugins = {:?}\n",
+            "[dialplan]\ndir = {:?}\nplugins = {:?}\nsounds = {:?}\n",
             w.path().join("dialplans"),
-            plugins
+            plugins,
+            repo().join("sounds")
         ),
     );
     let mut command = Command::new(env!("CARGO_BIN_EXE_switchboard"));
@@ -459,8 +536,33 @@ fn every_ring_group_strategy_and_final_destination_passes_its_spec() {
     let out = binary::finish(command);
     assert!(out.status.success(), "{}\n{}", out.stdout, out.stderr);
     assert!(
-        out.stdout.lines().last() == Some("5 passed, 0 failed"),
+        out.stdout.lines().last() == Some("10 passed, 0 failed"),
         "{}",
         out.stdout
+    );
+}
+
+#[test]
+fn a_bad_office_hours_table_is_an_error_with_the_dialplans_line() {
+    let w = binary::Workdir::empty();
+    w.write(
+        "dialplans/default.lua",
+        "local tc = require(\"timeconditions\")\nlocal H = tc.hours(\"office\", { \"mon-fri 9-17\" })\nfunction route(call) end\n",
+    );
+    let config = w.write(
+        "switchboard.toml",
+        &format!(
+            "[dialplan]\ndir = {:?}\nplugins = {:?}\n",
+            w.path().join("dialplans"),
+            repo().join("plugins")
+        ),
+    );
+    let out = w.run(&["check", "--config", config.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("dialplans/default.lua:2: timeconditions.hours: entry 1"),
+        "{}",
+        out.stderr
     );
 }
