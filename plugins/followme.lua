@@ -4,7 +4,11 @@
 --   followme.define("1000", {
 --     numbers = { "1003", "trunk:carrier/+15557654321" },
 --     ring = 20,       -- seconds the desk phone, then each number, rings
---     together = false, -- true: the numbers ring at once, not in order
+--     together = false, -- true: the extensions among the numbers ring
+--                       -- at once, then the outside numbers in order
+--     confirm = "outside", -- who must press 1 to take the call: "outside"
+--                          -- (trunk numbers, the default), "all", "none"
+--     confirm_timeout = 10, -- seconds after the prompt to press it
 --   })
 --   local r = followme.dial(call, "1000")  -- {status, code} as call:dial
 --
@@ -12,15 +16,12 @@
 -- `ring` seconds; if it is not answered there, the numbers (extension ids
 -- or `trunk:NAME/NUMBER` targets) ring one after the other (or together).
 -- Extensions that are busy, unregistered or in do-not-disturb are passed
--- over. The result is that of the last dial, so the dialplan can still
--- send the caller to voicemail.
---
--- NOT YET: "press 1 to accept" on outside numbers. call:dial bridges the
--- first party that answers, and the call core cannot yet play a prompt to
--- an answering callee and read its keys before bridging; until it can, an
--- outside number (a trunk target) is rung like any other, so a mobile's
--- own voicemail may take the call. Give such numbers a short `ring`
--- (shorter than the mobile's voicemail delay).
+-- over. Whoever answers an outside number (a trunk target) hears "You
+-- have a call. Press 1 to accept it." (followme-accept) and is put through
+-- only after pressing 1 (call:dial's `confirm`); otherwise it is hung up
+-- on and the next number rings, so a mobile's own voicemail never takes
+-- the call. The result is that of the last dial, so the dialplan can
+-- still send the caller to voicemail.
 --
 -- The list is kept in the plugin (define, at a dialplan's top level), and
 -- may be replaced per extension in kv (followme.set, namespace "followme",
@@ -32,6 +33,9 @@ local M = {}
 
 local NS = "followme"
 local DEFAULT_RING = 20
+local CONFIRM = { outside = true, all = true, none = true }
+local CONFIRM_PROMPT = "followme-accept"
+local DEFAULT_CONFIRM_TIMEOUT = 10
 
 local defined = {}
 
@@ -51,7 +55,13 @@ function M.define(ext, spec)
     error("followme.define(" .. ext .. "): expected numbers = { ... }", 2)
   end
   for k in pairs(spec) do
-    if k ~= "numbers" and k ~= "ring" and k ~= "together" then
+    if
+      k ~= "numbers"
+      and k ~= "ring"
+      and k ~= "together"
+      and k ~= "confirm"
+      and k ~= "confirm_timeout"
+    then
       error("followme.define(" .. ext .. "): unknown key " .. tostring(k), 2)
     end
   end
@@ -61,10 +71,19 @@ function M.define(ext, spec)
   if spec.ring ~= nil and (type(spec.ring) ~= "number" or spec.ring <= 0) then
     error("followme.define(" .. ext .. "): ring must be seconds, more than 0", 2)
   end
+  if spec.confirm ~= nil and not CONFIRM[spec.confirm] then
+    error("followme.define(" .. ext .. '): confirm must be "outside", "all" or "none"', 2)
+  end
+  local t = spec.confirm_timeout
+  if t ~= nil and (type(t) ~= "number" or t < 1 or t > 60) then
+    error("followme.define(" .. ext .. "): confirm_timeout must be 1 to 60 seconds", 2)
+  end
   defined[ext] = {
     numbers = { table.unpack(spec.numbers) },
     ring = spec.ring or DEFAULT_RING,
     together = spec.together == true,
+    confirm = spec.confirm or "outside",
+    confirm_timeout = t or DEFAULT_CONFIRM_TIMEOUT,
   }
 end
 
@@ -95,6 +114,8 @@ function M.get(ext)
     numbers = numbers,
     ring = base and base.ring or DEFAULT_RING,
     together = base ~= nil and base.together,
+    confirm = base and base.confirm or "outside",
+    confirm_timeout = base and base.confirm_timeout or DEFAULT_CONFIRM_TIMEOUT,
   }
 end
 
@@ -143,7 +164,11 @@ function M.dial(call, ext, opts)
   end
   for _, targets in ipairs(steps) do
     log.info("follow-me of " .. ext .. ": ringing " .. table.concat(targets, ", "))
-    local d = call:dial(targets, { timeout = fm.ring })
+    local opts = { timeout = fm.ring }
+    if fm.confirm == "all" or (fm.confirm == "outside" and outside(targets[1])) then
+      opts.confirm = { prompt = CONFIRM_PROMPT, key = "1", timeout = fm.confirm_timeout }
+    end
+    local d = call:dial(targets, opts)
     if over(call, d) then
       return d
     end

@@ -71,7 +71,7 @@ say vm-invalid "That key is not valid."
 say park-parked-in "Parked in slot"
 say park-empty "Nobody is parked there."
 
-# Office plugins (plugins/ivr.lua, dnd.lua, timeconditions.lua;
+# Office plugins (plugins/ivr.lua, dnd.lua, timeconditions.lua, followme.lua;
 # dialplans/default.lua's reception on 0).
 say reception-menu "Thank you for calling. For sales, press 1. For the operator, press 0. If you know the extension of the person you are calling, you may dial it at any time."
 say reception-closed "Thank you for calling. Our office is closed right now. Our hours are Monday to Friday, 9 A M to 5 30 P M. For sales, press 1. For the operator, press 0. Or dial an extension at any time."
@@ -80,6 +80,7 @@ say dnd-on "Do not disturb is on."
 say dnd-off "Do not disturb is off."
 say night-on "Night mode is on. The office is closed."
 say night-off "Night mode is off."
+say followme-accept "You have a call. Press 1 to accept it."
 
 # The tone before a recording: 1 kHz for 400 ms, 8 kHz mono 16-bit.
 sox -n -r 8000 -c 1 -b 16 -e signed-integer vm-beep.wav synth 0.4 sine 1000 vol 0.5

@@ -247,12 +247,21 @@ impl CallApi for LuaCall {
         targets: Vec<String>,
         opts: DialOptions,
     ) -> Result<DialResult, ActionError> {
+        let confirm = match opts.confirm {
+            Some(c) => Some(pbx::DialConfirm {
+                prompt: Arc::new(self.prompt(&c.prompt).await?),
+                key: c.key,
+                timeout: c.timeout,
+            }),
+            None => None,
+        };
         let request = DialRequest {
             targets,
             timeout: opts.timeout,
             caller_id: opts.caller_id,
             headers: opts.headers,
             moh: opts.moh,
+            confirm,
         };
         let outcome = self
             .handle

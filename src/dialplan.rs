@@ -97,6 +97,10 @@ pub const EMBEDDED_SOUNDS: &[(&str, &[u8])] = &[
     ("dnd-off.wav", include_bytes!("../sounds/dnd-off.wav")),
     ("night-on.wav", include_bytes!("../sounds/night-on.wav")),
     ("night-off.wav", include_bytes!("../sounds/night-off.wav")),
+    (
+        "followme-accept.wav",
+        include_bytes!("../sounds/followme-accept.wav"),
+    ),
     ("vm-beep.wav", include_bytes!("../sounds/vm-beep.wav")),
     ("vm-busy.wav", include_bytes!("../sounds/vm-busy.wav")),
     ("vm-deleted.wav", include_bytes!("../sounds/vm-deleted.wav")),

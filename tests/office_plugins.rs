@@ -566,3 +566,114 @@ fn a_bad_office_hours_table_is_an_error_with_the_dialplans_line() {
         out.stderr
     );
 }
+
+/// Follow-me from 1001 (not registered: its desk phone is passed at once)
+/// to 1002, which must press 1 (`confirm = "all"`: an extension stands in
+/// for an outside number here).
+const FOLLOW: &str = r#"local followme = require("followme")
+followme.define("1001", { numbers = { "1002" }, ring = 10, confirm = "all", confirm_timeout = 2 })
+function route(call)
+  local r = followme.dial(call, call.request_uri.user)
+  if r.status ~= "answered" and r.status ~= "cancelled" and call.state ~= "ended" then
+    call:reject(480)
+  end
+end
+"#;
+
+/// 1003 calls 1001; 1002 answers the follow-me and hears the prompt.
+fn follow_me_answered(
+    o: &office::Office,
+) -> (
+    Phone,
+    RtpPeer,
+    testkit::OutCall,
+    Phone,
+    testkit::InCall,
+    RtpPeer,
+    testkit::RemoteMedia,
+) {
+    let mut b = phone(&o.server, "1002");
+    let mut c = phone(&o.server, "1003");
+    let rc = RtpPeer::localhost();
+    let out = c
+        .call_sdp("1001", &[], &rc.sdp_offer(OFFER))
+        .expect("INVITE");
+    let b_in = b.incoming(WAIT).expect("1002 rings");
+    let b_media = media_of(&b_in.invite.body);
+    let rb = RtpPeer::localhost();
+    b.reply_sdp(
+        &b_in.invite,
+        &b_in.tag,
+        200,
+        &rb.sdp_answer(&["PCMU", "telephone-event"]),
+    )
+    .unwrap();
+    b.request("ACK", WAIT).expect("1002 gets the ACK");
+    // The prompt, from the PBX, before anyone is put through.
+    assert!(rb.wait_for(25, WAIT), "1002 hears the prompt");
+    assert!(rb.received().iter().all(|p| p.from == b_media.addr));
+    (c, rc, out, b, b_in, rb, b_media)
+}
+
+#[test]
+fn follow_me_puts_the_caller_through_once_the_answering_party_presses_1() {
+    let o = office::office_with(Some(FOLLOW), EXT_1003);
+    let (mut c, rc, out, mut b, b_in, rb, b_media) = follow_me_answered(&o);
+    let pt = b_media.telephone_event.expect("telephone-event offered");
+    rb.send_digits(
+        b_media.addr,
+        pt,
+        "1",
+        Duration::from_millis(100),
+        Duration::from_millis(60),
+    )
+    .expect("send 1");
+    let (ok, _) = c.final_response(WAIT).expect("the caller is put through");
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let c_media = media_of(&ok.body);
+    let mut c_dialog = c.ack(&out, &ok).expect("ACK");
+    rb.clear();
+    exchange(
+        &rc,
+        (c_media.addr, 0, 1000.0),
+        &rb,
+        (b_media.addr, 0, 2000.0),
+    );
+    assert_heard("1002", &rb, b_media.addr, 40, 1000.0);
+    assert_heard("1003", &rc, c_media.addr, 40, 2000.0);
+    wait_for_step(&o.server, &out.call_id, "1002 confirmed");
+    let bye = c.request_in(&mut c_dialog, "BYE", None).expect("BYE");
+    assert_eq!(bye.status, 200);
+    let bye = b.request("BYE", WAIT).expect("1002 gets BYE");
+    b.reply(&bye, &b_in.tag, 200).unwrap();
+}
+
+#[test]
+fn follow_me_hangs_up_on_a_party_that_does_not_press_1() {
+    let o = office::office_with(Some(FOLLOW), EXT_1003);
+    let (mut c, _rc, out, mut b, b_in, _rb, _) = follow_me_answered(&o);
+    // Nothing pressed: after the prompt and 2 s, 1002 gets BYE and the
+    // caller, nobody else to ring, 480.
+    let bye = b.request("BYE", LOG_WAIT + WAIT).expect("1002 gets BYE");
+    b.reply(&bye, &b_in.tag, 200).unwrap();
+    let (r, _) = c.final_response(WAIT).expect("the caller's answer");
+    assert_eq!(r.status, 480, "{r:?}");
+    wait_for_step(&o.server, &out.call_id, "1002 did not confirm");
+}
+
+#[test]
+fn a_caller_leaving_while_the_party_confirms_hangs_up_on_it() {
+    let o = office::office_with(Some(FOLLOW), EXT_1003);
+    let (mut c, _rc, out, mut b, b_in, _rb, _) = follow_me_answered(&o);
+    c.cancel(&out).expect("CANCEL");
+    // 200 for the CANCEL, 487 for the INVITE.
+    let mut statuses = Vec::new();
+    while statuses.len() < 2 {
+        statuses.push(c.response(WAIT).expect("a response").status);
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 487]);
+    // Before the confirmation's own 2 s could end it.
+    let bye = b.request("BYE", WAIT).expect("1002 gets BYE");
+    b.reply(&bye, &b_in.tag, 200).unwrap();
+}

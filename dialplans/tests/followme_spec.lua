@@ -45,3 +45,18 @@ it("a list set in kv replaces the defined one", function()
   expect(call):dialled("1002", { timeout = 20 })
   expect(call):not_dialled("1003")
 end)
+
+it("an outside number must press 1 to take the call; an extension need not", function()
+  sim.phone("1000"):never_answers()
+  sim.kv.set("followme", "1000", "1003,trunk:carrier/+15557654321")
+  sim.phone("1003"):never_answers()
+  local call = sim.call({ from = "1001", to = "1000" })
+  local asked = {}
+  for _, a in ipairs(call:actions()) do
+    if a.action == "dial" then
+      asked[a.targets[1]] = a.file or "none"
+    end
+  end
+  expect(asked["1003"]):equals("none")
+  expect(asked["trunk:carrier/+15557654321"]):equals("followme-accept.wav")
+end)

@@ -33,11 +33,17 @@ SWITCHBOARD_API = 1
 ---@field status DialStatus
 ---@field code integer The final SIP status that decided it (200, 486, 408, ...).
 
+---@class DialConfirm
+---@field prompt string A file under sounds/ (`.wav` added).
+---@field key string? The key that accepts (default "1").
+---@field timeout number? Seconds after the prompt to press it (default 10, 1 to 60).
+
 ---@class DialOptions
 ---@field timeout number? Seconds the targets ring (more than 0, at most 86400).
 ---@field caller_id string? The caller id the targets see.
 ---@field headers table<string, string>? Extra headers on the outbound INVITEs.
 ---@field moh string? Music-on-hold class (sounds/moh/NAME.wav) either side hears when the other holds.
+---@field confirm DialConfirm? Whoever answers hears the prompt and is put through only after pressing the key.
 
 ---@class RecordOptions
 ---@field max number? Longest recording in seconds (default 60, at most 3600).
@@ -419,7 +425,7 @@ function SimCall:run() end
 ---@field timeout number? dial, read_digits, sleep, record
 ---@field caller_id string? dial
 ---@field moh string? dial, hold
----@field file string? play, record, redirect (the URI)
+---@field file string? play, record, redirect (the URI), dial with confirm (its prompt)
 ---@field code integer? reject; dial's result
 ---@field reason string? reject
 ---@field status string? dial's status; record's reason

@@ -87,8 +87,8 @@ mod strlib;
 mod watcher;
 
 pub use call::{
-    ActionError, CallApi, CallInfo, DialOptions, DialResult, DialStatus, DigitOptions, RecordEnd,
-    RecordOptions, RecordResult, Source, UriParts,
+    ActionError, CallApi, CallInfo, DialConfirm, DialOptions, DialResult, DialStatus, DigitOptions,
+    RecordEnd, RecordOptions, RecordResult, Source, UriParts,
 };
 pub use clock::{set_timezone, timezone};
 pub use error::{Error, FileError, ReloadError};

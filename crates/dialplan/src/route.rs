@@ -529,6 +529,7 @@ fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOp
                 Value::String(s) => options.moh = Some(moh_class("dial", &s.to_str()?)?),
                 other => return Err(type_error("dial", "opts.moh as a string", &other)),
             }
+            options.confirm = crate::media::confirm_arg(&opts.get::<Value>("confirm")?)?;
             match opts.get::<Value>("headers")? {
                 Value::Nil => {}
                 Value::Table(headers) => {

@@ -290,7 +290,8 @@ pub(crate) struct Recorded {
     pub(crate) caller_id: Option<String>,
     /// `dial`'s or `hold`'s music-on-hold class.
     pub(crate) moh: Option<String>,
-    /// `play` / `record` file; `redirect` URI.
+    /// `play` / `record` file; `redirect` URI; the prompt of a `dial`
+    /// with `confirm` (the simulated phones always confirm).
     pub(crate) file: Option<String>,
     /// `reject` code, or the code `dial` came back with.
     pub(crate) code: Option<u16>,
@@ -503,8 +504,20 @@ impl CallApi for SimCall {
             r.timeout = opts.timeout.map(|t| t.as_secs_f64());
             r.caller_id = opts.caller_id.clone();
             r.moh = opts.moh.clone();
+            r.file = opts.confirm.as_ref().map(|c| c.prompt.clone());
         })
         .map_err(ended)?;
+        if let (Some(sounds), Some(confirm)) = (&self.sounds, &opts.confirm)
+            && !sounds.join(&confirm.prompt).is_file()
+        {
+            return Err(failed(
+                "dial",
+                format!(
+                    "no confirmation prompt {}",
+                    sounds.join(&confirm.prompt).display()
+                ),
+            ));
+        }
         let result = self.dial_now(&targets, &opts);
         self.last(|r| {
             r.status = Some(result.status.as_str());

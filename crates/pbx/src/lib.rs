@@ -32,8 +32,8 @@ pub use channel::{
     BoxFuture, Channel, ChannelError, ChannelEvent, ChannelId, Hangup, Transfer, TransferReport,
 };
 pub use handle::{
-    ActionError, CallDetails, CallHandle, Command, DialOutcome, DialRequest, DialStatus, Party,
-    RouteEnd, Router,
+    ActionError, CallDetails, CallHandle, Command, DialConfirm, DialOutcome, DialRequest,
+    DialStatus, Party, RouteEnd, Router,
 };
 pub use leg::{Leg, LegState};
 pub use mailbox::{
