@@ -73,8 +73,8 @@ say park-empty "Nobody is parked there."
 
 # Office plugins (plugins/ivr.lua, dnd.lua, timeconditions.lua, followme.lua;
 # dialplans/default.lua's reception on 0).
-say reception-menu "Thank you for calling. For sales, press 1. For the operator, press 0. If you know the extension of the person you are calling, you may dial it at any time."
-say reception-closed "Thank you for calling. Our office is closed right now. Our hours are Monday to Friday, 9 A M to 5 30 P M. For sales, press 1. For the operator, press 0. Or dial an extension at any time."
+say reception-menu "Welcome. Press 1 for sales, 0 for the operator, or dial an extension."
+say reception-closed "We are closed. Press 1 for sales, 0 for the operator, or dial an extension."
 say ivr-invalid "That is not a valid choice."
 say dnd-on "Do not disturb is on."
 say dnd-off "Do not disturb is off."

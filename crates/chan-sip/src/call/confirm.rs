@@ -116,7 +116,12 @@ impl Call {
         if !accepted {
             self.note(|| format!("{} did not confirm: hung up", confirming.label));
             drop(confirming); // BYE
-            drop(media);
+            // The callee side (our offer's ports) comes back for the
+            // targets still ringing.
+            self.media.attach_callee(media).await;
+            if self.a.leg.state == pbx::LegState::Up {
+                self.media.ringback().await;
+            }
             self.branch_failed(id, 408);
             return;
         }
