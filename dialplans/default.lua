@@ -1,22 +1,55 @@
 -- dialplans/default.lua: the demo office.
 --
--- Extensions 1000-1999 that exist in the configuration call each other; a
--- call rings for 20 s. Busy -> voicemail at once (busy greeting); no
--- answer within 20 s or not registered -> voicemail (unavailable
--- greeting); anything else -> 503. *97 opens the caller's own mailbox, *98
--- any mailbox (with its PIN); see plugins/voicemail.lua.
--- Call forwarding (*72NNNN / *73) and speed dials (*74NNXXXX / **NN) come
--- from plugins/. 600 is an echo test (you hear yourself); 700 plays a
--- prompt, reads up to four digits (end with #) and says them back. 70
--- parks the call (the caller hears "parked in slot 7N", then music); 71-79
--- pick up the call parked in that slot. *8 picks up a call ringing in the
--- caller's pickup group, **NNNN a call ringing extension NNNN. Anything
--- else is 404.
+--   0        reception: a voice menu at any hour (1 sales, 2 support, 0 the
+--            operator, or dial an extension); after hours only its prompt
+--            changes
+--   400      sales: a ring group, hunting 1001, 1002, 1003
+--   401      support: a call queue with music (plugins/queue.lua); *45 logs
+--            an agent in or out
+--   1000-1999  the extensions that exist in the configuration: ring 20 s;
+--            busy, in do-not-disturb -> voicemail (busy greeting); no
+--            answer or not registered -> voicemail (unavailable greeting)
+--   *76      do-not-disturb on/off for the caller's extension
+--   *28      night mode on/off: the office counts as closed until toggled
+--   *97, *98 the caller's own mailbox, any mailbox (plugins/voicemail.lua)
+--   *72NNNN, *73  call forward set / clear; *74NNXXXX, **NN speed dials
+--   600      echo test; 700 reads back up to four digits (end with #)
+--   70       park the call ("parked in slot 7N", then music); 71-79 take it
+--   *8       pick up a call ringing in the caller's pickup group; **NNNN
+--            one ringing extension NNNN
+--   9...     outside lines through the trunks (toll-fraud default deny)
+-- Anything else is 404. Reception's desk phone (1000) follows on to 1003
+-- when it is not answered (plugins/followme.lua). The plugins are
+-- documented in dialplans/README.md.
 
 local callforward = require("callforward")
+local dnd = require("dnd")
+local followme = require("followme")
+local ivr = require("ivr")
+local ringgroup = require("ringgroup")
 local speeddial = require("speeddial")
+local tc = require("timeconditions")
 local vm = require("voicemail")
 local queue = require("queue")
+
+-- Office hours (local time: [dialplan] timezone in the config), holidays
+-- closed; *28 forces night mode.
+local OFFICE = tc.hours("office", {
+  "mon-fri 09:00-17:30",
+  except = { "12-25", "12-26", "01-01" },
+})
+
+-- Sales, 400: the first free phone of the three, 15 s each, then
+-- reception's voicemail.
+ringgroup.define("sales", {
+  members = { "1001", "1002", "1003" },
+  strategy = "hunt",
+  ring = 15,
+  final = "voicemail:1000",
+})
+
+-- Reception's calls go on to the back office when nobody answers the desk.
+followme.define("1000", { numbers = { "1003" }, ring = 20 })
 
 local RING_SECONDS = 20
 -- The extension a caller reaches by pressing 0 during a voicemail greeting
@@ -40,11 +73,21 @@ queue.define("support", {
 })
 
 local function call_extension(call, ext)
+  if dnd.is_on(ext) and call.transfer == nil then
+    log.info(ext .. " is in do-not-disturb")
+    vm.leave(call, ext, { greeting = "busy", operator = OPERATOR })
+    return
+  end
   local target = callforward.resolve(ext)
   if target ~= ext then
     log.info(ext .. " is forwarded to " .. target)
   end
-  local r = call:dial(target, { timeout = RING_SECONDS })
+  local r
+  if followme.get(target) then
+    r = followme.dial(call, target)
+  else
+    r = call:dial(target, { timeout = RING_SECONDS })
+  end
   if r.status == "answered" or r.status == "cancelled" then
     return -- the call is over (bridged and hung up, or the caller gave up)
   elseif call.transfer ~= nil then
@@ -194,6 +237,120 @@ local function from_trunk(call)
   end
 end
 
+-- What each number reaches: exact numbers, then patterns (in order; a
+-- handler returning false passes the number on).
+local ROUTES = {}
+local PATTERNS = {}
+
+-- Hands `dest` to its route; false if no route takes it.
+local function dispatch(call, dest)
+  local exact = ROUTES[dest]
+  if exact then
+    exact(call, dest)
+    return true
+  end
+  for _, p in ipairs(PATTERNS) do
+    if dest:match(p[1]) and p[2](call, dest) ~= false then
+      return true
+    end
+  end
+  return false
+end
+
+-- Reception, 0: the same menu at any hour; after hours (or in night mode)
+-- it opens with the closed prompt.
+local RECEPTION_MENU = {
+  ["1"] = "400", -- sales
+  ["2"] = "401", -- support
+  ["0"] = RECEPTION, -- the operator
+}
+
+local function reception(call)
+  local open = tc.is_open(OFFICE)
+  ivr.menu(call, {
+    prompt = open and "reception-menu" or "reception-closed",
+    options = RECEPTION_MENU,
+    direct = "^1%d%d%d$",
+    fail = RECEPTION,
+    go = function(c, number)
+      if not dispatch(c, number) then
+        c:play("ivr-invalid")
+        c:hangup()
+      end
+    end,
+  })
+end
+
+ROUTES["0"] = reception
+ROUTES["400"] = function(call)
+  ringgroup.ring(call, "sales")
+end
+ROUTES["401"] = function(call)
+  queue.enter(call, "support")
+end
+ROUTES["*45"] = function(call)
+  queue.toggle(call)
+end
+ROUTES["600"] = function(call)
+  call:answer()
+  call:echo()
+end
+ROUTES["700"] = read_back
+ROUTES["*97"] = function(call)
+  if call.caller == nil then
+    call:reject(403, "Forbidden")
+  else
+    vm.main(call, call.caller)
+  end
+end
+ROUTES["*98"] = function(call)
+  vm.main(call)
+end
+ROUTES["*8"] = function(call)
+  pickup(call, nil)
+end
+ROUTES["70"] = function(call)
+  if call.transfer ~= nil then
+    -- A blind transfer to the park: the transferor hears the slot and is
+    -- rung back on timeout.
+    call:park({ timeout = PARK_SECONDS, ringback = call.transfer.by })
+  else
+    call:park({ timeout = PARK_SECONDS, announce = true })
+  end
+end
+
+PATTERNS[#PATTERNS + 1] = {
+  "^1%d%d%d$",
+  function(call, dest)
+    if pbx.extension(dest) == nil then
+      return false
+    end
+    call_extension(call, dest)
+  end,
+}
+PATTERNS[#PATTERNS + 1] = {
+  "^%*%*%d%d%d%d$",
+  function(call, dest)
+    pickup(call, dest:sub(3))
+  end,
+}
+PATTERNS[#PATTERNS + 1] = {
+  "^7[1-9]$",
+  function(call, dest)
+    unpark(call, tonumber(dest))
+  end,
+}
+PATTERNS[#PATTERNS + 1] = {
+  "^9",
+  function(call, dest)
+    local number = dest:sub(2)
+    if call.caller == nil or not (EMERGENCY[number] or e164(number)) then
+      return false
+    end
+    call_out(call, number)
+  end,
+}
+
 ---@param call Call
 function route(call)
   if call.trunk then
@@ -201,44 +358,16 @@ function route(call)
     return
   end
   local dest = call.request_uri.user
-  if callforward.feature(call, dest) or speeddial.feature(call, dest) then
+  if
+    callforward.feature(call, dest)
+    or speeddial.feature(call, dest)
+    or dnd.feature(call, dest)
+    or tc.feature(call, dest, OFFICE)
+  then
     return
   end
   dest = speeddial.expand(dest) or dest
-  if dest:match("^1%d%d%d$") and pbx.extension(dest) ~= nil then
-    call_extension(call, dest)
-  elseif dest == "*97" then
-    if call.caller == nil then
-      call:reject(403, "Forbidden")
-    else
-      vm.main(call, call.caller)
-    end
-  elseif dest == "*98" then
-    vm.main(call)
-  elseif dest == "600" then
-    call:answer()
-    call:echo()
-  elseif dest == "700" then
-    read_back(call)
-  elseif dest == "*8" then
-    pickup(call, nil)
-  elseif dest:match("^%*%*%d%d%d%d$") then
-    pickup(call, dest:sub(3))
-  elseif dest == "70" and call.transfer ~= nil then
-    -- A blind transfer to the park: the transferor hears the slot and is
-    -- rung back on timeout.
-    call:park({ timeout = PARK_SECONDS, ringback = call.transfer.by })
-  elseif dest == "70" then
-    call:park({ timeout = PARK_SECONDS, announce = true })
-  elseif dest:match("^7[1-9]$") then
-    unpark(call, tonumber(dest))
-  elseif dest == "401" then
-    queue.enter(call, "support")
-  elseif dest == "*45" then
-    queue.toggle(call)
-  elseif call.caller and dest:match("^9") and (EMERGENCY[dest:sub(2)] or e164(dest:sub(2))) then
-    call_out(call, dest:sub(2))
-  else
+  if not dispatch(call, dest) then
     call:reject(404, "Not Found")
   end
 end

@@ -78,6 +78,16 @@ say queue-minutes "minutes."
 say queue-agent-login "Agent logged in."
 say queue-agent-logout "Agent logged out."
 say queue-not-agent "You are not an agent of any queue."
+# Office plugins (plugins/ivr.lua, dnd.lua, timeconditions.lua, followme.lua;
+# dialplans/default.lua's reception on 0).
+say reception-menu "Welcome. Press 1 for sales, 2 for support, 0 for the operator, or dial an extension."
+say reception-closed "We are closed. Press 1 for sales, 2 for support, 0 for the operator, or dial an extension."
+say ivr-invalid "That is not a valid choice."
+say dnd-on "Do not disturb is on."
+say dnd-off "Do not disturb is off."
+say night-on "Night mode is on. The office is closed."
+say night-off "Night mode is off."
+say followme-accept "You have a call. Press 1 to accept it."
 
 # The tone before a recording: 1 kHz for 400 ms, 8 kHz mono 16-bit.
 sox -n -r 8000 -c 1 -b 16 -e signed-integer vm-beep.wav synth 0.4 sine 1000 vol 0.5

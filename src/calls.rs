@@ -257,6 +257,14 @@ impl CallApi for LuaCall {
         targets: Vec<String>,
         opts: DialOptions,
     ) -> Result<DialResult, ActionError> {
+        let confirm = match opts.confirm {
+            Some(c) => Some(pbx::DialConfirm {
+                prompt: Arc::new(self.prompt(&c.prompt).await?),
+                key: c.key,
+                timeout: c.timeout,
+            }),
+            None => None,
+        };
         let request = DialRequest {
             targets,
             timeout: opts.timeout,
@@ -264,6 +272,7 @@ impl CallApi for LuaCall {
             headers: opts.headers,
             moh: opts.moh,
             attest: opts.attest,
+            confirm,
         };
         let outcome = self
             .handle

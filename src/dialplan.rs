@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -14,7 +14,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use dialplan::{
-    Contact, ExtensionInfo, FileError, Host, HostError, ReloadError, ReloadWatcher, Runtime,
+    Contact, ExtensionInfo, FileError, Host, HostError, PhoneState, ReloadError, ReloadWatcher,
+    Runtime,
 };
 use serde_json::json;
 use storage::Storage;
@@ -37,7 +38,15 @@ pub const EMBEDDED_PLUGINS: &[(&str, &str)] = &[
         "callforward.lua",
         include_str!("../plugins/callforward.lua"),
     ),
+    ("dnd.lua", include_str!("../plugins/dnd.lua")),
+    ("followme.lua", include_str!("../plugins/followme.lua")),
+    ("ivr.lua", include_str!("../plugins/ivr.lua")),
+    ("ringgroup.lua", include_str!("../plugins/ringgroup.lua")),
     ("speeddial.lua", include_str!("../plugins/speeddial.lua")),
+    (
+        "timeconditions.lua",
+        include_str!("../plugins/timeconditions.lua"),
+    ),
     ("voicemail.lua", include_str!("../plugins/voicemail.lua")),
     ("queue.lua", include_str!("../plugins/queue.lua")),
     ("README.md", include_str!("../plugins/README.md")),
@@ -72,6 +81,26 @@ pub const EMBEDDED_SOUNDS: &[(&str, &[u8])] = &[
     (
         "moh/default.wav",
         include_bytes!("../sounds/moh/default.wav"),
+    ),
+    (
+        "reception-menu.wav",
+        include_bytes!("../sounds/reception-menu.wav"),
+    ),
+    (
+        "reception-closed.wav",
+        include_bytes!("../sounds/reception-closed.wav"),
+    ),
+    (
+        "ivr-invalid.wav",
+        include_bytes!("../sounds/ivr-invalid.wav"),
+    ),
+    ("dnd-on.wav", include_bytes!("../sounds/dnd-on.wav")),
+    ("dnd-off.wav", include_bytes!("../sounds/dnd-off.wav")),
+    ("night-on.wav", include_bytes!("../sounds/night-on.wav")),
+    ("night-off.wav", include_bytes!("../sounds/night-off.wav")),
+    (
+        "followme-accept.wav",
+        include_bytes!("../sounds/followme-accept.wav"),
     ),
     ("vm-beep.wav", include_bytes!("../sounds/vm-beep.wav")),
     ("vm-busy.wav", include_bytes!("../sounds/vm-busy.wav")),
@@ -189,6 +218,8 @@ pub enum DialplanError {
 /// Dropping it stops the watcher.
 pub struct Dialplan {
     runtime: Arc<Runtime>,
+    /// The live calls `pbx.state` reads, once the call service exists.
+    calls: Arc<OnceLock<Arc<pbx::Registry>>>,
     _watcher: ReloadWatcher,
     /// The directories were created from the embedded copies at this start.
     seeded: Option<String>,
@@ -199,6 +230,12 @@ impl Dialplan {
     /// The runtime: `runtime.call_state()?.run_route(api, info)` for each call.
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
+    }
+
+    /// Gives `pbx.state` the live calls (the call service is built after
+    /// the dialplan); until then it knows registrations only.
+    pub fn set_calls(&self, calls: Arc<pbx::Registry>) {
+        let _ = self.calls.set(calls);
     }
 
     /// Logs what was loaded; called with the other start-up lines once
@@ -238,7 +275,9 @@ pub async fn start(
     {
         dialplan::set_timezone(zone);
     }
-    let host = Arc::new(PbxHost::new(storage, &extensions).with_voicemail(voicemail));
+    let host = PbxHost::new(storage, &extensions).with_voicemail(voicemail);
+    let calls = Arc::clone(&host.calls);
+    let host = Arc::new(host);
     let settings = config.dialplan.clone();
     let source = config.source.clone();
     let (runtime, seeded) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
@@ -254,6 +293,7 @@ pub async fn start(
     spawn_sighup(Arc::clone(&runtime), extensions)?;
     Ok(Dialplan {
         runtime,
+        calls,
         _watcher: watcher,
         seeded,
         dirs: format!(
@@ -494,6 +534,8 @@ struct PbxHost {
     /// The call queues behind the `queues` module: here, not in a
     /// generation, so they outlive reloads.
     queues: dialplan::Queues,
+    /// The live calls, for `pbx.state` (set once the call service exists).
+    calls: Arc<OnceLock<Arc<pbx::Registry>>>,
 }
 
 impl PbxHost {
@@ -504,6 +546,7 @@ impl PbxHost {
             extensions: extensions.dialplan_map(),
             voicemail: None,
             queues: dialplan::Queues::new(),
+            calls: Arc::default(),
         }
     }
 
@@ -573,6 +616,27 @@ impl Host for PbxHost {
 
     fn extension(&self, id: &str) -> Result<Option<ExtensionInfo>, HostError> {
         Ok(self.extensions.load().get(id).cloned())
+    }
+
+    fn phone_state(&self, ext: &str) -> Result<PhoneState, HostError> {
+        // On a call: it placed it or answered it; ringing: a dial rings it.
+        if let Some(calls) = self.calls.get() {
+            let mut ringing = false;
+            for call in calls.list() {
+                if call.caller.as_deref() == Some(ext) || call.callee.as_deref() == Some(ext) {
+                    return Ok(PhoneState::Busy);
+                }
+                ringing |= call.ringing.iter().any(|r| r.target == ext);
+            }
+            if ringing {
+                return Ok(PhoneState::Ringing);
+            }
+        }
+        Ok(if self.contacts(ext)?.is_empty() {
+            PhoneState::Unregistered
+        } else {
+            PhoneState::Idle
+        })
     }
 
     fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {

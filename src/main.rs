@@ -17,6 +17,7 @@ mod extensions;
 mod init;
 mod logging;
 mod ops;
+mod plugin_hooks;
 mod preflight;
 mod queues;
 mod server;

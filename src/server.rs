@@ -88,7 +88,9 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         chan_sip_config(&config),
         endpoint.handle(),
         registrar.clone(),
-        pbx::CdrWriter::start(storage.clone()),
+        pbx::CdrWriter::start(storage.clone()).with_observer(crate::plugin_hooks::cdr_observer(
+            Arc::clone(dialplan.runtime()),
+        )),
         office.channel_map(),
         Arc::new(crate::calls::LuaRouter::new(
             Arc::clone(dialplan.runtime()),
@@ -101,6 +103,12 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         media,
         office.trunks().clone(),
     );
+    // The plugins' hooks: `on_register` from the registrar, `pbx.state`
+    // from the live calls.
+    registrar.on_register(crate::plugin_hooks::register_observer(Arc::clone(
+        dialplan.runtime(),
+    )));
+    dialplan.set_calls(calls.registry());
     if config.admin.trace_calls > 0 {
         endpoint.set_tap(calls.trace_tap());
     }

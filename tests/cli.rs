@@ -719,7 +719,7 @@ fn init_writes_an_office_that_checks_and_runs() {
     let mut sb = w.start(&["run", "--config", "office/switchboard.toml"]);
     let log = sb.log();
     assert!(
-        log.contains("dialplan generation 1: 1 context(s), 4 plugin(s)"),
+        log.contains("dialplan generation 1: 1 context(s), 9 plugin(s)"),
         "{log}"
     );
     assert!(!log.contains("WARN"), "{log}");

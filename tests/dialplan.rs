@@ -46,7 +46,7 @@ fn check_compiles_the_dialplan_and_reports_it() {
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
     assert!(
-        out.stdout.contains("dialplan ") && out.stdout.contains("1 context(s), 4 plugin(s)"),
+        out.stdout.contains("dialplan ") && out.stdout.contains("1 context(s), 9 plugin(s)"),
         "{}",
         out.stdout
     );
@@ -117,7 +117,7 @@ fn reload_over_http_swaps_or_keeps_the_generation() {
     let admin = sb.admin_addr();
     assert!(
         sb.log()
-            .contains("dialplan generation 1: 1 context(s), 4 plugin(s)"),
+            .contains("dialplan generation 1: 1 context(s), 9 plugin(s)"),
         "{}",
         sb.log()
     );

@@ -33,12 +33,18 @@ SWITCHBOARD_API = 1
 ---@field status DialStatus
 ---@field code integer The final SIP status that decided it (200, 486, 408, ...).
 
+---@class DialConfirm
+---@field prompt string A file under sounds/ (`.wav` added).
+---@field key string? The key that accepts (default "1").
+---@field timeout number? Seconds after the prompt to press it (default 10, 1 to 60).
+
 ---@class DialOptions
 ---@field timeout number? Seconds the targets ring (more than 0, at most 86400).
 ---@field caller_id string? The caller id the targets see.
 ---@field headers table<string, string>? Extra headers on the outbound INVITEs.
 ---@field moh string? Music-on-hold class (sounds/moh/NAME.wav) either side hears when the other holds.
 ---@field attest "A"|"B"|"C"? STIR/SHAKEN attestation signed on trunk: INVITEs instead of the one the call earns.
+---@field confirm DialConfirm? Whoever answers hears the prompt and is put through only after pressing the key.
 
 ---STIR/SHAKEN verification of a trunk call's Identity header.
 ---@class CallIdentity
@@ -243,6 +249,14 @@ pbx = {}
 ---@param id string
 ---@return Extension?
 function pbx.extension(id) end
+
+---What extension `ext`'s phone is doing: `"idle"`, `"ringing"` (a call
+---rings it), `"busy"` (on a call) or `"unregistered"` (no registration;
+---also for an unknown id). In specs, `sim.phone(ext):is_busy()` and
+---`:is_unregistered()` drive it.
+---@param ext string
+---@return "idle"|"ringing"|"busy"|"unregistered"
+function pbx.state(ext) end
 
 ---@class VoicemailMessage
 ---@field id string
@@ -504,7 +518,7 @@ function SimCall:run() end
 ---@field caller_id string? dial
 ---@field moh string? dial, hold
 ---@field attest string? dial
----@field file string? play, record, redirect (the URI)
+---@field file string? play, record, redirect (the URI), dial with confirm (its prompt)
 ---@field code integer? reject; dial's result
 ---@field reason string? reject
 ---@field status string? dial's status; record's reason

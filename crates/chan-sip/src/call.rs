@@ -27,7 +27,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admit::Caller;
 use crate::anchor::{CallMedia, Failure, Which};
+use confirm::ConfirmMedia;
 
+mod confirm;
 mod indialog;
 mod moves;
 mod transfer;
@@ -101,6 +103,16 @@ pub(crate) enum CallEvent {
         side: Side,
         /// The ACK.
         request: Box<Request>,
+    },
+    /// The party that answered a dial with `confirm` pressed the key
+    /// (`accepted`) or did not; its media comes back to the call.
+    Confirmed {
+        /// The branch.
+        id: u32,
+        /// Whether it accepted the call.
+        accepted: bool,
+        /// Its media side, which the confirmation ran on.
+        media: Box<ConfirmMedia>,
     },
     /// A response to (or the end of) an outbound branch's INVITE.
     Branch {
@@ -573,6 +585,10 @@ struct Dialing {
     picked: bool,
     /// A list of trunks dialled one after the other (`trunkdial.rs`).
     trunks: Option<Box<trunkdial::Failover>>,
+    /// Whoever answers must press a key first (`confirm.rs`).
+    confirm: Option<pbx::DialConfirm>,
+    /// The answered party being asked to confirm, if one is.
+    confirming: Option<confirm::Confirming>,
 }
 
 /// The caller joined with the branch that answered.
@@ -968,6 +984,7 @@ impl Call {
         if let Some(class) = &request.moh {
             self.moh = Some(class.as_str().into());
         }
+        let confirm = request.confirm.clone();
         let mut destinations = Vec::new();
         let mut codes = Vec::new();
         for target in &request.targets {
@@ -1064,6 +1081,8 @@ impl Call {
             early: None,
             picked: false,
             trunks,
+            confirm,
+            confirming: None,
         });
         self.state = CallState::Dialing;
         self.publish();
@@ -1278,6 +1297,11 @@ impl Call {
     async fn on_event(&mut self, event: CallEvent) {
         match event {
             CallEvent::Branch { id, event } => self.on_branch(id, event).await,
+            CallEvent::Confirmed {
+                id,
+                accepted,
+                media,
+            } => self.on_confirmed(id, accepted, media.0).await,
             CallEvent::Request {
                 side,
                 request,
@@ -1445,7 +1469,7 @@ impl Call {
             && self
                 .dialing
                 .as_ref()
-                .is_some_and(|d| d.branches.contains(&id) && !d.picked);
+                .is_some_and(|d| d.branches.contains(&id) && !d.picked && d.confirming.is_none());
         let mut leg = SipLeg {
             inner: self.inner.clone(),
             dialog,
@@ -1474,6 +1498,27 @@ impl Call {
                 return;
             }
         };
+        if self.dialing.as_ref().is_some_and(|d| d.confirm.is_some()) {
+            self.start_confirm(id, leg, &stream, label, answered_at)
+                .await;
+            return;
+        }
+        self.put_through(id, leg, label, answered_at, Some(&stream))
+            .await;
+    }
+
+    /// The branch `id` answered and the caller is put through to it: the
+    /// others stop ringing, the dial becomes the bridge, the caller is
+    /// answered if need be. `stream`: the callee's SDP answer to apply
+    /// (`None` when its media is in place already, after a confirmation).
+    async fn put_through(
+        &mut self,
+        id: u32,
+        leg: SipLeg,
+        label: String,
+        answered_at: String,
+        stream: Option<&sdp::Stream>,
+    ) {
         let Some(dialing) = self.dialing.take() else {
             return;
         };
@@ -1503,7 +1548,9 @@ impl Call {
         let _ = self.a.invite.take();
         let peer = self.bridge.as_ref().map(|b| b.leg.dialog.peer.ip());
         let peer = peer.unwrap_or(self.a.leg.dialog.peer.ip());
-        if let Err(failure) = self.media.apply_callee(&stream, true, peer).await {
+        if let Some(stream) = stream
+            && let Err(failure) = self.media.apply_callee(stream, true, peer).await
+        {
             tracing::info!(call_id = %self.id, "dial: {}", failure.text());
         }
         if self.answer_and_bridge().await {
@@ -1546,10 +1593,11 @@ impl Call {
             && !dialing.picked
         {
             dialing.codes.push(status);
-            let all_done = dialing
-                .branches
-                .iter()
-                .all(|b| self.branches.get(b).is_none_or(|b| b.done));
+            let all_done = dialing.confirming.is_none()
+                && dialing
+                    .branches
+                    .iter()
+                    .all(|b| self.branches.get(b).is_none_or(|b| b.done));
             if all_done {
                 let (status, code) = dial_result(&dialing.codes, dialing.rang);
                 self.end_dial(DialOutcome { status, code });

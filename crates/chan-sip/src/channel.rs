@@ -255,6 +255,7 @@ impl SipChannel {
             // A branch's or a relayed re-INVITE's news, or a pickup, is
             // not a lone dialog's business.
             CallEvent::Branch { .. }
+            | CallEvent::Confirmed { .. }
             | CallEvent::ReInviteAnswered { .. }
             | CallEvent::PickupAsk { .. }
             | CallEvent::Adopt { .. } => None,

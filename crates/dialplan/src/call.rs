@@ -128,6 +128,24 @@ pub struct DialOptions {
     /// The STIR/SHAKEN attestation signed on trunk calls (`attest`, `"A"`,
     /// `"B"` or `"C"`), instead of the one the call earns.
     pub attest: Option<String>,
+    /// Whoever answers must press a key before being put through
+    /// (`confirm`).
+    pub confirm: Option<DialConfirm>,
+}
+
+/// `call:dial`'s `opts.confirm = {prompt = "followme-accept", key = "1",
+/// timeout = 10}`: the answering party hears `prompt` (a checked file
+/// name under the sounds dir) and is put through only after pressing
+/// `key` within `timeout` after it; otherwise it is hung up on and the
+/// dial counts it as not answering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialConfirm {
+    /// The prompt, relative to the sounds dir (`.wav` added).
+    pub prompt: String,
+    /// The key that accepts (default `1`).
+    pub key: char,
+    /// How long after the prompt to wait for it (default 10 s, 1 to 60).
+    pub timeout: Duration,
 }
 
 /// The options of `call:record(file, opts)`.

@@ -1,6 +1,6 @@
 //! What the dialplan asks of the rest of the PBX outside the call (DESIGN.md
 //! "Dialplan (Lua)", modules): the `kv` store, `registrar.contacts` and
-//! `pbx.extension`, behind the [`Host`] trait; [`MemoryHost`] for tests.
+//! `pbx.extension` / `pbx.state`, behind the [`Host`] trait; [`MemoryHost`] for tests.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -74,6 +74,32 @@ pub struct ExtensionInfo {
     pub international: bool,
 }
 
+/// What an extension's phone is doing (`pbx.state(ext)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PhoneState {
+    /// Registered and on no call.
+    Idle,
+    /// A call is ringing it.
+    Ringing,
+    /// On a call (placing, talking or holding one).
+    Busy,
+    /// Not registered.
+    Unregistered,
+}
+
+impl PhoneState {
+    /// The name Lua sees: `idle`, `ringing`, `busy`, `unregistered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Ringing => "ringing",
+            Self::Busy => "busy",
+            Self::Unregistered => "unregistered",
+        }
+    }
+}
+
 /// The PBX as the dialplan's modules see it. The binary implements it over
 /// storage, the registrar and the configuration.
 ///
@@ -99,6 +125,17 @@ pub trait Host: Send + Sync + 'static {
     fn contacts(&self, ext: &str) -> Result<Vec<Contact>, HostError>;
     /// The extension `id`, if configured.
     fn extension(&self, id: &str) -> Result<Option<ExtensionInfo>, HostError>;
+
+    /// What `ext`'s phone is doing. The default knows registrations only
+    /// (`unregistered` without contacts, else `idle`); the binary adds the
+    /// live calls.
+    fn phone_state(&self, ext: &str) -> Result<PhoneState, HostError> {
+        Ok(if self.contacts(ext)?.is_empty() {
+            PhoneState::Unregistered
+        } else {
+            PhoneState::Idle
+        })
+    }
 
     /// The extension whose `did` is `number` (E.164, `+15550001001`), if any.
     fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {

@@ -46,10 +46,13 @@
 //!   route's actions, scripted phones and `kv`, a virtual clock that
 //!   `os.time`/`os.date` read ([`Host::now`]).
 //!
+//! - `hooks.rs`: [`CallState::run_plugin_hooks`], the hooks plugins
+//!   export (`on_register`, `on_call_end`), called by the binary.
+//!
 //! - [`Runtime::watch`] (`watcher.rs`): hot reload when a file changes.
 //!
-//! - [`Host`] (`host.rs`) and `modules.rs`: `kv`, `registrar.contacts` and
-//!   `pbx.extension`; `mailbox.rs`: the `mailbox` module over the host's
+//! - [`Host`] (`host.rs`) and `modules.rs`: `kv`, `registrar.contacts`,
+//!   `pbx.extension` and `pbx.state`; `mailbox.rs`: the `mailbox` module over the host's
 //!   [`Voicemail`] boxes; all over whatever the binary gives
 //!   [`Runtime::with_host`] ([`MemoryHost`] in tests).
 //!
@@ -67,6 +70,7 @@ mod call;
 mod clock;
 mod error;
 mod generation;
+mod hooks;
 mod host;
 mod mailbox;
 mod media;
@@ -84,13 +88,14 @@ mod strlib;
 mod watcher;
 
 pub use call::{
-    ActionError, CallApi, CallIdentity, CallInfo, DialOptions, DialResult, DialStatus,
+    ActionError, CallApi, CallIdentity, CallInfo, DialConfirm, DialOptions, DialResult, DialStatus,
     DigitOptions, RecordEnd, RecordOptions, RecordResult, Source, UriParts,
 };
 pub use clock::{set_timezone, timezone};
 pub use error::{Error, FileError, ReloadError};
 pub use generation::{Chunk, Generation};
-pub use host::{Contact, ExtensionInfo, Host, HostError, MemoryHost};
+pub use hooks::{HookValue, PLUGIN_HOOKS};
+pub use host::{Contact, ExtensionInfo, Host, HostError, MemoryHost, PhoneState};
 pub use mailbox::{Greeting, VOICEMAIL_PREFIX, Voicemail, VoicemailMessage};
 pub use modules::{MAX_KV_KEY, MAX_KV_NAMESPACE, MAX_KV_VALUE};
 pub use queues::{

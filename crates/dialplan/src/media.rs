@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use mlua::{Lua, Table, Value};
 
-use crate::call::{DigitOptions, RecordOptions, RecordResult};
+use crate::call::{DialConfirm, DigitOptions, RecordOptions, RecordResult};
 use crate::route::{lua_type, number, type_error};
 
 /// The longest file name `play` and `record` take (with `.wav`), in bytes.
@@ -197,6 +197,55 @@ pub(crate) fn play_args(file: &Value, opts: &Value) -> mlua::Result<(String, boo
         Ok(())
     })?;
     Ok((file, interrupt))
+}
+
+/// Longest wait for a dial's confirmation key after its prompt, seconds.
+const MAX_CONFIRM_SECS: f64 = 60.0;
+
+/// `call:dial`'s `opts.confirm = {prompt = FILE, key = "1", timeout = 10}`.
+pub(crate) fn confirm_arg(value: &Value) -> mlua::Result<Option<DialConfirm>> {
+    if value.is_nil() {
+        return Ok(None);
+    }
+    let Value::Table(t) = value else {
+        return Err(type_error(
+            "dial",
+            "opts.confirm as {prompt = FILE, key = \"1\", timeout = s}",
+            value,
+        ));
+    };
+    let prompt: Value = t.get("prompt")?;
+    if prompt.is_nil() {
+        return Err(mlua::Error::runtime(
+            "dial: opts.confirm needs a prompt (a file under sounds/)",
+        ));
+    }
+    let mut confirm = DialConfirm {
+        prompt: file_arg("dial", "sounds", &prompt)?,
+        key: '1',
+        timeout: Duration::from_secs(10),
+    };
+    each_option("dial", &["prompt", "key", "timeout"], value, |key, v| {
+        match key {
+            "key" => {
+                confirm.key = terminator("dial", &v)?.ok_or_else(|| {
+                    mlua::Error::runtime("dial: opts.confirm.key must be one DTMF key")
+                })?
+            }
+            "timeout" => {
+                let secs = seconds("dial", "confirm.timeout", &v, MAX_CONFIRM_SECS)?;
+                if secs < Duration::from_secs(1) {
+                    return Err(mlua::Error::runtime(
+                        "dial: opts.confirm.timeout must be 1 to 60 seconds",
+                    ));
+                }
+                confirm.timeout = secs;
+            }
+            _ => {}
+        }
+        Ok(())
+    })?;
+    Ok(Some(confirm))
 }
 
 /// `call:read_digits([{max = n, timeout = s, terminator = "#"}])`.

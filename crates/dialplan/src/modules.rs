@@ -1,5 +1,5 @@
 //! The Lua modules over the [`Host`] (DESIGN.md "Dialplan (Lua)", modules):
-//! `kv.get/set/delete`, `registrar.contacts`, `pbx.extension`, with their
+//! `kv.get/set/delete`, `registrar.contacts`, `pbx.extension`, `pbx.state`, with their
 //! arguments checked and host calls kept off the async runtime's threads.
 
 use std::time::Duration;
@@ -148,6 +148,19 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
                 t.raw_set("outbound", ext.outbound)?;
                 t.raw_set("international", ext.international)?;
                 Ok(Value::Table(t))
+            }
+        })?,
+    )?;
+    let h = host.clone();
+    pbx.raw_set(
+        "state",
+        lua.create_async_function(move |_, ext: Value| {
+            let host = h.clone();
+            let ext = text_arg("pbx.state", "ext", &ext, MAX_EXTENSION_ID);
+            async move {
+                let ext = ext?;
+                let state = call_host(host, "pbx.state", move |h| h.phone_state(&ext)).await?;
+                Ok(state.as_str())
             }
         })?,
     )?;

@@ -546,6 +546,7 @@ fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOp
                 Value::String(s) => options.moh = Some(moh_class("dial", &s.to_str()?)?),
                 other => return Err(type_error("dial", "opts.moh as a string", &other)),
             }
+            options.confirm = crate::media::confirm_arg(&opts.get::<Value>("confirm")?)?;
             match opts.get::<Value>("headers")? {
                 Value::Nil => {}
                 Value::Table(headers) => {
@@ -984,13 +985,13 @@ pub(crate) fn install_log(lua: &Lua, slot: &Arc<Slot>) -> mlua::Result<()> {
 /// `sandbox.rs`), and instead of resuming it this ends with the error. The
 /// suspended coroutine is dropped with its stack intact. (A coroutine the
 /// hook only paused for other calls' turn is not stopped: it is resumed.)
-struct Budgeted<'a, F> {
+pub(crate) struct Budgeted<'a, F> {
     scope: &'a Scope,
     inner: Pin<Box<F>>,
 }
 
 impl<'a, F> Budgeted<'a, F> {
-    fn new(scope: &'a Scope, inner: F) -> Self {
+    pub(crate) fn new(scope: &'a Scope, inner: F) -> Self {
         Self {
             scope,
             inner: Box::pin(inner),
@@ -1310,7 +1311,7 @@ type Acquiring = Pin<Box<dyn Future<Output = tokio::sync::OwnedMutexGuard<()>> +
 /// turn queues behind them) and marks the call as the one running (for the
 /// instruction budget, the time slice and `log`), never across a wait, so
 /// other calls' coroutines run in between.
-struct Scoped<'a, F> {
+pub(crate) struct Scoped<'a, F> {
     slot: &'a Slot,
     scope: &'a Arc<Scope>,
     inner: Pin<Box<F>>,
@@ -1318,7 +1319,7 @@ struct Scoped<'a, F> {
 }
 
 impl<'a, F: Future> Scoped<'a, F> {
-    fn new(state: &'a SharedState, scope: &'a Arc<Scope>, inner: F) -> Self {
+    pub(crate) fn new(state: &'a SharedState, scope: &'a Arc<Scope>, inner: F) -> Self {
         Self {
             slot: &state.slot,
             scope,
@@ -1367,7 +1368,7 @@ impl<F: Future> Future for Scoped<'_, F> {
 }
 
 /// The failure `error` was, for the call with `scope`.
-fn failure(error: &mlua::Error, scope: &Scope, context_file: &str) -> LuaFailure {
+pub(crate) fn failure(error: &mlua::Error, scope: &Scope, context_file: &str) -> LuaFailure {
     let kind = match scope.budget.stopped() {
         Some(crate::sandbox::Stop::Budget) => FailureKind::InstructionBudget,
         Some(_) => FailureKind::TimeLimit,

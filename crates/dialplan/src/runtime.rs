@@ -211,6 +211,9 @@ pub(crate) struct Live {
     pub(crate) generation: Arc<Generation>,
     pub(crate) contexts: HashMap<String, Vec<SharedState>>,
     next: AtomicUsize,
+    /// The plugin hooks some plugin's source names (the others are not
+    /// looked for: a call's end then costs nothing).
+    pub(crate) plugin_hooks: Vec<&'static str>,
 }
 
 impl Live {
@@ -275,6 +278,7 @@ fn build(
         return Err(errors);
     }
     Ok(Live {
+        plugin_hooks: crate::hooks::mentioned(&generation),
         generation,
         contexts,
         next: AtomicUsize::new(0),

@@ -28,7 +28,7 @@ pub(crate) const HOOK_EVERY: u32 = 1_000;
 const YIELD_GRACE: u64 = 20;
 
 /// Registry key of the table of plugins loaded by `require` in this state.
-const LOADED_KEY: &str = "switchboard.loaded";
+pub(crate) const LOADED_KEY: &str = "switchboard.loaded";
 
 /// The message of the error that stops a script over its budget.
 pub(crate) const BUDGET_MESSAGE: &str = "instruction budget exceeded: more Lua instructions than the dialplan.instruction_budget limit without a call action (endless loop?)";

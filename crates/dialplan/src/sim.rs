@@ -12,7 +12,7 @@ use crate::call::{
     ActionError, CallApi, DialOptions, DialResult, DialStatus, DigitOptions, RecordEnd,
     RecordOptions, RecordResult,
 };
-use crate::host::{Contact, ExtensionInfo, Host, HostError};
+use crate::host::{Contact, ExtensionInfo, Host, HostError, PhoneState};
 use crate::mailbox::{Greeting, VOICEMAIL_PREFIX, Voicemail, VoicemailMessage};
 
 /// The first parking slot (`call:park{}` without a slot, in a simulation).
@@ -144,6 +144,14 @@ impl Host for SimHost {
 
     fn extension(&self, id: &str) -> Result<Option<ExtensionInfo>, HostError> {
         Ok(self.0.lock().extensions.get(id).cloned())
+    }
+
+    fn phone_state(&self, ext: &str) -> Result<PhoneState, HostError> {
+        Ok(match self.0.lock().phone(ext) {
+            Phone::Busy => PhoneState::Busy,
+            Phone::Unregistered => PhoneState::Unregistered,
+            Phone::Answers { .. } | Phone::NeverAnswers => PhoneState::Idle,
+        })
     }
 
     fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {
@@ -290,7 +298,8 @@ pub(crate) struct Recorded {
     pub(crate) moh: Option<String>,
     /// `dial`'s STIR/SHAKEN attestation override.
     pub(crate) attest: Option<String>,
-    /// `play` / `record` file; `redirect` URI.
+    /// `play` / `record` file; `redirect` URI; the prompt of a `dial`
+    /// with `confirm` (the simulated phones always confirm).
     pub(crate) file: Option<String>,
     /// `reject` code, or the code `dial` came back with.
     pub(crate) code: Option<u16>,
@@ -504,8 +513,20 @@ impl CallApi for SimCall {
             r.caller_id = opts.caller_id.clone();
             r.moh = opts.moh.clone();
             r.attest = opts.attest.clone();
+            r.file = opts.confirm.as_ref().map(|c| c.prompt.clone());
         })
         .map_err(ended)?;
+        if let (Some(sounds), Some(confirm)) = (&self.sounds, &opts.confirm)
+            && !sounds.join(&confirm.prompt).is_file()
+        {
+            return Err(failed(
+                "dial",
+                format!(
+                    "no confirmation prompt {}",
+                    sounds.join(&confirm.prompt).display()
+                ),
+            ));
+        }
         let result = self.dial_now(&targets, &opts);
         self.last(|r| {
             r.status = Some(result.status.as_str());

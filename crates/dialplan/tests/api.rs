@@ -541,7 +541,7 @@ async fn hold_unhold_and_the_moh_option_reach_the_call() {
             "hold -".to_owned(),
             "hold jazz".to_owned(),
             "unhold".to_owned(),
-            "dial [\"1002\"] DialOptions { timeout: None, caller_id: None, headers: [], moh: Some(\"jazz-2\"), attest: None }".to_owned(),
+            "dial [\"1002\"] DialOptions { timeout: None, caller_id: None, headers: [], moh: Some(\"jazz-2\"), attest: None, confirm: None }".to_owned(),
         ]
     );
     for (lua, want) in [
@@ -563,5 +563,66 @@ async fn hold_unhold_and_the_moh_option_reach_the_call() {
         let f = failure(route(&runtime, &api, "1").await);
         assert_eq!(f.message, want, "{lua}");
         assert!(api.actions().is_empty(), "{lua}");
+    }
+}
+
+/// Issue 16: the dial option `confirm` (follow-me's "press 1 to accept")
+/// reaches the call checked, with its defaults; a bad one is refused
+/// before anything runs.
+#[tokio::test]
+async fn the_confirm_option_reaches_the_call_checked() {
+    let (_dir, runtime, _) = office(
+        "function route(call)\n  if call.request_uri.user == \"1\" then\n    call:dial(\"1002\", {confirm = {prompt = \"followme-accept\"}})\n  else\n    call:dial(\"1003\", {confirm = {prompt = \"a/b.wav\", key = \"#\", timeout = 30}})\n  end\nend\n",
+    );
+    let api = Arc::new(FakeCall::default());
+    route(&runtime, &api, "1").await;
+    assert_eq!(
+        api.actions(),
+        [
+            "dial [\"1002\"] DialOptions { timeout: None, caller_id: None, headers: [], moh: None, confirm: Some(DialConfirm { prompt: \"followme-accept.wav\", key: '1', timeout: 10s }) }"
+        ]
+    );
+    let api = Arc::new(FakeCall::default());
+    route(&runtime, &api, "2").await;
+    assert_eq!(
+        api.actions(),
+        [
+            "dial [\"1003\"] DialOptions { timeout: None, caller_id: None, headers: [], moh: None, confirm: Some(DialConfirm { prompt: \"a/b.wav\", key: '#', timeout: 30s }) }"
+        ]
+    );
+    for (opts, want) in [
+        (
+            "{confirm = {}}",
+            "dial: opts.confirm needs a prompt (a file under sounds/)",
+        ),
+        (
+            "{confirm = {prompt = \"../x\"}}",
+            "dial: file name \"../x\"",
+        ),
+        (
+            "{confirm = {prompt = \"p\", key = \"12\"}}",
+            "dial: opts.terminator",
+        ),
+        (
+            "{confirm = {prompt = \"p\", timeout = 0.5}}",
+            "dial: opts.confirm.timeout must be 1 to 60 seconds",
+        ),
+        (
+            "{confirm = {prompt = \"p\", timeout = 61}}",
+            "dial: opts.confirm.timeout",
+        ),
+        (
+            "{confirm = {prompt = \"p\", tries = 2}}",
+            "dial: unknown option \"tries\"",
+        ),
+        ("{confirm = true}", "dial: expected opts.confirm as"),
+    ] {
+        let (_dir, runtime, _) = office(&format!(
+            "function route(call)\n  call:dial(\"1002\", {opts})\nend\n"
+        ));
+        let api = Arc::new(FakeCall::default());
+        let f = failure(route(&runtime, &api, "1").await);
+        assert!(f.message.starts_with(want), "{opts}: {}", f.message);
+        assert!(api.actions().is_empty(), "{opts}");
     }
 }

@@ -48,7 +48,7 @@ async fn place(runtime: &Runtime, api: &Arc<FakeCall>, info: CallInfo) -> RouteO
     state.run_route(Arc::clone(api), info).await
 }
 
-const DIAL_1002: &str = "dial [\"1002\"] DialOptions { timeout: Some(20s), caller_id: None, headers: [], moh: None, attest: None }";
+const DIAL_1002: &str = "dial [\"1002\"] DialOptions { timeout: Some(20s), caller_id: None, headers: [], moh: None, attest: None, confirm: None }";
 
 #[tokio::test]
 async fn extension_dials_extension_for_20_seconds() {
@@ -135,7 +135,7 @@ async fn star_72_forwards_and_star_73_clears() {
     assert_eq!(
         api.actions(),
         [
-            "dial [\"1003\"] DialOptions { timeout: Some(20s), caller_id: None, headers: [], moh: None, attest: None }"
+            "dial [\"1003\"] DialOptions { timeout: Some(20s), caller_id: None, headers: [], moh: None, attest: None, confirm: None }"
         ]
     );
 

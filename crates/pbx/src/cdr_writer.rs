@@ -26,7 +26,11 @@ enum Job {
 #[derive(Clone)]
 pub struct CdrWriter {
     jobs: SyncSender<Job>,
+    observer: Option<CdrObserver>,
 }
+
+/// What [`CdrWriter::with_observer`] calls with each record.
+pub type CdrObserver = Arc<dyn Fn(&Cdr) + Send + Sync>;
 
 impl CdrWriter {
     /// Starts the writer thread on `store`.
@@ -38,11 +42,25 @@ impl CdrWriter {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start the CDR writer thread; CDRs will not be stored");
         }
-        CdrWriter { jobs }
+        CdrWriter {
+            jobs,
+            observer: None,
+        }
+    }
+
+    /// Also hands each record to `observer` as it is queued (on the
+    /// ending call's task: it must not block; the binary passes it to the
+    /// dialplan's `on_call_end` hooks).
+    pub fn with_observer(mut self, observer: CdrObserver) -> CdrWriter {
+        self.observer = Some(observer);
+        self
     }
 
     /// Queues a record.
     pub fn write(&self, cdr: Cdr) {
+        if let Some(observer) = &self.observer {
+            observer(&cdr);
+        }
         match self.jobs.try_send(Job::Record(Box::new(cdr))) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) => {

@@ -66,7 +66,34 @@ pub struct DialRequest {
     /// The STIR/SHAKEN attestation (`"A"`, `"B"`, `"C"`) of the Identity
     /// signed on trunk INVITEs, instead of the one the call earns.
     pub attest: Option<String>,
+    /// Whoever answers must confirm before the caller is put through.
+    pub confirm: Option<DialConfirm>,
 }
+
+/// A dial's confirmation (follow-me's "press 1 to accept"): the party that
+/// answers hears `prompt` and is put through only after pressing `key`
+/// (during the prompt or within `timeout` after it); otherwise it gets
+/// BYE and counts as not answering (408). The caller hears ringback
+/// meanwhile.
+#[derive(Debug, Clone)]
+pub struct DialConfirm {
+    /// What the answering party hears.
+    pub prompt: Arc<media::Prompt>,
+    /// The key that accepts the call.
+    pub key: char,
+    /// How long after the prompt to wait for the key.
+    pub timeout: Duration,
+}
+
+impl PartialEq for DialConfirm {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.prompt, &other.prompt)
+            && self.key == other.key
+            && self.timeout == other.timeout
+    }
+}
+
+impl Eq for DialConfirm {}
 
 /// A request from the route to the call's task.
 #[derive(Debug)]

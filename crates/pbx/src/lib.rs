@@ -27,13 +27,13 @@ mod trace;
 
 pub use bridge::{Bridge, BridgeEvent, Side};
 pub use cdr::{Cdr, Disposition, rfc3339, unix_ms};
-pub use cdr_writer::CdrWriter;
+pub use cdr_writer::{CdrObserver, CdrWriter};
 pub use channel::{
     BoxFuture, Channel, ChannelError, ChannelEvent, ChannelId, Hangup, Transfer, TransferReport,
 };
 pub use handle::{
-    ActionError, CallDetails, CallHandle, CallIdentity, Command, DialOutcome, DialRequest,
-    DialStatus, Party, RouteEnd, Router,
+    ActionError, CallDetails, CallHandle, CallIdentity, Command, DialConfirm, DialOutcome,
+    DialRequest, DialStatus, Party, RouteEnd, Router,
 };
 pub use leg::{Leg, LegState};
 pub use mailbox::{

@@ -21,4 +21,6 @@ pub mod service;
 
 pub use bans::{BanList, BanPolicy, Bans};
 pub use bindings::{Policy, Refusal};
-pub use service::{Denied, Extension, LookupError, Registrar, RegistrarConfig, Registration};
+pub use service::{
+    Denied, Extension, LookupError, RegisterObserver, Registrar, RegistrarConfig, Registration,
+};

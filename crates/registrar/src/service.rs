@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -113,7 +113,12 @@ struct Inner {
     committer: Committer,
     /// Which failed authentications get an info line.
     failure_log: Mutex<FailureLog>,
+    /// Told of each contact a REGISTER adds (see [`Registrar::on_register`]).
+    on_register: OnceLock<RegisterObserver>,
 }
+
+/// What [`Registrar::on_register`] calls: the extension and the new binding.
+pub type RegisterObserver = Arc<dyn Fn(&str, &Binding) + Send + Sync>;
 
 /// The registrar service; cheap to clone.
 #[derive(Clone)]
@@ -216,6 +221,7 @@ impl Registrar {
             reachability: Mutex::new(HashMap::new()),
             committer,
             failure_log: Mutex::new(FailureLog::new(faillog::DEFAULT_WINDOW)),
+            on_register: OnceLock::new(),
             config,
         };
         let registrar = Registrar {
@@ -257,6 +263,15 @@ impl Registrar {
                 bans.registered(b.source.ip(), user, Some(until));
             }
         }
+    }
+
+    /// Sets the observer told of each contact a REGISTER adds (not of
+    /// refreshes, queries or removals), once the binding is stored; it
+    /// runs on the REGISTER's task and must not block (the binary hands
+    /// the event to the dialplan's `on_register` hooks). Only the first
+    /// observer set is kept; returns whether this one was.
+    pub fn on_register(&self, observer: RegisterObserver) -> bool {
+        self.inner.on_register.set(observer).is_ok()
     }
 
     /// Every live registration (for `GET /api/v1/registrations`).
@@ -1004,6 +1019,17 @@ impl Registrar {
             .unwrap_or_else(PoisonError::into_inner)
             .registered(source.ip(), &user, until);
         tracing::debug!(%aor, contacts = set.len(), %source, "REGISTER ok");
+        if let Some(observer) = self.inner.on_register.get() {
+            let added = set.iter().filter(|b| {
+                !b.is_expired(now)
+                    && !existing
+                        .iter()
+                        .any(|e| e.contact == b.contact && !e.is_expired(now))
+            });
+            for binding in added {
+                observer(&user, binding);
+            }
+        }
         let mut resp = incoming.response(200);
         for b in &set {
             resp.headers

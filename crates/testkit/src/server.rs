@@ -61,9 +61,23 @@ const SHIPPED_LUA: &[(&str, &str)] = &[
         "plugins/callforward.lua",
         include_str!("../../../plugins/callforward.lua"),
     ),
+    ("plugins/dnd.lua", include_str!("../../../plugins/dnd.lua")),
+    (
+        "plugins/followme.lua",
+        include_str!("../../../plugins/followme.lua"),
+    ),
+    ("plugins/ivr.lua", include_str!("../../../plugins/ivr.lua")),
+    (
+        "plugins/ringgroup.lua",
+        include_str!("../../../plugins/ringgroup.lua"),
+    ),
     (
         "plugins/speeddial.lua",
         include_str!("../../../plugins/speeddial.lua"),
+    ),
+    (
+        "plugins/timeconditions.lua",
+        include_str!("../../../plugins/timeconditions.lua"),
     ),
     (
         "plugins/voicemail.lua",

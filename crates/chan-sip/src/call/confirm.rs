@@ -1,0 +1,177 @@
+//! A dial's confirmation (`DialRequest::confirm`, follow-me's "press 1 to
+//! accept"): the party that answers is not put through at once. Its media
+//! side leaves the call for a media of its own, where it hears the prompt
+//! and its keys are read, on a task of its own so the call keeps handling
+//! its events (the caller hears ringback, or its phone's own, meanwhile).
+//! The task reports back with [`CallEvent::Confirmed`]: the key pressed
+//! puts the caller through; anything else hangs up on that party, which
+//! counts as not answering (408).
+
+use std::time::Duration;
+
+use pbx::DialConfirm;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{Call, CallEvent};
+use crate::anchor::{CallMedia, Which};
+use crate::leg::SipLeg;
+
+/// How much longer than the prompt and the wait a confirmation may take
+/// before the dial gives up on it.
+const MARGIN: Duration = Duration::from_secs(5);
+
+/// The answered party being asked to confirm. Dropped without being put
+/// through (the dial timed out, the caller left), it gets BYE.
+pub(crate) struct Confirming {
+    id: u32,
+    leg: Option<SipLeg>,
+    label: String,
+    answered_at: String,
+    task: JoinHandle<()>,
+}
+
+/// A confirming party's media on its way back to the call (opaque in the
+/// event's `Debug`).
+pub(crate) struct ConfirmMedia(pub(crate) CallMedia);
+
+impl std::fmt::Debug for ConfirmMedia {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConfirmMedia")
+    }
+}
+
+impl Drop for Confirming {
+    fn drop(&mut self) {
+        self.task.abort();
+        if let Some(leg) = &mut self.leg {
+            leg.bye();
+        }
+    }
+}
+
+impl Call {
+    /// Branch `id` answered a dial that wants confirmation: its media goes
+    /// to a task that plays the prompt and waits for the key.
+    pub(super) async fn start_confirm(
+        &mut self,
+        id: u32,
+        leg: SipLeg,
+        stream: &sdp::Stream,
+        label: String,
+        answered_at: String,
+    ) {
+        let Some(confirm) = self.dialing.as_ref().and_then(|d| d.confirm.clone()) else {
+            return;
+        };
+        let peer = leg.dialog.peer.ip();
+        if let Err(failure) = self.media.apply_callee(stream, true, peer).await {
+            tracing::info!(call_id = %self.id, "dial: {}", failure.text());
+            let mut leg = leg;
+            leg.bye();
+            self.branch_failed(id, 488);
+            return;
+        }
+        let Some(media) = self.media.detach(Which::B).await else {
+            let mut leg = leg;
+            leg.bye();
+            self.branch_failed(id, 500);
+            return;
+        };
+        if self.a.leg.state == pbx::LegState::Up {
+            // Answered already (a voice menu): ringback while it confirms.
+            self.media.ringback().await;
+        }
+        self.note(|| {
+            format!(
+                "answered by {label} at {answered_at}: asking it to press {}",
+                confirm.key
+            )
+        });
+        let task = tokio::spawn(ask(id, media, confirm.clone(), self.events_tx.clone()));
+        if let Some(dialing) = &mut self.dialing {
+            // The confirmation gets its own time, whatever was left to ring.
+            dialing.deadline =
+                std::time::Instant::now() + confirm.prompt.duration() + confirm.timeout + MARGIN;
+            dialing.confirming = Some(Confirming {
+                id,
+                leg: Some(leg),
+                label,
+                answered_at,
+                task,
+            });
+        }
+    }
+
+    /// The confirmation of branch `id` ended: put through, or hung up on
+    /// (and the dial goes on without it).
+    pub(super) async fn on_confirmed(&mut self, id: u32, accepted: bool, media: CallMedia) {
+        let Some(mut confirming) = self
+            .dialing
+            .as_mut()
+            .and_then(|d| d.confirming.take_if(|c| c.id == id))
+        else {
+            return; // the dial is over: the party had its BYE
+        };
+        if !accepted {
+            self.note(|| format!("{} did not confirm: hung up", confirming.label));
+            drop(confirming); // BYE
+            // The callee side (our offer's ports) comes back for the
+            // targets still ringing.
+            self.media.attach_callee(media).await;
+            if self.a.leg.state == pbx::LegState::Up {
+                self.media.ringback().await;
+            }
+            self.branch_failed(id, 408);
+            return;
+        }
+        let Some(leg) = confirming.leg.take() else {
+            return;
+        };
+        let label = std::mem::take(&mut confirming.label);
+        let answered_at = std::mem::take(&mut confirming.answered_at);
+        drop(confirming);
+        self.note(|| format!("{label} confirmed"));
+        self.media.attach_callee(media).await;
+        self.put_through(id, leg, label, answered_at, None).await;
+    }
+}
+
+/// Plays the prompt to the answered party (its media's caller side) and
+/// waits for the key: during the prompt, or `timeout` after it. Reports
+/// the result with the media back to the call.
+async fn ask(id: u32, mut media: CallMedia, confirm: DialConfirm, events: mpsc::Sender<CallEvent>) {
+    let mut digits = media.caller_digits();
+    let (done, mut played) = oneshot::channel();
+    media.play(confirm.prompt.clone(), done).await;
+    let cap = confirm.prompt.duration() + confirm.timeout + MARGIN;
+    let mut deadline = tokio::time::Instant::now() + cap;
+    let mut prompt_over = false;
+    let accepted = loop {
+        tokio::select! {
+            _ = &mut played, if !prompt_over => {
+                prompt_over = true;
+                deadline = deadline.min(tokio::time::Instant::now() + confirm.timeout);
+            }
+            key = async {
+                match digits.as_mut() {
+                    Some(d) => d.next().await,
+                    None => std::future::pending().await,
+                }
+            } => match key {
+                Some(key) if key.as_char() == confirm.key => break true,
+                Some(_) => {}
+                None => break false, // its leg is gone
+            },
+            () = tokio::time::sleep_until(deadline) => break false,
+        }
+    };
+    media.stop_playing().await;
+    let _ = events
+        .send(CallEvent::Confirmed {
+            id,
+            accepted,
+            media: Box::new(ConfirmMedia(media)),
+        })
+        .await;
+}
