@@ -579,7 +579,7 @@ async fn the_confirm_option_reaches_the_call_checked() {
     assert_eq!(
         api.actions(),
         [
-            "dial [\"1002\"] DialOptions { timeout: None, caller_id: None, headers: [], moh: None, confirm: Some(DialConfirm { prompt: \"followme-accept.wav\", key: '1', timeout: 10s }) }"
+            "dial [\"1002\"] DialOptions { timeout: None, caller_id: None, headers: [], moh: None, attest: None, confirm: Some(DialConfirm { prompt: \"followme-accept.wav\", key: '1', timeout: 10s }) }"
         ]
     );
     let api = Arc::new(FakeCall::default());
@@ -587,7 +587,7 @@ async fn the_confirm_option_reaches_the_call_checked() {
     assert_eq!(
         api.actions(),
         [
-            "dial [\"1003\"] DialOptions { timeout: None, caller_id: None, headers: [], moh: None, confirm: Some(DialConfirm { prompt: \"a/b.wav\", key: '#', timeout: 30s }) }"
+            "dial [\"1003\"] DialOptions { timeout: None, caller_id: None, headers: [], moh: None, attest: None, confirm: Some(DialConfirm { prompt: \"a/b.wav\", key: '#', timeout: 30s }) }"
         ]
     );
     for (opts, want) in [
