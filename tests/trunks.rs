@@ -1108,9 +1108,7 @@ fn calls_from_the_registrar_a_trunk_registered_with_are_the_trunks() {
         server.log()
     );
     assert!(
-        server
-            .log()
-            .contains("from-carrier: trunk=carrier did=+15557654322"),
+        log_has(&server, "from-carrier: trunk=carrier did=+15557654322"),
         "{}",
         server.log()
     );
@@ -1221,12 +1219,5 @@ fn retry_after_sets_when_a_failed_registration_is_tried_again() {
 /// Whether the server's log says `needle` within a few seconds (the log is
 /// read from its stderr by a thread, so it may trail the SIP answer).
 fn log_has(server: &Server, needle: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if server.log().contains(needle) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    server.wait_log(needle, WAIT)
 }
