@@ -304,8 +304,25 @@ fn an_outbound_call_answers_the_carriers_407_and_carries_audio_both_ways() {
         carrier.log()
     );
     let mut dialog = p1001.ack(&call, &ok).expect("ACK");
-    // The carrier challenged the office's INVITE with 407 and took its
+    // The carrier challenged the office's INVITE with 407 (the office's
+    // trace of the call has it, and the INVITE sent again) and took its
     // answer as extension "office".
+    let trace = get_json(&office, &format!("/api/v1/calls/{}/trace", call.call_id));
+    let events = trace["events"].as_array().cloned().unwrap_or_default();
+    let line = |e: &serde_json::Value| e["first_line"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["direction"] == "in" && line(e).starts_with("SIP/2.0 407")),
+        "{trace}"
+    );
+    let invites_out = events
+        .iter()
+        .filter(|e| {
+            e["direction"] == "out" && line(e).starts_with("INVITE sip:+15557654321@127.0.0.2:")
+        })
+        .count();
+    assert_eq!(invites_out, 2, "{trace}");
     assert!(
         carrier
             .log()
