@@ -324,9 +324,7 @@ fn an_outbound_call_answers_the_carriers_407_and_carries_audio_both_ways() {
         .count();
     assert_eq!(invites_out, 2, "{trace}");
     assert!(
-        carrier
-            .log()
-            .contains("carrier route: caller=office to=+15557654321"),
+        carrier.wait_log("carrier route: caller=office to=+15557654321", WAIT),
         "{}",
         carrier.log()
     );
@@ -575,12 +573,13 @@ fn with_anonymous_reject_a_stranger_gets_403_and_never_the_dialplan() {
     assert_eq!(far.register(), 200);
     far.call("+15550009999").expect("call");
     assert_eq!(far.final_response(WAIT).expect("final").0.status, 404);
+    assert!(
+        office.wait_log("office route: trunk=carrier did=+15550009999", WAIT),
+        "{}",
+        office.log()
+    );
     let log = office.log();
     assert_eq!(log.matches("office route:").count(), 1, "{log}");
-    assert!(
-        log.contains("office route: trunk=carrier did=+15550009999"),
-        "{log}"
-    );
 }
 
 /// A Switchboard on 127.0.0.3 that takes the office's calls as a trunk
@@ -651,9 +650,7 @@ fn a_trunk_answering_503_fails_over_to_the_carrier() {
         dead.log()
     );
     assert!(
-        carrier
-            .log()
-            .contains("carrier route: caller=office to=+15557654321"),
+        carrier.wait_log("carrier route: caller=office to=+15557654321", WAIT),
         "{}",
         carrier.log()
     );
