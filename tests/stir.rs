@@ -245,14 +245,7 @@ fn office(pki: &Pki, dir: &std::path::Path, carrier: SocketAddr, pstn: SocketAdd
 }
 
 fn log_has(server: &Server, needle: &str) -> bool {
-    let deadline = Instant::now() + WAIT;
-    while Instant::now() < deadline {
-        if server.log().contains(needle) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    server.wait_log(needle, WAIT)
 }
 
 /// The carrier's phone gets the call: its From carries `verstat`; it

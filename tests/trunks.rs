@@ -486,10 +486,13 @@ fn the_issues_carrier_invite_reaches_the_trunk_context_with_its_did_and_audio_fl
         server.log()
     );
     carrier.send(ack_for(&invite, &ok, carrier.addr()).as_bytes(), sip);
-    let log = server.log();
     assert!(
-        log.contains("from-carrier: trunk=carrier did=+15557654321 to=+15557654321 caller=nil"),
-        "{log}"
+        log_has(
+            &server,
+            "from-carrier: trunk=carrier did=+15557654321 to=+15557654321 caller=nil"
+        ),
+        "{}",
+        server.log()
     );
     // Audio both ways: what the carrier sends comes back from the echo.
     let answer = testkit::RemoteMedia::parse(&ok.body).expect("SDP answer");
@@ -530,6 +533,11 @@ fn a_did_rings_its_extension_and_unknown_sources_are_challenged_or_refused() {
         .final_response(WAIT)
         .expect("answer to the stranger");
     assert_eq!(refused.status, 407);
+    assert!(
+        log_has(&server, "from-carrier: trunk=carrier did=+15550001001"),
+        "{}",
+        server.log()
+    );
     let log = server.log();
     assert_eq!(log.matches("from-carrier:").count(), 1, "{log}");
     assert!(!log.contains("default: reached"), "{log}");
@@ -1108,9 +1116,7 @@ fn calls_from_the_registrar_a_trunk_registered_with_are_the_trunks() {
         server.log()
     );
     assert!(
-        server
-            .log()
-            .contains("from-carrier: trunk=carrier did=+15557654322"),
+        log_has(&server, "from-carrier: trunk=carrier did=+15557654322"),
         "{}",
         server.log()
     );
@@ -1221,12 +1227,5 @@ fn retry_after_sets_when_a_failed_registration_is_tried_again() {
 /// Whether the server's log says `needle` within a few seconds (the log is
 /// read from its stderr by a thread, so it may trail the SIP answer).
 fn log_has(server: &Server, needle: &str) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if server.log().contains(needle) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    false
+    server.wait_log(needle, WAIT)
 }
