@@ -405,7 +405,7 @@ wait_ok "$new_calls" after-kill $(( bound + 5 ))
 wait_ok "$uas_new" callee-1023 10
 took=$(( ($(date +%s%N) - killed) / 1000000 ))
 echo "3 new calls from $CALLER_A (node A's) answered and hung up through node B, done ${took} ms after the kill"
-grep -Eq "(Switchboard node sip:${NODE_IP[A]}:$NODE_PORT down|node sip:${NODE_IP[A]}:$NODE_PORT did not answer)" \
+grep -Eq "(Switchboard node down: .*sip:${NODE_IP[A]}:$NODE_PORT|node sip:${NODE_IP[A]}:$NODE_PORT did not answer)" \
   "$WORK/kamailio.log" || die "Kamailio did not take node A out"
 
 # Node B's load is untouched: every one of its calls completed.
