@@ -91,7 +91,8 @@ fn host_param(ip: IpAddr) -> String {
 
 /// Builds a response to `req` as RFC 3261 §8.2.6.2 says: Via, From, Call-ID
 /// and CSeq copied; To copied with `to_tag` added if it has none (never on
-/// 100); `Server` set. The body is empty.
+/// 100); Record-Route copied into 101-299 (§12.1.1); `Server` set. The body
+/// is empty.
 pub fn response_to(req: &Request, status: u16, to_tag: &str, server: &str) -> Response {
     let mut headers = Headers::new();
     for via in req.headers.get_all(&HeaderName::Via) {
@@ -117,6 +118,15 @@ pub fn response_to(req: &Request, status: u16, to_tag: &str, server: &str) -> Re
     }
     if let Some(cseq) = req.headers.get(&HeaderName::CSeq) {
         headers.push(HeaderName::CSeq, cseq);
+    }
+    // §12.1.1: a response that may establish a dialog (1xx with a To tag,
+    // 2xx) carries the request's Record-Route, so the caller's in-dialog
+    // requests (ACK, BYE) go through the proxies that asked to stay in the
+    // path (Kamailio in front of several nodes).
+    if (101..300).contains(&status) {
+        for rr in req.headers.get_all(&HeaderName::RecordRoute) {
+            headers.push(HeaderName::RecordRoute, rr);
+        }
     }
     if !server.is_empty() {
         headers.push(HeaderName::Server, server);
@@ -212,4 +222,46 @@ pub fn udp_response_target(via: Option<&Via>, source: SocketAddr) -> SocketAddr 
     }
     let port = via.port.unwrap_or(5060);
     SocketAddr::new(source.ip(), port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invite() -> Request {
+        let text = "INVITE sip:1002@pbx.test SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKedge\r\n\
+Record-Route: <sip:192.0.2.1;lr;ftag=a>\r\n\
+Record-Route: <sip:198.51.100.1;lr>\r\n\
+From: <sip:1001@pbx.test>;tag=a\r\n\
+To: <sip:1002@pbx.test>\r\n\
+Call-ID: rr-1\r\n\
+CSeq: 1 INVITE\r\n\
+Content-Length: 0\r\n\r\n";
+        match sip_proto::Message::parse(text.as_bytes(), &sip_proto::Limits::default()) {
+            Ok(sip_proto::Message::Request(r)) => r,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn dialog_establishing_responses_carry_the_record_route_in_order() {
+        let req = invite();
+        for status in [180, 200] {
+            let resp = response_to(&req, status, "b", "");
+            let rr: Vec<&str> = resp.headers.get_all(&HeaderName::RecordRoute).collect();
+            assert_eq!(
+                rr,
+                ["<sip:192.0.2.1;lr;ftag=a>", "<sip:198.51.100.1;lr>"],
+                "{status}"
+            );
+        }
+        for status in [100, 486] {
+            let resp = response_to(&req, status, "b", "");
+            assert!(
+                resp.headers.get(&HeaderName::RecordRoute).is_none(),
+                "{status}"
+            );
+        }
+    }
 }
