@@ -125,6 +125,8 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         Arc::clone(&voicemail) as Arc<dyn pbx::Mailboxes>,
     );
     mwi.set(Arc::new(subscriptions.clone()));
+    // Lamps scripts set (night mode on *28), from kv before SIP is served.
+    dialplan.start_lamps(subscriptions.clone()).await;
     endpoint.set_service(Arc::new(
         sip_net::ServiceMux::new()
             .with(Arc::new(registrar.clone()))

@@ -258,6 +258,18 @@ function pbx.extension(id) end
 ---@return "idle"|"ringing"|"busy"|"unregistered"
 function pbx.state(ext) end
 
+---Lights (`"busy"`) or clears (`"idle"`) the busy lamp `name`, one that no
+---call drives but a script (night mode on `*28`): a phone's BLF key on
+---`name` watches it like an extension's (dialog event package; the
+---`on_subscribe` hook decides who may), `confirmed` while busy and
+---`terminated` while idle. `name` is letters, digits and `* + . _ -`, and
+---no configured extension. Lamps last while the server runs, across
+---reloads (set them at start from an `on_start` hook). In specs,
+---`sim.lamp(name)` reads it.
+---@param name string
+---@param state "busy"|"idle"
+function pbx.set_lamp(name, state) end
+
 ---@class VoicemailMessage
 ---@field id string
 ---@field caller string Who left it, as the caller presented itself.
@@ -448,6 +460,12 @@ function sim.call(spec) end
 ---@param ext string
 ---@return Phone
 function sim.phone(ext) end
+
+---What the lamp `name` shows (`pbx.set_lamp`): `"busy"`, `"idle"`, or nil
+---if no script set it in this case.
+---@param name string
+---@return "busy"|"idle"|nil
+function sim.lamp(name) end
 
 ---Adds an extension (pbx.extension finds it, and it is registered).
 ---@param ext string|{id: string, name: string?, context: string?, did: string?, outbound: boolean?, international: boolean?}

@@ -64,6 +64,8 @@ pub(crate) struct World {
     pub(crate) serial: u64,
     /// The call queues (`queues` module) of this case.
     pub(crate) queues: crate::Queues,
+    /// The lamps `pbx.set_lamp` set: on (busy) or off.
+    pub(crate) lamps: HashMap<String, bool>,
 }
 
 impl World {
@@ -152,6 +154,17 @@ impl Host for SimHost {
             Phone::Unregistered => PhoneState::Unregistered,
             Phone::Answers { .. } | Phone::NeverAnswers => PhoneState::Idle,
         })
+    }
+
+    fn set_lamp(&self, name: &str, busy: bool) -> Result<(), HostError> {
+        let mut world = self.0.lock();
+        if world.extensions.contains_key(name) {
+            return Err(HostError::new(format!(
+                "{name} is an extension, whose lamp follows its calls: give the lamp a name that is no extension"
+            )));
+        }
+        world.lamps.insert(name.to_owned(), busy);
+        Ok(())
     }
 
     fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {
