@@ -32,6 +32,7 @@ SWITCHBOARD_API = 1
 ---@class DialResult
 ---@field status DialStatus
 ---@field code integer The final SIP status that decided it (200, 486, 408, ...).
+---@field answered_by string? The target that answered, as given to `dial` (nil unless answered).
 
 ---@class DialConfirm
 ---@field prompt string A file under sounds/ (`.wav` added).
@@ -389,7 +390,7 @@ function queues.offer(name, ticket) end
 ---The dial of an offer came back; answered callers leave the queue, agents start wrap-up.
 ---@param name string
 ---@param ticket integer
----@param answered boolean
+---@param answered boolean|string true, or the agent that answered (the dial's `answered_by`: only it is credited), or false
 function queues.ring_done(name, ticket, answered) end
 
 ---The caller leaves without an agent (`abandoned`: it hung up).

@@ -417,25 +417,34 @@ impl SimCall {
             let world = self.world.lock();
             targets.iter().map(|t| world.phone(t)).collect()
         };
+        // The first to answer (the first listed, on a tie).
         let answer = phones
             .iter()
-            .filter_map(|p| match p {
-                Phone::Answers { after, talk } if *after < ring => Some((*after, *talk)),
+            .zip(targets)
+            .filter_map(|(p, target)| match p {
+                Phone::Answers { after, talk } if *after < ring => Some((*after, *talk, target)),
                 _ => None,
             })
             .min_by(|a, b| a.0.total_cmp(&b.0));
         let ringing = phones
             .iter()
             .any(|p| matches!(p, Phone::Answers { .. } | Phone::NeverAnswers));
-        let result = |status, code| DialResult { status, code };
-        if let Some((after, talk)) = answer {
+        let result = |status, code| DialResult {
+            status,
+            code,
+            answered_by: None,
+        };
+        if let Some((after, talk, target)) = answer {
             if self.pass(after).is_err() {
                 return result(DialStatus::Cancelled, 487);
             }
             // The bridged call ends when either side hangs up.
             let _ = self.pass(talk);
             self.end();
-            return result(DialStatus::Answered, 200);
+            return DialResult {
+                answered_by: Some(target.clone()),
+                ..result(DialStatus::Answered, 200)
+            };
         }
         if ringing {
             if self.pass(ring).is_err() {
@@ -641,6 +650,7 @@ impl CallApi for SimCall {
         let result = DialResult {
             status: DialStatus::Unavailable,
             code: 404,
+            answered_by: None,
         };
         self.last(|r| r.status = Some(result.status.as_str()));
         Ok(result)
@@ -653,6 +663,7 @@ impl CallApi for SimCall {
         let result = DialResult {
             status: DialStatus::Unavailable,
             code: 404,
+            answered_by: None,
         };
         self.last(|r| r.status = Some(result.status.as_str()));
         Ok(result)
