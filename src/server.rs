@@ -125,8 +125,6 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         Arc::clone(&voicemail) as Arc<dyn pbx::Mailboxes>,
     );
     mwi.set(Arc::new(subscriptions.clone()));
-    // Lamps scripts set (night mode on *28), from kv before SIP is served.
-    dialplan.start_lamps(subscriptions.clone()).await;
     endpoint.set_service(Arc::new(
         sip_net::ServiceMux::new()
             .with(Arc::new(registrar.clone()))
@@ -148,6 +146,11 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         })?),
         None => None,
     };
+
+    // Lamps scripts set (night mode on *28), from kv: after everything
+    // that can fail start-up (its error stays the only line), before SIP
+    // is served.
+    dialplan.start_lamps(subscriptions.clone()).await;
 
     let shutdown = CancellationToken::new();
     let local = endpoint.local_addrs();
