@@ -37,6 +37,7 @@ local queue = require("queue")
 local OFFICE = tc.hours("office", {
   "mon-fri 09:00-17:30",
   except = { "12-25", "12-26", "01-01" },
+  lamp = "*28", -- a BLF key on *28 shows night mode
 })
 
 -- Sales, 400: the first free phone of the three, 15 s each, then

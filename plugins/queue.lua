@@ -177,7 +177,9 @@ function M.enter(call, name, opts)
       end
       local r = call:dial(agents, { timeout = timeout, moh = moh })
       local answered = r.status == "answered"
-      queues.ring_done(name, ticket, answered)
+      -- Only the agent that answered is credited (wrap-up, last call,
+      -- calls taken): with ringall, the others rung are free again.
+      queues.ring_done(name, ticket, answered and (r.answered_by or true))
       if answered then
         left = true
         return r

@@ -6,6 +6,7 @@
 --     "mon-fri 09:00-17:30",
 --     "sat 10:00-12:00",
 --     except = { "2026-12-25", "01-01" },  -- a date, or MM-DD every year
+--     lamp = "*28",                          -- optional: night mode's busy lamp
 --   })
 --   tc.is_open(OFFICE)       -- true within the hours, not on a holiday,
 --                            -- and not in night mode
@@ -23,10 +24,17 @@
 -- Night mode forces "closed" whatever the hour, until toggled off again
 -- (`*28` from any extension, or tc.set_night); it is kept in kv (namespace
 -- "timeconditions", key "night:NAME"), so it survives restarts.
+--
+-- With `lamp`, night mode shows on that busy lamp (pbx.set_lamp): a BLF
+-- key on *28 lights while it is on. *28 and set_night set the lamp, and
+-- on_start sets it from kv when the server starts (lamps outlive reloads).
 
 local M = {}
 
 local NS = "timeconditions"
+
+-- The schedules with a lamp, by lamp name (for on_start).
+local lamps = {}
 
 local DAYS = { mon = 1, tue = 2, wed = 3, thu = 4, fri = 5, sat = 6, sun = 7 }
 
@@ -94,9 +102,17 @@ function M.hours(name, spec)
     schedule.ranges[#schedule.ranges + 1] = { days = set, from = a, to = b }
   end
   for k in pairs(spec) do
-    if type(k) ~= "number" and k ~= "except" then
-      error("timeconditions.hours: unknown key " .. tostring(k) .. " (only except)", 2)
+    if type(k) ~= "number" and k ~= "except" and k ~= "lamp" then
+      error("timeconditions.hours: unknown key " .. tostring(k) .. " (only except and lamp)", 2)
     end
+  end
+  if spec.lamp ~= nil then
+    if type(spec.lamp) ~= "string" or not spec.lamp:match("^[%w*+._-]+$") then
+      error("timeconditions.hours: lamp must be a name of letters, digits and * + . _ - (\"*28\"), got "
+        .. tostring(spec.lamp), 2)
+    end
+    schedule.lamp = spec.lamp
+    lamps[spec.lamp] = schedule
   end
   for i, date in ipairs(spec.except or {}) do
     if type(date) ~= "string" or not (date:match("^%d%d%d%d%-%d%d%-%d%d$") or date:match("^%d%d%-%d%d$")) then
@@ -145,6 +161,17 @@ function M.set_night(schedule, on)
     kv.set(NS, "night:" .. schedule.name, "on")
   else
     kv.delete(NS, "night:" .. schedule.name)
+  end
+  if schedule.lamp then
+    pbx.set_lamp(schedule.lamp, on and "busy" or "idle")
+  end
+end
+
+--- Plugin hook: when the server starts, each schedule's lamp shows its
+--- night mode as kept in kv.
+function M.on_start()
+  for name, schedule in pairs(lamps) do
+    pbx.set_lamp(name, M.night(schedule) and "busy" or "idle")
   end
 end
 

@@ -103,6 +103,7 @@ fn dial_result(outcome: pbx::DialOutcome) -> DialResult {
     DialResult {
         status,
         code: outcome.code,
+        answered_by: outcome.answered_by,
     }
 }
 

@@ -220,6 +220,8 @@ pub struct Dialplan {
     runtime: Arc<Runtime>,
     /// The live calls `pbx.state` reads, once the call service exists.
     calls: Arc<OnceLock<Arc<pbx::Registry>>>,
+    /// The busy lamps `pbx.set_lamp` sets, once the subscription service exists.
+    lamps: Arc<OnceLock<presence::Presence>>,
     _watcher: ReloadWatcher,
     /// The directories were created from the embedded copies at this start.
     seeded: Option<String>,
@@ -236,6 +238,17 @@ impl Dialplan {
     /// the dialplan); until then it knows registrations only.
     pub fn set_calls(&self, calls: Arc<pbx::Registry>) {
         let _ = self.calls.set(calls);
+    }
+
+    /// Gives `pbx.set_lamp` the subscription service's lamps, then runs
+    /// the plugins' `on_start` hooks (which set lamps from kv) and waits
+    /// for them: each is bounded by a route's limits, and a failing one is
+    /// logged by the runtime. Until then `pbx.set_lamp` is an error.
+    pub async fn start_lamps(&self, lamps: presence::Presence) {
+        let _ = self.lamps.set(lamps);
+        if let Ok(state) = self.runtime.call_state() {
+            state.run_plugin_hooks("on_start", Vec::new()).await;
+        }
     }
 
     /// Logs what was loaded; called with the other start-up lines once
@@ -277,6 +290,7 @@ pub async fn start(
     }
     let host = PbxHost::new(storage, &extensions).with_voicemail(voicemail);
     let calls = Arc::clone(&host.calls);
+    let lamps = Arc::clone(&host.lamps);
     let host = Arc::new(host);
     let settings = config.dialplan.clone();
     let source = config.source.clone();
@@ -294,6 +308,7 @@ pub async fn start(
     Ok(Dialplan {
         runtime,
         calls,
+        lamps,
         _watcher: watcher,
         seeded,
         dirs: format!(
@@ -536,6 +551,8 @@ struct PbxHost {
     queues: dialplan::Queues,
     /// The live calls, for `pbx.state` (set once the call service exists).
     calls: Arc<OnceLock<Arc<pbx::Registry>>>,
+    /// The busy lamps (set once the subscription service exists).
+    lamps: Arc<OnceLock<presence::Presence>>,
 }
 
 impl PbxHost {
@@ -547,6 +564,7 @@ impl PbxHost {
             voicemail: None,
             queues: dialplan::Queues::new(),
             calls: Arc::default(),
+            lamps: Arc::default(),
         }
     }
 
@@ -637,6 +655,15 @@ impl Host for PbxHost {
         } else {
             PhoneState::Idle
         })
+    }
+
+    fn set_lamp(&self, name: &str, busy: bool) -> Result<(), HostError> {
+        let Some(lamps) = self.lamps.get() else {
+            return Err(HostError::retry_later(
+                "the subscription service is not started yet: set lamps from an on_start hook",
+            ));
+        };
+        lamps.set_lamp(name, busy).map_err(HostError::new)
     }
 
     fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {

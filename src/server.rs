@@ -147,6 +147,11 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
         None => None,
     };
 
+    // Lamps scripts set (night mode on *28), from kv: after everything
+    // that can fail start-up (its error stays the only line), before SIP
+    // is served.
+    dialplan.start_lamps(subscriptions.clone()).await;
+
     let shutdown = CancellationToken::new();
     let local = endpoint.local_addrs();
     let sweeper = tokio::spawn(

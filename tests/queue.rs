@@ -3,7 +3,9 @@
 //! callers. Callers wait with music on hold, are served in the order they
 //! came, a caller who hangs up while waiting is counted abandoned, an
 //! agent who just finished a call is not offered the next one during its
-//! wrap-up, and `GET /api/v1/queues` and the metrics show all of it.
+//! wrap-up, and `GET /api/v1/queues` and the metrics show all of it. A
+//! `ringall` queue credits only the agent who answered (the dial result's
+//! `answered_by`), through the binary and in a spec.
 
 mod office;
 
@@ -354,4 +356,134 @@ fn the_queue_and_its_waiting_callers_survive_a_dialplan_reload() {
             _ => {}
         }
     }
+}
+
+/// A ringall queue on 402 (both members rung at once, a long wrap-up).
+const RINGALL_LUA: &str = r#"
+local queue = require("queue")
+
+queue.define("support", {
+  strategy = "ringall",
+  members = { "1001", "1002" },
+  wrapup = 60,
+  ring_timeout = 15,
+  max_wait = 40,
+})
+
+function route(call)
+  if call.request_uri.user == "402" then
+    queue.enter(call, "support")
+  else
+    call:reject(404, "Not Found")
+  end
+end
+"#;
+
+/// The same in the spec runner: the agent that answers a ringall offer
+/// is the only one in wrap-up, so the other takes the next caller at once
+/// (crediting every agent rung left nobody free for 60 s, and the second
+/// caller would have waited out `max_wait` undialled).
+const RINGALL_SPEC: &str = r#"
+before_each(function()
+  for _, id in ipairs({ "1001", "1002", "1003" }) do
+    sim.extension(id)
+  end
+end)
+
+it("ringall credits only the agent who answered; the other takes the next caller", function()
+  sim.phone("1001"):never_answers()
+  sim.phone("1002"):answers_after(2)
+  local first = sim.call({ from = "1003", to = "402" })
+  expect(first):dialled("1001", { timeout = 15 })
+  expect(first):dialled("1002", { timeout = 15 })
+  expect(first):ended_with("answered")
+  sim.phone("1001"):answers_after(1)
+  local second = sim.call({ from = "1003", to = "402" })
+  expect(second):dialled("1001", { timeout = 15 })
+  expect(second):not_dialled("1002")
+  expect(second):ended_with("answered")
+end)
+"#;
+
+#[test]
+fn a_ringall_queue_credits_only_the_agent_who_answered_in_its_spec() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dialplans = dir.path().join("dialplans");
+    std::fs::create_dir_all(dialplans.join("tests")).expect("mkdir");
+    std::fs::write(dialplans.join("default.lua"), RINGALL_LUA).expect("write");
+    std::fs::write(dialplans.join("tests/ringall_spec.lua"), RINGALL_SPEC).expect("write");
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[dialplan]\ndir = {:?}\nplugins = {:?}\nsounds = {:?}\n",
+            dialplans,
+            office::repo().join("plugins"),
+            office::repo().join("sounds")
+        ),
+    )
+    .expect("write config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("test")
+        .arg("--config")
+        .arg(&config)
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("switchboard test runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout.lines().last(),
+        Some("1 passed, 0 failed"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_ringall_queue_credits_only_the_agent_who_answered() {
+    let o = office_with(Some(RINGALL_LUA), CALLERS);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let mut c = phone(&o, "1003");
+
+    // The caller is queued; both agents ring; 1002 answers and 1001 is
+    // cancelled.
+    let rc = RtpPeer::localhost();
+    let (mut c_dialog, _) = answered(&mut c, "402", &rc.sdp_offer(OFFER));
+    let ring_a = a.incoming(WAIT).expect("1001 is rung");
+    a.reply(&ring_a.invite, &ring_a.tag, 180).expect("180");
+    let ring_b = b.incoming(WAIT).expect("1002 is rung");
+    let rb = RtpPeer::localhost();
+    agent_answers(&mut b, &ring_b, &rb);
+    let cancel = a.request("CANCEL", WAIT).expect("1001 stops ringing");
+    a.reply(&cancel, &ring_a.tag, 200).expect("200 to CANCEL");
+    a.reply(&ring_a.invite, &ring_a.tag, 487).expect("487");
+
+    // The caller hangs up: the call was 1002's alone.
+    let bye = c
+        .request_in(&mut c_dialog, "BYE", None)
+        .expect("BYE answered");
+    assert_eq!(bye.status, 200);
+    let bye = b.request("BYE", WAIT).expect("1002 gets BYE");
+    b.reply(&bye, &ring_b.tag, 200).expect("200 to BYE");
+    let q = until(&o, "the call answered, 1002 in wrap-up", |q| {
+        q["answered"] == 1 && agent_state(q, "1002") == "wrapup"
+    });
+    let agent = |ext: &str| {
+        q["agents"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["ext"] == ext))
+            .cloned()
+            .unwrap_or_else(|| panic!("no agent {ext}: {q:#}"))
+    };
+    assert_eq!(agent("1002")["calls_taken"], 1, "{q:#}");
+    assert!(agent("1002")["last_call_ms"].as_u64().is_some(), "{q:#}");
+    assert_eq!(agent_state(&q, "1001"), "available", "{q:#}");
+    assert_eq!(agent("1001")["calls_taken"], 0, "{q:#}");
+    assert!(agent("1001")["last_call_ms"].is_null(), "{q:#}");
 }

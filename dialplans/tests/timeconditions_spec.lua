@@ -44,3 +44,12 @@ it("*28 forces night mode during office hours, and *28 again ends it", function(
   expect(off):played("night-off")
   expect(sim.call({ from = "1001", to = "0" })):played("reception-menu")
 end)
+
+it("*28 lights the night-mode lamp *28 and *28 again clears it", function()
+  sim.clock:set("2026-12-08 10:00")
+  expect(sim.lamp("*28")):is_nil()
+  expect(sim.call({ from = "1002", to = "*28" })):played("night-on")
+  expect(sim.lamp("*28")):equals("busy")
+  expect(sim.call({ from = "1003", to = "*28" })):played("night-off")
+  expect(sim.lamp("*28")):equals("idle")
+end)

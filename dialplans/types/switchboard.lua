@@ -32,6 +32,7 @@ SWITCHBOARD_API = 1
 ---@class DialResult
 ---@field status DialStatus
 ---@field code integer The final SIP status that decided it (200, 486, 408, ...).
+---@field answered_by string? The target that answered, as given to `dial` (nil unless answered).
 
 ---@class DialConfirm
 ---@field prompt string A file under sounds/ (`.wav` added).
@@ -258,6 +259,18 @@ function pbx.extension(id) end
 ---@return "idle"|"ringing"|"busy"|"unregistered"
 function pbx.state(ext) end
 
+---Lights (`"busy"`) or clears (`"idle"`) the busy lamp `name`, one that no
+---call drives but a script (night mode on `*28`): a phone's BLF key on
+---`name` watches it like an extension's (dialog event package; the
+---`on_subscribe` hook decides who may), `confirmed` while busy and
+---`terminated` while idle. `name` is letters, digits and `* + . _ -`, and
+---no configured extension. Lamps last while the server runs, across
+---reloads (set them at start from an `on_start` hook). In specs,
+---`sim.lamp(name)` reads it.
+---@param name string
+---@param state "busy"|"idle"
+function pbx.set_lamp(name, state) end
+
 ---@class VoicemailMessage
 ---@field id string
 ---@field caller string Who left it, as the caller presented itself.
@@ -377,7 +390,7 @@ function queues.offer(name, ticket) end
 ---The dial of an offer came back; answered callers leave the queue, agents start wrap-up.
 ---@param name string
 ---@param ticket integer
----@param answered boolean
+---@param answered boolean|string true, or the agent that answered (the dial's `answered_by`: only it is credited), or false
 function queues.ring_done(name, ticket, answered) end
 
 ---The caller leaves without an agent (`abandoned`: it hung up).
@@ -448,6 +461,12 @@ function sim.call(spec) end
 ---@param ext string
 ---@return Phone
 function sim.phone(ext) end
+
+---What the lamp `name` shows (`pbx.set_lamp`): `"busy"`, `"idle"`, or nil
+---if no script set it in this case.
+---@param name string
+---@return "busy"|"idle"|nil
+function sim.lamp(name) end
 
 ---Adds an extension (pbx.extension finds it, and it is registered).
 ---@param ext string|{id: string, name: string?, context: string?, did: string?, outbound: boolean?, international: boolean?}

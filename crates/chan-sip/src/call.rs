@@ -597,6 +597,10 @@ struct Bridge {
     leg: SipLeg,
     /// The route's `dial` returns when the bridge ends.
     done: Option<oneshot::Sender<Result<DialOutcome, ActionError>>>,
+    /// The dial's target that answered, as the route gave it (the dial
+    /// result's `answered_by`); `None` for a party that came otherwise
+    /// (a pickup, a transfer).
+    answered_by: Option<String>,
 }
 
 struct Call {
@@ -1013,6 +1017,7 @@ impl Call {
                         let _ = done.send(Ok(DialOutcome {
                             status: DialStatus::Failed,
                             code: failure.status(),
+                            answered_by: None,
                         }));
                         return;
                     }
@@ -1059,6 +1064,7 @@ impl Call {
             let _ = done.send(Ok(DialOutcome {
                 status: DialStatus::Unavailable,
                 code,
+                answered_by: None,
             }));
             return;
         }
@@ -1534,11 +1540,12 @@ impl Call {
                 let _ = cancel.send(());
             }
         }
-        self.cdr.callee = Some(label);
+        self.cdr.callee = Some(label.clone());
         self.bridge = Some(Bridge {
             branch: id,
             leg,
             done: Some(dialing.done),
+            answered_by: Some(label),
         });
         self.state = CallState::Bridged;
         // Filed before the caller hears the 200, so anyone the caller tells
@@ -1600,7 +1607,11 @@ impl Call {
                     .all(|b| self.branches.get(b).is_none_or(|b| b.done));
             if all_done {
                 let (status, code) = dial_result(&dialing.codes, dialing.rang);
-                self.end_dial(DialOutcome { status, code });
+                self.end_dial(DialOutcome {
+                    status,
+                    code,
+                    answered_by: None,
+                });
             }
         }
     }
@@ -1669,6 +1680,7 @@ impl Call {
             let _ = dialing.done.send(Ok(DialOutcome {
                 status: DialStatus::Cancelled,
                 code: 487,
+                answered_by: None,
             }));
         }
         self.finish(Disposition::Cancelled, 487, "cancel");
@@ -1823,6 +1835,7 @@ impl Call {
             self.end_dial(DialOutcome {
                 status: DialStatus::NoAnswer,
                 code: 408,
+                answered_by: None,
             });
         }
     }
@@ -1929,7 +1942,7 @@ impl Call {
 
     fn end_dial(&mut self, outcome: DialOutcome) {
         self.note(|| format!("dial ended: {:?} ({})", outcome.status, outcome.code));
-        if outcome.status != DialStatus::Answered && self.transfer_failed(outcome) {
+        if outcome.status != DialStatus::Answered && self.transfer_failed(&outcome) {
             // Back to the transferor (once this event is handled); the
             // transfer's route is done with the call.
             self.failed_transfer = Some(outcome);
@@ -1972,6 +1985,7 @@ impl Call {
             let _ = done.send(Ok(DialOutcome {
                 status: DialStatus::Answered,
                 code: 200,
+                answered_by: bridge.answered_by.clone(),
             }));
         }
         self.note(|| format!("call ended: {} {code} ({cause})", disposition.as_str()));

@@ -104,13 +104,17 @@ impl DialStatus {
     }
 }
 
-/// The result of `call:dial(...)`: `{status = ..., code = N}` in Lua.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The result of `call:dial(...)`: `{status = ..., code = N,
+/// answered_by = target}` in Lua.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DialResult {
     /// How the dial ended.
     pub status: DialStatus,
     /// The final SIP status code that decided it (200, 486, 408, …).
     pub code: u16,
+    /// The target that answered, as the route gave it to `dial` (one of
+    /// its targets); `None` unless answered, and for `pickup`/`unpark`.
+    pub answered_by: Option<String>,
 }
 
 /// The options of `call:dial(targets, opts)`.

@@ -1,5 +1,5 @@
 //! Plugin hooks: functions a plugin's module table exports, such as
-//! `on_register(ext, contact)` and `on_call_end(cdr)`, that the runtime
+//! `on_register(ext, contact)`, `on_call_end(cdr)` and `on_start()`, that the runtime
 //! calls on events outside any call (DESIGN.md "Dialplan (Lua)"), each
 //! under a route's instruction budget and time limit.
 
@@ -49,7 +49,7 @@ impl HookValue {
 }
 
 /// The hooks plugins may export that the binary calls.
-pub const PLUGIN_HOOKS: [&str; 2] = ["on_register", "on_call_end"];
+pub const PLUGIN_HOOKS: [&str; 3] = ["on_register", "on_call_end", "on_start"];
 
 /// The hooks of [`PLUGIN_HOOKS`] whose name appears in some plugin's
 /// source: only those can be exported.

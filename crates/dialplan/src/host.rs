@@ -137,6 +137,17 @@ pub trait Host: Send + Sync + 'static {
         })
     }
 
+    /// Lights (`busy`) or clears the lamp `name` (`pbx.set_lamp`): a busy
+    /// lamp no call drives, that a phone's BLF key on `name` watches (the
+    /// night mode on `*28`). The binary keeps lamps for as long as it runs,
+    /// across reloads. The default says this host has none.
+    fn set_lamp(&self, name: &str, busy: bool) -> Result<(), HostError> {
+        let _ = (name, busy);
+        Err(HostError::new(
+            "this host has no busy lamps (they are the server's)",
+        ))
+    }
+
     /// The extension whose `did` is `number` (E.164, `+15550001001`), if any.
     fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {
         let _ = number;
@@ -188,6 +199,7 @@ struct MemoryInner {
     kv: HashMap<(String, String), (Vec<u8>, Option<Instant>)>,
     contacts: HashMap<String, Vec<Contact>>,
     extensions: HashMap<String, ExtensionInfo>,
+    lamps: HashMap<String, bool>,
 }
 
 /// A [`Host`] all in memory: `kv` for one process, contacts and extensions
@@ -220,6 +232,11 @@ impl MemoryHost {
     /// Sets the registered contacts of `ext`.
     pub fn set_contacts(&self, ext: &str, contacts: Vec<Contact>) {
         self.lock().contacts.insert(ext.to_owned(), contacts);
+    }
+
+    /// Whether the lamp `name` a script set is on (`None`: never set).
+    pub fn lamp(&self, name: &str) -> Option<bool> {
+        self.lock().lamps.get(name).copied()
     }
 
     /// The value of `key` in `ns`, as a test checks what a script stored.
@@ -279,6 +296,11 @@ impl Host for MemoryHost {
 
     fn extension(&self, id: &str) -> Result<Option<ExtensionInfo>, HostError> {
         Ok(self.lock().extensions.get(id).cloned())
+    }
+
+    fn set_lamp(&self, name: &str, busy: bool) -> Result<(), HostError> {
+        self.lock().lamps.insert(name.to_owned(), busy);
+        Ok(())
     }
 
     fn blocks(&self) -> bool {

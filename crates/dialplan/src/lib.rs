@@ -47,7 +47,7 @@
 //!   `os.time`/`os.date` read ([`Host::now`]).
 //!
 //! - `hooks.rs`: [`CallState::run_plugin_hooks`], the hooks plugins
-//!   export (`on_register`, `on_call_end`), called by the binary.
+//!   export (`on_register`, `on_call_end`, `on_start`), called by the binary.
 //!
 //! - [`Runtime::watch`] (`watcher.rs`): hot reload when a file changes.
 //!

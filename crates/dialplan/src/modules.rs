@@ -1,5 +1,6 @@
 //! The Lua modules over the [`Host`] (DESIGN.md "Dialplan (Lua)", modules):
-//! `kv.get/set/delete`, `registrar.contacts`, `pbx.extension`, `pbx.state`, with their
+//! `kv.get/set/delete`, `registrar.contacts`, `pbx.extension`, `pbx.state`,
+//! `pbx.set_lamp`, with their
 //! arguments checked and host calls kept off the async runtime's threads.
 
 use std::time::Duration;
@@ -18,6 +19,8 @@ pub const MAX_KV_VALUE: usize = 64 * 1024;
 const MAX_KV_TTL_SECS: f64 = 315_360_000.0;
 /// Longest extension id `registrar.contacts` and `pbx.extension` take.
 const MAX_EXTENSION_ID: usize = 64;
+/// Longest lamp name `pbx.set_lamp` takes.
+const MAX_LAMP_NAME: usize = 64;
 
 fn arg_error(function: &str, what: &str, got: &Value) -> mlua::Error {
     mlua::Error::runtime(format!(
@@ -164,6 +167,22 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
             }
         })?,
     )?;
+    let h = host.clone();
+    pbx.raw_set(
+        "set_lamp",
+        lua.create_async_function(move |_, (name, state): (Value, Value)| {
+            let host = h.clone();
+            let args = lamp_args(&name, &state);
+            async move {
+                let (name, busy) = args?;
+                // Lamps are in memory: no thread hop.
+                call_host_where(host, "pbx.set_lamp", false, move |h| {
+                    h.set_lamp(&name, busy)
+                })
+                .await
+            }
+        })?,
+    )?;
     globals.raw_set("pbx", pbx)?;
     crate::mailbox::install(lua, host)?;
     crate::queues::install(lua, host)?;
@@ -245,6 +264,32 @@ fn kv_module(lua: &Lua, host: &SharedHost) -> mlua::Result<Table> {
         })?,
     )?;
     Ok(kv)
+}
+
+/// `pbx.set_lamp(name, "busy"|"idle")`'s arguments: a name a SIP URI's
+/// user part carries as is (letters, digits, `* + . _ -`), and whether busy.
+fn lamp_args(name: &Value, state: &Value) -> mlua::Result<(String, bool)> {
+    let name = text_arg("pbx.set_lamp", "name", name, MAX_LAMP_NAME)?;
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "*+._-".contains(*c)))
+    {
+        return Err(mlua::Error::runtime(format!(
+            "pbx.set_lamp: name may hold letters, digits and * + . _ - only, got {bad:?} in {name:?}"
+        )));
+    }
+    let busy = match state {
+        Value::String(s) if s.as_bytes().as_ref() == b"busy" => true,
+        Value::String(s) if s.as_bytes().as_ref() == b"idle" => false,
+        other => {
+            return Err(arg_error(
+                "pbx.set_lamp",
+                "state \"busy\" or \"idle\"",
+                other,
+            ));
+        }
+    };
+    Ok((name, busy))
 }
 
 fn ns_key(function: &str, ns: &Value, key: &Value) -> mlua::Result<(String, String)> {

@@ -457,11 +457,20 @@ impl Queues {
     }
 
     /// The dial of an offer came back. Answered: the caller leaves the
-    /// queue (answered) and its call is over; the agent (with several rung
-    /// at once, each of them, as which one answered is not known) starts
-    /// wrap-up. Not answered: the agents are free again and the caller
-    /// waits on.
-    pub fn ring_done(&self, name: &str, ticket: u64, answered: bool, now_ms: u64) {
+    /// queue (answered) and its call is over; the agent that answered
+    /// (`by`, the dial result's `answered_by`) is credited: wrap-up, last
+    /// call, calls taken; the others rung with it are free again. Without
+    /// `by` (not known), each agent rung starts wrap-up and, if only one
+    /// was rung, it took the call. Not answered: the agents are free again
+    /// and the caller waits on.
+    pub fn ring_done(
+        &self,
+        name: &str,
+        ticket: u64,
+        answered: bool,
+        by: Option<&str>,
+        now_ms: u64,
+    ) {
         let mut board = self.lock();
         let Some(queue) = board.queues.get_mut(name) else {
             return;
@@ -475,12 +484,16 @@ impl Queues {
         for ext in &rung {
             if let Some(agent) = queue.agents.get_mut(ext) {
                 agent.in_call = false;
-                if answered {
+                let took_it = match by {
+                    Some(by) => by == ext.as_str(),
+                    None => rung.len() == 1,
+                };
+                if answered && (took_it || by.is_none()) {
                     agent.last_call_ms = Some(now_ms);
                     agent.wrapup_until_ms = now_ms.saturating_add(wrapup);
-                    if rung.len() == 1 {
-                        agent.calls_taken += 1;
-                    }
+                }
+                if answered && took_it {
+                    agent.calls_taken += 1;
                 }
             }
         }
@@ -780,8 +793,29 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
         lua.create_function(move |_, (name, ticket, answered): (Value, Value, Value)| {
             let name = text_arg("queues.ring_done", "name", &name, MAX_NAME)?;
             let ticket = ticket_arg("queues.ring_done", &ticket)?;
-            let answered = matches!(answered, Value::Boolean(true));
-            queues_of(&h, "queues.ring_done")?.ring_done(&name, ticket, answered, now_ms(&h));
+            // true (answered, by whom not known), the agent that answered
+            // (the dial result's answered_by), or false / nil.
+            let (answered, by) = match &answered {
+                Value::Boolean(b) => (*b, None),
+                Value::Nil => (false, None),
+                Value::String(_) => (
+                    true,
+                    Some(text_arg("queues.ring_done", "answered", &answered, MAX_NAME)?),
+                ),
+                other => {
+                    return Err(mlua::Error::runtime(format!(
+                        "queues.ring_done: expected answered as a boolean or the agent that answered, got {}",
+                        crate::route::lua_type(other)
+                    )));
+                }
+            };
+            queues_of(&h, "queues.ring_done")?.ring_done(
+                &name,
+                ticket,
+                answered,
+                by.as_deref(),
+                now_ms(&h),
+            );
             Ok(())
         })?,
     )?;
@@ -888,7 +922,7 @@ mod tests {
         assert_eq!(q.offer("support", a, 1), vec!["1001"]);
         assert_eq!(q.offer("support", b, 1), vec!["1002"]);
         assert!(q.offer("support", c, 1).is_empty());
-        q.ring_done("support", a, true, 5_000);
+        q.ring_done("support", a, true, None, 5_000);
         // 1001 is in wrap-up until 15 s.
         assert!(q.offer("support", c, 6_000).is_empty());
         // b is being connected: c is next.
@@ -908,11 +942,30 @@ mod tests {
         let q = two_agents(Strategy::LeastRecent, 0);
         let a = q.join("support", "a", "", 0).unwrap();
         let first = q.offer("support", a, 0);
-        q.ring_done("support", a, false, 15_000);
+        q.ring_done("support", a, false, None, 15_000);
         let second = q.offer("support", a, 15_000);
         assert_eq!(first.len(), 1);
         assert_eq!(second.len(), 1);
         assert_ne!(first, second);
+    }
+
+    #[test]
+    fn ringall_credits_only_the_agent_that_answered() {
+        let q = two_agents(Strategy::RingAll, 10);
+        let a = q.join("support", "a", "", 0).unwrap();
+        let b = q.join("support", "b", "", 0).unwrap();
+        assert_eq!(q.offer("support", a, 1), vec!["1001", "1002"]);
+        q.ring_done("support", a, true, Some("1002"), 5_000);
+        let agents = &q.snapshot(5_000)[0].agents;
+        let agent = |ext: &str| agents.iter().find(|x| x.ext == ext).unwrap();
+        assert_eq!(agent("1002").calls_taken, 1);
+        assert_eq!(agent("1002").last_call_ms, Some(5_000));
+        assert_eq!(agent("1002").state, "wrapup");
+        assert_eq!(agent("1001").calls_taken, 0);
+        assert_eq!(agent("1001").last_call_ms, None);
+        assert_eq!(agent("1001").state, "available");
+        // 1001 did not take the call: it rings for the next caller at once.
+        assert_eq!(q.offer("support", b, 6_000), vec!["1001"]);
     }
 
     #[test]

@@ -647,6 +647,7 @@ fn dial_table(lua: &Lua, result: &DialResult) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.raw_set("status", result.status.as_str())?;
     t.raw_set("code", result.code)?;
+    t.raw_set("answered_by", result.answered_by.as_deref())?;
     Ok(t)
 }
 

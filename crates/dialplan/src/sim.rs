@@ -64,6 +64,8 @@ pub(crate) struct World {
     pub(crate) serial: u64,
     /// The call queues (`queues` module) of this case.
     pub(crate) queues: crate::Queues,
+    /// The lamps `pbx.set_lamp` set: on (busy) or off.
+    pub(crate) lamps: HashMap<String, bool>,
 }
 
 impl World {
@@ -152,6 +154,17 @@ impl Host for SimHost {
             Phone::Unregistered => PhoneState::Unregistered,
             Phone::Answers { .. } | Phone::NeverAnswers => PhoneState::Idle,
         })
+    }
+
+    fn set_lamp(&self, name: &str, busy: bool) -> Result<(), HostError> {
+        let mut world = self.0.lock();
+        if world.extensions.contains_key(name) {
+            return Err(HostError::new(format!(
+                "{name} is an extension, whose lamp follows its calls: give the lamp a name that is no extension"
+            )));
+        }
+        world.lamps.insert(name.to_owned(), busy);
+        Ok(())
     }
 
     fn extension_by_did(&self, number: &str) -> Result<Option<ExtensionInfo>, HostError> {
@@ -404,25 +417,34 @@ impl SimCall {
             let world = self.world.lock();
             targets.iter().map(|t| world.phone(t)).collect()
         };
+        // The first to answer (the first listed, on a tie).
         let answer = phones
             .iter()
-            .filter_map(|p| match p {
-                Phone::Answers { after, talk } if *after < ring => Some((*after, *talk)),
+            .zip(targets)
+            .filter_map(|(p, target)| match p {
+                Phone::Answers { after, talk } if *after < ring => Some((*after, *talk, target)),
                 _ => None,
             })
             .min_by(|a, b| a.0.total_cmp(&b.0));
         let ringing = phones
             .iter()
             .any(|p| matches!(p, Phone::Answers { .. } | Phone::NeverAnswers));
-        let result = |status, code| DialResult { status, code };
-        if let Some((after, talk)) = answer {
+        let result = |status, code| DialResult {
+            status,
+            code,
+            answered_by: None,
+        };
+        if let Some((after, talk, target)) = answer {
             if self.pass(after).is_err() {
                 return result(DialStatus::Cancelled, 487);
             }
             // The bridged call ends when either side hangs up.
             let _ = self.pass(talk);
             self.end();
-            return result(DialStatus::Answered, 200);
+            return DialResult {
+                answered_by: Some(target.clone()),
+                ..result(DialStatus::Answered, 200)
+            };
         }
         if ringing {
             if self.pass(ring).is_err() {
@@ -628,6 +650,7 @@ impl CallApi for SimCall {
         let result = DialResult {
             status: DialStatus::Unavailable,
             code: 404,
+            answered_by: None,
         };
         self.last(|r| r.status = Some(result.status.as_str()));
         Ok(result)
@@ -640,6 +663,7 @@ impl CallApi for SimCall {
         let result = DialResult {
             status: DialStatus::Unavailable,
             code: 404,
+            answered_by: None,
         };
         self.last(|r| r.status = Some(result.status.as_str()));
         Ok(result)

@@ -172,6 +172,13 @@ function sim.call(spec)
   return call
 end
 
+function sim.lamp(name)
+  if type(name) ~= "string" then
+    error("sim.lamp: expected a lamp name string, got " .. type(name), 2)
+  end
+  return native.lamp(name)
+end
+
 function sim.phone(ext)
   if type(ext) ~= "string" then
     error("sim.phone: expected an extension string, got " .. type(ext), 2)

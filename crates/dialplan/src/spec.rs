@@ -447,6 +447,17 @@ impl SpecRunner {
         )?;
         let world = self.world.clone();
         native.raw_set(
+            "lamp",
+            lua.create_function(move |_, name: String| {
+                Ok(world
+                    .lock()
+                    .lamps
+                    .get(&name)
+                    .map(|on| if *on { "busy" } else { "idle" }))
+            })?,
+        )?;
+        let world = self.world.clone();
+        native.raw_set(
             "kv_delete",
             lua.create_function(move |_, (ns, key): (String, String)| {
                 let host = SimHost(world.clone());

@@ -626,3 +626,42 @@ async fn the_confirm_option_reaches_the_call_checked() {
         assert!(api.actions().is_empty(), "{opts}");
     }
 }
+
+#[tokio::test]
+async fn set_lamp_lights_and_clears_a_named_lamp_and_checks_its_arguments() {
+    let (_dir, runtime, host) = office(
+        "function route(call)\n  pbx.set_lamp(\"*28\", call.to.user == \"on\" and \"busy\" or \"idle\")\n  call:reject(404)\nend\n",
+    );
+    assert_eq!(host.lamp("*28"), None);
+    let api = Arc::new(FakeCall::default());
+    route(&runtime, &api, "on").await;
+    assert_eq!(host.lamp("*28"), Some(true));
+    route(&runtime, &api, "off").await;
+    assert_eq!(host.lamp("*28"), Some(false));
+
+    for (args, want) in [
+        (
+            "\"*28\", \"on\"",
+            "pbx.set_lamp: expected state \"busy\" or \"idle\", got string",
+        ),
+        (
+            "\"*28\", nil",
+            "pbx.set_lamp: expected state \"busy\" or \"idle\", got nil",
+        ),
+        (
+            "\"night mode\", \"busy\"",
+            "pbx.set_lamp: name may hold letters, digits and * + . _ - only, got ' ' in \"night mode\"",
+        ),
+        (
+            "28, \"busy\"",
+            "pbx.set_lamp: expected name as a string, got number",
+        ),
+    ] {
+        let (_dir, runtime, host) = office(&format!(
+            "function route(call)\n  pbx.set_lamp({args})\nend\n"
+        ));
+        let f = failure(route(&runtime, &api, "1").await);
+        assert_eq!(f.message, want, "{args}");
+        assert_eq!(host.lamp("*28"), None, "{args}");
+    }
+}

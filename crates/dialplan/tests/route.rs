@@ -93,6 +93,7 @@ async fn dial_passes_targets_and_options_and_returns_status() {
         dial_result: DialResult {
             status: DialStatus::Busy,
             code: 486,
+            answered_by: None,
         },
         ..FakeCall::default()
     });

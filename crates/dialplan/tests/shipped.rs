@@ -38,7 +38,11 @@ fn office() -> (Runtime, Arc<MemoryHost>) {
 
 fn dialing(status: DialStatus, code: u16) -> Arc<FakeCall> {
     Arc::new(FakeCall {
-        dial_result: DialResult { status, code },
+        dial_result: DialResult {
+            status,
+            code,
+            answered_by: None,
+        },
         ..FakeCall::default()
     })
 }

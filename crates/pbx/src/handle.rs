@@ -40,13 +40,18 @@ pub enum DialStatus {
     Failed,
 }
 
-/// The outcome of a dial: how it ended and the status that decided it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The outcome of a dial: how it ended, the status that decided it and,
+/// answered, which target answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DialOutcome {
     /// How it ended.
     pub status: DialStatus,
     /// The SIP status that decided it (200, 486, 408, 480 …).
     pub code: u16,
+    /// The target that answered, as the dial request named it (one of
+    /// [`DialRequest::targets`]); `None` unless a target answered (a
+    /// pickup's or an unpark's party is no target).
+    pub answered_by: Option<String>,
 }
 
 /// What to dial and how.

@@ -2,6 +2,9 @@
 //! SUBSCRIBE/NOTIFY) and the event packages desk phones and softphones ask
 //! for: `dialog` for busy lamps (RFC 4235), `message-summary` for the
 //! message-waiting light (RFC 3842) and `presence` (RFC 3856, PIDF).
+//! Besides the extensions, a script may light lamps of its own under a
+//! name that is no extension ([`Presence::set_lamp`]: the night mode on
+//! `*28`), watched like an extension's.
 //!
 //! It is a [`sip_net::Service`] for SUBSCRIBE beside the registrar and the
 //! call channel. It authenticates subscribers as the registrar does for
@@ -20,4 +23,6 @@ mod service;
 
 pub use body::{DialogState, DialogView, Direction, dialog_info, message_summary, pidf};
 pub use calls::{Directory, LampChange, Tracker, user_of};
-pub use service::{AllowAll, Authorizer, Package, Presence, PresenceConfig, SubscriptionInfo};
+pub use service::{
+    AllowAll, Authorizer, LampError, Package, Presence, PresenceConfig, SubscriptionInfo,
+};

@@ -116,6 +116,17 @@ impl Authorizer for AllowAll {
     }
 }
 
+/// Why [`Presence::set_lamp`] refused a lamp.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LampError {
+    /// The name is a configured extension, whose lamp follows its calls.
+    #[error(
+        "{0} is an extension, whose lamp follows its calls: give the lamp a name that is no extension (a feature code such as *28)"
+    )]
+    Extension(String),
+}
+
 /// One subscription as `GET /api/v1/subscriptions` shows it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SubscriptionInfo {
@@ -243,6 +254,8 @@ struct Inner {
     counts: Mutex<HashMap<String, MailboxCounts>>,
     /// Whether each watched extension was last seen registered.
     registered: Mutex<HashMap<String, bool>>,
+    /// The lamps scripts set ([`Presence::set_lamp`]): on (busy) or off.
+    lamps: Mutex<HashMap<String, bool>>,
 }
 
 /// The subscription service; cheap to clone.
@@ -289,6 +302,7 @@ impl Presence {
                 tracker: Mutex::new(Tracker::new()),
                 counts: Mutex::new(HashMap::new()),
                 registered: Mutex::new(HashMap::new()),
+                lamps: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -313,6 +327,62 @@ impl Presence {
             (&a.subscriber, &a.target, a.event).cmp(&(&b.subscriber, &b.target, b.event))
         });
         all
+    }
+
+    /// Lights (`on`, shown as a `confirmed` dialog, busy) or clears (a
+    /// `terminated` dialog, idle) the lamp `name`, one that no call drives:
+    /// a script's state such as night mode, watched by a BLF key on `name`
+    /// like an extension (same `on_subscribe` rule). Its watchers get a
+    /// NOTIFY when it changes. Lamps live as long as the service, across
+    /// dialplan reloads; a name that is an extension is refused.
+    pub fn set_lamp(&self, name: &str, on: bool) -> Result<(), LampError> {
+        if self.inner.directory.contains(name) {
+            return Err(LampError::Extension(name.to_owned()));
+        }
+        let before = lock(&self.inner.lamps).insert(name.to_owned(), on);
+        if before == Some(on) {
+            return Ok(());
+        }
+        tracing::info!(lamp = %name, state = if on { "busy" } else { "idle" }, "lamp set");
+        self.notify_target(
+            name,
+            Package::Dialog,
+            &Content::Dialogs(self.lamp_dialogs(name, on)),
+        );
+        self.notify_target(
+            name,
+            Package::Presence,
+            &Content::Presence {
+                open: true,
+                busy: on,
+            },
+        );
+        Ok(())
+    }
+
+    /// Whether the lamp `name` a script set is on; `None` if none set it.
+    pub fn lamp(&self, name: &str) -> Option<bool> {
+        lock(&self.inner.lamps).get(name).copied()
+    }
+
+    /// What a lamp a script set shows: one dialog, `confirmed` while on,
+    /// `terminated` while off.
+    fn lamp_dialogs(&self, name: &str, on: bool) -> Arc<[DialogView]> {
+        let domain = &self.inner.config.domain;
+        Arc::from(vec![DialogView {
+            call: format!("lamp:{name}"),
+            call_id: format!("lamp-{name}@{domain}"),
+            local_tag: None,
+            remote_tag: None,
+            state: if on {
+                body::DialogState::Confirmed
+            } else {
+                body::DialogState::Terminated
+            },
+            direction: body::Direction::Recipient,
+            remote: format!("sip:{name}@{domain}"),
+            remote_name: None,
+        }])
     }
 
     /// Number of live subscriptions.
@@ -425,6 +495,9 @@ impl Presence {
                 .filter(|s| s.package == Package::Presence && !s.ending)
                 .map(|s| s.target.clone())
                 .collect();
+            // A script's lamp has no registrations to follow.
+            let lamps = lock(&self.inner.lamps);
+            t.retain(|target| !lamps.contains_key(&**target));
             t.sort();
             t.dedup();
             t
@@ -455,6 +528,18 @@ impl Presence {
 
     /// The full state of `target` for `package`.
     fn content(&self, package: Package, target: &str) -> Content {
+        if let Some(on) = self.lamp(target) {
+            match package {
+                Package::Dialog => return Content::Dialogs(self.lamp_dialogs(target, on)),
+                Package::Presence => {
+                    return Content::Presence {
+                        open: true,
+                        busy: on,
+                    };
+                }
+                Package::MessageSummary => {}
+            }
+        }
         match package {
             Package::Dialog => Content::Dialogs(lock(&self.inner.tracker).dialogs(target).into()),
             Package::MessageSummary => Content::Mailbox(self.counts(target)),
@@ -650,7 +735,7 @@ impl Presence {
             _ => String::new(),
         };
         let target = target.split(';').next().unwrap_or_default().to_owned();
-        if !self.inner.directory.contains(&target) {
+        if !self.inner.directory.contains(&target) && self.lamp(&target).is_none() {
             return incoming.response_with_warning(404, &domain, "no such extension to watch");
         }
         let expires = match req.headers.expires() {

@@ -250,3 +250,54 @@ fn past_the_caps_subscribe_gets_503_with_retry_after() {
     assert_eq!(p.presence.len(), 3);
     drop(p.rt);
 }
+
+/// The first NOTIFY of a subscription: one that came before its 200, or
+/// the next.
+fn first_notify(ua: &mut Ua, early: Vec<Request>) -> Request {
+    match early.into_iter().next() {
+        Some(n) => n,
+        None => notify(ua),
+    }
+}
+
+#[test]
+fn a_lamp_a_script_sets_is_watched_by_dialog_and_presence() {
+    let p = pbx();
+    // No lamp yet: 404; an extension cannot be made one.
+    let mut ua = Ua::udp(p.addr).expect("socket");
+    assert_eq!(subscribe(&mut ua, "1001", "*28", "dialog").0.status, 404);
+    assert!(matches!(
+        p.presence.set_lamp("1002", true),
+        Err(presence::LampError::Extension(ext)) if ext == "1002"
+    ));
+    assert_eq!(p.presence.lamp("1002"), None);
+    p.presence.set_lamp("*28", false).expect("a lamp");
+    assert_eq!(p.presence.lamp("*28"), Some(false));
+
+    let mut blf = Ua::udp(p.addr).expect("socket");
+    let (ok, early) = subscribe(&mut blf, "1001", "*28", "dialog");
+    assert_eq!(ok.status, 200);
+    let first = first_notify(&mut blf, early);
+    assert!(
+        body(&first).contains("entity=\"sip:*28@test.invalid\"")
+            && body(&first).contains("<state>terminated</state>"),
+        "{}",
+        body(&first)
+    );
+    let mut pres = Ua::udp(p.addr).expect("socket");
+    let (ok, early) = subscribe(&mut pres, "1002", "*28", "presence");
+    assert_eq!(ok.status, 200);
+    let first = first_notify(&mut pres, early);
+    assert!(!body(&first).contains("on-the-phone"), "{}", body(&first));
+
+    p.presence.set_lamp("*28", true).expect("a lamp");
+    let on = notify(&mut blf);
+    assert!(
+        body(&on).contains("<state>confirmed</state>"),
+        "{}",
+        body(&on)
+    );
+    let busy = notify(&mut pres);
+    assert!(body(&busy).contains("on-the-phone"), "{}", body(&busy));
+    drop(p.rt);
+}

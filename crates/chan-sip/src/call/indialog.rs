@@ -76,6 +76,7 @@ impl Call {
                         let _ = dialing.done.send(Ok(DialOutcome {
                             status: DialStatus::Cancelled,
                             code: 487,
+                            answered_by: None,
                         }));
                     }
                     self.finish(disposition, if answered { 200 } else { 487 }, "caller");

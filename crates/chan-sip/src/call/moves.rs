@@ -75,6 +75,7 @@ impl Call {
             branch: id,
             leg,
             done: Some(done),
+            answered_by: None,
         });
         self.state = CallState::Bridged;
         self.publish();
@@ -154,6 +155,7 @@ impl Call {
             let _ = done.send(Ok(DialOutcome {
                 status: DialStatus::Unavailable,
                 code: 404,
+                answered_by: None,
             }));
             return;
         };
@@ -238,6 +240,7 @@ impl Call {
             let _ = done.send(Ok(DialOutcome {
                 status: DialStatus::Unavailable,
                 code: 404,
+                answered_by: None,
             }));
             return;
         };
@@ -272,6 +275,7 @@ impl Call {
         let _ = done.send(Ok(DialOutcome {
             status: DialStatus::Answered,
             code: 200,
+            answered_by: None,
         }));
     }
 
@@ -288,6 +292,7 @@ impl Call {
             Ok(DialOutcome {
                 status: DialStatus::Unavailable,
                 code: 481,
+                answered_by: None,
             })
         };
         let route = self

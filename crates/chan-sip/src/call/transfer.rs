@@ -353,7 +353,7 @@ impl Call {
     /// and the caller must call [`transfer_return`](Self::transfer_return)
     /// (the transfer's route is done with the call). Otherwise the
     /// transferor hears why and the route decides: `false`.
-    pub(super) fn transfer_failed(&mut self, outcome: DialOutcome) -> bool {
+    pub(super) fn transfer_failed(&mut self, outcome: &DialOutcome) -> bool {
         let Some(t) = &mut self.transfer else {
             return false;
         };
@@ -382,6 +382,7 @@ impl Call {
             branch,
             leg: t.leg,
             done: None,
+            answered_by: None,
         });
         self.state = CallState::Bridged;
         self.publish();

@@ -122,6 +122,7 @@ impl Default for FakeCall {
             dial_result: DialResult {
                 status: DialStatus::Answered,
                 code: 200,
+                answered_by: None,
             },
             record_result: RecordResult {
                 duration: Duration::from_millis(2500),
@@ -183,7 +184,7 @@ impl CallApi for FakeCall {
         opts: DialOptions,
     ) -> Result<DialResult, ActionError> {
         self.log("dial", format!("dial {targets:?} {opts:?}"))?;
-        Ok(self.dial_result)
+        Ok(self.dial_result.clone())
     }
 
     async fn play(&self, file: String) -> Result<(), ActionError> {
@@ -234,6 +235,7 @@ impl CallApi for FakeCall {
         Ok(DialResult {
             status: DialStatus::Unavailable,
             code: 404,
+            answered_by: None,
         })
     }
 
@@ -242,6 +244,7 @@ impl CallApi for FakeCall {
         Ok(DialResult {
             status: DialStatus::Unavailable,
             code: 404,
+            answered_by: None,
         })
     }
 }
