@@ -461,13 +461,14 @@ fn run_queue(args: &Args) -> Result<ExitCode, Box<dyn std::error::Error>> {
         args.window
     );
     println!(
-        "[queue] server RSS {} -> {} KiB: {} KiB per waiting caller; MOH jitter p50/p99/max {:.2}/{:.2}/{:.1} ms",
+        "[queue] server RSS {} -> {} KiB: {} KiB per waiting caller; MOH jitter p50/p99/max {:.2}/{:.2}/{:.1} ms; {} timestamp steps backwards",
         o.rss_before_kib.map_or("n/a".into(), |v| v.to_string()),
         o.rss_after_kib.map_or("n/a".into(), |v| v.to_string()),
         kib.map_or("n/a".into(), |k| format!("{k:.1}")),
         o.p50_ms,
         o.p99_ms,
-        o.max_ms
+        o.max_ms,
+        o.backward_steps
     );
     println!(
         "QUEUE callers={} hearing={} packets={} expected={} rss_before_kib={} rss_after_kib={} kib_per_caller={} p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",

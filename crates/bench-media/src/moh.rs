@@ -39,6 +39,8 @@ pub(crate) struct QueueOutcome {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Packets whose RTP timestamp was behind the one received before.
+    pub backward_steps: u64,
     /// The server's VmRSS before the callers and with all of them waiting, KiB.
     pub rss_before_kib: Option<u64>,
     pub rss_after_kib: Option<u64>,
@@ -162,7 +164,10 @@ pub(crate) fn run(
                     Err(Errno::EINTR | Errno::ECONNREFUSED) => continue,
                     Err(_) => break,
                 };
-                if !counting || len < 12 || buf[0] >> 6 != 2 {
+                // RTCP (RFC 5761 §4: second byte 192-223) is not music: a
+                // caller's RTCP goes to its RTP port + 1, which may be
+                // another caller's RTP socket here.
+                if !counting || len < 12 || buf[0] >> 6 != 2 || (192..=223).contains(&buf[1]) {
                     continue;
                 }
                 let arrived = stamp.map_or_else(now_ns, |t| {
@@ -186,10 +191,17 @@ pub(crate) fn run(
             .packets
             .iter()
             .map(|&(a, t)| {
-                let media_ns = u64::from(t.wrapping_sub(t0)) * NS_PER_TICK;
-                (a as i64 - a0 as i64) - media_ns as i64
+                // Signed: a timestamp behind the first packet's counts as
+                // that much later, not as a wrap of the 32-bit clock.
+                let media_ns = i64::from(t.wrapping_sub(t0) as i32) * NS_PER_TICK as i64;
+                (a as i64 - a0 as i64) - media_ns
             })
             .collect();
+        out.backward_steps += s
+            .packets
+            .windows(2)
+            .filter(|w| (w[1].1.wrapping_sub(w[0].1) as i32) < 0)
+            .count() as u64;
         let min = rel.iter().copied().min().unwrap_or(0);
         added.extend(rel.iter().map(|r| (r - min) as u64));
     }

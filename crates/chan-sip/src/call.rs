@@ -668,7 +668,9 @@ impl Call {
             }
             // The dial that rang ended unanswered: no more ringback.
             if self.dialing.is_none() && self.media.is_ringback() {
-                self.media.stop_ringback().await;
+                // Boxed, as the handlers below: a future that would
+                // otherwise sit in every call task for the whole call.
+                Box::pin(self.media.stop_ringback()).await;
             }
             let retrans_at = self.a.retrans.and_then(|r| r.poll_timeout());
             let re_ok_at = self.re_ok.as_ref().and_then(|r| r.retrans.poll_timeout());
@@ -709,7 +711,7 @@ impl Call {
                         self.on_re_ok_retransmit();
                     }
                     if dial_deadline.is_some_and(|at| at <= now) {
-                        self.on_dial_timeout().await;
+                        Box::pin(self.on_dial_timeout()).await;
                     }
                     if linger_at.is_some_and(|at| at <= now) {
                         tracing::warn!(call_id = %self.id, "route still running {}s after the call ended; abandoning it", ROUTE_LINGER.as_secs());
