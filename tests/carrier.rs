@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
-use office::{OFFER, assert_heard, exchange};
+use office::{OFFER, Talker};
 use sip_proto::{Limits, Message};
 use testkit::{Phone, RtpPeer, Server};
 
@@ -331,22 +331,21 @@ fn an_outbound_call_answers_the_carriers_407_and_carries_audio_both_ways() {
 
     let near_media = office::media_of(&ok.body);
     let far_media = office::media_of(&ringing.invite.body);
-    exchange(
-        &near_rtp,
-        (
-            near_media.addr,
-            near_media.voice.expect("a voice codec"),
-            1000.0,
-        ),
-        &far_rtp,
-        (
-            far_media.addr,
-            far_media.voice.expect("a voice codec"),
-            440.0,
-        ),
+    office::talk(
+        Talker {
+            who: "1001",
+            rtp: &near_rtp,
+            pbx: &near_media,
+            tone: 1000.0,
+        },
+        Talker {
+            who: "the carrier's phone",
+            rtp: &far_rtp,
+            pbx: &far_media,
+            tone: 440.0,
+        },
+        20,
     );
-    assert_heard("the carrier's phone", &far_rtp, far_media.addr, 20, 1000.0);
-    assert_heard("1001", &near_rtp, near_media.addr, 20, 440.0);
 
     let bye = p1001
         .request_in(&mut dialog, "BYE", None)
@@ -421,22 +420,21 @@ fn an_inbound_did_rings_its_extension_with_audio_both_ways() {
 
     let far_media = office::media_of(&ok.body);
     let near_media = office::media_of(&ringing.invite.body);
-    exchange(
-        &far_rtp,
-        (
-            far_media.addr,
-            far_media.voice.expect("a voice codec"),
-            440.0,
-        ),
-        &near_rtp,
-        (
-            near_media.addr,
-            near_media.voice.expect("a voice codec"),
-            1000.0,
-        ),
+    office::talk(
+        Talker {
+            who: "the carrier's phone",
+            rtp: &far_rtp,
+            pbx: &far_media,
+            tone: 440.0,
+        },
+        Talker {
+            who: "1001",
+            rtp: &near_rtp,
+            pbx: &near_media,
+            tone: 1000.0,
+        },
+        20,
     );
-    assert_heard("1001", &near_rtp, near_media.addr, 20, 440.0);
-    assert_heard("the carrier's phone", &far_rtp, far_media.addr, 20, 1000.0);
 
     let bye = far
         .request_in(&mut dialog, "BYE", None)

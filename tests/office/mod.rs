@@ -148,6 +148,34 @@ pub fn exchange(
     }
 }
 
+/// One side of a two-way audio check: who it is, its RTP socket, the PBX's
+/// media towards it (from the SDP it got), and the tone it sends.
+pub struct Talker<'a> {
+    pub who: &'a str,
+    pub rtp: &'a RtpPeer,
+    pub pbx: &'a RemoteMedia,
+    pub tone: f64,
+}
+
+/// Both sides send their tone at once, in the codec the PBX chose for
+/// each; each must hear at least `min` packets of the other's tone, from
+/// the PBX's address.
+pub fn talk(a: Talker, b: Talker, min: usize) {
+    let codec = |t: &Talker| {
+        t.pbx
+            .voice
+            .unwrap_or_else(|| panic!("{}: no voice codec", t.who))
+    };
+    exchange(
+        a.rtp,
+        (a.pbx.addr, codec(&a), a.tone),
+        b.rtp,
+        (b.pbx.addr, codec(&b), b.tone),
+    );
+    assert_heard(a.who, a.rtp, a.pbx.addr, min, b.tone);
+    assert_heard(b.who, b.rtp, b.pbx.addr, min, a.tone);
+}
+
 /// Asserts `peer` received at least `min` RTP packets, all from `from`,
 /// whose audio is a `freq` Hz tone; returns the packets' payload types.
 pub fn assert_heard(
