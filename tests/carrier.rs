@@ -260,20 +260,18 @@ fn an_outbound_call_answers_the_carriers_407_and_carries_audio_both_ways() {
     // The shipped default.lua: 9 + a national number goes out through
     // the trunk "carrier" for an extension with outbound = true.
     let office = office(dir.path(), None, &trunk_to(&carrier, ""));
-    let mut far = Phone::udp(
+    let mut far = phone_on(
         carrier.udp.expect("carrier UDP"),
         "4321",
         P4321,
         "carrier.test",
     );
-    assert_eq!(far.register(), 200);
-    let mut p1001 = Phone::udp(
+    let mut p1001 = phone_on(
         office.udp.expect("office UDP"),
         "1001",
         P1001,
         "office.test",
     );
-    assert_eq!(p1001.register(), 200);
 
     let near_rtp = RtpPeer::localhost();
     let far_rtp = RtpPeer::localhost();
@@ -362,27 +360,24 @@ fn an_inbound_did_rings_its_extension_with_audio_both_ways() {
     // the extension whose did was dialled.
     let office = office(dir.path(), None, &trunk_to(&carrier, "register = true"));
     registered(&office, &carrier);
-    let mut far = Phone::udp(
+    let mut far = phone_on(
         carrier.udp.expect("carrier UDP"),
         "4321",
         P4321,
         "carrier.test",
     );
-    assert_eq!(far.register(), 200);
-    let mut p1001 = Phone::udp(
+    let mut p1001 = phone_on(
         office.udp.expect("office UDP"),
         "1001",
         P1001,
         "office.test",
     );
-    assert_eq!(p1001.register(), 200);
-    let mut p1002 = Phone::udp(
+    let mut p1002 = phone_on(
         office.udp.expect("office UDP"),
         "1002",
         P1002,
         "office.test",
     );
-    assert_eq!(p1002.register(), 200);
 
     let far_rtp = RtpPeer::localhost();
     let near_rtp = RtpPeer::localhost();
@@ -442,6 +437,13 @@ fn an_inbound_did_rings_its_extension_with_audio_both_ways() {
     assert_eq!(bye.status, 200);
 }
 
+/// A phone of `user` at `sip`, registered (200) with `password`.
+fn phone_on(sip: SocketAddr, user: &str, password: &str, domain: &str) -> Phone {
+    let mut phone = Phone::udp(sip, user, password, domain);
+    assert_eq!(phone.register(), 200, "{user}@{domain} registers");
+    phone
+}
+
 /// An INVITE for `number` as a carrier would send it, from `via`.
 fn invite_from(via: SocketAddr, number: &str) -> String {
     let ip = via.ip();
@@ -495,17 +497,15 @@ fn an_unknown_source_is_refused_without_reaching_the_dialplan() {
     );
     registered(&office, &carrier);
     let office_sip = office.udp.expect("office UDP");
-    let mut p1001 = Phone::udp(office_sip, "1001", P1001, "office.test");
-    assert_eq!(p1001.register(), 200);
+    let mut p1001 = phone_on(office_sip, "1001", P1001, "office.test");
 
     // The carrier's INVITE for 1001's DID reaches the route.
-    let mut far = Phone::udp(
+    let mut far = phone_on(
         carrier.udp.expect("carrier UDP"),
         "4321",
         P4321,
         "carrier.test",
     );
-    assert_eq!(far.register(), 200);
     far.call("+15550001001").expect("call");
     let ringing = p1001.incoming(WAIT).expect("1001 rings");
     p1001
@@ -562,13 +562,12 @@ fn with_anonymous_reject_a_stranger_gets_403_and_never_the_dialplan() {
         .expect("send");
     assert_eq!(final_status(&stranger), Some(403), "{}", office.log());
     // The carrier, registered with, still gets through to the route.
-    let mut far = Phone::udp(
+    let mut far = phone_on(
         carrier.udp.expect("carrier UDP"),
         "4321",
         P4321,
         "carrier.test",
     );
-    assert_eq!(far.register(), 200);
     far.call("+15550009999").expect("call");
     assert_eq!(far.final_response(WAIT).expect("final").0.status, 404);
     assert!(
@@ -613,20 +612,18 @@ fn a_trunk_answering_503_fails_over_to_the_carrier() {
             trunk_to(&carrier, "")
         ),
     );
-    let mut far = Phone::udp(
+    let mut far = phone_on(
         carrier.udp.expect("carrier UDP"),
         "4321",
         P4321,
         "carrier.test",
     );
-    assert_eq!(far.register(), 200);
-    let mut p1001 = Phone::udp(
+    let mut p1001 = phone_on(
         office.udp.expect("office UDP"),
         "1001",
         P1001,
         "office.test",
     );
-    assert_eq!(p1001.register(), 200);
 
     let call = p1001.call("85557654321").expect("call");
     let ringing = far.incoming(WAIT).unwrap_or_else(|e| {
@@ -674,14 +671,10 @@ fn max_channels_gives_the_second_outbound_call_503_locally() {
     );
     let carrier_sip = carrier.udp.expect("carrier UDP");
     let office_sip = office.udp.expect("office UDP");
-    let mut p4321 = Phone::udp(carrier_sip, "4321", P4321, "carrier.test");
-    assert_eq!(p4321.register(), 200);
-    let mut p4322 = Phone::udp(carrier_sip, "4322", P4322, "carrier.test");
-    assert_eq!(p4322.register(), 200);
-    let mut p1001 = Phone::udp(office_sip, "1001", P1001, "office.test");
-    assert_eq!(p1001.register(), 200);
-    let mut p1002 = Phone::udp(office_sip, "1002", P1002, "office.test");
-    assert_eq!(p1002.register(), 200);
+    let mut p4321 = phone_on(carrier_sip, "4321", P4321, "carrier.test");
+    let mut p4322 = phone_on(carrier_sip, "4322", P4322, "carrier.test");
+    let mut p1001 = phone_on(office_sip, "1001", P1001, "office.test");
+    let mut p1002 = phone_on(office_sip, "1002", P1002, "office.test");
 
     // The first call holds the trunk's one channel while 4321 rings.
     p1001.call("95557654321").expect("first call");

@@ -284,13 +284,12 @@ mod tests {
     #[test]
     fn path_hop_reads_the_first_uri_of_a_path_value() {
         let (host, port, transport) =
-            path_hop("<sip:10.0.0.5:5070;lr;received=sip:192.0.2.7:40000>").expect("hop");
-        assert_eq!(host, Host::Ipv4("10.0.0.5".parse().expect("ip")));
+            path_hop("<sip:127.0.0.5:5070;lr;received=sip:127.0.0.7:40000>").expect("hop");
+        assert_eq!(host, Host::Ipv4("127.0.0.5".parse().expect("ip")));
         assert_eq!(port, Some(5070));
         assert_eq!(transport, None);
-        let (host, port, transport) =
-            path_hop("<sip:edge.example.com;transport=tcp;lr>;ob").expect("hop");
-        assert_eq!(host, Host::Domain("edge.example.com".to_owned()));
+        let (host, port, transport) = path_hop("<sip:edge.test;transport=tcp;lr>;ob").expect("hop");
+        assert_eq!(host, Host::Domain("edge.test".to_owned()));
         assert_eq!(port, None);
         assert_eq!(transport, Some(Transport::Tcp));
         assert!(path_hop("<tel:+15550100>").is_none());
