@@ -71,14 +71,15 @@ impl Router for LuaRouter {
         };
         // Converted before the future is made, so it holds one copy.
         let info = call_info(details);
-        let files = Arc::clone(&self.files);
+        let call = LuaCall {
+            handle: call,
+            files: Arc::clone(&self.files),
+            digits: tokio::sync::Mutex::new(None),
+        };
+        // Started now, so the future the call's task keeps only waits.
+        let route = state.start_route(Arc::new(call), info);
         Box::pin(async move {
-            let call = LuaCall {
-                handle: call,
-                files,
-                digits: tokio::sync::Mutex::new(None),
-            };
-            match state.run_route(Arc::new(call), info).await {
+            match route.await {
                 RouteOutcome::Failed { failure, .. }
                     if failure.kind == dialplan::FailureKind::Unavailable =>
                 {

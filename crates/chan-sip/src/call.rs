@@ -133,10 +133,8 @@ pub(crate) enum CallEvent {
     /// dialogs (by Call-ID and tags): the other party of this call, with
     /// its extension, or `None`.
     GiveUp {
-        /// The dialog's Call-ID.
-        call_id: String,
-        /// Its `to-tag` and `from-tag` (RFC 3891).
-        tags: (String, String),
+        /// The dialog: its Call-ID, `to-tag` and `from-tag` (RFC 3891).
+        dialog: Box<DialogRef>,
         /// The party.
         reply: oneshot::Sender<Option<(crate::channel::SipChannel, String)>>,
     },
@@ -145,10 +143,8 @@ pub(crate) enum CallEvent {
     /// call's bridged legs, that leg is set aside for the newcomer
     /// (`true`).
     ReplaceAsk {
-        /// The dialog's Call-ID.
-        call_id: String,
-        /// Its `to-tag` and `from-tag`.
-        tags: (String, String),
+        /// The dialog: its Call-ID, `to-tag` and `from-tag`.
+        dialog: Box<DialogRef>,
         /// Whether it may.
         reply: oneshot::Sender<bool>,
     },
@@ -157,7 +153,7 @@ pub(crate) enum CallEvent {
         /// The picker.
         channel: Box<crate::channel::SipChannel>,
         /// Its extension.
-        label: String,
+        label: Box<str>,
     },
     /// A re-INVITE passed across the bridge has its final answer
     /// (`None`: none came).
@@ -169,6 +165,15 @@ pub(crate) enum CallEvent {
         /// The other side's final response.
         response: Option<Box<Response>>,
     },
+}
+
+/// A dialog another call asks about, by Call-ID and tags (RFC 3891):
+/// boxed in [`CallEvent`], which queues per call.
+#[derive(Debug)]
+pub(crate) struct DialogRef {
+    pub(crate) call_id: String,
+    /// Its `to-tag` and `from-tag`.
+    pub(crate) tags: (String, String),
 }
 
 /// Accepts a new INVITE (no To tag): loop check, authentication, capacity;
@@ -310,8 +315,8 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         trace,
         a: Inbound {
             cancel: tx.cancel_token(),
-            tx: CallerTx(Some(tx)),
-            invite: Some(incoming.request.clone()),
+            tx: CallerTx(Some(Box::new(tx))),
+            invite: Some(Box::new(incoming.request.clone())),
             leg: SipLeg {
                 inner: inner.clone(),
                 dialog,
@@ -404,7 +409,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
                 None => inner.router.route(handle, details),
             },
         };
-    tokio::spawn(call.run(tokio::spawn(route)));
+    tokio::spawn(Box::new(call).run(tokio::spawn(route)));
 }
 
 /// The calling number a PASSporT's `orig` must match (RFC 8224 §6.2
@@ -484,7 +489,9 @@ fn details(incoming: &Incoming, call_id: &str, caller: &Caller, context: &str) -
 /// The caller's INVITE transaction; `None` for a caller that came to the
 /// call answered already (a parked call ringing back whoever parked it),
 /// to which nothing is answered.
-struct CallerTx(Option<InviteTx>);
+/// Boxed: the transaction is large and is gone once the caller has its
+/// final response, while the call lasts.
+struct CallerTx(Option<Box<InviteTx>>);
 
 impl CallerTx {
     fn response(&self, status: u16) -> Response {
@@ -518,11 +525,11 @@ impl CallerTx {
     }
 
     fn is_answered(&self) -> bool {
-        self.0.as_ref().is_none_or(InviteTx::is_answered)
+        self.0.as_deref().is_none_or(InviteTx::is_answered)
     }
 
     fn ok_resender(&self) -> Option<sip_net::OkResender> {
-        self.0.as_ref().map(InviteTx::ok_resender)
+        self.0.as_deref().map(InviteTx::ok_resender)
     }
 }
 
@@ -531,7 +538,7 @@ struct Inbound {
     tx: CallerTx,
     cancel: CancellationToken,
     /// The caller's INVITE, until the call is bridged.
-    invite: Option<Request>,
+    invite: Option<Box<Request>>,
     leg: SipLeg,
     /// Our 2xx, kept for retransmission until the ACK (§13.3.1.4).
     ok: Option<Response>,
@@ -613,9 +620,11 @@ struct Call {
     /// This call's trace, if traces are kept.
     trace: Option<Arc<pbx::CallTrace>>,
     a: Inbound,
-    branches: HashMap<u32, Branch>,
+    /// Boxed: a branch is large and a map's table has room for several.
+    branches: HashMap<u32, Box<Branch>>,
     next_branch: u32,
-    dialing: Option<Dialing>,
+    /// Boxed: only while targets ring.
+    dialing: Option<Box<Dialing>>,
     bridge: Option<Bridge>,
     reinvite_pending: bool,
     /// Our 2xx to the latest re-INVITE, until its ACK (UDP only).
@@ -654,7 +663,10 @@ struct Call {
 }
 
 impl Call {
-    async fn run(mut self, mut route: JoinHandle<RouteEnd>) {
+    /// The call's task. Boxed: a future that took the call by value
+    /// would keep room for it twice (the argument and the local it moves
+    /// into).
+    async fn run(mut self: Box<Self>, mut route: JoinHandle<RouteEnd>) {
         let mut route_done = false;
         let mut linger_until: Option<Instant> = None;
         let cancel = self.a.cancel.clone();
@@ -806,7 +818,7 @@ impl Call {
                 ringback,
                 done,
             } => {
-                let r = self.park(slot, timeout, ringback).await;
+                let r = self.park(slot, timeout, ringback.map(String::from)).await;
                 let _ = done.send(r);
             }
             Command::Unpark { slot, done } => self.unpark(slot, done).await,
@@ -815,7 +827,7 @@ impl Call {
                 dialog,
                 early_only,
                 done,
-            } => self.replace(dialog, early_only, done).await,
+            } => self.replace(*dialog, early_only, done).await,
             Command::ReservePark { slot, done } => {
                 let r = self.reserve_park(slot);
                 let _ = done.send(r);
@@ -1080,7 +1092,7 @@ impl Call {
             // keeps hearing its music.
             self.media.ringback().await;
         }
-        self.dialing = Some(Dialing {
+        self.dialing = Some(Box::new(Dialing {
             done,
             deadline: Instant::now() + timeout,
             branches: started,
@@ -1091,7 +1103,7 @@ impl Call {
             trunks,
             confirm,
             confirming: None,
-        });
+        }));
         self.state = CallState::Dialing;
         self.publish();
     }
@@ -1147,7 +1159,7 @@ impl Call {
         let max_forwards = self
             .a
             .invite
-            .as_ref()
+            .as_deref()
             .and_then(Request::max_forwards)
             .unwrap_or(70)
             .saturating_sub(1)
@@ -1285,7 +1297,7 @@ impl Call {
         tokio::spawn(branch_task(id, ctx, self.events_tx.clone(), cancel_rx));
         self.branches.insert(
             id,
-            Branch {
+            Box::new(Branch {
                 dest,
                 invite: sent,
                 call_id,
@@ -1295,7 +1307,7 @@ impl Call {
                 rang: false,
                 authed: false,
                 trunk_channel,
-            },
+            }),
         );
         Some(id)
     }
@@ -1323,23 +1335,17 @@ impl Call {
                 self.on_reinvite_answered(from, *tx, response).await;
             }
             CallEvent::Hangup => self.on_admin_hangup(),
-            CallEvent::ReplaceAsk {
-                call_id,
-                tags,
-                reply,
-            } => {
+            CallEvent::ReplaceAsk { dialog, reply } => {
+                let DialogRef { call_id, tags } = *dialog;
                 let agreed = self.on_replace_ask(&call_id, tags).await;
                 let _ = reply.send(agreed);
             }
             CallEvent::PickupAsk { reply } => {
                 let _ = reply.send(self.on_pickup_ask());
             }
-            CallEvent::Adopt { channel, label } => self.on_adopt(*channel, label).await,
-            CallEvent::GiveUp {
-                call_id,
-                tags,
-                reply,
-            } => {
+            CallEvent::Adopt { channel, label } => self.on_adopt(*channel, label.into()).await,
+            CallEvent::GiveUp { dialog, reply } => {
+                let DialogRef { call_id, tags } = *dialog;
                 let party = self.give_up(&call_id, tags).await;
                 let _ = reply.send(party);
             }

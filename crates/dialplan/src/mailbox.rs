@@ -144,13 +144,16 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
     let h = host.clone();
     m.raw_set(
         "scratch",
+        // The async functions' bodies are boxed: mlua keeps a call's future
+        // until Lua's collector frees it, and a finished boxed body is freed
+        // at once.
         lua.create_async_function(move |_, ext: Value| {
             let host = h.clone();
             let ext = ext_arg("mailbox.scratch", &ext);
-            async move {
+            Box::pin(async move {
                 let ext = ext?;
                 call_vm(host, "mailbox.scratch", move |h| store(h)?.scratch(&ext)).await
-            }
+            })
         })?,
     )?;
 
@@ -167,7 +170,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
                 };
                 Ok((ext, file, caller))
             });
-            async move {
+            Box::pin(async move {
                 let (ext, file, caller) = args?;
                 let saved = call_vm(host, "mailbox.save", move |h| {
                     store(h)?.save(&ext, &file, &caller)
@@ -177,7 +180,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
                     Some(m) => Ok(Value::Table(message_table(&lua, m)?)),
                     None => Ok(Value::Nil),
                 }
-            }
+            })
         })?,
     )?;
 
@@ -187,7 +190,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
         lua.create_async_function(move |lua, ext: Value| {
             let host = h.clone();
             let ext = ext_arg("mailbox.list", &ext);
-            async move {
+            Box::pin(async move {
                 let ext = ext?;
                 let list = call_vm(host, "mailbox.list", move |h| store(h)?.list(&ext)).await?;
                 let t = lua.create_table_with_capacity(list.len(), 0)?;
@@ -195,7 +198,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
                     t.raw_push(message_table(&lua, m)?)?;
                 }
                 Ok(t)
-            }
+            })
         })?,
     )?;
 
@@ -212,7 +215,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
                 let host = h.clone();
                 let args = ext_arg(function, &ext)
                     .and_then(|ext| Ok((ext, text_arg(function, "id", &id, MAX_ID)?)));
-                async move {
+                Box::pin(async move {
                     let (ext, id) = args?;
                     call_vm(host, function, move |h| {
                         let s = store(h)?;
@@ -223,7 +226,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
                         }
                     })
                     .await
-                }
+                })
             })?,
         )?;
     }
@@ -234,7 +237,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
         lua.create_async_function(move |lua, ext: Value| {
             let host = h.clone();
             let ext = ext_arg("mailbox.counts", &ext);
-            async move {
+            Box::pin(async move {
                 let ext = ext?;
                 let (new, old) =
                     call_vm(host, "mailbox.counts", move |h| store(h)?.counts(&ext)).await?;
@@ -242,7 +245,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
                 t.raw_set("new", new)?;
                 t.raw_set("old", old)?;
                 Ok(t)
-            }
+            })
         })?,
     )?;
 
@@ -253,13 +256,13 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
             let host = h.clone();
             let args = ext_arg("mailbox.greeting", &ext)
                 .and_then(|ext| Ok((ext, greeting_arg("mailbox.greeting", &kind)?)));
-            async move {
+            Box::pin(async move {
                 let (ext, kind) = args?;
                 call_vm(host, "mailbox.greeting", move |h| {
                     store(h)?.greeting(&ext, kind)
                 })
                 .await
-            }
+            })
         })?,
     )?;
 
@@ -276,13 +279,13 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
                     crate::media::file_arg(function, "voicemail", &file)?,
                 ))
             });
-            async move {
+            Box::pin(async move {
                 let (ext, kind, file) = args?;
                 call_vm(host, function, move |h| {
                     store(h)?.set_greeting(&ext, kind, &file)
                 })
                 .await
-            }
+            })
         })?,
     )?;
 
@@ -298,13 +301,13 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
                 };
                 Ok((ext, pin))
             });
-            async move {
+            Box::pin(async move {
                 let (ext, pin) = args?;
                 call_vm(host, "mailbox.check_pin", move |h| {
                     store(h)?.check_pin(&ext, &pin)
                 })
                 .await
-            }
+            })
         })?,
     )?;
 

@@ -99,10 +99,13 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
     let h = host.clone();
     registrar.raw_set(
         "contacts",
+        // The async functions' bodies are boxed: mlua keeps a call's future
+        // until Lua's collector frees it, and a finished boxed body is freed
+        // at once.
         lua.create_async_function(move |lua, ext: Value| {
             let host = h.clone();
             let ext = text_arg("registrar.contacts", "ext", &ext, MAX_EXTENSION_ID);
-            async move {
+            Box::pin(async move {
                 let ext = ext?;
                 let contacts =
                     call_host(host, "registrar.contacts", move |h| h.contacts(&ext)).await?;
@@ -116,7 +119,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
                     list.raw_push(t)?;
                 }
                 Ok(list)
-            }
+            })
         })?,
     )?;
     globals.raw_set("registrar", registrar)?;
@@ -128,7 +131,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
         lua.create_async_function(move |lua, id: Value| {
             let host = h.clone();
             let id = text_arg("pbx.extension", "id", &id, MAX_EXTENSION_ID);
-            async move {
+            Box::pin(async move {
                 let id = id?;
                 // Extension ids never start with '+': a number finds the
                 // extension whose `did` it is.
@@ -151,7 +154,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
                 t.raw_set("outbound", ext.outbound)?;
                 t.raw_set("international", ext.international)?;
                 Ok(Value::Table(t))
-            }
+            })
         })?,
     )?;
     let h = host.clone();
@@ -160,11 +163,11 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
         lua.create_async_function(move |_, ext: Value| {
             let host = h.clone();
             let ext = text_arg("pbx.state", "ext", &ext, MAX_EXTENSION_ID);
-            async move {
+            Box::pin(async move {
                 let ext = ext?;
                 let state = call_host(host, "pbx.state", move |h| h.phone_state(&ext)).await?;
                 Ok(state.as_str())
-            }
+            })
         })?,
     )?;
     let h = host.clone();
@@ -173,14 +176,14 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
         lua.create_async_function(move |_, (name, state): (Value, Value)| {
             let host = h.clone();
             let args = lamp_args(&name, &state);
-            async move {
+            Box::pin(async move {
                 let (name, busy) = args?;
                 // Lamps are in memory: no thread hop.
                 call_host_where(host, "pbx.set_lamp", false, move |h| {
                     h.set_lamp(&name, busy)
                 })
                 .await
-            }
+            })
         })?,
     )?;
     globals.raw_set("pbx", pbx)?;
@@ -225,13 +228,13 @@ fn kv_module(lua: &Lua, host: &SharedHost) -> mlua::Result<Table> {
         lua.create_async_function(move |lua, (ns, key): (Value, Value)| {
             let host = h.clone();
             let args = ns_key("kv.get", &ns, &key);
-            async move {
+            Box::pin(async move {
                 let (ns, key) = args?;
                 match call_host(host, "kv.get", move |h| h.kv_get(&ns, &key)).await? {
                     Some(value) => Ok(Value::String(lua.create_string(value)?)),
                     None => Ok(Value::Nil),
                 }
-            }
+            })
         })?,
     )?;
 
@@ -243,10 +246,10 @@ fn kv_module(lua: &Lua, host: &SharedHost) -> mlua::Result<Table> {
                 let host = h.clone();
                 let args = ns_key("kv.set", &ns, &key)
                     .and_then(|(ns, key)| Ok((ns, key, kv_value(&value)?, kv_ttl(&ttl)?)));
-                async move {
+                Box::pin(async move {
                     let (ns, key, value, ttl) = args?;
                     call_host(host, "kv.set", move |h| h.kv_set(&ns, &key, &value, ttl)).await
-                }
+                })
             },
         )?,
     )?;
@@ -257,10 +260,10 @@ fn kv_module(lua: &Lua, host: &SharedHost) -> mlua::Result<Table> {
         lua.create_async_function(move |_, (ns, key): (Value, Value)| {
             let host = h.clone();
             let args = ns_key("kv.delete", &ns, &key);
-            async move {
+            Box::pin(async move {
                 let (ns, key) = args?;
                 call_host(host, "kv.delete", move |h| h.kv_delete(&ns, &key)).await
-            }
+            })
         })?,
     )?;
     Ok(kv)

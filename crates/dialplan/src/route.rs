@@ -272,26 +272,33 @@ impl<A: CallApi> Action<A> {
     /// Runs the action `name` (`f` of the call's [`CallApi`]) on the
     /// caller's runtime, where the call lives, while the Lua thread waits
     /// for it; if the route is dropped meanwhile, the action is aborted.
-    async fn run<T, F>(
+    ///
+    /// Not an `async fn`: the action is handed to the caller's runtime at
+    /// once, so the future the Lua thread keeps while a `dial` is up only
+    /// waits for it (an `async fn` would keep room for the action too).
+    fn run<T, F>(
         &self,
         name: &'static str,
         f: impl FnOnce(Arc<A>) -> F,
-    ) -> Result<T, ActionError>
+    ) -> Pin<Box<dyn Future<Output = Result<T, ActionError>> + Send>>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, ActionError>> + Send + 'static,
     {
         let action = f(Arc::clone(&self.api));
         match &self.main {
-            Some(main) => crate::pool::AbortOnDrop(main.spawn(action))
-                .await
-                .unwrap_or_else(|e| {
-                    Err(ActionError::Failed {
-                        action: name,
-                        source: Box::new(e),
+            Some(main) => {
+                let task = crate::pool::AbortOnDrop(main.spawn(action));
+                Box::pin(async move {
+                    task.await.unwrap_or_else(|e| {
+                        Err(ActionError::Failed {
+                            action: name,
+                            source: Box::new(e),
+                        })
                     })
-                }),
-            None => action.await,
+                })
+            }
+            None => Box::pin(action),
         }
     }
 
@@ -712,10 +719,13 @@ impl<A: CallApi> UserData for CallObject<A> {
             handlers.push(handler);
             Ok(())
         });
+        // Each async method's future is boxed: mlua's wrapper keeps room
+        // for the future it is given twice (as given and as awaited), and a
+        // `dial` waits as long as its call is up.
         methods.add_async_method("redirect", |lua, this, uri: Value| {
             this.step(&lua, "redirect", &[&uri]);
             let started = redirect_arg(&uri).and_then(|uri| Ok((this.begin()?, uri)));
-            async move {
+            Box::pin(async move {
                 let (action, uri) = started?;
                 let result = action
                     .run("redirect", |api| {
@@ -724,34 +734,34 @@ impl<A: CallApi> UserData for CallObject<A> {
                     })
                     .await;
                 action.finish(result, |p, _| p.ended = Some(Ended::Redirected(uri)))
-            }
+            })
         });
         methods.add_async_method("ring", |lua, this, ()| {
             this.step(&lua, "ring", &[]);
             let action = this.begin();
-            async move {
+            Box::pin(async move {
                 let action = action?;
                 let result = action
                     .run("ring", |api| async move { api.ring().await })
                     .await;
                 action.finish(result, |_, _| {})
-            }
+            })
         });
         methods.add_async_method("answer", |lua, this, ()| {
             this.step(&lua, "answer", &[]);
             let action = this.begin();
-            async move {
+            Box::pin(async move {
                 let action = action?;
                 let result = action
                     .run("answer", |api| async move { api.answer().await })
                     .await;
                 action.finish(result, |p, _| p.answered = true)
-            }
+            })
         });
         methods.add_async_method("reject", |lua, this, (code, reason): (Value, Value)| {
             this.step(&lua, "reject", &[&code, &reason]);
             let started = reject_args(&code, &reason).and_then(|args| Ok((this.begin()?, args)));
-            async move {
+            Box::pin(async move {
                 let (action, (code, reason)) = started?;
                 let result = action
                     .run(
@@ -760,40 +770,40 @@ impl<A: CallApi> UserData for CallObject<A> {
                     )
                     .await;
                 action.finish(result, |p, _| p.ended = Some(Ended::Rejected(code)))
-            }
+            })
         });
         methods.add_async_method("hangup", |lua, this, ()| {
             this.step(&lua, "hangup", &[]);
             let action = this.begin();
-            async move {
+            Box::pin(async move {
                 let action = action?;
                 let result = action
                     .run("hangup", |api| async move { api.hangup().await })
                     .await;
                 action.finish(result, |p, _| p.ended = Some(Ended::HungUp))
-            }
+            })
         });
         methods.add_async_method("sleep", |lua, this, secs: Value| {
             this.step(&lua, "sleep", &[&secs]);
             let started = sleep_arg(&secs).and_then(|d| Ok((this.begin()?, d)));
-            async move {
+            Box::pin(async move {
                 let (action, duration) = started?;
                 let result = action
                     .run("sleep", |api| async move { api.sleep(duration).await })
                     .await;
                 action.finish(result, |_, _| {})
-            }
+            })
         });
         methods.add_async_method("dial", |lua, this, (targets, opts): (Value, Value)| {
             this.step(&lua, "dial", &[&targets, &opts]);
             let started = dial_args(&targets, &opts).and_then(|args| Ok((this.begin()?, args)));
-            async move {
+            Box::pin(async move {
                 let (action, (targets, opts)) = started?;
                 let result = action
                     .run("dial", |api| async move { api.dial(targets, opts).await })
                     .await;
                 action.finish_dial(&lua, result)
-            }
+            })
         });
         methods.add_async_method("play", |lua, this, (file, opts): (Value, Value)| {
             if opts.is_nil() {
@@ -802,7 +812,7 @@ impl<A: CallApi> UserData for CallObject<A> {
                 this.step(&lua, "play", &[&file, &opts]);
             }
             let started = play_args(&file, &opts).and_then(|f| Ok((this.begin()?, f)));
-            async move {
+            Box::pin(async move {
                 let (action, (file, interrupt)) = started?;
                 if !interrupt {
                     let result = action
@@ -819,12 +829,12 @@ impl<A: CallApi> UserData for CallObject<A> {
                 action
                     .finish(result, |_, _| {})
                     .map(|key| key.map(String::from))
-            }
+            })
         });
         methods.add_async_method("record", |lua, this, (file, opts): (Value, Value)| {
             this.step(&lua, "record", &[&file, &opts]);
             let started = record_args(&file, &opts).and_then(|args| Ok((this.begin()?, args)));
-            async move {
+            Box::pin(async move {
                 let (action, (file, opts)) = started?;
                 let result = action
                     .run("record", |api| async move { api.record(file, opts).await })
@@ -835,12 +845,12 @@ impl<A: CallApi> UserData for CallObject<A> {
                     }
                 })?;
                 record_table(&lua, &result)
-            }
+            })
         });
         methods.add_async_method("read_digits", |lua, this, opts: Value| {
             this.step(&lua, "read_digits", &[&opts]);
             let started = digit_args(&opts).and_then(|opts| Ok((this.begin()?, opts)));
-            async move {
+            Box::pin(async move {
                 let (action, opts) = started?;
                 let result = action
                     .run(
@@ -849,7 +859,7 @@ impl<A: CallApi> UserData for CallObject<A> {
                     )
                     .await;
                 action.finish(result, |_, _| {})
-            }
+            })
         });
         methods.add_async_method("hold", |lua, this, class: Value| {
             this.step(&lua, "hold", &[&class]);
@@ -863,18 +873,18 @@ impl<A: CallApi> UserData for CallObject<A> {
                 )),
             };
             let started = class.and_then(|c| Ok((this.begin()?, c)));
-            async move {
+            Box::pin(async move {
                 let (action, class) = started?;
                 let result = action
                     .run("hold", |api| async move { api.hold(class).await })
                     .await;
                 action.finish(result, |_, _| {})
-            }
+            })
         });
         methods.add_async_method("park", |lua, this, opts: Value| {
             this.step(&lua, "park", &[&opts]);
             let started = park_args(&opts).and_then(|args| Ok((this.begin()?, args)));
-            async move {
+            Box::pin(async move {
                 let (action, (slot, timeout, announce, ringback)) = started?;
                 let result = action
                     .run("park", |api| async move {
@@ -885,7 +895,7 @@ impl<A: CallApi> UserData for CallObject<A> {
                     p.answered = true;
                     p.ended = Some(Ended::Parked);
                 })
-            }
+            })
         });
         methods.add_async_method("pickup", |lua, this, target: Value| {
             this.step(&lua, "pickup", &[&target]);
@@ -895,40 +905,40 @@ impl<A: CallApi> UserData for CallObject<A> {
                 other => Err(type_error("pickup", "an extension id or nil", other)),
             };
             let started = target.and_then(|t| Ok((this.begin()?, t)));
-            async move {
+            Box::pin(async move {
                 let (action, target) = started?;
                 let result = action
                     .run("pickup", |api| async move { api.pickup(target).await })
                     .await;
                 action.finish_dial(&lua, result)
-            }
+            })
         });
         methods.add_async_method("unpark", |lua, this, slot: Value| {
             this.step(&lua, "unpark", &[&slot]);
             let started = unpark_arg(&slot).and_then(|slot| Ok((this.begin()?, slot)));
-            async move {
+            Box::pin(async move {
                 let (action, slot) = started?;
                 let result = action
                     .run("unpark", |api| async move { api.unpark(slot).await })
                     .await;
                 action.finish_dial(&lua, result)
-            }
+            })
         });
         methods.add_async_method("unhold", |lua, this, ()| {
             this.step(&lua, "unhold", &[]);
             let action = this.begin();
-            async move {
+            Box::pin(async move {
                 let action = action?;
                 let result = action
                     .run("unhold", |api| async move { api.unhold().await })
                     .await;
                 action.finish(result, |_, _| {})
-            }
+            })
         });
         methods.add_async_method("echo", |lua, this, ()| {
             this.step(&lua, "echo", &[]);
             let action = this.begin();
-            async move {
+            Box::pin(async move {
                 let action = action?;
                 let result = action
                     .run("echo", |api| async move { api.echo().await })
@@ -937,7 +947,7 @@ impl<A: CallApi> UserData for CallObject<A> {
                 action.finish(result, |p, _| {
                     p.ended.get_or_insert(Ended::CallerGone);
                 })
-            }
+            })
         });
     }
 }
@@ -1038,30 +1048,46 @@ impl CallState {
     /// runtime this is awaited on; dropping the returned future stops the
     /// route.
     pub async fn run_route<A: CallApi>(self, api: Arc<A>, info: CallInfo) -> RouteOutcome {
+        self.start_route(api, info).await
+    }
+
+    /// [`run_route`](Self::run_route), with the route started on the Lua
+    /// thread pool now: the future returned only waits for its outcome,
+    /// so it is small (it lives as long as the call does). Must be called
+    /// inside a tokio runtime for the pool to be used; else the route runs
+    /// wherever the future is polled.
+    pub fn start_route<A: CallApi>(
+        self,
+        api: Arc<A>,
+        info: CallInfo,
+    ) -> Pin<Box<dyn Future<Output = RouteOutcome> + Send + 'static>> {
         let main = tokio::runtime::Handle::try_current().ok();
         let Some(pool) = crate::pool::handle().filter(|_| main.is_some()) else {
-            return self.run_route_here(api, info, main).await;
+            return Box::pin(self.run_route_here(api, info, main));
         };
-        let context_file = format!("dialplans/{}.lua", info.context);
-        let call_id = info.id.clone();
-        let task = pool.spawn(self.run_route_here(api, info, main));
-        match crate::pool::AbortOnDrop(task).await {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                let failure = LuaFailure {
-                    kind: FailureKind::Error,
-                    file: context_file,
-                    line: None,
-                    message: format!("the route's Lua task failed: {e}"),
-                    traceback: None,
-                };
-                tracing::error!(target: "dialplan", call_id = %call_id, "dialplan {failure} — call {call_id} gets 500");
-                RouteOutcome::Failed {
-                    failure,
-                    answered: false,
+        // What the failure of the task itself needs, boxed together.
+        let names = Box::new((format!("dialplans/{}.lua", info.context), info.id.clone()));
+        let task = crate::pool::AbortOnDrop(pool.spawn(self.run_route_here(api, info, main)));
+        Box::pin(async move {
+            match task.await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    let (context_file, call_id) = *names;
+                    let failure = LuaFailure {
+                        kind: FailureKind::Error,
+                        file: context_file,
+                        line: None,
+                        message: format!("the route's Lua task failed: {e}"),
+                        traceback: None,
+                    };
+                    tracing::error!(target: "dialplan", call_id = %call_id, "dialplan {failure} — call {call_id} gets 500");
+                    RouteOutcome::Failed {
+                        failure,
+                        answered: false,
+                    }
                 }
             }
-        }
+        })
     }
 
     /// [`CallState::run_route`] on the thread this is polled on.

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
-use crate::leg::{Leg, buffer};
+use crate::leg::{Buffer, Leg, MAX_DATAGRAM};
 use crate::path::{Outcome, Path};
 
 /// A running bridge between two legs. Dropping it ends the bridge and
@@ -73,30 +73,40 @@ async fn run(
     mut stopped: oneshot::Receiver<()>,
 ) -> (Leg, Leg) {
     enum From {
-        A(crate::leg::Received),
-        B(crate::leg::Received),
+        A,
+        B,
     }
-    let (mut buf_a, mut buf_b) = (buffer(), buffer());
     loop {
-        // A stop message or a dropped `Bridge` both end the loop.
+        // A stop message or a dropped `Bridge` both end the loop. The legs
+        // are waited on without a buffer: a quiet bridge holds none.
         let from = tokio::select! {
             _ = &mut stopped => break,
-            rx = a.recv(&mut buf_a) => From::A(rx),
-            rx = b.recv(&mut buf_b) => From::B(rx),
+            () = a.rtp_ready() => From::A,
+            () = b.rtp_ready() => From::B,
         };
+        // Lives only until the next await: no part of the task's state.
+        let mut buf: Buffer = [0; MAX_DATAGRAM + 1];
         let now = Instant::now();
         match from {
-            From::A(rx) => {
-                if ab.forward(&rx, &mut buf_a[..], &mut b, now) == Outcome::Unwanted {
-                    a.count_dropped_payload_type();
-                }
-            }
-            From::B(rx) => {
-                if ba.forward(&rx, &mut buf_b[..], &mut a, now) == Outcome::Unwanted {
-                    b.count_dropped_payload_type();
-                }
-            }
+            From::A => relay(&mut a, &mut b, &mut ab, &mut buf, now),
+            From::B => relay(&mut b, &mut a, &mut ba, &mut buf, now),
         }
     }
     (a, b)
 }
+
+/// Forwards what `from` has waiting to `to`, a burst at most (then the
+/// other direction gets its turn).
+fn relay(from: &mut Leg, to: &mut Leg, path: &mut Path, buf: &mut Buffer, now: Instant) {
+    for _ in 0..RELAY_BURST {
+        let Some(rx) = from.try_recv(buf) else {
+            return;
+        };
+        if path.forward(&rx, &mut buf[..], to, now) == Outcome::Unwanted {
+            from.count_dropped_payload_type();
+        }
+    }
+}
+
+/// Packets relayed in one direction before the other is looked at.
+const RELAY_BURST: usize = 16;

@@ -47,6 +47,9 @@ pub const MAX_DATAGRAM: usize = 1500;
 /// datagram shows as one that filled it.
 pub type Buffer = [u8; MAX_DATAGRAM + 1];
 
+/// Refused datagrams [`Leg::try_recv`] reads before it gives up its turn.
+const TRY_RECV_BURST: usize = 64;
+
 /// A zeroed receive buffer on the heap.
 pub fn buffer() -> Box<Buffer> {
     Box::new([0; MAX_DATAGRAM + 1])
@@ -221,9 +224,33 @@ struct Shared {
     control: Mutex<Control>,
     /// The latched source, for handles to read.
     latched: Mutex<Option<SocketAddr>>,
-    /// Subscribes handles to the leg's digits; weak, so that subscribers
-    /// see the end when the leg goes.
-    digits: broadcast::WeakSender<Digit>,
+    /// The leg's digits for subscribers, made on the first subscription
+    /// (most calls never read digits: no channel for them).
+    digits: Mutex<DigitTap>,
+}
+
+/// Where a leg's digits go.
+#[derive(Debug, Default)]
+enum DigitTap {
+    /// Nobody has subscribed yet.
+    #[default]
+    Idle,
+    Open(broadcast::Sender<Digit>),
+    /// The leg is gone: subscribers see the end.
+    Gone,
+}
+
+impl Shared {
+    fn digit_tap(&self) -> MutexGuard<'_, DigitTap> {
+        lock(&self.digits)
+    }
+
+    /// Offers a digit to the subscribers; none is not an error.
+    fn send_digit(&self, digit: Digit) {
+        if let DigitTap::Open(tx) = &*self.digit_tap() {
+            let _ = tx.send(digit);
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -278,7 +305,6 @@ pub struct Leg {
     /// Made on the first `recv` (a timer needs the runtime).
     rtcp_timer: Option<Pin<Box<Sleep>>>,
     dtmf: DtmfReceiver,
-    digits: broadcast::Sender<Digit>,
     /// The stream this leg last sent, whoever sent it (a bridge, a prompt,
     /// an echo): the next sender continues it.
     last_out: Option<Outbound>,
@@ -298,8 +324,6 @@ impl Leg {
     /// `c=` address and `m=` port; `None` until known or on hold) until it
     /// latches.
     pub fn new(ports: PortPair, params: StreamParams, remote: Option<SocketAddr>) -> Leg {
-        // Enough for a burst of digits the call has not read yet.
-        let (digits, _) = broadcast::channel(DIGIT_BACKLOG);
         Leg {
             ports,
             params,
@@ -315,14 +339,13 @@ impl Leg {
                 pending: AtomicBool::new(false),
                 control: Mutex::new(Control::default()),
                 latched: Mutex::new(None),
-                digits: digits.downgrade(),
+                digits: Mutex::new(DigitTap::Idle),
             }),
             reporter: Reporter::new(params.codec.clock_rate()),
             rtcp_interval: Some(DEFAULT_INTERVAL),
             rtcp_timer: None,
             last_out: None,
             dtmf: DtmfReceiver::new(),
-            digits,
         }
     }
 
@@ -447,8 +470,21 @@ impl Leg {
     /// counted here. Cancel-safe: dropping the future loses no accepted
     /// packet.
     pub async fn recv(&mut self, buf: &mut Buffer) -> Received {
+        loop {
+            if let Some(received) = self.try_recv(buf) {
+                return received;
+            }
+            self.rtp_ready().await;
+        }
+    }
+
+    /// Waits until an RTP datagram may be read with
+    /// [`try_recv`](Self::try_recv), serving RTCP and the leg's reports
+    /// meanwhile. Holds no buffer: an owner that waits on many legs (a
+    /// bridge) keeps none per leg while the line is quiet. Cancel-safe.
+    pub async fn rtp_ready(&mut self) {
         enum Event {
-            Rtp(std::io::Result<(usize, SocketAddr)>),
+            Rtp(std::io::Result<()>),
             /// The RTCP socket has something: read it into a buffer that
             /// lives only for the read (no 1.5 KB per leg kept for RTCP).
             RtcpReady(std::io::Result<()>),
@@ -468,16 +504,12 @@ impl Leg {
                 }
             };
             let event = tokio::select! {
-                r = ports.rtp.recv_from(&mut buf[..]) => Event::Rtp(r),
+                r = ports.rtp.readable() => Event::Rtp(r),
                 r = ports.rtcp.readable() => Event::RtcpReady(r),
                 () = report_due => Event::Report,
             };
             match event {
-                Event::Rtp(Ok((len, from))) => {
-                    if let Some(received) = self.on_rtp(buf.get(..len).unwrap_or_default(), from) {
-                        return received;
-                    }
-                }
+                Event::Rtp(Ok(())) => return,
                 Event::RtcpReady(Ok(())) => {
                     // The buffer is gone before any await, so it is no
                     // part of the future.
@@ -502,6 +534,28 @@ impl Leg {
                 Event::Report => self.send_report(),
             }
         }
+    }
+
+    /// The next accepted RTP packet already waiting on the socket, read
+    /// into `buf`; `None` when there is none (after [`rtp_ready`]
+    /// (Self::rtp_ready) said there was, the datagrams were all dropped).
+    /// Reads at most a burst of refused datagrams per call, so a flood
+    /// from a foreign source cannot keep the caller from other work.
+    pub fn try_recv(&mut self, buf: &mut Buffer) -> Option<Received> {
+        for _ in 0..TRY_RECV_BURST {
+            match self.ports.rtp.try_recv_from(&mut buf[..]) {
+                Ok((len, from)) => {
+                    if let Some(received) = self.on_rtp(buf.get(..len).unwrap_or_default(), from) {
+                        return Some(received);
+                    }
+                }
+                // WouldBlock clears the socket's readiness.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return None,
+                // An ICMP report read in place of a datagram: transient.
+                Err(_) => {}
+            }
+        }
+        None
     }
 
     fn on_rtp(&mut self, data: &[u8], from: SocketAddr) -> Option<Received> {
@@ -549,8 +603,7 @@ impl Leg {
         if kind == PayloadKind::Event
             && let Ok(Some(digit)) = self.dtmf.on_packet(&header, packet.payload())
         {
-            // No subscriber is not an error.
-            let _ = self.digits.send(digit);
+            self.shared.send_digit(digit);
         }
         bump(&counters.rtp_received);
         self.shared.touch(now);
@@ -669,8 +722,10 @@ impl Leg {
 }
 
 impl Drop for Leg {
-    /// Says goodbye (RTCP BYE, RFC 3550 §6.6) when the leg had a stream.
+    /// Ends its digit subscriptions; says goodbye (RTCP BYE, RFC 3550
+    /// §6.6) when the leg had a stream.
     fn drop(&mut self) {
+        *self.shared.digit_tap() = DigitTap::Gone;
         if self.rtcp_interval.is_some()
             && let Some(bye) = self.reporter.bye()
         {
@@ -748,18 +803,25 @@ impl LegHandle {
     /// The RFC 4733 digits the leg receives from now on (for
     /// `read_digits`), while a bridge, an echo or any owner drives it.
     pub fn digits(&self) -> Digits {
-        Digits {
-            rx: self.shared.digits.upgrade().map(|tx| tx.subscribe()),
-        }
+        let mut tap = self.shared.digit_tap();
+        let rx = match &mut *tap {
+            DigitTap::Gone => None,
+            DigitTap::Open(tx) => Some(tx.subscribe()),
+            DigitTap::Idle => {
+                // Enough for a burst of digits the call has not read yet.
+                let (tx, rx) = broadcast::channel(DIGIT_BACKLOG);
+                *tap = DigitTap::Open(tx);
+                Some(rx)
+            }
+        };
+        Digits { rx }
     }
 
     /// Offers `digit` to the leg's [`Digits`] subscribers as if it had come
     /// in RTP: for digits the signalling carries (SIP INFO). Dropped when
     /// nobody listens or the leg is gone.
     pub fn push_digit(&self, digit: Digit) {
-        if let Some(tx) = self.shared.digits.upgrade() {
-            let _ = tx.send(digit);
-        }
+        self.shared.send_digit(digit);
     }
 
     /// A timeout that fires once the leg has accepted no RTP for `after`

@@ -190,8 +190,9 @@ pub enum Command {
     /// to that call's other party. Done at once: `Answered`, or
     /// `Unavailable` when there is no such dialog to replace.
     Replace {
-        /// The dialog to replace.
-        dialog: crate::DialogIds,
+        /// The dialog to replace (boxed: commands queue per call, and a
+        /// small command keeps the queue small).
+        dialog: Box<crate::DialogIds>,
         /// Only while it is ringing (`early-only`).
         early_only: bool,
         /// The outcome.
@@ -216,7 +217,7 @@ pub enum Command {
         timeout: Duration,
         /// The extension to ring when the timeout passes (`None`: the
         /// parked party is hung up then).
-        ringback: Option<String>,
+        ringback: Option<Box<str>>,
         /// The slot.
         done: oneshot::Sender<Result<u16, ActionError>>,
     },
@@ -385,6 +386,7 @@ impl CallHandle {
         timeout: Duration,
         ringback: Option<String>,
     ) -> Result<u16, ActionError> {
+        let ringback = ringback.map(String::into_boxed_str);
         self.ask(|done| Command::Park {
             slot,
             timeout,
@@ -413,6 +415,7 @@ impl CallHandle {
         dialog: crate::DialogIds,
         early_only: bool,
     ) -> Result<DialOutcome, ActionError> {
+        let dialog = Box::new(dialog);
         self.ask(|done| Command::Replace {
             dialog,
             early_only,

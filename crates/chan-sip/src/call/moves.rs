@@ -268,7 +268,7 @@ impl Call {
         };
         let adopt = CallEvent::Adopt {
             channel: Box::new(channel),
-            label: me,
+            label: me.into(),
         };
         let _ = events.send(adopt).await;
         self.finish(Disposition::Answered, 200, "took another call's party");
@@ -323,8 +323,10 @@ impl Call {
         }
         let (reply, agreed) = oneshot::channel();
         let ask_replace = CallEvent::ReplaceAsk {
-            call_id: dialog.call_id.clone(),
-            tags,
+            dialog: Box::new(super::DialogRef {
+                call_id: dialog.call_id.clone(),
+                tags,
+            }),
             reply,
         };
         if ask(&route.events, ask_replace, agreed).await {
@@ -542,5 +544,5 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         }
         RouteEnd::Done
     };
-    tokio::spawn(call.run(tokio::spawn(route)));
+    tokio::spawn(Box::new(call).run(tokio::spawn(route)));
 }

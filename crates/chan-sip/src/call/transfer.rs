@@ -438,8 +438,10 @@ impl Call {
         };
         let (give, given) = oneshot::channel();
         let ask = CallEvent::GiveUp {
-            call_id: replaces.call_id.clone(),
-            tags: (to_tag, from_tag),
+            dialog: Box::new(super::DialogRef {
+                call_id: replaces.call_id.clone(),
+                tags: (to_tag, from_tag),
+            }),
             reply: give,
         };
         if other.events.send(ask).await.is_err() {
