@@ -809,7 +809,11 @@ impl CallMedia {
         leg.set_sending(direction.sends());
         let handle = leg.handle();
         side.timeout = timeout.map(|t| handle.media_timeout(t));
-        side.digits = Some(handle.digits());
+        // Only the caller's digits are ever read (`caller_digits`): a
+        // subscription costs a queue, so the callee's leg has none.
+        if which == Which::A {
+            side.digits = Some(handle.digits());
+        }
         side.handle = Some(handle);
         side.leg = Some(Box::new(leg));
         side.params = Some(params);

@@ -1063,11 +1063,12 @@ impl CallState {
     ) -> Pin<Box<dyn Future<Output = RouteOutcome> + Send + 'static>> {
         let main = tokio::runtime::Handle::try_current().ok();
         let Some(pool) = crate::pool::handle().filter(|_| main.is_some()) else {
-            return Box::pin(self.run_route_here(api, info, main));
+            return Box::pin(self.run_route_here(api, Box::new(info), main));
         };
         // What the failure of the task itself needs, boxed together.
         let names = Box::new((format!("dialplans/{}.lua", info.context), info.id.clone()));
-        let task = crate::pool::AbortOnDrop(pool.spawn(self.run_route_here(api, info, main)));
+        let task =
+            crate::pool::AbortOnDrop(pool.spawn(self.run_route_here(api, Box::new(info), main)));
         Box::pin(async move {
             match task.await {
                 Ok(outcome) => outcome,
@@ -1094,7 +1095,8 @@ impl CallState {
     async fn run_route_here<A: CallApi>(
         self,
         api: Arc<A>,
-        info: CallInfo,
+        // Boxed: the future would keep room for it twice.
+        info: Box<CallInfo>,
         main: Option<tokio::runtime::Handle>,
     ) -> RouteOutcome {
         let progress: Shared = Arc::default();
@@ -1121,7 +1123,7 @@ impl CallState {
         let call = CallObject {
             api,
             main,
-            info,
+            info: *info,
             progress: Arc::clone(&progress),
             scope: Arc::clone(&scope),
             handlers: Arc::clone(&handlers),

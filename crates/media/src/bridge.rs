@@ -40,7 +40,9 @@ impl Bridge {
         let ba = Path::new(b.params(), a.params());
         let transcoding = ab.is_transcoding() || ba.is_transcoding();
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(a, b, ab, ba, stopped));
+        // Boxed: a task's future that took them by value would keep room
+        // for the legs twice (arguments and locals).
+        let task = tokio::spawn(run(Box::new(Sides { a, b, ab, ba }), stopped));
         Bridge {
             stop,
             task,
@@ -65,18 +67,21 @@ impl Bridge {
     }
 }
 
-async fn run(
-    mut a: Leg,
-    mut b: Leg,
-    mut ab: Path,
-    mut ba: Path,
-    mut stopped: oneshot::Receiver<()>,
-) -> (Leg, Leg) {
+/// What a bridge's task owns.
+struct Sides {
+    a: Leg,
+    b: Leg,
+    ab: Path,
+    ba: Path,
+}
+
+async fn run(mut sides: Box<Sides>, mut stopped: oneshot::Receiver<()>) -> (Leg, Leg) {
     enum From {
         A,
         B,
     }
     loop {
+        let Sides { a, b, ab, ba } = &mut *sides;
         // A stop message or a dropped `Bridge` both end the loop. The legs
         // are waited on without a buffer: a quiet bridge holds none.
         let from = tokio::select! {
@@ -88,10 +93,11 @@ async fn run(
         let mut buf: Buffer = [0; MAX_DATAGRAM + 1];
         let now = Instant::now();
         match from {
-            From::A => relay(&mut a, &mut b, &mut ab, &mut buf, now),
-            From::B => relay(&mut b, &mut a, &mut ba, &mut buf, now),
+            From::A => relay(a, b, ab, &mut buf, now),
+            From::B => relay(b, a, ba, &mut buf, now),
         }
     }
+    let Sides { a, b, .. } = *sides;
     (a, b)
 }
 
