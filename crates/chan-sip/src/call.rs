@@ -760,7 +760,7 @@ impl Call {
                 let _ = done.send(r);
             }
             Command::Reject { code, reason, done } => {
-                let r = self.reject(code, reason);
+                let r = self.reject(code, reason.map(String::from));
                 let _ = done.send(r);
             }
             Command::Redirect { uri, done } => {
@@ -786,7 +786,8 @@ impl Call {
                     let _ = done.send(Err(e));
                 }
             },
-            Command::Record { max, silence, done } => {
+            Command::Record { limits, done } => {
+                let (max, silence) = *limits;
                 let r = match self.own_media().await {
                     Ok(()) => self.media.record(max, silence).await,
                     Err(e) => Err(e),
@@ -794,7 +795,7 @@ impl Call {
                 let _ = done.send(r);
             }
             Command::Hold { class, done } => {
-                let r = self.hold_caller(class).await;
+                let r = self.hold_caller(class.map(String::from)).await;
                 let _ = done.send(r);
             }
             Command::Unhold(done) => {
@@ -812,17 +813,18 @@ impl Call {
                 self.media.stop_playing().await;
                 let _ = done.send(Ok(()));
             }
-            Command::Park {
-                slot,
-                timeout,
-                ringback,
-                done,
-            } => {
-                let r = self.park(slot, timeout, ringback.map(String::from)).await;
+            Command::Park { request, done } => {
+                let pbx::ParkRequest {
+                    slot,
+                    timeout,
+                    parker,
+                    ..
+                } = *request;
+                let r = self.park(slot, timeout, parker).await;
                 let _ = done.send(r);
             }
             Command::Unpark { slot, done } => self.unpark(slot, done).await,
-            Command::Pickup { target, done } => self.pickup(target, done).await,
+            Command::Pickup { target, done } => self.pickup(target.map(String::from), done).await,
             Command::Replace {
                 dialog,
                 early_only,
@@ -1294,7 +1296,12 @@ impl Call {
         };
         let (cancel_tx, cancel_rx) = oneshot::channel();
         let sent = ctx.request().cloned();
-        tokio::spawn(branch_task(id, ctx, self.events_tx.clone(), cancel_rx));
+        tokio::spawn(branch_task(
+            id,
+            Box::new(ctx),
+            self.events_tx.clone(),
+            cancel_rx,
+        ));
         self.branches.insert(
             id,
             Box::new(Branch {

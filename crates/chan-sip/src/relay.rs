@@ -21,7 +21,9 @@ use crate::{Inner, Reply};
 /// provisional response (RFC 3261 §9.1).
 pub(crate) async fn branch_task(
     id: u32,
-    mut ctx: ClientInviteTx,
+    // Boxed: the task lives until the transaction ends (32 s after a 2xx),
+    // and a future taking it by value would keep room for it twice.
+    mut ctx: Box<ClientInviteTx>,
     events: mpsc::Sender<CallEvent>,
     mut cancel: oneshot::Receiver<()>,
 ) {

@@ -113,14 +113,14 @@ pub enum Command {
         /// 400–699.
         code: u16,
         /// The reason phrase, if not the standard one.
-        reason: Option<String>,
+        reason: Option<Box<str>>,
         /// Done.
         done: oneshot::Sender<Result<(), ActionError>>,
     },
     /// Send the caller elsewhere (302 with this Contact).
     Redirect {
         /// Where to.
-        uri: String,
+        uri: Box<str>,
         /// Done.
         done: oneshot::Sender<Result<(), ActionError>>,
     },
@@ -151,10 +151,10 @@ pub enum Command {
     /// Answer if need be and record the caller, for at most `max` (done
     /// when it has started).
     Record {
-        /// The longest recording.
-        max: Duration,
-        /// Tell the route after this long without voice, if given.
-        silence: Option<Duration>,
+        /// The longest recording, and after how long without voice to
+        /// tell the route, if at all (boxed: a small command keeps the
+        /// queue small).
+        limits: Box<(Duration, Option<Duration>)>,
         /// Started: notified once the silence is reached.
         done: oneshot::Sender<Result<Arc<tokio::sync::Notify>, ActionError>>,
     },
@@ -165,7 +165,7 @@ pub enum Command {
     /// has started).
     Hold {
         /// The music class (default: the call's).
-        class: Option<String>,
+        class: Option<Box<str>>,
         /// Started.
         done: oneshot::Sender<Result<(), ActionError>>,
     },
@@ -180,7 +180,7 @@ pub enum Command {
     /// (done at once: `Answered`, or `Unavailable` when nothing rings).
     Pickup {
         /// The extension whose ringing call to take.
-        target: Option<String>,
+        target: Option<Box<str>>,
         /// The outcome.
         done: oneshot::Sender<Result<DialOutcome, ActionError>>,
     },
@@ -211,13 +211,9 @@ pub enum Command {
     /// hold) until someone retrieves it or `timeout` rings the parker
     /// back; the call itself ends here (done with the slot).
     Park {
-        /// A slot, or the lowest free one.
-        slot: Option<u16>,
-        /// How long it may stay parked.
-        timeout: Duration,
-        /// The extension to ring when the timeout passes (`None`: the
-        /// parked party is hung up then).
-        ringback: Option<Box<str>>,
+        /// Where, for how long, whom to ring back (boxed: a small command
+        /// keeps the queue small); the music is the call's.
+        request: Box<crate::ParkRequest>,
         /// The slot.
         done: oneshot::Sender<Result<u16, ActionError>>,
     },
@@ -307,12 +303,14 @@ impl CallHandle {
 
     /// Refuses the call with `code`; the call is over.
     pub async fn reject(&self, code: u16, reason: Option<String>) -> Result<(), ActionError> {
+        let reason = reason.map(String::into_boxed_str);
         self.ask(|done| Command::Reject { code, reason, done })
             .await
     }
 
     /// Redirects the caller to `uri` (302); the call is over.
     pub async fn redirect(&self, uri: String) -> Result<(), ActionError> {
+        let uri = uri.into_boxed_str();
         self.ask(|done| Command::Redirect { uri, done }).await
     }
 
@@ -356,8 +354,8 @@ impl CallHandle {
         max: Duration,
         silence: Option<Duration>,
     ) -> Result<Arc<tokio::sync::Notify>, ActionError> {
-        self.ask(|done| Command::Record { max, silence, done })
-            .await
+        let limits = Box::new((max, silence));
+        self.ask(|done| Command::Record { limits, done }).await
     }
 
     /// Stops the recording and returns it. Works after the call has ended
@@ -375,6 +373,7 @@ impl CallHandle {
     /// Answers if need be and plays music on hold (`class`, or the call's)
     /// to the caller until [`unhold`](Self::unhold); returns once it plays.
     pub async fn hold(&self, class: Option<String>) -> Result<(), ActionError> {
+        let class = class.map(String::into_boxed_str);
         self.ask(|done| Command::Hold { class, done }).await
     }
 
@@ -386,14 +385,13 @@ impl CallHandle {
         timeout: Duration,
         ringback: Option<String>,
     ) -> Result<u16, ActionError> {
-        let ringback = ringback.map(String::into_boxed_str);
-        self.ask(|done| Command::Park {
+        let request = Box::new(crate::ParkRequest {
             slot,
             timeout,
-            ringback,
-            done,
-        })
-        .await
+            parker: ringback,
+            music: None,
+        });
+        self.ask(|done| Command::Park { request, done }).await
     }
 
     /// Holds a parking slot for this call (to announce it before
@@ -405,6 +403,7 @@ impl CallHandle {
     /// Picks up a call ringing `target`, or a member of the caller's
     /// pickup group (see [`Command::Pickup`]).
     pub async fn pickup(&self, target: Option<String>) -> Result<DialOutcome, ActionError> {
+        let target = target.map(String::into_boxed_str);
         self.ask(|done| Command::Pickup { target, done }).await
     }
 

@@ -177,7 +177,12 @@ impl Call {
                 t_name(&self.branches, id)
             )
         });
-        tokio::spawn(branch_task(id, ctx, self.events_tx.clone(), cancel_rx));
+        tokio::spawn(branch_task(
+            id,
+            Box::new(ctx),
+            self.events_tx.clone(),
+            cancel_rx,
+        ));
         true
     }
 
