@@ -12,6 +12,9 @@
 //! are dropped towards a leg that did not negotiate them. RTCP is
 //! terminated by each leg, not relayed.
 
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -79,20 +82,43 @@ async fn run(mut sides: Box<Sides>, mut stopped: oneshot::Receiver<()>) -> (Leg,
     enum From {
         A,
         B,
+        Stop,
     }
+    // Which leg is looked at first, alternating, so a busy one cannot
+    // starve the other.
+    let mut a_first = true;
     loop {
         let Sides { a, b, ab, ba } = &mut *sides;
         // A stop message or a dropped `Bridge` both end the loop. The legs
-        // are waited on without a buffer: a quiet bridge holds none.
-        let from = tokio::select! {
-            _ = &mut stopped => break,
-            () = a.rtp_ready() => From::A,
-            () = b.rtp_ready() => From::B,
-        };
+        // are polled in place: their wakers live in their sockets, so a
+        // quiet bridge's task holds no buffer and no per-leg future.
+        let from = std::future::poll_fn(|cx| {
+            if Pin::new(&mut stopped).poll(cx).is_ready() {
+                return Poll::Ready(From::Stop);
+            }
+            let (first, second) = if a_first {
+                (From::A, From::B)
+            } else {
+                (From::B, From::A)
+            };
+            for which in [first, second] {
+                let leg = match which {
+                    From::A => &mut *a,
+                    _ => &mut *b,
+                };
+                if leg.poll_rtp_ready(cx).is_ready() {
+                    return Poll::Ready(which);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        a_first = !a_first;
         // Lives only until the next await: no part of the task's state.
         let mut buf: Buffer = [0; MAX_DATAGRAM + 1];
         let now = Instant::now();
         match from {
+            From::Stop => break,
             From::A => relay(a, b, ab, &mut buf, now),
             From::B => relay(b, a, ba, &mut buf, now),
         }

@@ -28,6 +28,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use rtp::{Codec, Digit, DtmfReceiver, RtpHeader, RtpPacket};
@@ -483,56 +484,59 @@ impl Leg {
     /// meanwhile. Holds no buffer: an owner that waits on many legs (a
     /// bridge) keeps none per leg while the line is quiet. Cancel-safe.
     pub async fn rtp_ready(&mut self) {
-        enum Event {
-            Rtp(std::io::Result<()>),
-            /// The RTCP socket has something: read it into a buffer that
-            /// lives only for the read (no 1.5 KB per leg kept for RTCP).
-            RtcpReady(std::io::Result<()>),
-            Report,
-        }
+        std::future::poll_fn(|cx| self.poll_rtp_ready(cx)).await;
+    }
+
+    /// [`rtp_ready`](Self::rtp_ready) as a poll: ready once an RTP
+    /// datagram may be read. The wakers live in the sockets' own
+    /// registrations and the report timer, so a task waiting on several
+    /// legs keeps no state per leg (one task polls a leg at a time).
+    pub fn poll_rtp_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        use std::future::Future as _;
         if let (Some(interval), None) = (self.rtcp_interval, &self.rtcp_timer) {
             self.rtcp_timer = Some(Box::pin(tokio::time::sleep(randomized(interval))));
         }
-        loop {
-            let Leg {
-                ports, rtcp_timer, ..
-            } = &mut *self;
-            let report_due = async {
-                match rtcp_timer {
-                    Some(timer) => timer.as_mut().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let event = tokio::select! {
-                r = ports.rtp.readable() => Event::Rtp(r),
-                r = ports.rtcp.readable() => Event::RtcpReady(r),
-                () = report_due => Event::Report,
-            };
-            match event {
-                Event::Rtp(Ok(())) => return,
-                Event::RtcpReady(Ok(())) => {
-                    // The buffer is gone before any await, so it is no
-                    // part of the future.
-                    let failed = {
-                        let mut data = [0u8; MAX_DATAGRAM + 1];
-                        match self.ports.rtcp.try_recv_from(&mut data) {
-                            Ok((len, from)) => {
-                                self.on_rtcp(data.get(..len).unwrap_or_default(), from);
-                                false
-                            }
-                            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
-                        }
-                    };
-                    if failed {
-                        tokio::task::yield_now().await;
+        // Bounded, so that a flood on the RTCP port cannot keep the task;
+        // then the task is woken again to read on.
+        let mut rtcp_waiting = false;
+        for _ in 0..TRY_RECV_BURST {
+            match self.ports.rtcp.poll_recv_ready(cx) {
+                Poll::Ready(Ok(())) => {
+                    // Read into a buffer that lives only for the read (no
+                    // 1.5 KB per leg kept for RTCP).
+                    let mut data = [0u8; MAX_DATAGRAM + 1];
+                    match self.ports.rtcp.try_recv_from(&mut data) {
+                        Ok((len, from)) => self.on_rtcp(data.get(..len).unwrap_or_default(), from),
+                        // Readiness cleared: the next poll registers the waker.
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        // Linux reports ICMP errors on unconnected UDP
+                        // sockets only with IP_RECVERR; read, they are gone.
+                        Err(_) => {}
                     }
                 }
-                // Linux reports ICMP errors on unconnected UDP sockets only
-                // with IP_RECVERR; anything else is transient. Let other
-                // tasks run rather than spin.
-                Event::Rtp(Err(_)) | Event::RtcpReady(Err(_)) => tokio::task::yield_now().await,
-                Event::Report => self.send_report(),
+                // Transient: see above.
+                Poll::Ready(Err(_)) => {}
+                Poll::Pending => {
+                    rtcp_waiting = true;
+                    break;
+                }
             }
+        }
+        if !rtcp_waiting {
+            cx.waker().wake_by_ref();
+        }
+        if let Some(timer) = &mut self.rtcp_timer
+            && timer.as_mut().poll(cx).is_ready()
+        {
+            // Resets the timer; polled again next time.
+            self.send_report();
+            if let Some(timer) = &mut self.rtcp_timer {
+                let _ = timer.as_mut().poll(cx);
+            }
+        }
+        match self.ports.rtp.poll_recv_ready(cx) {
+            Poll::Ready(_) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
         }
     }
 

@@ -14,7 +14,10 @@
 //! symmetric-RTP latching, RFC 4733 digit detection, RTCP and the media
 //! timeout keep working; what arrives is discarded.
 
+use std::future::Future as _;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use rtp::codec::resample::{Downsampler, Upsampler};
@@ -25,7 +28,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::done;
 use crate::error::Error;
-use crate::leg::{Leg, buffer};
+use crate::leg::{Buffer, Leg, MAX_DATAGRAM};
 use crate::prompt::Prompt;
 
 /// The packetization interval of prompts (RFC 3551 §4.5's default for
@@ -89,7 +92,9 @@ impl Player {
         let count = frames.count;
         let (raise, finished) = done::flag();
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(run(leg, frames, raise, stopped));
+        // Boxed: a task's future that took them by value would keep room
+        // for them twice (arguments and locals).
+        let task = tokio::spawn(run(Box::new((leg, frames)), raise, stopped));
         Player {
             stop,
             task,
@@ -123,25 +128,44 @@ impl Player {
 }
 
 async fn run(
-    mut leg: Leg,
-    mut frames: Frames,
+    mut parts: Box<(Leg, Frames)>,
     raise: done::Raise,
     mut stopped: oneshot::Receiver<()>,
 ) -> Leg {
-    let mut buf = buffer();
+    enum Wake {
+        Stop,
+        Tick,
+        Received,
+    }
     let mut ticks = tokio::time::interval(PTIME);
     // Burst: a tick missed while the task waited for a CPU is taken at
     // once, so frame n is sent n × 20 ms after the start at the earliest
     // and the stream keeps its schedule.
     ticks.set_missed_tick_behavior(MissedTickBehavior::Burst);
-    let mut playing = frames.count > 0;
+    let mut playing = parts.1.count > 0;
     if !playing {
         raise.raise();
     }
     loop {
-        tokio::select! {
-            _ = &mut stopped => break,
-            _ = ticks.tick(), if playing => {
+        let (leg, frames) = &mut *parts;
+        // The leg is polled in place (its wakers live in its sockets): a
+        // waiting player's task keeps no receive buffer.
+        let wake = std::future::poll_fn(|cx| {
+            if Pin::new(&mut stopped).poll(cx).is_ready() {
+                return Poll::Ready(Wake::Stop);
+            }
+            if playing && ticks.poll_tick(cx).is_ready() {
+                return Poll::Ready(Wake::Tick);
+            }
+            if leg.poll_rtp_ready(cx).is_ready() {
+                return Poll::Ready(Wake::Received);
+            }
+            Poll::Pending
+        })
+        .await;
+        match wake {
+            Wake::Stop => break,
+            Wake::Tick => {
                 if let Some(packet) = frames.next_packet() {
                     leg.send_rtp(packet);
                 }
@@ -150,13 +174,24 @@ async fn run(
                     raise.raise();
                 }
             }
-            // Latching, digits, RTCP and the media timeout happen inside
-            // recv; the audio itself is not wanted.
-            _rx = leg.recv(&mut buf) => {}
+            // Latching, digits, RTCP and the media timeout happen as the
+            // leg reads; the audio itself is not wanted.
+            Wake::Received => {
+                let mut buf: Buffer = [0; MAX_DATAGRAM + 1];
+                for _ in 0..READ_BURST {
+                    if leg.try_recv(&mut buf).is_none() {
+                        break;
+                    }
+                }
+            }
         }
     }
+    let (leg, _) = *parts;
     leg
 }
+
+/// Packets read per wake-up before the schedule is looked at again.
+const READ_BURST: usize = 16;
 
 /// The prompt cut into 20 ms frames, resampled and encoded, as packets.
 #[derive(Debug)]
