@@ -15,6 +15,7 @@ use pbx::{
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{Bridge, Call, CallEvent};
 use crate::anchor::Which;
@@ -464,6 +465,8 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
     let active = inner.active.fetch_add(1, Ordering::Relaxed) + 1;
     metrics::gauge!("calls_active").set(active as f64);
     let party = pbx::Leg::snapshot(&leg).peer;
+    // The ring-back is a call of its own: its span, as an INVITE's call.
+    let span = tracing::info_span!("call", call_id = %id, from = %party, to = %parker);
     let (handle, commands) = CallHandle::new();
     let now = pbx::unix_ms();
     let call = Call {
@@ -542,5 +545,6 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         }
         RouteEnd::Done
     };
-    tokio::spawn(call.run(tokio::spawn(route)));
+    let route = tokio::spawn(route.instrument(span.clone()));
+    tokio::spawn(call.run(route).instrument(span));
 }
