@@ -90,19 +90,26 @@ impl Router for LuaRouter {
             }
         })
     }
+
+    fn handles_failed_transfer(&self, context: &str) -> bool {
+        self.runtime.handles_failed_transfer(context)
+    }
 }
 
-fn dial_result(outcome: pbx::DialOutcome) -> DialResult {
-    let status = match outcome.status {
+fn dial_status(status: pbx::DialStatus) -> DialStatus {
+    match status {
         pbx::DialStatus::Answered => DialStatus::Answered,
         pbx::DialStatus::Busy => DialStatus::Busy,
         pbx::DialStatus::NoAnswer => DialStatus::NoAnswer,
         pbx::DialStatus::Unavailable => DialStatus::Unavailable,
         pbx::DialStatus::Cancelled => DialStatus::Cancelled,
         _ => DialStatus::Failed,
-    };
+    }
+}
+
+fn dial_result(outcome: pbx::DialOutcome) -> DialResult {
     DialResult {
-        status,
+        status: dial_status(outcome.status),
         code: outcome.code,
         answered_by: outcome.answered_by,
     }
@@ -134,6 +141,7 @@ fn call_info(d: CallDetails) -> CallInfo {
         did: d.did,
         headers: d.headers,
         transferred_by: d.transferred_by,
+        transfer_failed: d.transfer_failed.map(dial_status),
         identity: d.identity.map(|i| dialplan::CallIdentity {
             verified: i.verified,
             attest: i.attest,

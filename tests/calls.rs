@@ -471,6 +471,48 @@ fn lua_failures_give_500_and_the_server_carries_on() {
     );
 }
 
+/// A route that logs from Lua, then dials the callee, then refuses.
+const LOGS: &str = r#"
+function route(call)
+  log.info("routing to " .. call.to.user)
+  call:dial(call.to.user, { timeout = 5 })
+  call:reject(480)
+end
+"#;
+
+/// Issue 12: one tracing span per call carries its Call-ID, so that the
+/// route's own lines (Lua's `log.info`, run on the Lua thread pool) and
+/// the call task's (a dial to a phone that is not registered) both show
+/// it, as the span's `call{call_id=...}` prefix, with no field of their own.
+#[test]
+fn a_calls_log_lines_carry_its_call_id_in_its_span() {
+    let o = office(Some(LOGS));
+    let mut a = phone(&o, "1001");
+    let call = a.call("1002").unwrap();
+    let (r, _) = a.final_response(WAIT).unwrap();
+    assert_eq!(r.status, 480);
+    let span = format!("call{{call_id={} from=1001 to=1002}}", call.call_id);
+    let lua = wait_for_log(&o, "routing to 1002");
+    assert!(lua.contains(&span), "the Lua line has no call span: {lua}");
+    assert_eq!(lua.matches("call_id=").count(), 1, "{lua}");
+    let dial = wait_for_log(&o, "dial: ");
+    assert!(
+        dial.contains(&span),
+        "the dial line has no call span: {dial}"
+    );
+    let ended = wait_for_log(&o, "call ended");
+    assert!(
+        ended.contains(&span),
+        "the CDR line has no call span: {ended}"
+    );
+    // Another call's lines carry the other call's Call-ID.
+    let second = a.call("1003").unwrap();
+    assert_eq!(a.final_response(WAIT).unwrap().0.status, 480);
+    let lua = wait_for_log(&o, "routing to 1003");
+    assert!(lua.contains(&second.call_id), "{lua}");
+    assert!(!lua.contains(&call.call_id), "{lua}");
+}
+
 #[test]
 fn a_broken_edit_keeps_the_old_dialplan() {
     let o = office(Some("function route(call) call:reject(486, 'old') end\n"));

@@ -5,7 +5,7 @@
 //! routed in the transferor's context, and the remaining phones hear each
 //! other (a tone each way, checked by frequency). A busy target sends the
 //! call back to a transferor still on the line; one that hung up is rung
-//! back.
+//! back, or handed to the context's `on_transfer_failed` when it has one.
 
 mod office;
 
@@ -273,6 +273,83 @@ fn a_busy_target_after_the_transferor_hung_up_rings_the_transferor_back() {
     );
     assert_heard("the transferor, rung back", &rb2, b2_media.addr, 40, 1000.0);
     assert_heard("the caller", &c.ra, c.a_media.addr, 40, 2000.0);
+}
+
+/// The shipped office with an `on_transfer_failed` hook that sends the
+/// transferred party to 1004 (and says what `call.transfer` told it).
+const HOOK: &str = r#"
+function on_transfer_failed(call)
+  local t = call.transfer
+  log.info("transfer by " .. t.by .. " to " .. t.target .. " failed: " .. t.status)
+  call:dial("1004", { timeout = 20 })
+end
+"#;
+
+#[test]
+fn a_busy_target_after_the_transferor_hung_up_goes_to_the_contexts_on_transfer_failed() {
+    let default =
+        std::fs::read_to_string(office::repo().join("dialplans/default.lua")).expect("default.lua");
+    let fourth = "\n[[extension]]\nid = \"1004\"\npassword = \"pw-1004\"\n";
+    let o = office_with(
+        Some(&format!("{default}\n{HOOK}")),
+        &format!("{THIRD}{fourth}"),
+    );
+    let mut c = call_1002(&o);
+    let mut t = phone(&o, "1003");
+    let mut d = phone(&o, "1004");
+    assert_eq!(refer(&mut c, "1003"), 202);
+    let tag = c.b_in.tag.clone();
+    let (frag, _) = next_notify(&mut c.b, &tag);
+    assert_eq!(frag, "SIP/2.0 100 Trying");
+    // The transferor hangs up at once; then the target is busy.
+    let bye = c.b.request_in(&mut c.b_dialog, "BYE", None).expect("BYE");
+    assert_eq!(bye.status, 200);
+    let t_in = t.incoming(WAIT).expect("the target rings");
+    t.reply(&t_in.invite, &t_in.tag, 486).unwrap();
+    // The hook, not the ring-back: 1004 rings, with the call from 1001.
+    let d_in = d.incoming(WAIT).expect("on_transfer_failed dials 1004");
+    let from = d_in
+        .invite
+        .headers
+        .get(&HeaderName::parse("From"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(from.contains("sip:1001@"), "{from}");
+    let rd = RtpPeer::localhost();
+    let d_media = media_of(&d_in.invite.body);
+    d.reply_sdp(&d_in.invite, &d_in.tag, 200, &rd.sdp_answer(&["PCMU"]))
+        .unwrap();
+    d.request("ACK", WAIT).expect("ACK");
+    exchange(
+        &c.ra,
+        (c.a_media.addr, 0, 1000.0),
+        &rd,
+        (d_media.addr, 0, 2000.0),
+    );
+    assert_heard(
+        "1004, from on_transfer_failed",
+        &rd,
+        d_media.addr,
+        40,
+        1000.0,
+    );
+    assert_heard("the caller", &c.ra, c.a_media.addr, 40, 2000.0);
+    // The hook saw who transferred, to where, and how it failed.
+    assert!(
+        o.server
+            .wait_log("transfer by 1002 to 1003 failed: busy", WAIT),
+        "{}",
+        o.server.log()
+    );
+    // The transferor was not rung back.
+    match c.b.silence(std::time::Duration::from_millis(300)) {
+        Some(sip_proto::Message::Request(r)) if r.method.as_str() == "INVITE" => {
+            panic!("the transferor was rung back: {r:?}")
+        }
+        _ => {}
+    }
+    let bye = c.a.request_in(&mut c.a_dialog, "BYE", None).expect("BYE");
+    assert_eq!(bye.status, 200);
 }
 
 #[test]

@@ -79,7 +79,7 @@ SWITCHBOARD_API = 1
 ---@field source Source Where the INVITE came from.
 ---@field caller string? The authenticated extension that placed the call.
 ---@field context string The context (dialplans/NAME.lua) routing the call.
----@field transfer {by: string}? Set when a phone blind-transferred the call here: `by` is its extension (the route runs in its context).
+---@field transfer {by: string, target: string, status: DialStatus?}? Set when a phone blind-transferred the call here: `by` is its extension (the route runs in its context), `target` the number it transferred to; in `on_transfer_failed(call)`, `status` says how the target's dial ended.
 ---@field trunk string? The [[trunk]] the call came in on (nil for calls from extensions).
 ---@field did string? The dialled number in E.164 ("+15557654321"), for calls from a trunk.
 ---@field identity CallIdentity? For a trunk call when security.stir_trust_anchors is set: what checking its Identity found.

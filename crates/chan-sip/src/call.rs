@@ -24,6 +24,7 @@ use sip_proto::{HeaderName, Headers, Method, Request, Response, Uri};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::admit::Caller;
 use crate::anchor::{CallMedia, Failure, Which};
@@ -286,6 +287,15 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
             .map_or_else(|| "default".to_owned(), |e| e.context.clone()),
     };
     let mut details = details(&incoming, &call_id, &caller, &context);
+    // One span per call (issue 12): every line its task and its route log
+    // carries the Call-ID. At info, as the lines it is for: below that
+    // level it is disabled and costs nothing.
+    let span = tracing::info_span!(
+        "call",
+        call_id = %call_id,
+        from = %details.from.user,
+        to = %details.to.user
+    );
     // A trunk's call with trust anchors configured: its Identity (RFC
     // 8224) is checked before the route runs.
     let stir = caller.trunk().and(inner.trunks.verify()).map(|verify| {
@@ -397,19 +407,21 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
                 Some((verify, header, from, to)) => {
                     let router = inner.router.clone();
                     let verstat = verstat.clone();
-                    let id = call_id.clone();
                     Box::pin(async move {
                         let (result, value) = verify.check(header.as_deref(), &from, &to).await;
-                        tracing::info!(call_id = %id, verified = result.verified, attest = ?result.attest, reason = ?result.reason, "STIR/SHAKEN: {value}");
+                        tracing::info!(verified = result.verified, attest = ?result.attest, reason = ?result.reason, "STIR/SHAKEN: {value}");
                         let _ = verstat.set(value);
                         details.identity = Some(result);
                         router.route(handle, details).await
                     })
                 }
-                None => inner.router.route(handle, details),
+                // In the call's span: the router starts the route at once
+                // (on the Lua pool), and the route takes the span along.
+                None => span.in_scope(|| inner.router.route(handle, details)),
             },
         };
-    tokio::spawn(Box::new(call).run(tokio::spawn(route)));
+    let route = tokio::spawn(route.instrument(span.clone()));
+    tokio::spawn(Box::new(call).run(route).instrument(span));
 }
 
 /// The calling number a PASSporT's `orig` must match (RFC 8224 §6.2
@@ -482,6 +494,7 @@ fn details(incoming: &Incoming, call_id: &str, caller: &Caller, context: &str) -
             .map(|h| (h.name.as_str().to_owned(), h.value.to_string()))
             .collect(),
         transferred_by: None,
+        transfer_failed: None,
         identity: None,
     }
 }
@@ -726,7 +739,7 @@ impl Call {
                         Box::pin(self.on_dial_timeout()).await;
                     }
                     if linger_at.is_some_and(|at| at <= now) {
-                        tracing::warn!(call_id = %self.id, "route still running {}s after the call ended; abandoning it", ROUTE_LINGER.as_secs());
+                        tracing::warn!("route still running {}s after the call ended; abandoning it", ROUTE_LINGER.as_secs());
                         route.abort();
                         break;
                     }
@@ -1011,7 +1024,7 @@ impl Call {
             match target::resolve(&self.inner, target).await {
                 Ok(mut d) => destinations.append(&mut d),
                 Err(unreachable) => {
-                    tracing::info!(call_id = %self.id, %target, "dial: {}", unreachable.why);
+                    tracing::info!(%target, "dial: {}", unreachable.why);
                     codes.push(unreachable.code);
                 }
             }
@@ -1029,7 +1042,7 @@ impl Call {
                 match self.media.callee_offer_with(ip, only) {
                     Ok(offer) => offer,
                     Err(failure) => {
-                        tracing::warn!(call_id = %self.id, "dial: {}", failure.text());
+                        tracing::warn!("dial: {}", failure.text());
                         let _ = done.send(Ok(DialOutcome {
                             status: DialStatus::Failed,
                             code: failure.status(),
@@ -1182,7 +1195,7 @@ impl Call {
             None => {
                 let Some((display, user)) = self.outbound_identity(request.caller_id.as_deref())
                 else {
-                    tracing::warn!(call_id = %self.id, caller_id = ?request.caller_id, "dial: caller_id is not a usable SIP user; branch not started");
+                    tracing::warn!(caller_id = ?request.caller_id, "dial: caller_id is not a usable SIP user; branch not started");
                     return None;
                 };
                 // A trunk call whose Identity was checked: the phone is
@@ -1202,7 +1215,7 @@ impl Call {
             Some(t) => match inner.trunks.seize(&t.trunk) {
                 Some(seized) => Some(seized),
                 None => {
-                    tracing::info!(call_id = %self.id, trunk = %t.trunk.name, "dial: trunk at max_channels; branch not started");
+                    tracing::info!(trunk = %t.trunk.name, "dial: trunk at max_channels; branch not started");
                     return None;
                 }
             },
@@ -1247,7 +1260,7 @@ impl Call {
                 || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
                 || value.contains(['\r', '\n'])
             {
-                tracing::warn!(call_id = %self.id, header = %name, "dial: header not allowed on an outbound INVITE; left out");
+                tracing::warn!(header = %name, "dial: header not allowed on an outbound INVITE; left out");
                 continue;
             }
             headers.push(HeaderName::parse(name), value.as_str());
@@ -1289,19 +1302,16 @@ impl Call {
         {
             Ok(ctx) => ctx,
             Err(e) => {
-                tracing::info!(call_id = %self.id, to = %dest.addr, error = %e, "dial: cannot send INVITE");
+                tracing::info!(to = %dest.addr, error = %e, "dial: cannot send INVITE");
                 self.inner.dialogs.remove(&call_id);
                 return None;
             }
         };
         let (cancel_tx, cancel_rx) = oneshot::channel();
         let sent = ctx.request().cloned();
-        tokio::spawn(branch_task(
-            id,
-            Box::new(ctx),
-            self.events_tx.clone(),
-            cancel_rx,
-        ));
+        tokio::spawn(
+            branch_task(id, Box::new(ctx), self.events_tx.clone(), cancel_rx).in_current_span(),
+        );
         self.branches.insert(
             id,
             Box::new(Branch {
@@ -1386,7 +1396,7 @@ impl Call {
         // The answer to the offer in our 2xx (late offer, offerless
         // re-INVITE).
         if let Err(failure) = self.media.ack_answer(which, &request.body).await {
-            tracing::info!(call_id = %self.id, "ACK: {}", failure.text());
+            tracing::info!("ACK: {}", failure.text());
         }
     }
 
@@ -1513,7 +1523,7 @@ impl Call {
             Err(failure) => {
                 // An answer we cannot use is no answer (RFC 3264 §6: it
                 // had to accept our offer).
-                tracing::info!(call_id = %self.id, callee = %label, "dial: unusable SDP answer: {}", failure.text());
+                tracing::info!(callee = %label, "dial: unusable SDP answer: {}", failure.text());
                 leg.bye();
                 self.branch_failed(id, 488);
                 return;
@@ -1573,7 +1583,7 @@ impl Call {
         if let Some(stream) = stream
             && let Err(failure) = self.media.apply_callee(stream, true, peer).await
         {
-            tracing::info!(call_id = %self.id, "dial: {}", failure.text());
+            tracing::info!("dial: {}", failure.text());
         }
         if self.answer_and_bridge().await {
             // A transfer's target answered: the transferor is released.
@@ -1673,7 +1683,7 @@ impl Call {
     /// A leg has sent no RTP for `media.rtp_timeout`: the call is dead
     /// (a phone that lost power or network sends no BYE).
     fn on_silence(&mut self, which: Which, silent: Duration) {
-        tracing::info!(call_id = %self.id, side = ?which, silent_ms = silent.as_millis() as u64, "no RTP; hanging up");
+        tracing::info!(side = ?which, silent_ms = silent.as_millis() as u64, "no RTP; hanging up");
         metrics::counter!("rtp_timeouts_total").increment(1);
         self.a.leg.bye();
         if let Some(b) = &mut self.bridge {
@@ -1720,7 +1730,7 @@ impl Call {
         if self.finished {
             return;
         }
-        tracing::info!(call_id = %self.id, "call hung up by the admin API");
+        tracing::info!("call hung up by the admin API");
         if let Some(b) = &mut self.bridge {
             b.leg.bye();
         }
@@ -1769,7 +1779,7 @@ impl Call {
             }
             OkTimer::GiveUp => {
                 // §13.3.1.4: no ACK for the 2xx: the dialog is over.
-                tracing::info!(call_id = %self.id, "no ACK for our 200 OK; ending the call");
+                tracing::info!("no ACK for our 200 OK; ending the call");
                 self.a.retrans = None;
                 self.a.leg.bye();
                 if let Some(b) = &mut self.bridge {
@@ -1790,7 +1800,7 @@ impl Call {
         match re.retrans.handle_timeout(Instant::now()) {
             OkTimer::Resend => re.tx.respond(re.ok.clone()),
             OkTimer::GiveUp => {
-                tracing::info!(call_id = %self.id, "no ACK for our 200 OK to a re-INVITE; ending the call");
+                tracing::info!("no ACK for our 200 OK to a re-INVITE; ending the call");
                 self.re_ok = None;
                 self.a.leg.bye();
                 if let Some(b) = &mut self.bridge {
@@ -1957,13 +1967,24 @@ impl Call {
 
     fn end_dial(&mut self, outcome: DialOutcome) {
         self.note(|| format!("dial ended: {:?} ({})", outcome.status, outcome.code));
-        if outcome.status != DialStatus::Answered && self.transfer_failed(&outcome) {
-            // Back to the transferor (once this event is handled); the
-            // transfer's route is done with the call.
-            self.failed_transfer = Some(outcome);
-            self.supersede_route();
-            self.dialing = None;
-            return;
+        if outcome.status != DialStatus::Answered {
+            match self.transfer_failed(&outcome) {
+                transfer::TargetFailed::Route => {}
+                transfer::TargetFailed::Return => {
+                    // Back to the transferor (once this event is handled);
+                    // the transfer's route is done with the call.
+                    self.failed_transfer = Some(outcome);
+                    self.supersede_route();
+                    self.dialing = None;
+                    return;
+                }
+                transfer::TargetFailed::Hook => {
+                    // The hook's route has taken over; the transfer's
+                    // route is done with the call.
+                    self.dialing = None;
+                    return;
+                }
+            }
         }
         if let Some(dialing) = self.dialing.take() {
             let _ = dialing.done.send(Ok(outcome));
@@ -2130,7 +2151,6 @@ impl Call {
         )
         .with_durations();
         tracing::info!(
-            call_id = %cdr.call_id,
             from = %cdr.from,
             to = %cdr.to,
             disposition = cdr.disposition.as_str(),

@@ -56,6 +56,10 @@ pub struct CallInfo {
     /// A blind transfer: the extension that transferred the call here
     /// (`call.transfer.by`); the route runs in its context.
     pub transferred_by: Option<String>,
+    /// A blind transfer whose target failed after the transferor hung up:
+    /// how that dial ended (`call.transfer.status`). The context's
+    /// `on_transfer_failed(call)` runs instead of `route(call)`.
+    pub transfer_failed: Option<DialStatus>,
     /// A trunk call's STIR/SHAKEN verification (`call.identity`), when
     /// trust anchors are configured.
     pub identity: Option<CallIdentity>,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use mlua::{Function, Lua, Table, Value};
+use tracing::Instrument;
 
 use crate::generation::Generation;
 use crate::route::{Budgeted, FailureKind, LuaFailure, Scoped, failure};
@@ -93,7 +94,7 @@ impl CallState {
         let main = tokio::runtime::Handle::try_current().ok();
         match crate::pool::handle().filter(|_| main.is_some()) {
             Some(pool) => {
-                let task = pool.spawn(self.run_plugin_hooks_here(name, args));
+                let task = pool.spawn(self.run_plugin_hooks_here(name, args).in_current_span());
                 match crate::pool::AbortOnDrop(task).await {
                     Ok(failures) => failures,
                     Err(e) => vec![LuaFailure {

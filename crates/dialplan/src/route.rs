@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use mlua::{AnyUserData, Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Value};
+use tracing::Instrument;
 
 use crate::call::{
     ActionError, CallApi, CallInfo, DialOptions, DialResult, RecordEnd, Source, UriParts,
@@ -288,7 +289,7 @@ impl<A: CallApi> Action<A> {
         let action = f(Arc::clone(&self.api));
         match &self.main {
             Some(main) => {
-                let task = crate::pool::AbortOnDrop(main.spawn(action));
+                let task = crate::pool::AbortOnDrop(main.spawn(action.in_current_span()));
                 Box::pin(async move {
                     task.await.unwrap_or_else(|e| {
                         Err(ActionError::Failed {
@@ -669,11 +670,21 @@ impl<A: CallApi> UserData for CallObject<A> {
         fields.add_field_method_get("source", |lua, this| source_table(lua, &this.info.source));
         fields.add_field_method_get("caller", |_, this| Ok(this.info.caller.clone()));
         fields.add_field_method_get("context", |_, this| Ok(this.info.context.clone()));
-        // `{by = "1002"}` when a blind transfer brought the call here.
+        // `{by = "1002", target = "1003"}` when a blind transfer brought
+        // the call here (the target is the call's To); in
+        // `on_transfer_failed`, also `status = "busy"` (how the target's
+        // dial ended).
         fields.add_field_method_get("transfer", |lua, this| match &this.info.transferred_by {
             Some(by) => {
                 let t = lua.create_table()?;
                 t.raw_set("by", by.as_str())?;
+                t.raw_set("target", this.info.to.user.as_str())?;
+                t.raw_set(
+                    "status",
+                    this.info
+                        .transfer_failed
+                        .map(crate::call::DialStatus::as_str),
+                )?;
                 Ok(Some(t))
             }
             None => Ok(None),
@@ -959,8 +970,10 @@ pub(crate) fn install_log(lua: &Lua, slot: &Arc<Slot>) -> mlua::Result<()> {
     for level in ["debug", "info", "warn", "error"] {
         let slot = Arc::clone(slot);
         let f = lua.create_function(move |lua, args: mlua::MultiValue| {
+            // The Call-ID comes with the call's span (the route future is
+            // instrumented with it), not as a field of its own.
             let scope = slot.running();
-            let (call_id, context) = (&scope.call_id, &scope.context);
+            let context = &scope.context;
             let mut text = String::new();
             for (i, value) in args.iter().enumerate() {
                 if i > 0 {
@@ -979,10 +992,12 @@ pub(crate) fn install_log(lua: &Lua, slot: &Arc<Slot>) -> mlua::Result<()> {
                 .and_then(|(file, line)| Some(format!("{}:{}", file?, line?)))
                 .unwrap_or_default();
             match level {
-                "debug" => tracing::debug!(target: "dialplan", call_id = %call_id, context = %context, "{place}: {text}"),
-                "info" => tracing::info!(target: "dialplan", call_id = %call_id, context = %context, "{place}: {text}"),
-                "warn" => tracing::warn!(target: "dialplan", call_id = %call_id, context = %context, "{place}: {text}"),
-                _ => tracing::error!(target: "dialplan", call_id = %call_id, context = %context, "{place}: {text}"),
+                "debug" => {
+                    tracing::debug!(target: "dialplan", context = %context, "{place}: {text}")
+                }
+                "info" => tracing::info!(target: "dialplan", context = %context, "{place}: {text}"),
+                "warn" => tracing::warn!(target: "dialplan", context = %context, "{place}: {text}"),
+                _ => tracing::error!(target: "dialplan", context = %context, "{place}: {text}"),
             }
             Ok(())
         })?;
@@ -1067,8 +1082,14 @@ impl CallState {
         };
         // What the failure of the task itself needs, boxed together.
         let names = Box::new((format!("dialplans/{}.lua", info.context), info.id.clone()));
-        let task =
-            crate::pool::AbortOnDrop(pool.spawn(self.run_route_here(api, Box::new(info), main)));
+        // The call's span goes with the route to the Lua thread (its log
+        // lines and actions carry the Call-ID).
+        let task = crate::pool::AbortOnDrop(
+            pool.spawn(
+                self.run_route_here(api, Box::new(info), main)
+                    .in_current_span(),
+            ),
+        );
         Box::pin(async move {
             match task.await {
                 Ok(outcome) => outcome,
@@ -1081,7 +1102,7 @@ impl CallState {
                         message: format!("the route's Lua task failed: {e}"),
                         traceback: None,
                     };
-                    tracing::error!(target: "dialplan", call_id = %call_id, "dialplan {failure} — call {call_id} gets 500");
+                    tracing::error!(target: "dialplan", "dialplan {failure} — call {call_id} gets 500");
                     RouteOutcome::Failed {
                         failure,
                         answered: false,
@@ -1120,6 +1141,12 @@ impl CallState {
             );
             return outcome;
         };
+        // A failed transfer's call goes to the context's
+        // `on_transfer_failed`, when it has one, instead of `route`.
+        let entry = match (info.transfer_failed, &state.on_transfer_failed) {
+            (Some(_), Some(hook)) => hook.clone(),
+            _ => state.route.clone(),
+        };
         let call = CallObject {
             api,
             main,
@@ -1132,7 +1159,7 @@ impl CallState {
         let (call, result) = match Scoped::new(state, &scope, create).await {
             Ok(call) => {
                 let run = async {
-                    let thread = state.lua.create_thread(state.route.clone())?;
+                    let thread = state.lua.create_thread(entry)?;
                     scope
                         .main
                         .store(thread.to_pointer() as usize, Ordering::Relaxed);
@@ -1193,14 +1220,13 @@ impl CallState {
                     .increment(1);
                 tracing::error!(
                     target: "dialplan",
-                    call_id = %call_id,
                     context = %context,
                     generation = self.live.generation.number,
                     "dialplan {failure} — call {call_id} gets {}",
                     if progress.answered { "a hangup" } else { "500" }
                 );
                 if let Some(traceback) = &failure.traceback {
-                    tracing::debug!(target: "dialplan", call_id = %call_id, "{traceback}");
+                    tracing::debug!(target: "dialplan", "{traceback}");
                 }
                 RouteOutcome::Failed {
                     failure,
@@ -1241,7 +1267,6 @@ impl CallState {
                     .increment(1);
                 tracing::error!(
                     target: "dialplan",
-                    call_id = %scope.call_id,
                     context = %scope.context,
                     generation = self.live.generation.number,
                     "dialplan {failure} — in on_hangup handler {} of call {}; the other handlers still run",
@@ -1249,7 +1274,7 @@ impl CallState {
                     scope.call_id
                 );
                 if let Some(traceback) = &failure.traceback {
-                    tracing::debug!(target: "dialplan", call_id = %scope.call_id, "{traceback}");
+                    tracing::debug!(target: "dialplan", "{traceback}");
                 }
             }
         }
@@ -1277,7 +1302,7 @@ impl CallState {
         let main = tokio::runtime::Handle::try_current().ok();
         match crate::pool::handle().filter(|_| main.is_some()) {
             Some(pool) => {
-                let task = pool.spawn(self.run_hook_here(context, name, args));
+                let task = pool.spawn(self.run_hook_here(context, name, args).in_current_span());
                 match crate::pool::AbortOnDrop(task).await {
                     Ok(result) => result,
                     Err(e) => Err(LuaFailure {

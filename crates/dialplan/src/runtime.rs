@@ -187,6 +187,18 @@ impl Runtime {
         }
     }
 
+    /// Whether `context` (in the current generation) defines
+    /// `on_transfer_failed(call)`, which routes a blind transfer's call
+    /// whose target failed after the transferor hung up.
+    pub fn handles_failed_transfer(&self, context: &str) -> bool {
+        self.current
+            .load()
+            .contexts
+            .get(context)
+            .and_then(|states| states.first())
+            .is_some_and(|state| state.on_transfer_failed.is_some())
+    }
+
     /// A new call's hold on the current generation: the call keeps that
     /// generation to its end, whatever reloads happen.
     pub fn call_state(&self) -> Result<CallState, Error> {
@@ -238,6 +250,9 @@ pub(crate) struct SharedState {
     pub(crate) lua: Lua,
     pub(crate) slot: Arc<Slot>,
     pub(crate) route: Function,
+    /// `on_transfer_failed(call)`, if the context defines it (the globals
+    /// are frozen after loading, so it is looked up once).
+    pub(crate) on_transfer_failed: Option<Function>,
 }
 
 /// Compiles the files, then loads every context (and the plugins it
@@ -308,8 +323,17 @@ pub(crate) fn load_state(
         Value::Function(route) => route,
         _ => return Ok(None),
     };
+    let on_transfer_failed = match lua.globals().get::<Value>("on_transfer_failed")? {
+        Value::Function(f) => Some(f),
+        _ => None,
+    };
     sandbox::freeze_globals(&lua)?;
-    Ok(Some(SharedState { lua, slot, route }))
+    Ok(Some(SharedState {
+        lua,
+        slot,
+        route,
+        on_transfer_failed,
+    }))
 }
 
 /// A call's hold on a generation: where its `route` runs. Run it with

@@ -612,6 +612,7 @@ fn call_info(spec: &Table, world: &World, n: u64) -> mlua::Result<CallInfo> {
         did,
         headers,
         transferred_by: None,
+        transfer_failed: None,
         identity,
     })
 }

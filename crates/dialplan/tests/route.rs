@@ -478,3 +478,42 @@ async fn globals_are_frozen_once_the_context_is_loaded() {
         "{failure}"
     );
 }
+
+const TRANSFERS: &str = r#"
+function route(call)
+  call:reject(404, "route " .. call.transfer.by .. " " .. call.transfer.target
+    .. " " .. tostring(call.transfer.status))
+end
+function on_transfer_failed(call)
+  local t = call.transfer
+  call:reject(486, "hook " .. t.by .. " " .. t.target .. " " .. t.status)
+end
+"#;
+
+/// A blind transfer's call runs `route` with `call.transfer = {by,
+/// target}`; one whose target failed after the transferor hung up runs the
+/// context's `on_transfer_failed` instead, with the dial's `status`.
+#[tokio::test]
+async fn a_failed_transfer_runs_on_transfer_failed_and_a_transfer_runs_route() {
+    let dir = Dir::new();
+    dir.write("dialplans/default.lua", TRANSFERS);
+    let runtime = dir.runtime();
+    assert!(runtime.handles_failed_transfer("default"));
+    assert!(!runtime.handles_failed_transfer("nosuch"));
+    let mut info = call_to("1003");
+    info.transferred_by = Some("1002".into());
+    let api = Arc::new(FakeCall::default());
+    let state = runtime.call_state().expect("call state");
+    state.run_route(Arc::clone(&api), info.clone()).await;
+    assert_eq!(api.actions(), ["reject 404 route 1002 1003 nil"]);
+    info.transfer_failed = Some(DialStatus::Busy);
+    let api = Arc::new(FakeCall::default());
+    let state = runtime.call_state().expect("call state");
+    let outcome = state.run_route(Arc::clone(&api), info).await;
+    assert_eq!(outcome, RouteOutcome::Rejected { code: 486 });
+    assert_eq!(api.actions(), ["reject 486 hook 1002 1003 busy"]);
+    // A context without the hook does not take failed transfers.
+    dir.write("dialplans/default.lua", OFFICE);
+    runtime.reload().expect("reload");
+    assert!(!runtime.handles_failed_transfer("default"));
+}

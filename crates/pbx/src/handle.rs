@@ -493,6 +493,11 @@ pub struct CallDetails {
     /// A blind transfer's route: the extension that transferred the call
     /// (its context routes it; the caller is the party transferred).
     pub transferred_by: Option<String>,
+    /// A blind transfer whose target failed after the transferor hung up:
+    /// how the target's dial ended. The context routes the transferred
+    /// party with its failed-transfer hook instead of its usual route (see
+    /// [`Router::handles_failed_transfer`]); `to` is the failed target.
+    pub transfer_failed: Option<DialStatus>,
     /// The STIR/SHAKEN verification of a trunk call (`None`: not a trunk
     /// call, or no trust anchors are configured).
     pub identity: Option<CallIdentity>,
@@ -533,6 +538,16 @@ pub trait Router: Send + Sync + 'static {
         call: CallHandle,
         details: CallDetails,
     ) -> Pin<Box<dyn Future<Output = RouteEnd> + Send + 'static>>;
+
+    /// Whether `context` routes a blind transfer whose target failed after
+    /// the transferor hung up (the Lua dialplan: when the context defines
+    /// `on_transfer_failed`). Then the call is routed again with
+    /// [`CallDetails::transfer_failed`] set; otherwise (the default) the
+    /// transfer's route goes on with the failed dial's result.
+    fn handles_failed_transfer(&self, context: &str) -> bool {
+        let _ = context;
+        false
+    }
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ impl Call {
         };
         let peer = leg.dialog.peer.ip();
         if let Err(failure) = self.media.apply_callee(stream, true, peer).await {
-            tracing::info!(call_id = %self.id, "dial: {}", failure.text());
+            tracing::info!("dial: {}", failure.text());
             let mut leg = leg;
             leg.bye();
             self.branch_failed(id, 488);

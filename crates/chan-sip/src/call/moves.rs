@@ -15,6 +15,7 @@ use pbx::{
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{Bridge, Call, CallEvent};
 use crate::anchor::Which;
@@ -466,6 +467,8 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
     let active = inner.active.fetch_add(1, Ordering::Relaxed) + 1;
     metrics::gauge!("calls_active").set(active as f64);
     let party = pbx::Leg::snapshot(&leg).peer;
+    // The ring-back is a call of its own: its span, as an INVITE's call.
+    let span = tracing::info_span!("call", call_id = %id, from = %party, to = %parker);
     let (handle, commands) = CallHandle::new();
     let now = pbx::unix_ms();
     let call = Call {
@@ -544,5 +547,6 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         }
         RouteEnd::Done
     };
-    tokio::spawn(Box::new(call).run(tokio::spawn(route)));
+    let route = tokio::spawn(route.instrument(span.clone()));
+    tokio::spawn(Box::new(call).run(route).instrument(span));
 }

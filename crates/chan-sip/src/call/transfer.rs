@@ -17,6 +17,7 @@ use pbx::{CallDetails, CallHandle, CallState, DialOutcome, DialStatus, LegState,
 use sip_proto::header::Replaces;
 use sip_proto::{HeaderName, Method, Request, Uri};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::{Bridge, Call, CallEvent};
 use crate::anchor::{CallMedia, Which};
@@ -71,6 +72,20 @@ impl Transferring {
         notify.body = format!("SIP/2.0 {status} {reason}\r\n").into();
         drop(self.leg.send(notify));
     }
+}
+
+/// What becomes of the transferee when a blind transfer's target fails
+/// ([`Call::transfer_failed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum TargetFailed {
+    /// Not a transfer's dial, or the transferor's context has no hook: the
+    /// route that dialled gets the result.
+    Route,
+    /// Back to the transferor, still on the line.
+    Return,
+    /// The transferor hung up; the context's `on_transfer_failed` routes
+    /// the transferee (it has taken over from the route that dialled).
+    Hook,
 }
 
 /// The sipfrag reason phrase for a failed target.
@@ -173,7 +188,7 @@ impl Call {
                 return;
             }
             Err(why) => {
-                tracing::info!(call_id = %self.id, "REFER refused: {why}");
+                tracing::info!("REFER refused: {why}");
                 let _ = reply.send(Reply::status(400));
                 return;
             }
@@ -227,12 +242,24 @@ impl Call {
         // the transfer's route takes it over.
         drop(bridge.done);
         self.supersede_route();
-        let context = self
-            .inner
+        self.route_transfer(by, target, None);
+    }
+
+    /// The context a transfer by extension `by` is routed in: its own.
+    fn transfer_context(&self, by: &str) -> String {
+        self.inner
             .extensions
             .load()
-            .get(&by)
-            .map_or_else(|| "default".to_owned(), |e| e.context.clone());
+            .get(by)
+            .map_or_else(|| "default".to_owned(), |e| e.context.clone())
+    }
+
+    /// Routes the call again for a blind transfer by `by` to `target`, in
+    /// `by`'s context, taking over from the route superseded: the
+    /// transfer's own route, or (`failed` set) the context's hook for a
+    /// target that failed after the transferor hung up.
+    fn route_transfer(&mut self, by: String, target: String, failed: Option<DialStatus>) {
+        let context = self.transfer_context(&by);
         let (handle, commands) = CallHandle::new();
         self.commands = commands;
         self.ended = handle.ended_token();
@@ -264,12 +291,13 @@ impl Call {
             context,
             headers: Vec::new(),
             transferred_by: Some(by),
+            transfer_failed: failed,
             trunk: None,
             did: None,
             identity: None,
         };
         let route = self.inner.router.route(handle, details);
-        self.next_route = Some(tokio::spawn(route));
+        self.next_route = Some(tokio::spawn(route.in_current_span()));
     }
 
     /// The caller and the bridged party change places: the party the
@@ -348,23 +376,36 @@ impl Call {
         });
     }
 
-    /// The transfer target did not answer (`outcome`). With the
-    /// transferor still there, the transferee goes back to it: `true`,
-    /// and the caller must call [`transfer_return`](Self::transfer_return)
-    /// (the transfer's route is done with the call). Otherwise the
-    /// transferor hears why and the route decides: `false`.
-    pub(super) fn transfer_failed(&mut self, outcome: &DialOutcome) -> bool {
+    /// The transfer target did not answer (`outcome`): what happens to
+    /// the transferee. With the transferor still there, it goes back to
+    /// it ([`TargetFailed::Return`]: the caller must call
+    /// [`transfer_return`](Self::transfer_return)). Otherwise the
+    /// transferor hears why (if it still listens), and the transferor's
+    /// context decides: its `on_transfer_failed` hook, routed here
+    /// ([`TargetFailed::Hook`]), or the transfer's route going on with the
+    /// dial's result ([`TargetFailed::Route`]; the shipped one rings the
+    /// transferor back).
+    pub(super) fn transfer_failed(&mut self, outcome: &DialOutcome) -> TargetFailed {
         let Some(t) = &mut self.transfer else {
-            return false;
+            return TargetFailed::Route;
         };
         if t.leg.state == LegState::Up && t.media.is_some() {
-            return true;
+            return TargetFailed::Return;
         }
         t.notify(outcome.code.max(300), failure_reason(outcome.status), true);
         let (target, by) = (t.target.clone(), t.by.clone());
         self.transfer = None;
-        self.note(|| format!("transfer to {target} failed; {by} has hung up"));
-        false
+        let context = self.transfer_context(&by);
+        if !self.inner.router.handles_failed_transfer(&context) {
+            self.note(|| format!("transfer to {target} failed; {by} has hung up"));
+            return TargetFailed::Route;
+        }
+        self.note(|| {
+            format!("transfer to {target} failed; {by} has hung up; on_transfer_failed of {context} routes the call")
+        });
+        self.supersede_route();
+        self.route_transfer(by, target, Some(outcome.status));
+        TargetFailed::Hook
     }
 
     /// The transferee back with the transferor after the target failed.
@@ -432,7 +473,7 @@ impl Call {
             .get(&replaces.call_id)
             .filter(|route| !route.events.same_channel(&self.events_tx));
         let Some(other) = other else {
-            tracing::info!(call_id = %self.id, replaces = %replaces.call_id, "attended transfer: no such call");
+            tracing::info!(replaces = %replaces.call_id, "attended transfer: no such call");
             let _ = reply.send(Reply::status(481));
             return;
         };

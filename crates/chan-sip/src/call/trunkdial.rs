@@ -12,6 +12,7 @@ use pbx::DialRequest;
 use sip_net::InviteEvent;
 use sip_proto::HeaderName;
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use super::Call;
 use crate::relay::branch_task;
@@ -161,7 +162,7 @@ impl Call {
         let ctx = match self.inner.endpoint.invite(invite, transport, addr).await {
             Ok(ctx) => ctx,
             Err(e) => {
-                tracing::info!(call_id = %self.id, to = %addr, error = %e, "dial: cannot send the authenticated INVITE");
+                tracing::info!(to = %addr, error = %e, "dial: cannot send the authenticated INVITE");
                 return false;
             }
         };
@@ -177,12 +178,9 @@ impl Call {
                 t_name(&self.branches, id)
             )
         });
-        tokio::spawn(branch_task(
-            id,
-            Box::new(ctx),
-            self.events_tx.clone(),
-            cancel_rx,
-        ));
+        tokio::spawn(
+            branch_task(id, Box::new(ctx), self.events_tx.clone(), cancel_rx).in_current_span(),
+        );
         true
     }
 

@@ -100,6 +100,7 @@ pub fn call_to(to_user: &str) -> CallInfo {
             ("x-account".into(), "second".into()),
         ],
         transferred_by: None,
+        transfer_failed: None,
         identity: None,
     }
 }
