@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use mlua::{AnyUserData, Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Value};
 
-use crate::call::{
-    ActionError, CallApi, CallInfo, DialOptions, DialResult, RecordEnd, Source, UriParts,
-};
+use pbx::{ActionError, CallDetails, DialOutcome, DialStatus, Party};
+
+use crate::call::{CallApi, DialOptions, RecordEnd};
 use crate::media::{digit_args, play_args, record_args, record_table};
 use crate::runtime::{CallState, SharedState};
 use crate::sandbox::{Scope, Slot};
@@ -197,7 +197,7 @@ pub(crate) struct CallObject<A> {
     /// The caller's runtime, where the actions run (`None`: where the Lua
     /// runs).
     main: Option<tokio::runtime::Handle>,
-    info: CallInfo,
+    info: CallDetails,
     progress: Shared,
     scope: Arc<Scope>,
     /// The `on_hangup` handlers, in the order registered.
@@ -268,43 +268,41 @@ impl<A: CallApi> CallObject<A> {
     }
 }
 
+/// A call action that did not succeed: which one (the Lua error names it),
+/// and `pbx`'s reason.
+struct Failed {
+    action: &'static str,
+    error: ActionError,
+}
+
 impl<A: CallApi> Action<A> {
     /// Runs the action `name` (`f` of the call's [`CallApi`]) on the
     /// caller's runtime, where the call lives, while the Lua thread waits
     /// for it; if the route is dropped meanwhile, the action is aborted.
-    async fn run<T, F>(
-        &self,
-        name: &'static str,
-        f: impl FnOnce(Arc<A>) -> F,
-    ) -> Result<T, ActionError>
+    async fn run<T, F>(&self, name: &'static str, f: impl FnOnce(Arc<A>) -> F) -> Result<T, Failed>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, ActionError>> + Send + 'static,
     {
         let action = f(Arc::clone(&self.api));
-        match &self.main {
+        let result = match &self.main {
             Some(main) => crate::pool::AbortOnDrop(main.spawn(action))
                 .await
-                .unwrap_or_else(|e| {
-                    Err(ActionError::Failed {
-                        action: name,
-                        source: Box::new(e),
-                    })
-                }),
+                .unwrap_or_else(|e| Err(ActionError::Failed(e.to_string()))),
             None => action.await,
-        }
+        };
+        result.map_err(|error| Failed {
+            action: name,
+            error,
+        })
     }
 
     /// A `dial`-like action came back (`dial`, `pickup`, `unpark`):
     /// answered means the caller was bridged and that bridge has ended.
     /// The result as Lua sees it.
-    fn finish_dial(
-        &self,
-        lua: &Lua,
-        result: Result<DialResult, ActionError>,
-    ) -> mlua::Result<Table> {
+    fn finish_dial(&self, lua: &Lua, result: Result<DialOutcome, Failed>) -> mlua::Result<Table> {
         let result = self.finish(result, |p, r| {
-            if r.status == crate::call::DialStatus::Answered {
+            if r.status == DialStatus::Answered {
                 p.answered = true;
                 p.ended = Some(Ended::Bridged);
             }
@@ -316,7 +314,7 @@ impl<A: CallApi> Action<A> {
     /// state, and turn the call model's error into a Lua error.
     fn finish<T>(
         &self,
-        result: Result<T, ActionError>,
+        result: Result<T, Failed>,
         update: impl FnOnce(&mut Progress, &T),
     ) -> mlua::Result<T> {
         self.scope.budget.reset();
@@ -326,16 +324,21 @@ impl<A: CallApi> Action<A> {
                 update(&mut progress, &value);
                 Ok(value)
             }
-            Err(ActionError::Ended) => {
+            Err(Failed {
+                error: ActionError::Ended,
+                ..
+            }) => {
                 progress.ended.get_or_insert(Ended::CallerGone);
                 Err(mlua::Error::runtime("call has ended"))
             }
-            Err(e) => Err(mlua::Error::runtime(e.to_string())),
+            Err(Failed { action, error }) => {
+                Err(mlua::Error::runtime(format!("{action} failed: {error}")))
+            }
         }
     }
 }
 
-fn uri_table(lua: &Lua, uri: &UriParts) -> mlua::Result<Table> {
+fn uri_table(lua: &Lua, uri: &Party) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.raw_set("user", uri.user.as_str())?;
     t.raw_set("host", uri.host.as_str())?;
@@ -344,11 +347,12 @@ fn uri_table(lua: &Lua, uri: &UriParts) -> mlua::Result<Table> {
     Ok(t)
 }
 
-fn source_table(lua: &Lua, source: &Source) -> mlua::Result<Table> {
+/// `call.source`: `{ip =, port =, transport =}`, where the INVITE came from.
+fn source_table(lua: &Lua, call: &CallDetails) -> mlua::Result<Table> {
     let t = lua.create_table()?;
-    t.raw_set("ip", source.ip.as_str())?;
-    t.raw_set("port", source.port)?;
-    t.raw_set("transport", source.transport.as_str())?;
+    t.raw_set("ip", call.source_ip.as_str())?;
+    t.raw_set("port", call.source_port)?;
+    t.raw_set("transport", call.transport.as_str())?;
     Ok(t)
 }
 
@@ -643,7 +647,7 @@ fn repr(value: &Value, depth: usize) -> String {
     out
 }
 
-fn dial_table(lua: &Lua, result: &DialResult) -> mlua::Result<Table> {
+fn dial_table(lua: &Lua, result: &DialOutcome) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.raw_set("status", result.status.as_str())?;
     t.raw_set("code", result.code)?;
@@ -659,7 +663,7 @@ impl<A: CallApi> UserData for CallObject<A> {
         fields.add_field_method_get("request_uri", |lua, this| {
             uri_table(lua, &this.info.request_uri)
         });
-        fields.add_field_method_get("source", |lua, this| source_table(lua, &this.info.source));
+        fields.add_field_method_get("source", |lua, this| source_table(lua, &this.info));
         fields.add_field_method_get("caller", |_, this| Ok(this.info.caller.clone()));
         fields.add_field_method_get("context", |_, this| Ok(this.info.context.clone()));
         // `{by = "1002"}` when a blind transfer brought the call here.
@@ -1037,7 +1041,7 @@ impl CallState {
     /// The Lua runs on the Lua thread pool (`pool.rs`), the actions on the
     /// runtime this is awaited on; dropping the returned future stops the
     /// route.
-    pub async fn run_route<A: CallApi>(self, api: Arc<A>, info: CallInfo) -> RouteOutcome {
+    pub async fn run_route<A: CallApi>(self, api: Arc<A>, info: CallDetails) -> RouteOutcome {
         let main = tokio::runtime::Handle::try_current().ok();
         let Some(pool) = crate::pool::handle().filter(|_| main.is_some()) else {
             return self.run_route_here(api, info, main).await;
@@ -1068,7 +1072,7 @@ impl CallState {
     async fn run_route_here<A: CallApi>(
         self,
         api: Arc<A>,
-        info: CallInfo,
+        info: CallDetails,
         main: Option<tokio::runtime::Handle>,
     ) -> RouteOutcome {
         let progress: Shared = Arc::default();

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// Why an action on a call could not be carried out.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ActionError {
     /// The call is over (the caller hung up, or the route ended it).
@@ -20,7 +20,32 @@ pub enum ActionError {
     /// The action is not possible in the call's state, or failed.
     #[error("{0}")]
     Failed(String),
+    /// A file the action needed could not be used: a prompt to play that
+    /// is missing or not a usable WAV, a recording that could not be
+    /// written (the error names the file and what to fix).
+    #[error(transparent)]
+    Media(Arc<media::Error>),
 }
+
+impl From<media::Error> for ActionError {
+    fn from(e: media::Error) -> Self {
+        Self::Media(Arc::new(e))
+    }
+}
+
+impl PartialEq for ActionError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Ended, Self::Ended) => true,
+            (Self::Failed(a), Self::Failed(b)) => a == b,
+            // The same failure, handed on (media errors are not comparable).
+            (Self::Media(a), Self::Media(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ActionError {}
 
 /// How a dial ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +63,22 @@ pub enum DialStatus {
     Cancelled,
     /// Anything else (a target refused with another status, an error).
     Failed,
+}
+
+impl DialStatus {
+    /// The status as the dialplan shows it (`r.status` in Lua):
+    /// `"answered"`, `"busy"`, `"noanswer"`, `"unavailable"`,
+    /// `"cancelled"`, `"failed"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Answered => "answered",
+            Self::Busy => "busy",
+            Self::NoAnswer => "noanswer",
+            Self::Unavailable => "unavailable",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+        }
+    }
 }
 
 /// The outcome of a dial: how it ended, the status that decided it and,
@@ -523,7 +564,8 @@ pub enum RouteEnd {
     Unavailable(String),
 }
 
-/// Decides what happens to each new call (the Lua dialplan, in the binary).
+/// Decides what happens to each new call (the Lua dialplan: `dialplan`'s
+/// `LuaRouter`).
 pub trait Router: Send + Sync + 'static {
     /// Routes one call through `call`; the future ends when the route does.
     fn route(
