@@ -8,45 +8,14 @@
 use std::future::Future;
 use std::time::Duration;
 
-use pbx::{ActionError, DialOutcome};
+use pbx::{ActionError, DialOutcome, DialRequest};
 
-/// The options of `call:dial(targets, opts)` as the script gave them
-/// (checked): [`pbx::DialRequest`]'s options, but with the confirmation
-/// prompt still a file name ([`DialConfirm`]), loaded by whoever carries the
-/// dial out.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DialOptions {
-    /// How long the targets ring (`timeout`, seconds).
-    pub timeout: Option<Duration>,
-    /// The caller id shown to the targets (`caller_id`).
-    pub caller_id: Option<String>,
-    /// Extra headers on the outbound INVITEs (`headers`), in name order.
-    pub headers: Vec<(String, String)>,
-    /// The music-on-hold class either party hears when the other holds
-    /// (`moh`, a name from `sounds/moh/`).
-    pub moh: Option<String>,
-    /// The STIR/SHAKEN attestation signed on trunk calls (`attest`, `"A"`,
-    /// `"B"` or `"C"`), instead of the one the call earns.
-    pub attest: Option<String>,
-    /// Whoever answers must press a key before being put through
-    /// (`confirm`).
-    pub confirm: Option<DialConfirm>,
-}
-
-/// `call:dial`'s `opts.confirm = {prompt = "followme-accept", key = "1",
-/// timeout = 10}`: the answering party hears `prompt` (a checked file
-/// name under the sounds dir) and is put through only after pressing
-/// `key` within `timeout` after it; otherwise it is hung up on and the
-/// dial counts it as not answering.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DialConfirm {
-    /// The prompt, relative to the sounds dir (`.wav` added).
-    pub prompt: String,
-    /// The key that accepts (default `1`).
-    pub key: char,
-    /// How long after the prompt to wait for it (default 10 s, 1 to 60).
-    pub timeout: Duration,
-}
+/// `call:dial(targets, opts)` as the script gave it (checked): `pbx`'s
+/// [`DialRequest`] with the confirmation prompt
+/// (`opts.confirm = {prompt = "followme-accept", key = "1", timeout = 10}`)
+/// still a file name relative to the sounds dir (`.wav` added), which
+/// whoever carries the dial out loads.
+pub type ScriptDial = DialRequest<String>;
 
 /// The options of `call:record(file, opts)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,8 +134,7 @@ pub trait CallApi: Send + Sync + 'static {
     /// the first that answers, and returns after the bridged call ends.
     fn dial(
         &self,
-        targets: Vec<String>,
-        opts: DialOptions,
+        request: ScriptDial,
     ) -> impl Future<Output = Result<DialOutcome, ActionError>> + Send;
     /// Plays a prompt: `file` is a checked relative name under the sounds
     /// dir (see the file name rules below). Returns when it has been

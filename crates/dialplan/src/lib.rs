@@ -96,9 +96,7 @@ mod spec_limits;
 mod strlib;
 mod watcher;
 
-pub use call::{
-    CallApi, DialConfirm, DialOptions, DigitOptions, RecordEnd, RecordOptions, RecordResult,
-};
+pub use call::{CallApi, DigitOptions, RecordEnd, RecordOptions, RecordResult, ScriptDial};
 pub use clock::{set_timezone, timezone};
 pub use error::{Error, FileError, ReloadError};
 pub use generation::{Chunk, Generation};

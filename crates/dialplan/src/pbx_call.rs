@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pbx::{ActionError, CallHandle, DialOutcome, DialRequest};
 
-use crate::call::{CallApi, DialOptions, DigitOptions, RecordEnd, RecordOptions, RecordResult};
+use crate::call::{CallApi, DigitOptions, RecordEnd, RecordOptions, RecordResult, ScriptDial};
 use crate::router::MediaFiles;
 
 /// A real call as the Lua `call` object sees it.
@@ -130,12 +130,8 @@ impl CallApi for PbxCall {
         self.handle.sleep(duration).await
     }
 
-    async fn dial(
-        &self,
-        targets: Vec<String>,
-        opts: DialOptions,
-    ) -> Result<DialOutcome, ActionError> {
-        let confirm = match opts.confirm {
+    async fn dial(&self, request: ScriptDial) -> Result<DialOutcome, ActionError> {
+        let confirm = match request.confirm {
             Some(c) => Some(pbx::DialConfirm {
                 prompt: self.prompt(&c.prompt).await?,
                 key: c.key,
@@ -144,12 +140,12 @@ impl CallApi for PbxCall {
             None => None,
         };
         let request = DialRequest {
-            targets,
-            timeout: opts.timeout,
-            caller_id: opts.caller_id,
-            headers: opts.headers,
-            moh: opts.moh,
-            attest: opts.attest,
+            targets: request.targets,
+            timeout: request.timeout,
+            caller_id: request.caller_id,
+            headers: request.headers,
+            moh: request.moh,
+            attest: request.attest,
             confirm,
         };
         self.handle.dial(request).await

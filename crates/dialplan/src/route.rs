@@ -14,7 +14,7 @@ use mlua::{AnyUserData, Function, Lua, Table, UserData, UserDataFields, UserData
 
 use pbx::{ActionError, CallDetails, DialOutcome, DialStatus, Party};
 
-use crate::call::{CallApi, DialOptions, RecordEnd};
+use crate::call::{CallApi, RecordEnd, ScriptDial};
 use crate::media::{digit_args, play_args, record_args, record_table};
 use crate::runtime::{CallState, SharedState};
 use crate::sandbox::{Scope, Slot};
@@ -496,7 +496,7 @@ fn unpark_arg(value: &Value) -> mlua::Result<u16> {
         .ok_or_else(|| type_error("unpark", "a slot number", value))
 }
 
-fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOptions)> {
+fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<ScriptDial> {
     let expected = "a target string or a list of target strings";
     let targets = match targets {
         Value::String(s) => vec![s.to_str()?.to_owned()],
@@ -515,7 +515,10 @@ fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOp
     if targets.is_empty() {
         return Err(mlua::Error::runtime("dial: no targets"));
     }
-    let mut options = DialOptions::default();
+    let mut options = ScriptDial {
+        targets,
+        ..ScriptDial::default()
+    };
     match opts {
         Value::Nil => {}
         Value::Table(opts) => {
@@ -578,7 +581,7 @@ fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOp
         }
         other => return Err(type_error("dial", "an options table or nil", other)),
     }
-    Ok((targets, options))
+    Ok(options)
 }
 
 /// A music-on-hold class name: a file stem in `sounds/moh/` (`A-Z a-z 0-9
@@ -792,9 +795,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             this.step(&lua, "dial", &[&targets, &opts]);
             let started = dial_args(&targets, &opts).and_then(|args| Ok((this.begin()?, args)));
             async move {
-                let (action, (targets, opts)) = started?;
+                let (action, request) = started?;
                 let result = action
-                    .run("dial", |api| async move { api.dial(targets, opts).await })
+                    .run("dial", |api| async move { api.dial(request).await })
                     .await;
                 action.finish_dial(&lua, result)
             }

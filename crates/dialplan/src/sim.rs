@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use pbx::{ActionError, DialOutcome, DialStatus};
 
-use crate::call::{CallApi, DialOptions, DigitOptions, RecordEnd, RecordOptions, RecordResult};
+use crate::call::{CallApi, DigitOptions, RecordEnd, RecordOptions, RecordResult, ScriptDial};
 use crate::host::{Contact, ExtensionInfo, Host, HostError, PhoneState};
 use crate::mailbox::{Greeting, VOICEMAIL_PREFIX, Voicemail, VoicemailMessage};
 
@@ -410,7 +410,7 @@ impl SimCall {
         self.script().gone = true;
     }
 
-    fn dial_now(&self, targets: &[String], opts: &DialOptions) -> DialOutcome {
+    fn dial_now(&self, targets: &[String], opts: &ScriptDial) -> DialOutcome {
         let ring = opts.timeout.map_or(DEFAULT_RING, |t| t.as_secs_f64());
         let phones: Vec<Phone> = {
             let world = self.world.lock();
@@ -521,13 +521,9 @@ impl CallApi for SimCall {
         self.pass(duration.as_secs_f64()).map_err(ended)
     }
 
-    async fn dial(
-        &self,
-        targets: Vec<String>,
-        opts: DialOptions,
-    ) -> Result<DialOutcome, ActionError> {
+    async fn dial(&self, opts: ScriptDial) -> Result<DialOutcome, ActionError> {
         self.note("dial", |r| {
-            r.targets = targets.clone();
+            r.targets = opts.targets.clone();
             r.timeout = opts.timeout.map(|t| t.as_secs_f64());
             r.caller_id = opts.caller_id.clone();
             r.moh = opts.moh.clone();
@@ -543,7 +539,7 @@ impl CallApi for SimCall {
                 sounds.join(&confirm.prompt).display()
             )));
         }
-        let result = self.dial_now(&targets, &opts);
+        let result = self.dial_now(&opts.targets, &opts);
         self.last(|r| {
             r.status = Some(result.status.as_str());
             r.code = Some(result.code);

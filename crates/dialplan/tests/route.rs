@@ -80,7 +80,7 @@ async fn dial_passes_targets_and_options_and_returns_status() {
     assert_eq!(actions.len(), 2, "{actions:?}");
     assert_eq!(actions[0], "ring");
     assert!(
-        actions[1].starts_with(r#"dial ["1002", "sip:1002@backup.test"]"#),
+        actions[1].starts_with(r#"dial DialRequest { targets: ["1002", "sip:1002@backup.test"]"#),
         "{actions:?}"
     );
     assert!(actions[1].contains("timeout: Some(20s)"), "{actions:?}");
@@ -458,7 +458,7 @@ async fn plugins_are_required_from_contexts() {
     let api = Arc::new(FakeCall::default());
     assert_eq!(route(&runtime, &api, "7").await, RouteOutcome::Bridged);
     assert!(
-        api.actions()[0].starts_with(r#"dial ["1002"]"#),
+        api.actions()[0].starts_with(r#"dial DialRequest { targets: ["1002"]"#),
         "{:?}",
         api.actions()
     );

@@ -51,7 +51,7 @@ async fn place(runtime: &Runtime, api: &Arc<FakeCall>, info: CallDetails) -> Rou
     state.run_route(Arc::clone(api), info).await
 }
 
-const DIAL_1002: &str = "dial [\"1002\"] DialOptions { timeout: Some(20s), caller_id: None, headers: [], moh: None, attest: None, confirm: None }";
+const DIAL_1002: &str = "dial DialRequest { targets: [\"1002\"], timeout: Some(20s), caller_id: None, headers: [], moh: None, attest: None, confirm: None }";
 
 #[tokio::test]
 async fn extension_dials_extension_for_20_seconds() {
@@ -138,7 +138,7 @@ async fn star_72_forwards_and_star_73_clears() {
     assert_eq!(
         api.actions(),
         [
-            "dial [\"1003\"] DialOptions { timeout: Some(20s), caller_id: None, headers: [], moh: None, attest: None, confirm: None }"
+            "dial DialRequest { targets: [\"1003\"], timeout: Some(20s), caller_id: None, headers: [], moh: None, attest: None, confirm: None }"
         ]
     );
 

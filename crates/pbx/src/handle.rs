@@ -95,9 +95,12 @@ pub struct DialOutcome {
     pub answered_by: Option<String>,
 }
 
-/// What to dial and how.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DialRequest {
+/// What to dial and how. `P` is the confirmation prompt: loaded (the
+/// default, what the call task plays), or as the route named it before it
+/// is loaded (`DialRequest<String>`, a file name under the sounds dir, as
+/// the dialplan checks it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialRequest<P = Arc<media::Prompt>> {
     /// Extension ids or `sip:` URIs, rung in parallel.
     pub targets: Vec<String>,
     /// How long to ring before giving up (default: the channel's).
@@ -113,33 +116,37 @@ pub struct DialRequest {
     /// signed on trunk INVITEs, instead of the one the call earns.
     pub attest: Option<String>,
     /// Whoever answers must confirm before the caller is put through.
-    pub confirm: Option<DialConfirm>,
+    pub confirm: Option<DialConfirm<P>>,
+}
+
+impl<P> Default for DialRequest<P> {
+    fn default() -> Self {
+        Self {
+            targets: Vec::new(),
+            timeout: None,
+            caller_id: None,
+            headers: Vec::new(),
+            moh: None,
+            attest: None,
+            confirm: None,
+        }
+    }
 }
 
 /// A dial's confirmation (follow-me's "press 1 to accept"): the party that
 /// answers hears `prompt` and is put through only after pressing `key`
 /// (during the prompt or within `timeout` after it); otherwise it gets
 /// BYE and counts as not answering (408). The caller hears ringback
-/// meanwhile.
-#[derive(Debug, Clone)]
-pub struct DialConfirm {
+/// meanwhile. `P` as in [`DialRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialConfirm<P = Arc<media::Prompt>> {
     /// What the answering party hears.
-    pub prompt: Arc<media::Prompt>,
+    pub prompt: P,
     /// The key that accepts the call.
     pub key: char,
     /// How long after the prompt to wait for the key.
     pub timeout: Duration,
 }
-
-impl PartialEq for DialConfirm {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.prompt, &other.prompt)
-            && self.key == other.key
-            && self.timeout == other.timeout
-    }
-}
-
-impl Eq for DialConfirm {}
 
 /// A request from the route to the call's task.
 #[derive(Debug)]

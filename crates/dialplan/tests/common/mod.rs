@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use dialplan::{
-    CallApi, DialOptions, DigitOptions, Limits, RecordEnd, RecordOptions, RecordResult, Runtime,
+    CallApi, DigitOptions, Limits, RecordEnd, RecordOptions, RecordResult, Runtime, ScriptDial,
 };
 use pbx::{ActionError, CallDetails, DialOutcome, DialStatus, Party};
 
@@ -182,12 +182,8 @@ impl CallApi for FakeCall {
         self.log("sleep", format!("sleep {}ms", duration.as_millis()))
     }
 
-    async fn dial(
-        &self,
-        targets: Vec<String>,
-        opts: DialOptions,
-    ) -> Result<DialOutcome, ActionError> {
-        self.log("dial", format!("dial {targets:?} {opts:?}"))?;
+    async fn dial(&self, request: ScriptDial) -> Result<DialOutcome, ActionError> {
+        self.log("dial", format!("dial {request:?}"))?;
         Ok(self.dial_result.clone())
     }
 
