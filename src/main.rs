@@ -8,7 +8,6 @@
 
 mod admin;
 mod admin_guard;
-mod calls;
 mod cli;
 mod config;
 mod dialplan;

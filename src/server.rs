@@ -92,9 +92,9 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
             Arc::clone(dialplan.runtime()),
         )),
         office.channel_map(),
-        Arc::new(crate::calls::LuaRouter::new(
+        Arc::new(dialplan::LuaRouter::new(
             Arc::clone(dialplan.runtime()),
-            crate::calls::MediaFiles {
+            dialplan::MediaFiles {
                 sounds: config.dialplan.sounds.clone(),
                 recordings: config.dialplan.recordings.clone(),
                 voicemail: config.dialplan.voicemail.clone(),

@@ -1,160 +1,21 @@
 //! The seam between the dialplan and a call: [`CallApi`] is what a route's
-//! actions do (implemented by the call model), [`CallInfo`] is what Lua sees
-//! of the call (DESIGN.md "Dialplan (Lua)", the call object).
+//! actions do (implemented for a real call by [`PbxCall`](crate::PbxCall)
+//! over `pbx`'s `CallHandle`, and by the spec runner's simulator), with
+//! `pbx`'s own types: [`pbx::CallDetails`] is what Lua sees of the call,
+//! [`pbx::DialOutcome`] what a dial did, [`pbx::ActionError`] why an
+//! action failed (DESIGN.md "Dialplan (Lua)", the call object).
 
 use std::future::Future;
 use std::time::Duration;
 
-/// The parts of a SIP URI (From, To, Request-URI) that routes look at.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UriParts {
-    /// The user part (`1001` in `sip:1001@pbx.example`), empty if none.
-    pub user: String,
-    /// The host part.
-    pub host: String,
-    /// The display name, if the header had one.
-    pub display: Option<String>,
-    /// The whole URI as text.
-    pub uri: String,
-}
+use pbx::{ActionError, DialOutcome, DialRequest};
 
-/// Where the call's INVITE came from.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Source {
-    /// The peer's IP address, as text.
-    pub ip: String,
-    /// The peer's port.
-    pub port: u16,
-    /// `udp`, `tcp`, …
-    pub transport: String,
-}
-
-/// What Lua sees of a call: the fields of the `call` object.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CallInfo {
-    /// The call's id (the inbound leg's Call-ID).
-    pub id: String,
-    /// The From header.
-    pub from: UriParts,
-    /// The To header.
-    pub to: UriParts,
-    /// The Request-URI.
-    pub request_uri: UriParts,
-    /// Where the INVITE came from.
-    pub source: Source,
-    /// The authenticated extension that placed the call, if any.
-    pub caller: Option<String>,
-    /// The context (`dialplans/NAME.lua`) whose `route` handles the call.
-    pub context: String,
-    /// The trunk the call came in on (`call.trunk`), if it came from a carrier.
-    pub trunk: Option<String>,
-    /// The dialled number in E.164 (`call.did`), for calls from a trunk.
-    pub did: Option<String>,
-    /// The INVITE's headers in order, names as received (`call:header`
-    /// matches them case-insensitively; compact forms are not expanded).
-    pub headers: Vec<(String, String)>,
-    /// A blind transfer: the extension that transferred the call here
-    /// (`call.transfer.by`); the route runs in its context.
-    pub transferred_by: Option<String>,
-    /// A blind transfer whose target failed after the transferor hung up:
-    /// how that dial ended (`call.transfer.status`). The context's
-    /// `on_transfer_failed(call)` runs instead of `route(call)`.
-    pub transfer_failed: Option<DialStatus>,
-    /// A trunk call's STIR/SHAKEN verification (`call.identity`), when
-    /// trust anchors are configured.
-    pub identity: Option<CallIdentity>,
-}
-
-/// `call.identity`: what verifying a trunk call's `Identity` header found.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CallIdentity {
-    /// `verified`: the PASSporT checked out.
-    pub verified: bool,
-    /// `attest`: `"A"`, `"B"` or `"C"`, as claimed (also when not verified).
-    pub attest: Option<String>,
-    /// `reason`: why it did not verify.
-    pub reason: Option<String>,
-}
-
-/// How a `dial` ended (`r.status` in Lua).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DialStatus {
-    /// A target answered; `dial` returned after the bridged call ended.
-    Answered,
-    /// Every target was busy.
-    Busy,
-    /// Nobody answered before the timeout.
-    NoAnswer,
-    /// No target could be reached (not registered, unknown).
-    Unavailable,
-    /// The caller gave up while the targets were ringing.
-    Cancelled,
-    /// Anything else.
-    Failed,
-}
-
-impl DialStatus {
-    /// The status as Lua sees it (`"answered"`, `"busy"`, …).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Answered => "answered",
-            Self::Busy => "busy",
-            Self::NoAnswer => "noanswer",
-            Self::Unavailable => "unavailable",
-            Self::Cancelled => "cancelled",
-            Self::Failed => "failed",
-        }
-    }
-}
-
-/// The result of `call:dial(...)`: `{status = ..., code = N,
-/// answered_by = target}` in Lua.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DialResult {
-    /// How the dial ended.
-    pub status: DialStatus,
-    /// The final SIP status code that decided it (200, 486, 408, …).
-    pub code: u16,
-    /// The target that answered, as the route gave it to `dial` (one of
-    /// its targets); `None` unless answered, and for `pickup`/`unpark`.
-    pub answered_by: Option<String>,
-}
-
-/// The options of `call:dial(targets, opts)`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DialOptions {
-    /// How long the targets ring (`timeout`, seconds).
-    pub timeout: Option<Duration>,
-    /// The caller id shown to the targets (`caller_id`).
-    pub caller_id: Option<String>,
-    /// Extra headers on the outbound INVITEs (`headers`), in name order.
-    pub headers: Vec<(String, String)>,
-    /// The music-on-hold class either party hears when the other holds
-    /// (`moh`, a name from `sounds/moh/`).
-    pub moh: Option<String>,
-    /// The STIR/SHAKEN attestation signed on trunk calls (`attest`, `"A"`,
-    /// `"B"` or `"C"`), instead of the one the call earns.
-    pub attest: Option<String>,
-    /// Whoever answers must press a key before being put through
-    /// (`confirm`).
-    pub confirm: Option<DialConfirm>,
-}
-
-/// `call:dial`'s `opts.confirm = {prompt = "followme-accept", key = "1",
-/// timeout = 10}`: the answering party hears `prompt` (a checked file
-/// name under the sounds dir) and is put through only after pressing
-/// `key` within `timeout` after it; otherwise it is hung up on and the
-/// dial counts it as not answering.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DialConfirm {
-    /// The prompt, relative to the sounds dir (`.wav` added).
-    pub prompt: String,
-    /// The key that accepts (default `1`).
-    pub key: char,
-    /// How long after the prompt to wait for it (default 10 s, 1 to 60).
-    pub timeout: Duration,
-}
+/// `call:dial(targets, opts)` as the script gave it (checked): `pbx`'s
+/// [`DialRequest`] with the confirmation prompt
+/// (`opts.confirm = {prompt = "followme-accept", key = "1", timeout = 10}`)
+/// still a file name relative to the sounds dir (`.wav` added), which
+/// whoever carries the dial out loads.
+pub type ScriptDial = DialRequest<String>;
 
 /// The options of `call:record(file, opts)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -244,26 +105,11 @@ impl Default for DigitOptions {
     }
 }
 
-/// Why a call action could not be carried out.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ActionError {
-    /// The call is over (the caller hung up, or the route already ended it).
-    #[error("call has ended")]
-    Ended,
-    /// The call model refused or failed the action.
-    #[error("{action} failed: {source}")]
-    Failed {
-        /// The action (`answer`, `dial`, …).
-        action: &'static str,
-        /// Why.
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-}
-
-/// What a route's actions do to the call. The call model (`pbx`) implements
-/// it; each method returns when the action is done (`dial` after the bridged
-/// call ends), and the Lua coroutine waits, without holding a thread.
+/// What a route's actions do to the call: [`PbxCall`](crate::PbxCall) on a
+/// real call, the simulator in `switchboard test`. Each method returns when
+/// the action is done (`dial` after the bridged call ends), and the Lua
+/// coroutine waits, without holding a thread. Errors are `pbx`'s; the Lua
+/// error says which action failed (`dial failed: ...`).
 pub trait CallApi: Send + Sync + 'static {
     /// Sends 180 Ringing.
     fn ring(&self) -> impl Future<Output = Result<(), ActionError>> + Send;
@@ -288,9 +134,8 @@ pub trait CallApi: Send + Sync + 'static {
     /// the first that answers, and returns after the bridged call ends.
     fn dial(
         &self,
-        targets: Vec<String>,
-        opts: DialOptions,
-    ) -> impl Future<Output = Result<DialResult, ActionError>> + Send;
+        request: ScriptDial,
+    ) -> impl Future<Output = Result<DialOutcome, ActionError>> + Send;
     /// Plays a prompt: `file` is a checked relative name under the sounds
     /// dir (see the file name rules below). Returns when it has been
     /// played.
@@ -352,7 +197,7 @@ pub trait CallApi: Send + Sync + 'static {
     /// Takes the call parked in `slot` and bridges it to the caller;
     /// returns, as `dial` does, when that bridge ends (`unavailable` when
     /// nobody is parked there).
-    fn unpark(&self, slot: u16) -> impl Future<Output = Result<DialResult, ActionError>> + Send;
+    fn unpark(&self, slot: u16) -> impl Future<Output = Result<DialOutcome, ActionError>> + Send;
     /// Takes a call that is ringing `target` (directed pickup) or, with
     /// none, a member of the caller's pickup group: answered and bridged
     /// to the caller, which is no longer the route's (`answered`), or
@@ -360,7 +205,7 @@ pub trait CallApi: Send + Sync + 'static {
     fn pickup(
         &self,
         target: Option<String>,
-    ) -> impl Future<Output = Result<DialResult, ActionError>> + Send;
+    ) -> impl Future<Output = Result<DialOutcome, ActionError>> + Send;
     /// A call action is about to run: `location` is the script's
     /// `file:line` (if known), `text` the action as written
     /// (`call:dial("1002")`); for the call's trace. Does nothing by default.

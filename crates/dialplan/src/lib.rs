@@ -1,7 +1,8 @@
 //! `dialplan`: Switchboard's Lua runtime. It asks Lua how to route a call and
-//! carries out the answer through a [`CallApi`], the seam to the call model
-//! (`pbx`/`chan-sip`), which it never names: this crate knows neither SIP text
-//! nor sockets.
+//! carries out the answer on `pbx`'s call model: [`LuaRouter`] is the
+//! [`pbx::Router`] of every new call, and [`PbxCall`] does the Lua `call`
+//! object's actions through the call's [`pbx::CallHandle`]. This crate
+//! knows neither SIP text nor sockets (it never depends on `sip-*`).
 //!
 //! Read in this order:
 //!
@@ -23,8 +24,14 @@
 //! - `pattern.rs` and `strlib.rs`: Lua 5.4 patterns with a step count
 //!   behind `string.find/match/gmatch/gsub`, and the bounded `string.rep`,
 //!   `table.concat`, `table.sort` (C work charged to the call's budget).
-//! - [`CallApi`], [`CallInfo`] (`call.rs`): what the runtime needs from a
-//!   call, and what it tells Lua about it.
+//! - [`CallApi`] (`call.rs`): what the runtime needs from a call, in
+//!   `pbx`'s types ([`pbx::CallDetails`] is what Lua is told about it,
+//!   [`pbx::DialOutcome`] and [`pbx::ActionError`] what actions return);
+//!   the seam the spec runner's simulator plugs into.
+//! - [`LuaRouter`] (`router.rs`) and [`PbxCall`] (`pbx_call.rs`): the
+//!   runtime on real calls: prompts loaded from [`MediaFiles`], digit
+//!   reading with type-ahead and terminators, recording to WAV until a
+//!   key, silence or hangup, prompts the caller can interrupt.
 //! - `route.rs`: the Lua `call` object and `log` module, and
 //!   [`CallState::run_route`], which runs `route(call)` as an async coroutine
 //!   and turns whatever happens into a [`RouteOutcome`] — never a panic.
@@ -76,9 +83,11 @@ mod mailbox;
 mod media;
 mod modules;
 mod pattern;
+mod pbx_call;
 mod pool;
 mod queues;
 mod route;
+mod router;
 mod runtime;
 mod sandbox;
 mod sim;
@@ -87,10 +96,7 @@ mod spec_limits;
 mod strlib;
 mod watcher;
 
-pub use call::{
-    ActionError, CallApi, CallIdentity, CallInfo, DialConfirm, DialOptions, DialResult, DialStatus,
-    DigitOptions, RecordEnd, RecordOptions, RecordResult, Source, UriParts,
-};
+pub use call::{CallApi, DigitOptions, RecordEnd, RecordOptions, RecordResult, ScriptDial};
 pub use clock::{set_timezone, timezone};
 pub use error::{Error, FileError, ReloadError};
 pub use generation::{Chunk, Generation};
@@ -98,11 +104,13 @@ pub use hooks::{HookValue, PLUGIN_HOOKS};
 pub use host::{Contact, ExtensionInfo, Host, HostError, MemoryHost, PhoneState};
 pub use mailbox::{Greeting, VOICEMAIL_PREFIX, Voicemail, VoicemailMessage};
 pub use modules::{MAX_KV_KEY, MAX_KV_NAMESPACE, MAX_KV_VALUE};
+pub use pbx_call::PbxCall;
 pub use queues::{
     AgentSnapshot, CallerSnapshot, CallerStatus, JoinError, QueueConfig, QueueSnapshot, Queues,
     Strategy,
 };
 pub use route::{FailureKind, LuaFailure, RouteOutcome};
+pub use router::{LuaRouter, MediaFiles};
 pub use runtime::{CallState, Limits, Runtime};
 pub use sandbox::SWITCHBOARD_API;
 pub use spec::{CaseReport, Report, SpecRunner, SpecSettings, spec_files};

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use mlua::{Lua, Table, Value};
 
-use crate::call::{DialConfirm, DigitOptions, RecordOptions, RecordResult};
+use pbx::DialConfirm;
+
+use crate::call::{DigitOptions, RecordOptions, RecordResult};
 use crate::route::{lua_type, number, type_error};
 
 /// The longest file name `play` and `record` take (with `.wav`), in bytes.
@@ -203,7 +205,7 @@ pub(crate) fn play_args(file: &Value, opts: &Value) -> mlua::Result<(String, boo
 const MAX_CONFIRM_SECS: f64 = 60.0;
 
 /// `call:dial`'s `opts.confirm = {prompt = FILE, key = "1", timeout = 10}`.
-pub(crate) fn confirm_arg(value: &Value) -> mlua::Result<Option<DialConfirm>> {
+pub(crate) fn confirm_arg(value: &Value) -> mlua::Result<Option<DialConfirm<String>>> {
     if value.is_nil() {
         return Ok(None);
     }

@@ -13,9 +13,9 @@ use std::time::Duration;
 use mlua::{AnyUserData, Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Value};
 use tracing::Instrument;
 
-use crate::call::{
-    ActionError, CallApi, CallInfo, DialOptions, DialResult, RecordEnd, Source, UriParts,
-};
+use pbx::{ActionError, CallDetails, DialOutcome, DialStatus, Party};
+
+use crate::call::{CallApi, RecordEnd, ScriptDial};
 use crate::media::{digit_args, play_args, record_args, record_table};
 use crate::runtime::{CallState, SharedState};
 use crate::sandbox::{Scope, Slot};
@@ -198,7 +198,7 @@ pub(crate) struct CallObject<A> {
     /// The caller's runtime, where the actions run (`None`: where the Lua
     /// runs).
     main: Option<tokio::runtime::Handle>,
-    info: CallInfo,
+    info: CallDetails,
     progress: Shared,
     scope: Arc<Scope>,
     /// The `on_hangup` handlers, in the order registered.
@@ -269,6 +269,13 @@ impl<A: CallApi> CallObject<A> {
     }
 }
 
+/// A call action that did not succeed: which one (the Lua error names it),
+/// and `pbx`'s reason.
+struct Failed {
+    action: &'static str,
+    error: ActionError,
+}
+
 impl<A: CallApi> Action<A> {
     /// Runs the action `name` (`f` of the call's [`CallApi`]) on the
     /// caller's runtime, where the call lives, while the Lua thread waits
@@ -281,7 +288,7 @@ impl<A: CallApi> Action<A> {
         &self,
         name: &'static str,
         f: impl FnOnce(Arc<A>) -> F,
-    ) -> Pin<Box<dyn Future<Output = Result<T, ActionError>> + Send>>
+    ) -> Pin<Box<dyn Future<Output = Result<T, Failed>> + Send>>
     where
         T: Send + 'static,
         F: Future<Output = Result<T, ActionError>> + Send + 'static,
@@ -291,28 +298,29 @@ impl<A: CallApi> Action<A> {
             Some(main) => {
                 let task = crate::pool::AbortOnDrop(main.spawn(action.in_current_span()));
                 Box::pin(async move {
-                    task.await.unwrap_or_else(|e| {
-                        Err(ActionError::Failed {
+                    task.await
+                        .unwrap_or_else(|e| Err(ActionError::Failed(e.to_string())))
+                        .map_err(|error| Failed {
                             action: name,
-                            source: Box::new(e),
+                            error,
                         })
-                    })
                 })
             }
-            None => Box::pin(action),
+            None => Box::pin(async move {
+                action.await.map_err(|error| Failed {
+                    action: name,
+                    error,
+                })
+            }),
         }
     }
 
     /// A `dial`-like action came back (`dial`, `pickup`, `unpark`):
     /// answered means the caller was bridged and that bridge has ended.
     /// The result as Lua sees it.
-    fn finish_dial(
-        &self,
-        lua: &Lua,
-        result: Result<DialResult, ActionError>,
-    ) -> mlua::Result<Table> {
+    fn finish_dial(&self, lua: &Lua, result: Result<DialOutcome, Failed>) -> mlua::Result<Table> {
         let result = self.finish(result, |p, r| {
-            if r.status == crate::call::DialStatus::Answered {
+            if r.status == DialStatus::Answered {
                 p.answered = true;
                 p.ended = Some(Ended::Bridged);
             }
@@ -324,7 +332,7 @@ impl<A: CallApi> Action<A> {
     /// state, and turn the call model's error into a Lua error.
     fn finish<T>(
         &self,
-        result: Result<T, ActionError>,
+        result: Result<T, Failed>,
         update: impl FnOnce(&mut Progress, &T),
     ) -> mlua::Result<T> {
         self.scope.budget.reset();
@@ -334,16 +342,21 @@ impl<A: CallApi> Action<A> {
                 update(&mut progress, &value);
                 Ok(value)
             }
-            Err(ActionError::Ended) => {
+            Err(Failed {
+                error: ActionError::Ended,
+                ..
+            }) => {
                 progress.ended.get_or_insert(Ended::CallerGone);
                 Err(mlua::Error::runtime("call has ended"))
             }
-            Err(e) => Err(mlua::Error::runtime(e.to_string())),
+            Err(Failed { action, error }) => {
+                Err(mlua::Error::runtime(format!("{action} failed: {error}")))
+            }
         }
     }
 }
 
-fn uri_table(lua: &Lua, uri: &UriParts) -> mlua::Result<Table> {
+fn uri_table(lua: &Lua, uri: &Party) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.raw_set("user", uri.user.as_str())?;
     t.raw_set("host", uri.host.as_str())?;
@@ -352,11 +365,12 @@ fn uri_table(lua: &Lua, uri: &UriParts) -> mlua::Result<Table> {
     Ok(t)
 }
 
-fn source_table(lua: &Lua, source: &Source) -> mlua::Result<Table> {
+/// `call.source`: `{ip =, port =, transport =}`, where the INVITE came from.
+fn source_table(lua: &Lua, call: &CallDetails) -> mlua::Result<Table> {
     let t = lua.create_table()?;
-    t.raw_set("ip", source.ip.as_str())?;
-    t.raw_set("port", source.port)?;
-    t.raw_set("transport", source.transport.as_str())?;
+    t.raw_set("ip", call.source_ip.as_str())?;
+    t.raw_set("port", call.source_port)?;
+    t.raw_set("transport", call.transport.as_str())?;
     Ok(t)
 }
 
@@ -500,7 +514,7 @@ fn unpark_arg(value: &Value) -> mlua::Result<u16> {
         .ok_or_else(|| type_error("unpark", "a slot number", value))
 }
 
-fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOptions)> {
+fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<ScriptDial> {
     let expected = "a target string or a list of target strings";
     let targets = match targets {
         Value::String(s) => vec![s.to_str()?.to_owned()],
@@ -519,7 +533,10 @@ fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOp
     if targets.is_empty() {
         return Err(mlua::Error::runtime("dial: no targets"));
     }
-    let mut options = DialOptions::default();
+    let mut options = ScriptDial {
+        targets,
+        ..ScriptDial::default()
+    };
     match opts {
         Value::Nil => {}
         Value::Table(opts) => {
@@ -582,7 +599,7 @@ fn dial_args(targets: &Value, opts: &Value) -> mlua::Result<(Vec<String>, DialOp
         }
         other => return Err(type_error("dial", "an options table or nil", other)),
     }
-    Ok((targets, options))
+    Ok(options)
 }
 
 /// A music-on-hold class name: a file stem in `sounds/moh/` (`A-Z a-z 0-9
@@ -651,7 +668,7 @@ fn repr(value: &Value, depth: usize) -> String {
     out
 }
 
-fn dial_table(lua: &Lua, result: &DialResult) -> mlua::Result<Table> {
+fn dial_table(lua: &Lua, result: &DialOutcome) -> mlua::Result<Table> {
     let t = lua.create_table()?;
     t.raw_set("status", result.status.as_str())?;
     t.raw_set("code", result.code)?;
@@ -667,7 +684,7 @@ impl<A: CallApi> UserData for CallObject<A> {
         fields.add_field_method_get("request_uri", |lua, this| {
             uri_table(lua, &this.info.request_uri)
         });
-        fields.add_field_method_get("source", |lua, this| source_table(lua, &this.info.source));
+        fields.add_field_method_get("source", |lua, this| source_table(lua, &this.info));
         fields.add_field_method_get("caller", |_, this| Ok(this.info.caller.clone()));
         fields.add_field_method_get("context", |_, this| Ok(this.info.context.clone()));
         // `{by = "1002", target = "1003"}` when a blind transfer brought
@@ -679,12 +696,7 @@ impl<A: CallApi> UserData for CallObject<A> {
                 let t = lua.create_table()?;
                 t.raw_set("by", by.as_str())?;
                 t.raw_set("target", this.info.to.user.as_str())?;
-                t.raw_set(
-                    "status",
-                    this.info
-                        .transfer_failed
-                        .map(crate::call::DialStatus::as_str),
-                )?;
+                t.raw_set("status", this.info.transfer_failed.map(DialStatus::as_str))?;
                 Ok(Some(t))
             }
             None => Ok(None),
@@ -809,9 +821,9 @@ impl<A: CallApi> UserData for CallObject<A> {
             this.step(&lua, "dial", &[&targets, &opts]);
             let started = dial_args(&targets, &opts).and_then(|args| Ok((this.begin()?, args)));
             Box::pin(async move {
-                let (action, (targets, opts)) = started?;
+                let (action, request) = started?;
                 let result = action
-                    .run("dial", |api| async move { api.dial(targets, opts).await })
+                    .run("dial", |api| async move { api.dial(request).await })
                     .await;
                 action.finish_dial(&lua, result)
             })
@@ -1062,7 +1074,7 @@ impl CallState {
     /// The Lua runs on the Lua thread pool (`pool.rs`), the actions on the
     /// runtime this is awaited on; dropping the returned future stops the
     /// route.
-    pub async fn run_route<A: CallApi>(self, api: Arc<A>, info: CallInfo) -> RouteOutcome {
+    pub async fn run_route<A: CallApi>(self, api: Arc<A>, info: CallDetails) -> RouteOutcome {
         self.start_route(api, info).await
     }
 
@@ -1074,7 +1086,7 @@ impl CallState {
     pub fn start_route<A: CallApi>(
         self,
         api: Arc<A>,
-        info: CallInfo,
+        info: CallDetails,
     ) -> Pin<Box<dyn Future<Output = RouteOutcome> + Send + 'static>> {
         let main = tokio::runtime::Handle::try_current().ok();
         let Some(pool) = crate::pool::handle().filter(|_| main.is_some()) else {
@@ -1117,7 +1129,7 @@ impl CallState {
         self,
         api: Arc<A>,
         // Boxed: the future would keep room for it twice.
-        info: Box<CallInfo>,
+        info: Box<CallDetails>,
         main: Option<tokio::runtime::Handle>,
     ) -> RouteOutcome {
         let progress: Shared = Arc::default();

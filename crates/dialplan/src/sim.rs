@@ -8,10 +8,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::call::{
-    ActionError, CallApi, DialOptions, DialResult, DialStatus, DigitOptions, RecordEnd,
-    RecordOptions, RecordResult,
-};
+use pbx::{ActionError, DialOutcome, DialStatus};
+
+use crate::call::{CallApi, DigitOptions, RecordEnd, RecordOptions, RecordResult, ScriptDial};
 use crate::host::{Contact, ExtensionInfo, Host, HostError, PhoneState};
 use crate::mailbox::{Greeting, VOICEMAIL_PREFIX, Voicemail, VoicemailMessage};
 
@@ -411,7 +410,7 @@ impl SimCall {
         self.script().gone = true;
     }
 
-    fn dial_now(&self, targets: &[String], opts: &DialOptions) -> DialResult {
+    fn dial_now(&self, targets: &[String], opts: &ScriptDial) -> DialOutcome {
         let ring = opts.timeout.map_or(DEFAULT_RING, |t| t.as_secs_f64());
         let phones: Vec<Phone> = {
             let world = self.world.lock();
@@ -429,7 +428,7 @@ impl SimCall {
         let ringing = phones
             .iter()
             .any(|p| matches!(p, Phone::Answers { .. } | Phone::NeverAnswers));
-        let result = |status, code| DialResult {
+        let result = |status, code| DialOutcome {
             status,
             code,
             answered_by: None,
@@ -441,7 +440,7 @@ impl SimCall {
             // The bridged call ends when either side hangs up.
             let _ = self.pass(talk);
             self.end();
-            return DialResult {
+            return DialOutcome {
                 answered_by: Some(target.clone()),
                 ..result(DialStatus::Answered, 200)
             };
@@ -479,11 +478,9 @@ fn ended(_: Gone) -> ActionError {
     ActionError::Ended
 }
 
-fn failed(action: &'static str, message: String) -> ActionError {
-    ActionError::Failed {
-        action,
-        source: message.into(),
-    }
+/// A simulated action failed (the route's Lua error names the action).
+fn failed(message: String) -> ActionError {
+    ActionError::Failed(message)
 }
 
 impl CallApi for SimCall {
@@ -524,13 +521,9 @@ impl CallApi for SimCall {
         self.pass(duration.as_secs_f64()).map_err(ended)
     }
 
-    async fn dial(
-        &self,
-        targets: Vec<String>,
-        opts: DialOptions,
-    ) -> Result<DialResult, ActionError> {
+    async fn dial(&self, opts: ScriptDial) -> Result<DialOutcome, ActionError> {
         self.note("dial", |r| {
-            r.targets = targets.clone();
+            r.targets = opts.targets.clone();
             r.timeout = opts.timeout.map(|t| t.as_secs_f64());
             r.caller_id = opts.caller_id.clone();
             r.moh = opts.moh.clone();
@@ -541,15 +534,12 @@ impl CallApi for SimCall {
         if let (Some(sounds), Some(confirm)) = (&self.sounds, &opts.confirm)
             && !sounds.join(&confirm.prompt).is_file()
         {
-            return Err(failed(
-                "dial",
-                format!(
-                    "no confirmation prompt {}",
-                    sounds.join(&confirm.prompt).display()
-                ),
-            ));
+            return Err(failed(format!(
+                "no confirmation prompt {}",
+                sounds.join(&confirm.prompt).display()
+            )));
         }
-        let result = self.dial_now(&targets, &opts);
+        let result = self.dial_now(&opts.targets, &opts);
         self.last(|r| {
             r.status = Some(result.status.as_str());
             r.code = Some(result.code);
@@ -564,10 +554,10 @@ impl CallApi for SimCall {
             && !file.starts_with(VOICEMAIL_PREFIX)
             && !sounds.join(&file).is_file()
         {
-            return Err(failed(
-                "play",
-                format!("no prompt {}", sounds.join(&file).display()),
-            ));
+            return Err(failed(format!(
+                "no prompt {}",
+                sounds.join(&file).display()
+            )));
         }
         Ok(())
     }
@@ -643,11 +633,11 @@ impl CallApi for SimCall {
         Ok(slot)
     }
 
-    async fn pickup(&self, target: Option<String>) -> Result<DialResult, ActionError> {
+    async fn pickup(&self, target: Option<String>) -> Result<DialOutcome, ActionError> {
         self.note("pickup", |r| r.targets = target.into_iter().collect())
             .map_err(ended)?;
         // Nothing rings in a simulation.
-        let result = DialResult {
+        let result = DialOutcome {
             status: DialStatus::Unavailable,
             code: 404,
             answered_by: None,
@@ -656,11 +646,11 @@ impl CallApi for SimCall {
         Ok(result)
     }
 
-    async fn unpark(&self, slot: u16) -> Result<DialResult, ActionError> {
+    async fn unpark(&self, slot: u16) -> Result<DialOutcome, ActionError> {
         self.note("unpark", |r| r.code = Some(slot))
             .map_err(ended)?;
         // Nobody is parked in a simulation.
-        let result = DialResult {
+        let result = DialOutcome {
             status: DialStatus::Unavailable,
             code: 404,
             answered_by: None,

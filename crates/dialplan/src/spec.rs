@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mlua::{AnyUserData, Function, Lua, Table, UserData, Value};
+use pbx::{CallDetails, CallIdentity, Party};
 
-use crate::call::{CallInfo, Source, UriParts};
 use crate::error::Error;
 use crate::host::ExtensionInfo;
 use crate::route::{RouteOutcome, locate};
@@ -498,7 +498,7 @@ impl SpecRunner {
 /// A simulated call as the spec holds it.
 #[derive(Debug, Clone)]
 struct CallHandle {
-    info: CallInfo,
+    info: CallDetails,
     sim: SimCall,
     outcome: Arc<Mutex<Option<RouteOutcome>>>,
 }
@@ -522,8 +522,8 @@ fn file_stem(path: &Path) -> String {
 /// `sim.extension`'s fields: id, name, context, did, outbound, international.
 type SimExtension = (String, Option<String>, String, Option<String>, bool, bool);
 
-fn uri(user: &str) -> UriParts {
-    UriParts {
+fn uri(user: &str) -> Party {
+    Party {
         user: user.to_owned(),
         host: SIM_DOMAIN.to_owned(),
         display: None,
@@ -533,7 +533,7 @@ fn uri(user: &str) -> UriParts {
 
 /// The call `sim.call{from = ..., to = ..., context = ..., caller = ...,
 /// headers = {...}}` describes.
-fn call_info(spec: &Table, world: &World, n: u64) -> mlua::Result<CallInfo> {
+fn call_info(spec: &Table, world: &World, n: u64) -> mlua::Result<CallDetails> {
     for pair in spec.pairs::<Value, Value>() {
         let (key, _) = pair?;
         let known = matches!(&key, Value::String(k)
@@ -596,16 +596,14 @@ fn call_info(spec: &Table, world: &World, n: u64) -> mlua::Result<CallInfo> {
             )));
         }
     };
-    Ok(CallInfo {
+    Ok(CallDetails {
         id: format!("sim-{n}@{SIM_DOMAIN}"),
         from: uri(&from),
         to: uri(&to),
         request_uri: uri(&to),
-        source: Source {
-            ip: "127.0.0.1".into(),
-            port: 5060,
-            transport: "udp".into(),
-        },
+        source_ip: "127.0.0.1".into(),
+        source_port: 5060,
+        transport: "udp".into(),
         caller,
         context,
         trunk,
@@ -619,7 +617,7 @@ fn call_info(spec: &Table, world: &World, n: u64) -> mlua::Result<CallInfo> {
 
 /// `sim.call{identity = {verified = true, attest = "A", reason = nil}}`:
 /// what STIR/SHAKEN verification found, as `call.identity` shows it.
-fn sim_identity(t: &Table) -> mlua::Result<crate::call::CallIdentity> {
+fn sim_identity(t: &Table) -> mlua::Result<CallIdentity> {
     let verified = match t.get::<Value>("verified")? {
         Value::Boolean(b) => b,
         Value::Nil => false,
@@ -652,7 +650,7 @@ fn sim_identity(t: &Table) -> mlua::Result<crate::call::CallIdentity> {
             )));
         }
     };
-    Ok(crate::call::CallIdentity {
+    Ok(CallIdentity {
         verified,
         attest,
         reason,

@@ -541,7 +541,7 @@ async fn hold_unhold_and_the_moh_option_reach_the_call() {
             "hold -".to_owned(),
             "hold jazz".to_owned(),
             "unhold".to_owned(),
-            "dial [\"1002\"] DialOptions { timeout: None, caller_id: None, headers: [], moh: Some(\"jazz-2\"), attest: None, confirm: None }".to_owned(),
+            "dial DialRequest { targets: [\"1002\"], timeout: None, caller_id: None, headers: [], moh: Some(\"jazz-2\"), attest: None, confirm: None }".to_owned(),
         ]
     );
     for (lua, want) in [
@@ -579,7 +579,7 @@ async fn the_confirm_option_reaches_the_call_checked() {
     assert_eq!(
         api.actions(),
         [
-            "dial [\"1002\"] DialOptions { timeout: None, caller_id: None, headers: [], moh: None, attest: None, confirm: Some(DialConfirm { prompt: \"followme-accept.wav\", key: '1', timeout: 10s }) }"
+            "dial DialRequest { targets: [\"1002\"], timeout: None, caller_id: None, headers: [], moh: None, attest: None, confirm: Some(DialConfirm { prompt: \"followme-accept.wav\", key: '1', timeout: 10s }) }"
         ]
     );
     let api = Arc::new(FakeCall::default());
@@ -587,7 +587,7 @@ async fn the_confirm_option_reaches_the_call_checked() {
     assert_eq!(
         api.actions(),
         [
-            "dial [\"1003\"] DialOptions { timeout: None, caller_id: None, headers: [], moh: None, attest: None, confirm: Some(DialConfirm { prompt: \"a/b.wav\", key: '#', timeout: 30s }) }"
+            "dial DialRequest { targets: [\"1003\"], timeout: None, caller_id: None, headers: [], moh: None, attest: None, confirm: Some(DialConfirm { prompt: \"a/b.wav\", key: '#', timeout: 30s }) }"
         ]
     );
     for (opts, want) in [

@@ -6,7 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use common::{Dir, FakeCall, call_to};
-use dialplan::{DialResult, DialStatus, FailureKind, Limits, LuaFailure, RouteOutcome, Runtime};
+use dialplan::{FailureKind, Limits, LuaFailure, RouteOutcome, Runtime};
+use pbx::{DialOutcome, DialStatus};
 
 async fn route(runtime: &Runtime, api: &Arc<FakeCall>, to: &str) -> RouteOutcome {
     let state = runtime.call_state().expect("call state");
@@ -79,7 +80,7 @@ async fn dial_passes_targets_and_options_and_returns_status() {
     assert_eq!(actions.len(), 2, "{actions:?}");
     assert_eq!(actions[0], "ring");
     assert!(
-        actions[1].starts_with(r#"dial ["1002", "sip:1002@backup.test"]"#),
+        actions[1].starts_with(r#"dial DialRequest { targets: ["1002", "sip:1002@backup.test"]"#),
         "{actions:?}"
     );
     assert!(actions[1].contains("timeout: Some(20s)"), "{actions:?}");
@@ -90,7 +91,7 @@ async fn dial_passes_targets_and_options_and_returns_status() {
     assert!(actions[1].contains(r#"("X-Team", "ops")"#), "{actions:?}");
 
     let api = Arc::new(FakeCall {
-        dial_result: DialResult {
+        dial_result: DialOutcome {
             status: DialStatus::Busy,
             code: 486,
             answered_by: None,
@@ -227,6 +228,53 @@ async fn runtime_error_is_a_failure_with_file_and_line() {
         route(&runtime, &api, "1").await,
         RouteOutcome::Failed { .. }
     ));
+}
+
+#[tokio::test]
+async fn a_refused_action_is_a_lua_error_naming_the_action() {
+    let dir = Dir::new();
+    dir.write(
+        "dialplans/default.lua",
+        r#"
+function route(call)
+  call:answer()
+  local ok, err = pcall(call.play, call, "hello")
+  call:reject(488, tostring(ok) .. " " .. tostring(err))
+end
+"#,
+    );
+    let runtime = dir.runtime();
+    let api = Arc::new(FakeCall {
+        fails_on: Some("play"),
+        ..FakeCall::default()
+    });
+    assert_eq!(
+        route(&runtime, &api, "1").await,
+        RouteOutcome::Rejected { code: 488 }
+    );
+    // pbx's reason, with the action that failed in front of it.
+    let last = api.actions().last().cloned().unwrap_or_default();
+    assert!(
+        last.starts_with("reject 488 false ")
+            && last.contains("play failed: the caller has no media"),
+        "{last}"
+    );
+
+    // Uncaught, it fails the route with the same message.
+    dir.write(
+        "dialplans/default.lua",
+        "function route(call)\n  call:answer()\n  call:play(\"hello\")\nend\n",
+    );
+    let runtime = dir.runtime();
+    let outcome = route(&runtime, &api, "1").await;
+    let failure = failure(outcome);
+    assert_eq!(failure.line, Some(3), "{failure}");
+    assert!(
+        failure
+            .message
+            .contains("play failed: the caller has no media"),
+        "{failure}"
+    );
 }
 
 #[tokio::test]
@@ -410,7 +458,7 @@ async fn plugins_are_required_from_contexts() {
     let api = Arc::new(FakeCall::default());
     assert_eq!(route(&runtime, &api, "7").await, RouteOutcome::Bridged);
     assert!(
-        api.actions()[0].starts_with(r#"dial ["1002"]"#),
+        api.actions()[0].starts_with(r#"dial DialRequest { targets: ["1002"]"#),
         "{:?}",
         api.actions()
     );

@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use common::{FakeCall, call_to};
-use dialplan::{
-    CallInfo, DialResult, DialStatus, ExtensionInfo, Limits, MemoryHost, RouteOutcome, Runtime,
-};
+use dialplan::{ExtensionInfo, Limits, MemoryHost, RouteOutcome, Runtime};
+use pbx::{CallDetails, DialOutcome, DialStatus};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -38,7 +37,7 @@ fn office() -> (Runtime, Arc<MemoryHost>) {
 
 fn dialing(status: DialStatus, code: u16) -> Arc<FakeCall> {
     Arc::new(FakeCall {
-        dial_result: DialResult {
+        dial_result: DialOutcome {
             status,
             code,
             answered_by: None,
@@ -47,12 +46,12 @@ fn dialing(status: DialStatus, code: u16) -> Arc<FakeCall> {
     })
 }
 
-async fn place(runtime: &Runtime, api: &Arc<FakeCall>, info: CallInfo) -> RouteOutcome {
+async fn place(runtime: &Runtime, api: &Arc<FakeCall>, info: CallDetails) -> RouteOutcome {
     let state = runtime.call_state().expect("call state");
     state.run_route(Arc::clone(api), info).await
 }
 
-const DIAL_1002: &str = "dial [\"1002\"] DialOptions { timeout: Some(20s), caller_id: None, headers: [], moh: None, attest: None, confirm: None }";
+const DIAL_1002: &str = "dial DialRequest { targets: [\"1002\"], timeout: Some(20s), caller_id: None, headers: [], moh: None, attest: None, confirm: None }";
 
 #[tokio::test]
 async fn extension_dials_extension_for_20_seconds() {
@@ -139,7 +138,7 @@ async fn star_72_forwards_and_star_73_clears() {
     assert_eq!(
         api.actions(),
         [
-            "dial [\"1003\"] DialOptions { timeout: Some(20s), caller_id: None, headers: [], moh: None, attest: None, confirm: None }"
+            "dial DialRequest { targets: [\"1003\"], timeout: Some(20s), caller_id: None, headers: [], moh: None, attest: None, confirm: None }"
         ]
     );
 

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// Why an action on a call could not be carried out.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ActionError {
     /// The call is over (the caller hung up, or the route ended it).
@@ -20,7 +20,32 @@ pub enum ActionError {
     /// The action is not possible in the call's state, or failed.
     #[error("{0}")]
     Failed(String),
+    /// A file the action needed could not be used: a prompt to play that
+    /// is missing or not a usable WAV, a recording that could not be
+    /// written (the error names the file and what to fix).
+    #[error(transparent)]
+    Media(Arc<media::Error>),
 }
+
+impl From<media::Error> for ActionError {
+    fn from(e: media::Error) -> Self {
+        Self::Media(Arc::new(e))
+    }
+}
+
+impl PartialEq for ActionError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Ended, Self::Ended) => true,
+            (Self::Failed(a), Self::Failed(b)) => a == b,
+            // The same failure, handed on (media errors are not comparable).
+            (Self::Media(a), Self::Media(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for ActionError {}
 
 /// How a dial ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +65,22 @@ pub enum DialStatus {
     Failed,
 }
 
+impl DialStatus {
+    /// The status as the dialplan shows it (`r.status` in Lua):
+    /// `"answered"`, `"busy"`, `"noanswer"`, `"unavailable"`,
+    /// `"cancelled"`, `"failed"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Answered => "answered",
+            Self::Busy => "busy",
+            Self::NoAnswer => "noanswer",
+            Self::Unavailable => "unavailable",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 /// The outcome of a dial: how it ended, the status that decided it and,
 /// answered, which target answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,9 +95,12 @@ pub struct DialOutcome {
     pub answered_by: Option<String>,
 }
 
-/// What to dial and how.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DialRequest {
+/// What to dial and how. `P` is the confirmation prompt: loaded (the
+/// default, what the call task plays), or as the route named it before it
+/// is loaded (`DialRequest<String>`, a file name under the sounds dir, as
+/// the dialplan checks it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialRequest<P = Arc<media::Prompt>> {
     /// Extension ids or `sip:` URIs, rung in parallel.
     pub targets: Vec<String>,
     /// How long to ring before giving up (default: the channel's).
@@ -72,33 +116,37 @@ pub struct DialRequest {
     /// signed on trunk INVITEs, instead of the one the call earns.
     pub attest: Option<String>,
     /// Whoever answers must confirm before the caller is put through.
-    pub confirm: Option<DialConfirm>,
+    pub confirm: Option<DialConfirm<P>>,
+}
+
+impl<P> Default for DialRequest<P> {
+    fn default() -> Self {
+        Self {
+            targets: Vec::new(),
+            timeout: None,
+            caller_id: None,
+            headers: Vec::new(),
+            moh: None,
+            attest: None,
+            confirm: None,
+        }
+    }
 }
 
 /// A dial's confirmation (follow-me's "press 1 to accept"): the party that
 /// answers hears `prompt` and is put through only after pressing `key`
 /// (during the prompt or within `timeout` after it); otherwise it gets
 /// BYE and counts as not answering (408). The caller hears ringback
-/// meanwhile.
-#[derive(Debug, Clone)]
-pub struct DialConfirm {
+/// meanwhile. `P` as in [`DialRequest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialConfirm<P = Arc<media::Prompt>> {
     /// What the answering party hears.
-    pub prompt: Arc<media::Prompt>,
+    pub prompt: P,
     /// The key that accepts the call.
     pub key: char,
     /// How long after the prompt to wait for the key.
     pub timeout: Duration,
 }
-
-impl PartialEq for DialConfirm {
-    fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.prompt, &other.prompt)
-            && self.key == other.key
-            && self.timeout == other.timeout
-    }
-}
-
-impl Eq for DialConfirm {}
 
 /// A request from the route to the call's task.
 #[derive(Debug)]
@@ -530,7 +578,8 @@ pub enum RouteEnd {
     Unavailable(String),
 }
 
-/// Decides what happens to each new call (the Lua dialplan, in the binary).
+/// Decides what happens to each new call (the Lua dialplan: `dialplan`'s
+/// `LuaRouter`).
 pub trait Router: Send + Sync + 'static {
     /// Routes one call through `call`; the future ends when the route does.
     fn route(

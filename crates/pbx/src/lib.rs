@@ -2,8 +2,9 @@
 //! its state; the dialplan drives it through a [`CallHandle`] (a channel),
 //! the admin API reads it from the [`Registry`], and it leaves a [`Cdr`] when
 //! it ends, which the [`CdrWriter`] stores. This crate knows neither SIP text nor Lua: `chan-sip` turns SIP
-//! dialogs into calls and [`Leg`]s, and the binary plugs the Lua dialplan in
-//! as a [`Router`].
+//! dialogs into calls and [`Leg`]s, and `dialplan` drives calls through
+//! [`CallHandle`] as the [`Router`] of every new call (the binary only wires
+//! the two together).
 //!
 //! The call core being built (docs/call-core.md): [`Channel`] (one party,
 //! `channel.rs`), [`Bridge`] (two parties' media joined, `bridge.rs`) and

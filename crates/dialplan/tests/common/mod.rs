@@ -1,9 +1,8 @@
 //! Test support: a dialplan directory in a tempdir and a fake call.
 //!
 //! The fake `CallApi` records the actions a route takes instead of doing
-//! SIP: the real call model (`pbx`/`chan-sip`) does not exist yet, so this
-//! seam is tested on its own; end-to-end tests over real sockets come with
-//! the B2BUA.
+//! SIP, so the runtime is tested on its own; the binary's tests (tests/
+//! calls.rs and others) run routes on real calls over real sockets.
 
 #![allow(dead_code)] // each test binary uses a different part of it
 
@@ -12,9 +11,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use dialplan::{
-    ActionError, CallApi, CallInfo, DialOptions, DialResult, DialStatus, DigitOptions, Limits,
-    RecordEnd, RecordOptions, RecordResult, Runtime, UriParts,
+    CallApi, DigitOptions, Limits, RecordEnd, RecordOptions, RecordResult, Runtime, ScriptDial,
 };
+use pbx::{ActionError, CallDetails, DialOutcome, DialStatus, Party};
 
 /// A dialplans/ and plugins/ pair in a fresh temporary directory.
 pub struct Dir {
@@ -60,32 +59,30 @@ impl Dir {
 }
 
 /// A call to `to_user` from extension 1001, in context `default`.
-pub fn call_to(to_user: &str) -> CallInfo {
-    CallInfo {
+pub fn call_to(to_user: &str) -> CallDetails {
+    CallDetails {
         id: format!("call-to-{to_user}"),
-        from: UriParts {
+        from: Party {
             user: "1001".into(),
             host: "pbx.test".into(),
             display: Some("Alice".into()),
             uri: "sip:1001@pbx.test".into(),
         },
-        to: UriParts {
+        to: Party {
             user: to_user.into(),
             host: "pbx.test".into(),
             display: None,
             uri: format!("sip:{to_user}@pbx.test"),
         },
-        request_uri: UriParts {
+        request_uri: Party {
             user: to_user.into(),
             host: "pbx.test".into(),
             display: None,
             uri: format!("sip:{to_user}@pbx.test"),
         },
-        source: dialplan::Source {
-            ip: "192.0.2.10".into(),
-            port: 5062,
-            transport: "udp".into(),
-        },
+        source_ip: "192.0.2.10".into(),
+        source_port: 5062,
+        transport: "udp".into(),
         caller: Some("1001".into()),
         context: "default".into(),
         trunk: None,
@@ -109,18 +106,21 @@ pub fn call_to(to_user: &str) -> CallInfo {
 /// `record_result`, `read_digits` with `digits`.
 pub struct FakeCall {
     pub actions: Mutex<Vec<String>>,
-    pub dial_result: DialResult,
+    pub dial_result: DialOutcome,
     pub record_result: RecordResult,
     pub digits: String,
     /// When set, this action reports that the caller has gone.
     pub gone_on: Option<&'static str>,
+    /// When set, the call model refuses this action (`pbx`'s
+    /// `ActionError::Failed`).
+    pub fails_on: Option<&'static str>,
 }
 
 impl Default for FakeCall {
     fn default() -> Self {
         Self {
             actions: Mutex::new(Vec::new()),
-            dial_result: DialResult {
+            dial_result: DialOutcome {
                 status: DialStatus::Answered,
                 code: 200,
                 answered_by: None,
@@ -131,6 +131,7 @@ impl Default for FakeCall {
             },
             digits: String::new(),
             gone_on: None,
+            fails_on: None,
         }
     }
 }
@@ -144,6 +145,9 @@ impl FakeCall {
         self.actions.lock().expect("lock").push(text);
         if self.gone_on == Some(action) {
             return Err(ActionError::Ended);
+        }
+        if self.fails_on == Some(action) {
+            return Err(ActionError::Failed("the caller has no media".into()));
         }
         Ok(())
     }
@@ -179,12 +183,8 @@ impl CallApi for FakeCall {
         self.log("sleep", format!("sleep {}ms", duration.as_millis()))
     }
 
-    async fn dial(
-        &self,
-        targets: Vec<String>,
-        opts: DialOptions,
-    ) -> Result<DialResult, ActionError> {
-        self.log("dial", format!("dial {targets:?} {opts:?}"))?;
+    async fn dial(&self, request: ScriptDial) -> Result<DialOutcome, ActionError> {
+        self.log("dial", format!("dial {request:?}"))?;
         Ok(self.dial_result.clone())
     }
 
@@ -231,18 +231,18 @@ impl CallApi for FakeCall {
         Ok(slot.unwrap_or(71))
     }
 
-    async fn pickup(&self, target: Option<String>) -> Result<DialResult, ActionError> {
+    async fn pickup(&self, target: Option<String>) -> Result<DialOutcome, ActionError> {
         self.log("pickup", format!("pickup {target:?}"))?;
-        Ok(DialResult {
+        Ok(DialOutcome {
             status: DialStatus::Unavailable,
             code: 404,
             answered_by: None,
         })
     }
 
-    async fn unpark(&self, slot: u16) -> Result<DialResult, ActionError> {
+    async fn unpark(&self, slot: u16) -> Result<DialOutcome, ActionError> {
         self.log("unpark", format!("unpark {slot}"))?;
-        Ok(DialResult {
+        Ok(DialOutcome {
             status: DialStatus::Unavailable,
             code: 404,
             answered_by: None,
