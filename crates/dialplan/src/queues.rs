@@ -132,6 +132,10 @@ struct Caller {
     ringing: Vec<String>,
     /// Agents tried this round (not rung again until every free one was).
     tried: Vec<String>,
+    /// When the agents ringing now were offered it: the end of its wait
+    /// if one of them answers (the dial returns only when that call
+    /// ends, so its end is no measure of the wait).
+    offered_ms: u64,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -395,6 +399,7 @@ impl Queues {
             seen_ms: now_ms,
             ringing: Vec::new(),
             tried: Vec::new(),
+            offered_ms: 0,
         });
         Ok(ticket)
     }
@@ -453,6 +458,9 @@ impl Queues {
         let caller = &mut queue.callers[index];
         caller.tried.extend(agents.iter().cloned());
         caller.ringing.clone_from(&agents);
+        if !agents.is_empty() {
+            caller.offered_ms = now_ms;
+        }
         agents
     }
 
@@ -500,7 +508,14 @@ impl Queues {
         if answered {
             let caller = queue.callers.remove(index);
             queue.answered += 1;
-            queue.answered_wait_ms += now_ms.saturating_sub(caller.entered_ms);
+            // Waited until the agent who took it was rung, not until the
+            // call with that agent ended.
+            let until = if caller.offered_ms > 0 {
+                caller.offered_ms
+            } else {
+                now_ms
+            };
+            queue.answered_wait_ms += until.saturating_sub(caller.entered_ms);
         }
         queue
             .agents
@@ -966,6 +981,21 @@ mod tests {
         assert_eq!(agent("1001").state, "available");
         // 1001 did not take the call: it rings for the next caller at once.
         assert_eq!(q.offer("support", b, 6_000), vec!["1001"]);
+    }
+
+    #[test]
+    fn the_estimate_counts_the_wait_until_an_agent_was_rung_not_the_talk() {
+        let q = two_agents(Strategy::RingAll, 0);
+        let a = q.join("support", "a", "", 0).unwrap();
+        let b = q.join("support", "b", "", 0).unwrap();
+        assert!(q.status("support", b, 25_000).is_some());
+        // a waits 30 s, is put through, and talks for 20 s.
+        assert_eq!(q.offer("support", a, 30_000), vec!["1001", "1002"]);
+        q.ring_done("support", a, true, Some("1001"), 50_000);
+        // b is first now: its estimate is a's 30 s wait, not 50 s.
+        let status = q.status("support", b, 50_000).unwrap();
+        assert_eq!(status.position, 1);
+        assert_eq!(status.estimate, Some(Duration::from_secs(30)));
     }
 
     #[test]
