@@ -237,20 +237,25 @@ fn a_busy_target_sends_the_call_back_to_a_transferor_still_on_the_line() {
     c.b.reply(&bye, &tag, 200).unwrap();
 }
 
+/// 1002 blind-transfers the call to 1003 (`t`) and hangs up at once, as
+/// most phones do; then 1003 answers busy.
+fn transfer_then_hang_up_then_busy(c: &mut Call, t: &mut Phone) {
+    assert_eq!(refer(c, "1003"), 202);
+    let tag = c.b_in.tag.clone();
+    let (frag, _) = next_notify(&mut c.b, &tag);
+    assert_eq!(frag, "SIP/2.0 100 Trying");
+    let bye = c.b.request_in(&mut c.b_dialog, "BYE", None).expect("BYE");
+    assert_eq!(bye.status, 200);
+    let t_in = t.incoming(WAIT).expect("the target rings");
+    t.reply(&t_in.invite, &t_in.tag, 486).unwrap();
+}
+
 #[test]
 fn a_busy_target_after_the_transferor_hung_up_rings_the_transferor_back() {
     let o = office_with(None, THIRD);
     let mut c = call_1002(&o);
     let mut t = phone(&o, "1003");
-    assert_eq!(refer(&mut c, "1003"), 202);
-    let tag = c.b_in.tag.clone();
-    let (frag, _) = next_notify(&mut c.b, &tag);
-    assert_eq!(frag, "SIP/2.0 100 Trying");
-    // The transferor hangs up at once, as most phones do.
-    let bye = c.b.request_in(&mut c.b_dialog, "BYE", None).expect("BYE");
-    assert_eq!(bye.status, 200);
-    let t_in = t.incoming(WAIT).expect("the target rings");
-    t.reply(&t_in.invite, &t_in.tag, 486).unwrap();
+    transfer_then_hang_up_then_busy(&mut c, &mut t);
     // 1002 is rung again, with the call.
     let again = c.b.incoming(WAIT).expect("the transferor is rung back");
     let from = again
@@ -297,15 +302,7 @@ fn a_busy_target_after_the_transferor_hung_up_goes_to_the_contexts_on_transfer_f
     let mut c = call_1002(&o);
     let mut t = phone(&o, "1003");
     let mut d = phone(&o, "1004");
-    assert_eq!(refer(&mut c, "1003"), 202);
-    let tag = c.b_in.tag.clone();
-    let (frag, _) = next_notify(&mut c.b, &tag);
-    assert_eq!(frag, "SIP/2.0 100 Trying");
-    // The transferor hangs up at once; then the target is busy.
-    let bye = c.b.request_in(&mut c.b_dialog, "BYE", None).expect("BYE");
-    assert_eq!(bye.status, 200);
-    let t_in = t.incoming(WAIT).expect("the target rings");
-    t.reply(&t_in.invite, &t_in.tag, 486).unwrap();
+    transfer_then_hang_up_then_busy(&mut c, &mut t);
     // The hook, not the ring-back: 1004 rings, with the call from 1001.
     let d_in = d.incoming(WAIT).expect("on_transfer_failed dials 1004");
     let from = d_in
