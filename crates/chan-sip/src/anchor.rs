@@ -222,7 +222,7 @@ struct MediaSide {
 
 impl MediaSide {
     fn last_sent(&self) -> Option<Bytes> {
-        self.session.last_sent().map(|s| Bytes::from(s.to_bytes()))
+        self.session.last_sent_bytes().map(Bytes::copy_from_slice)
     }
 
     fn codec_name(&self) -> Option<&'static str> {
@@ -707,9 +707,8 @@ impl CallMedia {
     /// comes in the ACK.
     pub fn offer_again(&mut self, from: Which) -> Option<Bytes> {
         let side = self.side_mut(from)?;
-        let last = side.session.last_sent()?.clone();
-        let bytes = Bytes::from(last.to_bytes());
-        side.our_offer = Some(Box::new(last));
+        let bytes = Bytes::copy_from_slice(side.session.last_sent_bytes()?);
+        side.our_offer = Some(Box::new(side.session.last_sent()?));
         Some(bytes)
     }
 

@@ -491,7 +491,7 @@ fn details(incoming: &Incoming, call_id: &str, caller: &Caller, context: &str) -
                     HeaderName::Authorization | HeaderName::ProxyAuthorization
                 )
             })
-            .map(|h| (h.name.as_str().to_owned(), h.value.to_string()))
+            .map(|h| (h.name.as_str(), h.value.to_string()))
             .collect(),
         transferred_by: None,
         transfer_failed: None,
@@ -628,7 +628,7 @@ struct Call {
     id: String,
     events_tx: mpsc::Sender<CallEvent>,
     events: mpsc::Receiver<CallEvent>,
-    commands: mpsc::Receiver<Command>,
+    commands: pbx::Commands,
     ended: CancellationToken,
     /// This call's trace, if traces are kept.
     trace: Option<Arc<pbx::CallTrace>>,

@@ -5,8 +5,11 @@
 //! recording to a WAV file until a key, silence or hangup, and prompts the
 //! caller can interrupt (DESIGN.md "Dialplan (Lua)", the media actions).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio_util::either::Either;
 
 use pbx::{ActionError, CallHandle, DialOutcome, DialRequest};
 
@@ -130,16 +133,14 @@ impl CallApi for PbxCall {
         self.handle.sleep(duration).await
     }
 
-    async fn dial(&self, request: ScriptDial) -> Result<DialOutcome, ActionError> {
-        let confirm = match request.confirm {
-            Some(c) => Some(pbx::DialConfirm {
-                prompt: self.prompt(&c.prompt).await?,
-                key: c.key,
-                timeout: c.timeout,
-            }),
-            None => None,
-        };
-        let request = DialRequest {
+    /// Not an `async fn`: without a confirmation prompt to load, the dial
+    /// is sent at once and the future (which lives as long as the call)
+    /// only waits for its outcome; an `async fn` would keep the request.
+    fn dial(
+        &self,
+        mut request: ScriptDial,
+    ) -> impl Future<Output = Result<DialOutcome, ActionError>> + Send {
+        let request_with = |request: ScriptDial, confirm| DialRequest {
             targets: request.targets,
             timeout: request.timeout,
             caller_id: request.caller_id,
@@ -148,7 +149,17 @@ impl CallApi for PbxCall {
             attest: request.attest,
             confirm,
         };
-        self.handle.dial(request).await
+        match request.confirm.take() {
+            None => Either::Left(self.handle.dial(request_with(request, None))),
+            Some(c) => Either::Right(Box::pin(async move {
+                let confirm = pbx::DialConfirm {
+                    prompt: self.prompt(&c.prompt).await?,
+                    key: c.key,
+                    timeout: c.timeout,
+                };
+                self.handle.dial(request_with(request, Some(confirm))).await
+            })),
+        }
     }
 
     async fn play(&self, file: String) -> Result<(), ActionError> {

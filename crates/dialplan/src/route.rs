@@ -722,12 +722,7 @@ impl<A: CallApi> UserData for CallObject<A> {
         methods.add_method("is_up", |_, this, ()| Ok(this.state() == "answered"));
         methods.add_method("header", |_, this, name: Value| {
             let name = header_arg(&name)?;
-            Ok(this
-                .info
-                .headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(&name))
-                .map(|(_, v)| v.clone()))
+            Ok(this.info.headers.get(&name).map(str::to_owned))
         });
         methods.add_method("on_hangup", |_, this, handler: Value| {
             let Value::Function(handler) = handler else {
@@ -822,8 +817,11 @@ impl<A: CallApi> UserData for CallObject<A> {
             let started = dial_args(&targets, &opts).and_then(|args| Ok((this.begin()?, args)));
             Box::pin(async move {
                 let (action, request) = started?;
+                // Boxed: the action's task keeps what its future captures
+                // for as long as the dial lasts.
+                let request = Box::new(request);
                 let result = action
-                    .run("dial", |api| async move { api.dial(request).await })
+                    .run("dial", |api| async move { api.dial(*request).await })
                     .await;
                 action.finish_dial(&lua, result)
             })
@@ -1197,8 +1195,17 @@ impl CallState {
         let handlers =
             std::mem::take(&mut *handlers.lock().unwrap_or_else(PoisonError::into_inner));
         if let Some(call) = call {
-            self.run_hangup_handlers(state, &scope, call, handlers, &outcome, &context_file)
-                .await;
+            // Boxed: the route's future (kept for the whole call) would
+            // otherwise have room for the handlers' state all along.
+            Box::pin(self.run_hangup_handlers(
+                state,
+                &scope,
+                call,
+                handlers,
+                &outcome,
+                &context_file,
+            ))
+            .await;
         }
         outcome
     }

@@ -608,7 +608,7 @@ fn call_info(spec: &Table, world: &World, n: u64) -> mlua::Result<CallDetails> {
         context,
         trunk,
         did,
-        headers,
+        headers: headers.into_iter().collect(),
         transferred_by: None,
         transfer_failed: None,
         identity,

@@ -131,7 +131,7 @@ end
     assert_eq!(
         api.actions(),
         [
-            "reject 404 call-to-1234|1001|pbx.test|Alice|sip:1001@pbx.test|1234|nil|sip:1234@pbx.test|192.0.2.10|5062|udp|1001|default|1"
+            "reject 404 call-to-1234|1001|pbx.test|Alice|sip:1001@pbx.test|1234|nil|sip:1234@pbx.test|127.0.0.10|5062|udp|1001|default|1"
         ]
     );
 }

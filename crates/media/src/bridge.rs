@@ -31,7 +31,7 @@ use crate::path::{Outcome, Path};
 #[derive(Debug)]
 pub struct Bridge {
     stop: oneshot::Sender<()>,
-    task: JoinHandle<(Leg, Leg)>,
+    task: JoinHandle<Box<Sides>>,
     transcoding: bool,
 }
 
@@ -66,11 +66,14 @@ impl Bridge {
     pub async fn stop(self) -> Result<(Leg, Leg), Error> {
         // The task may have ended already; then there is no one to tell.
         let _ = self.stop.send(());
-        self.task.await.map_err(|_| Error::TaskFailed)
+        let sides = self.task.await.map_err(|_| Error::TaskFailed)?;
+        let Sides { a, b, .. } = *sides;
+        Ok((a, b))
     }
 }
 
 /// What a bridge's task owns.
+#[derive(Debug)]
 struct Sides {
     a: Leg,
     b: Leg,
@@ -78,7 +81,9 @@ struct Sides {
     ba: Path,
 }
 
-async fn run(mut sides: Box<Sides>, mut stopped: oneshot::Receiver<()>) -> (Leg, Leg) {
+/// Returns the sides boxed: a task keeps room for its output from the
+/// start, and two legs are over a kilobyte.
+async fn run(mut sides: Box<Sides>, mut stopped: oneshot::Receiver<()>) -> Box<Sides> {
     enum From {
         A,
         B,
@@ -123,8 +128,7 @@ async fn run(mut sides: Box<Sides>, mut stopped: oneshot::Receiver<()>) -> (Leg,
             From::B => relay(b, a, ba, &mut buf, now),
         }
     }
-    let Sides { a, b, .. } = *sides;
-    (a, b)
+    sides
 }
 
 /// Forwards what `from` has waiting to `to`, a burst at most (then the

@@ -59,7 +59,7 @@ const PTIME_MS: u32 = 20;
 #[derive(Debug)]
 pub struct Player {
     stop: oneshot::Sender<()>,
-    task: JoinHandle<Leg>,
+    task: JoinHandle<Box<(Leg, Frames)>>,
     finished: done::Wait,
     frames: u64,
 }
@@ -123,15 +123,19 @@ impl Player {
     pub async fn stop(self) -> Result<Leg, Error> {
         // The task may have ended already; then there is no one to tell.
         let _ = self.stop.send(());
-        self.task.await.map_err(|_| Error::TaskFailed)
+        let parts = self.task.await.map_err(|_| Error::TaskFailed)?;
+        let (leg, _) = *parts;
+        Ok(leg)
     }
 }
 
+/// Gives its parts back boxed: a task keeps room for its output from the
+/// start, and a leg is over half a kilobyte.
 async fn run(
     mut parts: Box<(Leg, Frames)>,
     raise: done::Raise,
     mut stopped: oneshot::Receiver<()>,
-) -> Leg {
+) -> Box<(Leg, Frames)> {
     enum Wake {
         Stop,
         Tick,
@@ -186,8 +190,7 @@ async fn run(
             }
         }
     }
-    let (leg, _) = *parts;
-    leg
+    parts
 }
 
 /// Packets read per wake-up before the schedule is looked at again.

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 /// Why an action on a call could not be carried out.
@@ -276,10 +276,22 @@ pub enum Command {
     },
 }
 
+/// The receiving end of a call's commands, which its task reads.
+#[derive(Debug)]
+pub struct Commands(flume::Receiver<Command>);
+
+impl Commands {
+    /// The next command; `None` once every [`CallHandle`] is gone.
+    /// Cancel-safe: a command is never lost when the future is dropped.
+    pub async fn recv(&mut self) -> Option<Command> {
+        self.0.recv_async().await.ok()
+    }
+}
+
 /// The route's handle on one call. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct CallHandle {
-    commands: mpsc::Sender<Command>,
+    commands: flume::Sender<Command>,
     ended: CancellationToken,
     trace: Option<Arc<crate::CallTrace>>,
 }
@@ -288,16 +300,16 @@ impl CallHandle {
     /// A handle and the receiving end the call's task reads commands from.
     /// The task cancels `ended` (see [`ended_token`](Self::ended_token))
     /// when the call is over.
-    pub fn new() -> (CallHandle, mpsc::Receiver<Command>) {
-        // A route waits for each action, so one slot per clone is plenty.
-        let (commands, rx) = mpsc::channel(4);
+    pub fn new() -> (CallHandle, Commands) {
+        // A route waits for each action, so a few slots are plenty.
+        let (commands, rx) = flume::bounded(4);
         (
             CallHandle {
                 commands,
                 ended: CancellationToken::new(),
                 trace: None,
             },
-            rx,
+            Commands(rx),
         )
     }
 
@@ -324,19 +336,39 @@ impl CallHandle {
         self.ended.is_cancelled()
     }
 
-    async fn ask<T>(
+    /// Sends the command `make` builds now, and returns a future for its
+    /// outcome. The future keeps only the outcome's receiver (and, in the
+    /// rare case the queue is full, the boxed wait for room): a `dial`'s
+    /// future lives as long as the call, so what it keeps is per call.
+    fn ask<T: Send + 'static>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, ActionError>>) -> Command,
-    ) -> Result<T, ActionError> {
-        if self.is_ended() {
-            return Err(ActionError::Ended);
-        }
+    ) -> impl Future<Output = Result<T, ActionError>> + Send + 'static {
+        type Room = Pin<Box<dyn Future<Output = Result<(), ActionError>> + Send>>;
         let (done, outcome) = oneshot::channel();
-        self.commands
-            .send(make(done))
-            .await
-            .map_err(|_| ActionError::Ended)?;
-        outcome.await.unwrap_or(Err(ActionError::Ended))
+        let sent: Result<Option<Room>, ActionError> = if self.is_ended() {
+            Err(ActionError::Ended)
+        } else {
+            match self.commands.try_send(make(done)) {
+                Ok(()) => Ok(None),
+                Err(flume::TrySendError::Disconnected(_)) => Err(ActionError::Ended),
+                Err(flume::TrySendError::Full(command)) => {
+                    let commands = self.commands.clone();
+                    Ok(Some(Box::pin(async move {
+                        commands
+                            .send_async(command)
+                            .await
+                            .map_err(|_| ActionError::Ended)
+                    })))
+                }
+            }
+        };
+        async move {
+            if let Some(room) = sent? {
+                room.await?;
+            }
+            outcome.await.unwrap_or(Err(ActionError::Ended))
+        }
     }
 
     /// Sends 180 Ringing to the caller.
@@ -367,13 +399,18 @@ impl CallHandle {
         self.ask(Command::Hangup).await
     }
 
-    /// Dials; returns after the bridged call ends, or when no one answered.
-    pub async fn dial(&self, request: DialRequest) -> Result<DialOutcome, ActionError> {
+    /// Dials; the future returns after the bridged call ends, or when no
+    /// one answered. The dial is sent to the call at once, not when the
+    /// future is first polled (so that the future, which lives as long as
+    /// the call, keeps nothing of the request).
+    pub fn dial(
+        &self,
+        request: DialRequest,
+    ) -> impl Future<Output = Result<DialOutcome, ActionError>> + Send + 'static {
         self.ask(|done| Command::Dial {
             request: Box::new(request),
             done,
         })
-        .await
     }
 
     /// Answers if need be and echoes the caller's audio; returns once the
@@ -412,7 +449,7 @@ impl CallHandle {
     pub async fn stop_recording(&self) -> Result<media::Recording, ActionError> {
         let (done, rx) = oneshot::channel();
         self.commands
-            .send(Command::StopRecording(done))
+            .send_async(Command::StopRecording(done))
             .await
             .map_err(|_| ActionError::Ended)?;
         rx.await.map_err(|_| ActionError::Ended)?
@@ -511,6 +548,68 @@ pub struct Party {
     pub uri: String,
 }
 
+/// A request's headers as a route reads them (`call:header`), kept as one
+/// string: a call keeps them as long as it lasts, and two strings per
+/// header were a kilobyte per call.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct HeaderList {
+    /// `name:value` lines, each ended by `\n`. A name has no `:` (SIP
+    /// names are tokens); line breaks in a value became spaces.
+    text: Box<str>,
+}
+
+impl HeaderList {
+    /// The first value of header `name` (compared without case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The headers in order, as (name, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.text
+            .split_terminator('\n')
+            .map(|line| line.split_once(':').unwrap_or((line, "")))
+    }
+
+    /// How many headers there are.
+    pub fn len(&self) -> usize {
+        self.text.bytes().filter(|&b| b == b'\n').count()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+}
+
+impl<N: AsRef<str>, V: AsRef<str>> FromIterator<(N, V)> for HeaderList {
+    fn from_iter<I: IntoIterator<Item = (N, V)>>(headers: I) -> HeaderList {
+        let mut text = String::new();
+        for (name, value) in headers {
+            let clean = |c: char| if matches!(c, '\n' | '\r') { ' ' } else { c };
+            text.extend(
+                name.as_ref()
+                    .chars()
+                    .map(|c| if c == ':' { '_' } else { clean(c) }),
+            );
+            text.push(':');
+            text.extend(value.as_ref().chars().map(clean));
+            text.push('\n');
+        }
+        HeaderList {
+            text: text.into_boxed_str(),
+        }
+    }
+}
+
+impl std::fmt::Debug for HeaderList {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
 /// What a route is told about a new call.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallDetails {
@@ -537,7 +636,7 @@ pub struct CallDetails {
     /// The dialled number in E.164, when it reads as one (trunk calls).
     pub did: Option<String>,
     /// The request's headers, in order.
-    pub headers: Vec<(String, String)>,
+    pub headers: HeaderList,
     /// A blind transfer's route: the extension that transferred the call
     /// (its context routes it; the caller is the party transferred).
     pub transferred_by: Option<String>,
@@ -626,6 +725,31 @@ mod tests {
         task.await.unwrap();
         // The task is gone: every action now says the call ended.
         assert_eq!(handle.answer().await, Err(ActionError::Ended));
+    }
+
+    #[test]
+    fn a_header_list_keeps_order_and_finds_names_without_case() {
+        let list: HeaderList = [
+            ("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1"),
+            ("X-Tenant", "north"),
+            ("x-tenant", "second"),
+            ("Subject", "two\r\nlines"),
+            ("Empty", ""),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(list.len(), 5);
+        assert_eq!(list.get("x-TENANT"), Some("north"));
+        assert_eq!(
+            list.get("via"),
+            Some("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK1")
+        );
+        assert_eq!(list.get("subject"), Some("two  lines"));
+        assert_eq!(list.get("empty"), Some(""));
+        assert_eq!(list.get("Missing"), None);
+        let names: Vec<&str> = list.iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["Via", "X-Tenant", "x-tenant", "Subject", "Empty"]);
+        assert!(HeaderList::default().is_empty());
     }
 
     #[tokio::test]

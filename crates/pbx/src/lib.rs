@@ -33,8 +33,8 @@ pub use channel::{
     BoxFuture, Channel, ChannelError, ChannelEvent, ChannelId, Hangup, Transfer, TransferReport,
 };
 pub use handle::{
-    ActionError, CallDetails, CallHandle, CallIdentity, Command, DialConfirm, DialOutcome,
-    DialRequest, DialStatus, Party, RouteEnd, Router,
+    ActionError, CallDetails, CallHandle, CallIdentity, Command, Commands, DialConfirm,
+    DialOutcome, DialRequest, DialStatus, HeaderList, Party, RouteEnd, Router,
 };
 pub use leg::{Leg, LegState};
 pub use mailbox::{

@@ -76,7 +76,10 @@ impl Local {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalSession {
     origin: Origin,
-    last_sent: Option<SessionDescription>,
+    /// The last description sent, as sent: a call keeps one per side for
+    /// its whole length, and the text is a third the size of the parsed
+    /// form.
+    last_sent: Option<Box<[u8]>>,
 }
 
 impl LocalSession {
@@ -107,9 +110,15 @@ impl LocalSession {
         &self.origin
     }
 
-    /// The last description [`LocalSession::stamp`] returned.
-    pub fn last_sent(&self) -> Option<&SessionDescription> {
-        self.last_sent.as_ref()
+    /// The last description [`LocalSession::stamp`] returned, as text.
+    pub fn last_sent_bytes(&self) -> Option<&[u8]> {
+        self.last_sent.as_deref()
+    }
+
+    /// The last description [`LocalSession::stamp`] returned (parsed again
+    /// from its text; `None` if nothing was sent).
+    pub fn last_sent(&self) -> Option<SessionDescription> {
+        crate::parse(self.last_sent.as_deref()?).ok()
     }
 
     /// Puts our `o=` on `sdp` and records it as sent: the version is
@@ -118,13 +127,15 @@ impl LocalSession {
     /// description keeps its version).
     pub fn stamp(&mut self, mut sdp: SessionDescription) -> SessionDescription {
         sdp.origin = self.origin.clone();
+        let mut text = sdp.to_bytes();
         if let Some(last) = &self.last_sent
-            && *last != sdp
+            && **last != *text
         {
             self.origin.session_version = self.origin.session_version.wrapping_add(1);
             sdp.origin.session_version = self.origin.session_version;
+            text = sdp.to_bytes();
         }
-        self.last_sent = Some(sdp.clone());
+        self.last_sent = Some(text.into_boxed_slice());
         sdp
     }
 }

@@ -288,7 +288,8 @@ fn version_moves_only_when_the_description_changes() {
     let back = answer(&offer, &ours(vec![30000]), &mut s);
     assert_eq!(back.origin.session_version, 1002);
     assert_eq!(s.origin().session_version, 1002);
-    assert_eq!(s.last_sent(), Some(&back));
+    assert_eq!(s.last_sent(), Some(back.clone()));
+    assert_eq!(s.last_sent_bytes(), Some(&back.to_bytes()[..]));
     assert_eq!(
         back.origin.session_id, "1000",
         "the session id never changes"

@@ -782,8 +782,10 @@ impl EndpointHandle {
         let branch = add_via(&mut request, transport, sent_by);
         let key = crate::tx::Key::client(&branch, request.method.as_str());
         // Responses beyond this many unread ones are dropped: a peer that
-        // floods 1xx cannot grow our memory.
-        let (events_tx, events) = tokio::sync::mpsc::channel(32);
+        // floods 1xx cannot grow our memory. (flume: its buffer grows
+        // with what is queued, where tokio's allocates 32 slots at once,
+        // and the handle lives as long as the call.)
+        let (events_tx, events) = flume::bounded(32);
         let sends = core.transactions.start_client_invite(
             key,
             request.clone(),

@@ -7,7 +7,6 @@
 use std::sync::Weak;
 
 use sip_proto::{HeaderName, Headers, Method, Request, Response};
-use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::endpoint::{ClientError, Core};
@@ -187,7 +186,7 @@ pub enum InviteEvent {
 /// [`cancel`](Self::cancel). The ACK for a non-2xx final response is sent by
 /// the transaction; the ACK for a 2xx is the TU's (RFC 3261 §13.2.2.4).
 pub struct ClientInviteTx {
-    pub(crate) events: mpsc::Receiver<InviteEvent>,
+    pub(crate) events: flume::Receiver<InviteEvent>,
     pub(crate) handle: EndpointHandle,
     /// The INVITE as sent, until [`forget_request`](Self::forget_request).
     pub(crate) invite: Option<Request>,
@@ -208,7 +207,7 @@ impl ClientInviteTx {
     /// The next response or failure; `None` once the transaction has ended
     /// and everything was read.
     pub async fn next(&mut self) -> Option<InviteEvent> {
-        self.events.recv().await
+        self.events.recv_async().await.ok()
     }
 
     /// The INVITE as sent (with our top Via), unless forgotten.

@@ -18,7 +18,7 @@ use sip_proto::transaction::{
     ServerNonInvite, Timers, TransactionKey, is_rfc3261_branch,
 };
 use sip_proto::{Method, Request, Response};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::invite::{InviteEvent, build_non2xx_ack};
@@ -138,7 +138,7 @@ struct Tx {
     /// For a server INVITE: fired when a CANCEL matches it (RFC 3261 §9.2).
     cancel: Option<CancellationToken>,
     /// For a client INVITE: where its responses go.
-    events: Option<mpsc::Sender<InviteEvent>>,
+    events: Option<flume::Sender<InviteEvent>>,
     /// For a client INVITE until its final response: the INVITE, which the
     /// ACK for a non-2xx final response is built from (§17.1.1.3).
     invite: Option<Box<Request>>,
@@ -473,7 +473,7 @@ impl TxTable {
         key: Key,
         invite: Request,
         target: ReplyTarget,
-        events: mpsc::Sender<InviteEvent>,
+        events: flume::Sender<InviteEvent>,
         now: Instant,
     ) -> Vec<Bytes> {
         let reliability = Self::reliability(&target);

@@ -289,7 +289,7 @@ impl Call {
             transport: self.a.leg.dialog.transport.to_string(),
             caller: Some(by.clone()),
             context,
-            headers: Vec::new(),
+            headers: pbx::HeaderList::default(),
             transferred_by: Some(by),
             transfer_failed: failed,
             trunk: None,

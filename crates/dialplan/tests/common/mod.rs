@@ -80,22 +80,21 @@ pub fn call_to(to_user: &str) -> CallDetails {
             display: None,
             uri: format!("sip:{to_user}@pbx.test"),
         },
-        source_ip: "192.0.2.10".into(),
+        source_ip: "127.0.0.10".into(),
         source_port: 5062,
         transport: "udp".into(),
         caller: Some("1001".into()),
         context: "default".into(),
         trunk: None,
         did: None,
-        headers: vec![
-            (
-                "Via".into(),
-                "SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK1".into(),
-            ),
-            ("X-Account".into(), "first".into()),
-            ("User-Agent".into(), "Test Phone 1.0".into()),
-            ("x-account".into(), "second".into()),
-        ],
+        headers: [
+            ("Via", "SIP/2.0/UDP 127.0.0.10:5062;branch=z9hG4bK1"),
+            ("X-Account", "first"),
+            ("User-Agent", "Test Phone 1.0"),
+            ("x-account", "second"),
+        ]
+        .into_iter()
+        .collect(),
         transferred_by: None,
         transfer_failed: None,
         identity: None,
