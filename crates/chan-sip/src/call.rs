@@ -6,6 +6,24 @@
 //! INFO are passed to the other leg, in `indialog.rs`; 491 on glare). The
 //! route (Lua) drives it through a [`pbx::CallHandle`]; its media is
 //! `anchor.rs`'s.
+//!
+//! The call's state is one enum, [`Phase`]; what the admin API shows
+//! (`pbx::CallState`) is derived from it. Its moves, each made by one
+//! method of [`Call`]:
+//!
+//! | from | to | on | method |
+//! |---|---|---|---|
+//! | (INVITE) | Routing | a new call | `start` |
+//! | (parked call timed out) | Answered | the ring-back call | `ring_back` |
+//! | Routing | Answered | the route answers | `answer` |
+//! | Routing, Answered | Dialing | `dial` with a target started | `enter_dialing` |
+//! | Dialing | Routing, Answered | no answer, busy, failed, timeout | `leave_dialing` (`end_dial`) |
+//! | Dialing | Bridged | a branch answers (or confirms); a picker's party arrives | `leave_dialing`, then `bridge_with` |
+//! | Routing, Answered | Bridged | unpark; a transferee back with its transferor | `bridge_with` |
+//! | Bridged | Answered | blind transfer (REFER); attended transfer's move | `take_bridge` |
+//! | Bridged | Replacing | an INVITE with Replaces takes the bridged party's place | `take_bridge`, then `await_replacement` |
+//! | Replacing | Bridged | the newcomer arrives | `take_replacement`, then `bridge_with` |
+//! | any | Ended | BYE, CANCEL, reject, hangup, park, pickup, timeouts, shutdown | `finish` |
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -342,8 +360,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         },
         branches: HashMap::new(),
         next_branch: 1,
-        dialing: None,
-        bridge: None,
+        phase: Phase::Routing,
         reinvite_pending: false,
         re_ok: None,
         moh: None,
@@ -354,12 +371,9 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         next_route: None,
         route_superseded: false,
         identity: None,
-        replacing: None,
         transferred: None,
         _trunk_channel: trunk_channel,
         verstat: verstat.clone(),
-        state: CallState::Routing,
-        finished: false,
         cdr: Cdr {
             call_id: call_id.clone(),
             from: details.from.uri.clone(),
@@ -623,6 +637,107 @@ struct Bridge {
     answered_by: Option<String>,
 }
 
+/// Where the route's `dial` (or a pickup's, an unpark's) hears how it
+/// ended: when the targets give up, or when the bridge it made ends.
+type DialDone = oneshot::Sender<Result<DialOutcome, ActionError>>;
+
+/// The call's phase: which parties it has and what the route waits for.
+/// Each variant holds what exists only in that phase, so "a dial and a
+/// bridge at once" or "a bridge after the end" cannot be written; the
+/// moves between them are [`Call`]'s transition methods (the table is in
+/// the module docs), and what the admin API and the lamps see is derived
+/// from it ([`Phase::call_state`]).
+///
+/// Kept beside it in [`Call`], because they are not phases:
+/// - `transfer`: a blind transfer's transferor, set aside while the call
+///   goes on through `Answered` and `Dialing` (the transferee's own
+///   phases) until the target answers or fails;
+/// - `failed_transfer`: a step deferred until the current event is handled;
+/// - `parking`: a slot held while the route announces it (any live phase);
+/// - `next_route` / `route_superseded`: which route task drives the call,
+///   not which parties it has;
+/// - `re_ok`, `reinvite_pending`, the caller's `ok`/`retrans`: in-dialog
+///   transactions (2xx until ACK, §13.3.1.4; §14 glare) that run in any
+///   answered phase;
+/// - `moh`, `identity`, `transferred`, `verstat`: the call's attributes.
+enum Phase {
+    /// The route runs and the caller is not answered.
+    Routing,
+    /// The caller is answered by us and alone: its media is the call's own
+    /// (prompts, echo, recording, music), or it waits while a transfer's
+    /// route runs.
+    Answered,
+    /// Targets ring (boxed: a dial is large and lasts seconds).
+    Dialing(Box<Dialing>),
+    /// The caller is bridged with another party (inline, as before the
+    /// phase: an established call is the common case and keeps it).
+    Bridged(Bridge),
+    /// An INVITE with Replaces released the bridged party; the newcomer
+    /// takes its place ([`Call::on_adopt`]) and the route's dial goes on
+    /// until then.
+    Replacing(DialDone),
+    /// The call is over; its route may still run, its actions failing
+    /// with "call has ended". The bridged party's leg (if it was bridged)
+    /// is kept until the task ends: its dialog is still this call's (a
+    /// late request in it is answered, cleanup gives its Call-ID back).
+    Ended(Option<Bridge>),
+}
+
+impl Phase {
+    fn is_ended(&self) -> bool {
+        matches!(self, Phase::Ended(_))
+    }
+
+    /// The caller with nobody else, dialling nobody: what a dial, a
+    /// pickup, an unpark, a park and the media actions start from.
+    fn is_alone(&self) -> bool {
+        matches!(self, Phase::Routing | Phase::Answered)
+    }
+
+    /// The dial in progress.
+    fn dialing(&self) -> Option<&Dialing> {
+        match self {
+            Phase::Dialing(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    fn dialing_mut(&mut self) -> Option<&mut Dialing> {
+        match self {
+            Phase::Dialing(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// The bridged party: while bridged, and after the end for the leg
+    /// that was.
+    fn bridge(&self) -> Option<&Bridge> {
+        match self {
+            Phase::Bridged(b) | Phase::Ended(Some(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn bridge_mut(&mut self) -> Option<&mut Bridge> {
+        match self {
+            Phase::Bridged(b) | Phase::Ended(Some(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// What the admin API and the busy lamps show. A call waiting for its
+    /// replacement still counts as bridged (the newcomer is on its way).
+    fn call_state(&self) -> CallState {
+        match self {
+            Phase::Routing => CallState::Routing,
+            Phase::Answered => CallState::Answered,
+            Phase::Dialing(_) => CallState::Dialing,
+            Phase::Bridged(_) | Phase::Replacing(_) => CallState::Bridged,
+            Phase::Ended(_) => CallState::Ending,
+        }
+    }
+}
+
 struct Call {
     inner: Arc<Inner>,
     id: String,
@@ -636,9 +751,9 @@ struct Call {
     /// Boxed: a branch is large and a map's table has room for several.
     branches: HashMap<u32, Box<Branch>>,
     next_branch: u32,
-    /// Boxed: only while targets ring.
-    dialing: Option<Box<Dialing>>,
-    bridge: Option<Bridge>,
+    /// Where the call is in its life: the one place that says whether
+    /// targets ring, who is bridged, whether it is over ([`Phase`]).
+    phase: Phase,
     reinvite_pending: bool,
     /// Our 2xx to the latest re-INVITE, until its ACK (UDP only).
     re_ok: Option<Box<ReOk>>,
@@ -659,9 +774,6 @@ struct Call {
     /// The extension whose identity the call's party has when it is not
     /// the caller's (the callee kept after the caller transferred).
     identity: Option<String>,
-    /// An INVITE with Replaces released the bridged party: the newcomer
-    /// takes its place, and the route's dial goes on until then.
-    replacing: Option<oneshot::Sender<Result<DialOutcome, ActionError>>>,
     /// What a transfer did to this call, for its CDR's hangup cause.
     transferred: Option<String>,
     /// The trunk channel a carrier's call holds, given back when the call ends.
@@ -670,8 +782,6 @@ struct Call {
     /// checked (before its route runs): on From and P-Asserted-Identity
     /// towards phones.
     verstat: Arc<std::sync::OnceLock<&'static str>>,
-    state: CallState,
-    finished: bool,
     cdr: Cdr,
 }
 
@@ -685,21 +795,21 @@ impl Call {
         let cancel = self.a.cancel.clone();
         let stop = self.inner.stop.clone();
         loop {
-            if self.finished && route_done {
+            if self.phase.is_ended() && route_done {
                 break;
             }
-            if self.finished && linger_until.is_none() {
+            if self.phase.is_ended() && linger_until.is_none() {
                 linger_until = Some(Instant::now() + ROUTE_LINGER);
             }
             // The dial that rang ended unanswered: no more ringback.
-            if self.dialing.is_none() && self.media.is_ringback() {
+            if self.phase.dialing().is_none() && self.media.is_ringback() {
                 // Boxed, as the handlers below: a future that would
                 // otherwise sit in every call task for the whole call.
                 Box::pin(self.media.stop_ringback()).await;
             }
             let retrans_at = self.a.retrans.and_then(|r| r.poll_timeout());
             let re_ok_at = self.re_ok.as_ref().and_then(|r| r.retrans.poll_timeout());
-            let dial_deadline = self.dialing.as_ref().map(|d| d.deadline);
+            let dial_deadline = self.phase.dialing().map(|d| d.deadline);
             let linger_at = linger_until.filter(|_| !route_done);
             // One timer for the three deadlines (a timer is a sizeable part
             // of a call's memory): the earliest, then see which are due.
@@ -710,7 +820,7 @@ impl Call {
             let watch_cancel = !self.a.cancel_seen && !self.a.tx.is_answered();
             let silence = self.media.watch();
             let watch_silence =
-                !silence.is_empty() && !self.finished && self.a.leg.state == LegState::Up;
+                !silence.is_empty() && !self.phase.is_ended() && self.a.leg.state == LegState::Up;
             tokio::select! {
                 // Boxed: what handling an event or a command awaits (SDP,
                 // media legs, a bridge's restart) would otherwise sit in
@@ -719,7 +829,7 @@ impl Call {
                 Some(event) = self.events.recv() => Box::pin(self.on_event(event)).await,
                 (which, silent) = silence.silent(), if watch_silence => self.on_silence(which, silent),
                 () = cancel.cancelled(), if watch_cancel => self.on_caller_cancel(),
-                () = stop.cancelled(), if !self.finished => self.on_shutdown(),
+                () = stop.cancelled(), if !self.phase.is_ended() => self.on_shutdown(),
                 end = &mut route, if !route_done => {
                     route_done = true;
                     let end = end.unwrap_or_else(|e| RouteEnd::Failed(format!("route task failed: {e}")));
@@ -860,7 +970,7 @@ impl Call {
     }
 
     fn live(&self) -> Result<(), ActionError> {
-        if self.finished {
+        if self.phase.is_ended() {
             Err(ActionError::Ended)
         } else {
             Ok(())
@@ -896,7 +1006,9 @@ impl Call {
         };
         self.send_ok(Some(("application/sdp".to_owned(), body)));
         self.media.listen().await;
-        self.state = CallState::Answered;
+        if matches!(self.phase, Phase::Routing) {
+            self.phase = Phase::Answered;
+        }
         self.publish();
         Ok(())
     }
@@ -905,7 +1017,7 @@ impl Call {
     /// Playback and Echo do); not while it is bridged to a callee.
     async fn own_media(&mut self) -> Result<(), ActionError> {
         self.live()?;
-        if self.bridge.is_some() || self.dialing.is_some() {
+        if !self.phase.is_alone() {
             return Err(ActionError::Failed(
                 "the call is bridged or dialling: media actions need the caller alone".into(),
             ));
@@ -1000,11 +1112,11 @@ impl Call {
         request: DialRequest,
         done: oneshot::Sender<Result<DialOutcome, ActionError>>,
     ) {
-        if self.finished {
+        if self.phase.is_ended() {
             let _ = done.send(Err(ActionError::Ended));
             return;
         }
-        if self.dialing.is_some() || self.bridge.is_some() {
+        if !self.phase.is_alone() {
             let _ = done.send(Err(ActionError::Failed(
                 "a dial is already in progress on this call".into(),
             )));
@@ -1098,7 +1210,7 @@ impl Call {
             return;
         }
         if self.a.leg.state == LegState::Up
-            && self.bridge.is_none()
+            && self.phase.bridge().is_none()
             && self.media.held_by().is_none()
         {
             // Answered by the dialplan (an IVR transferring): the caller
@@ -1107,7 +1219,7 @@ impl Call {
             // keeps hearing its music.
             self.media.ringback().await;
         }
-        self.dialing = Some(Box::new(Dialing {
+        self.enter_dialing(Box::new(Dialing {
             done,
             deadline: Instant::now() + timeout,
             branches: started,
@@ -1119,8 +1231,6 @@ impl Call {
             confirm,
             confirming: None,
         }));
-        self.state = CallState::Dialing;
-        self.publish();
     }
 
     /// The display name and user of an outbound INVITE's From: the
@@ -1385,8 +1495,8 @@ impl Call {
             }
             Side::Outbound(id)
                 if self
-                    .bridge
-                    .as_ref()
+                    .phase
+                    .bridge()
                     .is_some_and(|b| b.branch == id && b.leg.dialog.matches(request)) =>
             {
                 Which::B
@@ -1418,7 +1528,7 @@ impl Call {
                 self.publish();
             }
             if status > 100
-                && let Some(dialing) = &mut self.dialing
+                && let Some(dialing) = self.phase.dialing_mut()
                 && dialing.branches.contains(&id)
             {
                 dialing.rang = true;
@@ -1458,12 +1568,12 @@ impl Call {
             branch.done = true;
             branch.cancel = None;
             branch.invite = None;
-            let was_early = self.dialing.as_ref().is_some_and(|d| d.early == Some(id));
+            let was_early = self.phase.dialing().is_some_and(|d| d.early == Some(id));
             if self.fail_over(id, Some(status)).await {
                 return;
             }
             self.branch_failed(id, status);
-            if was_early && let Some(dialing) = &mut self.dialing {
+            if was_early && let Some(dialing) = self.phase.dialing_mut() {
                 // Its early media is gone and others still ring: back to
                 // our ringback.
                 dialing.early = None;
@@ -1495,11 +1605,11 @@ impl Call {
         let ack = dialog.request(Method::Ack, None, Some(seq));
         send_stateless(&self.inner, ack, dialog.transport, dialog.peer);
         branch.dialog = Some(dialog.clone());
-        let wins = !self.finished
-            && self.bridge.is_none()
+        let wins = !self.phase.is_ended()
+            && self.phase.bridge().is_none()
             && self
-                .dialing
-                .as_ref()
+                .phase
+                .dialing()
                 .is_some_and(|d| d.branches.contains(&id) && !d.picked && d.confirming.is_none());
         let mut leg = SipLeg {
             inner: self.inner.clone(),
@@ -1529,7 +1639,7 @@ impl Call {
                 return;
             }
         };
-        if self.dialing.as_ref().is_some_and(|d| d.confirm.is_some()) {
+        if self.phase.dialing().is_some_and(|d| d.confirm.is_some()) {
             self.start_confirm(id, leg, &stream, label, answered_at)
                 .await;
             return;
@@ -1550,7 +1660,7 @@ impl Call {
         answered_at: String,
         stream: Option<&sdp::Stream>,
     ) {
-        let Some(dialing) = self.dialing.take() else {
+        let Some(dialing) = self.leave_dialing() else {
             return;
         };
         // Noted before the CANCELs: their branch tasks send (and trace)
@@ -1566,19 +1676,17 @@ impl Call {
             }
         }
         self.cdr.callee = Some(label.clone());
-        self.bridge = Some(Bridge {
+        // Filed (in `bridge_with`) before the caller hears the 200, so
+        // anyone the caller tells sees the bridge.
+        self.bridge_with(Bridge {
             branch: id,
             leg,
             done: Some(dialing.done),
             answered_by: Some(label),
         });
-        self.state = CallState::Bridged;
-        // Filed before the caller hears the 200, so anyone the caller tells
-        // sees the bridge.
-        self.publish();
         // The caller's INVITE was for dialling; bridged, it is not needed.
         let _ = self.a.invite.take();
-        let peer = self.bridge.as_ref().map(|b| b.leg.dialog.peer.ip());
+        let peer = self.phase.bridge().map(|b| b.leg.dialog.peer.ip());
         let peer = peer.unwrap_or(self.a.leg.dialog.peer.ip());
         if let Some(stream) = stream
             && let Err(failure) = self.media.apply_callee(stream, true, peer).await
@@ -1601,7 +1709,7 @@ impl Call {
                 Err(failure) => {
                     let r = self.a.tx.failure(&failure, &self.inner.config.domain);
                     self.a.tx.respond(r);
-                    if let Some(b) = &mut self.bridge {
+                    if let Some(b) = self.phase.bridge_mut() {
                         b.leg.bye();
                     }
                     self.finish(Disposition::Failed, failure.status(), "media");
@@ -1620,7 +1728,7 @@ impl Call {
         if let Some(b) = self.branches.get_mut(&id) {
             b.done = true;
         }
-        if let Some(dialing) = &mut self.dialing
+        if let Some(dialing) = self.phase.dialing_mut()
             && dialing.branches.contains(&id)
             && !dialing.picked
         {
@@ -1666,7 +1774,7 @@ impl Call {
             return;
         }
         self.media.bridge().await;
-        if let Some(dialing) = &mut self.dialing {
+        if let Some(dialing) = self.phase.dialing_mut() {
             dialing.early = Some(id);
         }
         self.note(|| "early media from the callee replaces the ringback".to_owned());
@@ -1686,7 +1794,7 @@ impl Call {
         tracing::info!(side = ?which, silent_ms = silent.as_millis() as u64, "no RTP; hanging up");
         metrics::counter!("rtp_timeouts_total").increment(1);
         self.a.leg.bye();
-        if let Some(b) = &mut self.bridge {
+        if let Some(b) = self.phase.bridge_mut() {
             b.leg.bye();
         }
         self.finish(Disposition::Answered, 200, "rtp timeout");
@@ -1694,13 +1802,13 @@ impl Call {
 
     fn on_caller_cancel(&mut self) {
         self.a.cancel_seen = true;
-        if self.a.tx.is_answered() || self.finished {
+        if self.a.tx.is_answered() || self.phase.is_ended() {
             return;
         }
         let r = self.a.tx.response(487);
         self.a.tx.respond(r);
         self.a.leg.state = LegState::Ended;
-        if let Some(dialing) = self.dialing.take() {
+        if let Some(dialing) = self.leave_dialing() {
             self.cancel_branches();
             let _ = dialing.done.send(Ok(DialOutcome {
                 status: DialStatus::Cancelled,
@@ -1727,11 +1835,11 @@ impl Call {
     /// that answered, 480 to a caller still waiting, CANCEL to ringing
     /// branches (in `finish`).
     fn on_admin_hangup(&mut self) {
-        if self.finished {
+        if self.phase.is_ended() {
             return;
         }
         tracing::info!("call hung up by the admin API");
-        if let Some(b) = &mut self.bridge {
+        if let Some(b) = self.phase.bridge_mut() {
             b.leg.bye();
         }
         if self.a.leg.state == LegState::Up {
@@ -1753,7 +1861,7 @@ impl Call {
     fn on_shutdown(&mut self) {
         if self.a.leg.state == LegState::Up {
             self.a.leg.bye();
-            if let Some(b) = &mut self.bridge {
+            if let Some(b) = self.phase.bridge_mut() {
                 b.leg.bye();
             }
             self.finish(Disposition::Answered, 200, "shutdown");
@@ -1782,7 +1890,7 @@ impl Call {
                 tracing::info!("no ACK for our 200 OK; ending the call");
                 self.a.retrans = None;
                 self.a.leg.bye();
-                if let Some(b) = &mut self.bridge {
+                if let Some(b) = self.phase.bridge_mut() {
                     b.leg.bye();
                 }
                 self.finish(Disposition::Failed, 408, "no ACK from caller");
@@ -1803,7 +1911,7 @@ impl Call {
                 tracing::info!("no ACK for our 200 OK to a re-INVITE; ending the call");
                 self.re_ok = None;
                 self.a.leg.bye();
-                if let Some(b) = &mut self.bridge {
+                if let Some(b) = self.phase.bridge_mut() {
                     b.leg.bye();
                 }
                 self.finish(Disposition::Answered, 408, "no ACK for re-INVITE");
@@ -1817,7 +1925,7 @@ impl Call {
     fn respond_reinvite(&mut self, from: Side, mut tx: InviteTx, r: Response) {
         let transport = match from {
             Side::Inbound => Some(self.a.leg.dialog.transport),
-            Side::Outbound(_) => self.bridge.as_ref().map(|b| b.leg.dialog.transport),
+            Side::Outbound(_) => self.phase.bridge().map(|b| b.leg.dialog.transport),
         };
         let keep = (200..300).contains(&r.status) && transport == Some(Transport::Udp);
         let seq = r.cseq().map(|c| c.seq);
@@ -1835,12 +1943,12 @@ impl Call {
     }
 
     async fn on_dial_timeout(&mut self) {
-        let ringing = self.dialing.as_ref().map(|d| d.branches.clone());
+        let ringing = self.phase.dialing().map(|d| d.branches.clone());
         if let Some(ringing) = ringing
             && let [only] = ringing.as_slice()
             && self
-                .dialing
-                .as_ref()
+                .phase
+                .dialing()
                 .is_some_and(|d| d.trunks.as_ref().is_some_and(|l| !l.rest.is_empty()))
         {
             // A trunk of a failover list did not answer in time: CANCEL it,
@@ -1855,7 +1963,7 @@ impl Call {
                 return;
             }
         }
-        if self.dialing.is_some() {
+        if self.phase.dialing().is_some() {
             self.cancel_branches();
             self.end_dial(DialOutcome {
                 status: DialStatus::NoAnswer,
@@ -1866,13 +1974,13 @@ impl Call {
     }
 
     fn on_route_end(&mut self, end: RouteEnd) {
-        if self.finished {
+        if self.phase.is_ended() {
             return;
         }
         let failed = matches!(end, RouteEnd::Failed(_) | RouteEnd::Unavailable(_));
         if self.a.leg.state == LegState::Up {
             self.a.leg.bye();
-            if let Some(b) = &mut self.bridge {
+            if let Some(b) = self.phase.bridge_mut() {
                 b.leg.bye();
             }
             // Answered, then lost to an error (a missing prompt, say):
@@ -1884,7 +1992,7 @@ impl Call {
             self.finish(Disposition::Answered, 200, &cause);
             return;
         }
-        if let Some(dialing) = self.dialing.take() {
+        if let Some(dialing) = self.leave_dialing() {
             self.cancel_branches();
             drop(dialing);
         }
@@ -1907,14 +2015,81 @@ impl Call {
         self.finish(disposition, code, cause);
     }
 
+    // ---- the phase's transitions (the table is in the module docs) ----
+
+    /// The phase of a caller with nobody else: answered or not.
+    fn alone(&self) -> Phase {
+        if self.a.leg.state == LegState::Up {
+            Phase::Answered
+        } else {
+            Phase::Routing
+        }
+    }
+
+    /// Routing | Answered -> Dialing: the targets ring.
+    fn enter_dialing(&mut self, dialing: Box<Dialing>) {
+        self.phase = Phase::Dialing(dialing);
+        self.publish();
+    }
+
+    /// Dialing -> Routing | Answered: the dial is over (the caller gets
+    /// its result, or a bridge follows at once). `None` when not dialling.
+    fn leave_dialing(&mut self) -> Option<Box<Dialing>> {
+        if !matches!(self.phase, Phase::Dialing(_)) {
+            return None;
+        }
+        let alone = self.alone();
+        match std::mem::replace(&mut self.phase, alone) {
+            Phase::Dialing(dialing) => Some(dialing),
+            _ => None,
+        }
+    }
+
+    /// Routing | Answered (a dial just left, a pickup, an unpark, a
+    /// replacement arriving, a transferee back) -> Bridged.
+    fn bridge_with(&mut self, bridge: Bridge) {
+        self.phase = Phase::Bridged(bridge);
+        self.publish();
+    }
+
+    /// Bridged -> Answered: the bridged party leaves (a transfer, a
+    /// replacement, an attended transfer's move). `None` when not bridged.
+    fn take_bridge(&mut self) -> Option<Bridge> {
+        if !matches!(self.phase, Phase::Bridged(_)) {
+            return None;
+        }
+        let alone = self.alone();
+        match std::mem::replace(&mut self.phase, alone) {
+            Phase::Bridged(bridge) => Some(bridge),
+            _ => None,
+        }
+    }
+
+    /// Answered (the bridged party just released) -> Replacing.
+    fn await_replacement(&mut self, done: DialDone) {
+        self.phase = Phase::Replacing(done);
+    }
+
+    /// Replacing -> Answered: the newcomer is here (and is bridged next).
+    fn take_replacement(&mut self) -> Option<DialDone> {
+        if !matches!(self.phase, Phase::Replacing(_)) {
+            return None;
+        }
+        let alone = self.alone();
+        match std::mem::replace(&mut self.phase, alone) {
+            Phase::Replacing(done) => Some(done),
+            _ => None,
+        }
+    }
+
     // ---- helpers ----
 
     /// Whether `request` carries the tags of the dialog of the leg it came
     /// from (the bridged callee's, or else the caller's).
     fn in_dialog(&self, from_bridge: bool, request: &Request) -> bool {
         if from_bridge {
-            self.bridge
-                .as_ref()
+            self.phase
+                .bridge()
                 .is_some_and(|b| b.leg.dialog.matches(request))
         } else {
             self.a.leg.dialog.matches(request)
@@ -1925,8 +2100,8 @@ impl Call {
     /// is not newer than the last one (out of order: 500).
     fn accept_cseq(&mut self, from_bridge: bool, seq: u32) -> bool {
         if from_bridge {
-            self.bridge
-                .as_mut()
+            self.phase
+                .bridge_mut()
                 .is_some_and(|b| b.leg.dialog.accept_remote_cseq(seq))
         } else {
             self.a.leg.dialog.accept_remote_cseq(seq)
@@ -1975,26 +2150,21 @@ impl Call {
                     // the transfer's route is done with the call.
                     self.failed_transfer = Some(outcome);
                     self.supersede_route();
-                    self.dialing = None;
+                    drop(self.leave_dialing());
                     return;
                 }
                 transfer::TargetFailed::Hook => {
                     // The hook's route has taken over; the transfer's
                     // route is done with the call.
-                    self.dialing = None;
+                    drop(self.leave_dialing());
                     return;
                 }
             }
         }
-        if let Some(dialing) = self.dialing.take() {
+        if let Some(dialing) = self.leave_dialing() {
             let _ = dialing.done.send(Ok(outcome));
         }
-        if !self.finished {
-            self.state = if self.a.leg.state == LegState::Up {
-                CallState::Answered
-            } else {
-                CallState::Routing
-            };
+        if !self.phase.is_ended() {
             self.publish();
         }
     }
@@ -2002,27 +2172,39 @@ impl Call {
     /// The call is over: the route's pending and later actions fail with
     /// "call has ended", a dial in progress returns.
     fn finish(&mut self, disposition: Disposition, code: u16, cause: &str) {
-        if self.finished {
+        if self.phase.is_ended() {
             return;
         }
-        self.finished = true;
+        let phase = std::mem::replace(&mut self.phase, Phase::Ended(None));
         self.ended.cancel();
         self.transfer_abandoned();
         // The ports go back to the pool now, not when the route returns.
         self.media.release();
-        self.state = CallState::Ending;
         self.cancel_branches();
-        if let Some(dialing) = self.dialing.take() {
-            let _ = dialing.done.send(Err(ActionError::Ended));
-        }
-        if let Some(bridge) = &mut self.bridge
-            && let Some(done) = bridge.done.take()
-        {
-            let _ = done.send(Ok(DialOutcome {
+        // The route's dial returns: a ringing one with "call has ended",
+        // an answered one (bridged, or waiting for its replacement) as
+        // answered.
+        let answered = |answered_by| {
+            Ok(DialOutcome {
                 status: DialStatus::Answered,
                 code: 200,
-                answered_by: bridge.answered_by.clone(),
-            }));
+                answered_by,
+            })
+        };
+        match phase {
+            Phase::Dialing(dialing) => {
+                let _ = dialing.done.send(Err(ActionError::Ended));
+            }
+            Phase::Bridged(mut bridge) => {
+                if let Some(done) = bridge.done.take() {
+                    let _ = done.send(answered(bridge.answered_by.clone()));
+                }
+                self.phase = Phase::Ended(Some(bridge));
+            }
+            Phase::Replacing(done) => {
+                let _ = done.send(answered(None));
+            }
+            Phase::Routing | Phase::Answered | Phase::Ended(_) => {}
         }
         self.note(|| format!("call ended: {} {code} ({cause})", disposition.as_str()));
         self.cdr.disposition = disposition;
@@ -2042,7 +2224,7 @@ impl Call {
             return;
         };
         let leg = if from_bridge {
-            self.bridge.as_mut().map(|b| &mut b.leg)
+            self.phase.bridge_mut().map(|b| &mut b.leg)
         } else {
             Some(&mut self.a.leg)
         };
@@ -2056,11 +2238,12 @@ impl Call {
 
     fn publish(&self) {
         let mut legs = vec![self.a.leg.snapshot()];
-        if let Some(b) = &self.bridge {
+        if let Some(b) = self.phase.bridge() {
             legs.push(b.leg.snapshot());
         }
         let ringing = self
-            .dialing
+            .phase
+            .dialing()
             .iter()
             .flat_map(|d| &d.branches)
             .filter_map(|id| self.branches.get(id))
@@ -2093,7 +2276,7 @@ impl Call {
             caller: self.cdr.caller.clone(),
             callee: self.cdr.callee.clone(),
             context: self.cdr.context.clone(),
-            state: self.state,
+            state: self.phase.call_state(),
             started_ms: self.cdr.start_ms,
             answered_ms: self.cdr.answer_ms,
             legs,
@@ -2102,7 +2285,7 @@ impl Call {
     }
 
     fn cleanup(mut self) {
-        if !self.finished {
+        if !self.phase.is_ended() {
             self.finish(Disposition::Failed, 500, "internal");
         }
         let inner = &self.inner;
@@ -2111,7 +2294,7 @@ impl Call {
         for branch in self.branches.values() {
             inner.dialogs.remove(&branch.call_id);
         }
-        if let Some(b) = &self.bridge {
+        if let Some(b) = self.phase.bridge() {
             inner
                 .dialogs
                 .remove_owned(&b.leg.dialog.call_id, &self.events_tx);

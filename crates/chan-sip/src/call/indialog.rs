@@ -25,7 +25,7 @@ impl Call {
         };
         // Which leg it came from, and the other one.
         let from_bridge =
-            matches!((side, &self.bridge), (Side::Outbound(id), Some(b)) if b.branch == id);
+            matches!((side, self.phase.bridge()), (Side::Outbound(id), Some(b)) if b.branch == id);
         if let Side::Outbound(_) = side
             && !from_bridge
         {
@@ -55,13 +55,13 @@ impl Call {
             Method::Bye => {
                 let _ = reply.send(Reply::status(200));
                 if from_bridge {
-                    if let Some(b) = &mut self.bridge {
+                    if let Some(b) = self.phase.bridge_mut() {
                         b.leg.state = LegState::Ended;
                     }
                     self.a.leg.bye();
                     self.finish(Disposition::Answered, 200, "callee");
                 } else {
-                    if let Some(b) = &mut self.bridge {
+                    if let Some(b) = self.phase.bridge_mut() {
                         b.leg.bye();
                     }
                     self.a.leg.state = LegState::Ended;
@@ -71,7 +71,7 @@ impl Call {
                     } else {
                         Disposition::Cancelled
                     };
-                    if let Some(dialing) = self.dialing.take() {
+                    if let Some(dialing) = self.leave_dialing() {
                         self.cancel_branches();
                         let _ = dialing.done.send(Ok(DialOutcome {
                             status: DialStatus::Cancelled,
@@ -101,7 +101,7 @@ impl Call {
                 let target = if from_bridge {
                     Some(&mut self.a.leg)
                 } else {
-                    self.bridge.as_mut().map(|b| &mut b.leg)
+                    self.phase.bridge_mut().map(|b| &mut b.leg)
                 };
                 match target {
                     Some(leg) if leg.state == LegState::Up => {
@@ -143,8 +143,8 @@ impl Call {
 
     pub(super) async fn on_reinvite(&mut self, side: Side, incoming: Incoming, mut tx: InviteTx) {
         let from_bridge =
-            matches!((side, &self.bridge), (Side::Outbound(id), Some(b)) if b.branch == id);
-        if matches!(side, Side::Outbound(_)) && !from_bridge || self.finished {
+            matches!((side, self.phase.bridge()), (Side::Outbound(id), Some(b)) if b.branch == id);
+        if matches!(side, Side::Outbound(_)) && !from_bridge || self.phase.is_ended() {
             let r = tx.response(481);
             tx.respond(r);
             return;
@@ -163,7 +163,7 @@ impl Call {
         }
         let which = if from_bridge { Which::B } else { Which::A };
         let own_contact = if from_bridge {
-            self.bridge.as_ref().map(|b| b.leg.contact.clone())
+            self.phase.bridge().map(|b| b.leg.contact.clone())
         } else {
             Some(self.a.leg.contact.clone())
         }
@@ -173,8 +173,8 @@ impl Call {
         let other_up = if from_bridge {
             self.a.leg.state == LegState::Up
         } else {
-            self.bridge
-                .as_ref()
+            self.phase
+                .bridge()
                 .is_some_and(|b| b.leg.state == LegState::Up)
         };
         if other_up
@@ -230,7 +230,7 @@ impl Call {
         let other = if from_bridge {
             &mut self.a.leg
         } else {
-            match self.bridge.as_mut() {
+            match self.phase.bridge_mut() {
                 Some(b) => &mut b.leg,
                 None => return,
             }
@@ -337,11 +337,11 @@ impl Call {
         };
         let own_contact = match which {
             Which::A => Some(self.a.leg.contact.clone()),
-            Which::B => self.bridge.as_ref().map(|b| b.leg.contact.clone()),
+            Which::B => self.phase.bridge().map(|b| b.leg.contact.clone()),
         }
         .unwrap_or_default();
         let r = match response {
-            Some(r) if r.status < 300 && !self.finished => {
+            Some(r) if r.status < 300 && !self.phase.is_ended() => {
                 match self.media.reanswer(which, &r.body).await {
                     Ok(sdp) => {
                         let mut out = tx.response(200);
@@ -355,7 +355,7 @@ impl Call {
             }
             Some(r) => {
                 self.media.reoffer_failed(which);
-                tx.response(if self.finished { 481 } else { r.status })
+                tx.response(if self.phase.is_ended() { 481 } else { r.status })
             }
             None => {
                 self.media.reoffer_failed(which);
