@@ -870,3 +870,34 @@ impl Call {
         inner.cdrs.write(cdr);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The phase took the place of `Option<Box<Dialing>>`,
+    /// `Option<Bridge>`, an `Option` of the dial's sender, a `bool` and a
+    /// `CallState`: it must not make each call larger (bench/README.md,
+    /// "Per-call memory"). A bridge stays inline (an established call
+    /// has one), anything else large stays boxed.
+    #[test]
+    fn the_phase_is_no_larger_than_the_fields_it_replaced() {
+        let before = size_of::<Option<Box<Dialing>>>()
+            + size_of::<Option<Bridge>>()
+            + size_of::<Option<DialDone>>()
+            + size_of::<bool>()
+            + size_of::<CallState>();
+        let phase = size_of::<Phase>();
+        eprintln!(
+            "Phase {phase} bytes (fields it replaced: {before}); Bridge {}, Dialing {}, Call {}",
+            size_of::<Bridge>(),
+            size_of::<Dialing>(),
+            size_of::<Call>()
+        );
+        assert!(phase <= before, "Phase is {phase} bytes, was {before}");
+        assert!(
+            phase <= size_of::<Bridge>() + size_of::<usize>(),
+            "a phase's data larger than a bridge must be boxed"
+        );
+    }
+}
