@@ -13,7 +13,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use media::{
@@ -309,24 +309,41 @@ enum Activity {
 }
 
 /// Silence watch: clones of the timeouts of the legs that should be
-/// receiving, awaited next to the call's other events.
-pub(crate) struct Watch(Vec<(Which, MediaTimeout)>);
+/// receiving. An owner folds [`Watch::deadline`] into its one timer and
+/// asks [`Watch::expired`] when it fires (a timer per side was a sizeable
+/// part of every call's task).
+pub(crate) struct Watch([Option<(Which, MediaTimeout)>; 2]);
 
 impl Watch {
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.iter().all(Option::is_none)
+    }
+
+    /// When the first watched side will have been silent too long, unless
+    /// RTP comes before.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.0.iter().flatten().map(|(_, t)| t.deadline()).min()
+    }
+
+    /// A side silent too long at `now`, and for how long.
+    pub fn expired(&self, now: Instant) -> Option<(Which, Duration)> {
+        self.0
+            .iter()
+            .flatten()
+            .find_map(|(w, t)| t.silent_at(now).map(|d| (*w, d)))
     }
 
     /// Which side went silent, and for how long (pending while there is
     /// nothing to watch).
     pub async fn silent(self) -> (Which, Duration) {
-        match self.0.as_slice() {
-            [] => std::future::pending().await,
-            [(w, t)] => (*w, t.expired().await),
-            [(w1, t1), (w2, t2), ..] => tokio::select! {
-                d = t1.expired() => (*w1, d),
-                d = t2.expired() => (*w2, d),
-            },
+        loop {
+            let Some(at) = self.deadline() else {
+                return std::future::pending().await;
+            };
+            if let Some(silent) = self.expired(Instant::now()) {
+                return silent;
+            }
+            tokio::time::sleep_until(at.into()).await;
         }
     }
 }
@@ -1056,17 +1073,12 @@ impl CallMedia {
     /// The legs to watch for silence: made, run by something, and
     /// expected to send (not on hold).
     pub fn watch(&self) -> Watch {
-        let mut watched = Vec::new();
-        for which in [Which::A, Which::B] {
-            if let Some(side) = self.side(which)
-                && side.leg.is_none()
-                && side.direction.receives()
-                && let Some(t) = &side.timeout
-            {
-                watched.push((which, t.clone()));
-            }
-        }
-        Watch(watched)
+        let watched = |which| {
+            let side = self.side(which)?;
+            let t = side.timeout.as_ref()?;
+            (side.leg.is_none() && side.direction.receives()).then(|| (which, t.clone()))
+        };
+        Watch([watched(Which::A), watched(Which::B)])
     }
 
     /// Ends all media: what runs stops, the ports go back to the pool.

@@ -18,7 +18,7 @@ use pbx::{
 use sip_net::{Incoming, InviteTx, OkResender, Transport};
 use sip_proto::dialog::{OkRetransmit, OkTimer};
 use sip_proto::{HeaderName, Method, Request, Response};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::anchor::{CallMedia, Which};
 use crate::call::CallEvent;
@@ -44,8 +44,8 @@ pub(crate) struct SipChannel {
     /// Its media: one side (this party's), the leg parked in it while no
     /// owner runs anything on it.
     pub(crate) media: CallMedia,
-    inbox: mpsc::Receiver<CallEvent>,
-    inbox_tx: mpsc::Sender<CallEvent>,
+    inbox: crate::queue::EventRx,
+    inbox_tx: crate::queue::EventTx,
     pending: Option<Box<PendingOk>>,
     /// Handed on to another owner: its dialog is theirs now.
     moved: bool,
@@ -68,7 +68,7 @@ impl SipChannel {
         media: CallMedia,
         pending: Option<Box<PendingOk>>,
     ) -> SipChannel {
-        let (inbox_tx, inbox) = mpsc::channel(16);
+        let (inbox_tx, inbox) = crate::queue::events(16);
         inner
             .dialogs
             .repoint(&leg.dialog.call_id, inbox_tx.clone(), Side::Inbound);

@@ -16,6 +16,7 @@ mod call;
 mod channel;
 mod dialog;
 mod leg;
+mod queue;
 mod relay;
 mod target;
 mod trace;
@@ -34,7 +35,7 @@ use pbx::{Registry, Router};
 use registrar::Registrar;
 use sip_net::{BoxFuture, EndpointHandle, Incoming, InviteTx, Service};
 use sip_proto::{Method, Response};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 pub use anchor::MediaConfig;
 pub(crate) use call::CallEvent;
@@ -247,7 +248,7 @@ impl ChanSip {
     /// The call owning the dialog `incoming` belongs to, if it may be
     /// delivered there: it comes from the dialog's peer IP, or carries
     /// credentials of the dialog's extension (RFC 3261 §22; the peer moved).
-    fn dispatch(&self, incoming: &Incoming) -> Result<(mpsc::Sender<CallEvent>, Side), Refusal> {
+    fn dispatch(&self, incoming: &Incoming) -> Result<(crate::queue::EventTx, Side), Refusal> {
         let route = incoming
             .request
             .call_id()
@@ -303,7 +304,7 @@ impl Reply {
 /// dialogs it is, and who may send them.
 #[derive(Clone)]
 pub(crate) struct Route {
-    events: mpsc::Sender<CallEvent>,
+    events: crate::queue::EventTx,
     side: Side,
     /// The IP the dialog's peer signals from: requests inside the dialog
     /// must come from there (a Call-ID and tags alone are guessable from
@@ -343,7 +344,7 @@ impl Dialogs {
     pub fn insert(
         &self,
         call_id: String,
-        events: mpsc::Sender<CallEvent>,
+        events: crate::queue::EventTx,
         side: Side,
         peer: IpAddr,
         user: Option<String>,
@@ -378,7 +379,7 @@ impl Dialogs {
 
     /// Points the dialog `call_id` at another owner (a party moved to
     /// another call or to the parking lot), keeping who may send in it.
-    pub fn repoint(&self, call_id: &str, events: mpsc::Sender<CallEvent>, side: Side) -> bool {
+    pub fn repoint(&self, call_id: &str, events: crate::queue::EventTx, side: Side) -> bool {
         match self.shard(call_id).get_mut(call_id) {
             Some(route) => {
                 route.events = events;
@@ -391,7 +392,7 @@ impl Dialogs {
 
     /// Removes the dialog `call_id` if `events` still owns it (a party
     /// that moved on keeps its dialog).
-    pub fn remove_owned(&self, call_id: &str, events: &mpsc::Sender<CallEvent>) {
+    pub fn remove_owned(&self, call_id: &str, events: &crate::queue::EventTx) {
         let mut shard = self.shard(call_id);
         if shard
             .get(call_id)

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use pbx::DialStatus;
 use sip_net::{ClientInviteTx, InviteEvent, Transport};
 use sip_proto::{HeaderName, Headers, Request, Response};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::call::CallEvent;
 use crate::{Inner, Reply};
@@ -24,7 +24,7 @@ pub(crate) async fn branch_task(
     // Boxed: the task lives until the transaction ends (32 s after a 2xx),
     // and a future taking it by value would keep room for it twice.
     mut ctx: Box<ClientInviteTx>,
-    events: mpsc::Sender<CallEvent>,
+    events: crate::queue::EventTx,
     mut cancel: oneshot::Receiver<()>,
 ) {
     let mut provisional = false;

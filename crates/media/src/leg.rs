@@ -871,6 +871,20 @@ pub struct MediaTimeout {
 }
 
 impl MediaTimeout {
+    /// When the leg will have been silent for the configured time, if no
+    /// RTP comes before (for an owner that keeps one timer for all its
+    /// deadlines; check [`MediaTimeout::silent_at`] when it fires).
+    pub fn deadline(&self) -> Instant {
+        self.shared.last_rtp() + self.after
+    }
+
+    /// How long the leg has been silent at `now`, if that is the
+    /// configured time or more.
+    pub fn silent_at(&self, now: Instant) -> Option<Duration> {
+        let last = self.shared.last_rtp();
+        (now >= last + self.after).then(|| now.saturating_duration_since(last))
+    }
+
     /// Waits until no RTP has arrived for the configured time; returns how
     /// long the leg has been silent. Cancel-safe.
     pub async fn expired(&self) -> Duration {

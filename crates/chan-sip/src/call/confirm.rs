@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use pbx::DialConfirm;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::{Call, CallEvent};
@@ -61,7 +61,7 @@ impl Call {
         label: String,
         answered_at: String,
     ) {
-        let Some(confirm) = self.dialing.as_ref().and_then(|d| d.confirm.clone()) else {
+        let Some(confirm) = self.phase.dialing().and_then(|d| d.confirm.clone()) else {
             return;
         };
         let peer = leg.dialog.peer.ip();
@@ -89,7 +89,7 @@ impl Call {
             )
         });
         let task = tokio::spawn(ask(id, media, confirm.clone(), self.events_tx.clone()));
-        if let Some(dialing) = &mut self.dialing {
+        if let Some(dialing) = self.phase.dialing_mut() {
             // The confirmation gets its own time, whatever was left to ring.
             dialing.deadline =
                 std::time::Instant::now() + confirm.prompt.duration() + confirm.timeout + MARGIN;
@@ -107,8 +107,8 @@ impl Call {
     /// (and the dial goes on without it).
     pub(super) async fn on_confirmed(&mut self, id: u32, accepted: bool, media: CallMedia) {
         let Some(mut confirming) = self
-            .dialing
-            .as_mut()
+            .phase
+            .dialing_mut()
             .and_then(|d| d.confirming.take_if(|c| c.id == id))
         else {
             return; // the dial is over: the party had its BYE
@@ -140,7 +140,7 @@ impl Call {
 /// Plays the prompt to the answered party (its media's caller side) and
 /// waits for the key: during the prompt, or `timeout` after it. Reports
 /// the result with the media back to the call.
-async fn ask(id: u32, mut media: CallMedia, confirm: DialConfirm, events: mpsc::Sender<CallEvent>) {
+async fn ask(id: u32, mut media: CallMedia, confirm: DialConfirm, events: crate::queue::EventTx) {
     let mut digits = media.caller_digits();
     let (done, mut played) = oneshot::channel();
     media.play(confirm.prompt.clone(), done).await;

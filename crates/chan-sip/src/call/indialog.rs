@@ -2,11 +2,14 @@
 //! INFO, and re-INVITEs (§14) with their offers re-made for the other side
 //! (RFC 3264 §8, media anchored) and glare (491).
 
-use sip_net::{Incoming, InviteEvent, InviteTx};
+use std::time::Instant;
+
+use sip_net::{Incoming, InviteEvent, InviteTx, Transport};
+use sip_proto::dialog::{OkRetransmit, OkTimer};
 use sip_proto::{HeaderName, Method, Request, Response};
 use tokio::sync::oneshot;
 
-use super::{Call, CallEvent};
+use super::{Call, CallEvent, ReOk};
 use crate::anchor::{Failure, Which};
 use crate::relay::{body_of, reply_from, set_body};
 use crate::{Reply, Side};
@@ -25,7 +28,7 @@ impl Call {
         };
         // Which leg it came from, and the other one.
         let from_bridge =
-            matches!((side, &self.bridge), (Side::Outbound(id), Some(b)) if b.branch == id);
+            matches!((side, self.phase.bridge()), (Side::Outbound(id), Some(b)) if b.branch == id);
         if let Side::Outbound(_) = side
             && !from_bridge
         {
@@ -55,13 +58,13 @@ impl Call {
             Method::Bye => {
                 let _ = reply.send(Reply::status(200));
                 if from_bridge {
-                    if let Some(b) = &mut self.bridge {
+                    if let Some(b) = self.phase.bridge_mut() {
                         b.leg.state = LegState::Ended;
                     }
                     self.a.leg.bye();
                     self.finish(Disposition::Answered, 200, "callee");
                 } else {
-                    if let Some(b) = &mut self.bridge {
+                    if let Some(b) = self.phase.bridge_mut() {
                         b.leg.bye();
                     }
                     self.a.leg.state = LegState::Ended;
@@ -71,7 +74,7 @@ impl Call {
                     } else {
                         Disposition::Cancelled
                     };
-                    if let Some(dialing) = self.dialing.take() {
+                    if let Some(dialing) = self.leave_dialing() {
                         self.cancel_branches();
                         let _ = dialing.done.send(Ok(DialOutcome {
                             status: DialStatus::Cancelled,
@@ -101,7 +104,7 @@ impl Call {
                 let target = if from_bridge {
                     Some(&mut self.a.leg)
                 } else {
-                    self.bridge.as_mut().map(|b| &mut b.leg)
+                    self.phase.bridge_mut().map(|b| &mut b.leg)
                 };
                 match target {
                     Some(leg) if leg.state == LegState::Up => {
@@ -143,8 +146,8 @@ impl Call {
 
     pub(super) async fn on_reinvite(&mut self, side: Side, incoming: Incoming, mut tx: InviteTx) {
         let from_bridge =
-            matches!((side, &self.bridge), (Side::Outbound(id), Some(b)) if b.branch == id);
-        if matches!(side, Side::Outbound(_)) && !from_bridge || self.finished {
+            matches!((side, self.phase.bridge()), (Side::Outbound(id), Some(b)) if b.branch == id);
+        if matches!(side, Side::Outbound(_)) && !from_bridge || self.phase.is_ended() {
             let r = tx.response(481);
             tx.respond(r);
             return;
@@ -163,7 +166,7 @@ impl Call {
         }
         let which = if from_bridge { Which::B } else { Which::A };
         let own_contact = if from_bridge {
-            self.bridge.as_ref().map(|b| b.leg.contact.clone())
+            self.phase.bridge().map(|b| b.leg.contact.clone())
         } else {
             Some(self.a.leg.contact.clone())
         }
@@ -173,8 +176,8 @@ impl Call {
         let other_up = if from_bridge {
             self.a.leg.state == LegState::Up
         } else {
-            self.bridge
-                .as_ref()
+            self.phase
+                .bridge()
                 .is_some_and(|b| b.leg.state == LegState::Up)
         };
         if other_up
@@ -230,7 +233,7 @@ impl Call {
         let other = if from_bridge {
             &mut self.a.leg
         } else {
-            match self.bridge.as_mut() {
+            match self.phase.bridge_mut() {
                 Some(b) => &mut b.leg,
                 None => return,
             }
@@ -337,11 +340,11 @@ impl Call {
         };
         let own_contact = match which {
             Which::A => Some(self.a.leg.contact.clone()),
-            Which::B => self.bridge.as_ref().map(|b| b.leg.contact.clone()),
+            Which::B => self.phase.bridge().map(|b| b.leg.contact.clone()),
         }
         .unwrap_or_default();
         let r = match response {
-            Some(r) if r.status < 300 && !self.finished => {
+            Some(r) if r.status < 300 && !self.phase.is_ended() => {
                 match self.media.reanswer(which, &r.body).await {
                     Ok(sdp) => {
                         let mut out = tx.response(200);
@@ -355,7 +358,7 @@ impl Call {
             }
             Some(r) => {
                 self.media.reoffer_failed(which);
-                tx.response(if self.finished { 481 } else { r.status })
+                tx.response(if self.phase.is_ended() { 481 } else { r.status })
             }
             None => {
                 self.media.reoffer_failed(which);
@@ -363,6 +366,96 @@ impl Call {
             }
         };
         self.respond_reinvite(from, tx, r);
+    }
+}
+
+// Our 2xx to a re-INVITE until its ACK, and the dialogs' bookkeeping
+// (which leg a request is from, its CSeq, the hold it asks for).
+impl Call {
+    /// Sends our 2xx to a re-INVITE again (T1 doubling to T2); with no
+    /// ACK within 64×T1 the call is over (§13.3.1.4).
+    pub(super) fn on_re_ok_retransmit(&mut self) {
+        let Some(re) = &mut self.re_ok else {
+            return;
+        };
+        match re.retrans.handle_timeout(Instant::now()) {
+            OkTimer::Resend => re.tx.respond(re.ok.clone()),
+            OkTimer::GiveUp => {
+                tracing::info!("no ACK for our 200 OK to a re-INVITE; ending the call");
+                self.re_ok = None;
+                self.a.leg.bye();
+                if let Some(b) = self.phase.bridge_mut() {
+                    b.leg.bye();
+                }
+                self.finish(Disposition::Answered, 408, "no ACK for re-INVITE");
+            }
+            _ => {}
+        }
+    }
+
+    /// Answers a re-INVITE from `from`; a 2xx over UDP is kept and sent
+    /// again until its ACK.
+    fn respond_reinvite(&mut self, from: Side, mut tx: InviteTx, r: Response) {
+        let transport = match from {
+            Side::Inbound => Some(self.a.leg.dialog.transport),
+            Side::Outbound(_) => self.phase.bridge().map(|b| b.leg.dialog.transport),
+        };
+        let keep = (200..300).contains(&r.status) && transport == Some(Transport::Udp);
+        let seq = r.cseq().map(|c| c.seq);
+        tx.respond(r.clone());
+        if let (true, Some(seq)) = (keep, seq) {
+            let config = &self.inner.config;
+            self.re_ok = Some(Box::new(ReOk {
+                from,
+                seq,
+                tx,
+                ok: r,
+                retrans: OkRetransmit::start(Instant::now(), config.t1, config.t2),
+            }));
+        }
+    }
+
+    /// Whether `request` carries the tags of the dialog of the leg it came
+    /// from (the bridged callee's, or else the caller's).
+    fn in_dialog(&self, from_bridge: bool, request: &Request) -> bool {
+        if from_bridge {
+            self.phase
+                .bridge()
+                .is_some_and(|b| b.leg.dialog.matches(request))
+        } else {
+            self.a.leg.dialog.matches(request)
+        }
+    }
+
+    /// §12.2.2: records a request's CSeq in its leg's dialog; `false` if it
+    /// is not newer than the last one (out of order: 500).
+    fn accept_cseq(&mut self, from_bridge: bool, seq: u32) -> bool {
+        if from_bridge {
+            self.phase
+                .bridge_mut()
+                .is_some_and(|b| b.leg.dialog.accept_remote_cseq(seq))
+        } else {
+            self.a.leg.dialog.accept_remote_cseq(seq)
+        }
+    }
+
+    /// A new offer from one side (re-INVITE, UPDATE): notes whether it
+    /// puts the call on hold, for the admin API.
+    fn note_hold(&mut self, from_bridge: bool, offer: &[u8]) {
+        let Some(held) = crate::leg::offers_hold(offer) else {
+            return;
+        };
+        let leg = if from_bridge {
+            self.phase.bridge_mut().map(|b| &mut b.leg)
+        } else {
+            Some(&mut self.a.leg)
+        };
+        if let Some(leg) = leg
+            && leg.held != held
+        {
+            leg.held = held;
+            self.publish();
+        }
     }
 }
 

@@ -13,11 +13,11 @@ use pbx::{
     ActionError, CallHandle, CallState, Cdr, DialOutcome, DialRequest, DialStatus, Disposition,
     LegState, ParkRequest, RouteEnd, TimedOut,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{Bridge, Call, CallEvent};
+use super::{Bridge, Call, CallEvent, Phase};
 use crate::anchor::Which;
 use crate::channel::{PendingOk, SipChannel};
 use crate::{Inner, Side};
@@ -27,7 +27,7 @@ impl Call {
     /// of its own; the call has no caller afterwards (the caller must
     /// `finish` it). `None` when the caller is not answered or is bridged.
     pub(super) async fn detach_caller(&mut self) -> Option<SipChannel> {
-        if self.a.leg.state != LegState::Up || self.bridge.is_some() || self.dialing.is_some() {
+        if self.a.leg.state != LegState::Up || !self.phase.is_alone() {
             return None;
         }
         let media = self.media.detach(Which::A).await?;
@@ -72,14 +72,12 @@ impl Call {
         }
         self.media.attach_callee(media).await;
         self.cdr.callee = Some(label);
-        self.bridge = Some(Bridge {
+        self.bridge_with(Bridge {
             branch: id,
             leg,
             done: Some(done),
             answered_by: None,
         });
-        self.state = CallState::Bridged;
-        self.publish();
         self.answer_and_bridge().await;
     }
 
@@ -142,11 +140,11 @@ impl Call {
         slot: u16,
         done: oneshot::Sender<Result<DialOutcome, ActionError>>,
     ) {
-        if self.finished {
+        if self.phase.is_ended() {
             let _ = done.send(Err(ActionError::Ended));
             return;
         }
-        if self.dialing.is_some() || self.bridge.is_some() {
+        if !self.phase.is_alone() {
             let _ = done.send(Err(ActionError::Failed(
                 "the call is bridged or dialling already".into(),
             )));
@@ -187,11 +185,11 @@ impl Call {
         target: Option<String>,
         done: oneshot::Sender<Result<DialOutcome, ActionError>>,
     ) {
-        if self.finished {
+        if self.phase.is_ended() {
             let _ = done.send(Err(ActionError::Ended));
             return;
         }
-        if self.dialing.is_some() || self.bridge.is_some() {
+        if !self.phase.is_alone() {
             let _ = done.send(Err(ActionError::Failed(
                 "the call is bridged or dialling already".into(),
             )));
@@ -253,7 +251,7 @@ impl Call {
     /// answered and handed over, and this call is over for its route.
     async fn hand_over(
         &mut self,
-        events: mpsc::Sender<CallEvent>,
+        events: crate::queue::EventTx,
         done: oneshot::Sender<Result<DialOutcome, ActionError>>,
     ) {
         let me = self.cdr.caller.clone().unwrap_or_default();
@@ -347,10 +345,10 @@ impl Call {
     /// ring and nobody answered; they stop ringing now (a target's
     /// answer after this is too late and gets BYE).
     pub(super) fn on_pickup_ask(&mut self) -> bool {
-        if self.finished || self.bridge.is_some() {
+        if self.phase.is_ended() || self.phase.bridge().is_some() {
             return false;
         }
-        let Some(dialing) = &mut self.dialing else {
+        let Some(dialing) = self.phase.dialing_mut() else {
             return false;
         };
         if dialing.picked {
@@ -370,7 +368,7 @@ impl Call {
         call_id: &str,
         (to_tag, from_tag): (String, String),
     ) -> bool {
-        if self.finished || self.bridge.is_none() || self.replacing.is_some() {
+        if !matches!(self.phase, Phase::Bridged(_)) {
             return false;
         }
         match self.leg_of(call_id, &to_tag, &from_tag) {
@@ -379,7 +377,7 @@ impl Call {
             None => return false,
         }
         // The replaced party is the callee now: released, its place kept.
-        let Some(bridge) = self.bridge.take() else {
+        let Some(bridge) = self.take_bridge() else {
             return false;
         };
         let mut leg = bridge.leg;
@@ -387,18 +385,14 @@ impl Call {
         self.inner.dialogs.remove(&leg.dialog.call_id);
         drop(self.media.detach(Which::B).await);
         self.note(|| format!("dialog {call_id} is being replaced"));
-        self.replacing = Some(bridge.done.unwrap_or_else(|| oneshot::channel().0));
+        self.await_replacement(bridge.done.unwrap_or_else(|| oneshot::channel().0));
         true
     }
 
     /// The picker's (or the replacing) party arrives: bridged to the
     /// caller, whose route's `dial` returns when that call ends.
     pub(super) async fn on_adopt(&mut self, channel: SipChannel, label: String) {
-        if let Some(done) = self.replacing.take() {
-            if self.finished {
-                drop(channel);
-                return;
-            }
+        if let Some(done) = self.take_replacement() {
             let kept = self
                 .identity
                 .clone()
@@ -408,13 +402,13 @@ impl Call {
             self.tell_identities(&label, &kept);
             return;
         }
-        let picked = self.dialing.as_ref().is_some_and(|d| d.picked);
-        if self.finished || !picked {
+        let picked = self.phase.dialing().is_some_and(|d| d.picked);
+        if self.phase.is_ended() || !picked {
             // Too late (the caller gave up meanwhile): the picker is told.
             drop(channel);
             return;
         }
-        let Some(dialing) = self.dialing.take() else {
+        let Some(dialing) = self.leave_dialing() else {
             return;
         };
         self.attach_callee(channel, label, dialing.done).await;
@@ -423,7 +417,7 @@ impl Call {
 
 /// Sends `question` to another call and waits (a little) for its yes.
 async fn ask(
-    events: &mpsc::Sender<CallEvent>,
+    events: &crate::queue::EventTx,
     question: CallEvent,
     answer: oneshot::Receiver<bool>,
 ) -> bool {
@@ -462,7 +456,7 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
     tracing::info!(slot, %parker, "parked call timed out; ringing back the parker");
     let (leg, media, _pending) = channel.into_parts();
     let id = leg.dialog.call_id.clone();
-    let (events_tx, events) = mpsc::channel(64);
+    let (events_tx, events) = crate::queue::events(64);
     inner.dialogs.repoint(&id, events_tx.clone(), Side::Inbound);
     let active = inner.active.fetch_add(1, Ordering::Relaxed) + 1;
     metrics::gauge!("calls_active").set(active as f64);
@@ -480,7 +474,7 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         ended: handle.ended_token(),
         trace: None,
         a: super::Inbound {
-            tx: super::CallerTx(None),
+            tx: super::CallerTx::Done,
             cancel: CancellationToken::new(),
             invite: None,
             leg,
@@ -490,8 +484,7 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         },
         branches: HashMap::new(),
         next_branch: 1,
-        dialing: None,
-        bridge: None,
+        phase: Phase::Answered,
         reinvite_pending: false,
         re_ok: None,
         moh: None,
@@ -502,12 +495,9 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         next_route: None,
         route_superseded: false,
         identity: None,
-        replacing: None,
         transferred: None,
         _trunk_channel: None,
         verstat: Arc::default(),
-        state: CallState::Answered,
-        finished: false,
         cdr: Cdr {
             call_id: id,
             from: party,

@@ -13,7 +13,7 @@
 //! table only delivers requests from that peer's address (or its
 //! re-authenticated extension).
 
-use pbx::{CallDetails, CallHandle, CallState, DialOutcome, DialStatus, LegState, Party};
+use pbx::{CallDetails, CallHandle, DialOutcome, DialStatus, LegState, Party};
 use sip_proto::header::Replaces;
 use sip_proto::{HeaderName, Method, Request, Uri};
 use tokio::sync::oneshot;
@@ -176,7 +176,7 @@ impl Call {
         request: Request,
         reply: oneshot::Sender<Reply>,
     ) {
-        if self.bridge.is_none() || self.transfer.is_some() || self.finished {
+        if self.phase.bridge().is_none() || self.transfer.is_some() || self.phase.is_ended() {
             // A transfer moves the other party of a bridge, one at a time.
             let _ = reply.send(Reply::status(603));
             return;
@@ -218,7 +218,7 @@ impl Call {
             // keeps, and the caller takes the place it leaves.
             self.swap_parties().await;
         }
-        let Some(bridge) = self.bridge.take() else {
+        let Some(bridge) = self.take_bridge() else {
             return;
         };
         self.note(|| format!("{by} transfers the call to {target} (REFER)"));
@@ -236,7 +236,6 @@ impl Call {
         });
         transfer.notify(100, "Trying", false);
         self.transfer = Some(transfer);
-        self.state = CallState::Answered;
         self.publish();
         // The route that dialled the transferor is done with this call;
         // the transfer's route takes it over.
@@ -303,12 +302,12 @@ impl Call {
     /// The caller and the bridged party change places: the party the
     /// call keeps is always its caller (`a`), whoever placed the call.
     pub(super) async fn swap_parties(&mut self) {
-        let Some(bridge) = &mut self.bridge else {
+        let Some(bridge) = self.phase.bridge_mut() else {
             return;
         };
         std::mem::swap(&mut self.a.leg, &mut bridge.leg);
         // The INVITE that made the call was the leaving party's.
-        self.a.tx = super::CallerTx(None);
+        self.a.tx = super::CallerTx::Done;
         self.a.ok = None;
         self.a.retrans = None;
         self.a.invite = None;
@@ -419,14 +418,12 @@ impl Call {
             return;
         };
         self.media.attach_callee(media).await;
-        self.bridge = Some(Bridge {
+        self.bridge_with(Bridge {
             branch,
             leg: t.leg,
             done: None,
             answered_by: None,
         });
-        self.state = CallState::Bridged;
-        self.publish();
         self.media.bridge().await;
     }
 
@@ -508,7 +505,7 @@ impl Call {
         if !from_bridge {
             self.swap_parties().await;
         }
-        let Some(bridge) = self.bridge.take() else {
+        let Some(bridge) = self.take_bridge() else {
             return;
         };
         let mut transferor = Transferring {
@@ -545,7 +542,7 @@ impl Call {
         let sdp = self.media.last_description(Which::A);
         self.a.leg.tell_identity(&domain, to_caller, sdp);
         let sdp = self.media.last_description(Which::B);
-        if let Some(b) = &mut self.bridge {
+        if let Some(b) = self.phase.bridge_mut() {
             b.leg.tell_identity(&domain, to_callee, sdp);
         }
     }
@@ -563,7 +560,7 @@ impl Call {
         };
         if matches(&self.a.leg) {
             Some(Which::A)
-        } else if self.bridge.as_ref().is_some_and(|b| matches(&b.leg)) {
+        } else if self.phase.bridge().is_some_and(|b| matches(&b.leg)) {
             Some(Which::B)
         } else {
             None
@@ -579,7 +576,7 @@ impl Call {
         call_id: &str,
         (to_tag, from_tag): (String, String),
     ) -> Option<(SipChannel, String)> {
-        if self.finished || self.bridge.is_none() {
+        if self.phase.is_ended() || self.phase.bridge().is_none() {
             return None;
         }
         let transferor_is_callee = match self.leg_of(call_id, &to_tag, &from_tag)? {
@@ -598,7 +595,7 @@ impl Call {
             self.swap_parties().await;
         }
         // Now the transferor is the caller, the party is the callee.
-        let bridge = self.bridge.take()?;
+        let bridge = self.take_bridge()?;
         let media = self.media.detach(Which::B).await?;
         let channel = SipChannel::new(self.inner.clone(), bridge.leg, media, None);
         self.note(|| format!("attended transfer: {label} joins another call"));

@@ -197,7 +197,7 @@ impl Call {
         let failed = t_name(&self.branches, id);
         let why = status.map_or_else(|| "no answer".to_owned(), |s| s.to_string());
         loop {
-            let Some(dialing) = &mut self.dialing else {
+            let Some(dialing) = self.phase.dialing_mut() else {
                 return false;
             };
             if !dialing.branches.contains(&id) {
@@ -216,7 +216,7 @@ impl Call {
             let label = next.label.clone();
             self.note(|| format!("{failed} did not take the call ({why}); trying {label}"));
             if let Some(started) = self.start_branch(next, &request, &offer).await {
-                if let Some(dialing) = &mut self.dialing {
+                if let Some(dialing) = self.phase.dialing_mut() {
                     dialing.branches = vec![started];
                     dialing.deadline = Instant::now() + per_try;
                 }

@@ -1,0 +1,455 @@
+//! The caller's side of a call (RFC 3261 §13.3, the UAS core for an
+//! INVITE): a new INVITE admitted and its call task started, our 2xx sent
+//! again until the ACK (§13.3.1.4), the ACK with the answer to an offer in
+//! our 2xx (RFC 3264 §5), and the caller's CANCEL (§9.2).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::Bytes;
+use pbx::{
+    CallDetails, CallHandle, Cdr, DialOutcome, DialStatus, Disposition, LegState, Party, RouteEnd,
+};
+use sip_net::{Incoming, InviteTx, Transport};
+use sip_proto::dialog::{OkRetransmit, OkTimer};
+use sip_proto::{HeaderName, Request, Uri};
+use tracing::Instrument;
+
+use super::{Call, CallerTx, Inbound, Phase};
+use crate::admit::Caller;
+use crate::anchor::{CallMedia, Failure, Which};
+use crate::dialog::Dialog;
+use crate::leg::{SipLeg, our_contact};
+use crate::{Inner, Side};
+
+/// Accepts a new INVITE (no To tag): loop check, authentication, capacity;
+/// then the call's task takes it.
+pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
+    let request = &incoming.request;
+    let Some(call_id) = request.call_id().map(str::to_owned) else {
+        let r = tx.response(400);
+        tx.respond(r);
+        return;
+    };
+    // An INVITE with the Call-ID of a dialog we own came back to us: one of
+    // our own outbound INVITEs looped (RFC 3261 §8.2.2.2, §16.3 step 4).
+    if inner.dialogs.contains(&call_id) {
+        let r =
+            tx.response_with_warning(482, &inner.config.domain, "request looped back to this PBX");
+        tx.respond(r);
+        return;
+    }
+    let caller = match crate::admit::admit(&inner, &incoming) {
+        Ok(caller) => caller,
+        Err(denied) => {
+            // Traced under the Call-ID, so "why doesn't it ring?" has an
+            // answer: the INVITE, why, and the answer (the tap files it).
+            if let Some(t) = inner.traces.attempt(&call_id) {
+                crate::trace::record_invite(&t, &incoming);
+                t.step(
+                    None,
+                    format!(
+                        "not admitted ({}): {}",
+                        denied.response.status, denied.reason
+                    ),
+                );
+            }
+            // Stateless, as Kamailio's sl does: no retransmissions of the
+            // challenge towards a source that may be spoofed.
+            tx.respond_stateless(denied.response);
+            return;
+        }
+    };
+    // Traced from here: the INVITE (the tap saw it before the call was
+    // known, unless an earlier refused round started the trace), then
+    // everything the endpoint sends and receives for it.
+    let trace = inner.traces.start(&call_id);
+    if let Some(t) = &trace {
+        crate::trace::record_invite(t, &incoming);
+    }
+    // Authenticated: now the caller hears that we are working on it (not
+    // before, so a spoofed INVITE gets the 407 alone).
+    tx.trying();
+    if let Some(ct) = request.headers.content_type()
+        && !request.body.is_empty()
+        && !ct
+            .trim()
+            .to_ascii_lowercase()
+            .starts_with("application/sdp")
+    {
+        let mut r = tx.response(415);
+        r.headers.push(HeaderName::Accept, "application/sdp");
+        tx.respond(r);
+        return;
+    }
+    let mut media = CallMedia::new(inner.media.clone());
+    if let Err(failure) = media.set_caller_offer(&request.body) {
+        let r = tx.response_with_warning(failure.status(), &inner.config.domain, failure.text());
+        tx.respond(r);
+        return;
+    }
+    if inner.draining.load(Ordering::Relaxed) {
+        let mut r = tx.response_with_warning(503, &inner.config.domain, "shutting down");
+        r.headers.push(HeaderName::RetryAfter, "30");
+        tx.respond(r);
+        return;
+    }
+    if inner.active.fetch_add(1, Ordering::Relaxed) >= inner.config.max_calls {
+        inner.active.fetch_sub(1, Ordering::Relaxed);
+        let mut r = tx.response_with_warning(503, &inner.config.domain, "too many calls");
+        r.headers.push(HeaderName::RetryAfter, "5");
+        tx.respond(r);
+        return;
+    }
+    let (events_tx, events) = crate::queue::events(64);
+    if !inner.dialogs.insert(
+        call_id.clone(),
+        events_tx.clone(),
+        Side::Inbound,
+        incoming.source.ip(),
+        caller.extension().map(str::to_owned),
+    ) {
+        inner.active.fetch_sub(1, Ordering::Relaxed);
+        let r = tx.response(482);
+        tx.respond(r);
+        return;
+    }
+    let Some(dialog) = Dialog::uas(request, tx.to_tag(), incoming.transport, incoming.source)
+    else {
+        inner.dialogs.remove(&call_id);
+        inner.active.fetch_sub(1, Ordering::Relaxed);
+        let r = tx.response(400);
+        tx.respond(r);
+        return;
+    };
+    metrics::gauge!("calls_active").set(inner.active.load(Ordering::Relaxed) as f64);
+    let context = match &caller {
+        Caller::Trunk(trunk, _) => trunk.context.clone(),
+        Caller::Extension(id) => inner
+            .extensions
+            .load()
+            .get(id)
+            .map_or_else(|| "default".to_owned(), |e| e.context.clone()),
+    };
+    let mut details = details(&incoming, &call_id, &caller, &context);
+    // One span per call (issue 12): every line its task and its route log
+    // carries the Call-ID. At info, as the lines it is for: below that
+    // level it is disabled and costs nothing.
+    let span = tracing::info_span!(
+        "call",
+        call_id = %call_id,
+        from = %details.from.user,
+        to = %details.to.user
+    );
+    // A trunk's call with trust anchors configured: its Identity (RFC
+    // 8224) is checked before the route runs.
+    let stir = caller.trunk().and(inner.trunks.verify()).map(|verify| {
+        let header = request
+            .headers
+            .get(&HeaderName::parse("Identity"))
+            .map(str::to_owned);
+        let orig = stir_orig(request, &details.from.user);
+        (verify, header, orig, details.to.user.clone())
+    });
+    let verstat = Arc::new(std::sync::OnceLock::new());
+    let (handle, commands) = CallHandle::new();
+    let handle = handle.with_trace(trace.clone());
+    let contact = our_contact(&inner, incoming.transport, incoming.source);
+    let now = pbx::unix_ms();
+    let (cdr_caller, trunk_channel) = match caller {
+        Caller::Extension(id) => (Some(id), None),
+        Caller::Trunk(_, seized) => (None, Some(seized)),
+    };
+    let call = Call {
+        inner: inner.clone(),
+        id: call_id.clone(),
+        events_tx,
+        events,
+        commands,
+        ended: handle.ended_token(),
+        trace,
+        a: Inbound {
+            cancel: tx.cancel_token(),
+            tx: CallerTx::Open(Box::new(tx)),
+            invite: Some(Box::new(incoming.request.clone())),
+            leg: SipLeg {
+                inner: inner.clone(),
+                dialog,
+                direction: "inbound",
+                state: LegState::Calling,
+                contact: contact.clone(),
+                held: false,
+                allows_update: crate::leg::allows(&incoming.request.headers, "UPDATE"),
+            },
+            ok: None,
+            retrans: None,
+            cancel_seen: false,
+        },
+        branches: HashMap::new(),
+        next_branch: 1,
+        phase: Phase::Routing,
+        reinvite_pending: false,
+        re_ok: None,
+        moh: None,
+        media,
+        parking: None,
+        transfer: None,
+        failed_transfer: None,
+        next_route: None,
+        route_superseded: false,
+        identity: None,
+        transferred: None,
+        _trunk_channel: trunk_channel,
+        verstat: verstat.clone(),
+        cdr: Cdr {
+            call_id: call_id.clone(),
+            from: details.from.uri.clone(),
+            to: details.to.uri.clone(),
+            caller: cdr_caller,
+            callee: None,
+            context: context.clone(),
+            start_ms: now,
+            answer_ms: None,
+            end_ms: now,
+            disposition: Disposition::Failed,
+            code: 0,
+            duration_ms: 0,
+            billable_ms: 0,
+            hangup_cause: String::new(),
+            start: String::new(),
+            answer: None,
+            end: String::new(),
+        },
+    };
+    call.publish();
+    // An INVITE with Replaces (RFC 3891) takes another call's party's
+    // place instead of being routed: a BLF key picking up a ringing call,
+    // a phone completing an attended transfer.
+    let route: std::pin::Pin<Box<dyn std::future::Future<Output = RouteEnd> + Send>> =
+        match incoming.request.headers.replaces().ok().flatten() {
+            Some(replaces) => {
+                let dialog = pbx::DialogIds {
+                    call_id: replaces.call_id.clone(),
+                    local_tag: replaces.to_tag().unwrap_or_default().to_owned(),
+                    remote_tag: replaces.from_tag().map(str::to_owned),
+                };
+                let early_only = replaces.early_only();
+                Box::pin(async move {
+                    match handle.replace(dialog, early_only).await {
+                        Ok(o) if o.status == DialStatus::Answered => {}
+                        _ => {
+                            let _ = handle.reject(481, None).await;
+                        }
+                    }
+                    RouteEnd::Done
+                })
+            }
+            None => match stir {
+                Some((verify, header, from, to)) => {
+                    let router = inner.router.clone();
+                    let verstat = verstat.clone();
+                    Box::pin(async move {
+                        let (result, value) = verify.check(header.as_deref(), &from, &to).await;
+                        tracing::info!(verified = result.verified, attest = ?result.attest, reason = ?result.reason, "STIR/SHAKEN: {value}");
+                        let _ = verstat.set(value);
+                        details.identity = Some(result);
+                        router.route(handle, details).await
+                    })
+                }
+                // In the call's span: the router starts the route at once
+                // (on the Lua pool), and the route takes the span along.
+                None => span.in_scope(|| inner.router.route(handle, details)),
+            },
+        };
+    let route = tokio::spawn(route.instrument(span.clone()));
+    tokio::spawn(Box::new(call).run(route).instrument(span));
+}
+
+/// The calling number a PASSporT's `orig` must match (RFC 8224 §6.2
+/// step 2, as SHAKEN verifiers apply it): the From user when it is a
+/// telephone number, else P-Asserted-Identity's (an anonymous From whose
+/// number the carrier asserts, RFC 3325).
+fn stir_orig(request: &Request, from_user: &str) -> String {
+    if identity::canonical_tn(from_user).is_ok() {
+        return from_user.to_owned();
+    }
+    request
+        .headers
+        .get(&HeaderName::parse("P-Asserted-Identity"))
+        .and_then(|v| sip_proto::header::NameAddr::parse(v).ok())
+        .and_then(|na| match na.uri {
+            Uri::Sip(s) => s.user,
+            Uri::Tel(t) => Some(t.number),
+            Uri::Other { .. } => None,
+        })
+        .unwrap_or_else(|| from_user.to_owned())
+}
+
+fn party(value: Option<sip_proto::header::NameAddr>) -> Party {
+    let Some(na) = value else {
+        return Party::default();
+    };
+    let (user, host) = match &na.uri {
+        Uri::Sip(s) => (s.user.clone().unwrap_or_default(), s.host.to_string()),
+        Uri::Tel(t) => (t.number.clone(), String::new()),
+        Uri::Other { .. } => (String::new(), String::new()),
+    };
+    Party {
+        user,
+        host,
+        display: na.display.clone(),
+        uri: na.uri.to_string(),
+    }
+}
+
+fn details(incoming: &Incoming, call_id: &str, caller: &Caller, context: &str) -> CallDetails {
+    let req = &incoming.request;
+    let to = party(req.headers.to().ok());
+    let trunk = caller.trunk();
+    CallDetails {
+        id: call_id.to_owned(),
+        from: party(req.headers.from().ok()),
+        did: trunk.and_then(|_| {
+            let ruri_user = req.uri.as_sip().and_then(|s| s.user.as_deref());
+            crate::trunk::to_e164(ruri_user.unwrap_or(&to.user))
+                .or_else(|| crate::trunk::to_e164(&to.user))
+        }),
+        trunk: trunk.map(|t| t.name.clone()),
+        to,
+        request_uri: party(Some(sip_proto::header::NameAddr::new(req.uri.clone()))),
+        source_ip: incoming.source.ip().to_string(),
+        source_port: incoming.source.port(),
+        transport: incoming.transport.to_string(),
+        caller: caller.extension().map(str::to_owned),
+        context: context.to_owned(),
+        // Credentials are for us, not for scripts (or their logs).
+        headers: req
+            .headers
+            .iter()
+            .filter(|h| {
+                !matches!(
+                    h.name,
+                    HeaderName::Authorization | HeaderName::ProxyAuthorization
+                )
+            })
+            .map(|h| (h.name.as_str(), h.value.to_string()))
+            .collect(),
+        transferred_by: None,
+        transfer_failed: None,
+        identity: None,
+    }
+}
+
+impl Call {
+    pub(super) async fn on_ack(&mut self, side: Side, request: &Request) {
+        if let Some(re) = &self.re_ok
+            && re.from == side
+            && request.cseq().is_some_and(|c| c.seq == re.seq)
+        {
+            self.re_ok = None;
+        }
+        let which = match side {
+            Side::Inbound if self.a.leg.dialog.matches(request) => {
+                self.a.retrans = None;
+                // Nothing left to retransmit.
+                self.a.ok = None;
+                Which::A
+            }
+            Side::Outbound(id)
+                if self
+                    .phase
+                    .bridge()
+                    .is_some_and(|b| b.branch == id && b.leg.dialog.matches(request)) =>
+            {
+                Which::B
+            }
+            _ => return,
+        };
+        // The answer to the offer in our 2xx (late offer, offerless
+        // re-INVITE).
+        if let Err(failure) = self.media.ack_answer(which, &request.body).await {
+            tracing::info!("ACK: {}", failure.text());
+        }
+    }
+
+    /// What the caller gets as SDP (our answer, or our offer), on the
+    /// address it reaches us on.
+    pub(super) async fn caller_sdp(&mut self) -> Result<Bytes, Failure> {
+        let ip = self
+            .inner
+            .endpoint
+            .local_addr_for(self.a.leg.dialog.transport, self.a.leg.dialog.peer)
+            .map(|a| a.ip());
+        let peer = self.a.leg.dialog.peer.ip();
+        self.media.caller_description(ip, peer).await
+    }
+
+    pub(super) fn on_caller_cancel(&mut self) {
+        self.a.cancel_seen = true;
+        if self.a.tx.is_answered() || self.phase.is_ended() {
+            return;
+        }
+        let r = self.a.tx.response(487);
+        self.a.tx.respond(r);
+        self.a.leg.state = LegState::Ended;
+        if let Some(dialing) = self.leave_dialing() {
+            self.cancel_branches();
+            let _ = dialing.done.send(Ok(DialOutcome {
+                status: DialStatus::Cancelled,
+                code: 487,
+                answered_by: None,
+            }));
+        }
+        self.finish(Disposition::Cancelled, 487, "cancel");
+    }
+
+    pub(super) fn on_retransmit(&mut self) {
+        let Some(r) = &mut self.a.retrans else {
+            return;
+        };
+        match r.handle_timeout(Instant::now()) {
+            OkTimer::Resend => {
+                if let Some(ok) = &self.a.ok {
+                    self.a.tx.respond(ok.clone());
+                }
+            }
+            OkTimer::GiveUp => {
+                // §13.3.1.4: no ACK for the 2xx: the dialog is over.
+                tracing::info!("no ACK for our 200 OK; ending the call");
+                self.a.retrans = None;
+                self.a.leg.bye();
+                if let Some(b) = self.phase.bridge_mut() {
+                    b.leg.bye();
+                }
+                self.finish(Disposition::Failed, 408, "no ACK from caller");
+            }
+            _ => {}
+        }
+    }
+
+    /// Answers the caller with 200 (and the body) and starts retransmitting
+    /// it until the ACK (§13.3.1.4).
+    pub(super) fn send_ok(&mut self, body: Option<(String, Bytes)>) {
+        let mut ok = self.a.tx.response(200);
+        ok.headers
+            .push(HeaderName::Contact, self.a.leg.contact.as_str());
+        ok.headers.push(
+            HeaderName::Allow,
+            "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO",
+        );
+        if let Some((content_type, body)) = body {
+            ok.headers.push(HeaderName::ContentType, content_type);
+            ok.body = body;
+        }
+        self.a.tx.respond(ok.clone());
+        self.a.ok = Some(ok);
+        self.a.leg.state = LegState::Up;
+        if self.a.leg.dialog.transport == Transport::Udp {
+            let config = &self.inner.config;
+            self.a.retrans = Some(OkRetransmit::start(Instant::now(), config.t1, config.t2));
+        }
+        self.cdr.answer_ms = Some(pbx::unix_ms());
+    }
+}

@@ -1,0 +1,290 @@
+//! The route's commands to its call ([`pbx::Command`], sent by the Lua
+//! `call` object through [`pbx::CallHandle`]): ring, answer, reject,
+//! redirect and hang up the caller (RFC 3261 §13.3.1: the UAS's
+//! provisional and final responses, §15 BYE), media actions on the
+//! caller alone, dial, park and pickup; and what the route's end means
+//! for the call.
+
+use pbx::{ActionError, Command, Disposition, LegState, RouteEnd};
+use sip_proto::{HeaderName, Uri};
+
+use super::{Call, Phase};
+
+impl Call {
+    pub(super) async fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Ring(done) => {
+                let r = self.ring();
+                let _ = done.send(r);
+            }
+            Command::Answer(done) => {
+                let r = self.answer().await;
+                let _ = done.send(r);
+            }
+            Command::Reject { code, reason, done } => {
+                let r = self.reject(code, reason.map(String::from));
+                let _ = done.send(r);
+            }
+            Command::Redirect { uri, done } => {
+                let r = self.redirect(&uri);
+                let _ = done.send(r);
+            }
+            Command::Hangup(done) => {
+                let r = self.hangup();
+                let _ = done.send(r);
+            }
+            Command::Dial { request, done } => self.dial(*request, done).await,
+            Command::Echo(done) => {
+                let r = self.echo().await;
+                let _ = done.send(r);
+            }
+            Command::Digits(done) => {
+                let r = self.digits().await;
+                let _ = done.send(r);
+            }
+            Command::Play { prompt, done } => match self.own_media().await {
+                Ok(()) => self.media.play(prompt, done).await,
+                Err(e) => {
+                    let _ = done.send(Err(e));
+                }
+            },
+            Command::Record { limits, done } => {
+                let (max, silence) = *limits;
+                let r = match self.own_media().await {
+                    Ok(()) => self.media.record(max, silence).await,
+                    Err(e) => Err(e),
+                };
+                let _ = done.send(r);
+            }
+            Command::Hold { class, done } => {
+                let r = self.hold_caller(class.map(String::from)).await;
+                let _ = done.send(r);
+            }
+            Command::Unhold(done) => {
+                let r = match self.own_media().await {
+                    Ok(()) => {
+                        self.media.unhold().await;
+                        self.media.listen().await;
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                };
+                let _ = done.send(r);
+            }
+            Command::StopPlaying(done) => {
+                self.media.stop_playing().await;
+                let _ = done.send(Ok(()));
+            }
+            Command::Park { request, done } => {
+                let pbx::ParkRequest {
+                    slot,
+                    timeout,
+                    parker,
+                    ..
+                } = *request;
+                let r = self.park(slot, timeout, parker).await;
+                let _ = done.send(r);
+            }
+            Command::Unpark { slot, done } => self.unpark(slot, done).await,
+            Command::Pickup { target, done } => self.pickup(target.map(String::from), done).await,
+            Command::Replace {
+                dialog,
+                early_only,
+                done,
+            } => self.replace(*dialog, early_only, done).await,
+            Command::ReservePark { slot, done } => {
+                let r = self.reserve_park(slot);
+                let _ = done.send(r);
+            }
+            Command::StopRecording(done) => {
+                let r = self
+                    .media
+                    .stop_recording()
+                    .await
+                    .ok_or_else(|| ActionError::Failed("nothing is being recorded".into()));
+                let _ = done.send(r);
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn live(&self) -> Result<(), ActionError> {
+        if self.phase.is_ended() {
+            Err(ActionError::Ended)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn ring(&mut self) -> Result<(), ActionError> {
+        self.live()?;
+        if !self.a.tx.is_answered() {
+            let r = self.a.tx.response(180);
+            self.a.tx.respond(r);
+            self.a.leg.state = LegState::Ringing;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn answer(&mut self) -> Result<(), ActionError> {
+        self.live()?;
+        if self.a.leg.state == LegState::Up {
+            return Ok(());
+        }
+        let body = match self.caller_sdp().await {
+            Ok(body) => body,
+            Err(failure) => {
+                let r = self.a.tx.failure(&failure, &self.inner.config.domain);
+                self.a.tx.respond(r);
+                self.finish(Disposition::Failed, failure.status(), "media");
+                return Err(ActionError::Failed(format!(
+                    "cannot answer: {}",
+                    failure.text()
+                )));
+            }
+        };
+        self.send_ok(Some(("application/sdp".to_owned(), body)));
+        self.media.listen().await;
+        if matches!(self.phase, Phase::Routing) {
+            self.phase = Phase::Answered;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// The caller's media, answering first if need be (as Asterisk's
+    /// Playback and Echo do); not while it is bridged to a callee.
+    pub(super) async fn own_media(&mut self) -> Result<(), ActionError> {
+        self.live()?;
+        if !self.phase.is_alone() {
+            return Err(ActionError::Failed(
+                "the call is bridged or dialling: media actions need the caller alone".into(),
+            ));
+        }
+        self.answer().await
+    }
+
+    /// `call:hold()`: music on hold to the caller alone (an IVR's queue).
+    async fn hold_caller(&mut self, class: Option<String>) -> Result<(), ActionError> {
+        self.own_media().await?;
+        let name = class.as_deref().unwrap_or(self.moh_class());
+        let music = self.media.music(name).ok_or_else(|| {
+            ActionError::Failed(format!(
+                "no music-on-hold class {name:?}: add sounds/moh/{name}.wav"
+            ))
+        })?;
+        // Nobody holds: the far side (absent) "holds" the caller.
+        self.media.hold(crate::anchor::Which::B, music).await;
+        Ok(())
+    }
+
+    async fn echo(&mut self) -> Result<(), ActionError> {
+        self.own_media().await?;
+        self.media.echo().await;
+        Ok(())
+    }
+
+    async fn digits(&mut self) -> Result<media::Digits, ActionError> {
+        self.own_media().await?;
+        self.media
+            .caller_digits()
+            .ok_or_else(|| ActionError::Failed("the caller has no media".into()))
+    }
+
+    fn reject(&mut self, code: u16, reason: Option<String>) -> Result<(), ActionError> {
+        self.live()?;
+        if self.a.leg.state == LegState::Up {
+            return Err(ActionError::Failed(
+                "the call is answered: use hangup() to end it".into(),
+            ));
+        }
+        if !(300..=699).contains(&code) {
+            return Err(ActionError::Failed(format!(
+                "reject needs a final status 300-699, got {code}"
+            )));
+        }
+        let mut r = self.a.tx.response(code);
+        if let Some(reason) = reason.filter(|r| !r.is_empty() && !r.contains(['\r', '\n'])) {
+            r.reason = reason;
+        }
+        self.a.tx.respond(r);
+        let disposition = match code {
+            486 | 600 | 603 => Disposition::Busy,
+            _ => Disposition::Rejected,
+        };
+        self.finish(disposition, code, "dialplan");
+        Ok(())
+    }
+
+    fn redirect(&mut self, uri: &str) -> Result<(), ActionError> {
+        self.live()?;
+        if self.a.leg.state == LegState::Up {
+            return Err(ActionError::Failed(
+                "the call is answered: it cannot be redirected".into(),
+            ));
+        }
+        let uri = Uri::parse(uri.trim())
+            .map_err(|e| ActionError::Failed(format!("redirect: bad URI {uri:?}: {e}")))?;
+        let mut r = self.a.tx.response(302);
+        r.headers.push(HeaderName::Contact, format!("<{uri}>"));
+        self.a.tx.respond(r);
+        self.finish(Disposition::Rejected, 302, "redirected");
+        Ok(())
+    }
+
+    fn hangup(&mut self) -> Result<(), ActionError> {
+        self.live()?;
+        if self.a.leg.state == LegState::Up {
+            self.a.leg.bye();
+            self.finish(Disposition::Answered, 200, "dialplan");
+        } else {
+            // What Asterisk and FreeSWITCH send for an unanswered hangup.
+            let r = self.a.tx.response(603);
+            self.a.tx.respond(r);
+            self.finish(Disposition::Rejected, 603, "dialplan");
+        }
+        Ok(())
+    }
+
+    pub(super) fn on_route_end(&mut self, end: RouteEnd) {
+        if self.phase.is_ended() {
+            return;
+        }
+        let failed = matches!(end, RouteEnd::Failed(_) | RouteEnd::Unavailable(_));
+        if self.a.leg.state == LegState::Up {
+            self.a.leg.bye();
+            if let Some(b) = self.phase.bridge_mut() {
+                b.leg.bye();
+            }
+            // Answered, then lost to an error (a missing prompt, say):
+            // the CDR says which.
+            let cause = match &end {
+                RouteEnd::Failed(why) | RouteEnd::Unavailable(why) => format!("error: {why}"),
+                _ => "dialplan".to_owned(),
+            };
+            self.finish(Disposition::Answered, 200, &cause);
+            return;
+        }
+        if let Some(dialing) = self.leave_dialing() {
+            self.cancel_branches();
+            drop(dialing);
+        }
+        let (code, text, cause) = match &end {
+            RouteEnd::Failed(why) => (500, why.as_str(), "error"),
+            // The storage is out of reach for now: the caller may retry.
+            RouteEnd::Unavailable(why) => (503, why.as_str(), "error"),
+            _ => (404, "no route for this number", "no route"),
+        };
+        let r = self
+            .a
+            .tx
+            .response_with_warning(code, &self.inner.config.domain, text);
+        self.a.tx.respond(r);
+        let disposition = if failed {
+            Disposition::Failed
+        } else {
+            Disposition::Rejected
+        };
+        self.finish(disposition, code, cause);
+    }
+}

@@ -1,0 +1,721 @@
+//! A dial (RFC 3261 §16.7-style forking done as a B2BUA, each fork a UAC
+//! INVITE of §13.2): the route's targets resolved and an INVITE sent to
+//! each with one SDP offer, their provisional answers (ringing, early
+//! media, RFC 3960) passed to the caller, the first 2xx put through and
+//! bridged while the others get CANCEL (§9.1), and the dial's end when
+//! none answers.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+use pbx::{ActionError, DialOutcome, DialRequest, DialStatus, Disposition, LegState};
+use sip_net::InviteEvent;
+use sip_proto::{HeaderName, Headers, Method, Request};
+use tokio::sync::oneshot;
+use tracing::Instrument;
+
+use super::{Branch, Bridge, Call, Dialing, transfer, trunkdial};
+use crate::Side;
+use crate::dialog::{Dialog, new_tag};
+use crate::leg::{SipLeg, our_contact};
+use crate::relay::{branch_task, dial_result, send_stateless, set_body};
+use crate::target::{self, Destination};
+
+/// Headers a route may not set on an outbound INVITE: the B2BUA owns them.
+const RESERVED: &[&str] = &[
+    "via",
+    "v",
+    "from",
+    "f",
+    "to",
+    "t",
+    "call-id",
+    "i",
+    "cseq",
+    "contact",
+    "m",
+    "content-length",
+    "l",
+    "content-type",
+    "c",
+    "max-forwards",
+    "route",
+    "record-route",
+    "p-asserted-identity",
+    "p-preferred-identity",
+];
+
+impl Call {
+    /// `call:dial{}`: the targets resolved to contacts (or trunks) and an
+    /// INVITE sent to each; the call enters `Dialing`, and `done` hears
+    /// how the dial ended (or, answered, when its bridge ends).
+    pub(super) async fn dial(
+        &mut self,
+        request: DialRequest,
+        done: oneshot::Sender<Result<DialOutcome, ActionError>>,
+    ) {
+        if self.phase.is_ended() {
+            let _ = done.send(Err(ActionError::Ended));
+            return;
+        }
+        if !self.phase.is_alone() {
+            let _ = done.send(Err(ActionError::Failed(
+                "a dial is already in progress on this call".into(),
+            )));
+            return;
+        }
+        if request.targets.is_empty() {
+            let _ = done.send(Err(ActionError::Failed("dial needs a target".into())));
+            return;
+        }
+        if let Some(class) = &request.moh {
+            self.moh = Some(class.as_str().into());
+        }
+        let confirm = request.confirm.clone();
+        let mut destinations = Vec::new();
+        let mut codes = Vec::new();
+        for target in &request.targets {
+            match target::resolve(&self.inner, target).await {
+                Ok(mut d) => destinations.append(&mut d),
+                Err(unreachable) => {
+                    tracing::info!(%target, "dial: {}", unreachable.why);
+                    codes.push(unreachable.code);
+                }
+            }
+        }
+        let mut started = Vec::new();
+        // One offer for every fork, on the callee side's ports.
+        let offer = match destinations.first() {
+            Some(d) => {
+                let ip = self
+                    .inner
+                    .endpoint
+                    .local_addr_for(d.transport, d.addr)
+                    .map(|a| a.ip());
+                let only = d.trunk.as_ref().and_then(|t| t.trunk.codecs.as_deref());
+                match self.media.callee_offer_with(ip, only) {
+                    Ok(offer) => offer,
+                    Err(failure) => {
+                        tracing::warn!("dial: {}", failure.text());
+                        let _ = done.send(Ok(DialOutcome {
+                            status: DialStatus::Failed,
+                            code: failure.status(),
+                            answered_by: None,
+                        }));
+                        return;
+                    }
+                }
+            }
+            None => Bytes::new(),
+        };
+        let timeout = request.timeout.unwrap_or(self.inner.config.ring_timeout);
+        let mut trunks = trunkdial::Failover::split(&mut destinations, &request, &offer, timeout);
+        for dest in destinations {
+            if let Some(id) = self.start_branch(dest, &request, &offer).await {
+                started.push(id);
+            } else {
+                codes.push(503);
+            }
+        }
+        // A trunk of a failover list that could not be tried: the next one.
+        while started.is_empty()
+            && let Some(list) = trunks.as_mut().filter(|l| !l.rest.is_empty())
+        {
+            let next = list.rest.remove(0);
+            if let Some(id) = self.start_branch(next, &request, &offer).await {
+                started.push(id);
+            } else {
+                codes.push(503);
+            }
+        }
+        self.note(|| {
+            let to: Vec<String> = started
+                .iter()
+                .filter_map(|id| self.branches.get(id))
+                .map(|b| format!("{} at {}:{}", b.dest.label, b.dest.transport, b.dest.addr))
+                .collect();
+            format!(
+                "dialled {} contact{}{}{}",
+                to.len(),
+                if to.len() == 1 { "" } else { "s" },
+                if to.is_empty() { "" } else { ": " },
+                to.join(", ")
+            )
+        });
+        if started.is_empty() {
+            let code = codes.iter().copied().min().unwrap_or(480);
+            let _ = done.send(Ok(DialOutcome {
+                status: DialStatus::Unavailable,
+                code,
+                answered_by: None,
+            }));
+            return;
+        }
+        if self.a.leg.state == LegState::Up
+            && self.phase.bridge().is_none()
+            && self.media.held_by().is_none()
+        {
+            // Answered by the dialplan (an IVR transferring): the caller
+            // hears ringback, not silence, while the targets ring. One the
+            // dialplan holds (`call:hold`, a queue ringing its agents)
+            // keeps hearing its music.
+            self.media.ringback().await;
+        }
+        self.enter_dialing(Box::new(Dialing {
+            done,
+            deadline: Instant::now() + timeout,
+            branches: started,
+            codes,
+            rang: false,
+            early: None,
+            picked: false,
+            trunks,
+            confirm,
+            confirming: None,
+        }));
+    }
+
+    /// The display name and user of an outbound INVITE's From: the
+    /// dialplan's `caller_id` (`"1000"` or `"Reception <1000>"`) when set,
+    /// else the authenticated extension's id and configured name. `None`
+    /// for a caller ID that cannot be a SIP user.
+    pub(super) fn outbound_identity(
+        &self,
+        caller_id: Option<&str>,
+    ) -> Option<(Option<String>, String)> {
+        let (display, user) = match caller_id {
+            Some(id) => match id.trim().strip_suffix('>').and_then(|s| s.split_once('<')) {
+                Some((name, number)) => {
+                    let name = name.trim().trim_matches('"').trim();
+                    (
+                        (!name.is_empty()).then(|| name.to_owned()),
+                        number.trim().to_owned(),
+                    )
+                }
+                None => (None, id.trim().to_owned()),
+            },
+            None => {
+                let id = self
+                    .identity
+                    .clone()
+                    .or_else(|| self.cdr.caller.clone())
+                    .unwrap_or_else(|| "anonymous".to_owned());
+                let name = self
+                    .inner
+                    .extensions
+                    .load()
+                    .get(&id)
+                    .and_then(|e| e.name.clone());
+                (name, id)
+            }
+        };
+        let user_ok = !user.is_empty()
+            && user
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.!~*'()&=+$,;?/%".contains(&b));
+        let display = display.map(|d| d.replace(['"', '\\', '\r', '\n'], ""));
+        user_ok.then_some((display, user))
+    }
+
+    /// Sends one outbound INVITE and starts the task that reads its responses.
+    pub(super) async fn start_branch(
+        &mut self,
+        dest: Destination,
+        request: &DialRequest,
+        offer: &Bytes,
+    ) -> Option<u32> {
+        let inner = &self.inner;
+        let domain = &inner.config.domain;
+        let max_forwards = self
+            .a
+            .invite
+            .as_deref()
+            .and_then(Request::max_forwards)
+            .unwrap_or(70)
+            .saturating_sub(1)
+            .min(70);
+        // Who the callee sees: the authenticated extension (its id and
+        // configured name), never what the phone wrote in its From, unless
+        // the dialplan chose a caller ID.
+        let (identity, asserted, private, signed) = match &dest.trunk {
+            Some(t) => {
+                let number = dest
+                    .uri
+                    .as_sip()
+                    .and_then(|s| s.user.clone())
+                    .unwrap_or_default();
+                let id = self.trunk_identity(t, request, &number);
+                (id.from, id.asserted, id.private, id.signed)
+            }
+            None => {
+                let Some((display, user)) = self.outbound_identity(request.caller_id.as_deref())
+                else {
+                    tracing::warn!(caller_id = ?request.caller_id, "dial: caller_id is not a usable SIP user; branch not started");
+                    return None;
+                };
+                // A trunk call whose Identity was checked: the phone is
+                // told how (ATIS-1000074 verstat, in the URI's user part).
+                let user = match self.verstat.get() {
+                    Some(v) => format!("{user};verstat={v}"),
+                    None => user,
+                };
+                let identity = match display {
+                    Some(d) => format!("\"{d}\" <sip:{user}@{domain}>"),
+                    None => format!("<sip:{user}@{domain}>"),
+                };
+                (identity.clone(), Some(identity), false, None)
+            }
+        };
+        let trunk_channel = match &dest.trunk {
+            Some(t) => match inner.trunks.seize(&t.trunk) {
+                Some(seized) => Some(seized),
+                None => {
+                    tracing::info!(trunk = %t.trunk.name, "dial: trunk at max_channels; branch not started");
+                    return None;
+                }
+            },
+            None => None,
+        };
+        let from = format!("{identity};tag={}", new_tag());
+        let call_id = format!("{:032x}@{domain}", rand::random::<u128>());
+        let mut headers = Headers::with_capacity(16);
+        for route in &dest.route {
+            headers.push(HeaderName::Route, route.as_str());
+        }
+        headers.push(HeaderName::MaxForwards, max_forwards.to_string());
+        headers.push(HeaderName::From, from);
+        // RFC 3325: the identity this PBX vouches for, which desk phones
+        // show in preference to From.
+        if let Some(asserted) = asserted {
+            headers.push(HeaderName::parse("P-Asserted-Identity"), asserted);
+        }
+        if private {
+            headers.push(HeaderName::parse("Privacy"), "id");
+        }
+        // RFC 8224: the PASSporT the trunk's key signed (STIR/SHAKEN).
+        if let Some(signed) = signed {
+            headers.push(HeaderName::parse("Identity"), signed);
+        }
+        headers.push(HeaderName::To, dest.to.as_str());
+        headers.push(HeaderName::CallId, call_id.as_str());
+        headers.push(HeaderName::CSeq, "1 INVITE");
+        headers.push(
+            HeaderName::Contact,
+            our_contact(inner, dest.transport, dest.addr),
+        );
+        headers.push(
+            HeaderName::Allow,
+            "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO",
+        );
+        headers.push(HeaderName::UserAgent, inner.config.user_agent.as_str());
+        for (name, value) in &request.headers {
+            let lower = name.to_ascii_lowercase();
+            if RESERVED.contains(&lower.as_str())
+                || name.is_empty()
+                || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+                || value.contains(['\r', '\n'])
+            {
+                tracing::warn!(header = %name, "dial: header not allowed on an outbound INVITE; left out");
+                continue;
+            }
+            headers.push(HeaderName::parse(name), value.as_str());
+        }
+        headers.push(HeaderName::ContentType, "application/sdp");
+        let invite = Request {
+            method: Method::Invite,
+            uri: dest.uri.clone(),
+            headers,
+            body: offer.clone(),
+        };
+        let id = self.next_branch;
+        self.next_branch += 1;
+        // A callee that is one of our extensions may re-authenticate from
+        // a new address; any other must keep signalling from where we sent.
+        let callee = self
+            .inner
+            .extensions
+            .load()
+            .contains_key(&dest.label)
+            .then(|| dest.label.clone());
+        if !self.inner.dialogs.insert(
+            call_id.clone(),
+            self.events_tx.clone(),
+            Side::Outbound(id),
+            dest.addr.ip(),
+            callee,
+        ) {
+            return None;
+        }
+        if let Some(t) = &self.trace {
+            self.inner.traces.add_leg(t, &call_id);
+        }
+        let ctx = match self
+            .inner
+            .endpoint
+            .invite(invite, dest.transport, dest.addr)
+            .await
+        {
+            Ok(ctx) => ctx,
+            Err(e) => {
+                tracing::info!(to = %dest.addr, error = %e, "dial: cannot send INVITE");
+                self.inner.dialogs.remove(&call_id);
+                return None;
+            }
+        };
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        let sent = ctx.request().cloned();
+        tokio::spawn(
+            branch_task(id, Box::new(ctx), self.events_tx.clone(), cancel_rx).in_current_span(),
+        );
+        self.branches.insert(
+            id,
+            Box::new(Branch {
+                dest,
+                invite: sent,
+                call_id,
+                cancel: Some(cancel_tx),
+                done: false,
+                dialog: None,
+                rang: false,
+                authed: false,
+                trunk_channel,
+            }),
+        );
+        Some(id)
+    }
+
+    pub(super) async fn on_branch(&mut self, id: u32, event: InviteEvent) {
+        let Some(branch) = self.branches.get_mut(&id) else {
+            return;
+        };
+        let peer = branch.dest.addr.ip();
+        let status = match &event {
+            InviteEvent::Response(r) => r.status,
+            InviteEvent::Timeout => 408,
+            InviteEvent::TransportError => 503,
+            _ => 500,
+        };
+        if status < 200 {
+            if status > 100 && !branch.rang {
+                branch.rang = true;
+                // The admin API shows which contacts are ringing.
+                self.publish();
+            }
+            if status > 100
+                && let Some(dialing) = self.phase.dialing_mut()
+                && dialing.branches.contains(&id)
+            {
+                dialing.rang = true;
+                if !self.a.tx.is_answered()
+                    && let InviteEvent::Response(r) = &event
+                {
+                    // Early media: the callee's answer anchored, ours to
+                    // the caller, bridged at once.
+                    let early = if r.body.is_empty() {
+                        None
+                    } else {
+                        self.early_media(&r.body, peer).await
+                    };
+                    let mut out = self.a.tx.response(status);
+                    set_body(
+                        &mut out.headers,
+                        &mut out.body,
+                        early.map(|b| ("application/sdp".to_owned(), b)),
+                    );
+                    self.a.tx.respond(out);
+                    self.a.leg.state = LegState::Ringing;
+                } else if let InviteEvent::Response(r) = &event
+                    && !r.body.is_empty()
+                {
+                    self.early_after_answer(id, &r.body, peer).await;
+                }
+            }
+            return;
+        }
+        if (status == 401 || status == 407) && self.answer_trunk_challenge(id, &event).await {
+            return;
+        }
+        let Some(branch) = self.branches.get_mut(&id) else {
+            return;
+        };
+        if status >= 300 {
+            branch.done = true;
+            branch.cancel = None;
+            branch.invite = None;
+            let was_early = self.phase.dialing().is_some_and(|d| d.early == Some(id));
+            if self.fail_over(id, Some(status)).await {
+                return;
+            }
+            self.branch_failed(id, status);
+            if was_early && let Some(dialing) = self.phase.dialing_mut() {
+                // Its early media is gone and others still ring: back to
+                // our ringback.
+                dialing.early = None;
+                self.media.ringback().await;
+            }
+            return;
+        }
+        // A 2xx.
+        let InviteEvent::Response(response) = event else {
+            return;
+        };
+        branch.done = true;
+        if let Some(dialog) = &mut branch.dialog {
+            // A retransmission of a 2xx we already acknowledged.
+            let seq = dialog.local_cseq;
+            let ack = dialog.request(Method::Ack, None, Some(seq));
+            send_stateless(&self.inner, ack, dialog.transport, dialog.peer);
+            return;
+        }
+        let Some(invite) = branch.invite.take() else {
+            return;
+        };
+        let Some(dialog) = Dialog::uac(&invite, &response, branch.dest.transport, branch.dest.addr)
+        else {
+            return;
+        };
+        let mut dialog = dialog;
+        let seq = dialog.local_cseq;
+        let ack = dialog.request(Method::Ack, None, Some(seq));
+        send_stateless(&self.inner, ack, dialog.transport, dialog.peer);
+        branch.dialog = Some(dialog.clone());
+        let wins = !self.phase.is_ended()
+            && self.phase.bridge().is_none()
+            && self
+                .phase
+                .dialing()
+                .is_some_and(|d| d.branches.contains(&id) && !d.picked && d.confirming.is_none());
+        let mut leg = SipLeg {
+            inner: self.inner.clone(),
+            dialog,
+            direction: "outbound",
+            state: LegState::Up,
+            contact: our_contact(&self.inner, branch.dest.transport, branch.dest.addr),
+            held: false,
+            allows_update: crate::leg::allows(&response.headers, "UPDATE"),
+        };
+        if !wins {
+            // A second answer (a fork that answered too late, or after the
+            // caller left): it has a dialog now, so end it with BYE.
+            leg.bye();
+            return;
+        }
+        let label = branch.dest.label.clone();
+        let answered_at = format!("{}:{}", branch.dest.transport, branch.dest.addr);
+        let stream = match self.media.callee_answer(&response.body) {
+            Ok(stream) => stream,
+            Err(failure) => {
+                // An answer we cannot use is no answer (RFC 3264 §6: it
+                // had to accept our offer).
+                tracing::info!(callee = %label, "dial: unusable SDP answer: {}", failure.text());
+                leg.bye();
+                self.branch_failed(id, 488);
+                return;
+            }
+        };
+        if self.phase.dialing().is_some_and(|d| d.confirm.is_some()) {
+            self.start_confirm(id, leg, &stream, label, answered_at)
+                .await;
+            return;
+        }
+        self.put_through(id, leg, label, answered_at, Some(&stream))
+            .await;
+    }
+
+    /// The branch `id` answered and the caller is put through to it: the
+    /// others stop ringing, the dial becomes the bridge, the caller is
+    /// answered if need be. `stream`: the callee's SDP answer to apply
+    /// (`None` when its media is in place already, after a confirmation).
+    pub(super) async fn put_through(
+        &mut self,
+        id: u32,
+        leg: SipLeg,
+        label: String,
+        answered_at: String,
+        stream: Option<&sdp::Stream>,
+    ) {
+        let Some(dialing) = self.leave_dialing() else {
+            return;
+        };
+        // Noted before the CANCELs: their branch tasks send (and trace)
+        // them at once, and the ladder reads answer first, then CANCEL.
+        self.note(|| format!("answered by {label} at {answered_at}"));
+        // The others stop ringing.
+        for other in &dialing.branches {
+            if *other != id
+                && let Some(b) = self.branches.get_mut(other)
+                && let Some(cancel) = b.cancel.take()
+            {
+                let _ = cancel.send(());
+            }
+        }
+        self.cdr.callee = Some(label.clone());
+        // Filed (in `bridge_with`) before the caller hears the 200, so
+        // anyone the caller tells sees the bridge.
+        self.bridge_with(Bridge {
+            branch: id,
+            leg,
+            done: Some(dialing.done),
+            answered_by: Some(label),
+        });
+        // The caller's INVITE was for dialling; bridged, it is not needed.
+        let _ = self.a.invite.take();
+        let peer = self.phase.bridge().map(|b| b.leg.dialog.peer.ip());
+        let peer = peer.unwrap_or(self.a.leg.dialog.peer.ip());
+        if let Some(stream) = stream
+            && let Err(failure) = self.media.apply_callee(stream, true, peer).await
+        {
+            tracing::info!("dial: {}", failure.text());
+        }
+        if self.answer_and_bridge().await {
+            // A transfer's target answered: the transferor is released.
+            self.transfer_connected();
+        }
+    }
+
+    /// The bridged party is in place: the caller is answered if it is not
+    /// yet (our SDP), and their media joined. `false` when the caller's
+    /// media cannot be answered (the call is over then).
+    pub(super) async fn answer_and_bridge(&mut self) -> bool {
+        if self.a.leg.state != LegState::Up {
+            match self.caller_sdp().await {
+                Ok(body) => self.send_ok(Some(("application/sdp".to_owned(), body))),
+                Err(failure) => {
+                    let r = self.a.tx.failure(&failure, &self.inner.config.domain);
+                    self.a.tx.respond(r);
+                    if let Some(b) = self.phase.bridge_mut() {
+                        b.leg.bye();
+                    }
+                    self.finish(Disposition::Failed, failure.status(), "media");
+                    return false;
+                }
+            }
+            self.publish();
+        }
+        self.media.bridge().await;
+        true
+    }
+
+    /// A branch of the dial ended without an answer; the dial ends when
+    /// every branch has.
+    pub(super) fn branch_failed(&mut self, id: u32, status: u16) {
+        if let Some(b) = self.branches.get_mut(&id) {
+            b.done = true;
+        }
+        if let Some(dialing) = self.phase.dialing_mut()
+            && dialing.branches.contains(&id)
+            && !dialing.picked
+        {
+            dialing.codes.push(status);
+            let all_done = dialing.confirming.is_none()
+                && dialing
+                    .branches
+                    .iter()
+                    .all(|b| self.branches.get(b).is_none_or(|b| b.done));
+            if all_done {
+                let (status, code) = dial_result(&dialing.codes, dialing.rang);
+                self.end_dial(DialOutcome {
+                    status,
+                    code,
+                    answered_by: None,
+                });
+            }
+        }
+    }
+
+    /// A callee's early answer (18x): its side anchored, the caller's
+    /// answer made, both joined so the caller hears the callee's tones.
+    /// Early media (a 180/183 with SDP) from branch `id` while the caller
+    /// was answered by the dialplan already: the caller hears the callee's
+    /// media (a carrier's announcement, a remote ringback) instead of ours.
+    async fn early_after_answer(&mut self, id: u32, body: &Bytes, peer: IpAddr) {
+        let Ok(stream) = self.media.callee_answer(body) else {
+            return;
+        };
+        if self.media.apply_callee(&stream, false, peer).await.is_err() {
+            return;
+        }
+        self.media.bridge().await;
+        if let Some(dialing) = self.phase.dialing_mut() {
+            dialing.early = Some(id);
+        }
+        self.note(|| "early media from the callee replaces the ringback".to_owned());
+    }
+
+    async fn early_media(&mut self, body: &Bytes, peer: IpAddr) -> Option<Bytes> {
+        let stream = self.media.callee_answer(body).ok()?;
+        self.media.apply_callee(&stream, false, peer).await.ok()?;
+        let ours = self.caller_sdp().await.ok()?;
+        self.media.bridge().await;
+        Some(ours)
+    }
+
+    pub(super) async fn on_dial_timeout(&mut self) {
+        let ringing = self.phase.dialing().map(|d| d.branches.clone());
+        if let Some(ringing) = ringing
+            && let [only] = ringing.as_slice()
+            && self
+                .phase
+                .dialing()
+                .is_some_and(|d| d.trunks.as_ref().is_some_and(|l| !l.rest.is_empty()))
+        {
+            // A trunk of a failover list did not answer in time: CANCEL it,
+            // try the next.
+            if let Some(b) = self.branches.get_mut(only) {
+                b.done = true;
+                if let Some(cancel) = b.cancel.take() {
+                    let _ = cancel.send(());
+                }
+            }
+            if self.fail_over(*only, None).await {
+                return;
+            }
+        }
+        if self.phase.dialing().is_some() {
+            self.cancel_branches();
+            self.end_dial(DialOutcome {
+                status: DialStatus::NoAnswer,
+                code: 408,
+                answered_by: None,
+            });
+        }
+    }
+
+    pub(super) fn cancel_branches(&mut self) {
+        for branch in self.branches.values_mut() {
+            if let Some(cancel) = branch.cancel.take() {
+                let _ = cancel.send(());
+            }
+        }
+    }
+
+    fn end_dial(&mut self, outcome: DialOutcome) {
+        self.note(|| format!("dial ended: {:?} ({})", outcome.status, outcome.code));
+        if outcome.status != DialStatus::Answered {
+            match self.transfer_failed(&outcome) {
+                transfer::TargetFailed::Route => {}
+                transfer::TargetFailed::Return => {
+                    // Back to the transferor (once this event is handled);
+                    // the transfer's route is done with the call.
+                    self.failed_transfer = Some(outcome);
+                    self.supersede_route();
+                    drop(self.leave_dialing());
+                    return;
+                }
+                transfer::TargetFailed::Hook => {
+                    // The hook's route has taken over; the transfer's
+                    // route is done with the call.
+                    drop(self.leave_dialing());
+                    return;
+                }
+            }
+        }
+        if let Some(dialing) = self.leave_dialing() {
+            let _ = dialing.done.send(Ok(outcome));
+        }
+        if !self.phase.is_ended() {
+            self.publish();
+        }
+    }
+}
