@@ -260,7 +260,8 @@ struct Inbound {
     invite: Option<Box<Request>>,
     leg: SipLeg,
     /// Our 2xx, kept for retransmission until the ACK (§13.3.1.4).
-    ok: Option<Response>,
+    /// Boxed: gone once the ACK came, for the rest of the call.
+    ok: Option<Box<Response>>,
     retrans: Option<OkRetransmit>,
     cancel_seen: bool,
 }
@@ -281,7 +282,8 @@ struct ReOk {
 struct Branch {
     dest: Destination,
     /// The INVITE as sent, until its final response.
-    invite: Option<Request>,
+    /// Boxed: gone at the final response, and a branch lasts the call.
+    invite: Option<Box<Request>>,
     call_id: String,
     /// Dropping or firing it CANCELs the branch (if it has not answered).
     cancel: Option<oneshot::Sender<()>>,

@@ -412,7 +412,7 @@ impl Call {
         match r.handle_timeout(Instant::now()) {
             OkTimer::Resend => {
                 if let Some(ok) = &self.a.ok {
-                    self.a.tx.respond(ok.clone());
+                    self.a.tx.respond((**ok).clone());
                 }
             }
             OkTimer::GiveUp => {
@@ -444,7 +444,7 @@ impl Call {
             ok.body = body;
         }
         self.a.tx.respond(ok.clone());
-        self.a.ok = Some(ok);
+        self.a.ok = Some(Box::new(ok));
         self.a.leg.state = LegState::Up;
         if self.a.leg.dialog.transport == Transport::Udp {
             let config = &self.inner.config;

@@ -364,7 +364,7 @@ impl Call {
             }
         };
         let (cancel_tx, cancel_rx) = oneshot::channel();
-        let sent = ctx.request().cloned();
+        let sent = ctx.request().cloned().map(Box::new);
         tokio::spawn(
             branch_task(id, Box::new(ctx), self.events_tx.clone(), cancel_rx).in_current_span(),
         );

@@ -40,7 +40,7 @@ impl Call {
             (Some(ok), Some(retrans), Some(resender)) => Some(Box::new(PendingOk {
                 resender,
                 seq: ok.cseq().map_or(0, |c| c.seq),
-                ok,
+                ok: *ok,
                 retrans,
             })),
             _ => None,

@@ -150,7 +150,7 @@ impl Call {
         let Some((name, value)) = authorization(response, "INVITE", &uri, user, password) else {
             return false;
         };
-        let mut invite = sent.clone();
+        let mut invite = (**sent).clone();
         let seq = invite.headers.cseq().map_or(1, |c| c.seq) + 1;
         invite.headers.remove(&HeaderName::Via);
         invite
@@ -168,7 +168,7 @@ impl Call {
         };
         let (cancel_tx, cancel_rx) = oneshot::channel();
         if let Some(branch) = self.branches.get_mut(&id) {
-            branch.invite = ctx.request().cloned();
+            branch.invite = ctx.request().cloned().map(Box::new);
             branch.cancel = Some(cancel_tx);
         }
         self.note(|| {
