@@ -208,6 +208,35 @@ fn extensions_call_each_other_and_the_caller_hangs_up() {
     assert_eq!(json(&o, "/api/v1/calls").as_array().map(Vec::len), Some(0));
 }
 
+/// RFC 3261 §13.2.2.4: a 2xx that comes again (the callee did not get
+/// our ACK) is acknowledged again, with the INVITE's CSeq number and in
+/// the callee's dialog, also once the callee is the bridged party (whose
+/// leg the ACK is then built from).
+#[test]
+fn the_callees_200_sent_again_is_acknowledged_again() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let (mut dialog, incoming) = establish(&mut a, &mut b, "1002");
+    let invite_seq = incoming.invite.cseq().expect("CSeq").seq;
+    for _ in 0..2 {
+        b.reply(&incoming.invite, &incoming.tag, 200).unwrap();
+        let ack = b
+            .request("ACK", WAIT)
+            .expect("the 200 again is ACKed again");
+        let cseq = ack.cseq().expect("CSeq");
+        assert_eq!((cseq.seq, cseq.method.as_str()), (invite_seq, "ACK"));
+        assert_eq!(ack.call_id(), incoming.invite.call_id());
+        let to = ack.headers.get(&HeaderName::To).unwrap_or_default();
+        assert!(to.contains(&incoming.tag), "the callee's tag: {to}");
+    }
+    // Still one call, bridged, that ends normally.
+    assert_eq!(json(&o, "/api/v1/calls")[0]["state"], "bridged");
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+    let bye = b.request("BYE", WAIT).expect("callee gets BYE");
+    b.reply(&bye, &incoming.tag, 200).unwrap();
+}
+
 #[test]
 fn callee_hangs_up() {
     let o = office(None);

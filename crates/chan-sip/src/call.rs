@@ -288,14 +288,29 @@ struct Branch {
     /// Dropping or firing it CANCELs the branch (if it has not answered).
     cancel: Option<oneshot::Sender<()>>,
     done: bool,
-    /// The dialog a 2xx created (kept to ACK its retransmissions).
-    dialog: Option<Dialog>,
+    /// Its 2xx was acknowledged (and how to do it again).
+    acked: Option<Acked>,
     /// It answered 180/183.
     rang: bool,
     /// Its INVITE was sent again with a trunk's credentials.
     authed: bool,
     /// The trunk channel it holds (trunk targets), until it fails or the call ends.
     trunk_channel: Option<crate::trunk::ChannelSeized>,
+}
+
+/// How an answered branch's 2xx is acknowledged again when it comes again
+/// (our ACK was lost, RFC 3261 §13.2.2.4).
+enum Acked {
+    /// From the branch's own copy of its dialog (a party not bridged: a
+    /// late answer that got a BYE, one being asked to confirm).
+    Own(Box<Dialog>),
+    /// From the bridged leg's dialog, with the INVITE's CSeq number: the
+    /// bridged party owns the dialog, and a copy kept for the whole call
+    /// only to build this ACK was most of a kilobyte per call.
+    Bridged {
+        /// The INVITE's CSeq number, which the ACK repeats.
+        seq: u32,
+    },
 }
 
 /// A dial in progress (the targets are ringing).

@@ -15,7 +15,7 @@ use sip_proto::{HeaderName, Headers, Method, Request};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use super::{Branch, Bridge, Call, Dialing, transfer, trunkdial};
+use super::{Acked, Branch, Bridge, Call, Dialing, transfer, trunkdial};
 use crate::Side;
 use crate::dialog::{Dialog, new_tag};
 use crate::leg::{SipLeg, our_contact};
@@ -376,7 +376,7 @@ impl Call {
                 call_id,
                 cancel: Some(cancel_tx),
                 done: false,
-                dialog: None,
+                acked: None,
                 rang: false,
                 authed: false,
                 trunk_channel,
@@ -461,12 +461,26 @@ impl Call {
             return;
         };
         branch.done = true;
-        if let Some(dialog) = &mut branch.dialog {
+        match &mut branch.acked {
             // A retransmission of a 2xx we already acknowledged.
-            let seq = dialog.local_cseq;
-            let ack = dialog.request(Method::Ack, None, Some(seq));
-            send_stateless(&self.inner, ack, dialog.transport, dialog.peer);
-            return;
+            Some(Acked::Own(dialog)) => {
+                let seq = dialog.local_cseq;
+                let ack = dialog.request(Method::Ack, None, Some(seq));
+                send_stateless(&self.inner, ack, dialog.transport, dialog.peer);
+                return;
+            }
+            Some(Acked::Bridged { seq }) => {
+                let seq = *seq;
+                // The party may have moved on (a transfer): then its new
+                // owner has the dialog, and the 2xx goes unanswered.
+                if let Some(b) = self.phase.bridge_mut().filter(|b| b.branch == id) {
+                    let dialog = &mut b.leg.dialog;
+                    let ack = dialog.request(Method::Ack, None, Some(seq));
+                    send_stateless(&self.inner, ack, dialog.transport, dialog.peer);
+                }
+                return;
+            }
+            None => {}
         }
         let Some(invite) = branch.invite.take() else {
             return;
@@ -479,7 +493,7 @@ impl Call {
         let seq = dialog.local_cseq;
         let ack = dialog.request(Method::Ack, None, Some(seq));
         send_stateless(&self.inner, ack, dialog.transport, dialog.peer);
-        branch.dialog = Some(dialog.clone());
+        branch.acked = Some(Acked::Own(Box::new(dialog.clone())));
         let wins = !self.phase.is_ended()
             && self.phase.bridge().is_none()
             && self
@@ -559,6 +573,15 @@ impl Call {
             done: Some(dialing.done),
             answered_by: Some(label),
         });
+        // Its dialog is the bridged leg's now: a 2xx again is acknowledged
+        // from there.
+        if let Some(b) = self.branches.get_mut(&id)
+            && let Some(Acked::Own(dialog)) = &b.acked
+        {
+            b.acked = Some(Acked::Bridged {
+                seq: dialog.local_cseq,
+            });
+        }
         // The caller's INVITE was for dialling; bridged, it is not needed.
         let _ = self.a.invite.take();
         let peer = self.phase.bridge().map(|b| b.leg.dialog.peer.ip());
