@@ -245,7 +245,9 @@ enum Kind {
 /// route when it has been played and gives the leg back when stopped.
 struct Playing {
     stop: oneshot::Sender<()>,
-    task: JoinHandle<Result<Leg, media::Error>>,
+    /// Gives the leg back boxed: a task keeps room for its output from
+    /// the start, and a leg is over half a kilobyte.
+    task: JoinHandle<Result<Box<Leg>, media::Error>>,
 }
 
 impl Playing {
@@ -255,8 +257,9 @@ impl Playing {
         done: oneshot::Sender<Result<(), ActionError>>,
     ) -> Self {
         let (stop, mut stopped) = oneshot::channel::<()>();
+        // Started here, so the task keeps the player (small), not the leg.
+        let mut player = Player::start(leg, prompt);
         let task = tokio::spawn(async move {
-            let mut player = Player::start(leg, prompt);
             let mut done = Some(done);
             tokio::select! {
                 () = player.finished() => {
@@ -272,14 +275,17 @@ impl Playing {
             if let Some(done) = done.take() {
                 let _ = done.send(Err(ActionError::Ended));
             }
-            player.stop().await
+            player.stop().await.map(Box::new)
         });
         Playing { stop, task }
     }
 
     async fn stop(self) -> Result<Leg, media::Error> {
         let _ = self.stop.send(());
-        self.task.await.map_err(|_| media::Error::TaskFailed)?
+        self.task
+            .await
+            .map_err(|_| media::Error::TaskFailed)?
+            .map(|leg| *leg)
     }
 }
 

@@ -62,7 +62,6 @@ mod transfer;
 mod trunkdial;
 use crate::dialog::Dialog;
 use crate::leg::SipLeg;
-use crate::relay::sleep_until;
 use crate::target::Destination;
 use crate::{Inner, Reply, Side};
 pub(crate) use caller::start;
@@ -453,6 +452,10 @@ struct Call {
     events_tx: crate::queue::EventTx,
     events: crate::queue::EventRx,
     commands: pbx::Commands,
+    /// The call's one timer, set to its earliest deadline on each turn of
+    /// its loop (kept, not made anew each turn: a timer made per event
+    /// was work per event and room in the task).
+    timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     ended: CancellationToken,
     /// This call's trace, if traces are kept.
     trace: Option<Arc<pbx::CallTrace>>,
@@ -530,6 +533,9 @@ impl Call {
                 .into_iter()
                 .flatten()
                 .min();
+            if let Some(at) = wake_at {
+                self.timer.as_mut().reset(at.into());
+            }
             let watch_cancel = !self.a.cancel_seen && !self.a.tx.is_answered();
             tokio::select! {
                 // Boxed: what handling an event or a command awaits (SDP,
@@ -546,7 +552,7 @@ impl Call {
                         self.on_route_end(end);
                     }
                 }
-                () = sleep_until(wake_at), if wake_at.is_some() => {
+                () = &mut self.timer, if wake_at.is_some() => {
                     let now = Instant::now();
                     if retrans_at.is_some_and(|at| at <= now) {
                         self.on_retransmit();

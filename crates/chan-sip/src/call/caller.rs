@@ -165,6 +165,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
     let call = Call {
         inner: inner.clone(),
         id: call_id.clone(),
+        timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
         events_tx,
         events,
         commands,

@@ -468,6 +468,7 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
     let call = Call {
         inner: inner.clone(),
         id: id.clone(),
+        timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
         events_tx,
         events,
         commands,
