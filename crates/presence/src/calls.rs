@@ -210,22 +210,28 @@ impl Tracker {
     ) -> Vec<LampChange> {
         let old = std::mem::take(self);
         for call in live {
-            self.apply(&CallChange::Updated(call.clone()), dir, domain, &|_| false);
+            self.apply_snapshot(call, false, dir, domain, &|_| false);
         }
         let mut exts: Vec<&String> = old.by_ext.keys().chain(self.by_ext.keys()).collect();
         exts.sort();
         exts.dedup();
         let mut changes = Vec::new();
         for ext in exts {
-            let before = old.dialogs(ext);
-            let now = self.dialogs(ext);
-            if before == now {
+            // Extensions without dialogs have no entry.
+            let before = old.by_ext.get(ext.as_str());
+            let now = self.by_ext.get(ext.as_str());
+            let same = match (before, now) {
+                (Some(b), Some(n)) => b.order.values().eq(n.order.values()),
+                (b, n) => b.is_none() && n.is_none(),
+            };
+            if same {
                 continue;
             }
-            let mut report = now.clone();
+            let mut report = self.dialogs(ext);
             for gone in before
-                .iter()
-                .filter(|d| !now.iter().any(|n| n.call == d.call))
+                .into_iter()
+                .flat_map(|b| b.order.values())
+                .filter(|d| now.is_none_or(|n| !n.by_call.contains_key(&d.call)))
             {
                 report.push(DialogView {
                     state: DialogState::Terminated,
@@ -235,8 +241,8 @@ impl Tracker {
             changes.push(LampChange {
                 ext: ext.clone(),
                 dialogs: report.into(),
-                busy_before: !before.is_empty(),
-                busy_after: !now.is_empty(),
+                busy_before: before.is_some_and(|b| !b.is_empty()),
+                busy_after: now.is_some_and(|n| !n.is_empty()),
             });
         }
         changes
@@ -254,10 +260,21 @@ impl Tracker {
         domain: &str,
         watched: &dyn Fn(&str) -> bool,
     ) -> Vec<LampChange> {
-        let (call, ended) = match change {
-            CallChange::Updated(c) => (c, false),
-            CallChange::Ended(c) => (c, true),
-        };
+        match change {
+            CallChange::Updated(c) => self.apply_snapshot(c, false, dir, domain, watched),
+            CallChange::Ended(c) => self.apply_snapshot(c, true, dir, domain, watched),
+        }
+    }
+
+    /// [`apply`](Self::apply) for `call`, which `ended` or was updated.
+    fn apply_snapshot(
+        &mut self,
+        call: &CallSnapshot,
+        ended: bool,
+        dir: &dyn Directory,
+        domain: &str,
+        watched: &dyn Fn(&str) -> bool,
+    ) -> Vec<LampChange> {
         let now = if ended {
             Vec::new()
         } else {
