@@ -108,6 +108,24 @@ fn operate(command: &Command, source: &ConfigSource, json: bool) -> Result<(), E
     Ok(())
 }
 
+/// The server's tokio runtime: one worker thread per CPU we may run on.
+/// With a single CPU (a one-core VM, or pinned with `taskset`) that is
+/// the current-thread scheduler: the same single worker without the
+/// work-stealing machinery (atomics, wake-ups of a parked worker) that
+/// one worker never needs. Blocking work still goes to the blocking pool.
+fn server_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+}
+
 /// `switchboard run`: load the configuration, start logging and the runtime, serve.
 fn run(source: &ConfigSource, started: Instant) -> Result<(), Error> {
     let config = Config::load(source)?;
@@ -119,10 +137,7 @@ fn run(source: &ConfigSource, started: Instant) -> Result<(), Error> {
     for error in &findings.errors {
         tracing::error!("{error} (switchboard check refuses this config)");
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(Error::Runtime)?;
+    let runtime = server_runtime().map_err(Error::Runtime)?;
     let result = runtime.block_on(server::serve(config, started));
     // Tasks still running (transaction timers, connections past
     // shutdown_grace) are cancelled and dropped here, which closes the

@@ -68,11 +68,19 @@ pub(crate) fn send_stateless(
     peer: SocketAddr,
 ) {
     let endpoint = inner.endpoint.clone();
-    tokio::spawn(async move {
+    let mut send = Box::pin(async move {
         if let Err(e) = endpoint.send_stateless(request, transport, peer).await {
             tracing::debug!(%peer, error = %e, "ACK not sent");
         }
     });
+    // Over UDP, or on an open TCP connection, the ACK goes out at once:
+    // poll once here rather than spawning a task per ACK. Only a send that
+    // waits (a TCP connection being opened) moves to its own task, which
+    // polls it again with a real waker.
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    if send.as_mut().poll(&mut cx).is_pending() {
+        tokio::spawn(send);
+    }
 }
 
 pub(crate) async fn sleep_until(at: Option<Instant>) {

@@ -3,7 +3,7 @@
 //! `initiator`, the extensions being rung and the one that answered as
 //! `recipient`. Fed by [`pbx::Registry::watch`]; no IO.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use pbx::{CallChange, CallSnapshot, CallState, DialogIds};
@@ -124,13 +124,60 @@ pub struct LampChange {
     pub busy_after: bool,
 }
 
+/// One extension's live dialogs, oldest change first. Kept by call so a
+/// change to one of an extension's calls costs O(log n), not a scan of
+/// all of them: a queue or a gateway, or a busy benchmark extension,
+/// can have hundreds at once.
+#[derive(Debug, Default)]
+struct ExtDialogs {
+    /// The dialogs by the sequence number of their last change.
+    order: BTreeMap<u64, DialogView>,
+    /// Each call's sequence number in `order`.
+    by_call: HashMap<String, u64>,
+}
+
+impl ExtDialogs {
+    fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+
+    /// Drops `call`'s dialog, if there is one.
+    fn remove(&mut self, call: &str) {
+        if let Some(seq) = self.by_call.remove(call) {
+            self.order.remove(&seq);
+        }
+    }
+
+    /// Adds `view` as the latest change (its call's older one removed first).
+    fn push(&mut self, seq: u64, view: DialogView) {
+        self.remove(&view.call);
+        self.by_call.insert(view.call.clone(), seq);
+        self.order.insert(seq, view);
+    }
+
+    /// The dialogs, oldest change first.
+    fn to_vec(&self) -> Vec<DialogView> {
+        self.order.values().cloned().collect()
+    }
+
+    /// The latest `n` dialogs, oldest change first.
+    fn latest(&self, n: usize) -> Vec<DialogView> {
+        let mut out: Vec<DialogView> = self.order.values().rev().take(n).cloned().collect();
+        out.reverse();
+        out
+    }
+}
+
 /// The dialogs of every extension that is on a call.
 #[derive(Debug, Default)]
 pub struct Tracker {
     /// What each live call last showed, by call id.
     calls: HashMap<String, Vec<(String, DialogView)>>,
-    /// Each extension's live dialogs, by call id.
-    by_ext: HashMap<String, Vec<DialogView>>,
+    /// Each extension's live dialogs.
+    by_ext: HashMap<String, ExtDialogs>,
+    /// The sequence number of the next change (orders each extension's
+    /// dialogs).
+    next: u64,
 }
 
 impl Tracker {
@@ -141,7 +188,10 @@ impl Tracker {
 
     /// `ext`'s live dialogs.
     pub fn dialogs(&self, ext: &str) -> Vec<DialogView> {
-        self.by_ext.get(ext).cloned().unwrap_or_default()
+        self.by_ext
+            .get(ext)
+            .map(ExtDialogs::to_vec)
+            .unwrap_or_default()
     }
 
     /// Whether `ext` is on a call (ringing, calling or talking).
@@ -160,22 +210,28 @@ impl Tracker {
     ) -> Vec<LampChange> {
         let old = std::mem::take(self);
         for call in live {
-            self.apply(&CallChange::Updated(call.clone()), dir, domain, &|_| false);
+            self.apply_snapshot(call, false, dir, domain, &|_| false);
         }
         let mut exts: Vec<&String> = old.by_ext.keys().chain(self.by_ext.keys()).collect();
         exts.sort();
         exts.dedup();
         let mut changes = Vec::new();
         for ext in exts {
-            let before = old.by_ext.get(ext).cloned().unwrap_or_default();
-            let now = self.dialogs(ext);
-            if before == now {
+            // Extensions without dialogs have no entry.
+            let before = old.by_ext.get(ext.as_str());
+            let now = self.by_ext.get(ext.as_str());
+            let same = match (before, now) {
+                (Some(b), Some(n)) => b.order.values().eq(n.order.values()),
+                (b, n) => b.is_none() && n.is_none(),
+            };
+            if same {
                 continue;
             }
-            let mut report = now.clone();
+            let mut report = self.dialogs(ext);
             for gone in before
-                .iter()
-                .filter(|d| !now.iter().any(|n| n.call == d.call))
+                .into_iter()
+                .flat_map(|b| b.order.values())
+                .filter(|d| now.is_none_or(|n| !n.by_call.contains_key(&d.call)))
             {
                 report.push(DialogView {
                     state: DialogState::Terminated,
@@ -185,8 +241,8 @@ impl Tracker {
             changes.push(LampChange {
                 ext: ext.clone(),
                 dialogs: report.into(),
-                busy_before: !before.is_empty(),
-                busy_after: !now.is_empty(),
+                busy_before: before.is_some_and(|b| !b.is_empty()),
+                busy_after: now.is_some_and(|n| !n.is_empty()),
             });
         }
         changes
@@ -204,10 +260,21 @@ impl Tracker {
         domain: &str,
         watched: &dyn Fn(&str) -> bool,
     ) -> Vec<LampChange> {
-        let (call, ended) = match change {
-            CallChange::Updated(c) => (c, false),
-            CallChange::Ended(c) => (c, true),
-        };
+        match change {
+            CallChange::Updated(c) => self.apply_snapshot(c, false, dir, domain, watched),
+            CallChange::Ended(c) => self.apply_snapshot(c, true, dir, domain, watched),
+        }
+    }
+
+    /// [`apply`](Self::apply) for `call`, which `ended` or was updated.
+    fn apply_snapshot(
+        &mut self,
+        call: &CallSnapshot,
+        ended: bool,
+        dir: &dyn Directory,
+        domain: &str,
+        watched: &dyn Fn(&str) -> bool,
+    ) -> Vec<LampChange> {
         let now = if ended {
             Vec::new()
         } else {
@@ -234,11 +301,13 @@ impl Tracker {
                 continue;
             }
             let busy_before = self.busy(ext);
+            let seq = self.next;
+            self.next += 1;
             let list = self.by_ext.entry(ext.to_owned()).or_default();
-            list.retain(|d| d.call != call.id);
+            list.remove(&call.id);
             if !watched(ext) {
                 if let Some(view) = new {
-                    list.push(view.clone());
+                    list.push(seq, view.clone());
                 }
                 if list.is_empty() {
                     self.by_ext.remove(ext);
@@ -248,11 +317,10 @@ impl Tracker {
             // A lamp shows a handful of calls; an extension with hundreds
             // (a queue, a gateway) reports its latest ones, and the body
             // stays small enough for one UDP NOTIFY.
-            let skip = list.len().saturating_sub(MAX_REPORTED - 1);
-            let mut report = list[skip..].to_vec();
+            let mut report = list.latest(MAX_REPORTED - 1);
             match (new, old) {
                 (Some(view), _) => {
-                    list.push(view.clone());
+                    list.push(seq, view.clone());
                     report.push(view.clone());
                 }
                 (None, Some(view)) => report.push(DialogView {
@@ -500,5 +568,64 @@ mod tests {
             [(DialogState::Terminated, Direction::Recipient)]
         );
         assert!(!t.busy("1001") && t.dialogs("1001").is_empty());
+    }
+
+    /// A call of `1001` to `1002` with id `id`, ringing.
+    fn ringing(id: &str) -> CallSnapshot {
+        CallSnapshot {
+            id: id.to_owned(),
+            ..call(CallState::Dialing, &["1002"], None)
+        }
+    }
+
+    #[test]
+    fn an_extension_with_many_calls_keeps_them_in_the_order_they_last_changed() {
+        let mut t = Tracker::new();
+        let ids: Vec<String> = (0..40).map(|i| format!("c{i}")).collect();
+        for id in &ids {
+            t.apply(&CallChange::Updated(ringing(id)), &Office, "d", &|_| false);
+        }
+        // c5 is answered: it becomes 1001's latest change.
+        let answered = CallSnapshot {
+            id: "c5".to_owned(),
+            ..call(CallState::Bridged, &[], Some("1002"))
+        };
+        t.apply(&CallChange::Updated(answered), &Office, "d", &|_| false);
+        t.apply(&CallChange::Ended(ringing("c7")), &Office, "d", &|_| false);
+        let order: Vec<String> = t.dialogs("1001").into_iter().map(|d| d.call).collect();
+        let mut expected: Vec<String> = ids
+            .iter()
+            .filter(|id| *id != "c5" && *id != "c7")
+            .cloned()
+            .collect();
+        expected.push("c5".to_owned());
+        assert_eq!(order, expected);
+        // A watched extension's report is its latest MAX_REPORTED dialogs,
+        // the changed one last.
+        let answered = CallSnapshot {
+            id: "c0".to_owned(),
+            ..call(CallState::Bridged, &[], Some("1002"))
+        };
+        let c = t.apply(&CallChange::Updated(answered), &Office, "d", &|_| true);
+        let report: Vec<&str> = c
+            .iter()
+            .find(|c| c.ext == "1001")
+            .expect("1001 reported")
+            .dialogs
+            .iter()
+            .map(|d| d.call.as_str())
+            .collect();
+        let mut latest: Vec<&str> = expected[expected.len() - (MAX_REPORTED - 1)..]
+            .iter()
+            .map(String::as_str)
+            .filter(|id| *id != "c0")
+            .collect();
+        latest.push("c0");
+        assert_eq!(report, latest);
+        assert_eq!(t.dialogs("1001").len(), 39);
+        assert_eq!(
+            t.dialogs("1001").last().map(|d| d.call.as_str()),
+            Some("c0")
+        );
     }
 }

@@ -209,9 +209,11 @@ pub(crate) struct Core {
     service: OnceLock<Arc<dyn Service>>,
     /// Sees every message received and sent (call traces), if set.
     tap: OnceLock<Arc<dyn crate::Tap>>,
-    /// A UDP socket per address family, for requests we send.
-    udp_v4: Option<Arc<UdpSocket>>,
-    udp_v6: Option<Arc<UdpSocket>>,
+    /// A UDP socket per address family, for requests we send, with its
+    /// bound address (read once: `local_addr` is a system call, and every
+    /// request we send and every Contact we write needs it).
+    udp_v4: Option<(Arc<UdpSocket>, SocketAddr)>,
+    udp_v6: Option<(Arc<UdpSocket>, SocketAddr)>,
     /// Our TCP listener addresses (for Via sent-by of requests over TCP).
     tcp_local: Vec<SocketAddr>,
     in_flight: Arc<Semaphore>,
@@ -251,9 +253,10 @@ impl Core {
             per_ip: PerIp::new(config.tcp_max_per_ip),
         };
         let family = |v6: bool| {
-            udp.iter()
-                .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv6() == v6))
-                .cloned()
+            udp.iter().find_map(|s| {
+                let addr = s.local_addr().ok().filter(|a| a.is_ipv6() == v6)?;
+                Some((s.clone(), addr))
+            })
         };
         Core {
             caps: OnceLock::new(),
@@ -278,8 +281,8 @@ impl Core {
         }
     }
 
-    /// Our UDP socket of `dest`'s address family.
-    fn udp_for(&self, dest: SocketAddr) -> Option<Arc<UdpSocket>> {
+    /// Our UDP socket of `dest`'s address family and its bound address.
+    fn udp_for(&self, dest: SocketAddr) -> Option<(Arc<UdpSocket>, SocketAddr)> {
         if dest.is_ipv6() {
             self.udp_v6.clone()
         } else {
@@ -825,7 +828,7 @@ impl EndpointHandle {
     pub fn local_addr_for(&self, transport: Transport, dest: SocketAddr) -> Option<SocketAddr> {
         let core = self.core.upgrade()?;
         let local = match transport {
-            Transport::Udp => core.udp_for(dest)?.local_addr().ok()?,
+            Transport::Udp => core.udp_for(dest)?.1,
             Transport::Tcp => core.tcp_local_for(dest)?,
         };
         Some(SocketAddr::new(
@@ -843,12 +846,9 @@ impl EndpointHandle {
         let core = self.core.upgrade().ok_or(ClientError::Stopped)?;
         let (path, local) = match transport {
             Transport::Udp => {
-                let socket = core.udp_for(dest).ok_or_else(|| {
+                let (socket, local) = core.udp_for(dest).ok_or_else(|| {
                     ClientError::Transport(format!("no UDP listener for {dest}'s address family"))
                 })?;
-                let local = socket
-                    .local_addr()
-                    .map_err(|e| ClientError::Transport(e.to_string()))?;
                 (ReplyPath::Udp(socket), local)
             }
             Transport::Tcp => {
