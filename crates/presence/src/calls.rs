@@ -130,8 +130,9 @@ pub struct LampChange {
 /// can have hundreds at once.
 #[derive(Debug, Default)]
 struct ExtDialogs {
-    /// The dialogs by the sequence number of their last change.
-    order: BTreeMap<u64, DialogView>,
+    /// The dialogs by the sequence number of their last change (shared
+    /// with the call's entry in [`Tracker`]'s `calls`: one copy per call).
+    order: BTreeMap<u64, Arc<DialogView>>,
     /// Each call's sequence number in `order`.
     by_call: HashMap<String, u64>,
 }
@@ -149,7 +150,7 @@ impl ExtDialogs {
     }
 
     /// Adds `view` as the latest change (its call's older one removed first).
-    fn push(&mut self, seq: u64, view: DialogView) {
+    fn push(&mut self, seq: u64, view: Arc<DialogView>) {
         self.remove(&view.call);
         self.by_call.insert(view.call.clone(), seq);
         self.order.insert(seq, view);
@@ -157,12 +158,18 @@ impl ExtDialogs {
 
     /// The dialogs, oldest change first.
     fn to_vec(&self) -> Vec<DialogView> {
-        self.order.values().cloned().collect()
+        self.order.values().map(|v| (**v).clone()).collect()
     }
 
     /// The latest `n` dialogs, oldest change first.
     fn latest(&self, n: usize) -> Vec<DialogView> {
-        let mut out: Vec<DialogView> = self.order.values().rev().take(n).cloned().collect();
+        let mut out: Vec<DialogView> = self
+            .order
+            .values()
+            .rev()
+            .take(n)
+            .map(|v| (**v).clone())
+            .collect();
         out.reverse();
         out
     }
@@ -171,8 +178,10 @@ impl ExtDialogs {
 /// The dialogs of every extension that is on a call.
 #[derive(Debug, Default)]
 pub struct Tracker {
-    /// What each live call last showed, by call id.
-    calls: HashMap<String, Vec<(String, DialogView)>>,
+    /// What each live call last showed, by call id. The views are shared
+    /// with `by_ext` (a call's lamps were kept twice: most of a kilobyte
+    /// per call).
+    calls: HashMap<String, Vec<(String, Arc<DialogView>)>>,
     /// Each extension's live dialogs.
     by_ext: HashMap<String, ExtDialogs>,
     /// The sequence number of the next change (orders each extension's
@@ -235,7 +244,7 @@ impl Tracker {
             {
                 report.push(DialogView {
                     state: DialogState::Terminated,
-                    ..gone.clone()
+                    ..(**gone).clone()
                 });
             }
             changes.push(LampChange {
@@ -275,10 +284,13 @@ impl Tracker {
         domain: &str,
         watched: &dyn Fn(&str) -> bool,
     ) -> Vec<LampChange> {
-        let now = if ended {
+        let now: Vec<(String, Arc<DialogView>)> = if ended {
             Vec::new()
         } else {
             involved(call, dir, domain)
+                .into_iter()
+                .map(|(ext, view)| (ext, Arc::new(view)))
+                .collect()
         };
         let before = if ended {
             self.calls.remove(&call.id).unwrap_or_default()
@@ -307,7 +319,7 @@ impl Tracker {
             list.remove(&call.id);
             if !watched(ext) {
                 if let Some(view) = new {
-                    list.push(seq, view.clone());
+                    list.push(seq, Arc::clone(view));
                 }
                 if list.is_empty() {
                     self.by_ext.remove(ext);
@@ -320,12 +332,12 @@ impl Tracker {
             let mut report = list.latest(MAX_REPORTED - 1);
             match (new, old) {
                 (Some(view), _) => {
-                    list.push(seq, view.clone());
-                    report.push(view.clone());
+                    list.push(seq, Arc::clone(view));
+                    report.push((**view).clone());
                 }
                 (None, Some(view)) => report.push(DialogView {
                     state: DialogState::Terminated,
-                    ..view.clone()
+                    ..(**view).clone()
                 }),
                 (None, None) => {}
             }
