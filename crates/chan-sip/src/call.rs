@@ -894,25 +894,13 @@ impl Call {
             .increment(1);
         let cdr = std::mem::replace(
             &mut self.cdr,
-            Cdr {
-                call_id: String::new(),
-                from: String::new(),
-                to: String::new(),
-                caller: None,
-                callee: None,
-                context: String::new(),
-                start_ms: 0,
-                answer_ms: None,
-                end_ms: 0,
-                disposition: Disposition::Failed,
-                code: 0,
-                duration_ms: 0,
-                billable_ms: 0,
-                hangup_cause: String::new(),
-                start: String::new(),
-                answer: None,
-                end: String::new(),
-            },
+            Cdr::begin(
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                0,
+            ),
         )
         .with_durations();
         tracing::info!(

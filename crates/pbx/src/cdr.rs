@@ -83,6 +83,30 @@ pub struct Cdr {
 }
 
 impl Cdr {
+    /// The record of a call that starts at `start_ms` (its disposition
+    /// `Failed` until it is known; the rest filled in as the call goes).
+    pub fn begin(call_id: String, from: String, to: String, context: String, start_ms: u64) -> Cdr {
+        Cdr {
+            call_id,
+            from,
+            to,
+            caller: None,
+            callee: None,
+            context,
+            start_ms,
+            answer_ms: None,
+            end_ms: start_ms,
+            disposition: Disposition::Failed,
+            code: 0,
+            duration_ms: 0,
+            billable_ms: 0,
+            hangup_cause: String::new(),
+            start: String::new(),
+            answer: None,
+            end: String::new(),
+        }
+    }
+
     /// Fills the durations and the RFC 3339 times from the timestamps.
     pub fn with_durations(mut self) -> Self {
         self.duration_ms = self.end_ms.saturating_sub(self.start_ms);

@@ -205,23 +205,14 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         _trunk_channel: trunk_channel,
         verstat: verstat.clone(),
         cdr: Cdr {
-            call_id: call_id.clone(),
-            from: details.from.uri.clone(),
-            to: details.to.uri.clone(),
             caller: cdr_caller,
-            callee: None,
-            context: context.clone(),
-            start_ms: now,
-            answer_ms: None,
-            end_ms: now,
-            disposition: Disposition::Failed,
-            code: 0,
-            duration_ms: 0,
-            billable_ms: 0,
-            hangup_cause: String::new(),
-            start: String::new(),
-            answer: None,
-            end: String::new(),
+            ..Cdr::begin(
+                call_id.clone(),
+                details.from.uri.clone(),
+                details.to.uri.clone(),
+                context.clone(),
+                now,
+            )
         },
     };
     call.publish();

@@ -500,23 +500,8 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         _trunk_channel: None,
         verstat: Arc::default(),
         cdr: Cdr {
-            call_id: id,
-            from: party,
-            to: parker.clone(),
-            caller: None,
-            callee: None,
-            context: format!("park:{slot}"),
-            start_ms: now,
             answer_ms: Some(now),
-            end_ms: now,
-            disposition: Disposition::Failed,
-            code: 0,
-            duration_ms: 0,
-            billable_ms: 0,
-            hangup_cause: String::new(),
-            start: String::new(),
-            answer: None,
-            end: String::new(),
+            ..Cdr::begin(id, party, parker.clone(), format!("park:{slot}"), now)
         },
     };
     call.publish();
