@@ -485,6 +485,13 @@ if awk -v l="$load" 'BEGIN { exit !(l > 0.5) }'; then
   echo "warning: the machine is not idle (load $load); figures will be low and noisy"
 fi
 echo "(a step passes with < 1% failed calls and >= 95% of the target rate; memory: $HOLD_CALLS calls held, set up at $HOLD_RATE/s)"
+# Switchboard holds four UDP sockets per anchored call: a hard open-files
+# limit below that (20,000 on some CI machines) fails the last held calls
+# with 503 ("out of file descriptors" in its log), not for lack of ports.
+nofile=$(ulimit -n)
+if [ "$nofile" != unlimited ] && [ "$nofile" -lt $(( 4 * HOLD_CALLS + 64 )) ]; then
+  echo "warning: open-files limit $nofile < 4 x $HOLD_CALLS held calls + 64: the last held calls will fail with 503 (raise the hard limit, or BENCH_HOLD_CALLS)"
+fi
 echo
 
 for server in $SERVERS; do

@@ -755,6 +755,8 @@ fn when_the_rtp_ports_run_out_a_new_call_gets_503_and_they_come_back() {
         .unwrap_or_default()
         .to_owned();
     assert!(warning.contains("rtp_ports"), "{warning}");
+    // The operator is told too, with what to do.
+    wait_for_log(&o, "widen [media] rtp_ports");
     // One call ends: its pair is free for the next.
     assert_eq!(a.request_in(&mut first, "BYE", None).unwrap().status, 200);
     let deadline = Instant::now() + WAIT;

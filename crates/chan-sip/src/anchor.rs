@@ -453,11 +453,21 @@ impl CallMedia {
             }
             (bind, _) => bind,
         };
-        let ports = self
-            .config
-            .pool
-            .allocate(bind)
-            .map_err(|e| Failure::NoPorts(e.to_string()))?;
+        let ports = self.config.pool.allocate(bind).map_err(|e| {
+            // The caller gets 503 with this in a Warning; the operator
+            // needs it too (a full port range, or the process out of
+            // file descriptors: each anchored call holds four sockets).
+            let hint = match &e {
+                media::Error::Socket { source, .. } if source.raw_os_error() == Some(24) => {
+                    " — the process is out of file descriptors: raise its open-files \
+                         limit (ulimit -n, systemd LimitNOFILE); each call holds four sockets"
+                }
+                media::Error::Exhausted { .. } => " — widen [media] rtp_ports",
+                _ => "",
+            };
+            tracing::warn!("media: {e}{hint}");
+            Failure::NoPorts(e.to_string())
+        })?;
         let address = self.config.advertise_for(sip_ip);
         let side = MediaSide {
             address,
