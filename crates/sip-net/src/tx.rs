@@ -129,7 +129,8 @@ impl Machine {
 struct Tx {
     machine: Machine,
     target: ReplyTarget,
-    alias: Option<Key>,
+    /// Boxed, as in [`Slot::Alias`]: rare, and a key is 80 bytes.
+    alias: Option<Box<Key>>,
     /// For an INVITE still waiting for its TU: the 100 Trying to send when
     /// the machine asks for one (RFC 3261 §17.2.1).
     trying: Option<Bytes>,
@@ -184,7 +185,9 @@ enum Slot {
     Tx(Box<Tx>),
     /// RFC 2543 ACK matching: the ACK carries our To tag, which the INVITE
     /// key lacks, so the INVITE's transaction is also filed under this key.
-    Alias(Key),
+    /// Boxed: every slot of the table is as large as its largest variant,
+    /// and a key is 80 bytes where a boxed transaction is 8.
+    Alias(Box<Key>),
 }
 
 struct Shard {
@@ -235,7 +238,7 @@ impl Shard {
     fn resolve(&self, key: &Key) -> Option<Key> {
         match self.slots.get(key)? {
             Slot::Tx(_) => Some(key.clone()),
-            Slot::Alias(primary) => Some(primary.clone()),
+            Slot::Alias(primary) => Some((**primary).clone()),
         }
     }
 
@@ -246,7 +249,7 @@ impl Shard {
                 self.servers.fetch_sub(1, Ordering::Relaxed);
             }
             if let Some(alias) = &tx.alias {
-                self.slots.remove(alias);
+                self.slots.remove(alias.as_ref());
             }
         }
     }
@@ -436,9 +439,11 @@ impl TxTable {
             && let Some(alias) = key.ack_alias(to_tag)
         {
             if let Some(Slot::Tx(tx)) = shard.slots.get_mut(key) {
-                tx.alias = Some(alias.clone());
+                tx.alias = Some(Box::new(alias.clone()));
             }
-            shard.slots.insert(alias, Slot::Alias(key.clone()));
+            shard
+                .slots
+                .insert(alias, Slot::Alias(Box::new(key.clone())));
         }
         shard.schedule(key);
         out
