@@ -225,6 +225,13 @@ impl MediaSide {
         self.session.last_sent_bytes().map(Bytes::copy_from_slice)
     }
 
+    /// The text of `sdp`, which the session just stamped: the session
+    /// kept it as it stamped it, so it is not written out again.
+    fn sent(&self, sdp: &SessionDescription) -> Bytes {
+        self.last_sent()
+            .unwrap_or_else(|| Bytes::from(sdp.to_bytes()))
+    }
+
     fn codec_name(&self) -> Option<&'static str> {
         self.params.map(|p| p.codec.name())
     }
@@ -538,7 +545,7 @@ impl CallMedia {
             let local = self.local_for(Which::A, &prefer, Direction::SendRecv);
             let side = self.a.as_mut().ok_or_else(no_side)?;
             let offer = sdp::offer(&local, &[MediaKind::Audio], &mut side.session);
-            let bytes = Bytes::from(offer.to_bytes());
+            let bytes = side.sent(&offer);
             side.our_offer = Some(Box::new(offer));
             // A leg with the codec we prefer, sending nowhere until the
             // answer (or the caller's first packet) says where.
@@ -556,16 +563,18 @@ impl CallMedia {
             .await;
             return Ok(bytes);
         };
-        let answer = {
+        let (answer, bytes) = {
             let mut local = self.local_for(Which::A, &prefer, Direction::SendRecv);
             let side = self.a.as_mut().ok_or_else(no_side)?;
             local.ports = ports_for(&offer, side.rtp_port);
-            sdp::answer(&offer, &local, &mut side.session)
+            let answer = sdp::answer(&offer, &local, &mut side.session);
+            let bytes = side.sent(&answer);
+            (answer, bytes)
         };
         let streams = sdp::negotiate(&offer, &answer, Role::Answerer)
             .map_err(|e| Failure::Malformed(format!("bad SDP: {e}")))?;
         self.apply(Which::A, &audio(streams)?).await?;
-        Ok(Bytes::from(answer.to_bytes()))
+        Ok(bytes)
     }
 
     fn local_for(&self, which: Which, prefer: &[String], direction: Direction) -> Local {
@@ -614,7 +623,7 @@ impl CallMedia {
         }
         let side = self.b.as_mut().ok_or_else(no_side)?;
         let offer = sdp::offer(&local, &[MediaKind::Audio], &mut side.session);
-        let bytes = Bytes::from(offer.to_bytes());
+        let bytes = side.sent(&offer);
         side.our_offer = Some(Box::new(offer));
         Ok(bytes)
     }
@@ -669,7 +678,7 @@ impl CallMedia {
         let local = self.local_for(to, &prefer, direction);
         let side = self.side_mut(to).ok_or_else(no_side)?;
         let ours = sdp::offer(&local, &[MediaKind::Audio], &mut side.session);
-        let bytes = Bytes::from(ours.to_bytes());
+        let bytes = side.sent(&ours);
         side.our_offer = Some(Box::new(ours));
         self.side_mut(from).ok_or_else(no_side)?.their_offer = Some(Box::new(offer));
         Ok(bytes)
@@ -720,10 +729,11 @@ impl CallMedia {
             .ok_or_else(|| Failure::NotAcceptable("no offer to answer".into()))?;
         local.ports = ports_for(&offer, side.rtp_port);
         let answer = sdp::answer(&offer, &local, &mut side.session);
+        let bytes = side.sent(&answer);
         let streams = sdp::negotiate(&offer, &answer, Role::Answerer)
             .map_err(|e| Failure::Malformed(format!("bad SDP: {e}")))?;
         self.apply(from, &audio(streams)?).await?;
-        Ok(Bytes::from(answer.to_bytes()))
+        Ok(bytes)
     }
 
     /// An offer from `from` that we answer alone (nobody on the other side,
