@@ -9,9 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use bytes::Bytes;
-use pbx::{
-    CallDetails, CallHandle, Cdr, DialOutcome, DialStatus, Disposition, LegState, Party, RouteEnd,
-};
+use pbx::{CallDetails, CallHandle, Cdr, DialStatus, Disposition, LegState, Party, RouteEnd};
 use sip_net::{Incoming, InviteTx, Transport};
 use sip_proto::dialog::{OkRetransmit, OkTimer};
 use sip_proto::{HeaderName, Request, Uri};
@@ -386,14 +384,7 @@ impl Call {
         let r = self.a.tx.response(487);
         self.a.tx.respond(r);
         self.a.leg.state = LegState::Ended;
-        if let Some(dialing) = self.leave_dialing() {
-            self.cancel_branches();
-            let _ = dialing.done.send(Ok(DialOutcome {
-                status: DialStatus::Cancelled,
-                code: 487,
-                answered_by: None,
-            }));
-        }
+        self.abandon_dial();
         self.finish(Disposition::Cancelled, 487, "cancel");
     }
 

@@ -705,6 +705,19 @@ impl Call {
         }
     }
 
+    /// The caller left while targets ring (CANCEL, or BYE on an early
+    /// dialog): they stop ringing and the route's dial hears `Cancelled`.
+    pub(super) fn abandon_dial(&mut self) {
+        if let Some(dialing) = self.leave_dialing() {
+            self.cancel_branches();
+            let _ = dialing.done.send(Ok(DialOutcome {
+                status: DialStatus::Cancelled,
+                code: 487,
+                answered_by: None,
+            }));
+        }
+    }
+
     pub(super) fn cancel_branches(&mut self) {
         for branch in self.branches.values_mut() {
             if let Some(cancel) = branch.cancel.take() {

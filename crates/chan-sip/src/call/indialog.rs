@@ -13,7 +13,7 @@ use super::{Call, CallEvent, ReOk};
 use crate::anchor::{Failure, Which};
 use crate::relay::{body_of, reply_from, set_body};
 use crate::{Reply, Side};
-use pbx::{DialOutcome, DialStatus, Disposition, LegState};
+use pbx::{Disposition, LegState};
 
 impl Call {
     pub(super) async fn on_request(
@@ -74,14 +74,7 @@ impl Call {
                     } else {
                         Disposition::Cancelled
                     };
-                    if let Some(dialing) = self.leave_dialing() {
-                        self.cancel_branches();
-                        let _ = dialing.done.send(Ok(DialOutcome {
-                            status: DialStatus::Cancelled,
-                            code: 487,
-                            answered_by: None,
-                        }));
-                    }
+                    self.abandon_dial();
                     self.finish(disposition, if answered { 200 } else { 487 }, "caller");
                 }
             }
