@@ -1211,7 +1211,7 @@ mod tests {
     use super::*;
 
     const OFFER: &[u8] =
-        b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
+        b"v=0\r\no=- 1 1 IN IP4 127.0.0.11\r\ns=-\r\nc=IN IP4 127.0.0.11\r\nt=0 0\r\n\
         m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\n\
         m=audio 4000 RTP/AVP 8 0 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendonly\r\n";
 
@@ -1254,7 +1254,7 @@ mod tests {
             m.set_caller_offer(b"garbage").map_err(|f| f.status()),
             Err(400)
         );
-        let g729 = b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\n";
+        let g729 = b"v=0\r\no=- 1 1 IN IP4 127.0.0.11\r\ns=-\r\nc=IN IP4 127.0.0.11\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\n";
         let refused = m.set_caller_offer(g729).unwrap_err();
         assert_eq!(refused.status(), 488);
         assert!(refused.text().contains("PCMU"), "{}", refused.text());
@@ -1271,7 +1271,7 @@ mod tests {
         assert_eq!(audio.formats[0], "8", "PCMA, the caller's first: {offer:?}");
         assert_ne!(audio.port, 4000);
         // The callee answers PCMU only, on its own address.
-        let answer = "v=0\r\no=- 2 2 IN IP4 192.0.2.2\r\ns=-\r\nc=IN IP4 192.0.2.2\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
+        let answer = "v=0\r\no=- 2 2 IN IP4 127.0.0.12\r\ns=-\r\nc=IN IP4 127.0.0.12\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
         let stream = m.callee_answer(answer.as_bytes()).unwrap();
         let phone = "127.0.0.1".parse().unwrap();
         m.apply_callee(&stream, true, phone).await.unwrap();
