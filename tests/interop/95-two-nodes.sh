@@ -50,6 +50,9 @@ stop_all() {
   local p
   # KEEP_WORK=DIR keeps a copy of the logs and recordings, for debugging.
   [ -n "${KEEP_WORK:-}" ] && cp -r "$WORK" "$KEEP_WORK" 2>/dev/null
+  # Kamailio's workers first: SIGKILL on the main process alone leaves
+  # them running (and holding its port) after this script.
+  [ -n "${KAM_PID:-}" ] && pkill -9 -P "$KAM_PID" 2>/dev/null || true
   for p in "${PIDS[@]:-}" "${NODE_PID[@]:-}"; do [ -n "$p" ] && kill -9 "$p" 2>/dev/null || true; done
   if [ -n "$PG_DIR" ]; then
     "${PG_AS[@]}" "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
