@@ -39,14 +39,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use pbx::{
-    ActionError, CallSnapshot, CallState, Cdr, DialOutcome, DialStatus, Disposition, Leg, LegState,
-    RingingSnapshot, RouteEnd,
+    ActionError, CallState, DialOutcome, DialStatus, Disposition, Leg, LegState, RingingSnapshot,
+    RouteEvent,
 };
 use sip_net::{Incoming, InviteEvent, InviteTx};
 use sip_proto::dialog::OkRetransmit;
 use sip_proto::{Headers, Request, Response};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::anchor::{CallMedia, Failure, Which};
@@ -67,11 +66,6 @@ use crate::{Inner, Reply, Side};
 pub(crate) use caller::start;
 pub(crate) use indialog::info_digit;
 pub(crate) use moves::ring_back;
-
-/// How long a finished call waits for its route to return before it stops
-/// waiting (a route whose actions all fail with "call has ended" returns
-/// at once; this bounds a plugin stuck in storage IO).
-const ROUTE_LINGER: Duration = Duration::from_secs(10);
 
 /// The music-on-hold class of a call that names none (`sounds/moh/default.wav`).
 pub const DEFAULT_MOH: &str = "default";
@@ -448,17 +442,17 @@ impl Phase {
 
 struct Call {
     inner: Arc<Inner>,
-    id: String,
+    /// What `pbx` keeps of the call: its CDR, its registry entry, its
+    /// trace, its end.
+    record: pbx::CallRecord,
+    /// The dialplan's route driving the call, and what it asks.
+    route: pbx::RouteTask,
     events_tx: crate::queue::EventTx,
     events: crate::queue::EventRx,
-    commands: pbx::Commands,
     /// The call's one timer, set to its earliest deadline on each turn of
     /// its loop (kept, not made anew each turn: a timer made per event
     /// was work per event and room in the task).
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
-    ended: CancellationToken,
-    /// This call's trace, if traces are kept.
-    trace: Option<Arc<pbx::CallTrace>>,
     a: Inbound,
     /// Boxed: a branch is large and a map's table has room for several.
     branches: HashMap<u32, Box<Branch>>,
@@ -479,39 +473,27 @@ struct Call {
     transfer: Option<Box<transfer::Transferring>>,
     /// Its target failed: to settle once the current event is handled.
     failed_transfer: Option<DialOutcome>,
-    /// A route taking the call over from the one running (a transfer's).
-    next_route: Option<JoinHandle<RouteEnd>>,
-    /// The running route gave the call up: its end does not end the call.
-    route_superseded: bool,
     /// The extension whose identity the call's party has when it is not
     /// the caller's (the callee kept after the caller transferred).
     identity: Option<String>,
-    /// What a transfer did to this call, for its CDR's hangup cause.
-    transferred: Option<String>,
     /// The trunk channel a carrier's call holds, given back when the call ends.
     _trunk_channel: Option<crate::trunk::ChannelSeized>,
     /// A trunk call's STIR/SHAKEN `verstat`, set once its Identity is
     /// checked (before its route runs): on From and P-Asserted-Identity
     /// towards phones.
     verstat: Arc<std::sync::OnceLock<&'static str>>,
-    cdr: Cdr,
 }
 
 impl Call {
     /// The call's task. Boxed: a future that took the call by value
     /// would keep room for it twice (the argument and the local it moves
     /// into).
-    async fn run(mut self: Box<Self>, mut route: JoinHandle<RouteEnd>) {
-        let mut route_done = false;
-        let mut linger_until: Option<Instant> = None;
+    async fn run(mut self: Box<Self>) {
         let cancel = self.a.cancel.clone();
         let stop = self.inner.stop.clone();
         loop {
-            if self.phase.is_ended() && route_done {
+            if self.phase.is_ended() && self.route.is_done() {
                 break;
-            }
-            if self.phase.is_ended() && linger_until.is_none() {
-                linger_until = Some(Instant::now() + ROUTE_LINGER);
             }
             // The dial that rang ended unanswered: no more ringback.
             if self.phase.dialing().is_none() && self.media.is_ringback() {
@@ -519,10 +501,11 @@ impl Call {
                 // otherwise sit in every call task for the whole call.
                 Box::pin(self.media.stop_ringback()).await;
             }
+            let now = Instant::now();
             let retrans_at = self.a.retrans.and_then(|r| r.poll_timeout());
             let re_ok_at = self.re_ok.as_ref().and_then(|r| r.retrans.poll_timeout());
             let dial_deadline = self.phase.dialing().map(|d| d.deadline);
-            let linger_at = linger_until.filter(|_| !route_done);
+            let linger_at = self.route.linger_deadline(self.phase.is_ended(), now);
             let silence = self.media.watch();
             let silence_at = silence
                 .deadline()
@@ -541,17 +524,13 @@ impl Call {
                 // Boxed: what handling an event or a command awaits (SDP,
                 // media legs, a bridge's restart) would otherwise sit in
                 // every call's task for the whole call.
-                Some(command) = self.commands.recv() => Box::pin(self.on_command(command)).await,
+                asked = self.route.next() => match asked {
+                    RouteEvent::Command(command) => Box::pin(self.on_command(command)).await,
+                    RouteEvent::Ended(end) => self.on_route_end(end),
+                },
                 Some(event) = self.events.recv() => Box::pin(self.on_event(event)).await,
                 () = cancel.cancelled(), if watch_cancel => self.on_caller_cancel(),
                 () = stop.cancelled(), if !self.phase.is_ended() => self.on_shutdown(),
-                end = &mut route, if !route_done => {
-                    route_done = true;
-                    let end = end.unwrap_or_else(|e| RouteEnd::Failed(format!("route task failed: {e}")));
-                    if !std::mem::take(&mut self.route_superseded) {
-                        self.on_route_end(end);
-                    }
-                }
                 () = &mut self.timer, if wake_at.is_some() => {
                     let now = Instant::now();
                     if retrans_at.is_some_and(|at| at <= now) {
@@ -572,22 +551,13 @@ impl Call {
                         self.on_silence(which, silent);
                     }
                     if linger_at.is_some_and(|at| at <= now) {
-                        tracing::warn!("route still running {}s after the call ended; abandoning it", ROUTE_LINGER.as_secs());
-                        route.abort();
+                        self.route.abandon();
                         break;
                     }
                 }
             }
             if let Some(outcome) = self.failed_transfer.take() {
                 Box::pin(self.transfer_return(outcome)).await;
-            }
-            // A transfer's route takes over; the one it replaces winds down
-            // on its own (its actions fail with "call has ended").
-            if let Some(next) = self.next_route.take() {
-                route = next;
-                route_done = false;
-                linger_until = None;
-                self.route_superseded = false;
             }
         }
         self.cleanup();
@@ -652,9 +622,7 @@ impl Call {
 
     /// Notes in the trace what the call made of a dialplan step.
     fn note(&self, text: impl FnOnce() -> String) {
-        if let Some(t) = &self.trace {
-            t.step(None, text());
-        }
+        self.record.note(text);
     }
 
     /// The admin API ends the call whatever its state: BYE to each party
@@ -777,7 +745,7 @@ impl Call {
             return;
         }
         let phase = std::mem::replace(&mut self.phase, Phase::Ended(None));
-        self.ended.cancel();
+        self.route.call_ended();
         self.transfer_abandoned();
         // The ports go back to the pool now, not when the route returns.
         self.media.release();
@@ -807,15 +775,7 @@ impl Call {
             }
             Phase::Routing | Phase::Answered | Phase::Ended(_) => {}
         }
-        self.note(|| format!("call ended: {} {code} ({cause})", disposition.as_str()));
-        self.cdr.disposition = disposition;
-        self.cdr.code = code;
-        self.cdr.hangup_cause = match &self.transferred {
-            // The CDR says the call was transferred, and by whom.
-            Some(what) => format!("{cause}; {what}"),
-            None => cause.to_owned(),
-        };
-        self.cdr.end_ms = pbx::unix_ms();
+        self.record.end(disposition, code, cause);
     }
 
     fn publish(&self) {
@@ -851,19 +811,7 @@ impl Call {
                 },
             })
             .collect();
-        self.inner.registry.insert(CallSnapshot {
-            id: self.id.clone(),
-            from: self.cdr.from.clone(),
-            to: self.cdr.to.clone(),
-            caller: self.cdr.caller.clone(),
-            callee: self.cdr.callee.clone(),
-            context: self.cdr.context.clone(),
-            state: self.phase.call_state(),
-            started_ms: self.cdr.start_ms,
-            answered_ms: self.cdr.answer_ms,
-            legs,
-            ringing,
-        });
+        self.record.publish(self.phase.call_state(), legs, ringing);
     }
 
     fn cleanup(mut self) {
@@ -872,7 +820,9 @@ impl Call {
         }
         let inner = &self.inner;
         // A party that moved on (parked) keeps its dialog.
-        inner.dialogs.remove_owned(&self.id, &self.events_tx);
+        inner
+            .dialogs
+            .remove_owned(self.record.id(), &self.events_tx);
         for branch in self.branches.values() {
             inner.dialogs.remove(&branch.call_id);
         }
@@ -881,38 +831,12 @@ impl Call {
                 .dialogs
                 .remove_owned(&b.leg.dialog.call_id, &self.events_tx);
         }
-        inner.registry.remove(&self.id);
-        if let Some(t) = &self.trace {
-            t.end();
-        }
         let active = inner
             .active
             .fetch_sub(1, Ordering::Relaxed)
             .saturating_sub(1);
         metrics::gauge!("calls_active").set(active as f64);
-        metrics::counter!("calls_total", "disposition" => self.cdr.disposition.as_str())
-            .increment(1);
-        let cdr = std::mem::replace(
-            &mut self.cdr,
-            Cdr::begin(
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                0,
-            ),
-        )
-        .with_durations();
-        tracing::info!(
-            from = %cdr.from,
-            to = %cdr.to,
-            disposition = cdr.disposition.as_str(),
-            code = cdr.code,
-            cause = %cdr.hangup_cause,
-            duration_ms = cdr.duration_ms,
-            "call ended"
-        );
-        inner.cdrs.write(cdr);
+        self.record.close();
     }
 }
 

@@ -1,14 +1,13 @@
 //! The pieces of the B2BUA that work on one message or one branch, apart
 //! from a call's state: reading an outbound INVITE's responses and
 //! CANCELling it (RFC 3261 §9.1), ACKs for 2xx (§13.2.2.4), passing bodies
-//! across, a dial's result from its branches' codes, and the inactive SDP
+//! across, and the inactive SDP
 //! answer for calls the dialplan answers itself (RFC 3264 §6).
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
-use pbx::DialStatus;
 use sip_net::{ClientInviteTx, InviteEvent, Transport};
 use sip_proto::{HeaderName, Headers, Request, Response};
 use tokio::sync::oneshot;
@@ -90,32 +89,6 @@ pub(crate) async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// The dial's result from its branches' final statuses.
-pub(crate) fn dial_result(codes: &[u16], rang: bool) -> (DialStatus, u16) {
-    let pick = |set: &[u16]| codes.iter().copied().find(|c| set.contains(c));
-    if let Some(code) = pick(&[486, 600, 603]) {
-        return (DialStatus::Busy, code);
-    }
-    if let Some(code) = pick(&[408, 480]) {
-        let status = if rang {
-            DialStatus::NoAnswer
-        } else {
-            DialStatus::Unavailable
-        };
-        return (status, code);
-    }
-    if let Some(code) = pick(&[404, 410, 503, 604]) {
-        return (DialStatus::Unavailable, code);
-    }
-    if let Some(code) = pick(&[487]) {
-        return (DialStatus::Cancelled, code);
-    }
-    (
-        DialStatus::Failed,
-        codes.iter().copied().min().unwrap_or(500),
-    )
-}
-
 /// A message's body with its Content-Type, if it has a body.
 pub(crate) fn body_of(headers: &Headers, body: &Bytes) -> Option<(String, Bytes)> {
     (!body.is_empty()).then(|| {
@@ -142,20 +115,5 @@ pub(crate) fn reply_from(r: &Response) -> Reply {
     Reply {
         status: r.status,
         body: body_of(&r.headers, &r.body),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dial_results_follow_the_branch_codes() {
-        assert_eq!(dial_result(&[486], true), (DialStatus::Busy, 486));
-        assert_eq!(dial_result(&[480, 486], true), (DialStatus::Busy, 486));
-        assert_eq!(dial_result(&[408], true), (DialStatus::NoAnswer, 408));
-        assert_eq!(dial_result(&[480], false), (DialStatus::Unavailable, 480));
-        assert_eq!(dial_result(&[404], false), (DialStatus::Unavailable, 404));
-        assert_eq!(dial_result(&[500, 501], false), (DialStatus::Failed, 500));
     }
 }

@@ -95,6 +95,41 @@ pub struct DialOutcome {
     pub answered_by: Option<String>,
 }
 
+impl DialOutcome {
+    /// How a dial ended whose every target failed, from their final
+    /// statuses (in the order they came) and whether any rang: busy (486,
+    /// 600, 603) over no answer (408, 480 after ringing; unavailable
+    /// before), over unavailable (404, 410, 503, 604), over cancelled
+    /// (487); anything else is a failure with the lowest status.
+    pub fn unanswered(codes: &[u16], rang: bool) -> DialOutcome {
+        let pick = |set: &[u16]| codes.iter().copied().find(|c| set.contains(c));
+        let (status, code) = if let Some(code) = pick(&[486, 600, 603]) {
+            (DialStatus::Busy, code)
+        } else if let Some(code) = pick(&[408, 480]) {
+            let status = if rang {
+                DialStatus::NoAnswer
+            } else {
+                DialStatus::Unavailable
+            };
+            (status, code)
+        } else if let Some(code) = pick(&[404, 410, 503, 604]) {
+            (DialStatus::Unavailable, code)
+        } else if let Some(code) = pick(&[487]) {
+            (DialStatus::Cancelled, code)
+        } else {
+            (
+                DialStatus::Failed,
+                codes.iter().copied().min().unwrap_or(500),
+            )
+        };
+        DialOutcome {
+            status,
+            code,
+            answered_by: None,
+        }
+    }
+}
+
 /// What to dial and how. `P` is the confirmation prompt: loaded (the
 /// default, what the call task plays), or as the route named it before it
 /// is loaded (`DialRequest<String>`, a file name under the sounds dir, as
@@ -701,6 +736,23 @@ pub trait Router: Send + Sync + 'static {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_dial_is_told_by_its_targets_statuses() {
+        let outcome = |codes: &[u16], rang| {
+            let o = DialOutcome::unanswered(codes, rang);
+            assert_eq!(o.answered_by, None);
+            (o.status, o.code)
+        };
+        assert_eq!(outcome(&[486], true), (DialStatus::Busy, 486));
+        assert_eq!(outcome(&[480, 486], true), (DialStatus::Busy, 486));
+        assert_eq!(outcome(&[408], true), (DialStatus::NoAnswer, 408));
+        assert_eq!(outcome(&[480], false), (DialStatus::Unavailable, 480));
+        assert_eq!(outcome(&[404], false), (DialStatus::Unavailable, 404));
+        assert_eq!(outcome(&[487], true), (DialStatus::Cancelled, 487));
+        assert_eq!(outcome(&[500, 501], false), (DialStatus::Failed, 500));
+        assert_eq!(outcome(&[], false), (DialStatus::Failed, 500));
+    }
 
     #[tokio::test]
     async fn actions_go_to_the_call_task_and_fail_once_it_ended() {

@@ -10,7 +10,9 @@
 //! `channel.rs`), [`Bridge`] (two parties' media joined, `bridge.rs`) and
 //! the [`ParkingLot`] (`parking.rs`).
 //!
-//! Read `handle.rs` (what a route can ask of a call), then `registry.rs`
+//! Read `handle.rs` (what a route can ask of a call), `route.rs` (the
+//! route's task, taken over by a transfer's), `record.rs` (what is kept
+//! of every call: its CDR, its registry entry, its end), then `registry.rs`
 //! (live calls), `cdr.rs` (what is kept when a call ends) and
 //! `cdr_writer.rs` (how it is stored), `leg.rs`, and `mailbox.rs` (what
 //! voicemail reports to message-waiting and email).
@@ -23,7 +25,9 @@ mod handle;
 mod leg;
 mod mailbox;
 mod parking;
+mod record;
 mod registry;
+mod route;
 mod trace;
 
 pub use bridge::{Bridge, BridgeEvent, Side};
@@ -41,7 +45,9 @@ pub use mailbox::{
     Listeners as MailboxListeners, MailboxCounts, MailboxListener, Mailboxes, NewMessage,
 };
 pub use parking::{ParkError, ParkRequest, ParkedSnapshot, ParkingLot, Reservation, TimedOut};
+pub use record::CallRecord;
 pub use registry::{
     CallChange, CallSnapshot, CallState, DialogIds, LegSnapshot, Registry, RingingSnapshot,
 };
+pub use route::{ROUTE_LINGER, RouteEvent, RouteTask};
 pub use trace::{CallTrace, MAX_EVENTS, TraceEvent, TraceWhat, Traces};

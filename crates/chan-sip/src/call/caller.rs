@@ -22,6 +22,15 @@ use crate::dialog::Dialog;
 use crate::leg::{SipLeg, our_contact};
 use crate::{Inner, Side};
 
+/// A trunk call's Identity check before its route (RFC 8224): the
+/// verifier, the Identity header, and the calling and called numbers.
+type StirCheck = (
+    Arc<crate::trunk::StirVerify>,
+    Option<String>,
+    String,
+    String,
+);
+
 /// Accepts a new INVITE (no To tag): loop check, authentication, capacity;
 /// then the call's task takes it.
 pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
@@ -131,7 +140,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
             .get(id)
             .map_or_else(|| "default".to_owned(), |e| e.context.clone()),
     };
-    let mut details = details(&incoming, &call_id, &caller, &context);
+    let details = details(&incoming, &call_id, &caller, &context);
     // One span per call (issue 12): every line its task and its route log
     // carries the Call-ID. At info, as the lines it is for: below that
     // level it is disabled and costs nothing.
@@ -160,15 +169,41 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         Caller::Extension(id) => (Some(id), None),
         Caller::Trunk(_, seized) => (None, Some(seized)),
     };
+    let record = pbx::CallRecord::open(
+        inner.registry.clone(),
+        inner.cdrs.clone(),
+        trace,
+        Cdr {
+            caller: cdr_caller,
+            ..Cdr::begin(
+                call_id.clone(),
+                details.from.uri.clone(),
+                details.to.uri.clone(),
+                context.clone(),
+                now,
+            )
+        },
+    );
+    // An INVITE with Replaces (RFC 3891) takes another call's party's
+    // place instead of being routed: a BLF key picking up a ringing call,
+    // a phone completing an attended transfer.
+    let replaces = incoming.request.headers.replaces().ok().flatten();
+    let router = inner.router.clone();
+    // In the call's span: the router starts the route at once (on the Lua
+    // pool), and the route takes the span along.
+    let route_verstat = verstat.clone();
+    let route = span.in_scope(|| {
+        pbx::RouteTask::spawn(handle, commands, move |handle| {
+            route(handle, details, replaces, stir, router, route_verstat)
+        })
+    });
     let call = Call {
         inner: inner.clone(),
-        id: call_id.clone(),
+        record,
+        route,
         timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
         events_tx,
         events,
-        commands,
-        ended: handle.ended_token(),
-        trace,
         a: Inbound {
             cancel: tx.cancel_token(),
             tx: CallerTx::Open(Box::new(tx)),
@@ -196,65 +231,52 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         parking: None,
         transfer: None,
         failed_transfer: None,
-        next_route: None,
-        route_superseded: false,
         identity: None,
-        transferred: None,
         _trunk_channel: trunk_channel,
-        verstat: verstat.clone(),
-        cdr: Cdr {
-            caller: cdr_caller,
-            ..Cdr::begin(
-                call_id.clone(),
-                details.from.uri.clone(),
-                details.to.uri.clone(),
-                context.clone(),
-                now,
-            )
-        },
+        verstat,
     };
     call.publish();
-    // An INVITE with Replaces (RFC 3891) takes another call's party's
-    // place instead of being routed: a BLF key picking up a ringing call,
-    // a phone completing an attended transfer.
-    let route: std::pin::Pin<Box<dyn std::future::Future<Output = RouteEnd> + Send>> =
-        match incoming.request.headers.replaces().ok().flatten() {
-            Some(replaces) => {
-                let dialog = pbx::DialogIds {
-                    call_id: replaces.call_id.clone(),
-                    local_tag: replaces.to_tag().unwrap_or_default().to_owned(),
-                    remote_tag: replaces.from_tag().map(str::to_owned),
-                };
-                let early_only = replaces.early_only();
-                Box::pin(async move {
-                    match handle.replace(dialog, early_only).await {
-                        Ok(o) if o.status == DialStatus::Answered => {}
-                        _ => {
-                            let _ = handle.reject(481, None).await;
-                        }
+    tokio::spawn(Box::new(call).run().instrument(span));
+}
+
+/// The route of a new call: the dialplan's, after a trunk call's Identity
+/// is checked (`stir`); or, for an INVITE with Replaces, taking the
+/// replaced dialog's party's place.
+fn route(
+    handle: CallHandle,
+    mut details: CallDetails,
+    replaces: Option<sip_proto::header::Replaces>,
+    stir: Option<StirCheck>,
+    router: Arc<dyn pbx::Router>,
+    verstat: Arc<std::sync::OnceLock<&'static str>>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = RouteEnd> + Send>> {
+    match (replaces, stir) {
+        (Some(replaces), _) => {
+            let dialog = pbx::DialogIds {
+                call_id: replaces.call_id.clone(),
+                local_tag: replaces.to_tag().unwrap_or_default().to_owned(),
+                remote_tag: replaces.from_tag().map(str::to_owned),
+            };
+            let early_only = replaces.early_only();
+            Box::pin(async move {
+                match handle.replace(dialog, early_only).await {
+                    Ok(o) if o.status == DialStatus::Answered => {}
+                    _ => {
+                        let _ = handle.reject(481, None).await;
                     }
-                    RouteEnd::Done
-                })
-            }
-            None => match stir {
-                Some((verify, header, from, to)) => {
-                    let router = inner.router.clone();
-                    let verstat = verstat.clone();
-                    Box::pin(async move {
-                        let (result, value) = verify.check(header.as_deref(), &from, &to).await;
-                        tracing::info!(verified = result.verified, attest = ?result.attest, reason = ?result.reason, "STIR/SHAKEN: {value}");
-                        let _ = verstat.set(value);
-                        details.identity = Some(result);
-                        router.route(handle, details).await
-                    })
                 }
-                // In the call's span: the router starts the route at once
-                // (on the Lua pool), and the route takes the span along.
-                None => span.in_scope(|| inner.router.route(handle, details)),
-            },
-        };
-    let route = tokio::spawn(route.instrument(span.clone()));
-    tokio::spawn(Box::new(call).run(route).instrument(span));
+                RouteEnd::Done
+            })
+        }
+        (None, Some((verify, header, from, to))) => Box::pin(async move {
+            let (result, value) = verify.check(header.as_deref(), &from, &to).await;
+            tracing::info!(verified = result.verified, attest = ?result.attest, reason = ?result.reason, "STIR/SHAKEN: {value}");
+            let _ = verstat.set(value);
+            details.identity = Some(result);
+            router.route(handle, details).await
+        }),
+        (None, None) => router.route(handle, details),
+    }
 }
 
 /// The calling number a PASSporT's `orig` must match (RFC 8224 §6.2
@@ -433,6 +455,6 @@ impl Call {
             let config = &self.inner.config;
             self.a.retrans = Some(OkRetransmit::start(Instant::now(), config.t1, config.t2));
         }
-        self.cdr.answer_ms = Some(pbx::unix_ms());
+        self.record.answered();
     }
 }

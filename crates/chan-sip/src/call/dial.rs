@@ -19,7 +19,7 @@ use super::{Acked, Branch, Bridge, Call, Dialing, transfer, trunkdial};
 use crate::Side;
 use crate::dialog::{Dialog, new_tag};
 use crate::leg::{SipLeg, our_contact};
-use crate::relay::{branch_task, dial_result, send_stateless, set_body};
+use crate::relay::{branch_task, send_stateless, set_body};
 use crate::target::{self, Destination};
 
 /// Headers a route may not set on an outbound INVITE: the B2BUA owns them.
@@ -199,7 +199,7 @@ impl Call {
                 let id = self
                     .identity
                     .clone()
-                    .or_else(|| self.cdr.caller.clone())
+                    .or_else(|| self.record.caller().map(str::to_owned))
                     .unwrap_or_else(|| "anonymous".to_owned());
                 let name = self
                     .inner
@@ -347,7 +347,7 @@ impl Call {
         ) {
             return None;
         }
-        if let Some(t) = &self.trace {
+        if let Some(t) = self.record.trace() {
             self.inner.traces.add_leg(t, &call_id);
         }
         let ctx = match self
@@ -564,7 +564,7 @@ impl Call {
                 let _ = cancel.send(());
             }
         }
-        self.cdr.callee = Some(label.clone());
+        self.record.set_callee(Some(label.clone()));
         // Filed (in `bridge_with`) before the caller hears the 200, so
         // anyone the caller tells sees the bridge.
         self.bridge_with(Bridge {
@@ -637,12 +637,8 @@ impl Call {
                     .iter()
                     .all(|b| self.branches.get(b).is_none_or(|b| b.done));
             if all_done {
-                let (status, code) = dial_result(&dialing.codes, dialing.rang);
-                self.end_dial(DialOutcome {
-                    status,
-                    code,
-                    answered_by: None,
-                });
+                let outcome = DialOutcome::unanswered(&dialing.codes, dialing.rang);
+                self.end_dial(outcome);
             }
         }
     }
@@ -735,7 +731,7 @@ impl Call {
                     // Back to the transferor (once this event is handled);
                     // the transfer's route is done with the call.
                     self.failed_transfer = Some(outcome);
-                    self.supersede_route();
+                    self.route.give_up();
                     drop(self.leave_dialing());
                     return;
                 }

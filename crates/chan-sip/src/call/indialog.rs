@@ -68,7 +68,7 @@ impl Call {
                         b.leg.bye();
                     }
                     self.a.leg.state = LegState::Ended;
-                    let answered = self.cdr.answer_ms.is_some();
+                    let answered = self.record.was_answered();
                     let disposition = if answered {
                         Disposition::Answered
                     } else {

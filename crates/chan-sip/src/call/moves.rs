@@ -67,11 +67,11 @@ impl Call {
             self.events_tx.clone(),
             Side::Outbound(id),
         );
-        if let Some(t) = &self.trace {
+        if let Some(t) = self.record.trace() {
             self.inner.traces.add_leg(t, &leg.dialog.call_id);
         }
         self.media.attach_callee(media).await;
-        self.cdr.callee = Some(label);
+        self.record.set_callee(Some(label));
         self.bridge_with(Bridge {
             branch: id,
             leg,
@@ -195,7 +195,7 @@ impl Call {
             )));
             return;
         }
-        let me = self.cdr.caller.clone().unwrap_or_default();
+        let me = self.record.caller().map(str::to_owned).unwrap_or_default();
         let extensions = self.inner.extensions.load();
         let group = extensions.get(&me).and_then(|e| e.pickup_group.clone());
         let wanted = |ringing: &str| match &target {
@@ -215,7 +215,7 @@ impl Call {
             .list()
             .into_iter()
             .filter(|c| {
-                c.id != self.id
+                c.id != self.record.id()
                     && c.state == CallState::Dialing
                     && c.ringing.iter().any(|r| wanted(&r.target))
             })
@@ -254,7 +254,7 @@ impl Call {
         events: crate::queue::EventTx,
         done: oneshot::Sender<Result<DialOutcome, ActionError>>,
     ) {
-        let me = self.cdr.caller.clone().unwrap_or_default();
+        let me = self.record.caller().map(str::to_owned).unwrap_or_default();
         let channel = match self.answer().await {
             Ok(()) => self.detach_caller().await,
             Err(_) => None,
@@ -396,7 +396,7 @@ impl Call {
             let kept = self
                 .identity
                 .clone()
-                .or_else(|| self.cdr.caller.clone())
+                .or_else(|| self.record.caller().map(str::to_owned))
                 .unwrap_or_default();
             self.attach_callee(channel, label.clone(), done).await;
             self.tell_identities(&label, &kept);
@@ -465,15 +465,42 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
     let span = tracing::info_span!("call", call_id = %id, from = %party, to = %parker);
     let (handle, commands) = CallHandle::new();
     let now = pbx::unix_ms();
+    let record = pbx::CallRecord::open(
+        inner.registry.clone(),
+        inner.cdrs.clone(),
+        None,
+        Cdr {
+            answer_ms: Some(now),
+            ..Cdr::begin(id, party, parker.clone(), format!("park:{slot}"), now)
+        },
+    );
+    let timeout = inner.config.ring_timeout;
+    let route = span.in_scope(|| {
+        pbx::RouteTask::spawn(handle, commands, move |handle| async move {
+            let request = DialRequest {
+                targets: vec![parker],
+                timeout: Some(timeout),
+                // Who rings: the parked party's slot, so the parker knows.
+                caller_id: Some(format!("Parked {slot} <{slot}>")),
+                ..DialRequest::default()
+            };
+            let answered = handle
+                .dial(request)
+                .await
+                .is_ok_and(|o| o.status == DialStatus::Answered);
+            if !answered {
+                let _ = handle.hangup().await;
+            }
+            RouteEnd::Done
+        })
+    });
     let call = Call {
         inner: inner.clone(),
-        id: id.clone(),
+        record,
+        route,
         timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
         events_tx,
         events,
-        commands,
-        ended: handle.ended_token(),
-        trace: None,
         a: super::Inbound {
             tx: super::CallerTx::Done,
             cancel: CancellationToken::new(),
@@ -493,36 +520,10 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         parking: None,
         transfer: None,
         failed_transfer: None,
-        next_route: None,
-        route_superseded: false,
         identity: None,
-        transferred: None,
         _trunk_channel: None,
         verstat: Arc::default(),
-        cdr: Cdr {
-            answer_ms: Some(now),
-            ..Cdr::begin(id, party, parker.clone(), format!("park:{slot}"), now)
-        },
     };
     call.publish();
-    let timeout = inner.config.ring_timeout;
-    let route = async move {
-        let request = DialRequest {
-            targets: vec![parker],
-            timeout: Some(timeout),
-            // Who rings: the parked party's slot, so the parker knows.
-            caller_id: Some(format!("Parked {slot} <{slot}>")),
-            ..DialRequest::default()
-        };
-        let answered = handle
-            .dial(request)
-            .await
-            .is_ok_and(|o| o.status == DialStatus::Answered);
-        if !answered {
-            let _ = handle.hangup().await;
-        }
-        RouteEnd::Done
-    };
-    let route = tokio::spawn(route.instrument(span.clone()));
-    tokio::spawn(Box::new(call).run(route).instrument(span));
+    tokio::spawn(Box::new(call).run().instrument(span));
 }

@@ -17,7 +17,6 @@ use pbx::{CallDetails, CallHandle, DialOutcome, DialStatus, LegState, Party};
 use sip_proto::header::Replaces;
 use sip_proto::{HeaderName, Method, Request, Uri};
 use tokio::sync::oneshot;
-use tracing::Instrument;
 
 use super::{Bridge, Call, CallEvent};
 use crate::anchor::{CallMedia, Which};
@@ -194,9 +193,11 @@ impl Call {
             }
         };
         let transferor = if from_bridge {
-            self.cdr.callee.clone()
+            self.record.callee().map(str::to_owned)
         } else {
-            self.identity.clone().or_else(|| self.cdr.caller.clone())
+            self.identity
+                .clone()
+                .or_else(|| self.record.caller().map(str::to_owned))
         };
         let Some(by) = transferor.filter(|c| self.inner.extensions.load().contains_key(c)) else {
             // A transfer is routed in the transferor's context: it must be
@@ -240,7 +241,7 @@ impl Call {
         // The route that dialled the transferor is done with this call;
         // the transfer's route takes it over.
         drop(bridge.done);
-        self.supersede_route();
+        self.route.give_up();
         self.route_transfer(by, target, None);
     }
 
@@ -260,11 +261,9 @@ impl Call {
     fn route_transfer(&mut self, by: String, target: String, failed: Option<DialStatus>) {
         let context = self.transfer_context(&by);
         let (handle, commands) = CallHandle::new();
-        self.commands = commands;
-        self.ended = handle.ended_token();
-        let handle = handle.with_trace(self.trace.clone());
+        let handle = handle.with_trace(self.record.trace().cloned());
         let details = CallDetails {
-            id: self.id.clone(),
+            id: self.record.id().to_owned(),
             from: Party {
                 user: by.clone(),
                 host: self.inner.config.domain.clone(),
@@ -295,8 +294,10 @@ impl Call {
             did: None,
             identity: None,
         };
-        let route = self.inner.router.route(handle, details);
-        self.next_route = Some(tokio::spawn(route.in_current_span()));
+        let router = self.inner.router.clone();
+        self.route.take_over(handle, commands, move |handle| {
+            router.route(handle, details)
+        });
     }
 
     /// The caller and the bridged party change places: the party the
@@ -323,15 +324,7 @@ impl Call {
             Side::Outbound(bridge.branch),
         );
         // Outbound calls now carry the kept party's identity.
-        self.identity = self.cdr.callee.clone();
-    }
-
-    /// The route running now gives way to another (a transfer's): its
-    /// pending and later actions fail with "call has ended", and its end
-    /// does not end the call.
-    pub(super) fn supersede_route(&mut self) {
-        self.ended.cancel();
-        self.route_superseded = true;
+        self.identity = self.record.callee().map(str::to_owned);
     }
 
     /// The transfer target answered and is bridged: the transferor hears
@@ -340,7 +333,8 @@ impl Call {
         if let Some(mut t) = self.transfer.take() {
             t.notify(200, "OK", true);
             self.note(|| format!("transfer to {} connected; {} released", t.target, t.by));
-            self.transferred = Some(format!("transferred by {} to {}", t.by, t.target));
+            self.record
+                .transferred(format!("transferred by {} to {}", t.by, t.target));
             t.leg.bye();
             self.inner.dialogs.remove(&t.leg.dialog.call_id);
         }
@@ -358,7 +352,8 @@ impl Call {
         let Some(mut t) = self.transfer.take() else {
             return;
         };
-        self.transferred = Some(format!("transferred by {} to park slot {slot}", t.by));
+        self.record
+            .transferred(format!("transferred by {} to park slot {slot}", t.by));
         self.inner.dialogs.remove(&t.leg.dialog.call_id);
         let announcement = self.inner.media.park_announcements.get(&slot).cloned();
         tokio::spawn(async move {
@@ -402,7 +397,7 @@ impl Call {
         self.note(|| {
             format!("transfer to {target} failed; {by} has hung up; on_transfer_failed of {context} routes the call")
         });
-        self.supersede_route();
+        self.route.give_up();
         self.route_transfer(by, target, Some(outcome.status));
         TargetFailed::Hook
     }
@@ -497,9 +492,11 @@ impl Call {
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
         let _ = reply.send(Reply::status(202));
         let by = if from_bridge {
-            self.cdr.callee.clone()
+            self.record.callee().map(str::to_owned)
         } else {
-            self.identity.clone().or_else(|| self.cdr.caller.clone())
+            self.identity
+                .clone()
+                .or_else(|| self.record.caller().map(str::to_owned))
         };
         let by = by.unwrap_or_default();
         if !from_bridge {
@@ -524,10 +521,11 @@ impl Call {
         let kept = self
             .identity
             .clone()
-            .or_else(|| self.cdr.caller.clone())
+            .or_else(|| self.record.caller().map(str::to_owned))
             .unwrap_or_default();
         self.attach_callee(channel, label.clone(), done).await;
-        self.transferred = Some(format!("attended transfer by {} to {label}", transferor.by));
+        self.record
+            .transferred(format!("attended transfer by {} to {label}", transferor.by));
         transferor.notify(200, "OK", true);
         transferor.leg.bye();
         self.inner.dialogs.remove(&transferor.leg.dialog.call_id);
@@ -586,9 +584,11 @@ impl Call {
         // The party that stays up: the caller when the transferor is the
         // callee, else the callee.
         let label = if transferor_is_callee {
-            self.identity.clone().or_else(|| self.cdr.caller.clone())
+            self.identity
+                .clone()
+                .or_else(|| self.record.caller().map(str::to_owned))
         } else {
-            self.cdr.callee.clone()
+            self.record.callee().map(str::to_owned)
         };
         let label = label.unwrap_or_default();
         if transferor_is_callee {

@@ -51,7 +51,7 @@ impl Call {
     ) -> TrunkIdentity {
         let trunk = &t.trunk;
         let domain = trunk.domain();
-        let did = self.cdr.caller.as_ref().and_then(|id| {
+        let did = self.record.caller().and_then(|id| {
             self.inner
                 .extensions
                 .load()
@@ -117,7 +117,7 @@ impl Call {
         if let Some(a) = request.attest.as_deref().and_then(|a| a.parse().ok()) {
             return a;
         }
-        match (&self.cdr.caller, owned) {
+        match (self.record.caller(), owned) {
             (Some(_), true) => Attestation::A,
             (Some(_), false) => Attestation::B,
             (None, _) => Attestation::C,
