@@ -38,10 +38,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use pbx::{
-    ActionError, CallState, DialOutcome, DialStatus, Disposition, Leg, LegState, RingingSnapshot,
-    RouteEvent,
-};
+use pbx::{DialDone, DialOutcome, Disposition, Leg, LegState, RingingSnapshot, RouteEvent};
 use sip_net::{Incoming, InviteEvent, InviteTx};
 use sip_proto::dialog::OkRetransmit;
 use sip_proto::{Headers, Request, Response};
@@ -306,19 +303,12 @@ enum Acked {
     },
 }
 
-/// A dial in progress (the targets are ringing).
-struct Dialing {
-    done: oneshot::Sender<Result<DialOutcome, ActionError>>,
-    deadline: Instant,
-    branches: Vec<u32>,
-    codes: Vec<u16>,
-    rang: bool,
+/// What chan-sip keeps per dial, beside the fork (`pbx::Fork`): the
+/// targets' SIP branches are in [`Call`]'s `branches`.
+struct Dial {
     /// The branch whose early media the caller hears (after the dialplan
     /// answered), instead of our ringback.
     early: Option<u32>,
-    /// Another call is picking this one up: the targets were cancelled
-    /// and the picker's party is on its way.
-    picked: bool,
     /// A list of trunks dialled one after the other (`trunkdial.rs`).
     trunks: Option<Box<trunkdial::Failover>>,
     /// Whoever answers must press a key first (`confirm.rs`).
@@ -327,28 +317,16 @@ struct Dialing {
     confirming: Option<confirm::Confirming>,
 }
 
-/// The caller joined with the branch that answered.
-struct Bridge {
-    branch: u32,
-    leg: SipLeg,
-    /// The route's `dial` returns when the bridge ends.
-    done: Option<oneshot::Sender<Result<DialOutcome, ActionError>>>,
-    /// The dial's target that answered, as the route gave it (the dial
-    /// result's `answered_by`); `None` for a party that came otherwise
-    /// (a pickup, a transfer).
-    answered_by: Option<String>,
-}
+/// A dial in progress (the targets are ringing).
+type Dialing = pbx::Fork<Dial>;
 
-/// Where the route's `dial` (or a pickup's, an unpark's) hears how it
-/// ended: when the targets give up, or when the bridge it made ends.
-type DialDone = oneshot::Sender<Result<DialOutcome, ActionError>>;
+/// The caller joined with the party that answered (its branch number, its
+/// leg, what the route's dial waits for).
+type Bridge = pbx::Bridged<SipLeg>;
 
-/// The call's phase: which parties it has and what the route waits for.
-/// Each variant holds what exists only in that phase, so "a dial and a
-/// bridge at once" or "a bridge after the end" cannot be written; the
-/// moves between them are [`Call`]'s transition methods (the table is in
-/// the module docs), and what the admin API and the lamps see is derived
-/// from it ([`Phase::call_state`]).
+/// The call's phase: which parties it has and what the route waits for
+/// (`pbx::Phase`: one enum, protocol-free; its moves are made by
+/// [`Call`]'s transition methods, the table is in the module docs).
 ///
 /// Kept beside it in [`Call`], because they are not phases:
 /// - `transfer`: a blind transfer's transferor, set aside while the call
@@ -356,89 +334,12 @@ type DialDone = oneshot::Sender<Result<DialOutcome, ActionError>>;
 ///   phases) until the target answers or fails;
 /// - `failed_transfer`: a step deferred until the current event is handled;
 /// - `parking`: a slot held while the route announces it (any live phase);
-/// - `next_route` / `route_superseded`: which route task drives the call,
-///   not which parties it has;
+/// - `route`: which route task drives the call, not which parties it has;
 /// - `re_ok`, `reinvite_pending`, the caller's `ok`/`retrans`: in-dialog
 ///   transactions (2xx until ACK, §13.3.1.4; §14 glare) that run in any
 ///   answered phase;
-/// - `moh`, `identity`, `transferred`, `verstat`: the call's attributes.
-enum Phase {
-    /// The route runs and the caller is not answered.
-    Routing,
-    /// The caller is answered by us and alone: its media is the call's own
-    /// (prompts, echo, recording, music), or it waits while a transfer's
-    /// route runs.
-    Answered,
-    /// Targets ring (boxed: a dial is large and lasts seconds).
-    Dialing(Box<Dialing>),
-    /// The caller is bridged with another party (inline, as before the
-    /// phase: an established call is the common case and keeps it).
-    Bridged(Bridge),
-    /// An INVITE with Replaces released the bridged party; the newcomer
-    /// takes its place ([`Call::on_adopt`]) and the route's dial goes on
-    /// until then.
-    Replacing(DialDone),
-    /// The call is over; its route may still run, its actions failing
-    /// with "call has ended". The bridged party's leg (if it was bridged)
-    /// is kept until the task ends: its dialog is still this call's (a
-    /// late request in it is answered, cleanup gives its Call-ID back).
-    Ended(Option<Bridge>),
-}
-
-impl Phase {
-    fn is_ended(&self) -> bool {
-        matches!(self, Phase::Ended(_))
-    }
-
-    /// The caller with nobody else, dialling nobody: what a dial, a
-    /// pickup, an unpark, a park and the media actions start from.
-    fn is_alone(&self) -> bool {
-        matches!(self, Phase::Routing | Phase::Answered)
-    }
-
-    /// The dial in progress.
-    fn dialing(&self) -> Option<&Dialing> {
-        match self {
-            Phase::Dialing(d) => Some(d),
-            _ => None,
-        }
-    }
-
-    fn dialing_mut(&mut self) -> Option<&mut Dialing> {
-        match self {
-            Phase::Dialing(d) => Some(d),
-            _ => None,
-        }
-    }
-
-    /// The bridged party: while bridged, and after the end for the leg
-    /// that was.
-    fn bridge(&self) -> Option<&Bridge> {
-        match self {
-            Phase::Bridged(b) | Phase::Ended(Some(b)) => Some(b),
-            _ => None,
-        }
-    }
-
-    fn bridge_mut(&mut self) -> Option<&mut Bridge> {
-        match self {
-            Phase::Bridged(b) | Phase::Ended(Some(b)) => Some(b),
-            _ => None,
-        }
-    }
-
-    /// What the admin API and the busy lamps show. A call waiting for its
-    /// replacement still counts as bridged (the newcomer is on its way).
-    fn call_state(&self) -> CallState {
-        match self {
-            Phase::Routing => CallState::Routing,
-            Phase::Answered => CallState::Answered,
-            Phase::Dialing(_) => CallState::Dialing,
-            Phase::Bridged(_) | Phase::Replacing(_) => CallState::Bridged,
-            Phase::Ended(_) => CallState::Ending,
-        }
-    }
-}
+/// - `moh`, `identity`, `verstat`: the call's attributes.
+type Phase = pbx::Phase<SipLeg, Dial>;
 
 struct Call {
     inner: Arc<Inner>,
@@ -504,7 +405,7 @@ impl Call {
             let now = Instant::now();
             let retrans_at = self.a.retrans.and_then(|r| r.poll_timeout());
             let re_ok_at = self.re_ok.as_ref().and_then(|r| r.retrans.poll_timeout());
-            let dial_deadline = self.phase.dialing().map(|d| d.deadline);
+            let dial_deadline = self.phase.dialing().map(|d| d.deadline());
             let linger_at = self.route.linger_deadline(self.phase.is_ended(), now);
             let silence = self.media.watch();
             let silence_at = silence
@@ -671,69 +572,48 @@ impl Call {
 
     // ---- the phase's transitions (the table is in the module docs) ----
 
-    /// The phase of a caller with nobody else: answered or not.
-    fn alone(&self) -> Phase {
-        if self.a.leg.state == LegState::Up {
-            Phase::Answered
-        } else {
-            Phase::Routing
-        }
+    /// Whether the caller has been answered (the phase a caller left
+    /// alone returns to: `Answered`, or `Routing`).
+    fn caller_up(&self) -> bool {
+        self.a.leg.state == LegState::Up
     }
 
     /// Routing | Answered -> Dialing: the targets ring.
     fn enter_dialing(&mut self, dialing: Box<Dialing>) {
-        self.phase = Phase::Dialing(dialing);
+        self.phase.enter_dialing(dialing);
         self.publish();
     }
 
     /// Dialing -> Routing | Answered: the dial is over (the caller gets
     /// its result, or a bridge follows at once). `None` when not dialling.
     fn leave_dialing(&mut self) -> Option<Box<Dialing>> {
-        if !matches!(self.phase, Phase::Dialing(_)) {
-            return None;
-        }
-        let alone = self.alone();
-        match std::mem::replace(&mut self.phase, alone) {
-            Phase::Dialing(dialing) => Some(dialing),
-            _ => None,
-        }
+        let caller_up = self.caller_up();
+        self.phase.leave_dialing(caller_up)
     }
 
     /// Routing | Answered (a dial just left, a pickup, an unpark, a
     /// replacement arriving, a transferee back) -> Bridged.
     fn bridge_with(&mut self, bridge: Bridge) {
-        self.phase = Phase::Bridged(bridge);
+        self.phase.bridge_with(bridge);
         self.publish();
     }
 
     /// Bridged -> Answered: the bridged party leaves (a transfer, a
     /// replacement, an attended transfer's move). `None` when not bridged.
     fn take_bridge(&mut self) -> Option<Bridge> {
-        if !matches!(self.phase, Phase::Bridged(_)) {
-            return None;
-        }
-        let alone = self.alone();
-        match std::mem::replace(&mut self.phase, alone) {
-            Phase::Bridged(bridge) => Some(bridge),
-            _ => None,
-        }
+        let caller_up = self.caller_up();
+        self.phase.take_bridge(caller_up)
     }
 
     /// Answered (the bridged party just released) -> Replacing.
     fn await_replacement(&mut self, done: DialDone) {
-        self.phase = Phase::Replacing(done);
+        self.phase.await_replacement(done);
     }
 
     /// Replacing -> Answered: the newcomer is here (and is bridged next).
     fn take_replacement(&mut self) -> Option<DialDone> {
-        if !matches!(self.phase, Phase::Replacing(_)) {
-            return None;
-        }
-        let alone = self.alone();
-        match std::mem::replace(&mut self.phase, alone) {
-            Phase::Replacing(done) => Some(done),
-            _ => None,
-        }
+        let caller_up = self.caller_up();
+        self.phase.take_replacement(caller_up)
     }
 
     // ---- helpers ----
@@ -744,37 +624,15 @@ impl Call {
         if self.phase.is_ended() {
             return;
         }
-        let phase = std::mem::replace(&mut self.phase, Phase::Ended(None));
+        // The route's pending and later actions fail from now on; its
+        // dial returns: a ringing one with "call has ended", an answered
+        // one (bridged, or waiting for its replacement) as answered.
         self.route.call_ended();
+        self.phase.end();
         self.transfer_abandoned();
         // The ports go back to the pool now, not when the route returns.
         self.media.release();
         self.cancel_branches();
-        // The route's dial returns: a ringing one with "call has ended",
-        // an answered one (bridged, or waiting for its replacement) as
-        // answered.
-        let answered = |answered_by| {
-            Ok(DialOutcome {
-                status: DialStatus::Answered,
-                code: 200,
-                answered_by,
-            })
-        };
-        match phase {
-            Phase::Dialing(dialing) => {
-                let _ = dialing.done.send(Err(ActionError::Ended));
-            }
-            Phase::Bridged(mut bridge) => {
-                if let Some(done) = bridge.done.take() {
-                    let _ = done.send(answered(bridge.answered_by.clone()));
-                }
-                self.phase = Phase::Ended(Some(bridge));
-            }
-            Phase::Replacing(done) => {
-                let _ = done.send(answered(None));
-            }
-            Phase::Routing | Phase::Answered | Phase::Ended(_) => {}
-        }
         self.record.end(disposition, code, cause);
     }
 
@@ -787,7 +645,7 @@ impl Call {
             .phase
             .dialing()
             .iter()
-            .flat_map(|d| &d.branches)
+            .flat_map(|d| d.targets())
             .filter_map(|id| self.branches.get(id))
             .filter(|b| !b.done)
             .map(|b| RingingSnapshot {
@@ -855,7 +713,7 @@ mod tests {
             + size_of::<Option<Bridge>>()
             + size_of::<Option<DialDone>>()
             + size_of::<bool>()
-            + size_of::<CallState>();
+            + size_of::<pbx::CallState>();
         let phase = size_of::<Phase>();
         eprintln!(
             "Phase {phase} bytes (fields it replaced: {before}); Bridge {}, Dialing {}, Call {}",

@@ -10,7 +10,8 @@
 //! `channel.rs`), [`Bridge`] (two parties' media joined, `bridge.rs`) and
 //! the [`ParkingLot`] (`parking.rs`).
 //!
-//! Read `handle.rs` (what a route can ask of a call), `route.rs` (the
+//! Read `handle.rs` (what a route can ask of a call), `phase.rs` (a
+//! call's state, one enum, and a dial's fork), `route.rs` (the
 //! route's task, taken over by a transfer's), `record.rs` (what is kept
 //! of every call: its CDR, its registry entry, its end), then `registry.rs`
 //! (live calls), `cdr.rs` (what is kept when a call ends) and
@@ -25,6 +26,7 @@ mod handle;
 mod leg;
 mod mailbox;
 mod parking;
+mod phase;
 mod record;
 mod registry;
 mod route;
@@ -45,6 +47,7 @@ pub use mailbox::{
     Listeners as MailboxListeners, MailboxCounts, MailboxListener, Mailboxes, NewMessage,
 };
 pub use parking::{ParkError, ParkRequest, ParkedSnapshot, ParkingLot, Reservation, TimedOut};
+pub use phase::{Bridged, DialDone, Fork, Phase};
 pub use record::CallRecord;
 pub use registry::{
     CallChange, CallSnapshot, CallState, DialogIds, LegSnapshot, Registry, RingingSnapshot,

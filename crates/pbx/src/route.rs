@@ -156,12 +156,10 @@ mod tests {
     use super::*;
     use crate::ActionError;
 
-    fn route_that_hangs_up(handle: CallHandle) -> impl Future<Output = RouteEnd> + Send + 'static {
-        async move {
-            match handle.hangup().await {
-                Ok(()) => RouteEnd::Done,
-                Err(e) => RouteEnd::Failed(e.to_string()),
-            }
+    async fn route_that_hangs_up(handle: CallHandle) -> RouteEnd {
+        match handle.hangup().await {
+            Ok(()) => RouteEnd::Done,
+            Err(e) => RouteEnd::Failed(e.to_string()),
         }
     }
 

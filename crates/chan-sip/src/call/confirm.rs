@@ -61,7 +61,7 @@ impl Call {
         label: String,
         answered_at: String,
     ) {
-        let Some(confirm) = self.phase.dialing().and_then(|d| d.confirm.clone()) else {
+        let Some(confirm) = self.phase.dialing().and_then(|d| d.driver.confirm.clone()) else {
             return;
         };
         let peer = leg.dialog.peer.ip();
@@ -91,9 +91,10 @@ impl Call {
         let task = tokio::spawn(ask(id, media, confirm.clone(), self.events_tx.clone()));
         if let Some(dialing) = self.phase.dialing_mut() {
             // The confirmation gets its own time, whatever was left to ring.
-            dialing.deadline =
-                std::time::Instant::now() + confirm.prompt.duration() + confirm.timeout + MARGIN;
-            dialing.confirming = Some(Confirming {
+            dialing.set_deadline(
+                std::time::Instant::now() + confirm.prompt.duration() + confirm.timeout + MARGIN,
+            );
+            dialing.driver.confirming = Some(Confirming {
                 id,
                 leg: Some(leg),
                 label,
@@ -109,7 +110,7 @@ impl Call {
         let Some(mut confirming) = self
             .phase
             .dialing_mut()
-            .and_then(|d| d.confirming.take_if(|c| c.id == id))
+            .and_then(|d| d.driver.confirming.take_if(|c| c.id == id))
         else {
             return; // the dial is over: the party had its BYE
         };

@@ -15,7 +15,7 @@ use sip_proto::{HeaderName, Headers, Method, Request};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
-use super::{Acked, Branch, Bridge, Call, Dialing, transfer, trunkdial};
+use super::{Acked, Branch, Bridge, Call, Dial, Dialing, transfer, trunkdial};
 use crate::Side;
 use crate::dialog::{Dialog, new_tag};
 use crate::leg::{SipLeg, our_contact};
@@ -162,18 +162,21 @@ impl Call {
             // keeps hearing its music.
             self.media.ringback().await;
         }
-        self.enter_dialing(Box::new(Dialing {
+        let mut dialing = Dialing::new(
             done,
-            deadline: Instant::now() + timeout,
-            branches: started,
-            codes,
-            rang: false,
-            early: None,
-            picked: false,
-            trunks,
-            confirm,
-            confirming: None,
-        }));
+            Instant::now() + timeout,
+            started,
+            Dial {
+                early: None,
+                trunks,
+                confirm,
+                confirming: None,
+            },
+        );
+        for code in codes {
+            dialing.failed(code);
+        }
+        self.enter_dialing(Box::new(dialing));
     }
 
     /// The display name and user of an outbound INVITE's From: the
@@ -404,9 +407,9 @@ impl Call {
             }
             if status > 100
                 && let Some(dialing) = self.phase.dialing_mut()
-                && dialing.branches.contains(&id)
+                && dialing.is_target(id)
             {
-                dialing.rang = true;
+                dialing.ringing();
                 if !self.a.tx.is_answered()
                     && let InviteEvent::Response(r) = &event
                 {
@@ -443,7 +446,10 @@ impl Call {
             branch.done = true;
             branch.cancel = None;
             branch.invite = None;
-            let was_early = self.phase.dialing().is_some_and(|d| d.early == Some(id));
+            let was_early = self
+                .phase
+                .dialing()
+                .is_some_and(|d| d.driver.early == Some(id));
             if self.fail_over(id, Some(status)).await {
                 return;
             }
@@ -451,7 +457,7 @@ impl Call {
             if was_early && let Some(dialing) = self.phase.dialing_mut() {
                 // Its early media is gone and others still ring: back to
                 // our ringback.
-                dialing.early = None;
+                dialing.driver.early = None;
                 self.media.ringback().await;
             }
             return;
@@ -496,10 +502,9 @@ impl Call {
         branch.acked = Some(Acked::Own(Box::new(dialog.clone())));
         let wins = !self.phase.is_ended()
             && self.phase.bridge().is_none()
-            && self
-                .phase
-                .dialing()
-                .is_some_and(|d| d.branches.contains(&id) && !d.picked && d.confirming.is_none());
+            && self.phase.dialing().is_some_and(|d| {
+                d.is_target(id) && !d.is_picked() && d.driver.confirming.is_none()
+            });
         let mut leg = SipLeg {
             inner: self.inner.clone(),
             dialog,
@@ -528,7 +533,11 @@ impl Call {
                 return;
             }
         };
-        if self.phase.dialing().is_some_and(|d| d.confirm.is_some()) {
+        if self
+            .phase
+            .dialing()
+            .is_some_and(|d| d.driver.confirm.is_some())
+        {
             self.start_confirm(id, leg, &stream, label, answered_at)
                 .await;
             return;
@@ -556,7 +565,7 @@ impl Call {
         // them at once, and the ladder reads answer first, then CANCEL.
         self.note(|| format!("answered by {label} at {answered_at}"));
         // The others stop ringing.
-        for other in &dialing.branches {
+        for other in dialing.targets() {
             if *other != id
                 && let Some(b) = self.branches.get_mut(other)
                 && let Some(cancel) = b.cancel.take()
@@ -570,7 +579,7 @@ impl Call {
         self.bridge_with(Bridge {
             branch: id,
             leg,
-            done: Some(dialing.done),
+            done: Some(dialing.into_done()),
             answered_by: Some(label),
         });
         // Its dialog is the bridged leg's now: a 2xx again is acknowledged
@@ -627,17 +636,17 @@ impl Call {
             b.done = true;
         }
         if let Some(dialing) = self.phase.dialing_mut()
-            && dialing.branches.contains(&id)
-            && !dialing.picked
+            && dialing.is_target(id)
+            && !dialing.is_picked()
         {
-            dialing.codes.push(status);
-            let all_done = dialing.confirming.is_none()
+            dialing.failed(status);
+            let all_done = dialing.driver.confirming.is_none()
                 && dialing
-                    .branches
+                    .targets()
                     .iter()
                     .all(|b| self.branches.get(b).is_none_or(|b| b.done));
             if all_done {
-                let outcome = DialOutcome::unanswered(&dialing.codes, dialing.rang);
+                let outcome = dialing.unanswered();
                 self.end_dial(outcome);
             }
         }
@@ -657,7 +666,7 @@ impl Call {
         }
         self.media.bridge().await;
         if let Some(dialing) = self.phase.dialing_mut() {
-            dialing.early = Some(id);
+            dialing.driver.early = Some(id);
         }
         self.note(|| "early media from the callee replaces the ringback".to_owned());
     }
@@ -671,13 +680,13 @@ impl Call {
     }
 
     pub(super) async fn on_dial_timeout(&mut self) {
-        let ringing = self.phase.dialing().map(|d| d.branches.clone());
+        let ringing = self.phase.dialing().map(|d| d.targets().to_vec());
         if let Some(ringing) = ringing
             && let [only] = ringing.as_slice()
             && self
                 .phase
                 .dialing()
-                .is_some_and(|d| d.trunks.as_ref().is_some_and(|l| !l.rest.is_empty()))
+                .is_some_and(|d| d.driver.trunks.as_ref().is_some_and(|l| !l.rest.is_empty()))
         {
             // A trunk of a failover list did not answer in time: CANCEL it,
             // try the next.
@@ -706,7 +715,7 @@ impl Call {
     pub(super) fn abandon_dial(&mut self) {
         if let Some(dialing) = self.leave_dialing() {
             self.cancel_branches();
-            let _ = dialing.done.send(Ok(DialOutcome {
+            dialing.finish(Ok(DialOutcome {
                 status: DialStatus::Cancelled,
                 code: 487,
                 answered_by: None,
@@ -744,7 +753,7 @@ impl Call {
             }
         }
         if let Some(dialing) = self.leave_dialing() {
-            let _ = dialing.done.send(Ok(outcome));
+            dialing.finish(Ok(outcome));
         }
         if !self.phase.is_ended() {
             self.publish();

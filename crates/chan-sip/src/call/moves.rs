@@ -351,10 +351,9 @@ impl Call {
         let Some(dialing) = self.phase.dialing_mut() else {
             return false;
         };
-        if dialing.picked {
+        if !dialing.pick() {
             return false;
         }
-        dialing.picked = true;
         self.note(|| "picked up by another call: the targets stop ringing".to_owned());
         self.cancel_branches();
         true
@@ -402,7 +401,7 @@ impl Call {
             self.tell_identities(&label, &kept);
             return;
         }
-        let picked = self.phase.dialing().is_some_and(|d| d.picked);
+        let picked = self.phase.dialing().is_some_and(|d| d.is_picked());
         if self.phase.is_ended() || !picked {
             // Too late (the caller gave up meanwhile): the picker is told.
             drop(channel);
@@ -411,7 +410,8 @@ impl Call {
         let Some(dialing) = self.leave_dialing() else {
             return;
         };
-        self.attach_callee(channel, label, dialing.done).await;
+        self.attach_callee(channel, label, dialing.into_done())
+            .await;
     }
 }
 

@@ -200,10 +200,10 @@ impl Call {
             let Some(dialing) = self.phase.dialing_mut() else {
                 return false;
             };
-            if !dialing.branches.contains(&id) {
+            if !dialing.is_target(id) {
                 return false;
             }
-            let Some(list) = &mut dialing.trunks else {
+            let Some(list) = &mut dialing.driver.trunks else {
                 return false;
             };
             if list.rest.is_empty() {
@@ -212,13 +212,12 @@ impl Call {
             let next = list.rest.remove(0);
             let (request, offer, per_try) =
                 (list.request.clone(), list.offer.clone(), list.per_try);
-            dialing.codes.push(status.unwrap_or(408));
+            dialing.failed(status.unwrap_or(408));
             let label = next.label.clone();
             self.note(|| format!("{failed} did not take the call ({why}); trying {label}"));
             if let Some(started) = self.start_branch(next, &request, &offer).await {
                 if let Some(dialing) = self.phase.dialing_mut() {
-                    dialing.branches = vec![started];
-                    dialing.deadline = Instant::now() + per_try;
+                    dialing.retarget(vec![started], Instant::now() + per_try);
                 }
                 return true;
             }
