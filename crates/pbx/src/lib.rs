@@ -52,5 +52,5 @@ pub use record::CallRecord;
 pub use registry::{
     CallChange, CallSnapshot, CallState, DialogIds, LegSnapshot, Registry, RingingSnapshot,
 };
-pub use route::{ROUTE_LINGER, RouteEvent, RouteTask};
+pub use route::{ROUTE_LINGER, RouteEvent, RouteTask, Verdict};
 pub use trace::{CallTrace, MAX_EVENTS, TraceEvent, TraceWhat, Traces};

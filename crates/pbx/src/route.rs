@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::cdr::Disposition;
 use crate::handle::{CallHandle, Command, Commands, RouteEnd};
 
 /// How long a finished call waits for its route to return before it stops
@@ -30,6 +31,65 @@ pub enum RouteEvent {
     /// It returned (or failed): the call decides what that means for its
     /// caller. A route that was taken over never reports its end.
     Ended(RouteEnd),
+}
+
+/// What the end of its route means for a call that is still up
+/// ([`RouteEnd::verdict`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// The caller was answered: every party is hung up; the CDR's cause
+    /// says why (`dialplan`, or the error that lost the call).
+    HangUp {
+        /// The CDR's hangup cause.
+        cause: String,
+    },
+    /// The caller was not answered: it is refused with `code` and `text`
+    /// (a protocol's Warning), any dial in progress stops, and the CDR
+    /// says `disposition` and `cause`.
+    Refuse {
+        /// The status (404: no route; 500: the route failed; 503: the
+        /// route could not reach its storage, try again later).
+        code: u16,
+        /// Why, for the caller.
+        text: String,
+        /// How the CDR counts it.
+        disposition: Disposition,
+        /// The CDR's hangup cause.
+        cause: &'static str,
+    },
+}
+
+impl RouteEnd {
+    /// What this end means for a call still up whose caller was answered
+    /// (`answered`) or not.
+    pub fn verdict(self, answered: bool) -> Verdict {
+        if answered {
+            // Answered, then lost to an error (a missing prompt, say): the
+            // CDR says which.
+            let cause = match self {
+                RouteEnd::Failed(why) | RouteEnd::Unavailable(why) => format!("error: {why}"),
+                RouteEnd::Done => "dialplan".to_owned(),
+            };
+            return Verdict::HangUp { cause };
+        }
+        let (code, text, disposition, cause) = match self {
+            RouteEnd::Failed(why) => (500, why, Disposition::Failed, "error"),
+            // The storage is out of reach for now: the caller may retry.
+            RouteEnd::Unavailable(why) => (503, why, Disposition::Failed, "error"),
+            RouteEnd::Done => (
+                404,
+                "no route for this number".to_owned(),
+                Disposition::Rejected,
+                "no route",
+            ),
+        };
+        Verdict::Refuse {
+            code,
+            text,
+            disposition,
+            cause,
+        }
+    }
 }
 
 /// The route of one call (see the module docs).
@@ -161,6 +221,43 @@ mod tests {
             Ok(()) => RouteEnd::Done,
             Err(e) => RouteEnd::Failed(e.to_string()),
         }
+    }
+
+    #[test]
+    fn a_route_that_ends_leaves_its_caller_refused_or_hung_up() {
+        let refused = |end: RouteEnd| match end.verdict(false) {
+            Verdict::Refuse {
+                code,
+                disposition,
+                cause,
+                ..
+            } => (code, disposition, cause),
+            other => panic!("an unanswered caller is refused: {other:?}"),
+        };
+        assert_eq!(
+            refused(RouteEnd::Done),
+            (404, Disposition::Rejected, "no route")
+        );
+        assert_eq!(
+            refused(RouteEnd::Failed("boom".into())),
+            (500, Disposition::Failed, "error")
+        );
+        assert_eq!(
+            refused(RouteEnd::Unavailable("db down".into())),
+            (503, Disposition::Failed, "error")
+        );
+        assert_eq!(
+            RouteEnd::Failed("no such prompt".into()).verdict(true),
+            Verdict::HangUp {
+                cause: "error: no such prompt".into()
+            }
+        );
+        assert_eq!(
+            RouteEnd::Done.verdict(true),
+            Verdict::HangUp {
+                cause: "dialplan".into()
+            }
+        );
     }
 
     #[tokio::test]

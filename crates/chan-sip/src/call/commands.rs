@@ -250,41 +250,31 @@ impl Call {
         if self.phase.is_ended() {
             return;
         }
-        let failed = matches!(end, RouteEnd::Failed(_) | RouteEnd::Unavailable(_));
-        if self.a.leg.state == LegState::Up {
-            self.a.leg.bye();
-            if let Some(b) = self.phase.bridge_mut() {
-                b.leg.bye();
+        match end.verdict(self.a.leg.state == LegState::Up) {
+            pbx::Verdict::HangUp { cause } => {
+                self.a.leg.bye();
+                if let Some(b) = self.phase.bridge_mut() {
+                    b.leg.bye();
+                }
+                self.finish(Disposition::Answered, 200, &cause);
             }
-            // Answered, then lost to an error (a missing prompt, say):
-            // the CDR says which.
-            let cause = match &end {
-                RouteEnd::Failed(why) | RouteEnd::Unavailable(why) => format!("error: {why}"),
-                _ => "dialplan".to_owned(),
-            };
-            self.finish(Disposition::Answered, 200, &cause);
-            return;
+            pbx::Verdict::Refuse {
+                code,
+                text,
+                disposition,
+                cause,
+            } => {
+                if let Some(dialing) = self.leave_dialing() {
+                    self.cancel_branches();
+                    drop(dialing);
+                }
+                let r = self
+                    .a
+                    .tx
+                    .response_with_warning(code, &self.inner.config.domain, &text);
+                self.a.tx.respond(r);
+                self.finish(disposition, code, cause);
+            }
         }
-        if let Some(dialing) = self.leave_dialing() {
-            self.cancel_branches();
-            drop(dialing);
-        }
-        let (code, text, cause) = match &end {
-            RouteEnd::Failed(why) => (500, why.as_str(), "error"),
-            // The storage is out of reach for now: the caller may retry.
-            RouteEnd::Unavailable(why) => (503, why.as_str(), "error"),
-            _ => (404, "no route for this number", "no route"),
-        };
-        let r = self
-            .a
-            .tx
-            .response_with_warning(code, &self.inner.config.domain, text);
-        self.a.tx.respond(r);
-        let disposition = if failed {
-            Disposition::Failed
-        } else {
-            Disposition::Rejected
-        };
-        self.finish(disposition, code, cause);
     }
 }
