@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -20,13 +20,15 @@ const SHARDS: usize = 16;
 /// how many with [`broadcast::error::RecvError::Lagged`]).
 const FEED_CAPACITY: usize = 4096;
 
-/// A change to a live call, as [`Registry::watch`] reports it.
+/// A change to a live call, as [`Registry::watch`] reports it. The
+/// snapshot is shared with the registry (one per change, not a copy per
+/// watcher or per feed slot).
 #[derive(Debug, Clone)]
 pub enum CallChange {
     /// The call was filed or its state changed: its snapshot now.
-    Updated(CallSnapshot),
+    Updated(Arc<CallSnapshot>),
     /// The call ended: its last snapshot.
-    Ended(CallSnapshot),
+    Ended(Arc<CallSnapshot>),
 }
 
 /// Where a call stands.
@@ -127,7 +129,7 @@ pub struct CallSnapshot {
 #[derive(Debug)]
 pub struct Registry {
     hasher: RandomState,
-    shards: Vec<Mutex<HashMap<String, CallSnapshot>>>,
+    shards: Vec<Mutex<HashMap<String, Arc<CallSnapshot>>>>,
     count: AtomicUsize,
     feed: broadcast::Sender<CallChange>,
 }
@@ -149,7 +151,7 @@ impl Registry {
         Self::default()
     }
 
-    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, CallSnapshot>> {
+    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CallSnapshot>>> {
         let i = (self.hasher.hash_one(id) as usize) % SHARDS;
         // Nothing panics while holding a shard; a poisoned one is intact.
         self.shards[i]
@@ -160,8 +162,9 @@ impl Registry {
     /// Files a new call, or a call's new snapshot; watchers are told.
     pub fn insert(&self, snapshot: CallSnapshot) {
         let id = snapshot.id.clone();
+        let snapshot = Arc::new(snapshot);
         let changed = (self.feed.receiver_count() > 0).then(|| snapshot.clone());
-        if self.shard(&id).insert(id.clone(), snapshot).is_none() {
+        if self.shard(&id).insert(id, snapshot).is_none() {
             self.count.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(snapshot) = changed {
@@ -182,7 +185,8 @@ impl Registry {
             let Some(s) = shard.get_mut(id) else {
                 return;
             };
-            change(s);
+            // Copied only if a watcher still holds the snapshot.
+            change(Arc::make_mut(s));
             (self.feed.receiver_count() > 0).then(|| s.clone())
         };
         if let Some(snapshot) = changed {
@@ -225,7 +229,7 @@ impl Registry {
                 s.lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .values()
-                    .cloned()
+                    .map(|c| CallSnapshot::clone(c))
                     .collect::<Vec<_>>()
             })
             .collect();

@@ -411,7 +411,7 @@ mod tests {
     fn a_call_rings_is_answered_and_ends() {
         let mut t = Tracker::new();
         let routing = t.apply(
-            &CallChange::Updated(call(CallState::Routing, &[], None)),
+            &CallChange::Updated(Arc::new(call(CallState::Routing, &[], None))),
             &Office,
             "d",
             &|_| true,
@@ -421,7 +421,12 @@ mod tests {
             [(DialogState::Early, Direction::Initiator)]
         );
         let ringing = call(CallState::Dialing, &["1002", "1002", "+4930"], None);
-        let c = t.apply(&CallChange::Updated(ringing), &Office, "d", &|_| true);
+        let c = t.apply(
+            &CallChange::Updated(Arc::new(ringing)),
+            &Office,
+            "d",
+            &|_| true,
+        );
         assert_eq!(
             lamp(&c, "1002"),
             [(DialogState::Early, Direction::Recipient)]
@@ -455,7 +460,12 @@ mod tests {
             leg("inbound", "c1", "pbx-a", "alice"),
             leg("outbound", "b-1002", "pbx-b", "bob"),
         ];
-        let c = t.apply(&CallChange::Updated(bridged), &Office, "d", &|_| true);
+        let c = t.apply(
+            &CallChange::Updated(Arc::new(bridged)),
+            &Office,
+            "d",
+            &|_| true,
+        );
         assert_eq!(
             lamp(&c, "1002"),
             [(DialogState::Confirmed, Direction::Recipient)]
@@ -483,7 +493,7 @@ mod tests {
             [(DialogState::Confirmed, Direction::Initiator)]
         );
         let c = t.apply(
-            &CallChange::Ended(call(CallState::Ending, &[], Some("1002"))),
+            &CallChange::Ended(Arc::new(call(CallState::Ending, &[], Some("1002")))),
             &Office,
             "d",
             &|_| true,
@@ -501,7 +511,7 @@ mod tests {
     fn a_resync_ends_calls_whose_end_was_missed() {
         let mut t = Tracker::new();
         t.apply(
-            &CallChange::Updated(call(CallState::Bridged, &[], Some("1002"))),
+            &CallChange::Updated(Arc::new(call(CallState::Bridged, &[], Some("1002")))),
             &Office,
             "d",
             &|_| true,
@@ -533,13 +543,13 @@ mod tests {
     fn a_ringing_extension_that_loses_the_race_is_told_it_ended() {
         let mut t = Tracker::new();
         t.apply(
-            &CallChange::Updated(call(CallState::Dialing, &["1002", "1003"], None)),
+            &CallChange::Updated(Arc::new(call(CallState::Dialing, &["1002", "1003"], None))),
             &Office,
             "d",
             &|_| true,
         );
         let c = t.apply(
-            &CallChange::Updated(call(CallState::Bridged, &[], Some("1002"))),
+            &CallChange::Updated(Arc::new(call(CallState::Bridged, &[], Some("1002")))),
             &Office,
             "d",
             &|_| true,
@@ -556,7 +566,7 @@ mod tests {
         let mut t = Tracker::new();
         let only_1002 = |ext: &str| ext == "1002";
         let c = t.apply(
-            &CallChange::Updated(call(CallState::Dialing, &["1002"], None)),
+            &CallChange::Updated(Arc::new(call(CallState::Dialing, &["1002"], None))),
             &Office,
             "d",
             &only_1002,
@@ -570,7 +580,7 @@ mod tests {
         assert!(t.busy("1001"));
         assert_eq!(t.dialogs("1001").len(), 1);
         let c = t.apply(
-            &CallChange::Ended(call(CallState::Dialing, &["1002"], None)),
+            &CallChange::Ended(Arc::new(call(CallState::Dialing, &["1002"], None))),
             &Office,
             "d",
             &only_1002,
@@ -595,15 +605,30 @@ mod tests {
         let mut t = Tracker::new();
         let ids: Vec<String> = (0..40).map(|i| format!("c{i}")).collect();
         for id in &ids {
-            t.apply(&CallChange::Updated(ringing(id)), &Office, "d", &|_| false);
+            t.apply(
+                &CallChange::Updated(Arc::new(ringing(id))),
+                &Office,
+                "d",
+                &|_| false,
+            );
         }
         // c5 is answered: it becomes 1001's latest change.
         let answered = CallSnapshot {
             id: "c5".to_owned(),
             ..call(CallState::Bridged, &[], Some("1002"))
         };
-        t.apply(&CallChange::Updated(answered), &Office, "d", &|_| false);
-        t.apply(&CallChange::Ended(ringing("c7")), &Office, "d", &|_| false);
+        t.apply(
+            &CallChange::Updated(Arc::new(answered)),
+            &Office,
+            "d",
+            &|_| false,
+        );
+        t.apply(
+            &CallChange::Ended(Arc::new(ringing("c7"))),
+            &Office,
+            "d",
+            &|_| false,
+        );
         let order: Vec<String> = t.dialogs("1001").into_iter().map(|d| d.call).collect();
         let mut expected: Vec<String> = ids
             .iter()
@@ -618,7 +643,12 @@ mod tests {
             id: "c0".to_owned(),
             ..call(CallState::Bridged, &[], Some("1002"))
         };
-        let c = t.apply(&CallChange::Updated(answered), &Office, "d", &|_| true);
+        let c = t.apply(
+            &CallChange::Updated(Arc::new(answered)),
+            &Office,
+            "d",
+            &|_| true,
+        );
         let report: Vec<&str> = c
             .iter()
             .find(|c| c.ext == "1001")
