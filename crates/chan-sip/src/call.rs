@@ -32,7 +32,6 @@
 //! | Replacing | Bridged | the newcomer arrives | `take_replacement`, then `bridge_with` |
 //! | any | Ended | BYE, CANCEL, reject, hangup, park, pickup, timeouts, shutdown | `finish` |
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -288,6 +287,39 @@ struct Branch {
     trunk_channel: Option<crate::trunk::ChannelSeized>,
 }
 
+/// A call's outbound branches by number: a call has one or a few, so a
+/// list (one small allocation) rather than a hash map (a larger table).
+#[derive(Default)]
+struct Branches(Vec<(u32, Box<Branch>)>);
+
+impl Branches {
+    fn get(&self, id: &u32) -> Option<&Branch> {
+        self.0.iter().find(|(i, _)| i == id).map(|(_, b)| &**b)
+    }
+
+    fn get_mut(&mut self, id: &u32) -> Option<&mut Branch> {
+        self.0
+            .iter_mut()
+            .find(|(i, _)| i == id)
+            .map(|(_, b)| &mut **b)
+    }
+
+    fn insert(&mut self, id: u32, branch: Box<Branch>) {
+        match self.0.iter_mut().find(|(i, _)| *i == id) {
+            Some((_, b)) => *b = branch,
+            None => self.0.push((id, branch)),
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Branch> {
+        self.0.iter().map(|(_, b)| &**b)
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Branch> {
+        self.0.iter_mut().map(|(_, b)| &mut **b)
+    }
+}
+
 /// How an answered branch's 2xx is acknowledged again when it comes again
 /// (our ACK was lost, RFC 3261 §13.2.2.4).
 enum Acked {
@@ -356,7 +388,7 @@ struct Call {
     timer: std::pin::Pin<Box<tokio::time::Sleep>>,
     a: Inbound,
     /// Boxed: a branch is large and a map's table has room for several.
-    branches: HashMap<u32, Box<Branch>>,
+    branches: Branches,
     next_branch: u32,
     /// Where the call is in its life: the one place that says whether
     /// targets ring, who is bridged, whether it is over ([`Phase`]).

@@ -21,59 +21,100 @@ pub struct CallRecord {
     registry: Arc<Registry>,
     cdrs: CdrWriter,
     trace: Option<Arc<CallTrace>>,
-    cdr: Cdr,
+    /// What the CDR will say, as far as it is known while the call lives
+    /// (the CDR's times as text, durations and cause are made at the end:
+    /// room kept for them in every live call would be wasted).
+    live: Live,
     /// What a transfer did to the call, for its CDR's hangup cause.
     transferred: Option<String>,
-    ended: bool,
+    /// How it ended, once it has (boxed: no room for it while it lives).
+    end: Option<Box<Ending>>,
+}
+
+/// The CDR's fields known while a call lives.
+struct Live {
+    call_id: String,
+    from: String,
+    to: String,
+    context: String,
+    caller: Option<String>,
+    callee: Option<String>,
+    start_ms: u64,
+    answer_ms: Option<u64>,
+}
+
+/// How a call ended.
+struct Ending {
+    disposition: Disposition,
+    code: u16,
+    cause: String,
+    end_ms: u64,
 }
 
 impl std::fmt::Debug for CallRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CallRecord")
-            .field("id", &self.cdr.call_id)
-            .field("ended", &self.ended)
+            .field("id", &self.live.call_id)
+            .field("ended", &self.end.is_some())
             .finish_non_exhaustive()
     }
 }
 
 impl CallRecord {
-    /// The record of a call starting with `cdr` (see [`Cdr::begin`]); it
-    /// is filed in `registry` at its first [`publish`](Self::publish).
+    /// The record of a call starting with `cdr` (see [`Cdr::begin`]: its
+    /// id, parties, context, start and, for a call that comes answered,
+    /// its answer); it is filed in `registry` at its first
+    /// [`publish`](Self::publish).
     pub fn open(
         registry: Arc<Registry>,
         cdrs: CdrWriter,
         trace: Option<Arc<CallTrace>>,
         cdr: Cdr,
     ) -> CallRecord {
+        let Cdr {
+            call_id,
+            from,
+            to,
+            caller,
+            callee,
+            context,
+            start_ms,
+            answer_ms,
+            ..
+        } = cdr;
         CallRecord {
             registry,
             cdrs,
             trace,
-            cdr,
+            live: Live {
+                call_id,
+                from,
+                to,
+                context,
+                caller,
+                callee,
+                start_ms,
+                answer_ms,
+            },
             transferred: None,
-            ended: false,
+            end: None,
         }
     }
 
     /// The call's id.
     pub fn id(&self) -> &str {
-        &self.cdr.call_id
-    }
-
-    /// The CDR as it stands.
-    pub fn cdr(&self) -> &Cdr {
-        &self.cdr
+        &self.live.call_id
     }
 
     /// The extension that placed the call, if one did.
     pub fn caller(&self) -> Option<&str> {
-        self.cdr.caller.as_deref()
+        self.live.caller.as_deref()
     }
 
     /// Who the caller talks to (the target that answered, a pickup's or
     /// an unpark's party), once someone is.
     pub fn callee(&self) -> Option<&str> {
-        self.cdr.callee.as_deref()
+        self.live.callee.as_deref()
     }
 
     /// The call's trace, if traces are kept.
@@ -83,22 +124,22 @@ impl CallRecord {
 
     /// Whether the call is over.
     pub fn is_ended(&self) -> bool {
-        self.ended
+        self.end.is_some()
     }
 
     /// Who the caller talks to now.
     pub fn set_callee(&mut self, callee: Option<String>) {
-        self.cdr.callee = callee;
+        self.live.callee = callee;
     }
 
     /// The caller was answered, now.
     pub fn answered(&mut self) {
-        self.cdr.answer_ms = Some(unix_ms());
+        self.live.answer_ms = Some(unix_ms());
     }
 
     /// Whether the caller has been answered.
     pub fn was_answered(&self) -> bool {
-        self.cdr.answer_ms.is_some()
+        self.live.answer_ms.is_some()
     }
 
     /// A transfer changed who talks to whom (`what` says how, for the
@@ -117,17 +158,17 @@ impl CallRecord {
     /// Files the call's state now, with its legs (the caller's first) and
     /// the contacts a dial in progress rings.
     pub fn publish(&self, state: CallState, legs: Vec<LegSnapshot>, ringing: Vec<RingingSnapshot>) {
-        let cdr = &self.cdr;
+        let live = &self.live;
         self.registry.insert(CallSnapshot {
-            id: cdr.call_id.clone(),
-            from: cdr.from.clone(),
-            to: cdr.to.clone(),
-            caller: cdr.caller.clone(),
-            callee: cdr.callee.clone(),
-            context: cdr.context.clone(),
+            id: live.call_id.clone(),
+            from: live.from.clone(),
+            to: live.to.clone(),
+            caller: live.caller.clone(),
+            callee: live.callee.clone(),
+            context: live.context.clone(),
             state,
-            started_ms: cdr.start_ms,
-            answered_ms: cdr.answer_ms,
+            started_ms: live.start_ms,
+            answered_ms: live.answer_ms,
             legs,
             ringing,
         });
@@ -136,19 +177,20 @@ impl CallRecord {
     /// The call is over, how and why (the first end counts: `false` when
     /// it had ended already).
     pub fn end(&mut self, disposition: Disposition, code: u16, cause: &str) -> bool {
-        if self.ended {
+        if self.end.is_some() {
             return false;
         }
-        self.ended = true;
         self.note(|| format!("call ended: {} {code} ({cause})", disposition.as_str()));
-        self.cdr.disposition = disposition;
-        self.cdr.code = code;
-        self.cdr.hangup_cause = match &self.transferred {
-            // The CDR says the call was transferred, and by whom.
-            Some(what) => format!("{cause}; {what}"),
-            None => cause.to_owned(),
-        };
-        self.cdr.end_ms = unix_ms();
+        self.end = Some(Box::new(Ending {
+            disposition,
+            code,
+            cause: match &self.transferred {
+                // The CDR says the call was transferred, and by whom.
+                Some(what) => format!("{cause}; {what}"),
+                None => cause.to_owned(),
+            },
+            end_ms: unix_ms(),
+        }));
         true
     }
 
@@ -156,16 +198,38 @@ impl CallRecord {
     /// closed, it is counted and logged, and its CDR is written. A call
     /// that was never [ended](Self::end) is recorded as failed (500).
     pub fn close(mut self) {
-        if !self.ended {
+        if self.end.is_none() {
             self.end(Disposition::Failed, 500, "internal");
         }
-        self.registry.remove(&self.cdr.call_id);
+        let Some(end) = self.end.take() else {
+            return;
+        };
+        self.registry.remove(&self.live.call_id);
         if let Some(t) = &self.trace {
             t.end();
         }
-        metrics::counter!("calls_total", "disposition" => self.cdr.disposition.as_str())
-            .increment(1);
-        let cdr = self.cdr.with_durations();
+        metrics::counter!("calls_total", "disposition" => end.disposition.as_str()).increment(1);
+        let Live {
+            call_id,
+            from,
+            to,
+            context,
+            caller,
+            callee,
+            start_ms,
+            answer_ms,
+        } = self.live;
+        let cdr = Cdr {
+            caller,
+            callee,
+            answer_ms,
+            end_ms: end.end_ms,
+            disposition: end.disposition,
+            code: end.code,
+            hangup_cause: end.cause,
+            ..Cdr::begin(call_id, from, to, context, start_ms)
+        }
+        .with_durations();
         tracing::info!(
             from = %cdr.from,
             to = %cdr.to,

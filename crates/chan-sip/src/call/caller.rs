@@ -3,7 +3,6 @@
 //! again until the ACK (§13.3.1.4), the ACK with the answer to an offer in
 //! our 2xx (RFC 3264 §5), and the caller's CANCEL (§9.2).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -221,7 +220,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
             retrans: None,
             cancel_seen: false,
         },
-        branches: HashMap::new(),
+        branches: super::Branches::default(),
         next_branch: 1,
         phase: Phase::Routing,
         reinvite_pending: false,

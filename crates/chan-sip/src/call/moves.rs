@@ -4,7 +4,6 @@
 //! (retrieving a parked call). The dialog keeps running across the move:
 //! the dialog table points its Call-ID at whoever owns it now.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -510,7 +509,7 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
             retrans: None,
             cancel_seen: true,
         },
-        branches: HashMap::new(),
+        branches: super::Branches::default(),
         next_branch: 1,
         phase: Phase::Answered,
         reinvite_pending: false,

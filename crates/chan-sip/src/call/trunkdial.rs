@@ -225,7 +225,7 @@ impl Call {
     }
 }
 
-fn t_name(branches: &std::collections::HashMap<u32, Box<super::Branch>>, id: u32) -> String {
+fn t_name(branches: &super::Branches, id: u32) -> String {
     branches
         .get(&id)
         .map_or_else(|| format!("branch {id}"), |b| b.dest.label.clone())
