@@ -248,11 +248,17 @@ struct Inbound {
     /// The caller's INVITE, until the call is bridged.
     invite: Option<Box<Request>>,
     leg: SipLeg,
-    /// Our 2xx, kept for retransmission until the ACK (§13.3.1.4).
-    /// Boxed: gone once the ACK came, for the rest of the call.
-    ok: Option<Box<Response>>,
-    retrans: Option<OkRetransmit>,
+    /// Our 2xx over UDP, sent again until the ACK (§13.3.1.4). Boxed:
+    /// gone once the ACK came, for the rest of the call.
+    unacked: Option<Box<Unacked>>,
     cancel_seen: bool,
+}
+
+/// Our 2xx to the caller's INVITE and its retransmission timer, until
+/// the ACK.
+struct Unacked {
+    ok: Response,
+    retrans: OkRetransmit,
 }
 
 /// Our 2xx to a re-INVITE, sent again until its ACK (§13.3.1.4, as for
@@ -435,7 +441,11 @@ impl Call {
                 Box::pin(self.media.stop_ringback()).await;
             }
             let now = Instant::now();
-            let retrans_at = self.a.retrans.and_then(|r| r.poll_timeout());
+            let retrans_at = self
+                .a
+                .unacked
+                .as_ref()
+                .and_then(|u| u.retrans.poll_timeout());
             let re_ok_at = self.re_ok.as_ref().and_then(|r| r.retrans.poll_timeout());
             let dial_deadline = self.phase.dialing().map(|d| d.deadline());
             let linger_at = self.route.linger_deadline(self.phase.is_ended(), now);

@@ -216,8 +216,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
                 held: false,
                 allows_update: crate::leg::allows(&incoming.request.headers, "UPDATE"),
             },
-            ok: None,
-            retrans: None,
+            unacked: None,
             cancel_seen: false,
         },
         branches: super::Branches::default(),
@@ -363,9 +362,8 @@ impl Call {
         }
         let which = match side {
             Side::Inbound if self.a.leg.dialog.matches(request) => {
-                self.a.retrans = None;
                 // Nothing left to retransmit.
-                self.a.ok = None;
+                self.a.unacked = None;
                 Which::A
             }
             Side::Outbound(id)
@@ -410,19 +408,18 @@ impl Call {
     }
 
     pub(super) fn on_retransmit(&mut self) {
-        let Some(r) = &mut self.a.retrans else {
+        let Some(unacked) = &mut self.a.unacked else {
             return;
         };
-        match r.handle_timeout(Instant::now()) {
+        match unacked.retrans.handle_timeout(Instant::now()) {
             OkTimer::Resend => {
-                if let Some(ok) = &self.a.ok {
-                    self.a.tx.respond((**ok).clone());
-                }
+                let ok = unacked.ok.clone();
+                self.a.tx.respond(ok);
             }
             OkTimer::GiveUp => {
                 // §13.3.1.4: no ACK for the 2xx: the dialog is over.
                 tracing::info!("no ACK for our 200 OK; ending the call");
-                self.a.retrans = None;
+                self.a.unacked = None;
                 self.a.leg.bye();
                 if let Some(b) = self.phase.bridge_mut() {
                     b.leg.bye();
@@ -447,12 +444,17 @@ impl Call {
             ok.headers.push(HeaderName::ContentType, content_type);
             ok.body = body;
         }
-        self.a.tx.respond(ok.clone());
-        self.a.ok = Some(Box::new(ok));
         self.a.leg.state = LegState::Up;
         if self.a.leg.dialog.transport == Transport::Udp {
             let config = &self.inner.config;
-            self.a.retrans = Some(OkRetransmit::start(Instant::now(), config.t1, config.t2));
+            self.a.tx.respond(ok.clone());
+            self.a.unacked = Some(Box::new(super::Unacked {
+                ok,
+                retrans: OkRetransmit::start(Instant::now(), config.t1, config.t2),
+            }));
+        } else {
+            // A reliable transport delivers it: nothing to send again.
+            self.a.tx.respond(ok);
         }
         self.record.answered();
     }

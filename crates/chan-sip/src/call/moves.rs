@@ -31,17 +31,16 @@ impl Call {
         }
         let media = self.media.detach(Which::A).await?;
         // Our 200 may still wait for its ACK: the channel keeps sending it.
-        let pending = match (
-            self.a.ok.take(),
-            self.a.retrans.take(),
-            self.a.tx.ok_resender(),
-        ) {
-            (Some(ok), Some(retrans), Some(resender)) => Some(Box::new(PendingOk {
-                resender,
-                seq: ok.cseq().map_or(0, |c| c.seq),
-                ok: *ok,
-                retrans,
-            })),
+        let pending = match (self.a.unacked.take(), self.a.tx.ok_resender()) {
+            (Some(unacked), Some(resender)) => {
+                let super::Unacked { ok, retrans } = *unacked;
+                Some(Box::new(PendingOk {
+                    resender,
+                    seq: ok.cseq().map_or(0, |c| c.seq),
+                    ok,
+                    retrans,
+                }))
+            }
             _ => None,
         };
         // Moved, not ended: no BYE from this call.
@@ -505,8 +504,7 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
             cancel: CancellationToken::new(),
             invite: None,
             leg,
-            ok: None,
-            retrans: None,
+            unacked: None,
             cancel_seen: true,
         },
         branches: super::Branches::default(),

@@ -309,8 +309,7 @@ impl Call {
         std::mem::swap(&mut self.a.leg, &mut bridge.leg);
         // The INVITE that made the call was the leaving party's.
         self.a.tx = super::CallerTx::Done;
-        self.a.ok = None;
-        self.a.retrans = None;
+        self.a.unacked = None;
         self.a.invite = None;
         self.a.cancel_seen = true;
         self.media.swap_sides().await;
