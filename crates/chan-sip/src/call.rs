@@ -424,6 +424,49 @@ struct Call {
 }
 
 impl Call {
+    /// A call of `a`'s (its caller, answered or not), filed in `record`,
+    /// driven by `route`, its events coming on `events`, its media
+    /// anchored in `media`; routing, nobody dialled. Started with
+    /// [`spawn`](Self::spawn).
+    fn new(
+        inner: Arc<Inner>,
+        record: pbx::CallRecord,
+        route: pbx::RouteTask,
+        (events_tx, events): (crate::queue::EventTx, crate::queue::EventRx),
+        a: Inbound,
+        media: CallMedia,
+    ) -> Call {
+        Call {
+            inner,
+            record,
+            route,
+            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
+            events_tx,
+            events,
+            a,
+            branches: Branches::default(),
+            next_branch: 1,
+            phase: Phase::Routing,
+            reinvite_pending: false,
+            re_ok: None,
+            moh: None,
+            media,
+            parking: None,
+            transfer: None,
+            failed_transfer: None,
+            identity: None,
+            _trunk_channel: None,
+            verstat: Arc::default(),
+        }
+    }
+
+    /// Files the call in the registry and starts its task in `span`.
+    fn spawn(self, span: tracing::Span) {
+        use tracing::Instrument;
+        self.publish();
+        tokio::spawn(Box::new(self).run().instrument(span));
+    }
+
     /// The call's task. Boxed: a future that took the call by value
     /// would keep room for it twice (the argument and the local it moves
     /// into).

@@ -12,9 +12,8 @@ use pbx::{CallDetails, CallHandle, Cdr, DialStatus, Disposition, LegState, Party
 use sip_net::{Incoming, InviteTx, Transport};
 use sip_proto::dialog::{OkRetransmit, OkTimer};
 use sip_proto::{HeaderName, Request, Uri};
-use tracing::Instrument;
 
-use super::{Call, CallerTx, Inbound, Phase};
+use super::{Call, CallerTx, Inbound};
 use crate::admit::Caller;
 use crate::anchor::{CallMedia, Failure, Which};
 use crate::dialog::Dialog;
@@ -196,45 +195,26 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
             route(handle, details, replaces, stir, router, route_verstat)
         })
     });
-    let call = Call {
-        inner: inner.clone(),
-        record,
-        route,
-        timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
-        events_tx,
-        events,
-        a: Inbound {
-            cancel: tx.cancel_token(),
-            tx: CallerTx::Open(Box::new(tx)),
-            invite: Some(Box::new(incoming.request.clone())),
-            leg: SipLeg {
-                inner: inner.clone(),
-                dialog,
-                direction: "inbound",
-                state: LegState::Calling,
-                contact: contact.clone(),
-                held: false,
-                allows_update: crate::leg::allows(&incoming.request.headers, "UPDATE"),
-            },
-            unacked: None,
-            cancel_seen: false,
+    let a = Inbound {
+        cancel: tx.cancel_token(),
+        tx: CallerTx::Open(Box::new(tx)),
+        invite: Some(Box::new(incoming.request.clone())),
+        leg: SipLeg {
+            inner: inner.clone(),
+            dialog,
+            direction: "inbound",
+            state: LegState::Calling,
+            contact: contact.clone(),
+            held: false,
+            allows_update: crate::leg::allows(&incoming.request.headers, "UPDATE"),
         },
-        branches: super::Branches::default(),
-        next_branch: 1,
-        phase: Phase::Routing,
-        reinvite_pending: false,
-        re_ok: None,
-        moh: None,
-        media,
-        parking: None,
-        transfer: None,
-        failed_transfer: None,
-        identity: None,
-        _trunk_channel: trunk_channel,
-        verstat,
+        unacked: None,
+        cancel_seen: false,
     };
-    call.publish();
-    tokio::spawn(Box::new(call).run().instrument(span));
+    let mut call = Call::new(inner.clone(), record, route, (events_tx, events), a, media);
+    call._trunk_channel = trunk_channel;
+    call.verstat = verstat;
+    call.spawn(span);
 }
 
 /// The route of a new call: the dialplan's, after a trunk call's Identity

@@ -14,7 +14,6 @@ use pbx::{
 };
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use super::{Bridge, Call, CallEvent, Phase};
 use crate::anchor::Which;
@@ -492,35 +491,17 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
             RouteEnd::Done
         })
     });
-    let call = Call {
-        inner: inner.clone(),
-        record,
-        route,
-        timer: Box::pin(tokio::time::sleep(std::time::Duration::ZERO)),
-        events_tx,
-        events,
-        a: super::Inbound {
-            tx: super::CallerTx::Done,
-            cancel: CancellationToken::new(),
-            invite: None,
-            leg,
-            unacked: None,
-            cancel_seen: true,
-        },
-        branches: super::Branches::default(),
-        next_branch: 1,
-        phase: Phase::Answered,
-        reinvite_pending: false,
-        re_ok: None,
-        moh: None,
-        media,
-        parking: None,
-        transfer: None,
-        failed_transfer: None,
-        identity: None,
-        _trunk_channel: None,
-        verstat: Arc::default(),
+    // The caller comes answered already: nothing of its INVITE is left
+    // to answer.
+    let a = super::Inbound {
+        tx: super::CallerTx::Done,
+        cancel: CancellationToken::new(),
+        invite: None,
+        leg,
+        unacked: None,
+        cancel_seen: true,
     };
-    call.publish();
-    tokio::spawn(Box::new(call).run().instrument(span));
+    let mut call = Call::new(inner.clone(), record, route, (events_tx, events), a, media);
+    call.phase = Phase::Answered;
+    call.spawn(span);
 }
