@@ -220,6 +220,28 @@ impl Registry {
         self.len() == 0
     }
 
+    /// The calls (other than `except`) whose dial is ringing a target
+    /// `wanted` accepts: what a pickup may take, the call that has rung
+    /// longest first. Nothing is copied but the ids.
+    pub fn ringing(&self, except: &str, wanted: impl Fn(&str) -> bool) -> Vec<String> {
+        let mut found: Vec<(u64, String)> = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            found.extend(
+                shard
+                    .values()
+                    .filter(|c| {
+                        c.id != except
+                            && c.state == CallState::Dialing
+                            && c.ringing.iter().any(|r| wanted(&r.target))
+                    })
+                    .map(|c| (c.started_ms, c.id.clone())),
+            );
+        }
+        found.sort();
+        found.into_iter().map(|(_, id)| id).collect()
+    }
+
     /// Every live call, oldest first.
     pub fn list(&self) -> Vec<CallSnapshot> {
         let mut all: Vec<CallSnapshot> = self
@@ -279,6 +301,33 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert!(!r.contains("a") && r.contains("b"));
         r.update("zzz", |_| panic!("not filed"));
+    }
+
+    #[test]
+    fn a_pickup_finds_the_calls_ringing_a_target_longest_first() {
+        let r = Registry::new();
+        let ringing = |id: &str, started_ms, target: &str| CallSnapshot {
+            state: CallState::Dialing,
+            ringing: vec![RingingSnapshot {
+                target: target.into(),
+                contact: format!("sip:{target}@127.0.0.1"),
+                address: "udp:127.0.0.1:5060".into(),
+                state: LegState::Ringing,
+                dialog: DialogIds::default(),
+            }],
+            ..call(id, started_ms)
+        };
+        r.insert(ringing("late", 30, "1002"));
+        r.insert(ringing("early", 10, "1002"));
+        r.insert(ringing("other", 5, "1003"));
+        r.insert(ringing("mine", 1, "1002"));
+        r.insert(call("quiet", 2));
+        assert_eq!(r.ringing("mine", |t| t == "1002"), ["early", "late"]);
+        assert_eq!(
+            r.ringing("mine", |t| t.starts_with("100")),
+            ["other", "early", "late"]
+        );
+        assert!(r.ringing("mine", |t| t == "1009").is_empty());
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pbx::{
-    ActionError, CallHandle, CallState, Cdr, DialOutcome, DialRequest, DialStatus, Disposition,
-    LegState, ParkRequest, RouteEnd, TimedOut,
+    ActionError, CallHandle, Cdr, DialOutcome, DialRequest, DialStatus, Disposition, LegState,
+    ParkRequest, RouteEnd, TimedOut,
 };
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -206,23 +206,11 @@ impl Call {
                         == group.as_ref()
             }
         };
-        let mut candidates: Vec<_> = self
-            .inner
-            .registry
-            .list()
-            .into_iter()
-            .filter(|c| {
-                c.id != self.record.id()
-                    && c.state == CallState::Dialing
-                    && c.ringing.iter().any(|r| wanted(&r.target))
-            })
-            .map(|c| (c.started_ms, c.id))
-            .collect();
-        drop(extensions);
         // The call that has rung longest first.
-        candidates.sort();
+        let candidates = self.inner.registry.ringing(self.record.id(), wanted);
+        drop(extensions);
         let mut taken = None;
-        for (_, id) in candidates {
+        for id in candidates {
             let Some(route) = self.inner.dialogs.get(&id) else {
                 continue;
             };
