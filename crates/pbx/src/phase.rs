@@ -228,6 +228,16 @@ impl<P, X> Phase<P, X> {
         }
     }
 
+    /// Another call would pick this one up: it may while its targets ring
+    /// and nobody (no target, no other picker) took it. `true`: it is
+    /// claimed; its targets must stop ringing.
+    pub fn pick(&mut self) -> bool {
+        match self {
+            Phase::Dialing(fork) => fork.pick(),
+            _ => false,
+        }
+    }
+
     /// The phase of a caller with nobody else: answered (`caller_up`) or
     /// not.
     fn alone(caller_up: bool) -> Self {
@@ -356,11 +366,21 @@ mod tests {
     }
 
     #[test]
-    fn a_call_is_picked_up_once() {
-        let (mut fork, _heard) = fork();
-        assert!(fork.pick());
-        assert!(!fork.pick());
-        assert!(fork.is_picked());
+    fn a_call_is_picked_up_once_and_only_while_it_rings() {
+        let (fork, _heard) = fork();
+        let mut phase = TestPhase::Routing;
+        assert!(!phase.pick(), "nothing rings");
+        phase.enter_dialing(fork);
+        assert!(phase.pick());
+        assert!(!phase.pick(), "claimed already");
+        assert!(phase.dialing().is_some_and(Fork::is_picked));
+        phase.bridge_with(Bridged {
+            branch: 1,
+            leg: "1002",
+            done: None,
+            answered_by: None,
+        });
+        assert!(!phase.pick(), "answered");
     }
 
     #[test]

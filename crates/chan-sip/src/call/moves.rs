@@ -330,13 +330,7 @@ impl Call {
     /// ring and nobody answered; they stop ringing now (a target's
     /// answer after this is too late and gets BYE).
     pub(super) fn on_pickup_ask(&mut self) -> bool {
-        if self.phase.is_ended() || self.phase.bridge().is_some() {
-            return false;
-        }
-        let Some(dialing) = self.phase.dialing_mut() else {
-            return false;
-        };
-        if !dialing.pick() {
+        if !self.phase.pick() {
             return false;
         }
         self.note(|| "picked up by another call: the targets stop ringing".to_owned());
