@@ -217,6 +217,11 @@ impl<A: CallApi> CallObject<A> {
     /// Tells the call (its trace) that `call:NAME(ARGS)` is about to run,
     /// with the calling script's `file:line`.
     fn step(&self, lua: &Lua, name: &str, args: &[&Value]) {
+        // Most calls are not traced (only the last N are kept): reading the
+        // stack and formatting the arguments is then wasted.
+        if !self.api.is_traced() {
+            return;
+        }
         // The first script frame up the stack: an async method runs
         // under mlua's own polling function.
         let location = (1..8)

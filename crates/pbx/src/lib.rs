@@ -44,4 +44,4 @@ pub use parking::{ParkError, ParkRequest, ParkedSnapshot, ParkingLot, Reservatio
 pub use registry::{
     CallChange, CallSnapshot, CallState, DialogIds, LegSnapshot, Registry, RingingSnapshot,
 };
-pub use trace::{CallTrace, MAX_EVENTS, TraceEvent, TraceWhat, Traces};
+pub use trace::{CallTrace, MAX_EVENTS, TraceEvent, TracePeer, TraceWhat, Traces};
