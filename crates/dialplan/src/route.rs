@@ -1174,11 +1174,13 @@ impl CallState {
         let (call, result) = match Scoped::new(state, &scope, create).await {
             Ok(call) => {
                 let run = async {
-                    let thread = state.lua.create_thread(entry)?;
+                    let thread = state.coroutine(entry)?;
                     scope
                         .main
                         .store(thread.to_pointer() as usize, Ordering::Relaxed);
-                    thread.into_async::<()>(call.clone())?.await
+                    let result = thread.clone().into_async::<()>(call.clone())?.await;
+                    state.finished(thread);
+                    result
                 };
                 let result = Scoped::new(state, &scope, Budgeted::new(&scope, run)).await;
                 (Some(call), result)
