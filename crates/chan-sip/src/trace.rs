@@ -5,10 +5,11 @@
 //! removed.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use bytes::Bytes;
-use pbx::{CallTrace, TraceWhat, Traces};
+use memchr::memmem;
+use pbx::{CallTrace, TracePeer, TraceWhat, Traces};
 use serde_json::{Value, json};
 use sip_net::Transport;
 
@@ -34,7 +35,10 @@ impl sip_net::Tap for TraceTap {
         };
         trace.record(TraceWhat::Message {
             inbound,
-            peer: format!("{transport}:{peer}"),
+            peer: TracePeer {
+                transport: transport_name(transport),
+                addr: peer,
+            },
             // A received message may be a slice of a larger buffer: keep
             // only its own bytes. What we send is exactly the message.
             bytes: if inbound {
@@ -52,20 +56,57 @@ pub(crate) fn record_invite(trace: &CallTrace, incoming: &sip_net::Incoming) {
     if trace.is_empty() {
         trace.record(TraceWhat::Message {
             inbound: true,
-            peer: format!("{}:{}", incoming.transport, incoming.source),
+            peer: TracePeer {
+                transport: transport_name(incoming.transport),
+                addr: incoming.source,
+            },
             bytes: incoming.request.to_bytes(),
         });
     }
 }
 
+/// The name a trace shows for `transport` (as its `Display` does).
+fn transport_name(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+    }
+}
+
+/// The Call-ID header as nearly every UA writes it.
+static CALL_ID: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\r\nCall-ID:"));
+/// The end of a message's headers.
+static HEADERS_END: LazyLock<memmem::Finder<'static>> =
+    LazyLock::new(|| memmem::Finder::new(b"\r\n\r\n"));
+
 /// The Call-ID of a message, read from its header lines (no full parse).
+/// Every message sent or received goes through here while any call is
+/// traced: `Call-ID:` as written by nearly everyone is found with a SIMD
+/// search, anything else (compact `i:`, other cases, bare LF) line by line.
 fn call_id(message: &[u8]) -> Option<&str> {
+    if let Some(at) = CALL_ID.find(message)
+        && HEADERS_END.find(&message[..at + 2]).is_none()
+    {
+        let value = &message[at + 10..];
+        let end = memchr::memchr2(b'\r', b'\n', value).unwrap_or(value.len());
+        return std::str::from_utf8(value[..end].trim_ascii()).ok();
+    }
+    call_id_by_line(message)
+}
+
+/// [`call_id`] the slow way: each header line's name compared.
+fn call_id_by_line(message: &[u8]) -> Option<&str> {
     let mut lines = message.split(|&b| b == b'\n');
     lines.next()?;
     for line in lines {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            return None;
+        match line.first() {
+            None => return None,
+            // Only `Call-ID` and `i` lines are looked into (a message is
+            // read here for every trace that is kept).
+            Some(b'c' | b'C' | b'i' | b'I') => {}
+            Some(_) => continue,
         }
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
@@ -149,7 +190,7 @@ pub fn trace_json(trace: &CallTrace, live: bool, full: bool) -> Value {
                     "at_ms": e.at_ms,
                     "kind": "sip",
                     "direction": if inbound { "in" } else { "out" },
-                    "peer": peer,
+                    "peer": peer.to_string(),
                     "first_line": first_line,
                     "headers": headers,
                 });
@@ -188,6 +229,17 @@ mod tests {
         let m = b"SIP/2.0 200 OK\r\ni:  zz \r\n\r\n";
         assert_eq!(call_id(m), Some("zz"));
         assert_eq!(call_id(b"SIP/2.0 200 OK\r\n\r\ni: late"), None);
+        let m = b"BYE sip:a@b SIP/2.0\r\nCSeq: 2 BYE\r\nContact: <sip:c@d>\r\nCALL-ID: x1\r\n\r\n";
+        assert_eq!(call_id(m), Some("x1"));
+        // Fast and slow paths agree.
+        let m = b"INVITE sip:a@b SIP/2.0\r\nVia: x\r\nCall-ID:  abc@h \r\nCSeq: 1 INVITE\r\n\r\n";
+        assert_eq!(call_id(m), Some("abc@h"));
+        assert_eq!(call_id_by_line(m), Some("abc@h"));
+        // A Call-ID: in the body is not the message's.
+        let m = b"MESSAGE sip:a@b SIP/2.0\r\ni: real\r\n\r\nx\r\nCall-ID: fake\r\n";
+        assert_eq!(call_id(m), Some("real"));
+        let m = b"MESSAGE sip:a@b SIP/2.0\r\nVia: x\r\n\r\nx\r\nCall-ID: fake\r\n";
+        assert_eq!(call_id(m), None);
     }
 
     #[test]

@@ -212,6 +212,12 @@ pub trait CallApi: Send + Sync + 'static {
     fn step(&self, location: Option<String>, text: String) {
         let _ = (location, text);
     }
+    /// Whether [`step`](Self::step) records anything now; when `false`
+    /// the route does not work out the script's location and the step's
+    /// text. `true` by default.
+    fn is_traced(&self) -> bool {
+        true
+    }
     /// Whether the call is already over although no action has said so
     /// yet (the caller hung up while the script was computing). Backs
     /// `call.state` and `call:is_up()`; the default knows nothing.

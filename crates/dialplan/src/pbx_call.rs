@@ -105,6 +105,10 @@ impl CallApi for PbxCall {
         self.handle.step(location, text);
     }
 
+    fn is_traced(&self) -> bool {
+        self.handle.is_traced()
+    }
+
     async fn ring(&self) -> Result<(), ActionError> {
         self.handle.ring().await
     }

@@ -217,6 +217,11 @@ impl<A: CallApi> CallObject<A> {
     /// Tells the call (its trace) that `call:NAME(ARGS)` is about to run,
     /// with the calling script's `file:line`.
     fn step(&self, lua: &Lua, name: &str, args: &[&Value]) {
+        // Most calls are not traced (only the last N are kept): reading the
+        // stack and formatting the arguments is then wasted.
+        if !self.api.is_traced() {
+            return;
+        }
         // The first script frame up the stack: an async method runs
         // under mlua's own polling function.
         let location = (1..8)
@@ -1169,11 +1174,13 @@ impl CallState {
         let (call, result) = match Scoped::new(state, &scope, create).await {
             Ok(call) => {
                 let run = async {
-                    let thread = state.lua.create_thread(entry)?;
+                    let thread = state.coroutine(entry)?;
                     scope
                         .main
                         .store(thread.to_pointer() as usize, Ordering::Relaxed);
-                    thread.into_async::<()>(call.clone())?.await
+                    let result = thread.clone().into_async::<()>(call.clone())?.await;
+                    state.finished(thread);
+                    result
                 };
                 let result = Scoped::new(state, &scope, Budgeted::new(&scope, run)).await;
                 (Some(call), result)

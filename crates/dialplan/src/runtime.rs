@@ -14,11 +14,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use mlua::{Function, Lua, Value};
+use mlua::thread::ThreadStatus;
+use mlua::{Function, Lua, Thread, Value};
 
 use crate::error::{Error, FileError, ReloadError};
 use crate::generation::{self, Generation};
@@ -253,6 +254,46 @@ pub(crate) struct SharedState {
     /// `on_transfer_failed(call)`, if the context defines it (the globals
     /// are frozen after loading, so it is looked up once).
     pub(crate) on_transfer_failed: Option<Function>,
+    /// Coroutines whose route finished, kept for the next calls (at most
+    /// [`IDLE_COROUTINES`]): a new one costs an allocation and the growth
+    /// of its stack, which a finished one already has.
+    pub(crate) coroutines: Mutex<Vec<Thread>>,
+}
+
+/// Finished route coroutines a state keeps for reuse.
+const IDLE_COROUTINES: usize = 32;
+
+impl SharedState {
+    /// A coroutine to run `entry`: a finished one reset, else a new one.
+    pub(crate) fn coroutine(&self, entry: Function) -> mlua::Result<Thread> {
+        let idle = self
+            .coroutines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(thread) => {
+                thread.reset(entry)?;
+                Ok(thread)
+            }
+            None => self.lua.create_thread(entry),
+        }
+    }
+
+    /// Keeps `thread` for a later route if it finished (a coroutine that
+    /// failed or was stopped half-way is left to the collector).
+    pub(crate) fn finished(&self, thread: Thread) {
+        if thread.status() != ThreadStatus::Finished {
+            return;
+        }
+        let mut idle = self
+            .coroutines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < IDLE_COROUTINES {
+            idle.push(thread);
+        }
+    }
 }
 
 /// Compiles the files, then loads every context (and the plugins it
@@ -333,6 +374,7 @@ pub(crate) fn load_state(
         slot,
         route,
         on_transfer_failed,
+        coroutines: Mutex::new(Vec::new()),
     }))
 }
 

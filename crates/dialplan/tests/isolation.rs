@@ -173,3 +173,55 @@ async fn shared_libraries_and_globals_are_read_only() {
         );
     }
 }
+
+/// A route's coroutine, once finished, runs a later call's route from the
+/// start (it is reused, not made anew); one that failed is not reused.
+#[tokio::test]
+async fn a_finished_route_coroutine_is_reused_from_a_clean_start() {
+    let dir = Dir::new();
+    dir.write(
+        "dialplans/default.lua",
+        r#"
+-- Kept by key, so a coroutine's address is never another's.
+local seen = {}
+function route(call)
+  local co = coroutine.running()
+  if call.to.user == "fail" then
+    error("failed on purpose")
+  elseif seen[co] then
+    call:reject(486)
+  else
+    seen[co] = true
+    call:reject(404)
+  end
+end
+"#,
+    );
+    let runtime = dir.runtime();
+    let api = Arc::new(FakeCall::default());
+    let mut codes = Vec::new();
+    // The calls go round the context's states in turn: within a few, one
+    // state runs a second route.
+    for _ in 0..16 {
+        match route(&runtime, &api, "1002").await {
+            RouteOutcome::Rejected { code } => codes.push(code),
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+        if codes.contains(&486) {
+            break;
+        }
+    }
+    assert_eq!(codes.first(), Some(&404), "{codes:?}");
+    assert!(codes.contains(&486), "no coroutine was reused: {codes:?}");
+    // Failures in between leave the next routes working.
+    for _ in 0..4 {
+        assert!(matches!(
+            route(&runtime, &api, "fail").await,
+            RouteOutcome::Failed { .. }
+        ));
+        assert!(matches!(
+            route(&runtime, &api, "1002").await,
+            RouteOutcome::Rejected { .. }
+        ));
+    }
+}

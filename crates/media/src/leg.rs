@@ -500,12 +500,12 @@ impl Leg {
         // then the task is woken again to read on.
         let mut rtcp_waiting = false;
         for _ in 0..TRY_RECV_BURST {
-            match self.ports.rtcp.poll_recv_ready(cx) {
+            match self.ports.sockets().rtcp.poll_recv_ready(cx) {
                 Poll::Ready(Ok(())) => {
                     // Read into a buffer that lives only for the read (no
                     // 1.5 KB per leg kept for RTCP).
                     let mut data = [0u8; MAX_DATAGRAM + 1];
-                    match self.ports.rtcp.try_recv_from(&mut data) {
+                    match self.ports.sockets().rtcp.try_recv_from(&mut data) {
                         Ok((len, from)) => self.on_rtcp(data.get(..len).unwrap_or_default(), from),
                         // Readiness cleared: the next poll registers the waker.
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
@@ -534,7 +534,7 @@ impl Leg {
                 let _ = timer.as_mut().poll(cx);
             }
         }
-        match self.ports.rtp.poll_recv_ready(cx) {
+        match self.ports.sockets().rtp.poll_recv_ready(cx) {
             Poll::Ready(_) => Poll::Ready(()),
             Poll::Pending => Poll::Pending,
         }
@@ -547,7 +547,7 @@ impl Leg {
     /// from a foreign source cannot keep the caller from other work.
     pub fn try_recv(&mut self, buf: &mut Buffer) -> Option<Received> {
         for _ in 0..TRY_RECV_BURST {
-            match self.ports.rtp.try_recv_from(&mut buf[..]) {
+            match self.ports.sockets().rtp.try_recv_from(&mut buf[..]) {
                 Ok((len, from)) => {
                     if let Some(received) = self.on_rtp(buf.get(..len).unwrap_or_default(), from) {
                         return Some(received);
@@ -652,7 +652,7 @@ impl Leg {
         let Some(to) = self.rtcp_destination() else {
             return;
         };
-        if socket2::SockRef::from(&self.ports.rtcp)
+        if socket2::SockRef::from(&self.ports.sockets().rtcp)
             .send_to(compound, &to.into())
             .is_ok()
         {
@@ -682,7 +682,7 @@ impl Leg {
         let counters = &self.shared.counters;
         // tokio's `try_send_to` fails until the reactor has seen the socket
         // writable once; a direct non-blocking sendto does not wait for that.
-        let socket = socket2::SockRef::from(&self.ports.rtp);
+        let socket = socket2::SockRef::from(&self.ports.sockets().rtp);
         let sent = self
             .destination()
             .is_some_and(|to| socket.send_to(packet, &to.into()).is_ok());

@@ -111,6 +111,6 @@ pub use leg::{
 };
 pub use listener::Listener;
 pub use player::Player;
-pub use pool::{PortPair, PortPool};
+pub use pool::{IDLE_FILES_SHARE, IDLE_MAX, PortPair, PortPool, QUARANTINE};
 pub use prompt::{Prompt, WavError};
 pub use recorder::{Recorder, Recording};

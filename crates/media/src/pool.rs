@@ -1,24 +1,60 @@
 //! The RTP port pool (RFC 3550 §11): even RTP ports with the odd RTCP port
-//! above them, leased from a configured range and returned on drop.
+//! above them, leased from a configured range; released pairs are kept
+//! bound for the next calls.
 //!
 //! A lease binds both UDP sockets before it is handed out, so a port that
 //! another program holds is skipped rather than failing a call later.
-//! Leases are taken at random from the free pairs of the range, not in
-//! order: a host that cannot see the SDP cannot guess which port the next
-//! call gets (so spraying "the next port" is no better than spraying all
-//! of them, which the legs' source checks refuse). The most recently freed
-//! pairs (up to half the pool, at most 64) cool down before they are drawn
-//! again, so late packets of one call do not reach the next one.
+//! Fresh leases are taken at random from the free pairs of the range, not
+//! in order: a host that cannot see the SDP cannot guess which port the
+//! next call gets (so spraying "the next port" is no better than spraying
+//! all of them, which the legs' source checks refuse).
+//!
+//! Binding two sockets, registering them with the reactor and closing them
+//! again was about a tenth of the CPU of a call, so a released pair is not
+//! closed: it stays bound and registered, idle, and goes to a later call,
+//! the one released longest ago first (FIFO), and only after a quarantine
+//! ([`QUARANTINE`]) so that late packets of one call do not reach the next
+//! one; whatever they queued meanwhile is read and dropped when the pair is
+//! handed out, and the new call's leg starts with fresh state (latch,
+//! counters). The idle pairs are bounded ([`IDLE_MAX`], at most half the
+//! range and half the process's open-files limit: each holds two
+//! descriptors): a pair released while the idle list is full is closed, and
+//! idle pairs are closed when the process runs out of descriptors anyway. Pairs closed most recently (up to half the pool, at most
+//! 64) cool down before they are drawn again, for the same reason.
 
 use std::collections::VecDeque;
 use std::io::ErrorKind;
+use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Waker};
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
+use tokio::runtime::{Handle, Id};
 
 use crate::error::Error;
+
+/// How long a released pair stays idle before another call may get it
+/// (unless every other pair of the range is leased): late RTP of the call
+/// that had it stops well within that.
+pub const QUARANTINE: Duration = Duration::from_secs(2);
+
+/// The most released pairs kept bound and idle (two descriptors each); a
+/// range of `n` pairs keeps at most `n / 2`, and a process may open at most
+/// [`IDLE_FILES_SHARE`] of its descriptors for idle pairs.
+pub const IDLE_MAX: usize = 8192;
+
+/// The share of the process's open-files limit (`ulimit -n`) idle pairs
+/// may hold, 1 in 2: live calls and everything else keep the rest.
+pub const IDLE_FILES_SHARE: usize = 2;
+
+/// The open-files limit assumed where it cannot be read.
+const DEFAULT_FILES_LIMIT: usize = 1024;
+
+/// Datagrams read and dropped at most from an idle socket at a time.
+const DRAIN_MAX: usize = 64;
 
 /// A bounded pool of RTP/RTCP port pairs, cheap to clone (one pool shared
 /// by every call).
@@ -39,15 +75,39 @@ struct Inner {
 
 #[derive(Debug)]
 struct State {
-    /// One entry per pair: leased or not.
-    leased: Vec<bool>,
-    /// Count of `true` in `leased`.
+    /// One entry per pair: leased or idle (bound by us), or not.
+    taken: Vec<bool>,
+    /// Pairs leased now (idle ones not counted).
     count: usize,
-    /// Pairs freed most recently, oldest first: drawn only when nothing
+    /// Pairs closed most recently, oldest first: drawn only when nothing
     /// else is free.
     cooling: VecDeque<usize>,
     /// How many pairs `cooling` holds at most.
     cooling_max: usize,
+    /// Released pairs still bound, released longest ago first.
+    idle: VecDeque<Idle>,
+    /// How many pairs `idle` holds at most.
+    idle_max: usize,
+    /// How long an idle pair waits before it is leased again.
+    quarantine: Duration,
+}
+
+/// The two bound sockets of a pair.
+#[derive(Debug)]
+pub(crate) struct Sockets {
+    pub(crate) rtp: UdpSocket,
+    pub(crate) rtcp: UdpSocket,
+}
+
+/// A released pair kept bound.
+#[derive(Debug)]
+struct Idle {
+    index: usize,
+    ip: IpAddr,
+    /// The runtime whose reactor the sockets are registered with.
+    runtime: Id,
+    since: Instant,
+    sockets: Sockets,
 }
 
 impl Inner {
@@ -55,6 +115,66 @@ impl Inner {
         // A panic while holding the lock cannot leave `State` inconsistent
         // (every update is a single assignment pair), so poisoning is ignored.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl State {
+    /// Marks `index` free again and lets it cool down.
+    fn free(&mut self, index: usize) {
+        if let Some(slot) = self.taken.get_mut(index) {
+            *slot = false;
+        }
+        if self.cooling_max > 0 {
+            if self.cooling.len() == self.cooling_max {
+                self.cooling.pop_front();
+            }
+            self.cooling.push_back(index);
+        }
+    }
+
+    /// Takes the idle pair released longest ago on `ip` for `runtime`,
+    /// out of quarantine unless `any_age`. Idle pairs of another runtime
+    /// (a test's, gone) are closed on the way, into `closed`.
+    fn take_idle(
+        &mut self,
+        ip: IpAddr,
+        runtime: Id,
+        now: Instant,
+        any_age: bool,
+        closed: &mut Vec<Sockets>,
+    ) -> Option<Idle> {
+        let mut at = 0;
+        while let Some(idle) = self.idle.get(at) {
+            if !any_age && now.saturating_duration_since(idle.since) < self.quarantine {
+                // The rest were released later still.
+                return None;
+            }
+            if idle.runtime != runtime {
+                if let Some(stale) = self.idle.remove(at) {
+                    self.free(stale.index);
+                    closed.push(stale.sockets);
+                }
+                continue;
+            }
+            if idle.ip == ip {
+                return self.idle.remove(at);
+            }
+            at += 1;
+        }
+        None
+    }
+
+    /// Closes the idle pair released longest ago (into `closed`); false
+    /// when there is none.
+    fn close_oldest_idle(&mut self, closed: &mut Vec<Sockets>) -> bool {
+        match self.idle.pop_front() {
+            Some(idle) => {
+                self.free(idle.index);
+                closed.push(idle.sockets);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -81,18 +201,39 @@ impl PortPool {
                 end,
                 first,
                 state: Mutex::new(State {
-                    leased: vec![false; pairs],
+                    taken: vec![false; pairs],
                     count: 0,
                     cooling: VecDeque::new(),
                     cooling_max: (pairs / 2).min(64),
+                    idle: VecDeque::new(),
+                    idle_max: (pairs / 2)
+                        .min(IDLE_MAX)
+                        .min(files_limit() / IDLE_FILES_SHARE / 2),
+                    quarantine: QUARANTINE,
                 }),
             }),
         })
     }
 
+    /// The same pool keeping at most `idle_max` released pairs bound (0:
+    /// every released pair is closed), each for `quarantine` before it is
+    /// leased again. The defaults are [`IDLE_MAX`] (at most half the
+    /// range, and half the open-files limit) and [`QUARANTINE`].
+    pub fn with_reuse(self, quarantine: Duration, idle_max: usize) -> PortPool {
+        let mut closed = Vec::new();
+        {
+            let mut state = self.inner.state();
+            state.quarantine = quarantine;
+            state.idle_max = idle_max;
+            while state.idle.len() > idle_max && state.close_oldest_idle(&mut closed) {}
+        }
+        drop(closed);
+        self
+    }
+
     /// Number of pairs in the range.
     pub fn capacity(&self) -> usize {
-        self.inner.state().leased.len()
+        self.inner.state().taken.len()
     }
 
     /// Number of pairs leased now.
@@ -100,22 +241,43 @@ impl PortPool {
         self.inner.state().count
     }
 
-    /// Leases a pair chosen at random among the free ones and binds its
-    /// two UDP sockets on `ip`. Ports that another program holds are
-    /// skipped.
+    /// Number of released pairs kept bound for later calls.
+    pub fn idle(&self) -> usize {
+        self.inner.state().idle.len()
+    }
+
+    /// Leases a pair: the idle one released longest ago when its
+    /// quarantine is over, else one chosen at random among the free ones,
+    /// its two UDP sockets bound on `ip` (ports that another program holds
+    /// are skipped), else (every pair leased or idle) the oldest idle one.
     ///
     /// # Errors
-    /// [`Error::Exhausted`] when no pair is free; [`Error::NoRuntime`]
+    /// [`Error::Exhausted`] when every pair is leased; [`Error::NoRuntime`]
     /// outside a tokio runtime; [`Error::Socket`] when binding fails for a
     /// reason other than "address in use" (for example an `ip` that is not
     /// one of this host's).
     pub fn allocate(&self, ip: IpAddr) -> Result<PortPair, Error> {
-        if tokio::runtime::Handle::try_current().is_err() {
+        let Ok(handle) = Handle::try_current() else {
             return Err(Error::NoRuntime);
-        }
+        };
+        let runtime = handle.id();
+        // Sockets to close once the lock is released.
+        let mut closed = Vec::new();
+        let result = self.lease(ip, runtime, &mut closed);
+        drop(closed);
+        result
+    }
+
+    fn lease(&self, ip: IpAddr, runtime: Id, closed: &mut Vec<Sockets>) -> Result<PortPair, Error> {
         let inner = &self.inner;
         let mut state = inner.state();
-        let pairs = state.leased.len();
+        let now = Instant::now();
+        if let Some(idle) = state.take_idle(ip, runtime, now, false, closed) {
+            state.count += 1;
+            drop(state);
+            return Ok(self.reuse(idle, runtime));
+        }
+        let pairs = state.taken.len();
         // A few random draws find a free pair at once unless the pool is
         // nearly full; then a scan from a random start finds any left.
         let start = rand::random_range(0..pairs);
@@ -123,40 +285,60 @@ impl PortPool {
         let scan = (0..pairs).map(|step| (start + step) % pairs);
         let fallback = state.cooling.clone();
         for index in draws.chain(scan).chain(fallback) {
-            if state.leased[index] {
+            if state.taken[index] {
                 continue;
             }
             let cooling = state.cooling.iter().position(|&i| i == index);
             if let Some(at) = cooling {
-                // Only once every other pair is leased (the fallback
-                // draws come last).
-                if state.count + state.cooling.len() < pairs {
+                // Only once every other pair is leased or idle (the
+                // fallback draws come last).
+                if state.count + state.idle.len() + state.cooling.len() < pairs {
                     continue;
                 }
                 state.cooling.remove(at);
             }
             // index < pairs <= (end - first + 1) / 2, so this fits in u16.
             let rtp_port = inner.first + 2 * index as u16;
-            let Some((rtp, rtcp)) = bind_pair(ip, rtp_port)? else {
+            let bound = loop {
+                match bind_pair(ip, rtp_port) {
+                    // Out of descriptors: idle pairs give theirs back first.
+                    Err(Error::Socket { source, .. })
+                        if is_out_of_files(&source) && state.close_oldest_idle(closed) =>
+                    {
+                        drop(std::mem::take(closed));
+                    }
+                    other => break other?,
+                }
+            };
+            let Some((rtp, rtcp)) = bound else {
                 continue;
             };
-            state.leased[index] = true;
-            state.count += 1;
-            drop(state);
-            // Made first, so that a failure below returns the pair.
-            let lease = Lease {
-                pool: Arc::clone(inner),
-                index,
+            let sockets = Sockets {
+                rtp: to_tokio(rtp, SocketAddr::new(ip, rtp_port))?,
+                rtcp: to_tokio(rtcp, SocketAddr::new(ip, rtp_port + 1))?,
             };
-            let rtp = to_tokio(rtp, SocketAddr::new(ip, rtp_port))?;
-            let rtcp = to_tokio(rtcp, SocketAddr::new(ip, rtp_port + 1))?;
+            state.taken[index] = true;
+            state.count += 1;
             return Ok(PortPair {
-                rtp,
-                rtcp,
+                sockets: Some(sockets),
                 ip,
                 rtp_port,
-                _lease: lease,
+                index,
+                runtime,
+                pool: Arc::clone(inner),
             });
+        }
+        // Every pair is leased or idle: an idle one in quarantine, or one
+        // bound for another address, closed and bound again on `ip`.
+        if let Some(idle) = state.take_idle(ip, runtime, now, true, closed) {
+            state.count += 1;
+            drop(state);
+            return Ok(self.reuse(idle, runtime));
+        }
+        if state.close_oldest_idle(closed) {
+            drop(state);
+            drop(std::mem::take(closed));
+            return self.lease(ip, runtime, closed);
         }
         Err(Error::Exhausted {
             ip,
@@ -166,6 +348,73 @@ impl PortPool {
             pairs,
         })
     }
+
+    /// Hands out an idle pair (counted as leased already), dropping what
+    /// was sent to it since it was released.
+    fn reuse(&self, idle: Idle, runtime: Id) -> PortPair {
+        drain(&idle.sockets.rtp);
+        drain(&idle.sockets.rtcp);
+        PortPair {
+            rtp_port: self.inner.first + 2 * idle.index as u16,
+            sockets: Some(idle.sockets),
+            ip: idle.ip,
+            index: idle.index,
+            runtime,
+            pool: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// The process's soft open-files limit, from `/proc/self/limits` (Linux);
+/// [`DEFAULT_FILES_LIMIT`] where that cannot be read.
+fn files_limit() -> usize {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    limits
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix("Max open files")?;
+            match rest.split_whitespace().next()? {
+                "unlimited" => Some(usize::MAX),
+                soft => soft.parse().ok(),
+            }
+        })
+        .unwrap_or(DEFAULT_FILES_LIMIT)
+}
+
+/// EMFILE or ENFILE: the process or the system is out of descriptors.
+fn is_out_of_files(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
+
+/// Reads and drops the datagrams queued on an idle socket, from the socket
+/// itself (whatever readiness the reactor saw last).
+fn drain(socket: &UdpSocket) {
+    let socket = socket2::SockRef::from(socket);
+    // A datagram longer than the buffer is dropped whole.
+    let mut buf = [MaybeUninit::<u8>::uninit(); 1];
+    for _ in 0..DRAIN_MAX {
+        match socket.recv_from(&mut buf) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+            // An ICMP report read in place of a datagram: read on.
+            Err(_) => {}
+        }
+    }
+}
+
+/// Makes a released socket idle: what is queued is dropped, the reactor's
+/// readiness is cleared and the last owner's waker is let go (so the task
+/// that drove the leg can be freed while the pair waits).
+fn quiesce(socket: &UdpSocket) {
+    let mut buf = [0u8; 1];
+    for _ in 0..DRAIN_MAX {
+        match socket.try_recv_from(&mut buf) {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(_) => {}
+        }
+    }
+    let _ = socket.poll_recv_ready(&mut Context::from_waker(Waker::noop()));
 }
 
 /// Binds `port` and `port + 1`; `None` when either is in use.
@@ -198,15 +447,19 @@ fn to_tokio(socket: std::net::UdpSocket, addr: SocketAddr) -> Result<UdpSocket, 
 }
 
 /// A leased pair: the bound RTP (even) and RTCP (odd) sockets. The pair
-/// goes back to the pool when this is dropped (with the sockets, so the
-/// ports are free to bind again).
+/// goes back to the pool when this is dropped: kept bound for a later call
+/// while the idle list has room, else closed (and its ports free to bind
+/// again).
 #[derive(Debug)]
 pub struct PortPair {
-    pub(crate) rtp: UdpSocket,
-    pub(crate) rtcp: UdpSocket,
+    /// `Some` until the pair is dropped.
+    sockets: Option<Sockets>,
     ip: IpAddr,
     rtp_port: u16,
-    _lease: Lease,
+    index: usize,
+    /// The runtime the sockets are registered with.
+    runtime: Id,
+    pool: Arc<Inner>,
 }
 
 impl PortPair {
@@ -229,30 +482,42 @@ impl PortPair {
     pub fn rtp_addr(&self) -> SocketAddr {
         SocketAddr::new(self.ip, self.rtp_port)
     }
+
+    /// The two sockets.
+    pub(crate) fn sockets(&self) -> &Sockets {
+        // Provably infallible: `sockets` is `Some` from construction until
+        // `drop` takes it, and nothing borrows the pair during its drop.
+        self.sockets
+            .as_ref()
+            .expect("a pair's sockets live until it is dropped")
+    }
 }
 
-/// Returns its pair to the pool on drop. Declared after the sockets in
-/// [`PortPair`], so they are closed first.
-#[derive(Debug)]
-struct Lease {
-    pool: Arc<Inner>,
-    index: usize,
-}
-
-impl Drop for Lease {
+impl Drop for PortPair {
     fn drop(&mut self) {
+        let Some(sockets) = self.sockets.take() else {
+            return;
+        };
         let mut state = self.pool.state();
-        if let Some(slot) = state.leased.get_mut(self.index)
-            && *slot
-        {
-            *slot = false;
-            state.count -= 1;
-            if state.cooling_max > 0 {
-                if state.cooling.len() == state.cooling_max {
-                    state.cooling.pop_front();
-                }
-                state.cooling.push_back(self.index);
-            }
+        if state.taken.get(self.index) != Some(&true) {
+            return;
+        }
+        state.count = state.count.saturating_sub(1);
+        if state.idle.len() < state.idle_max {
+            quiesce(&sockets.rtp);
+            quiesce(&sockets.rtcp);
+            state.idle.push_back(Idle {
+                index: self.index,
+                ip: self.ip,
+                runtime: self.runtime,
+                since: Instant::now(),
+                sockets,
+            });
+        } else {
+            state.free(self.index);
+            // Closed before the lock is released, so that the ports are
+            // free again before another lease may draw them.
+            drop(sockets);
         }
     }
 }

@@ -354,6 +354,12 @@ impl CallHandle {
         self
     }
 
+    /// Whether the call's steps are recorded now (it is traced, and its
+    /// trace is still kept): a caller may skip preparing a step otherwise.
+    pub fn is_traced(&self) -> bool {
+        self.trace.as_ref().is_some_and(|t| t.is_recording())
+    }
+
     /// Records a dialplan step in the call's trace (if it is traced).
     pub fn step(&self, location: Option<String>, text: String) {
         if let Some(trace) = &self.trace {
@@ -752,6 +758,19 @@ mod tests {
         assert_eq!(outcome(&[487], true), (DialStatus::Cancelled, 487));
         assert_eq!(outcome(&[500, 501], false), (DialStatus::Failed, 500));
         assert_eq!(outcome(&[], false), (DialStatus::Failed, 500));
+    }
+
+    #[test]
+    fn steps_are_traced_while_the_trace_is_kept() {
+        let (handle, _commands) = CallHandle::new();
+        assert!(!handle.is_traced());
+        let traces = crate::Traces::new(1);
+        let handle = handle.with_trace(traces.start("a"));
+        assert!(handle.is_traced());
+        handle.step(None, "call:answer()".into());
+        // The next call pushes this one's trace out.
+        traces.start("b");
+        assert!(!handle.is_traced());
     }
 
     #[tokio::test]

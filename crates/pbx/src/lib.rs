@@ -53,4 +53,4 @@ pub use registry::{
     CallChange, CallSnapshot, CallState, DialogIds, LegSnapshot, Registry, RingingSnapshot,
 };
 pub use route::{ROUTE_LINGER, RouteEvent, RouteTask, Verdict};
-pub use trace::{CallTrace, MAX_EVENTS, TraceEvent, TraceWhat, Traces};
+pub use trace::{CallTrace, MAX_EVENTS, TraceEvent, TracePeer, TraceWhat, Traces};

@@ -149,8 +149,11 @@ impl CallRecord {
     }
 
     /// Notes in the trace what the call made of a dialplan step.
+    /// Nothing is written for a trace no longer kept.
     pub fn note(&self, text: impl FnOnce() -> String) {
-        if let Some(t) = &self.trace {
+        if let Some(t) = &self.trace
+            && t.is_recording()
+        {
             t.step(None, text());
         }
     }

@@ -16,7 +16,9 @@
 //! unauthenticated INVITEs never pushes calls' traces out.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt;
 use std::hash::{BuildHasher, RandomState};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -55,7 +57,7 @@ pub enum TraceWhat {
         /// Received (`true`) or sent.
         inbound: bool,
         /// The peer (`udp:192.0.2.1:5060`).
-        peer: String,
+        peer: TracePeer,
         /// The message.
         bytes: Bytes,
     },
@@ -67,6 +69,26 @@ pub enum TraceWhat {
         text: String,
     },
 }
+
+/// Where a traced message came from or went to; shown as
+/// `udp:192.0.2.1:5060`. Kept as it is and formatted only when read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TracePeer {
+    /// The transport's name (`udp`, `tcp`).
+    pub transport: &'static str,
+    /// The peer's address.
+    pub addr: SocketAddr,
+}
+
+impl fmt::Display for TracePeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.transport, self.addr)
+    }
+}
+
+/// Events a trace has room for from the start (a call's set-up is about a
+/// dozen messages and steps): no regrowth on the common path.
+const FIRST_EVENTS: usize = 16;
 
 /// One call's trace.
 #[derive(Debug)]
@@ -126,6 +148,12 @@ impl CallTrace {
         self.admitted.load(Ordering::Relaxed)
     }
 
+    /// Whether it still records: `false` once it has fallen out of the
+    /// kept traces, when a caller may skip preparing what it would record.
+    pub fn is_recording(&self) -> bool {
+        !self.forgotten.load(Ordering::Relaxed)
+    }
+
     /// Whether nothing is recorded yet. A trace that already holds events
     /// existed when the message being handled arrived, so the tap has
     /// filed that message under it.
@@ -182,7 +210,7 @@ impl Traces {
         let trace = Arc::new(CallTrace {
             id: id.to_owned(),
             legs: Mutex::new(vec![id.to_owned()]),
-            events: Mutex::new(Vec::new()),
+            events: Mutex::new(Vec::with_capacity(FIRST_EVENTS)),
             live: AtomicBool::new(admitted),
             admitted: AtomicBool::new(admitted),
             dropped: AtomicU64::new(0),
@@ -208,7 +236,9 @@ impl Traces {
             if !calls && gone.is_admitted() {
                 continue;
             }
-            for leg in gone.legs() {
+            // Nobody can look it up any more: its legs go with it.
+            let legs = std::mem::take(&mut *lock(&gone.legs));
+            for leg in legs {
                 let mut shard = self.shard(&leg);
                 if shard.get(&leg).is_some_and(|t| Arc::ptr_eq(t, &gone)) {
                     shard.remove(&leg);
@@ -291,6 +321,8 @@ mod tests {
         assert!(t.get("b").is_some() && t.get("c").is_some());
         assert!(Traces::new(0).start("x").is_none());
         // The call still holds its trace: forgotten, it keeps nothing.
+        assert!(!a.is_recording() && t.get("b").unwrap().is_recording());
+        assert!(a.legs().is_empty(), "its legs went with it");
         assert!(a.events().is_empty(), "its events were freed");
         a.step(None, "after".into());
         assert!(a.events().is_empty(), "and it records no more");
@@ -320,6 +352,15 @@ mod tests {
         t.start("c").unwrap();
         assert!(t.get("a").is_none());
         assert!(Traces::new(0).attempt("x").is_none());
+    }
+
+    #[test]
+    fn a_peer_shows_as_transport_and_address() {
+        let peer = TracePeer {
+            transport: "udp",
+            addr: SocketAddr::from(([192, 0, 2, 1], 5060)),
+        };
+        assert_eq!(peer.to_string(), "udp:192.0.2.1:5060");
     }
 
     #[test]
