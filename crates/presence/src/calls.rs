@@ -284,12 +284,21 @@ impl Tracker {
         domain: &str,
         watched: &dyn Fn(&str) -> bool,
     ) -> Vec<LampChange> {
+        let kept = self.calls.get(&call.id);
         let now: Vec<(String, Arc<DialogView>)> = if ended {
             Vec::new()
         } else {
             involved(call, dir, domain)
                 .into_iter()
-                .map(|(ext, view)| (ext, Arc::new(view)))
+                .map(|(ext, view)| {
+                    // A lamp the change left as it was keeps its view: the
+                    // extension's list holds that one, and a copy in
+                    // `calls` would keep the call's views twice.
+                    let same = kept
+                        .and_then(|k| k.iter().find(|(e, v)| *e == ext && **v == view))
+                        .map(|(_, v)| Arc::clone(v));
+                    (ext, same.unwrap_or_else(|| Arc::new(view)))
+                })
                 .collect()
         };
         let before = if ended {
@@ -405,6 +414,35 @@ mod tests {
             .find(|c| c.ext == ext)
             .map(|c| c.dialogs.iter().map(|d| (d.state, d.direction)).collect())
             .unwrap_or_default()
+    }
+
+    /// Whether the tracker keeps `ext`'s view of call `c1` once: the
+    /// call's entry and the extension's list share it.
+    fn kept_once(t: &Tracker, ext: &str) -> bool {
+        let in_call = t.calls["c1"].iter().find(|(e, _)| e == ext).map(|(_, v)| v);
+        let in_list = t.by_ext[ext].order.values().next();
+        matches!((in_call, in_list), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
+    }
+
+    #[test]
+    fn a_lamp_a_change_left_alone_is_kept_once() {
+        let mut t = Tracker::new();
+        let routing = call(CallState::Routing, &[], None);
+        t.apply(&CallChange::Updated(routing), &Office, "d", &|_| false);
+        assert!(kept_once(&t, "1001"));
+        // The caller's lamp stays early while 1002 rings.
+        let ringing = call(CallState::Dialing, &["1002"], None);
+        t.apply(&CallChange::Updated(ringing), &Office, "d", &|_| false);
+        assert!(kept_once(&t, "1001"));
+        assert!(kept_once(&t, "1002"));
+        // Answered, then bridged: the same lamps twice.
+        for state in [CallState::Answered, CallState::Bridged] {
+            let up = call(state, &[], Some("1002"));
+            t.apply(&CallChange::Updated(up), &Office, "d", &|_| true);
+            assert!(kept_once(&t, "1001"), "{state:?}");
+            assert!(kept_once(&t, "1002"), "{state:?}");
+        }
+        assert_eq!(t.dialogs("1001")[0].state, DialogState::Confirmed);
     }
 
     #[test]
