@@ -199,8 +199,9 @@ struct MediaSide {
     /// Our `o=` line and the last description we sent (RFC 3264 §8).
     session: LocalSession,
     rtp_port: u16,
-    /// The pair, until the leg is made.
-    ports: Option<PortPair>,
+    /// The pair, until the leg is made (boxed: a pair is 104 bytes, which
+    /// the side would keep for the whole call after the leg took it).
+    ports: Option<Box<PortPair>>,
     /// Our offer whose answer has not come yet.
     our_offer: Option<Box<SessionDescription>>,
     /// The side's offer we have not answered yet.
@@ -480,7 +481,7 @@ impl CallMedia {
             address,
             session: LocalSession::with_id(rand::random::<u32>().into(), address),
             rtp_port: ports.rtp_port(),
-            ports: Some(ports),
+            ports: Some(Box::new(ports)),
             our_offer: None,
             their_offer: None,
             params: None,
@@ -845,7 +846,7 @@ impl CallMedia {
         let Some(ports) = side.ports.take() else {
             return;
         };
-        let mut leg = Leg::new(ports, params, remote)
+        let mut leg = Leg::new(*ports, params, remote)
             .with_latching(latching)
             .with_signalling(side.signalling);
         leg.set_sending(direction.sends());

@@ -28,11 +28,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use rtp::{Codec, Digit, DtmfReceiver, RtpHeader, RtpPacket};
-use tokio::sync::broadcast;
 use tokio::time::Sleep;
 
 use crate::error::Error;
@@ -57,8 +56,8 @@ pub fn buffer() -> Box<Buffer> {
 }
 
 /// Digits a [`Digits`] subscriber may fall behind by before it misses
-/// some: more than anyone types ahead of a prompt (each slot costs every
-/// leg about 40 bytes).
+/// some: more than anyone types ahead of a prompt (two bytes a slot, on
+/// the legs someone listens to).
 const DIGIT_BACKLOG: usize = 16;
 
 /// Payload type of comfort noise (RFC 3389), static in RFC 3551.
@@ -225,20 +224,69 @@ struct Shared {
     control: Mutex<Control>,
     /// The latched source, for handles to read.
     latched: Mutex<Option<SocketAddr>>,
-    /// The leg's digits for subscribers, made on the first subscription
-    /// (most calls never read digits: no channel for them).
+    /// The leg's digits for subscribers, kept while someone listens.
     digits: Mutex<DigitTap>,
 }
 
 /// Where a leg's digits go.
 #[derive(Debug, Default)]
 enum DigitTap {
-    /// Nobody has subscribed yet.
+    /// Nobody listens: digits are dropped.
     #[default]
     Idle,
-    Open(broadcast::Sender<Digit>),
-    /// The leg is gone: subscribers see the end.
+    /// Someone listens (boxed: most legs never have a subscriber).
+    Open(Box<Tap>),
+    /// The leg is gone and nobody listens: new subscribers see the end.
     Gone,
+}
+
+/// A leg's latest digits and its subscribers: a small ring, numbered so
+/// that each subscriber reads each digit once (a tokio broadcast queue
+/// cost 40 bytes a slot, allocated up front on every subscribed leg,
+/// even with no digit ever sent).
+#[derive(Debug, Default)]
+struct Tap {
+    /// Digit number `n` is at `n % DIGIT_BACKLOG`, for the latest ones.
+    ring: [Option<Digit>; DIGIT_BACKLOG],
+    /// The number of the next digit sent.
+    next: u64,
+    /// Live [`Digits`]; the tap goes back to `Idle` when the last goes.
+    subscribers: u32,
+    /// The id the next subscriber gets.
+    next_id: u32,
+    /// The leg is gone: subscribers read what is left, then the end.
+    closed: bool,
+    /// Subscribers waiting for the next digit, by id.
+    waiting: Vec<(u32, Waker)>,
+}
+
+impl Tap {
+    /// Keeps `digit`; returns who waits for it, to wake once the lock is
+    /// released.
+    fn send(&mut self, digit: Digit) -> Vec<(u32, Waker)> {
+        self.ring[slot(self.next)] = Some(digit);
+        self.next += 1;
+        std::mem::take(&mut self.waiting)
+    }
+
+    /// The leg is gone; returns who waits, to wake to see the end.
+    fn close(&mut self) -> Vec<(u32, Waker)> {
+        self.closed = true;
+        std::mem::take(&mut self.waiting)
+    }
+}
+
+/// Wakes the subscribers `waiting` (with no lock held).
+fn wake(waiting: Vec<(u32, Waker)>) {
+    for (_, waker) in waiting {
+        waker.wake();
+    }
+}
+
+/// The ring slot of digit number `n`.
+fn slot(n: u64) -> usize {
+    // The remainder is below DIGIT_BACKLOG: it fits.
+    (n % DIGIT_BACKLOG as u64) as usize
 }
 
 impl Shared {
@@ -248,9 +296,11 @@ impl Shared {
 
     /// Offers a digit to the subscribers; none is not an error.
     fn send_digit(&self, digit: Digit) {
-        if let DigitTap::Open(tx) = &*self.digit_tap() {
-            let _ = tx.send(digit);
-        }
+        let waiting = match &mut *self.digit_tap() {
+            DigitTap::Open(tap) if !tap.closed => tap.send(digit),
+            _ => return,
+        };
+        wake(waiting);
     }
 }
 
@@ -729,7 +779,14 @@ impl Drop for Leg {
     /// Ends its digit subscriptions; says goodbye (RTCP BYE, RFC 3550
     /// §6.6) when the leg had a stream.
     fn drop(&mut self) {
-        *self.shared.digit_tap() = DigitTap::Gone;
+        let waiting = match &mut *self.shared.digit_tap() {
+            DigitTap::Open(open) => open.close(),
+            other => {
+                *other = DigitTap::Gone;
+                Vec::new()
+            }
+        };
+        wake(waiting);
         if self.rtcp_interval.is_some()
             && let Some(bye) = self.reporter.bye()
         {
@@ -808,17 +865,26 @@ impl LegHandle {
     /// `read_digits`), while a bridge, an echo or any owner drives it.
     pub fn digits(&self) -> Digits {
         let mut tap = self.shared.digit_tap();
-        let rx = match &mut *tap {
-            DigitTap::Gone => None,
-            DigitTap::Open(tx) => Some(tx.subscribe()),
-            DigitTap::Idle => {
-                // Enough for a burst of digits the call has not read yet.
-                let (tx, rx) = broadcast::channel(DIGIT_BACKLOG);
-                *tap = DigitTap::Open(tx);
-                Some(rx)
+        if matches!(*tap, DigitTap::Idle) {
+            *tap = DigitTap::Open(Box::default());
+        }
+        match &mut *tap {
+            DigitTap::Open(open) if !open.closed => {
+                open.subscribers += 1;
+                let id = open.next_id;
+                open.next_id = open.next_id.wrapping_add(1);
+                Digits {
+                    shared: Some(Arc::clone(&self.shared)),
+                    next: open.next,
+                    id,
+                }
             }
-        };
-        Digits { rx }
+            _ => Digits {
+                shared: None,
+                next: 0,
+                id: 0,
+            },
+        }
     }
 
     /// Offers `digit` to the leg's [`Digits`] subscribers as if it had come
@@ -842,20 +908,66 @@ impl LegHandle {
 /// A subscription to a leg's RFC 4733 digits, each reported once.
 #[derive(Debug)]
 pub struct Digits {
-    rx: Option<broadcast::Receiver<Digit>>,
+    /// The leg's state; `None` when subscribed after the leg was gone.
+    shared: Option<Arc<Shared>>,
+    /// The number of the next digit this subscriber reads.
+    next: u64,
+    /// Which of the tap's waiters is this subscriber's.
+    id: u32,
 }
 
 impl Digits {
     /// The next digit; `None` once the leg is gone. Cancel-safe. A
     /// subscriber that fell more than 16 digits behind skips the oldest.
     pub async fn next(&mut self) -> Option<Digit> {
-        let rx = self.rx.as_mut()?;
-        loop {
-            match rx.recv().await {
-                Ok(digit) => return Some(digit),
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Digit>> {
+        let Some(shared) = &self.shared else {
+            return Poll::Ready(None);
+        };
+        let mut tap = shared.digit_tap();
+        let DigitTap::Open(open) = &mut *tap else {
+            // A subscriber keeps its leg's tap open.
+            return Poll::Ready(None);
+        };
+        let oldest = open.next.saturating_sub(DIGIT_BACKLOG as u64);
+        self.next = self.next.max(oldest);
+        if self.next < open.next {
+            let digit = open.ring[slot(self.next)];
+            self.next += 1;
+            return Poll::Ready(digit);
+        }
+        if open.closed {
+            return Poll::Ready(None);
+        }
+        match open.waiting.iter_mut().find(|(id, _)| *id == self.id) {
+            Some((_, waker)) => waker.clone_from(cx.waker()),
+            None => open.waiting.push((self.id, cx.waker().clone())),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Digits {
+    /// One subscriber fewer; the last one frees the tap.
+    fn drop(&mut self) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        let mut tap = shared.digit_tap();
+        let DigitTap::Open(open) = &mut *tap else {
+            return;
+        };
+        open.waiting.retain(|(id, _)| *id != self.id);
+        open.subscribers = open.subscribers.saturating_sub(1);
+        if open.subscribers == 0 {
+            *tap = if open.closed {
+                DigitTap::Gone
+            } else {
+                DigitTap::Idle
+            };
         }
     }
 }

@@ -25,7 +25,10 @@ pub(crate) fn randomized(base: Duration) -> Duration {
 pub(crate) struct Reporter {
     /// Our SSRC while we have sent nothing (an RR needs one).
     own_ssrc: u32,
-    cname: String,
+    /// The random part of our CNAME (RFC 3550 §6.5.1), written out only
+    /// when a report is built: a leg lives for a whole call, and the text
+    /// would cost it a string.
+    cname: u64,
     clock_rate: u32,
     received: Option<ReceiverStats>,
     sent: Option<Sent>,
@@ -44,11 +47,16 @@ impl Reporter {
     pub(crate) fn new(clock_rate: u32) -> Reporter {
         Reporter {
             own_ssrc: rand::random(),
-            cname: format!("{:016x}@switchboard", rand::random::<u64>()),
+            cname: rand::random(),
             clock_rate,
             received: None,
             sent: None,
         }
+    }
+
+    /// Our CNAME: the same text in every report of the leg.
+    fn cname(&self) -> String {
+        format!("{:016x}@switchboard", self.cname)
     }
 
     pub(crate) fn on_received(&mut self, header: &RtpHeader, now: Instant) {
@@ -126,7 +134,8 @@ impl Reporter {
                 reports: blocks,
             }),
         };
-        let sdes = RtcpPacket::SourceDescription(vec![SdesChunk::cname(self.ssrc(), &self.cname)]);
+        let sdes =
+            RtcpPacket::SourceDescription(vec![SdesChunk::cname(self.ssrc(), &self.cname())]);
         build_compound(&[first, sdes]).ok()
     }
 
@@ -142,7 +151,7 @@ impl Reporter {
                 ssrc,
                 reports: Vec::new(),
             }),
-            RtcpPacket::SourceDescription(vec![SdesChunk::cname(ssrc, &self.cname)]),
+            RtcpPacket::SourceDescription(vec![SdesChunk::cname(ssrc, &self.cname())]),
             RtcpPacket::Bye(Bye {
                 sources: vec![ssrc],
                 reason: None,
@@ -190,6 +199,18 @@ mod tests {
         };
         assert_eq!(chunks[0].ssrc, rr.ssrc);
         assert!(chunks[0].cname_str().unwrap().ends_with("@switchboard"));
+        // The same CNAME in every report (RFC 3550 §6.5.1: it binds the
+        // leg's SSRCs), and in its BYE.
+        let cname = chunks[0].cname_str().unwrap().to_owned();
+        let later = parse_compound(&r.report(t0 + Duration::from_secs(6)).unwrap()).unwrap();
+        let bye = parse_compound(&r.bye().unwrap()).unwrap();
+        for packets in [later, bye] {
+            let sdes = packets.iter().find_map(|p| match p {
+                RtcpPacket::SourceDescription(chunks) => chunks[0].cname_str(),
+                _ => None,
+            });
+            assert_eq!(sdes, Some(cname.as_str()));
+        }
     }
 
     #[test]

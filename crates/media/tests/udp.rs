@@ -785,6 +785,70 @@ async fn digits_are_detected_once_and_passed_through() {
     assert_eq!(c.a.digits().next().await, None);
 }
 
+/// Reads `n` digits from `digits` as text.
+async fn read(digits: &mut media::Digits, n: usize) -> String {
+    let mut out = String::new();
+    for _ in 0..n {
+        let digit = timeout(WAIT, digits.next()).await.unwrap().unwrap();
+        out.push(digit.as_char());
+    }
+    out
+}
+
+fn push(handle: &LegHandle, text: &str) {
+    for c in text.chars() {
+        handle.push_digit(rtp::Digit::from_char(c).unwrap());
+    }
+}
+
+#[tokio::test]
+async fn each_digit_subscriber_reads_each_digit_once_and_a_laggard_skips_the_oldest() {
+    let pool = PortPool::new(24440..=24443).unwrap();
+    let leg = leg(&pool, StreamParams::new(Codec::Pcmu), None);
+    let handle = leg.handle();
+    // Nobody listens: dropped.
+    push(&handle, "9");
+    let mut early = handle.digits();
+    push(&handle, "123");
+    // A subscriber reads from its subscription on.
+    let mut late = handle.digits();
+    push(&handle, "4");
+    assert_eq!(read(&mut early, 4).await, "1234");
+    assert_eq!(read(&mut late, 1).await, "4");
+    // Twenty unread digits: the oldest four are skipped.
+    push(&handle, "0123456789*#ABCD0123");
+    assert_eq!(read(&mut late, 16).await, "456789*#ABCD0123");
+    assert!(
+        timeout(Duration::from_millis(50), late.next())
+            .await
+            .is_err()
+    );
+    // A waiting subscriber is woken by the next digit.
+    let waiter = tokio::spawn(async move { (late.next().await, late) });
+    tokio::task::yield_now().await;
+    push(&handle, "7");
+    let (digit, late) = timeout(WAIT, waiter).await.unwrap().unwrap();
+    assert_eq!(digit.map(|d| d.as_char()), Some('7'));
+    // The last subscriber gone, a new one starts afresh.
+    drop((early, late));
+    push(&handle, "5");
+    let mut again = handle.digits();
+    push(&handle, "6");
+    assert_eq!(read(&mut again, 1).await, "6");
+    // The leg gone: what was sent is still read, then the end.
+    push(&handle, "8");
+    let waiting = tokio::spawn(async move {
+        let first = again.next().await;
+        (first, again.next().await)
+    });
+    tokio::task::yield_now().await;
+    drop(leg);
+    let (first, end) = timeout(WAIT, waiting).await.unwrap().unwrap();
+    assert_eq!(first.map(|d| d.as_char()), Some('8'));
+    assert_eq!(end, None);
+    assert_eq!(handle.digits().next().await, None);
+}
+
 #[tokio::test]
 async fn a_held_leg_receives_but_is_not_sent_to() {
     let pool = PortPool::new(24360..=24379).unwrap();

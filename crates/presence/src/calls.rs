@@ -124,6 +124,71 @@ pub struct LampChange {
     pub busy_after: bool,
 }
 
+/// One extension's dialog in one call as the tracker keeps it: a
+/// [`DialogView`] with the call's id shared (by the call's entry, the
+/// extensions' indexes and the views: it was copied five times) and boxed
+/// strings. A tracker keeps one per involved extension per live call.
+#[derive(Debug, PartialEq, Eq)]
+struct Lamp {
+    call: Arc<str>,
+    /// The phone's own Call-ID: the call's id, shared, for the caller.
+    call_id: Arc<str>,
+    local_tag: Option<Box<str>>,
+    remote_tag: Option<Box<str>>,
+    state: DialogState,
+    direction: Direction,
+    remote: Box<str>,
+    remote_name: Option<Box<str>>,
+}
+
+impl Lamp {
+    /// `view` of the call whose id is `call`, kept.
+    fn new(call: &Arc<str>, view: DialogView) -> Lamp {
+        let boxed = |s: Option<String>| s.map(String::into_boxed_str);
+        Lamp {
+            call: Arc::clone(call),
+            call_id: if view.call_id == **call {
+                Arc::clone(call)
+            } else {
+                Arc::from(view.call_id)
+            },
+            local_tag: boxed(view.local_tag),
+            remote_tag: boxed(view.remote_tag),
+            state: view.state,
+            direction: view.direction,
+            remote: view.remote.into_boxed_str(),
+            remote_name: boxed(view.remote_name),
+        }
+    }
+
+    /// What a report shows of it.
+    fn view(&self) -> DialogView {
+        let owned = |s: &Option<Box<str>>| s.as_deref().map(str::to_owned);
+        DialogView {
+            call: self.call.to_string(),
+            call_id: self.call_id.to_string(),
+            local_tag: owned(&self.local_tag),
+            remote_tag: owned(&self.remote_tag),
+            state: self.state,
+            direction: self.direction,
+            remote: self.remote.to_string(),
+            remote_name: owned(&self.remote_name),
+        }
+    }
+
+    /// Whether it shows what `view` shows.
+    fn shows(&self, view: &DialogView) -> bool {
+        *self.call == view.call
+            && *self.call_id == view.call_id
+            && self.local_tag.as_deref() == view.local_tag.as_deref()
+            && self.remote_tag.as_deref() == view.remote_tag.as_deref()
+            && self.state == view.state
+            && self.direction == view.direction
+            && *self.remote == view.remote
+            && self.remote_name.as_deref() == view.remote_name.as_deref()
+    }
+}
+
 /// One extension's live dialogs, oldest change first. Kept by call so a
 /// change to one of an extension's calls costs O(log n), not a scan of
 /// all of them: a queue or a gateway, or a busy benchmark extension,
@@ -132,9 +197,9 @@ pub struct LampChange {
 struct ExtDialogs {
     /// The dialogs by the sequence number of their last change (shared
     /// with the call's entry in [`Tracker`]'s `calls`: one copy per call).
-    order: BTreeMap<u64, Arc<DialogView>>,
+    order: BTreeMap<u64, Arc<Lamp>>,
     /// Each call's sequence number in `order`.
-    by_call: HashMap<String, u64>,
+    by_call: HashMap<Arc<str>, u64>,
 }
 
 impl ExtDialogs {
@@ -150,15 +215,15 @@ impl ExtDialogs {
     }
 
     /// Adds `view` as the latest change (its call's older one removed first).
-    fn push(&mut self, seq: u64, view: Arc<DialogView>) {
+    fn push(&mut self, seq: u64, view: Arc<Lamp>) {
         self.remove(&view.call);
-        self.by_call.insert(view.call.clone(), seq);
+        self.by_call.insert(Arc::clone(&view.call), seq);
         self.order.insert(seq, view);
     }
 
     /// The dialogs, oldest change first.
     fn to_vec(&self) -> Vec<DialogView> {
-        self.order.values().map(|v| (**v).clone()).collect()
+        self.order.values().map(|v| v.view()).collect()
     }
 
     /// The latest `n` dialogs, oldest change first.
@@ -168,7 +233,7 @@ impl ExtDialogs {
             .values()
             .rev()
             .take(n)
-            .map(|v| (**v).clone())
+            .map(|v| v.view())
             .collect();
         out.reverse();
         out
@@ -181,7 +246,7 @@ pub struct Tracker {
     /// What each live call last showed, by call id. The views are shared
     /// with `by_ext` (a call's lamps were kept twice: most of a kilobyte
     /// per call).
-    calls: HashMap<String, Vec<(String, Arc<DialogView>)>>,
+    calls: HashMap<Arc<str>, Vec<(String, Arc<Lamp>)>>,
     /// Each extension's live dialogs.
     by_ext: HashMap<String, ExtDialogs>,
     /// The sequence number of the next change (orders each extension's
@@ -240,11 +305,11 @@ impl Tracker {
             for gone in before
                 .into_iter()
                 .flat_map(|b| b.order.values())
-                .filter(|d| now.is_none_or(|n| !n.by_call.contains_key(&d.call)))
+                .filter(|d| now.is_none_or(|n| !n.by_call.contains_key(&*d.call)))
             {
                 report.push(DialogView {
                     state: DialogState::Terminated,
-                    ..(**gone).clone()
+                    ..gone.view()
                 });
             }
             changes.push(LampChange {
@@ -284,20 +349,32 @@ impl Tracker {
         domain: &str,
         watched: &dyn Fn(&str) -> bool,
     ) -> Vec<LampChange> {
-        let now: Vec<(String, Arc<DialogView>)> = if ended {
+        // The call's id, shared by everything kept of the call.
+        let id: Arc<str> = match self.calls.get_key_value(call.id.as_str()) {
+            Some((id, _)) => Arc::clone(id),
+            None => Arc::from(call.id.as_str()),
+        };
+        let kept = self.calls.get(&id);
+        let now: Vec<(String, Arc<Lamp>)> = if ended {
             Vec::new()
         } else {
             involved(call, dir, domain)
                 .into_iter()
-                .map(|(ext, view)| (ext, Arc::new(view)))
+                .map(|(ext, view)| {
+                    // A lamp the change left as it was keeps its view: the
+                    // extension's list holds that one, and a copy in
+                    // `calls` would keep the call's views twice.
+                    let same = kept
+                        .and_then(|k| k.iter().find(|(e, v)| *e == ext && v.shows(&view)))
+                        .map(|(_, v)| Arc::clone(v));
+                    (ext, same.unwrap_or_else(|| Arc::new(Lamp::new(&id, view))))
+                })
                 .collect()
         };
         let before = if ended {
-            self.calls.remove(&call.id).unwrap_or_default()
+            self.calls.remove(&id).unwrap_or_default()
         } else {
-            self.calls
-                .insert(call.id.clone(), now.clone())
-                .unwrap_or_default()
+            self.calls.insert(id, now.clone()).unwrap_or_default()
         };
         let mut changes = Vec::new();
         let mut exts: Vec<&str> = before.iter().map(|(e, _)| e.as_str()).collect();
@@ -333,11 +410,11 @@ impl Tracker {
             match (new, old) {
                 (Some(view), _) => {
                     list.push(seq, Arc::clone(view));
-                    report.push((**view).clone());
+                    report.push(view.view());
                 }
                 (None, Some(view)) => report.push(DialogView {
                     state: DialogState::Terminated,
-                    ..(**view).clone()
+                    ..view.view()
                 }),
                 (None, None) => {}
             }
@@ -405,6 +482,45 @@ mod tests {
             .find(|c| c.ext == ext)
             .map(|c| c.dialogs.iter().map(|d| (d.state, d.direction)).collect())
             .unwrap_or_default()
+    }
+
+    /// Whether the tracker keeps `ext`'s view of call `c1` once: the
+    /// call's entry and the extension's list share it.
+    fn kept_once(t: &Tracker, ext: &str) -> bool {
+        let in_call = t.calls["c1"].iter().find(|(e, _)| e == ext).map(|(_, v)| v);
+        let in_list = t.by_ext[ext].order.values().next();
+        matches!((in_call, in_list), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
+    }
+
+    #[test]
+    fn a_lamp_a_change_left_alone_is_kept_once() {
+        let mut t = Tracker::new();
+        let routing = call(CallState::Routing, &[], None);
+        t.apply(
+            &CallChange::Updated(Arc::new(routing)),
+            &Office,
+            "d",
+            &|_| false,
+        );
+        assert!(kept_once(&t, "1001"));
+        // The caller's lamp stays early while 1002 rings.
+        let ringing = call(CallState::Dialing, &["1002"], None);
+        t.apply(
+            &CallChange::Updated(Arc::new(ringing)),
+            &Office,
+            "d",
+            &|_| false,
+        );
+        assert!(kept_once(&t, "1001"));
+        assert!(kept_once(&t, "1002"));
+        // Answered, then bridged: the same lamps twice.
+        for state in [CallState::Answered, CallState::Bridged] {
+            let up = call(state, &[], Some("1002"));
+            t.apply(&CallChange::Updated(Arc::new(up)), &Office, "d", &|_| true);
+            assert!(kept_once(&t, "1001"), "{state:?}");
+            assert!(kept_once(&t, "1002"), "{state:?}");
+        }
+        assert_eq!(t.dialogs("1001")[0].state, DialogState::Confirmed);
     }
 
     #[test]

@@ -124,59 +124,72 @@ impl Machine {
     }
 }
 
-/// A live transaction: its machine, where its responses go, and the RFC
-/// 2543 ACK alias filed for it, if any.
+/// A live transaction: its machine, where its responses go, the RFC 2543
+/// ACK alias filed for it, if any, and what its kind keeps for its TU.
 struct Tx {
     machine: Machine,
     target: ReplyTarget,
-    /// Boxed, as in [`Slot::Alias`]: rare, and a key is 80 bytes.
+    /// Boxed, as in [`Slot::Alias`]: rare.
     alias: Option<Box<Key>>,
-    /// For an INVITE still waiting for its TU: the 100 Trying to send when
-    /// the machine asks for one (RFC 3261 §17.2.1).
-    trying: Option<Bytes>,
-    /// For a client transaction: who awaits its outcome.
-    waiter: Option<oneshot::Sender<ClientOutcome>>,
-    /// For a server INVITE: fired when a CANCEL matches it (RFC 3261 §9.2).
-    cancel: Option<CancellationToken>,
-    /// For a client INVITE: where its responses go.
-    events: Option<flume::Sender<InviteEvent>>,
-    /// For a client INVITE until its final response: the INVITE, which the
-    /// ACK for a non-2xx final response is built from (§17.1.1.3).
-    invite: Option<Box<Request>>,
-    /// For a client INVITE after a non-2xx: that ACK, resent for each
-    /// retransmission of the response.
-    ack: Option<Bytes>,
+    tu: Tu,
+}
+
+/// What a transaction keeps for its TU, by kind: one kind's fields side
+/// by side with the others' made every transaction 104 bytes of them (an
+/// INVITE's are kept 32 s after its 2xx, RFC 6026).
+enum Tu {
+    /// A request we received.
+    Server {
+        /// For an INVITE still waiting for its TU: the 100 Trying to send
+        /// when the machine asks for one (RFC 3261 §17.2.1).
+        trying: Option<Bytes>,
+        /// For an INVITE: fired when a CANCEL matches it (§9.2).
+        cancel: Option<CancellationToken>,
+    },
+    /// A request we sent other than INVITE: who awaits its outcome.
+    Client(Option<oneshot::Sender<ClientOutcome>>),
+    /// An INVITE we sent.
+    ClientInvite {
+        /// Where its responses go.
+        events: flume::Sender<InviteEvent>,
+        /// Until its final response: the INVITE, which the ACK for a
+        /// non-2xx final response is built from (§17.1.1.3).
+        invite: Option<Box<Request>>,
+        /// After a non-2xx: that ACK, resent for each retransmission of
+        /// the response.
+        ack: Option<Bytes>,
+    },
 }
 
 impl Tx {
-    fn new(machine: Machine, target: ReplyTarget) -> Tx {
+    fn new(machine: Machine, target: ReplyTarget, tu: Tu) -> Tx {
         Tx {
             machine,
             target,
             alias: None,
-            trying: None,
-            waiter: None,
-            cancel: None,
-            events: None,
-            invite: None,
-            ack: None,
+            tu,
         }
     }
 
     fn finish(&mut self, outcome: ClientOutcome) {
-        if let Some(waiter) = self.waiter.take() {
-            let _ = waiter.send(outcome);
-            return;
-        }
-        if let Some(events) = &self.events {
-            let event = match outcome {
-                ClientOutcome::Response(r) => InviteEvent::Response(r),
-                ClientOutcome::Timeout => InviteEvent::Timeout,
-                ClientOutcome::TransportError => InviteEvent::TransportError,
-            };
-            // A full queue means the TU stopped reading; it learns nothing
-            // more (bounded: a peer flooding 1xx cannot grow memory).
-            let _ = events.try_send(event);
+        match &mut self.tu {
+            Tu::Client(waiter) => {
+                if let Some(waiter) = waiter.take() {
+                    let _ = waiter.send(outcome);
+                }
+            }
+            Tu::ClientInvite { events, .. } => {
+                let event = match outcome {
+                    ClientOutcome::Response(r) => InviteEvent::Response(r),
+                    ClientOutcome::Timeout => InviteEvent::Timeout,
+                    ClientOutcome::TransportError => InviteEvent::TransportError,
+                };
+                // A full queue means the TU stopped reading; it learns
+                // nothing more (bounded: a peer flooding 1xx cannot grow
+                // memory).
+                let _ = events.try_send(event);
+            }
+            Tu::Server { .. } => {}
         }
     }
 }
@@ -186,7 +199,7 @@ enum Slot {
     /// RFC 2543 ACK matching: the ACK carries our To tag, which the INVITE
     /// key lacks, so the INVITE's transaction is also filed under this key.
     /// Boxed: every slot of the table is as large as its largest variant,
-    /// and a key is 80 bytes where a boxed transaction is 8.
+    /// and a key is 32 bytes where a boxed transaction is 8.
     Alias(Box<Key>),
 }
 
@@ -357,7 +370,10 @@ impl TxTable {
             return false;
         };
         if let Some(Slot::Tx(tx)) = shard.slots.get(&primary)
-            && let Some(cancel) = &tx.cancel
+            && let Tu::Server {
+                cancel: Some(cancel),
+                ..
+            } = &tx.tu
         {
             cancel.cancel();
         }
@@ -401,9 +417,7 @@ impl TxTable {
             return Err(TableFull);
         }
         let machine = self.new_machine(invite, &target, now);
-        let mut tx = Tx::new(machine, target);
-        tx.trying = trying;
-        tx.cancel = cancel;
+        let tx = Tx::new(machine, target, Tu::Server { trying, cancel });
         self.shard(&key).insert(key, tx);
         Ok(())
     }
@@ -424,8 +438,10 @@ impl TxTable {
             return Vec::new();
         };
         let actions = tx.machine.send_response(status, response, now);
-        if status >= 200 {
-            tx.trying = None;
+        if status >= 200
+            && let Tu::Server { trying, .. } = &mut tx.tu
+        {
+            *trying = None;
         }
         let (out, mut terminated) = transmissions(actions);
         if !terminated && tx.machine.poll_timeout().is_some_and(|at| at <= now) {
@@ -463,8 +479,7 @@ impl TxTable {
         let reliability = Self::reliability(&target);
         let (machine, actions) = ClientNonInvite::new(request, reliability, self.timers, now);
         let (out, _) = transmissions(actions);
-        let mut tx = Tx::new(Machine::Client(machine), target);
-        tx.waiter = Some(waiter);
+        let tx = Tx::new(Machine::Client(machine), target, Tu::Client(Some(waiter)));
         self.shard(&key).insert(key, tx);
         out
     }
@@ -485,9 +500,12 @@ impl TxTable {
         let (machine, actions) =
             ClientInvite::new(invite.to_bytes(), reliability, self.timers, now);
         let (out, _) = transmissions(actions);
-        let mut tx = Tx::new(Machine::ClientInvite(machine), target);
-        tx.events = Some(events);
-        tx.invite = Some(Box::new(invite));
+        let tu = Tu::ClientInvite {
+            events,
+            invite: Some(Box::new(invite)),
+            ack: None,
+        };
+        let tx = Tx::new(Machine::ClientInvite(machine), target, tu);
         self.shard(&key).insert(key, tx);
         out
     }
@@ -516,29 +534,28 @@ impl TxTable {
         for action in actions {
             match action {
                 Action::SendAck { .. } => {
-                    if let Some(invite) = tx.invite.take() {
-                        tx.ack = Some(build_non2xx_ack(&invite, &response).to_bytes());
-                    }
-                    if let Some(ack) = &tx.ack {
-                        sends.push((tx.target.clone(), ack.clone()));
+                    if let Tu::ClientInvite { invite, ack, .. } = &mut tx.tu {
+                        if let Some(invite) = invite.take() {
+                            *ack = Some(build_non2xx_ack(&invite, &response).to_bytes());
+                        }
+                        if let Some(ack) = ack {
+                            sends.push((tx.target.clone(), ack.clone()));
+                        }
                     }
                 }
-                Action::PassToTu { status } => {
-                    if status >= 200 {
-                        // Nothing more is built from the INVITE.
-                        tx.invite = None;
-                    }
-                    match &tx.events {
-                        Some(events) => {
-                            let _ =
-                                events.try_send(InviteEvent::Response(Box::new(response.clone())));
+                Action::PassToTu { status } => match &mut tx.tu {
+                    Tu::ClientInvite { events, invite, .. } => {
+                        if status >= 200 {
+                            // Nothing more is built from the INVITE.
+                            *invite = None;
                         }
-                        None if status >= 200 => {
-                            tx.finish(ClientOutcome::Response(Box::new(response.clone())));
-                        }
-                        None => {}
+                        let _ = events.try_send(InviteEvent::Response(Box::new(response.clone())));
                     }
-                }
+                    _ if status >= 200 => {
+                        tx.finish(ClientOutcome::Response(Box::new(response.clone())));
+                    }
+                    _ => {}
+                },
                 Action::Terminated => terminated = true,
                 _ => {}
             }
@@ -635,7 +652,10 @@ fn transmissions(actions: Vec<Action>) -> (Vec<Bytes>, bool) {
 /// Hands the stored 100 Trying to an INVITE machine that asked for one and
 /// returns what it says to transmit.
 fn send_trying(tx: &mut Tx, now: Instant) -> Option<Bytes> {
-    let trying = tx.trying.take()?;
+    let Tu::Server { trying, .. } = &mut tx.tu else {
+        return None;
+    };
+    let trying = trying.take()?;
     transmissions(tx.machine.send_response(100, trying, now))
         .0
         .into_iter()
@@ -685,4 +705,139 @@ pub(crate) fn server_key(req: &Request, via: &Via) -> Option<Key> {
         to_tag: to_tag.as_deref(),
         top_via: &top_via,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use sip_proto::{Limits, Message};
+    use tokio::net::UdpSocket;
+
+    use super::*;
+
+    async fn target() -> ReplyTarget {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        ReplyTarget {
+            transport: Transport::Udp,
+            addr,
+            reconnect: addr,
+            path: ReplyPath::Udp(Arc::new(socket)),
+        }
+    }
+
+    fn parse(text: &str) -> Message {
+        Message::parse(text.replace('\n', "\r\n").as_bytes(), &Limits::default()).unwrap()
+    }
+
+    const INVITE: &str = "INVITE sip:bob@127.0.0.1 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKtx1
+From: <sip:alice@127.0.0.1>;tag=a
+To: <sip:bob@127.0.0.1>
+Call-ID: tx1@127.0.0.1
+CSeq: 1 INVITE
+Max-Forwards: 70
+Content-Length: 0
+
+";
+
+    fn response(status: &str, branch: &str, method: &str) -> Response {
+        let text = format!(
+            "SIP/2.0 {status}
+Via: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}
+From: <sip:alice@127.0.0.1>;tag=a
+To: <sip:bob@127.0.0.1>;tag=b
+Call-ID: tx1@127.0.0.1
+CSeq: 1 {method}
+Content-Length: 0
+
+"
+        );
+        match parse(&text) {
+            Message::Response(r) => r,
+            Message::Request(_) => panic!("a request"),
+        }
+    }
+
+    #[test]
+    fn what_a_transaction_keeps_for_its_tu_is_small() {
+        assert!(
+            std::mem::size_of::<Tu>() <= 56,
+            "{}",
+            std::mem::size_of::<Tu>()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_invite_resends_its_trying_and_hears_a_cancel() {
+        let table = TxTable::new(Timers::default());
+        let key = TransactionKey::server("z9hG4bKtx1", "127.0.0.1", Some(5070), "INVITE");
+        let cancel = CancellationToken::new();
+        let now = Instant::now();
+        let trying = Bytes::from_static(b"SIP/2.0 100 Trying");
+        table
+            .start_pending(
+                key.clone(),
+                true,
+                Some(trying.clone()),
+                Some(cancel.clone()),
+                target().await,
+                now,
+                10,
+            )
+            .unwrap();
+        // A retransmission before the TU answers gets the 100 Trying.
+        assert!(
+            matches!(table.on_request(&key, &Method::Invite, now), Lookup::Retransmit(b) if b == trying)
+        );
+        let cancel_key = TransactionKey::server("z9hG4bKtx1", "127.0.0.1", Some(5070), "CANCEL");
+        assert!(table.cancel_invite(&cancel_key));
+        assert!(cancel.is_cancelled());
+        let busy = Bytes::from_static(b"SIP/2.0 486 Busy Here");
+        assert_eq!(
+            table.respond(&key, 486, "b", busy.clone(), now),
+            std::slice::from_ref(&busy)
+        );
+        assert!(
+            matches!(table.on_request(&key, &Method::Invite, now), Lookup::Retransmit(b) if b == busy)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_invite_acks_a_failure_and_each_retransmission_of_it() {
+        let table = TxTable::new(Timers::default());
+        let Message::Request(invite) = parse(INVITE) else {
+            panic!("not a request");
+        };
+        let key = TransactionKey::client("z9hG4bKtx1", "INVITE");
+        let (events, responses) = flume::bounded(8);
+        let now = Instant::now();
+        let sent = table.start_client_invite(key.clone(), invite, target().await, events, now);
+        assert_eq!(sent.len(), 1, "the INVITE");
+        let busy = response("486 Busy Here", "z9hG4bKtx1", "INVITE");
+        let first = table.on_response(&key, busy.clone(), now).unwrap();
+        assert_eq!(first.len(), 1, "the ACK");
+        let ack = first[0].1.clone();
+        assert!(ack.starts_with(b"ACK sip:bob@127.0.0.1 SIP/2.0"));
+        assert!(matches!(responses.try_recv(), Ok(InviteEvent::Response(r)) if r.status == 486));
+        let again = table.on_response(&key, busy, now).unwrap();
+        assert_eq!(again.into_iter().map(|(_, b)| b).collect::<Vec<_>>(), [ack]);
+        assert!(
+            responses.try_recv().is_err(),
+            "a retransmission is absorbed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_client_transaction_tells_its_waiter_the_final_response() {
+        let table = TxTable::new(Timers::default());
+        let key = TransactionKey::client("z9hG4bKtx2", "BYE");
+        let (waiter, outcome) = oneshot::channel();
+        let now = Instant::now();
+        let bye = Bytes::from_static(b"BYE sip:bob@127.0.0.1 SIP/2.0");
+        let sent = table.start_client(key.clone(), bye, target().await, waiter, now);
+        assert_eq!(sent.len(), 1, "the BYE");
+        let ok = response("200 OK", "z9hG4bKtx2", "BYE");
+        assert!(table.on_response(&key, ok, now).unwrap().is_empty());
+        assert!(matches!(outcome.await, Ok(ClientOutcome::Response(r)) if r.status == 200));
+    }
 }

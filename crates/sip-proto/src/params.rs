@@ -94,12 +94,23 @@ impl Params {
         self.0.is_empty()
     }
 
+    /// An empty list with room for as many parameters as `raw` has `;`s
+    /// (exactly its parameters in a URI; at least them in a header, where
+    /// a quoted value may hold a `;`): a list grown one push at a time
+    /// keeps room for four, and parsed URIs and headers live as long as
+    /// the dialogs that keep them.
+    fn sized_for(raw: &str) -> Params {
+        Params(Vec::with_capacity(
+            raw.bytes().filter(|&b| b == b';').count(),
+        ))
+    }
+
     /// Builds the list from a raw span that [`scan_header_params`] accepted.
     pub(crate) fn from_header_raw(raw: &str) -> Params {
-        let mut p = Params::new();
         if raw.is_empty() {
-            return p;
+            return Params::new();
         }
+        let mut p = Params::sized_for(raw);
         let mut c = Cursor::new(raw);
         // The span was validated by the same scanner, so this cannot fail;
         // on a bug we keep what was read.
@@ -111,10 +122,10 @@ impl Params {
 
     /// Builds the list from a raw span that [`scan_uri_params`] accepted.
     pub(crate) fn from_uri_raw(raw: &str) -> Params {
-        let mut p = Params::new();
         if raw.is_empty() {
-            return p;
+            return Params::new();
         }
+        let mut p = Params::sized_for(raw);
         let mut c = Cursor::new(raw);
         // Validated span, see above.
         let _ = scan_uri_params(&mut c, &mut |n, v| {
@@ -243,6 +254,19 @@ mod tests {
         let p = Params::from_header_raw(" ; Tag=1 ; q = 0.33");
         assert_eq!(p.get("TAG"), Some(Some("1")));
         assert_eq!(p.to_string(), ";Tag=1;q=0.33");
+    }
+
+    #[test]
+    fn parsed_lists_keep_room_for_their_parameters_only() {
+        // Not the four slots a list grown by `push` keeps: parsed URIs and
+        // headers live as long as the dialogs that keep them.
+        assert_eq!(Params::from_uri_raw(";transport=udp").0.capacity(), 1);
+        assert_eq!(Params::from_uri_raw(";lr;ob").0.capacity(), 2);
+        assert_eq!(Params::from_header_raw(" ; tag=1").0.capacity(), 1);
+        let quoted = Params::from_header_raw(";x=\"a;b\";y");
+        assert_eq!(quoted.len(), 2);
+        assert!(quoted.0.capacity() <= 3);
+        assert_eq!(quoted.to_string(), ";x=\"a;b\";y");
     }
 
     #[test]

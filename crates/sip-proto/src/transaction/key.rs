@@ -66,22 +66,61 @@ pub struct Rfc2543Parts<'a> {
 ///   (§17.2.3).
 /// - [`server_rfc2543`](Self::server_rfc2543): the fallback for requests
 ///   without such a branch.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct TransactionKey(Inner);
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// 32 bytes and one allocation for the common keys: a table keeps a key
+/// per live transaction and more in its deadline heap, and three strings
+/// made a key 80 bytes and three allocations.
+#[derive(Clone, PartialEq, Eq, Hash)]
 enum Inner {
-    Client {
-        branch: String,
-        method: String,
-    },
-    Server {
-        branch: String,
-        host: String,
-        port: Option<u16>,
-        method: String,
-    },
+    /// Branch, method.
+    Client(Joined),
+    /// Branch, sent-by host, method; the sent-by port.
+    Server(Joined, Option<u16>),
     Rfc2543(Box<Rfc2543Key>),
+}
+
+/// Up to three strings kept as one: `text` is them end to end, `ends`
+/// where the first and the second end. Equal exactly when the strings are.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Joined {
+    text: Box<str>,
+    ends: [u32; 2],
+}
+
+impl Joined {
+    /// `parts` end to end, those marked `true` lower-cased.
+    fn new(parts: &[(&str, bool)]) -> Joined {
+        let mut text = String::with_capacity(parts.iter().map(|(p, _)| p.len()).sum());
+        let mut ends = [0u32; 2];
+        for (i, (part, lower)) in parts.iter().enumerate() {
+            let start = text.len();
+            text.push_str(part);
+            if *lower {
+                text[start..].make_ascii_lowercase();
+            }
+            if let Some(end) = ends.get_mut(i) {
+                // A message, hence each of its strings, is far below 4 GiB.
+                *end = u32::try_from(text.len()).unwrap_or(u32::MAX);
+            }
+        }
+        Joined {
+            text: text.into_boxed_str(),
+            ends,
+        }
+    }
+
+    /// The `i`th string (0 to 2; a key of two strings has an empty third).
+    fn part(&self, i: usize) -> &str {
+        let len = self.text.len();
+        let start = match i {
+            0 => 0,
+            _ => self.ends.get(i - 1).map_or(len, |&e| e as usize),
+        };
+        let end = self.ends.get(i).map_or(len, |&e| e as usize);
+        self.text.get(start..end).unwrap_or("")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -97,12 +136,8 @@ struct Rfc2543Key {
 
 /// The method a server transaction is known by: an ACK belongs to the
 /// INVITE transaction (§17.2.3).
-fn server_method(method: &str) -> String {
-    if method == "ACK" {
-        "INVITE".to_owned()
-    } else {
-        method.to_owned()
-    }
+fn server_method(method: &str) -> &str {
+    if method == "ACK" { "INVITE" } else { method }
 }
 
 impl TransactionKey {
@@ -111,10 +146,12 @@ impl TransactionKey {
     /// request, or of the response's CSeq. The branch compares
     /// case-insensitively.
     pub fn client(branch: &str, method: &str) -> Self {
-        Self(Inner::Client {
-            branch: branch.to_ascii_lowercase(),
-            method: method.to_owned(),
-        })
+        // The third part stays empty: `ends[1]` is the text's end.
+        Self(Inner::Client(Joined::new(&[
+            (branch, true),
+            (method, false),
+            ("", false),
+        ])))
     }
 
     /// The key of a server transaction for a request whose top Via branch
@@ -130,12 +167,14 @@ impl TransactionKey {
         sent_by_port: Option<u16>,
         method: &str,
     ) -> Self {
-        Self(Inner::Server {
-            branch: branch.to_ascii_lowercase(),
-            host: sent_by_host.to_ascii_lowercase(),
-            port: sent_by_port,
-            method: server_method(method),
-        })
+        Self(Inner::Server(
+            Joined::new(&[
+                (branch, true),
+                (sent_by_host, true),
+                (server_method(method), false),
+            ]),
+            sent_by_port,
+        ))
     }
 
     /// The key of a server transaction for a request without an RFC 3261
@@ -148,7 +187,7 @@ impl TransactionKey {
     /// register [`ack_alias`](Self::ack_alias)`(t)` for the transaction too.
     pub fn server_rfc2543(parts: &Rfc2543Parts<'_>) -> Self {
         Self(Inner::Rfc2543(Box::new(Rfc2543Key {
-            method: server_method(parts.method),
+            method: server_method(parts.method).to_owned(),
             request_uri: parts.request_uri.trim().to_owned(),
             call_id: parts.call_id.trim().to_owned(),
             cseq: parts.cseq,
@@ -163,17 +202,14 @@ impl TransactionKey {
     /// method replaced). `None` for any other key.
     pub fn invite_for_cancel(&self) -> Option<Self> {
         match &self.0 {
-            Inner::Server {
-                branch,
-                host,
-                port,
-                method,
-            } if method == "CANCEL" => Some(Self(Inner::Server {
-                branch: branch.clone(),
-                host: host.clone(),
-                port: *port,
-                method: "INVITE".to_owned(),
-            })),
+            Inner::Server(parts, port) if parts.part(2) == "CANCEL" => Some(Self(Inner::Server(
+                Joined::new(&[
+                    (parts.part(0), false),
+                    (parts.part(1), false),
+                    ("INVITE", false),
+                ]),
+                *port,
+            ))),
             Inner::Rfc2543(key) if key.method == "CANCEL" => {
                 let mut invite = key.clone();
                 invite.method = "INVITE".to_owned();
@@ -202,14 +238,15 @@ impl TransactionKey {
     /// `true` for a key made by [`server`](Self::server) or
     /// [`server_rfc2543`](Self::server_rfc2543).
     pub fn is_server(&self) -> bool {
-        !matches!(self.0, Inner::Client { .. })
+        !matches!(self.0, Inner::Client(_))
     }
 
     /// The method the transaction is known by (`INVITE` for a server key
     /// built from an ACK).
     pub fn method(&self) -> &str {
         match &self.0 {
-            Inner::Client { method, .. } | Inner::Server { method, .. } => method,
+            Inner::Client(parts) => parts.part(1),
+            Inner::Server(parts, _) => parts.part(2),
             Inner::Rfc2543(key) => &key.method,
         }
     }
@@ -217,7 +254,7 @@ impl TransactionKey {
     /// The branch (lower-cased), or `None` for an RFC 2543 key.
     pub fn branch(&self) -> Option<&str> {
         match &self.0 {
-            Inner::Client { branch, .. } | Inner::Server { branch, .. } => Some(branch),
+            Inner::Client(parts) | Inner::Server(parts, _) => Some(parts.part(0)),
             Inner::Rfc2543(_) => None,
         }
     }
@@ -227,13 +264,9 @@ impl TransactionKey {
 impl fmt::Display for TransactionKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.0 {
-            Inner::Client { branch, method } => write!(f, "client {method} {branch}"),
-            Inner::Server {
-                branch,
-                host,
-                port,
-                method,
-            } => {
+            Inner::Client(parts) => write!(f, "client {} {}", parts.part(1), parts.part(0)),
+            Inner::Server(parts, port) => {
+                let (branch, host, method) = (parts.part(0), parts.part(1), parts.part(2));
                 write!(f, "server {method} {branch} via {host}")?;
                 match port {
                     Some(port) => write!(f, ":{port}"),
@@ -249,6 +282,28 @@ impl fmt::Display for TransactionKey {
     }
 }
 
+/// The key's parts by name, as a derived `Debug` of separate strings
+/// would show them.
+impl fmt::Debug for TransactionKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Inner::Client(parts) => f
+                .debug_struct("Client")
+                .field("branch", &parts.part(0))
+                .field("method", &parts.part(1))
+                .finish(),
+            Inner::Server(parts, port) => f
+                .debug_struct("Server")
+                .field("branch", &parts.part(0))
+                .field("host", &parts.part(1))
+                .field("port", port)
+                .field("method", &parts.part(2))
+                .finish(),
+            Inner::Rfc2543(key) => key.fmt(f),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -256,6 +311,32 @@ mod tests {
     use super::*;
 
     const BRANCH: &str = "z9hG4bK74bf9";
+
+    #[test]
+    fn a_key_is_small_and_keeps_its_parts() {
+        assert!(std::mem::size_of::<TransactionKey>() <= 32);
+        let key = TransactionKey::server("z9hG4bKAb", "Host.Example", Some(5070), "ACK");
+        assert_eq!(key.branch(), Some("z9hg4bkab"));
+        assert_eq!(key.method(), "INVITE");
+        assert_eq!(
+            key.to_string(),
+            "server INVITE z9hg4bkab via host.example:5070"
+        );
+        assert_eq!(
+            format!("{key:?}"),
+            "Server { branch: \"z9hg4bkab\", host: \"host.example\", port: Some(5070), method: \"INVITE\" }"
+        );
+        let client = TransactionKey::client("z9hG4bKx", "BYE");
+        assert_eq!(
+            (client.branch(), client.method()),
+            (Some("z9hg4bkx"), "BYE")
+        );
+        // The same strings split differently are another key.
+        assert_ne!(
+            TransactionKey::server("z9hG4bKab", "c", None, "INVITE"),
+            TransactionKey::server("z9hG4bKa", "bc", None, "INVITE")
+        );
+    }
 
     #[test]
     fn same_branch_different_method_is_a_different_server_transaction() {

@@ -39,11 +39,11 @@ pub struct ServerInvite {
     state: ServerInviteState,
     reliability: Reliability,
     timers: Timers,
-    /// The most recent provisional response, resent on INVITE
-    /// retransmission in Proceeding.
-    provisional: Option<Bytes>,
-    /// The 300–699 final response, resent in Completed.
-    final_response: Option<Bytes>,
+    /// What a retransmitted INVITE gets again: the most recent
+    /// provisional response in Proceeding, the 300–699 final response in
+    /// Completed (Timer G's too). One field for both, which no state
+    /// needs at once: the machine is kept 32 s after a 2xx (RFC 6026).
+    resend: Option<Bytes>,
     /// When to ask for a 100 Trying, until the TU responds.
     trying: Option<Instant>,
     /// Timer G.
@@ -62,8 +62,7 @@ impl ServerInvite {
             state: ServerInviteState::Proceeding,
             reliability,
             timers,
-            provisional: None,
-            final_response: None,
+            resend: None,
             trying: deadline(now, TRYING_DELAY),
             retransmit: None,
             timeout: None,
@@ -111,20 +110,19 @@ impl ServerInvite {
         match (self.state, class) {
             (S::Proceeding, Class::Provisional) => {
                 self.trying = None;
-                self.provisional = Some(response.clone());
+                self.resend = Some(response.clone());
                 out.push(Action::Transmit(response));
             }
             (S::Proceeding, Class::Success) => {
                 self.trying = None;
-                self.provisional = None;
+                self.resend = None;
                 out.push(Action::Transmit(response));
                 self.state = S::Accepted;
                 self.linger = deadline(now, self.timers.timeout());
             }
             (S::Proceeding, Class::Failure) => {
                 self.trying = None;
-                self.provisional = None;
-                self.final_response = Some(response.clone());
+                self.resend = Some(response.clone());
                 out.push(Action::Transmit(response));
                 self.state = S::Completed;
                 self.retransmit = match self.reliability {
@@ -151,14 +149,14 @@ impl ServerInvite {
         let mut out = Vec::new();
         match self.state {
             ServerInviteState::Proceeding => {
-                if let Some(provisional) = &self.provisional {
+                if let Some(provisional) = &self.resend {
                     out.push(Action::Transmit(provisional.clone()));
                 } else if self.trying.take().is_some() {
                     out.push(Action::SendTrying);
                 }
             }
             ServerInviteState::Completed => {
-                if let Some(response) = &self.final_response {
+                if let Some(response) = &self.resend {
                     out.push(Action::Transmit(response.clone()));
                 }
             }
@@ -179,7 +177,7 @@ impl ServerInvite {
             ServerInviteState::Completed => {
                 self.retransmit = None;
                 self.timeout = None;
-                self.final_response = None;
+                self.resend = None;
                 self.state = ServerInviteState::Confirmed;
                 let i = match self.reliability {
                     Reliability::Unreliable => self.timers.t4,
@@ -233,7 +231,7 @@ impl ServerInvite {
             self.trying = None;
             out.push(Action::SendTrying);
         } else if let Some(timer) = self.retransmit.filter(|r| r.at <= now) {
-            if let Some(response) = &self.final_response {
+            if let Some(response) = &self.resend {
                 out.push(Action::Transmit(response.clone()));
             }
             self.retransmit = timer.doubled(now, Some(self.timers.t2));
@@ -246,8 +244,7 @@ impl ServerInvite {
         self.retransmit = None;
         self.timeout = None;
         self.linger = None;
-        self.provisional = None;
-        self.final_response = None;
+        self.resend = None;
         self.state = ServerInviteState::Terminated;
         out.push(Action::Terminated);
     }
