@@ -219,8 +219,14 @@ fn a_user_is_locked_after_n_guesses_even_with_successes_between() {
         .header("From", &format!("<sip:1002@{DOMAIN}>;tag=lock2"))
         .header("Proxy-Authorization", &auth);
     assert_eq!(owner.transact(&retry).expect("answer").status, 403);
-    // The insider's own registration is unaffected; the lock is logged once.
+    // The insider's own registration is unaffected; the lock is logged once
+    // (the server's stderr is read by a thread of the test's: wait for it).
     assert_eq!(register(&mut insider, "1001", "secret-1001"), 200);
+    assert!(
+        s.wait_log("locked user \"1002\"", Duration::from_secs(5)),
+        "{}",
+        s.log()
+    );
     let log = s.log();
     assert_eq!(log.matches("locked user \"1002\"").count(), 1, "{log}");
     assert_eq!(metric(&s, "registrar_user_locks_active"), 1.0);
