@@ -14,8 +14,11 @@
 //! built on moves: `confirm.rs`, `trunkdial.rs`, `moves.rs` (park,
 //! pickup, Replaces), `transfer.rs` (REFER).
 //!
-//! The call's state is one enum, [`Phase`]; what the admin API shows
-//! (`pbx::CallState`) is derived from it. Its moves, each made by one
+//! The call's state is one enum, [`Phase`] (`pbx::Phase`, over this
+//! crate's bridged `SipLeg` and per-dial data); what the admin API shows
+//! (`pbx::CallState`) is derived from it. The call's record (CDR,
+//! registry entry, trace) and its route are `pbx`'s too
+//! (`pbx::CallRecord`, `pbx::RouteTask`). Its moves, each made by one
 //! method of [`Call`]:
 //!
 //! | from | to | on | method |
@@ -373,7 +376,7 @@ type Bridge = pbx::Bridged<SipLeg>;
 /// - `failed_transfer`: a step deferred until the current event is handled;
 /// - `parking`: a slot held while the route announces it (any live phase);
 /// - `route`: which route task drives the call, not which parties it has;
-/// - `re_ok`, `reinvite_pending`, the caller's `ok`/`retrans`: in-dialog
+/// - `re_ok`, `reinvite_pending`, the caller's `unacked`: in-dialog
 ///   transactions (2xx until ACK, §13.3.1.4; §14 glare) that run in any
 ///   answered phase;
 /// - `moh`, `identity`, `verstat`: the call's attributes.
