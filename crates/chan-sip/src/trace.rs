@@ -36,7 +36,7 @@ impl sip_net::Tap for TraceTap {
         trace.record(TraceWhat::Message {
             inbound,
             peer: TracePeer {
-                transport: transport_name(transport),
+                transport: transport.as_str(),
                 addr: peer,
             },
             // A received message may be a slice of a larger buffer: keep
@@ -57,19 +57,11 @@ pub(crate) fn record_invite(trace: &CallTrace, incoming: &sip_net::Incoming) {
         trace.record(TraceWhat::Message {
             inbound: true,
             peer: TracePeer {
-                transport: transport_name(incoming.transport),
+                transport: incoming.transport.as_str(),
                 addr: incoming.source,
             },
             bytes: incoming.request.to_bytes(),
         });
-    }
-}
-
-/// The name a trace shows for `transport` (as its `Display` does).
-fn transport_name(transport: Transport) -> &'static str {
-    match transport {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
     }
 }
 

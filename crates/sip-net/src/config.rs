@@ -17,6 +17,15 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// The lowercase name (`udp`, `tcp`): URIs' `transport` parameter,
+    /// listeners, logs, metric labels and traces.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+        }
+    }
+
     /// The transport token used in Via headers (`UDP`, `TCP`).
     pub fn as_via_str(self) -> &'static str {
         match self {
@@ -28,10 +37,7 @@ impl Transport {
 
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-        })
+        f.write_str(self.as_str())
     }
 }
 

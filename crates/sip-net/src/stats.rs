@@ -39,11 +39,7 @@ pub(crate) fn response_out(status: u16) {
 
 /// A message failed to parse or frame.
 pub(crate) fn parse_error(transport: Transport) {
-    let t = match transport {
-        Transport::Udp => "udp",
-        Transport::Tcp => "tcp",
-    };
-    metrics::counter!("sip_parse_errors_total", "transport" => t).increment(1);
+    metrics::counter!("sip_parse_errors_total", "transport" => transport.as_str()).increment(1);
 }
 
 /// A message was dropped without an answer; `reason` is a fixed string.
