@@ -301,12 +301,12 @@ impl<P, X> Phase<P, X> {
 
     /// Any -> Ended: the route's dial returns (a ringing one with "call
     /// has ended"; an answered one, bridged or waiting for its
-    /// replacement, as answered). The dial's driver data is given back
-    /// to stop what it runs. `None` (and nothing changes) when the call
-    /// had ended already; `Some(None)` when no dial was ringing.
-    pub fn end(&mut self) -> Option<Option<X>> {
+    /// replacement, as answered); a ringing dial's driver data is dropped,
+    /// which stops what it runs. `false` (and nothing changes) when the
+    /// call had ended already.
+    pub fn end(&mut self) -> bool {
         if self.is_ended() {
-            return None;
+            return false;
         }
         let answered = |answered_by| {
             Ok(DialOutcome {
@@ -317,9 +317,7 @@ impl<P, X> Phase<P, X> {
         };
         match std::mem::replace(self, Phase::Ended(None)) {
             Phase::Dialing(fork) => {
-                let Fork { done, driver, .. } = *fork;
-                let _ = done.send(Err(ActionError::Ended));
-                return Some(Some(driver));
+                let _ = fork.done.send(Err(ActionError::Ended));
             }
             Phase::Bridged(mut bridge) => {
                 if let Some(done) = bridge.done.take() {
@@ -332,7 +330,7 @@ impl<P, X> Phase<P, X> {
             }
             Phase::Routing | Phase::Answered | Phase::Ended(_) => {}
         }
-        Some(None)
+        true
     }
 }
 
@@ -412,7 +410,7 @@ mod tests {
             done: Some(done),
             answered_by: None,
         });
-        assert_eq!(phase.end(), Some(None));
+        assert!(phase.end());
         assert_eq!(phase.call_state(), CallState::Ending);
         // The bridged party stays for the clean-up; the dial hears the
         // answer of whoever was bridged last.
@@ -422,7 +420,7 @@ mod tests {
             matches!(heard, Ok(o) if o.status == DialStatus::Answered && o.answered_by.is_none())
         );
         // Ending twice changes nothing.
-        assert_eq!(phase.end(), None);
+        assert!(!phase.end());
     }
 
     #[test]
@@ -430,7 +428,7 @@ mod tests {
         let mut phase = TestPhase::Answered;
         let (fork, mut heard) = fork();
         phase.enter_dialing(fork);
-        assert_eq!(phase.end(), Some(Some(())));
+        assert!(phase.end());
         assert!(matches!(heard.try_recv(), Ok(Err(ActionError::Ended))));
         assert!(phase.bridge().is_none());
     }
