@@ -7,23 +7,33 @@
 //! negotiates its own codec; the bridge relays when they agree and
 //! transcodes when they do not.
 //!
-//! Side `A` is the caller, side `B` the callee of the current dial. A leg
-//! is either parked here or owned by what runs on it (a bridge, an echo);
-//! [`CallMedia::take_legs`] stops that and parks the legs again.
+//! Each party's media is its own [`MediaEndpoint`] (endpoint.rs): its
+//! ports, its SDP session and offer/answer state, its leg; a party that
+//! leaves the call (parked, transferred, a channel) takes it along. A
+//! call's [`CallMedia`] pairs two of them, side `A` the caller and side
+//! `B` the callee of the current dial, and runs what plays on their legs.
+//! A leg is either parked in its endpoint or owned by what runs on it (a
+//! bridge, an echo); [`CallMedia::take_legs`] stops that and parks the
+//! legs again.
 
-use std::net::{IpAddr, SocketAddr};
+mod endpoint;
+
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use media::{
-    Bridge, Echo, Latching, Leg, LegHandle, Listener, MediaTimeout, Player, PortPair, PortPool,
-    Prompt, Recorder, Recording, StreamParams,
+    Bridge, Echo, Latching, Leg, Listener, MediaTimeout, Player, PortPool, Prompt, Recorder,
+    Recording,
 };
 use pbx::ActionError;
-use sdp::{Codec, Direction, Local, LocalSession, MediaKind, Role, SessionDescription};
+use sdp::{Codec, Direction, SessionDescription};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+pub(crate) use endpoint::{MediaEndpoint, Settled, parse};
+use endpoint::{answerable, audio_direction, offered_names};
 
 /// The `[media]` settings the channel needs.
 #[derive(Debug, Clone)]
@@ -143,101 +153,6 @@ impl Which {
     }
 }
 
-/// Parses an SDP body with the parser's limits; `Malformed` names the line.
-pub(crate) fn parse(body: &[u8]) -> Result<SessionDescription, Failure> {
-    sdp::parse(body).map_err(|e| Failure::Malformed(format!("bad SDP: {e}")))
-}
-
-/// The first accepted audio stream of an exchange.
-fn audio(streams: Vec<sdp::Stream>) -> Result<sdp::Stream, Failure> {
-    streams
-        .into_iter()
-        .find(|s| s.media.eq_ignore_ascii_case("audio") && s.accepted && s.codec.is_some())
-        .ok_or_else(|| Failure::NotAcceptable("no audio stream was accepted".into()))
-}
-
-/// Our ports for answering `offer`: `port` on its first audio section,
-/// 0 (refused) on every other.
-fn ports_for(offer: &SessionDescription, port: u16) -> Vec<u16> {
-    let mut ports = vec![0; offer.media.len()];
-    if let Some(i) = offer
-        .media
-        .iter()
-        .position(|m| m.media.eq_ignore_ascii_case("audio") && m.port != 0)
-    {
-        ports[i] = port;
-    }
-    ports
-}
-
-/// The direction of an offer's first audio section, as its writer says.
-fn audio_direction(sdp: &SessionDescription) -> Direction {
-    sdp.media
-        .iter()
-        .position(|m| m.media.eq_ignore_ascii_case("audio") && m.port != 0)
-        .map_or(Direction::SendRecv, |i| sdp.direction(i))
-}
-
-/// The encoding names of an offer's first audio section, in its order.
-fn offered_names(sdp: &SessionDescription) -> Vec<String> {
-    sdp.media
-        .iter()
-        .find(|m| m.media.eq_ignore_ascii_case("audio") && m.port != 0)
-        .map(|m| {
-            m.payload_types()
-                .filter_map(|pt| m.rtpmap(pt))
-                .map(|map| map.encoding.to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// One side of the call as the media engine sees it.
-struct MediaSide {
-    /// Our address in the SDP we send this side.
-    address: IpAddr,
-    /// Our `o=` line and the last description we sent (RFC 3264 §8).
-    session: LocalSession,
-    rtp_port: u16,
-    /// The pair, until the leg is made (boxed: a pair is 104 bytes, which
-    /// the side would keep for the whole call after the leg took it).
-    ports: Option<Box<PortPair>>,
-    /// Our offer whose answer has not come yet.
-    our_offer: Option<Box<SessionDescription>>,
-    /// The side's offer we have not answered yet.
-    their_offer: Option<Box<SessionDescription>>,
-    /// What the last exchange settled on.
-    params: Option<StreamParams>,
-    remote: Option<SocketAddr>,
-    /// The IP this side's SIP comes from: its RTP may come from there.
-    signalling: Option<IpAddr>,
-    direction: Direction,
-    /// The leg, while nothing runs on it.
-    leg: Option<Box<Leg>>,
-    handle: Option<LegHandle>,
-    timeout: Option<MediaTimeout>,
-    /// Digits from the leg's first packet on, until the route asks (so a
-    /// key pressed right after the answer is not lost).
-    digits: Option<media::Digits>,
-}
-
-impl MediaSide {
-    fn last_sent(&self) -> Option<Bytes> {
-        self.session.last_sent_bytes().map(Bytes::copy_from_slice)
-    }
-
-    /// The text of `sdp`, which the session just stamped: the session
-    /// kept it as it stamped it, so it is not written out again.
-    fn sent(&self, sdp: &SessionDescription) -> Bytes {
-        self.last_sent()
-            .unwrap_or_else(|| Bytes::from(sdp.to_bytes()))
-    }
-
-    fn codec_name(&self) -> Option<&'static str> {
-        self.params.map(|p| p.codec.name())
-    }
-}
-
 /// What runs on the legs (what to start again after a codec change).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -329,6 +244,11 @@ enum Activity {
 pub(crate) struct Watch([Option<(Which, MediaTimeout)>; 2]);
 
 impl Watch {
+    /// The one party of a channel (if it still has media), as side `A`.
+    pub fn one(party: Option<&MediaEndpoint>) -> Watch {
+        Watch([party.and_then(|p| Some((Which::A, p.watched()?))), None])
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.iter().all(Option::is_none)
     }
@@ -362,15 +282,19 @@ impl Watch {
     }
 }
 
-/// The media of one call: its sides, their legs, what runs on them.
+/// The media of one call: its two parties' endpoints and what runs on
+/// their legs. A party's SDP state is its endpoint's; what this adds is
+/// the pairing: an offer from one side passed on to the other (RFC 3264
+/// §8, hold stays hold), the codec the other side uses preferred, and the
+/// activity (bridge, prompt, music) restarted when a codec changes.
 pub(crate) struct CallMedia {
     config: Arc<MediaConfig>,
     /// The caller's initial offer, until it is answered.
     caller_offer: Option<Box<SessionDescription>>,
     // Boxed, like the SDPs and the parked legs: a call's task holds all
     // of this for the whole call, most of it empty most of the time.
-    a: Option<Box<MediaSide>>,
-    b: Option<Box<MediaSide>>,
+    a: Option<Box<MediaEndpoint>>,
+    b: Option<Box<MediaEndpoint>>,
     activity: Activity,
     /// A recording the call's end interrupted, kept for the route to
     /// collect (a voicemail ends with the caller hanging up).
@@ -392,46 +316,33 @@ impl CallMedia {
         }
     }
 
-    fn side_mut(&mut self, which: Which) -> Option<&mut MediaSide> {
+    /// The media of one party alone (a callee asked to confirm a call),
+    /// as the caller side.
+    pub fn alone(config: Arc<MediaConfig>, party: Box<MediaEndpoint>) -> CallMedia {
+        let mut media = CallMedia::new(config);
+        media.a = Some(party);
+        media
+    }
+
+    fn side_mut(&mut self, which: Which) -> Option<&mut MediaEndpoint> {
         match which {
             Which::A => self.a.as_deref_mut(),
             Which::B => self.b.as_deref_mut(),
         }
     }
 
-    fn side(&self, which: Which) -> Option<&MediaSide> {
+    fn side(&self, which: Which) -> Option<&MediaEndpoint> {
         match which {
             Which::A => self.a.as_deref(),
             Which::B => self.b.as_deref(),
         }
     }
 
-    fn codec_list(&self) -> String {
-        self.config
-            .codecs
-            .iter()
-            .map(|c| c.encoding.as_ref())
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
-    /// Checks that we can answer `offer` (an audio section with one of our
-    /// codecs), without leasing anything.
-    fn answerable(&self, offer: &SessionDescription) -> Result<(), Failure> {
-        let ip = self.config.bind;
-        let local = Local::new(ip, self.config.codecs.clone(), ports_for(offer, 1));
-        let trial = sdp::answer(offer, &local, &mut LocalSession::with_id(1, ip));
-        let streams = sdp::negotiate(offer, &trial, Role::Answerer)
-            .map_err(|e| Failure::Malformed(format!("bad SDP: {e}")))?;
-        let stream = audio(streams).map_err(|_| {
-            Failure::NotAcceptable(format!(
-                "no audio stream with a codec we have ({})",
-                self.codec_list()
-            ))
-        })?;
-        StreamParams::from_sdp(&stream)
-            .map(|_| ())
-            .map_err(|e| Failure::NotAcceptable(e.to_string()))
+    /// The codec `which` uses, to put first towards the other side.
+    fn preferred(&self, which: Which) -> Vec<String> {
+        self.side(which)
+            .map(MediaEndpoint::preferred)
+            .unwrap_or_default()
     }
 
     /// Checks the caller's initial offer before the call is routed: it
@@ -442,7 +353,7 @@ impl CallMedia {
             return Ok(());
         }
         let offer = parse(body)?;
-        self.answerable(&offer)?;
+        answerable(&self.config, &offer)?;
         self.caller_offer = Some(Box::new(offer));
         Ok(())
     }
@@ -453,69 +364,13 @@ impl CallMedia {
         if self.side(which).is_some() {
             return Ok(());
         }
-        // With the wildcard bind, a phone that reaches us over IPv6 gets
-        // sockets on the IPv6 wildcard.
-        let bind = match (self.config.bind, sip_ip) {
-            (IpAddr::V4(v4), Some(IpAddr::V6(_))) if v4.is_unspecified() => {
-                IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
-            }
-            (bind, _) => bind,
-        };
-        let ports = self.config.pool.allocate(bind).map_err(|e| {
-            // The caller gets 503 with this in a Warning; the operator
-            // needs it too (a full port range, or the process out of
-            // file descriptors: each anchored call holds four sockets).
-            let hint = match &e {
-                media::Error::Socket { source, .. } if source.raw_os_error() == Some(24) => {
-                    " — the process is out of file descriptors: raise its open-files \
-                         limit (ulimit -n, systemd LimitNOFILE); each call holds four sockets"
-                }
-                media::Error::Exhausted { .. } => " — widen [media] rtp_ports",
-                _ => "",
-            };
-            tracing::warn!("media: {e}{hint}");
-            Failure::NoPorts(e.to_string())
-        })?;
-        let address = self.config.advertise_for(sip_ip);
-        let side = MediaSide {
-            address,
-            session: LocalSession::with_id(rand::random::<u32>().into(), address),
-            rtp_port: ports.rtp_port(),
-            ports: Some(Box::new(ports)),
-            our_offer: None,
-            their_offer: None,
-            params: None,
-            remote: None,
-            signalling: None,
-            direction: Direction::SendRecv,
-            leg: None,
-            handle: None,
-            timeout: None,
-            digits: None,
-        };
+        // Only the caller's digits are read from its first packet on.
+        let party = MediaEndpoint::open(&self.config, sip_ip, which == Which::A)?;
         match which {
-            Which::A => self.a = Some(Box::new(side)),
-            Which::B => self.b = Some(Box::new(side)),
+            Which::A => self.a = Some(party),
+            Which::B => self.b = Some(party),
         }
         Ok(())
-    }
-
-    /// Our codecs, with the ones named in `prefer` first (in that order).
-    fn local(&self, side: &MediaSide, prefer: &[String], direction: Direction) -> Local {
-        let mut codecs = self.config.codecs.clone();
-        codecs.sort_by_key(|c| {
-            prefer
-                .iter()
-                .position(|p| c.encoding.eq_ignore_ascii_case(p))
-                .unwrap_or(usize::MAX)
-        });
-        Local {
-            address: side.address,
-            codecs,
-            ports: vec![side.rtp_port],
-            ptime: Some(20),
-            direction,
-        }
     }
 
     /// What the caller gets in our 18x/200: the answer to its offer (made
@@ -528,61 +383,22 @@ impl CallMedia {
         sip_ip: Option<IpAddr>,
         peer: IpAddr,
     ) -> Result<Bytes, Failure> {
-        if let Some(bytes) = self.a.as_deref().and_then(MediaSide::last_sent) {
+        if let Some(bytes) = self.a.as_deref().and_then(MediaEndpoint::last_sent) {
             return Ok(bytes);
         }
         self.open(Which::A, sip_ip)?;
-        self.set_signalling(Which::A, peer);
         // Prefer what the callee settled on: no transcoding when it can.
-        let prefer: Vec<String> = self
-            .b
-            .as_deref()
-            .and_then(MediaSide::codec_name)
-            .map(str::to_owned)
-            .into_iter()
-            .collect();
-        let Some(offer) = self.caller_offer.take() else {
+        let prefer = self.preferred(Which::B);
+        let offer = self.caller_offer.take();
+        let a = self.a.as_deref_mut().ok_or_else(no_side)?;
+        a.set_signalling(peer);
+        let Some(offer) = offer else {
             // Late offer: ours now, the caller's answer in its ACK.
-            let local = self.local_for(Which::A, &prefer, Direction::SendRecv);
-            let side = self.a.as_mut().ok_or_else(no_side)?;
-            let offer = sdp::offer(&local, &[MediaKind::Audio], &mut side.session);
-            let bytes = side.sent(&offer);
-            side.our_offer = Some(Box::new(offer));
-            // A leg with the codec we prefer, sending nowhere until the
-            // answer (or the caller's first packet) says where.
-            let codec = local
-                .codecs
-                .iter()
-                .find_map(|c| rtp::Codec::from_name(&c.encoding))
-                .unwrap_or(rtp::Codec::Pcmu);
-            self.make_leg(
-                Which::A,
-                StreamParams::new(codec),
-                None,
-                Direction::SendRecv,
-            )
-            .await;
-            return Ok(bytes);
+            return Ok(a.offer_late(&prefer));
         };
-        let (answer, bytes) = {
-            let mut local = self.local_for(Which::A, &prefer, Direction::SendRecv);
-            let side = self.a.as_mut().ok_or_else(no_side)?;
-            local.ports = ports_for(&offer, side.rtp_port);
-            let answer = sdp::answer(&offer, &local, &mut side.session);
-            let bytes = side.sent(&answer);
-            (answer, bytes)
-        };
-        let streams = sdp::negotiate(&offer, &answer, Role::Answerer)
-            .map_err(|e| Failure::Malformed(format!("bad SDP: {e}")))?;
-        self.apply(Which::A, &audio(streams)?).await?;
+        let (bytes, stream) = a.answer(&offer, &prefer, Direction::SendRecv)?;
+        self.settle(Which::A, &stream).await?;
         Ok(bytes)
-    }
-
-    fn local_for(&self, which: Which, prefer: &[String], direction: Direction) -> Local {
-        match self.side(which) {
-            Some(side) => self.local(side, prefer, direction),
-            None => Local::new(self.config.bind, self.config.codecs.clone(), Vec::new()),
-        }
     }
 
     /// Our offer to the callee(s) of a dial: our codecs, the caller's (or
@@ -601,7 +417,7 @@ impl CallMedia {
         only: Option<&[Codec]>,
     ) -> Result<Bytes, Failure> {
         self.open(Which::B, sip_ip)?;
-        let prefer: Vec<String> = match self.a.as_deref().and_then(MediaSide::codec_name) {
+        let prefer = match self.a.as_deref().and_then(MediaEndpoint::codec_name) {
             Some(name) => vec![name.to_owned()],
             None => self
                 .caller_offer
@@ -609,41 +425,17 @@ impl CallMedia {
                 .map(offered_names)
                 .unwrap_or_default(),
         };
-        let mut local = self.local_for(Which::B, &prefer, Direction::SendRecv);
-        if let Some(only) = only {
-            let ours = |c: &&Codec| {
-                local
-                    .codecs
-                    .iter()
-                    .any(|o| o.encoding.eq_ignore_ascii_case(&c.encoding))
-            };
-            let chosen: Vec<Codec> = only.iter().filter(ours).cloned().collect();
-            if chosen.iter().any(|c| !c.is_telephone_event()) {
-                local.codecs = chosen;
-            }
-        }
-        let side = self.b.as_mut().ok_or_else(no_side)?;
-        let offer = sdp::offer(&local, &[MediaKind::Audio], &mut side.session);
-        let bytes = side.sent(&offer);
-        side.our_offer = Some(Box::new(offer));
-        Ok(bytes)
+        let b = self.b.as_deref_mut().ok_or_else(no_side)?;
+        Ok(b.offer(&prefer, Direction::SendRecv, only))
     }
 
     /// Reads a callee's answer (in a 18x or 2xx) to our offer, without
     /// applying it.
     pub fn callee_answer(&self, body: &[u8]) -> Result<sdp::Stream, Failure> {
-        let offer = self
-            .b
-            .as_ref()
-            .and_then(|b| b.our_offer.as_ref())
-            .ok_or_else(|| Failure::NotAcceptable("an answer without our offer".into()))?;
-        let answer = parse(body)?;
-        let stream = audio(
-            sdp::negotiate(offer, &answer, Role::Offerer)
-                .map_err(|e| Failure::NotAcceptable(format!("bad answer: {e}")))?,
-        )?;
-        StreamParams::from_sdp(&stream).map_err(|e| Failure::NotAcceptable(e.to_string()))?;
-        Ok(stream)
+        match self.b.as_deref() {
+            Some(b) => b.read_answer(body),
+            None => Err(Failure::NotAcceptable("an answer without our offer".into())),
+        }
     }
 
     /// Applies a callee's answer, from the fork whose SIP comes from
@@ -654,10 +446,13 @@ impl CallMedia {
         last: bool,
         peer: IpAddr,
     ) -> Result<(), Failure> {
-        self.set_signalling(Which::B, peer);
-        self.apply(Which::B, stream).await?;
+        self.b
+            .as_deref_mut()
+            .ok_or_else(no_side)?
+            .set_signalling(peer);
+        self.settle(Which::B, stream).await?;
         if last && let Some(b) = &mut self.b {
-            b.our_offer = None;
+            b.withdraw_offer();
         }
         Ok(())
     }
@@ -667,21 +462,15 @@ impl CallMedia {
     /// and the other side's current codec first.
     pub fn reoffer(&mut self, from: Which, body: &[u8]) -> Result<Bytes, Failure> {
         let offer = parse(body)?;
-        self.answerable(&offer)?;
+        answerable(&self.config, &offer)?;
         let to = from.other();
         let direction = audio_direction(&offer);
-        let prefer: Vec<String> = self
-            .side(to)
-            .and_then(MediaSide::codec_name)
-            .map(str::to_owned)
-            .into_iter()
-            .collect();
-        let local = self.local_for(to, &prefer, direction);
-        let side = self.side_mut(to).ok_or_else(no_side)?;
-        let ours = sdp::offer(&local, &[MediaKind::Audio], &mut side.session);
-        let bytes = side.sent(&ours);
-        side.our_offer = Some(Box::new(ours));
-        self.side_mut(from).ok_or_else(no_side)?.their_offer = Some(Box::new(offer));
+        let prefer = self.preferred(to);
+        let bytes = self
+            .side_mut(to)
+            .ok_or_else(no_side)?
+            .offer(&prefer, direction, None);
+        self.side_mut(from).ok_or_else(no_side)?.hold_offer(offer);
         Ok(bytes)
     }
 
@@ -689,10 +478,10 @@ impl CallMedia {
     /// (RFC 3264 §8).
     pub fn reoffer_failed(&mut self, from: Which) {
         if let Some(s) = self.side_mut(from) {
-            s.their_offer = None;
+            s.drop_offer();
         }
         if let Some(s) = self.side_mut(from.other()) {
-            s.our_offer = None;
+            s.withdraw_offer();
         }
     }
 
@@ -700,40 +489,19 @@ impl CallMedia {
     /// answers `from`'s offer in the same spirit (its direction).
     pub async fn reanswer(&mut self, from: Which, body: &[u8]) -> Result<Bytes, Failure> {
         let to = from.other();
-        let ours = self
-            .side_mut(to)
-            .and_then(|s| s.our_offer.take())
-            .ok_or_else(|| Failure::NotAcceptable("an answer without our offer".into()))?;
-        let answer = parse(body)?;
-        let stream = audio(
-            sdp::negotiate(&ours, &answer, Role::Offerer)
-                .map_err(|e| Failure::NotAcceptable(format!("bad answer: {e}")))?,
-        )?;
-        self.apply(to, &stream).await?;
-        let direction = audio_direction(&answer);
+        let (stream, direction) = self.side_mut(to).ok_or_else(no_side)?.take_answer(body)?;
+        self.settle(to, &stream).await?;
         self.answer_from(from, direction).await
     }
 
     /// Answers `from`'s pending offer ourselves, wanting `direction`.
     async fn answer_from(&mut self, from: Which, direction: Direction) -> Result<Bytes, Failure> {
-        let prefer: Vec<String> = self
-            .side(from)
-            .and_then(MediaSide::codec_name)
-            .map(str::to_owned)
-            .into_iter()
-            .collect();
-        let mut local = self.local_for(from, &prefer, direction);
-        let side = self.side_mut(from).ok_or_else(no_side)?;
-        let offer = side
-            .their_offer
-            .take()
-            .ok_or_else(|| Failure::NotAcceptable("no offer to answer".into()))?;
-        local.ports = ports_for(&offer, side.rtp_port);
-        let answer = sdp::answer(&offer, &local, &mut side.session);
-        let bytes = side.sent(&answer);
-        let streams = sdp::negotiate(&offer, &answer, Role::Answerer)
-            .map_err(|e| Failure::Malformed(format!("bad SDP: {e}")))?;
-        self.apply(from, &audio(streams)?).await?;
+        let prefer = self.preferred(from);
+        let (bytes, stream) = self
+            .side_mut(from)
+            .ok_or_else(no_side)?
+            .answer_pending(&prefer, direction)?;
+        self.settle(from, &stream).await?;
         Ok(bytes)
     }
 
@@ -741,127 +509,37 @@ impl CallMedia {
     /// or an UPDATE): same ports, its codec kept when it still offers it.
     pub async fn answer_here(&mut self, from: Which, body: &[u8]) -> Result<Bytes, Failure> {
         let offer = parse(body)?;
-        self.answerable(&offer)?;
-        self.side_mut(from).ok_or_else(no_side)?.their_offer = Some(Box::new(offer));
+        answerable(&self.config, &offer)?;
+        self.side_mut(from).ok_or_else(no_side)?.hold_offer(offer);
         self.answer_from(from, Direction::SendRecv).await
-    }
-
-    /// An offerless re-INVITE from `from`: our current description again
-    /// as the offer (RFC 3264 §8.4 allows an unchanged one); the answer
-    /// comes in the ACK.
-    pub fn offer_again(&mut self, from: Which) -> Option<Bytes> {
-        let side = self.side_mut(from)?;
-        let bytes = Bytes::copy_from_slice(side.session.last_sent_bytes()?);
-        side.our_offer = Some(Box::new(side.session.last_sent()?));
-        Some(bytes)
     }
 
     /// The answer an ACK carries, to our offer in a 2xx (late offer, or an
     /// offerless re-INVITE). Ignored when we made no offer.
     pub async fn ack_answer(&mut self, from: Which, body: &[u8]) -> Result<(), Failure> {
-        let Some(ours) = self.side_mut(from).and_then(|s| s.our_offer.take()) else {
+        let Some(side) = self.side_mut(from).filter(|s| s.offering()) else {
             return Ok(());
         };
         if body.is_empty() {
+            side.withdraw_offer();
             return Ok(());
         }
-        let answer = parse(body)?;
-        let stream = audio(
-            sdp::negotiate(&ours, &answer, Role::Offerer)
-                .map_err(|e| Failure::NotAcceptable(format!("bad answer: {e}")))?,
-        )?;
-        self.apply(from, &stream).await
+        let (stream, _) = side.take_answer(body)?;
+        self.settle(from, &stream).await
     }
 
-    /// Where `which`'s SIP comes from (another fork may have answered):
-    /// its leg takes RTP from that IP.
-    fn set_signalling(&mut self, which: Which, ip: IpAddr) {
-        let Some(side) = self.side_mut(which) else {
-            return;
-        };
-        if side.signalling != Some(ip) {
-            side.signalling = Some(ip);
-            if let Some(handle) = &side.handle {
-                handle.set_signalling(Some(ip));
+    /// Applies one negotiated stream to `which`'s endpoint; a new codec on
+    /// a leg something runs on restarts that (a recording in progress ends
+    /// here; a prompt is cut short).
+    async fn settle(&mut self, which: Which, stream: &sdp::Stream) -> Result<(), Failure> {
+        match self.side_mut(which).ok_or_else(no_side)?.settle(stream)? {
+            Settled::Done => {}
+            Settled::Restart => {
+                let (kind, _) = self.take_legs().await;
+                self.resume(kind);
             }
         }
-    }
-
-    /// Applies one negotiated stream to `which`'s leg: makes the leg, or
-    /// changes where it sends, whether it sends, and (restarting what runs
-    /// on it) its codec.
-    async fn apply(&mut self, which: Which, stream: &sdp::Stream) -> Result<(), Failure> {
-        let (params, remote) =
-            StreamParams::from_sdp(stream).map_err(|e| Failure::NotAcceptable(e.to_string()))?;
-        let direction = stream.direction;
-        let Some(side) = self.side_mut(which) else {
-            return Err(no_side());
-        };
-        let Some(handle) = side.handle.clone() else {
-            self.make_leg(which, params, remote, direction).await;
-            return Ok(());
-        };
-        if side.params == Some(params) {
-            if side.remote != remote {
-                handle.set_remote(remote);
-                handle.relatch();
-            }
-            handle.set_sending(direction.sends());
-            side.remote = remote;
-            side.direction = direction;
-            return Ok(());
-        }
-        // A new codec: the bridge's paths are made for the old one. (A
-        // recording in progress ends here; a prompt is cut short.)
-        let (kind, _) = self.take_legs().await;
-        if let Some(side) = self.side_mut(which) {
-            if let Some(leg) = &mut side.leg {
-                leg.set_params(params);
-                leg.set_remote(remote);
-                leg.set_sending(direction.sends());
-                if side.remote != remote {
-                    leg.relatch();
-                }
-            }
-            side.params = Some(params);
-            side.remote = remote;
-            side.direction = direction;
-        }
-        self.resume(kind);
         Ok(())
-    }
-
-    async fn make_leg(
-        &mut self,
-        which: Which,
-        params: StreamParams,
-        remote: Option<SocketAddr>,
-        direction: Direction,
-    ) {
-        let timeout = self.config.rtp_timeout;
-        let latching = self.config.latching;
-        let Some(side) = self.side_mut(which) else {
-            return;
-        };
-        let Some(ports) = side.ports.take() else {
-            return;
-        };
-        let mut leg = Leg::new(*ports, params, remote)
-            .with_latching(latching)
-            .with_signalling(side.signalling);
-        leg.set_sending(direction.sends());
-        let handle = leg.handle();
-        side.timeout = timeout.map(|t| handle.media_timeout(t));
-        // Only the caller's digits are ever read (`caller_digits`): a
-        // subscription costs a queue, so the callee's leg has none.
-        if which == Which::A {
-            side.digits = Some(handle.digits());
-        }
-        side.handle = Some(handle);
-        side.leg = Some(Box::new(leg));
-        side.params = Some(params);
-        side.remote = remote;
-        side.direction = direction;
     }
 
     /// Stops what runs on the legs and parks them; says what it was.
@@ -903,19 +581,19 @@ impl CallMedia {
 
     /// The caller's leg, unparked.
     fn take_caller_leg(&mut self) -> Option<Leg> {
-        self.a.as_mut().and_then(|s| s.leg.take().map(|l| *l))
+        self.a.as_mut().and_then(|s| s.take_leg())
     }
 
     fn park(&mut self, which: Which, leg: Leg) {
         if let Some(side) = self.side_mut(which) {
-            side.leg = Some(Box::new(leg));
+            side.park_leg(leg);
         }
     }
 
     /// Starts `kind` on the parked legs (the caller alone is listened to).
     fn resume(&mut self, kind: Kind) {
         let a = self.take_caller_leg();
-        let b = self.b.as_mut().and_then(|s| s.leg.take().map(|l| *l));
+        let b = self.b.as_mut().and_then(|s| s.take_leg());
         if kind == Kind::Hold
             && let Some((holder, music)) = self.hold.clone()
         {
@@ -1083,28 +761,21 @@ impl CallMedia {
     /// The caller's digits: those since its leg was made the first time,
     /// from now on after that.
     pub fn caller_digits(&mut self) -> Option<media::Digits> {
-        let a = self.a.as_mut()?;
-        a.digits
-            .take()
-            .or_else(|| a.handle.as_ref().map(LegHandle::digits))
+        self.a.as_mut()?.digits()
     }
 
     /// A digit the caller sent in signalling (SIP INFO), offered to
     /// `read_digits` like an RFC 4733 one.
     pub fn push_caller_digit(&self, digit: rtp::Digit) {
-        if let Some(handle) = self.a.as_ref().and_then(|a| a.handle.as_ref()) {
-            handle.push_digit(digit);
+        if let Some(a) = &self.a {
+            a.push_digit(digit);
         }
     }
 
     /// The legs to watch for silence: made, run by something, and
     /// expected to send (not on hold).
     pub fn watch(&self) -> Watch {
-        let watched = |which| {
-            let side = self.side(which)?;
-            let t = side.timeout.as_ref()?;
-            (side.leg.is_none() && side.direction.receives()).then(|| (which, t.clone()))
-        };
+        let watched = |which| Some((which, self.side(which)?.watched()?));
         Watch([watched(Which::A), watched(Which::B)])
     }
 
@@ -1120,12 +791,11 @@ impl CallMedia {
 }
 
 impl CallMedia {
-    /// Takes `which`'s side out of the call (a party leaving for another
-    /// call, a bridge or the parking lot): what ran on the legs stops, the
-    /// side leaves as the caller side of a media of its own (its leg
-    /// parked in it, its SDP state kept), and the caller, if it stays, is
-    /// listened to.
-    pub async fn detach(&mut self, which: Which) -> Option<CallMedia> {
+    /// Takes `which`'s endpoint out of the call (a party leaving for
+    /// another call, a bridge or the parking lot): what ran on the legs
+    /// stops, the endpoint leaves with its leg parked in it and its SDP
+    /// state, and the caller, if it stays, is listened to.
+    pub async fn detach(&mut self, which: Which) -> Option<Box<MediaEndpoint>> {
         self.take_legs().await;
         self.hold = None;
         let side = match which {
@@ -1135,48 +805,24 @@ impl CallMedia {
         if which == Which::B {
             self.resume(Kind::Listen);
         }
-        let mut own = CallMedia::new(self.config.clone());
-        own.a = Some(side);
-        Some(own)
+        Some(side)
     }
 
-    /// Takes a party's media (made by [`detach`](Self::detach)) in as this
-    /// call's callee side; [`bridge`](Self::bridge) joins it to the caller.
-    pub async fn attach_callee(&mut self, mut other: CallMedia) {
-        other.take_legs().await;
+    /// Takes a party's endpoint (made by [`detach`](Self::detach)) in as
+    /// this call's callee side; [`bridge`](Self::bridge) joins it to the
+    /// caller.
+    pub async fn attach_callee(&mut self, party: Box<MediaEndpoint>) {
         self.take_legs().await;
         self.hold = None;
-        self.b = other.a.take();
+        self.b = Some(party);
         self.resume(Kind::Listen);
     }
 
-    /// The caller side's leg, for whoever runs media on it elsewhere (a
-    /// bridge of the call core, music on hold in the parking lot); `None`
-    /// while something of this media's own runs on it, or it is away.
-    pub fn take_idle_leg(&mut self) -> Option<Leg> {
-        if matches!(self.activity, Activity::Idle) {
-            self.take_caller_leg()
-        } else {
-            None
-        }
-    }
-
-    /// The leg back (with the codec and address its SDP settled on
-    /// meanwhile).
-    pub fn give_leg(&mut self, mut leg: Leg) {
-        if let Some(side) = self.a.as_deref() {
-            if let Some(params) = side.params
-                && leg.params() != params
-            {
-                leg.set_params(params);
-            }
-            if leg.remote() != side.remote {
-                leg.set_remote(side.remote);
-                leg.relatch();
-            }
-            leg.set_sending(side.direction.sends());
-        }
-        self.park(Which::A, leg);
+    /// Gives the one party of a media made [`alone`](Self::alone) back,
+    /// its leg parked in it.
+    pub async fn into_party(mut self) -> Option<Box<MediaEndpoint>> {
+        self.take_legs().await;
+        self.a.take()
     }
 
     /// The caller's and the callee's sides change places (the caller
@@ -1191,15 +837,16 @@ impl CallMedia {
         self.resume(kind);
     }
 
+    /// An offerless re-INVITE from `from`: our current description again
+    /// as the offer (RFC 3264 §8.4); the answer comes in the ACK.
+    pub fn offer_again(&mut self, from: Which) -> Option<Bytes> {
+        self.side_mut(from)?.offer_again()
+    }
+
     /// The description we last sent `which` (to offer again, unchanged,
     /// in a re-INVITE that only refreshes the dialog).
     pub fn last_description(&self, which: Which) -> Option<Bytes> {
-        self.side(which).and_then(MediaSide::last_sent)
-    }
-
-    /// What the caller side's SDP settled on (codec, payload types).
-    pub fn caller_params(&self) -> Option<StreamParams> {
-        self.a.as_deref().and_then(|s| s.params)
+        self.side(which).and_then(MediaEndpoint::last_sent)
     }
 }
 
@@ -1209,6 +856,7 @@ fn no_side() -> Failure {
 
 #[cfg(test)]
 mod tests {
+    use super::endpoint::ports_for;
     use super::*;
 
     const OFFER: &[u8] =

@@ -20,7 +20,7 @@ use sip_proto::dialog::{OkRetransmit, OkTimer};
 use sip_proto::{HeaderName, Method, Request, Response};
 use tokio::sync::oneshot;
 
-use crate::anchor::{CallMedia, Which};
+use crate::anchor::{Failure, MediaEndpoint, Settled, Watch};
 use crate::call::CallEvent;
 use crate::call::info_digit;
 use crate::leg::{SipLeg, offers_hold};
@@ -41,9 +41,9 @@ pub(crate) struct SipChannel {
     id: ChannelId,
     inner: Arc<Inner>,
     pub(crate) leg: SipLeg,
-    /// Its media: one side (this party's), the leg parked in it while no
-    /// owner runs anything on it.
-    pub(crate) media: CallMedia,
+    /// Its media, the leg parked in it while no owner runs anything on
+    /// it; `None` once ended or handed on.
+    pub(crate) media: Option<Box<MediaEndpoint>>,
     inbox: crate::queue::EventRx,
     inbox_tx: crate::queue::EventTx,
     pending: Option<Box<PendingOk>>,
@@ -65,7 +65,7 @@ impl SipChannel {
     pub fn new(
         inner: Arc<Inner>,
         leg: SipLeg,
-        media: CallMedia,
+        media: Box<MediaEndpoint>,
         pending: Option<Box<PendingOk>>,
     ) -> SipChannel {
         let (inbox_tx, inbox) = crate::queue::events(16);
@@ -76,7 +76,7 @@ impl SipChannel {
             id: ChannelId::next(),
             inner,
             leg,
-            media,
+            media: Some(media),
             inbox,
             inbox_tx,
             pending,
@@ -87,18 +87,17 @@ impl SipChannel {
     /// Gives the dialog to another owner (a call taking this party in):
     /// its leg, media and any 2xx still waiting for its ACK. The caller
     /// must point the dialog at itself.
-    pub fn into_parts(mut self) -> (SipLeg, CallMedia, Option<Box<PendingOk>>) {
+    pub fn into_parts(mut self) -> (SipLeg, Option<Box<MediaEndpoint>>, Option<Box<PendingOk>>) {
         // Handed on, not ended: nothing to hang up or forget when `self`
         // drops.
         let leg = self.leg.hand_over();
         self.moved = true;
-        let media = std::mem::replace(&mut self.media, CallMedia::new(self.inner.media.clone()));
-        (leg, media, self.pending.take())
+        (leg, self.media.take(), self.pending.take())
     }
 
     fn ended(&mut self, code: u16, cause: &'static str) -> ChannelEvent {
         self.leg.state = LegState::Ended;
-        self.media.release();
+        self.media = None;
         self.inner
             .dialogs
             .remove_owned(&self.leg.dialog.call_id, &self.inbox_tx);
@@ -122,32 +121,33 @@ impl SipChannel {
     async fn answer_offer(
         &mut self,
         body: &[u8],
-    ) -> (
-        Result<bytes::Bytes, crate::anchor::Failure>,
-        Option<ChannelEvent>,
-    ) {
-        let before = self.media.caller_params();
+    ) -> (Result<bytes::Bytes, Failure>, Option<ChannelEvent>) {
+        let Some(media) = self.media.as_deref_mut() else {
+            let none = Failure::NotAcceptable("no media session to offer".into());
+            return (Err(none), None);
+        };
         let answer = if body.is_empty() {
-            self.media
-                .offer_again(Which::A)
-                .ok_or(crate::anchor::Failure::NotAcceptable(
-                    "no media session to offer".into(),
-                ))
+            media
+                .offer_again()
+                .map(|sdp| (sdp, Settled::Done))
+                .ok_or(Failure::NotAcceptable("no media session to offer".into()))
         } else {
-            self.media.answer_here(Which::A, body).await
+            media.answer_alone(body)
         };
         let mut event = None;
-        if answer.is_ok() {
+        if let Ok((_, settled)) = &answer {
             if let Some(held) = offers_hold(body)
                 && held != self.leg.held
             {
                 self.leg.held = held;
                 event = Some(ChannelEvent::Hold(held));
-            } else if self.media.caller_params() != before {
+            } else if *settled == Settled::Restart {
+                // The owner running media on the leg gives it back and
+                // takes it again, in the new codec.
                 event = Some(ChannelEvent::MediaChanged);
             }
         }
-        (answer, event)
+        (answer.map(|(sdp, _)| sdp), event)
     }
 
     async fn on_request(
@@ -226,17 +226,24 @@ impl SipChannel {
         event
     }
 
-    async fn on_ack(&mut self, request: &Request) {
+    /// An ACK: the end of our 2xx's retransmissions, and the answer to
+    /// an offer it carried (a new codec is a [`ChannelEvent::MediaChanged`]).
+    fn on_ack(&mut self, request: &Request) -> Option<ChannelEvent> {
         if !self.leg.dialog.matches(request) {
-            return;
+            return None;
         }
         if let Some(p) = &self.pending
             && request.cseq().is_some_and(|c| c.seq == p.seq)
         {
             self.pending = None;
         }
-        if let Err(failure) = self.media.ack_answer(Which::A, &request.body).await {
-            tracing::info!(call_id = %self.leg.dialog.call_id, "ACK: {}", failure.text());
+        match self.media.as_deref_mut()?.ack_answer(&request.body) {
+            Ok(Settled::Done) => None,
+            Ok(Settled::Restart) => Some(ChannelEvent::MediaChanged),
+            Err(failure) => {
+                tracing::info!(call_id = %self.leg.dialog.call_id, "ACK: {}", failure.text());
+                None
+            }
         }
     }
 
@@ -244,10 +251,7 @@ impl SipChannel {
         match event {
             CallEvent::Request { request, reply, .. } => self.on_request(*request, reply).await,
             CallEvent::ReInvite { incoming, tx, .. } => self.on_reinvite(*incoming, *tx).await,
-            CallEvent::Ack { request, .. } => {
-                self.on_ack(&request).await;
-                None
-            }
+            CallEvent::Ack { request, .. } => self.on_ack(&request),
             CallEvent::Hangup => {
                 self.leg.bye();
                 Some(self.ended(200, "admin hangup"))
@@ -293,7 +297,7 @@ impl SipChannel {
                 return std::future::pending().await;
             }
             let retrans_at = self.pending.as_ref().and_then(|p| p.retrans.poll_timeout());
-            let silence = self.media.watch();
+            let silence = Watch::one(self.media.as_deref());
             let watch_silence = !silence.is_empty();
             let event = tokio::select! {
                 event = self.inbox.recv() => match event {
@@ -356,16 +360,18 @@ impl Channel for SipChannel {
 
     fn tell_identity(&mut self, _display: Option<&str>, user: &str) {
         let domain = self.inner.config.domain.clone();
-        let sdp = self.media.last_description(Which::A);
+        let sdp = self.media.as_deref().and_then(MediaEndpoint::last_sent);
         self.leg.tell_identity(&domain, user, sdp);
     }
 
     fn take_media(&mut self) -> Option<media::Leg> {
-        self.media.take_idle_leg()
+        self.media.as_deref_mut()?.take_leg()
     }
 
     fn give_media(&mut self, leg: media::Leg) {
-        self.media.give_leg(leg);
+        if let Some(media) = self.media.as_deref_mut() {
+            media.park_leg(leg);
+        }
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {

@@ -14,7 +14,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::{Call, CallEvent};
-use crate::anchor::{CallMedia, Which};
+use crate::anchor::{CallMedia, MediaEndpoint, Which};
 use crate::leg::SipLeg;
 
 /// How much longer than the prompt and the wait a confirmation may take
@@ -33,7 +33,7 @@ pub(crate) struct Confirming {
 
 /// A confirming party's media on its way back to the call (opaque in the
 /// event's `Debug`).
-pub(crate) struct ConfirmMedia(pub(crate) CallMedia);
+pub(crate) struct ConfirmMedia(pub(crate) Option<Box<MediaEndpoint>>);
 
 impl std::fmt::Debug for ConfirmMedia {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,7 +72,7 @@ impl Call {
             self.branch_failed(id, 488);
             return;
         }
-        let Some(media) = self.media.detach(Which::B).await else {
+        let Some(party) = self.media.detach(Which::B).await else {
             let mut leg = leg;
             leg.bye();
             self.branch_failed(id, 500);
@@ -88,6 +88,7 @@ impl Call {
                 confirm.key
             )
         });
+        let media = CallMedia::alone(self.inner.media.clone(), party);
         let task = tokio::spawn(ask(id, media, confirm.clone(), self.events_tx.clone()));
         if let Some(dialing) = self.phase.dialing_mut() {
             // The confirmation gets its own time, whatever was left to ring.
@@ -106,7 +107,12 @@ impl Call {
 
     /// The confirmation of branch `id` ended: put through, or hung up on
     /// (and the dial goes on without it).
-    pub(super) async fn on_confirmed(&mut self, id: u32, accepted: bool, media: CallMedia) {
+    pub(super) async fn on_confirmed(
+        &mut self,
+        id: u32,
+        accepted: bool,
+        party: Option<Box<MediaEndpoint>>,
+    ) {
         let Some(mut confirming) = self
             .phase
             .dialing_mut()
@@ -119,7 +125,9 @@ impl Call {
             drop(confirming); // BYE
             // The callee side (our offer's ports) comes back for the
             // targets still ringing.
-            self.media.attach_callee(media).await;
+            if let Some(party) = party {
+                self.media.attach_callee(party).await;
+            }
             if self.a.leg.state == pbx::LegState::Up {
                 self.media.ringback().await;
             }
@@ -133,7 +141,9 @@ impl Call {
         let answered_at = std::mem::take(&mut confirming.answered_at);
         drop(confirming);
         self.note(|| format!("{label} confirmed"));
-        self.media.attach_callee(media).await;
+        if let Some(party) = party {
+            self.media.attach_callee(party).await;
+        }
         self.put_through(id, leg, label, answered_at, None).await;
     }
 }
@@ -172,7 +182,7 @@ async fn ask(id: u32, mut media: CallMedia, confirm: DialConfirm, events: crate:
         .send(CallEvent::Confirmed {
             id,
             accepted,
-            media: Box::new(ConfirmMedia(media)),
+            media: Box::new(ConfirmMedia(media.into_party().await)),
         })
         .await;
 }

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::{Bridge, Call, CallEvent, Phase};
-use crate::anchor::Which;
+use crate::anchor::{CallMedia, Which};
 use crate::channel::{PendingOk, SipChannel};
 use crate::{Inner, Side};
 
@@ -57,6 +57,11 @@ impl Call {
         done: oneshot::Sender<Result<DialOutcome, ActionError>>,
     ) {
         let (leg, media, _pending) = channel.into_parts();
+        let Some(media) = media else {
+            // Ended on its way here: nothing to take in.
+            let _ = done.send(Err(ActionError::Ended));
+            return;
+        };
         let id = self.next_branch;
         self.next_branch += 1;
         self.inner.dialogs.repoint(
@@ -482,6 +487,10 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         leg,
         unacked: None,
         cancel_seen: true,
+    };
+    let media = match media {
+        Some(party) => CallMedia::alone(inner.media.clone(), party),
+        None => CallMedia::new(inner.media.clone()),
     };
     let mut call = Call::new(inner.clone(), record, route, (events_tx, events), a, media);
     call.phase = Phase::Answered;

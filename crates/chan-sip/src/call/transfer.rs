@@ -19,7 +19,7 @@ use sip_proto::{HeaderName, Method, Request, Uri};
 use tokio::sync::oneshot;
 
 use super::{Bridge, Call, CallEvent};
-use crate::anchor::{CallMedia, Which};
+use crate::anchor::{CallMedia, MediaEndpoint, Which};
 use crate::channel::SipChannel;
 use crate::leg::SipLeg;
 use crate::{Reply, Side};
@@ -32,7 +32,7 @@ pub(super) struct Transferring {
     /// Which of the call's dialogs it is (its BYE arrives as this side).
     side: Side,
     /// Its media, kept to reconnect it.
-    media: Option<CallMedia>,
+    media: Option<Box<MediaEndpoint>>,
     /// Its extension (the context the target is routed in).
     by: String,
     /// Where to.
@@ -355,10 +355,12 @@ impl Call {
             .transferred(format!("transferred by {} to park slot {slot}", t.by));
         self.inner.dialogs.remove(&t.leg.dialog.call_id);
         let announcement = self.inner.media.park_announcements.get(&slot).cloned();
+        let config = self.inner.media.clone();
         tokio::spawn(async move {
-            if let (Some(prompt), Some(mut media)) = (announcement, t.media.take())
+            if let (Some(prompt), Some(party)) = (announcement, t.media.take())
                 && t.leg.state == LegState::Up
             {
+                let mut media = CallMedia::alone(config, party);
                 let (done, played) = oneshot::channel();
                 media.play(prompt, done).await;
                 let _ = tokio::time::timeout(std::time::Duration::from_secs(10), played).await;
