@@ -29,11 +29,16 @@ struct Call {
 }
 
 fn call_1002(o: &office::Office) -> Call {
+    call_1002_with(o, &[])
+}
+
+/// As [`call_1002`], 1001's INVITE carrying `extra` headers.
+fn call_1002_with(o: &office::Office, extra: &[(&str, &str)]) -> Call {
     let mut a = phone(o, "1001");
     let mut b = phone(o, "1002");
     let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
     let out = a
-        .call_sdp("1002", &[], &ra.sdp_offer(OFFER))
+        .call_sdp("1002", extra, &ra.sdp_offer(OFFER))
         .expect("INVITE");
     let b_in = b.incoming(WAIT).expect("1002 rings");
     let b_media = media_of(&b_in.invite.body);
@@ -508,4 +513,93 @@ fn an_attended_transfer_joins_the_held_caller_and_the_consulted_party() {
     let bye = t.request("BYE", WAIT).expect("1003 gets BYE");
     t.reply(&bye, &t_in.tag, 200).unwrap();
     let _ = &mut consult;
+}
+
+/// 1002 consults 1003 and joins 1001 to it (REFER with Replaces); returns
+/// 1003's phone, its incoming call and RTP peer, and the PBX's media
+/// towards it.
+fn attended_to_1003(o: &office::Office, c: &mut Call) -> (Phone, InCall, RtpPeer, RemoteMedia) {
+    let b_tag = c.b_in.tag.clone();
+    let mut t = phone(o, "1003");
+    let rb2 = RtpPeer::localhost();
+    let out =
+        c.b.call_sdp("1003", &[], &rb2.sdp_offer(OFFER))
+            .expect("INVITE");
+    let t_in = t.incoming(WAIT).expect("1003 rings");
+    let t_media = media_of(&t_in.invite.body);
+    let rt = RtpPeer::localhost();
+    t.reply_sdp(&t_in.invite, &t_in.tag, 200, &rt.sdp_answer(&["PCMU"]))
+        .unwrap();
+    let (ok, _) = c.b.final_response(WAIT).expect("1003 answered");
+    assert_eq!(ok.status, 200);
+    let consult = c.b.ack(&out, &ok).expect("ACK");
+    t.request("ACK", WAIT).expect("the PBX ACKs 1003");
+    let replaces = format!(
+        "{}%3Bto-tag%3D{}%3Bfrom-tag%3D{}",
+        consult.call_id.replace('@', "%40"),
+        tag_of(&consult.remote),
+        tag_of(&consult.local)
+    );
+    let refer_to = format!("<sip:1003@{}?Replaces={replaces}>", office::DOMAIN);
+    let r =
+        c.b.request_in_headers(&mut c.b_dialog, "REFER", &[("Refer-To", &refer_to)], None)
+            .expect("REFER answered");
+    assert_eq!(r.status, 202);
+    // The transferor is released: NOTIFY 200, a BYE in each call.
+    let (mut byes, mut notified) = (0, false);
+    while byes < 2 || !notified {
+        let request = c.b.request_any(WAIT).expect("the transferor is released");
+        match request.method.as_str() {
+            "NOTIFY" => notified = true,
+            "BYE" => byes += 1,
+            other => panic!("the transferor got {other}"),
+        }
+        c.b.reply(&request, &b_tag, 200).unwrap();
+    }
+    (t, t_in, rt, t_media)
+}
+
+#[test]
+fn a_phone_told_its_new_party_in_a_re_invite_may_settle_on_another_codec() {
+    let o = office_with(None, THIRD);
+    // 1001 takes no UPDATE: it is told who it talks to in a re-INVITE
+    // offering our codecs again, and answers with PCMA (PCMU so far).
+    let mut c = call_1002_with(&o, &[("Allow", "INVITE, ACK, CANCEL, BYE, REFER, NOTIFY")]);
+    let (mut t, t_in, rt, t_media) = attended_to_1003(&o, &mut c);
+    let reinvite =
+        c.a.request("INVITE", WAIT)
+            .expect("a re-INVITE with the new identity");
+    let identity = reinvite
+        .headers
+        .get(&HeaderName::parse("P-Asserted-Identity"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(identity.contains("sip:1003@"), "{identity}");
+    let a_tag = tag_of(&c.a_dialog.local).to_owned();
+    c.a.reply_sdp(&reinvite, &a_tag, 200, &c.ra.sdp_answer(&["PCMA"]))
+        .unwrap();
+    c.a.request("ACK", WAIT)
+        .expect("the PBX ACKs the re-INVITE's 200");
+    assert!(identity_update(&mut t, &t_in.tag).contains("sip:1001@"));
+    // 1001 now sends and gets PCMA; 1003 keeps PCMU. Both hear each other.
+    c.ra.clear();
+    exchange(
+        &c.ra,
+        (c.a_media.addr, 8, 1000.0),
+        &rt,
+        (t_media.addr, 0, 2000.0),
+    );
+    assert_heard("1003", &rt, t_media.addr, 40, 1000.0);
+    let types = assert_heard("1001", &c.ra, c.a_media.addr, 40, 2000.0);
+    // The answer takes effect as the PBX reads it: a packet or two may
+    // have left in PCMU as the tones started.
+    let pcma = types.iter().filter(|pt| **pt == 8).count();
+    assert!(
+        pcma >= 40 && types.last() == Some(&8),
+        "1001 answered PCMA and gets PCMA, got payload types {types:?}"
+    );
+    let bye = c.a.request_in(&mut c.a_dialog, "BYE", None).expect("BYE");
+    assert_eq!(bye.status, 200);
+    let bye = t.request("BYE", WAIT).expect("1003 gets BYE");
+    t.reply(&bye, &t_in.tag, 200).unwrap();
 }

@@ -843,10 +843,12 @@ impl CallMedia {
         self.side_mut(from)?.offer_again()
     }
 
-    /// The description we last sent `which` (to offer again, unchanged,
-    /// in a re-INVITE that only refreshes the dialog).
-    pub fn last_description(&self, which: Which) -> Option<Bytes> {
-        self.side(which).and_then(MediaEndpoint::last_sent)
+    /// Our offer to `which` is closed unanswered (RFC 3264 §8: the session
+    /// stays as it was).
+    pub fn withdraw_offer(&mut self, which: Which) {
+        if let Some(side) = self.side_mut(which) {
+            side.withdraw_offer();
+        }
     }
 }
 

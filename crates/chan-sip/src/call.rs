@@ -160,6 +160,14 @@ pub(crate) enum CallEvent {
         /// The other side's final response.
         response: Option<Box<Response>>,
     },
+    /// A phone answered an offer of ours sent in a request of our own (a
+    /// re-INVITE telling it who it talks to).
+    OfferAnswered {
+        /// Whose dialog.
+        side: Side,
+        /// The answer in its 2xx; `None`: refused, or no answer came.
+        answer: Option<bytes::Bytes>,
+    },
 }
 
 /// A dialog another call asks about, by Call-ID and tags (RFC 3891):
@@ -573,6 +581,9 @@ impl Call {
             CallEvent::Ack { side, request } => self.on_ack(side, &request).await,
             CallEvent::ReInviteAnswered { from, tx, response } => {
                 self.on_reinvite_answered(from, *tx, response).await;
+            }
+            CallEvent::OfferAnswered { side, answer } => {
+                self.on_offer_answered(side, answer).await;
             }
             CallEvent::Hangup => self.on_admin_hangup(),
             CallEvent::ReplaceAsk { dialog, reply } => {

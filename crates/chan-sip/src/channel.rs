@@ -252,6 +252,23 @@ impl SipChannel {
             CallEvent::Request { request, reply, .. } => self.on_request(*request, reply).await,
             CallEvent::ReInvite { incoming, tx, .. } => self.on_reinvite(*incoming, *tx).await,
             CallEvent::Ack { request, .. } => self.on_ack(&request),
+            CallEvent::OfferAnswered { answer, .. } => {
+                let media = self.media.as_deref_mut()?;
+                match answer.filter(|a| !a.is_empty()) {
+                    Some(answer) => match media.ack_answer(&answer) {
+                        Ok(Settled::Restart) => Some(ChannelEvent::MediaChanged),
+                        Ok(Settled::Done) => None,
+                        Err(failure) => {
+                            tracing::info!(call_id = %self.leg.dialog.call_id, "re-INVITE answer: {}", failure.text());
+                            None
+                        }
+                    },
+                    None => {
+                        media.withdraw_offer();
+                        None
+                    }
+                }
+            }
             CallEvent::Hangup => {
                 self.leg.bye();
                 Some(self.ended(200, "admin hangup"))
@@ -360,8 +377,14 @@ impl Channel for SipChannel {
 
     fn tell_identity(&mut self, _display: Option<&str>, user: &str) {
         let domain = self.inner.config.domain.clone();
-        let sdp = self.media.as_deref().and_then(MediaEndpoint::last_sent);
-        self.leg.tell_identity(&domain, user, sdp);
+        let media = &mut self.media;
+        let answers = (self.inbox_tx.clone(), Side::Inbound);
+        self.leg.tell_identity(
+            &domain,
+            user,
+            || media.as_deref_mut()?.offer_again(),
+            answers,
+        );
     }
 
     fn take_media(&mut self) -> Option<media::Leg> {

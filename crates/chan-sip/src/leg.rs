@@ -10,6 +10,7 @@ use sip_proto::{HeaderName, Method, Request, Response};
 use tokio::task::JoinHandle;
 
 use crate::Inner;
+use crate::call::CallEvent;
 use crate::dialog::Dialog;
 
 /// Our Contact for a dialog with a peer at `peer`.
@@ -84,9 +85,18 @@ impl SipLeg {
     /// Tells the phone who it talks to now (after a transfer or a
     /// pickup), carrying P-Asserted-Identity (RFC 3325) as Asterisk's
     /// connected-line update does: in an UPDATE without a body (RFC 3311)
-    /// when the phone takes UPDATE, else in a re-INVITE offering `sdp`
-    /// (our current description, unchanged; the answer is ACKed).
-    pub fn tell_identity(&mut self, domain: &str, user: &str, sdp: Option<bytes::Bytes>) {
+    /// when the phone takes UPDATE, else in a re-INVITE offering what
+    /// `offer` makes (our current description, unchanged, RFC 3264 §8.4;
+    /// made only for a re-INVITE). The phone's answer (or `None`, refused)
+    /// goes to `answers` as [`CallEvent::OfferAnswered`] for this leg's
+    /// `side`, to be applied: a phone may settle on another of our codecs.
+    pub fn tell_identity(
+        &mut self,
+        domain: &str,
+        user: &str,
+        offer: impl FnOnce() -> Option<bytes::Bytes>,
+        (answers, side): (crate::queue::EventTx, crate::Side),
+    ) {
         if self.state != LegState::Up || user.is_empty() {
             return;
         }
@@ -112,7 +122,7 @@ impl SipLeg {
             drop(self.send(update));
             return;
         }
-        let Some(sdp) = sdp else {
+        let Some(sdp) = offer() else {
             return;
         };
         let mut invite = self
@@ -130,19 +140,27 @@ impl SipLeg {
         let endpoint = self.inner.endpoint.clone();
         let (transport, peer) = (self.dialog.transport, self.dialog.peer);
         tokio::spawn(async move {
-            let Ok(mut ctx) = endpoint.invite(invite, transport, peer).await else {
-                return;
-            };
-            while let Some(event) = ctx.next().await {
-                if let sip_net::InviteEvent::Response(r) = event
-                    && r.status >= 200
-                {
-                    if r.status < 300 {
-                        let _ = endpoint.send_stateless(ack, transport, peer).await;
+            if let Ok(mut ctx) = endpoint.invite(invite, transport, peer).await {
+                while let Some(event) = ctx.next().await {
+                    if let sip_net::InviteEvent::Response(r) = event
+                        && r.status >= 200
+                    {
+                        if r.status < 300 {
+                            // Applied from now on, the ACK on its way.
+                            let answer = Some(r.body.clone());
+                            let _ = answers
+                                .send(CallEvent::OfferAnswered { side, answer })
+                                .await;
+                            let _ = endpoint.send_stateless(ack, transport, peer).await;
+                            return;
+                        }
+                        break;
                     }
-                    break;
                 }
             }
+            let _ = answers
+                .send(CallEvent::OfferAnswered { side, answer: None })
+                .await;
         });
     }
 

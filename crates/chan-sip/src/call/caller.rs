@@ -333,6 +333,25 @@ fn details(incoming: &Incoming, call_id: &str, caller: &Caller, context: &str) -
 }
 
 impl Call {
+    /// A phone answered our offer in a request of ours (a re-INVITE with
+    /// its new identity): applied as an ACK's answer is; a refusal leaves
+    /// the session as it was (RFC 3264 §8).
+    pub(super) async fn on_offer_answered(&mut self, side: Side, answer: Option<Bytes>) {
+        let which = match side {
+            Side::Inbound => Which::A,
+            Side::Outbound(id) if self.phase.bridge().is_some_and(|b| b.branch == id) => Which::B,
+            Side::Outbound(_) => return,
+        };
+        match answer {
+            Some(answer) if !answer.is_empty() => {
+                if let Err(failure) = self.media.ack_answer(which, &answer).await {
+                    tracing::info!("re-INVITE answer: {}", failure.text());
+                }
+            }
+            _ => self.media.withdraw_offer(which),
+        }
+    }
+
     pub(super) async fn on_ack(&mut self, side: Side, request: &Request) {
         if let Some(re) = &self.re_ok
             && re.from == side

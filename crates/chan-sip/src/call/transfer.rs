@@ -538,11 +538,15 @@ impl Call {
     /// that it talks to `to_callee`.
     pub(super) fn tell_identities(&mut self, to_caller: &str, to_callee: &str) {
         let domain = self.inner.config.domain.clone();
-        let sdp = self.media.last_description(Which::A);
-        self.a.leg.tell_identity(&domain, to_caller, sdp);
-        let sdp = self.media.last_description(Which::B);
+        let media = &mut self.media;
+        let answers = (self.events_tx.clone(), Side::Inbound);
+        self.a
+            .leg
+            .tell_identity(&domain, to_caller, || media.offer_again(Which::A), answers);
         if let Some(b) = self.phase.bridge_mut() {
-            b.leg.tell_identity(&domain, to_callee, sdp);
+            let answers = (self.events_tx.clone(), Side::Outbound(b.branch));
+            b.leg
+                .tell_identity(&domain, to_callee, || media.offer_again(Which::B), answers);
         }
     }
 
