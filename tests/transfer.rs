@@ -34,6 +34,12 @@ fn call_1002(o: &office::Office) -> Call {
 
 /// As [`call_1002`], 1001's INVITE carrying `extra` headers.
 fn call_1002_with(o: &office::Office, extra: &[(&str, &str)]) -> Call {
+    call_1002_as(o, extra, false)
+}
+
+/// As [`call_1002`]; with `early`, 1002 first sends early media (183 with
+/// SDP and a 1500 Hz tone, which 1001 must hear) and answers after.
+fn call_1002_as(o: &office::Office, extra: &[(&str, &str)], early: bool) -> Call {
     let mut a = phone(o, "1001");
     let mut b = phone(o, "1002");
     let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
@@ -42,6 +48,17 @@ fn call_1002_with(o: &office::Office, extra: &[(&str, &str)]) -> Call {
         .expect("INVITE");
     let b_in = b.incoming(WAIT).expect("1002 rings");
     let b_media = media_of(&b_in.invite.body);
+    if early {
+        b.reply_sdp(&b_in.invite, &b_in.tag, 183, &rb.sdp_answer(&["PCMU"]))
+            .unwrap();
+        let progress = a.response(WAIT).expect("183 relayed");
+        assert_eq!(progress.status, 183);
+        let a_early = media_of(&progress.body);
+        rb.send_tone(b_media.addr, 0, 1500.0, office::TONE)
+            .expect("send tone");
+        ra.settle(std::time::Duration::from_millis(200), WAIT);
+        assert_heard("1001, ringing", &ra, a_early.addr, 40, 1500.0);
+    }
     b.reply_sdp(&b_in.invite, &b_in.tag, 200, &rb.sdp_answer(&["PCMU"]))
         .unwrap();
     let (ok, _) = a.final_response(WAIT).expect("answered");
@@ -602,4 +619,53 @@ fn a_phone_told_its_new_party_in_a_re_invite_may_settle_on_another_codec() {
     assert_eq!(bye.status, 200);
     let bye = t.request("BYE", WAIT).expect("1003 gets BYE");
     t.reply(&bye, &t_in.tag, 200).unwrap();
+}
+
+#[test]
+fn a_call_that_came_in_with_early_media_is_transferred_to_a_target_with_early_media() {
+    let o = office_with(None, THIRD);
+    // 1002 sent early media before answering (1001 heard it).
+    let mut c = call_1002_as(&o, &[], true);
+    let mut t = phone(&o, "1003");
+    assert_eq!(refer(&mut c, "1003"), 202);
+    let tag = c.b_in.tag.clone();
+    let (frag, _) = next_notify(&mut c.b, &tag);
+    assert_eq!(frag, "SIP/2.0 100 Trying");
+    // 1003 sends early media too: 1001, answered long ago, hears it
+    // instead of our ringback.
+    let t_in = t.incoming(WAIT).expect("the target rings");
+    let t_media = media_of(&t_in.invite.body);
+    let rt = RtpPeer::localhost();
+    t.reply_sdp(&t_in.invite, &t_in.tag, 183, &rt.sdp_answer(&["PCMU"]))
+        .unwrap();
+    c.ra.clear();
+    rt.send_tone(t_media.addr, 0, 700.0, office::TONE)
+        .expect("send tone");
+    c.ra.settle(std::time::Duration::from_millis(200), WAIT);
+    assert_heard("1001, transferred", &c.ra, c.a_media.addr, 40, 700.0);
+    // 1003 answers: the transferor is released, 1001 and 1003 talk.
+    t.reply_sdp(&t_in.invite, &t_in.tag, 200, &rt.sdp_answer(&["PCMU"]))
+        .unwrap();
+    t.request("ACK", WAIT).expect("the PBX ACKs 1003");
+    let (frag, _) = next_notify(&mut c.b, &tag);
+    assert_eq!(frag, "SIP/2.0 200 OK");
+    let bye =
+        c.b.request("BYE", WAIT)
+            .expect("the transferor is released");
+    c.b.reply(&bye, &tag, 200).unwrap();
+    c.ra.clear();
+    rt.clear();
+    exchange(
+        &c.ra,
+        (c.a_media.addr, 0, 1000.0),
+        &rt,
+        (t_media.addr, 0, 2000.0),
+    );
+    assert_heard("the target", &rt, t_media.addr, 40, 1000.0);
+    assert_heard("the caller", &c.ra, c.a_media.addr, 40, 2000.0);
+    let bye = c.a.request_in(&mut c.a_dialog, "BYE", None).expect("BYE");
+    assert_eq!(bye.status, 200);
+    let bye = t.request("BYE", WAIT).expect("the target gets BYE");
+    t.reply(&bye, &t_in.tag, 200).unwrap();
+    assert!(cdr_says(&o, "transferred by 1002 to 1003"));
 }
