@@ -677,3 +677,79 @@ fn a_caller_leaving_while_the_party_confirms_hangs_up_on_it() {
     let bye = b.request("BYE", WAIT).expect("1002 gets BYE");
     b.reply(&bye, &b_in.tag, 200).unwrap();
 }
+
+/// Follow-me from 1001 (not registered) to 1002 and 1004 ringing
+/// together, each of which must press 1.
+const FOLLOW_TOGETHER: &str = r#"local followme = require("followme")
+followme.define("1001", { numbers = { "1002", "1004" }, together = true, ring = 10, confirm = "all", confirm_timeout = 5 })
+function route(call)
+  local r = followme.dial(call, call.request_uri.user)
+  if r.status ~= "answered" and r.status ~= "cancelled" and call.state ~= "ended" then
+    call:reject(480)
+  end
+end
+"#;
+
+#[test]
+fn two_parties_answering_a_follow_me_are_both_asked_and_the_first_to_press_1_wins() {
+    let extra = format!("{EXT_1003}\n[[extension]]\nid = \"1004\"\npassword = \"pw-1004\"\n");
+    let o = office::office_with(Some(FOLLOW_TOGETHER), &extra);
+    let mut b = phone(&o.server, "1002");
+    let mut d = phone(&o.server, "1004");
+    let mut c = phone(&o.server, "1003");
+    let rc = RtpPeer::localhost();
+    let out = c
+        .call_sdp("1001", &[], &rc.sdp_offer(OFFER))
+        .expect("INVITE");
+    let b_in = b.incoming(WAIT).expect("1002 rings");
+    let d_in = d.incoming(WAIT).expect("1004 rings");
+    let (b_media, d_media) = (media_of(&b_in.invite.body), media_of(&d_in.invite.body));
+    assert_ne!(b_media.addr, d_media.addr, "each target has its own media");
+    // Both answer, one after the other: each hears the prompt on its own
+    // media.
+    let (rb, rd) = (RtpPeer::localhost(), RtpPeer::localhost());
+    for (p, inc, r) in [(&mut b, &b_in, &rb), (&mut d, &d_in, &rd)] {
+        p.reply_sdp(
+            &inc.invite,
+            &inc.tag,
+            200,
+            &r.sdp_answer(&["PCMU", "telephone-event"]),
+        )
+        .unwrap();
+        p.request("ACK", WAIT).expect("the PBX ACKs the answer");
+    }
+    assert!(rb.wait_for(25, WAIT), "1002 hears the prompt");
+    assert!(rd.wait_for(25, WAIT), "1004 hears the prompt too");
+    assert!(rb.received().iter().all(|p| p.from == b_media.addr));
+    assert!(rd.received().iter().all(|p| p.from == d_media.addr));
+    // 1004 presses 1 first: put through; 1002, still being asked, gets BYE.
+    let pt = d_media.telephone_event.expect("telephone-event offered");
+    rd.send_digits(
+        d_media.addr,
+        pt,
+        "1",
+        Duration::from_millis(100),
+        Duration::from_millis(60),
+    )
+    .expect("send 1");
+    let (ok, _) = c.final_response(WAIT).expect("the caller is put through");
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let c_media = media_of(&ok.body);
+    let mut c_dialog = c.ack(&out, &ok).expect("ACK");
+    let bye = b.request("BYE", WAIT).expect("1002 gets BYE");
+    b.reply(&bye, &b_in.tag, 200).unwrap();
+    rd.clear();
+    exchange(
+        &rc,
+        (c_media.addr, 0, 1000.0),
+        &rd,
+        (d_media.addr, 0, 2000.0),
+    );
+    assert_heard("1004", &rd, d_media.addr, 40, 1000.0);
+    assert_heard("1003", &rc, c_media.addr, 40, 2000.0);
+    wait_for_step(&o.server, &out.call_id, "1004 confirmed");
+    let bye = c.request_in(&mut c_dialog, "BYE", None).expect("BYE");
+    assert_eq!(bye.status, 200);
+    let bye = d.request("BYE", WAIT).expect("1004 gets BYE");
+    d.reply(&bye, &d_in.tag, 200).unwrap();
+}

@@ -401,22 +401,20 @@ impl CallMedia {
         Ok(bytes)
     }
 
-    /// Our offer to the callee(s) of a dial: our codecs, the caller's (or
-    /// its leg's) first so the bridge can relay rather than transcode.
-    #[cfg(test)]
-    pub fn callee_offer(&mut self, sip_ip: Option<IpAddr>) -> Result<Bytes, Failure> {
-        self.callee_offer_with(sip_ip, None)
-    }
-
-    /// As [`callee_offer`](Self::callee_offer), offering only the codecs
-    /// of `only` (a trunk's `codecs`, in its order) that we have; all of
-    /// ours when none of them is a voice codec we have.
-    pub fn callee_offer_with(
-        &mut self,
+    /// A new party for one target of a dial, whose SIP reaches us on
+    /// `sip_ip`: its own ports and our offer to it, our codecs with the
+    /// caller's (or its leg's) first so the bridge can relay rather than
+    /// transcode; only the codecs of `only` (a trunk's `codecs`, in its
+    /// order) that we have, all of ours when none of them is a voice codec
+    /// we have. Each target of a fork gets its own, as Asterisk's and
+    /// FreeSWITCH's forks do: whichever answers (or sends early media,
+    /// or is asked to confirm) is heard on its own ports.
+    pub fn callee_endpoint(
+        &self,
         sip_ip: Option<IpAddr>,
         only: Option<&[Codec]>,
-    ) -> Result<Bytes, Failure> {
-        self.open(Which::B, sip_ip)?;
+    ) -> Result<(Box<MediaEndpoint>, Bytes), Failure> {
+        let mut party = MediaEndpoint::open(&self.config, sip_ip, false)?;
         let prefer = match self.a.as_deref().and_then(MediaEndpoint::codec_name) {
             Some(name) => vec![name.to_owned()],
             None => self
@@ -425,8 +423,8 @@ impl CallMedia {
                 .map(offered_names)
                 .unwrap_or_default(),
         };
-        let b = self.b.as_deref_mut().ok_or_else(no_side)?;
-        Ok(b.offer(&prefer, Direction::SendRecv, only))
+        let offer = party.offer(&prefer, Direction::SendRecv, only);
+        Ok((party, offer))
     }
 
     /// Reads a callee's answer (in a 18x or 2xx) to our offer, without
@@ -808,14 +806,16 @@ impl CallMedia {
         Some(side)
     }
 
-    /// Takes a party's endpoint (made by [`detach`](Self::detach)) in as
-    /// this call's callee side; [`bridge`](Self::bridge) joins it to the
-    /// caller.
-    pub async fn attach_callee(&mut self, party: Box<MediaEndpoint>) {
+    /// Takes a party's endpoint (a dial target's, or one made by
+    /// [`detach`](Self::detach)) in as this call's callee side, giving back
+    /// the one it replaces (its leg parked in it); [`bridge`](Self::bridge)
+    /// joins it to the caller.
+    pub async fn attach_callee(&mut self, party: Box<MediaEndpoint>) -> Option<Box<MediaEndpoint>> {
         self.take_legs().await;
         self.hold = None;
-        self.b = Some(party);
+        let previous = self.b.replace(party);
         self.resume(Kind::Listen);
+        previous
     }
 
     /// Gives the one party of a media made [`alone`](Self::alone) back,
@@ -917,11 +917,13 @@ mod tests {
         let mut m = CallMedia::new(config());
         m.set_caller_offer(OFFER).unwrap();
         let ip = Some("127.0.0.1".parse().unwrap());
-        let offer = parse(&m.callee_offer(ip).unwrap()).unwrap();
+        let (callee, offer) = m.callee_endpoint(ip, None).unwrap();
+        let offer = parse(&offer).unwrap();
         let audio = &offer.media[0];
         assert_eq!(audio.formats[0], "8", "PCMA, the caller's first: {offer:?}");
         assert_ne!(audio.port, 4000);
         // The callee answers PCMU only, on its own address.
+        assert!(m.attach_callee(callee).await.is_none());
         let answer = "v=0\r\no=- 2 2 IN IP4 127.0.0.12\r\ns=-\r\nc=IN IP4 127.0.0.12\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
         let stream = m.callee_answer(answer.as_bytes()).unwrap();
         let phone = "127.0.0.1".parse().unwrap();

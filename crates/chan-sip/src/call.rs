@@ -302,6 +302,10 @@ struct Branch {
     authed: bool,
     /// The trunk channel it holds (trunk targets), until it fails or the call ends.
     trunk_channel: Option<crate::trunk::ChannelSeized>,
+    /// Its media (its own ports, our offer to it) until the call takes it
+    /// (its early media heard, its answer put through or asked to
+    /// confirm) or it ends.
+    media: Option<Box<crate::anchor::MediaEndpoint>>,
 }
 
 /// A call's outbound branches by number: a call has one or a few, so a
@@ -358,12 +362,16 @@ struct Dial {
     /// The branch whose early media the caller hears (after the dialplan
     /// answered), instead of our ringback.
     early: Option<u32>,
+    /// The branch whose media is the call's callee side (its early media
+    /// anchored there); the others keep theirs.
+    heard: Option<u32>,
     /// A list of trunks dialled one after the other (`trunkdial.rs`).
     trunks: Option<Box<trunkdial::Failover>>,
     /// Whoever answers must press a key first (`confirm.rs`).
     confirm: Option<pbx::DialConfirm>,
-    /// The answered party being asked to confirm, if one is.
-    confirming: Option<confirm::Confirming>,
+    /// The answered parties being asked to confirm, each on its own
+    /// media: the first to press the key is put through.
+    confirming: Vec<confirm::Confirming>,
 }
 
 /// A dial in progress (the targets are ringing).
@@ -684,8 +692,13 @@ impl Call {
     }
 
     /// Dialing -> Routing | Answered: the dial is over (the caller gets
-    /// its result, or a bridge follows at once). `None` when not dialling.
+    /// its result, or a bridge follows at once); the targets' own media
+    /// (ports) go, the one put through having left its branch already.
+    /// `None` when not dialling.
     fn leave_dialing(&mut self) -> Option<Box<Dialing>> {
+        for branch in self.branches.values_mut() {
+            branch.media = None;
+        }
         let caller_up = self.caller_up();
         self.phase.leave_dialing(caller_up)
     }

@@ -1,11 +1,12 @@
 //! A dial's confirmation (`DialRequest::confirm`, follow-me's "press 1 to
-//! accept"): the party that answers is not put through at once. Its media
-//! side leaves the call for a media of its own, where it hears the prompt
+//! accept"): the party that answers is not put through at once. On its
+//! own media (each target of a dial has its own ports) it hears the prompt
 //! and its keys are read, on a task of its own so the call keeps handling
-//! its events (the caller hears ringback, or its phone's own, meanwhile).
-//! The task reports back with [`CallEvent::Confirmed`]: the key pressed
-//! puts the caller through; anything else hangs up on that party, which
-//! counts as not answering (408).
+//! its events (the caller hears ringback, or its phone's own, meanwhile,
+//! and the other targets ring on: each that answers is asked too). The
+//! task reports back with [`CallEvent::Confirmed`]: the first key pressed
+//! puts the caller through and the others asked get BYE; anything else
+//! hangs up on that party, which counts as not answering (408).
 
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::{Call, CallEvent};
-use crate::anchor::{CallMedia, MediaEndpoint, Which};
+use crate::anchor::{CallMedia, MediaEndpoint};
 use crate::leg::SipLeg;
 
 /// How much longer than the prompt and the wait a confirmation may take
@@ -51,35 +52,43 @@ impl Drop for Confirming {
 }
 
 impl Call {
-    /// Branch `id` answered a dial that wants confirmation: its media goes
-    /// to a task that plays the prompt and waits for the key.
+    /// Branch `id` answered a dial that wants confirmation (its 2xx
+    /// carrying `answer`): its media, its own, goes to a task that plays
+    /// the prompt and waits for the key. The other targets ring on; each
+    /// that answers meanwhile is asked too, and the first to press the
+    /// key is put through.
     pub(super) async fn start_confirm(
         &mut self,
         id: u32,
-        leg: SipLeg,
-        stream: &sdp::Stream,
+        mut leg: SipLeg,
+        answer: &[u8],
         label: String,
         answered_at: String,
     ) {
         let Some(confirm) = self.phase.dialing().and_then(|d| d.driver.confirm.clone()) else {
+            leg.bye();
             return;
         };
-        let peer = leg.dialog.peer.ip();
-        if let Err(failure) = self.media.apply_callee(stream, true, peer).await {
-            tracing::info!("dial: {}", failure.text());
-            let mut leg = leg;
-            leg.bye();
-            self.branch_failed(id, 488);
-            return;
-        }
-        let Some(party) = self.media.detach(Which::B).await else {
-            let mut leg = leg;
+        let Some(mut party) = self.take_branch_media(id).await else {
             leg.bye();
             self.branch_failed(id, 500);
             return;
         };
-        if self.a.leg.state == pbx::LegState::Up {
-            // Answered already (a voice menu): ringback while it confirms.
+        // An answer we cannot use is no answer (RFC 3264 §6).
+        party.set_signalling(leg.dialog.peer.ip());
+        let settled = party
+            .read_answer(answer)
+            .and_then(|stream| party.settle(&stream));
+        if let Err(failure) = settled {
+            tracing::info!(callee = %label, "dial: unusable SDP answer: {}", failure.text());
+            leg.bye();
+            self.branch_failed(id, 488);
+            return;
+        }
+        party.withdraw_offer();
+        if self.a.leg.state == pbx::LegState::Up && !self.media.is_ringback() {
+            // Answered already (a voice menu): ringback while it confirms
+            // (its early media, if it was heard, is over).
             self.media.ringback().await;
         }
         self.note(|| {
@@ -92,10 +101,10 @@ impl Call {
         let task = tokio::spawn(ask(id, media, confirm.clone(), self.events_tx.clone()));
         if let Some(dialing) = self.phase.dialing_mut() {
             // The confirmation gets its own time, whatever was left to ring.
-            dialing.set_deadline(
-                std::time::Instant::now() + confirm.prompt.duration() + confirm.timeout + MARGIN,
-            );
-            dialing.driver.confirming = Some(Confirming {
+            let until =
+                std::time::Instant::now() + confirm.prompt.duration() + confirm.timeout + MARGIN;
+            dialing.set_deadline(dialing.deadline().max(until));
+            dialing.driver.confirming.push(Confirming {
                 id,
                 leg: Some(leg),
                 label,
@@ -105,44 +114,44 @@ impl Call {
         }
     }
 
-    /// The confirmation of branch `id` ended: put through, or hung up on
-    /// (and the dial goes on without it).
+    /// The confirmation of branch `id` ended: put through (the others
+    /// being asked get BYE), or hung up on (and the dial goes on without
+    /// it).
     pub(super) async fn on_confirmed(
         &mut self,
         id: u32,
         accepted: bool,
         party: Option<Box<MediaEndpoint>>,
     ) {
-        let Some(mut confirming) = self
-            .phase
-            .dialing_mut()
-            .and_then(|d| d.driver.confirming.take_if(|c| c.id == id))
-        else {
+        let Some(mut confirming) = self.phase.dialing_mut().and_then(|d| {
+            let i = d.driver.confirming.iter().position(|c| c.id == id)?;
+            Some(d.driver.confirming.swap_remove(i))
+        }) else {
             return; // the dial is over: the party had its BYE
         };
         if !accepted {
             self.note(|| format!("{} did not confirm: hung up", confirming.label));
             drop(confirming); // BYE
-            // The callee side (our offer's ports) comes back for the
-            // targets still ringing.
-            if let Some(party) = party {
-                self.media.attach_callee(party).await;
-            }
-            if self.a.leg.state == pbx::LegState::Up {
-                self.media.ringback().await;
-            }
+            drop(party); // its ports
             self.branch_failed(id, 408);
             return;
         }
-        let Some(leg) = confirming.leg.take() else {
+        let (Some(leg), Some(party)) = (confirming.leg.take(), party) else {
+            drop(confirming);
+            self.branch_failed(id, 500);
             return;
         };
         let label = std::mem::take(&mut confirming.label);
         let answered_at = std::mem::take(&mut confirming.answered_at);
         drop(confirming);
         self.note(|| format!("{label} confirmed"));
-        if let Some(party) = party {
-            self.media.attach_callee(party).await;
+        let heard = self.phase.dialing_mut().and_then(|d| d.driver.heard.take());
+        let previous = self.media.attach_callee(party).await;
+        if let (Some(before), Some(previous)) = (heard, previous)
+            && let Some(b) = self.branches.get_mut(&before)
+        {
+            // An early-media party still ringing: cancelled with the rest.
+            b.media = Some(previous);
         }
         self.put_through(id, leg, label, answered_at, None).await;
     }

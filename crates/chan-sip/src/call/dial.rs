@@ -1,9 +1,10 @@
 //! A dial (RFC 3261 §16.7-style forking done as a B2BUA, each fork a UAC
 //! INVITE of §13.2): the route's targets resolved and an INVITE sent to
-//! each with one SDP offer, their provisional answers (ringing, early
-//! media, RFC 3960) passed to the caller, the first 2xx put through and
-//! bridged while the others get CANCEL (§9.1), and the dial's end when
-//! none answers.
+//! each with an SDP offer on its own media (ports), their provisional
+//! answers (ringing, early media, RFC 3960) passed to the caller (the
+//! fork whose early media it hears is the call's callee side), the first
+//! 2xx put through and bridged while the others get CANCEL (§9.1), and
+//! the dial's end when none answers.
 
 use std::net::IpAddr;
 use std::time::Instant;
@@ -17,6 +18,7 @@ use tracing::Instrument;
 
 use super::{Acked, Branch, Bridge, Call, Dial, Dialing, transfer, trunkdial};
 use crate::Side;
+use crate::anchor::{Failure, MediaEndpoint, Which};
 use crate::dialog::{Dialog, new_tag};
 use crate::leg::{SipLeg, our_contact};
 use crate::relay::{branch_task, send_stateless, set_body};
@@ -85,34 +87,25 @@ impl Call {
             }
         }
         let mut started = Vec::new();
-        // One offer for every fork, on the callee side's ports.
-        let offer = match destinations.first() {
-            Some(d) => {
-                let ip = self
-                    .inner
-                    .endpoint
-                    .local_addr_for(d.transport, d.addr)
-                    .map(|a| a.ip());
-                let only = d.trunk.as_ref().and_then(|t| t.trunk.codecs.as_deref());
-                match self.media.callee_offer_with(ip, only) {
-                    Ok(offer) => offer,
-                    Err(failure) => {
-                        tracing::warn!("dial: {}", failure.text());
-                        let _ = done.send(Ok(DialOutcome {
-                            status: DialStatus::Failed,
-                            code: failure.status(),
-                            answered_by: None,
-                        }));
-                        return;
-                    }
-                }
-            }
-            None => Bytes::new(),
-        };
         let timeout = request.timeout.unwrap_or(self.inner.config.ring_timeout);
-        let mut trunks = trunkdial::Failover::split(&mut destinations, &request, &offer, timeout);
+        let mut trunks = trunkdial::Failover::split(&mut destinations, &request, timeout);
+        // Each target its own media and offer; a failover list's trunks
+        // share the first's (tried one at a time).
+        let mut no_media = None;
         for dest in destinations {
-            if let Some(id) = self.start_branch(dest, &request, &offer).await {
+            let (party, offer) = match self.target_media(&dest) {
+                Ok(made) => made,
+                Err(failure) => {
+                    tracing::warn!("dial: {}", failure.text());
+                    codes.push(failure.status());
+                    no_media = Some(failure);
+                    continue;
+                }
+            };
+            if let Some(list) = &mut trunks {
+                list.offer = offer.clone();
+            }
+            if let Some(id) = self.start_branch(dest, &request, &offer, party).await {
                 started.push(id);
             } else {
                 codes.push(503);
@@ -123,11 +116,30 @@ impl Call {
             && let Some(list) = trunks.as_mut().filter(|l| !l.rest.is_empty())
         {
             let next = list.rest.remove(0);
-            if let Some(id) = self.start_branch(next, &request, &offer).await {
+            let made = self.target_media(&next);
+            let Ok((party, offer)) = made else {
+                codes.push(503);
+                continue;
+            };
+            if let Some(list) = &mut trunks {
+                list.offer = offer.clone();
+            }
+            if let Some(id) = self.start_branch(next, &request, &offer, party).await {
                 started.push(id);
             } else {
                 codes.push(503);
             }
+        }
+        if started.is_empty()
+            && let Some(failure) = no_media
+        {
+            // No ports for media: the dial failed here, not at the targets.
+            let _ = done.send(Ok(DialOutcome {
+                status: DialStatus::Failed,
+                code: failure.status(),
+                answered_by: None,
+            }));
+            return;
         }
         self.note(|| {
             let to: Vec<String> = started
@@ -168,9 +180,10 @@ impl Call {
             started,
             Dial {
                 early: None,
+                heard: None,
                 trunks,
                 confirm,
-                confirming: None,
+                confirming: Vec::new(),
             },
         );
         for code in codes {
@@ -221,12 +234,66 @@ impl Call {
         user_ok.then_some((display, user))
     }
 
-    /// Sends one outbound INVITE and starts the task that reads its responses.
+    /// Media for a dial's target `dest`: its own ports, our offer to it
+    /// (a trunk's codecs only, when it names them).
+    pub(super) fn target_media(
+        &self,
+        dest: &Destination,
+    ) -> Result<(Box<MediaEndpoint>, Bytes), Failure> {
+        let ip = self
+            .inner
+            .endpoint
+            .local_addr_for(dest.transport, dest.addr)
+            .map(|a| a.ip());
+        let only = dest.trunk.as_ref().and_then(|t| t.trunk.codecs.as_deref());
+        self.media.callee_endpoint(ip, only)
+    }
+
+    /// Makes branch `id`'s media the call's callee side (so its early
+    /// media or its answer is heard); the branch heard so far gets its
+    /// own back. `false` when the branch has no media (any more).
+    async fn hear_branch(&mut self, id: u32) -> bool {
+        let heard = self.phase.dialing().and_then(|d| d.driver.heard);
+        if heard == Some(id) {
+            return true;
+        }
+        let Some(party) = self.branches.get_mut(&id).and_then(|b| b.media.take()) else {
+            return false;
+        };
+        let previous = self.media.attach_callee(party).await;
+        if let (Some(before), Some(previous)) = (heard, previous)
+            && let Some(b) = self.branches.get_mut(&before)
+            && !b.done
+        {
+            b.media = Some(previous);
+        }
+        if let Some(dialing) = self.phase.dialing_mut() {
+            dialing.driver.heard = Some(id);
+        }
+        true
+    }
+
+    /// Branch `id`'s media, out of the branch or (heard) the call's
+    /// callee side, for a party that leaves the fork with it (a
+    /// confirmation, the next trunk of a failover list).
+    pub(super) async fn take_branch_media(&mut self, id: u32) -> Option<Box<MediaEndpoint>> {
+        if let Some(dialing) = self.phase.dialing_mut()
+            && dialing.driver.heard == Some(id)
+        {
+            dialing.driver.heard = None;
+            return self.media.detach(Which::B).await;
+        }
+        self.branches.get_mut(&id).and_then(|b| b.media.take())
+    }
+
+    /// Sends one outbound INVITE with `offer` (made on `media`, the
+    /// target's own) and starts the task that reads its responses.
     pub(super) async fn start_branch(
         &mut self,
         dest: Destination,
         request: &DialRequest,
         offer: &Bytes,
+        media: Box<MediaEndpoint>,
     ) -> Option<u32> {
         let inner = &self.inner;
         let domain = &inner.config.domain;
@@ -383,6 +450,7 @@ impl Call {
                 rang: false,
                 authed: false,
                 trunk_channel,
+                media: Some(media),
             }),
         );
         Some(id)
@@ -418,7 +486,7 @@ impl Call {
                     let early = if r.body.is_empty() {
                         None
                     } else {
-                        self.early_media(&r.body, peer).await
+                        self.early_media(id, &r.body, peer).await
                     };
                     let mut out = self.a.tx.response(status);
                     set_body(
@@ -502,9 +570,10 @@ impl Call {
         branch.acked = Some(Acked::Own(Box::new(dialog.clone())));
         let wins = !self.phase.is_ended()
             && self.phase.bridge().is_none()
-            && self.phase.dialing().is_some_and(|d| {
-                d.is_target(id) && !d.is_picked() && d.driver.confirming.is_none()
-            });
+            && self
+                .phase
+                .dialing()
+                .is_some_and(|d| d.is_target(id) && !d.is_picked());
         let mut leg = SipLeg {
             inner: self.inner.clone(),
             dialog,
@@ -522,6 +591,22 @@ impl Call {
         }
         let label = branch.dest.label.clone();
         let answered_at = format!("{}:{}", branch.dest.transport, branch.dest.addr);
+        if self
+            .phase
+            .dialing()
+            .is_some_and(|d| d.driver.confirm.is_some())
+        {
+            // Asked to confirm on its own media, while the others ring on
+            // (and may answer, and be asked, too).
+            self.start_confirm(id, leg, &response.body, label, answered_at)
+                .await;
+            return;
+        }
+        if !self.hear_branch(id).await {
+            leg.bye();
+            self.branch_failed(id, 500);
+            return;
+        }
         let stream = match self.media.callee_answer(&response.body) {
             Ok(stream) => stream,
             Err(failure) => {
@@ -533,15 +618,6 @@ impl Call {
                 return;
             }
         };
-        if self
-            .phase
-            .dialing()
-            .is_some_and(|d| d.driver.confirm.is_some())
-        {
-            self.start_confirm(id, leg, &stream, label, answered_at)
-                .await;
-            return;
-        }
         self.put_through(id, leg, label, answered_at, Some(&stream))
             .await;
     }
@@ -564,13 +640,15 @@ impl Call {
         // Noted before the CANCELs: their branch tasks send (and trace)
         // them at once, and the ladder reads answer first, then CANCEL.
         self.note(|| format!("answered by {label} at {answered_at}"));
-        // The others stop ringing.
+        // The others stop ringing (and give their ports back).
         for other in dialing.targets() {
             if *other != id
                 && let Some(b) = self.branches.get_mut(other)
-                && let Some(cancel) = b.cancel.take()
             {
-                let _ = cancel.send(());
+                b.media = None;
+                if let Some(cancel) = b.cancel.take() {
+                    let _ = cancel.send(());
+                }
             }
         }
         self.record.set_callee(Some(label.clone()));
@@ -634,13 +712,14 @@ impl Call {
     pub(super) fn branch_failed(&mut self, id: u32, status: u16) {
         if let Some(b) = self.branches.get_mut(&id) {
             b.done = true;
+            b.media = None;
         }
         if let Some(dialing) = self.phase.dialing_mut()
             && dialing.is_target(id)
             && !dialing.is_picked()
         {
             dialing.failed(status);
-            let all_done = dialing.driver.confirming.is_none()
+            let all_done = dialing.driver.confirming.is_empty()
                 && dialing
                     .targets()
                     .iter()
@@ -658,6 +737,9 @@ impl Call {
     /// was answered by the dialplan already: the caller hears the callee's
     /// media (a carrier's announcement, a remote ringback) instead of ours.
     async fn early_after_answer(&mut self, id: u32, body: &Bytes, peer: IpAddr) {
+        if !self.hear_branch(id).await {
+            return;
+        }
         let Ok(stream) = self.media.callee_answer(body) else {
             return;
         };
@@ -671,7 +753,10 @@ impl Call {
         self.note(|| "early media from the callee replaces the ringback".to_owned());
     }
 
-    async fn early_media(&mut self, body: &Bytes, peer: IpAddr) -> Option<Bytes> {
+    async fn early_media(&mut self, id: u32, body: &Bytes, peer: IpAddr) -> Option<Bytes> {
+        if !self.hear_branch(id).await {
+            return None;
+        }
         let stream = self.media.callee_answer(body).ok()?;
         self.media.apply_callee(&stream, false, peer).await.ok()?;
         let ours = self.caller_sdp().await.ok()?;

@@ -196,6 +196,14 @@ impl Call {
         }
         let failed = t_name(&self.branches, id);
         let why = status.map_or_else(|| "no answer".to_owned(), |s| s.to_string());
+        let is_listed = self.phase.dialing().is_some_and(|d| {
+            d.is_target(id) && d.driver.trunks.as_ref().is_some_and(|l| !l.rest.is_empty())
+        });
+        if !is_listed {
+            return false;
+        }
+        // The next trunk gets the same offer on the same ports.
+        let mut media = self.take_branch_media(id).await;
         loop {
             let Some(dialing) = self.phase.dialing_mut() else {
                 return false;
@@ -215,7 +223,24 @@ impl Call {
             dialing.failed(status.unwrap_or(408));
             let label = next.label.clone();
             self.note(|| format!("{failed} did not take the call ({why}); trying {label}"));
-            if let Some(started) = self.start_branch(next, &request, &offer).await {
+            let (party, offer) = match media.take() {
+                Some(party) => (party, offer),
+                None => match self.target_media(&next) {
+                    Ok(made) => made,
+                    Err(failure) => {
+                        tracing::warn!("dial: {}", failure.text());
+                        continue;
+                    }
+                },
+            };
+            if let Some(list) = self
+                .phase
+                .dialing_mut()
+                .and_then(|d| d.driver.trunks.as_mut())
+            {
+                list.offer = offer.clone();
+            }
+            if let Some(started) = self.start_branch(next, &request, &offer, party).await {
                 if let Some(dialing) = self.phase.dialing_mut() {
                     dialing.retarget(vec![started], Instant::now() + per_try);
                 }
@@ -237,7 +262,8 @@ pub(super) struct Failover {
     pub rest: Vec<Destination>,
     /// The dial, for the next INVITE.
     pub request: DialRequest,
-    /// Our SDP offer, the same for every attempt.
+    /// Our SDP offer, the same for every attempt (on the same ports, the
+    /// media of the trunk tried before).
     pub offer: Bytes,
     /// How long each trunk may take to answer.
     pub per_try: std::time::Duration,
@@ -249,7 +275,6 @@ impl Failover {
     pub(super) fn split(
         destinations: &mut Vec<Destination>,
         request: &DialRequest,
-        offer: &Bytes,
         per_try: std::time::Duration,
     ) -> Option<Box<Failover>> {
         if destinations.len() < 2 || destinations.iter().any(|d| d.trunk.is_none()) {
@@ -259,7 +284,7 @@ impl Failover {
         Some(Box::new(Failover {
             rest,
             request: request.clone(),
-            offer: offer.clone(),
+            offer: Bytes::new(),
             per_try,
         }))
     }
