@@ -619,9 +619,33 @@ fn follow_me_answered(
 fn follow_me_puts_the_caller_through_once_the_answering_party_presses_1() {
     let o = office::office_with(Some(FOLLOW), EXT_1003);
     let (mut c, rc, out, mut b, b_in, rb, b_media) = follow_me_answered(&o);
-    let pt = b_media.telephone_event.expect("telephone-event offered");
-    rb.send_digits(
-        b_media.addr,
+    press_1_then_talk(
+        &o,
+        (&mut c, &rc, &out),
+        ("1002", &mut b, &b_in, &rb, &b_media),
+        None,
+    );
+}
+
+/// `who` (its phone, its call, its RTP peer, the PBX's media towards it),
+/// asked to confirm, presses 1: the caller `c` is put through, `released`
+/// (another party being asked) gets BYE, `who` and the caller hear each
+/// other, and the caller hangs up.
+fn press_1_then_talk(
+    o: &office::Office,
+    (c, rc, out): (&mut Phone, &RtpPeer, &testkit::OutCall),
+    (who, p, p_in, rp, p_media): (
+        &str,
+        &mut Phone,
+        &testkit::InCall,
+        &RtpPeer,
+        &testkit::RemoteMedia,
+    ),
+    released: Option<(&mut Phone, &testkit::InCall)>,
+) {
+    let pt = p_media.telephone_event.expect("telephone-event offered");
+    rp.send_digits(
+        p_media.addr,
         pt,
         "1",
         Duration::from_millis(100),
@@ -631,21 +655,22 @@ fn follow_me_puts_the_caller_through_once_the_answering_party_presses_1() {
     let (ok, _) = c.final_response(WAIT).expect("the caller is put through");
     assert_eq!(ok.status, 200, "{ok:?}");
     let c_media = media_of(&ok.body);
-    let mut c_dialog = c.ack(&out, &ok).expect("ACK");
-    rb.clear();
-    exchange(
-        &rc,
-        (c_media.addr, 0, 1000.0),
-        &rb,
-        (b_media.addr, 0, 2000.0),
-    );
-    assert_heard("1002", &rb, b_media.addr, 40, 1000.0);
-    assert_heard("1003", &rc, c_media.addr, 40, 2000.0);
-    wait_for_step(&o.server, &out.call_id, "1002 confirmed");
+    let mut c_dialog = c.ack(out, &ok).expect("ACK");
+    if let Some((other, other_in)) = released {
+        let bye = other
+            .request("BYE", WAIT)
+            .expect("the other party asked gets BYE");
+        other.reply(&bye, &other_in.tag, 200).unwrap();
+    }
+    rp.clear();
+    exchange(rc, (c_media.addr, 0, 1000.0), rp, (p_media.addr, 0, 2000.0));
+    assert_heard(who, rp, p_media.addr, 40, 1000.0);
+    assert_heard("the caller", rc, c_media.addr, 40, 2000.0);
+    wait_for_step(&o.server, &out.call_id, &format!("{who} confirmed"));
     let bye = c.request_in(&mut c_dialog, "BYE", None).expect("BYE");
     assert_eq!(bye.status, 200);
-    let bye = b.request("BYE", WAIT).expect("1002 gets BYE");
-    b.reply(&bye, &b_in.tag, 200).unwrap();
+    let bye = p.request("BYE", WAIT).expect("the party gets BYE");
+    p.reply(&bye, &p_in.tag, 200).unwrap();
 }
 
 #[test]
@@ -723,33 +748,10 @@ fn two_parties_answering_a_follow_me_are_both_asked_and_the_first_to_press_1_win
     assert!(rb.received().iter().all(|p| p.from == b_media.addr));
     assert!(rd.received().iter().all(|p| p.from == d_media.addr));
     // 1004 presses 1 first: put through; 1002, still being asked, gets BYE.
-    let pt = d_media.telephone_event.expect("telephone-event offered");
-    rd.send_digits(
-        d_media.addr,
-        pt,
-        "1",
-        Duration::from_millis(100),
-        Duration::from_millis(60),
-    )
-    .expect("send 1");
-    let (ok, _) = c.final_response(WAIT).expect("the caller is put through");
-    assert_eq!(ok.status, 200, "{ok:?}");
-    let c_media = media_of(&ok.body);
-    let mut c_dialog = c.ack(&out, &ok).expect("ACK");
-    let bye = b.request("BYE", WAIT).expect("1002 gets BYE");
-    b.reply(&bye, &b_in.tag, 200).unwrap();
-    rd.clear();
-    exchange(
-        &rc,
-        (c_media.addr, 0, 1000.0),
-        &rd,
-        (d_media.addr, 0, 2000.0),
+    press_1_then_talk(
+        &o,
+        (&mut c, &rc, &out),
+        ("1004", &mut d, &d_in, &rd, &d_media),
+        Some((&mut b, &b_in)),
     );
-    assert_heard("1004", &rd, d_media.addr, 40, 1000.0);
-    assert_heard("1003", &rc, c_media.addr, 40, 2000.0);
-    wait_for_step(&o.server, &out.call_id, "1004 confirmed");
-    let bye = c.request_in(&mut c_dialog, "BYE", None).expect("BYE");
-    assert_eq!(bye.status, 200);
-    let bye = d.request("BYE", WAIT).expect("1004 gets BYE");
-    d.reply(&bye, &d_in.tag, 200).unwrap();
 }

@@ -152,22 +152,13 @@ fn a_blind_transfer_connects_the_caller_to_the_target_and_releases_the_transfero
             .expect("the transferor is released");
     c.b.reply(&bye, &tag, 200).unwrap();
 
-    // 1001 and 1003 hear each other.
-    c.ra.clear();
-    exchange(
-        &c.ra,
-        (c.a_media.addr, 0, 1000.0),
-        &rt,
-        (t_media.addr, 0, 2000.0),
+    // 1001 and 1003 hear each other; the caller hangs up and the target
+    // gets the BYE.
+    talk_then_hang_up(
+        (&mut c.a, &mut c.a_dialog, &c.ra, &c.a_media),
+        (&mut t, &t_in, &rt, &t_media),
+        (0, 0),
     );
-    assert_heard("the target", &rt, t_media.addr, 40, 1000.0);
-    assert_heard("the caller", &c.ra, c.a_media.addr, 40, 2000.0);
-
-    // The caller hangs up: the target gets the BYE.
-    let bye = c.a.request_in(&mut c.a_dialog, "BYE", None).expect("BYE");
-    assert_eq!(bye.status, 200);
-    let bye = t.request("BYE", WAIT).expect("the target gets BYE");
-    t.reply(&bye, &t_in.tag, 200).unwrap();
     let _ = (&c.rb, &c.b_media);
     // The CDR records the transfer.
     assert!(cdr_says(&o, "transferred by 1002 to 1003"));
@@ -452,7 +443,6 @@ fn identity_update(p: &mut Phone, tag: &str) -> String {
 fn an_attended_transfer_joins_the_held_caller_and_the_consulted_party() {
     let o = office_with(None, THIRD);
     let mut c = call_1002(&o);
-    let b_tag = c.b_in.tag.clone();
     // 1002 holds 1001 (the classic one-way-audio case once joined)...
     let hold = c.rb.sdp_offer(OFFER).replace("a=sendrecv", "a=sendonly");
     let ok =
@@ -460,76 +450,18 @@ fn an_attended_transfer_joins_the_held_caller_and_the_consulted_party() {
             .expect("hold answered");
     assert_eq!(ok.status, 200);
     c.b.ack_in(&c.b_dialog).unwrap();
-    // ... and calls 1003, which answers.
-    let mut t = phone(&o, "1003");
-    let rb2 = RtpPeer::localhost();
-    let out =
-        c.b.call_sdp("1003", &[], &rb2.sdp_offer(OFFER))
-            .expect("INVITE");
-    let t_in = t.incoming(WAIT).expect("1003 rings");
-    let t_media = media_of(&t_in.invite.body);
-    let rt = RtpPeer::localhost();
-    t.reply_sdp(&t_in.invite, &t_in.tag, 200, &rt.sdp_answer(&["PCMU"]))
-        .unwrap();
-    let (ok, _) = c.b.final_response(WAIT).expect("1003 answered");
-    assert_eq!(ok.status, 200);
-    let mut consult = c.b.ack(&out, &ok).expect("ACK");
-    t.request("ACK", WAIT).expect("the PBX ACKs 1003");
-    // REFER in the first call, Refer-To 1003 replacing the second dialog
-    // (RFC 3891, escaped in the URI).
-    let replaces = format!(
-        "{}%3Bto-tag%3D{}%3Bfrom-tag%3D{}",
-        consult.call_id.replace('@', "%40"),
-        tag_of(&consult.remote),
-        tag_of(&consult.local)
-    );
-    let refer_to = format!("<sip:1003@{}?Replaces={replaces}>", office::DOMAIN);
-    let r =
-        c.b.request_in_headers(&mut c.b_dialog, "REFER", &[("Refer-To", &refer_to)], None)
-            .expect("REFER answered");
-    assert_eq!(r.status, 202);
-    // The transferor: NOTIFY 200 and BYE in the first call, BYE in the
-    // second.
-    let mut byes = Vec::new();
-    let mut notified = false;
-    while byes.len() < 2 || !notified {
-        let request = c.b.request_any(WAIT).expect("the transferor is released");
-        match request.method.as_str() {
-            "NOTIFY" => {
-                assert!(String::from_utf8_lossy(&request.body).starts_with("SIP/2.0 200"));
-                notified = true;
-                c.b.reply(&request, &b_tag, 200).unwrap();
-            }
-            "BYE" => {
-                byes.push(request.call_id().unwrap_or_default().to_owned());
-                c.b.reply(&request, &b_tag, 200).unwrap();
-            }
-            other => panic!("the transferor got {other}"),
-        }
-    }
-    byes.sort();
-    let mut both = vec![c.b_dialog.call_id.clone(), consult.call_id.clone()];
-    both.sort();
-    assert_eq!(byes, both, "both of the transferor's dialogs end");
+    // ... calls 1003, which answers, and joins them (REFER with Replaces).
+    let (mut t, t_in, rt, t_media) = attended_to_1003(&o, &mut c);
     // Each remaining phone is told who it talks to now.
     let a_tag = tag_of(&c.a_dialog.local).to_owned();
     assert!(identity_update(&mut c.a, &a_tag).contains("sip:1003@"));
     assert!(identity_update(&mut t, &t_in.tag).contains("sip:1001@"));
     // 1001 and 1003 hear each other.
-    c.ra.clear();
-    exchange(
-        &c.ra,
-        (c.a_media.addr, 0, 1000.0),
-        &rt,
-        (t_media.addr, 0, 2000.0),
+    talk_then_hang_up(
+        (&mut c.a, &mut c.a_dialog, &c.ra, &c.a_media),
+        (&mut t, &t_in, &rt, &t_media),
+        (0, 0),
     );
-    assert_heard("the consulted party", &rt, t_media.addr, 40, 1000.0);
-    assert_heard("the held caller", &c.ra, c.a_media.addr, 40, 2000.0);
-    let bye = c.a.request_in(&mut c.a_dialog, "BYE", None).expect("BYE");
-    assert_eq!(bye.status, 200);
-    let bye = t.request("BYE", WAIT).expect("1003 gets BYE");
-    t.reply(&bye, &t_in.tag, 200).unwrap();
-    let _ = &mut consult;
 }
 
 /// 1002 consults 1003 and joins 1001 to it (REFER with Replaces); returns
@@ -562,17 +494,26 @@ fn attended_to_1003(o: &office::Office, c: &mut Call) -> (Phone, InCall, RtpPeer
         c.b.request_in_headers(&mut c.b_dialog, "REFER", &[("Refer-To", &refer_to)], None)
             .expect("REFER answered");
     assert_eq!(r.status, 202);
-    // The transferor is released: NOTIFY 200, a BYE in each call.
-    let (mut byes, mut notified) = (0, false);
-    while byes < 2 || !notified {
+    // The transferor is released: NOTIFY 200 in the first call, a BYE in
+    // each.
+    let mut byes = Vec::new();
+    let mut notified = false;
+    while byes.len() < 2 || !notified {
         let request = c.b.request_any(WAIT).expect("the transferor is released");
         match request.method.as_str() {
-            "NOTIFY" => notified = true,
-            "BYE" => byes += 1,
+            "NOTIFY" => {
+                assert!(String::from_utf8_lossy(&request.body).starts_with("SIP/2.0 200"));
+                notified = true;
+            }
+            "BYE" => byes.push(request.call_id().unwrap_or_default().to_owned()),
             other => panic!("the transferor got {other}"),
         }
         c.b.reply(&request, &b_tag, 200).unwrap();
     }
+    byes.sort();
+    let mut both = vec![c.b_dialog.call_id.clone(), consult.call_id.clone()];
+    both.sort();
+    assert_eq!(byes, both, "both of the transferor's dialogs end");
     (t, t_in, rt, t_media)
 }
 
@@ -599,15 +540,11 @@ fn a_phone_told_its_new_party_in_a_re_invite_may_settle_on_another_codec() {
         .expect("the PBX ACKs the re-INVITE's 200");
     assert!(identity_update(&mut t, &t_in.tag).contains("sip:1001@"));
     // 1001 now sends and gets PCMA; 1003 keeps PCMU. Both hear each other.
-    c.ra.clear();
-    exchange(
-        &c.ra,
-        (c.a_media.addr, 8, 1000.0),
-        &rt,
-        (t_media.addr, 0, 2000.0),
+    let types = talk_then_hang_up(
+        (&mut c.a, &mut c.a_dialog, &c.ra, &c.a_media),
+        (&mut t, &t_in, &rt, &t_media),
+        (8, 0),
     );
-    assert_heard("1003", &rt, t_media.addr, 40, 1000.0);
-    let types = assert_heard("1001", &c.ra, c.a_media.addr, 40, 2000.0);
     // The answer takes effect as the PBX reads it: a packet or two may
     // have left in PCMU as the tones started.
     let pcma = types.iter().filter(|pt| **pt == 8).count();
@@ -615,10 +552,6 @@ fn a_phone_told_its_new_party_in_a_re_invite_may_settle_on_another_codec() {
         pcma >= 40 && types.last() == Some(&8),
         "1001 answered PCMA and gets PCMA, got payload types {types:?}"
     );
-    let bye = c.a.request_in(&mut c.a_dialog, "BYE", None).expect("BYE");
-    assert_eq!(bye.status, 200);
-    let bye = t.request("BYE", WAIT).expect("1003 gets BYE");
-    t.reply(&bye, &t_in.tag, 200).unwrap();
 }
 
 #[test]
@@ -653,19 +586,38 @@ fn a_call_that_came_in_with_early_media_is_transferred_to_a_target_with_early_me
         c.b.request("BYE", WAIT)
             .expect("the transferor is released");
     c.b.reply(&bye, &tag, 200).unwrap();
-    c.ra.clear();
+    talk_then_hang_up(
+        (&mut c.a, &mut c.a_dialog, &c.ra, &c.a_media),
+        (&mut t, &t_in, &rt, &t_media),
+        (0, 0),
+    );
+    assert!(cdr_says(&o, "transferred by 1002 to 1003"));
+}
+
+/// The call's first phone (`a`, on `dialog`) and `t` (its call `t_in`)
+/// hear each other's tone (1000 Hz from `a`, 2000 Hz from `t`, each in
+/// `codecs`' payload type), then `a` hangs up and `t` gets the BYE.
+/// Returns the payload types `a` got.
+fn talk_then_hang_up(
+    a: (&mut Phone, &mut Dialog, &RtpPeer, &RemoteMedia),
+    t: (&mut Phone, &InCall, &RtpPeer, &RemoteMedia),
+    (a_pt, t_pt): (u8, u8),
+) -> Vec<u8> {
+    let (a, dialog, ra, a_media) = a;
+    let (t, t_in, rt, t_media) = t;
+    ra.clear();
     rt.clear();
     exchange(
-        &c.ra,
-        (c.a_media.addr, 0, 1000.0),
-        &rt,
-        (t_media.addr, 0, 2000.0),
+        ra,
+        (a_media.addr, a_pt, 1000.0),
+        rt,
+        (t_media.addr, t_pt, 2000.0),
     );
-    assert_heard("the target", &rt, t_media.addr, 40, 1000.0);
-    assert_heard("the caller", &c.ra, c.a_media.addr, 40, 2000.0);
-    let bye = c.a.request_in(&mut c.a_dialog, "BYE", None).expect("BYE");
+    assert_heard("the party joined", rt, t_media.addr, 40, 1000.0);
+    let types = assert_heard("the call's first phone", ra, a_media.addr, 40, 2000.0);
+    let bye = a.request_in(dialog, "BYE", None).expect("BYE");
     assert_eq!(bye.status, 200);
-    let bye = t.request("BYE", WAIT).expect("the target gets BYE");
+    let bye = t.request("BYE", WAIT).expect("the other phone gets BYE");
     t.reply(&bye, &t_in.tag, 200).unwrap();
-    assert!(cdr_says(&o, "transferred by 1002 to 1003"));
+    types
 }
