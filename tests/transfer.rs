@@ -15,6 +15,10 @@ use testkit::{Dialog, InCall, Phone, RemoteMedia, RtpPeer};
 
 const THIRD: &str = "\n[[extension]]\nid = \"1003\"\npassword = \"pw-1003\"\n";
 
+/// The Allow of a phone that takes no UPDATE: it is told its new party in
+/// a re-INVITE.
+const NO_UPDATE: &str = "INVITE, ACK, CANCEL, BYE, REFER, NOTIFY";
+
 /// A call 1001 -> 1002, answered and ACKed both sides.
 struct Call {
     a: Phone,
@@ -522,7 +526,7 @@ fn a_phone_told_its_new_party_in_a_re_invite_may_settle_on_another_codec() {
     let o = office_with(None, THIRD);
     // 1001 takes no UPDATE: it is told who it talks to in a re-INVITE
     // offering our codecs again, and answers with PCMA (PCMU so far).
-    let mut c = call_1002_with(&o, &[("Allow", "INVITE, ACK, CANCEL, BYE, REFER, NOTIFY")]);
+    let mut c = call_1002_with(&o, &[("Allow", NO_UPDATE)]);
     let (mut t, t_in, rt, t_media) = attended_to_1003(&o, &mut c);
     let reinvite =
         c.a.request("INVITE", WAIT)
@@ -620,4 +624,49 @@ fn talk_then_hang_up(
     let bye = t.request("BYE", WAIT).expect("the other phone gets BYE");
     t.reply(&bye, &t_in.tag, 200).unwrap();
     types
+}
+
+#[test]
+fn a_re_invite_crossing_our_identity_re_invite_gets_491_and_ours_goes_again() {
+    let o = office_with(None, THIRD);
+    let mut c = call_1002_with(&o, &[("Allow", NO_UPDATE)]);
+    let (mut t, t_in, rt, t_media) = attended_to_1003(&o, &mut c);
+    let ours =
+        c.a.request("INVITE", WAIT)
+            .expect("our re-INVITE with the new identity");
+    // 1001 re-INVITEs at the same moment: glare (RFC 3261 §14.2) ...
+    let offer = c.ra.sdp_offer(OFFER);
+    let crossed =
+        c.a.request_in(&mut c.a_dialog, "INVITE", Some(&offer))
+            .expect("1001's re-INVITE answered");
+    assert_eq!(crossed.status, 491);
+    // ... and refuses ours the same way.
+    let a_tag = tag_of(&c.a_dialog.local).to_owned();
+    c.a.reply(&ours, &a_tag, 491).unwrap();
+    // Ours goes again after the wait of §14.1 (up to 2 s: 1001 chose the
+    // Call-ID), in a new transaction, still naming 1003.
+    let again = c.a.request("INVITE", WAIT).expect("our re-INVITE again");
+    let seq = |r: &sip_proto::Request| r.cseq().map(|c| c.seq);
+    assert!(
+        seq(&again) > seq(&ours),
+        "{:?} after {:?}",
+        seq(&again),
+        seq(&ours)
+    );
+    let identity = again
+        .headers
+        .get(&HeaderName::parse("P-Asserted-Identity"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(identity.contains("sip:1003@"), "{identity}");
+    c.a.reply_sdp(&again, &a_tag, 200, &c.ra.sdp_answer(&["PCMU"]))
+        .unwrap();
+    c.a.request("ACK", WAIT)
+        .expect("the PBX ACKs the re-INVITE's 200");
+    assert!(identity_update(&mut t, &t_in.tag).contains("sip:1001@"));
+    talk_then_hang_up(
+        (&mut c.a, &mut c.a_dialog, &c.ra, &c.a_media),
+        (&mut t, &t_in, &rt, &t_media),
+        (0, 0),
+    );
 }

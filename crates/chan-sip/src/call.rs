@@ -63,7 +63,7 @@ use crate::leg::SipLeg;
 use crate::target::Destination;
 use crate::{Inner, Reply, Side};
 pub(crate) use caller::start;
-pub(crate) use indialog::info_digit;
+pub(crate) use indialog::{glare, info_digit};
 pub(crate) use moves::ring_back;
 
 /// The music-on-hold class of a call that names none (`sounds/moh/default.wav`).
@@ -167,6 +167,14 @@ pub(crate) enum CallEvent {
         side: Side,
         /// The answer in its 2xx; `None`: refused, or no answer came.
         answer: Option<bytes::Bytes>,
+    },
+    /// A re-INVITE telling a phone who it talks to met the phone's own
+    /// (491): tell it again, once, now that the wait is over.
+    TellIdentity {
+        /// Whose dialog.
+        side: Side,
+        /// The extension it talks to.
+        user: String,
     },
 }
 
@@ -593,6 +601,7 @@ impl Call {
             CallEvent::OfferAnswered { side, answer } => {
                 self.on_offer_answered(side, answer).await;
             }
+            CallEvent::TellIdentity { side, user } => self.tell_identity(side, &user, false),
             CallEvent::Hangup => self.on_admin_hangup(),
             CallEvent::ReplaceAsk { dialog, reply } => {
                 let DialogRef { call_id, tags } = *dialog;

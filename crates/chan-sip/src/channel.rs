@@ -22,7 +22,7 @@ use tokio::sync::oneshot;
 
 use crate::anchor::{Failure, MediaEndpoint, Settled, Watch};
 use crate::call::CallEvent;
-use crate::call::info_digit;
+use crate::call::{glare, info_digit};
 use crate::leg::{SipLeg, offers_hold};
 use crate::relay::sleep_until;
 use crate::{Inner, Reply, Side};
@@ -93,6 +93,21 @@ impl SipChannel {
         let leg = self.leg.hand_over();
         self.moved = true;
         (leg, self.media.take(), self.pending.take())
+    }
+
+    /// Tells the party it talks to `user` now (`first`: not a retry
+    /// after glare).
+    fn tell(&mut self, user: &str, first: bool) {
+        let domain = self.inner.config.domain.clone();
+        let media = &mut self.media;
+        let answers = (self.inbox_tx.clone(), Side::Inbound);
+        self.leg.tell_identity(
+            &domain,
+            user,
+            || media.as_deref_mut()?.offer_again(),
+            answers,
+            first,
+        );
     }
 
     fn ended(&mut self, code: u16, cause: &'static str) -> ChannelEvent {
@@ -199,6 +214,11 @@ impl SipChannel {
             tx.respond(r);
             return None;
         }
+        if self.leg.inviting() {
+            // §14.2: our own re-INVITE is in progress (glare).
+            tx.respond(glare(&tx));
+            return None;
+        }
         let (answer, event) = self.answer_offer(&incoming.request.body).await;
         let r = match answer {
             Ok(sdp) => {
@@ -252,6 +272,10 @@ impl SipChannel {
             CallEvent::Request { request, reply, .. } => self.on_request(*request, reply).await,
             CallEvent::ReInvite { incoming, tx, .. } => self.on_reinvite(*incoming, *tx).await,
             CallEvent::Ack { request, .. } => self.on_ack(&request),
+            CallEvent::TellIdentity { user, .. } => {
+                self.tell(&user, false);
+                None
+            }
             CallEvent::OfferAnswered { answer, .. } => {
                 let media = self.media.as_deref_mut()?;
                 match answer.filter(|a| !a.is_empty()) {
@@ -376,15 +400,7 @@ impl Channel for SipChannel {
     }
 
     fn tell_identity(&mut self, _display: Option<&str>, user: &str) {
-        let domain = self.inner.config.domain.clone();
-        let media = &mut self.media;
-        let answers = (self.inbox_tx.clone(), Side::Inbound);
-        self.leg.tell_identity(
-            &domain,
-            user,
-            || media.as_deref_mut()?.offer_again(),
-            answers,
-        );
+        self.tell(user, true);
     }
 
     fn take_media(&mut self) -> Option<media::Leg> {

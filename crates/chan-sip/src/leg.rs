@@ -3,6 +3,8 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use pbx::{Leg, LegSnapshot, LegState};
 use sip_net::Transport;
@@ -37,6 +39,10 @@ pub(crate) struct SipLeg {
     pub held: bool,
     /// The phone takes UPDATE (its Allow lists it, or it sent none).
     pub allows_update: bool,
+    /// Set while a re-INVITE of ours is in progress in the dialog (made
+    /// by the first, cleared by the task that sends it, whoever owns the
+    /// leg by then): the phone's own re-INVITE meanwhile is glare (491).
+    pub inviting: Option<Arc<AtomicBool>>,
 }
 
 /// Whether a message's Allow header admits `method` (RFC 3261 §20.5: no
@@ -65,6 +71,14 @@ pub(crate) fn offers_hold(body: &[u8]) -> Option<bool> {
 }
 
 impl SipLeg {
+    /// Whether a re-INVITE of ours is in progress in the dialog: a
+    /// re-INVITE from the phone meanwhile gets 491 (RFC 3261 §14.2).
+    pub fn inviting(&self) -> bool {
+        self.inviting
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Acquire))
+    }
+
     /// Sends `request` (built on this leg's dialog) in the background and
     /// returns at once; the answer is logged at debug.
     pub fn send(&self, request: Request) -> JoinHandle<Option<Response>> {
@@ -90,12 +104,17 @@ impl SipLeg {
     /// made only for a re-INVITE). The phone's answer (or `None`, refused)
     /// goes to `answers` as [`CallEvent::OfferAnswered`] for this leg's
     /// `side`, to be applied: a phone may settle on another of our codecs.
+    /// A re-INVITE that meets the phone's own (491, glare) is tried again
+    /// once, after the wait of RFC 3261 §14.1 (2.1-4 s when we chose the
+    /// dialog's Call-ID, up to 2 s when the phone did): `first` is false
+    /// then, and [`CallEvent::TellIdentity`] asks the owner to.
     pub fn tell_identity(
         &mut self,
         domain: &str,
         user: &str,
         offer: impl FnOnce() -> Option<bytes::Bytes>,
         (answers, side): (crate::queue::EventTx, crate::Side),
+        first: bool,
     ) {
         if self.state != LegState::Up || user.is_empty() {
             return;
@@ -139,14 +158,25 @@ impl SipLeg {
         let ack = self.dialog.request(Method::Ack, None, Some(seq));
         let endpoint = self.inner.endpoint.clone();
         let (transport, peer) = (self.dialog.transport, self.dialog.peer);
+        // We chose the Call-ID of the dialogs we started (the dial's).
+        let ours = self.direction == "outbound";
+        let inviting = self
+            .inviting
+            .get_or_insert_with(|| Arc::new(AtomicBool::new(false)))
+            .clone();
+        inviting.store(true, Ordering::Release);
+        let user = user.to_owned();
         tokio::spawn(async move {
+            let mut status = None;
             if let Ok(mut ctx) = endpoint.invite(invite, transport, peer).await {
                 while let Some(event) = ctx.next().await {
                     if let sip_net::InviteEvent::Response(r) = event
                         && r.status >= 200
                     {
+                        status = Some(r.status);
                         if r.status < 300 {
                             // Applied from now on, the ACK on its way.
+                            inviting.store(false, Ordering::Release);
                             let answer = Some(r.body.clone());
                             let _ = answers
                                 .send(CallEvent::OfferAnswered { side, answer })
@@ -158,9 +188,19 @@ impl SipLeg {
                     }
                 }
             }
+            inviting.store(false, Ordering::Release);
             let _ = answers
                 .send(CallEvent::OfferAnswered { side, answer: None })
                 .await;
+            if status == Some(491) && first {
+                let wait = if ours {
+                    rand::random_range(2100..=4000)
+                } else {
+                    rand::random_range(0..=2000)
+                };
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+                let _ = answers.send(CallEvent::TellIdentity { side, user }).await;
+            }
         });
     }
 

@@ -207,6 +207,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
             contact: contact.clone(),
             held: false,
             allows_update: crate::leg::allows(&incoming.request.headers, "UPDATE"),
+            inviting: None,
         },
         unacked: None,
         cancel_seen: false,

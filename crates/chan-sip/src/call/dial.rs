@@ -582,6 +582,7 @@ impl Call {
             contact: our_contact(&self.inner, branch.dest.transport, branch.dest.addr),
             held: false,
             allows_update: crate::leg::allows(&response.headers, "UPDATE"),
+            inviting: None,
         };
         if !wins {
             // A second answer (a fork that answered too late, or after the

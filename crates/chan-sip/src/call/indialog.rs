@@ -157,6 +157,16 @@ impl Call {
             tx.respond(r);
             return;
         }
+        let ours_pending = if from_bridge {
+            self.phase.bridge().is_some_and(|b| b.leg.inviting())
+        } else {
+            self.a.leg.inviting()
+        };
+        if ours_pending {
+            // §14.2: a re-INVITE of ours (the new identity) is in progress.
+            tx.respond(glare(&tx));
+            return;
+        }
         let which = if from_bridge { Which::B } else { Which::A };
         let own_contact = if from_bridge {
             self.phase.bridge().map(|b| b.leg.contact.clone())
@@ -207,9 +217,7 @@ impl Call {
         }
         if self.reinvite_pending {
             // §14.2: a re-INVITE while another is in progress is glare.
-            let mut r = tx.response(491);
-            r.headers.push(HeaderName::RetryAfter, "1");
-            tx.respond(r);
+            tx.respond(glare(&tx));
             return;
         }
         // The other side gets our offer (its own ports, the direction
@@ -450,6 +458,14 @@ impl Call {
             self.publish();
         }
     }
+}
+
+/// Our answer to a re-INVITE that meets one of ours in the same dialog
+/// (RFC 3261 §14.2): 491, to be tried again after a random wait.
+pub(crate) fn glare(tx: &InviteTx) -> Response {
+    let mut r = tx.response(491);
+    r.headers.push(HeaderName::RetryAfter, "1");
+    r
 }
 
 /// The keypress an INFO carries: `application/dtmf-relay` (`Signal=5`,

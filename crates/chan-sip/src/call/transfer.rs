@@ -537,17 +537,26 @@ impl Call {
     /// The caller is told it talks to `to_caller` now, the bridged party
     /// that it talks to `to_callee`.
     pub(super) fn tell_identities(&mut self, to_caller: &str, to_callee: &str) {
-        let domain = self.inner.config.domain.clone();
-        let media = &mut self.media;
-        let answers = (self.events_tx.clone(), Side::Inbound);
-        self.a
-            .leg
-            .tell_identity(&domain, to_caller, || media.offer_again(Which::A), answers);
-        if let Some(b) = self.phase.bridge_mut() {
-            let answers = (self.events_tx.clone(), Side::Outbound(b.branch));
-            b.leg
-                .tell_identity(&domain, to_callee, || media.offer_again(Which::B), answers);
+        self.tell_identity(Side::Inbound, to_caller, true);
+        if let Some(b) = self.phase.bridge() {
+            self.tell_identity(Side::Outbound(b.branch), to_callee, true);
         }
+    }
+
+    /// The party on `side` (the caller, or the bridged party) is told it
+    /// talks to `user` now (`first`: not a retry after glare).
+    pub(super) fn tell_identity(&mut self, side: Side, user: &str, first: bool) {
+        let domain = self.inner.config.domain.clone();
+        let answers = (self.events_tx.clone(), side);
+        let media = &mut self.media;
+        let (leg, which) = match side {
+            Side::Inbound => (&mut self.a.leg, Which::A),
+            Side::Outbound(id) => match self.phase.bridge_mut().filter(|b| b.branch == id) {
+                Some(b) => (&mut b.leg, Which::B),
+                None => return,
+            },
+        };
+        leg.tell_identity(&domain, user, || media.offer_again(which), answers, first);
     }
 
     /// Which of this call's legs (the caller's or the bridged party's) is
