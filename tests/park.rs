@@ -171,3 +171,50 @@ fn a_parked_call_left_too_long_rings_back_with_audio_both_ways_or_is_hung_up() {
         .expect("hung up when the park times out");
     assert_eq!(bye.call_id(), Some(a_dialog.call_id.as_str()));
 }
+
+/// A phone whose ACK for our 200 is lost keeps getting the 200 until it
+/// ACKs (RFC 3261 §13.3.1.4), even once its call has been parked and
+/// picked up by another phone's call: the 2xx goes with the dialog.
+#[test]
+fn our_200_is_sent_again_until_the_ack_after_the_call_is_parked_and_picked_up() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let ra = RtpPeer::localhost();
+    let out = a.call_sdp("70", &[], &ra.sdp_offer(OFFER)).expect("INVITE");
+    let (ok, _) = a.final_response(WAIT).expect("70 answers");
+    assert_eq!(ok.status, 200);
+    // No ACK: the call is parked all the same, and picked up from 1002.
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (_, parked) = o.server.http_get("/api/v1/parked").expect("admin API");
+        if parked.contains("\"slot\":71") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never parked: {parked}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut b = phone(&o, "1002");
+    let rb = RtpPeer::localhost();
+    let (_b_dialog, b_media) = answered(&mut b, "71", &rb.sdp_offer(OFFER));
+    // What came before the pickup is drained; the 200 must come again.
+    while a.silence(Duration::from_millis(100)).is_some() {}
+    let again = a
+        .response(Duration::from_secs(9))
+        .expect("our 200 again, after the pickup");
+    assert_eq!(again.status, 200);
+    assert_eq!(again.cseq(), ok.cseq());
+    let _a_dialog = a.ack(&out, &again).expect("ACK");
+    let a_media = office::media_of(&again.body);
+    ra.clear();
+    exchange(
+        &ra,
+        (a_media.addr, 0, 1000.0),
+        &rb,
+        (b_media.addr, 0, 2000.0),
+    );
+    assert_heard("the picker", &rb, b_media.addr, 40, 1000.0);
+    assert_heard("the parked caller", &ra, a_media.addr, 40, 2000.0);
+}

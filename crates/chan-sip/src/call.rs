@@ -42,7 +42,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use pbx::{DialDone, DialOutcome, Disposition, Leg, LegState, RingingSnapshot, RouteEvent};
 use sip_net::{Incoming, InviteEvent, InviteTx};
-use sip_proto::dialog::OkRetransmit;
 use sip_proto::{Headers, Request, Response};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -267,29 +266,7 @@ struct Inbound {
     /// The caller's INVITE, until the call is bridged.
     invite: Option<Box<Request>>,
     leg: SipLeg,
-    /// Our 2xx over UDP, sent again until the ACK (§13.3.1.4). Boxed:
-    /// gone once the ACK came, for the rest of the call.
-    unacked: Option<Box<Unacked>>,
     cancel_seen: bool,
-}
-
-/// Our 2xx to the caller's INVITE and its retransmission timer, until
-/// the ACK.
-struct Unacked {
-    ok: Response,
-    retrans: OkRetransmit,
-}
-
-/// Our 2xx to a re-INVITE, sent again until its ACK (§13.3.1.4, as for
-/// the first INVITE's 200).
-struct ReOk {
-    /// Whose re-INVITE.
-    from: Side,
-    /// Its CSeq number, which the ACK repeats.
-    seq: u32,
-    tx: InviteTx,
-    ok: Response,
-    retrans: OkRetransmit,
 }
 
 /// One outbound INVITE of a dial.
@@ -400,9 +377,9 @@ type Bridge = pbx::Bridged<SipLeg>;
 /// - `failed_transfer`: a step deferred until the current event is handled;
 /// - `parking`: a slot held while the route announces it (any live phase);
 /// - `route`: which route task drives the call, not which parties it has;
-/// - `re_ok`, `reinvite_pending`, the caller's `unacked`: in-dialog
-///   transactions (2xx until ACK, §13.3.1.4; §14 glare) that run in any
-///   answered phase;
+/// - `reinvite_pending`: a re-INVITE passed across the bridge (§14
+///   glare), in any answered phase (each leg keeps its own 2xx until
+///   ACK, §13.3.1.4: `SipLeg::keep_ok`);
 /// - `moh`, `identity`, `verstat`: the call's attributes.
 type Phase = pbx::Phase<SipLeg, Dial>;
 
@@ -427,8 +404,6 @@ struct Call {
     /// targets ring, who is bridged, whether it is over ([`Phase`]).
     phase: Phase,
     reinvite_pending: bool,
-    /// Our 2xx to the latest re-INVITE, until its ACK (UDP only).
-    re_ok: Option<Box<ReOk>>,
     /// The music-on-hold class the other side hears when one side holds
     /// (`None`: [`DEFAULT_MOH`]).
     moh: Option<Box<str>>,
@@ -475,7 +450,6 @@ impl Call {
             next_branch: 1,
             phase: Phase::Routing,
             reinvite_pending: false,
-            re_ok: None,
             moh: None,
             media,
             parking: None,
@@ -511,12 +485,13 @@ impl Call {
                 Box::pin(self.media.stop_ringback()).await;
             }
             let now = Instant::now();
-            let retrans_at = self
-                .a
-                .unacked
-                .as_ref()
-                .and_then(|u| u.retrans.poll_timeout());
-            let re_ok_at = self.re_ok.as_ref().and_then(|r| r.retrans.poll_timeout());
+            let retrans_at = [
+                self.a.leg.ok_due(),
+                self.phase.bridge().and_then(|b| b.leg.ok_due()),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let dial_deadline = self.phase.dialing().map(|d| d.deadline());
             let linger_at = self.route.linger_deadline(self.phase.is_ended(), now);
             let silence = self.media.watch();
@@ -525,7 +500,7 @@ impl Call {
                 .filter(|_| !self.phase.is_ended() && self.a.leg.state == LegState::Up);
             // One timer for the deadlines (a timer is a sizeable part of a
             // call's memory): the earliest, then see which are due.
-            let wake_at = [retrans_at, re_ok_at, dial_deadline, linger_at, silence_at]
+            let wake_at = [retrans_at, dial_deadline, linger_at, silence_at]
                 .into_iter()
                 .flatten()
                 .min();
@@ -547,10 +522,7 @@ impl Call {
                 () = &mut self.timer, if wake_at.is_some() => {
                     let now = Instant::now();
                     if retrans_at.is_some_and(|at| at <= now) {
-                        self.on_retransmit();
-                    }
-                    if re_ok_at.is_some_and(|at| at <= now) {
-                        self.on_re_ok_retransmit();
+                        self.on_retransmit(now);
                     }
                     if dial_deadline.is_some_and(|at| at <= now) {
                         Box::pin(self.on_dial_timeout()).await;

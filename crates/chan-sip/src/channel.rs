@@ -15,9 +15,8 @@ use std::time::Instant;
 use pbx::{
     BoxFuture, Channel, ChannelError, ChannelEvent, ChannelId, Hangup, LegSnapshot, LegState,
 };
-use sip_net::{Incoming, InviteTx, OkResender, Transport};
-use sip_proto::dialog::{OkRetransmit, OkTimer};
-use sip_proto::{HeaderName, Method, Request, Response};
+use sip_net::{Incoming, InviteTx};
+use sip_proto::{HeaderName, Method, Request};
 use tokio::sync::oneshot;
 
 use crate::anchor::{Failure, MediaEndpoint, Settled, Watch};
@@ -26,15 +25,6 @@ use crate::call::{glare, info_digit};
 use crate::leg::{SipLeg, offers_hold};
 use crate::relay::sleep_until;
 use crate::{Inner, Reply, Side};
-
-/// A 2xx we keep sending until its ACK.
-pub(crate) struct PendingOk {
-    pub resender: OkResender,
-    pub ok: Response,
-    pub retrans: OkRetransmit,
-    /// The CSeq number the ACK repeats.
-    pub seq: u32,
-}
 
 /// One answered SIP dialog with its media (see the module docs).
 pub(crate) struct SipChannel {
@@ -46,7 +36,6 @@ pub(crate) struct SipChannel {
     pub(crate) media: Option<Box<MediaEndpoint>>,
     inbox: crate::queue::EventRx,
     inbox_tx: crate::queue::EventTx,
-    pending: Option<Box<PendingOk>>,
     /// Handed on to another owner: its dialog is theirs now.
     moved: bool,
 }
@@ -62,12 +51,7 @@ impl std::fmt::Debug for SipChannel {
 
 impl SipChannel {
     /// Takes over an answered dialog: its requests come here from now on.
-    pub fn new(
-        inner: Arc<Inner>,
-        leg: SipLeg,
-        media: Box<MediaEndpoint>,
-        pending: Option<Box<PendingOk>>,
-    ) -> SipChannel {
+    pub fn new(inner: Arc<Inner>, leg: SipLeg, media: Box<MediaEndpoint>) -> SipChannel {
         let (inbox_tx, inbox) = crate::queue::events(16);
         inner
             .dialogs
@@ -79,7 +63,6 @@ impl SipChannel {
             media: Some(media),
             inbox,
             inbox_tx,
-            pending,
             moved: false,
         }
     }
@@ -87,12 +70,12 @@ impl SipChannel {
     /// Gives the dialog to another owner (a call taking this party in):
     /// its leg, media and any 2xx still waiting for its ACK. The caller
     /// must point the dialog at itself.
-    pub fn into_parts(mut self) -> (SipLeg, Option<Box<MediaEndpoint>>, Option<Box<PendingOk>>) {
+    pub fn into_parts(mut self) -> (SipLeg, Option<Box<MediaEndpoint>>) {
         // Handed on, not ended: nothing to hang up or forget when `self`
         // drops.
         let leg = self.leg.hand_over();
         self.moved = true;
-        (leg, self.media.take(), self.pending.take())
+        (leg, self.media.take())
     }
 
     /// Tells the party it talks to `user` now (`first`: not a retry
@@ -231,18 +214,8 @@ impl SipChannel {
             }
             Err(failure) => failure.response(&tx, &self.inner.config.domain),
         };
-        let keep = r.status == 200 && self.leg.dialog.transport == Transport::Udp;
-        let seq = r.cseq().map_or(0, |c| c.seq);
         tx.respond(r.clone());
-        if keep {
-            let config = &self.inner.config;
-            self.pending = Some(Box::new(PendingOk {
-                resender: tx.ok_resender(),
-                ok: r,
-                retrans: OkRetransmit::start(Instant::now(), config.t1, config.t2),
-                seq,
-            }));
-        }
+        self.leg.keep_ok(tx.ok_resender(), &r, false);
         event
     }
 
@@ -252,11 +225,7 @@ impl SipChannel {
         if !self.leg.dialog.matches(request) {
             return None;
         }
-        if let Some(p) = &self.pending
-            && request.cseq().is_some_and(|c| c.seq == p.seq)
-        {
-            self.pending = None;
-        }
+        self.leg.acked(request.cseq().map_or(0, |c| c.seq));
         match self.media.as_deref_mut()?.ack_answer(&request.body) {
             Ok(Settled::Done) => None,
             Ok(Settled::Restart) => Some(ChannelEvent::MediaChanged),
@@ -317,19 +286,9 @@ impl SipChannel {
 
     /// Our 2xx again, or the end of the dialog when no ACK came (§13.3.1.4).
     fn on_retransmit(&mut self) -> Option<ChannelEvent> {
-        let pending = self.pending.as_mut()?;
-        match pending.retrans.handle_timeout(Instant::now()) {
-            OkTimer::Resend => {
-                pending.resender.resend(pending.ok.clone());
-                None
-            }
-            OkTimer::GiveUp => {
-                self.pending = None;
-                self.leg.bye();
-                Some(self.ended(408, "no ACK"))
-            }
-            _ => None,
-        }
+        self.leg.retransmit_ok(Instant::now()).err()?;
+        self.leg.bye();
+        Some(self.ended(408, "no ACK"))
     }
 
     async fn next(&mut self) -> ChannelEvent {
@@ -337,7 +296,7 @@ impl SipChannel {
             if self.leg.state == LegState::Ended {
                 return std::future::pending().await;
             }
-            let retrans_at = self.pending.as_ref().and_then(|p| p.retrans.poll_timeout());
+            let retrans_at = self.leg.ok_due();
             let silence = Watch::one(self.media.as_deref());
             let watch_silence = !silence.is_empty();
             let event = tokio::select! {

@@ -1,13 +1,15 @@
 //! A SIP leg: one dialog of a call as `pbx` sees a leg (RFC 3261 §12:
-//! requests inside it, BYE to end it).
+//! requests inside it, BYE to end it), with our 2xx to the phone's latest
+//! INVITE sent again until its ACK (§13.3.1.4), whoever owns the leg.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use pbx::{Leg, LegSnapshot, LegState};
-use sip_net::Transport;
+use sip_net::{OkResender, Transport};
+use sip_proto::dialog::{OkRetransmit, OkTimer};
 use sip_proto::{HeaderName, Method, Request, Response};
 use tokio::task::JoinHandle;
 
@@ -43,6 +45,29 @@ pub(crate) struct SipLeg {
     /// by the first, cleared by the task that sends it, whoever owns the
     /// leg by then): the phone's own re-INVITE meanwhile is glare (491).
     pub inviting: Option<Arc<AtomicBool>>,
+    /// Our 2xx to the phone's latest INVITE (the first or a re-INVITE),
+    /// until its ACK; UDP only. It goes where the leg goes (a party
+    /// detached, parked, picked up), so the new owner keeps sending it.
+    ok: Option<Box<PendingOk>>,
+}
+
+/// Our 2xx to an INVITE of the phone's, sent again until its ACK.
+#[derive(Clone)]
+struct PendingOk {
+    resender: OkResender,
+    ok: Response,
+    retrans: OkRetransmit,
+    /// The CSeq number the ACK repeats.
+    seq: u32,
+    /// It answers the INVITE that made the dialog (not a re-INVITE).
+    first: bool,
+}
+
+/// No ACK came for our 2xx (§13.3.1.4): the dialog is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct NoAck {
+    /// The 2xx answered the INVITE that made the dialog.
+    pub first: bool,
 }
 
 /// Whether a message's Allow header admits `method` (RFC 3261 §20.5: no
@@ -71,6 +96,77 @@ pub(crate) fn offers_hold(body: &[u8]) -> Option<bool> {
 }
 
 impl SipLeg {
+    /// A leg for `dialog`, up or not yet (`state`), reached with
+    /// `contact`.
+    pub fn new(
+        inner: Arc<Inner>,
+        dialog: Dialog,
+        direction: &'static str,
+        state: LegState,
+        contact: String,
+        allows_update: bool,
+    ) -> SipLeg {
+        SipLeg {
+            inner,
+            dialog,
+            direction,
+            state,
+            contact,
+            held: false,
+            allows_update,
+            inviting: None,
+            ok: None,
+        }
+    }
+
+    /// Keeps `ok`, our 2xx to the phone's INVITE just sent through
+    /// `resender` (`first`: the INVITE that made the dialog), to send
+    /// again until its ACK (over UDP; a reliable transport delivers it).
+    pub fn keep_ok(&mut self, resender: OkResender, ok: &Response, first: bool) {
+        if self.dialog.transport != Transport::Udp || !(200..300).contains(&ok.status) {
+            return;
+        }
+        let config = &self.inner.config;
+        self.ok = Some(Box::new(PendingOk {
+            resender,
+            seq: ok.cseq().map_or(0, |c| c.seq),
+            ok: ok.clone(),
+            retrans: OkRetransmit::start(Instant::now(), config.t1, config.t2),
+            first,
+        }));
+    }
+
+    /// When our 2xx is next due again, while it waits for its ACK.
+    pub fn ok_due(&self) -> Option<Instant> {
+        self.ok.as_ref().and_then(|p| p.retrans.poll_timeout())
+    }
+
+    /// Sends our 2xx again if it is due; [`NoAck`] when no ACK came in
+    /// time (64×T1).
+    pub fn retransmit_ok(&mut self, now: Instant) -> Result<(), NoAck> {
+        let Some(pending) = self.ok.as_mut() else {
+            return Ok(());
+        };
+        match pending.retrans.handle_timeout(now) {
+            OkTimer::Resend => pending.resender.resend(pending.ok.clone()),
+            OkTimer::GiveUp => {
+                let first = pending.first;
+                self.ok = None;
+                return Err(NoAck { first });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// An ACK with CSeq number `seq` came: our 2xx to that INVITE is
+    /// acknowledged.
+    pub fn acked(&mut self, seq: u32) {
+        if self.ok.as_ref().is_some_and(|p| p.seq == seq) {
+            self.ok = None;
+        }
+    }
+
     /// Whether a re-INVITE of ours is in progress in the dialog: a
     /// re-INVITE from the phone meanwhile gets 491 (RFC 3261 §14.2).
     pub fn inviting(&self) -> bool {
@@ -210,6 +306,8 @@ impl SipLeg {
     pub fn hand_over(&mut self) -> SipLeg {
         let leg = self.clone();
         self.state = LegState::Ended;
+        // Its 2xx still waiting for an ACK is the new owner's to send.
+        self.ok = None;
         leg
     }
 

@@ -9,8 +9,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use pbx::{CallDetails, CallHandle, Cdr, DialStatus, Disposition, LegState, Party, RouteEnd};
-use sip_net::{Incoming, InviteTx, Transport};
-use sip_proto::dialog::{OkRetransmit, OkTimer};
+use sip_net::{Incoming, InviteTx};
 use sip_proto::{HeaderName, Request, Uri};
 
 use super::{Call, CallerTx, Inbound};
@@ -199,17 +198,14 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         cancel: tx.cancel_token(),
         tx: CallerTx::Open(Box::new(tx)),
         invite: Some(Box::new(incoming.request.clone())),
-        leg: SipLeg {
-            inner: inner.clone(),
+        leg: SipLeg::new(
+            inner.clone(),
             dialog,
-            direction: "inbound",
-            state: LegState::Calling,
-            contact: contact.clone(),
-            held: false,
-            allows_update: crate::leg::allows(&incoming.request.headers, "UPDATE"),
-            inviting: None,
-        },
-        unacked: None,
+            "inbound",
+            LegState::Calling,
+            contact.clone(),
+            crate::leg::allows(&incoming.request.headers, "UPDATE"),
+        ),
         cancel_seen: false,
     };
     let mut call = Call::new(inner.clone(), record, route, (events_tx, events), a, media);
@@ -354,27 +350,20 @@ impl Call {
     }
 
     pub(super) async fn on_ack(&mut self, side: Side, request: &Request) {
-        if let Some(re) = &self.re_ok
-            && re.from == side
-            && request.cseq().is_some_and(|c| c.seq == re.seq)
-        {
-            self.re_ok = None;
-        }
+        let seq = request.cseq().map_or(0, |c| c.seq);
         let which = match side {
             Side::Inbound if self.a.leg.dialog.matches(request) => {
-                // Nothing left to retransmit.
-                self.a.unacked = None;
+                self.a.leg.acked(seq);
                 Which::A
             }
-            Side::Outbound(id)
-                if self
-                    .phase
-                    .bridge()
-                    .is_some_and(|b| b.branch == id && b.leg.dialog.matches(request)) =>
-            {
-                Which::B
-            }
-            _ => return,
+            Side::Outbound(id) => match self.phase.bridge_mut() {
+                Some(b) if b.branch == id && b.leg.dialog.matches(request) => {
+                    b.leg.acked(seq);
+                    Which::B
+                }
+                _ => return,
+            },
+            Side::Inbound => return,
         };
         // The answer to the offer in our 2xx (late offer, offerless
         // re-INVITE).
@@ -407,26 +396,27 @@ impl Call {
         self.finish(Disposition::Cancelled, 487, "cancel");
     }
 
-    pub(super) fn on_retransmit(&mut self) {
-        let Some(unacked) = &mut self.a.unacked else {
+    /// Our 2xx to either phone's latest INVITE again, where due; a phone
+    /// that never ACKs it ends the call (§13.3.1.4).
+    pub(super) fn on_retransmit(&mut self, now: Instant) {
+        let caller = self.a.leg.retransmit_ok(now);
+        let callee = match self.phase.bridge_mut() {
+            Some(b) => b.leg.retransmit_ok(now),
+            None => Ok(()),
+        };
+        let Err(no_ack) = caller.and(callee) else {
             return;
         };
-        match unacked.retrans.handle_timeout(Instant::now()) {
-            OkTimer::Resend => {
-                let ok = unacked.ok.clone();
-                self.a.tx.respond(ok);
-            }
-            OkTimer::GiveUp => {
-                // §13.3.1.4: no ACK for the 2xx: the dialog is over.
-                tracing::info!("no ACK for our 200 OK; ending the call");
-                self.a.unacked = None;
-                self.a.leg.bye();
-                if let Some(b) = self.phase.bridge_mut() {
-                    b.leg.bye();
-                }
-                self.finish(Disposition::Failed, 408, "no ACK from caller");
-            }
-            _ => {}
+        self.a.leg.bye();
+        if let Some(b) = self.phase.bridge_mut() {
+            b.leg.bye();
+        }
+        if no_ack.first && caller.is_err() {
+            tracing::info!("no ACK for our 200 OK; ending the call");
+            self.finish(Disposition::Failed, 408, "no ACK from caller");
+        } else {
+            tracing::info!("no ACK for our 200 OK to a re-INVITE; ending the call");
+            self.finish(Disposition::Answered, 408, "no ACK for re-INVITE");
         }
     }
 
@@ -445,16 +435,9 @@ impl Call {
             ok.body = body;
         }
         self.a.leg.state = LegState::Up;
-        if self.a.leg.dialog.transport == Transport::Udp {
-            let config = &self.inner.config;
-            self.a.tx.respond(ok.clone());
-            self.a.unacked = Some(Box::new(super::Unacked {
-                ok,
-                retrans: OkRetransmit::start(Instant::now(), config.t1, config.t2),
-            }));
-        } else {
-            // A reliable transport delivers it: nothing to send again.
-            self.a.tx.respond(ok);
+        self.a.tx.respond(ok.clone());
+        if let Some(resender) = self.a.tx.ok_resender() {
+            self.a.leg.keep_ok(resender, &ok, true);
         }
         self.record.answered();
     }

@@ -574,16 +574,14 @@ impl Call {
                 .phase
                 .dialing()
                 .is_some_and(|d| d.is_target(id) && !d.is_picked());
-        let mut leg = SipLeg {
-            inner: self.inner.clone(),
+        let mut leg = SipLeg::new(
+            self.inner.clone(),
             dialog,
-            direction: "outbound",
-            state: LegState::Up,
-            contact: our_contact(&self.inner, branch.dest.transport, branch.dest.addr),
-            held: false,
-            allows_update: crate::leg::allows(&response.headers, "UPDATE"),
-            inviting: None,
-        };
+            "outbound",
+            LegState::Up,
+            our_contact(&self.inner, branch.dest.transport, branch.dest.addr),
+            crate::leg::allows(&response.headers, "UPDATE"),
+        );
         if !wins {
             // A second answer (a fork that answered too late, or after the
             // caller left): it has a dialog now, so end it with BYE.

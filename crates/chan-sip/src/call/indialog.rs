@@ -2,14 +2,11 @@
 //! INFO, and re-INVITEs (§14) with their offers re-made for the other side
 //! (RFC 3264 §8, media anchored) and glare (491).
 
-use std::time::Instant;
-
-use sip_net::{Incoming, InviteEvent, InviteTx, Transport};
-use sip_proto::dialog::{OkRetransmit, OkTimer};
+use sip_net::{Incoming, InviteEvent, InviteTx};
 use sip_proto::{HeaderName, Method, Request, Response};
 use tokio::sync::oneshot;
 
-use super::{Call, CallEvent, ReOk};
+use super::{Call, CallEvent};
 use crate::anchor::{Failure, Which};
 use crate::relay::{body_of, reply_from, set_body};
 use crate::{Reply, Side};
@@ -373,46 +370,16 @@ impl Call {
 // Our 2xx to a re-INVITE until its ACK, and the dialogs' bookkeeping
 // (which leg a request is from, its CSeq, the hold it asks for).
 impl Call {
-    /// Sends our 2xx to a re-INVITE again (T1 doubling to T2); with no
-    /// ACK within 64×T1 the call is over (§13.3.1.4).
-    pub(super) fn on_re_ok_retransmit(&mut self) {
-        let Some(re) = &mut self.re_ok else {
-            return;
-        };
-        match re.retrans.handle_timeout(Instant::now()) {
-            OkTimer::Resend => re.tx.respond(re.ok.clone()),
-            OkTimer::GiveUp => {
-                tracing::info!("no ACK for our 200 OK to a re-INVITE; ending the call");
-                self.re_ok = None;
-                self.a.leg.bye();
-                if let Some(b) = self.phase.bridge_mut() {
-                    b.leg.bye();
-                }
-                self.finish(Disposition::Answered, 408, "no ACK for re-INVITE");
-            }
-            _ => {}
-        }
-    }
-
     /// Answers a re-INVITE from `from`; a 2xx over UDP is kept and sent
     /// again until its ACK.
     fn respond_reinvite(&mut self, from: Side, mut tx: InviteTx, r: Response) {
-        let transport = match from {
-            Side::Inbound => Some(self.a.leg.dialog.transport),
-            Side::Outbound(_) => self.phase.bridge().map(|b| b.leg.dialog.transport),
-        };
-        let keep = (200..300).contains(&r.status) && transport == Some(Transport::Udp);
-        let seq = r.cseq().map(|c| c.seq);
         tx.respond(r.clone());
-        if let (true, Some(seq)) = (keep, seq) {
-            let config = &self.inner.config;
-            self.re_ok = Some(Box::new(ReOk {
-                from,
-                seq,
-                tx,
-                ok: r,
-                retrans: OkRetransmit::start(Instant::now(), config.t1, config.t2),
-            }));
+        let leg = match from {
+            Side::Inbound => Some(&mut self.a.leg),
+            Side::Outbound(_) => self.phase.bridge_mut().map(|b| &mut b.leg),
+        };
+        if let Some(leg) = leg {
+            leg.keep_ok(tx.ok_resender(), &r, false);
         }
     }
 

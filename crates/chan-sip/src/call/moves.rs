@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Bridge, Call, CallEvent, Phase};
 use crate::anchor::{CallMedia, Which};
-use crate::channel::{PendingOk, SipChannel};
+use crate::channel::SipChannel;
 use crate::{Inner, Side};
 
 impl Call {
@@ -29,22 +29,11 @@ impl Call {
             return None;
         }
         let media = self.media.detach(Which::A).await?;
-        // Our 200 may still wait for its ACK: the channel keeps sending it.
-        let pending = match (self.a.unacked.take(), self.a.tx.ok_resender()) {
-            (Some(unacked), Some(resender)) => {
-                let super::Unacked { ok, retrans } = *unacked;
-                Some(Box::new(PendingOk {
-                    resender,
-                    seq: ok.cseq().map_or(0, |c| c.seq),
-                    ok,
-                    retrans,
-                }))
-            }
-            _ => None,
-        };
+        // Our 200 may still wait for its ACK: the leg takes it along, and
+        // the channel keeps sending it.
         // Moved, not ended: no BYE from this call.
         let leg = self.a.leg.hand_over();
-        Some(SipChannel::new(self.inner.clone(), leg, media, pending))
+        Some(SipChannel::new(self.inner.clone(), leg, media))
     }
 
     /// Takes `channel` in as the party the caller is bridged to (answering
@@ -56,7 +45,7 @@ impl Call {
         label: String,
         done: oneshot::Sender<Result<DialOutcome, ActionError>>,
     ) {
-        let (leg, media, _pending) = channel.into_parts();
+        let (leg, media) = channel.into_parts();
         let Some(media) = media else {
             // Ended on its way here: nothing to take in.
             let _ = done.send(Err(ActionError::Ended));
@@ -438,7 +427,7 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         return;
     }
     tracing::info!(slot, %parker, "parked call timed out; ringing back the parker");
-    let (leg, media, _pending) = channel.into_parts();
+    let (leg, media) = channel.into_parts();
     let id = leg.dialog.call_id.clone();
     let (events_tx, events) = crate::queue::events(64);
     inner.dialogs.repoint(&id, events_tx.clone(), Side::Inbound);
@@ -485,7 +474,6 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         cancel: CancellationToken::new(),
         invite: None,
         leg,
-        unacked: None,
         cancel_seen: true,
     };
     let media = match media {

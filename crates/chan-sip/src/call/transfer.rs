@@ -309,7 +309,6 @@ impl Call {
         std::mem::swap(&mut self.a.leg, &mut bridge.leg);
         // The INVITE that made the call was the leaving party's.
         self.a.tx = super::CallerTx::Done;
-        self.a.unacked = None;
         self.a.invite = None;
         self.a.cancel_seen = true;
         self.media.swap_sides().await;
@@ -611,7 +610,7 @@ impl Call {
         // Now the transferor is the caller, the party is the callee.
         let bridge = self.take_bridge()?;
         let media = self.media.detach(Which::B).await?;
-        let channel = SipChannel::new(self.inner.clone(), bridge.leg, media, None);
+        let channel = SipChannel::new(self.inner.clone(), bridge.leg, media);
         self.note(|| format!("attended transfer: {label} joins another call"));
         self.a.leg.bye();
         self.finish(pbx::Disposition::Answered, 200, "attended transfer");
