@@ -102,19 +102,6 @@ impl SipChannel {
         ChannelEvent::HungUp(Hangup { code, cause })
     }
 
-    /// Whether `request` belongs to this dialog and is in order (§12.2.2);
-    /// the refusal status otherwise.
-    fn admit(&mut self, request: &Request) -> Result<(), u16> {
-        if !self.leg.dialog.matches(request) {
-            return Err(481);
-        }
-        let seq = request.cseq().map_or(0, |c| c.seq);
-        if !self.leg.dialog.accept_remote_cseq(seq) {
-            return Err(500);
-        }
-        Ok(())
-    }
-
     /// A new offer (re-INVITE, UPDATE) answered here; what it changed.
     async fn answer_offer(
         &mut self,
@@ -153,7 +140,7 @@ impl SipChannel {
         request: Request,
         reply: oneshot::Sender<Reply>,
     ) -> Option<ChannelEvent> {
-        if let Err(status) = self.admit(&request) {
+        if let Err(status) = self.leg.admit(&request) {
             let _ = reply.send(Reply::status(status));
             return None;
         }
@@ -192,7 +179,7 @@ impl SipChannel {
     }
 
     async fn on_reinvite(&mut self, incoming: Incoming, mut tx: InviteTx) -> Option<ChannelEvent> {
-        if let Err(status) = self.admit(&incoming.request) {
+        if let Err(status) = self.leg.admit(&incoming.request) {
             let r = tx.response(status);
             tx.respond(r);
             return None;

@@ -119,6 +119,20 @@ impl SipLeg {
         }
     }
 
+    /// Whether the phone's `request` belongs to this dialog and is in
+    /// order (RFC 3261 §12.2.2), recording its CSeq; the refusal status
+    /// otherwise (481 not this dialog, 500 out of order).
+    pub fn admit(&mut self, request: &Request) -> Result<(), u16> {
+        if !self.dialog.matches(request) {
+            return Err(481);
+        }
+        let seq = request.cseq().map_or(0, |c| c.seq);
+        if !self.dialog.accept_remote_cseq(seq) {
+            return Err(500);
+        }
+        Ok(())
+    }
+
     /// Keeps `ok`, our 2xx to the phone's INVITE just sent through
     /// `resender` (`first`: the INVITE that made the dialog), to send
     /// again until its ACK (over UDP; a reliable transport delivers it).

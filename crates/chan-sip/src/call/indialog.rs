@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use super::{Call, CallEvent};
 use crate::anchor::{Failure, Which};
+use crate::leg::SipLeg;
 use crate::relay::{body_of, reply_from, set_body};
 use crate::{Reply, Side};
 use pbx::{Disposition, LegState};
@@ -19,10 +20,10 @@ impl Call {
         request: Request,
         reply: oneshot::Sender<Reply>,
     ) {
-        let Some(seq) = request.cseq().map(|c| c.seq) else {
+        if request.cseq().is_none() {
             let _ = reply.send(Reply::status(400));
             return;
-        };
+        }
         // Which leg it came from, and the other one.
         let from_bridge =
             matches!((side, self.phase.bridge()), (Side::Outbound(id), Some(b)) if b.branch == id);
@@ -40,14 +41,8 @@ impl Call {
             let _ = reply.send(Reply::status(status));
             return;
         }
-        if !self.in_dialog(from_bridge, &request) {
-            let _ = reply.send(Reply::status(481));
-            return;
-        }
-        let fresh = self.accept_cseq(from_bridge, seq);
-        if !fresh {
-            // §12.2.2: a CSeq lower than the last one is out of order.
-            let _ = reply.send(Reply::status(500));
+        if let Err(status) = self.admit(from_bridge, &request) {
+            let _ = reply.send(Reply::status(status));
             return;
         }
         match request.method {
@@ -142,35 +137,21 @@ impl Call {
             tx.respond(r);
             return;
         }
-        if !self.in_dialog(from_bridge, &incoming.request) {
-            let r = tx.response(481);
+        if let Err(status) = self.admit(from_bridge, &incoming.request) {
+            let r = tx.response(status);
             tx.respond(r);
             return;
         }
-        let seq = incoming.request.cseq().map_or(0, |c| c.seq);
-        let fresh = self.accept_cseq(from_bridge, seq);
-        if !fresh {
-            let r = tx.response(500);
-            tx.respond(r);
-            return;
-        }
-        let ours_pending = if from_bridge {
-            self.phase.bridge().is_some_and(|b| b.leg.inviting())
-        } else {
-            self.a.leg.inviting()
-        };
-        if ours_pending {
+        if self.leg_mut(from_bridge).is_some_and(|leg| leg.inviting()) {
             // §14.2: a re-INVITE of ours (the new identity) is in progress.
             tx.respond(glare(&tx));
             return;
         }
         let which = if from_bridge { Which::B } else { Which::A };
-        let own_contact = if from_bridge {
-            self.phase.bridge().map(|b| b.leg.contact.clone())
-        } else {
-            Some(self.a.leg.contact.clone())
-        }
-        .unwrap_or_default();
+        let own_contact = self
+            .leg_mut(from_bridge)
+            .map(|leg| leg.contact.clone())
+            .unwrap_or_default();
         let body = incoming.request.body.clone();
         self.note_hold(from_bridge, &body);
         let other_up = if from_bridge {
@@ -383,28 +364,21 @@ impl Call {
         }
     }
 
-    /// Whether `request` carries the tags of the dialog of the leg it came
-    /// from (the bridged callee's, or else the caller's).
-    fn in_dialog(&self, from_bridge: bool, request: &Request) -> bool {
+    /// The leg a request came from: the bridged party's, or else the
+    /// caller's.
+    fn leg_mut(&mut self, from_bridge: bool) -> Option<&mut SipLeg> {
         if from_bridge {
-            self.phase
-                .bridge()
-                .is_some_and(|b| b.leg.dialog.matches(request))
+            self.phase.bridge_mut().map(|b| &mut b.leg)
         } else {
-            self.a.leg.dialog.matches(request)
+            Some(&mut self.a.leg)
         }
     }
 
-    /// §12.2.2: records a request's CSeq in its leg's dialog; `false` if it
-    /// is not newer than the last one (out of order: 500).
-    fn accept_cseq(&mut self, from_bridge: bool, seq: u32) -> bool {
-        if from_bridge {
-            self.phase
-                .bridge_mut()
-                .is_some_and(|b| b.leg.dialog.accept_remote_cseq(seq))
-        } else {
-            self.a.leg.dialog.accept_remote_cseq(seq)
-        }
+    /// §12.2.2: whether a request from that leg belongs to its dialog and
+    /// is in order (recording its CSeq); the refusal status otherwise.
+    fn admit(&mut self, from_bridge: bool, request: &Request) -> Result<(), u16> {
+        self.leg_mut(from_bridge)
+            .map_or(Err(481), |leg| leg.admit(request))
     }
 
     /// A new offer from one side (re-INVITE, UPDATE): notes whether it
@@ -413,12 +387,7 @@ impl Call {
         let Some(held) = crate::leg::offers_hold(offer) else {
             return;
         };
-        let leg = if from_bridge {
-            self.phase.bridge_mut().map(|b| &mut b.leg)
-        } else {
-            Some(&mut self.a.leg)
-        };
-        if let Some(leg) = leg
+        if let Some(leg) = self.leg_mut(from_bridge)
             && leg.held != held
         {
             leg.held = held;
