@@ -755,3 +755,38 @@ fn two_parties_answering_a_follow_me_are_both_asked_and_the_first_to_press_1_win
         Some((&mut b, &b_in)),
     );
 }
+
+/// As [`FOLLOW`], with a confirmation that waits 30 s for the key.
+const FOLLOW_PATIENT: &str = r#"local followme = require("followme")
+followme.define("1001", { numbers = { "1002" }, ring = 10, confirm = "all", confirm_timeout = 30 })
+function route(call)
+  local r = followme.dial(call, call.request_uri.user)
+  if r.status ~= "answered" and r.status ~= "cancelled" and call.state ~= "ended" then
+    call:reject(480)
+  end
+end
+"#;
+
+#[test]
+fn a_party_being_asked_to_confirm_serves_its_own_dialog() {
+    let o = office::office_with(Some(FOLLOW_PATIENT), EXT_1003);
+    let (mut c, _rc, _out, mut b, b_in, rb, _b_media) = follow_me_answered(&o);
+    let mut b_dialog = b.dialog_of(&b_in);
+    // A re-INVITE while it hears the prompt (a carrier's session refresh,
+    // a codec change) is answered by its own media, not refused.
+    let ok = b
+        .request_in(&mut b_dialog, "INVITE", Some(&rb.sdp_offer(OFFER)))
+        .expect("re-INVITE answered");
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert!(!ok.body.is_empty(), "an SDP answer");
+    b.ack_in(&b_dialog).unwrap();
+    // It hangs up instead of pressing 1: the question ends at once (not
+    // after the prompt and 30 s), and the caller, nobody else to ring,
+    // gets 480.
+    let bye = b
+        .request_in(&mut b_dialog, "BYE", None)
+        .expect("BYE answered");
+    assert_eq!(bye.status, 200);
+    let (r, _) = c.final_response(WAIT).expect("the caller's answer");
+    assert_eq!(r.status, 480, "{r:?}");
+}

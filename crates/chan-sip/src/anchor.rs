@@ -818,13 +818,6 @@ impl CallMedia {
         previous
     }
 
-    /// Gives the one party of a media made [`alone`](Self::alone) back,
-    /// its leg parked in it.
-    pub async fn into_party(mut self) -> Option<Box<MediaEndpoint>> {
-        self.take_legs().await;
-        self.a.take()
-    }
-
     /// The caller's and the callee's sides change places (the caller
     /// transferred the call: the callee is now the party the call keeps).
     pub async fn swap_sides(&mut self) {

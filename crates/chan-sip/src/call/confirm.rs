@@ -1,40 +1,45 @@
 //! A dial's confirmation (`DialRequest::confirm`, follow-me's "press 1 to
-//! accept"): the party that answers is not put through at once. On its
-//! own media (each target of a dial has its own ports) it hears the prompt
-//! and its keys are read, on a task of its own so the call keeps handling
-//! its events (the caller hears ringback, or its phone's own, meanwhile,
-//! and the other targets ring on: each that answers is asked too). The
-//! task reports back with [`CallEvent::Confirmed`]: the first key pressed
-//! puts the caller through and the others asked get BYE; anything else
-//! hangs up on that party, which counts as not answering (408).
+//! accept"): the party that answers is not put through at once. It
+//! becomes a [`SipChannel`] of its own, on its own media (each target of a
+//! dial has its own ports), served by a task of its own: it hears the
+//! prompt and its keys are read, while its dialog is its own (a BYE ends
+//! the question at once, a re-INVITE or UPDATE is answered by its own
+//! media) and the call keeps handling its events (the caller hears
+//! ringback, or its phone's own, meanwhile, and the other targets ring on:
+//! each that answers is asked too). The task reports back with
+//! [`CallEvent::Confirmed`]: the first key pressed puts the caller
+//! through, the channel handed back to the call, and the others asked get
+//! BYE; anything else hangs up on that party, which counts as not
+//! answering (408).
 
 use std::time::Duration;
 
-use pbx::DialConfirm;
-use tokio::sync::oneshot;
+use media::Player;
+use pbx::{Channel, ChannelEvent, DialConfirm};
 use tokio::task::JoinHandle;
 
 use super::{Call, CallEvent};
-use crate::anchor::{CallMedia, MediaEndpoint};
+use crate::Side;
+use crate::channel::SipChannel;
 use crate::leg::SipLeg;
 
 /// How much longer than the prompt and the wait a confirmation may take
 /// before the dial gives up on it.
 const MARGIN: Duration = Duration::from_secs(5);
 
-/// The answered party being asked to confirm. Dropped without being put
-/// through (the dial timed out, the caller left), it gets BYE.
+/// The answered party being asked to confirm, served by its task.
+/// Dropped without being put through (the dial timed out, the caller
+/// left), the task stops and the channel it holds hangs up (BYE).
 pub(crate) struct Confirming {
     id: u32,
-    leg: Option<SipLeg>,
     label: String,
     answered_at: String,
     task: JoinHandle<()>,
 }
 
-/// A confirming party's media on its way back to the call (opaque in the
-/// event's `Debug`).
-pub(crate) struct ConfirmMedia(pub(crate) Option<Box<MediaEndpoint>>);
+/// A confirming party on its way back to the call (opaque in the event's
+/// `Debug`): `None` when it hung up.
+pub(crate) struct ConfirmMedia(pub(crate) Option<SipChannel>);
 
 impl std::fmt::Debug for ConfirmMedia {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -45,9 +50,6 @@ impl std::fmt::Debug for ConfirmMedia {
 impl Drop for Confirming {
     fn drop(&mut self) {
         self.task.abort();
-        if let Some(leg) = &mut self.leg {
-            leg.bye();
-        }
     }
 }
 
@@ -97,8 +99,9 @@ impl Call {
                 confirm.key
             )
         });
-        let media = CallMedia::alone(self.inner.media.clone(), party);
-        let task = tokio::spawn(ask(id, media, confirm.clone(), self.events_tx.clone()));
+        // Its dialog is the channel's from now on (BYE, re-INVITE, INFO).
+        let channel = SipChannel::new(self.inner.clone(), leg, party);
+        let task = tokio::spawn(ask(id, channel, confirm.clone(), self.events_tx.clone()));
         if let Some(dialing) = self.phase.dialing_mut() {
             // The confirmation gets its own time, whatever was left to ring.
             let until =
@@ -106,7 +109,6 @@ impl Call {
             dialing.set_deadline(dialing.deadline().max(until));
             dialing.driver.confirming.push(Confirming {
                 id,
-                leg: Some(leg),
                 label,
                 answered_at,
                 task,
@@ -121,7 +123,7 @@ impl Call {
         &mut self,
         id: u32,
         accepted: bool,
-        party: Option<Box<MediaEndpoint>>,
+        channel: Option<SipChannel>,
     ) {
         let Some(mut confirming) = self.phase.dialing_mut().and_then(|d| {
             let i = d.driver.confirming.iter().position(|c| c.id == id)?;
@@ -129,18 +131,19 @@ impl Call {
         }) else {
             return; // the dial is over: the party had its BYE
         };
-        if !accepted {
+        let channel = channel.filter(|_| accepted);
+        let Some((leg, Some(party))) = channel.map(SipChannel::into_parts) else {
             self.note(|| format!("{} did not confirm: hung up", confirming.label));
-            drop(confirming); // BYE
-            drop(party); // its ports
+            drop(confirming);
             self.branch_failed(id, 408);
             return;
-        }
-        let (Some(leg), Some(party)) = (confirming.leg.take(), party) else {
-            drop(confirming);
-            self.branch_failed(id, 500);
-            return;
         };
+        // Its dialog is the call's again.
+        self.inner.dialogs.repoint(
+            &leg.dialog.call_id,
+            self.events_tx.clone(),
+            Side::Outbound(id),
+        );
         let label = std::mem::take(&mut confirming.label);
         let answered_at = std::mem::take(&mut confirming.answered_at);
         drop(confirming);
@@ -157,19 +160,33 @@ impl Call {
     }
 }
 
-/// Plays the prompt to the answered party (its media's caller side) and
-/// waits for the key: during the prompt, or `timeout` after it. Reports
-/// the result with the media back to the call.
-async fn ask(id: u32, mut media: CallMedia, confirm: DialConfirm, events: crate::queue::EventTx) {
-    let mut digits = media.caller_digits();
-    let (done, mut played) = oneshot::channel();
-    media.play(confirm.prompt.clone(), done).await;
+/// Plays the prompt to the answered party and waits for the key: during
+/// the prompt, or `timeout` after it; serves the party's dialog
+/// meanwhile. Reports the result to the call, with the channel when the
+/// key was pressed (dropped otherwise: BYE).
+async fn ask(
+    id: u32,
+    mut channel: SipChannel,
+    confirm: DialConfirm,
+    events: crate::queue::EventTx,
+) {
     let cap = confirm.prompt.duration() + confirm.timeout + MARGIN;
     let mut deadline = tokio::time::Instant::now() + cap;
+    let mut player = None;
+    let mut digits = None;
     let mut prompt_over = false;
+    if let Some(leg) = channel.take_media() {
+        digits = Some(leg.handle().digits());
+        player = Some(Player::start(leg, confirm.prompt.clone()));
+    }
     let accepted = loop {
         tokio::select! {
-            _ = &mut played, if !prompt_over => {
+            () = async {
+                match player.as_mut() {
+                    Some(p) => p.finished().await,
+                    None => std::future::pending().await,
+                }
+            }, if !prompt_over => {
                 prompt_over = true;
                 deadline = deadline.min(tokio::time::Instant::now() + confirm.timeout);
             }
@@ -183,15 +200,35 @@ async fn ask(id: u32, mut media: CallMedia, confirm: DialConfirm, events: crate:
                 Some(_) => {}
                 None => break false, // its leg is gone
             },
+            event = channel.next_event() => match event {
+                ChannelEvent::HungUp(_) => break false,
+                ChannelEvent::MediaChanged => {
+                    // A new codec: the prompt goes on in it.
+                    if let Some(p) = player.take()
+                        && let Ok(leg) = p.stop().await
+                    {
+                        channel.give_media(leg);
+                    }
+                    if let Some(leg) = channel.take_media() {
+                        player = Some(Player::start(leg, confirm.prompt.clone()));
+                    }
+                }
+                _ => {}
+            },
             () = tokio::time::sleep_until(deadline) => break false,
         }
     };
-    media.stop_playing().await;
+    if let Some(p) = player
+        && let Ok(leg) = p.stop().await
+    {
+        channel.give_media(leg);
+    }
+    let channel = accepted.then_some(channel);
     let _ = events
         .send(CallEvent::Confirmed {
             id,
             accepted,
-            media: Box::new(ConfirmMedia(media.into_party().await)),
+            media: Box::new(ConfirmMedia(channel)),
         })
         .await;
 }
