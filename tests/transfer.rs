@@ -670,3 +670,41 @@ fn a_re_invite_crossing_our_identity_re_invite_gets_491_and_ours_goes_again() {
         (0, 0),
     );
 }
+
+#[test]
+fn the_transferor_is_served_while_the_target_rings() {
+    let o = office_with(None, THIRD);
+    let mut c = call_1002(&o);
+    let mut t = phone(&o, "1003");
+    assert_eq!(refer(&mut c, "1003"), 202);
+    let tag = c.b_in.tag.clone();
+    let (frag, _) = next_notify(&mut c.b, &tag);
+    assert_eq!(frag, "SIP/2.0 100 Trying");
+    let t_in = t.incoming(WAIT).expect("the target rings");
+    // While 1003 rings, 1002 re-INVITEs (a resume, a session refresh): its
+    // dialog is still served, by its own media (was 481, which ends a
+    // dialog for many phones).
+    let ok =
+        c.b.request_in(&mut c.b_dialog, "INVITE", Some(&c.rb.sdp_offer(OFFER)))
+            .expect("re-INVITE answered");
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert!(!ok.body.is_empty(), "an SDP answer");
+    c.b.ack_in(&c.b_dialog).unwrap();
+    // 1003 answers: 1002 hears 200 in its NOTIFY and is released.
+    let t_media = media_of(&t_in.invite.body);
+    let rt = RtpPeer::localhost();
+    t.reply_sdp(&t_in.invite, &t_in.tag, 200, &rt.sdp_answer(&["PCMU"]))
+        .unwrap();
+    t.request("ACK", WAIT).expect("the PBX ACKs 1003");
+    let (frag, _) = next_notify(&mut c.b, &tag);
+    assert_eq!(frag, "SIP/2.0 200 OK");
+    let bye =
+        c.b.request("BYE", WAIT)
+            .expect("the transferor is released");
+    c.b.reply(&bye, &tag, 200).unwrap();
+    talk_then_hang_up(
+        (&mut c.a, &mut c.a_dialog, &c.ra, &c.a_media),
+        (&mut t, &t_in, &rt, &t_media),
+        (0, 0),
+    );
+}

@@ -517,6 +517,9 @@ impl Call {
                     RouteEvent::Ended(end) => self.on_route_end(end),
                 },
                 Some(event) = self.events.recv() => Box::pin(self.on_event(event)).await,
+                event = transfer::transferor_event(&mut self.transfer), if self.transfer.is_some() => {
+                    self.on_transferor_event(event);
+                }
                 () = cancel.cancelled(), if watch_cancel => self.on_caller_cancel(),
                 () = stop.cancelled(), if !self.phase.is_ended() => self.on_shutdown(),
                 () = &mut self.timer, if wake_at.is_some() => {

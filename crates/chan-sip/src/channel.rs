@@ -51,7 +51,7 @@ impl std::fmt::Debug for SipChannel {
 
 impl SipChannel {
     /// Takes over an answered dialog: its requests come here from now on.
-    pub fn new(inner: Arc<Inner>, leg: SipLeg, media: Box<MediaEndpoint>) -> SipChannel {
+    pub fn new(inner: Arc<Inner>, leg: SipLeg, media: Option<Box<MediaEndpoint>>) -> SipChannel {
         let (inbox_tx, inbox) = crate::queue::events(16);
         inner
             .dialogs
@@ -60,7 +60,7 @@ impl SipChannel {
             id: ChannelId::next(),
             inner,
             leg,
-            media: Some(media),
+            media,
             inbox,
             inbox_tx,
             moved: false,

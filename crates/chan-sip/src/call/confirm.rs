@@ -100,7 +100,7 @@ impl Call {
             )
         });
         // Its dialog is the channel's from now on (BYE, re-INVITE, INFO).
-        let channel = SipChannel::new(self.inner.clone(), leg, party);
+        let channel = SipChannel::new(self.inner.clone(), leg, Some(party));
         let task = tokio::spawn(ask(id, channel, confirm.clone(), self.events_tx.clone()));
         if let Some(dialing) = self.phase.dialing_mut() {
             // The confirmation gets its own time, whatever was left to ring.

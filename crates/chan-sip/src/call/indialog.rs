@@ -30,10 +30,9 @@ impl Call {
         if let Side::Outbound(_) = side
             && !from_bridge
         {
-            // A fork that is not (or no longer) bridged, or a transferor
-            // saying goodbye.
+            // A fork that is not (or no longer) bridged saying goodbye
+            // (200), or asking something (481).
             let status = if request.method == Method::Bye {
-                self.transferor_left(side);
                 200
             } else {
                 481

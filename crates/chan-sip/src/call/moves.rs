@@ -33,7 +33,7 @@ impl Call {
         // the channel keeps sending it.
         // Moved, not ended: no BYE from this call.
         let leg = self.a.leg.hand_over();
-        Some(SipChannel::new(self.inner.clone(), leg, media))
+        Some(SipChannel::new(self.inner.clone(), leg, Some(media)))
     }
 
     /// Takes `channel` in as the party the caller is bridged to (answering

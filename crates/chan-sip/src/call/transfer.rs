@@ -13,13 +13,16 @@
 //! table only delivers requests from that peer's address (or its
 //! re-authenticated extension).
 
-use pbx::{CallDetails, CallHandle, DialOutcome, DialStatus, LegState, Party};
+use media::Player;
+use pbx::{
+    CallDetails, CallHandle, Channel, ChannelEvent, DialOutcome, DialStatus, LegState, Party,
+};
 use sip_proto::header::Replaces;
 use sip_proto::{HeaderName, Method, Request, Uri};
 use tokio::sync::oneshot;
 
 use super::{Bridge, Call, CallEvent};
-use crate::anchor::{CallMedia, MediaEndpoint, Which};
+use crate::anchor::Which;
 use crate::channel::SipChannel;
 use crate::leg::SipLeg;
 use crate::{Reply, Side};
@@ -27,12 +30,12 @@ use crate::{Reply, Side};
 /// A transfer in progress: who asked, and what is kept to give the
 /// transferee back to it if the target fails.
 pub(super) struct Transferring {
-    /// The transferor's dialog (NOTIFYs and the final BYE go there).
-    leg: SipLeg,
-    /// Which of the call's dialogs it is (its BYE arrives as this side).
+    /// The transferor, a channel serving its own dialog while the target
+    /// rings (a re-INVITE or UPDATE answered by its own media, a BYE
+    /// noted); NOTIFYs go in its dialog, and dropping it releases it.
+    channel: SipChannel,
+    /// Which of the call's dialogs it was (and is again if it comes back).
     side: Side,
-    /// Its media, kept to reconnect it.
-    media: Option<Box<MediaEndpoint>>,
     /// Its extension (the context the target is routed in).
     by: String,
     /// Where to.
@@ -47,13 +50,14 @@ impl Transferring {
     /// A NOTIFY of the implicit subscription carrying `status` as a
     /// `message/sipfrag` (RFC 3515 §2.4.5); `done` ends the subscription.
     fn notify(&mut self, status: u16, reason: &str, done: bool) {
-        if !self.subscribed || self.leg.state != LegState::Up {
+        let leg = &mut self.channel.leg;
+        if !self.subscribed || leg.state != LegState::Up {
             return;
         }
-        let mut notify = self.leg.dialog.request(Method::Notify, None, None);
+        let mut notify = leg.dialog.request(Method::Notify, None, None);
         notify
             .headers
-            .push(HeaderName::Contact, self.leg.contact.as_str());
+            .push(HeaderName::Contact, leg.contact.as_str());
         notify
             .headers
             .push(HeaderName::parse("Event"), format!("refer;id={}", self.id));
@@ -69,7 +73,16 @@ impl Transferring {
             .headers
             .push(HeaderName::ContentType, "message/sipfrag;version=2.0");
         notify.body = format!("SIP/2.0 {status} {reason}\r\n").into();
-        drop(self.leg.send(notify));
+        drop(leg.send(notify));
+    }
+}
+
+/// The next event of the transferor of the transfer in progress (pending
+/// while there is none), for the call's loop.
+pub(super) async fn transferor_event(transfer: &mut Option<Box<Transferring>>) -> ChannelEvent {
+    match transfer {
+        Some(t) => t.channel.next_event().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -227,9 +240,8 @@ impl Call {
         // transferee waits (ringback comes with the dial).
         let media = self.media.detach(Which::B).await;
         let mut transfer = Box::new(Transferring {
-            leg: bridge.leg,
+            channel: SipChannel::new(self.inner.clone(), bridge.leg, media),
             side: Side::Outbound(bridge.branch),
-            media,
             by: by.clone(),
             target: target.clone(),
             subscribed,
@@ -333,8 +345,7 @@ impl Call {
             self.note(|| format!("transfer to {} connected; {} released", t.target, t.by));
             self.record
                 .transferred(format!("transferred by {} to {}", t.by, t.target));
-            t.leg.bye();
-            self.inner.dialogs.remove(&t.leg.dialog.call_id);
+            drop(t); // BYE
         }
     }
 
@@ -352,21 +363,33 @@ impl Call {
         };
         self.record
             .transferred(format!("transferred by {} to park slot {slot}", t.by));
-        self.inner.dialogs.remove(&t.leg.dialog.call_id);
         let announcement = self.inner.media.park_announcements.get(&slot).cloned();
-        let config = self.inner.media.clone();
         tokio::spawn(async move {
-            if let (Some(prompt), Some(party)) = (announcement, t.media.take())
-                && t.leg.state == LegState::Up
+            // The announcement on its leg, its dialog served meanwhile; a
+            // BYE cuts it short.
+            if let Some(prompt) = announcement
+                && let Some(leg) = t.channel.take_media()
             {
-                let mut media = CallMedia::alone(config, party);
-                let (done, played) = oneshot::channel();
-                media.play(prompt, done).await;
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(10), played).await;
-                media.release();
+                let mut player = Player::start(leg, prompt);
+                let cap = tokio::time::sleep(std::time::Duration::from_secs(10));
+                tokio::pin!(cap);
+                loop {
+                    tokio::select! {
+                        () = player.finished() => break,
+                        () = &mut cap => break,
+                        event = t.channel.next_event() => {
+                            if matches!(event, ChannelEvent::HungUp(_)) {
+                                break;
+                            }
+                        }
+                    }
+                }
+                if let Ok(leg) = player.stop().await {
+                    t.channel.give_media(leg);
+                }
             }
             t.notify(200, "OK", true);
-            t.leg.bye();
+            drop(t); // BYE
         });
     }
 
@@ -383,7 +406,7 @@ impl Call {
         let Some(t) = &mut self.transfer else {
             return TargetFailed::Route;
         };
-        if t.leg.state == LegState::Up && t.media.is_some() {
+        if t.channel.leg.state == LegState::Up && t.channel.media.is_some() {
             return TargetFailed::Return;
         }
         t.notify(outcome.code.max(300), failure_reason(outcome.status), true);
@@ -409,28 +432,33 @@ impl Call {
         };
         t.notify(outcome.code.max(300), failure_reason(outcome.status), true);
         self.note(|| format!("transfer to {} failed; back to {}", t.target, t.by));
-        let (Some(media), Side::Outbound(branch)) = (t.media.take(), t.side) else {
+        let Side::Outbound(branch) = t.side else {
             return;
         };
+        let (leg, media) = t.channel.into_parts();
+        let Some(media) = media else {
+            return;
+        };
+        // Its dialog is the call's again.
+        self.inner
+            .dialogs
+            .repoint(&leg.dialog.call_id, self.events_tx.clone(), t.side);
         self.media.attach_callee(media).await;
         self.bridge_with(Bridge {
             branch,
-            leg: t.leg,
+            leg,
             done: None,
             answered_by: None,
         });
         self.media.bridge().await;
     }
 
-    /// A BYE from the transferor while its transfer runs.
-    pub(super) fn transferor_left(&mut self, side: Side) -> bool {
-        match &mut self.transfer {
-            Some(t) if t.side == side => {
-                t.leg.state = LegState::Ended;
-                t.media = None;
-                true
-            }
-            _ => false,
+    /// Something of the transferor's while its transfer runs: its
+    /// channel answered it (a re-INVITE, an UPDATE) or it hung up (its
+    /// channel has ended: a failed target then goes to the context).
+    pub(super) fn on_transferor_event(&mut self, event: ChannelEvent) {
+        if let (ChannelEvent::HungUp(_), Some(t)) = (event, &self.transfer) {
+            self.note(|| format!("{}, transferring the call, hung up", t.by));
         }
     }
 
@@ -439,7 +467,7 @@ impl Call {
     pub(super) fn transfer_abandoned(&mut self) {
         if let Some(mut t) = self.transfer.take() {
             t.notify(487, "Request Terminated", true);
-            t.leg.bye();
+            drop(t); // BYE
         }
     }
 }
@@ -506,9 +534,8 @@ impl Call {
             return;
         };
         let mut transferor = Transferring {
-            leg: bridge.leg,
+            channel: SipChannel::new(self.inner.clone(), bridge.leg, None),
             side: Side::Outbound(bridge.branch),
-            media: None,
             by,
             target: label.clone(),
             subscribed,
@@ -527,8 +554,7 @@ impl Call {
         self.record
             .transferred(format!("attended transfer by {} to {label}", transferor.by));
         transferor.notify(200, "OK", true);
-        transferor.leg.bye();
-        self.inner.dialogs.remove(&transferor.leg.dialog.call_id);
+        drop(transferor); // BYE
         // Each phone is told who it talks to now.
         self.tell_identities(&label, &kept);
     }
@@ -610,7 +636,7 @@ impl Call {
         // Now the transferor is the caller, the party is the callee.
         let bridge = self.take_bridge()?;
         let media = self.media.detach(Which::B).await?;
-        let channel = SipChannel::new(self.inner.clone(), bridge.leg, media);
+        let channel = SipChannel::new(self.inner.clone(), bridge.leg, Some(media));
         self.note(|| format!("attended transfer: {label} joins another call"));
         self.a.leg.bye();
         self.finish(pbx::Disposition::Answered, 200, "attended transfer");
