@@ -570,15 +570,23 @@ fn a_bad_office_hours_table_is_an_error_with_the_dialplans_line() {
 /// Follow-me from 1001 (not registered: its desk phone is passed at once)
 /// to 1002, which must press 1 (`confirm = "all"`: an extension stands in
 /// for an outside number here).
-const FOLLOW: &str = r#"local followme = require("followme")
-followme.define("1001", { numbers = { "1002" }, ring = 10, confirm = "all", confirm_timeout = 2 })
+const FOLLOW: &str = r#"{ numbers = { "1002" }, ring = 10, confirm = "all", confirm_timeout = 2 }"#;
+
+/// A dialplan whose route is 1001's follow-me, defined by `spec` (a Lua
+/// table), rejecting with 480 when nobody takes the call.
+fn follow(spec: &str) -> String {
+    format!(
+        r#"local followme = require("followme")
+followme.define("1001", {spec})
 function route(call)
   local r = followme.dial(call, call.request_uri.user)
   if r.status ~= "answered" and r.status ~= "cancelled" and call.state ~= "ended" then
     call:reject(480)
   end
 end
-"#;
+"#
+    )
+}
 
 /// 1003 calls 1001; 1002 answers the follow-me and hears the prompt.
 fn follow_me_answered(
@@ -617,7 +625,7 @@ fn follow_me_answered(
 
 #[test]
 fn follow_me_puts_the_caller_through_once_the_answering_party_presses_1() {
-    let o = office::office_with(Some(FOLLOW), EXT_1003);
+    let o = office::office_with(Some(&follow(FOLLOW)), EXT_1003);
     let (mut c, rc, out, mut b, b_in, rb, b_media) = follow_me_answered(&o);
     press_1_then_talk(
         &o,
@@ -675,7 +683,7 @@ fn press_1_then_talk(
 
 #[test]
 fn follow_me_hangs_up_on_a_party_that_does_not_press_1() {
-    let o = office::office_with(Some(FOLLOW), EXT_1003);
+    let o = office::office_with(Some(&follow(FOLLOW)), EXT_1003);
     let (mut c, _rc, out, mut b, b_in, _rb, _) = follow_me_answered(&o);
     // Nothing pressed: after the prompt and 2 s, 1002 gets BYE and the
     // caller, nobody else to ring, 480.
@@ -688,7 +696,7 @@ fn follow_me_hangs_up_on_a_party_that_does_not_press_1() {
 
 #[test]
 fn a_caller_leaving_while_the_party_confirms_hangs_up_on_it() {
-    let o = office::office_with(Some(FOLLOW), EXT_1003);
+    let o = office::office_with(Some(&follow(FOLLOW)), EXT_1003);
     let (mut c, _rc, out, mut b, b_in, _rb, _) = follow_me_answered(&o);
     c.cancel(&out).expect("CANCEL");
     // 200 for the CANCEL, 487 for the INVITE.
@@ -705,20 +713,12 @@ fn a_caller_leaving_while_the_party_confirms_hangs_up_on_it() {
 
 /// Follow-me from 1001 (not registered) to 1002 and 1004 ringing
 /// together, each of which must press 1.
-const FOLLOW_TOGETHER: &str = r#"local followme = require("followme")
-followme.define("1001", { numbers = { "1002", "1004" }, together = true, ring = 10, confirm = "all", confirm_timeout = 5 })
-function route(call)
-  local r = followme.dial(call, call.request_uri.user)
-  if r.status ~= "answered" and r.status ~= "cancelled" and call.state ~= "ended" then
-    call:reject(480)
-  end
-end
-"#;
+const FOLLOW_TOGETHER: &str = r#"{ numbers = { "1002", "1004" }, together = true, ring = 10, confirm = "all", confirm_timeout = 5 }"#;
 
 #[test]
 fn two_parties_answering_a_follow_me_are_both_asked_and_the_first_to_press_1_wins() {
     let extra = format!("{EXT_1003}\n[[extension]]\nid = \"1004\"\npassword = \"pw-1004\"\n");
-    let o = office::office_with(Some(FOLLOW_TOGETHER), &extra);
+    let o = office::office_with(Some(&follow(FOLLOW_TOGETHER)), &extra);
     let mut b = phone(&o.server, "1002");
     let mut d = phone(&o.server, "1004");
     let mut c = phone(&o.server, "1003");
@@ -757,19 +757,12 @@ fn two_parties_answering_a_follow_me_are_both_asked_and_the_first_to_press_1_win
 }
 
 /// As [`FOLLOW`], with a confirmation that waits 30 s for the key.
-const FOLLOW_PATIENT: &str = r#"local followme = require("followme")
-followme.define("1001", { numbers = { "1002" }, ring = 10, confirm = "all", confirm_timeout = 30 })
-function route(call)
-  local r = followme.dial(call, call.request_uri.user)
-  if r.status ~= "answered" and r.status ~= "cancelled" and call.state ~= "ended" then
-    call:reject(480)
-  end
-end
-"#;
+const FOLLOW_PATIENT: &str =
+    r#"{ numbers = { "1002" }, ring = 10, confirm = "all", confirm_timeout = 30 }"#;
 
 #[test]
 fn a_party_being_asked_to_confirm_serves_its_own_dialog() {
-    let o = office::office_with(Some(FOLLOW_PATIENT), EXT_1003);
+    let o = office::office_with(Some(&follow(FOLLOW_PATIENT)), EXT_1003);
     let (mut c, _rc, _out, mut b, b_in, rb, _b_media) = follow_me_answered(&o);
     let mut b_dialog = b.dialog_of(&b_in);
     // A re-INVITE while it hears the prompt (a carrier's session refresh,

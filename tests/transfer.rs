@@ -581,20 +581,7 @@ fn a_call_that_came_in_with_early_media_is_transferred_to_a_target_with_early_me
     c.ra.settle(std::time::Duration::from_millis(200), WAIT);
     assert_heard("1001, transferred", &c.ra, c.a_media.addr, 40, 700.0);
     // 1003 answers: the transferor is released, 1001 and 1003 talk.
-    t.reply_sdp(&t_in.invite, &t_in.tag, 200, &rt.sdp_answer(&["PCMU"]))
-        .unwrap();
-    t.request("ACK", WAIT).expect("the PBX ACKs 1003");
-    let (frag, _) = next_notify(&mut c.b, &tag);
-    assert_eq!(frag, "SIP/2.0 200 OK");
-    let bye =
-        c.b.request("BYE", WAIT)
-            .expect("the transferor is released");
-    c.b.reply(&bye, &tag, 200).unwrap();
-    talk_then_hang_up(
-        (&mut c.a, &mut c.a_dialog, &c.ra, &c.a_media),
-        (&mut t, &t_in, &rt, &t_media),
-        (0, 0),
-    );
+    target_answers(&mut c, (&mut t, &t_in, &rt, &t_media));
     assert!(cdr_says(&o, "transferred by 1002 to 1003"));
 }
 
@@ -693,9 +680,18 @@ fn the_transferor_is_served_while_the_target_rings() {
     // 1003 answers: 1002 hears 200 in its NOTIFY and is released.
     let t_media = media_of(&t_in.invite.body);
     let rt = RtpPeer::localhost();
+    target_answers(&mut c, (&mut t, &t_in, &rt, &t_media));
+}
+
+/// A blind transfer's target (1003) answers: 1002, the transferor, hears
+/// 200 in its NOTIFY and is released; 1001 and 1003 hear each other, then
+/// 1001 hangs up.
+fn target_answers(c: &mut Call, t: (&mut Phone, &InCall, &RtpPeer, &RemoteMedia)) {
+    let (t, t_in, rt, t_media) = t;
     t.reply_sdp(&t_in.invite, &t_in.tag, 200, &rt.sdp_answer(&["PCMU"]))
         .unwrap();
     t.request("ACK", WAIT).expect("the PBX ACKs 1003");
+    let tag = c.b_in.tag.clone();
     let (frag, _) = next_notify(&mut c.b, &tag);
     assert_eq!(frag, "SIP/2.0 200 OK");
     let bye =
@@ -704,7 +700,7 @@ fn the_transferor_is_served_while_the_target_rings() {
     c.b.reply(&bye, &tag, 200).unwrap();
     talk_then_hang_up(
         (&mut c.a, &mut c.a_dialog, &c.ra, &c.a_media),
-        (&mut t, &t_in, &rt, &t_media),
+        (t, t_in, rt, t_media),
         (0, 0),
     );
 }
