@@ -1071,3 +1071,31 @@ fn in_dialog_requests_from_elsewhere_need_the_dialogs_credentials() {
     let bye = b.request("BYE", WAIT).unwrap();
     b.reply(&bye, &incoming.tag, 200).unwrap();
 }
+
+/// RFC 3261 §16.6 step 3, as a B2BUA passes it on: the callee's INVITE
+/// carries the caller's Max-Forwards less one, so a loop through other
+/// servers still runs out.
+#[test]
+fn the_callees_invite_carries_the_callers_max_forwards_less_one() {
+    let lua = r#"function route(call)
+  call:dial(call.request_uri.user, { timeout = 5 })
+  call:reject(480)
+end
+"#;
+    let o = office(Some(lua));
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    a.call_with("1002", &[("Max-Forwards", "5")])
+        .expect("INVITE");
+    let incoming = b.incoming(WAIT).expect("1002 rings");
+    let got = incoming
+        .invite
+        .headers
+        .get(&HeaderName::MaxForwards)
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(got, "4");
+    b.reply(&incoming.invite, &incoming.tag, 486).unwrap();
+    let (r, _) = a.final_response(WAIT).expect("the caller's answer");
+    assert_eq!(r.status, 480);
+}

@@ -263,8 +263,11 @@ impl CallerTx {
 struct Inbound {
     tx: CallerTx,
     cancel: CancellationToken,
-    /// The caller's INVITE, until the call is bridged.
-    invite: Option<Box<Request>>,
+    /// The caller's INVITE's Max-Forwards, for the INVITEs a dial sends
+    /// (RFC 3261 §16.6 step 3, as a B2BUA passes it on): all that the call
+    /// needs of the INVITE after it started (a copy of the whole INVITE
+    /// was kept for this until the bridge).
+    max_forwards: u32,
     leg: SipLeg,
     cancel_seen: bool,
 }

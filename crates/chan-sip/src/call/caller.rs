@@ -197,7 +197,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
     let a = Inbound {
         cancel: tx.cancel_token(),
         tx: CallerTx::Open(Box::new(tx)),
-        invite: Some(Box::new(incoming.request.clone())),
+        max_forwards: incoming.request.max_forwards().unwrap_or(70),
         leg: SipLeg::new(
             inner.clone(),
             dialog,

@@ -297,14 +297,7 @@ impl Call {
     ) -> Option<u32> {
         let inner = &self.inner;
         let domain = &inner.config.domain;
-        let max_forwards = self
-            .a
-            .invite
-            .as_deref()
-            .and_then(Request::max_forwards)
-            .unwrap_or(70)
-            .saturating_sub(1)
-            .min(70);
+        let max_forwards = self.a.max_forwards.saturating_sub(1).min(70);
         // Who the callee sees: the authenticated extension (its id and
         // configured name), never what the phone wrote in its From, unless
         // the dialplan chose a caller ID.
@@ -668,8 +661,6 @@ impl Call {
                 seq: dialog.local_cseq,
             });
         }
-        // The caller's INVITE was for dialling; bridged, it is not needed.
-        let _ = self.a.invite.take();
         let peer = self.phase.bridge().map(|b| b.leg.dialog.peer.ip());
         let peer = peer.unwrap_or(self.a.leg.dialog.peer.ip());
         if let Some(stream) = stream

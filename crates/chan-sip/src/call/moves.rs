@@ -472,7 +472,7 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
     let a = super::Inbound {
         tx: super::CallerTx::Done,
         cancel: CancellationToken::new(),
-        invite: None,
+        max_forwards: 70,
         leg,
         cancel_seen: true,
     };

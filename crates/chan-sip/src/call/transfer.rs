@@ -321,7 +321,7 @@ impl Call {
         std::mem::swap(&mut self.a.leg, &mut bridge.leg);
         // The INVITE that made the call was the leaving party's.
         self.a.tx = super::CallerTx::Done;
-        self.a.invite = None;
+        self.a.max_forwards = 70;
         self.a.cancel_seen = true;
         self.media.swap_sides().await;
         let events = self.events_tx.clone();
