@@ -632,6 +632,7 @@ fn follow_me_puts_the_caller_through_once_the_answering_party_presses_1() {
         (&mut c, &rc, &out),
         ("1002", &mut b, &b_in, &rb, &b_media),
         None,
+        false,
     );
 }
 
@@ -650,16 +651,31 @@ fn press_1_then_talk(
         &testkit::RemoteMedia,
     ),
     released: Option<(&mut Phone, &testkit::InCall)>,
+    in_info: bool,
 ) {
-    let pt = p_media.telephone_event.expect("telephone-event offered");
-    rp.send_digits(
-        p_media.addr,
-        pt,
-        "1",
-        Duration::from_millis(100),
-        Duration::from_millis(60),
-    )
-    .expect("send 1");
+    if in_info {
+        // The key in SIP INFO (application/dtmf-relay), as some desk
+        // phones send it.
+        let mut dialog = p.dialog_of(p_in);
+        let info = p
+            .request_in_with(
+                &mut dialog,
+                "INFO",
+                Some(("application/dtmf-relay", "Signal=1\r\nDuration=160\r\n")),
+            )
+            .expect("INFO answered");
+        assert_eq!(info.status, 200);
+    } else {
+        let pt = p_media.telephone_event.expect("telephone-event offered");
+        rp.send_digits(
+            p_media.addr,
+            pt,
+            "1",
+            Duration::from_millis(100),
+            Duration::from_millis(60),
+        )
+        .expect("send 1");
+    }
     let (ok, _) = c.final_response(WAIT).expect("the caller is put through");
     assert_eq!(ok.status, 200, "{ok:?}");
     let c_media = media_of(&ok.body);
@@ -753,6 +769,7 @@ fn two_parties_answering_a_follow_me_are_both_asked_and_the_first_to_press_1_win
         (&mut c, &rc, &out),
         ("1004", &mut d, &d_in, &rd, &d_media),
         Some((&mut b, &b_in)),
+        false,
     );
 }
 
@@ -782,4 +799,17 @@ fn a_party_being_asked_to_confirm_serves_its_own_dialog() {
     assert_eq!(bye.status, 200);
     let (r, _) = c.final_response(WAIT).expect("the caller's answer");
     assert_eq!(r.status, 480, "{r:?}");
+}
+
+#[test]
+fn a_party_may_confirm_with_a_key_sent_in_sip_info() {
+    let o = office::office_with(Some(&follow(FOLLOW_PATIENT)), EXT_1003);
+    let (mut c, rc, out, mut b, b_in, rb, b_media) = follow_me_answered(&o);
+    press_1_then_talk(
+        &o,
+        (&mut c, &rc, &out),
+        ("1002", &mut b, &b_in, &rb, &b_media),
+        None,
+        true,
+    );
 }

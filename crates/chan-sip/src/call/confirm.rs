@@ -202,6 +202,8 @@ async fn ask(
             },
             event = channel.next_event() => match event {
                 ChannelEvent::HungUp(_) => break false,
+                // A key sent in SIP INFO counts as one sent in RTP.
+                ChannelEvent::Digit(key) if key == confirm.key => break true,
                 ChannelEvent::MediaChanged => {
                     // A new codec: the prompt goes on in it.
                     if let Some(p) = player.take()
