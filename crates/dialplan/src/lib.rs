@@ -32,6 +32,9 @@
 //!   runtime on real calls: prompts loaded from [`MediaFiles`], digit
 //!   reading with type-ahead and terminators, recording to WAV until a
 //!   key, silence or hangup, prompts the caller can interrupt.
+//! - `tables.rs`: the small tables scripts get on every call (`call.from`,
+//!   a `dial` result, `pbx.extension`), made by Lua constructors compiled
+//!   once per state.
 //! - `route.rs`: the Lua `call` object and `log` module, and
 //!   [`CallState::run_route`], which runs `route(call)` as an async coroutine
 //!   and turns whatever happens into a [`RouteOutcome`] — never a panic.
@@ -94,6 +97,7 @@ mod sim;
 mod spec;
 mod spec_limits;
 mod strlib;
+mod tables;
 mod watcher;
 
 pub use call::{CallApi, DigitOptions, RecordEnd, RecordOptions, RecordResult, ScriptDial};

@@ -146,14 +146,7 @@ pub(crate) fn install(lua: &Lua, host: &SharedHost) -> mlua::Result<()> {
                 let Some(ext) = found else {
                     return Ok(Value::Nil);
                 };
-                let t = lua.create_table_with_capacity(0, 6)?;
-                t.raw_set("id", ext.id)?;
-                t.raw_set("name", ext.name)?;
-                t.raw_set("context", ext.context)?;
-                t.raw_set("did", ext.did)?;
-                t.raw_set("outbound", ext.outbound)?;
-                t.raw_set("international", ext.international)?;
-                Ok(Value::Table(t))
+                Ok(Value::Table(crate::tables::extension(&lua, ext)?))
             })
         })?,
     )?;

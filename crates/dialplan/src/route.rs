@@ -13,12 +13,13 @@ use std::time::Duration;
 use mlua::{AnyUserData, Function, Lua, Table, UserData, UserDataFields, UserDataMethods, Value};
 use tracing::Instrument;
 
-use pbx::{ActionError, CallDetails, DialOutcome, DialStatus, Party};
+use pbx::{ActionError, CallDetails, DialOutcome, DialStatus};
 
 use crate::call::{CallApi, RecordEnd, ScriptDial};
 use crate::media::{digit_args, play_args, record_args, record_table};
 use crate::runtime::{CallState, SharedState};
 use crate::sandbox::{Scope, Slot};
+use crate::tables;
 
 /// The longest `call:sleep` (one day); longer is a script bug.
 const MAX_SLEEP_SECS: f64 = 86_400.0;
@@ -330,7 +331,7 @@ impl<A: CallApi> Action<A> {
                 p.ended = Some(Ended::Bridged);
             }
         })?;
-        dial_table(lua, &result)
+        crate::tables::dial(lua, &result)
     }
 
     /// The action came back: restart the budget, record the call's new
@@ -359,24 +360,6 @@ impl<A: CallApi> Action<A> {
             }
         }
     }
-}
-
-fn uri_table(lua: &Lua, uri: &Party) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    t.raw_set("user", uri.user.as_str())?;
-    t.raw_set("host", uri.host.as_str())?;
-    t.raw_set("display", uri.display.as_deref())?;
-    t.raw_set("uri", uri.uri.as_str())?;
-    Ok(t)
-}
-
-/// `call.source`: `{ip =, port =, transport =}`, where the INVITE came from.
-fn source_table(lua: &Lua, call: &CallDetails) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    t.raw_set("ip", call.source_ip.as_str())?;
-    t.raw_set("port", call.source_port)?;
-    t.raw_set("transport", call.transport.as_str())?;
-    Ok(t)
 }
 
 pub(crate) fn type_error(function: &str, expected: &str, got: &Value) -> mlua::Error {
@@ -673,23 +656,15 @@ fn repr(value: &Value, depth: usize) -> String {
     out
 }
 
-fn dial_table(lua: &Lua, result: &DialOutcome) -> mlua::Result<Table> {
-    let t = lua.create_table()?;
-    t.raw_set("status", result.status.as_str())?;
-    t.raw_set("code", result.code)?;
-    t.raw_set("answered_by", result.answered_by.as_deref())?;
-    Ok(t)
-}
-
 impl<A: CallApi> UserData for CallObject<A> {
     fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
         fields.add_field_method_get("id", |_, this| Ok(this.info.id.clone()));
-        fields.add_field_method_get("from", |lua, this| uri_table(lua, &this.info.from));
-        fields.add_field_method_get("to", |lua, this| uri_table(lua, &this.info.to));
+        fields.add_field_method_get("from", |lua, this| tables::uri(lua, &this.info.from));
+        fields.add_field_method_get("to", |lua, this| tables::uri(lua, &this.info.to));
         fields.add_field_method_get("request_uri", |lua, this| {
-            uri_table(lua, &this.info.request_uri)
+            tables::uri(lua, &this.info.request_uri)
         });
-        fields.add_field_method_get("source", |lua, this| source_table(lua, &this.info));
+        fields.add_field_method_get("source", |lua, this| tables::source(lua, &this.info));
         fields.add_field_method_get("caller", |_, this| Ok(this.info.caller.clone()));
         fields.add_field_method_get("context", |_, this| Ok(this.info.context.clone()));
         // `{by = "1002", target = "1003"}` when a blind transfer brought

@@ -319,6 +319,7 @@ pub(crate) fn new_state(
     lua.set_named_registry_value(LOADED_KEY, lua.create_table()?)?;
 
     crate::strlib::install(&lua, &slot)?;
+    crate::tables::install(&lua)?;
 
     let hook_slot = Arc::clone(&slot);
     lua.set_global_hook(

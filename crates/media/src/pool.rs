@@ -13,8 +13,10 @@
 //! again was about a tenth of the CPU of a call, so a released pair is not
 //! closed: it stays bound and registered, idle, and goes to a later call,
 //! the one released longest ago first (FIFO), and only after a quarantine
-//! ([`QUARANTINE`]) so that late packets of one call do not reach the next
-//! one; whatever they queued meanwhile is read and dropped when the pair is
+//! ([`QUARANTINE`]; half of it while the idle list is at least half full:
+//! calls releasing pairs faster than the list can keep them for the whole
+//! quarantine would otherwise bind and close a pair per lease) so that
+//! late packets of one call do not reach the next one; whatever they queued meanwhile is read and dropped when the pair is
 //! handed out, and the new call's leg starts with fresh state (latch,
 //! counters). The idle pairs are bounded ([`IDLE_MAX`], at most half the
 //! range and half the process's open-files limit: each holds two
@@ -37,8 +39,9 @@ use tokio::runtime::{Handle, Id};
 use crate::error::Error;
 
 /// How long a released pair stays idle before another call may get it
-/// (unless every other pair of the range is leased): late RTP of the call
-/// that had it stops well within that.
+/// (unless every other pair of the range is leased; half as long while the
+/// idle list is at least half full): late RTP of the call that had it stops
+/// well within that.
 pub const QUARANTINE: Duration = Duration::from_secs(2);
 
 /// The most released pairs kept bound and idle (two descriptors each); a
@@ -133,7 +136,8 @@ impl State {
     }
 
     /// Takes the idle pair released longest ago on `ip` for `runtime`,
-    /// out of quarantine unless `any_age`. Idle pairs of another runtime
+    /// out of quarantine unless `any_age` (half the quarantine once the
+    /// idle list is half full). Idle pairs of another runtime
     /// (a test's, gone) are closed on the way, into `closed`.
     fn take_idle(
         &mut self,
@@ -143,9 +147,18 @@ impl State {
         any_age: bool,
         closed: &mut Vec<Sockets>,
     ) -> Option<Idle> {
+        // Calls that release pairs faster than the idle list can keep them
+        // for the whole quarantine would make every lease bind a new pair
+        // while every release closes one; from half full, the quarantine
+        // is halved, so the list holds what the calls need.
+        let quarantine = if 2 * self.idle.len() >= self.idle_max {
+            self.quarantine / 2
+        } else {
+            self.quarantine
+        };
         let mut at = 0;
         while let Some(idle) = self.idle.get(at) {
-            if !any_age && now.saturating_duration_since(idle.since) < self.quarantine {
+            if !any_age && now.saturating_duration_since(idle.since) < quarantine {
                 // The rest were released later still.
                 return None;
             }

@@ -142,6 +142,31 @@ async fn a_released_pair_is_reused_only_after_its_quarantine() {
 }
 
 #[tokio::test]
+async fn a_half_full_idle_list_hands_out_pairs_after_half_the_quarantine() {
+    let quarantine = Duration::from_millis(1000);
+    // Idle list of 2 (full) and of 8 (a quarter full), two pairs released.
+    let full = PortPool::new(23700..=23719)
+        .unwrap()
+        .with_reuse(quarantine, 2);
+    let roomy = PortPool::new(23720..=23739)
+        .unwrap()
+        .with_reuse(quarantine, 8);
+    let released = |pool: &PortPool| {
+        let pairs: Vec<_> = (0..2).map(|_| pool.allocate(LOCALHOST).unwrap()).collect();
+        pairs.iter().map(|p| p.rtp_port()).collect::<Vec<u16>>()
+    };
+    let (full_ports, roomy_ports) = (released(&full), released(&roomy));
+    assert_eq!((full.idle(), roomy.idle()), (2, 2));
+    // More than half the quarantine later, less than all of it.
+    tokio::time::sleep(quarantine * 6 / 10).await;
+    let reused = full.allocate(LOCALHOST).unwrap();
+    assert_eq!(reused.rtp_port(), full_ports[0], "the oldest idle pair");
+    let fresh = roomy.allocate(LOCALHOST).unwrap();
+    assert!(!roomy_ports.contains(&fresh.rtp_port()), "reused too early");
+    assert_eq!((full.idle(), roomy.idle()), (1, 2));
+}
+
+#[tokio::test]
 async fn a_stale_datagram_on_a_released_pair_never_reaches_the_next_leg() {
     // No quarantine, so the released pair is the next lease at once.
     let pool = PortPool::new(23620..=23623)

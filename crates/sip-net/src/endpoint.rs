@@ -219,6 +219,8 @@ pub(crate) struct Core {
     in_flight: Arc<Semaphore>,
     server_header: Arc<str>,
     transactions: TxTable,
+    /// The per-message counters, resolved once.
+    counters: stats::Counters,
     /// Keys the To tags of stateless answers: a retransmitted request gets
     /// the same tag, so the same response, without any state kept.
     stateless_tags: RandomState,
@@ -272,6 +274,7 @@ impl Core {
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             server_header: Arc::from(config.user_agent.as_str()),
             transactions: TxTable::new(timers),
+            counters: stats::Counters::new(),
             stateless_tags: RandomState::new(),
             limiter: RateLimiter::new(config.udp_rate, config.udp_burst).map(Arc::new),
             tcp,
@@ -304,7 +307,7 @@ impl Core {
     }
 
     fn on_request(&self, mut req: Request, source: &Source) {
-        stats::request_in(&req.method);
+        self.counters.request_in(&req.method);
         let Some(via) = stamp_top_via(&mut req, source.remote) else {
             stats::dropped("no_via");
             return;
@@ -590,7 +593,7 @@ impl Core {
     /// top Via branch and CSeq method name; anything else (broadcast Vias,
     /// stray or forged responses) is dropped.
     fn on_response(&self, resp: Response, _source: &Source) {
-        stats::response_in(resp.status);
+        self.counters.response_in(resp.status);
         let key = match (resp.top_via(), resp.cseq()) {
             (Some(via), Some(cseq)) => via
                 .branch()
@@ -644,7 +647,7 @@ impl Core {
     /// at once, a closed TCP connection is re-opened (RFC 3261 §18.2.2).
     fn send(&self, target: &ReplyTarget, bytes: Bytes, status: Option<u16>) {
         if let Some(status) = status {
-            stats::response_out(status);
+            self.counters.response_out(status);
         }
         if let Some(tap) = self.tap.get() {
             tap.message(false, target.transport, target.addr, &bytes);
