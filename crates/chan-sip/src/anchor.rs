@@ -316,8 +316,8 @@ impl CallMedia {
         }
     }
 
-    /// The media of one party alone (a callee asked to confirm a call),
-    /// as the caller side.
+    /// A call's media with `party` as its caller side and nobody else yet
+    /// (a parked call ringing its parker back).
     pub fn alone(config: Arc<MediaConfig>, party: Box<MediaEndpoint>) -> CallMedia {
         let mut media = CallMedia::new(config);
         media.a = Some(party);

@@ -2,10 +2,10 @@
 //! driver"): the port pair leased for it, our SDP session towards it and
 //! its offer/answer state (RFC 3264 §5, §6, re-offers §8), and its
 //! [`media::Leg`]. It belongs to the party, not to a call: a call holds
-//! one per side ([`CallMedia`](super::CallMedia)), a [`SipChannel`]
-//! (crate::channel) its own, and moving the party moves it. It answers its
-//! own party's offers; what runs on its leg (a bridge, a prompt) is its
-//! owner's.
+//! one per side ([`CallMedia`](super::CallMedia)), a
+//! [`SipChannel`](crate::channel::SipChannel) its own, and moving the
+//! party moves it. It answers its own party's offers; what runs on its
+//! leg (a bridge, a prompt) is its owner's.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
