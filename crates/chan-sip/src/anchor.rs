@@ -506,38 +506,43 @@ impl CallMedia {
     /// An offer from `from` that we answer alone (nobody on the other side,
     /// or an UPDATE): same ports, its codec kept when it still offers it.
     pub async fn answer_here(&mut self, from: Which, body: &[u8]) -> Result<Bytes, Failure> {
-        let offer = parse(body)?;
-        answerable(&self.config, &offer)?;
-        self.side_mut(from).ok_or_else(no_side)?.hold_offer(offer);
-        self.answer_from(from, Direction::SendRecv).await
+        let Some(side) = self.side_mut(from) else {
+            // Nobody to answer for: a bad offer is still refused as such.
+            answerable(&self.config, &parse(body)?)?;
+            return Err(no_side());
+        };
+        let (bytes, settled) = side.answer_alone(body)?;
+        self.restart_if(settled).await;
+        Ok(bytes)
     }
 
     /// The answer an ACK carries, to our offer in a 2xx (late offer, or an
     /// offerless re-INVITE). Ignored when we made no offer.
     pub async fn ack_answer(&mut self, from: Which, body: &[u8]) -> Result<(), Failure> {
-        let Some(side) = self.side_mut(from).filter(|s| s.offering()) else {
+        let Some(side) = self.side_mut(from) else {
             return Ok(());
         };
-        if body.is_empty() {
-            side.withdraw_offer();
-            return Ok(());
-        }
-        let (stream, _) = side.take_answer(body)?;
-        self.settle(from, &stream).await
+        let settled = side.ack_answer(body)?;
+        self.restart_if(settled).await;
+        Ok(())
     }
 
     /// Applies one negotiated stream to `which`'s endpoint; a new codec on
     /// a leg something runs on restarts that (a recording in progress ends
     /// here; a prompt is cut short).
     async fn settle(&mut self, which: Which, stream: &sdp::Stream) -> Result<(), Failure> {
-        match self.side_mut(which).ok_or_else(no_side)?.settle(stream)? {
-            Settled::Done => {}
-            Settled::Restart => {
-                let (kind, _) = self.take_legs().await;
-                self.resume(kind);
-            }
-        }
+        let settled = self.side_mut(which).ok_or_else(no_side)?.settle(stream)?;
+        self.restart_if(settled).await;
         Ok(())
+    }
+
+    /// Restarts what runs on the legs when an endpoint's new codec asks
+    /// for it.
+    async fn restart_if(&mut self, settled: Settled) {
+        if settled == Settled::Restart {
+            let (kind, _) = self.take_legs().await;
+            self.resume(kind);
+        }
     }
 
     /// Stops what runs on the legs and parks them; says what it was.
@@ -834,14 +839,6 @@ impl CallMedia {
     /// as the offer (RFC 3264 §8.4); the answer comes in the ACK.
     pub fn offer_again(&mut self, from: Which) -> Option<Bytes> {
         self.side_mut(from)?.offer_again()
-    }
-
-    /// Our offer to `which` is closed unanswered (RFC 3264 §8: the session
-    /// stays as it was).
-    pub fn withdraw_offer(&mut self, which: Which) {
-        if let Some(side) = self.side_mut(which) {
-            side.withdraw_offer();
-        }
     }
 }
 

@@ -67,14 +67,21 @@ impl SipChannel {
         }
     }
 
-    /// Gives the dialog to another owner (a call taking this party in):
-    /// its leg, media and any 2xx still waiting for its ACK. The caller
-    /// must point the dialog at itself.
-    pub fn into_parts(mut self) -> (SipLeg, Option<Box<MediaEndpoint>>) {
+    /// Gives the dialog to another owner (a call taking this party in),
+    /// whose queue `events` gets its requests from now on, as `side`: its
+    /// leg (with any 2xx still waiting for its ACK) and its media.
+    pub fn into_parts(
+        mut self,
+        events: crate::queue::EventTx,
+        side: Side,
+    ) -> (SipLeg, Option<Box<MediaEndpoint>>) {
         // Handed on, not ended: nothing to hang up or forget when `self`
         // drops.
         let leg = self.leg.hand_over();
         self.moved = true;
+        self.inner
+            .dialogs
+            .repoint(&leg.dialog.call_id, events, side);
         (leg, self.media.take())
     }
 
@@ -213,11 +220,18 @@ impl SipChannel {
             return None;
         }
         self.leg.acked(request.cseq().map_or(0, |c| c.seq));
-        match self.media.as_deref_mut()?.ack_answer(&request.body) {
+        self.answered(&request.body, "ACK")
+    }
+
+    /// The answer to our pending offer (`what` carried it; empty: none
+    /// came, and the offer is withdrawn); a new codec is a
+    /// [`ChannelEvent::MediaChanged`].
+    fn answered(&mut self, body: &[u8], what: &str) -> Option<ChannelEvent> {
+        match self.media.as_deref_mut()?.ack_answer(body) {
             Ok(Settled::Done) => None,
             Ok(Settled::Restart) => Some(ChannelEvent::MediaChanged),
             Err(failure) => {
-                tracing::info!(call_id = %self.leg.dialog.call_id, "ACK: {}", failure.text());
+                tracing::info!(call_id = %self.leg.dialog.call_id, "{what}: {}", failure.text());
                 None
             }
         }
@@ -233,21 +247,7 @@ impl SipChannel {
                 None
             }
             CallEvent::OfferAnswered { answer, .. } => {
-                let media = self.media.as_deref_mut()?;
-                match answer.filter(|a| !a.is_empty()) {
-                    Some(answer) => match media.ack_answer(&answer) {
-                        Ok(Settled::Restart) => Some(ChannelEvent::MediaChanged),
-                        Ok(Settled::Done) => None,
-                        Err(failure) => {
-                            tracing::info!(call_id = %self.leg.dialog.call_id, "re-INVITE answer: {}", failure.text());
-                            None
-                        }
-                    },
-                    None => {
-                        media.withdraw_offer();
-                        None
-                    }
-                }
+                self.answered(&answer.unwrap_or_default(), "re-INVITE answer")
             }
             CallEvent::Hangup => {
                 self.leg.bye();

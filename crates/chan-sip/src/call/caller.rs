@@ -339,13 +339,10 @@ impl Call {
             Side::Outbound(id) if self.phase.bridge().is_some_and(|b| b.branch == id) => Which::B,
             Side::Outbound(_) => return,
         };
-        match answer {
-            Some(answer) if !answer.is_empty() => {
-                if let Err(failure) = self.media.ack_answer(which, &answer).await {
-                    tracing::info!("re-INVITE answer: {}", failure.text());
-                }
-            }
-            _ => self.media.withdraw_offer(which),
+        // No answer withdraws the offer, as an ACK without one does.
+        let answer = answer.unwrap_or_default();
+        if let Err(failure) = self.media.ack_answer(which, &answer).await {
+            tracing::info!("re-INVITE answer: {}", failure.text());
         }
     }
 

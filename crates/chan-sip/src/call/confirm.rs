@@ -131,19 +131,16 @@ impl Call {
         }) else {
             return; // the dial is over: the party had its BYE
         };
+        // Its dialog is the call's again.
+        let events = self.events_tx.clone();
         let channel = channel.filter(|_| accepted);
-        let Some((leg, Some(party))) = channel.map(SipChannel::into_parts) else {
+        let Some((leg, Some(party))) = channel.map(|c| c.into_parts(events, Side::Outbound(id)))
+        else {
             self.note(|| format!("{} did not confirm: hung up", confirming.label));
             drop(confirming);
             self.branch_failed(id, 408);
             return;
         };
-        // Its dialog is the call's again.
-        self.inner.dialogs.repoint(
-            &leg.dialog.call_id,
-            self.events_tx.clone(),
-            Side::Outbound(id),
-        );
         let label = std::mem::take(&mut confirming.label);
         let answered_at = std::mem::take(&mut confirming.answered_at);
         drop(confirming);

@@ -93,22 +93,14 @@ impl Call {
         // share the first's (tried one at a time).
         let mut no_media = None;
         for dest in destinations {
-            let (party, offer) = match self.target_media(&dest) {
-                Ok(made) => made,
+            match self.start_target(dest, &request, &mut trunks).await {
+                Ok(Some(id)) => started.push(id),
+                Ok(None) => codes.push(503),
                 Err(failure) => {
                     tracing::warn!("dial: {}", failure.text());
                     codes.push(failure.status());
                     no_media = Some(failure);
-                    continue;
                 }
-            };
-            if let Some(list) = &mut trunks {
-                list.offer = offer.clone();
-            }
-            if let Some(id) = self.start_branch(dest, &request, &offer, party).await {
-                started.push(id);
-            } else {
-                codes.push(503);
             }
         }
         // A trunk of a failover list that could not be tried: the next one.
@@ -116,18 +108,9 @@ impl Call {
             && let Some(list) = trunks.as_mut().filter(|l| !l.rest.is_empty())
         {
             let next = list.rest.remove(0);
-            let made = self.target_media(&next);
-            let Ok((party, offer)) = made else {
-                codes.push(503);
-                continue;
-            };
-            if let Some(list) = &mut trunks {
-                list.offer = offer.clone();
-            }
-            if let Some(id) = self.start_branch(next, &request, &offer, party).await {
-                started.push(id);
-            } else {
-                codes.push(503);
+            match self.start_target(next, &request, &mut trunks).await {
+                Ok(Some(id)) => started.push(id),
+                Ok(None) | Err(_) => codes.push(503),
             }
         }
         if started.is_empty()
@@ -247,6 +230,23 @@ impl Call {
             .map(|a| a.ip());
         let only = dest.trunk.as_ref().and_then(|t| t.trunk.codecs.as_deref());
         self.media.callee_endpoint(ip, only)
+    }
+
+    /// Starts a branch to `dest` on media of its own (a failover list,
+    /// if any, keeps the offer for the trunks after it): the branch, or
+    /// `None` when its INVITE could not go; `Err` when no media could be
+    /// had.
+    async fn start_target(
+        &mut self,
+        dest: Destination,
+        request: &DialRequest,
+        trunks: &mut Option<Box<trunkdial::Failover>>,
+    ) -> Result<Option<u32>, Failure> {
+        let (party, offer) = self.target_media(&dest)?;
+        if let Some(list) = trunks {
+            list.offer = offer.clone();
+        }
+        Ok(self.start_branch(dest, request, &offer, party).await)
     }
 
     /// Makes branch `id`'s media the call's callee side (so its early

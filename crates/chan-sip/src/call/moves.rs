@@ -45,19 +45,14 @@ impl Call {
         label: String,
         done: oneshot::Sender<Result<DialOutcome, ActionError>>,
     ) {
-        let (leg, media) = channel.into_parts();
+        let id = self.next_branch;
+        self.next_branch += 1;
+        let (leg, media) = channel.into_parts(self.events_tx.clone(), Side::Outbound(id));
         let Some(media) = media else {
             // Ended on its way here: nothing to take in.
             let _ = done.send(Err(ActionError::Ended));
             return;
         };
-        let id = self.next_branch;
-        self.next_branch += 1;
-        self.inner.dialogs.repoint(
-            &leg.dialog.call_id,
-            self.events_tx.clone(),
-            Side::Outbound(id),
-        );
         if let Some(t) = self.record.trace() {
             self.inner.traces.add_leg(t, &leg.dialog.call_id);
         }
@@ -427,10 +422,9 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
         return;
     }
     tracing::info!(slot, %parker, "parked call timed out; ringing back the parker");
-    let (leg, media) = channel.into_parts();
-    let id = leg.dialog.call_id.clone();
     let (events_tx, events) = crate::queue::events(64);
-    inner.dialogs.repoint(&id, events_tx.clone(), Side::Inbound);
+    let (leg, media) = channel.into_parts(events_tx.clone(), Side::Inbound);
+    let id = leg.dialog.call_id.clone();
     let active = inner.active.fetch_add(1, Ordering::Relaxed) + 1;
     metrics::gauge!("calls_active").set(active as f64);
     let party = pbx::Leg::snapshot(&leg).peer;

@@ -435,14 +435,11 @@ impl Call {
         let Side::Outbound(branch) = t.side else {
             return;
         };
-        let (leg, media) = t.channel.into_parts();
+        // Its dialog is the call's again.
+        let (leg, media) = t.channel.into_parts(self.events_tx.clone(), t.side);
         let Some(media) = media else {
             return;
         };
-        // Its dialog is the call's again.
-        self.inner
-            .dialogs
-            .repoint(&leg.dialog.call_id, self.events_tx.clone(), t.side);
         self.media.attach_callee(media).await;
         self.bridge_with(Bridge {
             branch,
