@@ -406,6 +406,77 @@ fn sip_info_digits_reach_read_digits_too() {
     a.reply(&bye, "", 200).unwrap();
 }
 
+/// A bridged phone's keypresses reach the other phone the way that phone
+/// negotiated them (Asterisk's `dtmf_mode` interworking): the caller's
+/// RFC 4733 events as INFO to a callee that answered without
+/// telephone-event, the callee's INFO as RFC 4733 events in the caller's
+/// stream.
+#[test]
+fn digits_cross_the_bridge_as_each_phone_negotiated() {
+    let o = office(None);
+    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
+    let mut call = bridge(&o, &ra.sdp_offer(OFFER), &rb.sdp_answer(&["PCMU"]));
+    let a_events = call
+        .a_media
+        .telephone_event
+        .expect("the caller keeps telephone-event");
+
+    // RFC 4733 from the caller: INFO to the callee, one per digit.
+    ra.send_digits(
+        call.a_media.addr,
+        a_events,
+        "19",
+        Duration::from_millis(100),
+        Duration::from_millis(60),
+    )
+    .expect("send digits");
+    for want in ["Signal=1", "Signal=9"] {
+        let info = call.b.request("INFO", WAIT).expect("the callee gets INFO");
+        let body = String::from_utf8_lossy(&info.body).into_owned();
+        assert_eq!(
+            info.headers.get_raw("Content-Type"),
+            Some("application/dtmf-relay")
+        );
+        assert!(body.contains(want), "{body}");
+        call.b.reply(&info, &call.b_tag, 200).unwrap();
+    }
+    assert!(
+        rb.packets_of(a_events).is_empty(),
+        "no events towards a callee that did not negotiate them"
+    );
+
+    // INFO from the callee: RFC 4733 events in the caller's stream.
+    let r = call
+        .b
+        .request_in_with(
+            &mut call.b_dialog,
+            "INFO",
+            Some(("application/dtmf-relay", "Signal=#\r\nDuration=120\r\n")),
+        )
+        .expect("INFO answered");
+    assert_eq!(r.status, 200);
+    let deadline = Instant::now() + WAIT;
+    let is_end = |p: &testkit::Received| p.payload.get(1).is_some_and(|b| b & 0x80 != 0);
+    let events = loop {
+        let events = ra.packets_of(a_events);
+        if events.iter().filter(|p| is_end(p)).count() >= 3 {
+            break events;
+        }
+        assert!(Instant::now() < deadline, "the caller got {events:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // One event (RFC 4733 §2.5.1): '#' (11) in every packet, one
+    // timestamp, the marker bit on the first.
+    let headers: Vec<_> = events.iter().map(|p| p.header.unwrap()).collect();
+    assert!(
+        events.iter().all(|p| p.payload.first() == Some(&11)),
+        "{events:?}"
+    );
+    assert!(headers.iter().all(|h| h.timestamp == headers[0].timestamp));
+    assert!(headers[0].marker, "{headers:?}");
+    call.hang_up();
+}
+
 #[test]
 fn record_writes_what_the_caller_said() {
     let o = office(Some(MEDIA_LUA));

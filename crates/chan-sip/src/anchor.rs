@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use media::bridge::End;
 use media::{
     Bridge, Echo, Latching, Leg, Listener, MediaTimeout, Player, PortPool, Prompt, Recorder,
     Recording,
@@ -33,7 +34,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub(crate) use endpoint::{MediaEndpoint, Settled, parse};
-use endpoint::{answerable, audio_direction, offered_names};
+use endpoint::{answerable, offered_names};
 
 /// The `[media]` settings the channel needs.
 #[derive(Debug, Clone)]
@@ -301,6 +302,20 @@ pub(crate) struct CallMedia {
     orphan: Option<Recorder>,
     /// While a side holds: who, and the music the other side hears.
     hold: Option<(Which, Arc<Prompt>)>,
+    /// While bridged to a side that negotiated no telephone-events: that
+    /// side, and the other side's RFC 4733 digits, which it gets in INFO.
+    info_digits: Option<(Which, media::Digits)>,
+}
+
+/// Where a digit one side sent in signalling (SIP INFO) goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DigitTo {
+    /// Into the other side's RTP stream as RFC 4733 events.
+    Stream,
+    /// To that side in an INFO of ours: it negotiated no telephone-events.
+    Info(Which),
+    /// Nobody takes it (not bridged; or 16 digits already wait).
+    Nowhere,
 }
 
 impl CallMedia {
@@ -313,6 +328,7 @@ impl CallMedia {
             activity: Activity::Idle,
             orphan: None,
             hold: None,
+            info_digits: None,
         }
     }
 
@@ -455,56 +471,10 @@ impl CallMedia {
         Ok(())
     }
 
-    /// A new offer from `from` (re-INVITE) to pass to the other side: our
-    /// offer to it, with the direction `from` asked for (hold stays hold)
-    /// and the other side's current codec first.
-    pub fn reoffer(&mut self, from: Which, body: &[u8]) -> Result<Bytes, Failure> {
-        let offer = parse(body)?;
-        answerable(&self.config, &offer)?;
-        let to = from.other();
-        let direction = audio_direction(&offer);
-        let prefer = self.preferred(to);
-        let bytes = self
-            .side_mut(to)
-            .ok_or_else(no_side)?
-            .offer(&prefer, direction, None);
-        self.side_mut(from).ok_or_else(no_side)?.hold_offer(offer);
-        Ok(bytes)
-    }
-
-    /// The other side refused our re-offer: both sides keep their session
-    /// (RFC 3264 §8).
-    pub fn reoffer_failed(&mut self, from: Which) {
-        if let Some(s) = self.side_mut(from) {
-            s.drop_offer();
-        }
-        if let Some(s) = self.side_mut(from.other()) {
-            s.withdraw_offer();
-        }
-    }
-
-    /// The other side answered our re-offer: applies its answer, and
-    /// answers `from`'s offer in the same spirit (its direction).
-    pub async fn reanswer(&mut self, from: Which, body: &[u8]) -> Result<Bytes, Failure> {
-        let to = from.other();
-        let (stream, direction) = self.side_mut(to).ok_or_else(no_side)?.take_answer(body)?;
-        self.settle(to, &stream).await?;
-        self.answer_from(from, direction).await
-    }
-
-    /// Answers `from`'s pending offer ourselves, wanting `direction`.
-    async fn answer_from(&mut self, from: Which, direction: Direction) -> Result<Bytes, Failure> {
-        let prefer = self.preferred(from);
-        let (bytes, stream) = self
-            .side_mut(from)
-            .ok_or_else(no_side)?
-            .answer_pending(&prefer, direction)?;
-        self.settle(from, &stream).await?;
-        Ok(bytes)
-    }
-
-    /// An offer from `from` that we answer alone (nobody on the other side,
-    /// or an UPDATE): same ports, its codec kept when it still offers it.
+    /// A new offer from `from` (re-INVITE, UPDATE), answered for that side
+    /// alone (media is anchored: the other side is not asked): same ports,
+    /// its codec kept when it still offers it; a codec change restarts
+    /// the bridge, which transcodes if the sides now differ.
     pub async fn answer_here(&mut self, from: Which, body: &[u8]) -> Result<Bytes, Failure> {
         let Some(side) = self.side_mut(from) else {
             // Nobody to answer for: a bad offer is still refused as such.
@@ -548,6 +518,7 @@ impl CallMedia {
     /// Stops what runs on the legs and parks them; says what it was.
     async fn take_legs(&mut self) -> (Kind, Option<Recording>) {
         let mut recording = None;
+        self.info_digits = None;
         // What ran on the caller's leg alone gives it back the same way.
         let (kind, caller) = match std::mem::take(&mut self.activity) {
             Activity::Idle => return (Kind::Listen, None),
@@ -620,7 +591,10 @@ impl CallMedia {
             return;
         }
         let (activity, b) = match (kind, a, b) {
-            (Kind::Bridge, Some(a), Some(b)) => (Activity::Bridge(Bridge::start(a, b)), None),
+            (Kind::Bridge, Some(a), Some(b)) => {
+                self.info_digits = info_digits(&a, &b);
+                (Activity::Bridge(Bridge::start(a, b)), None)
+            }
             (Kind::Echo, Some(a), b) => (Activity::Echo(Echo::start(a)), b),
             (_, Some(a), b) => (Activity::Listen(Listener::start(a)), b),
             (_, None, b) => (Activity::Idle, b),
@@ -775,6 +749,49 @@ impl CallMedia {
         }
     }
 
+    /// A digit `from` sent in SIP INFO, `duration` long (DTMF
+    /// interworking, Asterisk's `dtmf_mode`): bridged, it goes into the
+    /// other side's stream as RFC 4733 events when that side negotiated
+    /// them, else to that side in an INFO; not bridged, the caller's is
+    /// offered to `read_digits` like an RFC 4733 one.
+    pub fn signalled_digit(&self, from: Which, digit: rtp::Digit, duration: Duration) -> DigitTo {
+        let Activity::Bridge(bridge) = &self.activity else {
+            if from == Which::A {
+                self.push_caller_digit(digit);
+            }
+            return DigitTo::Nowhere;
+        };
+        let (to, end) = match from {
+            Which::A => (Which::B, End::B),
+            Which::B => (Which::A, End::A),
+        };
+        if !bridge.takes_events(end) {
+            DigitTo::Info(to)
+        } else if bridge.send_digit(end, digit, duration) {
+            DigitTo::Stream
+        } else {
+            DigitTo::Nowhere
+        }
+    }
+
+    /// Whether a bridged side gets the other's RFC 4733 digits in INFO.
+    pub fn interworks(&self) -> bool {
+        self.info_digits.is_some()
+    }
+
+    /// The next RFC 4733 digit from one bridged side for the other, which
+    /// negotiated no telephone-events (see [`interworks`](Self::interworks)):
+    /// that side and the digit. Cancel-safe; pending while there is none.
+    pub async fn next_info_digit(&mut self) -> (Which, rtp::Digit) {
+        if let Some((to, digits)) = &mut self.info_digits
+            && let Some(digit) = digits.next().await
+        {
+            return (*to, digit);
+        }
+        self.info_digits = None;
+        std::future::pending().await
+    }
+
     /// The legs to watch for silence: made, run by something, and
     /// expected to send (not on hold).
     pub fn watch(&self) -> Watch {
@@ -842,13 +859,24 @@ impl CallMedia {
     }
 }
 
+/// For a bridge of `a` and `b` where exactly one side negotiated
+/// telephone-events: the side without them, and the other's digits.
+fn info_digits(a: &Leg, b: &Leg) -> Option<(Which, media::Digits)> {
+    let events = |leg: &Leg| leg.params().send_event_payload_type.is_some();
+    match (events(a), events(b)) {
+        (true, false) => Some((Which::B, a.handle().digits())),
+        (false, true) => Some((Which::A, b.handle().digits())),
+        _ => None,
+    }
+}
+
 fn no_side() -> Failure {
     Failure::NotAcceptable("no media for this side yet".into())
 }
 
 #[cfg(test)]
 mod tests {
-    use super::endpoint::ports_for;
+    use super::endpoint::{audio_direction, ports_for};
     use super::*;
 
     const OFFER: &[u8] =

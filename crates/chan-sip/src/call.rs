@@ -3,7 +3,8 @@
 //! of a dial (one client INVITE each; first 2xx wins, the rest get CANCEL,
 //! RFC 3261 §16.7-style forking done as a B2BUA), and the bridge between the
 //! caller and the winner (BYE either way ends both; re-INVITE, UPDATE and
-//! INFO are passed to the other leg, in `indialog.rs`; 491 on glare). The
+//! INFO are answered for each leg alone, media being anchored, and
+//! keypresses cross as each phone negotiated them, in `indialog.rs`). The
 //! route (Lua) drives it through a [`pbx::CallHandle`]; its media is
 //! `anchor.rs`'s.
 //!
@@ -62,7 +63,7 @@ use crate::leg::SipLeg;
 use crate::target::Destination;
 use crate::{Inner, Reply, Side};
 pub(crate) use caller::start;
-pub(crate) use indialog::{glare, info_digit};
+pub(crate) use indialog::{glare, read_info};
 pub(crate) use moves::ring_back;
 
 /// The music-on-hold class of a call that names none (`sounds/moh/default.wav`).
@@ -148,16 +149,6 @@ pub(crate) enum CallEvent {
         channel: Box<crate::channel::SipChannel>,
         /// Its extension.
         label: Box<str>,
-    },
-    /// A re-INVITE passed across the bridge has its final answer
-    /// (`None`: none came).
-    ReInviteAnswered {
-        /// Whose re-INVITE it was.
-        from: Side,
-        /// Its server transaction, to answer.
-        tx: Box<InviteTx>,
-        /// The other side's final response.
-        response: Option<Box<Response>>,
     },
     /// A phone answered an offer of ours sent in a request of our own (a
     /// re-INVITE telling it who it talks to).
@@ -380,9 +371,6 @@ type Bridge = pbx::Bridged<SipLeg>;
 /// - `failed_transfer`: a step deferred until the current event is handled;
 /// - `parking`: a slot held while the route announces it (any live phase);
 /// - `route`: which route task drives the call, not which parties it has;
-/// - `reinvite_pending`: a re-INVITE passed across the bridge (§14
-///   glare), in any answered phase (each leg keeps its own 2xx until
-///   ACK, §13.3.1.4: `SipLeg::keep_ok`);
 /// - `moh`, `identity`, `verstat`: the call's attributes.
 type Phase = pbx::Phase<SipLeg, Dial>;
 
@@ -406,7 +394,6 @@ struct Call {
     /// Where the call is in its life: the one place that says whether
     /// targets ring, who is bridged, whether it is over ([`Phase`]).
     phase: Phase,
-    reinvite_pending: bool,
     /// The music-on-hold class the other side hears when one side holds
     /// (`None`: [`DEFAULT_MOH`]).
     moh: Option<Box<str>>,
@@ -452,7 +439,6 @@ impl Call {
             branches: Branches::default(),
             next_branch: 1,
             phase: Phase::Routing,
-            reinvite_pending: false,
             moh: None,
             media,
             parking: None,
@@ -523,6 +509,11 @@ impl Call {
                 event = transfer::transferor_event(&mut self.transfer), if self.transfer.is_some() => {
                     self.on_transferor_event(event);
                 }
+                (to, digit) = self.media.next_info_digit(), if self.media.interworks() => {
+                    // RFC 4733 reports a digit as it starts: its INFO says
+                    // the usual length.
+                    self.send_info_digit(to, digit, indialog::INFO_DIGIT_DEFAULT);
+                }
                 () = cancel.cancelled(), if watch_cancel => self.on_caller_cancel(),
                 () = stop.cancelled(), if !self.phase.is_ended() => self.on_shutdown(),
                 () = &mut self.timer, if wake_at.is_some() => {
@@ -573,9 +564,6 @@ impl Call {
                 self.on_reinvite(side, *incoming, *tx).await;
             }
             CallEvent::Ack { side, request } => self.on_ack(side, &request).await,
-            CallEvent::ReInviteAnswered { from, tx, response } => {
-                self.on_reinvite_answered(from, *tx, response).await;
-            }
             CallEvent::OfferAnswered { side, answer } => {
                 self.on_offer_answered(side, answer).await;
             }

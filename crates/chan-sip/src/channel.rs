@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 
 use crate::anchor::{Failure, MediaEndpoint, Settled, Watch};
 use crate::call::CallEvent;
-use crate::call::{glare, info_digit};
+use crate::call::{glare, read_info};
 use crate::leg::{SipLeg, offers_hold};
 use crate::relay::sleep_until;
 use crate::{Inner, Reply, Side};
@@ -162,6 +162,7 @@ impl SipChannel {
                     Ok(sdp) => Reply {
                         status: 200,
                         body: Some(("application/sdp".to_owned(), sdp)),
+                        header: None,
                     },
                     Err(failure) => Reply::status(failure.status()),
                 };
@@ -173,11 +174,16 @@ impl SipChannel {
                 let _ = reply.send(Reply::status(603));
                 None
             }
-            Method::Info => {
-                let digit = info_digit(&request);
-                let _ = reply.send(Reply::status(200));
-                digit.map(|d| ChannelEvent::Digit(d.as_char()))
-            }
+            Method::Info => match read_info(&request) {
+                Ok(digit) => {
+                    let _ = reply.send(Reply::status(200));
+                    digit.map(|(d, _)| ChannelEvent::Digit(d.as_char()))
+                }
+                Err(refused) => {
+                    let _ = reply.send(refused);
+                    None
+                }
+            },
             _ => {
                 let _ = reply.send(Reply::status(200));
                 None
@@ -257,7 +263,6 @@ impl SipChannel {
             // not a lone dialog's business.
             CallEvent::Branch { .. }
             | CallEvent::Confirmed { .. }
-            | CallEvent::ReInviteAnswered { .. }
             | CallEvent::PickupAsk { .. }
             | CallEvent::Adopt { .. } => None,
             CallEvent::ReplaceAsk { reply, .. } => {

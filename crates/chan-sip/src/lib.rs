@@ -34,7 +34,7 @@ use bytes::Bytes;
 use pbx::{Registry, Router};
 use registrar::Registrar;
 use sip_net::{BoxFuture, EndpointHandle, Incoming, InviteTx, Service};
-use sip_proto::{Method, Response};
+use sip_proto::{HeaderName, Method, Response};
 use tokio::sync::oneshot;
 
 pub use anchor::MediaConfig;
@@ -291,12 +291,24 @@ pub struct Reply {
     pub status: u16,
     /// Body, if any, with its Content-Type.
     pub body: Option<(String, Bytes)>,
+    /// One more header field (a 415's `Accept`).
+    pub header: Option<(HeaderName, &'static str)>,
 }
 
 impl Reply {
     /// A bare status.
     pub fn status(status: u16) -> Reply {
-        Reply { status, body: None }
+        Reply {
+            status,
+            body: None,
+            header: None,
+        }
+    }
+
+    /// With `value` in the header field `name`.
+    pub fn with_header(mut self, name: HeaderName, value: &'static str) -> Reply {
+        self.header = Some((name, value));
+        self
     }
 }
 
@@ -441,6 +453,9 @@ impl Service for ChanSip {
             match answer.await {
                 Ok(reply) => {
                     let mut response = incoming.response(reply.status);
+                    if let Some((name, value)) = reply.header {
+                        response.headers.push(name, value);
+                    }
                     relay::set_body(&mut response.headers, &mut response.body, reply.body);
                     response
                 }

@@ -1,7 +1,7 @@
 //! The pieces of the B2BUA that work on one message or one branch, apart
 //! from a call's state: reading an outbound INVITE's responses and
-//! CANCELling it (RFC 3261 §9.1), ACKs for 2xx (§13.2.2.4), passing bodies
-//! across, and the inactive SDP
+//! CANCELling it (RFC 3261 §9.1), ACKs for 2xx (§13.2.2.4), a body put
+//! into a message, and the inactive SDP
 //! answer for calls the dialplan answers itself (RFC 3264 §6).
 
 use std::net::SocketAddr;
@@ -9,11 +9,11 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use sip_net::{ClientInviteTx, InviteEvent, Transport};
-use sip_proto::{HeaderName, Headers, Request, Response};
+use sip_proto::{HeaderName, Headers, Request};
 use tokio::sync::oneshot;
 
+use crate::Inner;
 use crate::call::CallEvent;
-use crate::{Inner, Reply};
 
 /// Reads one outbound INVITE's responses and passes them to the call; sends
 /// CANCEL when the call asks (or goes away) once the branch has had a
@@ -89,31 +89,10 @@ pub(crate) async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// A message's body with its Content-Type, if it has a body.
-pub(crate) fn body_of(headers: &Headers, body: &Bytes) -> Option<(String, Bytes)> {
-    (!body.is_empty()).then(|| {
-        (
-            headers
-                .content_type()
-                .unwrap_or("application/sdp")
-                .to_owned(),
-            body.clone(),
-        )
-    })
-}
-
 /// Puts `body` (with its Content-Type) into a message's headers and body.
 pub(crate) fn set_body(headers: &mut Headers, slot: &mut Bytes, body: Option<(String, Bytes)>) {
     if let Some((content_type, body)) = body {
         headers.push(HeaderName::ContentType, content_type);
         *slot = body;
-    }
-}
-
-/// The answer to pass back for an in-dialog request, from the other leg's.
-pub(crate) fn reply_from(r: &Response) -> Reply {
-    Reply {
-        status: r.status,
-        body: body_of(&r.headers, &r.body),
     }
 }

@@ -57,6 +57,13 @@ impl Path {
         self
     }
 
+    /// The next packets continue the stream `(ssrc, sequence, timestamp)`
+    /// at `clock_rate` (after packets sent into it from elsewhere: a
+    /// digit's events), starting a new source there.
+    pub(crate) fn continue_at(&mut self, (ssrc, seq, ts): (u32, u16, u32), clock_rate: u32) {
+        self.rewriter = Some(Rewriter::new(ssrc, clock_rate, seq, ts));
+    }
+
     /// Whether the path transcodes.
     pub(crate) fn is_transcoding(&self) -> bool {
         self.transcoder.is_some()

@@ -947,3 +947,72 @@ async fn learning_legs_move_to_a_new_source_only_after_probation_and_silence() {
     silent(&phone_b).await;
     assert_eq!(ha.latched(), Some(addr(&media_host)));
 }
+
+#[tokio::test]
+async fn a_digit_sent_into_a_leg_is_one_event_in_its_stream() {
+    let pool = PortPool::new(24460..=24479).unwrap();
+    let pa = StreamParams::new(Codec::Pcmu);
+    // B numbers telephone-event 96, A negotiated none.
+    let pb = StreamParams::new(Codec::Pcmu).with_telephone_event(96, 96);
+    let c = call(&pool, pa, pb).await;
+    assert!(c.bridge.takes_events(media::bridge::End::B));
+    assert!(!c.bridge.takes_events(media::bridge::End::A));
+    let seven = rtp::Digit::from_char('7').unwrap();
+    assert!(
+        !c.bridge
+            .send_digit(media::bridge::End::A, seven, Duration::from_millis(100)),
+        "A takes no events: its digits go in signalling"
+    );
+
+    // A's audio reaches B, then the digit goes in B's stream.
+    let payload = ulaw(&tone(0));
+    send(&c.phone_a, c.a_port, header(0, 500, 8000, 0xA), &payload).await;
+    let (audio, _, _) = recv(&c.phone_b).await;
+    assert!(
+        c.bridge
+            .send_digit(media::bridge::End::B, seven, Duration::from_millis(100))
+    );
+    let mut receiver = rtp::DtmfReceiver::new();
+    let mut events = Vec::new();
+    let mut digits = Vec::new();
+    let mut ends = 0;
+    while ends < 3 {
+        let (h, p, _) = recv(&c.phone_b).await;
+        assert_eq!(h.payload_type, 96, "only the event while it plays");
+        if let Some(d) = receiver.on_packet(&h, &p).unwrap() {
+            digits.push(d.as_char());
+        }
+        if rtp::TelephoneEvent::parse(&p).unwrap().end {
+            ends += 1;
+        }
+        if events.is_empty() {
+            // Audio from A while the event plays is not sent over it.
+            send(&c.phone_a, c.a_port, header(0, 501, 8160, 0xA), &payload).await;
+        }
+        events.push(h);
+    }
+    // Then A's audio again, in the same stream.
+    send(&c.phone_a, c.a_port, header(0, 502, 8320, 0xA), &payload).await;
+    let (after, _, _) = recv(&c.phone_b).await;
+    assert_eq!(digits, ['7'], "one digit, once");
+    let first = events[0];
+    assert!(first.marker, "the event starts with the marker bit");
+    assert_eq!(first.ssrc, audio.ssrc, "the same stream");
+    assert_eq!(first.sequence, audio.sequence.wrapping_add(1));
+    assert!(events.iter().all(|e| e.timestamp == first.timestamp));
+    for pair in events.windows(2) {
+        assert_eq!(pair[1].sequence, pair[0].sequence.wrapping_add(1));
+    }
+    assert_eq!(after.payload_type, 0);
+    assert_eq!(after.ssrc, audio.ssrc);
+    assert_eq!(
+        after.sequence,
+        events.last().unwrap().sequence.wrapping_add(1)
+    );
+    assert!(
+        after.timestamp.wrapping_sub(first.timestamp) >= 800,
+        "audio resumes after the event's 100 ms: {} then {}",
+        first.timestamp,
+        after.timestamp
+    );
+}

@@ -110,8 +110,6 @@ pub(crate) struct MediaEndpoint {
     ports: Option<Box<PortPair>>,
     /// Our offer whose answer has not come yet.
     our_offer: Option<Box<SessionDescription>>,
-    /// The party's offer we have not answered yet.
-    their_offer: Option<Box<SessionDescription>>,
     /// What the last exchange settled on.
     params: Option<StreamParams>,
     remote: Option<SocketAddr>,
@@ -168,7 +166,6 @@ impl MediaEndpoint {
             rtp_port: ports.rtp_port(),
             ports: Some(Box::new(ports)),
             our_offer: None,
-            their_offer: None,
             params: None,
             remote: None,
             signalling: None,
@@ -298,31 +295,8 @@ impl MediaEndpoint {
         self.our_offer = None;
     }
 
-    /// The party's offer, to answer later ([`answer_pending`](Self::answer_pending)).
-    pub fn hold_offer(&mut self, offer: SessionDescription) {
-        self.their_offer = Some(Box::new(offer));
-    }
-
-    /// The party's offer will not be answered (RFC 3264 §8).
-    pub fn drop_offer(&mut self) {
-        self.their_offer = None;
-    }
-
-    /// Answers the party's pending offer, wanting `direction`, `prefer`
-    /// first: our answer's bytes and what it settles (to [`settle`](Self::settle)).
-    pub fn answer_pending(
-        &mut self,
-        prefer: &[String],
-        direction: Direction,
-    ) -> Result<(Bytes, sdp::Stream), Failure> {
-        let offer = self
-            .their_offer
-            .take()
-            .ok_or_else(|| Failure::NotAcceptable("no offer to answer".into()))?;
-        self.answer(&offer, prefer, direction)
-    }
-
-    /// Answers `offer` (RFC 3264 §6), as [`answer_pending`](Self::answer_pending).
+    /// Answers `offer` (RFC 3264 §6), wanting `direction`, `prefer` first:
+    /// our answer's bytes and what it settles (to [`settle`](Self::settle)).
     pub fn answer(
         &mut self,
         offer: &SessionDescription,

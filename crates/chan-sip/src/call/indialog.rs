@@ -1,15 +1,19 @@
 //! Requests inside a call's dialogs (RFC 3261 §12.2.2): BYE, UPDATE and
-//! INFO, and re-INVITEs (§14) with their offers re-made for the other side
-//! (RFC 3264 §8, media anchored) and glare (491).
+//! INFO, and re-INVITEs (§14), each answered for its own side (RFC 3264
+//! §8: media is anchored, so the other phone is not asked) with glare
+//! (491) against our own; keypresses in INFO cross to the other side as it
+//! negotiated them (RFC 4733 events or INFO).
 
-use sip_net::{Incoming, InviteEvent, InviteTx};
+use std::time::Duration;
+
+use sip_net::{Incoming, InviteTx};
 use sip_proto::{HeaderName, Method, Request, Response};
 use tokio::sync::oneshot;
 
-use super::{Call, CallEvent};
-use crate::anchor::{Failure, Which};
+use super::Call;
+use crate::anchor::{DigitTo, Failure, Which};
 use crate::leg::SipLeg;
-use crate::relay::{body_of, reply_from, set_body};
+use crate::relay::set_body;
 use crate::{Reply, Side};
 use pbx::{Disposition, LegState};
 
@@ -78,54 +82,70 @@ impl Call {
                     Ok(sdp) => Reply {
                         status: 200,
                         body: Some(("application/sdp".to_owned(), sdp)),
+                        header: None,
                     },
                     Err(failure) => Reply::status(failure.status()),
                 };
                 let _ = reply.send(r);
             }
+            Method::Info => {
+                let which = if from_bridge { Which::B } else { Which::A };
+                let _ = reply.send(self.on_info(which, &request));
+            }
+            // A bare UPDATE (a session refresh, RFC 3311 §5.2) and the
+            // rest are this dialog's alone: accepted here.
             _ => {
-                // UPDATE and INFO go to the other leg when bridged.
-                let target = if from_bridge {
-                    Some(&mut self.a.leg)
-                } else {
-                    self.phase.bridge_mut().map(|b| &mut b.leg)
-                };
-                match target {
-                    Some(leg) if leg.state == LegState::Up => {
-                        let mut out = leg.dialog.request(request.method.clone(), None, None);
-                        if request.method == Method::Update {
-                            out.headers.push(HeaderName::Contact, leg.contact.as_str());
-                        }
-                        set_body(
-                            &mut out.headers,
-                            &mut out.body,
-                            body_of(&request.headers, &request.body),
-                        );
-                        let sent = leg.send(out);
-                        tokio::spawn(async move {
-                            let r = match sent.await {
-                                Ok(Some(r)) => reply_from(&r),
-                                _ => Reply::status(408),
-                            };
-                            let _ = reply.send(r);
-                        });
-                    }
-                    _ => {
-                        // Nobody to pass it to: INFO (DTMF) and a bare
-                        // UPDATE (a session refresh) are accepted; a
-                        // keypress in an INFO goes to the dialplan's
-                        // read_digits like an RFC 4733 one.
-                        if request.method == Method::Info
-                            && !from_bridge
-                            && let Some(digit) = info_digit(&request)
-                        {
-                            self.media.push_caller_digit(digit);
-                        }
-                        let _ = reply.send(Reply::status(200));
-                    }
-                }
+                let _ = reply.send(Reply::status(200));
             }
         }
+    }
+
+    /// An INFO from `from`'s phone: a keypress (DTMF in
+    /// `application/dtmf-relay` or `application/dtmf`) goes to the other
+    /// side as that side negotiated it (RFC 4733 events in its stream, or
+    /// an INFO of ours), or to `read_digits` when nobody is bridged; an
+    /// INFO without a body (a keep-alive) is accepted; another body is
+    /// refused with 415 and the types we take (RFC 3261 §21.4.13). The
+    /// phones are not each other's peers: media is anchored, and so are
+    /// their in-dialog requests.
+    fn on_info(&mut self, from: Which, request: &Request) -> Reply {
+        match read_info(request) {
+            Ok(Some((digit, duration))) => {
+                if let DigitTo::Info(to) = self.media.signalled_digit(from, digit, duration) {
+                    self.send_info_digit(to, digit, duration);
+                }
+                Reply::status(200)
+            }
+            Ok(None) => Reply::status(200),
+            Err(refused) => refused,
+        }
+    }
+
+    /// Sends `digit` to `to`'s phone in an INFO (`application/dtmf-relay`),
+    /// for a phone that negotiated no RFC 4733 events.
+    pub(super) fn send_info_digit(&mut self, to: Which, digit: rtp::Digit, duration: Duration) {
+        let leg = match to {
+            Which::A => Some(&mut self.a.leg),
+            Which::B => self.phase.bridge_mut().map(|b| &mut b.leg),
+        };
+        let Some(leg) = leg.filter(|leg| leg.state == LegState::Up) else {
+            return;
+        };
+        let mut info = leg.dialog.request(Method::Info, None, None);
+        let body = format!(
+            "Signal={}\r\nDuration={}\r\n",
+            digit.as_char(),
+            duration.as_millis()
+        );
+        set_body(
+            &mut info.headers,
+            &mut info.body,
+            Some(("application/dtmf-relay".to_owned(), body.into())),
+        );
+        let sent = leg.send(info);
+        tokio::spawn(async move {
+            let _ = sent.await;
+        });
     }
 
     pub(super) async fn on_reinvite(&mut self, side: Side, incoming: Incoming, mut tx: InviteTx) {
@@ -162,96 +182,35 @@ impl Call {
         };
         if other_up
             && !body.is_empty()
-            && !self.reinvite_pending
             && let Some(r) = self.hold_here(which, &body, &tx, &own_contact).await
         {
             self.respond_reinvite(side, tx, r);
             return;
         }
-        if body.is_empty() || !other_up {
-            // Answered here: an offerless re-INVITE gets our description
-            // as the offer (its answer comes in the ACK); with nobody on
-            // the other side, we answer the new offer ourselves.
-            let sdp = if body.is_empty() {
-                self.media
-                    .offer_again(which)
-                    .ok_or(Failure::NotAcceptable("no media session to offer".into()))
-            } else {
-                self.media.answer_here(which, &body).await
-            };
-            let r = match sdp {
-                Ok(sdp) => {
-                    let mut r = tx.response(200);
-                    r.headers.push(HeaderName::Contact, own_contact);
-                    r.headers.push(HeaderName::ContentType, "application/sdp");
-                    r.body = sdp;
-                    r
-                }
-                Err(failure) => failure.response(&tx, &self.inner.config.domain),
-            };
-            self.respond_reinvite(side, tx, r);
-            return;
-        }
-        if self.reinvite_pending {
-            // §14.2: a re-INVITE while another is in progress is glare.
-            tx.respond(glare(&tx));
-            return;
-        }
-        // The other side gets our offer (its own ports, the direction
-        // asked for: hold is passed on), the asker our answer once it
-        // has answered.
-        let offer = match self.media.reoffer(which, &body) {
-            Ok(offer) => offer,
-            Err(failure) => {
-                let r = failure.response(&tx, &self.inner.config.domain);
-                tx.respond(r);
-                return;
-            }
-        };
-        let other = if from_bridge {
-            &mut self.a.leg
+        // Answered here, for this side alone: media is anchored, so the
+        // other phone is not asked (a codec change restarts the bridge,
+        // which transcodes if the sides now differ; a hold with no music
+        // class keeps relaying what the holder sends). An offerless
+        // re-INVITE gets our description as the offer (its answer comes
+        // in the ACK).
+        let sdp = if body.is_empty() {
+            self.media
+                .offer_again(which)
+                .ok_or(Failure::NotAcceptable("no media session to offer".into()))
         } else {
-            match self.phase.bridge_mut() {
-                Some(b) => &mut b.leg,
-                None => return,
-            }
+            self.media.answer_here(which, &body).await
         };
-        self.reinvite_pending = true;
-        let mut invite = other
-            .dialog
-            .request(Method::Invite, Some(&other.contact), None);
-        set_body(
-            &mut invite.headers,
-            &mut invite.body,
-            Some(("application/sdp".to_owned(), offer)),
-        );
-        let seq = other.dialog.local_cseq;
-        let ack = other.dialog.request(Method::Ack, None, Some(seq));
-        let endpoint = self.inner.endpoint.clone();
-        let (transport, peer) = (other.dialog.transport, other.dialog.peer);
-        let events = self.events_tx.clone();
-        tokio::spawn(async move {
-            let response = match endpoint.invite(invite, transport, peer).await {
-                Ok(mut ctx) => loop {
-                    match ctx.next().await {
-                        Some(InviteEvent::Response(r)) if r.status < 200 => {}
-                        Some(InviteEvent::Response(r)) => break Some(r),
-                        _ => break None,
-                    }
-                },
-                Err(_) => None,
-            };
-            if response.as_ref().is_some_and(|r| r.status < 300) {
-                let _ = endpoint.send_stateless(ack, transport, peer).await;
+        let r = match sdp {
+            Ok(sdp) => {
+                let mut r = tx.response(200);
+                r.headers.push(HeaderName::Contact, own_contact);
+                r.headers.push(HeaderName::ContentType, "application/sdp");
+                r.body = sdp;
+                r
             }
-            let _ = events
-                .send(CallEvent::ReInviteAnswered {
-                    from: side,
-                    tx: Box::new(tx),
-                    response,
-                })
-                .await;
-        });
+            Err(failure) => failure.response(&tx, &self.inner.config.domain),
+        };
+        self.respond_reinvite(side, tx, r);
     }
 
     /// Hold with music (the way Asterisk and FreeSWITCH do it): a re-INVITE
@@ -259,8 +218,9 @@ impl Call {
     /// side hears the call's music on hold instead of silence, with no
     /// re-INVITE of its own; the one that resumes is answered here and the
     /// bridge restarts. While one side holds, every re-offer from either
-    /// is answered here. `None`: not a hold matter (or no music to play),
-    /// so the re-INVITE is passed on as before.
+    /// is answered here. `None`: not a hold matter, or no music to play
+    /// (then the offer is answered like any other, and the bridge goes on
+    /// relaying what the holder sends: its own music, if it plays any).
     async fn hold_here(
         &mut self,
         which: Which,
@@ -300,50 +260,6 @@ impl Call {
         r.headers.push(HeaderName::ContentType, "application/sdp");
         r.body = answer;
         Some(r)
-    }
-
-    /// The other side answered a re-INVITE we passed on: the asker gets
-    /// our answer to its offer (or the other side's refusal).
-    pub(super) async fn on_reinvite_answered(
-        &mut self,
-        from: Side,
-        tx: InviteTx,
-        response: Option<Box<Response>>,
-    ) {
-        self.reinvite_pending = false;
-        let which = if from == Side::Inbound {
-            Which::A
-        } else {
-            Which::B
-        };
-        let own_contact = match which {
-            Which::A => Some(self.a.leg.contact.clone()),
-            Which::B => self.phase.bridge().map(|b| b.leg.contact.clone()),
-        }
-        .unwrap_or_default();
-        let r = match response {
-            Some(r) if r.status < 300 && !self.phase.is_ended() => {
-                match self.media.reanswer(which, &r.body).await {
-                    Ok(sdp) => {
-                        let mut out = tx.response(200);
-                        out.headers.push(HeaderName::Contact, own_contact);
-                        out.headers.push(HeaderName::ContentType, "application/sdp");
-                        out.body = sdp;
-                        out
-                    }
-                    Err(failure) => failure.response(&tx, &self.inner.config.domain),
-                }
-            }
-            Some(r) => {
-                self.media.reoffer_failed(which);
-                tx.response(if self.phase.is_ended() { 481 } else { r.status })
-            }
-            None => {
-                self.media.reoffer_failed(which);
-                tx.response(408)
-            }
-        };
-        self.respond_reinvite(from, tx, r);
     }
 }
 
@@ -403,10 +319,46 @@ pub(crate) fn glare(tx: &InviteTx) -> Response {
     r
 }
 
+/// The INFO bodies we take: keypresses.
+const DTMF_TYPES: &str = "application/dtmf-relay, application/dtmf";
+
+/// How long a keypress lasts when its INFO does not say (`Duration=`, in
+/// milliseconds, as most phones send).
+pub(super) const INFO_DIGIT_DEFAULT: Duration = Duration::from_millis(160);
+
+/// What an INFO carries: a keypress and how long it lasts, nothing (a
+/// keep-alive, accepted), or a body that is no keypress, refused with 415
+/// and the types we take (RFC 3261 §21.4.13).
+pub(crate) fn read_info(request: &Request) -> Result<Option<(rtp::Digit, Duration)>, Reply> {
+    if request.body.is_empty() {
+        return Ok(None);
+    }
+    match info_digit(request) {
+        Some(digit) => Ok(Some((digit, info_duration(request)))),
+        None => Err(Reply::status(415).with_header(HeaderName::Accept, DTMF_TYPES)),
+    }
+}
+
+/// How long the keypress of an INFO lasts: its `Duration` field, else
+/// 160 ms.
+fn info_duration(request: &Request) -> Duration {
+    std::str::from_utf8(&request.body)
+        .ok()
+        .and_then(|body| {
+            body.lines().find_map(|line| {
+                let (key, value) = line.split_once('=')?;
+                key.trim()
+                    .eq_ignore_ascii_case("duration")
+                    .then(|| value.trim().parse::<u64>().ok())?
+            })
+        })
+        .map_or(INFO_DIGIT_DEFAULT, Duration::from_millis)
+}
+
 /// The keypress an INFO carries: `application/dtmf-relay` (`Signal=5`,
 /// the Cisco format most phones send) or `application/dtmf` (`5`). Some
 /// phones send `10` and `11` for `*` and `#`.
-pub(crate) fn info_digit(request: &Request) -> Option<rtp::Digit> {
+fn info_digit(request: &Request) -> Option<rtp::Digit> {
     let content_type = request.headers.content_type()?.trim().to_ascii_lowercase();
     let body = std::str::from_utf8(&request.body).ok()?;
     let value = if content_type.starts_with("application/dtmf-relay") {
@@ -458,5 +410,14 @@ mod tests {
         assert_eq!(d("application/dtmf-relay", "Signal=X\r\n"), None);
         assert_eq!(d("application/dtmf-relay", "Duration=160\r\n"), None);
         assert_eq!(d("text/plain", "5"), None);
+    }
+
+    #[test]
+    fn info_durations_default_to_160_ms() {
+        let ms = |body: &str| info_duration(&info("application/dtmf-relay", body)).as_millis();
+        assert_eq!(ms("Signal=5\r\nDuration=250\r\n"), 250);
+        assert_eq!(ms("Signal=5\r\nduration = 90\r\n"), 90);
+        assert_eq!(ms("Signal=5\r\n"), 160);
+        assert_eq!(ms("Signal=5\r\nDuration=long\r\n"), 160);
     }
 }
