@@ -247,3 +247,64 @@ baresip_quit() {
   local msg='{"command":"quit","params":"","token":"quit"}'
   printf '%d:%s,' "${#msg}" "$msg" >&"${BARESIP_FD[$1]}" 2>/dev/null || true
 }
+
+# --- SIPp phones (the callee family; a script keeps their pids in PIDS) -----
+PIDS=()
+
+# free_udp_port: a UDP port on 127.0.0.1 nobody listens on.
+free_udp_port() {
+  local p
+  for _ in $(seq 1 200); do
+    p=$(( 20000 + RANDOM % 20000 ))
+    if ! ss -Hlun "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
+  done
+  fail "no free UDP port found"
+}
+
+# show_msgs FILE: the start lines of a SIPp -trace_msg file (the first 30),
+# with direction.
+show_msgs() {
+  [ -f "$1" ] || return 0
+  awk '/message sent/ { dir = "  -> " } /message received/ { dir = "  <- " }
+    /^(SIP\/2\.0 |[A-Z]+ [^ ]+ SIP\/2\.0)/ { print dir $0 }' "$1" | head -n 30 >&2
+}
+
+# sipp_fail NAME: the evidence of a failed SIPp run, then fail.
+sipp_fail() {
+  local name=$1
+  echo "--- $name: messages (-> sent, <- received)" >&2
+  show_msgs "$WORK/$name.msg"
+  [ -s "$WORK/$name.err" ] && { echo "--- $name: SIPp errors (the first)" >&2; head -n 15 "$WORK/$name.err" >&2; }
+  fail "$name"
+}
+
+# register EXT PORT: digest REGISTER from 127.0.0.1:PORT.
+register() {
+  sipp "127.0.0.1:$SB_UDP_PORT" -sf "$ROOT/tests/interop/scenarios/register.xml" -t u1 -i 127.0.0.1 -p "$2" \
+    -s "$1" -au "$1" -ap "pw-$1-x" -m 1 -timeout 10s -timeout_error -nostdin \
+    -trace_msg -message_file "$WORK/register-$1.msg" >/dev/null 2>&1 || sipp_fail "register-$1"
+}
+
+# callee SCENARIO EXT PORT CALLS: a SIPp UAS on PORT in the background
+# (pid in LAST_PID) that exits 0 once CALLS calls went as SCENARIO says.
+callee() {
+  sipp -sf "$ROOT/tests/interop/scenarios/$1" -t u1 -i 127.0.0.1 -p "$3" -s "$2" -m "$4" -timeout 60s -timeout_error \
+    -nostdin -trace_msg -message_file "$WORK/callee-$2.msg" -trace_err -error_file "$WORK/callee-$2.err" \
+    >"$WORK/callee-$2.out" 2>&1 &
+  LAST_PID=$!
+  PIDS+=("$LAST_PID")
+  for _ in $(seq 1 100); do
+    ss -Hlun "sport = :$3" 2>/dev/null | grep -q . && return 0
+    sleep 0.05
+  done
+  fail "the SIPp callee $2 did not bind 127.0.0.1:$3"
+}
+
+# wait_callee PID NAME: the callee must exit 0 within 30 s.
+wait_callee() {
+  local pid=$1 name=$2 rc=0
+  for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+  kill -0 "$pid" 2>/dev/null && { kill -9 "$pid"; sipp_fail "$name (still waiting after 30 s)"; }
+  wait "$pid" || rc=$?
+  [ "$rc" -eq 0 ] || sipp_fail "$name"
+}
