@@ -477,6 +477,59 @@ fn digits_cross_the_bridge_as_each_phone_negotiated() {
     call.hang_up();
 }
 
+/// A phone pressing keys at a phone that does not answer INFO: a few
+/// keypresses wait for their answers, the rest are dropped (nothing grows
+/// without bound), and once answered, keys go through again.
+#[test]
+fn unanswered_info_keypresses_are_bounded() {
+    let o = office(None);
+    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
+    let mut call = bridge(&o, &ra.sdp_offer(OFFER), &rb.sdp_answer(&["PCMU"]));
+    let press = |call: &mut Bridged| {
+        let r = call
+            .a
+            .request_in_with(
+                &mut call.dialog,
+                "INFO",
+                Some(("application/dtmf-relay", "Signal=1\r\nDuration=100\r\n")),
+            )
+            .expect("INFO answered");
+        assert_eq!(r.status, 200);
+    };
+    for _ in 0..20 {
+        press(&mut call);
+    }
+    // The callee answers none: 8 different INFOs reach it (and their
+    // retransmissions), no more.
+    let mut pending = std::collections::BTreeMap::new();
+    let until = Instant::now() + Duration::from_millis(1500);
+    while let Ok(info) = call
+        .b
+        .request("INFO", until.saturating_duration_since(Instant::now()))
+    {
+        pending.insert(info.cseq().unwrap().seq, info);
+    }
+    assert_eq!(pending.len(), 8, "{:?}", pending.keys());
+    for info in pending.values() {
+        call.b.reply(info, &call.b_tag, 200).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    press(&mut call);
+    // (A late retransmission of an answered one is answered again.)
+    let info = loop {
+        let info = call
+            .b
+            .request("INFO", WAIT)
+            .expect("a key goes through again");
+        call.b.reply(&info, &call.b_tag, 200).unwrap();
+        if !pending.contains_key(&info.cseq().unwrap().seq) {
+            break info;
+        }
+    };
+    assert!(String::from_utf8_lossy(&info.body).contains("Signal=1"));
+    call.hang_up();
+}
+
 #[test]
 fn record_writes_what_the_caller_said() {
     let o = office(Some(MEDIA_LUA));

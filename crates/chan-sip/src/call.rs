@@ -397,6 +397,9 @@ struct Call {
     /// The music-on-hold class the other side hears when one side holds
     /// (`None`: [`DEFAULT_MOH`]).
     moh: Option<Box<str>>,
+    /// Keypresses sent in INFO to a party and not yet answered (made at
+    /// the first; see `indialog::MAX_INFO_IN_FLIGHT`).
+    info_in_flight: Option<Arc<std::sync::atomic::AtomicU8>>,
     media: CallMedia,
     /// A parking slot held for this call's caller (announced, then parked).
     parking: Option<pbx::Reservation>,
@@ -440,6 +443,7 @@ impl Call {
             next_branch: 1,
             phase: Phase::Routing,
             moh: None,
+            info_in_flight: None,
             media,
             parking: None,
             transfer: None,

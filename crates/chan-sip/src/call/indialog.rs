@@ -4,6 +4,7 @@
 //! (491) against our own; keypresses in INFO cross to the other side as it
 //! negotiated them (RFC 4733 events or INFO).
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sip_net::{Incoming, InviteTx};
@@ -142,9 +143,20 @@ impl Call {
             &mut info.body,
             Some(("application/dtmf-relay".to_owned(), body.into())),
         );
+        // A phone pressing keys faster than the other answers INFO (or one
+        // that never answers: 32 s each) must not grow the call's tasks
+        // without bound: beyond a few unanswered, keypresses are dropped.
+        let in_flight = self.info_in_flight.get_or_insert_with(Default::default);
+        if in_flight.fetch_add(1, Ordering::Relaxed) >= MAX_INFO_IN_FLIGHT {
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            tracing::debug!(digit = %digit, "keypress dropped: {MAX_INFO_IN_FLIGHT} INFOs unanswered");
+            return;
+        }
+        let in_flight = in_flight.clone();
         let sent = leg.send(info);
         tokio::spawn(async move {
             let _ = sent.await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
         });
     }
 
@@ -318,6 +330,10 @@ pub(crate) fn glare(tx: &InviteTx) -> Response {
     r.headers.push(HeaderName::RetryAfter, "1");
     r
 }
+
+/// Keypresses sent in INFO to one call's parties and not yet answered,
+/// beyond which more are dropped.
+const MAX_INFO_IN_FLIGHT: u8 = 8;
 
 /// The INFO bodies we take: keypresses.
 const DTMF_TYPES: &str = "application/dtmf-relay, application/dtmf";
