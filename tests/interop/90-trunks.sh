@@ -35,29 +35,7 @@ trap cleanup_trunks EXIT
 
 command -v kamailio >/dev/null 2>&1 || fail "kamailio is not installed (apt-get install kamailio)"
 
-# free_udp_port IP: a UDP port on IP nobody listens on.
-free_udp_port() {
-  local p
-  for _ in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 20000 ))
-    if ! ss -Hlun "sport = :$p" 2>/dev/null | grep -q .; then echo "$p"; return 0; fi
-  done
-  fail "no free UDP port found"
-}
-
-show_msgs() {
-  [ -f "$1" ] || return 0
-  awk '/message sent/ { dir = "  -> " } /message received/ { dir = "  <- " }
-    /^(SIP\/2\.0 |[A-Z]+ [^ ]+ SIP\/2\.0)/ { print dir $0 }' "$1" | head -n 30 >&2
-}
-
-sipp_fail() {
-  local name=$1
-  echo "--- $name: messages (-> sent, <- received)" >&2
-  show_msgs "$WORK/$name.msg"
-  [ -s "$WORK/$name.err" ] && { echo "--- $name: SIPp errors (the first)" >&2; head -n 15 "$WORK/$name.err" >&2; }
-  fail "$name"
-}
+# free_udp_port, show_msgs and sipp_fail are common.bash's.
 
 # uas NAME SCENARIO IP PORT [options...]: a SIPp UAS in the background
 # (pid in LAST_PID) for one call.
