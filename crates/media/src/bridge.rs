@@ -59,7 +59,8 @@ const DIGIT_QUEUE: usize = 16;
 /// length to the sender; INFO's `Duration` is trusted within these).
 const DIGIT_MIN: Duration = Duration::from_millis(40);
 const DIGIT_MAX: Duration = Duration::from_secs(2);
-/// The silence between two queued digits on one leg.
+/// The pause between two queued digits on one leg (its audio flows
+/// again meanwhile), so a receiver hears two presses, not one long one.
 const DIGIT_GAP: Duration = Duration::from_millis(50);
 
 /// A running bridge between two legs. Dropping it ends the bridge and
@@ -114,8 +115,8 @@ impl Bridge {
     /// Sends `digit` to leg `to` as RFC 4733 events lasting `duration`
     /// (kept within 40 ms and 2 s), after any digits still being sent
     /// there. Returns whether it was queued: not when `to` did not
-    /// negotiate telephone-events, when 16 digits already wait, or when
-    /// the bridge has ended.
+    /// negotiate telephone-events, when the bridge's task has not taken
+    /// the 16 before it yet, or when the bridge has ended.
     pub fn send_digit(&self, to: End, digit: Digit, duration: Duration) -> bool {
         let ms = duration.clamp(DIGIT_MIN, DIGIT_MAX).as_millis();
         self.takes_events(to)
