@@ -745,6 +745,49 @@ fn held_party_hears_music_then_resume(caller_holds: bool, hold_dir: &str, answer
     call.hang_up();
 }
 
+/// A hold offered in an UPDATE (RFC 3311) is a hold like a re-INVITE's:
+/// answered for the holder's side, music to the other phone, and the
+/// resume in another UPDATE joins them again.
+#[test]
+fn a_hold_in_an_update_plays_music_too() {
+    let o = office(None);
+    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
+    let mut call = bridge(
+        &o,
+        &ra.sdp_offer(OFFER),
+        &rb.sdp_answer(&["PCMU", "telephone-event"]),
+    );
+    let mut update = |direction: &str, answered: &str| {
+        let offer = ra.sdp_offer(OFFER).replace("a=sendrecv", direction);
+        let ok = call
+            .a
+            .request_in(&mut call.dialog, "UPDATE", Some(&offer))
+            .expect("UPDATE answered");
+        assert_eq!(ok.status, 200);
+        let answer = String::from_utf8_lossy(&ok.body).into_owned();
+        assert!(answer.contains(answered), "{answer}");
+    };
+    update("a=sendonly", "a=recvonly");
+    rb.clear();
+    let long = Duration::from_millis(1600);
+    ra.send_tone(call.a_media.addr, 0, 1000.0, long)
+        .expect("send tone");
+    rb.settle(Duration::from_millis(200), WAIT);
+    assert_music("the held callee", &rb, call.b_media.addr, 1000.0);
+    update("a=sendrecv", "a=sendrecv");
+    ra.clear();
+    rb.clear();
+    exchange(
+        &ra,
+        (call.a_media.addr, 0, 1000.0),
+        &rb,
+        (call.b_media.addr, 0, 2000.0),
+    );
+    assert_heard("the caller, resumed", &ra, call.a_media.addr, 40, 2000.0);
+    assert_heard("the callee, resumed", &rb, call.b_media.addr, 40, 1000.0);
+    call.hang_up();
+}
+
 /// Issue 12, item 3: the caller holds (`sendonly`), the callee hears music.
 #[test]
 fn the_held_party_hears_music_and_resume_restores_the_bridge() {

@@ -471,19 +471,15 @@ impl CallMedia {
         Ok(())
     }
 
-    /// A new offer from `from` (re-INVITE, UPDATE), answered for that side
-    /// alone (media is anchored: the other side is not asked): same ports,
-    /// its codec kept when it still offers it; a codec change restarts
-    /// the bridge, which transcodes if the sides now differ.
-    pub async fn answer_here(&mut self, from: Which, body: &[u8]) -> Result<Bytes, Failure> {
-        let Some(side) = self.side_mut(from) else {
-            // Nobody to answer for: a bad offer is still refused as such.
-            answerable(&self.config, &parse(body)?)?;
-            return Err(no_side());
-        };
-        let (bytes, settled) = side.answer_alone(body)?;
-        self.restart_if(settled).await;
-        Ok(bytes)
+    /// `which`'s endpoint: its SDP state, to answer its party's offers
+    /// (`channel::answer_offer`); after a new codec, [`restart`](Self::restart).
+    pub fn endpoint_mut(&mut self, which: Which) -> Option<&mut MediaEndpoint> {
+        self.side_mut(which)
+    }
+
+    /// Restarts what runs on the legs (an endpoint's codec changed).
+    pub async fn restart(&mut self) {
+        self.restart_if(Settled::Restart).await;
     }
 
     /// The answer an ACK carries, to our offer in a 2xx (late offer, or an

@@ -110,36 +110,21 @@ impl SipChannel {
     }
 
     /// A new offer (re-INVITE, UPDATE) answered here; what it changed.
-    async fn answer_offer(
+    fn answer_offer(
         &mut self,
         body: &[u8],
     ) -> (Result<bytes::Bytes, Failure>, Option<ChannelEvent>) {
-        let Some(media) = self.media.as_deref_mut() else {
-            let none = Failure::NotAcceptable("no media session to offer".into());
-            return (Err(none), None);
+        let (answer, changed) = answer_offer(&mut self.leg, self.media.as_deref_mut(), body);
+        let event = match changed {
+            Changed {
+                hold: Some(held), ..
+            } => Some(ChannelEvent::Hold(held)),
+            // The owner running media on the leg gives it back and takes
+            // it again, in the new codec.
+            Changed { restart: true, .. } => Some(ChannelEvent::MediaChanged),
+            Changed { .. } => None,
         };
-        let answer = if body.is_empty() {
-            media
-                .offer_again()
-                .map(|sdp| (sdp, Settled::Done))
-                .ok_or(Failure::NotAcceptable("no media session to offer".into()))
-        } else {
-            media.answer_alone(body)
-        };
-        let mut event = None;
-        if let Ok((_, settled)) = &answer {
-            if let Some(held) = offers_hold(body)
-                && held != self.leg.held
-            {
-                self.leg.held = held;
-                event = Some(ChannelEvent::Hold(held));
-            } else if *settled == Settled::Restart {
-                // The owner running media on the leg gives it back and
-                // takes it again, in the new codec.
-                event = Some(ChannelEvent::MediaChanged);
-            }
-        }
-        (answer.map(|(sdp, _)| sdp), event)
+        (answer, event)
     }
 
     async fn on_request(
@@ -157,7 +142,7 @@ impl SipChannel {
                 Some(self.ended(200, "bye"))
             }
             Method::Update if !request.body.is_empty() => {
-                let (answer, event) = self.answer_offer(&request.body).await;
+                let (answer, event) = self.answer_offer(&request.body);
                 let r = match answer {
                     Ok(sdp) => Reply {
                         status: 200,
@@ -202,7 +187,7 @@ impl SipChannel {
             tx.respond(glare(&tx));
             return None;
         }
-        let (answer, event) = self.answer_offer(&incoming.request.body).await;
+        let (answer, event) = self.answer_offer(&incoming.request.body);
         let r = match answer {
             Ok(sdp) => {
                 let mut r = tx.response(200);
@@ -309,6 +294,51 @@ impl SipChannel {
             }
         }
     }
+}
+
+/// What a party's new offer changed, for whoever runs media on its leg.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Changed {
+    /// The party put the call on hold (`true`) or took it off (`false`).
+    pub hold: Option<bool>,
+    /// Its codec changed: what runs on its leg must be restarted
+    /// ([`Settled::Restart`]).
+    pub restart: bool,
+}
+
+/// A new offer from the party of `leg` (re-INVITE, UPDATE; empty: an
+/// offerless re-INVITE, answered with our description again, RFC 3264
+/// §8.4), answered against its own `media` alone (RFC 3264 §6, §8: media
+/// is anchored, so no other party is asked): our answer, and what it
+/// changed. For a channel and for a call's caller and bridged party alike.
+pub(crate) fn answer_offer(
+    leg: &mut SipLeg,
+    media: Option<&mut MediaEndpoint>,
+    body: &[u8],
+) -> (Result<bytes::Bytes, Failure>, Changed) {
+    let Some(media) = media else {
+        let none = Failure::NotAcceptable("no media session to offer".into());
+        return (Err(none), Changed::default());
+    };
+    let answer = if body.is_empty() {
+        media
+            .offer_again()
+            .map(|sdp| (sdp, Settled::Done))
+            .ok_or(Failure::NotAcceptable("no media session to offer".into()))
+    } else {
+        media.answer_alone(body)
+    };
+    let mut changed = Changed::default();
+    if let Ok((_, settled)) = &answer {
+        if let Some(held) = offers_hold(body)
+            && held != leg.held
+        {
+            leg.held = held;
+            changed.hold = Some(held);
+        }
+        changed.restart = *settled == Settled::Restart;
+    }
+    (answer.map(|(sdp, _)| sdp), changed)
 }
 
 impl Channel for SipChannel {

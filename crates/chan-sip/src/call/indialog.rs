@@ -7,12 +7,15 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use sip_net::{Incoming, InviteTx};
 use sip_proto::{HeaderName, Method, Request, Response};
 use tokio::sync::oneshot;
 
 use super::Call;
 use crate::anchor::{DigitTo, Failure, Which};
+use crate::channel::{Changed, answer_offer};
 use crate::leg::SipLeg;
 use crate::relay::set_body;
 use crate::{Reply, Side};
@@ -75,11 +78,11 @@ impl Call {
                 }
             }
             Method::Update if !request.body.is_empty() => {
-                // A new offer in an UPDATE: media is anchored, so we answer
-                // it for this side alone (new address, codec, hold).
+                // A new offer in an UPDATE: answered for this side alone
+                // (new address, codec, hold), as a re-INVITE's is.
                 let which = if from_bridge { Which::B } else { Which::A };
-                self.note_hold(from_bridge, &request.body);
-                let r = match self.media.answer_here(which, &request.body).await {
+                let (answer, changed) = self.answer_offer(which, &request.body);
+                let r = match answer {
                     Ok(sdp) => Reply {
                         status: 200,
                         body: Some(("application/sdp".to_owned(), sdp)),
@@ -88,6 +91,7 @@ impl Call {
                     Err(failure) => Reply::status(failure.status()),
                 };
                 let _ = reply.send(r);
+                self.on_offer_changed(which, changed).await;
             }
             Method::Info => {
                 let which = if from_bridge { Which::B } else { Which::A };
@@ -183,36 +187,11 @@ impl Call {
             .leg_mut(from_bridge)
             .map(|leg| leg.contact.clone())
             .unwrap_or_default();
-        let body = incoming.request.body.clone();
-        self.note_hold(from_bridge, &body);
-        let other_up = if from_bridge {
-            self.a.leg.state == LegState::Up
-        } else {
-            self.phase
-                .bridge()
-                .is_some_and(|b| b.leg.state == LegState::Up)
-        };
-        if other_up
-            && !body.is_empty()
-            && let Some(r) = self.hold_here(which, &body, &tx, &own_contact).await
-        {
-            self.respond_reinvite(side, tx, r);
-            return;
-        }
         // Answered here, for this side alone: media is anchored, so the
-        // other phone is not asked (a codec change restarts the bridge,
-        // which transcodes if the sides now differ; a hold with no music
-        // class keeps relaying what the holder sends). An offerless
-        // re-INVITE gets our description as the offer (its answer comes
-        // in the ACK).
-        let sdp = if body.is_empty() {
-            self.media
-                .offer_again(which)
-                .ok_or(Failure::NotAcceptable("no media session to offer".into()))
-        } else {
-            self.media.answer_here(which, &body).await
-        };
-        let r = match sdp {
+        // other phone is not asked. An offerless re-INVITE gets our
+        // description as the offer (its answer comes in the ACK).
+        let (answer, changed) = self.answer_offer(which, &incoming.request.body);
+        let r = match answer {
             Ok(sdp) => {
                 let mut r = tx.response(200);
                 r.headers.push(HeaderName::Contact, own_contact);
@@ -223,60 +202,73 @@ impl Call {
             Err(failure) => failure.response(&tx, &self.inner.config.domain),
         };
         self.respond_reinvite(side, tx, r);
+        self.on_offer_changed(which, changed).await;
     }
 
-    /// Hold with music (the way Asterisk and FreeSWITCH do it): a re-INVITE
-    /// that holds (`sendonly`/`inactive`) is answered here and the other
-    /// side hears the call's music on hold instead of silence, with no
-    /// re-INVITE of its own; the one that resumes is answered here and the
-    /// bridge restarts. While one side holds, every re-offer from either
-    /// is answered here. `None`: not a hold matter, or no music to play
-    /// (then the offer is answered like any other, and the bridge goes on
-    /// relaying what the holder sends: its own music, if it plays any).
-    async fn hold_here(
-        &mut self,
-        which: Which,
-        body: &bytes::Bytes,
-        tx: &InviteTx,
-        contact: &str,
-    ) -> Option<Response> {
-        let holds = crate::leg::offers_hold(body)?;
-        let held_by = self.media.held_by();
-        let music = match (holds, held_by) {
-            (true, None) => Some(self.media.music(self.moh_class())?),
-            (false, None) => return None,
-            _ => None,
+    /// A new offer from `which`'s phone answered against its own media
+    /// (`channel::answer_offer`, as a `SipChannel` answers its own).
+    fn answer_offer(&mut self, which: Which, body: &[u8]) -> (Result<Bytes, Failure>, Changed) {
+        let leg = match which {
+            Which::A => Some(&mut self.a.leg),
+            Which::B => self.phase.bridge_mut().map(|b| &mut b.leg),
         };
-        let answer = match self.media.answer_here(which, body).await {
-            Ok(sdp) => sdp,
-            Err(failure) => return Some(failure.response(tx, &self.inner.config.domain)),
-        };
-        match (music, holds, held_by) {
-            (Some(music), _, _) => {
-                self.note(|| {
-                    format!(
-                        "{which:?} holds: music on hold \"{}\" to the other side",
-                        self.moh_class()
-                    )
-                });
-                self.media.hold(which, music).await;
-            }
-            (None, false, Some(holder)) if holder == which => {
-                self.note(|| format!("{which:?} resumes: bridged again"));
-                self.media.unhold().await;
-            }
-            _ => {}
+        match leg {
+            Some(leg) => answer_offer(leg, self.media.endpoint_mut(which), body),
+            None => (
+                Err(Failure::NotAcceptable("no such party".into())),
+                Changed::default(),
+            ),
         }
-        let mut r = tx.response(200);
-        r.headers.push(HeaderName::Contact, contact);
-        r.headers.push(HeaderName::ContentType, "application/sdp");
-        r.body = answer;
-        Some(r)
+    }
+
+    /// What a phone's new offer changed, for the call's media. Hold with
+    /// music (the way Asterisk and FreeSWITCH do it): a phone that holds
+    /// (`sendonly`/`inactive`) while the other is up, and nobody holds
+    /// yet, makes the other side hear the call's music on hold instead of
+    /// silence, with no re-INVITE of its own; its resume joins them again.
+    /// With no music class, the bridge goes on relaying what the holder
+    /// sends (its own music, if it plays any). A new codec restarts what
+    /// runs on the legs (the bridge transcodes if the sides now differ).
+    async fn on_offer_changed(&mut self, which: Which, changed: Changed) {
+        let mut restarted = false;
+        if let Some(held) = changed.hold {
+            self.publish();
+            let other_up = match which {
+                Which::A => self
+                    .phase
+                    .bridge()
+                    .is_some_and(|b| b.leg.state == LegState::Up),
+                Which::B => self.a.leg.state == LegState::Up,
+            };
+            match (held, self.media.held_by()) {
+                (true, None) if other_up => {
+                    if let Some(music) = self.media.music(self.moh_class()) {
+                        self.note(|| {
+                            format!(
+                                "{which:?} holds: music on hold \"{}\" to the other side",
+                                self.moh_class()
+                            )
+                        });
+                        self.media.hold(which, music).await;
+                        restarted = true;
+                    }
+                }
+                (false, Some(holder)) if holder == which => {
+                    self.note(|| format!("{which:?} resumes: bridged again"));
+                    self.media.unhold().await;
+                    restarted = true;
+                }
+                _ => {}
+            }
+        }
+        if changed.restart && !restarted {
+            self.media.restart().await;
+        }
     }
 }
 
 // Our 2xx to a re-INVITE until its ACK, and the dialogs' bookkeeping
-// (which leg a request is from, its CSeq, the hold it asks for).
+// (which leg a request is from, its CSeq).
 impl Call {
     /// Answers a re-INVITE from `from`; a 2xx over UDP is kept and sent
     /// again until its ACK.
@@ -306,20 +298,6 @@ impl Call {
     fn admit(&mut self, from_bridge: bool, request: &Request) -> Result<(), u16> {
         self.leg_mut(from_bridge)
             .map_or(Err(481), |leg| leg.admit(request))
-    }
-
-    /// A new offer from one side (re-INVITE, UPDATE): notes whether it
-    /// puts the call on hold, for the admin API.
-    fn note_hold(&mut self, from_bridge: bool, offer: &[u8]) {
-        let Some(held) = crate::leg::offers_hold(offer) else {
-            return;
-        };
-        if let Some(leg) = self.leg_mut(from_bridge)
-            && leg.held != held
-        {
-            leg.held = held;
-            self.publish();
-        }
     }
 }
 
