@@ -68,6 +68,47 @@ fn a_parked_call_hears_music_and_is_picked_up_from_its_slot_with_audio_both_ways
     b.reply(&bye, tag_of(&b_dialog.local), 200).unwrap();
 }
 
+/// A parked phone that changes codec (a re-INVITE offering PCMA only)
+/// hears the music in the new codec: the lot starts it again on the leg
+/// as the new offer left it.
+#[test]
+fn a_parked_phone_that_changes_codec_hears_the_music_in_the_new_one() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let ra = RtpPeer::localhost();
+    let (mut a_dialog, a_media) = answered(&mut a, "70", &ra.sdp_offer(OFFER));
+    let deadline = std::time::Instant::now() + WAIT;
+    while !o
+        .server
+        .http_get("/api/v1/parked")
+        .is_ok_and(|(_, parked)| parked.contains("\"slot\":71"))
+    {
+        assert!(std::time::Instant::now() < deadline, "never parked");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    hears("the parked caller", &ra, 100);
+    let pcma = ra.sdp_offer(&["PCMA", "telephone-event"]);
+    let ok = a
+        .request_in(&mut a_dialog, "INVITE", Some(&pcma))
+        .expect("re-INVITE answered");
+    assert_eq!(ok.status, 200);
+    assert!(String::from_utf8_lossy(&ok.body).contains("RTP/AVP 8"));
+    a.ack_in(&a_dialog).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    ra.clear();
+    hears("the parked caller, in PCMA", &ra, 80);
+    let types: Vec<u8> = ra
+        .received()
+        .iter()
+        .filter_map(|p| p.header.map(|h| h.payload_type))
+        .collect();
+    assert!(
+        types.iter().all(|pt| *pt == 8),
+        "the music is PCMA now: {types:?}"
+    );
+    assert_music("the parked caller", &ra, a_media.addr, 1000.0);
+}
+
 /// The tag of a From/To value.
 fn tag_of(party: &str) -> &str {
     party.split(";tag=").nth(1).unwrap_or_default()

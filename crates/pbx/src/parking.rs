@@ -260,6 +260,19 @@ impl ParkingLot {
     }
 }
 
+/// Loops `music` on the channel's media leg (taken from it), if both are
+/// there.
+fn play_music(channel: &mut dyn Channel, music: Option<&Arc<Prompt>>) -> Option<Player> {
+    match (music, channel.take_media()) {
+        (Some(music), Some(leg)) => Some(Player::start_looped(leg, music.clone())),
+        (_, Some(leg)) => {
+            channel.give_media(leg);
+            None
+        }
+        _ => None,
+    }
+}
+
 /// How a parked channel's wait ended.
 enum Outcome {
     Gone,
@@ -276,23 +289,25 @@ async fn wait_in_slot(
     request: ParkRequest,
     mut asked: oneshot::Receiver<Handover>,
 ) {
-    let player = match (&request.music, channel.take_media()) {
-        (Some(music), Some(leg)) => Some(Player::start_looped(leg, music.clone())),
-        (_, Some(leg)) => {
-            channel.give_media(leg);
-            None
-        }
-        _ => None,
-    };
+    let mut player = play_music(channel.as_mut(), request.music.as_ref());
     let deadline = tokio::time::sleep(request.timeout);
     tokio::pin!(deadline);
     let outcome = loop {
         tokio::select! {
-            event = channel.next_event() => {
-                if let ChannelEvent::HungUp(_) = event {
-                    break Outcome::Gone;
+            event = channel.next_event() => match event {
+                ChannelEvent::HungUp(_) => break Outcome::Gone,
+                // A new codec (or a hold and resume, which may bring one):
+                // the music starts again on the leg as it is now.
+                ChannelEvent::MediaChanged | ChannelEvent::Hold(_) => {
+                    if let Some(old) = player.take()
+                        && let Ok(leg) = old.stop().await
+                    {
+                        channel.give_media(leg);
+                    }
+                    player = play_music(channel.as_mut(), request.music.as_ref());
                 }
-            }
+                _ => {}
+            },
             handover = &mut asked => match handover {
                 Ok(handover) => break Outcome::Retrieved(handover),
                 // The lot was dropped (shutting down).
