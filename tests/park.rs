@@ -259,3 +259,43 @@ fn our_200_is_sent_again_until_the_ack_after_the_call_is_parked_and_picked_up() 
     assert_heard("the picker", &rb, b_media.addr, 40, 1000.0);
     assert_heard("the parked caller", &ra, a_media.addr, 40, 2000.0);
 }
+
+/// A phone that changes codec while the park announcement plays (as
+/// some do right after the answer): the announcement goes on in the new
+/// codec, the route is not cut short, and the call is parked with music.
+#[test]
+fn a_codec_change_during_the_announcement_does_not_cut_it_short() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let ra = RtpPeer::localhost();
+    let (mut a_dialog, _) = answered(&mut a, "70", &ra.sdp_offer(OFFER));
+    hears("the parked caller", &ra, 5);
+    let pcma = ra.sdp_offer(&["PCMA", "telephone-event"]);
+    let ok = a
+        .request_in(&mut a_dialog, "INVITE", Some(&pcma))
+        .expect("re-INVITE answered");
+    assert_eq!(ok.status, 200);
+    a.ack_in(&a_dialog).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while !o
+        .server
+        .http_get("/api/v1/parked")
+        .is_ok_and(|(_, parked)| parked.contains("\"slot\":71"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never parked: {}",
+            o.server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    ra.clear();
+    hears("the parked caller, in PCMA", &ra, 50);
+    assert!(
+        ra.received()
+            .iter()
+            .filter_map(|p| p.header)
+            .all(|h| h.payload_type == 8),
+        "the music is PCMA"
+    );
+}

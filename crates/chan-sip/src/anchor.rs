@@ -168,10 +168,26 @@ enum Kind {
 /// A prompt playing on the caller's leg, watched by a task that tells the
 /// route when it has been played and gives the leg back when stopped.
 struct Playing {
-    stop: oneshot::Sender<()>,
+    /// `true`: paused for a codec change, to go on ([`Playing::pause`]).
+    stop: oneshot::Sender<bool>,
     /// Gives the leg back boxed: a task keeps room for its output from
     /// the start, and a leg is over half a kilobyte.
-    task: JoinHandle<Result<Box<Leg>, media::Error>>,
+    task: JoinHandle<Result<Box<Stopped>, media::Error>>,
+}
+
+/// What a stopped prompt gives back: the leg and, when paused before its
+/// end, where to go on.
+struct Stopped {
+    leg: Leg,
+    paused: Option<Paused>,
+}
+
+/// A prompt paused part-way (its leg's codec changed): the route still
+/// waits for it.
+struct Paused {
+    prompt: Arc<Prompt>,
+    frame: u64,
+    done: oneshot::Sender<Result<(), ActionError>>,
 }
 
 impl Playing {
@@ -180,11 +196,22 @@ impl Playing {
         prompt: Arc<Prompt>,
         done: oneshot::Sender<Result<(), ActionError>>,
     ) -> Self {
-        let (stop, mut stopped) = oneshot::channel::<()>();
+        Playing::start_from(leg, prompt, 0, done)
+    }
+
+    /// Plays `prompt` from frame `frame` on.
+    fn start_from(
+        leg: Leg,
+        prompt: Arc<Prompt>,
+        frame: u64,
+        done: oneshot::Sender<Result<(), ActionError>>,
+    ) -> Self {
+        let (stop, mut stopped) = oneshot::channel::<bool>();
         // Started here, so the task keeps the player (small), not the leg.
-        let mut player = Player::start(leg, prompt);
+        let mut player = Player::start_from(leg, prompt.clone(), frame);
         let task = tokio::spawn(async move {
             let mut done = Some(done);
+            let mut pause = false;
             tokio::select! {
                 () = player.finished() => {
                     if let Some(done) = done.take() {
@@ -193,23 +220,44 @@ impl Playing {
                     // Played: the player keeps receiving until told.
                     let _ = (&mut stopped).await;
                 }
-                _ = &mut stopped => {}
+                asked = &mut stopped => pause = asked.unwrap_or(false),
             }
-            // Cut short: the call ended (or its codec changed under it).
-            if let Some(done) = done.take() {
-                let _ = done.send(Err(ActionError::Ended));
-            }
-            player.stop().await.map(Box::new)
+            let (leg, frame) = player.stop_at().await?;
+            let paused = match done.take() {
+                // Paused for a codec change: the route waits on.
+                Some(done) if pause => Some(Paused {
+                    prompt,
+                    frame,
+                    done,
+                }),
+                // Cut short: the call ended, or the route stopped it.
+                Some(done) => {
+                    let _ = done.send(Err(ActionError::Ended));
+                    None
+                }
+                None => None,
+            };
+            Ok(Box::new(Stopped { leg, paused }))
         });
         Playing { stop, task }
     }
 
     async fn stop(self) -> Result<Leg, media::Error> {
-        let _ = self.stop.send(());
+        self.end(false).await.map(|s| s.leg)
+    }
+
+    /// Stops the prompt to go on with it once the leg is back (a codec
+    /// change): where it was, unless it had been played.
+    async fn pause(self) -> Result<Stopped, media::Error> {
+        self.end(true).await
+    }
+
+    async fn end(self, pause: bool) -> Result<Stopped, media::Error> {
+        let _ = self.stop.send(pause);
         self.task
             .await
             .map_err(|_| media::Error::TaskFailed)?
-            .map(|leg| *leg)
+            .map(|s| *s)
     }
 }
 
@@ -505,10 +553,27 @@ impl CallMedia {
     /// Restarts what runs on the legs when an endpoint's new codec asks
     /// for it.
     async fn restart_if(&mut self, settled: Settled) {
-        if settled == Settled::Restart {
-            let (kind, _) = self.take_legs().await;
-            self.resume(kind);
+        if settled != Settled::Restart {
+            return;
         }
+        // A prompt goes on where it was, in the new codec: the route
+        // still waits for it (a phone may change codec as an IVR speaks).
+        if matches!(self.activity, Activity::Play(_))
+            && let Activity::Play(playing) = std::mem::take(&mut self.activity)
+        {
+            if let Ok(Stopped { leg, paused }) = playing.pause().await {
+                self.park(Which::A, leg);
+                if let (Some(p), Some(leg)) = (paused, self.take_caller_leg()) {
+                    self.activity =
+                        Activity::Play(Playing::start_from(leg, p.prompt, p.frame, p.done));
+                    return;
+                }
+            }
+            self.resume(Kind::Listen);
+            return;
+        }
+        let (kind, _) = self.take_legs().await;
+        self.resume(kind);
     }
 
     /// Stops what runs on the legs and parks them; says what it was.

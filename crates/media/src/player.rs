@@ -71,6 +71,12 @@ impl Player {
         Player::begin(leg, prompt, false)
     }
 
+    /// As [`start`](Self::start), from frame `frame` on (a prompt resumed
+    /// where [`stop_at`](Self::stop_at) left it, in the leg's codec now).
+    pub fn start_from(leg: Leg, prompt: Arc<Prompt>, frame: u64) -> Player {
+        Player::begin_at(leg, prompt, false, frame)
+    }
+
     /// Starts a task sending `prompt` over and over (a ringback tone)
     /// until [`Player::stop`]; [`Player::finished`] never returns.
     pub fn start_looped(leg: Leg, prompt: Arc<Prompt>) -> Player {
@@ -78,9 +84,14 @@ impl Player {
     }
 
     fn begin(leg: Leg, prompt: Arc<Prompt>, looped: bool) -> Player {
+        Player::begin_at(leg, prompt, looped, 0)
+    }
+
+    fn begin_at(leg: Leg, prompt: Arc<Prompt>, looped: bool, frame: u64) -> Player {
         let codec = leg.params().codec;
         let mut frames = Frames::new(prompt, codec, leg.params().send_payload_type);
         frames.looped = looped && frames.count > 0;
+        frames.sent = frame.min(frames.count);
         // One stream for the phone: a prompt continues what the leg sent.
         if let Some((ssrc, sequence, timestamp)) =
             leg.continuation(codec.clock_rate(), std::time::Instant::now())
@@ -121,11 +132,20 @@ impl Player {
     /// # Errors
     /// [`Error::TaskFailed`] when the player's task did not end normally.
     pub async fn stop(self) -> Result<Leg, Error> {
+        self.stop_at().await.map(|(leg, _)| leg)
+    }
+
+    /// As [`stop`](Self::stop), also saying how many frames were sent
+    /// (where [`start_from`](Self::start_from) picks up).
+    ///
+    /// # Errors
+    /// [`Error::TaskFailed`] when the player's task did not end normally.
+    pub async fn stop_at(self) -> Result<(Leg, u64), Error> {
         // The task may have ended already; then there is no one to tell.
         let _ = self.stop.send(());
         let parts = self.task.await.map_err(|_| Error::TaskFailed)?;
-        let (leg, _) = *parts;
-        Ok(leg)
+        let (leg, frames) = *parts;
+        Ok((leg, frames.sent))
     }
 }
 
