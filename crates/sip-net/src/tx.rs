@@ -422,6 +422,33 @@ impl TxTable {
         Ok(())
     }
 
+    /// Hands a pending INVITE transaction the 100 Trying its TU would
+    /// send (RFC 3261 §17.2.1): kept until the machine asks for it (at
+    /// [`TRYING_DELAY`](sip_proto::transaction::TRYING_DELAY) unless a
+    /// response goes out first, or at once for a retransmitted INVITE);
+    /// returned, to send now, when the machine has asked already and no
+    /// response has been sent.
+    pub(crate) fn arm_trying(&self, key: &Key, trying: Bytes, now: Instant) -> Option<Bytes> {
+        let mut shard = self.shard(key);
+        let Some(Slot::Tx(tx)) = shard.slots.get_mut(key) else {
+            return None;
+        };
+        let Machine::Invite(machine) = &tx.machine else {
+            return None;
+        };
+        if machine.trying_overdue() {
+            return transmissions(tx.machine.send_response(100, trying, now))
+                .0
+                .into_iter()
+                .next_back();
+        }
+        // Kept until then (a response, which makes it moot, drops it).
+        if let Tu::Server { trying: slot, .. } = &mut tx.tu {
+            *slot = Some(trying);
+        }
+        None
+    }
+
     /// Sends the TU's response through a pending transaction; returns the
     /// bytes to send now (nothing if the transaction has gone, e.g. after
     /// a transport error).
@@ -438,9 +465,8 @@ impl TxTable {
             return Vec::new();
         };
         let actions = tx.machine.send_response(status, response, now);
-        if status >= 200
-            && let Tu::Server { trying, .. } = &mut tx.tu
-        {
+        // Any response makes a held-back 100 Trying moot.
+        if let Tu::Server { trying, .. } = &mut tx.tu {
             *trying = None;
         }
         let (out, mut terminated) = transmissions(actions);
@@ -800,6 +826,78 @@ Content-Length: 0
         assert!(
             matches!(table.on_request(&key, &Method::Invite, now), Lookup::Retransmit(b) if b == busy)
         );
+    }
+
+    /// A pending INVITE transaction started at `now`, as the endpoint
+    /// starts one (no 100 Trying yet).
+    async fn pending_invite(table: &TxTable, branch: &str, now: Instant) -> TransactionKey {
+        let key = TransactionKey::server(branch, "127.0.0.1", Some(5070), "INVITE");
+        table
+            .start_pending(key.clone(), true, None, None, target().await, now, 10)
+            .unwrap();
+        key
+    }
+
+    fn sent(out: &[(ReplyTarget, Bytes)]) -> Vec<Bytes> {
+        out.iter().map(|(_, b)| b.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn an_armed_trying_goes_out_only_if_nothing_answers_within_200_ms() {
+        let table = TxTable::new(Timers::default());
+        let t0 = Instant::now();
+        let ms = |n| t0 + std::time::Duration::from_millis(n);
+        let trying = Bytes::from_static(b"SIP/2.0 100 Trying");
+        let ringing = Bytes::from_static(b"SIP/2.0 180 Ringing");
+
+        // Ringing within 200 ms: no 100 at all.
+        let fast = pending_invite(&table, "z9hG4bKfast", t0).await;
+        assert_eq!(table.arm_trying(&fast, trying.clone(), ms(10)), None);
+        assert_eq!(
+            table.respond(&fast, 180, "b", ringing.clone(), ms(50)),
+            std::slice::from_ref(&ringing)
+        );
+        // Nothing answered within 200 ms: the 100 goes out then.
+        let slow = pending_invite(&table, "z9hG4bKslow", t0).await;
+        assert_eq!(table.arm_trying(&slow, trying.clone(), ms(10)), None);
+        assert!(table.due(ms(199)).is_empty());
+        assert_eq!(sent(&table.due(ms(200))), std::slice::from_ref(&trying));
+        assert!(table.due(ms(400)).is_empty(), "sent once");
+        // ... and again for each retransmitted INVITE until a response.
+        assert!(
+            matches!(table.on_request(&slow, &Method::Invite, ms(500)), Lookup::Retransmit(b) if b == trying)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trying_armed_late_or_after_a_retransmission_goes_out_at_once() {
+        let table = TxTable::new(Timers::default());
+        let t0 = Instant::now();
+        let ms = |n| t0 + std::time::Duration::from_millis(n);
+        let trying = Bytes::from_static(b"SIP/2.0 100 Trying");
+
+        // The TU accepted the INVITE only after 200 ms (slow storage, say).
+        let late = pending_invite(&table, "z9hG4bKlate", t0).await;
+        assert!(table.due(ms(200)).is_empty(), "nothing to send yet");
+        assert_eq!(
+            table.arm_trying(&late, trying.clone(), ms(250)),
+            Some(trying.clone())
+        );
+        // The caller retransmitted before the TU accepted it.
+        let again = pending_invite(&table, "z9hG4bKagain", t0).await;
+        assert!(matches!(
+            table.on_request(&again, &Method::Invite, ms(100)),
+            Lookup::Absorbed
+        ));
+        assert_eq!(
+            table.arm_trying(&again, trying.clone(), ms(120)),
+            Some(trying.clone())
+        );
+        // Answered already: never a 100.
+        let done = pending_invite(&table, "z9hG4bKdone", t0).await;
+        let busy = Bytes::from_static(b"SIP/2.0 486 Busy Here");
+        table.respond(&done, 486, "b", busy, ms(10));
+        assert_eq!(table.arm_trying(&done, trying, ms(300)), None);
     }
 
     #[tokio::test]
