@@ -433,6 +433,7 @@ fn chan_sip_config(config: &Config) -> chan_sip::ChanSipConfig {
         t1: config.sip.t1,
         t2: config.sip.t2,
         trace_calls: config.admin.trace_calls,
+        max_calls: config.net_security.max_calls,
         reject_anonymous: config.security.reject_anonymous,
         ..chan_sip::ChanSipConfig::default()
     }

@@ -423,6 +423,41 @@ fn a_subscriber_that_vanished_is_dropped_when_its_notify_times_out() {
 }
 
 #[test]
+fn a_lamp_first_watched_during_a_call_shows_the_call_at_once() {
+    // Nobody watches any lamp while the call starts (the lamps are then not
+    // followed at all); the first subscription must still see it.
+    let s = office();
+    let mut a = phone(&s, "1001");
+    let mut b = phone(&s, "1002");
+    let call = a.call("1002").expect("INVITE");
+    let incoming = b.incoming(WAIT).expect("1002 rings");
+    b.reply(&incoming.invite, &incoming.tag, 200).unwrap();
+    let (ok, _) = a.final_response(WAIT).expect("200");
+    let mut dialog = a.ack(&call, &ok).expect("ACK");
+    b.request("ACK", WAIT).expect("callee gets ACK");
+
+    let mut w = Watcher::new(s.udp.expect("udp"), DOMAIN, "1003", "1002");
+    assert_eq!(w.subscribe("dialog", 600).status, 200);
+    let first = w.notify();
+    assert_eq!(states(&first), ["confirmed"], "{}", body(&first));
+    let mut p = Watcher::new(s.udp.expect("udp"), DOMAIN, "1003", "1001");
+    assert_eq!(p.subscribe("presence", 600).status, 200);
+    let busy = p.notify();
+    assert!(
+        body(&busy).contains("<rpid:on-the-phone/>"),
+        "{}",
+        body(&busy)
+    );
+
+    // Followed from then on.
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+    let bye = b.request("BYE", WAIT).expect("callee gets BYE");
+    b.reply(&bye, &incoming.tag, 200).unwrap();
+    let over = w.notify();
+    assert_eq!(states(&over), ["terminated"], "{}", body(&over));
+}
+
+#[test]
 fn presence_shows_registered_and_on_the_phone() {
     let s = office();
     let mut a = phone(&s, "1001");

@@ -1,7 +1,8 @@
 //! The `[security]` keys the SIP endpoint enforces before any request
 //! reaches the registrar or a call: TCP connection limits and the message
 //! deadline, the transaction table's cap and the per-source UDP token
-//! bucket (issue 11, items 7 and 8).
+//! bucket (issue 11, items 7 and 8); and the active calls' cap, which the
+//! SIP channel enforces on each new INVITE.
 //!
 //! Their raw values sit in `[security]` with the registrar's keys (one
 //! `RawSecurity`, unknown keys are errors); they are checked here.
@@ -29,6 +30,9 @@ pub struct NetSecurityConfig {
     pub tcp_outbound_reserved: usize,
     /// `max_transactions`: live server transactions, past which new requests get 503.
     pub max_transactions: usize,
+    /// `max_calls`: calls at once, past which new INVITEs get 503 (the SIP
+    /// channel's cap, not the endpoint's: see `crate::server`).
+    pub max_calls: usize,
     /// `udp_rate`: datagrams a second per source (0: no limit).
     pub udp_rate: u32,
     /// `udp_burst`: datagrams a source may send at once.
@@ -92,6 +96,11 @@ impl Checker<'_> {
             &raw.max_transactions,
             defaults.max_transactions,
         )?;
+        let max_calls = positive(
+            "max_calls",
+            &raw.max_calls,
+            chan_sip::ChanSipConfig::default().max_calls,
+        )?;
         let udp_rate = raw
             .udp_rate
             .as_ref()
@@ -112,6 +121,7 @@ impl Checker<'_> {
             tcp_message_timeout,
             tcp_outbound_reserved,
             max_transactions,
+            max_calls,
             udp_rate,
             udp_burst,
         })
@@ -134,6 +144,7 @@ mod tests {
         assert_eq!(e.tcp_message_timeout, std::time::Duration::from_secs(20));
         assert_eq!(e.tcp_outbound_reserved, 128);
         assert_eq!(e.max_transactions, 1_000_000);
+        assert_eq!(c.net_security.max_calls, 10_000);
         // bench/register.sh peaks at 40,000 messages/s from 127.0.0.1.
         assert!(e.udp_rate >= 100_000 && e.udp_burst >= 100_000);
     }
@@ -142,7 +153,8 @@ mod tests {
     fn every_key_is_read() {
         let c = parse(
             "[security]\ntcp_max_per_ip = 3\ntcp_message_timeout = \"2s\"\n\
-             tcp_outbound_reserved = 10\nmax_transactions = 50\nudp_rate = 20\nudp_burst = 40\n",
+             tcp_outbound_reserved = 10\nmax_transactions = 50\nmax_calls = 7\n\
+             udp_rate = 20\nudp_burst = 40\n",
         )
         .unwrap();
         let e = c.endpoint_config();
@@ -150,6 +162,7 @@ mod tests {
         assert_eq!(e.tcp_message_timeout, std::time::Duration::from_secs(2));
         assert_eq!(e.tcp_outbound_reserved, 10);
         assert_eq!(e.max_transactions, 50);
+        assert_eq!(c.net_security.max_calls, 7);
         assert_eq!((e.udp_rate, e.udp_burst), (20, 40));
     }
 
@@ -178,6 +191,12 @@ mod tests {
                 "[security]\nmax_transactions = 0\n",
                 "security.max_transactions: must be at least 1",
             ),
+            (
+                "[security]\nmax_calls = 0\n",
+                "t.toml:2:13: security.max_calls: must be at least 1",
+            ),
+            ("[security]\nmax_calls = -5\n", "max_calls"),
+            ("[security]\nmax_calls = \"lots\"\n", "max_calls"),
             (
                 "[security]\nudp_burst = 0\n",
                 "security.udp_burst: must be at least 1",

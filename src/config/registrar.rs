@@ -212,6 +212,7 @@ pub(super) struct RawSecurity {
     pub(super) tcp_message_timeout: Option<Spanned<DurationText>>,
     pub(super) tcp_outbound_reserved: Option<Spanned<usize>>,
     pub(super) max_transactions: Option<Spanned<usize>>,
+    pub(super) max_calls: Option<Spanned<usize>>,
     pub(super) udp_rate: Option<Spanned<u32>>,
     pub(super) udp_burst: Option<Spanned<u32>>,
     // STIR/SHAKEN verification, checked in `stir`.

@@ -250,6 +250,15 @@ struct Inner {
     runtime: tokio::runtime::Handle,
     table: Mutex<Table>,
     tracker: Mutex<Tracker>,
+    /// The live calls, once [`Presence::run`] follows them: a dormant
+    /// tracker is brought up to date from them.
+    registry: std::sync::OnceLock<Arc<Registry>>,
+    /// The feed a waking tracker opened (before reading the live calls it
+    /// resyncs from), for [`Presence::run`] to follow from then on: the
+    /// changes it holds are all newer than that state.
+    woken_feed: Mutex<Option<tokio::sync::broadcast::Receiver<pbx::CallChange>>>,
+    /// Tells [`Presence::run`] that `woken_feed` is there.
+    woken: tokio::sync::Notify,
     /// Counts voicemail reported, newer than what `mailboxes` would say.
     counts: Mutex<HashMap<String, MailboxCounts>>,
     /// Whether each watched extension was last seen registered.
@@ -300,6 +309,9 @@ impl Presence {
                 runtime: tokio::runtime::Handle::current(),
                 table: Mutex::new(Table::default()),
                 tracker: Mutex::new(Tracker::new()),
+                registry: std::sync::OnceLock::new(),
+                woken_feed: Mutex::new(None),
+                woken: tokio::sync::Notify::new(),
                 counts: Mutex::new(HashMap::new()),
                 registered: Mutex::new(HashMap::new()),
                 lamps: Mutex::new(HashMap::new()),
@@ -398,16 +410,33 @@ impl Presence {
     /// Follows calls in `registry` (lamps, presence) and expires
     /// subscriptions, until `stop` completes.
     pub async fn run(self, registry: Arc<Registry>, stop: impl std::future::Future<Output = ()>) {
-        let mut feed = registry.watch();
+        // `None` while the tracker sleeps: with no receiver the registry
+        // sends nothing either.
+        let mut feed = Some(registry.watch());
+        let _ = self.inner.registry.set(Arc::clone(&registry));
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks = 0u64;
         tokio::pin!(stop);
         loop {
+            if let Some(woken) = lock(&self.inner.woken_feed).take() {
+                feed = Some(woken);
+            }
+            let next = async {
+                match feed.as_mut() {
+                    Some(feed) => feed.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = &mut stop => return,
-                change = feed.recv() => match change {
-                    Ok(change) => self.on_call_change(&change),
+                () = self.inner.woken.notified() => {}
+                change = next => match change {
+                    Ok(change) => {
+                        if !self.on_call_change(&change) {
+                            feed = None;
+                        }
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(missed = n, "subscriptions: fell behind the call feed; lamps resynchronised from the live calls");
                         let live = registry.list();
@@ -433,21 +462,61 @@ impl Presence {
         }
     }
 
-    fn on_call_change(&self, change: &pbx::CallChange) {
+    /// The lamp tracker, woken first if it was asleep: a new feed is
+    /// opened for [`run`](Self::run), then the tracker is resynced from the
+    /// live calls (so every change on the new feed is newer than what it
+    /// holds; the old feed, closed when it fell asleep, held only older).
+    fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        let mut tracker = lock(&self.inner.tracker);
+        if tracker.is_dormant()
+            && let Some(registry) = self.inner.registry.get()
+        {
+            let feed = registry.watch();
+            // Nobody was watching, so there is nobody to tell what changed:
+            // a new subscriber gets this state as its first NOTIFY.
+            let _ = tracker.resync(
+                &registry.list(),
+                &*self.inner.directory,
+                &self.inner.config.domain,
+            );
+            *lock(&self.inner.woken_feed) = Some(feed);
+            self.inner.woken.notify_one();
+        }
+        tracker
+    }
+
+    /// Applies a change from the feed; `false` when the tracker fell (or
+    /// is) asleep, and the feed can be closed.
+    fn on_call_change(&self, change: &pbx::CallChange) -> bool {
         // Lock order: tracker, then table (nothing takes them the other way).
+        let mut tracker = lock(&self.inner.tracker);
+        if tracker.is_dormant() {
+            // From a feed opened before the tracker fell asleep: older than
+            // what a waking resync reads.
+            return false;
+        }
+        if lock(&self.inner.table).subs.is_empty() {
+            // Nobody watches a lamp: nothing to follow. A subscription
+            // made from now on finds the tracker asleep and wakes it from
+            // the live calls; one made before this check is in the table.
+            tracker.sleep();
+            return false;
+        }
         let watched = |ext: &str| {
             lock(&self.inner.table)
                 .by_target
                 .get(ext)
                 .is_some_and(|keys| !keys.is_empty())
         };
-        let changes = lock(&self.inner.tracker).apply(
+        let changes = tracker.apply(
             change,
             &*self.inner.directory,
             &self.inner.config.domain,
             &watched,
         );
+        drop(tracker);
         self.lamps_changed(changes);
+        true
     }
 
     fn lamps_changed(&self, changes: Vec<crate::calls::LampChange>) {
@@ -506,7 +575,7 @@ impl Presence {
             let open = self.is_registered(&ext);
             let before = lock(&self.inner.registered).insert(ext.to_string(), open);
             if before.is_some_and(|b| b != open) {
-                let busy = lock(&self.inner.tracker).busy(&ext);
+                let busy = self.tracker().busy(&ext);
                 self.notify_target(&ext, Package::Presence, &Content::Presence { open, busy });
             }
         }
@@ -541,14 +610,14 @@ impl Presence {
             }
         }
         match package {
-            Package::Dialog => Content::Dialogs(lock(&self.inner.tracker).dialogs(target).into()),
+            Package::Dialog => Content::Dialogs(self.tracker().dialogs(target).into()),
             Package::MessageSummary => Content::Mailbox(self.counts(target)),
             Package::Presence => {
                 let open = self.is_registered(target);
                 lock(&self.inner.registered).insert(target.to_owned(), open);
                 Content::Presence {
                     open,
-                    busy: lock(&self.inner.tracker).busy(target),
+                    busy: self.tracker().busy(target),
                 }
             }
         }

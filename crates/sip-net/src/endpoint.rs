@@ -425,9 +425,10 @@ impl Core {
 
     /// Starts the server transaction of an INVITE and hands the INVITE to
     /// the service with the handle it answers through. No 100 Trying yet:
-    /// the service sends it ([`InviteTx::trying`](crate::InviteTx::trying))
+    /// the service hands one over ([`InviteTx::trying`](crate::InviteTx::trying))
     /// once it accepts the INVITE (authenticated, or in a known dialog), so
-    /// a spoofed INVITE gets its challenge alone and not 100 + 407.
+    /// a spoofed INVITE gets its challenge alone and not 100 + 407; the
+    /// transaction sends it only if no response follows within 200 ms.
     fn serve_invite(
         &self,
         req: Request,
@@ -513,6 +514,17 @@ impl Core {
                 .respond(key, status, to_tag, response.to_bytes(), Instant::now());
         for bytes in sends {
             self.send(target, bytes, Some(status));
+        }
+    }
+
+    /// Hands a pending INVITE transaction its 100 Trying, which goes out
+    /// when its machine asks for it (see [`TxTable::arm_trying`](crate::tx::TxTable::arm_trying)).
+    pub(crate) fn arm_trying(&self, key: &crate::tx::Key, trying: Response, target: &ReplyTarget) {
+        if let Some(bytes) = self
+            .transactions
+            .arm_trying(key, trying.to_bytes(), Instant::now())
+        {
+            self.send(target, bytes, Some(100));
         }
     }
 

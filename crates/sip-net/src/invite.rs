@@ -85,17 +85,22 @@ impl InviteTx {
         }
     }
 
-    /// Sends 100 Trying (RFC 3261 §17.2.1), and again for each
-    /// retransmitted INVITE until a response follows. The endpoint sends
-    /// none by itself: call this once the INVITE is accepted (authenticated,
-    /// or inside a known dialog), so that an INVITE from a source that may
-    /// be spoofed gets its challenge alone.
+    /// Lets the transaction send 100 Trying (RFC 3261 §17.2.1): it goes
+    /// out only if no other response has been sent 200 ms after the INVITE
+    /// arrived (at once if that time has passed, or a retransmitted INVITE
+    /// came meanwhile), and again for each retransmitted INVITE until a
+    /// response follows. A call answered or ringing within 200 ms sends
+    /// none. The endpoint sends none by itself: call this once the INVITE
+    /// is accepted (authenticated, or inside a known dialog), so that an
+    /// INVITE from a source that may be spoofed gets its challenge alone.
     pub fn trying(&mut self) {
         if self.final_sent {
             return;
         }
         let response = self.response(100);
-        self.respond(response);
+        if let Some(core) = self.core.upgrade() {
+            core.arm_trying(&self.key, response, &self.target);
+        }
     }
 
     /// Sends a final non-2xx response once, without keeping the transaction

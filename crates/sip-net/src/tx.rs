@@ -131,6 +131,10 @@ struct Tx {
     target: ReplyTarget,
     /// Boxed, as in [`Slot::Alias`]: rare.
     alias: Option<Box<Key>>,
+    /// The deadline of this transaction's earliest entry in its shard's
+    /// heap, if it has one: a later deadline of the machine needs no entry
+    /// of its own until that one is popped (each entry clones the key).
+    scheduled: Option<Instant>,
     tu: Tu,
 }
 
@@ -167,7 +171,20 @@ impl Tx {
             machine,
             target,
             alias: None,
+            scheduled: None,
             tu,
+        }
+    }
+
+    /// Files the machine's next deadline in `deadlines`, unless an entry
+    /// at or before it is there already (when that one is popped early,
+    /// [`TxTable::due`] files the deadline then).
+    fn schedule(&mut self, key: &Key, deadlines: &mut Deadlines) {
+        if let Some(at) = self.machine.poll_timeout()
+            && self.scheduled.is_none_or(|s| s > at)
+        {
+            deadlines.push(Reverse((at, KeyOrd(key.clone()))));
+            self.scheduled = Some(at);
         }
     }
 
@@ -203,9 +220,12 @@ enum Slot {
     Alias(Box<Key>),
 }
 
+/// A shard's deadline heap, earliest first.
+type Deadlines = BinaryHeap<Reverse<(Instant, KeyOrd)>>;
+
 struct Shard {
     slots: HashMap<Key, Slot>,
-    deadlines: BinaryHeap<Reverse<(Instant, KeyOrd)>>,
+    deadlines: Deadlines,
     count: usize,
     /// Server transactions in every shard (shared by all shards).
     servers: Arc<AtomicUsize>,
@@ -232,12 +252,13 @@ impl Ord for KeyOrd {
 }
 
 impl Shard {
-    fn insert(&mut self, key: Key, tx: Tx) {
+    fn insert(&mut self, key: Key, mut tx: Tx) {
         let server = tx.machine.is_server();
         if server {
             self.servers.fetch_add(1, Ordering::Relaxed);
         }
-        match self.slots.insert(key.clone(), Slot::Tx(Box::new(tx))) {
+        tx.schedule(&key, &mut self.deadlines);
+        match self.slots.insert(key, Slot::Tx(Box::new(tx))) {
             Some(Slot::Tx(old)) => {
                 if old.machine.is_server() {
                     self.servers.fetch_sub(1, Ordering::Relaxed);
@@ -245,7 +266,6 @@ impl Shard {
             }
             _ => self.count += 1,
         }
-        self.schedule(&key);
     }
 
     fn resolve(&self, key: &Key) -> Option<Key> {
@@ -264,14 +284,6 @@ impl Shard {
             if let Some(alias) = &tx.alias {
                 self.slots.remove(alias.as_ref());
             }
-        }
-    }
-
-    fn schedule(&mut self, key: &Key) {
-        if let Some(Slot::Tx(tx)) = self.slots.get(key)
-            && let Some(at) = tx.machine.poll_timeout()
-        {
-            self.deadlines.push(Reverse((at, KeyOrd(key.clone()))));
         }
     }
 }
@@ -319,7 +331,8 @@ impl TxTable {
 
     /// Feeds an arriving request to the transaction it matches, if any.
     pub(crate) fn on_request(&self, key: &Key, method: &Method, now: Instant) -> Lookup {
-        let mut shard = self.shard(key);
+        let mut guard = self.shard(key);
+        let shard = &mut *guard;
         let Some(primary) = shard.resolve(key) else {
             return Lookup::NotFound;
         };
@@ -350,7 +363,7 @@ impl TxTable {
         if terminated {
             shard.remove(&primary);
         } else {
-            shard.schedule(&primary);
+            tx.schedule(&primary, &mut shard.deadlines);
         }
         match resend {
             Some(bytes) => Lookup::Retransmit(bytes),
@@ -422,6 +435,33 @@ impl TxTable {
         Ok(())
     }
 
+    /// Hands a pending INVITE transaction the 100 Trying its TU would
+    /// send (RFC 3261 §17.2.1): kept until the machine asks for it (at
+    /// [`TRYING_DELAY`](sip_proto::transaction::TRYING_DELAY) unless a
+    /// response goes out first, or at once for a retransmitted INVITE);
+    /// returned, to send now, when the machine has asked already and no
+    /// response has been sent.
+    pub(crate) fn arm_trying(&self, key: &Key, trying: Bytes, now: Instant) -> Option<Bytes> {
+        let mut shard = self.shard(key);
+        let Some(Slot::Tx(tx)) = shard.slots.get_mut(key) else {
+            return None;
+        };
+        let Machine::Invite(machine) = &tx.machine else {
+            return None;
+        };
+        if machine.trying_overdue() {
+            return transmissions(tx.machine.send_response(100, trying, now))
+                .0
+                .into_iter()
+                .next_back();
+        }
+        // Kept until then (a response, which makes it moot, drops it).
+        if let Tu::Server { trying: slot, .. } = &mut tx.tu {
+            *slot = Some(trying);
+        }
+        None
+    }
+
     /// Sends the TU's response through a pending transaction; returns the
     /// bytes to send now (nothing if the transaction has gone, e.g. after
     /// a transport error).
@@ -433,14 +473,14 @@ impl TxTable {
         response: Bytes,
         now: Instant,
     ) -> Vec<Bytes> {
-        let mut shard = self.shard(key);
+        let mut guard = self.shard(key);
+        let shard = &mut *guard;
         let Some(Slot::Tx(tx)) = shard.slots.get_mut(key) else {
             return Vec::new();
         };
         let actions = tx.machine.send_response(status, response, now);
-        if status >= 200
-            && let Tu::Server { trying, .. } = &mut tx.tu
-        {
+        // Any response makes a held-back 100 Trying moot.
+        if let Tu::Server { trying, .. } = &mut tx.tu {
             *trying = None;
         }
         let (out, mut terminated) = transmissions(actions);
@@ -451,17 +491,15 @@ impl TxTable {
             shard.remove(key);
             return out;
         }
+        tx.schedule(key, &mut shard.deadlines);
         if status >= 200
             && let Some(alias) = key.ack_alias(to_tag)
         {
-            if let Some(Slot::Tx(tx)) = shard.slots.get_mut(key) {
-                tx.alias = Some(Box::new(alias.clone()));
-            }
+            tx.alias = Some(Box::new(alias.clone()));
             shard
                 .slots
                 .insert(alias, Slot::Alias(Box::new(key.clone())));
         }
-        shard.schedule(key);
         out
     }
 
@@ -519,7 +557,8 @@ impl TxTable {
         response: Response,
         now: Instant,
     ) -> Option<Vec<(ReplyTarget, Bytes)>> {
-        let mut shard = self.shard(key);
+        let mut guard = self.shard(key);
+        let shard = &mut *guard;
         let Some(Slot::Tx(tx)) = shard.slots.get_mut(key) else {
             return None;
         };
@@ -563,7 +602,7 @@ impl TxTable {
         if terminated {
             shard.remove(key);
         } else {
-            shard.schedule(key);
+            tx.schedule(key, &mut shard.deadlines);
         }
         Some(sends)
     }
@@ -572,19 +611,25 @@ impl TxTable {
     pub(crate) fn due(&self, now: Instant) -> Vec<(ReplyTarget, Bytes)> {
         let mut out = Vec::new();
         for shard in &self.shards {
-            let mut shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut guard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            let shard = &mut *guard;
             while let Some(Reverse((at, _))) = shard.deadlines.peek() {
                 if *at > now {
                     break;
                 }
-                let Some(Reverse((_, KeyOrd(key)))) = shard.deadlines.pop() else {
+                let Some(Reverse((at, KeyOrd(key)))) = shard.deadlines.pop() else {
                     break;
                 };
                 let Some(Slot::Tx(tx)) = shard.slots.get_mut(&key) else {
                     continue;
                 };
-                // A stale heap entry: the machine's deadline moved.
+                if tx.scheduled == Some(at) {
+                    tx.scheduled = None;
+                }
+                // The machine's deadline moved: later (filed now, if no
+                // entry is waiting for it), or gone.
                 if tx.machine.poll_timeout().is_none_or(|at| at > now) {
+                    tx.schedule(&key, &mut shard.deadlines);
                     continue;
                 }
                 let mut terminated = false;
@@ -608,7 +653,7 @@ impl TxTable {
                 if terminated {
                     shard.remove(&key);
                 } else {
-                    shard.schedule(&key);
+                    tx.schedule(&key, &mut shard.deadlines);
                 }
             }
         }
@@ -800,6 +845,113 @@ Content-Length: 0
         assert!(
             matches!(table.on_request(&key, &Method::Invite, now), Lookup::Retransmit(b) if b == busy)
         );
+    }
+
+    /// A pending INVITE transaction started at `now`, as the endpoint
+    /// starts one (no 100 Trying yet).
+    async fn pending_invite(table: &TxTable, branch: &str, now: Instant) -> TransactionKey {
+        let key = TransactionKey::server(branch, "127.0.0.1", Some(5070), "INVITE");
+        table
+            .start_pending(key.clone(), true, None, None, target().await, now, 10)
+            .unwrap();
+        key
+    }
+
+    fn sent(out: &[(ReplyTarget, Bytes)]) -> Vec<Bytes> {
+        out.iter().map(|(_, b)| b.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn an_armed_trying_goes_out_only_if_nothing_answers_within_200_ms() {
+        let table = TxTable::new(Timers::default());
+        let t0 = Instant::now();
+        let ms = |n| t0 + std::time::Duration::from_millis(n);
+        let trying = Bytes::from_static(b"SIP/2.0 100 Trying");
+        let ringing = Bytes::from_static(b"SIP/2.0 180 Ringing");
+
+        // Ringing within 200 ms: no 100 at all.
+        let fast = pending_invite(&table, "z9hG4bKfast", t0).await;
+        assert_eq!(table.arm_trying(&fast, trying.clone(), ms(10)), None);
+        assert_eq!(
+            table.respond(&fast, 180, "b", ringing.clone(), ms(50)),
+            std::slice::from_ref(&ringing)
+        );
+        // Nothing answered within 200 ms: the 100 goes out then.
+        let slow = pending_invite(&table, "z9hG4bKslow", t0).await;
+        assert_eq!(table.arm_trying(&slow, trying.clone(), ms(10)), None);
+        assert!(table.due(ms(199)).is_empty());
+        assert_eq!(sent(&table.due(ms(200))), std::slice::from_ref(&trying));
+        assert!(table.due(ms(400)).is_empty(), "sent once");
+        // ... and again for each retransmitted INVITE until a response.
+        assert!(
+            matches!(table.on_request(&slow, &Method::Invite, ms(500)), Lookup::Retransmit(b) if b == trying)
+        );
+    }
+
+    #[tokio::test]
+    async fn a_trying_armed_late_or_after_a_retransmission_goes_out_at_once() {
+        let table = TxTable::new(Timers::default());
+        let t0 = Instant::now();
+        let ms = |n| t0 + std::time::Duration::from_millis(n);
+        let trying = Bytes::from_static(b"SIP/2.0 100 Trying");
+
+        // The TU accepted the INVITE only after 200 ms (slow storage, say).
+        let late = pending_invite(&table, "z9hG4bKlate", t0).await;
+        assert!(table.due(ms(200)).is_empty(), "nothing to send yet");
+        assert_eq!(
+            table.arm_trying(&late, trying.clone(), ms(250)),
+            Some(trying.clone())
+        );
+        // The caller retransmitted before the TU accepted it.
+        let again = pending_invite(&table, "z9hG4bKagain", t0).await;
+        assert!(matches!(
+            table.on_request(&again, &Method::Invite, ms(100)),
+            Lookup::Absorbed
+        ));
+        assert_eq!(
+            table.arm_trying(&again, trying.clone(), ms(120)),
+            Some(trying.clone())
+        );
+        // Answered already: never a 100.
+        let done = pending_invite(&table, "z9hG4bKdone", t0).await;
+        let busy = Bytes::from_static(b"SIP/2.0 486 Busy Here");
+        table.respond(&done, 486, "b", busy, ms(10));
+        assert_eq!(table.arm_trying(&done, trying, ms(300)), None);
+    }
+
+    fn heap_entries(table: &TxTable) -> usize {
+        table
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap().deadlines.len())
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn a_later_deadline_waits_for_the_earlier_entry_and_still_fires() {
+        let table = TxTable::new(Timers::default());
+        let t0 = Instant::now();
+        let ms = |n| t0 + std::time::Duration::from_millis(n);
+        let key = pending_invite(&table, "z9hG4bKheap", t0).await;
+        assert_eq!(heap_entries(&table), 1, "the 100 Trying deadline");
+        let ok = Bytes::from_static(b"SIP/2.0 200 OK");
+        assert_eq!(table.respond(&key, 200, "b", ok, ms(10)).len(), 1);
+        // The ACK (RFC 6026: to the TU), and its retransmission.
+        assert!(matches!(
+            table.on_request(&key, &Method::Ack, ms(20)),
+            Lookup::PassAck
+        ));
+        table.on_request(&key, &Method::Ack, ms(30));
+        assert_eq!(heap_entries(&table), 1, "Timer L waits for that entry");
+        assert!(table.due(ms(200)).is_empty());
+        assert_eq!(heap_entries(&table), 1, "Timer L filed when it was popped");
+        assert_eq!(table.servers(), 1);
+        // Timer L: 64*T1 after the 2xx.
+        table.due(ms(10 + 31_999));
+        assert_eq!(table.servers(), 1);
+        table.due(ms(10 + 32_000));
+        assert_eq!(table.servers(), 0);
+        assert_eq!(heap_entries(&table), 0);
     }
 
     #[tokio::test]

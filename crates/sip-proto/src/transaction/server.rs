@@ -80,6 +80,19 @@ impl ServerInvite {
         self.state == ServerInviteState::Terminated
     }
 
+    /// Whether a 100 Trying should go out as soon as the TU has one: the
+    /// machine asked for it already ([`Action::SendTrying`] at its
+    /// [`TRYING_DELAY`] deadline, or early for a retransmitted INVITE)
+    /// while the TU had none to give, and no response has been sent
+    /// since. `false` while the deadline is still ahead: an endpoint that
+    /// lets the machine decide keeps the 100 until it asks (RFC 3261
+    /// §17.2.1: sent only if the TU has not answered within 200 ms).
+    pub fn trying_overdue(&self) -> bool {
+        self.state == ServerInviteState::Proceeding
+            && self.trying.is_none()
+            && self.resend.is_none()
+    }
+
     /// The earliest pending timer deadline, if any: call
     /// [`handle_timeout`](Self::handle_timeout) when it has passed.
     pub fn poll_timeout(&self) -> Option<Instant> {

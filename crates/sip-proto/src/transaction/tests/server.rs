@@ -95,6 +95,32 @@ fn invite_retransmission_before_200_ms_asks_for_100_trying_at_once() {
 }
 
 #[test]
+fn invite_100_trying_is_overdue_only_once_asked_for_and_unanswered() {
+    let clock = Clock::new();
+    // Before the deadline: the machine will ask itself.
+    let mut tx = invite(Reliability::Unreliable, &clock);
+    assert!(!tx.trying_overdue());
+    assert_eq!(tx.handle_timeout(clock.at(200)), [Action::SendTrying]);
+    // Asked with nothing to send: a 100 handed over now goes at once.
+    assert!(tx.trying_overdue());
+    tx.send_response(100, msg(TRYING), clock.at(250));
+    assert!(!tx.trying_overdue());
+
+    // A retransmission asked early.
+    let mut tx = invite(Reliability::Unreliable, &clock);
+    assert_eq!(tx.handle_request(clock.at(100)), [Action::SendTrying]);
+    assert!(tx.trying_overdue());
+
+    // Any response sent first: no 100 is due, ever.
+    let mut tx = invite(Reliability::Unreliable, &clock);
+    tx.send_response(180, msg(RINGING), clock.at(50));
+    assert_eq!(tx.handle_timeout(clock.at(300)), []);
+    assert!(!tx.trying_overdue());
+    let tx = rejected(Reliability::Unreliable, &clock, 300);
+    assert!(!tx.trying_overdue());
+}
+
+#[test]
 fn invite_retransmission_resends_latest_provisional() {
     let clock = Clock::new();
     let mut tx = invite(Reliability::Unreliable, &clock);
