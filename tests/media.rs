@@ -732,16 +732,22 @@ fn held_party_hears_music_then_resume(caller_holds: bool, hold_dir: &str, answer
     assert!(calls.contains("\"held\":true"), "{calls}");
     // Resumed: audio both ways again, through the same ports.
     reinvite_here(&mut call, caller_holds, holder, "a=sendrecv", "a=sendrecv");
+    resumed_both_ways(call, &ra, &rb);
+}
+
+/// After a resume: a tone each way is heard on the other side, through the
+/// same ports; then the caller hangs up.
+fn resumed_both_ways(call: Bridged, ra: &RtpPeer, rb: &RtpPeer) {
     ra.clear();
     rb.clear();
     exchange(
-        &ra,
+        ra,
         (call.a_media.addr, 0, 1000.0),
-        &rb,
+        rb,
         (call.b_media.addr, 0, 2000.0),
     );
-    assert_heard("the caller, resumed", &ra, call.a_media.addr, 40, 2000.0);
-    assert_heard("the callee, resumed", &rb, call.b_media.addr, 40, 1000.0);
+    assert_heard("the caller, resumed", ra, call.a_media.addr, 40, 2000.0);
+    assert_heard("the callee, resumed", rb, call.b_media.addr, 40, 1000.0);
     call.hang_up();
 }
 
@@ -775,17 +781,7 @@ fn a_hold_in_an_update_plays_music_too() {
     rb.settle(Duration::from_millis(200), WAIT);
     assert_music("the held callee", &rb, call.b_media.addr, 1000.0);
     update("a=sendrecv", "a=sendrecv");
-    ra.clear();
-    rb.clear();
-    exchange(
-        &ra,
-        (call.a_media.addr, 0, 1000.0),
-        &rb,
-        (call.b_media.addr, 0, 2000.0),
-    );
-    assert_heard("the caller, resumed", &ra, call.a_media.addr, 40, 2000.0);
-    assert_heard("the callee, resumed", &rb, call.b_media.addr, 40, 1000.0);
-    call.hang_up();
+    resumed_both_ways(call, &ra, &rb);
 }
 
 /// Issue 12, item 3: the caller holds (`sendonly`), the callee hears music.

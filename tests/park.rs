@@ -77,15 +77,7 @@ fn a_parked_phone_that_changes_codec_hears_the_music_in_the_new_one() {
     let mut a = phone(&o, "1001");
     let ra = RtpPeer::localhost();
     let (mut a_dialog, a_media) = answered(&mut a, "70", &ra.sdp_offer(OFFER));
-    let deadline = std::time::Instant::now() + WAIT;
-    while !o
-        .server
-        .http_get("/api/v1/parked")
-        .is_ok_and(|(_, parked)| parked.contains("\"slot\":71"))
-    {
-        assert!(std::time::Instant::now() < deadline, "never parked");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_parked(&o, 71);
     hears("the parked caller", &ra, 100);
     let pcma = ra.sdp_offer(&["PCMA", "telephone-event"]);
     let ok = a
@@ -107,6 +99,24 @@ fn a_parked_phone_that_changes_codec_hears_the_music_in_the_new_one() {
         "the music is PCMA now: {types:?}"
     );
     assert_music("the parked caller", &ra, a_media.addr, 1000.0);
+}
+
+/// Waits until the lot shows a call in `slot`, or fails.
+fn wait_parked(o: &office::Office, slot: u16) {
+    let deadline = std::time::Instant::now() + WAIT;
+    let want = format!("\"slot\":{slot}");
+    while !o
+        .server
+        .http_get("/api/v1/parked")
+        .is_ok_and(|(_, parked)| parked.contains(&want))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never parked in {slot}: {}",
+            o.server.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The tag of a From/To value.
@@ -276,19 +286,7 @@ fn a_codec_change_during_the_announcement_does_not_cut_it_short() {
         .expect("re-INVITE answered");
     assert_eq!(ok.status, 200);
     a.ack_in(&a_dialog).unwrap();
-    let deadline = std::time::Instant::now() + WAIT;
-    while !o
-        .server
-        .http_get("/api/v1/parked")
-        .is_ok_and(|(_, parked)| parked.contains("\"slot\":71"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never parked: {}",
-            o.server.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_parked(&o, 71);
     ra.clear();
     hears("the parked caller, in PCMA", &ra, 50);
     assert!(
