@@ -446,15 +446,11 @@ fn digits_cross_the_bridge_as_each_phone_negotiated() {
     );
 
     // INFO from the callee: RFC 4733 events in the caller's stream.
-    let r = call
-        .b
-        .request_in_with(
-            &mut call.b_dialog,
-            "INFO",
-            Some(("application/dtmf-relay", "Signal=#\r\nDuration=120\r\n")),
-        )
-        .expect("INFO answered");
-    assert_eq!(r.status, 200);
+    press_in_info(
+        &mut call.b,
+        &mut call.b_dialog,
+        "Signal=#\r\nDuration=120\r\n",
+    );
     let deadline = Instant::now() + WAIT;
     let is_end = |p: &testkit::Received| p.payload.get(1).is_some_and(|b| b & 0x80 != 0);
     let events = loop {
@@ -477,6 +473,15 @@ fn digits_cross_the_bridge_as_each_phone_negotiated() {
     call.hang_up();
 }
 
+/// `phone` presses a key in an INFO (`application/dtmf-relay` `body`),
+/// which the PBX answers 200.
+fn press_in_info(phone: &mut Phone, dialog: &mut Dialog, body: &str) {
+    let r = phone
+        .request_in_with(dialog, "INFO", Some(("application/dtmf-relay", body)))
+        .expect("INFO answered");
+    assert_eq!(r.status, 200);
+}
+
 /// A phone pressing keys at a phone that does not answer INFO: a few
 /// keypresses wait for their answers, the rest are dropped (nothing grows
 /// without bound), and once answered, keys go through again.
@@ -486,15 +491,11 @@ fn unanswered_info_keypresses_are_bounded() {
     let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
     let mut call = bridge(&o, &ra.sdp_offer(OFFER), &rb.sdp_answer(&["PCMU"]));
     let press = |call: &mut Bridged| {
-        let r = call
-            .a
-            .request_in_with(
-                &mut call.dialog,
-                "INFO",
-                Some(("application/dtmf-relay", "Signal=1\r\nDuration=100\r\n")),
-            )
-            .expect("INFO answered");
-        assert_eq!(r.status, 200);
+        press_in_info(
+            &mut call.a,
+            &mut call.dialog,
+            "Signal=1\r\nDuration=100\r\n",
+        );
     };
     for _ in 0..20 {
         press(&mut call);

@@ -388,7 +388,9 @@ impl CallMedia {
         media
     }
 
-    fn side_mut(&mut self, which: Which) -> Option<&mut MediaEndpoint> {
+    /// `which`'s endpoint: its SDP state, to answer its party's offers
+    /// (`channel::answer_offer`; after a new codec, [`restart`](Self::restart)).
+    pub fn side_mut(&mut self, which: Which) -> Option<&mut MediaEndpoint> {
         match which {
             Which::A => self.a.as_deref_mut(),
             Which::B => self.b.as_deref_mut(),
@@ -517,12 +519,6 @@ impl CallMedia {
             b.withdraw_offer();
         }
         Ok(())
-    }
-
-    /// `which`'s endpoint: its SDP state, to answer its party's offers
-    /// (`channel::answer_offer`); after a new codec, [`restart`](Self::restart).
-    pub fn endpoint_mut(&mut self, which: Which) -> Option<&mut MediaEndpoint> {
-        self.side_mut(which)
     }
 
     /// Restarts what runs on the legs (an endpoint's codec changed).

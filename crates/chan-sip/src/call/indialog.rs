@@ -213,7 +213,7 @@ impl Call {
             Which::B => self.phase.bridge_mut().map(|b| &mut b.leg),
         };
         match leg {
-            Some(leg) => answer_offer(leg, self.media.endpoint_mut(which), body),
+            Some(leg) => answer_offer(leg, self.media.side_mut(which), body),
             None => (
                 Err(Failure::NotAcceptable("no such party".into())),
                 Changed::default(),
