@@ -526,17 +526,6 @@ impl CallMedia {
         self.restart_if(Settled::Restart).await;
     }
 
-    /// The answer an ACK carries, to our offer in a 2xx (late offer, or an
-    /// offerless re-INVITE). Ignored when we made no offer.
-    pub async fn ack_answer(&mut self, from: Which, body: &[u8]) -> Result<(), Failure> {
-        let Some(side) = self.side_mut(from) else {
-            return Ok(());
-        };
-        let settled = side.ack_answer(body)?;
-        self.restart_if(settled).await;
-        Ok(())
-    }
-
     /// Applies one negotiated stream to `which`'s endpoint; a new codec on
     /// a leg something runs on restarts that (a recording in progress ends
     /// here; a prompt is cut short).

@@ -63,7 +63,7 @@ use crate::leg::SipLeg;
 use crate::target::Destination;
 use crate::{Inner, Reply, Side};
 pub(crate) use caller::start;
-pub(crate) use indialog::{glare, read_info};
+
 pub(crate) use moves::ring_back;
 
 /// The music-on-hold class of a call that names none (`sounds/moh/default.wav`).
@@ -516,7 +516,7 @@ impl Call {
                 (to, digit) = self.media.next_info_digit(), if self.media.interworks() => {
                     // RFC 4733 reports a digit as it starts: its INFO says
                     // the usual length.
-                    self.send_info_digit(to, digit, indialog::INFO_DIGIT_DEFAULT);
+                    self.send_info_digit(to, digit, crate::party::INFO_DIGIT_DEFAULT);
                 }
                 () = cancel.cancelled(), if watch_cancel => self.on_caller_cancel(),
                 () = stop.cancelled(), if !self.phase.is_ended() => self.on_shutdown(),

@@ -1,10 +1,12 @@
 //! A SIP dialog as a `pbx` [`Channel`] (docs/call-core.md): an answered
 //! party that has left the call task it came from (parked, or on its way
-//! to another call) and serves its own dialog (RFC 3261 §12.2.2): BYE ends
-//! it, re-INVITEs and UPDATEs are answered here against its own anchored
-//! media (hold and resume become [`ChannelEvent::Hold`], a new codec
-//! [`ChannelEvent::MediaChanged`]), INFO keypresses become digits, and our
-//! 2xx is sent again until its ACK (§13.3.1.4).
+//! to another call) and serves its own dialog (RFC 3261 §12.2.2, with
+//! `party.rs`, as a call serves its parties'): BYE ends it, re-INVITEs
+//! and UPDATEs are answered here against its own anchored media (hold and
+//! resume become [`ChannelEvent::Hold`], a new codec
+//! [`ChannelEvent::MediaChanged`], both when one offer does both), INFO
+//! keypresses become digits, and our 2xx is sent again until its ACK
+//! (§13.3.1.4).
 //!
 //! Its in-dialog requests reach it through its own inbox: the dialog table
 //! points the dialog's Call-ID at it while it exists.
@@ -15,14 +17,11 @@ use std::time::Instant;
 use pbx::{
     BoxFuture, Channel, ChannelError, ChannelEvent, ChannelId, Hangup, LegSnapshot, LegState,
 };
-use sip_net::{Incoming, InviteTx};
-use sip_proto::{HeaderName, Method, Request};
-use tokio::sync::oneshot;
 
-use crate::anchor::{Failure, MediaEndpoint, Settled, Watch};
+use crate::anchor::{MediaEndpoint, Watch};
 use crate::call::CallEvent;
-use crate::call::{glare, read_info};
-use crate::leg::{SipLeg, offers_hold};
+use crate::leg::SipLeg;
+use crate::party::{self, Changed, Served};
 use crate::relay::sleep_until;
 use crate::{Inner, Reply, Side};
 
@@ -38,6 +37,9 @@ pub(crate) struct SipChannel {
     inbox_tx: crate::queue::EventTx,
     /// Handed on to another owner: its dialog is theirs now.
     moved: bool,
+    /// An event of the last request not yet returned (a hold and a new
+    /// codec in one offer).
+    pending: Option<ChannelEvent>,
 }
 
 impl std::fmt::Debug for SipChannel {
@@ -64,6 +66,7 @@ impl SipChannel {
             inbox,
             inbox_tx,
             moved: false,
+            pending: None,
         }
     }
 
@@ -109,120 +112,29 @@ impl SipChannel {
         ChannelEvent::HungUp(Hangup { code, cause })
     }
 
-    /// A new offer (re-INVITE, UPDATE) answered here; what it changed.
-    fn answer_offer(
-        &mut self,
-        body: &[u8],
-    ) -> (Result<bytes::Bytes, Failure>, Option<ChannelEvent>) {
-        let (answer, changed) = answer_offer(&mut self.leg, self.media.as_deref_mut(), body);
-        let event = match changed {
-            Changed {
-                hold: Some(held), ..
-            } => Some(ChannelEvent::Hold(held)),
-            // The owner running media on the leg gives it back and takes
-            // it again, in the new codec.
-            Changed { restart: true, .. } => Some(ChannelEvent::MediaChanged),
-            Changed { .. } => None,
-        };
-        (answer, event)
-    }
-
-    async fn on_request(
-        &mut self,
-        request: Request,
-        reply: oneshot::Sender<Reply>,
-    ) -> Option<ChannelEvent> {
-        if let Err(status) = self.leg.admit(&request) {
-            let _ = reply.send(Reply::status(status));
-            return None;
-        }
-        match request.method {
-            Method::Bye => {
-                let _ = reply.send(Reply::status(200));
-                Some(self.ended(200, "bye"))
-            }
-            Method::Update if !request.body.is_empty() => {
-                let (answer, event) = self.answer_offer(&request.body);
-                let r = match answer {
-                    Ok(sdp) => Reply {
-                        status: 200,
-                        body: Some(("application/sdp".to_owned(), sdp)),
-                        header: None,
-                    },
-                    Err(failure) => Reply::status(failure.status()),
-                };
-                let _ = reply.send(r);
-                event
-            }
-            // Transfers are a call's business; a parked party has none.
-            Method::Refer => {
-                let _ = reply.send(Reply::status(603));
-                None
-            }
-            Method::Info => match read_info(&request) {
-                Ok(digit) => {
-                    let _ = reply.send(Reply::status(200));
-                    digit.map(|(d, _)| ChannelEvent::Digit(d.as_char()))
+    /// What its phone's request came to, as the channel's events: a hold
+    /// and a new codec in one offer are two, the second kept for the
+    /// next poll.
+    fn on_served(&mut self, served: Served) -> Option<ChannelEvent> {
+        match served {
+            Served::Nothing => None,
+            Served::HungUp => Some(self.ended(200, "bye")),
+            Served::Offer(Changed { hold, restart }) => match (hold, restart) {
+                (Some(held), restart) => {
+                    if restart {
+                        self.pending = Some(ChannelEvent::MediaChanged);
+                    }
+                    Some(ChannelEvent::Hold(held))
                 }
-                Err(refused) => {
-                    let _ = reply.send(refused);
-                    None
-                }
+                // The owner running media on the leg gives it back and
+                // takes it again, in the new codec.
+                (None, true) => Some(ChannelEvent::MediaChanged),
+                (None, false) => None,
             },
-            _ => {
-                let _ = reply.send(Reply::status(200));
-                None
-            }
-        }
-    }
-
-    async fn on_reinvite(&mut self, incoming: Incoming, mut tx: InviteTx) -> Option<ChannelEvent> {
-        if let Err(status) = self.leg.admit(&incoming.request) {
-            let r = tx.response(status);
-            tx.respond(r);
-            return None;
-        }
-        if self.leg.inviting() {
-            // §14.2: our own re-INVITE is in progress (glare).
-            tx.respond(glare(&tx));
-            return None;
-        }
-        let (answer, event) = self.answer_offer(&incoming.request.body);
-        let r = match answer {
-            Ok(sdp) => {
-                let mut r = tx.response(200);
-                r.headers
-                    .push(HeaderName::Contact, self.leg.contact.as_str());
-                r.headers.push(HeaderName::ContentType, "application/sdp");
-                r.body = sdp;
-                r
-            }
-            Err(failure) => failure.response(&tx, &self.inner.config.domain),
-        };
-        tx.respond(r.clone());
-        self.leg.keep_ok(tx.ok_resender(), &r, false);
-        event
-    }
-
-    /// An ACK: the end of our 2xx's retransmissions, and the answer to
-    /// an offer it carried (a new codec is a [`ChannelEvent::MediaChanged`]).
-    fn on_ack(&mut self, request: &Request) -> Option<ChannelEvent> {
-        if !self.leg.dialog.matches(request) {
-            return None;
-        }
-        self.leg.acked(request.cseq().map_or(0, |c| c.seq));
-        self.answered(&request.body, "ACK")
-    }
-
-    /// The answer to our pending offer (`what` carried it; empty: none
-    /// came, and the offer is withdrawn); a new codec is a
-    /// [`ChannelEvent::MediaChanged`].
-    fn answered(&mut self, body: &[u8], what: &str) -> Option<ChannelEvent> {
-        match self.media.as_deref_mut()?.ack_answer(body) {
-            Ok(Settled::Done) => None,
-            Ok(Settled::Restart) => Some(ChannelEvent::MediaChanged),
-            Err(failure) => {
-                tracing::info!(call_id = %self.leg.dialog.call_id, "{what}: {}", failure.text());
+            Served::Digit(digit, _) => Some(ChannelEvent::Digit(digit.as_char())),
+            // Transfers are a call's business; a parked party has none.
+            Served::Refer(_, reply) => {
+                let _ = reply.send(Reply::status(603));
                 None
             }
         }
@@ -230,15 +142,34 @@ impl SipChannel {
 
     async fn on_event(&mut self, event: CallEvent) -> Option<ChannelEvent> {
         match event {
-            CallEvent::Request { request, reply, .. } => self.on_request(*request, reply).await,
-            CallEvent::ReInvite { incoming, tx, .. } => self.on_reinvite(*incoming, *tx).await,
-            CallEvent::Ack { request, .. } => self.on_ack(&request),
+            CallEvent::Request { request, reply, .. } => {
+                let served =
+                    party::request(&mut self.leg, self.media.as_deref_mut(), *request, reply);
+                self.on_served(served)
+            }
+            CallEvent::ReInvite { incoming, tx, .. } => {
+                let agent = &self.inner.config.domain;
+                let served = party::reinvite(
+                    &mut self.leg,
+                    self.media.as_deref_mut(),
+                    *incoming,
+                    *tx,
+                    agent,
+                );
+                self.on_served(served)
+            }
+            CallEvent::Ack { request, .. } => {
+                let served = party::ack(&mut self.leg, self.media.as_deref_mut(), &request);
+                self.on_served(served)
+            }
             CallEvent::TellIdentity { user, .. } => {
                 self.tell(&user, false);
                 None
             }
             CallEvent::OfferAnswered { answer, .. } => {
-                self.answered(&answer.unwrap_or_default(), "re-INVITE answer")
+                let body = answer.unwrap_or_default();
+                let served = party::answered(self.media.as_deref_mut(), &body, "re-INVITE answer");
+                self.on_served(served)
             }
             CallEvent::Hangup => {
                 self.leg.bye();
@@ -270,6 +201,9 @@ impl SipChannel {
 
     async fn next(&mut self) -> ChannelEvent {
         loop {
+            if let Some(event) = self.pending.take() {
+                return event;
+            }
             if self.leg.state == LegState::Ended {
                 return std::future::pending().await;
             }
@@ -294,51 +228,6 @@ impl SipChannel {
             }
         }
     }
-}
-
-/// What a party's new offer changed, for whoever runs media on its leg.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Changed {
-    /// The party put the call on hold (`true`) or took it off (`false`).
-    pub hold: Option<bool>,
-    /// Its codec changed: what runs on its leg must be restarted
-    /// ([`Settled::Restart`]).
-    pub restart: bool,
-}
-
-/// A new offer from the party of `leg` (re-INVITE, UPDATE; empty: an
-/// offerless re-INVITE, answered with our description again, RFC 3264
-/// §8.4), answered against its own `media` alone (RFC 3264 §6, §8: media
-/// is anchored, so no other party is asked): our answer, and what it
-/// changed. For a channel and for a call's caller and bridged party alike.
-pub(crate) fn answer_offer(
-    leg: &mut SipLeg,
-    media: Option<&mut MediaEndpoint>,
-    body: &[u8],
-) -> (Result<bytes::Bytes, Failure>, Changed) {
-    let Some(media) = media else {
-        let none = Failure::NotAcceptable("no media session to offer".into());
-        return (Err(none), Changed::default());
-    };
-    let answer = if body.is_empty() {
-        media
-            .offer_again()
-            .map(|sdp| (sdp, Settled::Done))
-            .ok_or(Failure::NotAcceptable("no media session to offer".into()))
-    } else {
-        media.answer_alone(body)
-    };
-    let mut changed = Changed::default();
-    if let Ok((_, settled)) = &answer {
-        if let Some(held) = offers_hold(body)
-            && held != leg.held
-        {
-            leg.held = held;
-            changed.hold = Some(held);
-        }
-        changed.restart = *settled == Settled::Restart;
-    }
-    (answer.map(|(sdp, _)| sdp), changed)
 }
 
 impl Channel for SipChannel {

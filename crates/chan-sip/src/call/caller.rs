@@ -14,7 +14,7 @@ use sip_proto::{HeaderName, Request, Uri};
 
 use super::{Call, CallerTx, Inbound};
 use crate::admit::Caller;
-use crate::anchor::{CallMedia, Failure, Which};
+use crate::anchor::{CallMedia, Failure};
 use crate::dialog::Dialog;
 use crate::leg::{SipLeg, our_contact};
 use crate::{Inner, Side};
@@ -330,45 +330,6 @@ fn details(incoming: &Incoming, call_id: &str, caller: &Caller, context: &str) -
 }
 
 impl Call {
-    /// A phone answered our offer in a request of ours (a re-INVITE with
-    /// its new identity): applied as an ACK's answer is; a refusal leaves
-    /// the session as it was (RFC 3264 §8).
-    pub(super) async fn on_offer_answered(&mut self, side: Side, answer: Option<Bytes>) {
-        let which = match side {
-            Side::Inbound => Which::A,
-            Side::Outbound(id) if self.phase.bridge().is_some_and(|b| b.branch == id) => Which::B,
-            Side::Outbound(_) => return,
-        };
-        // No answer withdraws the offer, as an ACK without one does.
-        let answer = answer.unwrap_or_default();
-        if let Err(failure) = self.media.ack_answer(which, &answer).await {
-            tracing::info!("re-INVITE answer: {}", failure.text());
-        }
-    }
-
-    pub(super) async fn on_ack(&mut self, side: Side, request: &Request) {
-        let seq = request.cseq().map_or(0, |c| c.seq);
-        let which = match side {
-            Side::Inbound if self.a.leg.dialog.matches(request) => {
-                self.a.leg.acked(seq);
-                Which::A
-            }
-            Side::Outbound(id) => match self.phase.bridge_mut() {
-                Some(b) if b.branch == id && b.leg.dialog.matches(request) => {
-                    b.leg.acked(seq);
-                    Which::B
-                }
-                _ => return,
-            },
-            Side::Inbound => return,
-        };
-        // The answer to the offer in our 2xx (late offer, offerless
-        // re-INVITE).
-        if let Err(failure) = self.media.ack_answer(which, &request.body).await {
-            tracing::info!("ACK: {}", failure.text());
-        }
-    }
-
     /// What the caller gets as SDP (our answer, or our offer), on the
     /// address it reaches us on.
     pub(super) async fn caller_sdp(&mut self) -> Result<Bytes, Failure> {
