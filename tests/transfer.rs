@@ -704,3 +704,59 @@ fn target_answers(c: &mut Call, t: (&mut Phone, &InCall, &RtpPeer, &RemoteMedia)
         (0, 0),
     );
 }
+
+#[test]
+fn after_an_attended_transfer_the_party_that_joined_can_hang_up_too() {
+    // 1003 was the party of 1002's second call: it now talks to 1001 in
+    // the first call's bridge, and its BYE must reach that call (its
+    // dialog outlives the call it came from).
+    let o = office_with(None, THIRD);
+    let mut c = call_1002(&o);
+    let (mut t, t_in, rt, t_media) = attended_to_1003(&o, &mut c);
+    let a_tag = tag_of(&c.a_dialog.local).to_owned();
+    identity_update(&mut c.a, &a_tag);
+    identity_update(&mut t, &t_in.tag);
+    exchange(
+        &c.ra,
+        (c.a_media.addr, 0, 1000.0),
+        &rt,
+        (t_media.addr, 0, 2000.0),
+    );
+    assert_heard("1003", &rt, t_media.addr, 40, 1000.0);
+    let mut t_dialog = t.dialog_of(&t_in);
+    let bye = t.request_in(&mut t_dialog, "BYE", None).expect("BYE");
+    assert_eq!(bye.status, 200, "{bye:?}");
+    let bye = c.a.request("BYE", WAIT).expect("1001 gets BYE");
+    c.a.reply(&bye, &a_tag, 200).unwrap();
+}
+
+#[test]
+fn a_refer_that_would_replace_the_calls_own_dialog_is_refused_and_the_call_goes_on() {
+    let o = office_with(None, THIRD);
+    let mut c = call_1002(&o);
+    let own = format!(
+        "{}%3Bto-tag%3D{}%3Bfrom-tag%3D{}",
+        c.b_dialog.call_id.replace('@', "%40"),
+        tag_of(&c.b_dialog.remote),
+        tag_of(&c.b_dialog.local)
+    );
+    let refer_to = format!("<sip:1001@{}?Replaces={own}>", office::DOMAIN);
+    let r =
+        c.b.request_in_headers(&mut c.b_dialog, "REFER", &[("Refer-To", &refer_to)], None)
+            .expect("REFER answered");
+    assert_eq!(r.status, 481, "{r:?}");
+    // The call is whole: the phones hear each other, and a BYE ends it.
+    exchange(
+        &c.ra,
+        (c.a_media.addr, 0, 1000.0),
+        &c.rb,
+        (c.b_media.addr, 0, 2000.0),
+    );
+    assert_heard("1002", &c.rb, c.b_media.addr, 40, 1000.0);
+    assert_heard("1001", &c.ra, c.a_media.addr, 40, 2000.0);
+    let bye = c.a.request_in(&mut c.a_dialog, "BYE", None).expect("BYE");
+    assert_eq!(bye.status, 200);
+    let bye = c.b.request("BYE", WAIT).expect("1002 gets BYE");
+    let tag = c.b_in.tag.clone();
+    c.b.reply(&bye, &tag, 200).unwrap();
+}

@@ -10,11 +10,15 @@
 //! Each party's media is its own [`MediaEndpoint`] (endpoint.rs): its
 //! ports, its SDP session and offer/answer state, its leg; a party that
 //! leaves the call (parked, transferred, a channel) takes it along. A
-//! call's [`CallMedia`] pairs two of them, side `A` the caller and side
-//! `B` the callee of the current dial, and runs what plays on their legs.
-//! A leg is either parked in its endpoint or owned by what runs on it (a
-//! bridge, an echo); [`CallMedia::take_legs`] stops that and parks the
-//! legs again.
+//! call's [`CallMedia`] runs what plays on two legs: side `A`, the
+//! caller's (its endpoint kept here), and side `B`, either a dial's
+//! target heard on its own endpoint (early media, an answer being put
+//! through) or the bridged party's leg, lent by its `SipChannel`, which
+//! keeps its endpoint and answers its phone's offers itself (the call
+//! gives the leg back whenever nothing runs on it, and takes it again to
+//! bridge). A leg is either parked (in its endpoint, or lent here) or
+//! owned by what runs on it (a bridge, an echo); [`CallMedia::take_legs`]
+//! stops that and parks the legs again.
 
 mod endpoint;
 
@@ -156,7 +160,7 @@ impl Which {
 
 /// What runs on the legs (what to start again after a codec change).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     /// The caller alone: its media is received and dropped.
     Listen,
     Bridge,
@@ -343,7 +347,7 @@ pub(crate) struct CallMedia {
     // Boxed, like the SDPs and the parked legs: a call's task holds all
     // of this for the whole call, most of it empty most of the time.
     a: Option<Box<MediaEndpoint>>,
-    b: Option<Box<MediaEndpoint>>,
+    b: Option<Callee>,
     activity: Activity,
     /// A recording the call's end interrupted, kept for the route to
     /// collect (a voicemail ends with the caller hanging up).
@@ -353,6 +357,22 @@ pub(crate) struct CallMedia {
     /// While bridged to a side that negotiated no telephone-events: that
     /// side, and the other side's RFC 4733 digits, which it gets in INFO.
     info_digits: Option<(Which, media::Digits)>,
+}
+
+/// The callee side of a call's media.
+enum Callee {
+    /// A dial's target heard on its own endpoint (its early media, its
+    /// answer about to be put through), owned here.
+    Own(Box<MediaEndpoint>),
+    /// The bridged party's leg, lent by its channel, which keeps its
+    /// endpoint (its SDP, the offers its phone makes): here while parked
+    /// between what runs on it (the call gives it back to the channel
+    /// then), `None` while something runs on it or the channel has it.
+    Lent {
+        leg: Option<Box<Leg>>,
+        /// Its codec, to put first towards the caller.
+        codec: &'static str,
+    },
 }
 
 /// Where a digit one side sent in signalling (SIP INFO) goes.
@@ -393,19 +413,30 @@ impl CallMedia {
     pub fn side_mut(&mut self, which: Which) -> Option<&mut MediaEndpoint> {
         match which {
             Which::A => self.a.as_deref_mut(),
-            Which::B => self.b.as_deref_mut(),
+            Which::B => match &mut self.b {
+                Some(Callee::Own(party)) => Some(party),
+                _ => None,
+            },
         }
     }
 
     fn side(&self, which: Which) -> Option<&MediaEndpoint> {
         match which {
             Which::A => self.a.as_deref(),
-            Which::B => self.b.as_deref(),
+            Which::B => match &self.b {
+                Some(Callee::Own(party)) => Some(party),
+                _ => None,
+            },
         }
     }
 
     /// The codec `which` uses, to put first towards the other side.
     fn preferred(&self, which: Which) -> Vec<String> {
+        if which == Which::B
+            && let Some(Callee::Lent { codec, .. }) = &self.b
+        {
+            return vec![(*codec).to_owned()];
+        }
         self.side(which)
             .map(MediaEndpoint::preferred)
             .unwrap_or_default()
@@ -434,7 +465,7 @@ impl CallMedia {
         let party = MediaEndpoint::open(&self.config, sip_ip, which == Which::A)?;
         match which {
             Which::A => self.a = Some(party),
-            Which::B => self.b = Some(party),
+            Which::B => self.b = Some(Callee::Own(party)),
         }
         Ok(())
     }
@@ -496,7 +527,7 @@ impl CallMedia {
     /// Reads a callee's answer (in a 18x or 2xx) to our offer, without
     /// applying it.
     pub fn callee_answer(&self, body: &[u8]) -> Result<sdp::Stream, Failure> {
-        match self.b.as_deref() {
+        match self.side(Which::B) {
             Some(b) => b.read_answer(body),
             None => Err(Failure::NotAcceptable("an answer without our offer".into())),
         }
@@ -510,12 +541,11 @@ impl CallMedia {
         last: bool,
         peer: IpAddr,
     ) -> Result<(), Failure> {
-        self.b
-            .as_deref_mut()
+        self.side_mut(Which::B)
             .ok_or_else(no_side)?
             .set_signalling(peer);
         self.settle(Which::B, stream).await?;
-        if last && let Some(b) = &mut self.b {
+        if last && let Some(b) = self.side_mut(Which::B) {
             b.withdraw_offer();
         }
         Ok(())
@@ -605,15 +635,31 @@ impl CallMedia {
     }
 
     fn park(&mut self, which: Which, leg: Leg) {
+        if which == Which::B
+            && let Some(Callee::Lent { leg: parked, .. }) = &mut self.b
+        {
+            *parked = Some(Box::new(leg));
+            return;
+        }
         if let Some(side) = self.side_mut(which) {
             side.park_leg(leg);
+        }
+    }
+
+    /// The callee's leg, unparked: its own endpoint's, or the one its
+    /// channel lent.
+    fn take_callee_leg(&mut self) -> Option<Leg> {
+        match &mut self.b {
+            Some(Callee::Own(party)) => party.take_leg(),
+            Some(Callee::Lent { leg, .. }) => leg.take().map(|l| *l),
+            None => None,
         }
     }
 
     /// Starts `kind` on the parked legs (the caller alone is listened to).
     fn resume(&mut self, kind: Kind) {
         let a = self.take_caller_leg();
-        let b = self.b.as_mut().and_then(|s| s.take_leg());
+        let b = self.take_callee_leg();
         if kind == Kind::Hold
             && let Some((holder, music)) = self.hold.clone()
         {
@@ -866,7 +912,13 @@ impl CallMedia {
         self.hold = None;
         let side = match which {
             Which::A => self.a.take(),
-            Which::B => self.b.take(),
+            Which::B => match self.b.take() {
+                Some(Callee::Own(party)) => Some(party),
+                lent => {
+                    self.b = lent;
+                    None
+                }
+            },
         }?;
         if which == Which::B {
             self.resume(Kind::Listen);
@@ -881,21 +933,66 @@ impl CallMedia {
     pub async fn attach_callee(&mut self, party: Box<MediaEndpoint>) -> Option<Box<MediaEndpoint>> {
         self.take_legs().await;
         self.hold = None;
-        let previous = self.b.replace(party);
+        let previous = match self.b.replace(Callee::Own(party)) {
+            Some(Callee::Own(previous)) => Some(previous),
+            _ => None,
+        };
         self.resume(Kind::Listen);
         previous
     }
 
-    /// The caller's and the callee's sides change places (the caller
-    /// transferred the call: the callee is now the party the call keeps).
-    pub async fn swap_sides(&mut self) {
-        let (kind, _) = self.take_legs().await;
-        std::mem::swap(&mut self.a, &mut self.b);
-        if let Some((holder, music)) = self.hold.take() {
-            self.hold = Some((holder.other(), music));
+    /// The bridged party's leg, lent by its channel (which keeps its
+    /// endpoint), parked here as the callee side's: [`bridge`](Self::bridge)
+    /// joins it to the caller. Given while nothing runs on the callee side.
+    pub fn lend_callee(&mut self, leg: Leg) {
+        let codec = leg.params().codec.name();
+        self.b = Some(Callee::Lent {
+            leg: Some(Box::new(leg)),
+            codec,
+        });
+    }
+
+    /// The lent leg, when nothing runs on it: its channel has it back (to
+    /// watch it, and set it to what its phone settles on).
+    pub fn idle_callee(&mut self) -> Option<Leg> {
+        match &mut self.b {
+            Some(Callee::Lent { leg, .. }) => leg.take().map(|l| *l),
+            _ => None,
         }
-        self.caller_offer = None;
+    }
+
+    /// The bridged party leaves: what ran on the legs stops, its lent leg
+    /// comes back (for its channel), and the caller is listened to.
+    pub async fn return_callee(&mut self) -> Option<Leg> {
+        self.take_legs().await;
+        self.hold = None;
+        let leg = self.idle_callee();
+        if matches!(self.b, Some(Callee::Lent { .. })) {
+            self.b = None;
+        }
+        self.resume(Kind::Listen);
+        leg
+    }
+
+    /// Stops what runs on the legs, parking them, for it to be started
+    /// again with [`go_on`](Self::go_on) (a party's new codec).
+    pub async fn pause(&mut self) -> Kind {
+        self.take_legs().await.0
+    }
+
+    /// Starts again what [`pause`](Self::pause) stopped.
+    pub fn go_on(&mut self, kind: Kind) {
         self.resume(kind);
+    }
+
+    /// `party` becomes the caller side (the bridged party, kept as the
+    /// call's party when the caller left it).
+    pub async fn attach_caller(&mut self, party: Box<MediaEndpoint>) {
+        self.take_legs().await;
+        self.hold = None;
+        self.caller_offer = None;
+        self.a = Some(party);
+        self.resume(Kind::Listen);
     }
 
     /// An offerless re-INVITE from `from`: our current description again

@@ -16,7 +16,9 @@
 //! pickup, Replaces), `transfer.rs` (REFER).
 //!
 //! The call's state is one enum, [`Phase`] (`pbx::Phase`, over this
-//! crate's bridged `SipLeg` and per-dial data); what the admin API shows
+//! crate's `SipChannel` as the bridged party and per-dial data: the
+//! bridged party serves its own dialog and keeps its own media, and the
+//! call reacts to what it does, `on_bridged`); what the admin API shows
 //! (`pbx::CallState`) is derived from it. The call's record (CDR,
 //! registry entry, trace) and its route are `pbx`'s too
 //! (`pbx::CallRecord`, `pbx::RouteTask`). Its moves, each made by one
@@ -135,13 +137,14 @@ pub(crate) enum CallEvent {
     },
     /// An INVITE with Replaces would take the place of the party in this
     /// answered dialog (Call-ID and tags, RFC 3891): if it is one of this
-    /// call's bridged legs, that leg is set aside for the newcomer
-    /// (`true`).
+    /// call's bridged legs, that leg is set aside for the newcomer, and
+    /// the answer is where to send it (the call's own queue: the dialog
+    /// asked about may be a channel's).
     ReplaceAsk {
         /// The dialog: its Call-ID, `to-tag` and `from-tag`.
         dialog: Box<DialogRef>,
-        /// Whether it may.
-        reply: oneshot::Sender<bool>,
+        /// The call's queue if it may.
+        reply: oneshot::Sender<Option<crate::queue::EventTx>>,
     },
     /// The picker's party (answered), for the call that agreed.
     Adopt {
@@ -357,8 +360,11 @@ struct Dial {
 type Dialing = pbx::Fork<Dial>;
 
 /// The caller joined with the party that answered (its branch number, its
-/// leg, what the route's dial waits for).
-type Bridge = pbx::Bridged<SipLeg>;
+/// channel, what the route's dial waits for). The bridged party is a
+/// [`SipChannel`](crate::channel::SipChannel): it serves its own dialog
+/// and keeps its own media endpoint, lending the call its leg for the
+/// bridge; the call reacts to what it does (`on_bridged`).
+type Bridge = pbx::Bridged<crate::channel::SipChannel>;
 
 /// The call's phase: which parties it has and what the route waits for
 /// (`pbx::Phase`: one enum, protocol-free; its moves are made by
@@ -372,7 +378,7 @@ type Bridge = pbx::Bridged<SipLeg>;
 /// - `parking`: a slot held while the route announces it (any live phase);
 /// - `route`: which route task drives the call, not which parties it has;
 /// - `moh`, `identity`, `verstat`: the call's attributes.
-type Phase = pbx::Phase<SipLeg, Dial>;
+type Phase = pbx::Phase<crate::channel::SipChannel, Dial>;
 
 struct Call {
     inner: Arc<Inner>,
@@ -477,14 +483,11 @@ impl Call {
                 // otherwise sit in every call task for the whole call.
                 Box::pin(self.media.stop_ringback()).await;
             }
+            // The bridged party's leg, when nothing runs on it, is its
+            // channel's again (which watches it and sets its codec).
+            self.settle_callee();
             let now = Instant::now();
-            let retrans_at = [
-                self.a.leg.ok_due(),
-                self.phase.bridge().and_then(|b| b.leg.ok_due()),
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let retrans_at = self.a.leg.ok_due();
             let dial_deadline = self.phase.dialing().map(|d| d.deadline());
             let linger_at = self.route.linger_deadline(self.phase.is_ended(), now);
             let silence = self.media.watch();
@@ -510,6 +513,9 @@ impl Call {
                     RouteEvent::Ended(end) => self.on_route_end(end),
                 },
                 Some(event) = self.events.recv() => Box::pin(self.on_event(event)).await,
+                event = bridged_event(&mut self.phase), if self.phase.bridge().is_some() => {
+                    Box::pin(self.on_bridged(event)).await;
+                }
                 event = transfer::transferor_event(&mut self.transfer), if self.transfer.is_some() => {
                     self.on_transferor_event(event);
                 }
@@ -576,7 +582,7 @@ impl Call {
             CallEvent::ReplaceAsk { dialog, reply } => {
                 let DialogRef { call_id, tags } = *dialog;
                 let agreed = self.on_replace_ask(&call_id, tags).await;
-                let _ = reply.send(agreed);
+                let _ = reply.send(agreed.then(|| self.events_tx.clone()));
             }
             CallEvent::PickupAsk { reply } => {
                 let _ = reply.send(self.on_pickup_ask());
@@ -590,6 +596,65 @@ impl Call {
         }
     }
 
+    /// What the bridged party did (its channel served its dialog).
+    async fn on_bridged(&mut self, event: crate::channel::SipEvent) {
+        use crate::channel::SipEvent;
+        match event {
+            SipEvent::Served(served) => self.on_served(Which::B, served).await,
+            SipEvent::Ended(hangup) => self.on_callee_ended(&hangup),
+            SipEvent::Owner(event) => self.on_event(event).await,
+        }
+    }
+
+    /// The bridged party's channel has ended (BYE, no ACK, no RTP): the
+    /// caller gets BYE and the call ends.
+    fn on_callee_ended(&mut self, hangup: &pbx::Hangup) {
+        let cause = match hangup.cause {
+            "bye" => "callee",
+            "no ACK" => "no ACK for re-INVITE",
+            cause => cause,
+        };
+        tracing::debug!(cause, "the bridged party has ended");
+        self.a.leg.bye();
+        self.finish(Disposition::Answered, hangup.code, cause);
+    }
+
+    /// Lends the call's media the bridged party's leg, when its channel
+    /// has it (before anything that runs on it starts).
+    fn lend_callee(&mut self) {
+        if let Some(b) = self.phase.bridge_mut()
+            && let Some(leg) = pbx::Channel::take_media(&mut b.leg)
+        {
+            self.media.lend_callee(leg);
+        }
+    }
+
+    /// Gives the bridged party's channel its leg back when nothing runs
+    /// on it.
+    fn settle_callee(&mut self) {
+        if let Some(b) = self.phase.bridge_mut()
+            && let Some(leg) = self.media.idle_callee()
+        {
+            pbx::Channel::give_media(&mut b.leg, leg);
+        }
+    }
+
+    /// Joins the caller's and the bridged party's media.
+    async fn bridge_media(&mut self) {
+        self.lend_callee();
+        self.media.bridge().await;
+    }
+
+    /// The bridged party's codec changed: what runs on its leg stops, the
+    /// leg goes back to its channel to take the new codec, and it starts
+    /// again.
+    async fn restart_callee(&mut self) {
+        let kind = self.media.pause().await;
+        self.settle_callee();
+        self.lend_callee();
+        self.media.go_on(kind);
+    }
+
     /// A leg has sent no RTP for `media.rtp_timeout`: the call is dead
     /// (a phone that lost power or network sends no BYE).
     fn on_silence(&mut self, which: Which, silent: Duration) {
@@ -597,7 +662,7 @@ impl Call {
         metrics::counter!("rtp_timeouts_total").increment(1);
         self.a.leg.bye();
         if let Some(b) = self.phase.bridge_mut() {
-            b.leg.bye();
+            b.leg.leg.bye();
         }
         self.finish(Disposition::Answered, 200, "rtp timeout");
     }
@@ -621,7 +686,7 @@ impl Call {
         }
         tracing::info!("call hung up by the admin API");
         if let Some(b) = self.phase.bridge_mut() {
-            b.leg.bye();
+            b.leg.leg.bye();
         }
         if self.a.leg.state == LegState::Up {
             self.a.leg.bye();
@@ -643,7 +708,7 @@ impl Call {
         if self.a.leg.state == LegState::Up {
             self.a.leg.bye();
             if let Some(b) = self.phase.bridge_mut() {
-                b.leg.bye();
+                b.leg.leg.bye();
             }
             self.finish(Disposition::Answered, 200, "shutdown");
         } else {
@@ -730,7 +795,7 @@ impl Call {
     fn publish(&self) {
         let mut legs = vec![self.a.leg.snapshot()];
         if let Some(b) = self.phase.bridge() {
-            legs.push(b.leg.snapshot());
+            legs.push(pbx::Leg::snapshot(&b.leg.leg));
         }
         let ringing = self
             .phase
@@ -772,13 +837,10 @@ impl Call {
         inner
             .dialogs
             .remove_owned(self.record.id(), &self.events_tx);
+        // A party that answered is a channel (or has moved on) and has
+        // its dialog: only the forks' are this call's.
         for branch in self.branches.values() {
-            inner.dialogs.remove(&branch.call_id);
-        }
-        if let Some(b) = self.phase.bridge() {
-            inner
-                .dialogs
-                .remove_owned(&b.leg.dialog.call_id, &self.events_tx);
+            inner.dialogs.remove_owned(&branch.call_id, &self.events_tx);
         }
         let active = inner
             .active
@@ -786,6 +848,15 @@ impl Call {
             .saturating_sub(1);
         metrics::gauge!("calls_active").set(active as f64);
         self.record.close();
+    }
+}
+
+/// The next thing the bridged party does (pending while nobody is
+/// bridged), for the call's loop. Cancel-safe.
+async fn bridged_event(phase: &mut Phase) -> crate::channel::SipEvent {
+    match phase.bridge_mut() {
+        Some(b) => b.leg.next_sip().await,
+        None => std::future::pending().await,
     }
 }
 

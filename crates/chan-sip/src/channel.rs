@@ -37,9 +37,9 @@ pub(crate) struct SipChannel {
     inbox_tx: crate::queue::EventTx,
     /// Handed on to another owner: its dialog is theirs now.
     moved: bool,
-    /// An event of the last request not yet returned (a hold and a new
-    /// codec in one offer).
-    pending: Option<ChannelEvent>,
+    /// A new codec came with a hold in one offer: [`ChannelEvent::MediaChanged`]
+    /// follows the [`ChannelEvent::Hold`] at the next poll.
+    media_changed: bool,
 }
 
 impl std::fmt::Debug for SipChannel {
@@ -66,7 +66,7 @@ impl SipChannel {
             inbox,
             inbox_tx,
             moved: false,
-            pending: None,
+            media_changed: false,
         }
     }
 
@@ -90,7 +90,7 @@ impl SipChannel {
 
     /// Tells the party it talks to `user` now (`first`: not a retry
     /// after glare).
-    fn tell(&mut self, user: &str, first: bool) {
+    pub(crate) fn tell(&mut self, user: &str, first: bool) {
         let domain = self.inner.config.domain.clone();
         let media = &mut self.media;
         let answers = (self.inbox_tx.clone(), Side::Inbound);
@@ -103,27 +103,25 @@ impl SipChannel {
         );
     }
 
-    fn ended(&mut self, code: u16, cause: &'static str) -> ChannelEvent {
+    fn ended(&mut self, code: u16, cause: &'static str) -> Hangup {
         self.leg.state = LegState::Ended;
         self.media = None;
         self.inner
             .dialogs
             .remove_owned(&self.leg.dialog.call_id, &self.inbox_tx);
-        ChannelEvent::HungUp(Hangup { code, cause })
+        Hangup { code, cause }
     }
 
-    /// What its phone's request came to, as the channel's events: a hold
-    /// and a new codec in one offer are two, the second kept for the
-    /// next poll.
-    fn on_served(&mut self, served: Served) -> Option<ChannelEvent> {
+    /// What its phone's request came to, as the channel's events (for an
+    /// owner that is not a SIP call): a hold and a new codec in one offer
+    /// are two, the second given at the next poll.
+    fn channel_event(&mut self, served: Served) -> Option<ChannelEvent> {
         match served {
             Served::Nothing => None,
-            Served::HungUp => Some(self.ended(200, "bye")),
+            Served::HungUp => Some(ChannelEvent::HungUp(self.ended(200, "bye"))),
             Served::Offer(Changed { hold, restart }) => match (hold, restart) {
                 (Some(held), restart) => {
-                    if restart {
-                        self.pending = Some(ChannelEvent::MediaChanged);
-                    }
+                    self.media_changed = restart;
                     Some(ChannelEvent::Hold(held))
                 }
                 // The owner running media on the leg gives it back and
@@ -140,70 +138,64 @@ impl SipChannel {
         }
     }
 
-    async fn on_event(&mut self, event: CallEvent) -> Option<ChannelEvent> {
-        match event {
+    /// An event of its dialog: a request served (answered here, but for
+    /// a REFER), an ACK or an answer to our offer settled; or something
+    /// another call asks of the call that owns this dialog, for the owner
+    /// (`None` when it is settled here).
+    fn on_event(&mut self, event: CallEvent) -> Option<SipEvent> {
+        let served = match event {
             CallEvent::Request { request, reply, .. } => {
-                let served =
-                    party::request(&mut self.leg, self.media.as_deref_mut(), *request, reply);
-                self.on_served(served)
+                party::request(&mut self.leg, self.media.as_deref_mut(), *request, reply)
             }
             CallEvent::ReInvite { incoming, tx, .. } => {
                 let agent = &self.inner.config.domain;
-                let served = party::reinvite(
-                    &mut self.leg,
-                    self.media.as_deref_mut(),
-                    *incoming,
-                    *tx,
-                    agent,
-                );
-                self.on_served(served)
+                let media = self.media.as_deref_mut();
+                party::reinvite(&mut self.leg, media, *incoming, *tx, agent)
             }
             CallEvent::Ack { request, .. } => {
-                let served = party::ack(&mut self.leg, self.media.as_deref_mut(), &request);
-                self.on_served(served)
+                party::ack(&mut self.leg, self.media.as_deref_mut(), &request)
             }
             CallEvent::TellIdentity { user, .. } => {
                 self.tell(&user, false);
-                None
+                Served::Nothing
             }
             CallEvent::OfferAnswered { answer, .. } => {
                 let body = answer.unwrap_or_default();
-                let served = party::answered(self.media.as_deref_mut(), &body, "re-INVITE answer");
-                self.on_served(served)
+                party::answered(self.media.as_deref_mut(), &body, "re-INVITE answer")
             }
             CallEvent::Hangup => {
                 self.leg.bye();
-                Some(self.ended(200, "admin hangup"))
+                return Some(SipEvent::Ended(self.ended(200, "admin hangup")));
             }
-            // A branch's or a relayed re-INVITE's news, or a pickup, is
-            // not a lone dialog's business.
-            CallEvent::Branch { .. }
+            // Another call asking about this dialog (a pickup, an
+            // attended transfer, a replacement): its owner's business.
+            event @ (CallEvent::Branch { .. }
             | CallEvent::Confirmed { .. }
             | CallEvent::PickupAsk { .. }
-            | CallEvent::Adopt { .. } => None,
-            CallEvent::ReplaceAsk { reply, .. } => {
-                let _ = reply.send(false);
-                None
-            }
-            CallEvent::GiveUp { reply, .. } => {
-                let _ = reply.send(None);
-                None
-            }
+            | CallEvent::Adopt { .. }
+            | CallEvent::ReplaceAsk { .. }
+            | CallEvent::GiveUp { .. }) => return Some(SipEvent::Owner(event)),
+        };
+        match served {
+            Served::Nothing => None,
+            Served::HungUp => Some(SipEvent::Ended(self.ended(200, "bye"))),
+            served => Some(SipEvent::Served(served)),
         }
     }
 
     /// Our 2xx again, or the end of the dialog when no ACK came (§13.3.1.4).
-    fn on_retransmit(&mut self) -> Option<ChannelEvent> {
+    fn on_retransmit(&mut self) -> Option<SipEvent> {
         self.leg.retransmit_ok(Instant::now()).err()?;
         self.leg.bye();
-        Some(self.ended(408, "no ACK"))
+        Some(SipEvent::Ended(self.ended(408, "no ACK")))
     }
 
-    async fn next(&mut self) -> ChannelEvent {
+    /// The next thing its party does, as a SIP call that owns the channel
+    /// (its bridged party) reacts to it; serves the dialog meanwhile, and
+    /// drives its timers (our 2xx until ACK, the RTP timeout of its leg
+    /// when nothing runs on it here). Cancel-safe.
+    pub(crate) async fn next_sip(&mut self) -> SipEvent {
         loop {
-            if let Some(event) = self.pending.take() {
-                return event;
-            }
             if self.leg.state == LegState::Ended {
                 return std::future::pending().await;
             }
@@ -211,22 +203,72 @@ impl SipChannel {
             let silence = Watch::one(self.media.as_deref());
             let watch_silence = !silence.is_empty();
             let event = tokio::select! {
-                event = self.inbox.recv() => match event {
-                    Some(event) => self.on_event(event).await,
-                    None => None,
-                },
+                event = self.inbox.recv() => event.and_then(|event| self.on_event(event)),
                 () = sleep_until(retrans_at), if retrans_at.is_some() => self.on_retransmit(),
                 (_, silent) = silence.silent(), if watch_silence => {
                     tracing::info!(call_id = %self.leg.dialog.call_id, silent_ms = silent.as_millis() as u64, "no RTP; hanging up");
                     metrics::counter!("rtp_timeouts_total").increment(1);
                     self.leg.bye();
-                    Some(self.ended(200, "rtp timeout"))
+                    Some(SipEvent::Ended(self.ended(200, "rtp timeout")))
                 }
             };
             if let Some(event) = event {
                 return event;
             }
         }
+    }
+
+    /// [`next_sip`](Self::next_sip) for an owner that is no SIP call (the
+    /// parking lot, a confirmation): what concerns a call is refused.
+    async fn next(&mut self) -> ChannelEvent {
+        loop {
+            if std::mem::take(&mut self.media_changed) {
+                return ChannelEvent::MediaChanged;
+            }
+            let event = match self.next_sip().await {
+                SipEvent::Served(served) => self.channel_event(served),
+                SipEvent::Ended(hangup) => Some(ChannelEvent::HungUp(hangup)),
+                SipEvent::Owner(event) => {
+                    refuse(event);
+                    None
+                }
+            };
+            if let Some(event) = event {
+                return event;
+            }
+        }
+    }
+}
+
+/// What a SIP channel's party did, for a SIP call owning it (richer than
+/// a [`ChannelEvent`]: a REFER to handle, a keypress's length, another
+/// call's question about the dialog).
+#[derive(Debug)]
+pub(crate) enum SipEvent {
+    /// A request served: what the owner must act on (never
+    /// [`Served::Nothing`] or [`Served::HungUp`]).
+    Served(Served),
+    /// The party hung up, or was hung up (no ACK, no RTP, the admin API):
+    /// the channel is over.
+    Ended(Hangup),
+    /// Another call asks the owner of this dialog something.
+    Owner(CallEvent),
+}
+
+/// Another call's question to a channel's owner, when the owner is no
+/// SIP call: no.
+fn refuse(event: CallEvent) {
+    match event {
+        CallEvent::ReplaceAsk { reply, .. } => {
+            let _ = reply.send(None);
+        }
+        CallEvent::GiveUp { reply, .. } => {
+            let _ = reply.send(None);
+        }
+        CallEvent::PickupAsk { reply } => {
+            let _ = reply.send(false);
+        }
+        _ => {}
     }
 }
 

@@ -357,19 +357,15 @@ impl Call {
     /// Our 2xx to either phone's latest INVITE again, where due; a phone
     /// that never ACKs it ends the call (§13.3.1.4).
     pub(super) fn on_retransmit(&mut self, now: Instant) {
-        let caller = self.a.leg.retransmit_ok(now);
-        let callee = match self.phase.bridge_mut() {
-            Some(b) => b.leg.retransmit_ok(now),
-            None => Ok(()),
-        };
-        let Err(no_ack) = caller.and(callee) else {
+        // The bridged party's channel sends its own.
+        let Err(no_ack) = self.a.leg.retransmit_ok(now) else {
             return;
         };
         self.a.leg.bye();
         if let Some(b) = self.phase.bridge_mut() {
-            b.leg.bye();
+            b.leg.leg.bye();
         }
-        if no_ack.first && caller.is_err() {
+        if no_ack.first {
             tracing::info!("no ACK for our 200 OK; ending the call");
             self.finish(Disposition::Failed, 408, "no ACK from caller");
         } else {

@@ -254,7 +254,7 @@ impl Call {
             pbx::Verdict::HangUp { cause } => {
                 self.a.leg.bye();
                 if let Some(b) = self.phase.bridge_mut() {
-                    b.leg.bye();
+                    b.leg.leg.bye();
                 }
                 self.finish(Disposition::Answered, 200, &cause);
             }

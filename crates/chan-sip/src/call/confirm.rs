@@ -19,7 +19,7 @@ use pbx::{Channel, ChannelEvent, DialConfirm};
 use tokio::task::JoinHandle;
 
 use super::{Call, CallEvent};
-use crate::Side;
+use crate::anchor::Which;
 use crate::channel::SipChannel;
 use crate::leg::SipLeg;
 
@@ -131,11 +131,9 @@ impl Call {
         }) else {
             return; // the dial is over: the party had its BYE
         };
-        // Its dialog is the call's again.
-        let events = self.events_tx.clone();
-        let channel = channel.filter(|_| accepted);
-        let Some((leg, Some(party))) = channel.map(|c| c.into_parts(events, Side::Outbound(id)))
-        else {
+        // Its channel (its dialog, its media) becomes the bridged party.
+        let channel = channel.filter(|c| accepted && c.media.is_some());
+        let Some(channel) = channel else {
             self.note(|| format!("{} did not confirm: hung up", confirming.label));
             drop(confirming);
             self.branch_failed(id, 408);
@@ -145,15 +143,17 @@ impl Call {
         let answered_at = std::mem::take(&mut confirming.answered_at);
         drop(confirming);
         self.note(|| format!("{label} confirmed"));
-        let heard = self.phase.dialing_mut().and_then(|d| d.driver.heard.take());
-        let previous = self.media.attach_callee(party).await;
-        if let (Some(before), Some(previous)) = (heard, previous)
-            && let Some(b) = self.branches.get_mut(&before)
+        // An early-media party still ringing is heard no more: it is
+        // cancelled with the rest.
+        if self
+            .phase
+            .dialing_mut()
+            .and_then(|d| d.driver.heard.take())
+            .is_some()
         {
-            // An early-media party still ringing: cancelled with the rest.
-            b.media = Some(previous);
+            drop(self.media.detach(Which::B).await);
         }
-        self.put_through(id, leg, label, answered_at, None).await;
+        self.put_through(id, channel, label, answered_at).await;
     }
 }
 

@@ -19,6 +19,7 @@ use tracing::Instrument;
 use super::{Acked, Branch, Bridge, Call, Dial, Dialing, transfer, trunkdial};
 use crate::Side;
 use crate::anchor::{Failure, MediaEndpoint, Which};
+use crate::channel::SipChannel;
 use crate::dialog::{Dialog, new_tag};
 use crate::leg::{SipLeg, our_contact};
 use crate::relay::{branch_task, send_stateless, set_body};
@@ -541,7 +542,7 @@ impl Call {
                 // The party may have moved on (a transfer): then its new
                 // owner has the dialog, and the 2xx goes unanswered.
                 if let Some(b) = self.phase.bridge_mut().filter(|b| b.branch == id) {
-                    let dialog = &mut b.leg.dialog;
+                    let dialog = &mut b.leg.leg.dialog;
                     let ack = dialog.request(Method::Ack, None, Some(seq));
                     send_stateless(&self.inner, ack, dialog.transport, dialog.peer);
                 }
@@ -610,21 +611,29 @@ impl Call {
                 return;
             }
         };
-        self.put_through(id, leg, label, answered_at, Some(&stream))
-            .await;
+        // Its answer applied to its own media, which it takes along as
+        // the bridged party's channel.
+        let peer = leg.dialog.peer.ip();
+        if let Err(failure) = self.media.apply_callee(&stream, true, peer).await {
+            tracing::info!("dial: {}", failure.text());
+        }
+        if let Some(dialing) = self.phase.dialing_mut() {
+            dialing.driver.heard = None;
+        }
+        let media = self.media.detach(Which::B).await;
+        let channel = SipChannel::new(self.inner.clone(), leg, media);
+        self.put_through(id, channel, label, answered_at).await;
     }
 
-    /// The branch `id` answered and the caller is put through to it: the
-    /// others stop ringing, the dial becomes the bridge, the caller is
-    /// answered if need be. `stream`: the callee's SDP answer to apply
-    /// (`None` when its media is in place already, after a confirmation).
+    /// The branch `id` answered and the caller is put through to it (its
+    /// `channel`, with its media): the others stop ringing, the dial
+    /// becomes the bridge, the caller is answered if need be.
     pub(super) async fn put_through(
         &mut self,
         id: u32,
-        leg: SipLeg,
+        mut channel: SipChannel,
         label: String,
         answered_at: String,
-        stream: Option<&sdp::Stream>,
     ) {
         let Some(dialing) = self.leave_dialing() else {
             return;
@@ -644,11 +653,14 @@ impl Call {
             }
         }
         self.record.set_callee(Some(label.clone()));
+        if let Some(leg) = pbx::Channel::take_media(&mut channel) {
+            self.media.lend_callee(leg);
+        }
         // Filed (in `bridge_with`) before the caller hears the 200, so
         // anyone the caller tells sees the bridge.
         self.bridge_with(Bridge {
             branch: id,
-            leg,
+            leg: channel,
             done: Some(dialing.into_done()),
             answered_by: Some(label),
         });
@@ -660,13 +672,6 @@ impl Call {
             b.acked = Some(Acked::Bridged {
                 seq: dialog.local_cseq,
             });
-        }
-        let peer = self.phase.bridge().map(|b| b.leg.dialog.peer.ip());
-        let peer = peer.unwrap_or(self.a.leg.dialog.peer.ip());
-        if let Some(stream) = stream
-            && let Err(failure) = self.media.apply_callee(stream, true, peer).await
-        {
-            tracing::info!("dial: {}", failure.text());
         }
         if self.answer_and_bridge().await {
             // A transfer's target answered: the transferor is released.
@@ -685,7 +690,7 @@ impl Call {
                     let r = self.a.tx.failure(&failure, &self.inner.config.domain);
                     self.a.tx.respond(r);
                     if let Some(b) = self.phase.bridge_mut() {
-                        b.leg.bye();
+                        b.leg.leg.bye();
                     }
                     self.finish(Disposition::Failed, failure.status(), "media");
                     return false;
@@ -693,7 +698,7 @@ impl Call {
             }
             self.publish();
         }
-        self.media.bridge().await;
+        self.bridge_media().await;
         true
     }
 

@@ -40,11 +40,14 @@ impl Call {
 
     /// `which`'s leg and media, to serve its dialog with.
     fn party(&mut self, which: Which) -> Option<(&mut SipLeg, Option<&mut MediaEndpoint>)> {
-        let leg = match which {
-            Which::A => &mut self.a.leg,
-            Which::B => &mut self.phase.bridge_mut()?.leg,
-        };
-        Some((leg, self.media.side_mut(which)))
+        match which {
+            Which::A => Some((&mut self.a.leg, self.media.side_mut(Which::A))),
+            // Its channel's own (it serves its dialog itself).
+            Which::B => {
+                let b = &mut self.phase.bridge_mut()?.leg;
+                Some((&mut b.leg, b.media.as_deref_mut()))
+            }
+        }
     }
 
     /// A request (not INVITE or ACK) in one of the call's dialogs.
@@ -106,7 +109,7 @@ impl Call {
     }
 
     /// What the call makes of what `which`'s phone did in its dialog.
-    async fn on_served(&mut self, which: Which, served: Served) {
+    pub(super) async fn on_served(&mut self, which: Which, served: Served) {
         match served {
             Served::Nothing => {}
             Served::HungUp => self.on_hung_up(which),
@@ -134,7 +137,7 @@ impl Call {
             }
             Which::A => {
                 if let Some(b) = self.phase.bridge_mut() {
-                    b.leg.bye();
+                    b.leg.leg.bye();
                 }
                 let answered = self.record.was_answered();
                 let disposition = if answered {
@@ -153,7 +156,7 @@ impl Call {
     pub(super) fn send_info_digit(&mut self, to: Which, digit: rtp::Digit, duration: Duration) {
         let leg = match to {
             Which::A => Some(&mut self.a.leg),
-            Which::B => self.phase.bridge_mut().map(|b| &mut b.leg),
+            Which::B => self.phase.bridge_mut().map(|b| &mut b.leg.leg),
         };
         let Some(leg) = leg.filter(|leg| leg.state == LegState::Up) else {
             return;
@@ -202,7 +205,7 @@ impl Call {
                 Which::A => self
                     .phase
                     .bridge()
-                    .is_some_and(|b| b.leg.state == LegState::Up),
+                    .is_some_and(|b| b.leg.leg.state == LegState::Up),
                 Which::B => self.a.leg.state == LegState::Up,
             };
             match (held, self.media.held_by()) {
@@ -214,12 +217,15 @@ impl Call {
                                 self.moh_class()
                             )
                         });
+                        // The other side's leg plays the music.
+                        self.lend_callee();
                         self.media.hold(which, music).await;
                         restarted = true;
                     }
                 }
                 (false, Some(holder)) if holder == which => {
                     self.note(|| format!("{which:?} resumes: bridged again"));
+                    self.lend_callee();
                     self.media.unhold().await;
                     restarted = true;
                 }
@@ -227,7 +233,10 @@ impl Call {
             }
         }
         if changed.restart && !restarted {
-            self.media.restart().await;
+            match which {
+                Which::A => self.media.restart().await,
+                Which::B => self.restart_callee().await,
+            }
         }
     }
 }

@@ -47,20 +47,21 @@ impl Call {
     ) {
         let id = self.next_branch;
         self.next_branch += 1;
-        let (leg, media) = channel.into_parts(self.events_tx.clone(), Side::Outbound(id));
-        let Some(media) = media else {
+        // It keeps its dialog and its media; the call gets its leg.
+        let mut channel = channel;
+        let Some(leg) = pbx::Channel::take_media(&mut channel) else {
             // Ended on its way here: nothing to take in.
             let _ = done.send(Err(ActionError::Ended));
             return;
         };
         if let Some(t) = self.record.trace() {
-            self.inner.traces.add_leg(t, &leg.dialog.call_id);
+            self.inner.traces.add_leg(t, &channel.leg.dialog.call_id);
         }
-        self.media.attach_callee(media).await;
+        self.media.lend_callee(leg);
         self.record.set_callee(Some(label));
         self.bridge_with(Bridge {
             branch: id,
-            leg,
+            leg: channel,
             done: Some(done),
             answered_by: None,
         });
@@ -302,14 +303,16 @@ impl Call {
             }),
             reply,
         };
-        if ask(&route.events, ask_replace, agreed).await {
+        if route.events.send(ask_replace).await.is_ok()
+            && let Ok(Ok(Some(call))) = tokio::time::timeout(ASK_WAIT, agreed).await
+        {
             self.note(|| {
                 format!(
                     "INVITE with Replaces takes the place of dialog {}",
                     dialog.call_id
                 )
             });
-            self.hand_over(route.events, done).await;
+            self.hand_over(call, done).await;
             return;
         }
         let _ = done.send(unavailable());
@@ -338,21 +341,23 @@ impl Call {
         if !matches!(self.phase, Phase::Bridged(_)) {
             return false;
         }
-        match self.leg_of(call_id, &to_tag, &from_tag) {
-            Some(Which::A) => self.swap_parties().await,
-            Some(Which::B) => {}
-            None => return false,
-        }
-        // The replaced party is the callee now: released, its place kept.
-        let Some(bridge) = self.take_bridge() else {
+        let Some(replaced) = self.leg_of(call_id, &to_tag, &from_tag) else {
             return false;
         };
-        let mut leg = bridge.leg;
-        leg.bye();
-        self.inner.dialogs.remove(&leg.dialog.call_id);
-        drop(self.media.detach(Which::B).await);
+        // The replaced party leaves, released; the other is the call's
+        // party and keeps its place for the newcomer.
+        let Some((mut channel, done)) = self.take_party(replaced).await else {
+            return false;
+        };
+        pbx::Channel::hangup(
+            &mut channel,
+            &pbx::Hangup {
+                code: 200,
+                cause: "replaced",
+            },
+        );
         self.note(|| format!("dialog {call_id} is being replaced"));
-        self.await_replacement(bridge.done.unwrap_or_else(|| oneshot::channel().0));
+        self.await_replacement(done.unwrap_or_else(|| oneshot::channel().0));
         true
     }
 
@@ -383,6 +388,9 @@ impl Call {
     }
 }
 
+/// How long a call waits for another's answer to a question.
+const ASK_WAIT: Duration = Duration::from_secs(2);
+
 /// Sends `question` to another call and waits (a little) for its yes.
 async fn ask(
     events: &crate::queue::EventTx,
@@ -392,7 +400,7 @@ async fn ask(
     if events.send(question).await.is_err() {
         return false;
     }
-    tokio::time::timeout(Duration::from_secs(2), answer)
+    tokio::time::timeout(ASK_WAIT, answer)
         .await
         .is_ok_and(|r| r.unwrap_or(false))
 }

@@ -34,8 +34,8 @@ pub(super) struct Transferring {
     /// rings (a re-INVITE or UPDATE answered by its own media, a BYE
     /// noted); NOTIFYs go in its dialog, and dropping it releases it.
     channel: SipChannel,
-    /// Which of the call's dialogs it was (and is again if it comes back).
-    side: Side,
+    /// Its number as the call's bridged party (again if it comes back).
+    branch: u32,
     /// Its extension (the context the target is routed in).
     by: String,
     /// Where to.
@@ -227,21 +227,18 @@ impl Call {
             response.body = None;
         }
         let _ = reply.send(response);
-        if !from_bridge {
-            // The caller transfers: the callee becomes the party the call
-            // keeps, and the caller takes the place it leaves.
-            self.swap_parties().await;
-        }
-        let Some(bridge) = self.take_bridge() else {
+        // The transferor leaves the bridge as a channel of its own (when
+        // it is the caller, the callee becomes the party the call keeps);
+        // the transferee waits (ringback comes with the dial).
+        let which = if from_bridge { Which::B } else { Which::A };
+        let branch = self.phase.bridge().map_or(0, |b| b.branch);
+        let Some((channel, done)) = self.take_party(which).await else {
             return;
         };
         self.note(|| format!("{by} transfers the call to {target} (REFER)"));
-        // The transferor leaves the bridge, its media kept aside; the
-        // transferee waits (ringback comes with the dial).
-        let media = self.media.detach(Which::B).await;
         let mut transfer = Box::new(Transferring {
-            channel: SipChannel::new(self.inner.clone(), bridge.leg, media),
-            side: Side::Outbound(bridge.branch),
+            channel,
+            branch,
             by: by.clone(),
             target: target.clone(),
             subscribed,
@@ -252,7 +249,7 @@ impl Call {
         self.publish();
         // The route that dialled the transferor is done with this call;
         // the transfer's route takes it over.
-        drop(bridge.done);
+        drop(done);
         self.route.give_up();
         self.route_transfer(by, target, None);
     }
@@ -312,29 +309,39 @@ impl Call {
         });
     }
 
-    /// The caller and the bridged party change places: the party the
-    /// call keeps is always its caller (`a`), whoever placed the call.
-    pub(super) async fn swap_parties(&mut self) {
-        let Some(bridge) = self.phase.bridge_mut() else {
-            return;
-        };
-        std::mem::swap(&mut self.a.leg, &mut bridge.leg);
+    /// Party `which` leaves the bridge, still up, as a channel of its own
+    /// (its dialog and media with it); what its dial waited for comes
+    /// along. The other stays as the call's party: when the caller
+    /// leaves, the bridged party takes its place (the party the call
+    /// keeps is always its caller, `a`, whoever placed the call).
+    pub(super) async fn take_party(
+        &mut self,
+        which: Which,
+    ) -> Option<(SipChannel, Option<pbx::DialDone>)> {
+        let bridge = self.take_bridge()?;
+        let mut callee = bridge.leg;
+        if let Some(leg) = self.media.return_callee().await {
+            pbx::Channel::give_media(&mut callee, leg);
+        }
+        if which == Which::B {
+            return Some((callee, bridge.done));
+        }
+        // The caller leaves: the callee's dialog and media become the
+        // call's caller side, the caller's a channel.
+        let caller_media = self.media.detach(Which::A).await;
+        let (leg, media) = callee.into_parts(self.events_tx.clone(), Side::Inbound);
+        let caller = std::mem::replace(&mut self.a.leg, leg);
+        if let Some(media) = media {
+            self.media.attach_caller(media).await;
+        }
         // The INVITE that made the call was the leaving party's.
         self.a.tx = super::CallerTx::Done;
         self.a.max_forwards = 70;
         self.a.cancel_seen = true;
-        self.media.swap_sides().await;
-        let events = self.events_tx.clone();
-        self.inner
-            .dialogs
-            .repoint(&self.a.leg.dialog.call_id, events.clone(), Side::Inbound);
-        self.inner.dialogs.repoint(
-            &bridge.leg.dialog.call_id,
-            events,
-            Side::Outbound(bridge.branch),
-        );
         // Outbound calls now carry the kept party's identity.
         self.identity = self.record.callee().map(str::to_owned);
+        let caller = SipChannel::new(self.inner.clone(), caller, caller_media);
+        Some((caller, bridge.done))
     }
 
     /// The transfer target answered and is bridged: the transferor hears
@@ -432,22 +439,19 @@ impl Call {
         };
         t.notify(outcome.code.max(300), failure_reason(outcome.status), true);
         self.note(|| format!("transfer to {} failed; back to {}", t.target, t.by));
-        let Side::Outbound(branch) = t.side else {
+        // It comes back as the bridged party, with its dialog and media.
+        let mut channel = t.channel;
+        let Some(leg) = channel.take_media() else {
             return;
         };
-        // Its dialog is the call's again.
-        let (leg, media) = t.channel.into_parts(self.events_tx.clone(), t.side);
-        let Some(media) = media else {
-            return;
-        };
-        self.media.attach_callee(media).await;
+        self.media.lend_callee(leg);
         self.bridge_with(Bridge {
-            branch,
-            leg,
+            branch: t.branch,
+            leg: channel,
             done: None,
             answered_by: None,
         });
-        self.media.bridge().await;
+        self.bridge_media().await;
     }
 
     /// Something of the transferor's while its transfer runs: its
@@ -484,11 +488,18 @@ impl Call {
     ) {
         let to_tag = replaces.to_tag().unwrap_or_default().to_owned();
         let from_tag = replaces.from_tag().unwrap_or_default().to_owned();
+        // Another call's: not this call's own dialogs (whose bridged
+        // party's channel would ask this very call, busy here).
+        let own = self.a.leg.dialog.call_id == replaces.call_id
+            || self
+                .phase
+                .bridge()
+                .is_some_and(|b| b.leg.leg.dialog.call_id == replaces.call_id);
         let other = self
             .inner
             .dialogs
             .get(&replaces.call_id)
-            .filter(|route| !route.events.same_channel(&self.events_tx));
+            .filter(|route| !own && !route.events.same_channel(&self.events_tx));
         let Some(other) = other else {
             tracing::info!(replaces = %replaces.call_id, "attended transfer: no such call");
             let _ = reply.send(Reply::status(481));
@@ -506,7 +517,10 @@ impl Call {
             let _ = reply.send(Reply::status(481));
             return;
         }
-        let Ok(Some((channel, label))) = given.await else {
+        // A call that does not answer soon (busy in a move of its own
+        // towards this one) is no call to join.
+        let given = tokio::time::timeout(std::time::Duration::from_secs(2), given).await;
+        let Ok(Ok(Some((channel, label)))) = given else {
             // Not a dialog of that call, or that call is not bridged.
             let _ = reply.send(Reply::status(481));
             return;
@@ -524,24 +538,22 @@ impl Call {
                 .or_else(|| self.record.caller().map(str::to_owned))
         };
         let by = by.unwrap_or_default();
-        if !from_bridge {
-            self.swap_parties().await;
-        }
-        let Some(bridge) = self.take_bridge() else {
+        let which = if from_bridge { Which::B } else { Which::A };
+        let branch = self.phase.bridge().map_or(0, |b| b.branch);
+        let Some((leaving, done)) = self.take_party(which).await else {
             return;
         };
         let mut transferor = Transferring {
-            channel: SipChannel::new(self.inner.clone(), bridge.leg, None),
-            side: Side::Outbound(bridge.branch),
+            channel: leaving,
+            branch,
             by,
             target: label.clone(),
             subscribed,
             id: request.cseq().map_or(0, |c| c.seq),
         };
-        drop(self.media.detach(Which::B).await);
         self.note(|| format!("attended transfer: joined with {label}"));
         // The route's dial goes on until the new bridge ends.
-        let done = bridge.done.unwrap_or_else(|| oneshot::channel().0);
+        let done = done.unwrap_or_else(|| oneshot::channel().0);
         let kept = self
             .identity
             .clone()
@@ -571,14 +583,20 @@ impl Call {
         let domain = self.inner.config.domain.clone();
         let answers = (self.events_tx.clone(), side);
         let media = &mut self.media;
-        let (leg, which) = match side {
-            Side::Inbound => (&mut self.a.leg, Which::A),
-            Side::Outbound(id) => match self.phase.bridge_mut().filter(|b| b.branch == id) {
-                Some(b) => (&mut b.leg, Which::B),
-                None => return,
-            },
-        };
-        leg.tell_identity(&domain, user, || media.offer_again(which), answers, first);
+        match side {
+            Side::Inbound => {
+                let offer = || media.offer_again(Which::A);
+                self.a
+                    .leg
+                    .tell_identity(&domain, user, offer, answers, first);
+            }
+            // The bridged party's channel tells it, and hears its answer.
+            Side::Outbound(id) => {
+                if let Some(b) = self.phase.bridge_mut().filter(|b| b.branch == id) {
+                    b.leg.tell(user, first);
+                }
+            }
+        }
     }
 
     /// Which of this call's legs (the caller's or the bridged party's) is
@@ -594,7 +612,7 @@ impl Call {
         };
         if matches(&self.a.leg) {
             Some(Which::A)
-        } else if self.phase.bridge().is_some_and(|b| matches(&b.leg)) {
+        } else if self.phase.bridge().is_some_and(|b| matches(&b.leg.leg)) {
             Some(Which::B)
         } else {
             None
@@ -627,17 +645,17 @@ impl Call {
             self.record.callee().map(str::to_owned)
         };
         let label = label.unwrap_or_default();
-        if transferor_is_callee {
-            self.swap_parties().await;
-        }
-        // Now the transferor is the caller, the party is the callee.
-        let bridge = self.take_bridge()?;
-        let media = self.media.detach(Which::B).await?;
-        let channel = SipChannel::new(self.inner.clone(), bridge.leg, Some(media));
+        // The party leaves; the transferor is the call's party then.
+        let party = if transferor_is_callee {
+            Which::A
+        } else {
+            Which::B
+        };
+        let (channel, done) = self.take_party(party).await?;
         self.note(|| format!("attended transfer: {label} joins another call"));
         self.a.leg.bye();
         self.finish(pbx::Disposition::Answered, 200, "attended transfer");
-        drop(bridge.done);
+        drop(done);
         Some((channel, label))
     }
 }
