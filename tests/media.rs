@@ -1256,3 +1256,73 @@ fn a_sprayer_on_every_rtp_port_gets_nothing_and_the_phone_hears_everything() {
         "the sprayer's packets are counted: {metrics}"
     );
 }
+
+#[test]
+fn a_callee_that_moves_to_another_codec_mid_call_is_heard_both_ways_in_it() {
+    // The callee's re-INVITE is answered by its own media (the bridged
+    // party's channel): the bridge starts again on its new codec, and
+    // transcodes, the caller staying on PCMU.
+    let o = office(None);
+    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
+    let mut call = bridge(&o, &ra.sdp_offer(&["PCMU"]), &rb.sdp_answer(&["PCMU"]));
+    exchange(
+        &ra,
+        (call.a_media.addr, 0, 1000.0),
+        &rb,
+        (call.b_media.addr, 0, 2000.0),
+    );
+    assert_heard("the callee, before", &rb, call.b_media.addr, 40, 1000.0);
+    let ok = call
+        .b
+        .request_in(&mut call.b_dialog, "INVITE", Some(&rb.sdp_offer(&["PCMA"])))
+        .expect("re-INVITE answered");
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert_eq!(media_of(&ok.body).voice, Some(8), "PCMA answered");
+    call.b.ack_in(&call.b_dialog).unwrap();
+    ra.clear();
+    rb.clear();
+    exchange(
+        &ra,
+        (call.a_media.addr, 0, 1000.0),
+        &rb,
+        (call.b_media.addr, 8, 2000.0),
+    );
+    let to_b = assert_heard("the callee, after", &rb, call.b_media.addr, 40, 1000.0);
+    assert!(
+        to_b.iter().all(|pt| *pt == 8),
+        "PCMA to the callee: {to_b:?}"
+    );
+    let to_a = assert_heard("the caller", &ra, call.a_media.addr, 40, 2000.0);
+    assert!(
+        to_a.iter().all(|pt| *pt == 0),
+        "PCMU to the caller: {to_a:?}"
+    );
+    call.hang_up();
+}
+
+#[test]
+fn a_bridged_callee_that_goes_silent_is_hung_up_and_so_is_the_caller() {
+    let o = office_with(None, "[media]\nrtp_timeout = \"1s\"\n");
+    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
+    let mut call = bridge(&o, &ra.sdp_offer(OFFER), &rb.sdp_answer(&["PCMU"]));
+    let started = Instant::now();
+    // The caller talks on; the callee's phone has lost its network.
+    std::thread::scope(|s| {
+        s.spawn(|| ra.send_tone(call.a_media.addr, 0, 1000.0, Duration::from_millis(2500)));
+        let bye = call
+            .b
+            .request("BYE", WAIT)
+            .expect("the silent callee gets BYE");
+        call.b.reply(&bye, &call.b_tag, 200).unwrap();
+        let bye = call.a.request("BYE", WAIT).expect("the caller gets BYE");
+        call.a.reply(&bye, "", 200).unwrap();
+    });
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "not before rtp_timeout: {:?}",
+        started.elapsed()
+    );
+    wait_for_log(&o, "no RTP; hanging up");
+    let (_, metrics) = o.server.http_get("/metrics").expect("metrics");
+    assert!(metrics.contains("rtp_timeouts_total 1"), "{metrics}");
+}

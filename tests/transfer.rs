@@ -240,17 +240,24 @@ fn a_busy_target_sends_the_call_back_to_a_transferor_still_on_the_line() {
     assert_eq!(frag, "SIP/2.0 486 Busy Here");
     assert!(state.starts_with("terminated"), "{state}");
     // Back together: 1001 and 1002 hear each other.
+    talk_and_end(&mut c);
+}
+
+/// 1001 and 1002, still in their call, hear each other (1000 Hz from
+/// 1001, 2000 Hz from 1002); then 1001 hangs up and 1002 gets the BYE.
+fn talk_and_end(c: &mut Call) {
     exchange(
         &c.ra,
         (c.a_media.addr, 0, 1000.0),
         &c.rb,
         (c.b_media.addr, 0, 2000.0),
     );
-    assert_heard("the transferor", &c.rb, c.b_media.addr, 40, 1000.0);
-    assert_heard("the caller", &c.ra, c.a_media.addr, 40, 2000.0);
+    assert_heard("1002", &c.rb, c.b_media.addr, 40, 1000.0);
+    assert_heard("1001", &c.ra, c.a_media.addr, 40, 2000.0);
     let bye = c.a.request_in(&mut c.a_dialog, "BYE", None).expect("BYE");
     assert_eq!(bye.status, 200);
-    let bye = c.b.request("BYE", WAIT).expect("the transferor gets BYE");
+    let bye = c.b.request("BYE", WAIT).expect("1002 gets BYE");
+    let tag = c.b_in.tag.clone();
     c.b.reply(&bye, &tag, 200).unwrap();
 }
 
@@ -746,17 +753,5 @@ fn a_refer_that_would_replace_the_calls_own_dialog_is_refused_and_the_call_goes_
             .expect("REFER answered");
     assert_eq!(r.status, 481, "{r:?}");
     // The call is whole: the phones hear each other, and a BYE ends it.
-    exchange(
-        &c.ra,
-        (c.a_media.addr, 0, 1000.0),
-        &c.rb,
-        (c.b_media.addr, 0, 2000.0),
-    );
-    assert_heard("1002", &c.rb, c.b_media.addr, 40, 1000.0);
-    assert_heard("1001", &c.ra, c.a_media.addr, 40, 2000.0);
-    let bye = c.a.request_in(&mut c.a_dialog, "BYE", None).expect("BYE");
-    assert_eq!(bye.status, 200);
-    let bye = c.b.request("BYE", WAIT).expect("1002 gets BYE");
-    let tag = c.b_in.tag.clone();
-    c.b.reply(&bye, &tag, 200).unwrap();
+    talk_and_end(&mut c);
 }
