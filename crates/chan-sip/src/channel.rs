@@ -18,6 +18,8 @@ use pbx::{
     BoxFuture, Channel, ChannelError, ChannelEvent, ChannelId, Hangup, LegSnapshot, LegState,
 };
 
+use sip_proto::{HeaderName, Method};
+
 use crate::anchor::{MediaEndpoint, Watch};
 use crate::call::CallEvent;
 use crate::leg::SipLeg;
@@ -101,6 +103,36 @@ impl SipChannel {
             answers,
             first,
         );
+    }
+
+    /// A NOTIFY of the implicit subscription of its REFER `id`, carrying
+    /// `status` as a `message/sipfrag` (RFC 3515 §2.4.5); `done` ends the
+    /// subscription.
+    pub(crate) fn notify_refer(&mut self, id: u32, status: u16, reason: &str, done: bool) {
+        let leg = &mut self.leg;
+        if leg.state != LegState::Up {
+            return;
+        }
+        let mut notify = leg.dialog.request(Method::Notify, None, None);
+        notify
+            .headers
+            .push(HeaderName::Contact, leg.contact.as_str());
+        notify
+            .headers
+            .push(HeaderName::parse("Event"), format!("refer;id={id}"));
+        notify.headers.push(
+            HeaderName::parse("Subscription-State"),
+            if done {
+                "terminated;reason=noresource".to_owned()
+            } else {
+                "active;expires=60".to_owned()
+            },
+        );
+        notify
+            .headers
+            .push(HeaderName::ContentType, "message/sipfrag;version=2.0");
+        notify.body = format!("SIP/2.0 {status} {reason}\r\n").into();
+        drop(leg.send(notify));
     }
 
     fn ended(&mut self, code: u16, cause: &'static str) -> Hangup {

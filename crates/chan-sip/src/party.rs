@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use sip_net::{Incoming, InviteTx};
-use sip_proto::{HeaderName, Method, Request, Response};
+use sip_proto::{HeaderName, Method, Request, Response, Uri};
 use tokio::sync::oneshot;
 
 use crate::Reply;
@@ -32,9 +32,9 @@ pub(crate) enum Served {
     Offer(Changed),
     /// A keypress in INFO (answered 200), and how long it lasts.
     Digit(rtp::Digit, Duration),
-    /// A REFER (RFC 3515): a transfer is the owner's business, and so is
-    /// the answer.
-    Refer(Box<Request>, oneshot::Sender<Reply>),
+    /// A REFER (RFC 3515), read (or why it could not be): a transfer is
+    /// the owner's business, and so is the answer.
+    Refer(Result<Box<Refer>, &'static str>, oneshot::Sender<Reply>),
 }
 
 /// A request (not INVITE or ACK) in the dialog of `leg`, whose media is
@@ -74,7 +74,7 @@ pub(crate) fn request(
             let _ = reply.send(r);
             Served::Offer(changed)
         }
-        Method::Refer => Served::Refer(Box::new(request), reply),
+        Method::Refer => Served::Refer(read_refer(&request).map(Box::new), reply),
         Method::Info => match read_info(&request) {
             Ok(Some((digit, duration))) => {
                 let _ = reply.send(Reply::status(200));
@@ -167,6 +167,115 @@ pub(crate) fn answered(media: Option<&mut MediaEndpoint>, body: &[u8], what: &st
             Served::Nothing
         }
     }
+}
+
+/// A REFER read (RFC 3515): what it asks for, and how its outcome is
+/// told.
+#[derive(Debug)]
+pub(crate) struct Refer {
+    pub to: ReferTo,
+    /// The implicit subscription's NOTIFYs are wanted (not RFC 4488's
+    /// `Refer-Sub: false`).
+    pub subscribed: bool,
+    /// The REFER's CSeq: the NOTIFYs' `Event: refer;id=`.
+    pub id: u32,
+}
+
+/// What a REFER asks for.
+#[derive(Debug)]
+pub(crate) enum ReferTo {
+    /// Blind: route this number.
+    Target(String),
+    /// Attended (RFC 3891 `Replaces` in the Refer-To URI): join the other
+    /// party with the one at the other end of this dialog of ours.
+    Replaces(Replaced),
+}
+
+/// The dialog an RFC 3891 Replaces names: its Call-ID and tags.
+#[derive(Debug, Clone)]
+pub(crate) struct Replaced {
+    pub call_id: String,
+    pub to_tag: String,
+    pub from_tag: String,
+}
+
+/// Reads a REFER: what it asks for (an unreadable one: why, for a 400).
+pub(crate) fn read_refer(request: &Request) -> Result<Refer, &'static str> {
+    let to = refer_target(request)?;
+    let subscribed = !request
+        .headers
+        .get(&HeaderName::parse("Refer-Sub"))
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
+    Ok(Refer {
+        to,
+        subscribed,
+        id: request.cseq().map_or(0, |c| c.seq),
+    })
+}
+
+/// A `%HH`-escaped URI header value, unescaped (RFC 3261 §19.1.2).
+fn unescape(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The dialog a Refer-To's `?Replaces=` names.
+fn refer_replaces(value: &str) -> Option<Replaced> {
+    let mut headers = sip_proto::Headers::default();
+    headers.push(HeaderName::Replaces, unescape(value)?);
+    let replaces = headers.replaces().ok().flatten()?;
+    Some(Replaced {
+        to_tag: replaces.to_tag().unwrap_or_default().to_owned(),
+        from_tag: replaces.from_tag().unwrap_or_default().to_owned(),
+        call_id: replaces.call_id,
+    })
+}
+
+/// What a Refer-To names: the extension or number (its user part), or
+/// the dialog to replace.
+fn refer_target(request: &Request) -> Result<ReferTo, &'static str> {
+    let refer_to = request
+        .headers
+        .refer_to()
+        .map_err(|_| "unreadable Refer-To")?
+        .ok_or("no Refer-To")?;
+    let user = match &refer_to.uri {
+        Uri::Sip(s) => {
+            if let Some((_, value)) = s
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("replaces"))
+            {
+                return refer_replaces(value)
+                    .map(ReferTo::Replaces)
+                    .ok_or("unreadable Replaces in Refer-To");
+            }
+            s.user.clone().unwrap_or_default()
+        }
+        Uri::Tel(t) => t.number.clone(),
+        Uri::Other { .. } => return Err("Refer-To is neither sip: nor tel:"),
+    };
+    let user = user.split(';').next().unwrap_or_default().to_owned();
+    if user.is_empty()
+        || !user
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+*#-_.".contains(&b))
+    {
+        return Err("Refer-To names no number");
+    }
+    Ok(ReferTo::Target(user))
 }
 
 /// What a party's new offer changed, for whoever runs media on its leg.
@@ -293,10 +402,56 @@ mod tests {
             "INFO sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:b@b>;tag=2\r\nCall-ID: c\r\nCSeq: 2 INFO\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         );
+        parse(&text)
+    }
+
+    fn parse(text: &str) -> Request {
         match sip_proto::Message::parse(text.as_bytes(), &sip_proto::Limits::default()).unwrap() {
             sip_proto::Message::Request(r) => r,
             sip_proto::Message::Response(_) => unreachable!(),
         }
+    }
+
+    fn refer(headers: &str) -> Result<Refer, &'static str> {
+        read_refer(&parse(&format!(
+            "REFER sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:b@b>;tag=2\r\nCall-ID: c\r\nCSeq: 7 REFER\r\n{headers}Content-Length: 0\r\n\r\n"
+        )))
+    }
+
+    #[test]
+    fn a_refer_names_a_number_or_a_dialog_to_replace() {
+        let r = refer("Refer-To: <sip:1003@pbx.example;user=phone>\r\n").unwrap();
+        assert!(matches!(&r.to, ReferTo::Target(t) if t == "1003"), "{r:?}");
+        assert!(r.subscribed);
+        assert_eq!(r.id, 7);
+        let r = refer("Refer-To: <tel:+4930123>\r\nRefer-Sub: false\r\n").unwrap();
+        assert!(
+            matches!(&r.to, ReferTo::Target(t) if t == "+4930123"),
+            "{r:?}"
+        );
+        assert!(!r.subscribed, "RFC 4488");
+        let r = refer("Refer-To: <sip:1003@b?Replaces=abc%40h%3Bto-tag%3Dt1%3Bfrom-tag%3Df1>\r\n")
+            .unwrap();
+        let ReferTo::Replaces(d) = &r.to else {
+            panic!("{r:?}");
+        };
+        assert_eq!(
+            (d.call_id.as_str(), d.to_tag.as_str(), d.from_tag.as_str()),
+            ("abc@h", "t1", "f1")
+        );
+        assert_eq!(refer("").unwrap_err(), "no Refer-To");
+        assert_eq!(
+            refer("Refer-To: <sip:b?Replaces=%3Bto-tag%3Dt1>\r\n").unwrap_err(),
+            "unreadable Replaces in Refer-To"
+        );
+        assert_eq!(
+            refer("Refer-To: <sip:10%2003@b>\r\n").unwrap_err(),
+            "Refer-To names no number"
+        );
+        assert_eq!(
+            refer("Refer-To: <mailto:a@b>\r\n").unwrap_err(),
+            "Refer-To is neither sip: nor tel:"
+        );
     }
 
     #[test]

@@ -121,8 +121,8 @@ impl Call {
                     self.send_info_digit(to, digit, duration);
                 }
             }
-            Served::Refer(request, reply) => {
-                self.on_refer(which == Which::B, *request, reply).await;
+            Served::Refer(refer, reply) => {
+                self.on_refer(which == Which::B, refer, reply).await;
             }
         }
     }

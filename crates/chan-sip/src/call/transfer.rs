@@ -17,14 +17,13 @@ use media::Player;
 use pbx::{
     CallDetails, CallHandle, Channel, ChannelEvent, DialOutcome, DialStatus, LegState, Party,
 };
-use sip_proto::header::Replaces;
-use sip_proto::{HeaderName, Method, Request, Uri};
 use tokio::sync::oneshot;
 
 use super::{Bridge, Call, CallEvent};
 use crate::anchor::Which;
 use crate::channel::SipChannel;
 use crate::leg::SipLeg;
+use crate::party::{Refer, ReferTo, Replaced};
 use crate::{Reply, Side};
 
 /// A transfer in progress: who asked, and what is kept to give the
@@ -50,30 +49,9 @@ impl Transferring {
     /// A NOTIFY of the implicit subscription carrying `status` as a
     /// `message/sipfrag` (RFC 3515 §2.4.5); `done` ends the subscription.
     fn notify(&mut self, status: u16, reason: &str, done: bool) {
-        let leg = &mut self.channel.leg;
-        if !self.subscribed || leg.state != LegState::Up {
-            return;
+        if self.subscribed {
+            self.channel.notify_refer(self.id, status, reason, done);
         }
-        let mut notify = leg.dialog.request(Method::Notify, None, None);
-        notify
-            .headers
-            .push(HeaderName::Contact, leg.contact.as_str());
-        notify
-            .headers
-            .push(HeaderName::parse("Event"), format!("refer;id={}", self.id));
-        notify.headers.push(
-            HeaderName::parse("Subscription-State"),
-            if done {
-                "terminated;reason=noresource".to_owned()
-            } else {
-                "active;expires=60".to_owned()
-            },
-        );
-        notify
-            .headers
-            .push(HeaderName::ContentType, "message/sipfrag;version=2.0");
-        notify.body = format!("SIP/2.0 {status} {reason}\r\n").into();
-        drop(leg.send(notify));
     }
 }
 
@@ -110,82 +88,13 @@ fn failure_reason(status: DialStatus) -> &'static str {
     }
 }
 
-/// What a REFER asks for.
-pub(super) enum ReferTo {
-    /// Blind: route this number.
-    Target(String),
-    /// Attended (RFC 3891 `Replaces` in the Refer-To URI): join the other
-    /// party with the one at the other end of this dialog of ours.
-    Replaces(Replaces),
-}
-
-/// A `%HH`-escaped URI header value, unescaped (RFC 3261 §19.1.2).
-fn unescape(value: &str) -> Option<String> {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-/// The dialog a Refer-To's `?Replaces=` names.
-fn refer_replaces(value: &str) -> Option<Replaces> {
-    let mut headers = sip_proto::Headers::default();
-    headers.push(HeaderName::Replaces, unescape(value)?);
-    headers.replaces().ok().flatten()
-}
-
-/// What a Refer-To names: the extension or number (its user part), or
-/// the dialog to replace.
-fn refer_target(request: &Request) -> Result<ReferTo, &'static str> {
-    let refer_to = request
-        .headers
-        .refer_to()
-        .map_err(|_| "unreadable Refer-To")?
-        .ok_or("no Refer-To")?;
-    let user = match &refer_to.uri {
-        Uri::Sip(s) => {
-            if let Some((_, value)) = s
-                .headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case("replaces"))
-            {
-                return refer_replaces(value)
-                    .map(ReferTo::Replaces)
-                    .ok_or("unreadable Replaces in Refer-To");
-            }
-            s.user.clone().unwrap_or_default()
-        }
-        Uri::Tel(t) => t.number.clone(),
-        Uri::Other { .. } => return Err("Refer-To is neither sip: nor tel:"),
-    };
-    let user = user.split(';').next().unwrap_or_default().to_owned();
-    if user.is_empty()
-        || !user
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+*#-_.".contains(&b))
-    {
-        return Err("Refer-To names no number");
-    }
-    Ok(ReferTo::Target(user))
-}
-
 impl Call {
     /// A REFER in one of the call's dialogs (the request is in order and
     /// from its peer).
     pub(super) async fn on_refer(
         &mut self,
         from_bridge: bool,
-        request: Request,
+        refer: Result<Box<Refer>, &'static str>,
         reply: oneshot::Sender<Reply>,
     ) {
         if self.phase.bridge().is_none() || self.transfer.is_some() || self.phase.is_ended() {
@@ -193,15 +102,19 @@ impl Call {
             let _ = reply.send(Reply::status(603));
             return;
         }
-        let target = match refer_target(&request) {
-            Ok(ReferTo::Target(target)) => target,
-            Ok(ReferTo::Replaces(replaces)) => {
-                self.attended(from_bridge, &request, replaces, reply).await;
-                return;
-            }
+        let refer = match refer {
+            Ok(refer) => refer,
             Err(why) => {
                 tracing::info!("REFER refused: {why}");
                 let _ = reply.send(Reply::status(400));
+                return;
+            }
+        };
+        let target = match &refer.to {
+            ReferTo::Target(target) => target.clone(),
+            ReferTo::Replaces(replaced) => {
+                let replaced = replaced.clone();
+                self.attended(from_bridge, &refer, replaced, reply).await;
                 return;
             }
         };
@@ -218,15 +131,7 @@ impl Call {
             let _ = reply.send(Reply::status(403));
             return;
         };
-        let subscribed = !request
-            .headers
-            .get(&HeaderName::parse("Refer-Sub"))
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
-        let mut response = Reply::status(202);
-        if !subscribed {
-            response.body = None;
-        }
-        let _ = reply.send(response);
+        let _ = reply.send(Reply::status(202));
         // The transferor leaves the bridge as a channel of its own (when
         // it is the caller, the callee becomes the party the call keeps);
         // the transferee waits (ringback comes with the dial).
@@ -241,8 +146,8 @@ impl Call {
             branch,
             by: by.clone(),
             target: target.clone(),
-            subscribed,
-            id: request.cseq().map_or(0, |c| c.seq),
+            subscribed: refer.subscribed,
+            id: refer.id,
         });
         transfer.notify(100, "Trying", false);
         self.transfer = Some(transfer);
@@ -482,12 +387,15 @@ impl Call {
     async fn attended(
         &mut self,
         from_bridge: bool,
-        request: &Request,
-        replaces: Replaces,
+        refer: &Refer,
+        replaces: Replaced,
         reply: oneshot::Sender<Reply>,
     ) {
-        let to_tag = replaces.to_tag().unwrap_or_default().to_owned();
-        let from_tag = replaces.from_tag().unwrap_or_default().to_owned();
+        let Replaced {
+            call_id: _,
+            to_tag,
+            from_tag,
+        } = replaces.clone();
         // Another call's: not this call's own dialogs (whose bridged
         // party's channel would ask this very call, busy here).
         let own = self.a.leg.dialog.call_id == replaces.call_id
@@ -525,10 +433,6 @@ impl Call {
             let _ = reply.send(Reply::status(481));
             return;
         };
-        let subscribed = !request
-            .headers
-            .get(&HeaderName::parse("Refer-Sub"))
-            .is_some_and(|v| v.trim().eq_ignore_ascii_case("false"));
         let _ = reply.send(Reply::status(202));
         let by = if from_bridge {
             self.record.callee().map(str::to_owned)
@@ -548,8 +452,8 @@ impl Call {
             branch,
             by,
             target: label.clone(),
-            subscribed,
-            id: request.cseq().map_or(0, |c| c.seq),
+            subscribed: refer.subscribed,
+            id: refer.id,
         };
         self.note(|| format!("attended transfer: joined with {label}"));
         // The route's dial goes on until the new bridge ends.
