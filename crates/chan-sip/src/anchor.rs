@@ -10,15 +10,16 @@
 //! Each party's media is its own [`MediaEndpoint`] (endpoint.rs): its
 //! ports, its SDP session and offer/answer state, its leg; a party that
 //! leaves the call (parked, transferred, a channel) takes it along. A
-//! call's [`CallMedia`] runs what plays on two legs: side `A`, the
-//! caller's (its endpoint kept here), and side `B`, either a dial's
-//! target heard on its own endpoint (early media, an answer being put
-//! through) or the bridged party's leg, lent by its `SipChannel`, which
-//! keeps its endpoint and answers its phone's offers itself (the call
-//! gives the leg back whenever nothing runs on it, and takes it again to
-//! bridge). A leg is either parked (in its endpoint, or lent here) or
-//! owned by what runs on it (a bridge, an echo); [`CallMedia::take_legs`]
-//! stops that and parks the legs again.
+//! call's [`CallMedia`] keeps side `A`, the caller's endpoint, and side
+//! `B`, either a dial's target heard on its own endpoint (early media, an
+//! answer being put through) or the bridged party's leg, lent by its
+//! `SipChannel`, which keeps its endpoint and answers its phone's offers
+//! itself (the call gives the leg back whenever nothing runs on it, and
+//! takes it again to bridge). What plays on the two legs is `pbx`'s
+//! [`pbx::Stage`] (bridge, hold music, prompts, ringback, recording,
+//! echo): each step here lends it the legs parked in the endpoints and
+//! takes back those it leaves idle, so an endpoint always holds its leg
+//! when nothing runs on it (and watches it, and sets its codec).
 
 mod endpoint;
 
@@ -27,15 +28,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use media::bridge::End;
-use media::{
-    Bridge, Echo, Latching, Leg, Listener, MediaTimeout, Player, PortPool, Prompt, Recorder,
-    Recording,
-};
+use media::{Latching, Leg, MediaTimeout, PortPool, Prompt, Recording};
 use pbx::ActionError;
 use sdp::{Codec, Direction, SessionDescription};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 pub(crate) use endpoint::{MediaEndpoint, Settled, parse};
 use endpoint::{answerable, offered_names};
@@ -149,6 +145,14 @@ pub(crate) enum Which {
     B,
 }
 
+/// The stage's side for `which`.
+fn stage_side(which: Which) -> pbx::Side {
+    match which {
+        Which::A => pbx::Side::A,
+        Which::B => pbx::Side::B,
+    }
+}
+
 impl Which {
     fn other(self) -> Which {
         match self {
@@ -156,138 +160,6 @@ impl Which {
             Which::B => Which::A,
         }
     }
-}
-
-/// What runs on the legs (what to start again after a codec change).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Kind {
-    /// The caller alone: its media is received and dropped.
-    Listen,
-    Bridge,
-    Echo,
-    /// One side holds: the other hears music ([`CallMedia::hold`]).
-    Hold,
-}
-
-/// A prompt playing on the caller's leg, watched by a task that tells the
-/// route when it has been played and gives the leg back when stopped.
-struct Playing {
-    /// `true`: paused for a codec change, to go on ([`Playing::pause`]).
-    stop: oneshot::Sender<bool>,
-    /// Gives the leg back boxed: a task keeps room for its output from
-    /// the start, and a leg is over half a kilobyte.
-    task: JoinHandle<Result<Box<Stopped>, media::Error>>,
-}
-
-/// What a stopped prompt gives back: the leg and, when paused before its
-/// end, where to go on.
-struct Stopped {
-    leg: Leg,
-    paused: Option<Paused>,
-}
-
-/// A prompt paused part-way (its leg's codec changed): the route still
-/// waits for it.
-struct Paused {
-    prompt: Arc<Prompt>,
-    frame: u64,
-    done: oneshot::Sender<Result<(), ActionError>>,
-}
-
-impl Playing {
-    fn start(
-        leg: Leg,
-        prompt: Arc<Prompt>,
-        done: oneshot::Sender<Result<(), ActionError>>,
-    ) -> Self {
-        Playing::start_from(leg, prompt, 0, done)
-    }
-
-    /// Plays `prompt` from frame `frame` on.
-    fn start_from(
-        leg: Leg,
-        prompt: Arc<Prompt>,
-        frame: u64,
-        done: oneshot::Sender<Result<(), ActionError>>,
-    ) -> Self {
-        let (stop, mut stopped) = oneshot::channel::<bool>();
-        // Started here, so the task keeps the player (small), not the leg.
-        let mut player = Player::start_from(leg, prompt.clone(), frame);
-        let task = tokio::spawn(async move {
-            let mut done = Some(done);
-            let mut pause = false;
-            tokio::select! {
-                () = player.finished() => {
-                    if let Some(done) = done.take() {
-                        let _ = done.send(Ok(()));
-                    }
-                    // Played: the player keeps receiving until told.
-                    let _ = (&mut stopped).await;
-                }
-                asked = &mut stopped => pause = asked.unwrap_or(false),
-            }
-            let (leg, frame) = player.stop_at().await?;
-            let paused = match done.take() {
-                // Paused for a codec change: the route waits on.
-                Some(done) if pause => Some(Paused {
-                    prompt,
-                    frame,
-                    done,
-                }),
-                // Cut short: the call ended, or the route stopped it.
-                Some(done) => {
-                    let _ = done.send(Err(ActionError::Ended));
-                    None
-                }
-                None => None,
-            };
-            Ok(Box::new(Stopped { leg, paused }))
-        });
-        Playing { stop, task }
-    }
-
-    async fn stop(self) -> Result<Leg, media::Error> {
-        self.end(false).await.map(|s| s.leg)
-    }
-
-    /// Stops the prompt to go on with it once the leg is back (a codec
-    /// change): where it was, unless it had been played.
-    async fn pause(self) -> Result<Stopped, media::Error> {
-        self.end(true).await
-    }
-
-    async fn end(self, pause: bool) -> Result<Stopped, media::Error> {
-        let _ = self.stop.send(pause);
-        self.task
-            .await
-            .map_err(|_| media::Error::TaskFailed)?
-            .map(|s| *s)
-    }
-}
-
-/// What runs on the legs, holding them.
-#[derive(Default)]
-enum Activity {
-    /// Nothing: the legs are parked in their sides.
-    #[default]
-    Idle,
-    /// Caller and callee joined.
-    Bridge(Bridge),
-    /// The caller hears itself.
-    Echo(Echo),
-    /// The caller alone, nothing playing: received and dropped (digits
-    /// and the RTP timeout still work).
-    Listen(Listener),
-    /// A prompt to the caller.
-    Play(Playing),
-    /// The caller recorded.
-    Record(Recorder),
-    /// The caller, answered by the dialplan, hears ringback while a dial
-    /// rings.
-    Ringback(Player),
-    /// One side put the call on hold: music plays to the other side
-    /// (`listener`), the holder's leg is parked.
-    Hold { player: Player, listener: Which },
 }
 
 /// Silence watch: clones of the timeouts of the legs that should be
@@ -348,15 +220,10 @@ pub(crate) struct CallMedia {
     // of this for the whole call, most of it empty most of the time.
     a: Option<Box<MediaEndpoint>>,
     b: Option<Callee>,
-    activity: Activity,
-    /// A recording the call's end interrupted, kept for the route to
-    /// collect (a voicemail ends with the caller hanging up).
-    orphan: Option<Recorder>,
-    /// While a side holds: who, and the music the other side hears.
-    hold: Option<(Which, Arc<Prompt>)>,
-    /// While bridged to a side that negotiated no telephone-events: that
-    /// side, and the other side's RFC 4733 digits, which it gets in INFO.
-    info_digits: Option<(Which, media::Digits)>,
+    /// What plays on the two legs (`pbx`'s: protocol-free), lent by the
+    /// endpoints here before each step and given back after it, and by
+    /// the bridged party's channel.
+    stage: pbx::Stage,
 }
 
 /// The callee side of a call's media.
@@ -365,11 +232,9 @@ enum Callee {
     /// answer about to be put through), owned here.
     Own(Box<MediaEndpoint>),
     /// The bridged party's leg, lent by its channel, which keeps its
-    /// endpoint (its SDP, the offers its phone makes): here while parked
-    /// between what runs on it (the call gives it back to the channel
-    /// then), `None` while something runs on it or the channel has it.
+    /// endpoint (its SDP, the offers its phone makes): in the stage (the
+    /// call gives it back to the channel whenever nothing runs on it).
     Lent {
-        leg: Option<Box<Leg>>,
         /// Its codec, to put first towards the caller.
         codec: &'static str,
     },
@@ -393,10 +258,7 @@ impl CallMedia {
             caller_offer: None,
             a: None,
             b: None,
-            activity: Activity::Idle,
-            orphan: None,
-            hold: None,
-            info_digits: None,
+            stage: pbx::Stage::new(),
         }
     }
 
@@ -558,7 +420,7 @@ impl CallMedia {
 
     /// Applies one negotiated stream to `which`'s endpoint; a new codec on
     /// a leg something runs on restarts that (a recording in progress ends
-    /// here; a prompt is cut short).
+    /// here; a prompt goes on where it was).
     async fn settle(&mut self, which: Which, stream: &sdp::Stream) -> Result<(), Failure> {
         let settled = self.side_mut(which).ok_or_else(no_side)?.settle(stream)?;
         self.restart_if(settled).await;
@@ -566,164 +428,72 @@ impl CallMedia {
     }
 
     /// Restarts what runs on the legs when an endpoint's new codec asks
-    /// for it.
+    /// for it: the legs go back to their endpoints, which set them to it.
     async fn restart_if(&mut self, settled: Settled) {
         if settled != Settled::Restart {
             return;
         }
-        // A prompt goes on where it was, in the new codec: the route
-        // still waits for it (a phone may change codec as an IVR speaks).
-        if matches!(self.activity, Activity::Play(_))
-            && let Activity::Play(playing) = std::mem::take(&mut self.activity)
+        let suspended = self.suspend().await;
+        self.go_on(suspended);
+    }
+
+    /// Lends the stage the legs parked in the endpoints here.
+    fn lend(&mut self) {
+        if let Some(leg) = self.a.as_deref_mut().and_then(MediaEndpoint::take_leg) {
+            self.stage.give(pbx::Side::A, leg);
+        }
+        if let Some(Callee::Own(b)) = &mut self.b
+            && let Some(leg) = b.take_leg()
         {
-            if let Ok(Stopped { leg, paused }) = playing.pause().await {
-                self.park(Which::A, leg);
-                if let (Some(p), Some(leg)) = (paused, self.take_caller_leg()) {
-                    self.activity =
-                        Activity::Play(Playing::start_from(leg, p.prompt, p.frame, p.done));
-                    return;
-                }
-            }
-            self.resume(Kind::Listen);
-            return;
+            self.stage.give(pbx::Side::B, leg);
         }
-        let (kind, _) = self.take_legs().await;
-        self.resume(kind);
     }
 
-    /// Stops what runs on the legs and parks them; says what it was.
-    async fn take_legs(&mut self) -> (Kind, Option<Recording>) {
-        let mut recording = None;
-        self.info_digits = None;
-        // What ran on the caller's leg alone gives it back the same way.
-        let (kind, caller) = match std::mem::take(&mut self.activity) {
-            Activity::Idle => return (Kind::Listen, None),
-            Activity::Bridge(bridge) => {
-                if let Ok((a, b)) = bridge.stop().await {
-                    self.park(Which::A, a);
-                    self.park(Which::B, b);
-                }
-                return (Kind::Bridge, None);
-            }
-            Activity::Echo(echo) => (Kind::Echo, echo.stop().await),
-            Activity::Listen(listener) => (Kind::Listen, listener.stop().await),
-            Activity::Play(playing) => (Kind::Listen, playing.stop().await),
-            Activity::Ringback(player) => (Kind::Listen, player.stop().await),
-            Activity::Hold { player, listener } => {
-                if let Ok(leg) = player.stop().await {
-                    self.park(listener, leg);
-                }
-                return (Kind::Hold, None);
-            }
-            Activity::Record(recorder) => (
-                Kind::Listen,
-                recorder.stop().await.map(|(a, r)| {
-                    recording = Some(r);
-                    a
-                }),
-            ),
-        };
-        if let Ok(a) = caller {
-            self.park(Which::A, a);
-        }
-        (kind, recording)
-    }
-
-    /// The caller's leg, unparked.
-    fn take_caller_leg(&mut self) -> Option<Leg> {
-        self.a.as_mut().and_then(|s| s.take_leg())
-    }
-
-    fn park(&mut self, which: Which, leg: Leg) {
-        if which == Which::B
-            && let Some(Callee::Lent { leg: parked, .. }) = &mut self.b
+    /// The legs nothing runs on go back to the endpoints here (which
+    /// watch them for silence and set them to what their SDP settled
+    /// on); a channel's lent leg waits for the call ([`idle_callee`](Self::idle_callee)).
+    fn settle_legs(&mut self) {
+        if let Some(a) = self.a.as_deref_mut()
+            && let Some(leg) = self.stage.take_idle(pbx::Side::A)
         {
-            *parked = Some(Box::new(leg));
-            return;
+            a.park_leg(leg);
         }
-        if let Some(side) = self.side_mut(which) {
-            side.park_leg(leg);
-        }
-    }
-
-    /// The callee's leg, unparked: its own endpoint's, or the one its
-    /// channel lent.
-    fn take_callee_leg(&mut self) -> Option<Leg> {
-        match &mut self.b {
-            Some(Callee::Own(party)) => party.take_leg(),
-            Some(Callee::Lent { leg, .. }) => leg.take().map(|l| *l),
-            None => None,
-        }
-    }
-
-    /// Starts `kind` on the parked legs (the caller alone is listened to).
-    fn resume(&mut self, kind: Kind) {
-        let a = self.take_caller_leg();
-        let b = self.take_callee_leg();
-        if kind == Kind::Hold
-            && let Some((holder, music)) = self.hold.clone()
+        if let Some(Callee::Own(b)) = &mut self.b
+            && let Some(leg) = self.stage.take_idle(pbx::Side::B)
         {
-            // Music to the side that is not holding (the caller alone when
-            // the dialplan holds it); the holder's leg, if any, parked.
-            let listener = holder.other();
-            let (plays, parked) = match listener {
-                Which::A => (a, b),
-                Which::B => (b, a),
-            };
-            if let Some(leg) = parked {
-                self.park(holder, leg);
-            }
-            self.activity = match plays {
-                Some(leg) => Activity::Hold {
-                    player: Player::start_looped(leg, music),
-                    listener,
-                },
-                None => Activity::Idle,
-            };
-            return;
+            b.park_leg(leg);
         }
-        let (activity, b) = match (kind, a, b) {
-            (Kind::Bridge, Some(a), Some(b)) => {
-                self.info_digits = info_digits(&a, &b);
-                (Activity::Bridge(Bridge::start(a, b)), None)
-            }
-            (Kind::Echo, Some(a), b) => (Activity::Echo(Echo::start(a)), b),
-            (_, Some(a), b) => (Activity::Listen(Listener::start(a)), b),
-            (_, None, b) => (Activity::Idle, b),
-        };
-        if let Some(b) = b {
-            self.park(Which::B, b);
-        }
-        self.activity = activity;
     }
 
     /// Joins the caller's and the callee's media.
     pub async fn bridge(&mut self) {
-        self.hold = None;
-        self.take_legs().await;
-        self.resume(Kind::Bridge);
+        self.lend();
+        self.stage.bridge().await;
+        self.settle_legs();
     }
 
     /// `holder` put the call on hold: the other side hears `music`, looped,
-    /// continuing the stream it was getting (same SSRC, sequence and
-    /// timestamp line); the holder's leg is parked, so it gets nothing.
+    /// continuing the stream it was getting; the holder's leg is parked,
+    /// so it gets nothing.
     pub async fn hold(&mut self, holder: Which, music: Arc<Prompt>) {
-        self.take_legs().await;
-        self.hold = Some((holder, music));
-        self.resume(Kind::Hold);
+        self.lend();
+        self.stage.hold(stage_side(holder), music).await;
+        self.settle_legs();
     }
 
     /// Who holds the call, if one side does.
     pub fn held_by(&self) -> Option<Which> {
-        self.hold.as_ref().map(|(w, _)| *w)
+        self.stage.held_by().map(|side| match side {
+            pbx::Side::A => Which::A,
+            pbx::Side::B => Which::B,
+        })
     }
 
     /// The hold ends: the music stops and the two sides are joined again.
     pub async fn unhold(&mut self) {
-        if self.hold.take().is_some() {
-            self.take_legs().await;
-            self.resume(Kind::Bridge);
-        }
+        self.lend();
+        self.stage.unhold().await;
+        self.settle_legs();
     }
 
     /// The music class `name` (`sounds/moh/NAME.wav`), if it was loaded.
@@ -733,16 +503,16 @@ impl CallMedia {
 
     /// Sends the caller's media back to it.
     pub async fn echo(&mut self) {
-        self.hold = None;
-        self.take_legs().await;
-        self.resume(Kind::Echo);
+        self.lend();
+        self.stage.echo().await;
+        self.settle_legs();
     }
 
     /// The caller alone with nothing playing (after answering).
     pub async fn listen(&mut self) {
-        if matches!(self.activity, Activity::Idle) {
-            self.resume(Kind::Listen);
-        }
+        self.lend();
+        self.stage.listen();
+        self.settle_legs();
     }
 
     /// Plays `prompt` to the caller; `done` hears when it has been played.
@@ -751,49 +521,39 @@ impl CallMedia {
         prompt: Arc<Prompt>,
         done: oneshot::Sender<Result<(), ActionError>>,
     ) {
-        self.hold = None;
-        self.take_legs().await;
-        match self.take_caller_leg() {
-            Some(a) => self.activity = Activity::Play(Playing::start(a, prompt, done)),
-            None => {
-                let _ = done.send(Err(ActionError::Failed("the caller has no media".into())));
-            }
-        }
+        self.lend();
+        self.stage.play(prompt, done).await;
+        self.settle_legs();
     }
 
     /// Stops the prompt playing, if one is (barge-in): the caller is
     /// listened to again.
     pub async fn stop_playing(&mut self) {
-        if matches!(self.activity, Activity::Play(_)) {
-            self.take_legs().await;
-            self.resume(Kind::Listen);
-        }
+        self.lend();
+        self.stage.stop_playing().await;
+        self.settle_legs();
     }
 
     /// Ringback to the caller (answered already) while a dial rings.
     pub async fn ringback(&mut self) {
-        self.hold = None;
         let Some(tone) = media::tones::ringback(self.config.tone_zone) else {
             return;
         };
-        self.take_legs().await;
-        match self.take_caller_leg() {
-            Some(a) => self.activity = Activity::Ringback(Player::start_looped(a, tone)),
-            None => self.resume(Kind::Listen),
-        }
+        self.lend();
+        self.stage.ringback(tone).await;
+        self.settle_legs();
     }
 
     /// Whether the caller hears ringback.
     pub fn is_ringback(&self) -> bool {
-        matches!(self.activity, Activity::Ringback(_))
+        self.stage.is_ringback()
     }
 
     /// The ringback ends (the dial did): the caller is listened to.
     pub async fn stop_ringback(&mut self) {
-        if self.is_ringback() {
-            self.take_legs().await;
-            self.resume(Kind::Listen);
-        }
+        self.lend();
+        self.stage.stop_ringback().await;
+        self.settle_legs();
     }
 
     /// Starts recording the caller, for at most `max`.
@@ -802,28 +562,18 @@ impl CallMedia {
         max: Duration,
         silence: Option<Duration>,
     ) -> Result<Arc<tokio::sync::Notify>, ActionError> {
-        self.hold = None;
-        self.take_legs().await;
-        let a = self
-            .take_caller_leg()
-            .ok_or_else(|| ActionError::Failed("the caller has no media".into()))?;
-        let recorder = Recorder::start_until_silence(a, max, silence);
-        let silent = recorder.silent();
-        self.activity = Activity::Record(recorder);
-        Ok(silent)
+        self.lend();
+        let silent = self.stage.record(max, silence).await;
+        self.settle_legs();
+        silent
     }
 
     /// Stops the recording (running, or cut off by the call's end) and
     /// hands it over.
     pub async fn stop_recording(&mut self) -> Option<Recording> {
-        if let Some(recorder) = self.orphan.take() {
-            return recorder.stop().await.ok().map(|(_, r)| r);
-        }
-        if !matches!(self.activity, Activity::Record(_)) {
-            return None;
-        }
-        let (_, recording) = self.take_legs().await;
-        self.resume(Kind::Listen);
+        self.lend();
+        let recording = self.stage.stop_recording().await;
+        self.settle_legs();
         recording
     }
 
@@ -847,41 +597,37 @@ impl CallMedia {
     /// them, else to that side in an INFO; not bridged, the caller's is
     /// offered to `read_digits` like an RFC 4733 one.
     pub fn signalled_digit(&self, from: Which, digit: rtp::Digit, duration: Duration) -> DigitTo {
-        let Activity::Bridge(bridge) = &self.activity else {
+        if !self.stage.is_bridged() {
             if from == Which::A {
                 self.push_caller_digit(digit);
             }
             return DigitTo::Nowhere;
-        };
-        let (to, end) = match from {
-            Which::A => (Which::B, End::B),
-            Which::B => (Which::A, End::A),
-        };
-        if !bridge.takes_events(end) {
-            DigitTo::Info(to)
-        } else if bridge.send_digit(end, digit, duration) {
-            DigitTo::Stream
-        } else {
-            DigitTo::Nowhere
+        }
+        match self
+            .stage
+            .signalled_digit(stage_side(from), digit, duration)
+        {
+            pbx::DigitTo::Stream => DigitTo::Stream,
+            pbx::DigitTo::Signalling(_) => DigitTo::Info(from.other()),
+            _ => DigitTo::Nowhere,
         }
     }
 
     /// Whether a bridged side gets the other's RFC 4733 digits in INFO.
     pub fn interworks(&self) -> bool {
-        self.info_digits.is_some()
+        self.stage.interworks()
     }
 
     /// The next RFC 4733 digit from one bridged side for the other, which
     /// negotiated no telephone-events (see [`interworks`](Self::interworks)):
     /// that side and the digit. Cancel-safe; pending while there is none.
     pub async fn next_info_digit(&mut self) -> (Which, rtp::Digit) {
-        if let Some((to, digits)) = &mut self.info_digits
-            && let Some(digit) = digits.next().await
-        {
-            return (*to, digit);
-        }
-        self.info_digits = None;
-        std::future::pending().await
+        let (to, digit) = self.stage.next_signalled_digit().await;
+        let to = match to {
+            pbx::Side::A => Which::A,
+            pbx::Side::B => Which::B,
+        };
+        (to, digit)
     }
 
     /// The legs to watch for silence: made, run by something, and
@@ -893,23 +639,27 @@ impl CallMedia {
 
     /// Ends all media: what runs stops, the ports go back to the pool.
     pub fn release(&mut self) {
-        if let Activity::Record(recorder) = std::mem::take(&mut self.activity) {
-            self.orphan = Some(recorder);
-        }
-        self.activity = Activity::Idle;
+        self.stage.release();
         self.a = None;
         self.b = None;
     }
 }
 
 impl CallMedia {
+    /// Stops what runs on the legs and gives them back to the endpoints
+    /// here; nothing runs until told.
+    async fn stop_all(&mut self) {
+        self.lend();
+        self.stage.stop_all().await;
+        self.settle_legs();
+    }
+
     /// Takes `which`'s endpoint out of the call (a party leaving for
     /// another call, a bridge or the parking lot): what ran on the legs
     /// stops, the endpoint leaves with its leg parked in it and its SDP
     /// state, and the caller, if it stays, is listened to.
     pub async fn detach(&mut self, which: Which) -> Option<Box<MediaEndpoint>> {
-        self.take_legs().await;
-        self.hold = None;
+        self.stop_all().await;
         let side = match which {
             Which::A => self.a.take(),
             Which::B => match self.b.take() {
@@ -921,7 +671,7 @@ impl CallMedia {
             },
         }?;
         if which == Which::B {
-            self.resume(Kind::Listen);
+            self.listen().await;
         }
         Some(side)
     }
@@ -931,32 +681,29 @@ impl CallMedia {
     /// the one it replaces (its leg parked in it); [`bridge`](Self::bridge)
     /// joins it to the caller.
     pub async fn attach_callee(&mut self, party: Box<MediaEndpoint>) -> Option<Box<MediaEndpoint>> {
-        self.take_legs().await;
-        self.hold = None;
+        self.stop_all().await;
         let previous = match self.b.replace(Callee::Own(party)) {
             Some(Callee::Own(previous)) => Some(previous),
             _ => None,
         };
-        self.resume(Kind::Listen);
+        self.listen().await;
         previous
     }
 
     /// The bridged party's leg, lent by its channel (which keeps its
-    /// endpoint), parked here as the callee side's: [`bridge`](Self::bridge)
-    /// joins it to the caller. Given while nothing runs on the callee side.
+    /// endpoint), as the callee side's: [`bridge`](Self::bridge) joins it
+    /// to the caller. Given while nothing runs on the callee side.
     pub fn lend_callee(&mut self, leg: Leg) {
         let codec = leg.params().codec.name();
-        self.b = Some(Callee::Lent {
-            leg: Some(Box::new(leg)),
-            codec,
-        });
+        self.stage.give(pbx::Side::B, leg);
+        self.b = Some(Callee::Lent { codec });
     }
 
     /// The lent leg, when nothing runs on it: its channel has it back (to
     /// watch it, and set it to what its phone settles on).
     pub fn idle_callee(&mut self) -> Option<Leg> {
-        match &mut self.b {
-            Some(Callee::Lent { leg, .. }) => leg.take().map(|l| *l),
+        match &self.b {
+            Some(Callee::Lent { .. }) => self.stage.take_idle(pbx::Side::B),
             _ => None,
         }
     }
@@ -964,52 +711,45 @@ impl CallMedia {
     /// The bridged party leaves: what ran on the legs stops, its lent leg
     /// comes back (for its channel), and the caller is listened to.
     pub async fn return_callee(&mut self) -> Option<Leg> {
-        self.take_legs().await;
-        self.hold = None;
+        self.stop_all().await;
         let leg = self.idle_callee();
         if matches!(self.b, Some(Callee::Lent { .. })) {
             self.b = None;
         }
-        self.resume(Kind::Listen);
+        self.listen().await;
         leg
     }
 
-    /// Stops what runs on the legs, parking them, for it to be started
-    /// again with [`go_on`](Self::go_on) (a party's new codec).
-    pub async fn pause(&mut self) -> Kind {
-        self.take_legs().await.0
+    /// Stops what runs on the legs, for it to be started again with
+    /// [`go_on`](Self::go_on) (a party's new codec: its leg goes back to
+    /// its keeper meanwhile).
+    pub async fn suspend(&mut self) -> pbx::Suspended {
+        self.lend();
+        let suspended = self.stage.suspend().await;
+        self.settle_legs();
+        suspended
     }
 
-    /// Starts again what [`pause`](Self::pause) stopped.
-    pub fn go_on(&mut self, kind: Kind) {
-        self.resume(kind);
+    /// Starts again what [`suspend`](Self::suspend) stopped.
+    pub fn go_on(&mut self, suspended: pbx::Suspended) {
+        self.lend();
+        self.stage.go_on(suspended);
+        self.settle_legs();
     }
 
     /// `party` becomes the caller side (the bridged party, kept as the
     /// call's party when the caller left it).
     pub async fn attach_caller(&mut self, party: Box<MediaEndpoint>) {
-        self.take_legs().await;
-        self.hold = None;
+        self.stop_all().await;
         self.caller_offer = None;
         self.a = Some(party);
-        self.resume(Kind::Listen);
+        self.listen().await;
     }
 
     /// An offerless re-INVITE from `from`: our current description again
     /// as the offer (RFC 3264 §8.4); the answer comes in the ACK.
     pub fn offer_again(&mut self, from: Which) -> Option<Bytes> {
         self.side_mut(from)?.offer_again()
-    }
-}
-
-/// For a bridge of `a` and `b` where exactly one side negotiated
-/// telephone-events: the side without them, and the other's digits.
-fn info_digits(a: &Leg, b: &Leg) -> Option<(Which, media::Digits)> {
-    let events = |leg: &Leg| leg.params().send_event_payload_type.is_some();
-    match (events(a), events(b)) {
-        (true, false) => Some((Which::B, a.handle().digits())),
-        (false, true) => Some((Which::A, b.handle().digits())),
-        _ => None,
     }
 }
 

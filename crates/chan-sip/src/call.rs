@@ -649,10 +649,10 @@ impl Call {
     /// leg goes back to its channel to take the new codec, and it starts
     /// again.
     async fn restart_callee(&mut self) {
-        let kind = self.media.pause().await;
+        let suspended = self.media.suspend().await;
         self.settle_callee();
         self.lend_callee();
-        self.media.go_on(kind);
+        self.media.go_on(suspended);
     }
 
     /// A leg has sent no RTP for `media.rtp_timeout`: the call is dead

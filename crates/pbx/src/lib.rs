@@ -30,6 +30,7 @@ mod phase;
 mod record;
 mod registry;
 mod route;
+mod stage;
 mod trace;
 
 pub use bridge::{Bridge, BridgeEvent, Side};
@@ -53,4 +54,5 @@ pub use registry::{
     CallChange, CallSnapshot, CallState, DialogIds, LegSnapshot, Registry, RingingSnapshot,
 };
 pub use route::{ROUTE_LINGER, RouteEvent, RouteTask, Verdict};
+pub use stage::{DigitTo, Stage, Suspended};
 pub use trace::{CallTrace, MAX_EVENTS, TraceEvent, TracePeer, TraceWhat, Traces};
