@@ -1,6 +1,6 @@
 //! A bridge: two channels whose media is joined (DESIGN.md "Calls",
-//! docs/call-core.md). It relays (or transcodes) their RTP with a
-//! [`media::Bridge`]; when one party holds, the other hears music on hold
+//! docs/call-core.md). It relays (or transcodes) their RTP on a [`Stage`]
+//! (a [`media::Bridge`]); when one party holds, the other hears music on hold
 //! until the resume joins them again; a codec change restarts the relay.
 //! Everything else a party does (hanging up, transferring, a keypress) is
 //! handed to the bridge's owner, which may [`split`](Bridge::split) it and
@@ -8,9 +8,10 @@
 
 use std::sync::Arc;
 
-use media::{Player, Prompt};
+use media::Prompt;
 
 use crate::channel::{Channel, ChannelEvent, Hangup, Transfer};
+use crate::stage::Stage;
 
 /// One of a bridge's two places.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,22 +59,14 @@ pub enum BridgeEvent {
     },
 }
 
-/// What runs on the two media legs.
-enum Media {
-    /// Nothing (a leg was missing, or between two states).
-    Off,
-    /// Joined.
-    Relay(media::Bridge),
-    /// `holder` holds: music plays to the other party; the holder's leg is
-    /// back in its channel (it answers its own re-INVITEs).
-    Hold { player: Player, holder: Side },
-}
-
 /// Two channels joined (see the module docs).
 pub struct Bridge {
     a: Box<dyn Channel>,
     b: Box<dyn Channel>,
-    media: Media,
+    /// What plays on their legs: joined, or music to one while the other
+    /// holds (the holder's leg back in its channel, which answers its own
+    /// re-INVITEs).
+    stage: Stage,
     /// What a party hears while the other holds (`None`: silence).
     music: Option<Arc<Prompt>>,
 }
@@ -99,7 +92,7 @@ impl Bridge {
         let mut bridge = Bridge {
             a,
             b,
-            media: Media::Off,
+            stage: Stage::new(),
             music,
         };
         bridge.restart().await;
@@ -123,15 +116,12 @@ impl Bridge {
 
     /// Who holds, if anyone (the relay is off meanwhile).
     pub fn held_by(&self) -> Option<Side> {
-        match &self.media {
-            Media::Hold { holder, .. } => Some(*holder),
-            _ => None,
-        }
+        self.stage.held_by()
     }
 
     /// Whether the two parties' media is being relayed.
     pub fn is_relaying(&self) -> bool {
-        matches!(self.media, Media::Relay(_))
+        self.stage.is_bridged()
     }
 
     /// The next event for the owner; holds, resumes and codec changes are
@@ -163,18 +153,15 @@ impl Bridge {
 
     /// Ends what runs on the legs and gives each back to its channel.
     async fn stop_media(&mut self) {
-        match std::mem::replace(&mut self.media, Media::Off) {
-            Media::Off => {}
-            Media::Relay(relay) => {
-                if let Ok((a, b)) = relay.stop().await {
-                    self.a.give_media(a);
-                    self.b.give_media(b);
-                }
-            }
-            Media::Hold { player, holder } => {
-                if let Ok(leg) = player.stop().await {
-                    self.channel_mut(holder.other()).give_media(leg);
-                }
+        self.stage.stop_all().await;
+        self.give_back();
+    }
+
+    /// The legs nothing runs on go back to their channels.
+    fn give_back(&mut self) {
+        for side in [Side::A, Side::B] {
+            if let Some(leg) = self.stage.take_idle(side) {
+                self.channel_mut(side).give_media(leg);
             }
         }
     }
@@ -190,29 +177,22 @@ impl Bridge {
         } else {
             None
         };
-        if let (Some(holder), Some(music)) = (holder, self.music.clone()) {
-            let listener = self.channel_mut(holder.other());
-            if let Some(leg) = listener.take_media() {
-                self.media = Media::Hold {
-                    player: Player::start_looped(leg, music),
-                    holder,
-                };
-            }
-            return;
+        let legs = (self.a.take_media(), self.b.take_media());
+        let both = legs.0.is_some() && legs.1.is_some();
+        if let Some(a) = legs.0 {
+            self.stage.give(Side::A, a);
         }
-        // No hold (or no music: the holder sends nothing and the other
-        // party hears silence through the relay).
-        match (self.a.take_media(), self.b.take_media()) {
-            (Some(a), Some(b)) => self.media = Media::Relay(media::Bridge::start(a, b)),
-            (a, b) => {
-                if let Some(a) = a {
-                    self.a.give_media(a);
-                }
-                if let Some(b) = b {
-                    self.b.give_media(b);
-                }
-            }
+        if let Some(b) = legs.1 {
+            self.stage.give(Side::B, b);
         }
+        match (holder, self.music.clone()) {
+            (Some(holder), Some(music)) => self.stage.hold(holder, music).await,
+            // No hold (or no music: the holder sends nothing and the other
+            // party hears silence through the relay).
+            _ if both => self.stage.bridge().await,
+            _ => {}
+        }
+        self.give_back();
     }
 
     /// Ends the bridge and gives both channels back, still up, in the
