@@ -609,7 +609,10 @@ impl CallMedia {
         {
             pbx::DigitTo::Stream => DigitTo::Stream,
             pbx::DigitTo::Signalling(_) => DigitTo::Info(from.other()),
-            _ => DigitTo::Nowhere,
+            _ => {
+                tracing::debug!(digit = %digit, "keypress dropped: 16 already wait to cross the bridge");
+                DigitTo::Nowhere
+            }
         }
     }
 

@@ -33,8 +33,8 @@
 //! | Dialing | Routing, Answered | no answer, busy, failed, timeout | `leave_dialing` (`end_dial`) |
 //! | Dialing | Bridged | a branch answers (or confirms); a picker's party arrives | `leave_dialing`, then `bridge_with` |
 //! | Routing, Answered | Bridged | unpark; a transferee back with its transferor | `bridge_with` |
-//! | Bridged | Answered | blind transfer (REFER); attended transfer's move | `take_bridge` |
-//! | Bridged | Replacing | an INVITE with Replaces takes the bridged party's place | `take_bridge`, then `await_replacement` |
+//! | Bridged | Answered | blind transfer (REFER); attended transfer's move | `take_party` (`take_bridge`) |
+//! | Bridged | Replacing | an INVITE with Replaces takes a party's place | `take_party`, then `await_replacement` |
 //! | Replacing | Bridged | the newcomer arrives | `take_replacement`, then `bridge_with` |
 //! | any | Ended | BYE, CANCEL, reject, hangup, park, pickup, timeouts, shutdown | `finish` |
 
@@ -65,7 +65,6 @@ use crate::leg::SipLeg;
 use crate::target::Destination;
 use crate::{Inner, Reply, Side};
 pub(crate) use caller::start;
-
 pub(crate) use moves::ring_back;
 
 /// The music-on-hold class of a call that names none (`sounds/moh/default.wav`).
