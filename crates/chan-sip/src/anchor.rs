@@ -174,6 +174,10 @@ impl Watch {
         Watch([party.and_then(|p| Some((Which::A, p.watched()?))), None])
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(Option::is_none)
+    }
+
     /// When the first watched side will have been silent too long, unless
     /// RTP comes before.
     pub fn deadline(&self) -> Option<Instant> {
@@ -186,6 +190,20 @@ impl Watch {
             .iter()
             .flatten()
             .find_map(|(w, t)| t.silent_at(now).map(|d| (*w, d)))
+    }
+
+    /// Which side went silent, and for how long (pending while there is
+    /// nothing to watch).
+    pub async fn silent(self) -> (Which, Duration) {
+        loop {
+            let Some(at) = self.deadline() else {
+                return std::future::pending().await;
+            };
+            if let Some(silent) = self.expired(Instant::now()) {
+                return silent;
+            }
+            tokio::time::sleep_until(at.into()).await;
+        }
     }
 }
 

@@ -295,14 +295,6 @@ impl Inbound {
     }
 
     /// The caller's channel, once answered.
-    fn channel(&self) -> Option<&crate::channel::SipChannel> {
-        match &self.party {
-            Caller::Leg(_) => None,
-            Caller::Channel(channel) => Some(channel),
-        }
-    }
-
-    /// The caller's channel, once answered.
     fn channel_mut(&mut self) -> Option<&mut crate::channel::SipChannel> {
         match &mut self.party {
             Caller::Leg(_) => None,
@@ -535,10 +527,6 @@ impl Call {
             self.settle_callee();
             let now = Instant::now();
             let retrans_at = self.a.leg().ok_due();
-            // The parties' channels' timers (our 2xx until ACK, their
-            // legs' silence) are kept in the call's one timer.
-            let caller_at = self.a.channel().and_then(|c| c.deadline());
-            let callee_at = self.phase.bridge().and_then(|b| b.leg.deadline());
             let dial_deadline = self.phase.dialing().map(|d| d.deadline());
             let linger_at = self.route.linger_deadline(self.phase.is_ended(), now);
             let silence = self.media.watch();
@@ -547,17 +535,10 @@ impl Call {
                 .filter(|_| !self.phase.is_ended() && self.a.leg().state == LegState::Up);
             // One timer for the deadlines (a timer is a sizeable part of a
             // call's memory): the earliest, then see which are due.
-            let wake_at = [
-                retrans_at,
-                dial_deadline,
-                linger_at,
-                silence_at,
-                caller_at,
-                callee_at,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let wake_at = [retrans_at, dial_deadline, linger_at, silence_at]
+                .into_iter()
+                .flatten()
+                .min();
             if let Some(at) = wake_at {
                 self.timer.as_mut().reset(at.into());
             }
@@ -602,16 +583,6 @@ impl Call {
                         && let Some((which, silent)) = silence.expired(now)
                     {
                         self.on_silence(which, silent);
-                    }
-                    if caller_at.is_some_and(|at| at <= now)
-                        && let Some(event) = self.a.channel_mut().and_then(|c| c.on_deadline(now))
-                    {
-                        Box::pin(self.on_caller(event)).await;
-                    }
-                    if callee_at.is_some_and(|at| at <= now)
-                        && let Some(event) = self.phase.bridge_mut().and_then(|b| b.leg.on_deadline(now))
-                    {
-                        Box::pin(self.on_bridged(event)).await;
                     }
                     if linger_at.is_some_and(|at| at <= now) {
                         self.route.abandon();
@@ -1020,7 +991,7 @@ impl Call {
 /// answered), for the call's loop. Cancel-safe.
 async fn caller_event(a: &mut Inbound) -> crate::channel::SipEvent {
     match &mut a.party {
-        Caller::Channel(channel) => channel.next_request().await,
+        Caller::Channel(channel) => channel.next_sip().await,
         Caller::Leg(_) => std::future::pending().await,
     }
 }
@@ -1029,7 +1000,7 @@ async fn caller_event(a: &mut Inbound) -> crate::channel::SipEvent {
 /// bridged), for the call's loop. Cancel-safe.
 async fn bridged_event(phase: &mut Phase) -> crate::channel::SipEvent {
     match phase.bridge_mut() {
-        Some(b) => b.leg.next_request().await,
+        Some(b) => b.leg.next_sip().await,
         None => std::future::pending().await,
     }
 }

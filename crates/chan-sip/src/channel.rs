@@ -197,71 +197,40 @@ impl SipChannel {
         }
     }
 
-    /// When its next timer is due: our 2xx again (§13.3.1.4), or the
-    /// silence limit of its leg while something runs on it elsewhere.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
-        if self.leg.state == LegState::Ended {
-            return None;
-        }
-        let silence = Watch::one(self.media.as_deref()).deadline();
-        [self.leg.ok_due(), silence].into_iter().flatten().min()
-    }
-
-    /// Its timers at `now`: our 2xx again, or the end of the dialog when
-    /// no ACK came for it or its leg has been silent too long.
-    pub(crate) fn on_deadline(&mut self, now: Instant) -> Option<SipEvent> {
-        if self.leg.state == LegState::Ended {
-            return None;
-        }
-        if self.leg.ok_due().is_some_and(|at| at <= now)
-            && let Err(no_ack) = self.leg.retransmit_ok(now)
-        {
-            self.leg.bye();
-            // The 2xx that answered the INVITE itself, or one to a
-            // re-INVITE.
-            let cause = if no_ack.first {
-                "no ACK for our 200"
-            } else {
-                "no ACK"
-            };
-            return Some(SipEvent::Ended(self.ended(408, cause)));
-        }
-        // RTP may have come since the deadline was read: only a leg
-        // really silent too long ends the call.
-        let (_, silent) = Watch::one(self.media.as_deref()).expired(now)?;
-        tracing::info!(call_id = %self.leg.dialog.call_id, silent_ms = silent.as_millis() as u64, "no RTP; hanging up");
-        metrics::counter!("rtp_timeouts_total").increment(1);
+    /// Our 2xx again, or the end of the dialog when no ACK came (§13.3.1.4).
+    fn on_retransmit(&mut self) -> Option<SipEvent> {
+        let no_ack = self.leg.retransmit_ok(Instant::now()).err()?;
         self.leg.bye();
-        Some(SipEvent::Ended(self.ended(200, "rtp timeout")))
+        // The 2xx that answered the INVITE itself, or one to a re-INVITE.
+        let cause = if no_ack.first {
+            "no ACK for our 200"
+        } else {
+            "no ACK"
+        };
+        Some(SipEvent::Ended(self.ended(408, cause)))
     }
 
-    /// The next request in its dialog, served, for an owner that keeps
-    /// the channel's timers in its own ([`deadline`](Self::deadline),
-    /// [`on_deadline`](Self::on_deadline)): a SIP call, whose one timer
-    /// serves its parties too. Cancel-safe.
-    pub(crate) async fn next_request(&mut self) -> SipEvent {
+    /// The next thing its party does, as a SIP call that owns the channel
+    /// (its bridged party) reacts to it; serves the dialog meanwhile, and
+    /// drives its timers (our 2xx until ACK, the RTP timeout of its leg
+    /// when nothing runs on it here). Cancel-safe.
+    pub(crate) async fn next_sip(&mut self) -> SipEvent {
         loop {
             if self.leg.state == LegState::Ended {
                 return std::future::pending().await;
             }
-            let Some(event) = self.inbox.recv().await else {
-                return std::future::pending().await;
-            };
-            if let Some(event) = self.on_event(event) {
-                return event;
-            }
-        }
-    }
-
-    /// The next thing its party does: its dialog served, its timers
-    /// driven (our 2xx until ACK, the RTP timeout of its leg while
-    /// something runs on it elsewhere). Cancel-safe.
-    async fn next_sip(&mut self) -> SipEvent {
-        loop {
-            let at = self.deadline();
+            let retrans_at = self.leg.ok_due();
+            let silence = Watch::one(self.media.as_deref());
+            let watch_silence = !silence.is_empty();
             let event = tokio::select! {
-                event = self.next_request() => Some(event),
-                () = sleep_until(at), if at.is_some() => self.on_deadline(Instant::now()),
+                event = self.inbox.recv() => event.and_then(|event| self.on_event(event)),
+                () = sleep_until(retrans_at), if retrans_at.is_some() => self.on_retransmit(),
+                (_, silent) = silence.silent(), if watch_silence => {
+                    tracing::info!(call_id = %self.leg.dialog.call_id, silent_ms = silent.as_millis() as u64, "no RTP; hanging up");
+                    metrics::counter!("rtp_timeouts_total").increment(1);
+                    self.leg.bye();
+                    Some(SipEvent::Ended(self.ended(200, "rtp timeout")))
+                }
             };
             if let Some(event) = event {
                 return event;
