@@ -72,6 +72,24 @@ impl SipChannel {
         }
     }
 
+    /// Gives the dialog to another owner (a call taking this party in),
+    /// whose queue `events` gets its requests from now on, as `side`: its
+    /// leg (with any 2xx still waiting for its ACK) and its media.
+    pub fn into_parts(
+        mut self,
+        events: crate::queue::EventTx,
+        side: Side,
+    ) -> (SipLeg, Option<Box<MediaEndpoint>>) {
+        // Handed on, not ended: nothing to hang up or forget when `self`
+        // drops.
+        let leg = self.leg.hand_over();
+        self.moved = true;
+        self.inner
+            .dialogs
+            .repoint(&leg.dialog.call_id, events, side);
+        (leg, self.media.take())
+    }
+
     /// Tells the party it talks to `user` now (`first`: not a retry
     /// after glare).
     pub(crate) fn tell(&mut self, user: &str, first: bool) {
@@ -199,15 +217,9 @@ impl SipChannel {
 
     /// Our 2xx again, or the end of the dialog when no ACK came (§13.3.1.4).
     fn on_retransmit(&mut self) -> Option<SipEvent> {
-        let no_ack = self.leg.retransmit_ok(Instant::now()).err()?;
+        self.leg.retransmit_ok(Instant::now()).err()?;
         self.leg.bye();
-        // The 2xx that answered the INVITE itself, or one to a re-INVITE.
-        let cause = if no_ack.first {
-            "no ACK for our 200"
-        } else {
-            "no ACK"
-        };
-        Some(SipEvent::Ended(self.ended(408, cause)))
+        Some(SipEvent::Ended(self.ended(408, "no ACK")))
     }
 
     /// The next thing its party does, as a SIP call that owns the channel

@@ -41,11 +41,7 @@ impl Call {
     /// `which`'s leg and media, to serve its dialog with.
     fn party(&mut self, which: Which) -> Option<(&mut SipLeg, Option<&mut MediaEndpoint>)> {
         match which {
-            Which::A => match &mut self.a.party {
-                super::Caller::Leg(leg) => Some((leg, self.media.side_mut(Which::A))),
-                // Its channel's own (it serves its dialog itself).
-                super::Caller::Channel(c) => Some((&mut c.leg, c.media.as_deref_mut())),
-            },
+            Which::A => Some((&mut self.a.leg, self.media.side_mut(Which::A))),
             // Its channel's own (it serves its dialog itself).
             Which::B => {
                 let b = &mut self.phase.bridge_mut()?.leg;
@@ -121,12 +117,7 @@ impl Call {
             Served::Digit(digit, duration) => {
                 // To the other side as it negotiated keypresses, or to
                 // `read_digits` when nobody is bridged.
-                if !self.media.is_bridged() {
-                    if which == Which::A {
-                        self.push_caller_digit(digit);
-                    }
-                } else if let DigitTo::Info(to) = self.media.signalled_digit(which, digit, duration)
-                {
+                if let DigitTo::Info(to) = self.media.signalled_digit(which, digit, duration) {
                     self.send_info_digit(to, digit, duration);
                 }
             }
@@ -141,7 +132,7 @@ impl Call {
     fn on_hung_up(&mut self, which: Which) {
         match which {
             Which::B => {
-                self.a.leg_mut().bye();
+                self.a.leg.bye();
                 self.finish(Disposition::Answered, 200, "callee");
             }
             Which::A => {
@@ -164,7 +155,7 @@ impl Call {
     /// for a phone that negotiated no RFC 4733 events.
     pub(super) fn send_info_digit(&mut self, to: Which, digit: rtp::Digit, duration: Duration) {
         let leg = match to {
-            Which::A => Some(self.a.leg_mut()),
+            Which::A => Some(&mut self.a.leg),
             Which::B => self.phase.bridge_mut().map(|b| &mut b.leg.leg),
         };
         let Some(leg) = leg.filter(|leg| leg.state == LegState::Up) else {
@@ -215,7 +206,7 @@ impl Call {
                     .phase
                     .bridge()
                     .is_some_and(|b| b.leg.leg.state == LegState::Up),
-                Which::B => self.a.leg().state == LegState::Up,
+                Which::B => self.a.leg.state == LegState::Up,
             };
             match (held, self.media.held_by()) {
                 (true, None) if other_up => {
@@ -228,7 +219,6 @@ impl Call {
                         });
                         // The other side's leg plays the music.
                         self.lend_callee();
-                        self.lend_parties();
                         self.media.hold(which, music).await;
                         restarted = true;
                     }
@@ -236,7 +226,6 @@ impl Call {
                 (false, Some(holder)) if holder == which => {
                     self.note(|| format!("{which:?} resumes: bridged again"));
                     self.lend_callee();
-                    self.lend_parties();
                     self.media.unhold().await;
                     restarted = true;
                 }
@@ -245,7 +234,7 @@ impl Call {
         }
         if changed.restart && !restarted {
             match which {
-                Which::A => self.restart_caller().await,
+                Which::A => self.media.restart().await,
                 Which::B => self.restart_callee().await,
             }
         }
