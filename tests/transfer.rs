@@ -213,15 +213,7 @@ fn a_blind_transfer_to_the_park_announces_the_slot_to_the_transferor() {
     assert_eq!(ok.status, 200);
     let t_media = media_of(&ok.body);
     t.ack(&pick, &ok).expect("ACK");
-    c.ra.clear();
-    exchange(
-        &c.ra,
-        (c.a_media.addr, 0, 1000.0),
-        &rt,
-        (t_media.addr, 0, 2000.0),
-    );
-    assert_heard("the picker", &rt, t_media.addr, 40, 1000.0);
-    assert_heard("the parked caller", &c.ra, c.a_media.addr, 40, 2000.0);
+    hear_each_other((&c.ra, &c.a_media), (&rt, &t_media), (0, 0));
     assert!(cdr_says(&o, "transferred by 1002 to park slot 71"));
 }
 
@@ -246,14 +238,7 @@ fn a_busy_target_sends_the_call_back_to_a_transferor_still_on_the_line() {
 /// 1001 and 1002, still in their call, hear each other (1000 Hz from
 /// 1001, 2000 Hz from 1002); then 1001 hangs up and 1002 gets the BYE.
 fn talk_and_end(c: &mut Call) {
-    exchange(
-        &c.ra,
-        (c.a_media.addr, 0, 1000.0),
-        &c.rb,
-        (c.b_media.addr, 0, 2000.0),
-    );
-    assert_heard("1002", &c.rb, c.b_media.addr, 40, 1000.0);
-    assert_heard("1001", &c.ra, c.a_media.addr, 40, 2000.0);
+    hear_each_other((&c.ra, &c.a_media), (&c.rb, &c.b_media), (0, 0));
     let bye = c.a.request_in(&mut c.a_dialog, "BYE", None).expect("BYE");
     assert_eq!(bye.status, 200);
     let bye = c.b.request("BYE", WAIT).expect("1002 gets BYE");
@@ -294,14 +279,7 @@ fn a_busy_target_after_the_transferor_hung_up_rings_the_transferor_back() {
     c.b.reply_sdp(&again.invite, &again.tag, 200, &rb2.sdp_answer(&["PCMU"]))
         .unwrap();
     c.b.request("ACK", WAIT).expect("ACK");
-    exchange(
-        &c.ra,
-        (c.a_media.addr, 0, 1000.0),
-        &rb2,
-        (b2_media.addr, 0, 2000.0),
-    );
-    assert_heard("the transferor, rung back", &rb2, b2_media.addr, 40, 1000.0);
-    assert_heard("the caller", &c.ra, c.a_media.addr, 40, 2000.0);
+    hear_each_other((&c.ra, &c.a_media), (&rb2, &b2_media), (0, 0));
 }
 
 /// The shipped office with an `on_transfer_failed` hook that sends the
@@ -416,14 +394,7 @@ fn the_caller_transfers_too_and_the_callee_meets_the_target() {
     assert_eq!(bye.call_id(), Some(c.a_dialog.call_id.as_str()));
     c.a.reply(&bye, tag_of(&c.a_dialog.local), 200).unwrap();
     // 1002 and 1003 hear each other.
-    exchange(
-        &c.rb,
-        (c.b_media.addr, 0, 1000.0),
-        &rt,
-        (t_media.addr, 0, 2000.0),
-    );
-    assert_heard("the target", &rt, t_media.addr, 40, 1000.0);
-    assert_heard("the callee", &c.rb, c.b_media.addr, 40, 2000.0);
+    hear_each_other((&c.rb, &c.b_media), (&rt, &t_media), (0, 0));
     // 1002 hangs up (its dialog, once the callee's, now the call's first).
     let bye = c.b.request_in(&mut c.b_dialog, "BYE", None).expect("BYE");
     assert_eq!(bye.status, 200);
@@ -592,6 +563,26 @@ fn a_call_that_came_in_with_early_media_is_transferred_to_a_target_with_early_me
     assert!(cdr_says(&o, "transferred by 1002 to 1003"));
 }
 
+/// `ra` and `rt` (each at the PBX's media it was given) send their tones,
+/// 1000 Hz and 2000 Hz in the payload types `pts`, and each hears the
+/// other's; the payload types `ra` got.
+fn hear_each_other(
+    (ra, a_media): (&RtpPeer, &RemoteMedia),
+    (rt, t_media): (&RtpPeer, &RemoteMedia),
+    (a_pt, t_pt): (u8, u8),
+) -> Vec<u8> {
+    ra.clear();
+    rt.clear();
+    exchange(
+        ra,
+        (a_media.addr, a_pt, 1000.0),
+        rt,
+        (t_media.addr, t_pt, 2000.0),
+    );
+    assert_heard("the other party", rt, t_media.addr, 40, 1000.0);
+    assert_heard("the call's first phone", ra, a_media.addr, 40, 2000.0)
+}
+
 /// The call's first phone (`a`, on `dialog`) and `t` (its call `t_in`)
 /// hear each other's tone (1000 Hz from `a`, 2000 Hz from `t`, each in
 /// `codecs`' payload type), then `a` hangs up and `t` gets the BYE.
@@ -603,16 +594,7 @@ fn talk_then_hang_up(
 ) -> Vec<u8> {
     let (a, dialog, ra, a_media) = a;
     let (t, t_in, rt, t_media) = t;
-    ra.clear();
-    rt.clear();
-    exchange(
-        ra,
-        (a_media.addr, a_pt, 1000.0),
-        rt,
-        (t_media.addr, t_pt, 2000.0),
-    );
-    assert_heard("the party joined", rt, t_media.addr, 40, 1000.0);
-    let types = assert_heard("the call's first phone", ra, a_media.addr, 40, 2000.0);
+    let types = hear_each_other((ra, a_media), (rt, t_media), (a_pt, t_pt));
     let bye = a.request_in(dialog, "BYE", None).expect("BYE");
     assert_eq!(bye.status, 200);
     let bye = t.request("BYE", WAIT).expect("the other phone gets BYE");
@@ -723,13 +705,7 @@ fn after_an_attended_transfer_the_party_that_joined_can_hang_up_too() {
     let a_tag = tag_of(&c.a_dialog.local).to_owned();
     identity_update(&mut c.a, &a_tag);
     identity_update(&mut t, &t_in.tag);
-    exchange(
-        &c.ra,
-        (c.a_media.addr, 0, 1000.0),
-        &rt,
-        (t_media.addr, 0, 2000.0),
-    );
-    assert_heard("1003", &rt, t_media.addr, 40, 1000.0);
+    hear_each_other((&c.ra, &c.a_media), (&rt, &t_media), (0, 0));
     let mut t_dialog = t.dialog_of(&t_in);
     let bye = t.request_in(&mut t_dialog, "BYE", None).expect("BYE");
     assert_eq!(bye.status, 200, "{bye:?}");

@@ -12,13 +12,14 @@ use pbx::{
     BoxFuture, Bridge, BridgeEvent, Channel, ChannelError, ChannelEvent, ChannelId, DialogIds,
     Hangup, LegSnapshot, LegState, ParkError, ParkRequest, ParkingLot, Side, TimedOut,
 };
-use rtp::{PacketBuilder, RtpHeader, RtpPacket};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
+mod common;
+use common::{RtpPhone, WAIT};
+
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-const WAIT: Duration = Duration::from_secs(3);
 
 /// A party whose media is real and whose signalling is a queue.
 struct LocalChannel {
@@ -31,74 +32,26 @@ struct LocalChannel {
     hung_up: Arc<Mutex<Vec<String>>>,
 }
 
-/// The far end of a LocalChannel: its phone's socket and signalling.
+/// The far end of a LocalChannel: its phone's RTP and signalling.
 struct Phone {
-    socket: UdpSocket,
+    rtp: RtpPhone,
     signal: mpsc::UnboundedSender<ChannelEvent>,
-    seq: u16,
+}
+
+impl std::ops::Deref for Phone {
+    type Target = RtpPhone;
+    fn deref(&self) -> &RtpPhone {
+        &self.rtp
+    }
+}
+
+impl std::ops::DerefMut for Phone {
+    fn deref_mut(&mut self) -> &mut RtpPhone {
+        &mut self.rtp
+    }
 }
 
 impl Phone {
-    /// Sends one packet whose payload is `tag` repeated (the bridge may
-    /// renumber SSRCs for stream continuity, so the payload tells who).
-    async fn send(&mut self, tag: u8) {
-        self.seq += 1;
-        let header = RtpHeader {
-            marker: false,
-            payload_type: 0,
-            sequence: self.seq,
-            timestamp: u32::from(self.seq) * 160,
-            ssrc: 0x5eed,
-        };
-        let packet = PacketBuilder::new(header)
-            .payload(&[tag; 160])
-            .build()
-            .unwrap();
-        self.socket.send(&packet).await.unwrap();
-    }
-
-    /// The payload of the next packet that arrives (within WAIT).
-    async fn receive(&self) -> Option<Vec<u8>> {
-        let mut buf = [0u8; 1500];
-        let n = timeout(WAIT, self.socket.recv(&mut buf)).await.ok()?.ok()?;
-        RtpPacket::parse(&buf[..n])
-            .ok()
-            .map(|p| p.payload().to_vec())
-    }
-
-    /// Whether something other than a phone's tagged test payload (one
-    /// byte repeated) arrives within 50 packets: the music.
-    async fn hears_music(&self) -> bool {
-        for _ in 0..50 {
-            match self.receive().await {
-                Some(payload) if payload.iter().any(|b| Some(b) != payload.first()) => {
-                    return true;
-                }
-                Some(_) => {}
-                None => return false,
-            }
-        }
-        false
-    }
-
-    /// Sends packets tagged `tag` until the other phone hears one (the
-    /// first may be needed to latch; older packets queued at the other
-    /// phone are read past).
-    async fn reaches(&mut self, other: &Phone, tag: u8) -> bool {
-        for _ in 0..100 {
-            self.send(tag).await;
-            let mut buf = [0u8; 1500];
-            while let Ok(Ok(n)) =
-                timeout(Duration::from_millis(20), other.socket.recv(&mut buf)).await
-            {
-                if RtpPacket::parse(&buf[..n]).is_ok_and(|p| p.payload().first() == Some(&tag)) {
-                    return true;
-                }
-            }
-        }
-        false
-    }
-
     fn signal(&self, event: ChannelEvent) {
         self.signal.send(event).unwrap();
     }
@@ -128,9 +81,8 @@ async fn party(
     (
         Box::new(channel),
         Phone {
-            socket,
+            rtp: RtpPhone::new(socket),
             signal,
-            seq: 0,
         },
     )
 }

@@ -5,83 +5,26 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use media::{PortPool, Prompt, StreamParams};
 use pbx::{Side, Stage};
-use rtp::{PacketBuilder, RtpHeader, RtpPacket};
 use tokio::net::UdpSocket;
 use tokio::sync::oneshot;
 use tokio::time::timeout;
 
+mod common;
+use common::{RtpPhone, WAIT};
+
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
-const WAIT: Duration = Duration::from_secs(3);
 
-/// A phone: its socket, connected to its leg's ports.
-struct Phone {
-    socket: UdpSocket,
-    seq: u16,
-}
-
-impl Phone {
-    async fn send(&mut self, tag: u8) {
-        self.seq += 1;
-        let header = RtpHeader {
-            marker: false,
-            payload_type: 0,
-            sequence: self.seq,
-            timestamp: u32::from(self.seq) * 160,
-            ssrc: 0x5eed,
-        };
-        let packet = PacketBuilder::new(header)
-            .payload(&[tag; 160])
-            .build()
-            .unwrap();
-        self.socket.send(&packet).await.unwrap();
-    }
-
-    /// Sends packets tagged `tag` until `other` hears one.
-    async fn reaches(&mut self, other: &Phone, tag: u8) -> bool {
-        for _ in 0..100 {
-            self.send(tag).await;
-            let mut buf = [0u8; 1500];
-            while let Ok(Ok(n)) =
-                timeout(Duration::from_millis(20), other.socket.recv(&mut buf)).await
-            {
-                if RtpPacket::parse(&buf[..n]).is_ok_and(|p| p.payload().first() == Some(&tag)) {
-                    return true;
-                }
-            }
-        }
-        false
-    }
-
-    /// Whether audio that is no phone's tagged payload (one byte
-    /// repeated) arrives within 50 packets: music, a prompt.
-    async fn hears_audio(&self) -> bool {
-        let mut buf = [0u8; 1500];
-        for _ in 0..50 {
-            let Ok(Ok(n)) = timeout(WAIT, self.socket.recv(&mut buf)).await else {
-                return false;
-            };
-            if let Ok(p) = RtpPacket::parse(&buf[..n])
-                && p.payload().iter().any(|b| Some(b) != p.payload().first())
-            {
-                return true;
-            }
-        }
-        false
-    }
-}
-
-async fn phone(pool: &PortPool) -> (media::Leg, Phone) {
+async fn phone(pool: &PortPool) -> (media::Leg, RtpPhone) {
     let socket = UdpSocket::bind((LOCALHOST, 0)).await.unwrap();
     let ports = pool.allocate(LOCALHOST).unwrap();
     socket.connect(ports.rtp_addr()).await.unwrap();
     let remote = socket.local_addr().unwrap();
     let leg = media::Leg::new(ports, StreamParams::new(rtp::Codec::Pcmu), Some(remote))
         .with_rtcp_interval(None);
-    (leg, Phone { socket, seq: 0 })
+    (leg, RtpPhone::new(socket))
 }
 
 /// `seconds` of a 400 Hz tone at 8 kHz.
@@ -111,7 +54,7 @@ async fn a_stage_joins_its_legs_plays_music_to_the_side_on_hold_and_gives_idle_l
     // B holds: A hears the music, and B's leg is idle (its keeper's again).
     stage.hold(Side::B, tone(1)).await;
     assert_eq!(stage.held_by(), Some(Side::B));
-    assert!(a.hears_audio().await, "the music to A");
+    assert!(a.hears_music().await, "the music to A");
     let b_leg = stage.take_idle(Side::B).expect("the holder's leg is idle");
     // Lent again for the resume: joined as before.
     stage.give(Side::B, b_leg);
@@ -133,7 +76,7 @@ async fn a_prompt_suspended_for_a_new_codec_goes_on_and_is_reported_played() {
     stage.give(Side::A, leg_a);
     let (done, played) = oneshot::channel();
     stage.play(tone(1), done).await;
-    assert!(a.hears_audio().await, "the prompt");
+    assert!(a.hears_music().await, "the prompt");
     // The caller's codec changes: the stage lets go of the leg, its
     // keeper sets it to the new codec, and the prompt goes on.
     let suspended = stage.suspend().await;
