@@ -434,7 +434,7 @@ impl CallMedia {
             return;
         }
         let suspended = self.suspend().await;
-        self.go_on(suspended);
+        self.go_on(suspended).await;
     }
 
     /// Lends the stage the legs parked in the endpoints here.
@@ -465,20 +465,26 @@ impl CallMedia {
         }
     }
 
+    /// Runs `step` on the stage with the legs parked in the endpoints
+    /// here lent to it, and takes back those it leaves idle.
+    async fn on_stage<T>(&mut self, step: impl AsyncFnOnce(&mut pbx::Stage) -> T) -> T {
+        self.lend();
+        let out = step(&mut self.stage).await;
+        self.settle_legs();
+        out
+    }
+
     /// Joins the caller's and the callee's media.
     pub async fn bridge(&mut self) {
-        self.lend();
-        self.stage.bridge().await;
-        self.settle_legs();
+        self.on_stage(async |s| s.bridge().await).await;
     }
 
     /// `holder` put the call on hold: the other side hears `music`, looped,
     /// continuing the stream it was getting; the holder's leg is parked,
     /// so it gets nothing.
     pub async fn hold(&mut self, holder: Which, music: Arc<Prompt>) {
-        self.lend();
-        self.stage.hold(stage_side(holder), music).await;
-        self.settle_legs();
+        self.on_stage(async |s| s.hold(stage_side(holder), music).await)
+            .await;
     }
 
     /// Who holds the call, if one side does.
@@ -491,9 +497,7 @@ impl CallMedia {
 
     /// The hold ends: the music stops and the two sides are joined again.
     pub async fn unhold(&mut self) {
-        self.lend();
-        self.stage.unhold().await;
-        self.settle_legs();
+        self.on_stage(async |s| s.unhold().await).await;
     }
 
     /// The music class `name` (`sounds/moh/NAME.wav`), if it was loaded.
@@ -503,16 +507,12 @@ impl CallMedia {
 
     /// Sends the caller's media back to it.
     pub async fn echo(&mut self) {
-        self.lend();
-        self.stage.echo().await;
-        self.settle_legs();
+        self.on_stage(async |s| s.echo().await).await;
     }
 
     /// The caller alone with nothing playing (after answering).
     pub async fn listen(&mut self) {
-        self.lend();
-        self.stage.listen();
-        self.settle_legs();
+        self.on_stage(async |s| s.listen()).await;
     }
 
     /// Plays `prompt` to the caller; `done` hears when it has been played.
@@ -521,17 +521,13 @@ impl CallMedia {
         prompt: Arc<Prompt>,
         done: oneshot::Sender<Result<(), ActionError>>,
     ) {
-        self.lend();
-        self.stage.play(prompt, done).await;
-        self.settle_legs();
+        self.on_stage(async |s| s.play(prompt, done).await).await;
     }
 
     /// Stops the prompt playing, if one is (barge-in): the caller is
     /// listened to again.
     pub async fn stop_playing(&mut self) {
-        self.lend();
-        self.stage.stop_playing().await;
-        self.settle_legs();
+        self.on_stage(async |s| s.stop_playing().await).await;
     }
 
     /// Ringback to the caller (answered already) while a dial rings.
@@ -539,9 +535,7 @@ impl CallMedia {
         let Some(tone) = media::tones::ringback(self.config.tone_zone) else {
             return;
         };
-        self.lend();
-        self.stage.ringback(tone).await;
-        self.settle_legs();
+        self.on_stage(async |s| s.ringback(tone).await).await;
     }
 
     /// Whether the caller hears ringback.
@@ -551,9 +545,7 @@ impl CallMedia {
 
     /// The ringback ends (the dial did): the caller is listened to.
     pub async fn stop_ringback(&mut self) {
-        self.lend();
-        self.stage.stop_ringback().await;
-        self.settle_legs();
+        self.on_stage(async |s| s.stop_ringback().await).await;
     }
 
     /// Starts recording the caller, for at most `max`.
@@ -562,19 +554,13 @@ impl CallMedia {
         max: Duration,
         silence: Option<Duration>,
     ) -> Result<Arc<tokio::sync::Notify>, ActionError> {
-        self.lend();
-        let silent = self.stage.record(max, silence).await;
-        self.settle_legs();
-        silent
+        self.on_stage(async |s| s.record(max, silence).await).await
     }
 
     /// Stops the recording (running, or cut off by the call's end) and
     /// hands it over.
     pub async fn stop_recording(&mut self) -> Option<Recording> {
-        self.lend();
-        let recording = self.stage.stop_recording().await;
-        self.settle_legs();
-        recording
+        self.on_stage(async |s| s.stop_recording().await).await
     }
 
     /// The caller's digits: those since its leg was made the first time,
@@ -652,9 +638,7 @@ impl CallMedia {
     /// Stops what runs on the legs and gives them back to the endpoints
     /// here; nothing runs until told.
     async fn stop_all(&mut self) {
-        self.lend();
-        self.stage.stop_all().await;
-        self.settle_legs();
+        self.on_stage(async |s| s.stop_all().await).await;
     }
 
     /// Takes `which`'s endpoint out of the call (a party leaving for
@@ -727,17 +711,12 @@ impl CallMedia {
     /// [`go_on`](Self::go_on) (a party's new codec: its leg goes back to
     /// its keeper meanwhile).
     pub async fn suspend(&mut self) -> pbx::Suspended {
-        self.lend();
-        let suspended = self.stage.suspend().await;
-        self.settle_legs();
-        suspended
+        self.on_stage(async |s| s.suspend().await).await
     }
 
     /// Starts again what [`suspend`](Self::suspend) stopped.
-    pub fn go_on(&mut self, suspended: pbx::Suspended) {
-        self.lend();
-        self.stage.go_on(suspended);
-        self.settle_legs();
+    pub async fn go_on(&mut self, suspended: pbx::Suspended) {
+        self.on_stage(async |s| s.go_on(suspended)).await;
     }
 
     /// `party` becomes the caller side (the bridged party, kept as the

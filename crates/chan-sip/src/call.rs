@@ -651,7 +651,7 @@ impl Call {
         let suspended = self.media.suspend().await;
         self.settle_callee();
         self.lend_callee();
-        self.media.go_on(suspended);
+        self.media.go_on(suspended).await;
     }
 
     /// A leg has sent no RTP for `media.rtp_timeout`: the call is dead

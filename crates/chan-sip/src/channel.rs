@@ -1,10 +1,10 @@
 //! A SIP dialog as a `pbx` [`Channel`] (docs/call-core.md): an answered
-//! party that serves its own dialog, whether a call holds it as its
-//! bridged party (lending the call its leg, the call polling
+//! party that serves its own dialog (RFC 3261 §12.2.2, with `party.rs`,
+//! as a call serves its caller's), whether a call holds it as its bridged
+//! party (lending the call its leg, the call polling
 //! [`SipChannel::next_sip`]) or it has left the call it came from
-//! (parked, confirming, a transferor, on its way to another call)
-//! (RFC 3261 §12.2.2, with
-//! `party.rs`, as a call serves its parties'): BYE ends it, re-INVITEs
+//! (parked, confirming, a transferor, on its way to another call). BYE
+//! ends it, re-INVITEs
 //! and UPDATEs are answered here against its own anchored media (hold and
 //! resume become [`ChannelEvent::Hold`], a new codec
 //! [`ChannelEvent::MediaChanged`], both when one offer does both), INFO

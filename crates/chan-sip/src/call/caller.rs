@@ -354,10 +354,10 @@ impl Call {
         self.finish(Disposition::Cancelled, 487, "cancel");
     }
 
-    /// Our 2xx to either phone's latest INVITE again, where due; a phone
-    /// that never ACKs it ends the call (§13.3.1.4).
+    /// Our 2xx to the caller's latest INVITE again, where due (the
+    /// bridged party's channel sends its own); a caller that never ACKs
+    /// it ends the call (§13.3.1.4).
     pub(super) fn on_retransmit(&mut self, now: Instant) {
-        // The bridged party's channel sends its own.
         let Err(no_ack) = self.a.leg.retransmit_ok(now) else {
             return;
         };

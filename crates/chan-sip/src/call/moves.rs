@@ -41,14 +41,13 @@ impl Call {
     /// as a dial's does.
     pub(super) async fn attach_callee(
         &mut self,
-        channel: SipChannel,
+        mut channel: SipChannel,
         label: String,
         done: oneshot::Sender<Result<DialOutcome, ActionError>>,
     ) {
         let id = self.next_branch;
         self.next_branch += 1;
         // It keeps its dialog and its media; the call gets its leg.
-        let mut channel = channel;
         let Some(leg) = pbx::Channel::take_media(&mut channel) else {
             // Ended on its way here: nothing to take in.
             let _ = done.send(Err(ActionError::Ended));
@@ -389,7 +388,7 @@ impl Call {
 }
 
 /// How long a call waits for another's answer to a question.
-const ASK_WAIT: Duration = Duration::from_secs(2);
+pub(super) const ASK_WAIT: Duration = Duration::from_secs(2);
 
 /// Sends `question` to another call and waits (a little) for its yes.
 async fn ask(

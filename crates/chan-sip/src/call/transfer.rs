@@ -102,19 +102,19 @@ impl Call {
             let _ = reply.send(Reply::status(603));
             return;
         }
-        let refer = match refer {
-            Ok(refer) => refer,
+        let Refer { to, subscribed, id } = match refer {
+            Ok(refer) => *refer,
             Err(why) => {
                 tracing::info!("REFER refused: {why}");
                 let _ = reply.send(Reply::status(400));
                 return;
             }
         };
-        let target = match &refer.to {
-            ReferTo::Target(target) => target.clone(),
+        let target = match to {
+            ReferTo::Target(target) => target,
             ReferTo::Replaces(replaced) => {
-                let replaced = replaced.clone();
-                self.attended(from_bridge, &refer, replaced, reply).await;
+                self.attended(from_bridge, replaced, (subscribed, id), reply)
+                    .await;
                 return;
             }
         };
@@ -146,8 +146,8 @@ impl Call {
             branch,
             by: by.clone(),
             target: target.clone(),
-            subscribed: refer.subscribed,
-            id: refer.id,
+            subscribed,
+            id,
         });
         transfer.notify(100, "Trying", false);
         self.transfer = Some(transfer);
@@ -387,36 +387,36 @@ impl Call {
     async fn attended(
         &mut self,
         from_bridge: bool,
-        refer: &Refer,
         replaces: Replaced,
+        (subscribed, id): (bool, u32),
         reply: oneshot::Sender<Reply>,
     ) {
         let Replaced {
-            call_id: _,
+            call_id,
             to_tag,
             from_tag,
-        } = replaces.clone();
+        } = replaces;
         // Another call's: not this call's own dialogs (whose bridged
         // party's channel would ask this very call, busy here).
-        let own = self.a.leg.dialog.call_id == replaces.call_id
+        let own = self.a.leg.dialog.call_id == call_id
             || self
                 .phase
                 .bridge()
-                .is_some_and(|b| b.leg.leg.dialog.call_id == replaces.call_id);
+                .is_some_and(|b| b.leg.leg.dialog.call_id == call_id);
         let other = self
             .inner
             .dialogs
-            .get(&replaces.call_id)
+            .get(&call_id)
             .filter(|route| !own && !route.events.same_channel(&self.events_tx));
         let Some(other) = other else {
-            tracing::info!(replaces = %replaces.call_id, "attended transfer: no such call");
+            tracing::info!(replaces = %call_id, "attended transfer: no such call");
             let _ = reply.send(Reply::status(481));
             return;
         };
         let (give, given) = oneshot::channel();
         let ask = CallEvent::GiveUp {
             dialog: Box::new(super::DialogRef {
-                call_id: replaces.call_id.clone(),
+                call_id,
                 tags: (to_tag, from_tag),
             }),
             reply: give,
@@ -427,7 +427,7 @@ impl Call {
         }
         // A call that does not answer soon (busy in a move of its own
         // towards this one) is no call to join.
-        let given = tokio::time::timeout(std::time::Duration::from_secs(2), given).await;
+        let given = tokio::time::timeout(super::moves::ASK_WAIT, given).await;
         let Ok(Ok(Some((channel, label)))) = given else {
             // Not a dialog of that call, or that call is not bridged.
             let _ = reply.send(Reply::status(481));
@@ -452,8 +452,8 @@ impl Call {
             branch,
             by,
             target: label.clone(),
-            subscribed: refer.subscribed,
-            id: refer.id,
+            subscribed,
+            id,
         };
         self.note(|| format!("attended transfer: joined with {label}"));
         // The route's dial goes on until the new bridge ends.
