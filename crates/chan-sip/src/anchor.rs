@@ -174,10 +174,6 @@ impl Watch {
         Watch([party.and_then(|p| Some((Which::A, p.watched()?))), None])
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.iter().all(Option::is_none)
-    }
-
     /// When the first watched side will have been silent too long, unless
     /// RTP comes before.
     pub fn deadline(&self) -> Option<Instant> {
@@ -190,20 +186,6 @@ impl Watch {
             .iter()
             .flatten()
             .find_map(|(w, t)| t.silent_at(now).map(|d| (*w, d)))
-    }
-
-    /// Which side went silent, and for how long (pending while there is
-    /// nothing to watch).
-    pub async fn silent(self) -> (Which, Duration) {
-        loop {
-            let Some(at) = self.deadline() else {
-                return std::future::pending().await;
-            };
-            if let Some(silent) = self.expired(Instant::now()) {
-                return silent;
-            }
-            tokio::time::sleep_until(at.into()).await;
-        }
     }
 }
 
@@ -219,6 +201,10 @@ pub(crate) struct CallMedia {
     // Boxed, like the SDPs and the parked legs: a call's task holds all
     // of this for the whole call, most of it empty most of the time.
     a: Option<Box<MediaEndpoint>>,
+    /// Once the caller is answered its channel keeps its endpoint and
+    /// lends its leg (in the stage, or back with the channel when idle):
+    /// the codec of that leg, to put first towards the callee.
+    caller_lent: Option<&'static str>,
     b: Option<Callee>,
     /// What plays on the two legs (`pbx`'s: protocol-free), lent by the
     /// endpoints here before each step and given back after it, and by
@@ -257,17 +243,10 @@ impl CallMedia {
             config,
             caller_offer: None,
             a: None,
+            caller_lent: None,
             b: None,
             stage: pbx::Stage::new(),
         }
-    }
-
-    /// A call's media with `party` as its caller side and nobody else yet
-    /// (a parked call ringing its parker back).
-    pub fn alone(config: Arc<MediaConfig>, party: Box<MediaEndpoint>) -> CallMedia {
-        let mut media = CallMedia::new(config);
-        media.a = Some(party);
-        media
     }
 
     /// `which`'s endpoint: its SDP state, to answer its party's offers
@@ -374,7 +353,8 @@ impl CallMedia {
         only: Option<&[Codec]>,
     ) -> Result<(Box<MediaEndpoint>, Bytes), Failure> {
         let mut party = MediaEndpoint::open(&self.config, sip_ip, false)?;
-        let prefer = match self.a.as_deref().and_then(MediaEndpoint::codec_name) {
+        let caller_codec = self.a.as_deref().and_then(MediaEndpoint::codec_name);
+        let prefer = match caller_codec.or(self.caller_lent) {
             Some(name) => vec![name.to_owned()],
             None => self
                 .caller_offer
@@ -578,15 +558,11 @@ impl CallMedia {
     }
 
     /// A digit `from` sent in SIP INFO, `duration` long (DTMF
-    /// interworking, Asterisk's `dtmf_mode`): bridged, it goes into the
-    /// other side's stream as RFC 4733 events when that side negotiated
-    /// them, else to that side in an INFO; not bridged, the caller's is
-    /// offered to `read_digits` like an RFC 4733 one.
+    /// interworking, Asterisk's `dtmf_mode`), while bridged: it goes into
+    /// the other side's stream as RFC 4733 events when that side
+    /// negotiated them, else to that side in an INFO.
     pub fn signalled_digit(&self, from: Which, digit: rtp::Digit, duration: Duration) -> DigitTo {
         if !self.stage.is_bridged() {
-            if from == Which::A {
-                self.push_caller_digit(digit);
-            }
             return DigitTo::Nowhere;
         }
         match self
@@ -626,10 +602,16 @@ impl CallMedia {
         Watch([watched(Which::A), watched(Which::B)])
     }
 
+    /// Whether the two sides are joined.
+    pub fn is_bridged(&self) -> bool {
+        self.stage.is_bridged()
+    }
+
     /// Ends all media: what runs stops, the ports go back to the pool.
     pub fn release(&mut self) {
         self.stage.release();
         self.a = None;
+        self.caller_lent = None;
         self.b = None;
     }
 }
@@ -719,13 +701,36 @@ impl CallMedia {
         self.on_stage(async |s| s.go_on(suspended)).await;
     }
 
-    /// `party` becomes the caller side (the bridged party, kept as the
-    /// call's party when the caller left it).
-    pub async fn attach_caller(&mut self, party: Box<MediaEndpoint>) {
-        self.stop_all().await;
+    /// The answered caller's endpoint, for its channel, which lends its
+    /// leg from now on ([`lend_caller`](Self::lend_caller)); a leg
+    /// something runs on stays in the stage, lent.
+    pub fn caller_to_channel(&mut self) -> Option<Box<MediaEndpoint>> {
+        let party = self.a.take()?;
+        self.caller_lent = Some(party.codec_name().unwrap_or("PCMU"));
         self.caller_offer = None;
-        self.a = Some(party);
-        self.listen().await;
+        Some(party)
+    }
+
+    /// The caller's leg, lent by its channel, as side `A`'s.
+    pub fn lend_caller(&mut self, leg: Leg) {
+        self.caller_lent = Some(leg.params().codec.name());
+        self.stage.give(pbx::Side::A, leg);
+    }
+
+    /// The caller's lent leg, when nothing runs on it: its channel has it
+    /// back.
+    pub fn idle_caller(&mut self) -> Option<Leg> {
+        self.caller_lent?;
+        self.stage.take_idle(pbx::Side::A)
+    }
+
+    /// The answered caller leaves: what ran on the legs stops and its
+    /// lent leg comes back (for its channel).
+    pub async fn return_caller(&mut self) -> Option<Leg> {
+        self.stop_all().await;
+        let leg = self.idle_caller();
+        self.caller_lent = None;
+        leg
     }
 
     /// An offerless re-INVITE from `from`: our current description again

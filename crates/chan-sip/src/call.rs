@@ -15,10 +15,16 @@
 //! built on moves: `confirm.rs`, `trunkdial.rs`, `moves.rs` (park,
 //! pickup, Replaces), `transfer.rs` (REFER).
 //!
+//! Both parties are `SipChannel`s once they are up: the caller from its
+//! answer (`caller_to_channel`; before it, the call answers its INVITE),
+//! the bridged party from the moment it is put through. Each serves its
+//! own dialog and keeps its own media endpoint, lending the call its leg
+//! for what plays (`pbx::Stage`, in `anchor.rs`'s `CallMedia`); the
+//! call's loop polls both and reacts to what they do (`on_caller`,
+//! `on_bridged`).
+//!
 //! The call's state is one enum, [`Phase`] (`pbx::Phase`, over this
-//! crate's `SipChannel` as the bridged party and per-dial data: the
-//! bridged party serves its own dialog and keeps its own media, and the
-//! call reacts to what it does, `on_bridged`); what the admin API shows
+//! crate's `SipChannel` as the bridged party and per-dial data); what the admin API shows
 //! (`pbx::CallState`) is derived from it. The call's record (CDR,
 //! registry entry, trace) and its route are `pbx`'s too
 //! (`pbx::CallRecord`, `pbx::RouteTask`). Its moves, each made by one
@@ -261,8 +267,48 @@ struct Inbound {
     /// needs of the INVITE after it started (a copy of the whole INVITE
     /// was kept for this until the bridge).
     max_forwards: u32,
-    leg: SipLeg,
+    party: Caller,
     cancel_seen: bool,
+}
+
+/// The caller's dialog: its leg until it is answered, then the channel
+/// that serves it (with the caller's media endpoint, lending the call its
+/// leg), as the bridged party's channel does.
+enum Caller {
+    Leg(SipLeg),
+    Channel(crate::channel::SipChannel),
+}
+
+impl Inbound {
+    fn leg(&self) -> &SipLeg {
+        match &self.party {
+            Caller::Leg(leg) => leg,
+            Caller::Channel(channel) => &channel.leg,
+        }
+    }
+
+    fn leg_mut(&mut self) -> &mut SipLeg {
+        match &mut self.party {
+            Caller::Leg(leg) => leg,
+            Caller::Channel(channel) => &mut channel.leg,
+        }
+    }
+
+    /// The caller's channel, once answered.
+    fn channel(&self) -> Option<&crate::channel::SipChannel> {
+        match &self.party {
+            Caller::Leg(_) => None,
+            Caller::Channel(channel) => Some(channel),
+        }
+    }
+
+    /// The caller's channel, once answered.
+    fn channel_mut(&mut self) -> Option<&mut crate::channel::SipChannel> {
+        match &mut self.party {
+            Caller::Leg(_) => None,
+            Caller::Channel(channel) => Some(channel),
+        }
+    }
 }
 
 /// One outbound INVITE of a dial.
@@ -480,25 +526,38 @@ impl Call {
             if self.phase.dialing().is_none() && self.media.is_ringback() {
                 // Boxed, as the handlers below: a future that would
                 // otherwise sit in every call task for the whole call.
+                self.lend_parties();
                 Box::pin(self.media.stop_ringback()).await;
             }
-            // The bridged party's leg, when nothing runs on it, is its
-            // channel's again (which watches it and sets its codec).
+            // The parties' legs, when nothing runs on them, are their
+            // channels' again (which watch them and set their codecs).
+            self.settle_caller();
             self.settle_callee();
             let now = Instant::now();
-            let retrans_at = self.a.leg.ok_due();
+            let retrans_at = self.a.leg().ok_due();
+            // The parties' channels' timers (our 2xx until ACK, their
+            // legs' silence) are kept in the call's one timer.
+            let caller_at = self.a.channel().and_then(|c| c.deadline());
+            let callee_at = self.phase.bridge().and_then(|b| b.leg.deadline());
             let dial_deadline = self.phase.dialing().map(|d| d.deadline());
             let linger_at = self.route.linger_deadline(self.phase.is_ended(), now);
             let silence = self.media.watch();
             let silence_at = silence
                 .deadline()
-                .filter(|_| !self.phase.is_ended() && self.a.leg.state == LegState::Up);
+                .filter(|_| !self.phase.is_ended() && self.a.leg().state == LegState::Up);
             // One timer for the deadlines (a timer is a sizeable part of a
             // call's memory): the earliest, then see which are due.
-            let wake_at = [retrans_at, dial_deadline, linger_at, silence_at]
-                .into_iter()
-                .flatten()
-                .min();
+            let wake_at = [
+                retrans_at,
+                dial_deadline,
+                linger_at,
+                silence_at,
+                caller_at,
+                callee_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             if let Some(at) = wake_at {
                 self.timer.as_mut().reset(at.into());
             }
@@ -514,6 +573,9 @@ impl Call {
                 Some(event) = self.events.recv() => Box::pin(self.on_event(event)).await,
                 event = bridged_event(&mut self.phase), if self.phase.bridge().is_some() => {
                     Box::pin(self.on_bridged(event)).await;
+                }
+                event = caller_event(&mut self.a), if matches!(self.a.party, Caller::Channel(_)) => {
+                    Box::pin(self.on_caller(event)).await;
                 }
                 event = transfer::transferor_event(&mut self.transfer), if self.transfer.is_some() => {
                     self.on_transferor_event(event);
@@ -540,6 +602,16 @@ impl Call {
                         && let Some((which, silent)) = silence.expired(now)
                     {
                         self.on_silence(which, silent);
+                    }
+                    if caller_at.is_some_and(|at| at <= now)
+                        && let Some(event) = self.a.channel_mut().and_then(|c| c.on_deadline(now))
+                    {
+                        Box::pin(self.on_caller(event)).await;
+                    }
+                    if callee_at.is_some_and(|at| at <= now)
+                        && let Some(event) = self.phase.bridge_mut().and_then(|b| b.leg.on_deadline(now))
+                    {
+                        Box::pin(self.on_bridged(event)).await;
                     }
                     if linger_at.is_some_and(|at| at <= now) {
                         self.route.abandon();
@@ -614,8 +686,101 @@ impl Call {
             cause => cause,
         };
         tracing::debug!(cause, "the bridged party has ended");
-        self.a.leg.bye();
+        self.a.leg_mut().bye();
         self.finish(Disposition::Answered, hangup.code, cause);
+    }
+
+    /// What the answered caller did (its channel served its dialog).
+    async fn on_caller(&mut self, event: crate::channel::SipEvent) {
+        use crate::channel::SipEvent;
+        match event {
+            SipEvent::Served(served) => self.on_served(Which::A, served).await,
+            SipEvent::Ended(hangup) => self.on_caller_ended(&hangup),
+            SipEvent::Owner(event) => self.on_event(event).await,
+        }
+    }
+
+    /// The answered caller's channel has ended (BYE, no ACK, no RTP, the
+    /// admin API): the bridged party gets BYE and the call ends.
+    fn on_caller_ended(&mut self, hangup: &pbx::Hangup) {
+        let (disposition, cause) = match hangup.cause {
+            "bye" => (Disposition::Answered, "caller"),
+            "no ACK for our 200" => {
+                tracing::info!("no ACK for our 200 OK; ending the call");
+                (Disposition::Failed, "no ACK from caller")
+            }
+            "no ACK" => {
+                tracing::info!("no ACK for our 200 OK to a re-INVITE; ending the call");
+                (Disposition::Answered, "no ACK for re-INVITE")
+            }
+            cause => (Disposition::Answered, cause),
+        };
+        if let Some(b) = self.phase.bridge_mut() {
+            b.leg.leg.bye();
+        }
+        self.abandon_dial();
+        self.finish(disposition, hangup.code, cause);
+    }
+
+    /// Lends the call's media the answered caller's leg, when its channel
+    /// has it (before anything that runs on it starts).
+    fn lend_caller(&mut self) {
+        if let Some(channel) = self.a.channel_mut()
+            && let Some(leg) = pbx::Channel::take_media(channel)
+        {
+            self.media.lend_caller(leg);
+        }
+    }
+
+    /// Gives the answered caller's channel its leg back when nothing runs
+    /// on it.
+    fn settle_caller(&mut self) {
+        if let Some(channel) = self.a.channel_mut()
+            && let Some(leg) = self.media.idle_caller()
+        {
+            pbx::Channel::give_media(channel, leg);
+        }
+    }
+
+    /// Lends the call's media both parties' legs, for what it starts.
+    fn lend_parties(&mut self) {
+        self.lend_caller();
+        self.lend_callee();
+    }
+
+    /// The answered caller's codec changed: what runs on its leg stops,
+    /// the leg goes back to its channel to take the new codec, and it
+    /// starts again (a prompt where it was).
+    async fn restart_caller(&mut self) {
+        if self.a.channel_mut().is_none() {
+            self.media.restart().await;
+            return;
+        }
+        let suspended = self.media.suspend().await;
+        self.settle_caller();
+        self.lend_parties();
+        self.media.go_on(suspended).await;
+    }
+
+    /// A keypress the caller sent in signalling, offered to
+    /// `read_digits` like an RFC 4733 one.
+    fn push_caller_digit(&mut self, digit: rtp::Digit) {
+        match self.a.channel_mut() {
+            Some(channel) => {
+                if let Some(media) = channel.media.as_deref() {
+                    media.push_digit(digit);
+                }
+            }
+            None => self.media.push_caller_digit(digit),
+        }
+    }
+
+    /// The caller's digits, for `read_digits`.
+    fn caller_digits(&mut self) -> Option<media::Digits> {
+        match self.a.channel_mut() {
+            Some(channel) => channel.media.as_deref_mut()?.digits(),
+            None => self.media.caller_digits(),
+        }
     }
 
     /// Lends the call's media the bridged party's leg, when its channel
@@ -640,7 +805,7 @@ impl Call {
 
     /// Joins the caller's and the bridged party's media.
     async fn bridge_media(&mut self) {
-        self.lend_callee();
+        self.lend_parties();
         self.media.bridge().await;
     }
 
@@ -648,9 +813,10 @@ impl Call {
     /// leg goes back to its channel to take the new codec, and it starts
     /// again.
     async fn restart_callee(&mut self) {
+        self.lend_caller();
         let suspended = self.media.suspend().await;
         self.settle_callee();
-        self.lend_callee();
+        self.lend_parties();
         self.media.go_on(suspended).await;
     }
 
@@ -659,7 +825,7 @@ impl Call {
     fn on_silence(&mut self, which: Which, silent: Duration) {
         tracing::info!(side = ?which, silent_ms = silent.as_millis() as u64, "no RTP; hanging up");
         metrics::counter!("rtp_timeouts_total").increment(1);
-        self.a.leg.bye();
+        self.a.leg_mut().bye();
         if let Some(b) = self.phase.bridge_mut() {
             b.leg.leg.bye();
         }
@@ -687,8 +853,8 @@ impl Call {
         if let Some(b) = self.phase.bridge_mut() {
             b.leg.leg.bye();
         }
-        if self.a.leg.state == LegState::Up {
-            self.a.leg.bye();
+        if self.a.leg().state == LegState::Up {
+            self.a.leg_mut().bye();
             self.finish(Disposition::Answered, 200, "admin hangup");
         } else {
             let r = self.a.tx.response_with_warning(
@@ -697,15 +863,15 @@ impl Call {
                 "hung up by the administrator",
             );
             self.a.tx.respond(r);
-            self.a.leg.state = LegState::Ended;
+            self.a.leg_mut().state = LegState::Ended;
             self.finish(Disposition::Failed, 480, "admin hangup");
         }
     }
 
     /// The server is stopping: end the call whatever its state.
     fn on_shutdown(&mut self) {
-        if self.a.leg.state == LegState::Up {
-            self.a.leg.bye();
+        if self.a.leg().state == LegState::Up {
+            self.a.leg_mut().bye();
             if let Some(b) = self.phase.bridge_mut() {
                 b.leg.leg.bye();
             }
@@ -725,7 +891,7 @@ impl Call {
     /// Whether the caller has been answered (the phase a caller left
     /// alone returns to: `Answered`, or `Routing`).
     fn caller_up(&self) -> bool {
-        self.a.leg.state == LegState::Up
+        self.a.leg().state == LegState::Up
     }
 
     /// Routing | Answered -> Dialing: the targets ring.
@@ -792,7 +958,7 @@ impl Call {
     }
 
     fn publish(&self) {
-        let mut legs = vec![self.a.leg.snapshot()];
+        let mut legs = vec![self.a.leg().snapshot()];
         if let Some(b) = self.phase.bridge() {
             legs.push(pbx::Leg::snapshot(&b.leg.leg));
         }
@@ -850,11 +1016,20 @@ impl Call {
     }
 }
 
+/// The next thing the answered caller does (pending until it is
+/// answered), for the call's loop. Cancel-safe.
+async fn caller_event(a: &mut Inbound) -> crate::channel::SipEvent {
+    match &mut a.party {
+        Caller::Channel(channel) => channel.next_request().await,
+        Caller::Leg(_) => std::future::pending().await,
+    }
+}
+
 /// The next thing the bridged party does (pending while nobody is
 /// bridged), for the call's loop. Cancel-safe.
 async fn bridged_event(phase: &mut Phase) -> crate::channel::SipEvent {
     match phase.bridge_mut() {
-        Some(b) => b.leg.next_sip().await,
+        Some(b) => b.leg.next_request().await,
         None => std::future::pending().await,
     }
 }

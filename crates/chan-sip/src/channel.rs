@@ -11,8 +11,14 @@
 //! keypresses become digits, and our 2xx is sent again until its ACK
 //! (§13.3.1.4).
 //!
-//! Its in-dialog requests reach it through its own inbox: the dialog table
-//! points the dialog's Call-ID at it while it exists.
+//! Its in-dialog requests reach it through its own inbox (the dialog
+//! table points the dialog's Call-ID at it while it exists), or, while
+//! the call it answered for holds it, through that call's queue: the call
+//! hands them to [`SipChannel::serve`], and the channel gets an inbox of
+//! its own only when it leaves ([`SipChannel::leave_owner`]). A call's
+//! party that never moves so costs no queue of its own, no re-pointing
+//! of its dialog and no extra future polled on each turn of the call's
+//! loop.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,13 +44,25 @@ pub(crate) struct SipChannel {
     /// Its media, the leg parked in it while no owner runs anything on
     /// it; `None` once ended or handed on.
     pub(crate) media: Option<Box<MediaEndpoint>>,
-    inbox: crate::queue::EventRx,
+    /// Where its dialog's requests arrive.
+    inbox: Inbox,
+    /// The sending end of that queue (its own, or its owner's).
     inbox_tx: crate::queue::EventTx,
     /// Handed on to another owner: its dialog is theirs now.
     moved: bool,
     /// A new codec came with a hold in one offer: [`ChannelEvent::MediaChanged`]
     /// follows the [`ChannelEvent::Hold`] at the next poll.
     media_changed: bool,
+}
+
+/// Where a channel's dialog's requests arrive.
+#[derive(Debug)]
+enum Inbox {
+    /// Its own queue, read by whoever holds it.
+    Own(crate::queue::EventRx),
+    /// The queue of the call that holds it, which knows the dialog as
+    /// `Side` and serves its requests through [`SipChannel::serve`].
+    Owner(Side),
 }
 
 impl std::fmt::Debug for SipChannel {
@@ -68,37 +86,64 @@ impl SipChannel {
             inner,
             leg,
             media,
-            inbox,
+            inbox: Inbox::Own(inbox),
             inbox_tx,
             moved: false,
             media_changed: false,
         }
     }
 
-    /// Gives the dialog to another owner (a call taking this party in),
-    /// whose queue `events` gets its requests from now on, as `side`: its
-    /// leg (with any 2xx still waiting for its ACK) and its media.
-    pub fn into_parts(
-        mut self,
+    /// Takes over an answered dialog for the call whose queue `events`
+    /// gets its requests (as `side`): the call serves them through
+    /// [`serve`](Self::serve) until the channel leaves it
+    /// ([`leave_owner`](Self::leave_owner)).
+    pub fn owned(
+        inner: Arc<Inner>,
+        leg: SipLeg,
+        media: Option<Box<MediaEndpoint>>,
         events: crate::queue::EventTx,
         side: Side,
-    ) -> (SipLeg, Option<Box<MediaEndpoint>>) {
-        // Handed on, not ended: nothing to hang up or forget when `self`
-        // drops.
-        let leg = self.leg.hand_over();
-        self.moved = true;
+    ) -> SipChannel {
+        SipChannel {
+            id: ChannelId::next(),
+            inner,
+            leg,
+            media,
+            inbox: Inbox::Owner(side),
+            inbox_tx: events,
+            moved: false,
+            media_changed: false,
+        }
+    }
+
+    /// It leaves the call that served its dialog: its requests come to an
+    /// inbox of its own from now on. Nothing for a channel that has one.
+    pub(crate) fn leave_owner(&mut self) {
+        if !matches!(self.inbox, Inbox::Owner(_)) {
+            return;
+        }
+        let (inbox_tx, inbox) = crate::queue::events(16);
         self.inner
             .dialogs
-            .repoint(&leg.dialog.call_id, events, side);
-        (leg, self.media.take())
+            .repoint(&self.leg.dialog.call_id, inbox_tx.clone(), Side::Inbound);
+        self.inbox = Inbox::Own(inbox);
+        self.inbox_tx = inbox_tx;
+    }
+
+    /// The side its owner knows its dialog as, in answers it is sent.
+    fn side(&self) -> Side {
+        match self.inbox {
+            Inbox::Own(_) => Side::Inbound,
+            Inbox::Owner(side) => side,
+        }
     }
 
     /// Tells the party it talks to `user` now (`first`: not a retry
     /// after glare).
     pub(crate) fn tell(&mut self, user: &str, first: bool) {
         let domain = self.inner.config.domain.clone();
+        let answers = (self.inbox_tx.clone(), self.side());
         let media = &mut self.media;
-        let answers = (self.inbox_tx.clone(), Side::Inbound);
         self.leg.tell_identity(
             &domain,
             user,
@@ -177,7 +222,7 @@ impl SipChannel {
     /// a REFER), an ACK or an answer to our offer settled; or something
     /// another call asks of the call that owns this dialog, for the owner
     /// (`None` when it is settled here).
-    fn on_event(&mut self, event: CallEvent) -> Option<SipEvent> {
+    pub(crate) fn serve(&mut self, event: CallEvent) -> Option<SipEvent> {
         let served = match event {
             CallEvent::Request { request, reply, .. } => {
                 party::request(&mut self.leg, self.media.as_deref_mut(), *request, reply)
@@ -218,34 +263,75 @@ impl SipChannel {
         }
     }
 
-    /// Our 2xx again, or the end of the dialog when no ACK came (§13.3.1.4).
-    fn on_retransmit(&mut self) -> Option<SipEvent> {
-        self.leg.retransmit_ok(Instant::now()).err()?;
-        self.leg.bye();
-        Some(SipEvent::Ended(self.ended(408, "no ACK")))
+    /// When its next timer is due: our 2xx again (§13.3.1.4), or the
+    /// silence limit of its leg while something runs on it elsewhere.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        if self.leg.state == LegState::Ended {
+            return None;
+        }
+        let silence = Watch::one(self.media.as_deref()).deadline();
+        [self.leg.ok_due(), silence].into_iter().flatten().min()
     }
 
-    /// The next thing its party does, as a SIP call that owns the channel
-    /// (its bridged party) reacts to it; serves the dialog meanwhile, and
-    /// drives its timers (our 2xx until ACK, the RTP timeout of its leg
-    /// when nothing runs on it here). Cancel-safe.
-    pub(crate) async fn next_sip(&mut self) -> SipEvent {
+    /// Its timers at `now`: our 2xx again, or the end of the dialog when
+    /// no ACK came for it or its leg has been silent too long.
+    pub(crate) fn on_deadline(&mut self, now: Instant) -> Option<SipEvent> {
+        if self.leg.state == LegState::Ended {
+            return None;
+        }
+        if self.leg.ok_due().is_some_and(|at| at <= now)
+            && let Err(no_ack) = self.leg.retransmit_ok(now)
+        {
+            self.leg.bye();
+            // The 2xx that answered the INVITE itself, or one to a
+            // re-INVITE.
+            let cause = if no_ack.first {
+                "no ACK for our 200"
+            } else {
+                "no ACK"
+            };
+            return Some(SipEvent::Ended(self.ended(408, cause)));
+        }
+        // RTP may have come since the deadline was read: only a leg
+        // really silent too long ends the call.
+        let (_, silent) = Watch::one(self.media.as_deref()).expired(now)?;
+        tracing::info!(call_id = %self.leg.dialog.call_id, silent_ms = silent.as_millis() as u64, "no RTP; hanging up");
+        metrics::counter!("rtp_timeouts_total").increment(1);
+        self.leg.bye();
+        Some(SipEvent::Ended(self.ended(200, "rtp timeout")))
+    }
+
+    /// The next request in its dialog, served, for an owner that keeps
+    /// the channel's timers in its own ([`deadline`](Self::deadline),
+    /// [`on_deadline`](Self::on_deadline)): a SIP call, whose one timer
+    /// serves its parties too. Cancel-safe.
+    pub(crate) async fn next_request(&mut self) -> SipEvent {
         loop {
             if self.leg.state == LegState::Ended {
                 return std::future::pending().await;
             }
-            let retrans_at = self.leg.ok_due();
-            let silence = Watch::one(self.media.as_deref());
-            let watch_silence = !silence.is_empty();
+            // Served by its owner from the owner's queue.
+            let Inbox::Own(inbox) = &mut self.inbox else {
+                return std::future::pending().await;
+            };
+            let Some(event) = inbox.recv().await else {
+                return std::future::pending().await;
+            };
+            if let Some(event) = self.serve(event) {
+                return event;
+            }
+        }
+    }
+
+    /// The next thing its party does: its dialog served, its timers
+    /// driven (our 2xx until ACK, the RTP timeout of its leg while
+    /// something runs on it elsewhere). Cancel-safe.
+    async fn next_sip(&mut self) -> SipEvent {
+        loop {
+            let at = self.deadline();
             let event = tokio::select! {
-                event = self.inbox.recv() => event.and_then(|event| self.on_event(event)),
-                () = sleep_until(retrans_at), if retrans_at.is_some() => self.on_retransmit(),
-                (_, silent) = silence.silent(), if watch_silence => {
-                    tracing::info!(call_id = %self.leg.dialog.call_id, silent_ms = silent.as_millis() as u64, "no RTP; hanging up");
-                    metrics::counter!("rtp_timeouts_total").increment(1);
-                    self.leg.bye();
-                    Some(SipEvent::Ended(self.ended(200, "rtp timeout")))
-                }
+                event = self.next_request() => Some(event),
+                () = sleep_until(at), if at.is_some() => self.on_deadline(Instant::now()),
             };
             if let Some(event) = event {
                 return event;

@@ -198,14 +198,14 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         cancel: tx.cancel_token(),
         tx: CallerTx::Open(Box::new(tx)),
         max_forwards: incoming.request.max_forwards().unwrap_or(70),
-        leg: SipLeg::new(
+        party: super::Caller::Leg(SipLeg::new(
             inner.clone(),
             dialog,
             "inbound",
             LegState::Calling,
             contact.clone(),
             crate::leg::allows(&incoming.request.headers, "UPDATE"),
-        ),
+        )),
         cancel_seen: false,
     };
     let mut call = Call::new(inner.clone(), record, route, (events_tx, events), a, media);
@@ -336,9 +336,9 @@ impl Call {
         let ip = self
             .inner
             .endpoint
-            .local_addr_for(self.a.leg.dialog.transport, self.a.leg.dialog.peer)
+            .local_addr_for(self.a.leg().dialog.transport, self.a.leg().dialog.peer)
             .map(|a| a.ip());
-        let peer = self.a.leg.dialog.peer.ip();
+        let peer = self.a.leg().dialog.peer.ip();
         self.media.caller_description(ip, peer).await
     }
 
@@ -349,7 +349,7 @@ impl Call {
         }
         let r = self.a.tx.response(487);
         self.a.tx.respond(r);
-        self.a.leg.state = LegState::Ended;
+        self.a.leg_mut().state = LegState::Ended;
         self.abandon_dial();
         self.finish(Disposition::Cancelled, 487, "cancel");
     }
@@ -358,10 +358,11 @@ impl Call {
     /// bridged party's channel sends its own); a caller that never ACKs
     /// it ends the call (§13.3.1.4).
     pub(super) fn on_retransmit(&mut self, now: Instant) {
-        let Err(no_ack) = self.a.leg.retransmit_ok(now) else {
+        // The bridged party's channel sends its own.
+        let Err(no_ack) = self.a.leg_mut().retransmit_ok(now) else {
             return;
         };
-        self.a.leg.bye();
+        self.a.leg_mut().bye();
         if let Some(b) = self.phase.bridge_mut() {
             b.leg.leg.bye();
         }
@@ -379,7 +380,7 @@ impl Call {
     pub(super) fn send_ok(&mut self, body: Option<(String, Bytes)>) {
         let mut ok = self.a.tx.response(200);
         ok.headers
-            .push(HeaderName::Contact, self.a.leg.contact.as_str());
+            .push(HeaderName::Contact, self.a.leg().contact.as_str());
         ok.headers.push(
             HeaderName::Allow,
             "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO",
@@ -388,11 +389,33 @@ impl Call {
             ok.headers.push(HeaderName::ContentType, content_type);
             ok.body = body;
         }
-        self.a.leg.state = LegState::Up;
+        self.a.leg_mut().state = LegState::Up;
         self.a.tx.respond(ok.clone());
         if let Some(resender) = self.a.tx.ok_resender() {
-            self.a.leg.keep_ok(resender, &ok, true);
+            self.a.leg_mut().keep_ok(resender, &ok, true);
         }
         self.record.answered();
+        self.caller_to_channel();
+    }
+
+    /// The answered caller becomes a channel, as the bridged party is:
+    /// its dialog (with our 2xx until the ACK) and its media endpoint are
+    /// the channel's from now on, and it lends the call its leg.
+    fn caller_to_channel(&mut self) {
+        let super::Caller::Leg(leg) = &mut self.a.party else {
+            return;
+        };
+        let leg = leg.hand_over();
+        let media = self.media.caller_to_channel();
+        // Its dialog's requests stay on this call's queue, served
+        // through the channel, until it leaves.
+        let channel = crate::channel::SipChannel::owned(
+            self.inner.clone(),
+            leg,
+            media,
+            self.events_tx.clone(),
+            Side::Inbound,
+        );
+        self.a.party = super::Caller::Channel(channel);
     }
 }

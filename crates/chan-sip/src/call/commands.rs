@@ -43,7 +43,10 @@ impl Call {
                 let _ = done.send(r);
             }
             Command::Play { prompt, done } => match self.own_media().await {
-                Ok(()) => self.media.play(prompt, done).await,
+                Ok(()) => {
+                    self.lend_parties();
+                    self.media.play(prompt, done).await;
+                }
                 Err(e) => {
                     let _ = done.send(Err(e));
                 }
@@ -51,7 +54,10 @@ impl Call {
             Command::Record { limits, done } => {
                 let (max, silence) = *limits;
                 let r = match self.own_media().await {
-                    Ok(()) => self.media.record(max, silence).await,
+                    Ok(()) => {
+                        self.lend_parties();
+                        self.media.record(max, silence).await
+                    }
                     Err(e) => Err(e),
                 };
                 let _ = done.send(r);
@@ -63,7 +69,9 @@ impl Call {
             Command::Unhold(done) => {
                 let r = match self.own_media().await {
                     Ok(()) => {
+                        self.lend_parties();
                         self.media.unhold().await;
+                        self.lend_parties();
                         self.media.listen().await;
                         Ok(())
                     }
@@ -72,6 +80,7 @@ impl Call {
                 let _ = done.send(r);
             }
             Command::StopPlaying(done) => {
+                self.lend_parties();
                 self.media.stop_playing().await;
                 let _ = done.send(Ok(()));
             }
@@ -121,14 +130,14 @@ impl Call {
         if !self.a.tx.is_answered() {
             let r = self.a.tx.response(180);
             self.a.tx.respond(r);
-            self.a.leg.state = LegState::Ringing;
+            self.a.leg_mut().state = LegState::Ringing;
         }
         Ok(())
     }
 
     pub(super) async fn answer(&mut self) -> Result<(), ActionError> {
         self.live()?;
-        if self.a.leg.state == LegState::Up {
+        if self.a.leg().state == LegState::Up {
             return Ok(());
         }
         let body = match self.caller_sdp().await {
@@ -144,6 +153,7 @@ impl Call {
             }
         };
         self.send_ok(Some(("application/sdp".to_owned(), body)));
+        self.lend_parties();
         self.media.listen().await;
         if matches!(self.phase, Phase::Routing) {
             self.phase = Phase::Answered;
@@ -174,26 +184,27 @@ impl Call {
             ))
         })?;
         // Nobody holds: the far side (absent) "holds" the caller.
+        self.lend_parties();
         self.media.hold(crate::anchor::Which::B, music).await;
         Ok(())
     }
 
     async fn echo(&mut self) -> Result<(), ActionError> {
         self.own_media().await?;
+        self.lend_parties();
         self.media.echo().await;
         Ok(())
     }
 
     async fn digits(&mut self) -> Result<media::Digits, ActionError> {
         self.own_media().await?;
-        self.media
-            .caller_digits()
+        self.caller_digits()
             .ok_or_else(|| ActionError::Failed("the caller has no media".into()))
     }
 
     fn reject(&mut self, code: u16, reason: Option<String>) -> Result<(), ActionError> {
         self.live()?;
-        if self.a.leg.state == LegState::Up {
+        if self.a.leg().state == LegState::Up {
             return Err(ActionError::Failed(
                 "the call is answered: use hangup() to end it".into(),
             ));
@@ -218,7 +229,7 @@ impl Call {
 
     fn redirect(&mut self, uri: &str) -> Result<(), ActionError> {
         self.live()?;
-        if self.a.leg.state == LegState::Up {
+        if self.a.leg().state == LegState::Up {
             return Err(ActionError::Failed(
                 "the call is answered: it cannot be redirected".into(),
             ));
@@ -234,8 +245,8 @@ impl Call {
 
     fn hangup(&mut self) -> Result<(), ActionError> {
         self.live()?;
-        if self.a.leg.state == LegState::Up {
-            self.a.leg.bye();
+        if self.a.leg().state == LegState::Up {
+            self.a.leg_mut().bye();
             self.finish(Disposition::Answered, 200, "dialplan");
         } else {
             // What Asterisk and FreeSWITCH send for an unanswered hangup.
@@ -250,9 +261,9 @@ impl Call {
         if self.phase.is_ended() {
             return;
         }
-        match end.verdict(self.a.leg.state == LegState::Up) {
+        match end.verdict(self.a.leg().state == LegState::Up) {
             pbx::Verdict::HangUp { cause } => {
-                self.a.leg.bye();
+                self.a.leg_mut().bye();
                 if let Some(b) = self.phase.bridge_mut() {
                     b.leg.leg.bye();
                 }

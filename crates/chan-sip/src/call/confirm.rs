@@ -88,9 +88,10 @@ impl Call {
             return;
         }
         party.withdraw_offer();
-        if self.a.leg.state == pbx::LegState::Up && !self.media.is_ringback() {
+        if self.a.leg().state == pbx::LegState::Up && !self.media.is_ringback() {
             // Answered already (a voice menu): ringback while it confirms
             // (its early media, if it was heard, is over).
+            self.lend_parties();
             self.media.ringback().await;
         }
         self.note(|| {
@@ -151,6 +152,7 @@ impl Call {
             .and_then(|d| d.driver.heard.take())
             .is_some()
         {
+            self.lend_parties();
             drop(self.media.detach(Which::B).await);
         }
         self.put_through(id, channel, label, answered_at).await;

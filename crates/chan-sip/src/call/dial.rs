@@ -148,7 +148,7 @@ impl Call {
             }));
             return;
         }
-        if self.a.leg.state == LegState::Up
+        if self.a.leg().state == LegState::Up
             && self.phase.bridge().is_none()
             && self.media.held_by().is_none()
         {
@@ -156,6 +156,7 @@ impl Call {
             // hears ringback, not silence, while the targets ring. One the
             // dialplan holds (`call:hold`, a queue ringing its agents)
             // keeps hearing its music.
+            self.lend_parties();
             self.media.ringback().await;
         }
         let mut dialing = Dialing::new(
@@ -261,6 +262,7 @@ impl Call {
         let Some(party) = self.branches.get_mut(&id).and_then(|b| b.media.take()) else {
             return false;
         };
+        self.lend_parties();
         let previous = self.media.attach_callee(party).await;
         if let (Some(before), Some(previous)) = (heard, previous)
             && let Some(b) = self.branches.get_mut(&before)
@@ -282,6 +284,7 @@ impl Call {
             && dialing.driver.heard == Some(id)
         {
             dialing.driver.heard = None;
+            self.lend_parties();
             return self.media.detach(Which::B).await;
         }
         self.branches.get_mut(&id).and_then(|b| b.media.take())
@@ -489,7 +492,7 @@ impl Call {
                         early.map(|b| ("application/sdp".to_owned(), b)),
                     );
                     self.a.tx.respond(out);
-                    self.a.leg.state = LegState::Ringing;
+                    self.a.leg_mut().state = LegState::Ringing;
                 } else if let InviteEvent::Response(r) = &event
                     && !r.body.is_empty()
                 {
@@ -520,6 +523,7 @@ impl Call {
                 // Its early media is gone and others still ring: back to
                 // our ringback.
                 dialing.driver.early = None;
+                self.lend_parties();
                 self.media.ringback().await;
             }
             return;
@@ -620,6 +624,7 @@ impl Call {
         if let Some(dialing) = self.phase.dialing_mut() {
             dialing.driver.heard = None;
         }
+        self.lend_parties();
         let media = self.media.detach(Which::B).await;
         let channel = SipChannel::new(self.inner.clone(), leg, media);
         self.put_through(id, channel, label, answered_at).await;
@@ -683,7 +688,7 @@ impl Call {
     /// yet (our SDP), and their media joined. `false` when the caller's
     /// media cannot be answered (the call is over then).
     pub(super) async fn answer_and_bridge(&mut self) -> bool {
-        if self.a.leg.state != LegState::Up {
+        if self.a.leg().state != LegState::Up {
             match self.caller_sdp().await {
                 Ok(body) => self.send_ok(Some(("application/sdp".to_owned(), body))),
                 Err(failure) => {
@@ -741,6 +746,7 @@ impl Call {
         if self.media.apply_callee(&stream, false, peer).await.is_err() {
             return;
         }
+        self.lend_parties();
         self.media.bridge().await;
         if let Some(dialing) = self.phase.dialing_mut() {
             dialing.driver.early = Some(id);
@@ -755,6 +761,7 @@ impl Call {
         let stream = self.media.callee_answer(body).ok()?;
         self.media.apply_callee(&stream, false, peer).await.ok()?;
         let ours = self.caller_sdp().await.ok()?;
+        self.lend_parties();
         self.media.bridge().await;
         Some(ours)
     }

@@ -41,7 +41,11 @@ impl Call {
     /// `which`'s leg and media, to serve its dialog with.
     fn party(&mut self, which: Which) -> Option<(&mut SipLeg, Option<&mut MediaEndpoint>)> {
         match which {
-            Which::A => Some((&mut self.a.leg, self.media.side_mut(Which::A))),
+            Which::A => match &mut self.a.party {
+                super::Caller::Leg(leg) => Some((leg, self.media.side_mut(Which::A))),
+                // Its channel's own (it serves its dialog itself).
+                super::Caller::Channel(c) => Some((&mut c.leg, c.media.as_deref_mut())),
+            },
             // Its channel's own (it serves its dialog itself).
             Which::B => {
                 let b = &mut self.phase.bridge_mut()?.leg;
@@ -104,7 +108,10 @@ impl Call {
             return;
         };
         let body = answer.unwrap_or_default();
-        let served = party::answered(self.media.side_mut(which), &body, "re-INVITE answer");
+        let Some((_, media)) = self.party(which) else {
+            return;
+        };
+        let served = party::answered(media, &body, "re-INVITE answer");
         self.on_served(which, served).await;
     }
 
@@ -117,7 +124,12 @@ impl Call {
             Served::Digit(digit, duration) => {
                 // To the other side as it negotiated keypresses, or to
                 // `read_digits` when nobody is bridged.
-                if let DigitTo::Info(to) = self.media.signalled_digit(which, digit, duration) {
+                if !self.media.is_bridged() {
+                    if which == Which::A {
+                        self.push_caller_digit(digit);
+                    }
+                } else if let DigitTo::Info(to) = self.media.signalled_digit(which, digit, duration)
+                {
                     self.send_info_digit(to, digit, duration);
                 }
             }
@@ -132,7 +144,7 @@ impl Call {
     fn on_hung_up(&mut self, which: Which) {
         match which {
             Which::B => {
-                self.a.leg.bye();
+                self.a.leg_mut().bye();
                 self.finish(Disposition::Answered, 200, "callee");
             }
             Which::A => {
@@ -155,7 +167,7 @@ impl Call {
     /// for a phone that negotiated no RFC 4733 events.
     pub(super) fn send_info_digit(&mut self, to: Which, digit: rtp::Digit, duration: Duration) {
         let leg = match to {
-            Which::A => Some(&mut self.a.leg),
+            Which::A => Some(self.a.leg_mut()),
             Which::B => self.phase.bridge_mut().map(|b| &mut b.leg.leg),
         };
         let Some(leg) = leg.filter(|leg| leg.state == LegState::Up) else {
@@ -206,7 +218,7 @@ impl Call {
                     .phase
                     .bridge()
                     .is_some_and(|b| b.leg.leg.state == LegState::Up),
-                Which::B => self.a.leg.state == LegState::Up,
+                Which::B => self.a.leg().state == LegState::Up,
             };
             match (held, self.media.held_by()) {
                 (true, None) if other_up => {
@@ -219,6 +231,7 @@ impl Call {
                         });
                         // The other side's leg plays the music.
                         self.lend_callee();
+                        self.lend_parties();
                         self.media.hold(which, music).await;
                         restarted = true;
                     }
@@ -226,6 +239,7 @@ impl Call {
                 (false, Some(holder)) if holder == which => {
                     self.note(|| format!("{which:?} resumes: bridged again"));
                     self.lend_callee();
+                    self.lend_parties();
                     self.media.unhold().await;
                     restarted = true;
                 }
@@ -234,7 +248,7 @@ impl Call {
         }
         if changed.restart && !restarted {
             match which {
-                Which::A => self.media.restart().await,
+                Which::A => self.restart_caller().await,
                 Which::B => self.restart_callee().await,
             }
         }

@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::{Bridge, Call, CallEvent, Phase};
-use crate::anchor::{CallMedia, Which};
+use crate::anchor::CallMedia;
 use crate::channel::SipChannel;
 use crate::{Inner, Side};
 
@@ -25,15 +25,23 @@ impl Call {
     /// of its own; the call has no caller afterwards (the caller must
     /// `finish` it). `None` when the caller is not answered or is bridged.
     pub(super) async fn detach_caller(&mut self) -> Option<SipChannel> {
-        if self.a.leg.state != LegState::Up || !self.phase.is_alone() {
+        if self.a.leg().state != LegState::Up || !self.phase.is_alone() {
             return None;
         }
-        let media = self.media.detach(Which::A).await?;
-        // Our 200 may still wait for its ACK: the leg takes it along, and
-        // the channel keeps sending it.
-        // Moved, not ended: no BYE from this call.
-        let leg = self.a.leg.hand_over();
-        Some(SipChannel::new(self.inner.clone(), leg, Some(media)))
+        // The answered caller is a channel already (its dialog and media
+        // its own, our 200 sent again until the ACK): it takes its leg
+        // back and leaves; what stays is its ended shadow.
+        let leg = self.media.return_caller().await;
+        let ghost = super::Caller::Leg(self.a.leg().ghost());
+        let super::Caller::Channel(mut channel) = std::mem::replace(&mut self.a.party, ghost)
+        else {
+            return None;
+        };
+        if let Some(leg) = leg {
+            pbx::Channel::give_media(&mut channel, leg);
+        }
+        channel.leave_owner();
+        Some(channel)
     }
 
     /// Takes `channel` in as the party the caller is bridged to (answering
@@ -154,6 +162,7 @@ impl Call {
             }
         };
         // Stop whatever the caller hears (a prompt, music) first.
+        self.lend_parties();
         self.media.stop_playing().await;
         self.note(|| format!("retrieved the call parked in slot {slot}"));
         let label = format!("park:{slot}");
@@ -430,11 +439,10 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
     }
     tracing::info!(slot, %parker, "parked call timed out; ringing back the parker");
     let (events_tx, events) = crate::queue::events(64);
-    let (leg, media) = channel.into_parts(events_tx.clone(), Side::Inbound);
-    let id = leg.dialog.call_id.clone();
+    let id = channel.leg.dialog.call_id.clone();
     let active = inner.active.fetch_add(1, Ordering::Relaxed) + 1;
     metrics::gauge!("calls_active").set(active as f64);
-    let party = pbx::Leg::snapshot(&leg).peer;
+    let party = pbx::Leg::snapshot(&channel.leg).peer;
     // The ring-back is a call of its own: its span, as an INVITE's call.
     let span = tracing::info_span!("call", call_id = %id, from = %party, to = %parker);
     let (handle, commands) = CallHandle::new();
@@ -468,19 +476,17 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
             RouteEnd::Done
         })
     });
-    // The caller comes answered already: nothing of its INVITE is left
-    // to answer.
+    // The caller comes answered already, a channel (its dialog and
+    // media its own, lending the call its leg): nothing of its INVITE is
+    // left to answer.
     let a = super::Inbound {
         tx: super::CallerTx::Done,
         cancel: CancellationToken::new(),
         max_forwards: 70,
-        leg,
+        party: super::Caller::Channel(channel),
         cancel_seen: true,
     };
-    let media = match media {
-        Some(party) => CallMedia::alone(inner.media.clone(), party),
-        None => CallMedia::new(inner.media.clone()),
-    };
+    let media = CallMedia::new(inner.media.clone());
     let mut call = Call::new(inner.clone(), record, route, (events_tx, events), a, media);
     call.phase = Phase::Answered;
     call.spawn(span);

@@ -196,9 +196,9 @@ impl Call {
                 display: None,
                 uri: format!("sip:{target}@{}", self.inner.config.domain),
             },
-            source_ip: transfer_source(&self.a.leg),
-            source_port: self.a.leg.dialog.peer.port(),
-            transport: self.a.leg.dialog.transport.to_string(),
+            source_ip: transfer_source(self.a.leg()),
+            source_port: self.a.leg().dialog.peer.port(),
+            transport: self.a.leg().dialog.transport.to_string(),
             caller: Some(by.clone()),
             context,
             headers: pbx::HeaderList::default(),
@@ -225,27 +225,37 @@ impl Call {
     ) -> Option<(SipChannel, Option<pbx::DialDone>)> {
         let bridge = self.take_bridge()?;
         let mut callee = bridge.leg;
+        self.lend_parties();
         if let Some(leg) = self.media.return_callee().await {
             pbx::Channel::give_media(&mut callee, leg);
         }
         if which == Which::B {
             return Some((callee, bridge.done));
         }
-        // The caller leaves: the callee's dialog and media become the
-        // call's caller side, the caller's a channel.
-        let caller_media = self.media.detach(Which::A).await;
-        let (leg, media) = callee.into_parts(self.events_tx.clone(), Side::Inbound);
-        let caller = std::mem::replace(&mut self.a.leg, leg);
-        if let Some(media) = media {
-            self.media.attach_caller(media).await;
+        // The caller leaves, a channel with its own leg back; the
+        // callee's channel becomes the call's caller, lending its leg as
+        // the caller's.
+        let leg = self.media.return_caller().await;
+        let caller = std::mem::replace(&mut self.a.party, super::Caller::Channel(callee));
+        let mut caller = match caller {
+            super::Caller::Channel(channel) => channel,
+            // Not answered: no bridge (cannot be here).
+            super::Caller::Leg(leg) => {
+                self.lend_parties();
+                let media = self.media.detach(Which::A).await;
+                SipChannel::new(self.inner.clone(), leg, media)
+            }
+        };
+        if let Some(leg) = leg {
+            pbx::Channel::give_media(&mut caller, leg);
         }
+        caller.leave_owner();
         // The INVITE that made the call was the leaving party's.
         self.a.tx = super::CallerTx::Done;
         self.a.max_forwards = 70;
         self.a.cancel_seen = true;
         // Outbound calls now carry the kept party's identity.
         self.identity = self.record.callee().map(str::to_owned);
-        let caller = SipChannel::new(self.inner.clone(), caller, caller_media);
         Some((caller, bridge.done))
     }
 
@@ -398,7 +408,7 @@ impl Call {
         } = replaces;
         // Another call's: not this call's own dialogs (whose bridged
         // party's channel would ask this very call, busy here).
-        let own = self.a.leg.dialog.call_id == call_id
+        let own = self.a.leg().dialog.call_id == call_id
             || self
                 .phase
                 .bridge()
@@ -488,12 +498,14 @@ impl Call {
         let answers = (self.events_tx.clone(), side);
         let media = &mut self.media;
         match side {
-            Side::Inbound => {
-                let offer = || media.offer_again(Which::A);
-                self.a
-                    .leg
-                    .tell_identity(&domain, user, offer, answers, first);
-            }
+            Side::Inbound => match &mut self.a.party {
+                super::Caller::Leg(leg) => {
+                    let offer = || media.offer_again(Which::A);
+                    leg.tell_identity(&domain, user, offer, answers, first);
+                }
+                // Its channel tells it, and hears its answer.
+                super::Caller::Channel(channel) => channel.tell(user, first),
+            },
             // The bridged party's channel tells it, and hears its answer.
             Side::Outbound(id) => {
                 if let Some(b) = self.phase.bridge_mut().filter(|b| b.branch == id) {
@@ -514,7 +526,7 @@ impl Call {
                 && ((d.local_tag == to_tag && remote == from_tag)
                     || (d.local_tag == from_tag && remote == to_tag))
         };
-        if matches(&self.a.leg) {
+        if matches(self.a.leg()) {
             Some(Which::A)
         } else if self.phase.bridge().is_some_and(|b| matches(&b.leg.leg)) {
             Some(Which::B)
@@ -557,7 +569,7 @@ impl Call {
         };
         let (channel, done) = self.take_party(party).await?;
         self.note(|| format!("attended transfer: {label} joins another call"));
-        self.a.leg.bye();
+        self.a.leg_mut().bye();
         self.finish(pbx::Disposition::Answered, 200, "attended transfer");
         drop(done);
         Some((channel, label))
