@@ -176,6 +176,21 @@ pub(crate) enum CallEvent {
     },
 }
 
+impl CallEvent {
+    /// Whose dialog, for a request in one of the call's dialogs (or an
+    /// answer to our offer in one).
+    fn dialog_side(&self) -> Option<Side> {
+        match self {
+            CallEvent::Request { side, .. }
+            | CallEvent::ReInvite { side, .. }
+            | CallEvent::Ack { side, .. }
+            | CallEvent::OfferAnswered { side, .. }
+            | CallEvent::TellIdentity { side, .. } => Some(*side),
+            _ => None,
+        }
+    }
+}
+
 /// A dialog another call asks about, by Call-ID and tags (RFC 3891):
 /// boxed in [`CallEvent`], which queues per call.
 #[derive(Debug)]
@@ -629,6 +644,22 @@ impl Call {
     // ---- events ----
 
     async fn on_event(&mut self, event: CallEvent) {
+        // A party that is a channel owned by this call: its dialog is
+        // served by the channel, as it would serve it from its own inbox.
+        if let Some(which) = event.dialog_side().and_then(|side| self.which(side))
+            && let Some(channel) = self.party_channel(which)
+        {
+            use crate::channel::SipEvent;
+            match channel.serve(event) {
+                None | Some(SipEvent::Owner(_)) => {}
+                Some(SipEvent::Served(served)) => self.on_served(which, served).await,
+                Some(SipEvent::Ended(hangup)) => match which {
+                    Which::A => self.on_caller_ended(&hangup),
+                    Which::B => self.on_callee_ended(&hangup),
+                },
+            }
+            return;
+        }
         match event {
             CallEvent::Branch { id, event } => self.on_branch(id, event).await,
             CallEvent::Confirmed {
@@ -729,6 +760,14 @@ impl Call {
             && let Some(leg) = pbx::Channel::take_media(channel)
         {
             self.media.lend_caller(leg);
+        }
+    }
+
+    /// `which`'s channel: the answered caller's, or the bridged party's.
+    fn party_channel(&mut self, which: Which) -> Option<&mut crate::channel::SipChannel> {
+        match which {
+            Which::A => self.a.channel_mut(),
+            Which::B => self.phase.bridge_mut().map(|b| &mut b.leg),
         }
     }
 
@@ -923,7 +962,10 @@ impl Call {
     /// replacement, an attended transfer's move). `None` when not bridged.
     fn take_bridge(&mut self) -> Option<Bridge> {
         let caller_up = self.caller_up();
-        self.phase.take_bridge(caller_up)
+        let mut bridge = self.phase.take_bridge(caller_up)?;
+        // Wherever it goes, its dialog goes with it.
+        bridge.leg.leave_owner();
+        Some(bridge)
     }
 
     /// Answered (the bridged party just released) -> Replacing.

@@ -626,7 +626,10 @@ impl Call {
         }
         self.lend_parties();
         let media = self.media.detach(Which::B).await;
-        let channel = SipChannel::new(self.inner.clone(), leg, media);
+        // Its dialog's requests stay on this call's queue, served
+        // through the channel, until it leaves (`take_bridge`).
+        let events = self.events_tx.clone();
+        let channel = SipChannel::owned(self.inner.clone(), leg, media, events, Side::Outbound(id));
         self.put_through(id, channel, label, answered_at).await;
     }
 

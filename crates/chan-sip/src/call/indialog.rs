@@ -28,7 +28,7 @@ impl Call {
     /// The party of a dialog the call's queue gets requests for: the
     /// caller, or the bridged party; `None`: a fork that is not (or no
     /// longer) bridged.
-    fn which(&self, side: Side) -> Option<Which> {
+    pub(super) fn which(&self, side: Side) -> Option<Which> {
         match side {
             Side::Inbound => Some(Which::A),
             Side::Outbound(id) if self.phase.bridge().is_some_and(|b| b.branch == id) => {
