@@ -15,12 +15,16 @@
 //! built on moves: `confirm.rs`, `trunkdial.rs`, `moves.rs` (park,
 //! pickup, Replaces), `transfer.rs` (REFER).
 //!
-//! Both parties are `SipChannel`s once they are up: the caller from its
-//! answer (`caller_to_channel`; before it, the call answers its INVITE),
-//! the bridged party from the moment it is put through. Each serves its
-//! own dialog and keeps its own media endpoint, lending the call its leg
-//! for what plays (`pbx::Stage`, in `anchor.rs`'s `CallMedia`); the
-//! call's loop polls both and reacts to what they do (`on_caller`,
+//! Both parties are `SipChannel`s: the caller from its INVITE (the
+//! channel holds its INVITE's transaction: `ring`, `reject`,
+//! `answer_with`), the bridged party from the moment it is put through.
+//! Owned by the call, their dialogs' requests come to the call's queue
+//! and are served by the channel's code (`SipChannel::serve`); a party
+//! that leaves takes its dialog along (`leave_owner`). Once up, each
+//! keeps its own media endpoint (the caller's is the call's side `A`
+//! until the answer, where ringback and early media play), lending the
+//! call its leg for what plays (`pbx::Stage`, in `anchor.rs`'s
+//! `CallMedia`); the call reacts to what they do (`on_caller`,
 //! `on_bridged`).
 //!
 //! The call's state is one enum, [`Phase`] (`pbx::Phase`, over this
@@ -48,14 +52,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use pbx::{DialDone, DialOutcome, Disposition, Leg, LegState, RingingSnapshot, RouteEvent};
 use sip_net::{Incoming, InviteEvent, InviteTx};
-use sip_proto::{Headers, Request, Response};
+use sip_proto::Request;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::anchor::{CallMedia, Failure, Which};
+use crate::anchor::{CallMedia, Which};
 use confirm::ConfirmMedia;
 
 mod caller;
@@ -200,129 +203,37 @@ pub(crate) struct DialogRef {
     pub(crate) tags: (String, String),
 }
 
-/// The caller's INVITE transaction, for as long as the call answers it.
-enum CallerTx {
-    /// Not answered yet. Boxed: the transaction (which keeps the whole
-    /// INVITE to build responses from) is large.
-    Open(Box<InviteTx>),
-    /// Answered with a 2xx: only what sends it again until the ACK
-    /// (§13.3.1.4). The INVITE is not kept for the rest of the call.
-    Answered(Box<sip_net::OkResender>),
-    /// Answered otherwise, or a caller that came to the call answered
-    /// already (a parked call ringing back whoever parked it): nothing
-    /// more is answered.
-    Done,
-}
-
-impl CallerTx {
-    fn response(&self, status: u16) -> Response {
-        match self {
-            CallerTx::Open(tx) => tx.response(status),
-            _ => Response {
-                status,
-                reason: String::new(),
-                headers: Headers::default(),
-                body: Bytes::new(),
-            },
-        }
-    }
-
-    fn response_with_warning(&self, status: u16, agent: &str, text: &str) -> Response {
-        match self {
-            CallerTx::Open(tx) => tx.response_with_warning(status, agent, text),
-            _ => self.response(status),
-        }
-    }
-
-    /// The answer for media we cannot use, with a Warning.
-    fn failure(&self, failure: &Failure, agent: &str) -> Response {
-        self.response_with_warning(failure.status(), agent, failure.text())
-    }
-
-    /// Sends `response`; a final one closes the transaction (a 2xx keeps
-    /// only its resender), and a 2xx after it is the retransmission.
-    fn respond(&mut self, response: Response) {
-        match self {
-            CallerTx::Open(tx) => {
-                let status = response.status;
-                tx.respond(response);
-                if (200..300).contains(&status) {
-                    *self = CallerTx::Answered(Box::new(tx.ok_resender()));
-                } else if status >= 300 {
-                    *self = CallerTx::Done;
-                }
-            }
-            CallerTx::Answered(resender) => resender.resend(response),
-            CallerTx::Done => {}
-        }
-    }
-
-    fn is_answered(&self) -> bool {
-        match self {
-            CallerTx::Open(tx) => tx.is_answered(),
-            _ => true,
-        }
-    }
-
-    fn ok_resender(&self) -> Option<sip_net::OkResender> {
-        match self {
-            CallerTx::Open(tx) => Some(tx.ok_resender()),
-            CallerTx::Answered(resender) => Some((**resender).clone()),
-            CallerTx::Done => None,
-        }
-    }
-}
-
 /// The caller's side.
 struct Inbound {
-    tx: CallerTx,
     cancel: CancellationToken,
     /// The caller's INVITE's Max-Forwards, for the INVITEs a dial sends
     /// (RFC 3261 §16.6 step 3, as a B2BUA passes it on): all that the call
     /// needs of the INVITE after it started (a copy of the whole INVITE
     /// was kept for this until the bridge).
     max_forwards: u32,
-    party: Caller,
+    /// The caller, a channel from its INVITE on (which its INVITE's
+    /// transaction is, [`SipChannel::invite`](crate::channel::SipChannel)),
+    /// owned by the call.
+    party: crate::channel::SipChannel,
+    /// Its media endpoint is its channel's (answered, or come to the call
+    /// answered), lending the call its leg; before the answer it is the
+    /// call's media's side `A`, where ringback and early media play.
+    answered: bool,
     cancel_seen: bool,
-}
-
-/// The caller's dialog: its leg until it is answered, then the channel
-/// that serves it (with the caller's media endpoint, lending the call its
-/// leg), as the bridged party's channel does.
-enum Caller {
-    Leg(SipLeg),
-    Channel(crate::channel::SipChannel),
 }
 
 impl Inbound {
     fn leg(&self) -> &SipLeg {
-        match &self.party {
-            Caller::Leg(leg) => leg,
-            Caller::Channel(channel) => &channel.leg,
-        }
+        &self.party.leg
     }
 
     fn leg_mut(&mut self) -> &mut SipLeg {
-        match &mut self.party {
-            Caller::Leg(leg) => leg,
-            Caller::Channel(channel) => &mut channel.leg,
-        }
+        &mut self.party.leg
     }
 
-    /// The caller's channel, once answered.
-    fn channel(&self) -> Option<&crate::channel::SipChannel> {
-        match &self.party {
-            Caller::Leg(_) => None,
-            Caller::Channel(channel) => Some(channel),
-        }
-    }
-
-    /// The caller's channel, once answered.
+    /// The caller's channel, once answered (its media its own).
     fn channel_mut(&mut self) -> Option<&mut crate::channel::SipChannel> {
-        match &mut self.party {
-            Caller::Leg(_) => None,
-            Caller::Channel(channel) => Some(channel),
-        }
+        self.answered.then_some(&mut self.party)
     }
 }
 
@@ -549,10 +460,9 @@ impl Call {
             self.settle_caller();
             self.settle_callee();
             let now = Instant::now();
-            let retrans_at = self.a.leg().ok_due();
             // The parties' channels' timers (our 2xx until ACK, their
             // legs' silence) are kept in the call's one timer.
-            let caller_at = self.a.channel().and_then(|c| c.deadline());
+            let caller_at = self.a.party.deadline();
             let callee_at = self.phase.bridge().and_then(|b| b.leg.deadline());
             let dial_deadline = self.phase.dialing().map(|d| d.deadline());
             let linger_at = self.route.linger_deadline(self.phase.is_ended(), now);
@@ -562,21 +472,14 @@ impl Call {
                 .filter(|_| !self.phase.is_ended() && self.a.leg().state == LegState::Up);
             // One timer for the deadlines (a timer is a sizeable part of a
             // call's memory): the earliest, then see which are due.
-            let wake_at = [
-                retrans_at,
-                dial_deadline,
-                linger_at,
-                silence_at,
-                caller_at,
-                callee_at,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
+            let wake_at = [dial_deadline, linger_at, silence_at, caller_at, callee_at]
+                .into_iter()
+                .flatten()
+                .min();
             if let Some(at) = wake_at {
                 self.timer.as_mut().reset(at.into());
             }
-            let watch_cancel = !self.a.cancel_seen && !self.a.tx.is_answered();
+            let watch_cancel = !self.a.cancel_seen && !self.a.party.invite.is_answered();
             tokio::select! {
                 // Boxed: what handling an event or a command awaits (SDP,
                 // media legs, a bridge's restart) would otherwise sit in
@@ -589,7 +492,7 @@ impl Call {
                 event = bridged_event(&mut self.phase), if self.phase.bridge().is_some() => {
                     Box::pin(self.on_bridged(event)).await;
                 }
-                event = caller_event(&mut self.a), if matches!(self.a.party, Caller::Channel(_)) => {
+                event = self.a.party.next_request() => {
                     Box::pin(self.on_caller(event)).await;
                 }
                 event = transfer::transferor_event(&mut self.transfer), if self.transfer.is_some() => {
@@ -604,9 +507,6 @@ impl Call {
                 () = stop.cancelled(), if !self.phase.is_ended() => self.on_shutdown(),
                 () = &mut self.timer, if wake_at.is_some() => {
                     let now = Instant::now();
-                    if retrans_at.is_some_and(|at| at <= now) {
-                        self.on_retransmit(now);
-                    }
                     if dial_deadline.is_some_and(|at| at <= now) {
                         Box::pin(self.on_dial_timeout()).await;
                     }
@@ -619,7 +519,7 @@ impl Call {
                         self.on_silence(which, silent);
                     }
                     if caller_at.is_some_and(|at| at <= now)
-                        && let Some(event) = self.a.channel_mut().and_then(|c| c.on_deadline(now))
+                        && let Some(event) = self.a.party.on_deadline(now)
                     {
                         Box::pin(self.on_caller(event)).await;
                     }
@@ -896,12 +796,12 @@ impl Call {
             self.a.leg_mut().bye();
             self.finish(Disposition::Answered, 200, "admin hangup");
         } else {
-            let r = self.a.tx.response_with_warning(
+            let r = self.a.party.invite.response_with_warning(
                 480,
                 &self.inner.config.domain,
                 "hung up by the administrator",
             );
-            self.a.tx.respond(r);
+            self.a.party.invite.respond(r);
             self.a.leg_mut().state = LegState::Ended;
             self.finish(Disposition::Failed, 480, "admin hangup");
         }
@@ -916,11 +816,12 @@ impl Call {
             }
             self.finish(Disposition::Answered, 200, "shutdown");
         } else {
-            let r =
-                self.a
-                    .tx
-                    .response_with_warning(503, &self.inner.config.domain, "shutting down");
-            self.a.tx.respond(r);
+            let r = self.a.party.invite.response_with_warning(
+                503,
+                &self.inner.config.domain,
+                "shutting down",
+            );
+            self.a.party.invite.respond(r);
             self.finish(Disposition::Failed, 503, "shutdown");
         }
     }
@@ -1055,15 +956,6 @@ impl Call {
             .saturating_sub(1);
         metrics::gauge!("calls_active").set(active as f64);
         self.record.close();
-    }
-}
-
-/// The next thing the answered caller does (pending until it is
-/// answered), for the call's loop. Cancel-safe.
-async fn caller_event(a: &mut Inbound) -> crate::channel::SipEvent {
-    match &mut a.party {
-        Caller::Channel(channel) => channel.next_request().await,
-        Caller::Leg(_) => std::future::pending().await,
     }
 }
 

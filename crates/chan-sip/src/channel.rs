@@ -27,9 +27,11 @@ use pbx::{
     BoxFuture, Channel, ChannelError, ChannelEvent, ChannelId, Hangup, LegSnapshot, LegState,
 };
 
-use sip_proto::{HeaderName, Method};
+use bytes::Bytes;
+use sip_net::InviteTx;
+use sip_proto::{HeaderName, Headers, Method, Response};
 
-use crate::anchor::{MediaEndpoint, Watch};
+use crate::anchor::{Failure, MediaEndpoint, Watch};
 use crate::call::CallEvent;
 use crate::leg::SipLeg;
 use crate::party::{self, Changed, Served};
@@ -41,6 +43,9 @@ pub(crate) struct SipChannel {
     id: ChannelId,
     inner: Arc<Inner>,
     pub(crate) leg: SipLeg,
+    /// Its INVITE's transaction while an inbound party is not answered
+    /// (then what sends our 2xx again); `Done` for any other.
+    pub(crate) invite: CallerTx,
     /// Its media, the leg parked in it while no owner runs anything on
     /// it; `None` once ended or handed on.
     pub(crate) media: Option<Box<MediaEndpoint>>,
@@ -85,6 +90,7 @@ impl SipChannel {
             id: ChannelId::next(),
             inner,
             leg,
+            invite: CallerTx::Done,
             media,
             inbox: Inbox::Own(inbox),
             inbox_tx,
@@ -108,11 +114,33 @@ impl SipChannel {
             id: ChannelId::next(),
             inner,
             leg,
+            invite: CallerTx::Done,
             media,
             inbox: Inbox::Owner(side),
             inbox_tx: events,
             moved: false,
             media_changed: false,
+        }
+    }
+
+    /// Answers its INVITE with 200 (our Contact, what we allow, `body`)
+    /// and keeps the 2xx until the ACK (RFC 3261 §13.3.1.4).
+    pub(crate) fn answer_with(&mut self, body: Option<(String, Bytes)>) {
+        let mut ok = self.invite.response(200);
+        ok.headers
+            .push(HeaderName::Contact, self.leg.contact.as_str());
+        ok.headers.push(
+            HeaderName::Allow,
+            "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO",
+        );
+        if let Some((content_type, body)) = body {
+            ok.headers.push(HeaderName::ContentType, content_type);
+            ok.body = body;
+        }
+        self.leg.state = LegState::Up;
+        self.invite.respond(ok.clone());
+        if let Some(resender) = self.invite.ok_resender() {
+            self.leg.keep_ok(resender, &ok, true);
         }
     }
 
@@ -411,7 +439,13 @@ impl Channel for SipChannel {
     }
 
     fn ring(&mut self) -> Result<(), ChannelError> {
-        Err(ChannelError::State("the party has answered already".into()))
+        if self.invite.is_answered() {
+            return Err(ChannelError::State("the party has answered already".into()));
+        }
+        let r = self.invite.response(180);
+        self.invite.respond(r);
+        self.leg.state = LegState::Ringing;
+        Ok(())
     }
 
     fn answer(&mut self) -> BoxFuture<'_, Result<(), ChannelError>> {
@@ -419,8 +453,21 @@ impl Channel for SipChannel {
         Box::pin(async move { if up { Ok(()) } else { Err(ChannelError::Ended) } })
     }
 
-    fn reject(&mut self, _code: u16, _reason: Option<&str>, _contact: Option<&str>) {
-        // Answered: nothing to refuse; `hangup` ends it.
+    fn reject(&mut self, code: u16, reason: Option<&str>, contact: Option<&str>) {
+        // Answered (or never an inbound party's): nothing to refuse;
+        // `hangup` ends it.
+        if self.invite.is_answered() {
+            return;
+        }
+        let mut r = self.invite.response(code);
+        if let Some(reason) = reason.filter(|r| !r.is_empty() && !r.contains(['\r', '\n'])) {
+            r.reason = reason.to_owned();
+        }
+        if let Some(contact) = contact {
+            r.headers.push(HeaderName::Contact, contact);
+        }
+        self.invite.respond(r);
+        self.leg.state = LegState::Ended;
     }
 
     fn hangup(&mut self, why: &Hangup) {
@@ -428,6 +475,16 @@ impl Channel for SipChannel {
             return;
         }
         tracing::debug!(call_id = %self.leg.dialog.call_id, cause = why.cause, "hanging up");
+        if !self.invite.is_answered() {
+            // Inbound and not answered: a final response ends it (603,
+            // what Asterisk and FreeSWITCH send, unless the cause has one).
+            let code = if (300..=699).contains(&why.code) {
+                why.code
+            } else {
+                603
+            };
+            self.reject(code, None, None);
+        }
         self.leg.bye();
         let _ = self.ended(why.code, why.cause);
     }
@@ -468,5 +525,79 @@ impl Drop for SipChannel {
         self.inner
             .dialogs
             .remove_owned(&self.leg.dialog.call_id, &self.inbox_tx);
+    }
+}
+
+/// An inbound party's INVITE transaction (RFC 3261 §13.3.1), for as
+/// long as its owner answers it.
+pub(crate) enum CallerTx {
+    /// Not answered yet. Boxed: the transaction (which keeps the whole
+    /// INVITE to build responses from) is large.
+    Open(Box<InviteTx>),
+    /// Answered with a 2xx: only what sends it again until the ACK
+    /// (§13.3.1.4). The INVITE is not kept for the rest of the call.
+    Answered(Box<sip_net::OkResender>),
+    /// Answered otherwise, or a caller that came to the call answered
+    /// already (a parked call ringing back whoever parked it): nothing
+    /// more is answered.
+    Done,
+}
+
+impl CallerTx {
+    pub(crate) fn response(&self, status: u16) -> Response {
+        match self {
+            CallerTx::Open(tx) => tx.response(status),
+            _ => Response {
+                status,
+                reason: String::new(),
+                headers: Headers::default(),
+                body: Bytes::new(),
+            },
+        }
+    }
+
+    pub(crate) fn response_with_warning(&self, status: u16, agent: &str, text: &str) -> Response {
+        match self {
+            CallerTx::Open(tx) => tx.response_with_warning(status, agent, text),
+            _ => self.response(status),
+        }
+    }
+
+    /// The answer for media we cannot use, with a Warning.
+    pub(crate) fn failure(&self, failure: &Failure, agent: &str) -> Response {
+        self.response_with_warning(failure.status(), agent, failure.text())
+    }
+
+    /// Sends `response`; a final one closes the transaction (a 2xx keeps
+    /// only its resender), and a 2xx after it is the retransmission.
+    pub(crate) fn respond(&mut self, response: Response) {
+        match self {
+            CallerTx::Open(tx) => {
+                let status = response.status;
+                tx.respond(response);
+                if (200..300).contains(&status) {
+                    *self = CallerTx::Answered(Box::new(tx.ok_resender()));
+                } else if status >= 300 {
+                    *self = CallerTx::Done;
+                }
+            }
+            CallerTx::Answered(resender) => resender.resend(response),
+            CallerTx::Done => {}
+        }
+    }
+
+    pub(crate) fn is_answered(&self) -> bool {
+        match self {
+            CallerTx::Open(tx) => tx.is_answered(),
+            _ => true,
+        }
+    }
+
+    pub(crate) fn ok_resender(&self) -> Option<sip_net::OkResender> {
+        match self {
+            CallerTx::Open(tx) => Some(tx.ok_resender()),
+            CallerTx::Answered(resender) => Some((**resender).clone()),
+            CallerTx::Done => None,
+        }
     }
 }

@@ -314,23 +314,12 @@ impl SipLeg {
         });
     }
 
-    /// The leg for a new owner (a party moving to another call or the
-    /// parking lot); this one is left ended without a BYE, the dialog
-    /// being the new owner's now.
     /// What stays of a leg that moved on: its dialog's identity, ended,
     /// with nothing to send (for an owner that still names it).
     pub fn ghost(&self) -> SipLeg {
         let mut leg = self.clone();
         leg.state = LegState::Ended;
         leg.ok = None;
-        leg
-    }
-
-    pub fn hand_over(&mut self) -> SipLeg {
-        let leg = self.clone();
-        self.state = LegState::Ended;
-        // Its 2xx still waiting for an ACK is the new owner's to send.
-        self.ok = None;
         leg
     }
 

@@ -5,16 +5,16 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use bytes::Bytes;
 use pbx::{CallDetails, CallHandle, Cdr, DialStatus, Disposition, LegState, Party, RouteEnd};
 use sip_net::{Incoming, InviteTx};
 use sip_proto::{HeaderName, Request, Uri};
 
-use super::{Call, CallerTx, Inbound};
+use super::{Call, Inbound};
 use crate::admit::Caller;
 use crate::anchor::{CallMedia, Failure};
+use crate::channel::{CallerTx, SipChannel};
 use crate::dialog::Dialog;
 use crate::leg::{SipLeg, our_contact};
 use crate::{Inner, Side};
@@ -194,18 +194,24 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
             route(handle, details, replaces, stir, router, route_verstat)
         })
     });
+    let leg = SipLeg::new(
+        inner.clone(),
+        dialog,
+        "inbound",
+        LegState::Calling,
+        contact.clone(),
+        crate::leg::allows(&incoming.request.headers, "UPDATE"),
+    );
+    // The caller is a channel from its INVITE on, owned by the call: its
+    // dialog's requests come to the call's queue, served through it.
+    let mut party = SipChannel::owned(inner.clone(), leg, None, events_tx.clone(), Side::Inbound);
+    let cancel = tx.cancel_token();
+    party.invite = CallerTx::Open(Box::new(tx));
     let a = Inbound {
-        cancel: tx.cancel_token(),
-        tx: CallerTx::Open(Box::new(tx)),
+        cancel,
         max_forwards: incoming.request.max_forwards().unwrap_or(70),
-        party: super::Caller::Leg(SipLeg::new(
-            inner.clone(),
-            dialog,
-            "inbound",
-            LegState::Calling,
-            contact.clone(),
-            crate::leg::allows(&incoming.request.headers, "UPDATE"),
-        )),
+        party,
+        answered: false,
         cancel_seen: false,
     };
     let mut call = Call::new(inner.clone(), record, route, (events_tx, events), a, media);
@@ -344,78 +350,25 @@ impl Call {
 
     pub(super) fn on_caller_cancel(&mut self) {
         self.a.cancel_seen = true;
-        if self.a.tx.is_answered() || self.phase.is_ended() {
+        if self.a.party.invite.is_answered() || self.phase.is_ended() {
             return;
         }
-        let r = self.a.tx.response(487);
-        self.a.tx.respond(r);
+        let r = self.a.party.invite.response(487);
+        self.a.party.invite.respond(r);
         self.a.leg_mut().state = LegState::Ended;
         self.abandon_dial();
         self.finish(Disposition::Cancelled, 487, "cancel");
     }
 
-    /// Our 2xx to the caller's latest INVITE again, where due (the
-    /// bridged party's channel sends its own); a caller that never ACKs
-    /// it ends the call (§13.3.1.4).
-    pub(super) fn on_retransmit(&mut self, now: Instant) {
-        // The bridged party's channel sends its own.
-        let Err(no_ack) = self.a.leg_mut().retransmit_ok(now) else {
-            return;
-        };
-        self.a.leg_mut().bye();
-        if let Some(b) = self.phase.bridge_mut() {
-            b.leg.leg.bye();
-        }
-        if no_ack.first {
-            tracing::info!("no ACK for our 200 OK; ending the call");
-            self.finish(Disposition::Failed, 408, "no ACK from caller");
-        } else {
-            tracing::info!("no ACK for our 200 OK to a re-INVITE; ending the call");
-            self.finish(Disposition::Answered, 408, "no ACK for re-INVITE");
-        }
-    }
-
-    /// Answers the caller with 200 (and the body) and starts retransmitting
-    /// it until the ACK (§13.3.1.4).
+    /// Answers the caller with 200 (and the body), which its channel
+    /// sends again until the ACK (§13.3.1.4); its media endpoint is the
+    /// channel's from now on, lending the call its leg, as the bridged
+    /// party's is.
     pub(super) fn send_ok(&mut self, body: Option<(String, Bytes)>) {
-        let mut ok = self.a.tx.response(200);
-        ok.headers
-            .push(HeaderName::Contact, self.a.leg().contact.as_str());
-        ok.headers.push(
-            HeaderName::Allow,
-            "INVITE, ACK, BYE, CANCEL, OPTIONS, UPDATE, INFO",
-        );
-        if let Some((content_type, body)) = body {
-            ok.headers.push(HeaderName::ContentType, content_type);
-            ok.body = body;
-        }
-        self.a.leg_mut().state = LegState::Up;
-        self.a.tx.respond(ok.clone());
-        if let Some(resender) = self.a.tx.ok_resender() {
-            self.a.leg_mut().keep_ok(resender, &ok, true);
-        }
+        self.a.party.answer_with(body);
         self.record.answered();
-        self.caller_to_channel();
-    }
-
-    /// The answered caller becomes a channel, as the bridged party is:
-    /// its dialog (with our 2xx until the ACK) and its media endpoint are
-    /// the channel's from now on, and it lends the call its leg.
-    fn caller_to_channel(&mut self) {
-        let super::Caller::Leg(leg) = &mut self.a.party else {
-            return;
-        };
-        let leg = leg.hand_over();
-        let media = self.media.caller_to_channel();
-        // Its dialog's requests stay on this call's queue, served
-        // through the channel, until it leaves.
-        let channel = crate::channel::SipChannel::owned(
-            self.inner.clone(),
-            leg,
-            media,
-            self.events_tx.clone(),
-            Side::Inbound,
-        );
-        self.a.party = super::Caller::Channel(channel);
+        if !std::mem::replace(&mut self.a.answered, true) {
+            self.a.party.media = self.media.caller_to_channel();
+        }
     }
 }

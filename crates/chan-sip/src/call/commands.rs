@@ -6,7 +6,7 @@
 //! for the call.
 
 use pbx::{ActionError, Command, Disposition, LegState, RouteEnd};
-use sip_proto::{HeaderName, Uri};
+use sip_proto::Uri;
 
 use super::{Call, Phase};
 
@@ -127,11 +127,8 @@ impl Call {
 
     fn ring(&mut self) -> Result<(), ActionError> {
         self.live()?;
-        if !self.a.tx.is_answered() {
-            let r = self.a.tx.response(180);
-            self.a.tx.respond(r);
-            self.a.leg_mut().state = LegState::Ringing;
-        }
+        // Answered already: nothing to ring.
+        let _ = pbx::Channel::ring(&mut self.a.party);
         Ok(())
     }
 
@@ -143,8 +140,12 @@ impl Call {
         let body = match self.caller_sdp().await {
             Ok(body) => body,
             Err(failure) => {
-                let r = self.a.tx.failure(&failure, &self.inner.config.domain);
-                self.a.tx.respond(r);
+                let r = self
+                    .a
+                    .party
+                    .invite
+                    .failure(&failure, &self.inner.config.domain);
+                self.a.party.invite.respond(r);
                 self.finish(Disposition::Failed, failure.status(), "media");
                 return Err(ActionError::Failed(format!(
                     "cannot answer: {}",
@@ -214,11 +215,7 @@ impl Call {
                 "reject needs a final status 300-699, got {code}"
             )));
         }
-        let mut r = self.a.tx.response(code);
-        if let Some(reason) = reason.filter(|r| !r.is_empty() && !r.contains(['\r', '\n'])) {
-            r.reason = reason;
-        }
-        self.a.tx.respond(r);
+        pbx::Channel::reject(&mut self.a.party, code, reason.as_deref(), None);
         let disposition = match code {
             486 | 600 | 603 => Disposition::Busy,
             _ => Disposition::Rejected,
@@ -236,9 +233,8 @@ impl Call {
         }
         let uri = Uri::parse(uri.trim())
             .map_err(|e| ActionError::Failed(format!("redirect: bad URI {uri:?}: {e}")))?;
-        let mut r = self.a.tx.response(302);
-        r.headers.push(HeaderName::Contact, format!("<{uri}>"));
-        self.a.tx.respond(r);
+        let contact = format!("<{uri}>");
+        pbx::Channel::reject(&mut self.a.party, 302, None, Some(&contact));
         self.finish(Disposition::Rejected, 302, "redirected");
         Ok(())
     }
@@ -250,8 +246,7 @@ impl Call {
             self.finish(Disposition::Answered, 200, "dialplan");
         } else {
             // What Asterisk and FreeSWITCH send for an unanswered hangup.
-            let r = self.a.tx.response(603);
-            self.a.tx.respond(r);
+            pbx::Channel::reject(&mut self.a.party, 603, None, None);
             self.finish(Disposition::Rejected, 603, "dialplan");
         }
         Ok(())
@@ -279,11 +274,12 @@ impl Call {
                     self.cancel_branches();
                     drop(dialing);
                 }
-                let r = self
-                    .a
-                    .tx
-                    .response_with_warning(code, &self.inner.config.domain, &text);
-                self.a.tx.respond(r);
+                let r = self.a.party.invite.response_with_warning(
+                    code,
+                    &self.inner.config.domain,
+                    &text,
+                );
+                self.a.party.invite.respond(r);
                 self.finish(disposition, code, cause);
             }
         }

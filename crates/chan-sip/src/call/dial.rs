@@ -475,7 +475,7 @@ impl Call {
                 && dialing.is_target(id)
             {
                 dialing.ringing();
-                if !self.a.tx.is_answered()
+                if !self.a.party.invite.is_answered()
                     && let InviteEvent::Response(r) = &event
                 {
                     // Early media: the callee's answer anchored, ours to
@@ -485,13 +485,13 @@ impl Call {
                     } else {
                         self.early_media(id, &r.body, peer).await
                     };
-                    let mut out = self.a.tx.response(status);
+                    let mut out = self.a.party.invite.response(status);
                     set_body(
                         &mut out.headers,
                         &mut out.body,
                         early.map(|b| ("application/sdp".to_owned(), b)),
                     );
-                    self.a.tx.respond(out);
+                    self.a.party.invite.respond(out);
                     self.a.leg_mut().state = LegState::Ringing;
                 } else if let InviteEvent::Response(r) = &event
                     && !r.body.is_empty()
@@ -695,8 +695,12 @@ impl Call {
             match self.caller_sdp().await {
                 Ok(body) => self.send_ok(Some(("application/sdp".to_owned(), body))),
                 Err(failure) => {
-                    let r = self.a.tx.failure(&failure, &self.inner.config.domain);
-                    self.a.tx.respond(r);
+                    let r = self
+                        .a
+                        .party
+                        .invite
+                        .failure(&failure, &self.inner.config.domain);
+                    self.a.party.invite.respond(r);
                     if let Some(b) = self.phase.bridge_mut() {
                         b.leg.leg.bye();
                     }

@@ -41,11 +41,12 @@ impl Call {
     /// `which`'s leg and media, to serve its dialog with.
     fn party(&mut self, which: Which) -> Option<(&mut SipLeg, Option<&mut MediaEndpoint>)> {
         match which {
-            Which::A => match &mut self.a.party {
-                super::Caller::Leg(leg) => Some((leg, self.media.side_mut(Which::A))),
-                // Its channel's own (it serves its dialog itself).
-                super::Caller::Channel(c) => Some((&mut c.leg, c.media.as_deref_mut())),
-            },
+            // Its channel's own once answered; before, the call's side.
+            Which::A if self.a.answered => {
+                let c = &mut self.a.party;
+                Some((&mut c.leg, c.media.as_deref_mut()))
+            }
+            Which::A => Some((&mut self.a.party.leg, self.media.side_mut(Which::A))),
             // Its channel's own (it serves its dialog itself).
             Which::B => {
                 let b = &mut self.phase.bridge_mut()?.leg;

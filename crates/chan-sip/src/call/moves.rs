@@ -31,12 +31,19 @@ impl Call {
         // The answered caller is a channel already (its dialog and media
         // its own, our 200 sent again until the ACK): it takes its leg
         // back and leaves; what stays is its ended shadow.
-        let leg = self.media.return_caller().await;
-        let ghost = super::Caller::Leg(self.a.leg().ghost());
-        let super::Caller::Channel(mut channel) = std::mem::replace(&mut self.a.party, ghost)
-        else {
+        if !self.a.answered {
             return None;
-        };
+        }
+        let leg = self.media.return_caller().await;
+        let ghost = SipChannel::owned(
+            self.inner.clone(),
+            self.a.leg().ghost(),
+            None,
+            self.events_tx.clone(),
+            Side::Inbound,
+        );
+        let mut channel = std::mem::replace(&mut self.a.party, ghost);
+        self.a.answered = false;
         if let Some(leg) = leg {
             pbx::Channel::give_media(&mut channel, leg);
         }
@@ -480,10 +487,10 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
     // media its own, lending the call its leg): nothing of its INVITE is
     // left to answer.
     let a = super::Inbound {
-        tx: super::CallerTx::Done,
         cancel: CancellationToken::new(),
         max_forwards: 70,
-        party: super::Caller::Channel(channel),
+        party: channel,
+        answered: true,
         cancel_seen: true,
     };
     let media = CallMedia::new(inner.media.clone());

@@ -236,22 +236,17 @@ impl Call {
         // callee's channel becomes the call's caller, lending its leg as
         // the caller's.
         let leg = self.media.return_caller().await;
-        let caller = std::mem::replace(&mut self.a.party, super::Caller::Channel(callee));
-        let mut caller = match caller {
-            super::Caller::Channel(channel) => channel,
+        let mut caller = std::mem::replace(&mut self.a.party, callee);
+        if !std::mem::replace(&mut self.a.answered, true) {
             // Not answered: no bridge (cannot be here).
-            super::Caller::Leg(leg) => {
-                self.lend_parties();
-                let media = self.media.detach(Which::A).await;
-                SipChannel::new(self.inner.clone(), leg, media)
-            }
-        };
+            self.lend_parties();
+            caller.media = self.media.detach(Which::A).await;
+        }
         if let Some(leg) = leg {
             pbx::Channel::give_media(&mut caller, leg);
         }
         caller.leave_owner();
         // The INVITE that made the call was the leaving party's.
-        self.a.tx = super::CallerTx::Done;
         self.a.max_forwards = 70;
         self.a.cancel_seen = true;
         // Outbound calls now carry the kept party's identity.
@@ -498,14 +493,13 @@ impl Call {
         let answers = (self.events_tx.clone(), side);
         let media = &mut self.media;
         match side {
-            Side::Inbound => match &mut self.a.party {
-                super::Caller::Leg(leg) => {
-                    let offer = || media.offer_again(Which::A);
-                    leg.tell_identity(&domain, user, offer, answers, first);
-                }
-                // Its channel tells it, and hears its answer.
-                super::Caller::Channel(channel) => channel.tell(user, first),
-            },
+            // Its channel tells it, and hears its answer.
+            Side::Inbound if self.a.answered => self.a.party.tell(user, first),
+            Side::Inbound => {
+                let offer = || media.offer_again(Which::A);
+                let leg = &mut self.a.party.leg;
+                leg.tell_identity(&domain, user, offer, answers, first);
+            }
             // The bridged party's channel tells it, and hears its answer.
             Side::Outbound(id) => {
                 if let Some(b) = self.phase.bridge_mut().filter(|b| b.branch == id) {
