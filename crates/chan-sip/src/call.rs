@@ -17,15 +17,14 @@
 //!
 //! Both parties are `SipChannel`s: the caller from its INVITE (the
 //! channel holds its INVITE's transaction: `ring`, `reject`,
-//! `answer_with`), the bridged party from the moment it is put through.
+//! `answer_with`, and ends itself on a CANCEL), the bridged party from the moment it is put through.
 //! Owned by the call, their dialogs' requests come to the call's queue
 //! and are served by the channel's code (`SipChannel::serve`); a party
 //! that leaves takes its dialog along (`leave_owner`). Once up, each
 //! keeps its own media endpoint (the caller's is the call's side `A`
 //! until the answer, where ringback and early media play), lending the
 //! call its leg for what plays (`pbx::Stage`, in `anchor.rs`'s
-//! `CallMedia`); the call reacts to what they do (`on_caller`,
-//! `on_bridged`).
+//! `CallMedia`); the call reacts to what they do (`on_party`).
 //!
 //! The call's state is one enum, [`Phase`] (`pbx::Phase`, over this
 //! crate's `SipChannel` as the bridged party and per-dial data); what the admin API shows
@@ -56,7 +55,6 @@ use pbx::{DialDone, DialOutcome, Disposition, Leg, LegState, RingingSnapshot, Ro
 use sip_net::{Incoming, InviteEvent, InviteTx};
 use sip_proto::Request;
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 use crate::anchor::{CallMedia, Which};
 use confirm::ConfirmMedia;
@@ -205,7 +203,6 @@ pub(crate) struct DialogRef {
 
 /// The caller's side.
 struct Inbound {
-    cancel: CancellationToken,
     /// The caller's INVITE's Max-Forwards, for the INVITEs a dial sends
     /// (RFC 3261 §16.6 step 3, as a B2BUA passes it on): all that the call
     /// needs of the INVITE after it started (a copy of the whole INVITE
@@ -219,7 +216,6 @@ struct Inbound {
     /// answered), lending the call its leg; before the answer it is the
     /// call's media's side `A`, where ringback and early media play.
     answered: bool,
-    cancel_seen: bool,
 }
 
 impl Inbound {
@@ -334,7 +330,7 @@ type Dialing = pbx::Fork<Dial>;
 /// channel, what the route's dial waits for). The bridged party is a
 /// [`SipChannel`](crate::channel::SipChannel): it serves its own dialog
 /// and keeps its own media endpoint, lending the call its leg for the
-/// bridge; the call reacts to what it does (`on_bridged`).
+/// bridge; the call reacts to what it does (`on_party`).
 type Bridge = pbx::Bridged<crate::channel::SipChannel>;
 
 /// The call's phase: which parties it has and what the route waits for
@@ -442,7 +438,6 @@ impl Call {
     /// would keep room for it twice (the argument and the local it moves
     /// into).
     async fn run(mut self: Box<Self>) {
-        let cancel = self.a.cancel.clone();
         let stop = self.inner.stop.clone();
         loop {
             if self.phase.is_ended() && self.route.is_done() {
@@ -479,7 +474,6 @@ impl Call {
             if let Some(at) = wake_at {
                 self.timer.as_mut().reset(at.into());
             }
-            let watch_cancel = !self.a.cancel_seen && !self.a.party.invite.is_answered();
             tokio::select! {
                 // Boxed: what handling an event or a command awaits (SDP,
                 // media legs, a bridge's restart) would otherwise sit in
@@ -490,10 +484,10 @@ impl Call {
                 },
                 Some(event) = self.events.recv() => Box::pin(self.on_event(event)).await,
                 event = bridged_event(&mut self.phase), if self.phase.bridge().is_some() => {
-                    Box::pin(self.on_bridged(event)).await;
+                    Box::pin(self.on_party(Which::B, event)).await;
                 }
                 event = self.a.party.next_request() => {
-                    Box::pin(self.on_caller(event)).await;
+                    Box::pin(self.on_party(Which::A, event)).await;
                 }
                 event = transfer::transferor_event(&mut self.transfer), if self.transfer.is_some() => {
                     self.on_transferor_event(event);
@@ -503,7 +497,6 @@ impl Call {
                     // the usual length.
                     self.send_info_digit(to, digit, crate::party::INFO_DIGIT_DEFAULT);
                 }
-                () = cancel.cancelled(), if watch_cancel => self.on_caller_cancel(),
                 () = stop.cancelled(), if !self.phase.is_ended() => self.on_shutdown(),
                 () = &mut self.timer, if wake_at.is_some() => {
                     let now = Instant::now();
@@ -521,12 +514,12 @@ impl Call {
                     if caller_at.is_some_and(|at| at <= now)
                         && let Some(event) = self.a.party.on_deadline(now)
                     {
-                        Box::pin(self.on_caller(event)).await;
+                        Box::pin(self.on_party(Which::A, event)).await;
                     }
                     if callee_at.is_some_and(|at| at <= now)
                         && let Some(event) = self.phase.bridge_mut().and_then(|b| b.leg.on_deadline(now))
                     {
-                        Box::pin(self.on_bridged(event)).await;
+                        Box::pin(self.on_party(Which::B, event)).await;
                     }
                     if linger_at.is_some_and(|at| at <= now) {
                         self.route.abandon();
@@ -549,14 +542,8 @@ impl Call {
         if let Some(which) = event.dialog_side().and_then(|side| self.which(side))
             && let Some(channel) = self.party_channel(which)
         {
-            use crate::channel::SipEvent;
-            match channel.serve(event) {
-                None | Some(SipEvent::Owner(_)) => {}
-                Some(SipEvent::Served(served)) => self.on_served(which, served).await,
-                Some(SipEvent::Ended(hangup)) => match which {
-                    Which::A => self.on_caller_ended(&hangup),
-                    Which::B => self.on_callee_ended(&hangup),
-                },
+            if let Some(event) = channel.serve(event) {
+                Box::pin(self.on_party(which, event)).await;
             }
             return;
         }
@@ -598,12 +585,16 @@ impl Call {
         }
     }
 
-    /// What the bridged party did (its channel served its dialog).
-    async fn on_bridged(&mut self, event: crate::channel::SipEvent) {
+    /// What `which` party did (its channel served its dialog): the
+    /// caller, or the bridged party.
+    async fn on_party(&mut self, which: Which, event: crate::channel::SipEvent) {
         use crate::channel::SipEvent;
         match event {
-            SipEvent::Served(served) => self.on_served(Which::B, served).await,
-            SipEvent::Ended(hangup) => self.on_callee_ended(&hangup),
+            SipEvent::Served(served) => self.on_served(which, served).await,
+            SipEvent::Ended(hangup) => match which {
+                Which::A => self.on_caller_ended(&hangup),
+                Which::B => self.on_callee_ended(&hangup),
+            },
             SipEvent::Owner(event) => self.on_event(event).await,
         }
     }
@@ -621,21 +612,13 @@ impl Call {
         self.finish(Disposition::Answered, hangup.code, cause);
     }
 
-    /// What the answered caller did (its channel served its dialog).
-    async fn on_caller(&mut self, event: crate::channel::SipEvent) {
-        use crate::channel::SipEvent;
-        match event {
-            SipEvent::Served(served) => self.on_served(Which::A, served).await,
-            SipEvent::Ended(hangup) => self.on_caller_ended(&hangup),
-            SipEvent::Owner(event) => self.on_event(event).await,
-        }
-    }
-
     /// The answered caller's channel has ended (BYE, no ACK, no RTP, the
     /// admin API): the bridged party gets BYE and the call ends.
     fn on_caller_ended(&mut self, hangup: &pbx::Hangup) {
         let (disposition, cause) = match hangup.cause {
             "bye" => (Disposition::Answered, "caller"),
+            // Before the answer (the channel sent 487).
+            "cancel" => (Disposition::Cancelled, "cancel"),
             "no ACK for our 200" => {
                 tracing::info!("no ACK for our 200 OK; ending the call");
                 (Disposition::Failed, "no ACK from caller")

@@ -30,6 +30,7 @@ use pbx::{
 use bytes::Bytes;
 use sip_net::InviteTx;
 use sip_proto::{HeaderName, Headers, Method, Response};
+use tokio_util::sync::CancellationToken;
 
 use crate::anchor::{Failure, MediaEndpoint, Watch};
 use crate::call::CallEvent;
@@ -46,6 +47,9 @@ pub(crate) struct SipChannel {
     /// Its INVITE's transaction while an inbound party is not answered
     /// (then what sends our 2xx again); `Done` for any other.
     pub(crate) invite: CallerTx,
+    /// Fires when the CANCEL for that INVITE comes (RFC 3261 §9.2),
+    /// until it is answered.
+    cancel: Option<CancellationToken>,
     /// Its media, the leg parked in it while no owner runs anything on
     /// it; `None` once ended or handed on.
     pub(crate) media: Option<Box<MediaEndpoint>>,
@@ -53,8 +57,6 @@ pub(crate) struct SipChannel {
     inbox: Inbox,
     /// The sending end of that queue (its own, or its owner's).
     inbox_tx: crate::queue::EventTx,
-    /// Handed on to another owner: its dialog is theirs now.
-    moved: bool,
     /// A new codec came with a hold in one offer: [`ChannelEvent::MediaChanged`]
     /// follows the [`ChannelEvent::Hold`] at the next poll.
     media_changed: bool,
@@ -86,17 +88,7 @@ impl SipChannel {
         inner
             .dialogs
             .repoint(&leg.dialog.call_id, inbox_tx.clone(), Side::Inbound);
-        SipChannel {
-            id: ChannelId::next(),
-            inner,
-            leg,
-            invite: CallerTx::Done,
-            media,
-            inbox: Inbox::Own(inbox),
-            inbox_tx,
-            moved: false,
-            media_changed: false,
-        }
+        SipChannel::with_inbox(inner, leg, media, Inbox::Own(inbox), inbox_tx)
     }
 
     /// Takes over an answered dialog for the call whose queue `events`
@@ -110,17 +102,49 @@ impl SipChannel {
         events: crate::queue::EventTx,
         side: Side,
     ) -> SipChannel {
+        SipChannel::with_inbox(inner, leg, media, Inbox::Owner(side), events)
+    }
+
+    fn with_inbox(
+        inner: Arc<Inner>,
+        leg: SipLeg,
+        media: Option<Box<MediaEndpoint>>,
+        inbox: Inbox,
+        inbox_tx: crate::queue::EventTx,
+    ) -> SipChannel {
         SipChannel {
             id: ChannelId::next(),
             inner,
             leg,
             invite: CallerTx::Done,
+            cancel: None,
             media,
-            inbox: Inbox::Owner(side),
-            inbox_tx: events,
-            moved: false,
+            inbox,
+            inbox_tx,
             media_changed: false,
         }
+    }
+
+    /// An inbound party: its INVITE's transaction `tx` is answered
+    /// through the channel (`ring`, `reject`, [`answer_with`](Self::answer_with)),
+    /// and a CANCEL for it ends the channel.
+    pub(crate) fn offered(&mut self, tx: InviteTx) {
+        self.cancel = Some(tx.cancel_token());
+        self.invite = CallerTx::Open(Box::new(tx));
+    }
+
+    /// The caller's CANCEL came: 487 to its INVITE, unless it was
+    /// answered first (then the CANCEL has no effect, §9.2).
+    fn on_cancel(&mut self) -> Option<SipEvent> {
+        self.cancel = None;
+        if self.invite.is_answered() {
+            return None;
+        }
+        Channel::reject(self, 487, None, None);
+        Some(SipEvent::Ended(Hangup {
+            code: 487,
+            cause: "cancel",
+        }))
     }
 
     /// Answers its INVITE with 200 (our Contact, what we allow, `body`)
@@ -138,6 +162,7 @@ impl SipChannel {
             ok.body = body;
         }
         self.leg.state = LegState::Up;
+        self.cancel = None;
         self.invite.respond(ok.clone());
         if let Some(resender) = self.invite.ok_resender() {
             self.leg.keep_ok(resender, &ok, true);
@@ -338,12 +363,15 @@ impl SipChannel {
             if self.leg.state == LegState::Ended {
                 return std::future::pending().await;
             }
-            // Served by its owner from the owner's queue.
-            let Inbox::Own(inbox) = &mut self.inbox else {
-                return std::future::pending().await;
+            let event = tokio::select! {
+                () = cancelled(self.cancel.as_ref()) => None,
+                event = receive(&mut self.inbox) => Some(event),
             };
-            let Some(event) = inbox.recv().await else {
-                return std::future::pending().await;
+            let Some(event) = event else {
+                match self.on_cancel() {
+                    Some(event) => return event,
+                    None => continue,
+                }
             };
             if let Some(event) = self.serve(event) {
                 return event;
@@ -386,6 +414,25 @@ impl SipChannel {
                 return event;
             }
         }
+    }
+}
+
+/// The next request in a channel's own inbox; pending for one its owner
+/// serves from the owner's queue, or once every sender is gone.
+async fn receive(inbox: &mut Inbox) -> CallEvent {
+    if let Inbox::Own(inbox) = inbox
+        && let Some(event) = inbox.recv().await
+    {
+        return event;
+    }
+    std::future::pending().await
+}
+
+/// Fires with `token` (pending without one).
+async fn cancelled(token: Option<&CancellationToken>) {
+    match token {
+        Some(token) => token.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -516,9 +563,6 @@ impl Drop for SipChannel {
     fn drop(&mut self) {
         // Dropped while up (the lot or a bridge went away): the party is
         // told, and its dialog forgotten.
-        if self.moved {
-            return;
-        }
         if self.leg.state == LegState::Up && tokio::runtime::Handle::try_current().is_ok() {
             self.leg.bye();
         }

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use pbx::{CallDetails, CallHandle, Cdr, DialStatus, Disposition, LegState, Party, RouteEnd};
+use pbx::{CallDetails, CallHandle, Cdr, DialStatus, LegState, Party, RouteEnd};
 use sip_net::{Incoming, InviteTx};
 use sip_proto::{HeaderName, Request, Uri};
 
 use super::{Call, Inbound};
 use crate::admit::Caller;
 use crate::anchor::{CallMedia, Failure};
-use crate::channel::{CallerTx, SipChannel};
+use crate::channel::SipChannel;
 use crate::dialog::Dialog;
 use crate::leg::{SipLeg, our_contact};
 use crate::{Inner, Side};
@@ -205,14 +205,11 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
     // The caller is a channel from its INVITE on, owned by the call: its
     // dialog's requests come to the call's queue, served through it.
     let mut party = SipChannel::owned(inner.clone(), leg, None, events_tx.clone(), Side::Inbound);
-    let cancel = tx.cancel_token();
-    party.invite = CallerTx::Open(Box::new(tx));
+    party.offered(tx);
     let a = Inbound {
-        cancel,
         max_forwards: incoming.request.max_forwards().unwrap_or(70),
         party,
         answered: false,
-        cancel_seen: false,
     };
     let mut call = Call::new(inner.clone(), record, route, (events_tx, events), a, media);
     call._trunk_channel = trunk_channel;
@@ -346,18 +343,6 @@ impl Call {
             .map(|a| a.ip());
         let peer = self.a.leg().dialog.peer.ip();
         self.media.caller_description(ip, peer).await
-    }
-
-    pub(super) fn on_caller_cancel(&mut self) {
-        self.a.cancel_seen = true;
-        if self.a.party.invite.is_answered() || self.phase.is_ended() {
-            return;
-        }
-        let r = self.a.party.invite.response(487);
-        self.a.party.invite.respond(r);
-        self.a.leg_mut().state = LegState::Ended;
-        self.abandon_dial();
-        self.finish(Disposition::Cancelled, 487, "cancel");
     }
 
     /// Answers the caller with 200 (and the body), which its channel

@@ -13,7 +13,6 @@ use pbx::{
     ParkRequest, RouteEnd, TimedOut,
 };
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 
 use super::{Bridge, Call, CallEvent, Phase};
 use crate::anchor::CallMedia;
@@ -487,11 +486,9 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
     // media its own, lending the call its leg): nothing of its INVITE is
     // left to answer.
     let a = super::Inbound {
-        cancel: CancellationToken::new(),
         max_forwards: 70,
         party: channel,
         answered: true,
-        cancel_seen: true,
     };
     let media = CallMedia::new(inner.media.clone());
     let mut call = Call::new(inner.clone(), record, route, (events_tx, events), a, media);

@@ -248,7 +248,6 @@ impl Call {
         caller.leave_owner();
         // The INVITE that made the call was the leaving party's.
         self.a.max_forwards = 70;
-        self.a.cancel_seen = true;
         // Outbound calls now carry the kept party's identity.
         self.identity = self.record.callee().map(str::to_owned);
         Some((caller, bridge.done))
