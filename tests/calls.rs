@@ -318,6 +318,68 @@ fn caller_cancels_while_it_rings() {
     assert_eq!(statuses, [200, 487]);
 }
 
+/// RFC 3261 §9.2: a CANCEL that crosses our 200 (the call was answered
+/// while it was on its way) has no effect: no 487, no BYE, the call stays
+/// up until a phone hangs up. (The caller's channel watches for its
+/// CANCEL only until it answers.)
+#[test]
+fn a_cancel_that_crosses_our_200_leaves_the_call_up() {
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let call = a.call("1002").unwrap();
+    let incoming = b.incoming(WAIT).expect("callee gets the INVITE");
+    b.reply(&incoming.invite, &incoming.tag, 200).unwrap();
+    let (ok, _) = a.final_response(WAIT).expect("200 relayed");
+    assert_eq!(ok.status, 200);
+    b.request("ACK", WAIT)
+        .expect("the B2BUA ACKs the callee's 200");
+    a.cancel(&call).unwrap();
+    // 200 (the transaction still known) or 481 (already gone): either
+    // way the INVITE stays answered.
+    // (Skipping our 200 again, should it be resent before the ACK.)
+    let r = loop {
+        let r = a.response(WAIT).expect("an answer to the CANCEL");
+        if r.cseq()
+            .is_some_and(|c| c.method == sip_proto::Method::Cancel)
+        {
+            break r;
+        }
+        assert_eq!(r.status, 200, "only our 200 may come again: {r:?}");
+    };
+    assert!(
+        r.status == 200 || r.status == 481,
+        "CANCEL after the answer: {} {}",
+        r.status,
+        r.reason
+    );
+    let mut dialog = a.ack(&call, &ok).expect("ACK");
+    // Nothing ends the call: no 487 and no BYE to the caller, no BYE to
+    // the callee.
+    let quiet_until = Instant::now() + Duration::from_millis(600);
+    while let Some(m) = a.silence(quiet_until.saturating_duration_since(Instant::now())) {
+        match m {
+            // Our 200 again, had it gone out before the ACK landed.
+            sip_proto::Message::Response(r)
+                if r.status == 200
+                    && r.cseq()
+                        .is_some_and(|c| c.method == sip_proto::Method::Invite) => {}
+            m => panic!("the caller got {m:?} after a CANCEL that crossed the 200"),
+        }
+    }
+    if let Some(m) = b.silence(Duration::from_millis(100)) {
+        panic!("the callee got {m:?} after the caller's late CANCEL");
+    }
+    let calls = json(&o, "/api/v1/calls");
+    assert_eq!(calls[0]["state"], "bridged", "{calls}");
+    let bye = a
+        .request_in(&mut dialog, "BYE", None)
+        .expect("BYE answered");
+    assert_eq!(bye.status, 200);
+    let bye_b = b.request("BYE", WAIT).expect("callee gets BYE");
+    b.reply(&bye_b, &incoming.tag, 200).unwrap();
+}
+
 #[test]
 fn a_call_forks_to_every_contact_and_the_first_answer_wins() {
     let o = office(None);

@@ -17,8 +17,8 @@
 //!
 //! Both parties are `SipChannel`s: the caller from its INVITE (the
 //! channel holds its INVITE's transaction: `ring`, `reject`,
-//! `answer_with`, and ends itself on a CANCEL), the bridged party from the moment it is put through.
-//! Owned by the call, their dialogs' requests come to the call's queue
+//! `answer_with`, and ends itself on a CANCEL), the bridged party from
+//! the moment it is put through. Owned by the call, their dialogs' requests come to the call's queue
 //! and are served by the channel's code (`SipChannel::serve`); a party
 //! that leaves takes its dialog along (`leave_owner`). Once up, each
 //! keeps its own media endpoint (the caller's is the call's side `A`
@@ -612,8 +612,9 @@ impl Call {
         self.finish(Disposition::Answered, hangup.code, cause);
     }
 
-    /// The answered caller's channel has ended (BYE, no ACK, no RTP, the
-    /// admin API): the bridged party gets BYE and the call ends.
+    /// The caller's channel has ended (its CANCEL before the answer;
+    /// BYE, no ACK, no RTP, the admin API after): the bridged party gets
+    /// BYE, a dial still ringing is cancelled, and the call ends.
     fn on_caller_ended(&mut self, hangup: &pbx::Hangup) {
         let (disposition, cause) = match hangup.cause {
             "bye" => (Disposition::Answered, "caller"),
