@@ -38,20 +38,17 @@ impl Call {
         }
     }
 
-    /// `which`'s leg and media, to serve its dialog with.
+    /// `which`'s leg and media, to serve its dialog with: only the
+    /// caller's before it is answered (its media still the call's side
+    /// `A`). An answered caller and the bridged party are channels the
+    /// call owns, which serve their own dialogs (`Call::on_event` hands
+    /// them their requests before they could come here).
     fn party(&mut self, which: Which) -> Option<(&mut SipLeg, Option<&mut MediaEndpoint>)> {
         match which {
-            // Its channel's own once answered; before, the call's side.
-            Which::A if self.a.answered => {
-                let c = &mut self.a.party;
-                Some((&mut c.leg, c.media.as_deref_mut()))
+            Which::A if !self.a.answered => {
+                Some((&mut self.a.party.leg, self.media.side_mut(Which::A)))
             }
-            Which::A => Some((&mut self.a.party.leg, self.media.side_mut(Which::A))),
-            // Its channel's own (it serves its dialog itself).
-            Which::B => {
-                let b = &mut self.phase.bridge_mut()?.leg;
-                Some((&mut b.leg, b.media.as_deref_mut()))
-            }
+            _ => None,
         }
     }
 
