@@ -18,9 +18,10 @@
 //! Both parties are `SipChannel`s: the caller from its INVITE (the
 //! channel holds its INVITE's transaction: `ring`, `reject`,
 //! `answer_with`, and ends itself on a CANCEL), the bridged party from
-//! the moment it is put through. Owned by the call, their dialogs' requests come to the call's queue
-//! and are served by the channel's code (`SipChannel::serve`); a party
-//! that leaves takes its dialog along (`leave_owner`). Once up, each
+//! the moment it is put through. Owned by the call, their dialogs'
+//! requests come to the call's queue and are served by the channel's
+//! code (`SipChannel::serve`); a party that leaves takes its dialog
+//! along (`leave_owner`). Once up, each
 //! keeps its own media endpoint (the caller's is the call's side `A`
 //! until the answer, where ringback and early media play), lending the
 //! call its leg for what plays (`pbx::Stage`, in `anchor.rs`'s
@@ -934,12 +935,15 @@ impl Call {
         for branch in self.branches.values() {
             inner.dialogs.remove_owned(&branch.call_id, &self.events_tx);
         }
+        // Its CDR is queued before it stops counting as active: a
+        // shutdown waits for no call to be active, then flushes the CDR
+        // writer, and must find this one queued.
+        self.record.close();
         let active = inner
             .active
             .fetch_sub(1, Ordering::Relaxed)
             .saturating_sub(1);
         metrics::gauge!("calls_active").set(active as f64);
-        self.record.close();
     }
 }
 
