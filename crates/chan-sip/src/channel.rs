@@ -402,6 +402,9 @@ impl SipChannel {
             if std::mem::take(&mut self.media_changed) {
                 return ChannelEvent::MediaChanged;
             }
+            // The owner has acted on the new codec (a leg it never gave
+            // back kept the old one): our answer waits no longer.
+            self.leg.send_held_answer();
             let event = match self.next_sip().await {
                 SipEvent::Served(served) => self.channel_event(served),
                 SipEvent::Ended(hangup) => Some(ChannelEvent::HungUp(hangup)),
@@ -548,6 +551,9 @@ impl Channel for SipChannel {
         if let Some(media) = self.media.as_deref_mut() {
             media.park_leg(leg);
         }
+        // The leg is in the codec the phone's new offer settled on: our
+        // answer to that offer goes out now.
+        self.leg.send_held_answer();
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {

@@ -8,14 +8,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use pbx::{Leg, LegSnapshot, LegState};
-use sip_net::{OkResender, Transport};
+use sip_net::{InviteTx, OkResender, Transport};
 use sip_proto::dialog::{OkRetransmit, OkTimer};
 use sip_proto::{HeaderName, Method, Request, Response};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::Inner;
 use crate::call::CallEvent;
 use crate::dialog::Dialog;
+use crate::{Inner, Reply};
 
 /// Our Contact for a dialog with a peer at `peer`.
 pub(crate) fn our_contact(inner: &Inner, transport: Transport, peer: SocketAddr) -> String {
@@ -30,7 +31,6 @@ pub(crate) fn our_contact(inner: &Inner, transport: Transport, peer: SocketAddr)
 }
 
 /// A SIP leg: one dialog of the call, as `pbx` sees a leg.
-#[derive(Clone)]
 pub(crate) struct SipLeg {
     pub inner: Arc<Inner>,
     pub dialog: Dialog,
@@ -49,6 +49,24 @@ pub(crate) struct SipLeg {
     /// until its ACK; UDP only. It goes where the leg goes (a party
     /// detached, parked, picked up), so the new owner keeps sending it.
     ok: Option<Box<PendingOk>>,
+    /// Our answer to the phone's new offer, held while its leg is away in
+    /// the old codec ([`hold_answer`](Self::hold_answer)).
+    answer: Option<Box<HeldAnswer>>,
+}
+
+/// Our answer to a phone's new offer (re-INVITE, UPDATE) that moved it
+/// to another codec while its leg was away (a bridge, a prompt running on
+/// it in the codec it had). It goes out when the leg is back, set to the
+/// new codec: the phone left the old format out of its offer (RFC 3264
+/// §8.3.2), so nothing may reach it in that format once it has our answer.
+pub(crate) enum HeldAnswer {
+    /// Our 2xx to its re-INVITE, kept until the ACK once sent.
+    ReInvite { tx: Box<InviteTx>, ok: Response },
+    /// Our 200 to its UPDATE.
+    Update {
+        reply: oneshot::Sender<Reply>,
+        answer: Reply,
+    },
 }
 
 /// Our 2xx to an INVITE of the phone's, sent again until its ACK.
@@ -116,6 +134,29 @@ impl SipLeg {
             allows_update,
             inviting: None,
             ok: None,
+            answer: None,
+        }
+    }
+
+    /// Holds `answer` until the leg, away in its old codec, is back
+    /// ([`send_held_answer`](Self::send_held_answer)); one already held
+    /// goes out first.
+    pub fn hold_answer(&mut self, answer: HeldAnswer) {
+        self.send_held_answer();
+        self.answer = Some(Box::new(answer));
+    }
+
+    /// Sends the answer held for the leg's return, if one is.
+    pub fn send_held_answer(&mut self) {
+        match self.answer.take().map(|a| *a) {
+            Some(HeldAnswer::ReInvite { mut tx, ok }) => {
+                tx.respond(ok.clone());
+                self.keep_ok(tx.ok_resender(), &ok, false);
+            }
+            Some(HeldAnswer::Update { reply, answer }) => {
+                let _ = reply.send(answer);
+            }
+            None => {}
         }
     }
 
@@ -317,10 +358,18 @@ impl SipLeg {
     /// What stays of a leg that moved on: its dialog's identity, ended,
     /// with nothing to send (for an owner that still names it).
     pub fn ghost(&self) -> SipLeg {
-        let mut leg = self.clone();
-        leg.state = LegState::Ended;
-        leg.ok = None;
-        leg
+        SipLeg {
+            inner: self.inner.clone(),
+            dialog: self.dialog.clone(),
+            direction: self.direction,
+            state: LegState::Ended,
+            contact: self.contact.clone(),
+            held: self.held,
+            allows_update: self.allows_update,
+            inviting: self.inviting.clone(),
+            ok: None,
+            answer: None,
+        }
     }
 
     pub fn bye(&mut self) {

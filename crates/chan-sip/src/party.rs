@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use crate::Reply;
 use crate::anchor::{Failure, MediaEndpoint, Settled};
-use crate::leg::{SipLeg, offers_hold};
+use crate::leg::{HeldAnswer, SipLeg, offers_hold};
 
 /// What a party's request came to, for its owner.
 #[derive(Debug)]
@@ -71,7 +71,11 @@ pub(crate) fn request(
                 },
                 Err(failure) => Reply::status(failure.status()),
             };
-            let _ = reply.send(r);
+            if changed.restart {
+                leg.hold_answer(HeldAnswer::Update { reply, answer: r });
+            } else {
+                let _ = reply.send(r);
+            }
             Served::Offer(changed)
         }
         Method::Refer => Served::Refer(read_refer(&request).map(Box::new), reply),
@@ -130,8 +134,13 @@ pub(crate) fn reinvite(
         }
         Err(failure) => failure.response(&tx, agent),
     };
-    tx.respond(r.clone());
-    leg.keep_ok(tx.ok_resender(), &r, false);
+    if changed.restart {
+        let tx = Box::new(tx);
+        leg.hold_answer(HeldAnswer::ReInvite { tx, ok: r });
+    } else {
+        tx.respond(r.clone());
+        leg.keep_ok(tx.ok_resender(), &r, false);
+    }
     Served::Offer(changed)
 }
 
@@ -284,7 +293,8 @@ pub(crate) struct Changed {
     /// The party put the call on hold (`true`) or took it off (`false`).
     pub hold: Option<bool>,
     /// Its codec changed: what runs on its leg must be restarted
-    /// ([`Settled::Restart`]).
+    /// ([`Settled::Restart`]), the leg given back to its channel on the
+    /// way; our answer waits for that ([`SipLeg::hold_answer`]).
     pub restart: bool,
 }
 

@@ -118,7 +118,13 @@ impl Call {
         match served {
             Served::Nothing => {}
             Served::HungUp => self.on_hung_up(which),
-            Served::Offer(changed) => self.on_offer_changed(which, changed).await,
+            Served::Offer(changed) => {
+                self.on_offer_changed(which, changed).await;
+                // Given back its leg in the new codec, its channel has
+                // sent our answer; a leg still away (a hold's music on
+                // it) does not hold the answer any longer.
+                self.send_held_answer(which);
+            }
             Served::Digit(digit, duration) => {
                 // To the other side as it negotiated keypresses, or to
                 // `read_digits` when nobody is bridged.
@@ -133,6 +139,18 @@ impl Call {
             }
             Served::Refer(refer, reply) => {
                 self.on_refer(which == Which::B, refer, reply).await;
+            }
+        }
+    }
+
+    /// Sends our answer to `which`'s new offer if it is still held.
+    fn send_held_answer(&mut self, which: Which) {
+        match which {
+            Which::A => self.a.leg_mut().send_held_answer(),
+            Which::B => {
+                if let Some(b) = self.phase.bridge_mut() {
+                    b.leg.leg.send_held_answer();
+                }
             }
         }
     }
