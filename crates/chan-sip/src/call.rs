@@ -1,7 +1,8 @@
 //! One call's task (DESIGN.md "Calls"): it owns the inbound leg (the
 //! caller's INVITE server transaction and UAS dialog), the outbound branches
-//! of a dial (one client INVITE each; first 2xx wins, the rest get CANCEL,
-//! RFC 3261 §16.7-style forking done as a B2BUA), and the bridge between the
+//! of a dial (one client INVITE each, `outbound.rs`'s `Outbound`; first
+//! 2xx wins, the rest get CANCEL, RFC 3261 §16.7-style forking done as a
+//! B2BUA), and the bridge between the
 //! caller and the winner (BYE either way ends both; re-INVITE, UPDATE and
 //! INFO are answered for each leg alone, media being anchored, and
 //! keypresses cross as each phone negotiated them, in `indialog.rs`). The
@@ -52,7 +53,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use pbx::{DialDone, DialOutcome, Disposition, Leg, LegState, RingingSnapshot, RouteEvent};
+use pbx::{DialDone, DialOutcome, Disposition, Leg, LegState, RouteEvent};
 use sip_net::{Incoming, InviteEvent, InviteTx};
 use sip_proto::Request;
 use tokio::sync::oneshot;
@@ -68,9 +69,8 @@ mod indialog;
 mod moves;
 mod transfer;
 mod trunkdial;
-use crate::dialog::Dialog;
 use crate::leg::SipLeg;
-use crate::target::Destination;
+use crate::outbound::Outbound;
 use crate::{Inner, Reply, Side};
 pub(crate) use caller::start;
 pub(crate) use moves::ring_back;
@@ -234,76 +234,37 @@ impl Inbound {
     }
 }
 
-/// One outbound INVITE of a dial.
-struct Branch {
-    dest: Destination,
-    /// The INVITE as sent, until its final response.
-    /// Boxed: gone at the final response, and a branch lasts the call.
-    invite: Option<Box<Request>>,
-    call_id: String,
-    /// Dropping or firing it CANCELs the branch (if it has not answered).
-    cancel: Option<oneshot::Sender<()>>,
-    done: bool,
-    /// Its 2xx was acknowledged (and how to do it again).
-    acked: Option<Acked>,
-    /// It answered 180/183.
-    rang: bool,
-    /// Its INVITE was sent again with a trunk's credentials.
-    authed: bool,
-    /// The trunk channel it holds (trunk targets), until it fails or the call ends.
-    trunk_channel: Option<crate::trunk::ChannelSeized>,
-    /// Its media (its own ports, our offer to it) until the call takes it
-    /// (its early media heard, its answer put through or asked to
-    /// confirm) or it ends.
-    media: Option<Box<crate::anchor::MediaEndpoint>>,
-}
-
 /// A call's outbound branches by number: a call has one or a few, so a
 /// list (one small allocation) rather than a hash map (a larger table).
 #[derive(Default)]
-struct Branches(Vec<(u32, Box<Branch>)>);
+struct Branches(Vec<(u32, Box<Outbound>)>);
 
 impl Branches {
-    fn get(&self, id: &u32) -> Option<&Branch> {
+    fn get(&self, id: &u32) -> Option<&Outbound> {
         self.0.iter().find(|(i, _)| i == id).map(|(_, b)| &**b)
     }
 
-    fn get_mut(&mut self, id: &u32) -> Option<&mut Branch> {
+    fn get_mut(&mut self, id: &u32) -> Option<&mut Outbound> {
         self.0
             .iter_mut()
             .find(|(i, _)| i == id)
             .map(|(_, b)| &mut **b)
     }
 
-    fn insert(&mut self, id: u32, branch: Box<Branch>) {
+    fn insert(&mut self, id: u32, branch: Box<Outbound>) {
         match self.0.iter_mut().find(|(i, _)| *i == id) {
             Some((_, b)) => *b = branch,
             None => self.0.push((id, branch)),
         }
     }
 
-    fn values(&self) -> impl Iterator<Item = &Branch> {
+    fn values(&self) -> impl Iterator<Item = &Outbound> {
         self.0.iter().map(|(_, b)| &**b)
     }
 
-    fn values_mut(&mut self) -> impl Iterator<Item = &mut Branch> {
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut Outbound> {
         self.0.iter_mut().map(|(_, b)| &mut **b)
     }
-}
-
-/// How an answered branch's 2xx is acknowledged again when it comes again
-/// (our ACK was lost, RFC 3261 §13.2.2.4).
-enum Acked {
-    /// From the branch's own copy of its dialog (a party not bridged: a
-    /// late answer that got a BYE, one being asked to confirm).
-    Own(Box<Dialog>),
-    /// From the bridged leg's dialog, with the INVITE's CSeq number: the
-    /// bridged party owns the dialog, and a copy kept for the whole call
-    /// only to build this ACK was most of a kilobyte per call.
-    Bridged {
-        /// The INVITE's CSeq number, which the ACK repeats.
-        seq: u32,
-    },
 }
 
 /// What chan-sip keeps per dial, beside the fork (`pbx::Fork`): the
@@ -897,26 +858,7 @@ impl Call {
             .flat_map(|d| d.targets())
             .filter_map(|id| self.branches.get(id))
             .filter(|b| !b.done)
-            .map(|b| RingingSnapshot {
-                target: b.dest.label.clone(),
-                contact: b.dest.uri.to_string(),
-                address: format!("{}:{}", b.dest.transport, b.dest.addr),
-                state: if b.rang {
-                    LegState::Ringing
-                } else {
-                    LegState::Calling
-                },
-                dialog: pbx::DialogIds {
-                    call_id: b.call_id.clone(),
-                    local_tag: b
-                        .invite
-                        .as_ref()
-                        .and_then(|i| i.headers.from().ok())
-                        .and_then(|f| f.tag().map(str::to_owned))
-                        .unwrap_or_default(),
-                    remote_tag: None,
-                },
-            })
+            .map(Outbound::snapshot)
             .collect();
         self.record.publish(self.phase.call_state(), legs, ringing);
     }
@@ -933,7 +875,7 @@ impl Call {
         // A party that answered is a channel (or has moved on) and has
         // its dialog: only the forks' are this call's.
         for branch in self.branches.values() {
-            inner.dialogs.remove_owned(&branch.call_id, &self.events_tx);
+            branch.forget(inner, &self.events_tx);
         }
         // Its CDR is queued before it stops counting as active: a
         // shutdown waits for no call to be active, then flushes the CDR

@@ -16,6 +16,7 @@ mod call;
 mod channel;
 mod dialog;
 mod leg;
+mod outbound;
 mod party;
 mod queue;
 mod relay;

@@ -14,15 +14,15 @@ use pbx::{ActionError, DialOutcome, DialRequest, DialStatus, Disposition, LegSta
 use sip_net::InviteEvent;
 use sip_proto::{HeaderName, Headers, Method, Request};
 use tokio::sync::oneshot;
-use tracing::Instrument;
 
-use super::{Acked, Branch, Bridge, Call, Dial, Dialing, transfer, trunkdial};
+use super::{Bridge, Call, Dial, Dialing, transfer, trunkdial};
 use crate::Side;
 use crate::anchor::{Failure, MediaEndpoint, Which};
 use crate::channel::SipChannel;
-use crate::dialog::{Dialog, new_tag};
+use crate::dialog::new_tag;
 use crate::leg::{SipLeg, our_contact};
-use crate::relay::{branch_task, send_stateless, set_body};
+use crate::outbound::{Outbound, Progress};
+use crate::relay::{send_stateless, set_body};
 use crate::target::{self, Destination};
 
 /// Headers a route may not set on an outbound INVITE: the B2BUA owns them.
@@ -397,152 +397,48 @@ impl Call {
         };
         let id = self.next_branch;
         self.next_branch += 1;
-        // A callee that is one of our extensions may re-authenticate from
-        // a new address; any other must keep signalling from where we sent.
-        let callee = self
-            .inner
-            .extensions
-            .load()
-            .contains_key(&dest.label)
-            .then(|| dest.label.clone());
-        if !self.inner.dialogs.insert(
-            call_id.clone(),
-            self.events_tx.clone(),
-            Side::Outbound(id),
-            dest.addr.ip(),
-            callee,
-        ) {
-            return None;
-        }
-        if let Some(t) = self.record.trace() {
-            self.inner.traces.add_leg(t, &call_id);
-        }
-        let ctx = match self
-            .inner
-            .endpoint
-            .invite(invite, dest.transport, dest.addr)
-            .await
-        {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                tracing::info!(to = %dest.addr, error = %e, "dial: cannot send INVITE");
-                self.inner.dialogs.remove(&call_id);
-                return None;
-            }
-        };
-        let (cancel_tx, cancel_rx) = oneshot::channel();
-        let sent = ctx.request().cloned().map(Box::new);
-        tokio::spawn(
-            branch_task(id, Box::new(ctx), self.events_tx.clone(), cancel_rx).in_current_span(),
-        );
-        self.branches.insert(
+        let trace = self.record.trace();
+        let branch = Outbound::start(
+            &self.inner,
+            &self.events_tx,
             id,
-            Box::new(Branch {
-                dest,
-                invite: sent,
-                call_id,
-                cancel: Some(cancel_tx),
-                done: false,
-                acked: None,
-                rang: false,
-                authed: false,
-                trunk_channel,
-                media: Some(media),
-            }),
-        );
+            dest,
+            invite,
+            media,
+            trunk_channel,
+            trace,
+        )
+        .await?;
+        self.branches.insert(id, Box::new(branch));
         Some(id)
     }
 
+    /// What branch `id`'s INVITE heard (its SIP done by the branch:
+    /// ACKs, a trunk's challenge): the caller told it rings, the dial
+    /// told it failed, or the answer put through.
     pub(super) async fn on_branch(&mut self, id: u32, event: InviteEvent) {
         let Some(branch) = self.branches.get_mut(&id) else {
             return;
         };
         let peer = branch.dest.addr.ip();
-        let status = match &event {
-            InviteEvent::Response(r) => r.status,
-            InviteEvent::Timeout => 408,
-            InviteEvent::TransportError => 503,
-            _ => 500,
-        };
-        if status < 200 {
-            if status > 100 && !branch.rang {
-                branch.rang = true;
-                // The admin API shows which contacts are ringing.
-                self.publish();
+        match branch.on_event(&self.inner, &self.events_tx, event).await {
+            Progress::Nothing => {}
+            Progress::Ringing {
+                status,
+                first,
+                early,
+            } => self.on_ringing(id, status, first, early, peer).await,
+            Progress::Challenged { status } => {
+                let trunk = self.branches.get(&id).map(|b| b.dest.label.clone());
+                self.note(|| {
+                    format!(
+                        "{status} challenged with {}; sent again with credentials",
+                        trunk.unwrap_or_default()
+                    )
+                });
             }
-            if status > 100
-                && let Some(dialing) = self.phase.dialing_mut()
-                && dialing.is_target(id)
-            {
-                dialing.ringing();
-                if !self.a.party.invite.is_answered()
-                    && let InviteEvent::Response(r) = &event
-                {
-                    // Early media: the callee's answer anchored, ours to
-                    // the caller, bridged at once.
-                    let early = if r.body.is_empty() {
-                        None
-                    } else {
-                        self.early_media(id, &r.body, peer).await
-                    };
-                    let mut out = self.a.party.invite.response(status);
-                    set_body(
-                        &mut out.headers,
-                        &mut out.body,
-                        early.map(|b| ("application/sdp".to_owned(), b)),
-                    );
-                    self.a.party.invite.respond(out);
-                    self.a.leg_mut().state = LegState::Ringing;
-                } else if let InviteEvent::Response(r) = &event
-                    && !r.body.is_empty()
-                {
-                    self.early_after_answer(id, &r.body, peer).await;
-                }
-            }
-            return;
-        }
-        if (status == 401 || status == 407) && self.answer_trunk_challenge(id, &event).await {
-            return;
-        }
-        let Some(branch) = self.branches.get_mut(&id) else {
-            return;
-        };
-        if status >= 300 {
-            branch.done = true;
-            branch.cancel = None;
-            branch.invite = None;
-            let was_early = self
-                .phase
-                .dialing()
-                .is_some_and(|d| d.driver.early == Some(id));
-            if self.fail_over(id, Some(status)).await {
-                return;
-            }
-            self.branch_failed(id, status);
-            if was_early && let Some(dialing) = self.phase.dialing_mut() {
-                // Its early media is gone and others still ring: back to
-                // our ringback.
-                dialing.driver.early = None;
-                self.lend_parties();
-                self.media.ringback().await;
-            }
-            return;
-        }
-        // A 2xx.
-        let InviteEvent::Response(response) = event else {
-            return;
-        };
-        branch.done = true;
-        match &mut branch.acked {
-            // A retransmission of a 2xx we already acknowledged.
-            Some(Acked::Own(dialog)) => {
-                let seq = dialog.local_cseq;
-                let ack = dialog.request(Method::Ack, None, Some(seq));
-                send_stateless(&self.inner, ack, dialog.transport, dialog.peer);
-                return;
-            }
-            Some(Acked::Bridged { seq }) => {
-                let seq = *seq;
+            Progress::Failed(status) => self.on_branch_failed(id, status).await,
+            Progress::AnsweredAgain { seq } => {
                 // The party may have moved on (a transfer): then its new
                 // owner has the dialog, and the 2xx goes unanswered.
                 if let Some(b) = self.phase.bridge_mut().filter(|b| b.branch == id) {
@@ -550,42 +446,87 @@ impl Call {
                     let ack = dialog.request(Method::Ack, None, Some(seq));
                     send_stateless(&self.inner, ack, dialog.transport, dialog.peer);
                 }
-                return;
             }
-            None => {}
+            Progress::Answered { leg, body } => self.on_answered(id, *leg, body).await,
         }
-        let Some(invite) = branch.invite.take() else {
+    }
+
+    /// Branch `id` rings (18x): the caller rings too, hearing its early
+    /// media if it sent some (or, answered by the dialplan already,
+    /// hearing it instead of our ringback).
+    async fn on_ringing(
+        &mut self,
+        id: u32,
+        status: u16,
+        first: bool,
+        early: Option<Bytes>,
+        peer: IpAddr,
+    ) {
+        if first {
+            // The admin API shows which contacts are ringing.
+            self.publish();
+        }
+        let Some(dialing) = self.phase.dialing_mut().filter(|d| d.is_target(id)) else {
             return;
         };
-        let Some(dialog) = Dialog::uac(&invite, &response, branch.dest.transport, branch.dest.addr)
-        else {
+        dialing.ringing();
+        if !self.a.party.invite.is_answered() {
+            // Early media: the callee's answer anchored, ours to the
+            // caller, bridged at once.
+            let ours = match &early {
+                Some(body) => self.early_media(id, body, peer).await,
+                None => None,
+            };
+            let mut out = self.a.party.invite.response(status);
+            set_body(
+                &mut out.headers,
+                &mut out.body,
+                ours.map(|b| ("application/sdp".to_owned(), b)),
+            );
+            self.a.party.invite.respond(out);
+            self.a.leg_mut().state = LegState::Ringing;
+        } else if let Some(body) = early {
+            self.early_after_answer(id, &body, peer).await;
+        }
+    }
+
+    /// Branch `id` did not answer (`status`): the next trunk of a
+    /// failover list, or the fork is one target fewer (its early media
+    /// replaced by our ringback).
+    async fn on_branch_failed(&mut self, id: u32, status: u16) {
+        let was_early = self
+            .phase
+            .dialing()
+            .is_some_and(|d| d.driver.early == Some(id));
+        if self.fail_over(id, Some(status)).await {
             return;
-        };
-        let mut dialog = dialog;
-        let seq = dialog.local_cseq;
-        let ack = dialog.request(Method::Ack, None, Some(seq));
-        send_stateless(&self.inner, ack, dialog.transport, dialog.peer);
-        branch.acked = Some(Acked::Own(Box::new(dialog.clone())));
+        }
+        self.branch_failed(id, status);
+        if was_early && let Some(dialing) = self.phase.dialing_mut() {
+            // Its early media is gone and others still ring: back to
+            // our ringback.
+            dialing.driver.early = None;
+            self.lend_parties();
+            self.media.ringback().await;
+        }
+    }
+
+    /// Branch `id` answered (`leg`, ACKed; `body`, its answer to our
+    /// offer): asked to confirm, or put through as the bridged party's
+    /// channel with its own media; a late answer gets BYE.
+    async fn on_answered(&mut self, id: u32, mut leg: SipLeg, body: Bytes) {
         let wins = !self.phase.is_ended()
             && self.phase.bridge().is_none()
             && self
                 .phase
                 .dialing()
                 .is_some_and(|d| d.is_target(id) && !d.is_picked());
-        let mut leg = SipLeg::new(
-            self.inner.clone(),
-            dialog,
-            "outbound",
-            LegState::Up,
-            our_contact(&self.inner, branch.dest.transport, branch.dest.addr),
-            crate::leg::allows(&response.headers, "UPDATE"),
-        );
-        if !wins {
+        let Some(branch) = self.branches.get(&id).filter(|_| wins) else {
             // A second answer (a fork that answered too late, or after the
             // caller left): it has a dialog now, so end it with BYE.
             leg.bye();
             return;
-        }
+        };
         let label = branch.dest.label.clone();
         let answered_at = format!("{}:{}", branch.dest.transport, branch.dest.addr);
         if self
@@ -595,8 +536,7 @@ impl Call {
         {
             // Asked to confirm on its own media, while the others ring on
             // (and may answer, and be asked, too).
-            self.start_confirm(id, leg, &response.body, label, answered_at)
-                .await;
+            self.start_confirm(id, leg, &body, label, answered_at).await;
             return;
         }
         if !self.hear_branch(id).await {
@@ -604,7 +544,7 @@ impl Call {
             self.branch_failed(id, 500);
             return;
         }
-        let stream = match self.media.callee_answer(&response.body) {
+        let stream = match self.media.callee_answer(&body) {
             Ok(stream) => stream,
             Err(failure) => {
                 // An answer we cannot use is no answer (RFC 3264 §6: it
@@ -655,9 +595,7 @@ impl Call {
                 && let Some(b) = self.branches.get_mut(other)
             {
                 b.media = None;
-                if let Some(cancel) = b.cancel.take() {
-                    let _ = cancel.send(());
-                }
+                b.cancel();
             }
         }
         self.record.set_callee(Some(label.clone()));
@@ -674,12 +612,8 @@ impl Call {
         });
         // Its dialog is the bridged leg's now: a 2xx again is acknowledged
         // from there.
-        if let Some(b) = self.branches.get_mut(&id)
-            && let Some(Acked::Own(dialog)) = &b.acked
-        {
-            b.acked = Some(Acked::Bridged {
-                seq: dialog.local_cseq,
-            });
+        if let Some(b) = self.branches.get_mut(&id) {
+            b.hand_over_dialog();
         }
         if self.answer_and_bridge().await {
             // A transfer's target answered: the transferor is released.
@@ -718,8 +652,7 @@ impl Call {
     /// every branch has.
     pub(super) fn branch_failed(&mut self, id: u32, status: u16) {
         if let Some(b) = self.branches.get_mut(&id) {
-            b.done = true;
-            b.media = None;
+            b.give_up();
         }
         if let Some(dialing) = self.phase.dialing_mut()
             && dialing.is_target(id)
@@ -786,9 +719,7 @@ impl Call {
             // try the next.
             if let Some(b) = self.branches.get_mut(only) {
                 b.done = true;
-                if let Some(cancel) = b.cancel.take() {
-                    let _ = cancel.send(());
-                }
+                b.cancel();
             }
             if self.fail_over(*only, None).await {
                 return;
@@ -819,9 +750,7 @@ impl Call {
 
     pub(super) fn cancel_branches(&mut self) {
         for branch in self.branches.values_mut() {
-            if let Some(cancel) = branch.cancel.take() {
-                let _ = cancel.send(());
-            }
+            branch.cancel();
         }
     }
 

@@ -1,23 +1,18 @@
 //! Dialling through trunks: who we say is calling (RFC 3325
-//! P-Asserted-Identity, `Privacy: id` for a withheld number), the
-//! carrier's 401/407 answered once with the trunk's credentials (RFC 3261
-//! §22.2, §8.1.3.5: same Call-ID, next CSeq), and a list of trunk targets
-//! tried one after the other on 5xx, 408 or no answer within the timeout.
+//! P-Asserted-Identity, `Privacy: id` for a withheld number, RFC 8224
+//! Identity) and a list of trunk targets tried one after the other on
+//! 5xx, 408 or no answer within the timeout. The carrier's 401/407 is
+//! answered by the branch (`outbound.rs`).
 
 use std::time::Instant;
 
 use bytes::Bytes;
 use identity::Attestation;
 use pbx::DialRequest;
-use sip_net::InviteEvent;
-use sip_proto::HeaderName;
-use tokio::sync::oneshot;
-use tracing::Instrument;
 
 use super::Call;
-use crate::relay::branch_task;
 use crate::target::{Destination, TrunkTarget};
-use crate::trunk::{authorization, to_e164};
+use crate::trunk::to_e164;
 
 /// The identity headers of an INVITE to a trunk.
 pub(super) struct TrunkIdentity {
@@ -124,72 +119,12 @@ impl Call {
         }
     }
 
-    /// A trunk branch got 401/407: send its INVITE again, once, with the
-    /// trunk's credentials. `true` when it went out (the branch rings on).
-    pub(super) async fn answer_trunk_challenge(&mut self, id: u32, event: &InviteEvent) -> bool {
-        let InviteEvent::Response(response) = event else {
-            return false;
-        };
-        let Some(branch) = self.branches.get_mut(&id) else {
-            return false;
-        };
-        let Some(t) = &branch.dest.trunk else {
-            return false;
-        };
-        if branch.authed {
-            return false;
-        }
-        let (Some(user), Some(password)) = (t.trunk.auth_user(), t.trunk.password.as_deref())
-        else {
-            return false;
-        };
-        let Some(sent) = branch.invite.as_ref() else {
-            return false;
-        };
-        let uri = sent.uri.to_string();
-        let Some((name, value)) = authorization(response, "INVITE", &uri, user, password) else {
-            return false;
-        };
-        let mut invite = (**sent).clone();
-        let seq = invite.headers.cseq().map_or(1, |c| c.seq) + 1;
-        invite.headers.remove(&HeaderName::Via);
-        invite
-            .headers
-            .set(HeaderName::CSeq, format!("{seq} INVITE"));
-        invite.headers.push(name, value);
-        let (transport, addr) = (branch.dest.transport, branch.dest.addr);
-        branch.authed = true;
-        let ctx = match self.inner.endpoint.invite(invite, transport, addr).await {
-            Ok(ctx) => ctx,
-            Err(e) => {
-                tracing::info!(to = %addr, error = %e, "dial: cannot send the authenticated INVITE");
-                return false;
-            }
-        };
-        let (cancel_tx, cancel_rx) = oneshot::channel();
-        if let Some(branch) = self.branches.get_mut(&id) {
-            branch.invite = ctx.request().cloned().map(Box::new);
-            branch.cancel = Some(cancel_tx);
-        }
-        self.note(|| {
-            format!(
-                "{} challenged with {}; sent again with credentials",
-                response.status,
-                t_name(&self.branches, id)
-            )
-        });
-        tokio::spawn(
-            branch_task(id, Box::new(ctx), self.events_tx.clone(), cancel_rx).in_current_span(),
-        );
-        true
-    }
-
     /// A branch failed with `status`, or its time ran out (`None`): when it
     /// was a trunk of a failover list and the carrier could not take the
     /// call, the next trunk is dialled. `true` when one was.
     pub(super) async fn fail_over(&mut self, id: u32, status: Option<u16>) -> bool {
         if let Some(b) = self.branches.get_mut(&id) {
-            b.trunk_channel = None;
+            b.release_trunk();
         }
         if status.is_some_and(|s| !fails_over(s)) {
             return false;
