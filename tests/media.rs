@@ -1167,6 +1167,164 @@ fn early_media_reaches_a_caller_that_is_still_ringing() {
 }
 
 #[test]
+fn a_callee_that_answers_in_another_codec_than_its_early_media_is_heard_in_it() {
+    // A gateway's 183 previews PCMU, its 200 settles on PCMA (RFC 6337
+    // §3.1.1: an unreliable 18x's SDP is not the final answer). The bridge
+    // that carried the early media restarts in the answer's codec and
+    // transcodes; the caller keeps the codec its 183 gave it.
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
+    let call = a
+        .call_sdp("1002", &[], &ra.sdp_offer(&["PCMU"]))
+        .expect("INVITE sent");
+    let incoming = b.incoming(WAIT).expect("callee gets the INVITE");
+    let b_media = media_of(&incoming.invite.body);
+    assert!(
+        b_media.payload_types.contains(&8),
+        "the callee is offered PCMA too: {:?}",
+        b_media.payload_types
+    );
+    b.reply_sdp(
+        &incoming.invite,
+        &incoming.tag,
+        183,
+        &rb.sdp_answer(&["PCMU"]),
+    )
+    .unwrap();
+    let early = a.response(WAIT).expect("183 relayed");
+    assert_eq!(early.status, 183);
+    let a_media = media_of(&early.body);
+    rb.send_tone(b_media.addr, 0, 2500.0, TONE)
+        .expect("send tone");
+    ra.settle(Duration::from_millis(200), WAIT);
+    assert_heard("the ringing caller", &ra, a_media.addr, 40, 2500.0);
+    b.reply_sdp(
+        &incoming.invite,
+        &incoming.tag,
+        200,
+        &rb.sdp_answer(&["PCMA"]),
+    )
+    .unwrap();
+    let (ok, _) = a.final_response(WAIT).expect("200 relayed");
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        media_of(&ok.body).voice,
+        Some(0),
+        "the caller stays on PCMU"
+    );
+    let mut dialog = a.ack(&call, &ok).expect("ACK");
+    b.request("ACK", WAIT).expect("ACK for the callee");
+    ra.clear();
+    rb.clear();
+    exchange(
+        &ra,
+        (a_media.addr, 0, 1000.0),
+        &rb,
+        (b_media.addr, 8, 2000.0),
+    );
+    heard_in("the callee", &rb, b_media.addr, 1000.0, 8);
+    heard_in("the caller", &ra, a_media.addr, 2000.0, 0);
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+}
+
+#[test]
+fn the_caller_hears_the_latest_forks_early_media_and_then_the_one_that_answers() {
+    // Two phones of 1002 ring with early media of their own: the caller
+    // hears the desk's, then the mobile's (the latest 183 wins), and the
+    // desk, answering, is heard again and hears the caller.
+    let o = office(None);
+    let mut a = phone(&o, "1001");
+    let mut desk = phone(&o, "1002");
+    let mut mobile = phone(&o, "1002");
+    let (ra, rd, rm) = (
+        RtpPeer::localhost(),
+        RtpPeer::localhost(),
+        RtpPeer::localhost(),
+    );
+    let call = a
+        .call_sdp("1002", &[], &ra.sdp_offer(OFFER))
+        .expect("INVITE sent");
+    let at_desk = desk.incoming(WAIT).expect("desk rings");
+    let at_mobile = mobile.incoming(WAIT).expect("mobile rings");
+    let (d_media, m_media) = (
+        media_of(&at_desk.invite.body),
+        media_of(&at_mobile.invite.body),
+    );
+    assert_ne!(d_media.addr, m_media.addr, "each fork has its own ports");
+    desk.reply_sdp(
+        &at_desk.invite,
+        &at_desk.tag,
+        183,
+        &rd.sdp_answer(&["PCMU"]),
+    )
+    .unwrap();
+    let early = a.response(WAIT).expect("the desk's 183");
+    assert_eq!(early.status, 183);
+    let a_media = media_of(&early.body);
+    rd.send_tone(d_media.addr, 0, 2500.0, TONE)
+        .expect("send tone");
+    ra.settle(Duration::from_millis(200), WAIT);
+    assert_heard(
+        "the caller, the desk ringing",
+        &ra,
+        a_media.addr,
+        40,
+        2500.0,
+    );
+    mobile
+        .reply_sdp(
+            &at_mobile.invite,
+            &at_mobile.tag,
+            183,
+            &rm.sdp_answer(&["PCMU"]),
+        )
+        .unwrap();
+    assert_eq!(a.response(WAIT).expect("the mobile's 183").status, 183);
+    ra.clear();
+    rm.send_tone(m_media.addr, 0, 3000.0, TONE)
+        .expect("send tone");
+    ra.settle(Duration::from_millis(200), WAIT);
+    assert_heard(
+        "the caller, the mobile ringing",
+        &ra,
+        a_media.addr,
+        40,
+        3000.0,
+    );
+    desk.reply_sdp(
+        &at_desk.invite,
+        &at_desk.tag,
+        200,
+        &rd.sdp_answer(&["PCMU"]),
+    )
+    .unwrap();
+    let (ok, _) = a.final_response(WAIT).expect("the desk's 200");
+    assert_eq!(ok.status, 200);
+    let mut dialog = a.ack(&call, &ok).expect("ACK");
+    desk.request("ACK", WAIT).expect("ACK for the desk");
+    let cancel = mobile
+        .request("CANCEL", WAIT)
+        .expect("the mobile is cancelled");
+    mobile.reply(&cancel, &at_mobile.tag, 200).unwrap();
+    mobile
+        .reply(&at_mobile.invite, &at_mobile.tag, 487)
+        .unwrap();
+    ra.clear();
+    rd.clear();
+    exchange(
+        &ra,
+        (a_media.addr, 0, 1000.0),
+        &rd,
+        (d_media.addr, 0, 2000.0),
+    );
+    assert_heard("the desk", &rd, d_media.addr, 40, 1000.0);
+    assert_heard("the caller", &ra, a_media.addr, 40, 2000.0);
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+}
+
+#[test]
 fn a_key_pressed_before_the_recording_does_not_end_it() {
     let o = office(Some(MEDIA_LUA));
     let mut a = phone(&o, "1001");

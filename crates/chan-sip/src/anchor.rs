@@ -10,12 +10,12 @@
 //! Each party's media is its own [`MediaEndpoint`] (endpoint.rs): its
 //! ports, its SDP session and offer/answer state, its leg; a party that
 //! leaves the call (parked, transferred, a channel) takes it along. A
-//! call's [`CallMedia`] keeps side `A`, the caller's endpoint, and side
-//! `B`, either a dial's target heard on its own endpoint (early media, an
-//! answer being put through) or the bridged party's leg, lent by its
-//! `SipChannel`, which keeps its endpoint and answers its phone's offers
-//! itself (the call gives the leg back whenever nothing runs on it, and
-//! takes it again to bridge). What plays on the two legs is `pbx`'s
+//! call's [`CallMedia`] keeps side `A`, the caller's endpoint until its
+//! answer, and side `B`, a leg lent by whoever keeps the callee's
+//! endpoint: a dial's target whose early media is heard (its endpoint
+//! settles its 18x and 2xx), the bridged party's `SipChannel`, which
+//! answers its phone's offers itself (the call gives the leg back
+//! whenever nothing runs on it, and takes it again to bridge). What plays on the two legs is `pbx`'s
 //! [`pbx::Stage`] (bridge, hold music, prompts, ringback, recording,
 //! echo): each step here lends it the legs parked in the endpoints and
 //! takes back those it leaves idle, so an endpoint always holds its leg
@@ -205,25 +205,15 @@ pub(crate) struct CallMedia {
     /// lends its leg (in the stage, or back with the channel when idle):
     /// the codec of that leg, to put first towards the callee.
     caller_lent: Option<&'static str>,
-    b: Option<Callee>,
+    /// The callee's leg is lent by whoever keeps its endpoint (a dial's
+    /// target while its early media is heard, the bridged party's
+    /// channel), in the stage or, idle, waiting for the call to give it
+    /// back: its codec, to put first towards the caller.
+    callee_lent: Option<&'static str>,
     /// What plays on the two legs (`pbx`'s: protocol-free), lent by the
     /// endpoints here before each step and given back after it, and by
     /// the bridged party's channel.
     stage: pbx::Stage,
-}
-
-/// The callee side of a call's media.
-enum Callee {
-    /// A dial's target heard on its own endpoint (its early media, its
-    /// answer about to be put through), owned here.
-    Own(Box<MediaEndpoint>),
-    /// The bridged party's leg, lent by its channel, which keeps its
-    /// endpoint (its SDP, the offers its phone makes): in the stage (the
-    /// call gives it back to the channel whenever nothing runs on it).
-    Lent {
-        /// Its codec, to put first towards the caller.
-        codec: &'static str,
-    },
 }
 
 /// Where a digit one side sent in signalling (SIP INFO) goes.
@@ -244,39 +234,35 @@ impl CallMedia {
             caller_offer: None,
             a: None,
             caller_lent: None,
-            b: None,
+            callee_lent: None,
             stage: pbx::Stage::new(),
         }
     }
 
-    /// `which`'s endpoint: its SDP state, to answer its party's offers
+    /// `which`'s endpoint when it is kept here (the caller's, until its
+    /// answer): its SDP state, to answer its party's offers
     /// (`channel::answer_offer`; after a new codec, [`restart`](Self::restart)).
+    /// The callee's is always its keeper's.
     pub fn side_mut(&mut self, which: Which) -> Option<&mut MediaEndpoint> {
         match which {
             Which::A => self.a.as_deref_mut(),
-            Which::B => match &mut self.b {
-                Some(Callee::Own(party)) => Some(party),
-                _ => None,
-            },
+            Which::B => None,
         }
     }
 
     fn side(&self, which: Which) -> Option<&MediaEndpoint> {
         match which {
             Which::A => self.a.as_deref(),
-            Which::B => match &self.b {
-                Some(Callee::Own(party)) => Some(party),
-                _ => None,
-            },
+            Which::B => None,
         }
     }
 
     /// The codec `which` uses, to put first towards the other side.
     fn preferred(&self, which: Which) -> Vec<String> {
         if which == Which::B
-            && let Some(Callee::Lent { codec, .. }) = &self.b
+            && let Some(codec) = self.callee_lent
         {
-            return vec![(*codec).to_owned()];
+            return vec![codec.to_owned()];
         }
         self.side(which)
             .map(MediaEndpoint::preferred)
@@ -296,17 +282,12 @@ impl CallMedia {
         Ok(())
     }
 
-    /// Leases `which`'s ports (once), advertising the address a peer that
-    /// reaches our SIP on `sip_ip` can reach.
-    fn open(&mut self, which: Which, sip_ip: Option<IpAddr>) -> Result<(), Failure> {
-        if self.side(which).is_some() {
-            return Ok(());
-        }
-        // Only the caller's digits are read from its first packet on.
-        let party = MediaEndpoint::open(&self.config, sip_ip, which == Which::A)?;
-        match which {
-            Which::A => self.a = Some(party),
-            Which::B => self.b = Some(Callee::Own(party)),
+    /// Leases the caller's ports (once), advertising the address a peer
+    /// that reaches our SIP on `sip_ip` can reach.
+    fn open_caller(&mut self, sip_ip: Option<IpAddr>) -> Result<(), Failure> {
+        if self.a.is_none() {
+            // The caller's digits are read from its first packet on.
+            self.a = Some(MediaEndpoint::open(&self.config, sip_ip, true)?);
         }
         Ok(())
     }
@@ -324,7 +305,7 @@ impl CallMedia {
         if let Some(bytes) = self.a.as_deref().and_then(MediaEndpoint::last_sent) {
             return Ok(bytes);
         }
-        self.open(Which::A, sip_ip)?;
+        self.open_caller(sip_ip)?;
         // Prefer what the callee settled on: no transcoding when it can.
         let prefer = self.preferred(Which::B);
         let offer = self.caller_offer.take();
@@ -366,33 +347,6 @@ impl CallMedia {
         Ok((party, offer))
     }
 
-    /// Reads a callee's answer (in a 18x or 2xx) to our offer, without
-    /// applying it.
-    pub fn callee_answer(&self, body: &[u8]) -> Result<sdp::Stream, Failure> {
-        match self.side(Which::B) {
-            Some(b) => b.read_answer(body),
-            None => Err(Failure::NotAcceptable("an answer without our offer".into())),
-        }
-    }
-
-    /// Applies a callee's answer, from the fork whose SIP comes from
-    /// `peer`; `last` (its 2xx) closes the exchange.
-    pub async fn apply_callee(
-        &mut self,
-        stream: &sdp::Stream,
-        last: bool,
-        peer: IpAddr,
-    ) -> Result<(), Failure> {
-        self.side_mut(Which::B)
-            .ok_or_else(no_side)?
-            .set_signalling(peer);
-        self.settle(Which::B, stream).await?;
-        if last && let Some(b) = self.side_mut(Which::B) {
-            b.withdraw_offer();
-        }
-        Ok(())
-    }
-
     /// Restarts what runs on the legs (an endpoint's codec changed).
     pub async fn restart(&mut self) {
         self.restart_if(Settled::Restart).await;
@@ -422,11 +376,6 @@ impl CallMedia {
         if let Some(leg) = self.a.as_deref_mut().and_then(MediaEndpoint::take_leg) {
             self.stage.give(pbx::Side::A, leg);
         }
-        if let Some(Callee::Own(b)) = &mut self.b
-            && let Some(leg) = b.take_leg()
-        {
-            self.stage.give(pbx::Side::B, leg);
-        }
     }
 
     /// The legs nothing runs on go back to the endpoints here (which
@@ -437,11 +386,6 @@ impl CallMedia {
             && let Some(leg) = self.stage.take_idle(pbx::Side::A)
         {
             a.park_leg(leg);
-        }
-        if let Some(Callee::Own(b)) = &mut self.b
-            && let Some(leg) = self.stage.take_idle(pbx::Side::B)
-        {
-            b.park_leg(leg);
         }
     }
 
@@ -612,7 +556,7 @@ impl CallMedia {
         self.stage.release();
         self.a = None;
         self.caller_lent = None;
-        self.b = None;
+        self.callee_lent = None;
     }
 }
 
@@ -623,68 +567,38 @@ impl CallMedia {
         self.on_stage(async |s| s.stop_all().await).await;
     }
 
-    /// Takes `which`'s endpoint out of the call (a party leaving for
-    /// another call, a bridge or the parking lot): what ran on the legs
-    /// stops, the endpoint leaves with its leg parked in it and its SDP
-    /// state, and the caller, if it stays, is listened to.
-    pub async fn detach(&mut self, which: Which) -> Option<Box<MediaEndpoint>> {
+    /// Takes the caller's endpoint out of the call (a caller leaving for
+    /// another call, a bridge or the parking lot before its answer): what
+    /// ran on the legs stops, the endpoint leaves with its leg parked in
+    /// it and its SDP state.
+    pub async fn detach_caller(&mut self) -> Option<Box<MediaEndpoint>> {
         self.stop_all().await;
-        let side = match which {
-            Which::A => self.a.take(),
-            Which::B => match self.b.take() {
-                Some(Callee::Own(party)) => Some(party),
-                lent => {
-                    self.b = lent;
-                    None
-                }
-            },
-        }?;
-        if which == Which::B {
-            self.listen().await;
-        }
-        Some(side)
+        self.a.take()
     }
 
-    /// Takes a party's endpoint (a dial target's, or one made by
-    /// [`detach`](Self::detach)) in as this call's callee side, giving back
-    /// the one it replaces (its leg parked in it); [`bridge`](Self::bridge)
-    /// joins it to the caller.
-    pub async fn attach_callee(&mut self, party: Box<MediaEndpoint>) -> Option<Box<MediaEndpoint>> {
-        self.stop_all().await;
-        let previous = match self.b.replace(Callee::Own(party)) {
-            Some(Callee::Own(previous)) => Some(previous),
-            _ => None,
-        };
-        self.listen().await;
-        previous
-    }
-
-    /// The bridged party's leg, lent by its channel (which keeps its
-    /// endpoint), as the callee side's: [`bridge`](Self::bridge) joins it
-    /// to the caller. Given while nothing runs on the callee side.
+    /// The callee's leg, lent by whoever keeps its endpoint (the bridged
+    /// party's channel; a dial's target whose early media is heard), as
+    /// the callee side's: [`bridge`](Self::bridge) joins it to the
+    /// caller. Given while nothing runs on the callee side.
     pub fn lend_callee(&mut self, leg: Leg) {
-        let codec = leg.params().codec.name();
+        self.callee_lent = Some(leg.params().codec.name());
         self.stage.give(pbx::Side::B, leg);
-        self.b = Some(Callee::Lent { codec });
     }
 
     /// The lent leg, when nothing runs on it: its channel has it back (to
     /// watch it, and set it to what its phone settles on).
     pub fn idle_callee(&mut self) -> Option<Leg> {
-        match &self.b {
-            Some(Callee::Lent { .. }) => self.stage.take_idle(pbx::Side::B),
-            _ => None,
-        }
+        self.callee_lent?;
+        self.stage.take_idle(pbx::Side::B)
     }
 
-    /// The bridged party leaves: what ran on the legs stops, its lent leg
-    /// comes back (for its channel), and the caller is listened to.
+    /// The callee leaves (the bridged party; a dial's target heard no
+    /// more): what ran on the legs stops, its lent leg comes back (for
+    /// whoever keeps its endpoint), and the caller is listened to.
     pub async fn return_callee(&mut self) -> Option<Leg> {
         self.stop_all().await;
         let leg = self.idle_callee();
-        if matches!(self.b, Some(Callee::Lent { .. })) {
-            self.b = None;
-        }
+        self.callee_lent = None;
         self.listen().await;
         leg
     }
@@ -810,12 +724,14 @@ mod tests {
         let audio = &offer.media[0];
         assert_eq!(audio.formats[0], "8", "PCMA, the caller's first: {offer:?}");
         assert_ne!(audio.port, 4000);
-        // The callee answers PCMU only, on its own address.
-        assert!(m.attach_callee(callee).await.is_none());
+        // The callee answers PCMU only, on its own address; its endpoint
+        // (its keeper's) settles it and lends the call its leg.
+        let mut callee = callee;
         let answer = "v=0\r\no=- 2 2 IN IP4 127.0.0.12\r\ns=-\r\nc=IN IP4 127.0.0.12\r\nt=0 0\r\nm=audio 6000 RTP/AVP 0\r\n";
-        let stream = m.callee_answer(answer.as_bytes()).unwrap();
+        let stream = callee.read_answer(answer.as_bytes()).unwrap();
+        assert_eq!(callee.settle(&stream).unwrap(), Settled::Done);
+        m.lend_callee(callee.take_leg().expect("its leg, made by its answer"));
         let phone = "127.0.0.1".parse().unwrap();
-        m.apply_callee(&stream, true, phone).await.unwrap();
         let ours = m.caller_description(ip, phone).await.unwrap();
         let ours = parse(&ours).unwrap();
         // The caller's answer: its sections in order, video refused, audio

@@ -273,8 +273,8 @@ struct Dial {
     /// The branch whose early media the caller hears (after the dialplan
     /// answered), instead of our ringback.
     early: Option<u32>,
-    /// The branch whose media is the call's callee side (its early media
-    /// anchored there); the others keep theirs.
+    /// The branch the caller hears (its early media): it keeps its
+    /// endpoint and lends the call its leg as the callee side's.
     heard: Option<u32>,
     /// A list of trunks dialled one after the other (`trunkdial.rs`).
     trunks: Option<Box<trunkdial::Failover>>,

@@ -19,7 +19,6 @@ use pbx::{Channel, ChannelEvent, DialConfirm};
 use tokio::task::JoinHandle;
 
 use super::{Call, CallEvent};
-use crate::anchor::Which;
 use crate::channel::SipChannel;
 use crate::leg::SipLeg;
 
@@ -153,7 +152,7 @@ impl Call {
             .is_some()
         {
             self.lend_parties();
-            drop(self.media.detach(Which::B).await);
+            drop(self.media.return_callee().await);
         }
         self.put_through(id, channel, label, answered_at).await;
     }

@@ -2,7 +2,7 @@
 //! INVITE of §13.2): the route's targets resolved and an INVITE sent to
 //! each with an SDP offer on its own media (ports), their provisional
 //! answers (ringing, early media, RFC 3960) passed to the caller (the
-//! fork whose early media it hears is the call's callee side), the first
+//! fork whose early media it hears lends the call its leg), the first
 //! 2xx put through and bridged while the others get CANCEL (§9.1), and
 //! the dial's end when none answers.
 
@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 
 use super::{Bridge, Call, Dial, Dialing, transfer, trunkdial};
 use crate::Side;
-use crate::anchor::{Failure, MediaEndpoint, Which};
+use crate::anchor::{Failure, MediaEndpoint, Settled};
 use crate::channel::SipChannel;
 use crate::dialog::new_tag;
 use crate::leg::{SipLeg, our_contact};
@@ -251,43 +251,96 @@ impl Call {
         Ok(self.start_branch(dest, request, &offer, party).await)
     }
 
-    /// Makes branch `id`'s media the call's callee side (so its early
-    /// media or its answer is heard); the branch heard so far gets its
-    /// own back. `false` when the branch has no media (any more).
-    async fn hear_branch(&mut self, id: u32) -> bool {
+    /// Branch `id`'s answer to our offer (`body`, in a 18x, or its 2xx
+    /// when `last`; its SIP from `peer`) settled on its own media, which
+    /// becomes what the caller hears: its leg is lent to the call (the
+    /// branch heard before gets its own back), or, heard already, it
+    /// goes on in the codec the answer settled. `Err` when the answer
+    /// cannot be used (RFC 3264 §6: it had to accept our offer) or the
+    /// branch has no media (any more).
+    async fn hear_branch(
+        &mut self,
+        id: u32,
+        body: &[u8],
+        peer: IpAddr,
+        last: bool,
+    ) -> Result<(), Failure> {
+        let party = self
+            .branches
+            .get_mut(&id)
+            .and_then(|b| b.media.as_deref_mut())
+            .ok_or_else(|| Failure::NoPorts("the target's media is gone".into()))?;
+        party.set_signalling(peer);
+        let stream = party.read_answer(body)?;
+        let settled = party.settle(&stream)?;
+        if last {
+            party.withdraw_offer();
+        }
         let heard = self.phase.dialing().and_then(|d| d.driver.heard);
         if heard == Some(id) {
-            return true;
+            if settled == Settled::Restart {
+                // Its leg, lent, goes back to its endpoint for the new
+                // codec and is lent again.
+                self.lend_parties();
+                let suspended = self.media.suspend().await;
+                self.settle_heard(id);
+                self.lend_parties();
+                self.media.go_on(suspended).await;
+            }
+            return Ok(());
         }
-        let Some(party) = self.branches.get_mut(&id).and_then(|b| b.media.take()) else {
-            return false;
-        };
         self.lend_parties();
-        let previous = self.media.attach_callee(party).await;
-        if let (Some(before), Some(previous)) = (heard, previous)
-            && let Some(b) = self.branches.get_mut(&before)
-            && !b.done
+        let previous = self.media.return_callee().await;
+        if let (Some(before), Some(leg)) = (heard, previous)
+            && let Some(party) = self
+                .branches
+                .get_mut(&before)
+                .and_then(|b| b.media.as_mut())
         {
-            b.media = Some(previous);
+            party.park_leg(leg);
+        }
+        if let Some(leg) = self
+            .branches
+            .get_mut(&id)
+            .and_then(|b| b.media.as_mut())
+            .and_then(|m| m.take_leg())
+        {
+            self.media.lend_callee(leg);
         }
         if let Some(dialing) = self.phase.dialing_mut() {
             dialing.driver.heard = Some(id);
         }
-        true
+        Ok(())
     }
 
-    /// Branch `id`'s media, out of the branch or (heard) the call's
-    /// callee side, for a party that leaves the fork with it (a
-    /// confirmation, the next trunk of a failover list).
+    /// Gives the heard branch `id` its leg back when nothing runs on it,
+    /// and lends it again (set to what its SDP settled on meanwhile).
+    fn settle_heard(&mut self, id: u32) {
+        if let Some(leg) = self.media.idle_callee()
+            && let Some(party) = self.branches.get_mut(&id).and_then(|b| b.media.as_mut())
+        {
+            party.park_leg(leg);
+            if let Some(leg) = party.take_leg() {
+                self.media.lend_callee(leg);
+            }
+        }
+    }
+
+    /// Branch `id`'s media, its leg back from the call if it was heard,
+    /// for a party that leaves the fork with it (a confirmation, the next
+    /// trunk of a failover list).
     pub(super) async fn take_branch_media(&mut self, id: u32) -> Option<Box<MediaEndpoint>> {
+        let mut party = self.branches.get_mut(&id).and_then(|b| b.media.take())?;
         if let Some(dialing) = self.phase.dialing_mut()
             && dialing.driver.heard == Some(id)
         {
             dialing.driver.heard = None;
             self.lend_parties();
-            return self.media.detach(Which::B).await;
+            if let Some(leg) = self.media.return_callee().await {
+                party.park_leg(leg);
+            }
         }
-        self.branches.get_mut(&id).and_then(|b| b.media.take())
+        Some(party)
     }
 
     /// Sends one outbound INVITE with `offer` (made on `media`, the
@@ -539,33 +592,19 @@ impl Call {
             self.start_confirm(id, leg, &body, label, answered_at).await;
             return;
         }
-        if !self.hear_branch(id).await {
-            leg.bye();
-            self.branch_failed(id, 500);
-            return;
-        }
-        let stream = match self.media.callee_answer(&body) {
-            Ok(stream) => stream,
-            Err(failure) => {
-                // An answer we cannot use is no answer (RFC 3264 §6: it
-                // had to accept our offer).
-                tracing::info!(callee = %label, "dial: unusable SDP answer: {}", failure.text());
-                leg.bye();
-                self.branch_failed(id, 488);
-                return;
-            }
-        };
-        // Its answer applied to its own media, which it takes along as
-        // the bridged party's channel.
+        // Its answer settled on its own media, which it takes along as the
+        // bridged party's channel (its leg lent to the call).
         let peer = leg.dialog.peer.ip();
-        if let Err(failure) = self.media.apply_callee(&stream, true, peer).await {
-            tracing::info!("dial: {}", failure.text());
+        if let Err(failure) = self.hear_branch(id, &body, peer, true).await {
+            tracing::info!(callee = %label, "dial: unusable SDP answer: {}", failure.text());
+            leg.bye();
+            self.branch_failed(id, failure.status());
+            return;
         }
         if let Some(dialing) = self.phase.dialing_mut() {
             dialing.driver.heard = None;
         }
-        self.lend_parties();
-        let media = self.media.detach(Which::B).await;
+        let media = self.branches.get_mut(&id).and_then(|b| b.media.take());
         // Its dialog's requests stay on this call's queue, served
         // through the channel, until it leaves (`take_bridge`).
         let events = self.events_tx.clone();
@@ -677,13 +716,7 @@ impl Call {
     /// was answered by the dialplan already: the caller hears the callee's
     /// media (a carrier's announcement, a remote ringback) instead of ours.
     async fn early_after_answer(&mut self, id: u32, body: &Bytes, peer: IpAddr) {
-        if !self.hear_branch(id).await {
-            return;
-        }
-        let Ok(stream) = self.media.callee_answer(body) else {
-            return;
-        };
-        if self.media.apply_callee(&stream, false, peer).await.is_err() {
+        if self.hear_branch(id, body, peer, false).await.is_err() {
             return;
         }
         self.lend_parties();
@@ -695,11 +728,7 @@ impl Call {
     }
 
     async fn early_media(&mut self, id: u32, body: &Bytes, peer: IpAddr) -> Option<Bytes> {
-        if !self.hear_branch(id).await {
-            return None;
-        }
-        let stream = self.media.callee_answer(body).ok()?;
-        self.media.apply_callee(&stream, false, peer).await.ok()?;
+        self.hear_branch(id, body, peer, false).await.ok()?;
         let ours = self.caller_sdp().await.ok()?;
         self.lend_parties();
         self.media.bridge().await;

@@ -240,7 +240,7 @@ impl Call {
         if !std::mem::replace(&mut self.a.answered, true) {
             // Not answered: no bridge (cannot be here).
             self.lend_parties();
-            caller.media = self.media.detach(Which::A).await;
+            caller.media = self.media.detach_caller().await;
         }
         if let Some(leg) = leg {
             pbx::Channel::give_media(&mut caller, leg);
