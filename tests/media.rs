@@ -898,6 +898,75 @@ fn a_phone_that_sends_no_rtp_is_hung_up_after_rtp_timeout() {
 }
 
 #[test]
+fn a_caller_silent_while_it_hears_early_media_is_not_hung_up() {
+    // rtp_timeout is for answered calls: a caller that has sent no RTP
+    // while the callee's early media played to it, for longer than the
+    // timeout, is put through when the callee answers (its silence
+    // counts from the answer, not from its leg made at the 183).
+    ringing_longer_than_the_rtp_timeout(true);
+}
+
+#[test]
+fn a_callee_whose_183_brought_no_rtp_is_not_hung_up_at_its_answer() {
+    ringing_longer_than_the_rtp_timeout(false);
+}
+
+/// 1002 rings with a 183 and SDP for twice `rtp_timeout` (playing an
+/// announcement when `announces`, silent otherwise), the caller silent,
+/// then answers: both are heard both ways, neither is hung up.
+fn ringing_longer_than_the_rtp_timeout(announces: bool) {
+    let o = office_with(None, "[media]\nrtp_timeout = \"1s\"\n");
+    let mut a = phone(&o, "1001");
+    let mut b = phone(&o, "1002");
+    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
+    let call = a
+        .call_sdp("1002", &[], &ra.sdp_offer(OFFER))
+        .expect("INVITE sent");
+    let incoming = b.incoming(WAIT).expect("callee gets the INVITE");
+    let b_media = media_of(&incoming.invite.body);
+    b.reply_sdp(
+        &incoming.invite,
+        &incoming.tag,
+        183,
+        &rb.sdp_answer(&["PCMU"]),
+    )
+    .unwrap();
+    let early = a.response(WAIT).expect("183 relayed");
+    assert_eq!(early.status, 183);
+    let a_media = media_of(&early.body);
+    let ringing = Duration::from_millis(2200);
+    if announces {
+        rb.send_tone(b_media.addr, 0, 2500.0, ringing)
+            .expect("send tone");
+        assert_heard("the ringing caller", &ra, a_media.addr, 40, 2500.0);
+    } else {
+        std::thread::sleep(ringing);
+    }
+    b.reply_sdp(
+        &incoming.invite,
+        &incoming.tag,
+        200,
+        &rb.sdp_answer(&["PCMU"]),
+    )
+    .unwrap();
+    let (ok, _) = a.final_response(WAIT).expect("a final response");
+    assert_eq!(ok.status, 200, "{ok:?}");
+    let mut dialog = a.ack(&call, &ok).expect("ACK");
+    b.request("ACK", WAIT).expect("ACK for the callee");
+    ra.clear();
+    rb.clear();
+    exchange(
+        &ra,
+        (a_media.addr, 0, 1000.0),
+        &rb,
+        (b_media.addr, 0, 2000.0),
+    );
+    assert_heard("the callee", &rb, b_media.addr, 40, 1000.0);
+    assert_heard("the caller", &ra, a_media.addr, 40, 2000.0);
+    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+}
+
+#[test]
 fn when_the_rtp_ports_run_out_a_new_call_gets_503_and_they_come_back() {
     // Two pairs: two echo calls fit, a third does not.
     let o = office_with(None, "[media]\nrtp_ports = \"29990-29993\"\n");

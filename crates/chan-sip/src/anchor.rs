@@ -10,12 +10,15 @@
 //! Each party's media is its own [`MediaEndpoint`] (endpoint.rs): its
 //! ports, its SDP session and offer/answer state, its leg; a party that
 //! leaves the call (parked, transferred, a channel) takes it along. A
-//! call's [`CallMedia`] keeps side `A`, the caller's endpoint until its
-//! answer, and side `B`, a leg lent by whoever keeps the callee's
-//! endpoint: a dial's target whose early media is heard (its endpoint
-//! settles its 18x and 2xx), the bridged party's `SipChannel`, which
-//! answers its phone's offers itself (the call gives the leg back
-//! whenever nothing runs on it, and takes it again to bridge). What plays on the two legs is `pbx`'s
+//! call's [`CallMedia`] keeps no endpoint: its sides `A` and `B` are
+//! legs lent by whoever keeps the parties' endpoints, the caller's
+//! `SipChannel` (from our first SDP to it: ringback and early media play
+//! on its leg before the answer), a dial's target whose early media is
+//! heard (its endpoint settles its 18x and 2xx), the bridged party's
+//! `SipChannel`; each answers its own phone's offers (the call gives a
+//! leg back whenever nothing runs on it, and takes it again for what it
+//! starts). What `CallMedia` adds is the caller's offer until our answer,
+//! the codecs each side prefers, and the stage. What plays on the two legs is `pbx`'s
 //! [`pbx::Stage`] (bridge, hold music, prompts, ringback, recording,
 //! echo): each step here lends it the legs parked in the endpoints and
 //! takes back those it leaves idle, so an endpoint always holds its leg
@@ -162,30 +165,27 @@ impl Which {
     }
 }
 
-/// Silence watch: clones of the timeouts of the legs that should be
-/// receiving. An owner folds [`Watch::deadline`] into its one timer and
-/// asks [`Watch::expired`] when it fires (a timer per side was a sizeable
-/// part of every call's task).
-pub(crate) struct Watch([Option<(Which, MediaTimeout)>; 2]);
+/// A party's silence watch: a clone of its leg's timeout while the leg
+/// should be receiving. Its keeper folds [`Watch::deadline`] into its one
+/// timer and asks [`Watch::expired`] when it fires (a timer per party was
+/// a sizeable part of every call's task).
+pub(crate) struct Watch(Option<MediaTimeout>);
 
 impl Watch {
-    /// The one party of a channel (if it still has media), as side `A`.
+    /// The watch of `party`'s leg (none without media).
     pub fn one(party: Option<&MediaEndpoint>) -> Watch {
-        Watch([party.and_then(|p| Some((Which::A, p.watched()?))), None])
+        Watch(party.and_then(MediaEndpoint::watched))
     }
 
-    /// When the first watched side will have been silent too long, unless
-    /// RTP comes before.
+    /// When the leg will have been silent too long, unless RTP comes
+    /// before.
     pub fn deadline(&self) -> Option<Instant> {
-        self.0.iter().flatten().map(|(_, t)| t.deadline()).min()
+        self.0.as_ref().map(MediaTimeout::deadline)
     }
 
-    /// A side silent too long at `now`, and for how long.
-    pub fn expired(&self, now: Instant) -> Option<(Which, Duration)> {
-        self.0
-            .iter()
-            .flatten()
-            .find_map(|(w, t)| t.silent_at(now).map(|d| (*w, d)))
+    /// How long the leg has been silent at `now`, if too long.
+    pub fn expired(&self, now: Instant) -> Option<Duration> {
+        self.0.as_ref()?.silent_at(now)
     }
 }
 
@@ -197,13 +197,12 @@ impl Watch {
 pub(crate) struct CallMedia {
     config: Arc<MediaConfig>,
     /// The caller's initial offer, until it is answered.
+    // Boxed: a call's task holds this for the whole call, and it is
+    // empty from the answer on.
     caller_offer: Option<Box<SessionDescription>>,
-    // Boxed, like the SDPs and the parked legs: a call's task holds all
-    // of this for the whole call, most of it empty most of the time.
-    a: Option<Box<MediaEndpoint>>,
-    /// Once the caller is answered its channel keeps its endpoint and
-    /// lends its leg (in the stage, or back with the channel when idle):
-    /// the codec of that leg, to put first towards the callee.
+    /// The caller's channel keeps its endpoint and lends its leg (in the
+    /// stage, or back with the channel when idle): the codec of that leg,
+    /// to put first towards the callee.
     caller_lent: Option<&'static str>,
     /// The callee's leg is lent by whoever keeps its endpoint (a dial's
     /// target while its early media is heard, the bridged party's
@@ -232,40 +231,16 @@ impl CallMedia {
         CallMedia {
             config,
             caller_offer: None,
-            a: None,
             caller_lent: None,
             callee_lent: None,
             stage: pbx::Stage::new(),
         }
     }
 
-    /// `which`'s endpoint when it is kept here (the caller's, until its
-    /// answer): its SDP state, to answer its party's offers
-    /// (`channel::answer_offer`; after a new codec, [`restart`](Self::restart)).
-    /// The callee's is always its keeper's.
-    pub fn side_mut(&mut self, which: Which) -> Option<&mut MediaEndpoint> {
-        match which {
-            Which::A => self.a.as_deref_mut(),
-            Which::B => None,
-        }
-    }
-
-    fn side(&self, which: Which) -> Option<&MediaEndpoint> {
-        match which {
-            Which::A => self.a.as_deref(),
-            Which::B => None,
-        }
-    }
-
-    /// The codec `which` uses, to put first towards the other side.
-    fn preferred(&self, which: Which) -> Vec<String> {
-        if which == Which::B
-            && let Some(codec) = self.callee_lent
-        {
-            return vec![codec.to_owned()];
-        }
-        self.side(which)
-            .map(MediaEndpoint::preferred)
+    /// The codec the callee uses, to put first towards the caller.
+    fn callee_codec(&self) -> Vec<String> {
+        self.callee_lent
+            .map(|codec| vec![codec.to_owned()])
             .unwrap_or_default()
     }
 
@@ -282,41 +257,37 @@ impl CallMedia {
         Ok(())
     }
 
-    /// Leases the caller's ports (once), advertising the address a peer
-    /// that reaches our SIP on `sip_ip` can reach.
-    fn open_caller(&mut self, sip_ip: Option<IpAddr>) -> Result<(), Failure> {
-        if self.a.is_none() {
-            // The caller's digits are read from its first packet on.
-            self.a = Some(MediaEndpoint::open(&self.config, sip_ip, true)?);
-        }
-        Ok(())
+    /// The caller's media endpoint, for its channel: a port pair leased,
+    /// advertising the address a peer that reaches our SIP on `sip_ip`
+    /// can reach; the caller's digits are read from its first packet on.
+    pub fn caller_endpoint(&self, sip_ip: Option<IpAddr>) -> Result<Box<MediaEndpoint>, Failure> {
+        MediaEndpoint::open(&self.config, sip_ip, true)
     }
 
-    /// What the caller gets in our 18x/200: the answer to its offer (made
-    /// once, the same bytes every time after; RFC 3264 §8 keeps the
-    /// version of an unchanged description), or our offer when its INVITE
-    /// had none. Makes the caller's leg.
-    /// `peer` is the IP the caller's SIP comes from.
-    pub async fn caller_description(
+    /// What the caller gets in our first 18x or 200, made on its endpoint
+    /// `a` (its channel's): the answer to its offer, which makes its leg,
+    /// or our offer when its INVITE had none (its answer comes in the
+    /// ACK). Later ones repeat the same bytes (RFC 3264 §8 keeps the
+    /// version of an unchanged description). `peer` is the IP the
+    /// caller's SIP comes from.
+    pub fn caller_description(
         &mut self,
-        sip_ip: Option<IpAddr>,
+        a: &mut MediaEndpoint,
         peer: IpAddr,
     ) -> Result<Bytes, Failure> {
-        if let Some(bytes) = self.a.as_deref().and_then(MediaEndpoint::last_sent) {
+        if let Some(bytes) = a.last_sent() {
             return Ok(bytes);
         }
-        self.open_caller(sip_ip)?;
         // Prefer what the callee settled on: no transcoding when it can.
-        let prefer = self.preferred(Which::B);
-        let offer = self.caller_offer.take();
-        let a = self.a.as_deref_mut().ok_or_else(no_side)?;
+        let prefer = self.callee_codec();
         a.set_signalling(peer);
-        let Some(offer) = offer else {
+        let Some(offer) = self.caller_offer.take() else {
             // Late offer: ours now, the caller's answer in its ACK.
             return Ok(a.offer_late(&prefer));
         };
         let (bytes, stream) = a.answer(&offer, &prefer, Direction::SendRecv)?;
-        self.settle(Which::A, &stream).await?;
+        // Its first settling makes the leg: nothing runs on it to restart.
+        let _made = a.settle(&stream)?;
         Ok(bytes)
     }
 
@@ -328,13 +299,14 @@ impl CallMedia {
     /// we have. Each target of a fork gets its own, as Asterisk's and
     /// FreeSWITCH's forks do: whichever answers (or sends early media,
     /// or is asked to confirm) is heard on its own ports.
+    /// `caller_codec` is the caller's, if its endpoint has settled one.
     pub fn callee_endpoint(
         &self,
         sip_ip: Option<IpAddr>,
         only: Option<&[Codec]>,
+        caller_codec: Option<&'static str>,
     ) -> Result<(Box<MediaEndpoint>, Bytes), Failure> {
         let mut party = MediaEndpoint::open(&self.config, sip_ip, false)?;
-        let caller_codec = self.a.as_deref().and_then(MediaEndpoint::codec_name);
         let prefer = match caller_codec.or(self.caller_lent) {
             Some(name) => vec![name.to_owned()],
             None => self
@@ -347,55 +319,10 @@ impl CallMedia {
         Ok((party, offer))
     }
 
-    /// Restarts what runs on the legs (an endpoint's codec changed).
-    pub async fn restart(&mut self) {
-        self.restart_if(Settled::Restart).await;
-    }
-
-    /// Applies one negotiated stream to `which`'s endpoint; a new codec on
-    /// a leg something runs on restarts that (a recording in progress ends
-    /// here; a prompt goes on where it was).
-    async fn settle(&mut self, which: Which, stream: &sdp::Stream) -> Result<(), Failure> {
-        let settled = self.side_mut(which).ok_or_else(no_side)?.settle(stream)?;
-        self.restart_if(settled).await;
-        Ok(())
-    }
-
-    /// Restarts what runs on the legs when an endpoint's new codec asks
-    /// for it: the legs go back to their endpoints, which set them to it.
-    async fn restart_if(&mut self, settled: Settled) {
-        if settled != Settled::Restart {
-            return;
-        }
-        let suspended = self.suspend().await;
-        self.go_on(suspended).await;
-    }
-
-    /// Lends the stage the legs parked in the endpoints here.
-    fn lend(&mut self) {
-        if let Some(leg) = self.a.as_deref_mut().and_then(MediaEndpoint::take_leg) {
-            self.stage.give(pbx::Side::A, leg);
-        }
-    }
-
-    /// The legs nothing runs on go back to the endpoints here (which
-    /// watch them for silence and set them to what their SDP settled
-    /// on); a channel's lent leg waits for the call ([`idle_callee`](Self::idle_callee)).
-    fn settle_legs(&mut self) {
-        if let Some(a) = self.a.as_deref_mut()
-            && let Some(leg) = self.stage.take_idle(pbx::Side::A)
-        {
-            a.park_leg(leg);
-        }
-    }
-
-    /// Runs `step` on the stage with the legs parked in the endpoints
-    /// here lent to it, and takes back those it leaves idle.
+    /// Runs `step` on the stage, with the legs the parties' keepers lent
+    /// it (idle ones stay there until the call gives them back).
     async fn on_stage<T>(&mut self, step: impl AsyncFnOnce(&mut pbx::Stage) -> T) -> T {
-        self.lend();
-        let out = step(&mut self.stage).await;
-        self.settle_legs();
-        out
+        step(&mut self.stage).await
     }
 
     /// Joins the caller's and the callee's media.
@@ -487,20 +414,6 @@ impl CallMedia {
         self.on_stage(async |s| s.stop_recording().await).await
     }
 
-    /// The caller's digits: those since its leg was made the first time,
-    /// from now on after that.
-    pub fn caller_digits(&mut self) -> Option<media::Digits> {
-        self.a.as_mut()?.digits()
-    }
-
-    /// A digit the caller sent in signalling (SIP INFO), offered to
-    /// `read_digits` like an RFC 4733 one.
-    pub fn push_caller_digit(&self, digit: rtp::Digit) {
-        if let Some(a) = &self.a {
-            a.push_digit(digit);
-        }
-    }
-
     /// A digit `from` sent in SIP INFO, `duration` long (DTMF
     /// interworking, Asterisk's `dtmf_mode`), while bridged: it goes into
     /// the other side's stream as RFC 4733 events when that side
@@ -539,13 +452,6 @@ impl CallMedia {
         (to, digit)
     }
 
-    /// The legs to watch for silence: made, run by something, and
-    /// expected to send (not on hold).
-    pub fn watch(&self) -> Watch {
-        let watched = |which| Some((which, self.side(which)?.watched()?));
-        Watch([watched(Which::A), watched(Which::B)])
-    }
-
     /// Whether the two sides are joined.
     pub fn is_bridged(&self) -> bool {
         self.stage.is_bridged()
@@ -554,7 +460,6 @@ impl CallMedia {
     /// Ends all media: what runs stops, the ports go back to the pool.
     pub fn release(&mut self) {
         self.stage.release();
-        self.a = None;
         self.caller_lent = None;
         self.callee_lent = None;
     }
@@ -565,15 +470,6 @@ impl CallMedia {
     /// here; nothing runs until told.
     async fn stop_all(&mut self) {
         self.on_stage(async |s| s.stop_all().await).await;
-    }
-
-    /// Takes the caller's endpoint out of the call (a caller leaving for
-    /// another call, a bridge or the parking lot before its answer): what
-    /// ran on the legs stops, the endpoint leaves with its leg parked in
-    /// it and its SDP state.
-    pub async fn detach_caller(&mut self) -> Option<Box<MediaEndpoint>> {
-        self.stop_all().await;
-        self.a.take()
     }
 
     /// The callee's leg, lent by whoever keeps its endpoint (the bridged
@@ -615,16 +511,6 @@ impl CallMedia {
         self.on_stage(async |s| s.go_on(suspended)).await;
     }
 
-    /// The answered caller's endpoint, for its channel, which lends its
-    /// leg from now on ([`lend_caller`](Self::lend_caller)); a leg
-    /// something runs on stays in the stage, lent.
-    pub fn caller_to_channel(&mut self) -> Option<Box<MediaEndpoint>> {
-        let party = self.a.take()?;
-        self.caller_lent = Some(party.codec_name().unwrap_or("PCMU"));
-        self.caller_offer = None;
-        Some(party)
-    }
-
     /// The caller's leg, lent by its channel, as side `A`'s.
     pub fn lend_caller(&mut self, leg: Leg) {
         self.caller_lent = Some(leg.params().codec.name());
@@ -646,16 +532,6 @@ impl CallMedia {
         self.caller_lent = None;
         leg
     }
-
-    /// An offerless re-INVITE from `from`: our current description again
-    /// as the offer (RFC 3264 §8.4); the answer comes in the ACK.
-    pub fn offer_again(&mut self, from: Which) -> Option<Bytes> {
-        self.side_mut(from)?.offer_again()
-    }
-}
-
-fn no_side() -> Failure {
-    Failure::NotAcceptable("no media for this side yet".into())
 }
 
 #[cfg(test)]
@@ -719,7 +595,7 @@ mod tests {
         let mut m = CallMedia::new(config());
         m.set_caller_offer(OFFER).unwrap();
         let ip = Some("127.0.0.1".parse().unwrap());
-        let (callee, offer) = m.callee_endpoint(ip, None).unwrap();
+        let (callee, offer) = m.callee_endpoint(ip, None, None).unwrap();
         let offer = parse(&offer).unwrap();
         let audio = &offer.media[0];
         assert_eq!(audio.formats[0], "8", "PCMA, the caller's first: {offer:?}");
@@ -732,7 +608,8 @@ mod tests {
         assert_eq!(callee.settle(&stream).unwrap(), Settled::Done);
         m.lend_callee(callee.take_leg().expect("its leg, made by its answer"));
         let phone = "127.0.0.1".parse().unwrap();
-        let ours = m.caller_description(ip, phone).await.unwrap();
+        let mut caller = m.caller_endpoint(ip).unwrap();
+        let ours = m.caller_description(&mut caller, phone).unwrap();
         let ours = parse(&ours).unwrap();
         // The caller's answer: its sections in order, video refused, audio
         // on our address and port, PCMU first (no transcoding needed), and
@@ -745,7 +622,7 @@ mod tests {
         assert_eq!(ours.rtp_address(1).unwrap().ip().to_string(), "127.0.0.1");
         // The same bytes again for a 200 after a 183.
         assert_eq!(
-            m.caller_description(ip, phone).await.unwrap(),
+            m.caller_description(&mut caller, phone).unwrap(),
             Bytes::from(ours.to_bytes())
         );
     }

@@ -22,11 +22,12 @@
 //! the moment it is put through. Owned by the call, their dialogs'
 //! requests come to the call's queue and are served by the channel's
 //! code (`SipChannel::serve`); a party that leaves takes its dialog
-//! along (`leave_owner`). Once up, each
-//! keeps its own media endpoint (the caller's is the call's side `A`
-//! until the answer, where ringback and early media play), lending the
-//! call its leg for what plays (`pbx::Stage`, in `anchor.rs`'s
-//! `CallMedia`); the call reacts to what they do (`on_party`).
+//! along (`leave_owner`). Each keeps its own media endpoint (the
+//! caller's from our first SDP to it, a dial's target's from its
+//! INVITE), lending the call its leg for what plays (ringback and early
+//! media before the answer, the bridge after: `pbx::Stage`, in
+//! `anchor.rs`'s `CallMedia`); the call reacts to what they do
+//! (`on_party`).
 //!
 //! The call's state is one enum, [`Phase`] (`pbx::Phase`, over this
 //! crate's `SipChannel` as the bridged party and per-dial data); what the admin API shows
@@ -212,11 +213,10 @@ struct Inbound {
     /// The caller, a channel from its INVITE on (which its INVITE's
     /// transaction is, [`SipChannel::invite`](crate::channel::SipChannel)),
     /// owned by the call.
+    /// Its media endpoint is its channel's (made with our first SDP to
+    /// it), lending the call its leg: ringback and early media play on
+    /// it before the answer, as the bridge does after.
     party: crate::channel::SipChannel,
-    /// Its media endpoint is its channel's (answered, or come to the call
-    /// answered), lending the call its leg; before the answer it is the
-    /// call's media's side `A`, where ringback and early media play.
-    answered: bool,
 }
 
 impl Inbound {
@@ -228,9 +228,9 @@ impl Inbound {
         &mut self.party.leg
     }
 
-    /// The caller's channel, once answered (its media its own).
-    fn channel_mut(&mut self) -> Option<&mut crate::channel::SipChannel> {
-        self.answered.then_some(&mut self.party)
+    /// The caller's channel.
+    fn channel_mut(&mut self) -> &mut crate::channel::SipChannel {
+        &mut self.party
     }
 }
 
@@ -423,13 +423,9 @@ impl Call {
             let callee_at = self.phase.bridge().and_then(|b| b.leg.deadline());
             let dial_deadline = self.phase.dialing().map(|d| d.deadline());
             let linger_at = self.route.linger_deadline(self.phase.is_ended(), now);
-            let silence = self.media.watch();
-            let silence_at = silence
-                .deadline()
-                .filter(|_| !self.phase.is_ended() && self.a.leg().state == LegState::Up);
             // One timer for the deadlines (a timer is a sizeable part of a
             // call's memory): the earliest, then see which are due.
-            let wake_at = [dial_deadline, linger_at, silence_at, caller_at, callee_at]
+            let wake_at = [dial_deadline, linger_at, caller_at, callee_at]
                 .into_iter()
                 .flatten()
                 .min();
@@ -464,14 +460,6 @@ impl Call {
                     let now = Instant::now();
                     if dial_deadline.is_some_and(|at| at <= now) {
                         Box::pin(self.on_dial_timeout()).await;
-                    }
-                    // RTP may have come since: the watch says whether a
-                    // side really is silent too long.
-                    if silence_at.is_some_and(|at| at <= now)
-                        && !self.phase.is_ended()
-                        && let Some((which, silent)) = silence.expired(now)
-                    {
-                        self.on_silence(which, silent);
                     }
                     if caller_at.is_some_and(|at| at <= now)
                         && let Some(event) = self.a.party.on_deadline(now)
@@ -516,18 +504,10 @@ impl Call {
                 accepted,
                 media,
             } => self.on_confirmed(id, accepted, media.0).await,
-            CallEvent::Request {
-                side,
-                request,
-                reply,
-            } => self.on_request(side, *request, reply).await,
-            CallEvent::ReInvite { side, incoming, tx } => {
-                self.on_reinvite(side, *incoming, *tx).await;
-            }
-            CallEvent::Ack { side, request } => self.on_ack(side, &request).await,
-            CallEvent::OfferAnswered { side, answer } => {
-                self.on_offer_answered(side, answer).await;
-            }
+            // A dialog no party's channel serves: a fork's.
+            CallEvent::Request { request, reply, .. } => Call::on_fork_request(&request, reply),
+            CallEvent::ReInvite { tx, .. } => Call::on_fork_reinvite(*tx),
+            CallEvent::Ack { .. } | CallEvent::OfferAnswered { .. } => {}
             CallEvent::TellIdentity { side, user } => self.tell_identity(side, &user, false),
             CallEvent::Hangup => self.on_admin_hangup(),
             CallEvent::ReplaceAsk { dialog, reply } => {
@@ -602,9 +582,7 @@ impl Call {
     /// Lends the call's media the answered caller's leg, when its channel
     /// has it (before anything that runs on it starts).
     fn lend_caller(&mut self) {
-        if let Some(channel) = self.a.channel_mut()
-            && let Some(leg) = pbx::Channel::take_media(channel)
-        {
+        if let Some(leg) = pbx::Channel::take_media(self.a.channel_mut()) {
             self.media.lend_caller(leg);
         }
     }
@@ -612,7 +590,7 @@ impl Call {
     /// `which`'s channel: the answered caller's, or the bridged party's.
     fn party_channel(&mut self, which: Which) -> Option<&mut crate::channel::SipChannel> {
         match which {
-            Which::A => self.a.channel_mut(),
+            Which::A => Some(self.a.channel_mut()),
             Which::B => self.phase.bridge_mut().map(|b| &mut b.leg),
         }
     }
@@ -620,10 +598,8 @@ impl Call {
     /// Gives the answered caller's channel its leg back when nothing runs
     /// on it.
     fn settle_caller(&mut self) {
-        if let Some(channel) = self.a.channel_mut()
-            && let Some(leg) = self.media.idle_caller()
-        {
-            pbx::Channel::give_media(channel, leg);
+        if let Some(leg) = self.media.idle_caller() {
+            pbx::Channel::give_media(self.a.channel_mut(), leg);
         }
     }
 
@@ -637,10 +613,6 @@ impl Call {
     /// the leg goes back to its channel to take the new codec, and it
     /// starts again (a prompt where it was).
     async fn restart_caller(&mut self) {
-        if self.a.channel_mut().is_none() {
-            self.media.restart().await;
-            return;
-        }
         let suspended = self.media.suspend().await;
         self.settle_caller();
         self.lend_parties();
@@ -650,22 +622,14 @@ impl Call {
     /// A keypress the caller sent in signalling, offered to
     /// `read_digits` like an RFC 4733 one.
     fn push_caller_digit(&mut self, digit: rtp::Digit) {
-        match self.a.channel_mut() {
-            Some(channel) => {
-                if let Some(media) = channel.media.as_deref() {
-                    media.push_digit(digit);
-                }
-            }
-            None => self.media.push_caller_digit(digit),
+        if let Some(media) = self.a.party.media.as_deref() {
+            media.push_digit(digit);
         }
     }
 
     /// The caller's digits, for `read_digits`.
     fn caller_digits(&mut self) -> Option<media::Digits> {
-        match self.a.channel_mut() {
-            Some(channel) => channel.media.as_deref_mut()?.digits(),
-            None => self.media.caller_digits(),
-        }
+        self.a.party.media.as_deref_mut()?.digits()
     }
 
     /// Lends the call's media the bridged party's leg, when its channel
@@ -703,18 +667,6 @@ impl Call {
         self.settle_callee();
         self.lend_parties();
         self.media.go_on(suspended).await;
-    }
-
-    /// A leg has sent no RTP for `media.rtp_timeout`: the call is dead
-    /// (a phone that lost power or network sends no BYE).
-    fn on_silence(&mut self, which: Which, silent: Duration) {
-        tracing::info!(side = ?which, silent_ms = silent.as_millis() as u64, "no RTP; hanging up");
-        metrics::counter!("rtp_timeouts_total").increment(1);
-        self.a.leg_mut().bye();
-        if let Some(b) = self.phase.bridge_mut() {
-            b.leg.leg.bye();
-        }
-        self.finish(Disposition::Answered, 200, "rtp timeout");
     }
 
     /// The call's music-on-hold class.

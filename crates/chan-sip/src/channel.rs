@@ -162,6 +162,9 @@ impl SipChannel {
             ok.body = body;
         }
         self.leg.state = LegState::Up;
+        if let Some(media) = self.media.as_deref() {
+            media.answered();
+        }
         self.cancel = None;
         self.invite.respond(ok.clone());
         if let Some(resender) = self.invite.ok_resender() {
@@ -322,8 +325,18 @@ impl SipChannel {
         if self.leg.state == LegState::Ended {
             return None;
         }
-        let silence = Watch::one(self.media.as_deref()).deadline();
-        [self.leg.ok_due(), silence].into_iter().flatten().min()
+        [self.leg.ok_due(), self.silence().deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Its leg's silence watch: once its party is up (a caller still
+    /// ringing need not send RTP, while ringback or early media play on
+    /// its leg).
+    fn silence(&self) -> Watch {
+        let up = self.leg.state == LegState::Up;
+        Watch::one(self.media.as_deref().filter(|_| up))
     }
 
     /// Its timers at `now`: our 2xx again, or the end of the dialog when
@@ -347,7 +360,7 @@ impl SipChannel {
         }
         // RTP may have come since the deadline was read: only a leg
         // really silent too long ends the call.
-        let (_, silent) = Watch::one(self.media.as_deref()).expired(now)?;
+        let silent = self.silence().expired(now)?;
         tracing::info!(call_id = %self.leg.dialog.call_id, silent_ms = silent.as_millis() as u64, "no RTP; hanging up");
         metrics::counter!("rtp_timeouts_total").increment(1);
         self.leg.bye();

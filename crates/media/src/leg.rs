@@ -997,6 +997,13 @@ impl MediaTimeout {
         (now >= last + self.after).then(|| now.saturating_duration_since(last))
     }
 
+    /// Counts the leg's silence from `now` on, as if RTP had just come:
+    /// for a party that has just answered, whose leg was made while it
+    /// rang (what it did not send then is no sign of a dead call).
+    pub fn restart(&self, now: Instant) {
+        self.shared.touch(now);
+    }
+
     /// Waits until no RTP has arrived for the configured time; returns how
     /// long the leg has been silent. Cancel-safe.
     pub async fn expired(&self) -> Duration {

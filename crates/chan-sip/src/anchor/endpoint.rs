@@ -437,6 +437,14 @@ impl MediaEndpoint {
         self.leg = Some(Box::new(leg));
     }
 
+    /// Its party has just answered: its leg's silence counts from now
+    /// (it may have been made at a 183, or our 183, long before).
+    pub fn answered(&self) {
+        if let Some(timeout) = &self.timeout {
+            timeout.restart(std::time::Instant::now());
+        }
+    }
+
     /// The party's digits: those since its leg was made the first time
     /// (for a caller), from now on after that.
     pub fn digits(&mut self) -> Option<media::Digits> {

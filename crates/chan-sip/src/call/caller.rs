@@ -209,7 +209,6 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
     let a = Inbound {
         max_forwards: incoming.request.max_forwards().unwrap_or(70),
         party,
-        answered: false,
     };
     let mut call = Call::new(inner.clone(), record, route, (events_tx, events), a, media);
     call._trunk_channel = trunk_channel;
@@ -342,18 +341,20 @@ impl Call {
             .local_addr_for(self.a.leg().dialog.transport, self.a.leg().dialog.peer)
             .map(|a| a.ip());
         let peer = self.a.leg().dialog.peer.ip();
-        self.media.caller_description(ip, peer).await
+        let a = &mut self.a.party.media;
+        if a.is_none() {
+            *a = Some(self.media.caller_endpoint(ip)?);
+        }
+        let a = a
+            .as_deref_mut()
+            .ok_or_else(|| Failure::NoPorts("no media".into()))?;
+        self.media.caller_description(a, peer)
     }
 
     /// Answers the caller with 200 (and the body), which its channel
-    /// sends again until the ACK (§13.3.1.4); its media endpoint is the
-    /// channel's from now on, lending the call its leg, as the bridged
-    /// party's is.
+    /// sends again until the ACK (§13.3.1.4).
     pub(super) fn send_ok(&mut self, body: Option<(String, Bytes)>) {
         self.a.party.answer_with(body);
         self.record.answered();
-        if !std::mem::replace(&mut self.a.answered, true) {
-            self.a.party.media = self.media.caller_to_channel();
-        }
     }
 }

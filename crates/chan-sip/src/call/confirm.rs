@@ -87,6 +87,7 @@ impl Call {
             return;
         }
         party.withdraw_offer();
+        party.answered();
         if self.a.leg().state == pbx::LegState::Up && !self.media.is_ringback() {
             // Answered already (a voice menu): ringback while it confirms
             // (its early media, if it was heard, is over).

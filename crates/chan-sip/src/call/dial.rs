@@ -231,7 +231,13 @@ impl Call {
             .local_addr_for(dest.transport, dest.addr)
             .map(|a| a.ip());
         let only = dest.trunk.as_ref().and_then(|t| t.trunk.codecs.as_deref());
-        self.media.callee_endpoint(ip, only)
+        let caller_codec = self
+            .a
+            .party
+            .media
+            .as_deref()
+            .and_then(MediaEndpoint::codec_name);
+        self.media.callee_endpoint(ip, only, caller_codec)
     }
 
     /// Starts a branch to `dest` on media of its own (a failover list,
@@ -605,6 +611,9 @@ impl Call {
             dialing.driver.heard = None;
         }
         let media = self.branches.get_mut(&id).and_then(|b| b.media.take());
+        if let Some(media) = media.as_deref() {
+            media.answered();
+        }
         // Its dialog's requests stay on this call's queue, served
         // through the channel, until it leaves (`take_bridge`).
         let events = self.events_tx.clone();

@@ -9,16 +9,13 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::Bytes;
-
-use sip_net::{Incoming, InviteTx};
+use sip_net::InviteTx;
 use sip_proto::{Method, Request};
 use tokio::sync::oneshot;
 
 use super::Call;
-use crate::anchor::{DigitTo, MediaEndpoint, Which};
-use crate::leg::SipLeg;
-use crate::party::{self, Changed, Served};
+use crate::anchor::{DigitTo, Which};
+use crate::party::{Changed, Served};
 use crate::relay::set_body;
 use crate::{Reply, Side};
 use pbx::{Disposition, LegState};
@@ -38,79 +35,24 @@ impl Call {
         }
     }
 
-    /// `which`'s leg and media, to serve its dialog with: only the
-    /// caller's before it is answered (its media still the call's side
-    /// `A`). An answered caller and the bridged party are channels the
-    /// call owns, which serve their own dialogs (`Call::on_event` hands
-    /// them their requests before they could come here).
-    fn party(&mut self, which: Which) -> Option<(&mut SipLeg, Option<&mut MediaEndpoint>)> {
-        match which {
-            Which::A if !self.a.answered => {
-                Some((&mut self.a.party.leg, self.media.side_mut(Which::A)))
-            }
-            _ => None,
-        }
+    /// A request (not INVITE or ACK) in a dialog of the call that no
+    /// party's channel serves (the caller's and the bridged party's serve
+    /// theirs, `Call::on_event`): a fork that is not (or no longer)
+    /// bridged saying goodbye (200), or asking something (481).
+    pub(super) fn on_fork_request(request: &Request, reply: oneshot::Sender<Reply>) {
+        let status = if request.method == Method::Bye {
+            200
+        } else {
+            481
+        };
+        let _ = reply.send(Reply::status(status));
     }
 
-    /// A request (not INVITE or ACK) in one of the call's dialogs.
-    pub(super) async fn on_request(
-        &mut self,
-        side: Side,
-        request: Request,
-        reply: oneshot::Sender<Reply>,
-    ) {
-        let party = self.which(side);
-        let Some((which, (leg, media))) = party.and_then(|w| Some((w, self.party(w)?))) else {
-            // A fork that is not (or no longer) bridged saying goodbye
-            // (200), or asking something (481).
-            let status = if request.method == Method::Bye {
-                200
-            } else {
-                481
-            };
-            let _ = reply.send(Reply::status(status));
-            return;
-        };
-        let served = party::request(leg, media, request, reply);
-        self.on_served(which, served).await;
-    }
-
-    /// A re-INVITE in one of the call's dialogs.
-    pub(super) async fn on_reinvite(&mut self, side: Side, incoming: Incoming, mut tx: InviteTx) {
-        let inner = self.inner.clone();
-        let party = self.which(side).filter(|_| !self.phase.is_ended());
-        let Some((which, (leg, media))) = party.and_then(|w| Some((w, self.party(w)?))) else {
-            let r = tx.response(481);
-            tx.respond(r);
-            return;
-        };
-        let served = party::reinvite(leg, media, incoming, tx, &inner.config.domain);
-        self.on_served(which, served).await;
-    }
-
-    /// An ACK in one of the call's dialogs: for our 2xx to the caller's
-    /// INVITE or to a re-INVITE, maybe with the answer to our offer.
-    pub(super) async fn on_ack(&mut self, side: Side, request: &Request) {
-        let party = self.which(side);
-        let Some((which, (leg, media))) = party.and_then(|w| Some((w, self.party(w)?))) else {
-            return;
-        };
-        let served = party::ack(leg, media, request);
-        self.on_served(which, served).await;
-    }
-
-    /// A phone answered the offer in a re-INVITE of ours (`None`: it
-    /// refused, or no answer came, which withdraws the offer).
-    pub(super) async fn on_offer_answered(&mut self, side: Side, answer: Option<Bytes>) {
-        let Some(which) = self.which(side) else {
-            return;
-        };
-        let body = answer.unwrap_or_default();
-        let Some((_, media)) = self.party(which) else {
-            return;
-        };
-        let served = party::answered(media, &body, "re-INVITE answer");
-        self.on_served(which, served).await;
+    /// A re-INVITE in a dialog of the call that no party's channel
+    /// serves: 481 (RFC 3261 §12.2.2).
+    pub(super) fn on_fork_reinvite(mut tx: InviteTx) {
+        let r = tx.response(481);
+        tx.respond(r);
     }
 
     /// What the call makes of what `which`'s phone did in its dialog.

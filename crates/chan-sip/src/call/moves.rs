@@ -30,9 +30,6 @@ impl Call {
         // The answered caller is a channel already (its dialog and media
         // its own, our 200 sent again until the ACK): it takes its leg
         // back and leaves; what stays is its ended shadow.
-        if !self.a.answered {
-            return None;
-        }
         let leg = self.media.return_caller().await;
         let ghost = SipChannel::owned(
             self.inner.clone(),
@@ -42,7 +39,6 @@ impl Call {
             Side::Inbound,
         );
         let mut channel = std::mem::replace(&mut self.a.party, ghost);
-        self.a.answered = false;
         if let Some(leg) = leg {
             pbx::Channel::give_media(&mut channel, leg);
         }
@@ -488,7 +484,6 @@ pub(crate) async fn ring_back(inner: Arc<Inner>, timed_out: TimedOut) {
     let a = super::Inbound {
         max_forwards: 70,
         party: channel,
-        answered: true,
     };
     let media = CallMedia::new(inner.media.clone());
     let mut call = Call::new(inner.clone(), record, route, (events_tx, events), a, media);

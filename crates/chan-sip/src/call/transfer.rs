@@ -237,11 +237,6 @@ impl Call {
         // the caller's.
         let leg = self.media.return_caller().await;
         let mut caller = std::mem::replace(&mut self.a.party, callee);
-        if !std::mem::replace(&mut self.a.answered, true) {
-            // Not answered: no bridge (cannot be here).
-            self.lend_parties();
-            caller.media = self.media.detach_caller().await;
-        }
         if let Some(leg) = leg {
             pbx::Channel::give_media(&mut caller, leg);
         }
@@ -488,17 +483,9 @@ impl Call {
     /// The party on `side` (the caller, or the bridged party) is told it
     /// talks to `user` now (`first`: not a retry after glare).
     pub(super) fn tell_identity(&mut self, side: Side, user: &str, first: bool) {
-        let domain = self.inner.config.domain.clone();
-        let answers = (self.events_tx.clone(), side);
-        let media = &mut self.media;
         match side {
             // Its channel tells it, and hears its answer.
-            Side::Inbound if self.a.answered => self.a.party.tell(user, first),
-            Side::Inbound => {
-                let offer = || media.offer_again(Which::A);
-                let leg = &mut self.a.party.leg;
-                leg.tell_identity(&domain, user, offer, answers, first);
-            }
+            Side::Inbound => self.a.party.tell(user, first),
             // The bridged party's channel tells it, and hears its answer.
             Side::Outbound(id) => {
                 if let Some(b) = self.phase.bridge_mut().filter(|b| b.branch == id) {
