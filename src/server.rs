@@ -343,7 +343,10 @@ pub async fn serve(config: Config, started: Instant) -> Result<(), Error> {
     };
     let result = sip.and(admin);
     if let Some(mailer) = &mailer {
-        let pending = mailer.stats().pending();
+        // Voicemail emails on their way get what is left of the grace
+        // (a message left by the last calls is mailed before we exit).
+        let left = grace_ends.saturating_duration_since(tokio::time::Instant::now());
+        let pending = mailer.flush(left).await;
         if pending > 0 {
             warn!(
                 "{pending} voicemail email(s) not sent yet (smtp relay {}) are dropped at shutdown; the messages stay in their mailboxes",

@@ -284,6 +284,21 @@ impl Mailer {
         })
     }
 
+    /// Waits, at most `within`, until no mail is queued or being
+    /// delivered (each sent, or given up), for a shutdown that would
+    /// otherwise drop them: how many are still pending then. A mail
+    /// waiting between tries for a dead relay waits out `within`.
+    pub async fn flush(&self, within: Duration) -> u64 {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let pending = self.stats().pending();
+            if pending == 0 || tokio::time::Instant::now() >= deadline {
+                return pending;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The relay mails go through.
     pub fn relay(&self) -> &Relay {
         &self.shared.relay

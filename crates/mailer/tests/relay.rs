@@ -176,6 +176,35 @@ async fn a_dead_relay_is_retried_and_the_mail_arrives_when_it_is_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flush_waits_for_the_mails_on_their_way_and_no_longer_than_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wav_path, _) = write_wav(dir.path());
+    let addr = closed_port();
+    let mailer = Mailer::start(
+        relay(addr, None),
+        recipients(),
+        options(Retry {
+            tries: 8,
+            first_delay: Duration::from_millis(300),
+        }),
+    )
+    .unwrap();
+    mailer.message_left(&message(wav_path));
+    // The relay is down: a short flush gives up with the mail pending.
+    let started = tokio::time::Instant::now();
+    assert_eq!(mailer.flush(Duration::from_millis(200)).await, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "bounded by its wait"
+    );
+    // The relay comes back: a flush returns once the mail is sent.
+    let sink = SmtpSink::start_on(addr, None).await.unwrap();
+    assert_eq!(mailer.flush(WAIT).await, 0, "the mail went out");
+    assert_eq!(sink.mails().len(), 1);
+    assert_eq!(mailer.stats().sent, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn past_the_queue_bound_mails_are_dropped_and_message_left_still_returns() {
     let dir = tempfile::tempdir().unwrap();
     let (wav_path, _) = write_wav(dir.path());
