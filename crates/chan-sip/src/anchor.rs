@@ -36,8 +36,8 @@ use pbx::ActionError;
 use sdp::{Codec, Direction, SessionDescription};
 use tokio::sync::oneshot;
 
-pub(crate) use endpoint::{MediaEndpoint, Settled, parse};
-use endpoint::{answerable, offered_names};
+use endpoint::answerable;
+pub(crate) use endpoint::{MediaEndpoint, Settled, offered_names, parse};
 
 /// The `[media]` settings the channel needs.
 #[derive(Debug, Clone)]
@@ -189,6 +189,22 @@ impl Watch {
     }
 }
 
+/// Checks an inbound party's offer before its call is routed: it must
+/// parse and hold an audio section we can answer; the offer, kept for
+/// our answer. An INVITE without SDP is fine (`None`): we offer in our
+/// 200 (RFC 3261 §13.2.1).
+pub(crate) fn check_offer(
+    config: &MediaConfig,
+    body: &[u8],
+) -> Result<Option<Box<SessionDescription>>, Failure> {
+    if body.is_empty() {
+        return Ok(None);
+    }
+    let offer = parse(body)?;
+    answerable(config, &offer)?;
+    Ok(Some(Box::new(offer)))
+}
+
 /// The media of one call: its two parties' endpoints and what runs on
 /// their legs. A party's SDP state is its endpoint's; what this adds is
 /// the pairing: an offer from one side passed on to the other (RFC 3264
@@ -196,10 +212,6 @@ impl Watch {
 /// activity (bridge, prompt, music) restarted when a codec changes.
 pub(crate) struct CallMedia {
     config: Arc<MediaConfig>,
-    /// The caller's initial offer, until it is answered.
-    // Boxed: a call's task holds this for the whole call, and it is
-    // empty from the answer on.
-    caller_offer: Option<Box<SessionDescription>>,
     /// The caller's channel keeps its endpoint and lends its leg (in the
     /// stage, or back with the channel when idle): the codec of that leg,
     /// to put first towards the callee.
@@ -230,7 +242,6 @@ impl CallMedia {
     pub fn new(config: Arc<MediaConfig>) -> CallMedia {
         CallMedia {
             config,
-            caller_offer: None,
             caller_lent: None,
             callee_lent: None,
             stage: pbx::Stage::new(),
@@ -238,57 +249,10 @@ impl CallMedia {
     }
 
     /// The codec the callee uses, to put first towards the caller.
-    fn callee_codec(&self) -> Vec<String> {
+    pub fn callee_codec(&self) -> Vec<String> {
         self.callee_lent
             .map(|codec| vec![codec.to_owned()])
             .unwrap_or_default()
-    }
-
-    /// Checks the caller's initial offer before the call is routed: it
-    /// must parse and hold an audio section we can answer. An INVITE
-    /// without SDP is fine: we offer in our 200 (RFC 3261 §13.2.1).
-    pub fn set_caller_offer(&mut self, body: &[u8]) -> Result<(), Failure> {
-        if body.is_empty() {
-            return Ok(());
-        }
-        let offer = parse(body)?;
-        answerable(&self.config, &offer)?;
-        self.caller_offer = Some(Box::new(offer));
-        Ok(())
-    }
-
-    /// The caller's media endpoint, for its channel: a port pair leased,
-    /// advertising the address a peer that reaches our SIP on `sip_ip`
-    /// can reach; the caller's digits are read from its first packet on.
-    pub fn caller_endpoint(&self, sip_ip: Option<IpAddr>) -> Result<Box<MediaEndpoint>, Failure> {
-        MediaEndpoint::open(&self.config, sip_ip, true)
-    }
-
-    /// What the caller gets in our first 18x or 200, made on its endpoint
-    /// `a` (its channel's): the answer to its offer, which makes its leg,
-    /// or our offer when its INVITE had none (its answer comes in the
-    /// ACK). Later ones repeat the same bytes (RFC 3264 §8 keeps the
-    /// version of an unchanged description). `peer` is the IP the
-    /// caller's SIP comes from.
-    pub fn caller_description(
-        &mut self,
-        a: &mut MediaEndpoint,
-        peer: IpAddr,
-    ) -> Result<Bytes, Failure> {
-        if let Some(bytes) = a.last_sent() {
-            return Ok(bytes);
-        }
-        // Prefer what the callee settled on: no transcoding when it can.
-        let prefer = self.callee_codec();
-        a.set_signalling(peer);
-        let Some(offer) = self.caller_offer.take() else {
-            // Late offer: ours now, the caller's answer in its ACK.
-            return Ok(a.offer_late(&prefer));
-        };
-        let (bytes, stream) = a.answer(&offer, &prefer, Direction::SendRecv)?;
-        // Its first settling makes the leg: nothing runs on it to restart.
-        let _made = a.settle(&stream)?;
-        Ok(bytes)
     }
 
     /// A new party for one target of a dial, whose SIP reaches us on
@@ -299,23 +263,15 @@ impl CallMedia {
     /// we have. Each target of a fork gets its own, as Asterisk's and
     /// FreeSWITCH's forks do: whichever answers (or sends early media,
     /// or is asked to confirm) is heard on its own ports.
-    /// `caller_codec` is the caller's, if its endpoint has settled one.
+    /// `prefer` is the caller's (`SipChannel::preferred`).
     pub fn callee_endpoint(
         &self,
         sip_ip: Option<IpAddr>,
         only: Option<&[Codec]>,
-        caller_codec: Option<&'static str>,
+        prefer: &[String],
     ) -> Result<(Box<MediaEndpoint>, Bytes), Failure> {
         let mut party = MediaEndpoint::open(&self.config, sip_ip, false)?;
-        let prefer = match caller_codec.or(self.caller_lent) {
-            Some(name) => vec![name.to_owned()],
-            None => self
-                .caller_offer
-                .as_deref()
-                .map(offered_names)
-                .unwrap_or_default(),
-        };
-        let offer = party.offer(&prefer, Direction::SendRecv, only);
+        let offer = party.offer(prefer, Direction::SendRecv, only);
         Ok((party, offer))
     }
 
@@ -577,25 +533,29 @@ mod tests {
 
     #[test]
     fn caller_offers_are_checked_before_routing() {
-        let mut m = CallMedia::new(config());
-        assert_eq!(m.set_caller_offer(b"").map_err(|f| f.status()), Ok(()));
-        assert_eq!(
-            m.set_caller_offer(b"garbage").map_err(|f| f.status()),
-            Err(400)
-        );
+        let c = config();
+        let status = |body: &[u8]| {
+            check_offer(&c, body)
+                .map(|o| o.is_some())
+                .map_err(|f| f.status())
+        };
+        assert_eq!(status(b""), Ok(false), "no offer: we offer in our 200");
+        assert_eq!(status(b"garbage"), Err(400));
         let g729 = b"v=0\r\no=- 1 1 IN IP4 127.0.0.11\r\ns=-\r\nc=IN IP4 127.0.0.11\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\n";
-        let refused = m.set_caller_offer(g729).unwrap_err();
+        let refused = check_offer(&c, g729).unwrap_err();
         assert_eq!(refused.status(), 488);
         assert!(refused.text().contains("PCMU"), "{}", refused.text());
-        assert_eq!(m.set_caller_offer(OFFER).map_err(|f| f.status()), Ok(()));
+        assert_eq!(status(OFFER), Ok(true));
     }
 
     #[tokio::test]
     async fn the_callee_is_offered_the_callers_codec_first_and_the_caller_gets_its_own() {
-        let mut m = CallMedia::new(config());
-        m.set_caller_offer(OFFER).unwrap();
+        let c = config();
+        let mut m = CallMedia::new(c.clone());
+        let caller_offer = check_offer(&c, OFFER).unwrap().expect("an offer");
         let ip = Some("127.0.0.1".parse().unwrap());
-        let (callee, offer) = m.callee_endpoint(ip, None, None).unwrap();
+        let prefer = offered_names(&caller_offer);
+        let (callee, offer) = m.callee_endpoint(ip, None, &prefer).unwrap();
         let offer = parse(&offer).unwrap();
         let audio = &offer.media[0];
         assert_eq!(audio.formats[0], "8", "PCMA, the caller's first: {offer:?}");
@@ -607,23 +567,24 @@ mod tests {
         let stream = callee.read_answer(answer.as_bytes()).unwrap();
         assert_eq!(callee.settle(&stream).unwrap(), Settled::Done);
         m.lend_callee(callee.take_leg().expect("its leg, made by its answer"));
-        let phone = "127.0.0.1".parse().unwrap();
-        let mut caller = m.caller_endpoint(ip).unwrap();
-        let ours = m.caller_description(&mut caller, phone).unwrap();
+        assert_eq!(m.callee_codec(), ["PCMU"]);
+        // The caller's answer, on its own endpoint (its channel's), the
+        // callee's codec first.
+        let mut caller = MediaEndpoint::open(&c, ip, true).unwrap();
+        let (ours, _) = caller
+            .answer(&caller_offer, &m.callee_codec(), Direction::SendRecv)
+            .unwrap();
         let ours = parse(&ours).unwrap();
-        // The caller's answer: its sections in order, video refused, audio
-        // on our address and port, PCMU first (no transcoding needed), and
-        // recvonly for its sendonly.
+        // Its sections in order, video refused, audio on our address and
+        // port, PCMU first (no transcoding needed), and recvonly for its
+        // sendonly.
         assert_eq!(ours.media.len(), 2);
         assert_eq!(ours.media[0].port, 0);
         let a = &ours.media[1];
         assert_eq!(a.formats[0], "0", "{ours:?}");
         assert_eq!(ours.direction(1), Direction::RecvOnly);
         assert_eq!(ours.rtp_address(1).unwrap().ip().to_string(), "127.0.0.1");
-        // The same bytes again for a 200 after a 183.
-        assert_eq!(
-            m.caller_description(&mut caller, phone).unwrap(),
-            Bytes::from(ours.to_bytes())
-        );
+        // Kept, for the same bytes again in a 200 after a 183.
+        assert_eq!(caller.last_sent(), Some(Bytes::from(ours.to_bytes())));
     }
 }

@@ -38,6 +38,7 @@ use crate::leg::SipLeg;
 use crate::party::{self, Changed, Served};
 use crate::relay::sleep_until;
 use crate::{Inner, Reply, Side};
+use sdp::SessionDescription;
 
 /// One answered SIP dialog with its media (see the module docs).
 pub(crate) struct SipChannel {
@@ -51,8 +52,12 @@ pub(crate) struct SipChannel {
     /// until it is answered.
     cancel: Option<CancellationToken>,
     /// Its media, the leg parked in it while no owner runs anything on
-    /// it; `None` once ended or handed on.
+    /// it; `None` before our first SDP to an inbound party, once ended or
+    /// handed on.
     pub(crate) media: Option<Box<MediaEndpoint>>,
+    /// An inbound party's offer, from its INVITE until our answer to it
+    /// ([`description`](Self::description)). Boxed: empty most of a call.
+    offer: Option<Box<SessionDescription>>,
     /// Where its dialog's requests arrive.
     inbox: Inbox,
     /// The sending end of that queue (its own, or its owner's).
@@ -119,6 +124,7 @@ impl SipChannel {
             invite: CallerTx::Done,
             cancel: None,
             media,
+            offer: None,
             inbox,
             inbox_tx,
             media_changed: false,
@@ -128,9 +134,55 @@ impl SipChannel {
     /// An inbound party: its INVITE's transaction `tx` is answered
     /// through the channel (`ring`, `reject`, [`answer_with`](Self::answer_with)),
     /// and a CANCEL for it ends the channel.
-    pub(crate) fn offered(&mut self, tx: InviteTx) {
+    pub(crate) fn offered(&mut self, tx: InviteTx, offer: Option<Box<SessionDescription>>) {
         self.cancel = Some(tx.cancel_token());
         self.invite = CallerTx::Open(Box::new(tx));
+        self.offer = offer;
+    }
+
+    /// Our SDP for an inbound party's first 18x or 200, made on its own
+    /// media endpoint (its ports leased now, the first time): the answer
+    /// to its INVITE's offer with the `prefer`red codecs first, which
+    /// makes its leg; or our offer when the INVITE had none (its answer
+    /// comes in the ACK, RFC 3261 §13.2.1). The same bytes every time
+    /// after (RFC 3264 §8 keeps the version of an unchanged description).
+    pub(crate) fn description(&mut self, prefer: &[String]) -> Result<Bytes, Failure> {
+        let peer = self.leg.dialog.peer;
+        let media = match &mut self.media {
+            Some(media) => media,
+            none => {
+                let ip = self
+                    .inner
+                    .endpoint
+                    .local_addr_for(self.leg.dialog.transport, peer)
+                    .map(|a| a.ip());
+                // Its digits are read from its first packet on.
+                none.insert(MediaEndpoint::open(&self.inner.media, ip, true)?)
+            }
+        };
+        if let Some(bytes) = media.last_sent() {
+            return Ok(bytes);
+        }
+        media.set_signalling(peer.ip());
+        let Some(offer) = self.offer.take() else {
+            return Ok(media.offer_late(prefer));
+        };
+        let (bytes, stream) = media.answer(&offer, prefer, sdp::Direction::SendRecv)?;
+        // Its first settling makes the leg: nothing runs on it to restart.
+        let _made = media.settle(&stream)?;
+        Ok(bytes)
+    }
+
+    /// The codecs to put first in an offer to the party it is to talk
+    /// to: the one it settled on, else those its INVITE offered.
+    pub(crate) fn preferred(&self) -> Vec<String> {
+        if let Some(codec) = self.media.as_deref().and_then(MediaEndpoint::codec_name) {
+            return vec![codec.to_owned()];
+        }
+        self.offer
+            .as_deref()
+            .map(crate::anchor::offered_names)
+            .unwrap_or_default()
     }
 
     /// The caller's CANCEL came: 487 to its INVITE, unless it was
@@ -511,9 +563,34 @@ impl Channel for SipChannel {
         Ok(())
     }
 
+    /// An inbound party not answered yet gets our 200 with our SDP (the
+    /// answer to its offer on its own media); a party up already is
+    /// answered. What cannot be answered ends: an SDP we cannot use gets
+    /// its failure status with a Warning (RFC 3261 §20.43).
     fn answer(&mut self) -> BoxFuture<'_, Result<(), ChannelError>> {
-        let up = self.leg.state == LegState::Up;
-        Box::pin(async move { if up { Ok(()) } else { Err(ChannelError::Ended) } })
+        let result = match self.leg.state {
+            LegState::Up => Ok(()),
+            LegState::Ended => Err(ChannelError::Ended),
+            _ if self.invite.is_answered() => {
+                Err(ChannelError::State("not an inbound party".into()))
+            }
+            _ => match self.description(&[]) {
+                Ok(sdp) => {
+                    self.answer_with(Some(("application/sdp".to_owned(), sdp)));
+                    Ok(())
+                }
+                Err(failure) => {
+                    let r = self.invite.failure(&failure, &self.inner.config.domain);
+                    self.invite.respond(r);
+                    self.leg.state = LegState::Ended;
+                    Err(ChannelError::Media(
+                        failure.status(),
+                        failure.text().to_owned(),
+                    ))
+                }
+            },
+        };
+        Box::pin(async move { result })
     }
 
     fn reject(&mut self, code: u16, reason: Option<&str>, contact: Option<&str>) {

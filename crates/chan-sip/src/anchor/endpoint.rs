@@ -52,7 +52,7 @@ pub(super) fn audio_direction(sdp: &SessionDescription) -> Direction {
 }
 
 /// The encoding names of an offer's first audio section, in its order.
-pub(super) fn offered_names(sdp: &SessionDescription) -> Vec<String> {
+pub(crate) fn offered_names(sdp: &SessionDescription) -> Vec<String> {
     sdp.media
         .iter()
         .find(|m| m.media.eq_ignore_ascii_case("audio") && m.port != 0)

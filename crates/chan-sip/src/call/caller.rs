@@ -88,12 +88,16 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
         tx.respond(r);
         return;
     }
-    let mut media = CallMedia::new(inner.media.clone());
-    if let Err(failure) = media.set_caller_offer(&request.body) {
-        let r = tx.response_with_warning(failure.status(), &inner.config.domain, failure.text());
-        tx.respond(r);
-        return;
-    }
+    let offer = match crate::anchor::check_offer(&inner.media, &request.body) {
+        Ok(offer) => offer,
+        Err(failure) => {
+            let r =
+                tx.response_with_warning(failure.status(), &inner.config.domain, failure.text());
+            tx.respond(r);
+            return;
+        }
+    };
+    let media = CallMedia::new(inner.media.clone());
     if inner.draining.load(Ordering::Relaxed) {
         let mut r = tx.response_with_warning(503, &inner.config.domain, "shutting down");
         r.headers.push(HeaderName::RetryAfter, "30");
@@ -205,7 +209,7 @@ pub(crate) fn start(inner: Arc<Inner>, incoming: Incoming, mut tx: InviteTx) {
     // The caller is a channel from its INVITE on, owned by the call: its
     // dialog's requests come to the call's queue, served through it.
     let mut party = SipChannel::owned(inner.clone(), leg, None, events_tx.clone(), Side::Inbound);
-    party.offered(tx);
+    party.offered(tx, offer);
     let a = Inbound {
         max_forwards: incoming.request.max_forwards().unwrap_or(70),
         party,
@@ -332,23 +336,11 @@ fn details(incoming: &Incoming, call_id: &str, caller: &Caller, context: &str) -
 }
 
 impl Call {
-    /// What the caller gets as SDP (our answer, or our offer), on the
-    /// address it reaches us on.
+    /// What the caller gets as SDP (our answer, or our offer), on its
+    /// channel's own media, the callee's codec first.
     pub(super) async fn caller_sdp(&mut self) -> Result<Bytes, Failure> {
-        let ip = self
-            .inner
-            .endpoint
-            .local_addr_for(self.a.leg().dialog.transport, self.a.leg().dialog.peer)
-            .map(|a| a.ip());
-        let peer = self.a.leg().dialog.peer.ip();
-        let a = &mut self.a.party.media;
-        if a.is_none() {
-            *a = Some(self.media.caller_endpoint(ip)?);
-        }
-        let a = a
-            .as_deref_mut()
-            .ok_or_else(|| Failure::NoPorts("no media".into()))?;
-        self.media.caller_description(a, peer)
+        let prefer = self.media.callee_codec();
+        self.a.party.description(&prefer)
     }
 
     /// Answers the caller with 200 (and the body), which its channel

@@ -137,23 +137,17 @@ impl Call {
         if self.a.leg().state == LegState::Up {
             return Ok(());
         }
-        let body = match self.caller_sdp().await {
-            Ok(body) => body,
-            Err(failure) => {
-                let r = self
-                    .a
-                    .party
-                    .invite
-                    .failure(&failure, &self.inner.config.domain);
-                self.a.party.invite.respond(r);
-                self.finish(Disposition::Failed, failure.status(), "media");
-                return Err(ActionError::Failed(format!(
-                    "cannot answer: {}",
-                    failure.text()
-                )));
-            }
-        };
-        self.send_ok(Some(("application/sdp".to_owned(), body)));
+        // The caller's channel answers (our SDP on its own media), or
+        // refuses what it cannot answer.
+        if let Err(e) = pbx::Channel::answer(&mut self.a.party).await {
+            let (status, why) = match e {
+                pbx::ChannelError::Media(status, why) => (status, why),
+                other => (500, other.to_string()),
+            };
+            self.finish(Disposition::Failed, status, "media");
+            return Err(ActionError::Failed(format!("cannot answer: {why}")));
+        }
+        self.record.answered();
         self.lend_parties();
         self.media.listen().await;
         if matches!(self.phase, Phase::Routing) {

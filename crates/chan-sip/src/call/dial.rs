@@ -231,13 +231,8 @@ impl Call {
             .local_addr_for(dest.transport, dest.addr)
             .map(|a| a.ip());
         let only = dest.trunk.as_ref().and_then(|t| t.trunk.codecs.as_deref());
-        let caller_codec = self
-            .a
-            .party
-            .media
-            .as_deref()
-            .and_then(MediaEndpoint::codec_name);
-        self.media.callee_endpoint(ip, only, caller_codec)
+        let prefer = self.a.party.preferred();
+        self.media.callee_endpoint(ip, only, &prefer)
     }
 
     /// Starts a branch to `dest` on media of its own (a failover list,
