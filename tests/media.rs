@@ -916,54 +916,18 @@ fn a_callee_whose_183_brought_no_rtp_is_not_hung_up_at_its_answer() {
 /// then answers: both are heard both ways, neither is hung up.
 fn ringing_longer_than_the_rtp_timeout(announces: bool) {
     let o = office_with(None, "[media]\nrtp_timeout = \"1s\"\n");
-    let mut a = phone(&o, "1001");
-    let mut b = phone(&o, "1002");
-    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
-    let call = a
-        .call_sdp("1002", &[], &ra.sdp_offer(OFFER))
-        .expect("INVITE sent");
-    let incoming = b.incoming(WAIT).expect("callee gets the INVITE");
-    let b_media = media_of(&incoming.invite.body);
-    b.reply_sdp(
-        &incoming.invite,
-        &incoming.tag,
-        183,
-        &rb.sdp_answer(&["PCMU"]),
-    )
-    .unwrap();
-    let early = a.response(WAIT).expect("183 relayed");
-    assert_eq!(early.status, 183);
-    let a_media = media_of(&early.body);
+    let mut r = Ringing::new(&o, OFFER);
+    let a_media = r.early(&["PCMU"]);
     let ringing = Duration::from_millis(2200);
     if announces {
-        rb.send_tone(b_media.addr, 0, 2500.0, ringing)
+        r.rb.send_tone(r.b_media.addr, 0, 2500.0, ringing)
             .expect("send tone");
-        assert_heard("the ringing caller", &ra, a_media.addr, 40, 2500.0);
+        assert_heard("the ringing caller", &r.ra, a_media.addr, 40, 2500.0);
     } else {
         std::thread::sleep(ringing);
     }
-    b.reply_sdp(
-        &incoming.invite,
-        &incoming.tag,
-        200,
-        &rb.sdp_answer(&["PCMU"]),
-    )
-    .unwrap();
-    let (ok, _) = a.final_response(WAIT).expect("a final response");
-    assert_eq!(ok.status, 200, "{ok:?}");
-    let mut dialog = a.ack(&call, &ok).expect("ACK");
-    b.request("ACK", WAIT).expect("ACK for the callee");
-    ra.clear();
-    rb.clear();
-    exchange(
-        &ra,
-        (a_media.addr, 0, 1000.0),
-        &rb,
-        (b_media.addr, 0, 2000.0),
-    );
-    assert_heard("the callee", &rb, b_media.addr, 40, 1000.0);
-    assert_heard("the caller", &ra, a_media.addr, 40, 2000.0);
-    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+    let (dialog, _) = r.answer(&["PCMU"]);
+    r.talk_and_hang_up(&a_media, (0, 0), dialog);
 }
 
 #[test]
@@ -1191,48 +1155,103 @@ fn early_media_after_answer_replaces_the_ringback() {
 /// Early media before anyone answered: the callee's 183 with SDP reaches
 /// the caller as a 183 with the PBX's SDP (anchored), and the caller hears
 /// the callee's audio before the 200.
+/// A call from 1001 to 1002 that 1002's phone rings for: both phones,
+/// their RTP sockets, the caller's INVITE and the one 1002 got.
+struct Ringing {
+    a: Phone,
+    b: Phone,
+    ra: RtpPeer,
+    rb: RtpPeer,
+    call: testkit::OutCall,
+    incoming: testkit::InCall,
+    /// The PBX's media towards 1002, from its INVITE.
+    b_media: RemoteMedia,
+}
+
+impl Ringing {
+    /// 1001 calls 1002 offering `codecs`; 1002's phone gets the INVITE.
+    fn new(o: &Office, codecs: &[&str]) -> Ringing {
+        let mut a = phone(o, "1001");
+        let mut b = phone(o, "1002");
+        let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
+        let call = a
+            .call_sdp("1002", &[], &ra.sdp_offer(codecs))
+            .expect("INVITE sent");
+        let incoming = b.incoming(WAIT).expect("callee gets the INVITE");
+        let b_media = media_of(&incoming.invite.body);
+        Ringing {
+            a,
+            b,
+            ra,
+            rb,
+            call,
+            incoming,
+            b_media,
+        }
+    }
+
+    /// 1002 sends 183 with SDP in `codecs`, which the caller gets: the
+    /// PBX's media towards the caller, from that 183.
+    fn early(&mut self, codecs: &[&str]) -> RemoteMedia {
+        let (invite, tag) = (&self.incoming.invite, &self.incoming.tag);
+        self.b
+            .reply_sdp(invite, tag, 183, &self.rb.sdp_answer(codecs))
+            .unwrap();
+        let early = self.a.response(WAIT).expect("183 relayed");
+        assert_eq!(early.status, 183);
+        media_of(&early.body)
+    }
+
+    /// 1002 answers in `codecs`; the caller gets 200 and both ACK: the
+    /// caller's dialog, and the PBX's SDP in that 200.
+    fn answer(&mut self, codecs: &[&str]) -> (Dialog, RemoteMedia) {
+        let (invite, tag) = (&self.incoming.invite, &self.incoming.tag);
+        self.b
+            .reply_sdp(invite, tag, 200, &self.rb.sdp_answer(codecs))
+            .unwrap();
+        let (ok, _) = self.a.final_response(WAIT).expect("a final response");
+        assert_eq!(ok.status, 200, "{ok:?}");
+        let dialog = self.a.ack(&self.call, &ok).expect("ACK");
+        self.b.request("ACK", WAIT).expect("ACK for the callee");
+        (dialog, media_of(&ok.body))
+    }
+
+    /// Both talk at once, each in payload type `pt` (caller, callee), and
+    /// each hears the other, every packet in that type; then the caller
+    /// hangs up.
+    fn talk_and_hang_up(mut self, a_media: &RemoteMedia, pt: (u8, u8), mut dialog: Dialog) {
+        let (ra, rb) = (&self.ra, &self.rb);
+        ra.clear();
+        rb.clear();
+        exchange(
+            ra,
+            (a_media.addr, pt.0, 1000.0),
+            rb,
+            (self.b_media.addr, pt.1, 2000.0),
+        );
+        heard_in("the callee", rb, self.b_media.addr, 1000.0, pt.1);
+        heard_in("the caller", ra, a_media.addr, 2000.0, pt.0);
+        let bye = self.a.request_in(&mut dialog, "BYE", None).unwrap();
+        assert_eq!(bye.status, 200);
+    }
+}
+
 #[test]
 fn early_media_reaches_a_caller_that_is_still_ringing() {
     let o = office(None);
-    let mut a = phone(&o, "1001");
-    let mut b = phone(&o, "1002");
-    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
-    let call = a
-        .call_sdp("1002", &[], &ra.sdp_offer(OFFER))
-        .expect("INVITE sent");
-    let incoming = b.incoming(WAIT).expect("callee gets the INVITE");
-    let b_media = media_of(&incoming.invite.body);
-    b.reply_sdp(
-        &incoming.invite,
-        &incoming.tag,
-        183,
-        &rb.sdp_answer(&["PCMU", "telephone-event"]),
-    )
-    .unwrap();
-    let early = a.response(WAIT).expect("183 relayed");
-    assert_eq!(early.status, 183);
-    let a_media = media_of(&early.body);
+    let mut r = Ringing::new(&o, OFFER);
+    let a_media = r.early(&["PCMU", "telephone-event"]);
     assert_ne!(
         a_media.addr,
-        rb.local_addr(),
+        r.rb.local_addr(),
         "anchored, not the callee's own address"
     );
-    rb.send_tone(b_media.addr, 0, 2500.0, TONE)
+    r.rb.send_tone(r.b_media.addr, 0, 2500.0, TONE)
         .expect("send tone");
-    ra.settle(Duration::from_millis(200), WAIT);
-    assert_heard("the ringing caller", &ra, a_media.addr, 40, 2500.0);
-    b.reply_sdp(
-        &incoming.invite,
-        &incoming.tag,
-        200,
-        &rb.sdp_answer(&["PCMU", "telephone-event"]),
-    )
-    .unwrap();
-    let (ok, _) = a.final_response(WAIT).expect("200 relayed");
-    assert_eq!(ok.status, 200);
-    let mut dialog = a.ack(&call, &ok).expect("ACK");
-    b.request("ACK", WAIT).expect("ACK for the callee");
-    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+    r.ra.settle(Duration::from_millis(200), WAIT);
+    assert_heard("the ringing caller", &r.ra, a_media.addr, 40, 2500.0);
+    let (dialog, _) = r.answer(&["PCMU", "telephone-event"]);
+    r.talk_and_hang_up(&a_media, (0, 0), dialog);
 }
 
 #[test]
@@ -1242,60 +1261,20 @@ fn a_callee_that_answers_in_another_codec_than_its_early_media_is_heard_in_it() 
     // that carried the early media restarts in the answer's codec and
     // transcodes; the caller keeps the codec its 183 gave it.
     let o = office(None);
-    let mut a = phone(&o, "1001");
-    let mut b = phone(&o, "1002");
-    let (ra, rb) = (RtpPeer::localhost(), RtpPeer::localhost());
-    let call = a
-        .call_sdp("1002", &[], &ra.sdp_offer(&["PCMU"]))
-        .expect("INVITE sent");
-    let incoming = b.incoming(WAIT).expect("callee gets the INVITE");
-    let b_media = media_of(&incoming.invite.body);
+    let mut r = Ringing::new(&o, &["PCMU"]);
     assert!(
-        b_media.payload_types.contains(&8),
+        r.b_media.payload_types.contains(&8),
         "the callee is offered PCMA too: {:?}",
-        b_media.payload_types
+        r.b_media.payload_types
     );
-    b.reply_sdp(
-        &incoming.invite,
-        &incoming.tag,
-        183,
-        &rb.sdp_answer(&["PCMU"]),
-    )
-    .unwrap();
-    let early = a.response(WAIT).expect("183 relayed");
-    assert_eq!(early.status, 183);
-    let a_media = media_of(&early.body);
-    rb.send_tone(b_media.addr, 0, 2500.0, TONE)
+    let a_media = r.early(&["PCMU"]);
+    r.rb.send_tone(r.b_media.addr, 0, 2500.0, TONE)
         .expect("send tone");
-    ra.settle(Duration::from_millis(200), WAIT);
-    assert_heard("the ringing caller", &ra, a_media.addr, 40, 2500.0);
-    b.reply_sdp(
-        &incoming.invite,
-        &incoming.tag,
-        200,
-        &rb.sdp_answer(&["PCMA"]),
-    )
-    .unwrap();
-    let (ok, _) = a.final_response(WAIT).expect("200 relayed");
-    assert_eq!(ok.status, 200);
-    assert_eq!(
-        media_of(&ok.body).voice,
-        Some(0),
-        "the caller stays on PCMU"
-    );
-    let mut dialog = a.ack(&call, &ok).expect("ACK");
-    b.request("ACK", WAIT).expect("ACK for the callee");
-    ra.clear();
-    rb.clear();
-    exchange(
-        &ra,
-        (a_media.addr, 0, 1000.0),
-        &rb,
-        (b_media.addr, 8, 2000.0),
-    );
-    heard_in("the callee", &rb, b_media.addr, 1000.0, 8);
-    heard_in("the caller", &ra, a_media.addr, 2000.0, 0);
-    assert_eq!(a.request_in(&mut dialog, "BYE", None).unwrap().status, 200);
+    r.ra.settle(Duration::from_millis(200), WAIT);
+    assert_heard("the ringing caller", &r.ra, a_media.addr, 40, 2500.0);
+    let (dialog, ours) = r.answer(&["PCMA"]);
+    assert_eq!(ours.voice, Some(0), "the caller stays on PCMU");
+    r.talk_and_hang_up(&a_media, (0, 8), dialog);
 }
 
 #[test]
