@@ -17,12 +17,11 @@
 //! heard (its endpoint settles its 18x and 2xx), the bridged party's
 //! `SipChannel`; each answers its own phone's offers (the call gives a
 //! leg back whenever nothing runs on it, and takes it again for what it
-//! starts). What `CallMedia` adds is the caller's offer until our answer,
-//! the codecs each side prefers, and the stage. What plays on the two legs is `pbx`'s
-//! [`pbx::Stage`] (bridge, hold music, prompts, ringback, recording,
-//! echo): each step here lends it the legs parked in the endpoints and
-//! takes back those it leaves idle, so an endpoint always holds its leg
-//! when nothing runs on it (and watches it, and sets its codec).
+//! starts, so an endpoint holds its leg when nothing runs on it, and
+//! watches it, and sets its codec). What `CallMedia` adds is the codec
+//! each side's lent leg has, and the stage: what plays on the two legs
+//! is `pbx`'s [`pbx::Stage`] (bridge, hold music, prompts, ringback,
+//! recording, echo).
 
 mod endpoint;
 
@@ -222,8 +221,7 @@ pub(crate) struct CallMedia {
     /// back: its codec, to put first towards the caller.
     callee_lent: Option<&'static str>,
     /// What plays on the two legs (`pbx`'s: protocol-free), lent by the
-    /// endpoints here before each step and given back after it, and by
-    /// the bridged party's channel.
+    /// parties' keepers.
     stage: pbx::Stage,
 }
 
@@ -275,23 +273,16 @@ impl CallMedia {
         Ok((party, offer))
     }
 
-    /// Runs `step` on the stage, with the legs the parties' keepers lent
-    /// it (idle ones stay there until the call gives them back).
-    async fn on_stage<T>(&mut self, step: impl AsyncFnOnce(&mut pbx::Stage) -> T) -> T {
-        step(&mut self.stage).await
-    }
-
     /// Joins the caller's and the callee's media.
     pub async fn bridge(&mut self) {
-        self.on_stage(async |s| s.bridge().await).await;
+        self.stage.bridge().await;
     }
 
     /// `holder` put the call on hold: the other side hears `music`, looped,
     /// continuing the stream it was getting; the holder's leg is parked,
     /// so it gets nothing.
     pub async fn hold(&mut self, holder: Which, music: Arc<Prompt>) {
-        self.on_stage(async |s| s.hold(stage_side(holder), music).await)
-            .await;
+        self.stage.hold(stage_side(holder), music).await;
     }
 
     /// Who holds the call, if one side does.
@@ -304,7 +295,7 @@ impl CallMedia {
 
     /// The hold ends: the music stops and the two sides are joined again.
     pub async fn unhold(&mut self) {
-        self.on_stage(async |s| s.unhold().await).await;
+        self.stage.unhold().await;
     }
 
     /// The music class `name` (`sounds/moh/NAME.wav`), if it was loaded.
@@ -314,12 +305,12 @@ impl CallMedia {
 
     /// Sends the caller's media back to it.
     pub async fn echo(&mut self) {
-        self.on_stage(async |s| s.echo().await).await;
+        self.stage.echo().await;
     }
 
     /// The caller alone with nothing playing (after answering).
     pub async fn listen(&mut self) {
-        self.on_stage(async |s| s.listen()).await;
+        self.stage.listen();
     }
 
     /// Plays `prompt` to the caller; `done` hears when it has been played.
@@ -328,13 +319,13 @@ impl CallMedia {
         prompt: Arc<Prompt>,
         done: oneshot::Sender<Result<(), ActionError>>,
     ) {
-        self.on_stage(async |s| s.play(prompt, done).await).await;
+        self.stage.play(prompt, done).await;
     }
 
     /// Stops the prompt playing, if one is (barge-in): the caller is
     /// listened to again.
     pub async fn stop_playing(&mut self) {
-        self.on_stage(async |s| s.stop_playing().await).await;
+        self.stage.stop_playing().await;
     }
 
     /// Ringback to the caller (answered already) while a dial rings.
@@ -342,7 +333,7 @@ impl CallMedia {
         let Some(tone) = media::tones::ringback(self.config.tone_zone) else {
             return;
         };
-        self.on_stage(async |s| s.ringback(tone).await).await;
+        self.stage.ringback(tone).await;
     }
 
     /// Whether the caller hears ringback.
@@ -352,7 +343,7 @@ impl CallMedia {
 
     /// The ringback ends (the dial did): the caller is listened to.
     pub async fn stop_ringback(&mut self) {
-        self.on_stage(async |s| s.stop_ringback().await).await;
+        self.stage.stop_ringback().await;
     }
 
     /// Starts recording the caller, for at most `max`.
@@ -361,13 +352,13 @@ impl CallMedia {
         max: Duration,
         silence: Option<Duration>,
     ) -> Result<Arc<tokio::sync::Notify>, ActionError> {
-        self.on_stage(async |s| s.record(max, silence).await).await
+        self.stage.record(max, silence).await
     }
 
     /// Stops the recording (running, or cut off by the call's end) and
     /// hands it over.
     pub async fn stop_recording(&mut self) -> Option<Recording> {
-        self.on_stage(async |s| s.stop_recording().await).await
+        self.stage.stop_recording().await
     }
 
     /// A digit `from` sent in SIP INFO, `duration` long (DTMF
@@ -422,10 +413,10 @@ impl CallMedia {
 }
 
 impl CallMedia {
-    /// Stops what runs on the legs and gives them back to the endpoints
-    /// here; nothing runs until told.
+    /// Stops what runs on the legs, which stay in the stage, idle, for
+    /// the call to give back; nothing runs until told.
     async fn stop_all(&mut self) {
-        self.on_stage(async |s| s.stop_all().await).await;
+        self.stage.stop_all().await;
     }
 
     /// The callee's leg, lent by whoever keeps its endpoint (the bridged
@@ -459,12 +450,12 @@ impl CallMedia {
     /// [`go_on`](Self::go_on) (a party's new codec: its leg goes back to
     /// its keeper meanwhile).
     pub async fn suspend(&mut self) -> pbx::Suspended {
-        self.on_stage(async |s| s.suspend().await).await
+        self.stage.suspend().await
     }
 
     /// Starts again what [`suspend`](Self::suspend) stopped.
     pub async fn go_on(&mut self, suspended: pbx::Suspended) {
-        self.on_stage(async |s| s.go_on(suspended)).await;
+        self.stage.go_on(suspended);
     }
 
     /// The caller's leg, lent by its channel, as side `A`'s.

@@ -227,11 +227,6 @@ impl Inbound {
     fn leg_mut(&mut self) -> &mut SipLeg {
         &mut self.party.leg
     }
-
-    /// The caller's channel.
-    fn channel_mut(&mut self) -> &mut crate::channel::SipChannel {
-        &mut self.party
-    }
 }
 
 /// A call's outbound branches by number: a call has one or a few, so a
@@ -582,7 +577,7 @@ impl Call {
     /// Lends the call's media the answered caller's leg, when its channel
     /// has it (before anything that runs on it starts).
     fn lend_caller(&mut self) {
-        if let Some(leg) = pbx::Channel::take_media(self.a.channel_mut()) {
+        if let Some(leg) = pbx::Channel::take_media(&mut self.a.party) {
             self.media.lend_caller(leg);
         }
     }
@@ -590,7 +585,7 @@ impl Call {
     /// `which`'s channel: the answered caller's, or the bridged party's.
     fn party_channel(&mut self, which: Which) -> Option<&mut crate::channel::SipChannel> {
         match which {
-            Which::A => Some(self.a.channel_mut()),
+            Which::A => Some(&mut self.a.party),
             Which::B => self.phase.bridge_mut().map(|b| &mut b.leg),
         }
     }
@@ -599,7 +594,7 @@ impl Call {
     /// on it.
     fn settle_caller(&mut self) {
         if let Some(leg) = self.media.idle_caller() {
-            pbx::Channel::give_media(self.a.channel_mut(), leg);
+            pbx::Channel::give_media(&mut self.a.party, leg);
         }
     }
 

@@ -173,6 +173,26 @@ impl SipChannel {
         Ok(bytes)
     }
 
+    /// Answers an inbound party not answered yet: our 200 with its SDP
+    /// ([`description`](Self::description), the `prefer`red codecs
+    /// first). What cannot be answered (no ports, an SDP we cannot use)
+    /// gets the failure status with a Warning (RFC 3261 §20.43), and the
+    /// channel ends.
+    pub(crate) fn answer_preferring(&mut self, prefer: &[String]) -> Result<(), Failure> {
+        match self.description(prefer) {
+            Ok(sdp) => {
+                self.answer_with(Some(("application/sdp".to_owned(), sdp)));
+                Ok(())
+            }
+            Err(failure) => {
+                let r = self.invite.failure(&failure, &self.inner.config.domain);
+                self.invite.respond(r);
+                self.leg.state = LegState::Ended;
+                Err(failure)
+            }
+        }
+    }
+
     /// The codecs to put first in an offer to the party it is to talk
     /// to: the one it settled on, else those its INVITE offered.
     pub(crate) fn preferred(&self) -> Vec<String> {
@@ -574,21 +594,9 @@ impl Channel for SipChannel {
             _ if self.invite.is_answered() => {
                 Err(ChannelError::State("not an inbound party".into()))
             }
-            _ => match self.description(&[]) {
-                Ok(sdp) => {
-                    self.answer_with(Some(("application/sdp".to_owned(), sdp)));
-                    Ok(())
-                }
-                Err(failure) => {
-                    let r = self.invite.failure(&failure, &self.inner.config.domain);
-                    self.invite.respond(r);
-                    self.leg.state = LegState::Ended;
-                    Err(ChannelError::Media(
-                        failure.status(),
-                        failure.text().to_owned(),
-                    ))
-                }
-            },
+            _ => self
+                .answer_preferring(&[])
+                .map_err(|f| ChannelError::Media(f.status(), f.text().to_owned())),
         };
         Box::pin(async move { result })
     }

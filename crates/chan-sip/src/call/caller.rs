@@ -6,14 +6,13 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::Bytes;
 use pbx::{CallDetails, CallHandle, Cdr, DialStatus, LegState, Party, RouteEnd};
 use sip_net::{Incoming, InviteTx};
 use sip_proto::{HeaderName, Request, Uri};
 
 use super::{Call, Inbound};
 use crate::admit::Caller;
-use crate::anchor::{CallMedia, Failure};
+use crate::anchor::CallMedia;
 use crate::channel::SipChannel;
 use crate::dialog::Dialog;
 use crate::leg::{SipLeg, our_contact};
@@ -332,21 +331,5 @@ fn details(incoming: &Incoming, call_id: &str, caller: &Caller, context: &str) -
         transferred_by: None,
         transfer_failed: None,
         identity: None,
-    }
-}
-
-impl Call {
-    /// What the caller gets as SDP (our answer, or our offer), on its
-    /// channel's own media, the callee's codec first.
-    pub(super) async fn caller_sdp(&mut self) -> Result<Bytes, Failure> {
-        let prefer = self.media.callee_codec();
-        self.a.party.description(&prefer)
-    }
-
-    /// Answers the caller with 200 (and the body), which its channel
-    /// sends again until the ACK (§13.3.1.4).
-    pub(super) fn send_ok(&mut self, body: Option<(String, Bytes)>) {
-        self.a.party.answer_with(body);
-        self.record.answered();
     }
 }

@@ -669,22 +669,16 @@ impl Call {
     /// media cannot be answered (the call is over then).
     pub(super) async fn answer_and_bridge(&mut self) -> bool {
         if self.a.leg().state != LegState::Up {
-            match self.caller_sdp().await {
-                Ok(body) => self.send_ok(Some(("application/sdp".to_owned(), body))),
-                Err(failure) => {
-                    let r = self
-                        .a
-                        .party
-                        .invite
-                        .failure(&failure, &self.inner.config.domain);
-                    self.a.party.invite.respond(r);
-                    if let Some(b) = self.phase.bridge_mut() {
-                        b.leg.leg.bye();
-                    }
-                    self.finish(Disposition::Failed, failure.status(), "media");
-                    return false;
+            // The callee's codec first: no transcoding when the caller has it.
+            let prefer = self.media.callee_codec();
+            if let Err(failure) = self.a.party.answer_preferring(&prefer) {
+                if let Some(b) = self.phase.bridge_mut() {
+                    b.leg.leg.bye();
                 }
+                self.finish(Disposition::Failed, failure.status(), "media");
+                return false;
             }
+            self.record.answered();
             self.publish();
         }
         self.bridge_media().await;
@@ -733,7 +727,8 @@ impl Call {
 
     async fn early_media(&mut self, id: u32, body: &Bytes, peer: IpAddr) -> Option<Bytes> {
         self.hear_branch(id, body, peer, false).await.ok()?;
-        let ours = self.caller_sdp().await.ok()?;
+        let prefer = self.media.callee_codec();
+        let ours = self.a.party.description(&prefer).ok()?;
         self.lend_parties();
         self.media.bridge().await;
         Some(ours)
